@@ -1,0 +1,635 @@
+package bridge
+
+import (
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/tidwall/gjson"
+)
+
+// NormalizerConfig configures a Normalizer. The zero value uses the defaults.
+type NormalizerConfig struct {
+	// PhoneRegion is the region numbers without a country code are read in
+	// (SCREENPOP_PHONE_REGION). Default "US".
+	PhoneRegion string
+	// TombstoneTTL is how long a finished conversation (every tracked agent
+	// leg disconnected) is remembered after its last snapshot, so that late
+	// or repeated snapshots of it produce nothing. Default 10m; keep it at
+	// least the JetStream duplicate window.
+	TombstoneTTL time.Duration
+	// IdleTTL is how long a conversation that never finished (its disconnect
+	// was lost in a gap) is remembered after its last snapshot. Default 12h,
+	// a long conversation.
+	IdleTTL time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Registerer receives the normalizer's metrics; nil registers none.
+	Registerer prometheus.Registerer
+}
+
+const (
+	defaultTombstoneTTL = 10 * time.Minute
+	defaultIdleTTL      = 12 * time.Hour
+)
+
+// Normalizer turns Genesys conversation snapshots into events: exactly one
+// Event per (conversation, agent participant, media, state).
+//
+// Genesys sends the whole conversation on every change anywhere in it, more
+// than once, and not always in order. For each snapshot the Normalizer finds
+// the watched agent's participants (one per offer of the conversation to
+// that agent) and, per media, the communication that is live; it maps that to
+// a State and emits an Event only when the leg moves forward (alerting and
+// dialing < connected < disconnected). A repeated snapshot is a duplicate and
+// an older one is stale: both are counted and produce nothing.
+//
+// State is bounded: a finished conversation stays as a tombstone for
+// TombstoneTTL after its last snapshot, an unfinished one is forgotten
+// IdleTTL after its last snapshot. Expired conversations are swept by
+// Normalize itself, at most every TombstoneTTL/2, so no goroutine runs.
+//
+// Concurrency: Normalize is safe for concurrent use. Parsing runs without a
+// lock; deciding and recording the state change runs under one mutex, so two
+// goroutines handing in the same snapshot (a second channel, a
+// reconciliation) produce one event between them.
+type Normalizer struct {
+	log       zerolog.Logger
+	region    string
+	tombTTL   time.Duration
+	idleTTL   time.Duration
+	sweepGap  time.Duration
+	now       func() time.Time
+	views     sync.Pool
+	m         normalizerMetrics
+	mu        sync.Mutex
+	convs     map[string]*convState
+	legs      int
+	finished  int
+	nextSweep time.Time
+}
+
+// convState is what the normalizer remembers of one conversation.
+type convState struct {
+	legs     []legState
+	lastSeen time.Time
+	finished bool // every leg disconnected: a tombstone
+}
+
+// legState is the last state emitted for one agent participant and media.
+type legState struct {
+	participant string
+	media       Media
+	state       State
+}
+
+type normalizerMetrics struct {
+	snapshots    prometheus.Counter
+	invalid      *prometheus.CounterVec
+	events       *prometheus.CounterVec
+	duplicates   prometheus.Counter
+	stale        prometheus.Counter
+	unknownMedia prometheus.Counter
+	unknownState prometheus.Counter
+	expired      *prometheus.CounterVec
+}
+
+// NewNormalizer returns a Normalizer. It fails on an unknown PhoneRegion or a
+// metric that cannot be registered.
+func NewNormalizer(cfg NormalizerConfig, log zerolog.Logger) (*Normalizer, error) {
+	if cfg.PhoneRegion == "" {
+		cfg.PhoneRegion = "US"
+	}
+	if !validPhoneRegion(cfg.PhoneRegion) {
+		return nil, fmt.Errorf("new normalizer: unknown phone region %q (want an ISO 3166 code such as US or GB)", cfg.PhoneRegion)
+	}
+	if cfg.TombstoneTTL <= 0 {
+		cfg.TombstoneTTL = defaultTombstoneTTL
+	}
+	if cfg.IdleTTL <= 0 {
+		cfg.IdleTTL = defaultIdleTTL
+	}
+	if cfg.IdleTTL < cfg.TombstoneTTL {
+		cfg.IdleTTL = cfg.TombstoneTTL
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	n := &Normalizer{
+		log:      log.With().Str("component", "bridge").Str("stage", "normalize").Logger(),
+		region:   strings.ToUpper(cfg.PhoneRegion),
+		tombTTL:  cfg.TombstoneTTL,
+		idleTTL:  cfg.IdleTTL,
+		sweepGap: cfg.TombstoneTTL / 2,
+		now:      cfg.Now,
+		convs:    make(map[string]*convState),
+	}
+	n.views.New = func() any { return &snapView{parts: make([]partView, 0, 8)} }
+	n.nextSweep = n.now().Add(n.sweepGap)
+	n.m = normalizerMetrics{
+		snapshots: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "screenpop_bridge_normalizer_snapshots_total", Help: "Conversation snapshots handed to the normalizer."}),
+		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "screenpop_bridge_normalizer_invalid_snapshots_total", Help: "Snapshots skipped as malformed, by reason."}, []string{"reason"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "screenpop_bridge_normalizer_events_total", Help: "Events emitted, by media and state."}, []string{"media", "state"}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "screenpop_bridge_normalizer_duplicates_total", Help: "Agent legs seen again in the state already emitted (suppressed)."}),
+		stale: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "screenpop_bridge_normalizer_stale_total", Help: "Agent legs seen in an earlier state than already emitted: out-of-order snapshots (suppressed)."}),
+		unknownMedia: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "screenpop_bridge_normalizer_unknown_media_total", Help: "Snapshots whose agent participant has only media version 1 does not map (video, cobrowse, ...)."}),
+		unknownState: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "screenpop_bridge_normalizer_unmapped_states_total", Help: "Agent communications in a state that maps to no event (scheduled, parked, none, ...)."}),
+		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "screenpop_bridge_normalizer_forgotten_total", Help: "Conversations dropped from the normalizer's state, by kind (tombstone, idle)."}, []string{"kind"}),
+	}
+	if r := cfg.Registerer; r != nil {
+		cs := []prometheus.Collector{n.m.snapshots, n.m.invalid, n.m.events, n.m.duplicates, n.m.stale, n.m.unknownMedia, n.m.unknownState, n.m.expired,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "screenpop_bridge_normalizer_conversations", Help: "Conversations the normalizer remembers (live and tombstones)."},
+				func() float64 { return float64(n.Status().Conversations) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "screenpop_bridge_normalizer_legs", Help: "Agent legs the normalizer remembers."},
+				func() float64 { return float64(n.Status().Legs) }),
+		}
+		for _, c := range cs {
+			if err := r.Register(c); err != nil {
+				return nil, fmt.Errorf("new normalizer: register metrics: %w", err)
+			}
+		}
+	}
+	return n, nil
+}
+
+// NormalizerStatus is the normalizer's state size, for /status.
+type NormalizerStatus struct {
+	Conversations int `json:"conversations"` // remembered, live and finished
+	Tombstones    int `json:"tombstones"`    // finished, kept to absorb late snapshots
+	Legs          int `json:"legs"`          // agent legs across them
+}
+
+// Status returns the normalizer's state size.
+func (n *Normalizer) Status() NormalizerStatus {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return NormalizerStatus{Conversations: len(n.convs), Tombstones: n.finished, Legs: n.legs}
+}
+
+// candidate is one agent leg of a snapshot with its mapped state.
+type candidate struct {
+	part, comm int
+	state      State
+	direction  string
+}
+
+// Normalize returns the events s causes: none for a snapshot that changes no
+// agent leg of s.Agent (most of them), usually one, and several when one
+// snapshot finishes one leg and starts another. s.Body is read, not kept,
+// and must not change during the call. Malformed snapshots are counted,
+// logged without their content and produce nothing.
+func (n *Normalizer) Normalize(s Snapshot) []Event {
+	n.m.snapshots.Inc()
+	agent := s.Agent
+	if agent == "" {
+		agent = agentFromTopic(s.Topic)
+	}
+	if !ValidSubjectToken(string(agent)) {
+		n.invalid("agent", s)
+		return nil
+	}
+	body := bytesString(s.Body)
+	if !gjson.Valid(body) {
+		n.invalid("json", s)
+		return nil
+	}
+	v := n.views.Get().(*snapView)
+	defer func() { v.reset(); n.views.Put(v) }()
+	parseSnapshot(body, v)
+	if v.conversationID == "" || strings.ContainsRune(v.conversationID, ':') || !ValidSubjectToken(v.conversationID) {
+		n.invalid("conversation_id", s)
+		return nil
+	}
+
+	var buf [8]candidate
+	cands := buf[:0]
+	otherMedia := false
+	for i := range v.parts {
+		p := &v.parts[i]
+		if p.userID != string(agent) || p.id == "" || strings.ContainsRune(p.id, ':') {
+			continue
+		}
+		found := false
+		for _, m := range [...]Media{MediaVoice, MediaCallback, MediaChat, MediaMessage, MediaEmail} {
+			j := liveComm(p.comms, m)
+			if j < 0 {
+				continue
+			}
+			found = true
+			st, dir, ok := legStateOf(&p.comms[j], p.endTime != "")
+			if !ok {
+				n.m.unknownState.Inc()
+				continue
+			}
+			cands = append(cands, candidate{part: i, comm: j, state: st, direction: dir})
+		}
+		if !found && p.otherMedia {
+			otherMedia = true
+		}
+	}
+	if len(cands) == 0 {
+		if otherMedia {
+			n.m.unknownMedia.Inc()
+		}
+		return nil
+	}
+
+	emit := n.record(v, cands)
+	if emit == 0 {
+		return nil
+	}
+	return n.events(s, agent, v, cands, emit)
+}
+
+// record decides, under the lock, which candidates are state changes,
+// records them and returns them as a bit set.
+func (n *Normalizer) record(v *snapView, cands []candidate) (emit uint64) {
+	now := n.now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	conv := n.convs[v.conversationID]
+	for k, c := range cands {
+		if k >= 64 {
+			break // more than 64 live legs of one agent in one snapshot: not a real conversation
+		}
+		p := &v.parts[c.part]
+		m := p.comms[c.comm].media
+		var leg *legState
+		if conv != nil {
+			for i := range conv.legs {
+				if conv.legs[i].participant == p.id && conv.legs[i].media == m {
+					leg = &conv.legs[i]
+					break
+				}
+			}
+		}
+		switch {
+		case leg == nil:
+			if conv == nil {
+				conv = &convState{}
+				n.convs[strings.Clone(v.conversationID)] = conv
+			}
+			conv.legs = append(conv.legs, legState{participant: strings.Clone(p.id), media: m, state: c.state})
+			n.legs++
+		case leg.state.Rank() == c.state.Rank():
+			n.m.duplicates.Inc()
+			continue
+		case leg.state.Rank() > c.state.Rank():
+			n.m.stale.Inc()
+			n.log.Debug().Str("conversation_id", v.conversationID).Str("participant_id", p.id).
+				Str("media", string(m)).Str("state", string(c.state)).Str("have_state", string(leg.state)).
+				Msg("stale snapshot suppressed")
+			continue
+		default:
+			leg.state = c.state
+		}
+		emit |= 1 << k
+	}
+	if conv != nil {
+		conv.lastSeen = now
+		fin := true
+		for i := range conv.legs {
+			if conv.legs[i].state != StateDisconnected {
+				fin = false
+				break
+			}
+		}
+		if fin != conv.finished {
+			conv.finished = fin
+			if fin {
+				n.finished++
+			} else {
+				n.finished--
+			}
+		}
+	}
+	if !now.Before(n.nextSweep) {
+		n.sweepLocked(now)
+	}
+	return emit
+}
+
+// sweepLocked forgets expired conversations.
+func (n *Normalizer) sweepLocked(now time.Time) {
+	for id, c := range n.convs {
+		age := now.Sub(c.lastSeen)
+		switch {
+		case c.finished && age >= n.tombTTL:
+			n.m.expired.WithLabelValues("tombstone").Inc()
+			n.finished--
+		case age >= n.idleTTL:
+			n.m.expired.WithLabelValues("idle").Inc()
+			n.log.Debug().Str("conversation_id", id).Msg("unfinished conversation forgotten")
+		default:
+			continue
+		}
+		n.legs -= len(c.legs)
+		delete(n.convs, id)
+	}
+	n.nextSweep = now.Add(n.sweepGap)
+}
+
+// events builds the events of the emitted candidates.
+func (n *Normalizer) events(s Snapshot, agent AgentID, v *snapView, cands []candidate, emit uint64) []Event {
+	internal := true
+	cust := -1
+	for i := range v.parts {
+		switch strings.ToLower(v.parts[i].purpose) {
+		case "customer":
+			internal = false
+			if cust < 0 || !strings.EqualFold(v.parts[cust].purpose, "customer") {
+				cust = i
+			}
+		case "external":
+			internal = false
+			if cust < 0 {
+				cust = i
+			}
+		}
+	}
+	var customer Customer
+	if cust >= 0 {
+		customer = n.customerOf(&v.parts[cust])
+	}
+	convID := ConversationID(strings.Clone(v.conversationID))
+	out := make([]Event, 0, 1)
+	for k, c := range cands {
+		if k >= 64 || emit&(1<<k) == 0 {
+			continue
+		}
+		p := &v.parts[c.part]
+		comm := &p.comms[c.comm]
+		e := Event{
+			ConversationID: convID,
+			Agent:          AgentLeg{UserID: AgentID(strings.Clone(string(agent))), ParticipantID: ParticipantID(strings.Clone(p.id))},
+			Media:          comm.media,
+			State:          c.state,
+			Direction:      c.direction,
+			Internal:       internal,
+			QueueID:        strings.Clone(queueOf(v, p, cust)),
+			Customer:       customer,
+			ReceivedAt:     NewTime(s.ReceivedAt),
+		}
+		if len(out) > 0 && customer.Attributes != nil {
+			e.Customer.Attributes = maps.Clone(customer.Attributes)
+		}
+		if cust >= 0 && c.direction == DirectionInbound {
+			e.DNIS = n.dnisOf(&v.parts[cust], comm.media)
+		}
+		switch c.state {
+		case StateConnected:
+			e.OccurredAt = parseTime(comm.connectedTime)
+		case StateDisconnected:
+			e.OccurredAt = parseTime(comm.disconnectedTime)
+			if e.OccurredAt.IsZero() {
+				e.OccurredAt = parseTime(p.endTime)
+			}
+		}
+		n.m.events.WithLabelValues(string(e.Media), string(e.State)).Inc()
+		n.log.Debug().Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(agent)).
+			Str("participant_id", string(e.Agent.ParticipantID)).Str("media", string(e.Media)).
+			Str("state", string(e.State)).Bool("internal", internal).Msg("event")
+		out = append(out, e)
+	}
+	return out
+}
+
+func (n *Normalizer) invalid(reason string, s Snapshot) {
+	n.m.invalid.WithLabelValues(reason).Inc()
+	// The topic names the agent (an id); the body is never logged.
+	n.log.Warn().Str("reason", reason).Str("topic", s.Topic).Int("bytes", len(s.Body)).Msg("malformed snapshot skipped")
+}
+
+// liveComm returns the index of the communication of media m that stands
+// for the leg: the most advanced live one (connected, then alerting or
+// dialing), else an ended one; -1 when the participant has none of m.
+func liveComm(comms []commView, m Media) int {
+	best, bestScore := -1, -1
+	for i := range comms {
+		if comms[i].media != m {
+			continue
+		}
+		score := 0
+		switch comms[i].state {
+		case "connected":
+			score = 3
+		case "alerting", "offering", "dialing", "contacting":
+			score = 2
+		case "disconnected", "terminated":
+			score = 1
+		}
+		if score > bestScore {
+			best, bestScore = i, score
+		}
+	}
+	return best
+}
+
+// legStateOf maps a communication to screenpop's state and direction. ok is
+// false for states that are no step of an agent leg (scheduled, parked,
+// transmitting, none, ...). A participant that has ended is disconnected
+// whatever its communication still says.
+func legStateOf(c *commView, ended bool) (st State, dir string, ok bool) {
+	switch {
+	case strings.EqualFold(c.direction, DirectionOutbound):
+		dir = DirectionOutbound
+	case strings.EqualFold(c.direction, DirectionInbound):
+		dir = DirectionInbound
+	case c.initialState == "dialing" || c.initialState == "contacting":
+		dir = DirectionOutbound // chats have no direction: the agent started it
+	default:
+		dir = DirectionInbound
+	}
+	if ended {
+		return StateDisconnected, dir, true
+	}
+	switch c.state {
+	case "alerting", "offering":
+		st = StateAlerting
+	case "dialing", "contacting":
+		if dir == DirectionOutbound {
+			st = StateDialing
+		} else {
+			st = StateAlerting // the platform is still reaching the agent's station
+		}
+	case "connected":
+		st = StateConnected
+	case "disconnected", "terminated":
+		st = StateDisconnected
+	default:
+		return "", dir, false
+	}
+	return st, dir, true
+}
+
+// queueOf is the queue the agent leg came through: the agent participant's
+// own queue, its routing data, the ACD participant's, else the customer's.
+func queueOf(v *snapView, p *partView, cust int) string {
+	if p.queueID != "" {
+		return p.queueID
+	}
+	if p.routingQueue != "" {
+		return p.routingQueue
+	}
+	q := ""
+	for i := range v.parts {
+		if strings.EqualFold(v.parts[i].purpose, "acd") {
+			if v.parts[i].queueID != "" {
+				q = v.parts[i].queueID
+			} else if v.parts[i].routingQueue != "" {
+				q = v.parts[i].routingQueue
+			}
+		}
+	}
+	if q == "" && cust >= 0 {
+		q = v.parts[cust].queueID
+	}
+	return q
+}
+
+// dnisOf is the number the customer dialled, in E.164: the customer call's
+// far end (other), or the messaging address it wrote to. "" when unknown or
+// not a number.
+func (n *Normalizer) dnisOf(p *partView, m Media) string {
+	for i := range p.comms {
+		c := &p.comms[i]
+		if c.media != m {
+			continue
+		}
+		var raw string
+		switch m {
+		case MediaVoice:
+			raw = c.otherAddr
+		case MediaMessage:
+			raw = c.toAddr
+		}
+		if e164, ok := ParsePhone(raw, n.region); ok {
+			return e164
+		}
+	}
+	return ""
+}
+
+// customerOf builds the customer from the conversation's customer (or
+// external) participant. Every string is copied out of the snapshot body.
+func (n *Normalizer) customerOf(p *partView) Customer {
+	var c Customer
+	var attrs map[string]string
+	if p.attrs.Exists() {
+		p.attrs.ForEach(func(k, val gjson.Result) bool {
+			if attrs == nil {
+				attrs = make(map[string]string)
+			}
+			if val.Type == gjson.String {
+				attrs[strings.Clone(k.Str)] = strings.Clone(val.Str)
+			} else if val.Type != gjson.Null {
+				attrs[strings.Clone(k.Str)] = strings.Clone(val.Raw)
+			}
+			return true
+		})
+	}
+	c.Attributes = attrs
+
+	hasEmail := false
+	addr := p.address
+	var phones [6]string
+	cand := phones[:0]
+	cand = append(cand, p.address)
+	for i := range p.comms {
+		cm := &p.comms[i]
+		switch cm.media {
+		case MediaVoice:
+			cand = append(cand, cm.selfAddr)
+			if addr == "" {
+				addr = cm.selfAddr
+			}
+		case MediaCallback:
+			cand = append(cand, cm.callbackNumber)
+			if addr == "" {
+				addr = cm.callbackNumber
+			}
+		case MediaMessage:
+			cand = append(cand, cm.fromAddr)
+			if addr == "" {
+				addr = cm.fromAddr
+			}
+		case MediaEmail:
+			hasEmail = true
+		}
+		if len(cand) == cap(cand)-1 {
+			break
+		}
+	}
+	cand = append(cand, attrs["context.phoneNumber"])
+	c.Address = strings.Clone(addr)
+	for _, raw := range cand {
+		if e164, ok := ParsePhone(raw, n.region); ok {
+			c.Phone = e164
+			break
+		}
+	}
+
+	switch {
+	case hasEmail && looksLikeEmail(strings.TrimPrefix(addr, "mailto:")):
+		c.Email = strings.Clone(strings.TrimPrefix(addr, "mailto:"))
+	case strings.HasPrefix(addr, "mailto:") && looksLikeEmail(addr[len("mailto:"):]):
+		c.Email = strings.Clone(addr[len("mailto:"):])
+	case attrs["context.email"] != "":
+		c.Email = attrs["context.email"]
+	case attrs["email"] != "":
+		c.Email = attrs["email"]
+	}
+
+	first, last := strings.TrimSpace(attrs["context.firstName"]), strings.TrimSpace(attrs["context.lastName"])
+	switch {
+	case first != "" || last != "":
+		c.Name = strings.TrimSpace(first + " " + last)
+	case p.name != "":
+		c.Name = strings.Clone(p.name)
+	default:
+		for i := range p.comms {
+			if nm := p.comms[i].fromName; nm != "" {
+				c.Name = strings.Clone(nm)
+				break
+			}
+			if nm := p.comms[i].callbackName; nm != "" {
+				c.Name = strings.Clone(nm)
+				break
+			}
+		}
+	}
+	return c
+}
+
+// looksLikeEmail is a plausibility check (one '@', something on both
+// sides), not validation: the directory looks the address up as given.
+func looksLikeEmail(s string) bool {
+	at := strings.IndexByte(s, '@')
+	return at > 0 && at < len(s)-1 && strings.Count(s, "@") == 1 && !strings.ContainsAny(s, " :<>")
+}
+
+// parseTime reads a Genesys timestamp; zero when absent or unreadable.
+func parseTime(s string) Time {
+	if s == "" {
+		return Time{}
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return Time{}
+	}
+	return NewTime(t)
+}

@@ -1,0 +1,87 @@
+package bridge
+
+import (
+	"strings"
+
+	"github.com/nyaruka/phonenumbers"
+)
+
+// maxPhoneInput bounds the work ParsePhone does on untrusted input: no real
+// address form of a phone number is longer.
+const maxPhoneInput = 128
+
+// ParsePhone turns a phone address as Genesys writes it into E.164 (+13175550123).
+// It accepts the forms seen in conversation snapshots and chat context:
+//
+//	tel:+13175550123            tel URI (parameters such as ;ext= are dropped)
+//	sip:+13175550123@host;user=phone   SIP URI whose user part is a number
+//	+1 (317) 555-0123           a number with punctuation
+//	3175550123                  a national number, read in region (ISO 3166 alpha-2, e.g. "US")
+//
+// It reports ok=false for anything that is not a possible number: a SIP URI
+// with a name (sip:alice@example.com), a chat guest address, an email, empty
+// or anonymous callers. It never panics on any input.
+func ParsePhone(raw, region string) (e164 string, ok bool) {
+	s := strings.TrimSpace(raw)
+	if s == "" || len(s) > maxPhoneInput {
+		return "", false
+	}
+	lower := strings.ToLower(s[:min(len(s), 5)])
+	switch {
+	case strings.HasPrefix(lower, "tel:"):
+		s = s[4:]
+		if i := strings.IndexByte(s, ';'); i >= 0 {
+			s = s[:i]
+		}
+	case strings.HasPrefix(lower, "sips:"):
+		s = sipUser(s[5:])
+	case strings.HasPrefix(lower, "sip:"):
+		s = sipUser(s[4:])
+	default:
+		if strings.IndexByte(s, '@') >= 0 {
+			return "", false // an email or a guest address, not a number
+		}
+	}
+	digits := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == '+' || c == ' ' || c == '-' || c == '(' || c == ')' || c == '.' || c == '/':
+		default:
+			return "", false
+		}
+	}
+	// E.164 allows at most 15 digits; a national number with a trunk or
+	// international prefix a few more.
+	if digits < 3 || digits > 20 {
+		return "", false
+	}
+	if region == "" {
+		region = "US"
+	}
+	num, err := phonenumbers.Parse(s, strings.ToUpper(region))
+	if err != nil || !phonenumbers.IsPossibleNumber(num) {
+		return "", false
+	}
+	return phonenumbers.Format(num, phonenumbers.E164), true
+}
+
+// sipUser returns the user part of a SIP URI without its scheme: the text
+// before '@', without parameters (;user=phone) or a password (:pw).
+func sipUser(s string) string {
+	if i := strings.IndexByte(s, '@'); i >= 0 {
+		s = s[:i]
+	}
+	if i := strings.IndexAny(s, ";:"); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
+
+// validPhoneRegion reports whether region is one phonenumbers knows.
+func validPhoneRegion(region string) bool {
+	_, ok := phonenumbers.GetSupportedRegions()[strings.ToUpper(region)]
+	return ok
+}
