@@ -60,3 +60,5 @@ func normalizeAll(n *Normalizer, snaps []Snapshot) []Event {
 }
 
 func fixturePath(dir, name string) string { return filepath.Join("testdata", dir, name+".json") }
+
+func zerologNop() zerolog.Logger { return zerolog.Nop() }

@@ -1,0 +1,364 @@
+package bridge
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// Ids of the generated fixtures; they mirror notifications/internal/fixturegen.
+const (
+	fxAgentA = "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa"
+	fxAgentB = "bbbbbbbb-2222-4222-8222-bbbbbbbbbbbb"
+	fxQueueS = "5a1e5000-0000-4000-8000-000000000001"
+	fxQueueC = "c4a70000-0000-4000-8000-000000000002"
+
+	roleAgentA  = 10
+	roleAgentA2 = 11
+	roleAgentB  = 20
+)
+
+func fxConv(caseNo int) ConversationID {
+	return ConversationID(fmt.Sprintf("c0c0c0c0-0000-4000-8000-%012d", caseNo))
+}
+func fxPart(caseNo, role int) ParticipantID {
+	return ParticipantID(fmt.Sprintf("%08d-0000-4000-8000-%012d", role, caseNo))
+}
+
+// want is the part of an event a case pins down.
+type want struct {
+	agent    AgentID
+	role     int
+	media    Media
+	state    State
+	dir      string
+	internal bool
+	phone    string
+	email    string
+	name     string
+	dnis     string
+	queue    string
+}
+
+func TestNormalizer_Normalize(t *testing.T) {
+	const (
+		in  = DirectionInbound
+		out = DirectionOutbound
+		A   = AgentID(fxAgentA)
+		B   = AgentID(fxAgentB)
+	)
+	boston := func(w want) want { // the caller of the inbound cases
+		w.phone, w.name = "+16175550123", "BOSTON MA"
+		if w.dnis == "" && w.dir == in {
+			w.dnis = "+18005551000"
+		}
+		return w
+	}
+	tests := []struct {
+		name   string
+		caseNo int
+		want   []want
+		// counters after the run
+		duplicates, stale, unknownMedia, unmapped float64
+		invalid                                   map[string]float64
+	}{
+		{name: "inbound_call", caseNo: 1, want: []want{
+			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateAlerting, dir: in, queue: fxQueueS}),
+			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateConnected, dir: in, queue: fxQueueS}),
+			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, dir: in, queue: fxQueueS}),
+		}, duplicates: 4},
+		{name: "duplicate_snapshot", caseNo: 2, want: []want{
+			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateAlerting, dir: in, queue: fxQueueS}),
+			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateConnected, dir: in, queue: fxQueueS}),
+		}, duplicates: 2},
+		{name: "out_of_order", caseNo: 3, want: []want{
+			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateConnected, dir: in, queue: fxQueueS}),
+			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, dir: in, queue: fxQueueS}),
+		}, stale: 3},
+		{name: "blind_transfer", caseNo: 4, want: []want{
+			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateAlerting, dir: in, queue: fxQueueS}),
+			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateConnected, dir: in, queue: fxQueueS}),
+			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, dir: in, queue: fxQueueS}),
+			// the receiving agent's event carries the conversation's customer
+			boston(want{agent: B, role: roleAgentB, media: MediaVoice, state: StateAlerting, dir: in, queue: fxQueueS}),
+			boston(want{agent: B, role: roleAgentB, media: MediaVoice, state: StateConnected, dir: in, queue: fxQueueS}),
+		}, duplicates: 1},
+		{name: "consult_transfer", caseNo: 5, want: []want{
+			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateConnected, dir: in, queue: fxQueueS}),
+			// B's call's far end is agent A (a SIP address); the customer is still the caller
+			boston(want{agent: B, role: roleAgentB, media: MediaVoice, state: StateAlerting, dir: in, queue: fxQueueS}),
+			boston(want{agent: B, role: roleAgentB, media: MediaVoice, state: StateConnected, dir: in, queue: fxQueueS}),
+			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, dir: in, queue: fxQueueS}),
+		}, duplicates: 3},
+		{name: "outbound_call", caseNo: 6, want: []want{
+			{agent: A, role: roleAgentA, media: MediaVoice, state: StateDialing, dir: out, phone: "+13175550199", name: "Indianapolis IN"},
+			{agent: A, role: roleAgentA, media: MediaVoice, state: StateConnected, dir: out, phone: "+13175550199", name: "Indianapolis IN"},
+			{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, dir: out, phone: "+13175550199", name: "Indianapolis IN"},
+		}, duplicates: 1},
+		{name: "internal_call", caseNo: 7, want: []want{
+			{agent: A, role: roleAgentA, media: MediaVoice, state: StateDialing, dir: out, internal: true},
+			{agent: B, role: roleAgentB, media: MediaVoice, state: StateAlerting, dir: in, internal: true},
+			{agent: A, role: roleAgentA, media: MediaVoice, state: StateConnected, dir: out, internal: true},
+			{agent: B, role: roleAgentB, media: MediaVoice, state: StateConnected, dir: in, internal: true},
+			{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, dir: out, internal: true},
+			{agent: B, role: roleAgentB, media: MediaVoice, state: StateDisconnected, dir: in, internal: true},
+		}},
+		{name: "conference", caseNo: 8, want: []want{
+			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateConnected, dir: in, queue: fxQueueS}),
+			// with an external third party on the line, the customer is still the caller
+			boston(want{agent: B, role: roleAgentB, media: MediaVoice, state: StateAlerting, dir: in, queue: fxQueueS}),
+			boston(want{agent: B, role: roleAgentB, media: MediaVoice, state: StateConnected, dir: in, queue: fxQueueS}),
+			boston(want{agent: B, role: roleAgentB, media: MediaVoice, state: StateDisconnected, dir: in, queue: fxQueueS}),
+		}, duplicates: 3},
+		{name: "callback", caseNo: 9, want: []want{
+			{agent: A, role: roleAgentA, media: MediaCallback, state: StateAlerting, dir: out, phone: "+13175550142", name: "Jane Doe", queue: fxQueueS},
+			{agent: A, role: roleAgentA, media: MediaCallback, state: StateConnected, dir: out, phone: "+13175550142", name: "Jane Doe", queue: fxQueueS},
+			{agent: A, role: roleAgentA, media: MediaVoice, state: StateDialing, dir: out, phone: "+13175550142", name: "Jane Doe", queue: fxQueueS},
+			{agent: A, role: roleAgentA, media: MediaVoice, state: StateConnected, dir: out, phone: "+13175550142", name: "Jane Doe", queue: fxQueueS},
+			{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, dir: out, phone: "+13175550142", name: "Jane Doe", queue: fxQueueS},
+			{agent: A, role: roleAgentA, media: MediaCallback, state: StateDisconnected, dir: out, phone: "+13175550142", name: "Jane Doe", queue: fxQueueS},
+		}, duplicates: 2},
+		{name: "reoffer_no_answer", caseNo: 10, want: []want{
+			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateAlerting, dir: in, queue: fxQueueS}),
+			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, dir: in, queue: fxQueueS}),
+			boston(want{agent: A, role: roleAgentA2, media: MediaVoice, state: StateAlerting, dir: in, queue: fxQueueS}),
+			boston(want{agent: A, role: roleAgentA2, media: MediaVoice, state: StateConnected, dir: in, queue: fxQueueS}),
+		}, duplicates: 2},
+		{name: "missing_fields", caseNo: 11, want: []want{
+			// customer with null address, name, attributes and calls; agent call without direction
+			{agent: A, role: roleAgentA, media: MediaVoice, state: StateAlerting, dir: in, queue: fxQueueS},
+			// connectedTime unreadable: the event still comes, with occurredAt unknown
+			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateConnected, dir: in, queue: fxQueueS}),
+		}, unmapped: 1, invalid: map[string]float64{"conversation_id": 1}},
+		{name: "unknown_media", caseNo: 12, unknownMedia: 1},
+		{name: "web_chat", caseNo: 13, want: []want{
+			{agent: A, role: roleAgentA, media: MediaChat, state: StateAlerting, dir: in, phone: "+16175550123", email: "jane@example.com", name: "Jane Doe", queue: fxQueueC},
+			{agent: A, role: roleAgentA, media: MediaChat, state: StateConnected, dir: in, phone: "+16175550123", email: "jane@example.com", name: "Jane Doe", queue: fxQueueC},
+			{agent: A, role: roleAgentA, media: MediaChat, state: StateDisconnected, dir: in, phone: "+16175550123", email: "jane@example.com", name: "Jane Doe", queue: fxQueueC},
+		}},
+		{name: "web_messaging", caseNo: 14, want: []want{
+			{agent: A, role: roleAgentA, media: MediaMessage, state: StateAlerting, dir: in, email: "jane@example.com", name: "Jane", queue: fxQueueC},
+			{agent: A, role: roleAgentA, media: MediaMessage, state: StateConnected, dir: in, email: "jane@example.com", name: "Jane", queue: fxQueueC},
+		}, duplicates: 3},
+		{name: "sms_message", caseNo: 15, want: []want{
+			{agent: A, role: roleAgentA, media: MediaMessage, state: StateAlerting, dir: in, phone: "+13175550177", name: "+13175550177", dnis: "+18005551000", queue: fxQueueC},
+		}},
+		{name: "email_inbound", caseNo: 16, want: []want{
+			{agent: A, role: roleAgentA, media: MediaEmail, state: StateAlerting, dir: in, email: "jane@example.com", name: "Jane Doe", queue: fxQueueS},
+			{agent: A, role: roleAgentA, media: MediaEmail, state: StateConnected, dir: in, email: "jane@example.com", name: "Jane Doe", queue: fxQueueS},
+			{agent: A, role: roleAgentA, media: MediaEmail, state: StateDisconnected, dir: in, email: "jane@example.com", name: "Jane Doe", queue: fxQueueS},
+		}, unmapped: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := MustNormalizer(t, NormalizerConfig{})
+			got := normalizeAll(n, MustLoadFrames(t, fixturePath("snapshots", tt.name)))
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %d events, want %d:\n%s", len(got), len(tt.want), dumpEvents(got))
+			}
+			seen := map[string]bool{}
+			for i, w := range tt.want {
+				e := got[i]
+				if e.ConversationID != fxConv(tt.caseNo) || e.Agent.UserID != w.agent || e.Agent.ParticipantID != fxPart(tt.caseNo, w.role) ||
+					e.Media != w.media || e.State != w.state || e.Direction != w.dir || e.Internal != w.internal ||
+					e.Customer.Phone != w.phone || e.Customer.Email != w.email || e.Customer.Name != w.name || e.DNIS != w.dnis || e.QueueID != w.queue {
+					t.Errorf("event %d:\n got %s\nwant %+v", i, dumpEvents(got[i:i+1]), w)
+				}
+				id := fmt.Sprintf("evt:%s:%s:%s:%s", fxConv(tt.caseNo), fxPart(tt.caseNo, w.role), w.media, w.state)
+				if e.ID() != id || seen[id] {
+					t.Errorf("event %d: id %q (seen before: %v), want %q once", i, e.ID(), seen[id], id)
+				}
+				seen[id] = true
+				if want := fmt.Sprintf("screenpop.events.%s.%s.%s", w.media, w.state, w.agent); e.Subject() != want {
+					t.Errorf("event %d: subject %q, want %q", i, e.Subject(), want)
+				}
+				if e.ReceivedAt.IsZero() {
+					t.Errorf("event %d: receivedAt is zero", i)
+				}
+			}
+			for name, c := range map[string][2]float64{
+				"duplicates":    {testutil.ToFloat64(n.m.duplicates), tt.duplicates},
+				"stale":         {testutil.ToFloat64(n.m.stale), tt.stale},
+				"unknown media": {testutil.ToFloat64(n.m.unknownMedia), tt.unknownMedia},
+				"unmapped":      {testutil.ToFloat64(n.m.unknownState), tt.unmapped},
+			} {
+				if c[0] != c[1] {
+					t.Errorf("%s counted %v, want %v", name, c[0], c[1])
+				}
+			}
+			for reason, w := range tt.invalid {
+				if g := testutil.ToFloat64(n.m.invalid.WithLabelValues(reason)); g != w {
+					t.Errorf("invalid %s counted %v, want %v", reason, g, w)
+				}
+			}
+		})
+	}
+}
+
+// TestNormalizer_EventFields pins one whole event, every field.
+func TestNormalizer_EventFields(t *testing.T) {
+	n := MustNormalizer(t, NormalizerConfig{})
+	got := normalizeAll(n, MustLoadFrames(t, fixturePath("snapshots", "inbound_call")))
+	if len(got) != 3 {
+		t.Fatalf("got %d events, want 3", len(got))
+	}
+	want := Event{
+		ConversationID: fxConv(1), Agent: AgentLeg{UserID: fxAgentA, ParticipantID: fxPart(1, roleAgentA)},
+		Media: MediaVoice, State: StateConnected, Direction: DirectionInbound, QueueID: fxQueueS, DNIS: "+18005551000",
+		Customer: Customer{Phone: "+16175550123", Address: "tel:+16175550123", Name: "BOSTON MA",
+			Attributes: map[string]string{"AccountId": "778812", "IvrIntent": "billing-dispute", "screenpop.entity": "", "Language": "en-us"}},
+		ReceivedAt: NewTime(fixtureEpoch.Add(2 * time.Second)),
+		OccurredAt: NewTime(time.Date(2025, 3, 4, 15, 0, 40, 0, time.UTC)),
+	}
+	if !reflect.DeepEqual(got[1], want) {
+		t.Errorf("connected event:\n got %s\nwant %s", dumpEvents(got[1:2]), dumpEvents([]Event{want}))
+	}
+	if d := got[2].OccurredAt.Time; !d.Equal(time.Date(2025, 3, 4, 15, 3, 20, 0, time.UTC)) {
+		t.Errorf("disconnected occurredAt %v", d)
+	}
+	// Events of one snapshot never share a map.
+	got[1].Customer.Attributes["x"] = "y"
+	if _, ok := got[2].Customer.Attributes["x"]; ok {
+		t.Error("events share their attributes map")
+	}
+}
+
+// TestNormalizer_Handwritten runs genesys.md §5's examples, written by hand
+// from the reference rather than generated from the SDK.
+func TestNormalizer_Handwritten(t *testing.T) {
+	for _, tt := range []struct {
+		file        string
+		want        string // media/state/agent of each event
+		internal    bool
+		phone, name string
+	}{
+		{"a_inbound_alerting", "voice/alerting/AAAA", false, "+16175550123", "BOSTON MA"},
+		{"b_inbound_connected", "voice/alerting/AAAA voice/connected/AAAA", false, "+16175550123", "BOSTON MA"},
+		{"c_blind_transfer", "voice/alerting/BBBB", false, "+16175550123", "BOSTON MA"},
+		{"d_internal", "voice/alerting/BBBB", true, "", ""},
+		{"e_webmessaging", "message/alerting/AAAA", false, "", "Web Messaging Guest"},
+		{"f_webchat", "chat/alerting/AAAA", false, "+16175550123", "Jane Doe"},
+	} {
+		t.Run(tt.file, func(t *testing.T) {
+			n := MustNormalizer(t, NormalizerConfig{})
+			got := normalizeAll(n, MustLoadFrames(t, fixturePath("handwritten", tt.file)))
+			var keys []string
+			for _, e := range got {
+				keys = append(keys, fmt.Sprintf("%s/%s/%s", e.Media, e.State, e.Agent.UserID))
+				if e.Internal != tt.internal || e.Customer.Phone != tt.phone || e.Customer.Name != tt.name {
+					t.Errorf("got %s", dumpEvents([]Event{e}))
+				}
+			}
+			if g := strings.Join(keys, " "); g != tt.want {
+				t.Errorf("events %q, want %q", g, tt.want)
+			}
+		})
+	}
+}
+
+// TestNormalizer_Concurrent hands the same stream to several goroutines at
+// once (two channels, a reconciliation): still one event per leg and state.
+func TestNormalizer_Concurrent(t *testing.T) {
+	n := MustNormalizer(t, NormalizerConfig{})
+	var snaps []Snapshot
+	for _, name := range []string{"blind_transfer", "callback", "internal_call"} {
+		snaps = append(snaps, MustLoadFrames(t, fixturePath("snapshots", name))...)
+	}
+	var (
+		mu  sync.Mutex
+		ids = map[string]int{}
+		wg  sync.WaitGroup
+	)
+	for range 8 {
+		wg.Go(func() {
+			for _, s := range snaps {
+				for _, e := range n.Normalize(s) {
+					mu.Lock()
+					ids[e.ID()]++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(ids) != 5+6+6 {
+		t.Errorf("got %d distinct events, want 17", len(ids))
+	}
+	for id, c := range ids {
+		if c != 1 {
+			t.Errorf("%s emitted %d times", id, c)
+		}
+	}
+}
+
+func TestNormalizer_Invalid(t *testing.T) {
+	n := MustNormalizer(t, NormalizerConfig{})
+	for _, tt := range []struct {
+		name   string
+		s      Snapshot
+		reason string
+	}{
+		{"NoAgent", Snapshot{Topic: "v2.routing.queues.x.conversations", Body: []byte(`{"id":"c"}`)}, "agent"},
+		{"WildcardAgent", Snapshot{Agent: "a.>", Body: []byte(`{"id":"c"}`)}, "agent"},
+		{"Truncated", Snapshot{Agent: "a", Body: []byte(`{"id":"c","participants":[`)}, "json"},
+		{"Empty", Snapshot{Agent: "a"}, "json"},
+		{"NotObject", Snapshot{Agent: "a", Body: []byte(`[1,2]`)}, "conversation_id"},
+		{"IDWithColon", Snapshot{Agent: "a", Body: []byte(`{"id":"c:1"}`)}, "conversation_id"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := testutil.ToFloat64(n.m.invalid.WithLabelValues(tt.reason))
+			if ev := n.Normalize(tt.s); len(ev) != 0 {
+				t.Errorf("got events %s", dumpEvents(ev))
+			}
+			if testutil.ToFloat64(n.m.invalid.WithLabelValues(tt.reason)) != before+1 {
+				t.Errorf("invalid{reason=%q} not counted", tt.reason)
+			}
+		})
+	}
+}
+
+func TestNewNormalizer(t *testing.T) {
+	t.Run("BadRegion", func(t *testing.T) {
+		if _, err := NewNormalizer(NormalizerConfig{PhoneRegion: "XX"}, zerologNop()); err == nil {
+			t.Error("want an error for an unknown region")
+		}
+	})
+	t.Run("RegistersMetrics", func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		MustNormalizer(t, NormalizerConfig{Registerer: reg})
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := map[string]bool{}
+		for _, mf := range mfs {
+			names[mf.GetName()] = true
+		}
+		for _, want := range []string{"screenpop_bridge_normalizer_snapshots_total", "screenpop_bridge_normalizer_conversations", "screenpop_bridge_normalizer_legs"} {
+			if !names[want] {
+				t.Errorf("metric %s not registered (have %v)", want, names)
+			}
+		}
+		if _, err := NewNormalizer(NormalizerConfig{Registerer: reg}, zerologNop()); err == nil {
+			t.Error("registering twice: want an error")
+		}
+	})
+}
+
+func dumpEvents(es []Event) string {
+	var b strings.Builder
+	for _, e := range es {
+		j, _ := json.Marshal(e)
+		b.Write(j)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
