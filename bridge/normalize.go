@@ -71,6 +71,35 @@ type Normalizer struct {
 	legs      int
 	finished  int
 	nextSweep time.Time
+
+	phoneMu sync.Mutex
+	phones  map[string]string // raw address -> E.164 ("" = not a number); bounded, see parsePhone
+}
+
+// maxPhoneCache bounds the phone cache; it is cleared when full. A
+// conversation re-sends the same addresses in every snapshot, so even a
+// small cache saves most of libphonenumber's cost.
+const maxPhoneCache = 4096
+
+// parsePhone is ParsePhone in the normalizer's region, cached.
+func (n *Normalizer) parsePhone(raw string) (string, bool) {
+	if raw == "" {
+		return "", false
+	}
+	n.phoneMu.Lock()
+	e164, hit := n.phones[raw]
+	n.phoneMu.Unlock()
+	if hit {
+		return e164, e164 != ""
+	}
+	e164, ok := ParsePhone(raw, n.region)
+	n.phoneMu.Lock()
+	if len(n.phones) >= maxPhoneCache {
+		clear(n.phones)
+	}
+	n.phones[strings.Clone(raw)] = e164
+	n.phoneMu.Unlock()
+	return e164, ok
 }
 
 // convState is what the normalizer remembers of one conversation.
@@ -127,6 +156,7 @@ func NewNormalizer(cfg NormalizerConfig, log zerolog.Logger) (*Normalizer, error
 		sweepGap: cfg.TombstoneTTL / 2,
 		now:      cfg.Now,
 		convs:    make(map[string]*convState),
+		phones:   make(map[string]string),
 	}
 	n.views.New = func() any { return &snapView{parts: make([]partView, 0, 8)} }
 	n.nextSweep = n.now().Add(n.sweepGap)
@@ -209,7 +239,7 @@ func (n *Normalizer) Normalize(s Snapshot) []Event {
 	}
 	v := n.views.Get().(*snapView)
 	defer func() { v.reset(); n.views.Put(v) }()
-	parseSnapshot(body, v)
+	parseSnapshot(body, string(agent), v)
 	if v.conversationID == "" || strings.ContainsRune(v.conversationID, ':') || !ValidSubjectToken(v.conversationID) {
 		n.invalid("conversation_id", s)
 		return nil
@@ -224,7 +254,7 @@ func (n *Normalizer) Normalize(s Snapshot) []Event {
 			continue
 		}
 		found := false
-		for _, m := range [...]Media{MediaVoice, MediaCallback, MediaChat, MediaMessage, MediaEmail} {
+		for _, m := range mediaOrder {
 			j := liveComm(p.comms, m)
 			if j < 0 {
 				continue
@@ -517,7 +547,7 @@ func (n *Normalizer) dnisOf(p *partView, m Media) string {
 		case MediaMessage:
 			raw = c.toAddr
 		}
-		if e164, ok := ParsePhone(raw, n.region); ok {
+		if e164, ok := n.parsePhone(raw); ok {
 			return e164
 		}
 	}
@@ -577,7 +607,7 @@ func (n *Normalizer) customerOf(p *partView) Customer {
 	cand = append(cand, attrs["context.phoneNumber"])
 	c.Address = strings.Clone(addr)
 	for _, raw := range cand {
-		if e164, ok := ParsePhone(raw, n.region); ok {
+		if e164, ok := n.parsePhone(raw); ok {
 			c.Phone = e164
 			break
 		}

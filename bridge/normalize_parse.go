@@ -42,7 +42,8 @@ type partView struct {
 	queueID      string
 	routingQueue string // conversationRoutingData.queue.id
 	endTime      string
-	attrs        gjson.Result // the attributes object, decoded only when an event needs it
+	attrs        gjson.Result    // the attributes object, decoded only when an event needs it
+	media        [5]gjson.Result // the media arrays, by mediaIndex; scanned only for the participants that matter
 	comms        []commView
 	otherMedia   bool // has a media array screenpop does not map (videos, cobrowse, ...)
 }
@@ -70,22 +71,26 @@ func bytesString(b []byte) string {
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
-// mediaOf maps a participant's media array key to screenpop's media. ok is
-// false for keys that are not media arrays screenpop maps.
-func mediaOf(key string) (Media, bool) {
+// mediaOrder is the order media are considered in, and the index of each
+// in partView.media.
+var mediaOrder = [5]Media{MediaVoice, MediaCallback, MediaChat, MediaMessage, MediaEmail}
+
+// mediaIndex maps a participant's media array key to its index in
+// mediaOrder, or -1.
+func mediaIndex(key string) int {
 	switch key {
 	case "calls":
-		return MediaVoice, true
+		return 0
 	case "callbacks":
-		return MediaCallback, true
+		return 1
 	case "chats":
-		return MediaChat, true
+		return 2
 	case "messages":
-		return MediaMessage, true
+		return 3
 	case "emails":
-		return MediaEmail, true
+		return 4
 	}
-	return "", false
+	return -1
 }
 
 // otherMediaKey reports whether key is a media array of the topic schema that
@@ -107,8 +112,11 @@ func str(r gjson.Result) string {
 	return r.Str
 }
 
-// parseSnapshot fills v from body, which must be valid JSON.
-func parseSnapshot(body string, v *snapView) {
+// parseSnapshot fills v from body, which must be valid JSON. The
+// communications are read only for agent's participants and the customer
+// or external ones: the others (IVR, ACD, flows) need only their purpose and
+// queue.
+func parseSnapshot(body string, agent string, v *snapView) {
 	root := gjson.Parse(body)
 	if !root.IsObject() {
 		return
@@ -122,7 +130,7 @@ func parseSnapshot(body string, v *snapView) {
 				val.ForEach(func(_, p gjson.Result) bool {
 					if p.IsObject() {
 						v.parts = appendPart(v.parts)
-						parsePart(p, &v.parts[len(v.parts)-1])
+						parsePart(p, agent, &v.parts[len(v.parts)-1])
 					}
 					return true
 				})
@@ -143,7 +151,7 @@ func appendPart(parts []partView) []partView {
 	return append(parts, partView{})
 }
 
-func parsePart(p gjson.Result, pv *partView) {
+func parsePart(p gjson.Result, agent string, pv *partView) {
 	p.ForEach(func(k, val gjson.Result) bool {
 		switch k.Str {
 		case "id":
@@ -169,15 +177,9 @@ func parsePart(p gjson.Result, pv *partView) {
 				pv.routingQueue = str(val.Get("queue.id"))
 			}
 		default:
-			if m, ok := mediaOf(k.Str); ok {
+			if i := mediaIndex(k.Str); i >= 0 {
 				if val.IsArray() {
-					val.ForEach(func(_, c gjson.Result) bool {
-						if c.IsObject() {
-							pv.comms = append(pv.comms, commView{media: m})
-							parseComm(c, &pv.comms[len(pv.comms)-1])
-						}
-						return true
-					})
+					pv.media[i] = val
 				}
 			} else if otherMediaKey(k.Str) && val.IsArray() && len(val.Raw) > 2 {
 				pv.otherMedia = true
@@ -185,6 +187,28 @@ func parsePart(p gjson.Result, pv *partView) {
 		}
 		return true
 	})
+	if pv.userID != agent && !customerPurpose(pv.purpose) {
+		return
+	}
+	for i, arr := range pv.media {
+		if !arr.Exists() {
+			continue
+		}
+		m := mediaOrder[i]
+		arr.ForEach(func(_, c gjson.Result) bool {
+			if c.IsObject() {
+				pv.comms = append(pv.comms, commView{media: m})
+				parseComm(c, &pv.comms[len(pv.comms)-1])
+			}
+			return true
+		})
+	}
+}
+
+// customerPurpose reports whether a participant's purpose makes it the
+// customer side of the conversation.
+func customerPurpose(p string) bool {
+	return strings.EqualFold(p, "customer") || strings.EqualFold(p, "external")
 }
 
 func parseComm(c gjson.Result, cv *commView) {
