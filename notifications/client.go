@@ -1,0 +1,740 @@
+// Package notifications is screenpop's Genesys Cloud input, and the only
+// package that imports the Genesys SDK (platformclientv2).
+//
+// Client logs in with OAuth client credentials (refreshing the token itself
+// before expiry and on 401), discovers the watched agents (a static list
+// and the members of routing queues), subscribes each agent's
+// v2.users.{id}.conversations topic on notification channels (at most
+// TopicsPerChannel topics per channel, one full-list PUT with
+// ignoreErrors=true per change), reads the channel websockets and hands
+// every conversation snapshot to the caller's bounded channel as a
+// bridge.Snapshot whose Body is the raw eventBody bytes.
+//
+// Genesys keeps nothing for a disconnected channel, so after every gap
+// (start-up, reconnect, new channel) the client asks the analytics
+// activity query which conversations the watched agents are in and
+// fetches each one it has not seen since the gap began with GET
+// /api/v2/conversations/{id}, adapted to the same snapshot shape
+// (Reconciled=true). A v2.system.socket_closing or an approaching channel
+// expiry is handled as a handover: a new channel is created and subscribed
+// and its socket connected before the old socket is dropped.
+//
+// Why v2.users.{id}.conversations: it is the one topic that covers every
+// media type (calls, callbacks, chats, messages, emails) with full
+// conversation snapshots (all participants, attributes, transfers), so one
+// topic per agent suffices and 1,000 agents fit one channel.
+//
+// What it does not do: it does not interpret snapshots (bridge's normalizer
+// does) nor deduplicate them (reconnects, handovers and reconciliation can
+// repeat a snapshot; snapshots are idempotent).
+//
+// Concurrency: New, then one Run. Ready, Status and the metrics are safe
+// to call from any goroutine while Run runs. Snapshots are sent from
+// several goroutines (one reader per channel plus the reconciler); the out
+// channel is never closed by the client.
+package notifications
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mypurecloud/platform-client-sdk-go/v157/platformclientv2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+
+	"github.com/screenpop/screenpop/bridge"
+)
+
+// Config configures a Client. Zero fields mean defaults.
+type Config struct {
+	Region       string // GENESYS_REGION, e.g. mypurecloud.ie
+	APIURL       string // GENESYS_API_URL: overrides the region's API (and login) host
+	ClientID     string // GENESYS_CLIENT_ID
+	ClientSecret string // GENESYS_CLIENT_SECRET
+
+	Agents       []string      // user ids to watch
+	Queues       []string      // queue ids whose members are watched
+	QueueRefresh time.Duration // how often queue membership is re-read; default 5m
+
+	HeartbeatTimeout   time.Duration // a socket silent this long is dead; default 75s
+	PingInterval       time.Duration // {"message":"ping"} period; default 30s
+	HandoverGrace      time.Duration // hand a channel over this long before it expires; default 1h
+	TokenRefreshMargin time.Duration // refresh this long before the token expires; default 5m (at most half the lifetime)
+	BackoffMin         time.Duration // default 500ms
+	BackoffMax         time.Duration // default 60s
+	HTTPTimeout        time.Duration // per API request; default 15s
+	PutDebounce        time.Duration // coalesce subscription changes; default 250ms
+
+	TopicsPerChannel int // default 1000 (the service limit)
+	// MaxChannels caps the channels used for topics; a handover needs a
+	// second channel per shard for a moment and Genesys allows 20 per
+	// client, so the default is 10 (10,000 agents).
+	MaxChannels int
+	// ReconcileRate limits GET /api/v2/conversations/{id} (per second);
+	// default 5, burst 10.
+	ReconcileRate  float64
+	ReconcileBurst int
+	// KeepChannelOnTokenRefresh keeps channels across token refreshes.
+	// By default a refreshed token hands every channel over to a channel
+	// created with the new token, because a channel is said to die with
+	// the token that created it (UNVERIFIED, docs/assumptions.md).
+	KeepChannelOnTokenRefresh bool
+
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.QueueRefresh, 5*time.Minute)
+	def(&c.HeartbeatTimeout, 75*time.Second)
+	def(&c.PingInterval, 30*time.Second)
+	def(&c.HandoverGrace, time.Hour)
+	def(&c.TokenRefreshMargin, 5*time.Minute)
+	def(&c.BackoffMin, 500*time.Millisecond)
+	def(&c.BackoffMax, 60*time.Second)
+	def(&c.HTTPTimeout, 15*time.Second)
+	def(&c.PutDebounce, 250*time.Millisecond)
+	if c.TopicsPerChannel <= 0 || c.TopicsPerChannel > 1000 {
+		c.TopicsPerChannel = 1000
+	}
+	if c.MaxChannels <= 0 || c.MaxChannels > 20 {
+		c.MaxChannels = 10
+	}
+	if c.ReconcileRate <= 0 {
+		c.ReconcileRate = 5
+	}
+	if c.ReconcileBurst <= 0 {
+		c.ReconcileBurst = 10
+	}
+}
+
+// Client is the Genesys Cloud notifications input.
+type Client struct {
+	cfg   Config
+	log   zerolog.Logger
+	out   chan<- bridge.Snapshot
+	hosts Hosts
+	m     *metrics
+
+	doer     *sdkHTTP
+	api      *platformclientv2.Configuration // AccessToken stays empty: doer adds the bearer
+	loginCfg *platformclientv2.Configuration // used by the auth loop only
+	notif    *platformclientv2.NotificationsApi
+	routing  *platformclientv2.RoutingApi
+	conv     *platformclientv2.ConversationsApi
+	analytic *platformclientv2.AnalyticsApi
+	getLimit *rate.Limiter
+
+	tok       atomic.Pointer[tokenState]
+	tokMu     sync.Mutex
+	tokWait   chan struct{} // closed and replaced when a new token is stored
+	refreshCh chan struct{} // ask the auth loop for a new token now
+
+	mu          sync.Mutex
+	shards      []*shard
+	agentShard  map[string]*shard
+	static      map[string]bool
+	queueAgents map[string]map[string]bool // queue -> members
+	queuesDone  bool
+	rejected    map[string]rejection // topic -> rejection
+	loginErr    string
+	badCreds    bool
+	seen        map[seenKey]time.Time // (conversation, agent) -> last snapshot
+	reconciled  int
+	lastGap     time.Time
+
+	gapCh chan struct{}
+	wg    sync.WaitGroup
+}
+
+type tokenState struct {
+	value   string
+	expires time.Time
+	gen     int
+}
+
+type rejection struct {
+	Topic  string `json:"topic"`
+	UserID string `json:"userId"`
+	Reason string `json:"reason"`
+}
+
+type seenKey struct{ conv, agent string }
+
+// New validates cfg and returns a client that will send snapshots to out.
+func New(cfg Config, log zerolog.Logger, out chan<- bridge.Snapshot) (*Client, error) {
+	cfg.defaults()
+	hosts, err := RegionHosts(cfg.Region, cfg.APIURL)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ClientID == "" || cfg.ClientSecret == "" {
+		return nil, errors.New("GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET are required (a client-credentials OAuth client)")
+	}
+	if out == nil {
+		return nil, errors.New("notifications: a snapshot channel is required")
+	}
+	for _, a := range cfg.Agents {
+		if !validID(a) {
+			return nil, fmt.Errorf("GENESYS_AGENTS: %q is not a Genesys user id", a)
+		}
+	}
+	for _, q := range cfg.Queues {
+		if !validID(q) {
+			return nil, fmt.Errorf("GENESYS_QUEUES: %q is not a Genesys queue id", q)
+		}
+	}
+	c := &Client{
+		cfg: cfg, log: log.With().Str("component", "notifications").Logger(), out: out, hosts: hosts,
+		m:           newMetrics(cfg.Registerer),
+		tokWait:     make(chan struct{}),
+		refreshCh:   make(chan struct{}, 1),
+		agentShard:  map[string]*shard{},
+		static:      map[string]bool{},
+		queueAgents: map[string]map[string]bool{},
+		rejected:    map[string]rejection{},
+		seen:        map[seenKey]time.Time{},
+		gapCh:       make(chan struct{}, 1),
+		getLimit:    rate.NewLimiter(rate.Limit(cfg.ReconcileRate), cfg.ReconcileBurst),
+	}
+	c.doer = &sdkHTTP{hc: &http.Client{Timeout: cfg.HTTPTimeout, Transport: &http.Transport{
+		Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: cfg.HTTPTimeout,
+	}}, token: c.token}
+	if c.api, err = newSDKConfig(hosts.API, c.doer); err != nil {
+		return nil, err
+	}
+	if c.loginCfg, err = newSDKConfig(hosts.API, c.doer); err != nil {
+		return nil, err
+	}
+	c.notif = platformclientv2.NewNotificationsApiWithConfig(c.api)
+	c.routing = platformclientv2.NewRoutingApiWithConfig(c.api)
+	c.conv = platformclientv2.NewConversationsApiWithConfig(c.api)
+	c.analytic = platformclientv2.NewAnalyticsApiWithConfig(c.api)
+	for _, a := range cfg.Agents {
+		c.static[a] = true
+	}
+	c.registerMetrics(cfg.Registerer)
+	return c, nil
+}
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,63}$`)
+
+func validID(s string) bool { return idRE.MatchString(s) }
+
+// Run logs in, subscribes and reads until ctx is done. It returns nil on
+// cancellation; login and network failures are retried, not returned.
+func (c *Client) Run(ctx context.Context) error {
+	c.doer.setContext(ctx)
+	defer c.doer.hc.CloseIdleConnections()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return c.authLoop(ctx) })
+	g.Go(func() error { return c.agentLoop(ctx) })
+	g.Go(func() error { return c.reconcileLoop(ctx) })
+	err := g.Wait()
+	c.wg.Wait()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// ---- tokens ----
+
+func (c *Client) token() string {
+	if t := c.tok.Load(); t != nil {
+		return t.value
+	}
+	return ""
+}
+
+// awaitToken returns a usable token, waiting for the auth loop.
+func (c *Client) awaitToken(ctx context.Context) (*tokenState, error) {
+	for {
+		c.tokMu.Lock()
+		t := c.tok.Load()
+		w := c.tokWait
+		c.tokMu.Unlock()
+		if t != nil && time.Now().Before(t.expires) {
+			return t, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-w:
+		}
+	}
+}
+
+// invalidate reports that value got a 401: the auth loop fetches a new
+// token at once (unless value is already replaced).
+func (c *Client) invalidate(value string) {
+	if t := c.tok.Load(); t == nil || t.value != value {
+		return
+	}
+	select {
+	case c.refreshCh <- struct{}{}:
+	default:
+	}
+}
+
+var authStatusRE = regexp.MustCompile(`Auth Error: (\d+) - (\S*)`)
+
+// authLoop keeps a valid client-credentials token.
+func (c *Client) authLoop(ctx context.Context) error {
+	backoff := c.cfg.BackoffMin
+	failures := 0
+	gen := 0
+	for {
+		start := time.Now()
+		err := c.loginCfg.AuthorizeClientCredentials(c.cfg.ClientID, c.cfg.ClientSecret)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			failures++
+			c.m.loginFailures.Inc()
+			bad := false
+			if m := authStatusRE.FindStringSubmatch(err.Error()); m != nil && (m[1] == "401" || m[2] == "invalid_client" || m[2] == "unauthorized_client") {
+				bad = true
+			}
+			c.mu.Lock()
+			first := !c.badCreds && bad
+			if bad {
+				c.badCreds = true
+				c.loginErr = "genesys login rejected the client credentials: check GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET (a client-credentials OAuth client of this region)"
+			} else {
+				c.loginErr = "genesys login failed: " + sanitize(err.Error())
+			}
+			c.mu.Unlock()
+			switch {
+			case first:
+				c.log.Error().Int("attempt", failures).Msg("genesys login rejected the client credentials: check GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET")
+			case failures == 1 || failures%10 == 0:
+				c.log.Warn().Err(errors.New(sanitize(err.Error()))).Int("attempt", failures).Dur("backoff", backoff).Msg("genesys login failed, retrying")
+			}
+			if !sleep(ctx, jitter(backoff)) {
+				return ctx.Err()
+			}
+			backoff = min(backoff*2, c.cfg.BackoffMax)
+			continue
+		}
+		life := time.Duration(c.loginCfg.AccessTokenExpiresIn) * time.Second
+		if life <= 0 {
+			life = time.Hour
+		}
+		gen++
+		t := &tokenState{value: c.loginCfg.AccessToken, expires: start.Add(life), gen: gen}
+		c.tokMu.Lock()
+		c.tok.Store(t)
+		close(c.tokWait)
+		c.tokWait = make(chan struct{})
+		c.tokMu.Unlock()
+		c.m.tokenRefreshes.Inc()
+		c.mu.Lock()
+		recovered := c.loginErr != ""
+		c.loginErr, c.badCreds = "", false
+		c.mu.Unlock()
+		if recovered {
+			c.log.Info().Int("attempts", failures+1).Msg("genesys login recovered")
+		} else {
+			c.log.Debug().Dur("lifetime", life).Msg("genesys token obtained")
+		}
+		failures, backoff = 0, c.cfg.BackoffMin
+		margin := min(c.cfg.TokenRefreshMargin, life/2)
+		timer := time.NewTimer(time.Until(t.expires.Add(-margin)))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case <-timer.C:
+		case <-c.refreshCh:
+			timer.Stop()
+			c.log.Info().Msg("genesys token refused, logging in again")
+		}
+	}
+}
+
+// sanitize keeps error text free of secrets (the SDK's messages hold none,
+// but be sure: drop anything after "Basic ").
+func sanitize(s string) string {
+	if i := strings.Index(s, "Basic "); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// call runs one SDK call with a token, refreshing once on 401.
+func (c *Client) call(ctx context.Context, op string, fn func() (*platformclientv2.APIResponse, error)) error {
+	for attempt := 0; ; attempt++ {
+		t, err := c.awaitToken(ctx)
+		if err != nil {
+			return err
+		}
+		resp, err := fn()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		err = apiError(op, resp, err)
+		code := "error"
+		if resp != nil {
+			code = fmt.Sprint(resp.StatusCode)
+		}
+		c.m.apiRequests.WithLabelValues(op, code).Inc()
+		if status(err) == http.StatusUnauthorized && attempt == 0 {
+			c.invalidate(t.value)
+			wctx, cancel := context.WithTimeout(ctx, c.cfg.HTTPTimeout)
+			for {
+				nt, werr := c.awaitToken(wctx)
+				if werr != nil || nt.gen != t.gen {
+					break
+				}
+				// Still the refused token: wait for the auth loop's next one.
+				c.tokMu.Lock()
+				w := c.tokWait
+				c.tokMu.Unlock()
+				select {
+				case <-wctx.Done():
+				case <-w:
+				}
+				if wctx.Err() != nil {
+					break
+				}
+			}
+			cancel()
+			continue
+		}
+		return err
+	}
+}
+
+// ---- agents ----
+
+// agentLoop reads queue membership (now and every QueueRefresh) and keeps
+// the shards' topic lists in line with the watched agents.
+func (c *Client) agentLoop(ctx context.Context) error {
+	c.apply()
+	if len(c.cfg.Queues) == 0 {
+		c.mu.Lock()
+		c.queuesDone = true
+		c.mu.Unlock()
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	backoff := c.cfg.BackoffMin
+	for {
+		err := c.refreshQueues(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		wait := c.cfg.QueueRefresh
+		if err != nil {
+			c.log.Warn().Err(err).Dur("backoff", backoff).Msg("genesys queue members not read, retrying")
+			wait = backoff
+			backoff = min(backoff*2, c.cfg.BackoffMax)
+		} else {
+			backoff = c.cfg.BackoffMin
+		}
+		if !sleep(ctx, jitter(wait)) {
+			return ctx.Err()
+		}
+	}
+}
+
+func (c *Client) refreshQueues(ctx context.Context) error {
+	var firstErr error
+	for _, q := range c.cfg.Queues {
+		members, err := c.queueMembers(ctx, q)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		c.mu.Lock()
+		c.queueAgents[q] = members
+		c.mu.Unlock()
+	}
+	if firstErr == nil {
+		c.mu.Lock()
+		c.queuesDone = true
+		c.mu.Unlock()
+	}
+	c.apply()
+	return firstErr
+}
+
+func (c *Client) queueMembers(ctx context.Context, queue string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for page := 1; ; page++ {
+		var listing *platformclientv2.Queuememberentitylisting
+		err := c.call(ctx, "get queue members", func() (*platformclientv2.APIResponse, error) {
+			var resp *platformclientv2.APIResponse
+			var err error
+			listing, resp, err = c.routing.GetRoutingQueueMembers(queue, page, 100, "", nil, "", nil, nil, nil, nil, nil, "", false)
+			return resp, err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("queue %s: %w", queue, err)
+		}
+		if listing == nil || listing.Entities == nil {
+			break
+		}
+		for _, m := range *listing.Entities {
+			id := ""
+			if m.User != nil && m.User.Id != nil {
+				id = *m.User.Id
+			} else if m.Id != nil {
+				id = *m.Id
+			}
+			if validID(id) {
+				out[id] = true
+			}
+		}
+		if listing.NextUri == nil || *listing.NextUri == "" || len(*listing.Entities) == 0 {
+			break
+		}
+	}
+	return out, nil
+}
+
+// watched returns the desired agents, sorted.
+func (c *Client) watchedLocked() []string {
+	set := map[string]bool{}
+	for a := range c.static {
+		set[a] = true
+	}
+	for _, m := range c.queueAgents {
+		for a := range m {
+			set[a] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for a := range set {
+		out = append(out, a)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// apply adds and removes agents on the shards incrementally: removed
+// agents leave their shard, new ones fill the first shard with room. Each
+// touched shard does one full-list PUT.
+func (c *Client) apply() {
+	c.mu.Lock()
+	want := c.watchedLocked()
+	wantSet := make(map[string]bool, len(want))
+	for _, a := range want {
+		wantSet[a] = true
+	}
+	touched := map[*shard]bool{}
+	for a, sh := range c.agentShard {
+		if !wantSet[a] {
+			sh.remove(a)
+			delete(c.agentShard, a)
+			touched[sh] = true
+		}
+	}
+	dropped := 0
+	for _, a := range want {
+		if c.agentShard[a] != nil {
+			continue
+		}
+		var target *shard
+		for _, sh := range c.shards {
+			if sh.size() < c.cfg.TopicsPerChannel {
+				target = sh
+				break
+			}
+		}
+		if target == nil {
+			if len(c.shards) >= c.cfg.MaxChannels {
+				dropped++
+				continue
+			}
+			target = newShard(c, len(c.shards))
+			c.shards = append(c.shards, target)
+			c.wg.Add(1)
+			go func() { defer c.wg.Done(); target.run(c.doer.context()) }()
+		}
+		target.add(a)
+		c.agentShard[a] = target
+		touched[target] = true
+	}
+	c.m.agents.Set(float64(len(c.agentShard)))
+	c.mu.Unlock()
+	if dropped > 0 {
+		c.log.Error().Int("agents", dropped).Int("max_channels", c.cfg.MaxChannels).Int("topics_per_channel", c.cfg.TopicsPerChannel).
+			Msg("too many agents for the channel limit: some agents are not watched")
+	}
+	for sh := range touched {
+		sh.markDirty()
+	}
+}
+
+// ---- output ----
+
+func (c *Client) emit(ctx context.Context, s bridge.Snapshot) bool {
+	select {
+	case c.out <- s:
+		return true
+	default:
+	}
+	c.m.backpressure.Inc()
+	select {
+	case c.out <- s:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// markSeen records a snapshot of conversation conv on agent's topic.
+func (c *Client) markSeen(conv, agent string, at time.Time) {
+	if conv == "" {
+		return
+	}
+	c.mu.Lock()
+	c.seen[seenKey{conv, agent}] = at
+	c.mu.Unlock()
+}
+
+// gap asks for a reconciliation.
+func (c *Client) gap() {
+	c.m.gaps.Inc()
+	c.mu.Lock()
+	c.lastGap = time.Now()
+	c.mu.Unlock()
+	select {
+	case c.gapCh <- struct{}{}:
+	default:
+	}
+}
+
+// ---- helpers ----
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// jitter spreads d over [d/2, d).
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)))
+}
+
+// ---- readiness and status ----
+
+// Ready reports whether the client is logged in, has read the queues and
+// has every channel that holds topics subscribed and connected.
+func (c *Client) Ready() bool {
+	if t := c.tok.Load(); t == nil || time.Now().After(t.expires) {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.queuesDone {
+		return false
+	}
+	for _, sh := range c.shards {
+		if sh.size() > 0 && !sh.live() {
+			return false
+		}
+	}
+	return true
+}
+
+// Status is the /status snapshot of the client.
+type Status struct {
+	Ready          bool            `json:"ready"`
+	LoggedIn       bool            `json:"loggedIn"`
+	LoginError     string          `json:"loginError,omitempty"`
+	TokenExpires   string          `json:"tokenExpires,omitempty"`
+	Agents         int             `json:"agents"`
+	Channels       []ChannelStatus `json:"channels"`
+	RejectedTopics []rejection     `json:"rejectedTopics,omitempty"`
+	Reconciled     int             `json:"reconciledConversations"`
+	LastGap        string          `json:"lastGap,omitempty"`
+}
+
+// ChannelStatus is one channel slot in Status.
+type ChannelStatus struct {
+	ID             string `json:"id,omitempty"`
+	Topics         int    `json:"topics"`
+	Subscribed     int    `json:"subscribed"`
+	Connected      bool   `json:"connected"`
+	HeartbeatAgeMs int64  `json:"heartbeatAgeMs"`
+	Expires        string `json:"expires,omitempty"`
+	Reconnects     int    `json:"reconnects"`
+	LastError      string `json:"lastError,omitempty"`
+}
+
+// Status returns the client's state (no PII, no secrets).
+func (c *Client) Status() any { return c.status() }
+
+func (c *Client) status() Status {
+	s := Status{Ready: c.Ready()}
+	if t := c.tok.Load(); t != nil && time.Now().Before(t.expires) {
+		s.LoggedIn = true
+		s.TokenExpires = t.expires.UTC().Format(time.RFC3339)
+	}
+	c.mu.Lock()
+	s.LoginError = c.loginErr
+	s.Agents = len(c.agentShard)
+	shards := append([]*shard(nil), c.shards...)
+	for _, r := range c.rejected {
+		s.RejectedTopics = append(s.RejectedTopics, r)
+	}
+	s.Reconciled = c.reconciled
+	if !c.lastGap.IsZero() {
+		s.LastGap = c.lastGap.UTC().Format(time.RFC3339)
+	}
+	c.mu.Unlock()
+	sort.Slice(s.RejectedTopics, func(i, j int) bool { return s.RejectedTopics[i].Topic < s.RejectedTopics[j].Topic })
+	s.Channels = []ChannelStatus{}
+	for _, sh := range shards {
+		s.Channels = append(s.Channels, sh.status())
+	}
+	return s
+}
+
+// RejectedTopics describes every topic Genesys refused, one line each,
+// e.g. "v2.users.U.conversations (user U): notification.unauthorized.topic".
+func (c *Client) RejectedTopics() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.rejected))
+	for _, r := range c.rejected {
+		out = append(out, rejectionText(r))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func rejectionText(r rejection) string {
+	return fmt.Sprintf("genesys rejected topic %s (user %s): %s; give the OAuth client's role conversation:communication:view in the user's division", r.Topic, r.UserID, r.Reason)
+}

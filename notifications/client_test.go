@@ -1,0 +1,220 @@
+package notifications_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/tidwall/gjson"
+	"go.uber.org/goleak"
+
+	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/notifications"
+	"github.com/screenpop/screenpop/notifications/notificationstest"
+)
+
+var soak = flag.Bool("soak", false, "run the full-length (uncompressed) soak tests")
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// logBuf collects log lines for assertions on message text.
+type logBuf struct {
+	ch chan string
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	select {
+	case l.ch <- string(p):
+	default:
+	}
+	return len(p), nil
+}
+
+func newLog(t testing.TB) (zerolog.Logger, *logBuf) {
+	lb := &logBuf{ch: make(chan string, 100000)}
+	w := zerolog.MultiLevelWriter(lb)
+	if testing.Verbose() {
+		w = zerolog.MultiLevelWriter(lb, zerolog.ConsoleWriter{Out: os.Stderr})
+	}
+	return zerolog.New(w).With().Timestamp().Logger(), lb
+}
+
+func (l *logBuf) lines() []string {
+	var out []string
+	for {
+		select {
+		case s := <-l.ch:
+			out = append(out, s)
+		default:
+			return out
+		}
+	}
+}
+
+type harness struct {
+	t      testing.TB
+	emu    *notificationstest.Emulator
+	client *notifications.Client
+	out    chan bridge.Snapshot
+	logs   *logBuf
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func agents(n int) []notificationstest.AgentSpec {
+	out := make([]notificationstest.AgentSpec, n)
+	for i := range out {
+		out[i] = notificationstest.AgentSpec{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i+1), Name: fmt.Sprintf("Agent %d", i+1)}
+	}
+	return out
+}
+
+func ids(a []notificationstest.AgentSpec) []string {
+	out := make([]string, len(a))
+	for i := range a {
+		out[i] = a[i].ID
+	}
+	return out
+}
+
+// compressed returns a client config with short durations for CI.
+func compressed(url string) notifications.Config {
+	return notifications.Config{
+		APIURL: url, ClientID: "screenpop-client", ClientSecret: "screenpop-secret",
+		HeartbeatTimeout: 600 * time.Millisecond, PingInterval: 150 * time.Millisecond, HandoverGrace: 200 * time.Millisecond,
+		TokenRefreshMargin: 500 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: 300 * time.Millisecond,
+		HTTPTimeout: 3 * time.Second, PutDebounce: 20 * time.Millisecond, QueueRefresh: 200 * time.Millisecond,
+		ReconcileRate: 200, ReconcileBurst: 50,
+	}
+}
+
+func start(t testing.TB, ecfg notificationstest.Config, ccfg func(*notifications.Config), outCap int) *harness {
+	t.Helper()
+	emu := notificationstest.New(ecfg)
+	url, err := emu.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := compressed(url)
+	if ccfg != nil {
+		ccfg(&cfg)
+	}
+	log, lb := newLog(t)
+	out := make(chan bridge.Snapshot, outCap)
+	c, err := notifications.New(cfg, log, out)
+	if err != nil {
+		emu.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &harness{t: t, emu: emu, client: c, out: out, logs: lb, cancel: cancel, done: make(chan error, 1)}
+	go func() { h.done <- c.Run(ctx) }()
+	t.Cleanup(h.stop)
+	return h
+}
+
+func (h *harness) stop() {
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	h.cancel = nil
+	// Drain so that blocked senders can see the cancellation.
+	go func() {
+		for range h.out {
+		}
+	}()
+	select {
+	case err := <-h.done:
+		if err != nil {
+			h.t.Errorf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		h.t.Errorf("Run did not return within 10s of cancel")
+	}
+	h.emu.Close()
+	close(h.out)
+}
+
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (h *harness) awaitReady(d time.Duration) {
+	h.t.Helper()
+	waitFor(h.t, d, "client ready", h.client.Ready)
+}
+
+// next returns the next snapshot or fails after d.
+func (h *harness) next(d time.Duration) bridge.Snapshot {
+	h.t.Helper()
+	select {
+	case s := <-h.out:
+		return s
+	case <-time.After(d):
+		h.t.Fatalf("no snapshot within %v", d)
+	}
+	return bridge.Snapshot{}
+}
+
+func TestClient_Run(t *testing.T) {
+	as := agents(3)
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond}, func(c *notifications.Config) { c.Agents = ids(as) }, 64)
+	h.awaitReady(5 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.emu.AwaitSubscribed(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("InboundCallReachesConsumer", func(t *testing.T) {
+		call := h.emu.InboundCall(as[0].ID, "+13175550123", notificationstest.Options{QueueID: "Q1", DNIS: "+18005551000"})
+		call.Alert()
+		var s bridge.Snapshot
+		for {
+			s = h.next(3 * time.Second)
+			if !s.Reconciled && gjson.GetBytes(s.Body, "id").Str == call.ID() {
+				break
+			}
+		}
+		if s.Agent != bridge.AgentID(as[0].ID) || s.Topic != "v2.users."+as[0].ID+".conversations" || s.ChannelID == "" {
+			t.Fatalf("snapshot = %+v", s)
+		}
+		if !gjson.ValidBytes(s.Body) || !strings.HasPrefix(string(s.Body), "{") {
+			t.Fatalf("body is not the eventBody object: %s", s.Body)
+		}
+		if got := gjson.GetBytes(s.Body, `participants.#(userId=="`+as[0].ID+`").calls.0.state`).Str; got != "alerting" {
+			t.Fatalf("agent call state = %q, want alerting", got)
+		}
+		call.Connect().Disconnect()
+		states := map[string]bool{}
+		for len(states) < 2 {
+			s := h.next(3 * time.Second)
+			states[gjson.GetBytes(s.Body, `participants.#(userId=="`+as[0].ID+`").calls.0.state`).Str] = true
+		}
+		if !states["connected"] || !states["disconnected"] {
+			t.Fatalf("states seen = %v", states)
+		}
+	})
+
+	t.Run("Status", func(t *testing.T) {
+		st := h.client.Status().(notifications.Status)
+		if !st.LoggedIn || st.Agents != 3 || len(st.Channels) != 1 || !st.Channels[0].Connected || st.Channels[0].Subscribed != 3 {
+			t.Fatalf("status = %+v", st)
+		}
+	})
+}

@@ -1,0 +1,63 @@
+package notifications
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	channels       prometheus.Gauge
+	agents         prometheus.Gauge
+	rejected       prometheus.Gauge
+	events         *prometheus.CounterVec
+	junk           prometheus.Counter
+	reconnects     prometheus.Counter
+	handovers      prometheus.Counter
+	gaps           prometheus.Counter
+	reconciled     prometheus.Counter
+	backpressure   prometheus.Counter
+	puts           prometheus.Counter
+	apiRequests    *prometheus.CounterVec
+	tokenRefreshes prometheus.Counter
+	loginFailures  prometheus.Counter
+	heartbeatAge   prometheus.GaugeFunc
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	const ns, sub = "screenpop", "notifications"
+	m := &metrics{
+		channels:       prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "channels_connected", Help: "Notification channels with a connected socket."}),
+		agents:         prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "topics", Help: "Agent conversation topics assigned to channels."}),
+		rejected:       prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "topics_rejected", Help: "Topics Genesys refused to subscribe."}),
+		events:         prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "events_total", Help: "Websocket frames read, by topic kind (conversations, heartbeat, pong, system, other)."}, []string{"topic"}),
+		junk:           prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "junk_frames_total", Help: "Websocket frames that were not notification envelopes."}),
+		reconnects:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "reconnects_total", Help: "Sockets lost and reconnected."}),
+		handovers:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "handovers_total", Help: "Channels handed over to a new channel (socket_closing, expiry, token refresh)."}),
+		gaps:           prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "gaps_total", Help: "Delivery gaps (start-up, reconnects, new channels) that triggered a reconciliation."}),
+		reconciled:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "reconciled_conversations_total", Help: "Conversations fetched by reconciliation and handed on."}),
+		backpressure:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "snapshot_backpressure_total", Help: "Snapshots that had to wait for room in the output channel."}),
+		puts:           prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "subscription_puts_total", Help: "Successful full-list subscription PUTs."}),
+		apiRequests:    prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "api_requests_total", Help: "Genesys API calls by operation and status code."}, []string{"op", "code"}),
+		tokenRefreshes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "token_refreshes_total", Help: "Client-credentials tokens obtained."}),
+		loginFailures:  prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "login_failures_total", Help: "Failed logins."}),
+	}
+	return m
+}
+
+// register adds the metrics (and the heartbeat-age gauge, which reads c)
+// to reg.
+func (c *Client) registerMetrics(reg prometheus.Registerer) {
+	if reg == nil {
+		return
+	}
+	m := c.m
+	m.heartbeatAge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "screenpop", Subsystem: "notifications", Name: "heartbeat_age_seconds",
+		Help: "Age of the last frame on the stalest connected socket."}, func() float64 {
+		var worst int64
+		for _, ch := range c.status().Channels {
+			if ch.Connected && ch.HeartbeatAgeMs > worst {
+				worst = ch.HeartbeatAgeMs
+			}
+		}
+		return float64(worst) / 1000
+	})
+	reg.MustRegister(m.channels, m.agents, m.rejected, m.events, m.junk, m.reconnects, m.handovers, m.gaps, m.reconciled,
+		m.backpressure, m.puts, m.apiRequests, m.tokenRefreshes, m.loginFailures, m.heartbeatAge)
+}

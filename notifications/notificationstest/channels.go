@@ -1,0 +1,794 @@
+package notificationstest
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+type channel struct {
+	id       string
+	owner    string // client id, or client id + user id for user tokens
+	token    string
+	created  time.Time
+	lastUsed time.Time
+	expires  time.Time
+	topics   map[string]bool
+	conn     *wsConn
+	gone     bool
+}
+
+// ChannelInfo describes one channel, for tests and the demo.
+type ChannelInfo struct {
+	ID        string
+	Topics    int
+	Connected bool
+	Expires   time.Time
+}
+
+// FrameFaults alter how events reach sockets (heartbeats and pongs are not
+// affected).
+type FrameFaults struct {
+	Duplicate bool          // send every event twice
+	Delay     time.Duration // send every event after this delay
+	Reorder   bool          // hold each event and send it after the next one on the same socket
+	Junk      bool          // send a junk (non-JSON) frame before every event
+}
+
+// SetFrameFaults replaces the frame faults.
+func (e *Emulator) SetFrameFaults(f FrameFaults) {
+	e.mu.Lock()
+	e.frame = f
+	e.mu.Unlock()
+}
+
+// SetBlackhole makes connected sockets go silent while staying open (no
+// heartbeats, no pongs, no events): a dead socket as a client sees one
+// behind a broken proxy.
+func (e *Emulator) SetBlackhole(on bool) {
+	e.mu.Lock()
+	e.blackhole = on
+	e.mu.Unlock()
+}
+
+// SetHeartbeats turns heartbeats off or on.
+func (e *Emulator) SetHeartbeats(on bool) {
+	e.mu.Lock()
+	e.heartbeatsOff = !on
+	e.mu.Unlock()
+}
+
+// RejectTopicsFor makes subscriptions of topics about user id fail with
+// 403 notification.unauthorized.topic (or a Rejected entity with
+// ignoreErrors=true). An empty code means the default.
+func (e *Emulator) RejectTopicsFor(userID, code string) {
+	if code == "" {
+		code = "notification.unauthorized.topic"
+	}
+	e.mu.Lock()
+	e.rejected[userID] = code
+	e.mu.Unlock()
+}
+
+var (
+	userTopicRE  = regexp.MustCompile(`^v2\.users\.([A-Za-z0-9-]+)\.(conversations|conversations\.(calls|callbacks|chats|messages|emails)|presence|routingStatus|conversationsummary)$`)
+	queueTopicRE = regexp.MustCompile(`^v2\.routing\.queues\.([A-Za-z0-9-]+)\.conversations(\.(calls|callbacks|chats|messages|emails))?$`)
+)
+
+// expandTopic expands a combined topic "prefix?a&b" into its members.
+func expandTopic(t string) []string {
+	i := strings.IndexByte(t, '?')
+	if i < 0 {
+		return []string{t}
+	}
+	var out []string
+	for _, s := range strings.Split(t[i+1:], "&") {
+		out = append(out, t[:i]+"."+s)
+	}
+	return out
+}
+
+func ownerOf(t *token) string {
+	if t.userID == "" {
+		return t.clientID
+	}
+	return t.clientID + "/" + t.userID
+}
+
+func (e *Emulator) socketURL(r *http.Request, id string) string {
+	return "ws://" + r.Host + "/channels/" + id
+}
+
+type channelJSON struct {
+	ConnectURI string `json:"connectUri"`
+	ID         string `json:"id"`
+	Expires    string `json:"expires"`
+}
+
+func fmtTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+func (e *Emulator) handleCreateChannel(w http.ResponseWriter, r *http.Request, t *token) {
+	owner := ownerOf(t)
+	now := time.Now()
+	e.mu.Lock()
+	e.chanSeq++
+	id := "streaming-" + strconv.Itoa(e.chanSeq%10) + "-" + strings.ReplaceAll(newID(), "-", "")[:26]
+	c := &channel{id: id, owner: owner, token: t.value, created: now, lastUsed: now, expires: now.Add(e.cfg.ChannelLifetime), topics: map[string]bool{}}
+	// The 21st channel evicts the oldest by last use, unconnected first.
+	var mine []*channel
+	for _, x := range e.channels {
+		if x.owner == owner {
+			mine = append(mine, x)
+		}
+	}
+	var evicted *channel
+	if len(mine) >= e.cfg.MaxChannels {
+		sort.Slice(mine, func(i, j int) bool {
+			ci, cj := mine[i].conn != nil, mine[j].conn != nil
+			if ci != cj {
+				return !ci
+			}
+			return mine[i].lastUsed.Before(mine[j].lastUsed)
+		})
+		evicted = mine[0]
+		e.removeChannelLocked(evicted)
+	}
+	e.channels[id] = c
+	e.mu.Unlock()
+	if evicted != nil && evicted.conn != nil {
+		evicted.conn.closeWith(websocket.CloseNormalClosure, "channel evicted")
+	}
+	writeJSON(w, http.StatusOK, channelJSON{ConnectURI: e.socketURL(r, id), ID: id, Expires: fmtTime(c.expires)})
+}
+
+func (e *Emulator) removeChannelLocked(c *channel) {
+	c.gone = true
+	delete(e.channels, c.id)
+	e.notifySubscribedLocked()
+}
+
+func (e *Emulator) handleListChannels(w http.ResponseWriter, r *http.Request, t *token) {
+	owner := ownerOf(t)
+	all := r.URL.Query().Get("includechannels") == "oauthclient"
+	e.mu.Lock()
+	ents := []channelJSON{}
+	for _, c := range e.channels {
+		if c.owner != owner {
+			continue
+		}
+		if c.token == t.value {
+			ents = append(ents, channelJSON{ConnectURI: e.socketURL(r, c.id), ID: c.id, Expires: fmtTime(c.expires)})
+		} else if all {
+			ents = append(ents, channelJSON{Expires: fmtTime(c.expires)})
+		}
+	}
+	e.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"entities": ents})
+}
+
+// channelFor returns the live channel id owned by t's owner, or nil.
+func (e *Emulator) channelFor(id string, t *token) *channel {
+	e.expireChannels()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.channels[id]
+	if c == nil || c.owner != ownerOf(t) {
+		return nil
+	}
+	c.lastUsed = time.Now()
+	return c
+}
+
+func (e *Emulator) handleHeadChannel(w http.ResponseWriter, r *http.Request, t *token) {
+	if e.channelFor(r.PathValue("id"), t) == nil {
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+type channelTopic struct {
+	ID              string `json:"id"`
+	State           string `json:"state,omitempty"`
+	RejectionReason string `json:"rejectionReason,omitempty"`
+}
+
+func (e *Emulator) topicsJSON(c *channel) []channelTopic {
+	out := make([]channelTopic, 0, len(c.topics))
+	for t := range c.topics {
+		out = append(out, channelTopic{ID: t, State: "Permitted"})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func (e *Emulator) handleGetSubs(w http.ResponseWriter, r *http.Request, t *token) {
+	c := e.channelFor(r.PathValue("id"), t)
+	if c == nil {
+		writeError(w, http.StatusNotFound, "not.found", "The requested channel could not be found.", nil)
+		return
+	}
+	e.mu.Lock()
+	ents := e.topicsJSON(c)
+	e.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"entities": ents})
+}
+
+func (e *Emulator) handleDeleteSubs(w http.ResponseWriter, r *http.Request, t *token) {
+	c := e.channelFor(r.PathValue("id"), t)
+	if c == nil {
+		writeError(w, http.StatusNotFound, "not.found", "The requested channel could not be found.", nil)
+		return
+	}
+	e.mu.Lock()
+	c.topics = map[string]bool{}
+	e.notifySubscribedLocked()
+	e.mu.Unlock()
+	w.WriteHeader(http.StatusOK)
+}
+
+// handleSetSubs serves PUT (replace) and POST (add).
+func (e *Emulator) handleSetSubs(w http.ResponseWriter, r *http.Request, t *token) {
+	c := e.channelFor(r.PathValue("id"), t)
+	if c == nil {
+		writeError(w, http.StatusNotFound, "entity.not.found", "The requested channel could not be found.", nil)
+		return
+	}
+	var body []channelTopic
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 8<<20)).Decode(&body); err != nil {
+		writeError(w, http.StatusBadRequest, "bad.request", "The request could not be understood by the server due to malformed syntax.", nil)
+		return
+	}
+	ignore := r.URL.Query().Get("ignoreErrors") == "true"
+	var (
+		permitted []string
+		result    []channelTopic
+	)
+	e.mu.Lock()
+	for _, b := range body {
+		for _, topic := range expandTopic(b.ID) {
+			var subject string
+			if m := userTopicRE.FindStringSubmatch(topic); m != nil {
+				subject = m[1]
+			} else if queueTopicRE.MatchString(topic) {
+				subject = ""
+			} else {
+				e.mu.Unlock()
+				if ignore {
+					// An invalid topic still fails the request: it is a client bug, not a permission.
+				}
+				writeError(w, http.StatusBadRequest, "notification.invalid.topic", "Invalid topic: "+topic, map[string]string{"topic": topic})
+				return
+			}
+			if code, bad := e.rejected[subject]; bad && subject != "" {
+				if !ignore {
+					e.mu.Unlock()
+					writeError(w, http.StatusForbidden, code, "Permission denied for topic "+topic, map[string]string{"topic": topic})
+					return
+				}
+				result = append(result, channelTopic{ID: topic, State: "Rejected", RejectionReason: code})
+				continue
+			}
+			permitted = append(permitted, topic)
+			result = append(result, channelTopic{ID: topic, State: "Permitted"})
+		}
+	}
+	next := map[string]bool{}
+	if r.Method == http.MethodPost {
+		for k := range c.topics {
+			next[k] = true
+		}
+	}
+	for _, p := range permitted {
+		next[p] = true
+	}
+	if len(next) > e.cfg.MaxTopics {
+		e.mu.Unlock()
+		writeError(w, http.StatusBadRequest, "notification.subscription.too.many.subscriptions", "Too many subscriptions: a channel may hold "+strconv.Itoa(e.cfg.MaxTopics)+" topics.", map[string]string{"limit": strconv.Itoa(e.cfg.MaxTopics)})
+		return
+	}
+	c.topics = next
+	c.expires = time.Now().Add(e.cfg.ChannelLifetime)
+	type taken struct {
+		conn  *wsConn
+		ch    *channel
+		topic string
+	}
+	var lost []taken
+	if e.cfg.ExclusiveTopics {
+		for _, o := range e.channels {
+			if o == c || o.owner != c.owner {
+				continue
+			}
+			for topic := range next {
+				if o.topics[topic] {
+					delete(o.topics, topic)
+					lost = append(lost, taken{o.conn, o, topic})
+				}
+			}
+		}
+	}
+	e.notifySubscribedLocked()
+	e.mu.Unlock()
+	for _, l := range lost {
+		if l.conn != nil {
+			e.sendSystem(l.conn, "v2.system.no_longer_subscribed."+l.ch.id, systemMessage{ChannelID: l.ch.id, SystemTopicType: "no_longer_subscribed", Reason: "another_channel_subscribed", Message: l.topic})
+		}
+	}
+	if result == nil {
+		result = []channelTopic{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entities": result})
+}
+
+func (e *Emulator) notifySubscribedLocked() {
+	close(e.subscribed)
+	e.subscribed = make(chan struct{})
+}
+
+func (e *Emulator) handleAvailableTopics(w http.ResponseWriter, r *http.Request, t *token) {
+	ents := []map[string]any{
+		{"id": "v2.users.{id}.conversations", "description": "Conversations of a user", "requiresPermissions": []string{"conversation:communication:view"},
+			"requiresCurrentUser": false, "requiresCurrentUserOrPermission": true, "enforced": true, "transports": []string{"All"},
+			"schema": map[string]any{"title": "ConversationEventTopicConversation"}},
+		{"id": "v2.users.{id}.presence", "description": "Presence of a user", "requiresPermissions": []string{}, "enforced": false, "transports": []string{"All"}},
+		{"id": "v2.routing.queues.{id}.conversations", "description": "Conversations of a queue", "requiresPermissions": []string{"routing:queue:view"}, "enforced": true, "transports": []string{"All"}},
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entities": ents})
+}
+
+// Channels lists the live channels.
+func (e *Emulator) Channels() []ChannelInfo {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]ChannelInfo, 0, len(e.channels))
+	for _, c := range e.channels {
+		out = append(out, ChannelInfo{ID: c.id, Topics: len(c.topics), Connected: c.conn != nil, Expires: c.expires})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// SubscribedConnected counts distinct topics held by channels with a
+// connected socket: what would be delivered right now.
+func (e *Emulator) SubscribedConnected() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.subscribedConnectedLocked()
+}
+
+func (e *Emulator) subscribedConnectedLocked() int {
+	seen := map[string]bool{}
+	for _, c := range e.channels {
+		if c.conn == nil {
+			continue
+		}
+		for t := range c.topics {
+			seen[t] = true
+		}
+	}
+	return len(seen)
+}
+
+// IsDelivered reports whether topic is held by a channel with a connected socket.
+func (e *Emulator) IsDelivered(topic string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, c := range e.channels {
+		if c.conn != nil && c.topics[topic] {
+			return true
+		}
+	}
+	return false
+}
+
+// AwaitSubscribed waits until at least n distinct topics are held by
+// channels with connected sockets.
+func (e *Emulator) AwaitSubscribed(ctx context.Context, n int) error {
+	for {
+		e.mu.Lock()
+		ok := e.subscribedConnectedLocked() >= n
+		ch := e.subscribed
+		conn := e.connected
+		e.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		case <-conn:
+		}
+	}
+}
+
+// ExpireChannels removes every channel (as at its 24 h expiry) and closes
+// their sockets; later calls on them get 404.
+func (e *Emulator) ExpireChannels() {
+	e.mu.Lock()
+	var conns []*wsConn
+	for _, c := range e.channels {
+		if c.conn != nil {
+			conns = append(conns, c.conn)
+		}
+		e.removeChannelLocked(c)
+	}
+	e.mu.Unlock()
+	for _, c := range conns {
+		c.closeWith(websocket.CloseNormalClosure, "channel expired")
+	}
+}
+
+func (e *Emulator) expireChannels() {
+	now := time.Now()
+	e.mu.Lock()
+	var conns []*wsConn
+	for _, c := range e.channels {
+		if now.After(c.expires) {
+			if c.conn != nil {
+				conns = append(conns, c.conn)
+			}
+			e.removeChannelLocked(c)
+		}
+	}
+	e.mu.Unlock()
+	for _, c := range conns {
+		c.closeWith(websocket.CloseNormalClosure, "channel expired")
+	}
+}
+
+func (e *Emulator) closeExpiredTokenChannels() {
+	now := time.Now()
+	e.mu.Lock()
+	var conns []*wsConn
+	for _, c := range e.channels {
+		t := e.tokens[c.token]
+		if t == nil || now.After(t.expires) {
+			if c.conn != nil {
+				conns = append(conns, c.conn)
+			}
+			e.removeChannelLocked(c)
+		}
+	}
+	e.mu.Unlock()
+	for _, c := range conns {
+		c.closeWith(websocket.CloseNormalClosure, "token expired")
+	}
+}
+
+// ---- websocket ----
+
+type wsConn struct {
+	e      *Emulator
+	ch     *channel
+	ws     *websocket.Conn
+	send   chan []byte
+	done   chan struct{}
+	once   sync.Once
+	held   []byte // Reorder fault: the frame waiting for the next one
+	heldMu sync.Mutex
+}
+
+func (c *wsConn) kill() {
+	c.once.Do(func() {
+		close(c.done)
+		_ = c.ws.Close()
+		e := c.e
+		e.mu.Lock()
+		delete(e.conns, c)
+		if c.ch.conn == c {
+			c.ch.conn = nil
+		}
+		e.mu.Unlock()
+	})
+}
+
+func (c *wsConn) closeWith(code int, reason string) {
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	c.kill()
+}
+
+// enqueue queues a frame; a full queue drops the socket.
+func (c *wsConn) enqueue(b []byte) {
+	select {
+	case <-c.done:
+	case c.send <- b:
+	default:
+		c.kill()
+	}
+}
+
+var upgrader = websocket.Upgrader{ReadBufferSize: 4096, WriteBufferSize: 16384, CheckOrigin: func(*http.Request) bool { return true }}
+
+func (e *Emulator) handleSocket(w http.ResponseWriter, r *http.Request) {
+	e.expireChannels()
+	id := r.PathValue("id")
+	e.mu.Lock()
+	ch := e.channels[id]
+	closed := e.closed
+	e.mu.Unlock()
+	if ch == nil || closed {
+		writeError(w, http.StatusNotFound, "not.found", "The requested channel could not be found.", nil)
+		return
+	}
+	ws, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	c := &wsConn{e: e, ch: ch, ws: ws, send: make(chan []byte, e.cfg.SendQueue), done: make(chan struct{})}
+	e.mu.Lock()
+	if ch.gone || e.closed {
+		e.mu.Unlock()
+		_ = ws.Close()
+		return
+	}
+	prev := ch.conn
+	ch.conn = c
+	ch.lastUsed = time.Now()
+	e.conns[c] = struct{}{}
+	close(e.connected)
+	e.connected = make(chan struct{})
+	e.wg.Add(2)
+	e.mu.Unlock()
+	if prev != nil {
+		prev.closeWith(websocket.CloseNormalClosure, "another socket connected")
+	}
+	go c.writeLoop()
+	go c.readLoop()
+}
+
+func (c *wsConn) writeLoop() {
+	e := c.e
+	defer e.wg.Done()
+	defer c.kill()
+	var tick <-chan time.Time
+	if e.cfg.HeartbeatInterval > 0 {
+		t := time.NewTicker(e.cfg.HeartbeatInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-c.done:
+			return
+		case b := <-c.send:
+			if e.silent() {
+				continue
+			}
+			_ = c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+				return
+			}
+		case <-tick:
+			e.mu.Lock()
+			off := e.heartbeatsOff || e.blackhole
+			e.mu.Unlock()
+			if off {
+				continue
+			}
+			_ = c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if err := c.ws.WriteMessage(websocket.TextMessage, heartbeatFrame); err != nil {
+				return
+			}
+		}
+	}
+}
+
+func (e *Emulator) silent() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.blackhole
+}
+
+var (
+	heartbeatFrame = []byte(`{"topicName":"channel.metadata","eventBody":{"message":"WebSocket Heartbeat"}}`)
+	pongFrame      = []byte(`{"topicName":"channel.metadata","eventBody":{"message":"pong"}}`)
+)
+
+type clientMessage struct {
+	Message       string   `json:"message"`
+	Topics        []string `json:"topics"`
+	CorrelationID string   `json:"correlationId"`
+}
+
+func (c *wsConn) readLoop() {
+	e := c.e
+	defer e.wg.Done()
+	defer c.kill()
+	c.ws.SetReadLimit(1 << 20)
+	for {
+		_, b, err := c.ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		var m clientMessage
+		if json.Unmarshal(b, &m) != nil {
+			continue
+		}
+		switch m.Message {
+		case "ping":
+			c.enqueue(pongFrame)
+		case "subscribe":
+			e.mu.Lock()
+			ok := len(c.ch.topics)+len(m.Topics) <= e.cfg.MaxTopics
+			if ok {
+				for _, t := range m.Topics {
+					for _, x := range expandTopic(t) {
+						c.ch.topics[x] = true
+					}
+				}
+				e.notifySubscribedLocked()
+			}
+			e.mu.Unlock()
+			reply := map[string]string{"result": "200", "status": "subscribed", "correlationId": m.CorrelationID}
+			if !ok {
+				reply = map[string]string{"result": "400", "status": "error", "message": "too many subscriptions", "correlationId": m.CorrelationID}
+			}
+			rb, _ := json.Marshal(reply)
+			c.enqueue(rb)
+		}
+	}
+}
+
+type systemMessage struct {
+	ChannelID       string            `json:"channelId,omitempty"`
+	SystemTopicType string            `json:"systemTopicType,omitempty"`
+	CorrelationID   string            `json:"correlationId,omitempty"`
+	OrganizationID  string            `json:"organizationId,omitempty"`
+	UserID          string            `json:"userId,omitempty"`
+	OauthClientID   string            `json:"oauthClientId,omitempty"`
+	Reason          string            `json:"reason,omitempty"`
+	Message         string            `json:"message,omitempty"`
+	Data            map[string]string `json:"data,omitempty"`
+}
+
+func (e *Emulator) sendSystem(c *wsConn, topic string, m systemMessage) {
+	m.CorrelationID = newID()
+	m.OrganizationID = e.cfg.OrgID
+	m.OauthClientID = e.cfg.ClientID
+	body, _ := json.Marshal(m)
+	c.enqueue(envelope(topic, body))
+}
+
+func envelope(topic string, body []byte) []byte {
+	b := make([]byte, 0, len(body)+160)
+	b = append(b, `{"topicName":`...)
+	b = strconv.AppendQuote(b, topic)
+	b = append(b, `,"version":"2","eventBody":`...)
+	b = append(b, body...)
+	b = append(b, `,"metadata":{"CorrelationId":"`...)
+	b = append(b, newID()...)
+	b = append(b, `"}}`...)
+	return b
+}
+
+// SocketClosing sends v2.system.socket_closing on every connected socket
+// and closes those sockets after SocketClosingGrace.
+func (e *Emulator) SocketClosing() {
+	e.mu.Lock()
+	var conns []*wsConn
+	for c := range e.conns {
+		conns = append(conns, c)
+	}
+	grace := e.cfg.SocketClosingGrace
+	e.mu.Unlock()
+	for _, c := range conns {
+		e.sendSystem(c, "v2.system.socket_closing", systemMessage{ChannelID: c.ch.id, Message: "WebSocket is closing for maintenance"})
+		c := c
+		e.afterFunc(grace, func() { c.closeWith(websocket.CloseGoingAway, "socket closing") })
+	}
+}
+
+// DropConnections closes every socket abruptly (no close frame), as a
+// network failure would. Channels survive.
+func (e *Emulator) DropConnections() int {
+	e.mu.Lock()
+	var conns []*wsConn
+	for c := range e.conns {
+		conns = append(conns, c)
+	}
+	e.mu.Unlock()
+	for _, c := range conns {
+		c.kill()
+	}
+	return len(conns)
+}
+
+// NoLongerSubscribed sends v2.system.no_longer_subscribed on every
+// connected socket and removes the channels' topics.
+func (e *Emulator) NoLongerSubscribed() {
+	e.mu.Lock()
+	var conns []*wsConn
+	for c := range e.conns {
+		conns = append(conns, c)
+		c.ch.topics = map[string]bool{}
+	}
+	e.notifySubscribedLocked()
+	e.mu.Unlock()
+	for _, c := range conns {
+		e.sendSystem(c, "v2.system.no_longer_subscribed."+c.ch.id, systemMessage{ChannelID: c.ch.id, SystemTopicType: "no_longer_subscribed", Reason: "user_tokens_revoked", Message: "no longer subscribed"})
+	}
+}
+
+// SendJunk sends a frame that is not JSON to every connected socket.
+func (e *Emulator) SendJunk() {
+	e.mu.Lock()
+	var conns []*wsConn
+	for c := range e.conns {
+		conns = append(conns, c)
+	}
+	e.mu.Unlock()
+	for _, c := range conns {
+		c.enqueue([]byte("\x00not json{"))
+	}
+}
+
+// Publish delivers body on topic to every connected socket whose channel
+// holds the topic. Nothing is kept for disconnected channels. It returns
+// the number of sockets it went to.
+func (e *Emulator) Publish(topic string, body []byte) int {
+	e.mu.Lock()
+	var conns []*wsConn
+	for _, c := range e.channels {
+		if c.conn != nil && c.topics[topic] {
+			conns = append(conns, c.conn)
+		}
+	}
+	ff := e.frame
+	e.mu.Unlock()
+	for _, c := range conns {
+		frame := envelope(topic, body)
+		deliver := func() {
+			if ff.Junk {
+				c.enqueue([]byte(`{"topicName":`))
+			}
+			if ff.Reorder {
+				c.heldMu.Lock()
+				prev := c.held
+				c.held = frame
+				c.heldMu.Unlock()
+				if prev == nil {
+					// Send it anyway after a short while if nothing follows.
+					e.afterFunc(50*time.Millisecond, func() {
+						c.heldMu.Lock()
+						h := c.held
+						c.held = nil
+						c.heldMu.Unlock()
+						if h != nil {
+							c.enqueue(h)
+						}
+					})
+					return
+				}
+				c.heldMu.Lock()
+				cur := c.held
+				c.held = nil
+				c.heldMu.Unlock()
+				if cur != nil {
+					c.enqueue(cur)
+				}
+				c.enqueue(prev)
+				return
+			}
+			c.enqueue(frame)
+			if ff.Duplicate {
+				c.enqueue(frame)
+			}
+		}
+		if ff.Delay > 0 {
+			e.afterFunc(ff.Delay, deliver)
+		} else {
+			deliver()
+		}
+	}
+	return len(conns)
+}

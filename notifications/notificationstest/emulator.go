@@ -1,0 +1,593 @@
+// Package notificationstest is an in-process Genesys Cloud emulator that
+// speaks the real wire protocol of the parts screenpop uses: the OAuth token
+// endpoint (client credentials; authorization code with PKCE and the implicit
+// grant for browser logins), users/me and tokens/me, notification channels
+// and subscriptions, the channel websocket (envelopes, heartbeats, pong,
+// socket_closing), routing queue members, the analytics activity query and
+// GET /api/v2/conversations/{id}.
+//
+// Like net/http/httptest it does not import testing: tests, `screenpopd demo`
+// and the benchmarks build one with New, serve its Handler (or call Serve),
+// script conversations (InboundCall, Chat, ...) and inject faults
+// (DropConnections, SocketClosing, FailNext, RejectTopicsFor, ExpireTokens,
+// SetFrameFaults, ...).
+//
+// Conversation payloads are built from the Genesys SDK's own topic models
+// (platformclientv2.Conversationeventtopicconversation and friends) and
+// marshaled with encoding/json; the SDK writes microsecond fractions where
+// the service writes milliseconds, so times are trimmed to milliseconds.
+//
+// Deliberate gaps: no divisions or permissions beyond RejectTopicsFor, no
+// websocket subscribe for combined topics, no rate limiting except what is
+// injected. Behaviours taken from unverified sources are switches in Config
+// (see docs/assumptions.md).
+//
+// Concurrency: all methods are safe for concurrent use.
+package notificationstest
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// AgentSpec is one emulated Genesys user.
+type AgentSpec struct {
+	ID    string
+	Name  string
+	Email string
+}
+
+// Config configures an Emulator. Zero fields mean defaults.
+type Config struct {
+	ClientID     string // default "screenpop-client"
+	ClientSecret string // default "screenpop-secret"
+	// BrowserClientID is the OAuth client for browser logins (code+PKCE,
+	// implicit). Default "screenpop-browser". RedirectURIs lists its
+	// allowed redirect URIs; empty allows any http(s)://127.0.0.1 or
+	// localhost URI.
+	BrowserClientID string
+	RedirectURIs    []string
+	OrgID           string // default "org-emulated"
+
+	Agents []AgentSpec
+	Queues map[string][]string // queue id -> member user ids
+
+	HeartbeatInterval  time.Duration // default 30s; negative disables heartbeats
+	TokenLifetime      time.Duration // client-credentials tokens; default 24h; expires_in is whole seconds (at least 1)
+	UserTokenLifetime  time.Duration // agent tokens; default 24h
+	ChannelLifetime    time.Duration // default 24h; a PUT or POST of subscriptions extends it
+	SocketClosingGrace time.Duration // how long after socket_closing the server closes the socket; default 60s
+	MaxChannels        int           // per owner (user+app); default 20
+	MaxTopics          int           // per channel; default 1000
+
+	// ExclusiveTopics models the UNVERIFIED reading of
+	// reason=another_channel_subscribed: subscribing a topic on a second
+	// channel of the same owner takes it from the first, which gets
+	// v2.system.no_longer_subscribed. Default off (topics may overlap).
+	ExclusiveTopics bool
+	// CloseOnTokenExpiry models "a channel dies when its token expires"
+	// (C-HB, UNVERIFIED): when set, a channel whose creating token has
+	// expired is removed and its socket closed. Default off.
+	CloseOnTokenExpiry bool
+	// SendQueue is the per-socket outbound frame queue; a socket whose
+	// queue overflows is dropped (like a slow consumer). Default 4096.
+	SendQueue int
+}
+
+func (c *Config) defaults() {
+	if c.ClientID == "" {
+		c.ClientID = "screenpop-client"
+	}
+	if c.ClientSecret == "" {
+		c.ClientSecret = "screenpop-secret"
+	}
+	if c.BrowserClientID == "" {
+		c.BrowserClientID = "screenpop-browser"
+	}
+	if c.OrgID == "" {
+		c.OrgID = "org-emulated"
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = 30 * time.Second
+	}
+	if c.TokenLifetime <= 0 {
+		c.TokenLifetime = 24 * time.Hour
+	}
+	if c.UserTokenLifetime <= 0 {
+		c.UserTokenLifetime = 24 * time.Hour
+	}
+	if c.ChannelLifetime <= 0 {
+		c.ChannelLifetime = 24 * time.Hour
+	}
+	if c.SocketClosingGrace <= 0 {
+		c.SocketClosingGrace = 60 * time.Second
+	}
+	if c.MaxChannels <= 0 {
+		c.MaxChannels = 20
+	}
+	if c.MaxTopics <= 0 {
+		c.MaxTopics = 1000
+	}
+	if c.SendQueue <= 0 {
+		c.SendQueue = 4096
+	}
+}
+
+// Request is one HTTP request the emulator answered.
+type Request struct {
+	Method string
+	Path   string
+	Query  string
+	Status int
+	Time   time.Time
+}
+
+type token struct {
+	value    string
+	clientID string
+	userID   string // "" for client credentials
+	expires  time.Time
+}
+
+type fault struct {
+	method     string
+	prefix     string
+	status     int
+	retryAfter time.Duration
+	n          int
+}
+
+type authCode struct {
+	userID, redirectURI, challenge, clientID string
+	expires                                  time.Time
+}
+
+// Emulator is an in-process Genesys Cloud.
+type Emulator struct {
+	cfg Config
+	mux *http.ServeMux
+
+	mu            sync.Mutex
+	agents        map[string]AgentSpec
+	queues        map[string][]string
+	tokens        map[string]*token
+	codes         map[string]*authCode
+	channels      map[string]*channel
+	convs         map[string]*Conversation
+	convOrder     []string
+	faults        []*fault
+	requests      []Request
+	rejected      map[string]string // user id -> rejection code
+	loginDown     bool
+	frame         FrameFaults
+	blackhole     bool
+	heartbeatsOff bool
+	chanSeq       int
+	closed        bool
+	url           string
+	servers       []*http.Server
+	conns         map[*wsConn]struct{}
+	timers        map[*time.Timer]struct{}
+	subscribed    chan struct{} // closed and replaced on every subscription change
+	connected     chan struct{} // closed and replaced on every socket connect
+	wg            sync.WaitGroup
+}
+
+// New returns an emulator; serve its Handler or call Serve.
+func New(cfg Config) *Emulator {
+	cfg.defaults()
+	e := &Emulator{
+		cfg:        cfg,
+		mux:        http.NewServeMux(),
+		agents:     map[string]AgentSpec{},
+		queues:     map[string][]string{},
+		tokens:     map[string]*token{},
+		codes:      map[string]*authCode{},
+		channels:   map[string]*channel{},
+		convs:      map[string]*Conversation{},
+		rejected:   map[string]string{},
+		conns:      map[*wsConn]struct{}{},
+		timers:     map[*time.Timer]struct{}{},
+		subscribed: make(chan struct{}),
+		connected:  make(chan struct{}),
+	}
+	for _, a := range cfg.Agents {
+		e.agents[a.ID] = a
+	}
+	for q, m := range cfg.Queues {
+		e.queues[q] = append([]string(nil), m...)
+	}
+	e.routes()
+	return e
+}
+
+// Config returns the effective configuration (defaults filled in).
+func (e *Emulator) Config() Config { return e.cfg }
+
+// Handler serves the whole emulated API, login host and streaming host.
+func (e *Emulator) Handler() http.Handler { return http.HandlerFunc(e.serveHTTP) }
+
+// Serve serves on ln until ctx is done or Close is called. URL() then
+// returns the base URL (http://host:port), to be used as GENESYS_API_URL.
+func (e *Emulator) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: e.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return errors.New("emulator closed")
+	}
+	e.url = "http://" + ln.Addr().String()
+	e.servers = append(e.servers, srv)
+	e.mu.Unlock()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-ctx.Done():
+			e.Close()
+		case <-done:
+		}
+	}()
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Start listens on 127.0.0.1:0 and serves in the background until Close.
+func (e *Emulator) Start() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	e.mu.Lock()
+	e.url = "http://" + ln.Addr().String()
+	e.mu.Unlock()
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		_ = e.Serve(context.Background(), ln)
+	}()
+	return e.URL(), nil
+}
+
+// URL is the base URL once serving (Serve or Start).
+func (e *Emulator) URL() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.url
+}
+
+// Close stops the servers, closes every websocket and stops timers.
+func (e *Emulator) Close() {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		e.wg.Wait()
+		return
+	}
+	e.closed = true
+	servers := e.servers
+	conns := make([]*wsConn, 0, len(e.conns))
+	for c := range e.conns {
+		conns = append(conns, c)
+	}
+	for t := range e.timers {
+		if t.Stop() {
+			e.wg.Done() // its func will never run
+		}
+	}
+	e.timers = map[*time.Timer]struct{}{}
+	e.mu.Unlock()
+	for _, s := range servers {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = s.Shutdown(ctx)
+		cancel()
+		_ = s.Close()
+	}
+	for _, c := range conns {
+		c.kill()
+	}
+	e.wg.Wait()
+}
+
+// afterFunc runs f after d unless the emulator closes first.
+func (e *Emulator) afterFunc(d time.Duration, f func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return
+	}
+	var t *time.Timer
+	e.wg.Add(1)
+	t = time.AfterFunc(d, func() {
+		defer e.wg.Done()
+		e.mu.Lock()
+		_, live := e.timers[t]
+		delete(e.timers, t)
+		e.mu.Unlock()
+		if live {
+			f()
+		}
+	})
+	e.timers[t] = struct{}{}
+}
+
+func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if e.fail(w, r) {
+		return
+	}
+	rec := &statusRecorder{ResponseWriter: w, status: 200}
+	e.mux.ServeHTTP(rec, r)
+	e.record(r, rec.status)
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) { s.status = code; s.ResponseWriter.WriteHeader(code) }
+
+// Unwrap lets http.ResponseController and the websocket upgrader reach the
+// hijacker.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (s *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := s.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("hijack not supported")
+	}
+	return h.Hijack()
+}
+
+func (e *Emulator) record(r *http.Request, status int) {
+	e.mu.Lock()
+	e.requests = append(e.requests, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Status: status, Time: time.Now()})
+	e.mu.Unlock()
+}
+
+// Requests returns the requests answered so far (including injected faults).
+func (e *Emulator) Requests() []Request {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]Request(nil), e.requests...)
+}
+
+// CountRequests counts answered requests with method and a path starting
+// with prefix ("" matches any).
+func (e *Emulator) CountRequests(method, prefix string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, r := range e.requests {
+		if (method == "" || r.Method == method) && strings.HasPrefix(r.Path, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// FailNext makes the next n requests whose method matches (""=any) and
+// whose path starts with prefix fail with status. For 429 and 503 a
+// Retry-After header (whole seconds, rounded up) is sent when retryAfter > 0.
+// The body is a Genesys ErrorBody (or an OAuth error on /oauth/token).
+func (e *Emulator) FailNext(method, prefix string, status int, retryAfter time.Duration, n int) {
+	if n <= 0 {
+		n = 1
+	}
+	e.mu.Lock()
+	e.faults = append(e.faults, &fault{method: method, prefix: prefix, status: status, retryAfter: retryAfter, n: n})
+	e.mu.Unlock()
+}
+
+// SetLoginDown makes /oauth/token answer 503 (true) or work again (false).
+func (e *Emulator) SetLoginDown(down bool) {
+	e.mu.Lock()
+	e.loginDown = down
+	e.mu.Unlock()
+}
+
+func (e *Emulator) fail(w http.ResponseWriter, r *http.Request) bool {
+	e.mu.Lock()
+	var f *fault
+	for i, x := range e.faults {
+		if (x.method == "" || x.method == r.Method) && strings.HasPrefix(r.URL.Path, x.prefix) {
+			f = x
+			x.n--
+			if x.n <= 0 {
+				e.faults = append(e.faults[:i], e.faults[i+1:]...)
+			}
+			break
+		}
+	}
+	if f == nil && e.loginDown && r.URL.Path == "/oauth/token" {
+		f = &fault{status: http.StatusServiceUnavailable}
+	}
+	e.mu.Unlock()
+	if f == nil {
+		return false
+	}
+	if f.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((f.retryAfter+time.Second-1)/time.Second)))
+	}
+	if r.URL.Path == "/oauth/token" {
+		writeJSON(w, f.status, map[string]string{"error": "temporarily_unavailable", "description": "injected fault", "error_description": "injected fault"})
+	} else {
+		code := "internal.server.error"
+		switch f.status {
+		case http.StatusTooManyRequests:
+			code = "too.many.requests.retry.after"
+		case http.StatusUnauthorized:
+			code = "bad.credentials"
+		case http.StatusNotFound:
+			code = "not.found"
+		case http.StatusServiceUnavailable:
+			code = "service.unavailable"
+		}
+		writeError(w, f.status, code, "injected fault", nil)
+	}
+	e.record(r, f.status)
+	return true
+}
+
+// ErrorBody is Genesys' error shape.
+type ErrorBody struct {
+	Message           string            `json:"message"`
+	Code              string            `json:"code"`
+	Status            int               `json:"status"`
+	MessageWithParams string            `json:"messageWithParams,omitempty"`
+	MessageParams     map[string]string `json:"messageParams,omitempty"`
+	ContextID         string            `json:"contextId"`
+	Details           []any             `json:"details"`
+	Errors            []any             `json:"errors"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string, params map[string]string) {
+	writeJSON(w, status, ErrorBody{Message: msg, Code: code, Status: status, MessageParams: params, ContextID: newID(), Details: []any{}, Errors: []any{}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("ININ-Correlation-Id", newID())
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func writeRaw(w http.ResponseWriter, status int, b []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// newID returns a random UUID (version 4).
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+func randToken() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// ---- tokens ----
+
+func (e *Emulator) mint(clientID, userID string, life time.Duration) *token {
+	t := &token{value: randToken(), clientID: clientID, userID: userID, expires: time.Now().Add(life)}
+	e.mu.Lock()
+	e.tokens[t.value] = t
+	e.mu.Unlock()
+	return t
+}
+
+// AgentToken mints an access token for user id (as a browser login would),
+// valid for UserTokenLifetime. The user need not be in Config.Agents.
+func (e *Emulator) AgentToken(userID string) string {
+	return e.mint(e.cfg.BrowserClientID, userID, e.cfg.UserTokenLifetime).value
+}
+
+// ClientToken mints a client-credentials token, as POST /oauth/token would.
+func (e *Emulator) ClientToken() string {
+	return e.mint(e.cfg.ClientID, "", e.cfg.TokenLifetime).value
+}
+
+// ExpireTokens expires every token issued so far: the next API call with
+// one gets 401. Channels follow their token when CloseOnTokenExpiry is set.
+func (e *Emulator) ExpireTokens() {
+	e.mu.Lock()
+	past := time.Now().Add(-time.Second)
+	for _, t := range e.tokens {
+		t.expires = past
+	}
+	e.mu.Unlock()
+	if e.cfg.CloseOnTokenExpiry {
+		e.closeExpiredTokenChannels()
+	}
+}
+
+// RevokeToken makes one token invalid.
+func (e *Emulator) RevokeToken(value string) {
+	e.mu.Lock()
+	delete(e.tokens, value)
+	e.mu.Unlock()
+}
+
+// TokensIssued counts tokens issued to the client-credentials client.
+func (e *Emulator) TokensIssued() int {
+	return e.CountRequests(http.MethodPost, "/oauth/token")
+}
+
+func (e *Emulator) bearer(r *http.Request) *token {
+	h := r.Header.Get("Authorization")
+	if len(h) < 7 || !strings.EqualFold(h[:7], "bearer ") {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t := e.tokens[strings.TrimSpace(h[7:])]
+	if t == nil || time.Now().After(t.expires) {
+		return nil
+	}
+	return t
+}
+
+// authed wraps an API handler with bearer-token checking.
+func (e *Emulator) authed(h func(w http.ResponseWriter, r *http.Request, t *token)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		t := e.bearer(r)
+		if t == nil {
+			writeError(w, http.StatusUnauthorized, "bad.credentials", "Invalid login credentials.", nil)
+			return
+		}
+		h(w, r, t)
+	}
+}
+
+func (e *Emulator) routes() {
+	m := e.mux
+	m.HandleFunc("POST /oauth/token", e.handleToken)
+	m.HandleFunc("GET /oauth/authorize", e.handleAuthorize)
+	m.HandleFunc("POST /oauth/authorize", e.handleAuthorize)
+	m.HandleFunc("GET /api/v2/users/me", e.authed(e.handleUsersMe))
+	m.HandleFunc("GET /api/v2/tokens/me", e.authed(e.handleTokensMe))
+	m.HandleFunc("HEAD /api/v2/tokens/me", e.authed(func(w http.ResponseWriter, r *http.Request, t *token) { w.WriteHeader(http.StatusOK) }))
+	m.HandleFunc("POST /api/v2/notifications/channels", e.authed(e.handleCreateChannel))
+	m.HandleFunc("GET /api/v2/notifications/channels", e.authed(e.handleListChannels))
+	m.HandleFunc("HEAD /api/v2/notifications/channels/{id}", e.authed(e.handleHeadChannel))
+	m.HandleFunc("GET /api/v2/notifications/channels/{id}/subscriptions", e.authed(e.handleGetSubs))
+	m.HandleFunc("PUT /api/v2/notifications/channels/{id}/subscriptions", e.authed(e.handleSetSubs))
+	m.HandleFunc("POST /api/v2/notifications/channels/{id}/subscriptions", e.authed(e.handleSetSubs))
+	m.HandleFunc("DELETE /api/v2/notifications/channels/{id}/subscriptions", e.authed(e.handleDeleteSubs))
+	m.HandleFunc("GET /api/v2/notifications/availabletopics", e.authed(e.handleAvailableTopics))
+	m.HandleFunc("GET /api/v2/routing/queues/{id}/members", e.authed(e.handleQueueMembers))
+	m.HandleFunc("POST /api/v2/analytics/conversations/activity/query", e.authed(e.handleActivityQuery))
+	m.HandleFunc("GET /api/v2/conversations/{id}", e.authed(e.handleGetConversation))
+	m.HandleFunc("GET /channels/{id}", e.handleSocket)
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not.found", fmt.Sprintf("The requested operation %s %s is not supported by the emulator.", r.Method, r.URL.Path), nil)
+	})
+}

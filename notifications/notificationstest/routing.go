@@ -1,0 +1,174 @@
+package notificationstest
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+)
+
+// SetQueueMembers replaces a queue's members.
+func (e *Emulator) SetQueueMembers(queueID string, userIDs []string) {
+	e.mu.Lock()
+	e.queues[queueID] = append([]string(nil), userIDs...)
+	e.mu.Unlock()
+}
+
+// AddAgent adds a user to the directory (for users/me and the login page).
+func (e *Emulator) AddAgent(a AgentSpec) {
+	e.mu.Lock()
+	e.agents[a.ID] = a
+	e.mu.Unlock()
+}
+
+func (e *Emulator) handleQueueMembers(w http.ResponseWriter, r *http.Request, t *token) {
+	q := r.URL.Query()
+	size, _ := strconv.Atoi(q.Get("pageSize"))
+	if size <= 0 {
+		size = 25
+	}
+	if size > 500 {
+		writeError(w, http.StatusBadRequest, "bad.request", "pageSize must be at most 500", nil)
+		return
+	}
+	page, _ := strconv.Atoi(q.Get("pageNumber"))
+	if page <= 0 {
+		page = 1
+	}
+	e.mu.Lock()
+	members, ok := e.queues[r.PathValue("id")]
+	ents := []map[string]any{}
+	for i := (page - 1) * size; ok && i < len(members) && i < page*size; i++ {
+		id := members[i]
+		name := e.agents[id].Name
+		ents = append(ents, map[string]any{"id": id, "name": name, "user": map[string]any{"id": id, "name": name, "selfUri": "/api/v2/users/" + id},
+			"ringNumber": 1, "joined": true, "memberBy": "user", "selfUri": "/api/v2/users/" + id})
+	}
+	total := len(members)
+	e.mu.Unlock()
+	if !ok {
+		writeError(w, http.StatusNotFound, "not.found", "The requested queue could not be found.", nil)
+		return
+	}
+	self := r.URL.Path + "?pageSize=" + strconv.Itoa(size) + "&pageNumber="
+	res := map[string]any{"entities": ents, "pageSize": size, "pageNumber": page, "selfUri": self + strconv.Itoa(page), "firstUri": self + "1"}
+	if page*size < total {
+		res["nextUri"] = self + strconv.Itoa(page+1)
+	}
+	if page > 1 {
+		res["previousUri"] = self + strconv.Itoa(page-1)
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+type activityQuery struct {
+	Metrics []struct {
+		Metric  string `json:"metric"`
+		Details bool   `json:"details"`
+	} `json:"metrics"`
+	GroupBy []string `json:"groupBy"`
+	Filter  *struct {
+		Type       string          `json:"type"`
+		Predicates []activityPred  `json:"predicates"`
+		Clauses    []activityClaus `json:"clauses"`
+	} `json:"filter"`
+}
+
+type activityPred struct {
+	Dimension string `json:"dimension"`
+	Value     string `json:"value"`
+}
+
+type activityClaus struct {
+	Type       string         `json:"type"`
+	Predicates []activityPred `json:"predicates"`
+}
+
+// handleActivityQuery serves POST /api/v2/analytics/conversations/activity/query
+// for filters on userId (and queueId): live conversations per user, with
+// the oAlerting / oInteracting observations and their details.
+func (e *Emulator) handleActivityQuery(w http.ResponseWriter, r *http.Request, t *token) {
+	var q activityQuery
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<20)).Decode(&q); err != nil || len(q.Metrics) == 0 {
+		writeError(w, http.StatusBadRequest, "bad.request", "The request could not be understood by the server due to malformed syntax.", nil)
+		return
+	}
+	users := map[string]bool{}
+	if q.Filter != nil {
+		preds := append([]activityPred(nil), q.Filter.Predicates...)
+		for _, c := range q.Filter.Clauses {
+			preds = append(preds, c.Predicates...)
+		}
+		for _, p := range preds {
+			if p.Dimension == "userId" {
+				users[p.Value] = true
+			}
+		}
+	}
+	if len(users) == 0 {
+		writeError(w, http.StatusBadRequest, "bad.request", "The activity query needs a userId filter in the emulator.", nil)
+		return
+	}
+	type ent struct {
+		ActivityDate   string `json:"activityDate"`
+		Metric         string `json:"metric"`
+		ConversationID string `json:"conversationId"`
+		UserID         string `json:"userId"`
+		MediaType      string `json:"mediaType"`
+		Direction      string `json:"direction,omitempty"`
+		QueueID        string `json:"queueId,omitempty"`
+	}
+	type result struct {
+		Group    map[string]string `json:"group"`
+		Data     []map[string]any  `json:"data"`
+		Entities []ent             `json:"entities,omitempty"`
+	}
+	byUser := map[string]*result{}
+	e.mu.Lock()
+	convs := make([]*Conversation, 0, len(e.convOrder))
+	for _, id := range e.convOrder {
+		convs = append(convs, e.convs[id])
+	}
+	e.mu.Unlock()
+	for _, c := range convs {
+		c.mu.Lock()
+		for u := range users {
+			p, ok := c.live(u)
+			if !ok {
+				continue
+			}
+			metric := "oInteracting"
+			if p.c.state == "alerting" {
+				metric = "oAlerting"
+			}
+			media := map[string]string{MediaCall: "voice", MediaCallback: "callback", MediaChat: "chat", MediaMessage: "message", MediaEmail: "email"}[c.media]
+			res := byUser[u]
+			if res == nil {
+				res = &result{Group: map[string]string{"userId": u}}
+				byUser[u] = res
+			}
+			res.Entities = append(res.Entities, ent{ActivityDate: fmtTime(c.start), Metric: metric, ConversationID: c.id, UserID: u, MediaType: media, Direction: p.c.direction, QueueID: p.queueID})
+		}
+		c.mu.Unlock()
+	}
+	results := []*result{}
+	for _, res := range byUser {
+		counts := map[string]int{}
+		for _, x := range res.Entities {
+			counts[x.Metric]++
+		}
+		for m, n := range counts {
+			res.Data = append(res.Data, map[string]any{"metric": m, "count": n})
+		}
+		results = append(results, res)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": results, "entityIdDimension": "conversationId"})
+}
+
+func (e *Emulator) handleGetConversation(w http.ResponseWriter, r *http.Request, t *token) {
+	c := e.Conversation(r.PathValue("id"))
+	if c == nil {
+		writeError(w, http.StatusNotFound, "not.found", "The requested conversation could not be found.", nil)
+		return
+	}
+	writeRaw(w, http.StatusOK, c.RESTBody())
+}

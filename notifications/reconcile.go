@@ -1,0 +1,284 @@
+package notifications
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/mypurecloud/platform-client-sdk-go/v157/platformclientv2"
+	"github.com/tidwall/gjson"
+
+	"github.com/screenpop/screenpop/bridge"
+)
+
+// activityBatch is how many agents one activity query asks about.
+const activityBatch = 100
+
+// reconcileLoop runs a reconciliation after each gap (coalescing gaps that
+// arrive while one runs). A failed reconciliation is retried with backoff.
+func (c *Client) reconcileLoop(ctx context.Context) error {
+	backoff := c.cfg.BackoffMin
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.gapCh:
+		}
+		// Let the other shards of a mass reconnect land first.
+		if !sleep(ctx, min(c.cfg.PutDebounce, time.Second)) {
+			return ctx.Err()
+		}
+		select {
+		case <-c.gapCh:
+		default:
+		}
+		c.mu.Lock()
+		since := c.lastGap
+		c.mu.Unlock()
+		// Snapshots seen shortly before the gap may predate it on the wire.
+		since = since.Add(-c.cfg.HeartbeatTimeout)
+		if err := c.reconcile(ctx, since); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			c.log.Warn().Err(err).Dur("backoff", backoff).Msg("genesys reconciliation failed, retrying")
+			if !sleep(ctx, jitter(backoff)) {
+				return ctx.Err()
+			}
+			backoff = min(backoff*2, c.cfg.BackoffMax)
+			select {
+			case c.gapCh <- struct{}{}:
+			default:
+			}
+			continue
+		}
+		backoff = c.cfg.BackoffMin
+	}
+}
+
+type activityEntity struct {
+	ConversationID string `json:"conversationId"`
+	UserID         string `json:"userId"`
+}
+
+// reconcile finds the watched agents' live conversations and hands on the
+// ones not seen since `since`.
+func (c *Client) reconcile(ctx context.Context, since time.Time) error {
+	start := time.Now()
+	c.mu.Lock()
+	agents := make([]string, 0, len(c.agentShard))
+	for a := range c.agentShard {
+		agents = append(agents, a)
+	}
+	c.mu.Unlock()
+	type key struct{ conv, agent string }
+	todo := map[string][]string{} // conversation -> agents whose view is stale
+	for i := 0; i < len(agents); i += activityBatch {
+		batch := agents[i:min(i+activityBatch, len(agents))]
+		ents, err := c.activity(ctx, batch)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if e.ConversationID == "" || e.UserID == "" {
+				continue
+			}
+			c.mu.Lock()
+			last, ok := c.seen[seenKey{e.ConversationID, e.UserID}]
+			c.mu.Unlock()
+			if ok && !last.Before(since) {
+				continue
+			}
+			todo[e.ConversationID] = append(todo[e.ConversationID], e.UserID)
+		}
+	}
+	n := 0
+	for conv, users := range todo {
+		if err := c.getLimit.Wait(ctx); err != nil {
+			return err
+		}
+		body, err := c.fetchConversation(ctx, conv)
+		if err != nil {
+			if status(err) == 404 {
+				continue // ended in between
+			}
+			return err
+		}
+		now := time.Now()
+		for _, u := range users {
+			c.markSeen(conv, u, now)
+			if !c.emit(ctx, bridge.Snapshot{Topic: agentTopic(u), Agent: bridge.AgentID(u), Body: body, ReceivedAt: now, Reconciled: true}) {
+				return ctx.Err()
+			}
+		}
+		n++
+		c.m.reconciled.Inc()
+	}
+	c.pruneSeen()
+	c.mu.Lock()
+	c.reconciled += n
+	c.mu.Unlock()
+	c.log.Info().Int("agents", len(agents)).Int("conversations", n).Int64("elapsed_ms", time.Since(start).Milliseconds()).Msg("genesys reconciliation done")
+	return nil
+}
+
+// pruneSeen forgets conversations not seen for a long while (a long
+// conversation's lifetime).
+func (c *Client) pruneSeen() {
+	cut := time.Now().Add(-12 * time.Hour)
+	c.mu.Lock()
+	for k, t := range c.seen {
+		if t.Before(cut) {
+			delete(c.seen, k)
+		}
+	}
+	c.mu.Unlock()
+}
+
+func (c *Client) activity(ctx context.Context, users []string) ([]activityEntity, error) {
+	preds := make([]platformclientv2.Conversationactivityquerypredicate, len(users))
+	for i := range users {
+		preds[i] = platformclientv2.Conversationactivityquerypredicate{Dimension: platformclientv2.String("userId"), Value: &users[i]}
+	}
+	q := platformclientv2.Conversationactivityquery{
+		Metrics: &[]platformclientv2.Conversationactivityquerymetric{
+			{Metric: platformclientv2.String("oAlerting"), Details: platformclientv2.Bool(true)},
+			{Metric: platformclientv2.String("oInteracting"), Details: platformclientv2.Bool(true)},
+		},
+		GroupBy: &[]string{"userId"},
+		Filter:  &platformclientv2.Conversationactivityqueryfilter{VarType: platformclientv2.String("or"), Predicates: &preds},
+	}
+	var raw []byte
+	err := c.call(ctx, "activity query", func() (*platformclientv2.APIResponse, error) {
+		_, resp, err := c.analytic.PostAnalyticsConversationsActivityQuery(q, 0, 0)
+		if resp != nil {
+			raw = resp.RawBody
+		}
+		return resp, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []activityEntity
+	gjson.GetBytes(raw, "results").ForEach(func(_, res gjson.Result) bool {
+		group := res.Get("group.userId").Str
+		res.Get("entities").ForEach(func(_, e gjson.Result) bool {
+			u := e.Get("userId").Str
+			if u == "" {
+				u = group
+			}
+			out = append(out, activityEntity{ConversationID: e.Get("conversationId").Str, UserID: u})
+			return true
+		})
+		return true
+	})
+	return out, nil
+}
+
+// fetchConversation GETs a conversation and adapts it to the topic shape.
+func (c *Client) fetchConversation(ctx context.Context, id string) ([]byte, error) {
+	var raw []byte
+	err := c.call(ctx, "get conversation", func() (*platformclientv2.APIResponse, error) {
+		_, resp, err := c.conv.GetConversation(id)
+		if resp != nil {
+			raw = resp.RawBody
+		}
+		return resp, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return AdaptConversation(raw)
+}
+
+// The slim shapes below carry what the v2.users.{id}.conversations topic
+// carries and the normalizer reads. The REST Conversation uses the same
+// field names, so decoding the REST body into them and encoding again
+// yields the topic shape. Times stay strings: they pass through as sent.
+type topicConversation struct {
+	ID              string             `json:"id"`
+	Participants    []topicParticipant `json:"participants"`
+	RecentTransfers json.RawMessage    `json:"recentTransfers,omitempty"`
+	RecordingState  string             `json:"recordingState,omitempty"`
+	Address         string             `json:"address,omitempty"`
+	ExternalTag     string             `json:"externalTag,omitempty"`
+	Divisions       json.RawMessage    `json:"divisions,omitempty"`
+}
+
+type topicParticipant struct {
+	ID                      string            `json:"id"`
+	ConnectedTime           string            `json:"connectedTime,omitempty"`
+	EndTime                 string            `json:"endTime,omitempty"`
+	UserID                  string            `json:"userId,omitempty"`
+	ExternalContactID       string            `json:"externalContactId,omitempty"`
+	ExternalOrganizationID  string            `json:"externalOrganizationId,omitempty"`
+	Name                    string            `json:"name,omitempty"`
+	QueueID                 string            `json:"queueId,omitempty"`
+	GroupID                 string            `json:"groupId,omitempty"`
+	TeamID                  string            `json:"teamId,omitempty"`
+	Purpose                 string            `json:"purpose,omitempty"`
+	ConsultParticipantID    string            `json:"consultParticipantId,omitempty"`
+	Address                 string            `json:"address,omitempty"`
+	WrapupRequired          *bool             `json:"wrapupRequired,omitempty"`
+	AlertingTimeoutMs       *int              `json:"alertingTimeoutMs,omitempty"`
+	ConversationRoutingData json.RawMessage   `json:"conversationRoutingData,omitempty"`
+	StartAcwTime            string            `json:"startAcwTime,omitempty"`
+	EndAcwTime              string            `json:"endAcwTime,omitempty"`
+	Attributes              map[string]string `json:"attributes,omitempty"`
+	Calls                   []topicComm       `json:"calls,omitempty"`
+	Callbacks               []topicComm       `json:"callbacks,omitempty"`
+	Chats                   []topicComm       `json:"chats,omitempty"`
+	Messages                []topicComm       `json:"messages,omitempty"`
+	Emails                  []topicComm       `json:"emails,omitempty"`
+}
+
+type topicComm struct {
+	ID                    string          `json:"id"`
+	State                 string          `json:"state,omitempty"`
+	InitialState          string          `json:"initialState,omitempty"`
+	Direction             string          `json:"direction,omitempty"`
+	Held                  *bool           `json:"held,omitempty"`
+	Confined              *bool           `json:"confined,omitempty"`
+	Muted                 *bool           `json:"muted,omitempty"`
+	Recording             *bool           `json:"recording,omitempty"`
+	RecordingState        string          `json:"recordingState,omitempty"`
+	Provider              string          `json:"provider,omitempty"`
+	ScriptID              string          `json:"scriptId,omitempty"`
+	PeerID                string          `json:"peerId,omitempty"`
+	DisconnectType        string          `json:"disconnectType,omitempty"`
+	StartHoldTime         string          `json:"startHoldTime,omitempty"`
+	ConnectedTime         string          `json:"connectedTime,omitempty"`
+	DisconnectedTime      string          `json:"disconnectedTime,omitempty"`
+	Self                  json.RawMessage `json:"self,omitempty"`
+	Other                 json.RawMessage `json:"other,omitempty"`
+	CallbackNumbers       []string        `json:"callbackNumbers,omitempty"`
+	CallbackUserName      string          `json:"callbackUserName,omitempty"`
+	CallbackScheduledTime string          `json:"callbackScheduledTime,omitempty"`
+	RoomID                string          `json:"roomId,omitempty"`
+	Type                  string          `json:"type,omitempty"`
+	ToAddress             json.RawMessage `json:"toAddress,omitempty"`
+	FromAddress           json.RawMessage `json:"fromAddress,omitempty"`
+	Subject               string          `json:"subject,omitempty"`
+	MessagesSent          *int            `json:"messagesSent,omitempty"`
+	AfterCallWork         json.RawMessage `json:"afterCallWork,omitempty"`
+	AfterCallWorkRequired *bool           `json:"afterCallWorkRequired,omitempty"`
+	QueueMediaSettings    json.RawMessage `json:"queueMediaSettings,omitempty"`
+}
+
+// AdaptConversation turns a GET /api/v2/conversations/{id} body into the
+// v2.users.{id}.conversations eventBody shape.
+func AdaptConversation(rest []byte) ([]byte, error) {
+	var conv topicConversation
+	if err := json.Unmarshal(rest, &conv); err != nil {
+		return nil, fmt.Errorf("adapt conversation: %w", err)
+	}
+	if conv.ID == "" {
+		return nil, fmt.Errorf("adapt conversation: no id")
+	}
+	b, err := json.Marshal(&conv)
+	if err != nil {
+		return nil, fmt.Errorf("adapt conversation: %w", err)
+	}
+	return b, nil
+}

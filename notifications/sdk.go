@@ -1,0 +1,186 @@
+package notifications
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+	"github.com/mypurecloud/platform-client-sdk-go/v157/platformclientv2"
+)
+
+// sdkConfigMu serialises the creation of SDK configurations: the SDK's
+// NewConfigurationWithConfigFile writes package globals (viper, its
+// loggers). It is the one piece of package-level state, owed to the SDK.
+var sdkConfigMu sync.Mutex
+
+// newSDKConfig builds an SDK configuration that reads no file (the path
+// does not exist), never refreshes tokens by itself, and sends every
+// request through doer.
+func newSDKConfig(base string, doer *sdkHTTP) (*platformclientv2.Configuration, error) {
+	sdkConfigMu.Lock()
+	defer sdkConfigMu.Unlock()
+	path := filepath.Join(os.TempDir(), "screenpop-no-genesys-config", "absent.ini")
+	cfg := platformclientv2.NewConfigurationWithConfigFile(path, false)
+	cfg.BasePath = base
+	cfg.AutomaticTokenRefresh = false
+	cfg.ShouldRefreshAccessToken = false
+	cfg.RetryConfiguration = nil // we retry ourselves, honouring Retry-After
+	if err := cfg.APIClient.SetHttpClient(doer); err != nil {
+		return nil, fmt.Errorf("genesys sdk: %w", err)
+	}
+	return cfg, nil
+}
+
+// sdkHTTP is the SDK's HTTP client: one plain attempt per call (no
+// retryablehttp, so a 429 keeps its response and Retry-After), a timeout,
+// cancellation by the Run context, and the bearer token taken from the
+// token store at call time, so the SDK configuration's AccessToken is
+// never assigned while calls are in flight.
+type sdkHTTP struct {
+	hc    *http.Client
+	token func() string
+
+	mu  sync.Mutex
+	ctx context.Context
+}
+
+var _ platformclientv2.AbstractHttpClient = (*sdkHTTP)(nil)
+
+func (s *sdkHTTP) setContext(ctx context.Context) {
+	s.mu.Lock()
+	s.ctx = ctx
+	s.mu.Unlock()
+}
+
+func (s *sdkHTTP) context() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx == nil {
+		return context.Background()
+	}
+	return s.ctx
+}
+
+func (s *sdkHTTP) Do(o *platformclientv2.HTTPRequestOptions) (*http.Response, error) {
+	var body io.Reader
+	if f := o.GetFormParams(); len(f) > 0 {
+		body = strings.NewReader(f.Encode())
+	} else if b := o.GetBody(); b != nil {
+		if str, ok := b.(*string); ok {
+			body = strings.NewReader(*str)
+		} else {
+			j, err := json.Marshal(b)
+			if err != nil {
+				return nil, fmt.Errorf("encode request body: %w", err)
+			}
+			body = bytes.NewReader(j)
+		}
+	}
+	req, err := http.NewRequestWithContext(s.context(), strings.ToUpper(o.GetMethod()), o.GetUrl().String(), body)
+	if err != nil {
+		return nil, err
+	}
+	for k, vs := range o.GetHeaders() {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	if req.Header.Get("Authorization") == "" && s.token != nil {
+		if t := s.token(); t != "" {
+			req.Header.Set("Authorization", "Bearer "+t)
+		}
+	}
+	return s.hc.Do(req)
+}
+
+// The SDK configures retries on its client before every call; this client
+// never retries, so these are no-ops (and so race-free).
+func (s *sdkHTTP) SetRetryMax(int)                                                          {}
+func (s *sdkHTTP) SetRetryWaitMax(time.Duration)                                            {}
+func (s *sdkHTTP) SetRetryWaitMin(time.Duration)                                            {}
+func (s *sdkHTTP) SetRequestLogHook(func(retryablehttp.Logger, *http.Request, int))         {}
+func (s *sdkHTTP) SetResponseLogHook(func(retryablehttp.Logger, *http.Response))            {}
+func (s *sdkHTTP) SetCheckRetry(func(context.Context, *http.Response, error) (bool, error)) {}
+func (s *sdkHTTP) SetTransport(*http.Transport)                                             {}
+func (s *sdkHTTP) SetHttpsAgent(*platformclientv2.ProxyAgent)                               {}
+
+// APIError is a failed Genesys API call.
+type APIError struct {
+	Op         string
+	Status     int
+	Code       string        // Genesys ErrorBody code, e.g. notification.unauthorized.topic
+	Message    string        // Genesys ErrorBody message
+	RetryAfter time.Duration // from Retry-After on 429/503
+}
+
+func (e *APIError) Error() string {
+	s := fmt.Sprintf("%s: genesys answered %d", e.Op, e.Status)
+	if e.Code != "" {
+		s += " " + e.Code
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+// ErrNotFound is wrapped by APIErrors with status 404.
+var errNotFound = errors.New("not found")
+
+func (e *APIError) Unwrap() error {
+	if e.Status == http.StatusNotFound {
+		return errNotFound
+	}
+	return nil
+}
+
+// apiError turns an SDK answer into an error (nil on 2xx).
+func apiError(op string, resp *platformclientv2.APIResponse, err error) error {
+	if resp == nil {
+		if err == nil {
+			err = errors.New("no response")
+		}
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return nil
+	}
+	ae := &APIError{Op: op, Status: resp.StatusCode}
+	if resp.Error != nil {
+		ae.Code, ae.Message = resp.Error.Code, resp.Error.Message
+	}
+	if ra := first(resp.Header, "Retry-After"); ra != "" {
+		if n, err := strconv.Atoi(ra); err == nil {
+			ae.RetryAfter = time.Duration(n) * time.Second
+		}
+	}
+	return ae
+}
+
+func first(h map[string][]string, k string) string {
+	for key, v := range h {
+		if strings.EqualFold(key, k) && len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+func status(err error) int {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Status
+	}
+	return 0
+}

@@ -1,0 +1,641 @@
+package notifications
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/mypurecloud/platform-client-sdk-go/v157/platformclientv2"
+	"github.com/rs/zerolog"
+	"github.com/tidwall/gjson"
+
+	"github.com/screenpop/screenpop/bridge"
+)
+
+const (
+	topicPrefix = "v2.users."
+	topicSuffix = ".conversations"
+	readLimit   = 4 << 20 // bytes; no documented maximum frame size, conversations can be large
+)
+
+func agentTopic(id string) string { return topicPrefix + id + topicSuffix }
+
+// shard is one channel slot: up to TopicsPerChannel agents, one channel at
+// a time (two during a handover), one socket per channel.
+type shard struct {
+	c   *Client
+	idx int
+
+	mu         sync.Mutex
+	agents     map[string]bool
+	chID       string
+	connectURI string
+	expires    time.Time
+	tokGen     int
+	subscribed int
+	connected  bool
+	lastErr    string
+	reconnects int
+	cur        *session
+
+	dirty  chan struct{}
+	events chan sessEvent
+}
+
+type session struct {
+	sh        *shard
+	chID      string
+	ws        *websocket.Conn
+	done      chan struct{}
+	closeOnce sync.Once
+	lastFrame atomic.Int64 // unix nanos of the last frame read
+}
+
+type sessEventKind int
+
+const (
+	evClosed sessEventKind = iota
+	evSocketClosing
+	evNoLongerSubscribed
+)
+
+type sessEvent struct {
+	s    *session
+	kind sessEventKind
+	err  error
+}
+
+func newShard(c *Client, idx int) *shard {
+	return &shard{c: c, idx: idx, agents: map[string]bool{}, dirty: make(chan struct{}, 1), events: make(chan sessEvent, 16)}
+}
+
+func (sh *shard) add(a string)    { sh.mu.Lock(); sh.agents[a] = true; sh.mu.Unlock() }
+func (sh *shard) remove(a string) { sh.mu.Lock(); delete(sh.agents, a); sh.mu.Unlock() }
+func (sh *shard) size() int       { sh.mu.Lock(); defer sh.mu.Unlock(); return len(sh.agents) }
+func (sh *shard) live() bool {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.connected && sh.subscribed > 0
+}
+
+func (sh *shard) markDirty() {
+	select {
+	case sh.dirty <- struct{}{}:
+	default:
+	}
+}
+
+func (sh *shard) topics() []string {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	out := make([]string, 0, len(sh.agents))
+	for a := range sh.agents {
+		out = append(out, agentTopic(a))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (sh *shard) status() ChannelStatus {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	st := ChannelStatus{ID: sh.chID, Topics: len(sh.agents), Subscribed: sh.subscribed, Connected: sh.connected, Reconnects: sh.reconnects, LastError: sh.lastErr}
+	if !sh.expires.IsZero() {
+		st.Expires = sh.expires.UTC().Format(time.RFC3339)
+	}
+	if sh.cur != nil {
+		if lf := sh.cur.lastFrame.Load(); lf > 0 {
+			st.HeartbeatAgeMs = time.Since(time.Unix(0, lf)).Milliseconds()
+		}
+	}
+	return st
+}
+
+func (sh *shard) logger() *zerolog.Logger {
+	l := sh.c.log.With().Int("shard", sh.idx).Logger()
+	return &l
+}
+
+// run keeps the shard's topics delivered until ctx is done.
+func (sh *shard) run(ctx context.Context) {
+	log := sh.logger()
+	backoff := sh.c.cfg.BackoffMin
+	var expiry *time.Timer
+	expiryC := func() <-chan time.Time {
+		if expiry == nil {
+			return nil
+		}
+		return expiry.C
+	}
+	resetExpiry := func() {
+		if expiry != nil {
+			expiry.Stop()
+			expiry = nil
+		}
+		sh.mu.Lock()
+		exp := sh.expires
+		sh.mu.Unlock()
+		if !exp.IsZero() {
+			expiry = time.NewTimer(max(time.Until(exp.Add(-sh.c.cfg.HandoverGrace)), time.Second))
+		}
+	}
+	defer func() {
+		if expiry != nil {
+			expiry.Stop()
+		}
+		if s := sh.current(); s != nil {
+			s.close()
+		}
+		sh.setConnected(false)
+	}()
+	tokenTick := time.NewTicker(time.Second)
+	defer tokenTick.Stop()
+	failures := 0
+	for ctx.Err() == nil {
+		if sh.current() == nil {
+			if sh.size() == 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-sh.dirty:
+					continue
+				}
+			}
+			s, err := sh.establish(ctx, true)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				failures++
+				wait := jitter(backoff)
+				var ae *APIError
+				if errors.As(err, &ae) && ae.RetryAfter > 0 {
+					wait = ae.RetryAfter
+				}
+				sh.setErr(err)
+				if failures == 1 || failures%10 == 0 {
+					log.Warn().Err(err).Int("attempt", failures).Dur("backoff", wait).Msg("genesys channel not connected, retrying")
+				}
+				if !sleep(ctx, wait) {
+					return
+				}
+				backoff = min(backoff*2, sh.c.cfg.BackoffMax)
+				continue
+			}
+			if failures > 0 {
+				log.Info().Int("attempts", failures+1).Str("channel_id", s.chID).Msg("genesys channel recovered")
+			}
+			failures, backoff = 0, sh.c.cfg.BackoffMin
+			sh.install(s)
+			resetExpiry()
+			sh.c.gap()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-sh.events:
+			if ev.s != sh.current() {
+				continue // an old session's news
+			}
+			switch ev.kind {
+			case evClosed:
+				sh.c.m.reconnects.Inc()
+				sh.mu.Lock()
+				sh.reconnects++
+				sh.cur = nil
+				sh.connected = false
+				sh.mu.Unlock()
+				sh.c.m.channels.Dec()
+				e := log.Warn().Str("channel_id", ev.s.chID)
+				if ev.err != nil {
+					e = e.Str("reason", ev.err.Error())
+				}
+				e.Msg("genesys socket closed, reconnecting")
+			case evSocketClosing:
+				log.Info().Str("channel_id", ev.s.chID).Msg("genesys socket closing, handing over")
+				sh.handover(ctx, "socket_closing")
+			case evNoLongerSubscribed:
+				log.Warn().Str("channel_id", ev.s.chID).Msg("genesys channel no longer subscribed, handing over")
+				sh.handover(ctx, "no_longer_subscribed")
+			}
+		case <-sh.dirty:
+			if !sleep(ctx, sh.c.cfg.PutDebounce) {
+				return
+			}
+			select { // coalesce
+			case <-sh.dirty:
+			default:
+			}
+			s := sh.current()
+			if s == nil {
+				continue
+			}
+			if sh.size() == 0 {
+				s.close()
+				continue
+			}
+			if err := sh.subscribe(ctx, s.chID); err != nil {
+				if errors.Is(err, errNotFound) {
+					sh.handover(ctx, "channel_gone")
+				} else if ctx.Err() == nil {
+					sh.setErr(err)
+					log.Warn().Err(err).Str("channel_id", s.chID).Msg("genesys subscription change failed, retrying")
+					sh.retryDirty(ctx)
+				}
+			}
+		case <-expiryC():
+			expiry = nil
+			log.Info().Str("channel_id", sh.chanID()).Msg("genesys channel expiring, handing over")
+			sh.handover(ctx, "expiry")
+			resetExpiry()
+		case <-tokenTick.C:
+			if sh.c.cfg.KeepChannelOnTokenRefresh {
+				continue
+			}
+			t := sh.c.tok.Load()
+			sh.mu.Lock()
+			old := t != nil && sh.cur != nil && sh.tokGen != 0 && t.gen != sh.tokGen
+			sh.mu.Unlock()
+			if old {
+				log.Info().Str("channel_id", sh.chanID()).Msg("genesys token refreshed, handing channel over")
+				sh.handover(ctx, "token_refresh")
+				resetExpiry()
+			}
+		}
+	}
+}
+
+func (sh *shard) retryDirty(ctx context.Context) {
+	sh.c.wg.Add(1)
+	go func() {
+		defer sh.c.wg.Done()
+		if sleep(ctx, jitter(sh.c.cfg.BackoffMax/4+sh.c.cfg.BackoffMin)) {
+			sh.markDirty()
+		}
+	}()
+}
+
+func (sh *shard) current() *session {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.cur
+}
+
+func (sh *shard) chanID() string {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.chID
+}
+
+func (sh *shard) setErr(err error) {
+	sh.mu.Lock()
+	sh.lastErr = err.Error()
+	sh.mu.Unlock()
+}
+
+func (sh *shard) setConnected(v bool) {
+	sh.mu.Lock()
+	was := sh.connected
+	sh.connected = v
+	sh.mu.Unlock()
+	if was && !v {
+		sh.c.m.channels.Dec()
+	}
+}
+
+// install makes s the shard's session and starts its goroutines.
+func (sh *shard) install(s *session) {
+	sh.mu.Lock()
+	sh.cur = s
+	was := sh.connected
+	sh.connected = true
+	sh.lastErr = ""
+	sh.mu.Unlock()
+	if !was {
+		sh.c.m.channels.Inc()
+	}
+	sh.c.wg.Add(2)
+	go func() { defer sh.c.wg.Done(); s.read() }()
+	go func() { defer sh.c.wg.Done(); s.ping() }()
+}
+
+// handover replaces the current session with one on a new channel: create,
+// subscribe, connect, and only then drop the old socket. If it fails, the
+// old session stays and the handover is retried later (a closed old
+// socket falls back to the reconnect path).
+func (sh *shard) handover(ctx context.Context, why string) {
+	log := sh.logger()
+	old := sh.current()
+	s, err := sh.establish(ctx, false)
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		sh.setErr(err)
+		log.Warn().Err(err).Str("reason", why).Msg("genesys handover failed, keeping the old socket")
+		sh.c.wg.Add(1)
+		go func() {
+			defer sh.c.wg.Done()
+			if sleep(ctx, jitter(sh.c.cfg.BackoffMin*4)) && old != nil {
+				select {
+				case sh.events <- sessEvent{s: old, kind: evSocketClosing}:
+				default:
+				}
+			}
+		}()
+		return
+	}
+	sh.install(s)
+	sh.c.m.handovers.Inc()
+	if old != nil {
+		old.close()
+	}
+	log.Info().Str("channel_id", s.chID).Str("reason", why).Msg("genesys channel handed over")
+	// The old socket may have missed events while the new one was being
+	// set up (e.g. the server closed it early): reconcile to be sure.
+	sh.c.gap()
+}
+
+// establish returns a connected session: on the current channel when reuse
+// is set and it still exists, else on a new, subscribed channel.
+func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
+	log := sh.logger()
+	sh.mu.Lock()
+	chID, uri := sh.chID, sh.connectURI
+	sh.mu.Unlock()
+	if reuse && chID != "" {
+		s, err := sh.dial(ctx, chID, uri)
+		if err == nil {
+			log.Info().Str("channel_id", chID).Msg("genesys socket reconnected")
+			return s, nil
+		}
+		if !errors.Is(err, errNotFound) {
+			return nil, err
+		}
+		log.Info().Str("channel_id", chID).Msg("genesys channel gone, creating a new one")
+	}
+	var ch *platformclientv2.Channel
+	err := sh.c.call(ctx, "create channel", func() (*platformclientv2.APIResponse, error) {
+		var resp *platformclientv2.APIResponse
+		var err error
+		ch, resp, err = sh.c.notif.PostNotificationsChannels()
+		return resp, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if ch == nil || ch.Id == nil || ch.ConnectUri == nil {
+		return nil, errors.New("create channel: answer without id or connectUri")
+	}
+	t := sh.c.tok.Load()
+	exp := time.Now().Add(24 * time.Hour)
+	if ch.Expires != nil && !ch.Expires.IsZero() {
+		exp = *ch.Expires
+	}
+	log.Info().Str("channel_id", *ch.Id).Time("expires", exp).Msg("genesys channel created")
+	if err := sh.subscribe(ctx, *ch.Id); err != nil {
+		return nil, err
+	}
+	s, err := sh.dial(ctx, *ch.Id, *ch.ConnectUri)
+	if err != nil {
+		return nil, err
+	}
+	sh.mu.Lock()
+	sh.chID, sh.connectURI, sh.expires = *ch.Id, *ch.ConnectUri, exp
+	if t != nil {
+		sh.tokGen = t.gen
+	}
+	sh.mu.Unlock()
+	log.Info().Str("channel_id", *ch.Id).Msg("genesys socket connected")
+	return s, nil
+}
+
+// subscribe PUTs the shard's full topic list on channel id with
+// ignoreErrors=true and records rejected topics.
+func (sh *shard) subscribe(ctx context.Context, id string) error {
+	topics := sh.topics()
+	body := make([]platformclientv2.Channeltopic, len(topics))
+	for i := range topics {
+		body[i] = platformclientv2.Channeltopic{Id: &topics[i]}
+	}
+	var listing *platformclientv2.Channeltopicentitylisting
+	var err error
+	for attempt := 0; ; attempt++ {
+		err = sh.c.call(ctx, "subscribe", func() (*platformclientv2.APIResponse, error) {
+			var resp *platformclientv2.APIResponse
+			var err error
+			listing, resp, err = sh.c.notif.PutNotificationsChannelSubscriptions(id, body, true)
+			return resp, err
+		})
+		var ae *APIError
+		if errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests && attempt < 5 {
+			wait := ae.RetryAfter
+			if wait <= 0 {
+				wait = jitter(sh.c.cfg.BackoffMin * 4)
+			}
+			sh.logger().Warn().Dur("retry_after", wait).Str("channel_id", id).Msg("genesys subscription rate limited, waiting")
+			if !sleep(ctx, wait) {
+				return ctx.Err()
+			}
+			topics = sh.topics() // never retry a stale list
+			body = body[:0]
+			for i := range topics {
+				body = append(body, platformclientv2.Channeltopic{Id: &topics[i]})
+			}
+			continue
+		}
+		break
+	}
+	if err != nil {
+		return err
+	}
+	sh.c.m.puts.Inc()
+	permitted := 0
+	rejected := map[string]rejection{}
+	if listing != nil && listing.Entities != nil {
+		for _, e := range *listing.Entities {
+			if e.Id == nil {
+				continue
+			}
+			if e.State != nil && strings.EqualFold(*e.State, "Rejected") {
+				reason := "rejected"
+				if e.RejectionReason != nil && *e.RejectionReason != "" {
+					reason = *e.RejectionReason
+				}
+				rejected[*e.Id] = rejection{Topic: *e.Id, UserID: userOfTopic(*e.Id), Reason: reason}
+				continue
+			}
+			permitted++
+		}
+	}
+	sh.mu.Lock()
+	sh.subscribed = permitted
+	sh.mu.Unlock()
+	sh.c.recordRejections(topics, rejected)
+	sh.logger().Info().Str("channel_id", id).Int("topics", len(topics)).Int("permitted", permitted).Int("rejected", len(rejected)).Msg("genesys channel subscribed")
+	return nil
+}
+
+func userOfTopic(t string) string {
+	if strings.HasPrefix(t, topicPrefix) && strings.HasSuffix(t, topicSuffix) {
+		return t[len(topicPrefix) : len(t)-len(topicSuffix)]
+	}
+	return ""
+}
+
+// recordRejections replaces the rejections of topics (one shard's list)
+// and logs each new one with the user and the reason.
+func (c *Client) recordRejections(topics []string, rejected map[string]rejection) {
+	c.mu.Lock()
+	var fresh []rejection
+	for _, t := range topics {
+		r, bad := rejected[t]
+		old, had := c.rejected[t]
+		if bad {
+			c.rejected[t] = r
+			if !had || old.Reason != r.Reason {
+				fresh = append(fresh, r)
+			}
+		} else if had {
+			delete(c.rejected, t)
+		}
+	}
+	n := len(c.rejected)
+	c.mu.Unlock()
+	c.m.rejected.Set(float64(n))
+	for _, r := range fresh {
+		c.log.Error().Str("agent_id", r.UserID).Str("topic", r.Topic).Str("reason", r.Reason).
+			Msg("genesys rejected the topic subscription: give the OAuth client's role conversation:communication:view in the user's division")
+	}
+}
+
+var dialer = websocket.Dialer{HandshakeTimeout: 15 * time.Second, ReadBufferSize: 32 << 10, WriteBufferSize: 4 << 10, Proxy: http.ProxyFromEnvironment}
+
+func (sh *shard) dial(ctx context.Context, id, uri string) (*session, error) {
+	dctx, cancel := context.WithTimeout(ctx, sh.c.cfg.HTTPTimeout)
+	defer cancel()
+	ws, resp, err := dialer.DialContext(dctx, uri, nil)
+	if err != nil {
+		if resp != nil && (resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone) {
+			return nil, &APIError{Op: "connect channel", Status: http.StatusNotFound}
+		}
+		return nil, fmt.Errorf("connect channel: %w", err)
+	}
+	ws.SetReadLimit(readLimit)
+	s := &session{sh: sh, chID: id, ws: ws, done: make(chan struct{})}
+	s.lastFrame.Store(time.Now().UnixNano())
+	return s, nil
+}
+
+func (s *session) close() {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		_ = s.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+		_ = s.ws.Close()
+	})
+}
+
+func (s *session) report(kind sessEventKind, err error) {
+	select {
+	case s.sh.events <- sessEvent{s: s, kind: kind, err: err}:
+	case <-s.done:
+	}
+}
+
+var pingFrame = []byte(`{"message":"ping"}`)
+
+// ping is the socket's only writer (close frames aside): a JSON ping every
+// PingInterval.
+func (s *session) ping() {
+	t := time.NewTicker(s.sh.c.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			_ = s.ws.SetWriteDeadline(time.Now().Add(s.sh.c.cfg.HTTPTimeout))
+			if err := s.ws.WriteMessage(websocket.TextMessage, pingFrame); err != nil {
+				return // the reader sees the failure
+			}
+		}
+	}
+}
+
+// read is the socket's only reader. Every frame (events, heartbeats,
+// pongs) pushes the read deadline HeartbeatTimeout ahead, so a socket that
+// stays silent that long is dead.
+func (s *session) read() {
+	c := s.sh.c
+	ctx := c.doer.context()
+	defer s.close()
+	for {
+		_ = s.ws.SetReadDeadline(time.Now().Add(c.cfg.HeartbeatTimeout))
+		_, b, err := s.ws.ReadMessage()
+		if err != nil {
+			select {
+			case <-s.done: // we closed it
+			default:
+				s.report(evClosed, err)
+			}
+			return
+		}
+		now := time.Now()
+		s.lastFrame.Store(now.UnixNano())
+		s.dispatch(ctx, b, now)
+	}
+}
+
+func (s *session) dispatch(ctx context.Context, b []byte, now time.Time) {
+	c := s.sh.c
+	topic := gjson.GetBytes(b, "topicName")
+	if !topic.Exists() || topic.Type != gjson.String {
+		c.m.junk.Inc()
+		if !gjson.ValidBytes(b) {
+			c.log.Debug().Int("bytes", len(b)).Str("channel_id", s.chID).Msg("genesys junk frame skipped")
+		}
+		return
+	}
+	name := topic.Str
+	switch {
+	case name == "channel.metadata":
+		msg := gjson.GetBytes(b, "eventBody.message").Str
+		if msg == "pong" {
+			c.m.events.WithLabelValues("pong").Inc()
+		} else {
+			c.m.events.WithLabelValues("heartbeat").Inc()
+		}
+	case name == "v2.system.socket_closing":
+		c.m.events.WithLabelValues("system").Inc()
+		s.report(evSocketClosing, nil)
+	case strings.HasPrefix(name, "v2.system.no_longer_subscribed"):
+		c.m.events.WithLabelValues("system").Inc()
+		s.report(evNoLongerSubscribed, nil)
+	case strings.HasPrefix(name, "v2.system."):
+		c.m.events.WithLabelValues("system").Inc()
+		c.log.Info().Str("topic", name).Str("channel_id", s.chID).Msg("genesys system message")
+	case strings.HasPrefix(name, topicPrefix) && strings.HasSuffix(name, topicSuffix):
+		body := gjson.GetBytes(b, "eventBody")
+		if !body.IsObject() {
+			c.m.junk.Inc()
+			return
+		}
+		raw := []byte(body.Raw)
+		if body.Index > 0 && body.Index+len(body.Raw) <= len(b) {
+			raw = b[body.Index : body.Index+len(body.Raw)] // no copy: ReadMessage gave us a fresh buffer
+		}
+		agent := name[len(topicPrefix) : len(name)-len(topicSuffix)]
+		c.m.events.WithLabelValues("conversations").Inc()
+		c.markSeen(gjson.GetBytes(raw, "id").Str, agent, now)
+		c.emit(ctx, bridge.Snapshot{Topic: name, Agent: bridge.AgentID(agent), ChannelID: s.chID, Body: raw, ReceivedAt: now})
+	default:
+		c.m.events.WithLabelValues("other").Inc()
+	}
+}
