@@ -1,0 +1,249 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+)
+
+// fakePublisher is a func-field fake of Publisher.
+type fakePublisher struct {
+	PublishFn func(ctx context.Context, m Message) error
+}
+
+func (f *fakePublisher) Publish(ctx context.Context, m Message) error { return f.PublishFn(ctx, m) }
+
+// recorder records what was published.
+type recorder struct {
+	mu   sync.Mutex
+	msgs []Message
+}
+
+func (r *recorder) add(m Message) {
+	r.mu.Lock()
+	r.msgs = append(r.msgs, m)
+	r.mu.Unlock()
+}
+
+func (r *recorder) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.msgs)
+}
+
+func testEvent(conv string, part string, s State) Event {
+	return Event{ConversationID: ConversationID(conv), Agent: AgentLeg{UserID: "agent-1", ParticipantID: ParticipantID(part)},
+		Media: MediaVoice, State: s, Direction: DirectionInbound, ReceivedAt: NewTime(time.Now())}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(tb testing.TB, d time.Duration, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatal("condition not met in time")
+		}
+		time.Sleep(time.Millisecond) // polling a deadline, not waiting for an outcome
+	}
+}
+
+func MustEventPublisher(tb testing.TB, cfg EventPublisherConfig, pub Publisher) *EventPublisher {
+	tb.Helper()
+	p, err := NewEventPublisher(cfg, pub, zerologNop())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// runPublisher runs p until the returned stop is called.
+func runPublisher(tb testing.TB, p *EventPublisher) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("Run: %v", err)
+		}
+	}
+}
+
+func TestEventPublisher_Run(t *testing.T) {
+	t.Run("PublishesInOrderPerConversation", func(t *testing.T) {
+		defer goleak.VerifyNone(t)
+		var rec recorder
+		p := MustEventPublisher(t, EventPublisherConfig{MaxInFlight: 4}, &fakePublisher{PublishFn: func(_ context.Context, m Message) error {
+			rec.add(m)
+			return nil
+		}})
+		stop := runPublisher(t, p)
+		var all []Event
+		for c := range 20 {
+			for _, s := range []State{StateAlerting, StateConnected, StateDisconnected} {
+				all = append(all, testEvent(fmt.Sprintf("conv-%d", c), "p1", s))
+			}
+		}
+		if n := p.Enqueue(all...); n != len(all) {
+			t.Fatalf("accepted %d of %d", n, len(all))
+		}
+		waitFor(t, 5*time.Second, func() bool { return rec.len() == len(all) })
+		stop()
+		last := map[string]int{}
+		for _, m := range rec.msgs {
+			e, err := DecodeEvent(m.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.ID != e.ID() || m.Subject != e.Subject() {
+				t.Errorf("message id %q subject %q for event %q on %q", m.ID, m.Subject, e.ID(), e.Subject())
+			}
+			if r := e.State.Rank(); r <= last[string(e.ConversationID)] {
+				t.Errorf("%s: %s published after a later state", e.ConversationID, e.State)
+			} else {
+				last[string(e.ConversationID)] = r
+			}
+		}
+		if got := testutil.ToFloat64(p.m.published); got != float64(len(all)) {
+			t.Errorf("published counted %v", got)
+		}
+	})
+
+	t.Run("BufferFullDropsCounted", func(t *testing.T) {
+		defer goleak.VerifyNone(t)
+		var rec recorder
+		p := MustEventPublisher(t, EventPublisherConfig{MaxInFlight: 1, MaxBuffer: 2}, &fakePublisher{PublishFn: func(_ context.Context, m Message) error {
+			rec.add(m)
+			return nil
+		}})
+		// Not running yet: NATS unreachable at start-up looks the same.
+		n := p.Enqueue(testEvent("c1", "p1", StateAlerting), testEvent("c1", "p1", StateConnected),
+			testEvent("c1", "p1", StateDisconnected), testEvent("c2", "p1", StateAlerting))
+		if n != 2 {
+			t.Fatalf("accepted %d, want 2", n)
+		}
+		if st := p.Status(); st.Buffered != 2 || st.Capacity != 2 {
+			t.Errorf("status %+v", st)
+		}
+		if got := testutil.ToFloat64(p.m.dropped.WithLabelValues("buffer_full")); got != 2 {
+			t.Errorf("buffer_full drops counted %v, want 2", got)
+		}
+		stop := runPublisher(t, p)
+		waitFor(t, 5*time.Second, func() bool { return rec.len() == 2 })
+		stop()
+	})
+
+	t.Run("RetriesUntilPublished", func(t *testing.T) {
+		defer goleak.VerifyNone(t)
+		var (
+			rec  recorder
+			mu   sync.Mutex
+			fail = 5
+		)
+		p := MustEventPublisher(t, EventPublisherConfig{MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond},
+			&fakePublisher{PublishFn: func(_ context.Context, m Message) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if fail > 0 {
+					fail--
+					return errors.New("nats: no responders available for request")
+				}
+				rec.add(m)
+				return nil
+			}})
+		stop := runPublisher(t, p)
+		p.Enqueue(testEvent("c1", "p1", StateAlerting), testEvent("c1", "p1", StateConnected))
+		waitFor(t, 5*time.Second, func() bool { return rec.len() == 2 })
+		stop()
+		if got := testutil.ToFloat64(p.m.retries); got != 5 {
+			t.Errorf("retries counted %v, want 5", got)
+		}
+		if rec.msgs[0].ID != "evt:c1:p1:voice:alerting" || rec.msgs[1].ID != "evt:c1:p1:voice:connected" {
+			t.Errorf("published %q, %q", rec.msgs[0].ID, rec.msgs[1].ID)
+		}
+	})
+
+	t.Run("MaxAttemptsDropsCounted", func(t *testing.T) {
+		defer goleak.VerifyNone(t)
+		p := MustEventPublisher(t, EventPublisherConfig{MinBackoff: time.Millisecond, MaxAttempts: 3},
+			&fakePublisher{PublishFn: func(context.Context, Message) error { return errors.New("nats: timeout") }})
+		stop := runPublisher(t, p)
+		p.Enqueue(testEvent("c1", "p1", StateAlerting))
+		waitFor(t, 5*time.Second, func() bool { return testutil.ToFloat64(p.m.dropped.WithLabelValues("attempts")) == 1 })
+		stop()
+		if got := testutil.ToFloat64(p.m.retries); got != 2 {
+			t.Errorf("retries counted %v, want 2", got)
+		}
+	})
+
+	t.Run("DrainsOnShutdown", func(t *testing.T) {
+		defer goleak.VerifyNone(t)
+		var rec recorder
+		release := make(chan struct{})
+		p := MustEventPublisher(t, EventPublisherConfig{MaxInFlight: 2, DrainTimeout: 10 * time.Second},
+			&fakePublisher{PublishFn: func(ctx context.Context, m Message) error {
+				<-release
+				rec.add(m)
+				return nil
+			}})
+		var evs []Event
+		for c := range 10 {
+			evs = append(evs, testEvent(fmt.Sprintf("c%d", c), "p1", StateAlerting))
+		}
+		p.Enqueue(evs...)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		waitFor(t, 5*time.Second, func() bool { return p.Status().InFlight == 2 })
+		cancel() // shut down with events in flight and buffered
+		close(release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if rec.len() != len(evs) {
+			t.Errorf("published %d of %d while draining", rec.len(), len(evs))
+		}
+		if n := p.Enqueue(testEvent("late", "p1", StateAlerting)); n != 0 {
+			t.Error("accepted an event after Run returned")
+		}
+		if got := testutil.ToFloat64(p.m.dropped.WithLabelValues("shutdown")); got != 1 {
+			t.Errorf("shutdown drops %v, want 1 (the late event)", got)
+		}
+	})
+
+	t.Run("DrainTimeoutDropsCounted", func(t *testing.T) {
+		defer goleak.VerifyNone(t)
+		p := MustEventPublisher(t, EventPublisherConfig{MaxInFlight: 1, MinBackoff: time.Millisecond, DrainTimeout: 20 * time.Millisecond},
+			&fakePublisher{PublishFn: func(context.Context, Message) error { return errors.New("nats: connection closed") }})
+		p.Enqueue(testEvent("c1", "p1", StateAlerting), testEvent("c1", "p1", StateConnected), testEvent("c1", "p1", StateDisconnected))
+		stop := runPublisher(t, p)
+		waitFor(t, 5*time.Second, func() bool { return testutil.ToFloat64(p.m.retries) >= 2 })
+		stop()
+		if got := testutil.ToFloat64(p.m.dropped.WithLabelValues("shutdown")); got != 3 {
+			t.Errorf("shutdown drops %v, want 3", got)
+		}
+		if st := p.Status(); st.Buffered != 0 || st.InFlight != 0 || st.Running {
+			t.Errorf("status after stop %+v", st)
+		}
+	})
+
+	t.Run("RunTwice", func(t *testing.T) {
+		defer goleak.VerifyNone(t)
+		p := MustEventPublisher(t, EventPublisherConfig{}, &fakePublisher{PublishFn: func(context.Context, Message) error { return nil }})
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := p.Run(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Run(ctx); !errors.Is(err, ErrPublisherStopped) {
+			t.Errorf("second Run: %v", err)
+		}
+	})
+}
