@@ -1,0 +1,76 @@
+package dataverse
+
+import (
+	"sync"
+	"time"
+
+	"github.com/screenpop/screenpop/bridge"
+)
+
+// ttlCache maps a normalized identifier to the records found for it, each
+// entry until its expiry. Slices handed out are shared and must not be
+// modified.
+type ttlCache struct {
+	mu  sync.Mutex
+	m   map[string]cacheEntry
+	max int
+}
+
+type cacheEntry struct {
+	recs []bridge.Record
+	exp  time.Time
+}
+
+func newTTLCache(max int) *ttlCache { return &ttlCache{m: make(map[string]cacheEntry), max: max} }
+
+func (c *ttlCache) get(k string, now time.Time) ([]bridge.Record, bool) {
+	c.mu.Lock()
+	e, ok := c.m[k]
+	c.mu.Unlock()
+	if !ok || !now.Before(e.exp) {
+		return nil, false
+	}
+	return e.recs, true
+}
+
+func (c *ttlCache) put(k string, recs []bridge.Record, exp, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= c.max {
+		c.sweepLocked(now)
+		// Still full: drop a tenth, in map order (random enough).
+		for k := range c.m {
+			if len(c.m) < c.max*9/10 {
+				break
+			}
+			delete(c.m, k)
+		}
+	}
+	c.m[k] = cacheEntry{recs: recs, exp: exp}
+}
+
+func (c *ttlCache) delete(k string) {
+	c.mu.Lock()
+	delete(c.m, k)
+	c.mu.Unlock()
+}
+
+func (c *ttlCache) sweep(now time.Time) {
+	c.mu.Lock()
+	c.sweepLocked(now)
+	c.mu.Unlock()
+}
+
+func (c *ttlCache) sweepLocked(now time.Time) {
+	for k, e := range c.m {
+		if !now.Before(e.exp) {
+			delete(c.m, k)
+		}
+	}
+}
+
+func (c *ttlCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}

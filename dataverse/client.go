@@ -1,0 +1,508 @@
+package dataverse
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/screenpop/screenpop/bridge"
+)
+
+// Client looks customers up in Dataverse. It implements bridge.Directory.
+type Client struct {
+	cfg     Config
+	log     zerolog.Logger
+	metrics *metrics
+	api     string // <URL>/api/data/v9.2/
+
+	tokens  *tokenSource
+	gate    *gate
+	breaker *breaker
+	sem     chan struct{}
+	pos     *ttlCache
+	neg     *ttlCache
+	ready   atomic.Bool
+
+	ctx    context.Context // ends background flights on Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	closed  bool
+	flights map[string]*flight
+}
+
+var _ bridge.Directory = (*Client)(nil)
+
+// flight is one lookup in progress, shared by every caller asking for the
+// same identifier meanwhile (single-flight).
+type flight struct {
+	done chan struct{}
+	recs []bridge.Record
+	err  error
+}
+
+// New validates cfg and returns a Client. It makes no request: Run (or the
+// first Lookup) fetches the token.
+func New(cfg Config, log zerolog.Logger) (*Client, error) {
+	full, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		cfg:     full,
+		log:     log.With().Str("component", "dataverse").Logger(),
+		api:     full.URL + apiPath,
+		sem:     make(chan struct{}, full.Concurrency),
+		gate:    newGate(),
+		pos:     newTTLCache(full.MaxCacheEntries),
+		neg:     newTTLCache(full.MaxCacheEntries),
+		flights: make(map[string]*flight),
+	}
+	c.tokens = &tokenSource{c: c}
+	c.metrics = newMetrics(full.Registerer, c)
+	c.breaker = &breaker{threshold: full.BreakerFailures, cooldown: full.BreakerCooldown, onChange: func(s int) {
+		c.metrics.breaker.Set(float64(s))
+		switch s {
+		case breakerOpen:
+			c.log.Warn().Int("consecutive_errors", full.BreakerFailures).Dur("cooldown", full.BreakerCooldown).Msg("dataverse circuit breaker open")
+		case breakerClosed:
+			c.log.Info().Msg("dataverse circuit breaker closed")
+		}
+	}}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// Run obtains the first token and keeps refreshing it ahead of its expiry
+// (at 80% of expires_in), so lookups never wait for one; it also sweeps
+// expired cache entries. It returns nil when ctx is done. Token failures
+// are logged (with the fix) and retried with backoff; they do not end Run.
+func (c *Client) Run(ctx context.Context) error {
+	c.log.Info().Str("dataverse_host", strings.TrimPrefix(strings.TrimPrefix(c.cfg.URL, "https://"), "http://")).Int("concurrency", c.cfg.Concurrency).Msg("dataverse client started")
+	sweep := time.NewTicker(time.Minute)
+	defer sweep.Stop()
+	failures := 0
+	for {
+		var wait time.Duration
+		if err := c.tokens.refresh(ctx, 30*time.Second); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			failures++
+			wait = min(time.Second<<min(failures-1, 6), time.Minute)
+			if failures == 1 || failures%10 == 0 {
+				c.log.Error().Err(err).Int("consecutive_errors", failures).Dur("backoff", wait).Msg("dataverse token request failed")
+			}
+		} else {
+			if failures > 0 {
+				c.log.Info().Int("consecutive_errors", failures).Msg("dataverse token obtained after failures")
+			}
+			failures = 0
+			at, _ := c.tokens.next()
+			wait = max(time.Until(at)-30*time.Second+time.Second, time.Second)
+		}
+		t := time.NewTimer(wait)
+	loop:
+		for {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-sweep.C:
+				now := c.cfg.Now()
+				c.pos.sweep(now)
+				c.neg.sweep(now)
+			case <-t.C:
+				break loop
+			}
+		}
+	}
+}
+
+// Close ends lookups still running in the background and waits for them.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	c.cfg.HTTPClient.CloseIdleConnections()
+	return nil
+}
+
+// Ready reports whether a first token was obtained.
+func (c *Client) Ready() bool { return c.ready.Load() }
+
+// Status is the Client's /status snapshot.
+type Status struct {
+	Ready               bool       `json:"ready"`
+	Breaker             string     `json:"breaker"`
+	ConsecutiveFailures int        `json:"consecutive_failures"`
+	BreakerOpenUntil    *time.Time `json:"breaker_open_until,omitempty"`
+	ThrottledUntil      *time.Time `json:"throttled_until,omitempty"`
+	CachePositive       int        `json:"cache_positive"`
+	CacheNegative       int        `json:"cache_negative"`
+	RequestsInFlight    int        `json:"requests_in_flight"`
+	LookupsInFlight     int        `json:"lookups_in_flight"`
+	TokenExpiresAt      *time.Time `json:"token_expires_at,omitempty"`
+}
+
+// Status returns a JSON-marshalable snapshot: breaker, throttling, caches,
+// token expiry. No PII, no secrets.
+func (c *Client) Status() any {
+	st := Status{Ready: c.Ready(), CachePositive: c.pos.len(), CacheNegative: c.neg.len(), RequestsInFlight: len(c.sem)}
+	var openUntil time.Time
+	st.Breaker, st.ConsecutiveFailures, openUntil = c.breaker.snapshot()
+	if st.Breaker == "open" {
+		st.BreakerOpenUntil = &openUntil
+	}
+	if u := c.gate.get(); time.Now().Before(u) {
+		st.ThrottledUntil = &u
+	}
+	if e := c.tokens.expiry(); !e.IsZero() {
+		st.TokenExpiresAt = &e
+	}
+	c.mu.Lock()
+	st.LookupsInFlight = len(c.flights)
+	c.mu.Unlock()
+	return st
+}
+
+// RecordURL returns the model-driven app URL of a record,
+// <URL>/main.aspx?appid=…&pagetype=entityrecord&etn=…&id=…, or of a new
+// record's form when id is empty. It returns "" for an entity name or id
+// that is not well-formed: nothing but a logical name and a GUID ever goes
+// into the URL.
+func (c *Client) RecordURL(entity, id string) string {
+	if !validName(entity) || (id != "" && !IsGUID(id)) {
+		return ""
+	}
+	var b strings.Builder
+	b.Grow(len(c.cfg.URL) + 120)
+	b.WriteString(c.cfg.URL)
+	b.WriteString("/main.aspx?")
+	if c.cfg.AppID != "" {
+		b.WriteString("appid=")
+		b.WriteString(queryEscape(c.cfg.AppID))
+		b.WriteByte('&')
+	}
+	b.WriteString("pagetype=entityrecord&etn=")
+	b.WriteString(entity)
+	if id != "" {
+		b.WriteString("&id=")
+		b.WriteString(strings.ToLower(strings.Trim(id, "{}")))
+	}
+	return b.String()
+}
+
+// IsGUID reports whether s is a GUID (optionally in braces), as Dataverse
+// record ids are.
+func IsGUID(s string) bool {
+	s = strings.TrimSuffix(strings.TrimPrefix(s, "{"), "}")
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// cacheKey normalizes key: phone numbers to E.164, emails to lower case
+// (Dataverse compares strings case-insensitively).
+func (c *Client) cacheKey(key bridge.Key) (k, value string, list []EntityColumns, err error) {
+	switch key.Kind {
+	case bridge.KeyPhone:
+		e164, err := NormalizePhone(key.Value, c.cfg.PhoneRegion)
+		if err != nil {
+			return "", "", nil, err
+		}
+		return "p:" + e164, e164, c.cfg.Phone, nil
+	case bridge.KeyEmail:
+		v := strings.ToLower(strings.TrimSpace(key.Value))
+		if v == "" || len(v) > 320 || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return "", "", nil, ErrInvalidKey
+		}
+		return "e:" + v, v, c.cfg.Email, nil
+	}
+	return "", "", nil, ErrInvalidKey
+}
+
+// Lookup implements bridge.Directory. It answers from the caches when it
+// can; otherwise it joins or starts the single flight for key and waits
+// for it until ctx is done. The flight itself runs on after ctx ends (up
+// to FlightTimeout) and fills the cache for the next event of the same
+// caller. The returned slice is shared: callers must not modify it.
+func (c *Client) Lookup(ctx context.Context, key bridge.Key) ([]bridge.Record, error) {
+	k, value, list, err := c.cacheKey(key)
+	if err != nil {
+		c.metrics.lookups.WithLabelValues(string(key.Kind), "invalid").Inc()
+		return nil, fmt.Errorf("lookup %s: %w", key.Kind, err)
+	}
+	now := c.cfg.Now()
+	if recs, ok := c.pos.get(k, now); ok {
+		c.metrics.lookups.WithLabelValues(string(key.Kind), "hit").Inc()
+		return recs, nil
+	}
+	if _, ok := c.neg.get(k, now); ok {
+		c.metrics.lookups.WithLabelValues(string(key.Kind), "negative_hit").Inc()
+		return nil, nil
+	}
+	f, err := c.join(k, key.Kind, value, list)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-f.done:
+		if f.err != nil {
+			return nil, fmt.Errorf("lookup %s: %w", key.Kind, f.err)
+		}
+		return f.recs, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("lookup %s: %w", key.Kind, ctx.Err())
+	}
+}
+
+// Prefetch starts a lookup for key in the background, unless the answer is
+// cached or already on its way, so that a later Lookup is a cache hit (the
+// resolver calls it at alerting when it pops at connected).
+func (c *Client) Prefetch(key bridge.Key) {
+	k, value, list, err := c.cacheKey(key)
+	if err != nil {
+		return
+	}
+	now := c.cfg.Now()
+	if _, ok := c.pos.get(k, now); ok {
+		return
+	}
+	if _, ok := c.neg.get(k, now); ok {
+		return
+	}
+	_, _ = c.join(k, key.Kind, value, list)
+}
+
+func (c *Client) join(k string, kind bridge.KeyKind, value string, list []EntityColumns) (*flight, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if f := c.flights[k]; f != nil {
+		return f, nil
+	}
+	f := &flight{done: make(chan struct{})}
+	c.flights[k] = f
+	c.wg.Add(1)
+	go c.fly(f, k, kind, value, list)
+	return f, nil
+}
+
+func (c *Client) fly(f *flight, k string, kind bridge.KeyKind, value string, list []EntityColumns) {
+	defer c.wg.Done()
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.FlightTimeout)
+	start := time.Now()
+	f.recs, f.err = c.remote(ctx, kind, value, list)
+	cancel()
+	now := c.cfg.Now()
+	result := "match"
+	switch {
+	case errors.Is(f.err, ErrCircuitOpen):
+		result = "circuit_open"
+	case f.err != nil:
+		result = "error"
+	case len(f.recs) == 0:
+		result = "none"
+		c.neg.put(k, nil, now.Add(c.cfg.NegativeCacheTTL), now)
+	default:
+		c.pos.put(k, f.recs, now.Add(c.cfg.CacheTTL), now)
+	}
+	c.metrics.lookups.WithLabelValues(string(kind), result).Inc()
+	ev := c.log.Debug()
+	if f.err != nil && !errors.Is(f.err, ErrCircuitOpen) && c.ctx.Err() == nil {
+		ev = c.log.Warn().Err(f.err)
+	}
+	ev.Str("kind", string(kind)).Str("result", result).Int("records", len(f.recs)).
+		Int64("lookup_ms", time.Since(start).Milliseconds()).Msg("dataverse lookup finished")
+	c.mu.Lock()
+	delete(c.flights, k)
+	c.mu.Unlock()
+	close(f.done)
+}
+
+// remote asks Dataverse, through the breaker.
+func (c *Client) remote(ctx context.Context, kind bridge.KeyKind, value string, list []EntityColumns) ([]bridge.Record, error) {
+	if len(list) == 0 {
+		return nil, nil
+	}
+	var values []string
+	if kind == bridge.KeyPhone {
+		var err error
+		if values, err = PhoneVariants(value, c.cfg.PhoneRegion); err != nil {
+			return nil, err
+		}
+	} else {
+		values = []string{value}
+	}
+	if !c.breaker.allow(c.cfg.Now()) {
+		return nil, ErrCircuitOpen
+	}
+	var recs []bridge.Record
+	var err error
+	if len(list) == 1 || c.cfg.SequentialLookups {
+		recs, err = c.sequential(ctx, list, values)
+	} else {
+		recs, err = c.batch(ctx, list, values)
+	}
+	if c.ctx.Err() == nil {
+		c.breaker.record(err == nil, c.cfg.Now())
+	}
+	return recs, err
+}
+
+// sequential queries the entities one after the other and stops at the
+// first with a match.
+func (c *Client) sequential(ctx context.Context, list []EntityColumns, values []string) ([]bridge.Record, error) {
+	for _, ec := range list {
+		info := c.cfg.Entities[ec.Entity]
+		u := c.api + entityQuery(info, ec.Columns, values)
+		_, body, err := c.send(ctx, "query", ec.Entity, func(ctx context.Context) (*http.Request, error) {
+			return http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		}, nil)
+		if err != nil {
+			return nil, err
+		}
+		recs, err := c.records(info, body)
+		if err != nil {
+			return nil, err
+		}
+		if len(recs) > 0 {
+			return recs, nil
+		}
+	}
+	return nil, nil
+}
+
+// batch sends all entity queries in one $batch request and takes the first
+// entity, in configured order, with a match.
+func (c *Client) batch(ctx context.Context, list []EntityColumns, values []string) ([]bridge.Record, error) {
+	urls := make([]string, len(list))
+	for i, ec := range list {
+		urls[i] = c.api + entityQuery(c.cfg.Entities[ec.Entity], ec.Columns, values)
+	}
+	body, ctype, err := buildBatch(urls)
+	if err != nil {
+		return nil, fmt.Errorf("batch: %w", err)
+	}
+	var parts []batchPart
+	_, _, err = c.send(ctx, "batch", "", func(ctx context.Context) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.api+"$batch", bytes.NewReader(body))
+		if err == nil {
+			req.Header.Set("Content-Type", ctype)
+		}
+		return req, err
+	}, func(tok string, resp *http.Response, rbody []byte) error {
+		ps, err := parseBatch(resp.Header.Get("Content-Type"), rbody)
+		if err != nil {
+			return err
+		}
+		if len(ps) != len(list) {
+			return fmt.Errorf("batch: %d answers for %d queries", len(ps), len(list))
+		}
+		for i, p := range ps {
+			if p.Status < 200 || p.Status > 299 {
+				return c.statusError("batch", list[i].Entity, tok, &http.Response{StatusCode: p.Status, Header: p.Header}, p.Body)
+			}
+		}
+		parts = ps
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, ec := range list {
+		recs, err := c.records(c.cfg.Entities[ec.Entity], parts[i].Body)
+		if err != nil {
+			return nil, err
+		}
+		if len(recs) > 0 {
+			return recs, nil
+		}
+	}
+	return nil, nil
+}
+
+// records decodes an entity collection answer.
+func (c *Client) records(info EntityInfo, body []byte) ([]bridge.Record, error) {
+	var coll struct {
+		Value []map[string]any `json:"value"`
+	}
+	if err := json.Unmarshal(body, &coll); err != nil {
+		return nil, fmt.Errorf("decode %s answer: %w", info.LogicalName, err)
+	}
+	if len(coll.Value) == 0 {
+		return nil, nil
+	}
+	recs := make([]bridge.Record, 0, min(len(coll.Value), MaxRecords))
+	for _, row := range coll.Value {
+		id, _ := row[info.IDColumn].(string)
+		if !IsGUID(id) {
+			continue
+		}
+		name, _ := row[info.NameColumn].(string)
+		recs = append(recs, bridge.Record{Entity: info.LogicalName, ID: id, Name: name, URL: c.RecordURL(info.LogicalName, id)})
+		if len(recs) == MaxRecords {
+			break
+		}
+	}
+	return recs, nil
+}
+
+// Check probes the configuration the way screenpopd check does: a token,
+// WhoAmI, and a one-row read of every entity the lookups use. The error
+// names the fix.
+func (c *Client) Check(ctx context.Context) error {
+	if _, err := c.tokens.get(ctx); err != nil {
+		return fmt.Errorf("check token: %w", err)
+	}
+	if _, _, err := c.send(ctx, "whoami", "", func(ctx context.Context) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodGet, c.api+"WhoAmI", nil)
+	}, nil); err != nil {
+		return fmt.Errorf("check WhoAmI: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, ec := range append(append([]EntityColumns(nil), c.cfg.Phone...), c.cfg.Email...) {
+		if seen[ec.Entity] {
+			continue
+		}
+		seen[ec.Entity] = true
+		info := c.cfg.Entities[ec.Entity]
+		cols := append([]string{info.IDColumn, info.NameColumn}, ec.Columns...)
+		u := c.api + info.EntitySet + "?$select=" + strings.Join(cols, ",") + "&$top=1"
+		if _, _, err := c.send(ctx, "query", ec.Entity, func(ctx context.Context) (*http.Request, error) {
+			return http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		}, nil); err != nil {
+			return fmt.Errorf("check read %s: %w", ec.Entity, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,558 @@
+package dataverse_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/dataverse"
+	"github.com/screenpop/screenpop/dataverse/dataversetest"
+)
+
+const appID = "11111111-2222-3333-4444-555555555555"
+
+// MustEnv starts an emulator and a client for it; mod adjusts the client
+// config.
+func MustEnv(tb testing.TB, mod func(*dataverse.Config)) (*dataversetest.Server, *dataverse.Client) {
+	tb.Helper()
+	srv := dataversetest.New(dataversetest.Config{})
+	if err := srv.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { srv.Close() })
+	ec := srv.Config()
+	cfg := dataverse.Config{
+		URL: srv.URL(), TenantID: ec.TenantID, ClientID: ec.ClientID, ClientSecret: ec.ClientSecret,
+		TokenURL: srv.TokenURL(), AppID: appID,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	c, err := dataverse.New(cfg, zerolog.Nop())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return srv, c
+}
+
+func ctxT(tb testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+func phone(v string) bridge.Key { return bridge.Key{Kind: bridge.KeyPhone, Value: v} }
+func email(v string) bridge.Key { return bridge.Key{Kind: bridge.KeyEmail, Value: v} }
+
+// warm obtains the token, so that request counts below are API requests only.
+func warm(tb testing.TB, srv *dataversetest.Server, c *dataverse.Client) {
+	tb.Helper()
+	if err := c.Check(ctxT(tb, 5*time.Second)); err != nil {
+		tb.Fatal(err)
+	}
+	srv.ResetLog()
+}
+
+func TestClient_Lookup(t *testing.T) {
+	srv, c := MustEnv(t, nil)
+	alice := srv.AddContact(dataversetest.Contact{FirstName: "Alice", LastName: "Liddell", Telephone1: "(317) 555-0123", EMailAddress1: "alice@example.com"})
+	srv.AddAccount("Contoso", "+1 317 555 0123", "") // same number, but contact comes first
+	s1 := srv.AddContact(dataversetest.Contact{FirstName: "Sam", LastName: "One", MobilePhone: "212-555-0199"})
+	s2 := srv.AddContact(dataversetest.Contact{FirstName: "Sam", LastName: "Two", Telephone2: "2125550199"})
+	acc := srv.AddAccount("Fabrikam", "415.555.0100", "")
+	srv.AddContact(dataversetest.Contact{FirstName: "Old", LastName: "Gone", Telephone1: "+14045550111", Inactive: true})
+	lead := srv.AddLead("Lee", "Lead", "Litware", "", "lee@example.net")
+
+	t.Run("OneMatch", func(t *testing.T) {
+		recs, err := c.Lookup(ctxT(t, 5*time.Second), phone("+13175550123"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != 1 || recs[0].ID != alice || recs[0].Entity != "contact" || recs[0].Name != "Alice Liddell" {
+			t.Fatalf("got %+v, want contact %s", recs, alice)
+		}
+		want := srv.URL() + "/main.aspx?appid=" + appID + "&pagetype=entityrecord&etn=contact&id=" + alice
+		if recs[0].URL != want {
+			t.Fatalf("url %q, want %q", recs[0].URL, want)
+		}
+	})
+	t.Run("Shared", func(t *testing.T) {
+		recs, err := c.Lookup(ctxT(t, 5*time.Second), phone("+12125550199"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := []string{recs[0].ID, recs[1].ID}
+		slices.Sort(ids)
+		want := []string{s1, s2}
+		slices.Sort(want)
+		if len(recs) != 2 || !slices.Equal(ids, want) {
+			t.Fatalf("got %+v", recs)
+		}
+	})
+	t.Run("SecondEntity", func(t *testing.T) {
+		recs, err := c.Lookup(ctxT(t, 5*time.Second), phone("+14155550100"))
+		if err != nil || len(recs) != 1 || recs[0].ID != acc || recs[0].Entity != "account" {
+			t.Fatalf("got %+v, %v", recs, err)
+		}
+	})
+	t.Run("InactiveIgnored", func(t *testing.T) {
+		recs, err := c.Lookup(ctxT(t, 5*time.Second), phone("+14045550111"))
+		if err != nil || len(recs) != 0 {
+			t.Fatalf("got %+v, %v", recs, err)
+		}
+	})
+	t.Run("Email", func(t *testing.T) {
+		recs, err := c.Lookup(ctxT(t, 5*time.Second), email("Lee@Example.NET"))
+		if err != nil || len(recs) != 1 || recs[0].ID != lead || recs[0].Entity != "lead" {
+			t.Fatalf("got %+v, %v", recs, err)
+		}
+	})
+	t.Run("NegativeCached", func(t *testing.T) {
+		srv.ResetLog()
+		for range 3 {
+			recs, err := c.Lookup(ctxT(t, 5*time.Second), phone("+16175550000"))
+			if err != nil || len(recs) != 0 {
+				t.Fatalf("got %+v, %v", recs, err)
+			}
+		}
+		if n := srv.HTTPRequests(); n != 1 {
+			t.Fatalf("%d requests for three lookups of an unknown number, want 1", n)
+		}
+	})
+	t.Run("InvalidKey", func(t *testing.T) {
+		if _, err := c.Lookup(ctxT(t, time.Second), phone("not a number")); !errors.Is(err, dataverse.ErrInvalidKey) {
+			t.Fatalf("err %v, want ErrInvalidKey", err)
+		}
+	})
+}
+
+func TestClient_Escaping(t *testing.T) {
+	srv, c := MustEnv(t, nil)
+	obrien := srv.AddContact(dataversetest.Contact{FirstName: "Niamh", LastName: "O'Brien", EMailAddress1: "niamh.o'brien@example.com"})
+	// Would match if the crafted value below could widen the query.
+	srv.AddContact(dataversetest.Contact{FirstName: "X", LastName: "Ray", EMailAddress1: "x"})
+	warm(t, srv, c)
+
+	recs, err := c.Lookup(ctxT(t, 5*time.Second), email("niamh.o'brien@example.com"))
+	if err != nil || len(recs) != 1 || recs[0].ID != obrien || recs[0].Name != "Niamh O'Brien" {
+		t.Fatalf("O'Brien: got %+v, %v", recs, err)
+	}
+	crafted := "x' or 1 eq 1"
+	recs, err = c.Lookup(ctxT(t, 5*time.Second), email(crafted))
+	if err != nil || len(recs) != 0 {
+		t.Fatalf("crafted: got %+v, %v (the literal must not change the query)", recs, err)
+	}
+	var parts []dataversetest.Request
+	for _, r := range srv.Requests() {
+		if r.InBatch {
+			parts = append(parts, r)
+		}
+	}
+	if len(parts) != 6 {
+		t.Fatalf("%d batch parts, want 6 (two lookups over three entities)", len(parts))
+	}
+	for _, p := range parts {
+		if p.Status != http.StatusOK {
+			t.Fatalf("part %s answered %d", p.EntitySet, p.Status)
+		}
+		want := "niamh.o'brien@example.com"
+		if strings.Contains(p.RawFilter, "1 eq 1") {
+			want = crafted
+		}
+		for _, lit := range p.Literals {
+			if lit != want {
+				t.Fatalf("%s: literal %q, want %q intact; filter %s", p.EntitySet, lit, want, p.Filter)
+			}
+		}
+		for _, op := range p.Operators {
+			if op != "eq" && op != "or" && op != "and" {
+				t.Fatalf("%s: operator %q on the hot path; filter %s", p.EntitySet, op, p.Filter)
+			}
+		}
+	}
+	// The contact query of the crafted lookup, as the emulator parsed it.
+	want := "((statecode eq 0) and ((emailaddress1 eq 'x'' or 1 eq 1') or (emailaddress2 eq 'x'' or 1 eq 1')))"
+	if parts[3].EntitySet != "contacts" || parts[3].Filter != want {
+		t.Fatalf("parsed filter\n %s\nwant\n %s", parts[3].Filter, want)
+	}
+}
+
+func TestClient_Cost(t *testing.T) {
+	srv, c := MustEnv(t, nil)
+	id := srv.AddLead("Lee", "Lead", "Litware", "+1 317 555 0142", "")
+	warm(t, srv, c)
+	srv.SetLatency(50 * time.Millisecond) // keep the flight open while callers pile up
+
+	t.Run("SingleFlight", func(t *testing.T) {
+		var wg sync.WaitGroup
+		errs := make(chan error, 100)
+		for range 100 {
+			wg.Go(func() {
+				recs, err := c.Lookup(ctxT(t, 5*time.Second), phone("+13175550142"))
+				if err == nil && (len(recs) != 1 || recs[0].ID != id) {
+					err = errors.New("wrong records")
+				}
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := srv.HTTPRequests(); n != 1 {
+			t.Fatalf("100 concurrent lookups cost %d requests, want 1", n)
+		}
+	})
+	t.Run("OneBatchForThreeEntities", func(t *testing.T) {
+		reqs := srv.Requests()
+		if len(reqs) != 4 || reqs[0].Path != "$batch" {
+			t.Fatalf("log %+v, want one $batch with three parts", reqs)
+		}
+		var sets []string
+		for _, r := range reqs[1:] {
+			sets = append(sets, r.EntitySet)
+			if !r.InBatch || r.Top != dataverse.MaxRecords || len(r.Select) != 2 {
+				t.Fatalf("part %+v: want in batch, $top=%d, minimal $select", r, dataverse.MaxRecords)
+			}
+		}
+		if !slices.Equal(sets, []string{"contacts", "accounts", "leads"}) {
+			t.Fatalf("entity order %v", sets)
+		}
+	})
+}
+
+func TestClient_Sequential(t *testing.T) {
+	srv, c := MustEnv(t, func(cfg *dataverse.Config) { cfg.SequentialLookups = true })
+	id := srv.AddContact(dataversetest.Contact{FirstName: "A", LastName: "B", Telephone1: "3175550150"})
+	warm(t, srv, c)
+	recs, err := c.Lookup(ctxT(t, 5*time.Second), phone("+13175550150"))
+	if err != nil || len(recs) != 1 || recs[0].ID != id {
+		t.Fatalf("got %+v, %v", recs, err)
+	}
+	if n := srv.HTTPRequests(); n != 1 {
+		t.Fatalf("%d requests, want 1 (stop at the first entity with a match)", n)
+	}
+	if _, err := c.Lookup(ctxT(t, 5*time.Second), phone("+13175550151")); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.HTTPRequests(); n != 4 {
+		t.Fatalf("%d requests, want 4 (three entities for the unknown number)", n)
+	}
+}
+
+func TestClient_Throttling(t *testing.T) {
+	t.Run("RetryAfterHonoured", func(t *testing.T) {
+		srv, c := MustEnv(t, nil)
+		id := srv.AddContact(dataversetest.Contact{FirstName: "A", LastName: "B", Telephone1: "+13175550160"})
+		warm(t, srv, c)
+		srv.ThrottleNext(1, time.Second)
+		recs, err := c.Lookup(ctxT(t, 10*time.Second), phone("+13175550160"))
+		if err != nil || len(recs) != 1 || recs[0].ID != id {
+			t.Fatalf("got %+v, %v", recs, err)
+		}
+		var outer []dataversetest.Request
+		for _, r := range srv.Requests() {
+			if !r.InBatch {
+				outer = append(outer, r)
+			}
+		}
+		if len(outer) != 2 || outer[0].Status != http.StatusTooManyRequests || outer[1].Status != http.StatusOK {
+			t.Fatalf("requests %+v, want a 429 then a 200", outer)
+		}
+		if gap := outer[1].Time.Sub(outer[0].Time); gap < time.Second {
+			t.Fatalf("retried %v after a Retry-After of 1s", gap)
+		}
+		if v := srv.Violations(); len(v) != 0 {
+			t.Fatalf("violations %+v", v)
+		}
+	})
+	t.Run("GateIsClientWide", func(t *testing.T) {
+		srv, c := MustEnv(t, nil)
+		warm(t, srv, c)
+		srv.ThrottleEvery(2, time.Second)
+		var wg sync.WaitGroup
+		for i := range 6 {
+			wg.Go(func() {
+				_, err := c.Lookup(ctxT(t, 20*time.Second), phone(fmt.Sprintf("+1317555%04d", 300+i)))
+				if err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if v := srv.Violations(); len(v) != 0 {
+			t.Fatalf("%d requests arrived before a Retry-After they were given elapsed: %+v", len(v), v)
+		}
+		throttled := 0
+		for _, r := range srv.Requests() {
+			if r.Status == http.StatusTooManyRequests {
+				throttled++
+			}
+		}
+		if throttled == 0 {
+			t.Fatal("no request was throttled; the test proves nothing")
+		}
+	})
+	t.Run("DeadlineBeforeRetryAfter", func(t *testing.T) {
+		srv, c := MustEnv(t, nil)
+		warm(t, srv, c)
+		srv.ThrottleNext(1, 3*time.Second)
+		_, err := c.Lookup(ctxT(t, 300*time.Millisecond), phone("+13175550170"))
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err %v, want deadline exceeded while throttled", err)
+		}
+		st := c.Status().(dataverse.Status)
+		if st.ThrottledUntil == nil {
+			t.Fatal("status does not show throttled_until")
+		}
+	})
+}
+
+func TestClient_Faults(t *testing.T) {
+	t.Run("RetriesServerErrors", func(t *testing.T) {
+		srv, c := MustEnv(t, nil)
+		id := srv.AddContact(dataversetest.Contact{FirstName: "A", LastName: "B", Telephone1: "+13175550180"})
+		warm(t, srv, c)
+		srv.FailNext(2, http.StatusServiceUnavailable)
+		recs, err := c.Lookup(ctxT(t, 10*time.Second), phone("+13175550180"))
+		if err != nil || len(recs) != 1 || recs[0].ID != id {
+			t.Fatalf("got %+v, %v", recs, err)
+		}
+		if n := srv.HTTPRequests(); n != 3 {
+			t.Fatalf("%d requests, want 3", n)
+		}
+	})
+	t.Run("Breaker", func(t *testing.T) {
+		srv, c := MustEnv(t, func(cfg *dataverse.Config) {
+			cfg.BreakerFailures, cfg.BreakerCooldown, cfg.MaxAttempts = 2, 200*time.Millisecond, 1
+		})
+		srv.AddContact(dataversetest.Contact{FirstName: "A", LastName: "B", Telephone1: "+13175550190"})
+		warm(t, srv, c)
+		srv.FailNext(2, http.StatusInternalServerError)
+		for i := range 2 {
+			if _, err := c.Lookup(ctxT(t, 5*time.Second), phone("+1317555019"+string(rune('1'+i)))); err == nil {
+				t.Fatal("want an error")
+			}
+		}
+		_, err := c.Lookup(ctxT(t, 5*time.Second), phone("+13175550190"))
+		if !errors.Is(err, dataverse.ErrCircuitOpen) {
+			t.Fatalf("err %v, want circuit open", err)
+		}
+		if st := c.Status().(dataverse.Status); st.Breaker != "open" {
+			t.Fatalf("status %+v", st)
+		}
+		n := srv.HTTPRequests()
+		// After the cooldown one probe goes through and closes it.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			recs, err := c.Lookup(ctxT(t, 5*time.Second), phone("+13175550190"))
+			if err == nil && len(recs) == 1 {
+				break
+			}
+			if !errors.Is(err, dataverse.ErrCircuitOpen) || time.Now().After(deadline) {
+				t.Fatalf("after cooldown: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond) // poll interval while the breaker cools down
+		}
+		if srv.HTTPRequests() != n+1 {
+			t.Fatalf("requests while open: %d", srv.HTTPRequests()-n-1)
+		}
+	})
+	t.Run("ConcurrencyLimit", func(t *testing.T) {
+		srv, c := MustEnv(t, func(cfg *dataverse.Config) { cfg.Concurrency = 2 })
+		warm(t, srv, c)
+		srv.SetLatency(30 * time.Millisecond)
+		var wg sync.WaitGroup
+		for i := range 10 {
+			wg.Go(func() {
+				if _, err := c.Lookup(ctxT(t, 10*time.Second), phone("+1212555010"+string(rune('0'+i)))); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if m := srv.MaxConcurrent(); m > 2 || m == 0 {
+			t.Fatalf("max concurrent %d, want 1..2", m)
+		}
+	})
+	t.Run("LateAnswerFillsCache", func(t *testing.T) {
+		srv, c := MustEnv(t, nil)
+		id := srv.AddContact(dataversetest.Contact{FirstName: "A", LastName: "B", Telephone1: "+13175550200"})
+		warm(t, srv, c)
+		srv.SetLatency(300 * time.Millisecond)
+		_, err := c.Lookup(ctxT(t, 20*time.Millisecond), phone("+13175550200"))
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err %v, want deadline exceeded", err)
+		}
+		if err := srv.AwaitRequests(ctxT(t, 5*time.Second), 1); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if st := c.Status().(dataverse.Status); st.CachePositive == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the late answer never reached the cache")
+			}
+			time.Sleep(10 * time.Millisecond) // poll
+		}
+		recs, err := c.Lookup(ctxT(t, 20*time.Millisecond), phone("+13175550200"))
+		if err != nil || len(recs) != 1 || recs[0].ID != id || srv.HTTPRequests() != 1 {
+			t.Fatalf("got %+v, %v after %d requests", recs, err, srv.HTTPRequests())
+		}
+	})
+}
+
+func TestClient_Auth(t *testing.T) {
+	cases := []struct {
+		name string
+		mod  func(*dataverse.Config)
+		srv  func(*dataversetest.Server)
+		hint string
+	}{
+		{"WrongSecret", func(c *dataverse.Config) { c.ClientSecret = "nope" }, nil, "DATAVERSE_CLIENT_SECRET"},
+		{"WrongClient", func(c *dataverse.Config) { c.ClientID = "00000000-0000-0000-0000-000000000999" }, nil, "DATAVERSE_CLIENT_ID"},
+		{"WrongTenant", func(c *dataverse.Config) {
+			c.TokenURL = strings.Replace(c.TokenURL, c.TenantID, "contoso.onmicrosoft.com", 1)
+		}, nil, "DATAVERSE_TENANT_ID"},
+		{"WrongURL", func(c *dataverse.Config) { c.URL = "https://other.crm.dynamics.com" }, nil, "DATAVERSE_URL"},
+		{"NoAppUser", nil, func(s *dataversetest.Server) { s.DisableAppUser(true) }, "Application users"},
+		{"NoReadPrivilege", nil, func(s *dataversetest.Server) { s.DenyRead("accounts", true) }, "read privilege on account"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, c := MustEnv(t, tc.mod)
+			if tc.srv != nil {
+				tc.srv(srv)
+			}
+			err := c.Check(ctxT(t, 5*time.Second))
+			var ae *dataverse.AuthError
+			if !errors.As(err, &ae) || !strings.Contains(err.Error(), tc.hint) {
+				t.Fatalf("err %v, want an AuthError naming %q", err, tc.hint)
+			}
+			if strings.Contains(err.Error(), "nope") || strings.Contains(err.Error(), srv.Config().ClientSecret) {
+				t.Fatal("the error carries a secret")
+			}
+			_, err = c.Lookup(ctxT(t, 5*time.Second), phone("+13175550123"))
+			if !errors.As(err, &ae) {
+				t.Fatalf("lookup err %v, want an AuthError", err)
+			}
+		})
+	}
+}
+
+func TestClient_Token(t *testing.T) {
+	t.Run("CachedAndRenewedAfter401", func(t *testing.T) {
+		srv, c := MustEnv(t, nil)
+		srv.AddContact(dataversetest.Contact{FirstName: "A", LastName: "B", Telephone1: "+13175550210"})
+		for i := range 3 {
+			if _, err := c.Lookup(ctxT(t, 5*time.Second), phone("+1317555021"+string(rune('0'+i)))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := srv.TokenRequests(); n != 1 {
+			t.Fatalf("%d token requests, want 1", n)
+		}
+		if !c.Ready() {
+			t.Fatal("not ready after a token")
+		}
+		srv.ExpireTokens()
+		if _, err := c.Lookup(ctxT(t, 5*time.Second), phone("+13175550219")); err != nil {
+			t.Fatal(err)
+		}
+		if n := srv.TokenRequests(); n != 2 {
+			t.Fatalf("%d token requests, want 2", n)
+		}
+	})
+	t.Run("RunRefreshesAhead", func(t *testing.T) {
+		srv := dataversetest.New(dataversetest.Config{TokenLifetime: 2 * time.Second})
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		ec := srv.Config()
+		c, err := dataverse.New(dataverse.Config{URL: srv.URL(), ClientID: ec.ClientID, ClientSecret: ec.ClientSecret, TokenURL: srv.TokenURL()}, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- c.Run(ctx) }()
+		deadline := time.Now().Add(10 * time.Second)
+		for srv.TokenRequests() < 3 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d token requests in 10s with a 2s lifetime", srv.TokenRequests())
+			}
+			time.Sleep(20 * time.Millisecond) // poll
+		}
+		if !c.Ready() {
+			t.Fatal("not ready")
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestNew_Config(t *testing.T) {
+	base := dataverse.Config{URL: "https://contoso.crm.dynamics.com", TenantID: "t", ClientID: "c", ClientSecret: "s"}
+	cases := []struct {
+		name string
+		mod  func(*dataverse.Config)
+		want string
+	}{
+		{"NoURL", func(c *dataverse.Config) { c.URL = "" }, "DATAVERSE_URL is required"},
+		{"URLWithPath", func(c *dataverse.Config) { c.URL += "/api/data/v9.2" }, "without a path"},
+		{"NoSecret", func(c *dataverse.Config) { c.ClientSecret = "" }, "DATAVERSE_CLIENT_SECRET"},
+		{"NoTenant", func(c *dataverse.Config) { c.TenantID = "" }, "DATAVERSE_TENANT_ID"},
+		{"UnknownEntity", func(c *dataverse.Config) {
+			c.Phone = []dataverse.EntityColumns{{Entity: "incident", Columns: []string{"x"}}}
+		}, "SCREENPOP_ENTITIES"},
+		{"BadRegion", func(c *dataverse.Config) { c.PhoneRegion = "XX" }, "SCREENPOP_PHONE_REGION"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := base
+			tc.mod(&cfg)
+			_, err := dataverse.New(cfg, zerolog.Nop())
+			if !errors.Is(err, dataverse.ErrConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want one naming %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestClient_RecordURL(t *testing.T) {
+	c, err := dataverse.New(dataverse.Config{URL: "https://contoso.crm.dynamics.com/", TenantID: "t", ClientID: "c", ClientSecret: "s", AppID: appID}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cases := []struct{ entity, id, want string }{
+		{"contact", "{AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE}", "https://contoso.crm.dynamics.com/main.aspx?appid=" + appID + "&pagetype=entityrecord&etn=contact&id=aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"},
+		{"contact", "", "https://contoso.crm.dynamics.com/main.aspx?appid=" + appID + "&pagetype=entityrecord&etn=contact"},
+		{"contact", "+13175550123", ""},
+		{"contact&x=1", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", ""},
+	}
+	for _, tc := range cases {
+		if got := c.RecordURL(tc.entity, tc.id); got != tc.want {
+			t.Errorf("RecordURL(%q, %q) = %q, want %q", tc.entity, tc.id, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,37 @@
+// Package dataversetest is an in-process Dataverse emulator for tests, the
+// demo and benchmarks. Like net/http/httptest it does not import testing.
+//
+// It speaks the real wire protocol of the parts screenpop uses, strictly:
+//   - the Entra ID v2 token endpoint (POST /{tenant}/oauth2/v2.0/token,
+//     client credentials), with Entra-shaped errors (AADSTS codes) for a
+//     wrong tenant, client, secret or scope;
+//   - GET /api/data/v9.2/<entityset> with $select, $filter, $top, $orderby,
+//     $count and paging (Prefer: odata.maxpagesize, @odata.nextLink with an
+//     opaque $skiptoken);
+//   - POST /api/data/v9.2/$batch (multipart/mixed, application/http parts,
+//     GET requests only);
+//   - GET /api/data/v9.2/WhoAmI.
+//
+// Requests need a bearer token it issued. $filter is parsed for real (eq ne
+// gt ge lt le, and or not, parentheses, contains/startswith/endswith,
+// escaped literals, numbers, GUIDs, null) and anything it cannot parse or
+// does not know (a column, a function, $skip, $expand) is answered with a
+// 400 and an OData error body, as Dataverse does.
+//
+// Faults are scripted through methods: ThrottleNext / ThrottleEvery (429
+// with Retry-After and the service-protection error body; requests that
+// arrive inside a Retry-After window are answered 429 again and recorded as
+// violations), FailNext (5xx), SetLatency, DenyRead (403 missing
+// privilege), DisableAppUser (403 not a member of the organization) and
+// ExpireTokens (401).
+//
+// Deliberate gaps: no writes (POST/PATCH/DELETE of records), no changesets,
+// no $expand/$apply/FetchXML, no Dataverse functions such as
+// Microsoft.Dynamics.CRM.In, and the SQL-LIKE wildcards (% _ [ ]) that
+// Dataverse honours inside contains/startswith/endswith are matched as
+// plain characters.
+//
+// Every API request is kept in a log (Requests), with the parsed filter in
+// canonical form and its string literals, so tests can show that a value
+// stayed one literal.
+package dataversetest

@@ -1,0 +1,132 @@
+package dataversetest
+
+import (
+	"context"
+	"time"
+)
+
+// ThrottleNext answers the next n API requests with 429, Retry-After
+// (whole seconds, at least 1) and the service-protection error body.
+func (s *Server) ThrottleNext(n int, retryAfter time.Duration) {
+	s.mu.Lock()
+	s.throttleNext, s.throttleRA = n, retryAfter
+	s.mu.Unlock()
+}
+
+// ThrottleEvery answers every k-th API request that arrives outside a
+// Retry-After window with 429 (k = 2: half of them); 0 turns it off.
+// Requests that arrive inside a window are answered 429 too and, past the
+// in-flight grace, recorded as violations.
+func (s *Server) ThrottleEvery(k int, retryAfter time.Duration) {
+	s.mu.Lock()
+	s.throttleEvery, s.throttleRA, s.throttleCount = k, retryAfter, 0
+	s.mu.Unlock()
+}
+
+// FailNext answers the next n API requests with status (e.g. 503).
+func (s *Server) FailNext(n, status int) {
+	s.mu.Lock()
+	s.failNext, s.failStatus = n, status
+	s.mu.Unlock()
+}
+
+// SetLatency delays every API answer by d.
+func (s *Server) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	s.latency = d
+	s.mu.Unlock()
+}
+
+// DenyRead makes queries of entitySet fail with 403 "missing prvRead…
+// privilege", as for an application user whose role lacks Read.
+func (s *Server) DenyRead(entitySet string, deny bool) {
+	s.mu.Lock()
+	s.denied[entitySet] = deny
+	s.mu.Unlock()
+}
+
+// DisableAppUser makes every API request fail with 403 "The user is not a
+// member of the organization", as when the app registration has no
+// application user in the environment.
+func (s *Server) DisableAppUser(off bool) {
+	s.mu.Lock()
+	s.appUserOff = off
+	s.mu.Unlock()
+}
+
+// ExpireTokens invalidates every token issued so far (the next API request
+// with one gets 401).
+func (s *Server) ExpireTokens() {
+	s.mu.Lock()
+	clear(s.tokens)
+	s.mu.Unlock()
+}
+
+// Requests returns a copy of the request log.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Request(nil), s.requests...)
+}
+
+// HTTPRequests counts the API requests that were HTTP requests of their
+// own ($batch parts not counted, token requests not counted).
+func (s *Server) HTTPRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, r := range s.requests {
+		if !r.InBatch {
+			n++
+		}
+	}
+	return n
+}
+
+// TokenRequests counts requests to the token endpoint.
+func (s *Server) TokenRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tokenReq
+}
+
+// ResetLog clears the request log and the violations.
+func (s *Server) ResetLog() {
+	s.mu.Lock()
+	s.requests, s.violations, s.maxInflight = nil, nil, s.inflight
+	s.mu.Unlock()
+}
+
+// Violations returns the requests that arrived inside a Retry-After window
+// after the in-flight grace.
+func (s *Server) Violations() []Violation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Violation(nil), s.violations...)
+}
+
+// AwaitRequests waits until at least n API requests (HTTPRequests) are
+// logged, or ctx is done.
+func (s *Server) AwaitRequests(ctx context.Context, n int) error {
+	for {
+		s.mu.Lock()
+		ch := s.changed
+		s.mu.Unlock()
+		if s.HTTPRequests() >= n {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// MaxConcurrent returns the most authenticated API requests that were in
+// progress at once since the last ResetLog.
+func (s *Server) MaxConcurrent() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxInflight
+}

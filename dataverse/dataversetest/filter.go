@@ -1,0 +1,474 @@
+package dataversetest
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Node is a parsed $filter expression. String gives a canonical, fully
+// parenthesized form in which string literals are re-quoted, so a test can
+// see that a value stayed one literal.
+type Node interface {
+	String() string
+	eval(row map[string]any) (any, error)
+}
+
+type (
+	binaryNode struct {
+		op   string // eq ne gt ge lt le and or
+		l, r Node
+	}
+	notNode  struct{ x Node }
+	funcNode struct {
+		name string // contains startswith endswith
+		prop *propNode
+		arg  *literalNode
+	}
+	propNode    struct{ name string }
+	literalNode struct {
+		v    any // string, float64, bool, nil, guid
+		text string
+	}
+	guid string
+)
+
+func (n *binaryNode) String() string {
+	return "(" + n.l.String() + " " + n.op + " " + n.r.String() + ")"
+}
+func (n *notNode) String() string  { return "(not " + n.x.String() + ")" }
+func (n *funcNode) String() string { return n.name + "(" + n.prop.name + "," + n.arg.String() + ")" }
+func (n *propNode) String() string { return n.name }
+func (n *literalNode) String() string {
+	if s, ok := n.v.(string); ok {
+		return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+	}
+	return n.text
+}
+
+// Filter is a parsed $filter.
+type Filter struct {
+	Root      Node
+	Literals  []string // the string literals, unescaped, in order
+	Operators []string // each operator and function used, in order of appearance (eq, or, contains, …)
+	Props     []string // the properties referenced
+}
+
+// ParseFilter parses an OData $filter expression of the subset the
+// emulator supports: eq ne gt ge lt le, and or not, parentheses,
+// contains/startswith/endswith(property,'text'), string literals with ”
+// escapes, numbers, true/false/null and GUIDs. Anything else is an error
+// carrying the position, which the server answers with a 400 OData error.
+func ParseFilter(s string) (*Filter, error) {
+	p := &parser{src: s}
+	if err := p.lex(); err != nil {
+		return nil, err
+	}
+	f := &Filter{}
+	p.f = f
+	n, err := p.or()
+	if err != nil {
+		return nil, err
+	}
+	if p.pos < len(p.toks) {
+		return nil, p.errAt(p.toks[p.pos], "unexpected '"+p.toks[p.pos].text+"'")
+	}
+	f.Root = n
+	return f, nil
+}
+
+type tokKind int
+
+const (
+	tIdent tokKind = iota
+	tString
+	tNumber
+	tGUID
+	tLParen
+	tRParen
+	tComma
+)
+
+type token struct {
+	kind tokKind
+	text string // raw text; for tString the unescaped value
+	at   int
+}
+
+type parser struct {
+	src  string
+	toks []token
+	pos  int
+	f    *Filter
+}
+
+func (p *parser) errAt(t token, msg string) error {
+	return fmt.Errorf("syntax error at position %d in '%s': %s", t.at, p.src, msg)
+}
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+func looksGUID(s string) bool {
+	if len(s) < 36 {
+		return false
+	}
+	s = s[:36]
+	for i := 0; i < 36; i++ {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if s[i] != '-' {
+				return false
+			}
+		} else if !isHex(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *parser) lex() error {
+	s := p.src
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
+			i++
+		case c == '(':
+			p.toks = append(p.toks, token{tLParen, "(", i})
+			i++
+		case c == ')':
+			p.toks = append(p.toks, token{tRParen, ")", i})
+			i++
+		case c == ',':
+			p.toks = append(p.toks, token{tComma, ",", i})
+			i++
+		case c == '\'':
+			start := i
+			var b strings.Builder
+			i++
+			closed := false
+			for i < len(s) {
+				if s[i] == '\'' {
+					if i+1 < len(s) && s[i+1] == '\'' {
+						b.WriteByte('\'')
+						i += 2
+						continue
+					}
+					i++
+					closed = true
+					break
+				}
+				b.WriteByte(s[i])
+				i++
+			}
+			if !closed {
+				return fmt.Errorf("syntax error at position %d in '%s': unterminated string literal", start, s)
+			}
+			p.toks = append(p.toks, token{tString, b.String(), start})
+		case looksGUID(s[i:]) && (len(s) == i+36 || !isIdentByte(s[i+36])):
+			p.toks = append(p.toks, token{tGUID, s[i : i+36], i})
+			i += 36
+		case c >= '0' && c <= '9' || c == '-' && i+1 < len(s) && s[i+1] >= '0' && s[i+1] <= '9':
+			start := i
+			i++
+			for i < len(s) && (s[i] >= '0' && s[i] <= '9' || s[i] == '.') {
+				i++
+			}
+			if i < len(s) && isIdentByte(s[i]) {
+				return fmt.Errorf("syntax error at position %d in '%s': character '%c' is not valid", i, s, s[i])
+			}
+			p.toks = append(p.toks, token{tNumber, s[start:i], start})
+		case isIdentByte(c) && !(c >= '0' && c <= '9'):
+			start := i
+			for i < len(s) && (isIdentByte(s[i]) || s[i] == '.') {
+				i++
+			}
+			p.toks = append(p.toks, token{tIdent, s[start:i], start})
+		default:
+			return fmt.Errorf("syntax error at position %d in '%s': character '%c' is not valid", i, s, c)
+		}
+	}
+	return nil
+}
+
+func isIdentByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+}
+
+func (p *parser) peekIdent(word string) bool {
+	return p.pos < len(p.toks) && p.toks[p.pos].kind == tIdent && p.toks[p.pos].text == word
+}
+
+func (p *parser) or() (Node, error) {
+	l, err := p.and()
+	if err != nil {
+		return nil, err
+	}
+	for p.peekIdent("or") {
+		p.pos++
+		p.f.Operators = append(p.f.Operators, "or")
+		r, err := p.and()
+		if err != nil {
+			return nil, err
+		}
+		l = &binaryNode{op: "or", l: l, r: r}
+	}
+	return l, nil
+}
+
+func (p *parser) and() (Node, error) {
+	l, err := p.cmp()
+	if err != nil {
+		return nil, err
+	}
+	for p.peekIdent("and") {
+		p.pos++
+		p.f.Operators = append(p.f.Operators, "and")
+		r, err := p.cmp()
+		if err != nil {
+			return nil, err
+		}
+		l = &binaryNode{op: "and", l: l, r: r}
+	}
+	return l, nil
+}
+
+var cmpOps = map[string]bool{"eq": true, "ne": true, "gt": true, "ge": true, "lt": true, "le": true}
+
+func (p *parser) cmp() (Node, error) {
+	l, err := p.unary()
+	if err != nil {
+		return nil, err
+	}
+	if p.pos < len(p.toks) && p.toks[p.pos].kind == tIdent && cmpOps[p.toks[p.pos].text] {
+		op := p.toks[p.pos].text
+		p.pos++
+		p.f.Operators = append(p.f.Operators, op)
+		r, err := p.unary()
+		if err != nil {
+			return nil, err
+		}
+		return &binaryNode{op: op, l: l, r: r}, nil
+	}
+	return l, nil
+}
+
+func (p *parser) unary() (Node, error) {
+	if p.peekIdent("not") {
+		p.pos++
+		p.f.Operators = append(p.f.Operators, "not")
+		x, err := p.unary()
+		if err != nil {
+			return nil, err
+		}
+		return &notNode{x: x}, nil
+	}
+	return p.primary()
+}
+
+func (p *parser) end() token {
+	return token{at: len(p.src)}
+}
+
+func (p *parser) primary() (Node, error) {
+	if p.pos >= len(p.toks) {
+		return nil, p.errAt(p.end(), "expression expected")
+	}
+	t := p.toks[p.pos]
+	p.pos++
+	switch t.kind {
+	case tLParen:
+		n, err := p.or()
+		if err != nil {
+			return nil, err
+		}
+		if p.pos >= len(p.toks) || p.toks[p.pos].kind != tRParen {
+			return nil, p.errAt(p.end(), "')' expected")
+		}
+		p.pos++
+		return n, nil
+	case tString:
+		p.f.Literals = append(p.f.Literals, t.text)
+		return &literalNode{v: t.text}, nil
+	case tNumber:
+		v, err := strconv.ParseFloat(t.text, 64)
+		if err != nil {
+			return nil, p.errAt(t, "bad number")
+		}
+		return &literalNode{v: v, text: t.text}, nil
+	case tGUID:
+		return &literalNode{v: guid(strings.ToLower(t.text)), text: t.text}, nil
+	case tIdent:
+		switch t.text {
+		case "true":
+			return &literalNode{v: true, text: "true"}, nil
+		case "false":
+			return &literalNode{v: false, text: "false"}, nil
+		case "null":
+			return &literalNode{v: nil, text: "null"}, nil
+		case "and", "or", "not", "eq", "ne", "gt", "ge", "lt", "le":
+			return nil, p.errAt(t, "expression expected before '"+t.text+"'")
+		}
+		if p.pos < len(p.toks) && p.toks[p.pos].kind == tLParen {
+			return p.call(t)
+		}
+		if strings.Contains(t.text, ".") {
+			return nil, p.errAt(t, "navigation properties are not supported by the emulator")
+		}
+		p.f.Props = append(p.f.Props, t.text)
+		return &propNode{name: t.text}, nil
+	}
+	return nil, p.errAt(t, "unexpected '"+t.text+"'")
+}
+
+func (p *parser) call(name token) (Node, error) {
+	switch name.text {
+	case "contains", "startswith", "endswith":
+	default:
+		return nil, p.errAt(name, "unknown function '"+name.text+"' (the emulator supports contains, startswith, endswith)")
+	}
+	p.pos++ // (
+	p.f.Operators = append(p.f.Operators, name.text)
+	if p.pos+3 >= len(p.toks) {
+		return nil, p.errAt(name, name.text+" takes (property,'text')")
+	}
+	a, comma, b := p.toks[p.pos], p.toks[p.pos+1], p.toks[p.pos+2]
+	if a.kind != tIdent || comma.kind != tComma || b.kind != tString || p.toks[p.pos+3].kind != tRParen {
+		return nil, p.errAt(name, name.text+" takes (property,'text')")
+	}
+	p.pos += 4
+	p.f.Props = append(p.f.Props, a.text)
+	p.f.Literals = append(p.f.Literals, b.text)
+	return &funcNode{name: name.text, prop: &propNode{name: a.text}, arg: &literalNode{v: b.text}}, nil
+}
+
+// evaluation
+
+func (n *propNode) eval(row map[string]any) (any, error) {
+	v := row[n.name]
+	if s, ok := v.(string); ok && s == "" {
+		return nil, nil
+	}
+	if i, ok := v.(int); ok {
+		return float64(i), nil
+	}
+	return v, nil
+}
+
+func (n *literalNode) eval(map[string]any) (any, error) { return n.v, nil }
+
+func (n *notNode) eval(row map[string]any) (any, error) {
+	v, err := n.x.eval(row)
+	if err != nil {
+		return nil, err
+	}
+	b, ok := v.(bool)
+	if !ok {
+		return nil, fmt.Errorf("'not' needs a Boolean operand in %s", n.String())
+	}
+	return !b, nil
+}
+
+func (n *funcNode) eval(row map[string]any) (any, error) {
+	v, _ := n.prop.eval(row)
+	s, _ := v.(string)
+	s = strings.ToLower(s)
+	arg := strings.ToLower(n.arg.v.(string))
+	switch n.name {
+	case "contains":
+		return strings.Contains(s, arg), nil
+	case "startswith":
+		return strings.HasPrefix(s, arg), nil
+	default:
+		return strings.HasSuffix(s, arg), nil
+	}
+}
+
+func (n *binaryNode) eval(row map[string]any) (any, error) {
+	l, err := n.l.eval(row)
+	if err != nil {
+		return nil, err
+	}
+	r, err := n.r.eval(row)
+	if err != nil {
+		return nil, err
+	}
+	switch n.op {
+	case "and", "or":
+		lb, ok1 := l.(bool)
+		rb, ok2 := r.(bool)
+		if !ok1 || !ok2 {
+			return nil, fmt.Errorf("'%s' needs Boolean operands in %s", n.op, n.String())
+		}
+		if n.op == "and" {
+			return lb && rb, nil
+		}
+		return lb || rb, nil
+	}
+	c, comparable := compare(l, r)
+	switch n.op {
+	case "eq":
+		return comparable && c == 0, nil
+	case "ne":
+		return !comparable || c != 0, nil
+	}
+	if !comparable || l == nil || r == nil {
+		return false, nil
+	}
+	switch n.op {
+	case "gt":
+		return c > 0, nil
+	case "ge":
+		return c >= 0, nil
+	case "lt":
+		return c < 0, nil
+	default:
+		return c <= 0, nil
+	}
+}
+
+// compare orders two values the way Dataverse does for the supported
+// types: strings case-insensitively, numbers numerically, GUIDs as text.
+func compare(a, b any) (int, bool) {
+	if a == nil || b == nil {
+		if a == nil && b == nil {
+			return 0, true
+		}
+		return 1, false
+	}
+	switch x := a.(type) {
+	case string:
+		if y, ok := b.(string); ok {
+			return strings.Compare(strings.ToLower(x), strings.ToLower(y)), true
+		}
+	case guid:
+		switch y := b.(type) {
+		case guid:
+			return strings.Compare(string(x), string(y)), true
+		case string:
+			return strings.Compare(string(x), strings.ToLower(y)), true
+		}
+	case float64:
+		if y, ok := b.(float64); ok {
+			switch {
+			case x < y:
+				return -1, true
+			case x > y:
+				return 1, true
+			}
+			return 0, true
+		}
+	case bool:
+		if y, ok := b.(bool); ok {
+			if x == y {
+				return 0, true
+			}
+			return 1, true
+		}
+	}
+	if s, ok := a.(string); ok {
+		if g, ok := b.(guid); ok {
+			return strings.Compare(strings.ToLower(s), string(g)), true
+		}
+	}
+	return 0, false
+}

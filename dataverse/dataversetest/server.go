@@ -1,0 +1,761 @@
+package dataversetest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"mime"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Config configures a Server; zero fields take defaults.
+type Config struct {
+	TenantID      string        // default "00000000-0000-0000-0000-0000000000aa"
+	ClientID      string        // default "00000000-0000-0000-0000-0000000000bb"
+	ClientSecret  string        // default "emulator-secret"
+	TokenLifetime time.Duration // expires_in of issued tokens; default 1h
+	// InFlightGrace: a request that arrives inside a Retry-After window
+	// less than this long after the 429 was answered is not counted as a
+	// violation (it may have been sent before the client read the 429).
+	// Default 20ms.
+	InFlightGrace time.Duration
+}
+
+// Server is the emulator. Use Handler with your own listener, Serve, or
+// Start for 127.0.0.1 on a free port.
+type Server struct {
+	cfg  Config
+	done chan struct{}
+
+	mu       sync.Mutex
+	url      string
+	tables   map[string]*Table // by entity set
+	tokens   map[string]time.Time
+	requests []Request
+	tokenReq int
+	changed  chan struct{} // closed and replaced on every logged request
+	seq      int
+
+	// faults
+	throttleNext  int
+	throttleEvery int
+	throttleRA    time.Duration
+	throttleCount int
+	windowUntil   time.Time
+	windowGiven   time.Time
+	violations    []Violation
+	failNext      int
+	failStatus    int
+	latency       time.Duration
+	denied        map[string]bool
+	appUserOff    bool
+	inflight      int
+	maxInflight   int
+
+	srv     *http.Server
+	serveWG sync.WaitGroup
+	closeMu sync.Once
+}
+
+// Request is one logged API request (or one request inside a $batch).
+type Request struct {
+	Seq       int
+	Time      time.Time
+	Method    string
+	Path      string // after /api/data/v9.2/, e.g. contacts, $batch, WhoAmI
+	InBatch   bool   // a part of a $batch; the $batch itself is logged too
+	EntitySet string
+	Select    []string
+	Top       int
+	OrderBy   string
+	RawFilter string   // the decoded $filter text
+	Filter    string   // the parsed filter in canonical form; "" if none or unparsable
+	Literals  []string // the filter's string literals, unescaped
+	Operators []string // eq, or, contains, …
+	Status    int
+	Rows      int
+}
+
+// Violation is a request that arrived while a Retry-After the emulator had
+// answered was still running.
+type Violation struct {
+	At          time.Time
+	Path        string
+	WindowGiven time.Time
+	WindowUntil time.Time
+}
+
+// New returns a Server with the built-in contact, account and lead tables
+// and no rows.
+func New(cfg Config) *Server {
+	if cfg.TenantID == "" {
+		cfg.TenantID = "00000000-0000-0000-0000-0000000000aa"
+	}
+	if cfg.ClientID == "" {
+		cfg.ClientID = "00000000-0000-0000-0000-0000000000bb"
+	}
+	if cfg.ClientSecret == "" {
+		cfg.ClientSecret = "emulator-secret"
+	}
+	if cfg.TokenLifetime <= 0 {
+		cfg.TokenLifetime = time.Hour
+	}
+	if cfg.InFlightGrace <= 0 {
+		cfg.InFlightGrace = 20 * time.Millisecond
+	}
+	s := &Server{
+		cfg:     cfg,
+		done:    make(chan struct{}),
+		tables:  map[string]*Table{},
+		tokens:  map[string]time.Time{},
+		changed: make(chan struct{}),
+		denied:  map[string]bool{},
+	}
+	for _, t := range builtinTables() {
+		s.tables[t.Set] = t
+	}
+	return s
+}
+
+// Config returns the effective configuration (credentials to give the
+// client).
+func (s *Server) Config() Config { return s.cfg }
+
+// Start listens on 127.0.0.1:0 and serves until Close.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("dataversetest listen: %w", err)
+	}
+	s.SetURL("http://" + ln.Addr().String())
+	s.serveWG.Add(1)
+	go func() {
+		defer s.serveWG.Done()
+		_ = s.Serve(context.Background(), ln)
+	}()
+	return nil
+}
+
+// Serve serves on ln until ctx is done or Close is called.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	s.mu.Lock()
+	if s.url == "" {
+		s.url = "http://" + ln.Addr().String()
+	}
+	s.srv = srv
+	s.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
+	defer stop()
+	go func() {
+		<-s.done
+		_ = srv.Close()
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("dataversetest serve: %w", err)
+	}
+	return nil
+}
+
+// Close stops serving and ends pending latency waits.
+func (s *Server) Close() error {
+	s.closeMu.Do(func() { close(s.done) })
+	s.serveWG.Wait()
+	return nil
+}
+
+// URL is the environment URL (DATAVERSE_URL), e.g. http://127.0.0.1:PORT,
+// once serving. With Handler alone, SetURL tells the server its address.
+func (s *Server) URL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.url
+}
+
+// SetURL sets the environment URL when the handler is served elsewhere.
+func (s *Server) SetURL(u string) {
+	s.mu.Lock()
+	s.url = strings.TrimSuffix(u, "/")
+	s.mu.Unlock()
+}
+
+// TokenURL is the token endpoint (DATAVERSE_TOKEN_URL).
+func (s *Server) TokenURL() string {
+	return s.URL() + "/" + s.cfg.TenantID + "/oauth2/v2.0/token"
+}
+
+const apiPrefix = "/api/data/v9.2/"
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case strings.HasSuffix(r.URL.Path, "/oauth2/v2.0/token"):
+		s.serveToken(w, r)
+	case strings.HasPrefix(r.URL.Path, apiPrefix):
+		s.serveAPI(w, r)
+	default:
+		writeError(w, http.StatusNotFound, "0x80060888", "Resource not found for the segment '"+strings.TrimPrefix(r.URL.Path, "/")+"'.")
+	}
+}
+
+// --- token endpoint ---
+
+func writeAAD(w http.ResponseWriter, status int, errCode string, aadsts int, desc string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"error":             errCode,
+		"error_description": fmt.Sprintf("AADSTS%d: %s Trace ID: 00000000-0000-0000-0000-000000000000 Correlation ID: 00000000-0000-0000-0000-000000000000 Timestamp: %s", aadsts, desc, time.Now().UTC().Format("2006-01-02 15:04:05Z")),
+		"error_codes":       []int{aadsts},
+		"timestamp":         time.Now().UTC().Format("2006-01-02 15:04:05Z"),
+		"trace_id":          "00000000-0000-0000-0000-000000000000",
+		"correlation_id":    "00000000-0000-0000-0000-000000000000",
+	})
+}
+
+func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.tokenReq++
+	s.mu.Unlock()
+	tenant := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/"), "/oauth2/v2.0/token")
+	if r.Method != http.MethodPost {
+		writeAAD(w, http.StatusMethodNotAllowed, "invalid_request", 900561, "The endpoint only accepts POST requests.")
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		writeAAD(w, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.")
+		return
+	}
+	id, secret := r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	if u, p, ok := r.BasicAuth(); ok {
+		id, secret = u, p
+	}
+	switch {
+	case tenant != s.cfg.TenantID:
+		writeAAD(w, http.StatusBadRequest, "invalid_request", 90002, fmt.Sprintf("Tenant '%s' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.", tenant))
+	case r.PostForm.Get("grant_type") != "client_credentials":
+		writeAAD(w, http.StatusBadRequest, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
+	case id != s.cfg.ClientID:
+		writeAAD(w, http.StatusBadRequest, "unauthorized_client", 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'.", id, tenant))
+	case secret != s.cfg.ClientSecret:
+		writeAAD(w, http.StatusUnauthorized, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.")
+	case strings.TrimSuffix(r.PostForm.Get("scope"), "/") != s.URL()+"/.default":
+		writeAAD(w, http.StatusBadRequest, "invalid_scope", 500011, fmt.Sprintf("The resource principal named %s was not found in the tenant named %s.", strings.TrimSuffix(r.PostForm.Get("scope"), "/.default"), tenant))
+	default:
+		var b [24]byte
+		_, _ = rand.Read(b[:])
+		tok := "dvemu." + base64.RawURLEncoding.EncodeToString(b[:])
+		s.mu.Lock()
+		s.tokens[tok] = time.Now().Add(s.cfg.TokenLifetime)
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"token_type": "Bearer", "expires_in": int(s.cfg.TokenLifetime / time.Second),
+			"ext_expires_in": int(s.cfg.TokenLifetime / time.Second), "access_token": tok,
+		})
+	}
+}
+
+// --- Web API ---
+
+type apiError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json; odata.metadata=minimal")
+	w.Header().Set("OData-Version", "4.0")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}
+
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	path := strings.TrimPrefix(r.URL.Path, apiPrefix)
+	req := Request{Time: now, Method: r.Method, Path: path}
+
+	// Authentication first, as Dataverse does.
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	s.mu.Lock()
+	exp, known := s.tokens[tok]
+	s.mu.Unlock()
+	if !ok || !known || now.After(exp) {
+		w.Header().Set("WWW-Authenticate", `Bearer authorization_uri=https://login.microsoftonline.com/`+s.cfg.TenantID+`/oauth2/authorize, resource_id=`+s.URL())
+		req.Status = http.StatusUnauthorized
+		s.logRequest(req)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+
+	s.mu.Lock()
+	s.inflight++
+	s.maxInflight = max(s.maxInflight, s.inflight)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.inflight--
+		s.mu.Unlock()
+	}()
+
+	if status, ra, ok := s.throttle(now, path); ok {
+		req.Status = status
+		s.logRequest(req)
+		w.Header().Set("Retry-After", strconv.Itoa(ra))
+		writeError(w, http.StatusTooManyRequests, "0x80072322", "Number of requests exceeded the limit of 6000 over time window of 300 seconds.")
+		return
+	}
+	if status := s.takeFailure(); status != 0 {
+		req.Status = status
+		s.logRequest(req)
+		writeError(w, status, "0x80040216", "An unexpected error occurred.")
+		return
+	}
+	if err := s.wait(r.Context()); err != nil {
+		return
+	}
+	s.mu.Lock()
+	off := s.appUserOff
+	s.mu.Unlock()
+	if off {
+		req.Status = http.StatusForbidden
+		s.logRequest(req)
+		writeError(w, http.StatusForbidden, "0x80072560", "The user is not a member of the organization.")
+		return
+	}
+
+	switch {
+	case path == "$batch":
+		s.serveBatch(w, r, req)
+	case path == "WhoAmI" && r.Method == http.MethodGet:
+		req.Status = http.StatusOK
+		s.logRequest(req)
+		writeJSON(w, map[string]any{
+			"@odata.context": s.URL() + apiPrefix + "$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
+			"BusinessUnitId": "00000000-0000-0000-0000-0000000000c1",
+			"UserId":         "00000000-0000-0000-0000-0000000000c2",
+			"OrganizationId": "00000000-0000-0000-0000-0000000000c3",
+		})
+	case r.Method == http.MethodGet:
+		status, body, rows := s.query(&req, path, r.URL.RawQuery, r.Header.Get("Prefer"))
+		req.Status, req.Rows = status, rows
+		s.logRequest(req)
+		w.Header().Set("Content-Type", "application/json; odata.metadata=minimal")
+		w.Header().Set("OData-Version", "4.0")
+		w.WriteHeader(status)
+		_, _ = w.Write(body)
+	default:
+		req.Status = http.StatusMethodNotAllowed
+		s.logRequest(req)
+		writeError(w, http.StatusMethodNotAllowed, "0x80060888", "The emulator supports GET queries and $batch only.")
+	}
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json; odata.metadata=minimal")
+	w.Header().Set("OData-Version", "4.0")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func errBody(code, msg string) []byte {
+	b, _ := json.Marshal(map[string]any{"error": map[string]string{"code": code, "message": msg}})
+	return b
+}
+
+// query answers GET <set>?<rawQuery>, filling req's query fields. It
+// returns the status, the JSON body and the number of rows.
+func (s *Server) query(req *Request, set, rawQuery, prefer string) (int, []byte, int) {
+	req.EntitySet = set
+	s.mu.Lock()
+	t := s.tables[set]
+	denied := s.denied[set]
+	s.mu.Unlock()
+	if t == nil {
+		return http.StatusNotFound, errBody("0x80060888", "Resource not found for the segment '"+set+"'."), 0
+	}
+	if denied {
+		return http.StatusForbidden, errBody("0x80040220", fmt.Sprintf("Principal user (Id=00000000-0000-0000-0000-0000000000c2, type=8, roleCount=1, privilegeCount=0, accessMode=4, MetadataCachePrivilegesCount=0, BusinessUnitId=00000000-0000-0000-0000-0000000000c1), is missing prvRead%s privilege (Id=00000000-0000-0000-0000-000000000000) on OTC=0 for entity '%s'.", t.Logical, t.Logical)), 0
+	}
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return http.StatusBadRequest, errBody("0x80060888", "The query string is malformed."), 0
+	}
+	typeName := "Microsoft.Dynamics.CRM." + t.Logical
+	noProp := func(p string) (int, []byte, int) {
+		return http.StatusBadRequest, errBody("0x80060888", fmt.Sprintf("Could not find a property named '%s' on type '%s'.", p, typeName)), 0
+	}
+	for k := range q {
+		switch k {
+		case "$select", "$filter", "$top", "$orderby", "$count", "$skiptoken":
+		case "$skip", "$search", "$format":
+			return http.StatusBadRequest, errBody("0x80060888", "The query parameter "+k+" is not supported"), 0
+		case "$expand", "$apply":
+			return http.StatusBadRequest, errBody("0x80060888", "The query option "+k+" is not supported by the emulator."), 0
+		default:
+			if strings.HasPrefix(k, "$") {
+				return http.StatusBadRequest, errBody("0x80060888", "The query parameter "+k+" is not supported"), 0
+			}
+			if !strings.HasPrefix(k, "@") {
+				return http.StatusBadRequest, errBody("0x80060888", "The query parameter '"+k+"' is not supported"), 0
+			}
+		}
+	}
+	if v := q.Get("$select"); v != "" {
+		for _, c := range strings.Split(v, ",") {
+			c = strings.TrimSpace(c)
+			if !t.columns[c] {
+				return noProp(c)
+			}
+			req.Select = append(req.Select, c)
+		}
+	}
+	top := -1
+	if v, ok := q["$top"]; ok {
+		n, err := strconv.Atoi(v[0])
+		if err != nil || n < 0 {
+			return http.StatusBadRequest, errBody("0x80060888", "Invalid value '"+v[0]+"' for $top query option found."), 0
+		}
+		top = n
+		req.Top = n
+	}
+	var filter *Filter
+	if v, ok := q["$filter"]; ok {
+		req.RawFilter = v[0]
+		// Parameter aliases (@p1) are substituted before parsing.
+		text := v[0]
+		for k, vals := range q {
+			if strings.HasPrefix(k, "@") {
+				text = strings.ReplaceAll(text, k, vals[0])
+			}
+		}
+		f, err := ParseFilter(text)
+		if err != nil {
+			return http.StatusBadRequest, errBody("0x80060888", err.Error()), 0
+		}
+		for _, p := range f.Props {
+			if !t.columns[p] {
+				return noProp(p)
+			}
+		}
+		filter = f
+		req.Filter, req.Literals, req.Operators = f.Root.String(), f.Literals, f.Operators
+	}
+	type key struct {
+		col  string
+		desc bool
+	}
+	var order []key
+	if v := q.Get("$orderby"); v != "" {
+		req.OrderBy = v
+		for _, part := range strings.Split(v, ",") {
+			f := strings.Fields(part)
+			if len(f) == 0 || len(f) > 2 || (len(f) == 2 && f[1] != "asc" && f[1] != "desc") {
+				return http.StatusBadRequest, errBody("0x80060888", "Syntax error in $orderby '"+v+"'."), 0
+			}
+			if !t.columns[f[0]] {
+				return noProp(f[0])
+			}
+			order = append(order, key{f[0], len(f) == 2 && f[1] == "desc"})
+		}
+	}
+
+	s.mu.Lock()
+	var rows []map[string]any
+	for _, row := range t.rows {
+		if filter != nil {
+			v, err := filter.Root.eval(row)
+			if err != nil {
+				s.mu.Unlock()
+				return http.StatusBadRequest, errBody("0x80060888", err.Error()), 0
+			}
+			if b, _ := v.(bool); !b {
+				continue
+			}
+		}
+		rows = append(rows, row)
+	}
+	s.mu.Unlock()
+	if len(order) > 0 {
+		sort.SliceStable(rows, func(i, j int) bool {
+			for _, k := range order {
+				c, _ := compare(normalize(rows[i][k.col]), normalize(rows[j][k.col]))
+				if c != 0 {
+					return (c < 0) != k.desc
+				}
+			}
+			return false
+		})
+	}
+	total := len(rows)
+	offset := 0
+	if v := q.Get("$skiptoken"); v != "" {
+		n, err := decodeSkipToken(v)
+		if err != nil {
+			return http.StatusBadRequest, errBody("0x80060888", "The $skiptoken is invalid."), 0
+		}
+		offset = min(n, len(rows))
+	}
+	page := 5000
+	if top < 0 {
+		if n, ok := preferPageSize(prefer); ok {
+			page = n
+		}
+	}
+	var next string
+	switch {
+	case top >= 0:
+		rows = rows[:min(top, len(rows))]
+	default:
+		rows = rows[offset:]
+		if len(rows) > page {
+			rows = rows[:page]
+			vals, _ := url.ParseQuery(rawQuery)
+			vals.Set("$skiptoken", encodeSkipToken(offset+page))
+			next = s.URL() + apiPrefix + set + "?" + vals.Encode()
+		}
+	}
+	out := make([]map[string]any, 0, len(rows))
+	for _, row := range rows {
+		o := map[string]any{"@odata.etag": fmt.Sprintf("W/\"%v\"", row["versionnumber"])}
+		if len(req.Select) == 0 {
+			for k, v := range row {
+				if k != "versionnumber" {
+					o[k] = v
+				}
+			}
+		} else {
+			o[t.IDColumn] = row[t.IDColumn]
+			for _, c := range req.Select {
+				o[c] = row[c]
+			}
+		}
+		out = append(out, o)
+	}
+	ctxSel := set
+	if len(req.Select) > 0 {
+		ctxSel += "(" + strings.Join(req.Select, ",") + ")"
+	}
+	resp := map[string]any{"@odata.context": s.URL() + apiPrefix + "$metadata#" + ctxSel, "value": out}
+	if q.Get("$count") == "true" {
+		resp["@odata.count"] = total
+	}
+	if next != "" {
+		resp["@odata.nextLink"] = next
+	}
+	b, _ := json.Marshal(resp)
+	return http.StatusOK, b, len(out)
+}
+
+func normalize(v any) any {
+	if i, ok := v.(int); ok {
+		return float64(i)
+	}
+	return v
+}
+
+func preferPageSize(prefer string) (int, bool) {
+	for _, p := range strings.Split(prefer, ",") {
+		p = strings.TrimSpace(p)
+		if v, ok := strings.CutPrefix(p, "odata.maxpagesize="); ok {
+			n, err := strconv.Atoi(strings.Trim(v, `"`))
+			if err == nil && n > 0 && n <= 5000 {
+				return n, true
+			}
+		}
+	}
+	return 0, false
+}
+
+func encodeSkipToken(n int) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf(`<cookie pagenumber="x" offset="%d" />`, n)))
+}
+
+func decodeSkipToken(s string) (int, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	if _, err := fmt.Sscanf(string(b), `<cookie pagenumber="x" offset="%d" />`, &n); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// serveBatch answers a $batch of GET requests.
+func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request, outer Request) {
+	if r.Method != http.MethodPost {
+		outer.Status = http.StatusMethodNotAllowed
+		s.logRequest(outer)
+		writeError(w, http.StatusMethodNotAllowed, "0x80060888", "$batch requires POST.")
+		return
+	}
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/mixed" || params["boundary"] == "" {
+		outer.Status = http.StatusBadRequest
+		s.logRequest(outer)
+		writeError(w, http.StatusBadRequest, "0x80060888", "The batch request must have a \"Content-Type\" header of multipart/mixed with a boundary.")
+		return
+	}
+	type answer struct {
+		status int
+		body   []byte
+	}
+	var answers []answer
+	var parts []Request
+	mr := multipart.NewReader(io.LimitReader(r.Body, 8<<20), params["boundary"])
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			outer.Status = http.StatusBadRequest
+			s.logRequest(outer)
+			writeError(w, http.StatusBadRequest, "0x80060888", "The batch request body is malformed.")
+			return
+		}
+		ct := p.Header.Get("Content-Type")
+		if strings.HasPrefix(ct, "multipart/mixed") {
+			outer.Status = http.StatusBadRequest
+			s.logRequest(outer)
+			writeError(w, http.StatusBadRequest, "0x80060888", "Change sets are not supported by the emulator.")
+			return
+		}
+		if !strings.HasPrefix(ct, "application/http") || p.Header.Get("Content-Transfer-Encoding") != "binary" {
+			outer.Status = http.StatusBadRequest
+			s.logRequest(outer)
+			writeError(w, http.StatusBadRequest, "0x80060888", "Each batch part must be application/http with Content-Transfer-Encoding: binary.")
+			return
+		}
+		inner, err := http.ReadRequest(bufio.NewReader(p))
+		if err != nil {
+			outer.Status = http.StatusBadRequest
+			s.logRequest(outer)
+			writeError(w, http.StatusBadRequest, "0x80060888", "A batch part is not an HTTP request.")
+			return
+		}
+		u := inner.URL
+		preq := Request{Time: time.Now(), Method: inner.Method, InBatch: true, Path: strings.TrimPrefix(u.Path, apiPrefix)}
+		if inner.Method != http.MethodGet || !strings.HasPrefix(u.Path, apiPrefix) {
+			preq.Status = http.StatusBadRequest
+			parts = append(parts, preq)
+			answers = append(answers, answer{http.StatusBadRequest, errBody("0x80060888", "The emulator supports GET requests in $batch only.")})
+			continue
+		}
+		status, body, rows := s.query(&preq, preq.Path, u.RawQuery, inner.Header.Get("Prefer"))
+		preq.Status, preq.Rows = status, rows
+		parts = append(parts, preq)
+		answers = append(answers, answer{status, body})
+	}
+	if len(answers) == 0 {
+		outer.Status = http.StatusBadRequest
+		s.logRequest(outer)
+		writeError(w, http.StatusBadRequest, "0x80060888", "The batch request contains no requests.")
+		return
+	}
+	outer.Status = http.StatusOK
+	s.logRequest(outer)
+	for _, p := range parts {
+		s.logRequest(p)
+	}
+	var rnd [16]byte
+	_, _ = rand.Read(rnd[:])
+	boundary := "batchresponse_" + hex.EncodeToString(rnd[:])
+	var buf bytes.Buffer
+	for _, a := range answers {
+		fmt.Fprintf(&buf, "--%s\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n", boundary)
+		fmt.Fprintf(&buf, "HTTP/1.1 %d %s\r\nContent-Type: application/json; odata.metadata=minimal\r\nOData-Version: 4.0\r\n\r\n", a.status, http.StatusText(a.status))
+		buf.Write(a.body)
+		buf.WriteString("\r\n")
+	}
+	fmt.Fprintf(&buf, "--%s--\r\n", boundary)
+	w.Header().Set("Content-Type", "multipart/mixed; boundary="+boundary)
+	w.Header().Set("OData-Version", "4.0")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf.Bytes())
+}
+
+func (s *Server) logRequest(r Request) {
+	s.mu.Lock()
+	s.seq++
+	r.Seq = s.seq
+	s.requests = append(s.requests, r)
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// throttle decides whether the request gets a 429, and records a request
+// that arrives inside a Retry-After window as a violation.
+func (s *Server) throttle(now time.Time, path string) (status, retryAfter int, throttled bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.Before(s.windowUntil) {
+		if now.Sub(s.windowGiven) >= s.cfg.InFlightGrace {
+			s.violations = append(s.violations, Violation{At: now, Path: path, WindowGiven: s.windowGiven, WindowUntil: s.windowUntil})
+		}
+		return http.StatusTooManyRequests, int(math.Ceil(time.Until(s.windowUntil).Seconds())), true
+	}
+	hit := false
+	if s.throttleNext > 0 {
+		s.throttleNext--
+		hit = true
+	} else if s.throttleEvery > 0 {
+		s.throttleCount++
+		hit = s.throttleCount%s.throttleEvery == 0
+	}
+	if !hit {
+		return 0, 0, false
+	}
+	ra := max(int(math.Ceil(s.throttleRA.Seconds())), 1)
+	s.windowGiven = time.Now()
+	s.windowUntil = s.windowGiven.Add(time.Duration(ra) * time.Second)
+	return http.StatusTooManyRequests, ra, true
+}
+
+func (s *Server) takeFailure() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failNext > 0 {
+		s.failNext--
+		return s.failStatus
+	}
+	return 0
+}
+
+func (s *Server) wait(ctx context.Context) error {
+	s.mu.Lock()
+	d := s.latency
+	s.mu.Unlock()
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return errors.New("closed")
+	}
+}

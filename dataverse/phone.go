@@ -1,0 +1,113 @@
+package dataverse
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/nyaruka/phonenumbers"
+)
+
+// ErrInvalidKey is returned by Lookup for an identifier that cannot be
+// searched (an unparseable phone number, an empty or oversized email).
+var ErrInvalidKey = errors.New("identifier cannot be searched")
+
+// NormalizePhone parses s (E.164, or a national number of region) and
+// returns it in E.164.
+func NormalizePhone(s, region string) (string, error) {
+	s = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(s), "tel:"))
+	if s == "" || len(s) > 64 {
+		return "", ErrInvalidKey
+	}
+	n, err := phonenumbers.Parse(s, region)
+	if err != nil || !phonenumbers.IsPossibleNumber(n) {
+		return "", ErrInvalidKey
+	}
+	return phonenumbers.Format(n, phonenumbers.E164), nil
+}
+
+// PhoneVariants returns the ways people commonly type the number e164 into a
+// free-text Dynamics phone column: E.164, with and without the '+', with the
+// 00 international prefix, the national format and its digits, the national
+// and international groups separated by spaces, dashes, dots (and a slash
+// after the area code), "+CC (0)…" where the country has a trunk prefix, and
+// the NANP forms with a leading 1. Each one is compared with eq, so the list
+// is kept short (about fifteen) to fit one URL per entity.
+//
+// The grouping comes from libphonenumber's formatting rules for the number's
+// own country. Stored values carrying an extension or unusual grouping do not
+// match; see docs/dataverse.md.
+func PhoneVariants(e164, region string) ([]string, error) {
+	n, err := phonenumbers.Parse(e164, region)
+	if err != nil || !phonenumbers.IsPossibleNumber(n) {
+		return nil, ErrInvalidKey
+	}
+	cc := strconv.Itoa(int(n.GetCountryCode()))
+	nsn := phonenumbers.GetNationalSignificantNumber(n)
+	nat := phonenumbers.Format(n, phonenumbers.NATIONAL)
+	intl := phonenumbers.Format(n, phonenumbers.INTERNATIONAL)
+	natGroups := digitGroups(nat)
+	intlGroups := digitGroups(strings.TrimPrefix(intl, "+"+cc))
+	natDigits := strings.Join(natGroups, "")
+	nanp := cc == "1"
+
+	seen := make(map[string]bool, 24)
+	out := make([]string, 0, 24)
+	add := func(v string) {
+		if v != "" && !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	add("+" + cc + nsn)
+	add(cc + nsn)
+	if !nanp {
+		add("00" + cc + nsn)
+	}
+	add(natDigits)
+	add(nat)
+	for _, sep := range []string{" ", "-", "."} {
+		add(strings.Join(natGroups, sep))
+	}
+	if len(natGroups) > 1 && !nanp {
+		add(natGroups[0] + "/" + strings.Join(natGroups[1:], ""))
+	}
+	add(intl)
+	for _, sep := range []string{" ", "-", "."} {
+		add("+" + cc + " " + strings.Join(intlGroups, sep))
+	}
+	add("+" + cc + "-" + strings.Join(intlGroups, "-"))
+	if natDigits == nsn {
+		// No trunk prefix (NANP and others): "+1 (317) 555-0123".
+		add("+" + cc + " " + nat)
+	} else if prefix := strings.TrimSuffix(natDigits, nsn); prefix != natDigits && prefix != "" {
+		// "+44 (0)20 7946 0018".
+		add("+" + cc + " (" + prefix + ")" + strings.Join(intlGroups, " "))
+	}
+	if nanp && len(natGroups) == 3 {
+		a, b, c := natGroups[0], natGroups[1], natGroups[2]
+		add("(" + a + ")" + b + "-" + c)
+		add("1-" + a + "-" + b + "-" + c)
+		add("1 " + a + " " + b + " " + c)
+		add("1 (" + a + ") " + b + "-" + c)
+	}
+	return out, nil
+}
+
+// digitGroups splits s into its runs of ASCII digits.
+func digitGroups(s string) []string {
+	var groups []string
+	start := -1
+	for i := 0; i <= len(s); i++ {
+		digit := i < len(s) && s[i] >= '0' && s[i] <= '9'
+		if digit && start < 0 {
+			start = i
+		} else if !digit && start >= 0 {
+			groups = append(groups, s[start:i])
+			start = -1
+		}
+	}
+	return groups
+}
+
+func validRegion(r string) bool { return phonenumbers.GetSupportedRegions()[r] }

@@ -1,0 +1,368 @@
+package dataverse
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// gate holds Dataverse's Retry-After for the whole client: the
+// service-protection limits are per application user, so after a 429 no
+// request of this client leaves before the time it was given. When the
+// wait is over, one request goes first as a probe and the others follow
+// only once it was not throttled again, so a backlog does not hit
+// Dataverse all at once ("start slow and let Retry-After set the pace").
+type gate struct {
+	mu         sync.Mutex
+	until      time.Time
+	recovering bool // a 429 was seen and no request has passed since
+	probing    bool // the probe is out
+	changed    chan struct{}
+}
+
+func newGate() *gate { return &gate{changed: make(chan struct{})} }
+
+func (g *gate) get() time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.until
+}
+
+func (g *gate) broadcastLocked() {
+	close(g.changed)
+	g.changed = make(chan struct{})
+}
+
+// extend records a Retry-After ending at t.
+func (g *gate) extend(t time.Time) {
+	g.mu.Lock()
+	if t.After(g.until) {
+		g.until = t
+	}
+	g.recovering = true
+	g.broadcastLocked()
+	g.mu.Unlock()
+}
+
+// probeDone reports the probe's outcome.
+func (g *gate) probeDone(throttled bool) {
+	g.mu.Lock()
+	g.probing = false
+	if !throttled {
+		g.recovering = false
+	}
+	g.broadcastLocked()
+	g.mu.Unlock()
+}
+
+// wait blocks until the gate lets this request go; probe says it goes as
+// the probe and must call probeDone. If ctx's deadline falls before the
+// Retry-After ends, it returns a ThrottledError at once instead of waiting
+// in vain.
+func (g *gate) wait(ctx context.Context) (probe bool, err error) {
+	for {
+		g.mu.Lock()
+		until, ch := g.until, g.changed
+		if d := time.Until(until); d > 0 {
+			g.mu.Unlock()
+			if dl, ok := ctx.Deadline(); ok && dl.Before(until) {
+				return false, &ThrottledError{Until: until}
+			}
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return false, ctx.Err()
+			case <-t.C:
+			case <-ch:
+				t.Stop()
+			}
+			continue
+		}
+		if !g.recovering {
+			g.mu.Unlock()
+			return false, nil
+		}
+		if !g.probing {
+			g.probing = true
+			g.mu.Unlock()
+			return true, nil
+		}
+		g.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// breaker is a consecutive-failure circuit breaker over lookups.
+type breaker struct {
+	mu        sync.Mutex
+	state     int // breakerClosed, breakerOpen, breakerHalfOpen
+	fails     int
+	openUntil time.Time
+	threshold int
+	cooldown  time.Duration
+	onChange  func(state int)
+}
+
+const (
+	breakerClosed = iota
+	breakerOpen
+	breakerHalfOpen
+)
+
+func breakerName(s int) string {
+	return [...]string{"closed", "open", "half_open"}[s]
+}
+
+// allow reports whether a lookup may call Dataverse. In the half-open state
+// exactly one probe is let through until its result is known.
+func (b *breaker) allow(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch b.state {
+	case breakerClosed:
+		return true
+	case breakerOpen:
+		if now.Before(b.openUntil) {
+			return false
+		}
+		b.setLocked(breakerHalfOpen)
+		return true
+	default: // a probe is out
+		return false
+	}
+}
+
+func (b *breaker) record(ok bool, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if ok {
+		b.fails = 0
+		b.setLocked(breakerClosed)
+		return
+	}
+	b.fails++
+	if b.state == breakerHalfOpen || b.fails >= b.threshold {
+		b.openUntil = now.Add(b.cooldown)
+		b.setLocked(breakerOpen)
+	}
+}
+
+func (b *breaker) setLocked(s int) {
+	if b.state != s {
+		b.state = s
+		if b.onChange != nil {
+			b.onChange(s)
+		}
+	}
+}
+
+func (b *breaker) snapshot() (state string, fails int, openUntil time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return breakerName(b.state), b.fails, b.openUntil
+}
+
+// odataError is the Web API's error body.
+type odataError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// send performs one Dataverse request with the client's protections: the
+// Retry-After gate, the concurrency limit, a per-attempt timeout, and
+// retries with jittered exponential backoff on 429, 5xx, timeouts and
+// network errors. build makes a fresh request for each attempt; send adds
+// the authorization and OData headers. check, if not nil, inspects a 2xx
+// answer (a $batch's parts) and may fail the attempt, retryably or not. It
+// returns the body of a 2xx answer.
+func (c *Client) send(ctx context.Context, op, entity string, build func(ctx context.Context) (*http.Request, error), check func(tok string, resp *http.Response, body []byte) error) (*http.Response, []byte, error) {
+	var lastErr error
+	refreshed := false
+	for attempt := 1; attempt <= c.cfg.MaxAttempts; attempt++ {
+		resp, body, err := c.attempt(ctx, op, entity, build, check)
+		var te *temporaryError
+		if errors.As(err, &te) && te.reason == "throttled" && te.retryAfter > 0 {
+			// A 429 with Retry-After costs no attempt: the gate makes
+			// the wait, ctx (FlightTimeout, or the caller's deadline)
+			// bounds it.
+			attempt--
+			c.metrics.retries.WithLabelValues(te.reason).Inc()
+			continue
+		}
+		if err == nil {
+			return resp, body, nil
+		}
+		lastErr = err
+		var ae *AuthError
+		if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized && !refreshed {
+			// The token may have been revoked or rotated server-side:
+			// one more try with a fresh one.
+			refreshed = true
+			c.metrics.retries.WithLabelValues("token").Inc()
+			continue
+		}
+		if !errors.As(err, &te) || attempt == c.cfg.MaxAttempts || ctx.Err() != nil {
+			break
+		}
+		c.metrics.retries.WithLabelValues(te.reason).Inc()
+		if err := sleepCtx(ctx, backoff(attempt)); err != nil {
+			return nil, nil, err
+		}
+	}
+	var te *temporaryError
+	if errors.As(lastErr, &te) {
+		return nil, nil, fmt.Errorf("%s after %d attempts: %w", op, c.cfg.MaxAttempts, te.err)
+	}
+	return nil, nil, lastErr
+}
+
+func (c *Client) attempt(ctx context.Context, op, entity string, build func(ctx context.Context) (*http.Request, error), check func(tok string, resp *http.Response, body []byte) error) (_ *http.Response, _ []byte, err error) {
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	defer func() { <-c.sem }()
+	probe, err := c.gate.wait(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if probe {
+		throttled := false
+		defer func() { c.gate.probeDone(throttled) }()
+		defer func() {
+			var te *temporaryError
+			throttled = errors.As(err, &te) && te.reason == "throttled"
+		}()
+	}
+	tok, err := c.tokens.get(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	actx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	req, err := build(actx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", op, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("OData-MaxVersion", "4.0")
+	req.Header.Set("OData-Version", "4.0")
+	req.Header.Set("If-None-Match", "null")
+	start := time.Now()
+	resp, err := c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		c.metrics.request(op, "error", time.Since(start))
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		reason := "network"
+		if actx.Err() != nil {
+			reason = "timeout"
+		}
+		return nil, nil, &temporaryError{reason: reason, err: fmt.Errorf("%s: %w", op, err)}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	c.metrics.request(op, strconv.Itoa(resp.StatusCode), time.Since(start))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		return nil, nil, &temporaryError{reason: "timeout", err: fmt.Errorf("%s: read response: %w", op, err)}
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		if check != nil {
+			if err := check(tok, resp, body); err != nil {
+				return nil, nil, err
+			}
+		}
+		return resp, body, nil
+	}
+	return nil, nil, c.statusError(op, entity, tok, resp, body)
+}
+
+// statusError classifies a non-2xx answer.
+func (c *Client) statusError(op, entity, tok string, resp *http.Response, body []byte) error {
+	var oe odataError
+	_ = json.Unmarshal(body, &oe)
+	code := oe.Error.Code
+	switch s := resp.StatusCode; {
+	case s == http.StatusTooManyRequests:
+		c.metrics.throttled.Inc()
+		ra := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		if ra > 0 {
+			c.gate.extend(time.Now().Add(ra))
+		}
+		return &temporaryError{reason: "throttled", retryAfter: ra,
+			err: fmt.Errorf("%s: %w", op, &APIError{Status: s, Code: code, Entity: entity, Hint: "service protection limit reached (Retry-After honoured)"})}
+	case s == http.StatusUnauthorized:
+		c.tokens.invalidate(tok)
+		return &AuthError{Status: s, Code: code, Hint: "Dataverse rejected the access token: check that DATAVERSE_URL is the environment the application user was created in, and that DATAVERSE_TENANT_ID is the environment's tenant"}
+	case s == http.StatusForbidden:
+		hint := "the application user lacks privileges: give it a security role with Read on the looked-up tables"
+		switch code {
+		case "0x80072560", "0x8004430c":
+			hint = "the app registration has no enabled application user in this environment: Power Platform admin center → Environments → (env) → Settings → Users + permissions → Application users → New app user, with DATAVERSE_CLIENT_ID and a security role"
+		case "0x80040220":
+			hint = "the application user is missing a read privilege on " + entity + ": add Read (organization or business-unit level) on it to the application user's security role"
+		}
+		return &AuthError{Status: s, Code: code, Hint: hint}
+	case s == http.StatusRequestTimeout || s >= 500:
+		return &temporaryError{reason: "server", err: fmt.Errorf("%s: %w", op, &APIError{Status: s, Code: code, Entity: entity})}
+	case s == http.StatusNotFound:
+		return &APIError{Status: s, Code: code, Entity: entity, Hint: "no such entity set: check SCREENPOP_ENTITIES (entity set names are usually plural) and DATAVERSE_URL"}
+	case s == http.StatusBadRequest && code == "0x80060888":
+		return &APIError{Status: s, Code: code, Entity: entity, Hint: "a column does not exist: check the column names in SCREENPOP_LOOKUP_PHONE, SCREENPOP_LOOKUP_EMAIL and SCREENPOP_ENTITIES"}
+	default:
+		return &APIError{Status: s, Code: code, Entity: entity}
+	}
+}
+
+// parseRetryAfter reads Retry-After as delta-seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseFloat(v, 64); err == nil && secs >= 0 {
+		return time.Duration(secs * float64(time.Second))
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// backoff is exponential from 100ms, capped at 5s, with full jitter over
+// its upper half.
+func backoff(attempt int) time.Duration {
+	d := 100 * time.Millisecond << min(attempt-1, 6)
+	d = min(d, 5*time.Second)
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
