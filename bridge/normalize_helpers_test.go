@@ -62,3 +62,7 @@ func normalizeAll(n *Normalizer, snaps []Snapshot) []Event {
 func fixturePath(dir, name string) string { return filepath.Join("testdata", dir, name+".json") }
 
 func zerologNop() zerolog.Logger { return zerolog.Nop() }
+
+func readFile(path string) ([]byte, error) { return os.ReadFile(path) }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
