@@ -229,7 +229,9 @@ func New(cfg Config, log zerolog.Logger, out chan<- bridge.Snapshot) (*Client, e
 	for _, a := range cfg.Agents {
 		c.static[a] = true
 	}
-	c.registerMetrics(cfg.Registerer)
+	if err := c.registerMetrics(cfg.Registerer); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

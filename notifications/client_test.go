@@ -95,9 +95,12 @@ func compressed(url string) notifications.Config {
 	}
 }
 
-func start(t testing.TB, ecfg notificationstest.Config, ccfg func(*notifications.Config), outCap int) *harness {
+func start(t testing.TB, ecfg notificationstest.Config, ccfg func(*notifications.Config), outCap int, pre ...func(*notificationstest.Emulator)) *harness {
 	t.Helper()
 	emu := notificationstest.New(ecfg)
+	for _, f := range pre {
+		f(emu)
+	}
 	url, err := emu.Start()
 	if err != nil {
 		t.Fatal(err)

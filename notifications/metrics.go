@@ -1,6 +1,10 @@
 package notifications
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	channels       prometheus.Gauge
@@ -43,9 +47,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 
 // register adds the metrics (and the heartbeat-age gauge, which reads c)
 // to reg.
-func (c *Client) registerMetrics(reg prometheus.Registerer) {
+func (c *Client) registerMetrics(reg prometheus.Registerer) error {
 	if reg == nil {
-		return
+		return nil
 	}
 	m := c.m
 	m.heartbeatAge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "screenpop", Subsystem: "notifications", Name: "heartbeat_age_seconds",
@@ -58,6 +62,11 @@ func (c *Client) registerMetrics(reg prometheus.Registerer) {
 		}
 		return float64(worst) / 1000
 	})
-	reg.MustRegister(m.channels, m.agents, m.rejected, m.events, m.junk, m.reconnects, m.handovers, m.gaps, m.reconciled,
-		m.backpressure, m.puts, m.apiRequests, m.tokenRefreshes, m.loginFailures, m.heartbeatAge)
+	for _, col := range []prometheus.Collector{m.channels, m.agents, m.rejected, m.events, m.junk, m.reconnects, m.handovers, m.gaps,
+		m.reconciled, m.backpressure, m.puts, m.apiRequests, m.tokenRefreshes, m.loginFailures, m.heartbeatAge} {
+		if err := reg.Register(col); err != nil {
+			return fmt.Errorf("register notifications metrics: %w", err)
+		}
+	}
+	return nil
 }
