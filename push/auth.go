@@ -1,0 +1,177 @@
+package push
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/screenpop/screenpop/bridge"
+)
+
+// MinJWTSecret is the shortest HS256 secret accepted (256 bits).
+const MinJWTSecret = 32
+
+// maxToken bounds the token a hello may carry; anything longer is refused
+// without asking the authenticator.
+const maxToken = 8 << 10
+
+// JWTAuthenticator validates HS256 tokens whose sub is the agent's Genesys
+// user id and whose exp is required. It implements bridge.AgentAuthenticator.
+type JWTAuthenticator struct {
+	secret []byte
+	parser *jwt.Parser
+}
+
+var _ bridge.AgentAuthenticator = (*JWTAuthenticator)(nil)
+
+// NewJWTAuthenticator returns an authenticator for secret, which must be at
+// least MinJWTSecret bytes.
+func NewJWTAuthenticator(secret []byte) (*JWTAuthenticator, error) {
+	if len(secret) < MinJWTSecret {
+		return nil, fmt.Errorf("jwt secret: %d bytes, want at least %d (SCREENPOP_JWT_SECRET)", len(secret), MinJWTSecret)
+	}
+	return &JWTAuthenticator{
+		secret: append([]byte(nil), secret...),
+		parser: jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second)),
+	}, nil
+}
+
+// Authenticate implements bridge.AgentAuthenticator: the answer holds until
+// the token's exp.
+func (a *JWTAuthenticator) Authenticate(_ context.Context, token string) (bridge.AgentID, time.Time, error) {
+	var claims jwt.RegisteredClaims
+	_, err := a.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return a.secret, nil })
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("%w: %w", bridge.ErrInvalidToken, err)
+	}
+	if !bridge.ValidSubjectToken(claims.Subject) {
+		return "", time.Time{}, fmt.Errorf("%w: sub is not a user id", bridge.ErrInvalidToken)
+	}
+	return bridge.AgentID(claims.Subject), claims.ExpiresAt.Time, nil
+}
+
+// MintToken returns an HS256 token for agent valid for ttl, for
+// `screenpopd token` and the demo.
+func MintToken(secret []byte, agent bridge.AgentID, ttl time.Duration) (string, error) {
+	if len(secret) < MinJWTSecret {
+		return "", fmt.Errorf("mint token: secret shorter than %d bytes", MinJWTSecret)
+	}
+	if !bridge.ValidSubjectToken(string(agent)) {
+		return "", errors.New("mint token: agent id is not a valid user id")
+	}
+	if ttl <= 0 {
+		return "", errors.New("mint token: ttl must be positive")
+	}
+	now := time.Now()
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+		Subject:   string(agent),
+		Issuer:    "screenpop",
+		IssuedAt:  jwt.NewNumericDate(now),
+		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+	})
+	s, err := t.SignedString(secret)
+	if err != nil {
+		return "", fmt.Errorf("mint token: %w", err)
+	}
+	return s, nil
+}
+
+// authCache remembers authenticator answers by the SHA-256 of the token
+// (never the token itself) until they must be revalidated, and collapses
+// concurrent checks of one token (several tabs of one agent).
+type authCache struct {
+	auth       bridge.AgentAuthenticator
+	revalidate time.Duration
+	m          *metrics
+
+	mu      sync.Mutex
+	entries map[[32]byte]authEntry
+	sf      singleflight.Group
+}
+
+type authEntry struct {
+	agent bridge.AgentID
+	until time.Time
+}
+
+type authResult struct {
+	agent bridge.AgentID
+	until time.Time
+}
+
+func newAuthCache(auth bridge.AgentAuthenticator, revalidate time.Duration, m *metrics) *authCache {
+	return &authCache{auth: auth, revalidate: revalidate, m: m, entries: map[[32]byte]authEntry{}}
+}
+
+// check returns the agent for token and until when that holds. fresh asks
+// for an authenticator round trip even when the cache holds an answer.
+func (a *authCache) check(ctx context.Context, token string, now time.Time) (bridge.AgentID, time.Time, error) {
+	if token == "" || len(token) > maxToken {
+		return "", time.Time{}, bridge.ErrInvalidToken
+	}
+	key := sha256.Sum256([]byte(token))
+	a.mu.Lock()
+	e, ok := a.entries[key]
+	a.mu.Unlock()
+	if ok && now.Before(e.until) {
+		return e.agent, e.until, nil
+	}
+	v, err, _ := a.sf.Do(string(key[:]), func() (any, error) {
+		agent, until, err := a.auth.Authenticate(ctx, token)
+		if err == nil && !bridge.ValidSubjectToken(string(agent)) {
+			err = fmt.Errorf("%w: authenticator returned an unusable user id", bridge.ErrInvalidToken)
+		}
+		switch {
+		case errors.Is(err, bridge.ErrInvalidToken):
+			a.m.authChecks.WithLabelValues("invalid").Inc()
+			a.mu.Lock()
+			delete(a.entries, key)
+			a.mu.Unlock()
+			return nil, err
+		case err != nil:
+			a.m.authChecks.WithLabelValues("error").Inc()
+			return nil, err
+		}
+		a.m.authChecks.WithLabelValues("ok").Inc()
+		t := time.Now()
+		if max := t.Add(a.revalidate); until.IsZero() || until.After(max) {
+			until = max
+		}
+		if !until.After(t) {
+			// Already expired by the authenticator's own account.
+			return nil, bridge.ErrInvalidToken
+		}
+		a.mu.Lock()
+		a.entries[key] = authEntry{agent: agent, until: until}
+		a.mu.Unlock()
+		return authResult{agent, until}, nil
+	})
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	r := v.(authResult)
+	return r.agent, r.until, nil
+}
+
+// sweep drops answers that are no longer trusted.
+func (a *authCache) sweep(now time.Time) {
+	a.mu.Lock()
+	for k, e := range a.entries {
+		if !now.Before(e.until) {
+			delete(a.entries, k)
+		}
+	}
+	a.mu.Unlock()
+}
+
+func (a *authCache) len() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.entries)
+}

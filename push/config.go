@@ -1,0 +1,74 @@
+package push
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Auth modes.
+const (
+	AuthGenesys = "genesys" // the agent presents its Genesys access token
+	AuthJWT     = "jwt"     // HS256 token, sub = Genesys user id, exp required
+)
+
+// Config configures a Server. Zero fields mean the defaults of DESIGN.md.
+type Config struct {
+	// Auth is AuthGenesys (default) or AuthJWT.
+	Auth string
+	// JWTSecret is the HS256 secret for AuthJWT (at least 32 bytes).
+	JWTSecret []byte
+	// AllowedOrigins are the browser origins (scheme://host[:port]) allowed
+	// to open the websocket, besides the server's own origin. A request
+	// without an Origin header (a non-browser client) is always allowed.
+	AllowedOrigins []string
+
+	ReplayWindow      time.Duration // pops replayed after a hello with lastSeq; default 2m
+	FreshWindow       time.Duration // pops sent after a hello without lastSeq; default 30s
+	HelloTimeout      time.Duration // the hello must arrive within; default 10s
+	PingInterval      time.Duration // websocket pings; default 25s
+	HeartbeatInterval time.Duration // {"type":"heartbeat"} frames; default 25s
+	WriteTimeout      time.Duration // one frame write; default 10s
+	// Revalidate caps how long an authentication answer is trusted before
+	// the token is checked again (the authenticator's own time may be
+	// sooner). Default 5m.
+	Revalidate time.Duration
+	SendQueue  int   // frames queued per connection before it is closed with 4008; default 256
+	MaxFrame   int64 // largest frame accepted from a browser, bytes; default 16384
+
+	// DemoAgents, when set (demo mode only), is served as JSON at
+	// GET /demo/agents: the emulated agents with ready-made tokens.
+	DemoAgents func() any
+
+	// Registerer registers the metrics; nil does not register.
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) setDefaults() error {
+	if c.Auth == "" {
+		c.Auth = AuthGenesys
+	}
+	if c.Auth != AuthGenesys && c.Auth != AuthJWT {
+		return fmt.Errorf("auth mode %q: want %q or %q (SCREENPOP_AUTH)", c.Auth, AuthGenesys, AuthJWT)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.ReplayWindow, 2*time.Minute)
+	def(&c.FreshWindow, 30*time.Second)
+	def(&c.HelloTimeout, 10*time.Second)
+	def(&c.PingInterval, 25*time.Second)
+	def(&c.HeartbeatInterval, 25*time.Second)
+	def(&c.WriteTimeout, 10*time.Second)
+	def(&c.Revalidate, 5*time.Minute)
+	if c.SendQueue <= 0 {
+		c.SendQueue = 256
+	}
+	if c.MaxFrame <= 0 {
+		c.MaxFrame = 16 << 10
+	}
+	return nil
+}

@@ -1,0 +1,581 @@
+package push
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/screenpop/screenpop/bridge"
+)
+
+// Close codes of the agent protocol (DESIGN.md); 1001 is sent on shutdown
+// and 1013 when the server could not authenticate or replay right now.
+const (
+	CloseMalformed     = 4400 // malformed or unexpected frame
+	CloseInvalidToken  = 4401 // invalid or expired token
+	CloseHelloTimeout  = 4408 // no hello in time
+	CloseTooSlow       = 4008 // too slow: reconnect and resume
+	CloseGoingAway     = websocket.CloseGoingAway
+	CloseTryAgainLater = websocket.CloseTryAgainLater
+)
+
+// The error frame's messages are generic: never internal text.
+const (
+	msgMalformed    = "malformed or unexpected frame"
+	msgInvalidToken = "invalid or expired token"
+	msgHelloTimeout = "no hello in time"
+	msgTooSlow      = "too slow, reconnect and resume"
+	msgUnavailable  = "temporarily unavailable, reconnect later"
+)
+
+var heartbeatFrame = []byte(`{"type":"heartbeat"}`)
+
+const (
+	kindText uint8 = iota
+	kindPop
+	kindPing
+	kindClose
+)
+
+// frame is one queued write.
+type frame struct {
+	kind uint8
+	code int       // kindClose
+	data []byte    // kindText
+	pop  *popFrame // kindPop (shared, read-only)
+}
+
+// sentPop remembers a pop written to the socket until its ack.
+type sentPop struct {
+	pop   *popFrame
+	acked bool
+}
+
+const sentRing = 8
+
+// conn is one agent socket. Its reader goroutine (readLoop) lives as long as
+// the socket; the writer goroutine (writeLoop) only while frames are queued.
+type conn struct {
+	s  *Server
+	ws *websocket.Conn
+
+	// Set by the reader before the socket is registered or marked ready,
+	// read-only afterwards.
+	agent bridge.AgentID
+	token string // kept in memory to revalidate; never logged
+
+	// Owned by the server's ticker once ready is set.
+	nextPing, nextBeat int64
+	nextAuth           atomic.Int64
+	ready              atomic.Bool
+	revalidating       atomic.Bool
+
+	mu        sync.Mutex
+	q         []frame
+	writing   bool          // a writer goroutine is running
+	closing   bool          // a close frame is queued, or the socket failed: nothing more is queued
+	closed    bool          // torn down
+	closeSent chan struct{} // closed by the writer once the close frame is written (or given up)
+	replaying bool          // live pops go to pending until the replay is queued
+	pending   []*popFrame
+	lastSeq   uint64        // highest pop seq queued on this socket
+	space     chan struct{} // made on demand: the replay waits here for queue space
+	sent      *[sentRing]sentPop
+	sentN     int
+}
+
+func (c *conn) readTimeout() time.Duration { return 2 * c.s.cfg.PingInterval }
+
+// extendRead moves the read deadline, unless the socket is closing (then the
+// writer's close grace stands).
+func (c *conn) extendRead() {
+	c.mu.Lock()
+	if !c.closing {
+		_ = c.ws.SetReadDeadline(time.Now().Add(c.readTimeout()))
+	}
+	c.mu.Unlock()
+}
+
+func (c *conn) readLoop() {
+	defer c.teardown()
+	s := c.s
+	c.ws.SetReadLimit(s.cfg.MaxFrame)
+	_ = c.ws.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
+	mt, data, err := c.ws.ReadMessage()
+	if err != nil {
+		switch {
+		case isTimeout(err):
+			s.m.connects.WithLabelValues("hello_timeout").Inc()
+			s.log.Debug().Msg("websocket closed: no hello in time")
+			c.closeWith(CloseHelloTimeout, msgHelloTimeout)
+		case errors.Is(err, websocket.ErrReadLimit):
+			s.m.badFrames.Inc()
+			s.m.connects.WithLabelValues("malformed").Inc()
+			s.log.Info().Msg("websocket closed: oversized frame")
+		}
+		return
+	}
+	if !c.hello(mt, data) {
+		c.drain()
+		return
+	}
+	c.ws.SetPongHandler(func(string) error { c.extendRead(); return nil })
+	c.extendRead()
+	for {
+		mt, data, err := c.ws.ReadMessage()
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				s.m.badFrames.Inc()
+				s.log.Info().Str("agent_id", string(c.agent)).Msg("websocket closed: oversized frame")
+			}
+			return
+		}
+		c.extendRead()
+		if !c.handle(mt, data) {
+			c.drain()
+			return
+		}
+	}
+}
+
+// drain reads until the browser answers the close or the close grace ends.
+func (c *conn) drain() {
+	for {
+		if _, _, err := c.ws.NextReader(); err != nil {
+			return
+		}
+	}
+}
+
+type helloMsg struct {
+	Type    string  `json:"type"`
+	Token   string  `json:"token"`
+	LastSeq *uint64 `json:"lastSeq"`
+	Epoch   string  `json:"epoch"`
+}
+
+type readyMsg struct {
+	Type    string         `json:"type"`
+	AgentID bridge.AgentID `json:"agentId"`
+	Epoch   string         `json:"epoch"`
+	Seq     uint64         `json:"seq"`
+}
+
+type errorMsg struct {
+	Type    string `json:"type"`
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+// hello authenticates the first frame, registers the socket for live pops,
+// sends ready and replays what the agent missed. Live pops that arrive
+// meanwhile wait in pending and are queued after the replay, skipping any
+// the replay already sent, so no pop is sent twice or out of order.
+func (c *conn) hello(mt int, data []byte) bool {
+	s := c.s
+	var h helloMsg
+	if mt != websocket.TextMessage || json.Unmarshal(data, &h) != nil || h.Type != "hello" {
+		s.m.badFrames.Inc()
+		s.m.connects.WithLabelValues("malformed").Inc()
+		s.log.Info().Msg("websocket closed: first frame is not a hello")
+		c.closeWith(CloseMalformed, msgMalformed)
+		return false
+	}
+	actx, cancel := context.WithTimeout(s.base, 10*time.Second)
+	agent, until, err := s.auth.check(actx, h.Token, time.Now())
+	cancel()
+	if err != nil {
+		if errors.Is(err, bridge.ErrInvalidToken) {
+			s.m.connects.WithLabelValues("auth").Inc()
+			s.log.Info().Msg("websocket closed: invalid or expired token")
+			c.closeWith(CloseInvalidToken, msgInvalidToken)
+		} else {
+			s.m.connects.WithLabelValues("unavailable").Inc()
+			if s.base.Err() == nil {
+				s.log.Warn().Err(err).Msg("websocket closed: token could not be checked")
+			}
+			c.closeWith(CloseTryAgainLater, msgUnavailable)
+		}
+		return false
+	}
+	c.agent, c.token = agent, h.Token
+	log := s.log.With().Str("agent_id", string(agent)).Logger()
+
+	now := time.Now()
+	epoch := s.store.Epoch()
+	var after uint64
+	since := now.Add(-s.cfg.FreshWindow)
+	// A lastSeq from another stream (another epoch) means nothing here.
+	if h.LastSeq != nil && (h.Epoch == "" || h.Epoch == epoch) {
+		after, since = *h.LastSeq, now.Add(-s.cfg.ReplayWindow)
+	}
+	c.mu.Lock()
+	c.replaying, c.lastSeq = true, after
+	c.mu.Unlock()
+	if !s.register(c) {
+		return false // shutting down: the 1001 close is on its way
+	}
+
+	rctx, cancel := context.WithTimeout(s.base, 30*time.Second)
+	defer cancel()
+	latest, err := s.store.LatestPop(rctx, agent)
+	if err != nil {
+		if s.base.Err() == nil {
+			log.Warn().Err(err).Msg("websocket closed: latest pop unavailable")
+		}
+		s.m.connects.WithLabelValues("unavailable").Inc()
+		c.closeWith(CloseTryAgainLater, msgUnavailable)
+		return false
+	}
+	ready, _ := json.Marshal(readyMsg{Type: "ready", AgentID: agent, Epoch: epoch, Seq: latest})
+	c.push(frame{kind: kindText, data: ready})
+	n := 0
+	err = s.store.ReplayPops(rctx, agent, after, since, func(p bridge.StoredPop) error {
+		pf, err := newPopFrame(p)
+		if err != nil {
+			s.m.popsInvalid.Inc()
+			log.Warn().Err(err).Uint64("seq", p.Seq).Msg("skip stored pop")
+			return nil
+		}
+		n++
+		return c.queueReplay(rctx, pf)
+	})
+	if err != nil {
+		if !errors.Is(err, errClosing) && s.base.Err() == nil {
+			log.Warn().Err(err).Msg("websocket closed: replay failed")
+		}
+		s.m.connects.WithLabelValues("unavailable").Inc()
+		c.closeWith(CloseTryAgainLater, msgUnavailable)
+		return false
+	}
+	c.finishReplay()
+	s.m.popsReplay.Add(float64(n))
+	s.nReplayed.Add(uint64(n))
+
+	t := time.Now().UnixNano()
+	c.nextPing = t + int64(s.cfg.PingInterval)
+	c.nextBeat = t + int64(s.cfg.HeartbeatInterval)
+	c.nextAuth.Store(until.UnixNano())
+	c.ready.Store(true)
+	s.m.connects.WithLabelValues("ok").Inc()
+	log.Debug().Bool("resume", h.LastSeq != nil).Uint64("after_seq", after).Int("replayed", n).Msg("agent connected")
+	return true
+}
+
+type ackMsg struct {
+	Type string  `json:"type"`
+	Seq  *uint64 `json:"seq"`
+}
+
+// handle takes one frame after the hello: only acks are expected.
+func (c *conn) handle(mt int, data []byte) bool {
+	var a ackMsg
+	if mt != websocket.TextMessage || json.Unmarshal(data, &a) != nil || a.Type != "ack" || a.Seq == nil {
+		c.s.m.badFrames.Inc()
+		c.s.log.Info().Str("agent_id", string(c.agent)).Msg("websocket closed: unexpected frame")
+		c.closeWith(CloseMalformed, msgMalformed)
+		return false
+	}
+	c.ack(*a.Seq)
+	return true
+}
+
+var errClosing = errors.New("socket closing")
+
+// push queues f unless the socket is closing; a full queue closes it (4008).
+func (c *conn) push(f frame) {
+	c.mu.Lock()
+	if !c.closing && !c.closed {
+		c.enqueueLocked(f)
+	}
+	c.mu.Unlock()
+}
+
+// deliverLive is the fan-out's entry: it never blocks.
+func (c *conn) deliverLive(pf *popFrame) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing || c.closed {
+		return
+	}
+	if c.replaying {
+		if len(c.pending) >= c.s.cfg.SendQueue {
+			c.overflowLocked()
+			return
+		}
+		c.pending = append(c.pending, pf)
+		return
+	}
+	if pf.seq <= c.lastSeq {
+		return
+	}
+	c.lastSeq = pf.seq
+	c.enqueueLocked(frame{kind: kindPop, pop: pf})
+}
+
+// queueReplay queues a replayed pop, waiting for queue space: it runs on the
+// socket's own reader, so waiting slows only this agent.
+func (c *conn) queueReplay(ctx context.Context, pf *popFrame) error {
+	for {
+		c.mu.Lock()
+		if c.closing || c.closed {
+			c.mu.Unlock()
+			return errClosing
+		}
+		if pf.seq <= c.lastSeq {
+			c.mu.Unlock()
+			return nil
+		}
+		if len(c.q) < c.s.cfg.SendQueue {
+			c.lastSeq = pf.seq
+			c.enqueueLocked(frame{kind: kindPop, pop: pf})
+			c.mu.Unlock()
+			return nil
+		}
+		if c.space == nil {
+			c.space = make(chan struct{}, 1)
+		}
+		sp := c.space
+		c.mu.Unlock()
+		select {
+		case <-sp:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// finishReplay queues the live pops that arrived during the replay, in
+// order, dropping those the replay already queued.
+func (c *conn) finishReplay() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pending := c.pending
+	c.pending, c.replaying, c.space = nil, false, nil
+	if c.closing || c.closed {
+		return
+	}
+	for _, pf := range pending {
+		if pf.seq <= c.lastSeq {
+			continue
+		}
+		c.lastSeq = pf.seq
+		c.enqueueLocked(frame{kind: kindPop, pop: pf})
+		if c.closing {
+			return
+		}
+	}
+}
+
+func (c *conn) enqueueLocked(f frame) {
+	if len(c.q) >= c.s.cfg.SendQueue {
+		c.overflowLocked()
+		return
+	}
+	c.q = append(c.q, f)
+	c.startWriterLocked()
+}
+
+func (c *conn) startWriterLocked() {
+	if !c.writing {
+		c.writing = true
+		go c.writeLoop()
+	}
+}
+
+// overflowLocked closes a socket that cannot keep up: the queue is dropped
+// for a 4008 close, and the write in flight gets a short deadline.
+func (c *conn) overflowLocked() {
+	c.s.nSlow.Add(1)
+	c.s.log.Warn().Str("agent_id", string(c.agent)).Int("queued", len(c.q)).Msg("agent socket too slow; closing")
+	c.closing = true
+	c.closeSent = make(chan struct{})
+	c.pending = nil
+	ef, _ := json.Marshal(errorMsg{Type: "error", Code: CloseTooSlow, Message: msgTooSlow})
+	c.q = []frame{{kind: kindText, data: ef}, {kind: kindClose, code: CloseTooSlow}}
+	c.s.m.closes.WithLabelValues(strconv.Itoa(CloseTooSlow)).Inc()
+	_ = c.ws.NetConn().SetWriteDeadline(time.Now().Add(closeGrace))
+	c.wakeLocked()
+	c.startWriterLocked()
+}
+
+// closeWith queues an optional error frame and the close frame; frames
+// already queued go first. It is a no-op on a socket already closing.
+func (c *conn) closeWith(code int, msg string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing || c.closed {
+		return
+	}
+	c.closing = true
+	c.closeSent = make(chan struct{})
+	c.pending = nil
+	if msg != "" {
+		ef, _ := json.Marshal(errorMsg{Type: "error", Code: code, Message: msg})
+		c.q = append(c.q, frame{kind: kindText, data: ef})
+	}
+	c.q = append(c.q, frame{kind: kindClose, code: code})
+	c.s.m.closes.WithLabelValues(strconv.Itoa(code)).Inc()
+	c.wakeLocked()
+	c.startWriterLocked()
+}
+
+func (c *conn) wakeLocked() {
+	if c.space != nil {
+		select {
+		case c.space <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// writeLoop is the socket's only writer. It exits when the queue is empty.
+func (c *conn) writeLoop() {
+	for {
+		c.mu.Lock()
+		if len(c.q) == 0 || c.closed {
+			c.q, c.writing = nil, false
+			c.mu.Unlock()
+			return
+		}
+		f := c.q[0]
+		c.q[0] = frame{}
+		c.q = c.q[1:]
+		if len(c.q) == 0 {
+			c.q = nil
+		}
+		timeout := c.s.cfg.WriteTimeout
+		if c.closing {
+			timeout = closeGrace
+		}
+		c.wakeLocked()
+		c.mu.Unlock()
+
+		err := c.write(f, timeout)
+		if f.kind == kindClose {
+			c.mu.Lock()
+			// The browser has closeGrace to answer the close; then the
+			// reader gives up and tears the socket down.
+			_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(closeGrace))
+			cs := c.closeSent
+			c.q, c.writing = nil, false
+			c.mu.Unlock()
+			close(cs)
+			if err != nil {
+				_ = c.ws.Close()
+			}
+			return
+		}
+		if err != nil {
+			c.mu.Lock()
+			c.closing = true
+			cs := c.closeSent
+			c.closeSent = nil
+			c.q, c.writing = nil, false
+			c.wakeLocked()
+			c.mu.Unlock()
+			if cs != nil {
+				close(cs)
+			}
+			_ = c.ws.Close() // the reader fails and tears down
+			return
+		}
+		if f.kind == kindPop {
+			c.recordSent(f.pop)
+		}
+	}
+}
+
+func (c *conn) write(f frame, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	switch f.kind {
+	case kindPing:
+		return c.ws.WriteControl(websocket.PingMessage, nil, deadline)
+	case kindClose:
+		return c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(f.code, ""), deadline)
+	case kindPop:
+		_ = c.ws.SetWriteDeadline(deadline)
+		return c.ws.WriteMessage(websocket.TextMessage, f.pop.data)
+	default:
+		_ = c.ws.SetWriteDeadline(deadline)
+		return c.ws.WriteMessage(websocket.TextMessage, f.data)
+	}
+}
+
+func (c *conn) recordSent(pf *popFrame) {
+	c.s.m.popsSent.Inc()
+	c.s.nSent.Add(1)
+	c.mu.Lock()
+	if c.sent == nil {
+		c.sent = new([sentRing]sentPop)
+	}
+	c.sent[c.sentN%sentRing] = sentPop{pop: pf}
+	c.sentN++
+	c.mu.Unlock()
+}
+
+// ack records the browser's ack of seq: counted once, with the delivery
+// latency from the bridge's receipt of the Genesys frame. An ack of a seq
+// not sent on this socket (or long ago) is ignored.
+func (c *conn) ack(seq uint64) {
+	c.mu.Lock()
+	var pf *popFrame
+	if c.sent != nil {
+		for i := range c.sent {
+			if e := &c.sent[i]; e.pop != nil && e.pop.seq == seq && !e.acked {
+				e.acked = true
+				pf = e.pop
+				break
+			}
+		}
+	}
+	c.mu.Unlock()
+	if pf == nil {
+		return
+	}
+	c.s.m.popsAcked.Inc()
+	c.s.nAcked.Add(1)
+	if !pf.eventAt.IsZero() {
+		d := time.Since(pf.eventAt)
+		c.s.m.delivery.Observe(d.Seconds())
+		c.s.log.Debug().Str("agent_id", string(c.agent)).Str("pop_id", pf.id).Uint64("seq", seq).Int64("delivery_ms", d.Milliseconds()).Msg("pop acked")
+	}
+}
+
+// teardown runs once, when the reader ends: it lets a queued close frame go
+// out (bounded), then closes the socket and forgets it.
+func (c *conn) teardown() {
+	c.mu.Lock()
+	cs := c.closeSent
+	c.mu.Unlock()
+	if cs != nil {
+		t := time.NewTimer(2 * closeGrace)
+		select {
+		case <-cs:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	c.mu.Lock()
+	c.closed, c.closing = true, true
+	c.q, c.pending, c.sent = nil, nil, nil
+	c.mu.Unlock()
+	_ = c.ws.Close()
+	c.s.forget(c)
+	c.s.wg.Done()
+	if c.agent != "" {
+		c.s.log.Debug().Str("agent_id", string(c.agent)).Msg("agent disconnected")
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,585 @@
+package push
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/rs/zerolog"
+
+	"github.com/screenpop/screenpop/bridge"
+)
+
+//go:embed web
+var webFS embed.FS
+
+// Server is the agent websocket server. Build it with New, serve it with Run.
+type Server struct {
+	cfg     Config
+	store   bridge.PopStore
+	auth    *authCache
+	log     zerolog.Logger
+	m       *metrics
+	origins map[string]bool
+	up      websocket.Upgrader
+	web     http.Handler
+	tick    time.Duration
+
+	// base is the context of hello handling (authentication, replay); it is
+	// cancelled when Run stops.
+	base       context.Context
+	cancelBase context.CancelFunc
+
+	mu       sync.RWMutex
+	conns    map[*conn]struct{}         // every open socket
+	agents   map[bridge.AgentID][]*conn // authenticated sockets by agent
+	stopping bool
+	wg       sync.WaitGroup // one per open socket (its reader)
+	revalWG  sync.WaitGroup // revalidations in flight
+
+	serving   atomic.Bool
+	following atomic.Bool
+	ran       atomic.Bool
+
+	// Counters for Status (the same facts as the metrics).
+	nSent, nAcked, nReplayed, nUnrouted, nSlow atomic.Uint64
+	revalSem                                   chan struct{}
+}
+
+// New returns a server for cfg that reads pops from store. auth checks
+// tokens in mode genesys (required there); in mode jwt it may be nil and a
+// JWTAuthenticator for cfg.JWTSecret is used.
+func New(cfg Config, store bridge.PopStore, auth bridge.AgentAuthenticator, log zerolog.Logger) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, fmt.Errorf("push: %w", err)
+	}
+	if store == nil {
+		return nil, errors.New("push: a pop store is required")
+	}
+	switch {
+	case cfg.Auth == AuthJWT && auth == nil:
+		a, err := NewJWTAuthenticator(cfg.JWTSecret)
+		if err != nil {
+			return nil, fmt.Errorf("push: %w", err)
+		}
+		auth = a
+	case auth == nil:
+		return nil, errors.New("push: auth mode genesys needs an agent authenticator")
+	}
+	origins := map[string]bool{}
+	for _, o := range cfg.AllowedOrigins {
+		n, ok := normalizeOrigin(o)
+		if !ok {
+			return nil, fmt.Errorf("push: allowed origin %q: want scheme://host[:port] (SCREENPOP_ALLOWED_ORIGINS)", o)
+		}
+		origins[n] = true
+	}
+	sub, err := fs.Sub(webFS, "web")
+	if err != nil {
+		return nil, fmt.Errorf("push: web assets: %w", err)
+	}
+	m := newMetrics(cfg.Registerer)
+	s := &Server{
+		cfg:      cfg,
+		store:    store,
+		auth:     newAuthCache(auth, cfg.Revalidate, m),
+		log:      log.With().Str("component", "push").Logger(),
+		m:        m,
+		origins:  origins,
+		web:      webHandler(sub),
+		conns:    map[*conn]struct{}{},
+		agents:   map[bridge.AgentID][]*conn{},
+		revalSem: make(chan struct{}, 8),
+	}
+	s.base, s.cancelBase = context.WithCancel(context.Background())
+	s.up = websocket.Upgrader{
+		HandshakeTimeout: 10 * time.Second,
+		ReadBufferSize:   512, // hellos and acks are small; larger frames are read in pieces
+		WriteBufferSize:  4096,
+		WriteBufferPool:  &sync.Pool{},                             // a buffer is held only while a frame is written
+		CheckOrigin:      func(*http.Request) bool { return true }, // checked before Upgrade
+	}
+	s.tick = min(cfg.PingInterval, cfg.HeartbeatInterval, cfg.HelloTimeout) / 25
+	s.tick = max(10*time.Millisecond, min(s.tick, time.Second))
+	return s, nil
+}
+
+// Handler serves GET /v1/ws, the browser assets at /web/ and, in demo mode,
+// GET /demo/agents.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/ws", s.serveWS)
+	mux.Handle("GET /web/", http.StripPrefix("/web", s.web))
+	if s.cfg.DemoAgents != nil {
+		mux.HandleFunc("GET /demo/agents", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "no-store")
+			_ = json.NewEncoder(w).Encode(s.cfg.DemoAgents())
+		})
+	}
+	return mux
+}
+
+// shutdownGrace bounds how long Run waits for agents to answer the 1001
+// close before it cuts their connections.
+const shutdownGrace = 2 * time.Second
+
+// closeGrace is how long a socket waits for the browser's close frame after
+// sending its own.
+const closeGrace = time.Second
+
+// Run serves the agent listener ln and follows the pops until ctx is done;
+// then it closes every agent socket with 1001 and returns nil within a few
+// seconds. It returns an error only when it cannot serve.
+func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	if s.ran.Swap(true) {
+		return errors.New("push: Run called twice")
+	}
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          nil,
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	s.serving.Store(true)
+	s.log.Info().Str("addr", ln.Addr().String()).Str("auth", s.cfg.Auth).Msg("agent listener serving")
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() { defer bg.Done(); s.follow(runCtx) }()
+	go func() { defer bg.Done(); s.ticker(runCtx) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		err = fmt.Errorf("push: serve: %w", err)
+	}
+	s.serving.Store(false)
+	stop()
+
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	_ = srv.Shutdown(sctx) // stops accepting; hijacked sockets are ours to close
+	cancel()
+	s.shutdown()
+	bg.Wait()
+	s.revalWG.Wait()
+	s.log.Info().Msg("agent listener stopped")
+	return err
+}
+
+// shutdown closes every agent socket with 1001 and waits for them, cutting
+// those that do not answer within shutdownGrace.
+func (s *Server) shutdown() {
+	s.mu.Lock()
+	s.stopping = true
+	all := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		all = append(all, c)
+	}
+	s.mu.Unlock()
+	s.cancelBase()
+	for _, c := range all {
+		c.closeWith(websocket.CloseGoingAway, "")
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	t := time.NewTimer(shutdownGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	for _, c := range all {
+		_ = c.ws.Close()
+	}
+	<-done
+}
+
+// follow fans every stored pop out to the connected agents, with one
+// PopStore subscription for the whole instance. If the subscription fails
+// it is made again; live pops may have been missed meanwhile, so every
+// socket is then closed with 4008 and resumes from its last seq.
+func (s *Server) follow(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	failed := false
+	for ctx.Err() == nil {
+		if failed {
+			s.closeAll(CloseTooSlow, "reconnect")
+		}
+		s.following.Store(true)
+		err := s.store.FollowPops(ctx, s.deliver)
+		s.following.Store(false)
+		if ctx.Err() != nil {
+			return
+		}
+		failed = true
+		s.log.Warn().Err(err).Dur("backoff", backoff).Msg("following pops failed; resubscribing")
+		t := time.NewTimer(jitter(backoff))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func (s *Server) closeAll(code int, msg string) {
+	s.mu.RLock()
+	all := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		all = append(all, c)
+	}
+	s.mu.RUnlock()
+	for _, c := range all {
+		c.closeWith(code, msg)
+	}
+}
+
+// deliver is the FollowPops callback: it builds the pop's frame once and
+// queues it, without blocking, on each socket of its agent.
+func (s *Server) deliver(p bridge.StoredPop) {
+	pf, err := newPopFrame(p)
+	if err != nil {
+		s.m.popsInvalid.Inc()
+		s.log.Warn().Err(err).Uint64("seq", p.Seq).Str("agent_id", string(p.Agent)).Msg("skip stored pop")
+		return
+	}
+	s.mu.RLock()
+	cs := s.agents[p.Agent]
+	for _, c := range cs {
+		c.deliverLive(pf)
+	}
+	s.mu.RUnlock()
+	if len(cs) == 0 {
+		s.m.popsNoAgent.Inc()
+		s.nUnrouted.Add(1)
+	}
+	s.log.Debug().Str("pop_id", pf.id).Uint64("seq", pf.seq).Str("agent_id", string(p.Agent)).Int("connections", len(cs)).Msg("pop fanned out")
+}
+
+// ticker drives pings, heartbeat frames, hello deadlines and token
+// revalidation for every socket from one goroutine.
+func (s *Server) ticker(ctx context.Context) {
+	t := time.NewTicker(s.tick)
+	defer t.Stop()
+	var due []*conn
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			due = s.sweep(now, due[:0])
+			for _, c := range due {
+				s.revalidate(ctx, c)
+			}
+			clear(due)
+			s.auth.sweep(now)
+		}
+	}
+}
+
+func (s *Server) sweep(now time.Time, due []*conn) []*conn {
+	n := now.UnixNano()
+	ping, beat := int64(s.cfg.PingInterval), int64(s.cfg.HeartbeatInterval)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for c := range s.conns {
+		if !c.ready.Load() {
+			continue
+		}
+		if n >= c.nextPing {
+			c.nextPing = n + ping
+			c.push(frame{kind: kindPing})
+		}
+		if n >= c.nextBeat {
+			c.nextBeat = n + beat
+			c.push(frame{kind: kindText, data: heartbeatFrame})
+		}
+		if n >= c.nextAuth.Load() && !c.revalidating.Swap(true) {
+			due = append(due, c)
+		}
+	}
+	return due
+}
+
+// revalidate checks a socket's token again, in a bounded pool so that a
+// burst of expiries does not stall the ticker.
+func (s *Server) revalidate(ctx context.Context, c *conn) {
+	select {
+	case s.revalSem <- struct{}{}:
+	default:
+		c.revalidating.Store(false) // the pool is busy: try again next tick
+		return
+	}
+	s.revalWG.Add(1)
+	go func() {
+		defer s.revalWG.Done()
+		defer func() { <-s.revalSem }()
+		defer c.revalidating.Store(false)
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		agent, until, err := s.auth.check(actx, c.token, time.Now())
+		switch {
+		case err == nil && agent == c.agent:
+			c.nextAuth.Store(until.UnixNano())
+		case err == nil || errors.Is(err, bridge.ErrInvalidToken):
+			s.log.Info().Str("agent_id", string(c.agent)).Msg("agent token no longer valid; closing socket")
+			c.closeWith(CloseInvalidToken, msgInvalidToken)
+		default:
+			// The identity provider could not tell: keep the agent and ask again soon.
+			if ctx.Err() == nil {
+				s.log.Warn().Err(err).Str("agent_id", string(c.agent)).Msg("token revalidation failed; retrying")
+			}
+			c.nextAuth.Store(time.Now().Add(30 * time.Second).UnixNano())
+		}
+	}()
+}
+
+// Ready reports whether the agent listener is serving and the pop
+// subscription is up.
+func (s *Server) Ready() bool {
+	s.mu.RLock()
+	stopping := s.stopping
+	s.mu.RUnlock()
+	return s.serving.Load() && s.following.Load() && !stopping
+}
+
+// Status is push's part of /status.
+type Status struct {
+	Serving      bool   `json:"serving"`
+	Following    bool   `json:"following"`
+	Auth         string `json:"auth"`
+	Connections  int    `json:"connections"`
+	Agents       int    `json:"agents"`
+	CachedTokens int    `json:"cached_tokens"`
+	PopsSent     uint64 `json:"pops_sent"`
+	PopsAcked    uint64 `json:"pops_acked"`
+	PopsReplayed uint64 `json:"pops_replayed"`
+	PopsUnrouted uint64 `json:"pops_unrouted"`
+	SlowClosed   uint64 `json:"slow_closed"`
+}
+
+// Status returns a snapshot without PII or secrets.
+func (s *Server) Status() any {
+	s.mu.RLock()
+	st := Status{Connections: len(s.conns), Agents: len(s.agents)}
+	s.mu.RUnlock()
+	st.Serving, st.Following, st.Auth = s.serving.Load(), s.following.Load(), s.cfg.Auth
+	st.CachedTokens = s.auth.len()
+	st.PopsSent, st.PopsAcked, st.PopsReplayed = s.nSent.Load(), s.nAcked.Load(), s.nReplayed.Load()
+	st.PopsUnrouted, st.SlowClosed = s.nUnrouted.Load(), s.nSlow.Load()
+	return st
+}
+
+// serveWS checks the origin, upgrades, hands the socket to its reader
+// goroutine and returns, so an idle socket holds only that goroutine.
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if !s.originAllowed(r) {
+		s.m.connects.WithLabelValues("origin").Inc()
+		s.log.Info().Str("remote_addr", r.RemoteAddr).Msg("websocket refused: origin not allowed")
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+	s.mu.RLock()
+	stopping := s.stopping
+	s.mu.RUnlock()
+	if stopping {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	ws, err := s.up.Upgrade(w, r, nil)
+	if err != nil {
+		s.m.connects.WithLabelValues("upgrade").Inc()
+		s.log.Debug().Err(err).Msg("websocket upgrade failed")
+		return
+	}
+	c := &conn{s: s, ws: ws}
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		_ = ws.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.m.connections.Inc()
+	go c.readLoop()
+}
+
+// originAllowed: no Origin (not a browser), the server's own origin, or one
+// of AllowedOrigins.
+func (s *Server) originAllowed(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	n, ok := normalizeOrigin(o)
+	if !ok {
+		return false
+	}
+	if s.origins[n] {
+		return true
+	}
+	u, _ := url.Parse(n)
+	return strings.EqualFold(u.Host, r.Host)
+}
+
+// normalizeOrigin lower-cases scheme and host and drops default ports, so
+// that https://Contoso.crm.dynamics.com:443 matches the browser's
+// https://contoso.crm.dynamics.com.
+func normalizeOrigin(o string) (string, bool) {
+	u, err := url.Parse(strings.TrimSuffix(strings.TrimSpace(o), "/"))
+	if err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		return "", false
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "http" && scheme != "https" {
+		return "", false
+	}
+	host := strings.ToLower(u.Hostname())
+	port := u.Port()
+	if (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
+		port = ""
+	}
+	if port != "" {
+		host = net.JoinHostPort(host, port)
+	} else if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return scheme + "://" + host, true
+}
+
+// register makes c receive its agent's live pops.
+func (s *Server) register(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return false
+	}
+	if _, ok := s.conns[c]; !ok {
+		return false
+	}
+	if len(s.agents[c.agent]) == 0 {
+		s.m.agents.Inc()
+	}
+	s.agents[c.agent] = append(s.agents[c.agent], c)
+	return true
+}
+
+// forget removes c from every set.
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	if cs := s.agents[c.agent]; c.agent != "" {
+		for i, x := range cs {
+			if x == c {
+				cs[i] = cs[len(cs)-1]
+				cs[len(cs)-1] = nil
+				cs = cs[:len(cs)-1]
+				if len(cs) == 0 {
+					delete(s.agents, c.agent)
+					s.m.agents.Dec()
+				} else {
+					s.agents[c.agent] = cs
+				}
+				break
+			}
+		}
+	}
+	s.mu.Unlock()
+	s.m.connections.Dec()
+}
+
+// popFrame is one pop's websocket message, built once and shared, read-only,
+// by every socket it goes to.
+type popFrame struct {
+	seq     uint64
+	id      string
+	agent   bridge.AgentID
+	eventAt time.Time // eventReceivedAt, for the delivery latency
+	data    []byte
+}
+
+// newPopFrame turns a stored pop CloudEvent into the agent message: its
+// data object with "type":"pop" and "seq" put first, without decoding and
+// re-encoding the pop itself.
+func newPopFrame(p bridge.StoredPop) (*popFrame, error) {
+	var ce bridge.CloudEvent
+	if err := json.Unmarshal(p.Data, &ce); err != nil {
+		return nil, fmt.Errorf("pop frame: %w", err)
+	}
+	if ce.Type != bridge.TypePop {
+		return nil, fmt.Errorf("pop frame: unexpected type %q", ce.Type)
+	}
+	data := bytes.TrimSpace(ce.Data)
+	if len(data) < 2 || data[0] != '{' {
+		return nil, errors.New("pop frame: data is not an object")
+	}
+	var head struct {
+		ID              string         `json:"id"`
+		AgentID         bridge.AgentID `json:"agentId"`
+		EventReceivedAt bridge.Time    `json:"eventReceivedAt"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return nil, fmt.Errorf("pop frame: %w", err)
+	}
+	if head.AgentID != p.Agent {
+		// Never let a pop stored under one agent's subject reach another.
+		return nil, errors.New("pop frame: agentId does not match the subject")
+	}
+	rest := bytes.TrimLeft(data[1:], " \t\r\n")
+	b := make([]byte, 0, len(data)+40)
+	b = append(b, `{"type":"pop","seq":`...)
+	b = strconv.AppendUint(b, p.Seq, 10)
+	if rest[0] != '}' {
+		b = append(b, ',')
+	}
+	b = append(b, rest...)
+	return &popFrame{seq: p.Seq, id: head.ID, agent: p.Agent, eventAt: head.EventReceivedAt.Time, data: b}, nil
+}
+
+func webHandler(sub fs.FS) http.Handler {
+	files := http.FileServer(http.FS(sub))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "" || strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r) // no directory listings
+			return
+		}
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("Referrer-Policy", "no-referrer")
+		if strings.HasSuffix(r.URL.Path, ".html") {
+			h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss: http: https:; img-src 'self' data:; frame-ancestors 'self'; base-uri 'none'; form-action 'none'")
+		}
+		files.ServeHTTP(w, r)
+	})
+}
+
+// jitter returns d scaled by a random factor in [0.5, 1.5).
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d)
+}

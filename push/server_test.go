@@ -1,0 +1,616 @@
+package push
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/gorilla/websocket"
+
+	"github.com/screenpop/screenpop/bridge"
+)
+
+func TestServer_Auth(t *testing.T) {
+	e := newEnv(t, Config{HelloTimeout: 300 * time.Millisecond}, nil, nil)
+
+	t.Run("BadToken", func(t *testing.T) {
+		c := e.rawClient()
+		c.send(map[string]any{"type": "hello", "token": "not-a-jwt"})
+		c.expectClose(CloseInvalidToken)
+	})
+	t.Run("ExpiredToken", func(t *testing.T) {
+		tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{Subject: "agent-a", ExpiresAt: jwt.NewNumericDate(time.Now().Add(-time.Minute))})
+		s, _ := tok.SignedString(testSecret)
+		c := e.rawClient()
+		c.send(map[string]any{"type": "hello", "token": s})
+		c.expectClose(CloseInvalidToken)
+	})
+	t.Run("WrongSecret", func(t *testing.T) {
+		s, err := MintToken([]byte("another-secret-0123456789-abcdefghijkl"), "agent-a", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := e.rawClient()
+		c.send(map[string]any{"type": "hello", "token": s})
+		c.expectClose(CloseInvalidToken)
+	})
+	t.Run("NoExpiry", func(t *testing.T) {
+		tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{Subject: "agent-a"})
+		s, _ := tok.SignedString(testSecret)
+		c := e.rawClient()
+		c.send(map[string]any{"type": "hello", "token": s})
+		c.expectClose(CloseInvalidToken)
+	})
+	t.Run("AlgNone", func(t *testing.T) {
+		tok := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.RegisteredClaims{Subject: "agent-a", ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))})
+		s, _ := tok.SignedString(jwt.UnsafeAllowNoneSignatureType)
+		c := e.rawClient()
+		c.send(map[string]any{"type": "hello", "token": s})
+		c.expectClose(CloseInvalidToken)
+	})
+	t.Run("NoHello", func(t *testing.T) {
+		c := e.rawClient()
+		c.expectClose(CloseHelloTimeout)
+	})
+	t.Run("MalformedHello", func(t *testing.T) {
+		c := e.rawClient()
+		if err := c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"hello","token":`)); err != nil {
+			t.Fatal(err)
+		}
+		c.expectClose(CloseMalformed)
+	})
+	t.Run("UnexpectedFrame", func(t *testing.T) {
+		c, _ := e.connect(e.token("agent-a"), nil, "")
+		c.send(map[string]any{"type": "hello", "token": e.token("agent-a")})
+		c.expectClose(CloseMalformed)
+	})
+	t.Run("Oversized", func(t *testing.T) {
+		c := e.rawClient()
+		c.send(map[string]any{"type": "hello", "token": strings.Repeat("x", 20<<10)})
+		c.expectClose(websocket.CloseMessageTooBig)
+	})
+	t.Run("OnlyOwnPops", func(t *testing.T) {
+		a, ra := e.connect(e.token("agent-a"), nil, "")
+		b, _ := e.connect(e.token("agent-b"), nil, "")
+		if ra.AgentID != "agent-a" || ra.Epoch == "" {
+			t.Fatalf("ready %+v", ra)
+		}
+		seqB := e.publish("agent-b", "conv-b1")
+		seqA := e.publish("agent-a", "conv-a1")
+		if m := a.next(); m.Type != "pop" || m.Seq != seqA || m.ID != "pop:conv-a1:part-1" {
+			t.Fatalf("agent a got %+v, want its pop %d", m, seqA)
+		}
+		if m := b.next(); m.Type != "pop" || m.Seq != seqB {
+			t.Fatalf("agent b got %+v, want its pop %d", m, seqB)
+		}
+		// A's next frame must not be B's pop: publish one more for A and see it next.
+		seqA2 := e.publish("agent-a", "conv-a2")
+		if m := a.next(); m.Seq != seqA2 {
+			t.Fatalf("agent a got %+v, want %d", m, seqA2)
+		}
+	})
+}
+
+func TestServer_Origin(t *testing.T) {
+	e := newEnv(t, Config{AllowedOrigins: []string{"https://Contoso.crm.dynamics.com:443"}}, nil, nil)
+	for _, tc := range []struct {
+		origin string
+		ok     bool
+	}{
+		{"https://evil.example.com", false},
+		{"https://contoso.crm.dynamics.com.evil.example", false},
+		{"http://contoso.crm.dynamics.com", false},
+		{"null", false},
+		{"https://contoso.crm.dynamics.com", true},
+		{"", true},
+		{e.base, true}, // same origin: the demo page
+	} {
+		hdr := http.Header{}
+		if tc.origin != "" {
+			hdr.Set("Origin", tc.origin)
+		}
+		ws, resp, err := e.dial(hdr)
+		if tc.ok {
+			if err != nil {
+				t.Errorf("origin %q refused: %v", tc.origin, err)
+				continue
+			}
+			ws.Close()
+			continue
+		}
+		if err == nil {
+			ws.Close()
+			t.Errorf("origin %q accepted", tc.origin)
+			continue
+		}
+		if resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Errorf("origin %q: %v, want 403", tc.origin, err)
+		}
+	}
+}
+
+func TestServer_MultiTab(t *testing.T) {
+	e := newEnv(t, Config{}, nil, nil)
+	tok := e.token("agent-m")
+	tabs := []*wsClient{}
+	for range 3 {
+		c, _ := e.connect(tok, nil, "")
+		tabs = append(tabs, c)
+	}
+	other, _ := e.connect(e.token("agent-x"), nil, "")
+	seq := e.publish("agent-m", "conv-m")
+	for i, c := range tabs {
+		if m := c.next(); m.Type != "pop" || m.Seq != seq {
+			t.Fatalf("tab %d got %+v", i, m)
+		}
+	}
+	seqX := e.publish("agent-x", "conv-x")
+	if m := other.next(); m.Seq != seqX {
+		t.Fatalf("other agent got %+v, want only its own %d", m, seqX)
+	}
+	st := e.srv.Status().(Status)
+	if st.Agents != 2 || st.Connections != 4 {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+func TestServer_Replay(t *testing.T) {
+	e := newEnv(t, Config{}, nil, nil)
+	tok := e.token("agent-r")
+	var seqs []uint64
+	for i := range 4 {
+		seqs = append(seqs, e.publish("agent-r", "conv-r"+string(rune('a'+i))))
+	}
+	t.Run("Fresh", func(t *testing.T) {
+		c, r := e.connect(tok, nil, "")
+		if r.Seq != seqs[3] {
+			t.Fatalf("ready seq %d, want latest %d", r.Seq, seqs[3])
+		}
+		for _, s := range seqs {
+			if m := c.next(); m.Type != "pop" || m.Seq != s {
+				t.Fatalf("got %+v, want pop %d", m, s)
+			}
+		}
+	})
+	t.Run("Resume", func(t *testing.T) {
+		c, r := e.connect(tok, &seqs[1], "")
+		for _, s := range seqs[2:] {
+			if m := c.next(); m.Seq != s {
+				t.Fatalf("got %+v, want pop %d", m, s)
+			}
+		}
+		// With the right epoch it is the same.
+		c2, _ := e.connect(tok, &seqs[2], r.Epoch)
+		if m := c2.next(); m.Seq != seqs[3] {
+			t.Fatalf("got %+v, want pop %d", m, seqs[3])
+		}
+	})
+	t.Run("OtherEpoch", func(t *testing.T) {
+		// A cursor from another stream counts as none: the fresh window applies.
+		c, _ := e.connect(tok, &seqs[3], "some-old-epoch")
+		if m := c.next(); m.Seq != seqs[0] {
+			t.Fatalf("got %+v, want the fresh window from %d", m, seqs[0])
+		}
+	})
+	t.Run("NoDuplicatesUnderLiveTraffic", func(t *testing.T) {
+		// Pops keep arriving while agents resume: each socket must see every
+		// pop after its lastSeq exactly once, in order.
+		stop := make(chan struct{})
+		published := make(chan uint64, 1000)
+		go func() {
+			defer close(published)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				m, _ := bridge.EncodePop(testPop("agent-r", "live-"+itoa(i)), time.Now())
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				err := e.bus.Publish(ctx, m)
+				cancel()
+				if err != nil {
+					return
+				}
+				published <- 0
+			}
+		}()
+		var clients []*wsClient
+		var after []uint64
+		for range 5 {
+			c, r := e.connect(tok, &seqs[3], "")
+			_ = r
+			clients = append(clients, c)
+			after = append(after, seqs[3])
+		}
+		close(stop)
+		n := 0
+		for range published {
+			n++
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		last, err := e.bus.LatestPop(ctx, "agent-r")
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := uint64(n)
+		for i, c := range clients {
+			prev := after[i]
+			var got uint64
+			for prev < last {
+				m := c.next()
+				if m.Type != "pop" {
+					t.Fatalf("client %d: %+v", i, m)
+				}
+				if m.Seq <= prev {
+					t.Fatalf("client %d: seq %d after %d (duplicate or out of order)", i, m.Seq, prev)
+				}
+				prev = m.Seq
+				got++
+			}
+			if got != total {
+				t.Fatalf("client %d got %d pops, want %d", i, got, total)
+			}
+		}
+	})
+}
+
+func itoa(i int) string { return string(strconvAppend(nil, i)) }
+
+func strconvAppend(b []byte, i int) []byte {
+	if i >= 10 {
+		b = strconvAppend(b, i/10)
+	}
+	return append(b, byte('0'+i%10))
+}
+
+func TestServer_Windows(t *testing.T) {
+	st := newMemStore()
+	e := newEnv(t, Config{ReplayWindow: 90 * time.Second, FreshWindow: 20 * time.Second}, st, nil)
+	<-st.followed
+	old := st.add(testPop("agent-w", "conv-old"), time.Now().Add(-time.Hour), false)
+	tok := e.token("agent-w")
+	before := time.Now()
+	e.connect(tok, nil, "")
+	lastSeq := old.Seq
+	e.connect(tok, &lastSeq, "epoch-1")
+	e.connect(tok, &lastSeq, "epoch-0")
+	var calls []replayCall
+	waitFor(t, 5*time.Second, "three replays", func() bool {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		calls = append(calls[:0], st.replays...)
+		return len(calls) == 3
+	})
+	check := func(c replayCall, after uint64, window time.Duration) {
+		t.Helper()
+		if c.agent != "agent-w" || c.after != after {
+			t.Fatalf("replay %+v, want after %d", c, after)
+		}
+		if d := before.Sub(c.since); d < window-time.Second || d > window+time.Second {
+			t.Fatalf("replay since %v before now, want %v", d, window)
+		}
+	}
+	check(calls[0], 0, 20*time.Second)
+	check(calls[1], lastSeq, 90*time.Second)
+	check(calls[2], 0, 20*time.Second)
+}
+
+func TestServer_ReplayThenLive(t *testing.T) {
+	// A live pop that arrives while the replay runs is sent once, after the
+	// replayed ones, even when the replay also returns it.
+	st := newMemStore()
+	e := newEnv(t, Config{}, st, nil)
+	<-st.followed
+	p1 := st.add(testPop("agent-q", "c1"), time.Now(), true)
+	gate := make(chan struct{})
+	st.mu.Lock()
+	st.gate = gate
+	st.mu.Unlock()
+	c := e.rawClient()
+	c.send(map[string]any{"type": "hello", "token": e.token("agent-q"), "lastSeq": 0})
+	waitFor(t, 5*time.Second, "registration", func() bool {
+		e.srv.mu.RLock()
+		defer e.srv.mu.RUnlock()
+		return len(e.srv.agents["agent-q"]) == 1
+	})
+	p2 := st.add(testPop("agent-q", "c2"), time.Now(), true) // live during replay; the replay returns it too
+	close(gate)
+	if m := c.next(); m.Type != "ready" {
+		t.Fatalf("got %+v", m)
+	}
+	for _, want := range []uint64{p1.Seq, p2.Seq} {
+		if m := c.next(); m.Seq != want {
+			t.Fatalf("got %+v, want %d", m, want)
+		}
+	}
+	p3 := st.add(testPop("agent-q", "c3"), time.Now(), true)
+	if m := c.next(); m.Seq != p3.Seq {
+		t.Fatalf("got %+v, want %d (no duplicate of %d)", m, p3.Seq, p2.Seq)
+	}
+}
+
+func TestServer_SlowConsumer(t *testing.T) {
+	st := newMemStore()
+	e := newEnv(t, Config{SendQueue: 8, WriteTimeout: 2 * time.Second}, st, nil)
+	<-st.followed
+	// The slow agent's socket has a tiny receive buffer and is never read.
+	d := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			_ = c.(*net.TCPConn).SetReadBuffer(4096)
+		}
+		return c, err
+	}}
+	slow, _, err := d.Dial(e.wsURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	if err := slow.WriteJSON(map[string]any{"type": "hello", "token": e.token("agent-slow")}); err != nil {
+		t.Fatal(err)
+	}
+	fast, _ := e.connect(e.token("agent-fast"), nil, "")
+	waitFor(t, 5*time.Second, "slow agent registered", func() bool {
+		e.srv.mu.RLock()
+		defer e.srv.mu.RUnlock()
+		return len(e.srv.agents["agent-slow"]) == 1
+	})
+	big := testPop("agent-slow", "big")
+	big.Prefill = map[string]string{"description": strings.Repeat("x", 64<<10)}
+	for i := 0; e.srv.nSlow.Load() == 0; i++ {
+		if i > 10000 {
+			t.Fatal("slow agent never closed")
+		}
+		big.ID = "pop:big-" + itoa(i) + ":p"
+		st.add(big, time.Now(), true)
+		// The fast agent is served meanwhile, in order, promptly.
+		if i%50 == 0 {
+			p := st.add(testPop("agent-fast", "f"+itoa(i)), time.Now(), true)
+			if m := fast.next(); m.Seq != p.Seq {
+				t.Fatalf("fast agent got %+v, want %d", m, p.Seq)
+			}
+		}
+	}
+	p := st.add(testPop("agent-fast", "after"), time.Now(), true)
+	if m := fast.next(); m.Seq != p.Seq {
+		t.Fatalf("fast agent got %+v", m)
+	}
+	// The slow socket is closed (4008 if its reader ever gets that far).
+	waitFor(t, 10*time.Second, "slow socket gone", func() bool {
+		e.srv.mu.RLock()
+		defer e.srv.mu.RUnlock()
+		return len(e.srv.agents["agent-slow"]) == 0
+	})
+	slow.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var code int
+	for {
+		_, _, err := slow.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				code = ce.Code
+			}
+			break
+		}
+	}
+	if code != 0 && code != CloseTooSlow {
+		t.Fatalf("slow socket closed with %d, want 4008 or a cut connection", code)
+	}
+}
+
+func TestServer_HeartbeatAndAck(t *testing.T) {
+	e := newEnv(t, Config{PingInterval: 50 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond}, nil, nil)
+	c, _ := e.connect(e.token("agent-h"), nil, "")
+	var pings atomic.Int32
+	var answer atomic.Bool
+	answer.Store(true)
+	c.ws.SetPingHandler(func(data string) error {
+		pings.Add(1)
+		if !answer.Load() {
+			return nil
+		}
+		return c.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	beats := 0
+	for beats < 2 {
+		m, err := c.read(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Type == "heartbeat" {
+			beats++
+		}
+	}
+	if pings.Load() == 0 {
+		t.Fatal("no websocket ping seen")
+	}
+	seq := e.publish("agent-h", "conv-h")
+	if m := c.next(); m.Seq != seq {
+		t.Fatalf("got %+v", m)
+	}
+	c.send(map[string]any{"type": "ack", "seq": seq})
+	waitFor(t, 5*time.Second, "ack recorded", func() bool { return e.srv.nAcked.Load() == 1 })
+	c.send(map[string]any{"type": "ack", "seq": seq}) // a second ack counts once
+	c.send(map[string]any{"type": "ack", "seq": 999999})
+	// Frames keep flowing for several ping intervals while pongs answer.
+	for beats = 0; beats < 5; {
+		m, err := c.read(5 * time.Second)
+		if err != nil {
+			t.Fatalf("socket died although pongs answer: %v", err)
+		}
+		if m.Type == "heartbeat" {
+			beats++
+		}
+	}
+	if st := e.srv.Status().(Status); st.PopsAcked != 1 || st.PopsSent != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	// Without pongs the server's read deadline ends the socket.
+	answer.Store(false)
+	waitFor(t, 5*time.Second, "socket dropped for missing pongs", func() bool {
+		return e.srv.Status().(Status).Connections == 0
+	})
+}
+
+func TestServer_Revalidate(t *testing.T) {
+	var calls atomic.Int32
+	auth := authFunc(func(_ context.Context, token string) (bridge.AgentID, time.Time, error) {
+		if calls.Add(1) > 1 {
+			return "", time.Time{}, bridge.ErrInvalidToken
+		}
+		return "agent-v", time.Now().Add(200 * time.Millisecond), nil
+	})
+	st := newMemStore()
+	e := newEnv(t, Config{Auth: AuthGenesys}, st, auth)
+	c, _ := e.connect("genesys-token", nil, "")
+	c.expectClose(CloseInvalidToken)
+	if calls.Load() != 2 {
+		t.Fatalf("authenticator called %d times", calls.Load())
+	}
+}
+
+func TestServer_AuthUnavailable(t *testing.T) {
+	auth := authFunc(func(context.Context, string) (bridge.AgentID, time.Time, error) {
+		return "", time.Time{}, errors.New("identity provider down")
+	})
+	e := newEnv(t, Config{Auth: AuthGenesys}, newMemStore(), auth)
+	c := e.rawClient()
+	c.send(map[string]any{"type": "hello", "token": "t"})
+	c.expectClose(CloseTryAgainLater)
+}
+
+func TestServer_TokenCache(t *testing.T) {
+	var calls atomic.Int32
+	auth := authFunc(func(context.Context, string) (bridge.AgentID, time.Time, error) {
+		calls.Add(1)
+		return "agent-c", time.Now().Add(time.Hour), nil
+	})
+	e := newEnv(t, Config{Auth: AuthGenesys}, newMemStore(), auth)
+	for range 3 {
+		e.connect("same-token", nil, "")
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("authenticator called %d times for one token, want 1 (cached)", calls.Load())
+	}
+}
+
+type authFunc func(context.Context, string) (bridge.AgentID, time.Time, error)
+
+func (f authFunc) Authenticate(ctx context.Context, t string) (bridge.AgentID, time.Time, error) {
+	return f(ctx, t)
+}
+
+func TestServer_Shutdown(t *testing.T) {
+	e := newEnv(t, Config{}, nil, nil)
+	a, _ := e.connect(e.token("agent-s"), nil, "")
+	b, _ := e.connect(e.token("agent-s"), nil, "")
+	pre := e.rawClient() // no hello yet
+	start := time.Now()
+	e.stop()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Run returned after %v", d)
+	}
+	for _, c := range []*wsClient{a, b, pre} {
+		c.expectClose(websocket.CloseGoingAway)
+	}
+	if _, _, err := e.dial(nil); err == nil {
+		t.Fatal("dial after shutdown succeeded")
+	}
+}
+
+func TestServer_FollowRecovers(t *testing.T) {
+	st := newMemStore()
+	e := newEnv(t, Config{}, st, nil)
+	<-st.followed
+	c, _ := e.connect(e.token("agent-f"), nil, "")
+	// The subscription fails: the server resubscribes and closes every
+	// socket with 4008, so that each resumes what it may have missed.
+	st.mu.Lock()
+	close(st.broken)
+	st.mu.Unlock()
+	c.expectClose(CloseTooSlow)
+	select {
+	case <-st.followed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no resubscription")
+	}
+	waitFor(t, 5*time.Second, "ready again", e.srv.Ready)
+	c2, _ := e.connect(e.token("agent-f"), nil, "")
+	p := st.add(testPop("agent-f", "after-recovery"), time.Now(), true)
+	if m := c2.next(); m.Seq != p.Seq {
+		t.Fatalf("got %+v", m)
+	}
+}
+
+func TestNewPopFrame(t *testing.T) {
+	p := testPop("agent-1", "conv-1")
+	m, _ := bridge.EncodePop(p, time.Now())
+	pf, err := newPopFrame(bridge.StoredPop{Seq: 42, Agent: "agent-1", Data: m.Data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(pf.data, &got); err != nil {
+		t.Fatalf("frame %s: %v", pf.data, err)
+	}
+	if got["type"] != "pop" || got["seq"] != float64(42) || got["id"] != p.ID || got["conversationId"] != "conv-1" {
+		t.Fatalf("frame %s", pf.data)
+	}
+	if pf.eventAt.IsZero() || pf.id != p.ID {
+		t.Fatalf("frame meta %+v", pf)
+	}
+	if _, err := newPopFrame(bridge.StoredPop{Seq: 1, Agent: "agent-2", Data: m.Data}); err == nil {
+		t.Fatal("pop for agent-1 stored under agent-2 accepted")
+	}
+	for _, bad := range []string{`{}`, `{"type":"screenpop.pop.v1","data":[1]}`, `{"type":"other","data":{}}`, `nope`} {
+		if _, err := newPopFrame(bridge.StoredPop{Seq: 1, Agent: "a", Data: []byte(bad)}); err == nil {
+			t.Errorf("accepted %s", bad)
+		}
+	}
+}
+
+func TestNew_Config(t *testing.T) {
+	if _, err := New(Config{Auth: "basic"}, newMemStore(), nil, testLogger(t)); err == nil {
+		t.Error("unknown auth mode accepted")
+	}
+	if _, err := New(Config{Auth: AuthJWT, JWTSecret: []byte("short")}, newMemStore(), nil, testLogger(t)); err == nil {
+		t.Error("short jwt secret accepted")
+	}
+	if _, err := New(Config{}, newMemStore(), nil, testLogger(t)); err == nil {
+		t.Error("genesys mode without authenticator accepted")
+	}
+	if _, err := New(Config{Auth: AuthJWT, JWTSecret: testSecret, AllowedOrigins: []string{"contoso.crm.dynamics.com"}}, newMemStore(), nil, testLogger(t)); err == nil {
+		t.Error("origin without scheme accepted")
+	}
+}
+
+func TestMintToken(t *testing.T) {
+	a, err := NewJWTAuthenticator(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := MintToken(testSecret, "agent-1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, until, err := a.Authenticate(context.Background(), tok)
+	if err != nil || id != "agent-1" || time.Until(until) > time.Minute || time.Until(until) < 50*time.Second {
+		t.Fatalf("Authenticate = %q %v %v", id, until, err)
+	}
+	if _, err := MintToken(testSecret, "a.b", time.Minute); err == nil {
+		t.Error("minted a token for a subject-breaking id")
+	}
+	bad, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{Subject: "x.>", ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}).SignedString(testSecret)
+	if _, _, err := a.Authenticate(context.Background(), bad); !errors.Is(err, bridge.ErrInvalidToken) {
+		t.Errorf("sub x.> : %v", err)
+	}
+}

@@ -1,0 +1,279 @@
+/*
+ * screenpop-dynamics.js: the Dynamics 365 web resource. It adds
+ * ScreenPop.Dynamics to the one global of screenpop.js (load screenpop.js
+ * first) and opens each pop with Xrm.Navigation.openForm:
+ *   open   -> the record (entityName + entityId)
+ *   create -> a new record of target.entity, prefilled from pop.prefill (formParameters)
+ *   choose -> a small chooser of the candidates; the agent's click opens one
+ *   search -> a notification offering target.query; no URL is ever built from it
+ * With several tabs of one agent open, only one tab acts on a pop (a Web
+ * Lock plus a localStorage marker keyed by the pop id).
+ *
+ * From a form's OnLoad (pass the execution context, and the JSON options as
+ * the second parameter):
+ *   ScreenPop.Dynamics.onLoad(executionContext, '{"url":"wss://screenpop.contoso.com/v1/ws","loginURL":"https://login.mypurecloud.com","clientId":"…"}')
+ * or from an HTML web resource: ScreenPop.Dynamics.start({ ... }).
+ */
+(function (root) {
+  'use strict';
+  var ns = root.ScreenPop = root.ScreenPop || {};
+  if (ns.Dynamics) { return; }
+
+  var MARK = 'screenpop.popped:';
+  var TOKEN = 'screenpop.genesysToken';
+  var MARK_TTL = 6 * 3600 * 1000;
+  var tabId = Math.random().toString(36).slice(2) + Date.now().toString(36);
+
+  function findXrm(opts) {
+    if (opts && opts.xrm) { return opts.xrm; }
+    if (root.Xrm && root.Xrm.Navigation) { return root.Xrm; }
+    try { if (root.parent && root.parent.Xrm && root.parent.Xrm.Navigation) { return root.parent.Xrm; } } catch (e) { /* cross-origin parent */ }
+    return null;
+  }
+
+  function local() { try { return root.localStorage; } catch (e) { return null; } }
+
+  function marked(id) {
+    var s = local();
+    return !!(s && s.getItem(MARK + id));
+  }
+
+  function mark(id) {
+    var s = local();
+    if (!s) { return; }
+    var now = Date.now();
+    try {
+      s.setItem(MARK + id, String(now));
+      for (var i = s.length - 1; i >= 0; i--) { // prune old markers
+        var k = s.key(i);
+        if (k && k.indexOf(MARK) === 0 && now - Number(s.getItem(k)) > MARK_TTL) { s.removeItem(k); }
+      }
+    } catch (e) { /* quota */ }
+  }
+
+  function delay(ms) { return new Promise(function (r) { setTimeout(r, ms); }); }
+
+  // claim resolves true in exactly one tab of this browser profile per pop
+  // id. With Web Locks the check-and-mark runs under an exclusive lock held
+  // for holdMs, so a second tab either waits and then sees the marker, or
+  // finds the lock taken; without them a localStorage claim is written and
+  // read back after a random pause.
+  function claim(id, holdMs) {
+    if (marked(id)) { return Promise.resolve(false); }
+    var locks = root.navigator && root.navigator.locks;
+    if (locks && locks.request) {
+      return new Promise(function (resolve) {
+        locks.request('screenpop-pop:' + id, { ifAvailable: true }, function (lock) {
+          if (!lock || marked(id)) { resolve(false); return null; }
+          mark(id);
+          resolve(true);
+          return delay(holdMs); // keep the lock while the marker reaches the other tabs
+        }).then(null, function () { resolve(false); });
+      });
+    }
+    var s = local();
+    if (!s) { return Promise.resolve(true); }
+    var key = 'screenpop.claim:' + id;
+    if (s.getItem(key)) { return Promise.resolve(false); }
+    s.setItem(key, tabId);
+    return delay(30 + Math.random() * 70).then(function () {
+      if (s.getItem(key) !== tabId || marked(id)) { return false; }
+      mark(id);
+      return true;
+    });
+  }
+
+  function Controller(opts) {
+    this.opts = opts || {};
+    this.handled = []; // {id, seq, action, opened} for every pop this tab saw
+    this.notes = [];   // notifications shown (for the page and tests)
+    this.client = null;
+    this.chooser = null;
+  }
+
+  Controller.prototype.xrm = function () { return findXrm(this.opts); };
+
+  // notify shows a Dynamics global notification (or an in-page banner when
+  // Xrm.App is missing). level: 1 success, 2 error, 3 warning, 4 information.
+  Controller.prototype.notify = function (level, message, action) {
+    this.notes.push({ level: level, message: message });
+    var x = this.xrm();
+    if (x && x.App && x.App.addGlobalNotification) {
+      var n = { type: 2, level: level, message: message, showCloseButton: true };
+      if (action) { n.action = { actionLabel: action.label, eventHandler: action.run }; }
+      return Promise.resolve(x.App.addGlobalNotification(n)).then(null, function () { /* shown or not, nothing else to do */ });
+    }
+    var doc = root.document;
+    if (!doc || !doc.body) { return Promise.resolve(); }
+    var bar = doc.createElement('div');
+    bar.setAttribute('role', 'status');
+    bar.className = 'screenpop-note';
+    bar.style.cssText = 'position:fixed;top:8px;right:8px;z-index:2147483647;max-width:360px;padding:8px 12px;background:#fff;border:1px solid #888;border-radius:4px;font:14px sans-serif;box-shadow:0 2px 8px rgba(0,0,0,.2)';
+    var text = doc.createElement('span');
+    text.textContent = message;
+    bar.appendChild(text);
+    if (action) {
+      var b = doc.createElement('button');
+      b.type = 'button';
+      b.textContent = action.label;
+      b.style.marginLeft = '8px';
+      b.onclick = function () { action.run(); };
+      bar.appendChild(b);
+    }
+    var x2 = doc.createElement('button');
+    x2.type = 'button';
+    x2.textContent = '×';
+    x2.setAttribute('aria-label', 'Dismiss');
+    x2.style.marginLeft = '8px';
+    x2.onclick = function () { bar.remove(); };
+    bar.appendChild(x2);
+    (this.opts.container || doc.body).appendChild(bar);
+    return Promise.resolve();
+  };
+
+  Controller.prototype.openRecord = function (entity, id) {
+    var self = this, x = self.xrm();
+    if (!x) { return Promise.reject(new Error('Xrm is not available')); }
+    return Promise.resolve(x.Navigation.openForm({ entityName: entity, entityId: id })).then(null, function (e) {
+      self.notify(2, 'Screen pop: the record could not be opened.');
+      throw e;
+    });
+  };
+
+  Controller.prototype.act = function (pop) {
+    var self = this, t = pop.target || {}, x = self.xrm();
+    switch (t.action) {
+      case 'open':
+        return self.openRecord(t.entity, t.id);
+      case 'create':
+        if (!x) { return Promise.reject(new Error('Xrm is not available')); }
+        return Promise.resolve(x.Navigation.openForm({ entityName: t.entity }, pop.prefill || {})).then(null, function (e) {
+          self.notify(2, 'Screen pop: a new ' + t.entity + ' form could not be opened.');
+          throw e;
+        });
+      case 'choose':
+        self.choose(pop.candidates || []);
+        return Promise.resolve();
+      case 'search':
+        return self.offerSearch(t);
+      default:
+        return Promise.resolve();
+    }
+  };
+
+  // offerSearch shows the caller's number or email as text. The agent can
+  // copy it into the Dynamics search box (or start a Channel Integration
+  // Framework search where that is loaded); no URL carries it.
+  Controller.prototype.offerSearch = function (t) {
+    var q = String(t.query || '');
+    var cif = root.Microsoft && root.Microsoft.CIFramework;
+    var action = null;
+    if (cif && cif.renderSearchPage) {
+      action = { label: 'Search', run: function () { cif.renderSearchPage(t.entity || 'contact', q, 0); } };
+    } else if (root.navigator && root.navigator.clipboard) {
+      action = { label: 'Copy', run: function () { root.navigator.clipboard.writeText(q); } };
+    }
+    return this.notify(4, 'Screen pop: no record could be looked up in time. Search for ' + q, action);
+  };
+
+  // choose shows a small list of the candidates; a click opens one.
+  Controller.prototype.choose = function (cands) {
+    var self = this, doc = root.document;
+    if (!doc || !doc.body) { return; }
+    if (self.chooser) { self.chooser.remove(); }
+    var box = doc.createElement('div');
+    box.className = 'screenpop-chooser';
+    box.setAttribute('role', 'dialog');
+    box.setAttribute('aria-label', 'Choose the caller\'s record');
+    box.style.cssText = 'position:fixed;top:48px;right:8px;z-index:2147483647;width:320px;padding:8px;background:#fff;border:1px solid #888;border-radius:4px;font:14px sans-serif;box-shadow:0 2px 8px rgba(0,0,0,.2)';
+    var h = doc.createElement('div');
+    h.textContent = 'Several records match the caller:';
+    h.style.marginBottom = '6px';
+    box.appendChild(h);
+    cands.slice(0, 10).forEach(function (c) {
+      var b = doc.createElement('button');
+      b.type = 'button';
+      b.className = 'screenpop-candidate';
+      b.setAttribute('data-entity', c.entity);
+      b.setAttribute('data-id', c.id);
+      b.textContent = (c.name || '(no name)') + ' · ' + c.entity;
+      b.style.cssText = 'display:block;width:100%;text-align:left;margin:2px 0';
+      b.onclick = function () { box.remove(); self.chooser = null; self.openRecord(c.entity, c.id).then(null, function () {}); };
+      box.appendChild(b);
+    });
+    var close = doc.createElement('button');
+    close.type = 'button';
+    close.textContent = 'Dismiss';
+    close.onclick = function () { box.remove(); self.chooser = null; };
+    box.appendChild(close);
+    (self.opts.container || doc.body).appendChild(box);
+    self.chooser = box;
+  };
+
+  // handlePop acts on a pop in one tab only.
+  Controller.prototype.handlePop = function (pop) {
+    var self = this;
+    var rec = { id: pop.id, seq: pop.seq, action: pop.target && pop.target.action, opened: false, done: false };
+    self.handled.push(rec);
+    return claim(pop.id, self.opts.lockMs || 10000).then(function (mine) {
+      if (!mine) { rec.done = true; return; }
+      rec.opened = true;
+      return self.act(pop).then(function () { rec.done = true; }, function () { rec.done = true; rec.error = true; });
+    });
+  };
+
+  Controller.prototype.token = function () {
+    if (this.opts.token) { return typeof this.opts.token === 'function' ? this.opts.token() : this.opts.token; }
+    try { return root.sessionStorage.getItem(TOKEN) || ''; } catch (e) { return ''; }
+  };
+
+  // login runs the Genesys PKCE login (from a click) and reconnects.
+  Controller.prototype.login = function () {
+    var self = this, o = self.opts;
+    return ns.login({ loginURL: o.loginURL, authorizeURL: o.authorizeURL, tokenURL: o.tokenURL, clientId: o.clientId, redirectURI: o.redirectURI, scope: o.scope }).then(function (t) {
+      try { root.sessionStorage.setItem(TOKEN, t.accessToken); } catch (e) { /* memory only */ }
+      self.memToken = t.accessToken;
+      self.client.reconnect();
+    }, function () {
+      self.notify(2, 'Screen pop: Genesys Cloud sign-in did not complete.');
+    });
+  };
+
+  Controller.prototype.start = function () {
+    var self = this, o = self.opts;
+    self.client = ns.connect({
+      url: o.url,
+      storage: o.storage,
+      token: function () { return self.memToken || self.token(); },
+      onPop: function (pop) { return self.handlePop(pop); },
+      onState: o.onState,
+      onError: function (err) {
+        if (err.code !== 4008) { self.lastError = err; }
+      },
+      onAuthRequired: function () {
+        self.memToken = '';
+        try { root.sessionStorage.removeItem(TOKEN); } catch (e) { /* ignore */ }
+        if (o.clientId) {
+          self.notify(3, 'Screen pop: sign in to Genesys Cloud to receive screen pops.', { label: 'Sign in', run: function () { self.login(); } });
+        } else {
+          self.notify(2, 'Screen pop: the screen-pop token was refused. Reload the page to sign in again.');
+        }
+      }
+    });
+    return self;
+  };
+
+  ns.Dynamics = {
+    // start connects with options {url, token | loginURL+clientId, redirectURI, storage, container, xrm}.
+    start: function (opts) { var c = new Controller(opts); ns.Dynamics.current = c; return c.start(); },
+    // onLoad is the form OnLoad handler: the options come as a JSON string.
+    onLoad: function (executionContext, json) {
+      if (ns.Dynamics.current) { return ns.Dynamics.current; }
+      var opts = {};
+      try { opts = typeof json === 'string' ? JSON.parse(json) : (json || {}); } catch (e) { opts = {}; }
+      return ns.Dynamics.start(opts);
+    },
+    Controller: Controller,
+    current: null
+  };
+})(typeof self !== 'undefined' ? self : this);

@@ -1,0 +1,313 @@
+/*
+ * screenpop.js: the dependency-free browser client of screenpop's agent
+ * websocket (protocol v1, GET /v1/ws). One global: ScreenPop.
+ *
+ *   var client = ScreenPop.connect({
+ *     url: 'wss://screenpop.example.com/v1/ws', // default: this page's host
+ *     token: function () { return sessionStorage.getItem('genesysToken'); },
+ *     onPop: function (pop) { ... },            // may return a Promise; acked after it settles
+ *     onState: function (state, detail) { ... },// connecting, ready, reconnecting, auth, closed
+ *   });
+ *
+ * It reconnects with capped exponential backoff and jitter, resumes with
+ * lastSeq and epoch kept in sessionStorage (per tab, survives a reload),
+ * drops a pop it has already seen, acks each processed pop, and reconnects
+ * when it hears nothing (not even the server's heartbeat) for 60 s.
+ * ScreenPop.login() runs the Genesys Cloud authorization-code + PKCE login
+ * in a popup and resolves with the agent's access token.
+ */
+(function (root) {
+  'use strict';
+  var ns = root.ScreenPop = root.ScreenPop || {};
+  ns.version = '1';
+
+  var here = (function () {
+    try {
+      var s = root.document && root.document.currentScript;
+      if (s && s.src) { return new URL('.', s.src).href; }
+    } catch (e) { /* not in a document */ }
+    return root.location ? root.location.href : '';
+  })();
+  ns.baseURL = here;
+
+  function pickStorage(kind) {
+    var s = null;
+    try {
+      if (kind === 'local') { s = root.localStorage; } else if (kind !== 'none') { s = root.sessionStorage; }
+      if (s) { s.setItem('screenpop.probe', '1'); s.removeItem('screenpop.probe'); }
+    } catch (e) { s = null; }
+    var mem = {};
+    return s || { getItem: function (k) { return mem[k] || null; }, setItem: function (k, v) { mem[k] = String(v); }, removeItem: function (k) { delete mem[k]; } };
+  }
+
+  function defaultURL() {
+    var l = root.location;
+    return (l.protocol === 'https:' ? 'wss://' : 'ws://') + l.host + '/v1/ws';
+  }
+
+  function Client(opts) {
+    this.opts = opts || {};
+    this.url = this.opts.url || defaultURL();
+    this.storage = pickStorage(this.opts.storage);
+    this.key = this.opts.storageKey || ('screenpop.cursor:' + this.url);
+    this.minBackoff = this.opts.minBackoffMs || 500;
+    this.maxBackoff = this.opts.maxBackoffMs || 30000;
+    this.watchdogMs = this.opts.watchdogMs || 60000;
+    this.state = 'idle';
+    this.agentId = '';
+    this.epoch = '';
+    this.lastError = null;
+    this.ws = null;
+    this.attempt = 0;
+    this.stopped = false;
+    this.timer = null;
+    this.watchdog = null;
+    this.recvSeq = 0; // highest seq received on any socket of this client (same epoch)
+    this.chain = Promise.resolve();
+    var c = this.loadCursor();
+    this.cursor = c;
+    this.recvSeq = c.lastSeq || 0;
+  }
+
+  Client.prototype.loadCursor = function () {
+    try {
+      var v = JSON.parse(this.storage.getItem(this.key) || 'null');
+      if (v && typeof v.lastSeq === 'number') { return v; }
+    } catch (e) { /* corrupt: start afresh */ }
+    return { lastSeq: 0, epoch: '', agentId: '' };
+  };
+
+  Client.prototype.saveCursor = function () {
+    try { this.storage.setItem(this.key, JSON.stringify(this.cursor)); } catch (e) { /* quota: keep in memory */ }
+  };
+
+  Client.prototype.setState = function (s, detail) {
+    this.state = s;
+    if (this.opts.onState) { try { this.opts.onState(s, detail || {}); } catch (e) { /* app bug */ } }
+  };
+
+  Client.prototype.token = function () {
+    var t = this.opts.token;
+    return Promise.resolve(typeof t === 'function' ? t() : t);
+  };
+
+  Client.prototype.start = function () {
+    this.stopped = false;
+    this.open();
+    return this;
+  };
+
+  Client.prototype.open = function () {
+    var self = this;
+    if (self.stopped) { return; }
+    clearTimeout(self.timer);
+    self.setState('connecting', { attempt: self.attempt });
+    self.token().then(function (token) {
+      if (self.stopped) { return; }
+      if (!token) { self.setState('auth', { code: 4401 }); self.authRequired(); return; }
+      var ws;
+      try { ws = new root.WebSocket(self.url); } catch (e) { self.retry(0); return; }
+      self.ws = ws;
+      ws.onopen = function () {
+        var hello = { type: 'hello', token: token };
+        if (self.cursor.lastSeq > 0) {
+          hello.lastSeq = self.cursor.lastSeq;
+          if (self.cursor.epoch) { hello.epoch = self.cursor.epoch; }
+        }
+        ws.send(JSON.stringify(hello));
+        self.feed();
+      };
+      ws.onmessage = function (ev) { if (self.ws === ws) { self.feed(); self.onMessage(ev.data); } };
+      ws.onclose = function (ev) { if (self.ws === ws) { self.onClose(ev.code); } };
+      ws.onerror = function () { /* onclose follows */ };
+    }, function () { self.retry(0); });
+  };
+
+  // feed resets the heartbeat watchdog: the server sends a frame at least
+  // every 25 s, so silence for watchdogMs means the path is dead.
+  Client.prototype.feed = function () {
+    var self = this;
+    clearTimeout(self.watchdog);
+    self.watchdog = setTimeout(function () {
+      var ws = self.ws;
+      self.detach();
+      try { ws && ws.close(); } catch (e) { /* already closed */ }
+      self.setState('reconnecting', { reason: 'silence' });
+      self.retry(0);
+    }, self.watchdogMs);
+  };
+
+  Client.prototype.detach = function () {
+    var ws = this.ws;
+    this.ws = null;
+    clearTimeout(this.watchdog);
+    if (ws) { ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null; }
+  };
+
+  Client.prototype.onMessage = function (data) {
+    var self = this, m;
+    try { m = JSON.parse(data); } catch (e) { return; }
+    if (!m || typeof m.type !== 'string') { return; }
+    switch (m.type) {
+      case 'ready':
+        if ((self.cursor.agentId && self.cursor.agentId !== m.agentId) || (self.cursor.epoch && self.cursor.epoch !== m.epoch)) {
+          // Another agent, or another stream: the old cursor means nothing.
+          self.cursor.lastSeq = 0;
+          self.recvSeq = 0;
+        }
+        self.cursor.agentId = m.agentId;
+        self.cursor.epoch = m.epoch;
+        self.saveCursor();
+        self.agentId = m.agentId;
+        self.epoch = m.epoch;
+        self.attempt = 0;
+        self.lastError = null;
+        self.setState('ready', { agentId: m.agentId, epoch: m.epoch, seq: m.seq });
+        break;
+      case 'pop':
+        if (typeof m.seq !== 'number' || m.seq <= self.recvSeq) { return; } // seen already
+        self.recvSeq = m.seq;
+        var ws = self.ws;
+        self.chain = self.chain.then(function () {
+          var r;
+          try { r = self.opts.onPop && self.opts.onPop(m); } catch (e) { r = null; }
+          return Promise.resolve(r).then(null, function () { /* the app reports its own errors */ });
+        }).then(function () {
+          if (m.seq > self.cursor.lastSeq) { self.cursor.lastSeq = m.seq; self.saveCursor(); }
+          if (ws && ws === self.ws && ws.readyState === 1) {
+            ws.send(JSON.stringify({ type: 'ack', seq: m.seq }));
+          }
+        });
+        break;
+      case 'error':
+        self.lastError = { code: m.code, message: m.message };
+        if (self.opts.onError) { try { self.opts.onError(self.lastError); } catch (e) { /* app bug */ } }
+        break;
+      default: // heartbeat, and types of later versions
+    }
+  };
+
+  Client.prototype.onClose = function (code) {
+    this.detach();
+    if (this.stopped) { this.setState('closed', { code: code }); return; }
+    if (code === 4401) {
+      this.setState('auth', { code: code });
+      this.authRequired();
+      return;
+    }
+    this.setState('reconnecting', { code: code });
+    this.retry(code === 4008 ? 1 : 0);
+  };
+
+  Client.prototype.authRequired = function () {
+    if (this.opts.onAuthRequired) { try { this.opts.onAuthRequired(); } catch (e) { /* app bug */ } }
+  };
+
+  // retry waits a capped exponential backoff with jitter; fast (a too-slow
+  // close or a server restart) starts from the shortest delay.
+  Client.prototype.retry = function (fast) {
+    var self = this;
+    if (self.stopped) { return; }
+    var d = Math.min(self.maxBackoff, self.minBackoff * Math.pow(2, fast ? 0 : self.attempt));
+    self.attempt++;
+    var wait = d / 2 + Math.random() * d / 2;
+    clearTimeout(self.timer);
+    self.timer = setTimeout(function () { self.open(); }, wait);
+  };
+
+  // reconnect drops the socket and connects now (e.g. after a new login).
+  Client.prototype.reconnect = function () {
+    var ws = this.ws;
+    this.detach();
+    try { ws && ws.close(1000); } catch (e) { /* already closed */ }
+    this.attempt = 0;
+    this.stopped = false;
+    this.open();
+  };
+
+  Client.prototype.close = function () {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    var ws = this.ws;
+    this.detach();
+    try { ws && ws.close(1000); } catch (e) { /* already closed */ }
+    this.setState('closed', { code: 1000 });
+  };
+
+  ns.Client = Client;
+  ns.connect = function (opts) { return new Client(opts).start(); };
+
+  // ---- Genesys Cloud login: authorization code + PKCE in a popup ----
+
+  function b64url(bytes) {
+    var s = '';
+    for (var i = 0; i < bytes.length; i++) { s += String.fromCharCode(bytes[i]); }
+    return root.btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  }
+
+  function randomString(n) {
+    var a = new Uint8Array(n);
+    root.crypto.getRandomValues(a);
+    return b64url(a);
+  }
+
+  /*
+   * ScreenPop.login({loginURL | authorizeURL+tokenURL, clientId, redirectURI,
+   * scope}) opens the Genesys Cloud login in a popup and resolves with
+   * {accessToken, expiresIn}. Call it from a click handler: the popup is
+   * opened synchronously, so popup blockers let it through. redirectURI
+   * defaults to oauth-callback.html next to this script and must be
+   * registered, exactly, in the Genesys OAuth client.
+   */
+  ns.login = function (o) {
+    o = o || {};
+    var base = (o.loginURL || '').replace(/\/+$/, '');
+    var authorizeURL = o.authorizeURL || (base + '/oauth/authorize');
+    var tokenURL = o.tokenURL || (base + '/oauth/token');
+    var redirectURI = o.redirectURI || new URL('oauth-callback.html', ns.baseURL).href;
+    var popup = root.open('about:blank', 'screenpop-login', o.features || 'popup,width=520,height=680');
+    if (!popup) { return Promise.reject(new Error('popup blocked')); }
+    var state = randomString(16);
+    var verifier = randomString(48);
+    return root.crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier)).then(function (sum) {
+      var q = new URLSearchParams({
+        response_type: 'code', client_id: o.clientId, redirect_uri: redirectURI, state: state,
+        code_challenge: b64url(new Uint8Array(sum)), code_challenge_method: 'S256'
+      });
+      if (o.scope) { q.set('scope', o.scope); }
+      popup.location.href = authorizeURL + '?' + q.toString();
+      return new Promise(function (resolve, reject) {
+        var bc = root.BroadcastChannel ? new root.BroadcastChannel('screenpop-oauth') : null;
+        var poll;
+        function done(err, code) {
+          root.removeEventListener('message', onMsg);
+          if (bc) { bc.close(); }
+          clearInterval(poll);
+          try { popup.close(); } catch (e) { /* gone */ }
+          if (err) { reject(err); } else { resolve(code); }
+        }
+        function take(d) {
+          if (!d || d.type !== 'screenpop-oauth' || d.state !== state) { return; }
+          if (d.error) { done(new Error('login refused: ' + d.error)); return; }
+          done(null, d.code);
+        }
+        function onMsg(ev) { if (ev.source === popup) { take(ev.data); } }
+        root.addEventListener('message', onMsg);
+        if (bc) { bc.onmessage = function (ev) { take(ev.data); }; }
+        poll = setInterval(function () { if (popup.closed) { done(new Error('login window closed')); } }, 500);
+      });
+    }).then(function (code) {
+      var body = new URLSearchParams({
+        grant_type: 'authorization_code', code: code, redirect_uri: redirectURI,
+        client_id: o.clientId, code_verifier: verifier
+      });
+      return root.fetch(tokenURL, { method: 'POST', body: body, headers: { 'Content-Type': 'application/x-www-form-urlencoded' } });
+    }).then(function (r) {
+      if (!r.ok) { throw new Error('token exchange failed: HTTP ' + r.status); }
+      return r.json();
+    }).then(function (t) {
+      if (!t || !t.access_token) { throw new Error('token exchange returned no access_token'); }
+      return { accessToken: t.access_token, expiresIn: t.expires_in };
+    });
+  };
+})(typeof self !== 'undefined' ? self : this);
