@@ -1,0 +1,250 @@
+package bridge_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/bridge/bus"
+)
+
+// swapPublisher forwards to the current bus connection, and fails while
+// there is none (NATS down, between a close and a restart).
+type swapPublisher struct {
+	mu   sync.Mutex
+	conn *bus.Conn
+}
+
+func (s *swapPublisher) set(c *bus.Conn) {
+	s.mu.Lock()
+	s.conn = c
+	s.mu.Unlock()
+}
+
+func (s *swapPublisher) Publish(ctx context.Context, m bridge.Message) error {
+	s.mu.Lock()
+	c := s.conn
+	s.mu.Unlock()
+	if c == nil {
+		return errors.New("nats: no connection")
+	}
+	return c.Publish(ctx, m)
+}
+
+func mustStartBus(tb testing.TB, dir string) *bus.Conn {
+	tb.Helper()
+	c, err := bus.Start(context.Background(), bus.Config{Listen: "127.0.0.1:0", DataDir: dir}, zerolog.Nop())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// fixtureEvents normalizes fixtures with a fresh normalizer (one bridge
+// instance's view).
+func fixtureEvents(tb testing.TB, names ...string) []bridge.Event {
+	n := bridge.MustNormalizer(tb, bridge.NormalizerConfig{})
+	var out []bridge.Event
+	for _, name := range names {
+		for _, s := range bridge.MustLoadFrames(tb, filepath.Join("testdata", "snapshots", name+".json")) {
+			out = append(out, n.Normalize(s)...)
+		}
+	}
+	return out
+}
+
+// receive reads n messages from sub, validating each against the event
+// schema, and fails on a message that is not voice.
+func receive(t *testing.T, sub *nats.Subscription, n int, validate func([]byte)) map[string]bool {
+	t.Helper()
+	ids := map[string]bool{}
+	for range n {
+		m, err := sub.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("after %d of %d messages: %v", len(ids), n, err)
+		}
+		validate(m.Data)
+		ce, err := bridge.DecodeEvent(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ce.Media != bridge.MediaVoice || !strings.HasPrefix(m.Subject, "screenpop.events.voice.") || m.Subject != ce.Subject() {
+			t.Errorf("subject %q for %s event", m.Subject, ce.Media)
+		}
+		if got := m.Header.Get(jetstream.MsgIDHeader); got != ce.ID() {
+			t.Errorf("Nats-Msg-Id %q, want %q", got, ce.ID())
+		}
+		if ids[ce.ID()] {
+			t.Errorf("%s received twice", ce.ID())
+		}
+		ids[ce.ID()] = true
+	}
+	return ids
+}
+
+func countVoice(es []bridge.Event) int {
+	n := 0
+	for _, e := range es {
+		if e.Media == bridge.MediaVoice {
+			n++
+		}
+	}
+	return n
+}
+
+// TestEventPublisher_NATS publishes normalized fixtures through the real
+// embedded NATS (JetStream), subscribes with a plain NATS client to
+// screenpop.events.voice.> and validates what arrives against
+// docs/schema/event.schema.json. A second bridge instance publishing the
+// same events adds nothing to the stream (Nats-Msg-Id), and events produced
+// while NATS is down are buffered and published once it is back.
+func TestEventPublisher_NATS(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	schema := bridge.MustSchema(t, "event")
+	validate := func(b []byte) { bridge.MustValidate(t, schema, b) }
+	dir := t.TempDir()
+	conn := mustStartBus(t, dir)
+	defer func() { conn.Close() }()
+	swap := &swapPublisher{conn: conn}
+
+	nc, err := nats.Connect(conn.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { nc.Close() }()
+	sub, err := nc.SubscribeSync("screenpop.events.voice.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	pub, err := bridge.NewEventPublisher(bridge.EventPublisherConfig{MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}, swap, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- pub.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	streamMsgs := func(c *bus.Conn) uint64 {
+		t.Helper()
+		s, err := c.JetStream().Stream(context.Background(), c.StreamName())
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+	waitMsgs := func(c *bus.Conn, want uint64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for streamMsgs(c) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("stream has %d messages, want %d", streamMsgs(c), want)
+			}
+			time.Sleep(5 * time.Millisecond) // polling a deadline
+		}
+	}
+
+	names := []string{"inbound_call", "blind_transfer", "web_chat", "callback"}
+	events := fixtureEvents(t, names...)
+	pub.Enqueue(events...)
+	ids := receive(t, sub, countVoice(events), validate)
+	for _, e := range events {
+		if e.Media == bridge.MediaVoice && !ids[e.ID()] {
+			t.Errorf("%s not received", e.ID())
+		}
+	}
+	waitMsgs(conn, uint64(len(events)))
+
+	t.Run("SecondBridgeInstanceDeduplicated", func(t *testing.T) {
+		again := fixtureEvents(t, names...) // another instance's normalizer, same snapshots
+		pub.Enqueue(again...)
+		marker := fixtureEvents(t, "internal_call")
+		pub.Enqueue(marker...)
+		// The stream stores each id once. (Plain subscribers see every
+		// publish, duplicates included: JetStream de-duplicates what it
+		// stores, so consumers that must not see a duplicate read the
+		// stream, as below.)
+		waitMsgs(conn, uint64(len(events)+len(marker)))
+		cons, err := conn.JetStream().OrderedConsumer(context.Background(), conn.StreamName(),
+			jetstream.OrderedConsumerConfig{FilterSubjects: []string{"screenpop.events.voice.>"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := countVoice(events) + countVoice(marker)
+		batch, err := cons.Fetch(want+1, jetstream.FetchMaxWait(500*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for m := range batch.Messages() {
+			validate(m.Data())
+			e, err := bridge.DecodeEvent(m.Data())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if seen[e.ID()] {
+				t.Errorf("%s stored twice", e.ID())
+			}
+			seen[e.ID()] = true
+		}
+		if len(seen) != want {
+			t.Errorf("stream holds %d voice events, want %d", len(seen), want)
+		}
+	})
+
+	t.Run("NATSRestarted", func(t *testing.T) {
+		before := streamMsgs(conn)
+		swap.set(nil)
+		nc.Close()
+		conn.Close() // NATS goes away
+		down := fixtureEvents(t, "consult_transfer", "reoffer_no_answer")
+		if n := pub.Enqueue(down...); n != len(down) {
+			t.Fatalf("buffered %d of %d while NATS is down", n, len(down))
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for st := pub.Status(); st.Buffered+st.InFlight == 0; st = pub.Status() {
+			if time.Now().After(deadline) {
+				t.Fatal("nothing waiting while NATS is down")
+			}
+		}
+		// NATS comes back with its store; a subscriber reconnects.
+		conn = mustStartBus(t, dir)
+		nc, err = nats.Connect(conn.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, err = nc.SubscribeSync("screenpop.events.voice.>")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		swap.set(conn)
+		receive(t, sub, countVoice(down), validate)
+		waitMsgs(conn, before+uint64(len(down)))
+	})
+}
