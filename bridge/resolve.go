@@ -1,0 +1,557 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// PrefillColumns names the Dataverse columns a create pop fills from the
+// customer, for one entity. An empty name is not filled.
+type PrefillColumns struct {
+	Phone     string // e.g. telephone1
+	Email     string // e.g. emailaddress1
+	FirstName string // e.g. firstname (the first word of the customer's name)
+	LastName  string // e.g. lastname (the rest, or the only word)
+	FullName  string // e.g. name, for accounts
+}
+
+// DefaultPrefill is the prefill of the built-in entities.
+func DefaultPrefill() map[string]PrefillColumns {
+	return map[string]PrefillColumns{
+		"contact": {Phone: "telephone1", Email: "emailaddress1", FirstName: "firstname", LastName: "lastname"},
+		"lead":    {Phone: "telephone1", Email: "emailaddress1", FirstName: "firstname", LastName: "lastname"},
+		"account": {Phone: "telephone1", Email: "emailaddress1", FullName: "name"},
+	}
+}
+
+// ResolverConfig configures a Resolver; zero fields take the defaults of
+// DESIGN.md.
+type ResolverConfig struct {
+	PopOn        State         // SCREENPOP_POP_ON: StateAlerting (default) or StateConnected
+	MaxEventAge  time.Duration // SCREENPOP_MAX_EVENT_AGE: older events make no pop (30s)
+	Deadline     time.Duration // SCREENPOP_POP_DEADLINE, from the event's ReceivedAt (2s)
+	CreateEntity string        // SCREENPOP_CREATE_ENTITY (contact)
+	// SCREENPOP_OVERRIDE_KEYS: participant attributes naming a record
+	// (screenpop.entity, screenpop.id).
+	OverrideEntityKey, OverrideIDKey string
+	PopInternal                      bool                      // SCREENPOP_POP_INTERNAL
+	Prefill                          map[string]PrefillColumns // per entity; nil = DefaultPrefill
+	// PublishTimeout bounds the retries of one pop's publish within one
+	// Handle call (10s); Handle then returns an error for redelivery.
+	PublishTimeout time.Duration
+	Now            func() time.Time
+	Registerer     prometheus.Registerer
+}
+
+// Prefetcher is optionally implemented by a Directory (dataverse.Client
+// does): start a lookup in the background so that a later Lookup is a
+// cache hit. With PopOn connected the resolver prefetches at alerting.
+type Prefetcher interface {
+	Prefetch(key Key)
+}
+
+// PopUnmarker is optionally implemented by a PopStore (bus.Conn does):
+// remove a marker whose pop could not be published, so that the
+// redelivered event can pop.
+type PopUnmarker interface {
+	UnmarkPop(ctx context.Context, popID string) error
+}
+
+// Resolver turns conversation events into pops (see "Pop decision" in
+// DESIGN.md): it decides whether an event pops, looks the customer up in
+// the Directory under a deadline, marks the pop in the PopStore (one pop
+// per agent leg) and publishes it.
+//
+// Exactly-once, and its one gap: the marker is written after the lookup
+// and before the publish. A publish that fails is retried with the same
+// Nats-Msg-Id (JetStream drops a duplicate) for PublishTimeout; if it still
+// fails the marker is removed (PopUnmarker) and Handle returns an error, so
+// the redelivered event pops afresh; if even the unmark fails, the pop is
+// remembered in memory and published on redelivery. A process crash
+// between the marker write and the publish's acknowledgement loses that
+// pop (logged at error on the next delivery as a leg already marked);
+// that window is one local JetStream round trip.
+//
+// Concurrency: Handle is safe for concurrent use; events of one leg may
+// be handled at once (the marker decides which one pops).
+type Resolver struct {
+	cfg    ResolverConfig
+	dir    Directory
+	store  PopStore
+	pub    Publisher
+	hasher Hasher
+	log    zerolog.Logger
+	m      *resolverMetrics
+
+	mu      sync.Mutex
+	pending map[string]Message   // marked, publish failed, unmark failed
+	recent  map[string]time.Time // published here lately: skip the lookup for later events of the leg
+}
+
+// NewResolver returns a Resolver.
+func NewResolver(cfg ResolverConfig, dir Directory, store PopStore, pub Publisher, hasher Hasher, log zerolog.Logger) (*Resolver, error) {
+	if dir == nil || store == nil || pub == nil {
+		return nil, errors.New("new resolver: directory, pop store and publisher are required")
+	}
+	switch cfg.PopOn {
+	case "":
+		cfg.PopOn = StateAlerting
+	case StateAlerting, StateConnected:
+	default:
+		return nil, fmt.Errorf("new resolver: SCREENPOP_POP_ON %q: want alerting or connected", cfg.PopOn)
+	}
+	if cfg.MaxEventAge <= 0 {
+		cfg.MaxEventAge = 30 * time.Second
+	}
+	if cfg.Deadline <= 0 {
+		cfg.Deadline = 2 * time.Second
+	}
+	if cfg.CreateEntity == "" {
+		cfg.CreateEntity = "contact"
+	}
+	if cfg.OverrideEntityKey == "" {
+		cfg.OverrideEntityKey = "screenpop.entity"
+	}
+	if cfg.OverrideIDKey == "" {
+		cfg.OverrideIDKey = "screenpop.id"
+	}
+	if cfg.Prefill == nil {
+		cfg.Prefill = DefaultPrefill()
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	r := &Resolver{
+		cfg: cfg, dir: dir, store: store, pub: pub, hasher: hasher,
+		log:     log.With().Str("component", "resolver").Logger(),
+		pending: map[string]Message{},
+		recent:  map[string]time.Time{},
+	}
+	r.m = newResolverMetrics(cfg.Registerer)
+	return r, nil
+}
+
+// Outcomes of a pop, in its log line and metrics.
+const (
+	OutcomeMatch       = "match"         // one record: open
+	OutcomeMultiple    = "multiple"      // several: choose
+	OutcomeNoMatch     = "no_match"      // none anywhere: create
+	OutcomeNoKey       = "no_identifier" // no phone or email: create
+	OutcomeOverride    = "override"      // participant attributes named the record
+	OutcomeDeadline    = "deadline"      // the lookup outlived the pop deadline: search
+	OutcomeLookupError = "lookup_error"  // the lookup failed (after retries, or circuit open): search
+)
+
+// HandleMessage decodes a screenpop.conversation.*.v1 CloudEvent and calls
+// Handle; it fits bus.ConsumeEvents. A message that cannot be decoded is
+// counted, logged without its content and acknowledged (nil): redelivering
+// it would not help.
+func (r *Resolver) HandleMessage(ctx context.Context, data []byte) error {
+	e, err := DecodeEvent(data)
+	if err != nil {
+		r.m.skipped.WithLabelValues("malformed").Inc()
+		r.log.Warn().Int("bytes", len(data)).Msg("malformed conversation event skipped")
+		return nil
+	}
+	return r.Handle(ctx, e)
+}
+
+// Handle decides and, if due, resolves and publishes the pop for e. It
+// returns an error only when the event should be delivered again (the
+// marker store or the publish failed); a failed lookup is not an error (the
+// pop falls back to search).
+func (r *Resolver) Handle(ctx context.Context, e *Event) error {
+	start := r.cfg.Now()
+	if reason := invalidEvent(e); reason != "" {
+		r.skip(e, reason)
+		return nil
+	}
+	popID := e.PopID()
+	if msg, ok := r.takePending(popID); ok {
+		return r.republish(ctx, e, popID, msg, start)
+	}
+	if e.State == StateDisconnected {
+		r.skip(e, "disconnected")
+		return nil
+	}
+	if e.State.Rank() < r.cfg.PopOn.Rank() {
+		if p, ok := r.dir.(Prefetcher); ok && (!e.Internal || r.cfg.PopInternal) {
+			for _, k := range keys(e) {
+				p.Prefetch(k)
+			}
+		}
+		r.skip(e, "before_pop_state")
+		return nil
+	}
+	if e.Internal && !r.cfg.PopInternal {
+		r.skip(e, "internal")
+		return nil
+	}
+	received := e.ReceivedAt.Time
+	if received.IsZero() || received.After(start) {
+		received = start
+	}
+	if start.Sub(received) > r.cfg.MaxEventAge {
+		r.skip(e, "stale")
+		return nil
+	}
+	if r.poppedRecently(popID, start) {
+		r.skip(e, "already_popped")
+		return nil
+	}
+
+	pop, outcome, lookupDur := r.resolve(ctx, e, received, start)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("resolve %s: %w", popID, err) // shutting down: redeliver
+	}
+	markStart := r.cfg.Now()
+	created, err := r.store.MarkPop(ctx, popID)
+	if err != nil {
+		r.m.errors.WithLabelValues("mark").Inc()
+		r.log.Warn().Err(err).Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).Msg("pop marker not written; event will be redelivered")
+		return fmt.Errorf("mark pop: %w", err)
+	}
+	if !created {
+		r.remember(popID, start)
+		r.skip(e, "already_popped")
+		return nil
+	}
+	pubStart := r.cfg.Now()
+	pop.IssuedAt = NewTime(pubStart)
+	msg, err := EncodePop(pop, pubStart)
+	if err != nil { // cannot happen with these types; do not lose the marker's leg
+		r.unmark(ctx, popID, msg)
+		return err
+	}
+	if err := r.publish(ctx, msg); err != nil {
+		r.m.errors.WithLabelValues("publish").Inc()
+		r.log.Error().Err(err).Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).
+			Str("media", string(e.Media)).Str("state", string(e.State)).Msg("pop not published; event will be redelivered")
+		r.unmark(ctx, popID, msg)
+		return fmt.Errorf("publish pop: %w", err)
+	}
+	end := r.cfg.Now()
+	r.remember(popID, end)
+	r.logPop(e, pop, outcome, false, received, start, lookupDur, pubStart.Sub(markStart), end.Sub(pubStart), end)
+	return nil
+}
+
+func invalidEvent(e *Event) string {
+	switch {
+	case e == nil:
+		return "invalid"
+	case e.ConversationID == "" || e.Agent.ParticipantID == "" || !ValidSubjectToken(string(e.Agent.UserID)):
+		return "invalid"
+	case !e.Media.Valid() || !e.State.Valid():
+		return "invalid"
+	}
+	return ""
+}
+
+func (r *Resolver) skip(e *Event, reason string) {
+	r.m.skipped.WithLabelValues(reason).Inc()
+	ev := r.log.Debug().Str("reason", reason)
+	if e != nil {
+		ev = ev.Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).
+			Str("media", string(e.Media)).Str("state", string(e.State))
+	}
+	ev.Msg("no pop")
+}
+
+// keys are the customer's identifiers in lookup order: phone, then email.
+func keys(e *Event) []Key {
+	var ks []Key
+	if p := strings.TrimSpace(e.Customer.Phone); p != "" {
+		ks = append(ks, Key{Kind: KeyPhone, Value: p})
+	}
+	if m := strings.TrimSpace(e.Customer.Email); m != "" {
+		ks = append(ks, Key{Kind: KeyEmail, Value: m})
+	}
+	return ks
+}
+
+// resolve builds the pop for e: override, lookups under the deadline, or
+// the create/search fallbacks.
+func (r *Resolver) resolve(ctx context.Context, e *Event, received, now time.Time) (*Pop, string, time.Duration) {
+	pop := &Pop{
+		ID: e.PopID(), ConversationID: e.ConversationID, AgentID: e.Agent.UserID,
+		Media: e.Media, State: e.State,
+		Customer:        PopCustomer{Phone: e.Customer.Phone, Email: e.Customer.Email, Name: e.Customer.Name},
+		EventReceivedAt: NewTime(received),
+	}
+	if ent, id := e.Customer.Attributes[r.cfg.OverrideEntityKey], e.Customer.Attributes[r.cfg.OverrideIDKey]; ent != "" && id != "" {
+		// RecordURL refuses anything but a logical name and a GUID.
+		if u := r.dir.RecordURL(ent, id); u != "" {
+			pop.Target = Target{Action: ActionOpen, Entity: ent, ID: id, URL: u}
+			return pop, OutcomeOverride, 0
+		}
+		r.m.skipped.WithLabelValues("override_invalid").Inc()
+		r.log.Debug().Str("conversation_id", string(e.ConversationID)).Msg("override attributes are not an entity and a GUID; looking up instead")
+	}
+	lctx, cancel := context.WithTimeout(ctx, received.Add(r.cfg.Deadline).Sub(now))
+	defer cancel()
+	lookupStart := time.Now()
+	for _, k := range keys(e) {
+		recs, err := r.dir.Lookup(lctx, k)
+		if err != nil {
+			outcome := OutcomeLookupError
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				outcome = OutcomeDeadline
+			} else {
+				r.log.Debug().Err(err).Str("conversation_id", string(e.ConversationID)).Str("kind", string(k.Kind)).Msg("lookup failed")
+			}
+			pop.Target = Target{Action: ActionSearch, Query: k.Value}
+			return pop, outcome, time.Since(lookupStart)
+		}
+		switch {
+		case len(recs) == 1:
+			rec := recs[0]
+			pop.Target = Target{Action: ActionOpen, Entity: rec.Entity, ID: rec.ID, Name: rec.Name, URL: rec.URL}
+			return pop, OutcomeMatch, time.Since(lookupStart)
+		case len(recs) > 1:
+			n := min(len(recs), 10)
+			pop.Target = Target{Action: ActionChoose, Entity: recs[0].Entity}
+			pop.Candidates = make([]Candidate, n)
+			for i, rec := range recs[:n] {
+				pop.Candidates[i] = Candidate{Entity: rec.Entity, ID: rec.ID, Name: rec.Name, URL: rec.URL}
+			}
+			return pop, OutcomeMultiple, time.Since(lookupStart)
+		}
+	}
+	outcome := OutcomeNoMatch
+	if len(keys(e)) == 0 {
+		outcome = OutcomeNoKey
+	}
+	pop.Target = Target{Action: ActionCreate, Entity: r.cfg.CreateEntity, URL: r.dir.RecordURL(r.cfg.CreateEntity, "")}
+	pop.Prefill = r.prefill(e.Customer)
+	return pop, outcome, time.Since(lookupStart)
+}
+
+// prefill maps the customer onto the create entity's columns.
+func (r *Resolver) prefill(c Customer) map[string]string {
+	cols, ok := r.cfg.Prefill[r.cfg.CreateEntity]
+	if !ok {
+		return nil
+	}
+	m := map[string]string{}
+	set := func(col, v string) {
+		if col != "" && v != "" {
+			m[col] = v
+		}
+	}
+	set(cols.Phone, c.Phone)
+	set(cols.Email, c.Email)
+	name := strings.TrimSpace(c.Name)
+	set(cols.FullName, name)
+	if f := strings.Fields(name); len(f) == 1 {
+		set(cols.LastName, f[0]) // lastname is the required one on contact and lead
+	} else if len(f) > 1 {
+		set(cols.FirstName, f[0])
+		set(cols.LastName, strings.Join(f[1:], " "))
+	}
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+// publish retries pub.Publish with the same message (so the same
+// Nats-Msg-Id) with backoff for PublishTimeout.
+func (r *Resolver) publish(ctx context.Context, msg Message) error {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		err := r.pub.Publish(ctx, msg)
+		if err == nil {
+			return nil
+		}
+		d := min(50*time.Millisecond<<min(attempt-1, 5), time.Second)
+		d = d/2 + rand.N(d/2+1)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("after %d attempts: %w", attempt, err)
+		case <-t.C:
+		}
+	}
+}
+
+// unmark undoes the marker of a pop that was not published, or keeps the
+// pop in memory when that fails too.
+func (r *Resolver) unmark(ctx context.Context, popID string, msg Message) {
+	if u, ok := r.store.(PopUnmarker); ok {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		err := u.UnmarkPop(uctx, popID)
+		cancel()
+		if err == nil {
+			return
+		}
+	}
+	if msg.ID == "" {
+		return
+	}
+	r.mu.Lock()
+	r.pending[popID] = msg
+	r.mu.Unlock()
+}
+
+func (r *Resolver) takePending(popID string) (Message, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	msg, ok := r.pending[popID]
+	delete(r.pending, popID)
+	return msg, ok
+}
+
+// republish publishes a pop that was marked but not published before.
+func (r *Resolver) republish(ctx context.Context, e *Event, popID string, msg Message, start time.Time) error {
+	if err := r.publish(ctx, msg); err != nil {
+		r.mu.Lock()
+		r.pending[popID] = msg
+		r.mu.Unlock()
+		r.m.errors.WithLabelValues("publish").Inc()
+		return fmt.Errorf("publish pop: %w", err)
+	}
+	end := r.cfg.Now()
+	r.remember(popID, end)
+	pop, err := DecodePop(msg.Data)
+	if err != nil {
+		return nil
+	}
+	received := pop.EventReceivedAt.Time
+	r.logPop(e, pop, "republished", true, received, start, 0, 0, end.Sub(start), end)
+	return nil
+}
+
+// recent pops: only an optimization (the marker is the truth), so small
+// and short-lived.
+const recentTTL = 10 * time.Minute
+
+func (r *Resolver) poppedRecently(popID string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.recent[popID]
+	return ok && now.Sub(t) < recentTTL
+}
+
+func (r *Resolver) remember(popID string, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.recent) >= 50000 {
+		for k, t := range r.recent {
+			if now.Sub(t) >= recentTTL {
+				delete(r.recent, k)
+			}
+		}
+		if len(r.recent) >= 50000 {
+			clear(r.recent)
+		}
+	}
+	r.recent[popID] = now
+}
+
+// logPop writes the one info line of a pop: ids, what was decided and the
+// per-stage latencies; the caller appears only as a keyed hash.
+func (r *Resolver) logPop(e *Event, p *Pop, outcome string, redelivered bool, received, start time.Time, lookup, mark, publish time.Duration, end time.Time) {
+	queue := start.Sub(received)
+	total := end.Sub(received)
+	r.m.pops.WithLabelValues(string(p.Media), string(p.Target.Action), outcome).Inc()
+	r.m.stage.WithLabelValues("queue").Observe(queue.Seconds())
+	r.m.stage.WithLabelValues("lookup").Observe(lookup.Seconds())
+	r.m.stage.WithLabelValues("publish").Observe(publish.Seconds())
+	r.m.stage.WithLabelValues("total").Observe(total.Seconds())
+	ev := r.log.Info().
+		Str("conversation_id", string(p.ConversationID)).
+		Str("agent_id", string(p.AgentID)).
+		Str("participant_id", string(e.Agent.ParticipantID)).
+		Str("media", string(p.Media)).
+		Str("state", string(p.State)).
+		Str("action", string(p.Target.Action)).
+		Str("outcome", outcome)
+	if p.Target.Entity != "" {
+		ev = ev.Str("entity", p.Target.Entity)
+	}
+	if p.Target.ID != "" {
+		ev = ev.Str("record_id", p.Target.ID)
+	}
+	if len(p.Candidates) > 0 {
+		ev = ev.Int("candidates", len(p.Candidates))
+	}
+	if h := r.hasher.Hash(callerKey(e)); h != "" {
+		ev = ev.Str("caller_hash", h)
+	}
+	if redelivered {
+		ev = ev.Bool("redelivered", true)
+	}
+	ev.Int64("queue_ms", queue.Milliseconds()).
+		Int64("lookup_ms", lookup.Milliseconds()).
+		Int64("mark_ms", mark.Milliseconds()).
+		Int64("publish_ms", publish.Milliseconds()).
+		Int64("total_ms", total.Milliseconds()).
+		Msg("pop")
+}
+
+func callerKey(e *Event) string {
+	if e.Customer.Phone != "" {
+		return e.Customer.Phone
+	}
+	return strings.ToLower(e.Customer.Email)
+}
+
+// ResolverStatus is the resolver's /status snapshot.
+type ResolverStatus struct {
+	PendingPublishes int `json:"pending_publishes"`
+	RecentPops       int `json:"recent_pops"`
+}
+
+// Status returns a JSON-marshalable snapshot (no PII).
+func (r *Resolver) Status() any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return ResolverStatus{PendingPublishes: len(r.pending), RecentPops: len(r.recent)}
+}
+
+type resolverMetrics struct {
+	pops    *prometheus.CounterVec
+	skipped *prometheus.CounterVec
+	errors  *prometheus.CounterVec
+	stage   *prometheus.HistogramVec
+}
+
+func newResolverMetrics(reg prometheus.Registerer) *resolverMetrics {
+	m := &resolverMetrics{
+		pops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "screenpop_bridge_resolver_pops_total",
+			Help: "Pops published, by media, action (open, choose, create, search) and outcome.",
+		}, []string{"media", "action", "outcome"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "screenpop_bridge_resolver_skipped_total",
+			Help: "Events that made no pop, by reason (before_pop_state, disconnected, internal, stale, already_popped, invalid, malformed, override_invalid).",
+		}, []string{"reason"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "screenpop_bridge_resolver_errors_total",
+			Help: "Events returned for redelivery, by stage (mark, publish).",
+		}, []string{"stage"}),
+		stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "screenpop_bridge_resolver_stage_seconds",
+			Help:    "Pop latency by stage: queue (event received to resolver start), lookup, publish, total (event received to published).",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2, 5},
+		}, []string{"stage"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.pops, m.skipped, m.errors, m.stage)
+	}
+	return m
+}

@@ -1,0 +1,646 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Func-field fakes of the resolver's dependencies.
+
+type fakeDir struct {
+	lookup   func(ctx context.Context, k Key) ([]Record, error)
+	prefetch func(k Key)
+	mu       sync.Mutex
+	calls    []Key
+}
+
+func (d *fakeDir) Lookup(ctx context.Context, k Key) ([]Record, error) {
+	d.mu.Lock()
+	d.calls = append(d.calls, k)
+	d.mu.Unlock()
+	if d.lookup == nil {
+		return nil, nil
+	}
+	return d.lookup(ctx, k)
+}
+
+func (d *fakeDir) RecordURL(entity, id string) string {
+	if strings.ContainsAny(entity+id, "+@ ") || (id != "" && len(id) != 36) {
+		return ""
+	}
+	u := "https://org.example/main.aspx?appid=app&pagetype=entityrecord&etn=" + entity
+	if id != "" {
+		u += "&id=" + id
+	}
+	return u
+}
+
+type fakeDirPrefetch struct{ *fakeDir }
+
+func (d fakeDirPrefetch) Prefetch(k Key) { d.prefetch(k) }
+
+type fakeStore struct {
+	mu      sync.Mutex
+	marks   map[string]bool
+	markErr func() error
+}
+
+func (s *fakeStore) MarkPop(_ context.Context, id string) (bool, error) {
+	if s.markErr != nil {
+		if err := s.markErr(); err != nil {
+			return false, err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.marks == nil {
+		s.marks = map[string]bool{}
+	}
+	if s.marks[id] {
+		return false, nil
+	}
+	s.marks[id] = true
+	return true, nil
+}
+func (s *fakeStore) Epoch() string                                      { return "e" }
+func (s *fakeStore) LatestPop(context.Context, AgentID) (uint64, error) { return 0, nil }
+func (s *fakeStore) ReplayPops(context.Context, AgentID, uint64, time.Time, func(StoredPop) error) error {
+	return nil
+}
+func (s *fakeStore) FollowPops(context.Context, func(StoredPop)) error { return nil }
+
+type unmarkingStore struct {
+	*fakeStore
+	unmarked []string
+}
+
+func (s *unmarkingStore) UnmarkPop(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.marks, id)
+	s.unmarked = append(s.unmarked, id)
+	return nil
+}
+
+type fakePub struct {
+	mu   sync.Mutex
+	fail func(Message) error
+	msgs []Message
+	ids  map[string]bool // JetStream's duplicate window
+}
+
+func (p *fakePub) Publish(_ context.Context, m Message) error {
+	if p.fail != nil {
+		if err := p.fail(m); err != nil {
+			return err
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ids == nil {
+		p.ids = map[string]bool{}
+	}
+	if !p.ids[m.ID] {
+		p.ids[m.ID] = true
+		p.msgs = append(p.msgs, m)
+	}
+	return nil
+}
+
+func (p *fakePub) pops(t *testing.T) []*Pop {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []*Pop
+	for _, m := range p.msgs {
+		pop, err := DecodePop(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Subject != PopSubject(pop.AgentID) || m.ID != pop.ID {
+			t.Fatalf("message %s/%s does not match pop %s for %s", m.Subject, m.ID, pop.ID, pop.AgentID)
+		}
+		out = append(out, pop)
+	}
+	return out
+}
+
+const (
+	guidA = "aaaaaaaa-0000-0000-0000-000000000001"
+	guidB = "aaaaaaaa-0000-0000-0000-000000000002"
+)
+
+func rec(entity, id, name string) Record {
+	return Record{Entity: entity, ID: id, Name: name, URL: "https://org.example/main.aspx?appid=app&pagetype=entityrecord&etn=" + entity + "&id=" + id}
+}
+
+func event(conv, agent, part string, state State) *Event {
+	return &Event{
+		ConversationID: ConversationID(conv),
+		Agent:          AgentLeg{UserID: AgentID(agent), ParticipantID: ParticipantID(part)},
+		Media:          MediaVoice, State: state, Direction: DirectionInbound,
+		Customer:   Customer{Phone: "+13175550123", Address: "tel:+13175550123", Email: "jane.doe@example.com", Name: "Jane Q Doe"},
+		ReceivedAt: NewTime(time.Now()),
+	}
+}
+
+// lockedBuffer is a log sink safe for concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type env struct {
+	dir   *fakeDir
+	store *fakeStore
+	pub   *fakePub
+	r     *Resolver
+	logs  *lockedBuffer
+}
+
+func newEnv(t *testing.T, cfg ResolverConfig, dir Directory, d *fakeDir, store PopStore, fs *fakeStore) *env {
+	t.Helper()
+	if d == nil {
+		d = &fakeDir{}
+	}
+	if dir == nil {
+		dir = d
+	}
+	if fs == nil {
+		fs = &fakeStore{}
+	}
+	if store == nil {
+		store = fs
+	}
+	e := &env{dir: d, store: fs, pub: &fakePub{}, logs: &lockedBuffer{}}
+	log := zerolog.New(e.logs).Level(zerolog.DebugLevel)
+	r, err := NewResolver(cfg, dir, store, e.pub, NewHasher([]byte("0123456789abcdef0123")), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.r = r
+	return e
+}
+
+func (e *env) handle(t *testing.T, ev *Event) {
+	t.Helper()
+	if err := e.r.Handle(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) one(t *testing.T) *Pop {
+	t.Helper()
+	pops := e.pub.pops(t)
+	if len(pops) != 1 {
+		t.Fatalf("%d pops, want 1", len(pops))
+	}
+	return pops[0]
+}
+
+// popLines returns the info lines with message "pop".
+func (e *env) popLines(t *testing.T) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(e.logs.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if m["level"] == "info" {
+			if m["message"] != "pop" {
+				t.Fatalf("unexpected info line %v", m)
+			}
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func TestResolver_Actions(t *testing.T) {
+	t.Run("Open", func(t *testing.T) {
+		e := newEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(_ context.Context, k Key) ([]Record, error) {
+			if k.Kind == KeyPhone && k.Value == "+13175550123" {
+				return []Record{rec("contact", guidA, "Jane Doe")}, nil
+			}
+			return nil, errors.New("unexpected key")
+		}}, nil, nil)
+		e.handle(t, event("c1", "agent1", "p1", StateAlerting))
+		p := e.one(t)
+		if p.Target.Action != ActionOpen || p.Target.Entity != "contact" || p.Target.ID != guidA || p.Target.Name != "Jane Doe" || p.Target.URL == "" {
+			t.Fatalf("target %+v", p.Target)
+		}
+		if p.ID != "pop:c1:p1" || p.AgentID != "agent1" || p.Customer.Phone != "+13175550123" || p.EventReceivedAt.IsZero() || p.IssuedAt.IsZero() {
+			t.Fatalf("pop %+v", p)
+		}
+		lines := e.popLines(t)
+		if len(lines) != 1 || lines[0]["outcome"] != OutcomeMatch || lines[0]["action"] != "open" {
+			t.Fatalf("log lines %v", lines)
+		}
+	})
+	t.Run("Choose", func(t *testing.T) {
+		var recs []Record
+		for i := range 12 {
+			recs = append(recs, rec("contact", fmt.Sprintf("aaaaaaaa-0000-0000-0000-%012d", i), fmt.Sprintf("Name %d", i)))
+		}
+		e := newEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(context.Context, Key) ([]Record, error) { return recs, nil }}, nil, nil)
+		e.handle(t, event("c1", "agent1", "p1", StateAlerting))
+		p := e.one(t)
+		if p.Target.Action != ActionChoose || p.Target.Entity != "contact" || len(p.Candidates) != 10 || p.Candidates[9].ID != recs[9].ID || p.Candidates[0].URL == "" {
+			t.Fatalf("pop %+v", p)
+		}
+	})
+	t.Run("Create", func(t *testing.T) {
+		d := &fakeDir{}
+		e := newEnv(t, ResolverConfig{}, nil, d, nil, nil)
+		e.handle(t, event("c1", "agent1", "p1", StateAlerting))
+		p := e.one(t)
+		if p.Target.Action != ActionCreate || p.Target.Entity != "contact" || p.Target.URL != "https://org.example/main.aspx?appid=app&pagetype=entityrecord&etn=contact" {
+			t.Fatalf("target %+v", p.Target)
+		}
+		want := map[string]string{"telephone1": "+13175550123", "emailaddress1": "jane.doe@example.com", "firstname": "Jane", "lastname": "Q Doe"}
+		if fmt.Sprint(p.Prefill) != fmt.Sprint(want) {
+			t.Fatalf("prefill %v, want %v", p.Prefill, want)
+		}
+		if len(d.calls) != 2 || d.calls[0].Kind != KeyPhone || d.calls[1].Kind != KeyEmail {
+			t.Fatalf("lookups %v, want phone then email", d.calls)
+		}
+		if l := e.popLines(t); l[0]["outcome"] != OutcomeNoMatch {
+			t.Fatalf("outcome %v", l[0]["outcome"])
+		}
+	})
+	t.Run("CreateAccountPrefill", func(t *testing.T) {
+		e := newEnv(t, ResolverConfig{CreateEntity: "account"}, nil, nil, nil, nil)
+		e.handle(t, event("c1", "agent1", "p1", StateAlerting))
+		p := e.one(t)
+		if p.Target.Entity != "account" || p.Prefill["name"] != "Jane Q Doe" || p.Prefill["telephone1"] != "+13175550123" {
+			t.Fatalf("pop %+v", p)
+		}
+	})
+	t.Run("EmailAfterPhone", func(t *testing.T) {
+		e := newEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(_ context.Context, k Key) ([]Record, error) {
+			if k.Kind == KeyEmail {
+				return []Record{rec("lead", guidB, "Jane")}, nil
+			}
+			return nil, nil
+		}}, nil, nil)
+		ev := event("c1", "agent1", "p1", StateAlerting)
+		ev.Media = MediaChat
+		e.handle(t, ev)
+		if p := e.one(t); p.Target.Action != ActionOpen || p.Target.Entity != "lead" || p.Media != MediaChat {
+			t.Fatalf("pop %+v", p)
+		}
+	})
+	t.Run("SearchOnDeadline", func(t *testing.T) {
+		e := newEnv(t, ResolverConfig{Deadline: 50 * time.Millisecond}, nil, &fakeDir{lookup: func(ctx context.Context, _ Key) ([]Record, error) {
+			<-ctx.Done()
+			return nil, fmt.Errorf("lookup phone: %w", ctx.Err())
+		}}, nil, nil)
+		e.handle(t, event("c1", "agent1", "p1", StateAlerting))
+		p := e.one(t)
+		if p.Target.Action != ActionSearch || p.Target.Query != "+13175550123" || p.Target.URL != "" {
+			t.Fatalf("target %+v", p.Target)
+		}
+		if l := e.popLines(t); l[0]["outcome"] != OutcomeDeadline {
+			t.Fatalf("outcome %v", l[0]["outcome"])
+		}
+	})
+	t.Run("SearchOnError", func(t *testing.T) {
+		e := newEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(context.Context, Key) ([]Record, error) {
+			return nil, errors.New("dataverse circuit breaker open")
+		}}, nil, nil)
+		e.handle(t, event("c1", "agent1", "p1", StateAlerting))
+		if p := e.one(t); p.Target.Action != ActionSearch || p.Target.Query != "+13175550123" {
+			t.Fatalf("target %+v", p.Target)
+		}
+		if l := e.popLines(t); l[0]["outcome"] != OutcomeLookupError {
+			t.Fatalf("outcome %v", l[0]["outcome"])
+		}
+	})
+	t.Run("DeadlineCountsFromReceivedAt", func(t *testing.T) {
+		// The frame arrived 3s ago (queueing): no time is left, so only a
+		// cached answer could make it; this directory has none.
+		e := newEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(ctx context.Context, _ Key) ([]Record, error) {
+			if ctx.Err() == nil {
+				return nil, errors.New("lookup got a live context")
+			}
+			return nil, ctx.Err()
+		}}, nil, nil)
+		ev := event("c1", "agent1", "p1", StateAlerting)
+		ev.ReceivedAt = NewTime(time.Now().Add(-3 * time.Second))
+		e.handle(t, ev)
+		if p := e.one(t); p.Target.Action != ActionSearch {
+			t.Fatalf("target %+v", p.Target)
+		}
+	})
+}
+
+func TestResolver_Override(t *testing.T) {
+	d := &fakeDir{lookup: func(context.Context, Key) ([]Record, error) { return nil, errors.New("must not look up") }}
+	e := newEnv(t, ResolverConfig{}, nil, d, nil, nil)
+	ev := event("c1", "agent1", "p1", StateAlerting)
+	ev.Customer.Attributes = map[string]string{"screenpop.entity": "account", "screenpop.id": guidB}
+	e.handle(t, ev)
+	p := e.one(t)
+	if p.Target.Action != ActionOpen || p.Target.Entity != "account" || p.Target.ID != guidB || !strings.HasSuffix(p.Target.URL, "etn=account&id="+guidB) {
+		t.Fatalf("target %+v", p.Target)
+	}
+	if len(d.calls) != 0 {
+		t.Fatalf("looked up %v", d.calls)
+	}
+	if l := e.popLines(t); l[0]["outcome"] != OutcomeOverride {
+		t.Fatalf("outcome %v", l[0]["outcome"])
+	}
+
+	t.Run("CustomKeysAndInvalidID", func(t *testing.T) {
+		d := &fakeDir{lookup: func(context.Context, Key) ([]Record, error) { return []Record{rec("contact", guidA, "J")}, nil }}
+		e := newEnv(t, ResolverConfig{OverrideEntityKey: "crm.type", OverrideIDKey: "crm.id"}, nil, d, nil, nil)
+		ev := event("c1", "agent1", "p1", StateAlerting)
+		ev.Customer.Attributes = map[string]string{"crm.type": "contact", "crm.id": "+13175550123"}
+		e.handle(t, ev)
+		if p := e.one(t); p.Target.ID != guidA || len(d.calls) != 1 {
+			t.Fatalf("an invalid override id must fall back to the lookup: %+v", p.Target)
+		}
+	})
+}
+
+func TestResolver_Internal(t *testing.T) {
+	ev := event("c1", "agent1", "p1", StateAlerting)
+	ev.Internal = true
+	ev.Customer = Customer{}
+	e := newEnv(t, ResolverConfig{}, nil, nil, nil, nil)
+	e.handle(t, ev)
+	if n := len(e.pub.pops(t)); n != 0 {
+		t.Fatalf("%d pops for an internal call", n)
+	}
+	e = newEnv(t, ResolverConfig{PopInternal: true}, nil, nil, nil, nil)
+	e.handle(t, ev)
+	if p := e.one(t); p.Target.Action != ActionCreate {
+		t.Fatalf("internal pop %+v", p.Target)
+	}
+	if l := e.popLines(t); l[0]["outcome"] != OutcomeNoKey {
+		t.Fatalf("outcome %v", l[0]["outcome"])
+	}
+}
+
+func TestResolver_Transfer(t *testing.T) {
+	e := newEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(_ context.Context, k Key) ([]Record, error) {
+		if k.Value == "+13175550123" {
+			return []Record{rec("contact", guidA, "Jane")}, nil
+		}
+		return nil, errors.New("looked up someone other than the customer")
+	}}, nil, nil)
+	// Agent A takes the call, then transfers it (consult) to agent B.
+	e.handle(t, event("c1", "agentA", "pA", StateAlerting))
+	e.handle(t, event("c1", "agentA", "pA", StateConnected))
+	e.handle(t, event("c1", "agentB", "pB", StateAlerting))
+	e.handle(t, event("c1", "agentA", "pA", StateConnected)) // A's leg, while consulting
+	e.handle(t, event("c1", "agentB", "pB", StateConnected))
+	e.handle(t, event("c1", "agentA", "pA", StateDisconnected))
+	pops := e.pub.pops(t)
+	if len(pops) != 2 {
+		t.Fatalf("%d pops, want one for A and one for B", len(pops))
+	}
+	if pops[0].AgentID != "agentA" || pops[1].AgentID != "agentB" || pops[1].ID != "pop:c1:pB" || pops[1].Target.ID != guidA {
+		t.Fatalf("pops %+v / %+v", pops[0], pops[1])
+	}
+	// Transferred back to A: a new leg, a new pop.
+	e.handle(t, event("c1", "agentA", "pA2", StateAlerting))
+	if n := len(e.pub.pops(t)); n != 3 {
+		t.Fatalf("%d pops after the transfer back, want 3", n)
+	}
+}
+
+func TestResolver_When(t *testing.T) {
+	t.Run("AlertingModeOutboundDialing", func(t *testing.T) {
+		e := newEnv(t, ResolverConfig{}, nil, nil, nil, nil)
+		ev := event("c1", "agent1", "p1", StateDialing)
+		ev.Direction = DirectionOutbound
+		e.handle(t, ev)
+		if p := e.one(t); p.State != StateDialing {
+			t.Fatalf("pop %+v", p)
+		}
+	})
+	t.Run("FirstSeenConnected", func(t *testing.T) {
+		e := newEnv(t, ResolverConfig{}, nil, nil, nil, nil)
+		e.handle(t, event("c1", "agent1", "p1", StateConnected))
+		e.handle(t, event("c1", "agent1", "p1", StateConnected))
+		if p := e.one(t); p.State != StateConnected {
+			t.Fatalf("pop %+v", p)
+		}
+	})
+	t.Run("FirstSeenDisconnected", func(t *testing.T) {
+		e := newEnv(t, ResolverConfig{}, nil, nil, nil, nil)
+		e.handle(t, event("c1", "agent1", "p1", StateDisconnected))
+		if n := len(e.pub.pops(t)); n != 0 {
+			t.Fatalf("%d pops", n)
+		}
+	})
+	t.Run("ConnectedModePrefetches", func(t *testing.T) {
+		var prefetched []Key
+		d := &fakeDir{prefetch: func(k Key) { prefetched = append(prefetched, k) }}
+		e := newEnv(t, ResolverConfig{PopOn: StateConnected}, fakeDirPrefetch{d}, d, nil, nil)
+		e.handle(t, event("c1", "agent1", "p1", StateAlerting))
+		if n := len(e.pub.pops(t)); n != 0 || len(prefetched) != 2 || len(d.calls) != 0 {
+			t.Fatalf("%d pops, prefetched %v, looked up %v at alerting", n, prefetched, d.calls)
+		}
+		e.handle(t, event("c1", "agent1", "p1", StateConnected))
+		if p := e.one(t); p.State != StateConnected {
+			t.Fatalf("pop %+v", p)
+		}
+	})
+	t.Run("Stale", func(t *testing.T) {
+		e := newEnv(t, ResolverConfig{MaxEventAge: 30 * time.Second}, nil, nil, nil, nil)
+		ev := event("c1", "agent1", "p1", StateAlerting)
+		ev.ReceivedAt = NewTime(time.Now().Add(-31 * time.Second))
+		e.handle(t, ev)
+		if n := len(e.pub.pops(t)); n != 0 {
+			t.Fatalf("%d pops for a stale event", n)
+		}
+	})
+	t.Run("BadPopOn", func(t *testing.T) {
+		if _, err := NewResolver(ResolverConfig{PopOn: StateDialing}, &fakeDir{}, &fakeStore{}, &fakePub{}, Hasher{}, zerolog.Nop()); err == nil || !strings.Contains(err.Error(), "SCREENPOP_POP_ON") {
+			t.Fatalf("err %v", err)
+		}
+	})
+	t.Run("Malformed", func(t *testing.T) {
+		e := newEnv(t, ResolverConfig{}, nil, nil, nil, nil)
+		if err := e.r.HandleMessage(context.Background(), []byte(`{"nope`)); err != nil {
+			t.Fatalf("a malformed message must be acked, got %v", err)
+		}
+		bad := event("c1", "agent.*", "p1", StateAlerting)
+		e.handle(t, bad)
+		if n := len(e.pub.pops(t)); n != 0 {
+			t.Fatalf("%d pops", n)
+		}
+	})
+}
+
+func TestResolver_Once(t *testing.T) {
+	t.Run("ConcurrentEventsOneLeg", func(t *testing.T) {
+		e := newEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(context.Context, Key) ([]Record, error) {
+			return []Record{rec("contact", guidA, "J")}, nil
+		}}, nil, nil)
+		var wg sync.WaitGroup
+		for i := range 20 {
+			wg.Go(func() {
+				st := StateAlerting
+				if i%2 == 1 {
+					st = StateConnected
+				}
+				if err := e.r.Handle(context.Background(), event("c1", "agent1", "p1", st)); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		e.one(t)
+		if n := len(e.popLines(t)); n != 1 {
+			t.Fatalf("%d pop log lines", n)
+		}
+	})
+	t.Run("MarkFailsThenRedelivered", func(t *testing.T) {
+		fails := 1
+		fs := &fakeStore{markErr: func() error {
+			if fails > 0 {
+				fails--
+				return errors.New("kv unavailable")
+			}
+			return nil
+		}}
+		e := newEnv(t, ResolverConfig{}, nil, nil, nil, fs)
+		ev := event("c1", "agent1", "p1", StateAlerting)
+		if err := e.r.Handle(context.Background(), ev); err == nil {
+			t.Fatal("want an error (redeliver) when the marker cannot be written")
+		}
+		if n := len(e.pub.pops(t)); n != 0 {
+			t.Fatalf("%d pops without a marker", n)
+		}
+		e.handle(t, ev)
+		e.one(t)
+	})
+	t.Run("PublishRetriedWithSameID", func(t *testing.T) {
+		e := newEnv(t, ResolverConfig{}, nil, nil, nil, nil)
+		n := 0
+		var ids []string
+		e.pub.fail = func(m Message) error {
+			ids = append(ids, m.ID)
+			if n++; n <= 2 {
+				return errors.New("no responders")
+			}
+			return nil
+		}
+		e.handle(t, event("c1", "agent1", "p1", StateAlerting))
+		e.one(t)
+		if len(ids) != 3 || ids[0] != ids[1] || ids[1] != ids[2] {
+			t.Fatalf("publish ids %v", ids)
+		}
+	})
+	t.Run("PublishFailsUnmarkedAndRedelivered", func(t *testing.T) {
+		us := &unmarkingStore{fakeStore: &fakeStore{}}
+		e := newEnv(t, ResolverConfig{PublishTimeout: 50 * time.Millisecond}, nil, nil, us, us.fakeStore)
+		down := true
+		e.pub.fail = func(Message) error {
+			if down {
+				return errors.New("stream unavailable")
+			}
+			return nil
+		}
+		ev := event("c1", "agent1", "p1", StateAlerting)
+		if err := e.r.Handle(context.Background(), ev); err == nil {
+			t.Fatal("want an error (redeliver)")
+		}
+		if len(us.unmarked) != 1 {
+			t.Fatalf("unmarked %v", us.unmarked)
+		}
+		down = false
+		e.handle(t, ev)
+		e.one(t)
+	})
+	t.Run("PublishFailsKeptInMemory", func(t *testing.T) {
+		e := newEnv(t, ResolverConfig{PublishTimeout: 50 * time.Millisecond}, nil, nil, nil, nil)
+		down := true
+		e.pub.fail = func(Message) error {
+			if down {
+				return errors.New("stream unavailable")
+			}
+			return nil
+		}
+		ev := event("c1", "agent1", "p1", StateAlerting)
+		if err := e.r.Handle(context.Background(), ev); err == nil {
+			t.Fatal("want an error (redeliver)")
+		}
+		if st := e.r.Status().(ResolverStatus); st.PendingPublishes != 1 {
+			t.Fatalf("status %+v", st)
+		}
+		down = false
+		e.handle(t, ev) // the marker is set; the pending pop is published
+		p := e.one(t)
+		if p.ID != "pop:c1:p1" {
+			t.Fatalf("pop %+v", p)
+		}
+	})
+}
+
+func TestResolver_NoPII(t *testing.T) {
+	e := newEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(_ context.Context, k Key) ([]Record, error) {
+		return []Record{rec("contact", guidA, "Jane Q Doe"), rec("contact", guidB, "Jane Doe")}, nil
+	}}, nil, nil)
+	ev := event("c1", "agent1", "p1", StateAlerting)
+	ev.Customer.Attributes = map[string]string{"secret.attr": "attribute-value"}
+	e.handle(t, ev)
+	// And a create pop with the name prefilled.
+	e2 := newEnv(t, ResolverConfig{}, nil, nil, nil, nil)
+	e2.handle(t, event("c2", "agent1", "p2", StateAlerting))
+	for _, env := range []*env{e, e2} {
+		logs := env.logs.String()
+		for _, pii := range []string{"3175550123", "jane", "Jane", "Doe", "attribute-value", "example.com"} {
+			if strings.Contains(logs, pii) {
+				t.Fatalf("log carries %q:\n%s", pii, logs)
+			}
+		}
+		lines := env.popLines(t)
+		if len(lines) != 1 {
+			t.Fatalf("%d pop lines", len(lines))
+		}
+		for _, f := range []string{"conversation_id", "agent_id", "media", "state", "action", "outcome", "queue_ms", "lookup_ms", "publish_ms", "total_ms", "caller_hash"} {
+			if _, ok := lines[0][f]; !ok {
+				t.Fatalf("pop line lacks %s: %v", f, lines[0])
+			}
+		}
+		p := env.one(t)
+		urls := []string{p.Target.URL}
+		for _, c := range p.Candidates {
+			urls = append(urls, c.URL)
+		}
+		for _, u := range urls {
+			if strings.ContainsAny(u, "@+ ") || strings.Contains(u, "5550123") || strings.Contains(u, "Jane") {
+				t.Fatalf("url carries PII: %s", u)
+			}
+		}
+	}
+}
