@@ -1,0 +1,236 @@
+package bridge_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/bridge/bus"
+	"github.com/screenpop/screenpop/dataverse"
+	"github.com/screenpop/screenpop/dataverse/dataversetest"
+)
+
+// resolverStack is the resolver wired as in screenpopd: the Dataverse
+// emulator behind a dataverse.Client, and an embedded NATS (bus.Conn) as
+// PopStore and Publisher, with the resolver consuming events through
+// bus.ConsumeEvents and the test following pops through bus.FollowPops.
+type resolverStack struct {
+	dv    *dataversetest.Server
+	dir   *dataverse.Client
+	conn  *bus.Conn
+	r     *bridge.Resolver
+	mu    sync.Mutex
+	pops  []*bridge.Pop
+	got   chan struct{}
+	stop  func()
+	agent bridge.AgentID
+}
+
+func startResolverStack(t *testing.T, rcfg bridge.ResolverConfig, seed func(*dataversetest.Server)) *resolverStack {
+	t.Helper()
+	s := &resolverStack{dv: dataversetest.New(dataversetest.Config{}), got: make(chan struct{}, 1000), agent: "agent-1"}
+	if seed != nil {
+		seed(s.dv)
+	}
+	if err := s.dv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ec := s.dv.Config()
+	var err error
+	s.dir, err = dataverse.New(dataverse.Config{URL: s.dv.URL(), ClientID: ec.ClientID, ClientSecret: ec.ClientSecret, TokenURL: s.dv.TokenURL(), AppID: "11111111-2222-3333-4444-555555555555"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.conn, err = bus.Start(context.Background(), bus.Config{Listen: "off", DataDir: t.TempDir()}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.r, err = bridge.NewResolver(rcfg, s.dir, s.conn, s.conn, bridge.NewHasher([]byte("integration-test-key")), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := s.conn.ConsumeEvents(ctx, bus.ConsumeConfig{}, s.r.HandleMessage); err != nil {
+			t.Error(err)
+		}
+	})
+	wg.Go(func() {
+		if err := s.dir.Run(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	followed := make(chan struct{})
+	wg.Go(func() {
+		close(followed)
+		_ = s.conn.FollowPops(ctx, func(sp bridge.StoredPop) {
+			p, err := bridge.DecodePop(sp.Data)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			s.mu.Lock()
+			s.pops = append(s.pops, p)
+			s.mu.Unlock()
+			s.got <- struct{}{}
+		})
+	})
+	<-followed
+	waitUntil(t, 5*time.Second, s.dir.Ready)
+	s.stop = func() {
+		cancel()
+		wg.Wait()
+		s.dir.Close()
+		s.conn.Close()
+		s.dv.Close()
+	}
+	return s
+}
+
+func waitUntil(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(5 * time.Millisecond) // polling a deadline
+	}
+}
+
+func (s *resolverStack) publish(t *testing.T, e *bridge.Event) {
+	t.Helper()
+	m, err := bridge.EncodeEvent(e, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.conn.Publish(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// awaitPops waits for n pops and returns them by conversation id.
+func (s *resolverStack) awaitPops(t *testing.T, n int, within time.Duration) map[bridge.ConversationID]*bridge.Pop {
+	t.Helper()
+	timeout := time.After(within)
+	for range n {
+		select {
+		case <-s.got:
+		case <-timeout:
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			t.Fatalf("%d of %d pops arrived", len(s.pops), n)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[bridge.ConversationID]*bridge.Pop{}
+	for _, p := range s.pops {
+		if out[p.ConversationID] != nil {
+			t.Fatalf("two pops for %s", p.ConversationID)
+		}
+		out[p.ConversationID] = p
+	}
+	return out
+}
+
+func callEvent(conv string, phone string) *bridge.Event {
+	return &bridge.Event{
+		ConversationID: bridge.ConversationID(conv),
+		Agent:          bridge.AgentLeg{UserID: "agent-1", ParticipantID: bridge.ParticipantID("p-" + conv)},
+		Media:          bridge.MediaVoice, State: bridge.StateAlerting, Direction: bridge.DirectionInbound,
+		Customer:   bridge.Customer{Phone: phone, Address: "tel:" + phone},
+		ReceivedAt: bridge.NewTime(time.Now()),
+	}
+}
+
+func TestResolver_DataverseNATS(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var info dataversetest.SeedInfo
+	s := startResolverStack(t, bridge.ResolverConfig{}, func(dv *dataversetest.Server) {
+		info = dv.Seed(300, rand.New(rand.NewPCG(1, 2)))
+	})
+	defer s.stop()
+	if len(info.Unique) < 3 || len(info.Shared) < 1 || len(info.Unknown) < 1 {
+		t.Fatalf("seed %d/%d/%d", len(info.Unique), len(info.Shared), len(info.Unknown))
+	}
+	s.publish(t, callEvent("unique", info.Unique[0]))
+	s.publish(t, callEvent("shared", info.Shared[0]))
+	s.publish(t, callEvent("unknown", info.Unknown[0]))
+	internal := callEvent("internal", "")
+	internal.Internal = true
+	s.publish(t, internal)
+	again := callEvent("unique", info.Unique[0]) // the same leg, connected: no second pop
+	again.State = bridge.StateConnected
+	s.publish(t, again)
+	pops := s.awaitPops(t, 3, 10*time.Second)
+	if p := pops["unique"]; p.Target.Action != bridge.ActionOpen || p.Target.URL == "" {
+		t.Fatalf("unique: %+v", p.Target)
+	}
+	if p := pops["shared"]; p.Target.Action != bridge.ActionChoose || len(p.Candidates) < 2 {
+		t.Fatalf("shared: %+v %+v", p.Target, p.Candidates)
+	}
+	if p := pops["unknown"]; p.Target.Action != bridge.ActionCreate || p.Prefill["telephone1"] != info.Unknown[0] {
+		t.Fatalf("unknown: %+v %v", p.Target, p.Prefill)
+	}
+	// Nothing more arrives (internal, and the repeat of the unique leg).
+	s.publish(t, callEvent("sentinel", info.Unique[1]))
+	s.awaitPops(t, 1, 10*time.Second)
+	s.mu.Lock()
+	n := len(s.pops)
+	s.mu.Unlock()
+	if n != 4 {
+		t.Fatalf("%d pops, want 4", n)
+	}
+}
+
+// TestResolver_ThrottledDataverse: half of Dataverse's answers are 429 with
+// Retry-After: 1. Every pop still arrives, as open or (when the deadline
+// passes first) search, and no request reached Dataverse before a
+// Retry-After it had been given elapsed.
+func TestResolver_ThrottledDataverse(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var info dataversetest.SeedInfo
+	s := startResolverStack(t, bridge.ResolverConfig{Deadline: 2 * time.Second}, func(dv *dataversetest.Server) {
+		info = dv.Seed(200, rand.New(rand.NewPCG(3, 4)))
+	})
+	defer s.stop()
+	s.dv.ThrottleEvery(2, time.Second)
+	const calls = 8
+	for i := range calls {
+		s.publish(t, callEvent(fmt.Sprintf("call-%d", i), info.Unique[i]))
+	}
+	pops := s.awaitPops(t, calls, 20*time.Second)
+	actions := map[bridge.Action]int{}
+	for conv, p := range pops {
+		if p.Target.Action != bridge.ActionOpen && p.Target.Action != bridge.ActionSearch {
+			t.Fatalf("%s: action %s, want open or search", conv, p.Target.Action)
+		}
+		if p.Target.Action == bridge.ActionSearch && p.Target.Query == "" {
+			t.Fatalf("%s: search without query", conv)
+		}
+		actions[p.Target.Action]++
+	}
+	throttled := 0
+	for _, r := range s.dv.Requests() {
+		if r.Status == http.StatusTooManyRequests {
+			throttled++
+		}
+	}
+	if throttled == 0 {
+		t.Fatal("nothing was throttled; the test proves nothing")
+	}
+	if v := s.dv.Violations(); len(v) != 0 {
+		t.Fatalf("%d requests arrived inside a Retry-After window: %+v", len(v), v)
+	}
+	t.Logf("pops: %v; 429 answers: %d", actions, throttled)
+}
