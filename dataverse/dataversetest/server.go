@@ -645,7 +645,17 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request, outer Reques
 			writeError(w, http.StatusBadRequest, "0x80060888", "Each batch part must be application/http with Content-Transfer-Encoding: binary.")
 			return
 		}
-		inner, err := http.ReadRequest(bufio.NewReader(p))
+		// The CRLF before the next boundary belongs to the delimiter, so a
+		// part written as in Microsoft's examples ends right after its
+		// headers' CRLF: complete the blank line before parsing.
+		raw, err := io.ReadAll(io.LimitReader(p, 1<<20))
+		if err == nil && !bytes.Contains(raw, []byte("\r\n\r\n")) {
+			raw = append(raw, '\r', '\n')
+		}
+		var inner *http.Request
+		if err == nil {
+			inner, err = http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
+		}
 		if err != nil {
 			outer.Status = http.StatusBadRequest
 			s.logRequest(outer)
