@@ -157,6 +157,7 @@ type Client struct {
 	seen        map[seenKey]time.Time // (conversation, agent) -> last snapshot
 	reconciled  int
 	lastGap     time.Time
+	pendingGaps map[*shard]time.Time // shards to reconcile -> when their socket came back
 
 	gapCh chan struct{}
 	wg    sync.WaitGroup
@@ -553,6 +554,7 @@ func (c *Client) apply() {
 		}
 	}
 	dropped := 0
+	var fresh []*shard
 	for _, a := range want {
 		if c.agentShard[a] != nil {
 			continue
@@ -571,8 +573,7 @@ func (c *Client) apply() {
 			}
 			target = newShard(c, len(c.shards))
 			c.shards = append(c.shards, target)
-			c.wg.Add(1)
-			go func() { defer c.wg.Done(); target.run(c.doer.context()) }()
+			fresh = append(fresh, target)
 		}
 		target.add(a)
 		c.agentShard[a] = target
@@ -580,6 +581,12 @@ func (c *Client) apply() {
 	}
 	c.m.agents.Set(float64(len(c.agentShard)))
 	c.mu.Unlock()
+	// New shards start with their full list: no extra PUT for a partial one.
+	for _, sh := range fresh {
+		delete(touched, sh)
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); sh.run(c.doer.context()) }()
+	}
 	if dropped > 0 {
 		c.log.Error().Int("agents", dropped).Int("max_channels", c.cfg.MaxChannels).Int("topics_per_channel", c.cfg.TopicsPerChannel).
 			Msg("too many agents for the channel limit: some agents are not watched")
@@ -616,11 +623,17 @@ func (c *Client) markSeen(conv, agent string, at time.Time) {
 	c.mu.Unlock()
 }
 
-// gap asks for a reconciliation.
-func (c *Client) gap() {
+// gap asks for a reconciliation of sh's agents: sh's socket (re)connected
+// now, so snapshots seen from now on reflect the state after the gap.
+func (c *Client) gap(sh *shard) {
 	c.m.gaps.Inc()
+	now := time.Now()
 	c.mu.Lock()
-	c.lastGap = time.Now()
+	c.lastGap = now
+	if c.pendingGaps == nil {
+		c.pendingGaps = map[*shard]time.Time{}
+	}
+	c.pendingGaps[sh] = now
 	c.mu.Unlock()
 	select {
 	case c.gapCh <- struct{}{}:

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/mypurecloud/platform-client-sdk-go/v157/platformclientv2"
 	"github.com/tidwall/gjson"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/screenpop/screenpop/bridge"
 )
@@ -34,15 +36,24 @@ func (c *Client) reconcileLoop(ctx context.Context) error {
 		default:
 		}
 		c.mu.Lock()
-		since := c.lastGap
+		pending := c.pendingGaps
+		c.pendingGaps = nil
 		c.mu.Unlock()
-		// Snapshots seen shortly before the gap may predate it on the wire.
-		since = since.Add(-c.cfg.HeartbeatTimeout)
-		if err := c.reconcile(ctx, since); err != nil {
+		if err := c.reconcile(ctx, pending); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			c.log.Warn().Err(err).Dur("backoff", backoff).Msg("genesys reconciliation failed, retrying")
+			c.mu.Lock() // put the gaps back (newer gaps of the same shard win)
+			if c.pendingGaps == nil {
+				c.pendingGaps = map[*shard]time.Time{}
+			}
+			for sh, at := range pending {
+				if _, ok := c.pendingGaps[sh]; !ok {
+					c.pendingGaps[sh] = at
+				}
+			}
+			c.mu.Unlock()
 			if !sleep(ctx, jitter(backoff)) {
 				return ctx.Err()
 			}
@@ -58,22 +69,32 @@ func (c *Client) reconcileLoop(ctx context.Context) error {
 }
 
 type activityEntity struct {
-	ConversationID string `json:"conversationId"`
-	UserID         string `json:"userId"`
+	ConversationID string
+	UserID         string
+	Alerting       bool
 }
 
-// reconcile finds the watched agents' live conversations and hands on the
-// ones not seen since `since`.
-func (c *Client) reconcile(ctx context.Context, since time.Time) error {
+// reconcile finds the live conversations of the agents of the shards
+// that had a gap and hands on each (conversation, agent) not seen on the
+// socket since that shard's socket came back. Conversations alerting come
+// first: they are the ones that pop.
+func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time) error {
 	start := time.Now()
-	c.mu.Lock()
-	agents := make([]string, 0, len(c.agentShard))
-	for a := range c.agentShard {
+	since := map[string]time.Time{} // agent -> when its shard's socket came back
+	for sh, at := range pending {
+		sh.mu.Lock()
+		for a := range sh.agents {
+			since[a] = at
+		}
+		sh.mu.Unlock()
+	}
+	agents := make([]string, 0, len(since))
+	for a := range since {
 		agents = append(agents, a)
 	}
-	c.mu.Unlock()
-	type key struct{ conv, agent string }
 	todo := map[string][]string{} // conversation -> agents whose view is stale
+	var order []string            // conversations, alerting ones first
+	var later []string
 	for i := 0; i < len(agents); i += activityBatch {
 		batch := agents[i:min(i+activityBatch, len(agents))]
 		ents, err := c.activity(ctx, batch)
@@ -87,39 +108,64 @@ func (c *Client) reconcile(ctx context.Context, since time.Time) error {
 			c.mu.Lock()
 			last, ok := c.seen[seenKey{e.ConversationID, e.UserID}]
 			c.mu.Unlock()
-			if ok && !last.Before(since) {
+			// A conversation the agent is in (oInteracting) that we have
+			// seen before needs no fetch: what pops is a new leg, and a
+			// new leg shows as oAlerting (or, answered during the gap,
+			// as a conversation we have never seen). An alerting one is
+			// fetched unless a snapshot came after the socket was back.
+			if ok && (!e.Alerting || !last.Before(since[e.UserID])) {
 				continue
+			}
+			if _, dup := todo[e.ConversationID]; !dup {
+				if e.Alerting {
+					order = append(order, e.ConversationID)
+				} else {
+					later = append(later, e.ConversationID)
+				}
 			}
 			todo[e.ConversationID] = append(todo[e.ConversationID], e.UserID)
 		}
 	}
-	n := 0
-	for conv, users := range todo {
-		if err := c.getLimit.Wait(ctx); err != nil {
-			return err
+	order = append(order, later...)
+	var n atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4) // a few in flight; the rate limiter sets the pace
+	for _, conv := range order {
+		users := todo[conv]
+		if err := c.getLimit.Wait(gctx); err != nil {
+			break
 		}
-		body, err := c.fetchConversation(ctx, conv)
-		if err != nil {
-			if status(err) == 404 {
-				continue // ended in between
+		g.Go(func() error {
+			body, err := c.fetchConversation(gctx, conv)
+			if err != nil {
+				if status(err) == 404 {
+					return nil // ended in between
+				}
+				return err
 			}
-			return err
-		}
-		now := time.Now()
-		for _, u := range users {
-			c.markSeen(conv, u, now)
-			if !c.emit(ctx, bridge.Snapshot{Topic: agentTopic(u), Agent: bridge.AgentID(u), Body: body, ReceivedAt: now, Reconciled: true}) {
-				return ctx.Err()
+			now := time.Now()
+			for _, u := range users {
+				c.markSeen(conv, u, now)
+				if !c.emit(gctx, bridge.Snapshot{Topic: agentTopic(u), Agent: bridge.AgentID(u), Body: body, ReceivedAt: now, Reconciled: true}) {
+					return gctx.Err()
+				}
 			}
-		}
-		n++
-		c.m.reconciled.Inc()
+			n.Add(1)
+			c.m.reconciled.Inc()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
 	c.pruneSeen()
 	c.mu.Lock()
-	c.reconciled += n
+	c.reconciled += int(n.Load())
 	c.mu.Unlock()
-	c.log.Info().Int("agents", len(agents)).Int("conversations", n).Int64("elapsed_ms", time.Since(start).Milliseconds()).Msg("genesys reconciliation done")
+	c.log.Info().Int("agents", len(agents)).Int64("conversations", n.Load()).Int64("elapsed_ms", time.Since(start).Milliseconds()).Msg("genesys reconciliation done")
 	return nil
 }
 
@@ -168,7 +214,7 @@ func (c *Client) activity(ctx context.Context, users []string) ([]activityEntity
 			if u == "" {
 				u = group
 			}
-			out = append(out, activityEntity{ConversationID: e.Get("conversationId").Str, UserID: u})
+			out = append(out, activityEntity{ConversationID: e.Get("conversationId").Str, UserID: u, Alerting: e.Get("metric").Str == "oAlerting"})
 			return true
 		})
 		return true

@@ -183,14 +183,25 @@ func TestClient_Load(t *testing.T) {
 			want = append(want, legKey{l.ConversationID, l.ParticipantID, l.UserID})
 		}
 	}
-	waitFor(t, 15*time.Second, "every scripted leg at the consumer", func() bool {
+	missing := func() []legKey {
+		var m []legKey
 		for _, k := range want {
 			if !col.has(k) {
-				return false
+				m = append(m, k)
 			}
 		}
-		return true
-	})
+		return m
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for len(missing()) > 0 && time.Now().Before(deadline) {
+		<-time.After(10 * time.Millisecond)
+	}
+	if m := missing(); len(m) > 0 {
+		for _, k := range m {
+			t.Errorf("leg never reached the consumer: %+v", k)
+		}
+		t.Fatalf("%d of %d scripted legs missing", len(m), len(want))
+	}
 	st := h.client.Status().(notifications.Status)
 	reconnects := 0
 	for _, ch := range st.Channels {
@@ -268,7 +279,8 @@ func TestClient_Queues(t *testing.T) {
 	// Ten members leave, ten join.
 	h.emu.SetQueueMembers("Q1", append(ids(as[10:250]), ids(as[250:255])...))
 	waitFor(t, 5*time.Second, "membership change applied", func() bool {
-		return !h.emu.IsDelivered("v2.users."+as[0].ID+".conversations") && h.emu.IsDelivered("v2.users."+as[254].ID+".conversations")
+		return !h.emu.IsDelivered("v2.users."+as[0].ID+".conversations") && h.emu.IsDelivered("v2.users."+as[254].ID+".conversations") &&
+			h.emu.CountRequests(http.MethodPut, "/api/v2/notifications/channels/") > putsBefore // requests are recorded after the answer
 	})
 	if got := h.emu.SubscribedConnected(); got != 246 {
 		t.Fatalf("topics = %d, want 246", got)

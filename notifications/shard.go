@@ -195,7 +195,7 @@ func (sh *shard) run(ctx context.Context) {
 			failures, backoff = 0, sh.c.cfg.BackoffMin
 			sh.install(s)
 			resetExpiry()
-			sh.c.gap()
+			sh.c.gap(sh)
 		}
 		select {
 		case <-ctx.Done():
@@ -360,7 +360,7 @@ func (sh *shard) handover(ctx context.Context, why string) {
 	log.Info().Str("channel_id", s.chID).Str("reason", why).Msg("genesys channel handed over")
 	// The old socket may have missed events while the new one was being
 	// set up (e.g. the server closed it early): reconcile to be sure.
-	sh.c.gap()
+	sh.c.gap(sh)
 }
 
 // establish returns a connected session: on the current channel when reuse
@@ -420,6 +420,10 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 // subscribe PUTs the shard's full topic list on channel id with
 // ignoreErrors=true and records rejected topics.
 func (sh *shard) subscribe(ctx context.Context, id string) error {
+	select { // this PUT carries every change made so far
+	case <-sh.dirty:
+	default:
+	}
 	topics := sh.topics()
 	body := make([]platformclientv2.Channeltopic, len(topics))
 	for i := range topics {

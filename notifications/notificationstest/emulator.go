@@ -330,17 +330,39 @@ func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if e.fail(w, r) {
 		return
 	}
-	rec := &statusRecorder{ResponseWriter: w, status: 200}
+	rec := &statusRecorder{ResponseWriter: w, status: 200, e: e, r: r}
 	e.mux.ServeHTTP(rec, r)
-	e.record(r, rec.status)
+	rec.done()
 }
 
+// statusRecorder records the request when the status is written, before
+// the client can see the answer, so that counts are exact once a client
+// has acted on a response.
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
+	status   int
+	e        *Emulator
+	r        *http.Request
+	recorded bool
 }
 
-func (s *statusRecorder) WriteHeader(code int) { s.status = code; s.ResponseWriter.WriteHeader(code) }
+func (s *statusRecorder) done() {
+	if !s.recorded {
+		s.recorded = true
+		s.e.record(s.r, s.status)
+	}
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.done()
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.done()
+	return s.ResponseWriter.Write(b)
+}
 
 // Unwrap lets http.ResponseController and the websocket upgrader reach the
 // hijacker.
@@ -351,6 +373,8 @@ func (s *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if !ok {
 		return nil, nil, errors.New("hijack not supported")
 	}
+	s.status = http.StatusSwitchingProtocols
+	s.done()
 	return h.Hijack()
 }
 
