@@ -1,0 +1,604 @@
+package bus
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/screenpop/screenpop/bridge"
+)
+
+// Config says where NATS is and how the stream looks. Zero fields mean the
+// defaults of DESIGN.md.
+type Config struct {
+	// URL of external NATS servers, comma-separated. Empty starts an
+	// embedded server.
+	URL    string
+	Creds  string // NATS credentials file (external only)
+	TLSCA  string // CA bundle for external servers
+	TLSCrt string // client certificate
+	TLSKey string // client key
+
+	// Listen is where the embedded server accepts clients: host:port
+	// (port 0 picks a free one) or "off" for in-process connections only.
+	// Default 127.0.0.1:4222.
+	Listen  string
+	DataDir string // the embedded JetStream store lives in DataDir/jetstream; default ./data
+
+	Stream          string        // default SCREENPOP
+	StreamMaxAge    time.Duration // default 24h
+	StreamReplicas  int           // default 1
+	DuplicateWindow time.Duration // default 2m
+	MarkerBucket    string        // default screenpop-pops
+	MarkerTTL       time.Duration // how long a pop marker lives; default 12h
+
+	Name       string // client connection name; default screenpopd
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) setDefaults() {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:4222"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.Stream == "" {
+		c.Stream = "SCREENPOP"
+	}
+	if c.StreamMaxAge == 0 {
+		c.StreamMaxAge = 24 * time.Hour
+	}
+	if c.StreamReplicas == 0 {
+		c.StreamReplicas = 1
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = 2 * time.Minute
+	}
+	if c.MarkerBucket == "" {
+		c.MarkerBucket = "screenpop-pops"
+	}
+	if c.MarkerTTL == 0 {
+		c.MarkerTTL = 12 * time.Hour
+	}
+	if c.Name == "" {
+		c.Name = "screenpopd"
+	}
+}
+
+// Conn is a connection to NATS with screenpop's stream and bucket in place.
+type Conn struct {
+	cfg     Config
+	log     zerolog.Logger
+	ns      *server.Server // nil with external NATS
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	stream  jetstream.Stream
+	markers jetstream.KeyValue
+	epoch   string
+	metrics *metrics
+
+	closeOnce sync.Once
+	everReady atomic.Bool
+}
+
+var (
+	_ bridge.Publisher = (*Conn)(nil)
+	_ bridge.PopStore  = (*Conn)(nil)
+)
+
+// Start connects to NATS (starting the embedded server first when cfg.URL is
+// empty) and creates or updates the stream and the pop-marker bucket.
+func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
+	cfg.setDefaults()
+	c := &Conn{cfg: cfg, log: log.With().Str("component", "bus").Logger(), metrics: newMetrics(cfg.Registerer)}
+	opts := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.ReconnectBufSize(8 << 20),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			c.metrics.connected.Set(0)
+			c.log.Warn().Err(err).Msg("nats disconnected")
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			c.metrics.connected.Set(1)
+			c.metrics.reconnects.Inc()
+			c.log.Info().Str("server", nc.ConnectedServerId()).Msg("nats reconnected")
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			c.log.Warn().Err(err).Msg("nats async error")
+		}),
+	}
+	url := cfg.URL
+	if url == "" {
+		ns, err := startEmbedded(cfg, c.log)
+		if err != nil {
+			return nil, err
+		}
+		c.ns = ns
+		if cfg.Listen == "off" {
+			opts = append(opts, nats.InProcessServer(ns))
+		} else {
+			url = ns.ClientURL()
+		}
+	} else {
+		if cfg.Creds != "" {
+			opts = append(opts, nats.UserCredentials(cfg.Creds))
+		}
+		if cfg.TLSCA != "" {
+			opts = append(opts, nats.RootCAs(cfg.TLSCA))
+		}
+		if cfg.TLSCrt != "" || cfg.TLSKey != "" {
+			opts = append(opts, nats.ClientCert(cfg.TLSCrt, cfg.TLSKey))
+		}
+		opts = append(opts, nats.RetryOnFailedConnect(false))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		c.shutdownServer()
+		return nil, fmt.Errorf("connect to nats %s: %w (check NATS_URL, NATS_CREDS and NATS_TLS_*)", redactURL(url), err)
+	}
+	c.nc = nc
+	c.metrics.connected.Set(1)
+	if err := c.setup(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.everReady.Store(true)
+	c.log.Info().Str("stream", cfg.Stream).Bool("embedded", c.ns != nil).Str("epoch", c.epoch).Msg("nats ready")
+	return c, nil
+}
+
+func startEmbedded(cfg Config, log zerolog.Logger) (*server.Server, error) {
+	opts := &server.Options{
+		ServerName:         "screenpopd",
+		JetStream:          true,
+		StoreDir:           filepath.Join(cfg.DataDir, "jetstream"),
+		NoSigs:             true,
+		NoSystemAccount:    true,
+		MaxPayload:         1 << 20,
+		JetStreamMaxMemory: 256 << 20,
+	}
+	if cfg.Listen == "off" {
+		opts.DontListen = true
+	} else {
+		host, port, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("SCREENPOP_NATS_LISTEN %q: %w (want host:port or off)", cfg.Listen, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("SCREENPOP_NATS_LISTEN %q: bad port", cfg.Listen)
+		}
+		if p == 0 {
+			p = server.RANDOM_PORT // nats-server reads 0 as its default 4222
+		}
+		opts.Host, opts.Port = host, p
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	ns.SetLoggerV2(serverLogger{log.With().Str("component", "nats-server").Logger()}, false, false, false)
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, fmt.Errorf("embedded nats: not ready after 10s (is %s in use? set SCREENPOP_NATS_LISTEN to another address or off)", cfg.Listen)
+	}
+	return ns, nil
+}
+
+func (c *Conn) setup(ctx context.Context) error {
+	js, err := jetstream.New(c.nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	c.js = js
+	scfg := jetstream.StreamConfig{
+		Name:        c.cfg.Stream,
+		Description: "screenpop conversation events and pops",
+		Subjects:    []string{bridge.SubjectAll},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      c.cfg.StreamMaxAge,
+		Duplicates:  c.cfg.DuplicateWindow,
+		Replicas:    c.cfg.StreamReplicas,
+		Storage:     jetstream.FileStorage,
+		AllowDirect: true,
+		Discard:     jetstream.DiscardOld,
+	}
+	st, err := js.CreateOrUpdateStream(ctx, scfg)
+	if err != nil {
+		return fmt.Errorf("create or update stream %s: %w (check SCREENPOP_STREAM* and the NATS account's JetStream limits)", c.cfg.Stream, err)
+	}
+	c.stream = st
+	c.epoch = strconv.FormatInt(st.CachedInfo().Created.UnixNano(), 36)
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      c.cfg.MarkerBucket,
+		Description: "screenpop pop markers: one key per agent leg that has popped",
+		TTL:         c.cfg.MarkerTTL,
+		History:     1,
+		Replicas:    c.cfg.StreamReplicas,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return fmt.Errorf("create or update key-value bucket %s: %w", c.cfg.MarkerBucket, err)
+	}
+	c.markers = kv
+	return nil
+}
+
+// NATS returns the underlying connection, for other subscribers in process.
+func (c *Conn) NATS() *nats.Conn { return c.nc }
+
+// JetStream returns the JetStream context.
+func (c *Conn) JetStream() jetstream.JetStream { return c.js }
+
+// StreamName is the name of the stream.
+func (c *Conn) StreamName() string { return c.cfg.Stream }
+
+// ClientURL is the embedded server's client URL, "" when it does not listen
+// or NATS is external.
+func (c *Conn) ClientURL() string {
+	if c.ns == nil || c.cfg.Listen == "off" {
+		return ""
+	}
+	return c.ns.ClientURL()
+}
+
+// Embedded reports whether the server runs in this process.
+func (c *Conn) Embedded() bool { return c.ns != nil }
+
+// Connected reports whether the NATS connection is up.
+func (c *Conn) Connected() bool { return c.nc != nil && c.nc.IsConnected() }
+
+// Epoch identifies the stream: it changes when the stream is recreated
+// (for example after the store was wiped).
+func (c *Conn) Epoch() string { return c.epoch }
+
+// Status is the bus part of /status.
+type Status struct {
+	Connected bool   `json:"connected"`
+	Embedded  bool   `json:"embedded"`
+	Server    string `json:"server,omitempty"`
+	Stream    string `json:"stream"`
+	Epoch     string `json:"epoch"`
+	Messages  uint64 `json:"messages"`
+	Bytes     uint64 `json:"bytes"`
+	LastSeq   uint64 `json:"lastSeq"`
+	Error     string `json:"error,omitempty"`
+}
+
+// Status reads the stream state.
+func (c *Conn) Status(ctx context.Context) Status {
+	s := Status{Connected: c.Connected(), Embedded: c.ns != nil, Stream: c.cfg.Stream, Epoch: c.epoch}
+	if c.nc != nil {
+		s.Server = c.nc.ConnectedServerId()
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	info, err := c.stream.Info(ctx)
+	if err != nil {
+		s.Error = err.Error()
+		return s
+	}
+	s.Messages, s.Bytes, s.LastSeq = info.State.Msgs, info.State.Bytes, info.State.LastSeq
+	return s
+}
+
+// Close flushes and drains the connection, then stops the embedded server.
+func (c *Conn) Close() {
+	c.closeOnce.Do(func() {
+		if c.nc != nil {
+			if err := c.nc.FlushTimeout(2 * time.Second); err != nil && c.nc.IsConnected() {
+				c.log.Warn().Err(err).Msg("nats flush on close")
+			}
+			c.nc.Close()
+		}
+		c.shutdownServer()
+		c.metrics.connected.Set(0)
+		c.log.Info().Msg("nats closed")
+	})
+}
+
+func (c *Conn) shutdownServer() {
+	if c.ns != nil {
+		c.ns.Shutdown()
+		c.ns.WaitForShutdown()
+	}
+}
+
+// Publish stores m in the stream with m.ID as Nats-Msg-Id. A duplicate within
+// the duplicate window is acknowledged by JetStream and is not an error.
+func (c *Conn) Publish(ctx context.Context, m bridge.Message) error {
+	start := time.Now()
+	msg := &nats.Msg{Subject: m.Subject, Data: m.Data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, m.ID)
+	ack, err := c.js.PublishMsg(ctx, msg)
+	if err != nil {
+		c.metrics.publishErrors.Inc()
+		return fmt.Errorf("publish %s: %w", m.Subject, err)
+	}
+	if ack.Duplicate {
+		c.metrics.duplicates.Inc()
+	}
+	c.metrics.published.Inc()
+	c.metrics.publishSeconds.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// markerKey turns a pop id into a key-value key. Keys allow only
+// [-/_=.a-zA-Z0-9], so the ':' separators become '.'; an id with anything
+// else is hashed rather than allowed to fail or collide.
+func markerKey(popID string) string {
+	ok := true
+	for i := 0; i < len(popID); i++ {
+		b := popID[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '_' || b == ':') {
+			ok = false
+			break
+		}
+	}
+	if ok && popID != "" && !strings.Contains(popID, "::") && !strings.HasSuffix(popID, ":") {
+		return strings.ReplaceAll(popID, ":", ".")
+	}
+	sum := sha256.Sum256([]byte(popID))
+	return "h." + hex.EncodeToString(sum[:16])
+}
+
+// MarkPop records popID in the marker bucket and reports whether this call
+// created it.
+func (c *Conn) MarkPop(ctx context.Context, popID string) (bool, error) {
+	_, err := c.markers.Create(ctx, markerKey(popID), []byte(strconv.FormatInt(time.Now().UnixMilli(), 10)))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("mark pop: %w", err)
+	}
+	return true, nil
+}
+
+// UnmarkPop removes a marker, so that a pop whose publish failed for good
+// can be tried again.
+func (c *Conn) UnmarkPop(ctx context.Context, popID string) error {
+	if err := c.markers.Purge(ctx, markerKey(popID)); err != nil {
+		return fmt.Errorf("unmark pop: %w", err)
+	}
+	return nil
+}
+
+// LatestPop returns the stream sequence of agent's newest pop, 0 if none.
+func (c *Conn) LatestPop(ctx context.Context, agent bridge.AgentID) (uint64, error) {
+	m, err := c.stream.GetLastMsgForSubject(ctx, bridge.PopSubject(agent))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("latest pop: %w", err)
+	}
+	return m.Sequence, nil
+}
+
+// ReplayPops calls fn, in stream order, for agent's pops after afterSeq that
+// were stored at or after since, up to the newest one at the time of the
+// call.
+func (c *Conn) ReplayPops(ctx context.Context, agent bridge.AgentID, afterSeq uint64, since time.Time, fn func(bridge.StoredPop) error) error {
+	latest, err := c.LatestPop(ctx, agent)
+	if err != nil || latest <= afterSeq {
+		return err
+	}
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{bridge.PopSubject(agent)},
+		DeliverPolicy:     jetstream.DeliverByStartTimePolicy,
+		OptStartTime:      &since,
+		InactiveThreshold: 30 * time.Second,
+	}
+	if since.IsZero() {
+		cfg.DeliverPolicy, cfg.OptStartTime, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, nil, afterSeq+1
+	}
+	cons, err := c.js.OrderedConsumer(ctx, c.cfg.Stream, cfg)
+	if err != nil {
+		return fmt.Errorf("replay pops: %w", err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("replay pops: %w", err)
+	}
+	pending := info.NumPending // what matched when the consumer was made: read that many, no more
+	if pending == 0 {
+		return nil
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(int(min(pending, 64))))
+	if err != nil {
+		return fmt.Errorf("replay pops: %w", err)
+	}
+	defer it.Stop()
+	// Messages has no context: stop the iterator when ctx ends.
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("replay pops: %w", err)
+		}
+		p, err := storedPop(m)
+		if err != nil {
+			return err
+		}
+		if p.Seq > afterSeq {
+			if err := fn(p); err != nil {
+				return err
+			}
+		}
+		if pending--; pending == 0 || p.Seq >= latest {
+			return nil
+		}
+	}
+}
+
+func storedPop(m jetstream.Msg) (bridge.StoredPop, error) {
+	md, err := m.Metadata()
+	if err != nil {
+		return bridge.StoredPop{}, fmt.Errorf("pop metadata: %w", err)
+	}
+	return bridge.StoredPop{
+		Seq:   md.Sequence.Stream,
+		Agent: bridge.AgentFromPopSubject(m.Subject()),
+		Data:  m.Data(),
+		Time:  md.Timestamp,
+	}, nil
+}
+
+// FollowPops calls fn for each pop stored from now on, for all agents, in
+// stream order, until ctx is done. It uses one ordered consumer, which
+// recovers by itself after a reconnect.
+func (c *Conn) FollowPops(ctx context.Context, fn func(bridge.StoredPop)) error {
+	cons, err := c.js.OrderedConsumer(ctx, c.cfg.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{bridge.SubjectPops},
+		DeliverPolicy:     jetstream.DeliverNewPolicy,
+		InactiveThreshold: 30 * time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("follow pops: %w", err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		p, err := storedPop(m)
+		if err != nil {
+			c.log.Warn().Err(err).Msg("skip pop without metadata")
+			return
+		}
+		fn(p)
+	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		c.log.Debug().Err(err).Msg("follow pops")
+	}))
+	if err != nil {
+		return fmt.Errorf("follow pops: %w", err)
+	}
+	<-ctx.Done()
+	cc.Stop()
+	<-cc.Closed()
+	return nil
+}
+
+// ConsumeConfig tunes ConsumeEvents.
+type ConsumeConfig struct {
+	Durable     string        // consumer name; default screenpop-resolver
+	Workers     int           // events handled at once; default 64
+	AckWait     time.Duration // redelivery after this long without an ack; default 30s
+	MaxDeliver  int           // attempts before an event is given up; default 5
+	DrainWithin time.Duration // on shutdown, how long in-flight handlers may finish; default 5s
+}
+
+// ConsumeEvents runs the durable consumer of conversation events: fn gets
+// each event's CloudEvent bytes, up to Workers at once. A nil error acks the
+// message; an error asks for redelivery after a short delay. A new durable
+// starts at new events (the resolver ignores a backlog older than its max
+// event age anyway); an existing one resumes where it stopped. On ctx
+// cancel it stops taking messages and waits for the handlers in flight,
+// which get a context that outlives ctx by DrainWithin.
+func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx context.Context, data []byte) error) error {
+	if cc.Durable == "" {
+		cc.Durable = "screenpop-resolver"
+	}
+	if cc.Workers <= 0 {
+		cc.Workers = 64
+	}
+	if cc.AckWait == 0 {
+		cc.AckWait = 30 * time.Second
+	}
+	if cc.MaxDeliver == 0 {
+		cc.MaxDeliver = 5
+	}
+	if cc.DrainWithin == 0 {
+		cc.DrainWithin = 5 * time.Second
+	}
+	cons, err := c.js.CreateOrUpdateConsumer(ctx, c.cfg.Stream, jetstream.ConsumerConfig{
+		Durable:       cc.Durable,
+		Description:   "screenpop resolver: conversation events to pops",
+		FilterSubject: bridge.SubjectEvents,
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cc.AckWait,
+		MaxDeliver:    cc.MaxDeliver,
+		MaxAckPending: cc.Workers * 4,
+	})
+	if err != nil {
+		return fmt.Errorf("create consumer %s: %w", cc.Durable, err)
+	}
+	sem := make(chan struct{}, cc.Workers)
+	var wg sync.WaitGroup
+	// Handlers outlive ctx by DrainWithin, so a pop in flight at shutdown
+	// is finished rather than lost.
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hcancel()
+	consCtx, err := cons.Consume(func(m jetstream.Msg) {
+		sem <- struct{}{} // blocks the consume loop: back-pressure, not an unbounded queue
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := fn(hctx, m.Data()); err != nil {
+				c.metrics.handleErrors.Inc()
+				if err := m.NakWithDelay(500 * time.Millisecond); err != nil {
+					c.log.Debug().Err(err).Msg("nak event")
+				}
+				return
+			}
+			if err := m.Ack(); err != nil {
+				c.log.Debug().Err(err).Msg("ack event")
+			}
+		}()
+	}, jetstream.PullMaxMessages(cc.Workers*2), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		c.log.Debug().Err(err).Msg("consume events")
+	}))
+	if err != nil {
+		return fmt.Errorf("consume events: %w", err)
+	}
+	<-ctx.Done()
+	consCtx.Stop()
+	<-consCtx.Closed()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(cc.DrainWithin):
+		hcancel()
+		<-done
+	}
+	return nil
+}
+
+func redactURL(u string) string {
+	// nats URLs may carry user:password@; never log them.
+	parts := strings.Split(u, ",")
+	for i, p := range parts {
+		if at := strings.LastIndex(p, "@"); at >= 0 {
+			if s := strings.Index(p, "://"); s >= 0 && s < at {
+				parts[i] = p[:s+3] + "***@" + p[at+1:]
+			} else {
+				parts[i] = "***@" + p[at+1:]
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,268 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/bridge/bus"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// MustStart starts an embedded server on a free loopback port with its store
+// in a temporary directory.
+func MustStart(tb testing.TB, cfg bus.Config) *bus.Conn {
+	tb.Helper()
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = tb.TempDir()
+	}
+	c, err := bus.Start(context.Background(), cfg, zerolog.Nop())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	return c
+}
+
+func pop(agent bridge.AgentID, conv string) bridge.Message {
+	p := &bridge.Pop{ID: bridge.PopID(bridge.ConversationID(conv), "P1"), ConversationID: bridge.ConversationID(conv), AgentID: agent,
+		Media: bridge.MediaVoice, State: bridge.StateAlerting, Target: bridge.Target{Action: bridge.ActionOpen, Entity: "contact", ID: "C1"}}
+	m, err := bridge.EncodePop(p, time.Now())
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+func TestConn_Publish(t *testing.T) {
+	c := MustStart(t, bus.Config{})
+	ctx := context.Background()
+
+	t.Run("EmbeddedServerListens", func(t *testing.T) {
+		if c.ClientURL() == "" || c.ClientURL() == "nats://127.0.0.1:4222" {
+			t.Fatalf("client url %q: want a free loopback port", c.ClientURL())
+		}
+		nc, err := nats.Connect(c.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.Close()
+	})
+
+	t.Run("DropsDuplicateMsgID", func(t *testing.T) {
+		sub, err := c.NATS().SubscribeSync("screenpop.pops.dup-agent")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		m := pop("dup-agent", "conv-dup")
+		for range 3 {
+			if err := c.Publish(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st := c.Status(ctx)
+		if st.Messages != 1 {
+			t.Fatalf("stream holds %d messages after 3 publishes of one id, want 1", st.Messages)
+		}
+		got, err := sub.NextMsg(time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Header.Get("Nats-Msg-Id") != m.ID {
+			t.Fatalf("Nats-Msg-Id %q, want %q", got.Header.Get("Nats-Msg-Id"), m.ID)
+		}
+	})
+}
+
+func TestConn_MarkPop(t *testing.T) {
+	c := MustStart(t, bus.Config{Listen: "off"})
+	ctx := context.Background()
+	var firsts atomic.Int32
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			first, err := c.MarkPop(ctx, "pop:c0ffee-1:part-2")
+			if err != nil {
+				t.Error(err)
+			}
+			if first {
+				firsts.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if firsts.Load() != 1 {
+		t.Fatalf("%d of 20 concurrent MarkPop calls won, want exactly 1", firsts.Load())
+	}
+	t.Run("OddIDsAreHashed", func(t *testing.T) {
+		for _, id := range []string{"pop:a b:c", "pop:ä:x", "pop::", ""} {
+			if _, err := c.MarkPop(ctx, id); err != nil {
+				t.Errorf("MarkPop(%q): %v", id, err)
+			}
+		}
+	})
+	t.Run("Unmark", func(t *testing.T) {
+		if err := c.UnmarkPop(ctx, "pop:c0ffee-1:part-2"); err != nil {
+			t.Fatal(err)
+		}
+		first, err := c.MarkPop(ctx, "pop:c0ffee-1:part-2")
+		if err != nil || !first {
+			t.Fatalf("MarkPop after UnmarkPop = %v, %v; want true", first, err)
+		}
+	})
+}
+
+func TestConn_ReplayPops(t *testing.T) {
+	c := MustStart(t, bus.Config{Listen: "off"})
+	ctx := context.Background()
+	var seqs []uint64
+	for i := range 5 {
+		for _, agent := range []bridge.AgentID{"agent-a", "agent-b"} {
+			if err := c.Publish(ctx, pop(agent, fmt.Sprintf("conv-%d", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		latest, err := c.LatestPop(ctx, "agent-a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, latest)
+	}
+	collect := func(after uint64, since time.Time) []uint64 {
+		var got []uint64
+		err := c.ReplayPops(ctx, "agent-a", after, since, func(p bridge.StoredPop) error {
+			if p.Agent != "agent-a" {
+				t.Errorf("replayed a pop of %q", p.Agent)
+			}
+			got = append(got, p.Seq)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := collect(seqs[1], time.Now().Add(-time.Minute)); fmt.Sprint(got) != fmt.Sprint(seqs[2:]) {
+		t.Fatalf("replay after %d = %v, want %v", seqs[1], got, seqs[2:])
+	}
+	if got := collect(0, time.Time{}); fmt.Sprint(got) != fmt.Sprint(seqs) {
+		t.Fatalf("replay of all = %v, want %v", got, seqs)
+	}
+	if got := collect(0, time.Now().Add(time.Hour)); len(got) != 0 {
+		t.Fatalf("replay since the future = %v, want none", got)
+	}
+	if got := collect(seqs[4], time.Time{}); len(got) != 0 {
+		t.Fatalf("replay after the newest = %v, want none", got)
+	}
+	if n, err := c.LatestPop(ctx, "nobody"); err != nil || n != 0 {
+		t.Fatalf("LatestPop(nobody) = %d, %v", n, err)
+	}
+}
+
+func TestConn_FollowPops(t *testing.T) {
+	c := MustStart(t, bus.Config{Listen: "off"})
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan bridge.StoredPop, 10)
+	done := make(chan error)
+	go func() { done <- c.FollowPops(ctx, func(p bridge.StoredPop) { got <- p }) }()
+	// FollowPops starts at new messages: publish until the first arrives.
+	deadline := time.After(5 * time.Second)
+	for i := 0; ; i++ {
+		if err := c.Publish(context.Background(), pop("agent-f", fmt.Sprintf("conv-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case p := <-got:
+			if p.Agent != "agent-f" || p.Seq == 0 {
+				t.Fatalf("followed pop %+v", p)
+			}
+			if _, err := bridge.DecodePop(p.Data); err != nil {
+				t.Fatal(err)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			return
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("no pop followed within 5s")
+		}
+	}
+}
+
+func TestConn_ConsumeEvents(t *testing.T) {
+	c := MustStart(t, bus.Config{Listen: "off"})
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var failedOnce atomic.Bool
+	done := make(chan error)
+	go func() {
+		done <- c.ConsumeEvents(ctx, bus.ConsumeConfig{Durable: "test"}, func(_ context.Context, data []byte) error {
+			e, err := bridge.DecodeEvent(data)
+			if err != nil {
+				return err
+			}
+			if e.ConversationID == "conv-3" && failedOnce.CompareAndSwap(false, true) {
+				return errors.New("first attempt fails")
+			}
+			mu.Lock()
+			seen[string(e.ConversationID)]++
+			mu.Unlock()
+			return nil
+		})
+	}()
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(seen) }
+	// The durable starts at new events; wait for it to exist before publishing.
+	waitFor(t, 5*time.Second, func() bool {
+		_, err := c.JetStream().Consumer(context.Background(), c.StreamName(), "test")
+		return err == nil
+	})
+	for i := range 10 {
+		e := &bridge.Event{ConversationID: bridge.ConversationID(fmt.Sprintf("conv-%d", i)), Agent: bridge.AgentLeg{UserID: "agent-c", ParticipantID: "P1"},
+			Media: bridge.MediaVoice, State: bridge.StateAlerting}
+		m, err := bridge.EncodeEvent(e, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Publish(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, func() bool { return count() == 10 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !failedOnce.Load() {
+		t.Fatal("the failing handler never ran")
+	}
+}
+
+func waitFor(tb testing.TB, d time.Duration, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("condition not met within %v", d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
