@@ -1,0 +1,297 @@
+package push
+
+import (
+	"context"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/screenpop/screenpop/bridge"
+)
+
+const chromiumPath = "/usr/bin/chromium"
+
+// NewBrowser starts headless Chromium (popup blocking on, a fresh profile)
+// and returns the context of its first tab. Without Chromium the test is
+// skipped locally and fails in CI.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("chromium missing in CI: %v", err)
+		}
+		t.Skipf("chromium not installed (%v): apt-get install -y chromium", err)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+	}
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelB := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelB(); cancelA() })
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// run runs steps in the tab of ctx, bounded.
+func run(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(tctx, steps...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// eval evaluates a JavaScript expression and decodes its value.
+func eval[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(tctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// poll waits until the expression is truthy in the page.
+func poll(expr string) chromedp.Action[chromedp.Void] {
+	return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(15*time.Second), chromedp.WithPollingInterval(20*time.Millisecond))
+}
+
+// js runs a statement in the page.
+func js(expr string) chromedp.Action[chromedp.Void] {
+	return chromedp.Evaluate[chromedp.Void](expr)
+}
+
+// pageServer serves the test pages on another origin than the push server
+// (as Dynamics is), with the push server's URL filled in.
+func pageServer(t *testing.T, pushBase string) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	for _, name := range []string{"webresource.html", "foreign.html"} {
+		tpl := template.Must(template.ParseFiles("testdata/" + name))
+		mux.HandleFunc("/"+name, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			_ = tpl.Execute(w, map[string]string{"Push": pushBase})
+		})
+	}
+	ts := httptest.NewServer(mux)
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+// pageEnv is a push server that allows the page server's origin.
+func pageEnv(t *testing.T) (*env, *httptest.Server) {
+	// The page server must exist before the push server (its origin is
+	// allowed), and needs the push URL: listen first, then fill in.
+	var pushBase string
+	mux := http.NewServeMux()
+	ts := httptest.NewServer(mux)
+	t.Cleanup(ts.Close)
+	e := newEnv(t, Config{AllowedOrigins: []string{ts.URL}}, nil, nil)
+	pushBase = e.base
+	tpl := template.Must(template.ParseFiles("testdata/webresource.html"))
+	mux.HandleFunc("/webresource.html", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_ = tpl.Execute(w, map[string]string{"Push": pushBase})
+	})
+	return e, ts
+}
+
+func TestBrowser_DemoPage(t *testing.T) {
+	e := newEnv(t, Config{}, nil, nil)
+	ctx := newBrowser(t)
+	tok := e.token("agent-demo")
+	run(t, ctx, chromedp.Navigate(e.base+"/web/demo.html#token="+tok))
+	run(t, ctx, poll(`document.getElementById('status').dataset.state === 'ready'`))
+	loc := eval[string](t, ctx, `location.href`)
+	if strings.Contains(loc, tok) {
+		t.Fatal("token left in the address bar")
+	}
+	p := testPop("agent-demo", "conv-demo")
+	p.Customer.Name = "Ada <b>Lovelace</b>"
+	seq := e.publishPop(p)
+	run(t, ctx, poll(fmt.Sprintf(`!!document.querySelector('#pops li[data-seq="%d"]')`, seq)))
+	text := eval[string](t, ctx, fmt.Sprintf(`document.querySelector('#pops li[data-seq="%d"]').textContent`, seq))
+	if !strings.Contains(text, "Ada <b>Lovelace</b>") || !strings.Contains(text, "conv-demo") {
+		t.Fatalf("pop shown as %q", text)
+	}
+	// The page acked it.
+	waitFor(t, 10*time.Second, "ack", func() bool { return e.srv.nAcked.Load() == 1 })
+
+	t.Run("ResumeAfterServerClose", func(t *testing.T) {
+		oks := testutil.ToFloat64(e.srv.m.connects.WithLabelValues("ok"))
+		e.srv.closeAll(CloseTooSlow, msgTooSlow)
+		waitFor(t, 15*time.Second, "page reconnected", func() bool {
+			return testutil.ToFloat64(e.srv.m.connects.WithLabelValues("ok")) > oks && e.srv.Status().(Status).Connections == 1
+		})
+		seq2 := e.publish("agent-demo", "conv-demo-2")
+		run(t, ctx, poll(fmt.Sprintf(`!!document.querySelector('#pops li[data-seq="%d"]')`, seq2)))
+		n := eval[int](t, ctx, `document.querySelectorAll('#pops li').length`)
+		if n != 2 {
+			t.Fatalf("%d pops listed after resume, want 2 (no duplicate)", n)
+		}
+	})
+	t.Run("ResumeAfterReload", func(t *testing.T) {
+		// sessionStorage keeps the cursor; the reloaded page (token typed
+		// again in the form) gets nothing it already processed.
+		oks := testutil.ToFloat64(e.srv.m.connects.WithLabelValues("ok"))
+		run(t, ctx, chromedp.Reload(),
+			chromedp.WaitVisible(chromedp.CSS(`#token`)),
+			chromedp.SendKeys(chromedp.CSS(`#token`), tok),
+			chromedp.Click(chromedp.CSS(`#connectBtn`)),
+			poll(`document.getElementById('status').dataset.state === 'ready'`))
+		waitFor(t, 10*time.Second, "reconnected", func() bool {
+			return testutil.ToFloat64(e.srv.m.connects.WithLabelValues("ok")) > oks
+		})
+		seq3 := e.publish("agent-demo", "conv-demo-3")
+		run(t, ctx, poll(fmt.Sprintf(`!!document.querySelector('#pops li[data-seq="%d"]')`, seq3)))
+		n := eval[int](t, ctx, `document.querySelectorAll('#pops li').length`)
+		if n != 1 {
+			t.Fatalf("%d pops listed after reload, want only the new one", n)
+		}
+	})
+}
+
+type formCall struct {
+	Options struct {
+		EntityName string `json:"entityName"`
+		EntityID   string `json:"entityId"`
+	} `json:"options"`
+	Params map[string]string `json:"params"`
+}
+
+func TestBrowser_WebResource(t *testing.T) {
+	e, pages := pageEnv(t)
+	ctx := newBrowser(t)
+	tok := e.token("agent-wr")
+	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
+		js(fmt.Sprintf(`window.__start(%q, %q)`, e.wsURL, tok)),
+		poll(`document.getElementById('state').textContent === 'ready'`))
+
+	calls := func(n int) []formCall {
+		t.Helper()
+		run(t, ctx, poll(fmt.Sprintf(`window.__calls.length >= %d`, n)))
+		return eval[[]formCall](t, ctx, `window.__calls`)
+	}
+
+	open := testPop("agent-wr", "conv-open")
+	open.Target = bridge.Target{Action: bridge.ActionOpen, Entity: "account", ID: "11111111-2222-3333-4444-555555555555"}
+	e.publishPop(open)
+	got := calls(1)
+	if got[0].Options.EntityName != "account" || got[0].Options.EntityID != open.Target.ID {
+		t.Fatalf("openForm(%+v)", got[0])
+	}
+
+	create := testPop("agent-wr", "conv-create")
+	create.Target = bridge.Target{Action: bridge.ActionCreate, Entity: "contact"}
+	create.Prefill = map[string]string{"telephone1": "+13175550123", "firstname": "Ada", "lastname": "O'Brien"}
+	e.publishPop(create)
+	got = calls(2)
+	if c := got[1]; c.Options.EntityName != "contact" || c.Options.EntityID != "" || c.Params["telephone1"] != "+13175550123" || c.Params["lastname"] != "O'Brien" {
+		t.Fatalf("openForm(%+v)", c)
+	}
+
+	search := testPop("agent-wr", "conv-search")
+	search.Target = bridge.Target{Action: bridge.ActionSearch, Query: "+13175550199"}
+	e.publishPop(search)
+	type note struct {
+		Level   int
+		Message string
+	}
+	run(t, ctx, poll(`window.__notes.length >= 1`))
+	notes := eval[[]note](t, ctx, `window.__notes`)
+	if !strings.Contains(notes[0].Message, "+13175550199") || notes[0].Level != 4 {
+		t.Fatalf("search notification %+v", notes)
+	}
+
+	choose := testPop("agent-wr", "conv-choose")
+	choose.Target = bridge.Target{Action: bridge.ActionChoose}
+	choose.Candidates = []bridge.Candidate{
+		{Entity: "contact", ID: "aaaaaaaa-0000-0000-0000-000000000001", Name: "Ann One"},
+		{Entity: "contact", ID: "aaaaaaaa-0000-0000-0000-000000000002", Name: "Ann Two"},
+	}
+	e.publishPop(choose)
+	sel := `button.screenpop-candidate[data-id="aaaaaaaa-0000-0000-0000-000000000002"]`
+	run(t, ctx, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel)))
+	got = calls(3)
+	if c := got[2]; c.Options.EntityName != "contact" || c.Options.EntityID != "aaaaaaaa-0000-0000-0000-000000000002" {
+		t.Fatalf("openForm(%+v) after choosing", c)
+	}
+	if len(got) != 3 {
+		t.Fatalf("%d openForm calls, want 3 (search opens nothing)", len(got))
+	}
+}
+
+func TestBrowser_TwoTabsOpenOnce(t *testing.T) {
+	e, pages := pageEnv(t)
+	ctx1 := newBrowser(t)
+	ctx2, cancel := chromedp.NewContext(ctx1) // a second tab of the same profile
+	defer cancel()
+	if err := chromedp.Do(ctx2); err != nil { // open it outside any timeout: the tab lives as long as that context
+		t.Fatal(err)
+	}
+	tok := e.token("agent-tabs")
+	for _, ctx := range []context.Context{ctx1, ctx2} {
+		run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
+			js(fmt.Sprintf(`window.__start(%q, %q)`, e.wsURL, tok)),
+			poll(`document.getElementById('state').textContent === 'ready'`))
+	}
+	var pops []*bridge.Pop
+	for i := range 3 {
+		p := testPop("agent-tabs", fmt.Sprintf("conv-tab-%d", i))
+		e.publishPop(p)
+		pops = append(pops, p)
+	}
+	total := 0
+	for _, ctx := range []context.Context{ctx1, ctx2} {
+		// Wait until this tab has received and settled every pop.
+		tctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := chromedp.Do(tctx, poll(`ScreenPop.Dynamics.current.handled.filter(function (h) { return h.done; }).length === 3`))
+		cancel()
+		if err != nil {
+			t.Fatalf("tab never settled the pops: %v; handled %s", err, eval[string](t, ctx, `JSON.stringify(ScreenPop.Dynamics.current.handled)+document.visibilityState+document.getElementById('state').textContent`))
+		}
+		total += eval[int](t, ctx, `window.__calls.length`)
+	}
+	if total != len(pops) {
+		t.Fatalf("%d openForm calls across two tabs for %d pops, want one per pop", total, len(pops))
+	}
+}
+
+func TestBrowser_ForeignOrigin(t *testing.T) {
+	e := newEnv(t, Config{}, nil, nil) // allows its own origin only
+	pages := pageServer(t, e.base)
+	ctx := newBrowser(t)
+	run(t, ctx, chromedp.Navigate(pages.URL+"/foreign.html"),
+		js(fmt.Sprintf(`window.__try(%q)`, e.wsURL)),
+		poll(`window.__result !== 'pending'`))
+	res := eval[string](t, ctx, `window.__result`)
+	if res == "open" {
+		t.Fatal("a page from a disallowed origin opened the websocket")
+	}
+	if n := testutil.ToFloat64(e.srv.m.connects.WithLabelValues("origin")); n != 1 {
+		t.Fatalf("origin refusals counted %v, want 1", n)
+	}
+}
