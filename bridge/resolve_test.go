@@ -135,15 +135,15 @@ func (p *fakePub) pops(t *testing.T) []*Pop {
 }
 
 const (
-	guidA = "aaaaaaaa-0000-0000-0000-000000000001"
-	guidB = "aaaaaaaa-0000-0000-0000-000000000002"
+	resGUIDA = "aaaaaaaa-0000-0000-0000-000000000001"
+	resGUIDB = "aaaaaaaa-0000-0000-0000-000000000002"
 )
 
-func rec(entity, id, name string) Record {
+func resRec(entity, id, name string) Record {
 	return Record{Entity: entity, ID: id, Name: name, URL: "https://org.example/main.aspx?appid=app&pagetype=entityrecord&etn=" + entity + "&id=" + id}
 }
 
-func event(conv, agent, part string, state State) *Event {
+func resEvent(conv, agent, part string, state State) *Event {
 	return &Event{
 		ConversationID: ConversationID(conv),
 		Agent:          AgentLeg{UserID: AgentID(agent), ParticipantID: ParticipantID(part)},
@@ -153,33 +153,33 @@ func event(conv, agent, part string, state State) *Event {
 	}
 }
 
-// lockedBuffer is a log sink safe for concurrent writers.
-type lockedBuffer struct {
+// resLogBuffer is a log sink safe for concurrent writers.
+type resLogBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *resLogBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *resLogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
 }
 
-type env struct {
+type resEnv struct {
 	dir   *fakeDir
 	store *fakeStore
 	pub   *fakePub
 	r     *Resolver
-	logs  *lockedBuffer
+	logs  *resLogBuffer
 }
 
-func newEnv(t *testing.T, cfg ResolverConfig, dir Directory, d *fakeDir, store PopStore, fs *fakeStore) *env {
+func newResEnv(t *testing.T, cfg ResolverConfig, dir Directory, d *fakeDir, store PopStore, fs *fakeStore) *resEnv {
 	t.Helper()
 	if d == nil {
 		d = &fakeDir{}
@@ -193,7 +193,7 @@ func newEnv(t *testing.T, cfg ResolverConfig, dir Directory, d *fakeDir, store P
 	if store == nil {
 		store = fs
 	}
-	e := &env{dir: d, store: fs, pub: &fakePub{}, logs: &lockedBuffer{}}
+	e := &resEnv{dir: d, store: fs, pub: &fakePub{}, logs: &resLogBuffer{}}
 	log := zerolog.New(e.logs).Level(zerolog.DebugLevel)
 	r, err := NewResolver(cfg, dir, store, e.pub, NewHasher([]byte("0123456789abcdef0123")), log)
 	if err != nil {
@@ -203,14 +203,14 @@ func newEnv(t *testing.T, cfg ResolverConfig, dir Directory, d *fakeDir, store P
 	return e
 }
 
-func (e *env) handle(t *testing.T, ev *Event) {
+func (e *resEnv) handle(t *testing.T, ev *Event) {
 	t.Helper()
 	if err := e.r.Handle(context.Background(), ev); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func (e *env) one(t *testing.T) *Pop {
+func (e *resEnv) one(t *testing.T) *Pop {
 	t.Helper()
 	pops := e.pub.pops(t)
 	if len(pops) != 1 {
@@ -220,7 +220,7 @@ func (e *env) one(t *testing.T) *Pop {
 }
 
 // popLines returns the info lines with message "pop".
-func (e *env) popLines(t *testing.T) []map[string]any {
+func (e *resEnv) popLines(t *testing.T) []map[string]any {
 	t.Helper()
 	var out []map[string]any
 	for _, line := range strings.Split(strings.TrimSpace(e.logs.String()), "\n") {
@@ -243,15 +243,15 @@ func (e *env) popLines(t *testing.T) []map[string]any {
 
 func TestResolver_Actions(t *testing.T) {
 	t.Run("Open", func(t *testing.T) {
-		e := newEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(_ context.Context, k Key) ([]Record, error) {
+		e := newResEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(_ context.Context, k Key) ([]Record, error) {
 			if k.Kind == KeyPhone && k.Value == "+13175550123" {
-				return []Record{rec("contact", guidA, "Jane Doe")}, nil
+				return []Record{resRec("contact", resGUIDA, "Jane Doe")}, nil
 			}
 			return nil, errors.New("unexpected key")
 		}}, nil, nil)
-		e.handle(t, event("c1", "agent1", "p1", StateAlerting))
+		e.handle(t, resEvent("c1", "agent1", "p1", StateAlerting))
 		p := e.one(t)
-		if p.Target.Action != ActionOpen || p.Target.Entity != "contact" || p.Target.ID != guidA || p.Target.Name != "Jane Doe" || p.Target.URL == "" {
+		if p.Target.Action != ActionOpen || p.Target.Entity != "contact" || p.Target.ID != resGUIDA || p.Target.Name != "Jane Doe" || p.Target.URL == "" {
 			t.Fatalf("target %+v", p.Target)
 		}
 		if p.ID != "pop:c1:p1" || p.AgentID != "agent1" || p.Customer.Phone != "+13175550123" || p.EventReceivedAt.IsZero() || p.IssuedAt.IsZero() {
@@ -265,10 +265,10 @@ func TestResolver_Actions(t *testing.T) {
 	t.Run("Choose", func(t *testing.T) {
 		var recs []Record
 		for i := range 12 {
-			recs = append(recs, rec("contact", fmt.Sprintf("aaaaaaaa-0000-0000-0000-%012d", i), fmt.Sprintf("Name %d", i)))
+			recs = append(recs, resRec("contact", fmt.Sprintf("aaaaaaaa-0000-0000-0000-%012d", i), fmt.Sprintf("Name %d", i)))
 		}
-		e := newEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(context.Context, Key) ([]Record, error) { return recs, nil }}, nil, nil)
-		e.handle(t, event("c1", "agent1", "p1", StateAlerting))
+		e := newResEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(context.Context, Key) ([]Record, error) { return recs, nil }}, nil, nil)
+		e.handle(t, resEvent("c1", "agent1", "p1", StateAlerting))
 		p := e.one(t)
 		if p.Target.Action != ActionChoose || p.Target.Entity != "contact" || len(p.Candidates) != 10 || p.Candidates[9].ID != recs[9].ID || p.Candidates[0].URL == "" {
 			t.Fatalf("pop %+v", p)
@@ -276,8 +276,8 @@ func TestResolver_Actions(t *testing.T) {
 	})
 	t.Run("Create", func(t *testing.T) {
 		d := &fakeDir{}
-		e := newEnv(t, ResolverConfig{}, nil, d, nil, nil)
-		e.handle(t, event("c1", "agent1", "p1", StateAlerting))
+		e := newResEnv(t, ResolverConfig{}, nil, d, nil, nil)
+		e.handle(t, resEvent("c1", "agent1", "p1", StateAlerting))
 		p := e.one(t)
 		if p.Target.Action != ActionCreate || p.Target.Entity != "contact" || p.Target.URL != "https://org.example/main.aspx?appid=app&pagetype=entityrecord&etn=contact" {
 			t.Fatalf("target %+v", p.Target)
@@ -294,21 +294,21 @@ func TestResolver_Actions(t *testing.T) {
 		}
 	})
 	t.Run("CreateAccountPrefill", func(t *testing.T) {
-		e := newEnv(t, ResolverConfig{CreateEntity: "account"}, nil, nil, nil, nil)
-		e.handle(t, event("c1", "agent1", "p1", StateAlerting))
+		e := newResEnv(t, ResolverConfig{CreateEntity: "account"}, nil, nil, nil, nil)
+		e.handle(t, resEvent("c1", "agent1", "p1", StateAlerting))
 		p := e.one(t)
 		if p.Target.Entity != "account" || p.Prefill["name"] != "Jane Q Doe" || p.Prefill["telephone1"] != "+13175550123" {
 			t.Fatalf("pop %+v", p)
 		}
 	})
 	t.Run("EmailAfterPhone", func(t *testing.T) {
-		e := newEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(_ context.Context, k Key) ([]Record, error) {
+		e := newResEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(_ context.Context, k Key) ([]Record, error) {
 			if k.Kind == KeyEmail {
-				return []Record{rec("lead", guidB, "Jane")}, nil
+				return []Record{resRec("lead", resGUIDB, "Jane")}, nil
 			}
 			return nil, nil
 		}}, nil, nil)
-		ev := event("c1", "agent1", "p1", StateAlerting)
+		ev := resEvent("c1", "agent1", "p1", StateAlerting)
 		ev.Media = MediaChat
 		e.handle(t, ev)
 		if p := e.one(t); p.Target.Action != ActionOpen || p.Target.Entity != "lead" || p.Media != MediaChat {
@@ -316,11 +316,11 @@ func TestResolver_Actions(t *testing.T) {
 		}
 	})
 	t.Run("SearchOnDeadline", func(t *testing.T) {
-		e := newEnv(t, ResolverConfig{Deadline: 50 * time.Millisecond}, nil, &fakeDir{lookup: func(ctx context.Context, _ Key) ([]Record, error) {
+		e := newResEnv(t, ResolverConfig{Deadline: 50 * time.Millisecond}, nil, &fakeDir{lookup: func(ctx context.Context, _ Key) ([]Record, error) {
 			<-ctx.Done()
 			return nil, fmt.Errorf("lookup phone: %w", ctx.Err())
 		}}, nil, nil)
-		e.handle(t, event("c1", "agent1", "p1", StateAlerting))
+		e.handle(t, resEvent("c1", "agent1", "p1", StateAlerting))
 		p := e.one(t)
 		if p.Target.Action != ActionSearch || p.Target.Query != "+13175550123" || p.Target.URL != "" {
 			t.Fatalf("target %+v", p.Target)
@@ -330,10 +330,10 @@ func TestResolver_Actions(t *testing.T) {
 		}
 	})
 	t.Run("SearchOnError", func(t *testing.T) {
-		e := newEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(context.Context, Key) ([]Record, error) {
+		e := newResEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(context.Context, Key) ([]Record, error) {
 			return nil, errors.New("dataverse circuit breaker open")
 		}}, nil, nil)
-		e.handle(t, event("c1", "agent1", "p1", StateAlerting))
+		e.handle(t, resEvent("c1", "agent1", "p1", StateAlerting))
 		if p := e.one(t); p.Target.Action != ActionSearch || p.Target.Query != "+13175550123" {
 			t.Fatalf("target %+v", p.Target)
 		}
@@ -344,13 +344,13 @@ func TestResolver_Actions(t *testing.T) {
 	t.Run("DeadlineCountsFromReceivedAt", func(t *testing.T) {
 		// The frame arrived 3s ago (queueing): no time is left, so only a
 		// cached answer could make it; this directory has none.
-		e := newEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(ctx context.Context, _ Key) ([]Record, error) {
+		e := newResEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(ctx context.Context, _ Key) ([]Record, error) {
 			if ctx.Err() == nil {
 				return nil, errors.New("lookup got a live context")
 			}
 			return nil, ctx.Err()
 		}}, nil, nil)
-		ev := event("c1", "agent1", "p1", StateAlerting)
+		ev := resEvent("c1", "agent1", "p1", StateAlerting)
 		ev.ReceivedAt = NewTime(time.Now().Add(-3 * time.Second))
 		e.handle(t, ev)
 		if p := e.one(t); p.Target.Action != ActionSearch {
@@ -361,12 +361,12 @@ func TestResolver_Actions(t *testing.T) {
 
 func TestResolver_Override(t *testing.T) {
 	d := &fakeDir{lookup: func(context.Context, Key) ([]Record, error) { return nil, errors.New("must not look up") }}
-	e := newEnv(t, ResolverConfig{}, nil, d, nil, nil)
-	ev := event("c1", "agent1", "p1", StateAlerting)
-	ev.Customer.Attributes = map[string]string{"screenpop.entity": "account", "screenpop.id": guidB}
+	e := newResEnv(t, ResolverConfig{}, nil, d, nil, nil)
+	ev := resEvent("c1", "agent1", "p1", StateAlerting)
+	ev.Customer.Attributes = map[string]string{"screenpop.entity": "account", "screenpop.id": resGUIDB}
 	e.handle(t, ev)
 	p := e.one(t)
-	if p.Target.Action != ActionOpen || p.Target.Entity != "account" || p.Target.ID != guidB || !strings.HasSuffix(p.Target.URL, "etn=account&id="+guidB) {
+	if p.Target.Action != ActionOpen || p.Target.Entity != "account" || p.Target.ID != resGUIDB || !strings.HasSuffix(p.Target.URL, "etn=account&id="+resGUIDB) {
 		t.Fatalf("target %+v", p.Target)
 	}
 	if len(d.calls) != 0 {
@@ -377,27 +377,27 @@ func TestResolver_Override(t *testing.T) {
 	}
 
 	t.Run("CustomKeysAndInvalidID", func(t *testing.T) {
-		d := &fakeDir{lookup: func(context.Context, Key) ([]Record, error) { return []Record{rec("contact", guidA, "J")}, nil }}
-		e := newEnv(t, ResolverConfig{OverrideEntityKey: "crm.type", OverrideIDKey: "crm.id"}, nil, d, nil, nil)
-		ev := event("c1", "agent1", "p1", StateAlerting)
+		d := &fakeDir{lookup: func(context.Context, Key) ([]Record, error) { return []Record{resRec("contact", resGUIDA, "J")}, nil }}
+		e := newResEnv(t, ResolverConfig{OverrideEntityKey: "crm.type", OverrideIDKey: "crm.id"}, nil, d, nil, nil)
+		ev := resEvent("c1", "agent1", "p1", StateAlerting)
 		ev.Customer.Attributes = map[string]string{"crm.type": "contact", "crm.id": "+13175550123"}
 		e.handle(t, ev)
-		if p := e.one(t); p.Target.ID != guidA || len(d.calls) != 1 {
+		if p := e.one(t); p.Target.ID != resGUIDA || len(d.calls) != 1 {
 			t.Fatalf("an invalid override id must fall back to the lookup: %+v", p.Target)
 		}
 	})
 }
 
 func TestResolver_Internal(t *testing.T) {
-	ev := event("c1", "agent1", "p1", StateAlerting)
+	ev := resEvent("c1", "agent1", "p1", StateAlerting)
 	ev.Internal = true
 	ev.Customer = Customer{}
-	e := newEnv(t, ResolverConfig{}, nil, nil, nil, nil)
+	e := newResEnv(t, ResolverConfig{}, nil, nil, nil, nil)
 	e.handle(t, ev)
 	if n := len(e.pub.pops(t)); n != 0 {
 		t.Fatalf("%d pops for an internal call", n)
 	}
-	e = newEnv(t, ResolverConfig{PopInternal: true}, nil, nil, nil, nil)
+	e = newResEnv(t, ResolverConfig{PopInternal: true}, nil, nil, nil, nil)
 	e.handle(t, ev)
 	if p := e.one(t); p.Target.Action != ActionCreate {
 		t.Fatalf("internal pop %+v", p.Target)
@@ -408,28 +408,28 @@ func TestResolver_Internal(t *testing.T) {
 }
 
 func TestResolver_Transfer(t *testing.T) {
-	e := newEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(_ context.Context, k Key) ([]Record, error) {
+	e := newResEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(_ context.Context, k Key) ([]Record, error) {
 		if k.Value == "+13175550123" {
-			return []Record{rec("contact", guidA, "Jane")}, nil
+			return []Record{resRec("contact", resGUIDA, "Jane")}, nil
 		}
 		return nil, errors.New("looked up someone other than the customer")
 	}}, nil, nil)
 	// Agent A takes the call, then transfers it (consult) to agent B.
-	e.handle(t, event("c1", "agentA", "pA", StateAlerting))
-	e.handle(t, event("c1", "agentA", "pA", StateConnected))
-	e.handle(t, event("c1", "agentB", "pB", StateAlerting))
-	e.handle(t, event("c1", "agentA", "pA", StateConnected)) // A's leg, while consulting
-	e.handle(t, event("c1", "agentB", "pB", StateConnected))
-	e.handle(t, event("c1", "agentA", "pA", StateDisconnected))
+	e.handle(t, resEvent("c1", "agentA", "pA", StateAlerting))
+	e.handle(t, resEvent("c1", "agentA", "pA", StateConnected))
+	e.handle(t, resEvent("c1", "agentB", "pB", StateAlerting))
+	e.handle(t, resEvent("c1", "agentA", "pA", StateConnected)) // A's leg, while consulting
+	e.handle(t, resEvent("c1", "agentB", "pB", StateConnected))
+	e.handle(t, resEvent("c1", "agentA", "pA", StateDisconnected))
 	pops := e.pub.pops(t)
 	if len(pops) != 2 {
 		t.Fatalf("%d pops, want one for A and one for B", len(pops))
 	}
-	if pops[0].AgentID != "agentA" || pops[1].AgentID != "agentB" || pops[1].ID != "pop:c1:pB" || pops[1].Target.ID != guidA {
+	if pops[0].AgentID != "agentA" || pops[1].AgentID != "agentB" || pops[1].ID != "pop:c1:pB" || pops[1].Target.ID != resGUIDA {
 		t.Fatalf("pops %+v / %+v", pops[0], pops[1])
 	}
 	// Transferred back to A: a new leg, a new pop.
-	e.handle(t, event("c1", "agentA", "pA2", StateAlerting))
+	e.handle(t, resEvent("c1", "agentA", "pA2", StateAlerting))
 	if n := len(e.pub.pops(t)); n != 3 {
 		t.Fatalf("%d pops after the transfer back, want 3", n)
 	}
@@ -437,8 +437,8 @@ func TestResolver_Transfer(t *testing.T) {
 
 func TestResolver_When(t *testing.T) {
 	t.Run("AlertingModeOutboundDialing", func(t *testing.T) {
-		e := newEnv(t, ResolverConfig{}, nil, nil, nil, nil)
-		ev := event("c1", "agent1", "p1", StateDialing)
+		e := newResEnv(t, ResolverConfig{}, nil, nil, nil, nil)
+		ev := resEvent("c1", "agent1", "p1", StateDialing)
 		ev.Direction = DirectionOutbound
 		e.handle(t, ev)
 		if p := e.one(t); p.State != StateDialing {
@@ -446,16 +446,16 @@ func TestResolver_When(t *testing.T) {
 		}
 	})
 	t.Run("FirstSeenConnected", func(t *testing.T) {
-		e := newEnv(t, ResolverConfig{}, nil, nil, nil, nil)
-		e.handle(t, event("c1", "agent1", "p1", StateConnected))
-		e.handle(t, event("c1", "agent1", "p1", StateConnected))
+		e := newResEnv(t, ResolverConfig{}, nil, nil, nil, nil)
+		e.handle(t, resEvent("c1", "agent1", "p1", StateConnected))
+		e.handle(t, resEvent("c1", "agent1", "p1", StateConnected))
 		if p := e.one(t); p.State != StateConnected {
 			t.Fatalf("pop %+v", p)
 		}
 	})
 	t.Run("FirstSeenDisconnected", func(t *testing.T) {
-		e := newEnv(t, ResolverConfig{}, nil, nil, nil, nil)
-		e.handle(t, event("c1", "agent1", "p1", StateDisconnected))
+		e := newResEnv(t, ResolverConfig{}, nil, nil, nil, nil)
+		e.handle(t, resEvent("c1", "agent1", "p1", StateDisconnected))
 		if n := len(e.pub.pops(t)); n != 0 {
 			t.Fatalf("%d pops", n)
 		}
@@ -463,19 +463,19 @@ func TestResolver_When(t *testing.T) {
 	t.Run("ConnectedModePrefetches", func(t *testing.T) {
 		var prefetched []Key
 		d := &fakeDir{prefetch: func(k Key) { prefetched = append(prefetched, k) }}
-		e := newEnv(t, ResolverConfig{PopOn: StateConnected}, fakeDirPrefetch{d}, d, nil, nil)
-		e.handle(t, event("c1", "agent1", "p1", StateAlerting))
+		e := newResEnv(t, ResolverConfig{PopOn: StateConnected}, fakeDirPrefetch{d}, d, nil, nil)
+		e.handle(t, resEvent("c1", "agent1", "p1", StateAlerting))
 		if n := len(e.pub.pops(t)); n != 0 || len(prefetched) != 2 || len(d.calls) != 0 {
 			t.Fatalf("%d pops, prefetched %v, looked up %v at alerting", n, prefetched, d.calls)
 		}
-		e.handle(t, event("c1", "agent1", "p1", StateConnected))
+		e.handle(t, resEvent("c1", "agent1", "p1", StateConnected))
 		if p := e.one(t); p.State != StateConnected {
 			t.Fatalf("pop %+v", p)
 		}
 	})
 	t.Run("Stale", func(t *testing.T) {
-		e := newEnv(t, ResolverConfig{MaxEventAge: 30 * time.Second}, nil, nil, nil, nil)
-		ev := event("c1", "agent1", "p1", StateAlerting)
+		e := newResEnv(t, ResolverConfig{MaxEventAge: 30 * time.Second}, nil, nil, nil, nil)
+		ev := resEvent("c1", "agent1", "p1", StateAlerting)
 		ev.ReceivedAt = NewTime(time.Now().Add(-31 * time.Second))
 		e.handle(t, ev)
 		if n := len(e.pub.pops(t)); n != 0 {
@@ -488,11 +488,11 @@ func TestResolver_When(t *testing.T) {
 		}
 	})
 	t.Run("Malformed", func(t *testing.T) {
-		e := newEnv(t, ResolverConfig{}, nil, nil, nil, nil)
+		e := newResEnv(t, ResolverConfig{}, nil, nil, nil, nil)
 		if err := e.r.HandleMessage(context.Background(), []byte(`{"nope`)); err != nil {
 			t.Fatalf("a malformed message must be acked, got %v", err)
 		}
-		bad := event("c1", "agent.*", "p1", StateAlerting)
+		bad := resEvent("c1", "agent.*", "p1", StateAlerting)
 		e.handle(t, bad)
 		if n := len(e.pub.pops(t)); n != 0 {
 			t.Fatalf("%d pops", n)
@@ -502,8 +502,8 @@ func TestResolver_When(t *testing.T) {
 
 func TestResolver_Once(t *testing.T) {
 	t.Run("ConcurrentEventsOneLeg", func(t *testing.T) {
-		e := newEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(context.Context, Key) ([]Record, error) {
-			return []Record{rec("contact", guidA, "J")}, nil
+		e := newResEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(context.Context, Key) ([]Record, error) {
+			return []Record{resRec("contact", resGUIDA, "J")}, nil
 		}}, nil, nil)
 		var wg sync.WaitGroup
 		for i := range 20 {
@@ -512,7 +512,7 @@ func TestResolver_Once(t *testing.T) {
 				if i%2 == 1 {
 					st = StateConnected
 				}
-				if err := e.r.Handle(context.Background(), event("c1", "agent1", "p1", st)); err != nil {
+				if err := e.r.Handle(context.Background(), resEvent("c1", "agent1", "p1", st)); err != nil {
 					t.Error(err)
 				}
 			})
@@ -532,8 +532,8 @@ func TestResolver_Once(t *testing.T) {
 			}
 			return nil
 		}}
-		e := newEnv(t, ResolverConfig{}, nil, nil, nil, fs)
-		ev := event("c1", "agent1", "p1", StateAlerting)
+		e := newResEnv(t, ResolverConfig{}, nil, nil, nil, fs)
+		ev := resEvent("c1", "agent1", "p1", StateAlerting)
 		if err := e.r.Handle(context.Background(), ev); err == nil {
 			t.Fatal("want an error (redeliver) when the marker cannot be written")
 		}
@@ -544,7 +544,7 @@ func TestResolver_Once(t *testing.T) {
 		e.one(t)
 	})
 	t.Run("PublishRetriedWithSameID", func(t *testing.T) {
-		e := newEnv(t, ResolverConfig{}, nil, nil, nil, nil)
+		e := newResEnv(t, ResolverConfig{}, nil, nil, nil, nil)
 		n := 0
 		var ids []string
 		e.pub.fail = func(m Message) error {
@@ -554,7 +554,7 @@ func TestResolver_Once(t *testing.T) {
 			}
 			return nil
 		}
-		e.handle(t, event("c1", "agent1", "p1", StateAlerting))
+		e.handle(t, resEvent("c1", "agent1", "p1", StateAlerting))
 		e.one(t)
 		if len(ids) != 3 || ids[0] != ids[1] || ids[1] != ids[2] {
 			t.Fatalf("publish ids %v", ids)
@@ -562,7 +562,7 @@ func TestResolver_Once(t *testing.T) {
 	})
 	t.Run("PublishFailsUnmarkedAndRedelivered", func(t *testing.T) {
 		us := &unmarkingStore{fakeStore: &fakeStore{}}
-		e := newEnv(t, ResolverConfig{PublishTimeout: 50 * time.Millisecond}, nil, nil, us, us.fakeStore)
+		e := newResEnv(t, ResolverConfig{PublishTimeout: 50 * time.Millisecond}, nil, nil, us, us.fakeStore)
 		down := true
 		e.pub.fail = func(Message) error {
 			if down {
@@ -570,7 +570,7 @@ func TestResolver_Once(t *testing.T) {
 			}
 			return nil
 		}
-		ev := event("c1", "agent1", "p1", StateAlerting)
+		ev := resEvent("c1", "agent1", "p1", StateAlerting)
 		if err := e.r.Handle(context.Background(), ev); err == nil {
 			t.Fatal("want an error (redeliver)")
 		}
@@ -582,7 +582,7 @@ func TestResolver_Once(t *testing.T) {
 		e.one(t)
 	})
 	t.Run("PublishFailsKeptInMemory", func(t *testing.T) {
-		e := newEnv(t, ResolverConfig{PublishTimeout: 50 * time.Millisecond}, nil, nil, nil, nil)
+		e := newResEnv(t, ResolverConfig{PublishTimeout: 50 * time.Millisecond}, nil, nil, nil, nil)
 		down := true
 		e.pub.fail = func(Message) error {
 			if down {
@@ -590,7 +590,7 @@ func TestResolver_Once(t *testing.T) {
 			}
 			return nil
 		}
-		ev := event("c1", "agent1", "p1", StateAlerting)
+		ev := resEvent("c1", "agent1", "p1", StateAlerting)
 		if err := e.r.Handle(context.Background(), ev); err == nil {
 			t.Fatal("want an error (redeliver)")
 		}
@@ -607,16 +607,16 @@ func TestResolver_Once(t *testing.T) {
 }
 
 func TestResolver_NoPII(t *testing.T) {
-	e := newEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(_ context.Context, k Key) ([]Record, error) {
-		return []Record{rec("contact", guidA, "Jane Q Doe"), rec("contact", guidB, "Jane Doe")}, nil
+	e := newResEnv(t, ResolverConfig{}, nil, &fakeDir{lookup: func(_ context.Context, k Key) ([]Record, error) {
+		return []Record{resRec("contact", resGUIDA, "Jane Q Doe"), resRec("contact", resGUIDB, "Jane Doe")}, nil
 	}}, nil, nil)
-	ev := event("c1", "agent1", "p1", StateAlerting)
+	ev := resEvent("c1", "agent1", "p1", StateAlerting)
 	ev.Customer.Attributes = map[string]string{"secret.attr": "attribute-value"}
 	e.handle(t, ev)
 	// And a create pop with the name prefilled.
-	e2 := newEnv(t, ResolverConfig{}, nil, nil, nil, nil)
-	e2.handle(t, event("c2", "agent1", "p2", StateAlerting))
-	for _, env := range []*env{e, e2} {
+	e2 := newResEnv(t, ResolverConfig{}, nil, nil, nil, nil)
+	e2.handle(t, resEvent("c2", "agent1", "p2", StateAlerting))
+	for _, env := range []*resEnv{e, e2} {
 		logs := env.logs.String()
 		for _, pii := range []string{"3175550123", "jane", "Jane", "Doe", "attribute-value", "example.com"} {
 			if strings.Contains(logs, pii) {
@@ -644,3 +644,34 @@ func TestResolver_NoPII(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkResolver_Handle: one pop whose lookup is a cache hit (the
+// directory answers at once), with the marker and the publish in memory.
+func BenchmarkResolver_Handle(b *testing.B) {
+	recs := []Record{resRec("contact", resGUIDA, "Jane")}
+	d := &fakeDir{lookup: func(context.Context, Key) ([]Record, error) { return recs, nil }}
+	r, err := NewResolver(ResolverConfig{}, d, &benchStore{}, benchPub{}, NewHasher([]byte("0123456789abcdef")), zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev := resEvent("c1", "agent1", "p1", StateAlerting)
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		ev.Agent.ParticipantID = ParticipantID(fmt.Sprintf("p%d", i))
+		if err := r.Handle(ctx, ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchStore marks everything as new; benchPub drops messages.
+type benchStore struct{ fakeStore }
+
+func (*benchStore) MarkPop(context.Context, string) (bool, error) { return true, nil }
+
+type benchPub struct{}
+
+func (benchPub) Publish(context.Context, Message) error { return nil }

@@ -233,13 +233,19 @@ func IsGUID(s string) bool {
 func (c *Client) cacheKey(key bridge.Key) (k, value string, list []EntityColumns, err error) {
 	switch key.Kind {
 	case bridge.KeyPhone:
+		if isE164(key.Value) { // the normalizer's output: skip the parse on the hot path
+			return "p:" + key.Value, key.Value, c.cfg.Phone, nil
+		}
 		e164, err := NormalizePhone(key.Value, c.cfg.PhoneRegion)
 		if err != nil {
 			return "", "", nil, err
 		}
 		return "p:" + e164, e164, c.cfg.Phone, nil
 	case bridge.KeyEmail:
-		v := strings.ToLower(strings.TrimSpace(key.Value))
+		v := strings.TrimSpace(key.Value)
+		if strings.ContainsFunc(v, func(r rune) bool { return r >= 'A' && r <= 'Z' || r >= 0x80 }) {
+			v = strings.ToLower(v)
+		}
 		if v == "" || len(v) > 320 || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 			return "", "", nil, ErrInvalidKey
 		}
@@ -261,11 +267,11 @@ func (c *Client) Lookup(ctx context.Context, key bridge.Key) ([]bridge.Record, e
 	}
 	now := c.cfg.Now()
 	if recs, ok := c.pos.get(k, now); ok {
-		c.metrics.lookups.WithLabelValues(string(key.Kind), "hit").Inc()
+		c.metrics.hit(key.Kind, false).Inc()
 		return recs, nil
 	}
 	if _, ok := c.neg.get(k, now); ok {
-		c.metrics.lookups.WithLabelValues(string(key.Kind), "negative_hit").Inc()
+		c.metrics.hit(key.Kind, true).Inc()
 		return nil, nil
 	}
 	f, err := c.join(k, key.Kind, value, list)
@@ -505,4 +511,18 @@ func (c *Client) Check(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// isE164 reports whether s is strictly +<7 to 15 digits>, not starting
+// with 0.
+func isE164(s string) bool {
+	if len(s) < 8 || len(s) > 16 || s[0] != '+' || s[1] == '0' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/screenpop/screenpop/bridge"
 )
 
 type metrics struct {
@@ -13,6 +15,20 @@ type metrics struct {
 	retries   *prometheus.CounterVec   // reason
 	throttled prometheus.Counter
 	breaker   prometheus.Gauge
+	// cache-hit counters resolved once: the hit path is hot
+	phoneHit, phoneNeg, emailHit, emailNeg prometheus.Counter
+}
+
+func (m *metrics) hit(kind bridge.KeyKind, negative bool) prometheus.Counter {
+	switch {
+	case kind == bridge.KeyPhone && !negative:
+		return m.phoneHit
+	case kind == bridge.KeyPhone:
+		return m.phoneNeg
+	case !negative:
+		return m.emailHit
+	}
+	return m.emailNeg
 }
 
 func newMetrics(reg prometheus.Registerer, c *Client) *metrics {
@@ -43,6 +59,10 @@ func newMetrics(reg prometheus.Registerer, c *Client) *metrics {
 			Help: "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
 		}),
 	}
+	m.phoneHit = m.lookups.WithLabelValues(string(bridge.KeyPhone), "hit")
+	m.phoneNeg = m.lookups.WithLabelValues(string(bridge.KeyPhone), "negative_hit")
+	m.emailHit = m.lookups.WithLabelValues(string(bridge.KeyEmail), "hit")
+	m.emailNeg = m.lookups.WithLabelValues(string(bridge.KeyEmail), "negative_hit")
 	if reg != nil {
 		reg.MustRegister(m.requests, m.duration, m.lookups, m.retries, m.throttled, m.breaker,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
