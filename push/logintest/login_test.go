@@ -1,0 +1,196 @@
+// Package logintest runs the genesys-mode browser login (authorization code
+// + PKCE in a popup) against the Genesys Cloud emulator. It is a package of
+// its own so that push's own tests do not link the emulator (and through it
+// the Genesys SDK).
+package logintest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/target"
+	"github.com/chromedp/chromedp"
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/bridge/bus"
+	"github.com/screenpop/screenpop/notifications/notificationstest"
+	"github.com/screenpop/screenpop/push"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// usersMe is a genesys-mode authenticator for the test: GET /api/v2/users/me
+// with the agent's token, as the real one in package notifications does.
+type usersMe struct{ base string }
+
+func (u usersMe) Authenticate(ctx context.Context, token string) (bridge.AgentID, time.Time, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.base+"/api/v2/users/me", nil)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized {
+		return "", time.Time{}, bridge.ErrInvalidToken
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", time.Time{}, fmt.Errorf("users/me: HTTP %d", resp.StatusCode)
+	}
+	var me struct {
+		ID string `json:"id"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&me); err != nil {
+		return "", time.Time{}, err
+	}
+	return bridge.AgentID(me.ID), time.Now().Add(5 * time.Minute), nil
+}
+
+// cors answers the browser's cross-origin token exchange the way Genesys
+// Cloud's login host does for browser (PKCE) clients. The emulator does not
+// send these headers itself (yet).
+func cors(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o := r.Header.Get("Origin"); o != "" && r.URL.Path == "/oauth/token" {
+			w.Header().Set("Access-Control-Allow-Origin", o)
+			w.Header().Set("Access-Control-Allow-Headers", "Content-Type")
+			w.Header().Set("Access-Control-Allow-Methods", "POST")
+			if r.Method == http.MethodOptions {
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func TestBrowser_GenesysLogin(t *testing.T) {
+	const chromium = "/usr/bin/chromium"
+	if _, err := os.Stat(chromium); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("chromium missing in CI: %v", err)
+		}
+		t.Skipf("chromium not installed: %v", err)
+	}
+	emu := notificationstest.New(notificationstest.Config{Agents: []notificationstest.AgentSpec{{ID: "agent-pkce", Name: "Pat Kce"}}})
+	defer emu.Close()
+	gen := httptest.NewServer(cors(emu.Handler()))
+	defer gen.Close()
+
+	log := zerolog.Nop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := bus.Start(ctx, bus.Config{Listen: "off", DataDir: t.TempDir()}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	srv, err := push.New(push.Config{Auth: push.AuthGenesys}, b, usersMe{gen.URL}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(runCtx, ln) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	base := "http://" + ln.Addr().String()
+
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("no-sandbox", true), chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true))
+	defer cancelA()
+	page, cancelB := chromedp.NewContext(actx)
+	defer cancelB()
+	if err := chromedp.Do(page); err != nil {
+		t.Fatal(err)
+	}
+	do := func(c context.Context, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		tctx, cancel := context.WithTimeout(c, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Do(tctx, steps...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll := func(expr string) chromedp.Action[chromedp.Void] {
+		return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(15*time.Second), chromedp.WithPollingInterval(20*time.Millisecond))
+	}
+
+	do(page, chromedp.Navigate(base+"/web/demo.html#login="+gen.URL+"&clientId=screenpop-browser"),
+		chromedp.WaitVisible(chromedp.CSS(`#login`)))
+	popups := chromedp.WaitNewTarget(page, func(i *target.Info) bool { return i.Type == "page" })
+	// A real click: the popup must get past Chromium's popup blocker.
+	do(page, chromedp.Click(chromedp.CSS(`#login`)))
+	var id target.ID
+	select {
+	case id = <-popups:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no login popup opened (blocked?)")
+	}
+	popup, cancelP := chromedp.NewContext(page, chromedp.WithTargetID(id))
+	defer cancelP()
+	if err := chromedp.Do(popup); err != nil {
+		t.Fatal(err)
+	}
+	// The emulator's login page: pick the agent and log in.
+	do(popup, chromedp.WaitVisible(chromedp.CSS(`#user`)))
+	loc, err := chromedp.Run(popup, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := u.Query(); q.Get("code_challenge") == "" || q.Get("code_challenge_method") != "S256" || q.Get("state") == "" ||
+		q.Get("redirect_uri") != base+"/web/oauth-callback.html" {
+		t.Fatalf("authorize URL %s lacks PKCE or the redirect URI", loc)
+	}
+	if err := chromedp.Do(popup, chromedp.Click(chromedp.CSS(`#login`))); err != nil && !errors.Is(err, context.Canceled) {
+		// The popup may close itself while the click returns.
+		t.Logf("click in popup: %v", err)
+	}
+	do(page, poll(`document.getElementById('status').dataset.state === 'ready'`))
+	agent, err := chromedp.Run(page, chromedp.Evaluate[string](`document.getElementById('agent').textContent`))
+	if err != nil || !strings.Contains(agent, "agent-pkce") {
+		t.Fatalf("agent shown %q (%v)", agent, err)
+	}
+	// And pops arrive for the logged-in agent.
+	p := &bridge.Pop{ID: "pop:c-pkce:p1", ConversationID: "c-pkce", AgentID: "agent-pkce", Media: bridge.MediaVoice, State: bridge.StateAlerting,
+		Target: bridge.Target{Action: bridge.ActionOpen, Entity: "contact", ID: "c0ffee00-0000-4000-8000-000000000001"}, IssuedAt: bridge.NewTime(time.Now())}
+	m, _ := bridge.EncodePop(p, time.Now())
+	if err := b.Publish(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	do(page, poll(`!!document.querySelector('#pops li[data-id="pop:c-pkce:p1"]')`))
+	if st := srv.Status().(push.Status); st.Connections != 1 || st.Agents != 1 {
+		t.Fatalf("status %+v", st)
+	}
+}
