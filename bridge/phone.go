@@ -65,7 +65,15 @@ func ParsePhone(raw, region string) (e164 string, ok bool) {
 	if err != nil || !phonenumbers.IsPossibleNumber(num) {
 		return "", false
 	}
-	return phonenumbers.Format(num, phonenumbers.E164), true
+	e164 = phonenumbers.Format(num, phonenumbers.E164)
+	// A real number reads back as itself. Some junk (+49000000, found by
+	// FuzzParsePhone) loses a digit to national-prefix rules on every
+	// round: refuse it rather than hand the directory a moving target.
+	again, err := phonenumbers.Parse(e164, "ZZ")
+	if err != nil || phonenumbers.Format(again, phonenumbers.E164) != e164 {
+		return "", false
+	}
+	return e164, true
 }
 
 // sipUser returns the user part of a SIP URI without its scheme: the text
