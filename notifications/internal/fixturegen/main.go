@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -38,7 +39,12 @@ func main() {
 	}
 }
 
-func run(dir string) error {
+func run(dir string) error { return generate(dir, os.Stdout) }
+
+// runQuiet generates without the progress lines (for the test).
+func runQuiet(dir string) error { return generate(dir, io.Discard) }
+
+func generate(dir string, progress io.Writer) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -53,7 +59,7 @@ func run(dir string) error {
 		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 			return err
 		}
-		fmt.Printf("%s: %d frames\n", path, len(s.frames))
+		fmt.Fprintf(progress, "%s: %d frames\n", path, len(s.frames))
 	}
 	return nil
 }
