@@ -136,8 +136,6 @@ type Client struct {
 	loginCfg *platformclientv2.Configuration // used by the auth loop only
 	notif    *platformclientv2.NotificationsApi
 	routing  *platformclientv2.RoutingApi
-	conv     *platformclientv2.ConversationsApi
-	analytic *platformclientv2.AnalyticsApi
 	getLimit *rate.Limiter
 
 	tok       atomic.Pointer[tokenState]
@@ -225,8 +223,6 @@ func New(cfg Config, log zerolog.Logger, out chan<- bridge.Snapshot) (*Client, e
 	}
 	c.notif = platformclientv2.NewNotificationsApiWithConfig(c.api)
 	c.routing = platformclientv2.NewRoutingApiWithConfig(c.api)
-	c.conv = platformclientv2.NewConversationsApiWithConfig(c.api)
-	c.analytic = platformclientv2.NewAnalyticsApiWithConfig(c.api)
 	for _, a := range cfg.Agents {
 		c.static[a] = true
 	}
@@ -752,4 +748,58 @@ func (c *Client) RejectedTopics() []string {
 
 func rejectionText(r rejection) string {
 	return fmt.Sprintf("genesys rejected topic %s (user %s): %s; give the OAuth client's role conversation:communication:view in the user's division", r.Topic, r.UserID, r.Reason)
+}
+
+// Check logs in once and proves the channel API: it creates a channel and
+// subscribes the first watched agent's presence topic (a topic the daemon
+// does not use, so a running instance loses nothing). For `screenpopd
+// check`; do not call it while Run runs.
+func (c *Client) Check(ctx context.Context) error {
+	c.doer.setContext(ctx)
+	defer c.doer.hc.CloseIdleConnections()
+	if err := c.loginCfg.AuthorizeClientCredentials(c.cfg.ClientID, c.cfg.ClientSecret); err != nil {
+		if m := authStatusRE.FindStringSubmatch(err.Error()); m != nil && (m[1] == "401" || m[2] == "invalid_client") {
+			return errors.New("genesys login rejected the client credentials: check GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET")
+		}
+		return fmt.Errorf("genesys login (%s): %s", c.hosts.Login, sanitize(err.Error()))
+	}
+	t := &tokenState{value: c.loginCfg.AccessToken, expires: time.Now().Add(time.Minute), gen: -1}
+	c.tokMu.Lock()
+	c.tok.Store(t)
+	c.tokMu.Unlock()
+	var ch *platformclientv2.Channel
+	if err := c.call(ctx, "create channel", func() (*platformclientv2.APIResponse, error) {
+		var resp *platformclientv2.APIResponse
+		var err error
+		ch, resp, err = c.notif.PostNotificationsChannels()
+		return resp, err
+	}); err != nil {
+		return err
+	}
+	agents := c.cfg.Agents
+	if len(agents) == 0 || ch == nil || ch.Id == nil {
+		return nil
+	}
+	topic := "v2.users." + agents[0] + ".presence"
+	var listing *platformclientv2.Channeltopicentitylisting
+	if err := c.call(ctx, "subscribe", func() (*platformclientv2.APIResponse, error) {
+		var resp *platformclientv2.APIResponse
+		var err error
+		listing, resp, err = c.notif.PutNotificationsChannelSubscriptions(*ch.Id, []platformclientv2.Channeltopic{{Id: &topic}}, true)
+		return resp, err
+	}); err != nil {
+		return err
+	}
+	if listing != nil && listing.Entities != nil {
+		for _, e := range *listing.Entities {
+			if e.State != nil && strings.EqualFold(*e.State, "Rejected") {
+				reason := ""
+				if e.RejectionReason != nil {
+					reason = *e.RejectionReason
+				}
+				return fmt.Errorf("genesys rejected topic %s: %s", topic, reason)
+			}
+		}
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/tidwall/gjson"
 	"go.uber.org/goleak"
@@ -64,6 +65,7 @@ type harness struct {
 	client *notifications.Client
 	out    chan bridge.Snapshot
 	logs   *logBuf
+	reg    *prometheus.Registry
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -106,6 +108,8 @@ func start(t testing.TB, ecfg notificationstest.Config, ccfg func(*notifications
 		t.Fatal(err)
 	}
 	cfg := compressed(url)
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
 	if ccfg != nil {
 		ccfg(&cfg)
 	}
@@ -117,7 +121,7 @@ func start(t testing.TB, ecfg notificationstest.Config, ccfg func(*notifications
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{t: t, emu: emu, client: c, out: out, logs: lb, cancel: cancel, done: make(chan error, 1)}
+	h := &harness{t: t, emu: emu, client: c, out: out, logs: lb, cancel: cancel, done: make(chan error, 1), reg: reg}
 	go func() { h.done <- c.Run(ctx) }()
 	t.Cleanup(h.stop)
 	return h
@@ -214,10 +218,62 @@ func TestClient_Run(t *testing.T) {
 		}
 	})
 
+	t.Run("Metrics", func(t *testing.T) {
+		mfs, err := h.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := map[string]bool{}
+		for _, mf := range mfs {
+			names[mf.GetName()] = true
+		}
+		for _, n := range []string{"channels_connected", "topics", "events_total", "reconnects_total", "gaps_total",
+			"reconciled_conversations_total", "heartbeat_age_seconds", "snapshot_backpressure_total", "subscription_puts_total"} {
+			if !names["screenpop_notifications_"+n] {
+				t.Errorf("metric screenpop_notifications_%s missing", n)
+			}
+		}
+	})
+
 	t.Run("Status", func(t *testing.T) {
 		st := h.client.Status().(notifications.Status)
 		if !st.LoggedIn || st.Agents != 3 || len(st.Channels) != 1 || !st.Channels[0].Connected || st.Channels[0].Subscribed != 3 {
 			t.Fatalf("status = %+v", st)
 		}
 	})
+}
+
+func TestClient_Check(t *testing.T) {
+	as := agents(1)
+	emu := notificationstest.New(notificationstest.Config{Agents: as})
+	url, err := emu.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	log, _ := newLog(t)
+	for _, tc := range []struct {
+		name, secret, want string
+	}{
+		{"OK", "screenpop-secret", ""},
+		{"BadSecret", "nope", "check GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET"},
+	} {
+		cfg := compressed(url)
+		cfg.ClientSecret = tc.secret
+		cfg.Agents = ids(as)
+		c, err := notifications.New(cfg, log, make(chan bridge.Snapshot, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Check(context.Background())
+		if (tc.want == "" && err != nil) || (tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want))) {
+			t.Errorf("%s: Check = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	if _, err := notifications.New(notifications.Config{Region: "nowhere.example", ClientID: "a", ClientSecret: "b"}, log, make(chan bridge.Snapshot)); err == nil || !strings.Contains(err.Error(), "GENESYS_REGION") {
+		t.Errorf("bad region: %v", err)
+	}
+	if _, err := notifications.New(notifications.Config{Region: "mypurecloud.ie"}, log, make(chan bridge.Snapshot)); err == nil || !strings.Contains(err.Error(), "GENESYS_CLIENT_ID") {
+		t.Errorf("no credentials: %v", err)
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -197,7 +199,7 @@ func (c *Client) activity(ctx context.Context, users []string) ([]activityEntity
 	}
 	var raw []byte
 	err := c.call(ctx, "activity query", func() (*platformclientv2.APIResponse, error) {
-		_, resp, err := c.analytic.PostAnalyticsConversationsActivityQuery(q, 0, 0)
+		resp, err := c.raw(http.MethodPost, "/api/v2/analytics/conversations/activity/query", q)
 		if resp != nil {
 			raw = resp.RawBody
 		}
@@ -222,11 +224,20 @@ func (c *Client) activity(ctx context.Context, users []string) ([]activityEntity
 	return out, nil
 }
 
+// raw calls the API through the SDK's API client without decoding the
+// answer into SDK models: their generated decoders re-encode every nested
+// field (slow) and drop times they cannot parse. The body stays in
+// RawBody.
+func (c *Client) raw(method, path string, body any) (*platformclientv2.APIResponse, error) {
+	headers := map[string]string{"Accept": "application/json"}
+	return c.api.APIClient.CallAPI(c.api.BasePath+path, method, body, headers, nil, nil, "", nil, "other")
+}
+
 // fetchConversation GETs a conversation and adapts it to the topic shape.
 func (c *Client) fetchConversation(ctx context.Context, id string) ([]byte, error) {
 	var raw []byte
 	err := c.call(ctx, "get conversation", func() (*platformclientv2.APIResponse, error) {
-		_, resp, err := c.conv.GetConversation(id)
+		resp, err := c.raw(http.MethodGet, "/api/v2/conversations/"+url.PathEscape(id), nil)
 		if resp != nil {
 			raw = resp.RawBody
 		}

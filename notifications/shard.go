@@ -44,6 +44,7 @@ type shard struct {
 	lastErr    string
 	reconnects int
 	cur        *session
+	lastPut    string // channel id and topic list of the last successful PUT
 
 	dirty  chan struct{}
 	events chan sessEvent
@@ -425,6 +426,13 @@ func (sh *shard) subscribe(ctx context.Context, id string) error {
 	default:
 	}
 	topics := sh.topics()
+	key := id + "\n" + strings.Join(topics, ",")
+	sh.mu.Lock()
+	same := sh.lastPut == key
+	sh.mu.Unlock()
+	if same {
+		return nil // this channel already holds exactly this list
+	}
 	body := make([]platformclientv2.Channeltopic, len(topics))
 	for i := range topics {
 		body[i] = platformclientv2.Channeltopic{Id: &topics[i]}
@@ -481,6 +489,7 @@ func (sh *shard) subscribe(ctx context.Context, id string) error {
 	}
 	sh.mu.Lock()
 	sh.subscribed = permitted
+	sh.lastPut = id + "\n" + strings.Join(topics, ",")
 	sh.mu.Unlock()
 	sh.c.recordRejections(topics, rejected)
 	sh.logger().Info().Str("channel_id", id).Int("topics", len(topics)).Int("permitted", permitted).Int("rejected", len(rejected)).Msg("genesys channel subscribed")

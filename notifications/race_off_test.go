@@ -1,0 +1,5 @@
+//go:build !race
+
+package notifications_test
+
+const raceEnabled = false
