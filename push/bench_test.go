@@ -1,0 +1,173 @@
+package push
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/screenpop/screenpop/bridge"
+)
+
+func BenchmarkPopFrame(b *testing.B) {
+	p := testPop("agent-1", "conv-1")
+	p.Prefill = map[string]string{"telephone1": "+13175550123", "firstname": "Ada", "lastname": "Lovelace"}
+	m, _ := bridge.EncodePop(p, time.Now())
+	sp := bridge.StoredPop{Seq: 12345, Agent: "agent-1", Data: m.Data}
+	b.SetBytes(int64(len(m.Data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := newPopFrame(sp); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWritePop measures one pop through the fan-out to a real socket:
+// queue, writer goroutine, websocket write, and the client's read.
+func BenchmarkWritePop(b *testing.B) {
+	st := newMemStore()
+	e := newEnv(b, Config{SendQueue: 1 << 16}, st, nil)
+	<-st.followed
+	c, _ := e.connect(e.token("agent-bench"), nil, "")
+	p := testPop("agent-bench", "conv-bench")
+	m, _ := bridge.EncodePop(p, time.Now())
+	got := make(chan int, 1)
+	go func() {
+		n := 0
+		for {
+			if _, _, err := c.ws.ReadMessage(); err != nil {
+				got <- n
+				return
+			}
+			n++
+		}
+	}()
+	e.srv.mu.RLock()
+	conn := e.srv.agents["agent-bench"][0]
+	e.srv.mu.RUnlock()
+	b.SetBytes(int64(len(m.Data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	var last uint64
+	for i := range b.N {
+		pf, err := newPopFrame(bridge.StoredPop{Seq: uint64(i + 1), Agent: "agent-bench", Data: m.Data})
+		if err != nil {
+			b.Fatal(err)
+		}
+		conn.deliverLive(pf)
+		last = pf.seq
+	}
+	// Wait until the writer has drained the queue.
+	for {
+		conn.mu.Lock()
+		idle := !conn.writing && len(conn.q) == 0
+		conn.mu.Unlock()
+		if idle && e.srv.nSent.Load() >= last {
+			break
+		}
+		runtime.Gosched()
+	}
+	b.StopTimer()
+	c.ws.Close()
+	<-got
+}
+
+// rawHello opens a websocket by hand (no client library, no goroutine, no
+// buffers kept) and sends the hello, so that the memory the benchmark sees
+// is the server's.
+func rawHello(addr, token string) (net.Conn, error) {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(nc, "GET /v1/ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", addr)
+	br := bufio.NewReaderSize(nc, 256)
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		if bytes.Equal(line, []byte("\r\n")) {
+			break
+		}
+	}
+	payload := []byte(`{"type":"hello","token":"` + token + `"}`)
+	frame := []byte{0x81}
+	if len(payload) < 126 {
+		frame = append(frame, 0x80|byte(len(payload)))
+	} else {
+		frame = append(frame, 0x80|126)
+		frame = binary.BigEndian.AppendUint16(frame, uint16(len(payload)))
+	}
+	frame = append(frame, 0, 0, 0, 0) // a zero mask leaves the payload as is
+	frame = append(frame, payload...)
+	if _, err := nc.Write(frame); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return nc, nil
+}
+
+// BenchmarkIdleConnections opens 2,000 authenticated, idle agent sockets
+// in process and reports the server's heap and stack bytes per socket and
+// its goroutines per socket. Run with -benchtime=1x.
+func BenchmarkIdleConnections(b *testing.B) {
+	const n = 2000
+	for range b.N {
+		st := newMemStore()
+		e := newEnv(b, Config{}, st, nil)
+		<-st.followed
+		tokens := make([]string, n)
+		for i := range tokens {
+			tokens[i] = e.token(bridge.AgentID(fmt.Sprintf("agent-%04d", i)))
+		}
+		addr := e.ln.Addr().String()
+		runtime.GC()
+		runtime.GC()
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		g0 := runtime.NumGoroutine()
+		conns := make([]net.Conn, 0, n)
+		for i := range n {
+			nc, err := rawHello(addr, tokens[i])
+			if err != nil {
+				b.Fatalf("client %d: %v", i, err)
+			}
+			conns = append(conns, nc)
+		}
+		waitFor(b, 60*time.Second, "every socket ready", func() bool {
+			ready := 0
+			e.srv.mu.RLock()
+			for c := range e.srv.conns {
+				if c.ready.Load() {
+					ready++
+				}
+			}
+			e.srv.mu.RUnlock()
+			return ready == n
+		})
+		// Let writers finish and stacks shrink, as they do on an idle daemon.
+		for range 3 {
+			runtime.GC()
+		}
+		runtime.ReadMemStats(&m1)
+		g1 := runtime.NumGoroutine()
+		heap := float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc)) / n
+		stack := float64(int64(m1.StackInuse)-int64(m0.StackInuse)) / n
+		b.ReportMetric(heap, "heap-B/conn")
+		b.ReportMetric(stack, "stack-B/conn")
+		b.ReportMetric(heap+stack, "B/conn")
+		b.ReportMetric(float64(g1-g0)/n, "goroutines/conn")
+		for _, c := range conns {
+			c.Close()
+		}
+		waitFor(b, 30*time.Second, "sockets closed", func() bool { return e.srv.Status().(Status).Connections == 0 })
+		e.stop()
+	}
+}
