@@ -556,3 +556,34 @@ func TestClient_RecordURL(t *testing.T) {
 		}
 	}
 }
+
+func TestClient_CustomEntity(t *testing.T) {
+	ents, err := dataverse.ParseEntities("new_caller=new_callers/new_callerid/new_name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookup, err := dataverse.ParseLookup("new_caller:new_phone;contact:telephone1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, c := MustEnv(t, func(cfg *dataverse.Config) { cfg.Entities, cfg.Phone = ents, lookup })
+	srv.AddEntitySet("new_callers", "new_caller", "new_callerid", "new_name", "new_phone")
+	id, err := srv.AddRecord("new_callers", map[string]any{"new_name": "Caller One", "new_phone": "+44 20 7946 0018"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.AddContact(dataversetest.Contact{FirstName: "Not", LastName: "Me", Telephone1: "020 7946 0018"})
+	warm(t, srv, c)
+	recs, err := c.Lookup(ctxT(t, 5*time.Second), phone("+442079460018"))
+	if err != nil || len(recs) != 1 || recs[0].Entity != "new_caller" || recs[0].ID != id || recs[0].Name != "Caller One" {
+		t.Fatalf("got %+v, %v", recs, err)
+	}
+	if !strings.HasSuffix(recs[0].URL, "etn=new_caller&id="+id) {
+		t.Fatalf("url %s", recs[0].URL)
+	}
+	for _, r := range srv.Requests() {
+		if r.EntitySet == "new_callers" && strings.Contains(r.Filter, "statecode") {
+			t.Fatalf("custom entity without /active filtered on statecode: %s", r.Filter)
+		}
+	}
+}

@@ -32,8 +32,11 @@ type Config struct {
 	TokenLifetime time.Duration // expires_in of issued tokens; default 1h
 	// InFlightGrace: a request that arrives inside a Retry-After window
 	// less than this long after the 429 was answered is not counted as a
-	// violation (it may have been sent before the client read the 429).
-	// Default 20ms.
+	// violation: it may have been sent before the client read the 429 (on
+	// a loaded machine under -race, such a request was seen to reach the
+	// handler 20ms late). A client that ignores Retry-After still shows:
+	// its retries keep landing inside the window, past the grace. Default
+	// 250ms.
 	InFlightGrace time.Duration
 }
 
@@ -117,7 +120,7 @@ func New(cfg Config) *Server {
 		cfg.TokenLifetime = time.Hour
 	}
 	if cfg.InFlightGrace <= 0 {
-		cfg.InFlightGrace = 20 * time.Millisecond
+		cfg.InFlightGrace = 250 * time.Millisecond
 	}
 	s := &Server{
 		cfg:     cfg,
