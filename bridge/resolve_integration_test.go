@@ -234,3 +234,52 @@ func TestResolver_ThrottledDataverse(t *testing.T) {
 	}
 	t.Logf("pops: %v; 429 answers: %d", actions, throttled)
 }
+
+// BenchmarkResolver_DataverseCacheHit: Handle with the real dataverse.Client
+// as Directory answering from its cache; marker and publish are in-memory
+// no-ops, so this is the resolver's own cost per pop.
+func BenchmarkResolver_DataverseCacheHit(b *testing.B) {
+	dv := dataversetest.New(dataversetest.Config{})
+	dv.AddContact(dataversetest.Contact{FirstName: "Jane", LastName: "Doe", Telephone1: "(317) 555-0123"})
+	if err := dv.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer dv.Close()
+	ec := dv.Config()
+	dir, err := dataverse.New(dataverse.Config{URL: dv.URL(), ClientID: ec.ClientID, ClientSecret: ec.ClientSecret, TokenURL: dv.TokenURL()}, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer dir.Close()
+	if recs, err := dir.Lookup(context.Background(), bridge.Key{Kind: bridge.KeyPhone, Value: "+13175550123"}); err != nil || len(recs) != 1 {
+		b.Fatal(recs, err)
+	}
+	r, err := bridge.NewResolver(bridge.ResolverConfig{}, dir, nopStore{}, nopPub{}, bridge.NewHasher([]byte("0123456789abcdef")), zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev := callEvent("c1", "+13175550123")
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		ev.Agent.ParticipantID = bridge.ParticipantID(fmt.Sprintf("p%d", i))
+		if err := r.Handle(context.Background(), ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+type nopStore struct{}
+
+func (nopStore) MarkPop(context.Context, string) (bool, error)             { return true, nil }
+func (nopStore) Epoch() string                                             { return "" }
+func (nopStore) LatestPop(context.Context, bridge.AgentID) (uint64, error) { return 0, nil }
+func (nopStore) FollowPops(context.Context, func(bridge.StoredPop)) error  { return nil }
+func (nopStore) ReplayPops(context.Context, bridge.AgentID, uint64, time.Time, func(bridge.StoredPop) error) error {
+	return nil
+}
+
+type nopPub struct{}
+
+func (nopPub) Publish(context.Context, bridge.Message) error { return nil }
