@@ -94,7 +94,7 @@ type Conn struct {
 	metrics *metrics
 
 	closeOnce sync.Once
-	everReady atomic.Bool
+	closing   atomic.Bool
 }
 
 var (
@@ -115,7 +115,9 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 		nats.ReconnectBufSize(8 << 20),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			c.metrics.connected.Set(0)
-			c.log.Warn().Err(err).Msg("nats disconnected")
+			if !c.closing.Load() {
+				c.log.Warn().Err(err).Msg("nats disconnected")
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			c.metrics.connected.Set(1)
@@ -161,7 +163,6 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 		c.Close()
 		return nil, err
 	}
-	c.everReady.Store(true)
 	c.log.Info().Str("stream", cfg.Stream).Bool("embedded", c.ns != nil).Str("epoch", c.epoch).Msg("nats ready")
 	return c, nil
 }
@@ -306,6 +307,7 @@ func (c *Conn) Status(ctx context.Context) Status {
 // Close flushes and drains the connection, then stops the embedded server.
 func (c *Conn) Close() {
 	c.closeOnce.Do(func() {
+		c.closing.Store(true)
 		if c.nc != nil {
 			if err := c.nc.FlushTimeout(2 * time.Second); err != nil && c.nc.IsConnected() {
 				c.log.Warn().Err(err).Msg("nats flush on close")

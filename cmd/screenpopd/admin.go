@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// adminHandler is the admin listener's mux.
+func (m *Main) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !m.Ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("not ready: see /status\n"))
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(m.Status(r.Context()))
+	})
+	if m.Config.PProf {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
+
+// StatusReport is /status: each component's state, no secrets, no PII.
+type StatusReport struct {
+	Version    string         `json:"version"`
+	Ready      bool           `json:"ready"`
+	Uptime     string         `json:"uptime"`
+	Components map[string]any `json:"components"`
+}
+
+// Status gathers each component's state.
+func (m *Main) Status(ctx context.Context) StatusReport {
+	r := StatusReport{Version: version, Ready: m.Ready(), Uptime: time.Since(m.started).Round(time.Second).String(), Components: map[string]any{}}
+	if m.Bus != nil {
+		r.Components["nats"] = m.Bus.Status(ctx)
+	}
+	if m.Genesys != nil {
+		r.Components["genesys"] = m.Genesys.Status()
+	}
+	if m.Normalizer != nil {
+		r.Components["normalizer"] = m.Normalizer.Status()
+	}
+	if m.Events != nil {
+		r.Components["eventPublisher"] = m.Events.Status()
+	}
+	if m.Resolver != nil {
+		r.Components["resolver"] = m.Resolver.Status()
+	}
+	if m.Dataverse != nil {
+		r.Components["dataverse"] = m.Dataverse.Status()
+	}
+	if m.Push != nil {
+		r.Components["push"] = m.Push.Status()
+	}
+	return r
+}

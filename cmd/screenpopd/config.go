@@ -1,0 +1,480 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nyaruka/phonenumbers"
+
+	"github.com/screenpop/screenpop/dataverse"
+)
+
+// Config is the daemon's whole configuration, parsed once from the
+// environment and flags (flags win) and validated in one place.
+type Config struct {
+	GenesysRegion       string
+	GenesysAPIURL       string
+	GenesysClientID     string
+	GenesysClientSecret string
+	GenesysAgents       []string
+	GenesysAgentsFile   string
+	GenesysQueues       []string
+	GenesysQueueRefresh time.Duration
+
+	DataverseURL          string
+	DataverseTenantID     string
+	DataverseClientID     string
+	DataverseClientSecret string
+	DataverseTokenURL     string
+	DataverseAppID        string
+
+	LookupPhone          []dataverse.EntityColumns
+	LookupEmail          []dataverse.EntityColumns
+	Entities             map[string]dataverse.EntityInfo
+	PhoneRegion          string
+	PopOn                string
+	CreateEntity         string
+	OverrideEntityKey    string
+	OverrideIDKey        string
+	PopInternal          bool
+	PopDeadline          time.Duration
+	MaxEventAge          time.Duration
+	CacheTTL             time.Duration
+	NegativeCacheTTL     time.Duration
+	DataverseConcurrency int
+
+	NatsURL        string
+	NatsCreds      string
+	NatsTLSCA      string
+	NatsTLSCert    string
+	NatsTLSKey     string
+	NatsListen     string
+	Stream         string
+	StreamMaxAge   time.Duration
+	StreamReplicas int
+	ReplayWindow   time.Duration
+	FreshWindow    time.Duration
+	DataDir        string
+
+	Listen         string
+	AdminListen    string
+	TLSCert        string
+	TLSKey         string
+	AllowPlaintext bool
+	AllowedOrigins []string
+	Auth           string
+	JWTSecret      string
+	PProf          bool
+
+	LogLevel  string
+	LogFormat string
+}
+
+// setting is one configuration variable: its environment name, default,
+// help and how it is parsed into Config. The flag name is derived from the
+// variable's name.
+type setting struct {
+	env   string
+	def   string
+	help  string
+	parse func(c *Config, v string) error
+}
+
+// flagName is the flag for an environment variable: lower case, '_' as '-',
+// the SCREENPOP_ prefix dropped (GENESYS_REGION -> genesys-region).
+func flagName(env string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(env, "SCREENPOP_")), "_", "-")
+}
+
+func str(dst func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *dst(c) = strings.TrimSpace(v); return nil }
+}
+
+func list(dst func(*Config) *[]string) func(*Config, string) error {
+	return func(c *Config, v string) error { *dst(c) = splitList(v); return nil }
+}
+
+func dur(dst func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%q is not a positive Go duration (e.g. 30s, 5m, 2h)", v)
+		}
+		*dst(c) = d
+		return nil
+	}
+}
+
+func boolean(dst func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		*dst(c) = b
+		return nil
+	}
+}
+
+func posInt(dst func(*Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 1 {
+			return fmt.Errorf("%q is not a whole number of at least 1", v)
+		}
+		*dst(c) = n
+		return nil
+	}
+}
+
+func hostPort(dst func(*Config) *string, allowOff bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		v = strings.TrimSpace(v)
+		if allowOff && v == "off" {
+			*dst(c) = v
+			return nil
+		}
+		if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+			if allowOff {
+				return fmt.Errorf("%q is not host:port (e.g. 127.0.0.1:4222) or off", v)
+			}
+			return fmt.Errorf("%q is not host:port (e.g. 127.0.0.1:8080)", v)
+		}
+		*dst(c) = v
+		return nil
+	}
+}
+
+func httpURL(dst func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		v = strings.TrimRight(strings.TrimSpace(v), "/")
+		if v == "" {
+			*dst(c) = ""
+			return nil
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("%q is not an http(s) URL", v)
+		}
+		if u.User != nil {
+			return errors.New("the URL must not carry credentials")
+		}
+		*dst(c) = v
+		return nil
+	}
+}
+
+func oneOf(dst func(*Config) *string, values ...string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		v = strings.ToLower(strings.TrimSpace(v))
+		for _, ok := range values {
+			if v == ok {
+				*dst(c) = v
+				return nil
+			}
+		}
+		return fmt.Errorf("%q is not one of %s", v, strings.Join(values, ", "))
+	}
+}
+
+// settings lists every variable of DESIGN.md, in its order.
+var settings = []setting{
+	{"GENESYS_REGION", "", "Genesys Cloud region domain, e.g. mypurecloud.com, mypurecloud.ie, usw2.pure.cloud", str(func(c *Config) *string { return &c.GenesysRegion })},
+	{"GENESYS_API_URL", "", "override the Genesys API base URL (and so the login host), e.g. an emulator", httpURL(func(c *Config) *string { return &c.GenesysAPIURL })},
+	{"GENESYS_CLIENT_ID", "", "Genesys client-credentials OAuth client id", str(func(c *Config) *string { return &c.GenesysClientID })},
+	{"GENESYS_CLIENT_SECRET", "", "Genesys client-credentials OAuth client secret", str(func(c *Config) *string { return &c.GenesysClientSecret })},
+	{"GENESYS_AGENTS", "", "comma-separated Genesys user ids to watch", list(func(c *Config) *[]string { return &c.GenesysAgents })},
+	{"GENESYS_AGENTS_FILE", "", "a file of Genesys user ids to watch, one a line", str(func(c *Config) *string { return &c.GenesysAgentsFile })},
+	{"GENESYS_QUEUES", "", "comma-separated queue ids whose members are watched", list(func(c *Config) *[]string { return &c.GenesysQueues })},
+	{"GENESYS_QUEUE_REFRESH", "5m", "how often queue membership is re-read", dur(func(c *Config) *time.Duration { return &c.GenesysQueueRefresh })},
+	{"DATAVERSE_URL", "", "Dataverse environment URL, e.g. https://contoso.crm.dynamics.com", httpURL(func(c *Config) *string { return &c.DataverseURL })},
+	{"DATAVERSE_TENANT_ID", "", "Entra ID tenant id (GUID or domain)", str(func(c *Config) *string { return &c.DataverseTenantID })},
+	{"DATAVERSE_CLIENT_ID", "", "Entra ID app registration (client) id", str(func(c *Config) *string { return &c.DataverseClientID })},
+	{"DATAVERSE_CLIENT_SECRET", "", "Entra ID app registration client secret", str(func(c *Config) *string { return &c.DataverseClientSecret })},
+	{"DATAVERSE_TOKEN_URL", "", "override the token endpoint (emulator); default the Entra ID v2 endpoint of the tenant", httpURL(func(c *Config) *string { return &c.DataverseTokenURL })},
+	{"DATAVERSE_APP_ID", "", "model-driven app id used in record URLs", str(func(c *Config) *string { return &c.DataverseAppID })},
+	{"SCREENPOP_LOOKUP_PHONE", dataverse.DefaultLookupPhone, "entities in search order and their phone columns", func(c *Config, v string) error {
+		l, err := dataverse.ParseLookup(v)
+		c.LookupPhone = l
+		return err
+	}},
+	{"SCREENPOP_LOOKUP_EMAIL", dataverse.DefaultLookupEmail, "entities in search order and their email columns", func(c *Config, v string) error {
+		l, err := dataverse.ParseLookup(v)
+		c.LookupEmail = l
+		return err
+	}},
+	{"SCREENPOP_ENTITIES", "", "extra entities as logicalname=entityset/idcolumn/namecolumn;…", func(c *Config, v string) error {
+		m, err := dataverse.ParseEntities(v)
+		c.Entities = m
+		return err
+	}},
+	{"SCREENPOP_PHONE_REGION", "US", "default region (ISO 3166 code) for numbers without a country code", func(c *Config, v string) error {
+		v = strings.ToUpper(strings.TrimSpace(v))
+		if phonenumbers.GetCountryCodeForRegion(v) == 0 {
+			return fmt.Errorf("%q is not a region phone numbers know (use a two-letter code such as US, GB, DE)", v)
+		}
+		c.PhoneRegion = v
+		return nil
+	}},
+	{"SCREENPOP_POP_ON", "alerting", "when a leg pops: alerting or connected", oneOf(func(c *Config) *string { return &c.PopOn }, "alerting", "connected")},
+	{"SCREENPOP_CREATE_ENTITY", "contact", "entity offered for create when nothing matches", str(func(c *Config) *string { return &c.CreateEntity })},
+	{"SCREENPOP_OVERRIDE_KEYS", "screenpop.entity,screenpop.id", "participant attributes naming a record directly: entity-key,id-key", func(c *Config, v string) error {
+		k := splitList(v)
+		if len(k) != 2 {
+			return fmt.Errorf("%q: want two attribute names, entity-key,id-key", v)
+		}
+		c.OverrideEntityKey, c.OverrideIDKey = k[0], k[1]
+		return nil
+	}},
+	{"SCREENPOP_POP_INTERNAL", "false", "also pop internal calls", boolean(func(c *Config) *bool { return &c.PopInternal })},
+	{"SCREENPOP_POP_DEADLINE", "2s", "longest wait for a lookup before the search fallback", dur(func(c *Config) *time.Duration { return &c.PopDeadline })},
+	{"SCREENPOP_MAX_EVENT_AGE", "30s", "events older than this at the resolver make no pop", dur(func(c *Config) *time.Duration { return &c.MaxEventAge })},
+	{"SCREENPOP_CACHE_TTL", "5m", "lifetime of a lookup with matches", dur(func(c *Config) *time.Duration { return &c.CacheTTL })},
+	{"SCREENPOP_NEGATIVE_CACHE_TTL", "30s", "lifetime of a lookup without matches", dur(func(c *Config) *time.Duration { return &c.NegativeCacheTTL })},
+	{"SCREENPOP_DATAVERSE_CONCURRENCY", "8", "most Dataverse requests in flight", posInt(func(c *Config) *int { return &c.DataverseConcurrency })},
+	{"NATS_URL", "", "external NATS URLs, comma-separated; empty starts the embedded server", str(func(c *Config) *string { return &c.NatsURL })},
+	{"NATS_CREDS", "", "NATS credentials file", str(func(c *Config) *string { return &c.NatsCreds })},
+	{"NATS_TLS_CA", "", "CA bundle for external NATS", str(func(c *Config) *string { return &c.NatsTLSCA })},
+	{"NATS_TLS_CERT", "", "client certificate for external NATS", str(func(c *Config) *string { return &c.NatsTLSCert })},
+	{"NATS_TLS_KEY", "", "client key for external NATS", str(func(c *Config) *string { return &c.NatsTLSKey })},
+	{"SCREENPOP_NATS_LISTEN", "127.0.0.1:4222", "where the embedded NATS server listens; off = in-process only", hostPort(func(c *Config) *string { return &c.NatsListen }, true)},
+	{"SCREENPOP_STREAM", "SCREENPOP", "the JetStream stream name", func(c *Config, v string) error {
+		v = strings.TrimSpace(v)
+		if v == "" || strings.ContainsAny(v, ".*> \t/\\") {
+			return fmt.Errorf("%q is not a JetStream stream name (no spaces, '.', '*', '>', '/')", v)
+		}
+		c.Stream = v
+		return nil
+	}},
+	{"SCREENPOP_STREAM_MAX_AGE", "24h", "how long the stream keeps events and pops", dur(func(c *Config) *time.Duration { return &c.StreamMaxAge })},
+	{"SCREENPOP_STREAM_REPLICAS", "1", "stream replicas (1, 3 or 5 on a cluster)", posInt(func(c *Config) *int { return &c.StreamReplicas })},
+	{"SCREENPOP_REPLAY_WINDOW", "2m", "how far back a resuming agent gets missed pops", dur(func(c *Config) *time.Duration { return &c.ReplayWindow })},
+	{"SCREENPOP_FRESH_WINDOW", "30s", "how far back a new agent page gets pops", dur(func(c *Config) *time.Duration { return &c.FreshWindow })},
+	{"SCREENPOP_DATA_DIR", "./data", "embedded JetStream store and local state", str(func(c *Config) *string { return &c.DataDir })},
+	{"SCREENPOP_LISTEN", "127.0.0.1:8080", "agent-facing listener (websocket, web assets)", hostPort(func(c *Config) *string { return &c.Listen }, false)},
+	{"SCREENPOP_ADMIN_LISTEN", "127.0.0.1:9090", "admin listener: /metrics, /healthz, /readyz, /status, pprof", hostPort(func(c *Config) *string { return &c.AdminListen }, true)},
+	{"SCREENPOP_TLS_CERT", "", "TLS certificate for the agent listener", str(func(c *Config) *string { return &c.TLSCert })},
+	{"SCREENPOP_TLS_KEY", "", "TLS key for the agent listener", str(func(c *Config) *string { return &c.TLSKey })},
+	{"SCREENPOP_ALLOW_PLAINTEXT", "false", "allow a non-loopback agent listener without TLS (behind a TLS proxy)", boolean(func(c *Config) *bool { return &c.AllowPlaintext })},
+	{"SCREENPOP_ALLOWED_ORIGINS", "", "browser origins allowed to open the websocket, comma-separated", func(c *Config, v string) error {
+		c.AllowedOrigins = nil
+		for _, o := range splitList(v) {
+			u, err := url.Parse(o)
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+				return fmt.Errorf("%q is not an origin (scheme://host[:port], e.g. https://contoso.crm.dynamics.com)", o)
+			}
+			c.AllowedOrigins = append(c.AllowedOrigins, u.Scheme+"://"+strings.ToLower(u.Host))
+		}
+		return nil
+	}},
+	{"SCREENPOP_AUTH", "genesys", "agent auth: genesys (Genesys access token) or jwt (HS256)", oneOf(func(c *Config) *string { return &c.Auth }, "genesys", "jwt")},
+	{"SCREENPOP_JWT_SECRET", "", "secret for jwt auth (at least 32 bytes)", str(func(c *Config) *string { return &c.JWTSecret })},
+	{"SCREENPOP_PPROF", "false", "serve pprof on the admin listener", boolean(func(c *Config) *bool { return &c.PProf })},
+	{"LOG_LEVEL", "info", "trace, debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "trace", "debug", "info", "warn", "error")},
+	{"LOG_FORMAT", "", "json or console; default console on a TTY, else json", oneOf(func(c *Config) *string { return &c.LogFormat }, "", "json", "console")},
+}
+
+// secretSettings are never echoed, not even in error messages.
+var secretSettings = map[string]bool{"GENESYS_CLIENT_SECRET": true, "DATAVERSE_CLIENT_SECRET": true, "SCREENPOP_JWT_SECRET": true}
+
+// ConfigError lists every problem found, each naming its variable.
+type ConfigError struct{ Problems []string }
+
+func (e *ConfigError) Error() string {
+	return "invalid configuration:\n  " + strings.Join(e.Problems, "\n  ")
+}
+
+// Requirements says what a subcommand needs beyond well-formed values.
+type Requirements struct {
+	Genesys   bool // credentials and agents
+	Dataverse bool // URL and credentials
+}
+
+// ParseConfig reads every setting from flags (args) and getenv (flags win),
+// applies defaults and validates. Unknown flags and malformed values are
+// errors naming the variable and the fix.
+func ParseConfig(name string, args []string, getenv func(string) string, req Requirements, stderr io.Writer) (*Config, []string, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	vals := make(map[string]*string, len(settings))
+	for _, s := range settings {
+		help := s.help + " (" + s.env
+		if s.def != "" {
+			help += ", default " + s.def
+		}
+		vals[s.env] = fs.String(flagName(s.env), "", help+")")
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: screenpopd %s [flags]\n\nEvery flag has an environment variable (shown); flags win.\n\n", name)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	c := &Config{}
+	var problems []string
+	for _, s := range settings {
+		v, from := s.def, "default"
+		if e := getenv(s.env); e != "" {
+			v, from = e, s.env
+		}
+		if set[flagName(s.env)] {
+			v, from = *vals[s.env], "--"+flagName(s.env)
+		}
+		if err := s.parse(c, v); err != nil {
+			if secretSettings[s.env] {
+				err = errors.New("invalid value")
+			}
+			where := s.env
+			if from != s.env && from != "default" {
+				where = s.env + " (" + from + ")"
+			}
+			problems = append(problems, fmt.Sprintf("%s: %v", where, err))
+		}
+	}
+	problems = append(problems, c.validate(req)...)
+	if len(problems) > 0 {
+		return nil, fs.Args(), &ConfigError{Problems: problems}
+	}
+	return c, fs.Args(), nil
+}
+
+// validate checks what single values cannot: required settings and
+// combinations.
+func (c *Config) validate(req Requirements) []string {
+	var p []string
+	need := func(v, env, fix string) {
+		if v == "" {
+			p = append(p, env+": required; "+fix)
+		}
+	}
+	if req.Genesys {
+		if c.GenesysRegion == "" && c.GenesysAPIURL == "" {
+			p = append(p, "GENESYS_REGION: required; set the org's region domain, e.g. mypurecloud.com or mypurecloud.ie (Admin > Organization Settings shows it in the login URL)")
+		}
+		need(c.GenesysClientID, "GENESYS_CLIENT_ID", "create a client-credentials OAuth client in Genesys Cloud (Admin > Integrations > OAuth) and set its id")
+		need(c.GenesysClientSecret, "GENESYS_CLIENT_SECRET", "set the secret of that OAuth client")
+		if len(c.GenesysAgents) == 0 && c.GenesysAgentsFile == "" && len(c.GenesysQueues) == 0 {
+			p = append(p, "GENESYS_AGENTS, GENESYS_AGENTS_FILE or GENESYS_QUEUES: at least one is required; name the agents (user ids) or queues to watch")
+		}
+	}
+	if c.GenesysAgentsFile != "" {
+		if _, err := os.Stat(c.GenesysAgentsFile); err != nil {
+			p = append(p, fmt.Sprintf("GENESYS_AGENTS_FILE: %v; give a readable file of user ids, one a line", err))
+		}
+	}
+	if req.Dataverse {
+		need(c.DataverseURL, "DATAVERSE_URL", "set the environment URL, e.g. https://contoso.crm.dynamics.com")
+		if c.DataverseTenantID == "" && c.DataverseTokenURL == "" {
+			p = append(p, "DATAVERSE_TENANT_ID: required; set the Entra ID tenant id (a GUID) of the app registration")
+		}
+		need(c.DataverseClientID, "DATAVERSE_CLIENT_ID", "set the Entra ID app registration's application (client) id")
+		need(c.DataverseClientSecret, "DATAVERSE_CLIENT_SECRET", "create a client secret for that app registration and set it")
+	}
+	if c.Entities != nil {
+		for _, l := range [][]dataverse.EntityColumns{c.LookupPhone, c.LookupEmail} {
+			for _, ec := range l {
+				if _, ok := c.Entities[ec.Entity]; !ok {
+					p = append(p, fmt.Sprintf("SCREENPOP_LOOKUP_PHONE/SCREENPOP_LOOKUP_EMAIL: entity %q is not known; add it to SCREENPOP_ENTITIES as %s=entityset/idcolumn/namecolumn", ec.Entity, ec.Entity))
+				}
+			}
+		}
+		if _, ok := c.Entities[c.CreateEntity]; !ok && c.CreateEntity != "" {
+			p = append(p, fmt.Sprintf("SCREENPOP_CREATE_ENTITY: entity %q is not known; use contact, account, lead or one from SCREENPOP_ENTITIES", c.CreateEntity))
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		p = append(p, "SCREENPOP_TLS_CERT, SCREENPOP_TLS_KEY: set both or neither")
+	}
+	if (c.NatsTLSCert == "") != (c.NatsTLSKey == "") {
+		p = append(p, "NATS_TLS_CERT, NATS_TLS_KEY: set both or neither")
+	}
+	if c.TLSCert == "" && !c.AllowPlaintext && c.Listen != "" && !loopback(c.Listen) {
+		p = append(p, fmt.Sprintf("SCREENPOP_LISTEN: %s is not loopback and has no TLS; set SCREENPOP_TLS_CERT and SCREENPOP_TLS_KEY, or SCREENPOP_ALLOW_PLAINTEXT=true behind a TLS-terminating proxy", c.Listen))
+	}
+	if c.Auth == "jwt" && len(c.JWTSecret) < 32 {
+		p = append(p, "SCREENPOP_JWT_SECRET: required with SCREENPOP_AUTH=jwt, at least 32 bytes; generate one with: openssl rand -base64 48")
+	}
+	if c.FreshWindow > c.ReplayWindow && c.ReplayWindow > 0 {
+		p = append(p, "SCREENPOP_FRESH_WINDOW: must not be longer than SCREENPOP_REPLAY_WINDOW")
+	}
+	if c.NatsURL != "" {
+		for _, u := range splitList(c.NatsURL) {
+			if pu, err := url.Parse(u); err != nil || pu.Host == "" {
+				p = append(p, fmt.Sprintf("NATS_URL: %q is not a URL such as nats://nats1.example.com:4222", redactUserinfo(u)))
+			}
+		}
+	}
+	sort.Strings(p)
+	return p
+}
+
+// Agents returns the agent ids from GENESYS_AGENTS and GENESYS_AGENTS_FILE,
+// without duplicates.
+func (c *Config) Agents() ([]string, error) {
+	out := append([]string(nil), c.GenesysAgents...)
+	if c.GenesysAgentsFile != "" {
+		b, err := os.ReadFile(c.GenesysAgentsFile)
+		if err != nil {
+			return nil, fmt.Errorf("GENESYS_AGENTS_FILE: %w", err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				out = append(out, line)
+			}
+		}
+	}
+	seen := make(map[string]bool, len(out))
+	uniq := out[:0]
+	for _, a := range out {
+		if !seen[a] {
+			seen[a] = true
+			uniq = append(uniq, a)
+		}
+	}
+	return uniq, nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// loopback reports whether a host:port listens on loopback only.
+func loopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func redactUserinfo(u string) string {
+	if at := strings.LastIndex(u, "@"); at >= 0 {
+		if s := strings.Index(u, "://"); s >= 0 && s < at {
+			return u[:s+3] + "***@" + u[at+1:]
+		}
+	}
+	return u
+}

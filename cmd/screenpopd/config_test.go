@@ -1,0 +1,140 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// good is a complete environment for `run`.
+func good() map[string]string {
+	return map[string]string{
+		"GENESYS_REGION":          "mypurecloud.ie",
+		"GENESYS_CLIENT_ID":       "client",
+		"GENESYS_CLIENT_SECRET":   "s3cr3t-value",
+		"GENESYS_AGENTS":          "a1, a2,a1",
+		"DATAVERSE_URL":           "https://contoso.crm4.dynamics.com/",
+		"DATAVERSE_TENANT_ID":     "00000000-0000-0000-0000-000000000001",
+		"DATAVERSE_CLIENT_ID":     "00000000-0000-0000-0000-000000000002",
+		"DATAVERSE_CLIENT_SECRET": "dv-s3cr3t-value",
+	}
+}
+
+func with(m map[string]string, kv ...string) map[string]string {
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m
+}
+
+func TestParseConfig(t *testing.T) {
+	runReq := Requirements{Genesys: true, Dataverse: true}
+	t.Run("Defaults", func(t *testing.T) {
+		c, _, err := ParseConfig("run", nil, env(good()), runReq, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Listen != "127.0.0.1:8080" || c.AdminListen != "127.0.0.1:9090" || c.NatsListen != "127.0.0.1:4222" ||
+			c.PopOn != "alerting" || c.PopDeadline != 2*time.Second || c.MaxEventAge != 30*time.Second ||
+			c.ReplayWindow != 2*time.Minute || c.FreshWindow != 30*time.Second || c.Stream != "SCREENPOP" ||
+			c.StreamMaxAge != 24*time.Hour || c.Auth != "genesys" || c.PhoneRegion != "US" || c.DataverseConcurrency != 8 ||
+			c.CreateEntity != "contact" || c.OverrideEntityKey != "screenpop.entity" || c.OverrideIDKey != "screenpop.id" ||
+			len(c.LookupPhone) != 3 || len(c.LookupEmail) != 3 || c.GenesysQueueRefresh != 5*time.Minute {
+			t.Fatalf("defaults: %+v", c)
+		}
+		if c.DataverseURL != "https://contoso.crm4.dynamics.com" {
+			t.Errorf("trailing slash kept: %q", c.DataverseURL)
+		}
+		agents, err := c.Agents()
+		if err != nil || strings.Join(agents, ",") != "a1,a2" {
+			t.Errorf("agents %v %v", agents, err)
+		}
+	})
+	t.Run("FlagsWin", func(t *testing.T) {
+		c, _, err := ParseConfig("run", []string{"--genesys-region", "usw2.pure.cloud", "--pop-on=connected", "--listen", "127.0.0.1:0"},
+			env(with(good(), "SCREENPOP_POP_ON", "alerting")), runReq, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.GenesysRegion != "usw2.pure.cloud" || c.PopOn != "connected" || c.Listen != "127.0.0.1:0" {
+			t.Fatalf("flags did not win: %+v", c)
+		}
+	})
+	t.Run("AgentsFile", func(t *testing.T) {
+		f := filepath.Join(t.TempDir(), "agents")
+		os.WriteFile(f, []byte("# watched\nb1\n\nb2\n"), 0o600)
+		c, _, err := ParseConfig("run", nil, env(with(good(), "GENESYS_AGENTS", "", "GENESYS_AGENTS_FILE", f)), runReq, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, _ := c.Agents(); strings.Join(a, ",") != "b1,b2" {
+			t.Fatalf("agents from file %v", a)
+		}
+	})
+
+	bad := []struct {
+		name string
+		env  map[string]string
+		want []string // each must appear in the message
+	}{
+		{"Empty", map[string]string{}, []string{"GENESYS_REGION: required", "GENESYS_CLIENT_ID: required", "GENESYS_CLIENT_SECRET: required", "DATAVERSE_URL: required", "DATAVERSE_TENANT_ID: required", "DATAVERSE_CLIENT_ID: required", "DATAVERSE_CLIENT_SECRET: required", "GENESYS_AGENTS, GENESYS_AGENTS_FILE or GENESYS_QUEUES"}},
+		{"Duration", with(good(), "SCREENPOP_POP_DEADLINE", "2"), []string{"SCREENPOP_POP_DEADLINE", "Go duration"}},
+		{"NegativeDuration", with(good(), "SCREENPOP_CACHE_TTL", "-5m"), []string{"SCREENPOP_CACHE_TTL"}},
+		{"PopOn", with(good(), "SCREENPOP_POP_ON", "ringing"), []string{"SCREENPOP_POP_ON", "alerting, connected"}},
+		{"Bool", with(good(), "SCREENPOP_POP_INTERNAL", "yes please"), []string{"SCREENPOP_POP_INTERNAL", "true or false"}},
+		{"Listen", with(good(), "SCREENPOP_LISTEN", "8080"), []string{"SCREENPOP_LISTEN", "host:port"}},
+		{"PublicWithoutTLS", with(good(), "SCREENPOP_LISTEN", "0.0.0.0:8443"), []string{"SCREENPOP_LISTEN", "SCREENPOP_TLS_CERT", "SCREENPOP_ALLOW_PLAINTEXT"}},
+		{"HalfTLS", with(good(), "SCREENPOP_TLS_CERT", "/x.pem"), []string{"SCREENPOP_TLS_CERT, SCREENPOP_TLS_KEY: set both"}},
+		{"JWTWithoutSecret", with(good(), "SCREENPOP_AUTH", "jwt"), []string{"SCREENPOP_JWT_SECRET", "openssl rand"}},
+		{"Auth", with(good(), "SCREENPOP_AUTH", "basic"), []string{"SCREENPOP_AUTH", "genesys, jwt"}},
+		{"DataverseURL", with(good(), "DATAVERSE_URL", "contoso.crm.dynamics.com"), []string{"DATAVERSE_URL", "http(s) URL"}},
+		{"Lookup", with(good(), "SCREENPOP_LOOKUP_PHONE", "contact"), []string{"SCREENPOP_LOOKUP_PHONE", "entity:column"}},
+		{"UnknownEntity", with(good(), "SCREENPOP_LOOKUP_PHONE", "incident:telephone1"), []string{"incident", "SCREENPOP_ENTITIES"}},
+		{"Entities", with(good(), "SCREENPOP_ENTITIES", "incident=incidents"), []string{"SCREENPOP_ENTITIES", "entityset/idcolumn/namecolumn"}},
+		{"PhoneRegion", with(good(), "SCREENPOP_PHONE_REGION", "XX"), []string{"SCREENPOP_PHONE_REGION"}},
+		{"OverrideKeys", with(good(), "SCREENPOP_OVERRIDE_KEYS", "just-one"), []string{"SCREENPOP_OVERRIDE_KEYS", "entity-key,id-key"}},
+		{"Origins", with(good(), "SCREENPOP_ALLOWED_ORIGINS", "https://contoso.crm.dynamics.com/main.aspx"), []string{"SCREENPOP_ALLOWED_ORIGINS", "not an origin"}},
+		{"Windows", with(good(), "SCREENPOP_FRESH_WINDOW", "5m"), []string{"SCREENPOP_FRESH_WINDOW"}},
+		{"AgentsFileMissing", with(good(), "GENESYS_AGENTS_FILE", "/nonexistent/agents"), []string{"GENESYS_AGENTS_FILE"}},
+		{"StreamName", with(good(), "SCREENPOP_STREAM", "a.b"), []string{"SCREENPOP_STREAM"}},
+		{"Concurrency", with(good(), "SCREENPOP_DATAVERSE_CONCURRENCY", "0"), []string{"SCREENPOP_DATAVERSE_CONCURRENCY"}},
+		{"LogLevel", with(good(), "LOG_LEVEL", "loud"), []string{"LOG_LEVEL"}},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := ParseConfig("run", nil, env(tc.env), runReq, io.Discard)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("message lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+	t.Run("SecretsNeverEchoed", func(t *testing.T) {
+		_, _, err := ParseConfig("run", nil, env(with(good(), "SCREENPOP_AUTH", "jwt", "SCREENPOP_JWT_SECRET", "short-secret-xyz")), runReq, io.Discard)
+		if err == nil || strings.Contains(err.Error(), "short-secret-xyz") {
+			t.Fatalf("err %v", err)
+		}
+	})
+	t.Run("DemoNeedsNothing", func(t *testing.T) {
+		if _, _, err := ParseConfig("demo", nil, env(nil), Requirements{}, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("EveryVariableHasAFlag", func(t *testing.T) {
+		for _, s := range settings {
+			if got := flagName(s.env); strings.ContainsAny(got, "_ ") || strings.HasPrefix(got, "screenpop") {
+				t.Errorf("%s -> --%s", s.env, got)
+			}
+		}
+		if flagName("GENESYS_REGION") != "genesys-region" || flagName("SCREENPOP_POP_ON") != "pop-on" {
+			t.Error("flag names differ from DESIGN.md")
+		}
+	})
+}

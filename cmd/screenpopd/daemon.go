@@ -1,0 +1,345 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/bridge/bus"
+	"github.com/screenpop/screenpop/dataverse"
+	"github.com/screenpop/screenpop/notifications"
+	"github.com/screenpop/screenpop/push"
+)
+
+// shutdownBudget bounds a graceful stop: SIGTERM to exit within 10 s.
+const shutdownBudget = 8 * time.Second
+
+// Main is the daemon: the built parts, kept so that an end-to-end test can
+// build one pointed at the emulators and look inside.
+type Main struct {
+	Config *Config
+	Log    zerolog.Logger
+
+	Registry   *prometheus.Registry
+	Bus        *bus.Conn
+	Genesys    *notifications.Client
+	Dataverse  *dataverse.Client
+	Normalizer *bridge.Normalizer
+	Events     *bridge.EventPublisher
+	Resolver   *bridge.Resolver
+	Push       *push.Server
+
+	// DemoAgents, set before Open in demo mode, is served at /demo/agents.
+	DemoAgents func() any
+
+	agentLn, adminLn net.Listener
+	snapshots        chan bridge.Snapshot
+	started          time.Time
+	startupDone      atomic.Bool // readiness latch: everything came up once
+}
+
+// NewMain returns a daemon for cfg; Open builds it.
+func NewMain(cfg *Config, log zerolog.Logger) *Main {
+	return &Main{Config: cfg, Log: log}
+}
+
+// Open builds every part and binds the listeners, without starting the
+// long-lived loops. On error the caller calls Close.
+func (m *Main) Open(ctx context.Context) error {
+	cfg := m.Config
+	m.started = time.Now()
+	m.Registry = prometheus.NewRegistry()
+	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "screenpop_ready", Help: "1 while /readyz answers 200."},
+		func() float64 {
+			if m.Ready() {
+				return 1
+			}
+			return 0
+		}))
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("SCREENPOP_DATA_DIR %s: %w", cfg.DataDir, err)
+	}
+	hasher, err := loadHasher(filepath.Join(cfg.DataDir, "pii-hash.key"))
+	if err != nil {
+		return err
+	}
+
+	// The listeners first: a port in use is the commonest start-up error
+	// and should come before any remote call.
+	tlsCfg, err := push.LoadTLS(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return fmt.Errorf("SCREENPOP_TLS_CERT/SCREENPOP_TLS_KEY: %w", err)
+	}
+	if m.agentLn, err = push.Listen(cfg.Listen, tlsCfg, cfg.AllowPlaintext, m.Log); err != nil {
+		return fmt.Errorf("SCREENPOP_LISTEN %s: %w", cfg.Listen, err)
+	}
+	if cfg.AdminListen != "off" {
+		if m.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+			return fmt.Errorf("SCREENPOP_ADMIN_LISTEN %s: %w (choose a free address or off)", cfg.AdminListen, err)
+		}
+	}
+
+	m.Bus, err = bus.Start(ctx, bus.Config{
+		URL: cfg.NatsURL, Creds: cfg.NatsCreds, TLSCA: cfg.NatsTLSCA, TLSCrt: cfg.NatsTLSCert, TLSKey: cfg.NatsTLSKey,
+		Listen: cfg.NatsListen, DataDir: cfg.DataDir,
+		Stream: cfg.Stream, StreamMaxAge: cfg.StreamMaxAge, StreamReplicas: cfg.StreamReplicas,
+		Registerer: m.Registry,
+	}, m.Log)
+	if err != nil {
+		return err
+	}
+
+	m.Dataverse, err = dataverse.New(dataverse.Config{
+		URL: cfg.DataverseURL, TenantID: cfg.DataverseTenantID, ClientID: cfg.DataverseClientID,
+		ClientSecret: cfg.DataverseClientSecret, TokenURL: cfg.DataverseTokenURL, AppID: cfg.DataverseAppID,
+		Phone: cfg.LookupPhone, Email: cfg.LookupEmail, Entities: cfg.Entities, PhoneRegion: cfg.PhoneRegion,
+		CacheTTL: cfg.CacheTTL, NegativeCacheTTL: cfg.NegativeCacheTTL, Concurrency: cfg.DataverseConcurrency,
+		Registerer: m.Registry,
+	}, m.Log)
+	if err != nil {
+		return err
+	}
+
+	agents, err := cfg.Agents()
+	if err != nil {
+		return err
+	}
+	// Bounded: when the normalizer falls behind, the Genesys readers
+	// block (counted as back-pressure) instead of queueing without end.
+	m.snapshots = make(chan bridge.Snapshot, 4096)
+	m.Genesys, err = notifications.New(notifications.Config{
+		Region: cfg.GenesysRegion, APIURL: cfg.GenesysAPIURL, ClientID: cfg.GenesysClientID, ClientSecret: cfg.GenesysClientSecret,
+		Agents: agents, Queues: cfg.GenesysQueues, QueueRefresh: cfg.GenesysQueueRefresh,
+		Registerer: m.Registry,
+	}, m.Log, m.snapshots)
+	if err != nil {
+		return err
+	}
+
+	m.Normalizer, err = bridge.NewNormalizer(bridge.NormalizerConfig{PhoneRegion: cfg.PhoneRegion, Registerer: m.Registry}, m.Log)
+	if err != nil {
+		return err
+	}
+	m.Events, err = bridge.NewEventPublisher(bridge.EventPublisherConfig{Registerer: m.Registry}, m.Bus, m.Log)
+	if err != nil {
+		return err
+	}
+	m.Resolver, err = bridge.NewResolver(bridge.ResolverConfig{
+		PopOn: bridge.State(cfg.PopOn), MaxEventAge: cfg.MaxEventAge, Deadline: cfg.PopDeadline,
+		CreateEntity: cfg.CreateEntity, OverrideEntityKey: cfg.OverrideEntityKey, OverrideIDKey: cfg.OverrideIDKey,
+		PopInternal: cfg.PopInternal, Registerer: m.Registry,
+	}, m.Dataverse, m.Bus, m.Bus, hasher, m.Log)
+	if err != nil {
+		return err
+	}
+
+	var auth bridge.AgentAuthenticator
+	switch cfg.Auth {
+	case "jwt":
+		if auth, err = push.NewJWTAuthenticator([]byte(cfg.JWTSecret)); err != nil {
+			return fmt.Errorf("SCREENPOP_JWT_SECRET: %w", err)
+		}
+	default:
+		if auth, err = notifications.NewAuthenticator(notifications.AuthConfig{Region: cfg.GenesysRegion, APIURL: cfg.GenesysAPIURL}, m.Log); err != nil {
+			return err
+		}
+	}
+	m.Push, err = push.New(push.Config{
+		Auth: cfg.Auth, JWTSecret: []byte(cfg.JWTSecret), AllowedOrigins: cfg.AllowedOrigins,
+		ReplayWindow: cfg.ReplayWindow, FreshWindow: cfg.FreshWindow, DemoAgents: m.DemoAgents,
+		Registerer: m.Registry,
+	}, m.Bus, auth, m.Log)
+	return err
+}
+
+// Run runs every component under one errgroup until ctx is cancelled, then
+// shuts down in order: the Genesys input stops, what was read is normalized
+// and published, in-flight pops finish, agent sockets close with 1001, NATS
+// is flushed. It returns nil after a clean stop.
+func (m *Main) Run(ctx context.Context) error {
+	defer m.Close()
+	log := m.Log.With().Str("component", "main").Logger()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return m.Dataverse.Run(gctx) })
+	g.Go(func() error { return m.Genesys.Run(gctx) })
+	g.Go(func() error { return m.pumpSnapshots(gctx) })
+	g.Go(func() error { return m.Events.Run(gctx) })
+	g.Go(func() error {
+		return m.Bus.ConsumeEvents(gctx, bus.ConsumeConfig{DrainWithin: 5 * time.Second}, m.Resolver.HandleMessage)
+	})
+	g.Go(func() error { return m.Push.Run(gctx, m.agentLn) })
+	if m.adminLn != nil {
+		g.Go(func() error { return m.serveAdmin(gctx) })
+	}
+	g.Go(func() error { return m.watchReady(gctx, log) })
+	log.Info().Str("version", version).Str("agent_listen", m.agentLn.Addr().String()).Str("admin_listen", m.AdminAddr()).
+		Str("auth", m.Config.Auth).Msg("screenpopd started")
+
+	// After ctx ends the components get shutdownBudget to drain.
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		select {
+		case err = <-done:
+		case <-time.After(shutdownBudget):
+			err = errors.New("shutdown took longer than " + shutdownBudget.String())
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		log.Error().Err(err).Msg("screenpopd stopping after a component failed")
+		return err
+	}
+	log.Info().Int64("uptime_s", int64(time.Since(m.started).Seconds())).Msg("screenpopd stopped")
+	return err
+}
+
+// pumpSnapshots normalizes what the Genesys readers deliver and hands the
+// events to the asynchronous publisher. After ctx ends it empties the
+// channel so no snapshot already read is lost.
+func (m *Main) pumpSnapshots(ctx context.Context) error {
+	for {
+		select {
+		case s := <-m.snapshots:
+			m.Events.Enqueue(m.Normalizer.Normalize(s)...)
+		case <-ctx.Done():
+			for {
+				select {
+				case s := <-m.snapshots:
+					m.Events.Enqueue(m.Normalizer.Normalize(s)...)
+				default:
+					return nil
+				}
+			}
+		}
+	}
+}
+
+// watchReady logs readiness changes, once each.
+func (m *Main) watchReady(ctx context.Context, log zerolog.Logger) error {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	was := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if now := m.Ready(); now != was {
+				was = now
+				if now {
+					log.Info().Int64("startup_ms", time.Since(m.started).Milliseconds()).Msg("screenpopd ready")
+				} else {
+					log.Warn().Msg("screenpopd not ready: NATS disconnected")
+				}
+			}
+		}
+	}
+}
+
+// Ready is /readyz: true once start-up is complete (NATS and the stream
+// up, the agent listener serving, the first Genesys subscription done and a
+// first Dataverse token obtained) and then for as long as NATS is
+// connected.
+func (m *Main) Ready() bool {
+	if m.Bus == nil || !m.Bus.Connected() {
+		return false
+	}
+	if m.startupDone.Load() {
+		return true
+	}
+	if m.Push != nil && m.Push.Ready() && m.Genesys != nil && m.Genesys.Ready() && m.Dataverse != nil && m.Dataverse.Ready() {
+		m.startupDone.Store(true)
+		return true
+	}
+	return false
+}
+
+// AgentURL is the agent listener's base URL.
+func (m *Main) AgentURL() string {
+	scheme := "http"
+	if m.Config.TLSCert != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + m.agentLn.Addr().String()
+}
+
+// AdminAddr is the admin listener's address, "" when off.
+func (m *Main) AdminAddr() string {
+	if m.adminLn == nil {
+		return ""
+	}
+	return m.adminLn.Addr().String()
+}
+
+// Close releases what Open built. Run calls it; call it yourself only
+// after a failed Open.
+func (m *Main) Close() {
+	if m.agentLn != nil {
+		m.agentLn.Close()
+	}
+	if m.adminLn != nil {
+		m.adminLn.Close()
+	}
+	if m.Dataverse != nil {
+		m.Dataverse.Close()
+	}
+	if m.Bus != nil {
+		m.Bus.Close()
+	}
+}
+
+// loadHasher reads the per-deployment key of the PII hash, creating it on
+// first start. Without the key a logged hash cannot be reversed by hashing
+// every phone number.
+func loadHasher(path string) (bridge.Hasher, error) {
+	key, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		key = make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return bridge.Hasher{}, fmt.Errorf("make pii hash key: %w", err)
+		}
+		if err := os.WriteFile(path, key, 0o600); err != nil {
+			return bridge.Hasher{}, fmt.Errorf("write pii hash key (SCREENPOP_DATA_DIR must be writable): %w", err)
+		}
+	} else if err != nil {
+		return bridge.Hasher{}, fmt.Errorf("read pii hash key: %w", err)
+	}
+	if len(key) < 16 {
+		return bridge.Hasher{}, fmt.Errorf("pii hash key %s is shorter than 16 bytes; delete it to have a new one made", path)
+	}
+	return bridge.NewHasher(key), nil
+}
+
+// adminHandler serves /metrics, /healthz, /readyz, /status and pprof.
+func (m *Main) serveAdmin(ctx context.Context) error {
+	srv := &http.Server{Handler: m.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(m.adminLn) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("admin listener: %w", err)
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		<-errc
+		return nil
+	}
+}

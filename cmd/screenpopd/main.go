@@ -1,0 +1,168 @@
+// Command screenpopd pops the matching Microsoft Dynamics 365 record in a
+// contact-centre agent's browser when a Genesys Cloud conversation reaches
+// the agent. See README.md and docs/.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/push"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is main without the process: tests call it with their own
+// environment and writers. It returns the exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	var cmd interface {
+		Run(ctx context.Context, args []string) error
+	}
+	switch args[0] {
+	case "run":
+		cmd = &RunCommand{getenv: getenv, stdout: stdout, stderr: stderr}
+	case "demo":
+		cmd = &DemoCommand{getenv: getenv, stdout: stdout, stderr: stderr}
+	case "check":
+		cmd = &CheckCommand{getenv: getenv, stdout: stdout, stderr: stderr}
+	case "token":
+		cmd = &TokenCommand{getenv: getenv, stdout: stdout, stderr: stderr}
+	case "version":
+		fmt.Fprintln(stdout, "screenpopd", versionString())
+		return 0
+	case "help", "-h", "--help":
+		usage(stdout)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "screenpopd: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	err := cmd.Run(ctx, args[1:])
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	default:
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			fmt.Fprintf(stderr, "screenpopd %s: %v\n", args[0], err)
+			return 2
+		}
+		fmt.Fprintf(stderr, "screenpopd %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: screenpopd <command> [flags]
+
+commands:
+  run      run the daemon (Genesys Cloud -> NATS -> Dataverse -> agent browsers)
+  demo     run everything in one process against built-in emulators, no credentials
+  check    validate the configuration and probe Genesys, Dataverse, NATS and TLS
+  token    mint a jwt-mode agent token: screenpopd token --agent <user id> [--ttl 8h]
+  version  print the version
+
+Run "screenpopd <command> -h" for the flags; every flag has an environment variable.
+See docs/configuration.md.
+`)
+}
+
+func versionString() string {
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += " (" + s.Value[:12] + ")"
+			}
+		}
+		v += " " + bi.GoVersion
+	}
+	return v
+}
+
+// RunCommand runs the daemon.
+type RunCommand struct {
+	getenv         func(string) string
+	stdout, stderr io.Writer
+}
+
+// Run parses the configuration, builds the daemon and runs it until ctx is
+// cancelled (SIGINT or SIGTERM).
+func (c *RunCommand) Run(ctx context.Context, args []string) error {
+	cfg, _, err := ParseConfig("run", args, c.getenv, Requirements{Genesys: true, Dataverse: true}, c.stderr)
+	if err != nil {
+		return err
+	}
+	log := NewLogger(cfg.LogLevel, cfg.LogFormat, c.stderr)
+	m := NewMain(cfg, log)
+	if err := m.Open(ctx); err != nil {
+		m.Close()
+		return err
+	}
+	return m.Run(ctx)
+}
+
+// TokenCommand mints a jwt-mode agent token, for tests, the demo and
+// deployments that use SCREENPOP_AUTH=jwt with their own login.
+type TokenCommand struct {
+	getenv         func(string) string
+	stdout, stderr io.Writer
+}
+
+// Run prints one token.
+func (c *TokenCommand) Run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	agent := fs.String("agent", "", "the Genesys user id the token is for (required)")
+	ttl := fs.Duration("ttl", 8*time.Hour, "how long the token is valid")
+	secret := fs.String("jwt-secret", "", "the HS256 secret (SCREENPOP_JWT_SECRET)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *secret == "" {
+		*secret = c.getenv("SCREENPOP_JWT_SECRET")
+	}
+	var p []string
+	if *agent == "" || !bridge.ValidSubjectToken(*agent) {
+		p = append(p, "--agent: required; the agent's Genesys user id (a UUID)")
+	}
+	if len(*secret) < push.MinJWTSecret {
+		p = append(p, fmt.Sprintf("SCREENPOP_JWT_SECRET: required, at least %d bytes (the daemon's secret); generate one with: openssl rand -base64 48", push.MinJWTSecret))
+	}
+	if *ttl <= 0 {
+		p = append(p, "--ttl: must be positive")
+	}
+	if len(p) > 0 {
+		return &ConfigError{Problems: p}
+	}
+	tok, err := push.MintToken([]byte(*secret), bridge.AgentID(*agent), *ttl)
+	if err != nil {
+		return fmt.Errorf("mint token: %w", err)
+	}
+	fmt.Fprintln(c.stdout, tok)
+	return nil
+}

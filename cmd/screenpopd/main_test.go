@@ -1,0 +1,280 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/screenpop/screenpop/dataverse/dataversetest"
+	"github.com/screenpop/screenpop/notifications/notificationstest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// env is a getenv over a map.
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+// testEnv is an environment that listens on free loopback ports only.
+func testEnv(t *testing.T) map[string]string {
+	return map[string]string{
+		"SCREENPOP_LISTEN":       "127.0.0.1:0",
+		"SCREENPOP_ADMIN_LISTEN": "127.0.0.1:0",
+		"SCREENPOP_NATS_LISTEN":  "off",
+		"SCREENPOP_DATA_DIR":     t.TempDir(),
+		"LOG_LEVEL":              "debug",
+	}
+}
+
+// MustStartDemo builds the daemon against both emulators, as `screenpopd
+// demo` does but without its traffic, and runs it until the test ends.
+func MustStartDemo(t *testing.T, vars map[string]string) (*Demo, *syncBuffer) {
+	t.Helper()
+	cfg, _, err := ParseConfig("demo", nil, env(vars), Requirements{}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	log := zerolog.New(logs).Level(zerolog.DebugLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := StartDemo(ctx, cfg, log, false)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Main.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("the daemon did not stop within 10s of its context ending")
+		}
+		d.Close()
+	})
+	waitFor(t, 20*time.Second, "daemon ready", func() bool { return d.Main.Ready() })
+	return d, logs
+}
+
+func TestDaemon_EndToEnd(t *testing.T) {
+	d, logs := MustStartDemo(t, testEnv(t))
+	agent := demoAgents[0].ID
+	contactID := d.Dataverse.AddContact(dataversetest.Contact{FirstName: "Pat", LastName: "O'Brien", Telephone1: "(317) 555-0123"})
+
+	ws := dialAgent(t, d.Main.AgentURL(), d.Genesys.AgentToken(agent))
+	call := d.Genesys.InboundCall(agent, "+13175550123", notificationstest.Options{QueueID: "q-1", DNIS: "+18005551000"})
+	call.Alert()
+
+	p := readPop(t, ws)
+	if p.Target.Action != "open" || p.Target.Entity != "contact" || p.Target.ID != contactID {
+		t.Fatalf("pop target %+v, want open contact %s", p.Target, contactID)
+	}
+	if p.ConversationID != call.ID() || p.Media != "voice" || p.State != "alerting" || p.Seq == 0 {
+		t.Fatalf("pop %+v", p)
+	}
+	if !strings.Contains(p.Target.URL, "pagetype=entityrecord") || !strings.Contains(p.Target.URL, contactID) {
+		t.Fatalf("record url %q", p.Target.URL)
+	}
+	if err := ws.WriteJSON(map[string]any{"type": "ack", "seq": p.Seq}); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("ConnectedMakesNoSecondPop", func(t *testing.T) {
+		call.Connect()
+		call.Disconnect()
+		// A second call proves the socket is live and the first made one pop.
+		other := d.Genesys.InboundCall(agent, "+19995550100", notificationstest.Options{})
+		other.Alert()
+		p2 := readPop(t, ws)
+		if p2.ConversationID != other.ID() {
+			t.Fatalf("next pop is for %s, want the second call %s (a second pop of the first?)", p2.ConversationID, other.ID())
+		}
+		if p2.Target.Action != "create" || p2.Prefill["telephone1"] != "+19995550100" {
+			t.Fatalf("unknown caller: target %+v prefill %v, want create with telephone1", p2.Target, p2.Prefill)
+		}
+	})
+
+	t.Run("AdminEndpoints", func(t *testing.T) {
+		base := "http://" + d.Main.AdminAddr()
+		for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/status": 200, "/metrics": 200, "/debug/pprof/": 404} {
+			resp, err := http.Get(base + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("GET %s = %d, want %d", path, resp.StatusCode, want)
+			}
+			if path == "/metrics" && !bytes.Contains(body, []byte("screenpop_ready 1")) {
+				t.Errorf("/metrics lacks screenpop_ready 1")
+			}
+			if path == "/status" {
+				var st StatusReport
+				if err := json.Unmarshal(body, &st); err != nil || !st.Ready || len(st.Components) < 6 {
+					t.Errorf("/status = %s (%v)", body, err)
+				}
+			}
+		}
+	})
+
+	t.Run("NoPIIInLogs", func(t *testing.T) {
+		out := logs.String()
+		for _, pii := range []string{"3175550123", "555-0123", "O'Brien", "O''Brien", "Pat", "9995550100", d.Genesys.AgentToken(agent)} {
+			if strings.Contains(out, pii) {
+				t.Errorf("logs contain %q", pii)
+			}
+		}
+		if n := strings.Count(out, `"message":"pop"`); n != 2 {
+			t.Errorf("%d pop log lines, want one per pop (2)", n)
+		}
+	})
+}
+
+func TestDaemon_ShutdownClosesAgents(t *testing.T) {
+	vars := testEnv(t)
+	cfg, _, err := ParseConfig("demo", nil, env(vars), Requirements{}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := StartDemo(ctx, cfg, zerolog.Nop(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	done := make(chan error, 1)
+	go func() { done <- d.Main.Run(ctx) }()
+	waitFor(t, 20*time.Second, "daemon ready", func() bool { return d.Main.Ready() })
+	ws := dialAgent(t, d.Main.AgentURL(), d.Genesys.AgentToken(demoAgents[1].ID))
+	start := time.Now()
+	cancel()
+	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, _, err := ws.ReadMessage()
+		if err == nil {
+			continue
+		}
+		if !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+			t.Fatalf("agent socket ended with %v, want close 1001", err)
+		}
+		break
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Fatalf("shutdown took %v", el)
+	}
+}
+
+func TestRun_Subcommands(t *testing.T) {
+	var out, errb bytes.Buffer
+	t.Run("RunWithoutConfigNamesTheMissingVariables", func(t *testing.T) {
+		out.Reset()
+		errb.Reset()
+		code := run(context.Background(), []string{"run"}, env(nil), &out, &errb)
+		if code == 0 {
+			t.Fatal("run with no configuration exited 0")
+		}
+		for _, v := range []string{"GENESYS_REGION", "GENESYS_CLIENT_ID", "GENESYS_CLIENT_SECRET", "DATAVERSE_URL", "DATAVERSE_TENANT_ID", "DATAVERSE_CLIENT_ID", "DATAVERSE_CLIENT_SECRET", "GENESYS_AGENTS"} {
+			if !strings.Contains(errb.String(), v) {
+				t.Errorf("message lacks %s:\n%s", v, errb.String())
+			}
+		}
+	})
+	t.Run("Version", func(t *testing.T) {
+		out.Reset()
+		if code := run(context.Background(), []string{"version"}, env(nil), &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "screenpopd ") {
+			t.Fatalf("version: %d %q", code, out.String())
+		}
+	})
+	t.Run("Token", func(t *testing.T) {
+		out.Reset()
+		errb.Reset()
+		secret := strings.Repeat("s", 40)
+		code := run(context.Background(), []string{"token", "--agent", "5e1f0a1c-0000-4000-8000-000000000001"}, env(map[string]string{"SCREENPOP_JWT_SECRET": secret}), &out, &errb)
+		if code != 0 || strings.Count(strings.TrimSpace(out.String()), ".") != 2 {
+			t.Fatalf("token: %d %q %q", code, out.String(), errb.String())
+		}
+		errb.Reset()
+		if code := run(context.Background(), []string{"token", "--agent", "x"}, env(nil), &out, &errb); code == 0 || !strings.Contains(errb.String(), "SCREENPOP_JWT_SECRET") {
+			t.Fatalf("token without secret: %d %q", code, errb.String())
+		}
+	})
+	t.Run("Unknown", func(t *testing.T) {
+		if code := run(context.Background(), []string{"nope"}, env(nil), &out, &errb); code != 2 {
+			t.Fatalf("unknown command exited %d, want 2", code)
+		}
+	})
+}
+
+// agentPop is the part of the agent pop message the tests read.
+type agentPop struct {
+	Type           string            `json:"type"`
+	Seq            uint64            `json:"seq"`
+	ID             string            `json:"id"`
+	ConversationID string            `json:"conversationId"`
+	Media          string            `json:"media"`
+	State          string            `json:"state"`
+	Prefill        map[string]string `json:"prefill"`
+	Target         struct {
+		Action, Entity, ID, Name, URL, Query string
+	} `json:"target"`
+}
+
+func dialAgent(t *testing.T, base, token string) *websocket.Conn {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial(strings.Replace(base, "http", "ws", 1)+"/v1/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	if err := ws.WriteJSON(map[string]any{"type": "hello", "token": token}); err != nil {
+		t.Fatal(err)
+	}
+	var ready struct{ Type, AgentID, Epoch string }
+	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if err := ws.ReadJSON(&ready); err != nil || ready.Type != "ready" {
+		t.Fatalf("ready: %+v %v", ready, err)
+	}
+	return ws
+}
+
+// readPop reads frames until a pop, skipping heartbeats.
+func readPop(t *testing.T, ws *websocket.Conn) agentPop {
+	t.Helper()
+	ws.SetReadDeadline(time.Now().Add(15 * time.Second))
+	for {
+		var p agentPop
+		if err := ws.ReadJSON(&p); err != nil {
+			t.Fatalf("read pop: %v", err)
+		}
+		if p.Type == "pop" {
+			return p
+		}
+	}
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
