@@ -509,6 +509,25 @@ func TestClient_Faults(t *testing.T) {
 		waitFor(t, 5*time.Second, "a call after the handover", func() bool { return col.has(k) })
 	})
 
+	t.Run("TokenRevoked", func(t *testing.T) {
+		tokens := h.emu.TokensIssued()
+		old := h.emu.Channels()
+		h.emu.TokenRevoked()
+		waitFor(t, 5*time.Second, "a new token and channel", func() bool {
+			if h.emu.TokensIssued() <= tokens {
+				return false
+			}
+			for _, ch := range h.emu.Channels() {
+				if ch.Connected && !containsID(old, ch.ID) && ch.Topics == 4 {
+					return true
+				}
+			}
+			return false
+		})
+		k := alert(as[2].ID)
+		waitFor(t, 5*time.Second, "a call after the revocation", func() bool { return col.has(k) })
+	})
+
 	t.Run("SocketClosingHandover", func(t *testing.T) {
 		old := h.emu.Channels()
 		h.emu.SocketClosing()

@@ -631,6 +631,13 @@ func (s *session) dispatch(ctx context.Context, b []byte, now time.Time) {
 	case strings.HasPrefix(name, "v2.system.no_longer_subscribed"):
 		c.m.events.WithLabelValues("system").Inc()
 		s.report(evNoLongerSubscribed, nil)
+	case strings.HasPrefix(name, "v2.system.token_revoked"):
+		// The channel's token is gone: get a new one, and a channel made
+		// with it.
+		c.m.events.WithLabelValues("system").Inc()
+		c.log.Warn().Str("channel_id", s.chID).Msg("genesys token revoked, logging in again")
+		c.invalidate(c.token())
+		s.report(evNoLongerSubscribed, nil)
 	case strings.HasPrefix(name, "v2.system."):
 		c.m.events.WithLabelValues("system").Inc()
 		c.log.Info().Str("topic", name).Str("channel_id", s.chID).Msg("genesys system message")

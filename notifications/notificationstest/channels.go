@@ -792,3 +792,18 @@ func (e *Emulator) Publish(topic string, body []byte) int {
 	}
 	return len(conns)
 }
+
+// TokenRevoked revokes every token and sends v2.system.token_revoked on
+// every connected socket (sockets stay open; channels remain).
+func (e *Emulator) TokenRevoked() {
+	e.mu.Lock()
+	e.tokens = map[string]*token{}
+	var conns []*wsConn
+	for c := range e.conns {
+		conns = append(conns, c)
+	}
+	e.mu.Unlock()
+	for _, c := range conns {
+		e.sendSystem(c, "v2.system.token_revoked."+c.ch.id, systemMessage{ChannelID: c.ch.id, SystemTopicType: "token_revoked", Reason: "user_tokens_revoked", Message: "token revoked"})
+	}
+}
