@@ -187,7 +187,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { return m.watchReady(gctx, log) })
 	log.Info().Str("version", version).Str("agent_listen", m.agentLn.Addr().String()).Str("admin_listen", m.AdminAddr()).
-		Str("auth", m.Config.Auth).Msg("screenpopd started")
+		Str("nats_url", m.Bus.ClientURL()).Str("auth", m.Config.Auth).Msg("screenpopd started")
 
 	// After ctx ends the components get shutdownBudget to drain.
 	done := make(chan error, 1)
