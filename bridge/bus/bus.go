@@ -155,7 +155,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		c.shutdownServer()
-		return nil, fmt.Errorf("connect to nats %s: %w (check NATS_URL, NATS_CREDS and NATS_TLS_*)", redactURL(url), err)
+		return nil, fmt.Errorf("connect to nats %s: %w (check NATS_URL, NATS_CREDS and NATS_TLS_*)", RedactURL(url), err)
 	}
 	c.nc = nc
 	c.metrics.connected.Set(1)
@@ -590,8 +590,9 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 	return nil
 }
 
-func redactURL(u string) string {
-	// nats URLs may carry user:password@; never log them.
+// RedactURL hides the user:password@ part of NATS URLs (comma-separated),
+// so they can be logged and shown in errors.
+func RedactURL(u string) string {
 	parts := strings.Split(u, ",")
 	for i, p := range parts {
 		if at := strings.LastIndex(p, "@"); at >= 0 {

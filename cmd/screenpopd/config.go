@@ -15,7 +15,9 @@ import (
 
 	"github.com/nyaruka/phonenumbers"
 
+	"github.com/screenpop/screenpop/bridge/bus"
 	"github.com/screenpop/screenpop/dataverse"
+	"github.com/screenpop/screenpop/push"
 )
 
 // Config is the daemon's whole configuration, parsed once from the
@@ -401,7 +403,7 @@ func (c *Config) validate(req Requirements) []string {
 	if (c.NatsTLSCert == "") != (c.NatsTLSKey == "") {
 		p = append(p, "NATS_TLS_CERT, NATS_TLS_KEY: set both or neither")
 	}
-	if c.TLSCert == "" && !c.AllowPlaintext && c.Listen != "" && !loopback(c.Listen) {
+	if c.TLSCert == "" && !c.AllowPlaintext && c.Listen != "" && !push.IsLoopback(c.Listen) {
 		p = append(p, fmt.Sprintf("SCREENPOP_LISTEN: %s is not loopback and has no TLS; set SCREENPOP_TLS_CERT and SCREENPOP_TLS_KEY, or SCREENPOP_ALLOW_PLAINTEXT=true behind a TLS-terminating proxy", c.Listen))
 	}
 	if c.Auth == "jwt" && len(c.JWTSecret) < 32 {
@@ -413,7 +415,7 @@ func (c *Config) validate(req Requirements) []string {
 	if c.NatsURL != "" {
 		for _, u := range splitList(c.NatsURL) {
 			if pu, err := url.Parse(u); err != nil || pu.Host == "" {
-				p = append(p, fmt.Sprintf("NATS_URL: %q is not a URL such as nats://nats1.example.com:4222", redactUserinfo(u)))
+				p = append(p, fmt.Sprintf("NATS_URL: %q is not a URL such as nats://nats1.example.com:4222", bus.RedactURL(u)))
 			}
 		}
 	}
@@ -455,26 +457,4 @@ func splitList(v string) []string {
 		}
 	}
 	return out
-}
-
-// loopback reports whether a host:port listens on loopback only.
-func loopback(hostport string) bool {
-	host, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-func redactUserinfo(u string) string {
-	if at := strings.LastIndex(u, "@"); at >= 0 {
-		if s := strings.Index(u, "://"); s >= 0 && s < at {
-			return u[:s+3] + "***@" + u[at+1:]
-		}
-	}
-	return u
 }
