@@ -51,11 +51,15 @@ screenpop demo is running. Open the agent page:
     %s/web/demo.html
 
 Pick an agent there; simulated calls, chats and messages pop Dynamics records every few seconds.
+Or log in the way agents do, with Genesys Cloud's PKCE login (emulated):
+
+    %s/web/demo.html#login=%s&clientId=%s
+
 Watch the events:   nats sub 'screenpop.>' --server %s   (go install github.com/nats-io/natscli/nats@v0.5.0)
 Admin:              http://%s/status  /metrics  /readyz
 Stop with Ctrl-C.
 
-`, base, d.Main.Bus.ClientURL(), d.Main.AdminAddr())
+`, base, base, d.Genesys.URL(), d.Genesys.Config().BrowserClientID, d.Main.Bus.ClientURL(), d.Main.AdminAddr())
 	return d.Run(ctx)
 }
 

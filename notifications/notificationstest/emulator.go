@@ -327,6 +327,18 @@ func (e *Emulator) afterFunc(d time.Duration, f func()) {
 }
 
 func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	// The login host answers browsers' cross-origin token exchanges (PKCE
+	// clients run in the page), preflight included.
+	if o := r.Header.Get("Origin"); o != "" && r.URL.Path == "/oauth/token" {
+		w.Header().Set("Access-Control-Allow-Origin", o)
+		w.Header().Set("Access-Control-Allow-Headers", "Content-Type")
+		w.Header().Set("Access-Control-Allow-Methods", "POST")
+		w.Header().Set("Vary", "Origin")
+		if r.Method == http.MethodOptions {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+	}
 	if e.fail(w, r) {
 		return
 	}

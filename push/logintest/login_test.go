@@ -6,11 +6,8 @@ package logintest
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -25,59 +22,12 @@ import (
 
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/bridge/bus"
+	"github.com/screenpop/screenpop/notifications"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 	"github.com/screenpop/screenpop/push"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// usersMe is a genesys-mode authenticator for the test: GET /api/v2/users/me
-// with the agent's token, as the real one in package notifications does.
-type usersMe struct{ base string }
-
-func (u usersMe) Authenticate(ctx context.Context, token string) (bridge.AgentID, time.Time, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.base+"/api/v2/users/me", nil)
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusUnauthorized {
-		return "", time.Time{}, bridge.ErrInvalidToken
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", time.Time{}, fmt.Errorf("users/me: HTTP %d", resp.StatusCode)
-	}
-	var me struct {
-		ID string `json:"id"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&me); err != nil {
-		return "", time.Time{}, err
-	}
-	return bridge.AgentID(me.ID), time.Now().Add(5 * time.Minute), nil
-}
-
-// cors answers the browser's cross-origin token exchange the way Genesys
-// Cloud's login host does for browser (PKCE) clients. The emulator does not
-// send these headers itself (yet).
-func cors(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if o := r.Header.Get("Origin"); o != "" && r.URL.Path == "/oauth/token" {
-			w.Header().Set("Access-Control-Allow-Origin", o)
-			w.Header().Set("Access-Control-Allow-Headers", "Content-Type")
-			w.Header().Set("Access-Control-Allow-Methods", "POST")
-			if r.Method == http.MethodOptions {
-				w.WriteHeader(http.StatusNoContent)
-				return
-			}
-		}
-		h.ServeHTTP(w, r)
-	})
-}
 
 func TestBrowser_GenesysLogin(t *testing.T) {
 	const chromium = "/usr/bin/chromium"
@@ -89,7 +39,7 @@ func TestBrowser_GenesysLogin(t *testing.T) {
 	}
 	emu := notificationstest.New(notificationstest.Config{Agents: []notificationstest.AgentSpec{{ID: "agent-pkce", Name: "Pat Kce"}}})
 	defer emu.Close()
-	gen := httptest.NewServer(cors(emu.Handler()))
+	gen := httptest.NewServer(emu.Handler())
 	defer gen.Close()
 
 	log := zerolog.Nop()
@@ -100,7 +50,11 @@ func TestBrowser_GenesysLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	srv, err := push.New(push.Config{Auth: push.AuthGenesys}, b, usersMe{gen.URL}, log)
+	auth, err := notifications.NewAuthenticator(notifications.AuthConfig{APIURL: gen.URL}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := push.New(push.Config{Auth: push.AuthGenesys}, b, auth, log)
 	if err != nil {
 		t.Fatal(err)
 	}
