@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/push"
+)
+
+// Conversation ids encode the phase and the index of the expected pop, so
+// a client finds its slot without a shared map:
+// <phase letter repeated 8>-0000-4000-8000-<12-digit index>.
+const (
+	phaseWarmup   = 'a'
+	phaseMain     = 'c'
+	phaseFloor    = 'f'
+	phaseBaseline = 'b'
+)
+
+func convID(phase byte, i int) string {
+	p := string([]byte{phase, phase, phase, phase, phase, phase, phase, phase})
+	return fmt.Sprintf("%s-0000-4000-8000-%012d", p, i)
+}
+
+func parseConvID(s string) (byte, int, bool) {
+	if len(s) != 36 {
+		return 0, 0, false
+	}
+	n, err := strconv.Atoi(s[24:])
+	if err != nil {
+		return 0, 0, false
+	}
+	return s[0], n, true
+}
+
+func agentID(i int) string { return fmt.Sprintf("5e1f0a1c-0000-4000-8000-%012d", i) }
+
+// slot is one expected pop.
+type slot struct {
+	agent  atomic.Int32
+	number atomic.Pointer[string] // the caller
+	t0     atomic.Int64           // unix ns when the frame was written (or the pop published)
+	t1     atomic.Int64
+	n      atomic.Int32 // times received
+	wrong  atomic.Int32 // received by another agent's client
+	repeat bool         // the caller's lookup should be cached (the driver's own)
+}
+
+// phase is a set of expected pops.
+type phase struct {
+	name  string
+	slots []slot
+	sent  atomic.Int64
+	got   atomic.Int64 // distinct pops received
+}
+
+func newPhase(name string, n int) *phase { return &phase{name: name, slots: make([]slot, n)} }
+
+// fleet is the agent websocket clients.
+type fleet struct {
+	conns  []*websocket.Conn
+	phases map[byte]*phase
+	// onPop runs (in the client's reader) for pops of a phase whose
+	// arrival completes later (the browser baseline: after its query).
+	onBaseline func(s *slot)
+	// completed receives, for the main phase, numbers whose pop has
+	// arrived (their lookup is now cached).
+	recent *recentNumbers
+
+	frames, heartbeats, other atomic.Int64
+	closedEarly               atomic.Int64
+	stopping                  atomic.Bool
+	wg                        sync.WaitGroup
+}
+
+type popFrame struct {
+	Type           string `json:"type"`
+	Seq            uint64 `json:"seq"`
+	ConversationID string `json:"conversationId"`
+}
+
+// connect dials n clients, each sending a hello with a minted token and
+// waiting for ready, with limited concurrency.
+func connect(ctx context.Context, url string, secret []byte, n int, f *fleet) error {
+	f.conns = make([]*websocket.Conn, n)
+	d := websocket.Dialer{ReadBufferSize: 1024, WriteBufferSize: 512, HandshakeTimeout: 10 * time.Second}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(64)
+	for i := range n {
+		g.Go(func() error {
+			tok, err := push.MintToken(secret, bridge.AgentID(agentID(i)), 24*time.Hour)
+			if err != nil {
+				return err
+			}
+			ws, resp, err := d.DialContext(gctx, url, http.Header{})
+			if err != nil {
+				return fmt.Errorf("dial client %d: %w", i, err)
+			}
+			if resp != nil && resp.Body != nil {
+				resp.Body.Close()
+			}
+			ws.SetReadLimit(1 << 20)
+			_ = ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if err := ws.WriteJSON(map[string]any{"type": "hello", "token": tok}); err != nil {
+				ws.Close()
+				return fmt.Errorf("hello client %d: %w", i, err)
+			}
+			_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+			var ready struct {
+				Type    string `json:"type"`
+				AgentID string `json:"agentId"`
+			}
+			if err := ws.ReadJSON(&ready); err != nil || ready.Type != "ready" || ready.AgentID != agentID(i) {
+				ws.Close()
+				return fmt.Errorf("client %d: no ready (%v, %q)", i, err, ready.Type)
+			}
+			_ = ws.SetReadDeadline(time.Time{})
+			f.conns[i] = ws
+			f.wg.Add(1)
+			go f.read(i, ws)
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// read is the client's only goroutine: it reads frames, stamps pops, acks
+// them (as the browser client does) and answers pings (gorilla's default
+// ping handler, run inside ReadMessage).
+func (f *fleet) read(i int, ws *websocket.Conn) {
+	defer f.wg.Done()
+	for {
+		_, b, err := ws.ReadMessage()
+		now := time.Now().UnixNano()
+		if err != nil {
+			if !f.stopping.Load() {
+				f.closedEarly.Add(1)
+			}
+			return
+		}
+		f.frames.Add(1)
+		var m popFrame
+		if json.Unmarshal(b, &m) != nil {
+			f.other.Add(1)
+			continue
+		}
+		switch m.Type {
+		case "heartbeat":
+			f.heartbeats.Add(1)
+			continue
+		case "pop":
+		default:
+			f.other.Add(1)
+			continue
+		}
+		_ = ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_ = ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"ack","seq":`+strconv.FormatUint(m.Seq, 10)+`}`))
+		ph, idx, ok := parseConvID(m.ConversationID)
+		p := f.phases[ph]
+		if !ok || p == nil || idx >= len(p.slots) {
+			f.other.Add(1)
+			continue
+		}
+		s := &p.slots[idx]
+		if int(s.agent.Load()) != i {
+			s.wrong.Add(1)
+			continue
+		}
+		if s.n.Add(1) > 1 {
+			continue // a duplicate; the first arrival counts
+		}
+		if ph == phaseBaseline && f.onBaseline != nil {
+			go func() {
+				f.onBaseline(s)
+				p.got.Add(1)
+			}()
+			continue
+		}
+		s.t1.Store(now)
+		p.got.Add(1)
+		if ph == phaseMain || ph == phaseWarmup {
+			if num := s.number.Load(); num != nil {
+				f.recent.add(*num)
+			}
+		}
+	}
+}
+
+// close closes every client and waits for the readers.
+func (f *fleet) close() {
+	f.stopping.Store(true)
+	for _, ws := range f.conns {
+		if ws != nil {
+			_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			ws.Close()
+		}
+	}
+	f.wg.Wait()
+}
+
+// recentNumbers is a ring of callers whose pop arrived recently: a call
+// from one of them is a cache hit (the lookup finished and was cached
+// seconds ago, well inside both cache lifetimes).
+type recentNumbers struct {
+	mu   sync.Mutex
+	ring []string
+	next int
+	full bool
+}
+
+func newRecent(n int) *recentNumbers { return &recentNumbers{ring: make([]string, n)} }
+
+func (r *recentNumbers) add(s string) {
+	if s == "" {
+		return
+	}
+	r.mu.Lock()
+	r.ring[r.next] = s
+	r.next++
+	if r.next == len(r.ring) {
+		r.next, r.full = 0, true
+	}
+	r.mu.Unlock()
+}
+
+// pick returns one of the recent numbers by k, "" when there is none.
+func (r *recentNumbers) pick(k int) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.next
+	if r.full {
+		n = len(r.ring)
+	}
+	if n == 0 {
+		return ""
+	}
+	return r.ring[k%n]
+}

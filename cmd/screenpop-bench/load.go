@@ -1,0 +1,546 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/dataverse/dataversetest"
+	"github.com/screenpop/screenpop/notifications/notificationstest"
+)
+
+// raiseNoFile lifts the soft open-files limit to the hard one; the daemon
+// child inherits it.
+func raiseNoFile() (uint64, error) {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 0, err
+	}
+	if l.Cur < l.Max {
+		l.Cur = l.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+			return 0, err
+		}
+	}
+	return l.Cur, nil
+}
+
+// numbers hands out callers: seeded numbers the Dataverse emulator knows
+// (open or choose), then synthetic ones it does not (create), each once.
+type numbers struct {
+	mu    sync.Mutex
+	known []string
+	seen  map[string]bool
+	next  int
+}
+
+func newNumbers(seed dataversetest.SeedInfo, r *mrand.Rand) *numbers {
+	n := &numbers{seen: map[string]bool{}}
+	for _, l := range [][]string{seed.Unique, seed.Shared, seed.Unknown} {
+		for _, s := range l {
+			n.seen[s] = true
+		}
+	}
+	n.known = append(append([]string(nil), seed.Unique...), seed.Shared...)
+	r.Shuffle(len(n.known), func(i, j int) { n.known[i], n.known[j] = n.known[j], n.known[i] })
+	return n
+}
+
+var areas = []string{"317", "212", "415", "312", "206", "617", "303", "512", "404", "702"}
+
+// fresh returns a caller not used before.
+func (n *numbers) fresh() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.known) > 0 {
+		s := n.known[len(n.known)-1]
+		n.known = n.known[:len(n.known)-1]
+		return s
+	}
+	for {
+		k := n.next
+		n.next++
+		// +1 AAA EXX XXXX with E in 2..9: a possible US number.
+		s := "+1" + areas[k%len(areas)] + strconv.Itoa(2+(k/len(areas))%8) + fmt.Sprintf("%06d", (k/len(areas)/8)%1000000)
+		if !n.seen[s] {
+			n.seen[s] = true
+			return s
+		}
+	}
+}
+
+// pace calls fn(i) for i in [0, n) at rate a second, from this goroutine,
+// until ctx ends. It returns how many it called.
+func pace(ctx context.Context, rate int, n int, fn func(i int)) int {
+	period := time.Second / time.Duration(rate)
+	start := time.Now()
+	for i := range n {
+		if d := time.Until(start.Add(time.Duration(i) * period)); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return i
+			case <-t.C:
+			}
+		} else if ctx.Err() != nil {
+			return i
+		}
+		fn(i)
+	}
+	return n
+}
+
+// hangups disconnects calls a fixed time after they alerted.
+type hangups struct {
+	ch   chan hangup
+	done chan struct{}
+}
+
+type hangup struct {
+	c  *notificationstest.Conversation
+	at time.Time
+}
+
+func startHangups(capacity int) *hangups {
+	h := &hangups{ch: make(chan hangup, capacity), done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		for x := range h.ch {
+			if d := time.Until(x.at); d > 0 {
+				time.Sleep(d)
+			}
+			x.c.Disconnect()
+		}
+	}()
+	return h
+}
+
+func (h *hangups) add(c *notificationstest.Conversation, after time.Duration) {
+	select {
+	case h.ch <- hangup{c, time.Now().Add(after)}:
+	default:
+		c.Disconnect() // the queue is full: hang up now rather than block the pacing
+	}
+}
+
+func (h *hangups) stop() { close(h.ch); <-h.done }
+
+// dvQuery is the browser baseline's lookup: one uncached Web API query
+// for the caller's number, as the original web resource did with
+// Xrm.WebApi.retrieveMultipleRecords.
+type dvQuery struct {
+	base  string
+	token string
+	hc    *http.Client
+}
+
+func newDVQuery(ctx context.Context, dv *dataversetest.Server, hc *http.Client) (*dvQuery, error) {
+	cfg := dv.Config()
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {cfg.ClientID}, "client_secret": {cfg.ClientSecret}, "scope": {dv.URL() + "/.default"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, dv.TokenURL(), strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("dataverse token: %w", err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.AccessToken == "" {
+		return nil, fmt.Errorf("dataverse token: status %d: %v", resp.StatusCode, err)
+	}
+	return &dvQuery{base: dv.URL() + "/api/data/v9.2/", token: tok.AccessToken, hc: hc}, nil
+}
+
+func (q *dvQuery) lookup(ctx context.Context, number string) error {
+	lit := "'" + strings.ReplaceAll(number, "'", "''") + "'"
+	v := url.Values{
+		"$select": {"contactid,fullname"},
+		"$filter": {"telephone1 eq " + lit + " or mobilephone eq " + lit + " or telephone2 eq " + lit},
+		"$top":    {"10"},
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, q.base+"contacts?"+strings.ReplaceAll(v.Encode(), "+", "%20"), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+q.token)
+	req.Header.Set("Accept", "application/json")
+	resp, err := q.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("dataverse query: status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// Run performs one benchmark run and writes its results.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	out := o.Stdout
+	if out == nil {
+		out = io.Discard
+	}
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(out, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+	}
+	nofile, err := raiseNoFile()
+	if err != nil {
+		return nil, fmt.Errorf("raise RLIMIT_NOFILE: %w", err)
+	}
+	if need := uint64(o.Agents) + 512; nofile < need {
+		return nil, fmt.Errorf("RLIMIT_NOFILE is %d, %d agents need about %d (raise the hard limit: ulimit -Hn)", nofile, o.Agents, need)
+	}
+	tmp, err := os.MkdirTemp("", "screenpop-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+
+	bin := o.Daemon
+	if bin == "" {
+		logf("building screenpopd")
+		if bin, err = buildDaemon(ctx, tmp); err != nil {
+			return nil, err
+		}
+	}
+
+	// The emulators, in this process.
+	specs := make([]notificationstest.AgentSpec, o.Agents)
+	ids := make([]string, o.Agents)
+	for i := range specs {
+		ids[i] = agentID(i)
+		specs[i] = notificationstest.AgentSpec{ID: ids[i], Name: "Agent " + strconv.Itoa(i), Email: "agent" + strconv.Itoa(i) + "@example.invalid"}
+	}
+	gen := notificationstest.New(notificationstest.Config{Agents: specs})
+	if _, err := gen.Start(); err != nil {
+		return nil, fmt.Errorf("start genesys emulator: %w", err)
+	}
+	defer gen.Close()
+	dv := dataversetest.New(dataversetest.Config{})
+	if err := dv.Start(); err != nil {
+		return nil, fmt.Errorf("start dataverse emulator: %w", err)
+	}
+	defer dv.Close()
+	rnd := mrand.New(mrand.NewPCG(7, 11))
+	nums := newNumbers(dv.Seed(o.Seed, mrand.New(mrand.NewPCG(1, 2))), rnd)
+
+	agentsFile := filepath.Join(tmp, "agents.txt")
+	if err := os.WriteFile(agentsFile, []byte(strings.Join(ids, "\n")+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	var sb [48]byte
+	_, _ = rand.Read(sb[:])
+	secret := []byte(base64.RawStdEncoding.EncodeToString(sb[:]))
+	gc, dc := gen.Config(), dv.Config()
+	env := []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + tmp,
+		"GENESYS_API_URL=" + gen.URL(), "GENESYS_CLIENT_ID=" + gc.ClientID, "GENESYS_CLIENT_SECRET=" + gc.ClientSecret,
+		"GENESYS_AGENTS_FILE=" + agentsFile,
+		"DATAVERSE_URL=" + dv.URL(), "DATAVERSE_TOKEN_URL=" + dv.TokenURL(), "DATAVERSE_TENANT_ID=" + dc.TenantID,
+		"DATAVERSE_CLIENT_ID=" + dc.ClientID, "DATAVERSE_CLIENT_SECRET=" + dc.ClientSecret,
+		"DATAVERSE_APP_ID=00000000-0000-4000-8000-0000000000be",
+		"SCREENPOP_AUTH=jwt", "SCREENPOP_JWT_SECRET=" + string(secret),
+		"SCREENPOP_LISTEN=127.0.0.1:0", "SCREENPOP_ADMIN_LISTEN=127.0.0.1:0", "SCREENPOP_NATS_LISTEN=127.0.0.1:0",
+		"SCREENPOP_DATA_DIR=" + filepath.Join(tmp, "data"), "SCREENPOP_MAX_EVENT_AGE=10m", "SCREENPOP_PPROF=true",
+		"LOG_LEVEL=info", "LOG_FORMAT=json",
+	}
+	if v := os.Getenv("GOMAXPROCS"); v != "" {
+		env = append(env, "GOMAXPROCS="+v)
+	}
+	var verbose io.Writer
+	if o.Verbose {
+		verbose = out
+	}
+	logf("starting screenpopd (%d agents)", o.Agents)
+	d, err := startDaemon(bin, env, verbose)
+	if err != nil {
+		return nil, err
+	}
+	defer d.stop()
+	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	st, err := d.awaitStarted(sctx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 128, IdleConnTimeout: 30 * time.Second}}
+	defer hc.CloseIdleConnections()
+	adm := admin{base: "http://" + st.AdminListen, hc: hc}
+	rctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	err = adm.awaitReady(rctx)
+	if err == nil {
+		err = gen.AwaitSubscribed(rctx, o.Agents)
+	}
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("waiting for screenpopd to subscribe %d agents: %w; %s", o.Agents, err, strings.Join(d.bad(), "; "))
+	}
+	logf("screenpopd ready: %d Genesys channels, agent listener %s", len(gen.Channels()), st.AgentListen)
+
+	res := &Result{Options: resultOptions(o), Machine: machine(), Started: time.Now().UTC()}
+	settle := func() {
+		time.Sleep(time.Second)
+		adm.gc(ctx)
+		time.Sleep(500 * time.Millisecond)
+	}
+	settle()
+	before, _ := readProc(d.pid)
+	mBefore := adm.metrics(ctx)
+
+	// The phases' expected pops.
+	n := func(d time.Duration) int { return max(1, int(d.Seconds()*float64(o.Rate))) }
+	phases := map[byte]*phase{}
+	var warm, floor, main, base *phase
+	if o.Warmup > 0 {
+		warm = newPhase("warmup", n(o.Warmup))
+		phases[phaseWarmup] = warm
+	}
+	if o.RefPhase > 0 {
+		floor = newPhase("nats_floor", n(o.RefPhase))
+		base = newPhase("browser_baseline", n(o.RefPhase))
+		phases[phaseFloor], phases[phaseBaseline] = floor, base
+	}
+	main = newPhase("screenpop", n(o.Duration))
+	phases[phaseMain] = main
+	nextAgent := 0
+	for _, k := range []byte{phaseWarmup, phaseFloor, phaseMain, phaseBaseline} {
+		if p := phases[k]; p != nil {
+			for i := range p.slots {
+				p.slots[i].agent.Store(int32(nextAgent % o.Agents))
+				nextAgent++
+			}
+		}
+	}
+
+	q, err := newDVQuery(ctx, dv, hc)
+	if err != nil {
+		return nil, err
+	}
+	f := &fleet{phases: phases, recent: newRecent(2048)}
+	f.onBaseline = func(s *slot) {
+		if err := q.lookup(ctx, *s.number.Load()); err != nil {
+			return // not stamped: counted as lost
+		}
+		s.t1.Store(time.Now().UnixNano())
+	}
+	logf("connecting %d agent clients", o.Agents)
+	t := time.Now()
+	if err := connect(ctx, "ws://"+st.AgentListen+"/v1/ws", secret, o.Agents, f); err != nil {
+		f.close()
+		return nil, err
+	}
+	defer f.close()
+	res.ConnectSeconds = time.Since(t).Seconds()
+	settle()
+	after, _ := readProc(d.pid)
+	mAfter := adm.metrics(ctx)
+	res.Memory = memoryResult(o.Agents, before, after, mBefore, mAfter)
+	logf("connected in %.1fs; daemon RSS %d -> %d KB (%.1f KB per idle connection), goroutines %.0f -> %.0f",
+		res.ConnectSeconds, before.RSSKB, after.RSSKB, res.Memory.RSSPerConnKB, res.Memory.GoroutinesBefore, res.Memory.GoroutinesAfter)
+
+	// The NATS floor and the browser baseline publish pops straight to
+	// the daemon's stream, as the resolver would.
+	var js jetstream.JetStream
+	if floor != nil {
+		nc, err := nats.Connect(st.NatsURL, nats.Name("screenpop-bench"))
+		if err != nil {
+			return nil, fmt.Errorf("connect to the daemon's NATS (%s): %w", st.NatsURL, err)
+		}
+		defer nc.Close()
+		if js, err = jetstream.New(nc); err != nil {
+			return nil, err
+		}
+	}
+	publishPop := func(p *phase, phaseKey byte, i int, number string) {
+		s := &p.slots[i]
+		s.number.Store(&number)
+		conv := convID(phaseKey, i)
+		a := bridge.AgentID(agentID(int(s.agent.Load())))
+		now := time.Now()
+		pop := &bridge.Pop{
+			ID: "pop:" + conv + ":" + conv, ConversationID: bridge.ConversationID(conv), AgentID: a,
+			Media: bridge.MediaVoice, State: bridge.StateAlerting,
+			Customer: bridge.PopCustomer{Phone: number, Name: "Bench Caller"},
+			Target: bridge.Target{Action: bridge.ActionOpen, Entity: "contact", ID: "00000000-0000-4000-8000-00000000c0de", Name: "Bench Caller",
+				URL: "http://127.0.0.1/main.aspx?appid=00000000-0000-4000-8000-0000000000be&pagetype=entityrecord&etn=contact&id=00000000-0000-4000-8000-00000000c0de"},
+			IssuedAt: bridge.NewTime(now), EventReceivedAt: bridge.NewTime(now),
+		}
+		msg, err := bridge.EncodePop(pop, now)
+		if err != nil {
+			return
+		}
+		s.t0.Store(time.Now().UnixNano())
+		if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: msg.Subject, Data: msg.Data, Header: nats.Header{"Nats-Msg-Id": {msg.ID}}}); err != nil {
+			return
+		}
+		p.sent.Add(1)
+	}
+
+	hang := startHangups(o.Rate*int(o.Hangup/time.Second+2) + 1024)
+	hangStopped := false
+	defer func() {
+		if !hangStopped {
+			hang.stop()
+		}
+	}()
+	call := func(p *phase, phaseKey byte, i int) {
+		s := &p.slots[i]
+		var number string
+		if rnd.Float64() < o.HitRatio {
+			number = f.recent.pick(rnd.IntN(1 << 30))
+			s.repeat = number != ""
+		}
+		if number == "" {
+			number = nums.fresh()
+		}
+		s.number.Store(&number)
+		c := gen.InboundCall(agentID(int(s.agent.Load())), number, notificationstest.Options{
+			ConversationID: convID(phaseKey, i), QueueID: "00000000-0000-4000-8000-0000000000a1", DNIS: "+18005551000",
+		})
+		s.t0.Store(time.Now().UnixNano())
+		c.Alert()
+		p.sent.Add(1)
+		if o.Hangup > 0 {
+			hang.add(c, o.Hangup)
+		}
+	}
+	drain := func(ps ...*phase) {
+		deadline := time.Now().Add(o.DrainAfter)
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			done := true
+			for _, p := range ps {
+				if p != nil && p.got.Load() < p.sent.Load() {
+					done = false
+				}
+			}
+			if done {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	dv.SetLatency(o.DVLatency)
+	if warm != nil {
+		logf("warm-up: %d calls at %d/s", len(warm.slots), o.Rate)
+		pace(ctx, o.Rate, len(warm.slots), func(i int) { call(warm, phaseWarmup, i) })
+		drain(warm)
+	}
+	if floor != nil {
+		logf("reference: NATS floor, %d pops published at %d/s", len(floor.slots), o.Rate)
+		pace(ctx, o.Rate, len(floor.slots), func(i int) { publishPop(floor, phaseFloor, i, nums.fresh()) })
+		drain(floor)
+	}
+
+	logf("screenpop: %d calls at %d/s for %s, Dataverse latency %s, %.0f%% repeat callers", len(main.slots), o.Rate, o.Duration, o.DVLatency, o.HitRatio*100)
+	cpu0, _ := readProc(d.pid)
+	dvReq0 := dv.HTTPRequests()
+	m0 := adm.metrics(ctx)
+	t = time.Now()
+	pace(ctx, o.Rate, len(main.slots), func(i int) { call(main, phaseMain, i) })
+	sendSeconds := time.Since(t).Seconds()
+	drain(main)
+	hang.stop()
+	hangStopped = true
+	cpu1, _ := readProc(d.pid)
+	dvReq1 := dv.HTTPRequests()
+	m1 := adm.metrics(ctx)
+
+	if base != nil {
+		logf("reference: browser baseline, %d pops, one uncached Dataverse query each", len(base.slots))
+		pace(ctx, o.Rate, len(base.slots), func(i int) { publishPop(base, phaseBaseline, i, nums.fresh()) })
+		drain(base)
+	}
+	dvReq2 := dv.HTTPRequests()
+	end, _ := readProc(d.pid)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+
+	// Results.
+	res.SendSeconds = sendSeconds
+	res.Phases = map[string]*PhaseResult{}
+	for _, p := range []*phase{warm, floor, main, base} {
+		if p == nil {
+			continue
+		}
+		pr := phaseResult(p)
+		res.Phases[p.name] = pr
+		res.Lost += pr.Lost
+		res.Duplicated += pr.Duplicated
+		res.Misrouted += pr.Misrouted
+	}
+	mainRes := res.Phases[main.name]
+	addDaemonFigures(mainRes, main, d)
+	pops := float64(mainRes.Received)
+	if pops > 0 {
+		mainRes.CPUSecondsPer1000 = (cpu1.CPUSeconds - cpu0.CPUSeconds) / pops * 1000
+		mainRes.DataverseRequestsPerPop = float64(dvReq1-dvReq0) / pops
+		hits := m1.sum("screenpop_dataverse_lookups_total", `result="hit"`) + m1.sum("screenpop_dataverse_lookups_total", `result="negative_hit"`) -
+			m0.sum("screenpop_dataverse_lookups_total", `result="hit"`) - m0.sum("screenpop_dataverse_lookups_total", `result="negative_hit"`)
+		all := m1.sum("screenpop_dataverse_lookups_total", "") - m0.sum("screenpop_dataverse_lookups_total", "")
+		if all > 0 {
+			mainRes.CacheHitRatio = hits / all
+		}
+	}
+	if base != nil {
+		if r := res.Phases[base.name]; r.Received > 0 {
+			r.DataverseRequestsPerPop = float64(dvReq2-dvReq1) / float64(r.Received)
+		}
+	}
+	res.Memory.RSSEndKB = end.RSSKB
+	res.Memory.Threads = end.Threads
+	res.DaemonWarnings, res.DaemonErrors = d.warnings, d.errors
+	res.DaemonFirstProblems = d.bad()
+	res.ClientsClosedEarly = f.closedEarly.Load()
+	res.GenesysChannels = len(gen.Channels())
+	res.targets(o)
+	res.ratios()
+
+	if err := res.write(o.Out, phases, d, main); err != nil {
+		return res, err
+	}
+	res.print(out)
+	return res, nil
+}
+
+func machine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				if i := strings.IndexByte(l, ':'); i >= 0 {
+					m.CPUModel = strings.TrimSpace(l[i+1:])
+				}
+				break
+			}
+		}
+	}
+	return m
+}
