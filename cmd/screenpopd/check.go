@@ -2,32 +2,54 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
 // CheckCommand validates the configuration and probes each dependency,
 // printing one line per check with a fix hint. It exits non-zero when any
-// check fails.
+// check fails: 2 for an invalid configuration (nothing is probed), 1 when a
+// probe fails.
 type CheckCommand struct {
 	getenv         func(string) string
 	stdout, stderr io.Writer
 }
 
+// checkDeadline bounds the whole check.
+const checkDeadline = 60 * time.Second
+
 // Run runs the checks.
 func (c *CheckCommand) Run(ctx context.Context, args []string) error {
 	cfg, _, err := ParseConfig("check", args, c.getenv, Requirements{Genesys: true, Dataverse: true}, c.stderr)
 	if err != nil {
-		fmt.Fprintln(c.stdout, "FAIL config:", err)
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			for _, p := range ce.Problems {
+				// Problems read "VARIABLE: what is wrong; the fix".
+				detail, fix, ok := strings.Cut(p, "; ")
+				if !ok {
+					fix = "correct the value; docs/configuration.md lists every variable"
+				}
+				fmt.Fprintf(c.stdout, "FAIL config: %s\n     fix: %s\n", detail, fix)
+			}
+		}
 		return err
 	}
-	fmt.Fprintln(c.stdout, "ok   config: every variable is valid")
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	agents, err := cfg.Agents()
+	if err != nil {
+		fmt.Fprintf(c.stdout, "FAIL config: %v\n", err)
+		return &ConfigError{Problems: []string{err.Error()}}
+	}
+	fmt.Fprintf(c.stdout, "ok   config: every variable is valid (%d agents, %d queues, pop on %s, auth %s)\n", len(agents), len(cfg.GenesysQueues), cfg.PopOn, cfg.Auth)
+	ctx, cancel := context.WithTimeout(ctx, checkDeadline)
 	defer cancel()
 	failed := RunChecks(ctx, cfg, NewLogger("error", "json", io.Discard), c.stdout)
 	if failed > 0 {
 		return fmt.Errorf("%d check(s) failed", failed)
 	}
+	fmt.Fprintln(c.stdout, "all checks passed")
 	return nil
 }

@@ -1,85 +1,871 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
 
+	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/bridge/bus"
 	"github.com/screenpop/screenpop/dataverse"
 	"github.com/screenpop/screenpop/notifications"
 	"github.com/screenpop/screenpop/push"
 )
 
-// check is one probe: its name and what it does.
-type check struct {
-	name string
-	run  func(ctx context.Context) error
-	fix  string
+// checkTimeout bounds one remote request of a check.
+const checkTimeout = 15 * time.Second
+
+// checkLine is one line of `screenpopd check`.
+type checkLine struct {
+	status string // "ok", "FAIL" or "skip" (not run: an earlier check it needs failed)
+	name   string
+	detail string
+	fix    string
+}
+
+// report collects the lines of one group of checks.
+type report struct{ lines []checkLine }
+
+func (r *report) ok(name, format string, a ...any) {
+	r.lines = append(r.lines, checkLine{status: "ok", name: name, detail: fmt.Sprintf(format, a...)})
+}
+
+func (r *report) fail(name string, err error, fix string) {
+	r.lines = append(r.lines, checkLine{status: "FAIL", name: name, detail: err.Error(), fix: fix})
+}
+
+func (r *report) skip(name, why string) {
+	r.lines = append(r.lines, checkLine{status: "skip", name: name, detail: why})
 }
 
 // RunChecks probes each dependency for real and prints one line per check:
-// "ok" or "FAIL" with the error and a fix hint. It returns how many failed.
+// "ok", "FAIL" with the error and a fix hint, or "skip" when a check it
+// needs failed. The groups (listeners and TLS, NATS, Genesys, Dataverse)
+// run at the same time; the lines come out in a fixed order. It returns
+// how many checks failed. Nothing it does disturbs a running daemon: see
+// docs/operations.md, "screenpopd check".
 func RunChecks(ctx context.Context, cfg *Config, log zerolog.Logger, w io.Writer) int {
-	checks := []check{
-		{"tls", func(context.Context) error {
-			_, err := push.LoadTLS(cfg.TLSCert, cfg.TLSKey)
-			return err
-		}, "SCREENPOP_TLS_CERT and SCREENPOP_TLS_KEY must name a readable PEM certificate and its key"},
-		{"nats", func(ctx context.Context) error {
-			dir := cfg.DataDir
-			if cfg.NatsURL == "" {
-				// Probe the embedded server in a scratch store, so a
-				// running daemon's store is not touched.
-				tmp, err := os.MkdirTemp("", "screenpop-check-")
-				if err != nil {
-					return err
-				}
-				defer os.RemoveAll(tmp)
-				dir = tmp
-			}
-			c, err := bus.Start(ctx, bus.Config{URL: cfg.NatsURL, Creds: cfg.NatsCreds, TLSCA: cfg.NatsTLSCA, TLSCrt: cfg.NatsTLSCert, TLSKey: cfg.NatsTLSKey,
-				Listen: "off", DataDir: dir, Stream: cfg.Stream, StreamMaxAge: cfg.StreamMaxAge, StreamReplicas: cfg.StreamReplicas}, log)
-			if err != nil {
-				return err
-			}
-			c.Close()
-			return nil
-		}, "check NATS_URL, NATS_CREDS, NATS_TLS_* and that the account has JetStream"},
-		{"genesys", func(ctx context.Context) error {
-			agents, err := cfg.Agents()
-			if err != nil {
-				return err
-			}
-			g, err := notifications.New(notifications.Config{Region: cfg.GenesysRegion, APIURL: cfg.GenesysAPIURL,
-				ClientID: cfg.GenesysClientID, ClientSecret: cfg.GenesysClientSecret, Agents: agents, Queues: cfg.GenesysQueues}, log, nil)
-			if err != nil {
-				return err
-			}
-			return g.Check(ctx)
-		}, "see docs/setup.md, Genesys Cloud: region, OAuth client and its role"},
-		{"dataverse", func(ctx context.Context) error {
-			d, err := dataverse.New(dataverse.Config{URL: cfg.DataverseURL, TenantID: cfg.DataverseTenantID, ClientID: cfg.DataverseClientID,
-				ClientSecret: cfg.DataverseClientSecret, TokenURL: cfg.DataverseTokenURL, AppID: cfg.DataverseAppID,
-				Phone: cfg.LookupPhone, Email: cfg.LookupEmail, Entities: cfg.Entities, PhoneRegion: cfg.PhoneRegion}, log)
-			if err != nil {
-				return err
-			}
-			defer d.Close()
-			return d.Check(ctx)
-		}, "see docs/dataverse.md: app registration, application user and its security role"},
+	hc := &http.Client{Timeout: checkTimeout}
+	defer hc.CloseIdleConnections()
+	groups := []func(context.Context, *report){
+		func(ctx context.Context, r *report) { checkListeners(ctx, cfg, hc, r); checkTLS(cfg, time.Now(), r) },
+		func(ctx context.Context, r *report) { checkNATS(ctx, cfg, log, r) },
+		func(ctx context.Context, r *report) { checkGenesys(ctx, cfg, hc, r) },
+		func(ctx context.Context, r *report) { checkDataverse(ctx, cfg, log, r) },
 	}
+	reports := make([]report, len(groups))
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		wg.Add(1)
+		go func() { defer wg.Done(); g(ctx, &reports[i]) }()
+	}
+	wg.Wait()
 	failed := 0
-	for _, c := range checks {
-		if err := c.run(ctx); err != nil {
-			failed++
-			fmt.Fprintf(w, "FAIL %s: %v\n     fix: %s\n", c.name, err, c.fix)
-			continue
+	for _, r := range reports {
+		for _, l := range r.lines {
+			fmt.Fprintf(w, "%-4s %s: %s\n", l.status, l.name, l.detail)
+			if l.status == "FAIL" {
+				failed++
+				if l.fix != "" {
+					fmt.Fprintf(w, "     fix: %s\n", l.fix)
+				}
+			}
 		}
-		fmt.Fprintf(w, "ok   %s\n", c.name)
 	}
 	return failed
+}
+
+// ---- listeners and TLS ----
+
+// checkListeners binds each configured listen address for a moment. An
+// address in use is fine when a screenpopd answers /healthz on the admin
+// address (the daemon this check is run next to).
+func checkListeners(ctx context.Context, cfg *Config, hc *http.Client, r *report) {
+	type listener struct{ name, env, addr string }
+	ls := []listener{{"listen agent", "SCREENPOP_LISTEN", cfg.Listen}}
+	if cfg.AdminListen != "off" {
+		ls = append(ls, listener{"listen admin", "SCREENPOP_ADMIN_LISTEN", cfg.AdminListen})
+	}
+	if cfg.NatsURL == "" && cfg.NatsListen != "off" {
+		ls = append(ls, listener{"listen nats", "SCREENPOP_NATS_LISTEN", cfg.NatsListen})
+	}
+	var daemon *bool
+	running := func() bool {
+		if daemon == nil {
+			b := cfg.AdminListen != "off" && healthz(ctx, hc, cfg.AdminListen)
+			daemon = &b
+		}
+		return *daemon
+	}
+	for _, l := range ls {
+		ln, err := net.Listen("tcp", l.addr)
+		if err == nil {
+			ln.Close()
+			r.ok(l.name, "%s is free", l.addr)
+			continue
+		}
+		if isAddrInUse(err) && running() {
+			r.ok(l.name, "%s is in use by a running screenpopd (its admin listener answers /healthz)", l.addr)
+			continue
+		}
+		r.fail(l.name, fmt.Errorf("%s: %w", l.addr, unwrapSyscall(err)),
+			"set "+l.env+" to a free address this host owns (host:port); a port below 1024 needs CAP_NET_BIND_SERVICE")
+	}
+}
+
+func healthz(ctx context.Context, hc *http.Client, addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/healthz", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
+	return resp.StatusCode == http.StatusOK && strings.TrimSpace(string(b)) == "ok"
+}
+
+func isAddrInUse(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "address already in use")
+}
+
+// unwrapSyscall shortens "listen tcp 1.2.3.4:80: bind: permission denied"
+// to what matters.
+func unwrapSyscall(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err
+	}
+	return err
+}
+
+// checkTLS loads the agent listener's certificate and key and reads the
+// certificate's names and validity.
+func checkTLS(cfg *Config, now time.Time, r *report) {
+	const name = "tls agent listener"
+	if cfg.TLSCert == "" {
+		switch {
+		case push.IsLoopback(cfg.Listen):
+			r.ok(name, "no certificate; %s is loopback, so plaintext is allowed (browsers on other hosts cannot reach it)", cfg.Listen)
+		case cfg.AllowPlaintext:
+			r.ok(name, "no certificate; plaintext on %s allowed by SCREENPOP_ALLOW_PLAINTEXT: a TLS-terminating proxy must be in front", cfg.Listen)
+		default:
+			// ParseConfig refuses this combination; kept for completeness.
+			r.fail(name, fmt.Errorf("%s is not loopback and has no TLS", cfg.Listen), "set SCREENPOP_TLS_CERT and SCREENPOP_TLS_KEY, or SCREENPOP_ALLOW_PLAINTEXT=true behind a TLS proxy")
+		}
+		return
+	}
+	fix := "SCREENPOP_TLS_CERT must name a readable PEM certificate chain (leaf first) and SCREENPOP_TLS_KEY its PEM private key, both readable by the service user"
+	tc, err := push.LoadTLS(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		r.fail(name, err, fix)
+		return
+	}
+	leaf := tc.Certificates[0].Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(tc.Certificates[0].Certificate[0]); err != nil {
+			r.fail(name, fmt.Errorf("parse certificate: %w", err), fix)
+			return
+		}
+	}
+	names := leaf.DNSNames
+	for _, ip := range leaf.IPAddresses {
+		names = append(names, ip.String())
+	}
+	if len(names) == 0 {
+		r.fail(name, fmt.Errorf("certificate %q has no subject alternative names (browsers ignore the common name)", leaf.Subject.CommonName),
+			"issue a certificate whose SAN holds the host name agents' browsers use")
+		return
+	}
+	switch {
+	case now.After(leaf.NotAfter):
+		r.fail(name, fmt.Errorf("certificate for %s expired on %s", strings.Join(names, ", "), leaf.NotAfter.UTC().Format(time.DateOnly)),
+			"renew the certificate, replace SCREENPOP_TLS_CERT/SCREENPOP_TLS_KEY and restart screenpopd")
+	case now.Before(leaf.NotBefore):
+		r.fail(name, fmt.Errorf("certificate for %s is not valid before %s", strings.Join(names, ", "), leaf.NotBefore.UTC().Format(time.RFC3339)),
+			"check the host's clock, or wait until the certificate is valid")
+	default:
+		days := int(leaf.NotAfter.Sub(now).Hours() / 24)
+		r.ok(name, "certificate for %s, valid until %s (%d days)", strings.Join(names, ", "), leaf.NotAfter.UTC().Format(time.DateOnly), days)
+	}
+}
+
+// ---- NATS ----
+
+// checkNATS connects, looks at JetStream and the stream, and proves the
+// stream stores what is published: one message on screenpop.check.<random>
+// with a Nats-Msg-Id, deleted again at once. With the embedded server
+// (NATS_URL empty) everything happens on a scratch server in a temporary
+// directory, so a running daemon's store is not touched; the data
+// directory is only checked to be writable.
+func checkNATS(ctx context.Context, cfg *Config, log zerolog.Logger, r *report) {
+	bcfg := bus.Config{URL: cfg.NatsURL, Creds: cfg.NatsCreds, TLSCA: cfg.NatsTLSCA, TLSCrt: cfg.NatsTLSCert, TLSKey: cfg.NatsTLSKey,
+		Listen: "off", DataDir: cfg.DataDir, Stream: cfg.Stream, StreamMaxAge: cfg.StreamMaxAge, StreamReplicas: cfg.StreamReplicas, Name: "screenpopd-check"}
+	var (
+		nc *nats.Conn
+		js jetstream.JetStream
+	)
+	if cfg.NatsURL == "" {
+		if err := dirWritable(cfg.DataDir); err != nil {
+			r.fail("data dir", err, "SCREENPOP_DATA_DIR must be a directory the service user can create and write (it holds the JetStream store and the PII hash key)")
+		} else {
+			r.ok("data dir", "%s is writable", cfg.DataDir)
+		}
+		tmp, err := os.MkdirTemp("", "screenpop-check-")
+		if err != nil {
+			r.fail("nats embedded", err, "the temporary directory must be writable (TMPDIR)")
+			return
+		}
+		defer os.RemoveAll(tmp)
+		bcfg.DataDir = tmp
+		c, err := bus.Start(ctx, bcfg, log)
+		if err != nil {
+			r.fail("nats embedded", err, "see the error; the embedded server needs a writable SCREENPOP_DATA_DIR and free memory")
+			return
+		}
+		defer c.Close()
+		r.ok("nats embedded", "server and JetStream started (in a scratch store; the daemon's store is %s)", filepath.Join(cfg.DataDir, "jetstream"))
+		nc, js = c.NATS(), c.JetStream()
+	} else {
+		opts := []nats.Option{nats.Name("screenpopd-check"), nats.Timeout(5 * time.Second), nats.MaxReconnects(0)}
+		if cfg.NatsCreds != "" {
+			opts = append(opts, nats.UserCredentials(cfg.NatsCreds))
+		}
+		if cfg.NatsTLSCA != "" {
+			opts = append(opts, nats.RootCAs(cfg.NatsTLSCA))
+		}
+		if cfg.NatsTLSCert != "" {
+			opts = append(opts, nats.ClientCert(cfg.NatsTLSCert, cfg.NatsTLSKey))
+		}
+		var err error
+		nc, err = nats.Connect(cfg.NatsURL, opts...)
+		if err != nil {
+			r.fail("nats connect", fmt.Errorf("%s: %w%s", bus.RedactURL(cfg.NatsURL), err, dialDiagnosis(ctx, cfg.NatsURL)),
+				"check NATS_URL (nats://host:4222, comma-separated for a cluster), that the servers run and this host reaches them; NATS_CREDS and NATS_TLS_* for an authenticated or TLS server")
+			for _, n := range []string{"nats jetstream", "nats stream " + cfg.Stream, "nats publish"} {
+				r.skip(n, "needs nats connect")
+			}
+			return
+		}
+		defer nc.Close()
+		r.ok("nats connect", "connected to %s (server %s, version %s)", bus.RedactURL(nc.ConnectedUrlRedacted()), nc.ConnectedServerName(), nc.ConnectedServerVersion())
+		if js, err = jetstream.New(nc); err != nil {
+			r.fail("nats jetstream", err, "")
+			return
+		}
+	}
+
+	actx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	ai, err := js.AccountInfo(actx)
+	if err != nil {
+		r.fail("nats jetstream", err, "enable JetStream on the servers (jetstream {} in the server config) and for this account (jetstream: enabled in the account or the operator JWT); see docs/deploy/nats-cluster.conf")
+		r.skip("nats stream "+cfg.Stream, "needs nats jetstream")
+		r.skip("nats publish", "needs nats jetstream")
+		return
+	}
+	r.ok("nats jetstream", "account has JetStream (%d streams, %s stored%s)", ai.Streams, bytesText(ai.Store), limitText(ai.Limits.MaxStore))
+
+	sname := "nats stream " + cfg.Stream
+	st, err := js.Stream(actx, cfg.Stream)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound) && cfg.NatsURL != "":
+		// No daemon uses it yet: create it exactly as the daemon would at
+		// start, which also proves the account may.
+		c, err := bus.Start(ctx, bcfg, log)
+		if err != nil {
+			r.fail(sname, fmt.Errorf("not found, and creating it failed: %w", err),
+				"give the NATS user permission to create streams and key-value buckets ($JS.API.>), or create the stream as docs/architecture.md shows")
+			r.skip("nats publish", "needs the stream")
+			return
+		}
+		c.Close()
+		if st, err = js.Stream(actx, cfg.Stream); err != nil {
+			r.fail(sname, err, "")
+			r.skip("nats publish", "needs the stream")
+			return
+		}
+		r.ok(sname, "created (it did not exist; screenpopd run creates it the same way), captures %s", bridge.SubjectAll)
+	case err != nil:
+		r.fail(sname, err, "check SCREENPOP_STREAM and the NATS user's permissions on $JS.API.STREAM.INFO."+cfg.Stream)
+		r.skip("nats publish", "needs the stream")
+		return
+	default:
+		info := st.CachedInfo()
+		if !containsString(info.Config.Subjects, bridge.SubjectAll) {
+			r.fail(sname, fmt.Errorf("captures %s, not %s", strings.Join(info.Config.Subjects, ", "), bridge.SubjectAll),
+				"another stream of this name exists: choose another SCREENPOP_STREAM, or let this stream capture screenpop.>")
+			r.skip("nats publish", "needs the stream")
+			return
+		}
+		var drift []string
+		if info.Config.MaxAge != cfg.StreamMaxAge {
+			drift = append(drift, fmt.Sprintf("max age %s (configured %s)", info.Config.MaxAge, cfg.StreamMaxAge))
+		}
+		if info.Config.Replicas != cfg.StreamReplicas {
+			drift = append(drift, fmt.Sprintf("replicas %d (configured %d)", info.Config.Replicas, cfg.StreamReplicas))
+		}
+		d := ""
+		if len(drift) > 0 {
+			d = "; differs from the configuration: " + strings.Join(drift, ", ") + " (screenpopd run updates it at start)"
+		}
+		r.ok(sname, "present, captures %s, %d messages, replicas %d, max age %s%s", bridge.SubjectAll, info.State.Msgs, info.Config.Replicas, info.Config.MaxAge, d)
+	}
+
+	// The stream captures screenpop.>: a check message is stored like an
+	// event. The daemon's consumers filter screenpop.events.> and
+	// screenpop.pops.*, so they never see it; a plain subscriber of
+	// screenpop.> does, once.
+	id := randomHex(8)
+	subject := "screenpop.check." + id
+	msg := nats.NewMsg(subject)
+	msg.Header.Set(jetstream.MsgIDHeader, "check:"+id)
+	msg.Data = []byte(`{"check":"screenpopd check","note":"a probe of screenpopd check; ignore"}`)
+	ack, err := js.PublishMsg(actx, msg, jetstream.WithExpectStream(cfg.Stream))
+	if err != nil {
+		r.fail("nats publish", fmt.Errorf("%s: %w", subject, err),
+			"the stream must accept writes: check the account's JetStream storage limit (max_file_store), the stream's health (nats stream info "+cfg.Stream+") and the user's publish permission on screenpop.>")
+		return
+	}
+	if err := st.DeleteMsg(actx, ack.Sequence); err != nil {
+		r.ok("nats publish", "stream %s stored %s (seq %d); it could not be deleted (%v) and ages out with the stream", ack.Stream, subject, ack.Sequence, err)
+		return
+	}
+	r.ok("nats publish", "stream %s stored %s (seq %d) and it was deleted again", ack.Stream, subject, ack.Sequence)
+}
+
+// dialDiagnosis says why each NATS URL's host:port cannot be reached (nats.go
+// reports only "no servers available").
+func dialDiagnosis(ctx context.Context, urls string) string {
+	var out []string
+	for _, u := range splitList(urls) {
+		pu, err := url.Parse(u)
+		if err != nil || pu.Host == "" {
+			continue
+		}
+		host := pu.Host
+		if pu.Port() == "" {
+			host = net.JoinHostPort(pu.Hostname(), "4222")
+		}
+		d := net.Dialer{Timeout: 3 * time.Second}
+		c, err := d.DialContext(ctx, "tcp", host)
+		if err != nil {
+			out = append(out, host+": "+unwrapSyscall(err).Error())
+			continue
+		}
+		c.Close()
+		out = append(out, host+": TCP reachable (so TLS, credentials or the protocol failed)")
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(out, "; ") + ")"
+}
+
+func dirWritable(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".screenpop-check-")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+func bytesText(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return strconv.FormatFloat(float64(n)/(1<<30), 'f', 1, 64) + " GiB"
+	case n >= 1<<20:
+		return strconv.FormatFloat(float64(n)/(1<<20), 'f', 1, 64) + " MiB"
+	case n >= 1<<10:
+		return strconv.FormatFloat(float64(n)/(1<<10), 'f', 1, 64) + " KiB"
+	}
+	return strconv.FormatUint(n, 10) + " B"
+}
+
+func limitText(max int64) string {
+	if max <= 0 {
+		return ""
+	}
+	return " of " + bytesText(uint64(max))
+}
+
+func containsString(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ---- Genesys Cloud ----
+
+// genesysAPI is a bare client of the few Genesys endpoints the check uses,
+// so each step fails with its own status and error code.
+type genesysAPI struct {
+	hc         *http.Client
+	api, login string
+	token      string
+}
+
+// genesysError is a non-2xx Genesys answer.
+type genesysError struct {
+	Op      string
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *genesysError) Error() string {
+	s := fmt.Sprintf("%s: HTTP %d", e.Op, e.Status)
+	if e.Code != "" {
+		s += " " + e.Code
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+func (g *genesysAPI) do(ctx context.Context, op, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, g.api+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+g.token)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := g.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		var eb struct{ Code, Message string }
+		_ = json.Unmarshal(b, &eb)
+		return &genesysError{Op: op, Status: resp.StatusCode, Code: eb.Code, Message: clip(eb.Message, 200)}
+	}
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("%s: decode answer: %w", op, err)
+		}
+	}
+	return nil
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// conversationTopic is the topic the daemon subscribes for each agent.
+const conversationTopic = "v2.users.{id}.conversations"
+
+// checkGenesys logs in with the client credentials, creates a channel,
+// opens its websocket, subscribes a topic the daemon does not use (the
+// probe agent's presence: a running daemon keeps its conversation topics)
+// and removes it again, reads the conversation topic's required
+// permissions from the available-topics API, reads each configured queue
+// and runs the reconciliation's activity query for one agent. A channel
+// cannot be deleted: the check's channel, left without topics, expires
+// unused.
+func checkGenesys(ctx context.Context, cfg *Config, hc *http.Client, r *report) {
+	later := []string{"genesys login", "genesys channel", "genesys subscribe", "genesys permissions"}
+	for _, q := range cfg.GenesysQueues {
+		later = append(later, "genesys queue "+q)
+	}
+	later = append(later, "genesys reconciliation")
+	skipFrom := func(i int, why string) {
+		for _, n := range later[i:] {
+			r.skip(n, why)
+		}
+	}
+	hosts, err := notifications.RegionHosts(cfg.GenesysRegion, cfg.GenesysAPIURL)
+	if err != nil {
+		r.fail("genesys region", err, "set GENESYS_REGION to the domain of your Genesys Cloud login URL (e.g. mypurecloud.ie for https://login.mypurecloud.ie)")
+		skipFrom(0, "needs genesys region")
+		return
+	}
+	r.ok("genesys region", "API %s, login %s", hosts.API, hosts.Login)
+	g := &genesysAPI{hc: hc, api: hosts.API, login: hosts.Login}
+
+	// Login.
+	if err := g.clientCredentials(ctx, cfg.GenesysClientID, cfg.GenesysClientSecret); err != nil {
+		r.fail("genesys login", err, genesysLoginFix(err))
+		skipFrom(1, "needs genesys login")
+		return
+	}
+	var ti struct {
+		Organization struct{ Name string } `json:"organization"`
+		OAuthClient  struct {
+			Name                string `json:"name"`
+			AuthorizedGrantType string `json:"authorizedGrantType"`
+		} `json:"OAuthClient"`
+	}
+	if err := g.do(ctx, "tokens/me", http.MethodGet, "/api/v2/tokens/me", nil, &ti); err != nil {
+		r.fail("genesys login", err, "the API refused a token its login host just issued: GENESYS_API_URL and the region must belong together")
+		skipFrom(1, "needs genesys login")
+		return
+	}
+	r.ok("genesys login", "token for client %s (%q) of org %q", cfg.GenesysClientID, ti.OAuthClient.Name, ti.Organization.Name)
+
+	// Who to probe with: the first configured agent, else the first member
+	// of the first queue that has one.
+	agents, err := cfg.Agents()
+	if err != nil {
+		agents = nil
+	}
+	queueMembers := map[string]queueProbe{}
+	for _, q := range cfg.GenesysQueues {
+		queueMembers[q] = g.queue(ctx, q)
+	}
+	probe := ""
+	if len(agents) > 0 {
+		probe = agents[0]
+	} else {
+		for _, q := range cfg.GenesysQueues {
+			if p := queueMembers[q]; p.err == nil && p.first != "" {
+				probe = p.first
+				break
+			}
+		}
+	}
+
+	// Channel and socket.
+	var ch struct {
+		ID         string `json:"id"`
+		ConnectURI string `json:"connectUri"`
+	}
+	if err := g.do(ctx, "create channel", http.MethodPost, "/api/v2/notifications/channels", nil, &ch); err != nil {
+		r.fail("genesys channel", err, "the OAuth client must be allowed the notifications API: give its role the permissions below, and check it has no scope restriction excluding notifications")
+		r.skip("genesys subscribe", "needs genesys channel")
+	} else if err := openSocket(ctx, ch.ConnectURI); err != nil {
+		r.fail("genesys channel", fmt.Errorf("channel %s created, but its websocket did not open: %w", ch.ID, err),
+			"allow outbound websockets (wss, port 443) from this host to streaming."+strings.TrimPrefix(strings.TrimPrefix(hosts.API, "https://"), "api.")+"; a proxy must pass the Upgrade header")
+		r.skip("genesys subscribe", "needs genesys channel")
+	} else {
+		r.ok("genesys channel", "channel %s created and its websocket opened", ch.ID)
+		if probe == "" {
+			r.skip("genesys subscribe", "no agent to probe with (GENESYS_AGENTS empty and no queue has members)")
+		} else {
+			checkSubscribe(ctx, g, ch.ID, probe, r)
+		}
+	}
+
+	// Permissions of the conversation topic.
+	var topics struct {
+		Entities []struct {
+			ID                  string   `json:"id"`
+			RequiresPermissions []string `json:"requiresPermissions"`
+		} `json:"entities"`
+	}
+	if err := g.do(ctx, "available topics", http.MethodGet, "/api/v2/notifications/availabletopics?expand=requiresPermissions", nil, &topics); err != nil {
+		r.fail("genesys permissions", err, "the OAuth client must be allowed to read GET /api/v2/notifications/availabletopics")
+	} else {
+		found := false
+		for _, t := range topics.Entities {
+			if t.ID != conversationTopic {
+				continue
+			}
+			found = true
+			perms := "no permission"
+			if len(t.RequiresPermissions) > 0 {
+				perms = strings.Join(t.RequiresPermissions, ", ")
+			}
+			r.ok("genesys permissions", "%s requires %s: the OAuth client's role needs it in every watched agent's division (a missing one shows as a rejected topic in the daemon's log and /status)", conversationTopic, perms)
+		}
+		if !found {
+			r.fail("genesys permissions", fmt.Errorf("the available-topics API does not list %s", conversationTopic), "this Genesys Cloud org does not offer the topic screenpop needs; contact Genesys support")
+		}
+	}
+
+	for _, q := range cfg.GenesysQueues {
+		p := queueMembers[q]
+		if p.err != nil {
+			fix := "check GENESYS_QUEUES holds queue ids (Admin > Contact Center > Queues, the id in the URL)"
+			var ge *genesysError
+			if errors.As(p.err, &ge) && ge.Status == http.StatusForbidden {
+				fix = "give the OAuth client's role Routing > Queue > View (routing:queue:view)"
+			}
+			r.fail("genesys queue "+q, p.err, fix)
+			continue
+		}
+		if p.first == "" {
+			r.fail("genesys queue "+q, errors.New("the queue has no members"), "add the agents to the queue (Admin > Contact Center > Queues > Members), or remove it from GENESYS_QUEUES")
+			continue
+		}
+		r.ok("genesys queue "+q, "%s members", p.members)
+	}
+
+	if probe == "" {
+		r.skip("genesys reconciliation", "no agent to probe with")
+		return
+	}
+	n, err := g.activity(ctx, probe)
+	if err != nil {
+		r.fail("genesys reconciliation", err, "give the OAuth client's role Analytics > Queue Observation > View (analytics:queueObservation:view); without it calls that alert during a reconnect do not pop")
+		return
+	}
+	r.ok("genesys reconciliation", "activity query answered for user %s (%d live conversations)", probe, n)
+}
+
+// clientCredentials obtains a token at the login host.
+func (g *genesysAPI) clientCredentials(ctx context.Context, id, secret string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.login+"/oauth/token", strings.NewReader(url.Values{"grant_type": {"client_credentials"}}.Encode()))
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth(id, secret)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := g.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach %s: %w", g.login, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var tr struct {
+		AccessToken string `json:"access_token"`
+		Error       string `json:"error"`
+	}
+	_ = json.Unmarshal(b, &tr)
+	if resp.StatusCode != http.StatusOK || tr.AccessToken == "" {
+		return &genesysError{Op: "login " + g.login, Status: resp.StatusCode, Code: tr.Error}
+	}
+	g.token = tr.AccessToken
+	return nil
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func genesysLoginFix(err error) string {
+	var ge *genesysError
+	if !errors.As(err, &ge) {
+		return "check GENESYS_REGION and that this host reaches login.<region> over HTTPS (DNS, proxy, firewall)"
+	}
+	switch {
+	case ge.Code == "invalid_client" || ge.Status == http.StatusUnauthorized:
+		return "check GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET (Admin > Integrations > OAuth, a Client Credentials client); a client of another region's org is also rejected, so check GENESYS_REGION"
+	case ge.Code == "unauthorized_client" || ge.Code == "unsupported_grant_type":
+		return "the OAuth client's grant type must be Client Credentials (the browser's PKCE client cannot be used here)"
+	case ge.Status == http.StatusTooManyRequests || ge.Status >= 500:
+		return "Genesys Cloud is unavailable or throttling; try again later (status.mypurecloud.com)"
+	}
+	return "check GENESYS_REGION, GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET"
+}
+
+// openSocket dials a channel's websocket and closes it at once.
+func openSocket(ctx context.Context, uri string) error {
+	if uri == "" {
+		return errors.New("the channel has no connectUri")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Proxy: http.ProxyFromEnvironment}
+	ws, resp, err := d.DialContext(ctx, uri, nil)
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close()
+	}
+	if err != nil {
+		return err
+	}
+	_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "screenpopd check"), time.Now().Add(time.Second))
+	return ws.Close()
+}
+
+// checkSubscribe subscribes the probe agent's presence topic on the check
+// channel and removes it again.
+func checkSubscribe(ctx context.Context, g *genesysAPI, channel, user string, r *report) {
+	topic := "v2.users." + user + ".presence"
+	var res struct {
+		Entities []struct {
+			ID              string `json:"id"`
+			State           string `json:"state"`
+			RejectionReason string `json:"rejectionReason"`
+		} `json:"entities"`
+	}
+	path := "/api/v2/notifications/channels/" + url.PathEscape(channel) + "/subscriptions"
+	err := g.do(ctx, "subscribe", http.MethodPut, path+"?ignoreErrors=true", []map[string]string{{"id": topic}}, &res)
+	if err == nil {
+		for _, e := range res.Entities {
+			if strings.EqualFold(e.State, "Rejected") {
+				err = fmt.Errorf("Genesys rejected %s: %s", e.ID, e.RejectionReason)
+			}
+		}
+	}
+	// Clean up whatever happened: the channel keeps no topic.
+	cerr := g.do(ctx, "remove subscriptions", http.MethodDelete, path, nil, nil)
+	switch {
+	case err != nil:
+		fix := "give the OAuth client's role the permissions of the 'genesys permissions' line in the division of user " + user + "; check that GENESYS_AGENTS holds user ids of this org"
+		var ge *genesysError
+		if errors.As(err, &ge) && ge.Status == http.StatusBadRequest {
+			fix = "user id " + user + " makes an invalid topic: GENESYS_AGENTS must hold Genesys user ids (UUIDs)"
+		}
+		r.fail("genesys subscribe", err, fix)
+	case cerr != nil:
+		r.fail("genesys subscribe", fmt.Errorf("%s subscribed, but removing it failed: %w", topic, cerr), "the check channel keeps one presence topic until it expires (24 h); harmless, but report it")
+	default:
+		r.ok("genesys subscribe", "%s subscribed on the check channel and removed again (the daemon's topics are untouched)", topic)
+	}
+}
+
+type queueProbe struct {
+	members string // "3" or "at least 100"
+	first   string
+	err     error
+}
+
+// queue reads the first page of a queue's members.
+func (g *genesysAPI) queue(ctx context.Context, id string) queueProbe {
+	var res struct {
+		Entities []struct {
+			ID string `json:"id"`
+		} `json:"entities"`
+		NextURI string `json:"nextUri"`
+	}
+	if err := g.do(ctx, "queue members", http.MethodGet, "/api/v2/routing/queues/"+url.PathEscape(id)+"/members?pageSize=100", nil, &res); err != nil {
+		return queueProbe{err: err}
+	}
+	p := queueProbe{members: strconv.Itoa(len(res.Entities))}
+	if res.NextURI != "" {
+		p.members = "at least " + p.members
+	}
+	if len(res.Entities) > 0 {
+		p.first = res.Entities[0].ID
+	}
+	return p
+}
+
+// activity runs the reconciliation's analytics activity query for one
+// user and counts the live conversations (ids are not printed).
+func (g *genesysAPI) activity(ctx context.Context, user string) (int, error) {
+	q := map[string]any{
+		"metrics": []map[string]any{{"metric": "oAlerting", "details": true}, {"metric": "oInteracting", "details": true}},
+		"groupBy": []string{"userId"},
+		"filter":  map[string]any{"type": "or", "predicates": []map[string]any{{"dimension": "userId", "value": user}}},
+	}
+	var res struct {
+		Results []struct {
+			Entities []json.RawMessage `json:"entities"`
+		} `json:"results"`
+	}
+	if err := g.do(ctx, "activity query", http.MethodPost, "/api/v2/analytics/conversations/activity/query", q, &res); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range res.Results {
+		n += len(r.Entities)
+	}
+	return n, nil
+}
+
+// ---- Dataverse ----
+
+// checkDataverse gets a token, calls WhoAmI and reads one row of each
+// configured entity with the configured columns.
+func checkDataverse(ctx context.Context, cfg *Config, log zerolog.Logger, r *report) {
+	d, err := dataverse.New(dataverse.Config{URL: cfg.DataverseURL, TenantID: cfg.DataverseTenantID, ClientID: cfg.DataverseClientID,
+		ClientSecret: cfg.DataverseClientSecret, TokenURL: cfg.DataverseTokenURL, AppID: cfg.DataverseAppID,
+		Phone: cfg.LookupPhone, Email: cfg.LookupEmail, Entities: cfg.Entities, PhoneRegion: cfg.PhoneRegion,
+		MaxAttempts: 2, FlightTimeout: checkTimeout}, log)
+	if err != nil {
+		r.fail("dataverse config", err, "see docs/setup.md, Dataverse")
+		return
+	}
+	defer d.Close()
+	targets := d.CheckTargets()
+	user, err := d.CheckAuth(ctx)
+	if err != nil {
+		r.fail("dataverse token", err, dataverseFix(err))
+		for _, t := range targets {
+			r.skip("dataverse "+t.Entity, "needs dataverse token")
+		}
+		return
+	}
+	r.ok("dataverse token", "token for %s; WhoAmI: application user %s", cfg.DataverseURL, user)
+	for _, t := range targets {
+		if err := d.CheckEntity(ctx, t); err != nil {
+			r.fail("dataverse "+t.Entity, err, dataverseFix(err))
+			continue
+		}
+		r.ok("dataverse "+t.Entity, "read %s from %s", strings.Join(t.Columns, ", "), t.EntitySet)
+	}
+}
+
+func dataverseFix(err error) string {
+	var (
+		ce *dataverse.ColumnError
+		ae *dataverse.AuthError
+		pe *dataverse.APIError
+	)
+	switch {
+	case errors.As(err, &ce):
+		return "correct the column's logical name in SCREENPOP_LOOKUP_PHONE / SCREENPOP_LOOKUP_EMAIL (or SCREENPOP_ENTITIES), or remove it (Power Apps > Tables > " + ce.Entity + " > Columns shows the logical names)"
+	case errors.As(err, &ae):
+		return "see docs/setup.md, Dataverse: the app registration, its secret and the application user with the screenpop security role"
+	case errors.As(err, &pe) && pe.Status == http.StatusNotFound:
+		return "check the entity set name in SCREENPOP_ENTITIES and DATAVERSE_URL"
+	}
+	return "check DATAVERSE_URL and that this host reaches it and the token endpoint over HTTPS"
 }

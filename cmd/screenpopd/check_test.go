@@ -1,0 +1,416 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/screenpop/screenpop/dataverse/dataversetest"
+	"github.com/screenpop/screenpop/notifications/notificationstest"
+)
+
+// checkRig is both emulators and an environment pointing `screenpopd
+// check` at them.
+type checkRig struct {
+	genesys   *notificationstest.Emulator
+	dataverse *dataversetest.Server
+	agent     string
+	vars      map[string]string
+}
+
+func newCheckRig(t *testing.T) *checkRig {
+	t.Helper()
+	agent := checkAgent
+	g := notificationstest.New(notificationstest.Config{Agents: demoAgents[:2], Queues: map[string][]string{"q-check": {demoAgents[1].ID}}})
+	if _, err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	d := dataversetest.New(dataversetest.Config{})
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	gc, dc := g.Config(), d.Config()
+	vars := testEnv(t)
+	for k, v := range map[string]string{
+		"GENESYS_API_URL": g.URL(), "GENESYS_CLIENT_ID": gc.ClientID, "GENESYS_CLIENT_SECRET": gc.ClientSecret,
+		"GENESYS_AGENTS": agent, "GENESYS_QUEUES": "q-check",
+		"DATAVERSE_URL": d.URL(), "DATAVERSE_TOKEN_URL": d.TokenURL(), "DATAVERSE_TENANT_ID": dc.TenantID,
+		"DATAVERSE_CLIENT_ID": dc.ClientID, "DATAVERSE_CLIENT_SECRET": dc.ClientSecret,
+	} {
+		vars[k] = v
+	}
+	return &checkRig{genesys: g, dataverse: d, agent: agent, vars: vars}
+}
+
+// check runs `screenpopd check` and returns its exit code and stdout.
+func (r *checkRig) check(t *testing.T) (int, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"check"}, env(r.vars), &out, &errb)
+	t.Logf("exit %d\n%s%s", code, out.String(), errb.String())
+	for _, secret := range []string{r.vars["GENESYS_CLIENT_SECRET"], r.vars["DATAVERSE_CLIENT_SECRET"]} {
+		if secret != "" && strings.Contains(out.String()+errb.String(), secret) {
+			t.Errorf("check output contains a client secret")
+		}
+	}
+	return code, out.String()
+}
+
+// line returns the output line that starts with prefix (status and name)
+// and the fix line after it, failing the test if there is none.
+func line(t *testing.T, out, prefix string) (string, string) {
+	t.Helper()
+	lines := strings.Split(out, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, prefix) {
+			fix := ""
+			if i+1 < len(lines) && strings.HasPrefix(lines[i+1], "     fix: ") {
+				fix = lines[i+1]
+			}
+			return l, fix
+		}
+	}
+	t.Fatalf("no line starting %q in:\n%s", prefix, out)
+	return "", ""
+}
+
+func wantLine(t *testing.T, out, prefix string, contains ...string) string {
+	t.Helper()
+	l, fix := line(t, out, prefix)
+	for _, c := range contains {
+		if !strings.Contains(l+"\n"+fix, c) {
+			t.Errorf("line %q (fix %q) lacks %q", l, fix, c)
+		}
+	}
+	if strings.HasPrefix(prefix, "FAIL") && fix == "" {
+		t.Errorf("FAIL line %q has no fix line", l)
+	}
+	return l
+}
+
+func TestCheck_AllOK(t *testing.T) {
+	r := newCheckRig(t)
+	code, out := r.check(t)
+	if code != 0 {
+		t.Fatalf("exit %d, want 0", code)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasPrefix(l, "ok   ") && l != "all checks passed" {
+			t.Errorf("not ok: %q", l)
+		}
+	}
+	wantLine(t, out, "ok   config:", "1 agents, 1 queues")
+	wantLine(t, out, "ok   listen agent:", "127.0.0.1:0 is free")
+	wantLine(t, out, "ok   tls agent listener:", "loopback")
+	wantLine(t, out, "ok   data dir:", "writable")
+	wantLine(t, out, "ok   nats embedded:", "scratch store")
+	wantLine(t, out, "ok   nats jetstream:")
+	wantLine(t, out, "ok   nats stream SCREENPOP:", "captures screenpop.>")
+	wantLine(t, out, "ok   nats publish:", "screenpop.check.", "deleted again")
+	wantLine(t, out, "ok   genesys region:", r.genesys.URL())
+	wantLine(t, out, "ok   genesys login:", "screenpop-client", "Emulated Org")
+	wantLine(t, out, "ok   genesys channel:", "websocket opened")
+	wantLine(t, out, "ok   genesys subscribe:", "v2.users."+r.agent+".presence", "removed again")
+	wantLine(t, out, "ok   genesys permissions:", "v2.users.{id}.conversations requires conversation:communication:view")
+	wantLine(t, out, "ok   genesys queue q-check:", "1 members")
+	wantLine(t, out, "ok   genesys reconciliation:", r.agent)
+	wantLine(t, out, "ok   dataverse token:", "application user 00000000-0000-0000-0000-0000000000c2")
+	wantLine(t, out, "ok   dataverse contact:", "contactid, fullname, telephone1, mobilephone, telephone2, emailaddress1, emailaddress2 from contacts")
+	wantLine(t, out, "ok   dataverse account:", "from accounts")
+	wantLine(t, out, "ok   dataverse lead:", "from leads")
+
+	// The check left the Genesys channel without topics and connected
+	// no socket: nothing a running daemon could lose.
+	chs := r.genesys.Channels()
+	if len(chs) != 1 || chs[0].Topics != 0 || chs[0].Connected {
+		t.Errorf("channels after check: %+v, want one, empty, unconnected", chs)
+	}
+	if n := r.genesys.CountRequests("DELETE", "/api/v2/notifications/channels/"); n != 1 {
+		t.Errorf("%d DELETE subscriptions, want 1", n)
+	}
+}
+
+func TestCheck_Failures(t *testing.T) {
+	closedPort := func(t *testing.T) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		return addr
+	}
+	cases := []struct {
+		name   string
+		setup  func(t *testing.T, r *checkRig)
+		prefix string   // the failing line
+		want   []string // in the line or its fix
+		skips  []string // lines that must be skipped
+	}{
+		{"GenesysBadSecret", func(t *testing.T, r *checkRig) { r.vars["GENESYS_CLIENT_SECRET"] = "wrong-secret" },
+			"FAIL genesys login:", []string{"HTTP 401 invalid_client", "GENESYS_CLIENT_SECRET"}, []string{"skip genesys channel:", "skip genesys subscribe:", "skip genesys reconciliation:"}},
+		{"GenesysUnreachable", func(t *testing.T, r *checkRig) { r.vars["GENESYS_API_URL"] = "http://" + closedPort(t) },
+			"FAIL genesys login:", []string{"cannot reach", "connection refused", "GENESYS_REGION"}, []string{"skip genesys channel:"}},
+		{"GenesysBadRegion", func(t *testing.T, r *checkRig) {
+			r.vars["GENESYS_API_URL"] = ""
+			r.vars["GENESYS_REGION"] = "mypurecloud.example"
+		},
+			"FAIL genesys region:", []string{"not a Genesys Cloud region", "mypurecloud.ie"}, []string{"skip genesys login:"}},
+		{"GenesysTopicRejected", func(t *testing.T, r *checkRig) { r.genesys.RejectTopicsFor(r.agent, "") },
+			"FAIL genesys subscribe:", []string{"Genesys rejected v2.users." + checkAgent + ".presence: notification.unauthorized.topic", "division of user " + checkAgent}, nil},
+		{"GenesysTopicsAPIDenied", func(t *testing.T, r *checkRig) {
+			r.genesys.FailNext("GET", "/api/v2/notifications/availabletopics", 403, 0, 1)
+		}, "FAIL genesys permissions:", []string{"available topics: HTTP 403"}, nil},
+		{"GenesysChannelDenied", func(t *testing.T, r *checkRig) {
+			r.genesys.FailNext("POST", "/api/v2/notifications/channels", 403, 0, 1)
+		}, "FAIL genesys channel:", []string{"create channel: HTTP 403"}, []string{"skip genesys subscribe:"}},
+		{"GenesysQueueDenied", func(t *testing.T, r *checkRig) {
+			r.genesys.FailNext("GET", "/api/v2/routing/queues/", 403, 0, 1)
+		}, "FAIL genesys queue q-check:", []string{"HTTP 403", "routing:queue:view"}, nil},
+		{"GenesysQueueUnknown", func(t *testing.T, r *checkRig) { r.vars["GENESYS_QUEUES"] = "q-nope" },
+			"FAIL genesys queue q-nope:", []string{"HTTP 404", "GENESYS_QUEUES holds queue ids"}, nil},
+		{"GenesysActivityDenied", func(t *testing.T, r *checkRig) {
+			r.genesys.FailNext("POST", "/api/v2/analytics/", 403, 0, 1)
+		}, "FAIL genesys reconciliation:", []string{"activity query: HTTP 403", "analytics:queueObservation:view"}, nil},
+		{"DataverseBadSecret", func(t *testing.T, r *checkRig) { r.vars["DATAVERSE_CLIENT_SECRET"] = "wrong-secret" },
+			"FAIL dataverse token:", []string{"DATAVERSE_CLIENT_SECRET", "docs/setup.md"}, []string{"skip dataverse contact:", "skip dataverse account:", "skip dataverse lead:"}},
+		{"DataverseNoAppUser", func(t *testing.T, r *checkRig) { r.dataverse.DisableAppUser(true) },
+			"FAIL dataverse token:", []string{"no enabled application user"}, []string{"skip dataverse contact:"}},
+		{"DataverseMissingColumn", func(t *testing.T, r *checkRig) {
+			r.vars["SCREENPOP_LOOKUP_PHONE"] = "contact:telephone1,mobilefone;account:telephone1"
+		}, "FAIL dataverse contact:", []string{"column mobilefone does not exist on contact", "SCREENPOP_LOOKUP_PHONE"}, nil},
+		{"DataverseDeniedRead", func(t *testing.T, r *checkRig) { r.dataverse.DenyRead("accounts", true) },
+			"FAIL dataverse account:", []string{"missing a read privilege on account", "security role"}, nil},
+		{"DataverseUnknownEntitySet", func(t *testing.T, r *checkRig) {
+			r.vars["SCREENPOP_ENTITIES"] = "new_caller=new_callerz/new_callerid/new_name"
+			r.vars["SCREENPOP_LOOKUP_EMAIL"] = "new_caller:new_email"
+		}, "FAIL dataverse new_caller:", []string{"HTTP 404", "entity set"}, nil},
+		{"NATSUnreachable", func(t *testing.T, r *checkRig) { r.vars["NATS_URL"] = "nats://" + closedPort(t) },
+			"FAIL nats connect:", []string{"no servers available", ": connection refused)", "NATS_URL"}, []string{"skip nats jetstream:", "skip nats stream SCREENPOP:", "skip nats publish:"}},
+		{"TLSMissingFile", func(t *testing.T, r *checkRig) {
+			r.vars["SCREENPOP_TLS_CERT"] = filepath.Join(t.TempDir(), "nope.pem")
+			r.vars["SCREENPOP_TLS_KEY"] = filepath.Join(t.TempDir(), "nope.key")
+		}, "FAIL tls agent listener:", []string{"no such file", "SCREENPOP_TLS_CERT"}, nil},
+		{"TLSKeyMismatch", func(t *testing.T, r *checkRig) {
+			cert, _ := writeCert(t, time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour))
+			_, otherKey := writeCert(t, time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour))
+			r.vars["SCREENPOP_TLS_CERT"], r.vars["SCREENPOP_TLS_KEY"] = cert, otherKey
+		}, "FAIL tls agent listener:", []string{"private key does not match public key"}, nil},
+		{"TLSExpired", func(t *testing.T, r *checkRig) {
+			r.vars["SCREENPOP_TLS_CERT"], r.vars["SCREENPOP_TLS_KEY"] = writeCert(t, time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
+		}, "FAIL tls agent listener:", []string{"certificate for screenpop.example.com, 127.0.0.1 expired on", "renew"}, nil},
+		{"ListenerInUse", func(t *testing.T, r *checkRig) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			r.vars["SCREENPOP_LISTEN"] = ln.Addr().String()
+		}, "FAIL listen agent:", []string{"address already in use", "SCREENPOP_LISTEN"}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newCheckRig(t)
+			tc.setup(t, r)
+			code, out := r.check(t)
+			if code != 1 {
+				t.Errorf("exit %d, want 1", code)
+			}
+			wantLine(t, out, tc.prefix, tc.want...)
+			for _, s := range tc.skips {
+				line(t, out, s)
+			}
+			if fails := strings.Count(out, "\nFAIL "); fails != 1 {
+				t.Errorf("%d FAIL lines, want exactly the injected one", fails)
+			}
+			if !strings.Contains(out, "ok   config:") {
+				t.Errorf("no config line")
+			}
+			for _, ch := range r.genesys.Channels() {
+				if ch.Topics != 0 {
+					t.Errorf("check left %d topics on channel %s", ch.Topics, ch.ID)
+				}
+			}
+		})
+	}
+}
+
+// checkAgent is the rig's probe agent (GENESYS_AGENTS).
+var checkAgent = demoAgents[0].ID
+
+func TestCheck_InvalidConfig(t *testing.T) {
+	r := newCheckRig(t)
+	r.vars["DATAVERSE_URL"] = ""
+	r.vars["SCREENPOP_POP_DEADLINE"] = "2"
+	code, out := r.check(t)
+	if code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	wantLine(t, out, "FAIL config: DATAVERSE_URL: required", "fix: set the environment URL")
+	wantLine(t, out, "FAIL config: SCREENPOP_POP_DEADLINE:", "not a positive Go duration", "docs/configuration.md")
+	if strings.Contains(out, "genesys") {
+		t.Errorf("probed despite an invalid configuration:\n%s", out)
+	}
+}
+
+// startNATS starts a standalone nats-server on a free loopback port, as
+// an external cluster would be.
+func startNATS(t *testing.T, jetStream bool) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: jetStream, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns
+}
+
+func TestCheck_ExternalNATS(t *testing.T) {
+	ns := startNATS(t, true)
+	r := newCheckRig(t)
+	r.vars["NATS_URL"] = ns.ClientURL()
+
+	// First run: no stream yet; the check creates it as the daemon would.
+	code, out := r.check(t)
+	if code != 0 {
+		t.Fatalf("exit %d, want 0", code)
+	}
+	wantLine(t, out, "ok   nats connect:", ns.ClientURL())
+	wantLine(t, out, "ok   nats stream SCREENPOP:", "created")
+	if strings.Contains(out, "listen nats") || strings.Contains(out, "data dir") {
+		t.Errorf("external NATS: the embedded server's settings were checked:\n%s", out)
+	}
+
+	// Second run: the stream is there; a subscriber of screenpop.> sees
+	// the one check message, and the stream keeps nothing of it.
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync("screenpop.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	if _, err := js.Publish(ctx, "screenpop.events.voice.alerting.a", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.NextMsg(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	code, out = r.check(t)
+	if code != 0 {
+		t.Fatalf("exit %d, want 0", code)
+	}
+	wantLine(t, out, "ok   nats stream SCREENPOP:", "present", "1 messages")
+	wantLine(t, out, "ok   nats publish:", "deleted again")
+	m, err := sub.NextMsg(5 * time.Second)
+	if err != nil || !strings.HasPrefix(m.Subject, "screenpop.check.") || m.Header.Get("Nats-Msg-Id") == "" {
+		t.Fatalf("subscriber got %v %v, want one screenpop.check.* with a Nats-Msg-Id", m, err)
+	}
+	st, err := js.Stream(ctx, "SCREENPOP")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := st.Info(ctx); info.State.Msgs != 1 {
+		t.Errorf("stream holds %d messages after the check, want the 1 event", info.State.Msgs)
+	}
+
+	t.Run("StreamCapturesOtherSubjects", func(t *testing.T) {
+		r.vars["SCREENPOP_STREAM"] = "OTHER"
+		defer func() { r.vars["SCREENPOP_STREAM"] = "" }()
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}}); err != nil {
+			t.Fatal(err)
+		}
+		code, out := r.check(t)
+		if code != 1 {
+			t.Errorf("exit %d, want 1", code)
+		}
+		wantLine(t, out, "FAIL nats stream OTHER:", "captures other.>, not screenpop.>", "SCREENPOP_STREAM")
+		line(t, out, "skip nats publish:")
+	})
+}
+
+func TestCheck_NATSWithoutJetStream(t *testing.T) {
+	ns := startNATS(t, false)
+	r := newCheckRig(t)
+	r.vars["NATS_URL"] = ns.ClientURL()
+	code, out := r.check(t)
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	wantLine(t, out, "ok   nats connect:")
+	wantLine(t, out, "FAIL nats jetstream:", "jetstream")
+	line(t, out, "skip nats stream SCREENPOP:")
+}
+
+func TestCheck_TLSValid(t *testing.T) {
+	r := newCheckRig(t)
+	r.vars["SCREENPOP_TLS_CERT"], r.vars["SCREENPOP_TLS_KEY"] = writeCert(t, time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour))
+	code, out := r.check(t)
+	if code != 0 {
+		t.Fatalf("exit %d, want 0", code)
+	}
+	wantLine(t, out, "ok   tls agent listener:", "certificate for screenpop.example.com, 127.0.0.1, valid until", "(89 days)")
+}
+
+// writeCert writes a self-signed certificate for screenpop.example.com
+// and 127.0.0.1 and its key, returning both paths.
+func writeCert(t *testing.T, notBefore, notAfter time.Time) (string, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "screenpop.example.com"},
+		DNSNames:     []string{"screenpop.example.com"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    notBefore, NotAfter: notAfter,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cert, kf := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kf, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cert, kf
+}
