@@ -1,0 +1,283 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/bridge/bus"
+)
+
+// The deployment examples of docs/deploy are checked here: the NATS
+// configuration with nats-server's own parser (and then served, to prove
+// its permissions let screenpopd and a consumer do their work), the
+// systemd unit with systemd-analyze verify.
+
+const deployDir = "../../docs/deploy"
+
+// natsConfForTest copies nats-cluster.conf with its TLS and store paths
+// moved into a temporary directory holding a generated certificate, and
+// sets the variables it reads from the environment.
+func natsConfForTest(t *testing.T) (path, caFile string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(deployDir, "nats-cluster.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cert, key := writeCert(t, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+	conf := string(b)
+	for from, to := range map[string]string{
+		"/etc/nats/tls/server.crt": cert, "/etc/nats/tls/server.key": key, "/etc/nats/tls/ca.crt": cert,
+		"/var/lib/nats/jetstream": filepath.Join(dir, "jetstream"),
+	} {
+		if !strings.Contains(conf, from) {
+			t.Fatalf("nats-cluster.conf no longer mentions %s; update this test", from)
+		}
+		conf = strings.ReplaceAll(conf, from, to)
+	}
+	path = filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("NATS_SERVER_NAME", "n1")
+	t.Setenv("SCREENPOP_NATS_PASSWORD", "screenpop-pass")
+	t.Setenv("CONSUMER_NATS_PASSWORD", "consumer-pass")
+	t.Setenv("SYS_NATS_PASSWORD", "sys-pass")
+	return path, cert
+}
+
+func TestDeploy_NATSClusterConfig(t *testing.T) {
+	path, ca := natsConfForTest(t)
+	opts := &server.Options{}
+	// The method, unlike server.ProcessConfigFile, also returns warnings
+	// (unknown or misplaced keys) as an error: any is a failure.
+	if err := opts.ProcessConfigFile(path); err != nil {
+		t.Fatalf("nats-server rejects docs/deploy/nats-cluster.conf: %v", err)
+	}
+	if opts.ServerName != "n1" || !opts.JetStream || opts.StoreDir == "" || opts.JetStreamMaxStore != 20<<30 || opts.JetStreamMaxMemory != 512<<20 {
+		t.Errorf("server/jetstream: name %q js %v store %q max store %d max mem %d", opts.ServerName, opts.JetStream, opts.StoreDir, opts.JetStreamMaxStore, opts.JetStreamMaxMemory)
+	}
+	if opts.Cluster.Name != "screenpop" || opts.Cluster.Port != 6222 || len(opts.Routes) != 3 || opts.Cluster.TLSConfig == nil {
+		t.Errorf("cluster: name %q port %d routes %d tls %v", opts.Cluster.Name, opts.Cluster.Port, len(opts.Routes), opts.Cluster.TLSConfig != nil)
+	}
+	if opts.TLSConfig == nil || opts.Port != 4222 || opts.HTTPHost != "127.0.0.1" || opts.HTTPPort != 8222 || opts.MaxPayload != 1<<20 {
+		t.Errorf("client listener: tls %v port %d http %s:%d max payload %d", opts.TLSConfig != nil, opts.Port, opts.HTTPHost, opts.HTTPPort, opts.MaxPayload)
+	}
+	if opts.SystemAccount != "SYS" || len(opts.Users) != 3 {
+		t.Errorf("system account %q, %d users, want SYS and 3", opts.SystemAccount, len(opts.Users))
+	}
+
+	// Serve the same options as one standalone node on a free loopback
+	// port (the routes and fixed ports are for a real cluster).
+	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+	opts.Cluster, opts.Routes = server.ClusterOpts{}, nil
+	opts.HTTPPort, opts.HTTPHost = 0, ""
+	opts.NoSigs, opts.NoLog = true, true
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server from the example config is not ready")
+	}
+	addr := ns.Addr().String()
+	userURL := func(user, pass string) string {
+		return "tls://" + url.UserPassword(user, pass).String() + "@" + addr
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	t.Run("ScreenpopdUser", func(t *testing.T) {
+		// Everything the daemon does on NATS, as the screenpop user.
+		c, err := bus.Start(ctx, bus.Config{URL: userURL("screenpop", "screenpop-pass"), TLSCA: ca, Listen: "off"}, zerolog.Nop())
+		if err != nil {
+			t.Fatalf("bus.Start as user screenpop: %v", err)
+		}
+		defer c.Close()
+		got := make(chan []byte, 1)
+		cctx, ccancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			done <- c.ConsumeEvents(cctx, bus.ConsumeConfig{}, func(_ context.Context, data []byte) error {
+				select {
+				case got <- data:
+				default:
+				}
+				return nil
+			})
+		}()
+		defer func() { ccancel(); <-done }()
+		agent := bridge.AgentID("5e1f0a1c-0000-4000-8000-000000000001")
+		// The consumer is created inside ConsumeEvents: publish until it
+		// sees one (a new durable starts at new messages).
+		deadline := time.Now().Add(10 * time.Second)
+	wait:
+		for {
+			if err := c.Publish(ctx, bridge.Message{Subject: "screenpop.events.voice.alerting." + string(agent), ID: "evt:" + time.Now().String(), Data: []byte(`{}`)}); err != nil {
+				t.Fatalf("publish event: %v", err)
+			}
+			select {
+			case <-got:
+				break wait
+			case <-time.After(100 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the resolver's durable consumer got no event")
+			}
+		}
+		if ok, err := c.MarkPop(ctx, "pop:c1:p1"); err != nil || !ok {
+			t.Fatalf("MarkPop: %v %v", ok, err)
+		}
+		if err := c.Publish(ctx, bridge.Message{Subject: bridge.PopSubject(agent), ID: "pop:c1:p1", Data: []byte(`{}`)}); err != nil {
+			t.Fatalf("publish pop: %v", err)
+		}
+		seq, err := c.LatestPop(ctx, agent)
+		if err != nil || seq == 0 {
+			t.Fatalf("LatestPop: %d %v", seq, err)
+		}
+		n := 0
+		if err := c.ReplayPops(ctx, agent, 0, time.Now().Add(-time.Minute), func(bridge.StoredPop) error { n++; return nil }); err != nil || n != 1 {
+			t.Fatalf("ReplayPops: %d pops, %v", n, err)
+		}
+	})
+
+	t.Run("ConsumerUser", func(t *testing.T) {
+		nc, err := nats.Connect(userURL("consumer", "consumer-pass"), nats.RootCAs(ca))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cons, err := js.CreateOrUpdateConsumer(ctx, "SCREENPOP", jetstream.ConsumerConfig{Durable: "wallboard", FilterSubject: "screenpop.events.>", DeliverPolicy: jetstream.DeliverAllPolicy, AckPolicy: jetstream.AckExplicitPolicy})
+		if err != nil {
+			t.Fatalf("consumer user cannot create a durable consumer: %v", err)
+		}
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var msgs int
+		for m := range batch.Messages() {
+			msgs++
+			if err := m.Ack(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if msgs != 1 {
+			t.Fatalf("fetched %d events, want 1 (%v)", msgs, batch.Error())
+		}
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		defer pcancel()
+		if _, err := js.Publish(pctx, "screenpop.events.voice.alerting.x", []byte(`{}`)); err == nil {
+			t.Fatal("the read-only consumer user could publish an event")
+		}
+	})
+
+	t.Run("ScreenpopdCheck", func(t *testing.T) {
+		r := newCheckRig(t)
+		r.vars["NATS_URL"] = userURL("screenpop", "screenpop-pass")
+		r.vars["NATS_TLS_CA"] = ca
+		code, out := r.check(t)
+		if code != 0 {
+			t.Fatalf("check against the example cluster config exited %d", code)
+		}
+		wantLine(t, out, "ok   nats connect:", "tls://")
+		wantLine(t, out, "ok   nats jetstream:", "of 10.0 GiB")
+		wantLine(t, out, "ok   nats publish:", "deleted again")
+		if strings.Contains(out, "screenpop-pass") {
+			t.Error("check printed the NATS password")
+		}
+	})
+}
+
+// TestDeploy_SystemdUnit runs systemd-analyze verify on the unit. It
+// exits 0 on unknown keys, so any output is a failure. The ExecStart
+// binary is pointed at a stand-in, since verify requires it to exist.
+func TestDeploy_SystemdUnit(t *testing.T) {
+	sa, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("systemd-analyze not installed; CI installs the Debian package systemd (see .ci/run)")
+		}
+		t.Skip("systemd-analyze not installed (Debian package systemd); the unit is not verified")
+	}
+	b, err := os.ReadFile(filepath.Join(deployDir, "screenpopd.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "screenpopd")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	unit := strings.ReplaceAll(string(b), "/usr/local/bin/screenpopd", bin)
+	if unit == string(b) {
+		t.Fatal("screenpopd.service no longer runs /usr/local/bin/screenpopd; update this test")
+	}
+	path := filepath.Join(dir, "screenpopd.service")
+	if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	cmd := exec.Command(sa, "verify", path)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err = cmd.Run()
+	if err != nil || out.Len() != 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out.String())
+	}
+	// The hardening options are what make the unit worth copying.
+	for _, opt := range []string{"DynamicUser=yes", "NoNewPrivileges=yes", "ProtectSystem=strict", "CapabilityBoundingSet=\n", "SystemCallFilter=@system-service", "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX", "MemoryDenyWriteExecute=yes"} {
+		if !strings.Contains(string(b), opt) {
+			t.Errorf("unit lacks %q", strings.TrimSpace(opt))
+		}
+	}
+}
+
+// TestDeploy_EnvExample parses screenpop.env.example as the unit would
+// load it (plus the TLS variables the unit sets): every variable is known
+// and the whole is a valid configuration for run.
+func TestDeploy_EnvExample(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(deployDir, "screenpop.env.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{}
+	for _, s := range settings {
+		known[s.env] = true
+	}
+	vars := map[string]string{"SCREENPOP_TLS_CERT": "/run/credentials/screenpopd.service/tls.crt", "SCREENPOP_TLS_KEY": "/run/credentials/screenpopd.service/tls.key"}
+	for i, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || !known[k] {
+			t.Errorf("line %d: %q is not a known VARIABLE=value", i+1, l)
+			continue
+		}
+		vars[k] = v
+	}
+	if _, _, err := ParseConfig("run", nil, env(vars), Requirements{Genesys: true, Dataverse: true}, io.Discard); err != nil {
+		t.Fatalf("screenpop.env.example is not a valid configuration: %v", err)
+	}
+}
