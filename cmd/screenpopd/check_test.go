@@ -185,6 +185,8 @@ func TestCheck_Failures(t *testing.T) {
 		{"GenesysQueueDenied", func(t *testing.T, r *checkRig) {
 			r.genesys.FailNext("GET", "/api/v2/routing/queues/", 403, 0, 1)
 		}, "FAIL genesys queue q-check:", []string{"HTTP 403", "routing:queue:view"}, nil},
+		{"GenesysAgentNotAUserID", func(t *testing.T, r *checkRig) { r.vars["GENESYS_AGENTS"] = "jane.doe" },
+			"FAIL genesys subscribe:", []string{"HTTP 400 notification.invalid.topic", "GENESYS_AGENTS must hold Genesys user ids"}, nil},
 		{"GenesysQueueUnknown", func(t *testing.T, r *checkRig) { r.vars["GENESYS_QUEUES"] = "q-nope" },
 			"FAIL genesys queue q-nope:", []string{"HTTP 404", "GENESYS_QUEUES holds queue ids"}, nil},
 		{"GenesysActivityDenied", func(t *testing.T, r *checkRig) {
