@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/screenpop/screenpop/dataverse/dataversetest"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
@@ -415,4 +417,98 @@ func writeCert(t *testing.T, notBefore, notAfter time.Time) (string, string) {
 		t.Fatal(err)
 	}
 	return cert, kf
+}
+
+// TestCheck_NextToRunningDaemon runs check with the daemon's own
+// configuration while the daemon runs, against a Genesys emulator where a
+// topic subscribed on a second channel of the same client is taken from
+// the first (the unverified reading of another_channel_subscribed): the
+// daemon keeps its topics and still pops, its listeners are recognised as
+// its own, and its NATS store is not touched.
+func TestCheck_NextToRunningDaemon(t *testing.T) {
+	g := notificationstest.New(notificationstest.Config{Agents: demoAgents[:1], ExclusiveTopics: true})
+	if _, err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	d := dataversetest.New(dataversetest.Config{})
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	contactID := d.AddContact(dataversetest.Contact{FirstName: "Ada", LastName: "Check", Telephone1: "+1 317 555 0177"})
+	gc, dc := g.Config(), d.Config()
+	vars := testEnv(t)
+	for k, v := range map[string]string{
+		"GENESYS_API_URL": g.URL(), "GENESYS_CLIENT_ID": gc.ClientID, "GENESYS_CLIENT_SECRET": gc.ClientSecret, "GENESYS_AGENTS": checkAgent,
+		"DATAVERSE_URL": d.URL(), "DATAVERSE_TOKEN_URL": d.TokenURL(), "DATAVERSE_TENANT_ID": dc.TenantID,
+		"DATAVERSE_CLIENT_ID": dc.ClientID, "DATAVERSE_CLIENT_SECRET": dc.ClientSecret,
+	} {
+		vars[k] = v
+	}
+	cfg, _, err := ParseConfig("run", nil, env(vars), Requirements{Genesys: true, Dataverse: true}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := NewMain(cfg, zerolog.Nop())
+	if err := m.Open(ctx); err != nil {
+		cancel()
+		m.Close()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	waitFor(t, 20*time.Second, "daemon ready", m.Ready)
+	storeBefore := m.Bus.Status(ctx)
+	var daemonChannel string
+	for _, ch := range g.Channels() {
+		if ch.Connected {
+			daemonChannel = ch.ID
+		}
+	}
+	channelsBefore := g.CountRequests("POST", "/api/v2/notifications/channels")
+
+	// check with the daemon's configuration, its listen addresses included.
+	vars["SCREENPOP_LISTEN"] = m.agentLn.Addr().String()
+	vars["SCREENPOP_ADMIN_LISTEN"] = m.AdminAddr()
+	r := &checkRig{genesys: g, dataverse: d, agent: checkAgent, vars: vars}
+	code, out := r.check(t)
+	if code != 0 {
+		t.Fatalf("check next to a running daemon exited %d", code)
+	}
+	wantLine(t, out, "ok   listen agent:", "in use by a running screenpopd")
+	wantLine(t, out, "ok   listen admin:", "in use by a running screenpopd")
+	wantLine(t, out, "ok   genesys subscribe:", "removed again")
+
+	// The daemon's channel still holds its topic and still delivers.
+	if n := g.SubscribedConnected(); n != 1 {
+		t.Errorf("%d topics subscribed on connected channels after the check, want the daemon's 1", n)
+	}
+	if after := m.Bus.Status(ctx); after.Messages != storeBefore.Messages || after.LastSeq != storeBefore.LastSeq {
+		t.Errorf("the daemon's stream changed during the check: %+v -> %+v", storeBefore, after)
+	}
+	ws := dialAgent(t, m.AgentURL(), g.AgentToken(checkAgent))
+	call := g.InboundCall(checkAgent, "+13175550177", notificationstest.Options{})
+	call.Alert()
+	p := readPop(t, ws)
+	if p.ConversationID != call.ID() || p.Target.Action != "open" || p.Target.ID != contactID {
+		t.Fatalf("pop after the check: %+v, want open contact %s for %s", p, contactID, call.ID())
+	}
+	// No handover happened: the check made the only new channel, and the
+	// daemon's channel is still the connected one.
+	if n := g.CountRequests("POST", "/api/v2/notifications/channels") - channelsBefore; n != 1 {
+		t.Errorf("%d channels created during the check and the call, want 1 (the check's): the daemon lost its topic and handed over", n)
+	}
+	for _, ch := range g.Channels() {
+		if ch.Connected && ch.ID != daemonChannel {
+			t.Errorf("connected channel %s, want the daemon's original %s", ch.ID, daemonChannel)
+		}
+	}
 }
