@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -270,8 +271,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		"SCREENPOP_DATA_DIR=" + filepath.Join(tmp, "data"), "SCREENPOP_MAX_EVENT_AGE=10m", "SCREENPOP_PPROF=true",
 		"LOG_LEVEL=info", "LOG_FORMAT=json",
 	}
-	if v := os.Getenv("GOMAXPROCS"); v != "" {
-		env = append(env, "GOMAXPROCS="+v)
+	for _, k := range []string{"GOMAXPROCS", "GOGC", "GOMEMLIMIT", "GODEBUG"} {
+		if v := os.Getenv("SCREENPOPD_" + k); v != "" { // runtime settings for the daemon alone
+			env = append(env, k+"="+v)
+		}
 	}
 	var verbose io.Writer
 	if o.Verbose {
@@ -301,7 +304,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("waiting for screenpopd to subscribe %d agents: %w; %s", o.Agents, err, strings.Join(d.bad(), "; "))
 	}
-	logf("screenpopd ready: %d Genesys channels, agent listener %s", len(gen.Channels()), st.AgentListen)
+	logf("screenpopd ready: %d Genesys channels, agent listener %s, admin %s", len(gen.Channels()), st.AgentListen, st.AdminListen)
 
 	res := &Result{Options: resultOptions(o), Machine: machine(), Started: time.Now().UTC()}
 	settle := func() {
@@ -462,8 +465,29 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	cpu0, _ := readProc(d.pid)
 	dvReq0 := dv.HTTPRequests()
 	m0 := adm.metrics(ctx)
+	var profWG sync.WaitGroup
+	if o.Profile && o.Out != "" {
+		secs := max(1, int(o.Duration.Seconds())-1)
+		_ = os.MkdirAll(o.Out, 0o755)
+		profWG.Add(1)
+		go func() {
+			defer profWG.Done()
+			pc := &http.Client{Timeout: time.Duration(secs+30) * time.Second}
+			if resp, err := pc.Get(adm.base + "/debug/pprof/profile?seconds=" + strconv.Itoa(secs)); err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				_ = os.WriteFile(filepath.Join(o.Out, "daemon-cpu.pprof"), b, 0o644)
+			}
+		}()
+		if fp, err := os.Create(filepath.Join(o.Out, "bench-cpu.pprof")); err == nil {
+			if pprof.StartCPUProfile(fp) == nil {
+				defer func() { pprof.StopCPUProfile(); fp.Close() }()
+			}
+		}
+	}
 	t = time.Now()
 	pace(ctx, o.Rate, len(main.slots), func(i int) { call(main, phaseMain, i) })
+	profWG.Wait()
 	sendSeconds := time.Since(t).Seconds()
 	drain(main)
 	hang.stop()

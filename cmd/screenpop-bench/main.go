@@ -48,6 +48,7 @@ type Options struct {
 	DrainAfter time.Duration // how long to wait for the last pops after sending stops
 	Stdout     io.Writer
 	Verbose    bool // echo the daemon's warnings and errors
+	Profile    bool // CPU-profile the daemon during the screenpop phase (daemon-cpu.pprof under Out)
 }
 
 func defaultOptions() Options {
@@ -109,6 +110,7 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.Daemon, "daemon", "", "screenpopd binary to run (default: go build ./cmd/screenpopd)")
 	fs.DurationVar(&o.DrainAfter, "drain", o.DrainAfter, "wait this long for the last pops after sending stops")
 	fs.BoolVar(&o.Verbose, "v", false, "echo the daemon's warnings and errors")
+	fs.BoolVar(&o.Profile, "profile", false, "CPU-profile the daemon during the screenpop phase (daemon-cpu.pprof and bench-cpu.pprof under -out)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

@@ -143,6 +143,9 @@ type PhaseResult struct {
 	Outcomes        map[string]int  `json:"outcomes,omitempty"`
 	PopLinesMissing int             `json:"pop_lines_missing,omitempty"`
 
+	// Timeline is the end-to-end latency by second of sending.
+	Timeline []Second `json:"timeline,omitempty"`
+
 	CPUSecondsPer1000       float64 `json:"cpu_seconds_per_1000_pops,omitempty"`
 	DataverseRequestsPerPop float64 `json:"dataverse_requests_per_pop"`
 	CacheHitRatio           float64 `json:"cache_hit_ratio,omitempty"` // from the daemon's lookup metrics
@@ -216,10 +219,45 @@ func addDaemonFigures(r *PhaseResult, p *phase, d *daemon) {
 		a := dist(all)
 		r.OverheadAll = &a
 	}
+	r.Timeline = timeline(p)
 	r.Stages = map[string]Dist{}
 	for k, v := range stages {
 		r.Stages[k] = dist(v)
 	}
+}
+
+// Second is one second of a phase.
+type Second struct {
+	At  int     `json:"s"`
+	N   int     `json:"n"`
+	P50 float64 `json:"p50_ms"`
+	P99 float64 `json:"p99_ms"`
+	Max float64 `json:"max_ms"`
+}
+
+func timeline(p *phase) []Second {
+	var first int64
+	by := map[int][]float64{}
+	last := 0
+	for i := range p.slots {
+		s := &p.slots[i]
+		t0, t1 := s.t0.Load(), s.t1.Load()
+		if t0 == 0 || t1 == 0 {
+			continue
+		}
+		if first == 0 {
+			first = t0
+		}
+		k := int((t0 - first) / 1e9)
+		by[k] = append(by[k], float64(t1-t0)/1e6)
+		last = max(last, k)
+	}
+	var out []Second
+	for k := 0; k <= last && len(by) > 0; k++ {
+		d := dist(by[k])
+		out = append(out, Second{At: k, N: d.N, P50: d.P50, P99: d.P99, Max: d.Max})
+	}
+	return out
 }
 
 // Target is one of the issue's targets, checked.

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestRun_Quick runs the tool's quick mode end to end: a real screenpopd
+// child against the Genesys and Dataverse emulators, 1,000 agent
+// websocket clients, 200 calls a second for 10 s plus the two reference
+// paths. Latency targets are not asserted here (they are for the full run
+// on a quiet machine, see docs/performance.md); delivery is: every pop
+// arrives once, at the right agent.
+func TestRun_Quick(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	o := quickOptions(defaultOptions())
+	o.Out = t.TempDir()
+	o.DrainAfter = 20 * time.Second // -race and a busy CI machine
+	var log strings.Builder
+	o.Stdout = &log
+	res, err := Run(ctx, o)
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, log.String())
+	}
+	t.Log("\n" + log.String())
+	for name, p := range res.Phases {
+		if p.Sent == 0 || p.Received != p.Sent || p.Lost != 0 || p.Duplicated != 0 || p.Misrouted != 0 {
+			t.Errorf("%s: sent %d, received %d, lost %d, duplicated %d, misrouted %d", name, p.Sent, p.Received, p.Lost, p.Duplicated, p.Misrouted)
+		}
+	}
+	for _, name := range []string{"screenpop", "nats_floor", "browser_baseline", "warmup"} {
+		if res.Phases[name] == nil {
+			t.Errorf("phase %s missing", name)
+		}
+	}
+	if want := int(o.Duration.Seconds()) * o.Rate; res.Phases["screenpop"].Sent != want {
+		t.Errorf("screenpop phase sent %d calls, want %d", res.Phases["screenpop"].Sent, want)
+	}
+	m := res.Phases["screenpop"]
+	if m.PopLinesMissing != 0 {
+		t.Errorf("%d pops without the daemon's pop log line", m.PopLinesMissing)
+	}
+	// Every pop's daemon log line was joined and the figures are there.
+	if m.OverheadAll == nil || m.OverheadAll.N != m.Received || m.OverheadHits == nil || m.OverheadHits.N == 0 {
+		t.Errorf("overhead figures incomplete: all %+v, hits %+v", m.OverheadAll, m.OverheadHits)
+	}
+	// Half the callers repeat: a lookup only for the others.
+	if m.DataverseRequestsPerPop <= 0.3 || m.DataverseRequestsPerPop > 0.7 {
+		t.Errorf("Dataverse requests per pop %.3f, want about 0.5", m.DataverseRequestsPerPop)
+	}
+	if b := res.Phases["browser_baseline"]; b.DataverseRequestsPerPop != 1 {
+		t.Errorf("browser baseline: %.3f Dataverse requests per pop, want 1", b.DataverseRequestsPerPop)
+	}
+	if res.Memory.RSSAfterKB <= res.Memory.RSSBeforeKB || res.Memory.GoroutinesAfter-res.Memory.GoroutinesBefore < float64(o.Agents) {
+		t.Errorf("memory figures implausible: %+v", res.Memory)
+	}
+	if m.CPUSecondsPer1000 <= 0 {
+		t.Errorf("CPU per 1,000 pops %.3f", m.CPUSecondsPer1000)
+	}
+	if res.DaemonErrors != 0 {
+		t.Errorf("daemon logged %d errors: %v", res.DaemonErrors, res.DaemonFirstProblems)
+	}
+
+	b, err := os.ReadFile(filepath.Join(o.Out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Result
+	if err := json.Unmarshal(b, &back); err != nil || back.Phases["screenpop"].Received != m.Received || len(back.Targets) == 0 {
+		t.Errorf("results.json does not read back: %v", err)
+	}
+	svg, err := os.ReadFile(filepath.Join(o.Out, "latency.svg"))
+	if err != nil || !strings.HasPrefix(string(svg), "<svg") || strings.Count(string(svg), "<polyline") != 4 {
+		t.Errorf("latency.svg: %v, %d bytes", err, len(svg))
+	}
+	if !strings.Contains(log.String(), "targets:") {
+		t.Error("no table on stdout")
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	o, err := parseFlags([]string{"-quick", "-rate", "50"}, os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Agents != 1000 || o.Rate != 50 || o.Duration != 10*time.Second || !o.Quick {
+		t.Errorf("-quick -rate 50: %+v", o)
+	}
+	o, err = parseFlags(nil, os.Stderr)
+	if err != nil || o.Agents != 10000 || o.Rate != 500 || o.Duration != time.Minute || o.DVLatency != 5*time.Millisecond || o.HitRatio != 0.5 {
+		t.Errorf("defaults are not the target run: %+v, %v", o, err)
+	}
+	for _, bad := range [][]string{{"-hit-ratio", "2"}, {"-agents", "0"}, {"-rate", "-1"}} {
+		if _, err := parseFlags(bad, &strings.Builder{}); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}
+
+func TestConvID(t *testing.T) {
+	id := convID(phaseMain, 1234)
+	ph, i, ok := parseConvID(id)
+	if !ok || ph != phaseMain || i != 1234 || len(id) != 36 {
+		t.Errorf("convID round trip: %s -> %c %d %v", id, ph, i, ok)
+	}
+	if _, _, ok := parseConvID("not-an-id"); ok {
+		t.Error("parsed a foreign id")
+	}
+}
+
+func TestHistogramSVG(t *testing.T) {
+	s := histogramSVG("t <&>", []svgSeries{{"a", []float64{0.01, 1, 2, 3, 10000}, "#000"}, {"empty", nil, "#111"}})
+	if !strings.HasPrefix(s, "<svg") || !strings.Contains(s, "t &lt;&amp;&gt;") || strings.Count(s, "<polyline") != 2 {
+		t.Errorf("svg:\n%s", s)
+	}
+	if d := dist([]float64{5, 1, 4, 2, 3}); d.P50 != 3 || d.Max != 5 || d.N != 5 {
+		t.Errorf("dist: %+v", d)
+	}
+}
