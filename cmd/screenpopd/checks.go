@@ -612,9 +612,10 @@ func checkGenesys(ctx context.Context, cfg *Config, hc *http.Client, r *report) 
 		Entities []struct {
 			ID                  string   `json:"id"`
 			RequiresPermissions []string `json:"requiresPermissions"`
+			Enforced            bool     `json:"enforced"`
 		} `json:"entities"`
 	}
-	if err := g.do(ctx, "available topics", http.MethodGet, "/api/v2/notifications/availabletopics?expand=requiresPermissions", nil, &topics); err != nil {
+	if err := g.do(ctx, "available topics", http.MethodGet, "/api/v2/notifications/availabletopics?expand=requiresPermissions,enforced", nil, &topics); err != nil {
 		r.fail("genesys permissions", err, "the OAuth client must be allowed to read GET /api/v2/notifications/availabletopics")
 	} else {
 		found := false
@@ -626,6 +627,9 @@ func checkGenesys(ctx context.Context, cfg *Config, hc *http.Client, r *report) 
 			perms := "no permission"
 			if len(t.RequiresPermissions) > 0 {
 				perms = strings.Join(t.RequiresPermissions, ", ")
+				if t.Enforced {
+					perms += " (enforced)"
+				}
 			}
 			r.ok("genesys permissions", "%s requires %s: the OAuth client's role needs it in every watched agent's division (a missing one shows as a rejected topic in the daemon's log and /status)", conversationTopic, perms)
 		}
