@@ -1,0 +1,85 @@
+package bus_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/bridge/bus"
+)
+
+// The JetStream round trips each pop costs: the event publish (bridge),
+// the pop marker and the pop publish (resolver), and the stream to the
+// push server's follower. Together with BenchmarkNormalize, the resolver
+// and push benchmarks they are the pipeline overhead the load tool
+// (cmd/screenpop-bench) measures end to end.
+
+func BenchmarkConn_Publish(b *testing.B) {
+	c := MustStart(b, bus.Config{})
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		if err := c.Publish(ctx, pop("5e1f0a1c-0000-4000-8000-000000000001", fmt.Sprintf("c-%d", i))); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkConn_MarkPop(b *testing.B) {
+	c := MustStart(b, bus.Config{})
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		created, err := c.MarkPop(ctx, fmt.Sprintf("pop:c-%d:p-%d", i, i))
+		if err != nil || !created {
+			b.Fatal(created, err)
+		}
+	}
+}
+
+// BenchmarkConn_PublishToFollow is one pop from the resolver's publish to
+// the push server's FollowPops callback (the NATS floor of the pipeline,
+// in process): ns/op is the round trip, one pop at a time.
+func BenchmarkConn_PublishToFollow(b *testing.B) {
+	c := MustStart(b, bus.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.FollowPops(ctx, func(bridge.StoredPop) { got <- struct{}{} })
+	}()
+	defer func() { cancel(); <-done }()
+	// The ordered consumer starts at new pops: wait until one arrives.
+	deadline := time.Now().Add(10 * time.Second)
+	for ready := false; !ready; {
+		if time.Now().After(deadline) {
+			b.Fatal("FollowPops delivered nothing")
+		}
+		if err := c.Publish(ctx, pop("5e1f0a1c-0000-4000-8000-000000000001", fmt.Sprintf("warm-%d", time.Now().UnixNano()))); err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case <-got:
+			ready = true
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	for len(got) > 0 {
+		<-got
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		if err := c.Publish(ctx, pop("5e1f0a1c-0000-4000-8000-000000000001", fmt.Sprintf("c-%d", i))); err != nil {
+			b.Fatal(err)
+		}
+		<-got
+	}
+}
