@@ -221,6 +221,13 @@ func TestCheck_Failures(t *testing.T) {
 		{"TLSExpired", func(t *testing.T, r *checkRig) {
 			r.vars["SCREENPOP_TLS_CERT"], r.vars["SCREENPOP_TLS_KEY"] = writeCert(t, time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
 		}, "FAIL tls agent listener:", []string{"certificate for screenpop.example.com, 127.0.0.1 expired on", "renew"}, nil},
+		{"TLSNoSAN", func(t *testing.T, r *checkRig) {
+			r.vars["SCREENPOP_TLS_CERT"], r.vars["SCREENPOP_TLS_KEY"] = writeCertFor(t, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour), nil, nil)
+		}, "FAIL tls agent listener:", []string{`certificate "screenpop.example.com" has no subject alternative names`, "SAN"}, nil},
+		{"NATSAuthRejected", func(t *testing.T, r *checkRig) {
+			ns := startNATSWith(t, &server.Options{Username: "screenpop", Password: "right-pass", JetStream: true})
+			r.vars["NATS_URL"] = "nats://screenpop:wrong-pass@" + ns.Addr().String()
+		}, "FAIL nats connect:", []string{"Authorization Violation", "TCP reachable", "nats://***@"}, []string{"skip nats jetstream:"}},
 		{"ListenerInUse", func(t *testing.T, r *checkRig) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -241,6 +248,9 @@ func TestCheck_Failures(t *testing.T) {
 			wantLine(t, out, tc.prefix, tc.want...)
 			for _, s := range tc.skips {
 				line(t, out, s)
+			}
+			if strings.Contains(out, "wrong-pass") {
+				t.Errorf("check printed a NATS password")
 			}
 			if fails := strings.Count(out, "\nFAIL "); fails != 1 {
 				t.Errorf("%d FAIL lines, want exactly the injected one", fails)
@@ -279,7 +289,13 @@ func TestCheck_InvalidConfig(t *testing.T) {
 // an external cluster would be.
 func startNATS(t *testing.T, jetStream bool) *server.Server {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: jetStream, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	return startNATSWith(t, &server.Options{JetStream: jetStream})
+}
+
+func startNATSWith(t *testing.T, o *server.Options) *server.Server {
+	t.Helper()
+	o.Host, o.Port, o.StoreDir, o.NoSigs, o.NoLog = "127.0.0.1", server.RANDOM_PORT, t.TempDir(), true, true
+	ns, err := server.NewServer(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,6 +403,11 @@ func TestCheck_TLSValid(t *testing.T) {
 // and 127.0.0.1 and its key, returning both paths.
 func writeCert(t *testing.T, notBefore, notAfter time.Time) (string, string) {
 	t.Helper()
+	return writeCertFor(t, notBefore, notAfter, []string{"screenpop.example.com"}, []net.IP{net.ParseIP("127.0.0.1")})
+}
+
+func writeCertFor(t *testing.T, notBefore, notAfter time.Time, dnsNames []string, ips []net.IP) (string, string) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -394,8 +415,8 @@ func writeCert(t *testing.T, notBefore, notAfter time.Time) (string, string) {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
 		Subject:      pkix.Name{CommonName: "screenpop.example.com"},
-		DNSNames:     []string{"screenpop.example.com"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames:     dnsNames,
+		IPAddresses:  ips,
 		NotBefore:    notBefore, NotAfter: notAfter,
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
