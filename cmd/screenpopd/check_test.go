@@ -29,6 +29,12 @@ import (
 
 // checkRig is both emulators and an environment pointing `screenpopd
 // check` at them.
+// Genesys queue ids are UUIDs; the configuration refuses anything else.
+const (
+	checkQueue   = "9b0c6f1e-0000-4000-8000-00000000c0de"
+	unknownQueue = "9b0c6f1e-0000-4000-8000-0000000000ff"
+)
+
 type checkRig struct {
 	genesys   *notificationstest.Emulator
 	dataverse *dataversetest.Server
@@ -39,7 +45,7 @@ type checkRig struct {
 func newCheckRig(t *testing.T) *checkRig {
 	t.Helper()
 	agent := checkAgent
-	g := notificationstest.New(notificationstest.Config{Agents: demoAgents[:2], Queues: map[string][]string{"q-check": {demoAgents[1].ID}}})
+	g := notificationstest.New(notificationstest.Config{Agents: demoAgents[:2], Queues: map[string][]string{checkQueue: {demoAgents[1].ID}}})
 	if _, err := g.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +59,7 @@ func newCheckRig(t *testing.T) *checkRig {
 	vars := testEnv(t)
 	for k, v := range map[string]string{
 		"GENESYS_API_URL": g.URL(), "GENESYS_CLIENT_ID": gc.ClientID, "GENESYS_CLIENT_SECRET": gc.ClientSecret,
-		"GENESYS_AGENTS": agent, "GENESYS_QUEUES": "q-check",
+		"GENESYS_AGENTS": agent, "GENESYS_QUEUES": checkQueue,
 		"DATAVERSE_URL": d.URL(), "DATAVERSE_TOKEN_URL": d.TokenURL(), "DATAVERSE_TENANT_ID": dc.TenantID,
 		"DATAVERSE_CLIENT_ID": dc.ClientID, "DATAVERSE_CLIENT_SECRET": dc.ClientSecret,
 	} {
@@ -132,7 +138,7 @@ func TestCheck_AllOK(t *testing.T) {
 	wantLine(t, out, "ok   genesys channel:", "websocket opened")
 	wantLine(t, out, "ok   genesys subscribe:", "v2.users."+r.agent+".presence", "removed again")
 	wantLine(t, out, "ok   genesys permissions:", "v2.users.{id}.conversations requires conversation:communication:view")
-	wantLine(t, out, "ok   genesys queue q-check:", "1 members")
+	wantLine(t, out, "ok   genesys queue "+checkQueue+":", "1 members")
 	wantLine(t, out, "ok   genesys reconciliation:", r.agent)
 	wantLine(t, out, "ok   dataverse token:", "application user 00000000-0000-0000-0000-0000000000c2")
 	wantLine(t, out, "ok   dataverse contact:", "contactid, fullname, telephone1, mobilephone, telephone2, emailaddress1, emailaddress2 from contacts")
@@ -186,11 +192,9 @@ func TestCheck_Failures(t *testing.T) {
 		}, "FAIL genesys channel:", []string{"create channel: HTTP 403"}, []string{"skip genesys subscribe:"}},
 		{"GenesysQueueDenied", func(t *testing.T, r *checkRig) {
 			r.genesys.FailNext("GET", "/api/v2/routing/queues/", 403, 0, 1)
-		}, "FAIL genesys queue q-check:", []string{"HTTP 403", "routing:queue:view"}, nil},
-		{"GenesysAgentNotAUserID", func(t *testing.T, r *checkRig) { r.vars["GENESYS_AGENTS"] = "jane.doe" },
-			"FAIL genesys subscribe:", []string{"HTTP 400 notification.invalid.topic", "GENESYS_AGENTS must hold Genesys user ids"}, nil},
-		{"GenesysQueueUnknown", func(t *testing.T, r *checkRig) { r.vars["GENESYS_QUEUES"] = "q-nope" },
-			"FAIL genesys queue q-nope:", []string{"HTTP 404", "GENESYS_QUEUES holds queue ids"}, nil},
+		}, "FAIL genesys queue "+checkQueue+":", []string{"HTTP 403", "routing:queue:view"}, nil},
+		{"GenesysQueueUnknown", func(t *testing.T, r *checkRig) { r.vars["GENESYS_QUEUES"] = unknownQueue },
+			"FAIL genesys queue "+unknownQueue+":", []string{"HTTP 404", "GENESYS_QUEUES holds queue ids"}, nil},
 		{"GenesysActivityDenied", func(t *testing.T, r *checkRig) {
 			r.genesys.FailNext("POST", "/api/v2/analytics/", 403, 0, 1)
 		}, "FAIL genesys reconciliation:", []string{"activity query: HTTP 403", "analytics:queueObservation:view"}, nil},

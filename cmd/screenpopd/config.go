@@ -372,9 +372,29 @@ func (c *Config) validate(req Requirements) []string {
 			p = append(p, "GENESYS_AGENTS, GENESYS_AGENTS_FILE or GENESYS_QUEUES: at least one is required; name the agents (user ids) or queues to watch")
 		}
 	}
+	// Genesys user and queue ids are UUIDs. Anything else would be sent
+	// in a topic name, and one bad topic can fail a channel's whole
+	// subscription request, so it is refused here, by name.
+	for _, a := range c.GenesysAgents {
+		if !dataverse.IsGUID(a) {
+			p = append(p, fmt.Sprintf("GENESYS_AGENTS: %q is not a Genesys user id (a UUID such as 5e1f0a1c-0000-4000-8000-000000000001; Admin > People shows it in the user's URL)", a))
+		}
+	}
+	for _, q := range c.GenesysQueues {
+		if !dataverse.IsGUID(q) {
+			p = append(p, fmt.Sprintf("GENESYS_QUEUES: %q is not a Genesys queue id (a UUID; Admin > Queues shows it in the queue's URL)", q))
+		}
+	}
 	if c.GenesysAgentsFile != "" {
-		if _, err := os.Stat(c.GenesysAgentsFile); err != nil {
+		if ids, err := readAgentsFile(c.GenesysAgentsFile); err != nil {
 			p = append(p, fmt.Sprintf("GENESYS_AGENTS_FILE: %v; give a readable file of user ids, one a line", err))
+		} else {
+			for i, a := range ids {
+				if !dataverse.IsGUID(a) {
+					p = append(p, fmt.Sprintf("GENESYS_AGENTS_FILE: line %d: %q is not a Genesys user id (a UUID)", i+1, a))
+					break
+				}
+			}
 		}
 	}
 	if req.Dataverse {
@@ -428,15 +448,11 @@ func (c *Config) validate(req Requirements) []string {
 func (c *Config) Agents() ([]string, error) {
 	out := append([]string(nil), c.GenesysAgents...)
 	if c.GenesysAgentsFile != "" {
-		b, err := os.ReadFile(c.GenesysAgentsFile)
+		ids, err := readAgentsFile(c.GenesysAgentsFile)
 		if err != nil {
 			return nil, fmt.Errorf("GENESYS_AGENTS_FILE: %w", err)
 		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
-				out = append(out, line)
-			}
-		}
+		out = append(out, ids...)
 	}
 	seen := make(map[string]bool, len(out))
 	uniq := out[:0]
@@ -447,6 +463,22 @@ func (c *Config) Agents() ([]string, error) {
 		}
 	}
 	return uniq, nil
+}
+
+// readAgentsFile reads user ids, one a line; blank lines and lines
+// starting with # are skipped.
+func readAgentsFile(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			ids = append(ids, line)
+		}
+	}
+	return ids, nil
 }
 
 func splitList(v string) []string {

@@ -9,13 +9,20 @@ import (
 	"time"
 )
 
+const (
+	a1 = "5e1f0a1c-0000-4000-8000-0000000000a1"
+	a2 = "5e1f0a1c-0000-4000-8000-0000000000a2"
+	b1 = "5e1f0a1c-0000-4000-8000-0000000000b1"
+	b2 = "5e1f0a1c-0000-4000-8000-0000000000b2"
+)
+
 // good is a complete environment for `run`.
 func good() map[string]string {
 	return map[string]string{
 		"GENESYS_REGION":          "mypurecloud.ie",
 		"GENESYS_CLIENT_ID":       "client",
 		"GENESYS_CLIENT_SECRET":   "s3cr3t-value",
-		"GENESYS_AGENTS":          "a1, a2,a1",
+		"GENESYS_AGENTS":          a1 + ", " + a2 + "," + a1,
 		"DATAVERSE_URL":           "https://contoso.crm4.dynamics.com/",
 		"DATAVERSE_TENANT_ID":     "00000000-0000-0000-0000-000000000001",
 		"DATAVERSE_CLIENT_ID":     "00000000-0000-0000-0000-000000000002",
@@ -49,7 +56,7 @@ func TestParseConfig(t *testing.T) {
 			t.Errorf("trailing slash kept: %q", c.DataverseURL)
 		}
 		agents, err := c.Agents()
-		if err != nil || strings.Join(agents, ",") != "a1,a2" {
+		if err != nil || strings.Join(agents, ",") != a1+","+a2 {
 			t.Errorf("agents %v %v", agents, err)
 		}
 	})
@@ -65,12 +72,12 @@ func TestParseConfig(t *testing.T) {
 	})
 	t.Run("AgentsFile", func(t *testing.T) {
 		f := filepath.Join(t.TempDir(), "agents")
-		os.WriteFile(f, []byte("# watched\nb1\n\nb2\n"), 0o600)
+		os.WriteFile(f, []byte("# watched\n"+b1+"\n\n"+b2+"\n"), 0o600)
 		c, _, err := ParseConfig("run", nil, env(with(good(), "GENESYS_AGENTS", "", "GENESYS_AGENTS_FILE", f)), runReq, io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if a, _ := c.Agents(); strings.Join(a, ",") != "b1,b2" {
+		if a, _ := c.Agents(); strings.Join(a, ",") != b1+","+b2 {
 			t.Fatalf("agents from file %v", a)
 		}
 	})
@@ -99,6 +106,8 @@ func TestParseConfig(t *testing.T) {
 		{"Origins", with(good(), "SCREENPOP_ALLOWED_ORIGINS", "https://contoso.crm.dynamics.com/main.aspx"), []string{"SCREENPOP_ALLOWED_ORIGINS", "not an origin"}},
 		{"Windows", with(good(), "SCREENPOP_FRESH_WINDOW", "5m"), []string{"SCREENPOP_FRESH_WINDOW"}},
 		{"AgentsFileMissing", with(good(), "GENESYS_AGENTS_FILE", "/nonexistent/agents"), []string{"GENESYS_AGENTS_FILE"}},
+		{"AgentNotAUserID", with(good(), "GENESYS_AGENTS", "alice"), []string{"GENESYS_AGENTS", `"alice" is not a Genesys user id`}},
+		{"QueueNotAnID", with(good(), "GENESYS_QUEUES", "sales"), []string{"GENESYS_QUEUES", `"sales" is not a Genesys queue id`}},
 		{"StreamName", with(good(), "SCREENPOP_STREAM", "a.b"), []string{"SCREENPOP_STREAM"}},
 		{"Concurrency", with(good(), "SCREENPOP_DATAVERSE_CONCURRENCY", "0"), []string{"SCREENPOP_DATAVERSE_CONCURRENCY"}},
 		{"LogLevel", with(good(), "LOG_LEVEL", "loud"), []string{"LOG_LEVEL"}},
