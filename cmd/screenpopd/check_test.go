@@ -192,9 +192,9 @@ func TestCheck_Failures(t *testing.T) {
 		}, "FAIL genesys channel:", []string{"create channel: HTTP 403"}, []string{"skip genesys subscribe:"}},
 		{"GenesysQueueDenied", func(t *testing.T, r *checkRig) {
 			r.genesys.FailNext("GET", "/api/v2/routing/queues/", 403, 0, 1)
-		}, "FAIL genesys queue "+checkQueue+":", []string{"HTTP 403", "routing:queue:view"}, nil},
+		}, "FAIL genesys queue " + checkQueue + ":", []string{"HTTP 403", "routing:queue:view"}, nil},
 		{"GenesysQueueUnknown", func(t *testing.T, r *checkRig) { r.vars["GENESYS_QUEUES"] = unknownQueue },
-			"FAIL genesys queue "+unknownQueue+":", []string{"HTTP 404", "GENESYS_QUEUES holds queue ids"}, nil},
+			"FAIL genesys queue " + unknownQueue + ":", []string{"HTTP 404", "GENESYS_QUEUES holds queue ids"}, nil},
 		{"GenesysActivityDenied", func(t *testing.T, r *checkRig) {
 			r.genesys.FailNext("POST", "/api/v2/analytics/", 403, 0, 1)
 		}, "FAIL genesys reconciliation:", []string{"activity query: HTTP 403", "analytics:queueObservation:view"}, nil},
