@@ -12,6 +12,7 @@ import (
 type Node interface {
 	String() string
 	eval(row map[string]any) (any, error)
+	write(b *strings.Builder)
 }
 
 type (
@@ -33,17 +34,56 @@ type (
 	guid string
 )
 
-func (n *binaryNode) String() string {
-	return "(" + n.l.String() + " " + n.op + " " + n.r.String() + ")"
+// The canonical forms are written into one builder: concatenating the
+// operands' strings at every level is quadratic in the length of a long
+// "a or b or c ..." chain, as lookups with many phone variants are.
+func str(n Node) string {
+	var b strings.Builder
+	n.write(&b)
+	return b.String()
 }
-func (n *notNode) String() string  { return "(not " + n.x.String() + ")" }
-func (n *funcNode) String() string { return n.name + "(" + n.prop.name + "," + n.arg.String() + ")" }
-func (n *propNode) String() string { return n.name }
-func (n *literalNode) String() string {
+
+func (n *binaryNode) String() string  { return str(n) }
+func (n *notNode) String() string     { return str(n) }
+func (n *funcNode) String() string    { return str(n) }
+func (n *propNode) String() string    { return n.name }
+func (n *literalNode) String() string { return str(n) }
+
+func (n *binaryNode) write(b *strings.Builder) {
+	b.WriteByte('(')
+	n.l.write(b)
+	b.WriteByte(' ')
+	b.WriteString(n.op)
+	b.WriteByte(' ')
+	n.r.write(b)
+	b.WriteByte(')')
+}
+
+func (n *notNode) write(b *strings.Builder) {
+	b.WriteString("(not ")
+	n.x.write(b)
+	b.WriteByte(')')
+}
+
+func (n *funcNode) write(b *strings.Builder) {
+	b.WriteString(n.name)
+	b.WriteByte('(')
+	b.WriteString(n.prop.name)
+	b.WriteByte(',')
+	n.arg.write(b)
+	b.WriteByte(')')
+}
+
+func (n *propNode) write(b *strings.Builder) { b.WriteString(n.name) }
+
+func (n *literalNode) write(b *strings.Builder) {
 	if s, ok := n.v.(string); ok {
-		return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+		b.WriteByte('\'')
+		b.WriteString(strings.ReplaceAll(s, "'", "''"))
+		b.WriteByte('\'')
+		return
 	}
-	return n.text
+	b.WriteString(n.text)
 }
 
 // Filter is a parsed $filter.
@@ -438,7 +478,7 @@ func compare(a, b any) (int, bool) {
 	switch x := a.(type) {
 	case string:
 		if y, ok := b.(string); ok {
-			return strings.Compare(strings.ToLower(x), strings.ToLower(y)), true
+			return compareFold(x, y), true
 		}
 	case guid:
 		switch y := b.(type) {
@@ -471,4 +511,39 @@ func compare(a, b any) (int, bool) {
 		}
 	}
 	return 0, false
+}
+
+// compareFold is strings.Compare(strings.ToLower(a), strings.ToLower(b))
+// without lowering whole strings: byte by byte while both are ASCII (each
+// ASCII byte lowers to one byte in place), falling back to the lowered
+// strings at the first non-ASCII byte.
+func compareFold(a, b string) int {
+	if a == b {
+		return 0
+	}
+	for i := 0; i < len(a) && i < len(b); i++ {
+		x, y := a[i], b[i]
+		if x >= 0x80 || y >= 0x80 {
+			return strings.Compare(strings.ToLower(a), strings.ToLower(b))
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			if x < y {
+				return -1
+			}
+			return 1
+		}
+	}
+	switch {
+	case len(a) < len(b):
+		return -1
+	case len(a) > len(b):
+		return 1
+	}
+	return 0
 }
