@@ -378,7 +378,8 @@ func sanitize(s string) string {
 	return s
 }
 
-// call runs one SDK call with a token, refreshing once on 401.
+// call runs one SDK call with a token, refreshing once on 401 (except
+// with Probe's token, which no auth loop refreshes).
 func (c *Client) call(ctx context.Context, op string, fn func() (*platformclientv2.APIResponse, error)) error {
 	for attempt := 0; ; attempt++ {
 		t, err := c.awaitToken(ctx)
@@ -395,7 +396,7 @@ func (c *Client) call(ctx context.Context, op string, fn func() (*platformclient
 			code = fmt.Sprint(resp.StatusCode)
 		}
 		c.m.apiRequests.WithLabelValues(op, code).Inc()
-		if status(err) == http.StatusUnauthorized && attempt == 0 {
+		if status(err) == http.StatusUnauthorized && attempt == 0 && t.gen != probeTokenGen {
 			c.invalidate(t.value)
 			wctx, cancel := context.WithTimeout(ctx, c.cfg.HTTPTimeout)
 			for {
@@ -481,35 +482,50 @@ func (c *Client) refreshQueues(ctx context.Context) error {
 func (c *Client) queueMembers(ctx context.Context, queue string) (map[string]bool, error) {
 	out := map[string]bool{}
 	for page := 1; ; page++ {
-		var listing *platformclientv2.Queuememberentitylisting
+		var (
+			ids  []string
+			more bool
+		)
 		err := c.call(ctx, "get queue members", func() (*platformclientv2.APIResponse, error) {
 			var resp *platformclientv2.APIResponse
 			var err error
-			listing, resp, err = c.routing.GetRoutingQueueMembers(queue, page, 100, "", nil, "", nil, nil, nil, nil, nil, "", false)
+			ids, more, resp, err = c.queuePage(queue, page)
 			return resp, err
 		})
 		if err != nil {
 			return nil, fmt.Errorf("queue %s: %w", queue, err)
 		}
-		if listing == nil || listing.Entities == nil {
-			break
+		for _, id := range ids {
+			out[id] = true
 		}
-		for _, m := range *listing.Entities {
-			id := ""
-			if m.User != nil && m.User.Id != nil {
-				id = *m.User.Id
-			} else if m.Id != nil {
-				id = *m.Id
-			}
-			if validID(id) {
-				out[id] = true
-			}
-		}
-		if listing.NextUri == nil || *listing.NextUri == "" || len(*listing.Entities) == 0 {
+		if !more {
 			break
 		}
 	}
 	return out, nil
+}
+
+// queuePage reads one page (100) of a queue's members: their user ids and
+// whether another page follows.
+func (c *Client) queuePage(queue string, page int) ([]string, bool, *platformclientv2.APIResponse, error) {
+	listing, resp, err := c.routing.GetRoutingQueueMembers(queue, page, 100, "", nil, "", nil, nil, nil, nil, nil, "", false)
+	if listing == nil || listing.Entities == nil {
+		return nil, false, resp, err
+	}
+	var ids []string
+	for _, m := range *listing.Entities {
+		id := ""
+		if m.User != nil && m.User.Id != nil {
+			id = *m.User.Id
+		} else if m.Id != nil {
+			id = *m.Id
+		}
+		if validID(id) {
+			ids = append(ids, id)
+		}
+	}
+	more := listing.NextUri != nil && *listing.NextUri != "" && len(*listing.Entities) > 0
+	return ids, more, resp, err
 }
 
 // watched returns the desired agents, sorted.
@@ -748,58 +764,4 @@ func (c *Client) RejectedTopics() []string {
 
 func rejectionText(r rejection) string {
 	return fmt.Sprintf("genesys rejected topic %s (user %s): %s; give the OAuth client's role conversation:communication:view in the user's division", r.Topic, r.UserID, r.Reason)
-}
-
-// Check logs in once and proves the channel API: it creates a channel and
-// subscribes the first watched agent's presence topic (a topic the daemon
-// does not use, so a running instance loses nothing). For `screenpopd
-// check`; do not call it while Run runs.
-func (c *Client) Check(ctx context.Context) error {
-	c.doer.setContext(ctx)
-	defer c.doer.hc.CloseIdleConnections()
-	if err := c.loginCfg.AuthorizeClientCredentials(c.cfg.ClientID, c.cfg.ClientSecret); err != nil {
-		if m := authStatusRE.FindStringSubmatch(err.Error()); m != nil && (m[1] == "401" || m[2] == "invalid_client") {
-			return errors.New("genesys login rejected the client credentials: check GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET")
-		}
-		return fmt.Errorf("genesys login (%s): %s", c.hosts.Login, sanitize(err.Error()))
-	}
-	t := &tokenState{value: c.loginCfg.AccessToken, expires: time.Now().Add(time.Minute), gen: -1}
-	c.tokMu.Lock()
-	c.tok.Store(t)
-	c.tokMu.Unlock()
-	var ch *platformclientv2.Channel
-	if err := c.call(ctx, "create channel", func() (*platformclientv2.APIResponse, error) {
-		var resp *platformclientv2.APIResponse
-		var err error
-		ch, resp, err = c.notif.PostNotificationsChannels()
-		return resp, err
-	}); err != nil {
-		return err
-	}
-	agents := c.cfg.Agents
-	if len(agents) == 0 || ch == nil || ch.Id == nil {
-		return nil
-	}
-	topic := "v2.users." + agents[0] + ".presence"
-	var listing *platformclientv2.Channeltopicentitylisting
-	if err := c.call(ctx, "subscribe", func() (*platformclientv2.APIResponse, error) {
-		var resp *platformclientv2.APIResponse
-		var err error
-		listing, resp, err = c.notif.PutNotificationsChannelSubscriptions(*ch.Id, []platformclientv2.Channeltopic{{Id: &topic}}, true)
-		return resp, err
-	}); err != nil {
-		return err
-	}
-	if listing != nil && listing.Entities != nil {
-		for _, e := range *listing.Entities {
-			if e.State != nil && strings.EqualFold(*e.State, "Rejected") {
-				reason := ""
-				if e.RejectionReason != nil {
-					reason = *e.RejectionReason
-				}
-				return fmt.Errorf("genesys rejected topic %s: %s", topic, reason)
-			}
-		}
-	}
-	return nil
 }

@@ -2,6 +2,7 @@ package notifications_test
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -243,33 +244,150 @@ func TestClient_Run(t *testing.T) {
 	})
 }
 
-func TestClient_Check(t *testing.T) {
-	as := agents(1)
-	emu := notificationstest.New(notificationstest.Config{Agents: as})
+// probe runs notifications.Probe against emu with cfg and returns its
+// steps, checking that none shows the secret or a bearer token.
+func probe(t *testing.T, cfg notifications.Config) []notifications.ProbeStep {
+	t.Helper()
+	log, _ := newLog(t)
+	var steps []notifications.ProbeStep
+	notifications.Probe(context.Background(), cfg, log, func(s notifications.ProbeStep) { steps = append(steps, s) })
+	for _, s := range steps {
+		text := s.Name + " " + s.Detail + " " + s.Fix
+		if s.Err != nil {
+			text += " " + s.Err.Error()
+		}
+		if strings.Contains(text, cfg.ClientSecret) || strings.Contains(text, "Bearer") {
+			t.Errorf("step %q shows a secret or token: %s", s.Name, text)
+		}
+		t.Logf("%+v", s)
+	}
+	return steps
+}
+
+// stepOf returns the step called name.
+func stepOf(t *testing.T, steps []notifications.ProbeStep, name string) notifications.ProbeStep {
+	t.Helper()
+	for _, s := range steps {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no step %q", name)
+	return notifications.ProbeStep{}
+}
+
+func TestProbe(t *testing.T) {
+	as := agents(2)
+	const queue = "9b0c6f1e-0000-4000-8000-00000000c0de"
+	emu := notificationstest.New(notificationstest.Config{Agents: as, Queues: map[string][]string{queue: {as[1].ID}}})
 	url, err := emu.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer emu.Close()
-	log, _ := newLog(t)
-	for _, tc := range []struct {
-		name, secret, want string
-	}{
-		{"OK", "screenpop-secret", ""},
-		{"BadSecret", "nope", "check GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET"},
-	} {
+
+	t.Run("OK", func(t *testing.T) {
 		cfg := compressed(url)
-		cfg.ClientSecret = tc.secret
-		cfg.Agents = ids(as)
-		c, err := notifications.New(cfg, log, make(chan bridge.Snapshot, 1))
-		if err != nil {
-			t.Fatal(err)
+		cfg.Agents, cfg.Queues = ids(as[:1]), []string{queue}
+		steps := probe(t, cfg)
+		var names []string
+		for _, s := range steps {
+			names = append(names, s.Name)
+			if s.Err != nil || s.Skipped {
+				t.Errorf("step %q: err %v, skipped %v", s.Name, s.Err, s.Skipped)
+			}
 		}
-		err = c.Check(context.Background())
-		if (tc.want == "" && err != nil) || (tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want))) {
-			t.Errorf("%s: Check = %v, want %q", tc.name, err, tc.want)
+		want := "genesys region,genesys login,genesys channel,genesys subscribe,genesys permissions,genesys queue " + queue + ",genesys reconciliation"
+		if got := strings.Join(names, ","); got != want {
+			t.Errorf("steps %s, want %s", got, want)
 		}
+		for name, want := range map[string]string{
+			"genesys login":          `token for client screenpop-client ("`,
+			"genesys subscribe":      "v2.users." + as[0].ID + ".presence subscribed on the check channel and removed again",
+			"genesys permissions":    "v2.users.{id}.conversations requires conversation:communication:view (enforced)",
+			"genesys queue " + queue: "1 members",
+			"genesys reconciliation": "activity query answered for user " + as[0].ID + " (0 live conversations)",
+		} {
+			if d := stepOf(t, steps, name).Detail; !strings.Contains(d, want) {
+				t.Errorf("%s: %q lacks %q", name, d, want)
+			}
+		}
+		// The probe leaves its channel without topics and unconnected.
+		chs := emu.Channels()
+		if len(chs) != 1 || chs[0].Topics != 0 || chs[0].Connected {
+			t.Errorf("channels after the probe: %+v, want one, empty, unconnected", chs)
+		}
+		if n := emu.CountRequests("DELETE", "/api/v2/notifications/channels/"); n != 1 {
+			t.Errorf("%d DELETE subscriptions, want 1", n)
+		}
+	})
+
+	t.Run("QueueMemberProbed", func(t *testing.T) {
+		cfg := compressed(url)
+		cfg.Queues = []string{queue}
+		steps := probe(t, cfg)
+		if d := stepOf(t, steps, "genesys subscribe").Detail; !strings.Contains(d, "v2.users."+as[1].ID+".presence") {
+			t.Errorf("subscribe: %q, want the queue's member probed", d)
+		}
+	})
+
+	t.Run("BadSecret", func(t *testing.T) {
+		cfg := compressed(url)
+		cfg.ClientSecret = "nope"
+		cfg.Agents = ids(as[:1])
+		steps := probe(t, cfg)
+		login := stepOf(t, steps, "genesys login")
+		var ae *notifications.APIError
+		if !errors.As(login.Err, &ae) || ae.Status != 401 || ae.Code != "invalid_client" || !strings.Contains(login.Fix, "GENESYS_CLIENT_SECRET") {
+			t.Errorf("login: %v (fix %q), want a 401 invalid_client naming GENESYS_CLIENT_SECRET", login.Err, login.Fix)
+		}
+		for _, n := range []string{"genesys channel", "genesys subscribe", "genesys permissions", "genesys reconciliation"} {
+			if s := stepOf(t, steps, n); !s.Skipped || s.Detail != "needs genesys login" {
+				t.Errorf("%s: %+v, want skipped", n, s)
+			}
+		}
+	})
+
+	t.Run("TokenRefusedOnce", func(t *testing.T) {
+		// A 401 from the API is reported as it is: nothing would refresh
+		// the probe's token, so it neither waits nor logs in again.
+		logins, mes := emu.TokensIssued(), emu.CountRequests("GET", "/api/v2/tokens/me")
+		emu.FailNext("GET", "/api/v2/tokens/me", 401, 0, 1)
+		cfg := compressed(url)
+		cfg.Agents = ids(as[:1])
+		steps := probe(t, cfg)
+		if s := stepOf(t, steps, "genesys login"); status(s.Err) != 401 || !strings.Contains(s.Err.Error(), "tokens/me: HTTP 401") || !strings.Contains(s.Fix, "GENESYS_API_URL") {
+			t.Errorf("login: %v (fix %q), want tokens/me: HTTP 401 naming GENESYS_API_URL", s.Err, s.Fix)
+		}
+		if n := emu.TokensIssued() - logins; n != 1 {
+			t.Errorf("%d logins, want 1", n)
+		}
+		if n := emu.CountRequests("GET", "/api/v2/tokens/me") - mes; n != 1 {
+			t.Errorf("%d tokens/me requests, want 1", n)
+		}
+	})
+
+	t.Run("BadRegion", func(t *testing.T) {
+		steps := probe(t, notifications.Config{Region: "nowhere.example", ClientID: "screenpop-client", ClientSecret: "screenpop-secret"})
+		if s := stepOf(t, steps, "genesys region"); s.Err == nil || !strings.Contains(s.Err.Error(), "GENESYS_REGION") {
+			t.Errorf("region: %+v", s)
+		}
+		if s := stepOf(t, steps, "genesys login"); !s.Skipped {
+			t.Errorf("login: %+v, want skipped", s)
+		}
+	})
+}
+
+func status(err error) int {
+	var ae *notifications.APIError
+	if errors.As(err, &ae) {
+		return ae.Status
 	}
+	return 0
+}
+
+func TestNew_Invalid(t *testing.T) {
+	log, _ := newLog(t)
 	if _, err := notifications.New(notifications.Config{Region: "nowhere.example", ClientID: "a", ClientSecret: "b"}, log, make(chan bridge.Snapshot)); err == nil || !strings.Contains(err.Error(), "GENESYS_REGION") {
 		t.Errorf("bad region: %v", err)
 	}

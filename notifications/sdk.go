@@ -125,7 +125,7 @@ type APIError struct {
 }
 
 func (e *APIError) Error() string {
-	s := fmt.Sprintf("%s: genesys answered %d", e.Op, e.Status)
+	s := fmt.Sprintf("%s: HTTP %d", e.Op, e.Status)
 	if e.Code != "" {
 		s += " " + e.Code
 	}

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +18,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -70,7 +67,7 @@ func RunChecks(ctx context.Context, cfg *Config, log zerolog.Logger, w io.Writer
 	groups := []func(context.Context, *report){
 		func(ctx context.Context, r *report) { checkListeners(ctx, cfg, hc, r); checkTLS(cfg, time.Now(), r) },
 		func(ctx context.Context, r *report) { checkNATS(ctx, cfg, log, r) },
-		func(ctx context.Context, r *report) { checkGenesys(ctx, cfg, hc, r) },
+		func(ctx context.Context, r *report) { checkGenesys(ctx, cfg, log, r) },
 		func(ctx context.Context, r *report) { checkDataverse(ctx, cfg, log, r) },
 	}
 	reports := make([]report, len(groups))
@@ -442,386 +439,27 @@ func randomHex(n int) string {
 
 // ---- Genesys Cloud ----
 
-// genesysAPI is a bare client of the few Genesys endpoints the check uses,
-// so each step fails with its own status and error code.
-type genesysAPI struct {
-	hc         *http.Client
-	api, login string
-	token      string
-}
-
-// genesysError is a non-2xx Genesys answer.
-type genesysError struct {
-	Op      string
-	Status  int
-	Code    string
-	Message string
-}
-
-func (e *genesysError) Error() string {
-	s := fmt.Sprintf("%s: HTTP %d", e.Op, e.Status)
-	if e.Code != "" {
-		s += " " + e.Code
-	}
-	if e.Message != "" {
-		s += ": " + e.Message
-	}
-	return s
-}
-
-func (g *genesysAPI) do(ctx context.Context, op, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, g.api+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+g.token)
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := g.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		var eb struct{ Code, Message string }
-		_ = json.Unmarshal(b, &eb)
-		return &genesysError{Op: op, Status: resp.StatusCode, Code: eb.Code, Message: clip(eb.Message, 200)}
-	}
-	if out != nil && len(b) > 0 {
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("%s: decode answer: %w", op, err)
-		}
-	}
-	return nil
-}
-
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
-}
-
-// conversationTopic is the topic the daemon subscribes for each agent.
-const conversationTopic = "v2.users.{id}.conversations"
-
-// checkGenesys logs in with the client credentials, creates a channel,
-// opens its websocket, subscribes a topic the daemon does not use (the
-// probe agent's presence: a running daemon keeps its conversation topics)
-// and removes it again, reads the conversation topic's required
-// permissions from the available-topics API, reads each configured queue
-// and runs the reconciliation's activity query for one agent. A channel
-// cannot be deleted: the check's channel, left without topics, expires
-// unused.
-func checkGenesys(ctx context.Context, cfg *Config, hc *http.Client, r *report) {
-	later := []string{"genesys login", "genesys channel", "genesys subscribe", "genesys permissions"}
-	for _, q := range cfg.GenesysQueues {
-		later = append(later, "genesys queue "+q)
-	}
-	later = append(later, "genesys reconciliation")
-	skipFrom := func(i int, why string) {
-		for _, n := range later[i:] {
-			r.skip(n, why)
-		}
-	}
-	hosts, err := notifications.RegionHosts(cfg.GenesysRegion, cfg.GenesysAPIURL)
-	if err != nil {
-		r.fail("genesys region", err, "set GENESYS_REGION to the domain of your Genesys Cloud login URL (e.g. mypurecloud.ie for https://login.mypurecloud.ie)")
-		skipFrom(0, "needs genesys region")
-		return
-	}
-	r.ok("genesys region", "API %s, login %s", hosts.API, hosts.Login)
-	g := &genesysAPI{hc: hc, api: hosts.API, login: hosts.Login}
-
-	// Login.
-	if err := g.clientCredentials(ctx, cfg.GenesysClientID, cfg.GenesysClientSecret); err != nil {
-		r.fail("genesys login", err, genesysLoginFix(err))
-		skipFrom(1, "needs genesys login")
-		return
-	}
-	var ti struct {
-		Organization struct{ Name string } `json:"organization"`
-		OAuthClient  struct {
-			Name                string `json:"name"`
-			AuthorizedGrantType string `json:"authorizedGrantType"`
-		} `json:"OAuthClient"`
-	}
-	if err := g.do(ctx, "tokens/me", http.MethodGet, "/api/v2/tokens/me", nil, &ti); err != nil {
-		r.fail("genesys login", err, "the API refused a token its login host just issued: GENESYS_API_URL and the region must belong together")
-		skipFrom(1, "needs genesys login")
-		return
-	}
-	r.ok("genesys login", "token for client %s (%q) of org %q", cfg.GenesysClientID, ti.OAuthClient.Name, ti.Organization.Name)
-
-	// Who to probe with: the first configured agent, else the first member
-	// of the first queue that has one.
+// checkGenesys runs notifications.Probe (login, channel and socket, a
+// presence subscription removed again, the conversation topic's
+// permissions, queues, the reconciliation query) and prints its steps.
+func checkGenesys(ctx context.Context, cfg *Config, log zerolog.Logger, r *report) {
 	agents, err := cfg.Agents()
 	if err != nil {
-		agents = nil
+		agents = nil // reported by the config line
 	}
-	queueMembers := map[string]queueProbe{}
-	for _, q := range cfg.GenesysQueues {
-		queueMembers[q] = g.queue(ctx, q)
-	}
-	probe := ""
-	if len(agents) > 0 {
-		probe = agents[0]
-	} else {
-		for _, q := range cfg.GenesysQueues {
-			if p := queueMembers[q]; p.err == nil && p.first != "" {
-				probe = p.first
-				break
-			}
+	notifications.Probe(ctx, notifications.Config{
+		Region: cfg.GenesysRegion, APIURL: cfg.GenesysAPIURL, ClientID: cfg.GenesysClientID, ClientSecret: cfg.GenesysClientSecret,
+		Agents: agents, Queues: cfg.GenesysQueues, HTTPTimeout: checkTimeout,
+	}, log, func(s notifications.ProbeStep) {
+		switch {
+		case s.Skipped:
+			r.skip(s.Name, s.Detail)
+		case s.Err != nil:
+			r.fail(s.Name, s.Err, s.Fix)
+		default:
+			r.ok(s.Name, "%s", s.Detail)
 		}
-	}
-
-	// Channel and socket.
-	var ch struct {
-		ID         string `json:"id"`
-		ConnectURI string `json:"connectUri"`
-	}
-	if err := g.do(ctx, "create channel", http.MethodPost, "/api/v2/notifications/channels", nil, &ch); err != nil {
-		r.fail("genesys channel", err, "the OAuth client must be allowed the notifications API: give its role the permissions below, and check it has no scope restriction excluding notifications")
-		r.skip("genesys subscribe", "needs genesys channel")
-	} else if err := openSocket(ctx, ch.ConnectURI); err != nil {
-		r.fail("genesys channel", fmt.Errorf("channel %s created, but its websocket did not open: %w", ch.ID, err),
-			"allow outbound websockets (wss, port 443) from this host to streaming."+strings.TrimPrefix(strings.TrimPrefix(hosts.API, "https://"), "api.")+"; a proxy must pass the Upgrade header")
-		r.skip("genesys subscribe", "needs genesys channel")
-	} else {
-		r.ok("genesys channel", "channel %s created and its websocket opened", ch.ID)
-		if probe == "" {
-			r.skip("genesys subscribe", "no agent to probe with (GENESYS_AGENTS empty and no queue has members)")
-		} else {
-			checkSubscribe(ctx, g, ch.ID, probe, r)
-		}
-	}
-
-	// Permissions of the conversation topic.
-	var topics struct {
-		Entities []struct {
-			ID                  string   `json:"id"`
-			RequiresPermissions []string `json:"requiresPermissions"`
-			Enforced            bool     `json:"enforced"`
-		} `json:"entities"`
-	}
-	if err := g.do(ctx, "available topics", http.MethodGet, "/api/v2/notifications/availabletopics?expand=requiresPermissions,enforced", nil, &topics); err != nil {
-		r.fail("genesys permissions", err, "the OAuth client must be allowed to read GET /api/v2/notifications/availabletopics")
-	} else {
-		found := false
-		for _, t := range topics.Entities {
-			if t.ID != conversationTopic {
-				continue
-			}
-			found = true
-			perms := "no permission"
-			if len(t.RequiresPermissions) > 0 {
-				perms = strings.Join(t.RequiresPermissions, ", ")
-				if t.Enforced {
-					perms += " (enforced)"
-				}
-			}
-			r.ok("genesys permissions", "%s requires %s: the OAuth client's role needs it in every watched agent's division (a missing one shows as a rejected topic in the daemon's log and /status)", conversationTopic, perms)
-		}
-		if !found {
-			r.fail("genesys permissions", fmt.Errorf("the available-topics API does not list %s", conversationTopic), "this Genesys Cloud org does not offer the topic screenpop needs; contact Genesys support")
-		}
-	}
-
-	for _, q := range cfg.GenesysQueues {
-		p := queueMembers[q]
-		if p.err != nil {
-			fix := "check GENESYS_QUEUES holds queue ids (Admin > Contact Center > Queues, the id in the URL)"
-			var ge *genesysError
-			if errors.As(p.err, &ge) && ge.Status == http.StatusForbidden {
-				fix = "give the OAuth client's role Routing > Queue > View (routing:queue:view)"
-			}
-			r.fail("genesys queue "+q, p.err, fix)
-			continue
-		}
-		if p.first == "" {
-			r.fail("genesys queue "+q, errors.New("the queue has no members"), "add the agents to the queue (Admin > Contact Center > Queues > Members), or remove it from GENESYS_QUEUES")
-			continue
-		}
-		r.ok("genesys queue "+q, "%s members", p.members)
-	}
-
-	if probe == "" {
-		r.skip("genesys reconciliation", "no agent to probe with")
-		return
-	}
-	n, err := g.activity(ctx, probe)
-	if err != nil {
-		r.fail("genesys reconciliation", err, "give the OAuth client's role Analytics > Queue Observation > View (analytics:queueObservation:view); without it calls that alert during a reconnect do not pop")
-		return
-	}
-	r.ok("genesys reconciliation", "activity query answered for user %s (%d live conversations)", probe, n)
-}
-
-// clientCredentials obtains a token at the login host.
-func (g *genesysAPI) clientCredentials(ctx context.Context, id, secret string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.login+"/oauth/token", strings.NewReader(url.Values{"grant_type": {"client_credentials"}}.Encode()))
-	if err != nil {
-		return err
-	}
-	req.SetBasicAuth(id, secret)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := g.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach %s: %w", g.login, unwrapURLError(err))
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	var tr struct {
-		AccessToken string `json:"access_token"`
-		Error       string `json:"error"`
-	}
-	_ = json.Unmarshal(b, &tr)
-	if resp.StatusCode != http.StatusOK || tr.AccessToken == "" {
-		return &genesysError{Op: "login " + g.login, Status: resp.StatusCode, Code: tr.Error}
-	}
-	g.token = tr.AccessToken
-	return nil
-}
-
-func unwrapURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
-}
-
-func genesysLoginFix(err error) string {
-	var ge *genesysError
-	if !errors.As(err, &ge) {
-		return "check GENESYS_REGION and that this host reaches login.<region> over HTTPS (DNS, proxy, firewall)"
-	}
-	switch {
-	case ge.Code == "invalid_client" || ge.Status == http.StatusUnauthorized:
-		return "check GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET (Admin > Integrations > OAuth, a Client Credentials client); a client of another region's org is also rejected, so check GENESYS_REGION"
-	case ge.Code == "unauthorized_client" || ge.Code == "unsupported_grant_type":
-		return "the OAuth client's grant type must be Client Credentials (the browser's PKCE client cannot be used here)"
-	case ge.Status == http.StatusTooManyRequests || ge.Status >= 500:
-		return "Genesys Cloud is unavailable or throttling; try again later (status.mypurecloud.com)"
-	}
-	return "check GENESYS_REGION, GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET"
-}
-
-// openSocket dials a channel's websocket and closes it at once.
-func openSocket(ctx context.Context, uri string) error {
-	if uri == "" {
-		return errors.New("the channel has no connectUri")
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Proxy: http.ProxyFromEnvironment}
-	ws, resp, err := d.DialContext(ctx, uri, nil)
-	if resp != nil && resp.Body != nil {
-		resp.Body.Close()
-	}
-	if err != nil {
-		return err
-	}
-	_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "screenpopd check"), time.Now().Add(time.Second))
-	return ws.Close()
-}
-
-// checkSubscribe subscribes the probe agent's presence topic on the check
-// channel and removes it again.
-func checkSubscribe(ctx context.Context, g *genesysAPI, channel, user string, r *report) {
-	topic := "v2.users." + user + ".presence"
-	var res struct {
-		Entities []struct {
-			ID              string `json:"id"`
-			State           string `json:"state"`
-			RejectionReason string `json:"rejectionReason"`
-		} `json:"entities"`
-	}
-	path := "/api/v2/notifications/channels/" + url.PathEscape(channel) + "/subscriptions"
-	err := g.do(ctx, "subscribe", http.MethodPut, path+"?ignoreErrors=true", []map[string]string{{"id": topic}}, &res)
-	if err == nil {
-		for _, e := range res.Entities {
-			if strings.EqualFold(e.State, "Rejected") {
-				err = fmt.Errorf("Genesys rejected %s: %s", e.ID, e.RejectionReason)
-			}
-		}
-	}
-	// Clean up whatever happened: the channel keeps no topic.
-	cerr := g.do(ctx, "remove subscriptions", http.MethodDelete, path, nil, nil)
-	switch {
-	case err != nil:
-		fix := "give the OAuth client's role the permissions of the 'genesys permissions' line in the division of user " + user + "; check that GENESYS_AGENTS holds user ids of this org"
-		var ge *genesysError
-		if errors.As(err, &ge) && ge.Status == http.StatusBadRequest {
-			fix = "user id " + user + " makes an invalid topic: GENESYS_AGENTS must hold Genesys user ids (UUIDs)"
-		}
-		r.fail("genesys subscribe", err, fix)
-	case cerr != nil:
-		r.fail("genesys subscribe", fmt.Errorf("%s subscribed, but removing it failed: %w", topic, cerr), "the check channel keeps one presence topic until it expires (24 h); harmless, but report it")
-	default:
-		r.ok("genesys subscribe", "%s subscribed on the check channel and removed again (the daemon's topics are untouched)", topic)
-	}
-}
-
-type queueProbe struct {
-	members string // "3" or "at least 100"
-	first   string
-	err     error
-}
-
-// queue reads the first page of a queue's members.
-func (g *genesysAPI) queue(ctx context.Context, id string) queueProbe {
-	var res struct {
-		Entities []struct {
-			ID string `json:"id"`
-		} `json:"entities"`
-		NextURI string `json:"nextUri"`
-	}
-	if err := g.do(ctx, "queue members", http.MethodGet, "/api/v2/routing/queues/"+url.PathEscape(id)+"/members?pageSize=100", nil, &res); err != nil {
-		return queueProbe{err: err}
-	}
-	p := queueProbe{members: strconv.Itoa(len(res.Entities))}
-	if res.NextURI != "" {
-		p.members = "at least " + p.members
-	}
-	if len(res.Entities) > 0 {
-		p.first = res.Entities[0].ID
-	}
-	return p
-}
-
-// activity runs the reconciliation's analytics activity query for one
-// user and counts the live conversations (ids are not printed).
-func (g *genesysAPI) activity(ctx context.Context, user string) (int, error) {
-	q := map[string]any{
-		"metrics": []map[string]any{{"metric": "oAlerting", "details": true}, {"metric": "oInteracting", "details": true}},
-		"groupBy": []string{"userId"},
-		"filter":  map[string]any{"type": "or", "predicates": []map[string]any{{"dimension": "userId", "value": user}}},
-	}
-	var res struct {
-		Results []struct {
-			Entities []json.RawMessage `json:"entities"`
-		} `json:"results"`
-	}
-	if err := g.do(ctx, "activity query", http.MethodPost, "/api/v2/analytics/conversations/activity/query", q, &res); err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, r := range res.Results {
-		n += len(r.Entities)
-	}
-	return n, nil
+	})
 }
 
 // ---- Dataverse ----
