@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -275,6 +276,13 @@ func (c *Client) attempt(ctx context.Context, op, entity string, build func(ctx 
 		if actx.Err() != nil {
 			reason = "timeout"
 		}
+		// *url.Error quotes the request URL, whose $filter holds the
+		// caller's number or email: keep only the cause, so no log line
+		// ever carries it.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = fmt.Errorf("%s %s: %w", ue.Op, hostOf(c.api), ue.Err)
+		}
 		return nil, nil, &temporaryError{reason: reason, err: fmt.Errorf("%s: %w", op, err)}
 	}
 	defer resp.Body.Close()
@@ -365,4 +373,14 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// hostOf is the host of a URL, for errors that must not carry its path or
+// query.
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "dataverse"
+	}
+	return u.Host
 }
