@@ -612,3 +612,22 @@ func TestRegionHosts(t *testing.T) {
 		t.Errorf("login host = %s", h.Login)
 	}
 }
+
+// TestClient_FailedSetupReusesItsChannel: a channel whose subscription PUT
+// fails is reused by the next attempt, not replaced by a new one each time:
+// Genesys evicts a client's oldest channel past 20, so a create-per-retry
+// loop would knock out live channels of other shards or integrations.
+func TestClient_FailedSetupReusesItsChannel(t *testing.T) {
+	as := agents(3)
+	h := start(t, notificationstest.Config{Agents: as}, func(c *notifications.Config) { c.Agents = ids(as) }, 16,
+		func(e *notificationstest.Emulator) {
+			e.FailNext(http.MethodPut, "/api/v2/notifications/channels/", http.StatusInternalServerError, 0, 4)
+		})
+	h.awaitReady(10 * time.Second)
+	if n := h.emu.CountRequests(http.MethodPost, "/api/v2/notifications/channels"); n != 1 {
+		t.Fatalf("%d channels created for one shard after 4 failed PUTs, want 1", n)
+	}
+	if n := h.emu.CountRequests(http.MethodPut, "/api/v2/notifications/channels/"); n < 5 {
+		t.Fatalf("%d PUTs, want the 4 failures and a success", n)
+	}
+}

@@ -45,6 +45,11 @@ type shard struct {
 	reconnects int
 	cur        *session
 	lastPut    string // channel id and topic list of the last successful PUT
+	// pending is a channel created by an attempt that failed after the
+	// create (its PUT or its dial). The next attempt reuses it rather than
+	// create another: Genesys evicts the oldest of a client's channels past
+	// 20, so a retry loop that creates channels would knock out live ones.
+	pending pendingChannel
 
 	dirty  chan struct{}
 	events chan sessEvent
@@ -382,6 +387,70 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 		}
 		log.Info().Str("channel_id", chID).Msg("genesys channel gone, creating a new one")
 	}
+	sh.mu.Lock()
+	p := sh.pending
+	sh.mu.Unlock()
+	// A channel is bound to the token that created it: one made under an
+	// older token is not reused (a token refresh hands channels over).
+	if p.id == "" || p.tokGen != sh.c.tokenGen() || time.Until(p.expires) < sh.c.cfg.HandoverGrace {
+		ch, err := sh.create(ctx)
+		if err != nil {
+			return nil, err
+		}
+		p = pendingChannel{id: *ch.Id, uri: *ch.ConnectUri, expires: time.Now().Add(24 * time.Hour), tokGen: sh.c.tokenGen()}
+		if ch.Expires != nil && !ch.Expires.IsZero() {
+			p.expires = *ch.Expires
+		}
+		log.Info().Str("channel_id", p.id).Time("expires", p.expires).Msg("genesys channel created")
+		sh.setPending(p)
+	} else {
+		log.Info().Str("channel_id", p.id).Msg("genesys channel of a failed attempt reused")
+	}
+	if err := sh.subscribe(ctx, p.id); err != nil {
+		if errors.Is(err, errNotFound) {
+			sh.setPending(pendingChannel{})
+		}
+		return nil, err
+	}
+	s, err := sh.dial(ctx, p.id, p.uri)
+	if err != nil {
+		if errors.Is(err, errNotFound) {
+			sh.setPending(pendingChannel{})
+		}
+		return nil, err
+	}
+	sh.mu.Lock()
+	sh.chID, sh.connectURI, sh.expires, sh.tokGen = p.id, p.uri, p.expires, p.tokGen
+	sh.pending = pendingChannel{}
+	sh.mu.Unlock()
+	log.Info().Str("channel_id", p.id).Msg("genesys socket connected")
+	return s, nil
+}
+
+// pendingChannel is a created channel not yet in use.
+type pendingChannel struct {
+	id, uri string
+	expires time.Time
+	tokGen  int
+}
+
+// tokenGen is the generation of the current token, 0 before the first
+// login.
+func (c *Client) tokenGen() int {
+	if t := c.tok.Load(); t != nil {
+		return t.gen
+	}
+	return 0
+}
+
+func (sh *shard) setPending(p pendingChannel) {
+	sh.mu.Lock()
+	sh.pending = p
+	sh.mu.Unlock()
+}
+
+// create makes a new notification channel.
+func (sh *shard) create(ctx context.Context) (*platformclientv2.Channel, error) {
 	var ch *platformclientv2.Channel
 	err := sh.c.call(ctx, "create channel", func() (*platformclientv2.APIResponse, error) {
 		var resp *platformclientv2.APIResponse
@@ -395,27 +464,7 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 	if ch == nil || ch.Id == nil || ch.ConnectUri == nil {
 		return nil, errors.New("create channel: answer without id or connectUri")
 	}
-	t := sh.c.tok.Load()
-	exp := time.Now().Add(24 * time.Hour)
-	if ch.Expires != nil && !ch.Expires.IsZero() {
-		exp = *ch.Expires
-	}
-	log.Info().Str("channel_id", *ch.Id).Time("expires", exp).Msg("genesys channel created")
-	if err := sh.subscribe(ctx, *ch.Id); err != nil {
-		return nil, err
-	}
-	s, err := sh.dial(ctx, *ch.Id, *ch.ConnectUri)
-	if err != nil {
-		return nil, err
-	}
-	sh.mu.Lock()
-	sh.chID, sh.connectURI, sh.expires = *ch.Id, *ch.ConnectUri, exp
-	if t != nil {
-		sh.tokGen = t.gen
-	}
-	sh.mu.Unlock()
-	log.Info().Str("channel_id", *ch.Id).Msg("genesys socket connected")
-	return s, nil
+	return ch, nil
 }
 
 // subscribe PUTs the shard's full topic list on channel id with
@@ -496,8 +545,11 @@ func (sh *shard) subscribe(ctx context.Context, id string) error {
 	return nil
 }
 
+// userOfTopic returns the user id of a v2.users.{id}.conversations topic,
+// or "" for anything else (including "v2.users.conversations", whose prefix
+// and suffix overlap).
 func userOfTopic(t string) string {
-	if strings.HasPrefix(t, topicPrefix) && strings.HasSuffix(t, topicSuffix) {
+	if len(t) > len(topicPrefix)+len(topicSuffix) && strings.HasPrefix(t, topicPrefix) && strings.HasSuffix(t, topicSuffix) {
 		return t[len(topicPrefix) : len(t)-len(topicSuffix)]
 	}
 	return ""
@@ -641,7 +693,7 @@ func (s *session) dispatch(ctx context.Context, b []byte, now time.Time) {
 	case strings.HasPrefix(name, "v2.system."):
 		c.m.events.WithLabelValues("system").Inc()
 		c.log.Info().Str("topic", name).Str("channel_id", s.chID).Msg("genesys system message")
-	case strings.HasPrefix(name, topicPrefix) && strings.HasSuffix(name, topicSuffix):
+	case userOfTopic(name) != "":
 		body := gjson.GetBytes(b, "eventBody")
 		if !body.IsObject() {
 			c.m.junk.Inc()
@@ -651,7 +703,7 @@ func (s *session) dispatch(ctx context.Context, b []byte, now time.Time) {
 		if body.Index > 0 && body.Index+len(body.Raw) <= len(b) {
 			raw = b[body.Index : body.Index+len(body.Raw)] // no copy: ReadMessage gave us a fresh buffer
 		}
-		agent := name[len(topicPrefix) : len(name)-len(topicSuffix)]
+		agent := userOfTopic(name)
 		c.m.events.WithLabelValues("conversations").Inc()
 		c.markSeen(gjson.GetBytes(raw, "id").Str, agent, now)
 		c.emit(ctx, bridge.Snapshot{Topic: name, Agent: bridge.AgentID(agent), ChannelID: s.chID, Body: raw, ReceivedAt: now})
