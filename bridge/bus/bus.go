@@ -535,6 +535,7 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 	if cc.DrainWithin == 0 {
 		cc.DrainWithin = 5 * time.Second
 	}
+	var wg sync.WaitGroup
 	cons, err := c.js.CreateOrUpdateConsumer(ctx, c.cfg.Stream, jetstream.ConsumerConfig{
 		Durable:       cc.Durable,
 		Description:   "screenpop resolver: conversation events to pops",
@@ -549,18 +550,36 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 		return fmt.Errorf("create consumer %s: %w", cc.Durable, err)
 	}
 	sem := make(chan struct{}, cc.Workers)
-	var wg sync.WaitGroup
 	// Handlers outlive ctx by DrainWithin, so a pop in flight at shutdown
 	// is finished rather than lost.
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hcancel()
 	consCtx, err := cons.Consume(func(m jetstream.Msg) {
-		sem <- struct{}{} // blocks the consume loop: back-pressure, not an unbounded queue
+		select {
+		case sem <- struct{}{}: // blocks the consume loop: back-pressure, not an unbounded queue
+		case <-ctx.Done():
+			// Shutting down: leave it to the next start or another
+			// instance rather than start work that must be cut short.
+			if err := m.NakWithDelay(time.Second); err != nil {
+				c.log.Debug().Err(err).Msg("nak event")
+			}
+			return
+		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			if err := fn(hctx, m.Data()); err != nil {
 				c.metrics.handleErrors.Inc()
+				if md, merr := m.Metadata(); merr == nil && md.NumDelivered >= uint64(cc.MaxDeliver) {
+					// JetStream will not deliver it again: if it was to
+					// pop, that pop is lost. Say so where on-call looks.
+					c.metrics.givenUp.Inc()
+					c.log.Error().Err(err).Str("subject", m.Subject()).Uint64("deliveries", md.NumDelivered).Msg("event given up after its last delivery")
+					if err := m.Term(); err != nil {
+						c.log.Debug().Err(err).Msg("term event")
+					}
+					return
+				}
 				if err := m.NakWithDelay(500 * time.Millisecond); err != nil {
 					c.log.Debug().Err(err).Msg("nak event")
 				}
@@ -578,20 +597,14 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 	}
 	<-ctx.Done()
 	consCtx.Stop()
+	// Handlers in flight get DrainWithin from now, then their context ends.
+	drain := time.AfterFunc(cc.DrainWithin, hcancel)
+	defer drain.Stop()
 	<-consCtx.Closed()
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(cc.DrainWithin):
-		hcancel()
-		<-done
-	}
+	wg.Wait()
 	return nil
 }
 
-// RedactURL hides the user:password@ part of NATS URLs (comma-separated),
-// so they can be logged and shown in errors.
 func RedactURL(u string) string {
 	parts := strings.Split(u, ",")
 	for i, p := range parts {

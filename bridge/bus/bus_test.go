@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
@@ -265,4 +266,93 @@ func waitFor(tb testing.TB, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+func publishEvent(t *testing.T, c *bus.Conn, conv string) {
+	t.Helper()
+	e := &bridge.Event{ConversationID: bridge.ConversationID(conv), Agent: bridge.AgentLeg{UserID: "agent-c", ParticipantID: "P1"},
+		Media: bridge.MediaVoice, State: bridge.StateAlerting}
+	m, err := bridge.EncodeEvent(e, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConn_ConsumeEventsGivesUp(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := MustStart(t, bus.Config{Listen: "off", Registerer: reg})
+	ctx, cancel := context.WithCancel(context.Background())
+	var calls atomic.Int32
+	done := make(chan error)
+	go func() {
+		done <- c.ConsumeEvents(ctx, bus.ConsumeConfig{Durable: "gives-up", MaxDeliver: 2}, func(context.Context, []byte) error {
+			calls.Add(1)
+			return errors.New("always fails")
+		})
+	}()
+	waitFor(t, 5*time.Second, func() bool {
+		_, err := c.JetStream().Consumer(context.Background(), c.StreamName(), "gives-up")
+		return err == nil
+	})
+	publishEvent(t, c, "conv-doomed")
+	given := func() float64 {
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "screenpop_bus_events_given_up_total" {
+				return mf.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		return -1
+	}
+	waitFor(t, 10*time.Second, func() bool { return given() == 1 })
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("handler ran %d times, want MaxDeliver (2)", n)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConn_ConsumeEventsStopsWithinDrain(t *testing.T) {
+	c := MustStart(t, bus.Config{Listen: "off"})
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan struct{}, 16)
+	done := make(chan error)
+	go func() {
+		done <- c.ConsumeEvents(ctx, bus.ConsumeConfig{Durable: "drain", Workers: 1, DrainWithin: 300 * time.Millisecond}, func(hctx context.Context, _ []byte) error {
+			started <- struct{}{}
+			<-hctx.Done() // a handler that would run for ever: only its context stops it
+			return hctx.Err()
+		})
+	}()
+	waitFor(t, 5*time.Second, func() bool {
+		_, err := c.JetStream().Consumer(context.Background(), c.StreamName(), "drain")
+		return err == nil
+	})
+	for i := range 4 { // one runs, the consume loop waits on the others
+		publishEvent(t, c, fmt.Sprintf("conv-slow-%d", i))
+	}
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no handler started")
+	}
+	stop := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ConsumeEvents still running 5s after its context ended (DrainWithin 300ms)")
+	}
+	if len(started) > 0 {
+		t.Errorf("%d handlers started after shutdown began", len(started))
+	}
+	t.Logf("stopped %v after cancel", time.Since(stop))
 }

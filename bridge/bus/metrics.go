@@ -10,6 +10,7 @@ type metrics struct {
 	publishErrors  prometheus.Counter
 	publishSeconds prometheus.Histogram
 	handleErrors   prometheus.Counter
+	givenUp        prometheus.Counter
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -22,9 +23,10 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		publishSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "screenpop_bus_publish_seconds", Help: "Time from publish to JetStream acknowledgement.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5, 1}}),
 		handleErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "screenpop_bus_event_handler_errors_total", Help: "Consumed events whose handler failed (redelivered)."}),
+		givenUp:      prometheus.NewCounter(prometheus.CounterOpts{Name: "screenpop_bus_events_given_up_total", Help: "Events whose handler failed on their last delivery (MaxDeliver): pops that may be lost."}),
 	}
 	if r != nil {
-		r.MustRegister(m.connected, m.reconnects, m.published, m.duplicates, m.publishErrors, m.publishSeconds, m.handleErrors)
+		r.MustRegister(m.connected, m.reconnects, m.published, m.duplicates, m.publishErrors, m.publishSeconds, m.handleErrors, m.givenUp)
 	}
 	return m
 }
