@@ -9,13 +9,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/bridge/bus"
@@ -134,7 +134,9 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.Events, err = bridge.NewEventPublisher(bridge.EventPublisherConfig{Registerer: m.Registry}, m.Bus, m.Log)
+	// The shutdown budget is 10 s in all: the publisher flushes for at
+	// most 2 s, the resolver finishes in-flight pops for at most 3 s.
+	m.Events, err = bridge.NewEventPublisher(bridge.EventPublisherConfig{DrainTimeout: 2 * time.Second, Registerer: m.Registry}, m.Bus, m.Log)
 	if err != nil {
 		return err
 	}
@@ -166,48 +168,77 @@ func (m *Main) Open(ctx context.Context) error {
 	return err
 }
 
-// Run runs every component under one errgroup until ctx is cancelled, then
-// shuts down in order: the Genesys input stops, what was read is normalized
-// and published, in-flight pops finish, agent sockets close with 1001, NATS
-// is flushed. It returns nil after a clean stop.
+// Run runs every component until ctx is cancelled or one of them fails,
+// then stops them in the order data flows, so that nothing already read is
+// dropped: the Genesys input stops; the snapshots it delivered are
+// normalized; the event publisher flushes its buffer to NATS; the resolver
+// finishes the pops in flight; then push closes agent sockets with 1001
+// and the rest stops. NATS is closed last. It returns nil after a clean
+// stop.
 func (m *Main) Run(ctx context.Context) error {
 	defer m.Close()
 	log := m.Log.With().Str("component", "main").Logger()
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return m.Dataverse.Run(gctx) })
-	g.Go(func() error { return m.Genesys.Run(gctx) })
-	g.Go(func() error { return m.pumpSnapshots(gctx) })
-	g.Go(func() error { return m.Events.Run(gctx) })
-	g.Go(func() error {
-		return m.Bus.ConsumeEvents(gctx, bus.ConsumeConfig{DrainWithin: 5 * time.Second}, m.Resolver.HandleMessage)
-	})
-	g.Go(func() error { return m.Push.Run(gctx, m.agentLn) })
-	if m.adminLn != nil {
-		g.Go(func() error { return m.serveAdmin(gctx) })
+	stages := [][]func(context.Context) error{
+		{m.Genesys.Run},
+		{m.pumpSnapshots},
+		{m.Events.Run},
+		{func(ctx context.Context) error {
+			return m.Bus.ConsumeEvents(ctx, bus.ConsumeConfig{DrainWithin: 3 * time.Second}, m.Resolver.HandleMessage)
+		}},
+		{
+			func(ctx context.Context) error { return m.Push.Run(ctx, m.agentLn) },
+			m.Dataverse.Run,
+			func(ctx context.Context) error { return m.watchReady(ctx, log) },
+		},
 	}
-	g.Go(func() error { return m.watchReady(gctx, log) })
+	if m.adminLn != nil {
+		last := len(stages) - 1
+		stages[last] = append(stages[last], m.serveAdmin)
+	}
+	failed := make(chan error, 16)
+	cancels := make([]context.CancelFunc, len(stages))
+	dones := make([]chan struct{}, len(stages))
+	for i, stage := range stages {
+		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		cancels[i], dones[i] = cancel, make(chan struct{})
+		var wg sync.WaitGroup
+		for _, run := range stage {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := run(sctx); err != nil && sctx.Err() == nil {
+					failed <- err
+				}
+			}()
+		}
+		go func() { wg.Wait(); close(dones[i]) }()
+	}
 	log.Info().Str("version", version).Str("agent_listen", m.agentLn.Addr().String()).Str("admin_listen", m.AdminAddr()).
 		Str("nats_url", m.Bus.ClientURL()).Str("auth", m.Config.Auth).Msg("screenpopd started")
 
-	// After ctx ends the components get shutdownBudget to drain.
-	done := make(chan error, 1)
-	go func() { done <- g.Wait() }()
 	var err error
 	select {
-	case err = <-done:
 	case <-ctx.Done():
+	case err = <-failed:
+		log.Error().Err(err).Msg("screenpopd stopping after a component failed")
+	}
+	budget := time.After(shutdownBudget)
+	for i := range stages {
+		cancels[i]()
 		select {
-		case err = <-done:
-		case <-time.After(shutdownBudget):
-			err = errors.New("shutdown took longer than " + shutdownBudget.String())
+		case <-dones[i]:
+		case <-budget:
+			for _, c := range cancels[i:] {
+				c()
+			}
+			return errors.New("shutdown took longer than " + shutdownBudget.String())
 		}
 	}
-	if err != nil && ctx.Err() == nil {
-		log.Error().Err(err).Msg("screenpopd stopping after a component failed")
+	if err != nil {
 		return err
 	}
 	log.Info().Int64("uptime_s", int64(time.Since(m.started).Seconds())).Msg("screenpopd stopped")
-	return err
+	return nil
 }
 
 // pumpSnapshots normalizes what the Genesys readers deliver and hands the
