@@ -2,6 +2,7 @@ package push
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -293,5 +294,36 @@ func TestBrowser_ForeignOrigin(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(e.srv.m.connects.WithLabelValues("origin")); n != 1 {
 		t.Fatalf("origin refusals counted %v, want 1", n)
+	}
+}
+
+// TestBrowser_ResumeBeforeFirstPop: a tab that has been ready but has not
+// processed a pop yet must still resume after a reconnect (a hello with
+// lastSeq and epoch, so it gets the replay window), or a pop stored while
+// it was away and older than the fresh window would never be shown.
+func TestBrowser_ResumeBeforeFirstPop(t *testing.T) {
+	e := newEnv(t, Config{}, nil, nil)
+	ctx := newBrowser(t)
+	tok := e.token("agent-nopop")
+	run(t, ctx, chromedp.Navigate(e.base+"/web/demo.html#token="+tok))
+	run(t, ctx, poll(`document.getElementById('status').dataset.state === 'ready'`))
+	// Record what the page sends from now on.
+	run(t, ctx, js(`window.__sent = []; (function (send) { WebSocket.prototype.send = function (d) { window.__sent.push(d); return send.call(this, d); }; })(WebSocket.prototype.send)`))
+	oks := testutil.ToFloat64(e.srv.m.connects.WithLabelValues("ok"))
+	e.srv.closeAll(CloseTooSlow, msgTooSlow)
+	waitFor(t, 15*time.Second, "page reconnected", func() bool {
+		return testutil.ToFloat64(e.srv.m.connects.WithLabelValues("ok")) > oks
+	})
+	var hello struct {
+		Type    string  `json:"type"`
+		LastSeq *uint64 `json:"lastSeq"`
+		Epoch   string  `json:"epoch"`
+	}
+	raw := eval[string](t, ctx, `window.__sent.find(function (s) { return JSON.parse(s).type === 'hello'; }) || ''`)
+	if err := json.Unmarshal([]byte(raw), &hello); err != nil {
+		t.Fatalf("hello %q: %v", raw, err)
+	}
+	if hello.LastSeq == nil || hello.Epoch == "" {
+		t.Fatalf("reconnect hello %s has no lastSeq/epoch: it would get only the fresh window", raw)
 	}
 }

@@ -110,9 +110,13 @@
       self.ws = ws;
       ws.onopen = function () {
         var hello = { type: 'hello', token: token };
-        if (self.cursor.lastSeq > 0) {
-          hello.lastSeq = self.cursor.lastSeq;
-          if (self.cursor.epoch) { hello.epoch = self.cursor.epoch; }
+        // Once this tab has been ready on this stream, every later hello
+        // resumes: from the last pop it processed, or from the agent's
+        // newest pop when it first connected (base), so a reconnect gets
+        // the whole replay window and not just the fresh window.
+        if (self.cursor.epoch && (self.cursor.lastSeq > 0 || typeof self.cursor.base === 'number')) {
+          hello.lastSeq = Math.max(self.cursor.lastSeq, self.cursor.base || 0);
+          hello.epoch = self.cursor.epoch;
         }
         ws.send(JSON.stringify(hello));
         self.feed();
@@ -154,6 +158,12 @@
           // Another agent, or another stream: the old cursor means nothing.
           self.cursor.lastSeq = 0;
           self.recvSeq = 0;
+          delete self.cursor.base;
+        }
+        if (typeof self.cursor.base !== 'number') {
+          // The first ready on this stream: pops up to m.seq are either
+          // in the fresh window (sent now) or too old to show.
+          self.cursor.base = typeof m.seq === 'number' ? m.seq : 0;
         }
         self.cursor.agentId = m.agentId;
         self.cursor.epoch = m.epoch;
