@@ -6,13 +6,29 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// serverLogger adapts zerolog to nats-server's Logger. The server's notices
-// (its start-up banner) go to debug: screenpop logs its own lifecycle.
+// serverLogger adapts zerolog to nats-server's Logger. Messages stay
+// constant ("nats-server") with the server's text in detail, so log queries
+// work as for every other line. The server's notices (its start-up banner)
+// go to debug: screenpop logs its own lifecycle.
 type serverLogger struct{ log zerolog.Logger }
 
-func (l serverLogger) Noticef(format string, v ...any) { l.log.Debug().Msg(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Warnf(format string, v ...any)   { l.log.Warn().Msg(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Fatalf(format string, v ...any)  { l.log.Error().Msg(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Errorf(format string, v ...any)  { l.log.Error().Msg(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Debugf(format string, v ...any)  { l.log.Debug().Msg(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Tracef(format string, v ...any)  { l.log.Trace().Msg(fmt.Sprintf(format, v...)) }
+const serverMsg = "nats-server"
+
+func (l serverLogger) Noticef(format string, v ...any) {
+	l.log.Debug().Str("detail", fmt.Sprintf(format, v...)).Msg(serverMsg)
+}
+func (l serverLogger) Warnf(format string, v ...any) {
+	l.log.Warn().Str("detail", fmt.Sprintf(format, v...)).Msg(serverMsg)
+}
+func (l serverLogger) Fatalf(format string, v ...any) {
+	l.log.Error().Str("detail", fmt.Sprintf(format, v...)).Msg(serverMsg)
+}
+func (l serverLogger) Errorf(format string, v ...any) {
+	l.log.Error().Str("detail", fmt.Sprintf(format, v...)).Msg(serverMsg)
+}
+func (l serverLogger) Debugf(format string, v ...any) {
+	l.log.Debug().Str("detail", fmt.Sprintf(format, v...)).Msg(serverMsg)
+}
+func (l serverLogger) Tracef(format string, v ...any) {
+	l.log.Trace().Str("detail", fmt.Sprintf(format, v...)).Msg(serverMsg)
+}
