@@ -73,9 +73,6 @@ type fleet struct {
 	// onPop runs (in the client's reader) for pops of a phase whose
 	// arrival completes later (the browser baseline: after its query).
 	onBaseline func(s *slot)
-	// completed receives, for the main phase, numbers whose pop has
-	// arrived (their lookup is now cached).
-	recent *recentNumbers
 
 	frames, heartbeats, other atomic.Int64
 	closedEarly               atomic.Int64
@@ -188,11 +185,6 @@ func (f *fleet) read(i int, ws *websocket.Conn) {
 		}
 		s.t1.Store(now)
 		p.got.Add(1)
-		if ph == phaseMain || ph == phaseWarmup {
-			if num := s.number.Load(); num != nil {
-				f.recent.add(*num)
-			}
-		}
 	}
 }
 
@@ -208,41 +200,47 @@ func (f *fleet) close() {
 	f.wg.Wait()
 }
 
-// recentNumbers is a ring of callers whose pop arrived recently: a call
-// from one of them is a cache hit (the lookup finished and was cached
-// seconds ago, well inside both cache lifetimes).
-type recentNumbers struct {
+// probe measures how late a 5 ms timer fires in this process: the
+// machine's own scheduling noise (other tenants, CPU saturation), which
+// bounds what any latency measured on it can show.
+type probe struct {
 	mu   sync.Mutex
-	ring []string
-	next int
-	full bool
+	late []float64 // ms
+	stop chan struct{}
+	done chan struct{}
 }
 
-func newRecent(n int) *recentNumbers { return &recentNumbers{ring: make([]string, n)} }
-
-func (r *recentNumbers) add(s string) {
-	if s == "" {
-		return
-	}
-	r.mu.Lock()
-	r.ring[r.next] = s
-	r.next++
-	if r.next == len(r.ring) {
-		r.next, r.full = 0, true
-	}
-	r.mu.Unlock()
+func startProbe() *probe {
+	p := &probe{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		const every = 5 * time.Millisecond
+		t := time.NewTimer(every)
+		defer t.Stop()
+		due := time.Now().Add(every)
+		for {
+			select {
+			case <-p.stop:
+				return
+			case now := <-t.C:
+				p.mu.Lock()
+				p.late = append(p.late, float64(now.Sub(due))/1e6)
+				p.mu.Unlock()
+				due = time.Now().Add(every)
+				t.Reset(every)
+			}
+		}
+	}()
+	return p
 }
 
-// pick returns one of the recent numbers by k, "" when there is none.
-func (r *recentNumbers) pick(k int) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := r.next
-	if r.full {
-		n = len(r.ring)
-	}
-	if n == 0 {
-		return ""
-	}
-	return r.ring[k%n]
+// take returns the lateness recorded since the last take.
+func (p *probe) take() []float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l := p.late
+	p.late = nil
+	return l
 }
+
+func (p *probe) close() { close(p.stop); <-p.done }

@@ -99,7 +99,7 @@ func moduleRoot() (string, error) {
 }
 
 // startDaemon runs `bin run` with env and parses its JSON log from stderr.
-func startDaemon(bin string, env []string, verbose io.Writer) (*daemon, error) {
+func startDaemon(bin string, env []string, verbose, logCopy io.Writer) (*daemon, error) {
 	d := &daemon{
 		started: make(chan startedLine, 1), exited: make(chan struct{}),
 		pops: map[string]popLine{}, verbose: verbose,
@@ -115,7 +115,11 @@ func startDaemon(bin string, env []string, verbose io.Writer) (*daemon, error) {
 		return nil, fmt.Errorf("start screenpopd: %w", err)
 	}
 	d.pid = d.cmd.Process.Pid
-	go d.readLog(stderr)
+	var r io.Reader = stderr
+	if logCopy != nil {
+		r = io.TeeReader(stderr, logCopy)
+	}
+	go d.readLog(r)
 	return d, nil
 }
 

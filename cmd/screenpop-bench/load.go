@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
@@ -110,15 +111,18 @@ func pace(ctx context.Context, rate int, n int, fn func(i int)) int {
 	return n
 }
 
-// hangups disconnects calls a fixed time after they alerted.
+// hangups publishes each call's disconnected frame a fixed time after it
+// alerted.
 type hangups struct {
 	ch   chan hangup
 	done chan struct{}
 }
 
 type hangup struct {
-	c  *notificationstest.Conversation
-	at time.Time
+	gen   *notificationstest.Emulator
+	topic string
+	frame []byte
+	at    time.Time
 }
 
 func startHangups(capacity int) *hangups {
@@ -129,21 +133,75 @@ func startHangups(capacity int) *hangups {
 			if d := time.Until(x.at); d > 0 {
 				time.Sleep(d)
 			}
-			x.c.Disconnect()
+			x.gen.Publish(x.topic, x.frame)
 		}
 	}()
 	return h
 }
 
-func (h *hangups) add(c *notificationstest.Conversation, after time.Duration) {
+func (h *hangups) add(gen *notificationstest.Emulator, topic string, frame []byte, after time.Duration) {
 	select {
-	case h.ch <- hangup{c, time.Now().Add(after)}:
+	case h.ch <- hangup{gen, topic, frame, time.Now().Add(after)}:
 	default:
-		c.Disconnect() // the queue is full: hang up now rather than block the pacing
+		gen.Publish(topic, frame) // the queue is full: hang up now rather than block the pacing
 	}
 }
 
 func (h *hangups) stop() { close(h.ch); <-h.done }
+
+// callPlan is one scripted inbound call: its caller and the Genesys
+// frames (eventBody of v2.users.{id}.conversations) for alerting and,
+// with -hangup, disconnected.
+type callPlan struct {
+	topic         string
+	alert, hangup []byte
+}
+
+// planCalls decides every call of phase p (its agent is already in the
+// slot): a repeat caller (share o.HitRatio) is one who called 1 to 10
+// seconds earlier, so the lookup finished and is inside both cache
+// lifetimes; the others call for the first time. history holds the
+// callers in calling order across phases. The snapshots are built from
+// the emulator's own conversation builders (which publish nothing when
+// not registered) by up to GOMAXPROCS workers.
+func planCalls(k byte, p *phase, o Options, nums *numbers, rnd *mrand.Rand, history *[]string) []callPlan {
+	lag, window := o.Rate, 10*o.Rate
+	out := make([]callPlan, len(p.slots))
+	numbersOf := make([]string, len(p.slots))
+	for i := range p.slots {
+		h := *history
+		var number string
+		// Exactly HitRatio of the calls repeat, spread evenly.
+		if math.Floor(float64(i+1)*o.HitRatio) > math.Floor(float64(i)*o.HitRatio) && len(h) > lag {
+			from := max(0, len(h)-lag-window)
+			number = h[from+rnd.IntN(len(h)-lag-from)]
+			p.slots[i].repeat = true
+		} else {
+			number = nums.fresh()
+		}
+		p.slots[i].number.Store(&number)
+		numbersOf[i] = number
+		*history = append(h, number)
+	}
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(out); i += workers {
+				agent := agentID(int(p.slots[i].agent.Load()))
+				c := notificationstest.NewInboundCall(agent, numbersOf[i], notificationstest.Options{
+					ConversationID: convID(k, i), QueueID: "00000000-0000-4000-8000-0000000000a1", DNIS: "+18005551000",
+				})
+				out[i] = callPlan{topic: "v2.users." + agent + ".conversations", alert: c.Alert().Snapshot()}
+				if o.Hangup > 0 {
+					out[i].hangup = c.Disconnect().Snapshot()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
 
 // dvQuery is the browser baseline's lookup: one uncached Web API query
 // for the caller's number, as the original web resource did with
@@ -280,8 +338,24 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Verbose {
 		verbose = out
 	}
+	pr := startProbe()
+	defer pr.close()
+	time.Sleep(time.Second)
+	idleLateness := dist(pr.take())
 	logf("starting screenpopd (%d agents)", o.Agents)
-	d, err := startDaemon(bin, env, verbose)
+	var logCopy io.Writer
+	if o.Samples && o.Out != "" {
+		if err := os.MkdirAll(o.Out, 0o755); err != nil {
+			return nil, err
+		}
+		lf, err := os.Create(filepath.Join(o.Out, "daemon.log"))
+		if err != nil {
+			return nil, err
+		}
+		defer lf.Close()
+		logCopy = lf
+	}
+	d, err := startDaemon(bin, env, verbose, logCopy)
 	if err != nil {
 		return nil, err
 	}
@@ -345,7 +419,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &fleet{phases: phases, recent: newRecent(2048)}
+	f := &fleet{phases: phases}
 	f.onBaseline = func(s *slot) {
 		if err := q.lookup(ctx, *s.number.Load()); err != nil {
 			return // not stamped: counted as lost
@@ -412,25 +486,25 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			hang.stop()
 		}
 	}()
+	// The calls are planned and their Genesys frames built before the
+	// phases start: building a snapshot with the SDK's models costs the
+	// emulator about 0.15 ms of CPU, which would otherwise compete with
+	// the daemon on the same cores during the measurement.
+	var history []string
+	var plans = map[byte][]callPlan{}
+	for _, k := range []byte{phaseWarmup, phaseMain} {
+		if p := phases[k]; p != nil {
+			logf("planning %d calls of phase %s", len(p.slots), p.name)
+			plans[k] = planCalls(k, p, o, nums, rnd, &history)
+		}
+	}
 	call := func(p *phase, phaseKey byte, i int) {
-		s := &p.slots[i]
-		var number string
-		if rnd.Float64() < o.HitRatio {
-			number = f.recent.pick(rnd.IntN(1 << 30))
-			s.repeat = number != ""
-		}
-		if number == "" {
-			number = nums.fresh()
-		}
-		s.number.Store(&number)
-		c := gen.InboundCall(agentID(int(s.agent.Load())), number, notificationstest.Options{
-			ConversationID: convID(phaseKey, i), QueueID: "00000000-0000-4000-8000-0000000000a1", DNIS: "+18005551000",
-		})
+		s, c := &p.slots[i], &plans[phaseKey][i]
 		s.t0.Store(time.Now().UnixNano())
-		c.Alert()
+		gen.Publish(c.topic, c.alert)
 		p.sent.Add(1)
-		if o.Hangup > 0 {
-			hang.add(c, o.Hangup)
+		if c.hangup != nil {
+			hang.add(gen, c.topic, c.hangup, o.Hangup)
 		}
 	}
 	drain := func(ps ...*phase) {
@@ -485,8 +559,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			}
 		}
 	}
+	pr.take()
 	t = time.Now()
 	pace(ctx, o.Rate, len(main.slots), func(i int) { call(main, phaseMain, i) })
+	mainLateness := dist(pr.take())
 	profWG.Wait()
 	sendSeconds := time.Since(t).Seconds()
 	drain(main)
@@ -495,6 +571,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	cpu1, _ := readProc(d.pid)
 	dvReq1 := dv.HTTPRequests()
 	m1 := adm.metrics(ctx)
+	if o.Samples && o.Out != "" {
+		_ = os.WriteFile(filepath.Join(o.Out, "daemon-metrics.txt"), []byte(m1), 0o644)
+	}
 
 	if base != nil {
 		logf("reference: browser baseline, %d pops, one uncached Dataverse query each", len(base.slots))
@@ -509,6 +588,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	// Results.
 	res.SendSeconds = sendSeconds
+	res.TimerLateness = map[string]Dist{"idle_before_start": idleLateness, "screenpop_phase": mainLateness}
 	res.Phases = map[string]*PhaseResult{}
 	for _, p := range []*phase{warm, floor, main, base} {
 		if p == nil {
@@ -526,6 +606,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if pops > 0 {
 		mainRes.CPUSecondsPer1000 = (cpu1.CPUSeconds - cpu0.CPUSeconds) / pops * 1000
 		mainRes.DataverseRequestsPerPop = float64(dvReq1-dvReq0) / pops
+		if misses := m1.sum("screenpop_dataverse_lookups_total", "") - m0.sum("screenpop_dataverse_lookups_total", "") -
+			(m1.sum("screenpop_dataverse_lookups_total", `result="hit"`) + m1.sum("screenpop_dataverse_lookups_total", `result="negative_hit"`) -
+				m0.sum("screenpop_dataverse_lookups_total", `result="hit"`) - m0.sum("screenpop_dataverse_lookups_total", `result="negative_hit"`)); misses > 0 {
+			mainRes.DataverseRequestsPerMiss = float64(dvReq1-dvReq0) / misses
+		}
 		hits := m1.sum("screenpop_dataverse_lookups_total", `result="hit"`) + m1.sum("screenpop_dataverse_lookups_total", `result="negative_hit"`) -
 			m0.sum("screenpop_dataverse_lookups_total", `result="hit"`) - m0.sum("screenpop_dataverse_lookups_total", `result="negative_hit"`)
 		all := m1.sum("screenpop_dataverse_lookups_total", "") - m0.sum("screenpop_dataverse_lookups_total", "")
@@ -544,11 +629,28 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.DaemonFirstProblems = d.bad()
 	res.ClientsClosedEarly = f.closedEarly.Load()
 	res.GenesysChannels = len(gen.Channels())
+	res.GenesysRequests = map[string]int{}
+	for _, r := range gen.Requests() {
+		path := r.Path
+		// Collapse ids: /api/v2/conversations/{id} and friends.
+		parts := strings.Split(path, "/")
+		for i, x := range parts {
+			if len(x) >= 20 {
+				parts[i] = "{id}"
+			}
+		}
+		res.GenesysRequests[r.Method+" "+strings.Join(parts, "/")]++
+	}
 	res.targets(o)
 	res.ratios()
 
 	if err := res.write(o.Out, phases, d, main); err != nil {
 		return res, err
+	}
+	if o.Samples && o.Out != "" {
+		if err := writeSamples(filepath.Join(o.Out, "pops.csv"), phases); err != nil {
+			return res, err
+		}
 	}
 	res.print(out)
 	return res, nil

@@ -27,6 +27,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 )
@@ -48,6 +49,7 @@ type Options struct {
 	DrainAfter time.Duration // how long to wait for the last pops after sending stops
 	Stdout     io.Writer
 	Verbose    bool // echo the daemon's warnings and errors
+	Samples    bool // write pops.csv (every pop's times) and daemon.log (the daemon's stderr) under Out
 	Profile    bool // CPU-profile the daemon during the screenpop phase (daemon-cpu.pprof under Out)
 }
 
@@ -65,6 +67,10 @@ func quickOptions(o Options) Options {
 }
 
 func main() {
+	// The load generator allocates steadily (emulators, 10,000 clients);
+	// fewer GC cycles leave more of the shared cores to the daemon. The
+	// daemon keeps its own default (SCREENPOPD_GOGC sets it).
+	debug.SetGCPercent(400)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -110,6 +116,7 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.Daemon, "daemon", "", "screenpopd binary to run (default: go build ./cmd/screenpopd)")
 	fs.DurationVar(&o.DrainAfter, "drain", o.DrainAfter, "wait this long for the last pops after sending stops")
 	fs.BoolVar(&o.Verbose, "v", false, "echo the daemon's warnings and errors")
+	fs.BoolVar(&o.Samples, "samples", false, "also write pops.csv (each pop's send and receive times) and daemon.log (the daemon's log) under -out")
 	fs.BoolVar(&o.Profile, "profile", false, "CPU-profile the daemon during the screenpop phase (daemon-cpu.pprof and bench-cpu.pprof under -out)")
 	if err := fs.Parse(args); err != nil {
 		return o, err

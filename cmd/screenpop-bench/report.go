@@ -15,23 +15,27 @@ import (
 
 // Result is one run, as written to results.json.
 type Result struct {
-	Started        time.Time               `json:"started"`
-	Machine        Machine                 `json:"machine"`
-	Options        ResultOptions           `json:"options"`
-	ConnectSeconds float64                 `json:"connect_seconds"`
-	SendSeconds    float64                 `json:"send_seconds"`
-	Memory         MemoryResult            `json:"memory"`
-	Phases         map[string]*PhaseResult `json:"phases"`
+	Started        time.Time     `json:"started"`
+	Machine        Machine       `json:"machine"`
+	Options        ResultOptions `json:"options"`
+	ConnectSeconds float64       `json:"connect_seconds"`
+	SendSeconds    float64       `json:"send_seconds"`
+	Memory         MemoryResult  `json:"memory"`
+	// TimerLateness is how late a 5 ms timer fired in the bench process:
+	// the machine's scheduling noise, idle and under the load.
+	TimerLateness map[string]Dist         `json:"timer_lateness"`
+	Phases        map[string]*PhaseResult `json:"phases"`
 	// Lost, Duplicated and Misrouted add up every phase.
 	Lost       int `json:"lost"`
 	Duplicated int `json:"duplicated"`
 	Misrouted  int `json:"misrouted"`
 
-	GenesysChannels     int      `json:"genesys_channels"`
-	ClientsClosedEarly  int64    `json:"clients_closed_early"`
-	DaemonWarnings      int      `json:"daemon_warnings"`
-	DaemonErrors        int      `json:"daemon_errors"`
-	DaemonFirstProblems []string `json:"daemon_first_problems,omitempty"`
+	GenesysChannels     int            `json:"genesys_channels"`
+	GenesysRequests     map[string]int `json:"genesys_requests"` // the daemon's Genesys API calls, by method and path
+	ClientsClosedEarly  int64          `json:"clients_closed_early"`
+	DaemonWarnings      int            `json:"daemon_warnings"`
+	DaemonErrors        int            `json:"daemon_errors"`
+	DaemonFirstProblems []string       `json:"daemon_first_problems,omitempty"`
 
 	Ratios  map[string]float64 `json:"ratios"`
 	Targets []Target           `json:"targets"`
@@ -146,9 +150,10 @@ type PhaseResult struct {
 	// Timeline is the end-to-end latency by second of sending.
 	Timeline []Second `json:"timeline,omitempty"`
 
-	CPUSecondsPer1000       float64 `json:"cpu_seconds_per_1000_pops,omitempty"`
-	DataverseRequestsPerPop float64 `json:"dataverse_requests_per_pop"`
-	CacheHitRatio           float64 `json:"cache_hit_ratio,omitempty"` // from the daemon's lookup metrics
+	CPUSecondsPer1000        float64 `json:"cpu_seconds_per_1000_pops,omitempty"`
+	DataverseRequestsPerPop  float64 `json:"dataverse_requests_per_pop"`
+	DataverseRequestsPerMiss float64 `json:"dataverse_requests_per_cache_miss,omitempty"`
+	CacheHitRatio            float64 `json:"cache_hit_ratio,omitempty"` // from the daemon's lookup metrics
 
 	e2e []float64
 }
@@ -322,15 +327,14 @@ func (r *Result) print(w io.Writer) {
 	}
 	m := r.Phases["screenpop"]
 	row("screenpop end to end", m, m.EndToEnd, fmt.Sprintf("%.3f", m.DataverseRequestsPerPop))
-	if m.EndToEndMisses != nil {
-		row("  cache misses", m, *m.EndToEndMisses, "")
+	sub := func(name string, d *Dist) {
+		if d != nil {
+			fmt.Fprintf(tw, "%s\t%d\t\t\t\t%.2f\t%.2f\t%.2f\t%.2f\t\t\n", name, d.N, d.P50, d.P90, d.P99, d.Max)
+		}
 	}
-	if m.OverheadHits != nil {
-		row("  overhead: cache hits", m, *m.OverheadHits, "")
-	}
-	if m.OverheadAll != nil {
-		row("  overhead: e2e−lookup_ms", m, *m.OverheadAll, "")
-	}
+	sub("  cache misses (e2e)", m.EndToEndMisses)
+	sub("  overhead: cache hits (e2e)", m.OverheadHits)
+	sub("  overhead: e2e − lookup_ms", m.OverheadAll)
 	if f := r.Phases["nats_floor"]; f != nil {
 		row("NATS floor (publish→client)", f, f.EndToEnd, "0")
 	}
@@ -351,11 +355,14 @@ func (r *Result) print(w io.Writer) {
 	mem := r.Memory
 	fmt.Fprintf(w, "daemon: RSS %d KB idle, %d KB with %d agents (%.1f KB/conn; heap %.1f KB/conn; goroutines %.0f -> %.0f, %.2f/conn), %d KB at the end\n",
 		mem.RSSBeforeKB, mem.RSSAfterKB, r.Options.Agents, mem.RSSPerConnKB, mem.HeapPerConnKB, mem.GoroutinesBefore, mem.GoroutinesAfter, mem.GoroutinesPer, mem.RSSEndKB)
-	fmt.Fprintf(w, "daemon: %.3f CPU s per 1,000 pops; cache hit ratio %.2f; outcomes %v; warnings %d, errors %d\n",
-		m.CPUSecondsPer1000, m.CacheHitRatio, m.Outcomes, r.DaemonWarnings, r.DaemonErrors)
+	fmt.Fprintf(w, "daemon: %.3f CPU s per 1,000 pops; cache hit ratio %.3f; %.3f Dataverse requests per cache miss; outcomes %v; warnings %d, errors %d\n",
+		m.CPUSecondsPer1000, m.CacheHitRatio, m.DataverseRequestsPerMiss, m.Outcomes, r.DaemonWarnings, r.DaemonErrors)
 	for _, p := range r.DaemonFirstProblems {
 		fmt.Fprintf(w, "  daemon said: %s\n", p)
 	}
+	il, ml := r.TimerLateness["idle_before_start"], r.TimerLateness["screenpop_phase"]
+	fmt.Fprintf(w, "machine noise: a 5 ms timer fires late by p50 %.2f / p99 %.2f / max %.1f ms idle, p50 %.2f / p99 %.2f / max %.1f ms during the screenpop phase\n",
+		il.P50, il.P99, il.Max, ml.P50, ml.P99, ml.Max)
 	if len(r.Ratios) > 0 {
 		fmt.Fprintf(w, "ratios: ")
 		for _, k := range []string{"screenpop_p99_over_nats_floor_p99", "overhead_hits_p99_over_nats_floor_p99", "screenpop_p50_over_browser_baseline_p50", "screenpop_p99_over_browser_baseline_p99"} {
@@ -487,4 +494,23 @@ func histogramSVG(title string, series []svgSeries) string {
 
 func escape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+// writeSamples writes every expected pop: phase, conversation id, agent,
+// repeat caller, send and receive times (unix ns; 0 = not received) and
+// how often it arrived.
+func writeSamples(path string, phases map[byte]*phase) error {
+	var b strings.Builder
+	b.WriteString("phase,conversation_id,agent,repeat,t0_ns,t1_ns,received\n")
+	for _, k := range []byte{phaseWarmup, phaseFloor, phaseMain, phaseBaseline} {
+		p := phases[k]
+		if p == nil {
+			continue
+		}
+		for i := range p.slots {
+			s := &p.slots[i]
+			fmt.Fprintf(&b, "%s,%s,%d,%t,%d,%d,%d\n", p.name, convID(k, i), s.agent.Load(), s.repeat, s.t0.Load(), s.t1.Load(), s.n.Load())
+		}
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
