@@ -259,9 +259,15 @@ func (c *conn) hello(mt int, data []byte) bool {
 	s.m.popsReplay.Add(float64(n))
 	s.nReplayed.Add(uint64(n))
 
+	// The first ping and heartbeat come at a random point of their
+	// interval, so that sockets that connected together (every agent
+	// reconnecting after a restart) do not get theirs in the same few
+	// ticks for ever after: 10,000 sockets were 20,000 writer goroutines
+	// and writes in a burst every 25 s, which stalled live pops. Later ones
+	// keep the interval, so no socket waits longer than before.
 	t := time.Now().UnixNano()
-	c.nextPing = t + int64(s.cfg.PingInterval)
-	c.nextBeat = t + int64(s.cfg.HeartbeatInterval)
+	c.nextPing = t + int64(spread(s.cfg.PingInterval))
+	c.nextBeat = t + int64(spread(s.cfg.HeartbeatInterval))
 	c.nextAuth.Store(until.UnixNano())
 	c.ready.Store(true)
 	s.m.connects.WithLabelValues("ok").Inc()

@@ -579,6 +579,11 @@ func webHandler(sub fs.FS) http.Handler {
 	})
 }
 
+// spread returns a random duration in (0, d].
+func spread(d time.Duration) time.Duration {
+	return 1 + rand.N(d)
+}
+
 // jitter returns d scaled by a random factor in [0.5, 1.5).
 func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d)
