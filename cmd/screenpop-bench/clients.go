@@ -75,9 +75,13 @@ type fleet struct {
 	onBaseline func(s *slot)
 
 	frames, heartbeats, other atomic.Int64
-	closedEarly               atomic.Int64
-	stopping                  atomic.Bool
-	wg                        sync.WaitGroup
+	// beats counts heartbeat frames by 100 ms since start: how bunched
+	// the server's per-socket timers are.
+	start       int64
+	beats       []atomic.Int32
+	closedEarly atomic.Int64
+	stopping    atomic.Bool
+	wg          sync.WaitGroup
 }
 
 type popFrame struct {
@@ -154,6 +158,9 @@ func (f *fleet) read(i int, ws *websocket.Conn) {
 		switch m.Type {
 		case "heartbeat":
 			f.heartbeats.Add(1)
+			if k := (now - f.start) / int64(100*time.Millisecond); f.start != 0 && k >= 0 && k < int64(len(f.beats)) {
+				f.beats[k].Add(1)
+			}
 			continue
 		case "pop":
 		default:

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -419,7 +420,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &fleet{phases: phases}
+	f := &fleet{phases: phases, start: time.Now().UnixNano(), beats: make([]atomic.Int32, 10*int(10*time.Minute/time.Second))}
 	f.onBaseline = func(s *slot) {
 		if err := q.lookup(ctx, *s.number.Load()); err != nil {
 			return // not stamped: counted as lost
@@ -563,6 +564,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	t = time.Now()
 	pace(ctx, o.Rate, len(main.slots), func(i int) { call(main, phaseMain, i) })
 	mainLateness := dist(pr.take())
+	beatFrom, beatTo := int(t.Sub(time.Unix(0, f.start))/(100*time.Millisecond)), int(time.Since(time.Unix(0, f.start))/(100*time.Millisecond))
 	profWG.Wait()
 	sendSeconds := time.Since(t).Seconds()
 	drain(main)
@@ -588,6 +590,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	// Results.
 	res.SendSeconds = sendSeconds
+	var beatMax, beatSum int
+	for k := max(0, beatFrom); k < min(beatTo, len(f.beats)); k++ {
+		n := int(f.beats[k].Load())
+		beatSum += n
+		beatMax = max(beatMax, n)
+	}
+	if beatTo > beatFrom {
+		res.HeartbeatsPer100ms = HeartbeatSpread{Mean: round3(float64(beatSum) / float64(beatTo-beatFrom)), Max: beatMax}
+	}
 	res.TimerLateness = map[string]Dist{"idle_before_start": idleLateness, "screenpop_phase": mainLateness}
 	res.Phases = map[string]*PhaseResult{}
 	for _, p := range []*phase{warm, floor, main, base} {

@@ -56,7 +56,7 @@ type Options struct {
 func defaultOptions() Options {
 	return Options{
 		Agents: 10000, Rate: 500, Duration: 60 * time.Second, RefPhase: 10 * time.Second, Warmup: 2 * time.Second,
-		DVLatency: 5 * time.Millisecond, HitRatio: 0.5, Hangup: 3 * time.Second, Seed: 500,
+		DVLatency: 5 * time.Millisecond, HitRatio: 0.5, Hangup: 3 * time.Second, Seed: 200,
 		Out: "bench-results", DrainAfter: 10 * time.Second,
 	}
 }

@@ -23,8 +23,12 @@ type Result struct {
 	Memory         MemoryResult  `json:"memory"`
 	// TimerLateness is how late a 5 ms timer fired in the bench process:
 	// the machine's scheduling noise, idle and under the load.
-	TimerLateness map[string]Dist         `json:"timer_lateness"`
-	Phases        map[string]*PhaseResult `json:"phases"`
+	TimerLateness map[string]Dist `json:"timer_lateness"`
+	// HeartbeatsPer100ms is how the daemon's heartbeat frames arrived at
+	// the clients during the screenpop phase: bunched timers show as a
+	// Max far above the Mean.
+	HeartbeatsPer100ms HeartbeatSpread         `json:"heartbeats_per_100ms"`
+	Phases             map[string]*PhaseResult `json:"phases"`
 	// Lost, Duplicated and Misrouted add up every phase.
 	Lost       int `json:"lost"`
 	Duplicated int `json:"duplicated"`
@@ -231,6 +235,12 @@ func addDaemonFigures(r *PhaseResult, p *phase, d *daemon) {
 	}
 }
 
+// HeartbeatSpread is heartbeat frames received per 100 ms.
+type HeartbeatSpread struct {
+	Mean float64 `json:"mean"`
+	Max  int     `json:"max"`
+}
+
 // Second is one second of a phase.
 type Second struct {
 	At  int     `json:"s"`
@@ -363,6 +373,7 @@ func (r *Result) print(w io.Writer) {
 	il, ml := r.TimerLateness["idle_before_start"], r.TimerLateness["screenpop_phase"]
 	fmt.Fprintf(w, "machine noise: a 5 ms timer fires late by p50 %.2f / p99 %.2f / max %.1f ms idle, p50 %.2f / p99 %.2f / max %.1f ms during the screenpop phase\n",
 		il.P50, il.P99, il.Max, ml.P50, ml.P99, ml.Max)
+	fmt.Fprintf(w, "heartbeat frames at the clients per 100 ms during the screenpop phase: mean %.1f, max %d\n", r.HeartbeatsPer100ms.Mean, r.HeartbeatsPer100ms.Max)
 	if len(r.Ratios) > 0 {
 		fmt.Fprintf(w, "ratios: ")
 		for _, k := range []string{"screenpop_p99_over_nats_floor_p99", "overhead_hits_p99_over_nats_floor_p99", "screenpop_p50_over_browser_baseline_p50", "screenpop_p99_over_browser_baseline_p99"} {
