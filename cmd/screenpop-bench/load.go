@@ -159,14 +159,15 @@ type callPlan struct {
 }
 
 // planCalls decides every call of phase p (its agent is already in the
-// slot): a repeat caller (share o.HitRatio) is one who called 1 to 10
-// seconds earlier, so the lookup finished and is inside both cache
+// slot): a repeat caller (share o.HitRatio) is one who first called 1 to
+// 11 seconds earlier, so the lookup finished and is inside both cache
 // lifetimes; the others call for the first time. history holds the
-// callers in calling order across phases. The snapshots are built from
+// first-time callers in calling order across phases. The snapshots are built from
 // the emulator's own conversation builders (which publish nothing when
 // not registered) by up to GOMAXPROCS workers.
 func planCalls(k byte, p *phase, o Options, nums *numbers, rnd *mrand.Rand, history *[]string) []callPlan {
-	lag, window := o.Rate, 10*o.Rate
+	// In first calls: at 50% repeats, lag first calls are about 1 s.
+	lag, window := max(1, int(float64(o.Rate)*(1-o.HitRatio))), max(1, int(10*float64(o.Rate)*(1-o.HitRatio)))
 	out := make([]callPlan, len(p.slots))
 	numbersOf := make([]string, len(p.slots))
 	for i := range p.slots {
@@ -179,10 +180,13 @@ func planCalls(k byte, p *phase, o Options, nums *numbers, rnd *mrand.Rand, hist
 			p.slots[i].repeat = true
 		} else {
 			number = nums.fresh()
+			// Only first calls go into the history: a repeat of a repeat
+			// could reach back past the negative cache's 30 s, a miss the
+			// tool would count as a hit.
+			*history = append(h, number)
 		}
 		p.slots[i].number.Store(&number)
 		numbersOf[i] = number
-		*history = append(h, number)
 	}
 	var wg sync.WaitGroup
 	workers := runtime.GOMAXPROCS(0)
