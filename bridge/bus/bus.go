@@ -506,6 +506,7 @@ func (c *Conn) FollowPops(ctx context.Context, fn func(bridge.StoredPop)) error 
 // ConsumeConfig tunes ConsumeEvents.
 type ConsumeConfig struct {
 	Durable     string        // consumer name; default screenpop-resolver
+	Subjects    []string      // event subjects consumed; default all (screenpop.events.>)
 	Workers     int           // events handled at once; default 64
 	AckWait     time.Duration // redelivery after this long without an ack; default 30s
 	MaxDeliver  int           // attempts before an event is given up; default 5
@@ -523,6 +524,9 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 	if cc.Durable == "" {
 		cc.Durable = "screenpop-resolver"
 	}
+	if len(cc.Subjects) == 0 {
+		cc.Subjects = []string{bridge.SubjectEvents}
+	}
 	if cc.Workers <= 0 {
 		cc.Workers = 64
 	}
@@ -537,14 +541,14 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 	}
 	var wg sync.WaitGroup
 	cons, err := c.js.CreateOrUpdateConsumer(ctx, c.cfg.Stream, jetstream.ConsumerConfig{
-		Durable:       cc.Durable,
-		Description:   "screenpop resolver: conversation events to pops",
-		FilterSubject: bridge.SubjectEvents,
-		DeliverPolicy: jetstream.DeliverNewPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cc.AckWait,
-		MaxDeliver:    cc.MaxDeliver,
-		MaxAckPending: cc.Workers * 4,
+		Durable:        cc.Durable,
+		Description:    "screenpop resolver: conversation events to pops",
+		FilterSubjects: cc.Subjects,
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        cc.AckWait,
+		MaxDeliver:     cc.MaxDeliver,
+		MaxAckPending:  cc.Workers * 4,
 	})
 	if err != nil {
 		return fmt.Errorf("create consumer %s: %w", cc.Durable, err)

@@ -356,3 +356,59 @@ func TestConn_ConsumeEventsStopsWithinDrain(t *testing.T) {
 	}
 	t.Logf("stopped %v after cancel", time.Since(stop))
 }
+
+func TestConn_ConsumeEventsFiltersSubjects(t *testing.T) {
+	c := MustStart(t, bus.Config{Listen: "off"})
+	seen := make(chan bridge.State, 16)
+	consume := func(subjects []string) (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() {
+			done <- c.ConsumeEvents(ctx, bus.ConsumeConfig{Durable: "filtered", Subjects: subjects}, func(_ context.Context, data []byte) error {
+				e, err := bridge.DecodeEvent(data)
+				if err != nil {
+					return err
+				}
+				seen <- e.State
+				return nil
+			})
+		}()
+		waitFor(t, 5*time.Second, func() bool {
+			_, err := c.JetStream().Consumer(context.Background(), c.StreamName(), "filtered")
+			return err == nil
+		})
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// An existing durable on all events (an older daemon) is updated in place.
+	consume(nil)()
+	stop := consume(bridge.ResolverSubjects)
+	defer stop()
+	// Stream order: alerting, disconnected, connected, alerting. Handlers
+	// run concurrently, so compare the first three consumed as a set: a
+	// delivered disconnected would be among them.
+	for i, st := range []bridge.State{bridge.StateAlerting, bridge.StateDisconnected, bridge.StateConnected, bridge.StateAlerting} {
+		e := &bridge.Event{ConversationID: bridge.ConversationID(fmt.Sprintf("conv-f%d", i)), Agent: bridge.AgentLeg{UserID: "agent-f", ParticipantID: "P1"}, Media: bridge.MediaVoice, State: st}
+		m, err := bridge.EncodeEvent(e, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Publish(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		select {
+		case got := <-seen:
+			if got == bridge.StateDisconnected {
+				t.Fatal("a disconnected event reached the resolver's consumer")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("fewer than 3 events consumed")
+		}
+	}
+}

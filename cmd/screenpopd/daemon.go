@@ -183,7 +183,7 @@ func (m *Main) Run(ctx context.Context) error {
 		{m.pumpSnapshots},
 		{m.Events.Run},
 		{func(ctx context.Context) error {
-			return m.Bus.ConsumeEvents(ctx, bus.ConsumeConfig{DrainWithin: 3 * time.Second}, m.Resolver.HandleMessage)
+			return m.Bus.ConsumeEvents(ctx, bus.ConsumeConfig{Subjects: bridge.ResolverSubjects, DrainWithin: 3 * time.Second}, m.Resolver.HandleMessage)
 		}},
 		{
 			func(ctx context.Context) error { return m.Push.Run(ctx, m.agentLn) },
