@@ -265,9 +265,14 @@ func (c *conn) hello(mt int, data []byte) bool {
 	// ticks for ever after: 10,000 sockets were 20,000 writer goroutines
 	// and writes in a burst every 25 s, which stalled live pops. Later ones
 	// keep the interval, so no socket waits longer than before.
+	// With equal intervals (the default) a socket's ping and heartbeat
+	// stay due together: one writer wake-up sends both.
 	t := time.Now().UnixNano()
 	c.nextPing = t + int64(spread(s.cfg.PingInterval))
-	c.nextBeat = t + int64(spread(s.cfg.HeartbeatInterval))
+	c.nextBeat = c.nextPing
+	if s.cfg.HeartbeatInterval != s.cfg.PingInterval {
+		c.nextBeat = t + int64(spread(s.cfg.HeartbeatInterval))
+	}
 	c.nextAuth.Store(until.UnixNano())
 	c.ready.Store(true)
 	s.m.connects.WithLabelValues("ok").Inc()
