@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -119,6 +120,7 @@ func (c *conn) readLoop() {
 			s.m.badFrames.Inc()
 			s.m.connects.WithLabelValues("malformed").Inc()
 			s.log.Info().Msg("websocket closed: oversized frame")
+			c.discardInput()
 		}
 		return
 	}
@@ -134,6 +136,7 @@ func (c *conn) readLoop() {
 			if errors.Is(err, websocket.ErrReadLimit) {
 				s.m.badFrames.Inc()
 				s.log.Info().Str("agent_id", string(c.agent)).Msg("websocket closed: oversized frame")
+				c.discardInput()
 			}
 			return
 		}
@@ -143,6 +146,17 @@ func (c *conn) readLoop() {
 			return
 		}
 	}
+}
+
+// discardInput reads and drops what the peer still sends, until it closes
+// or the close grace ends. gorilla has already sent 1009 for an oversized
+// frame; closing the socket with the rest of that frame unread would make
+// the kernel answer with a reset, and the peer would lose the close frame
+// and see 1006 instead of 1009.
+func (c *conn) discardInput() {
+	nc := c.ws.NetConn()
+	_ = nc.SetReadDeadline(time.Now().Add(closeGrace))
+	_, _ = io.Copy(io.Discard, nc)
 }
 
 // drain reads until the browser answers the close or the close grace ends.
