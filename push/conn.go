@@ -480,6 +480,12 @@ func (c *conn) writeLoop() {
 		if c.closing {
 			timeout = closeGrace
 		}
+		if f.kind == kindPop {
+			// Recorded before the write: the browser's ack can come back
+			// before the write call returns, and an ack of a seq not
+			// recorded is ignored.
+			c.recordSentLocked(f.pop)
+		}
 		c.wakeLocked()
 		c.mu.Unlock()
 
@@ -513,7 +519,8 @@ func (c *conn) writeLoop() {
 			return
 		}
 		if f.kind == kindPop {
-			c.recordSent(f.pop)
+			c.s.m.popsSent.Inc()
+			c.s.nSent.Add(1)
 		}
 	}
 }
@@ -534,16 +541,13 @@ func (c *conn) write(f frame, timeout time.Duration) error {
 	}
 }
 
-func (c *conn) recordSent(pf *popFrame) {
-	c.s.m.popsSent.Inc()
-	c.s.nSent.Add(1)
-	c.mu.Lock()
+// recordSentLocked remembers pf for its ack. c.mu is held.
+func (c *conn) recordSentLocked(pf *popFrame) {
 	if c.sent == nil {
 		c.sent = new([sentRing]sentPop)
 	}
 	c.sent[c.sentN%sentRing] = sentPop{pop: pf}
 	c.sentN++
-	c.mu.Unlock()
 }
 
 // ack records the browser's ack of seq: counted once, with the delivery
