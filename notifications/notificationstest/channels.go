@@ -414,45 +414,29 @@ func (e *Emulator) AwaitSubscribed(ctx context.Context, n int) error {
 // ExpireChannels removes every channel (as at its 24 h expiry) and closes
 // their sockets; later calls on them get 404.
 func (e *Emulator) ExpireChannels() {
-	e.mu.Lock()
-	var conns []*wsConn
-	for _, c := range e.channels {
-		if c.conn != nil {
-			conns = append(conns, c.conn)
-		}
-		e.removeChannelLocked(c)
-	}
-	e.mu.Unlock()
-	for _, c := range conns {
-		c.closeWith(websocket.CloseNormalClosure, "channel expired")
-	}
+	e.removeChannels(func(*channel) bool { return true }, "channel expired")
 }
 
 func (e *Emulator) expireChannels() {
 	now := time.Now()
-	e.mu.Lock()
-	var conns []*wsConn
-	for _, c := range e.channels {
-		if now.After(c.expires) {
-			if c.conn != nil {
-				conns = append(conns, c.conn)
-			}
-			e.removeChannelLocked(c)
-		}
-	}
-	e.mu.Unlock()
-	for _, c := range conns {
-		c.closeWith(websocket.CloseNormalClosure, "channel expired")
-	}
+	e.removeChannels(func(c *channel) bool { return now.After(c.expires) }, "channel expired")
 }
 
 func (e *Emulator) closeExpiredTokenChannels() {
 	now := time.Now()
+	e.removeChannels(func(c *channel) bool {
+		t := e.tokens[c.token]
+		return t == nil || now.After(t.expires)
+	}, "token expired")
+}
+
+// removeChannels removes the channels gone (called with e.mu held) and
+// closes their sockets with reason, after unlocking.
+func (e *Emulator) removeChannels(gone func(*channel) bool, reason string) {
 	e.mu.Lock()
 	var conns []*wsConn
 	for _, c := range e.channels {
-		t := e.tokens[c.token]
-		if t == nil || now.After(t.expires) {
+		if gone(c) {
 			if c.conn != nil {
 				conns = append(conns, c.conn)
 			}
@@ -461,7 +445,7 @@ func (e *Emulator) closeExpiredTokenChannels() {
 	}
 	e.mu.Unlock()
 	for _, c := range conns {
-		c.closeWith(websocket.CloseNormalClosure, "token expired")
+		c.closeWith(websocket.CloseNormalClosure, reason)
 	}
 }
 
