@@ -3,6 +3,7 @@ package bridge
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -68,20 +69,21 @@ func EncodePop(p *Pop, now time.Time) (Message, error) {
 	return Message{Subject: p.Subject(), ID: ce.ID, Data: b}, nil
 }
 
-// DecodeEvent reads a screenpop.conversation.*.v1 CloudEvent.
+// DecodeEvent reads a screenpop.conversation.*.v1 CloudEvent, in one pass
+// over the bytes (it runs once per event on the resolver's path).
 func DecodeEvent(b []byte) (*Event, error) {
-	var ce CloudEvent
+	var ce struct {
+		SpecVersion string `json:"specversion"`
+		Type        string `json:"type"`
+		Data        Event  `json:"data"`
+	}
 	if err := json.Unmarshal(b, &ce); err != nil {
 		return nil, fmt.Errorf("decode event: %w", err)
 	}
-	if ce.SpecVersion != SpecVersion || len(ce.Type) < len(typeConvPrefix) || ce.Type[:len(typeConvPrefix)] != typeConvPrefix {
+	if ce.SpecVersion != SpecVersion || !strings.HasPrefix(ce.Type, typeConvPrefix) {
 		return nil, fmt.Errorf("decode event: unexpected specversion %q or type %q", ce.SpecVersion, ce.Type)
 	}
-	var e Event
-	if err := json.Unmarshal(ce.Data, &e); err != nil {
-		return nil, fmt.Errorf("decode event data: %w", err)
-	}
-	return &e, nil
+	return &ce.Data, nil
 }
 
 // DecodePop reads a screenpop.pop.v1 CloudEvent.
