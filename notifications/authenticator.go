@@ -20,6 +20,10 @@ type AuthConfig struct {
 	Region     string        // GENESYS_REGION
 	APIURL     string        // GENESYS_API_URL
 	OrgID      string        // if set, tokens of another organization are refused
+	// Org, if set and OrgID is empty, gives the organization to pin to
+	// (Client.OrgID: the daemon's own org, learned at its login); while it
+	// returns "" no organization is checked.
+	Org func() string
 	Revalidate time.Duration // how long an answer is trusted; default 5m
 	Timeout    time.Duration // per request; default 10s
 }
@@ -88,12 +92,16 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (bridge.
 	if !validID(id) || !bridge.ValidSubjectToken(id) {
 		return "", time.Time{}, errors.New("authenticate agent: users/me answered without a valid id")
 	}
-	if a.cfg.OrgID != "" {
+	want := a.cfg.OrgID
+	if want == "" && a.cfg.Org != nil {
+		want = a.cfg.Org()
+	}
+	if want != "" {
 		org := gjson.GetBytes(body, "organization.id").Str
 		if org == "" {
 			org = gjson.GetBytes(body, "token.organization.id").Str
 		}
-		if org != a.cfg.OrgID {
+		if org != want {
 			return "", time.Time{}, fmt.Errorf("authenticate agent: token of another organization: %w", bridge.ErrInvalidToken)
 		}
 	}

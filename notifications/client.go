@@ -137,6 +137,7 @@ type Client struct {
 	notif    *platformclientv2.NotificationsApi
 	routing  *platformclientv2.RoutingApi
 	getLimit *rate.Limiter
+	org      atomic.Pointer[string] // the organization of the client's token, learned at login
 
 	tok       atomic.Pointer[tokenState]
 	tokMu     sync.Mutex
@@ -355,6 +356,9 @@ func (c *Client) authLoop(ctx context.Context) error {
 			c.log.Debug().Dur("lifetime", life).Msg("genesys token obtained")
 		}
 		failures, backoff = 0, c.cfg.BackoffMin
+		if c.OrgID() == "" {
+			c.learnOrg(ctx)
+		}
 		margin := min(c.cfg.TokenRefreshMargin, life/2)
 		timer := time.NewTimer(time.Until(t.expires.Add(-margin)))
 		select {
@@ -380,6 +384,36 @@ func sanitize(s string) string {
 
 // call runs one SDK call with a token, refreshing once on 401 (except
 // with Probe's token, which no auth loop refreshes).
+// learnOrg reads the organization of the client's token (tokens/me), so
+// that agent tokens of other organizations can be refused. A failure is
+// retried at the next login.
+func (c *Client) learnOrg(ctx context.Context) {
+	var ti *platformclientv2.Tokeninfo
+	tokens := platformclientv2.NewTokensApiWithConfig(c.api)
+	err := c.call(ctx, "tokens/me", func() (*platformclientv2.APIResponse, error) {
+		var resp *platformclientv2.APIResponse
+		var err error
+		ti, resp, err = tokens.GetTokensMe(true) // preserveIdleTTL
+		return resp, err
+	})
+	if err != nil || ti == nil || ti.Organization == nil || ti.Organization.Id == nil || *ti.Organization.Id == "" {
+		c.log.Debug().Err(err).Msg("genesys organization not learned; retrying at the next login")
+		return
+	}
+	org := *ti.Organization.Id
+	c.org.Store(&org)
+	c.log.Info().Str("org_id", org).Msg("genesys organization learned")
+}
+
+// OrgID is the organization of the client's token, "" until the first
+// login has read it.
+func (c *Client) OrgID() string {
+	if p := c.org.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
 func (c *Client) call(ctx context.Context, op string, fn func() (*platformclientv2.APIResponse, error)) error {
 	for attempt := 0; ; attempt++ {
 		t, err := c.awaitToken(ctx)

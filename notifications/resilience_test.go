@@ -592,6 +592,28 @@ func TestAuthenticator(t *testing.T) {
 	if _, _, err := other.Authenticate(ctx, emu.AgentToken("u1")); !errors.Is(err, bridge.ErrInvalidToken) {
 		t.Errorf("other org: err = %v, want ErrInvalidToken", err)
 	}
+	t.Run("PinnedToTheDaemonsOrg", func(t *testing.T) {
+		org := ""
+		pinned, _ := notifications.NewAuthenticator(notifications.AuthConfig{APIURL: url, Org: func() string { return org }}, log)
+		if _, _, err := pinned.Authenticate(ctx, emu.AgentToken("u2")); err != nil {
+			t.Errorf("org not known yet: err = %v, want the token accepted", err)
+		}
+		org = "another-org"
+		if _, _, err := pinned.Authenticate(ctx, emu.AgentToken("u2")); !errors.Is(err, bridge.ErrInvalidToken) {
+			t.Errorf("daemon of another org: err = %v, want ErrInvalidToken", err)
+		}
+		org = emu.Config().OrgID
+		if _, _, err := pinned.Authenticate(ctx, emu.AgentToken("u2")); err != nil {
+			t.Errorf("same org: err = %v", err)
+		}
+	})
+}
+
+func TestClient_LearnsItsOrg(t *testing.T) {
+	as := agents(1)
+	h := start(t, notificationstest.Config{Agents: as}, func(c *notifications.Config) { c.Agents = ids(as) }, 16)
+	h.awaitReady(10 * time.Second)
+	waitFor(t, 5*time.Second, "org learned", func() bool { return h.client.OrgID() == h.emu.Config().OrgID })
 }
 
 func TestRegionHosts(t *testing.T) {

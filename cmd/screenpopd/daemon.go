@@ -156,7 +156,7 @@ func (m *Main) Open(ctx context.Context) error {
 			return fmt.Errorf("SCREENPOP_JWT_SECRET: %w", err)
 		}
 	default:
-		if auth, err = notifications.NewAuthenticator(notifications.AuthConfig{Region: cfg.GenesysRegion, APIURL: cfg.GenesysAPIURL}, m.Log); err != nil {
+		if auth, err = notifications.NewAuthenticator(notifications.AuthConfig{Region: cfg.GenesysRegion, APIURL: cfg.GenesysAPIURL, Org: m.Genesys.OrgID}, m.Log); err != nil {
 			return err
 		}
 	}
