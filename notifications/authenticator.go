@@ -17,13 +17,13 @@ import (
 
 // AuthConfig configures an Authenticator. Zero fields mean defaults.
 type AuthConfig struct {
-	Region     string        // GENESYS_REGION
-	APIURL     string        // GENESYS_API_URL
-	OrgID      string        // if set, tokens of another organization are refused
+	Region string // GENESYS_REGION
+	APIURL string // GENESYS_API_URL
+	OrgID  string // if set, tokens of another organization are refused
 	// Org, if set and OrgID is empty, gives the organization to pin to
 	// (Client.OrgID: the daemon's own org, learned at its login); while it
 	// returns "" no organization is checked.
-	Org func() string
+	Org        func() string
 	Revalidate time.Duration // how long an answer is trusted; default 5m
 	Timeout    time.Duration // per request; default 10s
 }
