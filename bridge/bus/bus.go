@@ -45,7 +45,11 @@ type Config struct {
 	StreamReplicas  int           // default 1
 	DuplicateWindow time.Duration // default 2m
 	MarkerBucket    string        // default screenpop-pops
-	MarkerTTL       time.Duration // how long a pop marker lives; default 12h
+	// MarkerTTL is how long a pop marker lives; default 24h. It must
+	// outlast the normalizer's memory of an idle conversation (12 h), or a
+	// leg silent that long whose next snapshot makes an event would pop
+	// again.
+	MarkerTTL time.Duration
 
 	Name       string // client connection name; default screenpopd
 	Registerer prometheus.Registerer
@@ -74,7 +78,7 @@ func (c *Config) setDefaults() {
 		c.MarkerBucket = "screenpop-pops"
 	}
 	if c.MarkerTTL == 0 {
-		c.MarkerTTL = 12 * time.Hour
+		c.MarkerTTL = 24 * time.Hour
 	}
 	if c.Name == "" {
 		c.Name = "screenpopd"
