@@ -486,6 +486,9 @@ func (c *Conn) FollowPops(ctx context.Context, fn func(bridge.StoredPop)) error 
 		InactiveThreshold: 30 * time.Second,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return fmt.Errorf("follow pops: %w", err)
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
@@ -555,6 +558,9 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 		MaxAckPending:  cc.Workers * 4,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return fmt.Errorf("create consumer %s: %w", cc.Durable, err)
 	}
 	sem := make(chan struct{}, cc.Workers)
@@ -601,6 +607,9 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 		c.log.Debug().Err(err).Msg("consume events")
 	}))
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("consume events: %w", err)
 	}
 	<-ctx.Done()
