@@ -15,10 +15,10 @@ help: ## list the targets
 build: ## build bin/screenpopd and bin/screenpop-bench
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
-test: ## everything CI runs: gofmt check, go vet, go test -race ./... (browser tests need chromium)
+test: ## everything CI runs: gofmt check, go vet, go test -race -count=1 ./... (browser tests need chromium)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKG)
-	$(GO) test -race -timeout 15m $(PKG)
+	$(GO) test -race -count=1 -timeout 15m $(PKG)
 
 demo: ## run screenpopd demo: emulated Genesys and Dataverse, simulated calls, a live agent page
 	$(GO) run ./cmd/screenpopd demo
