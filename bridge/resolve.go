@@ -324,7 +324,7 @@ func (r *Resolver) resolve(ctx context.Context, e *Event, received, now time.Tim
 			pop.Target = Target{Action: ActionChoose, Entity: recs[0].Entity}
 			pop.Candidates = make([]Candidate, n)
 			for i, rec := range recs[:n] {
-				pop.Candidates[i] = Candidate{Entity: rec.Entity, ID: rec.ID, Name: rec.Name, URL: rec.URL}
+				pop.Candidates[i] = Candidate(rec)
 			}
 			return pop, OutcomeMultiple, time.Since(lookupStart)
 		}

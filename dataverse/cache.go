@@ -49,12 +49,6 @@ func (c *ttlCache) put(k string, recs []bridge.Record, exp, now time.Time) {
 	c.m[k] = cacheEntry{recs: recs, exp: exp}
 }
 
-func (c *ttlCache) delete(k string) {
-	c.mu.Lock()
-	delete(c.m, k)
-	c.mu.Unlock()
-}
-
 func (c *ttlCache) sweep(now time.Time) {
 	c.mu.Lock()
 	c.sweepLocked(now)

@@ -307,7 +307,7 @@ func (p *prober) subscribe(ctx context.Context, channel, user string) {
 				if e.RejectionReason != nil {
 					reason = *e.RejectionReason
 				}
-				err = fmt.Errorf("Genesys rejected %s: %s", id, reason)
+				err = fmt.Errorf("genesys rejected %s: %s", id, reason)
 			}
 		}
 	}

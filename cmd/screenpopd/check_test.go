@@ -183,7 +183,7 @@ func TestCheck_Failures(t *testing.T) {
 		},
 			"FAIL genesys region:", []string{"not a Genesys Cloud region", "mypurecloud.ie"}, []string{"skip genesys login:"}},
 		{"GenesysTopicRejected", func(t *testing.T, r *checkRig) { r.genesys.RejectTopicsFor(r.agent, "") },
-			"FAIL genesys subscribe:", []string{"Genesys rejected v2.users." + checkAgent + ".presence: notification.unauthorized.topic", "division of user " + checkAgent}, nil},
+			"FAIL genesys subscribe:", []string{"genesys rejected v2.users." + checkAgent + ".presence: notification.unauthorized.topic", "division of user " + checkAgent}, nil},
 		{"GenesysTopicsAPIDenied", func(t *testing.T, r *checkRig) {
 			r.genesys.FailNext("GET", "/api/v2/notifications/availabletopics", 403, 0, 1)
 		}, "FAIL genesys permissions:", []string{"available topics: HTTP 403"}, nil},

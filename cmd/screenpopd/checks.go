@@ -253,7 +253,7 @@ func checkNATS(ctx context.Context, cfg *Config, log zerolog.Logger, r *report) 
 		}
 		defer c.Close()
 		r.ok("nats embedded", "server and JetStream started (in a scratch store; the daemon's store is %s)", filepath.Join(cfg.DataDir, "jetstream"))
-		nc, js = c.NATS(), c.JetStream()
+		js = c.JetStream()
 	} else {
 		opts := []nats.Option{nats.Name("screenpopd-check"), nats.Timeout(5 * time.Second), nats.MaxReconnects(0)}
 		if cfg.NatsCreds != "" {

@@ -277,12 +277,6 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 
 // --- Web API ---
 
-type apiError struct {
-	status int
-	code   string
-	msg    string
-}
-
 func writeError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json; odata.metadata=minimal")
 	w.Header().Set("OData-Version", "4.0")

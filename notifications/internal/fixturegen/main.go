@@ -134,15 +134,6 @@ func (s *stream) send(c *conv) {
 	}
 }
 
-// sendTo delivers c to one user's topic only.
-func (s *stream) sendTo(user string, c *conv) {
-	body, err := json.Marshal(c.model())
-	if err != nil {
-		panic(err)
-	}
-	s.raw(user, body)
-}
-
 // edit marshals c, lets fn change the generic JSON (to write nulls or
 // drop fields, which the SDK's omitempty models never do) and delivers it to
 // user.
