@@ -28,8 +28,8 @@ bench: ## the load tool and the Go benchmarks; results under bench-results/ (git
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./bridge/... ./dataverse/... ./push/... | tee bench-results/go-bench.txt
 	@if [ -d cmd/screenpop-bench ]; then $(GO) run ./cmd/screenpop-bench -out bench-results; fi
 
-soak: ## the long runs CI does not do (full-length reconnect and handover runs)
-	$(GO) test -race -timeout 30m -run 'Soak' ./notifications/... -args -soak
+soak: ## the long runs CI does not do: the Genesys load test at full length (drops, handovers)
+	$(GO) test -race -count=1 -timeout 30m -run 'TestClient_Load' -v ./notifications/ -args -soak
 
 fuzz: ## fuzz the normalizer and the phone parser, $(FUZZTIME) each
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalize$$' -fuzztime $(FUZZTIME) ./bridge
