@@ -139,11 +139,9 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 			return nil, err
 		}
 		c.ns = ns
-		if cfg.Listen == "off" {
-			opts = append(opts, nats.InProcessServer(ns))
-		} else {
-			url = ns.ClientURL()
-		}
+		// The daemon's own connection is in process either way; Listen is
+		// for other local services.
+		opts = append(opts, nats.InProcessServer(ns))
 	} else {
 		if cfg.Creds != "" {
 			opts = append(opts, nats.UserCredentials(cfg.Creds))
