@@ -61,7 +61,9 @@ func TestRun_Quick(t *testing.T) {
 	if b := res.Phases["browser_baseline"]; b.DataverseRequestsPerPop != 1 {
 		t.Errorf("browser baseline: %.3f Dataverse requests per pop, want 1", b.DataverseRequestsPerPop)
 	}
-	if res.Memory.RSSAfterKB <= res.Memory.RSSBeforeKB || res.Memory.GoroutinesAfter-res.Memory.GoroutinesBefore < float64(o.Agents) {
+	// At least one goroutine per agent connection; the daemon's own
+	// background goroutines come and go between the two samples.
+	if res.Memory.RSSAfterKB <= res.Memory.RSSBeforeKB || res.Memory.GoroutinesAfter-res.Memory.GoroutinesBefore < 0.95*float64(o.Agents) {
 		t.Errorf("memory figures implausible: %+v", res.Memory)
 	}
 	if m.CPUSecondsPer1000 <= 0 {

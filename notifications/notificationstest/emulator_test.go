@@ -252,8 +252,20 @@ func TestEmulator_Socket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ws2.Close()
-	c.Connect()
 	_ = ws2.SetReadDeadline(time.Now().Add(3 * time.Second))
+	// The handshake completes before the emulator registers the socket on
+	// its channel; its first heartbeat says it has, so the event that
+	// follows has a socket to go to.
+	for {
+		_, m, err := ws2.ReadMessage()
+		if err != nil {
+			t.Fatalf("waiting for the new socket's heartbeat: %v", err)
+		}
+		if strings.Contains(string(m), "WebSocket Heartbeat") {
+			break
+		}
+	}
+	c.Connect()
 	for {
 		_, m, err := ws2.ReadMessage()
 		if err != nil {
