@@ -418,7 +418,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	c := &conn{s: s, ws: ws}
 	s.mu.Lock()
 	if s.stopping {
+		// Upgraded while shutdown began: say so (1001), as to every other
+		// socket, so the client reconnects instead of seeing an abnormal
+		// closure.
 		s.mu.Unlock()
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, ""), time.Now().Add(time.Second))
 		_ = ws.Close()
 		return
 	}
