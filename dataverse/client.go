@@ -3,9 +3,9 @@ package dataverse
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tidwall/gjson"
 	"net/http"
 	"strings"
 	"sync"
@@ -390,7 +390,7 @@ func (c *Client) remote(ctx context.Context, kind bridge.KeyKind, value string, 
 func (c *Client) sequential(ctx context.Context, list []EntityColumns, values []string) ([]bridge.Record, error) {
 	for _, ec := range list {
 		info := c.cfg.Entities[ec.Entity]
-		u := c.api + entityQuery(info, ec.Columns, values)
+		u := entityQuery(c.api, info, ec.Columns, values)
 		_, body, err := c.send(ctx, "query", ec.Entity, func(ctx context.Context) (*http.Request, error) {
 			return http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		}, nil)
@@ -413,7 +413,7 @@ func (c *Client) sequential(ctx context.Context, list []EntityColumns, values []
 func (c *Client) batch(ctx context.Context, list []EntityColumns, values []string) ([]bridge.Record, error) {
 	urls := make([]string, len(list))
 	for i, ec := range list {
-		urls[i] = c.api + entityQuery(c.cfg.Entities[ec.Entity], ec.Columns, values)
+		urls[i] = entityQuery(c.api, c.cfg.Entities[ec.Entity], ec.Columns, values)
 	}
 	body, ctype, err := buildBatch(urls)
 	if err != nil {
@@ -459,27 +459,28 @@ func (c *Client) batch(ctx context.Context, list []EntityColumns, values []strin
 
 // records decodes an entity collection answer.
 func (c *Client) records(info EntityInfo, body []byte) ([]bridge.Record, error) {
-	var coll struct {
-		Value []map[string]any `json:"value"`
+	// gjson reads the two columns in place; decoding every row into a map
+	// was the costliest step of a miss.
+	if !gjson.ValidBytes(body) {
+		return nil, fmt.Errorf("decode %s answer: not valid JSON", info.LogicalName)
 	}
-	if err := json.Unmarshal(body, &coll); err != nil {
-		return nil, fmt.Errorf("decode %s answer: %w", info.LogicalName, err)
+	value := gjson.GetBytes(body, "value")
+	if value.Exists() && value.Type != gjson.Null && !value.IsArray() {
+		return nil, fmt.Errorf("decode %s answer: value is not an array", info.LogicalName)
 	}
-	if len(coll.Value) == 0 {
-		return nil, nil
-	}
-	recs := make([]bridge.Record, 0, min(len(coll.Value), MaxRecords))
-	for _, row := range coll.Value {
-		id, _ := row[info.IDColumn].(string)
-		if !IsGUID(id) {
-			continue
+	var recs []bridge.Record
+	value.ForEach(func(_, row gjson.Result) bool {
+		id := row.Get(gjson.Escape(info.IDColumn))
+		if id.Type != gjson.String || !IsGUID(id.Str) {
+			return true
 		}
-		name, _ := row[info.NameColumn].(string)
-		recs = append(recs, bridge.Record{Entity: info.LogicalName, ID: id, Name: name, URL: c.RecordURL(info.LogicalName, id)})
-		if len(recs) == MaxRecords {
-			break
+		var name string
+		if n := row.Get(gjson.Escape(info.NameColumn)); info.NameColumn != "" && n.Type == gjson.String {
+			name = n.Str
 		}
-	}
+		recs = append(recs, bridge.Record{Entity: info.LogicalName, ID: id.Str, Name: name, URL: c.RecordURL(info.LogicalName, id.Str)})
+		return len(recs) < MaxRecords
+	})
 	return recs, nil
 }
 

@@ -548,16 +548,20 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Profile && o.Out != "" {
 		secs := max(1, int(o.Duration.Seconds())-1)
 		_ = os.MkdirAll(o.Out, 0o755)
-		profWG.Add(1)
-		go func() {
-			defer profWG.Done()
-			pc := &http.Client{Timeout: time.Duration(secs+30) * time.Second}
-			if resp, err := pc.Get(adm.base + "/debug/pprof/profile?seconds=" + strconv.Itoa(secs)); err == nil {
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				_ = os.WriteFile(filepath.Join(o.Out, "daemon-cpu.pprof"), b, 0o644)
-			}
-		}()
+		// The CPU profile and the allocations made during the phase
+		// (a delta profile), side by side.
+		for path, file := range map[string]string{"profile": "daemon-cpu.pprof", "allocs": "daemon-allocs.pprof"} {
+			profWG.Add(1)
+			go func() {
+				defer profWG.Done()
+				pc := &http.Client{Timeout: time.Duration(secs+30) * time.Second}
+				if resp, err := pc.Get(adm.base + "/debug/pprof/" + path + "?seconds=" + strconv.Itoa(secs)); err == nil {
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					_ = os.WriteFile(filepath.Join(o.Out, file), b, 0o644)
+				}
+			}()
+		}
 		if fp, err := os.Create(filepath.Join(o.Out, "bench-cpu.pprof")); err == nil {
 			if pprof.StartCPUProfile(fp) == nil {
 				defer func() { pprof.StopCPUProfile(); fp.Close() }()

@@ -117,7 +117,7 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.DurationVar(&o.DrainAfter, "drain", o.DrainAfter, "wait this long for the last pops after sending stops")
 	fs.BoolVar(&o.Verbose, "v", false, "echo the daemon's warnings and errors")
 	fs.BoolVar(&o.Samples, "samples", false, "also write pops.csv (each pop's send and receive times) and daemon.log (the daemon's log) under -out")
-	fs.BoolVar(&o.Profile, "profile", false, "CPU-profile the daemon during the screenpop phase (daemon-cpu.pprof and bench-cpu.pprof under -out)")
+	fs.BoolVar(&o.Profile, "profile", false, "profile the daemon during the screenpop phase (daemon-cpu.pprof, daemon-allocs.pprof) and the tool (bench-cpu.pprof), under -out")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
