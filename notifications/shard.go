@@ -1,6 +1,7 @@
 package notifications
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/gorilla/websocket"
 	"github.com/mypurecloud/platform-client-sdk-go/v157/platformclientv2"
@@ -641,9 +643,18 @@ func (s *session) read() {
 	c := s.sh.c
 	ctx := c.doer.context()
 	defer s.close()
+	// One buffer for every frame of the socket: heartbeats and pongs cost
+	// nothing, and a conversation frame costs one exact copy of its event
+	// body (ReadMessage allocated each frame afresh, growing it by
+	// doubling: most of the daemon's allocations at 500 calls a second).
+	var buf bytes.Buffer
 	for {
 		_ = s.ws.SetReadDeadline(time.Now().Add(c.cfg.HeartbeatTimeout))
-		_, b, err := s.ws.ReadMessage()
+		_, r, err := s.ws.NextReader()
+		if err == nil {
+			buf.Reset()
+			_, err = buf.ReadFrom(r)
+		}
 		if err != nil {
 			select {
 			case <-s.done: // we closed it
@@ -654,13 +665,28 @@ func (s *session) read() {
 		}
 		now := time.Now()
 		s.lastFrame.Store(now.UnixNano())
-		s.dispatch(ctx, b, now)
+		s.dispatch(ctx, buf.Bytes(), now)
+		if buf.Cap() > maxKeptBuffer {
+			buf = bytes.Buffer{} // after an unusually large frame
+		}
 	}
 }
 
+// maxKeptBuffer is the largest read buffer a session keeps between frames.
+const maxKeptBuffer = 64 << 10
+
+// dispatch handles one frame. b is the session's read buffer, overwritten by
+// the next frame: what outlives the call (the snapshot, the conversation
+// seen) is copied out of it.
 func (s *session) dispatch(ctx context.Context, b []byte, now time.Time) {
 	c := s.sh.c
-	topic := gjson.GetBytes(b, "topicName")
+	if len(b) == 0 {
+		c.m.junk.Inc()
+		return
+	}
+	// gjson reads the frame in place; its strings point into b.
+	frame := unsafe.String(unsafe.SliceData(b), len(b))
+	topic := gjson.Get(frame, "topicName")
 	if !topic.Exists() || topic.Type != gjson.String {
 		c.m.junk.Inc()
 		if !gjson.ValidBytes(b) {
@@ -671,7 +697,7 @@ func (s *session) dispatch(ctx context.Context, b []byte, now time.Time) {
 	name := topic.Str
 	switch {
 	case name == "channel.metadata":
-		msg := gjson.GetBytes(b, "eventBody.message").Str
+		msg := gjson.Get(frame, "eventBody.message").Str
 		if msg == "pong" {
 			c.m.events.WithLabelValues("pong").Inc()
 		} else {
@@ -694,15 +720,13 @@ func (s *session) dispatch(ctx context.Context, b []byte, now time.Time) {
 		c.m.events.WithLabelValues("system").Inc()
 		c.log.Info().Str("topic", name).Str("channel_id", s.chID).Msg("genesys system message")
 	case userOfTopic(name) != "":
-		body := gjson.GetBytes(b, "eventBody")
+		body := gjson.Get(frame, "eventBody")
 		if !body.IsObject() {
 			c.m.junk.Inc()
 			return
 		}
-		raw := []byte(body.Raw)
-		if body.Index > 0 && body.Index+len(body.Raw) <= len(b) {
-			raw = b[body.Index : body.Index+len(body.Raw)] // no copy: ReadMessage gave us a fresh buffer
-		}
+		raw := []byte(body.Raw) // the copy that outlives b
+		name = strings.Clone(name)
 		agent := userOfTopic(name)
 		c.m.events.WithLabelValues("conversations").Inc()
 		c.markSeen(gjson.GetBytes(raw, "id").Str, agent, now)
