@@ -37,36 +37,61 @@ type CloudEvent struct {
 
 // EncodeEvent wraps e in its CloudEvent and returns the message to publish.
 func EncodeEvent(e *Event, now time.Time) (Message, error) {
-	data, err := json.Marshal(e)
+	id := e.ID()
+	b, err := encodeCloudEvent(id, SourceBridge, EventType(e.State), string(e.ConversationID), now, e)
 	if err != nil {
 		return Message{}, fmt.Errorf("encode event: %w", err)
 	}
-	ce := CloudEvent{
-		SpecVersion: SpecVersion, ID: e.ID(), Source: SourceBridge, Type: EventType(e.State),
-		Subject: string(e.ConversationID), Time: NewTime(now), DataContentType: ContentTypeJSON, Data: data,
-	}
-	b, err := json.Marshal(&ce)
-	if err != nil {
-		return Message{}, fmt.Errorf("encode event: %w", err)
-	}
-	return Message{Subject: e.Subject(), ID: ce.ID, Data: b}, nil
+	return Message{Subject: e.Subject(), ID: id, Data: b}, nil
 }
 
 // EncodePop wraps p in its CloudEvent and returns the message to publish.
 func EncodePop(p *Pop, now time.Time) (Message, error) {
-	data, err := json.Marshal(p)
+	b, err := encodeCloudEvent(p.ID, SourceResolver, TypePop, string(p.ConversationID), now, p)
 	if err != nil {
 		return Message{}, fmt.Errorf("encode pop: %w", err)
 	}
-	ce := CloudEvent{
-		SpecVersion: SpecVersion, ID: p.ID, Source: SourceResolver, Type: TypePop,
-		Subject: string(p.ConversationID), Time: NewTime(now), DataContentType: ContentTypeJSON, Data: data,
-	}
-	b, err := json.Marshal(&ce)
+	return Message{Subject: p.Subject(), ID: p.ID, Data: b}, nil
+}
+
+// encodeCloudEvent writes the envelope of CloudEvent around data's JSON,
+// the same bytes as json.Marshal(&CloudEvent{...}) (TestEncodeCloudEvent),
+// without marshalling the data twice: a json.RawMessage field is validated
+// and compacted again, which cost as much as encoding the data itself.
+func encodeCloudEvent(id, source, typ, subject string, now time.Time, data any) ([]byte, error) {
+	d, err := json.Marshal(data)
 	if err != nil {
-		return Message{}, fmt.Errorf("encode pop: %w", err)
+		return nil, err
 	}
-	return Message{Subject: p.Subject(), ID: ce.ID, Data: b}, nil
+	t, _ := NewTime(now).MarshalJSON()
+	b := make([]byte, 0, len(d)+len(id)+len(source)+len(typ)+len(subject)+len(t)+120)
+	b = append(b, `{"specversion":"`+SpecVersion+`","id":`...)
+	b = appendJSONString(b, id)
+	b = append(b, `,"source":`...)
+	b = appendJSONString(b, source)
+	b = append(b, `,"type":`...)
+	b = appendJSONString(b, typ)
+	b = append(b, `,"subject":`...)
+	b = appendJSONString(b, subject)
+	b = append(b, `,"time":`...)
+	b = append(b, t...)
+	b = append(b, `,"datacontenttype":"`+ContentTypeJSON+`","data":`...)
+	b = append(b, d...)
+	return append(b, '}'), nil
+}
+
+// appendJSONString appends s as encoding/json writes it: printable ASCII
+// other than " \ < > & as is, anything else through json.Marshal.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // DecodeEvent reads a screenpop.conversation.*.v1 CloudEvent, in one pass
