@@ -61,11 +61,31 @@ func BenchmarkWritePop(b *testing.B) {
 		}
 		conn.deliverLive(pf)
 		last = pf.seq
+		if i%1024 == 1023 {
+			// Keep the queue under the limit at which a slow socket is
+			// closed (4008): b.N grows past it when frames are cheap.
+			for {
+				conn.mu.Lock()
+				n, closing := len(conn.q), conn.closing
+				conn.mu.Unlock()
+				if closing {
+					b.Fatal("socket closed while the benchmark wrote to it")
+				}
+				if n < 1<<14 {
+					break
+				}
+				runtime.Gosched()
+			}
+		}
 	}
 	// Wait until the writer has drained the queue.
 	for {
 		conn.mu.Lock()
 		idle := !conn.writing && len(conn.q) == 0
+		if conn.closing {
+			conn.mu.Unlock()
+			b.Fatal("socket closed while the benchmark wrote to it")
+		}
 		conn.mu.Unlock()
 		if idle && e.srv.nSent.Load() >= last {
 			break
