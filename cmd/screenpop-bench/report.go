@@ -24,6 +24,10 @@ type Result struct {
 	// TimerLateness is how late a 5 ms timer fired in the bench process:
 	// the machine's scheduling noise, idle and under the load.
 	TimerLateness map[string]Dist `json:"timer_lateness"`
+	// ToolGCDuringPhases counts the tool's own GC cycles during the
+	// measured phases, where its collector is off (0 unless its heap
+	// reached toolMemoryLimit).
+	ToolGCDuringPhases uint32 `json:"tool_gc_during_phases"`
 	// HeartbeatsPer100ms is how the daemon's heartbeat frames arrived at
 	// the clients during the screenpop phase: bunched timers show as a
 	// Max far above the Mean.
@@ -373,6 +377,7 @@ func (r *Result) print(w io.Writer) {
 	il, ml := r.TimerLateness["idle_before_start"], r.TimerLateness["screenpop_phase"]
 	fmt.Fprintf(w, "machine noise: a 5 ms timer fires late by p50 %.2f / p99 %.2f / max %.1f ms idle, p50 %.2f / p99 %.2f / max %.1f ms during the screenpop phase\n",
 		il.P50, il.P99, il.Max, ml.P50, ml.P99, ml.Max)
+	fmt.Fprintf(w, "the tool's own GC cycles during the measured phases: %d (its collector is off then)\n", r.ToolGCDuringPhases)
 	fmt.Fprintf(w, "heartbeat frames at the clients per 100 ms during the screenpop phase: mean %.1f, max %d\n", r.HeartbeatsPer100ms.Mean, r.HeartbeatsPer100ms.Max)
 	if len(r.Ratios) > 0 {
 		fmt.Fprintf(w, "ratios: ")
