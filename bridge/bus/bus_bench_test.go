@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -29,17 +30,32 @@ func BenchmarkConn_Publish(b *testing.B) {
 	}
 }
 
+// It also reports heap-bytes/marker: the memory a live marker holds in the
+// embedded server (its per-key index) after a GC, with pop ids of the real
+// length. Markers live MarkerTTL (24 h), so this is what a day of pops
+// costs the daemon's memory (docs/performance.md, "Sizing").
 func BenchmarkConn_MarkPop(b *testing.B) {
 	c := MustStart(b, bus.Config{})
 	ctx := context.Background()
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	h0 := heap()
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		i++
-		created, err := c.MarkPop(ctx, fmt.Sprintf("pop:c-%d:p-%d", i, i))
+		created, err := c.MarkPop(ctx, fmt.Sprintf("pop:c0000000-0000-4000-8000-%012d:d0000000-0000-4000-8000-000000000001", i))
 		if err != nil || !created {
 			b.Fatal(created, err)
 		}
+	}
+	b.StopTimer()
+	if h1 := heap(); h1 > h0 && i > 0 {
+		b.ReportMetric(float64(h1-h0)/float64(i), "heap-bytes/marker")
 	}
 }
 
