@@ -302,7 +302,7 @@ func (c *Client) authLoop(ctx context.Context) error {
 	gen := 0
 	for {
 		start := time.Now()
-		err := c.loginCfg.AuthorizeClientCredentials(c.cfg.ClientID, c.cfg.ClientSecret)
+		err := sdkLogin(c.loginCfg, c.cfg.ClientID, c.cfg.ClientSecret)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -420,7 +420,9 @@ func (c *Client) call(ctx context.Context, op string, fn func() (*platformclient
 		if err != nil {
 			return err
 		}
+		sdkMu.RLock()
 		resp, err := fn()
+		sdkMu.RUnlock()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

@@ -230,7 +230,7 @@ func (p *prober) run(ctx context.Context) {
 // answer, the status and OAuth error code; never the secret.
 func (c *Client) probeLogin() error {
 	start := time.Now()
-	if err := c.loginCfg.AuthorizeClientCredentials(c.cfg.ClientID, c.cfg.ClientSecret); err != nil {
+	if err := sdkLogin(c.loginCfg, c.cfg.ClientID, c.cfg.ClientSecret); err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			return fmt.Errorf("cannot reach %s: %w", c.hosts.Login, ue.Err)

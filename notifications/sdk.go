@@ -19,17 +19,28 @@ import (
 	"github.com/mypurecloud/platform-client-sdk-go/v157/platformclientv2"
 )
 
-// sdkConfigMu serialises the creation of SDK configurations: the SDK's
-// NewConfigurationWithConfigFile writes package globals (viper, its
-// loggers). It is the one piece of package-level state, owed to the SDK.
-var sdkConfigMu sync.Mutex
+// sdkMu guards the SDK's package globals: NewConfigurationWithConfigFile
+// rewrites them (viper, its loggers) and every API call reads the loggers.
+// Creating a configuration takes it for writing, every SDK call (through
+// Client.call and sdkLogin) for reading, so that a second Client (a check
+// or probe next to a running one in the same process) cannot race the
+// first one's calls. It is the one piece of package-level state, owed to
+// the SDK.
+var sdkMu sync.RWMutex
+
+// sdkLogin runs the SDK's client-credentials login under sdkMu.
+func sdkLogin(cfg *platformclientv2.Configuration, id, secret string) error {
+	sdkMu.RLock()
+	defer sdkMu.RUnlock()
+	return cfg.AuthorizeClientCredentials(id, secret)
+}
 
 // newSDKConfig builds an SDK configuration that reads no file (the path
 // does not exist), never refreshes tokens by itself, and sends every
 // request through doer.
 func newSDKConfig(base string, doer *sdkHTTP) (*platformclientv2.Configuration, error) {
-	sdkConfigMu.Lock()
-	defer sdkConfigMu.Unlock()
+	sdkMu.Lock()
+	defer sdkMu.Unlock()
 	path := filepath.Join(os.TempDir(), "screenpop-no-genesys-config", "absent.ini")
 	cfg := platformclientv2.NewConfigurationWithConfigFile(path, false)
 	cfg.BasePath = base
