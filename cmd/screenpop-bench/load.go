@@ -584,6 +584,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	hang.stop()
 	hangStopped = true
 	cpu1, _ := readProc(d.pid)
+	// Lookups of the phase may still be running (a flight outlives the
+	// pop that started it, and retries after a timeout on a busy
+	// machine): they belong to this phase, not to the baseline's count.
+	dvQuiet(ctx, dv.HTTPRequests, time.Second, 30*time.Second)
 	dvReq1 := dv.HTTPRequests()
 	m1 := adm.metrics(ctx)
 	if o.Samples && o.Out != "" {
@@ -721,5 +725,18 @@ func quietGC(count *uint32) (gcOn func()) {
 		*count += ms.NumGC - n0
 		debug.SetGCPercent(pct)
 		debug.SetMemoryLimit(limit)
+	}
+}
+
+// dvQuiet waits until count has not changed for quiet, at most max.
+func dvQuiet(ctx context.Context, count func() int, quiet, max time.Duration) {
+	last, since, deadline := count(), time.Now(), time.Now().Add(max)
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		if n := count(); n != last {
+			last, since = n, time.Now()
+		} else if time.Since(since) >= quiet {
+			return
+		}
 	}
 }
