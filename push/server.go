@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tidwall/gjson"
 	"io/fs"
 	"math/rand/v2"
 	"net"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
+	"github.com/tidwall/gjson"
 
 	"github.com/screenpop/screenpop/bridge"
 )
