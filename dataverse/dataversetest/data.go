@@ -14,6 +14,7 @@ type Table struct {
 	NameColumn string
 	columns    map[string]bool
 	rows       []map[string]any
+	index      map[string]map[string][]int // see column
 }
 
 func newTable(set, logical, id, name string, cols ...string) *Table {
@@ -90,6 +91,7 @@ func (s *Server) AddRecord(entitySet string, cols map[string]any) (string, error
 	s.seq++
 	row["versionnumber"] = s.seq
 	t.rows = append(t.rows, row)
+	t.index = nil
 	return id, nil
 }
 

@@ -100,7 +100,9 @@ type Filter struct {
 // escapes, numbers, true/false/null and GUIDs. Anything else is an error
 // carrying the position, which the server answers with a 400 OData error.
 func ParseFilter(s string) (*Filter, error) {
-	p := &parser{src: s}
+	// A lookup's filter is mostly "column eq 'value'" terms: about one
+	// token for every six bytes.
+	p := &parser{src: s, toks: make([]token, 0, len(s)/6+4)}
 	if err := p.lex(); err != nil {
 		return nil, err
 	}
@@ -183,13 +185,12 @@ func (p *parser) lex() error {
 			i++
 		case c == '\'':
 			start := i
-			var b strings.Builder
 			i++
-			closed := false
+			closed, escaped := false, false
 			for i < len(s) {
 				if s[i] == '\'' {
 					if i+1 < len(s) && s[i+1] == '\'' {
-						b.WriteByte('\'')
+						escaped = true
 						i += 2
 						continue
 					}
@@ -197,13 +198,18 @@ func (p *parser) lex() error {
 					closed = true
 					break
 				}
-				b.WriteByte(s[i])
 				i++
 			}
 			if !closed {
 				return fmt.Errorf("syntax error at position %d in '%s': unterminated string literal", start, s)
 			}
-			p.toks = append(p.toks, token{tString, b.String(), start})
+			// The value is the source text between the quotes, unless a
+			// doubled quote needs unescaping.
+			v := s[start+1 : i-1]
+			if escaped {
+				v = strings.ReplaceAll(v, "''", "'")
+			}
+			p.toks = append(p.toks, token{tString, v, start})
 		case looksGUID(s[i:]) && (len(s) == i+36 || !isIdentByte(s[i+36])):
 			p.toks = append(p.toks, token{tGUID, s[i : i+36], i})
 			i += 36

@@ -474,21 +474,11 @@ func (s *Server) query(req *Request, set, rawQuery, prefer string) (int, []byte,
 	}
 
 	s.mu.Lock()
-	var rows []map[string]any
-	for _, row := range t.rows {
-		if filter != nil {
-			v, err := filter.Root.eval(row)
-			if err != nil {
-				s.mu.Unlock()
-				return http.StatusBadRequest, errBody("0x80060888", err.Error()), 0
-			}
-			if b, _ := v.(bool); !b {
-				continue
-			}
-		}
-		rows = append(rows, row)
-	}
+	rows, err := t.match(filter)
 	s.mu.Unlock()
+	if err != nil {
+		return http.StatusBadRequest, errBody("0x80060888", err.Error()), 0
+	}
 	if len(order) > 0 {
 		sort.SliceStable(rows, func(i, j int) bool {
 			for _, k := range order {
