@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -459,6 +460,52 @@ func TestServer_HeartbeatAndAck(t *testing.T) {
 	waitFor(t, 5*time.Second, "socket dropped for missing pongs", func() bool {
 		return e.srv.Status().(Status).Connections == 0
 	})
+}
+
+// An acked pop is not held by its socket; an unacked one is, for a late ack.
+func TestServer_AckReleasesThePop(t *testing.T) {
+	e := newEnv(t, Config{}, nil, nil)
+	c, _ := e.connect(e.token("agent-r"), nil, "")
+	var seqs []uint64
+	for i := range 3 {
+		seq := e.publish("agent-r", fmt.Sprintf("conv-r%d", i))
+		if m := c.next(); m.Seq != seq {
+			t.Fatalf("got %+v, want seq %d", m, seq)
+		}
+		seqs = append(seqs, seq)
+	}
+	c.send(map[string]any{"type": "ack", "seq": seqs[0]})
+	c.send(map[string]any{"type": "ack", "seq": seqs[2]})
+	waitFor(t, 5*time.Second, "two acks recorded", func() bool { return e.srv.nAcked.Load() == 2 })
+	held := func() (held []uint64) {
+		e.srv.mu.RLock()
+		defer e.srv.mu.RUnlock()
+		for sc := range e.srv.conns {
+			sc.mu.Lock()
+			if sc.sent != nil {
+				for _, sp := range sc.sent {
+					if sp.pop != nil {
+						held = append(held, sp.pop.seq)
+					}
+				}
+			}
+			sc.mu.Unlock()
+		}
+		return held
+	}
+	if h := held(); len(h) != 1 || h[0] != seqs[1] {
+		t.Fatalf("socket holds pops %v, want only the unacked %d", h, seqs[1])
+	}
+	c.send(map[string]any{"type": "ack", "seq": seqs[1]})
+	c.send(map[string]any{"type": "ack", "seq": seqs[0]}) // again: counts once
+	waitFor(t, 5*time.Second, "the late ack recorded", func() bool { return e.srv.nAcked.Load() == 3 })
+	if h := held(); len(h) != 0 {
+		t.Fatalf("socket holds pops %v after every ack", h)
+	}
+	time.Sleep(50 * time.Millisecond) // let a wrongly counted second ack show
+	if n := e.srv.nAcked.Load(); n != 3 {
+		t.Fatalf("%d acks counted, want 3", n)
+	}
 }
 
 func TestServer_Revalidate(t *testing.T) {
