@@ -53,15 +53,10 @@ type frame struct {
 	pop  *popFrame // kindPop (shared, read-only)
 }
 
-// sentPop remembers a pop written to the socket until its ack. The ack
-// drops the frame (about 1.5 KB with its JSON): a socket would otherwise
-// hold its last sentRing pops for as long as it stays open, up to 12 KB for
+// sentRing is how many of its last pops a socket remembers until their ack.
+// The ack drops the frame (about 1.5 KB with its JSON): a socket would
+// otherwise hold its last pops for as long as it stays open, up to 12 KB for
 // a busy agent's socket against 4 KB of Go heap for an idle one.
-type sentPop struct {
-	seq uint64
-	pop *popFrame // nil once acked
-}
-
 const sentRing = 8
 
 // conn is one agent socket. Its reader goroutine (readLoop) lives as long as
@@ -89,9 +84,9 @@ type conn struct {
 	closeSent chan struct{} // closed by the writer once the close frame is written (or given up)
 	replaying bool          // live pops go to pending until the replay is queued
 	pending   []*popFrame
-	lastSeq   uint64        // highest pop seq queued on this socket
-	space     chan struct{} // made on demand: the replay waits here for queue space
-	sent      *[sentRing]sentPop
+	lastSeq   uint64               // highest pop seq queued on this socket
+	space     chan struct{}        // made on demand: the replay waits here for queue space
+	sent      *[sentRing]*popFrame // sent and not yet acked (see sentRing)
 	sentN     int
 }
 
@@ -547,9 +542,9 @@ func (c *conn) write(f frame, timeout time.Duration) error {
 // recordSentLocked remembers pf for its ack. c.mu is held.
 func (c *conn) recordSentLocked(pf *popFrame) {
 	if c.sent == nil {
-		c.sent = new([sentRing]sentPop)
+		c.sent = new([sentRing]*popFrame)
 	}
-	c.sent[c.sentN%sentRing] = sentPop{seq: pf.seq, pop: pf}
+	c.sent[c.sentN%sentRing] = pf
 	c.sentN++
 }
 
@@ -561,8 +556,8 @@ func (c *conn) ack(seq uint64) {
 	var pf *popFrame
 	if c.sent != nil {
 		for i := range c.sent {
-			if e := &c.sent[i]; e.pop != nil && e.seq == seq {
-				pf, e.pop = e.pop, nil
+			if p := c.sent[i]; p != nil && p.seq == seq {
+				pf, c.sent[i] = p, nil
 				break
 			}
 		}

@@ -483,9 +483,9 @@ func TestServer_AckReleasesThePop(t *testing.T) {
 		for sc := range e.srv.conns {
 			sc.mu.Lock()
 			if sc.sent != nil {
-				for _, sp := range sc.sent {
-					if sp.pop != nil {
-						held = append(held, sp.pop.seq)
+				for _, pf := range sc.sent {
+					if pf != nil {
+						held = append(held, pf.seq)
 					}
 				}
 			}
