@@ -129,3 +129,43 @@ func TestHistogramSVG(t *testing.T) {
 		t.Errorf("dist: %+v", d)
 	}
 }
+
+// Pops sent over 25 s make two 10 s windows and a last 5 s one joined to
+// the second; each window's p99 is its own pops'.
+func TestWindowP99(t *testing.T) {
+	p := newPhase("screenpop", 2500)
+	base := time.Unix(1_800_000_000, 0).UnixNano()
+	for i := range p.slots {
+		s := &p.slots[i]
+		t0 := base + int64(i)*int64(10*time.Millisecond) // 100 a second for 25 s
+		lat := 1.0                                       // ms
+		switch {
+		case i < 1000:
+		case i < 2000:
+			lat = 20 // the second window is slow
+		}
+		if i%200 == 0 {
+			lat = 90 // one pop in 200 very slow: above no window's p99
+		}
+		s.t0.Store(t0)
+		s.t1.Store(t0 + int64(lat*1e6))
+		s.repeat = i%2 == 1
+	}
+	p.slots[5].t1.Store(0) // lost: not counted
+	w := windowP99(p, 10*time.Second)
+	if len(w.EndToEnd) != 2 {
+		t.Fatalf("windows %v, want 2 (the last 5 s join the second)", w.EndToEnd)
+	}
+	if w.EndToEnd[0] != 1 || w.EndToEnd[1] != 20 {
+		t.Errorf("p99 by window %v, want [1 20]", w.EndToEnd)
+	}
+	if len(w.CacheHits) != 2 || w.CacheHits[0] != 1 || w.CacheHits[1] != 20 {
+		t.Errorf("cache hits' p99 by window %v, want [1 20]", w.CacheHits)
+	}
+	if got := spread([]float64{30, 10, 20}); got != "10.0–30.0 ms (median 20.0) over 3" {
+		t.Errorf("spread: %q", got)
+	}
+	if windowP99(newPhase("empty", 3), time.Second) != nil {
+		t.Error("an empty phase has windows")
+	}
+}

@@ -157,6 +157,9 @@ type PhaseResult struct {
 
 	// Timeline is the end-to-end latency by second of sending.
 	Timeline []Second `json:"timeline,omitempty"`
+	// Windows is the p99 of each 10 s window of the phase: how much the
+	// run's own p99 moves within one run on a noisy machine.
+	Windows *WindowP99 `json:"p99_by_10s_window,omitempty"`
 
 	CPUSecondsPer1000        float64 `json:"cpu_seconds_per_1000_pops,omitempty"`
 	DataverseRequestsPerPop  float64 `json:"dataverse_requests_per_pop"`
@@ -233,6 +236,7 @@ func addDaemonFigures(r *PhaseResult, p *phase, d *daemon) {
 		r.OverheadAll = &a
 	}
 	r.Timeline = timeline(p)
+	r.Windows = windowP99(p, 10*time.Second)
 	r.Stages = map[string]Dist{}
 	for k, v := range stages {
 		r.Stages[k] = dist(v)
@@ -277,6 +281,64 @@ func timeline(p *phase) []Second {
 		out = append(out, Second{At: k, N: d.N, P50: d.P50, P99: d.P99, Max: d.Max})
 	}
 	return out
+}
+
+// WindowP99 is the p99 of each window of a phase, in ms, in order.
+type WindowP99 struct {
+	EndToEnd  []float64 `json:"end_to_end"`
+	CacheHits []float64 `json:"overhead_cache_hits"`
+}
+
+// windowP99 splits the phase by time of sending into windows of w (a last
+// window shorter than half of w joins the one before) and returns each one's
+// p99, for all pops and for the repeat callers' (cache hits).
+func windowP99(p *phase, w time.Duration) *WindowP99 {
+	var first, last int64
+	for i := range p.slots {
+		if t0 := p.slots[i].t0.Load(); t0 != 0 && p.slots[i].t1.Load() != 0 {
+			if first == 0 || t0 < first {
+				first = t0
+			}
+			last = max(last, t0)
+		}
+	}
+	if first == 0 {
+		return nil
+	}
+	n := int((last-first)/int64(w)) + 1
+	if n > 1 && time.Duration((last-first)%int64(w)) < w/2 {
+		n--
+	}
+	all, hits := make([][]float64, n), make([][]float64, n)
+	for i := range p.slots {
+		s := &p.slots[i]
+		t0, t1 := s.t0.Load(), s.t1.Load()
+		if t0 == 0 || t1 == 0 {
+			continue
+		}
+		k := min(int((t0-first)/int64(w)), n-1)
+		e2e := float64(t1-t0) / 1e6
+		all[k] = append(all[k], e2e)
+		if s.repeat {
+			hits[k] = append(hits[k], e2e)
+		}
+	}
+	out := &WindowP99{}
+	for k := range n {
+		out.EndToEnd = append(out.EndToEnd, dist(all[k]).P99)
+		out.CacheHits = append(out.CacheHits, dist(hits[k]).P99)
+	}
+	return out
+}
+
+// spread formats a list of figures as "min–max (median m) over n".
+func spread(xs []float64) string {
+	if len(xs) == 0 {
+		return "none"
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return fmt.Sprintf("%.1f–%.1f ms (median %.1f) over %d", s[0], s[len(s)-1], s[len(s)/2], len(s))
 }
 
 // Target is one of the issue's targets, checked.
@@ -365,6 +427,9 @@ func (r *Result) print(w io.Writer) {
 			fmt.Fprintf(w, "%s %.0f/%.0f  ", k, m.Stages[k].P50, m.Stages[k].P99)
 		}
 		fmt.Fprintln(w)
+	}
+	if m.Windows != nil {
+		fmt.Fprintf(w, "p99 by 10 s window of the phase: end to end %s, cache hits %s\n", spread(m.Windows.EndToEnd), spread(m.Windows.CacheHits))
 	}
 	mem := r.Memory
 	fmt.Fprintf(w, "daemon: RSS %d KB idle, %d KB with %d agents (%.1f KB/conn; heap %.1f KB/conn; goroutines %.0f -> %.0f, %.2f/conn), %d KB at the end\n",
