@@ -15,7 +15,7 @@ import (
 // those rows alone: the answer is the same, in the same order.
 
 // match returns the rows of t that filter matches (all rows when it is
-// nil), in table order. Callers hold s.mu.
+// nil), in table order. Callers hold the server's mu.
 func (t *Table) match(filter *Filter) ([]map[string]any, error) {
 	if filter == nil {
 		return slices.Clone(t.rows), nil
@@ -42,16 +42,17 @@ func (t *Table) match(filter *Filter) ([]map[string]any, error) {
 	return rows, nil
 }
 
-// boolean reports whether n is Boolean by its shape alone, so that its
-// evaluation cannot fail on any row: a filter that can fail is evaluated on
-// every row, so that it fails as it would on Dataverse whatever the rows.
+// boolean reports whether n evaluates to a Boolean without failing on any
+// row, by its shape alone. A filter that can fail is evaluated on every row,
+// so that it fails as it would on Dataverse whatever the rows.
 func boolean(n Node) bool {
 	switch n := n.(type) {
 	case *binaryNode:
 		if n.op == "and" || n.op == "or" {
 			return boolean(n.l) && boolean(n.r)
 		}
-		return true // comparisons are false when the operands are not comparable
+		// A comparison of operands that are not comparable is false.
+		return safe(n.l) && safe(n.r)
 	case *notNode:
 		return boolean(n.x)
 	case *funcNode:
@@ -61,6 +62,15 @@ func boolean(n Node) bool {
 		return ok
 	}
 	return false
+}
+
+// safe reports whether evaluating n cannot fail on any row.
+func safe(n Node) bool {
+	switch n.(type) {
+	case *propNode, *literalNode, *funcNode:
+		return true
+	}
+	return boolean(n)
 }
 
 // candidates returns the indexes, ascending, of a superset of the rows of t

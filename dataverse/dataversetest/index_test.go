@@ -107,8 +107,14 @@ func TestTable_MatchAnswersAsAFullScan(t *testing.T) {
 func TestServer_QueryNotBooleanIsRejected(t *testing.T) {
 	s := New(Config{})
 	s.AddContact(Contact{FirstName: "A", LastName: "B", Telephone1: "1"})
-	q := url.Values{"$filter": {"telephone1 eq 'nobody' and telephone2"}}.Encode()
-	if status, body, _ := s.query(&Request{}, "contacts", q, ""); status != http.StatusBadRequest {
-		t.Errorf("status %d %s, want 400", status, body)
+	for _, f := range []string{
+		"telephone1 eq 'nobody' and telephone2",
+		"telephone1 eq 'nobody' and ((telephone1 and telephone2) eq true)",
+		"telephone1 eq 'nobody' and not telephone2",
+	} {
+		q := url.Values{"$filter": {f}}.Encode()
+		if status, body, _ := s.query(&Request{}, "contacts", q, ""); status != http.StatusBadRequest {
+			t.Errorf("%s: status %d %s, want 400", f, status, body)
+		}
 	}
 }
