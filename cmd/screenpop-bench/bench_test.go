@@ -165,6 +165,9 @@ func TestWindowP99(t *testing.T) {
 	if got := spread([]float64{30, 10, 20}); got != "10.0–30.0 ms (median 20.0) over 3" {
 		t.Errorf("spread: %q", got)
 	}
+	if got := spread([]float64{40, 10, 20, 30}); got != "10.0–40.0 ms (median 25.0) over 4" {
+		t.Errorf("spread: %q", got)
+	}
 	if windowP99(newPhase("empty", 3), time.Second) != nil {
 		t.Error("an empty phase has windows")
 	}

@@ -338,7 +338,11 @@ func spread(xs []float64) string {
 	}
 	s := slices.Clone(xs)
 	slices.Sort(s)
-	return fmt.Sprintf("%.1f–%.1f ms (median %.1f) over %d", s[0], s[len(s)-1], s[len(s)/2], len(s))
+	med := s[len(s)/2]
+	if len(s)%2 == 0 {
+		med = (s[len(s)/2-1] + med) / 2
+	}
+	return fmt.Sprintf("%.1f–%.1f ms (median %.1f) over %d", s[0], s[len(s)-1], med, len(s))
 }
 
 // Target is one of the targets, checked.
