@@ -496,13 +496,12 @@ func TestServer_AckReleasesThePop(t *testing.T) {
 	if h := held(); len(h) != 1 || h[0] != seqs[1] {
 		t.Fatalf("socket holds pops %v, want only the unacked %d", h, seqs[1])
 	}
-	c.send(map[string]any{"type": "ack", "seq": seqs[1]})
+	// The socket reads in order: once the late ack has released its pop
+	// and been counted, the repeated ack sent before it has been handled.
 	c.send(map[string]any{"type": "ack", "seq": seqs[0]}) // again: counts once
-	waitFor(t, 5*time.Second, "the late ack recorded", func() bool { return e.srv.nAcked.Load() == 3 })
-	if h := held(); len(h) != 0 {
-		t.Fatalf("socket holds pops %v after every ack", h)
-	}
-	time.Sleep(50 * time.Millisecond) // let a wrongly counted second ack show
+	c.send(map[string]any{"type": "ack", "seq": seqs[1]})
+	waitFor(t, 5*time.Second, "the late ack recorded", func() bool { return len(held()) == 0 && e.srv.nAcked.Load() >= 3 })
+	time.Sleep(20 * time.Millisecond) // the late ack's own count lands just after its release
 	if n := e.srv.nAcked.Load(); n != 3 {
 		t.Fatalf("%d acks counted, want 3", n)
 	}
