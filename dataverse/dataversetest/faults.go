@@ -66,7 +66,7 @@ func (s *Server) ExpireTokens() {
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Request(nil), s.requests...)
+	return s.requests.all()
 }
 
 // HTTPRequests counts the API requests that were HTTP requests of their
@@ -74,13 +74,7 @@ func (s *Server) Requests() []Request {
 func (s *Server) HTTPRequests() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
-	for _, r := range s.requests {
-		if !r.InBatch {
-			n++
-		}
-	}
-	return n
+	return s.requests.http
 }
 
 // TokenRequests counts requests to the token endpoint.
@@ -93,7 +87,7 @@ func (s *Server) TokenRequests() int {
 // ResetLog clears the request log and the violations.
 func (s *Server) ResetLog() {
 	s.mu.Lock()
-	s.requests, s.violations, s.maxInflight = nil, nil, s.inflight
+	s.requests, s.violations, s.maxInflight = requestLog{}, nil, s.inflight
 	s.mu.Unlock()
 }
 

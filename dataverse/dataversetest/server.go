@@ -50,7 +50,7 @@ type Server struct {
 	url      string
 	tables   map[string]*Table // by entity set
 	tokens   map[string]time.Time
-	requests []Request
+	requests requestLog
 	tokenReq int
 	changed  chan struct{} // closed and replaced on every logged request
 	seq      int
@@ -694,7 +694,7 @@ func (s *Server) logRequest(r Request) {
 	s.mu.Lock()
 	s.seq++
 	r.Seq = s.seq
-	s.requests = append(s.requests, r)
+	s.requests.add(r)
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
