@@ -69,9 +69,7 @@ func startResolverStack(t *testing.T, rcfg bridge.ResolverConfig, seed func(*dat
 			t.Error(err)
 		}
 	})
-	followed := make(chan struct{})
 	wg.Go(func() {
-		close(followed)
 		_ = s.conn.FollowPops(ctx, func(sp bridge.StoredPop) {
 			p, err := bridge.DecodePop(sp.Data)
 			if err != nil {
@@ -84,7 +82,18 @@ func startResolverStack(t *testing.T, rcfg bridge.ResolverConfig, seed func(*dat
 			s.got <- struct{}{}
 		})
 	})
-	<-followed
+	// The resolver's durable and the pop follower both start at new
+	// messages: an event or a pop stored before they exist never reaches
+	// them (under load, the first event of a test was lost that way). Wait
+	// for the stream's two consumers.
+	waitUntil(t, 10*time.Second, func() bool {
+		st, err := s.conn.JetStream().Stream(ctx, s.conn.StreamName())
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx)
+		return err == nil && info.State.Consumers >= 2
+	})
 	waitUntil(t, 5*time.Second, s.dir.Ready)
 	s.stop = func() {
 		cancel()
