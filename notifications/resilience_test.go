@@ -406,6 +406,9 @@ func TestClient_Errors(t *testing.T) {
 		if len(got) != 1 || got[0] != want {
 			t.Fatalf("RejectedTopics = %q, want [%q]", got, want)
 		}
+		// The emulator registers a socket on its channel once its own side
+		// of the handshake is done, which can come after the client is ready.
+		waitFor(t, 5*time.Second, "the other 2 topics subscribed on a connected socket (ignoreErrors)", func() bool { return h.emu.SubscribedConnected() == 2 })
 		if n := h.emu.SubscribedConnected(); n != 2 {
 			t.Fatalf("subscribed = %d, want the other 2 (ignoreErrors)", n)
 		}
