@@ -357,6 +357,9 @@ func TestClient_LoginDown(t *testing.T) {
 	}
 	h.emu.SetLoginDown(false)
 	h.awaitReady(5 * time.Second)
+	// A frame published before the emulator has registered the socket on
+	// its side would be dropped: wait for both topics on a connected socket.
+	waitFor(t, 5*time.Second, "both topics on a connected socket", func() bool { return h.emu.SubscribedConnected() == len(as) })
 	c := h.emu.InboundCall(as[0].ID, "+13175550103", notificationstest.Options{}).Alert()
 	for {
 		s := h.next(3 * time.Second)
