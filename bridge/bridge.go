@@ -267,9 +267,14 @@ type StoredPop struct {
 // PopStore keeps the pop markers that make a pop happen once per leg, and
 // reads the pops back for agents that reconnect. bus.Conn implements it.
 type PopStore interface {
-	// MarkPop records popID and reports whether this call recorded it
-	// (true) or it was already there (false: the leg has popped before).
-	MarkPop(ctx context.Context, popID string) (bool, error)
+	// MarkPop records popID with claim, the id of the event being
+	// resolved, and reports whether the pop is this event's to publish:
+	// true when this call recorded it, or when the marker already holds
+	// the same claim from an attempt recent enough for JetStream to drop a
+	// second publish (the earlier attempt stored its marker but failed
+	// after: a lost acknowledgement, a crash before the publish); false
+	// when another event made it (the leg has popped before).
+	MarkPop(ctx context.Context, popID, claim string) (bool, error)
 	// Epoch identifies the stream the sequences belong to; it changes when
 	// the stream is recreated.
 	Epoch() string

@@ -94,6 +94,7 @@ type Resolver struct {
 	mu      sync.Mutex
 	pending map[string]Message   // marked, publish failed, unmark failed
 	recent  map[string]time.Time // published here lately: skip the lookup for later events of the leg
+	marking map[string]bool      // legs a handler here is marking and publishing
 }
 
 // NewResolver returns a Resolver.
@@ -137,6 +138,7 @@ func NewResolver(cfg ResolverConfig, dir Directory, store PopStore, pub Publishe
 		log:     log.With().Str("component", "resolver").Logger(),
 		pending: map[string]Message{},
 		recent:  map[string]time.Time{},
+		marking: map[string]bool{},
 	}
 	r.m = newResolverMetrics(cfg.Registerer)
 	return r, nil
@@ -215,8 +217,20 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("resolve %s: %w", popID, err) // shutting down: redeliver
 	}
+	// One handler here at a time marks and publishes a leg: the marker
+	// takes an attempt of the same event as its own (see PopStore.MarkPop),
+	// which is for redeliveries, not for two handlers at once.
+	if !r.beginMarking(popID) {
+		r.skip(e, "already_popped") // another handler here is popping the leg
+		return nil
+	}
+	defer r.endMarking(popID)
+	if r.poppedRecently(popID, r.cfg.Now()) {
+		r.skip(e, "already_popped")
+		return nil
+	}
 	markStart := r.cfg.Now()
-	created, err := r.store.MarkPop(ctx, popID)
+	created, err := r.store.MarkPop(ctx, popID, e.ID())
 	if err != nil {
 		r.m.errors.WithLabelValues("mark").Inc()
 		r.log.Warn().Err(err).Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).Msg("pop marker not written; event will be redelivered")
@@ -438,6 +452,22 @@ func (r *Resolver) republish(ctx context.Context, e *Event, popID string, msg Me
 // recent pops: only an optimization (the marker is the truth), so small
 // and short-lived.
 const recentTTL = 10 * time.Minute
+
+func (r *Resolver) beginMarking(popID string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.marking[popID] {
+		return false
+	}
+	r.marking[popID] = true
+	return true
+}
+
+func (r *Resolver) endMarking(popID string) {
+	r.mu.Lock()
+	delete(r.marking, popID)
+	r.mu.Unlock()
+}
 
 func (r *Resolver) poppedRecently(popID string, now time.Time) bool {
 	r.mu.Lock()

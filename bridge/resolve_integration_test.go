@@ -281,7 +281,7 @@ func BenchmarkResolver_DataverseCacheHit(b *testing.B) {
 
 type nopStore struct{}
 
-func (nopStore) MarkPop(context.Context, string) (bool, error)             { return true, nil }
+func (nopStore) MarkPop(context.Context, string, string) (bool, error)     { return true, nil }
 func (nopStore) Epoch() string                                             { return "" }
 func (nopStore) LatestPop(context.Context, bridge.AgentID) (uint64, error) { return 0, nil }
 func (nopStore) FollowPops(context.Context, func(bridge.StoredPop)) error  { return nil }

@@ -48,13 +48,16 @@ type fakeDirPrefetch struct{ *fakeDir }
 
 func (d fakeDirPrefetch) Prefetch(k Key) { d.prefetch(k) }
 
+// fakeStore keeps markers as bus.Conn does: a marker holding the same claim
+// is the claim's again (within JetStream's duplicate window, always here).
 type fakeStore struct {
 	mu      sync.Mutex
-	marks   map[string]bool
-	markErr func() error
+	marks   map[string]string // pop id -> claim
+	markErr func() error      // fails the call before the marker is written
+	lostAck int               // calls that write the marker, then fail
 }
 
-func (s *fakeStore) MarkPop(_ context.Context, id string) (bool, error) {
+func (s *fakeStore) MarkPop(_ context.Context, id, claim string) (bool, error) {
 	if s.markErr != nil {
 		if err := s.markErr(); err != nil {
 			return false, err
@@ -63,12 +66,16 @@ func (s *fakeStore) MarkPop(_ context.Context, id string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.marks == nil {
-		s.marks = map[string]bool{}
+		s.marks = map[string]string{}
 	}
-	if s.marks[id] {
-		return false, nil
+	if c, ok := s.marks[id]; ok {
+		return c == claim, nil
 	}
-	s.marks[id] = true
+	s.marks[id] = claim
+	if s.lostAck > 0 {
+		s.lostAck--
+		return false, errors.New("nats: timeout")
+	}
 	return true, nil
 }
 func (s *fakeStore) Epoch() string                                      { return "e" }
@@ -543,6 +550,43 @@ func TestResolver_Once(t *testing.T) {
 		e.handle(t, ev)
 		e.one(t)
 	})
+	t.Run("MarkerStoredButNotAcknowledged", func(t *testing.T) {
+		// The marker is written but its acknowledgement is lost: the
+		// event's redelivery finds its own claim and pops; another event
+		// of the same leg finds the marker and does not.
+		fs := &fakeStore{lostAck: 1}
+		e := newResEnv(t, ResolverConfig{}, nil, nil, nil, fs)
+		ev := resEvent("c1", "agent1", "p1", StateAlerting)
+		if err := e.r.Handle(context.Background(), ev); err == nil {
+			t.Fatal("want an error (redeliver) when the marker write is not acknowledged")
+		}
+		e.handle(t, ev) // the redelivery
+		e.one(t)
+		if n := len(e.popLines(t)); n != 1 {
+			t.Fatalf("%d pop log lines, want 1", n)
+		}
+		// A resolver that has not popped the leg itself (after a restart,
+		// or another instance) shares the marker: the same event,
+		// redelivered, publishes again and JetStream drops the duplicate
+		// (fakePub keeps one per id); another event of the leg makes no pop.
+		r2, err := NewResolver(ResolverConfig{}, e.dir, fs, e.pub, NewHasher([]byte("0123456789abcdef0123")), zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var attempts []string
+		e.pub.fail = func(m Message) error { attempts = append(attempts, m.ID); return nil }
+		for _, ev := range []*Event{ev, resEvent("c1", "agent1", "p1", StateConnected)} {
+			if err := r2.Handle(context.Background(), ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.pub.mu.Lock()
+		published := len(e.pub.msgs)
+		e.pub.mu.Unlock()
+		if published != 1 || len(attempts) != 1 || attempts[0] != ev.PopID() {
+			t.Fatalf("%d pops stored, publishes %v; want 1 stored and the redelivered event's one publish", published, attempts)
+		}
+	})
 	t.Run("PublishRetriedWithSameID", func(t *testing.T) {
 		e := newResEnv(t, ResolverConfig{}, nil, nil, nil, nil)
 		n := 0
@@ -670,7 +714,7 @@ func BenchmarkResolver_Handle(b *testing.B) {
 // benchStore marks everything as new; benchPub drops messages.
 type benchStore struct{ fakeStore }
 
-func (*benchStore) MarkPop(context.Context, string) (bool, error) { return true, nil }
+func (*benchStore) MarkPop(context.Context, string, string) (bool, error) { return true, nil }
 
 type benchPub struct{}
 

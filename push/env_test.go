@@ -329,8 +329,8 @@ type replayCall struct {
 
 func newMemStore() *memStore { return &memStore{epoch: "epoch-1", followed: make(chan struct{}, 16)} }
 
-func (m *memStore) MarkPop(context.Context, string) (bool, error) { return true, nil }
-func (m *memStore) Epoch() string                                 { return m.epoch }
+func (m *memStore) MarkPop(context.Context, string, string) (bool, error) { return true, nil }
+func (m *memStore) Epoch() string                                         { return m.epoch }
 func (m *memStore) LatestPop(_ context.Context, a bridge.AgentID) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

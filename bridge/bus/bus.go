@@ -367,17 +367,29 @@ func markerKey(popID string) string {
 	return "h." + hex.EncodeToString(sum[:16])
 }
 
-// MarkPop records popID in the marker bucket and reports whether this call
-// created it.
-func (c *Conn) MarkPop(ctx context.Context, popID string) (bool, error) {
-	_, err := c.markers.Create(ctx, markerKey(popID), []byte(strconv.FormatInt(time.Now().UnixMilli(), 10)))
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return false, nil
+// MarkPop records popID in the marker bucket with claim as its value and
+// reports whether the pop is claim's to publish (see bridge.PopStore): the
+// marker is new, or it holds the same claim and is younger than the stream's
+// duplicate window, so that the publish that follows, with the pop id as its
+// Nats-Msg-Id, is dropped by JetStream if the earlier attempt had published
+// after all. Without this, a marker whose acknowledgement was lost lost its
+// pop: the event's redelivery found the marker and skipped it.
+func (c *Conn) MarkPop(ctx context.Context, popID, claim string) (bool, error) {
+	key := markerKey(popID)
+	_, err := c.markers.Create(ctx, key, []byte(claim))
+	if err == nil {
+		return true, nil
 	}
-	if err != nil {
+	if !errors.Is(err, jetstream.ErrKeyExists) {
 		return false, fmt.Errorf("mark pop: %w", err)
 	}
-	return true, nil
+	e, err := c.markers.Get(ctx, key)
+	if err != nil {
+		// Removed (UnmarkPop) or expired since the create: the event's
+		// redelivery will create it.
+		return false, fmt.Errorf("read pop marker: %w", err)
+	}
+	return string(e.Value()) == claim && time.Since(e.Created()) < c.cfg.DuplicateWindow, nil
 }
 
 // UnmarkPop removes a marker, so that a pop whose publish failed for good

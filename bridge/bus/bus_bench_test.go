@@ -48,7 +48,7 @@ func BenchmarkConn_MarkPop(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		created, err := c.MarkPop(ctx, fmt.Sprintf("pop:c0000000-0000-4000-8000-%012d:d0000000-0000-4000-8000-000000000001", i))
+		created, err := c.MarkPop(ctx, fmt.Sprintf("pop:c0000000-0000-4000-8000-%012d:d0000000-0000-4000-8000-000000000001", i), "evt")
 		if err != nil || !created {
 			b.Fatal(created, err)
 		}

@@ -94,11 +94,11 @@ func TestConn_MarkPop(t *testing.T) {
 	ctx := context.Background()
 	var firsts atomic.Int32
 	var wg sync.WaitGroup
-	for range 20 {
+	for i := range 20 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			first, err := c.MarkPop(ctx, "pop:c0ffee-1:part-2")
+			first, err := c.MarkPop(ctx, "pop:c0ffee-1:part-2", fmt.Sprintf("evt-%d", i))
 			if err != nil {
 				t.Error(err)
 			}
@@ -113,7 +113,7 @@ func TestConn_MarkPop(t *testing.T) {
 	}
 	t.Run("OddIDsAreHashed", func(t *testing.T) {
 		for _, id := range []string{"pop:a b:c", "pop:ä:x", "pop::", ""} {
-			if _, err := c.MarkPop(ctx, id); err != nil {
+			if _, err := c.MarkPop(ctx, id, "evt"); err != nil {
 				t.Errorf("MarkPop(%q): %v", id, err)
 			}
 		}
@@ -122,9 +122,34 @@ func TestConn_MarkPop(t *testing.T) {
 		if err := c.UnmarkPop(ctx, "pop:c0ffee-1:part-2"); err != nil {
 			t.Fatal(err)
 		}
-		first, err := c.MarkPop(ctx, "pop:c0ffee-1:part-2")
+		first, err := c.MarkPop(ctx, "pop:c0ffee-1:part-2", "evt-u")
 		if err != nil || !first {
 			t.Fatalf("MarkPop after UnmarkPop = %v, %v; want true", first, err)
+		}
+	})
+	t.Run("SameClaim", func(t *testing.T) {
+		// A marker whose write was stored but not acknowledged: the same
+		// event's next attempt may publish; another event may not.
+		for _, step := range []struct {
+			claim string
+			want  bool
+		}{{"evt:c9:p9:voice:alerting", true}, {"evt:c9:p9:voice:alerting", true}, {"evt:c9:p9:voice:connected", false}} {
+			got, err := c.MarkPop(ctx, "pop:c9:p9", step.claim)
+			if err != nil || got != step.want {
+				t.Fatalf("MarkPop(%s) = %v, %v; want %v", step.claim, got, err, step.want)
+			}
+		}
+	})
+	t.Run("SameClaimOutsideTheDuplicateWindow", func(t *testing.T) {
+		// Older than the stream's duplicate window, JetStream would keep a
+		// second publish: the claim no longer counts.
+		c := MustStart(t, bus.Config{Listen: "off", DuplicateWindow: 200 * time.Millisecond})
+		if got, err := c.MarkPop(ctx, "pop:c8:p8", "evt-x"); err != nil || !got {
+			t.Fatalf("first MarkPop = %v, %v", got, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if got, err := c.MarkPop(ctx, "pop:c8:p8", "evt-x"); err != nil || got {
+			t.Fatalf("MarkPop with the same claim after the duplicate window = %v, %v; want false", got, err)
 		}
 	})
 }

@@ -141,7 +141,7 @@ func TestDeploy_NATSClusterConfig(t *testing.T) {
 				t.Fatal("the resolver's durable consumer got no event")
 			}
 		}
-		if ok, err := c.MarkPop(ctx, "pop:c1:p1"); err != nil || !ok {
+		if ok, err := c.MarkPop(ctx, "pop:c1:p1", "evt:c1:p1:voice:alerting"); err != nil || !ok {
 			t.Fatalf("MarkPop: %v %v", ok, err)
 		}
 		if err := c.Publish(ctx, bridge.Message{Subject: bridge.PopSubject(agent), ID: "pop:c1:p1", Data: []byte(`{}`)}); err != nil {
