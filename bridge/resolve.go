@@ -225,6 +225,8 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 		return nil
 	}
 	defer r.endMarking(popID)
+	// A handler that held the leg until just now may have popped it after
+	// this one's first look at the recently popped set.
 	if r.poppedRecently(popID, r.cfg.Now()) {
 		r.skip(e, "already_popped")
 		return nil
