@@ -312,7 +312,13 @@ func TestProbe(t *testing.T) {
 				t.Errorf("%s: %q lacks %q", name, d, want)
 			}
 		}
-		// The probe leaves its channel without topics and unconnected.
+		// The probe leaves its channel without topics and unconnected. The
+		// emulator sees the socket's close on its own goroutine, which may
+		// come after Probe has returned.
+		waitFor(t, 5*time.Second, "the probe's socket closed at the emulator", func() bool {
+			chs := emu.Channels()
+			return len(chs) == 1 && !chs[0].Connected
+		})
 		chs := emu.Channels()
 		if len(chs) != 1 || chs[0].Topics != 0 || chs[0].Connected {
 			t.Errorf("channels after the probe: %+v, want one, empty, unconnected", chs)
