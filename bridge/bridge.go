@@ -284,8 +284,11 @@ type PopStore interface {
 	// sequence after afterSeq that were stored at or after since.
 	ReplayPops(ctx context.Context, agent AgentID, afterSeq uint64, since time.Time, fn func(StoredPop) error) error
 	// FollowPops calls fn for every pop stored from now on, for all agents,
-	// in stream order, until ctx is done. One subscription per call.
-	FollowPops(ctx context.Context, fn func(StoredPop)) error
+	// in stream order, until ctx is done. One subscription per call. It
+	// calls live (if not nil) once, when the subscription is in place:
+	// every pop stored after that reaches fn. Until then pops can be stored
+	// that fn never gets.
+	FollowPops(ctx context.Context, fn func(StoredPop), live func()) error
 }
 
 // ErrInvalidToken is returned by an AgentAuthenticator for a token that is

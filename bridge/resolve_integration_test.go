@@ -80,7 +80,7 @@ func startResolverStack(t *testing.T, rcfg bridge.ResolverConfig, seed func(*dat
 			s.pops = append(s.pops, p)
 			s.mu.Unlock()
 			s.got <- struct{}{}
-		})
+		}, nil)
 	})
 	// The resolver's durable and the pop follower both start at new
 	// messages: an event or a pop stored before they exist never reaches
@@ -281,10 +281,10 @@ func BenchmarkResolver_DataverseCacheHit(b *testing.B) {
 
 type nopStore struct{}
 
-func (nopStore) MarkPop(context.Context, string, string) (bool, error)     { return true, nil }
-func (nopStore) Epoch() string                                             { return "" }
-func (nopStore) LatestPop(context.Context, bridge.AgentID) (uint64, error) { return 0, nil }
-func (nopStore) FollowPops(context.Context, func(bridge.StoredPop)) error  { return nil }
+func (nopStore) MarkPop(context.Context, string, string) (bool, error)            { return true, nil }
+func (nopStore) Epoch() string                                                    { return "" }
+func (nopStore) LatestPop(context.Context, bridge.AgentID) (uint64, error)        { return 0, nil }
+func (nopStore) FollowPops(context.Context, func(bridge.StoredPop), func()) error { return nil }
 func (nopStore) ReplayPops(context.Context, bridge.AgentID, uint64, time.Time, func(bridge.StoredPop) error) error {
 	return nil
 }

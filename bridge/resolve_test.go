@@ -83,7 +83,7 @@ func (s *fakeStore) LatestPop(context.Context, AgentID) (uint64, error) { return
 func (s *fakeStore) ReplayPops(context.Context, AgentID, uint64, time.Time, func(StoredPop) error) error {
 	return nil
 }
-func (s *fakeStore) FollowPops(context.Context, func(StoredPop)) error { return nil }
+func (s *fakeStore) FollowPops(context.Context, func(StoredPop), func()) error { return nil }
 
 type unmarkingStore struct {
 	*fakeStore

@@ -34,7 +34,6 @@ type env struct {
 	wsURL  string
 	cancel context.CancelFunc
 	done   chan error
-	probes atomic.Int64
 }
 
 func testLogger(t testing.TB) zerolog.Logger {
@@ -56,9 +55,19 @@ func startBus(t testing.TB) *bus.Conn {
 	return b
 }
 
-// newEnv starts a server. cfg.Auth defaults to jwt with testSecret; store
-// nil means a real bus.
+// newEnv starts a server and waits until it is ready. cfg.Auth defaults to
+// jwt with testSecret; store nil means a real bus.
 func newEnv(t testing.TB, cfg Config, store bridge.PopStore, auth bridge.AgentAuthenticator) *env {
+	t.Helper()
+	e := startEnv(t, cfg, store, auth)
+	// Ready includes a live pop subscription: every pop published from
+	// here on reaches the fan-out.
+	waitFor(t, 10*time.Second, "server ready", e.srv.Ready)
+	return e
+}
+
+// startEnv starts a server like newEnv, without waiting for it.
+func startEnv(t testing.TB, cfg Config, store bridge.PopStore, auth bridge.AgentAuthenticator) *env {
 	t.Helper()
 	e := &env{t: t}
 	if store == nil {
@@ -89,10 +98,6 @@ func newEnv(t testing.TB, cfg Config, store bridge.PopStore, auth bridge.AgentAu
 	e.done = make(chan error, 1)
 	go func() { e.done <- srv.Run(ctx, ln) }()
 	t.Cleanup(e.stop)
-	waitFor(t, 10*time.Second, "server ready", srv.Ready)
-	if e.bus != nil {
-		e.awaitFollowing()
-	}
 	return e
 }
 
@@ -110,23 +115,6 @@ func (e *env) stop() {
 		}
 	case <-time.After(10 * time.Second):
 		e.t.Errorf("Run did not return within 10s of cancel")
-	}
-}
-
-// awaitFollowing publishes probe pops for an agent nobody is connected as
-// until the server's subscription has delivered one: from then on every
-// stored pop reaches the fan-out.
-func (e *env) awaitFollowing() {
-	e.t.Helper()
-	start := e.srv.nUnrouted.Load()
-	deadline := time.Now().Add(10 * time.Second)
-	for e.srv.nUnrouted.Load() == start {
-		if time.Now().After(deadline) {
-			e.t.Fatal("server never followed pops")
-		}
-		n := e.probes.Add(1)
-		e.publish(bridge.AgentID("probe-agent"), fmt.Sprintf("probe-%d", n))
-		waitFor(e.t, 200*time.Millisecond, "", func() bool { return e.srv.nUnrouted.Load() != start }, true)
 	}
 }
 
@@ -319,6 +307,9 @@ type memStore struct {
 	followed chan struct{}
 	failNext atomic.Int32  // FollowPops fails this many times
 	broken   chan struct{} // closing it makes the running FollowPops fail
+	entered  chan struct{} // FollowPops was called
+	hold     chan struct{} // when set, FollowPops waits on it before its subscription is live
+	nLive    atomic.Int32  // subscriptions that went live
 }
 
 type replayCall struct {
@@ -327,7 +318,9 @@ type replayCall struct {
 	since time.Time
 }
 
-func newMemStore() *memStore { return &memStore{epoch: "epoch-1", followed: make(chan struct{}, 16)} }
+func newMemStore() *memStore {
+	return &memStore{epoch: "epoch-1", followed: make(chan struct{}, 16), entered: make(chan struct{}, 16)}
+}
 
 func (m *memStore) MarkPop(context.Context, string, string) (bool, error) { return true, nil }
 func (m *memStore) Epoch() string                                         { return m.epoch }
@@ -371,10 +364,21 @@ func (m *memStore) ReplayPops(ctx context.Context, a bridge.AgentID, after uint6
 	return nil
 }
 
-func (m *memStore) FollowPops(ctx context.Context, fn func(bridge.StoredPop)) error {
+func (m *memStore) FollowPops(ctx context.Context, fn func(bridge.StoredPop), live func()) error {
 	if m.failNext.Load() > 0 {
 		m.failNext.Add(-1)
 		return errors.New("injected follow failure")
+	}
+	m.entered <- struct{}{}
+	m.mu.Lock()
+	hold := m.hold
+	m.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return nil
+		}
 	}
 	m.mu.Lock()
 	m.follow = fn
@@ -383,6 +387,8 @@ func (m *memStore) FollowPops(ctx context.Context, fn func(bridge.StoredPop)) er
 	}
 	broken := m.broken
 	m.mu.Unlock()
+	m.nLive.Add(1)
+	live()
 	m.followed <- struct{}{}
 	var err error
 	select {

@@ -217,18 +217,24 @@ func (s *Server) shutdown() {
 }
 
 // follow fans every stored pop out to the connected agents, with one
-// PopStore subscription for the whole instance. If the subscription fails
-// it is made again; live pops may have been missed meanwhile, so every
-// socket is then closed with 4008 and resumes from its last seq.
+// PopStore subscription for the whole instance. The server is ready only
+// once the subscription is live: a browser's hello replays what was stored
+// before its ready frame, and live delivery must cover everything after.
+// If the subscription fails it is made again; live pops may have been
+// missed meanwhile, so once the new one is live every socket is closed
+// with 4008 and resumes from its last seq (closed earlier, a socket could
+// resume before the subscription is back and miss the pops in between).
 func (s *Server) follow(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	failed := false
 	for ctx.Err() == nil {
-		if failed {
-			s.closeAll(CloseTooSlow, "reconnect")
-		}
-		s.following.Store(true)
-		err := s.store.FollowPops(ctx, s.deliver)
+		resume := failed
+		err := s.store.FollowPops(ctx, s.deliver, func() {
+			s.following.Store(true)
+			if resume {
+				s.closeAll(CloseTooSlow, "reconnect")
+			}
+		})
 		s.following.Store(false)
 		if ctx.Err() != nil {
 			return

@@ -573,17 +573,43 @@ func TestServer_Shutdown(t *testing.T) {
 	}
 }
 
+// The server is not ready until its pop subscription is live: a browser let
+// in earlier would be replayed what was stored before its ready frame, and
+// miss what was stored between that and the subscription.
+func TestServer_ReadyOnceFollowing(t *testing.T) {
+	st := newMemStore()
+	st.hold = make(chan struct{})
+	e := startEnv(t, Config{}, st, nil)
+	<-st.entered
+	waitFor(t, 5*time.Second, "listener serving", e.srv.serving.Load)
+	if e.srv.Ready() || e.srv.Status().(Status).Following {
+		t.Fatal("ready, or following, while the pop subscription is not live")
+	}
+	close(st.hold)
+	<-st.followed
+	waitFor(t, 5*time.Second, "ready once following", e.srv.Ready)
+}
+
 func TestServer_FollowRecovers(t *testing.T) {
 	st := newMemStore()
 	e := newEnv(t, Config{}, st, nil)
 	<-st.followed
+	<-st.entered
 	c, _ := e.connect(e.token("agent-f"), nil, "")
-	// The subscription fails: the server resubscribes and closes every
-	// socket with 4008, so that each resumes what it may have missed.
+	// The subscription fails: the server resubscribes and, once the new
+	// subscription is live, closes every socket with 4008, so that each
+	// resumes what it may have missed (and nothing after it is missed).
+	hold := make(chan struct{})
 	st.mu.Lock()
+	st.hold = hold
 	close(st.broken)
 	st.mu.Unlock()
+	<-st.entered // the resubscription, held
+	time.AfterFunc(100*time.Millisecond, func() { close(hold) })
 	c.expectClose(CloseTooSlow)
+	if n := st.nLive.Load(); n != 2 {
+		t.Fatalf("socket closed with %d subscriptions live so far, want 2 (the new one live first)", n)
+	}
 	select {
 	case <-st.followed:
 	case <-time.After(10 * time.Second):

@@ -488,8 +488,9 @@ func storedPop(m jetstream.Msg) (bridge.StoredPop, error) {
 
 // FollowPops calls fn for each pop stored from now on, for all agents, in
 // stream order, until ctx is done. It uses one ordered consumer, which
-// recovers by itself after a reconnect.
-func (c *Conn) FollowPops(ctx context.Context, fn func(bridge.StoredPop)) error {
+// recovers by itself after a reconnect. live is called once the consumer
+// exists on the server: it delivers every pop stored after that.
+func (c *Conn) FollowPops(ctx context.Context, fn func(bridge.StoredPop), live func()) error {
 	cons, err := c.js.OrderedConsumer(ctx, c.cfg.Stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects:    []string{bridge.SubjectPops},
 		DeliverPolicy:     jetstream.DeliverNewPolicy,
@@ -513,6 +514,9 @@ func (c *Conn) FollowPops(ctx context.Context, fn func(bridge.StoredPop)) error 
 	}))
 	if err != nil {
 		return fmt.Errorf("follow pops: %w", err)
+	}
+	if live != nil {
+		live()
 	}
 	<-ctx.Done()
 	cc.Stop()

@@ -206,30 +206,39 @@ func TestConn_FollowPops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan bridge.StoredPop, 10)
 	done := make(chan error)
-	go func() { done <- c.FollowPops(ctx, func(p bridge.StoredPop) { got <- p }) }()
-	// FollowPops starts at new messages: publish until the first arrives.
-	deadline := time.After(5 * time.Second)
-	for i := 0; ; i++ {
-		if err := c.Publish(context.Background(), pop("agent-f", fmt.Sprintf("conv-%d", i))); err != nil {
+	live := make(chan struct{})
+	// A pop stored before the subscription is not followed (it starts at
+	// new pops); the first one stored once it is live is.
+	if err := c.Publish(context.Background(), pop("agent-f", "conv-before")); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- c.FollowPops(ctx, func(p bridge.StoredPop) { got <- p }, func() { close(live) }) }()
+	select {
+	case <-live:
+	case <-time.After(5 * time.Second):
+		t.Fatal("FollowPops not live within 5s")
+	}
+	if err := c.Publish(context.Background(), pop("agent-f", "conv-after")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-got:
+		if p.Agent != "agent-f" || p.Seq == 0 {
+			t.Fatalf("followed pop %+v", p)
+		}
+		d, err := bridge.DecodePop(p.Data)
+		if err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case p := <-got:
-			if p.Agent != "agent-f" || p.Seq == 0 {
-				t.Fatalf("followed pop %+v", p)
-			}
-			if _, err := bridge.DecodePop(p.Data); err != nil {
-				t.Fatal(err)
-			}
-			cancel()
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
-			return
-		case <-time.After(50 * time.Millisecond):
-		case <-deadline:
-			t.Fatal("no pop followed within 5s")
+		if d.ConversationID != "conv-after" {
+			t.Fatalf("first followed pop is of %s, want conv-after", d.ConversationID)
 		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the pop stored after live was not followed within 5s")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
 
