@@ -54,6 +54,10 @@ func TestRun_Quick(t *testing.T) {
 	if m.OverheadAll == nil || m.OverheadAll.N != m.Received || m.OverheadHits == nil || m.OverheadHits.N == 0 {
 		t.Errorf("overhead figures incomplete: all %+v, hits %+v", m.OverheadAll, m.OverheadHits)
 	}
+	// Every call's frame was written by the emulator, which stamped it.
+	if m.EmulatorQueue == nil || m.EmulatorQueue.N != m.Sent {
+		t.Errorf("emulator queue figures %+v, want one per call sent (%d)", m.EmulatorQueue, m.Sent)
+	}
 	// Half the callers repeat: a lookup only for the others.
 	if m.DataverseRequestsPerPop <= 0.3 || m.DataverseRequestsPerPop > 0.7 {
 		t.Errorf("Dataverse requests per pop %.3f, want about 0.5", m.DataverseRequestsPerPop)

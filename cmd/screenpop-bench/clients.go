@@ -49,7 +49,8 @@ func agentID(i int) string { return fmt.Sprintf("5e1f0a1c-0000-4000-8000-%012d",
 type slot struct {
 	agent  atomic.Int32
 	number atomic.Pointer[string] // the caller
-	t0     atomic.Int64           // unix ns when the frame was written (or the pop published)
+	queued atomic.Int64           // unix ns when the tool handed the frame to the emulator (or published the pop)
+	t0     atomic.Int64           // unix ns when the emulator began writing the frame to the daemon's socket (or the pop was published)
 	t1     atomic.Int64
 	n      atomic.Int32 // times received
 	wrong  atomic.Int32 // received by another agent's client

@@ -478,7 +478,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if err != nil {
 			return
 		}
-		s.t0.Store(time.Now().UnixNano())
+		now = time.Now()
+		s.queued.Store(now.UnixNano())
+		s.t0.Store(now.UnixNano())
 		if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: msg.Subject, Data: msg.Data, Header: nats.Header{"Nats-Msg-Id": {msg.ID}}}); err != nil {
 			return
 		}
@@ -506,8 +508,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	call := func(p *phase, phaseKey byte, i int) {
 		s, c := &p.slots[i], &plans[phaseKey][i]
-		s.t0.Store(time.Now().UnixNano())
-		gen.Publish(c.topic, c.alert)
+		// The end to end starts when the emulator writes the
+		// frame; the time the frame waited in the emulator's queue is the
+		// tool's, and is reported on its own (emulator queue).
+		s.queued.Store(time.Now().UnixNano())
+		gen.PublishTraced(c.topic, c.alert, func() { s.t0.CompareAndSwap(0, time.Now().UnixNano()) })
 		p.sent.Add(1)
 		if c.hangup != nil {
 			hang.add(gen, c.topic, c.hangup, o.Hangup)

@@ -146,6 +146,9 @@ type PhaseResult struct {
 	Duplicated int  `json:"duplicated"`
 	Misrouted  int  `json:"misrouted"`
 	EndToEnd   Dist `json:"end_to_end"`
+	// EmulatorQueue is how long the Genesys frames waited in the
+	// emulator's socket queue before being written (not part of EndToEnd).
+	EmulatorQueue *Dist `json:"emulator_queue,omitempty"`
 
 	// The screenpop phase only.
 	OverheadHits    *Dist           `json:"overhead_cache_hits,omitempty"` // e2e of repeat callers (lookup from cache, ~µs)
@@ -171,9 +174,10 @@ type PhaseResult struct {
 
 func phaseResult(p *phase) *PhaseResult {
 	r := &PhaseResult{}
+	var queue []float64
 	for i := range p.slots {
 		s := &p.slots[i]
-		if s.t0.Load() == 0 {
+		if s.queued.Load() == 0 {
 			continue // never sent
 		}
 		r.Sent++
@@ -182,14 +186,20 @@ func phaseResult(p *phase) *PhaseResult {
 		if n > 1 {
 			r.Duplicated += n - 1
 		}
-		if t1 := s.t1.Load(); t1 != 0 {
+		if t0 := s.t0.Load(); t0 != 0 {
+			queue = append(queue, float64(t0-s.queued.Load())/1e6)
+		}
+		if t0, t1 := s.t0.Load(), s.t1.Load(); t0 != 0 && t1 != 0 {
 			r.Received++
-			r.e2e = append(r.e2e, float64(t1-s.t0.Load())/1e6)
+			r.e2e = append(r.e2e, float64(t1-t0)/1e6)
 		} else {
 			r.Lost++
 		}
 	}
 	r.EndToEnd = dist(r.e2e)
+	if q := dist(queue); q.P99 > 0 || q.Max > 0 {
+		r.EmulatorQueue = &q
+	}
 	return r
 }
 
@@ -424,6 +434,7 @@ func (r *Result) print(w io.Writer) {
 	if w := r.Phases["warmup"]; w != nil {
 		row("warm-up (not measured)", w, w.EndToEnd, "")
 	}
+	sub("emulator queue (not in e2e)", m.EmulatorQueue)
 	tw.Flush()
 	if len(m.Stages) > 0 {
 		fmt.Fprintf(w, "\ndaemon stages (pop log, whole ms) p50/p99: ")
@@ -586,7 +597,7 @@ func escape(s string) string {
 // how often it arrived.
 func writeSamples(path string, phases map[byte]*phase) error {
 	var b strings.Builder
-	b.WriteString("phase,conversation_id,agent,repeat,t0_ns,t1_ns,received\n")
+	b.WriteString("phase,conversation_id,agent,repeat,queued_ns,t0_ns,t1_ns,received\n")
 	for _, k := range []byte{phaseWarmup, phaseFloor, phaseMain, phaseBaseline} {
 		p := phases[k]
 		if p == nil {
@@ -594,7 +605,7 @@ func writeSamples(path string, phases map[byte]*phase) error {
 		}
 		for i := range p.slots {
 			s := &p.slots[i]
-			fmt.Fprintf(&b, "%s,%s,%d,%t,%d,%d,%d\n", p.name, convID(k, i), s.agent.Load(), s.repeat, s.t0.Load(), s.t1.Load(), s.n.Load())
+			fmt.Fprintf(&b, "%s,%s,%d,%t,%d,%d,%d,%d\n", p.name, convID(k, i), s.agent.Load(), s.repeat, s.queued.Load(), s.t0.Load(), s.t1.Load(), s.n.Load())
 		}
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)

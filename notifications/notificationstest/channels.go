@@ -455,11 +455,18 @@ type wsConn struct {
 	e      *Emulator
 	ch     *channel
 	ws     *websocket.Conn
-	send   chan []byte
+	send   chan outFrame
 	done   chan struct{}
 	once   sync.Once
-	held   []byte // Reorder fault: the frame waiting for the next one
+	held   *outFrame // Reorder fault: the frame waiting for the next one
 	heldMu sync.Mutex
+}
+
+// outFrame is one queued text frame. writing, if set, is called by the
+// socket's writer just before the frame is written (see PublishTraced).
+type outFrame struct {
+	b       []byte
+	writing func()
 }
 
 func (c *wsConn) kill() {
@@ -482,10 +489,12 @@ func (c *wsConn) closeWith(code int, reason string) {
 }
 
 // enqueue queues a frame; a full queue drops the socket.
-func (c *wsConn) enqueue(b []byte) {
+func (c *wsConn) enqueue(b []byte) { c.enqueueFrame(outFrame{b: b}) }
+
+func (c *wsConn) enqueueFrame(f outFrame) {
 	select {
 	case <-c.done:
-	case c.send <- b:
+	case c.send <- f:
 	default:
 		c.kill()
 	}
@@ -508,7 +517,7 @@ func (e *Emulator) handleSocket(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	c := &wsConn{e: e, ch: ch, ws: ws, send: make(chan []byte, e.cfg.SendQueue), done: make(chan struct{})}
+	c := &wsConn{e: e, ch: ch, ws: ws, send: make(chan outFrame, e.cfg.SendQueue), done: make(chan struct{})}
 	e.mu.Lock()
 	if ch.gone || e.closed {
 		e.mu.Unlock()
@@ -544,12 +553,15 @@ func (c *wsConn) writeLoop() {
 		select {
 		case <-c.done:
 			return
-		case b := <-c.send:
+		case f := <-c.send:
 			if e.silent() {
 				continue
 			}
+			if f.writing != nil {
+				f.writing()
+			}
 			_ = c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+			if err := c.ws.WriteMessage(websocket.TextMessage, f.b); err != nil {
 				return
 			}
 		case <-tick:
@@ -719,7 +731,12 @@ func (e *Emulator) SendJunk() {
 // Publish delivers body on topic to every connected socket whose channel
 // holds the topic. Nothing is kept for disconnected channels. It returns
 // the number of sockets it went to.
-func (e *Emulator) Publish(topic string, body []byte) int {
+func (e *Emulator) Publish(topic string, body []byte) int { return e.PublishTraced(topic, body, nil) }
+
+// PublishTraced is Publish; writing (if not nil) is called by each socket's
+// writer just before it writes the frame to the socket, after any queueing
+// in the emulator: a load tool's start time for the frame.
+func (e *Emulator) PublishTraced(topic string, body []byte, writing func()) int {
 	e.mu.Lock()
 	var conns []*wsConn
 	for _, c := range e.channels {
@@ -730,7 +747,7 @@ func (e *Emulator) Publish(topic string, body []byte) int {
 	ff := e.frame
 	e.mu.Unlock()
 	for _, c := range conns {
-		frame := envelope(topic, body)
+		frame := &outFrame{b: envelope(topic, body), writing: writing}
 		deliver := func() {
 			if ff.Junk {
 				c.enqueue([]byte(`{"topicName":`))
@@ -748,7 +765,7 @@ func (e *Emulator) Publish(topic string, body []byte) int {
 						c.held = nil
 						c.heldMu.Unlock()
 						if h != nil {
-							c.enqueue(h)
+							c.enqueueFrame(*h)
 						}
 					})
 					return
@@ -758,14 +775,14 @@ func (e *Emulator) Publish(topic string, body []byte) int {
 				c.held = nil
 				c.heldMu.Unlock()
 				if cur != nil {
-					c.enqueue(cur)
+					c.enqueueFrame(*cur)
 				}
-				c.enqueue(prev)
+				c.enqueueFrame(*prev)
 				return
 			}
-			c.enqueue(frame)
+			c.enqueueFrame(*frame)
 			if ff.Duplicate {
-				c.enqueue(frame)
+				c.enqueueFrame(*frame)
 			}
 		}
 		if ff.Delay > 0 {

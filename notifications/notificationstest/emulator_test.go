@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -233,6 +234,16 @@ func TestEmulator_Socket(t *testing.T) {
 	if gjson.GetBytes(m, "topicName").Str != "v2.users.u1.conversations" || gjson.GetBytes(m, "version").Str != "2" ||
 		gjson.GetBytes(m, "metadata.CorrelationId").Str == "" || gjson.GetBytes(m, "eventBody.id").Str != c.ID() {
 		t.Fatalf("envelope: %s", m)
+	}
+	// PublishTraced calls back as the socket's writer takes the frame, so
+	// before the client can read it; once per socket.
+	var traced atomic.Int32
+	if n := e.PublishTraced("v2.users.u1.conversations", c.Snapshot(), func() { traced.Add(1) }); n != 1 {
+		t.Fatalf("PublishTraced went to %d sockets, want 1", n)
+	}
+	read(c.ID())
+	if n := traced.Load(); n != 1 {
+		t.Fatalf("writing called %d times before the frame was read, want 1", n)
 	}
 	// Not subscribed: not delivered.
 	if n := e.InboundCall("u2", "+13175550124", notificationstest.Options{}).Alert(); n == nil || e.IsDelivered("v2.users.u2.conversations") {
