@@ -341,12 +341,8 @@ func (m *memStore) ReplayPops(ctx context.Context, a bridge.AgentID, after uint6
 	m.replays = append(m.replays, replayCall{a, after, since})
 	gate := m.gate
 	m.mu.Unlock()
-	if gate != nil {
-		select {
-		case <-gate:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := awaitGate(ctx, gate); err != nil {
+		return err
 	}
 	m.mu.Lock()
 	var out []bridge.StoredPop
@@ -364,6 +360,20 @@ func (m *memStore) ReplayPops(ctx context.Context, a bridge.AgentID, after uint6
 	return nil
 }
 
+// awaitGate returns once gate is closed (at once when it is nil), or with
+// ctx's error when ctx is done first.
+func awaitGate(ctx context.Context, gate chan struct{}) error {
+	if gate == nil {
+		return nil
+	}
+	select {
+	case <-gate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (m *memStore) FollowPops(ctx context.Context, fn func(bridge.StoredPop), live func()) error {
 	if m.failNext.Load() > 0 {
 		m.failNext.Add(-1)
@@ -373,12 +383,8 @@ func (m *memStore) FollowPops(ctx context.Context, fn func(bridge.StoredPop), li
 	m.mu.Lock()
 	hold := m.hold
 	m.mu.Unlock()
-	if hold != nil {
-		select {
-		case <-hold:
-		case <-ctx.Done():
-			return nil
-		}
+	if awaitGate(ctx, hold) != nil {
+		return nil // stopped before it was live
 	}
 	m.mu.Lock()
 	m.follow = fn
