@@ -287,7 +287,8 @@ type PopStore interface {
 	// in stream order, until ctx is done. One subscription per call. It
 	// calls live (if not nil) once, when the subscription is in place:
 	// every pop stored after that reaches fn. Until then pops can be stored
-	// that fn never gets.
+	// that fn never gets. fn may be called, from another goroutine, before
+	// live has returned.
 	FollowPops(ctx context.Context, fn func(StoredPop), live func()) error
 }
 

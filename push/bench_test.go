@@ -32,7 +32,7 @@ func BenchmarkPopFrame(b *testing.B) {
 func BenchmarkWritePop(b *testing.B) {
 	st := newMemStore()
 	e := newEnv(b, Config{SendQueue: 1 << 16}, st, nil)
-	<-st.followed
+	waitSignal(b, st.followed, "live subscription")
 	c, _ := e.connect(e.token("agent-bench"), nil, "")
 	p := testPop("agent-bench", "conv-bench")
 	m, _ := bridge.EncodePop(p, time.Now())
@@ -142,7 +142,7 @@ func BenchmarkIdleConnections(b *testing.B) {
 	for range b.N {
 		st := newMemStore()
 		e := newEnv(b, Config{}, st, nil)
-		<-st.followed
+		waitSignal(b, st.followed, "live subscription")
 		tokens := make([]string, n)
 		for i := range tokens {
 			tokens[i] = e.token(bridge.AgentID(fmt.Sprintf("agent-%04d", i)))

@@ -309,7 +309,11 @@ type memStore struct {
 	broken   chan struct{} // closing it makes the running FollowPops fail
 	entered  chan struct{} // FollowPops was called
 	hold     chan struct{} // when set, FollowPops waits on it before its subscription is live
-	nLive    atomic.Int32  // subscriptions that went live
+	// beforeLive, when set, gets the subscription's fn before live is
+	// called: the bus's consumer can hand pops over before FollowPops
+	// reports it live.
+	beforeLive func(fn func(bridge.StoredPop))
+	nLive      atomic.Int32 // subscriptions that went live
 }
 
 type replayCall struct {
@@ -360,6 +364,25 @@ func (m *memStore) ReplayPops(ctx context.Context, a bridge.AgentID, after uint6
 	return nil
 }
 
+// waitSignal waits for a memStore signal (entered, followed), failing the
+// test after 10 s instead of hanging it.
+func waitSignal(t testing.TB, ch chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no %s within 10s", what)
+	}
+}
+
+// signal sends on a test's signal channel unless ctx is done first.
+func signal(ctx context.Context, ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	case <-ctx.Done():
+	}
+}
+
 // awaitGate returns once gate is closed (at once when it is nil), or with
 // ctx's error when ctx is done first.
 func awaitGate(ctx context.Context, gate chan struct{}) error {
@@ -379,9 +402,9 @@ func (m *memStore) FollowPops(ctx context.Context, fn func(bridge.StoredPop), li
 		m.failNext.Add(-1)
 		return errors.New("injected follow failure")
 	}
-	m.entered <- struct{}{}
+	signal(ctx, m.entered)
 	m.mu.Lock()
-	hold := m.hold
+	hold, early := m.hold, m.beforeLive
 	m.mu.Unlock()
 	if awaitGate(ctx, hold) != nil {
 		return nil // stopped before it was live
@@ -393,9 +416,14 @@ func (m *memStore) FollowPops(ctx context.Context, fn func(bridge.StoredPop), li
 	}
 	broken := m.broken
 	m.mu.Unlock()
+	if early != nil {
+		early(fn)
+	}
 	m.nLive.Add(1)
-	live()
-	m.followed <- struct{}{}
+	if live != nil {
+		live()
+	}
+	signal(ctx, m.followed)
 	var err error
 	select {
 	case <-ctx.Done():

@@ -217,29 +217,37 @@ func (s *Server) shutdown() {
 }
 
 // follow fans every stored pop out to the connected agents, with one
-// PopStore subscription for the whole instance. The server is ready only
-// once the subscription is live: a browser's hello replays what was stored
-// before its ready frame, and live delivery must cover everything after.
-// If the subscription fails it is made again; live pops may have been
-// missed meanwhile, so once the new one is live every socket is closed
-// with 4008 and resumes from its last seq (closed earlier, a socket could
-// resume before the subscription is back and miss the pops in between).
+// PopStore subscription for the whole instance. A browser's hello replays
+// what was stored before its ready frame, and live delivery must cover
+// everything after, so a socket let in while no subscription was live (at
+// start-up, or while one is made again after a failure) may have missed
+// pops: once the subscription is live, every socket then open is closed
+// with 4008 and resumes from its last seq, and only then are live pops
+// delivered. (Closed earlier, a socket could resume before the subscription
+// is back; given a live pop before its close, a browser would resume after
+// that pop and skip the ones before it.) The server reports ready from then
+// on.
 func (s *Server) follow(ctx context.Context) {
 	backoff := 100 * time.Millisecond
-	failed := false
 	for ctx.Err() == nil {
-		resume := failed
-		err := s.store.FollowPops(ctx, s.deliver, func() {
-			s.following.Store(true)
-			if resume {
-				s.closeAll(CloseTooSlow, "reconnect")
+		resumed := make(chan struct{})
+		err := s.store.FollowPops(ctx, func(p bridge.StoredPop) {
+			select {
+			case <-resumed:
+				s.deliver(p)
+			case <-ctx.Done():
 			}
+		}, func() {
+			if n := s.closeAll(CloseTooSlow, "reconnect"); n > 0 {
+				s.log.Info().Int("sockets", n).Msg("pop subscription live; sockets opened without it told to resume (4008)")
+			}
+			s.following.Store(true)
+			close(resumed)
 		})
 		s.following.Store(false)
 		if ctx.Err() != nil {
 			return
 		}
-		failed = true
 		s.log.Warn().Err(err).Dur("backoff", backoff).Msg("following pops failed; resubscribing")
 		t := time.NewTimer(jitter(backoff))
 		select {
@@ -252,7 +260,8 @@ func (s *Server) follow(ctx context.Context) {
 	}
 }
 
-func (s *Server) closeAll(code int, msg string) {
+// closeAll closes every open socket and returns how many there were.
+func (s *Server) closeAll(code int, msg string) int {
 	s.mu.RLock()
 	all := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
@@ -262,6 +271,7 @@ func (s *Server) closeAll(code int, msg string) {
 	for _, c := range all {
 		c.closeWith(code, msg)
 	}
+	return len(all)
 }
 
 // deliver is the FollowPops callback: it builds the pop's frame once and

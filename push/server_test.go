@@ -276,7 +276,7 @@ func strconvAppend(b []byte, i int) []byte {
 func TestServer_Windows(t *testing.T) {
 	st := newMemStore()
 	e := newEnv(t, Config{ReplayWindow: 90 * time.Second, FreshWindow: 20 * time.Second}, st, nil)
-	<-st.followed
+	waitSignal(t, st.followed, "live subscription")
 	old := st.add(testPop("agent-w", "conv-old"), time.Now().Add(-time.Hour), false)
 	tok := e.token("agent-w")
 	before := time.Now()
@@ -310,7 +310,7 @@ func TestServer_ReplayThenLive(t *testing.T) {
 	// replayed ones, even when the replay also returns it.
 	st := newMemStore()
 	e := newEnv(t, Config{}, st, nil)
-	<-st.followed
+	waitSignal(t, st.followed, "live subscription")
 	p1 := st.add(testPop("agent-q", "c1"), time.Now(), true)
 	gate := make(chan struct{})
 	st.mu.Lock()
@@ -342,7 +342,7 @@ func TestServer_ReplayThenLive(t *testing.T) {
 func TestServer_SlowConsumer(t *testing.T) {
 	st := newMemStore()
 	e := newEnv(t, Config{SendQueue: 8, WriteTimeout: 2 * time.Second}, st, nil)
-	<-st.followed
+	waitSignal(t, st.followed, "live subscription")
 	// The slow agent's socket has a tiny receive buffer and is never read.
 	d := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
@@ -580,46 +580,84 @@ func TestServer_ReadyOnceFollowing(t *testing.T) {
 	st := newMemStore()
 	st.hold = make(chan struct{})
 	e := startEnv(t, Config{}, st, nil)
-	<-st.entered
+	waitSignal(t, st.entered, "subscription")
 	waitFor(t, 5*time.Second, "listener serving", e.srv.serving.Load)
 	if e.srv.Ready() || e.srv.Status().(Status).Following {
 		t.Fatal("ready, or following, while the pop subscription is not live")
 	}
+	// A socket let in meanwhile (a browser that did not wait for /readyz)
+	// may have missed pops: it is told to resume once the subscription is
+	// live.
+	c, _ := e.connect(e.token("agent-s"), nil, "")
 	close(st.hold)
-	<-st.followed
+	waitSignal(t, st.followed, "live subscription")
 	waitFor(t, 5*time.Second, "ready once following", e.srv.Ready)
+	c.expectClose(CloseTooSlow)
 }
 
 func TestServer_FollowRecovers(t *testing.T) {
 	st := newMemStore()
 	e := newEnv(t, Config{}, st, nil)
-	<-st.followed
-	<-st.entered
+	waitSignal(t, st.entered, "subscription")
+	waitSignal(t, st.followed, "live subscription")
 	c, _ := e.connect(e.token("agent-f"), nil, "")
-	// The subscription fails: the server resubscribes and, once the new
-	// subscription is live, closes every socket with 4008, so that each
-	// resumes what it may have missed (and nothing after it is missed).
+	p1 := st.add(testPop("agent-f", "before"), time.Now(), true)
+	if m := c.next(); m.Seq != p1.Seq {
+		t.Fatalf("got %+v, want pop %d", m, p1.Seq)
+	}
+	// The subscription fails. A pop is stored while none is live; the new
+	// subscription hands the next one over before it reports live, as the
+	// bus's consumer can.
 	hold := make(chan struct{})
+	earlyc := make(chan bridge.StoredPop, 1)
 	st.mu.Lock()
 	st.hold = hold
+	st.beforeLive = func(fn func(bridge.StoredPop)) {
+		early := st.add(testPop("agent-f", "first-after"), time.Now(), false)
+		earlyc <- early
+		go fn(early)
+		time.Sleep(20 * time.Millisecond) // let it reach the server first
+	}
 	close(st.broken)
 	st.mu.Unlock()
-	<-st.entered // the resubscription, held
-	time.AfterFunc(100*time.Millisecond, func() { close(hold) })
-	c.expectClose(CloseTooSlow)
+	waitSignal(t, st.entered, "resubscription")
+	outage := st.add(testPop("agent-f", "during-outage"), time.Now(), false)
+	close(hold)
+	// Once the new subscription is live the socket is closed with 4008,
+	// with no live pop before it: given one, its browser would resume after
+	// it and never get the pop of the outage.
+	last := p1.Seq
+	for {
+		m, err := c.read(5 * time.Second)
+		if err != nil {
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != CloseTooSlow {
+				t.Fatalf("socket ended with %v, want close 4008", err)
+			}
+			break
+		}
+		if m.Type == "pop" {
+			last = m.Seq
+		}
+	}
+	if last != p1.Seq {
+		t.Fatalf("the socket got pop %d before its 4008; resuming after it would skip pop %d", last, outage.Seq)
+	}
 	if n := st.nLive.Load(); n != 2 {
 		t.Fatalf("socket closed with %d subscriptions live so far, want 2 (the new one live first)", n)
 	}
-	select {
-	case <-st.followed:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no resubscription")
-	}
 	waitFor(t, 5*time.Second, "ready again", e.srv.Ready)
-	c2, _ := e.connect(e.token("agent-f"), nil, "")
+	early := <-earlyc
+	// The browser resumes from its last pop: the outage's, then the next.
+	c2, _ := e.connect(e.token("agent-f"), &last, st.epoch)
+	for _, want := range []uint64{outage.Seq, early.Seq} {
+		if m := c2.next(); m.Seq != want {
+			t.Fatalf("resumed socket got %+v, want pop %d", m, want)
+		}
+	}
 	p := st.add(testPop("agent-f", "after-recovery"), time.Now(), true)
 	if m := c2.next(); m.Seq != p.Seq {
-		t.Fatalf("got %+v", m)
+		t.Fatalf("got %+v, want live pop %d", m, p.Seq)
 	}
 }
 

@@ -489,7 +489,8 @@ func storedPop(m jetstream.Msg) (bridge.StoredPop, error) {
 // FollowPops calls fn for each pop stored from now on, for all agents, in
 // stream order, until ctx is done. It uses one ordered consumer, which
 // recovers by itself after a reconnect. live is called once the consumer
-// exists on the server: it delivers every pop stored after that.
+// exists on the server: it delivers every pop stored after that. fn runs on
+// the consumer's goroutine and may get pops before live has returned.
 func (c *Conn) FollowPops(ctx context.Context, fn func(bridge.StoredPop), live func()) error {
 	cons, err := c.js.OrderedConsumer(ctx, c.cfg.Stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects:    []string{bridge.SubjectPops},

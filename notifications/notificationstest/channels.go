@@ -733,9 +733,12 @@ func (e *Emulator) SendJunk() {
 // the number of sockets it went to.
 func (e *Emulator) Publish(topic string, body []byte) int { return e.PublishTraced(topic, body, nil) }
 
-// PublishTraced is Publish; writing (if not nil) is called by each socket's
-// writer just before it writes the frame to the socket, after any queueing
-// in the emulator: a load tool's start time for the frame.
+// PublishTraced is Publish; writing (if not nil) is called by a socket's
+// writer just before each write of the frame, after any queueing in the
+// emulator: a load tool's start time for the frame. So it is called once
+// per socket, twice under the Duplicate fault, never for a frame dropped
+// (Blackhole, a full queue), and after any hold of the Delay and Reorder
+// faults.
 func (e *Emulator) PublishTraced(topic string, body []byte, writing func()) int {
 	e.mu.Lock()
 	var conns []*wsConn

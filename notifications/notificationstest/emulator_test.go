@@ -236,7 +236,7 @@ func TestEmulator_Socket(t *testing.T) {
 		t.Fatalf("envelope: %s", m)
 	}
 	// PublishTraced calls back as the socket's writer takes the frame, so
-	// before the client can read it; once per socket.
+	// before the client can read it; once per write (one socket here).
 	var traced atomic.Int32
 	if n := e.PublishTraced("v2.users.u1.conversations", c.Snapshot(), func() { traced.Add(1) }); n != 1 {
 		t.Fatalf("PublishTraced went to %d sockets, want 1", n)
