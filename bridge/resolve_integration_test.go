@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
@@ -34,8 +35,20 @@ type resolverStack struct {
 	agent bridge.AgentID
 }
 
-func startResolverStack(t *testing.T, rcfg bridge.ResolverConfig, seed func(*dataversetest.Server)) *resolverStack {
+// stackOptions change how startResolverStack runs the resolver's consumer.
+type stackOptions struct {
+	consume bus.ConsumeConfig
+	// beforeConsume runs once the stream exists and before the resolver
+	// consumes.
+	beforeConsume func(*resolverStack)
+}
+
+func startResolverStack(t *testing.T, rcfg bridge.ResolverConfig, seed func(*dataversetest.Server), opts ...func(*stackOptions)) *resolverStack {
 	t.Helper()
+	var o stackOptions
+	for _, f := range opts {
+		f(&o)
+	}
 	s := &resolverStack{dv: dataversetest.New(dataversetest.Config{}), got: make(chan struct{}, 1000), agent: "agent-1"}
 	if seed != nil {
 		seed(s.dv)
@@ -57,10 +70,13 @@ func startResolverStack(t *testing.T, rcfg bridge.ResolverConfig, seed func(*dat
 	if err != nil {
 		t.Fatal(err)
 	}
+	if o.beforeConsume != nil {
+		o.beforeConsume(s)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if err := s.conn.ConsumeEvents(ctx, bus.ConsumeConfig{}, s.r.HandleMessage); err != nil {
+		if err := s.conn.ConsumeEvents(ctx, o.consume, s.r.HandleMessage); err != nil {
 			t.Error(err)
 		}
 	})
@@ -242,6 +258,70 @@ func TestResolver_ThrottledDataverse(t *testing.T) {
 		t.Fatalf("%d requests arrived inside a Retry-After window: %+v", len(v), v)
 	}
 	t.Logf("pops: %v; 429 answers: %d", actions, throttled)
+}
+
+// TestResolver_CrashAfterMarker: an instance dies after writing a pop's
+// marker and before publishing the pop (it took the event, marked, and
+// neither acked nor published). The event comes back, after the consumer's
+// ack wait, to the resolver of another instance (here the stack's, started
+// after the crash); the marker holds that event's id, so it pops, once.
+func TestResolver_CrashAfterMarker(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var info dataversetest.SeedInfo
+	const ackWait = time.Second
+	var crashedAt time.Time
+	s := startResolverStack(t, bridge.ResolverConfig{}, func(dv *dataversetest.Server) {
+		info = dv.Seed(200, rand.New(rand.NewPCG(5, 6)))
+	}, func(o *stackOptions) {
+		o.consume = bus.ConsumeConfig{AckWait: ackWait}
+		o.beforeConsume = func(s *resolverStack) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			// The dying instance's consumer: the resolver's durable, as
+			// ConsumeEvents makes it.
+			cons, err := s.conn.JetStream().CreateOrUpdateConsumer(ctx, s.conn.StreamName(), jetstream.ConsumerConfig{
+				Durable: "screenpop-resolver", FilterSubjects: []string{bridge.SubjectEvents},
+				DeliverPolicy: jetstream.DeliverNewPolicy, AckPolicy: jetstream.AckExplicitPolicy,
+				AckWait: ackWait, MaxDeliver: 5, MaxAckPending: 256,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.publish(t, callEvent("crash", info.Unique[0]))
+			batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var taken int
+			for m := range batch.Messages() {
+				e, err := bridge.DecodeEvent(m.Data())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if created, err := s.conn.MarkPop(ctx, e.PopID(), e.ID()); err != nil || !created {
+					t.Fatalf("the dying instance's marker: %v, %v", created, err)
+				}
+				taken++ // and then it dies: no ack, no publish
+			}
+			if taken != 1 {
+				t.Fatalf("the dying instance took %d events, want 1", taken)
+			}
+			crashedAt = time.Now()
+		}
+	})
+	defer s.stop()
+	pops := s.awaitPops(t, 1, 10*time.Second)
+	if p := pops["crash"]; p == nil || p.Target.Action != bridge.ActionOpen {
+		t.Fatalf("pops %v, want the crashed instance's call to open its record", pops)
+	}
+	if d := time.Since(crashedAt); d > 10*ackWait {
+		t.Fatalf("the pop came %v after the crash, far beyond the ack wait %v", d, ackWait)
+	}
+	// Once: a later call's pop is the next one to arrive.
+	s.publish(t, callEvent("sentinel", info.Unique[1]))
+	if p := s.awaitPops(t, 1, 10*time.Second); p["sentinel"] == nil {
+		t.Fatalf("next pop %v, want the sentinel's", p)
+	}
 }
 
 // BenchmarkResolver_DataverseCacheHit: Handle with the real dataverse.Client

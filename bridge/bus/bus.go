@@ -525,12 +525,21 @@ func (c *Conn) FollowPops(ctx context.Context, fn func(bridge.StoredPop), live f
 	return nil
 }
 
+// DefaultAckWait is how long the resolver's consumer waits for an event's
+// ack before it delivers the event again. It is what an event in the hands
+// of an instance that died waits before another (or the restarted one)
+// gets it, so it must stay well below the resolver's max event age (30 s by
+// default), beyond which a redelivered event makes no pop; and above what a
+// handler takes, its lookup deadline (2 s by default) and its wait for a
+// worker included, or events still being handled come back for nothing.
+const DefaultAckWait = 10 * time.Second
+
 // ConsumeConfig tunes ConsumeEvents.
 type ConsumeConfig struct {
 	Durable     string        // consumer name; default screenpop-resolver
 	Subjects    []string      // event subjects consumed; default all (screenpop.events.>)
 	Workers     int           // events handled at once; default 64
-	AckWait     time.Duration // redelivery after this long without an ack; default 30s
+	AckWait     time.Duration // redelivery after this long without an ack; default DefaultAckWait
 	MaxDeliver  int           // attempts before an event is given up; default 5
 	DrainWithin time.Duration // on shutdown, how long in-flight handlers may finish; default 5s
 }
@@ -553,7 +562,7 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 		cc.Workers = 64
 	}
 	if cc.AckWait == 0 {
-		cc.AckWait = 30 * time.Second
+		cc.AckWait = DefaultAckWait
 	}
 	if cc.MaxDeliver == 0 {
 		cc.MaxDeliver = 5

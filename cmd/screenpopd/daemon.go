@@ -183,7 +183,7 @@ func (m *Main) Run(ctx context.Context) error {
 		{m.pumpSnapshots},
 		{m.Events.Run},
 		{func(ctx context.Context) error {
-			return m.Bus.ConsumeEvents(ctx, bus.ConsumeConfig{Subjects: bridge.ResolverSubjects, DrainWithin: 3 * time.Second}, m.Resolver.HandleMessage)
+			return m.Bus.ConsumeEvents(ctx, bus.ConsumeConfig{Subjects: bridge.ResolverSubjects, AckWait: resolverAckWait(m.Config.PopDeadline), DrainWithin: 3 * time.Second}, m.Resolver.HandleMessage)
 		}},
 		{
 			func(ctx context.Context) error { return m.Push.Run(ctx, m.agentLn) },
@@ -215,6 +215,10 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	log.Info().Str("version", version).Str("agent_listen", m.agentLn.Addr().String()).Str("admin_listen", m.AdminAddr()).
 		Str("nats_url", m.Bus.ClientURL()).Str("auth", m.Config.Auth).Msg("screenpopd started")
+	if aw := resolverAckWait(m.Config.PopDeadline); m.Config.MaxEventAge > 0 && m.Config.MaxEventAge <= aw {
+		log.Warn().Dur("max_event_age", m.Config.MaxEventAge).Dur("ack_wait", aw).
+			Msg("SCREENPOP_MAX_EVENT_AGE is not above the resolver's ack wait: the events of an instance that dies come back too old to pop; raise it")
+	}
 
 	var err error
 	select {
@@ -260,6 +264,12 @@ func (m *Main) pumpSnapshots(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// resolverAckWait is the resolver consumer's ack wait: bus.DefaultAckWait,
+// or longer when a long pop deadline could keep a handler past it.
+func resolverAckWait(popDeadline time.Duration) time.Duration {
+	return max(bus.DefaultAckWait, popDeadline+5*time.Second)
 }
 
 // watchReady logs readiness changes, once each.

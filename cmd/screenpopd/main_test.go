@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
+	"github.com/screenpop/screenpop/bridge/bus"
 	"github.com/screenpop/screenpop/dataverse/dataversetest"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 )
@@ -127,6 +128,28 @@ func TestDaemon_EndToEnd(t *testing.T) {
 					t.Errorf("/status = %s (%v)", body, err)
 				}
 			}
+		}
+	})
+
+	// The events of an instance that dies come back after the resolver
+	// consumer's ack wait; with the defaults that is well inside the max
+	// event age, so they still pop (bridge's TestResolver_CrashAfterMarker).
+	t.Run("ResolverAckWait", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		cons, err := d.Main.Bus.JetStream().Consumer(ctx, d.Main.Bus.StreamName(), "screenpop-resolver")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ci, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ci.Config.AckWait; got != bus.DefaultAckWait || got*2 > d.Main.Config.MaxEventAge {
+			t.Fatalf("resolver consumer's ack wait %v, want %v, at most half the max event age %v", got, bus.DefaultAckWait, d.Main.Config.MaxEventAge)
+		}
+		if got := resolverAckWait(8 * time.Second); got != 13*time.Second {
+			t.Fatalf("ack wait with an 8 s pop deadline %v, want 13s (the deadline and 5 s)", got)
 		}
 	})
 
