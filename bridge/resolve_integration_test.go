@@ -269,7 +269,6 @@ func TestResolver_CrashAfterMarker(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	var info dataversetest.SeedInfo
 	const ackWait = time.Second
-	var crashedAt time.Time
 	s := startResolverStack(t, bridge.ResolverConfig{}, func(dv *dataversetest.Server) {
 		info = dv.Seed(200, rand.New(rand.NewPCG(5, 6)))
 	}, func(o *stackOptions) {
@@ -306,16 +305,12 @@ func TestResolver_CrashAfterMarker(t *testing.T) {
 			if taken != 1 {
 				t.Fatalf("the dying instance took %d events, want 1", taken)
 			}
-			crashedAt = time.Now()
 		}
 	})
 	defer s.stop()
 	pops := s.awaitPops(t, 1, 10*time.Second)
 	if p := pops["crash"]; p == nil || p.Target.Action != bridge.ActionOpen {
 		t.Fatalf("pops %v, want the crashed instance's call to open its record", pops)
-	}
-	if d := time.Since(crashedAt); d > 10*ackWait {
-		t.Fatalf("the pop came %v after the crash, far beyond the ack wait %v", d, ackWait)
 	}
 	// Once: a later call's pop is the next one to arrive.
 	s.publish(t, callEvent("sentinel", info.Unique[1]))
