@@ -186,10 +186,11 @@ func phaseResult(p *phase) *PhaseResult {
 		if n > 1 {
 			r.Duplicated += n - 1
 		}
-		if t0 := s.t0.Load(); t0 != 0 {
+		t0, t1 := s.t0.Load(), s.t1.Load()
+		if t0 != 0 {
 			queue = append(queue, float64(t0-s.queued.Load())/1e6)
 		}
-		if t0, t1 := s.t0.Load(), s.t1.Load(); t0 != 0 && t1 != 0 {
+		if t0 != 0 && t1 != 0 {
 			r.Received++
 			r.e2e = append(r.e2e, float64(t1-t0)/1e6)
 		} else {
@@ -197,6 +198,8 @@ func phaseResult(p *phase) *PhaseResult {
 		}
 	}
 	r.EndToEnd = dist(r.e2e)
+	// Pops published straight to NATS (the floor) have no emulator queue:
+	// their figures are all zero and left out.
 	if q := dist(queue); q.P99 > 0 || q.Max > 0 {
 		r.EmulatorQueue = &q
 	}
