@@ -462,6 +462,45 @@ func TestServer_HeartbeatAndAck(t *testing.T) {
 	})
 }
 
+// While pops flow, the keep-alives a sweep finds due go out evenly over
+// the next tick's slices, every one of them by its last slice; while none
+// flow, all at once.
+func TestKeepAlives_SpreadOverTheTick(t *testing.T) {
+	var q keepAlives
+	for _, n := range []int{0, 1, 5, 15, 16, 17, 160, 1000} {
+		for _, spread := range []bool{true, false} {
+			q.reset()
+			for range n {
+				q.due = append(q.due, keepAlive{c: &conn{}, ping: true, beat: true})
+			}
+			q.spread(spread)
+			sent, most := 0, 0
+			for range keepAliveSlices {
+				k := len(q.take())
+				sent += k
+				most = max(most, k)
+			}
+			if sent != n || q.left() != 0 {
+				t.Errorf("%d due (spread %v): %d sent over the tick's %d slices, %d left", n, spread, sent, keepAliveSlices, q.left())
+			}
+			want := n
+			if spread {
+				want = (n + keepAliveSlices - 1) / keepAliveSlices
+			}
+			if most != want {
+				t.Errorf("%d due (spread %v): at most %d in a slice, want %d", n, spread, most, want)
+			}
+			if k := q.take(); len(k) != 0 {
+				t.Errorf("%d due (spread %v): %d more after the tick's last slice", n, spread, len(k))
+			}
+		}
+	}
+	q.reset()
+	if len(q.due) != 0 || len(q.take()) != 0 {
+		t.Fatal("reset keeps the last sweep's keep-alives")
+	}
+}
+
 // An acked pop is not held by its socket; an unacked one is, for a late ack.
 func TestServer_AckReleasesThePop(t *testing.T) {
 	e := newEnv(t, Config{}, nil, nil)
