@@ -301,9 +301,9 @@ func (s *Server) deliver(p bridge.StoredPop) {
 // 10,000 sockets' pings and heartbeats (a socket in 62 at each 400 ms tick,
 // at the default 25 s) woke 160 writer goroutines at once, and the
 // browsers' 160 pongs came back together: a pop written in that burst
-// waited behind it, which doubled the p99 of the push path at 10,000
-// agents (docs/performance.md). While no pop is flowing they go out at
-// once: spread, they woke the idle daemon 16 times as often and doubled
+// waited behind it, which nearly doubled the p99 of the push path at
+// 10,000 agents (docs/performance.md). While no pop is flowing they go out
+// at once: spread, they woke the idle daemon 16 times as often and doubled
 // its CPU.
 const keepAliveSlices = 16
 
@@ -322,62 +322,81 @@ func (k keepAlive) send() {
 	}
 }
 
-// keepAlives holds the keep-alives a sweep found due and hands them out
-// over the next keepAliveSlices calls of take: evenly, or all in the first
-// when not spread, and all of them by the last call.
+// keepAlives holds the keep-alives a sweep found due and hands them out a
+// slice at a time: evenly over up to keepAliveSlices calls of take when
+// paced, all in the first otherwise.
 type keepAlives struct {
-	due  []keepAlive
-	next int // the first not handed out
-	per  int // handed out per take
+	due    []keepAlive
+	slices int // the calls of take they are spread over
+	k      int // the calls made
 }
 
 // reset forgets the last sweep's keep-alives, for the next sweep to append
-// to due.
+// to due; spread is called after it has.
 func (q *keepAlives) reset() {
 	clear(q.due)
-	q.due, q.next, q.per = q.due[:0], 0, 0
+	q.due, q.slices, q.k = q.due[:0], 0, 0
 }
 
-// spread is called once the sweep has appended to due: over the tick's
-// slices, or all in the first.
-func (q *keepAlives) spread(slices bool) {
-	q.per = len(q.due)
-	if slices {
-		q.per = (len(q.due) + keepAliveSlices - 1) / keepAliveSlices
+// spread sets the slices: one, or when paced keepAliveSlices (fewer when
+// fewer are due, so that no slice is empty).
+func (q *keepAlives) spread(paced bool) {
+	q.slices, q.k = min(len(q.due), 1), 0
+	if paced {
+		q.slices = min(len(q.due), keepAliveSlices)
 	}
 }
 
-// left is how many are not handed out yet.
-func (q *keepAlives) left() int { return len(q.due) - q.next }
+// mark is where slice k starts in due.
+func (q *keepAlives) mark(k int) int { return k * len(q.due) / max(q.slices, 1) }
 
-// take returns the keep-alives of the next slice of the tick.
+// take returns the keep-alives of the next slice.
 func (q *keepAlives) take() []keepAlive {
-	end := min(q.next+q.per, len(q.due))
-	k := q.due[q.next:end]
-	q.next = end
+	if q.k >= q.slices {
+		return nil
+	}
+	k := q.due[q.mark(q.k):q.mark(q.k+1)]
+	q.k++
 	return k
 }
+
+// rest returns every keep-alive not handed out yet, as handed out.
+func (q *keepAlives) rest() []keepAlive {
+	if q.k >= q.slices {
+		return nil
+	}
+	k := q.due[q.mark(q.k):]
+	q.k = q.slices
+	return k
+}
+
+// pending reports whether a slice is still to be taken.
+func (q *keepAlives) pending() bool { return q.k < q.slices }
 
 // ticker drives pings, heartbeat frames and token revalidation for every
 // socket from one goroutine. It sweeps the sockets every tick and sends the
 // keep-alives it found due: while pops are flowing (one was sent since the
-// last sweep), over the next tick, a slice at a time; otherwise at once,
-// and it sleeps until the next sweep.
+// last sweep), over the tick, a slice every tick/keepAliveSlices from the
+// sweep; otherwise at once, and it sleeps until the next sweep.
 func (s *Server) ticker(ctx context.Context) {
-	slice := max(s.tick/keepAliveSlices, time.Millisecond)
-	t := time.NewTimer(s.tick)
+	slice := s.tick / keepAliveSlices
+	nextSweep := time.Now().Add(s.tick)
+	t := time.NewTimer(time.Until(nextSweep))
 	defer t.Stop()
 	var due []*conn
 	var ka keepAlives
 	var sent uint64
-	nextSweep := time.Now().Add(s.tick)
+	var swept time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
 			if !now.Before(nextSweep) {
-				nextSweep = now.Add(s.tick)
+				for _, k := range ka.rest() { // slices ran late: none is skipped
+					k.send()
+				}
+				swept, nextSweep = now, now.Add(s.tick)
 				ka.reset()
 				due, ka.due = s.sweep(now, due[:0], ka.due)
 				last := sent
@@ -392,8 +411,8 @@ func (s *Server) ticker(ctx context.Context) {
 			for _, k := range ka.take() {
 				k.send()
 			}
-			if ka.left() > 0 {
-				t.Reset(slice)
+			if ka.pending() {
+				t.Reset(time.Until(swept.Add(time.Duration(ka.k) * slice)))
 			} else {
 				t.Reset(time.Until(nextSweep))
 			}

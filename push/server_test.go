@@ -463,41 +463,94 @@ func TestServer_HeartbeatAndAck(t *testing.T) {
 }
 
 // While pops flow, the keep-alives a sweep finds due go out evenly over
-// the next tick's slices, every one of them by its last slice; while none
-// flow, all at once.
+// the tick's slices, every one of them by its last slice; while none flow,
+// all at once. Those a late tick has not handed out by the next sweep are
+// sent then, not dropped.
 func TestKeepAlives_SpreadOverTheTick(t *testing.T) {
 	var q keepAlives
 	for _, n := range []int{0, 1, 5, 15, 16, 17, 160, 1000} {
-		for _, spread := range []bool{true, false} {
+		for _, paced := range []bool{true, false} {
 			q.reset()
 			for range n {
 				q.due = append(q.due, keepAlive{c: &conn{}, ping: true, beat: true})
 			}
-			q.spread(spread)
-			sent, most := 0, 0
+			q.spread(paced)
+			if n == 0 && q.pending() {
+				t.Errorf("nothing due (paced %v), yet a slice pending: a wake-up for nothing", paced)
+			}
+			seen := map[*conn]bool{}
+			most, least, slices := 0, n, 0
 			for range keepAliveSlices {
-				k := len(q.take())
-				sent += k
-				most = max(most, k)
+				k := q.take()
+				if len(k) > 0 {
+					slices++
+				}
+				for _, x := range k {
+					if seen[x.c] {
+						t.Fatalf("%d due (paced %v): a socket handed out twice", n, paced)
+					}
+					seen[x.c] = true
+				}
+				most, least = max(most, len(k)), min(least, len(k))
 			}
-			if sent != n || q.left() != 0 {
-				t.Errorf("%d due (spread %v): %d sent over the tick's %d slices, %d left", n, spread, sent, keepAliveSlices, q.left())
+			if len(seen) != n || q.pending() {
+				t.Errorf("%d due (paced %v): %d handed out over the tick's %d slices, pending %v", n, paced, len(seen), keepAliveSlices, q.pending())
 			}
-			want := n
-			if spread {
-				want = (n + keepAliveSlices - 1) / keepAliveSlices
+			if paced && (most-least > 1 || slices != min(n, keepAliveSlices)) {
+				t.Errorf("%d due, paced: %d to %d a slice over %d slices, want an even spread over %d", n, least, most, slices, min(n, keepAliveSlices))
 			}
-			if most != want {
-				t.Errorf("%d due (spread %v): at most %d in a slice, want %d", n, spread, most, want)
+			if !paced && most != n {
+				t.Errorf("%d due, not paced: %d in the first slice, want all", n, most)
 			}
 			if k := q.take(); len(k) != 0 {
-				t.Errorf("%d due (spread %v): %d more after the tick's last slice", n, spread, len(k))
+				t.Errorf("%d due (paced %v): %d more after the tick's last slice", n, paced, len(k))
 			}
 		}
 	}
+
 	q.reset()
-	if len(q.due) != 0 || len(q.take()) != 0 {
-		t.Fatal("reset keeps the last sweep's keep-alives")
+	for range 160 {
+		q.due = append(q.due, keepAlive{c: &conn{}, ping: true})
+	}
+	q.spread(true)
+	got := len(q.take()) + len(q.take()) + len(q.take())
+	if got += len(q.rest()); got != 160 || q.pending() || len(q.take()) != 0 || len(q.rest()) != 0 {
+		t.Fatalf("three slices and the rest handed out %d of 160 (pending %v)", got, q.pending())
+	}
+}
+
+// The sweep finds the ready sockets whose ping or heartbeat is due and
+// moves their next one an interval on; a socket not ready yet is left alone.
+func TestServer_SweepFindsDueKeepAlives(t *testing.T) {
+	s := &Server{cfg: Config{PingInterval: 25 * time.Second, HeartbeatInterval: 20 * time.Second}, conns: map[*conn]struct{}{}}
+	now := time.Now()
+	n := now.UnixNano()
+	past, future := n-1, n+int64(time.Hour)
+	both := &conn{nextPing: past, nextBeat: past}
+	ping := &conn{nextPing: past, nextBeat: future}
+	none := &conn{nextPing: future, nextBeat: future}
+	notReady := &conn{nextPing: past, nextBeat: past}
+	for _, c := range []*conn{both, ping, none, notReady} {
+		c.nextAuth.Store(future)
+		c.ready.Store(c != notReady)
+		s.conns[c] = struct{}{}
+	}
+	due, ka := s.sweep(now, nil, nil)
+	if len(due) != 0 {
+		t.Errorf("%d sockets due a token check, want 0", len(due))
+	}
+	got := map[*conn]keepAlive{}
+	for _, k := range ka {
+		got[k.c] = k
+	}
+	if len(ka) != 2 || got[both] != (keepAlive{both, true, true}) || got[ping] != (keepAlive{ping, true, false}) {
+		t.Fatalf("keep-alives due: %+v", ka)
+	}
+	if both.nextPing != n+int64(25*time.Second) || both.nextBeat != n+int64(20*time.Second) || ping.nextBeat != future {
+		t.Errorf("next keep-alives not moved an interval on: ping %d, beat %d", both.nextPing-n, both.nextBeat-n)
+	}
+	if notReady.nextPing != past {
+		t.Error("a socket not ready yet had its keep-alives moved")
 	}
 }
 
