@@ -8,8 +8,10 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -516,6 +518,61 @@ func TestKeepAlives_SpreadOverTheTick(t *testing.T) {
 	got := len(q.take()) + len(q.take()) + len(q.take())
 	if got += len(q.rest()); got != 160 || q.pending() || len(q.take()) != 0 || len(q.rest()) != 0 {
 		t.Fatalf("three slices and the rest handed out %d of 160 (pending %v)", got, q.pending())
+	}
+}
+
+// Every keep-alive the sweeps find due is sent, paced or not, with the
+// shortest tick too (10 ms: its 16 slices must fit in it, or the next sweep
+// would find some not sent yet). In a synctest bubble, so the timers fire
+// on time; each socket has a writer running, so its frames stay queued to
+// be counted.
+func TestServer_TickerSendsEveryKeepAlive(t *testing.T) {
+	for _, paced := range []bool{true, false} {
+		synctest.Test(t, func(t *testing.T) {
+			const ping, sockets, run = 50 * time.Millisecond, 200, time.Second
+			s, err := New(Config{Auth: AuthJWT, JWTSecret: testSecret, PingInterval: ping, HeartbeatInterval: ping, SendQueue: 1000}, newMemStore(), nil, testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now().UnixNano()
+			for i := range sockets {
+				c := &conn{s: s, writing: true}
+				c.nextPing = start + int64(ping)*int64(i)/sockets
+				c.nextBeat = c.nextPing
+				c.nextAuth.Store(start + int64(time.Hour))
+				c.ready.Store(true)
+				s.conns[c] = struct{}{}
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			var wg sync.WaitGroup
+			wg.Go(func() { s.ticker(ctx) })
+			wg.Go(func() { // pops flowing: paced
+				for paced && ctx.Err() == nil {
+					s.nSent.Add(1)
+					time.Sleep(time.Millisecond)
+				}
+			})
+			time.Sleep(run)
+			cancel()
+			wg.Wait()
+			// A socket is due every interval; the last sweep's may still
+			// be waiting for their slice when the ticker stops.
+			want := int(run/ping) - 1
+			for c := range s.conns {
+				pings, beats := 0, 0
+				for _, f := range c.q {
+					switch f.kind {
+					case kindPing:
+						pings++
+					case kindText:
+						beats++
+					}
+				}
+				if pings < want || beats < want {
+					t.Fatalf("paced %v: a socket got %d pings and %d heartbeats in %v at %v, want at least %d of each", paced, pings, beats, run, ping, want)
+				}
+			}
+		})
 	}
 }
 
