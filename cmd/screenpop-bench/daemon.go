@@ -98,8 +98,9 @@ func moduleRoot() (string, error) {
 	}
 }
 
-// startDaemon runs `bin run` with env and parses its JSON log from stderr.
-func startDaemon(bin string, env []string, verbose, logCopy io.Writer) (*daemon, error) {
+// startDaemon runs `bin run` with env, on cpus if any are given, and parses
+// its JSON log from stderr.
+func startDaemon(bin string, env []string, cpus []int, verbose, logCopy io.Writer) (*daemon, error) {
 	d := &daemon{
 		started: make(chan startedLine, 1), exited: make(chan struct{}),
 		pops: map[string]popLine{}, verbose: verbose,
@@ -111,7 +112,11 @@ func startDaemon(bin string, env []string, verbose, logCopy io.Writer) (*daemon,
 	if err != nil {
 		return nil, err
 	}
-	if err := d.cmd.Start(); err != nil {
+	start := d.cmd.Start
+	if len(cpus) > 0 {
+		start = func() error { return startOn(d.cmd, cpus) }
+	}
+	if err := start(); err != nil {
 		return nil, fmt.Errorf("start screenpopd: %w", err)
 	}
 	d.pid = d.cmd.Process.Pid

@@ -294,6 +294,18 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 	}
+	var split *cpuSplit // after the build, which may use every CPU
+	if o.Pin {
+		s, err := planSplit()
+		if err != nil {
+			return nil, err
+		}
+		if err := pinSelf(s.Tool); err != nil {
+			return nil, err
+		}
+		split = &s
+		logf("pinned: %s", s)
+	}
 
 	// The emulators, in this process.
 	specs := make([]notificationstest.AgentSpec, o.Agents)
@@ -361,7 +373,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		defer lf.Close()
 		logCopy = lf
 	}
-	d, err := startDaemon(bin, env, verbose, logCopy)
+	var daemonCPUs []int
+	if split != nil {
+		daemonCPUs = split.Daemon
+	}
+	d, err := startDaemon(bin, env, daemonCPUs, verbose, logCopy)
 	if err != nil {
 		return nil, err
 	}
@@ -387,6 +403,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	logf("screenpopd ready: %d Genesys channels, agent listener %s, admin %s", len(gen.Channels()), st.AgentListen, st.AdminListen)
 
 	res := &Result{Options: resultOptions(o), Machine: machine(), Started: time.Now().UTC()}
+	res.Machine.Pin = split
 	settle := func() {
 		time.Sleep(time.Second)
 		adm.gc(ctx)

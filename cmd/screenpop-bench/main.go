@@ -51,6 +51,7 @@ type Options struct {
 	Verbose    bool // echo the daemon's warnings and errors
 	Samples    bool // write pops.csv (every pop's times) and daemon.log (the daemon's stderr) under Out
 	Profile    bool // CPU-profile the daemon during the screenpop phase (daemon-cpu.pprof under Out)
+	Pin        bool // run the daemon on one CPU and this whole process on the others (Linux; for good: Run pins the calling process)
 }
 
 func defaultOptions() Options {
@@ -118,6 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.BoolVar(&o.Verbose, "v", false, "echo the daemon's warnings and errors")
 	fs.BoolVar(&o.Samples, "samples", false, "also write pops.csv (each pop's send and receive times) and daemon.log (the daemon's log) under -out")
 	fs.BoolVar(&o.Profile, "profile", false, "profile the daemon during the screenpop phase (daemon-cpu.pprof, daemon-allocs.pprof) and the tool (bench-cpu.pprof), under -out")
+	fs.BoolVar(&o.Pin, "pin", false, "run the daemon alone on the first CPU and the tool on the others, so that neither preempts the other (Linux, 2+ CPUs)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

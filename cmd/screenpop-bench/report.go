@@ -56,6 +56,8 @@ type Machine struct {
 	CPUModel   string `json:"cpu_model"`
 	GoVersion  string `json:"go_version"`
 	OS         string `json:"os"`
+	// Pin is -pin's split of the CPUs between the daemon and the tool.
+	Pin *cpuSplit `json:"pin,omitempty"`
 }
 
 // ResultOptions are the run's parameters.
@@ -412,8 +414,12 @@ func (r *Result) ratios() {
 
 func (r *Result) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(w, "\nscreenpop-bench: %d agents, %d pops/s for %gs, Dataverse +%gms, %.0f%% repeat callers; %d CPUs (%s), %s\n\n",
-		r.Options.Agents, r.Options.Rate, r.Options.DurationS, r.Options.DVLatencyMS, r.Options.HitRatio*100, r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GoVersion)
+	pinned := ""
+	if r.Machine.Pin != nil {
+		pinned = "; " + r.Machine.Pin.String()
+	}
+	fmt.Fprintf(w, "\nscreenpop-bench: %d agents, %d pops/s for %gs, Dataverse +%gms, %.0f%% repeat callers; %d CPUs (%s)%s, %s\n\n",
+		r.Options.Agents, r.Options.Rate, r.Options.DurationS, r.Options.DVLatencyMS, r.Options.HitRatio*100, r.Machine.CPUs, r.Machine.CPUModel, pinned, r.Machine.GoVersion)
 	fmt.Fprintln(tw, "path\tsent\trecv\tlost\tdup\tp50 ms\tp90 ms\tp99 ms\tmax ms\tDV req/pop\t")
 	row := func(name string, p *PhaseResult, d Dist, dvreq string) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t\n", name, p.Sent, p.Received, p.Lost, p.Duplicated, d.P50, d.P90, d.P99, d.Max, dvreq)

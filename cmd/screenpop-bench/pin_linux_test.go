@@ -1,0 +1,166 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestCPUList(t *testing.T) {
+	for _, tc := range []struct {
+		cpus []int
+		want string
+	}{
+		{[]int{0}, "0"},
+		{[]int{1, 2, 3}, "1-3"},
+		{[]int{0, 2, 3, 5}, "0,2-3,5"},
+	} {
+		if got := cpuList(tc.cpus); got != tc.want {
+			t.Errorf("cpuList(%v) = %q, want %q", tc.cpus, got, tc.want)
+		}
+	}
+}
+
+// allowedCPUs reads a thread's or process's Cpus_allowed_list from its
+// status file under /proc.
+func allowedCPUs(t *testing.T, statusPath string) string {
+	t.Helper()
+	b, err := os.ReadFile(statusPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatalf("%s has no Cpus_allowed_list", statusPath)
+	return ""
+}
+
+func threadCPUs(t *testing.T) map[string]string {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, task := range tasks {
+		if b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/status"); err == nil && len(b) > 0 {
+			m[task.Name()] = allowedCPUs(t, "/proc/self/task/"+task.Name()+"/status")
+		}
+	}
+	return m
+}
+
+// -pin on a machine with one CPU says why it cannot split it.
+func TestPlanSplit(t *testing.T) {
+	split, err := planSplit()
+	if runtime.NumCPU() < 2 {
+		if err == nil || !strings.Contains(err.Error(), "at least 2 CPUs") {
+			t.Fatalf("planSplit on %d CPU = %v, %v; want an error asking for 2 CPUs", runtime.NumCPU(), split, err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(split.Daemon) != 1 || len(split.Tool) != runtime.NumCPU()-1 || split.Tool[0] == split.Daemon[0] {
+		t.Fatalf("split %+v of %d CPUs: want one for the daemon and the others for the tool", split, runtime.NumCPU())
+	}
+}
+
+// lastCPU is the highest-numbered CPU this process may use (on a machine
+// with two, not the first, where -pin puts the daemon).
+func lastCPU(t *testing.T) []int {
+	t.Helper()
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		t.Fatal(err)
+	}
+	last := -1
+	for c, n := 0, 0; n < set.Count(); c++ {
+		if set.IsSet(c) {
+			last, n = c, n+1
+		}
+	}
+	return []int{last}
+}
+
+// The daemon starts on its CPU, and no thread of the tool keeps that
+// affinity after the fork.
+func TestStartOn_PinsTheChild(t *testing.T) {
+	cpus := lastCPU(t)
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(sleep, "30")
+	if err := startOn(cmd, cpus); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	if got, want := allowedCPUs(t, "/proc/"+strconv.Itoa(cmd.Process.Pid)+"/status"), cpuList(cpus); got != want {
+		t.Errorf("the child runs on CPU %s, want %s", got, want)
+	}
+	mine := allowedCPUs(t, "/proc/self/status")
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		var odd []string
+		for tid, cpus := range threadCPUs(t) {
+			if cpus != mine {
+				odd = append(odd, tid+":"+cpus)
+			}
+		}
+		if len(odd) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("threads of the tool kept another affinity than the process's %s after the fork: %v", mine, odd)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// pinSelf restricts every thread, and the threads started after it, to
+// the tool's CPUs. It runs in a child process: it cannot be undone.
+func TestPinSelf(t *testing.T) {
+	if os.Getenv("SCREENPOP_BENCH_PIN_CHILD") == "1" {
+		cpus := lastCPU(t)
+		if err := pinSelf(cpus); err != nil {
+			t.Fatal(err)
+		}
+		// New threads: goroutines locked to threads while others run.
+		done := make(chan struct{})
+		for range 4 {
+			go func() {
+				runtime.LockOSThread()
+				<-done
+			}()
+		}
+		time.Sleep(50 * time.Millisecond)
+		want := cpuList(cpus)
+		for tid, cpus := range threadCPUs(t) {
+			if cpus != want {
+				t.Errorf("thread %s runs on CPU %s, want %s", tid, cpus, want)
+			}
+		}
+		close(done)
+		if got := runtime.GOMAXPROCS(0); got != len(cpus) {
+			t.Errorf("GOMAXPROCS %d, want %d", got, len(cpus))
+		}
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPinSelf$", "-test.v")
+	cmd.Env = append(os.Environ(), "SCREENPOP_BENCH_PIN_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestPinSelf") {
+		t.Fatalf("pinned child: %v\n%s", err, out)
+	}
+}
