@@ -23,10 +23,10 @@ test: ## everything CI runs: gofmt check, go vet, go test -race -count=1 ./... (
 demo: ## run screenpopd demo: emulated Genesys and Dataverse, simulated calls, a live agent page
 	$(GO) run ./cmd/screenpopd demo
 
-bench: ## the load tool and the Go benchmarks; results under bench-results/ (git ignores it)
+bench: ## the load tool and the Go benchmarks; results under bench-results/ (git ignores it); BENCHFLAGS=-pin etc. go to the load tool
 	@mkdir -p bench-results
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./bridge/... ./dataverse/... ./push/... | tee bench-results/go-bench.txt
-	@if [ -d cmd/screenpop-bench ]; then $(GO) run ./cmd/screenpop-bench -out bench-results; fi
+	@if [ -d cmd/screenpop-bench ]; then $(GO) run ./cmd/screenpop-bench -out bench-results $(BENCHFLAGS); fi
 
 soak: ## the long runs CI does not do: the Genesys load test at full length (drops, handovers)
 	$(GO) test -race -count=1 -timeout 30m -run 'TestClient_Load' -v ./notifications/ -args -soak
