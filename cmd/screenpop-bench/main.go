@@ -119,7 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.BoolVar(&o.Verbose, "v", false, "echo the daemon's warnings and errors")
 	fs.BoolVar(&o.Samples, "samples", false, "also write pops.csv (each pop's send and receive times) and daemon.log (the daemon's log) under -out")
 	fs.BoolVar(&o.Profile, "profile", false, "profile the daemon during the screenpop phase (daemon-cpu.pprof, daemon-allocs.pprof) and the tool (bench-cpu.pprof), under -out")
-	fs.BoolVar(&o.Pin, "pin", false, "run the daemon alone on the first CPU and the tool on the others, so that neither preempts the other (Linux, 2+ CPUs)")
+	fs.BoolVar(&o.Pin, "pin", false, "run the daemon alone on the first CPU this process may use and the tool on the others, so that neither preempts the other (Linux, 2+ CPUs)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

@@ -25,7 +25,7 @@ func planSplit() (cpuSplit, error) {
 		}
 	}
 	if len(cpus) < 2 {
-		return cpuSplit{}, fmt.Errorf("-pin needs at least 2 CPUs to split between the daemon and the tool; this process may use %d", len(cpus))
+		return cpuSplit{}, fmt.Errorf("-pin needs at least 2 CPUs to split between the daemon and the tool, and this process may use %d: run without -pin", len(cpus))
 	}
 	return cpuSplit{Daemon: cpus[:1], Tool: cpus[1:]}, nil
 }
@@ -39,10 +39,13 @@ func cpuSet(cpus []int) *unix.CPUSet {
 }
 
 // startOn starts cmd on cpus. A child inherits the CPU affinity of the
-// thread that forks it, so the fork happens on a locked thread restricted
-// to cpus for the fork's while; the thread gets its own affinity back
-// before it is unlocked (were it left locked, the runtime would end it,
-// but not the main thread, which it only parks).
+// thread that forks it (os/exec clones from the calling thread), so the
+// fork happens on a locked thread restricted to cpus for the fork's while;
+// the thread gets its own affinity back before it is unlocked (were it
+// left locked, the runtime would end it, but not the main thread, which it
+// only parks). A thread the runtime needs meanwhile does not inherit the
+// restriction: a locked thread's new threads come from the runtime's
+// template thread, started by LockOSThread before the affinity changes.
 func startOn(cmd *exec.Cmd, cpus []int) error {
 	errc := make(chan error, 1)
 	go func() {
@@ -61,7 +64,8 @@ func startOn(cmd *exec.Cmd, cpus []int) error {
 		err := cmd.Start()
 		if rerr := unix.SchedSetaffinity(0, &own); rerr == nil {
 			runtime.UnlockOSThread()
-		} // else the thread stays locked and goes with this goroutine
+		} // else the thread stays locked and ends with this goroutine: the
+		// child runs either way, so cmd's result is what the caller needs
 		errc <- err
 	}()
 	return <-errc
@@ -85,8 +89,10 @@ func pinSelf(cpus []int) error {
 				continue
 			}
 			var have unix.CPUSet
-			if err := unix.SchedGetaffinity(tid, &have); err != nil {
+			if err := unix.SchedGetaffinity(tid, &have); errors.Is(err, unix.ESRCH) {
 				continue // the thread has exited
+			} else if err != nil {
+				return fmt.Errorf("-pin: read thread %d's CPU affinity: %w", tid, err)
 			}
 			if have == *want {
 				continue
@@ -101,5 +107,5 @@ func pinSelf(cpus []int) error {
 			return nil
 		}
 	}
-	return errors.New("-pin: threads kept starting with the old CPU affinity")
+	return errors.New("-pin: threads kept starting with the old CPU affinity; run without -pin, or the whole tool under taskset")
 }

@@ -7,7 +7,12 @@ import (
 	"os/exec"
 )
 
-func planSplit() (cpuSplit, error) { return cpuSplit{}, errors.New("-pin is only available on Linux") }
+// Pinning is Linux-only: planSplit says so, and Run never calls the other
+// two with CPUs to pin to.
+
+func planSplit() (cpuSplit, error) {
+	return cpuSplit{}, errors.New("-pin is only available on Linux: run without it")
+}
 
 func startOn(cmd *exec.Cmd, _ []int) error { return cmd.Start() }
 
