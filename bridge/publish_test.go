@@ -193,17 +193,27 @@ func TestEventPublisher_Run(t *testing.T) {
 				rec.add(m)
 				return nil
 			}})
+		// Five events in each of the two lanes (lanes are picked by a
+		// seeded hash of the conversation, so ten arbitrary conversations
+		// all fall into one lane now and then).
 		var evs []Event
-		for c := range 10 {
-			evs = append(evs, testEvent(fmt.Sprintf("c%d", c), "p1", StateAlerting))
+		perLane := [2]int{}
+		for c := 0; perLane[0] < 5 || perLane[1] < 5; c++ {
+			id := fmt.Sprintf("c%d", c)
+			if l := p.lane(ConversationID(id)); perLane[l] < 5 {
+				perLane[l]++
+				evs = append(evs, testEvent(id, "p1", StateAlerting))
+			}
 		}
 		p.Enqueue(evs...)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- p.Run(ctx) }()
+		var releaseOnce sync.Once
+		defer func() { cancel(); releaseOnce.Do(func() { close(release) }) }() // a failure below leaves no goroutine behind
 		waitFor(t, 5*time.Second, func() bool { return p.Status().InFlight == 2 })
 		cancel() // shut down with events in flight and buffered
-		close(release)
+		releaseOnce.Do(func() { close(release) })
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}

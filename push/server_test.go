@@ -282,17 +282,24 @@ func TestServer_Windows(t *testing.T) {
 	old := st.add(testPop("agent-w", "conv-old"), time.Now().Add(-time.Hour), false)
 	tok := e.token("agent-w")
 	before := time.Now()
-	e.connect(tok, nil, "")
-	lastSeq := old.Seq
-	e.connect(tok, &lastSeq, "epoch-1")
-	e.connect(tok, &lastSeq, "epoch-0")
+	// The ready frame goes out before the replay starts, so each hello
+	// waits for its replay before the next: the calls stay in hello order.
 	var calls []replayCall
-	waitFor(t, 5*time.Second, "three replays", func() bool {
-		st.mu.Lock()
-		defer st.mu.Unlock()
-		calls = append(calls[:0], st.replays...)
-		return len(calls) == 3
-	})
+	connect := func(lastSeq *uint64, epoch string) {
+		t.Helper()
+		e.connect(tok, lastSeq, epoch)
+		want := len(calls) + 1
+		waitFor(t, 5*time.Second, "the replay", func() bool {
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			calls = append(calls[:0], st.replays...)
+			return len(calls) == want
+		})
+	}
+	connect(nil, "")
+	lastSeq := old.Seq
+	connect(&lastSeq, "epoch-1")
+	connect(&lastSeq, "epoch-0")
 	check := func(c replayCall, after uint64, window time.Duration) {
 		t.Helper()
 		if c.agent != "agent-w" || c.after != after {
