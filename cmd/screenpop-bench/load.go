@@ -294,17 +294,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	var split *cpuSplit // after the build, which may use every CPU
+	var split cpuSplit // after the build, which may use every CPU
 	if o.Pin {
-		s, err := planSplit()
-		if err != nil {
+		if split, err = planSplit(); err != nil {
 			return nil, err
 		}
-		if err := pinSelf(s.Tool); err != nil {
+		if err := pinSelf(split.Tool); err != nil {
 			return nil, err
 		}
-		split = &s
-		logf("pinned: %s", s)
+		logf("pinned: %s", split)
 	}
 
 	// The emulators, in this process.
@@ -373,11 +371,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		defer lf.Close()
 		logCopy = lf
 	}
-	var daemonCPUs []int
-	if split != nil {
-		daemonCPUs = split.Daemon
-	}
-	d, err := startDaemon(bin, env, daemonCPUs, verbose, logCopy)
+	d, err := startDaemon(bin, env, split.Daemon, verbose, logCopy)
 	if err != nil {
 		return nil, err
 	}
@@ -403,7 +397,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	logf("screenpopd ready: %d Genesys channels, agent listener %s, admin %s", len(gen.Channels()), st.AgentListen, st.AdminListen)
 
 	res := &Result{Options: resultOptions(o), Machine: machine(), Started: time.Now().UTC()}
-	res.Machine.Pin = split
+	if o.Pin {
+		res.Machine.Pin = &split
+	}
 	settle := func() {
 		time.Sleep(time.Second)
 		adm.gc(ctx)

@@ -14,9 +14,21 @@ import (
 // planSplit gives the daemon the first CPU this process may run on and the
 // tool the rest.
 func planSplit() (cpuSplit, error) {
+	cpus, err := usableCPUs()
+	if err != nil {
+		return cpuSplit{}, fmt.Errorf("-pin: read the CPU affinity: %w", err)
+	}
+	if len(cpus) < 2 {
+		return cpuSplit{}, fmt.Errorf("-pin needs at least 2 CPUs to split between the daemon and the tool, and this process may use %d: run without -pin", len(cpus))
+	}
+	return cpuSplit{Daemon: cpus[:1], Tool: cpus[1:]}, nil
+}
+
+// usableCPUs lists, in order, the CPUs the calling thread may run on.
+func usableCPUs() ([]int, error) {
 	var set unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		return cpuSplit{}, fmt.Errorf("-pin: read the CPU affinity: %w", err)
+		return nil, err
 	}
 	var cpus []int
 	for c := 0; len(cpus) < set.Count(); c++ {
@@ -24,10 +36,7 @@ func planSplit() (cpuSplit, error) {
 			cpus = append(cpus, c)
 		}
 	}
-	if len(cpus) < 2 {
-		return cpuSplit{}, fmt.Errorf("-pin needs at least 2 CPUs to split between the daemon and the tool, and this process may use %d: run without -pin", len(cpus))
-	}
-	return cpuSplit{Daemon: cpus[:1], Tool: cpus[1:]}, nil
+	return cpus, nil
 }
 
 func cpuSet(cpus []int) *unix.CPUSet {
