@@ -89,6 +89,24 @@ func TestConn_Publish(t *testing.T) {
 	})
 }
 
+// The marker count in /status is what on-call reads when the daemon's
+// memory grows with the pops of the last day (docs/operations.md).
+func TestConn_StatusCountsMarkers(t *testing.T) {
+	c := MustStart(t, bus.Config{Listen: "off"})
+	ctx := context.Background()
+	if st := c.Status(ctx); st.Markers != 0 || st.Error != "" {
+		t.Fatalf("fresh store: markers %d, error %q; want 0 and none", st.Markers, st.Error)
+	}
+	for _, id := range []string{"pop:conv-1:part-1", "pop:conv-2:part-1", "pop:conv-2:part-2", "pop:conv-1:part-1"} {
+		if _, err := c.MarkPop(ctx, id, "evt"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := c.Status(ctx); st.Markers != 3 || st.Error != "" {
+		t.Fatalf("after marking three legs (one twice): markers %d, error %q; want 3 and none", st.Markers, st.Error)
+	}
+}
+
 func TestConn_MarkPop(t *testing.T) {
 	c := MustStart(t, bus.Config{Listen: "off"})
 	ctx := context.Background()
