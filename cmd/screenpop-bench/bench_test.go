@@ -106,7 +106,7 @@ func TestParseFlags(t *testing.T) {
 	if err != nil || o.Agents != 10000 || o.Rate != 500 || o.Duration != time.Minute || o.DVLatency != 5*time.Millisecond || o.HitRatio != 0.5 {
 		t.Errorf("defaults are not the target run: %+v, %v", o, err)
 	}
-	for _, bad := range [][]string{{"-hit-ratio", "2"}, {"-agents", "0"}, {"-rate", "-1"}} {
+	for _, bad := range [][]string{{"-hit-ratio", "2"}, {"-agents", "0"}, {"-rate", "-1"}, {"-markers", "-1"}} {
 		if _, err := parseFlags(bad, &strings.Builder{}); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
@@ -174,5 +174,23 @@ func TestWindowP99(t *testing.T) {
 	}
 	if windowP99(newPhase("empty", 3), time.Second) != nil {
 		t.Error("an empty phase has windows")
+	}
+}
+
+// With SCREENPOPD_GODEBUG=gctrace=1 the runtime's trace line is written in
+// pieces, and the "screenpopd started" line once landed inside one: the run
+// then timed out waiting for the daemon's addresses.
+func TestParseLogLine_InsideATraceLine(t *testing.T) {
+	started := `{"level":"info","component":"main","agent_listen":"127.0.0.1:35661","admin_listen":"127.0.0.1:38301","nats_url":"nats://127.0.0.1:38299","message":"screenpopd started"}`
+	for _, line := range []string{started, "gc 4 @0.081s 3%: 0.10" + started} {
+		l, ok := parseLogLine([]byte(line))
+		if !ok || l.Message != "screenpopd started" || l.AgentListen != "127.0.0.1:35661" || l.NatsURL != "nats://127.0.0.1:38299" {
+			t.Errorf("parseLogLine(%.40q…) = %+v, %v", line, l.startedLine, ok)
+		}
+	}
+	for _, line := range []string{"", "gc 5 @0.1s 3%: 0.1+2+0.01 ms clock", "{not json"} {
+		if _, ok := parseLogLine([]byte(line)); ok {
+			t.Errorf("parseLogLine(%q) accepted", line)
+		}
 	}
 }

@@ -128,6 +128,18 @@ func startDaemon(bin string, env []string, cpus []int, verbose, logCopy io.Write
 	return d, nil
 }
 
+// parseLogLine decodes one of the daemon's JSON log lines. The runtime
+// writes a GODEBUG=gctrace line in pieces, so a log line (one write each)
+// can land inside one: the JSON starts at the first brace.
+func parseLogLine(b []byte) (logLine, bool) {
+	var l logLine
+	i := bytes.IndexByte(b, '{')
+	if i < 0 || json.Unmarshal(b[i:], &l) != nil {
+		return l, false
+	}
+	return l, true
+}
+
 func (d *daemon) readLog(r io.Reader) {
 	defer func() {
 		d.waitErr = d.cmd.Wait()
@@ -137,12 +149,8 @@ func (d *daemon) readLog(r io.Reader) {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	sentStarted := false
 	for sc.Scan() {
-		b := sc.Bytes()
-		if len(b) == 0 || b[0] != '{' {
-			continue
-		}
-		var l logLine
-		if json.Unmarshal(b, &l) != nil {
+		l, ok := parseLogLine(sc.Bytes())
+		if !ok {
 			continue
 		}
 		switch {
