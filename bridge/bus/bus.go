@@ -55,6 +55,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
+// DefaultMarkerBucket is the key-value bucket of the pop markers.
+const DefaultMarkerBucket = "screenpop-pops"
+
 func (c *Config) setDefaults() {
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:4222"
@@ -75,7 +78,7 @@ func (c *Config) setDefaults() {
 		c.DuplicateWindow = 2 * time.Minute
 	}
 	if c.MarkerBucket == "" {
-		c.MarkerBucket = "screenpop-pops"
+		c.MarkerBucket = DefaultMarkerBucket
 	}
 	if c.MarkerTTL == 0 {
 		c.MarkerTTL = 24 * time.Hour

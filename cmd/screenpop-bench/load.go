@@ -396,6 +396,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	logf("screenpopd ready: %d Genesys channels, agent listener %s, admin %s", len(gen.Channels()), st.AgentListen, st.AdminListen)
 
+	if o.Markers > 0 {
+		t := time.Now()
+		if err := preloadMarkers(ctx, st.NatsURL, o.Markers); err != nil {
+			return nil, err
+		}
+		logf("stored %d pop markers of earlier legs in %.1fs", o.Markers, time.Since(t).Seconds())
+	}
+
 	res := &Result{Options: resultOptions(o), Machine: machine(), Started: time.Now().UTC()}
 	if o.Pin {
 		res.Machine.Pin = &split

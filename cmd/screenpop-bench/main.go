@@ -43,6 +43,7 @@ type Options struct {
 	HitRatio   float64       // share of calls from a caller whose lookup is cached
 	Hangup     time.Duration // a call is disconnected this long after it alerts; 0 = never
 	Seed       int           // records in the Dataverse emulator
+	Markers    int           // pop markers of earlier legs stored in the daemon before the run
 	Out        string        // results folder
 	Daemon     string        // screenpopd binary; "" builds ./cmd/screenpopd
 	Quick      bool          // recorded in the results
@@ -113,6 +114,7 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.Float64Var(&o.HitRatio, "hit-ratio", o.HitRatio, "share of calls from a repeat caller whose lookup is cached (0..1)")
 	fs.DurationVar(&o.Hangup, "hangup", o.Hangup, "disconnect each call this long after it alerts (0: never)")
 	fs.IntVar(&o.Seed, "seed", o.Seed, "records seeded in the Dataverse emulator")
+	fs.IntVar(&o.Markers, "markers", o.Markers, "pop markers of earlier legs stored in the daemon before the run, as a daemon that popped that many legs in the last 24 h holds (0: an empty store)")
 	fs.StringVar(&o.Out, "out", o.Out, "results folder (results.json, latency.svg)")
 	fs.StringVar(&o.Daemon, "daemon", "", "screenpopd binary to run (default: go build ./cmd/screenpopd)")
 	fs.DurationVar(&o.DrainAfter, "drain", o.DrainAfter, "wait this long for the last pops after sending stops")
@@ -153,6 +155,8 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 		return o, fmt.Errorf("-duration %s: want a positive duration", o.Duration)
 	case o.HitRatio < 0 || o.HitRatio > 1:
 		return o, fmt.Errorf("-hit-ratio %g: want 0..1", o.HitRatio)
+	case o.Markers < 0:
+		return o, fmt.Errorf("-markers %d: want 0 or more", o.Markers)
 	case o.DVLatency < 0 || o.RefPhase < 0 || o.Warmup < 0 || o.Hangup < 0:
 		return o, fmt.Errorf("durations must not be negative")
 	}

@@ -70,12 +70,13 @@ type ResultOptions struct {
 	HitRatio    float64 `json:"repeat_caller_ratio"`
 	HangupS     float64 `json:"hangup_s"`
 	Seed        int     `json:"seeded_records"`
+	Markers     int     `json:"preloaded_markers"`
 	Quick       bool    `json:"quick"`
 }
 
 func resultOptions(o Options) ResultOptions {
 	return ResultOptions{Agents: o.Agents, Rate: o.Rate, DurationS: o.Duration.Seconds(), RefPhaseS: o.RefPhase.Seconds(),
-		DVLatencyMS: ms(o.DVLatency), HitRatio: o.HitRatio, HangupS: o.Hangup.Seconds(), Seed: o.Seed, Quick: o.Quick}
+		DVLatencyMS: ms(o.DVLatency), HitRatio: o.HitRatio, HangupS: o.Hangup.Seconds(), Seed: o.Seed, Markers: o.Markers, Quick: o.Quick}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/screenpop/screenpop/bridge/bus"
+)
+
+// preloadMarkers stores n pop markers of earlier legs in the daemon's
+// marker bucket, through its NATS server at url, and waits until the bucket
+// holds at least n entries. A load run starts with an empty store; a daemon
+// that has been up for a day holds a marker for every leg it popped in the
+// last 24 h, and its collector scans their index on every cycle
+// (BenchmarkConn_MarkPop). The keys have the shape and length of real ones
+// (pop.<conversation uuid>.<participant uuid>) and are random, so no pop of
+// the run can find one of them.
+func preloadMarkers(ctx context.Context, url string, n int) error {
+	nc, err := nats.Connect(url, nats.Name("screenpop-bench-markers"))
+	if err != nil {
+		return fmt.Errorf("preload markers: connect to the daemon's NATS (%s): %w", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return fmt.Errorf("preload markers: %w", err)
+	}
+	kv, err := js.KeyValue(ctx, bus.DefaultMarkerBucket)
+	if err != nil {
+		return fmt.Errorf("preload markers: bucket %s: %w", bus.DefaultMarkerBucket, err)
+	}
+	subject := "$KV." + bus.DefaultMarkerBucket + "."
+	value := []byte("evt:preloaded")
+	for i := range n {
+		if _, err := js.PublishAsync(subject+"pop."+randomUUID()+"."+randomUUID(), value); err != nil {
+			return fmt.Errorf("preload markers: marker %d: %w", i, err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(5 * time.Minute):
+		return fmt.Errorf("preload markers: %d publishes not acknowledged after 5 minutes", js.PublishAsyncPending())
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("preload markers: %w", err)
+	}
+	if st.Values() < uint64(n) {
+		return fmt.Errorf("preload markers: the bucket holds %d entries after %d were stored", st.Values(), n)
+	}
+	return nil
+}
+
+// randomUUID is a random (version 4) UUID, as Genesys ids are.
+func randomUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}

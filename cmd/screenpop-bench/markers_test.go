@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"regexp"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/screenpop/screenpop/bridge/bus"
+)
+
+func TestPreloadMarkers_FillsTheDaemonsBucket(t *testing.T) {
+	ctx := context.Background()
+	c, err := bus.Start(ctx, bus.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir()}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := preloadMarkers(ctx, c.ClientURL(), 5000); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Status(ctx); st.Markers != 5000 {
+		t.Fatalf("the bucket holds %d markers after a preload of 5000 (error %q)", st.Markers, st.Error)
+	}
+	// A real pop still claims its leg: the preloaded keys are other legs.
+	first, err := c.MarkPop(ctx, "pop:0b7c4d2e-4f1a-4c3b-9d8e-1a2b3c4d5e6f:5f6e7d8c-9b0a-4c1d-8e2f-3a4b5c6d7e8f", "evt")
+	if err != nil || !first {
+		t.Fatalf("MarkPop of a new leg after the preload = %v, %v; want true", first, err)
+	}
+}
+
+func TestRandomUUID(t *testing.T) {
+	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	seen := map[string]bool{}
+	for range 1000 {
+		u := randomUUID()
+		if !re.MatchString(u) {
+			t.Fatalf("randomUUID() = %q, not a version 4 UUID", u)
+		}
+		if seen[u] {
+			t.Fatalf("randomUUID() repeated %q", u)
+		}
+		seen[u] = true
+	}
+}
