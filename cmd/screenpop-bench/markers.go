@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -37,7 +37,7 @@ func preloadMarkers(ctx context.Context, url string, n int) error {
 	subject := "$KV." + bus.DefaultMarkerBucket + "."
 	value := []byte("evt:preloaded")
 	for i := range n {
-		if _, err := js.PublishAsync(subject+"pop."+randomUUID()+"."+randomUUID(), value); err != nil {
+		if _, err := js.PublishAsync(subject+"pop."+uuid.NewString()+"."+uuid.NewString(), value); err != nil {
 			return fmt.Errorf("preload markers: marker %d: %w", i, err)
 		}
 	}
@@ -56,13 +56,4 @@ func preloadMarkers(ctx context.Context, url string, n int) error {
 		return fmt.Errorf("preload markers: the bucket holds %d entries after %d were stored", st.Values(), n)
 	}
 	return nil
-}
-
-// randomUUID is a random (version 4) UUID, as Genesys ids are.
-func randomUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }

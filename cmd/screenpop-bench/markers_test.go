@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"regexp"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -27,20 +26,5 @@ func TestPreloadMarkers_FillsTheDaemonsBucket(t *testing.T) {
 	first, err := c.MarkPop(ctx, "pop:0b7c4d2e-4f1a-4c3b-9d8e-1a2b3c4d5e6f:5f6e7d8c-9b0a-4c1d-8e2f-3a4b5c6d7e8f", "evt")
 	if err != nil || !first {
 		t.Fatalf("MarkPop of a new leg after the preload = %v, %v; want true", first, err)
-	}
-}
-
-func TestRandomUUID(t *testing.T) {
-	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
-	seen := map[string]bool{}
-	for range 1000 {
-		u := randomUUID()
-		if !re.MatchString(u) {
-			t.Fatalf("randomUUID() = %q, not a version 4 UUID", u)
-		}
-		if seen[u] {
-			t.Fatalf("randomUUID() repeated %q", u)
-		}
-		seen[u] = true
 	}
 }

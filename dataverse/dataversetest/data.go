@@ -1,9 +1,10 @@
 package dataversetest
 
 import (
-	"crypto/rand"
 	"fmt"
 	"strings"
+
+	"github.com/google/uuid"
 )
 
 // Table is an entity set of the emulator.
@@ -46,14 +47,6 @@ func (s *Server) AddEntitySet(set, logical, idColumn, nameColumn string, columns
 	s.mu.Unlock()
 }
 
-func newGUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
-
 // AddRecord adds a row to entitySet and returns its id. Columns must exist
 // on the table; statecode defaults to 0 (active); for contacts and leads
 // fullname is computed from firstname and lastname as Dataverse does. An id
@@ -77,7 +70,7 @@ func (s *Server) AddRecord(entitySet string, cols map[string]any) (string, error
 	}
 	id, _ := row[t.IDColumn].(string)
 	if id == "" {
-		id = newGUID()
+		id = uuid.NewString()
 		row[t.IDColumn] = id
 	}
 	if _, ok := row["statecode"]; !ok {
