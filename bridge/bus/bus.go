@@ -291,7 +291,8 @@ type Status struct {
 	LastSeq   uint64 `json:"lastSeq"`
 	// Markers is the pop markers held (one per leg popped within the
 	// marker TTL): the embedded server keeps an index entry of about
-	// 0.25 KB for each, which its owner's collector marks every cycle.
+	// 0.35 KB for each, which the collector of the process it runs in
+	// scans on every cycle (docs/performance.md).
 	Markers uint64 `json:"markers"`
 	Error   string `json:"error,omitempty"`
 }
