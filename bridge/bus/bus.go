@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -168,6 +169,14 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 		c.Close()
 		return nil, err
 	}
+	if cfg.Registerer != nil {
+		markers := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "screenpop_bus_pop_markers",
+			Help: "Pop markers held (one per leg popped within the marker TTL); NaN when NATS does not answer. The embedded server's index of them is in the daemon's heap (docs/performance.md)."},
+			c.markerCount)
+		if err := cfg.Registerer.Register(markers); err != nil {
+			c.log.Warn().Err(err).Msg("pop marker gauge not registered")
+		}
+	}
 	c.log.Info().Str("stream", cfg.Stream).Bool("embedded", c.ns != nil).Str("epoch", c.epoch).Msg("nats ready")
 	return c, nil
 }
@@ -318,6 +327,18 @@ func (c *Conn) Status(ctx context.Context) Status {
 	}
 	s.Markers = kv.Values()
 	return s
+}
+
+// markerCount is the marker bucket's entry count, read when /metrics is
+// scraped.
+func (c *Conn) markerCount() float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	st, err := c.markers.Status(ctx)
+	if err != nil {
+		return math.NaN()
+	}
+	return float64(st.Values())
 }
 
 // Close flushes and drains the connection, then stops the embedded server.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -89,21 +90,40 @@ func TestConn_Publish(t *testing.T) {
 	})
 }
 
-// The marker count in /status is what on-call reads when the daemon's
-// memory grows with the pops of the last day (docs/operations.md).
+// The marker count in /status and /metrics is what on-call reads when the
+// daemon's memory and GC cycles grow with the pops of the last day
+// (docs/operations.md).
 func TestConn_StatusCountsMarkers(t *testing.T) {
-	c := MustStart(t, bus.Config{Listen: "off"})
+	reg := prometheus.NewRegistry()
+	c := MustStart(t, bus.Config{Listen: "off", Registerer: reg})
 	ctx := context.Background()
-	if st := c.Status(ctx); st.Markers != 0 || st.Error != "" {
-		t.Fatalf("fresh store: markers %d, error %q; want 0 and none", st.Markers, st.Error)
+	gauge := func() float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "screenpop_bus_pop_markers" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatal("no screenpop_bus_pop_markers in /metrics")
+		return 0
+	}
+	if st := c.Status(ctx); st.Markers != 0 || st.Error != "" || gauge() != 0 {
+		t.Fatalf("fresh store: markers %d (gauge %g), error %q; want 0 and none", st.Markers, gauge(), st.Error)
 	}
 	for _, id := range []string{"pop:conv-1:part-1", "pop:conv-2:part-1", "pop:conv-2:part-2", "pop:conv-1:part-1"} {
 		if _, err := c.MarkPop(ctx, id, "evt"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if st := c.Status(ctx); st.Markers != 3 || st.Error != "" {
-		t.Fatalf("after marking three legs (one twice): markers %d, error %q; want 3 and none", st.Markers, st.Error)
+	if st := c.Status(ctx); st.Markers != 3 || st.Error != "" || gauge() != 3 {
+		t.Fatalf("after marking three legs (one twice): markers %d (gauge %g), error %q; want 3 and none", st.Markers, gauge(), st.Error)
+	}
+	c.Close()
+	if g := gauge(); !math.IsNaN(g) {
+		t.Fatalf("gauge %g with NATS closed, want NaN (unknown), not a count", g)
 	}
 }
 
