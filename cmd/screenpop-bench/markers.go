@@ -37,7 +37,10 @@ func preloadMarkers(ctx context.Context, url string, n int) error {
 	subject := "$KV." + bus.DefaultMarkerBucket + "."
 	value := []byte("evt:preloaded")
 	for i := range n {
-		if _, err := js.PublishAsync(subject+"pop."+uuid.NewString()+"."+uuid.NewString(), value); err != nil {
+		// With 4,096 unacknowledged, a publish waits for room up to its stall
+		// wait; a busy server (CI under -race) can need more than the
+		// default 200 ms.
+		if _, err := js.PublishAsync(subject+"pop."+uuid.NewString()+"."+uuid.NewString(), value, jetstream.WithStallWait(30*time.Second)); err != nil {
 			return fmt.Errorf("preload markers: marker %d: %w", i, err)
 		}
 	}
