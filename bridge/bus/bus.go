@@ -173,9 +173,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 		markers := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "screenpop_bus_pop_markers",
 			Help: "Pop markers held (one per leg popped within the marker TTL); NaN when NATS does not answer. The embedded server's index of them is in the daemon's heap (docs/performance.md)."},
 			c.markerCount)
-		if err := cfg.Registerer.Register(markers); err != nil {
-			c.log.Warn().Err(err).Msg("pop marker gauge not registered")
-		}
+		cfg.Registerer.MustRegister(markers) // like newMetrics: a second Start on one registry is a bug
 	}
 	c.log.Info().Str("stream", cfg.Stream).Bool("embedded", c.ns != nil).Str("epoch", c.epoch).Msg("nats ready")
 	return c, nil
@@ -312,33 +310,40 @@ func (c *Conn) Status(ctx context.Context) Status {
 	if c.nc != nil {
 		s.Server = c.nc.ConnectedServerId()
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	sctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	info, err := c.stream.Info(ctx)
+	info, err := c.stream.Info(sctx)
 	if err != nil {
 		s.Error = err.Error()
 		return s
 	}
 	s.Messages, s.Bytes, s.LastSeq = info.State.Msgs, info.State.Bytes, info.State.LastSeq
-	kv, err := c.markers.Status(ctx)
-	if err != nil {
+	if s.Markers, err = c.markerEntries(ctx); err != nil {
 		s.Error = fmt.Sprintf("pop markers: %v", err)
-		return s
 	}
-	s.Markers = kv.Values()
 	return s
 }
 
-// markerCount is the marker bucket's entry count, read when /metrics is
-// scraped.
-func (c *Conn) markerCount() float64 {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+// markerEntries is the marker bucket's entry count: one request, answered
+// within a second or an error.
+func (c *Conn) markerEntries(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	st, err := c.markers.Status(ctx)
 	if err != nil {
+		return 0, err
+	}
+	return st.Values(), nil
+}
+
+// markerCount is the gauge's value, read when /metrics is scraped: NaN
+// when NATS does not answer, rather than a stale or zero count.
+func (c *Conn) markerCount() float64 {
+	n, err := c.markerEntries(context.Background())
+	if err != nil {
 		return math.NaN()
 	}
-	return float64(st.Values())
+	return float64(n)
 }
 
 // Close flushes and drains the connection, then stops the embedded server.

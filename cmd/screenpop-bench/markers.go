@@ -34,6 +34,8 @@ func preloadMarkers(ctx context.Context, url string, n int) error {
 	if err != nil {
 		return fmt.Errorf("preload markers: bucket %s: %w", bus.DefaultMarkerBucket, err)
 	}
+	// The key of a pop id pop:<conversation>:<participant>, as bus.markerKey
+	// makes it, under the bucket's subject prefix.
 	subject := "$KV." + bus.DefaultMarkerBucket + "."
 	value := []byte("evt:preloaded")
 	for i := range n {
