@@ -273,7 +273,8 @@ type PopStore interface {
 	// the same claim from an attempt recent enough for JetStream to drop a
 	// second publish (the earlier attempt stored its marker but failed
 	// after: a lost acknowledgement, a crash before the publish); false
-	// when another event made it (the leg has popped before).
+	// when another event made it (the leg has popped before) or the leg
+	// has ended (see PopEnder).
 	MarkPop(ctx context.Context, popID, claim string) (bool, error)
 	// Epoch identifies the stream the sequences belong to; it changes when
 	// the stream is recreated.

@@ -65,6 +65,14 @@ type PopUnmarker interface {
 	UnmarkPop(ctx context.Context, popID string) error
 }
 
+// PopEnder is optionally implemented by a PopStore (bus.Conn does): shorten
+// the life of a leg's marker once the leg has ended, so that the store
+// holds markers for live legs and the last minutes' ended ones rather than
+// for every leg of the marker TTL.
+type PopEnder interface {
+	EndPop(ctx context.Context, popID string) error
+}
+
 // Resolver turns conversation events into pops (see "Pop decision" in
 // DESIGN.md): it decides whether an event pops, looks the customer up in
 // the Directory under a deadline, marks the pop in the PopStore (one pop
@@ -78,7 +86,10 @@ type PopUnmarker interface {
 // remembered in memory and published on redelivery. A process crash
 // between the marker write and the publish's acknowledgement loses that
 // pop (logged at error on the next delivery as a leg already marked);
-// that window is one local JetStream round trip.
+// that window is one local JetStream round trip. A leg's disconnected event
+// ends its marker (PopEnder): from then on it refuses every event of the
+// leg, so a pop caught in that window is also lost when the leg has ended
+// before the event's redelivery.
 //
 // Concurrency: Handle is safe for concurrent use; events of one leg may
 // be handled at once (the marker decides which one pops).
@@ -184,8 +195,7 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 		return r.republish(ctx, e, popID, msg, start)
 	}
 	if e.State == StateDisconnected {
-		r.skip(e, "disconnected")
-		return nil
+		return r.end(ctx, e, popID)
 	}
 	if e.State.Rank() < r.cfg.PopOn.Rank() {
 		if p, ok := r.dir.(Prefetcher); ok && (!e.Internal || r.cfg.PopInternal) {
@@ -260,6 +270,22 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 	end := r.cfg.Now()
 	r.remember(popID, end)
 	r.logPop(e, pop, outcome, false, received, start, lookupDur, pubStart.Sub(markStart), end.Sub(pubStart), end)
+	return nil
+}
+
+// end handles a leg's disconnected event: no pop, and its marker may go
+// soon (PopEnder). A failed end is returned for redelivery; if it fails
+// for good, the marker lives its full TTL.
+func (r *Resolver) end(ctx context.Context, e *Event, popID string) error {
+	r.forget(popID)
+	if en, ok := r.store.(PopEnder); ok {
+		if err := en.EndPop(ctx, popID); err != nil {
+			r.m.errors.WithLabelValues("end").Inc()
+			r.log.Warn().Err(err).Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).Msg("pop marker of an ended leg not shortened; event will be redelivered")
+			return fmt.Errorf("end pop: %w", err)
+		}
+	}
+	r.skip(e, "disconnected")
 	return nil
 }
 
@@ -478,6 +504,14 @@ func (r *Resolver) poppedRecently(popID string, now time.Time) bool {
 	return ok && now.Sub(t) < recentTTL
 }
 
+// forget drops an ended leg from the recently popped set: its marker
+// refuses it from now on.
+func (r *Resolver) forget(popID string) {
+	r.mu.Lock()
+	delete(r.recent, popID)
+	r.mu.Unlock()
+}
+
 func (r *Resolver) remember(popID string, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -574,7 +608,7 @@ func newResolverMetrics(reg prometheus.Registerer) *resolverMetrics {
 		}, []string{"reason"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "screenpop_bridge_resolver_errors_total",
-			Help: "Events returned for redelivery, by stage (mark, publish).",
+			Help: "Events returned for redelivery, by stage (mark, publish, end).",
 		}, []string{"stage"}),
 		stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "screenpop_bridge_resolver_stage_seconds",

@@ -38,6 +38,8 @@ type resolverStack struct {
 // stackOptions change how startResolverStack runs the resolver's consumer.
 type stackOptions struct {
 	consume bus.ConsumeConfig
+	// markerGrace is the bus's MarkerGrace (its default when zero).
+	markerGrace time.Duration
 	// beforeConsume runs once the stream exists and before the resolver
 	// consumes.
 	beforeConsume func(*resolverStack)
@@ -62,7 +64,7 @@ func startResolverStack(t *testing.T, rcfg bridge.ResolverConfig, seed func(*dat
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.conn, err = bus.Start(context.Background(), bus.Config{Listen: "off", DataDir: t.TempDir()}, zerolog.Nop())
+	s.conn, err = bus.Start(context.Background(), bus.Config{Listen: "off", DataDir: t.TempDir(), MarkerGrace: o.markerGrace}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,6 +218,38 @@ func TestResolver_DataverseNATS(t *testing.T) {
 	if n != 4 {
 		t.Fatalf("%d pops, want 4", n)
 	}
+}
+
+// TestResolver_EndedLegsLoseTheirMarkers: the resolver consumes the
+// disconnected events too, and a leg's marker lives the grace after its
+// leg ends instead of the marker TTL (24 h) after its pop.
+func TestResolver_EndedLegsLoseTheirMarkers(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var info dataversetest.SeedInfo
+	s := startResolverStack(t, bridge.ResolverConfig{}, func(dv *dataversetest.Server) {
+		info = dv.Seed(50, rand.New(rand.NewPCG(5, 6)))
+	}, func(o *stackOptions) {
+		o.consume = bus.ConsumeConfig{Subjects: bridge.ResolverSubjects}
+		o.markerGrace = time.Second
+	})
+	defer s.stop()
+	markers := func() uint64 {
+		st := s.conn.Status(context.Background())
+		if st.Error != "" {
+			t.Fatal(st.Error)
+		}
+		return st.Markers
+	}
+	s.publish(t, callEvent("ends", info.Unique[0]))
+	s.publish(t, callEvent("goes-on", info.Unique[1]))
+	s.awaitPops(t, 2, 10*time.Second)
+	if n := markers(); n != 2 {
+		t.Fatalf("%d markers after two pops, want 2", n)
+	}
+	hangUp := callEvent("ends", info.Unique[0])
+	hangUp.State = bridge.StateDisconnected
+	s.publish(t, hangUp)
+	waitUntil(t, 10*time.Second, func() bool { return markers() == 1 })
 }
 
 // TestResolver_ThrottledDataverse: half of Dataverse's answers are 429 with

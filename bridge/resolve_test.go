@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 )
 
@@ -95,6 +96,29 @@ func (s *unmarkingStore) UnmarkPop(_ context.Context, id string) error {
 	defer s.mu.Unlock()
 	delete(s.marks, id)
 	s.unmarked = append(s.unmarked, id)
+	return nil
+}
+
+// endingStore records ended legs as bus.Conn does (an ended leg's marker
+// is no event's claim), failing the first endFails calls.
+type endingStore struct {
+	*fakeStore
+	endFails int
+	ended    []string
+}
+
+func (s *endingStore) EndPop(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.endFails > 0 {
+		s.endFails--
+		return errors.New("nats: timeout")
+	}
+	if s.marks == nil {
+		s.marks = map[string]string{}
+	}
+	s.marks[id] = "ended"
+	s.ended = append(s.ended, id)
 	return nil
 }
 
@@ -548,6 +572,25 @@ func TestResolver_Once(t *testing.T) {
 			t.Fatalf("%d pops without a marker", n)
 		}
 		e.handle(t, ev)
+		e.one(t)
+	})
+	t.Run("EndFailsThenRedelivered", func(t *testing.T) {
+		es := &endingStore{fakeStore: &fakeStore{}, endFails: 1}
+		e := newResEnv(t, ResolverConfig{}, nil, nil, es, es.fakeStore)
+		e.handle(t, resEvent("c1", "agent1", "p1", StateAlerting))
+		hangUp := resEvent("c1", "agent1", "p1", StateDisconnected)
+		if err := e.r.Handle(context.Background(), hangUp); err == nil {
+			t.Fatal("want an error (redeliver) when the marker cannot be ended")
+		}
+		e.handle(t, hangUp) // the redelivery
+		if len(es.ended) != 1 || es.ended[0] != "pop:c1:p1" {
+			t.Fatalf("ended %v, want the leg once", es.ended)
+		}
+		if got := testutil.ToFloat64(e.r.m.errors.WithLabelValues("end")); got != 1 {
+			t.Fatalf("errors{stage=end} = %g, want 1", got)
+		}
+		// The ended leg makes no pop, even from an event handled late.
+		e.handle(t, resEvent("c1", "agent1", "p1", StateConnected))
 		e.one(t)
 	})
 	t.Run("MarkerStoredButNotAcknowledged", func(t *testing.T) {

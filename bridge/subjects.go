@@ -10,14 +10,10 @@ const (
 	subjectPopsBase   = "screenpop.pops."
 )
 
-// ResolverSubjects are the event subjects the resolver consumes: every
-// state that can make a pop. Disconnected events never do, so they are not
-// delivered to it (one JetStream delivery and ack fewer per leg).
-var ResolverSubjects = []string{
-	subjectEventsBase + "*." + string(StateAlerting) + ".*",
-	subjectEventsBase + "*." + string(StateDialing) + ".*",
-	subjectEventsBase + "*." + string(StateConnected) + ".*",
-}
+// ResolverSubjects are the event subjects the resolver consumes: all of
+// them, the states that can make a pop and disconnected, which ends a leg's
+// marker (see PopEnder).
+var ResolverSubjects = []string{SubjectEvents}
 
 // EventSubject is screenpop.events.<media>.<state>.<agentUserId>.
 func EventSubject(m Media, s State, agent AgentID) string {

@@ -46,11 +46,18 @@ type Config struct {
 	StreamReplicas  int           // default 1
 	DuplicateWindow time.Duration // default 2m
 	MarkerBucket    string        // default screenpop-pops
-	// MarkerTTL is how long a pop marker lives; default 24h. It must
+	// MarkerTTL is how long a pop marker lives unless its leg's end is
+	// seen (EndPop); default 24h. It must
 	// outlast the normalizer's memory of an idle conversation (12 h), or a
 	// leg silent that long whose next snapshot makes an event would pop
 	// again.
 	MarkerTTL time.Duration
+	// MarkerGrace is how long a marker lives once its leg has ended
+	// (EndPop); default DefaultMarkerGrace. It must outlast the resolver's max event age
+	// (30 s: an event of the leg handled later is stale and makes no pop)
+	// and the normalizer's memory of a finished conversation (10 min: a
+	// late snapshot of it within that time makes no event).
+	MarkerGrace time.Duration
 
 	Name       string // client connection name; default screenpopd
 	Registerer prometheus.Registerer
@@ -58,6 +65,15 @@ type Config struct {
 
 // DefaultMarkerBucket is the key-value bucket of the pop markers.
 const DefaultMarkerBucket = "screenpop-pops"
+
+// DefaultMarkerGrace is how long a marker outlives its leg by default.
+const DefaultMarkerGrace = 15 * time.Minute
+
+// markerLimitTTL is how long the server keeps the delete marker it leaves
+// when a pop marker expires (a key-value watcher's notice; nothing here
+// watches). Setting it is what turns per-key TTLs on; a second is the
+// least the server takes.
+const markerLimitTTL = time.Second
 
 func (c *Config) setDefaults() {
 	if c.Listen == "" {
@@ -84,6 +100,9 @@ func (c *Config) setDefaults() {
 	if c.MarkerTTL == 0 {
 		c.MarkerTTL = 24 * time.Hour
 	}
+	if c.MarkerGrace == 0 {
+		c.MarkerGrace = DefaultMarkerGrace
+	}
 	if c.Name == "" {
 		c.Name = "screenpopd"
 	}
@@ -98,8 +117,11 @@ type Conn struct {
 	js      jetstream.JetStream
 	stream  jetstream.Stream
 	markers jetstream.KeyValue
-	epoch   string
-	metrics *metrics
+	// markerTTLs is whether the bucket takes per-key TTLs (NATS 2.11 and
+	// later): without them EndPop leaves markers to the bucket's TTL.
+	markerTTLs bool
+	epoch      string
+	metrics    *metrics
 
 	closeOnce sync.Once
 	closing   atomic.Bool
@@ -171,7 +193,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 	}
 	if cfg.Registerer != nil {
 		markers := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "screenpop_bus_pop_markers",
-			Help: "Pop markers held (one per leg popped within the marker TTL); NaN when NATS does not answer. The embedded server's index of them is in the daemon's heap (docs/performance.md)."},
+			Help: "Pop markers held (one per live leg that has popped and per leg ended in the last 15 minutes); NaN when NATS does not answer. The embedded server's index of them is in the daemon's heap (docs/performance.md)."},
 			c.markerCount)
 		cfg.Registerer.MustRegister(markers) // like newMetrics: a second Start on one registry is a bug
 	}
@@ -243,14 +265,24 @@ func (c *Conn) setup(ctx context.Context) error {
 	}
 	c.stream = st
 	c.epoch = strconv.FormatInt(st.CachedInfo().Created.UnixNano(), 36)
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      c.cfg.MarkerBucket,
-		Description: "screenpop pop markers: one key per agent leg that has popped",
-		TTL:         c.cfg.MarkerTTL,
-		History:     1,
-		Replicas:    c.cfg.StreamReplicas,
-		Storage:     jetstream.FileStorage,
-	})
+	kcfg := jetstream.KeyValueConfig{
+		Bucket:         c.cfg.MarkerBucket,
+		Description:    "screenpop pop markers: one key per agent leg that has popped",
+		TTL:            c.cfg.MarkerTTL,
+		History:        1,
+		Replicas:       c.cfg.StreamReplicas,
+		Storage:        jetstream.FileStorage,
+		LimitMarkerTTL: markerLimitTTL,
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, kcfg)
+	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
+		c.log.Warn().Dur("marker_ttl", c.cfg.MarkerTTL).Dur("marker_grace", c.cfg.MarkerGrace).
+			Msg("the NATS server takes no per-key TTLs (it is older than 2.11): pop markers live marker_ttl from their pop, not marker_grace after their leg ends; upgrade NATS to hold fewer")
+		kcfg.LimitMarkerTTL = 0
+		kv, err = js.CreateOrUpdateKeyValue(ctx, kcfg)
+	} else {
+		c.markerTTLs = err == nil
+	}
 	if err != nil {
 		return fmt.Errorf("create or update key-value bucket %s: %w", c.cfg.MarkerBucket, err)
 	}
@@ -296,8 +328,9 @@ type Status struct {
 	Messages  uint64 `json:"messages"`
 	Bytes     uint64 `json:"bytes"`
 	LastSeq   uint64 `json:"lastSeq"`
-	// Markers is the pop markers held (one per leg popped within the
-	// marker TTL): the embedded server keeps an index entry of about
+	// Markers is the pop markers held (one per live leg that has popped,
+	// and one per leg ended within the marker grace; a leg whose end was
+	// never seen keeps its marker the marker TTL): the embedded server keeps an index entry of about
 	// 0.35 KB for each, which the collector of the process it runs in
 	// scans on every cycle (docs/performance.md).
 	Markers uint64 `json:"markers"`
@@ -430,6 +463,28 @@ func (c *Conn) MarkPop(ctx context.Context, popID, claim string) (bool, error) {
 		return false, fmt.Errorf("read pop marker: %w", err)
 	}
 	return string(e.Value()) == claim && time.Since(e.Created()) < c.cfg.DuplicateWindow, nil
+}
+
+// markerEnded is the value of a marker whose leg has ended: it is no
+// event's claim, so MarkPop refuses every event of the leg from then on.
+const markerEnded = "ended"
+
+// EndPop tells the marker bucket that popID's leg has ended: its marker
+// (written whether or not the leg popped) now lives MarkerGrace, after
+// which no event of the leg can be young enough to pop, instead of the
+// bucket's TTL from its pop. One publish, no read: a leg that never popped
+// gets a short-lived marker it does not need, and a marker rewritten by a
+// redelivered end lives MarkerGrace from then. Without per-key TTLs on the
+// server it does nothing.
+func (c *Conn) EndPop(ctx context.Context, popID string) error {
+	if !c.markerTTLs {
+		return nil
+	}
+	m := &nats.Msg{Subject: "$KV." + c.cfg.MarkerBucket + "." + markerKey(popID), Data: []byte(markerEnded)}
+	if _, err := c.js.PublishMsg(ctx, m, jetstream.WithMsgTTL(c.cfg.MarkerGrace)); err != nil {
+		return fmt.Errorf("end pop marker: %w", err)
+	}
+	return nil
 }
 
 // UnmarkPop removes a marker, so that a pop whose publish failed for good

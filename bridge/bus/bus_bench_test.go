@@ -38,7 +38,8 @@ func BenchmarkConn_Publish(b *testing.B) {
 // they hold in the embedded server (its per-key index) after a GC;
 // scan-bytes/marker, the part of it the collector scans on every cycle;
 // gc-cpu-ns/marker, the CPU one full collection spends on each of them.
-// Markers live MarkerTTL (24 h), so this is what a day of pops costs
+// A marker lives as long as its leg and the marker grace (15 min) after,
+// or the marker TTL (24 h) when the leg's end is never seen
 // (docs/performance.md, "Sizing").
 func BenchmarkConn_MarkPop(b *testing.B) {
 	c := MustStart(b, bus.Config{})
@@ -60,6 +61,37 @@ func BenchmarkConn_MarkPop(b *testing.B) {
 	h1 := measureHeap()
 	if i < 1000 {
 		return // too few markers to tell from the rest of the heap
+	}
+	per := func(after, before float64) float64 { return max(after-before, 0) / float64(i) }
+	b.ReportMetric(per(h1.live, h0.live), "heap-bytes/marker")
+	b.ReportMetric(per(h1.scan, h0.scan), "scan-bytes/marker")
+	b.ReportMetric(per(h1.gcCPU, h0.gcCPU)*1e9, "gc-cpu-ns/marker")
+}
+
+// BenchmarkConn_MarkAndEndPop is a leg's whole use of the bucket: its
+// marker at the pop and its end at the hang-up (EndPop, one publish with
+// a per-message TTL); less BenchmarkConn_MarkPop, what ending costs. The
+// heap metrics are those of an ended marker during its grace.
+func BenchmarkConn_MarkAndEndPop(b *testing.B) {
+	c := MustStart(b, bus.Config{})
+	ctx := context.Background()
+	h0 := measureHeap()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		id := "pop:" + uuid.NewString() + ":" + uuid.NewString()
+		if created, err := c.MarkPop(ctx, id, "evt"); err != nil || !created {
+			b.Fatal(created, err)
+		}
+		if err := c.EndPop(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	h1 := measureHeap()
+	if i < 1000 {
+		return
 	}
 	per := func(after, before float64) float64 { return max(after-before, 0) / float64(i) }
 	b.ReportMetric(per(h1.live, h0.live), "heap-bytes/marker")

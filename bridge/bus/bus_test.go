@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
@@ -198,6 +199,73 @@ func TestConn_MarkPop(t *testing.T) {
 		if got, err := c.MarkPop(ctx, "pop:c8:p8", "evt-x"); err != nil || got {
 			t.Fatalf("MarkPop with the same claim after the duplicate window = %v, %v; want false", got, err)
 		}
+	})
+}
+
+func TestConn_EndPop(t *testing.T) {
+	c := MustStart(t, bus.Config{Listen: "off", MarkerGrace: time.Second})
+	ctx := context.Background()
+	mark := func(popID, claim string, want bool) {
+		t.Helper()
+		if got, err := c.MarkPop(ctx, popID, claim); err != nil || got != want {
+			t.Fatalf("MarkPop(%s, %s) = %v, %v; want %v", popID, claim, got, err, want)
+		}
+	}
+	markers := func() uint64 {
+		t.Helper()
+		st := c.Status(ctx)
+		if st.Error != "" {
+			t.Fatal(st.Error)
+		}
+		return st.Markers
+	}
+	// Leg c1 popped and ends, c2 popped and goes on, c3 ends unpopped.
+	mark("pop:c1:p1", "evt:c1:p1:voice:alerting", true)
+	mark("pop:c2:p1", "evt:c2:p1:voice:alerting", true)
+	for _, id := range []string{"pop:c1:p1", "pop:c3:p1"} {
+		if err := c.EndPop(ctx, id); err != nil {
+			t.Fatalf("EndPop(%s): %v", id, err)
+		}
+	}
+	// Until it expires, an ended leg's marker refuses every event of the
+	// leg, even a redelivery of the event that popped it.
+	mark("pop:c1:p1", "evt:c1:p1:voice:alerting", false)
+	mark("pop:c3:p1", "evt:c3:p1:voice:connected", false)
+	if n := markers(); n != 3 {
+		t.Fatalf("%d markers after two ends, want 3", n)
+	}
+	// The grace over, the ended legs' markers are gone, the live one stays.
+	waitFor(t, 10*time.Second, func() bool { return markers() == 1 })
+	mark("pop:c2:p1", "evt:c2:p1:voice:connected", false)
+	mark("pop:c1:p1", "evt:c1:p1:voice:alerting:again", true) // the key is free again
+}
+
+func TestConn_EndPopUpgradesAnOlderBucket(t *testing.T) {
+	// A bucket made by an earlier screenpopd (no per-key TTLs), on a
+	// server the daemon reaches as an external one.
+	srv := MustStart(t, bus.Config{})
+	ctx := context.Background()
+	old, err := srv.JetStream().CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "older-pops", TTL: 24 * time.Hour, History: 1, Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Create(ctx, "pop.c1.p1", []byte("evt:c1:p1:voice:alerting")); err != nil {
+		t.Fatal(err)
+	}
+	c, err := bus.Start(ctx, bus.Config{URL: srv.ClientURL(), MarkerBucket: "older-pops", MarkerGrace: time.Second}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got, err := c.MarkPop(ctx, "pop:c1:p1", "evt:c1:p1:voice:connected"); err != nil || got {
+		t.Fatalf("MarkPop of a leg the older bucket holds = %v, %v; want false", got, err)
+	}
+	if err := c.EndPop(ctx, "pop:c1:p1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		_, err := old.Get(ctx, "pop.c1.p1")
+		return errors.Is(err, jetstream.ErrKeyNotFound)
 	})
 }
 
@@ -465,14 +533,11 @@ func TestConn_ConsumeEventsFiltersSubjects(t *testing.T) {
 			}
 		}
 	}
-	// An existing durable on all events (an older daemon) is updated in place.
-	consume(nil)()
-	stop := consume(bridge.ResolverSubjects)
-	defer stop()
-	// Stream order: alerting, disconnected, connected, alerting. Handlers
-	// run concurrently, so compare the first three consumed as a set: a
-	// delivered disconnected would be among them.
-	for i, st := range []bridge.State{bridge.StateAlerting, bridge.StateDisconnected, bridge.StateConnected, bridge.StateAlerting} {
+	// The durable of a daemon that consumed only the states that pop, then
+	// filtered to one state, then the resolver's: updated in place each time.
+	consume([]string{"screenpop.events.*.alerting.*", "screenpop.events.*.dialing.*", "screenpop.events.*.connected.*"})()
+	publish := func(i int, st bridge.State) {
+		t.Helper()
 		e := &bridge.Event{ConversationID: bridge.ConversationID(fmt.Sprintf("conv-f%d", i)), Agent: bridge.AgentLeg{UserID: "agent-f", ParticipantID: "P1"}, Media: bridge.MediaVoice, State: st}
 		m, err := bridge.EncodeEvent(e, time.Now())
 		if err != nil {
@@ -482,14 +547,31 @@ func TestConn_ConsumeEventsFiltersSubjects(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for range 3 {
+	next := func() bridge.State {
+		t.Helper()
 		select {
 		case got := <-seen:
-			if got == bridge.StateDisconnected {
-				t.Fatal("a disconnected event reached the resolver's consumer")
-			}
+			return got
 		case <-time.After(5 * time.Second):
-			t.Fatal("fewer than 3 events consumed")
+			t.Fatal("no event consumed within 5s")
+			return ""
 		}
+	}
+	stop := consume([]string{"screenpop.events.*.connected.*"})
+	// Stream order: alerting, disconnected, connected: only connected is
+	// the filter's.
+	for i, st := range []bridge.State{bridge.StateAlerting, bridge.StateDisconnected, bridge.StateConnected} {
+		publish(i, st)
+	}
+	if got := next(); got != bridge.StateConnected {
+		t.Fatalf("consumed %s, want only connected", got)
+	}
+	stop()
+	stop = consume(bridge.ResolverSubjects)
+	defer stop()
+	// The resolver's consumer gets disconnected events: they end markers.
+	publish(3, bridge.StateDisconnected)
+	if got := next(); got != bridge.StateDisconnected {
+		t.Fatalf("the resolver's consumer got %s first, want the disconnected event published after its update", got)
 	}
 }

@@ -114,7 +114,7 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.Float64Var(&o.HitRatio, "hit-ratio", o.HitRatio, "share of calls from a repeat caller whose lookup is cached (0..1)")
 	fs.DurationVar(&o.Hangup, "hangup", o.Hangup, "disconnect each call this long after it alerts (0: never)")
 	fs.IntVar(&o.Seed, "seed", o.Seed, "records seeded in the Dataverse emulator")
-	fs.IntVar(&o.Markers, "markers", o.Markers, "pop markers of earlier legs stored in the daemon before the run, as a daemon that popped that many legs in the last 24 h holds (0: an empty store)")
+	fs.IntVar(&o.Markers, "markers", o.Markers, "pop markers of earlier legs stored in the daemon before the run, as a daemon holds with that many calls in progress or ended in the last 15 minutes (0: an empty store)")
 	fs.StringVar(&o.Out, "out", o.Out, "results folder (results.json, latency.svg)")
 	fs.StringVar(&o.Daemon, "daemon", "", "screenpopd binary to run (default: go build ./cmd/screenpopd)")
 	fs.DurationVar(&o.DrainAfter, "drain", o.DrainAfter, "wait this long for the last pops after sending stops")

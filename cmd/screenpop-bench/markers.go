@@ -15,9 +15,11 @@ import (
 // preloadMarkers stores n pop markers of earlier legs in the daemon's
 // marker bucket, through its NATS server at url, and waits until the bucket
 // holds at least n entries. A load run starts with an empty store; a daemon
-// that has been up for a day holds a marker for every leg it popped in the
-// last 24 h, and its collector scans their index on every cycle
-// (BenchmarkConn_MarkPop). The keys have the shape and length of real ones
+// that has been up for a while holds a marker for every call in progress
+// that has popped, every call ended within the marker grace and every leg
+// of the last 24 h whose hang-up it never saw, and its collector scans
+// their index on every cycle (BenchmarkConn_MarkPop). These are never
+// ended, so they live 24 h. The keys have the shape and length of real ones
 // (pop.<conversation uuid>.<participant uuid>) and are random, so no pop of
 // the run can find one of them.
 func preloadMarkers(ctx context.Context, url string, n int) error {

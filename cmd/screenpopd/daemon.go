@@ -97,7 +97,7 @@ func (m *Main) Open(ctx context.Context) error {
 		URL: cfg.NatsURL, Creds: cfg.NatsCreds, TLSCA: cfg.NatsTLSCA, TLSCrt: cfg.NatsTLSCert, TLSKey: cfg.NatsTLSKey,
 		Listen: cfg.NatsListen, DataDir: cfg.DataDir,
 		Stream: cfg.Stream, StreamMaxAge: cfg.StreamMaxAge, StreamReplicas: cfg.StreamReplicas,
-		Registerer: m.Registry,
+		MarkerGrace: markerGrace(cfg.MaxEventAge), Registerer: m.Registry,
 	}, m.Log)
 	if err != nil {
 		return err
@@ -270,6 +270,13 @@ func (m *Main) pumpSnapshots(ctx context.Context) error {
 // or longer when a long pop deadline could keep a handler past it.
 func resolverAckWait(popDeadline time.Duration) time.Duration {
 	return max(bus.DefaultAckWait, popDeadline+5*time.Second)
+}
+
+// markerGrace is how long a pop marker outlives its leg: bus's default, or
+// twice the max event age when that is longer, so that every event of an
+// ended leg is too old to pop by the time its marker goes.
+func markerGrace(maxEventAge time.Duration) time.Duration {
+	return max(bus.DefaultMarkerGrace, 2*maxEventAge)
 }
 
 // watchReady logs readiness changes, once each.

@@ -107,6 +107,22 @@ func TestDaemon_EndToEnd(t *testing.T) {
 		}
 	})
 
+	// The first call's hang-up reached the resolver and ended its leg's
+	// marker: it now lives the marker grace, not 24 h.
+	t.Run("HangUpEndsTheMarker", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		kv, err := d.Main.Bus.JetStream().KeyValue(ctx, bus.DefaultMarkerBucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := strings.ReplaceAll(p.ID, ":", ".")
+		waitFor(t, 10*time.Second, "the first call's marker ended", func() bool {
+			e, err := kv.Get(ctx, key)
+			return err == nil && string(e.Value()) == "ended"
+		})
+	})
+
 	t.Run("AdminEndpoints", func(t *testing.T) {
 		base := "http://" + d.Main.AdminAddr()
 		for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/status": 200, "/metrics": 200, "/debug/pprof/": 404} {
@@ -299,5 +315,15 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 			t.Fatalf("%s: not within %v", what, d)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// An ended leg's marker outlives every event of the leg young enough to
+// pop: bus's 15 minutes, or twice a longer SCREENPOP_MAX_EVENT_AGE.
+func TestMarkerGrace(t *testing.T) {
+	for maxAge, want := range map[time.Duration]time.Duration{30 * time.Second: 15 * time.Minute, 10 * time.Minute: 20 * time.Minute} {
+		if got := markerGrace(maxAge); got != want {
+			t.Errorf("markerGrace(%v) = %v, want %v", maxAge, got, want)
+		}
 	}
 }
