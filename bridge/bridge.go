@@ -123,6 +123,12 @@ type Event struct {
 	Customer       Customer       `json:"customer"`
 	ReceivedAt     Time           `json:"receivedAt"` // when the bridge received the Genesys frame
 	OccurredAt     Time           `json:"occurredAt"` // when Genesys says it happened; zero (empty) when unknown
+	// LegEnded is set on a disconnected event when the agent participant
+	// has ended in every media the bridge tracks for it: no event of the
+	// leg follows, and its pop marker can go (see PopEnder). A participant
+	// with a callback and a call that failed is disconnected in voice and
+	// live in callback.
+	LegEnded bool `json:"legEnded,omitempty"`
 }
 
 // ID is the event's CloudEvent id and Nats-Msg-Id:

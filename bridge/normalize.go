@@ -278,16 +278,17 @@ func (n *Normalizer) Normalize(s Snapshot) []Event {
 		return nil
 	}
 
-	emit := n.record(v, cands)
+	emit, ended := n.record(v, cands)
 	if emit == 0 {
 		return nil
 	}
-	return n.events(s, agent, v, cands, emit)
+	return n.events(s, agent, v, cands, emit, ended)
 }
 
 // record decides, under the lock, which candidates are state changes,
-// records them and returns them as a bit set.
-func (n *Normalizer) record(v *snapView, cands []candidate) (emit uint64) {
+// records them and returns them as a bit set, with the disconnected ones
+// whose participant has now ended in every media it has (ended).
+func (n *Normalizer) record(v *snapView, cands []candidate) (emit, ended uint64) {
 	now := n.now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -329,6 +330,11 @@ func (n *Normalizer) record(v *snapView, cands []candidate) (emit uint64) {
 		}
 		emit |= 1 << k
 	}
+	for k, c := range cands {
+		if k < 64 && emit&(1<<k) != 0 && c.state == StateDisconnected && participantEnded(conv, v.parts[c.part].id) {
+			ended |= 1 << k
+		}
+	}
 	if conv != nil {
 		conv.lastSeen = now
 		fin := true
@@ -350,7 +356,18 @@ func (n *Normalizer) record(v *snapView, cands []candidate) (emit uint64) {
 	if !now.Before(n.nextSweep) {
 		n.sweepLocked(now)
 	}
-	return emit
+	return emit, ended
+}
+
+// participantEnded reports whether every leg conv has of participant is
+// disconnected.
+func participantEnded(conv *convState, participant string) bool {
+	for i := range conv.legs {
+		if conv.legs[i].participant == participant && conv.legs[i].state != StateDisconnected {
+			return false
+		}
+	}
+	return true
 }
 
 // sweepLocked forgets expired conversations.
@@ -374,7 +391,7 @@ func (n *Normalizer) sweepLocked(now time.Time) {
 }
 
 // events builds the events of the emitted candidates.
-func (n *Normalizer) events(s Snapshot, agent AgentID, v *snapView, cands []candidate, emit uint64) []Event {
+func (n *Normalizer) events(s Snapshot, agent AgentID, v *snapView, cands []candidate, emit, ended uint64) []Event {
 	internal := true
 	cust := -1
 	for i := range v.parts {
@@ -413,6 +430,7 @@ func (n *Normalizer) events(s Snapshot, agent AgentID, v *snapView, cands []cand
 			QueueID:        strings.Clone(queueOf(v, p, cust)),
 			Customer:       customer,
 			ReceivedAt:     NewTime(s.ReceivedAt),
+			LegEnded:       ended&(1<<k) != 0,
 		}
 		if len(out) > 0 && customer.Attributes != nil {
 			e.Customer.Attributes = maps.Clone(customer.Attributes)

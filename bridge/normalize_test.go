@@ -46,6 +46,7 @@ type want struct {
 	name     string
 	dnis     string
 	queue    string
+	ended    bool // LegEnded
 }
 
 func TestNormalizer_Normalize(t *testing.T) {
@@ -73,7 +74,7 @@ func TestNormalizer_Normalize(t *testing.T) {
 		{name: "inbound_call", caseNo: 1, want: []want{
 			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateAlerting, dir: in, queue: fxQueueS}),
 			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateConnected, dir: in, queue: fxQueueS}),
-			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, dir: in, queue: fxQueueS}),
+			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, ended: true, dir: in, queue: fxQueueS}),
 		}, duplicates: 4},
 		{name: "duplicate_snapshot", caseNo: 2, want: []want{
 			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateAlerting, dir: in, queue: fxQueueS}),
@@ -81,12 +82,12 @@ func TestNormalizer_Normalize(t *testing.T) {
 		}, duplicates: 2},
 		{name: "out_of_order", caseNo: 3, want: []want{
 			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateConnected, dir: in, queue: fxQueueS}),
-			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, dir: in, queue: fxQueueS}),
+			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, ended: true, dir: in, queue: fxQueueS}),
 		}, stale: 3},
 		{name: "blind_transfer", caseNo: 4, want: []want{
 			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateAlerting, dir: in, queue: fxQueueS}),
 			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateConnected, dir: in, queue: fxQueueS}),
-			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, dir: in, queue: fxQueueS}),
+			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, ended: true, dir: in, queue: fxQueueS}),
 			// the receiving agent's event carries the conversation's customer
 			boston(want{agent: B, role: roleAgentB, media: MediaVoice, state: StateAlerting, dir: in, queue: fxQueueS}),
 			boston(want{agent: B, role: roleAgentB, media: MediaVoice, state: StateConnected, dir: in, queue: fxQueueS}),
@@ -96,39 +97,40 @@ func TestNormalizer_Normalize(t *testing.T) {
 			// B's call's far end is agent A (a SIP address); the customer is still the caller
 			boston(want{agent: B, role: roleAgentB, media: MediaVoice, state: StateAlerting, dir: in, queue: fxQueueS}),
 			boston(want{agent: B, role: roleAgentB, media: MediaVoice, state: StateConnected, dir: in, queue: fxQueueS}),
-			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, dir: in, queue: fxQueueS}),
+			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, ended: true, dir: in, queue: fxQueueS}),
 		}, duplicates: 3},
 		{name: "outbound_call", caseNo: 6, want: []want{
 			{agent: A, role: roleAgentA, media: MediaVoice, state: StateDialing, dir: out, phone: "+13175550199", name: "Indianapolis IN"},
 			{agent: A, role: roleAgentA, media: MediaVoice, state: StateConnected, dir: out, phone: "+13175550199", name: "Indianapolis IN"},
-			{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, dir: out, phone: "+13175550199", name: "Indianapolis IN"},
+			{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, ended: true, dir: out, phone: "+13175550199", name: "Indianapolis IN"},
 		}, duplicates: 1},
 		{name: "internal_call", caseNo: 7, want: []want{
 			{agent: A, role: roleAgentA, media: MediaVoice, state: StateDialing, dir: out, internal: true},
 			{agent: B, role: roleAgentB, media: MediaVoice, state: StateAlerting, dir: in, internal: true},
 			{agent: A, role: roleAgentA, media: MediaVoice, state: StateConnected, dir: out, internal: true},
 			{agent: B, role: roleAgentB, media: MediaVoice, state: StateConnected, dir: in, internal: true},
-			{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, dir: out, internal: true},
-			{agent: B, role: roleAgentB, media: MediaVoice, state: StateDisconnected, dir: in, internal: true},
+			{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, ended: true, dir: out, internal: true},
+			{agent: B, role: roleAgentB, media: MediaVoice, state: StateDisconnected, ended: true, dir: in, internal: true},
 		}},
 		{name: "conference", caseNo: 8, want: []want{
 			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateConnected, dir: in, queue: fxQueueS}),
 			// with an external third party on the line, the customer is still the caller
 			boston(want{agent: B, role: roleAgentB, media: MediaVoice, state: StateAlerting, dir: in, queue: fxQueueS}),
 			boston(want{agent: B, role: roleAgentB, media: MediaVoice, state: StateConnected, dir: in, queue: fxQueueS}),
-			boston(want{agent: B, role: roleAgentB, media: MediaVoice, state: StateDisconnected, dir: in, queue: fxQueueS}),
+			boston(want{agent: B, role: roleAgentB, media: MediaVoice, state: StateDisconnected, ended: true, dir: in, queue: fxQueueS}),
 		}, duplicates: 3},
 		{name: "callback", caseNo: 9, want: []want{
 			{agent: A, role: roleAgentA, media: MediaCallback, state: StateAlerting, dir: out, phone: "+13175550142", name: "Jane Doe", queue: fxQueueS},
 			{agent: A, role: roleAgentA, media: MediaCallback, state: StateConnected, dir: out, phone: "+13175550142", name: "Jane Doe", queue: fxQueueS},
 			{agent: A, role: roleAgentA, media: MediaVoice, state: StateDialing, dir: out, phone: "+13175550142", name: "Jane Doe", queue: fxQueueS},
 			{agent: A, role: roleAgentA, media: MediaVoice, state: StateConnected, dir: out, phone: "+13175550142", name: "Jane Doe", queue: fxQueueS},
-			{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, dir: out, phone: "+13175550142", name: "Jane Doe", queue: fxQueueS},
-			{agent: A, role: roleAgentA, media: MediaCallback, state: StateDisconnected, dir: out, phone: "+13175550142", name: "Jane Doe", queue: fxQueueS},
+			// the call and the callback end in the same snapshot: both end the leg
+			{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, ended: true, dir: out, phone: "+13175550142", name: "Jane Doe", queue: fxQueueS},
+			{agent: A, role: roleAgentA, media: MediaCallback, state: StateDisconnected, ended: true, dir: out, phone: "+13175550142", name: "Jane Doe", queue: fxQueueS},
 		}, duplicates: 2},
 		{name: "reoffer_no_answer", caseNo: 10, want: []want{
 			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateAlerting, dir: in, queue: fxQueueS}),
-			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, dir: in, queue: fxQueueS}),
+			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, ended: true, dir: in, queue: fxQueueS}),
 			boston(want{agent: A, role: roleAgentA2, media: MediaVoice, state: StateAlerting, dir: in, queue: fxQueueS}),
 			boston(want{agent: A, role: roleAgentA2, media: MediaVoice, state: StateConnected, dir: in, queue: fxQueueS}),
 		}, duplicates: 2},
@@ -142,7 +144,7 @@ func TestNormalizer_Normalize(t *testing.T) {
 		{name: "web_chat", caseNo: 13, want: []want{
 			{agent: A, role: roleAgentA, media: MediaChat, state: StateAlerting, dir: in, phone: "+16175550123", email: "jane@example.com", name: "Jane Doe", queue: fxQueueC},
 			{agent: A, role: roleAgentA, media: MediaChat, state: StateConnected, dir: in, phone: "+16175550123", email: "jane@example.com", name: "Jane Doe", queue: fxQueueC},
-			{agent: A, role: roleAgentA, media: MediaChat, state: StateDisconnected, dir: in, phone: "+16175550123", email: "jane@example.com", name: "Jane Doe", queue: fxQueueC},
+			{agent: A, role: roleAgentA, media: MediaChat, state: StateDisconnected, ended: true, dir: in, phone: "+16175550123", email: "jane@example.com", name: "Jane Doe", queue: fxQueueC},
 		}},
 		{name: "web_messaging", caseNo: 14, want: []want{
 			{agent: A, role: roleAgentA, media: MediaMessage, state: StateAlerting, dir: in, email: "jane@example.com", name: "Jane", queue: fxQueueC},
@@ -154,7 +156,7 @@ func TestNormalizer_Normalize(t *testing.T) {
 		{name: "email_inbound", caseNo: 16, want: []want{
 			{agent: A, role: roleAgentA, media: MediaEmail, state: StateAlerting, dir: in, email: "jane@example.com", name: "Jane Doe", queue: fxQueueS},
 			{agent: A, role: roleAgentA, media: MediaEmail, state: StateConnected, dir: in, email: "jane@example.com", name: "Jane Doe", queue: fxQueueS},
-			{agent: A, role: roleAgentA, media: MediaEmail, state: StateDisconnected, dir: in, email: "jane@example.com", name: "Jane Doe", queue: fxQueueS},
+			{agent: A, role: roleAgentA, media: MediaEmail, state: StateDisconnected, ended: true, dir: in, email: "jane@example.com", name: "Jane Doe", queue: fxQueueS},
 		}, unmapped: 1},
 	}
 	for _, tt := range tests {
@@ -169,7 +171,8 @@ func TestNormalizer_Normalize(t *testing.T) {
 				e := got[i]
 				if e.ConversationID != fxConv(tt.caseNo) || e.Agent.UserID != w.agent || e.Agent.ParticipantID != fxPart(tt.caseNo, w.role) ||
 					e.Media != w.media || e.State != w.state || e.Direction != w.dir || e.Internal != w.internal ||
-					e.Customer.Phone != w.phone || e.Customer.Email != w.email || e.Customer.Name != w.name || e.DNIS != w.dnis || e.QueueID != w.queue {
+					e.Customer.Phone != w.phone || e.Customer.Email != w.email || e.Customer.Name != w.name || e.DNIS != w.dnis || e.QueueID != w.queue ||
+					e.LegEnded != w.ended {
 					t.Errorf("event %d:\n got %s\nwant %+v", i, dumpEvents(got[i:i+1]), w)
 				}
 				id := fmt.Sprintf("evt:%s:%s:%s:%s", fxConv(tt.caseNo), fxPart(tt.caseNo, w.role), w.media, w.state)
@@ -361,4 +364,57 @@ func dumpEvents(es []Event) string {
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+// TestNormalizer_LegEnded: a disconnected event says whether the agent
+// participant has ended in every media, which is when its pop marker can
+// go. A callback whose call attempt fails is disconnected in voice while
+// the callback goes on.
+func TestNormalizer_LegEnded(t *testing.T) {
+	frames := MustLoadFrames(t, fixturePath("snapshots", "callback"))
+	// Frame 3 has the call and the callback connected; the same with the
+	// agent's call failed.
+	var body map[string]any
+	if err := json.Unmarshal(frames[3].Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range body["participants"].([]any) {
+		if p := p.(map[string]any); p["purpose"] == "agent" {
+			p["calls"].([]any)[0].(map[string]any)["state"] = "disconnected"
+		}
+	}
+	failed := frames[3]
+	var err error
+	if failed.Body, err = json.Marshal(body); err != nil {
+		t.Fatal(err)
+	}
+	ended := func(events []Event) map[string]bool {
+		out := map[string]bool{}
+		for _, e := range events {
+			out[string(e.Media)+"/"+string(e.State)] = e.LegEnded
+		}
+		return out
+	}
+
+	t.Run("CallFailsCallbackGoesOn", func(t *testing.T) {
+		n := MustNormalizer(t, NormalizerConfig{})
+		normalizeAll(n, frames[:3])
+		got := ended(n.Normalize(failed))
+		if len(got) != 1 || got["voice/disconnected"] {
+			t.Fatalf("events after the call failed %v, want voice/disconnected without legEnded", got)
+		}
+		// The callback ends later: now the leg has ended.
+		if got := ended(n.Normalize(frames[4])); len(got) != 1 || !got["callback/disconnected"] {
+			t.Fatalf("events at the callback's end %v, want callback/disconnected with legEnded", got)
+		}
+	})
+	t.Run("FirstSeenAfterTheCallFailed", func(t *testing.T) {
+		// After a restart or a gap, the first snapshot already has the
+		// failed call.
+		n := MustNormalizer(t, NormalizerConfig{})
+		got := ended(n.Normalize(failed))
+		if len(got) != 2 || got["voice/disconnected"] || got["callback/connected"] {
+			t.Fatalf("events %v, want voice/disconnected and callback/connected, neither with legEnded", got)
+		}
+	})
 }

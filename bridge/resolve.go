@@ -60,15 +60,17 @@ type Prefetcher interface {
 
 // PopUnmarker is optionally implemented by a PopStore (bus.Conn does):
 // remove a marker whose pop could not be published, so that the
-// redelivered event can pop.
+// redelivered event can pop, unless it no longer holds claim (the leg has
+// ended since).
 type PopUnmarker interface {
-	UnmarkPop(ctx context.Context, popID string) error
+	UnmarkPop(ctx context.Context, popID, claim string) error
 }
 
 // PopEnder is optionally implemented by a PopStore (bus.Conn does): shorten
-// the life of a leg's marker once the leg has ended, so that the store
-// holds markers for live legs and the last minutes' ended ones rather than
-// for every leg of the marker TTL.
+// the life of a leg's marker once the leg has ended (an event with
+// LegEnded), so that the store holds markers for live legs and the last
+// minutes' ended ones rather than for every leg of the marker TTL. From
+// then on the marker refuses every event of the leg.
 type PopEnder interface {
 	EndPop(ctx context.Context, popID string) error
 }
@@ -85,11 +87,11 @@ type PopEnder interface {
 // the redelivered event pops afresh; if even the unmark fails, the pop is
 // remembered in memory and published on redelivery. A process crash
 // between the marker write and the publish's acknowledgement loses that
-// pop (logged at error on the next delivery as a leg already marked);
-// that window is one local JetStream round trip. A leg's disconnected event
+// pop (the next delivery finds the marker and counts already_popped);
+// that window is one local JetStream round trip. The event that ends a leg
 // ends its marker (PopEnder): from then on it refuses every event of the
-// leg, so a pop caught in that window is also lost when the leg has ended
-// before the event's redelivery.
+// leg, so a pop caught in that window, or one whose lookup outlasted the
+// leg, is not made: the leg has ended.
 //
 // Concurrency: Handle is safe for concurrent use; events of one leg may
 // be handled at once (the marker decides which one pops).
@@ -192,7 +194,9 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 	}
 	popID := e.PopID()
 	if msg, ok := r.takePending(popID); ok {
-		return r.republish(ctx, e, popID, msg, start)
+		if err := r.republish(ctx, e, popID, msg, start); err != nil || e.State != StateDisconnected {
+			return err
+		}
 	}
 	if e.State == StateDisconnected {
 		return r.end(ctx, e, popID)
@@ -257,14 +261,14 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 	pop.IssuedAt = NewTime(pubStart)
 	msg, err := EncodePop(pop, pubStart)
 	if err != nil { // cannot happen with these types; do not lose the marker's leg
-		r.unmark(ctx, popID, msg)
+		r.unmark(ctx, popID, e.ID(), msg)
 		return err
 	}
 	if err := r.publish(ctx, msg); err != nil {
 		r.m.errors.WithLabelValues("publish").Inc()
 		r.log.Error().Err(err).Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).
 			Str("media", string(e.Media)).Str("state", string(e.State)).Msg("pop not published; event will be redelivered")
-		r.unmark(ctx, popID, msg)
+		r.unmark(ctx, popID, e.ID(), msg)
 		return fmt.Errorf("publish pop: %w", err)
 	}
 	end := r.cfg.Now()
@@ -273,20 +277,35 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 	return nil
 }
 
-// end handles a leg's disconnected event: no pop, and its marker may go
-// soon (PopEnder). A failed end is returned for redelivery; if it fails
-// for good, the marker lives its full TTL.
+// end handles a disconnected event: no pop and, when the whole leg has
+// ended (LegEnded: a callback's failed call has not), its marker goes
+// soon (PopEnder). Ending is worth a few tries, not a redelivery: when it
+// fails the marker lives its full TTL, and no pop is affected.
 func (r *Resolver) end(ctx context.Context, e *Event, popID string) error {
+	r.skip(e, "disconnected")
+	en, ok := r.store.(PopEnder)
+	if !ok || !e.LegEnded {
+		return nil
+	}
 	r.forget(popID)
-	if en, ok := r.store.(PopEnder); ok {
-		if err := en.EndPop(ctx, popID); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		err := en.EndPop(ctx, popID)
+		if err == nil {
+			return nil
+		}
+		t := time.NewTimer(time.Duration(attempt) * 100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			r.m.errors.WithLabelValues("end").Inc()
-			r.log.Warn().Err(err).Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).Msg("pop marker of an ended leg not shortened; event will be redelivered")
-			return fmt.Errorf("end pop: %w", err)
+			r.log.Warn().Err(err).Int("attempts", attempt).Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).
+				Msg("pop marker of an ended leg not ended; it lives its full TTL")
+			return nil
+		case <-t.C:
 		}
 	}
-	r.skip(e, "disconnected")
-	return nil
 }
 
 func invalidEvent(e *Event) string {
@@ -432,10 +451,10 @@ func (r *Resolver) publish(ctx context.Context, msg Message) error {
 
 // unmark undoes the marker of a pop that was not published, or keeps the
 // pop in memory when that fails too.
-func (r *Resolver) unmark(ctx context.Context, popID string, msg Message) {
+func (r *Resolver) unmark(ctx context.Context, popID, claim string, msg Message) {
 	if u, ok := r.store.(PopUnmarker); ok {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		err := u.UnmarkPop(uctx, popID)
+		err := u.UnmarkPop(uctx, popID, claim)
 		cancel()
 		if err == nil {
 			return
@@ -608,7 +627,7 @@ func newResolverMetrics(reg prometheus.Registerer) *resolverMetrics {
 		}, []string{"reason"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "screenpop_bridge_resolver_errors_total",
-			Help: "Events returned for redelivery, by stage (mark, publish, end).",
+			Help: "Events returned for redelivery, by stage (mark, publish); and ended legs whose marker could not be ended (end: it lives its full TTL, no pop is affected).",
 		}, []string{"stage"}),
 		stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "screenpop_bridge_resolver_stage_seconds",

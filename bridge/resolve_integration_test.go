@@ -246,10 +246,22 @@ func TestResolver_EndedLegsLoseTheirMarkers(t *testing.T) {
 	if n := markers(); n != 2 {
 		t.Fatalf("%d markers after two pops, want 2", n)
 	}
+	// A callback's call fails while the callback goes on: the leg's
+	// marker stays.
+	failed := callEvent("goes-on", info.Unique[1])
+	failed.State = bridge.StateDisconnected
+	s.publish(t, failed)
 	hangUp := callEvent("ends", info.Unique[0])
-	hangUp.State = bridge.StateDisconnected
+	hangUp.State, hangUp.LegEnded = bridge.StateDisconnected, true
 	s.publish(t, hangUp)
 	waitUntil(t, 10*time.Second, func() bool { return markers() == 1 })
+	time.Sleep(1500 * time.Millisecond) // more than the grace: an ended marker would be gone
+	if n := markers(); n != 1 {
+		t.Fatalf("%d markers, want the one of the leg that goes on", n)
+	}
+	if got, err := s.conn.MarkPop(context.Background(), failed.PopID(), "evt:another"); err != nil || got {
+		t.Fatalf("MarkPop of the leg that goes on = %v, %v; want false (its marker is there)", got, err)
+	}
 }
 
 // TestResolver_ThrottledDataverse: half of Dataverse's answers are 429 with

@@ -91,9 +91,12 @@ type unmarkingStore struct {
 	unmarked []string
 }
 
-func (s *unmarkingStore) UnmarkPop(_ context.Context, id string) error {
+func (s *unmarkingStore) UnmarkPop(_ context.Context, id, claim string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.marks[id] != claim {
+		return nil // as bus.Conn: a marker that is not the claim's stays
+	}
 	delete(s.marks, id)
 	s.unmarked = append(s.unmarked, id)
 	return nil
@@ -574,24 +577,68 @@ func TestResolver_Once(t *testing.T) {
 		e.handle(t, ev)
 		e.one(t)
 	})
-	t.Run("EndFailsThenRedelivered", func(t *testing.T) {
+	t.Run("EndRetried", func(t *testing.T) {
 		es := &endingStore{fakeStore: &fakeStore{}, endFails: 1}
 		e := newResEnv(t, ResolverConfig{}, nil, nil, es, es.fakeStore)
-		e.handle(t, resEvent("c1", "agent1", "p1", StateAlerting))
+		alerting := resEvent("c1", "agent1", "p1", StateAlerting)
+		e.handle(t, alerting)
 		hangUp := resEvent("c1", "agent1", "p1", StateDisconnected)
-		if err := e.r.Handle(context.Background(), hangUp); err == nil {
-			t.Fatal("want an error (redeliver) when the marker cannot be ended")
-		}
-		e.handle(t, hangUp) // the redelivery
+		hangUp.LegEnded = true
+		e.handle(t, hangUp) // the first end fails, the second, 100 ms later, does not
 		if len(es.ended) != 1 || es.ended[0] != "pop:c1:p1" {
 			t.Fatalf("ended %v, want the leg once", es.ended)
 		}
-		if got := testutil.ToFloat64(e.r.m.errors.WithLabelValues("end")); got != 1 {
-			t.Fatalf("errors{stage=end} = %g, want 1", got)
+		if got := testutil.ToFloat64(e.r.m.errors.WithLabelValues("end")); got != 0 {
+			t.Fatalf("errors{stage=end} = %g, want 0", got)
 		}
-		// The ended leg makes no pop, even from an event handled late.
-		e.handle(t, resEvent("c1", "agent1", "p1", StateConnected))
+		// The ended leg makes no pop, not even from a redelivery of the
+		// event that popped it (its own claim).
+		e.handle(t, alerting)
 		e.one(t)
+	})
+	t.Run("EndFailsForGood", func(t *testing.T) {
+		// Ending is worth a few tries, not a redelivery: the event is
+		// acknowledged and the marker lives its full TTL.
+		es := &endingStore{fakeStore: &fakeStore{}, endFails: 1 << 30}
+		e := newResEnv(t, ResolverConfig{}, nil, nil, es, es.fakeStore)
+		e.handle(t, resEvent("c1", "agent1", "p1", StateAlerting))
+		hangUp := resEvent("c1", "agent1", "p1", StateDisconnected)
+		hangUp.LegEnded = true
+		e.handle(t, hangUp)
+		if got := testutil.ToFloat64(e.r.m.errors.WithLabelValues("end")); got != 1 || len(es.ended) != 0 {
+			t.Fatalf("errors{stage=end} = %g, ended %v; want 1 and none", got, es.ended)
+		}
+	})
+	t.Run("OneMediaEndsTheLegGoesOn", func(t *testing.T) {
+		// A callback whose call attempt failed: voice disconnected without
+		// LegEnded, the callback still connected. The leg keeps its marker
+		// and still pops when first seen after a gap.
+		es := &endingStore{fakeStore: &fakeStore{}}
+		e := newResEnv(t, ResolverConfig{}, nil, nil, es, es.fakeStore)
+		e.handle(t, resEvent("c1", "agent1", "p1", StateDisconnected))
+		cb := resEvent("c1", "agent1", "p1", StateConnected)
+		cb.Media = MediaCallback
+		e.handle(t, cb)
+		if p := e.one(t); p.Media != MediaCallback || len(es.ended) != 0 {
+			t.Fatalf("pop %+v, ended %v; want the callback's pop and nothing ended", p, es.ended)
+		}
+	})
+	t.Run("PendingPopThenHangUp", func(t *testing.T) {
+		// A pop whose publish and unmark failed waits in memory; the
+		// hang-up publishes it and then ends the marker.
+		es := &endingStore{fakeStore: &fakeStore{}}
+		e := newResEnv(t, ResolverConfig{PublishTimeout: 50 * time.Millisecond}, nil, nil, es, es.fakeStore)
+		e.pub.fail = func(Message) error { return errors.New("nats: timeout") }
+		if err := e.r.Handle(context.Background(), resEvent("c1", "agent1", "p1", StateAlerting)); err == nil {
+			t.Fatal("want an error (redeliver) when the pop cannot be published")
+		}
+		e.pub.fail = nil
+		hangUp := resEvent("c1", "agent1", "p1", StateDisconnected)
+		hangUp.LegEnded = true
+		e.handle(t, hangUp)
+		if e.one(t); len(es.ended) != 1 {
+			t.Fatalf("ended %v, want the leg", es.ended)
+		}
 	})
 	t.Run("MarkerStoredButNotAcknowledged", func(t *testing.T) {
 		// The marker is written but its acknowledgement is lost: the

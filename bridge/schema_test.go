@@ -91,11 +91,15 @@ func TestSchema_Examples(t *testing.T) {
 		{"PhoneNotE164", "event", `"phone": "+16175550123"`, `"phone": "617-555-0123"`},
 		{"BadTime", "event", `"receivedAt": "2025-03-04T15:00:31.042Z"`, `"receivedAt": "yesterday"`},
 		{"ExtraField", "event", `"internal": false`, `"internal": false, "secret": 1`},
+		{"LegEndedFalse", "event", `"legEnded": true`, `"legEnded": false`},
 		{"BadID", "event", `"id": "evt:`, `"id": "x:`},
 		{"UnknownAction", "pop", `"action": "open"`, `"action": "dial"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			src := "event.alerting.json"
+			if strings.HasPrefix(tt.name, "LegEnded") {
+				src = "event.disconnected.json"
+			}
 			if tt.kind == "pop" {
 				src = "pop.open.json"
 			}

@@ -53,10 +53,9 @@ type Config struct {
 	// again.
 	MarkerTTL time.Duration
 	// MarkerGrace is how long a marker lives once its leg has ended
-	// (EndPop); default DefaultMarkerGrace. It must outlast the resolver's max event age
-	// (30 s: an event of the leg handled later is stale and makes no pop)
-	// and the normalizer's memory of a finished conversation (10 min: a
-	// late snapshot of it within that time makes no event).
+	// (EndPop); default DefaultMarkerGrace. It must outlast the resolver's
+	// max event age, so that an event of the leg still queued when the leg
+	// ended is stale by the time its marker goes.
 	MarkerGrace time.Duration
 
 	Name       string // client connection name; default screenpopd
@@ -128,8 +127,10 @@ type Conn struct {
 }
 
 var (
-	_ bridge.Publisher = (*Conn)(nil)
-	_ bridge.PopStore  = (*Conn)(nil)
+	_ bridge.Publisher   = (*Conn)(nil)
+	_ bridge.PopStore    = (*Conn)(nil)
+	_ bridge.PopEnder    = (*Conn)(nil)
+	_ bridge.PopUnmarker = (*Conn)(nil)
 )
 
 // Start connects to NATS (starting the embedded server first when cfg.URL is
@@ -193,7 +194,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 	}
 	if cfg.Registerer != nil {
 		markers := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "screenpop_bus_pop_markers",
-			Help: "Pop markers held (one per live leg that has popped and per leg ended in the last 15 minutes); NaN when NATS does not answer. The embedded server's index of them is in the daemon's heap (docs/performance.md)."},
+			Help: "Pop markers held (one per live leg that has popped, per leg ended within the marker grace, and per leg of the marker TTL whose end was not seen); NaN when NATS does not answer. The embedded server's index of them is in the daemon's heap (docs/performance.md)."},
 			c.markerCount)
 		cfg.Registerer.MustRegister(markers) // like newMetrics: a second Start on one registry is a bug
 	}
@@ -276,15 +277,23 @@ func (c *Conn) setup(ctx context.Context) error {
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, kcfg)
 	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
-		c.log.Warn().Dur("marker_ttl", c.cfg.MarkerTTL).Dur("marker_grace", c.cfg.MarkerGrace).
-			Msg("the NATS server takes no per-key TTLs (it is older than 2.11): pop markers live marker_ttl from their pop, not marker_grace after their leg ends; upgrade NATS to hold fewer")
 		kcfg.LimitMarkerTTL = 0
-		kv, err = js.CreateOrUpdateKeyValue(ctx, kcfg)
-	} else {
-		c.markerTTLs = err == nil
+		if kv, err = js.CreateOrUpdateKeyValue(ctx, kcfg); err != nil {
+			// The bucket has per-key TTLs already (a server that answered
+			// for an older one mid-upgrade): use it as it is.
+			kv, err = js.KeyValue(ctx, c.cfg.MarkerBucket)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("create or update key-value bucket %s: %w", c.cfg.MarkerBucket, err)
+	}
+	ks, err := kv.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("key-value bucket %s: %w", c.cfg.MarkerBucket, err)
+	}
+	if c.markerTTLs = ks.LimitMarkerTTL() > 0; !c.markerTTLs {
+		c.log.Warn().Dur("marker_ttl", c.cfg.MarkerTTL).Dur("marker_grace", c.cfg.MarkerGrace).
+			Msg("the NATS server takes no per-key TTLs (it is older than 2.11): pop markers live marker_ttl from their pop, not marker_grace after their leg ends; upgrade NATS to hold fewer")
 	}
 	c.markers = kv
 	return nil
@@ -480,6 +489,8 @@ func (c *Conn) EndPop(ctx context.Context, popID string) error {
 	if !c.markerTTLs {
 		return nil
 	}
+	// The subject the bucket's own writes use (Create, Put) with the
+	// default JetStream API prefix, which Start's jetstream.New has.
 	m := &nats.Msg{Subject: "$KV." + c.cfg.MarkerBucket + "." + markerKey(popID), Data: []byte(markerEnded)}
 	if _, err := c.js.PublishMsg(ctx, m, jetstream.WithMsgTTL(c.cfg.MarkerGrace)); err != nil {
 		return fmt.Errorf("end pop marker: %w", err)
@@ -487,13 +498,38 @@ func (c *Conn) EndPop(ctx context.Context, popID string) error {
 	return nil
 }
 
-// UnmarkPop removes a marker, so that a pop whose publish failed for good
-// can be tried again.
-func (c *Conn) UnmarkPop(ctx context.Context, popID string) error {
-	if err := c.markers.Purge(ctx, markerKey(popID)); err != nil {
+// UnmarkPop removes a marker that still holds claim, so that a pop whose
+// publish failed for good can be tried again. A marker that no longer
+// holds it (its leg has ended since: EndPop) is left alone: the leg is not
+// to pop any more.
+func (c *Conn) UnmarkPop(ctx context.Context, popID, claim string) error {
+	key := markerKey(popID)
+	e, err := c.markers.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("unmark pop: read marker: %w", err)
+	}
+	if string(e.Value()) != claim {
+		return nil
+	}
+	err = c.markers.Purge(ctx, key, jetstream.LastRevision(e.Revision()))
+	if isWrongLastSeq(err) {
+		return nil // rewritten since the read: ended
+	}
+	if err != nil {
 		return fmt.Errorf("unmark pop: %w", err)
 	}
 	return nil
+}
+
+// isWrongLastSeq reports a compare-and-set conflict (10164 on replicated
+// streams, 10071 otherwise).
+func isWrongLastSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // LatestPop returns the stream sequence of agent's newest pop, 0 if none.

@@ -167,13 +167,31 @@ func TestConn_MarkPop(t *testing.T) {
 		}
 	})
 	t.Run("Unmark", func(t *testing.T) {
-		if err := c.UnmarkPop(ctx, "pop:c0ffee-1:part-2"); err != nil {
+		mark := func(id, claim string, want bool) {
+			t.Helper()
+			if got, err := c.MarkPop(ctx, id, claim); err != nil || got != want {
+				t.Fatalf("MarkPop(%s, %s) = %v, %v; want %v", id, claim, got, err, want)
+			}
+		}
+		unmark := func(id, claim string) {
+			t.Helper()
+			if err := c.UnmarkPop(ctx, id, claim); err != nil {
+				t.Fatalf("UnmarkPop(%s, %s): %v", id, claim, err)
+			}
+		}
+		mark("pop:u1:p1", "evt-a", true)
+		unmark("pop:u1:p1", "evt-b") // not the marker's claim: left alone
+		mark("pop:u1:p1", "evt-u", false)
+		unmark("pop:u1:p1", "evt-a")
+		mark("pop:u1:p1", "evt-u", true)
+		// A leg that ended after its marker was written stays ended.
+		mark("pop:u2:p1", "evt-a", true)
+		if err := c.EndPop(ctx, "pop:u2:p1"); err != nil {
 			t.Fatal(err)
 		}
-		first, err := c.MarkPop(ctx, "pop:c0ffee-1:part-2", "evt-u")
-		if err != nil || !first {
-			t.Fatalf("MarkPop after UnmarkPop = %v, %v; want true", first, err)
-		}
+		unmark("pop:u2:p1", "evt-a")
+		mark("pop:u2:p1", "evt-a", false)
+		unmark("pop:never:p1", "evt-a") // no marker: nothing to do
 	})
 	t.Run("SameClaim", func(t *testing.T) {
 		// A marker whose write was stored but not acknowledged: the same
@@ -203,7 +221,7 @@ func TestConn_MarkPop(t *testing.T) {
 }
 
 func TestConn_EndPop(t *testing.T) {
-	c := MustStart(t, bus.Config{Listen: "off", MarkerGrace: time.Second})
+	c := MustStart(t, bus.Config{Listen: "off", MarkerGrace: 3 * time.Second})
 	ctx := context.Background()
 	mark := func(popID, claim string, want bool) {
 		t.Helper()
@@ -235,12 +253,12 @@ func TestConn_EndPop(t *testing.T) {
 		t.Fatalf("%d markers after two ends, want 3", n)
 	}
 	// The grace over, the ended legs' markers are gone, the live one stays.
-	waitFor(t, 10*time.Second, func() bool { return markers() == 1 })
+	waitFor(t, 15*time.Second, func() bool { return markers() == 1 })
 	mark("pop:c2:p1", "evt:c2:p1:voice:connected", false)
 	mark("pop:c1:p1", "evt:c1:p1:voice:alerting:again", true) // the key is free again
 }
 
-func TestConn_EndPopUpgradesAnOlderBucket(t *testing.T) {
+func TestStart_UpgradesAnOlderMarkerBucket(t *testing.T) {
 	// A bucket made by an earlier screenpopd (no per-key TTLs), on a
 	// server the daemon reaches as an external one.
 	srv := MustStart(t, bus.Config{})

@@ -107,8 +107,8 @@ func TestDaemon_EndToEnd(t *testing.T) {
 		}
 	})
 
-	// The first call's hang-up reached the resolver and ended its leg's
-	// marker: it now lives the marker grace, not 24 h.
+	// A call's hang-up reaches the resolver and ends its leg's marker: it
+	// now lives the marker grace, not 24 h.
 	t.Run("HangUpEndsTheMarker", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -116,11 +116,25 @@ func TestDaemon_EndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		key := strings.ReplaceAll(p.ID, ":", ".")
-		waitFor(t, 10*time.Second, "the first call's marker ended", func() bool {
+		c := d.Genesys.InboundCall(agent, "+19995550111", notificationstest.Options{})
+		c.Alert()
+		p := readPop(t, ws)
+		if p.ConversationID != c.ID() {
+			t.Fatalf("pop for %s, want the new call %s", p.ConversationID, c.ID())
+		}
+		key := strings.ReplaceAll(p.ID, ":", ".") // the bucket's key of a pop id
+		marker := func() string {
 			e, err := kv.Get(ctx, key)
-			return err == nil && string(e.Value()) == "ended"
-		})
+			if err != nil {
+				return err.Error()
+			}
+			return string(e.Value())
+		}
+		if m := marker(); !strings.HasPrefix(m, "evt:") {
+			t.Fatalf("marker of a live leg %q, want the claim of the event that popped it", m)
+		}
+		c.Disconnect()
+		waitFor(t, 10*time.Second, "the call's marker ended", func() bool { return marker() == "ended" })
 	})
 
 	t.Run("AdminEndpoints", func(t *testing.T) {
@@ -171,13 +185,13 @@ func TestDaemon_EndToEnd(t *testing.T) {
 
 	t.Run("NoPIIInLogs", func(t *testing.T) {
 		out := logs.String()
-		for _, pii := range []string{"3175550123", "555-0123", "O'Brien", "O''Brien", "Pat", "9995550100", d.Genesys.AgentToken(agent)} {
+		for _, pii := range []string{"3175550123", "555-0123", "O'Brien", "O''Brien", "Pat", "9995550100", "9995550111", d.Genesys.AgentToken(agent)} {
 			if strings.Contains(out, pii) {
 				t.Errorf("logs contain %q", pii)
 			}
 		}
-		if n := strings.Count(out, `"message":"pop"`); n != 2 {
-			t.Errorf("%d pop log lines, want one per pop (2)", n)
+		if n := strings.Count(out, `"message":"pop"`); n != 3 {
+			t.Errorf("%d pop log lines, want one per pop (3)", n)
 		}
 	})
 }
