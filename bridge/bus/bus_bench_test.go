@@ -42,30 +42,12 @@ func BenchmarkConn_Publish(b *testing.B) {
 // or the marker TTL (24 h) when the leg's end is never seen
 // (docs/performance.md, "Sizing").
 func BenchmarkConn_MarkPop(b *testing.B) {
-	c := MustStart(b, bus.Config{})
 	ctx := context.Background()
-	h0 := measureHeap()
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		i++
-		// Random ids, as Genesys ids are: ids that share a long prefix cost
-		// the server's subject index less (a fifth to a quarter of the GC CPU), its
-		// inner nodes holding the common prefixes.
-		created, err := c.MarkPop(ctx, "pop:"+uuid.NewString()+":"+uuid.NewString(), "evt")
-		if err != nil || !created {
+	benchMarkers(b, func(c *bus.Conn, id string) {
+		if created, err := c.MarkPop(ctx, id, "evt"); err != nil || !created {
 			b.Fatal(created, err)
 		}
-	}
-	b.StopTimer()
-	h1 := measureHeap()
-	if i < 1000 {
-		return // too few markers to tell from the rest of the heap
-	}
-	per := func(after, before float64) float64 { return max(after-before, 0) / float64(i) }
-	b.ReportMetric(per(h1.live, h0.live), "heap-bytes/marker")
-	b.ReportMetric(per(h1.scan, h0.scan), "scan-bytes/marker")
-	b.ReportMetric(per(h1.gcCPU, h0.gcCPU)*1e9, "gc-cpu-ns/marker")
+	})
 }
 
 // BenchmarkConn_MarkAndEndPop is a leg's whole use of the bucket: its
@@ -73,25 +55,35 @@ func BenchmarkConn_MarkPop(b *testing.B) {
 // a per-message TTL); less BenchmarkConn_MarkPop, what ending costs. The
 // heap metrics are those of an ended marker during its grace.
 func BenchmarkConn_MarkAndEndPop(b *testing.B) {
-	c := MustStart(b, bus.Config{})
 	ctx := context.Background()
-	h0 := measureHeap()
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		i++
-		id := "pop:" + uuid.NewString() + ":" + uuid.NewString()
+	benchMarkers(b, func(c *bus.Conn, id string) {
 		if created, err := c.MarkPop(ctx, id, "evt"); err != nil || !created {
 			b.Fatal(created, err)
 		}
 		if err := c.EndPop(ctx, id); err != nil {
 			b.Fatal(err)
 		}
+	})
+}
+
+// benchMarkers runs leg once per iteration on a pop id of two random
+// UUIDs, as Genesys ids are (ids that share a long prefix cost the
+// server's subject index less, a fifth to a quarter of the GC CPU, its
+// inner nodes holding the common prefixes), and reports the heap the
+// markers hold afterwards, per marker.
+func benchMarkers(b *testing.B, leg func(c *bus.Conn, id string)) {
+	c := MustStart(b, bus.Config{})
+	h0 := measureHeap()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		leg(c, "pop:"+uuid.NewString()+":"+uuid.NewString())
 	}
 	b.StopTimer()
 	h1 := measureHeap()
 	if i < 1000 {
-		return
+		return // too few markers to tell from the rest of the heap
 	}
 	per := func(after, before float64) float64 { return max(after-before, 0) / float64(i) }
 	b.ReportMetric(per(h1.live, h0.live), "heap-bytes/marker")
