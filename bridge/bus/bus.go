@@ -47,10 +47,9 @@ type Config struct {
 	DuplicateWindow time.Duration // default 2m
 	MarkerBucket    string        // default screenpop-pops
 	// MarkerTTL is how long a pop marker lives unless its leg's end is
-	// seen (EndPop); default 24h. It must
-	// outlast the normalizer's memory of an idle conversation (12 h), or a
-	// leg silent that long whose next snapshot makes an event would pop
-	// again.
+	// seen (EndPop); default 24h. It must outlast the normalizer's memory
+	// of an idle conversation (12 h), or a leg silent that long whose next
+	// snapshot makes an event would pop again.
 	MarkerTTL time.Duration
 	// MarkerGrace is how long a marker lives once its leg has ended
 	// (EndPop); default DefaultMarkerGrace. It must outlast the resolver's
@@ -337,11 +336,11 @@ type Status struct {
 	Messages  uint64 `json:"messages"`
 	Bytes     uint64 `json:"bytes"`
 	LastSeq   uint64 `json:"lastSeq"`
-	// Markers is the pop markers held (one per live leg that has popped,
-	// and one per leg ended within the marker grace; a leg whose end was
-	// never seen keeps its marker the marker TTL): the embedded server keeps an index entry of about
-	// 0.35 KB for each, which the collector of the process it runs in
-	// scans on every cycle (docs/performance.md).
+	// Markers is the pop markers held: one per live leg that has popped,
+	// one per leg ended within the marker grace, and one per leg of the
+	// marker TTL whose end was never seen. The embedded server keeps an
+	// index entry of about 0.35 KB for each, which the collector of the
+	// process it runs in scans on every cycle (docs/performance.md).
 	Markers uint64 `json:"markers"`
 	Error   string `json:"error,omitempty"`
 }
