@@ -542,3 +542,12 @@ func TestCheck_NextToRunningDaemon(t *testing.T) {
 		}
 	}
 }
+
+func TestMarkerTTLText(t *testing.T) {
+	if got := markerTTLText(1); got != "" {
+		t.Errorf("API level 1 (NATS 2.11): %q, want nothing", got)
+	}
+	if got := markerTTLText(0); !strings.Contains(got, "older than 2.11") || !strings.Contains(got, "upgrade NATS") {
+		t.Errorf("API level 0: %q, want the warning and its fix", got)
+	}
+}

@@ -292,7 +292,7 @@ func checkNATS(ctx context.Context, cfg *Config, log zerolog.Logger, r *report) 
 		r.skip("nats publish", "needs nats jetstream")
 		return
 	}
-	r.ok("nats jetstream", "account has JetStream (%d streams, %s stored%s)", ai.Streams, bytesText(ai.Store), limitText(ai.Limits.MaxStore))
+	r.ok("nats jetstream", "account has JetStream (%d streams, %s stored%s)%s", ai.Streams, bytesText(ai.Store), limitText(ai.Limits.MaxStore), markerTTLText(ai.API.Level))
 
 	sname := "nats stream " + cfg.Stream
 	st, err := js.Stream(actx, cfg.Stream)
@@ -510,4 +510,14 @@ func dataverseFix(err error) string {
 		return "check the entity set name in SCREENPOP_ENTITIES and DATAVERSE_URL"
 	}
 	return "check DATAVERSE_URL and that this host reaches it and the token endpoint over HTTPS"
+}
+
+// markerTTLText warns, on the nats jetstream line, of a server without
+// per-key TTLs (JetStream API level 0: NATS before 2.11), on which pop
+// markers cannot end with their call.
+func markerTTLText(apiLevel int) string {
+	if apiLevel >= 1 {
+		return ""
+	}
+	return "; but the server is older than 2.11: pop markers will live 24 h after each pop instead of 15 minutes after each call (upgrade NATS)"
 }
