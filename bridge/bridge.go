@@ -279,8 +279,8 @@ type PopStore interface {
 	// the same claim from an attempt recent enough for JetStream to drop a
 	// second publish (the earlier attempt stored its marker but failed
 	// after: a lost acknowledgement, a crash before the publish); false
-	// when another event made it (the leg has popped before) or the leg
-	// has ended (see PopEnder).
+	// when another event made it (the leg has popped before); false and
+	// ErrLegEnded when the leg has ended (see PopEnder).
 	MarkPop(ctx context.Context, popID, claim string) (bool, error)
 	// Epoch identifies the stream the sequences belong to; it changes when
 	// the stream is recreated.
@@ -298,6 +298,10 @@ type PopStore interface {
 	// live has returned.
 	FollowPops(ctx context.Context, fn func(StoredPop), live func()) error
 }
+
+// ErrLegEnded is returned by PopStore.MarkPop for a leg that has ended:
+// it is not to pop any more.
+var ErrLegEnded = errors.New("the agent leg has ended")
 
 // ErrInvalidToken is returned by an AgentAuthenticator for a token that is
 // unknown, malformed, expired or revoked.

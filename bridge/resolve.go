@@ -247,6 +247,10 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 	}
 	markStart := r.cfg.Now()
 	created, err := r.store.MarkPop(ctx, popID, e.ID())
+	if errors.Is(err, ErrLegEnded) {
+		r.skip(e, "ended")
+		return nil
+	}
 	if err != nil {
 		r.m.errors.WithLabelValues("mark").Inc()
 		r.log.Warn().Err(err).Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).Msg("pop marker not written; event will be redelivered")
@@ -623,7 +627,7 @@ func newResolverMetrics(reg prometheus.Registerer) *resolverMetrics {
 		}, []string{"media", "action", "outcome"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "screenpop_bridge_resolver_skipped_total",
-			Help: "Events that made no pop, by reason (before_pop_state, disconnected, internal, stale, already_popped, invalid, malformed, override_invalid).",
+			Help: "Events that made no pop, by reason (before_pop_state, disconnected, internal, stale, already_popped, ended, invalid, malformed, override_invalid).",
 		}, []string{"reason"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "screenpop_bridge_resolver_errors_total",

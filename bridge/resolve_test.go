@@ -70,6 +70,9 @@ func (s *fakeStore) MarkPop(_ context.Context, id, claim string) (bool, error) {
 		s.marks = map[string]string{}
 	}
 	if c, ok := s.marks[id]; ok {
+		if c == "ended" { // as bus.Conn after EndPop
+			return false, ErrLegEnded
+		}
 		return c == claim, nil
 	}
 	s.marks[id] = claim
@@ -595,6 +598,9 @@ func TestResolver_Once(t *testing.T) {
 		// event that popped it (its own claim).
 		e.handle(t, alerting)
 		e.one(t)
+		if got := testutil.ToFloat64(e.r.m.skipped.WithLabelValues("ended")); got != 1 {
+			t.Fatalf("skipped{reason=ended} = %g, want 1", got)
+		}
 	})
 	t.Run("EndFailsForGood", func(t *testing.T) {
 		// Ending is worth a few tries, not a redelivery: the event is

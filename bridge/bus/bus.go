@@ -454,7 +454,8 @@ func markerKey(popID string) string {
 // duplicate window, so that the publish that follows, with the pop id as its
 // Nats-Msg-Id, is dropped by JetStream if the earlier attempt had published
 // after all. Without this, a marker whose acknowledgement was lost lost its
-// pop: the event's redelivery found the marker and skipped it.
+// pop: the event's redelivery found the marker and skipped it. A marker of
+// an ended leg (EndPop) gives false and bridge.ErrLegEnded.
 func (c *Conn) MarkPop(ctx context.Context, popID, claim string) (bool, error) {
 	key := markerKey(popID)
 	_, err := c.markers.Create(ctx, key, []byte(claim))
@@ -469,6 +470,9 @@ func (c *Conn) MarkPop(ctx context.Context, popID, claim string) (bool, error) {
 		// Removed (UnmarkPop) or expired since the create: the event's
 		// redelivery will create it.
 		return false, fmt.Errorf("read pop marker: %w", err)
+	}
+	if string(e.Value()) == markerEnded {
+		return false, bridge.ErrLegEnded
 	}
 	return string(e.Value()) == claim && time.Since(e.Created()) < c.cfg.DuplicateWindow, nil
 }

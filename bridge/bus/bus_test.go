@@ -190,7 +190,9 @@ func TestConn_MarkPop(t *testing.T) {
 			t.Fatal(err)
 		}
 		unmark("pop:u2:p1", "evt-a")
-		mark("pop:u2:p1", "evt-a", false)
+		if got, err := c.MarkPop(ctx, "pop:u2:p1", "evt-a"); got || !errors.Is(err, bridge.ErrLegEnded) {
+			t.Fatalf("MarkPop of an ended leg after UnmarkPop = %v, %v; want false, ErrLegEnded", got, err)
+		}
 		unmark("pop:never:p1", "evt-a") // no marker: nothing to do
 	})
 	t.Run("SameClaim", func(t *testing.T) {
@@ -247,8 +249,11 @@ func TestConn_EndPop(t *testing.T) {
 	}
 	// Until it expires, an ended leg's marker refuses every event of the
 	// leg, even a redelivery of the event that popped it.
-	mark("pop:c1:p1", "evt:c1:p1:voice:alerting", false)
-	mark("pop:c3:p1", "evt:c3:p1:voice:connected", false)
+	for _, m := range [][2]string{{"pop:c1:p1", "evt:c1:p1:voice:alerting"}, {"pop:c3:p1", "evt:c3:p1:voice:connected"}} {
+		if got, err := c.MarkPop(ctx, m[0], m[1]); got || !errors.Is(err, bridge.ErrLegEnded) {
+			t.Fatalf("MarkPop(%s, %s) of an ended leg = %v, %v; want false, ErrLegEnded", m[0], m[1], got, err)
+		}
+	}
 	if n := markers(); n != 3 {
 		t.Fatalf("%d markers after two ends, want 3", n)
 	}
