@@ -3,6 +3,7 @@ package bridge
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -248,6 +249,10 @@ func (n *Normalizer) Normalize(s Snapshot) []Event {
 	var buf [8]candidate
 	cands := buf[:0]
 	otherMedia := false
+	// held are the agent participants with something live the normalizer
+	// does not track (a communication in a state it does not map, another
+	// media): no disconnected event of theirs ends the leg.
+	var held []int
 	for i := range v.parts {
 		p := &v.parts[i]
 		if p.userID != string(agent) || p.id == "" || strings.ContainsRune(p.id, ':') {
@@ -263,12 +268,16 @@ func (n *Normalizer) Normalize(s Snapshot) []Event {
 			st, dir, ok := legStateOf(&p.comms[j], p.endTime != "")
 			if !ok {
 				n.m.unknownState.Inc()
+				held = append(held, i)
 				continue
 			}
 			cands = append(cands, candidate{part: i, comm: j, state: st, direction: dir})
 		}
 		if !found && p.otherMedia {
 			otherMedia = true
+		}
+		if p.otherMedia && p.endTime == "" {
+			held = append(held, i)
 		}
 	}
 	if len(cands) == 0 {
@@ -278,7 +287,7 @@ func (n *Normalizer) Normalize(s Snapshot) []Event {
 		return nil
 	}
 
-	emit, ended := n.record(v, cands)
+	emit, ended := n.record(v, cands, held)
 	if emit == 0 {
 		return nil
 	}
@@ -287,8 +296,9 @@ func (n *Normalizer) Normalize(s Snapshot) []Event {
 
 // record decides, under the lock, which candidates are state changes,
 // records them and returns them as a bit set, with the disconnected ones
-// whose participant has now ended in every media it has (ended).
-func (n *Normalizer) record(v *snapView, cands []candidate) (emit, ended uint64) {
+// whose participant has now ended in every media it has (ended), unless
+// it is held.
+func (n *Normalizer) record(v *snapView, cands []candidate, held []int) (emit, ended uint64) {
 	now := n.now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -331,7 +341,10 @@ func (n *Normalizer) record(v *snapView, cands []candidate) (emit, ended uint64)
 		emit |= 1 << k
 	}
 	for k, c := range cands {
-		if k < 64 && emit&(1<<k) != 0 && c.state == StateDisconnected && participantEnded(conv, v.parts[c.part].id) {
+		if len(cands) > 64 {
+			break // legs past the bit set are not recorded: not sure any participant has ended
+		}
+		if emit&(1<<k) != 0 && c.state == StateDisconnected && !slices.Contains(held, c.part) && participantEnded(conv, v.parts[c.part].id) {
 			ended |= 1 << k
 		}
 	}

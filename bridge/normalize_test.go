@@ -374,20 +374,26 @@ func TestNormalizer_LegEnded(t *testing.T) {
 	frames := MustLoadFrames(t, fixturePath("snapshots", "callback"))
 	// Frame 3 has the call and the callback connected; the same with the
 	// agent's call failed.
-	var body map[string]any
-	if err := json.Unmarshal(frames[3].Body, &body); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range body["participants"].([]any) {
-		if p := p.(map[string]any); p["purpose"] == "agent" {
-			p["calls"].([]any)[0].(map[string]any)["state"] = "disconnected"
+	agentStates := func(call, callback string) Snapshot {
+		t.Helper()
+		var body map[string]any
+		if err := json.Unmarshal(frames[3].Body, &body); err != nil {
+			t.Fatal(err)
 		}
+		for _, p := range body["participants"].([]any) {
+			if p := p.(map[string]any); p["purpose"] == "agent" {
+				p["calls"].([]any)[0].(map[string]any)["state"] = call
+				p["callbacks"].([]any)[0].(map[string]any)["state"] = callback
+			}
+		}
+		s := frames[3]
+		var err error
+		if s.Body, err = json.Marshal(body); err != nil {
+			t.Fatal(err)
+		}
+		return s
 	}
-	failed := frames[3]
-	var err error
-	if failed.Body, err = json.Marshal(body); err != nil {
-		t.Fatal(err)
-	}
+	failed := agentStates("disconnected", "connected")
 	ended := func(events []Event) map[string]bool {
 		out := map[string]bool{}
 		for _, e := range events {
@@ -413,8 +419,17 @@ func TestNormalizer_LegEnded(t *testing.T) {
 		// failed call.
 		n := MustNormalizer(t, NormalizerConfig{})
 		got := ended(n.Normalize(failed))
-		if len(got) != 2 || got["voice/disconnected"] || got["callback/connected"] {
-			t.Fatalf("events %v, want voice/disconnected and callback/connected, neither with legEnded", got)
+		if _, cb := got["callback/connected"]; len(got) != 2 || got["voice/disconnected"] || !cb {
+			t.Fatalf("events %v, want voice/disconnected without legEnded and callback/connected", got)
+		}
+	})
+	t.Run("AnUntrackedStateHoldsTheLeg", func(t *testing.T) {
+		// The callback in a state the normalizer does not map (scheduled):
+		// it makes no event, and the call's end does not end the leg.
+		n := MustNormalizer(t, NormalizerConfig{})
+		got := ended(n.Normalize(agentStates("disconnected", "scheduled")))
+		if v, ok := got["voice/disconnected"]; len(got) != 1 || !ok || v {
+			t.Fatalf("events %v, want voice/disconnected without legEnded", got)
 		}
 	})
 }

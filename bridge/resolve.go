@@ -87,11 +87,13 @@ type PopEnder interface {
 // the redelivered event pops afresh; if even the unmark fails, the pop is
 // remembered in memory and published on redelivery. A process crash
 // between the marker write and the publish's acknowledgement loses that
-// pop (the next delivery finds the marker and counts already_popped);
-// that window is one local JetStream round trip. The event that ends a leg
-// ends its marker (PopEnder): from then on it refuses every event of the
-// leg, so a pop caught in that window, or one whose lookup outlasted the
-// leg, is not made: the leg has ended.
+// pop unless the event is redelivered within the duplicate window (the
+// marker holds its claim, so it publishes, and JetStream drops a second
+// copy); that window is one local JetStream round trip. The event that
+// ends a leg ends its marker (PopEnder): from then on it refuses every
+// event of the leg (ErrLegEnded, counted as ended), so a pop caught in that
+// window, one waiting in memory, or one whose lookup outlasted the leg is
+// not made when the leg ends first: the call is over.
 //
 // Concurrency: Handle is safe for concurrent use; events of one leg may
 // be handled at once (the marker decides which one pops).
@@ -194,7 +196,10 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 	}
 	popID := e.PopID()
 	if msg, ok := r.takePending(popID); ok {
-		if err := r.republish(ctx, e, popID, msg, start); err != nil || e.State != StateDisconnected {
+		if e.LegEnded {
+			// As everywhere else: a leg that has ended pops no more.
+			r.skip(e, "ended")
+		} else if err := r.republish(ctx, e, popID, msg, start); err != nil || e.State != StateDisconnected {
 			return err
 		}
 	}

@@ -630,8 +630,9 @@ func TestResolver_Once(t *testing.T) {
 		}
 	})
 	t.Run("PendingPopThenHangUp", func(t *testing.T) {
-		// A pop whose publish and unmark failed waits in memory; the
-		// hang-up publishes it and then ends the marker.
+		// A pop whose publish and unmark failed waits in memory for the
+		// event's redelivery. When the leg's end comes first, the call is
+		// over: no pop, as everywhere else, and the marker ends.
 		es := &endingStore{fakeStore: &fakeStore{}}
 		e := newResEnv(t, ResolverConfig{PublishTimeout: 50 * time.Millisecond}, nil, nil, es, es.fakeStore)
 		e.pub.fail = func(Message) error { return errors.New("nats: timeout") }
@@ -642,8 +643,11 @@ func TestResolver_Once(t *testing.T) {
 		hangUp := resEvent("c1", "agent1", "p1", StateDisconnected)
 		hangUp.LegEnded = true
 		e.handle(t, hangUp)
-		if e.one(t); len(es.ended) != 1 {
-			t.Fatalf("ended %v, want the leg", es.ended)
+		if n := len(e.pub.pops(t)); n != 0 || len(es.ended) != 1 {
+			t.Fatalf("%d pops, ended %v; want none and the leg", n, es.ended)
+		}
+		if got := testutil.ToFloat64(e.r.m.skipped.WithLabelValues("ended")); got != 1 {
+			t.Fatalf("skipped{reason=ended} = %g, want 1", got)
 		}
 	})
 	t.Run("MarkerStoredButNotAcknowledged", func(t *testing.T) {

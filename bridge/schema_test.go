@@ -92,6 +92,7 @@ func TestSchema_Examples(t *testing.T) {
 		{"BadTime", "event", `"receivedAt": "2025-03-04T15:00:31.042Z"`, `"receivedAt": "yesterday"`},
 		{"ExtraField", "event", `"internal": false`, `"internal": false, "secret": 1`},
 		{"LegEndedFalse", "event", `"legEnded": true`, `"legEnded": false`},
+		{"LegEndedNotDisconnected", "event", `"state": "disconnected"`, `"state": "connected"`},
 		{"BadID", "event", `"id": "evt:`, `"id": "x:`},
 		{"UnknownAction", "pop", `"action": "open"`, `"action": "dial"`},
 	} {

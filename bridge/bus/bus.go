@@ -277,9 +277,11 @@ func (c *Conn) setup(ctx context.Context) error {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, kcfg)
 	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
 		kcfg.LimitMarkerTTL = 0
-		if kv, err = js.CreateOrUpdateKeyValue(ctx, kcfg); err != nil {
-			// The bucket has per-key TTLs already (a server that answered
-			// for an older one mid-upgrade): use it as it is.
+		kv, err = js.CreateOrUpdateKeyValue(ctx, kcfg)
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStreamInvalidConfig {
+			// The bucket has per-key TTLs already, which cannot be turned
+			// off (an older server answered mid-upgrade): use it as it is.
 			kv, err = js.KeyValue(ctx, c.cfg.MarkerBucket)
 		}
 	}
@@ -458,18 +460,26 @@ func markerKey(popID string) string {
 // an ended leg (EndPop) gives false and bridge.ErrLegEnded.
 func (c *Conn) MarkPop(ctx context.Context, popID, claim string) (bool, error) {
 	key := markerKey(popID)
-	_, err := c.markers.Create(ctx, key, []byte(claim))
-	if err == nil {
-		return true, nil
-	}
-	if !errors.Is(err, jetstream.ErrKeyExists) {
-		return false, fmt.Errorf("mark pop: %w", err)
-	}
-	e, err := c.markers.Get(ctx, key)
-	if err != nil {
-		// Removed (UnmarkPop) or expired since the create: the event's
-		// redelivery will create it.
-		return false, fmt.Errorf("read pop marker: %w", err)
+	var e jetstream.KeyValueEntry
+	for attempt := 1; ; attempt++ {
+		_, err := c.markers.Create(ctx, key, []byte(claim))
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return false, fmt.Errorf("mark pop: %w", err)
+		}
+		e, err = c.markers.Get(ctx, key)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, jetstream.ErrKeyNotFound) || attempt == 2 {
+			// Removed or expired again since: the event's redelivery will
+			// create it.
+			return false, fmt.Errorf("read pop marker: %w", err)
+		}
+		// Removed (UnmarkPop) or expired between the create and the read:
+		// create it once more.
 	}
 	if string(e.Value()) == markerEnded {
 		return false, bridge.ErrLegEnded
@@ -517,15 +527,30 @@ func (c *Conn) UnmarkPop(ctx context.Context, popID, claim string) error {
 	if string(e.Value()) != claim {
 		return nil
 	}
-	err = c.markers.Purge(ctx, key, jetstream.LastRevision(e.Revision()))
+	return c.purgeMarker(ctx, key, e.Revision())
+}
+
+// purgeMarker purges key if its revision is still rev; a marker rewritten
+// since (ended) is left alone.
+func (c *Conn) purgeMarker(ctx context.Context, key string, rev uint64) error {
+	opts := []jetstream.KVDeleteOpt{jetstream.LastRevision(rev)}
+	if c.markerTTLs {
+		opts = append(opts, jetstream.PurgeTTL(c.cfg.MarkerGrace)) // the purge's own marker goes too
+	}
+	err := c.markers.Purge(ctx, key, opts...)
 	if isWrongLastSeq(err) {
-		return nil // rewritten since the read: ended
+		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("unmark pop: %w", err)
 	}
 	return nil
 }
+
+// errCodeStreamInvalidConfig is JetStream's error code for a stream update
+// it refuses, such as turning per-message TTLs off (nats.go names no
+// constant for it).
+const errCodeStreamInvalidConfig jetstream.ErrorCode = 10052
 
 // isWrongLastSeq reports a compare-and-set conflict (10164 on replicated
 // streams, 10071 otherwise).

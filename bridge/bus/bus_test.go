@@ -531,7 +531,7 @@ func TestConn_ConsumeEventsStopsWithinDrain(t *testing.T) {
 
 func TestConn_ConsumeEventsFiltersSubjects(t *testing.T) {
 	c := MustStart(t, bus.Config{Listen: "off"})
-	seen := make(chan bridge.State, 16)
+	seen := make(chan string, 16) // conversation/state
 	consume := func(subjects []string) (stop func()) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error)
@@ -541,7 +541,7 @@ func TestConn_ConsumeEventsFiltersSubjects(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				seen <- e.State
+				seen <- string(e.ConversationID) + "/" + string(e.State)
 				return nil
 			})
 		}()
@@ -570,7 +570,7 @@ func TestConn_ConsumeEventsFiltersSubjects(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	next := func() bridge.State {
+	next := func() string {
 		t.Helper()
 		select {
 		case got := <-seen:
@@ -586,15 +586,15 @@ func TestConn_ConsumeEventsFiltersSubjects(t *testing.T) {
 	for i, st := range []bridge.State{bridge.StateAlerting, bridge.StateDisconnected, bridge.StateConnected} {
 		publish(i, st)
 	}
-	if got := next(); got != bridge.StateConnected {
-		t.Fatalf("consumed %s, want only connected", got)
+	if got := next(); got != "conv-f2/connected" {
+		t.Fatalf("consumed %s, want only conv-f2/connected", got)
 	}
 	stop()
 	stop = consume(bridge.ResolverSubjects)
 	defer stop()
 	// The resolver's consumer gets disconnected events: they end markers.
 	publish(3, bridge.StateDisconnected)
-	if got := next(); got != bridge.StateDisconnected {
-		t.Fatalf("the resolver's consumer got %s first, want the disconnected event published after its update", got)
+	if got := next(); got != "conv-f3/disconnected" {
+		t.Fatalf("the resolver's consumer got %s first, want conv-f3/disconnected, published after its update", got)
 	}
 }

@@ -94,11 +94,12 @@ func TestDaemon_EndToEnd(t *testing.T) {
 
 	t.Run("ConnectedMakesNoSecondPop", func(t *testing.T) {
 		call.Connect()
-		call.Disconnect()
-		// A second call proves the socket is live and the first made one pop.
+		// A second call proves the socket is live and the first made one pop
+		// (the hang-up comes after: an ended leg refuses every event anyway).
 		other := d.Genesys.InboundCall(agent, "+19995550100", notificationstest.Options{})
 		other.Alert()
 		p2 := readPop(t, ws)
+		call.Disconnect()
 		if p2.ConversationID != other.ID() {
 			t.Fatalf("next pop is for %s, want the second call %s (a second pop of the first?)", p2.ConversationID, other.ID())
 		}
