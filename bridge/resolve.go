@@ -297,24 +297,13 @@ func (r *Resolver) end(ctx context.Context, e *Event, popID string) error {
 		return nil
 	}
 	r.forget(popID)
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	for attempt := 1; ; attempt++ {
-		err := en.EndPop(ctx, popID)
-		if err == nil {
-			return nil
-		}
-		t := time.NewTimer(time.Duration(attempt) * 100 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			r.m.errors.WithLabelValues("end").Inc()
-			r.log.Warn().Err(err).Int("attempts", attempt).Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).
-				Msg("pop marker of an ended leg not ended; it lives its full TTL")
-			return nil
-		case <-t.C:
-		}
+	err := retryFor(ctx, 2*time.Second, func(ctx context.Context) error { return en.EndPop(ctx, popID) })
+	if err != nil {
+		r.m.errors.WithLabelValues("end").Inc()
+		r.log.Warn().Err(err).Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).
+			Msg("pop marker of an ended leg not ended; it lives its full TTL")
 	}
+	return nil
 }
 
 func invalidEvent(e *Event) string {
@@ -439,16 +428,22 @@ func (r *Resolver) prefill(c Customer) map[string]string {
 // publish retries pub.Publish with the same message (so the same
 // Nats-Msg-Id) with backoff for PublishTimeout.
 func (r *Resolver) publish(ctx context.Context, msg Message) error {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+	return retryFor(ctx, r.cfg.PublishTimeout, func(ctx context.Context) error { return r.pub.Publish(ctx, msg) })
+}
+
+// retryFor calls fn until it succeeds, with jittered exponential backoff
+// (50 ms doubling to 1 s), for at most d.
+func retryFor(ctx context.Context, d time.Duration, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	for attempt := 1; ; attempt++ {
-		err := r.pub.Publish(ctx, msg)
+		err := fn(ctx)
 		if err == nil {
 			return nil
 		}
-		d := min(50*time.Millisecond<<min(attempt-1, 5), time.Second)
-		d = d/2 + rand.N(d/2+1)
-		t := time.NewTimer(d)
+		wait := min(50*time.Millisecond<<min(attempt-1, 5), time.Second)
+		wait = wait/2 + rand.N(wait/2+1)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
