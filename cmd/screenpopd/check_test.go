@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/screenpop/screenpop/bridge/bus/bustest"
 	"github.com/screenpop/screenpop/dataverse/dataversetest"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 )
@@ -550,4 +551,21 @@ func TestMarkerTTLText(t *testing.T) {
 	if got := markerTTLText(0); !strings.Contains(got, "older than 2.11") || !strings.Contains(got, "upgrade NATS") {
 		t.Errorf("API level 0: %q, want the warning and its fix", got)
 	}
+}
+
+// Against NATS older than 2.11 the nats jetstream line names the server's
+// age and its cost; the other NATS checks pass, since the daemon runs there
+// (with markers that live 24 h).
+func TestCheck_NATSBefore2_11(t *testing.T) {
+	url := bustest.MustStartOldServer(t)
+	r := newCheckRig(t)
+	r.vars["NATS_URL"] = url
+	code, out := r.check(t)
+	if code != 0 {
+		t.Fatalf("exit %d, want 0", code)
+	}
+	wantLine(t, out, "ok   nats connect:", "version 2.10.")
+	wantLine(t, out, "ok   nats jetstream:", "older than 2.11", "upgrade NATS")
+	wantLine(t, out, "ok   nats stream SCREENPOP:", "created")
+	wantLine(t, out, "ok   nats publish:", "deleted again")
 }

@@ -1,0 +1,159 @@
+package bus_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/screenpop/screenpop/bridge/bus"
+	"github.com/screenpop/screenpop/bridge/bus/bustest"
+)
+
+// logBuffer is zerolog output the test reads while the bus may still log.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// warnings counts the warnings whose message contains msg.
+func (l *logBuffer) warnings(msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range strings.Split(l.b.String(), "\n") {
+		if strings.Contains(line, `"level":"warn"`) && strings.Contains(line, msg) {
+			n++
+		}
+	}
+	return n
+}
+
+const noPerKeyTTLs = "the NATS server takes no per-key TTLs (it is older than 2.11)"
+
+// startOnOldServer starts a Conn against the old server at url, with its
+// own log.
+func startOnOldServer(t *testing.T, url string, cfg bus.Config) *bus.Conn {
+	t.Helper()
+	cfg.URL = url
+	logs := &logBuffer{}
+	c, err := bus.Start(context.Background(), cfg, zerolog.New(logs))
+	if err != nil {
+		t.Fatalf("Start against NATS before 2.11: %v", err)
+	}
+	t.Cleanup(c.Close)
+	if n := logs.warnings(noPerKeyTTLs); n != 1 {
+		t.Errorf("%d warnings %q at start, want 1:\n%s", n, noPerKeyTTLs, logs.b.String())
+	}
+	return c
+}
+
+// A NATS server older than 2.11 has no per-key TTLs. The daemon starts on a
+// bucket without them and says so once; claims work as on a newer server,
+// and a marker keeps the bucket's TTL: its leg's end (EndPop) does not
+// shorten it.
+func TestStart_OnNATSBefore2_11MarkersKeepTheirTTL(t *testing.T) {
+	url := bustest.MustStartOldServer(t)
+	ctx := context.Background()
+	c := startOnOldServer(t, url, bus.Config{})
+	mark := func(t *testing.T, c *bus.Conn, popID, claim string, want bool) {
+		t.Helper()
+		if got, err := c.MarkPop(ctx, popID, claim); err != nil || got != want {
+			t.Fatalf("MarkPop(%s, %s) = %v, %v; want %v, nil", popID, claim, got, err, want)
+		}
+	}
+	bucket, err := c.JetStream().KeyValue(ctx, bus.DefaultMarkerBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := func(t *testing.T, popID string) jetstream.KeyValueEntry {
+		t.Helper()
+		e, err := bucket.Get(ctx, strings.ReplaceAll(popID, ":", ".")) // the key of a plain pop id
+		if err != nil {
+			t.Fatalf("marker of %s: %v", popID, err)
+		}
+		return e
+	}
+
+	t.Run("BucketHasNoPerKeyTTLs", func(t *testing.T) {
+		st, err := bucket.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.LimitMarkerTTL() != 0 || st.TTL() != 24*time.Hour {
+			t.Errorf("bucket limit marker TTL %v, TTL %v; want 0 (none) and 24h", st.LimitMarkerTTL(), st.TTL())
+		}
+	})
+
+	t.Run("ClaimsAsOnANewServer", func(t *testing.T) {
+		mark(t, c, "pop:c1:p1", "evt:c1:p1:voice:alerting", true)
+		mark(t, c, "pop:c1:p1", "evt:c1:p1:voice:connected", false) // another event of the leg
+		mark(t, c, "pop:c1:p1", "evt:c1:p1:voice:alerting", true)   // the same event, redelivered
+	})
+
+	t.Run("EndPopLeavesTheMarker", func(t *testing.T) {
+		before := marker(t, "pop:c1:p1")
+		if err := c.EndPop(ctx, "pop:c1:p1"); err != nil {
+			t.Fatalf("EndPop: %v, want nil (nothing to do)", err)
+		}
+		if after := marker(t, "pop:c1:p1"); after.Revision() != before.Revision() || string(after.Value()) != string(before.Value()) {
+			t.Fatalf("marker after EndPop: revision %d %q, want it untouched (%d %q)", after.Revision(), after.Value(), before.Revision(), before.Value())
+		}
+		mark(t, c, "pop:c1:p1", "evt:c1:p1:voice:connected", false) // still held, not ErrLegEnded
+		if err := c.EndPop(ctx, "pop:never:p1"); err != nil {
+			t.Fatalf("EndPop of a leg that never popped: %v", err)
+		}
+		if _, err := bucket.Get(ctx, "pop.never.p1"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Fatalf("EndPop of a leg that never popped wrote a marker (%v)", err)
+		}
+	})
+
+	t.Run("RestartKeepsTheBucket", func(t *testing.T) {
+		// A second daemon (or a restart) updates the bucket it finds.
+		c2 := startOnOldServer(t, url, bus.Config{})
+		mark(t, c2, "pop:c1:p1", "evt:c1:p1:voice:connected", false)
+	})
+
+	t.Run("UnmarkPop", func(t *testing.T) {
+		mark(t, c, "pop:c2:p1", "evt:c2:p1:voice:alerting", true)
+		if err := c.UnmarkPop(ctx, "pop:c2:p1", "evt:c2:p1:voice:connected"); err != nil {
+			t.Fatal(err)
+		}
+		marker(t, "pop:c2:p1") // not the marker's claim: left alone
+		// The holding claim purges it, without a TTL on the purge (2.10
+		// would ignore one: it stores a Nats-TTL header as any other).
+		if err := c.UnmarkPop(ctx, "pop:c2:p1", "evt:c2:p1:voice:alerting"); err != nil {
+			t.Fatalf("UnmarkPop with the holding claim: %v", err)
+		}
+		if _, err := bucket.Get(ctx, "pop.c2.p1"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Fatalf("marker after UnmarkPop with its claim: %v, want none", err)
+		}
+		mark(t, c, "pop:c2:p1", "evt:c2:p1:voice:connected", true) // the pop may be tried again
+	})
+
+	t.Run("EndedMarkerLivesTheBucketTTL", func(t *testing.T) {
+		short := startOnOldServer(t, url, bus.Config{MarkerBucket: "short-pops", MarkerTTL: time.Second})
+		mark(t, short, "pop:c3:p1", "evt:c3:p1:voice:alerting", true)
+		if err := short.EndPop(ctx, "pop:c3:p1"); err != nil {
+			t.Fatal(err)
+		}
+		mark(t, short, "pop:c3:p1", "evt:c3:p1:voice:connected", false)
+		waitFor(t, 10*time.Second, func() bool {
+			st := short.Status(ctx)
+			return st.Error == "" && st.Markers == 0
+		})
+		mark(t, short, "pop:c3:p1", "evt:c3:p1:voice:connected", true) // expired: the key is free again
+	})
+}
