@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
+	"github.com/screenpop/screenpop/internal/syncbuf"
 )
 
 // Func-field fakes of the resolver's dependencies.
@@ -190,30 +190,12 @@ func resEvent(conv, agent, part string, state State) *Event {
 	}
 }
 
-// resLogBuffer is a log sink safe for concurrent writers.
-type resLogBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *resLogBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *resLogBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type resEnv struct {
 	dir   *fakeDir
 	store *fakeStore
 	pub   *fakePub
 	r     *Resolver
-	logs  *resLogBuffer
+	logs  *syncbuf.Buffer
 }
 
 func newResEnv(t *testing.T, cfg ResolverConfig, dir Directory, d *fakeDir, store PopStore, fs *fakeStore) *resEnv {
@@ -230,7 +212,7 @@ func newResEnv(t *testing.T, cfg ResolverConfig, dir Directory, d *fakeDir, stor
 	if store == nil {
 		store = fs
 	}
-	e := &resEnv{dir: d, store: fs, pub: &fakePub{}, logs: &resLogBuffer{}}
+	e := &resEnv{dir: d, store: fs, pub: &fakePub{}, logs: &syncbuf.Buffer{}}
 	log := zerolog.New(e.logs).Level(zerolog.DebugLevel)
 	r, err := NewResolver(cfg, dir, store, e.pub, NewHasher([]byte("0123456789abcdef0123")), log)
 	if err != nil {

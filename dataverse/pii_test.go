@@ -1,9 +1,7 @@
 package dataverse_test
 
 import (
-	"bytes"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,24 +9,8 @@ import (
 
 	"github.com/screenpop/screenpop/dataverse"
 	"github.com/screenpop/screenpop/dataverse/dataversetest"
+	"github.com/screenpop/screenpop/internal/syncbuf"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestClient_TimeoutsCarryNoPII: a request that times out fails with Go's
 // *url.Error, whose text quotes the URL and so the $filter with the
@@ -40,7 +22,7 @@ func TestClient_TimeoutsCarryNoPII(t *testing.T) {
 	}
 	t.Cleanup(func() { srv.Close() })
 	ec := srv.Config()
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	c, err := dataverse.New(dataverse.Config{
 		URL: srv.URL(), TenantID: ec.TenantID, ClientID: ec.ClientID, ClientSecret: ec.ClientSecret, TokenURL: srv.TokenURL(),
 		SequentialLookups: true, RequestTimeout: 50 * time.Millisecond, MaxAttempts: 2, FlightTimeout: 2 * time.Second,

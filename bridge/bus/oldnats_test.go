@@ -1,11 +1,9 @@
 package bus_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,26 +12,13 @@ import (
 
 	"github.com/screenpop/screenpop/bridge/bus"
 	"github.com/screenpop/screenpop/bridge/bus/bustest"
+	"github.com/screenpop/screenpop/internal/syncbuf"
 )
 
-// logBuffer is zerolog output the test reads while the bus may still log.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// warnings counts the warnings whose message contains msg.
-func (l *logBuffer) warnings(msg string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// warnings counts the warnings in logs whose message contains msg.
+func warnings(logs *syncbuf.Buffer, msg string) int {
 	n := 0
-	for _, line := range strings.Split(l.b.String(), "\n") {
+	for _, line := range strings.Split(logs.String(), "\n") {
 		if strings.Contains(line, `"level":"warn"`) && strings.Contains(line, msg) {
 			n++
 		}
@@ -48,14 +33,14 @@ const noPerKeyTTLs = "the NATS server takes no per-key TTLs (it is older than 2.
 func startOnOldServer(t *testing.T, url string, cfg bus.Config) *bus.Conn {
 	t.Helper()
 	cfg.URL = url
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	c, err := bus.Start(context.Background(), cfg, zerolog.New(logs))
 	if err != nil {
 		t.Fatalf("Start against NATS before 2.11: %v", err)
 	}
 	t.Cleanup(c.Close)
-	if n := logs.warnings(noPerKeyTTLs); n != 1 {
-		t.Errorf("%d warnings %q at start, want 1:\n%s", n, noPerKeyTTLs, logs.b.String())
+	if n := warnings(logs, noPerKeyTTLs); n != 1 {
+		t.Errorf("%d warnings %q at start, want 1:\n%s", n, noPerKeyTTLs, logs)
 	}
 	return c
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/screenpop/screenpop/bridge/bus"
 	"github.com/screenpop/screenpop/dataverse/dataversetest"
+	"github.com/screenpop/screenpop/internal/syncbuf"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 )
 
@@ -37,13 +38,13 @@ func testEnv(t *testing.T) map[string]string {
 
 // MustStartDemo builds the daemon against both emulators, as `screenpopd
 // demo` does but without its traffic, and runs it until the test ends.
-func MustStartDemo(t *testing.T, vars map[string]string) (*Demo, *syncBuffer) {
+func MustStartDemo(t *testing.T, vars map[string]string) (*Demo, *syncbuf.Buffer) {
 	t.Helper()
 	cfg, _, err := ParseConfig("demo", nil, env(vars), Requirements{}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	log := zerolog.New(logs).Level(zerolog.DebugLevel)
 	ctx, cancel := context.WithCancel(context.Background())
 	d, err := StartDemo(ctx, cfg, log, false)
