@@ -49,7 +49,7 @@ func startOnOldServer(t *testing.T, url string, cfg bus.Config) *bus.Conn {
 // bucket without them and says so once; claims work as on a newer server,
 // and a marker keeps the bucket's TTL: its leg's end (EndPop) does not
 // shorten it.
-func TestStart_OnNATSBefore2_11MarkersKeepTheirTTL(t *testing.T) {
+func TestConn_OnNATSBefore2_11(t *testing.T) {
 	url := bustest.MustStartOldServer(t)
 	ctx := context.Background()
 	c := startOnOldServer(t, url, bus.Config{})
@@ -117,8 +117,8 @@ func TestStart_OnNATSBefore2_11MarkersKeepTheirTTL(t *testing.T) {
 			t.Fatal(err)
 		}
 		marker(t, "pop:c2:p1") // not the marker's claim: left alone
-		// The holding claim purges it, without a TTL on the purge (2.10
-		// would ignore one: it stores a Nats-TTL header as any other).
+		// The holding claim purges it. (Whether the purge carries a TTL
+		// cannot be seen here: 2.10 ignores a Nats-TTL header.)
 		if err := c.UnmarkPop(ctx, "pop:c2:p1", "evt:c2:p1:voice:alerting"); err != nil {
 			t.Fatalf("UnmarkPop with the holding claim: %v", err)
 		}

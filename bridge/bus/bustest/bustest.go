@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -52,16 +53,27 @@ func MustStartOldServer(tb testing.TB) string {
 	// no race with another process for a port chosen here.
 	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", "-1", "-js", "-sd", filepath.Join(dir, "store"), "--ports_file_dir", dir)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
+	dieWithParent(cmd)
+	// The server is started and waited for on one locked thread: on Linux
+	// it is killed when the thread that started it ends (the death signal
+	// follows the thread, not the process), so the thread must outlive it,
+	// and it ends with the test binary, even one killed by its -timeout.
+	started, exited := make(chan error, 1), make(chan struct{})
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends after the server
+		defer close(exited)
+		defer logf.Close()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		cmd.Wait()
+	}()
+	if err := <-started; err != nil {
+		<-exited
 		tb.Fatalf("start %s: %v", bin, err)
 	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		logf.Close()
-		close(exited)
-	}()
 	tb.Cleanup(func() {
 		cmd.Process.Signal(os.Interrupt)
 		select {
