@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
+
 	"github.com/screenpop/screenpop/internal/syncbuf"
 )
 

@@ -9,6 +9,8 @@ import (
 )
 
 // Buffer is safe for concurrent use. The zero value is empty and ready.
+// It only appends and reads the whole: no Bytes, Reset or Read, which
+// would hand out memory or state a writer may change.
 type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
