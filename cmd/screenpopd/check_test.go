@@ -545,11 +545,15 @@ func TestCheck_NextToRunningDaemon(t *testing.T) {
 }
 
 func TestMarkerTTLText(t *testing.T) {
-	if got := markerTTLText(1); got != "" {
+	if got := markerTTLText(1, 15*time.Minute); got != "" {
 		t.Errorf("API level 1 (NATS 2.11): %q, want nothing", got)
 	}
-	if got := markerTTLText(0); !strings.Contains(got, "older than 2.11") || !strings.Contains(got, "upgrade NATS") {
-		t.Errorf("API level 0: %q, want the warning and its fix", got)
+	if got := markerTTLText(0, 15*time.Minute); !strings.Contains(got, "older than 2.11") || !strings.Contains(got, "instead of 15 minutes") || !strings.Contains(got, "upgrade NATS") {
+		t.Errorf("API level 0: %q, want the warning, the grace it loses and its fix", got)
+	}
+	// A longer SCREENPOP_MAX_EVENT_AGE makes a longer grace, and the line says so.
+	if got := markerTTLText(0, markerGrace(time.Hour)); !strings.Contains(got, "instead of 120 minutes") {
+		t.Errorf("API level 0, 1 h max event age: %q, want the 120-minute grace", got)
 	}
 }
 

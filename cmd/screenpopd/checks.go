@@ -292,7 +292,7 @@ func checkNATS(ctx context.Context, cfg *Config, log zerolog.Logger, r *report) 
 		r.skip("nats publish", "needs nats jetstream")
 		return
 	}
-	r.ok("nats jetstream", "account has JetStream (%d streams, %s stored%s)%s", ai.Streams, bytesText(ai.Store), limitText(ai.Limits.MaxStore), markerTTLText(ai.API.Level))
+	r.ok("nats jetstream", "account has JetStream (%d streams, %s stored%s)%s", ai.Streams, bytesText(ai.Store), limitText(ai.Limits.MaxStore), markerTTLText(ai.API.Level, markerGrace(cfg.MaxEventAge)))
 
 	sname := "nats stream " + cfg.Stream
 	st, err := js.Stream(actx, cfg.Stream)
@@ -514,10 +514,11 @@ func dataverseFix(err error) string {
 
 // markerTTLText warns, on the nats jetstream line, of a server without
 // per-key TTLs (JetStream API level 0: NATS before 2.11), on which pop
-// markers cannot end with their call.
-func markerTTLText(apiLevel int) string {
+// markers cannot end with their call: they live the bucket's 24 h instead
+// of grace (the daemon's marker grace) after the call.
+func markerTTLText(apiLevel int, grace time.Duration) string {
 	if apiLevel >= 1 {
 		return ""
 	}
-	return "; but the server is older than 2.11: pop markers will live 24 h after each pop instead of 15 minutes after each call (upgrade NATS)"
+	return fmt.Sprintf("; but the server is older than 2.11: pop markers will live 24 h after each pop instead of %.0f minutes after each call (upgrade NATS)", grace.Minutes())
 }
