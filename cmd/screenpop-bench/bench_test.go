@@ -54,6 +54,11 @@ func TestRun_Quick(t *testing.T) {
 	if m.OverheadAll == nil || m.OverheadAll.N != m.Received || m.OverheadHits == nil || m.OverheadHits.N == 0 {
 		t.Errorf("overhead figures incomplete: all %+v, hits %+v", m.OverheadAll, m.OverheadHits)
 	}
+	// The daemon collected garbage during the phase (its heap grows with
+	// the pops), and every cache hit was placed inside a cycle or not.
+	if g := m.GC; g == nil || g.Cycles == 0 || g.HitsDuring.N+g.HitsOutside.N != m.OverheadHits.N {
+		t.Errorf("daemon GC figures %+v, want cycles and the %d cache hits split by them", g, m.OverheadHits.N)
+	}
 	// Every call's frame was written by the emulator, which stamped it.
 	if m.EmulatorQueue == nil || m.EmulatorQueue.N != m.Sent {
 		t.Errorf("emulator queue figures %+v, want one per call sent (%d)", m.EmulatorQueue, m.Sent)

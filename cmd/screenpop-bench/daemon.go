@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,12 +30,24 @@ type daemon struct {
 	exited  chan struct{}
 	waitErr error
 
+	// launched is when the daemon was started, the origin (within a few
+	// ms: the runtime's own start comes after the exec) of its gctrace
+	// lines' times.
+	launched time.Time
+
 	mu       sync.Mutex
 	pops     map[string]popLine // by conversation id
 	popDups  int                // pop lines seen twice for one conversation
+	gcs      []gcCycle          // from GODEBUG=gctrace lines, in order
 	warnings int
 	errors   int
 	firstBad []string // the first warning/error messages
+}
+
+// gcCycle is one of the daemon's GC cycles.
+type gcCycle struct {
+	Start time.Time
+	Clock time.Duration // sweep termination, concurrent mark and mark termination
 }
 
 // startedLine holds the fields of "screenpopd started".
@@ -116,6 +129,7 @@ func startDaemon(bin string, env []string, cpus []int, verbose, logCopy io.Write
 	if len(cpus) > 0 {
 		start = func() error { return startOn(d.cmd, cpus) }
 	}
+	d.launched = time.Now()
 	if err := start(); err != nil {
 		return nil, fmt.Errorf("start screenpopd: %w", err)
 	}
@@ -140,18 +154,68 @@ func parseLogLine(b []byte) (logLine, bool) {
 	return l, true
 }
 
+// parseGCLine reads a GODEBUG=gctrace=1 line: "gc 24 @14.637s 2%:
+// 0.084+53+0.005 ms clock, …": when the cycle began, after the runtime's
+// start, and how long it lasted on the wall clock.
+func parseGCLine(s string) (at, clock time.Duration, ok bool) {
+	f := strings.Fields(s)
+	if len(f) < 7 || f[0] != "gc" || !strings.HasPrefix(f[2], "@") || !strings.HasSuffix(f[2], "s") || f[5] != "ms" || f[6] != "clock," {
+		return 0, 0, false
+	}
+	sec, err := strconv.ParseFloat(f[2][1:len(f[2])-1], 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	var ms float64
+	for _, part := range strings.Split(f[4], "+") {
+		v, err := strconv.ParseFloat(part, 64)
+		if err != nil {
+			return 0, 0, false
+		}
+		ms += v
+	}
+	return time.Duration(sec * float64(time.Second)), time.Duration(ms * float64(time.Millisecond)), true
+}
+
+// cycles returns the GC cycles seen so far.
+func (d *daemon) cycles() []gcCycle {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.gcs)
+}
+
 func (d *daemon) readLog(r io.Reader) {
 	defer func() {
 		d.waitErr = d.cmd.Wait()
 		close(d.exited)
 	}()
+	d.scanLog(r)
+	_, _ = io.Copy(io.Discard, r)
+}
+
+// scanLog handles the daemon's stderr: its JSON log lines, and the
+// runtime's gctrace lines, which come in pieces, so that a log line (one
+// write) can land inside one: the piece before it is kept for the rest.
+func (d *daemon) scanLog(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	sentStarted := false
+	var partial []byte // the start of a gctrace line a log line interrupted
 	for sc.Scan() {
-		l, ok := parseLogLine(sc.Bytes())
+		b := sc.Bytes()
+		l, ok := parseLogLine(b)
 		if !ok {
+			line := string(append(partial, b...))
+			partial = partial[:0]
+			if at, clock, ok := parseGCLine(line); ok {
+				d.mu.Lock()
+				d.gcs = append(d.gcs, gcCycle{Start: d.launched.Add(at), Clock: clock})
+				d.mu.Unlock()
+			}
 			continue
+		}
+		if i := bytes.IndexByte(b, '{'); i > 0 {
+			partial = append(partial, b[:i]...)
 		}
 		switch {
 		case l.Message == "pop":
@@ -181,7 +245,6 @@ func (d *daemon) readLog(r io.Reader) {
 			}
 		}
 	}
-	_, _ = io.Copy(io.Discard, r)
 }
 
 func errSuffix(e string) string {

@@ -345,11 +345,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		"SCREENPOP_DATA_DIR=" + filepath.Join(tmp, "data"), "SCREENPOP_MAX_EVENT_AGE=10m", "SCREENPOP_PPROF=true",
 		"LOG_LEVEL=info", "LOG_FORMAT=json",
 	}
-	for _, k := range []string{"GOMAXPROCS", "GOGC", "GOMEMLIMIT", "GODEBUG"} {
+	for _, k := range []string{"GOMAXPROCS", "GOGC", "GOMEMLIMIT"} {
 		if v := os.Getenv("SCREENPOPD_" + k); v != "" { // runtime settings for the daemon alone
 			env = append(env, k+"="+v)
 		}
 	}
+	env = append(env, "GODEBUG="+daemonGODEBUG(os.Getenv("SCREENPOPD_GODEBUG")))
 	var verbose io.Writer
 	if o.Verbose {
 		verbose = out
@@ -764,5 +765,19 @@ func dvQuiet(ctx context.Context, count func() int, quiet, max time.Duration) {
 		} else if time.Since(since) >= quiet {
 			return
 		}
+	}
+}
+
+// daemonGODEBUG is the daemon's GODEBUG: SCREENPOPD_GODEBUG's settings,
+// with gctrace=1 unless they set gctrace, so that the report can place the
+// daemon's GC cycles (one short line each on its stderr).
+func daemonGODEBUG(own string) string {
+	switch {
+	case own == "":
+		return "gctrace=1"
+	case strings.Contains(own, "gctrace="):
+		return own
+	default:
+		return own + ",gctrace=1"
 	}
 }

@@ -166,6 +166,9 @@ type PhaseResult struct {
 	// Windows is the p99 of each 10 s window of the phase: how much the
 	// run's own p99 moves within one run on a noisy machine.
 	Windows *WindowP99 `json:"p99_by_10s_window,omitempty"`
+	// GC is the daemon's GC cycles during the phase and the cache hits
+	// sent during one.
+	GC *GCResult `json:"daemon_gc,omitempty"`
 
 	CPUSecondsPer1000        float64 `json:"cpu_seconds_per_1000_pops,omitempty"`
 	DataverseRequestsPerPop  float64 `json:"dataverse_requests_per_pop"`
@@ -253,6 +256,7 @@ func addDaemonFigures(r *PhaseResult, p *phase, d *daemon) {
 	}
 	r.Timeline = timeline(p)
 	r.Windows = windowP99(p, 10*time.Second)
+	r.GC = gcShare(p, d.cycles())
 	r.Stages = map[string]Dist{}
 	for k, v := range stages {
 		r.Stages[k] = dist(v)
@@ -345,6 +349,79 @@ func windowP99(p *phase, w time.Duration) *WindowP99 {
 		out.CacheHits = append(out.CacheHits, dist(hits[k]).P99)
 	}
 	return out
+}
+
+// GCResult is the daemon's GC cycles during a phase, from its gctrace
+// lines (placed by the daemon's launch time, so within a few ms), and the
+// cache hits sent while one ran against the others: the collector's share
+// of the tail.
+type GCResult struct {
+	Cycles int     `json:"cycles"`
+	MeanMS float64 `json:"mean_ms"`
+	MaxMS  float64 `json:"max_ms"`
+	// Share is the part of the phase (first to last send) inside a cycle.
+	Share       float64 `json:"share"`
+	HitsDuring  Dist    `json:"cache_hits_during"`
+	HitsOutside Dist    `json:"cache_hits_outside"`
+}
+
+// gcShare joins the phase's cache hits with the cycles that overlap it; nil
+// without either (a daemon run with gctrace=0 has no cycles).
+func gcShare(p *phase, cycles []gcCycle) *GCResult {
+	var first, last int64
+	for i := range p.slots {
+		if t0 := p.slots[i].t0.Load(); t0 != 0 {
+			if first == 0 || t0 < first {
+				first = t0
+			}
+			last = max(last, t0)
+		}
+	}
+	var in []gcCycle
+	for _, c := range cycles {
+		if a, b := c.Start.UnixNano(), c.Start.Add(c.Clock).UnixNano(); b > first && a < last {
+			in = append(in, c)
+		}
+	}
+	if first == 0 || len(in) == 0 {
+		return nil
+	}
+	r := &GCResult{Cycles: len(in)}
+	var inside int64
+	for _, c := range in {
+		ms := float64(c.Clock) / 1e6
+		r.MeanMS += ms / float64(len(in))
+		r.MaxMS = max(r.MaxMS, ms)
+		inside += min(c.Start.Add(c.Clock).UnixNano(), last) - max(c.Start.UnixNano(), first)
+	}
+	if last > first {
+		r.Share = float64(inside) / float64(last-first)
+	}
+	var during, outside []float64
+	for i := range p.slots {
+		s := &p.slots[i]
+		t0, t1 := s.t0.Load(), s.t1.Load()
+		if !s.repeat || t0 == 0 || t1 == 0 {
+			continue
+		}
+		e2e := float64(t1-t0) / 1e6
+		_, hit := slices.BinarySearchFunc(in, t0, func(c gcCycle, t int64) int {
+			switch {
+			case c.Start.Add(c.Clock).UnixNano() < t:
+				return -1
+			case c.Start.UnixNano() > t:
+				return 1
+			}
+			return 0
+		})
+		if hit {
+			during = append(during, e2e)
+		} else {
+			outside = append(outside, e2e)
+		}
+	}
+	r.HitsDuring, r.HitsOutside = dist(during), dist(outside)
+	return r
 }
 
 // spread formats a list of figures as "min–max (median m) over n".
@@ -455,6 +532,10 @@ func (r *Result) print(w io.Writer) {
 	}
 	if m.Windows != nil {
 		fmt.Fprintf(w, "p99 by 10 s window of the phase: end to end %s, cache hits %s\n", spread(m.Windows.EndToEnd), spread(m.Windows.CacheHits))
+	}
+	if g := m.GC; g != nil {
+		fmt.Fprintf(w, "daemon GC during the phase: %d cycles of %.0f ms on average (max %.0f), %.1f%% of it; cache hits sent during one: %d, p50 %.2f / p99 %.2f ms; the others: p50 %.2f / p99 %.2f ms\n",
+			g.Cycles, g.MeanMS, g.MaxMS, 100*g.Share, g.HitsDuring.N, g.HitsDuring.P50, g.HitsDuring.P99, g.HitsOutside.P50, g.HitsOutside.P99)
 	}
 	mem := r.Memory
 	fmt.Fprintf(w, "daemon: RSS %d KB idle, %d KB with %d agents (%.1f KB/conn; heap %.1f KB/conn; goroutines %.0f -> %.0f, %.2f/conn), %d KB at the end\n",
