@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/internal/testenv"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -26,10 +27,7 @@ const chromiumPath = "/usr/bin/chromium"
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("chromium missing in CI: %v", err)
-		}
-		t.Skipf("chromium not installed (%v): apt-get install -y chromium", err)
+		testenv.Missing(t, fmt.Sprintf("chromium not installed (%v): apt-get install -y chromium", err))
 	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),

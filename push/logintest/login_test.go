@@ -7,6 +7,7 @@ package logintest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http/httptest"
 	"net/url"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/bridge/bus"
+	"github.com/screenpop/screenpop/internal/testenv"
 	"github.com/screenpop/screenpop/notifications"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 	"github.com/screenpop/screenpop/push"
@@ -32,10 +34,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestBrowser_GenesysLogin(t *testing.T) {
 	const chromium = "/usr/bin/chromium"
 	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("chromium missing in CI: %v", err)
-		}
-		t.Skipf("chromium not installed: %v", err)
+		testenv.Missing(t, fmt.Sprintf("chromium not installed (%v): apt-get install -y chromium", err))
 	}
 	emu := notificationstest.New(notificationstest.Config{Agents: []notificationstest.AgentSpec{{ID: "agent-pkce", Name: "Pat Kce"}}})
 	defer emu.Close()

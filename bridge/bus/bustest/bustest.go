@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/screenpop/screenpop/internal/testenv"
 )
 
 // OldServerEnv names the variable holding the path of a nats-server binary
@@ -31,17 +32,14 @@ const OldServerEnv = "SCREENPOP_TEST_OLD_NATS_SERVER"
 // waited for, when the test ends.
 //
 // Without the variable the test is skipped, and fails when CI=true: a test
-// that needs a server must not silently skip in CI (as for Chromium in
-// push). A binary of 2.11 or later fails the test, since it would not test
+// that needs a server must not silently skip in CI (testenv.Missing). A
+// binary of 2.11 or later fails the test, since it would not test
 // the fallback.
 func MustStartOldServer(tb testing.TB) string {
 	tb.Helper()
 	bin := os.Getenv(OldServerEnv)
 	if bin == "" {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("%s unset in CI: the fallback for NATS before 2.11 is not tested (make test builds the server into bin/)", OldServerEnv)
-		}
-		tb.Skipf("%s unset: no nats-server older than 2.11 to test against (make test builds v2.10.27 into bin/ and sets it)", OldServerEnv)
+		testenv.Missing(tb, OldServerEnv+" unset: no nats-server older than 2.11 to test against (make test builds v2.10.27 into bin/ and sets it)")
 	}
 	dir := tb.TempDir()
 	logPath := filepath.Join(dir, "nats-server.log")
