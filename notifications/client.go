@@ -153,7 +153,7 @@ type Client struct {
 	rejected    map[string]rejection // topic -> rejection
 	loginErr    string
 	badCreds    bool
-	seen        map[seenKey]time.Time // (conversation, agent) -> last snapshot
+	seen        *seenSet // (conversation, agent) -> last snapshot; has its own lock
 	reconciled  int
 	lastGap     time.Time
 	pendingGaps map[*shard]time.Time // shards to reconcile -> when their socket came back
@@ -173,8 +173,6 @@ type rejection struct {
 	UserID string `json:"userId"`
 	Reason string `json:"reason"`
 }
-
-type seenKey struct{ conv, agent string }
 
 // New validates cfg and returns a client that will send snapshots to out.
 func New(cfg Config, log zerolog.Logger, out chan<- bridge.Snapshot) (*Client, error) {
@@ -208,7 +206,7 @@ func New(cfg Config, log zerolog.Logger, out chan<- bridge.Snapshot) (*Client, e
 		static:      map[string]bool{},
 		queueAgents: map[string]map[string]bool{},
 		rejected:    map[string]rejection{},
-		seen:        map[seenKey]time.Time{},
+		seen:        newSeenSet(seenHorizon, time.Now()),
 		gapCh:       make(chan struct{}, 1),
 		getLimit:    rate.NewLimiter(rate.Limit(cfg.ReconcileRate), cfg.ReconcileBurst),
 	}
@@ -666,9 +664,7 @@ func (c *Client) markSeen(conv, agent string, at time.Time) {
 	if conv == "" {
 		return
 	}
-	c.mu.Lock()
-	c.seen[seenKey{conv, agent}] = at
-	c.mu.Unlock()
+	c.seen.mark(conv, agent, at)
 }
 
 // gap asks for a reconciliation of sh's agents: sh's socket (re)connected

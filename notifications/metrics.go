@@ -22,6 +22,7 @@ type metrics struct {
 	tokenRefreshes prometheus.Counter
 	loginFailures  prometheus.Counter
 	heartbeatAge   prometheus.GaugeFunc
+	remembered     prometheus.GaugeFunc
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -62,8 +63,12 @@ func (c *Client) registerMetrics(reg prometheus.Registerer) error {
 		}
 		return float64(worst) / 1000
 	})
+	m.remembered = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "screenpop", Subsystem: "notifications", Name: "conversations_remembered",
+		Help: "(Conversation, agent) pairs remembered for reconciliation: each for 12 to 16 hours after its last snapshot."}, func() float64 {
+		return float64(c.seen.len())
+	})
 	for _, col := range []prometheus.Collector{m.channels, m.agents, m.rejected, m.events, m.junk, m.reconnects, m.handovers, m.gaps,
-		m.reconciled, m.backpressure, m.puts, m.apiRequests, m.tokenRefreshes, m.loginFailures, m.heartbeatAge} {
+		m.reconciled, m.backpressure, m.puts, m.apiRequests, m.tokenRefreshes, m.loginFailures, m.heartbeatAge, m.remembered} {
 		if err := reg.Register(col); err != nil {
 			return fmt.Errorf("register notifications metrics: %w", err)
 		}

@@ -107,9 +107,7 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time) er
 			if e.ConversationID == "" || e.UserID == "" {
 				continue
 			}
-			c.mu.Lock()
-			last, ok := c.seen[seenKey{e.ConversationID, e.UserID}]
-			c.mu.Unlock()
+			last, ok := c.seen.last(e.ConversationID, e.UserID, time.Now())
 			// A conversation the agent is in (oInteracting) that we have
 			// seen before needs no fetch: what pops is a new leg, and a
 			// new leg shows as oAlerting (or, answered during the gap,
@@ -163,25 +161,11 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time) er
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	c.pruneSeen()
 	c.mu.Lock()
 	c.reconciled += int(n.Load())
 	c.mu.Unlock()
 	c.log.Info().Int("agents", len(agents)).Int64("conversations", n.Load()).Int64("elapsed_ms", time.Since(start).Milliseconds()).Msg("genesys reconciliation done")
 	return nil
-}
-
-// pruneSeen forgets conversations not seen for a long while (a long
-// conversation's lifetime).
-func (c *Client) pruneSeen() {
-	cut := time.Now().Add(-12 * time.Hour)
-	c.mu.Lock()
-	for k, t := range c.seen {
-		if t.Before(cut) {
-			delete(c.seen, k)
-		}
-	}
-	c.mu.Unlock()
 }
 
 func (c *Client) activity(ctx context.Context, users []string) ([]activityEntity, error) {

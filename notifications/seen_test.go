@@ -1,0 +1,96 @@
+package notifications
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+)
+
+func TestSeenSet_RemembersAPairForTheHorizon(t *testing.T) {
+	t0 := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
+	s := newSeenSet(seenHorizon, t0)
+	at := t0.Add(3*time.Hour + 59*time.Minute) // the last moment of the first generation
+	s.mark("conv-1", "agent-1", at)
+
+	for _, d := range []time.Duration{0, time.Hour, seenHorizon - time.Second, seenHorizon} {
+		got, ok := s.last("conv-1", "agent-1", at.Add(d))
+		if !ok || !got.Equal(at) {
+			t.Fatalf("%v after the snapshot: last = %v, %v; want %v, true", d, got, ok, at)
+		}
+	}
+	if _, ok := s.last("conv-1", "agent-2", at); ok {
+		t.Fatal("the same conversation on another agent's topic is remembered too")
+	}
+	if _, ok := s.last("conv-2", "agent-1", at); ok {
+		t.Fatal("another conversation of the agent is remembered too")
+	}
+	// At most a third longer than the horizon, from the first generation's start.
+	if _, ok := s.last("conv-1", "agent-1", t0.Add(seenHorizon*4/3)); ok {
+		t.Fatalf("still remembered %v after its generation began", seenHorizon*4/3)
+	}
+	if n := s.len(); n != 0 {
+		t.Fatalf("len = %d after every generation was dropped", n)
+	}
+}
+
+func TestSeenSet_ALaterSnapshotWinsAndRenews(t *testing.T) {
+	t0 := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
+	s := newSeenSet(seenHorizon, t0)
+	s.mark("conv-1", "agent-1", t0)
+	later := t0.Add(10 * time.Hour)
+	s.mark("conv-1", "agent-1", later)
+
+	got, ok := s.last("conv-1", "agent-1", later)
+	if !ok || !got.Equal(later) {
+		t.Fatalf("last = %v, %v; want the later snapshot %v", got, ok, later)
+	}
+	// The first snapshot alone would be forgotten by now; the second is not.
+	if got, ok := s.last("conv-1", "agent-1", later.Add(seenHorizon)); !ok || !got.Equal(later) {
+		t.Fatalf("a horizon after the later snapshot: last = %v, %v", got, ok)
+	}
+}
+
+func TestSeenSet_ALongSilenceStartsAfresh(t *testing.T) {
+	t0 := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
+	s := newSeenSet(seenHorizon, t0)
+	s.mark("conv-1", "agent-1", t0)
+	week := t0.Add(7 * 24 * time.Hour)
+	s.mark("conv-2", "agent-1", week)
+
+	if _, ok := s.last("conv-1", "agent-1", week); ok {
+		t.Fatal("a pair from a week ago is still remembered")
+	}
+	if _, ok := s.last("conv-2", "agent-1", week.Add(seenHorizon)); !ok {
+		t.Fatal("the pair seen after the silence is not remembered for the horizon")
+	}
+}
+
+// BenchmarkSeenSet_Mark marks a new pair per iteration, as a busy contact
+// centre does, and reports the set's heap per pair.
+func BenchmarkSeenSet_Mark(b *testing.B) {
+	convs := make([]string, 1<<16)
+	for i := range convs {
+		convs[i] = fmt.Sprintf("%08x-5e1c-4f6a-9d3b-%012x", i, i*7919)
+	}
+	agents := make([]string, 1<<8)
+	for i := range agents {
+		agents[i] = fmt.Sprintf("6f1f3e1c-2b7a-4c55-9a0e-%012x", i)
+	}
+	now := time.Now()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s := newSeenSet(seenHorizon, now)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s.mark(convs[i&(len(convs)-1)], agents[(i>>16)&(len(agents)-1)], now)
+	}
+	b.StopTimer()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if n := s.len(); n > 0 && after.HeapAlloc > before.HeapAlloc {
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "heap-B/pair")
+	}
+	runtime.KeepAlive(s)
+}
