@@ -476,15 +476,15 @@ func (c *Client) agentLoop(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		wait := c.cfg.QueueRefresh
+		wait := jitter(c.cfg.QueueRefresh)
 		if err != nil {
-			c.log.Warn().Err(err).Dur("backoff", backoff).Msg("genesys queue members not read, retrying")
-			wait = backoff
+			wait = retryWait(err, backoff)
+			c.log.Warn().Err(err).Dur("backoff", wait).Msg("genesys queue members not read, retrying")
 			backoff = min(backoff*2, c.cfg.BackoffMax)
 		} else {
 			backoff = c.cfg.BackoffMin
 		}
-		if !sleep(ctx, jitter(wait)) {
+		if !sleep(ctx, wait) {
 			return ctx.Err()
 		}
 	}
@@ -699,6 +699,17 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // jitter spreads d over [d/2, d).
+// retryWait is how long to wait before retrying after err: the jittered
+// backoff, or the server's Retry-After when that is longer.
+func retryWait(err error, backoff time.Duration) time.Duration {
+	wait := jitter(backoff)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.RetryAfter > wait {
+		wait = ae.RetryAfter
+	}
+	return wait
+}
+
 func jitter(d time.Duration) time.Duration {
 	if d <= 1 {
 		return d

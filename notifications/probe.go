@@ -181,12 +181,12 @@ func (p *prober) run(ctx context.Context) {
 	default:
 		if err := openSocket(ctx, uri); err != nil {
 			streaming := c.hosts.Streaming[strings.Index(c.hosts.Streaming, "://")+3:]
-			p.fail("genesys channel", fmt.Errorf("channel %s created, but its websocket did not open: %w", chID, err),
+			p.fail("genesys channel", fmt.Errorf("channel %s created, but its websocket did not open: %w", channelRef(chID), err),
 				"allow outbound websockets (wss, port 443) from this host to "+streaming+"; a proxy must pass the Upgrade header")
 			p.skip("genesys subscribe", "needs genesys channel")
 			break
 		}
-		p.ok("genesys channel", "channel %s created and its websocket opened", chID)
+		p.ok("genesys channel", "channel %s created and its websocket opened", channelRef(chID))
 		if probe == "" {
 			p.skip("genesys subscribe", "no agent to probe with (GENESYS_AGENTS empty and no queue has members)")
 		} else {

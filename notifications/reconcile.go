@@ -45,7 +45,8 @@ func (c *Client) reconcileLoop(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			c.log.Warn().Err(err).Dur("backoff", backoff).Msg("genesys reconciliation failed, retrying")
+			wait := retryWait(err, backoff)
+			c.log.Warn().Err(err).Dur("backoff", wait).Msg("genesys reconciliation failed, retrying")
 			c.mu.Lock() // put the gaps back (newer gaps of the same shard win)
 			if c.pendingGaps == nil {
 				c.pendingGaps = map[*shard]time.Time{}
@@ -56,7 +57,7 @@ func (c *Client) reconcileLoop(ctx context.Context) error {
 				}
 			}
 			c.mu.Unlock()
-			if !sleep(ctx, jitter(backoff)) {
+			if !sleep(ctx, wait) {
 				return ctx.Err()
 			}
 			backoff = min(backoff*2, c.cfg.BackoffMax)
@@ -138,8 +139,15 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time) er
 		g.Go(func() error {
 			body, err := c.fetchConversation(gctx, conv)
 			if err != nil {
-				if status(err) == 404 {
+				switch status(err) {
+				case http.StatusNotFound:
 					return nil // ended in between
+				case http.StatusForbidden:
+					// One conversation the client may not read (another
+					// division) must not hold up the others, nor fail
+					// every pass until it ends.
+					c.log.Warn().Err(err).Str("conversation_id", conv).Msg("genesys reconciliation cannot read a conversation, skipped: give the OAuth client's role conversation:communication:view in its division")
+					return nil
 				}
 				return err
 			}

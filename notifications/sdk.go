@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -161,6 +162,12 @@ func apiError(op string, resp *platformclientv2.APIResponse, err error) error {
 	if resp == nil {
 		if err == nil {
 			err = errors.New("no response")
+		}
+		// A transport error names the URL, and a channel's URL holds its
+		// id, the socket's credential: keep only the cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
 		}
 		return fmt.Errorf("%s: %w", op, err)
 	}

@@ -29,6 +29,22 @@ const (
 
 func agentTopic(id string) string { return topicPrefix + id + topicSuffix }
 
+// channelRef is how logs, /status and snapshots name a channel: its id cut
+// to six characters after its last dash ("streaming-0-fmtdmf…"). The whole
+// id is the socket's only credential (wss://…/channels/{id} opens with no
+// token and receives every watched agent's conversations), so it is never
+// written out; six characters still tell the channels of a log apart.
+func channelRef(id string) string {
+	keep := strings.LastIndexByte(id, '-') + 1 + 6
+	if len(id) <= keep {
+		if len(id) <= 6 {
+			return id
+		}
+		keep = len(id) / 2
+	}
+	return id[:keep] + "…"
+}
+
 // shard is one channel slot: up to TopicsPerChannel agents, one channel at
 // a time (two during a handover), one socket per channel.
 type shard struct {
@@ -53,6 +69,12 @@ type shard struct {
 	// 20, so a retry loop that creates channels would knock out live ones.
 	pending pendingChannel
 
+	// The handover retry schedule, used by run's goroutine only: after a
+	// failed handover no trigger (socket_closing, expiry, token refresh)
+	// tries again before hoAfter, which backs off and honours Retry-After.
+	hoFails int
+	hoAfter time.Time
+
 	dirty  chan struct{}
 	events chan sessEvent
 }
@@ -60,6 +82,7 @@ type shard struct {
 type session struct {
 	sh        *shard
 	chID      string
+	opened    time.Time
 	ws        *websocket.Conn
 	done      chan struct{}
 	closeOnce sync.Once
@@ -72,7 +95,15 @@ const (
 	evClosed sessEventKind = iota
 	evSocketClosing
 	evNoLongerSubscribed
+	evChannelGone // {"result":"404"} on the socket: the channel no longer exists
 )
+
+// socketStable is how long a socket must stay open for its loss to be
+// reconnected at once. One that closes sooner (a server that accepts the
+// upgrade and then refuses, a proxy that cuts it) is retried with the
+// reconnect backoff, or a closed-at-once socket would be redialled, and
+// reconciled, in a tight loop.
+const socketStable = 10 * time.Second
 
 type sessEvent struct {
 	s    *session
@@ -114,7 +145,7 @@ func (sh *shard) topics() []string {
 func (sh *shard) status() ChannelStatus {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	st := ChannelStatus{ID: sh.chID, Topics: len(sh.agents), Subscribed: sh.subscribed, Connected: sh.connected, Reconnects: sh.reconnects, LastError: sh.lastErr}
+	st := ChannelStatus{ID: channelRef(sh.chID), Topics: len(sh.agents), Subscribed: sh.subscribed, Connected: sh.connected, Reconnects: sh.reconnects, LastError: sh.lastErr}
 	if !sh.expires.IsZero() {
 		st.Expires = sh.expires.UTC().Format(time.RFC3339)
 	}
@@ -151,7 +182,7 @@ func (sh *shard) run(ctx context.Context) {
 		exp := sh.expires
 		sh.mu.Unlock()
 		if !exp.IsZero() {
-			expiry = time.NewTimer(max(time.Until(exp.Add(-sh.c.cfg.HandoverGrace)), time.Second))
+			expiry = time.NewTimer(max(time.Until(exp.Add(-sh.c.cfg.HandoverGrace)), time.Until(sh.hoAfter), time.Second))
 		}
 	}
 	defer func() {
@@ -198,11 +229,15 @@ func (sh *shard) run(ctx context.Context) {
 				continue
 			}
 			if failures > 0 {
-				log.Info().Int("attempts", failures+1).Str("channel_id", s.chID).Msg("genesys channel recovered")
+				log.Info().Int("attempts", failures+1).Str("channel_id", channelRef(s.chID)).Msg("genesys channel recovered")
 			}
-			failures, backoff = 0, sh.c.cfg.BackoffMin
+			failures = 0 // backoff stays until a socket proves stable (evClosed)
 			sh.install(s)
 			resetExpiry()
+			// A reconnected channel may still hold an older topic list (the
+			// shard emptied and refilled while it had no socket): put the
+			// current one; subscribe skips the PUT when nothing changed.
+			sh.markDirty()
 			sh.c.gap(sh)
 		}
 		select {
@@ -213,24 +248,37 @@ func (sh *shard) run(ctx context.Context) {
 				continue // an old session's news
 			}
 			switch ev.kind {
-			case evClosed:
+			case evClosed, evChannelGone:
 				sh.c.m.reconnects.Inc()
 				sh.mu.Lock()
 				sh.reconnects++
-				sh.cur = nil
-				sh.connected = false
+				if ev.kind == evChannelGone && sh.chID == ev.s.chID {
+					sh.chID, sh.connectURI = "", "" // create a new one
+				}
 				sh.mu.Unlock()
-				sh.c.m.channels.Dec()
-				e := log.Warn().Str("channel_id", ev.s.chID)
+				sh.drop(ev.s)
+				ev.s.close() // after a result 404 the reader may still be waiting for the close
+				lived := time.Since(ev.s.opened)
+				e := log.Warn().Str("channel_id", channelRef(ev.s.chID)).Dur("lived", lived)
 				if ev.err != nil {
 					e = e.Str("reason", ev.err.Error())
 				}
-				e.Msg("genesys socket closed, reconnecting")
+				if lived >= socketStable {
+					backoff = sh.c.cfg.BackoffMin
+					e.Msg("genesys socket closed, reconnecting")
+					continue
+				}
+				wait := jitter(backoff)
+				e.Dur("backoff", wait).Msg("genesys socket closed soon after it opened, reconnecting after a backoff")
+				if !sleep(ctx, wait) {
+					return
+				}
+				backoff = min(backoff*2, sh.c.cfg.BackoffMax)
 			case evSocketClosing:
-				log.Info().Str("channel_id", ev.s.chID).Msg("genesys socket closing, handing over")
+				log.Info().Str("channel_id", channelRef(ev.s.chID)).Msg("genesys socket closing, handing over")
 				sh.handover(ctx, "socket_closing")
 			case evNoLongerSubscribed:
-				log.Warn().Str("channel_id", ev.s.chID).Msg("genesys channel no longer subscribed, handing over")
+				log.Warn().Str("channel_id", channelRef(ev.s.chID)).Msg("genesys channel no longer subscribed, handing over")
 				sh.handover(ctx, "no_longer_subscribed")
 			}
 		case <-sh.dirty:
@@ -246,6 +294,9 @@ func (sh *shard) run(ctx context.Context) {
 				continue
 			}
 			if sh.size() == 0 {
+				// No agents left: close the socket and forget it, so that
+				// agents added later get a socket again (and a gap).
+				sh.drop(s)
 				s.close()
 				continue
 			}
@@ -254,13 +305,13 @@ func (sh *shard) run(ctx context.Context) {
 					sh.handover(ctx, "channel_gone")
 				} else if ctx.Err() == nil {
 					sh.setErr(err)
-					log.Warn().Err(err).Str("channel_id", s.chID).Msg("genesys subscription change failed, retrying")
+					log.Warn().Err(err).Str("channel_id", channelRef(s.chID)).Msg("genesys subscription change failed, retrying")
 					sh.retryDirty(ctx)
 				}
 			}
 		case <-expiryC():
 			expiry = nil
-			log.Info().Str("channel_id", sh.chanID()).Msg("genesys channel expiring, handing over")
+			log.Info().Str("channel_id", channelRef(sh.chanID())).Msg("genesys channel expiring, handing over")
 			sh.handover(ctx, "expiry")
 			resetExpiry()
 		case <-tokenTick.C:
@@ -271,8 +322,8 @@ func (sh *shard) run(ctx context.Context) {
 			sh.mu.Lock()
 			old := t != nil && sh.cur != nil && sh.tokGen != 0 && t.gen != sh.tokGen
 			sh.mu.Unlock()
-			if old {
-				log.Info().Str("channel_id", sh.chanID()).Msg("genesys token refreshed, handing channel over")
+			if old && !time.Now().Before(sh.hoAfter) {
+				log.Info().Str("channel_id", channelRef(sh.chanID())).Msg("genesys token refreshed, handing channel over")
 				sh.handover(ctx, "token_refresh")
 				resetExpiry()
 			}
@@ -318,6 +369,18 @@ func (sh *shard) setConnected(v bool) {
 	}
 }
 
+// drop forgets s as the shard's session, if it still is.
+func (sh *shard) drop(s *session) {
+	sh.mu.Lock()
+	if sh.cur != s {
+		sh.mu.Unlock()
+		return
+	}
+	sh.cur = nil
+	sh.mu.Unlock()
+	sh.setConnected(false)
+}
+
 // install makes s the shard's session and starts its goroutines.
 func (sh *shard) install(s *session) {
 	sh.mu.Lock()
@@ -341,17 +404,28 @@ func (sh *shard) install(s *session) {
 func (sh *shard) handover(ctx context.Context, why string) {
 	log := sh.logger()
 	old := sh.current()
+	if wait := time.Until(sh.hoAfter); wait > 0 {
+		log.Debug().Str("reason", why).Dur("wait", wait).Msg("genesys handover already scheduled")
+		return
+	}
 	s, err := sh.establish(ctx, false)
 	if err != nil {
 		if ctx.Err() != nil {
 			return
 		}
 		sh.setErr(err)
-		log.Warn().Err(err).Str("reason", why).Msg("genesys handover failed, keeping the old socket")
+		sh.hoFails++
+		wait := jitter(min(sh.c.cfg.BackoffMin*4<<min(sh.hoFails-1, 10), sh.c.cfg.BackoffMax))
+		var ae *APIError
+		if errors.As(err, &ae) && ae.RetryAfter > wait {
+			wait = ae.RetryAfter
+		}
+		sh.hoAfter = time.Now().Add(wait)
+		log.Warn().Err(err).Str("reason", why).Int("attempt", sh.hoFails).Dur("retry_in", wait).Msg("genesys handover failed, keeping the old socket")
 		sh.c.wg.Add(1)
 		go func() {
 			defer sh.c.wg.Done()
-			if sleep(ctx, jitter(sh.c.cfg.BackoffMin*4)) && old != nil {
+			if sleep(ctx, wait) && old != nil {
 				select {
 				case sh.events <- sessEvent{s: old, kind: evSocketClosing}:
 				default:
@@ -360,12 +434,13 @@ func (sh *shard) handover(ctx context.Context, why string) {
 		}()
 		return
 	}
+	sh.hoFails, sh.hoAfter = 0, time.Time{}
 	sh.install(s)
 	sh.c.m.handovers.Inc()
 	if old != nil {
 		old.close()
 	}
-	log.Info().Str("channel_id", s.chID).Str("reason", why).Msg("genesys channel handed over")
+	log.Info().Str("channel_id", channelRef(s.chID)).Str("reason", why).Msg("genesys channel handed over")
 	// The old socket may have missed events while the new one was being
 	// set up (e.g. the server closed it early): reconcile to be sure.
 	sh.c.gap(sh)
@@ -381,13 +456,13 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 	if reuse && chID != "" {
 		s, err := sh.dial(ctx, chID, uri)
 		if err == nil {
-			log.Info().Str("channel_id", chID).Msg("genesys socket reconnected")
+			log.Info().Str("channel_id", channelRef(chID)).Msg("genesys socket reconnected")
 			return s, nil
 		}
 		if !errors.Is(err, errNotFound) {
 			return nil, err
 		}
-		log.Info().Str("channel_id", chID).Msg("genesys channel gone, creating a new one")
+		log.Info().Str("channel_id", channelRef(chID)).Msg("genesys channel gone, creating a new one")
 	}
 	sh.mu.Lock()
 	p := sh.pending
@@ -403,10 +478,10 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 		if ch.Expires != nil && !ch.Expires.IsZero() {
 			p.expires = *ch.Expires
 		}
-		log.Info().Str("channel_id", p.id).Time("expires", p.expires).Msg("genesys channel created")
+		log.Info().Str("channel_id", channelRef(p.id)).Time("expires", p.expires).Msg("genesys channel created")
 		sh.setPending(p)
 	} else {
-		log.Info().Str("channel_id", p.id).Msg("genesys channel of a failed attempt reused")
+		log.Info().Str("channel_id", channelRef(p.id)).Msg("genesys channel of a failed attempt reused")
 	}
 	if err := sh.subscribe(ctx, p.id); err != nil {
 		if errors.Is(err, errNotFound) {
@@ -425,7 +500,7 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 	sh.chID, sh.connectURI, sh.expires, sh.tokGen = p.id, p.uri, p.expires, p.tokGen
 	sh.pending = pendingChannel{}
 	sh.mu.Unlock()
-	log.Info().Str("channel_id", p.id).Msg("genesys socket connected")
+	log.Info().Str("channel_id", channelRef(p.id)).Msg("genesys socket connected")
 	return s, nil
 }
 
@@ -503,7 +578,7 @@ func (sh *shard) subscribe(ctx context.Context, id string) error {
 			if wait <= 0 {
 				wait = jitter(sh.c.cfg.BackoffMin * 4)
 			}
-			sh.logger().Warn().Dur("retry_after", wait).Str("channel_id", id).Msg("genesys subscription rate limited, waiting")
+			sh.logger().Warn().Dur("retry_after", wait).Str("channel_id", channelRef(id)).Msg("genesys subscription rate limited, waiting")
 			if !sleep(ctx, wait) {
 				return ctx.Err()
 			}
@@ -543,7 +618,7 @@ func (sh *shard) subscribe(ctx context.Context, id string) error {
 	sh.lastPut = id + "\n" + strings.Join(topics, ",")
 	sh.mu.Unlock()
 	sh.c.recordRejections(topics, rejected)
-	sh.logger().Info().Str("channel_id", id).Int("topics", len(topics)).Int("permitted", permitted).Int("rejected", len(rejected)).Msg("genesys channel subscribed")
+	sh.logger().Info().Str("channel_id", channelRef(id)).Int("topics", len(topics)).Int("permitted", permitted).Int("rejected", len(rejected)).Msg("genesys channel subscribed")
 	return nil
 }
 
@@ -596,7 +671,7 @@ func (sh *shard) dial(ctx context.Context, id, uri string) (*session, error) {
 		return nil, fmt.Errorf("connect channel: %w", err)
 	}
 	ws.SetReadLimit(readLimit)
-	s := &session{sh: sh, chID: id, ws: ws, done: make(chan struct{})}
+	s := &session{sh: sh, chID: id, opened: time.Now(), ws: ws, done: make(chan struct{})}
 	s.lastFrame.Store(time.Now().UnixNano())
 	return s, nil
 }
@@ -688,9 +763,21 @@ func (s *session) dispatch(ctx context.Context, b []byte, now time.Time) {
 	frame := unsafe.String(unsafe.SliceData(b), len(b))
 	topic := gjson.Get(frame, "topicName")
 	if !topic.Exists() || topic.Type != gjson.String {
+		// {"result":"404"} (sent after the upgrade) says the channel is
+		// gone: expired, evicted by a newer channel, or its token expired.
+		if r := gjson.Get(frame, "result"); r.Exists() {
+			c.m.events.WithLabelValues("system").Inc()
+			if r.String() == "404" {
+				c.log.Warn().Str("channel_id", channelRef(s.chID)).Msg("genesys channel gone (result 404 on its socket), creating a new one")
+				s.report(evChannelGone, nil)
+				return
+			}
+			c.log.Info().Str("result", r.String()).Str("channel_id", channelRef(s.chID)).Msg("genesys result frame")
+			return
+		}
 		c.m.junk.Inc()
 		if !gjson.ValidBytes(b) {
-			c.log.Debug().Int("bytes", len(b)).Str("channel_id", s.chID).Msg("genesys junk frame skipped")
+			c.log.Debug().Int("bytes", len(b)).Str("channel_id", channelRef(s.chID)).Msg("genesys junk frame skipped")
 		}
 		return
 	}
@@ -713,12 +800,12 @@ func (s *session) dispatch(ctx context.Context, b []byte, now time.Time) {
 		// The channel's token is gone: get a new one, and a channel made
 		// with it.
 		c.m.events.WithLabelValues("system").Inc()
-		c.log.Warn().Str("channel_id", s.chID).Msg("genesys token revoked, logging in again")
+		c.log.Warn().Str("channel_id", channelRef(s.chID)).Msg("genesys token revoked, logging in again")
 		c.invalidate(c.token())
 		s.report(evNoLongerSubscribed, nil)
 	case strings.HasPrefix(name, "v2.system."):
 		c.m.events.WithLabelValues("system").Inc()
-		c.log.Info().Str("topic", name).Str("channel_id", s.chID).Msg("genesys system message")
+		c.log.Info().Str("topic", strings.ReplaceAll(name, s.chID, channelRef(s.chID))).Str("channel_id", channelRef(s.chID)).Msg("genesys system message")
 	case userOfTopic(name) != "":
 		body := gjson.Get(frame, "eventBody")
 		if !body.IsObject() {
@@ -730,7 +817,7 @@ func (s *session) dispatch(ctx context.Context, b []byte, now time.Time) {
 		agent := userOfTopic(name)
 		c.m.events.WithLabelValues("conversations").Inc()
 		c.markSeen(gjson.GetBytes(raw, "id").Str, agent, now)
-		c.emit(ctx, bridge.Snapshot{Topic: name, Agent: bridge.AgentID(agent), ChannelID: s.chID, Body: raw, ReceivedAt: now})
+		c.emit(ctx, bridge.Snapshot{Topic: name, Agent: bridge.AgentID(agent), ChannelID: channelRef(s.chID), Body: raw, ReceivedAt: now})
 	default:
 		c.m.events.WithLabelValues("other").Inc()
 	}

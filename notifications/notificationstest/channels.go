@@ -510,6 +510,16 @@ func (e *Emulator) handleSocket(w http.ResponseWriter, r *http.Request) {
 	closed := e.closed
 	e.mu.Unlock()
 	if ch == nil || closed {
+		if e.cfg.GoneAsResult && !closed {
+			ws, err := upgrader.Upgrade(w, r, nil)
+			if err != nil {
+				return
+			}
+			_ = ws.WriteMessage(websocket.TextMessage, []byte(`{"result":"404","message":"The requested channel could not be found."}`))
+			_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			_ = ws.Close()
+			return
+		}
 		writeError(w, http.StatusNotFound, "not.found", "The requested channel could not be found.", nil)
 		return
 	}

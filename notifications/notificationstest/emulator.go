@@ -82,6 +82,11 @@ type Config struct {
 	// (C-HB, UNVERIFIED): when set, a channel whose creating token has
 	// expired is removed and its socket closed. Default off.
 	CloseOnTokenExpiry bool
+	// GoneAsResult answers a socket for a channel that does not exist
+	// (expired, evicted) the other way the service is reported to (KOO):
+	// it accepts the upgrade, sends {"result":"404",...} and closes,
+	// instead of refusing the upgrade with HTTP 404. Default off.
+	GoneAsResult bool
 	// SendQueue is the per-socket outbound frame queue; a socket whose
 	// queue overflows is dropped (like a slow consumer). Default 4096.
 	SendQueue int

@@ -1,0 +1,271 @@
+package notifications_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/screenpop/screenpop/notifications"
+	"github.com/screenpop/screenpop/notifications/notificationstest"
+)
+
+// A queue that empties closes its shard's socket; when agents come back
+// the shard must get a socket (and a reconciliation) again, not report
+// itself connected on a socket it closed.
+func TestClient_AShardEmptiedAndRefilledDeliversAgain(t *testing.T) {
+	as := agents(1)
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, Queues: map[string][]string{"Q1": ids(as)}},
+		func(c *notifications.Config) { c.Queues = []string{"Q1"} }, 64)
+	col := collect(h.out)
+	h.awaitReady(5 * time.Second)
+
+	h.emu.SetQueueMembers("Q1", nil)
+	waitFor(t, 5*time.Second, "the socket closed after the queue emptied", func() bool {
+		chs := h.emu.Channels()
+		return len(chs) == 1 && !chs[0].Connected
+	})
+	h.emu.SetQueueMembers("Q1", ids(as))
+	waitFor(t, 5*time.Second, "the agent's topic delivered again", func() bool {
+		return h.emu.IsDelivered("v2.users." + as[0].ID + ".conversations")
+	})
+	c := h.emu.InboundCall(as[0].ID, "+13175550101", notificationstest.Options{}).Alert()
+	waitFor(t, 5*time.Second, "the call after the refill", func() bool {
+		return col.has(legKey{c.ID(), c.AgentParticipantID(), as[0].ID})
+	})
+	h.stop()
+	<-col.done
+}
+
+// The service may accept the upgrade for a channel that is gone and then
+// send {"result":"404"} and close: the client must create a new channel,
+// not redial the dead one.
+func TestClient_AChannelGoneAsResult404IsReplaced(t *testing.T) {
+	as := agents(2)
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, GoneAsResult: true},
+		func(c *notifications.Config) { c.Agents = ids(as) }, 64)
+	col := collect(h.out)
+	h.awaitReady(5 * time.Second)
+	const channels = "/api/v2/notifications/channels"
+	creates := h.emu.CountRequests(http.MethodPost, channels)
+	old := h.emu.Channels()
+
+	h.emu.ExpireChannels()
+	waitFor(t, 5*time.Second, "a new channel connected", func() bool {
+		for _, ch := range h.emu.Channels() {
+			if ch.Connected && !containsID(old, ch.ID) && ch.Topics == 2 {
+				return true
+			}
+		}
+		return false
+	})
+	if n := h.emu.CountRequests(http.MethodPost, channels) - creates; n != 1 {
+		t.Errorf("channels created after the result 404 = %d, want 1", n)
+	}
+	if n := h.client.Status().(notifications.Status).Channels[0].Reconnects; n > 3 {
+		t.Errorf("reconnects = %d: the dead channel was redialled", n)
+	}
+	c := h.emu.InboundCall(as[1].ID, "+13175550102", notificationstest.Options{}).Alert()
+	waitFor(t, 5*time.Second, "a call on the new channel", func() bool {
+		return col.has(legKey{c.ID(), c.AgentParticipantID(), as[1].ID})
+	})
+	h.stop()
+	<-col.done
+}
+
+// cutProxy forwards to the emulator; while cut is set it accepts each
+// channel socket and closes it at once, as a proxy that drops websockets
+// does.
+type cutProxy struct {
+	rp    *httputil.ReverseProxy
+	cut   atomic.Bool
+	dials atomic.Int64
+}
+
+func (p *cutProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/channels/") {
+		p.dials.Add(1)
+		if p.cut.Load() {
+			up := websocket.Upgrader{}
+			if ws, err := up.Upgrade(w, r, nil); err == nil {
+				_ = ws.Close()
+			}
+			return
+		}
+	}
+	p.rp.ServeHTTP(w, r)
+}
+
+// A socket that closes as soon as it opens is redialled with the backoff,
+// not in a loop (each redial also starts a reconciliation).
+func TestClient_ASocketClosedAtOnceIsRedialledWithBackoff(t *testing.T) {
+	as := agents(1)
+	px := &cutProxy{}
+	var srv *httptest.Server
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
+		func(c *notifications.Config) {
+			u, err := url.Parse(c.APIURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			px.rp = httputil.NewSingleHostReverseProxy(u)
+			srv = httptest.NewServer(px)
+			c.APIURL = srv.URL
+			c.Agents = ids(as)
+		}, 64)
+	t.Cleanup(func() { srv.Close() })
+	col := collect(h.out)
+	h.awaitReady(5 * time.Second)
+
+	d0 := px.dials.Load()
+	px.cut.Store(true)
+	h.emu.DropConnections()
+	time.Sleep(2 * time.Second)
+	px.cut.Store(false)
+	// BackoffMin 20 ms doubling to BackoffMax 300 ms: about ten dials in 2 s.
+	if n := px.dials.Load() - d0; n > 20 {
+		t.Errorf("%d dials in 2 s of sockets closed at once: no backoff", n)
+	}
+	h.awaitReady(5 * time.Second)
+	c := h.emu.InboundCall(as[0].ID, "+13175550103", notificationstest.Options{}).Alert()
+	waitFor(t, 5*time.Second, "a call once sockets stay open", func() bool {
+		return col.has(legKey{c.ID(), c.AgentParticipantID(), as[0].ID})
+	})
+	h.stop()
+	<-col.done
+}
+
+// A handover whose channel creation is rate limited waits for the
+// Retry-After before trying again, whichever trigger comes next.
+func TestClient_HandoverHonoursRetryAfter(t *testing.T) {
+	as := agents(1)
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, SocketClosingGrace: 30 * time.Second},
+		func(c *notifications.Config) { c.Agents = ids(as) }, 64)
+	h.awaitReady(5 * time.Second)
+	const channels = "/api/v2/notifications/channels"
+	creates := h.emu.CountRequests(http.MethodPost, channels)
+	old := h.emu.Channels()
+	h.emu.FailNext(http.MethodPost, channels, http.StatusTooManyRequests, 2*time.Second, 1)
+	begin := time.Now()
+	h.emu.SocketClosing()
+	waitFor(t, 8*time.Second, "the handover done", func() bool {
+		for _, ch := range h.emu.Channels() {
+			if ch.Connected && !containsID(old, ch.ID) && ch.Topics == 1 {
+				return true
+			}
+		}
+		return false
+	})
+	if el := time.Since(begin); el < 2*time.Second {
+		t.Errorf("handed over %v after a 429 with Retry-After 2s", el)
+	}
+	if n := h.emu.CountRequests(http.MethodPost, channels) - creates; n != 2 {
+		t.Errorf("channel creations = %d, want 2 (the 429 and one after its Retry-After)", n)
+	}
+}
+
+// A reconciliation whose activity query is rate limited waits for the
+// Retry-After, not its own shorter backoff.
+func TestClient_ReconciliationHonoursRetryAfter(t *testing.T) {
+	as := agents(1)
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
+		func(c *notifications.Config) { c.Agents = ids(as) }, 64)
+	h.awaitReady(5 * time.Second)
+	const activity = "/api/v2/analytics/conversations/activity/query"
+	waitFor(t, 5*time.Second, "the start-up reconciliation", func() bool { return h.emu.CountRequests(http.MethodPost, activity) > 0 })
+	time.Sleep(200 * time.Millisecond)
+	before := h.emu.CountRequests(http.MethodPost, activity)
+	h.emu.FailNext(http.MethodPost, activity, http.StatusTooManyRequests, 2*time.Second, 1)
+	h.emu.DropConnections()
+	waitFor(t, 5*time.Second, "the rate-limited query", func() bool { return h.emu.CountRequests(http.MethodPost, activity) > before })
+	first := time.Now()
+	waitFor(t, 8*time.Second, "the query retried", func() bool { return h.emu.CountRequests(http.MethodPost, activity) > before+1 })
+	if el := time.Since(first); el < 1900*time.Millisecond {
+		t.Errorf("retried %v after a 429 with Retry-After 2s", el)
+	}
+}
+
+// A conversation the client may not read is skipped; the others of the
+// same reconciliation are still handed on.
+func TestClient_ReconciliationSkipsAForbiddenConversation(t *testing.T) {
+	as := agents(2)
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
+		func(c *notifications.Config) { c.Agents = ids(as) }, 64)
+	col := collect(h.out)
+	h.awaitReady(5 * time.Second)
+	const activity = "/api/v2/analytics/conversations/activity/query"
+	waitFor(t, 5*time.Second, "the start-up reconciliation", func() bool { return h.emu.CountRequests(http.MethodPost, activity) > 0 })
+	time.Sleep(200 * time.Millisecond)
+
+	h.emu.SetBlackhole(true)
+	c1 := h.emu.InboundCall(as[0].ID, "+13175550104", notificationstest.Options{}).Alert()
+	c2 := h.emu.InboundCall(as[1].ID, "+13175550105", notificationstest.Options{}).Alert()
+	// Whichever is fetched first is refused.
+	h.emu.FailNext(http.MethodGet, "/api/v2/conversations/", http.StatusForbidden, 0, 1)
+	h.emu.SetBlackhole(false)
+	h.emu.DropConnections()
+	k1 := legKey{c1.ID(), c1.AgentParticipantID(), as[0].ID}
+	k2 := legKey{c2.ID(), c2.AgentParticipantID(), as[1].ID}
+	waitFor(t, 8*time.Second, "the readable conversation reconciled", func() bool { return col.has(k1) || col.has(k2) })
+	time.Sleep(300 * time.Millisecond)
+	if col.has(k1) && col.has(k2) {
+		t.Fatal("both conversations arrived: the refused one was fetched again, or the 403 was not exercised")
+	}
+	if !strings.Contains(strings.Join(h.logs.lines(), ""), "reconciliation cannot read a conversation") {
+		t.Error("the forbidden conversation was not logged")
+	}
+	h.stop()
+	<-col.done
+}
+
+// The channel id is the socket's only credential: it appears in no log
+// line and not in /status.
+func TestClient_NeverWritesAChannelID(t *testing.T) {
+	as := agents(1)
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, SocketClosingGrace: 300 * time.Millisecond},
+		func(c *notifications.Config) { c.Agents = ids(as) }, 64)
+	h.awaitReady(5 * time.Second)
+	seen := map[string]bool{}
+	for _, ch := range h.emu.Channels() {
+		seen[ch.ID] = true
+	}
+	h.emu.SocketClosing() // a handover: a second channel, more log lines
+	waitFor(t, 5*time.Second, "a second channel", func() bool {
+		for _, ch := range h.emu.Channels() {
+			seen[ch.ID] = true
+		}
+		return len(seen) >= 2 && h.emu.SubscribedConnected() == 1
+	})
+	h.emu.NoLongerSubscribed() // a system topic that names the channel
+	waitFor(t, 5*time.Second, "a third channel", func() bool {
+		for _, ch := range h.emu.Channels() {
+			seen[ch.ID] = true
+		}
+		return len(seen) >= 3 && h.emu.SubscribedConnected() == 1
+	})
+	st := h.client.Status().(notifications.Status)
+	h.stop()
+	logs := strings.Join(h.logs.lines(), "")
+	if !strings.Contains(logs, "genesys channel handed over") {
+		t.Fatal("no handover logged: the test did not exercise the channel log lines")
+	}
+	for id := range seen {
+		if strings.Contains(logs, id) {
+			t.Errorf("channel id %s is in the logs", id)
+		}
+		for _, ch := range st.Channels {
+			if ch.ID == id {
+				t.Errorf("channel id %s is in /status", id)
+			}
+		}
+	}
+	if len(st.Channels) == 0 || st.Channels[0].ID == "" {
+		t.Errorf("status names no channel at all: %+v", st.Channels)
+	}
+}
