@@ -1,6 +1,7 @@
 package notifications_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -11,7 +12,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/notifications"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 )
@@ -232,31 +235,27 @@ func TestClient_NeverWritesAChannelID(t *testing.T) {
 		func(c *notifications.Config) { c.Agents = ids(as) }, 64)
 	h.awaitReady(5 * time.Second)
 	seen := map[string]bool{}
-	for _, ch := range h.emu.Channels() {
-		seen[ch.ID] = true
+	var logs strings.Builder
+	handovers := func(n int) func() bool {
+		return func() bool {
+			for _, ch := range h.emu.Channels() {
+				seen[ch.ID] = true
+			}
+			for _, l := range h.logs.lines() {
+				logs.WriteString(l)
+			}
+			return strings.Count(logs.String(), "genesys channel handed over") >= n
+		}
 	}
 	h.emu.SocketClosing() // a handover: a second channel, more log lines
-	waitFor(t, 5*time.Second, "a second channel", func() bool {
-		for _, ch := range h.emu.Channels() {
-			seen[ch.ID] = true
-		}
-		return len(seen) >= 2 && h.emu.SubscribedConnected() == 1
-	})
+	waitFor(t, 5*time.Second, "the first handover", handovers(1))
 	h.emu.NoLongerSubscribed() // a system topic that names the channel
-	waitFor(t, 5*time.Second, "a third channel", func() bool {
-		for _, ch := range h.emu.Channels() {
-			seen[ch.ID] = true
-		}
-		return len(seen) >= 3 && h.emu.SubscribedConnected() == 1
-	})
+	waitFor(t, 5*time.Second, "the second handover", handovers(2))
 	st := h.client.Status().(notifications.Status)
 	h.stop()
-	logs := strings.Join(h.logs.lines(), "")
-	if !strings.Contains(logs, "genesys channel handed over") {
-		t.Fatal("no handover logged: the test did not exercise the channel log lines")
-	}
+	handovers(0)()
 	for id := range seen {
-		if strings.Contains(logs, id) {
+		if strings.Contains(logs.String(), id) {
 			t.Errorf("channel id %s is in the logs", id)
 		}
 		for _, ch := range st.Channels {
@@ -265,7 +264,64 @@ func TestClient_NeverWritesAChannelID(t *testing.T) {
 			}
 		}
 	}
-	if len(st.Channels) == 0 || st.Channels[0].ID == "" {
+	if len(seen) < 3 {
+		t.Errorf("%d channels seen, want 3: the test did not exercise the handovers' log lines", len(seen))
+	}
+	if len(st.Channels) == 0 || !strings.HasPrefix(st.Channels[0].ID, "streaming-") {
 		t.Errorf("status names no channel at all: %+v", st.Channels)
+	}
+}
+
+// Two programs on one OAuth client take each other's topics (the
+// emulator's reading of no_longer_subscribed with reason
+// another_channel_subscribed): each hands over again only after a growing
+// backoff, and says why in an error line, instead of a new channel each
+// time the other takes the topics.
+func TestClient_TwoInstancesOnOneClientBackOff(t *testing.T) {
+	as := agents(1)
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, ExclusiveTopics: true},
+		func(c *notifications.Config) { c.Agents = ids(as) }, 64)
+	h.awaitReady(5 * time.Second)
+
+	cfg := compressed(h.emu.URL())
+	cfg.Agents = ids(as)
+	cfg.Registerer = prometheus.NewRegistry()
+	log, logs := newLog(t)
+	out := make(chan bridge.Snapshot, 64)
+	go func() {
+		for range out {
+		}
+	}()
+	other, err := notifications.New(cfg, log, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	done := make(chan error, 1)
+	go func() { done <- other.Run(ctx) }()
+	const channels = "/api/v2/notifications/channels"
+	before := h.emu.CountRequests(http.MethodPost, channels)
+	time.Sleep(4 * time.Second)
+	n := h.emu.CountRequests(http.MethodPost, channels) - before
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("the second instance's Run: %v", err)
+	}
+	close(out)
+	// Taking the topics back at once, they made about 30 channels in 4 s
+	// between them; from the second loss within a minute each waits
+	// 2.5-5 s, then longer.
+	if n > 6 {
+		t.Errorf("%d channels created in 4 s by two instances on one client: no backoff", n)
+	}
+	all := strings.Join(append(h.logs.lines(), logs.lines()...), "")
+	losses := strings.Count(all, "genesys channel no longer subscribed, handing over") + strings.Count(all, "genesys keeps taking this channel's topics away")
+	named := strings.Contains(all, `"level":"error"`) && strings.Contains(all, "another screenpopd or program using the same OAuth client")
+	// The exchange may also stop by itself (a channel that loses its
+	// topic before its socket is open hears nothing of it); if it went
+	// on, an error line says why.
+	if losses > 2 && !named {
+		t.Errorf("%d losses of the topics and no error line names the shared OAuth client", losses)
 	}
 }

@@ -74,6 +74,10 @@ type shard struct {
 	// tries again before hoAfter, which backs off and honours Retry-After.
 	hoFails int
 	hoAfter time.Time
+	// Taken-away topics (no_longer_subscribed) within a minute of the
+	// last: two programs on one OAuth client take topics from each other.
+	nlsAt      time.Time
+	nlsRepeats int
 
 	dirty  chan struct{}
 	events chan sessEvent
@@ -104,6 +108,10 @@ const (
 // reconnect backoff, or a closed-at-once socket would be redialled, and
 // reconciled, in a tight loop.
 const socketStable = 10 * time.Second
+
+// takenBackoff is the first wait before taking topics back that were taken
+// away again within a minute; it doubles up to BackoffMax.
+const takenBackoff = 5 * time.Second
 
 type sessEvent struct {
 	s    *session
@@ -278,8 +286,27 @@ func (sh *shard) run(ctx context.Context) {
 				log.Info().Str("channel_id", channelRef(ev.s.chID)).Msg("genesys socket closing, handing over")
 				sh.handover(ctx, "socket_closing")
 			case evNoLongerSubscribed:
-				log.Warn().Str("channel_id", channelRef(ev.s.chID)).Msg("genesys channel no longer subscribed, handing over")
-				sh.handover(ctx, "no_longer_subscribed")
+				if time.Since(sh.nlsAt) < time.Minute {
+					sh.nlsRepeats++
+				} else {
+					sh.nlsRepeats = 0
+				}
+				sh.nlsAt = time.Now()
+				if sh.nlsRepeats == 0 {
+					log.Warn().Str("channel_id", channelRef(ev.s.chID)).Msg("genesys channel no longer subscribed, handing over")
+					sh.handover(ctx, "no_longer_subscribed")
+					continue
+				}
+				// Taking the topics back at once would only take them from
+				// whoever took them, who takes them back: back off.
+				wait := jitter(min(takenBackoff<<min(sh.nlsRepeats-1, 4), max(sh.c.cfg.BackoffMax, takenBackoff)))
+				e := log.Warn()
+				if sh.nlsRepeats == 1 {
+					e = log.Error() // once a burst; the repeats are warnings
+				}
+				e.Str("channel_id", channelRef(ev.s.chID)).Int("within_a_minute", sh.nlsRepeats+1).Dur("retry_in", wait).
+					Msg("genesys keeps taking this channel's topics away: is another screenpopd or program using the same OAuth client? give each its own client")
+				sh.retryHandover(ctx, ev.s, wait)
 			}
 		case <-sh.dirty:
 			if !sleep(ctx, sh.c.cfg.PutDebounce) {
@@ -420,18 +447,8 @@ func (sh *shard) handover(ctx context.Context, why string) {
 		if errors.As(err, &ae) && ae.RetryAfter > wait {
 			wait = ae.RetryAfter
 		}
-		sh.hoAfter = time.Now().Add(wait)
 		log.Warn().Err(err).Str("reason", why).Int("attempt", sh.hoFails).Dur("retry_in", wait).Msg("genesys handover failed, keeping the old socket")
-		sh.c.wg.Add(1)
-		go func() {
-			defer sh.c.wg.Done()
-			if sleep(ctx, wait) && old != nil {
-				select {
-				case sh.events <- sessEvent{s: old, kind: evSocketClosing}:
-				default:
-				}
-			}
-		}()
+		sh.retryHandover(ctx, old, wait)
 		return
 	}
 	sh.hoFails, sh.hoAfter = 0, time.Time{}
@@ -444,6 +461,25 @@ func (sh *shard) handover(ctx context.Context, why string) {
 	// The old socket may have missed events while the new one was being
 	// set up (e.g. the server closed it early): reconcile to be sure.
 	sh.c.gap(sh)
+}
+
+// retryHandover hands old over after wait, and no sooner from any other
+// trigger. Only run's goroutine calls it.
+func (sh *shard) retryHandover(ctx context.Context, old *session, wait time.Duration) {
+	sh.hoAfter = time.Now().Add(wait)
+	if old == nil {
+		return
+	}
+	sh.c.wg.Add(1)
+	go func() {
+		defer sh.c.wg.Done()
+		if sleep(ctx, wait) {
+			select {
+			case sh.events <- sessEvent{s: old, kind: evSocketClosing}:
+			default:
+			}
+		}
+	}()
 }
 
 // establish returns a connected session: on the current channel when reuse
