@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,13 +103,18 @@ func pageServer(t *testing.T, pushBase string) *httptest.Server {
 
 // pageEnv is a push server that allows the page server's origin.
 func pageEnv(t *testing.T) (*env, *httptest.Server) {
+	return pageEnvStore(t, nil)
+}
+
+// pageEnvStore is pageEnv over store (nil: a real bus).
+func pageEnvStore(t *testing.T, store bridge.PopStore) (*env, *httptest.Server) {
 	// The page server must exist before the push server (its origin is
 	// allowed), and needs the push URL: listen first, then fill in.
 	var pushBase string
 	mux := http.NewServeMux()
 	ts := httptest.NewServer(mux)
 	t.Cleanup(ts.Close)
-	e := newEnv(t, Config{AllowedOrigins: []string{ts.URL}}, nil, nil)
+	e := newEnv(t, Config{AllowedOrigins: []string{ts.URL}}, store, nil)
 	pushBase = e.base
 	tpl := template.Must(template.ParseFiles("testdata/webresource.html"))
 	mux.HandleFunc("/webresource.html", func(w http.ResponseWriter, r *http.Request) {
@@ -305,6 +311,9 @@ func TestBrowser_ResumeBeforeFirstPop(t *testing.T) {
 	tok := e.token("agent-nopop")
 	run(t, ctx, chromedp.Navigate(e.base+"/web/demo.html#token="+tok))
 	run(t, ctx, poll(`document.getElementById('status').dataset.state === 'ready'`))
+	// The heartbeat after the replay makes the ready frame's seq the tab's
+	// base (TestBrowser_FreshPopSurvivesEarlyClose: not before).
+	run(t, ctx, poll(`typeof window.screenpopClient.cursor.base === 'number'`))
 	// Record what the page sends from now on.
 	run(t, ctx, js(`window.__sent = []; (function (send) { WebSocket.prototype.send = function (d) { window.__sent.push(d); return send.call(this, d); }; })(WebSocket.prototype.send)`))
 	oks := testutil.ToFloat64(e.srv.m.connects.WithLabelValues("ok"))
@@ -323,5 +332,192 @@ func TestBrowser_ResumeBeforeFirstPop(t *testing.T) {
 	}
 	if hello.LastSeq == nil || hello.Epoch == "" {
 		t.Fatalf("reconnect hello %s has no lastSeq/epoch: it would get only the fresh window", raw)
+	}
+}
+
+// In Dynamics openForm's promise never settles for a main form (the page's
+// stub does the same): the tab must not wait for it. Every pop is opened
+// and acked in turn, and a failing openForm is reported and acked too.
+func TestBrowser_OpenFormNeverSettles(t *testing.T) {
+	e, pages := pageEnv(t)
+	ctx := newBrowser(t)
+	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
+		js(fmt.Sprintf(`window.__start(%q, %q)`, e.wsURL, e.token("agent-nf"))),
+		poll(`document.getElementById('state').textContent === 'ready'`))
+	var ids []string
+	for i := range 3 {
+		p := testPop("agent-nf", fmt.Sprintf("conv-nf-%d", i))
+		p.Target.ID = fmt.Sprintf("bbbbbbbb-0000-0000-0000-%012d", i)
+		e.publishPop(p)
+		ids = append(ids, p.Target.ID)
+	}
+	run(t, ctx, poll(`window.__calls.length >= 3`))
+	waitFor(t, 10*time.Second, "three acks", func() bool { return e.srv.nAcked.Load() == 3 })
+	for i, c := range eval[[]formCall](t, ctx, `window.__calls`) {
+		if c.Options.EntityID != ids[i] {
+			t.Fatalf("openForm call %d opened %q, want %q", i, c.Options.EntityID, ids[i])
+		}
+	}
+
+	run(t, ctx, js(`window.__openFormFails = true`))
+	failing := testPop("agent-nf", "conv-nf-fails")
+	e.publishPop(failing)
+	run(t, ctx, poll(`window.__notes.some(function (n) { return n.level === 2 && n.message.indexOf('could not be opened') >= 0; })`))
+	waitFor(t, 10*time.Second, "the failed pop acked", func() bool { return e.srv.nAcked.Load() == 4 })
+	if !eval[bool](t, ctx, `ScreenPop.Dynamics.current.handled[3].error === true`) {
+		t.Fatal("the failed openForm is not recorded as an error")
+	}
+}
+
+// A user's onPop that never settles holds the next pop for popTimeoutMs at
+// most: every pop is handed over, in order, and acked.
+func TestBrowser_ClientPopTimeout(t *testing.T) {
+	e, pages := pageEnv(t)
+	ctx := newBrowser(t)
+	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
+		js(fmt.Sprintf(`window.__seen = []; window.__client = ScreenPop.connect({url: %q, token: %q, storage: 'none', popTimeoutMs: 300,
+			onState: function (s) { document.getElementById('state').textContent = s; },
+			onPop: function (p) { window.__seen.push(p.seq); return new Promise(function () {}); }})`, e.wsURL, e.token("agent-to"))),
+		poll(`document.getElementById('state').textContent === 'ready'`))
+	var seqs []uint64
+	for i := range 3 {
+		seqs = append(seqs, e.publish("agent-to", fmt.Sprintf("conv-to-%d", i)))
+	}
+	run(t, ctx, poll(`window.__seen.length === 3`))
+	if got := eval[[]uint64](t, ctx, `window.__seen`); fmt.Sprint(got) != fmt.Sprint(seqs) {
+		t.Fatalf("onPop got %v, want %v", got, seqs)
+	}
+	waitFor(t, 10*time.Second, "three acks", func() bool { return e.srv.nAcked.Load() == 3 })
+	if c := eval[uint64](t, ctx, `window.__client.cursor.lastSeq`); c != seqs[2] {
+		t.Fatalf("cursor at %d, want %d", c, seqs[2])
+	}
+}
+
+// A socket that ends after ready but before the replayed pops arrive (here
+// the replay fails: 1013) must not make the tab resume after them: the pop
+// of the fresh window is opened after the reconnect.
+func TestBrowser_FreshPopSurvivesEarlyClose(t *testing.T) {
+	st := newMemStore()
+	e, pages := pageEnvStore(t, st)
+	pop := testPop("agent-ec", "conv-ec")
+	p := st.add(pop, time.Now(), false)
+	st.failReplay.Store(1)
+	ctx := newBrowser(t)
+	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
+		js(fmt.Sprintf(`window.__start(%q, %q)`, e.wsURL, e.token("agent-ec"))),
+		poll(`window.__calls.length >= 1`))
+	waitFor(t, 10*time.Second, "the pop acked", func() bool { return e.srv.nAcked.Load() == 1 })
+	if got := eval[[]formCall](t, ctx, `window.__calls`); len(got) != 1 || got[0].Options.EntityID != pop.Target.ID {
+		t.Fatalf("openForm calls %+v, want the pop's record once", got)
+	}
+	calls := st.replayCalls()
+	if len(calls) != 2 || calls[1].after != 0 {
+		t.Fatalf("replays %+v, want a failed one and then the fresh window again (after 0)", calls)
+	}
+	// The second socket's replay completed: the base is set from now on.
+	run(t, ctx, poll(fmt.Sprintf(`JSON.parse(sessionStorage.getItem('screenpop.cursor:' + %q)).base === %d`, e.wsURL, p.Seq)))
+}
+
+// In jwt mode the server closes the socket with 4401 when the token's exp
+// passes. A token function that has a new token by then reconnects the tab
+// without asking for a sign-in; one that returns the same token again asks.
+func TestBrowser_TokenFunctionRenewsAfterExpiry(t *testing.T) {
+	e, pages := pageEnv(t)
+	ctx := newBrowser(t)
+	short, err := MintToken(testSecret, "agent-exp", 3*time.Second) // exp 2-3 s away: whole seconds
+	if err != nil {
+		t.Fatal(err)
+	}
+	oks := testutil.ToFloat64(e.srv.m.connects.WithLabelValues("ok"))
+	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
+		js(fmt.Sprintf(`window.__tok = %q; window.__startFn(%q)`, short, e.wsURL)),
+		poll(`document.getElementById('state').textContent === 'ready'`))
+	// The integrator's SSO code renews the token before it expires.
+	long := e.token("agent-exp")
+	run(t, ctx, js(fmt.Sprintf(`window.__tok = %q`, long)))
+	waitFor(t, 15*time.Second, "the expired socket closed and the tab back", func() bool {
+		return testutil.ToFloat64(e.srv.m.closes.WithLabelValues("4401")) == 1 &&
+			testutil.ToFloat64(e.srv.m.connects.WithLabelValues("ok")) == oks+2
+	})
+	run(t, ctx, poll(`window.__states.length >= 5`))
+	if states := eval[[]string](t, ctx, `window.__states`); fmt.Sprint(states) != "[connecting ready reconnecting connecting ready]" {
+		t.Fatalf("states %v", states)
+	}
+	if n := eval[int](t, ctx, `window.__notes.length`); n != 0 {
+		t.Fatalf("%d notifications after a renewed token, want none (no sign-in asked)", n)
+	}
+	e.publish("agent-exp", "conv-exp")
+	run(t, ctx, poll(`window.__calls.length === 1`))
+	waitFor(t, 10*time.Second, "the pop acked", func() bool { return e.srv.nAcked.Load() == 1 })
+
+	t.Run("SameTokenAsksSignIn", func(t *testing.T) {
+		calls := eval[int](t, ctx, `window.__tokenCalls`)
+		e.srv.closeAll(CloseInvalidToken, msgInvalidToken)
+		run(t, ctx, poll(`document.getElementById('state').textContent === 'auth'`),
+			poll(`window.__notes.length === 1`))
+		if n := eval[int](t, ctx, `window.__tokenCalls`); n != calls+1 {
+			t.Fatalf("token function called %d times after the 4401, want once", n-calls)
+		}
+		if msg := eval[string](t, ctx, `window.__notes[0].message`); !strings.Contains(msg, "refused") {
+			t.Fatalf("notification %q, want the refused-token one", msg)
+		}
+	})
+	t.Run("EveryNewTokenRefused", func(t *testing.T) {
+		// A token function whose every new token is refused: the tab
+		// tries three in a row, then asks for a sign-in.
+		refused := testutil.ToFloat64(e.srv.m.connects.WithLabelValues("auth"))
+		run(t, ctx, js(`Object.defineProperty(window, '__tok', { get: function () { return 'not-a-jwt-' + window.__tokenCalls; } });
+			ScreenPop.Dynamics.current.client.reconnect()`),
+			poll(`window.__notes.length === 2`))
+		if state := eval[string](t, ctx, `document.getElementById('state').textContent`); state != "auth" {
+			t.Fatalf("state %q, want auth", state)
+		}
+		if n := testutil.ToFloat64(e.srv.m.connects.WithLabelValues("auth")) - refused; n != 3 {
+			t.Fatalf("%v hellos refused, want 3", n)
+		}
+	})
+}
+
+// A token function that throws is retried like a failed connection; it
+// left the client in connecting for good.
+func TestBrowser_TokenFunctionThrows(t *testing.T) {
+	e, pages := pageEnv(t)
+	ctx := newBrowser(t)
+	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
+		js(fmt.Sprintf(`window.__tries = 0; ScreenPop.connect({url: %q, storage: 'none', minBackoffMs: 50,
+			onState: function (s) { document.getElementById('state').textContent = s; },
+			token: function () { if (++window.__tries === 1) { throw new Error('SSO not ready'); } return %q; }})`, e.wsURL, e.token("agent-th"))),
+		poll(`document.getElementById('state').textContent === 'ready'`))
+	if n := eval[int](t, ctx, `window.__tries`); n != 2 {
+		t.Fatalf("token function called %d times, want 2 (a throw, then the token)", n)
+	}
+}
+
+// Without Web Locks a tab claims a pop with a localStorage key; claims and
+// markers older than six hours, and claims of earlier versions (no time),
+// are pruned when a pop is marked.
+func TestBrowser_ClaimsPruned(t *testing.T) {
+	e, pages := pageEnv(t)
+	ctx := newBrowser(t)
+	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html?nolocks"),
+		js(`var old = Date.now() - 7 * 3600 * 1000;
+			localStorage.setItem('screenpop.claim:pop:v1', 'tabid0abc');
+			localStorage.setItem('screenpop.claim:pop:stale', 'tab1 ' + old);
+			localStorage.setItem('screenpop.popped:pop:stale', String(old));
+			localStorage.setItem('screenpop.claim:pop:recent', 'tab2 ' + Date.now());
+			localStorage.setItem('screenpop.popped:pop:recent', String(Date.now()))`),
+		js(fmt.Sprintf(`window.__start(%q, %q)`, e.wsURL, e.token("agent-cl"))),
+		poll(`document.getElementById('state').textContent === 'ready'`))
+	if eval[bool](t, ctx, `!!navigator.locks`) {
+		t.Fatal("the page still has Web Locks")
+	}
+	p := testPop("agent-cl", "conv-cl")
+	e.publishPop(p)
+	run(t, ctx, poll(`window.__calls.length === 1`))
+	keys := eval[[]string](t, ctx, `Object.keys(localStorage).filter(function (k) { return k.indexOf('screenpop.') === 0; }).sort()`)
+	want := []string{"screenpop.claim:pop:recent", "screenpop.claim:" + p.ID, "screenpop.popped:pop:recent", "screenpop.popped:" + p.ID}
+	slices.Sort(want)
+	if fmt.Sprint(keys) != fmt.Sprint(want) {
+		t.Fatalf("localStorage keys %q, want %q", keys, want)
 	}
 }

@@ -376,7 +376,15 @@ func (c *conn) queueReplay(ctx context.Context, pf *popFrame) error {
 }
 
 // finishReplay queues the live pops that arrived during the replay, in
-// order, dropping those the replay already queued.
+// order, dropping those the replay already queued, and then a heartbeat.
+//
+// That heartbeat tells the browser the replay is complete: every pop the
+// hello asked for has been sent before it (the ticker's heartbeats only
+// start once the socket is ready, after this). Until a browser has seen it,
+// the ready frame's seq is no safe place to resume from: a socket that ends
+// before the replayed pops arrive (a failed replay's 1013, the 4008 when the
+// pop subscription goes live, a shutdown, a dropped network) would resume
+// after pops it never got (docs/agents.md).
 func (c *conn) finishReplay() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -395,6 +403,7 @@ func (c *conn) finishReplay() {
 			return
 		}
 	}
+	c.enqueueLocked(frame{kind: kindText, data: heartbeatFrame})
 }
 
 func (c *conn) enqueueLocked(f frame) {

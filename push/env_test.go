@@ -69,6 +69,12 @@ func newEnv(t testing.TB, cfg Config, store bridge.PopStore, auth bridge.AgentAu
 // startEnv starts a server like newEnv, without waiting for it.
 func startEnv(t testing.TB, cfg Config, store bridge.PopStore, auth bridge.AgentAuthenticator) *env {
 	t.Helper()
+	return startEnvLog(t, cfg, store, auth, testLogger(t))
+}
+
+// startEnvLog is startEnv with the server logging to log.
+func startEnvLog(t testing.TB, cfg Config, store bridge.PopStore, auth bridge.AgentAuthenticator, log zerolog.Logger) *env {
+	t.Helper()
 	e := &env{t: t}
 	if store == nil {
 		e.bus = startBus(t)
@@ -81,7 +87,7 @@ func startEnv(t testing.TB, cfg Config, store bridge.PopStore, auth bridge.Agent
 			cfg.JWTSecret = testSecret
 		}
 	}
-	srv, err := New(cfg, store, auth, testLogger(t))
+	srv, err := New(cfg, store, auth, log)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -314,6 +320,7 @@ type memStore struct {
 	// reports it live.
 	beforeLive func(fn func(bridge.StoredPop))
 	nLive      atomic.Int32 // subscriptions that went live
+	failReplay atomic.Int32 // ReplayPops fails this many times
 }
 
 type replayCall struct {
@@ -345,6 +352,10 @@ func (m *memStore) ReplayPops(ctx context.Context, a bridge.AgentID, after uint6
 	m.replays = append(m.replays, replayCall{a, after, since})
 	gate := m.gate
 	m.mu.Unlock()
+	if m.failReplay.Load() > 0 {
+		m.failReplay.Add(-1)
+		return errors.New("injected replay failure")
+	}
 	if err := awaitGate(ctx, gate); err != nil {
 		return err
 	}
@@ -395,6 +406,13 @@ func awaitGate(ctx context.Context, gate chan struct{}) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// replayCalls returns the ReplayPops calls so far.
+func (m *memStore) replayCalls() []replayCall {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]replayCall(nil), m.replays...)
 }
 
 func (m *memStore) FollowPops(ctx context.Context, fn func(bridge.StoredPop), live func()) error {
@@ -454,4 +472,30 @@ func (m *memStore) add(p *bridge.Pop, at time.Time, live bool) bridge.StoredPop 
 		fn(sp)
 	}
 	return sp
+}
+
+// logBuffer collects a logger's output for tests that assert on log lines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// lines returns the JSON log lines written so far.
+func (b *logBuffer) lines() []map[string]any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []map[string]any
+	for _, l := range strings.Split(b.buf.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
 }

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
@@ -522,7 +523,9 @@ func (s *Server) Status() any {
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if !s.originAllowed(r) {
 		s.m.connects.WithLabelValues("origin").Inc()
-		s.log.Info().Str("remote_addr", r.RemoteAddr).Msg("websocket refused: origin not allowed")
+		// The origin is what an admin adds to SCREENPOP_ALLOWED_ORIGINS
+		// (docs/operations.md); capped, as any client can send anything.
+		s.log.Info().Str("remote_addr", r.RemoteAddr).Str("origin", capLog(r.Header.Get("Origin"), maxLoggedOrigin)).Msg("websocket refused: origin not allowed")
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
@@ -555,6 +558,22 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	s.m.connections.Inc()
 	go c.readLoop()
+}
+
+// maxLoggedOrigin caps the refused origin in the log line; a real origin
+// (scheme, host and port) is far shorter.
+const maxLoggedOrigin = 200
+
+// capLog returns s cut to at most n bytes, without splitting a UTF-8
+// sequence.
+func capLog(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // originAllowed: no Origin (not a browser), the server's own origin, or one

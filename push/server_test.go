@@ -16,6 +16,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
+	"github.com/rs/zerolog"
 
 	"github.com/screenpop/screenpop/bridge"
 )
@@ -879,4 +880,110 @@ func TestMintToken(t *testing.T) {
 	if _, _, err := a.Authenticate(context.Background(), bad); !errors.Is(err, bridge.ErrInvalidToken) {
 		t.Errorf("sub x.> : %v", err)
 	}
+}
+
+// The refused origin is in the log line: docs/operations.md tells the admin
+// to copy it from there into SCREENPOP_ALLOWED_ORIGINS. Any client can send
+// any Origin, so a long one is cut.
+func TestServer_OriginRefusedIsLogged(t *testing.T) {
+	var logs logBuffer
+	e := startEnvLog(t, Config{}, newMemStore(), nil, zerolog.New(&logs))
+	waitFor(t, 5*time.Second, "listener serving", e.srv.serving.Load)
+	long := "https://" + strings.Repeat("a", 300) + ".example.com"
+	origins := []string{"https://contoso.crm4.dynamics.com", long}
+	for _, o := range origins {
+		ws, resp, err := e.dial(http.Header{"Origin": {o}})
+		if err == nil {
+			ws.Close()
+			t.Fatalf("origin %.40q accepted", o)
+		}
+		if resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("origin %.40q: %v, want 403", o, err)
+		}
+	}
+	// The line is written before the 403 goes out.
+	var got []any
+	for _, l := range logs.lines() {
+		if l["message"] == "websocket refused: origin not allowed" {
+			got = append(got, l["origin"])
+		}
+	}
+	want := []any{origins[0], long[:maxLoggedOrigin]}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("refusals logged with origins %q, want %q", got, want)
+	}
+}
+
+// A heartbeat follows the replay of a hello at once: a browser that got it
+// has every pop its hello asked for (replayed, or live while the replay
+// ran), and from then on may resume after the ready frame's seq. A socket
+// whose replay fails is closed without one, and the fresh hello the browser
+// then sends again gets the pops of the fresh window.
+func TestServer_HeartbeatEndsReplay(t *testing.T) {
+	st := newMemStore()
+	// Keep-alives an hour apart: the heartbeat seen is the replay's.
+	e := newEnv(t, Config{PingInterval: time.Hour, HeartbeatInterval: time.Hour}, st, nil)
+	tok := e.token("agent-hb")
+	p1 := st.add(testPop("agent-hb", "c1"), time.Now(), false)
+	p2 := st.add(testPop("agent-hb", "c2"), time.Now(), false)
+	var p3 bridge.StoredPop
+
+	t.Run("AfterTheReplay", func(t *testing.T) {
+		gate := make(chan struct{})
+		st.mu.Lock()
+		st.gate = gate
+		st.mu.Unlock()
+		c := e.rawClient()
+		c.send(map[string]any{"type": "hello", "token": tok})
+		waitFor(t, 5*time.Second, "the replay", func() bool { return len(st.replayCalls()) == 1 })
+		p3 = st.add(testPop("agent-hb", "c3"), time.Now(), true) // live while the replay waits
+		st.mu.Lock()
+		st.gate = nil
+		st.mu.Unlock()
+		close(gate)
+		var got []string
+		for len(got) == 0 || got[len(got)-1] != "heartbeat" {
+			m, err := c.read(5 * time.Second)
+			if err != nil {
+				t.Fatalf("after %q: %v", got, err)
+			}
+			if m.Type == "heartbeat" {
+				got = append(got, m.Type)
+				continue
+			}
+			got = append(got, fmt.Sprintf("%s%d", m.Type, m.Seq))
+		}
+		// ready carries the newest pop when the hello was taken: p2.
+		want := fmt.Sprintf("[ready%d pop%d pop%d pop%d heartbeat]", p2.Seq, p1.Seq, p2.Seq, p3.Seq)
+		if fmt.Sprint(got) != want {
+			t.Fatalf("frames %v, want %s", got, want)
+		}
+	})
+	t.Run("NotBeforeAFailedReplay", func(t *testing.T) {
+		st.failReplay.Store(1)
+		c := e.rawClient()
+		c.send(map[string]any{"type": "hello", "token": tok})
+		if m := c.next(); m.Type != "ready" {
+			t.Fatalf("first frame %+v, want ready", m)
+		}
+		for {
+			m, err := c.read(5 * time.Second)
+			if err != nil {
+				var ce *websocket.CloseError
+				if !errors.As(err, &ce) || ce.Code != CloseTryAgainLater {
+					t.Fatalf("socket ended with %v, want close 1013", err)
+				}
+				break
+			}
+			if m.Type != "error" {
+				t.Fatalf("got %+v after ready on a socket whose replay failed, want only the 1013 close", m)
+			}
+		}
+		c2, _ := e.connect(tok, nil, "")
+		for _, want := range []uint64{p1.Seq, p2.Seq, p3.Seq} {
+			if m := c2.next(); m.Type != "pop" || m.Seq != want {
+				t.Fatalf("fresh hello again got %+v, want pop %d", m, want)
+			}
+		}
+	})
 }

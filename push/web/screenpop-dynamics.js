@@ -8,6 +8,8 @@
  *   search -> a notification offering target.query; no URL is ever built from it
  * With several tabs of one agent open, only one tab acts on a pop (a Web
  * Lock plus a localStorage marker keyed by the pop id).
+ * A pop counts as processed (acked) once this tab has claimed it and started
+ * opening the form: openForm's promise is not waited for (see launch).
  *
  * From a form's OnLoad (pass the execution context, and the JSON options as
  * the second parameter):
@@ -20,6 +22,7 @@
   if (ns.Dynamics) { return; }
 
   var MARK = 'screenpop.popped:';
+  var CLAIM = 'screenpop.claim:'; // without Web Locks: "<tabId> <time>"
   var TOKEN = 'screenpop.genesysToken';
   var MARK_TTL = 6 * 3600 * 1000;
   var tabId = Math.random().toString(36).slice(2) + Date.now().toString(36);
@@ -38,15 +41,24 @@
     return !!(s && s.getItem(MARK + id));
   }
 
+  // stamp is the time in a marker ("<time>") or a claim ("<tabId> <time>");
+  // NaN for anything else, such as a claim of an earlier version (the tab id
+  // alone).
+  function stamp(v) {
+    v = String(v || '');
+    var i = v.lastIndexOf(' ');
+    return i < 0 ? Number(v) : Number(v.slice(i + 1));
+  }
+
   function mark(id) {
     var s = local();
     if (!s) { return; }
     var now = Date.now();
     try {
       s.setItem(MARK + id, String(now));
-      for (var i = s.length - 1; i >= 0; i--) { // prune old markers
+      for (var i = s.length - 1; i >= 0; i--) { // prune old markers and claims
         var k = s.key(i);
-        if (k && k.indexOf(MARK) === 0 && now - Number(s.getItem(k)) > MARK_TTL) { s.removeItem(k); }
+        if (k && (k.indexOf(MARK) === 0 || k.indexOf(CLAIM) === 0) && !(now - stamp(s.getItem(k)) <= MARK_TTL)) { s.removeItem(k); }
       }
     } catch (e) { /* quota */ }
   }
@@ -73,11 +85,11 @@
     }
     var s = local();
     if (!s) { return Promise.resolve(true); }
-    var key = 'screenpop.claim:' + id;
+    var key = CLAIM + id, mine = tabId + ' ' + Date.now(); // the time, for mark's pruning
     if (s.getItem(key)) { return Promise.resolve(false); }
-    s.setItem(key, tabId);
+    s.setItem(key, mine);
     return delay(30 + Math.random() * 70).then(function () {
-      if (s.getItem(key) !== tabId || marked(id)) { return false; }
+      if (s.getItem(key) !== mine || marked(id)) { return false; }
       mark(id);
       return true;
     });
@@ -131,26 +143,41 @@
     return Promise.resolve();
   };
 
-  Controller.prototype.openRecord = function (entity, id) {
-    var self = this, x = self.xrm();
-    if (!x) { return Promise.reject(new Error('Xrm is not available')); }
-    return Promise.resolve(x.Navigation.openForm({ entityName: entity, entityId: id })).then(null, function (e) {
-      self.notify(2, 'Screen pop: the record could not be opened.');
-      throw e;
+  // launch starts Xrm.Navigation.openForm and returns at once. Its promise
+  // is not waited for: Microsoft's reference says the success callback "is
+  // not executed when you open a form for an existing or new record" (only
+  // when a quick-create form is saved), so waiting held every later pop of
+  // the tab. A failure (rejected, thrown, or no Xrm) shows failure and sets
+  // rec.error.
+  Controller.prototype.launch = function (options, params, failure, rec) {
+    var self = this, x = self.xrm(), opening;
+    try {
+      if (!x) { throw new Error('Xrm is not available'); }
+      opening = Promise.resolve(params ? x.Navigation.openForm(options, params) : x.Navigation.openForm(options));
+    } catch (e) {
+      opening = Promise.reject(e);
+    }
+    opening.then(null, function () {
+      if (rec) { rec.error = true; }
+      self.notify(2, failure);
     });
   };
 
-  Controller.prototype.act = function (pop) {
-    var self = this, t = pop.target || {}, x = self.xrm();
+  Controller.prototype.openRecord = function (entity, id, rec) {
+    this.launch({ entityName: entity, entityId: id }, null, 'Screen pop: the record could not be opened.', rec);
+  };
+
+  // act starts what the pop asks for; the promise it returns settles once
+  // that has started (or, for search, once the notification is shown).
+  Controller.prototype.act = function (pop, rec) {
+    var self = this, t = pop.target || {};
     switch (t.action) {
       case 'open':
-        return self.openRecord(t.entity, t.id);
+        self.openRecord(t.entity, t.id, rec);
+        return Promise.resolve();
       case 'create':
-        if (!x) { return Promise.reject(new Error('Xrm is not available')); }
-        return Promise.resolve(x.Navigation.openForm({ entityName: t.entity }, pop.prefill || {})).then(null, function (e) {
-          self.notify(2, 'Screen pop: a new ' + t.entity + ' form could not be opened.');
-          throw e;
-        });
+        self.launch({ entityName: t.entity }, pop.prefill || {}, 'Screen pop: a new ' + t.entity + ' form could not be opened.', rec);
+        return Promise.resolve();
       case 'choose':
         self.choose(pop.candidates || []);
         return Promise.resolve();
@@ -198,7 +225,7 @@
       b.setAttribute('data-id', c.id);
       b.textContent = (c.name || '(no name)') + ' · ' + c.entity;
       b.style.cssText = 'display:block;width:100%;text-align:left;margin:2px 0';
-      b.onclick = function () { box.remove(); self.chooser = null; self.openRecord(c.entity, c.id).then(null, function () {}); };
+      b.onclick = function () { box.remove(); self.chooser = null; self.openRecord(c.entity, c.id); };
       box.appendChild(b);
     });
     var close = doc.createElement('button');
@@ -210,7 +237,9 @@
     self.chooser = box;
   };
 
-  // handlePop acts on a pop in one tab only.
+  // handlePop acts on a pop in one tab only. It settles (and the pop is
+  // acked) once this tab has claimed the pop and started acting on it, or
+  // left it to another tab; rec.error may be set later, when opening fails.
   Controller.prototype.handlePop = function (pop) {
     var self = this;
     var rec = { id: pop.id, seq: pop.seq, action: pop.target && pop.target.action, opened: false, done: false };
@@ -218,7 +247,7 @@
     return claim(pop.id, self.opts.lockMs || 10000).then(function (mine) {
       if (!mine) { rec.done = true; return; }
       rec.opened = true;
-      return self.act(pop).then(function () { rec.done = true; }, function () { rec.done = true; rec.error = true; });
+      return self.act(pop, rec).then(function () { rec.done = true; }, function () { rec.done = true; rec.error = true; });
     });
   };
 

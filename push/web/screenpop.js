@@ -5,14 +5,20 @@
  *   var client = ScreenPop.connect({
  *     url: 'wss://screenpop.example.com/v1/ws', // default: this page's host
  *     token: function () { return sessionStorage.getItem('genesysToken'); },
- *     onPop: function (pop) { ... },            // may return a Promise; acked after it settles
+ *     onPop: function (pop) { ... },            // may return a Promise: acked after it settles,
+ *                                               // or after popTimeoutMs (default 5000) at the latest
  *     onState: function (state, detail) { ... },// connecting, ready, reconnecting, auth, closed
  *   });
  *
  * It reconnects with capped exponential backoff and jitter, resumes with
  * lastSeq and epoch kept in sessionStorage (per tab, survives a reload),
  * drops a pop it has already seen, acks each processed pop, and reconnects
- * when it hears nothing (not even the server's heartbeat) for 60 s.
+ * when it hears nothing (not even the server's heartbeat) for 60 s. Pops
+ * are handed to onPop one at a time, in order; the next waits for the last
+ * one's Promise for popTimeoutMs at most, so a handler that never settles
+ * delays each later pop by that much instead of stopping them all. When the
+ * token is refused (4401), a token function is asked again: a new token
+ * reconnects, the same or none calls onAuthRequired.
  * ScreenPop.login() runs the Genesys Cloud authorization-code + PKCE login
  * in a popup and resolves with the agent's access token.
  */
@@ -53,6 +59,7 @@
     this.minBackoff = this.opts.minBackoffMs || 500;
     this.maxBackoff = this.opts.maxBackoffMs || 30000;
     this.watchdogMs = this.opts.watchdogMs || 60000;
+    this.popTimeoutMs = this.opts.popTimeoutMs || 5000;
     this.state = 'idle';
     this.agentId = '';
     this.epoch = '';
@@ -64,6 +71,9 @@
     this.watchdog = null;
     this.recvSeq = 0; // highest seq received on any socket of this client (same epoch)
     this.chain = Promise.resolve();
+    this.usedToken = null; // the token sent on this.ws
+    this.refusals = 0;     // 4401s since the last ready
+    this.opens = 0;        // calls of open, to tell a stale token answer from a current one
     var c = this.loadCursor();
     this.cursor = c;
     this.recvSeq = c.lastSeq || 0;
@@ -88,7 +98,14 @@
 
   Client.prototype.token = function () {
     var t = this.opts.token;
-    return Promise.resolve(typeof t === 'function' ? t() : t);
+    try {
+      return Promise.resolve(typeof t === 'function' ? t() : t);
+    } catch (e) {
+      // A token function that throws is retried with backoff like a
+      // failed connection; thrown through open, it left the client in
+      // connecting for good.
+      return Promise.reject(e);
+    }
   };
 
   Client.prototype.start = function () {
@@ -101,6 +118,7 @@
     var self = this;
     if (self.stopped) { return; }
     clearTimeout(self.timer);
+    self.opens++;
     self.setState('connecting', { attempt: self.attempt });
     self.token().then(function (token) {
       if (self.stopped) { return; }
@@ -108,12 +126,14 @@
       var ws;
       try { ws = new root.WebSocket(self.url); } catch (e) { self.retry(0); return; }
       self.ws = ws;
+      self.usedToken = token;
       ws.onopen = function () {
         var hello = { type: 'hello', token: token };
-        // Once this tab has been ready on this stream, every later hello
+        // Once this tab has processed a pop on this stream, or got the
+        // whole replay of its first hello (base), every later hello
         // resumes: from the last pop it processed, or from the agent's
-        // newest pop when it first connected (base), so a reconnect gets
-        // the whole replay window and not just the fresh window.
+        // newest pop when it first connected, so a reconnect gets the
+        // whole replay window and not just the fresh window.
         if (self.cursor.epoch && (self.cursor.lastSeq > 0 || typeof self.cursor.base === 'number')) {
           hello.lastSeq = Math.max(self.cursor.lastSeq, self.cursor.base || 0);
           hello.epoch = self.cursor.epoch;
@@ -159,11 +179,16 @@
           self.cursor.lastSeq = 0;
           self.recvSeq = 0;
           delete self.cursor.base;
+          delete self.cursor.pendingBase;
         }
         if (typeof self.cursor.base !== 'number') {
-          // The first ready on this stream: pops up to m.seq are either
-          // in the fresh window (sent now) or too old to show.
-          self.cursor.base = typeof m.seq === 'number' ? m.seq : 0;
+          // Not resumed from a base yet: pops up to m.seq are either in
+          // the fresh window (sent now) or too old to show. That holds
+          // only once they have all arrived, so m.seq becomes the base
+          // at the first heartbeat, which the server sends after the
+          // replay. A socket that ends before it leaves the base unset,
+          // and the next hello asks for the fresh window again.
+          self.cursor.pendingBase = typeof m.seq === 'number' ? m.seq : 0;
         }
         self.cursor.agentId = m.agentId;
         self.cursor.epoch = m.epoch;
@@ -171,6 +196,7 @@
         self.agentId = m.agentId;
         self.epoch = m.epoch;
         self.attempt = 0;
+        self.refusals = 0;
         self.lastError = null;
         self.setState('ready', { agentId: m.agentId, epoch: m.epoch, seq: m.seq });
         break;
@@ -178,35 +204,97 @@
         if (typeof m.seq !== 'number' || m.seq <= self.recvSeq) { return; } // seen already
         self.recvSeq = m.seq;
         var ws = self.ws;
-        self.chain = self.chain.then(function () {
-          var r;
-          try { r = self.opts.onPop && self.opts.onPop(m); } catch (e) { r = null; }
-          return Promise.resolve(r).then(null, function () { /* the app reports its own errors */ });
-        }).then(function () {
-          if (m.seq > self.cursor.lastSeq) { self.cursor.lastSeq = m.seq; self.saveCursor(); }
-          if (ws && ws === self.ws && ws.readyState === 1) {
-            ws.send(JSON.stringify({ type: 'ack', seq: m.seq }));
-          }
+        self.queue(function () {
+          return self.handOver(m).then(function () {
+            if (m.seq > self.cursor.lastSeq) { self.cursor.lastSeq = m.seq; self.saveCursor(); }
+            if (ws && ws === self.ws && ws.readyState === 1) {
+              ws.send(JSON.stringify({ type: 'ack', seq: m.seq }));
+            }
+          });
         });
+        break;
+      case 'heartbeat':
+        if (typeof self.cursor.pendingBase === 'number') {
+          // The replay of this socket's hello is complete. Behind the
+          // pops still being processed, so a reload meanwhile does not
+          // resume after pops it never processed.
+          var base = self.cursor.pendingBase, epoch = self.cursor.epoch;
+          self.queue(function () {
+            if (self.cursor.epoch !== epoch || typeof self.cursor.base === 'number') { return; }
+            self.cursor.base = base;
+            delete self.cursor.pendingBase;
+            self.saveCursor();
+          });
+        }
         break;
       case 'error':
         self.lastError = { code: m.code, message: m.message };
         if (self.opts.onError) { try { self.opts.onError(self.lastError); } catch (e) { /* app bug */ } }
         break;
-      default: // heartbeat, and types of later versions
+      default: // types of later versions
     }
+  };
+
+  // queue runs fn after everything queued before it; a failure does not
+  // stop what comes after.
+  Client.prototype.queue = function (fn) {
+    this.chain = this.chain.then(fn).then(null, function () { /* reported where it happened */ });
+  };
+
+  // handOver calls onPop and settles when its result settles (the app
+  // reports its own errors), or after popTimeoutMs: the pops after it wait
+  // for it, and a handler that never settles must not hold them for ever.
+  Client.prototype.handOver = function (m) {
+    var self = this, r;
+    try { r = self.opts.onPop && self.opts.onPop(m); } catch (e) { r = null; }
+    return new Promise(function (resolve) {
+      var t = setTimeout(resolve, self.popTimeoutMs);
+      Promise.resolve(r).then(null, function () { /* see above */ }).then(function () {
+        clearTimeout(t);
+        resolve();
+      });
+    });
   };
 
   Client.prototype.onClose = function (code) {
     this.detach();
     if (this.stopped) { this.setState('closed', { code: code }); return; }
     if (code === 4401) {
-      this.setState('auth', { code: code });
-      this.authRequired();
+      this.tokenRefused();
       return;
     }
     this.setState('reconnecting', { code: code });
     this.retry(code === 4008 ? 1 : 0);
+  };
+
+  // maxRefusals is how many 4401s in a row (with no ready between) make the
+  // client stop asking the token function and call onAuthRequired: one
+  // whose every new token is refused would otherwise keep the tab
+  // reconnecting without ever saying why.
+  var maxRefusals = 3;
+
+  // tokenRefused handles a 4401: the token was refused, or expired on the
+  // open socket (jwt mode closes it at exp). A token function is asked
+  // again: a new token (an SSO library's refreshed JWT) reconnects, with
+  // backoff; the same token or none means that only a new sign-in helps.
+  Client.prototype.tokenRefused = function () {
+    var self = this, refused = self.usedToken, opens = self.opens;
+    self.refusals++;
+    if (typeof self.opts.token !== 'function' || self.refusals >= maxRefusals) {
+      self.setState('auth', { code: 4401 });
+      self.authRequired();
+      return;
+    }
+    self.setState('reconnecting', { code: 4401 });
+    self.token().then(null, function () { return ''; }).then(function (t) {
+      if (self.stopped || self.opens !== opens) { return; } // closed, or reconnected meanwhile
+      if (!t || t === refused) {
+        self.setState('auth', { code: 4401 });
+        self.authRequired();
+        return;
+      }
+      self.retry(0);
+    });
   };
 
   Client.prototype.authRequired = function () {
@@ -231,6 +319,7 @@
     this.detach();
     try { ws && ws.close(1000); } catch (e) { /* already closed */ }
     this.attempt = 0;
+    this.refusals = 0;
     this.stopped = false;
     this.open();
   };
