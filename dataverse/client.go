@@ -49,6 +49,31 @@ type flight struct {
 	done chan struct{}
 	recs []bridge.Record
 	err  error
+
+	mu     sync.Mutex
+	held   time.Time     // the gate holds the flight's request until then (Retry-After)
+	heldCh chan struct{} // closed and replaced when held changes
+}
+
+func newFlight() *flight {
+	return &flight{done: make(chan struct{}), heldCh: make(chan struct{})}
+}
+
+// hold records that the gate holds the flight's request until until.
+func (f *flight) hold(until time.Time) {
+	f.mu.Lock()
+	f.held = until
+	close(f.heldCh)
+	f.heldCh = make(chan struct{})
+	f.mu.Unlock()
+}
+
+// holding returns how long the gate holds the flight's request (a past or
+// zero time: it does not) and a channel closed when that changes.
+func (f *flight) holding() (until time.Time, changed <-chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.held, f.heldCh
 }
 
 // New validates cfg and returns a Client. It makes no request: Run (or the
@@ -256,9 +281,11 @@ func (c *Client) cacheKey(key bridge.Key) (k, value string, list []EntityColumns
 
 // Lookup implements bridge.Directory. It answers from the caches when it
 // can; otherwise it joins or starts the single flight for key and waits
-// for it until ctx is done. The flight itself runs on after ctx ends (up
-// to FlightTimeout) and fills the cache for the next event of the same
-// caller. The returned slice is shared: callers must not modify it.
+// for it until ctx is done, or returns a ThrottledError at once when a
+// Retry-After holds the flight's request past ctx's deadline. The flight
+// itself runs on after ctx ends (up to FlightTimeout) and fills the cache
+// for the next event of the same caller. The returned slice is shared:
+// callers must not modify it.
 func (c *Client) Lookup(ctx context.Context, key bridge.Key) ([]bridge.Record, error) {
 	k, value, list, err := c.cacheKey(key)
 	if err != nil {
@@ -278,14 +305,25 @@ func (c *Client) Lookup(ctx context.Context, key bridge.Key) ([]bridge.Record, e
 	if err != nil {
 		return nil, err
 	}
-	select {
-	case <-f.done:
-		if f.err != nil {
-			return nil, fmt.Errorf("lookup %s: %w", key.Kind, f.err)
+	for {
+		held, changed := f.holding()
+		if dl, ok := ctx.Deadline(); ok && dl.Before(held) {
+			// Dataverse's Retry-After holds the flight's request past
+			// this caller's deadline, so waiting could only end in it.
+			// The flight goes on, for the cache and for callers with
+			// more time.
+			return nil, fmt.Errorf("lookup %s: %w", key.Kind, &ThrottledError{Until: held})
 		}
-		return f.recs, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("lookup %s: %w", key.Kind, ctx.Err())
+		select {
+		case <-f.done:
+			if f.err != nil {
+				return nil, fmt.Errorf("lookup %s: %w", key.Kind, f.err)
+			}
+			return f.recs, nil
+		case <-ctx.Done():
+			return nil, fmt.Errorf("lookup %s: %w", key.Kind, ctx.Err())
+		case <-changed:
+		}
 	}
 }
 
@@ -316,7 +354,7 @@ func (c *Client) join(k string, kind bridge.KeyKind, value string, list []Entity
 	if f := c.flights[k]; f != nil {
 		return f, nil
 	}
-	f := &flight{done: make(chan struct{})}
+	f := newFlight()
 	c.flights[k] = f
 	c.wg.Add(1)
 	go c.fly(f, k, kind, value, list)
@@ -325,7 +363,7 @@ func (c *Client) join(k string, kind bridge.KeyKind, value string, list []Entity
 
 func (c *Client) fly(f *flight, k string, kind bridge.KeyKind, value string, list []EntityColumns) {
 	defer c.wg.Done()
-	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.FlightTimeout)
+	ctx, cancel := context.WithTimeout(withHoldNotice(c.ctx, f.hold), c.cfg.FlightTimeout)
 	start := time.Now()
 	f.recs, f.err = c.remote(ctx, kind, value, list)
 	cancel()
@@ -424,20 +462,40 @@ func (c *Client) batch(ctx context.Context, list []EntityColumns, values []strin
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.api+"$batch", bytes.NewReader(body))
 		if err == nil {
 			req.Header.Set("Content-Type", ctype)
+			// Without it Dataverse stops at the first failed request and
+			// answers the batch with that request's status; with it every
+			// query is answered, failed ones with their own error.
+			req.Header.Set("Prefer", "odata.continue-on-error")
 		}
 		return req, err
 	}, func(tok string, resp *http.Response, rbody []byte) error {
+		ok := resp.StatusCode >= 200 && resp.StatusCode <= 299
 		ps, err := parseBatch(resp.Header.Get("Content-Type"), rbody)
 		if err != nil {
+			if !ok {
+				return nil // not a batch answer: its own status says what went wrong
+			}
 			return err
+		}
+		// A failed part first: it is the error, even when the batch was
+		// stopped there and the answer is short, and it names the entity
+		// (a missing read privilege), is retried (503, 408) or gets a
+		// fresh token (401) as a request of its own would.
+		for i, p := range ps[:min(len(ps), len(list))] {
+			if p.Status < 200 || p.Status > 299 {
+				h := p.Header
+				if h.Get("Retry-After") == "" && resp.Header.Get("Retry-After") != "" {
+					h = h.Clone()
+					h.Set("Retry-After", resp.Header.Get("Retry-After"))
+				}
+				return c.statusError("batch", list[i].Entity, tok, &http.Response{StatusCode: p.Status, Header: h}, p.Body)
+			}
+		}
+		if !ok {
+			return nil
 		}
 		if len(ps) != len(list) {
 			return fmt.Errorf("batch: %d answers for %d queries", len(ps), len(list))
-		}
-		for i, p := range ps {
-			if p.Status < 200 || p.Status > 299 {
-				return c.statusError("batch", list[i].Entity, tok, &http.Response{StatusCode: p.Status, Header: p.Header}, p.Body)
-			}
 		}
 		parts = ps
 		return nil

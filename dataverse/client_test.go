@@ -308,15 +308,36 @@ func TestClient_Throttling(t *testing.T) {
 	})
 	t.Run("DeadlineBeforeRetryAfter", func(t *testing.T) {
 		srv, c := MustEnv(t, nil)
+		id := srv.AddContact(dataversetest.Contact{FirstName: "A", LastName: "B", Telephone1: "+13175550170"})
 		warm(t, srv, c)
-		srv.ThrottleNext(1, 3*time.Second)
-		_, err := c.Lookup(ctxT(t, 300*time.Millisecond), phone("+13175550170"))
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("err %v, want deadline exceeded while throttled", err)
+		srv.ThrottleNext(1, 2*time.Second)
+		// The pop deadline ends inside the Retry-After: the caller hears
+		// so at once instead of waiting its deadline out.
+		const deadline = 1500 * time.Millisecond
+		start := time.Now()
+		_, err := c.Lookup(ctxT(t, deadline), phone("+13175550170"))
+		took := time.Since(start)
+		var te *dataverse.ThrottledError
+		if !errors.As(err, &te) || !te.Until.After(start.Add(deadline)) {
+			t.Fatalf("err %v, want a ThrottledError past the deadline", err)
 		}
-		st := c.Status().(dataverse.Status)
-		if st.ThrottledUntil == nil {
+		if took > deadline/3 {
+			t.Fatalf("gave up after %v with a deadline of %v, want at once", took, deadline)
+		}
+		if st := c.Status().(dataverse.Status); st.ThrottledUntil == nil {
 			t.Fatal("status does not show throttled_until")
+		}
+		// The flight waits the Retry-After out for a caller with more
+		// time, and sends no second request.
+		recs, err := c.Lookup(ctxT(t, 10*time.Second), phone("+13175550170"))
+		if err != nil || len(recs) != 1 || recs[0].ID != id {
+			t.Fatalf("patient caller: got %+v, %v", recs, err)
+		}
+		if n := srv.HTTPRequests(); n != 2 {
+			t.Fatalf("%d requests, want 2 (the 429 and one after the wait)", n)
+		}
+		if v := srv.Violations(); len(v) != 0 {
+			t.Fatalf("violations %+v", v)
 		}
 	})
 }
@@ -415,6 +436,87 @@ func TestClient_Faults(t *testing.T) {
 			t.Fatalf("got %+v, %v after %d requests", recs, err, srv.HTTPRequests())
 		}
 	})
+}
+
+// A failed request in a $batch is classified by its own status, whichever
+// entity it queried: with Prefer: odata.continue-on-error, which the client
+// sends, Dataverse answers every request; a service that ignores it stops the
+// batch at the failure, with that status.
+func TestClient_BatchPartFailure(t *testing.T) {
+	for _, mode := range []struct {
+		name   string
+		ignore bool // the emulator stops at the failure despite the Prefer header
+		parts  int  // parts answered in the failed batch
+	}{{"ContinueOnError", false, 3}, {"StoppedBatch", true, 1}} {
+		t.Run(mode.name, func(t *testing.T) {
+			// env has a contact and an account with the same number, so the
+			// contact query failing cannot be mistaken for no match.
+			env := func(t *testing.T) (*dataversetest.Server, *dataverse.Client, string) {
+				srv, c := MustEnv(t, nil)
+				id := srv.AddContact(dataversetest.Contact{FirstName: "A", LastName: "B", Telephone1: "+13175550230"})
+				srv.AddAccount("Contoso", "+13175550230", "")
+				warm(t, srv, c)
+				srv.IgnoreContinueOnError(mode.ignore)
+				return srv, c, id
+			}
+			// firstBatch checks the first $batch: its status and how many of
+			// its requests were answered.
+			firstBatch := func(t *testing.T, srv *dataversetest.Server, status int) {
+				t.Helper()
+				reqs := srv.Requests()
+				parts := 0
+				for _, r := range reqs[1:] {
+					if !r.InBatch {
+						break
+					}
+					parts++
+				}
+				if reqs[0].Path != "$batch" || parts != mode.parts || reqs[1].EntitySet != "contacts" || reqs[1].Status != status {
+					t.Fatalf("first batch %+v with %d parts; want %d parts, the contact query answered %d", reqs[0], parts, mode.parts, status)
+				}
+			}
+			t.Run("Forbidden", func(t *testing.T) {
+				srv, c, _ := env(t)
+				srv.DenyRead("contacts", true)
+				_, err := c.Lookup(ctxT(t, 5*time.Second), phone("+13175550230"))
+				var ae *dataverse.AuthError
+				if !errors.As(err, &ae) || ae.Status != http.StatusForbidden || ae.Code != "0x80040220" || !strings.Contains(err.Error(), "missing a read privilege on contact") {
+					t.Fatalf("err %v; want the 403 naming the contact read privilege", err)
+				}
+				if n := srv.HTTPRequests(); n != 1 {
+					t.Fatalf("%d requests, want 1 (a missing privilege is not retried)", n)
+				}
+				firstBatch(t, srv, http.StatusForbidden)
+			})
+			t.Run("Unavailable", func(t *testing.T) {
+				srv, c, id := env(t)
+				srv.FailNextIn("contacts", 1, http.StatusServiceUnavailable)
+				recs, err := c.Lookup(ctxT(t, 10*time.Second), phone("+13175550230"))
+				if err != nil || len(recs) != 1 || recs[0].ID != id {
+					t.Fatalf("got %+v, %v; want the contact after a retry", recs, err)
+				}
+				if n := srv.HTTPRequests(); n != 2 {
+					t.Fatalf("%d requests, want 2 (the 503 retried)", n)
+				}
+				firstBatch(t, srv, http.StatusServiceUnavailable)
+			})
+			t.Run("Unauthorized", func(t *testing.T) {
+				srv, c, id := env(t)
+				srv.FailNextIn("contacts", 1, http.StatusUnauthorized)
+				recs, err := c.Lookup(ctxT(t, 10*time.Second), phone("+13175550230"))
+				if err != nil || len(recs) != 1 || recs[0].ID != id {
+					t.Fatalf("got %+v, %v; want the contact with a fresh token", recs, err)
+				}
+				if n := srv.TokenRequests(); n != 2 {
+					t.Fatalf("%d token requests, want 2 (a 401 gets a fresh token)", n)
+				}
+				if n := srv.HTTPRequests(); n != 2 {
+					t.Fatalf("%d requests, want 2", n)
+				}
+				firstBatch(t, srv, http.StatusUnauthorized)
+			})
+		})
+	}
 }
 
 func TestClient_Auth(t *testing.T) {

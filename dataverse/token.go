@@ -13,38 +13,69 @@ import (
 	"time"
 )
 
-// tokenSource holds the Entra ID access token for the Dataverse scope. One
-// request at a time refreshes it; callers wait on the mutex rather than
-// sending a second request.
+// tokenSource holds the Entra ID access token for the Dataverse scope.
+//
+// Lookups use the token in hand for as long as it is valid, with a safety
+// margin before its expiry; replacing it early (at 80% of its lifetime) is
+// Run's job, which backs off when Entra ID fails. Only when there is no
+// usable token does a lookup ask for one, and then only one request is out
+// at a time: the others wait for its outcome without holding the lock, and
+// after a failure every caller gets that error until failUntil instead of
+// asking again. (A failing token endpoint must not put a slow token request
+// in front of every Dataverse request while the token in hand still works.)
 type tokenSource struct {
 	c *Client
 
 	mu        sync.Mutex
 	token     string
 	expires   time.Time // the token's expiry
-	refreshAt time.Time // when to replace it: 80% of its lifetime
+	usable    time.Time // lookups use the token until then: expiry less a margin
+	refreshAt time.Time // when Run replaces it: 80% of its lifetime
 	lastErr   error
-	failUntil time.Time // after a failure, answer lastErr without asking again until then
+	failUntil time.Time   // after a failure, answer lastErr without asking again until then
+	fetching  *tokenFetch // the token request in progress, if any
 }
 
-// get returns a usable token, refreshing it when it is due.
+// tokenFetch is one token request in progress, shared by the callers that
+// need its outcome.
+type tokenFetch struct {
+	done chan struct{}
+	err  error // the endpoint's failure; nil on success or if its caller gave up
+}
+
+// tokenMargin is how long before its expiry a token is no longer handed
+// out: a request must reach Dataverse before the token expires.
+const tokenMargin = 30 * time.Second
+
+// get returns the token in hand while it is usable. Only without one does
+// it ask Entra ID, or wait for the request already out.
 func (ts *tokenSource) get(ctx context.Context) (string, error) {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	now := ts.c.cfg.Now()
-	if ts.token != "" && now.Before(ts.refreshAt) {
-		return ts.token, nil
-	}
-	if ts.token == "" && ts.lastErr != nil && now.Before(ts.failUntil) {
-		return "", ts.lastErr
-	}
-	if err := ts.fetchLocked(ctx); err != nil {
-		if ts.token != "" && now.Before(ts.expires.Add(-30*time.Second)) {
-			return ts.token, nil // the old one is still good; Run retries
+	for {
+		ts.mu.Lock()
+		now := ts.c.cfg.Now()
+		if ts.token != "" && now.Before(ts.usable) {
+			tok := ts.token
+			ts.mu.Unlock()
+			return tok, nil
 		}
-		return "", err
+		if ts.lastErr != nil && now.Before(ts.failUntil) {
+			err := ts.lastErr
+			ts.mu.Unlock()
+			return "", err
+		}
+		if f := ts.fetching; f != nil {
+			ts.mu.Unlock()
+			select {
+			case <-f.done:
+				continue // its outcome is in ts now
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+		}
+		f := ts.startLocked()
+		ts.mu.Unlock()
+		return ts.fetch(ctx, f)
 	}
-	return ts.token, nil
 }
 
 // invalidate drops tok after Dataverse refused it, so the next get fetches
@@ -52,19 +83,38 @@ func (ts *tokenSource) get(ctx context.Context) (string, error) {
 func (ts *tokenSource) invalidate(tok string) {
 	ts.mu.Lock()
 	if ts.token == tok {
-		ts.token, ts.refreshAt = "", time.Time{}
+		ts.token, ts.usable, ts.refreshAt = "", time.Time{}, time.Time{}
 	}
 	ts.mu.Unlock()
 }
 
 // refresh fetches a new token now if the current one is due within ahead.
+// It ignores the failure backoff (Run has its own) but not a request
+// already out: it takes that one's outcome.
 func (ts *tokenSource) refresh(ctx context.Context, ahead time.Duration) error {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	if ts.token != "" && ts.c.cfg.Now().Add(ahead).Before(ts.refreshAt) {
-		return nil
+	for {
+		ts.mu.Lock()
+		if ts.token != "" && ts.c.cfg.Now().Add(ahead).Before(ts.refreshAt) {
+			ts.mu.Unlock()
+			return nil
+		}
+		if f := ts.fetching; f != nil {
+			ts.mu.Unlock()
+			select {
+			case <-f.done:
+				if f.err != nil {
+					return f.err
+				}
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		f := ts.startLocked()
+		ts.mu.Unlock()
+		_, err := ts.fetch(ctx, f)
+		return err
 	}
-	return ts.fetchLocked(ctx)
 }
 
 func (ts *tokenSource) next() (refreshAt time.Time, ok bool) {
@@ -79,6 +129,45 @@ func (ts *tokenSource) expiry() time.Time {
 	return ts.expires
 }
 
+// startLocked registers a token request that the caller then makes with
+// fetch.
+func (ts *tokenSource) startLocked() *tokenFetch {
+	f := &tokenFetch{done: make(chan struct{})}
+	ts.fetching = f
+	return f
+}
+
+// fetch makes the token request f, without holding the lock, records its
+// outcome for everyone and returns the new token.
+func (ts *tokenSource) fetch(ctx context.Context, f *tokenFetch) (string, error) {
+	tok, life, err := ts.request(ctx)
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	now := ts.c.cfg.Now()
+	switch {
+	case err == nil:
+		ts.token = tok
+		ts.expires = now.Add(life)
+		ts.usable = ts.expires.Add(-min(tokenMargin, life/10))
+		ts.refreshAt = now.Add(life * 8 / 10)
+		ts.lastErr = nil
+		ts.c.ready.Store(true)
+	case ctx.Err() != nil:
+		// The caller gave up (its deadline, or Close): that says
+		// nothing about the endpoint, so no backoff for the others.
+	default:
+		ts.lastErr = err
+		ts.failUntil = now.Add(5 * time.Second)
+		f.err = err
+	}
+	ts.fetching = nil
+	close(f.done)
+	if err != nil {
+		return "", err
+	}
+	return tok, nil
+}
+
 type tokenResponse struct {
 	TokenType   string          `json:"token_type"`
 	ExpiresIn   json.RawMessage `json:"expires_in"` // a number, or a string in some Entra answers
@@ -88,7 +177,9 @@ type tokenResponse struct {
 	ErrorCodes []int  `json:"error_codes"`
 }
 
-func (ts *tokenSource) fetchLocked(ctx context.Context) error {
+// request asks the token endpoint for a token and returns it with its
+// lifetime.
+func (ts *tokenSource) request(ctx context.Context) (string, time.Duration, error) {
 	c := ts.c
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
@@ -100,7 +191,7 @@ func (ts *tokenSource) fetchLocked(ctx context.Context) error {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.TokenURL, strings.NewReader(form.Encode()))
 	if err != nil {
-		return fmt.Errorf("token request: %w", err)
+		return "", 0, fmt.Errorf("token request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
@@ -108,37 +199,24 @@ func (ts *tokenSource) fetchLocked(ctx context.Context) error {
 	resp, err := c.cfg.HTTPClient.Do(req)
 	if err != nil {
 		c.metrics.request("token", "error", time.Since(start))
-		return ts.fail(fmt.Errorf("token request: %w (check DATAVERSE_TOKEN_URL / DATAVERSE_TENANT_ID and network access to the Entra ID endpoint)", err))
+		return "", 0, fmt.Errorf("token request: %w (check DATAVERSE_TOKEN_URL / DATAVERSE_TENANT_ID and network access to the Entra ID endpoint)", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	c.metrics.request("token", strconv.Itoa(resp.StatusCode), time.Since(start))
 	if err != nil {
-		return ts.fail(fmt.Errorf("token response: %w", err))
+		return "", 0, fmt.Errorf("token response: %w", err)
 	}
 	var tr tokenResponse
 	jerr := json.Unmarshal(body, &tr)
 	if resp.StatusCode != http.StatusOK || jerr != nil || tr.AccessToken == "" {
-		return ts.fail(tokenError(resp.StatusCode, &tr))
+		return "", 0, tokenError(resp.StatusCode, &tr)
 	}
 	secs, _ := strconv.Atoi(strings.Trim(string(tr.ExpiresIn), `"`))
 	if secs <= 0 {
 		secs = 3600
 	}
-	now := c.cfg.Now()
-	life := time.Duration(secs) * time.Second
-	ts.token = tr.AccessToken
-	ts.expires = now.Add(life)
-	ts.refreshAt = now.Add(life * 8 / 10)
-	ts.lastErr = nil
-	c.ready.Store(true)
-	return nil
-}
-
-func (ts *tokenSource) fail(err error) error {
-	ts.lastErr = err
-	ts.failUntil = ts.c.cfg.Now().Add(5 * time.Second)
-	return err
+	return tr.AccessToken, time.Duration(secs) * time.Second, nil
 }
 
 // tokenError turns an Entra ID error answer into an AuthError naming the

@@ -63,6 +63,17 @@ func (g *gate) probeDone(throttled bool) {
 	g.mu.Unlock()
 }
 
+// holdKey carries, in a flight's context, the function gate.wait calls
+// before it holds the flight's request back for a Retry-After. The wait
+// happens in the flight, whose deadline is FlightTimeout; the callers
+// waiting for the flight have their own (the pop deadline), and this is
+// how they learn that it will pass first.
+type holdKey struct{}
+
+func withHoldNotice(ctx context.Context, notice func(until time.Time)) context.Context {
+	return context.WithValue(ctx, holdKey{}, notice)
+}
+
 // wait blocks until the gate lets this request go; probe says it goes as
 // the probe and must call probeDone. If ctx's deadline falls before the
 // Retry-After ends, it returns a ThrottledError at once instead of waiting
@@ -75,6 +86,9 @@ func (g *gate) wait(ctx context.Context) (probe bool, err error) {
 			g.mu.Unlock()
 			if dl, ok := ctx.Deadline(); ok && dl.Before(until) {
 				return false, &ThrottledError{Until: until}
+			}
+			if notice, ok := ctx.Value(holdKey{}).(func(time.Time)); ok {
+				notice(until)
 			}
 			t := time.NewTimer(d)
 			select {
@@ -187,9 +201,12 @@ type odataError struct {
 // Retry-After gate, the concurrency limit, a per-attempt timeout, and
 // retries with jittered exponential backoff on 429, 5xx, timeouts and
 // network errors. build makes a fresh request for each attempt; send adds
-// the authorization and OData headers. check, if not nil, inspects a 2xx
-// answer (a $batch's parts) and may fail the attempt, retryably or not. It
-// returns the body of a 2xx answer.
+// the authorization and OData headers. check, if not nil, inspects each
+// answer before send looks at its status: a $batch's parts, which Dataverse
+// also sends under a failed status when it stopped the batch at a failed
+// request. It may fail the attempt, retryably or not; a non-2xx answer it
+// lets pass is classified by its own status. send returns the body of a
+// 2xx answer.
 func (c *Client) send(ctx context.Context, op, entity string, build func(ctx context.Context) (*http.Request, error), check func(tok string, resp *http.Response, body []byte) error) (*http.Response, []byte, error) {
 	var lastErr error
 	refreshed := false
@@ -294,12 +311,12 @@ func (c *Client) attempt(ctx context.Context, op, entity string, build func(ctx 
 		}
 		return nil, nil, &temporaryError{reason: "timeout", err: fmt.Errorf("%s: read response: %w", op, err)}
 	}
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		if check != nil {
-			if err := check(tok, resp, body); err != nil {
-				return nil, nil, err
-			}
+	if check != nil {
+		if err := check(tok, resp, body); err != nil {
+			return nil, nil, err
 		}
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return resp, body, nil
 	}
 	return nil, nil, c.statusError(op, entity, tok, resp, body)

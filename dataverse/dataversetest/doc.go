@@ -9,7 +9,9 @@
 //     $count and paging (Prefer: odata.maxpagesize, @odata.nextLink with an
 //     opaque $skiptoken);
 //   - POST /api/data/v9.2/$batch (multipart/mixed, application/http parts,
-//     GET requests only);
+//     GET requests only), which stops at the first failed request and
+//     answers with its status, unless the batch sends
+//     Prefer: odata.continue-on-error (then every request is answered);
 //   - GET /api/data/v9.2/WhoAmI.
 //
 // Requests need a bearer token it issued. $filter is parsed for real (eq ne
@@ -21,9 +23,10 @@
 // Faults are scripted through methods: ThrottleNext / ThrottleEvery (429
 // with Retry-After and the service-protection error body; requests that
 // arrive inside a Retry-After window are answered 429 again and recorded as
-// violations), FailNext (5xx), SetLatency, DenyRead (403 missing
-// privilege), DisableAppUser (403 not a member of the organization) and
-// ExpireTokens (401).
+// violations), FailNext (5xx), FailNextIn (a status for the queries of
+// one entity set, also inside a $batch), SetLatency, DenyRead (403 missing
+// privilege), DisableAppUser (403 not a member of the organization),
+// ExpireTokens (401) and IgnoreContinueOnError.
 //
 // Deliberate gaps: no writes (POST/PATCH/DELETE of records), no changesets,
 // no $expand/$apply/FetchXML, no Dataverse functions such as

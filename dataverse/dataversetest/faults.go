@@ -30,6 +30,31 @@ func (s *Server) FailNext(n, status int) {
 	s.mu.Unlock()
 }
 
+// setFailure is a FailNextIn fault: the next n queries of an entity set
+// fail with status.
+type setFailure struct{ n, status int }
+
+// FailNextIn answers the next n queries of entitySet, alone or inside a
+// $batch, with status: 401 without a body, as Dataverse answers a token it
+// does not accept, anything else with an OData error body. Inside a batch
+// only that request fails; without Prefer: odata.continue-on-error the
+// batch stops there.
+func (s *Server) FailNextIn(entitySet string, n, status int) {
+	s.mu.Lock()
+	s.failSet[entitySet] = setFailure{n: n, status: status}
+	s.mu.Unlock()
+}
+
+// IgnoreContinueOnError makes $batch stop at the first failed request even
+// when the batch asks for Prefer: odata.continue-on-error, as a service may
+// ignore a preference, so a client's handling of a stopped batch can be
+// tested.
+func (s *Server) IgnoreContinueOnError(ignore bool) {
+	s.mu.Lock()
+	s.ignoreCOE = ignore
+	s.mu.Unlock()
+}
+
 // SetLatency delays every API answer by d.
 func (s *Server) SetLatency(d time.Duration) {
 	s.mu.Lock()

@@ -65,6 +65,8 @@ type Server struct {
 	violations    []Violation
 	failNext      int
 	failStatus    int
+	failSet       map[string]setFailure // by entity set: FailNextIn
+	ignoreCOE     bool                  // IgnoreContinueOnError
 	latency       time.Duration
 	denied        map[string]bool
 	appUserOff    bool
@@ -129,6 +131,7 @@ func New(cfg Config) *Server {
 		tokens:  map[string]time.Time{},
 		changed: make(chan struct{}),
 		denied:  map[string]bool{},
+		failSet: map[string]setFailure{},
 	}
 	for _, t := range builtinTables() {
 		s.tables[t.Set] = t
@@ -383,9 +386,20 @@ func (s *Server) query(req *Request, set, rawQuery, prefer string) (int, []byte,
 	s.mu.Lock()
 	t := s.tables[set]
 	denied := s.denied[set]
+	failed := 0
+	if f := s.failSet[set]; f.n > 0 && t != nil {
+		f.n--
+		s.failSet[set], failed = f, f.status
+	}
 	s.mu.Unlock()
 	if t == nil {
 		return http.StatusNotFound, errBody("0x80060888", "Resource not found for the segment '"+set+"'."), 0
+	}
+	if failed == http.StatusUnauthorized {
+		return failed, nil, 0 // Dataverse's 401 has no body
+	}
+	if failed != 0 {
+		return failed, errBody("0x80040216", "An unexpected error occurred."), 0
 	}
 	if denied {
 		return http.StatusForbidden, errBody("0x80040220", fmt.Sprintf("Principal user (Id=00000000-0000-0000-0000-0000000000c2, type=8, roleCount=1, privilegeCount=0, accessMode=4, MetadataCachePrivilegesCount=0, BusinessUnitId=00000000-0000-0000-0000-0000000000c1), is missing prvRead%s privilege (Id=00000000-0000-0000-0000-000000000000) on OTC=0 for entity '%s'.", t.Logical, t.Logical)), 0
@@ -605,6 +619,13 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request, outer Reques
 		status int
 		body   []byte
 	}
+	// Dataverse stops a batch at the first request that fails, unless
+	// the batch asks it to go on (Prefer: odata.continue-on-error); then
+	// every request is answered, failed ones with their error.
+	s.mu.Lock()
+	goOn := continueOnError(r.Header.Get("Prefer")) && !s.ignoreCOE
+	s.mu.Unlock()
+	failed := 0 // the status of the request the batch stopped at
 	var answers []answer
 	var parts []Request
 	mr := multipart.NewReader(io.LimitReader(r.Body, 8<<20), params["boundary"])
@@ -655,12 +676,20 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request, outer Reques
 			preq.Status = http.StatusBadRequest
 			parts = append(parts, preq)
 			answers = append(answers, answer{http.StatusBadRequest, errBody("0x80060888", "The emulator supports GET requests in $batch only.")})
+			if !goOn {
+				failed = http.StatusBadRequest
+				break
+			}
 			continue
 		}
 		status, body, rows := s.query(&preq, preq.Path, u.RawQuery, inner.Header.Get("Prefer"))
 		preq.Status, preq.Rows = status, rows
 		parts = append(parts, preq)
 		answers = append(answers, answer{status, body})
+		if status >= 400 && !goOn {
+			failed = status
+			break
+		}
 	}
 	if len(answers) == 0 {
 		outer.Status = http.StatusBadRequest
@@ -668,7 +697,13 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request, outer Reques
 		writeError(w, http.StatusBadRequest, "0x80060888", "The batch request contains no requests.")
 		return
 	}
+	// A batch that stopped carries the failed request's status, with the
+	// answers up to and including it in the body (Microsoft's example
+	// shows a 400 batch around the failed 400 request).
 	outer.Status = http.StatusOK
+	if failed != 0 {
+		outer.Status = failed
+	}
 	s.logRequest(outer)
 	for _, p := range parts {
 		s.logRequest(p)
@@ -686,8 +721,22 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request, outer Reques
 	fmt.Fprintf(&buf, "--%s--\r\n", boundary)
 	w.Header().Set("Content-Type", "multipart/mixed; boundary="+boundary)
 	w.Header().Set("OData-Version", "4.0")
-	w.WriteHeader(http.StatusOK)
+	w.WriteHeader(outer.Status)
 	_, _ = w.Write(buf.Bytes())
+}
+
+// continueOnError reports whether a Prefer header asks for
+// odata.continue-on-error (OData 4.0 names it bare; 4.01 allows =true or
+// =false). Preference names are case-insensitive (RFC 7240).
+func continueOnError(prefer string) bool {
+	for _, p := range strings.Split(prefer, ",") {
+		name, val, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if strings.EqualFold(strings.TrimSpace(name), "odata.continue-on-error") {
+			v := strings.Trim(strings.TrimSpace(val), `"`)
+			return v == "" || strings.EqualFold(v, "true")
+		}
+	}
+	return false
 }
 
 func (s *Server) logRequest(r Request) {

@@ -202,6 +202,7 @@ func TestServer_Batch(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, s.URL()+apiPrefix+"$batch", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Content-Type", "multipart/mixed; boundary=batch_AAA")
+	req.Header.Set("Prefer", "odata.continue-on-error") // answer the failed second request too
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -243,6 +244,95 @@ func TestServer_Batch(t *testing.T) {
 	if len(reqs) != 3 || reqs[0].Path != "$batch" || !reqs[1].InBatch || reqs[1].Literals[0] != "+1 317 555 0100" || s.HTTPRequests() != 1 {
 		t.Fatalf("log %+v", reqs)
 	}
+}
+
+// postBatch sends a $batch of GET requests for the relative URLs, with
+// the Prefer header if prefer is not empty, and returns the batch's status
+// and its parts' statuses.
+func postBatch(t *testing.T, s *Server, tok, prefer string, rels ...string) (int, []int) {
+	t.Helper()
+	var b strings.Builder
+	for _, rel := range rels {
+		b.WriteString("--batch_BBB\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n")
+		b.WriteString("GET " + apiPrefix + rel + " HTTP/1.1\r\nAccept: application/json\r\n\r\n")
+	}
+	b.WriteString("--batch_BBB--\r\n")
+	req, _ := http.NewRequest(http.MethodPost, s.URL()+apiPrefix+"$batch", strings.NewReader(b.String()))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "multipart/mixed; boundary=batch_BBB")
+	if prefer != "" {
+		req.Header.Set("Prefer", prefer)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil {
+		t.Fatalf("batch answered %d with content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	mr := multipart.NewReader(resp.Body, params["boundary"])
+	var statuses []int
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		inner, err := http.ReadResponse(bufio.NewReader(p), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inner.Body.Close()
+		statuses = append(statuses, inner.StatusCode)
+	}
+	return resp.StatusCode, statuses
+}
+
+func TestServer_BatchFailure(t *testing.T) {
+	queries := []string{"contacts?$select=contactid&$top=1", "accounts?$select=accountid&$top=1", "leads?$select=leadid&$top=1"}
+	t.Run("StopsAtFirstFailure", func(t *testing.T) {
+		s, tok := emu(t)
+		s.DenyRead("contacts", true)
+		status, parts := postBatch(t, s, tok, "", queries...)
+		if status != http.StatusForbidden || !slices.Equal(parts, []int{403}) {
+			t.Fatalf("batch %d, parts %v; want 403 with the failed request only", status, parts)
+		}
+		reqs := s.Requests()
+		if len(reqs) != 2 || reqs[0].Status != http.StatusForbidden || reqs[1].EntitySet != "contacts" {
+			t.Fatalf("log %+v; want the batch and its first request only", reqs)
+		}
+	})
+	t.Run("AnswersUpToTheFailure", func(t *testing.T) {
+		s, tok := emu(t)
+		s.FailNextIn("accounts", 1, http.StatusServiceUnavailable)
+		status, parts := postBatch(t, s, tok, "", queries...)
+		if status != http.StatusServiceUnavailable || !slices.Equal(parts, []int{200, 503}) {
+			t.Fatalf("batch %d, parts %v; want 503 with [200 503]", status, parts)
+		}
+	})
+	t.Run("ContinueOnError", func(t *testing.T) {
+		s, tok := emu(t)
+		for _, prefer := range []string{"odata.continue-on-error", "odata.maxpagesize=10, odata.continue-on-error=true"} {
+			s.FailNextIn("contacts", 1, http.StatusUnauthorized)
+			status, parts := postBatch(t, s, tok, prefer, queries...)
+			if status != http.StatusOK || !slices.Equal(parts, []int{401, 200, 200}) {
+				t.Fatalf("Prefer %q: batch %d, parts %v; want 200 with [401 200 200]", prefer, status, parts)
+			}
+		}
+		s.FailNextIn("contacts", 1, http.StatusUnauthorized)
+		if status, parts := postBatch(t, s, tok, "odata.continue-on-error=false", queries...); status != http.StatusUnauthorized || len(parts) != 1 {
+			t.Fatalf("continue-on-error=false: batch %d, parts %v; want it to stop", status, parts)
+		}
+		s.IgnoreContinueOnError(true)
+		s.FailNextIn("contacts", 1, http.StatusUnauthorized)
+		if status, parts := postBatch(t, s, tok, "odata.continue-on-error", queries...); status != http.StatusUnauthorized || len(parts) != 1 {
+			t.Fatalf("preference ignored: batch %d, parts %v; want it to stop", status, parts)
+		}
+	})
 }
 
 func TestServer_TokenErrors(t *testing.T) {

@@ -1,0 +1,147 @@
+package dataverse_test
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/screenpop/screenpop/dataverse"
+	"github.com/screenpop/screenpop/dataverse/dataversetest"
+)
+
+// tokenProxy sits in front of the emulator's token endpoint: it forwards
+// until failing is set, then answers every token request with a 503 after
+// a second, as an Entra ID endpoint in trouble does.
+type tokenProxy struct {
+	*httptest.Server
+	failing  atomic.Bool
+	failures atomic.Int32 // token requests answered 503
+}
+
+func newTokenProxy(tb testing.TB, emulatorURL string) *tokenProxy {
+	tb.Helper()
+	target, err := url.Parse(emulatorURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tr := &http.Transport{}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = tr
+	p := &tokenProxy{}
+	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !p.failing.Load() {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		p.failures.Add(1)
+		t := time.NewTimer(time.Second) // the endpoint's slowness, not a test wait
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			return
+		}
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	tb.Cleanup(func() {
+		p.Close()
+		tr.CloseIdleConnections()
+	})
+	return p
+}
+
+// tokenEnv is an emulator and a client whose token requests go through a
+// tokenProxy and whose clock (Config.Now) the test moves by offset.
+func tokenEnv(tb testing.TB) (*dataversetest.Server, *dataverse.Client, *tokenProxy, *atomic.Int64) {
+	tb.Helper()
+	var offset atomic.Int64
+	var proxy *tokenProxy
+	srv, c := MustEnv(tb, func(cfg *dataverse.Config) {
+		proxy = newTokenProxy(tb, cfg.URL)
+		cfg.TokenURL = strings.Replace(cfg.TokenURL, cfg.URL, proxy.URL, 1)
+		cfg.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+		// A failed lookup fails at once and the breaker stays out of the
+		// way: the token behaviour is under test.
+		cfg.MaxAttempts, cfg.BreakerFailures = 1, 100
+	})
+	warm(tb, srv, c)
+	if n := srv.TokenRequests(); n != 1 {
+		tb.Fatalf("%d token requests to warm up, want 1", n)
+	}
+	return srv, c, proxy, &offset
+}
+
+func TestClient_TokenRefreshFailure(t *testing.T) {
+	const life = time.Hour // the emulator's default expires_in
+
+	// The review's reproduction: past the refresh point (80%) the token
+	// endpoint fails slowly; the token in hand is still good for minutes,
+	// so lookups must use it and not wait for a new one.
+	t.Run("ValidTokenServesLookups", func(t *testing.T) {
+		srv, c, proxy, offset := tokenEnv(t)
+		offset.Store(int64(life * 85 / 100))
+		proxy.failing.Store(true)
+		var wg sync.WaitGroup
+		for i := range 6 {
+			wg.Go(func() {
+				start := time.Now()
+				_, err := c.Lookup(ctxT(t, 2*time.Second), phone(fmt.Sprintf("+1317555%04d", 400+i)))
+				if err != nil {
+					t.Errorf("lookup %d after %v: %v", i, time.Since(start), err)
+				}
+			})
+		}
+		wg.Wait()
+		if n := proxy.failures.Load(); n != 0 {
+			t.Fatalf("%d token requests for 6 lookups with a valid token, want 0 (early refresh is Run's job)", n)
+		}
+		if n := srv.HTTPRequests(); n != 6 {
+			t.Fatalf("%d API requests, want 6", n)
+		}
+	})
+
+	// Within the safety margin of expiry the token is no longer used: one
+	// caller asks for a new one and the others share its failure and the
+	// backoff after it, instead of one slow token request each.
+	t.Run("OneFetchAndBackoffForAll", func(t *testing.T) {
+		srv, c, proxy, offset := tokenEnv(t)
+		offset.Store(int64(life - 10*time.Second))
+		proxy.failing.Store(true)
+		var wg sync.WaitGroup
+		for i := range 6 {
+			wg.Go(func() {
+				_, err := c.Lookup(ctxT(t, 5*time.Second), phone(fmt.Sprintf("+1317555%04d", 410+i)))
+				var ae *dataverse.AuthError
+				if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable {
+					t.Errorf("lookup %d: err %v, want the token endpoint's 503 as an AuthError", i, err)
+				}
+			})
+		}
+		wg.Wait()
+		if n := proxy.failures.Load(); n != 1 {
+			t.Fatalf("%d token requests for 6 lookups, want 1", n)
+		}
+		if n := srv.HTTPRequests(); n != 0 {
+			t.Fatalf("%d API requests without a usable token, want 0", n)
+		}
+		// Once the endpoint recovers and the backoff is over, the next
+		// lookup gets a new token.
+		proxy.failing.Store(false)
+		offset.Add(int64(6 * time.Second))
+		if _, err := c.Lookup(ctxT(t, 5*time.Second), phone("+13175550420")); err != nil {
+			t.Fatal(err)
+		}
+		if n := srv.TokenRequests(); n != 2 {
+			t.Fatalf("%d token requests reached the endpoint, want 2", n)
+		}
+	})
+}
