@@ -45,7 +45,12 @@ type ResolverConfig struct {
 	PopInternal                      bool                      // SCREENPOP_POP_INTERNAL
 	Prefill                          map[string]PrefillColumns // per entity; nil = DefaultPrefill
 	// PublishTimeout bounds the retries of one pop's publish within one
-	// Handle call (10s); Handle then returns an error for redelivery.
+	// Handle call (5s); Handle then returns an error for redelivery. Keep
+	// the handler's worst case (the lookup deadline, these retries and a
+	// 2 s unmark) inside the event consumer's ack wait (10 s with bus's
+	// default): the consumer keeps a running handler's event in progress,
+	// but not while NATS cannot hear it, and then the event comes back
+	// while this handler still retries.
 	PublishTimeout time.Duration
 	Now            func() time.Time
 	Registerer     prometheus.Registerer
@@ -96,7 +101,10 @@ type PopEnder interface {
 // not made when the leg ends first: the call is over.
 //
 // Concurrency: Handle is safe for concurrent use; events of one leg may
-// be handled at once (the marker decides which one pops).
+// be handled at once (the marker decides which one pops), but only one
+// handler at a time marks and publishes a leg: the others wait for its
+// outcome, and fail (for redelivery) when it failed, so that no copy or
+// other event of the leg is acknowledged while its pop is undecided.
 type Resolver struct {
 	cfg    ResolverConfig
 	dir    Directory
@@ -109,7 +117,14 @@ type Resolver struct {
 	mu      sync.Mutex
 	pending map[string]Message   // marked, publish failed, unmark failed
 	recent  map[string]time.Time // published here lately: skip the lookup for later events of the leg
-	marking map[string]bool      // legs a handler here is marking and publishing
+	marking map[string]*legTurn  // legs a handler here is marking and publishing
+}
+
+// legTurn is one handler's turn at marking and publishing a leg; the
+// leg's other handlers here wait for it (see takeTurn).
+type legTurn struct {
+	done chan struct{} // closed when the turn ends
+	err  error         // the turn's outcome, set before done is closed
 }
 
 // NewResolver returns a Resolver.
@@ -143,7 +158,7 @@ func NewResolver(cfg ResolverConfig, dir Directory, store PopStore, pub Publishe
 		cfg.Prefill = DefaultPrefill()
 	}
 	if cfg.PublishTimeout <= 0 {
-		cfg.PublishTimeout = 10 * time.Second
+		cfg.PublishTimeout = 5 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -153,7 +168,7 @@ func NewResolver(cfg ResolverConfig, dir Directory, store PopStore, pub Publishe
 		log:     log.With().Str("component", "resolver").Logger(),
 		pending: map[string]Message{},
 		recent:  map[string]time.Time{},
-		marking: map[string]bool{},
+		marking: map[string]*legTurn{},
 	}
 	r.m = newResolverMetrics(cfg.Registerer)
 	return r, nil
@@ -186,8 +201,9 @@ func (r *Resolver) HandleMessage(ctx context.Context, data []byte) error {
 
 // Handle decides and, if due, resolves and publishes the pop for e. It
 // returns an error only when the event should be delivered again (the
-// marker store or the publish failed); a failed lookup is not an error (the
-// pop falls back to search).
+// marker store or the publish failed, in this call or in the one it waited
+// for: see takeTurn); a failed lookup is not an error (the pop falls back
+// to search).
 func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 	start := r.cfg.Now()
 	if reason := invalidEvent(e); reason != "" {
@@ -236,14 +252,57 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("resolve %s: %w", popID, err) // shutting down: redeliver
 	}
-	// One handler here at a time marks and publishes a leg: the marker
-	// takes an attempt of the same event as its own (see PopStore.MarkPop),
-	// which is for redeliveries, not for two handlers at once.
-	if !r.beginMarking(popID) {
-		r.skip(e, "already_popped") // another handler here is popping the leg
-		return nil
+	turn, err := r.takeTurn(ctx, e, popID)
+	if err != nil {
+		return err
 	}
-	defer r.endMarking(popID)
+	err = r.markAndPublish(ctx, e, popID, pop, outcome, received, start, lookupDur)
+	r.endTurn(popID, turn, err)
+	return err
+}
+
+// takeTurn makes this handler the one here that marks and publishes popID's
+// leg, once a handler at it already has finished. One at a time, because
+// the marker takes an attempt of the same event as its own (see
+// PopStore.MarkPop), which is for redeliveries, not for two handlers at
+// once.
+//
+// A handler that waited and finds the other one failed (its marker not
+// written, or its pop not published and unmarked) fails too, so that its
+// event is redelivered rather than acknowledged. For a copy of the same
+// event (JetStream redelivered it while the first handler was still
+// retrying) that is the difference between a pop and none: acknowledging
+// the copy acknowledges the event, and the first handler's request for
+// redelivery then comes too late. Another event of the leg would lose no
+// pop by being acknowledged (the failed event's own redelivery pops), but
+// it waits and fails alike: nothing of the leg is acknowledged while its
+// pop is undecided, and the leg has a second event to pop from should the
+// failed one have had its last delivery. Waiting costs a worker for as long
+// as the other handler's publish retries, and only then. When the other
+// handler succeeded (or found the leg popped or ended), this one goes on
+// and finds out for itself: the recently popped set or the marker answers.
+func (r *Resolver) takeTurn(ctx context.Context, e *Event, popID string) (*legTurn, error) {
+	for {
+		turn, mine := r.beginMarking(popID)
+		if mine {
+			return turn, nil
+		}
+		r.log.Debug().Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).
+			Str("media", string(e.Media)).Str("state", string(e.State)).Msg("waiting for another handler of the leg")
+		select {
+		case <-turn.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for pop %s: %w", popID, ctx.Err()) // shutting down: redeliver
+		}
+		if turn.err != nil {
+			return nil, fmt.Errorf("pop %s not made by another handler: %w", popID, turn.err)
+		}
+	}
+}
+
+// markAndPublish marks the leg's pop and publishes it, in this handler's
+// turn (takeTurn).
+func (r *Resolver) markAndPublish(ctx context.Context, e *Event, popID string, pop *Pop, outcome string, received, start time.Time, lookupDur time.Duration) error {
 	// A handler that held the leg until just now may have popped it after
 	// this one's first look at the recently popped set.
 	if r.poppedRecently(popID, r.cfg.Now()) {
@@ -504,20 +563,27 @@ func (r *Resolver) republish(ctx context.Context, e *Event, popID string, msg Me
 // and short-lived.
 const recentTTL = 10 * time.Minute
 
-func (r *Resolver) beginMarking(popID string) bool {
+// beginMarking returns popID's turn and true when it is the caller's, or
+// the turn of the handler marking the leg already and false.
+func (r *Resolver) beginMarking(popID string) (*legTurn, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.marking[popID] {
-		return false
+	if t, ok := r.marking[popID]; ok {
+		return t, false
 	}
-	r.marking[popID] = true
-	return true
+	t := &legTurn{done: make(chan struct{})}
+	r.marking[popID] = t
+	return t, true
 }
 
-func (r *Resolver) endMarking(popID string) {
+// endTurn ends the caller's turn at popID with its outcome and wakes the
+// handlers waiting for it.
+func (r *Resolver) endTurn(popID string, t *legTurn, err error) {
 	r.mu.Lock()
 	delete(r.marking, popID)
+	t.err = err
 	r.mu.Unlock()
+	close(t.done)
 }
 
 func (r *Resolver) poppedRecently(popID string, now time.Time) bool {

@@ -2,6 +2,7 @@ package bridge_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -43,6 +44,8 @@ type stackOptions struct {
 	// beforeConsume runs once the stream exists and before the resolver
 	// consumes.
 	beforeConsume func(*resolverStack)
+	// publisher wraps the resolver's publisher (the bus.Conn).
+	publisher func(bridge.Publisher) bridge.Publisher
 }
 
 func startResolverStack(t *testing.T, rcfg bridge.ResolverConfig, seed func(*dataversetest.Server), opts ...func(*stackOptions)) *resolverStack {
@@ -68,7 +71,11 @@ func startResolverStack(t *testing.T, rcfg bridge.ResolverConfig, seed func(*dat
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.r, err = bridge.NewResolver(rcfg, s.dir, s.conn, s.conn, bridge.NewHasher([]byte("integration-test-key")), zerolog.Nop())
+	var pub bridge.Publisher = s.conn
+	if o.publisher != nil {
+		pub = o.publisher(pub)
+	}
+	s.r, err = bridge.NewResolver(rcfg, s.dir, s.conn, pub, bridge.NewHasher([]byte("integration-test-key")), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,6 +370,76 @@ func TestResolver_CrashAfterMarker(t *testing.T) {
 	if p := s.awaitPops(t, 1, 10*time.Second); p["sentinel"] == nil {
 		t.Fatalf("next pop %v, want the sentinel's", p)
 	}
+}
+
+// TestResolver_PublishOutlastsAckWait: a pop's publish fails for longer
+// than the resolver consumer's ack wait (JetStream answering no publish
+// for a few seconds, say while a stream leader is elected), and then
+// recovers. The pop must arrive once, from a retry or the event's
+// redelivery. It used to be lost: JetStream delivered the event again while
+// the first handler was still retrying, the copy's handler found the leg
+// being popped and acknowledged the event, and the first handler's request
+// for redelivery came after that. Timings are the daemon's scaled down:
+// an ack wait of 1 s, publish retries for 3 s, publishes failing for 3.5 s.
+func TestResolver_PublishOutlastsAckWait(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var info dataversetest.SeedInfo
+	failing := &failingPublisher{window: 3500 * time.Millisecond}
+	s := startResolverStack(t, bridge.ResolverConfig{PublishTimeout: 3 * time.Second}, func(dv *dataversetest.Server) {
+		info = dv.Seed(50, rand.New(rand.NewPCG(7, 8)))
+	}, func(o *stackOptions) {
+		o.consume = bus.ConsumeConfig{AckWait: time.Second}
+		o.publisher = func(p bridge.Publisher) bridge.Publisher { failing.Publisher = p; return failing }
+	})
+	defer s.stop()
+	s.publish(t, callEvent("flaky", info.Unique[0]))
+	pops := s.awaitPops(t, 1, 10*time.Second)
+	if p := pops["flaky"]; p == nil || p.Target.Action != bridge.ActionOpen {
+		t.Fatalf("pops %v, want the call to open its record", pops)
+	}
+	if failed, last := failing.stats(); failed == 0 || last <= time.Second {
+		t.Fatalf("publishes failed %d times, the last %v after the first; want failures past the ack wait (1s), or the test proves nothing", failed, last)
+	}
+	// Once: a later call's pop is the next one to arrive.
+	s.publish(t, callEvent("sentinel", info.Unique[1]))
+	if p := s.awaitPops(t, 1, 10*time.Second); p["sentinel"] == nil {
+		t.Fatalf("next pop %v, want the sentinel's", p)
+	}
+}
+
+// failingPublisher fails every publish for window from its first one.
+type failingPublisher struct {
+	bridge.Publisher
+	window time.Duration
+
+	mu     sync.Mutex
+	first  time.Time
+	failed int
+	last   time.Duration // since first, of the last failed publish
+}
+
+func (p *failingPublisher) Publish(ctx context.Context, m bridge.Message) error {
+	p.mu.Lock()
+	now := time.Now()
+	if p.first.IsZero() {
+		p.first = now
+	}
+	fail := now.Sub(p.first) < p.window
+	if fail {
+		p.failed++
+		p.last = now.Sub(p.first)
+	}
+	p.mu.Unlock()
+	if fail {
+		return errors.New("nats: no response from stream")
+	}
+	return p.Publisher.Publish(ctx, m)
+}
+
+func (p *failingPublisher) stats() (failed int, last time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failed, p.last
 }
 
 // BenchmarkResolver_DataverseCacheHit: Handle with the real dataverse.Client

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -543,6 +544,99 @@ func TestResolver_Once(t *testing.T) {
 			t.Fatalf("%d pop log lines", n)
 		}
 	})
+	t.Run("WaitsForTheLegsHandler", func(t *testing.T) {
+		// A second handler of the leg arrives while the first is still
+		// retrying its pop's publish: JetStream redelivered the event
+		// after its ack wait, or another event of the leg came. The second
+		// waits for the first's outcome. When the first fails, so does
+		// the second, and its event is redelivered: acknowledging it
+		// would acknowledge the first's event too when it is the same, and
+		// the first's request for redelivery would come too late (the pop
+		// lost). When the first pops, the second makes no second pop.
+		for _, tc := range []struct {
+			name       string
+			second     State
+			firstFails bool
+		}{
+			{"SameEventFirstFails", StateAlerting, true},
+			{"SameEventFirstPops", StateAlerting, false},
+			{"OtherEventFirstFails", StateConnected, true},
+			{"OtherEventFirstPops", StateConnected, false},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				us := &unmarkingStore{fakeStore: &fakeStore{}}
+				e := newResEnv(t, ResolverConfig{PublishTimeout: 50 * time.Millisecond}, nil, nil, us, us.fakeStore)
+				inPublish, release := make(chan struct{}), make(chan struct{})
+				var once sync.Once
+				var down atomic.Bool
+				down.Store(tc.firstFails)
+				e.pub.fail = func(Message) error {
+					// The first attempt holds the first handler in its
+					// publish until the second is waiting.
+					once.Do(func() { close(inPublish); <-release })
+					if down.Load() {
+						return errors.New("stream unavailable")
+					}
+					return nil
+				}
+				first := resEvent("c1", "agent1", "p1", StateAlerting)
+				firstErr, secondErr := make(chan error, 1), make(chan error, 1)
+				go func() { firstErr <- e.r.Handle(context.Background(), first) }()
+				<-inPublish
+				go func() { secondErr <- e.r.Handle(context.Background(), resEvent("c1", "agent1", "p1", tc.second)) }()
+				awaitWaiter(t, e, secondErr, release)
+				close(release)
+				errA, errB := <-firstErr, <-secondErr
+				if !tc.firstFails {
+					if errA != nil || errB != nil {
+						t.Fatalf("handlers returned %v and %v, want nil (acknowledge both)", errA, errB)
+					}
+				} else {
+					if errA == nil || errB == nil {
+						t.Fatalf("handlers returned %v and %v, want two errors (redeliver both)", errA, errB)
+					}
+					if n := len(e.pub.pops(t)); n != 0 || len(us.unmarked) != 1 {
+						t.Fatalf("%d pops, unmarked %v; want none and the leg unmarked", n, us.unmarked)
+					}
+					down.Store(false)
+					e.handle(t, first) // the redelivery pops
+				}
+				e.one(t)
+				if n := len(e.popLines(t)); n != 1 {
+					t.Fatalf("%d pop log lines, want 1", n)
+				}
+			})
+		}
+	})
+	t.Run("WaiterStopsWithItsContext", func(t *testing.T) {
+		// A handler waiting for another at shutdown returns when its
+		// context ends: its event is redelivered (to another instance, or
+		// to this one restarted).
+		e := newResEnv(t, ResolverConfig{}, nil, nil, nil, nil)
+		inPublish, release := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		e.pub.fail = func(Message) error {
+			once.Do(func() { close(inPublish); <-release })
+			return nil
+		}
+		ev := resEvent("c1", "agent1", "p1", StateAlerting)
+		firstErr := make(chan error, 1)
+		go func() { firstErr <- e.r.Handle(context.Background(), ev) }()
+		<-inPublish
+		ctx, cancel := context.WithCancel(context.Background())
+		secondErr := make(chan error, 1)
+		go func() { secondErr <- e.r.Handle(ctx, ev) }()
+		awaitWaiter(t, e, secondErr, release)
+		cancel()
+		if err := <-secondErr; !errors.Is(err, context.Canceled) {
+			t.Fatalf("waiting handler returned %v, want context.Canceled", err)
+		}
+		close(release)
+		if err := <-firstErr; err != nil {
+			t.Fatal(err)
+		}
+		e.one(t)
+	})
 	t.Run("MarkFailsThenRedelivered", func(t *testing.T) {
 		fails := 1
 		fs := &fakeStore{markErr: func() error {
@@ -731,6 +825,20 @@ func TestResolver_Once(t *testing.T) {
 			t.Fatalf("pop %+v", p)
 		}
 	})
+}
+
+// awaitWaiter waits until a second handler of a leg waits for the first,
+// which holds its publish until release is closed; it fails the test if
+// the second returns instead (its error in secondErr), releasing the first.
+func awaitWaiter(t *testing.T, e *resEnv, secondErr chan error, release chan struct{}) {
+	t.Helper()
+	waitFor(t, 5*time.Second, func() bool {
+		return len(secondErr) > 0 || strings.Contains(e.logs.String(), "waiting for another handler of the leg")
+	})
+	if len(secondErr) > 0 {
+		close(release)
+		t.Fatalf("the second handler returned (%v) while the first was publishing; want it to wait for the first's outcome", <-secondErr)
+	}
 }
 
 func TestResolver_NoPII(t *testing.T) {

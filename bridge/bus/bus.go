@@ -690,7 +690,10 @@ func (c *Conn) FollowPops(ctx context.Context, fn func(bridge.StoredPop), live f
 // gets it, so it must stay well below the resolver's max event age (30 s by
 // default), beyond which a redelivered event makes no pop; and above what a
 // handler takes, its lookup deadline (2 s by default) and its wait for a
-// worker included, or events still being handled come back for nothing.
+// worker included, or events still waiting for a worker come back for
+// nothing. A running handler keeps its event in progress (ConsumeEvents),
+// but only while NATS hears it: so the daemon keeps a handler's retries
+// (the pop's publish) well inside the ack wait too.
 const DefaultAckWait = 10 * time.Second
 
 // ConsumeConfig tunes ConsumeEvents.
@@ -705,7 +708,11 @@ type ConsumeConfig struct {
 
 // ConsumeEvents runs the durable consumer of conversation events: fn gets
 // each event's CloudEvent bytes, up to Workers at once. A nil error acks the
-// message; an error asks for redelivery after a short delay. A new durable
+// message; an error asks for redelivery after a short delay. While fn runs,
+// the message is kept in progress (its ack wait restarted every third of
+// it), so JetStream does not hand an event being handled to another handler,
+// here or in another instance; an event comes back after AckWait only when
+// its handler's process has died or cannot reach NATS. A new durable
 // starts at new events (the resolver ignores a backlog older than its max
 // event age anyway); an existing one resumes where it stopped. On ctx
 // cancel it stops taking messages and waits for the handlers in flight,
@@ -765,7 +772,10 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := fn(hctx, m.Data()); err != nil {
+			stop := keepInProgress(m, inProgressEvery(cc.AckWait), c.log)
+			err := fn(hctx, m.Data())
+			stop()
+			if err != nil {
 				c.metrics.handleErrors.Inc()
 				if md, merr := m.Metadata(); merr == nil && md.NumDelivered >= uint64(cc.MaxDeliver) {
 					// JetStream will not deliver it again: if it was to
@@ -803,6 +813,50 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 	<-consCtx.Closed()
 	wg.Wait()
 	return nil
+}
+
+// keepInProgress tells JetStream, every interval until stop is called, that
+// m is still being handled, which restarts its ack wait. Without it an
+// event whose handler outlasts the ack wait (a pop whose publish is retried
+// for seconds) is delivered again while the first handler works: to this
+// process, or to another instance sharing the consumer. The copy may be
+// acknowledged (its handler finds the leg's pop under way) before the first
+// fails and asks for redelivery, and an acknowledged event is never
+// delivered again: its pop would be lost. Where JetStream cannot hear it
+// (the connection is down), the event comes back after the ack wait all the
+// same, and the resolver's handler of the copy waits for the first one's
+// outcome (bridge.Resolver). stop returns once no tick is running, so
+// nothing is sent for m after its ack.
+func keepInProgress(m jetstream.Msg, every time.Duration, log zerolog.Logger) (stop func()) {
+	var mu sync.Mutex
+	stopped := false
+	mu.Lock()
+	defer mu.Unlock()
+	var t *time.Timer
+	t = time.AfterFunc(every, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		if err := m.InProgress(); err != nil {
+			log.Debug().Err(err).Msg("event in progress")
+		}
+		t.Reset(every)
+	})
+	return func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+	}
+}
+
+// inProgressEvery is how often a handler's event is said to be in progress:
+// three times per ack wait, so that one lost notice does not let it expire.
+// Handlers done within a third of the ack wait (nearly all) send none.
+func inProgressEvery(ackWait time.Duration) time.Duration {
+	return max(ackWait/3, 10*time.Millisecond)
 }
 
 func RedactURL(u string) string {

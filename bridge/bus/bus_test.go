@@ -489,6 +489,62 @@ func TestConn_ConsumeEventsGivesUp(t *testing.T) {
 	}
 }
 
+// TestConn_ConsumeEventsKeepsHandledEventsInProgress: a handler that
+// outlasts the ack wait three times over is not handed its event again
+// while it works (its copy's handler could acknowledge the event before the
+// first one fails), and a handler that then fails still gets its event
+// redelivered.
+func TestConn_ConsumeEventsKeepsHandledEventsInProgress(t *testing.T) {
+	const ackWait = 500 * time.Millisecond
+	c := MustStart(t, bus.Config{Listen: "off"})
+	ctx, cancel := context.WithCancel(context.Background())
+	var calls, running atomic.Int32
+	overlapped := make(chan int32, 16)
+	handled := make(chan error, 16)
+	done := make(chan error)
+	go func() {
+		done <- c.ConsumeEvents(ctx, bus.ConsumeConfig{Durable: "slow", AckWait: ackWait}, func(hctx context.Context, _ []byte) error {
+			n := calls.Add(1)
+			if r := running.Add(1); r > 1 {
+				overlapped <- n
+			}
+			defer running.Add(-1)
+			if n > 1 {
+				return nil // the redelivery the failure asked for
+			}
+			select {
+			case <-time.After(3 * ackWait): // slow work, a publish being retried
+			case <-hctx.Done():
+				return hctx.Err()
+			}
+			err := errors.New("publish failed for good")
+			handled <- err
+			return err
+		})
+	}()
+	waitFor(t, 5*time.Second, func() bool {
+		_, err := c.JetStream().Consumer(context.Background(), c.StreamName(), "slow")
+		return err == nil
+	})
+	publishEvent(t, c, "conv-slow")
+	select {
+	case <-handled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow handler did not finish")
+	}
+	waitFor(t, 5*time.Second, func() bool { return calls.Load() == 2 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(overlapped) > 0 {
+		t.Fatalf("delivery %d began while an earlier one was still being handled", <-overlapped)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("handler ran %d times, want 2: the slow one and the redelivery its failure asked for", n)
+	}
+}
+
 func TestConn_ConsumeEventsStopsWithinDrain(t *testing.T) {
 	c := MustStart(t, bus.Config{Listen: "off"})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -143,7 +143,7 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Resolver, err = bridge.NewResolver(bridge.ResolverConfig{
 		PopOn: bridge.State(cfg.PopOn), MaxEventAge: cfg.MaxEventAge, Deadline: cfg.PopDeadline,
 		CreateEntity: cfg.CreateEntity, OverrideEntityKey: cfg.OverrideEntityKey, OverrideIDKey: cfg.OverrideIDKey,
-		PopInternal: cfg.PopInternal, Registerer: m.Registry,
+		PopInternal: cfg.PopInternal, PublishTimeout: resolverPublishTimeout(cfg.PopDeadline), Registerer: m.Registry,
 	}, m.Dataverse, m.Bus, m.Bus, hasher, m.Log)
 	if err != nil {
 		return err
@@ -270,6 +270,17 @@ func (m *Main) pumpSnapshots(ctx context.Context) error {
 // or longer when a long pop deadline could keep a handler past it.
 func resolverAckWait(popDeadline time.Duration) time.Duration {
 	return max(bus.DefaultAckWait, popDeadline+5*time.Second)
+}
+
+// resolverPublishTimeout bounds the retries of a pop's publish so that a
+// handler's worst case, the lookup until the pop deadline, the publish
+// retries and the 2 s unmark after they fail, ends a second inside the
+// consumer's ack wait: 5 s by default, at least 2 s. The consumer keeps a
+// running handler's event in progress past its ack wait, but only while
+// NATS hears it; when it does not, the event comes back after the ack wait,
+// and a handler that has finished by then leaves it nothing to race.
+func resolverPublishTimeout(popDeadline time.Duration) time.Duration {
+	return resolverAckWait(popDeadline) - popDeadline - 3*time.Second
 }
 
 // markerGrace is how long a pop marker outlives its leg: bus's default, or

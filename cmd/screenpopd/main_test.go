@@ -183,6 +183,17 @@ func TestDaemon_EndToEnd(t *testing.T) {
 		if got := resolverAckWait(8 * time.Second); got != 13*time.Second {
 			t.Fatalf("ack wait with an 8 s pop deadline %v, want 13s (the deadline and 5 s)", got)
 		}
+		// A pop's publish retries end well inside the ack wait, after the
+		// lookup's deadline and with room for the unmark (2 s).
+		for _, deadline := range []time.Duration{2 * time.Second, 8 * time.Second, 30 * time.Second} {
+			pt, aw := resolverPublishTimeout(deadline), resolverAckWait(deadline)
+			if pt < 2*time.Second || deadline+pt+2*time.Second >= aw {
+				t.Fatalf("pop deadline %v: publish timeout %v, ack wait %v; want at least 2s, and the deadline, it and 2 s inside the ack wait", deadline, pt, aw)
+			}
+		}
+		if got := resolverPublishTimeout(2 * time.Second); got != 5*time.Second {
+			t.Fatalf("publish timeout with the default pop deadline %v, want 5s", got)
+		}
 	})
 
 	t.Run("NoPIIInLogs", func(t *testing.T) {
