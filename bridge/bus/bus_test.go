@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -601,9 +602,15 @@ func TestConn_ConsumeEventsFiltersSubjects(t *testing.T) {
 				return nil
 			})
 		}()
+		// Running with these subjects: the durable of an earlier call
+		// exists already, so wait for its update and for a pull request.
 		waitFor(t, 5*time.Second, func() bool {
-			_, err := c.JetStream().Consumer(context.Background(), c.StreamName(), "filtered")
-			return err == nil
+			cons, err := c.JetStream().Consumer(context.Background(), c.StreamName(), "filtered")
+			if err != nil {
+				return false
+			}
+			info := cons.CachedInfo()
+			return slices.Equal(info.Config.FilterSubjects, subjects) && info.NumWaiting > 0
 		})
 		return func() {
 			cancel()
