@@ -151,6 +151,7 @@ func TestClient_HandoverHonoursRetryAfter(t *testing.T) {
 	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, SocketClosingGrace: 30 * time.Second},
 		func(c *notifications.Config) { c.Agents = ids(as) }, 64)
 	h.awaitReady(5 * time.Second)
+	awaitSockets(t, h, 1)
 	const channels = "/api/v2/notifications/channels"
 	creates := h.emu.CountRequests(http.MethodPost, channels)
 	old := h.emu.Channels()
@@ -247,8 +248,24 @@ func TestClient_NeverWritesAChannelID(t *testing.T) {
 			return strings.Count(logs.String(), "genesys channel handed over") >= n
 		}
 	}
+	awaitSockets(t, h, 1)
+	first := h.emu.Channels()
 	h.emu.SocketClosing() // a handover: a second channel, more log lines
 	waitFor(t, 5*time.Second, "the first handover", handovers(1))
+	// Wait for the emulator to see the new socket, and the old one closed
+	// after its grace, or the next system message reaches only the old one.
+	waitFor(t, 5*time.Second, "the emulator to see only the new socket", func() bool {
+		n := 0
+		for _, ch := range h.emu.Channels() {
+			if ch.Connected {
+				if containsID(first, ch.ID) {
+					return false
+				}
+				n++
+			}
+		}
+		return n == 1
+	})
 	h.emu.NoLongerSubscribed() // a system topic that names the channel
 	waitFor(t, 5*time.Second, "the second handover", handovers(2))
 	st := h.client.Status().(notifications.Status)
@@ -324,4 +341,13 @@ func TestClient_TwoInstancesOnOneClientBackOff(t *testing.T) {
 	if losses > 2 && !named {
 		t.Errorf("%d losses of the topics and no error line names the shared OAuth client", losses)
 	}
+}
+
+// awaitSockets waits until the emulator has n subscribed topics on
+// connected sockets. It registers a socket just after the client's dial
+// returns, so a system message sent as soon as the client is ready can
+// reach no socket at all.
+func awaitSockets(t *testing.T, h *harness, n int) {
+	t.Helper()
+	waitFor(t, 5*time.Second, "the emulator to see the sockets", func() bool { return h.emu.SubscribedConnected() == n })
 }
