@@ -86,6 +86,7 @@ type shard struct {
 type session struct {
 	sh        *shard
 	chID      string
+	ref       string // channelRef(chID), made once: every snapshot carries it
 	opened    time.Time
 	ws        *websocket.Conn
 	done      chan struct{}
@@ -707,7 +708,7 @@ func (sh *shard) dial(ctx context.Context, id, uri string) (*session, error) {
 		return nil, fmt.Errorf("connect channel: %w", err)
 	}
 	ws.SetReadLimit(readLimit)
-	s := &session{sh: sh, chID: id, opened: time.Now(), ws: ws, done: make(chan struct{})}
+	s := &session{sh: sh, chID: id, ref: channelRef(id), opened: time.Now(), ws: ws, done: make(chan struct{})}
 	s.lastFrame.Store(time.Now().UnixNano())
 	return s, nil
 }
@@ -853,7 +854,7 @@ func (s *session) dispatch(ctx context.Context, b []byte, now time.Time) {
 		agent := userOfTopic(name)
 		c.m.events.WithLabelValues("conversations").Inc()
 		c.markSeen(gjson.GetBytes(raw, "id").Str, agent, now)
-		c.emit(ctx, bridge.Snapshot{Topic: name, Agent: bridge.AgentID(agent), ChannelID: channelRef(s.chID), Body: raw, ReceivedAt: now})
+		c.emit(ctx, bridge.Snapshot{Topic: name, Agent: bridge.AgentID(agent), ChannelID: s.ref, Body: raw, ReceivedAt: now})
 	default:
 		c.m.events.WithLabelValues("other").Inc()
 	}
