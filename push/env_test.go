@@ -18,6 +18,7 @@ import (
 
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/bridge/bus"
+	"github.com/screenpop/screenpop/internal/syncbuf"
 )
 
 var testSecret = []byte("test-secret-0123456789-abcdefghijklmnop")
@@ -475,23 +476,12 @@ func (m *memStore) add(p *bridge.Pop, at time.Time, live bool) bridge.StoredPop 
 }
 
 // logBuffer collects a logger's output for tests that assert on log lines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+type logBuffer struct{ syncbuf.Buffer }
 
 // lines returns the JSON log lines written so far.
 func (b *logBuffer) lines() []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	for _, l := range strings.Split(b.buf.String(), "\n") {
+	for _, l := range strings.Split(b.String(), "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(l), &m) == nil {
 			out = append(out, m)

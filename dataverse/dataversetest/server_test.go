@@ -213,29 +213,10 @@ func TestServer_Batch(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		t.Fatalf("%d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), b)
 	}
-	mr := multipart.NewReader(resp.Body, params["boundary"])
-	var statuses []int
+	statuses, bodies := batchParts(t, resp.Body, params["boundary"])
 	var first map[string]any
-	for {
-		p, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p.Header.Get("Content-Type") != "application/http" {
-			t.Fatalf("part type %q", p.Header.Get("Content-Type"))
-		}
-		inner, err := http.ReadResponse(bufio.NewReader(p), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		statuses = append(statuses, inner.StatusCode)
-		if first == nil {
-			_ = json.NewDecoder(inner.Body).Decode(&first)
-		}
-		inner.Body.Close()
+	if len(bodies) > 0 {
+		_ = json.Unmarshal(bodies[0], &first)
 	}
 	if !slices.Equal(statuses, []int{200, 400}) || len(first["value"].([]any)) != 1 {
 		t.Fatalf("statuses %v, first %v", statuses, first)
@@ -272,24 +253,38 @@ func postBatch(t *testing.T, s *Server, tok, prefer string, rels ...string) (int
 	if err != nil {
 		t.Fatalf("batch answered %d with content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	mr := multipart.NewReader(resp.Body, params["boundary"])
-	var statuses []int
+	statuses, _ := batchParts(t, resp.Body, params["boundary"])
+	return resp.StatusCode, statuses
+}
+
+// batchParts reads the parts of a $batch answer: each one an HTTP answer
+// (application/http), its status and body.
+func batchParts(t *testing.T, body io.Reader, boundary string) (statuses []int, bodies [][]byte) {
+	t.Helper()
+	mr := multipart.NewReader(body, boundary)
 	for {
 		p, err := mr.NextPart()
 		if err == io.EOF {
-			break
+			return statuses, bodies
 		}
 		if err != nil {
 			t.Fatal(err)
+		}
+		if p.Header.Get("Content-Type") != "application/http" {
+			t.Fatalf("part type %q", p.Header.Get("Content-Type"))
 		}
 		inner, err := http.ReadResponse(bufio.NewReader(p), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		b, err := io.ReadAll(inner.Body)
 		inner.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
 		statuses = append(statuses, inner.StatusCode)
+		bodies = append(bodies, b)
 	}
-	return resp.StatusCode, statuses
 }
 
 func TestServer_BatchFailure(t *testing.T) {
