@@ -343,6 +343,41 @@ func TestClient_TwoInstancesOnOneClientBackOff(t *testing.T) {
 	}
 }
 
+// Topics taken away a second time within a minute are not taken back at
+// once; if the socket drops meanwhile, its reconnect (to the same, emptied
+// channel) must put them back, not find its last topic list unchanged.
+func TestClient_TopicsTakenThenSocketDroppedArePutBack(t *testing.T) {
+	as := agents(1)
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
+		func(c *notifications.Config) { c.Agents = ids(as) }, 64)
+	col := collect(h.out)
+	h.awaitReady(5 * time.Second)
+	topic := "v2.users." + as[0].ID + ".conversations"
+	var logs strings.Builder
+	logged := func(msg string) func() bool {
+		return func() bool {
+			for _, l := range h.logs.lines() {
+				logs.WriteString(l)
+			}
+			return strings.Contains(logs.String(), msg)
+		}
+	}
+	awaitSockets(t, h, 1)
+	h.emu.NoLongerSubscribed()
+	waitFor(t, 5*time.Second, "the first handover", logged("genesys channel handed over"))
+	awaitSockets(t, h, 1)
+	h.emu.NoLongerSubscribed()
+	waitFor(t, 5*time.Second, "the backoff", logged("genesys keeps taking this channel's topics away"))
+	h.emu.DropConnections()
+	waitFor(t, 2*time.Second, "the topic delivered again before the backoff ends", func() bool { return h.emu.IsDelivered(topic) })
+	c := h.emu.InboundCall(as[0].ID, "+13175550106", notificationstest.Options{}).Alert()
+	waitFor(t, 2*time.Second, "a call after the reconnect", func() bool {
+		return col.has(legKey{c.ID(), c.AgentParticipantID(), as[0].ID})
+	})
+	h.stop()
+	<-col.done
+}
+
 // awaitSockets waits until the emulator has n subscribed topics on
 // connected sockets. It registers a socket just after the client's dial
 // returns, so a system message sent as soon as the client is ready can

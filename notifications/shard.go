@@ -74,6 +74,7 @@ type shard struct {
 	// tries again before hoAfter, which backs off and honours Retry-After.
 	hoFails int
 	hoAfter time.Time
+	hoGen   int // the scheduled retry's; a handover done meanwhile cancels it
 	// Taken-away topics (no_longer_subscribed) within a minute of the
 	// last: two programs on one OAuth client take topics from each other.
 	nlsAt      time.Time
@@ -101,6 +102,7 @@ const (
 	evSocketClosing
 	evNoLongerSubscribed
 	evChannelGone // {"result":"404"} on the socket: the channel no longer exists
+	evHandoverDue // a handover put off (failed, or topics taken again) is due: of whichever session is current
 )
 
 // socketStable is how long a socket must stay open for its loss to be
@@ -118,6 +120,8 @@ type sessEvent struct {
 	s    *session
 	kind sessEventKind
 	err  error
+	why  string // evHandoverDue: the handover's first reason
+	gen  int    // evHandoverDue: the retry's hoGen
 }
 
 func newShard(c *Client, idx int) *shard {
@@ -253,7 +257,7 @@ func (sh *shard) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case ev := <-sh.events:
-			if ev.s != sh.current() {
+			if ev.kind != evHandoverDue && ev.s != sh.current() {
 				continue // an old session's news
 			}
 			switch ev.kind {
@@ -286,7 +290,19 @@ func (sh *shard) run(ctx context.Context) {
 			case evSocketClosing:
 				log.Info().Str("channel_id", channelRef(ev.s.chID)).Msg("genesys socket closing, handing over")
 				sh.handover(ctx, "socket_closing")
+				resetExpiry()
+			case evHandoverDue:
+				if ev.gen != sh.hoGen || sh.current() == nil {
+					continue // done meanwhile, or reconnecting (that makes or finds a channel anyway)
+				}
+				sh.handover(ctx, ev.why+", retried")
+				resetExpiry()
 			case evNoLongerSubscribed:
+				// The channel holds none of the topics now: whatever socket
+				// it gets next must put them again, even on the same channel.
+				sh.mu.Lock()
+				sh.lastPut = ""
+				sh.mu.Unlock()
 				if time.Since(sh.nlsAt) < time.Minute {
 					sh.nlsRepeats++
 				} else {
@@ -296,6 +312,7 @@ func (sh *shard) run(ctx context.Context) {
 				if sh.nlsRepeats == 0 {
 					log.Warn().Str("channel_id", channelRef(ev.s.chID)).Msg("genesys channel no longer subscribed, handing over")
 					sh.handover(ctx, "no_longer_subscribed")
+					resetExpiry()
 					continue
 				}
 				// Taking the topics back at once would only take them from
@@ -307,7 +324,7 @@ func (sh *shard) run(ctx context.Context) {
 				}
 				e.Str("channel_id", channelRef(ev.s.chID)).Int("within_a_minute", sh.nlsRepeats+1).Dur("retry_in", wait).
 					Msg("genesys keeps taking this channel's topics away: is another screenpopd or program using the same OAuth client? give each its own client")
-				sh.retryHandover(ctx, ev.s, wait)
+				sh.retryHandover(ctx, "no_longer_subscribed", wait)
 			}
 		case <-sh.dirty:
 			if !sleep(ctx, sh.c.cfg.PutDebounce) {
@@ -331,6 +348,7 @@ func (sh *shard) run(ctx context.Context) {
 			if err := sh.subscribe(ctx, s.chID); err != nil {
 				if errors.Is(err, errNotFound) {
 					sh.handover(ctx, "channel_gone")
+					resetExpiry()
 				} else if ctx.Err() == nil {
 					sh.setErr(err)
 					log.Warn().Err(err).Str("channel_id", channelRef(s.chID)).Msg("genesys subscription change failed, retrying")
@@ -449,10 +467,11 @@ func (sh *shard) handover(ctx context.Context, why string) {
 			wait = ae.RetryAfter
 		}
 		log.Warn().Err(err).Str("reason", why).Int("attempt", sh.hoFails).Dur("retry_in", wait).Msg("genesys handover failed, keeping the old socket")
-		sh.retryHandover(ctx, old, wait)
+		sh.retryHandover(ctx, why, wait)
 		return
 	}
 	sh.hoFails, sh.hoAfter = 0, time.Time{}
+	sh.hoGen++ // a retry still scheduled is not needed now
 	sh.install(s)
 	sh.c.m.handovers.Inc()
 	if old != nil {
@@ -464,19 +483,19 @@ func (sh *shard) handover(ctx context.Context, why string) {
 	sh.c.gap(sh)
 }
 
-// retryHandover hands old over after wait, and no sooner from any other
-// trigger. Only run's goroutine calls it.
-func (sh *shard) retryHandover(ctx context.Context, old *session, wait time.Duration) {
+// retryHandover hands the shard's session over after wait (whichever
+// session it is by then: a reconnect in between must not cancel it), and
+// no sooner from any other trigger. Only run's goroutine calls it.
+func (sh *shard) retryHandover(ctx context.Context, why string, wait time.Duration) {
 	sh.hoAfter = time.Now().Add(wait)
-	if old == nil {
-		return
-	}
+	sh.hoGen++
+	gen := sh.hoGen
 	sh.c.wg.Add(1)
 	go func() {
 		defer sh.c.wg.Done()
 		if sleep(ctx, wait) {
 			select {
-			case sh.events <- sessEvent{s: old, kind: evSocketClosing}:
+			case sh.events <- sessEvent{kind: evHandoverDue, why: why, gen: gen}:
 			default:
 			}
 		}
