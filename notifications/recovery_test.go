@@ -378,6 +378,32 @@ func TestClient_TopicsTakenThenSocketDroppedArePutBack(t *testing.T) {
 	<-col.done
 }
 
+// A rate-limited subscription change waits for its Retry-After without
+// holding up the shard: a socket lost meanwhile is reconnected at once.
+func TestClient_ARateLimitedSubscriptionDoesNotHoldTheShard(t *testing.T) {
+	as := agents(2)
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, Queues: map[string][]string{"Q1": {as[0].ID}}},
+		func(c *notifications.Config) { c.Queues = []string{"Q1"} }, 64)
+	h.awaitReady(5 * time.Second)
+	awaitSockets(t, h, 1)
+	h.emu.FailNext(http.MethodPut, "/api/v2/notifications/channels/", http.StatusTooManyRequests, 3*time.Second, 1)
+	puts := h.emu.CountRequests(http.MethodPut, "/api/v2/notifications/channels/")
+	h.emu.SetQueueMembers("Q1", ids(as)) // a second agent: a subscription change
+	waitFor(t, 5*time.Second, "the rate-limited PUT", func() bool {
+		return h.emu.CountRequests(http.MethodPut, "/api/v2/notifications/channels/") > puts
+	})
+	h.emu.DropConnections()
+	waitFor(t, time.Second, "the socket back within the Retry-After", func() bool {
+		for _, ch := range h.emu.Channels() {
+			if ch.Connected {
+				return true
+			}
+		}
+		return false
+	})
+	waitFor(t, 8*time.Second, "the second agent subscribed", func() bool { return h.emu.SubscribedConnected() == 2 })
+}
+
 // awaitSockets waits until the emulator has n subscribed topics on
 // connected sockets. It registers a socket just after the client's dial
 // returns, so a system message sent as soon as the client is ready can

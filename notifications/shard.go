@@ -352,7 +352,7 @@ func (sh *shard) run(ctx context.Context) {
 				} else if ctx.Err() == nil {
 					sh.setErr(err)
 					log.Warn().Err(err).Str("channel_id", channelRef(s.chID)).Msg("genesys subscription change failed, retrying")
-					sh.retryDirty(ctx)
+					sh.retryDirty(ctx, err)
 				}
 			}
 		case <-expiryC():
@@ -377,11 +377,14 @@ func (sh *shard) run(ctx context.Context) {
 	}
 }
 
-func (sh *shard) retryDirty(ctx context.Context) {
+// retryDirty asks for the subscription change again after a backoff, or
+// the Retry-After of err when longer.
+func (sh *shard) retryDirty(ctx context.Context, err error) {
+	wait := retryWait(err, sh.c.cfg.BackoffMax/4+sh.c.cfg.BackoffMin)
 	sh.c.wg.Add(1)
 	go func() {
 		defer sh.c.wg.Done()
-		if sleep(ctx, jitter(sh.c.cfg.BackoffMax/4+sh.c.cfg.BackoffMin)) {
+		if sleep(ctx, wait) {
 			sh.markDirty()
 		}
 	}()
@@ -619,33 +622,20 @@ func (sh *shard) subscribe(ctx context.Context, id string) error {
 	for i := range topics {
 		body[i] = platformclientv2.Channeltopic{Id: &topics[i]}
 	}
+	// One attempt: a 429 goes back to the caller, which waits for its
+	// Retry-After (establish's backoff, the handover schedule,
+	// retryDirty) without holding up the shard's loop, which must still
+	// see its socket close or a socket_closing meanwhile.
 	var listing *platformclientv2.Channeltopicentitylisting
-	var err error
-	for attempt := 0; ; attempt++ {
-		err = sh.c.call(ctx, "subscribe", func() (*platformclientv2.APIResponse, error) {
-			var resp *platformclientv2.APIResponse
-			var err error
-			listing, resp, err = sh.c.notif.PutNotificationsChannelSubscriptions(id, body, true)
-			return resp, err
-		})
-		var ae *APIError
-		if errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests && attempt < 5 {
-			wait := ae.RetryAfter
-			if wait <= 0 {
-				wait = jitter(sh.c.cfg.BackoffMin * 4)
-			}
-			sh.logger().Warn().Dur("retry_after", wait).Str("channel_id", channelRef(id)).Msg("genesys subscription rate limited, waiting")
-			if !sleep(ctx, wait) {
-				return ctx.Err()
-			}
-			topics = sh.topics() // never retry a stale list
-			body = body[:0]
-			for i := range topics {
-				body = append(body, platformclientv2.Channeltopic{Id: &topics[i]})
-			}
-			continue
-		}
-		break
+	err := sh.c.call(ctx, "subscribe", func() (*platformclientv2.APIResponse, error) {
+		var resp *platformclientv2.APIResponse
+		var err error
+		listing, resp, err = sh.c.notif.PutNotificationsChannelSubscriptions(id, body, true)
+		return resp, err
+	})
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests {
+		sh.logger().Warn().Dur("retry_after", ae.RetryAfter).Str("channel_id", channelRef(id)).Msg("genesys subscription rate limited, waiting")
 	}
 	if err != nil {
 		return err
