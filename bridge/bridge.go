@@ -303,6 +303,10 @@ type PopStore interface {
 // it is not to pop any more.
 var ErrLegEnded = errors.New("the agent leg has ended")
 
+// ErrTooLarge is wrapped by a Publisher's error for a message larger than
+// the bus accepts: no retry makes it fit.
+var ErrTooLarge = errors.New("message larger than the bus accepts")
+
 // ErrInvalidToken is returned by an AgentAuthenticator for a token that is
 // unknown, malformed, expired or revoked.
 var ErrInvalidToken = errors.New("invalid or expired agent token")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -307,6 +308,25 @@ func (p *EventPublisher) publish(ctx context.Context, e Event) {
 			}
 			return
 		}
+		if errors.Is(err, ErrTooLarge) {
+			// Only participant data can make an event that large: drop its
+			// largest attribute and try again at once (the override rule's
+			// ids are short and stay), rather than retry for ever in front
+			// of every later event of this lane.
+			if k := largestAttribute(e.Customer.Attributes); k != "" {
+				p.log.Warn().Str("event_id", msg.ID).Int("bytes", len(msg.Data)).Int("attribute_bytes", len(e.Customer.Attributes[k])).
+					Msg("event too large for the bus: its largest customer attribute is left out")
+				attrs := maps.Clone(e.Customer.Attributes)
+				delete(attrs, k)
+				e.Customer.Attributes = attrs
+				if msg, err = EncodeEvent(&e, at); err == nil {
+					continue
+				}
+			}
+			p.m.dropped.WithLabelValues("too_large").Inc()
+			p.log.Error().Err(err).Str("event_id", msg.ID).Str("conversation_id", string(e.ConversationID)).Msg("event dropped: too large for the bus")
+			return
+		}
 		if p.cfg.MaxAttempts > 0 && attempt >= p.cfg.MaxAttempts {
 			p.m.dropped.WithLabelValues("attempts").Inc()
 			p.log.Error().Err(err).Str("event_id", msg.ID).Str("conversation_id", string(e.ConversationID)).
@@ -333,4 +353,15 @@ func (p *EventPublisher) publish(ctx context.Context, e Event) {
 		}
 		backoff = min(backoff*2, p.cfg.MaxBackoff)
 	}
+}
+
+// largestAttribute returns the key of attrs' longest value, "" for none.
+func largestAttribute(attrs map[string]string) string {
+	best := ""
+	for k, v := range attrs {
+		if best == "" || len(v)+len(k) > len(attrs[best])+len(best) {
+			best = k
+		}
+	}
+	return best
 }

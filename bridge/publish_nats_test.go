@@ -144,24 +144,12 @@ func TestEventPublisher_NATS(t *testing.T) {
 		}
 	}()
 
-	streamMsgs := func(c *bus.Conn) uint64 {
-		t.Helper()
-		s, err := c.JetStream().Stream(context.Background(), c.StreamName())
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := s.Info(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.Msgs
-	}
 	waitMsgs := func(c *bus.Conn, want uint64) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
-		for streamMsgs(c) != want {
+		for streamMsgs(t, c) != want {
 			if time.Now().After(deadline) {
-				t.Fatalf("stream has %d messages, want %d", streamMsgs(c), want)
+				t.Fatalf("stream has %d messages, want %d", streamMsgs(t, c), want)
 			}
 			time.Sleep(5 * time.Millisecond) // polling a deadline
 		}
@@ -216,7 +204,7 @@ func TestEventPublisher_NATS(t *testing.T) {
 	})
 
 	t.Run("NATSRestarted", func(t *testing.T) {
-		before := streamMsgs(conn)
+		before := streamMsgs(t, conn)
 		swap.set(nil)
 		nc.Close()
 		conn.Close() // NATS goes away
@@ -247,4 +235,77 @@ func TestEventPublisher_NATS(t *testing.T) {
 		receive(t, sub, countVoice(down), validate)
 		waitMsgs(conn, before+uint64(len(down)))
 	})
+}
+
+// An event too large for the bus (the customer's participant data) is
+// published without its largest attributes, the short ones kept, instead
+// of being retried for ever in front of its lane's later events.
+func TestEventPublisher_TooLargeForTheBus(t *testing.T) {
+	conn := mustStartBus(t, t.TempDir())
+	defer conn.Close()
+	pub, err := bridge.NewEventPublisher(bridge.EventPublisherConfig{MaxInFlight: 1, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}, conn, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- pub.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	event := func(conv string, attrs map[string]string) bridge.Event {
+		return bridge.Event{ConversationID: bridge.ConversationID(conv), Agent: bridge.AgentLeg{UserID: "agent-big", ParticipantID: "P1"},
+			Media: bridge.MediaVoice, State: bridge.StateAlerting, ReceivedAt: bridge.Time{Time: time.Now()},
+			Customer: bridge.Customer{Phone: "+13175550123", Attributes: attrs}}
+	}
+	pub.Enqueue(event("conv-big", map[string]string{"crm_id": "a15531c3", "notes": strings.Repeat("x", 1_100_000)}),
+		event("conv-next", nil))
+	deadline := time.Now().Add(10 * time.Second)
+	for streamMsgs(t, conn) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stream has %d messages, want 2: the large event holds up its lane", streamMsgs(t, conn))
+		}
+		time.Sleep(5 * time.Millisecond) // polling a deadline
+	}
+	cons, err := conn.JetStream().OrderedConsumer(context.Background(), conn.StreamName(), jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(2, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for m := range batch.Messages() {
+		e, err := bridge.DecodeEvent(m.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, string(e.ConversationID))
+		if e.ConversationID == "conv-big" {
+			if _, ok := e.Customer.Attributes["notes"]; ok || e.Customer.Attributes["crm_id"] != "a15531c3" {
+				t.Errorf("attributes of the large event: %v keys, want crm_id only", len(e.Customer.Attributes))
+			}
+		}
+	}
+	if strings.Join(got, ",") != "conv-big,conv-next" {
+		t.Fatalf("stream holds %v, want conv-big then conv-next", got)
+	}
+}
+
+// streamMsgs returns how many messages c's stream holds.
+func streamMsgs(tb testing.TB, c *bus.Conn) uint64 {
+	tb.Helper()
+	s, err := c.JetStream().Stream(context.Background(), c.StreamName())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return info.State.Msgs
 }

@@ -160,7 +160,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 	}
 	url := cfg.URL
 	if url == "" {
-		ns, err := startEmbedded(cfg, c.log)
+		ns, err := startEmbedded(cfg, log) // the caller's logger: its lines get component=nats-server, not bus as well
 		if err != nil {
 			return nil, err
 		}
@@ -421,6 +421,9 @@ func (c *Conn) Publish(ctx context.Context, m bridge.Message) error {
 	ack, err := c.js.PublishMsg(ctx, msg)
 	if err != nil {
 		c.metrics.publishErrors.Inc()
+		if errors.Is(err, nats.ErrMaxPayload) {
+			return fmt.Errorf("publish %s (%d bytes): %w: %w", m.Subject, len(m.Data), bridge.ErrTooLarge, err)
+		}
 		return fmt.Errorf("publish %s: %w", m.Subject, err)
 	}
 	if ack.Duplicate {
@@ -651,9 +654,22 @@ func storedPop(m jetstream.Msg) (bridge.StoredPop, error) {
 // exists on the server: it delivers every pop stored after that. fn runs on
 // the consumer's goroutine and may get pops before live has returned.
 func (c *Conn) FollowPops(ctx context.Context, fn func(bridge.StoredPop), live func()) error {
+	// Start after the stream's last message, by sequence, not "new": the
+	// client rebuilds an ordered consumer after a reconnect or a missed
+	// heartbeat, and one rebuilt before its first message keeps its
+	// original policy: "new" would skip every pop stored while NATS was
+	// unreachable, and push would never know (its live callback ran).
+	st, err := c.js.Stream(ctx, c.cfg.Stream)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
+		return fmt.Errorf("follow pops: %w", err)
+	}
 	cons, err := c.js.OrderedConsumer(ctx, c.cfg.Stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects:    []string{bridge.SubjectPops},
-		DeliverPolicy:     jetstream.DeliverNewPolicy,
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       st.CachedInfo().State.LastSeq + 1,
 		InactiveThreshold: 30 * time.Second,
 	})
 	if err != nil {
@@ -737,28 +753,12 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 		cc.DrainWithin = 5 * time.Second
 	}
 	var wg sync.WaitGroup
-	cons, err := c.js.CreateOrUpdateConsumer(ctx, c.cfg.Stream, jetstream.ConsumerConfig{
-		Durable:        cc.Durable,
-		Description:    "screenpop resolver: conversation events to pops",
-		FilterSubjects: cc.Subjects,
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        cc.AckWait,
-		MaxDeliver:     cc.MaxDeliver,
-		MaxAckPending:  cc.Workers * 4,
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped while starting
-		}
-		return fmt.Errorf("create consumer %s: %w", cc.Durable, err)
-	}
 	sem := make(chan struct{}, cc.Workers)
 	// Handlers outlive ctx by DrainWithin, so a pop in flight at shutdown
 	// is finished rather than lost.
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hcancel()
-	consCtx, err := cons.Consume(func(m jetstream.Msg) {
+	handle := func(m jetstream.Msg) {
 		select {
 		case sem <- struct{}{}: // blocks the consume loop: back-pressure, not an unbounded queue
 		case <-ctx.Done():
@@ -796,23 +796,86 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 				c.log.Debug().Err(err).Msg("ack event")
 			}
 		}()
-	}, jetstream.PullMaxMessages(cc.Workers*2), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		c.log.Debug().Err(err).Msg("consume events")
-	}))
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("consume events: %w", err)
 	}
-	<-ctx.Done()
-	consCtx.Stop()
-	// Handlers in flight get DrainWithin from now, then their context ends.
-	drain := time.AfterFunc(cc.DrainWithin, hcancel)
-	defer drain.Stop()
-	<-consCtx.Closed()
-	wg.Wait()
-	return nil
+	for attempt := 0; ; attempt++ {
+		cons, err := c.js.CreateOrUpdateConsumer(ctx, c.cfg.Stream, jetstream.ConsumerConfig{
+			Durable:        cc.Durable,
+			Description:    "screenpop resolver: conversation events to pops",
+			FilterSubjects: cc.Subjects,
+			DeliverPolicy:  jetstream.DeliverNewPolicy,
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        cc.AckWait,
+			MaxDeliver:     cc.MaxDeliver,
+			MaxAckPending:  cc.Workers * 4,
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while starting
+			}
+			if attempt == 0 {
+				return fmt.Errorf("create consumer %s: %w", cc.Durable, err)
+			}
+			// Making it again after it was lost: keep trying, NATS may be
+			// coming back.
+			c.log.Error().Err(err).Str("consumer", cc.Durable).Msg("the resolver's consumer cannot be created again, retrying: no pops until it is")
+			if !sleepCtx(ctx, time.Second) {
+				return nil
+			}
+			continue
+		}
+		// The consumer can go from under a running Consume: deleted (by
+		// hand, or by an incident on an external cluster) or not found
+		// after a reconnect. Consume does not make it again, so without
+		// this no event would pop again while the daemon looked healthy.
+		lost := make(chan error, 1)
+		consCtx, err := cons.Consume(handle, jetstream.PullMaxMessages(cc.Workers*2), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				select {
+				case lost <- err:
+				default:
+				}
+				return
+			}
+			c.log.Debug().Err(err).Msg("consume events")
+		}))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("consume events: %w", err)
+		}
+		var why error
+		select {
+		case <-ctx.Done():
+			consCtx.Stop()
+			// Handlers in flight get DrainWithin from now, then their
+			// context ends.
+			drain := time.AfterFunc(cc.DrainWithin, hcancel)
+			defer drain.Stop()
+			<-consCtx.Closed()
+			wg.Wait()
+			return nil
+		case why = <-lost:
+		case <-consCtx.Closed():
+			why = errors.New("consume stopped")
+		}
+		consCtx.Stop()
+		<-consCtx.Closed()
+		c.metrics.consumerLost.Inc()
+		c.log.Error().Err(why).Str("consumer", cc.Durable).Msg("the resolver's consumer was lost, creating it again: events published until then make no pop")
+	}
+}
+
+// sleepCtx waits d or until ctx is done; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // keepInProgress tells JetStream, every interval until stop is called, that

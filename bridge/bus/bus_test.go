@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net"
+	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +23,7 @@ import (
 
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/bridge/bus"
+	"github.com/screenpop/screenpop/internal/syncbuf"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -659,5 +664,181 @@ func TestConn_ConsumeEventsFiltersSubjects(t *testing.T) {
 	publish(3, bridge.StateDisconnected)
 	if got := next(); got != "conv-f3/disconnected" {
 		t.Fatalf("the resolver's consumer got %s first, want conv-f3/disconnected, published after its update", got)
+	}
+}
+
+// A durable consumer deleted from under the resolver (by hand, or lost in an
+// incident on an external cluster) is created again, so events published
+// afterwards pop; without it nothing would pop again while the daemon
+// looked healthy.
+func TestConn_ConsumeEventsRecreatesALostConsumer(t *testing.T) {
+	var logs syncbuf.Buffer
+	c, err := bus.Start(context.Background(), bus.Config{Listen: "off", DataDir: t.TempDir()}, zerolog.New(&logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	seen := make(chan string, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- c.ConsumeEvents(ctx, bus.ConsumeConfig{Durable: "lost"}, func(_ context.Context, data []byte) error {
+			e, err := bridge.DecodeEvent(data)
+			if err != nil {
+				return err
+			}
+			seen <- string(e.ConversationID)
+			return nil
+		})
+	}()
+	running := func() bool {
+		cons, err := c.JetStream().Consumer(context.Background(), c.StreamName(), "lost")
+		return err == nil && cons.CachedInfo().NumWaiting > 0
+	}
+	publish := func(conv string) {
+		t.Helper()
+		e := &bridge.Event{ConversationID: bridge.ConversationID(conv), Agent: bridge.AgentLeg{UserID: "agent-l", ParticipantID: "P1"}, Media: bridge.MediaVoice, State: bridge.StateAlerting}
+		m, err := bridge.EncodeEvent(e, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Publish(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func(want string) {
+		t.Helper()
+		select {
+		case got := <-seen:
+			if got != want {
+				t.Fatalf("consumed %s, want %s", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s not consumed within 5s", want)
+		}
+	}
+	waitFor(t, 5*time.Second, running)
+	publish("conv-before")
+	next("conv-before")
+
+	if err := c.JetStream().DeleteConsumer(context.Background(), c.StreamName(), "lost"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "the resolver's consumer was lost") })
+	waitFor(t, 5*time.Second, running)
+	publish("conv-after")
+	next("conv-after")
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cutProxy forwards TCP connections to addr until cut closes them all.
+type cutProxy struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newCutProxy(t *testing.T, addr string) *cutProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln}
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", addr)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(out, in); out.Close() }()
+			go func() { _, _ = io.Copy(in, out); in.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// A pop stored by another instance while this one's connection was down
+// is still followed once it is back, even before it has followed any pop:
+// the client rebuilds the follow consumer after the reconnect, and a
+// consumer of "new" pops would start after it.
+func TestConn_FollowPopsAcrossAReconnect(t *testing.T) {
+	server := MustStart(t, bus.Config{})
+	u, err := url.Parse(server.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := newCutProxy(t, u.Host)
+	follower, err := bus.Start(context.Background(), bus.Config{URL: "nats://" + px.ln.Addr().String()}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(follower.Close)
+	got := make(chan string, 8)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	live := make(chan struct{})
+	go func() {
+		_ = follower.FollowPops(ctx, func(p bridge.StoredPop) { got <- string(p.Agent) }, func() { close(live) })
+	}()
+	<-live
+	px.cut()
+	waitFor(t, 5*time.Second, func() bool { return !follower.NATS().IsConnected() })
+	if err := server.Publish(context.Background(), pop("agent-gap", "conv-gap")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool { return follower.NATS().IsConnected() })
+	select {
+	case a := <-got:
+		if a != "agent-gap" {
+			t.Fatalf("followed a pop of %s first, want agent-gap's", a)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pop stored during the gap was not followed")
+	}
+}
+
+// The embedded server's own lines carry component=nats-server once: a JSON
+// object with a key twice is refused by some log pipelines.
+func TestStart_ServerLinesHaveOneComponent(t *testing.T) {
+	var logs syncbuf.Buffer
+	c, err := bus.Start(context.Background(), bus.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir()}, zerolog.New(&logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	n := 0
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if !strings.Contains(l, `"nats-server"`) {
+			continue
+		}
+		n++
+		if strings.Count(l, `"component"`) != 1 {
+			t.Errorf("log line with component twice: %s", l)
+		}
+	}
+	if n == 0 {
+		t.Fatal("no nats-server line logged: the test checks nothing")
 	}
 }
