@@ -159,7 +159,7 @@ func NewNormalizer(cfg NormalizerConfig, log zerolog.Logger) (*Normalizer, error
 		convs:    make(map[string]*convState),
 		phones:   make(map[string]string),
 	}
-	n.views.New = func() any { return &snapView{parts: make([]partView, 0, 8)} }
+	n.views.New = func() any { return &snapView{parts: make([]partView, 0, 8), cands: make([]candidate, 0, 8)} }
 	n.nextSweep = n.now().Add(n.sweepGap)
 	n.m = normalizerMetrics{
 		snapshots: prometheus.NewCounter(prometheus.CounterOpts{
@@ -211,11 +211,17 @@ func (n *Normalizer) Status() NormalizerStatus {
 	return NormalizerStatus{Conversations: len(n.convs), Tombstones: n.finished, Legs: n.legs}
 }
 
-// candidate is one agent leg of a snapshot with its mapped state.
+// candidate is one agent leg of a snapshot with its mapped state, and what
+// record decided about it. The flags live in the candidate rather than in a
+// fixed-width bit set: a long-lived messaging or email conversation offered
+// to one agent many times repeats every ended leg in each snapshot, so the
+// number of candidates has no useful bound.
 type candidate struct {
 	part, comm int
 	state      State
 	direction  string
+	emit       bool // a state change: an event follows
+	ended      bool // emitted disconnected, and the participant has ended in every media
 }
 
 // Normalize returns the events s causes: none for a snapshot that changes no
@@ -246,8 +252,9 @@ func (n *Normalizer) Normalize(s Snapshot) []Event {
 		return nil
 	}
 
-	var buf [8]candidate
-	cands := buf[:0]
+	// The candidates live in the pooled view, so a conversation with many
+	// legs grows the slice once rather than on every snapshot.
+	cands := v.cands[:0]
 	otherMedia := false
 	// held are the agent participants with something live the normalizer
 	// does not track (a communication in a state it does not map, another
@@ -280,6 +287,7 @@ func (n *Normalizer) Normalize(s Snapshot) []Event {
 			held = append(held, i)
 		}
 	}
+	v.cands = cands
 	if len(cands) == 0 {
 		if otherMedia {
 			n.m.unknownMedia.Inc()
@@ -287,26 +295,25 @@ func (n *Normalizer) Normalize(s Snapshot) []Event {
 		return nil
 	}
 
-	emit, ended := n.record(v, cands, held)
-	if emit == 0 {
+	emitted := n.record(v, cands, held)
+	if emitted == 0 {
 		return nil
 	}
-	return n.events(s, agent, v, cands, emit, ended)
+	return n.events(s, agent, v, cands, emitted)
 }
 
-// record decides, under the lock, which candidates are state changes,
-// records them and returns them as a bit set, with the disconnected ones
-// whose participant has now ended in every media it has (ended), unless
-// it is held.
-func (n *Normalizer) record(v *snapView, cands []candidate, held []int) (emit, ended uint64) {
+// record decides, under the lock, which candidates are state changes and
+// records them: it sets emit on each, and ended on the disconnected ones
+// whose participant has now ended in every media it has, unless it is held.
+// It returns how many it set emit on.
+func (n *Normalizer) record(v *snapView, cands []candidate, held []int) (emitted int) {
 	now := n.now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	conv := n.convs[v.conversationID]
-	for k, c := range cands {
-		if k >= 64 {
-			break // more than 64 live legs of one agent in one snapshot: not a real conversation
-		}
+	for k := range cands {
+		c := &cands[k]
+		c.emit, c.ended = false, false
 		p := &v.parts[c.part]
 		m := p.comms[c.comm].media
 		var leg *legState
@@ -338,14 +345,13 @@ func (n *Normalizer) record(v *snapView, cands []candidate, held []int) (emit, e
 		default:
 			leg.state = c.state
 		}
-		emit |= 1 << k
+		c.emit = true
+		emitted++
 	}
-	for k, c := range cands {
-		if len(cands) > 64 {
-			break // legs past the bit set are not recorded: not sure any participant has ended
-		}
-		if emit&(1<<k) != 0 && c.state == StateDisconnected && !slices.Contains(held, c.part) && participantEnded(conv, v.parts[c.part].id) {
-			ended |= 1 << k
+	for k := range cands {
+		c := &cands[k]
+		if c.emit && c.state == StateDisconnected && !slices.Contains(held, c.part) && participantEnded(conv, v.parts[c.part].id) {
+			c.ended = true
 		}
 	}
 	if conv != nil {
@@ -369,7 +375,7 @@ func (n *Normalizer) record(v *snapView, cands []candidate, held []int) (emit, e
 	if !now.Before(n.nextSweep) {
 		n.sweepLocked(now)
 	}
-	return emit, ended
+	return emitted
 }
 
 // participantEnded reports whether every leg conv has of participant is
@@ -404,7 +410,7 @@ func (n *Normalizer) sweepLocked(now time.Time) {
 }
 
 // events builds the events of the emitted candidates.
-func (n *Normalizer) events(s Snapshot, agent AgentID, v *snapView, cands []candidate, emit, ended uint64) []Event {
+func (n *Normalizer) events(s Snapshot, agent AgentID, v *snapView, cands []candidate, emitted int) []Event {
 	internal := true
 	cust := -1
 	for i := range v.parts {
@@ -426,9 +432,10 @@ func (n *Normalizer) events(s Snapshot, agent AgentID, v *snapView, cands []cand
 		customer = n.customerOf(&v.parts[cust])
 	}
 	convID := ConversationID(strings.Clone(v.conversationID))
-	out := make([]Event, 0, 1)
-	for k, c := range cands {
-		if k >= 64 || emit&(1<<k) == 0 {
+	out := make([]Event, 0, emitted)
+	for k := range cands {
+		c := &cands[k]
+		if !c.emit {
 			continue
 		}
 		p := &v.parts[c.part]
@@ -443,7 +450,7 @@ func (n *Normalizer) events(s Snapshot, agent AgentID, v *snapView, cands []cand
 			QueueID:        strings.Clone(queueOf(v, p, cust)),
 			Customer:       customer,
 			ReceivedAt:     NewTime(s.ReceivedAt),
-			LegEnded:       ended&(1<<k) != 0,
+			LegEnded:       c.ended,
 		}
 		if len(out) > 0 && customer.Attributes != nil {
 			e.Customer.Attributes = maps.Clone(customer.Attributes)
@@ -576,7 +583,9 @@ func (n *Normalizer) dnisOf(p *partView, m Media) string {
 		case MediaVoice:
 			raw = c.otherAddr
 		case MediaMessage:
-			raw = c.toAddr
+			if phoneAddressed(c.msgType, c.toAddr) {
+				raw = c.toAddr
+			}
 		}
 		if e164, ok := n.parsePhone(raw); ok {
 			return e164
@@ -607,9 +616,22 @@ func (n *Normalizer) customerOf(p *partView) Customer {
 
 	hasEmail := false
 	addr := p.address
+	// A messaging participant's address repeats its fromAddress: a phone
+	// number only on the channels that address people by one.
+	addrPhone := true
+	for i := range p.comms {
+		if cm := &p.comms[i]; cm.media == MediaMessage {
+			addrPhone = phoneAddressed(cm.msgType, p.address)
+			if addrPhone {
+				break
+			}
+		}
+	}
 	var phones [6]string
 	cand := phones[:0]
-	cand = append(cand, p.address)
+	if addrPhone {
+		cand = append(cand, p.address)
+	}
 	for i := range p.comms {
 		cm := &p.comms[i]
 		switch cm.media {
@@ -624,7 +646,9 @@ func (n *Normalizer) customerOf(p *partView) Customer {
 				addr = cm.callbackNumber
 			}
 		case MediaMessage:
-			cand = append(cand, cm.fromAddr)
+			if phoneAddressed(cm.msgType, cm.fromAddr) {
+				cand = append(cand, cm.fromAddr)
+			}
 			if addr == "" {
 				addr = cm.fromAddr
 			}
@@ -674,6 +698,23 @@ func (n *Normalizer) customerOf(p *partView) Customer {
 		}
 	}
 	return c
+}
+
+// phoneAddressed reports whether addr, an address of a message of type t,
+// is a phone number: always for SMS and WhatsApp, and for open messaging
+// (any third-party channel) only when written in international form. The
+// other channels (twitter, facebook, instagram, line, webmessaging, ...)
+// address people by a platform id, often all digits, which ParsePhone would
+// read as a number in the configured region and the resolver would look up
+// as a stranger's phone.
+func phoneAddressed(t, addr string) bool {
+	switch {
+	case strings.EqualFold(t, "sms"), strings.EqualFold(t, "whatsapp"):
+		return true
+	case strings.EqualFold(t, "open"):
+		return strings.HasPrefix(strings.TrimSpace(addr), "+")
+	}
+	return false
 }
 
 // looksLikeEmail is a plausibility check (one '@', something on both

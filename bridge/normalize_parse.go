@@ -28,6 +28,7 @@ type commView struct {
 	fromAddr         string // messages: fromAddress.addressNormalized
 	fromName         string // messages: fromAddress.nameRaw
 	toAddr           string // messages: toAddress.addressNormalized
+	msgType          string // messages: type (sms, whatsapp, twitter, open, ...)
 	callbackNumber   string // callbacks: callbackNumbers[0]
 	callbackName     string // callbacks: callbackUserName
 }
@@ -52,6 +53,7 @@ type partView struct {
 type snapView struct {
 	conversationID string
 	parts          []partView
+	cands          []candidate // Normalize's candidates, kept for their capacity
 }
 
 func (v *snapView) reset() {
@@ -60,6 +62,7 @@ func (v *snapView) reset() {
 		v.parts[i].comms = v.parts[i].comms[:0]
 	}
 	v.parts = v.parts[:0]
+	v.cands = v.cands[:0]
 }
 
 // bytesString views b as a string without copying. b must not change while
@@ -240,6 +243,8 @@ func parseComm(c gjson.Result, cv *commView) {
 			}
 		case "toAddress":
 			cv.toAddr = addressOf(val)
+		case "type":
+			cv.msgType = str(val)
 		case "callbackNumbers":
 			if val.IsArray() {
 				val.ForEach(func(_, n gjson.Result) bool {

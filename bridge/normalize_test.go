@@ -433,3 +433,158 @@ func TestNormalizer_LegEnded(t *testing.T) {
 		}
 	})
 }
+
+// manyLegsSnapshot is a messaging conversation offered to agent A once per
+// leg: participants 0..ended-1 have ended, and with live set, participant
+// ended is alerting. Participants are listed in join order, as Genesys does.
+func manyLegsSnapshot(t *testing.T, ended int, live bool) Snapshot {
+	t.Helper()
+	parts := []any{map[string]any{
+		"id": "cust", "purpose": "customer", "address": "+13175550177",
+		"messages": []any{map[string]any{"id": "m-cust", "state": "connected", "direction": "inbound", "type": "sms",
+			"fromAddress": map[string]any{"addressNormalized": "+13175550177"}, "toAddress": map[string]any{"addressNormalized": "+18005551000"}}},
+	}}
+	agentLeg := func(i int, state string) map[string]any {
+		p := map[string]any{"id": fmt.Sprintf("leg-%03d", i), "userId": fxAgentA, "purpose": "agent", "queueId": fxQueueC,
+			"messages": []any{map[string]any{"id": fmt.Sprintf("m-%03d", i), "state": state, "direction": "inbound", "type": "sms", "peerId": "m-cust"}}}
+		if state == "disconnected" {
+			p["endTime"] = "2025-03-04T15:00:00Z"
+		}
+		return p
+	}
+	for i := range ended {
+		parts = append(parts, agentLeg(i, "disconnected"))
+	}
+	if live {
+		parts = append(parts, agentLeg(ended, "alerting"))
+	}
+	body, err := json.Marshal(map[string]any{"id": "c-many-legs", "participants": parts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Snapshot{Agent: fxAgentA, Body: body, ReceivedAt: fixtureEpoch}
+}
+
+// TestNormalizer_ManyLegs: a long-lived messaging conversation re-offered to
+// one agent again and again repeats every ended leg in each snapshot. Legs
+// past the 64th still get their events, and their legEnded.
+func TestNormalizer_ManyLegs(t *testing.T) {
+	const legs = 70
+	key := func(e Event) string {
+		return fmt.Sprintf("%s/%s/%s/ended=%v", e.Agent.ParticipantID, e.Media, e.State, e.LegEnded)
+	}
+	t.Run("OneOfferAtATime", func(t *testing.T) {
+		n := MustNormalizer(t, NormalizerConfig{})
+		for i := range legs {
+			offer := manyLegsSnapshot(t, i, true)
+			got := n.Normalize(offer)
+			if want := fmt.Sprintf("leg-%03d/message/alerting/ended=false", i); len(got) != 1 || key(got[0]) != want {
+				t.Fatalf("offer %d after %d ended legs: %s\nwant %s", i+1, i, dumpEvents(got), want)
+			}
+			if again := n.Normalize(offer); len(again) != 0 {
+				t.Fatalf("offer %d repeated: %s", i+1, dumpEvents(again))
+			}
+			got = n.Normalize(manyLegsSnapshot(t, i+1, false))
+			if want := fmt.Sprintf("leg-%03d/message/disconnected/ended=true", i); len(got) != 1 || key(got[0]) != want {
+				t.Fatalf("end of offer %d: %s\nwant %s", i+1, dumpEvents(got), want)
+			}
+		}
+		if st := n.Status(); st.Legs != legs || st.Tombstones != 1 {
+			t.Errorf("status %+v, want %d legs in one finished conversation", st, legs)
+		}
+	})
+	t.Run("FirstSeenLate", func(t *testing.T) {
+		// After a restart: one snapshot with every ended leg and a new offer.
+		n := MustNormalizer(t, NormalizerConfig{})
+		got := n.Normalize(manyLegsSnapshot(t, legs, true))
+		if len(got) != legs+1 {
+			t.Fatalf("got %d events, want %d", len(got), legs+1)
+		}
+		for i, e := range got[:legs] {
+			if want := fmt.Sprintf("leg-%03d/message/disconnected/ended=true", i); key(e) != want {
+				t.Errorf("event %d: %s, want %s", i, key(e), want)
+			}
+		}
+		if want := fmt.Sprintf("leg-%03d/message/alerting/ended=false", legs); key(got[legs]) != want {
+			t.Errorf("last event %s, want %s", key(got[legs]), want)
+		}
+		if e := got[legs]; e.Customer.Phone != "+13175550177" || e.QueueID != fxQueueC {
+			t.Errorf("offer event %s", dumpEvents(got[legs:]))
+		}
+	})
+}
+
+// TestNormalizer_MessagePhone: a message's fromAddress (and the customer
+// participant's address, which repeats it) is a phone number only on
+// channels that address people by one. A numeric id of a social channel
+// must not become a phone the resolver would open a stranger's record by.
+func TestNormalizer_MessagePhone(t *testing.T) {
+	frames := MustLoadFrames(t, fixturePath("snapshots", "sms_message"))
+	withMessage := func(typ, from, to string) Snapshot {
+		t.Helper()
+		var body map[string]any
+		if err := json.Unmarshal(frames[0].Body, &body); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range body["participants"].([]any) {
+			p := p.(map[string]any)
+			m := p["messages"].([]any)[0].(map[string]any)
+			m["type"] = typ
+			if p["purpose"] == "customer" {
+				p["address"], p["name"] = from, from
+				m["fromAddress"] = map[string]any{"addressNormalized": from, "addressRaw": from}
+				m["toAddress"] = map[string]any{"addressNormalized": to, "addressRaw": to}
+			}
+		}
+		s := frames[0]
+		var err error
+		if s.Body, err = json.Marshal(body); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for _, tt := range []struct {
+		name, region, typ, from, to string
+		phone, dnis                 string
+	}{
+		{"SMS", "US", "sms", "+13175550177", "+18005551000", "+13175550177", "+18005551000"},
+		{"SMSNational", "US", "sms", "3175550177", "8005551000", "+13175550177", "+18005551000"},
+		{"WhatsApp", "US", "whatsapp", "+447700900123", "+18005551000", "+447700900123", "+18005551000"},
+		{"WhatsAppUpperCase", "US", "WhatsApp", "+447700900123", "+18005551000", "+447700900123", "+18005551000"},
+		{"OpenInternational", "US", "open", "+13175550177", "+18005551000", "+13175550177", "+18005551000"},
+		{"OpenId", "US", "open", "3175550177", "8005551000", "", ""},
+		{"Twitter", "US", "twitter", "2244994945", "1234567890", "", ""},
+		{"TwitterGB", "GB", "twitter", "12345678", "87654321", "", ""},
+		{"Facebook", "US", "facebook", "3175550177", "2015550123", "", ""},
+		{"Instagram", "DE", "instagram", "3012345678", "301234567", "", ""},
+		{"Line", "US", "line", "3175550177", "8005551000", "", ""},
+		{"WebMessaging", "US", "webmessaging", "3175550177", "8005551000", "", ""},
+		{"NoType", "US", "", "3175550177", "8005551000", "", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.phone == "" {
+				// The id must be one ParsePhone reads as a number, or the
+				// case shows nothing.
+				if _, ok := ParsePhone(tt.from, tt.region); !ok {
+					t.Fatalf("ParsePhone(%q, %s) is no number: pick an id that is", tt.from, tt.region)
+				}
+			}
+			n := MustNormalizer(t, NormalizerConfig{PhoneRegion: tt.region})
+			got := n.Normalize(withMessage(tt.typ, tt.from, tt.to))
+			if len(got) != 1 {
+				t.Fatalf("got %d events, want 1:\n%s", len(got), dumpEvents(got))
+			}
+			e := got[0]
+			if e.Media != MediaMessage || e.State != StateAlerting {
+				t.Errorf("event %s/%s, want message/alerting", e.Media, e.State)
+			}
+			if e.Customer.Phone != tt.phone || e.DNIS != tt.dnis {
+				t.Errorf("phone %q dnis %q, want %q and %q", e.Customer.Phone, e.DNIS, tt.phone, tt.dnis)
+			}
+			// The address and the name are kept as Genesys gave them.
+			if e.Customer.Address != tt.from || e.Customer.Name != tt.from {
+				t.Errorf("address %q name %q, want %q for both", e.Customer.Address, e.Customer.Name, tt.from)
+			}
+		})
+	}
+}
