@@ -183,11 +183,6 @@ func TestCheck_Failures(t *testing.T) {
 			"FAIL genesys login:", []string{"HTTP 401 invalid_client", "GENESYS_CLIENT_SECRET"}, []string{"skip genesys channel:", "skip genesys subscribe:", "skip genesys reconciliation:"}},
 		{"GenesysUnreachable", func(t *testing.T, r *checkRig) { r.vars["GENESYS_API_URL"] = "http://" + closedPort(t) },
 			"FAIL genesys login:", []string{"cannot reach", "connection refused", "GENESYS_REGION"}, []string{"skip genesys channel:"}},
-		{"GenesysBadRegion", func(t *testing.T, r *checkRig) {
-			r.vars["GENESYS_API_URL"] = ""
-			r.vars["GENESYS_REGION"] = "mypurecloud.example"
-		},
-			"FAIL genesys region:", []string{"not a Genesys Cloud region", "mypurecloud.ie"}, []string{"skip genesys login:"}},
 		{"GenesysTopicRejected", func(t *testing.T, r *checkRig) { r.genesys.RejectTopicsFor(r.agent, "") },
 			"FAIL genesys subscribe:", []string{"genesys rejected v2.users." + checkAgent + ".presence: notification.unauthorized.topic", "division of user " + checkAgent}, nil},
 		{"GenesysTopicsAPIDenied", func(t *testing.T, r *checkRig) {
@@ -295,6 +290,100 @@ func TestCheck_InvalidConfig(t *testing.T) {
 	}
 }
 
+// A wrong GENESYS_REGION or a DATAVERSE_URL with a path (a pasted browser
+// address) is a configuration error, exit 2, before anything is probed:
+// the clients would refuse them only after NATS had started.
+func TestCheck_InvalidRegionAndDataverseURL(t *testing.T) {
+	r := newCheckRig(t)
+	r.vars["GENESYS_API_URL"] = ""
+	r.vars["GENESYS_REGION"] = "mypurecloud.example"
+	r.vars["DATAVERSE_URL"] = r.dataverse.URL() + "/main.aspx"
+	code, out := r.check(t)
+	if code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	wantLine(t, out, "FAIL config: GENESYS_REGION:", `"mypurecloud.example" is not a Genesys Cloud region domain`, "mypurecloud.ie", "fix: set the domain of the address the org logs in at")
+	wantLine(t, out, "FAIL config: DATAVERSE_URL:", "/main.aspx", "without a path", "fix: set it to the environment's root URL, scheme and host only: "+r.dataverse.URL())
+	if strings.Contains(out, "genesys login") || strings.Contains(out, "nats") || strings.Contains(out, "dataverse token") {
+		t.Errorf("probed despite an invalid configuration:\n%s", out)
+	}
+	if n := len(r.genesys.Channels()); n != 0 {
+		t.Errorf("%d Genesys channels created despite an invalid configuration", n)
+	}
+}
+
+// TestCheck_DataDir: run creates SCREENPOP_DATA_DIR and reads or writes
+// pii-hash.key there whatever NATS it uses, so check looks at both with
+// external NATS as well as embedded.
+func TestCheck_DataDir(t *testing.T) {
+	ns := startNATS(t, true)
+	cases := []struct {
+		name  string
+		setup func(t *testing.T, dir string) string // returns SCREENPOP_DATA_DIR
+		code  int
+		line  string
+		want  []string
+	}{
+		{"KeyPresent", func(t *testing.T, dir string) string {
+			if err := os.WriteFile(filepath.Join(dir, "pii-hash.key"), bytes.Repeat([]byte{7}, 32), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}, 0, "ok   data dir:", []string{"is writable", "pii-hash.key is readable (32 bytes)"}},
+		{"KeyTooShort", func(t *testing.T, dir string) string {
+			if err := os.WriteFile(filepath.Join(dir, "pii-hash.key"), []byte("short"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}, 1, "FAIL data dir:", []string{"shorter than 16 bytes", "delete it to have a new one made"}},
+		{"KeyUnreadable", func(t *testing.T, dir string) string {
+			// A directory in its place cannot be read, even by root.
+			if err := os.Mkdir(filepath.Join(dir, "pii-hash.key"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}, 1, "FAIL data dir:", []string{"read pii hash key", "is a directory", "readable file of the service user"}},
+		{"NotADirectory", func(t *testing.T, dir string) string {
+			f := filepath.Join(dir, "file")
+			if err := os.WriteFile(f, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return filepath.Join(f, "data")
+		}, 1, "FAIL data dir:", []string{"not a directory", "SCREENPOP_DATA_DIR must be a directory", "PII hash key"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newCheckRig(t)
+			r.vars["NATS_URL"] = ns.ClientURL()
+			r.vars["SCREENPOP_DATA_DIR"] = tc.setup(t, t.TempDir())
+			code, out := r.check(t)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d", code, tc.code)
+			}
+			wantLine(t, out, tc.line, tc.want...)
+			if fails := strings.Count(out, "FAIL "); fails != tc.code {
+				t.Errorf("%d FAIL lines, want %d", fails, tc.code)
+			}
+		})
+	}
+	t.Run("KeyUsableByRun", func(t *testing.T) {
+		// What check accepts, the daemon's loadHasher accepts, and the
+		// reverse for the short key.
+		dir := t.TempDir()
+		path := filepath.Join(dir, "pii-hash.key")
+		if _, err := loadHasher(path); err != nil {
+			t.Fatalf("first start: %v", err)
+		}
+		if b, err := os.ReadFile(path); err != nil || len(b) != 32 {
+			t.Fatalf("key made at first start: %d bytes, %v", len(b), err)
+		}
+		os.WriteFile(path, []byte("short"), 0o600)
+		if _, err := loadHasher(path); err == nil || !strings.Contains(err.Error(), "shorter than 16 bytes") {
+			t.Fatalf("short key: %v", err)
+		}
+	})
+}
+
 // startNATS starts a standalone nats-server on a free loopback port, as
 // an external cluster would be.
 func startNATS(t *testing.T, jetStream bool) *server.Server {
@@ -329,9 +418,11 @@ func TestCheck_ExternalNATS(t *testing.T) {
 	}
 	wantLine(t, out, "ok   nats connect:", ns.ClientURL())
 	wantLine(t, out, "ok   nats stream SCREENPOP:", "created")
-	if strings.Contains(out, "listen nats") || strings.Contains(out, "data dir") {
+	if strings.Contains(out, "listen nats") {
 		t.Errorf("external NATS: the embedded server's settings were checked:\n%s", out)
 	}
+	// run makes the data dir and its PII hash key with external NATS too.
+	wantLine(t, out, "ok   data dir:", r.vars["SCREENPOP_DATA_DIR"]+" is writable", "pii-hash.key is made at first start")
 
 	// Second run: the stream is there; a subscriber of screenpop.> sees
 	// the one check message, and the stream keeps nothing of it.

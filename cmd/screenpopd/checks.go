@@ -224,8 +224,8 @@ func checkTLS(cfg *Config, now time.Time, r *report) {
 // stream stores what is published: one message on screenpop.check.<random>
 // with a Nats-Msg-Id, deleted again at once. With the embedded server
 // (NATS_URL empty) everything happens on a scratch server in a temporary
-// directory, so a running daemon's store is not touched; the data
-// directory is only checked to be writable.
+// directory, so a running daemon's store is not touched. The data
+// directory is checked with either (checkDataDir).
 func checkNATS(ctx context.Context, cfg *Config, log zerolog.Logger, r *report) {
 	bcfg := bus.Config{URL: cfg.NatsURL, Creds: cfg.NatsCreds, TLSCA: cfg.NatsTLSCA, TLSCrt: cfg.NatsTLSCert, TLSKey: cfg.NatsTLSKey,
 		Listen: "off", DataDir: cfg.DataDir, Stream: cfg.Stream, StreamMaxAge: cfg.StreamMaxAge, StreamReplicas: cfg.StreamReplicas, Name: "screenpopd-check"}
@@ -233,12 +233,9 @@ func checkNATS(ctx context.Context, cfg *Config, log zerolog.Logger, r *report) 
 		nc *nats.Conn
 		js jetstream.JetStream
 	)
+	// run makes SCREENPOP_DATA_DIR and its pii-hash.key with either NATS.
+	checkDataDir(cfg, r)
 	if cfg.NatsURL == "" {
-		if err := dirWritable(cfg.DataDir); err != nil {
-			r.fail("data dir", err, "SCREENPOP_DATA_DIR must be a directory the service user can create and write (it holds the JetStream store and the PII hash key)")
-		} else {
-			r.ok("data dir", "%s is writable", cfg.DataDir)
-		}
 		tmp, err := os.MkdirTemp("", "screenpop-check-")
 		if err != nil {
 			r.fail("nats embedded", err, "the temporary directory must be writable (TMPDIR)")
@@ -360,6 +357,32 @@ func checkNATS(ctx context.Context, cfg *Config, log zerolog.Logger, r *report) 
 		return
 	}
 	r.ok("nats publish", "stream %s stored %s (seq %d) and it was deleted again", ack.Stream, subject, ack.Sequence)
+}
+
+// checkDataDir checks SCREENPOP_DATA_DIR as run uses it, with embedded
+// or external NATS: it must be writable (run creates it and, on first
+// start, pii-hash.key in it), and an existing pii-hash.key must be readable
+// and long enough (readPIIKey, as run reads it).
+func checkDataDir(cfg *Config, r *report) {
+	const name = "data dir"
+	use := "the PII hash key"
+	if cfg.NatsURL == "" {
+		use = "the JetStream store and the PII hash key"
+	}
+	if err := dirWritable(cfg.DataDir); err != nil {
+		r.fail(name, err, "SCREENPOP_DATA_DIR must be a directory the service user can create and write (it holds "+use+")")
+		return
+	}
+	path := filepath.Join(cfg.DataDir, "pii-hash.key")
+	key, err := readPIIKey(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		r.ok(name, "%s is writable (holds %s; pii-hash.key is made at first start)", cfg.DataDir, use)
+	case err != nil:
+		r.fail(name, err, "make "+path+" a readable file of the service user, or delete it to have a new one made at start (caller hashes in logs then change)")
+	default:
+		r.ok(name, "%s is writable (holds %s); pii-hash.key is readable (%d bytes)", cfg.DataDir, use, len(key))
+	}
 }
 
 // dialDiagnosis says why each NATS URL's host:port cannot be reached (nats.go

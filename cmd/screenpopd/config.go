@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/nyaruka/phonenumbers"
+	"github.com/rs/zerolog"
 
 	"github.com/screenpop/screenpop/bridge/bus"
 	"github.com/screenpop/screenpop/dataverse"
+	"github.com/screenpop/screenpop/notifications"
 	"github.com/screenpop/screenpop/push"
 )
 
@@ -79,7 +81,15 @@ type Config struct {
 
 	LogLevel  string
 	LogFormat string
+
+	// explicit holds the variables set by the environment or a flag
+	// rather than left at their default.
+	explicit map[string]bool
 }
+
+// IsSet reports whether the variable env was set, by the environment or
+// by its flag, rather than left at its default.
+func (c *Config) IsSet(env string) bool { return c.explicit[env] }
 
 // setting is one configuration variable: its environment name, default,
 // help and how it is parsed into Config. The flag name is derived from the
@@ -325,7 +335,7 @@ func ParseConfig(name string, args []string, getenv func(string) string, req Req
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
-	c := &Config{}
+	c := &Config{explicit: map[string]bool{}}
 	var problems []string
 	for _, s := range settings {
 		v, from := s.def, "default"
@@ -335,6 +345,7 @@ func ParseConfig(name string, args []string, getenv func(string) string, req Req
 		if set[flagName(s.env)] {
 			v, from = *vals[s.env], "--"+flagName(s.env)
 		}
+		c.explicit[s.env] = from != "default"
 		if err := s.parse(c, v); err != nil {
 			if secretSettings[s.env] {
 				err = errors.New("invalid value")
@@ -371,6 +382,15 @@ func (c *Config) validate(req Requirements) []string {
 		if len(c.GenesysAgents) == 0 && c.GenesysAgentsFile == "" && len(c.GenesysQueues) == 0 {
 			p = append(p, "GENESYS_AGENTS, GENESYS_AGENTS_FILE or GENESYS_QUEUES: at least one is required; name the agents (user ids) or queues to watch")
 		}
+		// The notifications client derives its hosts the same way at
+		// start; asking it here refuses a wrong region before anything
+		// connects. GENESYS_API_URL, when set, wins over the region.
+		if c.GenesysRegion != "" || c.GenesysAPIURL != "" {
+			if _, err := notifications.RegionHosts(c.GenesysRegion, c.GenesysAPIURL); err != nil {
+				p = append(p, fmt.Sprintf("GENESYS_REGION: %s; set the domain of the address the org logs in at (https://login.mypurecloud.ie means mypurecloud.ie), without https:// or a path",
+					strings.TrimPrefix(err.Error(), "GENESYS_REGION ")))
+			}
+		}
 	}
 	// Genesys user and queue ids are UUIDs. Anything else would be sent
 	// in a topic name, and one bad topic can fail a channel's whole
@@ -404,6 +424,11 @@ func (c *Config) validate(req Requirements) []string {
 		}
 		need(c.DataverseClientID, "DATAVERSE_CLIENT_ID", "set the Entra ID app registration's application (client) id")
 		need(c.DataverseClientSecret, "DATAVERSE_CLIENT_SECRET", "create a client secret for that app registration and set it")
+		if c.DataverseURL != "" {
+			if problem := dataverseURLProblem(c.DataverseURL); problem != "" {
+				p = append(p, problem)
+			}
+		}
 	}
 	if c.Entities != nil {
 		for _, l := range [][]dataverse.EntityColumns{c.LookupPhone, c.LookupEmail} {
@@ -441,6 +466,26 @@ func (c *Config) validate(req Requirements) []string {
 	}
 	sort.Strings(p)
 	return p
+}
+
+// dataverseURLProblem asks dataverse.New, which validates its configuration
+// without making a request, about the URL alone, so that a URL the client
+// would refuse at start (one with a path, such as a browser address ending
+// in /main.aspx) is refused here, before anything connects. The
+// credentials are stand-ins (the real ones are checked by name in
+// validate), so any error is the URL's.
+func dataverseURLProblem(raw string) string {
+	d, err := dataverse.New(dataverse.Config{URL: raw, ClientID: "validate", ClientSecret: "validate", TokenURL: "https://token.invalid/"}, zerolog.Nop())
+	if err == nil {
+		d.Close()
+		return ""
+	}
+	root := "https://contoso.crm.dynamics.com"
+	if u, perr := url.Parse(raw); perr == nil && u.Host != "" {
+		root = u.Scheme + "://" + u.Host
+	}
+	return fmt.Sprintf("DATAVERSE_URL: %q is refused: %s; set it to the environment's root URL, scheme and host only: %s",
+		raw, strings.TrimPrefix(err.Error(), dataverse.ErrConfig.Error()+": "), root)
 }
 
 // Agents returns the agent ids from GENESYS_AGENTS and GENESYS_AGENTS_FILE,

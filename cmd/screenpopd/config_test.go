@@ -111,6 +111,11 @@ func TestParseConfig(t *testing.T) {
 		{"StreamName", with(good(), "SCREENPOP_STREAM", "a.b"), []string{"SCREENPOP_STREAM"}},
 		{"Concurrency", with(good(), "SCREENPOP_DATAVERSE_CONCURRENCY", "0"), []string{"SCREENPOP_DATAVERSE_CONCURRENCY"}},
 		{"LogLevel", with(good(), "LOG_LEVEL", "loud"), []string{"LOG_LEVEL"}},
+		// Checked by the same functions the clients call at start, so that
+		// they fail here (exit 2) and not after NATS has started.
+		{"GenesysRegion", with(good(), "GENESYS_REGION", "apps.mypurecloud.ie"), []string{`GENESYS_REGION: "apps.mypurecloud.ie" is not a Genesys Cloud region domain`, "mypurecloud.ie", "https://login.mypurecloud.ie means mypurecloud.ie"}},
+		{"DataverseURLWithPath", with(good(), "DATAVERSE_URL", "https://contoso.crm4.dynamics.com/main.aspx?appid=1"), []string{"DATAVERSE_URL", "without a path", "scheme and host only: https://contoso.crm4.dynamics.com"}},
+		{"DataverseURLAPIPath", with(good(), "DATAVERSE_URL", "https://contoso.crm4.dynamics.com/api/data/v9.2"), []string{"DATAVERSE_URL", "scheme and host only: https://contoso.crm4.dynamics.com"}},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
@@ -134,6 +139,22 @@ func TestParseConfig(t *testing.T) {
 	t.Run("DemoNeedsNothing", func(t *testing.T) {
 		if _, _, err := ParseConfig("demo", nil, env(nil), Requirements{}, io.Discard); err != nil {
 			t.Fatal(err)
+		}
+		// demo ignores the Genesys and Dataverse settings, so it does not
+		// refuse them either.
+		if _, _, err := ParseConfig("demo", nil, env(map[string]string{"GENESYS_REGION": "nowhere", "DATAVERSE_URL": "https://contoso.crm.dynamics.com/main.aspx"}), Requirements{}, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("IsSet", func(t *testing.T) {
+		c, _, err := ParseConfig("run", []string{"--data-dir", "/srv/screenpop"}, env(with(good(), "SCREENPOP_POP_ON", "connected")), runReq, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for v, want := range map[string]bool{"SCREENPOP_DATA_DIR": true, "SCREENPOP_POP_ON": true, "GENESYS_REGION": true, "SCREENPOP_LISTEN": false, "SCREENPOP_STREAM": false} {
+			if got := c.IsSet(v); got != want {
+				t.Errorf("IsSet(%s) = %v, want %v", v, got, want)
+			}
 		}
 	})
 	t.Run("EveryVariableHasAFlag", func(t *testing.T) {

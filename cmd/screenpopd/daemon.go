@@ -368,7 +368,7 @@ func (m *Main) Close() {
 // first start. Without the key a logged hash cannot be reversed by hashing
 // every phone number.
 func loadHasher(path string) (bridge.Hasher, error) {
-	key, err := os.ReadFile(path)
+	key, err := readPIIKey(path)
 	if errors.Is(err, os.ErrNotExist) {
 		key = make([]byte, 32)
 		if _, err := rand.Read(key); err != nil {
@@ -378,12 +378,30 @@ func loadHasher(path string) (bridge.Hasher, error) {
 			return bridge.Hasher{}, fmt.Errorf("write pii hash key (SCREENPOP_DATA_DIR must be writable): %w", err)
 		}
 	} else if err != nil {
-		return bridge.Hasher{}, fmt.Errorf("read pii hash key: %w", err)
-	}
-	if len(key) < 16 {
-		return bridge.Hasher{}, fmt.Errorf("pii hash key %s is shorter than 16 bytes; delete it to have a new one made", path)
+		return bridge.Hasher{}, err
 	}
 	return bridge.NewHasher(key), nil
+}
+
+// minPIIKey is the shortest PII hash key the daemon accepts.
+const minPIIKey = 16
+
+// readPIIKey reads an existing PII hash key: an error wrapping
+// os.ErrNotExist when there is none yet, another when it cannot be read or
+// is too short. loadHasher and `screenpopd check` share it, so that check
+// refuses exactly what would stop the daemon.
+func readPIIKey(path string) ([]byte, error) {
+	key, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read pii hash key: %w", err)
+	}
+	if len(key) < minPIIKey {
+		return nil, fmt.Errorf("pii hash key %s is shorter than %d bytes; delete it to have a new one made", path, minPIIKey)
+	}
+	return key, nil
 }
 
 // adminHandler serves /metrics, /healthz, /readyz, /status and pprof.

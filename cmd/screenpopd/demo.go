@@ -39,7 +39,9 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	log := NewLogger(cfg.LogLevel, cfg.LogFormat, c.stderr)
-	d, err := StartDemo(ctx, cfg, log, c.getenv("SCREENPOP_DATA_DIR") == "")
+	// A fresh temporary store unless SCREENPOP_DATA_DIR or --data-dir
+	// names one: asked of the parsed configuration, so the flag counts.
+	d, err := StartDemo(ctx, cfg, log, !cfg.IsSet("SCREENPOP_DATA_DIR"))
 	if err != nil {
 		return err
 	}

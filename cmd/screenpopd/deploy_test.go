@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
@@ -251,9 +252,14 @@ func TestDeploy_SystemdUnit(t *testing.T) {
 	}
 }
 
-// TestDeploy_EnvExample parses screenpop.env.example as the unit would
-// load it (plus the TLS variables the unit sets): every variable is known
-// and the whole is a valid configuration for run.
+// TestDeploy_EnvExample parses screenpop.env.example alone, as the
+// documented `set -a; . screenpop.env; set +a; screenpopd check` sees it:
+// every variable is known and the whole is a valid configuration for run
+// and check. The unit sets nothing of its own but LOG_FORMAT, so the file's
+// SCREENPOP_DATA_DIR and SCREENPOP_TLS_* must be where the unit puts the
+// state directory and the credentials; and the docs give the one command
+// that runs check with them (the credentials directory exists only while
+// the service runs, so check is given the originals).
 func TestDeploy_EnvExample(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(deployDir, "screenpop.env.example"))
 	if err != nil {
@@ -263,7 +269,7 @@ func TestDeploy_EnvExample(t *testing.T) {
 	for _, s := range settings {
 		known[s.env] = true
 	}
-	vars := map[string]string{"SCREENPOP_TLS_CERT": "/run/credentials/screenpopd.service/tls.crt", "SCREENPOP_TLS_KEY": "/run/credentials/screenpopd.service/tls.key"}
+	vars := map[string]string{}
 	for i, l := range strings.Split(string(b), "\n") {
 		l = strings.TrimSpace(l)
 		if l == "" || strings.HasPrefix(l, "#") {
@@ -276,7 +282,64 @@ func TestDeploy_EnvExample(t *testing.T) {
 		}
 		vars[k] = v
 	}
-	if _, _, err := ParseConfig("run", nil, env(vars), Requirements{Genesys: true, Dataverse: true}, io.Discard); err != nil {
-		t.Fatalf("screenpop.env.example is not a valid configuration: %v", err)
+	for _, cmd := range []string{"run", "check"} {
+		if _, _, err := ParseConfig(cmd, nil, env(vars), Requirements{Genesys: true, Dataverse: true}, io.Discard); err != nil {
+			t.Fatalf("screenpop.env.example alone is not a valid %s configuration: %v", cmd, err)
+		}
+	}
+
+	ub, err := os.ReadFile(filepath.Join(deployDir, "screenpopd.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := map[string][]string{}
+	for _, l := range strings.Split(string(ub), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(l), "="); ok && !strings.HasPrefix(l, "#") {
+			unit[k] = append(unit[k], v)
+		}
+	}
+	if got := strings.Join(unit["Environment"], " "); got != "LOG_FORMAT=json" {
+		t.Errorf("unit Environment= %q, want only LOG_FORMAT=json: every other setting belongs in the env file, where check sees it", got)
+	}
+	if sd := unit["StateDirectory"]; len(sd) != 1 || vars["SCREENPOP_DATA_DIR"] != "/var/lib/"+sd[0] {
+		t.Errorf("env SCREENPOP_DATA_DIR=%q, unit StateDirectory=%v: want /var/lib/<StateDirectory>", vars["SCREENPOP_DATA_DIR"], sd)
+	}
+	creds := map[string]string{} // credential name -> source file
+	for _, c := range unit["LoadCredential"] {
+		name, src, _ := strings.Cut(c, ":")
+		creds[name] = src
+	}
+	const credDir = "/run/credentials/screenpopd.service/"
+	check := ""
+	for _, v := range []string{"SCREENPOP_TLS_CERT", "SCREENPOP_TLS_KEY"} {
+		name, ok := strings.CutPrefix(vars[v], credDir)
+		if !ok || creds[name] == "" {
+			t.Errorf("env %s=%q is not %s<a LoadCredential= of the unit> (%v)", v, vars[v], credDir, creds)
+			continue
+		}
+		check += v + "=" + creds[name] + " "
+	}
+	check += "screenpopd check"
+
+	// The documented command: the env file, with the originals of the
+	// credentials for check.
+	want := "set -a; . /etc/screenpop/screenpop.env; set +a\n" + check + "\n"
+	for _, doc := range []string{filepath.Join(deployDir, "README.md"), "../../docs/setup.md", "../../docs/operations.md"} {
+		d, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(d), want) {
+			t.Errorf("%s does not give the check command\n%s", doc, want)
+		}
+	}
+	checkVars := maps.Clone(vars)
+	for _, kv := range strings.Fields(check) {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			checkVars[k] = v
+		}
+	}
+	if _, _, err := ParseConfig("check", nil, env(checkVars), Requirements{Genesys: true, Dataverse: true}, io.Discard); err != nil {
+		t.Fatalf("the documented check command's configuration is invalid: %v", err)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -261,6 +263,27 @@ func TestRun_Subcommands(t *testing.T) {
 			}
 		}
 	})
+	t.Run("RunRefusesRegionAndDataverseURLBeforeStarting", func(t *testing.T) {
+		out.Reset()
+		errb.Reset()
+		vars := testEnv(t)
+		for k, v := range with(good(), "GENESYS_REGION", "login.mypurecloud.ie", "DATAVERSE_URL", "https://contoso.crm4.dynamics.com/main.aspx") {
+			vars[k] = v
+		}
+		code := run(context.Background(), []string{"run"}, env(vars), &out, &errb)
+		if code != 2 {
+			t.Fatalf("run exited %d, want 2 (invalid configuration):\n%s", code, errb.String())
+		}
+		for _, w := range []string{"screenpopd run: invalid configuration", `GENESYS_REGION: "login.mypurecloud.ie" is not a Genesys Cloud region domain`, "DATAVERSE_URL:", "scheme and host only: https://contoso.crm4.dynamics.com"} {
+			if !strings.Contains(errb.String(), w) {
+				t.Errorf("message lacks %q:\n%s", w, errb.String())
+			}
+		}
+		// Nothing started: the data directory holds no PII key or store.
+		if ents, err := os.ReadDir(vars["SCREENPOP_DATA_DIR"]); err != nil || len(ents) != 0 {
+			t.Errorf("data dir after a refused start: %v %v, want empty", ents, err)
+		}
+	})
 	t.Run("Version", func(t *testing.T) {
 		out.Reset()
 		if code := run(context.Background(), []string{"version"}, env(nil), &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "screenpopd ") {
@@ -352,5 +375,63 @@ func TestMarkerGrace(t *testing.T) {
 		if got := markerGrace(maxAge); got != want {
 			t.Errorf("markerGrace(%v) = %v, want %v", maxAge, got, want)
 		}
+	}
+}
+
+// TestDemo_DataDirFlag: `screenpopd demo --data-dir` keeps its store in
+// that directory, with or without SCREENPOP_DATA_DIR (flags win, and
+// either one means no temporary store).
+func TestDemo_DataDirFlag(t *testing.T) {
+	for _, withEnv := range []bool{false, true} {
+		name := "FlagOnly"
+		if withEnv {
+			name = "FlagWinsOverEnv"
+		}
+		t.Run(name, func(t *testing.T) {
+			vars := testEnv(t)
+			envDir := vars["SCREENPOP_DATA_DIR"]
+			if !withEnv {
+				delete(vars, "SCREENPOP_DATA_DIR")
+			}
+			flagDir := filepath.Join(t.TempDir(), "demo-data")
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var out, errb syncbuf.Buffer
+			done := make(chan int, 1)
+			go func() { done <- run(ctx, []string{"demo", "--data-dir", flagDir}, env(vars), &out, &errb) }()
+			exited := false
+			waitFor(t, 20*time.Second, "the demo running", func() bool {
+				select {
+				case code := <-done:
+					exited = true
+					t.Fatalf("demo exited %d early:\n%s", code, errb.String())
+				default:
+				}
+				return strings.Contains(out.String(), "screenpop demo is running")
+			})
+			for _, f := range []string{"pii-hash.key", "jetstream"} {
+				if _, err := os.Stat(filepath.Join(flagDir, f)); err != nil {
+					t.Errorf("the demo's %s is not in the --data-dir directory: %v", f, err)
+				}
+			}
+			cancel()
+			if !exited {
+				select {
+				case code := <-done:
+					if code != 0 {
+						t.Errorf("demo exited %d:\n%s", code, errb.String())
+					}
+				case <-time.After(15 * time.Second):
+					t.Fatal("demo did not stop within 15s of its context ending")
+				}
+			}
+			if ents, err := os.ReadDir(envDir); err != nil || len(ents) != 0 {
+				t.Errorf("SCREENPOP_DATA_DIR %s used despite --data-dir: %v %v", envDir, ents, err)
+			}
+			// Not a temporary store: it outlives the demo.
+			if _, err := os.Stat(filepath.Join(flagDir, "pii-hash.key")); err != nil {
+				t.Errorf("the --data-dir store is gone after the demo: %v", err)
+			}
+		})
 	}
 }
