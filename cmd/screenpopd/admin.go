@@ -35,7 +35,8 @@ func (m *Main) adminHandler() http.Handler {
 	})
 	if m.Config.PProf {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		// No /debug/pprof/cmdline: it would serve the command line, and a
+		// secret given as a flag with it, to anyone who reaches the listener.
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
