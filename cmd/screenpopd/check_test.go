@@ -475,6 +475,31 @@ func TestCheck_ExternalNATS(t *testing.T) {
 		wantLine(t, out, "FAIL nats stream OTHER:", "captures other.>, not screenpop.>", "SCREENPOP_STREAM")
 		line(t, out, "skip nats publish:")
 	})
+
+	// Streams that run's update at start would be refused for.
+	t.Run("ReplicasWithoutACluster", func(t *testing.T) {
+		r.vars["SCREENPOP_STREAM_REPLICAS"] = "3"
+		defer func() { r.vars["SCREENPOP_STREAM_REPLICAS"] = "" }()
+		code, out := r.check(t)
+		if code != 1 {
+			t.Errorf("exit %d, want 1", code)
+		}
+		wantLine(t, out, "FAIL nats stream SCREENPOP:", "not in a cluster", "SCREENPOP_STREAM_REPLICAS=1")
+	})
+	t.Run("StreamInMemory", func(t *testing.T) {
+		// Last: it replaces the SCREENPOP stream with one in memory.
+		if err := js.DeleteStream(ctx, "SCREENPOP"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SCREENPOP", Subjects: []string{"screenpop.>"}, Storage: jetstream.MemoryStorage}); err != nil {
+			t.Fatal(err)
+		}
+		code, out := r.check(t)
+		if code != 1 {
+			t.Errorf("exit %d, want 1", code)
+		}
+		wantLine(t, out, "FAIL nats stream SCREENPOP:", "memory storage", "nats stream rm SCREENPOP")
+	})
 }
 
 func TestCheck_NATSWithoutJetStream(t *testing.T) {

@@ -323,6 +323,19 @@ func checkNATS(ctx context.Context, cfg *Config, log zerolog.Logger, r *report) 
 			r.skip("nats publish", "needs the stream")
 			return
 		}
+		// What run's update at start would be refused for.
+		if info.Config.Storage != jetstream.FileStorage {
+			r.fail(sname, fmt.Errorf("has %s storage; screenpopd keeps it on file, and NATS cannot change a stream's storage", strings.ToLower(info.Config.Storage.String())),
+				"delete the stream (nats stream rm "+cfg.Stream+") so that screenpopd creates it, or choose another SCREENPOP_STREAM")
+			r.skip("nats publish", "needs a stream screenpopd can use")
+			return
+		}
+		if cfg.StreamReplicas > 1 && js.Conn().ConnectedClusterName() == "" {
+			r.fail(sname, fmt.Errorf("SCREENPOP_STREAM_REPLICAS=%d, but the NATS server is not in a cluster", cfg.StreamReplicas),
+				"set SCREENPOP_STREAM_REPLICAS=1 for a single server, or point NATS_URL at a JetStream cluster")
+			r.skip("nats publish", "needs a stream screenpopd can use")
+			return
+		}
 		var drift []string
 		if info.Config.MaxAge != cfg.StreamMaxAge {
 			drift = append(drift, fmt.Sprintf("max age %s (configured %s)", info.Config.MaxAge, cfg.StreamMaxAge))
