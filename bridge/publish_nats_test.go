@@ -134,15 +134,7 @@ func TestEventPublisher_NATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- pub.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	defer runPublisher(t, pub)()
 
 	waitMsgs := func(c *bus.Conn, want uint64) {
 		t.Helper()
@@ -247,15 +239,7 @@ func TestEventPublisher_TooLargeForTheBus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- pub.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	defer runPublisher(t, pub)()
 	event := func(conv string, attrs map[string]string) bridge.Event {
 		return bridge.Event{ConversationID: bridge.ConversationID(conv), Agent: bridge.AgentLeg{UserID: "agent-big", ParticipantID: "P1"},
 			Media: bridge.MediaVoice, State: bridge.StateAlerting, ReceivedAt: bridge.Time{Time: time.Now()},
@@ -308,4 +292,17 @@ func streamMsgs(tb testing.TB, c *bus.Conn) uint64 {
 		tb.Fatal(err)
 	}
 	return info.State.Msgs
+}
+
+// runPublisher runs pub until the returned stop is called.
+func runPublisher(t *testing.T, pub *bridge.EventPublisher) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- pub.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
 }
