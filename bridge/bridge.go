@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 )
@@ -304,8 +305,18 @@ type PopStore interface {
 var ErrLegEnded = errors.New("the agent leg has ended")
 
 // ErrTooLarge is wrapped by a Publisher's error for a message larger than
-// the bus accepts: no retry makes it fit.
+// the bus accepts: no retry makes it fit. The error is a *TooLargeError
+// when the Publisher knows the limit.
 var ErrTooLarge = errors.New("message larger than the bus accepts")
+
+// TooLargeError is a message of Size bytes refused by a bus that takes Max.
+type TooLargeError struct{ Size, Max int }
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("%v: %d bytes, the bus takes %d", ErrTooLarge, e.Size, e.Max)
+}
+
+func (e *TooLargeError) Is(target error) bool { return target == ErrTooLarge }
 
 // ErrInvalidToken is returned by an AgentAuthenticator for a token that is
 // unknown, malformed, expired or revoked.

@@ -1,12 +1,14 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -309,17 +311,21 @@ func (p *EventPublisher) publish(ctx context.Context, e Event) {
 			return
 		}
 		if errors.Is(err, ErrTooLarge) {
-			// Only participant data can make an event that large: drop its
-			// largest attribute and try again at once (the override rule's
-			// ids are short and stay), rather than retry for ever in front
-			// of every later event of this lane.
-			if k := largestAttribute(e.Customer.Attributes); k != "" {
-				p.log.Warn().Str("event_id", msg.ID).Int("bytes", len(msg.Data)).Int("attribute_bytes", len(e.Customer.Attributes[k])).
-					Msg("event too large for the bus: its largest customer attribute is left out")
-				attrs := maps.Clone(e.Customer.Attributes)
-				delete(attrs, k)
+			// Only participant data can make an event that large: leave out
+			// its largest attributes, as many as it takes, and try again at
+			// once (the override rule's ids are short and stay), rather than
+			// retry for ever in front of every later event of this lane.
+			over := len(msg.Data) // without the bus's limit: every attribute
+			var tl *TooLargeError
+			if errors.As(err, &tl) && tl.Max > 0 {
+				over = tl.Size - tl.Max + 1024 // and room for the headers
+			}
+			if attrs, dropped := withoutLargest(e.Customer.Attributes, over); dropped > 0 {
+				p.log.Warn().Str("event_id", msg.ID).Int("bytes", len(msg.Data)).Int("attributes_left_out", dropped).
+					Msg("event too large for the bus: its largest customer attributes are left out")
 				e.Customer.Attributes = attrs
 				if msg, err = EncodeEvent(&e, at); err == nil {
+					attempt-- // not a failed attempt
 					continue
 				}
 			}
@@ -355,13 +361,22 @@ func (p *EventPublisher) publish(ctx context.Context, e Event) {
 	}
 }
 
-// largestAttribute returns the key of attrs' longest value, "" for none.
-func largestAttribute(attrs map[string]string) string {
-	best := ""
-	for k, v := range attrs {
-		if best == "" || len(v)+len(k) > len(attrs[best])+len(best) {
-			best = k
+// withoutLargest returns a copy of attrs without its largest attributes,
+// enough of them to save at least over bytes (all of them if it takes
+// that), and how many it left out.
+func withoutLargest(attrs map[string]string, over int) (map[string]string, int) {
+	keys := slices.Collect(maps.Keys(attrs))
+	size := func(k string) int { return len(k) + len(attrs[k]) + 6 } // "k":"v",
+	slices.SortFunc(keys, func(a, b string) int { return cmp.Compare(size(b), size(a)) })
+	out := maps.Clone(attrs)
+	n, saved := 0, 0
+	for _, k := range keys {
+		if saved >= over {
+			break
 		}
+		saved += size(k)
+		delete(out, k)
+		n++
 	}
-	return best
+	return out, n
 }

@@ -422,7 +422,7 @@ func (c *Conn) Publish(ctx context.Context, m bridge.Message) error {
 	if err != nil {
 		c.metrics.publishErrors.Inc()
 		if errors.Is(err, nats.ErrMaxPayload) {
-			return fmt.Errorf("publish %s (%d bytes): %w: %w", m.Subject, len(m.Data), bridge.ErrTooLarge, err)
+			return fmt.Errorf("publish %s: %w", m.Subject, &bridge.TooLargeError{Size: len(m.Data), Max: int(c.nc.MaxPayload())})
 		}
 		return fmt.Errorf("publish %s: %w", m.Subject, err)
 	}
@@ -758,6 +758,13 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 	// is finished rather than lost.
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hcancel()
+	// Every return waits for the handlers in flight, which get DrainWithin
+	// from then on before their context ends.
+	defer func() {
+		drain := time.AfterFunc(cc.DrainWithin, hcancel)
+		wg.Wait()
+		drain.Stop()
+	}()
 	handle := func(m jetstream.Msg) {
 		select {
 		case sem <- struct{}{}: // blocks the consume loop: back-pressure, not an unbounded queue
@@ -797,6 +804,7 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 			}
 		}()
 	}
+	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		cons, err := c.js.CreateOrUpdateConsumer(ctx, c.cfg.Stream, jetstream.ConsumerConfig{
 			Durable:        cc.Durable,
@@ -817,24 +825,36 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 			}
 			// Making it again after it was lost: keep trying, NATS may be
 			// coming back.
-			c.log.Error().Err(err).Str("consumer", cc.Durable).Msg("the resolver's consumer cannot be created again, retrying: no pops until it is")
-			if !sleepCtx(ctx, time.Second) {
+			if attempt == 1 || attempt%10 == 0 {
+				c.log.Error().Err(err).Str("consumer", cc.Durable).Int("attempt", attempt).Msg("the resolver's consumer cannot be created again, retrying: no pops until it is")
+			}
+			if !sleepCtx(ctx, backoff) {
 				return nil
 			}
+			backoff = min(backoff*2, 30*time.Second)
 			continue
 		}
 		// The consumer can go from under a running Consume: deleted (by
-		// hand, or by an incident on an external cluster) or not found
-		// after a reconnect. Consume does not make it again, so without
-		// this no event would pop again while the daemon looked healthy.
+		// hand, or by an incident on an external cluster) while this
+		// instance is connected (a 409 to its waiting pull) or while it is
+		// not (its pulls then find no responder). Consume does not make it
+		// again, so without this no event would pop again while the daemon
+		// looked healthy.
 		lost := make(chan error, 1)
+		suspect := make(chan struct{}, 1)
 		consCtx, err := cons.Consume(handle, jetstream.PullMaxMessages(cc.Workers*2), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+			switch {
+			case errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound):
 				select {
 				case lost <- err:
 				default:
 				}
 				return
+			case errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoHeartbeat):
+				select { // is it still there? asked outside the consume loop
+				case suspect <- struct{}{}:
+				default:
+				}
 			}
 			c.log.Debug().Err(err).Msg("consume events")
 		}))
@@ -844,25 +864,40 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 			}
 			return fmt.Errorf("consume events: %w", err)
 		}
+		started := time.Now()
 		var why error
-		select {
-		case <-ctx.Done():
-			consCtx.Stop()
-			// Handlers in flight get DrainWithin from now, then their
-			// context ends.
-			drain := time.AfterFunc(cc.DrainWithin, hcancel)
-			defer drain.Stop()
-			<-consCtx.Closed()
-			wg.Wait()
-			return nil
-		case why = <-lost:
-		case <-consCtx.Closed():
-			why = errors.New("consume stopped")
+		for why == nil {
+			select {
+			case <-ctx.Done():
+				consCtx.Stop()
+				<-consCtx.Closed()
+				return nil
+			case why = <-lost:
+			case <-consCtx.Closed():
+				why = errors.New("consume stopped")
+			case <-suspect:
+				ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				_, err := cons.Info(ictx)
+				cancel()
+				if errors.Is(err, jetstream.ErrConsumerNotFound) {
+					why = err
+				}
+			}
 		}
 		consCtx.Stop()
 		<-consCtx.Closed()
 		c.metrics.consumerLost.Inc()
 		c.log.Error().Err(why).Str("consumer", cc.Durable).Msg("the resolver's consumer was lost, creating it again: events published until then make no pop")
+		// A consumer lost again and again (a terminal error that is not a
+		// deletion) must not spin: back off unless it ran a good while.
+		if time.Since(started) > time.Minute {
+			backoff = 100 * time.Millisecond
+		} else {
+			if !sleepCtx(ctx, backoff) {
+				return nil
+			}
+			backoff = min(backoff*2, 30*time.Second)
+		}
 	}
 }
 

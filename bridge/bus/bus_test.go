@@ -842,3 +842,123 @@ func TestStart_ServerLinesHaveOneComponent(t *testing.T) {
 		t.Fatal("no nats-server line logged: the test checks nothing")
 	}
 }
+
+// The same when the consumer goes while this instance is cut off from
+// NATS: its pulls then find no responder, and nothing says "deleted".
+func TestConn_ConsumeEventsRecreatesAConsumerLostWhileDisconnected(t *testing.T) {
+	server := MustStart(t, bus.Config{})
+	u, err := url.Parse(server.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := newCutProxy(t, u.Host)
+	c, err := bus.Start(context.Background(), bus.Config{URL: "nats://" + px.ln.Addr().String()}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	seen := make(chan string, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- c.ConsumeEvents(ctx, bus.ConsumeConfig{Durable: "cutoff"}, func(_ context.Context, data []byte) error {
+			e, err := bridge.DecodeEvent(data)
+			if err != nil {
+				return err
+			}
+			seen <- string(e.ConversationID)
+			return nil
+		})
+	}()
+	waitFor(t, 5*time.Second, func() bool {
+		cons, err := server.JetStream().Consumer(context.Background(), server.StreamName(), "cutoff")
+		return err == nil && cons.CachedInfo().NumWaiting > 0
+	})
+	px.cut()
+	waitFor(t, 5*time.Second, func() bool { return !c.NATS().IsConnected() })
+	if err := server.JetStream().DeleteConsumer(context.Background(), server.StreamName(), "cutoff"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool { return c.NATS().IsConnected() })
+	waitFor(t, 10*time.Second, func() bool {
+		_, err := server.JetStream().Consumer(context.Background(), server.StreamName(), "cutoff")
+		return err == nil
+	})
+	e := &bridge.Event{ConversationID: "conv-cutoff", Agent: bridge.AgentLeg{UserID: "agent-c", ParticipantID: "P1"}, Media: bridge.MediaVoice, State: bridge.StateAlerting}
+	m, err := bridge.EncodeEvent(e, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := server.Publish(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-seen:
+		if got != "conv-cutoff" {
+			t.Fatalf("consumed %s", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an event published after the reconnect was not consumed: the lost consumer was not made again")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// After the consumer is lost, a shutdown still waits for the handlers in
+// flight and gives them DrainWithin, as it does otherwise.
+func TestConn_ConsumeEventsDrainsAfterALostConsumer(t *testing.T) {
+	c := MustStart(t, bus.Config{Listen: "off"})
+	started, release := make(chan struct{}), make(chan struct{})
+	var cutShort atomic.Bool
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- c.ConsumeEvents(ctx, bus.ConsumeConfig{Durable: "drained", DrainWithin: 5 * time.Second}, func(hctx context.Context, _ []byte) error {
+			close(started)
+			select {
+			case <-release:
+			case <-hctx.Done():
+				cutShort.Store(true)
+			}
+			return nil
+		})
+	}()
+	waitFor(t, 5*time.Second, func() bool {
+		cons, err := c.JetStream().Consumer(context.Background(), c.StreamName(), "drained")
+		return err == nil && cons.CachedInfo().NumWaiting > 0
+	})
+	e := &bridge.Event{ConversationID: "conv-drained", Agent: bridge.AgentLeg{UserID: "agent-d", ParticipantID: "P1"}, Media: bridge.MediaVoice, State: bridge.StateAlerting}
+	m, err := bridge.EncodeEvent(e, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	// The stream goes, and the consumer with it: it cannot be made again.
+	if err := c.JetStream().DeleteStream(context.Background(), c.StreamName()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // let the loss be seen
+	cancel()
+	select {
+	case <-done:
+		t.Fatal("ConsumeEvents returned with a handler in flight")
+	case <-time.After(500 * time.Millisecond):
+	}
+	if cutShort.Load() {
+		t.Fatal("the handler's context ended before DrainWithin")
+	}
+	close(release)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ConsumeEvents did not return once the handler was done")
+	}
+}
