@@ -255,9 +255,9 @@ func TestDeploy_SystemdUnit(t *testing.T) {
 // TestDeploy_EnvExample parses screenpop.env.example alone, as the
 // documented `set -a; . screenpop.env; set +a; screenpopd check` sees it:
 // every variable is known and the whole is a valid configuration for run
-// and check. The unit sets nothing of its own but LOG_FORMAT, so the file's
-// SCREENPOP_DATA_DIR and SCREENPOP_TLS_* must be where the unit puts the
-// state directory and the credentials; and the docs give the one command
+// and check. The unit sets LOG_FORMAT, and the file's SCREENPOP_DATA_DIR and
+// SCREENPOP_TLS_* (for older env files) to the same values, which must be
+// where the unit puts the state directory and the credentials; and the docs give the one command
 // that runs check with them (the credentials directory exists only while
 // the service runs, so check is given the originals).
 func TestDeploy_EnvExample(t *testing.T) {
@@ -298,8 +298,21 @@ func TestDeploy_EnvExample(t *testing.T) {
 			unit[k] = append(unit[k], v)
 		}
 	}
-	if got := strings.Join(unit["Environment"], " "); got != "LOG_FORMAT=json" {
-		t.Errorf("unit Environment= %q, want only LOG_FORMAT=json: every other setting belongs in the env file, where check sees it", got)
+	// The unit sets the data dir and TLS itself too, for env files made
+	// from an earlier example (the env file wins): the same values, or the
+	// service and check would disagree.
+	const credDir = "/run/credentials/screenpopd.service/"
+	for _, kv := range strings.Fields(strings.Join(unit["Environment"], " ")) {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "LOG_FORMAT":
+		case "SCREENPOP_DATA_DIR", "SCREENPOP_TLS_CERT", "SCREENPOP_TLS_KEY":
+			if v = strings.Replace(v, "%d/", credDir, 1); vars[k] != v {
+				t.Errorf("unit Environment= %s=%s, env file %q: want the same", k, v, vars[k])
+			}
+		default:
+			t.Errorf("unit Environment= sets %s: every setting belongs in the env file, where check sees it", k)
+		}
 	}
 	if sd := unit["StateDirectory"]; len(sd) != 1 || vars["SCREENPOP_DATA_DIR"] != "/var/lib/"+sd[0] {
 		t.Errorf("env SCREENPOP_DATA_DIR=%q, unit StateDirectory=%v: want /var/lib/<StateDirectory>", vars["SCREENPOP_DATA_DIR"], sd)
@@ -309,7 +322,6 @@ func TestDeploy_EnvExample(t *testing.T) {
 		name, src, _ := strings.Cut(c, ":")
 		creds[name] = src
 	}
-	const credDir = "/run/credentials/screenpopd.service/"
 	check := ""
 	for _, v := range []string{"SCREENPOP_TLS_CERT", "SCREENPOP_TLS_KEY"} {
 		name, ok := strings.CutPrefix(vars[v], credDir)
