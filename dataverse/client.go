@@ -457,7 +457,7 @@ func (c *Client) batch(ctx context.Context, list []EntityColumns, values []strin
 	if err != nil {
 		return nil, fmt.Errorf("batch: %w", err)
 	}
-	var parts []batchPart
+	var found []bridge.Record
 	_, _, err = c.send(ctx, "batch", "", func(ctx context.Context) (*http.Request, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.api+"$batch", bytes.NewReader(body))
 		if err == nil {
@@ -477,10 +477,13 @@ func (c *Client) batch(ctx context.Context, list []EntityColumns, values []strin
 			}
 			return err
 		}
-		// A failed part first: it is the error, even when the batch was
-		// stopped there and the answer is short, and it names the entity
-		// (a missing read privilege), is retried (503, 408) or gets a
-		// fresh token (401) as a request of its own would.
+		// The parts in the entities' order: the first with a row decides,
+		// whatever the later ones answered. A failed part before it is the
+		// error, even when the batch was stopped there and the answer is
+		// short, and it names the entity (a missing read privilege), is
+		// retried (503, 408) or gets a fresh token (401) as a request of
+		// its own would.
+		found = nil
 		for i, p := range ps[:min(len(ps), len(list))] {
 			if p.Status < 200 || p.Status > 299 {
 				h := p.Header
@@ -490,6 +493,16 @@ func (c *Client) batch(ctx context.Context, list []EntityColumns, values []strin
 				}
 				return c.statusError("batch", list[i].Entity, tok, &http.Response{StatusCode: p.Status, Header: h}, p.Body)
 			}
+			recs, err := c.records(c.cfg.Entities[list[i].Entity], p.Body)
+			if err != nil {
+				return err
+			}
+			if len(recs) > 0 {
+				if ok {
+					found = recs
+				}
+				return nil
+			}
 		}
 		if !ok {
 			return nil
@@ -497,22 +510,12 @@ func (c *Client) batch(ctx context.Context, list []EntityColumns, values []strin
 		if len(ps) != len(list) {
 			return fmt.Errorf("batch: %d answers for %d queries", len(ps), len(list))
 		}
-		parts = ps
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	for i, ec := range list {
-		recs, err := c.records(c.cfg.Entities[ec.Entity], parts[i].Body)
-		if err != nil {
-			return nil, err
-		}
-		if len(recs) > 0 {
-			return recs, nil
-		}
-	}
-	return nil, nil
+	return found, nil
 }
 
 // records decodes an entity collection answer.

@@ -488,6 +488,24 @@ func TestClient_BatchPartFailure(t *testing.T) {
 				}
 				firstBatch(t, srv, http.StatusForbidden)
 			})
+			t.Run("LaterEntityFailsAfterAMatch", func(t *testing.T) {
+				// The contact, first in order, decides: the account query's
+				// failure does not matter (it is not even answered when
+				// the batch stops at it).
+				srv, c, id := env(t)
+				srv.FailNextIn("accounts", 1, http.StatusServiceUnavailable)
+				recs, err := c.Lookup(ctxT(t, 10*time.Second), phone("+13175550230"))
+				if err != nil || len(recs) != 1 || recs[0].ID != id {
+					t.Fatalf("got %+v, %v; want the contact", recs, err)
+				}
+				want := 1 // one batch, no retry
+				if mode.ignore {
+					want = 2 // a stopped batch answers with the account's 503: retried
+				}
+				if n := srv.HTTPRequests(); n != want {
+					t.Fatalf("%d requests, want %d", n, want)
+				}
+			})
 			t.Run("Unavailable", func(t *testing.T) {
 				srv, c, id := env(t)
 				srv.FailNextIn("contacts", 1, http.StatusServiceUnavailable)
