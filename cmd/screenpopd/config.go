@@ -311,6 +311,17 @@ type Requirements struct {
 	Dataverse bool // URL and credentials
 }
 
+// flagValue is a setting's flag: a string, except that a boolean setting's
+// flag may stand alone (--pprof means --pprof=true).
+type flagValue struct {
+	s      string
+	isBool bool
+}
+
+func (v *flagValue) String() string     { return v.s }
+func (v *flagValue) Set(s string) error { v.s = s; return nil }
+func (v *flagValue) IsBoolFlag() bool   { return v.isBool }
+
 // ParseConfig reads every setting from flags (args) and getenv (flags win),
 // applies defaults and validates. Unknown flags and malformed values are
 // errors naming the variable and the fix.
@@ -323,7 +334,9 @@ func ParseConfig(name string, args []string, getenv func(string) string, req Req
 		if s.def != "" {
 			help += ", default " + s.def
 		}
-		vals[s.env] = fs.String(flagName(s.env), "", help+")")
+		v := &flagValue{isBool: s.def == "false" || s.def == "true"}
+		fs.Var(v, flagName(s.env), help+")")
+		vals[s.env] = &v.s
 	}
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: screenpopd %s [flags]\n\nEvery flag has an environment variable (shown); flags win.\n\n", name)

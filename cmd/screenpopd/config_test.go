@@ -70,6 +70,20 @@ func TestParseConfig(t *testing.T) {
 			t.Fatalf("flags did not win: %+v", c)
 		}
 	})
+	t.Run("BooleanFlagsStandAlone", func(t *testing.T) {
+		c, _, err := ParseConfig("run", []string{"--pprof", "--pop-internal=true", "--allow-plaintext=false"},
+			env(with(good(), "SCREENPOP_ALLOW_PLAINTEXT", "true")), runReq, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !c.PProf || !c.PopInternal || c.AllowPlaintext {
+			t.Fatalf("pprof %v pop-internal %v allow-plaintext %v; want true, true, false", c.PProf, c.PopInternal, c.AllowPlaintext)
+		}
+		// A setting that is not boolean still needs its value.
+		if _, _, err := ParseConfig("run", []string{"--pop-on"}, env(good()), runReq, io.Discard); err == nil {
+			t.Fatal("--pop-on without a value accepted")
+		}
+	})
 	t.Run("AgentsFile", func(t *testing.T) {
 		f := filepath.Join(t.TempDir(), "agents")
 		os.WriteFile(f, []byte("# watched\n"+b1+"\n\n"+b2+"\n"), 0o600)
