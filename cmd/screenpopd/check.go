@@ -44,6 +44,9 @@ func (c *CheckCommand) Run(ctx context.Context, args []string) error {
 		return &ConfigError{Problems: []string{err.Error()}}
 	}
 	fmt.Fprintf(c.stdout, "ok   config: every variable is valid (%d agents, %d queues, pop on %s, auth %s)\n", len(agents), len(cfg.GenesysQueues), cfg.PopOn, cfg.Auth)
+	for _, u := range UnknownVariables(environ()) {
+		fmt.Fprintf(c.stdout, "warn config: %s\n", u)
+	}
 	ctx, cancel := context.WithTimeout(ctx, checkDeadline)
 	defer cancel()
 	failed := RunChecks(ctx, cfg, NewLogger("error", "json", io.Discard), c.stdout)

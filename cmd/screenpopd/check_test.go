@@ -115,6 +115,17 @@ func wantLine(t *testing.T, out, prefix string, contains ...string) string {
 	return l
 }
 
+func TestCheck_WarnsOfAMisspelledVariable(t *testing.T) {
+	environ = func() []string { return []string{"SCREENPOP_ALLOWED_ORIGIN=https://contoso.crm4.dynamics.com"} }
+	defer func() { environ = func() []string { return nil } }()
+	r := newCheckRig(t)
+	code, out := r.check(t)
+	if code != 0 {
+		t.Fatalf("exit %d, want 0: a warning does not fail the check", code)
+	}
+	wantLine(t, out, "warn config:", "SCREENPOP_ALLOWED_ORIGIN is not a setting", "did you mean SCREENPOP_ALLOWED_ORIGINS?")
+}
+
 func TestCheck_AllOK(t *testing.T) {
 	r := newCheckRig(t)
 	code, out := r.check(t)

@@ -311,6 +311,64 @@ type Requirements struct {
 	Dataverse bool // URL and credentials
 }
 
+// environ lists the process environment; a variable for the tests.
+var environ = os.Environ
+
+// UnknownVariables names the variables of environ that look like settings
+// (GENESYS_, DATAVERSE_, NATS_, SCREENPOP_) but are none, each with the
+// nearest setting: a misspelled variable is otherwise silently ignored
+// and its default used (SCREENPOP_ALLOWED_ORIGIN: every browser refused).
+func UnknownVariables(environ []string) []string {
+	known := make(map[string]bool, len(settings))
+	for _, s := range settings {
+		known[s.env] = true
+	}
+	var out []string
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if known[k] || strings.HasPrefix(k, "SCREENPOP_TEST_") || !(strings.HasPrefix(k, "SCREENPOP_") || strings.HasPrefix(k, "GENESYS_") ||
+			strings.HasPrefix(k, "DATAVERSE_") || strings.HasPrefix(k, "NATS_")) {
+			continue
+		}
+		best, dist := "", 4 // suggest within three edits
+		for _, s := range settings {
+			if d := editDistance(k, s.env); d < dist {
+				best, dist = s.env, d
+			}
+		}
+		msg := k + " is not a setting and is ignored"
+		if best != "" {
+			msg += "; did you mean " + best + "?"
+		} else {
+			msg += "; docs/configuration.md lists every setting"
+		}
+		out = append(out, msg)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
 // flagValue is a setting's flag: a string, except that a boolean setting's
 // flag may stand alone (--pprof means --pprof=true).
 type flagValue struct {

@@ -182,3 +182,23 @@ func TestParseConfig(t *testing.T) {
 		}
 	})
 }
+
+func TestUnknownVariables(t *testing.T) {
+	got := UnknownVariables([]string{
+		"SCREENPOP_ALLOWED_ORIGIN=https://contoso.crm4.dynamics.com", // one letter short
+		"SCREENPOP_ALLOWED_ORIGINS=https://contoso.crm4.dynamics.com",
+		"GENESYS_REGON=mypurecloud.ie",
+		"SCREENPOP_SOMETHING_ELSE=1",
+		"SCREENPOP_TEST_OLD_NATS_SERVER=/bin/x", // the tests' own
+		"SCREENPOPD_GOGC=200",                   // the load tool's, for the daemon's runtime
+		"PATH=/usr/bin",
+	})
+	want := []string{
+		"GENESYS_REGON is not a setting and is ignored; did you mean GENESYS_REGION?",
+		"SCREENPOP_ALLOWED_ORIGIN is not a setting and is ignored; did you mean SCREENPOP_ALLOWED_ORIGINS?",
+		"SCREENPOP_SOMETHING_ELSE is not a setting and is ignored; docs/configuration.md lists every setting",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

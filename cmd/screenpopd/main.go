@@ -118,6 +118,9 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	log := NewLogger(cfg.LogLevel, cfg.LogFormat, c.stderr)
+	for _, u := range UnknownVariables(environ()) {
+		log.Warn().Str("component", "main").Msg(u)
+	}
 	m := NewMain(cfg, log)
 	if err := m.Open(ctx); err != nil {
 		m.Close()

@@ -22,7 +22,13 @@ import (
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// The commands read their settings through the getenv each test gives;
+	// the process environment's unknown variables (a developer's shell)
+	// must not leak into their output either.
+	environ = func() []string { return nil }
+	goleak.VerifyTestMain(m)
+}
 
 // env is a getenv over a map.
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
