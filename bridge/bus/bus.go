@@ -862,7 +862,15 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("consume events: %w", err)
+			if attempt == 0 {
+				return fmt.Errorf("consume events: %w", err)
+			}
+			c.log.Error().Err(err).Str("consumer", cc.Durable).Int("attempt", attempt).Msg("the resolver's consumer cannot be consumed again, retrying: no pops until it is")
+			if !sleepCtx(ctx, backoff) {
+				return nil
+			}
+			backoff = min(backoff*2, 30*time.Second)
+			continue
 		}
 		started := time.Now()
 		var why error
