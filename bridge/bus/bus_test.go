@@ -678,34 +678,7 @@ func TestConn_ConsumeEventsRecreatesALostConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	seen := make(chan string, 16)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- c.ConsumeEvents(ctx, bus.ConsumeConfig{Durable: "lost"}, func(_ context.Context, data []byte) error {
-			e, err := bridge.DecodeEvent(data)
-			if err != nil {
-				return err
-			}
-			seen <- string(e.ConversationID)
-			return nil
-		})
-	}()
-	running := func() bool {
-		cons, err := c.JetStream().Consumer(context.Background(), c.StreamName(), "lost")
-		return err == nil && cons.CachedInfo().NumWaiting > 0
-	}
-	publish := func(conv string) {
-		t.Helper()
-		e := &bridge.Event{ConversationID: bridge.ConversationID(conv), Agent: bridge.AgentLeg{UserID: "agent-l", ParticipantID: "P1"}, Media: bridge.MediaVoice, State: bridge.StateAlerting}
-		m, err := bridge.EncodeEvent(e, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Publish(context.Background(), m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	seen, stop := consumeConversations(t, c, "lost")
 	next := func(want string) {
 		t.Helper()
 		select {
@@ -717,21 +690,49 @@ func TestConn_ConsumeEventsRecreatesALostConsumer(t *testing.T) {
 			t.Fatalf("%s not consumed within 5s", want)
 		}
 	}
-	waitFor(t, 5*time.Second, running)
-	publish("conv-before")
+	waitFor(t, 5*time.Second, pulling(c, "lost"))
+	publishEvent(t, c, "conv-before")
 	next("conv-before")
 
 	if err := c.JetStream().DeleteConsumer(context.Background(), c.StreamName(), "lost"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "the resolver's consumer was lost") })
-	waitFor(t, 5*time.Second, running)
-	publish("conv-after")
+	waitFor(t, 5*time.Second, pulling(c, "lost"))
+	publishEvent(t, c, "conv-after")
 	next("conv-after")
+	stop()
+}
 
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+// consumeConversations runs ConsumeEvents on durable with a handler that
+// sends each event's conversation id; stop ends it and checks its error.
+func consumeConversations(t *testing.T, c *bus.Conn, durable string) (seen <-chan string, stop func()) {
+	ch := make(chan string, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- c.ConsumeEvents(ctx, bus.ConsumeConfig{Durable: durable}, func(_ context.Context, data []byte) error {
+			e, err := bridge.DecodeEvent(data)
+			if err != nil {
+				return err
+			}
+			ch <- string(e.ConversationID)
+			return nil
+		})
+	}()
+	return ch, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// pulling reports whether durable exists and has a pull waiting.
+func pulling(c *bus.Conn, durable string) func() bool {
+	return func() bool {
+		cons, err := c.JetStream().Consumer(context.Background(), c.StreamName(), durable)
+		return err == nil && cons.CachedInfo().NumWaiting > 0
 	}
 }
 
@@ -770,6 +771,23 @@ func newCutProxy(t *testing.T, addr string) *cutProxy {
 	return p
 }
 
+// behindCutProxy starts an embedded server and a second connection to it
+// through a cutProxy.
+func behindCutProxy(t *testing.T) (server, client *bus.Conn, px *cutProxy) {
+	server = MustStart(t, bus.Config{})
+	u, err := url.Parse(server.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	px = newCutProxy(t, u.Host)
+	client, err = bus.Start(context.Background(), bus.Config{URL: "nats://" + px.ln.Addr().String()}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	return server, client, px
+}
+
 func (p *cutProxy) cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -784,17 +802,7 @@ func (p *cutProxy) cut() {
 // the client rebuilds the follow consumer after the reconnect, and a
 // consumer of "new" pops would start after it.
 func TestConn_FollowPopsAcrossAReconnect(t *testing.T) {
-	server := MustStart(t, bus.Config{})
-	u, err := url.Parse(server.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	px := newCutProxy(t, u.Host)
-	follower, err := bus.Start(context.Background(), bus.Config{URL: "nats://" + px.ln.Addr().String()}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(follower.Close)
+	server, follower, px := behindCutProxy(t)
 	got := make(chan string, 8)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -846,34 +854,9 @@ func TestStart_ServerLinesHaveOneComponent(t *testing.T) {
 // The same when the consumer goes while this instance is cut off from
 // NATS: its pulls then find no responder, and nothing says "deleted".
 func TestConn_ConsumeEventsRecreatesAConsumerLostWhileDisconnected(t *testing.T) {
-	server := MustStart(t, bus.Config{})
-	u, err := url.Parse(server.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	px := newCutProxy(t, u.Host)
-	c, err := bus.Start(context.Background(), bus.Config{URL: "nats://" + px.ln.Addr().String()}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	seen := make(chan string, 16)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- c.ConsumeEvents(ctx, bus.ConsumeConfig{Durable: "cutoff"}, func(_ context.Context, data []byte) error {
-			e, err := bridge.DecodeEvent(data)
-			if err != nil {
-				return err
-			}
-			seen <- string(e.ConversationID)
-			return nil
-		})
-	}()
-	waitFor(t, 5*time.Second, func() bool {
-		cons, err := server.JetStream().Consumer(context.Background(), server.StreamName(), "cutoff")
-		return err == nil && cons.CachedInfo().NumWaiting > 0
-	})
+	server, c, px := behindCutProxy(t)
+	seen, stop := consumeConversations(t, c, "cutoff")
+	waitFor(t, 5*time.Second, pulling(server, "cutoff"))
 	px.cut()
 	waitFor(t, 5*time.Second, func() bool { return !c.NATS().IsConnected() })
 	if err := server.JetStream().DeleteConsumer(context.Background(), server.StreamName(), "cutoff"); err != nil {
@@ -884,14 +867,7 @@ func TestConn_ConsumeEventsRecreatesAConsumerLostWhileDisconnected(t *testing.T)
 		_, err := server.JetStream().Consumer(context.Background(), server.StreamName(), "cutoff")
 		return err == nil
 	})
-	e := &bridge.Event{ConversationID: "conv-cutoff", Agent: bridge.AgentLeg{UserID: "agent-c", ParticipantID: "P1"}, Media: bridge.MediaVoice, State: bridge.StateAlerting}
-	m, err := bridge.EncodeEvent(e, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := server.Publish(context.Background(), m); err != nil {
-		t.Fatal(err)
-	}
+	publishEvent(t, server, "conv-cutoff")
 	select {
 	case got := <-seen:
 		if got != "conv-cutoff" {
@@ -900,10 +876,7 @@ func TestConn_ConsumeEventsRecreatesAConsumerLostWhileDisconnected(t *testing.T)
 	case <-time.After(10 * time.Second):
 		t.Fatal("an event published after the reconnect was not consumed: the lost consumer was not made again")
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 }
 
 // After the consumer is lost, a shutdown still waits for the handlers in
@@ -925,18 +898,8 @@ func TestConn_ConsumeEventsDrainsAfterALostConsumer(t *testing.T) {
 			return nil
 		})
 	}()
-	waitFor(t, 5*time.Second, func() bool {
-		cons, err := c.JetStream().Consumer(context.Background(), c.StreamName(), "drained")
-		return err == nil && cons.CachedInfo().NumWaiting > 0
-	})
-	e := &bridge.Event{ConversationID: "conv-drained", Agent: bridge.AgentLeg{UserID: "agent-d", ParticipantID: "P1"}, Media: bridge.MediaVoice, State: bridge.StateAlerting}
-	m, err := bridge.EncodeEvent(e, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Publish(context.Background(), m); err != nil {
-		t.Fatal(err)
-	}
+	waitFor(t, 5*time.Second, pulling(c, "drained"))
+	publishEvent(t, c, "conv-drained")
 	<-started
 	// The stream goes, and the consumer with it: it cannot be made again.
 	if err := c.JetStream().DeleteStream(context.Background(), c.StreamName()); err != nil {
