@@ -226,11 +226,7 @@ func (sh *shard) run(ctx context.Context) {
 					return
 				}
 				failures++
-				wait := jitter(backoff)
-				var ae *APIError
-				if errors.As(err, &ae) && ae.RetryAfter > 0 {
-					wait = ae.RetryAfter
-				}
+				wait := retryWait(err, backoff)
 				sh.setErr(err)
 				if failures == 1 || failures%10 == 0 {
 					log.Warn().Err(err).Int("attempt", failures).Dur("backoff", wait).Msg("genesys channel not connected, retrying")
@@ -464,11 +460,7 @@ func (sh *shard) handover(ctx context.Context, why string) {
 		}
 		sh.setErr(err)
 		sh.hoFails++
-		wait := jitter(min(sh.c.cfg.BackoffMin*4<<min(sh.hoFails-1, 10), sh.c.cfg.BackoffMax))
-		var ae *APIError
-		if errors.As(err, &ae) && ae.RetryAfter > wait {
-			wait = ae.RetryAfter
-		}
+		wait := retryWait(err, min(sh.c.cfg.BackoffMin*4<<min(sh.hoFails-1, 10), sh.c.cfg.BackoffMax))
 		log.Warn().Err(err).Str("reason", why).Int("attempt", sh.hoFails).Dur("retry_in", wait).Msg("genesys handover failed, keeping the old socket")
 		sh.retryHandover(ctx, why, wait)
 		return
