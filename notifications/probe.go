@@ -217,7 +217,7 @@ func (p *prober) run(ctx context.Context) {
 		p.skip("genesys reconciliation", "no agent to probe with")
 		return
 	}
-	live, err := c.activity(ctx, []string{probe})
+	live, _, err := c.activity(ctx, []string{probe}, liveMetrics...)
 	if err != nil {
 		p.fail("genesys reconciliation", err, "give the OAuth client's role Analytics > Queue Observation > View (analytics:queueObservation:view); without it calls that alert during a reconnect do not pop")
 		return

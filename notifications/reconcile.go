@@ -19,6 +19,10 @@ import (
 // activityBatch is how many agents one activity query asks about.
 const activityBatch = 100
 
+// liveMetrics are the observations of an agent's live conversations: the
+// ones ringing (they pop) and the ones in progress.
+var liveMetrics = []string{"oAlerting", "oInteracting"}
+
 // reconcileLoop runs a reconciliation after each gap (coalescing gaps that
 // arrive while one runs). A failed reconciliation is retried with backoff.
 func (c *Client) reconcileLoop(ctx context.Context) error {
@@ -98,34 +102,58 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time) er
 	todo := map[string][]string{} // conversation -> agents whose view is stale
 	var order []string            // conversations, alerting ones first
 	var later []string
+	var truncated []string // agents with more conversations than one answer lists
+	var ents []activityEntity
 	for i := 0; i < len(agents); i += activityBatch {
 		batch := agents[i:min(i+activityBatch, len(agents))]
-		ents, err := c.activity(ctx, batch)
+		got, trunc, err := c.activity(ctx, batch, liveMetrics...)
 		if err != nil {
 			return err
 		}
-		for _, e := range ents {
-			if e.ConversationID == "" || e.UserID == "" {
-				continue
+		ents = append(ents, got...)
+		truncated = append(truncated, trunc...)
+	}
+	if len(truncated) > 0 {
+		// A truncated list keeps the oldest and the newest of an agent's
+		// conversations and leaves out the middle, where an alerting one
+		// can be. Ask for the alerting ones alone: an agent has few.
+		still := 0
+		for i := 0; i < len(truncated); i += activityBatch {
+			got, trunc, err := c.activity(ctx, truncated[i:min(i+activityBatch, len(truncated))], "oAlerting")
+			if err != nil {
+				return err
 			}
-			last, ok := c.seen.last(e.ConversationID, e.UserID, time.Now())
-			// A conversation the agent is in (oInteracting) that we have
-			// seen before needs no fetch: what pops is a new leg, and a
-			// new leg shows as oAlerting (or, answered during the gap,
-			// as a conversation we have never seen). An alerting one is
-			// fetched unless a snapshot came after the socket was back.
-			if ok && (!e.Alerting || !last.Before(since[e.UserID])) {
-				continue
-			}
-			if _, dup := todo[e.ConversationID]; !dup {
-				if e.Alerting {
-					order = append(order, e.ConversationID)
-				} else {
-					later = append(later, e.ConversationID)
-				}
-			}
-			todo[e.ConversationID] = append(todo[e.ConversationID], e.UserID)
+			ents = append(ents, got...)
+			still += len(trunc)
 		}
+		if still > 0 {
+			c.log.Warn().Int("agents", still).Msg("genesys reconciliation: the activity query truncated even the alerting conversations of some agents; those that alerted during the gap may not pop")
+		}
+	}
+	type pair struct{ conv, user string }
+	listed := map[pair]bool{} // an alerting one may be in both answers
+	for _, e := range ents {
+		if e.ConversationID == "" || e.UserID == "" || listed[pair{e.ConversationID, e.UserID}] {
+			continue
+		}
+		listed[pair{e.ConversationID, e.UserID}] = true
+		last, ok := c.seen.last(e.ConversationID, e.UserID, time.Now())
+		// A conversation the agent is in (oInteracting) that we have
+		// seen before needs no fetch: what pops is a new leg, and a
+		// new leg shows as oAlerting (or, answered during the gap,
+		// as a conversation we have never seen). An alerting one is
+		// fetched unless a snapshot came after the socket was back.
+		if ok && (!e.Alerting || !last.Before(since[e.UserID])) {
+			continue
+		}
+		if _, dup := todo[e.ConversationID]; !dup {
+			if e.Alerting {
+				order = append(order, e.ConversationID)
+			} else {
+				later = append(later, e.ConversationID)
+			}
+		}
+		todo[e.ConversationID] = append(todo[e.ConversationID], e.UserID)
 	}
 	order = append(order, later...)
 	var n atomic.Int64
@@ -176,16 +204,20 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time) er
 	return nil
 }
 
-func (c *Client) activity(ctx context.Context, users []string) ([]activityEntity, error) {
+// activity asks the analytics activity query for the live conversations
+// of users, with the given observation metrics and their details. It
+// also returns the users whose list the answer truncated.
+func (c *Client) activity(ctx context.Context, users []string, metrics ...string) ([]activityEntity, []string, error) {
 	preds := make([]platformclientv2.Conversationactivityquerypredicate, len(users))
 	for i := range users {
 		preds[i] = platformclientv2.Conversationactivityquerypredicate{Dimension: platformclientv2.String("userId"), Value: &users[i]}
 	}
+	ms := make([]platformclientv2.Conversationactivityquerymetric, len(metrics))
+	for i := range metrics {
+		ms[i] = platformclientv2.Conversationactivityquerymetric{Metric: &metrics[i], Details: platformclientv2.Bool(true)}
+	}
 	q := platformclientv2.Conversationactivityquery{
-		Metrics: &[]platformclientv2.Conversationactivityquerymetric{
-			{Metric: platformclientv2.String("oAlerting"), Details: platformclientv2.Bool(true)},
-			{Metric: platformclientv2.String("oInteracting"), Details: platformclientv2.Bool(true)},
-		},
+		Metrics: &ms,
 		GroupBy: &[]string{"userId"},
 		Filter:  &platformclientv2.Conversationactivityqueryfilter{VarType: platformclientv2.String("or"), Predicates: &preds},
 	}
@@ -198,11 +230,15 @@ func (c *Client) activity(ctx context.Context, users []string) ([]activityEntity
 		return resp, err
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []activityEntity
+	var truncated []string
 	gjson.GetBytes(raw, "results").ForEach(func(_, res gjson.Result) bool {
 		group := res.Get("group.userId").Str
+		if res.Get("truncated").Bool() && group != "" {
+			truncated = append(truncated, group)
+		}
 		res.Get("entities").ForEach(func(_, e gjson.Result) bool {
 			u := e.Get("userId").Str
 			if u == "" {
@@ -213,7 +249,7 @@ func (c *Client) activity(ctx context.Context, users []string) ([]activityEntity
 		})
 		return true
 	})
-	return out, nil
+	return out, truncated, nil
 }
 
 // raw calls the API through the SDK's API client without decoding the

@@ -425,3 +425,35 @@ func awaitSockets(t *testing.T, h *harness, n int) {
 	t.Helper()
 	waitFor(t, 5*time.Second, "the emulator to see the sockets", func() bool { return h.emu.SubscribedConnected() == n })
 }
+
+// The activity query truncates an agent's list past some length, keeping
+// the oldest and the newest conversations: one that alerted during the
+// gap between them must still be reconciled.
+func TestClient_ReconciliationFindsAnAlertingConversationATruncatedListLeftOut(t *testing.T) {
+	as := agents(1)
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, ActivityEntityLimit: 2},
+		func(c *notifications.Config) { c.Agents = ids(as) }, 64)
+	col := collect(h.out)
+	h.awaitReady(5 * time.Second)
+	const activity = "/api/v2/analytics/conversations/activity/query"
+	waitFor(t, 5*time.Second, "the start-up reconciliation", func() bool { return h.emu.CountRequests(http.MethodPost, activity) > 0 })
+	time.Sleep(200 * time.Millisecond)
+
+	h.emu.SetBlackhole(true)
+	oldest := h.emu.InboundCall(as[0].ID, "+13175550106", notificationstest.Options{}).Alert().Connect()
+	ringing := h.emu.InboundCall(as[0].ID, "+13175550107", notificationstest.Options{}).Alert()
+	newest := h.emu.InboundCall(as[0].ID, "+13175550108", notificationstest.Options{}).Alert().Connect()
+	h.emu.SetBlackhole(false)
+	h.emu.DropConnections()
+
+	waitFor(t, 8*time.Second, "the ringing conversation reconciled", func() bool {
+		return col.has(legKey{ringing.ID(), ringing.AgentParticipantID(), as[0].ID})
+	})
+	for _, c := range []*notificationstest.Conversation{oldest, newest} {
+		waitFor(t, 8*time.Second, "the listed conversations reconciled", func() bool {
+			return col.has(legKey{c.ID(), c.AgentParticipantID(), as[0].ID})
+		})
+	}
+	h.stop()
+	<-col.done
+}

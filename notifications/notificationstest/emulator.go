@@ -87,6 +87,12 @@ type Config struct {
 	// it accepts the upgrade, sends {"result":"404",...} and closes,
 	// instead of refusing the upgrade with HTTP 404. Default off.
 	GoneAsResult bool
+	// ActivityEntityLimit is the most entities one group (one user) of
+	// the analytics activity query lists. Over it the group is
+	// truncated as the API documents: "truncated": true, the first half
+	// of the list the oldest entities and the second half the newest.
+	// Default 0: no limit (the real limit is not documented).
+	ActivityEntityLimit int
 	// SendQueue is the per-socket outbound frame queue; a socket whose
 	// queue overflows is dropped (like a slow consumer). Default 4096.
 	SendQueue int

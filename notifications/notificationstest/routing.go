@@ -118,9 +118,14 @@ func (e *Emulator) handleActivityQuery(w http.ResponseWriter, r *http.Request, t
 		QueueID        string `json:"queueId,omitempty"`
 	}
 	type result struct {
-		Group    map[string]string `json:"group"`
-		Data     []map[string]any  `json:"data"`
-		Entities []ent             `json:"entities,omitempty"`
+		Group     map[string]string `json:"group"`
+		Data      []map[string]any  `json:"data"`
+		Truncated bool              `json:"truncated,omitempty"`
+		Entities  []ent             `json:"entities,omitempty"`
+	}
+	metrics := map[string]bool{}
+	for _, m := range q.Metrics {
+		metrics[m.Metric] = true
 	}
 	byUser := map[string]*result{}
 	e.mu.Lock()
@@ -140,6 +145,9 @@ func (e *Emulator) handleActivityQuery(w http.ResponseWriter, r *http.Request, t
 			if p.c.state == "alerting" {
 				metric = "oAlerting"
 			}
+			if !metrics[metric] {
+				continue
+			}
 			media := map[string]string{MediaCall: "voice", MediaCallback: "callback", MediaChat: "chat", MediaMessage: "message", MediaEmail: "email"}[c.media]
 			res := byUser[u]
 			if res == nil {
@@ -158,6 +166,12 @@ func (e *Emulator) handleActivityQuery(w http.ResponseWriter, r *http.Request, t
 		}
 		for m, n := range counts {
 			res.Data = append(res.Data, map[string]any{"metric": m, "count": n})
+		}
+		if n := e.cfg.ActivityEntityLimit; n > 0 && len(res.Entities) > n {
+			// Oldest first (convOrder is creation order): keep the
+			// oldest half and the newest half.
+			keep := append(res.Entities[:n-n/2:n-n/2], res.Entities[len(res.Entities)-n/2:]...)
+			res.Entities, res.Truncated = keep, true
 		}
 		results = append(results, res)
 	}
