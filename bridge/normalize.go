@@ -583,9 +583,7 @@ func (n *Normalizer) dnisOf(p *partView, m Media) string {
 		case MediaVoice:
 			raw = c.otherAddr
 		case MediaMessage:
-			if phoneAddressed(c.msgType, c.toAddr) {
-				raw = c.toAddr
-			}
+			raw = messagePhone(c.msgType, c.toAddr)
 		}
 		if e164, ok := n.parsePhone(raw); ok {
 			return e164
@@ -618,19 +616,19 @@ func (n *Normalizer) customerOf(p *partView) Customer {
 	addr := p.address
 	// A messaging participant's address repeats its fromAddress: a phone
 	// number only on the channels that address people by one.
-	addrPhone := true
+	addrPhone := p.address
 	for i := range p.comms {
 		if cm := &p.comms[i]; cm.media == MediaMessage {
-			addrPhone = phoneAddressed(cm.msgType, p.address)
-			if addrPhone {
+			addrPhone = messagePhone(cm.msgType, p.address)
+			if addrPhone != "" {
 				break
 			}
 		}
 	}
 	var phones [6]string
 	cand := phones[:0]
-	if addrPhone {
-		cand = append(cand, p.address)
+	if addrPhone != "" {
+		cand = append(cand, addrPhone)
 	}
 	for i := range p.comms {
 		cm := &p.comms[i]
@@ -646,8 +644,8 @@ func (n *Normalizer) customerOf(p *partView) Customer {
 				addr = cm.callbackNumber
 			}
 		case MediaMessage:
-			if phoneAddressed(cm.msgType, cm.fromAddr) {
-				cand = append(cand, cm.fromAddr)
+			if ph := messagePhone(cm.msgType, cm.fromAddr); ph != "" {
+				cand = append(cand, ph)
 			}
 			if addr == "" {
 				addr = cm.fromAddr
@@ -715,6 +713,21 @@ func phoneAddressed(t, addr string) bool {
 		return strings.HasPrefix(strings.TrimSpace(addr), "+")
 	}
 	return false
+}
+
+// messagePhone returns the phone number to read from addr, an address of
+// a message of type t, or "" when the channel does not address people by
+// phone number. WhatsApp identifies people by their number in
+// international form, written without the '+' (its wa_id): an address of
+// digits gets the '+' rather than being read in the configured region.
+func messagePhone(t, addr string) string {
+	if !phoneAddressed(t, addr) {
+		return ""
+	}
+	if s := strings.TrimSpace(addr); strings.EqualFold(t, "whatsapp") && s != "" && s[0] >= '1' && s[0] <= '9' {
+		return "+" + s
+	}
+	return addr
 }
 
 // looksLikeEmail is a plausibility check (one '@', something on both

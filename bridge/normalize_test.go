@@ -551,6 +551,9 @@ func TestNormalizer_MessagePhone(t *testing.T) {
 		{"SMSNational", "US", "sms", "3175550177", "8005551000", "+13175550177", "+18005551000"},
 		{"WhatsApp", "US", "whatsapp", "+447700900123", "+18005551000", "+447700900123", "+18005551000"},
 		{"WhatsAppUpperCase", "US", "WhatsApp", "+447700900123", "+18005551000", "+447700900123", "+18005551000"},
+		// A WhatsApp id is the international number without its '+'.
+		{"WhatsAppId", "US", "whatsapp", "447700900123", "18005551000", "+447700900123", "+18005551000"},
+		{"WhatsAppIdNotInTheRegion", "DE", "whatsapp", "13175550177", "4930901820", "+13175550177", "+4930901820"},
 		{"OpenInternational", "US", "open", "+13175550177", "+18005551000", "+13175550177", "+18005551000"},
 		{"OpenId", "US", "open", "3175550177", "8005551000", "", ""},
 		{"Twitter", "US", "twitter", "2244994945", "1234567890", "", ""},
