@@ -320,13 +320,17 @@ func (c *Client) authLoop(ctx context.Context) error {
 				c.loginErr = "genesys login failed: " + sanitize(err.Error())
 			}
 			c.mu.Unlock()
+			wait := jitter(backoff)
+			if ra := c.doer.takeLoginRetryAfter(); ra > wait {
+				wait = ra // the token endpoint's own rate limit
+			}
 			switch {
 			case first:
 				c.log.Error().Int("attempt", failures).Msg("genesys login rejected the client credentials: check GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET")
 			case failures == 1 || failures%10 == 0:
-				c.log.Warn().Err(errors.New(sanitize(err.Error()))).Int("attempt", failures).Dur("backoff", backoff).Msg("genesys login failed, retrying")
+				c.log.Warn().Err(errors.New(sanitize(err.Error()))).Int("attempt", failures).Dur("backoff", wait).Msg("genesys login failed, retrying")
 			}
-			if !sleep(ctx, jitter(backoff)) {
+			if !sleep(ctx, wait) {
 				return ctx.Err()
 			}
 			backoff = min(backoff*2, c.cfg.BackoffMax)

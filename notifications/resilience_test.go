@@ -372,6 +372,30 @@ func TestClient_LoginDown(t *testing.T) {
 	}
 }
 
+// A login the token endpoint rate limits waits for its Retry-After, not
+// the client's own shorter backoff.
+func TestClient_LoginHonoursRetryAfter(t *testing.T) {
+	as := agents(1)
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
+		func(c *notifications.Config) { c.Agents = ids(as) }, 64,
+		func(e *notificationstest.Emulator) {
+			e.FailNext(http.MethodPost, "/oauth/token", http.StatusTooManyRequests, 2*time.Second, 1)
+		})
+	h.awaitReady(8 * time.Second)
+	var logins []time.Time
+	for _, r := range h.emu.Requests() {
+		if r.Method == http.MethodPost && r.Path == "/oauth/token" {
+			logins = append(logins, r.Time)
+		}
+	}
+	if len(logins) != 2 {
+		t.Fatalf("%d logins, want 2 (the 429 and one after its Retry-After)", len(logins))
+	}
+	if d := logins[1].Sub(logins[0]); d < 1900*time.Millisecond {
+		t.Errorf("logged in again %v after a 429 with Retry-After 2s", d)
+	}
+}
+
 // TestClient_Errors checks the messages an admin sees for a bad secret and
 // for a rejected topic.
 func TestClient_Errors(t *testing.T) {

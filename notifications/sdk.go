@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -65,6 +66,16 @@ type sdkHTTP struct {
 
 	mu  sync.Mutex
 	ctx context.Context
+
+	// loginRetryAfter is the Retry-After of the last login the token
+	// endpoint refused with 429 or 503: the SDK's login returns only an
+	// error string, so the auth loop takes it from here.
+	loginRetryAfter atomic.Int64
+}
+
+// takeLoginRetryAfter returns and clears the last login's Retry-After.
+func (s *sdkHTTP) takeLoginRetryAfter() time.Duration {
+	return time.Duration(s.loginRetryAfter.Swap(0))
 }
 
 var _ platformclientv2.AbstractHttpClient = (*sdkHTTP)(nil)
@@ -113,7 +124,13 @@ func (s *sdkHTTP) Do(o *platformclientv2.HTTPRequestOptions) (*http.Response, er
 			req.Header.Set("Authorization", "Bearer "+t)
 		}
 	}
-	return s.hc.Do(req)
+	resp, err := s.hc.Do(req)
+	if err == nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) && strings.HasSuffix(req.URL.Path, "/oauth/token") {
+		if n, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && n > 0 {
+			s.loginRetryAfter.Store(int64(time.Duration(n) * time.Second))
+		}
+	}
+	return resp, err
 }
 
 // The SDK configures retries on its client before every call; this client
