@@ -40,8 +40,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,6 +52,7 @@ import (
 	"github.com/mypurecloud/platform-client-sdk-go/v157/platformclientv2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"github.com/tidwall/gjson"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
@@ -135,7 +138,6 @@ type Client struct {
 	api      *platformclientv2.Configuration // AccessToken stays empty: doer adds the bearer
 	loginCfg *platformclientv2.Configuration // used by the auth loop only
 	notif    *platformclientv2.NotificationsApi
-	routing  *platformclientv2.RoutingApi
 	getLimit *rate.Limiter
 	org      atomic.Pointer[string] // the organization of the client's token, learned at login
 
@@ -221,7 +223,6 @@ func New(cfg Config, log zerolog.Logger, out chan<- bridge.Snapshot) (*Client, e
 		return nil, err
 	}
 	c.notif = platformclientv2.NewNotificationsApiWithConfig(c.api)
-	c.routing = platformclientv2.NewRoutingApiWithConfig(c.api)
 	for _, a := range cfg.Agents {
 		c.static[a] = true
 	}
@@ -544,25 +545,31 @@ func (c *Client) queueMembers(ctx context.Context, queue string) (map[string]boo
 }
 
 // queuePage reads one page (100) of a queue's members: their user ids and
-// whether another page follows.
+// whether another page follows. It does not go through the SDK's
+// GetRoutingQueueMembers: its joined parameter is a plain bool that is
+// always sent, and joined=false is a filter (only the members who are NOT
+// joined to the queue), so every call would miss the agents who take the
+// queue's interactions. All members are wanted, joined or not.
 func (c *Client) queuePage(queue string, page int) ([]string, bool, *platformclientv2.APIResponse, error) {
-	listing, resp, err := c.routing.GetRoutingQueueMembers(queue, page, 100, "", nil, "", nil, nil, nil, nil, nil, "", false)
-	if listing == nil || listing.Entities == nil {
+	resp, err := c.raw(http.MethodGet, "/api/v2/routing/queues/"+url.PathEscape(queue)+"/members?pageSize=100&pageNumber="+strconv.Itoa(page), nil)
+	if err != nil || resp == nil || resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, false, resp, err
 	}
+	ents := gjson.GetBytes(resp.RawBody, "entities")
 	var ids []string
-	for _, m := range *listing.Entities {
-		id := ""
-		if m.User != nil && m.User.Id != nil {
-			id = *m.User.Id
-		} else if m.Id != nil {
-			id = *m.Id
+	n := 0
+	ents.ForEach(func(_, m gjson.Result) bool {
+		n++
+		id := m.Get("user.id").Str
+		if id == "" {
+			id = m.Get("id").Str
 		}
 		if validID(id) {
 			ids = append(ids, id)
 		}
-	}
-	more := listing.NextUri != nil && *listing.NextUri != "" && len(*listing.Entities) > 0
+		return true
+	})
+	more := gjson.GetBytes(resp.RawBody, "nextUri").Str != "" && n > 0
 	return ids, more, resp, err
 }
 

@@ -264,6 +264,21 @@ func TestClient_ManyAgents(t *testing.T) {
 	}
 }
 
+// Every member of a queue is watched, joined to it or not. The SDK's
+// GetRoutingQueueMembers always sends its joined parameter, a filter in the
+// real API: joined=false listed only the members who are not joined, so
+// the agents taking the queue's calls were never watched.
+func TestClient_QueueMembersJoinedOrNotAreWatched(t *testing.T) {
+	as := agents(2)
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, Queues: map[string][]string{"Q1": ids(as)}},
+		func(c *notifications.Config) { c.Queues = []string{"Q1"} }, 64,
+		func(e *notificationstest.Emulator) { e.SetQueueMemberJoined("Q1", as[1].ID, false) })
+	h.awaitReady(5 * time.Second)
+	waitFor(t, 3*time.Second, "both members subscribed", func() bool {
+		return h.emu.IsDelivered("v2.users."+as[0].ID+".conversations") && h.emu.IsDelivered("v2.users."+as[1].ID+".conversations")
+	})
+}
+
 // TestClient_Queues discovers agents through paged queue members and
 // follows membership changes incrementally.
 func TestClient_Queues(t *testing.T) {

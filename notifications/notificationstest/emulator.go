@@ -174,6 +174,7 @@ type Emulator struct {
 	mu            sync.Mutex
 	agents        map[string]AgentSpec
 	queues        map[string][]string
+	unjoined      map[string]map[string]bool // queue -> members who left it (joined=false)
 	tokens        map[string]*token
 	codes         map[string]*authCode
 	channels      map[string]*channel
@@ -205,6 +206,7 @@ func New(cfg Config) *Emulator {
 		mux:        http.NewServeMux(),
 		agents:     map[string]AgentSpec{},
 		queues:     map[string][]string{},
+		unjoined:   map[string]map[string]bool{},
 		tokens:     map[string]*token{},
 		codes:      map[string]*authCode{},
 		channels:   map[string]*channel{},

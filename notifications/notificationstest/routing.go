@@ -20,8 +20,31 @@ func (e *Emulator) AddAgent(a AgentSpec) {
 	e.mu.Unlock()
 }
 
+// SetQueueMemberJoined sets whether a member of a queue is joined to it
+// (members are joined unless set otherwise). The real API filters on it:
+// GET …/members?joined=false lists only the members who are not joined.
+func (e *Emulator) SetQueueMemberJoined(queueID, userID string, joined bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.unjoined[queueID] == nil {
+		e.unjoined[queueID] = map[string]bool{}
+	}
+	e.unjoined[queueID][userID] = !joined
+}
+
 func (e *Emulator) handleQueueMembers(w http.ResponseWriter, r *http.Request, t *token) {
 	q := r.URL.Query()
+	// joined is a filter ("Filter by joined status"), not a view option:
+	// joined=false answers only the members who are not joined.
+	var wantJoined *bool
+	if v := q.Get("joined"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "bad.request", "Invalid value for joined", nil)
+			return
+		}
+		wantJoined = &b
+	}
 	size, _ := strconv.Atoi(q.Get("pageSize"))
 	if size <= 0 {
 		size = 25
@@ -35,13 +58,19 @@ func (e *Emulator) handleQueueMembers(w http.ResponseWriter, r *http.Request, t 
 		page = 1
 	}
 	e.mu.Lock()
-	members, ok := e.queues[r.PathValue("id")]
+	all, ok := e.queues[r.PathValue("id")]
+	var members []string
+	for _, id := range all {
+		if wantJoined == nil || *wantJoined == !e.unjoined[r.PathValue("id")][id] {
+			members = append(members, id)
+		}
+	}
 	ents := []map[string]any{}
 	for i := (page - 1) * size; ok && i < len(members) && i < page*size; i++ {
 		id := members[i]
 		name := e.agents[id].Name
 		ents = append(ents, map[string]any{"id": id, "name": name, "user": map[string]any{"id": id, "name": name, "selfUri": "/api/v2/users/" + id},
-			"ringNumber": 1, "joined": true, "memberBy": "user", "selfUri": "/api/v2/users/" + id})
+			"ringNumber": 1, "joined": !e.unjoined[r.PathValue("id")][id], "memberBy": "user", "selfUri": "/api/v2/users/" + id})
 	}
 	total := len(members)
 	e.mu.Unlock()
