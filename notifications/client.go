@@ -670,12 +670,36 @@ func (c *Client) emit(ctx context.Context, s bridge.Snapshot) bool {
 	}
 }
 
-// markSeen records a snapshot of conversation conv on agent's topic.
-func (c *Client) markSeen(conv, agent string, at time.Time) {
+// markSeen records a snapshot body of a conversation on agent's topic.
+func (c *Client) markSeen(body, agent string, at time.Time) {
+	conv := gjson.Get(body, "id").Str
 	if conv == "" {
 		return
 	}
-	c.seen.mark(conv, agent, at)
+	c.seen.mark(conv, agent, at, agentConnected(body, agent))
+}
+
+// agentConnected reports whether agent has a connected leg (a call, chat,
+// message, email, callback, ... whose state is connected) in the
+// conversation snapshot body.
+func agentConnected(body, agent string) bool {
+	connected := false
+	gjson.Get(body, "participants").ForEach(func(_, p gjson.Result) bool {
+		if p.Get("userId").Str != agent {
+			return true
+		}
+		p.ForEach(func(_, media gjson.Result) bool {
+			if media.IsArray() {
+				media.ForEach(func(_, m gjson.Result) bool {
+					connected = m.Get("state").Str == "connected"
+					return !connected
+				})
+			}
+			return !connected
+		})
+		return !connected
+	})
+	return connected
 }
 
 // gap asks for a reconciliation of sh's agents: sh's socket (re)connected

@@ -137,13 +137,14 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time) er
 			continue
 		}
 		listed[pair{e.ConversationID, e.UserID}] = true
-		last, ok := c.seen.last(e.ConversationID, e.UserID, time.Now())
-		// A conversation the agent is in (oInteracting) that we have
-		// seen before needs no fetch: what pops is a new leg, and a
-		// new leg shows as oAlerting (or, answered during the gap,
-		// as a conversation we have never seen). An alerting one is
-		// fetched unless a snapshot came after the socket was back.
-		if ok && (!e.Alerting || !last.Before(since[e.UserID])) {
+		last, connected, ok := c.seen.last(e.ConversationID, e.UserID, time.Now())
+		// A conversation seen since the socket came back needs no
+		// fetch, nor one the agent is in (oInteracting) and was
+		// already connected to when last seen: nothing of it can pop.
+		// One the agent was not connected to is fetched: a leg
+		// answered during the gap (it pops with SCREENPOP_POP_ON=
+		// connected), or a new leg of the agent's, transferred back.
+		if ok && (!last.Before(since[e.UserID]) || !e.Alerting && connected) {
 			continue
 		}
 		if _, dup := todo[e.ConversationID]; !dup {
@@ -181,7 +182,7 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time) er
 			}
 			now := time.Now()
 			for _, u := range users {
-				c.markSeen(conv, u, now)
+				c.markSeen(string(body), u, now)
 				if !c.emit(gctx, bridge.Snapshot{Topic: agentTopic(u), Agent: bridge.AgentID(u), Body: body, ReceivedAt: now, Reconciled: true}) {
 					return gctx.Err()
 				}

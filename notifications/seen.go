@@ -18,8 +18,9 @@ const seenHorizon = 12 * time.Hour
 const seenGens = 4
 
 // seenSet remembers when each (conversation, agent) pair last had a
-// snapshot, for reconciliation: a conversation the agent is still in that
-// was seen before the gap needs no fetch. It holds every pair of the last
+// snapshot and whether the agent then had a connected leg in it, for
+// reconciliation: a conversation the agent was, and still is, connected to
+// needs no fetch after a gap. It holds every pair of the last
 // 12 to 16 hours (about 1.5 to 2 million for 10,000 agents on 5-minute
 // calls), so it is built to be cheap to hold: a pair is a 128-bit hash of
 // its two ids and a time, nothing the collector has to scan, and old pairs
@@ -29,7 +30,7 @@ type seenSet struct {
 	mu      sync.Mutex
 	seeds   [2]maphash.Seed
 	span    time.Duration
-	gens    [seenGens]map[seenKey]int64 // gens[0] is written; values are UnixNano
+	gens    [seenGens]map[seenKey]int64 // gens[0] is written; values are UnixNano, the lowest bit the connected flag
 	started time.Time                   // when gens[0] began
 }
 
@@ -58,28 +59,33 @@ func (s *seenSet) key(conv, agent string) seenKey {
 	return k
 }
 
-// mark records a snapshot of conversation conv on agent's topic at at.
-func (s *seenSet) mark(conv, agent string, at time.Time) {
+// mark records a snapshot of conversation conv on agent's topic at at, in
+// which the agent had a connected leg or not.
+func (s *seenSet) mark(conv, agent string, at time.Time, connected bool) {
 	k := s.key(conv, agent)
+	v := at.UnixNano() &^ 1 // a nanosecond less, for the flag
+	if connected {
+		v |= 1
+	}
 	s.mu.Lock()
 	s.rotate(at)
-	s.gens[0][k] = at.UnixNano()
+	s.gens[0][k] = v
 	s.mu.Unlock()
 }
 
-// last returns when conv was last seen on agent's topic, if it is
-// remembered.
-func (s *seenSet) last(conv, agent string, now time.Time) (time.Time, bool) {
+// last returns when conv was last seen on agent's topic and whether the
+// agent then had a connected leg in it, if the pair is remembered.
+func (s *seenSet) last(conv, agent string, now time.Time) (at time.Time, connected, ok bool) {
 	k := s.key(conv, agent)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rotate(now)
 	for _, g := range s.gens {
-		if t, ok := g[k]; ok {
-			return time.Unix(0, t), true
+		if v, ok := g[k]; ok {
+			return time.Unix(0, v&^1), v&1 == 1, true
 		}
 	}
-	return time.Time{}, false
+	return time.Time{}, false, false
 }
 
 // len returns how many pairs are held (a pair seen again after its

@@ -11,22 +11,22 @@ func TestSeenSet_RemembersAPairForTheHorizon(t *testing.T) {
 	t0 := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
 	s := newSeenSet(seenHorizon, t0)
 	at := t0.Add(3*time.Hour + 59*time.Minute) // the last moment of the first generation
-	s.mark("conv-1", "agent-1", at)
+	s.mark("conv-1", "agent-1", at, false)
 
 	for _, d := range []time.Duration{0, time.Hour, seenHorizon - time.Second, seenHorizon} {
-		got, ok := s.last("conv-1", "agent-1", at.Add(d))
+		got, _, ok := s.last("conv-1", "agent-1", at.Add(d))
 		if !ok || !got.Equal(at) {
 			t.Fatalf("%v after the snapshot: last = %v, %v; want %v, true", d, got, ok, at)
 		}
 	}
-	if _, ok := s.last("conv-1", "agent-2", at); ok {
+	if _, _, ok := s.last("conv-1", "agent-2", at); ok {
 		t.Fatal("the same conversation on another agent's topic is remembered too")
 	}
-	if _, ok := s.last("conv-2", "agent-1", at); ok {
+	if _, _, ok := s.last("conv-2", "agent-1", at); ok {
 		t.Fatal("another conversation of the agent is remembered too")
 	}
 	// At most a third longer than the horizon, from the first generation's start.
-	if _, ok := s.last("conv-1", "agent-1", t0.Add(seenHorizon*4/3)); ok {
+	if _, _, ok := s.last("conv-1", "agent-1", t0.Add(seenHorizon*4/3)); ok {
 		t.Fatalf("still remembered %v after its generation began", seenHorizon*4/3)
 	}
 	if n := s.len(); n != 0 {
@@ -37,16 +37,16 @@ func TestSeenSet_RemembersAPairForTheHorizon(t *testing.T) {
 func TestSeenSet_ALaterSnapshotWinsAndRenews(t *testing.T) {
 	t0 := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
 	s := newSeenSet(seenHorizon, t0)
-	s.mark("conv-1", "agent-1", t0)
+	s.mark("conv-1", "agent-1", t0, false)
 	later := t0.Add(10 * time.Hour)
-	s.mark("conv-1", "agent-1", later)
+	s.mark("conv-1", "agent-1", later, false)
 
-	got, ok := s.last("conv-1", "agent-1", later)
+	got, _, ok := s.last("conv-1", "agent-1", later)
 	if !ok || !got.Equal(later) {
 		t.Fatalf("last = %v, %v; want the later snapshot %v", got, ok, later)
 	}
 	// The first snapshot alone would be forgotten by now; the second is not.
-	if got, ok := s.last("conv-1", "agent-1", later.Add(seenHorizon)); !ok || !got.Equal(later) {
+	if got, _, ok := s.last("conv-1", "agent-1", later.Add(seenHorizon)); !ok || !got.Equal(later) {
 		t.Fatalf("a horizon after the later snapshot: last = %v, %v", got, ok)
 	}
 }
@@ -54,15 +54,58 @@ func TestSeenSet_ALaterSnapshotWinsAndRenews(t *testing.T) {
 func TestSeenSet_ALongSilenceStartsAfresh(t *testing.T) {
 	t0 := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
 	s := newSeenSet(seenHorizon, t0)
-	s.mark("conv-1", "agent-1", t0)
+	s.mark("conv-1", "agent-1", t0, false)
 	week := t0.Add(7 * 24 * time.Hour)
-	s.mark("conv-2", "agent-1", week)
+	s.mark("conv-2", "agent-1", week, false)
 
-	if _, ok := s.last("conv-1", "agent-1", week); ok {
+	if _, _, ok := s.last("conv-1", "agent-1", week); ok {
 		t.Fatal("a pair from a week ago is still remembered")
 	}
-	if _, ok := s.last("conv-2", "agent-1", week.Add(seenHorizon)); !ok {
+	if _, _, ok := s.last("conv-2", "agent-1", week.Add(seenHorizon)); !ok {
 		t.Fatal("the pair seen after the silence is not remembered for the horizon")
+	}
+}
+
+func TestSeenSet_RemembersWhetherTheAgentWasConnected(t *testing.T) {
+	t0 := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
+	s := newSeenSet(seenHorizon, t0)
+	s.mark("conv-1", "agent-1", t0, false) // alerting
+	if _, connected, _ := s.last("conv-1", "agent-1", t0); connected {
+		t.Fatal("connected after an alerting snapshot")
+	}
+	at := t0.Add(time.Second + 1) // an odd nanosecond: the flag's bit
+	s.mark("conv-1", "agent-1", at, true)
+	if got, connected, ok := s.last("conv-1", "agent-1", at); !ok || !connected || at.Sub(got) > time.Nanosecond {
+		t.Fatalf("last = %v, %v, %v; want %v (within 1 ns), connected", got, connected, ok, at)
+	}
+	s.mark("conv-1", "agent-1", at.Add(time.Second), false) // transferred away
+	if _, connected, _ := s.last("conv-1", "agent-1", at.Add(time.Second)); connected {
+		t.Fatal("still connected after a snapshot without a connected leg")
+	}
+}
+
+func TestAgentConnected(t *testing.T) {
+	const a, b = "agent-a", "agent-b"
+	body := func(parts string) string { return `{"id":"c1","participants":[` + parts + `]}` }
+	for _, tt := range []struct {
+		name string
+		body string
+		want bool
+	}{
+		{"alerting", body(`{"userId":"agent-a","calls":[{"state":"alerting"}]}`), false},
+		{"connected call", body(`{"purpose":"customer","calls":[{"state":"connected"}]},{"userId":"agent-a","calls":[{"state":"connected"}]}`), true},
+		{"connected chat", body(`{"userId":"agent-a","attributes":{"x":"connected"},"chats":[{"state":"connected"}]}`), true},
+		{"old leg ended, new leg connected", body(`{"userId":"agent-a","calls":[{"state":"disconnected"}]},{"userId":"agent-a","messages":[{"state":"connected"}]}`), true},
+		{"transferred away", body(`{"userId":"agent-a","calls":[{"state":"disconnected"}]},{"userId":"agent-b","calls":[{"state":"connected"}]}`), false},
+		{"another agent connected", body(`{"userId":"agent-b","emails":[{"state":"connected"}]}`), false},
+		{"no participants", `{"id":"c1"}`, false},
+	} {
+		if got := agentConnected(tt.body, a); got != tt.want {
+			t.Errorf("%s: agentConnected = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if !agentConnected(body(`{"userId":"agent-b","callbacks":[{"state":"connected"}]}`), b) {
+		t.Error("agent b's connected callback not seen")
 	}
 }
 
@@ -84,7 +127,7 @@ func BenchmarkSeenSet_Mark(b *testing.B) {
 	s := newSeenSet(seenHorizon, now)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		s.mark(convs[i&(len(convs)-1)], agents[(i>>16)&(len(agents)-1)], now)
+		s.mark(convs[i&(len(convs)-1)], agents[(i>>16)&(len(agents)-1)], now, i&1 == 0)
 	}
 	b.StopTimer()
 	runtime.GC()

@@ -854,7 +854,7 @@ func (s *session) dispatch(ctx context.Context, b []byte, now time.Time) {
 		name = strings.Clone(name)
 		agent := userOfTopic(name)
 		c.m.events.WithLabelValues("conversations").Inc()
-		c.markSeen(gjson.GetBytes(raw, "id").Str, agent, now)
+		c.markSeen(body.Raw, agent, now)
 		c.emit(ctx, bridge.Snapshot{Topic: name, Agent: bridge.AgentID(agent), ChannelID: s.ref, Body: raw, ReceivedAt: now})
 	default:
 		c.m.events.WithLabelValues("other").Inc()

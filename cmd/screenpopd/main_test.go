@@ -217,6 +217,92 @@ func TestDaemon_EndToEnd(t *testing.T) {
 	})
 }
 
+// With SCREENPOP_POP_ON=connected, a call the bridge saw alerting and
+// that the agent answered while the Genesys socket was down pops once the
+// socket is back: the reconciliation after the gap is the only way the
+// daemon learns of the answer (Genesys replays nothing).
+func TestDaemon_AnsweredDuringAGapPopsOnConnected(t *testing.T) {
+	vars := testEnv(t)
+	vars["SCREENPOP_POP_ON"] = "connected"
+	d, logs := MustStartDemo(t, vars)
+	agent := demoAgents[0].ID
+	ws := dialAgent(t, d.Main.AgentURL(), d.Genesys.AgentToken(agent))
+
+	call := d.Genesys.InboundCall(agent, "+13175550199", notificationstest.Options{})
+	call.Alert()
+	// The bridge has seen the alerting snapshot (no pop yet: pop on connected).
+	waitFor(t, 10*time.Second, "alerting event handled by the resolver", func() bool {
+		return strings.Contains(logs.String(), `"reason":"before_pop_state"`)
+	})
+
+	// The socket goes silent, the agent answers, the socket drops and comes back.
+	d.Genesys.SetBlackhole(true)
+	call.Connect()
+	d.Genesys.SetBlackhole(false)
+	d.Genesys.DropConnections()
+	waitFor(t, 20*time.Second, "reconciliation after the gap", func() bool {
+		return strings.Count(logs.String(), "genesys reconciliation done") >= 2
+	})
+
+	defer func() {
+		if t.Failed() {
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(l, "reconcil") || strings.Contains(l, "no pop") || strings.Contains(l, `"pop"`) {
+					t.Log(l)
+				}
+			}
+		}
+	}()
+	p := readPop(t, ws)
+	if p.ConversationID != call.ID() {
+		t.Fatalf("pop for %s, want %s", p.ConversationID, call.ID())
+	}
+}
+
+// A conversation transferred back to an agent who had it before is a new
+// leg and pops again (DESIGN.md, pop decision 6), also when it alerts and
+// is answered while the agent's Genesys socket is down: the reconciliation
+// after the gap fetches it, since the agent was not connected to it when
+// last seen.
+func TestDaemon_TransferredBackDuringAGapPops(t *testing.T) {
+	d, logs := MustStartDemo(t, testEnv(t))
+	a, b := demoAgents[0].ID, demoAgents[1].ID
+	wsA := dialAgent(t, d.Main.AgentURL(), d.Genesys.AgentToken(a))
+
+	call := d.Genesys.InboundCall(a, "+13175550177", notificationstest.Options{})
+	call.Alert()
+	if p := readPop(t, wsA); p.ConversationID != call.ID() {
+		t.Fatalf("first pop for %s, want %s", p.ConversationID, call.ID())
+	}
+	call.Connect()
+	call.BlindTransfer(b)
+	call.Connect()
+	time.Sleep(500 * time.Millisecond) // the bridge has seen B answer
+
+	// Transferred back to A while A's socket is silent; A answers.
+	d.Genesys.SetBlackhole(true)
+	call.BlindTransfer(a)
+	call.Connect()
+	d.Genesys.SetBlackhole(false)
+	d.Genesys.DropConnections()
+	waitFor(t, 20*time.Second, "reconciliation after the gap", func() bool {
+		return strings.Count(logs.String(), "genesys reconciliation done") >= 2
+	})
+	defer func() {
+		if t.Failed() {
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(l, "reconcil") || strings.Contains(l, `"pop"`) {
+					t.Log(l)
+				}
+			}
+		}
+	}()
+	p := readPop(t, wsA)
+	if p.ConversationID != call.ID() {
+		t.Fatalf("second pop for %s, want %s", p.ConversationID, call.ID())
+	}
+}
+
 func TestDaemon_ShutdownClosesAgents(t *testing.T) {
 	vars := testEnv(t)
 	cfg, _, err := ParseConfig("demo", nil, env(vars), Requirements{}, io.Discard)
