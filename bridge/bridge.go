@@ -261,6 +261,15 @@ type Publisher interface {
 	Publish(ctx context.Context, m Message) error
 }
 
+// DedupPublisher is a Publisher that also tells whether the store already
+// held a message of m's id (within its duplicate window) and dropped m.
+// The resolver uses it so that a pop an earlier attempt published (an
+// instance that died before acknowledging the event) is not logged and
+// counted a second time. bus.Conn implements it.
+type DedupPublisher interface {
+	PublishDedup(ctx context.Context, m Message) (duplicate bool, err error)
+}
+
 // StoredPop is a pop as stored in the stream: its stream sequence (the seq
 // agents resume from), the agent it is for, the CloudEvent bytes and when
 // it was stored.

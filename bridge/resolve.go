@@ -332,7 +332,8 @@ func (r *Resolver) markAndPublish(ctx context.Context, e *Event, popID string, p
 		r.unmark(ctx, popID, e.ID(), msg)
 		return err
 	}
-	if err := r.publish(ctx, msg); err != nil {
+	dup, err := r.publish(ctx, msg)
+	if err != nil {
 		r.m.errors.WithLabelValues("publish").Inc()
 		r.log.Error().Err(err).Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).
 			Str("media", string(e.Media)).Str("state", string(e.State)).Msg("pop not published; event will be redelivered")
@@ -341,6 +342,13 @@ func (r *Resolver) markAndPublish(ctx context.Context, e *Event, popID string, p
 	}
 	end := r.cfg.Now()
 	r.remember(popID, end)
+	if dup {
+		// An earlier handler of this event (an instance that died before
+		// acknowledging it) published the pop, and logged it: the agent
+		// got that one, whatever this lookup found.
+		r.skip(e, "already_popped")
+		return nil
+	}
 	r.logPop(e, pop, outcome, false, received, start, lookupDur, pubStart.Sub(markStart), end.Sub(pubStart), end)
 	return nil
 }
@@ -486,8 +494,23 @@ func (r *Resolver) prefill(c Customer) map[string]string {
 
 // publish retries pub.Publish with the same message (so the same
 // Nats-Msg-Id) with backoff for PublishTimeout.
-func (r *Resolver) publish(ctx context.Context, msg Message) error {
-	return retryFor(ctx, r.cfg.PublishTimeout, func(ctx context.Context) error { return r.pub.Publish(ctx, msg) })
+// publish publishes msg, retrying for PublishTimeout. It reports a
+// duplicate only when the first attempt was one: the store already held
+// the message before this handler tried. A duplicate after a failed
+// attempt may be that attempt's own message, stored but not acknowledged.
+func (r *Resolver) publish(ctx context.Context, msg Message) (duplicate bool, err error) {
+	dp, ok := r.pub.(DedupPublisher)
+	attempt := 0
+	err = retryFor(ctx, r.cfg.PublishTimeout, func(ctx context.Context) error {
+		attempt++
+		if !ok {
+			return r.pub.Publish(ctx, msg)
+		}
+		dup, err := dp.PublishDedup(ctx, msg)
+		duplicate = dup && attempt == 1
+		return err
+	})
+	return duplicate, err
 }
 
 // retryFor calls fn until it succeeds, with jittered exponential backoff
@@ -541,7 +564,9 @@ func (r *Resolver) takePending(popID string) (Message, bool) {
 
 // republish publishes a pop that was marked but not published before.
 func (r *Resolver) republish(ctx context.Context, e *Event, popID string, msg Message, start time.Time) error {
-	if err := r.publish(ctx, msg); err != nil {
+	// A duplicate here is this instance's own earlier attempt, stored but
+	// not acknowledged, and never logged: log it now.
+	if _, err := r.publish(ctx, msg); err != nil {
 		r.mu.Lock()
 		r.pending[popID] = msg
 		r.mu.Unlock()

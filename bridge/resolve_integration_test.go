@@ -1,16 +1,19 @@
 package bridge_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
@@ -490,3 +493,69 @@ func (nopStore) ReplayPops(context.Context, bridge.AgentID, uint64, time.Time, f
 type nopPub struct{}
 
 func (nopPub) Publish(context.Context, bridge.Message) error { return nil }
+
+// TestResolver_RedeliveryAfterPublishLogsOnePop: an instance dies after
+// it published a pop and before it acknowledged the event. The restarted
+// instance gets the event again; the marker holds its claim, so it
+// publishes again and JetStream drops the copy. The agent gets one pop,
+// and the log says so: one pop line and one count in pops_total.
+func TestResolver_RedeliveryAfterPublishLogsOnePop(t *testing.T) {
+	c := mustStartBus(t, t.TempDir())
+	defer c.Close()
+	var logs bytes.Buffer
+	log := zerolog.New(&logs)
+	e := &bridge.Event{
+		ConversationID: "c-crash", Agent: bridge.AgentLeg{UserID: "u-crash", ParticipantID: "p-crash"},
+		Media: bridge.MediaVoice, State: bridge.StateAlerting, Direction: bridge.DirectionInbound,
+		Customer: bridge.Customer{Phone: "+13175550123"}, ReceivedAt: bridge.NewTime(time.Now()),
+	}
+	var popped float64
+	for range 2 { // the instance before the crash, then the restarted one
+		reg := prometheus.NewRegistry()
+		r, err := bridge.NewResolver(bridge.ResolverConfig{Registerer: reg}, noRecords{}, c, c, bridge.NewHasher([]byte("0123456789abcdef")), log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Handle(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+		popped += counterSum(t, reg, "screenpop_bridge_resolver_pops_total")
+	}
+	n := 0
+	if err := c.ReplayPops(context.Background(), "u-crash", 0, time.Time{}, func(bridge.StoredPop) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Fatalf("%d pops stored, want 1", n)
+	}
+	if n := strings.Count(logs.String(), `"message":"pop"`); n != 1 {
+		t.Fatalf("%d pop log lines for one pop stored, want 1:\n%s", n, logs.String())
+	}
+	if popped != 1 {
+		t.Fatalf("pops_total %v over both instances, want 1", popped)
+	}
+}
+
+// counterSum adds up every series of the counter name in reg.
+func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// noRecords is a directory that knows no one.
+type noRecords struct{}
+
+func (noRecords) Lookup(context.Context, bridge.Key) ([]bridge.Record, error) { return nil, nil }
+func (noRecords) RecordURL(entity, id string) string                          { return "" }

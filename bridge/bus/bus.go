@@ -415,6 +415,13 @@ func (c *Conn) shutdownServer() {
 // Publish stores m in the stream with m.ID as Nats-Msg-Id. A duplicate within
 // the duplicate window is acknowledged by JetStream and is not an error.
 func (c *Conn) Publish(ctx context.Context, m bridge.Message) error {
+	_, err := c.PublishDedup(ctx, m)
+	return err
+}
+
+// PublishDedup is Publish that also reports whether JetStream already held
+// a message with m.ID within the duplicate window and dropped m.
+func (c *Conn) PublishDedup(ctx context.Context, m bridge.Message) (bool, error) {
 	start := time.Now()
 	msg := &nats.Msg{Subject: m.Subject, Data: m.Data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, m.ID)
@@ -422,16 +429,16 @@ func (c *Conn) Publish(ctx context.Context, m bridge.Message) error {
 	if err != nil {
 		c.metrics.publishErrors.Inc()
 		if errors.Is(err, nats.ErrMaxPayload) {
-			return fmt.Errorf("publish %s: %w", m.Subject, &bridge.TooLargeError{Size: len(m.Data), Max: int(c.nc.MaxPayload())})
+			return false, fmt.Errorf("publish %s: %w", m.Subject, &bridge.TooLargeError{Size: len(m.Data), Max: int(c.nc.MaxPayload())})
 		}
-		return fmt.Errorf("publish %s: %w", m.Subject, err)
+		return false, fmt.Errorf("publish %s: %w", m.Subject, err)
 	}
 	if ack.Duplicate {
 		c.metrics.duplicates.Inc()
 	}
 	c.metrics.published.Inc()
 	c.metrics.publishSeconds.Observe(time.Since(start).Seconds())
-	return nil
+	return ack.Duplicate, nil
 }
 
 // markerKey turns a pop id into a key-value key. Keys allow only
