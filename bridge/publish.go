@@ -125,12 +125,12 @@ func NewEventPublisher(cfg EventPublisherConfig, pub Publisher, log zerolog.Logg
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "screenpop_bridge_publisher_retries_total", Help: "Publish attempts that failed and were retried."}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "screenpop_bridge_publisher_dropped_total", Help: "Events never published, by reason (buffer_full, attempts, shutdown, encode)."}, []string{"reason"}),
+			Name: "screenpop_bridge_publisher_dropped_total", Help: "Events never published, by reason (buffer_full, attempts, shutdown, encode, too_large)."}, []string{"reason"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "screenpop_bridge_publisher_latency_seconds", Help: "From the Genesys frame's arrival to the event stored in the stream.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30}}),
 	}
-	for _, r := range []string{"buffer_full", "attempts", "shutdown", "encode"} {
+	for _, r := range []string{"buffer_full", "attempts", "shutdown", "encode", "too_large"} {
 		p.m.dropped.WithLabelValues(r) // export zeros, so alerts see the series
 	}
 	if r := cfg.Registerer; r != nil {
@@ -290,7 +290,7 @@ func (p *EventPublisher) publish(ctx context.Context, e Event) {
 	msg, err := EncodeEvent(&e, at)
 	if err != nil {
 		p.m.dropped.WithLabelValues("encode").Inc()
-		p.log.Error().Err(err).Str("event_id", msg.ID).Str("conversation_id", string(e.ConversationID)).Msg("event dropped")
+		p.log.Error().Err(err).Str("event_id", msg.ID).Str("conversation_id", string(e.ConversationID)).Str("reason", "encode").Msg("event dropped")
 		return
 	}
 	backoff := p.cfg.MinBackoff
@@ -336,7 +336,7 @@ func (p *EventPublisher) publish(ctx context.Context, e Event) {
 		if p.cfg.MaxAttempts > 0 && attempt >= p.cfg.MaxAttempts {
 			p.m.dropped.WithLabelValues("attempts").Inc()
 			p.log.Error().Err(err).Str("event_id", msg.ID).Str("conversation_id", string(e.ConversationID)).
-				Int("attempt", attempt).Msg("event dropped")
+				Str("reason", "attempts").Int("attempt", attempt).Msg("event dropped")
 			return
 		}
 		if ctx.Err() != nil {

@@ -1,14 +1,17 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 )
 
@@ -172,14 +175,22 @@ func TestEventPublisher_Run(t *testing.T) {
 
 	t.Run("MaxAttemptsDropsCounted", func(t *testing.T) {
 		defer goleak.VerifyNone(t)
-		p := MustEventPublisher(t, EventPublisherConfig{MinBackoff: time.Millisecond, MaxAttempts: 3},
-			&fakePublisher{PublishFn: func(context.Context, Message) error { return errors.New("nats: timeout") }})
+		var logs syncBuffer
+		p, err := NewEventPublisher(EventPublisherConfig{MinBackoff: time.Millisecond, MaxAttempts: 3},
+			&fakePublisher{PublishFn: func(context.Context, Message) error { return errors.New("nats: timeout") }}, zerolog.New(&logs))
+		if err != nil {
+			t.Fatal(err)
+		}
 		stop := runPublisher(t, p)
 		p.Enqueue(testEvent("c1", "p1", StateAlerting))
 		waitFor(t, 5*time.Second, func() bool { return testutil.ToFloat64(p.m.dropped.WithLabelValues("attempts")) == 1 })
 		stop()
 		if got := testutil.ToFloat64(p.m.retries); got != 2 {
 			t.Errorf("retries counted %v, want 2", got)
+		}
+		// On-call reads why from the line (operations.md).
+		if l := logs.String(); !strings.Contains(l, `"reason":"attempts"`) || !strings.Contains(l, `"message":"event dropped"`) {
+			t.Errorf("the drop's log line lacks its reason:\n%s", l)
 		}
 	})
 
@@ -256,4 +267,22 @@ func TestEventPublisher_Run(t *testing.T) {
 			t.Errorf("second Run: %v", err)
 		}
 	})
+}
+
+// syncBuffer is a log sink the publisher's goroutine and the test share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -104,10 +104,12 @@ type Config struct {
 // ParseLookup parses a lookup list such as
 // "contact:telephone1,mobilephone;account:telephone1": entries separated by
 // ';', each an entity logical name, ':', and comma-separated column names.
-// The empty string is an empty list. Errors name the offending entry.
+// The empty string and "none" are an empty list ("none" is for an
+// environment variable, where empty means unset). Errors name the
+// offending entry.
 func ParseLookup(s string) ([]EntityColumns, error) {
 	s = strings.TrimSpace(s)
-	if s == "" {
+	if s == "" || s == "none" {
 		return []EntityColumns{}, nil
 	}
 	var out []EntityColumns

@@ -151,8 +151,10 @@ func TestParseLookup(t *testing.T) {
 	if err != nil || len(got) != 3 || got[0].Entity != "contact" || !slices.Equal(got[0].Columns, []string{"telephone1", "mobilephone", "telephone2"}) || got[2].Entity != "lead" {
 		t.Fatalf("default: %+v, %v", got, err)
 	}
-	if got, err := dataverse.ParseLookup(""); err != nil || got == nil || len(got) != 0 {
-		t.Fatalf("empty: %+v, %v", got, err)
+	for _, none := range []string{"", "none", " none "} {
+		if got, err := dataverse.ParseLookup(none); err != nil || got == nil || len(got) != 0 {
+			t.Fatalf("%q: %+v, %v; want an empty list", none, got, err)
+		}
 	}
 	for _, bad := range []string{"contact", "contact:", "Contact:telephone1", "contact:tele phone", "contact:a;contact:b", "contact:a'b", ":a"} {
 		if _, err := dataverse.ParseLookup(bad); err == nil {

@@ -35,6 +35,10 @@ func (c *CheckCommand) Run(ctx context.Context, args []string) error {
 				}
 				fmt.Fprintf(c.stdout, "FAIL config: %s\n     fix: %s\n", detail, fix)
 			}
+			// A misspelled variable is often why a required one is missing.
+			for _, u := range UnknownVariables(environ()) {
+				fmt.Fprintf(c.stdout, "warn config: %s\n", u)
+			}
 		}
 		return err
 	}

@@ -126,6 +126,21 @@ func TestCheck_WarnsOfAMisspelledVariable(t *testing.T) {
 	wantLine(t, out, "warn config:", "SCREENPOP_ALLOWED_ORIGIN is not a setting", "did you mean SCREENPOP_ALLOWED_ORIGINS?")
 }
 
+// A misspelled variable is often why a required one is missing: the hint
+// comes with the configuration's failure too.
+func TestCheck_WarnsOfAMisspelledVariableWhenTheConfigFails(t *testing.T) {
+	environ = func() []string { return []string{"DATAVERSE_URI=https://contoso.crm4.dynamics.com"} }
+	defer func() { environ = func() []string { return nil } }()
+	r := newCheckRig(t)
+	r.vars["DATAVERSE_URL"] = ""
+	code, out := r.check(t)
+	if code != 2 {
+		t.Fatalf("exit %d, want 2 (configuration)", code)
+	}
+	wantLine(t, out, "FAIL config: DATAVERSE_URL: required")
+	wantLine(t, out, "warn config:", "DATAVERSE_URI is not a setting", "did you mean DATAVERSE_URL?")
+}
+
 func TestCheck_AllOK(t *testing.T) {
 	r := newCheckRig(t)
 	code, out := r.check(t)

@@ -468,12 +468,12 @@ func (c *Config) validate(req Requirements) []string {
 	// subscription request, so it is refused here, by name.
 	for _, a := range c.GenesysAgents {
 		if !dataverse.IsGUID(a) {
-			p = append(p, fmt.Sprintf("GENESYS_AGENTS: %q is not a Genesys user id (a UUID such as 5e1f0a1c-0000-4000-8000-000000000001; Admin > People shows it in the user's URL)", a))
+			p = append(p, fmt.Sprintf("GENESYS_AGENTS: %q is not a Genesys user id (a UUID such as 5e1f0a1c-0000-4000-8000-000000000001); Admin > People shows it in the user's URL", a))
 		}
 	}
 	for _, q := range c.GenesysQueues {
 		if !dataverse.IsGUID(q) {
-			p = append(p, fmt.Sprintf("GENESYS_QUEUES: %q is not a Genesys queue id (a UUID; Admin > Queues shows it in the queue's URL)", q))
+			p = append(p, fmt.Sprintf("GENESYS_QUEUES: %q is not a Genesys queue id (a UUID); Admin > Queues shows it in the queue's URL", q))
 		}
 	}
 	if c.GenesysAgentsFile != "" {

@@ -69,6 +69,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		var ce *ConfigError
 		if errors.As(err, &ce) {
 			fmt.Fprintf(stderr, "screenpopd %s: %v\n", args[0], err)
+			if args[0] == "run" {
+				for _, u := range UnknownVariables(environ()) {
+					fmt.Fprintf(stderr, "  warning: %s\n", u)
+				}
+			}
 			return 2
 		}
 		fmt.Fprintf(stderr, "screenpopd %s: %v\n", args[0], err)

@@ -355,6 +355,18 @@ func TestRun_Subcommands(t *testing.T) {
 			}
 		}
 	})
+	t.Run("RunWithoutConfigNamesAMisspelledVariable", func(t *testing.T) {
+		out.Reset()
+		errb.Reset()
+		environ = func() []string { return []string{"GENESYS_CLIENTID=x"} }
+		defer func() { environ = func() []string { return nil } }()
+		if code := run(context.Background(), []string{"run"}, env(nil), &out, &errb); code != 2 {
+			t.Fatalf("run exited %d, want 2", code)
+		}
+		if !strings.Contains(errb.String(), "GENESYS_CLIENTID is not a setting") || !strings.Contains(errb.String(), "did you mean GENESYS_CLIENT_ID?") {
+			t.Errorf("no hint for the misspelled variable:\n%s", errb.String())
+		}
+	})
 	t.Run("RunRefusesRegionAndDataverseURLBeforeStarting", func(t *testing.T) {
 		out.Reset()
 		errb.Reset()
