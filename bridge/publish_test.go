@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
+
+	"github.com/screenpop/screenpop/internal/syncbuf"
 )
 
 // fakePublisher is a func-field fake of Publisher.
@@ -175,7 +176,7 @@ func TestEventPublisher_Run(t *testing.T) {
 
 	t.Run("MaxAttemptsDropsCounted", func(t *testing.T) {
 		defer goleak.VerifyNone(t)
-		var logs syncBuffer
+		var logs syncbuf.Buffer
 		p, err := NewEventPublisher(EventPublisherConfig{MinBackoff: time.Millisecond, MaxAttempts: 3},
 			&fakePublisher{PublishFn: func(context.Context, Message) error { return errors.New("nats: timeout") }}, zerolog.New(&logs))
 		if err != nil {
@@ -267,22 +268,4 @@ func TestEventPublisher_Run(t *testing.T) {
 			t.Errorf("second Run: %v", err)
 		}
 	})
-}
-
-// syncBuffer is a log sink the publisher's goroutine and the test share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
