@@ -180,16 +180,13 @@ func TestClient_ReconciliationHonoursRetryAfter(t *testing.T) {
 	as := agents(1)
 	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
 		func(c *notifications.Config) { c.Agents = ids(as) }, 64)
-	h.awaitReady(5 * time.Second)
-	const activity = "/api/v2/analytics/conversations/activity/query"
-	waitFor(t, 5*time.Second, "the start-up reconciliation", func() bool { return h.emu.CountRequests(http.MethodPost, activity) > 0 })
-	time.Sleep(200 * time.Millisecond)
-	before := h.emu.CountRequests(http.MethodPost, activity)
-	h.emu.FailNext(http.MethodPost, activity, http.StatusTooManyRequests, 2*time.Second, 1)
+	h.awaitStartupReconciliation()
+	before := h.emu.CountRequests(http.MethodPost, activityQuery)
+	h.emu.FailNext(http.MethodPost, activityQuery, http.StatusTooManyRequests, 2*time.Second, 1)
 	h.emu.DropConnections()
-	waitFor(t, 5*time.Second, "the rate-limited query", func() bool { return h.emu.CountRequests(http.MethodPost, activity) > before })
+	waitFor(t, 5*time.Second, "the rate-limited query", func() bool { return h.emu.CountRequests(http.MethodPost, activityQuery) > before })
 	first := time.Now()
-	waitFor(t, 8*time.Second, "the query retried", func() bool { return h.emu.CountRequests(http.MethodPost, activity) > before+1 })
+	waitFor(t, 8*time.Second, "the query retried", func() bool { return h.emu.CountRequests(http.MethodPost, activityQuery) > before+1 })
 	if el := time.Since(first); el < 1900*time.Millisecond {
 		t.Errorf("retried %v after a 429 with Retry-After 2s", el)
 	}
@@ -202,10 +199,7 @@ func TestClient_ReconciliationSkipsAForbiddenConversation(t *testing.T) {
 	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
 		func(c *notifications.Config) { c.Agents = ids(as) }, 64)
 	col := collect(h.out)
-	h.awaitReady(5 * time.Second)
-	const activity = "/api/v2/analytics/conversations/activity/query"
-	waitFor(t, 5*time.Second, "the start-up reconciliation", func() bool { return h.emu.CountRequests(http.MethodPost, activity) > 0 })
-	time.Sleep(200 * time.Millisecond)
+	h.awaitStartupReconciliation()
 
 	h.emu.SetBlackhole(true)
 	c1 := h.emu.InboundCall(as[0].ID, "+13175550104", notificationstest.Options{}).Alert()
@@ -434,10 +428,7 @@ func TestClient_ReconciliationFindsAnAlertingConversationATruncatedListLeftOut(t
 	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, ActivityEntityLimit: 2},
 		func(c *notifications.Config) { c.Agents = ids(as) }, 64)
 	col := collect(h.out)
-	h.awaitReady(5 * time.Second)
-	const activity = "/api/v2/analytics/conversations/activity/query"
-	waitFor(t, 5*time.Second, "the start-up reconciliation", func() bool { return h.emu.CountRequests(http.MethodPost, activity) > 0 })
-	time.Sleep(200 * time.Millisecond)
+	h.awaitStartupReconciliation()
 
 	h.emu.SetBlackhole(true)
 	oldest := h.emu.InboundCall(as[0].ID, "+13175550106", notificationstest.Options{}).Alert().Connect()
@@ -456,4 +447,16 @@ func TestClient_ReconciliationFindsAnAlertingConversationATruncatedListLeftOut(t
 	}
 	h.stop()
 	<-col.done
+}
+
+const activityQuery = "/api/v2/analytics/conversations/activity/query"
+
+// awaitStartupReconciliation waits until the client is ready and its
+// start-up reconciliation has asked and, most likely, finished: a
+// conversation made after it is news to the client.
+func (h *harness) awaitStartupReconciliation() {
+	h.t.Helper()
+	h.awaitReady(5 * time.Second)
+	waitFor(h.t, 5*time.Second, "the start-up reconciliation", func() bool { return h.emu.CountRequests(http.MethodPost, activityQuery) > 0 })
+	time.Sleep(200 * time.Millisecond)
 }

@@ -230,31 +230,11 @@ func TestDaemon_AnsweredDuringAGapPopsOnConnected(t *testing.T) {
 
 	call := d.Genesys.InboundCall(agent, "+13175550199", notificationstest.Options{})
 	call.Alert()
-	// The bridge has seen the alerting snapshot (no pop yet: pop on connected).
-	waitFor(t, 10*time.Second, "alerting event handled by the resolver", func() bool {
+	waitFor(t, 10*time.Second, "the alerting event handled (no pop before connected)", func() bool {
 		return strings.Contains(logs.String(), `"reason":"before_pop_state"`)
 	})
-
-	// The socket goes silent, the agent answers, the socket drops and comes back.
-	d.Genesys.SetBlackhole(true)
-	call.Connect()
-	d.Genesys.SetBlackhole(false)
-	d.Genesys.DropConnections()
-	waitFor(t, 20*time.Second, "reconciliation after the gap", func() bool {
-		return strings.Count(logs.String(), "genesys reconciliation done") >= 2
-	})
-
-	defer func() {
-		if t.Failed() {
-			for _, l := range strings.Split(logs.String(), "\n") {
-				if strings.Contains(l, "reconcil") || strings.Contains(l, "no pop") || strings.Contains(l, `"pop"`) {
-					t.Log(l)
-				}
-			}
-		}
-	}()
-	p := readPop(t, ws)
-	if p.ConversationID != call.ID() {
+	duringAGap(t, d, logs, func() { call.Connect() })
+	if p := readPop(t, ws); p.ConversationID != call.ID() {
 		t.Fatalf("pop for %s, want %s", p.ConversationID, call.ID())
 	}
 }
@@ -276,31 +256,44 @@ func TestDaemon_TransferredBackDuringAGapPops(t *testing.T) {
 	}
 	call.Connect()
 	call.BlindTransfer(b)
+	// B's pop comes after the frame that shows A transferred away (one
+	// socket, in order): the daemon has seen A leave.
+	waitFor(t, 10*time.Second, "B's pop", func() bool { return strings.Count(logs.String(), `"message":"pop"`) >= 2 })
 	call.Connect()
-	time.Sleep(500 * time.Millisecond) // the bridge has seen B answer
+	duringAGap(t, d, logs, func() {
+		call.BlindTransfer(a)
+		call.Connect()
+	})
+	if p := readPop(t, wsA); p.ConversationID != call.ID() {
+		t.Fatalf("second pop for %s, want %s", p.ConversationID, call.ID())
+	}
+}
 
-	// Transferred back to A while A's socket is silent; A answers.
+// duringAGap runs change while the Genesys sockets are silent, then drops
+// them and waits for the reconciliation after the gap. On failure the
+// test's log shows the reconciliation and pop lines.
+func duringAGap(t *testing.T, d *Demo, logs *syncbuf.Buffer, change func()) {
+	t.Helper()
+	waitFor(t, 10*time.Second, "the start-up reconciliation", func() bool {
+		return strings.Contains(logs.String(), "genesys reconciliation done")
+	})
+	before := strings.Count(logs.String(), "genesys reconciliation done")
 	d.Genesys.SetBlackhole(true)
-	call.BlindTransfer(a)
-	call.Connect()
+	change()
 	d.Genesys.SetBlackhole(false)
 	d.Genesys.DropConnections()
-	waitFor(t, 20*time.Second, "reconciliation after the gap", func() bool {
-		return strings.Count(logs.String(), "genesys reconciliation done") >= 2
+	waitFor(t, 20*time.Second, "the reconciliation after the gap", func() bool {
+		return strings.Count(logs.String(), "genesys reconciliation done") > before
 	})
-	defer func() {
+	t.Cleanup(func() {
 		if t.Failed() {
 			for _, l := range strings.Split(logs.String(), "\n") {
-				if strings.Contains(l, "reconcil") || strings.Contains(l, `"pop"`) {
+				if strings.Contains(l, "reconcil") || strings.Contains(l, `"message":"pop"`) {
 					t.Log(l)
 				}
 			}
 		}
-	}()
-	p := readPop(t, wsA)
-	if p.ConversationID != call.ID() {
-		t.Fatalf("second pop for %s, want %s", p.ConversationID, call.ID())
-	}
+	})
 }
 
 func TestDaemon_ShutdownClosesAgents(t *testing.T) {
