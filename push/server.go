@@ -37,9 +37,12 @@ type Server struct {
 	log     zerolog.Logger
 	m       *metrics
 	origins map[string]bool
-	up      websocket.Upgrader
-	web     http.Handler
-	tick    time.Duration
+	// originList is origins as served at /web/origins.json, for the OAuth
+	// callback page to post the authorization code to them only.
+	originList []string
+	up         websocket.Upgrader
+	web        http.Handler
+	tick       time.Duration
 
 	// base is the context of hello handling (authentication, replay); it is
 	// cancelled when Run stops.
@@ -83,10 +86,14 @@ func New(cfg Config, store bridge.PopStore, auth bridge.AgentAuthenticator, log 
 		return nil, errors.New("push: auth mode genesys needs an agent authenticator")
 	}
 	origins := map[string]bool{}
+	originList := []string{}
 	for _, o := range cfg.AllowedOrigins {
 		n, ok := normalizeOrigin(o)
 		if !ok {
 			return nil, fmt.Errorf("push: allowed origin %q: want scheme://host[:port] (SCREENPOP_ALLOWED_ORIGINS)", o)
+		}
+		if !origins[n] {
+			originList = append(originList, n)
 		}
 		origins[n] = true
 	}
@@ -96,16 +103,17 @@ func New(cfg Config, store bridge.PopStore, auth bridge.AgentAuthenticator, log 
 	}
 	m := newMetrics(cfg.Registerer)
 	s := &Server{
-		cfg:      cfg,
-		store:    store,
-		auth:     newAuthCache(auth, cfg.Revalidate, m),
-		log:      log.With().Str("component", "push").Logger(),
-		m:        m,
-		origins:  origins,
-		web:      webHandler(sub),
-		conns:    map[*conn]struct{}{},
-		agents:   map[bridge.AgentID][]*conn{},
-		revalSem: make(chan struct{}, 8),
+		cfg:        cfg,
+		store:      store,
+		auth:       newAuthCache(auth, cfg.Revalidate, m),
+		log:        log.With().Str("component", "push").Logger(),
+		m:          m,
+		origins:    origins,
+		originList: originList,
+		web:        webHandler(sub),
+		conns:      map[*conn]struct{}{},
+		agents:     map[bridge.AgentID][]*conn{},
+		revalSem:   make(chan struct{}, 8),
 	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.up = websocket.Upgrader{
@@ -126,6 +134,13 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ws", s.serveWS)
 	mux.Handle("GET /web/", http.StripPrefix("/web", s.web))
+	mux.HandleFunc("GET /web/origins.json", func(w http.ResponseWriter, r *http.Request) {
+		// The origins the OAuth callback may hand an authorization code to.
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		_ = json.NewEncoder(w).Encode(s.originList)
+	})
 	if s.cfg.DemoAgents != nil {
 		mux.HandleFunc("GET /demo/agents", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")

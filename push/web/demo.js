@@ -1,6 +1,6 @@
-/* The demo agent page: connects with a token from the URL fragment
- * (#token=…), the form, the demo agent list, or the Genesys PKCE login, and
- * lists the pops it receives. Everything is rendered with textContent. */
+/* The demo agent page: connects to this server with a token from the URL
+ * fragment (#token=…), the form, the demo agent list, or the Genesys PKCE
+ * login, and lists the pops it receives. Everything is rendered with textContent. */
 (function () {
   'use strict';
   var $ = function (id) { return document.getElementById(id); };
@@ -9,7 +9,6 @@
     // The fragment never reaches the server; drop it from the address bar too.
     try { window.history.replaceState(null, '', window.location.pathname); } catch (e) { /* ignore */ }
   }
-  var wsURL = frag.get('ws') || undefined;
   if (frag.get('login')) { $('loginURL').value = frag.get('login'); }
   if (frag.get('clientId')) { $('clientId').value = frag.get('clientId'); }
   var client = null;
@@ -56,8 +55,9 @@
   function connect(tok) {
     token = tok;
     if (client) { client.reconnect(); return; }
+    // Always this server's own socket (the library's default): a socket
+    // named in a link would get the token the agent signs in with.
     client = window.ScreenPop.connect({
-      url: wsURL,
       token: function () { return token; },
       onPop: show,
       onState: setStatus
