@@ -417,7 +417,8 @@ func (r *Resolver) resolve(ctx context.Context, e *Event, received, now time.Tim
 		EventReceivedAt: NewTime(received),
 	}
 	if ent, id := e.Customer.Attributes[r.cfg.OverrideEntityKey], e.Customer.Attributes[r.cfg.OverrideIDKey]; ent != "" && id != "" {
-		// RecordURL refuses anything but a logical name and a GUID.
+		// RecordURL refuses an entity the directory does not know and an
+		// id that is not a GUID.
 		if u := r.dir.RecordURL(ent, id); u != "" {
 			pop.Target = Target{Action: ActionOpen, Entity: ent, ID: id, URL: u}
 			return pop, OutcomeOverride, 0

@@ -205,11 +205,13 @@ func (c *Client) Status() any {
 
 // RecordURL returns the model-driven app URL of a record,
 // <URL>/main.aspx?appid=…&pagetype=entityrecord&etn=…&id=…, or of a new
-// record's form when id is empty. It returns "" for an entity name or id
-// that is not well-formed: nothing but a logical name and a GUID ever goes
-// into the URL.
+// record's form when id is empty. It returns "" for an entity the client
+// does not know (Config.Entities: the built-ins and SCREENPOP_ENTITIES) or
+// an id that is not a GUID: nothing but a known logical name and a GUID
+// ever goes into the URL, and a pop override taken from participant data
+// (which customers can write on some channels) opens no other table.
 func (c *Client) RecordURL(entity, id string) string {
-	if !validName(entity) || (id != "" && !IsGUID(id)) {
+	if _, known := c.cfg.Entities[entity]; !known || !validName(entity) || (id != "" && !IsGUID(id)) {
 		return ""
 	}
 	var b strings.Builder

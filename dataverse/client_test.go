@@ -669,6 +669,12 @@ func TestClient_RecordURL(t *testing.T) {
 		{"contact", "", "https://contoso.crm.dynamics.com/main.aspx?appid=" + appID + "&pagetype=entityrecord&etn=contact"},
 		{"contact", "+13175550123", ""},
 		{"contact&x=1", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", ""},
+		{"lead", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "https://contoso.crm.dynamics.com/main.aspx?appid=" + appID + "&pagetype=entityrecord&etn=lead&id=aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"},
+		// Only the entities screenpop knows (built-in and SCREENPOP_ENTITIES):
+		// an override from participant data a customer may write cannot
+		// open a user, a case or any other table.
+		{"systemuser", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", ""},
+		{"incident", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", ""},
 	}
 	for _, tc := range cases {
 		if got := c.RecordURL(tc.entity, tc.id); got != tc.want {
