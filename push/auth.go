@@ -82,9 +82,19 @@ func MintToken(secret []byte, agent bridge.AgentID, ttl time.Duration) (string, 
 	return s, nil
 }
 
+// refusedTTL is how long a refused token is refused without asking the
+// authenticator again: a client that keeps presenting one (a stale page,
+// or a flood of hellos) costs one round trip to Genesys per refusedTTL.
+const refusedTTL = 30 * time.Second
+
+// maxRefused bounds the refused tokens remembered; past it a refusal is
+// not remembered (fresh bogus tokens are not worth the memory).
+const maxRefused = 10000
+
 // authCache remembers authenticator answers by the SHA-256 of the token
-// (never the token itself) until they must be revalidated, and collapses
-// concurrent checks of one token (several tabs of one agent).
+// (never the token itself): accepted ones until they must be revalidated,
+// refused ones for refusedTTL. It collapses concurrent checks of one token
+// (several tabs of one agent).
 type authCache struct {
 	auth       bridge.AgentAuthenticator
 	revalidate time.Duration
@@ -92,9 +102,11 @@ type authCache struct {
 
 	mu      sync.Mutex
 	entries map[[32]byte]authEntry
+	refused int // entries with no agent
 	sf      singleflight.Group
 }
 
+// authEntry is an accepted token's agent, or a refused token's (agent "").
 type authEntry struct {
 	agent bridge.AgentID
 	until time.Time
@@ -120,6 +132,9 @@ func (a *authCache) check(ctx context.Context, token string, now time.Time) (bri
 	e, ok := a.entries[key]
 	a.mu.Unlock()
 	if ok && now.Before(e.until) {
+		if e.agent == "" {
+			return "", time.Time{}, bridge.ErrInvalidToken
+		}
 		return e.agent, e.until, nil
 	}
 	v, err, _ := a.sf.Do(string(key[:]), func() (any, error) {
@@ -131,7 +146,14 @@ func (a *authCache) check(ctx context.Context, token string, now time.Time) (bri
 		case errors.Is(err, bridge.ErrInvalidToken):
 			a.m.authChecks.WithLabelValues("invalid").Inc()
 			a.mu.Lock()
+			if old, had := a.entries[key]; had && old.agent == "" {
+				a.refused--
+			}
 			delete(a.entries, key)
+			if a.refused < maxRefused {
+				a.entries[key] = authEntry{until: time.Now().Add(refusedTTL)}
+				a.refused++
+			}
 			a.mu.Unlock()
 			return nil, err
 		case err != nil:
@@ -148,6 +170,9 @@ func (a *authCache) check(ctx context.Context, token string, now time.Time) (bri
 			return nil, bridge.ErrInvalidToken
 		}
 		a.mu.Lock()
+		if old, had := a.entries[key]; had && old.agent == "" {
+			a.refused--
+		}
 		a.entries[key] = authEntry{agent: agent, until: until}
 		a.mu.Unlock()
 		return authResult{agent, until}, nil
@@ -164,14 +189,18 @@ func (a *authCache) sweep(now time.Time) {
 	a.mu.Lock()
 	for k, e := range a.entries {
 		if !now.Before(e.until) {
+			if e.agent == "" {
+				a.refused--
+			}
 			delete(a.entries, k)
 		}
 	}
 	a.mu.Unlock()
 }
 
+// len returns how many accepted tokens are remembered.
 func (a *authCache) len() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return len(a.entries)
+	return len(a.entries) - a.refused
 }

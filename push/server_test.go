@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -703,6 +704,28 @@ func TestServer_TokenCache(t *testing.T) {
 	}
 	if calls.Load() != 1 {
 		t.Fatalf("authenticator called %d times for one token, want 1 (cached)", calls.Load())
+	}
+}
+
+// A refused token is remembered for a while: a page (or a flood of
+// hellos) presenting it again does not cost a round trip to Genesys each.
+func TestServer_RefusedTokenCache(t *testing.T) {
+	var calls atomic.Int32
+	auth := authFunc(func(context.Context, string) (bridge.AgentID, time.Time, error) {
+		calls.Add(1)
+		return "", time.Time{}, bridge.ErrInvalidToken
+	})
+	e := newEnv(t, Config{Auth: AuthGenesys}, newMemStore(), auth)
+	for i := range 20 {
+		c := e.rawClient()
+		c.send(map[string]any{"type": "hello", "token": "bogus-" + strconv.Itoa(i%2)})
+		c.expectClose(CloseInvalidToken)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("authenticator called %d times for 20 hellos with two refused tokens, want 2", n)
+	}
+	if n := e.srv.auth.len(); n != 0 {
+		t.Fatalf("%d accepted tokens cached, want 0", n)
 	}
 }
 
