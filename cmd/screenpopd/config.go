@@ -522,6 +522,11 @@ func (c *Config) validate(req Requirements) []string {
 	if c.TLSCert == "" && !c.AllowPlaintext && c.Listen != "" && !push.IsLoopback(c.Listen) {
 		p = append(p, fmt.Sprintf("SCREENPOP_LISTEN: %s is not loopback and has no TLS; set SCREENPOP_TLS_CERT and SCREENPOP_TLS_KEY, or SCREENPOP_ALLOW_PLAINTEXT=true behind a TLS-terminating proxy", c.Listen))
 	}
+	if c.NatsURL == "" && c.NatsListen != "" && c.NatsListen != "off" && !push.IsLoopback(c.NatsListen) {
+		// The embedded server has no users: whoever reaches it reads every
+		// customer's events and can forge pops and delete the stream.
+		p = append(p, fmt.Sprintf("SCREENPOP_NATS_LISTEN: %s is not loopback, and the embedded NATS server has no authentication; listen on 127.0.0.1 (or off), or run your own NATS with accounts and set NATS_URL", c.NatsListen))
+	}
 	if c.Auth == "jwt" && len(c.JWTSecret) < 32 {
 		p = append(p, "SCREENPOP_JWT_SECRET: required with SCREENPOP_AUTH=jwt, at least 32 bytes; generate one with: openssl rand -base64 48")
 	}

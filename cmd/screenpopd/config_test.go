@@ -109,6 +109,7 @@ func TestParseConfig(t *testing.T) {
 		{"Listen", with(good(), "SCREENPOP_LISTEN", "8080"), []string{"SCREENPOP_LISTEN", "host:port"}},
 		{"PublicWithoutTLS", with(good(), "SCREENPOP_LISTEN", "0.0.0.0:8443"), []string{"SCREENPOP_LISTEN", "SCREENPOP_TLS_CERT", "SCREENPOP_ALLOW_PLAINTEXT"}},
 		{"HalfTLS", with(good(), "SCREENPOP_TLS_CERT", "/x.pem"), []string{"SCREENPOP_TLS_CERT, SCREENPOP_TLS_KEY: set both"}},
+		{"PublicEmbeddedNATS", with(good(), "SCREENPOP_NATS_LISTEN", "0.0.0.0:4222"), []string{"SCREENPOP_NATS_LISTEN", "no authentication", "NATS_URL"}},
 		{"JWTWithoutSecret", with(good(), "SCREENPOP_AUTH", "jwt"), []string{"SCREENPOP_JWT_SECRET", "openssl rand"}},
 		{"Auth", with(good(), "SCREENPOP_AUTH", "basic"), []string{"SCREENPOP_AUTH", "genesys, jwt"}},
 		{"DataverseURL", with(good(), "DATAVERSE_URL", "contoso.crm.dynamics.com"), []string{"DATAVERSE_URL", "http(s) URL"}},
