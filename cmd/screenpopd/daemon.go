@@ -49,6 +49,7 @@ type Main struct {
 	snapshots        chan bridge.Snapshot
 	started          time.Time
 	startupDone      atomic.Bool // readiness latch: everything came up once
+	stopping         atomic.Bool // Run has begun to stop the stages: not ready
 }
 
 // NewMain returns a daemon for cfg; Open builds it.
@@ -226,6 +227,7 @@ func (m *Main) Run(ctx context.Context) error {
 	case err = <-failed:
 		log.Error().Err(err).Msg("screenpopd stopping after a component failed")
 	}
+	m.stopping.Store(true) // /readyz: send no new agents here
 	budget := time.After(shutdownBudget)
 	for i := range stages {
 		cancels[i]()
@@ -315,9 +317,9 @@ func (m *Main) watchReady(ctx context.Context, log zerolog.Logger) error {
 // Ready is /readyz: true once start-up is complete (NATS and the stream
 // up, the agent listener serving, the first Genesys subscription done and a
 // first Dataverse token obtained) and then for as long as NATS is
-// connected.
+// connected, until the daemon begins to stop.
 func (m *Main) Ready() bool {
-	if m.Bus == nil || !m.Bus.Connected() {
+	if m.stopping.Load() || m.Bus == nil || !m.Bus.Connected() {
 		return false
 	}
 	if m.startupDone.Load() {

@@ -24,6 +24,10 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first signal asks for the graceful stop; from then on the
+	// signals' default action is back, so a second one ends the process
+	// at once (Ctrl-C again, or systemd's SIGKILL needs no waiting).
+	context.AfterFunc(ctx, stop)
 	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

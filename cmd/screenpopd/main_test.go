@@ -1,14 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +26,12 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv("SCREENPOP_TEST_MAIN") == "1" {
+		// This test binary started as screenpopd itself: main() with the
+		// demo command, signals and all (TestMain_SecondSignalForcesExit).
+		os.Args = []string{"screenpopd", "demo"}
+		main()
+	}
 	// The commands read their settings through the getenv each test gives;
 	// the process environment's unknown variables (a developer's shell)
 	// must not leak into their output either.
@@ -325,6 +334,11 @@ func TestDaemon_ShutdownClosesAgents(t *testing.T) {
 		}
 		break
 	}
+	// A load balancer must stop sending agents here before their sockets
+	// close (NATS is still connected then).
+	if d.Main.Ready() {
+		t.Fatal("still ready after the agents' sockets were closed for the stop")
+	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -530,5 +544,95 @@ func TestDemo_DataDirFlag(t *testing.T) {
 				t.Errorf("the --data-dir store is gone after the demo: %v", err)
 			}
 		})
+	}
+}
+
+// A second SIGINT (Ctrl-C pressed again) while a graceful stop is under way
+// ends the process at once, as it does in most daemons; the first one asks
+// for the graceful stop. Here the graceful stop is held up for 2 s by an
+// admin request in flight (a CPU profile), so a process that ignores the
+// second signal exits about 2 s after the first.
+func TestMain_SecondSignalForcesExit(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(),
+		"SCREENPOP_TEST_MAIN=1",
+		"SCREENPOP_LISTEN=127.0.0.1:0",
+		"SCREENPOP_ADMIN_LISTEN=127.0.0.1:0",
+		"SCREENPOP_NATS_LISTEN=off",
+		"SCREENPOP_DATA_DIR="+t.TempDir(),
+		"SCREENPOP_PPROF=true",
+		"LOG_LEVEL=error",
+	)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	waited := make(chan struct{})
+	defer func() {
+		_ = cmd.Process.Kill()
+		<-waited
+	}()
+	admin := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if l := strings.TrimSpace(sc.Text()); strings.HasPrefix(l, "Admin:") {
+				f := strings.Fields(l)
+				admin <- strings.TrimSuffix(f[1], "/status")
+			}
+		}
+		exited <- cmd.Wait()
+		close(waited)
+	}()
+	var base string
+	select {
+	case base = <-admin:
+	case <-time.After(60 * time.Second):
+		t.Fatal("demo did not start")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("demo not ready")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// An admin request in flight: the admin listener's shutdown waits 2 s for it.
+	profiled := make(chan struct{})
+	defer func() { <-profiled; http.DefaultClient.CloseIdleConnections() }()
+	go func() {
+		defer close(profiled)
+		if resp, err := http.Get(base + "/debug/pprof/profile?seconds=30"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	second := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		t.Logf("exited %v after the second SIGINT: %v", time.Since(second), err)
+		if el := time.Since(second); el > 700*time.Millisecond {
+			t.Fatalf("the process exited %v after a second SIGINT: the second signal was ignored and the graceful stop ran its course", el)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the process did not exit within 15s of two SIGINTs")
 	}
 }
