@@ -394,8 +394,12 @@ func (c *Conn) Close() {
 	c.closeOnce.Do(func() {
 		c.closing.Store(true)
 		if c.nc != nil {
-			if err := c.nc.FlushTimeout(2 * time.Second); err != nil && c.nc.IsConnected() {
-				c.log.Warn().Err(err).Msg("nats flush on close")
+			// Flushing a connection that is down would only wait out
+			// its timeout, after a stop that is already bounded.
+			if c.nc.IsConnected() {
+				if err := c.nc.FlushTimeout(2 * time.Second); err != nil {
+					c.log.Warn().Err(err).Msg("nats flush on close")
+				}
 			}
 			c.nc.Close()
 		}
@@ -765,25 +769,45 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 	// is finished rather than lost.
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hcancel()
+	// closing, under mu, is set before the handlers are waited for: a
+	// callback after that (a drained subscription's buffer) only hands its
+	// event back, and wg.Add never races wg.Wait.
+	var mu sync.Mutex
+	closing := false
 	// Every return waits for the handlers in flight, which get DrainWithin
 	// from then on before their context ends.
 	defer func() {
+		mu.Lock()
+		closing = true
+		mu.Unlock()
 		drain := time.AfterFunc(cc.DrainWithin, hcancel)
 		wg.Wait()
 		drain.Stop()
 	}()
+	// handBack leaves an event to the next start or another instance
+	// rather than start work that must be cut short; it comes back in a
+	// second, not after the ack wait.
+	handBack := func(m jetstream.Msg) {
+		if err := m.NakWithDelay(time.Second); err != nil {
+			c.log.Debug().Err(err).Msg("nak event")
+		}
+	}
 	handle := func(m jetstream.Msg) {
-		select {
-		case sem <- struct{}{}: // blocks the consume loop: back-pressure, not an unbounded queue
-		case <-ctx.Done():
-			// Shutting down: leave it to the next start or another
-			// instance rather than start work that must be cut short.
-			if err := m.NakWithDelay(time.Second); err != nil {
-				c.log.Debug().Err(err).Msg("nak event")
-			}
+		mu.Lock()
+		if closing || ctx.Err() != nil {
+			mu.Unlock()
+			handBack(m)
 			return
 		}
 		wg.Add(1)
+		mu.Unlock()
+		select {
+		case sem <- struct{}{}: // blocks the consume loop: back-pressure, not an unbounded queue
+		case <-ctx.Done():
+			wg.Done()
+			handBack(m)
+			return
+		}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			stop := keepInProgress(m, inProgressEvery(cc.AckWait), c.log)
@@ -884,7 +908,11 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 		for why == nil {
 			select {
 			case <-ctx.Done():
-				consCtx.Stop()
+				// Drain, not Stop: the events already pulled into the
+				// subscription's buffer reach handle, which hands them
+				// back at once; Stop would drop them, to come back only
+				// after the ack wait (after a restart, perhaps too old).
+				consCtx.Drain()
 				<-consCtx.Closed()
 				return nil
 			case why = <-lost:

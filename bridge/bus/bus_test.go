@@ -591,6 +591,66 @@ func TestConn_ConsumeEventsStopsWithinDrain(t *testing.T) {
 	t.Logf("stopped %v after cancel", time.Since(stop))
 }
 
+// Events already pulled into the subscription's buffer when the resolver
+// stops are handed back at once, not left for their ack wait: after a
+// restart they would come back that much older (the max event age is only
+// three ack waits).
+func TestConn_ConsumeEventsHandsBackBufferedEventsAtStop(t *testing.T) {
+	c := MustStart(t, bus.Config{Listen: "off"})
+	cc := bus.ConsumeConfig{Durable: "hand-back", Workers: 16, AckWait: time.Minute, DrainWithin: 300 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan struct{}, 16)
+	done := make(chan error)
+	go func() {
+		done <- c.ConsumeEvents(ctx, cc, func(hctx context.Context, _ []byte) error {
+			started <- struct{}{}
+			<-hctx.Done()
+			return hctx.Err()
+		})
+	}()
+	waitFor(t, 5*time.Second, func() bool {
+		_, err := c.JetStream().Consumer(context.Background(), c.StreamName(), cc.Durable)
+		return err == nil
+	})
+	const n = 64 // 16 run, the consume loop waits on one, the rest are in its buffer
+	for i := range n {
+		publishEvent(t, c, fmt.Sprintf("conv-buffered-%d", i))
+	}
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no handler started")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// The next start gets every one of them well inside the ack wait.
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	done2 := make(chan error, 1)
+	go func() {
+		done2 <- c.ConsumeEvents(ctx2, cc, func(_ context.Context, data []byte) error {
+			e, err := bridge.DecodeEvent(data)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			seen[string(e.ConversationID)] = true
+			mu.Unlock()
+			return nil
+		})
+	}()
+	waitFor(t, 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == n })
+	cancel2()
+	if err := <-done2; err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestConn_ConsumeEventsFiltersSubjects(t *testing.T) {
 	c := MustStart(t, bus.Config{Listen: "off"})
 	seen := make(chan string, 16) // conversation/state
