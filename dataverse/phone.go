@@ -32,11 +32,20 @@ func NormalizePhone(s, region string) (string, error) {
 // and international groups separated by spaces, dashes, dots (and a slash
 // after the area code), "+CC (0)…" where the country has a trunk prefix, and
 // the NANP forms with a leading 1. Each one is compared with eq, so the list
-// is kept short (about fifteen) to fit one URL per entity.
+// is kept short (at most twenty) to fit one URL per entity.
 //
 // The grouping comes from libphonenumber's formatting rules for the number's
 // own country. Stored values carrying an extension or unusual grouping do not
 // match; see docs/dataverse.md.
+//
+// The forms without the country code (national digits, national format) are
+// only queried for a number libphonenumber knows as valid, or that has a
+// properly formatted national form with a trunk prefix: a local-only or short
+// number (a US 7-digit "555-0123", a German extension "1234") or a placeholder
+// ("0000000000") would otherwise match records of other people stored without
+// their area code. For a number of another country than region, the
+// international call prefix of region is queried too ("001 317 555 0123" in
+// the UK, "011 44 20 7946 0018" in the US).
 func PhoneVariants(e164, region string) ([]string, error) {
 	n, err := phonenumbers.Parse(e164, region)
 	if err != nil || !phonenumbers.IsPossibleNumber(n) {
@@ -51,6 +60,13 @@ func PhoneVariants(e164, region string) ([]string, error) {
 	natDigits := strings.Join(natGroups, "")
 	nanp := cc == "1"
 
+	// national: the forms without the country code identify this number
+	// alone (see the doc comment).
+	national := phonenumbers.IsValidNumber(n) ||
+		phonenumbers.IsPossibleNumberWithReason(n) == phonenumbers.IS_POSSIBLE && natDigits != nsn
+	rcc := phonenumbers.GetCountryCodeForRegion(strings.ToUpper(region))
+	foreign := rcc != 0 && strconv.Itoa(rcc) != cc
+
 	seen := make(map[string]bool, 24)
 	out := make([]string, 0, 24)
 	add := func(v string) {
@@ -61,16 +77,30 @@ func PhoneVariants(e164, region string) ([]string, error) {
 	}
 	add("+" + cc + nsn)
 	add(cc + nsn)
-	if !nanp {
+	if !nanp || foreign {
+		// "00442079460018", "0044 20 7946 0018", "001 317 555 0123".
 		add("00" + cc + nsn)
+		add("00" + cc + " " + strings.Join(intlGroups, " "))
 	}
-	add(natDigits)
-	add(nat)
-	for _, sep := range []string{" ", "-", "."} {
-		add(strings.Join(natGroups, sep))
+	if foreign {
+		// The region's own international call prefix when it is not 00:
+		// "011 44 20 7946 0018" in the US.
+		if o := phonenumbers.FormatOutOfCountryCallingNumber(n, strings.ToUpper(region)); o != "" {
+			if idd, _, ok := strings.Cut(o, " "); ok && idd != "00" && allDigits(idd) {
+				add(idd + cc + nsn)
+				add(idd + " " + cc + " " + strings.Join(intlGroups, " "))
+			}
+		}
 	}
-	if len(natGroups) > 1 && !nanp {
-		add(natGroups[0] + "/" + strings.Join(natGroups[1:], ""))
+	if national {
+		add(natDigits)
+		add(nat)
+		for _, sep := range []string{" ", "-", "."} {
+			add(strings.Join(natGroups, sep))
+		}
+		if len(natGroups) > 1 && !nanp {
+			add(natGroups[0] + "/" + strings.Join(natGroups[1:], ""))
+		}
 	}
 	add(intl)
 	for _, sep := range []string{" ", "-", "."} {
@@ -79,12 +109,15 @@ func PhoneVariants(e164, region string) ([]string, error) {
 	add("+" + cc + "-" + strings.Join(intlGroups, "-"))
 	if natDigits == nsn {
 		// No trunk prefix (NANP and others): "+1 (317) 555-0123".
-		add("+" + cc + " " + nat)
+		if national {
+			add("+" + cc + " " + nat)
+		}
 	} else if prefix := strings.TrimSuffix(natDigits, nsn); prefix != natDigits && prefix != "" {
-		// "+44 (0)20 7946 0018".
+		// "+44 (0)20 7946 0018", "+44 (0) 20 7946 0018".
 		add("+" + cc + " (" + prefix + ")" + strings.Join(intlGroups, " "))
+		add("+" + cc + " (" + prefix + ") " + strings.Join(intlGroups, " "))
 	}
-	if nanp && len(natGroups) == 3 {
+	if nanp && national && len(natGroups) == 3 {
 		a, b, c := natGroups[0], natGroups[1], natGroups[2]
 		add("(" + a + ")" + b + "-" + c)
 		add("1-" + a + "-" + b + "-" + c)
@@ -111,3 +144,13 @@ func digitGroups(s string) []string {
 }
 
 func validRegion(r string) bool { return phonenumbers.GetSupportedRegions()[r] }
+
+// allDigits reports whether s is a non-empty run of ASCII digits.
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}

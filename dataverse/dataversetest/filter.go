@@ -473,7 +473,9 @@ func (n *binaryNode) eval(row map[string]any) (any, error) {
 }
 
 // compare orders two values the way Dataverse does for the supported
-// types: strings case-insensitively, numbers numerically, GUIDs as text.
+// types: strings case-insensitively and, as SQL Server pads the shorter
+// string with spaces before comparing (KB 316626), ignoring trailing
+// spaces; numbers numerically, GUIDs as text.
 func compare(a, b any) (int, bool) {
 	if a == nil || b == nil {
 		if a == nil && b == nil {
@@ -484,7 +486,7 @@ func compare(a, b any) (int, bool) {
 	switch x := a.(type) {
 	case string:
 		if y, ok := b.(string); ok {
-			return compareFold(x, y), true
+			return compareFold(trimPad(x), trimPad(y)), true
 		}
 	case guid:
 		switch y := b.(type) {
@@ -553,3 +555,7 @@ func compareFold(a, b string) int {
 	}
 	return 0
 }
+
+// trimPad drops trailing spaces (U+0020 only), which SQL Server's =, <, >
+// ignore: 'abc' = 'abc  ' (but not LIKE, so not contains & co.).
+func trimPad(s string) string { return strings.TrimRight(s, " ") }

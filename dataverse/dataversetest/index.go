@@ -110,7 +110,7 @@ func (t *Table) candidates(n Node) ([]int, bool) {
 		// A string compares equal, case-insensitively, only to a non-empty
 		// string value (an empty one reads as null); see compare.
 		v, ok := lit.v.(string)
-		if !ok || v == "" {
+		if v = trimPad(v); !ok || v == "" {
 			return nil, false
 		}
 		return t.column(p.name)[strings.ToLower(v)], true
@@ -118,17 +118,17 @@ func (t *Table) candidates(n Node) ([]int, bool) {
 	return nil, false
 }
 
-// column is the index of one column: each lowered non-empty string value
-// and the rows holding it, ascending. It is built on first use and dropped
-// when a row is added.
+// column is the index of one column: each lowered non-empty string value,
+// without trailing spaces (see compare), and the rows holding it,
+// ascending. It is built on first use and dropped when a row is added.
 func (t *Table) column(name string) map[string][]int {
 	if ix, ok := t.index[name]; ok {
 		return ix
 	}
 	ix := map[string][]int{}
 	for i, row := range t.rows {
-		if v, ok := row[name].(string); ok && v != "" {
-			k := strings.ToLower(v)
+		if v, ok := row[name].(string); ok && trimPad(v) != "" {
+			k := strings.ToLower(trimPad(v))
 			ix[k] = append(ix[k], i)
 		}
 	}

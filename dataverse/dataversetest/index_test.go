@@ -40,6 +40,7 @@ func TestTable_MatchAnswersAsAFullScan(t *testing.T) {
 	shared := s.AddContact(Contact{FirstName: "Ana", LastName: "Shared", Telephone1: "(317) 555-0199", MobilePhone: "+1 317 555 0100"})
 	s.AddContact(Contact{FirstName: "Bo", LastName: "Shared", Telephone2: "(317) 555-0199", EMailAddress1: "Bo.Shared@Example.com"})
 	s.AddContact(Contact{FirstName: "Cy", LastName: "Müller", EMailAddress1: "CY@EXAMPLE.COM", Inactive: true})
+	s.AddContact(Contact{FirstName: "Di", LastName: "Padded", Telephone1: "317-555-0177  ", MobilePhone: " 317-555-0178"})
 	tab := s.tables["contacts"]
 
 	// Numbers and emails the seed stored, as the client would ask for them.
@@ -63,7 +64,9 @@ func TestTable_MatchAnswersAsAFullScan(t *testing.T) {
 		"telephone1 eq '(317) 555-0199' or startswith(lastname,'Mü')", // cannot narrow: a full scan
 		"contactid eq '" + shared + "'",
 		"telephone3 eq 'nobody'",
-		"telephone1 eq ''", // an empty literal is not indexed
+		"telephone1 eq ''",                                              // an empty literal is not indexed
+		"telephone1 eq '317-555-0177' or mobilephone eq '317-555-0178'", // trailing spaces do not count, leading ones do
+		"telephone1 eq '317-555-0177   '",
 	}
 	for _, v := range typed {
 		q := "'" + strings.ReplaceAll(v, "'", "''") + "'"

@@ -52,8 +52,15 @@ func TestParseFilter(t *testing.T) {
 }
 
 func TestFilterEval(t *testing.T) {
-	row := map[string]any{"lastname": "O'Brien", "telephone1": "(317) 555-0123", "statecode": float64(0), "empty": ""}
+	row := map[string]any{"lastname": "O'Brien", "telephone1": "(317) 555-0123", "statecode": float64(0), "empty": "", "mobilephone": "317-555-0123  ", "telephone2": " 3175550123"}
 	cases := map[string]bool{
+		// SQL Server pads the shorter string with spaces before =
+		// (https://support.microsoft.com/kb/316626): trailing spaces
+		// do not count, on either side; leading ones do.
+		"mobilephone eq '317-555-0123'":                     true,
+		"telephone1 eq '(317) 555-0123 '":                   true,
+		"telephone2 eq '3175550123'":                        false,
+		"mobilephone ne '317-555-0123'":                     false,
 		"lastname eq 'o''brien'":                            true, // case-insensitive
 		"lastname eq 'O''Brien' and statecode eq 0":         true,
 		"lastname eq 'x' or telephone1 eq '(317) 555-0123'": true,
