@@ -163,6 +163,7 @@ const (
 	ActionChoose Action = "choose" // several matched: let the agent choose among Candidates
 	ActionCreate Action = "create" // nothing matched: offer a new record of Target.Entity with Prefill
 	ActionSearch Action = "search" // the lookup failed or took too long: offer Target.Query as a search
+	ActionNone   Action = "none"   // an internal call (SCREENPOP_POP_INTERNAL): no record to open or create
 )
 
 // Target is where a pop sends the agent.

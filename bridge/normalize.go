@@ -295,7 +295,7 @@ func (n *Normalizer) Normalize(s Snapshot) []Event {
 		return nil
 	}
 
-	emitted := n.record(v, cands, held)
+	emitted := n.record(v, cands, held, s.ReceivedAt)
 	if emitted == 0 {
 		return nil
 	}
@@ -306,8 +306,11 @@ func (n *Normalizer) Normalize(s Snapshot) []Event {
 // records them: it sets emit on each, and ended on the disconnected ones
 // whose participant has now ended in every media it has, unless it is held.
 // It returns how many it set emit on.
-func (n *Normalizer) record(v *snapView, cands []candidate, held []int) (emitted int) {
+func (n *Normalizer) record(v *snapView, cands []candidate, held []int, received time.Time) (emitted int) {
 	now := n.now()
+	if received.IsZero() {
+		received = now
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	conv := n.convs[v.conversationID]
@@ -333,6 +336,14 @@ func (n *Normalizer) record(v *snapView, cands []candidate, held []int) (emitted
 			}
 			conv.legs = append(conv.legs, legState{participant: strings.Clone(p.id), media: m, state: c.state})
 			n.legs++
+			if c.state == StateDisconnected && n.endedBefore(p, &p.comms[c.comm], received.Add(-n.tombTTL)) {
+				// First seen, but ended longer ago than a tombstone lives:
+				// a late snapshot (a wrap-up, a message thread resumed)
+				// of a leg already reported, its tombstone swept. Remember
+				// it, report nothing.
+				n.m.stale.Inc()
+				continue
+			}
 		case leg.state.Rank() == c.state.Rank():
 			n.m.duplicates.Inc()
 			continue
@@ -376,6 +387,16 @@ func (n *Normalizer) record(v *snapView, cands []candidate, held []int) (emitted
 		n.sweepLocked(now)
 	}
 	return emitted
+}
+
+// endedBefore reports whether the communication (else its participant)
+// says it ended before t.
+func (n *Normalizer) endedBefore(p *partView, c *commView, t time.Time) bool {
+	end := parseTime(c.disconnectedTime)
+	if end.IsZero() {
+		end = parseTime(p.endTime)
+	}
+	return !end.IsZero() && end.Time.Before(t)
 }
 
 // participantEnded reports whether every leg conv has of participant is

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -35,8 +36,14 @@ func DefaultPrefill() map[string]PrefillColumns {
 // ResolverConfig configures a Resolver; zero fields take the defaults of
 // DESIGN.md.
 type ResolverConfig struct {
-	PopOn        State         // SCREENPOP_POP_ON: StateAlerting (default) or StateConnected
-	MaxEventAge  time.Duration // SCREENPOP_MAX_EVENT_AGE: older events make no pop (30s)
+	PopOn       State         // SCREENPOP_POP_ON: StateAlerting (default) or StateConnected
+	MaxEventAge time.Duration // SCREENPOP_MAX_EVENT_AGE: older events make no pop (30s)
+	// MaxLegAge: a leg first seen connected (after a gap, a restart, or the
+	// normalizer forgetting an idle conversation) that connected longer ago
+	// than this makes no pop (12h). Keep it below the pop marker TTL (bus
+	// MarkerTTL, 24h): an older leg's marker may be gone, and the leg would
+	// pop again.
+	MaxLegAge    time.Duration
 	Deadline     time.Duration // SCREENPOP_POP_DEADLINE, from the event's ReceivedAt (2s)
 	CreateEntity string        // SCREENPOP_CREATE_ENTITY (contact)
 	// SCREENPOP_OVERRIDE_KEYS: participant attributes naming a record
@@ -145,6 +152,9 @@ func NewResolver(cfg ResolverConfig, dir Directory, store PopStore, pub Publishe
 	if cfg.Deadline <= 0 {
 		cfg.Deadline = 2 * time.Second
 	}
+	if cfg.MaxLegAge <= 0 {
+		cfg.MaxLegAge = 12 * time.Hour
+	}
 	if cfg.CreateEntity == "" {
 		cfg.CreateEntity = "contact"
 	}
@@ -183,6 +193,7 @@ const (
 	OutcomeOverride    = "override"      // participant attributes named the record
 	OutcomeDeadline    = "deadline"      // the lookup outlived the pop deadline: search
 	OutcomeLookupError = "lookup_error"  // the lookup failed (after retries, or circuit open): search
+	OutcomeInternal    = "internal"      // an internal call popped with SCREENPOP_POP_INTERNAL: none
 )
 
 // HandleMessage decodes a screenpop.conversation.*.v1 CloudEvent and calls
@@ -241,6 +252,13 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 	}
 	if start.Sub(received) > r.cfg.MaxEventAge {
 		r.skip(e, "stale")
+		return nil
+	}
+	if occ := e.OccurredAt.Time; e.State == StateConnected && !occ.IsZero() && start.Sub(occ) > r.cfg.MaxLegAge {
+		// A messaging leg idle for days (Genesys keeps it with the agent
+		// until the agent disconnects it) is reported connected again
+		// when the customer writes; it popped when it started.
+		r.skip(e, "old_leg")
 		return nil
 	}
 	if r.poppedRecently(popID, start) {
@@ -416,6 +434,13 @@ func (r *Resolver) resolve(ctx context.Context, e *Event, received, now time.Tim
 		Customer:        PopCustomer{Phone: e.Customer.Phone, Email: e.Customer.Email, Name: e.Customer.Name},
 		EventReceivedAt: NewTime(received),
 	}
+	if e.Internal {
+		// DESIGN.md: internal calls pop "a none target". There is no
+		// customer to look up, and a create form for a colleague's call
+		// would be wrong.
+		pop.Target = Target{Action: ActionNone}
+		return pop, OutcomeInternal, 0
+	}
 	if ent, id := e.Customer.Attributes[r.cfg.OverrideEntityKey], e.Customer.Attributes[r.cfg.OverrideIDKey]; ent != "" && id != "" {
 		// RecordURL refuses an entity the directory does not know and an
 		// id that is not a GUID.
@@ -480,6 +505,11 @@ func (r *Resolver) prefill(c Customer) map[string]string {
 	set(cols.Phone, c.Phone)
 	set(cols.Email, c.Email)
 	name := strings.TrimSpace(c.Name)
+	if strings.IndexFunc(name, unicode.IsLetter) < 0 || name == c.Address || strings.EqualFold(name, c.Email) {
+		// Messaging channels name the participant by its address (SMS:
+		// the number): that is no name to put on a record.
+		name = ""
+	}
 	set(cols.FullName, name)
 	if f := strings.Fields(name); len(f) == 1 {
 		set(cols.LastName, f[0]) // lastname is the required one on contact and lead

@@ -420,10 +420,10 @@ func TestResolver_Internal(t *testing.T) {
 	}
 	e = newResEnv(t, ResolverConfig{PopInternal: true}, nil, nil, nil, nil)
 	e.handle(t, ev)
-	if p := e.one(t); p.Target.Action != ActionCreate {
+	if p := e.one(t); p.Target.Action != ActionNone {
 		t.Fatalf("internal pop %+v", p.Target)
 	}
-	if l := e.popLines(t); l[0]["outcome"] != OutcomeNoKey {
+	if l := e.popLines(t); l[0]["outcome"] != OutcomeInternal {
 		t.Fatalf("outcome %v", l[0]["outcome"])
 	}
 }
