@@ -171,6 +171,10 @@ type helloMsg struct {
 	Token   string  `json:"token"`
 	LastSeq *uint64 `json:"lastSeq"`
 	Epoch   string  `json:"epoch"`
+	// AgentID is the agent of the ready frame the cursor came from: a
+	// cursor of another agent (a second agent signed in on the tab) is no
+	// place for this one to resume from.
+	AgentID string `json:"agentId"`
 }
 
 type readyMsg struct {
@@ -224,8 +228,9 @@ func (c *conn) hello(mt int, data []byte) bool {
 	epoch := s.store.Epoch()
 	var after uint64
 	since := now.Add(-s.cfg.FreshWindow)
-	// A lastSeq from another stream (another epoch) means nothing here.
-	if h.LastSeq != nil && (h.Epoch == "" || h.Epoch == epoch) {
+	// A lastSeq from another stream (another epoch), or of another agent,
+	// means nothing here.
+	if h.LastSeq != nil && (h.Epoch == "" || h.Epoch == epoch) && (h.AgentID == "" || bridge.AgentID(h.AgentID) == agent) {
 		after, since = *h.LastSeq, now.Add(-s.cfg.ReplayWindow)
 	}
 	c.mu.Lock()

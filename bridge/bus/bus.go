@@ -118,8 +118,10 @@ type Conn struct {
 	// markerTTLs is whether the bucket takes per-key TTLs (NATS 2.11 and
 	// later): without them EndPop leaves markers to the bucket's TTL.
 	markerTTLs bool
-	epoch      string
-	metrics    *metrics
+	// epoch is the stream's creation time: it changes when the stream is
+	// found recreated under the running daemon (FollowPops).
+	epoch   atomic.Pointer[string]
+	metrics *metrics
 
 	closeOnce sync.Once
 	closing   atomic.Bool
@@ -197,7 +199,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 			c.markerCount)
 		cfg.Registerer.MustRegister(markers) // like newMetrics: a second Start on one registry is a bug
 	}
-	c.log.Info().Str("stream", cfg.Stream).Bool("embedded", c.ns != nil).Str("epoch", c.epoch).Msg("nats ready")
+	c.log.Info().Str("stream", cfg.Stream).Bool("embedded", c.ns != nil).Str("epoch", c.Epoch()).Msg("nats ready")
 	return c, nil
 }
 
@@ -247,24 +249,12 @@ func (c *Conn) setup(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	c.js = js
-	scfg := jetstream.StreamConfig{
-		Name:        c.cfg.Stream,
-		Description: "screenpop conversation events and pops",
-		Subjects:    []string{bridge.SubjectAll},
-		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      c.cfg.StreamMaxAge,
-		Duplicates:  c.cfg.DuplicateWindow,
-		Replicas:    c.cfg.StreamReplicas,
-		Storage:     jetstream.FileStorage,
-		AllowDirect: true,
-		Discard:     jetstream.DiscardOld,
-	}
-	st, err := js.CreateOrUpdateStream(ctx, scfg)
+	st, err := js.CreateOrUpdateStream(ctx, c.streamConfig())
 	if err != nil {
 		return fmt.Errorf("create or update stream %s: %w (check SCREENPOP_STREAM* and the NATS account's JetStream limits)", c.cfg.Stream, err)
 	}
 	c.stream = st
-	c.epoch = strconv.FormatInt(st.CachedInfo().Created.UnixNano(), 36)
+	c.epoch.Store(ptr(streamEpoch(st.CachedInfo())))
 	kcfg := jetstream.KeyValueConfig{
 		Bucket:         c.cfg.MarkerBucket,
 		Description:    "screenpop pop markers: one key per agent leg that has popped",
@@ -300,6 +290,48 @@ func (c *Conn) setup(ctx context.Context) error {
 	return nil
 }
 
+// streamConfig is the stream's configuration.
+func (c *Conn) streamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        c.cfg.Stream,
+		Description: "screenpop conversation events and pops",
+		Subjects:    []string{bridge.SubjectAll},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      c.cfg.StreamMaxAge,
+		Duplicates:  c.cfg.DuplicateWindow,
+		Replicas:    c.cfg.StreamReplicas,
+		Storage:     jetstream.FileStorage,
+		AllowDirect: true,
+		Discard:     jetstream.DiscardOld,
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// streamEpoch is the epoch of a stream: its creation time.
+func streamEpoch(info *jetstream.StreamInfo) string {
+	return strconv.FormatInt(info.Created.UnixNano(), 36)
+}
+
+// recheckStream creates the stream again if it is gone (a NATS whose
+// JetStream store was lost) and reports whether it is another stream than
+// the epoch's (recreated, here or by another instance): its sequences
+// started again at 1. It records the new epoch.
+func (c *Conn) recheckStream(ctx context.Context) bool {
+	st, err := c.js.CreateOrUpdateStream(ctx, c.streamConfig())
+	if err != nil {
+		c.log.Debug().Err(err).Msg("recheck stream")
+		return false
+	}
+	e := streamEpoch(st.CachedInfo())
+	old := c.epoch.Swap(&e)
+	if *old == e {
+		return false
+	}
+	c.log.Warn().Str("stream", c.cfg.Stream).Str("old_epoch", *old).Str("epoch", e).Msg("stream recreated: its sequences start again; agents resume from the fresh window")
+	return true
+}
+
 // NATS returns the underlying connection, for other subscribers in process.
 func (c *Conn) NATS() *nats.Conn { return c.nc }
 
@@ -326,7 +358,12 @@ func (c *Conn) Connected() bool { return c.nc != nil && c.nc.IsConnected() }
 
 // Epoch identifies the stream: it changes when the stream is recreated
 // (for example after the store was wiped).
-func (c *Conn) Epoch() string { return c.epoch }
+func (c *Conn) Epoch() string {
+	if e := c.epoch.Load(); e != nil {
+		return *e
+	}
+	return ""
+}
 
 // Status is the bus part of /status.
 type Status struct {
@@ -349,7 +386,7 @@ type Status struct {
 
 // Status reads the stream's and the marker bucket's state.
 func (c *Conn) Status(ctx context.Context) Status {
-	s := Status{Connected: c.Connected(), Embedded: c.ns != nil, Stream: c.cfg.Stream, Epoch: c.epoch}
+	s := Status{Connected: c.Connected(), Embedded: c.ns != nil, Stream: c.cfg.Stream, Epoch: c.Epoch()}
 	if c.nc != nil {
 		s.Server = c.nc.ConnectedServerId()
 	}
@@ -689,6 +726,16 @@ func (c *Conn) FollowPops(ctx context.Context, fn func(bridge.StoredPop), live f
 		}
 		return fmt.Errorf("follow pops: %w", err)
 	}
+	// The ordered consumer recreates itself after its stream's consumer is
+	// lost, at the sequence after the last it delivered: on a stream
+	// recreated meanwhile (sequences from 1 again) it would deliver nothing
+	// until the new stream passed the old sequence. A lost consumer has the
+	// stream checked: recreated (here or elsewhere), FollowPops ends with an
+	// error, so the caller follows the new stream from its end and tells
+	// its agents to resume (their cursors are of the old epoch).
+	recreated := make(chan struct{})
+	var recreatedOnce sync.Once
+	var checking atomic.Bool
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		p, err := storedPop(m)
 		if err != nil {
@@ -698,6 +745,20 @@ func (c *Conn) FollowPops(ctx context.Context, fn func(bridge.StoredPop), live f
 		fn(p)
 	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		c.log.Debug().Err(err).Msg("follow pops")
+		if !errors.Is(err, jetstream.ErrConsumerDeleted) && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrNoHeartbeat) {
+			return
+		}
+		if checking.Swap(true) {
+			return
+		}
+		go func() {
+			defer checking.Store(false)
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if c.recheckStream(cctx) {
+				recreatedOnce.Do(func() { close(recreated) })
+			}
+		}()
 	}))
 	if err != nil {
 		return fmt.Errorf("follow pops: %w", err)
@@ -705,10 +766,15 @@ func (c *Conn) FollowPops(ctx context.Context, fn func(bridge.StoredPop), live f
 	if live != nil {
 		live()
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+		err = nil
+	case <-recreated:
+		err = errors.New("follow pops: the stream was recreated")
+	}
 	cc.Stop()
 	<-cc.Closed()
-	return nil
+	return err
 }
 
 // DefaultAckWait is how long the resolver's consumer waits for an event's

@@ -149,22 +149,41 @@
   // when a quick-create form is saved), so waiting held every later pop of
   // the tab. A failure (rejected, thrown, or no Xrm) shows failure and sets
   // rec.error.
+  //
+  // A page can get its first pop before Xrm is usable (a side pane or HTML
+  // web resource loading before the app shell): launch waits for it, up to
+  // xrmWaitMs (default 10 s), and settles once openForm has been called.
   Controller.prototype.launch = function (options, params, failure, rec) {
-    var self = this, x = self.xrm(), opening;
-    try {
-      if (!x) { throw new Error('Xrm is not available'); }
-      opening = Promise.resolve(params ? x.Navigation.openForm(options, params) : x.Navigation.openForm(options));
-    } catch (e) {
-      opening = Promise.reject(e);
-    }
-    opening.then(null, function () {
-      if (rec) { rec.error = true; }
-      self.notify(2, failure);
+    var self = this;
+    return self.whenXrm().then(function (x) {
+      var opening;
+      try {
+        if (!x) { throw new Error('Xrm is not available'); }
+        opening = Promise.resolve(params ? x.Navigation.openForm(options, params) : x.Navigation.openForm(options));
+      } catch (e) {
+        opening = Promise.reject(e);
+      }
+      opening.then(null, function () {
+        if (rec) { rec.error = true; }
+        self.notify(2, failure);
+      });
+    });
+  };
+
+  // whenXrm resolves with Xrm once it is usable, or null after xrmWaitMs.
+  Controller.prototype.whenXrm = function () {
+    var self = this, limit = Date.now() + (self.opts.xrmWaitMs || 10000);
+    return new Promise(function (resolve) {
+      (function check() {
+        var x = self.xrm();
+        if (x || Date.now() >= limit) { resolve(x); return; }
+        setTimeout(check, 100);
+      })();
     });
   };
 
   Controller.prototype.openRecord = function (entity, id, rec) {
-    this.launch({ entityName: entity, entityId: id }, null, 'Screen pop: the record could not be opened.', rec);
+    return this.launch({ entityName: entity, entityId: id }, null, 'Screen pop: the record could not be opened.', rec);
   };
 
   // act starts what the pop asks for; the promise it returns settles once
@@ -173,11 +192,9 @@
     var self = this, t = pop.target || {};
     switch (t.action) {
       case 'open':
-        self.openRecord(t.entity, t.id, rec);
-        return Promise.resolve();
+        return self.openRecord(t.entity, t.id, rec);
       case 'create':
-        self.launch({ entityName: t.entity }, pop.prefill || {}, 'Screen pop: a new ' + t.entity + ' form could not be opened.', rec);
-        return Promise.resolve();
+        return self.launch({ entityName: t.entity }, pop.prefill || {}, 'Screen pop: a new ' + t.entity + ' form could not be opened.', rec);
       case 'choose':
         self.choose(pop.candidates || []);
         return Promise.resolve();

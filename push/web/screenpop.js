@@ -137,6 +137,9 @@
         if (self.cursor.epoch && (self.cursor.lastSeq > 0 || typeof self.cursor.base === 'number')) {
           hello.lastSeq = Math.max(self.cursor.lastSeq, self.cursor.base || 0);
           hello.epoch = self.cursor.epoch;
+          // Whose cursor it is: the server ignores another agent's (a second
+          // agent signed in on this tab) and sends this one the fresh window.
+          if (self.cursor.agentId) { hello.agentId = self.cursor.agentId; }
         }
         ws.send(JSON.stringify(hello));
         self.feed();
