@@ -3,9 +3,10 @@ package push
 import (
 	"context"
 	"fmt"
-	"github.com/chromedp/chromedp"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/screenpop/screenpop/bridge"
 )
@@ -27,7 +28,6 @@ func (e *env) recreateStream() {
 	if err := js.DeleteStream(ctx, cfg.Name); err != nil {
 		e.t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond) // a restart is not instantaneous
 	if _, err := js.CreateStream(ctx, cfg); err != nil {
 		e.t.Fatal(err)
 	}

@@ -255,28 +255,9 @@ func (c *Conn) setup(ctx context.Context) error {
 	}
 	c.stream = st
 	c.epoch.Store(ptr(streamEpoch(st.CachedInfo())))
-	kcfg := jetstream.KeyValueConfig{
-		Bucket:         c.cfg.MarkerBucket,
-		Description:    "screenpop pop markers: one key per agent leg that has popped",
-		TTL:            c.cfg.MarkerTTL,
-		History:        1,
-		Replicas:       c.cfg.StreamReplicas,
-		Storage:        jetstream.FileStorage,
-		LimitMarkerTTL: markerLimitTTL,
-	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, kcfg)
-	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
-		kcfg.LimitMarkerTTL = 0
-		kv, err = js.CreateOrUpdateKeyValue(ctx, kcfg)
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStreamInvalidConfig {
-			// The bucket has per-key TTLs already, which cannot be turned
-			// off (an older server answered mid-upgrade): use it as it is.
-			kv, err = js.KeyValue(ctx, c.cfg.MarkerBucket)
-		}
-	}
+	kv, err := c.createMarkers(ctx)
 	if err != nil {
-		return fmt.Errorf("create or update key-value bucket %s: %w", c.cfg.MarkerBucket, err)
+		return err
 	}
 	ks, err := kv.Status(ctx)
 	if err != nil {
@@ -288,6 +269,35 @@ func (c *Conn) setup(ctx context.Context) error {
 	}
 	c.markers = kv
 	return nil
+}
+
+// createMarkers creates the pop-marker bucket, or updates it to this
+// configuration.
+func (c *Conn) createMarkers(ctx context.Context) (jetstream.KeyValue, error) {
+	kcfg := jetstream.KeyValueConfig{
+		Bucket:         c.cfg.MarkerBucket,
+		Description:    "screenpop pop markers: one key per agent leg that has popped",
+		TTL:            c.cfg.MarkerTTL,
+		History:        1,
+		Replicas:       c.cfg.StreamReplicas,
+		Storage:        jetstream.FileStorage,
+		LimitMarkerTTL: markerLimitTTL,
+	}
+	kv, err := c.js.CreateOrUpdateKeyValue(ctx, kcfg)
+	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
+		kcfg.LimitMarkerTTL = 0
+		kv, err = c.js.CreateOrUpdateKeyValue(ctx, kcfg)
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStreamInvalidConfig {
+			// The bucket has per-key TTLs already, which cannot be turned
+			// off (an older server answered mid-upgrade): use it as it is.
+			kv, err = c.js.KeyValue(ctx, c.cfg.MarkerBucket)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create or update key-value bucket %s: %w", c.cfg.MarkerBucket, err)
+	}
+	return kv, nil
 }
 
 // streamConfig is the stream's configuration.
@@ -313,23 +323,34 @@ func streamEpoch(info *jetstream.StreamInfo) string {
 	return strconv.FormatInt(info.Created.UnixNano(), 36)
 }
 
-// recheckStream creates the stream again if it is gone (a NATS whose
-// JetStream store was lost) and reports whether it is another stream than
-// the epoch's (recreated, here or by another instance): its sequences
-// started again at 1. It records the new epoch.
-func (c *Conn) recheckStream(ctx context.Context) bool {
-	st, err := c.js.CreateOrUpdateStream(ctx, c.streamConfig())
+// recheckStream creates the stream and the marker bucket again if they
+// are gone (a NATS whose JetStream store was lost) and reports whether the
+// stream is another than the epoch's (recreated, here or by another
+// instance): its sequences started again at 1. It records the new epoch.
+// A stream that is there is only read: its configuration is left alone.
+func (c *Conn) recheckStream(ctx context.Context) (bool, error) {
+	st, err := c.js.Stream(ctx, c.cfg.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		st, err = c.js.CreateOrUpdateStream(ctx, c.streamConfig())
+	}
 	if err != nil {
-		c.log.Debug().Err(err).Msg("recheck stream")
-		return false
+		return false, fmt.Errorf("recheck stream %s: %w", c.cfg.Stream, err)
+	}
+	if _, err := c.js.KeyValue(ctx, c.cfg.MarkerBucket); errors.Is(err, jetstream.ErrBucketNotFound) {
+		// Without the bucket no event can be marked, so none pops.
+		if _, err := c.createMarkers(ctx); err != nil {
+			c.log.Error().Err(err).Msg("pop marker bucket lost and not created again: no pop until it is")
+		} else {
+			c.log.Warn().Str("bucket", c.cfg.MarkerBucket).Msg("pop marker bucket lost (the NATS store?), created again")
+		}
 	}
 	e := streamEpoch(st.CachedInfo())
 	old := c.epoch.Swap(&e)
 	if *old == e {
-		return false
+		return false, nil
 	}
 	c.log.Warn().Str("stream", c.cfg.Stream).Str("old_epoch", *old).Str("epoch", e).Msg("stream recreated: its sequences start again; agents resume from the fresh window")
-	return true
+	return true, nil
 }
 
 // NATS returns the underlying connection, for other subscribers in process.
@@ -745,18 +766,31 @@ func (c *Conn) FollowPops(ctx context.Context, fn func(bridge.StoredPop), live f
 		fn(p)
 	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		c.log.Debug().Err(err).Msg("follow pops")
-		if !errors.Is(err, jetstream.ErrConsumerDeleted) && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrNoHeartbeat) {
+		if !errors.Is(err, jetstream.ErrConsumerDeleted) && !errors.Is(err, jetstream.ErrConsumerNotFound) &&
+			!errors.Is(err, jetstream.ErrNoHeartbeat) && !errors.Is(err, nats.ErrNoResponders) {
 			return
 		}
 		if checking.Swap(true) {
 			return
 		}
+		// Checked until an answer: the consumer may report its loss
+		// only once (a stream being deleted and created meanwhile).
 		go func() {
 			defer checking.Store(false)
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			if c.recheckStream(cctx) {
-				recreatedOnce.Do(func() { close(recreated) })
+			for {
+				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				again, err := c.recheckStream(cctx)
+				cancel()
+				if err == nil {
+					if again {
+						recreatedOnce.Do(func() { close(recreated) })
+					}
+					return
+				}
+				c.log.Debug().Err(err).Msg("follow pops")
+				if !sleepCtx(ctx, time.Second) {
+					return
+				}
 			}
 		}()
 	}))

@@ -386,6 +386,47 @@ func TestConn_FollowPops(t *testing.T) {
 	}
 }
 
+// A NATS that lost its JetStream store under a running daemon loses the
+// stream and the marker bucket together: FollowPops notices (its consumer
+// is gone), creates both again and ends with an error so that push
+// follows the new stream; events can be marked again at once.
+func TestConn_FollowPopsAfterTheStoreIsLost(t *testing.T) {
+	c := MustStart(t, bus.Config{Listen: "off"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	live := make(chan struct{})
+	go func() { done <- c.FollowPops(ctx, func(bridge.StoredPop) {}, func() { close(live) }) }()
+	select {
+	case <-live:
+	case <-time.After(5 * time.Second):
+		t.Fatal("FollowPops not live within 5s")
+	}
+	epoch := c.Epoch()
+	js := c.JetStream()
+	for _, name := range []string{c.StreamName(), "KV_" + bus.DefaultMarkerBucket} {
+		if err := js.DeleteStream(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("FollowPops ended without an error after its stream was recreated")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("FollowPops did not notice the lost stream within 30s")
+	}
+	if c.Epoch() == epoch {
+		t.Fatal("the epoch did not change with the new stream")
+	}
+	mctx, mcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer mcancel()
+	if created, err := c.MarkPop(mctx, "pop:c-lost:p-lost", "evt:claim"); err != nil || !created {
+		t.Fatalf("MarkPop after the store was lost: %v, %v; want a new marker", created, err)
+	}
+}
+
 func TestConn_ConsumeEvents(t *testing.T) {
 	c := MustStart(t, bus.Config{Listen: "off"})
 	ctx, cancel := context.WithCancel(context.Background())
