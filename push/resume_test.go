@@ -167,3 +167,23 @@ func TestServer_HelloWithAnotherAgentsCursor(t *testing.T) {
 		t.Fatalf("got %+v, want the ringing pop %d (fresh window, not agent A's cursor)", m, ringing.Seq)
 	}
 }
+
+// A page where Xrm never comes waits for it once: every later pop fails
+// at once instead of holding the next one for another xrmWaitMs.
+func TestBrowser_NoXrmIsWaitedForOncePerPage(t *testing.T) {
+	st := newMemStore()
+	e, pages := pageEnvStore(t, st)
+	for i := range 3 {
+		st.add(testPop("agent-nx", fmt.Sprintf("conv-nx-%d", i)), time.Now(), false) // fresh: sent after ready
+	}
+	ctx := newBrowser(t)
+	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
+		js(`delete window.Xrm`),
+		js(fmt.Sprintf(`ScreenPop.Dynamics.start({url: %q, token: %q, lockMs: 1500, xrmWaitMs: 1500, onState: onState})`, e.wsURL, e.token("agent-nx"))))
+	// One wait of 1.5 s for the three; one each would take 4.5 s.
+	tctx, cancel := context.WithTimeout(ctx, 3500*time.Millisecond)
+	defer cancel()
+	if err := chromedp.Do(tctx, poll(`(function (h) { return h.length === 3 && h.every(function (r) { return r.done && r.error; }); })(ScreenPop.Dynamics.current.handled)`)); err != nil {
+		t.Fatalf("three pops without Xrm not all failed within 3.5 s: %s", eval[string](t, ctx, `JSON.stringify(ScreenPop.Dynamics.current.handled)`))
+	}
+}

@@ -171,15 +171,22 @@
   };
 
   // whenXrm resolves with Xrm once it is usable, or null after xrmWaitMs.
+  // The page waits once: after a wait that ended without Xrm, later pops
+  // fail at once (each waiting 10 s would hold every pop after it).
   Controller.prototype.whenXrm = function () {
-    var self = this, limit = Date.now() + (self.opts.xrmWaitMs || 10000);
-    return new Promise(function (resolve) {
-      (function check() {
-        var x = self.xrm();
-        if (x || Date.now() >= limit) { resolve(x); return; }
-        setTimeout(check, 100);
-      })();
-    });
+    var self = this, x = self.xrm();
+    if (x) { return Promise.resolve(x); }
+    if (!self.xrmWait) {
+      var limit = Date.now() + (self.opts.xrmWaitMs || 10000);
+      self.xrmWait = new Promise(function (resolve) {
+        (function check() {
+          var found = self.xrm();
+          if (found || Date.now() >= limit) { resolve(found); return; }
+          setTimeout(check, 100);
+        })();
+      });
+    }
+    return self.xrmWait;
   };
 
   Controller.prototype.openRecord = function (entity, id, rec) {
