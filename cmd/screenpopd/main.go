@@ -23,13 +23,23 @@ import (
 var version = "dev"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// The first signal asks for the graceful stop; from then on the
-	// signals' default action is back, so a second one ends the process
-	// at once (Ctrl-C again, or systemd's SIGKILL needs no waiting).
-	context.AfterFunc(ctx, stop)
+	// The first SIGINT/SIGTERM asks for the graceful stop; a second one
+	// ends the process at once, by the signal's default action (Ctrl-C
+	// again, or an impatient supervisor). The channel holds both, so the
+	// second is never lost however soon it follows.
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		cancel()
+		again := <-sigs
+		signal.Reset()
+		if p, err := os.FindProcess(os.Getpid()); err == nil {
+			_ = p.Signal(again)
+		}
+	}()
 	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	stop()
 	os.Exit(code)
 }
 
