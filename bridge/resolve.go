@@ -523,9 +523,8 @@ func (r *Resolver) prefill(c Customer) map[string]string {
 	return m
 }
 
-// publish retries pub.Publish with the same message (so the same
-// Nats-Msg-Id) with backoff for PublishTimeout.
-// publish publishes msg, retrying for PublishTimeout. It reports a
+// publish publishes msg, retrying it (the same message, so the same
+// Nats-Msg-Id) with backoff for PublishTimeout. It reports a
 // duplicate only when the first attempt was one: the store already held
 // the message before this handler tried. A duplicate after a failed
 // attempt may be that attempt's own message, stored but not acknowledged.

@@ -126,8 +126,8 @@ func (s *sdkHTTP) Do(o *platformclientv2.HTTPRequestOptions) (*http.Response, er
 	}
 	resp, err := s.hc.Do(req)
 	if err == nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) && strings.HasSuffix(req.URL.Path, "/oauth/token") {
-		if n, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && n > 0 {
-			s.loginRetryAfter.Store(int64(time.Duration(n) * time.Second))
+		if ra := retryAfter(resp.Header.Get("Retry-After")); ra > 0 {
+			s.loginRetryAfter.Store(int64(ra))
 		}
 	}
 	return resp, err
@@ -195,12 +195,17 @@ func apiError(op string, resp *platformclientv2.APIResponse, err error) error {
 	if resp.Error != nil {
 		ae.Code, ae.Message = resp.Error.Code, resp.Error.Message
 	}
-	if ra := first(resp.Header, "Retry-After"); ra != "" {
-		if n, err := strconv.Atoi(ra); err == nil {
-			ae.RetryAfter = time.Duration(n) * time.Second
-		}
-	}
+	ae.RetryAfter = retryAfter(first(resp.Header, "Retry-After"))
 	return ae
+}
+
+// retryAfter reads a Retry-After of whole seconds, as Genesys sends it; 0
+// when absent or unreadable.
+func retryAfter(v string) time.Duration {
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	return 0
 }
 
 func first(h map[string][]string, k string) string {

@@ -102,11 +102,10 @@ type authCache struct {
 
 	mu      sync.Mutex
 	entries map[[32]byte]authEntry
-	refused int // entries with no agent
+	refused map[[32]byte]time.Time // until when a refused token is refused
 	sf      singleflight.Group
 }
 
-// authEntry is an accepted token's agent, or a refused token's (agent "").
 type authEntry struct {
 	agent bridge.AgentID
 	until time.Time
@@ -118,7 +117,7 @@ type authResult struct {
 }
 
 func newAuthCache(auth bridge.AgentAuthenticator, revalidate time.Duration, m *metrics) *authCache {
-	return &authCache{auth: auth, revalidate: revalidate, m: m, entries: map[[32]byte]authEntry{}}
+	return &authCache{auth: auth, revalidate: revalidate, m: m, entries: map[[32]byte]authEntry{}, refused: map[[32]byte]time.Time{}}
 }
 
 // check returns the agent for token and until when that holds. fresh asks
@@ -130,12 +129,13 @@ func (a *authCache) check(ctx context.Context, token string, now time.Time) (bri
 	key := sha256.Sum256([]byte(token))
 	a.mu.Lock()
 	e, ok := a.entries[key]
+	refusedUntil, refused := a.refused[key]
 	a.mu.Unlock()
 	if ok && now.Before(e.until) {
-		if e.agent == "" {
-			return "", time.Time{}, bridge.ErrInvalidToken
-		}
 		return e.agent, e.until, nil
+	}
+	if refused && now.Before(refusedUntil) {
+		return "", time.Time{}, bridge.ErrInvalidToken
 	}
 	v, err, _ := a.sf.Do(string(key[:]), func() (any, error) {
 		agent, until, err := a.auth.Authenticate(ctx, token)
@@ -146,13 +146,9 @@ func (a *authCache) check(ctx context.Context, token string, now time.Time) (bri
 		case errors.Is(err, bridge.ErrInvalidToken):
 			a.m.authChecks.WithLabelValues("invalid").Inc()
 			a.mu.Lock()
-			if old, had := a.entries[key]; had && old.agent == "" {
-				a.refused--
-			}
 			delete(a.entries, key)
-			if a.refused < maxRefused {
-				a.entries[key] = authEntry{until: time.Now().Add(refusedTTL)}
-				a.refused++
+			if len(a.refused) < maxRefused {
+				a.refused[key] = time.Now().Add(refusedTTL)
 			}
 			a.mu.Unlock()
 			return nil, err
@@ -170,9 +166,7 @@ func (a *authCache) check(ctx context.Context, token string, now time.Time) (bri
 			return nil, bridge.ErrInvalidToken
 		}
 		a.mu.Lock()
-		if old, had := a.entries[key]; had && old.agent == "" {
-			a.refused--
-		}
+		delete(a.refused, key)
 		a.entries[key] = authEntry{agent: agent, until: until}
 		a.mu.Unlock()
 		return authResult{agent, until}, nil
@@ -189,10 +183,12 @@ func (a *authCache) sweep(now time.Time) {
 	a.mu.Lock()
 	for k, e := range a.entries {
 		if !now.Before(e.until) {
-			if e.agent == "" {
-				a.refused--
-			}
 			delete(a.entries, k)
+		}
+	}
+	for k, until := range a.refused {
+		if !now.Before(until) {
+			delete(a.refused, k)
 		}
 	}
 	a.mu.Unlock()
@@ -202,5 +198,5 @@ func (a *authCache) sweep(now time.Time) {
 func (a *authCache) len() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return len(a.entries) - a.refused
+	return len(a.entries)
 }

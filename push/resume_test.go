@@ -114,8 +114,10 @@ func TestBrowser_AgentSwitchDoesNotUseTheOtherAgentsCursor(t *testing.T) {
 	// a new token and reconnect).
 	run(t, ctx, js(fmt.Sprintf(`window.__tok = %q; ScreenPop.Dynamics.current.client.reconnect()`, e.token("agent-b"))),
 		// B's replay is complete once the heartbeat after it set the base.
-		poll(`ScreenPop.Dynamics.current.client.cursor.agentId === 'agent-b' && typeof ScreenPop.Dynamics.current.client.cursor.base === 'number'`))
-	time.Sleep(300 * time.Millisecond)
+		poll(`ScreenPop.Dynamics.current.client.cursor.agentId === 'agent-b' && typeof ScreenPop.Dynamics.current.client.cursor.base === 'number'`),
+		// Pops are handled in seq order: once the ringing call's form is
+		// opened, an older pop replayed by mistake has been opened before it.
+		poll(`window.__calls.length >= 2`))
 	var opened []string
 	for _, c := range eval[[]formCall](t, ctx, `window.__calls`)[1:] {
 		opened = append(opened, c.Options.EntityID)

@@ -23,6 +23,13 @@ const checkDeadline = 60 * time.Second
 
 // Run runs the checks.
 func (c *CheckCommand) Run(ctx context.Context, args []string) error {
+	// A misspelled variable is often why a required one is missing: the
+	// warnings come whether or not the configuration is valid.
+	warnUnknown := func() {
+		for _, u := range UnknownVariables(environ()) {
+			fmt.Fprintf(c.stdout, "warn config: %s\n", u)
+		}
+	}
 	cfg, _, err := ParseConfig("check", args, c.getenv, Requirements{Genesys: true, Dataverse: true}, c.stderr)
 	if err != nil {
 		var ce *ConfigError
@@ -35,10 +42,7 @@ func (c *CheckCommand) Run(ctx context.Context, args []string) error {
 				}
 				fmt.Fprintf(c.stdout, "FAIL config: %s\n     fix: %s\n", detail, fix)
 			}
-			// A misspelled variable is often why a required one is missing.
-			for _, u := range UnknownVariables(environ()) {
-				fmt.Fprintf(c.stdout, "warn config: %s\n", u)
-			}
+			warnUnknown()
 		}
 		return err
 	}
@@ -48,9 +52,7 @@ func (c *CheckCommand) Run(ctx context.Context, args []string) error {
 		return &ConfigError{Problems: []string{err.Error()}}
 	}
 	fmt.Fprintf(c.stdout, "ok   config: every variable is valid (%d agents, %d queues, pop on %s, auth %s)\n", len(agents), len(cfg.GenesysQueues), cfg.PopOn, cfg.Auth)
-	for _, u := range UnknownVariables(environ()) {
-		fmt.Fprintf(c.stdout, "warn config: %s\n", u)
-	}
+	warnUnknown()
 	ctx, cancel := context.WithTimeout(ctx, checkDeadline)
 	defer cancel()
 	failed := RunChecks(ctx, cfg, NewLogger("error", "json", io.Discard), c.stdout)

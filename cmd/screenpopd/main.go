@@ -83,11 +83,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		var ce *ConfigError
 		if errors.As(err, &ce) {
 			fmt.Fprintf(stderr, "screenpopd %s: %v\n", args[0], err)
-			if args[0] == "run" {
-				for _, u := range UnknownVariables(environ()) {
-					fmt.Fprintf(stderr, "  warning: %s\n", u)
-				}
-			}
 			return 2
 		}
 		fmt.Fprintf(stderr, "screenpopd %s: %v\n", args[0], err)
@@ -132,12 +127,17 @@ type RunCommand struct {
 // Run parses the configuration, builds the daemon and runs it until ctx is
 // cancelled (SIGINT or SIGTERM).
 func (c *RunCommand) Run(ctx context.Context, args []string) error {
+	unknown := UnknownVariables(environ())
 	cfg, _, err := ParseConfig("run", args, c.getenv, Requirements{Genesys: true, Dataverse: true}, c.stderr)
 	if err != nil {
+		// A misspelled variable is often why a required one is missing.
+		for _, u := range unknown {
+			fmt.Fprintf(c.stderr, "screenpopd run: warning: %s\n", u)
+		}
 		return err
 	}
 	log := NewLogger(cfg.LogLevel, cfg.LogFormat, c.stderr)
-	for _, u := range UnknownVariables(environ()) {
+	for _, u := range unknown {
 		log.Warn().Str("component", "main").Msg(u)
 	}
 	m := NewMain(cfg, log)
