@@ -214,8 +214,8 @@ func (c *conn) hello(mt int, data []byte) bool {
 			c.closeWith(CloseInvalidToken, msgInvalidToken)
 		} else {
 			s.m.connects.WithLabelValues("unavailable").Inc()
-			if s.base.Err() == nil {
-				s.log.Warn().Err(err).Msg("websocket closed: token could not be checked")
+			if ok, held := s.logLimit.allow("check", time.Now()); ok && s.base.Err() == nil {
+				s.log.Warn().Err(err).Int("held_back", held).Msg("websocket closed: token could not be checked")
 			}
 			c.closeWith(CloseTryAgainLater, msgUnavailable)
 		}

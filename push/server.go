@@ -37,6 +37,9 @@ type Server struct {
 	log     zerolog.Logger
 	m       *metrics
 	origins map[string]bool
+	// logLimit holds back repeats of the lines a client or an outage can
+	// cause on every socket: one a minute each, with the count held back.
+	logLimit *logLimiter
 	// originList is origins as served at /web/origins.json, for the OAuth
 	// callback page to post the authorization code to them only.
 	originList []string
@@ -112,6 +115,7 @@ func New(cfg Config, store bridge.PopStore, auth bridge.AgentAuthenticator, log 
 		originList: originList,
 		web:        webHandler(sub),
 		conns:      map[*conn]struct{}{},
+		logLimit:   newLogLimiter(time.Minute, 64),
 		agents:     map[bridge.AgentID][]*conn{},
 		revalSem:   make(chan struct{}, 8),
 	}
@@ -489,8 +493,8 @@ func (s *Server) revalidate(ctx context.Context, c *conn) {
 			c.closeWith(CloseInvalidToken, msgInvalidToken)
 		default:
 			// The identity provider could not tell: keep the agent and ask again soon.
-			if ctx.Err() == nil {
-				s.log.Warn().Err(err).Str("agent_id", string(c.agent)).Msg("token revalidation failed; retrying")
+			if ok, held := s.logLimit.allow("revalidate", time.Now()); ok && ctx.Err() == nil {
+				s.log.Warn().Err(err).Str("agent_id", string(c.agent)).Int("held_back", held).Msg("token revalidation failed; retrying")
 			}
 			c.nextAuth.Store(time.Now().Add(30 * time.Second).UnixNano())
 		}
@@ -540,7 +544,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.m.connects.WithLabelValues("origin").Inc()
 		// The origin is what an admin adds to SCREENPOP_ALLOWED_ORIGINS
 		// (docs/operations.md); capped, as any client can send anything.
-		s.log.Info().Str("remote_addr", r.RemoteAddr).Str("origin", capLog(r.Header.Get("Origin"), maxLoggedOrigin)).Msg("websocket refused: origin not allowed")
+		origin := capLog(r.Header.Get("Origin"), maxLoggedOrigin)
+		if ok, held := s.logLimit.allow("origin "+origin, time.Now()); ok {
+			s.log.Info().Str("remote_addr", r.RemoteAddr).Str("origin", origin).Int("held_back", held).Msg("websocket refused: origin not allowed")
+		}
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}

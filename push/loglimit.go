@@ -1,0 +1,64 @@
+package push
+
+import (
+	"sync"
+	"time"
+)
+
+// logLimiter lets a log line through once per period per key and counts
+// the ones it holds back: lines any client can cause, or one per socket
+// during an outage, must not flood the log (10,000 sockets whose token
+// checks fail every 30 s were 330 warn lines a second).
+type logLimiter struct {
+	period  time.Duration
+	maxKeys int
+
+	mu   sync.Mutex
+	keys map[string]*limitedLine
+}
+
+type limitedLine struct {
+	last time.Time
+	held int
+}
+
+func newLogLimiter(period time.Duration, maxKeys int) *logLimiter {
+	return &logLimiter{period: period, maxKeys: maxKeys, keys: map[string]*limitedLine{}}
+}
+
+// allow reports whether the line of key may be logged at now, and how many
+// of its lines were held back since the last one logged. Past maxKeys keys
+// a new key shares the line of key "" (the keys come from clients).
+func (l *logLimiter) allow(key string, now time.Time) (ok bool, held int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.keys[key]
+	if e == nil {
+		if len(l.keys) >= l.maxKeys {
+			l.sweep(now)
+		}
+		if len(l.keys) >= l.maxKeys {
+			key = ""
+			e = l.keys[key]
+		}
+		if e == nil {
+			e = &limitedLine{}
+			l.keys[key] = e
+		}
+	}
+	if !e.last.IsZero() && now.Sub(e.last) < l.period {
+		e.held++
+		return false, 0
+	}
+	held, e.held, e.last = e.held, 0, now
+	return true, held
+}
+
+// sweep drops the keys not logged for a period, with nothing held back.
+func (l *logLimiter) sweep(now time.Time) {
+	for k, e := range l.keys {
+		if now.Sub(e.last) >= l.period && e.held == 0 {
+			delete(l.keys, k)
+		}
+	}
+}
