@@ -230,7 +230,10 @@ func startProbe() *probe {
 			select {
 			case <-p.stop:
 				return
-			case now := <-t.C:
+			case <-t.C:
+				// Not the value received: since Go 1.23 a timer channel
+				// delivers the timer's scheduled time, without the delay.
+				now := time.Now()
 				p.mu.Lock()
 				p.late = append(p.late, float64(now.Sub(due))/1e6)
 				p.mu.Unlock()
