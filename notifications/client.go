@@ -607,9 +607,13 @@ func (c *Client) apply() {
 		if !wantSet[a] {
 			sh.remove(a)
 			delete(c.agentShard, a)
+			// A rejection is news about a watched agent only: kept, it
+			// would stay in /status and the gauge for good.
+			delete(c.rejected, agentTopic(a))
 			touched[sh] = true
 		}
 	}
+	c.m.rejected.Set(float64(len(c.rejected)))
 	dropped := 0
 	var fresh []*shard
 	for _, a := range want {

@@ -698,3 +698,32 @@ func TestClient_FailedSetupReusesItsChannel(t *testing.T) {
 		t.Fatalf("%d PUTs, want the 4 failures and a success", n)
 	}
 }
+
+// An agent whose topic Genesys rejected (another division) and who then
+// leaves the watched queues must leave the rejected set too. Otherwise the
+// set (and /status's rejectedTopics and the rejected-topics gauge) keeps
+// every such agent the daemon ever watched: over weeks of queue churn it
+// only grows, and the gauge alerts on agents nobody watches any more.
+func TestClient_RejectionsOfRemovedAgentsAreForgotten(t *testing.T) {
+	as := agents(3)
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, Queues: map[string][]string{"Q1": ids(as)}},
+		func(c *notifications.Config) { c.Queues = []string{"Q1"} }, 64,
+		func(e *notificationstest.Emulator) { e.RejectTopicsFor(as[1].ID, "") })
+	h.awaitReady(5 * time.Second)
+	waitFor(t, 5*time.Second, "the rejection recorded", func() bool { return len(h.client.RejectedTopics()) == 1 })
+
+	// as[1] leaves the queue (the next queue refresh applies it).
+	h.emu.SetQueueMembers("Q1", []string{as[0].ID, as[2].ID})
+	waitFor(t, 5*time.Second, "the removed agent's rejection forgotten", func() bool { return len(h.client.RejectedTopics()) == 0 })
+	if st := h.client.Status().(notifications.Status); len(st.RejectedTopics) != 0 {
+		t.Errorf("status rejectedTopics = %+v, want none", st.RejectedTopics)
+	}
+	mfs, _ := h.reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "screenpop_notifications_topics_rejected" {
+			if v := mf.GetMetric()[0].GetGauge().GetValue(); v != 0 {
+				t.Errorf("screenpop_notifications_topics_rejected = %v, want 0", v)
+			}
+		}
+	}
+}
