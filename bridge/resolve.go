@@ -122,9 +122,10 @@ type Resolver struct {
 	m      *resolverMetrics
 
 	mu      sync.Mutex
-	pending map[string]Message   // marked, publish failed, unmark failed
-	recent  map[string]time.Time // published here lately: skip the lookup for later events of the leg
-	marking map[string]*legTurn  // legs a handler here is marking and publishing
+	pending map[string]pendingPop // marked, publish failed, unmark failed
+	swept   time.Time             // when pending was last swept
+	recent  map[string]time.Time  // published here lately: skip the lookup for later events of the leg
+	marking map[string]*legTurn   // legs a handler here is marking and publishing
 }
 
 // legTurn is one handler's turn at marking and publishing a leg; the
@@ -176,7 +177,7 @@ func NewResolver(cfg ResolverConfig, dir Directory, store PopStore, pub Publishe
 	r := &Resolver{
 		cfg: cfg, dir: dir, store: store, pub: pub, hasher: hasher,
 		log:     log.With().Str("component", "resolver").Logger(),
-		pending: map[string]Message{},
+		pending: map[string]pendingPop{},
 		recent:  map[string]time.Time{},
 		marking: map[string]*legTurn{},
 	}
@@ -579,17 +580,52 @@ func (r *Resolver) unmark(ctx context.Context, popID, claim string, msg Message)
 	if msg.ID == "" {
 		return
 	}
+	r.keepPending(popID, msg)
+}
+
+// pendingPop is a pop marked but not published, waiting for its event to
+// come back.
+type pendingPop struct {
+	msg Message
+	at  time.Time
+}
+
+// pendingTTL is how long a pending pop waits for its event: redeliveries
+// come within a minute or two, and a pop later than this helps no agent.
+const pendingTTL = 10 * time.Minute
+
+// keepPending keeps msg until popID's event comes back.
+func (r *Resolver) keepPending(popID string, msg Message) {
+	now := r.cfg.Now()
 	r.mu.Lock()
-	r.pending[popID] = msg
+	r.pending[popID] = pendingPop{msg: msg, at: now}
 	r.mu.Unlock()
+}
+
+// sweepPendingLocked drops the pending pops older than pendingTTL (their
+// event was given up, or its leg's hang-up never came), at most once a
+// minute, and returns how many; r.mu is held.
+func (r *Resolver) sweepPendingLocked(now time.Time) int {
+	if len(r.pending) == 0 || now.Sub(r.swept) < time.Minute {
+		return 0
+	}
+	r.swept = now
+	n := 0
+	for k, p := range r.pending {
+		if now.Sub(p.at) > pendingTTL {
+			delete(r.pending, k)
+			n++
+		}
+	}
+	return n
 }
 
 func (r *Resolver) takePending(popID string) (Message, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	msg, ok := r.pending[popID]
+	p, ok := r.pending[popID]
 	delete(r.pending, popID)
-	return msg, ok
+	return p.msg, ok
 }
 
 // republish publishes a pop that was marked but not published before.
@@ -597,9 +633,7 @@ func (r *Resolver) republish(ctx context.Context, e *Event, popID string, msg Me
 	// A duplicate here is this instance's own earlier attempt, stored but
 	// not acknowledged, and never logged: log it now.
 	if _, err := r.publish(ctx, msg); err != nil {
-		r.mu.Lock()
-		r.pending[popID] = msg
-		r.mu.Unlock()
+		r.keepPending(popID, msg)
 		r.m.errors.WithLabelValues("publish").Inc()
 		return fmt.Errorf("publish pop: %w", err)
 	}
@@ -658,7 +692,7 @@ func (r *Resolver) forget(popID string) {
 
 func (r *Resolver) remember(popID string, now time.Time) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	given := r.sweepPendingLocked(now)
 	if len(r.recent) >= 50000 {
 		for k, t := range r.recent {
 			if now.Sub(t) >= recentTTL {
@@ -670,6 +704,10 @@ func (r *Resolver) remember(popID string, now time.Time) {
 		}
 	}
 	r.recent[popID] = now
+	r.mu.Unlock()
+	if given > 0 {
+		r.log.Error().Int("pops", given).Msg("pops marked but never published were given up after 10 minutes: those calls did not pop")
+	}
 }
 
 // logPop writes the one info line of a pop: ids, what was decided and the
