@@ -101,8 +101,9 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time) er
 	}
 	todo := map[string][]string{} // conversation -> agents whose view is stale
 	var order []string            // conversations, alerting ones first
-	var later []string
-	var truncated []string // agents with more conversations than one answer lists
+	var later []string            // then those never seen (answered during the gap)
+	var seenBefore []string       // then those seen, the agent not connected then
+	var truncated []string        // agents with more conversations than one answer lists
 	var ents []activityEntity
 	for i := 0; i < len(agents); i += activityBatch {
 		batch := agents[i:min(i+activityBatch, len(agents))]
@@ -148,15 +149,18 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time) er
 			continue
 		}
 		if _, dup := todo[e.ConversationID]; !dup {
-			if e.Alerting {
+			switch {
+			case e.Alerting:
 				order = append(order, e.ConversationID)
-			} else {
+			case !ok:
 				later = append(later, e.ConversationID)
+			default:
+				seenBefore = append(seenBefore, e.ConversationID)
 			}
 		}
 		todo[e.ConversationID] = append(todo[e.ConversationID], e.UserID)
 	}
-	order = append(order, later...)
+	order = append(append(order, later...), seenBefore...)
 	var n atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4) // a few in flight; the rate limiter sets the pace

@@ -677,6 +677,9 @@ func (c *Client) recordRejections(topics []string, rejected map[string]rejection
 	var fresh []rejection
 	for _, t := range topics {
 		r, bad := rejected[t]
+		if bad && c.agentShard[r.UserID] == nil {
+			bad = false // removed (apply) while this PUT was in flight
+		}
 		old, had := c.rejected[t]
 		if bad {
 			c.rejected[t] = r

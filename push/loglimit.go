@@ -54,10 +54,11 @@ func (l *logLimiter) allow(key string, now time.Time) (ok bool, held int) {
 	return true, held
 }
 
-// sweep drops the keys not logged for a period, with nothing held back.
+// sweep drops the keys not logged for a period (their held-back count
+// with them): made-up keys must not fill the table for good.
 func (l *logLimiter) sweep(now time.Time) {
 	for k, e := range l.keys {
-		if now.Sub(e.last) >= l.period && e.held == 0 {
+		if now.Sub(e.last) >= l.period {
 			delete(l.keys, k)
 		}
 	}

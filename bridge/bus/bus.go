@@ -336,13 +336,17 @@ func (c *Conn) recheckStream(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("recheck stream %s: %w", c.cfg.Stream, err)
 	}
+	// Without the bucket no event can be marked, so none pops: a failure
+	// here is the caller's to retry (before the epoch moves, so that the
+	// retry still reports a recreated stream).
 	if _, err := c.js.KeyValue(ctx, c.cfg.MarkerBucket); errors.Is(err, jetstream.ErrBucketNotFound) {
-		// Without the bucket no event can be marked, so none pops.
 		if _, err := c.createMarkers(ctx); err != nil {
-			c.log.Error().Err(err).Msg("pop marker bucket lost and not created again: no pop until it is")
-		} else {
-			c.log.Warn().Str("bucket", c.cfg.MarkerBucket).Msg("pop marker bucket lost (the NATS store?), created again")
+			c.log.Error().Err(err).Msg("pop marker bucket lost and not created again yet: no pop until it is")
+			return false, err
 		}
+		c.log.Warn().Str("bucket", c.cfg.MarkerBucket).Msg("pop marker bucket lost (the NATS store?), created again")
+	} else if err != nil {
+		return false, fmt.Errorf("recheck bucket %s: %w", c.cfg.MarkerBucket, err)
 	}
 	e := streamEpoch(st.CachedInfo())
 	old := c.epoch.Swap(&e)

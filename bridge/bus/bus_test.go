@@ -404,7 +404,9 @@ func TestConn_FollowPopsAfterTheStoreIsLost(t *testing.T) {
 	}
 	epoch := c.Epoch()
 	js := c.JetStream()
-	for _, name := range []string{c.StreamName(), "KV_" + bus.DefaultMarkerBucket} {
+	// A lost store loses both at once; the bucket goes first here, so that
+	// a recheck the stream's loss sets off finds it gone too.
+	for _, name := range []string{"KV_" + bus.DefaultMarkerBucket, c.StreamName()} {
 		if err := js.DeleteStream(ctx, name); err != nil {
 			t.Fatal(err)
 		}

@@ -34,7 +34,7 @@ func main() {
 		<-sigs
 		cancel()
 		again := <-sigs
-		signal.Reset()
+		signal.Reset(os.Interrupt, syscall.SIGTERM)
 		if p, err := os.FindProcess(os.Getpid()); err == nil {
 			_ = p.Signal(again)
 		}

@@ -623,7 +623,11 @@ func TestMain_SecondSignalForcesExit(t *testing.T) {
 	}
 	// The first signal has been taken once /readyz says the daemon is
 	// stopping, or the admin listener is closing.
+	stopDeadline := time.Now().Add(10 * time.Second)
 	for {
+		if time.Now().After(stopDeadline) {
+			t.Fatal("/readyz still 200 10 s after SIGINT: the first signal was not taken")
+		}
 		resp, err := http.Get(base + "/readyz")
 		if err != nil {
 			break

@@ -1,0 +1,32 @@
+package notifications
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/screenpop/screenpop/bridge"
+)
+
+// A PUT in flight when its agent was removed answers with that agent's
+// topic rejected: the rejection of an agent no longer watched is not kept
+// (it would stay in /status and the gauge for good; later PUTs do not list
+// the topic).
+func TestRecordRejections_IgnoresAnAgentRemovedMeanwhile(t *testing.T) {
+	c, err := New(Config{APIURL: "http://127.0.0.1:1", ClientID: "id", ClientSecret: "secret", Agents: []string{"00000000-0000-4000-8000-000000000001"}}, zerolog.Nop(), make(chan bridge.Snapshot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	watched, removed := agentTopic("00000000-0000-4000-8000-000000000001"), agentTopic("00000000-0000-4000-8000-000000000002")
+	c.mu.Lock()
+	c.agentShard["00000000-0000-4000-8000-000000000001"] = &shard{}
+	c.mu.Unlock()
+	c.recordRejections([]string{watched, removed}, map[string]rejection{
+		watched: {Topic: watched, UserID: userOfTopic(watched), Reason: "notification.unauthorized.topic"},
+		removed: {Topic: removed, UserID: userOfTopic(removed), Reason: "notification.unauthorized.topic"},
+	})
+	if got := c.RejectedTopics(); len(got) != 1 || !strings.Contains(got[0], watched) {
+		t.Fatalf("RejectedTopics = %q, want only the watched agent's", got)
+	}
+}
