@@ -117,7 +117,9 @@ func (c *conn) readLoop() {
 		case errors.Is(err, websocket.ErrReadLimit):
 			s.m.badFrames.Inc()
 			s.m.connects.WithLabelValues("malformed").Inc()
-			s.log.Info().Msg("websocket closed: oversized frame")
+			if ok, held := s.logLimit.allow("oversized", time.Now()); ok {
+				s.log.Info().Int("held_back", held).Msg("websocket closed: oversized frame")
+			}
 			c.discardInput()
 		}
 		return
@@ -200,7 +202,9 @@ func (c *conn) hello(mt int, data []byte) bool {
 	if mt != websocket.TextMessage || json.Unmarshal(data, &h) != nil || h.Type != "hello" {
 		s.m.badFrames.Inc()
 		s.m.connects.WithLabelValues("malformed").Inc()
-		s.log.Info().Msg("websocket closed: first frame is not a hello")
+		if ok, held := s.logLimit.allow("not hello", time.Now()); ok {
+			s.log.Info().Int("held_back", held).Msg("websocket closed: first frame is not a hello")
+		}
 		c.closeWith(CloseMalformed, msgMalformed)
 		return false
 	}
@@ -210,7 +214,9 @@ func (c *conn) hello(mt int, data []byte) bool {
 	if err != nil {
 		if errors.Is(err, bridge.ErrInvalidToken) {
 			s.m.connects.WithLabelValues("auth").Inc()
-			s.log.Info().Msg("websocket closed: invalid or expired token")
+			if ok, held := s.logLimit.allow("invalid token", time.Now()); ok {
+				s.log.Info().Int("held_back", held).Msg("websocket closed: invalid or expired token")
+			}
 			c.closeWith(CloseInvalidToken, msgInvalidToken)
 		} else {
 			s.m.connects.WithLabelValues("unavailable").Inc()

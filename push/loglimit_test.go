@@ -111,3 +111,30 @@ func TestLogLimiter(t *testing.T) {
 		t.Fatal("a fifth key got a line of its own past maxKeys")
 	}
 }
+
+// Refused hellos (a bogus token, a first frame that is no hello) are
+// lines any client can cause: logged at most once a minute each.
+func TestServer_RefusedHellosDoNotFloodTheLog(t *testing.T) {
+	var logs logBuffer
+	e := startEnvLog(t, Config{}, newMemStore(), nil, zerolog.New(&logs).Level(zerolog.InfoLevel))
+	waitFor(t, 5*time.Second, "listener serving", e.srv.serving.Load)
+	for i := range 20 {
+		c := e.rawClient()
+		c.send(map[string]any{"type": "hello", "token": fmt.Sprintf("bogus-%d", i)})
+		c.expectClose(CloseInvalidToken)
+		c = e.rawClient()
+		c.send(map[string]any{"type": "ack", "seq": 1})
+		c.expectClose(CloseMalformed)
+	}
+	n := map[string]int{}
+	for _, l := range logs.lines() {
+		if m, _ := l["message"].(string); m != "" {
+			n[m]++
+		}
+	}
+	for _, m := range []string{"websocket closed: invalid or expired token", "websocket closed: first frame is not a hello"} {
+		if n[m] != 1 {
+			t.Errorf("%q logged %d times for 20, want once (then a count a minute)", m, n[m])
+		}
+	}
+}
