@@ -39,9 +39,7 @@ func TestClient_AShardEmptiedAndRefilledDeliversAgain(t *testing.T) {
 		return h.emu.IsDelivered("v2.users." + as[0].ID + ".conversations")
 	})
 	c := h.emu.InboundCall(as[0].ID, "+13175550101", notificationstest.Options{}).Alert()
-	waitFor(t, 5*time.Second, "the call after the refill", func() bool {
-		return col.has(legKey{c.ID(), c.AgentParticipantID(), as[0].ID})
-	})
+	col.await(t, 5*time.Second, "the call after the refill", c, as[0].ID)
 	h.stop()
 	<-col.done
 }
@@ -75,9 +73,7 @@ func TestClient_AChannelGoneAsResult404IsReplaced(t *testing.T) {
 		t.Errorf("reconnects = %d: the dead channel was redialled", n)
 	}
 	c := h.emu.InboundCall(as[1].ID, "+13175550102", notificationstest.Options{}).Alert()
-	waitFor(t, 5*time.Second, "a call on the new channel", func() bool {
-		return col.has(legKey{c.ID(), c.AgentParticipantID(), as[1].ID})
-	})
+	col.await(t, 5*time.Second, "a call on the new channel", c, as[1].ID)
 	h.stop()
 	<-col.done
 }
@@ -137,9 +133,7 @@ func TestClient_ASocketClosedAtOnceIsRedialledWithBackoff(t *testing.T) {
 	}
 	h.awaitReady(5 * time.Second)
 	c := h.emu.InboundCall(as[0].ID, "+13175550103", notificationstest.Options{}).Alert()
-	waitFor(t, 5*time.Second, "a call once sockets stay open", func() bool {
-		return col.has(legKey{c.ID(), c.AgentParticipantID(), as[0].ID})
-	})
+	col.await(t, 5*time.Second, "a call once sockets stay open", c, as[0].ID)
 	h.stop()
 	<-col.done
 }
@@ -378,9 +372,7 @@ func TestClient_TopicsTakenThenSocketDroppedArePutBack(t *testing.T) {
 	h.emu.DropConnections()
 	waitFor(t, 2*time.Second, "the topic delivered again before the backoff ends", func() bool { return h.emu.IsDelivered(topic) })
 	c := h.emu.InboundCall(as[0].ID, "+13175550106", notificationstest.Options{}).Alert()
-	waitFor(t, 2*time.Second, "a call after the reconnect", func() bool {
-		return col.has(legKey{c.ID(), c.AgentParticipantID(), as[0].ID})
-	})
+	col.await(t, 2*time.Second, "a call after the reconnect", c, as[0].ID)
 	h.stop()
 	<-col.done
 }
@@ -437,13 +429,9 @@ func TestClient_ReconciliationFindsAnAlertingConversationATruncatedListLeftOut(t
 	h.emu.SetBlackhole(false)
 	h.emu.DropConnections()
 
-	waitFor(t, 8*time.Second, "the ringing conversation reconciled", func() bool {
-		return col.has(legKey{ringing.ID(), ringing.AgentParticipantID(), as[0].ID})
-	})
+	col.await(t, 8*time.Second, "the ringing conversation reconciled", ringing, as[0].ID)
 	for _, c := range []*notificationstest.Conversation{oldest, newest} {
-		waitFor(t, 8*time.Second, "the listed conversations reconciled", func() bool {
-			return col.has(legKey{c.ID(), c.AgentParticipantID(), as[0].ID})
-		})
+		col.await(t, 8*time.Second, "the listed conversations reconciled", c, as[0].ID)
 	}
 	h.stop()
 	<-col.done

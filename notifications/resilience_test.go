@@ -67,6 +67,13 @@ func (c *collector) has(k legKey) bool {
 	return c.legs[k]
 }
 
+// await waits up to d for agent's leg of conv to reach the collector.
+func (c *collector) await(t *testing.T, d time.Duration, what string, conv *notificationstest.Conversation, agent string) {
+	t.Helper()
+	k := legKey{conv.ID(), conv.AgentParticipantID(), agent}
+	waitFor(t, d, what, func() bool { return c.has(k) })
+}
+
 // TestClient_Load scripts conversations of every kind over many agents
 // while sockets are dropped 20 times and 3 socket_closing handovers
 // happen, and checks that every scripted agent leg reaches the consumer.
@@ -331,9 +338,7 @@ func TestClient_Token(t *testing.T) {
 			}
 		}
 		c := h.emu.InboundCall(as[0].ID, "+13175550101", notificationstest.Options{}).Alert()
-		waitFor(t, 5*time.Second, "the call after refreshes", func() bool {
-			return col.has(legKey{c.ID(), c.AgentParticipantID(), as[0].ID})
-		})
+		col.await(t, 5*time.Second, "the call after refreshes", c, as[0].ID)
 	})
 
 	t.Run("After401", func(t *testing.T) {
@@ -350,9 +355,7 @@ func TestClient_Token(t *testing.T) {
 			}
 			return saw401 && h.emu.TokensIssued() > before
 		})
-		waitFor(t, 5*time.Second, "the call alerted around the 401", func() bool {
-			return col.has(legKey{c.ID(), c.AgentParticipantID(), as[1].ID})
-		})
+		col.await(t, 5*time.Second, "the call alerted around the 401", c, as[1].ID)
 		h.awaitReady(5 * time.Second)
 	})
 	h.stop()
