@@ -408,6 +408,12 @@ func ParseConfig(name string, args []string, getenv func(string) string, req Req
 
 	c := &Config{explicit: map[string]bool{}}
 	var problems []string
+	if fs.NArg() > 0 {
+		// Parsing stopped at a word that is no flag, typically the value
+		// of a boolean flag given without '=' ("--pprof false" is --pprof
+		// and the word "false"): the rest would be silently dropped.
+		problems = append(problems, fmt.Sprintf("arguments %q: not flags, and no flag after them was read; give a boolean flag its value with = (--allow-plaintext=false, --pprof=false)", fs.Args()))
+	}
 	for _, s := range settings {
 		v, from := s.def, "default"
 		if e := getenv(s.env); e != "" {
@@ -477,12 +483,12 @@ func (c *Config) validate(req Requirements) []string {
 		}
 	}
 	if c.GenesysAgentsFile != "" {
-		if ids, err := readAgentsFile(c.GenesysAgentsFile); err != nil {
+		if ids, lines, err := readAgentsFileLines(c.GenesysAgentsFile); err != nil {
 			p = append(p, fmt.Sprintf("GENESYS_AGENTS_FILE: %v; give a readable file of user ids, one a line", err))
 		} else {
 			for i, a := range ids {
 				if !dataverse.IsGUID(a) {
-					p = append(p, fmt.Sprintf("GENESYS_AGENTS_FILE: line %d: %q is not a Genesys user id (a UUID)", i+1, a))
+					p = append(p, fmt.Sprintf("GENESYS_AGENTS_FILE: line %d: %q is not a Genesys user id (a UUID)", lines[i], a))
 					break
 				}
 			}
@@ -589,17 +595,24 @@ func (c *Config) Agents() ([]string, error) {
 // readAgentsFile reads user ids, one a line; blank lines and lines
 // starting with # are skipped.
 func readAgentsFile(path string) ([]string, error) {
+	ids, _, err := readAgentsFileLines(path)
+	return ids, err
+}
+
+// readAgentsFileLines is readAgentsFile with each id's line number in the
+// file (from 1, comments and blank lines counted), for error messages.
+func readAgentsFileLines(path string) (ids []string, lines []int, err error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var ids []string
-	for _, line := range strings.Split(string(b), "\n") {
+	for i, line := range strings.Split(string(b), "\n") {
 		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
 			ids = append(ids, line)
+			lines = append(lines, i+1)
 		}
 	}
-	return ids, nil
+	return ids, lines, nil
 }
 
 func splitList(v string) []string {

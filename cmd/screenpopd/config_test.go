@@ -96,6 +96,33 @@ func TestParseConfig(t *testing.T) {
 		}
 	})
 
+	// The bad id is named by its line in the file, comments and blank
+	// lines counted, so that an editor's "go to line" finds it.
+	t.Run("AgentsFileNamesTheLine", func(t *testing.T) {
+		f := filepath.Join(t.TempDir(), "agents")
+		os.WriteFile(f, []byte("# watched agents\n\n"+b1+"\njane.doe\n"), 0o600)
+		_, _, err := ParseConfig("run", nil, env(with(good(), "GENESYS_AGENTS", "", "GENESYS_AGENTS_FILE", f)), runReq, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), `GENESYS_AGENTS_FILE: line 4: "jane.doe"`) {
+			t.Fatalf("got %v, want the error to name line 4", err)
+		}
+	})
+	// A boolean flag takes its value with '=': in "--pprof false" the
+	// flag stands alone (true) and "false" is left over. Left-over words
+	// are refused rather than dropped, so the setting is never the
+	// opposite of what was written.
+	t.Run("LeftOverArgument", func(t *testing.T) {
+		for _, args := range [][]string{{"--pprof", "false"}, {"--allow-plaintext", "false", "--listen", "0.0.0.0:8443"}} {
+			c, _, err := ParseConfig("run", args, env(good()), runReq, io.Discard)
+			if err == nil {
+				t.Errorf("%q accepted (pprof %v, allow plaintext %v)", args, c.PProf, c.AllowPlaintext)
+				continue
+			}
+			if !strings.Contains(err.Error(), `"false"`) || !strings.Contains(err.Error(), "=false") {
+				t.Errorf("%q: message lacks the word and the fix:\n%v", args, err)
+			}
+		}
+	})
+
 	bad := []struct {
 		name string
 		env  map[string]string
