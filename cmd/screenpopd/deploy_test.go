@@ -9,6 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +24,7 @@ import (
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/bridge/bus"
 	"github.com/screenpop/screenpop/internal/testenv"
+	"github.com/screenpop/screenpop/push"
 )
 
 // The deployment examples of docs/deploy are checked here: the NATS
@@ -353,5 +357,147 @@ func TestDeploy_EnvExample(t *testing.T) {
 	}
 	if _, _, err := ParseConfig("check", nil, env(checkVars), Requirements{Genesys: true, Dataverse: true}, io.Discard); err != nil {
 		t.Fatalf("the documented check command's configuration is invalid: %v", err)
+	}
+}
+
+// TestDeploy_ServiceReadsItsFiles: the unit runs as a DynamicUser, which
+// is neither root nor in root's group, so a file the daemon opens itself
+// (not handed over by LoadCredential=) must sit in a directory others may
+// enter. `screenpopd check` runs as root, as the docs show, and cannot see
+// the difference: each file the env example names, in use or commented out
+// as a ready example, is checked against the directories the deploy README
+// installs.
+func TestDeploy_ServiceReadsItsFiles(t *testing.T) {
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(deployDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	unit, readme, example := read("screenpopd.service"), read("README.md"), read("screenpop.env.example")
+	if !strings.Contains(unit, "\nDynamicUser=yes\n") {
+		t.Fatal("the unit no longer uses DynamicUser=yes; update this test")
+	}
+	creds := map[string]bool{}
+	for _, l := range strings.Split(unit, "\n") {
+		if c, ok := strings.CutPrefix(l, "LoadCredential="); ok {
+			name, _, _ := strings.Cut(c, ":")
+			creds[name] = true
+		}
+	}
+	// install -d -m MODE DIR lines of the README: directories and modes.
+	dirs := map[string]uint64{}
+	for _, l := range strings.Split(readme, "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 5 && f[0] == "install" && f[1] == "-d" && f[2] == "-m" {
+			mode, err := strconv.ParseUint(f[3], 8, 32)
+			if err != nil {
+				t.Fatalf("README: %q: %v", l, err)
+			}
+			dirs[f[4]] = mode
+		}
+	}
+	if len(dirs) == 0 {
+		t.Fatal("README installs no directory; update this test")
+	}
+	const credDir = "/run/credentials/screenpopd.service/"
+	files := []string{"GENESYS_AGENTS_FILE", "NATS_CREDS", "NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY", "SCREENPOP_TLS_CERT", "SCREENPOP_TLS_KEY"}
+	seen := 0
+	for _, l := range strings.Split(example, "\n") {
+		k, v, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(l), "#"), "=")
+		if !ok || !slices.Contains(files, k) || v == "" {
+			continue
+		}
+		seen++
+		if name, ok := strings.CutPrefix(v, credDir); ok {
+			if !creds[name] {
+				t.Errorf("%s=%s: the unit has no LoadCredential=%s:…", k, v, name)
+			}
+			continue
+		}
+		for dir, mode := range dirs {
+			if strings.HasPrefix(v, dir+"/") && mode&0o001 == 0 {
+				t.Errorf("%s=%s: the service (DynamicUser) cannot open it: the README installs %s with mode %04o, and root's `screenpopd check` passes all the same", k, v, dir, mode)
+			}
+		}
+	}
+	if seen < 3 {
+		t.Fatalf("found %d file settings in screenpop.env.example; update this test", seen)
+	}
+}
+
+// TestDeploy_ContainerEnv: the image's ENV, overridden by an env file made
+// from screenpop.env.example with the lines the README says to delete,
+// must make a configuration the README's docker run can use: state in the
+// /data volume, TLS from the /tls mount, and both listeners on all of the
+// container's interfaces, since `-p 8443:8443 -p 127.0.0.1:9090:9090` and
+// an orchestrator's /healthz and /readyz probes reach the container from
+// outside.
+func TestDeploy_ContainerEnv(t *testing.T) {
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(deployDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	vars := map[string]string{}
+	// The image's ENV: one instruction continued with backslashes.
+	cf := read("Containerfile")
+	i := strings.Index(cf, "\nENV ")
+	if i < 0 {
+		t.Fatal("Containerfile has no ENV; update this test")
+	}
+	block := cf[i+len("\nENV "):]
+	for {
+		line, rest, _ := strings.Cut(block, "\n")
+		for _, kv := range strings.Fields(strings.TrimSuffix(strings.TrimSpace(line), "\\")) {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				vars[k] = v
+			}
+		}
+		if !strings.HasSuffix(strings.TrimSpace(line), "\\") {
+			break
+		}
+		block = rest
+	}
+	// The README's bullet on --env-file names the lines to delete.
+	readme := read("README.md")
+	j := strings.Index(readme, "`--env-file` wins over the image's `ENV`")
+	if j < 0 {
+		t.Fatal("README no longer says which env-file lines to delete for the container; update this test")
+	}
+	para, _, _ := strings.Cut(readme[j:], "\n- ")
+	drop := map[string]bool{}
+	for _, m := range regexp.MustCompile("`(SCREENPOP_[A-Z_]+)(\\*?)`").FindAllStringSubmatch(para, -1) {
+		if m[2] == "" {
+			drop[m[1]] = true
+			continue
+		}
+		for _, s := range settings {
+			if strings.HasPrefix(s.env, m[1]) {
+				drop[s.env] = true
+			}
+		}
+	}
+	for _, l := range strings.Split(read("screenpop.env.example"), "\n") {
+		l = strings.TrimSpace(l)
+		if k, v, ok := strings.Cut(l, "="); ok && !strings.HasPrefix(l, "#") && !drop[k] {
+			vars[k] = v
+		}
+	}
+	// The TLS files exist only in a real container; check their paths.
+	c, _, err := ParseConfig("run", nil, env(vars), Requirements{Genesys: true, Dataverse: true}, io.Discard)
+	if err != nil {
+		t.Fatalf("the container's configuration is invalid: %v", err)
+	}
+	if c.DataDir != "/data" || !strings.HasPrefix(c.TLSCert, "/tls/") || !strings.HasPrefix(c.TLSKey, "/tls/") {
+		t.Errorf("data dir %q, TLS %q %q: want the image's /data volume and /tls mount", c.DataDir, c.TLSCert, c.TLSKey)
+	}
+	for _, l := range []struct{ env, addr string }{{"SCREENPOP_LISTEN", c.Listen}, {"SCREENPOP_ADMIN_LISTEN", c.AdminListen}} {
+		if push.IsLoopback(l.addr) {
+			t.Errorf("%s=%s in the container: loopback inside it, so the published port and the /healthz and /readyz probes cannot reach it", l.env, l.addr)
+		}
 	}
 }
