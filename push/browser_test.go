@@ -610,3 +610,40 @@ func TestBrowser_DemoPageIgnoresASocketNamedInItsLink(t *testing.T) {
 	default:
 	}
 }
+
+// Dynamics serves a form's script libraries under a version segment that
+// changes with every publish, e.g.
+// /%7B638000000000000000%7D/WebResources/new_/screenpop/screenpop.js, while
+// the redirect URI docs/agents.md has the admin register is the plain
+// .../WebResources/new_/screenpop/oauth-callback.html. ScreenPop.login's
+// default redirect URI, next to the script, must be that registered
+// string: Genesys compares it exactly.
+func TestBrowser_LoginRedirectURIUnderDynamicsVersionPath(t *testing.T) {
+	src, err := webFS.ReadFile("web/screenpop.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const lib = "/%7B638000000000000000%7D/WebResources/new_/screenpop/screenpop.js"
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.EscapedPath() == lib {
+			w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+			w.Write(src)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><script>
+window.__popup = { location: {}, closed: false };
+window.open = function () { return window.__popup; };
+</script><script src=%q></script>`, lib)
+	}))
+	defer ts.Close()
+
+	ctx := newBrowser(t)
+	run(t, ctx, chromedp.Navigate(ts.URL+"/main.aspx?pagetype=entityrecord"),
+		js(`ScreenPop.login({loginURL: location.origin, clientId: 'browser-client'})`),
+		poll(`!!window.__popup.location.href`))
+	got := eval[string](t, ctx, `new URL(window.__popup.location.href).searchParams.get('redirect_uri')`)
+	if want := ts.URL + "/WebResources/new_/screenpop/oauth-callback.html"; got != want {
+		t.Fatalf("redirect_uri %q, want the registered %q", got, want)
+	}
+}

@@ -30,7 +30,14 @@
   var here = (function () {
     try {
       var s = root.document && root.document.currentScript;
-      if (s && s.src) { return new URL('.', s.src).href; }
+      if (s && s.src) {
+        // Dynamics serves form libraries under a version segment that
+        // changes with each publish (/%7B6380…%7D/WebResources/…); the
+        // registered redirect URI is the plain /WebResources/… address.
+        var u = new URL('.', s.src);
+        u.pathname = u.pathname.replace(/^\/%7b\d+%7d\//i, '/');
+        return u.href;
+      }
     } catch (e) { /* not in a document */ }
     return root.location ? root.location.href : '';
   })();
