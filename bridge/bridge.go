@@ -285,13 +285,14 @@ type StoredPop struct {
 // reads the pops back for agents that reconnect. bus.Conn implements it.
 type PopStore interface {
 	// MarkPop records popID with claim, the id of the event being
-	// resolved, and reports whether the pop is this event's to publish:
-	// true when this call recorded it, or when the marker already holds
-	// the same claim from an attempt recent enough for JetStream to drop a
-	// second publish (the earlier attempt stored its marker but failed
-	// after: a lost acknowledgement, a crash before the publish); false
-	// when another event made it (the leg has popped before); false and
-	// ErrLegEnded when the leg has ended (see PopEnder).
+	// resolved, and reports whether this event may publish the pop: true
+	// when this call recorded it, or when the marker is recent enough for
+	// JetStream to drop a second publish of the pop id (an earlier attempt
+	// stored its marker but failed after: a lost acknowledgement, a crash
+	// before the publish; the publish then tells whether the pop was
+	// stored before); false when an older marker holds it (the leg has
+	// popped before); false and ErrLegEnded when the leg has ended (see
+	// PopEnder). The claim is what UnmarkPop compares.
 	MarkPop(ctx context.Context, popID, claim string) (bool, error)
 	// Epoch identifies the stream the sequences belong to; it changes when
 	// the stream is recreated.

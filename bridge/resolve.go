@@ -282,9 +282,10 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 
 // takeTurn makes this handler the one here that marks and publishes popID's
 // leg, once a handler at it already has finished. One at a time, because
-// the marker takes an attempt of the same event as its own (see
-// PopStore.MarkPop), which is for redeliveries, not for two handlers at
-// once.
+// a young marker lets any event of the leg publish (see PopStore.MarkPop),
+// which is for redeliveries and crashes, not for two handlers here at
+// once: each would look the caller up and publish, and one would be dropped
+// as a duplicate.
 //
 // A handler that waited and finds the other one failed (its marker not
 // written, or its pop not published and unmarked) fails too, so that its
@@ -340,7 +341,10 @@ func (r *Resolver) markAndPublish(ctx context.Context, e *Event, popID string, p
 		return fmt.Errorf("mark pop: %w", err)
 	}
 	if !created {
-		r.remember(popID, start)
+		// Not remembered as popped here: the marker may be another
+		// event's claim whose handler died before publishing (a crash),
+		// and that event's redelivery must still find the marker, which
+		// lets it publish.
 		r.skip(e, "already_popped")
 		return nil
 	}

@@ -269,8 +269,8 @@ func TestResolver_EndedLegsLoseTheirMarkers(t *testing.T) {
 	if n := markers(); n != 1 {
 		t.Fatalf("%d markers, want the one of the leg that goes on", n)
 	}
-	if got, err := s.conn.MarkPop(context.Background(), failed.PopID(), "evt:another"); err != nil || got {
-		t.Fatalf("MarkPop of the leg that goes on = %v, %v; want false (its marker is there)", got, err)
+	if _, err := s.conn.MarkPop(context.Background(), failed.PopID(), "evt:another"); err != nil {
+		t.Fatalf("MarkPop of the leg that goes on: %v; want its marker live, not ended", err)
 	}
 }
 
@@ -369,6 +369,142 @@ func TestResolver_CrashAfterMarker(t *testing.T) {
 		t.Fatalf("pops %v, want the crashed instance's call to open its record", pops)
 	}
 	// Once: a later call's pop is the next one to arrive.
+	s.publish(t, callEvent("sentinel", info.Unique[1]))
+	if p := s.awaitPops(t, 1, 10*time.Second); p["sentinel"] == nil {
+		t.Fatalf("next pop %v, want the sentinel's", p)
+	}
+}
+
+// TestResolver_CrashAfterMarkerThenAnswered: an instance dies after writing
+// a pop's marker and before publishing the pop (as in
+// TestResolver_CrashAfterMarker), and the agent answers the call before the
+// alerting event comes back: the restarted daemon's reconciliation (or the
+// socket) brings the leg's connected event, which the resolver gets at once,
+// while the alerting event waits out its ack wait. The call is live and
+// never popped: it must pop, once. It used to make no pop at all: the
+// connected event found the leg marked by the dead instance's claim and
+// put it in the recently popped set, where the alerting event's redelivery
+// was then skipped as "already popped".
+func TestResolver_CrashAfterMarkerThenAnswered(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var info dataversetest.SeedInfo
+	const ackWait = time.Second
+	s := startResolverStack(t, bridge.ResolverConfig{}, func(dv *dataversetest.Server) {
+		info = dv.Seed(200, rand.New(rand.NewPCG(9, 10)))
+	}, func(o *stackOptions) {
+		o.consume = bus.ConsumeConfig{AckWait: ackWait}
+		o.beforeConsume = func(s *resolverStack) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			// The dying instance's consumer: the resolver's durable, as
+			// ConsumeEvents makes it.
+			cons, err := s.conn.JetStream().CreateOrUpdateConsumer(ctx, s.conn.StreamName(), jetstream.ConsumerConfig{
+				Durable: "screenpop-resolver", FilterSubjects: []string{bridge.SubjectEvents},
+				DeliverPolicy: jetstream.DeliverNewPolicy, AckPolicy: jetstream.AckExplicitPolicy,
+				AckWait: ackWait, MaxDeliver: 5, MaxAckPending: 256,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.publish(t, callEvent("answered", info.Unique[0]))
+			batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			taken := 0
+			for m := range batch.Messages() {
+				e, err := bridge.DecodeEvent(m.Data())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if created, err := s.conn.MarkPop(ctx, e.PopID(), e.ID()); err != nil || !created {
+					t.Fatalf("the dying instance's marker: %v, %v", created, err)
+				}
+				taken++ // and then it dies: no ack, no publish
+			}
+			if taken != 1 {
+				t.Fatalf("the dying instance took %d events, want 1", taken)
+			}
+			// Answered while the daemon was down: the leg's next event.
+			connected := callEvent("answered", info.Unique[0])
+			connected.State = bridge.StateConnected
+			connected.OccurredAt = bridge.NewTime(time.Now())
+			s.publish(t, connected)
+		}
+	})
+	defer s.stop()
+	pops := s.awaitPops(t, 1, 10*time.Second)
+	if p := pops["answered"]; p == nil || p.Target.Action != bridge.ActionOpen {
+		t.Fatalf("pops %v, want the answered call to open its record", pops)
+	}
+	// Once: a later call's pop is the next one to arrive.
+	s.publish(t, callEvent("sentinel", info.Unique[1]))
+	if p := s.awaitPops(t, 1, 10*time.Second); p["sentinel"] == nil {
+		t.Fatalf("next pop %v, want the sentinel's", p)
+	}
+}
+
+// TestResolver_CrashAfterMarkerSlowRestart: as
+// TestResolver_CrashAfterMarkerThenAnswered, but the daemon comes back too
+// late for the alerting event: its redelivery is older than the max event
+// age and makes no pop. The answered call's connected event must pop it; it
+// found the leg marked by the dead instance's claim and made none, so the
+// call never popped at all.
+func TestResolver_CrashAfterMarkerSlowRestart(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var info dataversetest.SeedInfo
+	const ackWait = time.Second
+	s := startResolverStack(t, bridge.ResolverConfig{MaxEventAge: 2 * time.Second}, func(dv *dataversetest.Server) {
+		info = dv.Seed(200, rand.New(rand.NewPCG(11, 12)))
+	}, func(o *stackOptions) {
+		o.consume = bus.ConsumeConfig{AckWait: ackWait}
+		o.beforeConsume = func(s *resolverStack) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			cons, err := s.conn.JetStream().CreateOrUpdateConsumer(ctx, s.conn.StreamName(), jetstream.ConsumerConfig{
+				Durable: "screenpop-resolver", FilterSubjects: []string{bridge.SubjectEvents},
+				DeliverPolicy: jetstream.DeliverNewPolicy, AckPolicy: jetstream.AckExplicitPolicy,
+				AckWait: ackWait, MaxDeliver: 5, MaxAckPending: 256,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Received 1.9 s ago: by its redelivery, after the ack wait, it
+			// is older than the 2 s max event age, as after a slow restart.
+			alerting := callEvent("late", info.Unique[0])
+			alerting.ReceivedAt = bridge.NewTime(time.Now().Add(-1900 * time.Millisecond))
+			s.publish(t, alerting)
+			batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			taken := 0
+			for m := range batch.Messages() {
+				e, err := bridge.DecodeEvent(m.Data())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if created, err := s.conn.MarkPop(ctx, e.PopID(), e.ID()); err != nil || !created {
+					t.Fatalf("the dying instance's marker: %v, %v", created, err)
+				}
+				taken++ // and then it dies: no ack, no publish
+			}
+			if taken != 1 {
+				t.Fatalf("the dying instance took %d events, want 1", taken)
+			}
+			// Answered meanwhile: the resolver gets this at once, the
+			// alerting event after the ack wait, stale by then.
+			connected := callEvent("late", info.Unique[0])
+			connected.State = bridge.StateConnected
+			connected.OccurredAt = bridge.NewTime(time.Now())
+			s.publish(t, connected)
+		}
+	})
+	defer s.stop()
+	pops := s.awaitPops(t, 1, 10*time.Second)
+	if p := pops["late"]; p == nil || p.Target.Action != bridge.ActionOpen {
+		t.Fatalf("pops %v, want the answered call to open its record", pops)
+	}
 	s.publish(t, callEvent("sentinel", info.Unique[1]))
 	if p := s.awaitPops(t, 1, 10*time.Second); p["sentinel"] == nil {
 		t.Fatalf("next pop %v, want the sentinel's", p)

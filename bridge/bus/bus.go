@@ -527,13 +527,16 @@ func markerKey(popID string) string {
 }
 
 // MarkPop records popID in the marker bucket with claim as its value and
-// reports whether the pop is claim's to publish (see bridge.PopStore): the
-// marker is new, or it holds the same claim and is younger than the stream's
-// duplicate window, so that the publish that follows, with the pop id as its
-// Nats-Msg-Id, is dropped by JetStream if the earlier attempt had published
-// after all. Without this, a marker whose acknowledgement was lost lost its
-// pop: the event's redelivery found the marker and skipped it. A marker of
-// an ended leg (EndPop) gives false and bridge.ErrLegEnded.
+// reports whether the caller may publish the pop (see bridge.PopStore): the
+// marker is new, or it is younger than the stream's duplicate window, so
+// that the publish that follows, with the pop id as its Nats-Msg-Id, is
+// dropped by JetStream if an earlier attempt had published after all.
+// Without this, a marker whose acknowledgement was lost lost its pop (the
+// event's redelivery found the marker and skipped it), and so did a marker
+// whose writer died before publishing when the leg's next event (the call
+// answered meanwhile) came first and its alerting event came back too old
+// to pop. A marker of an ended leg (EndPop) gives false and
+// bridge.ErrLegEnded.
 func (c *Conn) MarkPop(ctx context.Context, popID, claim string) (bool, error) {
 	key := markerKey(popID)
 	var e jetstream.KeyValueEntry
@@ -560,7 +563,7 @@ func (c *Conn) MarkPop(ctx context.Context, popID, claim string) (bool, error) {
 	if string(e.Value()) == markerEnded {
 		return false, bridge.ErrLegEnded
 	}
-	return string(e.Value()) == claim && time.Since(e.Created()) < c.cfg.DuplicateWindow, nil
+	return time.Since(e.Created()) < c.cfg.DuplicateWindow, nil
 }
 
 // markerEnded is the value of a marker whose leg has ended: it is no

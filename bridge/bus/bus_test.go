@@ -146,24 +146,32 @@ func TestConn_StatusCountsMarkers(t *testing.T) {
 func TestConn_MarkPop(t *testing.T) {
 	c := MustStart(t, bus.Config{Listen: "off"})
 	ctx := context.Background()
-	var firsts atomic.Int32
+	// Twenty handlers of the leg's events at once (instances of a
+	// deployment): each may publish, as the marker is within the duplicate
+	// window, and the pop is stored once.
+	var stored atomic.Int32
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			first, err := c.MarkPop(ctx, "pop:c0ffee-1:part-2", fmt.Sprintf("evt-%d", i))
+			mayPublish, err := c.MarkPop(ctx, "pop:c0ffee-1:part-2", fmt.Sprintf("evt-%d", i))
+			if err != nil || !mayPublish {
+				t.Errorf("MarkPop = %v, %v; want true within the duplicate window", mayPublish, err)
+				return
+			}
+			dup, err := c.PublishDedup(ctx, bridge.Message{Subject: bridge.PopSubject("agent-1"), ID: "pop:c0ffee-1:part-2", Data: []byte("{}")})
 			if err != nil {
 				t.Error(err)
 			}
-			if first {
-				firsts.Add(1)
+			if !dup {
+				stored.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
-	if firsts.Load() != 1 {
-		t.Fatalf("%d of 20 concurrent MarkPop calls won, want exactly 1", firsts.Load())
+	if stored.Load() != 1 {
+		t.Fatalf("%d of 20 concurrent publishes of one pop stored, want exactly 1", stored.Load())
 	}
 	t.Run("OddIDsAreHashed", func(t *testing.T) {
 		for _, id := range []string{"pop:a b:c", "pop:ä:x", "pop::", ""} {
@@ -185,11 +193,34 @@ func TestConn_MarkPop(t *testing.T) {
 				t.Fatalf("UnmarkPop(%s, %s): %v", id, claim, err)
 			}
 		}
+		claimOf := func(key string) string {
+			t.Helper()
+			kv, err := c.JetStream().KeyValue(ctx, bus.DefaultMarkerBucket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := kv.Get(ctx, key)
+			if errors.Is(err, jetstream.ErrKeyNotFound) {
+				return ""
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(e.Value())
+		}
 		mark("pop:u1:p1", "evt-a", true)
 		unmark("pop:u1:p1", "evt-b") // not the marker's claim: left alone
-		mark("pop:u1:p1", "evt-u", false)
+		if got := claimOf("pop.u1.p1"); got != "evt-a" {
+			t.Fatalf("marker after another claim's UnmarkPop holds %q, want evt-a", got)
+		}
 		unmark("pop:u1:p1", "evt-a")
+		if got := claimOf("pop.u1.p1"); got != "" {
+			t.Fatalf("marker after its claim's UnmarkPop holds %q, want none", got)
+		}
 		mark("pop:u1:p1", "evt-u", true)
+		if got := claimOf("pop.u1.p1"); got != "evt-u" {
+			t.Fatalf("marker made again holds %q, want evt-u", got)
+		}
 		// A leg that ended after its marker was written stays ended.
 		mark("pop:u2:p1", "evt-a", true)
 		if err := c.EndPop(ctx, "pop:u2:p1"); err != nil {
@@ -201,13 +232,15 @@ func TestConn_MarkPop(t *testing.T) {
 		}
 		unmark("pop:never:p1", "evt-a") // no marker: nothing to do
 	})
-	t.Run("SameClaim", func(t *testing.T) {
-		// A marker whose write was stored but not acknowledged: the same
-		// event's next attempt may publish; another event may not.
+	t.Run("WithinTheDuplicateWindow", func(t *testing.T) {
+		// A marker whose write was stored but not acknowledged, or whose
+		// writer died before publishing: the same event's next attempt may
+		// publish, and so may another event of the leg (JetStream drops
+		// its publish if the pop was stored after all).
 		for _, step := range []struct {
 			claim string
 			want  bool
-		}{{"evt:c9:p9:voice:alerting", true}, {"evt:c9:p9:voice:alerting", true}, {"evt:c9:p9:voice:connected", false}} {
+		}{{"evt:c9:p9:voice:alerting", true}, {"evt:c9:p9:voice:alerting", true}, {"evt:c9:p9:voice:connected", true}} {
 			got, err := c.MarkPop(ctx, "pop:c9:p9", step.claim)
 			if err != nil || got != step.want {
 				t.Fatalf("MarkPop(%s) = %v, %v; want %v", step.claim, got, err, step.want)
@@ -265,7 +298,7 @@ func TestConn_EndPop(t *testing.T) {
 	}
 	// The grace over, the ended legs' markers are gone, the live one stays.
 	waitFor(t, 15*time.Second, func() bool { return markers() == 1 })
-	mark("pop:c2:p1", "evt:c2:p1:voice:connected", false)
+	mark("pop:c2:p1", "evt:c2:p1:voice:connected", true)      // live: not ErrLegEnded
 	mark("pop:c1:p1", "evt:c1:p1:voice:alerting:again", true) // the key is free again
 }
 
@@ -286,8 +319,11 @@ func TestStart_UpgradesAnOlderMarkerBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if got, err := c.MarkPop(ctx, "pop:c1:p1", "evt:c1:p1:voice:connected"); err != nil || got {
-		t.Fatalf("MarkPop of a leg the older bucket holds = %v, %v; want false", got, err)
+	if _, err := c.MarkPop(ctx, "pop:c1:p1", "evt:c1:p1:voice:connected"); err != nil {
+		t.Fatalf("MarkPop of a leg the older bucket holds: %v", err)
+	}
+	if e, err := old.Get(ctx, "pop.c1.p1"); err != nil || string(e.Value()) != "evt:c1:p1:voice:alerting" {
+		t.Fatalf("the older bucket's marker after MarkPop: %v; want it kept", err)
 	}
 	if err := c.EndPop(ctx, "pop:c1:p1"); err != nil {
 		t.Fatal(err)
