@@ -266,7 +266,7 @@ func (n *Normalizer) Normalize(s Snapshot) []Event {
 			continue
 		}
 		found := false
-		for _, m := range mediaOrder {
+		for _, m := range legOrder {
 			j := liveComm(p.comms, m)
 			if j < 0 {
 				continue
@@ -359,11 +359,18 @@ func (n *Normalizer) record(v *snapView, cands []candidate, held []int, received
 		c.emit = true
 		emitted++
 	}
-	for k := range cands {
+	// Only the participant's last event of this snapshot ends the leg:
+	// nothing of the leg follows an event with legEnded.
+	last := -1
+	for k := len(cands) - 1; k >= 0; k-- {
 		c := &cands[k]
-		if c.emit && c.state == StateDisconnected && !slices.Contains(held, c.part) && participantEnded(conv, v.parts[c.part].id) {
+		if !c.emit {
+			continue
+		}
+		if c.part != last && c.state == StateDisconnected && !slices.Contains(held, c.part) && participantEnded(conv, v.parts[c.part].id) {
 			c.ended = true
 		}
+		last = c.part
 	}
 	if conv != nil {
 		conv.lastSeen = now
@@ -502,6 +509,11 @@ func (n *Normalizer) invalid(reason string, s Snapshot) {
 	// The topic names the agent (an id); the body is never logged.
 	n.log.Warn().Str("reason", reason).Str("topic", s.Topic).Int("bytes", len(s.Body)).Msg("malformed snapshot skipped")
 }
+
+// legOrder is the order an agent participant's media are considered in,
+// and so the order of the events one snapshot causes for it: a callback's
+// call follows the callback (docs/events.md).
+var legOrder = [5]Media{MediaCallback, MediaVoice, MediaChat, MediaMessage, MediaEmail}
 
 // liveComm returns the index of the communication of media m that stands
 // for the leg: the most advanced live one (connected, then alerting or

@@ -74,8 +74,8 @@ func bytesString(b []byte) string {
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
-// mediaOrder is the order media are considered in, and the index of each
-// in partView.media.
+// mediaOrder is the index of each media in partView.media (the order of
+// the events is legOrder's).
 var mediaOrder = [5]Media{MediaVoice, MediaCallback, MediaChat, MediaMessage, MediaEmail}
 
 // mediaIndex maps a participant's media array key to its index in

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -124,9 +125,9 @@ func TestNormalizer_Normalize(t *testing.T) {
 			{agent: A, role: roleAgentA, media: MediaCallback, state: StateConnected, dir: out, phone: "+13175550142", name: "Jane Doe", queue: fxQueueS},
 			{agent: A, role: roleAgentA, media: MediaVoice, state: StateDialing, dir: out, phone: "+13175550142", name: "Jane Doe", queue: fxQueueS},
 			{agent: A, role: roleAgentA, media: MediaVoice, state: StateConnected, dir: out, phone: "+13175550142", name: "Jane Doe", queue: fxQueueS},
-			// the call and the callback end in the same snapshot: both end the leg
+			// the call and the callback end in the same snapshot: the last event ends the leg
+			{agent: A, role: roleAgentA, media: MediaCallback, state: StateDisconnected, dir: out, phone: "+13175550142", name: "Jane Doe", queue: fxQueueS},
 			{agent: A, role: roleAgentA, media: MediaVoice, state: StateDisconnected, ended: true, dir: out, phone: "+13175550142", name: "Jane Doe", queue: fxQueueS},
-			{agent: A, role: roleAgentA, media: MediaCallback, state: StateDisconnected, ended: true, dir: out, phone: "+13175550142", name: "Jane Doe", queue: fxQueueS},
 		}, duplicates: 2},
 		{name: "reoffer_no_answer", caseNo: 10, want: []want{
 			boston(want{agent: A, role: roleAgentA, media: MediaVoice, state: StateAlerting, dir: in, queue: fxQueueS}),
@@ -590,4 +591,46 @@ func TestNormalizer_MessagePhone(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNormalizer_CallbackEventsInDocumentedOrder: docs/events.md says a
+// callback is "callback alerting, callback connected, then the call the
+// agent places is voice dialing, voice connected", and that legEnded means
+// "no event of this leg follows". Both must hold when one snapshot changes
+// the callback and its call at once (a lost frame, a reconciliation, an
+// auto-dialled callback, the hang-up that ends both).
+func TestNormalizer_CallbackEventsInDocumentedOrder(t *testing.T) {
+	frames := MustLoadFrames(t, fixturePath("snapshots", "callback"))
+	key := func(e Event) string { return string(e.Media) + "/" + string(e.State) }
+	t.Run("TheCallFollowsTheCallback", func(t *testing.T) {
+		// Frame 2 has the callback connected and the agent's call dialing;
+		// frame 1 (the callback connected alone) never arrived.
+		n := MustNormalizer(t, NormalizerConfig{})
+		got := normalizeAll(n, []Snapshot{frames[0], frames[2]})
+		var keys []string
+		for _, e := range got {
+			keys = append(keys, key(e))
+		}
+		want := []string{"callback/alerting", "callback/connected", "voice/dialing"}
+		if !slices.Equal(keys, want) {
+			t.Errorf("events %v, want %v", keys, want)
+		}
+	})
+	t.Run("NothingFollowsLegEnded", func(t *testing.T) {
+		// Frame 4 ends the call and the callback together.
+		n := MustNormalizer(t, NormalizerConfig{})
+		got := normalizeAll(n, frames)
+		endedBy := map[ParticipantID]string{}
+		for _, e := range got {
+			if by, ok := endedBy[e.Agent.ParticipantID]; ok {
+				t.Errorf("%s follows %s, which said legEnded", key(e), by)
+			}
+			if e.LegEnded {
+				endedBy[e.Agent.ParticipantID] = key(e)
+			}
+		}
+		if len(got) == 0 || !got[len(got)-1].LegEnded {
+			t.Errorf("the leg's last event has no legEnded:\n%s", dumpEvents(got))
+		}
+	})
 }
