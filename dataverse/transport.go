@@ -137,7 +137,7 @@ const (
 )
 
 func breakerName(s int) string {
-	return [...]string{"closed", "open", "half_open"}[s]
+	return [...]string{"closed", "open", "half-open"}[s]
 }
 
 // allow reports whether a lookup may call Dataverse. In the half-open state

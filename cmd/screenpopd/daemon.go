@@ -303,6 +303,10 @@ func (m *Main) watchReady(ctx context.Context, log zerolog.Logger) error {
 			return nil
 		case <-t.C:
 			if now := m.Ready(); now != was {
+				if m.stopping.Load() {
+					// A stop, not an outage: "screenpopd stopped" follows.
+					return nil
+				}
 				was = now
 				if now {
 					log.Info().Int64("startup_ms", time.Since(m.started).Milliseconds()).Msg("screenpopd ready")

@@ -1,0 +1,98 @@
+package dataverse_test
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/screenpop/screenpop/dataverse"
+	"github.com/screenpop/screenpop/dataverse/dataversetest"
+	"github.com/screenpop/screenpop/internal/syncbuf"
+)
+
+// The circuit breaker as operations.md shows it to the on-call engineer:
+// one warning when it opens, /status → dataverse.breaker one of closed,
+// open, half-open, and one info line when it closes again; the failed
+// lookups' warnings carry no caller number.
+func TestClient_BreakerAsTheRunbookShowsIt(t *testing.T) {
+	srv := dataversetest.New(dataversetest.Config{})
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	ec := srv.Config()
+	logs := &syncbuf.Buffer{}
+	c, err := dataverse.New(dataverse.Config{
+		URL: srv.URL(), TenantID: ec.TenantID, ClientID: ec.ClientID, ClientSecret: ec.ClientSecret, TokenURL: srv.TokenURL(),
+		BreakerFailures: 2, BreakerCooldown: 100 * time.Millisecond, MaxAttempts: 1,
+	}, zerolog.New(logs).Level(zerolog.InfoLevel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	warm(t, srv, c)
+	srv.FailNext(2, http.StatusServiceUnavailable)
+	for _, n := range []string{"+13175550171", "+13175550172"} {
+		if _, err := c.Lookup(ctxT(t, 5*time.Second), phone(n)); err == nil {
+			t.Fatal("lookup against a failing Dataverse succeeded")
+		}
+	}
+	for i := range 3 {
+		if _, err := c.Lookup(ctxT(t, 5*time.Second), phone("+1317555018"+string(rune('0'+i)))); !errors.Is(err, dataverse.ErrCircuitOpen) {
+			t.Fatalf("lookup with the breaker open: %v, want ErrCircuitOpen", err)
+		}
+	}
+	// The probe after the cooldown, slow: the breaker is half-open meanwhile.
+	srv.SetLatency(500 * time.Millisecond)
+	probed := make(chan error, 1)
+	deadline := time.Now().Add(5 * time.Second)
+	go func() {
+		for {
+			_, err := c.Lookup(ctxT(t, 5*time.Second), phone("+13175550190"))
+			if !errors.Is(err, dataverse.ErrCircuitOpen) || time.Now().After(deadline) {
+				probed <- err
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // poll interval while the breaker cools down
+		}
+	}()
+	var seen []string
+	for len(seen) == 0 || seen[len(seen)-1] != "closed" {
+		st := c.Status().(dataverse.Status).Breaker
+		if len(seen) == 0 || seen[len(seen)-1] != st {
+			seen = append(seen, st)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("breaker states %v, never closed again", seen)
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval of the status
+	}
+	if err := <-probed; err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	documented := map[string]bool{"closed": true, "open": true, "half-open": true}
+	for _, st := range seen {
+		if !documented[st] {
+			t.Errorf("/status dataverse.breaker was %q; operations.md documents closed, open, half-open (states seen %v)", st, seen)
+		}
+	}
+	out := logs.String()
+	if n := strings.Count(out, `"dataverse circuit breaker open"`); n != 1 {
+		t.Errorf("%d breaker-open lines, want 1:\n%s", n, out)
+	}
+	if n := strings.Count(out, `"dataverse circuit breaker closed"`); n != 1 {
+		t.Errorf("%d breaker-closed lines, want 1:\n%s", n, out)
+	}
+	if n := strings.Count(out, `"dataverse lookup finished"`); n != 2 {
+		t.Errorf("%d lookup warnings, want one per failed lookup (2), none for the refused ones:\n%s", n, out)
+	}
+	for _, pii := range []string{"555017", "555018", "555019"} {
+		if strings.Contains(out, pii) {
+			t.Errorf("a log line carries the number %q:\n%s", pii, out)
+		}
+	}
+}
