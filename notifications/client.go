@@ -318,7 +318,7 @@ func (c *Client) authLoop(ctx context.Context) error {
 				c.badCreds = true
 				c.loginErr = "genesys login rejected the client credentials: check GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET (a client-credentials OAuth client of this region)"
 			} else {
-				c.loginErr = "genesys login failed: " + sanitize(err.Error())
+				c.loginErr = "genesys login failed: " + loginErrorText(err)
 			}
 			c.mu.Unlock()
 			wait := jitter(backoff)
@@ -329,7 +329,7 @@ func (c *Client) authLoop(ctx context.Context) error {
 			case first:
 				c.log.Error().Int("attempt", failures).Msg("genesys login rejected the client credentials: check GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET")
 			case failures == 1 || failures%10 == 0:
-				c.log.Warn().Err(errors.New(sanitize(err.Error()))).Int("attempt", failures).Dur("backoff", wait).Msg("genesys login failed, retrying")
+				c.log.Warn().Err(errors.New(loginErrorText(err))).Int("attempt", failures).Dur("backoff", wait).Msg("genesys login failed, retrying")
 			}
 			if !sleep(ctx, wait) {
 				return ctx.Err()
@@ -374,6 +374,26 @@ func (c *Client) authLoop(ctx context.Context) error {
 			c.log.Info().Msg("genesys token refused, logging in again")
 		}
 	}
+}
+
+var authDescRE = regexp.MustCompile(`^Auth Error: (\d+) - (\S*) \((.*)\)$`)
+
+// loginErrorText is the text of a failed login: for a refusal, its HTTP
+// status, OAuth error code and description ("HTTP 503: a non-JSON
+// answer (text/html) from the login host"), else the error itself.
+func loginErrorText(err error) string {
+	m := authDescRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return sanitize(err.Error())
+	}
+	s := "HTTP " + m[1]
+	if m[2] != "" {
+		s += " " + m[2]
+	}
+	if m[3] != "" {
+		s += ": " + m[3]
+	}
+	return sanitize(s)
 }
 
 // sanitize keeps error text free of secrets (the SDK's messages hold none,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -351,6 +352,20 @@ func TestProbe(t *testing.T) {
 			if s := stepOf(t, steps, n); !s.Skipped || s.Detail != "needs genesys login" {
 				t.Errorf("%s: %+v, want skipped", n, s)
 			}
+		}
+	})
+
+	t.Run("LoginHostDown", func(t *testing.T) {
+		// A login host in an outage answers through its gateway: a 503
+		// with an HTML page. The step names the status and says to wait,
+		// not to check DNS and firewalls.
+		emu.FailNext("POST", "/oauth/token", http.StatusServiceUnavailable, 0, 1)
+		cfg := compressed(url)
+		cfg.Agents = ids(as[:1])
+		steps := probe(t, cfg)
+		login := stepOf(t, steps, "genesys login")
+		if status(login.Err) != http.StatusServiceUnavailable || !strings.Contains(login.Fix, "unavailable") {
+			t.Errorf("login: %v (fix %q), want HTTP 503 and a fix saying Genesys is unavailable", login.Err, login.Fix)
 		}
 	})
 

@@ -390,6 +390,23 @@ func TestClient_LoginDown(t *testing.T) {
 	}
 }
 
+// TestClient_LoginDownNamesStatus: a login host in an outage answers
+// through its gateway (a 5xx with an HTML page, no OAuth error body); the
+// status an on-call engineer reads names the HTTP status, not a JSON
+// decoding error.
+func TestClient_LoginDownNamesStatus(t *testing.T) {
+	as := agents(1)
+	h := start(t, notificationstest.Config{Agents: as}, func(c *notifications.Config) { c.Agents = ids(as) }, 4,
+		func(e *notificationstest.Emulator) { e.SetLoginDown(true) })
+	waitFor(t, 5*time.Second, "two login failures", func() bool { return h.emu.CountRequests(http.MethodPost, "/oauth/token") >= 2 })
+	waitFor(t, 5*time.Second, "a login error in the status", func() bool {
+		return h.client.Status().(notifications.Status).LoginError != ""
+	})
+	if e := h.client.Status().(notifications.Status).LoginError; !strings.Contains(e, "HTTP 503") || strings.Contains(e, "invalid character") {
+		t.Fatalf("login error %q, want it to name HTTP 503", e)
+	}
+}
+
 // A login the token endpoint rate limits waits for its Retry-After, not
 // the client's own shorter backoff.
 func TestClient_LoginHonoursRetryAfter(t *testing.T) {

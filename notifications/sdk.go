@@ -19,6 +19,7 @@ import (
 
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/mypurecloud/platform-client-sdk-go/v157/platformclientv2"
+	"github.com/tidwall/gjson"
 )
 
 // sdkMu guards the SDK's package globals: NewConfigurationWithConfigFile
@@ -125,12 +126,42 @@ func (s *sdkHTTP) Do(o *platformclientv2.HTTPRequestOptions) (*http.Response, er
 		}
 	}
 	resp, err := s.hc.Do(req)
-	if err == nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) && strings.HasSuffix(req.URL.Path, "/oauth/token") {
+	if err != nil || !strings.HasSuffix(req.URL.Path, "/oauth/token") || resp.StatusCode < 400 {
+		return resp, err
+	}
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 		if ra := retryAfter(resp.Header.Get("Retry-After")); ra > 0 {
 			s.loginRetryAfter.Store(int64(ra))
 		}
 	}
-	return resp, err
+	return oauthErrorBody(resp)
+}
+
+// oauthErrorBody makes a refused login's answer one the SDK's login can
+// report: it decodes the body as an OAuth error and, when that fails,
+// reports the decoding error instead of the status. A gateway's answer
+// (a 502/503/504 HTML page in an outage, an empty body) is replaced by an
+// OAuth error without a code, so the login error reads "Auth Error: 503 -
+// ..." like any other refusal.
+func oauthErrorBody(resp *http.Response) (*http.Response, error) {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read login answer: %w", err)
+	}
+	if !gjson.ValidBytes(b) || !gjson.ParseBytes(b).IsObject() {
+		what := "an empty answer"
+		if len(b) > 0 {
+			what = "a non-JSON answer"
+			if ct := resp.Header.Get("Content-Type"); ct != "" {
+				what += " (" + ct + ")"
+			}
+		}
+		b, _ = json.Marshal(map[string]string{"error": "", "error_description": what + " from the login host"})
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	resp.ContentLength = int64(len(b))
+	return resp, nil
 }
 
 // The SDK configures retries on its client before every call; this client

@@ -434,7 +434,8 @@ func (e *Emulator) CountRequests(method, prefix string) int {
 // FailNext makes the next n requests whose method matches (""=any) and
 // whose path starts with prefix fail with status. For 429 and 503 a
 // Retry-After header (whole seconds, rounded up) is sent when retryAfter > 0.
-// The body is a Genesys ErrorBody (or an OAuth error on /oauth/token).
+// The body is a Genesys ErrorBody, or on /oauth/token an OAuth error (4xx)
+// or a gateway's HTML page (5xx).
 func (e *Emulator) FailNext(method, prefix string, status int, retryAfter time.Duration, n int) {
 	if n <= 0 {
 		n = 1
@@ -474,9 +475,16 @@ func (e *Emulator) fail(w http.ResponseWriter, r *http.Request) bool {
 	if f.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((f.retryAfter+time.Second-1)/time.Second)))
 	}
-	if r.URL.Path == "/oauth/token" {
+	switch {
+	case r.URL.Path == "/oauth/token" && f.status >= 500:
+		// An outage of the login host is answered by the gateway in front
+		// of it, with an HTML page, not an OAuth error.
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(f.status)
+		_, _ = fmt.Fprintf(w, "<html><head><title>%d %s</title></head><body><h1>%d %s</h1></body></html>\n", f.status, http.StatusText(f.status), f.status, http.StatusText(f.status))
+	case r.URL.Path == "/oauth/token":
 		writeJSON(w, f.status, map[string]string{"error": "temporarily_unavailable", "description": "injected fault", "error_description": "injected fault"})
-	} else {
+	default:
 		code := "internal.server.error"
 		switch f.status {
 		case http.StatusTooManyRequests:

@@ -358,3 +358,22 @@ func TestSnapshots(t *testing.T) {
 		t.Errorf("InboundCallSnapshot: %s", b)
 	}
 }
+
+// TestEmulator_QueueMembersPaging pages queue members as the API does: at
+// most 100 a page (swagger: "Max value is 100"; more is a 400), a nextUri
+// while more follow.
+func TestEmulator_QueueMembersPaging(t *testing.T) {
+	members := make([]string, 150)
+	for i := range members {
+		members[i] = fmt.Sprintf("u%03d", i)
+	}
+	e, u := mustStart(t, notificationstest.Config{Queues: map[string][]string{"q1": members}})
+	tok := e.ClientToken()
+	if st, b, _ := do(t, http.MethodGet, u+"/api/v2/routing/queues/q1/members?pageSize=101", tok, ""); st != http.StatusBadRequest || gjson.GetBytes(b, "code").Str != "bad.request" {
+		t.Errorf("pageSize 101: %d %.80s, want 400 bad.request", st, b)
+	}
+	st, b, _ := do(t, http.MethodGet, u+"/api/v2/routing/queues/q1/members?pageSize=100&pageNumber=2", tok, "")
+	if st != http.StatusOK || len(gjson.GetBytes(b, "entities").Array()) != 50 || gjson.GetBytes(b, "nextUri").Exists() {
+		t.Errorf("page 2: %d %.80s, want the last 50 members and no nextUri", st, b)
+	}
+}

@@ -49,8 +49,8 @@ func (e *Emulator) handleQueueMembers(w http.ResponseWriter, r *http.Request, t 
 	if size <= 0 {
 		size = 25
 	}
-	if size > 500 {
-		writeError(w, http.StatusBadRequest, "bad.request", "pageSize must be at most 500", nil)
+	if size > 100 { // swagger: "Max value is 100"
+		writeError(w, http.StatusBadRequest, "bad.request", "pageSize must be at most 100", nil)
 		return
 	}
 	page, _ := strconv.Atoi(q.Get("pageNumber"))
