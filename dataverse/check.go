@@ -120,5 +120,5 @@ func (c *Client) CheckEntity(ctx context.Context, t CheckTarget) error {
 
 func missingColumn(err error) bool {
 	var ae *APIError
-	return errors.As(err, &ae) && ae.Status == http.StatusBadRequest && ae.Code == "0x80060888"
+	return errors.As(err, &ae) && ae.Status == http.StatusBadRequest && isQueryError(ae.Code)
 }

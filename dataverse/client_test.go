@@ -713,3 +713,36 @@ func TestClient_CustomEntity(t *testing.T) {
 		}
 	}
 }
+
+// TestClient_MissingColumn: Dataverse answers a column that does not exist
+// with 400 and the OData parser's code 0x0 ("Could not find a property
+// named …"), not 0x80060888. screenpopd check must still name the column,
+// and a lookup must say which setting to fix, and not retry.
+func TestClient_MissingColumn(t *testing.T) {
+	lookup, err := dataverse.ParseLookup("contact:telephone1,mobilefone;account:telephone1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, c := MustEnv(t, func(cfg *dataverse.Config) { cfg.Phone, cfg.Email = lookup, []dataverse.EntityColumns{} })
+	if _, err := c.CheckAuth(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	targets := c.CheckTargets()
+	err = c.CheckEntity(ctxT(t, 5*time.Second), targets[0])
+	var ce *dataverse.ColumnError
+	if !errors.As(err, &ce) || !slices.Equal(ce.Columns, []string{"mobilefone"}) {
+		t.Fatalf("check contact: %v; want column mobilefone named", err)
+	}
+	if err := c.CheckEntity(ctxT(t, 5*time.Second), targets[1]); err != nil {
+		t.Fatalf("check account: %v", err)
+	}
+	srv.ResetLog()
+	_, err = c.Lookup(ctxT(t, 5*time.Second), phone("+13175550240"))
+	var ae *dataverse.APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || ae.Code != "0x0" || ae.Entity != "contact" || !strings.Contains(err.Error(), "SCREENPOP_LOOKUP_PHONE") {
+		t.Fatalf("lookup: %v; want the 400 naming the lookup setting to check", err)
+	}
+	if n := srv.HTTPRequests(); n != 1 {
+		t.Fatalf("%d requests, want 1 (a missing column is not retried)", n)
+	}
+}

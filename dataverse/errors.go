@@ -33,7 +33,7 @@ func (e *AuthError) Error() string {
 // query's values.
 type APIError struct {
 	Status int
-	Code   string // e.g. 0x80060888
+	Code   string // e.g. 0x0 (an unknown column), 0x80040220
 	Entity string // the entity queried, if one
 	Hint   string
 }

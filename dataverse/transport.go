@@ -352,12 +352,18 @@ func (c *Client) statusError(op, entity, tok string, resp *http.Response, body [
 		return &temporaryError{reason: "server", err: fmt.Errorf("%s: %w", op, &APIError{Status: s, Code: code, Entity: entity})}
 	case s == http.StatusNotFound:
 		return &APIError{Status: s, Code: code, Entity: entity, Hint: "no such entity set: check SCREENPOP_ENTITIES (entity set names are usually plural) and DATAVERSE_URL"}
-	case s == http.StatusBadRequest && code == "0x80060888":
-		return &APIError{Status: s, Code: code, Entity: entity, Hint: "a column does not exist: check the column names in SCREENPOP_LOOKUP_PHONE, SCREENPOP_LOOKUP_EMAIL and SCREENPOP_ENTITIES"}
+	case s == http.StatusBadRequest && isQueryError(code):
+		return &APIError{Status: s, Code: code, Entity: entity, Hint: "a column does not exist (or is not a text column): check the column names in SCREENPOP_LOOKUP_PHONE, SCREENPOP_LOOKUP_EMAIL and SCREENPOP_ENTITIES"}
 	default:
 		return &APIError{Status: s, Code: code, Entity: entity}
 	}
 }
+
+// isQueryError reports whether a 400's code is the OData URI parser's: 0x0,
+// which Dataverse answers for a property it does not know ("Could not find
+// a property named …") or one of the wrong type in the $filter, or
+// 0x80060888, which older versions used.
+func isQueryError(code string) bool { return code == "0x0" || code == "0x80060888" }
 
 // parseRetryAfter reads Retry-After as delta-seconds or an HTTP date.
 func parseRetryAfter(v string, now time.Time) time.Duration {

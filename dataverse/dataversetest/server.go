@@ -262,7 +262,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	case secret != s.cfg.ClientSecret:
 		writeAAD(w, http.StatusUnauthorized, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.")
 	case strings.TrimSuffix(r.PostForm.Get("scope"), "/") != s.URL()+"/.default":
-		writeAAD(w, http.StatusBadRequest, "invalid_scope", 500011, fmt.Sprintf("The resource principal named %s was not found in the tenant named %s.", strings.TrimSuffix(r.PostForm.Get("scope"), "/.default"), tenant))
+		writeAAD(w, http.StatusBadRequest, "invalid_resource", 500011, fmt.Sprintf("The resource principal named %s was not found in the tenant named %s.", strings.TrimSuffix(r.PostForm.Get("scope"), "/.default"), tenant))
 	default:
 		var b [24]byte
 		_, _ = rand.Read(b[:])
@@ -393,7 +393,7 @@ func (s *Server) query(req *Request, set, rawQuery, prefer string) (int, []byte,
 	}
 	s.mu.Unlock()
 	if t == nil {
-		return http.StatusNotFound, errBody("0x80060888", "Resource not found for the segment '"+set+"'."), 0
+		return http.StatusNotFound, errBody("0x8006088a", "Resource not found for the segment '"+set+"'."), 0
 	}
 	if failed == http.StatusUnauthorized {
 		return failed, nil, 0 // Dataverse's 401 has no body
@@ -409,8 +409,12 @@ func (s *Server) query(req *Request, set, rawQuery, prefer string) (int, []byte,
 		return http.StatusBadRequest, errBody("0x80060888", "The query string is malformed."), 0
 	}
 	typeName := "Microsoft.Dynamics.CRM." + t.Logical
+	// An unknown property, in $select, $filter or $orderby, fails in the
+	// OData URI parser, before Dataverse's own code: its error code is
+	// 0x0 (learn.microsoft.com, "Troubleshoot Dataverse Web API client
+	// errors").
 	noProp := func(p string) (int, []byte, int) {
-		return http.StatusBadRequest, errBody("0x80060888", fmt.Sprintf("Could not find a property named '%s' on type '%s'.", p, typeName)), 0
+		return http.StatusBadRequest, errBody("0x0", fmt.Sprintf("Could not find a property named '%s' on type '%s'.", p, typeName)), 0
 	}
 	for k := range q {
 		switch k {

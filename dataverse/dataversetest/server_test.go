@@ -3,6 +3,7 @@ package dataversetest
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"mime"
@@ -170,6 +171,20 @@ func TestServer_Query(t *testing.T) {
 			e, _ := body["error"].(map[string]any)
 			if status != code || e["code"] == nil || e["message"] == nil {
 				t.Errorf("%s: %d %v, want %d with an OData error", q, status, body, code)
+			}
+		}
+		// The codes Dataverse answers (learn.microsoft.com, "Troubleshoot
+		// Dataverse Web API client errors"): a property the OData parser
+		// does not find is 0x0, an unknown entity set 0x8006088a.
+		for q, want := range map[string]string{
+			"accounts?$select=Name": "0x0 Could not find a property named 'Name' on type 'Microsoft.Dynamics.CRM.account'.",
+			"contacts?$filter=" + url.QueryEscape("mobilefone eq '1'"): "0x0 Could not find a property named 'mobilefone' on type 'Microsoft.Dynamics.CRM.contact'.",
+			"Account?$top=1": "0x8006088a Resource not found for the segment 'Account'.",
+		} {
+			_, _, body := get(t, s, tok, q)
+			e, _ := body["error"].(map[string]any)
+			if got := fmt.Sprint(e["code"], " ", e["message"]); got != want {
+				t.Errorf("%s: error %q, want %q", q, got, want)
 			}
 		}
 		status, hdr, _ := get(t, s, "bogus", "contacts")
@@ -348,6 +363,9 @@ func TestServer_TokenErrors(t *testing.T) {
 		{s.cfg.TenantID, s.cfg.ClientID, "wrong", s.URL() + "/.default", 401, 7000215},
 		{s.cfg.TenantID, s.cfg.ClientID, s.cfg.ClientSecret, "https://other/.default", 400, 500011},
 	}
+	// Entra ID's error for each: AADSTS500011 is invalid_resource, not
+	// invalid_scope (that one is for a malformed scope).
+	wantError := map[int]string{90002: "invalid_request", 700016: "unauthorized_client", 7000215: "invalid_client", 500011: "invalid_resource"}
 	for _, tc := range cases {
 		resp, err := http.PostForm(s.URL()+"/"+tc.tenant+"/oauth2/v2.0/token", url.Values{"client_id": {tc.id}, "client_secret": {tc.secret}, "grant_type": {"client_credentials"}, "scope": {tc.scope}})
 		if err != nil {
@@ -359,7 +377,7 @@ func TestServer_TokenErrors(t *testing.T) {
 		}
 		_ = json.NewDecoder(resp.Body).Decode(&body)
 		resp.Body.Close()
-		if resp.StatusCode != tc.status || len(body.ErrorCodes) != 1 || body.ErrorCodes[0] != tc.aadsts || body.Error == "" {
+		if resp.StatusCode != tc.status || len(body.ErrorCodes) != 1 || body.ErrorCodes[0] != tc.aadsts || body.Error != wantError[tc.aadsts] {
 			t.Errorf("%+v: %d %+v", tc, resp.StatusCode, body)
 		}
 	}
