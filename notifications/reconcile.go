@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -226,36 +227,50 @@ func (c *Client) activity(ctx context.Context, users []string, metrics ...string
 		GroupBy: &[]string{"userId"},
 		Filter:  &platformclientv2.Conversationactivityqueryfilter{VarType: platformclientv2.String("or"), Predicates: &preds},
 	}
-	var raw []byte
-	err := c.call(ctx, "activity query", func() (*platformclientv2.APIResponse, error) {
-		resp, err := c.raw(http.MethodPost, "/api/v2/analytics/conversations/activity/query", q)
-		if resp != nil {
-			raw = resp.RawBody
-		}
-		return resp, err
-	})
-	if err != nil {
-		return nil, nil, err
-	}
 	var out []activityEntity
 	var truncated []string
-	gjson.GetBytes(raw, "results").ForEach(func(_, res gjson.Result) bool {
-		group := res.Get("group.userId").Str
-		if res.Get("truncated").Bool() && group != "" {
-			truncated = append(truncated, group)
-		}
-		res.Get("entities").ForEach(func(_, e gjson.Result) bool {
-			u := e.Get("userId").Str
-			if u == "" {
-				u = group
+	// The answer is paged by group (here: by user), with no total: the
+	// page size is given, not left to an undocumented default, and a full
+	// page is followed by the next one.
+	for page := 1; ; page++ {
+		var raw []byte
+		err := c.call(ctx, "activity query", func() (*platformclientv2.APIResponse, error) {
+			resp, err := c.raw(http.MethodPost, "/api/v2/analytics/conversations/activity/query?pageSize="+strconv.Itoa(activityPageSize)+"&pageNumber="+strconv.Itoa(page), q)
+			if resp != nil {
+				raw = resp.RawBody
 			}
-			out = append(out, activityEntity{ConversationID: e.Get("conversationId").Str, UserID: u, Alerting: e.Get("metric").Str == "oAlerting"})
+			return resp, err
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		results := gjson.GetBytes(raw, "results")
+		groups := 0
+		results.ForEach(func(_, res gjson.Result) bool {
+			groups++
+			group := res.Get("group.userId").Str
+			if res.Get("truncated").Bool() && group != "" {
+				truncated = append(truncated, group)
+			}
+			res.Get("entities").ForEach(func(_, e gjson.Result) bool {
+				u := e.Get("userId").Str
+				if u == "" {
+					u = group
+				}
+				out = append(out, activityEntity{ConversationID: e.Get("conversationId").Str, UserID: u, Alerting: e.Get("metric").Str == "oAlerting"})
+				return true
+			})
 			return true
 		})
-		return true
-	})
-	return out, truncated, nil
+		if groups < activityPageSize || page > len(users) {
+			return out, truncated, nil
+		}
+	}
 }
+
+// activityPageSize is the groups (users) an activity query answer page
+// holds: a batch's worth, so one page is the rule.
+const activityPageSize = activityBatch
 
 // raw calls the API through the SDK's API client without decoding the
 // answer into SDK models: their generated decoders re-encode every nested

@@ -2,6 +2,7 @@ package notifications_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -432,6 +433,31 @@ func TestClient_ReconciliationFindsAnAlertingConversationATruncatedListLeftOut(t
 	col.await(t, 8*time.Second, "the ringing conversation reconciled", ringing, as[0].ID)
 	for _, c := range []*notificationstest.Conversation{oldest, newest} {
 		col.await(t, 8*time.Second, "the listed conversations reconciled", c, as[0].ID)
+	}
+	h.stop()
+	<-col.done
+}
+
+// The activity query's answer is paged by group, with no total, and its
+// default page size is not documented (the emulator's is 25): forty agents
+// whose calls rang during a gap are all reconciled, not the first page's.
+func TestClient_ReconciliationReadsEveryPageOfActivity(t *testing.T) {
+	as := agents(40)
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
+		func(c *notifications.Config) { c.Agents = ids(as) }, 256)
+	col := collect(h.out)
+	h.awaitStartupReconciliation()
+
+	h.emu.SetBlackhole(true)
+	ringing := make([]*notificationstest.Conversation, len(as))
+	for i, a := range as {
+		ringing[i] = h.emu.InboundCall(a.ID, fmt.Sprintf("+1317555%04d", i), notificationstest.Options{}).Alert()
+	}
+	h.emu.SetBlackhole(false)
+	h.emu.DropConnections()
+
+	for i, c := range ringing {
+		col.await(t, 10*time.Second, "every agent's ringing call reconciled", c, as[i].ID)
 	}
 	h.stop()
 	<-col.done

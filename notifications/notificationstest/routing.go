@@ -2,8 +2,11 @@ package notificationstest
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // SetQueueMembers replaces a queue's members.
@@ -204,8 +207,39 @@ func (e *Emulator) handleActivityQuery(w http.ResponseWriter, r *http.Request, t
 		}
 		results = append(results, res)
 	}
+	// Pages of groups, in user id order. How many groups a page holds
+	// when the query gives no pageSize is not documented: the emulator
+	// pages at 25 then, so a client that leaves it to the default and reads
+	// one page misses agents here as it could on a real org.
+	slices.SortFunc(results, func(a, b *result) int { return strings.Compare(a.Group["userId"], b.Group["userId"]) })
+	size, number := activityDefaultPageSize, 1
+	if v := r.URL.Query().Get("pageSize"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > activityMaxPageSize {
+			writeError(w, http.StatusBadRequest, "bad.request", fmt.Sprintf("pageSize must be between 1 and %d.", activityMaxPageSize), nil)
+			return
+		}
+		size = n
+	}
+	if v := r.URL.Query().Get("pageNumber"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "bad.request", "pageNumber must be 1 or more.", nil)
+			return
+		}
+		number = n
+	}
+	from := min((number-1)*size, len(results))
+	results = results[from:min(from+size, len(results))]
 	writeJSON(w, http.StatusOK, map[string]any{"results": results, "entityIdDimension": "conversationId"})
 }
+
+// The activity query's page sizes: the emulator's default (the real one
+// is not documented) and the largest the API takes.
+const (
+	activityDefaultPageSize = 25
+	activityMaxPageSize     = 500
+)
 
 func (e *Emulator) handleGetConversation(w http.ResponseWriter, r *http.Request, t *token) {
 	c := e.Conversation(r.PathValue("id"))
