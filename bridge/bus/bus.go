@@ -672,6 +672,10 @@ func (c *Conn) ReplayPops(ctx context.Context, agent bridge.AgentID, afterSeq ui
 	if err != nil {
 		return fmt.Errorf("replay pops: %w", err)
 	}
+	// Every agent's hello replays: left to the server's inactivity
+	// threshold, the consumers of a day of reconnecting tabs would be
+	// thousands at once, each with its goroutines on the server.
+	defer c.deleteConsumer(ctx, cons)
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("replay pops: %w", err)
@@ -708,6 +712,20 @@ func (c *Conn) ReplayPops(ctx context.Context, agent bridge.AgentID, afterSeq ui
 		if pending--; pending == 0 || p.Seq >= latest {
 			return nil
 		}
+	}
+}
+
+// deleteConsumer deletes a consumer that is done with (after its
+// iterator is stopped); one not deleted goes at its inactivity threshold.
+func (c *Conn) deleteConsumer(ctx context.Context, cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if err := c.js.DeleteConsumer(dctx, c.cfg.Stream, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		c.log.Debug().Err(err).Msg("delete replay consumer")
 	}
 }
 

@@ -1064,3 +1064,44 @@ func TestConn_ConsumeEventsDrainsAfterALostConsumer(t *testing.T) {
 		t.Fatal("ConsumeEvents did not return once the handler was done")
 	}
 }
+
+// TestConn_ReplayPopsLeavesNoConsumer: every agent's hello replays, so a
+// replay's consumer must go with it: left for the server's inactivity
+// threshold, each costs the server its goroutines and state, and a day of
+// reconnecting tabs keeps thousands of them alive at once.
+func TestConn_ReplayPopsLeavesNoConsumer(t *testing.T) {
+	c := MustStart(t, bus.Config{Listen: "off"})
+	ctx := context.Background()
+	const agents = 20
+	for i := range agents {
+		agent := bridge.AgentID(fmt.Sprintf("agent-%d", i))
+		if err := c.Publish(ctx, pop(agent, fmt.Sprintf("conv-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		if err := c.ReplayPops(ctx, agent, 0, time.Now().Add(-time.Minute), func(bridge.StoredPop) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Fatalf("%s: replayed %d pops, want 1", agent, n)
+		}
+		// A fresh hello of an agent whose pops are older than its window.
+		if err := c.ReplayPops(ctx, agent, 0, time.Now().Add(time.Minute), func(bridge.StoredPop) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	consumers := func() int {
+		st, err := c.JetStream().Stream(ctx, c.StreamName())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.CachedInfo().State.Consumers
+	}
+	left := -1
+	defer func() {
+		if left != 0 {
+			t.Logf("%d consumers left on the stream after %d replays, want 0", left, 2*agents)
+		}
+	}()
+	waitFor(t, 5*time.Second, func() bool { left = consumers(); return left == 0 })
+}
