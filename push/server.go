@@ -173,8 +173,14 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          nil,
+		// No request here has a body: one that is not read in the time a
+		// hello has, or a connection idle after its request as long as an
+		// idle websocket without pongs, is closed rather than held for good
+		// (a slowloris). A websocket sets its own deadlines once upgraded.
+		ReadTimeout:    s.cfg.HelloTimeout,
+		IdleTimeout:    2 * s.cfg.PingInterval,
+		MaxHeaderBytes: 32 << 10,
+		ErrorLog:       nil,
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
