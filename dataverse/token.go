@@ -229,6 +229,14 @@ func tokenError(status int, tr *tokenResponse) error {
 		aad = tr.ErrorCodes[0]
 		code += " AADSTS" + strconv.Itoa(aad)
 	}
+	if status == http.StatusTooManyRequests || status >= 500 || tr.Error == "temporarily_unavailable" {
+		// The identity platform cannot answer now (an outage, throttling):
+		// not the configuration's fault, and the caller asks again.
+		if code == "" {
+			code = "no_error_code"
+		}
+		return &AuthError{Status: status, Code: strings.TrimSpace(code), Hint: "Entra ID cannot issue a token now (an outage or throttling on its side): nothing to change here; it is asked again"}
+	}
 	var hint string
 	switch aad {
 	case 90002, 90023, 900023:

@@ -227,6 +227,8 @@ func TestCheck_Failures(t *testing.T) {
 		}, "FAIL genesys reconciliation:", []string{"activity query: HTTP 403", "analytics:queueObservation:view"}, nil},
 		{"DataverseBadSecret", func(t *testing.T, r *checkRig) { r.vars["DATAVERSE_CLIENT_SECRET"] = "wrong-secret" },
 			"FAIL dataverse token:", []string{"DATAVERSE_CLIENT_SECRET", "docs/setup.md"}, []string{"skip dataverse contact:", "skip dataverse account:", "skip dataverse lead:"}},
+		{"DataverseTokenUnavailable", func(t *testing.T, r *checkRig) { r.dataverse.FailTokenNext(100, 503) },
+			"FAIL dataverse token:", []string{"Entra ID cannot issue a token now", "HTTP 503", "run check again later"}, []string{"skip dataverse contact:"}},
 		{"DataverseNoAppUser", func(t *testing.T, r *checkRig) { r.dataverse.DisableAppUser(true) },
 			"FAIL dataverse token:", []string{"no enabled application user"}, []string{"skip dataverse contact:"}},
 		{"DataverseMissingColumn", func(t *testing.T, r *checkRig) {

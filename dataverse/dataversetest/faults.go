@@ -23,6 +23,15 @@ func (s *Server) ThrottleEvery(k int, retryAfter time.Duration) {
 	s.mu.Unlock()
 }
 
+// FailTokenNext answers the next n token requests with status (503, 500
+// or 429, with Retry-After: 1) and the OAuth error temporarily_unavailable,
+// as an identity platform that cannot answer now does.
+func (s *Server) FailTokenNext(n, status int) {
+	s.mu.Lock()
+	s.tokenFail, s.tokenStatus = n, status
+	s.mu.Unlock()
+}
+
 // FailNext answers the next n API requests with status (e.g. 503).
 func (s *Server) FailNext(n, status int) {
 	s.mu.Lock()

@@ -64,6 +64,8 @@ type Server struct {
 	windowGiven   time.Time
 	violations    []Violation
 	failNext      int
+	tokenFail     int // FailTokenNext: token requests left to refuse
+	tokenStatus   int
 	failStatus    int
 	failSet       map[string]setFailure // by entity set: FailNextIn
 	ignoreCOE     bool                  // IgnoreContinueOnError
@@ -238,7 +240,23 @@ func writeAAD(w http.ResponseWriter, status int, errCode string, aadsts int, des
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.tokenReq++
+	fail := s.tokenFail > 0
+	if fail {
+		s.tokenFail--
+	}
+	status := s.tokenStatus
 	s.mu.Unlock()
+	if fail {
+		// The OAuth error for a service that cannot answer now (RFC 6749,
+		// 5.2 and 4.1.2.1), without an AADSTS code to act on.
+		if status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "1")
+		}
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(map[string]any{"error": "temporarily_unavailable", "error_description": "The service is temporarily unavailable."})
+		return
+	}
 	tenant := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/"), "/oauth2/v2.0/token")
 	if r.Method != http.MethodPost {
 		writeAAD(w, http.StatusMethodNotAllowed, "invalid_request", 900561, "The endpoint only accepts POST requests.")
