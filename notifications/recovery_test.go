@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -79,18 +80,53 @@ func TestClient_AChannelGoneAsResult404IsReplaced(t *testing.T) {
 	<-col.done
 }
 
+// A streaming host that refuses the upgrade of a socket for a dead channel
+// with 401 or 403 instead of 404 (undocumented; other clients handle both)
+// gets a new channel too, not the dead one redialled for good.
+func TestClient_AChannelRefusedAtUpgradeIsReplaced(t *testing.T) {
+	for _, status := range []int{http.StatusUnauthorized, http.StatusForbidden} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			as := agents(2)
+			h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, GoneStatus: status},
+				func(c *notifications.Config) { c.Agents = ids(as) }, 64)
+			col := collect(h.out)
+			h.awaitReady(5 * time.Second)
+			old := h.emu.Channels()
+
+			h.emu.ExpireChannels()
+			waitFor(t, 5*time.Second, "a new channel connected", func() bool {
+				for _, ch := range h.emu.Channels() {
+					if ch.Connected && !containsID(old, ch.ID) && ch.Topics == 2 {
+						return true
+					}
+				}
+				return false
+			})
+			c := h.emu.InboundCall(as[1].ID, "+13175550102", notificationstest.Options{}).Alert()
+			col.await(t, 5*time.Second, "a call on the new channel", c, as[1].ID)
+			h.stop()
+			<-col.done
+		})
+	}
+}
+
 // cutProxy forwards to the emulator; while cut is set it accepts each
 // channel socket and closes it at once, as a proxy that drops websockets
 // does.
 type cutProxy struct {
-	rp    *httputil.ReverseProxy
-	cut   atomic.Bool
-	dials atomic.Int64
+	rp     *httputil.ReverseProxy
+	cut    atomic.Bool
+	refuse atomic.Int32 // refuse channel upgrades with this status
+	dials  atomic.Int64
 }
 
 func (p *cutProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, "/channels/") {
 		p.dials.Add(1)
+		if st := p.refuse.Load(); st != 0 {
+			http.Error(w, "refused", int(st))
+			return
+		}
 		if p.cut.Load() {
 			up := websocket.Upgrader{}
 			if ws, err := up.Upgrade(w, r, nil); err == nil {
@@ -135,6 +171,51 @@ func TestClient_ASocketClosedAtOnceIsRedialledWithBackoff(t *testing.T) {
 	h.awaitReady(5 * time.Second)
 	c := h.emu.InboundCall(as[0].ID, "+13175550103", notificationstest.Options{}).Alert()
 	col.await(t, 5*time.Second, "a call once sockets stay open", c, as[0].ID)
+	h.stop()
+	<-col.done
+}
+
+// A proxy that refuses every websocket upgrade with 403 makes each channel
+// look refused: the client redials with its backoff and does not make a
+// channel per attempt, and pops come back once the proxy lets sockets
+// through.
+func TestClient_EveryUpgradeRefusedMakesChannelsWithBackoff(t *testing.T) {
+	as := agents(1)
+	px := &cutProxy{}
+	var srv *httptest.Server
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
+		func(c *notifications.Config) {
+			u, err := url.Parse(c.APIURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			px.rp = httputil.NewSingleHostReverseProxy(u)
+			srv = httptest.NewServer(px)
+			c.APIURL = srv.URL
+			c.Agents = ids(as)
+		}, 64)
+	t.Cleanup(func() { srv.Close() })
+	col := collect(h.out)
+	h.awaitReady(5 * time.Second)
+	const channels = "/api/v2/notifications/channels"
+	creates, d0 := h.emu.CountRequests(http.MethodPost, channels), px.dials.Load()
+	px.refuse.Store(http.StatusForbidden)
+	h.emu.DropConnections()
+	time.Sleep(3 * time.Second)
+	px.refuse.Store(0)
+	// One new channel (the current one's refusal reads as gone), then that
+	// one again: its subscription shows it exists, so the path refuses.
+	if n := h.emu.CountRequests(http.MethodPost, channels) - creates; n > 1 {
+		t.Errorf("%d channels made in 3 s of refused upgrades, want at most 1: each would evict another", n)
+	}
+	// BackoffMin 20 ms doubling to BackoffMax 300 ms: about 13 attempts in
+	// 3 s, each dialling the current channel and the pending one.
+	if n := px.dials.Load() - d0; n > 50 {
+		t.Errorf("%d dials in 3 s of refused upgrades: no backoff", n)
+	}
+	h.awaitReady(10 * time.Second)
+	c := h.emu.InboundCall(as[0].ID, "+13175550104", notificationstest.Options{}).Alert()
+	col.await(t, 10*time.Second, "a call once upgrades go through", c, as[0].ID)
 	h.stop()
 	<-col.done
 }

@@ -542,9 +542,11 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 	}
 	s, err := sh.dial(ctx, p.id, p.uri)
 	if err != nil {
-		if errors.Is(err, errNotFound) {
-			sh.setPending(pendingChannel{})
-		}
+		// The channel stays pending even when its upgrade is refused: the
+		// API has just accepted its subscription, so the refusal is more
+		// likely the path (a proxy) than the channel, and a channel made
+		// per attempt would evict the others'. The next attempt's
+		// subscription tells a channel that is really gone (404).
 		return nil, err
 	}
 	sh.mu.Lock()
@@ -706,7 +708,7 @@ func (sh *shard) dial(ctx context.Context, id, uri string) (*session, error) {
 	defer cancel()
 	ws, resp, err := dialer.DialContext(dctx, uri, nil)
 	if err != nil {
-		if resp != nil && (resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone) {
+		if resp != nil && channelRefused(resp.StatusCode) {
 			return nil, &APIError{Op: "connect channel", Status: http.StatusNotFound}
 		}
 		return nil, fmt.Errorf("connect channel: %w", err)
@@ -715,6 +717,15 @@ func (sh *shard) dial(ctx context.Context, id, uri string) (*session, error) {
 	s := &session{sh: sh, chID: id, ref: channelRef(id), opened: time.Now(), ws: ws, done: make(chan struct{})}
 	s.lastFrame.Store(time.Now().UnixNano())
 	return s, nil
+}
+
+// channelRefused reports whether the streaming host's answer to a
+// socket's upgrade means the channel cannot be used again: 404 and 410 for
+// one that is gone, and any other 4xx but 408 and 429 (a refusal of this
+// channel, such as 401 or 403, which the service does not document), so
+// that a new channel is made rather than the same one redialled for good.
+func channelRefused(status int) bool {
+	return status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests
 }
 
 func (s *session) close() {

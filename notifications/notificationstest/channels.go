@@ -520,6 +520,10 @@ func (e *Emulator) handleSocket(w http.ResponseWriter, r *http.Request) {
 			_ = ws.Close()
 			return
 		}
+		if st := e.cfg.GoneStatus; st != 0 && st != http.StatusNotFound {
+			writeError(w, st, "channel.unauthorized", "The channel is not valid for this request.", nil)
+			return
+		}
 		writeError(w, http.StatusNotFound, "not.found", "The requested channel could not be found.", nil)
 		return
 	}

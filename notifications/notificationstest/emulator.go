@@ -87,6 +87,11 @@ type Config struct {
 	// it accepts the upgrade, sends {"result":"404",...} and closes,
 	// instead of refusing the upgrade with HTTP 404. Default off.
 	GoneAsResult bool
+	// GoneStatus is the HTTP status with which the upgrade of a socket
+	// for a channel that does not exist is refused: 404 by default; what
+	// the service answers is not documented, and clients of it are seen
+	// to handle 401 and 403 there too.
+	GoneStatus int
 	// ActivityEntityLimit is the most entities one group (one user) of
 	// the analytics activity query lists. Over it the group is
 	// truncated as the API documents: "truncated": true, the first half
