@@ -274,6 +274,13 @@ func (s *Server) follow(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		select {
+		case <-resumed:
+			// It was live: a loss (a recreated stream) starts the backoff
+			// over; the backoff is for subscriptions that cannot be made.
+			backoff = 100 * time.Millisecond
+		default:
+		}
 		s.log.Warn().Err(err).Dur("backoff", backoff).Msg("following pops failed; resubscribing")
 		t := time.NewTimer(jitter(backoff))
 		select {

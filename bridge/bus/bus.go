@@ -339,14 +339,8 @@ func (c *Conn) recheckStream(ctx context.Context) (bool, error) {
 	// Without the bucket no event can be marked, so none pops: a failure
 	// here is the caller's to retry (before the epoch moves, so that the
 	// retry still reports a recreated stream).
-	if _, err := c.js.KeyValue(ctx, c.cfg.MarkerBucket); errors.Is(err, jetstream.ErrBucketNotFound) {
-		if _, err := c.createMarkers(ctx); err != nil {
-			c.log.Error().Err(err).Msg("pop marker bucket lost and not created again yet: no pop until it is")
-			return false, err
-		}
-		c.log.Warn().Str("bucket", c.cfg.MarkerBucket).Msg("pop marker bucket lost (the NATS store?), created again")
-	} else if err != nil {
-		return false, fmt.Errorf("recheck bucket %s: %w", c.cfg.MarkerBucket, err)
+	if _, err := c.recheckMarkers(ctx); err != nil {
+		return false, err
 	}
 	e := streamEpoch(st.CachedInfo())
 	old := c.epoch.Swap(&e)
@@ -354,6 +348,24 @@ func (c *Conn) recheckStream(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	c.log.Warn().Str("stream", c.cfg.Stream).Str("old_epoch", *old).Str("epoch", e).Msg("stream recreated: its sequences start again; agents resume from the fresh window")
+	return true, nil
+}
+
+// recheckMarkers creates the marker bucket again if it is gone and reports
+// whether it did. Without the bucket no event can be marked, so none pops.
+func (c *Conn) recheckMarkers(ctx context.Context) (bool, error) {
+	_, err := c.js.KeyValue(ctx, c.cfg.MarkerBucket)
+	if err == nil {
+		return false, nil
+	}
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return false, fmt.Errorf("recheck bucket %s: %w", c.cfg.MarkerBucket, err)
+	}
+	if _, err := c.createMarkers(ctx); err != nil {
+		c.log.Error().Err(err).Msg("pop marker bucket lost and not created again yet: no pop until it is")
+		return false, err
+	}
+	c.log.Warn().Str("bucket", c.cfg.MarkerBucket).Msg("pop marker bucket lost (the NATS store?), created again")
 	return true, nil
 }
 
@@ -544,6 +556,13 @@ func (c *Conn) MarkPop(ctx context.Context, popID, claim string) (bool, error) {
 		_, err := c.markers.Create(ctx, key, []byte(claim))
 		if err == nil {
 			return true, nil
+		}
+		if errors.Is(err, jetstream.ErrNoStreamResponse) && attempt == 1 {
+			// No bucket to answer: deleted, or lost alone (nothing else
+			// here would notice). Made again, the marker is written.
+			if made, rerr := c.recheckMarkers(ctx); rerr == nil && made {
+				continue
+			}
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			return false, fmt.Errorf("mark pop: %w", err)
@@ -754,6 +773,13 @@ func (c *Conn) FollowPops(ctx context.Context, fn func(bridge.StoredPop), live f
 	// original policy: "new" would skip every pop stored while NATS was
 	// unreachable, and push would never know (its live callback ran).
 	st, err := c.js.Stream(ctx, c.cfg.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		// Lost while no pop was followed (between two subscriptions):
+		// nothing else would make it again, and no call would pop.
+		if _, err = c.recheckStream(ctx); err == nil {
+			st, err = c.js.Stream(ctx, c.cfg.Stream)
+		}
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting
@@ -782,19 +808,7 @@ func (c *Conn) FollowPops(ctx context.Context, fn func(bridge.StoredPop), live f
 	recreated := make(chan struct{})
 	var recreatedOnce sync.Once
 	var checking atomic.Bool
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		p, err := storedPop(m)
-		if err != nil {
-			c.log.Warn().Err(err).Msg("skip pop without metadata")
-			return
-		}
-		fn(p)
-	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		c.log.Debug().Err(err).Msg("follow pops")
-		if !errors.Is(err, jetstream.ErrConsumerDeleted) && !errors.Is(err, jetstream.ErrConsumerNotFound) &&
-			!errors.Is(err, jetstream.ErrNoHeartbeat) && !errors.Is(err, nats.ErrNoResponders) {
-			return
-		}
+	check := func() {
 		if checking.Swap(true) {
 			return
 		}
@@ -818,6 +832,27 @@ func (c *Conn) FollowPops(ctx context.Context, fn func(bridge.StoredPop), live f
 				}
 			}
 		}()
+	}
+	// A reconnect to a server that lost its store tells the handler below
+	// nothing: the ordered consumer hides it and retries making its
+	// consumer in silence while the stream is missing. So every reconnect
+	// has the stream checked too.
+	reconnected := c.nc.StatusChanged(nats.CONNECTED)
+	defer c.nc.RemoveStatusListener(reconnected)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		p, err := storedPop(m)
+		if err != nil {
+			c.log.Warn().Err(err).Msg("skip pop without metadata")
+			return
+		}
+		fn(p)
+	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		c.log.Debug().Err(err).Msg("follow pops")
+		if !errors.Is(err, jetstream.ErrConsumerDeleted) && !errors.Is(err, jetstream.ErrConsumerNotFound) &&
+			!errors.Is(err, jetstream.ErrNoHeartbeat) && !errors.Is(err, nats.ErrNoResponders) {
+			return
+		}
+		check()
 	}))
 	if err != nil {
 		return fmt.Errorf("follow pops: %w", err)
@@ -825,11 +860,18 @@ func (c *Conn) FollowPops(ctx context.Context, fn func(bridge.StoredPop), live f
 	if live != nil {
 		live()
 	}
-	select {
-	case <-ctx.Done():
+	for err == nil {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-recreated:
+			err = errors.New("follow pops: the stream was recreated")
+		case <-reconnected:
+			check()
+		}
+	}
+	if ctx.Err() != nil {
 		err = nil
-	case <-recreated:
-		err = errors.New("follow pops: the stream was recreated")
 	}
 	cc.Stop()
 	<-cc.Closed()
@@ -1047,7 +1089,9 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 				ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				_, err := cons.Info(ictx)
 				cancel()
-				if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				// The stream gone (a NATS back without its store) took the
+				// consumer with it: it is made again once the stream is.
+				if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 					why = err
 				}
 			}
