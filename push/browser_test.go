@@ -647,3 +647,46 @@ window.open = function () { return window.__popup; };
 		t.Fatalf("redirect_uri %q, want the registered %q", got, want)
 	}
 }
+
+// TestBrowser_StoredTokenStaysWithItsDynamicsUser: on a shared workstation
+// agent A signs out of Dynamics and agent B signs in, in the same tab. The
+// tab's sessionStorage outlives the sign-out, and with it A's Genesys token:
+// B's page must not connect with it (B would get A's pops, customers'
+// names and numbers included, and never be asked to sign in as B), while
+// A's own reload still reconnects without a new sign-in.
+func TestBrowser_StoredTokenStaysWithItsDynamicsUser(t *testing.T) {
+	e, pages := pageEnv(t)
+	ctx := newBrowser(t)
+	const userA, userB = "aaaaaaaa-d365-4000-8000-00000000000a", "bbbbbbbb-d365-4000-8000-00000000000b"
+	tokA := e.token("agent-a")
+	page := func(user string) string { return pages.URL + "/webresource.html?user=" + user }
+
+	run(t, ctx, chromedp.Navigate(page(userA)),
+		js(fmt.Sprintf(`window.__startStored(%q)`, e.wsURL)),
+		poll(`document.getElementById('state').textContent === 'auth'`),
+		js(fmt.Sprintf(`window.__signIn(%q)`, tokA)),
+		poll(`document.getElementById('state').textContent === 'ready'`))
+
+	t.Run("SameUserReloads", func(t *testing.T) {
+		run(t, ctx, chromedp.Navigate(page(userA)),
+			js(fmt.Sprintf(`window.__startStored(%q)`, e.wsURL)),
+			poll(`document.getElementById('state').textContent === 'ready'`))
+		if got := eval[string](t, ctx, `ScreenPop.Dynamics.current.client.agentId`); got != "agent-a" {
+			t.Fatalf("reloaded page connected as %q, want agent-a", got)
+		}
+	})
+
+	t.Run("AnotherUserSignsIn", func(t *testing.T) {
+		run(t, ctx, chromedp.Navigate("about:blank")) // A signed out
+		run(t, ctx, chromedp.Navigate(page(userB)),
+			js(fmt.Sprintf(`window.__startStored(%q)`, e.wsURL)),
+			poll(`['ready', 'auth'].indexOf(document.getElementById('state').textContent) >= 0`))
+		if st := eval[string](t, ctx, `document.getElementById('state').textContent`); st != "auth" {
+			p := testPop("agent-a", "conv-a-private")
+			e.publishPop(p)
+			run(t, ctx, poll(`window.__calls.length >= 1`))
+			t.Fatalf("B's page is %s as %s with A's stored token and opened A's pop: %s", st,
+				eval[string](t, ctx, `ScreenPop.Dynamics.current.client.agentId`), eval[string](t, ctx, `JSON.stringify(window.__calls)`))
+		}
+	})
+}

@@ -275,16 +275,35 @@
     });
   };
 
+  // userOf is the Dynamics user signed in where x was found, '' if unknown.
+  function userOf(x) {
+    try { return String(x.Utility.getGlobalContext().userSettings.userId || '').toLowerCase(); } catch (e) { return ''; }
+  }
+
+  // token is the page's token option, or the agent's sign-in kept in
+  // sessionStorage with the Dynamics user it was made for. The tab's
+  // sessionStorage outlives a Dynamics sign-out: on a shared workstation
+  // the next user's page must not connect with the last one's token (it
+  // would get that agent's pops and never ask its own to sign in).
   Controller.prototype.token = function () {
     if (this.opts.token) { return typeof this.opts.token === 'function' ? this.opts.token() : this.opts.token; }
-    try { return root.sessionStorage.getItem(TOKEN) || ''; } catch (e) { return ''; }
+    var raw;
+    try { raw = root.sessionStorage.getItem(TOKEN); } catch (e) { return ''; }
+    if (!raw) { return ''; }
+    return this.whenXrm().then(function (x) {
+      var v = null;
+      try { v = JSON.parse(raw); } catch (e) { /* an earlier version's bare token: sign in again */ }
+      if (v && typeof v.token === 'string' && v.user === userOf(x)) { return v.token; }
+      try { root.sessionStorage.removeItem(TOKEN); } catch (e) { /* ignore */ }
+      return '';
+    });
   };
 
   // login runs the Genesys PKCE login (from a click) and reconnects.
   Controller.prototype.login = function () {
     var self = this, o = self.opts;
     return ns.login({ loginURL: o.loginURL, authorizeURL: o.authorizeURL, tokenURL: o.tokenURL, clientId: o.clientId, redirectURI: o.redirectURI, scope: o.scope }).then(function (t) {
-      try { root.sessionStorage.setItem(TOKEN, t.accessToken); } catch (e) { /* memory only */ }
+      try { root.sessionStorage.setItem(TOKEN, JSON.stringify({ user: userOf(self.xrm()), token: t.accessToken })); } catch (e) { /* memory only */ }
       self.memToken = t.accessToken;
       self.client.reconnect();
     }, function () {
