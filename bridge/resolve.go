@@ -78,6 +78,15 @@ type PopUnmarker interface {
 	UnmarkPop(ctx context.Context, popID, claim string) error
 }
 
+// PopFinder is optionally implemented by a PopStore (bus.Conn does):
+// report whether agent's newest stored pop is popID. Instances share the
+// resolver's consumer, so a leg's later events (its connected after the
+// alerting that popped it) mostly go to an instance that did not pop it;
+// this answers for it without a lookup.
+type PopFinder interface {
+	PoppedLast(ctx context.Context, agent AgentID, popID string) (bool, error)
+}
+
 // PopEnder is optionally implemented by a PopStore (bus.Conn does): shorten
 // the life of a leg's marker once the leg has ended (an event with
 // LegEnded), so that the store holds markers for live legs and the last
@@ -262,7 +271,7 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 		r.skip(e, "old_leg")
 		return nil
 	}
-	if r.poppedRecently(popID, start) {
+	if r.poppedRecently(popID, start) || (e.State.Rank() > r.cfg.PopOn.Rank() && r.poppedElsewhere(ctx, e, popID)) {
 		r.skip(e, "already_popped")
 		return nil
 	}
@@ -278,6 +287,25 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 	err = r.markAndPublish(ctx, e, popID, pop, outcome, received, start, lookupDur)
 	r.endTurn(popID, turn, err)
 	return err
+}
+
+// poppedElsewhere reports whether e's leg has its pop stored already (by
+// another instance, from an earlier event of the leg), and remembers it as
+// popped: then e needs no lookup. One direct read, bounded; when it fails
+// or finds another pop, the lookup and the marker decide as before.
+func (r *Resolver) poppedElsewhere(ctx context.Context, e *Event, popID string) bool {
+	f, ok := r.store.(PopFinder)
+	if !ok {
+		return false
+	}
+	fctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	found, err := f.PoppedLast(fctx, e.Agent.UserID, popID)
+	if err != nil || !found {
+		return false
+	}
+	r.remember(popID, r.cfg.Now())
+	return true
 }
 
 // takeTurn makes this handler the one here that marks and publishes popID's

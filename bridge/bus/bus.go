@@ -132,6 +132,7 @@ var (
 	_ bridge.PopStore    = (*Conn)(nil)
 	_ bridge.PopEnder    = (*Conn)(nil)
 	_ bridge.PopUnmarker = (*Conn)(nil)
+	_ bridge.PopFinder   = (*Conn)(nil)
 )
 
 // Start connects to NATS (starting the embedded server first when cfg.URL is
@@ -668,6 +669,19 @@ func (c *Conn) LatestPop(ctx context.Context, agent bridge.AgentID) (uint64, err
 		return 0, fmt.Errorf("latest pop: %w", err)
 	}
 	return m.Sequence, nil
+}
+
+// PoppedLast reports whether agent's newest stored pop has the id popID
+// (its Nats-Msg-Id).
+func (c *Conn) PoppedLast(ctx context.Context, agent bridge.AgentID, popID string) (bool, error) {
+	m, err := c.stream.GetLastMsgForSubject(ctx, bridge.PopSubject(agent))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("last pop: %w", err)
+	}
+	return m.Header.Get(jetstream.MsgIDHeader) == popID, nil
 }
 
 // ReplayPops calls fn, in stream order, for agent's pops after afterSeq that
