@@ -88,6 +88,11 @@ type Config struct {
 	// default 5, burst 10.
 	ReconcileRate  float64
 	ReconcileBurst int
+	// APIRate limits all API requests together (per second): Genesys
+	// allows a client-credentials token 300 a minute. Default 4 with
+	// burst APIBurst 60: at most 300 in any minute.
+	APIRate  float64
+	APIBurst int
 	// KeepChannelOnTokenRefresh keeps channels across token refreshes.
 	// By default a refreshed token hands every channel over to a channel
 	// created with the new token, because a channel is said to die with
@@ -124,6 +129,12 @@ func (c *Config) defaults() {
 	if c.ReconcileBurst <= 0 {
 		c.ReconcileBurst = 10
 	}
+	if c.APIRate <= 0 {
+		c.APIRate = 4
+	}
+	if c.APIBurst <= 0 {
+		c.APIBurst = 60
+	}
 }
 
 // Client is the Genesys Cloud notifications input.
@@ -139,6 +150,7 @@ type Client struct {
 	loginCfg *platformclientv2.Configuration // used by the auth loop only
 	notif    *platformclientv2.NotificationsApi
 	getLimit *rate.Limiter
+	apiLimit *rate.Limiter          // every API request: the token's budget
 	org      atomic.Pointer[string] // the organization of the client's token, learned at login
 
 	tok       atomic.Pointer[tokenState]
@@ -152,6 +164,7 @@ type Client struct {
 	static      map[string]bool
 	queueAgents map[string]map[string]bool // queue -> members
 	queuesDone  bool
+	queueFrom   int                  // the queue a refresh refused with 429 stopped at; the agent loop's own
 	rejected    map[string]rejection // topic -> rejection
 	loginErr    string
 	badCreds    bool
@@ -159,6 +172,7 @@ type Client struct {
 	reconciled  int
 	lastGap     time.Time
 	pendingGaps map[*shard]time.Time // shards to reconcile -> when their socket came back
+	backlog     []reconcileItem      // left unfetched by the last pass; the reconciler's own
 
 	gapCh chan struct{}
 	wg    sync.WaitGroup
@@ -211,6 +225,7 @@ func New(cfg Config, log zerolog.Logger, out chan<- bridge.Snapshot) (*Client, e
 		seen:        newSeenSet(seenHorizon, time.Now()),
 		gapCh:       make(chan struct{}, 1),
 		getLimit:    rate.NewLimiter(rate.Limit(cfg.ReconcileRate), cfg.ReconcileBurst),
+		apiLimit:    rate.NewLimiter(rate.Limit(cfg.APIRate), cfg.APIBurst),
 	}
 	c.doer = &sdkHTTP{hc: &http.Client{Timeout: cfg.HTTPTimeout, Transport: &http.Transport{
 		Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second,
@@ -443,6 +458,12 @@ func (c *Client) call(ctx context.Context, op string, fn func() (*platformclient
 		if err != nil {
 			return err
 		}
+		// Queue pages, channels, PUTs, activity queries and fetches all
+		// count against the token's 300 a minute: past it, every request
+		// gets 429, the handover and the reconciliation too.
+		if err := c.apiLimit.Wait(ctx); err != nil {
+			return err
+		}
 		sdkMu.RLock()
 		resp, err := fn()
 		sdkMu.RUnlock()
@@ -517,11 +538,21 @@ func (c *Client) agentLoop(ctx context.Context) error {
 
 func (c *Client) refreshQueues(ctx context.Context) error {
 	var firstErr error
-	for _, q := range c.cfg.Queues {
+	from := c.queueFrom
+	c.queueFrom = 0
+	for i := from; i < len(c.cfg.Queues); i++ {
+		q := c.cfg.Queues[i]
 		members, err := c.queueMembers(ctx, q)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = err
+			}
+			if status(err) == http.StatusTooManyRequests {
+				// The client's token is throttled: every other queue
+				// would be refused too, and each refusal counts. Go on
+				// from this queue after the Retry-After.
+				c.queueFrom = i
+				break
 			}
 			continue
 		}
@@ -529,11 +560,15 @@ func (c *Client) refreshQueues(ctx context.Context) error {
 		c.queueAgents[q] = members
 		c.mu.Unlock()
 	}
-	if firstErr == nil {
-		c.mu.Lock()
-		c.queuesDone = true
-		c.mu.Unlock()
+	c.mu.Lock()
+	done := true
+	for _, q := range c.cfg.Queues {
+		if _, ok := c.queueAgents[q]; !ok {
+			done = false
+		}
 	}
+	c.queuesDone = c.queuesDone || done
+	c.mu.Unlock()
 	c.apply()
 	return firstErr
 }

@@ -95,7 +95,7 @@ func compressed(url string) notifications.Config {
 		HeartbeatTimeout: 600 * time.Millisecond, PingInterval: 150 * time.Millisecond, HandoverGrace: 200 * time.Millisecond,
 		TokenRefreshMargin: 500 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: 300 * time.Millisecond,
 		HTTPTimeout: 3 * time.Second, PutDebounce: 20 * time.Millisecond, QueueRefresh: 200 * time.Millisecond,
-		ReconcileRate: 200, ReconcileBurst: 50,
+		ReconcileRate: 200, ReconcileBurst: 50, APIRate: 10000, APIBurst: 1000,
 	}
 }
 

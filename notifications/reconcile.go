@@ -3,10 +3,13 @@ package notifications
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -52,16 +55,19 @@ func (c *Client) reconcileLoop(ctx context.Context) error {
 			}
 			wait := retryWait(err, backoff)
 			c.log.Warn().Err(err).Dur("backoff", wait).Msg("genesys reconciliation failed, retrying")
-			c.mu.Lock() // put the gaps back (newer gaps of the same shard win)
-			if c.pendingGaps == nil {
-				c.pendingGaps = map[*shard]time.Time{}
-			}
-			for sh, at := range pending {
-				if _, ok := c.pendingGaps[sh]; !ok {
-					c.pendingGaps[sh] = at
+			var fe *fetchError
+			if !errors.As(err, &fe) {
+				c.mu.Lock() // put the gaps back (newer gaps of the same shard win)
+				if c.pendingGaps == nil {
+					c.pendingGaps = map[*shard]time.Time{}
 				}
-			}
-			c.mu.Unlock()
+				for sh, at := range pending {
+					if _, ok := c.pendingGaps[sh]; !ok {
+						c.pendingGaps[sh] = at
+					}
+				}
+				c.mu.Unlock()
+			} // else the gaps' conversations are listed: the backlog holds the rest
 			if !sleep(ctx, wait) {
 				return ctx.Err()
 			}
@@ -161,11 +167,35 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time) er
 		}
 		todo[e.ConversationID] = append(todo[e.ConversationID], e.UserID)
 	}
-	order = append(append(order, later...), seenBefore...)
+	// What an earlier pass left unfetched comes after this pass's ringing
+	// conversations and before the rest.
+	ringing := len(order)
+	var left []string
+	for _, b := range c.backlog {
+		if _, dup := todo[b.conv]; !dup {
+			left = append(left, b.conv)
+		}
+		for _, u := range b.users {
+			if !slices.Contains(todo[b.conv], u) {
+				todo[b.conv] = append(todo[b.conv], u)
+			}
+		}
+	}
+	order = append(append(append(order, left...), later...), seenBefore...)
 	var n atomic.Int64
+	var fetchedMu sync.Mutex
+	fetched := map[string]bool{}
+	paused := false
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4) // a few in flight; the rate limiter sets the pace
-	for _, conv := range order {
+	for i, conv := range order {
+		// A pass can last minutes (every live conversation after a
+		// restart, at ReconcileRate): a newer gap's ringing calls must not
+		// wait for it. Past this pass's own ringing ones, give way.
+		if i >= ringing && c.gapPending() {
+			paused = true
+			break
+		}
 		users := todo[conv]
 		if err := c.getLimit.Wait(gctx); err != nil {
 			break
@@ -175,16 +205,25 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time) er
 			if err != nil {
 				switch status(err) {
 				case http.StatusNotFound:
+					fetchedMu.Lock()
+					fetched[conv] = true
+					fetchedMu.Unlock()
 					return nil // ended in between
 				case http.StatusForbidden:
 					// One conversation the client may not read (another
 					// division) must not hold up the others, nor fail
 					// every pass until it ends.
 					c.log.Warn().Err(err).Str("conversation_id", conv).Msg("genesys reconciliation cannot read a conversation, skipped: give the OAuth client's role conversation:communication:view in its division")
+					fetchedMu.Lock()
+					fetched[conv] = true
+					fetchedMu.Unlock()
 					return nil
 				}
 				return err
 			}
+			fetchedMu.Lock()
+			fetched[conv] = true
+			fetchedMu.Unlock()
 			now := time.Now()
 			for _, u := range users {
 				c.markSeen(string(body), u, now)
@@ -197,17 +236,52 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time) er
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
+	err := g.Wait()
+	// Whatever was not fetched (a pass that gave way or failed) is the
+	// next pass's backlog: its activity query lists only the newer gap's
+	// agents.
+	c.backlog = c.backlog[:0]
+	for _, conv := range order {
+		if !fetched[conv] {
+			c.backlog = append(c.backlog, reconcileItem{conv: conv, users: todo[conv]})
+		}
 	}
 	c.mu.Lock()
 	c.reconciled += int(n.Load())
 	c.mu.Unlock()
+	if err != nil && ctx.Err() == nil {
+		return &fetchError{err}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if paused {
+		c.log.Info().Int("agents", len(agents)).Int64("conversations", n.Load()).Int("left", len(c.backlog)).Int64("elapsed_ms", time.Since(start).Milliseconds()).Msg("genesys reconciliation giving way to a newer gap")
+		return nil
+	}
 	c.log.Info().Int("agents", len(agents)).Int64("conversations", n.Load()).Int64("elapsed_ms", time.Since(start).Milliseconds()).Msg("genesys reconciliation done")
 	return nil
+}
+
+// reconcileItem is a conversation a pass left unfetched and the agents
+// whose view of it is stale.
+type reconcileItem struct {
+	conv  string
+	users []string
+}
+
+// fetchError is a pass that failed after its activity queries: what it
+// did not fetch is in the backlog, so its gaps need no new query.
+type fetchError struct{ err error }
+
+func (e *fetchError) Error() string { return e.err.Error() }
+func (e *fetchError) Unwrap() error { return e.err }
+
+// gapPending reports whether a gap waits for the next pass.
+func (c *Client) gapPending() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pendingGaps) > 0
 }
 
 // activity asks the analytics activity query for the live conversations
