@@ -523,6 +523,25 @@ func (r *Resolver) resolve(ctx context.Context, e *Event, received, now time.Tim
 	return pop, outcome, time.Since(lookupStart)
 }
 
+// placeholderNames are names that stand for no one: the one Genesys gives
+// every web messaging customer participant (shared/reference/genesys.md,
+// example (e)), and what caller-id sends for a withheld or unlisted
+// number. Lower case.
+var placeholderNames = map[string]bool{
+	"web messaging guest": true,
+	"anonymous":           true,
+	"unknown":             true,
+	"unknown caller":      true,
+	"unavailable":         true,
+	"private":             true,
+	"private caller":      true,
+	"private number":      true,
+	"restricted":          true,
+	"withheld":            true,
+	"wireless caller":     true,
+	"out of area":         true,
+}
+
 // prefill maps the customer onto the create entity's columns.
 func (r *Resolver) prefill(c Customer) map[string]string {
 	cols, ok := r.cfg.Prefill[r.cfg.CreateEntity]
@@ -538,9 +557,10 @@ func (r *Resolver) prefill(c Customer) map[string]string {
 	set(cols.Phone, c.Phone)
 	set(cols.Email, c.Email)
 	name := strings.TrimSpace(c.Name)
-	if strings.IndexFunc(name, unicode.IsLetter) < 0 || name == c.Address || strings.EqualFold(name, c.Email) {
+	if strings.IndexFunc(name, unicode.IsLetter) < 0 || name == c.Address || strings.EqualFold(name, c.Email) || placeholderNames[strings.ToLower(name)] {
 		// Messaging channels name the participant by its address (SMS:
-		// the number): that is no name to put on a record.
+		// the number), web messaging and caller-id by a placeholder: that
+		// is no name to put on a record.
 		name = ""
 	}
 	set(cols.FullName, name)

@@ -315,6 +315,18 @@ func TestResolver_Actions(t *testing.T) {
 			t.Fatalf("outcome %v", l[0]["outcome"])
 		}
 	})
+	t.Run("CreatePrefillsNoPlaceholderName", func(t *testing.T) {
+		for _, name := range []string{"Web Messaging Guest", "ANONYMOUS", "Unavailable", "WIRELESS CALLER", "Private Number"} {
+			e := newResEnv(t, ResolverConfig{}, nil, &fakeDir{}, nil, nil)
+			ev := resEvent("c1", "agent1", "p1", StateAlerting)
+			ev.Customer.Name = name
+			e.handle(t, ev)
+			p := e.one(t)
+			if p.Prefill["firstname"] != "" || p.Prefill["lastname"] != "" || p.Prefill["telephone1"] != "+13175550123" {
+				t.Fatalf("%q: prefill %v, want the phone and no name", name, p.Prefill)
+			}
+		}
+	})
 	t.Run("CreateAccountPrefill", func(t *testing.T) {
 		e := newResEnv(t, ResolverConfig{CreateEntity: "account"}, nil, nil, nil, nil)
 		e.handle(t, resEvent("c1", "agent1", "p1", StateAlerting))
