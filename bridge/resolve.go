@@ -232,11 +232,11 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 		return nil
 	}
 	popID := e.PopID()
-	if msg, ok := r.takePending(popID); ok {
+	if p, ok := r.takePending(popID); ok {
 		if e.LegEnded {
 			// As everywhere else: a leg that has ended pops no more.
 			r.skip(e, "ended")
-		} else if err := r.republish(ctx, e, popID, msg, start); err != nil || e.State != StateDisconnected {
+		} else if err := r.republish(ctx, e, popID, p, start); err != nil || e.State != StateDisconnected {
 			return err
 		}
 	}
@@ -380,15 +380,21 @@ func (r *Resolver) markAndPublish(ctx context.Context, e *Event, popID string, p
 	pop.IssuedAt = NewTime(pubStart)
 	msg, err := EncodePop(pop, pubStart)
 	if err != nil { // cannot happen with these types; do not lose the marker's leg
-		r.unmark(ctx, popID, e.ID(), msg)
+		r.unmark(ctx, popID, e.ID(), msg, outcome)
 		return err
 	}
 	dup, err := r.publish(ctx, msg)
+	if err != nil && r.storedAnyway(ctx, e, popID) {
+		// An attempt was stored and its acknowledgement lost: the agent
+		// has the pop. It is this handler's to log; the event's
+		// redelivery would find it a duplicate and log nothing.
+		err = nil
+	}
 	if err != nil {
 		r.m.errors.WithLabelValues("publish").Inc()
 		r.log.Error().Err(err).Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).
 			Str("media", string(e.Media)).Str("state", string(e.State)).Msg("pop not published; event will be redelivered")
-		r.unmark(ctx, popID, e.ID(), msg)
+		r.unmark(ctx, popID, e.ID(), msg, outcome)
 		return fmt.Errorf("publish pop: %w", err)
 	}
 	end := r.cfg.Now()
@@ -618,9 +624,25 @@ func retryFor(ctx context.Context, d time.Duration, fn func(context.Context) err
 	}
 }
 
+// storedAnyway reports whether the pop whose publish failed is stored
+// after all (an attempt stored, its acknowledgement lost), by one read
+// bounded at 500 ms (the handler's worst case stays inside the ack wait:
+// see PublishTimeout).
+func (r *Resolver) storedAnyway(ctx context.Context, e *Event, popID string) bool {
+	f, ok := r.store.(PopFinder)
+	if !ok {
+		return false
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 500*time.Millisecond)
+	defer cancel()
+	found, err := f.PoppedLast(fctx, e.Agent.UserID, popID)
+	return err == nil && found
+}
+
 // unmark undoes the marker of a pop that was not published, or keeps the
-// pop in memory when that fails too.
-func (r *Resolver) unmark(ctx context.Context, popID, claim string, msg Message) {
+// pop (and the outcome that made it, for its pop line) in memory when that
+// fails too.
+func (r *Resolver) unmark(ctx context.Context, popID, claim string, msg Message, outcome string) {
 	if u, ok := r.store.(PopUnmarker); ok {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		err := u.UnmarkPop(uctx, popID, claim)
@@ -632,25 +654,26 @@ func (r *Resolver) unmark(ctx context.Context, popID, claim string, msg Message)
 	if msg.ID == "" {
 		return
 	}
-	r.keepPending(popID, msg)
+	r.keepPending(popID, pendingPop{msg: msg, outcome: outcome})
 }
 
 // pendingPop is a pop marked but not published, waiting for its event to
 // come back.
 type pendingPop struct {
-	msg Message
-	at  time.Time
+	msg     Message
+	outcome string // the lookup's, for the pop line
+	at      time.Time
 }
 
 // pendingTTL is how long a pending pop waits for its event: redeliveries
 // come within a minute or two, and a pop later than this helps no agent.
 const pendingTTL = 10 * time.Minute
 
-// keepPending keeps msg until popID's event comes back.
-func (r *Resolver) keepPending(popID string, msg Message) {
-	now := r.cfg.Now()
+// keepPending keeps p until popID's event comes back.
+func (r *Resolver) keepPending(popID string, p pendingPop) {
+	p.at = r.cfg.Now()
 	r.mu.Lock()
-	r.pending[popID] = pendingPop{msg: msg, at: now}
+	r.pending[popID] = p
 	r.mu.Unlock()
 }
 
@@ -672,20 +695,21 @@ func (r *Resolver) sweepPendingLocked(now time.Time) int {
 	return n
 }
 
-func (r *Resolver) takePending(popID string) (Message, bool) {
+func (r *Resolver) takePending(popID string) (pendingPop, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p, ok := r.pending[popID]
 	delete(r.pending, popID)
-	return p.msg, ok
+	return p, ok
 }
 
 // republish publishes a pop that was marked but not published before.
-func (r *Resolver) republish(ctx context.Context, e *Event, popID string, msg Message, start time.Time) error {
+func (r *Resolver) republish(ctx context.Context, e *Event, popID string, p pendingPop, start time.Time) error {
+	msg := p.msg
 	// A duplicate here is this instance's own earlier attempt, stored but
 	// not acknowledged, and never logged: log it now.
 	if _, err := r.publish(ctx, msg); err != nil {
-		r.keepPending(popID, msg)
+		r.keepPending(popID, p)
 		r.m.errors.WithLabelValues("publish").Inc()
 		return fmt.Errorf("publish pop: %w", err)
 	}
@@ -696,7 +720,7 @@ func (r *Resolver) republish(ctx context.Context, e *Event, popID string, msg Me
 		return nil
 	}
 	received := pop.EventReceivedAt.Time
-	r.logPop(e, pop, "republished", true, received, start, 0, 0, end.Sub(start), end)
+	r.logPop(e, pop, p.outcome, true, received, start, 0, 0, end.Sub(start), end)
 	return nil
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/screenpop/screenpop/bridge/bus"
 	"github.com/screenpop/screenpop/dataverse"
 	"github.com/screenpop/screenpop/dataverse/dataversetest"
+	"github.com/screenpop/screenpop/internal/syncbuf"
 )
 
 // resolverStack is the resolver wired as in screenpopd: the Dataverse
@@ -695,3 +696,85 @@ type noRecords struct{}
 
 func (noRecords) Lookup(context.Context, bridge.Key) ([]bridge.Record, error) { return nil, nil }
 func (noRecords) RecordURL(entity, id string) string                          { return "" }
+
+// TestResolver_PopStoredDespiteFailedPublishIsLogged: a pop's first
+// publish is stored but its acknowledgement is lost, and the retries fail
+// until PublishTimeout (NATS unreachable for a few seconds). The handler
+// used to log "pop not published; event will be redelivered" and remove
+// the marker; the event's redelivery published the pop again, JetStream
+// dropped the copy, and no pop line was logged. The agent got the pop: the
+// log must say so, in one pop line, and pops_total must count it, or the
+// on-call engineer reads a pop that was lost.
+func TestResolver_PopStoredDespiteFailedPublishIsLogged(t *testing.T) {
+	c := mustStartBus(t, t.TempDir())
+	defer c.Close()
+	var logs syncbuf.Buffer
+	reg := prometheus.NewRegistry()
+	pub := &lostAckPublisher{c: c, down: true}
+	r, err := bridge.NewResolver(bridge.ResolverConfig{Registerer: reg, PublishTimeout: 200 * time.Millisecond}, noRecords{}, c, pub, bridge.NewHasher([]byte("0123456789abcdef")), zerolog.New(&logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &bridge.Event{
+		ConversationID: "c-lost-ack", Agent: bridge.AgentLeg{UserID: "u-lost-ack", ParticipantID: "p-lost-ack"},
+		Media: bridge.MediaVoice, State: bridge.StateAlerting, Direction: bridge.DirectionInbound,
+		Customer: bridge.Customer{Phone: "+13175550123"}, ReceivedAt: bridge.NewTime(time.Now()),
+	}
+	err = r.Handle(context.Background(), e)
+	pub.setDown(false)
+	if err != nil { // the handler asked for the event again: its redelivery
+		if err := r.Handle(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	if err := c.ReplayPops(context.Background(), "u-lost-ack", 0, time.Time{}, func(bridge.StoredPop) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Fatalf("%d pops stored, want 1 (or the test proves nothing)", n)
+	}
+	if got := strings.Count(logs.String(), `"message":"pop"`); got != 1 {
+		t.Fatalf("%d pop log lines for the one pop the agent got, want 1:\n%s", got, logs.String())
+	}
+	if popped := counterSum(t, reg, "screenpop_bridge_resolver_pops_total"); popped != 1 {
+		t.Fatalf("pops_total %v, want 1", popped)
+	}
+}
+
+// lostAckPublisher stores its first message but reports it failed (the
+// acknowledgement lost), then fails every publish while down.
+type lostAckPublisher struct {
+	c    *bus.Conn
+	mu   sync.Mutex
+	n    int
+	down bool
+}
+
+func (p *lostAckPublisher) setDown(down bool) {
+	p.mu.Lock()
+	p.down = down
+	p.mu.Unlock()
+}
+
+func (p *lostAckPublisher) Publish(ctx context.Context, m bridge.Message) error {
+	_, err := p.PublishDedup(ctx, m)
+	return err
+}
+
+func (p *lostAckPublisher) PublishDedup(ctx context.Context, m bridge.Message) (bool, error) {
+	p.mu.Lock()
+	p.n++
+	first, down := p.n == 1, p.down
+	p.mu.Unlock()
+	if first {
+		if _, err := p.c.PublishDedup(ctx, m); err != nil {
+			return false, err
+		}
+		return false, errors.New("nats: timeout")
+	}
+	if down {
+		return false, errors.New("nats: no responders available for request")
+	}
+	return p.c.PublishDedup(ctx, m)
+}

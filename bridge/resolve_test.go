@@ -923,3 +923,39 @@ func (*benchStore) MarkPop(context.Context, string, string) (bool, error) { retu
 type benchPub struct{}
 
 func (benchPub) Publish(context.Context, Message) error { return nil }
+
+// TestResolver_RepublishedPopLine: a pop whose publish and unmark failed
+// waits in memory and is published when its event comes back. Its one pop
+// line carries the outcome the lookup decided (an operations.md 3.2 value,
+// which the on-call engineer and resolver_pops_total{outcome} filter on)
+// and redelivered, not a value of its own.
+func TestResolver_RepublishedPopLine(t *testing.T) {
+	e := newResEnv(t, ResolverConfig{PublishTimeout: 50 * time.Millisecond}, nil, &fakeDir{lookup: func(context.Context, Key) ([]Record, error) {
+		return []Record{resRec("contact", resGUIDA, "Jane Doe")}, nil
+	}}, nil, nil)
+	down := true
+	e.pub.fail = func(Message) error {
+		if down {
+			return errors.New("stream unavailable")
+		}
+		return nil
+	}
+	ev := resEvent("c1", "agent1", "p1", StateAlerting)
+	if err := e.r.Handle(context.Background(), ev); err == nil {
+		t.Fatal("want an error (redeliver)")
+	}
+	down = false
+	e.handle(t, ev) // the pending pop is published
+	e.one(t)
+	lines := e.popLines(t)
+	if len(lines) != 1 {
+		t.Fatalf("%d pop lines, want 1", len(lines))
+	}
+	l := lines[0]
+	if l["outcome"] != OutcomeMatch || l["action"] != "open" || l["record_id"] != resGUIDA || l["redelivered"] != true {
+		t.Fatalf("pop line %v, want outcome match, action open, the record and redelivered", l)
+	}
+	if got := testutil.ToFloat64(e.r.m.pops.WithLabelValues("voice", "open", OutcomeMatch)); got != 1 {
+		t.Fatalf("pops_total{outcome=match} = %g, want 1", got)
+	}
+}

@@ -57,12 +57,17 @@ func testEnv(t *testing.T) map[string]string {
 // demo` does but without its traffic, and runs it until the test ends.
 func MustStartDemo(t *testing.T, vars map[string]string) (*Demo, *syncbuf.Buffer) {
 	t.Helper()
+	logs := &syncbuf.Buffer{}
+	return mustStartDemoWith(t, vars, zerolog.New(logs).Level(zerolog.DebugLevel)), logs
+}
+
+// mustStartDemoWith is MustStartDemo logging to log.
+func mustStartDemoWith(t *testing.T, vars map[string]string, log zerolog.Logger) *Demo {
+	t.Helper()
 	cfg, _, err := ParseConfig("demo", nil, env(vars), Requirements{}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncbuf.Buffer{}
-	log := zerolog.New(logs).Level(zerolog.DebugLevel)
 	ctx, cancel := context.WithCancel(context.Background())
 	d, err := StartDemo(ctx, cfg, log, false)
 	if err != nil {
@@ -84,7 +89,7 @@ func MustStartDemo(t *testing.T, vars map[string]string) (*Demo, *syncbuf.Buffer
 		d.Close()
 	})
 	waitFor(t, 20*time.Second, "daemon ready", func() bool { return d.Main.Ready() })
-	return d, logs
+	return d
 }
 
 func TestDaemon_EndToEnd(t *testing.T) {
