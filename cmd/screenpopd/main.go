@@ -28,13 +28,25 @@ func main() {
 	// again, or an impatient supervisor). The channel holds both, so the
 	// second is never lost however soon it follows.
 	ctx, cancel := context.WithCancel(context.Background())
+	stop := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	if len(os.Args) > 1 && os.Args[1] == "run" {
+		// SIGHUP, the usual "reload", must not end the daemon by its
+		// default action: the configuration (GENESYS_AGENTS_FILE included)
+		// is read at start only, and systemd's Restart=on-failure does not
+		// restart a process that SIGHUP ended (a clean exit signal to it).
+		signal.Ignore(syscall.SIGHUP)
+	} else {
+		// The demo and the short commands run in a terminal: closing it
+		// stops them as Ctrl-C does, gracefully.
+		stop = append(stop, syscall.SIGHUP)
+	}
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, stop...)
 	go func() {
 		<-sigs
 		cancel()
 		again := <-sigs
-		signal.Reset(os.Interrupt, syscall.SIGTERM)
+		signal.Reset(stop...)
 		if p, err := os.FindProcess(os.Getpid()); err == nil {
 			_ = p.Signal(again)
 		}

@@ -28,8 +28,13 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv("SCREENPOP_TEST_MAIN") == "1" {
 		// This test binary started as screenpopd itself: main() with the
-		// demo command, signals and all (TestMain_SecondSignalForcesExit).
-		os.Args = []string{"screenpopd", "demo"}
+		// demo command (or SCREENPOP_TEST_MAIN_CMD's), signals and all
+		// (TestMain_SecondSignalForcesExit, TestMain_SIGHUP).
+		cmd := "demo"
+		if c := os.Getenv("SCREENPOP_TEST_MAIN_CMD"); c != "" {
+			cmd = c
+		}
+		os.Args = []string{"screenpopd", cmd}
 		main()
 	}
 	// The commands read their settings through the getenv each test gives;
