@@ -172,7 +172,10 @@ type Client struct {
 	reconciled  int
 	lastGap     time.Time
 	pendingGaps map[*shard]time.Time // shards to reconcile -> when their socket came back
-	backlog     []reconcileItem      // left unfetched by the last pass; the reconciler's own
+	// agents to reconcile -> when their topic was put on a live channel:
+	// a shard's socket brings no gap for the agents that join it.
+	pendingAgents map[string]time.Time
+	backlog       []reconcileItem // left unfetched by the last pass; the reconciler's own
 
 	gapCh chan struct{}
 	wg    sync.WaitGroup
@@ -772,6 +775,27 @@ func (c *Client) gap(sh *shard) {
 		c.pendingGaps = map[*shard]time.Time{}
 	}
 	c.pendingGaps[sh] = now
+	c.mu.Unlock()
+	select {
+	case c.gapCh <- struct{}{}:
+	default:
+	}
+}
+
+// gapAgents asks for a reconciliation of agents newly subscribed on a
+// live channel at since: Genesys sends nothing about a conversation they
+// are in until it changes, and the call ringing for an agent who just
+// joined a queue must pop now, not at the answer.
+func (c *Client) gapAgents(agents []string, since time.Time) {
+	c.mu.Lock()
+	if c.pendingAgents == nil {
+		c.pendingAgents = map[string]time.Time{}
+	}
+	for _, a := range agents {
+		if at, ok := c.pendingAgents[a]; !ok || since.After(at) {
+			c.pendingAgents[a] = since
+		}
+	}
 	c.mu.Unlock()
 	select {
 	case c.gapCh <- struct{}{}:

@@ -46,10 +46,10 @@ func (c *Client) reconcileLoop(ctx context.Context) error {
 		default:
 		}
 		c.mu.Lock()
-		pending := c.pendingGaps
-		c.pendingGaps = nil
+		pending, joined := c.pendingGaps, c.pendingAgents
+		c.pendingGaps, c.pendingAgents = nil, nil
 		c.mu.Unlock()
-		if err := c.reconcile(ctx, pending); err != nil {
+		if err := c.reconcile(ctx, pending, joined); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -64,6 +64,14 @@ func (c *Client) reconcileLoop(ctx context.Context) error {
 				for sh, at := range pending {
 					if _, ok := c.pendingGaps[sh]; !ok {
 						c.pendingGaps[sh] = at
+					}
+				}
+				if c.pendingAgents == nil {
+					c.pendingAgents = map[string]time.Time{}
+				}
+				for a, at := range joined {
+					if _, ok := c.pendingAgents[a]; !ok {
+						c.pendingAgents[a] = at
 					}
 				}
 				c.mu.Unlock()
@@ -89,10 +97,11 @@ type activityEntity struct {
 }
 
 // reconcile finds the live conversations of the agents of the shards
-// that had a gap and hands on each (conversation, agent) not seen on the
-// socket since that shard's socket came back. Conversations alerting come
-// first: they are the ones that pop.
-func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time) error {
+// that had a gap, and of the agents joined to a live channel, and hands
+// on each (conversation, agent) not seen on the socket since that shard's
+// socket came back (or the agent's topic was put). Conversations alerting
+// come first: they are the ones that pop.
+func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, joined map[string]time.Time) error {
 	start := time.Now()
 	since := map[string]time.Time{} // agent -> when its shard's socket came back
 	for sh, at := range pending {
@@ -102,6 +111,16 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time) er
 		}
 		sh.mu.Unlock()
 	}
+	c.mu.Lock()
+	for a, at := range joined {
+		if c.agentShard[a] == nil {
+			continue // removed meanwhile
+		}
+		if prev, ok := since[a]; !ok || at.After(prev) {
+			since[a] = at
+		}
+	}
+	c.mu.Unlock()
 	agents := make([]string, 0, len(since))
 	for a := range since {
 		agents = append(agents, a)
@@ -281,7 +300,7 @@ func (e *fetchError) Unwrap() error { return e.err }
 func (c *Client) gapPending() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.pendingGaps) > 0
+	return len(c.pendingGaps) > 0 || len(c.pendingAgents) > 0
 }
 
 // activity asks the analytics activity query for the live conversations

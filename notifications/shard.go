@@ -131,10 +131,14 @@ func newShard(c *Client, idx int) *shard {
 func (sh *shard) add(a string)    { sh.mu.Lock(); sh.agents[a] = true; sh.mu.Unlock() }
 func (sh *shard) remove(a string) { sh.mu.Lock(); delete(sh.agents, a); sh.mu.Unlock() }
 func (sh *shard) size() int       { sh.mu.Lock(); defer sh.mu.Unlock(); return len(sh.agents) }
+
+// live reports whether the shard's socket is up and its topic list was
+// answered: a list whose every topic was rejected (logged, in /status)
+// counts, or one such shard would keep the client from ever being ready.
 func (sh *shard) live() bool {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	return sh.connected && sh.subscribed > 0
+	return sh.connected && (sh.subscribed > 0 || sh.lastPut != "")
 }
 
 func (sh *shard) markDirty() {
@@ -607,11 +611,27 @@ func (sh *shard) subscribe(ctx context.Context, id string) error {
 	topics := sh.topics()
 	key := id + "\n" + strings.Join(topics, ",")
 	sh.mu.Lock()
-	same := sh.lastPut == key
+	last := sh.lastPut
 	sh.mu.Unlock()
-	if same {
+	if last == key {
 		return nil // this channel already holds exactly this list
 	}
+	// On the channel whose socket is up, topics that were not delivered
+	// before (new agents, and agents whose topic was rejected) get no
+	// gap from the socket: they are reconciled from the time of this PUT.
+	var before map[string]bool
+	if prev, ok := strings.CutPrefix(last, id+"\n"); ok {
+		before = make(map[string]bool, len(topics))
+		for _, t := range strings.Split(prev, ",") {
+			before[t] = true
+		}
+		sh.c.mu.Lock()
+		for t := range sh.c.rejected {
+			delete(before, t)
+		}
+		sh.c.mu.Unlock()
+	}
+	putAt := time.Now()
 	body := make([]platformclientv2.Channeltopic, len(topics))
 	for i := range topics {
 		body[i] = platformclientv2.Channeltopic{Id: &topics[i]}
@@ -658,6 +678,17 @@ func (sh *shard) subscribe(ctx context.Context, id string) error {
 	sh.lastPut = id + "\n" + strings.Join(topics, ",")
 	sh.mu.Unlock()
 	sh.c.recordRejections(topics, rejected)
+	if before != nil {
+		var joined []string
+		for _, t := range topics {
+			if !before[t] && rejected[t].Topic == "" {
+				joined = append(joined, userOfTopic(t))
+			}
+		}
+		if len(joined) > 0 {
+			sh.c.gapAgents(joined, putAt)
+		}
+	}
 	sh.logger().Info().Str("channel_id", channelRef(id)).Int("topics", len(topics)).Int("permitted", permitted).Int("rejected", len(rejected)).Msg("genesys channel subscribed")
 	return nil
 }
