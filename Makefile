@@ -28,8 +28,11 @@ test: $(OLD_NATS) ## everything CI runs: gofmt check, go vet, go test -race -cou
 $(OLD_NATS):
 	GOBIN=$(CURDIR)/$(@D) $(GO) install github.com/nats-io/nats-server/v2@$(OLD_NATS_VERSION)
 
+# Built, then run (not go run: the go command exits 1 on Ctrl-C, and make
+# would report the clean stop as "Error 1").
 demo: ## run screenpopd demo: emulated Genesys and Dataverse, simulated calls, a live agent page
-	$(GO) run ./cmd/screenpopd demo
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/screenpopd ./cmd/screenpopd
+	$(BIN)/screenpopd demo
 
 bench: ## the load tool and the Go benchmarks; results under bench-results/ (git ignores it); BENCHFLAGS=-pin etc. go to the load tool
 	@mkdir -p bench-results
@@ -39,7 +42,7 @@ bench: ## the load tool and the Go benchmarks; results under bench-results/ (git
 soak: ## the long runs CI does not do: the Genesys load test at full length (drops, handovers)
 	$(GO) test -race -count=1 -timeout 30m -run 'TestClient_Load' -v ./notifications/ -args -soak
 
-fuzz: ## fuzz the normalizer and the phone parser, $(FUZZTIME) each
+fuzz: ## fuzz the normalizer and the phone parser, FUZZTIME (60s) each
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalize$$' -fuzztime $(FUZZTIME) ./bridge
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePhone$$' -fuzztime $(FUZZTIME) ./bridge
 

@@ -148,7 +148,7 @@ func posInt(dst func(*Config) *int) func(*Config, string) error {
 	}
 }
 
-func hostPort(dst func(*Config) *string, allowOff bool) func(*Config, string) error {
+func hostPort(dst func(*Config) *string, allowOff bool, example string) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		v = strings.TrimSpace(v)
 		if allowOff && v == "off" {
@@ -157,9 +157,9 @@ func hostPort(dst func(*Config) *string, allowOff bool) func(*Config, string) er
 		}
 		if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
 			if allowOff {
-				return fmt.Errorf("%q is not host:port (e.g. 127.0.0.1:4222) or off", v)
+				return fmt.Errorf("%q is not host:port (e.g. %s) or off", v, example)
 			}
-			return fmt.Errorf("%q is not host:port (e.g. 127.0.0.1:8080)", v)
+			return fmt.Errorf("%q is not host:port (e.g. %s)", v, example)
 		}
 		*dst(c) = v
 		return nil
@@ -258,7 +258,7 @@ var settings = []setting{
 	{"NATS_TLS_CA", "", "CA bundle for external NATS", str(func(c *Config) *string { return &c.NatsTLSCA })},
 	{"NATS_TLS_CERT", "", "client certificate for external NATS", str(func(c *Config) *string { return &c.NatsTLSCert })},
 	{"NATS_TLS_KEY", "", "client key for external NATS", str(func(c *Config) *string { return &c.NatsTLSKey })},
-	{"SCREENPOP_NATS_LISTEN", "127.0.0.1:4222", "where the embedded NATS server listens; off = in-process only", hostPort(func(c *Config) *string { return &c.NatsListen }, true)},
+	{"SCREENPOP_NATS_LISTEN", "127.0.0.1:4222", "where the embedded NATS server listens; off = in-process only", hostPort(func(c *Config) *string { return &c.NatsListen }, true, "127.0.0.1:4222")},
 	{"SCREENPOP_STREAM", "SCREENPOP", "the JetStream stream name", func(c *Config, v string) error {
 		v = strings.TrimSpace(v)
 		if v == "" || strings.ContainsAny(v, ".*> \t/\\") {
@@ -272,8 +272,8 @@ var settings = []setting{
 	{"SCREENPOP_REPLAY_WINDOW", "2m", "how far back a resuming agent gets missed pops", dur(func(c *Config) *time.Duration { return &c.ReplayWindow })},
 	{"SCREENPOP_FRESH_WINDOW", "30s", "how far back a new agent page gets pops", dur(func(c *Config) *time.Duration { return &c.FreshWindow })},
 	{"SCREENPOP_DATA_DIR", "./data", "embedded JetStream store and local state", str(func(c *Config) *string { return &c.DataDir })},
-	{"SCREENPOP_LISTEN", "127.0.0.1:8080", "agent-facing listener (websocket, web assets)", hostPort(func(c *Config) *string { return &c.Listen }, false)},
-	{"SCREENPOP_ADMIN_LISTEN", "127.0.0.1:9090", "admin listener: /metrics, /healthz, /readyz, /status, pprof", hostPort(func(c *Config) *string { return &c.AdminListen }, true)},
+	{"SCREENPOP_LISTEN", "127.0.0.1:8080", "agent-facing listener (websocket, web assets)", hostPort(func(c *Config) *string { return &c.Listen }, false, "127.0.0.1:8080")},
+	{"SCREENPOP_ADMIN_LISTEN", "127.0.0.1:9090", "admin listener: /metrics, /healthz, /readyz, /status, pprof", hostPort(func(c *Config) *string { return &c.AdminListen }, true, "127.0.0.1:9090")},
 	{"SCREENPOP_TLS_CERT", "", "TLS certificate for the agent listener", str(func(c *Config) *string { return &c.TLSCert })},
 	{"SCREENPOP_TLS_KEY", "", "TLS key for the agent listener", str(func(c *Config) *string { return &c.TLSKey })},
 	{"SCREENPOP_ALLOW_PLAINTEXT", "false", "allow a non-loopback agent listener without TLS (behind a TLS proxy)", boolean(func(c *Config) *bool { return &c.AllowPlaintext })},

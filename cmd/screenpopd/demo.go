@@ -256,6 +256,8 @@ func (t *Traffic) start(ctx context.Context) {
 		opts.Attributes = map[string]string{"context.firstName": "Web", "context.lastName": "Visitor", "context.email": email}
 		c = t.emu.Chat(agent, opts)
 	case kind < 16:
+		// An SMS: web messaging guests have no number to look up.
+		opts.MessageType = "sms"
 		c = t.emu.Message(agent, t.number(), opts)
 	case kind < 17:
 		c = t.emu.Email(agent, t.pick(t.seed.Emails), opts)

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"io"
 	"math"
 	"mime"
@@ -217,6 +218,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveToken(w, r)
 	case strings.HasPrefix(r.URL.Path, apiPrefix):
 		s.serveAPI(w, r)
+	case r.URL.Path == "/main.aspx" && r.Method == http.MethodGet:
+		s.serveRecordPage(w, r)
 	default:
 		writeError(w, http.StatusNotFound, "0x80060888", "Resource not found for the segment '"+strings.TrimPrefix(r.URL.Path, "/")+"'.")
 	}
@@ -826,4 +829,50 @@ func (s *Server) wait(ctx context.Context) error {
 	case <-s.done:
 		return errors.New("closed")
 	}
+}
+
+// recordPage stands for the model-driven app's record form.
+var recordPage = template.Must(template.New("record").Parse(`<!doctype html>
+<meta charset="utf-8"><title>{{.Title}} (Dataverse emulator)</title>
+<h1>{{.Title}}</h1>
+{{if .Cols}}<table>{{range .Cols}}<tr><th>{{index . 0}}</th><td>{{index . 1}}</td></tr>{{end}}</table>
+{{else}}<p>{{.Note}}</p>{{end}}`))
+
+// serveRecordPage answers the record URLs pops carry
+// (main.aspx?…&etn=<entity>&id=<id>, without id a new record's form) with
+// a read-only page, so that a demo's "open in Dynamics" shows the record.
+func (s *Server) serveRecordPage(w http.ResponseWriter, r *http.Request) {
+	etn, id := r.URL.Query().Get("etn"), r.URL.Query().Get("id")
+	page := struct {
+		Title, Note string
+		Cols        [][2]string
+	}{Title: "new " + etn, Note: "A new record's form: the emulator saves nothing."}
+	status := http.StatusOK
+	if id != "" {
+		status, page.Title, page.Note = http.StatusNotFound, etn+" "+id, "No such record."
+		s.mu.Lock()
+		for _, t := range s.tables {
+			if t.Logical != etn {
+				continue
+			}
+			for _, row := range t.rows {
+				if v, _ := row[t.IDColumn].(string); strings.EqualFold(v, id) {
+					status = http.StatusOK
+					if n, _ := row[t.NameColumn].(string); n != "" {
+						page.Title = n
+					}
+					for k, v := range row {
+						if v != nil && v != "" {
+							page.Cols = append(page.Cols, [2]string{k, fmt.Sprint(v)})
+						}
+					}
+				}
+			}
+		}
+		s.mu.Unlock()
+		sort.Slice(page.Cols, func(i, j int) bool { return page.Cols[i][0] < page.Cols[j][0] })
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_ = recordPage.Execute(w, page)
 }

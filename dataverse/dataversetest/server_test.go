@@ -409,3 +409,29 @@ func TestServer_Seed(t *testing.T) {
 		t.Fatalf("formats %v", formats)
 	}
 }
+
+// TestServer_RecordPage: the record URL a pop carries (main.aspx, the
+// demo page's "open in Dynamics" link) shows the record, or a new form,
+// instead of an OData 404.
+func TestServer_RecordPage(t *testing.T) {
+	s := New(Config{})
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	id := s.AddContact(Contact{FirstName: "Pat", LastName: "O'Brien", Telephone1: "(317) 555-0123"})
+	for _, tc := range []struct{ query, want string }{
+		{"appid=a&pagetype=entityrecord&etn=contact&id=" + id, "Pat O&#39;Brien"},
+		{"appid=a&pagetype=entityrecord&etn=contact", "new contact"},
+	} {
+		resp, err := http.Get(s.URL() + "/main.aspx?" + tc.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(string(body), tc.want) {
+			t.Errorf("GET main.aspx?%s: HTTP %d %s %q, want a page with %q", tc.query, resp.StatusCode, resp.Header.Get("Content-Type"), body, tc.want)
+		}
+	}
+}
