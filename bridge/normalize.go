@@ -262,7 +262,10 @@ func (n *Normalizer) Normalize(s Snapshot) []Event {
 	var held []int
 	for i := range v.parts {
 		p := &v.parts[i]
-		if p.userID != string(agent) || p.id == "" || strings.ContainsRune(p.id, ':') {
+		// A supervisor's monitoring or coaching participant carries the
+		// supervisor's user id, but is no offer of the conversation: it
+		// would pop the agent's customer on the supervisor's screen.
+		if p.userID != string(agent) || p.id == "" || strings.ContainsRune(p.id, ':') || p.listener {
 			continue
 		}
 		found := false
@@ -608,7 +611,11 @@ func queueOf(v *snapView, p *partView, cust int) string {
 func (n *Normalizer) dnisOf(p *partView, m Media) string {
 	for i := range p.comms {
 		c := &p.comms[i]
-		if c.media != m {
+		// A communication the platform placed to the customer (a
+		// customer-first callback, offered to the agent as an inbound
+		// call) was dialled by nobody on the customer's side: its far end
+		// is the caller id the platform used.
+		if c.media != m || strings.EqualFold(c.direction, DirectionOutbound) {
 			continue
 		}
 		var raw string
