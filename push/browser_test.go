@@ -118,11 +118,13 @@ func pageEnvStore(t *testing.T, store bridge.PopStore) (*env, *httptest.Server) 
 	t.Cleanup(ts.Close)
 	e := newEnv(t, Config{AllowedOrigins: []string{ts.URL}}, store, nil)
 	pushBase = e.base
-	tpl := template.Must(template.ParseFiles("testdata/webresource.html"))
-	mux.HandleFunc("/webresource.html", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_ = tpl.Execute(w, map[string]string{"Push": pushBase})
-	})
+	for _, name := range []string{"webresource.html", "uci.html", "uci-form.html"} {
+		tpl := template.Must(template.ParseFiles("testdata/" + name))
+		mux.HandleFunc("/"+name, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			_ = tpl.Execute(w, map[string]string{"Push": pushBase})
+		})
+	}
 	return e, ts
 }
 
@@ -689,4 +691,117 @@ func TestBrowser_StoredTokenStaysWithItsDynamicsUser(t *testing.T) {
 				eval[string](t, ctx, `ScreenPop.Dynamics.current.client.agentId`), eval[string](t, ctx, `JSON.stringify(window.__calls)`))
 		}
 	})
+}
+
+// uciApp opens the Unified Interface test page (testdata/uci.html) on a
+// first record, signed in as agent, and waits until its page is ready.
+func uciApp(t *testing.T, e *env, pages *httptest.Server, query, agent string) context.Context {
+	t.Helper()
+	ctx := newBrowser(t)
+	run(t, ctx, chromedp.Navigate(pages.URL+"/uci.html"+query),
+		js(fmt.Sprintf(`window.__open(%q, %q)`, e.wsURL, e.token(bridge.AgentID(agent)))),
+		poll(`window.__frames === 1 && window.__clients()[0] === 'ready'`))
+	return ctx
+}
+
+// In Unified Interface the form libraries run in a hidden iframe per page
+// (ClientApiFrame_<n>), and the app calls OnLoad in each new one: every
+// record an agent opens, a pop's included, loads the scripts afresh. The
+// tab must still hold one connection: one per page piled up sockets (every
+// one receiving and claiming each pop, each asking for its own sign-in).
+func TestBrowser_UCIOneConnectionPerTab(t *testing.T) {
+	for _, mode := range []struct{ name, query string }{{"PagesKept", ""}, {"PagesDropped", "?drop"}} {
+		t.Run(mode.name, func(t *testing.T) {
+			e, pages := pageEnv(t)
+			ctx := uciApp(t, e, pages, mode.query, "agent-uci")
+			for i := range 3 {
+				p := testPop("agent-uci", fmt.Sprintf("conv-uci-%d", i))
+				p.Target.ID = fmt.Sprintf("cccccccc-0000-4000-8000-%012d", i)
+				e.publishPop(p)
+				// The pop opens its record: a new page, whose OnLoad runs.
+				run(t, ctx, poll(fmt.Sprintf(`window.__frames === %d && document.getElementById('record').textContent === 'contact %s'`, i+2, p.Target.ID)))
+			}
+			run(t, ctx, poll(`window.__clients().indexOf('ready') >= 0`))
+			waitFor(t, 10*time.Second, "one connection", func() bool { return e.srv.Status().(Status).Connections == 1 }, true)
+			if n := e.srv.Status().(Status).Connections; n != 1 {
+				t.Fatalf("%d connections from one tab after 3 record navigations, want 1 (clients: %s)", n, eval[string](t, ctx, `JSON.stringify(window.__clients())`))
+			}
+			if n := eval[int](t, ctx, `window.__calls.length`); n != 3 {
+				t.Fatalf("%d openForm calls for 3 pops", n)
+			}
+			// The tab still pops, once.
+			e.publish("agent-uci", "conv-uci-last")
+			run(t, ctx, poll(`window.__calls.length === 4`))
+			if mode.query == "" {
+				// The newest page goes (a dialog's form closes): an earlier
+				// page still there takes the connection back.
+				run(t, ctx, poll(`window.__frames === 5`), js(`document.getElementById('ClientApiFrame_5').remove()`))
+				e.publish("agent-uci", "conv-uci-back")
+				run(t, ctx, poll(`window.__calls.length === 5`))
+			}
+		})
+	}
+}
+
+// A form library runs in the page's hidden ClientApiFrame (its viewport is
+// 0x0): a chooser added to that frame's document is never seen, and the
+// agent cannot pick the caller's record. It must show in the app.
+func TestBrowser_UCIChooserVisible(t *testing.T) {
+	e, pages := pageEnv(t)
+	ctx := uciApp(t, e, pages, "", "agent-uci-ch")
+	p := testPop("agent-uci-ch", "conv-uci-ch")
+	p.Target = bridge.Target{Action: bridge.ActionChoose}
+	p.Candidates = []bridge.Candidate{
+		{Entity: "contact", ID: "dddddddd-0000-4000-8000-000000000001", Name: "Ann One"},
+		{Entity: "contact", ID: "dddddddd-0000-4000-8000-000000000002", Name: "Ann Two"},
+	}
+	e.publishPop(p)
+	run(t, ctx, poll(`window.__page().Dynamics.current.handled.length === 1 && window.__page().Dynamics.current.handled[0].done`))
+	sel := `button.screenpop-candidate[data-id="dddddddd-0000-4000-8000-000000000002"]`
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err := chromedp.Do(tctx, chromedp.WaitVisible(chromedp.CSS(sel)))
+	cancel()
+	if err != nil {
+		t.Fatalf("no chooser in the app window (%v); in the hidden frame: %v", err,
+			eval[bool](t, ctx, `!!document.getElementById('ClientApiFrame_1').contentDocument.querySelector('.screenpop-chooser')`))
+	}
+	run(t, ctx, chromedp.Click(chromedp.CSS(sel)), poll(`window.__calls.length === 1`))
+	if got := eval[string](t, ctx, `window.__calls[0].options.entityId`); got != "dddddddd-0000-4000-8000-000000000002" {
+		t.Fatalf("opened %q after choosing Ann Two", got)
+	}
+}
+
+// Of two tabs of one agent, the one in front must open the pop: the other
+// is out of sight, and a pop opened there is one the agent never sees. Here
+// the tab in front hears each pop 50 ms after the one behind.
+func TestBrowser_TwoTabsVisibleOneOpens(t *testing.T) {
+	e, pages := pageEnv(t)
+	behind := newBrowser(t)
+	front, cancel := chromedp.NewContext(behind)
+	defer cancel()
+	if err := chromedp.Do(front); err != nil {
+		t.Fatal(err)
+	}
+	tok := e.token("agent-vis")
+	run(t, behind, chromedp.Navigate(pages.URL+"/webresource.html"),
+		js(`Object.defineProperty(document, 'visibilityState', { get: function () { return 'hidden'; } })`),
+		js(fmt.Sprintf(`window.__start(%q, %q)`, e.wsURL, tok)),
+		poll(`document.getElementById('state').textContent === 'ready'`))
+	run(t, front, chromedp.Navigate(pages.URL+"/webresource.html"),
+		js(`Object.defineProperty(document, 'visibilityState', { get: function () { return 'visible'; } });
+			// Deliver each message 50 ms late.
+			Object.defineProperty(WebSocket.prototype, 'onmessage', { set: function (f) {
+				this.addEventListener('message', function (ev) { setTimeout(function () { f(ev); }, 50); });
+			} }); undefined`),
+		js(fmt.Sprintf(`window.__start(%q, %q)`, e.wsURL, tok)),
+		poll(`document.getElementById('state').textContent === 'ready'`))
+	for i := range 3 {
+		e.publish("agent-vis", fmt.Sprintf("conv-vis-%d", i))
+	}
+	for _, ctx := range []context.Context{front, behind} {
+		run(t, ctx, poll(`ScreenPop.Dynamics.current.handled.filter(function (h) { return h.done; }).length === 3`))
+	}
+	if n, m := eval[int](t, front, `window.__calls.length`), eval[int](t, behind, `window.__calls.length`); n != 3 || m != 0 {
+		t.Fatalf("the tab in front opened %d pops, the one behind %d; want 3 and 0", n, m)
+	}
 }

@@ -7,7 +7,8 @@
  *   choose -> a small chooser of the candidates; the agent's click opens one
  *   search -> a notification offering target.query; no URL is ever built from it
  * With several tabs of one agent open, only one tab acts on a pop (a Web
- * Lock plus a localStorage marker keyed by the pop id).
+ * Lock plus a localStorage marker keyed by the pop id), the visible one if
+ * any; each tab holds one connection however many pages load the script.
  * A pop counts as processed (acked) once this tab has claimed it and started
  * opening the form: openForm's promise is not waited for (see launch).
  *
@@ -25,6 +26,7 @@
   var CLAIM = 'screenpop.claim:'; // without Web Locks: "<tabId> <time>"
   var TOKEN = 'screenpop.genesysToken';
   var MARK_TTL = 6 * 3600 * 1000;
+  var HIDDEN_WAIT = 300; // ms a hidden tab lets a visible one claim a pop first
   var tabId = Math.random().toString(36).slice(2) + Date.now().toString(36);
 
   function findXrm(opts) {
@@ -32,6 +34,27 @@
     if (root.Xrm && root.Xrm.Navigation) { return root.Xrm; }
     try { if (root.parent && root.parent.Xrm && root.parent.Xrm.Navigation) { return root.parent.Xrm; } } catch (e) { /* cross-origin parent */ }
     return null;
+  }
+
+  // appWindow is the topmost window of this tab on this origin: the app
+  // itself when this script is a form library, which Unified Interface runs
+  // in a hidden iframe per page (ClientApiFrame_<n>, 0x0), or this window.
+  function appWindow() {
+    var w = root;
+    try {
+      while (w.parent && w.parent !== w && w.parent.location.origin === root.location.origin) { w = w.parent; }
+    } catch (e) { /* an ancestor on another origin (Outlook, an embedding page): stop below it */ }
+    return w;
+  }
+
+  // tabKey names this browser tab: kept on the app window, the same for the
+  // form libraries of every page of the tab, and new in each tab.
+  function tabKey() {
+    try {
+      var ans = appWindow().ScreenPop = appWindow().ScreenPop || {};
+      if (!ans.tab) { ans.tab = tabId; }
+      return ans.tab;
+    } catch (e) { return tabId; }
   }
 
   function local() { try { return root.localStorage; } catch (e) { return null; } }
@@ -71,6 +94,31 @@
   // finds the lock taken; without them a localStorage claim is written and
   // read back after a random pause.
   function claim(id, holdMs) {
+    var doc = root.document;
+    if (doc && doc.visibilityState === 'hidden') {
+      // A tab out of sight (a form's frame reports its tab's state) leaves
+      // the pop to a tab the agent is looking at, if there is one: it waits
+      // when another tab holds a connection, and only then (a background
+      // tab's timers are slowed, and most agents have one Dynamics tab).
+      return otherTabs().then(function (others) {
+        return others ? delay(HIDDEN_WAIT).then(function () { return claimNow(id, holdMs); }) : claimNow(id, holdMs);
+      });
+    }
+    return claimNow(id, holdMs);
+  }
+
+  // otherTabs resolves whether another tab of this origin holds a
+  // connection (its tab lock, see take); true when it cannot be told.
+  function otherTabs() {
+    var locks = root.navigator && root.navigator.locks;
+    if (!locks || !locks.query) { return Promise.resolve(true); }
+    var mine = 'screenpop-tab:' + tabKey();
+    return locks.query().then(function (st) {
+      return (st.held || []).some(function (l) { return l.name.indexOf('screenpop-tab:') === 0 && l.name !== mine; });
+    }, function () { return true; });
+  }
+
+  function claimNow(id, holdMs) {
     if (marked(id)) { return Promise.resolve(false); }
     var locks = root.navigator && root.navigator.locks;
     if (locks && locks.request) {
@@ -105,6 +153,15 @@
 
   Controller.prototype.xrm = function () { return findXrm(this.opts); };
 
+  // uiDocument is where the chooser and banners go: the container's
+  // document, or the app's; a form library's own document is the hidden
+  // ClientApiFrame, where the agent would never see them.
+  Controller.prototype.uiDocument = function () {
+    var c = this.opts.container;
+    if (c && c.ownerDocument) { return c.ownerDocument; }
+    try { return appWindow().document; } catch (e) { return root.document; }
+  };
+
   // notify shows a Dynamics global notification (or an in-page banner when
   // Xrm.App is missing). level: 1 success, 2 error, 3 warning, 4 information.
   Controller.prototype.notify = function (level, message, action) {
@@ -115,7 +172,7 @@
       if (action) { n.action = { actionLabel: action.label, eventHandler: action.run }; }
       return Promise.resolve(x.App.addGlobalNotification(n)).then(null, function () { /* shown or not, nothing else to do */ });
     }
-    var doc = root.document;
+    var doc = this.uiDocument();
     if (!doc || !doc.body) { return Promise.resolve(); }
     var bar = doc.createElement('div');
     bar.setAttribute('role', 'status');
@@ -229,7 +286,7 @@
 
   // choose shows a small list of the candidates; a click opens one.
   Controller.prototype.choose = function (cands) {
-    var self = this, doc = root.document;
+    var self = this, doc = self.uiDocument();
     if (!doc || !doc.body) { return; }
     if (self.chooser) { self.chooser.remove(); }
     var box = doc.createElement('div');
@@ -259,6 +316,10 @@
     box.appendChild(close);
     (self.opts.container || doc.body).appendChild(box);
     self.chooser = box;
+    if (doc !== root.document && root.addEventListener) {
+      // In the app's document it outlives this page, whose code it calls.
+      root.addEventListener('pagehide', function () { box.remove(); });
+    }
   };
 
   // handlePop acts on a pop in one tab only. It settles (and the pop is
@@ -305,13 +366,37 @@
     return ns.login({ loginURL: o.loginURL, authorizeURL: o.authorizeURL, tokenURL: o.tokenURL, clientId: o.clientId, redirectURI: o.redirectURI, scope: o.scope }).then(function (t) {
       try { root.sessionStorage.setItem(TOKEN, JSON.stringify({ user: userOf(self.xrm()), token: t.accessToken })); } catch (e) { /* memory only */ }
       self.memToken = t.accessToken;
-      self.client.reconnect();
+      if (self.client && self.client.state !== 'closed') { self.client.reconnect(); } else { self.take(true); }
     }, function () {
       self.notify(2, 'Screen pop: Genesys Cloud sign-in did not complete.');
     });
   };
 
   Controller.prototype.start = function () {
+    this.take(true);
+    return this;
+  };
+
+  // take connects while this page holds the tab's connection. Unified
+  // Interface loads a form's libraries and runs its OnLoad in a new frame
+  // for every page (every record opened), and may keep the earlier pages'
+  // frames: each would hold a socket of its own. A Web Lock named after the
+  // tab makes it one: the newest page takes it (steal) and an earlier page
+  // still alive gets it back when that one is gone.
+  Controller.prototype.take = function (steal) {
+    var self = this, locks = root.navigator && root.navigator.locks;
+    if (!locks || !locks.request) { self.connect(); return; }
+    locks.request('screenpop-tab:' + tabKey(), steal ? { steal: true } : {}, function () {
+      self.connect();
+      return new Promise(function () { /* held while this page lives */ });
+    }).then(null, function () {
+      // Stolen by a newer page of this tab: hand it the socket, and wait.
+      if (self.client) { self.client.close(); }
+      self.take(false);
+    });
+  };
+
+  Controller.prototype.connect = function () {
     var self = this, o = self.opts;
     self.client = ns.connect({
       url: o.url,
@@ -332,7 +417,6 @@
         }
       }
     });
-    return self;
   };
 
   ns.Dynamics = {
