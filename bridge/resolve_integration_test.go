@@ -317,24 +317,18 @@ func TestResolver_ThrottledDataverse(t *testing.T) {
 	t.Logf("pops: %v; 429 answers: %d", actions, throttled)
 }
 
-// TestResolver_CrashAfterMarker: an instance dies after writing a pop's
-// marker and before publishing the pop (it took the event, marked, and
-// neither acked nor published). The event comes back, after the consumer's
-// ack wait, to the resolver of another instance (here the stack's, started
-// after the crash); the marker holds that event's id, so it pops, once.
-func TestResolver_CrashAfterMarker(t *testing.T) {
-	defer goleak.VerifyNone(t)
-	var info dataversetest.SeedInfo
-	const ackWait = time.Second
-	s := startResolverStack(t, bridge.ResolverConfig{}, func(dv *dataversetest.Server) {
-		info = dv.Seed(200, rand.New(rand.NewPCG(5, 6)))
-	}, func(o *stackOptions) {
+// dyingInstance is an instance that takes the next event from the
+// resolver's durable consumer (as ConsumeEvents makes it), writes its pop
+// marker, and dies: neither acked nor published. event gives the event it
+// takes, and then (if not nil) what happens while the daemon is down,
+// before the stack's resolver (another instance, or this one restarted)
+// starts.
+func dyingInstance(t *testing.T, ackWait time.Duration, event func() *bridge.Event, then func(*resolverStack)) func(*stackOptions) {
+	return func(o *stackOptions) {
 		o.consume = bus.ConsumeConfig{AckWait: ackWait}
 		o.beforeConsume = func(s *resolverStack) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			// The dying instance's consumer: the resolver's durable, as
-			// ConsumeEvents makes it.
 			cons, err := s.conn.JetStream().CreateOrUpdateConsumer(ctx, s.conn.StreamName(), jetstream.ConsumerConfig{
 				Durable: "screenpop-resolver", FilterSubjects: []string{bridge.SubjectEvents},
 				DeliverPolicy: jetstream.DeliverNewPolicy, AckPolicy: jetstream.AckExplicitPolicy,
@@ -343,71 +337,7 @@ func TestResolver_CrashAfterMarker(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s.publish(t, callEvent("crash", info.Unique[0]))
-			batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var taken int
-			for m := range batch.Messages() {
-				e, err := bridge.DecodeEvent(m.Data())
-				if err != nil {
-					t.Fatal(err)
-				}
-				if created, err := s.conn.MarkPop(ctx, e.PopID(), e.ID()); err != nil || !created {
-					t.Fatalf("the dying instance's marker: %v, %v", created, err)
-				}
-				taken++ // and then it dies: no ack, no publish
-			}
-			if taken != 1 {
-				t.Fatalf("the dying instance took %d events, want 1", taken)
-			}
-		}
-	})
-	defer s.stop()
-	pops := s.awaitPops(t, 1, 10*time.Second)
-	if p := pops["crash"]; p == nil || p.Target.Action != bridge.ActionOpen {
-		t.Fatalf("pops %v, want the crashed instance's call to open its record", pops)
-	}
-	// Once: a later call's pop is the next one to arrive.
-	s.publish(t, callEvent("sentinel", info.Unique[1]))
-	if p := s.awaitPops(t, 1, 10*time.Second); p["sentinel"] == nil {
-		t.Fatalf("next pop %v, want the sentinel's", p)
-	}
-}
-
-// TestResolver_CrashAfterMarkerThenAnswered: an instance dies after writing
-// a pop's marker and before publishing the pop (as in
-// TestResolver_CrashAfterMarker), and the agent answers the call before the
-// alerting event comes back: the restarted daemon's reconciliation (or the
-// socket) brings the leg's connected event, which the resolver gets at once,
-// while the alerting event waits out its ack wait. The call is live and
-// never popped: it must pop, once. It used to make no pop at all: the
-// connected event found the leg marked by the dead instance's claim and
-// put it in the recently popped set, where the alerting event's redelivery
-// was then skipped as "already popped".
-func TestResolver_CrashAfterMarkerThenAnswered(t *testing.T) {
-	defer goleak.VerifyNone(t)
-	var info dataversetest.SeedInfo
-	const ackWait = time.Second
-	s := startResolverStack(t, bridge.ResolverConfig{}, func(dv *dataversetest.Server) {
-		info = dv.Seed(200, rand.New(rand.NewPCG(9, 10)))
-	}, func(o *stackOptions) {
-		o.consume = bus.ConsumeConfig{AckWait: ackWait}
-		o.beforeConsume = func(s *resolverStack) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			// The dying instance's consumer: the resolver's durable, as
-			// ConsumeEvents makes it.
-			cons, err := s.conn.JetStream().CreateOrUpdateConsumer(ctx, s.conn.StreamName(), jetstream.ConsumerConfig{
-				Durable: "screenpop-resolver", FilterSubjects: []string{bridge.SubjectEvents},
-				DeliverPolicy: jetstream.DeliverNewPolicy, AckPolicy: jetstream.AckExplicitPolicy,
-				AckWait: ackWait, MaxDeliver: 5, MaxAckPending: 256,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			s.publish(t, callEvent("answered", info.Unique[0]))
+			s.publish(t, event())
 			batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
 			if err != nil {
 				t.Fatal(err)
@@ -426,23 +356,72 @@ func TestResolver_CrashAfterMarkerThenAnswered(t *testing.T) {
 			if taken != 1 {
 				t.Fatalf("the dying instance took %d events, want 1", taken)
 			}
-			// Answered while the daemon was down: the leg's next event.
-			connected := callEvent("answered", info.Unique[0])
-			connected.State = bridge.StateConnected
-			connected.OccurredAt = bridge.NewTime(time.Now())
-			s.publish(t, connected)
+			if then != nil {
+				then(s)
+			}
 		}
-	})
-	defer s.stop()
-	pops := s.awaitPops(t, 1, 10*time.Second)
-	if p := pops["answered"]; p == nil || p.Target.Action != bridge.ActionOpen {
-		t.Fatalf("pops %v, want the answered call to open its record", pops)
 	}
-	// Once: a later call's pop is the next one to arrive.
-	s.publish(t, callEvent("sentinel", info.Unique[1]))
+}
+
+// answered is the connected event of call's leg, as the reconciliation or
+// the socket brings it once the call is answered.
+func answered(call *bridge.Event) *bridge.Event {
+	c := *call
+	c.State = bridge.StateConnected
+	c.OccurredAt = bridge.NewTime(time.Now())
+	c.ReceivedAt = bridge.NewTime(time.Now())
+	return &c
+}
+
+// awaitOnePop waits for conv's pop, opening its record, then for a later
+// call's: nothing of conv pops a second time in between.
+func (s *resolverStack) awaitOnePop(t *testing.T, conv bridge.ConversationID, laterPhone string) {
+	t.Helper()
+	pops := s.awaitPops(t, 1, 10*time.Second)
+	if p := pops[conv]; p == nil || p.Target.Action != bridge.ActionOpen {
+		t.Fatalf("pops %v, want %s's call to open its record", pops, conv)
+	}
+	s.publish(t, callEvent("sentinel", laterPhone))
 	if p := s.awaitPops(t, 1, 10*time.Second); p["sentinel"] == nil {
 		t.Fatalf("next pop %v, want the sentinel's", p)
 	}
+}
+
+// TestResolver_CrashAfterMarker: an instance dies after writing a pop's
+// marker and before publishing the pop (it took the event, marked, and
+// neither acked nor published). The event comes back, after the consumer's
+// ack wait, to the resolver of another instance (here the stack's, started
+// after the crash); the marker is young, so it pops, once.
+func TestResolver_CrashAfterMarker(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var info dataversetest.SeedInfo
+	s := startResolverStack(t, bridge.ResolverConfig{}, func(dv *dataversetest.Server) {
+		info = dv.Seed(200, rand.New(rand.NewPCG(5, 6)))
+	}, dyingInstance(t, time.Second, func() *bridge.Event { return callEvent("crash", info.Unique[0]) }, nil))
+	defer s.stop()
+	s.awaitOnePop(t, "crash", info.Unique[1])
+}
+
+// TestResolver_CrashAfterMarkerThenAnswered: as TestResolver_CrashAfterMarker,
+// and the agent answers the call before the alerting event comes back: the
+// restarted daemon's reconciliation (or the socket) brings the leg's
+// connected event, which the resolver gets at once, while the alerting
+// event waits out its ack wait. The call is live and never popped: it must
+// pop, once. It used to make no pop at all: the connected event found the
+// leg marked by the dead instance's claim and put it in the recently
+// popped set, where the alerting event's redelivery was then skipped as
+// "already popped".
+func TestResolver_CrashAfterMarkerThenAnswered(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var info dataversetest.SeedInfo
+	var call *bridge.Event
+	s := startResolverStack(t, bridge.ResolverConfig{}, func(dv *dataversetest.Server) {
+		info = dv.Seed(200, rand.New(rand.NewPCG(9, 10)))
+		call = callEvent("answered", info.Unique[0])
+	}, dyingInstance(t, time.Second, func() *bridge.Event { return call },
+		func(s *resolverStack) { s.publish(t, answered(call)) }))
+	defer s.stop()
+	s.awaitOnePop(t, "answered", info.Unique[1])
 }
 
 // TestResolver_CrashAfterMarkerSlowRestart: as
@@ -454,62 +433,17 @@ func TestResolver_CrashAfterMarkerThenAnswered(t *testing.T) {
 func TestResolver_CrashAfterMarkerSlowRestart(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	var info dataversetest.SeedInfo
-	const ackWait = time.Second
+	var call *bridge.Event
 	s := startResolverStack(t, bridge.ResolverConfig{MaxEventAge: 2 * time.Second}, func(dv *dataversetest.Server) {
 		info = dv.Seed(200, rand.New(rand.NewPCG(11, 12)))
-	}, func(o *stackOptions) {
-		o.consume = bus.ConsumeConfig{AckWait: ackWait}
-		o.beforeConsume = func(s *resolverStack) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			cons, err := s.conn.JetStream().CreateOrUpdateConsumer(ctx, s.conn.StreamName(), jetstream.ConsumerConfig{
-				Durable: "screenpop-resolver", FilterSubjects: []string{bridge.SubjectEvents},
-				DeliverPolicy: jetstream.DeliverNewPolicy, AckPolicy: jetstream.AckExplicitPolicy,
-				AckWait: ackWait, MaxDeliver: 5, MaxAckPending: 256,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Received 1.9 s ago: by its redelivery, after the ack wait, it
-			// is older than the 2 s max event age, as after a slow restart.
-			alerting := callEvent("late", info.Unique[0])
-			alerting.ReceivedAt = bridge.NewTime(time.Now().Add(-1900 * time.Millisecond))
-			s.publish(t, alerting)
-			batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-			if err != nil {
-				t.Fatal(err)
-			}
-			taken := 0
-			for m := range batch.Messages() {
-				e, err := bridge.DecodeEvent(m.Data())
-				if err != nil {
-					t.Fatal(err)
-				}
-				if created, err := s.conn.MarkPop(ctx, e.PopID(), e.ID()); err != nil || !created {
-					t.Fatalf("the dying instance's marker: %v, %v", created, err)
-				}
-				taken++ // and then it dies: no ack, no publish
-			}
-			if taken != 1 {
-				t.Fatalf("the dying instance took %d events, want 1", taken)
-			}
-			// Answered meanwhile: the resolver gets this at once, the
-			// alerting event after the ack wait, stale by then.
-			connected := callEvent("late", info.Unique[0])
-			connected.State = bridge.StateConnected
-			connected.OccurredAt = bridge.NewTime(time.Now())
-			s.publish(t, connected)
-		}
-	})
+		// Received 1.9 s ago: by its redelivery, after the 1 s ack wait,
+		// it is older than the 2 s max event age, as after a slow restart.
+		call = callEvent("late", info.Unique[0])
+		call.ReceivedAt = bridge.NewTime(time.Now().Add(-1900 * time.Millisecond))
+	}, dyingInstance(t, time.Second, func() *bridge.Event { return call },
+		func(s *resolverStack) { s.publish(t, answered(call)) }))
 	defer s.stop()
-	pops := s.awaitPops(t, 1, 10*time.Second)
-	if p := pops["late"]; p == nil || p.Target.Action != bridge.ActionOpen {
-		t.Fatalf("pops %v, want the answered call to open its record", pops)
-	}
-	s.publish(t, callEvent("sentinel", info.Unique[1]))
-	if p := s.awaitPops(t, 1, 10*time.Second); p["sentinel"] == nil {
-		t.Fatalf("next pop %v, want the sentinel's", p)
-	}
+	s.awaitOnePop(t, "late", info.Unique[1])
 }
 
 // TestResolver_PublishOutlastsAckWait: a pop's publish fails for longer
