@@ -138,10 +138,10 @@ func (p *cutProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.rp.ServeHTTP(w, r)
 }
 
-// A socket that closes as soon as it opens is redialled with the backoff,
-// not in a loop (each redial also starts a reconciliation).
-func TestClient_ASocketClosedAtOnceIsRedialledWithBackoff(t *testing.T) {
-	as := agents(1)
+// startBehindProxy starts a client for as whose API and sockets go through
+// a cutProxy in front of the emulator.
+func startBehindProxy(t *testing.T, as []notificationstest.AgentSpec) (*harness, *cutProxy) {
+	t.Helper()
 	px := &cutProxy{}
 	var srv *httptest.Server
 	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
@@ -156,6 +156,14 @@ func TestClient_ASocketClosedAtOnceIsRedialledWithBackoff(t *testing.T) {
 			c.Agents = ids(as)
 		}, 64)
 	t.Cleanup(func() { srv.Close() })
+	return h, px
+}
+
+// A socket that closes as soon as it opens is redialled with the backoff,
+// not in a loop (each redial also starts a reconciliation).
+func TestClient_ASocketClosedAtOnceIsRedialledWithBackoff(t *testing.T) {
+	as := agents(1)
+	h, px := startBehindProxy(t, as)
 	col := collect(h.out)
 	h.awaitReady(5 * time.Second)
 
@@ -181,20 +189,7 @@ func TestClient_ASocketClosedAtOnceIsRedialledWithBackoff(t *testing.T) {
 // through.
 func TestClient_EveryUpgradeRefusedMakesChannelsWithBackoff(t *testing.T) {
 	as := agents(1)
-	px := &cutProxy{}
-	var srv *httptest.Server
-	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
-		func(c *notifications.Config) {
-			u, err := url.Parse(c.APIURL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			px.rp = httputil.NewSingleHostReverseProxy(u)
-			srv = httptest.NewServer(px)
-			c.APIURL = srv.URL
-			c.Agents = ids(as)
-		}, 64)
-	t.Cleanup(func() { srv.Close() })
+	h, px := startBehindProxy(t, as)
 	col := collect(h.out)
 	h.awaitReady(5 * time.Second)
 	const channels = "/api/v2/notifications/channels"
