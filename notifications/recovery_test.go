@@ -556,3 +556,49 @@ func (h *harness) awaitStartupReconciliation() {
 		return false
 	})
 }
+
+// A channel kept after its upgrade was refused, and then really gone (it
+// expired, or another channel of the client evicted it, while the proxy
+// refused sockets), is not redialled for good once the proxy lets sockets
+// through: its next attempt learns it is gone and makes a new one.
+func TestClient_AKeptChannelThatIsGoneIsReplaced(t *testing.T) {
+	as := agents(1)
+	px := &cutProxy{}
+	var srv *httptest.Server
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
+		func(c *notifications.Config) {
+			u, err := url.Parse(c.APIURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			px.rp = httputil.NewSingleHostReverseProxy(u)
+			srv = httptest.NewServer(px)
+			c.APIURL = srv.URL
+			c.Agents = ids(as)
+		}, 64)
+	t.Cleanup(func() { srv.Close() })
+	col := collect(h.out)
+	h.awaitReady(5 * time.Second)
+	old := h.emu.Channels()
+	px.refuse.Store(http.StatusForbidden)
+	h.emu.DropConnections()
+	// The current channel's refusal reads as gone: a new one is made,
+	// subscribed, refused too and kept.
+	waitFor(t, 5*time.Second, "a new channel subscribed", func() bool {
+		for _, ch := range h.emu.Channels() {
+			if !containsID(old, ch.ID) && ch.Topics == 1 {
+				return true
+			}
+		}
+		return false
+	})
+	h.emu.ExpireChannels()
+	px.refuse.Store(0)
+	waitFor(t, 10*time.Second, "a channel connected once upgrades go through", func() bool {
+		return h.emu.SubscribedConnected() == 1
+	})
+	c := h.emu.InboundCall(as[0].ID, "+13175550105", notificationstest.Options{}).Alert()
+	col.await(t, 5*time.Second, "a call on the new channel", c, as[0].ID)
+	h.stop()
+	<-col.done
+}

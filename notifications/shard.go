@@ -537,6 +537,11 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 		sh.setPending(p)
 	} else {
 		log.Info().Str("channel_id", channelRef(p.id)).Msg("genesys channel of a failed attempt reused")
+		// Its subscription is put again, even unchanged: that is what
+		// tells a channel gone since (404) from a path that refuses.
+		sh.mu.Lock()
+		sh.lastPut = ""
+		sh.mu.Unlock()
 	}
 	if err := sh.subscribe(ctx, p.id); err != nil {
 		if errors.Is(err, errNotFound) {
