@@ -229,6 +229,11 @@ func TestCheck_Failures(t *testing.T) {
 			"FAIL dataverse token:", []string{"DATAVERSE_CLIENT_SECRET", "docs/setup.md"}, []string{"skip dataverse contact:", "skip dataverse account:", "skip dataverse lead:"}},
 		{"DataverseTokenUnavailable", func(t *testing.T, r *checkRig) { r.dataverse.FailTokenNext(100, 503) },
 			"FAIL dataverse token:", []string{"Entra ID cannot issue a token now", "HTTP 503", "run check again later"}, []string{"skip dataverse contact:"}},
+		// The OAuth error temporarily_unavailable is an outage whatever the
+		// status it comes with: the fix line must not send the admin to
+		// the app registration the hint above it says is fine.
+		{"DataverseTokenUnavailable400", func(t *testing.T, r *checkRig) { r.dataverse.FailTokenNext(100, 400) },
+			"FAIL dataverse token:", []string{"Entra ID cannot issue a token now", "run check again later"}, []string{"skip dataverse contact:"}},
 		{"DataverseNoAppUser", func(t *testing.T, r *checkRig) { r.dataverse.DisableAppUser(true) },
 			"FAIL dataverse token:", []string{"no enabled application user"}, []string{"skip dataverse contact:"}},
 		{"DataverseMissingColumn", func(t *testing.T, r *checkRig) {

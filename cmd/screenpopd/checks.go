@@ -540,7 +540,7 @@ func dataverseFix(err error) string {
 	switch {
 	case errors.As(err, &ce):
 		return "correct the column's logical name in SCREENPOP_LOOKUP_PHONE / SCREENPOP_LOOKUP_EMAIL (or SCREENPOP_ENTITIES), or remove it (Power Apps > Tables > " + ce.Entity + " > Columns shows the logical names)"
-	case errors.As(err, &ae) && (ae.Status == http.StatusTooManyRequests || ae.Status >= 500):
+	case errors.As(err, &ae) && (ae.Status == http.StatusTooManyRequests || ae.Status >= 500 || strings.HasPrefix(ae.Code, "temporarily_unavailable")):
 		return "nothing to change: run check again later (the daemon keeps asking for a token)"
 	case errors.As(err, &ae):
 		return "see docs/setup.md, Dataverse: the app registration, its secret and the application user with the screenpop security role"
