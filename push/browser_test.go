@@ -625,28 +625,33 @@ func TestBrowser_LoginRedirectURIUnderDynamicsVersionPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const lib = "/%7B638000000000000000%7D/WebResources/new_/screenpop/screenpop.js"
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.EscapedPath() == lib {
-			w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
-			w.Write(src)
-			return
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprintf(w, `<!doctype html><script>
+	ctx := newBrowser(t)
+	// The segment's case, and the folder's, vary with the Dynamics version
+	// and the way the library was loaded.
+	for _, lib := range []string{
+		"/%7B638000000000000000%7D/WebResources/new_/screenpop/screenpop.js",
+		"/%7b638000000000000000%7d/webresources/new_/screenpop/screenpop.js",
+	} {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.EscapedPath() == lib {
+				w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+				w.Write(src)
+				return
+			}
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			fmt.Fprintf(w, `<!doctype html><script>
 window.__popup = { location: {}, closed: false };
 window.open = function () { return window.__popup; };
 </script><script src=%q></script>`, lib)
-	}))
-	defer ts.Close()
-
-	ctx := newBrowser(t)
-	run(t, ctx, chromedp.Navigate(ts.URL+"/main.aspx?pagetype=entityrecord"),
-		js(`ScreenPop.login({loginURL: location.origin, clientId: 'browser-client'})`),
-		poll(`!!window.__popup.location.href`))
-	got := eval[string](t, ctx, `new URL(window.__popup.location.href).searchParams.get('redirect_uri')`)
-	if want := ts.URL + "/WebResources/new_/screenpop/oauth-callback.html"; got != want {
-		t.Fatalf("redirect_uri %q, want the registered %q", got, want)
+		}))
+		run(t, ctx, chromedp.Navigate(ts.URL+"/main.aspx?pagetype=entityrecord"),
+			js(`ScreenPop.login({loginURL: location.origin, clientId: 'browser-client'})`),
+			poll(`!!window.__popup.location.href`))
+		got := eval[string](t, ctx, `new URL(window.__popup.location.href).searchParams.get('redirect_uri')`)
+		ts.Close()
+		if want := ts.URL + "/WebResources/new_/screenpop/oauth-callback.html"; got != want {
+			t.Fatalf("library %s: redirect_uri %q, want the registered %q", lib, got, want)
+		}
 	}
 }
 

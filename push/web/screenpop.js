@@ -32,10 +32,13 @@
       var s = root.document && root.document.currentScript;
       if (s && s.src) {
         // Dynamics serves form libraries under a version segment that
-        // changes with each publish (/%7B6380…%7D/WebResources/…); the
-        // registered redirect URI is the plain /WebResources/… address.
+        // changes with each publish (/%7B6380…%7D/WebResources/…, in either
+        // case, the folder too); the registered redirect URI is the plain
+        // /WebResources/… address, and Genesys compares it exactly.
         var u = new URL('.', s.src);
-        u.pathname = u.pathname.replace(/^\/%7b\d+%7d\//i, '/');
+        var p = u.pathname.replace(/^\/%7b\d+%7d\//i, '/');
+        if (p !== u.pathname) { p = p.replace(/^\/webresources\//i, '/WebResources/'); }
+        u.pathname = p;
         return u.href;
       }
     } catch (e) { /* not in a document */ }
