@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -547,13 +548,23 @@ const activityQuery = "/api/v2/analytics/conversations/activity/query"
 func (h *harness) awaitStartupReconciliation() {
 	h.t.Helper()
 	h.awaitReady(5 * time.Second)
-	waitFor(h.t, 5*time.Second, "the start-up reconciliation", func() bool {
+	// Every shard's: the shards connect one after another, and the first
+	// pass may cover the first one only.
+	watched := h.client.Status().(notifications.Status).Agents
+	agentsField := regexp.MustCompile(`"agents":(\d+)`)
+	done := 0 // lines() hands each line once
+	waitFor(h.t, 10*time.Second, "the start-up reconciliation", func() bool {
 		for _, l := range h.logs.lines() {
-			if strings.Contains(l, "genesys reconciliation done") {
-				return true
+			// A pass that gave way to the next shard's gap has asked
+			// about its agents too.
+			if strings.Contains(l, "genesys reconciliation done") || strings.Contains(l, "genesys reconciliation giving way") {
+				if m := agentsField.FindStringSubmatch(l); m != nil {
+					n, _ := strconv.Atoi(m[1])
+					done += n
+				}
 			}
 		}
-		return false
+		return done >= watched
 	})
 }
 
