@@ -197,7 +197,19 @@
     x2.onclick = function () { bar.remove(); };
     bar.appendChild(x2);
     (this.opts.container || doc.body).appendChild(bar);
-    return Promise.resolve();
+    return Promise.resolve(bar);
+  };
+
+  // clearAuthNote takes down this page's "Sign in" notification: its button
+  // runs this page's code, which cannot sign in once the page is gone, and
+  // a newer page holding the connection asks for itself.
+  Controller.prototype.clearAuthNote = function () {
+    var id = this.authNote, x = this.xrm();
+    this.authNote = null;
+    if (!id) { return; }
+    try {
+      if (id.remove) { id.remove(); } else if (x && x.App && x.App.clearGlobalNotification) { x.App.clearGlobalNotification(id); }
+    } catch (e) { /* gone already */ }
   };
 
   // launch starts Xrm.Navigation.openForm and returns at once. Its promise
@@ -366,6 +378,7 @@
     return ns.login({ loginURL: o.loginURL, authorizeURL: o.authorizeURL, tokenURL: o.tokenURL, clientId: o.clientId, redirectURI: o.redirectURI, scope: o.scope }).then(function (t) {
       try { root.sessionStorage.setItem(TOKEN, JSON.stringify({ user: userOf(self.xrm()), token: t.accessToken })); } catch (e) { /* memory only */ }
       self.memToken = t.accessToken;
+      self.clearAuthNote();
       if (self.client && self.client.state !== 'closed') { self.client.reconnect(); } else { self.take(true); }
     }, function () {
       self.notify(2, 'Screen pop: Genesys Cloud sign-in did not complete.');
@@ -385,6 +398,10 @@
   // still alive gets it back when that one is gone.
   Controller.prototype.take = function (steal) {
     var self = this, locks = root.navigator && root.navigator.locks;
+    if (!self.watching && root.addEventListener) {
+      self.watching = true;
+      root.addEventListener('pagehide', function () { self.clearAuthNote(); });
+    }
     if (!locks || !locks.request) { self.connect(); return; }
     locks.request('screenpop-tab:' + tabKey(), steal ? { steal: true } : {}, function () {
       self.connect();
@@ -392,6 +409,7 @@
     }).then(null, function () {
       // Stolen by a newer page of this tab: hand it the socket, and wait.
       if (self.client) { self.client.close(); }
+      self.clearAuthNote();
       self.take(false);
     });
   };
@@ -411,7 +429,8 @@
         self.memToken = '';
         try { root.sessionStorage.removeItem(TOKEN); } catch (e) { /* ignore */ }
         if (o.clientId) {
-          self.notify(3, 'Screen pop: sign in to Genesys Cloud to receive screen pops.', { label: 'Sign in', run: function () { self.login(); } });
+          self.clearAuthNote();
+          self.notify(3, 'Screen pop: sign in to Genesys Cloud to receive screen pops.', { label: 'Sign in', run: function () { self.login(); } }).then(function (id) { self.authNote = id || null; });
         } else {
           self.notify(2, 'Screen pop: the screen-pop token was refused. Reload the page to sign in again.');
         }
