@@ -87,12 +87,15 @@ func StartDemo(ctx context.Context, cfg *Config, log zerolog.Logger, tempData bo
 		}
 		d.tempDir, cfg.DataDir = dir, dir
 	}
-	d.Genesys = notificationstest.New(notificationstest.Config{Agents: demoAgents})
+	// A demo runs for days: its emulator forgets what ended an hour ago
+	// (every scripted conversation, agent token and request it answered
+	// was otherwise kept for good, about 3 KB a call).
+	d.Genesys = notificationstest.New(notificationstest.Config{Agents: demoAgents, Forget: time.Hour})
 	if _, err := d.Genesys.Start(); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("start genesys emulator: %w", err)
 	}
-	d.Dataverse = dataversetest.New(dataversetest.Config{})
+	d.Dataverse = dataversetest.New(dataversetest.Config{KeepRequests: 10000})
 	if err := d.Dataverse.Start(); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("start dataverse emulator: %w", err)

@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/notifications/notificationstest"
 )
 
 // TestDemo_TrafficPopsEveryKind: the demo's own traffic, faster, pops for
@@ -172,4 +173,28 @@ func recordHolds(rec map[string]any, caller string) bool {
 		}
 	}
 	return false
+}
+
+// TestDemo_EmulatorForgetsEndedConversations: a demo left running scripts
+// a conversation every 4 s; its Genesys emulator must not keep every one
+// (and every token and request) for as long as the process lives. A call
+// that ended hours ago is gone once the next one is scripted; a live one
+// stays.
+func TestDemo_EmulatorForgetsEndedConversations(t *testing.T) {
+	d, _ := MustStartDemo(t, testEnv(t))
+	agent := demoAgents[0].ID
+	past := time.Now().Add(-3 * time.Hour)
+	old := d.Genesys.InboundCall(agent, "+13125550100", notificationstest.Options{Now: func() time.Time { return past }})
+	old.Alert()
+	old.Connect()
+	old.Disconnect()
+	live := d.Genesys.InboundCall(agent, "+13125550101", notificationstest.Options{Now: func() time.Time { return past }})
+	live.Alert()
+	d.Genesys.InboundCall(agent, "+13125550102", notificationstest.Options{})
+	if d.Genesys.Conversation(old.ID()) != nil {
+		t.Errorf("conversation that ended 3h ago still held by the demo's emulator")
+	}
+	if d.Genesys.Conversation(live.ID()) == nil {
+		t.Errorf("live conversation forgotten")
+	}
 }

@@ -27,6 +27,16 @@ func (l *requestLog) add(r Request) {
 	}
 }
 
+// trim drops the oldest chunks while the rest hold at least keep
+// requests. The http count stays a count of every request.
+func (l *requestLog) trim(keep int) {
+	for len(l.chunks) > 1 && l.n-len(l.chunks[0]) >= keep {
+		l.n -= len(l.chunks[0])
+		l.chunks[0] = nil
+		l.chunks = l.chunks[1:]
+	}
+}
+
 // all returns a copy of the log, oldest first.
 func (l *requestLog) all() []Request {
 	out := make([]Request, 0, l.n)

@@ -27,3 +27,25 @@ func TestRequestLog(t *testing.T) {
 		t.Error("all returned the log itself")
 	}
 }
+
+// A long-running emulator (screenpopd demo) with KeepRequests keeps the
+// newest requests only: the log of a demo left running grew by every
+// lookup for as long as the process lived.
+func TestServer_KeepRequests(t *testing.T) {
+	const keep = 2000
+	s := New(Config{KeepRequests: keep})
+	const n = 10 * logChunk
+	for range n {
+		s.logRequest(Request{Method: "GET", Path: "contacts"})
+	}
+	all := s.Requests()
+	if len(all) < keep || len(all) > keep+logChunk {
+		t.Fatalf("log holds %d requests after %d, want %d to %d", len(all), n, keep, keep+logChunk)
+	}
+	if last := all[len(all)-1].Seq; last != n {
+		t.Errorf("newest request has seq %d, want %d", last, n)
+	}
+	if s.HTTPRequests() != n {
+		t.Errorf("HTTPRequests() = %d, want %d: the count covers every request", s.HTTPRequests(), n)
+	}
+}

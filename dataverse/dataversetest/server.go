@@ -39,6 +39,10 @@ type Config struct {
 	// its retries keep landing inside the window, past the grace. Default
 	// 250ms.
 	InFlightGrace time.Duration
+	// KeepRequests, when set, bounds the request log of a long-running
+	// emulator (screenpopd demo) to about that many of the newest
+	// requests; zero keeps every request (tests read the log).
+	KeepRequests int
 }
 
 // Server is the emulator. Use Handler with your own listener, Serve, or
@@ -769,6 +773,9 @@ func (s *Server) logRequest(r Request) {
 	s.seq++
 	r.Seq = s.seq
 	s.requests.add(r)
+	if s.cfg.KeepRequests > 0 {
+		s.requests.trim(s.cfg.KeepRequests)
+	}
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()

@@ -251,6 +251,9 @@ func NewEmail(agentID, from string, o Options) *Conversation {
 
 func (e *Emulator) register(c *Conversation) *Conversation {
 	c.e = e
+	if e.cfg.Forget > 0 {
+		e.forget(time.Now().Add(-e.cfg.Forget))
+	}
 	e.mu.Lock()
 	if _, ok := e.convs[c.id]; !ok {
 		e.convOrder = append(e.convOrder, c.id)
@@ -742,4 +745,62 @@ func (c *Conversation) RESTBody() []byte {
 	m := c.restModel()
 	c.mu.Unlock()
 	return wireJSON(m)
+}
+
+// forget drops the conversations ended before cutoff, the tokens expired
+// before it and the requests logged before it (Config.Forget).
+func (e *Emulator) forget(cutoff time.Time) {
+	e.mu.Lock()
+	convs := make([]*Conversation, 0, len(e.convOrder))
+	for _, id := range e.convOrder {
+		convs = append(convs, e.convs[id])
+	}
+	e.mu.Unlock()
+	gone := map[string]bool{}
+	for _, c := range convs {
+		if c.endedBefore(cutoff) {
+			gone[c.id] = true
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(gone) > 0 {
+		order := e.convOrder[:0]
+		for _, id := range e.convOrder {
+			if gone[id] {
+				delete(e.convs, id)
+				continue
+			}
+			order = append(order, id)
+		}
+		clear(e.convOrder[len(order):])
+		e.convOrder = order
+	}
+	for v, t := range e.tokens {
+		if t.expires.Before(cutoff) {
+			delete(e.tokens, v)
+		}
+	}
+	i := 0
+	for i < len(e.requests) && e.requests[i].Time.Before(cutoff) {
+		i++
+	}
+	if i > 0 {
+		e.requests = append([]Request(nil), e.requests[i:]...)
+	}
+}
+
+// endedBefore reports whether every participant of c left before cutoff.
+func (c *Conversation) endedBefore(cutoff time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.parts) == 0 {
+		return false
+	}
+	for _, p := range c.parts {
+		if p.c.state != "disconnected" || !p.endTime.Before(cutoff) {
+			return false
+		}
+	}
+	return true
 }

@@ -73,6 +73,13 @@ type Config struct {
 	MaxChannels        int           // per owner (user+app); default 20
 	MaxTopics          int           // per channel; default 1000
 
+	// Forget, when set, bounds what a long-running emulator (screenpopd
+	// demo) keeps: a conversation every participant of which left longer
+	// than Forget ago, a token expired longer ago and a logged request
+	// older than that are dropped as conversations are scripted. Zero
+	// keeps everything (tests read the request log).
+	Forget time.Duration
+
 	// ExclusiveTopics models the UNVERIFIED reading of
 	// reason=another_channel_subscribed: subscribing a topic on a second
 	// channel of the same owner takes it from the first, which gets
