@@ -47,6 +47,10 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 	}
 	defer d.Close()
 	base := d.Main.AgentURL()
+	events := "nats sub 'screenpop.>' --server " + d.Main.Bus.ClientURL() + "   (go install github.com/nats-io/natscli/nats@v0.5.0)"
+	if d.Main.Bus.ClientURL() == "" {
+		events = "SCREENPOP_NATS_LISTEN is off: no NATS listener to subscribe to"
+	}
 	fmt.Fprintf(c.stdout, `
 screenpop demo is running. Open the agent page:
 
@@ -57,11 +61,11 @@ Or log in the way agents do, with Genesys Cloud's PKCE login (emulated):
 
     %s/web/demo.html#login=%s&clientId=%s
 
-Watch the events:   nats sub 'screenpop.>' --server %s   (go install github.com/nats-io/natscli/nats@v0.5.0)
+Watch the events:   %s
 Admin:              http://%s/status  /metrics  /readyz
 Stop with Ctrl-C.
 
-`, base, base, d.Genesys.URL(), d.Genesys.Config().BrowserClientID, d.Main.Bus.ClientURL(), d.Main.AdminAddr())
+`, base, base, d.Genesys.URL(), d.Genesys.Config().BrowserClientID, events, d.Main.AdminAddr())
 	return d.Run(ctx)
 }
 
