@@ -574,20 +574,7 @@ func (h *harness) awaitStartupReconciliation() {
 // through: its next attempt learns it is gone and makes a new one.
 func TestClient_AKeptChannelThatIsGoneIsReplaced(t *testing.T) {
 	as := agents(1)
-	px := &cutProxy{}
-	var srv *httptest.Server
-	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
-		func(c *notifications.Config) {
-			u, err := url.Parse(c.APIURL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			px.rp = httputil.NewSingleHostReverseProxy(u)
-			srv = httptest.NewServer(px)
-			c.APIURL = srv.URL
-			c.Agents = ids(as)
-		}, 64)
-	t.Cleanup(func() { srv.Close() })
+	h, px := startBehindProxy(t, as)
 	col := collect(h.out)
 	h.awaitReady(5 * time.Second)
 	old := h.emu.Channels()
