@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 
 	"github.com/screenpop/screenpop/internal/syncbuf"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
@@ -32,17 +30,7 @@ func newPairRig(t *testing.T) *pairRig {
 	ns := startNATS(t, true)
 	vars := testEnv(t)
 	vars["NATS_URL"] = ns.ClientURL()
-	cfg, _, err := ParseConfig("demo", nil, env(vars), Requirements{}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncbuf.Buffer{}
-	d, err := StartDemo(context.Background(), cfg, zerolog.New(logs), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.Main.Close() // only its emulators and cfg are used
-	t.Cleanup(d.Close)
+	d, cfg, logs := demoEmulators(t, vars)
 	r := &pairRig{d: d, natsURL: ns.ClientURL(), cfgA: *cfg, cfgB: *cfg, logs: logs}
 	// Each instance its own data dir, with the PII hash key copied.
 	r.cfgB.DataDir = t.TempDir()

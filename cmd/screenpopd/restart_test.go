@@ -14,6 +14,25 @@ import (
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 )
 
+// demoEmulators starts the demo's emulators and a configuration of vars
+// pointed at them, for tests that run their own daemons on it (runDaemon):
+// the demo's own daemon is closed at once. logs is for those daemons.
+func demoEmulators(t *testing.T, vars map[string]string) (*Demo, *Config, *syncbuf.Buffer) {
+	t.Helper()
+	cfg, _, err := ParseConfig("demo", nil, env(vars), Requirements{}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncbuf.Buffer{}
+	d, err := StartDemo(context.Background(), cfg, zerolog.New(logs), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Main.Close()
+	t.Cleanup(d.Close)
+	return d, cfg, logs
+}
+
 // runDaemon runs a daemon for cfg (pointed at the emulators already) until
 // the returned stop is called; stop waits for Run to return.
 func runDaemon(t *testing.T, cfg *Config, logs *syncbuf.Buffer) (*Main, func()) {
@@ -76,18 +95,7 @@ func resumeAgent(t *testing.T, base, token string, lastSeq uint64, epoch, agent 
 // alerts while it is down pops once after it, and the agent's tab resumes
 // from its cursor.
 func TestDaemon_RestartPopsOnce(t *testing.T) {
-	vars := testEnv(t)
-	cfg, _, err := ParseConfig("demo", nil, env(vars), Requirements{}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncbuf.Buffer{}
-	d, err := StartDemo(context.Background(), cfg, zerolog.New(logs), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.Main.Close() // only its emulators and cfg are used: each run opens its own daemon
-	t.Cleanup(d.Close)
+	d, cfg, logs := demoEmulators(t, testEnv(t)) // each run opens its own daemon
 	agent := demoAgents[0].ID
 	token := d.Genesys.AgentToken(agent)
 

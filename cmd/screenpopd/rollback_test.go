@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,10 +13,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 
 	"github.com/screenpop/screenpop/bridge/bus"
-	"github.com/screenpop/screenpop/internal/syncbuf"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 )
 
@@ -71,18 +68,7 @@ func TestDaemon_RollbackPastMarkerTTLs(t *testing.T) {
 		t.Fatal("operations.md 7.7 names no directory of the marker bucket")
 	}
 
-	vars := testEnv(t)
-	cfg, _, err := ParseConfig("demo", nil, env(vars), Requirements{}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncbuf.Buffer{}
-	d, err := StartDemo(context.Background(), cfg, zerolog.New(logs), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.Main.Close() // only its emulators and cfg are used
-	t.Cleanup(d.Close)
+	d, cfg, logs := demoEmulators(t, testEnv(t))
 	agent := demoAgents[0].ID
 
 	m, stop := runDaemon(t, cfg, logs)
