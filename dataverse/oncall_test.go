@@ -10,8 +10,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/screenpop/screenpop/dataverse"
-	"github.com/screenpop/screenpop/dataverse/dataversetest"
-	"github.com/screenpop/screenpop/internal/syncbuf"
 )
 
 // The circuit breaker as operations.md shows it to the on-call engineer:
@@ -19,22 +17,9 @@ import (
 // open, half-open, and one info line when it closes again; the failed
 // lookups' warnings carry no caller number.
 func TestClient_BreakerAsTheRunbookShowsIt(t *testing.T) {
-	srv := dataversetest.New(dataversetest.Config{})
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	ec := srv.Config()
-	logs := &syncbuf.Buffer{}
-	c, err := dataverse.New(dataverse.Config{
-		URL: srv.URL(), TenantID: ec.TenantID, ClientID: ec.ClientID, ClientSecret: ec.ClientSecret, TokenURL: srv.TokenURL(),
-		BreakerFailures: 2, BreakerCooldown: 100 * time.Millisecond, MaxAttempts: 1,
-	}, zerolog.New(logs).Level(zerolog.InfoLevel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	warm(t, srv, c)
+	srv, c, logs := loggedEnv(t, zerolog.InfoLevel, func(cfg *dataverse.Config) {
+		cfg.BreakerFailures, cfg.BreakerCooldown, cfg.MaxAttempts = 2, 100*time.Millisecond, 1
+	})
 	srv.FailNext(2, http.StatusServiceUnavailable)
 	for _, n := range []string{"+13175550171", "+13175550172"} {
 		if _, err := c.Lookup(ctxT(t, 5*time.Second), phone(n)); err == nil {

@@ -16,24 +16,11 @@ import (
 // *url.Error, whose text quotes the URL and so the $filter with the
 // caller's number. Neither the error nor any log line may carry it.
 func TestClient_TimeoutsCarryNoPII(t *testing.T) {
-	srv := dataversetest.New(dataversetest.Config{})
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	ec := srv.Config()
-	logs := &syncbuf.Buffer{}
-	c, err := dataverse.New(dataverse.Config{
-		URL: srv.URL(), TenantID: ec.TenantID, ClientID: ec.ClientID, ClientSecret: ec.ClientSecret, TokenURL: srv.TokenURL(),
-		SequentialLookups: true, RequestTimeout: 50 * time.Millisecond, MaxAttempts: 2, FlightTimeout: 2 * time.Second,
-	}, zerolog.New(logs).Level(zerolog.DebugLevel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	warm(t, srv, c)
+	srv, c, logs := loggedEnv(t, zerolog.DebugLevel, func(cfg *dataverse.Config) {
+		cfg.SequentialLookups, cfg.RequestTimeout, cfg.MaxAttempts, cfg.FlightTimeout = true, 50*time.Millisecond, 2, 2*time.Second
+	})
 	srv.SetLatency(500 * time.Millisecond)
-	_, err = c.Lookup(ctxT(t, 5*time.Second), phone("+13175550166"))
+	_, err := c.Lookup(ctxT(t, 5*time.Second), phone("+13175550166"))
 	if err == nil {
 		t.Fatal("lookup against a server slower than the request timeout succeeded")
 	}
@@ -47,4 +34,26 @@ func TestClient_TimeoutsCarryNoPII(t *testing.T) {
 	if !strings.Contains(logs.String(), "timeout") && !strings.Contains(err.Error(), "deadline") && !strings.Contains(err.Error(), "timeout") {
 		t.Errorf("the failure does not say it timed out: %v", err)
 	}
+}
+
+// loggedEnv is a client of a fresh emulator, warmed (its token fetched),
+// configured by mod and logging at level to the returned buffer.
+func loggedEnv(t *testing.T, level zerolog.Level, mod func(*dataverse.Config)) (*dataversetest.Server, *dataverse.Client, *syncbuf.Buffer) {
+	t.Helper()
+	srv := dataversetest.New(dataversetest.Config{})
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	ec := srv.Config()
+	cfg := dataverse.Config{URL: srv.URL(), TenantID: ec.TenantID, ClientID: ec.ClientID, ClientSecret: ec.ClientSecret, TokenURL: srv.TokenURL()}
+	mod(&cfg)
+	logs := &syncbuf.Buffer{}
+	c, err := dataverse.New(cfg, zerolog.New(logs).Level(level))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	warm(t, srv, c)
+	return srv, c, logs
 }

@@ -26,19 +26,7 @@ func TestDeploy_NATSClusterConfigReplaysAtOnce(t *testing.T) {
 	if err := opts.ProcessConfigFile(path); err != nil {
 		t.Fatal(err)
 	}
-	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
-	opts.Cluster, opts.Routes = server.ClusterOpts{}, nil
-	opts.HTTPPort, opts.HTTPHost = 0, ""
-	opts.NoSigs, opts.NoLog = true, true
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server from the example config is not ready")
-	}
+	ns := serveAsOneNode(t, opts)
 	u := "tls://" + url.UserPassword("screenpop", "screenpop-pass").String() + "@" + ns.Addr().String()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

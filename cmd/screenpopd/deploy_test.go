@@ -87,21 +87,7 @@ func TestDeploy_NATSClusterConfig(t *testing.T) {
 		t.Errorf("system account %q, %d users, want SYS and 3", opts.SystemAccount, len(opts.Users))
 	}
 
-	// Serve the same options as one standalone node on a free loopback
-	// port (the routes and fixed ports are for a real cluster).
-	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
-	opts.Cluster, opts.Routes = server.ClusterOpts{}, nil
-	opts.HTTPPort, opts.HTTPHost = 0, ""
-	opts.NoSigs, opts.NoLog = true, true
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server from the example config is not ready")
-	}
+	ns := serveAsOneNode(t, opts)
 	addr := ns.Addr().String()
 	userURL := func(user, pass string) string {
 		return "tls://" + url.UserPassword(user, pass).String() + "@" + addr
@@ -500,4 +486,25 @@ func TestDeploy_ContainerEnv(t *testing.T) {
 			t.Errorf("%s=%s in the container: loopback inside it, so the published port and the /healthz and /readyz probes cannot reach it", l.env, l.addr)
 		}
 	}
+}
+
+// serveAsOneNode serves the example config's options as one standalone
+// node on a free loopback port (the routes and fixed ports are for a real
+// cluster).
+func serveAsOneNode(t *testing.T, opts *server.Options) *server.Server {
+	t.Helper()
+	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+	opts.Cluster, opts.Routes = server.ClusterOpts{}, nil
+	opts.HTTPPort, opts.HTTPHost = 0, ""
+	opts.NoSigs, opts.NoLog = true, true
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server from the example config is not ready")
+	}
+	return ns
 }
