@@ -234,14 +234,26 @@ func startEmbedded(cfg Config, log zerolog.Logger) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
-	ns.SetLoggerV2(serverLogger{log.With().Str("component", "nats-server").Logger()}, false, false, false)
+	fatal := make(chan string, 1)
+	ns.SetLoggerV2(serverLogger{log: log.With().Str("component", "nats-server").Logger(), fatal: fatal}, false, false, false)
 	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-		return nil, fmt.Errorf("embedded nats: not ready after 10s (is %s in use? set SCREENPOP_NATS_LISTEN to another address or off)", cfg.Listen)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if ns.ReadyForConnections(50 * time.Millisecond) {
+			return ns, nil
+		}
+		select {
+		case detail := <-fatal:
+			ns.Shutdown()
+			ns.WaitForShutdown()
+			return nil, fmt.Errorf("embedded nats: %s (set SCREENPOP_NATS_LISTEN to a free address or off; check that SCREENPOP_DATA_DIR is writable)", detail)
+		default:
+		}
+		if time.Now().After(deadline) {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+			return nil, fmt.Errorf("embedded nats: not ready after 10s (is %s in use? set SCREENPOP_NATS_LISTEN to another address or off)", cfg.Listen)
+		}
 	}
-	return ns, nil
 }
 
 func (c *Conn) setup(ctx context.Context) error {

@@ -990,6 +990,26 @@ func TestStart_ServerLinesHaveOneComponent(t *testing.T) {
 	}
 }
 
+// An admin whose NATS port is taken (a second daemon, a nats-server left
+// running) is told so by the start-up error itself, with the OS's reason.
+func TestStart_NATSAddressInUseIsNamed(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	c, err := bus.Start(context.Background(), bus.Config{Listen: taken.Addr().String(), DataDir: t.TempDir()}, zerolog.Nop())
+	if err == nil {
+		c.Close()
+		t.Fatal("started on an address in use")
+	}
+	for _, want := range []string{"address already in use", "SCREENPOP_NATS_LISTEN"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}
+
 // The same when the consumer goes while this instance is cut off from
 // NATS: its pulls then find no responder, and nothing says "deleted".
 func TestConn_ConsumeEventsRecreatesAConsumerLostWhileDisconnected(t *testing.T) {

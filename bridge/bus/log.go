@@ -9,8 +9,13 @@ import (
 // serverLogger adapts zerolog to nats-server's Logger. Messages stay
 // constant ("nats-server") with the server's text in detail, so log queries
 // work as for every other line. The server's notices (its start-up banner)
-// go to debug: screenpop logs its own lifecycle.
-type serverLogger struct{ log zerolog.Logger }
+// go to debug: screenpop logs its own lifecycle. A fatal error (the listener
+// or JetStream failed to start) is also handed to fatal, when set, so that a
+// start-up does not wait for a server that has given up.
+type serverLogger struct {
+	log   zerolog.Logger
+	fatal chan<- string
+}
 
 const serverMsg = "nats-server"
 
@@ -21,7 +26,14 @@ func (l serverLogger) Warnf(format string, v ...any) {
 	l.log.Warn().Str("detail", fmt.Sprintf(format, v...)).Msg(serverMsg)
 }
 func (l serverLogger) Fatalf(format string, v ...any) {
-	l.log.Error().Str("detail", fmt.Sprintf(format, v...)).Msg(serverMsg)
+	detail := fmt.Sprintf(format, v...)
+	l.log.Error().Str("detail", detail).Msg(serverMsg)
+	if l.fatal != nil {
+		select {
+		case l.fatal <- detail:
+		default: // the first one is the cause
+		}
+	}
 }
 func (l serverLogger) Errorf(format string, v ...any) {
 	l.log.Error().Str("detail", fmt.Sprintf(format, v...)).Msg(serverMsg)
