@@ -548,6 +548,34 @@ var placeholderNames = map[string]bool{
 	"out of area":         true,
 }
 
+// nanpRegions are the two-letter codes North American caller-id (CNAM)
+// puts after a city when it has no subscriber name, mostly for mobiles
+// ("BOSTON MA", "TORONTO ON"): US states, DC and territories, Canadian
+// provinces and territories.
+var nanpRegions = map[string]bool{}
+
+func init() {
+	for _, r := range strings.Fields(`AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT
+		NE NV NH NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY DC PR VI GU AS MP
+		AB BC MB NB NL NS NT NU ON PE QC SK YT`) {
+		nanpRegions[r] = true
+	}
+}
+
+// callerIDPlace reports whether name, on a call from a North American
+// number, is a caller-id place rather than a person: upper case (as CNAM
+// sends it), with a region code as its last word. A subscriber name ends
+// in a region code only by chance ("LEE AL"); leaving such a name out of
+// the prefill costs the agent some typing, putting "BOSTON MA" on a new
+// contact costs a wrong record.
+func callerIDPlace(name, phone string) bool {
+	if !strings.HasPrefix(phone, "+1") || name != strings.ToUpper(name) {
+		return false
+	}
+	f := strings.Fields(name)
+	return len(f) >= 2 && nanpRegions[f[len(f)-1]]
+}
+
 // prefill maps the customer onto the create entity's columns.
 func (r *Resolver) prefill(c Customer) map[string]string {
 	cols, ok := r.cfg.Prefill[r.cfg.CreateEntity]
@@ -563,10 +591,11 @@ func (r *Resolver) prefill(c Customer) map[string]string {
 	set(cols.Phone, c.Phone)
 	set(cols.Email, c.Email)
 	name := strings.TrimSpace(c.Name)
-	if strings.IndexFunc(name, unicode.IsLetter) < 0 || name == c.Address || strings.EqualFold(name, c.Email) || placeholderNames[strings.ToLower(name)] {
+	if strings.IndexFunc(name, unicode.IsLetter) < 0 || name == c.Address || strings.EqualFold(name, c.Email) ||
+		placeholderNames[strings.ToLower(name)] || callerIDPlace(name, c.Phone) {
 		// Messaging channels name the participant by its address (SMS:
-		// the number), web messaging and caller-id by a placeholder: that
-		// is no name to put on a record.
+		// the number), web messaging and caller-id by a placeholder or,
+		// for a mobile, by its place: that is no name to put on a record.
 		name = ""
 	}
 	set(cols.FullName, name)

@@ -316,7 +316,8 @@ func TestResolver_Actions(t *testing.T) {
 		}
 	})
 	t.Run("CreatePrefillsNoPlaceholderName", func(t *testing.T) {
-		for _, name := range []string{"Web Messaging Guest", "ANONYMOUS", "Unavailable", "WIRELESS CALLER", "Private Number"} {
+		for _, name := range []string{"Web Messaging Guest", "ANONYMOUS", "Unavailable", "WIRELESS CALLER", "Private Number",
+			"BOSTON MA", "NEW YORK NY", "TORONTO ON"} {
 			e := newResEnv(t, ResolverConfig{}, nil, &fakeDir{}, nil, nil)
 			ev := resEvent("c1", "agent1", "p1", StateAlerting)
 			ev.Customer.Name = name
@@ -324,6 +325,17 @@ func TestResolver_Actions(t *testing.T) {
 			p := e.one(t)
 			if p.Prefill["firstname"] != "" || p.Prefill["lastname"] != "" || p.Prefill["telephone1"] != "+13175550123" {
 				t.Fatalf("%q: prefill %v, want the phone and no name", name, p.Prefill)
+			}
+		}
+	})
+	t.Run("CreatePrefillsACallerIDName", func(t *testing.T) {
+		for name, want := range map[string][2]string{"SMITH JOHN": {"SMITH", "JOHN"}, "Boston Ma": {"Boston", "Ma"}} {
+			e := newResEnv(t, ResolverConfig{}, nil, &fakeDir{}, nil, nil)
+			ev := resEvent("c1", "agent1", "p1", StateAlerting)
+			ev.Customer.Name = name
+			e.handle(t, ev)
+			if p := e.one(t); p.Prefill["firstname"] != want[0] || p.Prefill["lastname"] != want[1] {
+				t.Fatalf("%q: prefill %v, want first %q last %q", name, p.Prefill, want[0], want[1])
 			}
 		}
 	})
