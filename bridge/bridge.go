@@ -254,6 +254,21 @@ type Message struct {
 	Data    []byte
 }
 
+type deliveryKey struct{}
+
+// WithDelivery returns ctx telling a message's handler which delivery of
+// the message it has: 1 for the first, more when the bus delivers it again
+// (its handler failed, or an instance died before acknowledging it).
+func WithDelivery(ctx context.Context, n uint64) context.Context {
+	return context.WithValue(ctx, deliveryKey{}, n)
+}
+
+// Delivery returns the delivery WithDelivery put in ctx, 0 if none.
+func Delivery(ctx context.Context) uint64 {
+	n, _ := ctx.Value(deliveryKey{}).(uint64)
+	return n
+}
+
 // Publisher puts messages on the bus. bus.Conn implements it.
 type Publisher interface {
 	// Publish stores m durably (in the JetStream stream) or returns an

@@ -406,7 +406,7 @@ func (r *Resolver) markAndPublish(ctx context.Context, e *Event, popID string, p
 		r.skip(e, "already_popped")
 		return nil
 	}
-	r.logPop(e, pop, outcome, false, received, start, lookupDur, pubStart.Sub(markStart), end.Sub(pubStart), end)
+	r.logPop(e, pop, outcome, Delivery(ctx) > 1, received, start, lookupDur, pubStart.Sub(markStart), end.Sub(pubStart), end)
 	return nil
 }
 

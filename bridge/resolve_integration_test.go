@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -38,6 +39,7 @@ type resolverStack struct {
 	got   chan struct{}
 	stop  func()
 	agent bridge.AgentID
+	logs  syncbuf.Buffer // the resolver's
 }
 
 // stackOptions change how startResolverStack runs the resolver's consumer.
@@ -79,7 +81,7 @@ func startResolverStack(t *testing.T, rcfg bridge.ResolverConfig, seed func(*dat
 	if o.publisher != nil {
 		pub = o.publisher(pub)
 	}
-	s.r, err = bridge.NewResolver(rcfg, s.dir, s.conn, pub, bridge.NewHasher([]byte("integration-test-key")), zerolog.Nop())
+	s.r, err = bridge.NewResolver(rcfg, s.dir, s.conn, pub, bridge.NewHasher([]byte("integration-test-key")), zerolog.New(&s.logs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,6 +402,17 @@ func TestResolver_CrashAfterMarker(t *testing.T) {
 	}, dyingInstance(t, time.Second, func() *bridge.Event { return callEvent("crash", info.Unique[0]) }, nil))
 	defer s.stop()
 	s.awaitOnePop(t, "crash", info.Unique[1])
+	// On-call tells a pop made after a crash by its line (docs/operations.md).
+	redelivered := map[string]any{}
+	for l := range strings.Lines(s.logs.String()) {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["message"] == "pop" {
+			redelivered[m["conversation_id"].(string)] = m["redelivered"]
+		}
+	}
+	if redelivered["crash"] != true || redelivered["sentinel"] != nil {
+		t.Fatalf("pop lines' redelivered %v, want true for the crash's pop and absent for the next", redelivered)
+	}
 }
 
 // TestResolver_CrashAfterMarkerThenAnswered: as TestResolver_CrashAfterMarker,

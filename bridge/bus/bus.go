@@ -1004,7 +1004,11 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			stop := keepInProgress(m, inProgressEvery(cc.AckWait), c.log)
-			err := fn(hctx, m.Data())
+			mctx := hctx
+			if md, err := m.Metadata(); err == nil {
+				mctx = bridge.WithDelivery(hctx, md.NumDelivered)
+			}
+			err := fn(mctx, m.Data())
 			stop()
 			if err != nil {
 				c.metrics.handleErrors.Inc()
