@@ -36,6 +36,11 @@ type Config struct {
 	Revalidate time.Duration
 	SendQueue  int   // frames queued per connection before it is closed with 4008; default 256
 	MaxFrame   int64 // largest frame accepted from a browser, bytes; default 16384
+	// AgentSockets caps one agent's open sockets: a hello beyond it is
+	// closed with 4429. The web resource keeps one per browser tab, so
+	// more means a client that leaks sockets or a token used elsewhere.
+	// Default 16.
+	AgentSockets int
 
 	// DemoAgents, when set (demo mode only), is served as JSON at
 	// GET /demo/agents: the emulated agents with ready-made tokens.
@@ -69,6 +74,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxFrame <= 0 {
 		c.MaxFrame = 16 << 10
+	}
+	if c.AgentSockets <= 0 {
+		c.AgentSockets = 16
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ const (
 	CloseInvalidToken  = 4401 // invalid or expired token
 	CloseHelloTimeout  = 4408 // no hello in time
 	CloseTooSlow       = 4008 // too slow: reconnect and resume
+	CloseTooMany       = 4429 // the agent has Config.AgentSockets open already
 	CloseGoingAway     = websocket.CloseGoingAway
 	CloseTryAgainLater = websocket.CloseTryAgainLater
 )
@@ -34,6 +35,7 @@ const (
 	msgHelloTimeout = "no hello in time"
 	msgTooSlow      = "too slow, reconnect and resume"
 	msgUnavailable  = "temporarily unavailable, reconnect later"
+	msgTooMany      = "too many connections for this agent, close other tabs"
 )
 
 var heartbeatFrame = []byte(`{"type":"heartbeat"}`)
@@ -242,8 +244,16 @@ func (c *conn) hello(mt int, data []byte) bool {
 	c.mu.Lock()
 	c.replaying, c.lastSeq = true, after
 	c.mu.Unlock()
-	if !s.register(c) {
-		return false // shutting down: the 1001 close is on its way
+	switch s.register(c) {
+	case registerStopping:
+		return false // the 1001 close is on its way
+	case registerFull:
+		s.m.connects.WithLabelValues("limit").Inc()
+		if ok, held := s.logLimit.allow("limit "+string(agent), time.Now()); ok {
+			log.Warn().Int("sockets", s.cfg.AgentSockets).Int("held_back", held).Msg("websocket closed: agent has too many sockets open")
+		}
+		c.closeWith(CloseTooMany, msgTooMany)
+		return false
 	}
 
 	rctx, cancel := context.WithTimeout(s.base, 30*time.Second)

@@ -654,21 +654,31 @@ func normalizeOrigin(o string) (string, bool) {
 	return scheme + "://" + host, true
 }
 
+// register's answers.
+const (
+	registered = iota
+	registerStopping
+	registerFull // the agent has Config.AgentSockets sockets already
+)
+
 // register makes c receive its agent's live pops.
-func (s *Server) register(c *conn) bool {
+func (s *Server) register(c *conn) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopping {
-		return false
+		return registerStopping
 	}
 	if _, ok := s.conns[c]; !ok {
-		return false
+		return registerStopping
+	}
+	if len(s.agents[c.agent]) >= s.cfg.AgentSockets {
+		return registerFull
 	}
 	if len(s.agents[c.agent]) == 0 {
 		s.m.agents.Inc()
 	}
 	s.agents[c.agent] = append(s.agents[c.agent], c)
-	return true
+	return registered
 }
 
 // forget removes c from every set.

@@ -166,6 +166,36 @@ func TestServer_MultiTab(t *testing.T) {
 	}
 }
 
+// One agent's sockets are capped: a token used by a leaking client or a
+// script cannot hold the server's memory and replays without bound. A tab
+// closed frees its place; other agents are not affected.
+func TestServer_AgentSocketsCapped(t *testing.T) {
+	e := newEnv(t, Config{AgentSockets: 3}, nil, nil)
+	tok := e.token("agent-c")
+	tabs := []*wsClient{}
+	for range 3 {
+		c, _ := e.connect(tok, nil, "")
+		tabs = append(tabs, c)
+	}
+	fourth := e.rawClient()
+	fourth.send(map[string]any{"type": "hello", "token": tok})
+	fourth.expectClose(CloseTooMany)
+	other, _ := e.connect(e.token("agent-y"), nil, "")
+	tabs[0].ws.Close()
+	waitFor(t, 5*time.Second, "the closed tab and the refused socket gone", func() bool { return e.srv.Status().(Status).Connections == 3 })
+	again, _ := e.connect(tok, nil, "")
+	seq := e.publish("agent-c", "conv-c")
+	for i, c := range []*wsClient{tabs[1], tabs[2], again} {
+		if m := c.next(); m.Type != "pop" || m.Seq != seq {
+			t.Fatalf("tab %d got %+v", i, m)
+		}
+	}
+	seqY := e.publish("agent-y", "conv-y")
+	if m := other.next(); m.Seq != seqY {
+		t.Fatalf("the other agent got %+v, want only its own %d", m, seqY)
+	}
+}
+
 func TestServer_Replay(t *testing.T) {
 	e := newEnv(t, Config{}, nil, nil)
 	tok := e.token("agent-r")
