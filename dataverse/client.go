@@ -414,7 +414,10 @@ func (c *Client) remote(ctx context.Context, kind bridge.KeyKind, value string, 
 	}
 	var recs []bridge.Record
 	var err error
-	if len(list) == 1 || c.cfg.SequentialLookups {
+	// A single entity's query goes in a $batch too: its URL holds the
+	// caller's number or email, and a request URL is what proxies,
+	// gateways and request telemetry record; a batch body is not.
+	if c.cfg.SequentialLookups {
 		recs, err = c.sequential(ctx, list, values)
 	} else {
 		recs, err = c.batch(ctx, list, values)

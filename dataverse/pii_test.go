@@ -7,6 +7,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/dataverse"
 	"github.com/screenpop/screenpop/dataverse/dataversetest"
 	"github.com/screenpop/screenpop/internal/syncbuf"
@@ -56,4 +57,31 @@ func loggedEnv(t *testing.T, level zerolog.Level, mod func(*dataverse.Config)) (
 	t.Cleanup(func() { c.Close() })
 	warm(t, srv, c)
 	return srv, c, logs
+}
+
+// TestClient_LookupValuesNeverInARequestURL: the caller's number or email
+// travels in the body of a $batch POST, never in a request URL (which
+// proxies, gateways and request telemetry record), also when a lookup list
+// names a single entity (SCREENPOP_LOOKUP_EMAIL=contact:emailaddress1).
+func TestClient_LookupValuesNeverInARequestURL(t *testing.T) {
+	srv, c := MustEnv(t, func(cfg *dataverse.Config) {
+		cfg.Phone = []dataverse.EntityColumns{{Entity: "contact", Columns: []string{"telephone1", "mobilephone"}}}
+		cfg.Email = []dataverse.EntityColumns{{Entity: "contact", Columns: []string{"emailaddress1"}}}
+	})
+	id := srv.AddContact(dataversetest.Contact{FirstName: "Zed", LastName: "Quux", Telephone1: "(317) 555-0177", EMailAddress1: "zed.quux@example.org"})
+	warm(t, srv, c)
+	for _, k := range []bridge.Key{phone("+13175550177"), email("zed.quux@example.org"), phone("+13175550178")} {
+		recs, err := c.Lookup(ctxT(t, 5*time.Second), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if found := len(recs) == 1 && recs[0].ID == id; found != (k.Value != "+13175550178") {
+			t.Fatalf("lookup %s: %+v", k.Kind, recs)
+		}
+	}
+	for _, r := range srv.Requests() {
+		if !r.InBatch && len(r.Literals) > 0 {
+			t.Errorf("%s %s carries %q (and %d more values) in its URL", r.Method, r.Path, r.Literals[0], len(r.Literals)-1)
+		}
+	}
 }
