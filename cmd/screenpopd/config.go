@@ -412,7 +412,14 @@ func ParseConfig(name string, args []string, getenv func(string) string, req Req
 		// Parsing stopped at a word that is no flag, typically the value
 		// of a boolean flag given without '=' ("--pprof false" is --pprof
 		// and the word "false"): the rest would be silently dropped.
-		problems = append(problems, fmt.Sprintf("arguments %q: not flags, and no flag after them was read; give a boolean flag its value with = (--allow-plaintext=false, --pprof=false)", fs.Args()))
+		// The words are not quoted: the unread ones include the values of
+		// any flags after it, secrets among them. Only a true or false,
+		// the usual stray word, is named.
+		stray := "an argument"
+		if _, err := strconv.ParseBool(fs.Arg(0)); err == nil {
+			stray = strconv.Quote(fs.Arg(0))
+		}
+		problems = append(problems, fmt.Sprintf("%s that is not a flag, and the %d argument(s) from it on were not read; give a boolean flag its value with = (--allow-plaintext=false, --pprof=false)", stray, fs.NArg()))
 	}
 	for _, s := range settings {
 		v, from := s.def, "default"

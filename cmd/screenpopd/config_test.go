@@ -178,6 +178,20 @@ func TestParseConfig(t *testing.T) {
 			t.Fatalf("err %v", err)
 		}
 	})
+	// "--pprof true" stops flag parsing at "true": the words after it,
+	// secret flags' values among them, must not be quoted back.
+	t.Run("SecretFlagsAfterAStrayWordNeverEchoed", func(t *testing.T) {
+		args := []string{"--allow-plaintext", "true", "--genesys-client-secret", "g-flag-s3cr3t", "--dataverse-client-secret", "dv-flag-s3cr3t", "--jwt-secret", "jwt-flag-s3cr3t-0123456789abcdef0123"}
+		_, _, err := ParseConfig("run", args, env(good()), runReq, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "--allow-plaintext=false") {
+			t.Fatalf("err %v, want the stray argument reported", err)
+		}
+		for _, s := range []string{"g-flag-s3cr3t", "dv-flag-s3cr3t", "jwt-flag-s3cr3t"} {
+			if strings.Contains(err.Error(), s) {
+				t.Errorf("the error echoes the secret %q:\n%v", s, err)
+			}
+		}
+	})
 	t.Run("DemoNeedsNothing", func(t *testing.T) {
 		if _, _, err := ParseConfig("demo", nil, env(nil), Requirements{}, io.Discard); err != nil {
 			t.Fatal(err)
