@@ -582,6 +582,11 @@ func legStateOf(c *commView, ended bool) (st State, dir string, ok bool) {
 
 // queueOf is the queue the agent leg came through: the agent participant's
 // own queue, its routing data, the ACD participant's, else the customer's.
+// Only an ACD participant listed before the agent's counts: Genesys lists
+// participants in the order they joined, and one that joined later (the
+// agent transferred the conversation to a queue) is where the conversation
+// went, not where the leg came from; it would change the leg's queueId on
+// its disconnected event.
 func queueOf(v *snapView, p *partView, cust int) string {
 	if p.queueID != "" {
 		return p.queueID
@@ -591,6 +596,9 @@ func queueOf(v *snapView, p *partView, cust int) string {
 	}
 	q := ""
 	for i := range v.parts {
+		if &v.parts[i] == p {
+			break
+		}
 		if strings.EqualFold(v.parts[i].purpose, "acd") {
 			if v.parts[i].queueID != "" {
 				q = v.parts[i].queueID
