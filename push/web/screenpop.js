@@ -137,6 +137,10 @@
       try { ws = new root.WebSocket(self.url); } catch (e) { self.retry(0); return; }
       self.ws = ws;
       self.usedToken = token;
+      // The watchdog runs from here, not from onopen: an opening handshake
+      // that is never answered (a route not back after a wake, a hung
+      // proxy) is silence too, and only the browser's own timeout ends it.
+      self.feed();
       ws.onopen = function () {
         var hello = { type: 'hello', token: token };
         // Once this tab has processed a pop on this stream, or got the
