@@ -19,8 +19,8 @@ import (
 type PrefillColumns struct {
 	Phone     string // e.g. telephone1
 	Email     string // e.g. emailaddress1
-	FirstName string // e.g. firstname (the first word of the customer's name)
-	LastName  string // e.g. lastname (the rest, or the only word)
+	FirstName string // e.g. firstname (the first word of the customer's name, or what follows the comma of "Doe, Jane")
+	LastName  string // e.g. lastname (the rest, or the only word, or what precedes the comma)
 	FullName  string // e.g. name, for accounts
 }
 
@@ -599,7 +599,12 @@ func (r *Resolver) prefill(c Customer) map[string]string {
 		name = ""
 	}
 	set(cols.FullName, name)
-	if f := strings.Fields(name); len(f) == 1 {
+	if last, first, ok := strings.Cut(name, ","); ok && strings.TrimSpace(last) != "" && strings.TrimSpace(first) != "" && !strings.Contains(first, ",") {
+		// "Doe, Jane": how Exchange and Outlook directories name email
+		// senders, and some caller-id.
+		set(cols.FirstName, strings.TrimSpace(first))
+		set(cols.LastName, strings.TrimSpace(last))
+	} else if f := strings.Fields(name); len(f) == 1 {
 		set(cols.LastName, f[0]) // lastname is the required one on contact and lead
 	} else if len(f) > 1 {
 		set(cols.FirstName, f[0])

@@ -52,6 +52,12 @@ func TestLookup_StoredPhoneFormats(t *testing.T) {
 		{"US", "+442079460018", "011442079460018", true},
 		{"US", "+442079460018", "+44 (0)20 7946 0018", true},
 		{"US", "+442079460018", "020 7946 0018", true},
+		// A foreign number whose national digits are a valid domestic
+		// number: stored without a country code, that is the domestic
+		// number (a Belgian mobile, a Clermont-Ferrand landline).
+		{"FR", "+32470123456", "0470123456", false},
+		{"FR", "+32470123456", "+32 470 12 34 56", true},
+		{"FR", "+33470123456", "0470123456", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.region+"/"+tc.caller+"/"+tc.stored, func(t *testing.T) {

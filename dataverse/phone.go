@@ -43,7 +43,9 @@ func NormalizePhone(s, region string) (string, error) {
 // properly formatted national form with a trunk prefix: a local-only or short
 // number (a US 7-digit "555-0123", a German extension "1234") or a placeholder
 // ("0000000000") would otherwise match records of other people stored without
-// their area code. For a number of another country than region, the
+// their area code. Nor are they queried for a number of another country whose
+// national digits are a valid number of region: stored without a country
+// code, they are that domestic number. For a number of another country than region, the
 // international call prefix of region is queried too ("001 317 555 0123" in
 // the UK, "011 44 20 7946 0018" in the US).
 func PhoneVariants(e164, region string) ([]string, error) {
@@ -66,6 +68,15 @@ func PhoneVariants(e164, region string) ([]string, error) {
 		phonenumbers.IsPossibleNumberWithReason(n) == phonenumbers.IS_POSSIBLE && natDigits != nsn
 	rcc := phonenumbers.GetCountryCodeForRegion(strings.ToUpper(region))
 	foreign := rcc != 0 && strconv.Itoa(rcc) != cc
+	if national && foreign {
+		// A foreign number's national digits that are also a valid number
+		// of region (Belgian 0470 12 34 56, French 04 70 12 34 56) stand,
+		// stored without a country code, for the domestic number, as the
+		// normalizer reads them: they would pop a stranger.
+		if d, err := phonenumbers.Parse(natDigits, strings.ToUpper(region)); err == nil && phonenumbers.IsValidNumber(d) {
+			national = false
+		}
+	}
 
 	seen := make(map[string]bool, 24)
 	out := make([]string, 0, 24)
