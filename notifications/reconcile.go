@@ -417,6 +417,8 @@ type topicParticipant struct {
 	TeamID                  string            `json:"teamId,omitempty"`
 	Purpose                 string            `json:"purpose,omitempty"`
 	ConsultParticipantID    string            `json:"consultParticipantId,omitempty"`
+	MonitoredParticipantID  string            `json:"monitoredParticipantId,omitempty"`
+	CoachedParticipantID    string            `json:"coachedParticipantId,omitempty"`
 	Address                 string            `json:"address,omitempty"`
 	WrapupRequired          *bool             `json:"wrapupRequired,omitempty"`
 	AlertingTimeoutMs       *int              `json:"alertingTimeoutMs,omitempty"`

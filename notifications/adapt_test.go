@@ -1,0 +1,38 @@
+package notifications
+
+import (
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/screenpop/screenpop/bridge"
+)
+
+// TestAdaptConversation_SupervisorListening: after a gap the reconciliation
+// reads a conversation a supervisor is monitoring through GET
+// /api/v2/conversations/{id}. The supervisor's participant carries
+// monitoredParticipantId there as on the topic; without it the normalizer
+// takes the supervisor's listening leg for an offer and pops the agent's
+// customer on the supervisor's screen.
+func TestAdaptConversation_SupervisorListening(t *testing.T) {
+	const supervisor = "5e5e5e5e-3333-4333-8333-5e5e5e5e5e5e"
+	rest := []byte(`{"id":"c0c0c0c0-0000-4000-8000-000000000700","participants":[
+ {"id":"00000001-0000-4000-8000-000000000700","purpose":"customer","name":"BOSTON MA","address":"tel:+16175550123","ani":"tel:+16175550123",
+  "calls":[{"id":"k1","state":"connected","direction":"inbound","self":{"addressNormalized":"tel:+16175550123"}}]},
+ {"id":"00000010-0000-4000-8000-000000000700","purpose":"agent","userId":"aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa",
+  "calls":[{"id":"k10","state":"connected","direction":"inbound"}]},
+ {"id":"00000050-0000-4000-8000-000000000700","purpose":"user","userId":"` + supervisor + `","monitoredParticipantId":"00000010-0000-4000-8000-000000000700",
+  "calls":[{"id":"k50","state":"connected","direction":"outbound"}]}]}`)
+	body, err := AdaptConversation(rest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := bridge.NewNormalizer(bridge.NormalizerConfig{}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := n.Normalize(bridge.Snapshot{Agent: supervisor, Body: body, ReceivedAt: time.Now(), Reconciled: true}); len(ev) != 0 {
+		t.Fatalf("the monitoring supervisor got %d events (%s %s for customer %s): it would pop the agent's caller", len(ev), ev[0].Media, ev[0].State, ev[0].Customer.Phone)
+	}
+}
