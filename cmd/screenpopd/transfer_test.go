@@ -382,7 +382,6 @@ func TestDaemon_Transfers(t *testing.T) {
 			type leg struct {
 				state, queue string
 				ended        bool
-				n            int
 			}
 			byLeg := map[string]*leg{}
 			for _, e := range es {
