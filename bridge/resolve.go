@@ -562,6 +562,14 @@ func init() {
 	}
 }
 
+// nameSuffixes follow a comma after a full name ("John Smith, Jr.", "Jane
+// Doe, MD"): such a name is not written last name first. Lower case, without
+// dots.
+var nameSuffixes = map[string]bool{
+	"jr": true, "sr": true, "ii": true, "iii": true, "iv": true,
+	"md": true, "phd": true, "ph.d": true, "esq": true, "cpa": true, "dds": true, "rn": true, "mba": true,
+}
+
 // callerIDPlace reports whether name, on a call from a North American
 // number, is a caller-id place rather than a person: upper case (as CNAM
 // sends it), with a region code as its last word. A subscriber name ends
@@ -599,9 +607,10 @@ func (r *Resolver) prefill(c Customer) map[string]string {
 		name = ""
 	}
 	set(cols.FullName, name)
-	if last, first, ok := strings.Cut(name, ","); ok && strings.TrimSpace(last) != "" && strings.TrimSpace(first) != "" && !strings.Contains(first, ",") {
+	if last, first, ok := strings.Cut(name, ","); ok && strings.TrimSpace(last) != "" && strings.TrimSpace(first) != "" && !strings.Contains(first, ",") &&
+		!nameSuffixes[strings.ToLower(strings.Trim(first, " ."))] {
 		// "Doe, Jane": how Exchange and Outlook directories name email
-		// senders, and some caller-id.
+		// senders, and some caller-id. "John Smith, Jr." is not one.
 		set(cols.FirstName, strings.TrimSpace(first))
 		set(cols.LastName, strings.TrimSpace(last))
 	} else if f := strings.Fields(name); len(f) == 1 {

@@ -339,6 +339,23 @@ func TestResolver_Actions(t *testing.T) {
 			}
 		}
 	})
+	t.Run("CreatePrefillsACommaName", func(t *testing.T) {
+		// "Doe, Jane" is last name first; a comma before a suffix is not
+		// (email display names: "John Smith, Jr.", "Jane Doe, MD").
+		for name, want := range map[string][2]string{
+			"Doe, Jane": {"Jane", "Doe"}, "DOE,JANE": {"JANE", "DOE"}, "van der Berg, Jan": {"Jan", "van der Berg"},
+			"John Smith, Jr.": {"John", "Smith, Jr."}, "Jane Doe, MD": {"Jane", "Doe, MD"}, "Mary Jones, PhD": {"Mary", "Jones, PhD"},
+			"Robert Brown, III": {"Robert", "Brown, III"},
+		} {
+			e := newResEnv(t, ResolverConfig{}, nil, &fakeDir{}, nil, nil)
+			ev := resEvent("c1", "agent1", "p1", StateAlerting)
+			ev.Customer.Name = name
+			e.handle(t, ev)
+			if p := e.one(t); p.Prefill["firstname"] != want[0] || p.Prefill["lastname"] != want[1] {
+				t.Errorf("%q: prefill first %q last %q, want first %q last %q", name, p.Prefill["firstname"], p.Prefill["lastname"], want[0], want[1])
+			}
+		}
+	})
 	t.Run("CreateAccountPrefill", func(t *testing.T) {
 		e := newResEnv(t, ResolverConfig{CreateEntity: "account"}, nil, nil, nil, nil)
 		e.handle(t, resEvent("c1", "agent1", "p1", StateAlerting))

@@ -58,6 +58,12 @@ func TestLookup_StoredPhoneFormats(t *testing.T) {
 		{"FR", "+32470123456", "0470123456", false},
 		{"FR", "+32470123456", "+32 470 12 34 56", true},
 		{"FR", "+33470123456", "0470123456", true},
+		// The same for a Chicago number in the UK (07735 550123 is a UK
+		// mobile): its forms with the country code still match.
+		{"GB", "+17735550123", "7735550123", false},
+		{"GB", "+17735550123", "+1 (773) 555-0123", true},
+		{"GB", "+17735550123", "1-773-555-0123", true},
+		{"GB", "+17735550123", "1 (773) 555-0123", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.region+"/"+tc.caller+"/"+tc.stored, func(t *testing.T) {

@@ -68,13 +68,16 @@ func PhoneVariants(e164, region string) ([]string, error) {
 		phonenumbers.IsPossibleNumberWithReason(n) == phonenumbers.IS_POSSIBLE && natDigits != nsn
 	rcc := phonenumbers.GetCountryCodeForRegion(strings.ToUpper(region))
 	foreign := rcc != 0 && strconv.Itoa(rcc) != cc
+	// bare: the forms without any country code are queried too.
+	bare := national
 	if national && foreign {
 		// A foreign number's national digits that are also a valid number
 		// of region (Belgian 0470 12 34 56, French 04 70 12 34 56) stand,
 		// stored without a country code, for the domestic number, as the
-		// normalizer reads them: they would pop a stranger.
+		// normalizer reads them: they would pop a stranger. The forms
+		// with the country code ("+1 (773) 555-0123") still identify it.
 		if d, err := phonenumbers.Parse(natDigits, strings.ToUpper(region)); err == nil && phonenumbers.IsValidNumber(d) {
-			national = false
+			bare = false
 		}
 	}
 
@@ -103,7 +106,7 @@ func PhoneVariants(e164, region string) ([]string, error) {
 			}
 		}
 	}
-	if national {
+	if bare {
 		add(natDigits)
 		add(nat)
 		for _, sep := range []string{" ", "-", "."} {
@@ -130,7 +133,9 @@ func PhoneVariants(e164, region string) ([]string, error) {
 	}
 	if nanp && national && len(natGroups) == 3 {
 		a, b, c := natGroups[0], natGroups[1], natGroups[2]
-		add("(" + a + ")" + b + "-" + c)
+		if bare {
+			add("(" + a + ")" + b + "-" + c)
+		}
 		add("1-" + a + "-" + b + "-" + c)
 		add("1 " + a + " " + b + " " + c)
 		add("1 (" + a + ") " + b + "-" + c)
