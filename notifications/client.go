@@ -102,6 +102,13 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
+// AgentCapacity is the most agents one client watches: MaxChannels
+// channels of TopicsPerChannel topics (10 × 1,000 by default).
+func (c Config) AgentCapacity() int {
+	c.defaults()
+	return c.MaxChannels * c.TopicsPerChannel
+}
+
 func (c *Config) defaults() {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
@@ -166,6 +173,9 @@ type Client struct {
 	queuesDone  bool
 	queueFrom   int                  // the queue a refresh refused with 429 stopped at; the agent loop's own
 	rejected    map[string]rejection // topic -> rejection
+	unwatched   int                  // agents wanted that no channel has room for
+	evictedLog  time.Time            // when an eviction was last logged (once a minute)
+	evictedHeld int                  // evictions not logged since
 	loginErr    string
 	badCreds    bool
 	seen        *seenSet // (conversation, agent) -> last snapshot; has its own lock
@@ -699,6 +709,8 @@ func (c *Client) apply() {
 		touched[target] = true
 	}
 	c.m.agents.Set(float64(len(c.agentShard)))
+	c.unwatched = dropped
+	c.m.unwatched.Set(float64(dropped))
 	c.mu.Unlock()
 	// New shards start with their full list: no extra PUT for a partial one.
 	for _, sh := range fresh {
@@ -708,7 +720,7 @@ func (c *Client) apply() {
 	}
 	if dropped > 0 {
 		c.log.Error().Int("agents", dropped).Int("max_channels", c.cfg.MaxChannels).Int("topics_per_channel", c.cfg.TopicsPerChannel).
-			Msg("too many agents for the channel limit: some agents are not watched")
+			Msg("too many agents for the channel limit: some agents are not watched; give them to another screenpopd with its own OAuth client (one watches at most max_channels × topics_per_channel)")
 	}
 	for sh := range touched {
 		sh.markDirty()
@@ -858,15 +870,18 @@ func (c *Client) Ready() bool {
 
 // Status is the /status snapshot of the client.
 type Status struct {
-	Ready          bool            `json:"ready"`
-	LoggedIn       bool            `json:"loggedIn"`
-	LoginError     string          `json:"loginError,omitempty"`
-	TokenExpires   string          `json:"tokenExpires,omitempty"`
-	Agents         int             `json:"agents"`
-	Channels       []ChannelStatus `json:"channels"`
-	RejectedTopics []rejection     `json:"rejectedTopics,omitempty"`
-	Reconciled     int             `json:"reconciledConversations"`
-	LastGap        string          `json:"lastGap,omitempty"`
+	Ready        bool   `json:"ready"`
+	LoggedIn     bool   `json:"loggedIn"`
+	LoginError   string `json:"loginError,omitempty"`
+	TokenExpires string `json:"tokenExpires,omitempty"`
+	Agents       int    `json:"agents"`
+	// UnwatchedAgents counts the agents to watch that no channel has
+	// room for (past MaxChannels × TopicsPerChannel): they get no pops.
+	UnwatchedAgents int             `json:"unwatchedAgents"`
+	Channels        []ChannelStatus `json:"channels"`
+	RejectedTopics  []rejection     `json:"rejectedTopics,omitempty"`
+	Reconciled      int             `json:"reconciledConversations"`
+	LastGap         string          `json:"lastGap,omitempty"`
 }
 
 // ChannelStatus is one channel slot in Status.
@@ -893,6 +908,7 @@ func (c *Client) status() Status {
 	c.mu.Lock()
 	s.LoginError = c.loginErr
 	s.Agents = len(c.agentShard)
+	s.UnwatchedAgents = c.unwatched
 	shards := append([]*shard(nil), c.shards...)
 	for _, r := range c.rejected {
 		s.RejectedTopics = append(s.RejectedTopics, r)

@@ -10,6 +10,8 @@ type metrics struct {
 	channels       prometheus.Gauge
 	agents         prometheus.Gauge
 	rejected       prometheus.Gauge
+	unwatched      prometheus.Gauge
+	evicted        prometheus.Counter
 	events         *prometheus.CounterVec
 	junk           prometheus.Counter
 	reconnects     prometheus.Counter
@@ -31,6 +33,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		channels:       prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "channels_connected", Help: "Notification channels with a connected socket."}),
 		agents:         prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "topics", Help: "Agent conversation topics assigned to channels."}),
 		rejected:       prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "topics_rejected", Help: "Topics Genesys refused to subscribe."}),
+		unwatched:      prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "agents_unwatched", Help: "Watched agents (agent list and queue members) no channel has room for: they get no pops."}),
+		evicted:        prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "channels_evicted_total", Help: "Channels gone before their expiry under a live token: evicted by a newer channel of the same OAuth client past Genesys' 20."}),
 		events:         prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "events_total", Help: "Websocket frames read, by topic kind (conversations, heartbeat, pong, system, other)."}, []string{"topic"}),
 		junk:           prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "junk_frames_total", Help: "Websocket frames that were not notification envelopes."}),
 		reconnects:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "reconnects_total", Help: "Sockets lost and reconnected."}),
@@ -67,7 +71,7 @@ func (c *Client) registerMetrics(reg prometheus.Registerer) error {
 		Help: "(Conversation, agent) pairs remembered for reconciliation: each for 12 to 16 hours after its last snapshot."}, func() float64 {
 		return float64(c.seen.len())
 	})
-	for _, col := range []prometheus.Collector{m.channels, m.agents, m.rejected, m.events, m.junk, m.reconnects, m.handovers, m.gaps,
+	for _, col := range []prometheus.Collector{m.channels, m.agents, m.rejected, m.unwatched, m.evicted, m.events, m.junk, m.reconnects, m.handovers, m.gaps,
 		m.reconciled, m.backpressure, m.puts, m.apiRequests, m.tokenRefreshes, m.loginFailures, m.heartbeatAge, m.remembered} {
 		if err := reg.Register(col); err != nil {
 			return fmt.Errorf("register notifications metrics: %w", err)

@@ -265,10 +265,15 @@ func (sh *shard) run(ctx context.Context) {
 				sh.c.m.reconnects.Inc()
 				sh.mu.Lock()
 				sh.reconnects++
-				if ev.kind == evChannelGone && sh.chID == ev.s.chID {
+				gone := ev.kind == evChannelGone && sh.chID == ev.s.chID
+				exp, gen := sh.expires, sh.tokGen
+				if gone {
 					sh.chID, sh.connectURI = "", "" // create a new one
 				}
 				sh.mu.Unlock()
+				if gone {
+					sh.goneEarly(ev.s.chID, exp, gen)
+				}
 				sh.drop(ev.s)
 				ev.s.close() // after a result 404 the reader may still be waiting for the close
 				lived := time.Since(ev.s.opened)
@@ -506,7 +511,7 @@ func (sh *shard) retryHandover(ctx context.Context, why string, wait time.Durati
 func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 	log := sh.logger()
 	sh.mu.Lock()
-	chID, uri := sh.chID, sh.connectURI
+	chID, uri, exp, gen := sh.chID, sh.connectURI, sh.expires, sh.tokGen
 	sh.mu.Unlock()
 	if reuse && chID != "" {
 		s, err := sh.dial(ctx, chID, uri)
@@ -518,6 +523,7 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 			return nil, err
 		}
 		log.Info().Str("channel_id", channelRef(chID)).Msg("genesys channel gone, creating a new one")
+		sh.goneEarly(chID, exp, gen)
 	}
 	sh.mu.Lock()
 	p := sh.pending
@@ -564,6 +570,33 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 	sh.mu.Unlock()
 	log.Info().Str("channel_id", channelRef(p.id)).Msg("genesys socket connected")
 	return s, nil
+}
+
+// goneEarly reports channel id found gone before its expiry under the
+// token that made it. Nothing of the client's own ends a channel then,
+// and Genesys evicts a client's least recently used channel past 20, so
+// the likely cause is another program on the same OAuth client: two that
+// together want more than 20 channels evict each other's for good, each
+// eviction a gap for the agents on the channel.
+func (sh *shard) goneEarly(id string, expires time.Time, tokGen int) {
+	if expires.IsZero() || tokGen != sh.c.tokenGen() || !time.Now().Before(expires.Add(-sh.c.cfg.HandoverGrace)) {
+		return
+	}
+	sh.c.m.evicted.Inc()
+	// Two programs evicting each other do it at every reconnect: once a
+	// minute says it, the counter counts each.
+	now := time.Now()
+	sh.c.mu.Lock()
+	if now.Sub(sh.c.evictedLog) < time.Minute {
+		sh.c.evictedHeld++
+		sh.c.mu.Unlock()
+		return
+	}
+	held := sh.c.evictedHeld
+	sh.c.evictedLog, sh.c.evictedHeld = now, 0
+	sh.c.mu.Unlock()
+	sh.logger().Warn().Str("channel_id", channelRef(id)).Time("expires", expires).Int("held_back", held).
+		Msg("genesys channel gone before it expired, most likely evicted: Genesys keeps 20 channels per OAuth client; is another screenpopd or program using this one? give each its own OAuth client, or watch fewer agents per instance")
 }
 
 // pendingChannel is a created channel not yet in use.

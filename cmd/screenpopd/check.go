@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/screenpop/screenpop/notifications"
 )
 
 // CheckCommand validates the configuration and probes each dependency,
@@ -52,6 +54,12 @@ func (c *CheckCommand) Run(ctx context.Context, args []string) error {
 		return &ConfigError{Problems: []string{err.Error()}}
 	}
 	fmt.Fprintf(c.stdout, "ok   config: every variable is valid (%d agents, %d queues, pop on %s, auth %s)\n", len(agents), len(cfg.GenesysQueues), cfg.PopOn, cfg.Auth)
+	// The daemon logs the agents it has no room for only once it runs;
+	// queue members are not counted here (they are read at start).
+	if most := (notifications.Config{}).AgentCapacity(); len(agents) > most {
+		fmt.Fprintf(c.stdout, "warn genesys agents: %d agents to watch, but one screenpopd watches at most %d (Genesys allows 20 channels of 1,000 topics per OAuth client, and a handover needs two per channel): %d would get no pops\n     fix: split the agents over instances, each with its own OAuth client\n",
+			len(agents), most, len(agents)-most)
+	}
 	warnUnknown()
 	ctx, cancel := context.WithTimeout(ctx, checkDeadline)
 	defer cancel()
