@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -491,6 +492,13 @@ func (c *Client) batch(ctx context.Context, list []EntityColumns, values []strin
 		found = nil
 		for i, p := range ps[:min(len(ps), len(list))] {
 			if p.Status < 200 || p.Status > 299 {
+				if ok {
+					// The batch answered 200, the refused query its own
+					// status: count that one too, or a lost read
+					// privilege (403) or a throttled query never shows
+					// in requests_total by its code.
+					c.metrics.requests.WithLabelValues("batch_part", strconv.Itoa(p.Status)).Inc()
+				}
 				h := p.Header
 				if h.Get("Retry-After") == "" && resp.Header.Get("Retry-After") != "" {
 					h = h.Clone()

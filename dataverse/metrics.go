@@ -35,7 +35,7 @@ func newMetrics(reg prometheus.Registerer, c *Client) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "screenpop_dataverse_requests_total",
-			Help: "HTTP requests to Dataverse and Entra ID by operation (query, batch, token, whoami) and status code (or error).",
+			Help: "HTTP requests to Dataverse and Entra ID by operation (query, batch, token, whoami; batch_part: a failed query inside a batch answered 200) and status code (or error).",
 		}, []string{"op", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "screenpop_dataverse_request_duration_seconds",
