@@ -837,6 +837,7 @@ func (r *Resolver) logPop(e *Event, p *Pop, outcome string, redelivered bool, re
 	r.m.pops.WithLabelValues(string(p.Media), string(p.Target.Action), outcome).Inc()
 	r.m.stage.WithLabelValues("queue").Observe(queue.Seconds())
 	r.m.stage.WithLabelValues("lookup").Observe(lookup.Seconds())
+	r.m.stage.WithLabelValues("mark").Observe(mark.Seconds())
 	r.m.stage.WithLabelValues("publish").Observe(publish.Seconds())
 	r.m.stage.WithLabelValues("total").Observe(total.Seconds())
 	ev := r.log.Info().
@@ -913,7 +914,7 @@ func newResolverMetrics(reg prometheus.Registerer) *resolverMetrics {
 		}, []string{"stage"}),
 		stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "screenpop_bridge_resolver_stage_seconds",
-			Help:    "Pop latency by stage: queue (event received to resolver start), lookup, publish, total (event received to published).",
+			Help:    "Pop latency by stage: queue (event received to resolver start), lookup, mark (the pop marker), publish, total (event received to published).",
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2, 5},
 		}, []string{"stage"}),
 	}

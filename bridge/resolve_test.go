@@ -988,3 +988,16 @@ func TestResolver_RepublishedPopLine(t *testing.T) {
 		t.Fatalf("pops_total{outcome=match} = %g, want 1", got)
 	}
 }
+
+// Each stage of the pop line has its histogram, so that on-call can see
+// from /metrics which one a slow pop spent its time in.
+func TestResolver_StageMetrics(t *testing.T) {
+	e := newResEnv(t, ResolverConfig{}, nil, &fakeDir{}, nil, nil)
+	e.handle(t, resEvent("c1", "agent1", "p1", StateAlerting))
+	e.one(t)
+	// queue, lookup, mark, publish, total: one series each, made by the
+	// pop's observation.
+	if n := testutil.CollectAndCount(e.r.m.stage); n != 5 {
+		t.Fatalf("%d stage series after one pop, want 5 (queue, lookup, mark, publish, total)", n)
+	}
+}
