@@ -676,10 +676,22 @@ func (r *Resolver) storedAnyway(ctx context.Context, e *Event, popID string) boo
 	if !ok {
 		return false
 	}
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 500*time.Millisecond)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), afterStop(ctx, 500*time.Millisecond))
 	defer cancel()
 	found, err := f.PoppedLast(fctx, e.Agent.UserID, popID)
 	return err == nil && found
+}
+
+// afterStop bounds a step that runs after a failed publish: d, or at most
+// 250 ms once ctx has ended, when the stop cut the handler short (its event
+// is redelivered anyway) and the resolver's share of the shutdown budget,
+// its drain, is spent. A JetStream that does not answer would otherwise
+// hold the stop 2.5 s past it.
+func afterStop(ctx context.Context, d time.Duration) time.Duration {
+	if ctx.Err() != nil {
+		return min(d, 250*time.Millisecond)
+	}
+	return d
 }
 
 // unmark undoes the marker of a pop that was not published, or keeps the
@@ -687,7 +699,7 @@ func (r *Resolver) storedAnyway(ctx context.Context, e *Event, popID string) boo
 // fails too.
 func (r *Resolver) unmark(ctx context.Context, popID, claim string, msg Message, outcome string) {
 	if u, ok := r.store.(PopUnmarker); ok {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), afterStop(ctx, 2*time.Second))
 		err := u.UnmarkPop(uctx, popID, claim)
 		cancel()
 		if err == nil {

@@ -1109,8 +1109,22 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 				// subscription's buffer reach handle, which hands them
 				// back at once; Stop would drop them, to come back only
 				// after the ack wait (after a restart, perhaps too old).
-				consCtx.Drain()
-				<-consCtx.Closed()
+				// With NATS unreachable nothing can be handed back, and a
+				// drain would wait out nats.go's 10 s flush, past the
+				// shutdown budget: Stop then, and wait DrainWithin at most
+				// whichever it was.
+				if c.Connected() {
+					consCtx.Drain()
+				} else {
+					consCtx.Stop()
+				}
+				t := time.NewTimer(cc.DrainWithin)
+				defer t.Stop()
+				select {
+				case <-consCtx.Closed():
+				case <-t.C:
+					c.log.Warn().Str("consumer", cc.Durable).Msg("the resolver's consumer did not stop in time: the events it held come back after their ack wait")
+				}
 				return nil
 			case why = <-lost:
 			case <-consCtx.Closed():

@@ -192,6 +192,8 @@ func (m *Main) Run(ctx context.Context) error {
 			func(ctx context.Context) error { return m.watchReady(ctx, log) },
 		},
 	}
+	// names say, in the log of a stop cut short, which stage had not ended.
+	names := []string{"genesys input", "snapshot pump", "event publisher", "resolver", "agent listener, dataverse and admin"}
 	if m.adminLn != nil {
 		last := len(stages) - 1
 		stages[last] = append(stages[last], m.serveAdmin)
@@ -237,7 +239,9 @@ func (m *Main) Run(ctx context.Context) error {
 			for _, c := range cancels[i:] {
 				c()
 			}
-			return errors.New("shutdown took longer than " + shutdownBudget.String())
+			err := fmt.Errorf("shutdown took longer than %v: the %s had not stopped", shutdownBudget, names[i])
+			log.Error().Err(err).Msg("screenpopd stop cut short")
+			return err
 		}
 	}
 	if err != nil {
