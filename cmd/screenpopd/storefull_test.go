@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// limitedNATS is a nats-server started from a configuration file whose
+// account SP has a JetStream file limit (max_file), as an external
+// cluster's operator sets it; the limit can be changed and reloaded.
+type limitedNATS struct {
+	t    *testing.T
+	conf string
+	dir  string
+	ns   *server.Server
+}
+
+func (x *limitedNATS) write(maxFile string) {
+	conf := fmt.Sprintf(`listen: "127.0.0.1:-1"
+jetstream { store_dir: %q }
+accounts {
+  SP { jetstream { max_file: %s, max_mem: 1M }, users: [ { user: screenpop, password: pw } ] }
+}
+`, x.dir, maxFile)
+	if err := os.WriteFile(x.conf, []byte(conf), 0o600); err != nil {
+		x.t.Fatal(err)
+	}
+}
+
+func startLimitedNATS(t *testing.T, maxFile string) *limitedNATS {
+	x := &limitedNATS{t: t, conf: filepath.Join(t.TempDir(), "nats.conf"), dir: t.TempDir()}
+	x.write(maxFile)
+	o, err := server.ProcessConfigFile(x.conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.NoSigs, o.NoLog = true, true
+	ns, err := server.NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	x.ns = ns
+	return x
+}
+
+func (x *limitedNATS) url() string {
+	return fmt.Sprintf("nats://screenpop:pw@127.0.0.1:%d", x.ns.Addr().(*net.TCPAddr).Port)
+}
+
+// raise sets the account's max_file and reloads the server's configuration,
+// as an operator does with nats-server --signal reload.
+func (x *limitedNATS) raise(maxFile string) {
+	x.write(maxFile)
+	if err := x.ns.Reload(); err != nil {
+		x.t.Fatal(err)
+	}
+}
+
+// fill stores messages in the daemon's stream SCREENPOP (on a subject no
+// consumer of the daemon reads: the stream's own older traffic) until the
+// account's file limit refuses even a small one. The stream discards old
+// messages only at limits of its own, which it has none of: the account's
+// limit refuses the new ones instead.
+func (x *limitedNATS) fill(ctx context.Context) {
+	nc, err := nats.Connect(x.url())
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	for size := 16 << 10; size >= 16; size /= 4 {
+		chunk := make([]byte, size)
+		for i := 0; ; i++ {
+			if _, err := js.Publish(ctx, "screenpop.fill.old", chunk); err != nil {
+				break
+			}
+			if i > 100000 {
+				x.t.Fatal("the account's file limit never refused a message")
+			}
+		}
+	}
+}
+
+// TestMetricsDoc_AlertsFireWhenTheStoreIsFull: the NATS account's
+// JetStream store full (max_file reached, here by another stream of the
+// account; the same refusal comes from the stream's own 24 h of traffic)
+// for longer than the max event age. Every event is refused, waits in the
+// publisher and is stored once the limit is raised, too old to pop: no call
+// that rang meanwhile pops. The daemon stays ready and connected, drops no
+// event (the buffer holds 10,000) and gives none up, so the suggested
+// alerts that read those stay silent: one must read what moved, or on-call
+// is not paged while no call pops. docs/operations.md 7.4 must also not
+// promise an `event dropped` error that does not come.
+func TestMetricsDoc_AlertsFireWhenTheStoreIsFull(t *testing.T) {
+	x := startLimitedNATS(t, "2M")
+	vars := testEnv(t)
+	vars["NATS_URL"] = x.url()
+	// Stands for the default 30 s, so that the episode can be short.
+	const maxAge = 2 * time.Second
+	vars["SCREENPOP_MAX_EVENT_AGE"] = maxAge.String()
+	d, logs := MustStartDemo(t, vars)
+	agent := demoAgents[0].ID
+	page := openAgentPage(t, d.Main.AgentURL(), d.Genesys.AgentToken(agent))
+	before := alertCall(d, agent)
+	if page.waitPop(before.ID(), 10*time.Second).IsZero() {
+		t.Fatal("no pop before the store filled")
+	}
+
+	x.fill(context.Background())
+	during := alertCall(d, agent)
+	rang := time.Now()
+	waitFor(t, 20*time.Second, "the call's event refused, and older than the max event age", func() bool {
+		v, _ := scrapeMetrics(t, d).sum("screenpop_bus_publish_errors_total", nil)
+		return v > 0 && time.Since(rang) > maxAge+time.Second
+	})
+	s := scrapeMetrics(t, d)
+	x.raise("8M")
+	after := alertCall(d, agent)
+	if page.waitPop(after.ID(), 15*time.Second).IsZero() {
+		t.Fatalf("no pop after the account's limit was raised; logs:\n%s", logLines(logs, `"level":"warn"`, `"level":"error"`))
+	}
+	waitFor(t, 15*time.Second, "the refused event stored and handled", func() bool {
+		v, _ := scrapeMetrics(t, d).sum("screenpop_bridge_resolver_skipped_total", map[string]string{"reason": "stale"})
+		return v > 0
+	})
+	if n, _ := page.pops(during.ID()); n != 0 {
+		t.Fatalf("the call that rang while the store was full popped %d times; want none (its event came back too old)", n)
+	}
+	for name, want := range map[string]float64{"screenpop_ready": 1, "screenpop_bus_connected": 1, "screenpop_bridge_publisher_dropped_total": 0, "screenpop_bus_events_given_up_total": 0, "screenpop_bus_consumer_recreated_total": 0} {
+		if v, _ := s.sum(name, nil); v != want {
+			t.Fatalf("%s = %v while the store was full, want %v", name, v, want)
+		}
+	}
+	moved := []string{"screenpop_bus_publish_errors_total", "screenpop_bridge_publisher_retries_total", "screenpop_bridge_publisher_in_flight"}
+	var watching []string
+	for alert, expr := range runbookAlerts(t) {
+		for _, m := range moved {
+			if strings.Contains(expr, m) {
+				watching = append(watching, alert)
+				break
+			}
+		}
+	}
+	if len(watching) == 0 {
+		t.Errorf("the store was full for longer than the max event age: the call that rang then never popped, publish_errors_total rose; but none of the suggested alerts reads %s: on-call is not paged", strings.Join(moved, ", "))
+	}
+
+	b, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	i := strings.Index(doc, "- **Stream full or JetStream unavailable**")
+	if i < 0 {
+		t.Fatal("docs/operations.md 7.4 has no 'Stream full or JetStream unavailable' item")
+	}
+	item := doc[i:]
+	item = item[:strings.Index(item, "\n- **")]
+	if strings.Contains(item, "then\n  `event dropped`") || strings.Contains(item, "then `event dropped`") {
+		if !strings.Contains(logs.String(), `"message":"event dropped"`) {
+			t.Errorf("docs/operations.md 7.4 says a full store shows `publish failed, retrying` and then `event dropped` (error); the daemon logged no `event dropped`: it keeps the events (up to 10,000) and retries")
+		}
+	}
+}
+
+// TestDeploy_NATSClusterAccountHoldsADayOfTheStream: the stream keeps
+// SCREENPOP_STREAM_MAX_AGE (24 h) of events and pops and has no byte limit
+// of its own, so "discard old" never applies: once the account's max_file
+// is reached JetStream refuses every event, pop and marker, and no call
+// pops until old messages age out (TestMetricsDoc_AlertsFireWhenTheStoreIsFull).
+// The example cluster's account must hold the day docs/performance.md
+// sizes (for 10,000 agents) at the replicas docs/deploy/README.md sets:
+// an account's limit counts every replica.
+func TestDeploy_NATSClusterAccountHoldsADayOfTheStream(t *testing.T) {
+	perf, err := os.ReadFile("../../docs/performance.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`some (\d+) GB under\s+` + "`SCREENPOP_DATA_DIR`").FindSubmatch(perf)
+	if m == nil {
+		t.Fatal("docs/performance.md Sizing no longer says how many GB the stream holds a day; update this test")
+	}
+	day, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	readme, err := os.ReadFile(filepath.Join(deployDir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = regexp.MustCompile("set `SCREENPOP_STREAM_REPLICAS=(\\d)`").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("docs/deploy/README.md no longer sets SCREENPOP_STREAM_REPLICAS; update this test")
+	}
+	replicas, _ := strconv.ParseInt(string(m[1]), 10, 64)
+
+	path, ca := natsConfForTest(t)
+	opts := &server.Options{}
+	if err := opts.ProcessConfigFile(path); err != nil {
+		t.Fatal(err)
+	}
+	ns := serveAsOneNode(t, opts)
+	nc, err := nats.Connect("tls://"+url.UserPassword("screenpop", "screenpop-pass").String()+"@"+ns.Addr().String(), nats.RootCAs(ca))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ai, err := js.AccountInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if need := day << 30 * replicas; ai.Limits.MaxStore < need {
+		t.Errorf("nats-cluster.conf gives the SCREENPOP account max_file %d GiB; a day of the stream at the load docs/performance.md sizes is %d GB, %d GB with its %d replicas: the account fills within the day and then no call pops",
+			ai.Limits.MaxStore>>30, day, day*replicas, replicas)
+	}
+}
