@@ -216,6 +216,9 @@ func (ts *tokenSource) request(ctx context.Context) (string, time.Duration, erro
 	if secs <= 0 {
 		secs = 3600
 	}
+	// No Entra ID token lives longer than a day; a larger value would
+	// overflow a time.Duration into a token that has already expired.
+	secs = min(secs, 24*3600)
 	return tr.AccessToken, time.Duration(secs) * time.Second, nil
 }
 

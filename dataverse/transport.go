@@ -365,16 +365,25 @@ func (c *Client) statusError(op, entity, tok string, resp *http.Response, body [
 // 0x80060888, which older versions used.
 func isQueryError(code string) bool { return code == "0x0" || code == "0x80060888" }
 
-// parseRetryAfter reads Retry-After as delta-seconds or an HTTP date.
+// maxRetryAfter caps a Retry-After: Dataverse's service protection counts
+// over 5-minute windows, so it never asks for longer, and the wait holds
+// every lookup of the client (a broken proxy's "9000000000" would stop
+// them until a restart).
+const maxRetryAfter = 5 * time.Minute
+
+// parseRetryAfter reads Retry-After as delta-seconds (whole seconds, RFC
+// 9110) or an HTTP date, at most maxRetryAfter. A fraction such as 0.001
+// is not delta-seconds: honoured, it would buy a request that costs no
+// attempt every millisecond.
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if secs, err := strconv.ParseFloat(v, 64); err == nil && secs >= 0 {
-		return time.Duration(secs * float64(time.Second))
+	if secs, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return min(time.Duration(secs)*time.Second, maxRetryAfter)
 	}
 	if t, err := http.ParseTime(v); err == nil {
-		return t.Sub(now)
+		return min(t.Sub(now), maxRetryAfter)
 	}
 	return 0
 }
