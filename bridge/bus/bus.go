@@ -118,6 +118,9 @@ type Conn struct {
 	// markerTTLs is whether the bucket takes per-key TTLs (NATS 2.11 and
 	// later): without them EndPop leaves markers to the bucket's TTL.
 	markerTTLs bool
+	// maxBytes is the stream's byte limit: its share of the JetStream
+	// store (storeShare), 0 for none.
+	maxBytes int64
 	// epoch is the stream's creation time: it changes when the stream is
 	// found recreated under the running daemon (FollowPops).
 	epoch   atomic.Pointer[string]
@@ -262,6 +265,7 @@ func (c *Conn) setup(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	c.js = js
+	c.maxBytes = c.storeShare(ctx)
 	st, err := js.CreateOrUpdateStream(ctx, c.streamConfig())
 	if err != nil {
 		return fmt.Errorf("create or update stream %s: %w (check SCREENPOP_STREAM* and the NATS account's JetStream limits)", c.cfg.Stream, err)
@@ -326,7 +330,42 @@ func (c *Conn) streamConfig() jetstream.StreamConfig {
 		Storage:     jetstream.FileStorage,
 		AllowDirect: true,
 		Discard:     jetstream.DiscardOld,
+		MaxBytes:    c.maxBytes,
 	}
+}
+
+// storeSharePercent is the part of the JetStream store the stream may fill;
+// the rest is for the marker bucket (tens of MB at 10,000 agents) and
+// whatever else the account keeps.
+const storeSharePercent = 80
+
+// storeShare is the stream's byte limit: storeSharePercent of the file
+// store NATS gives this account (the embedded server: its own limit, 75%
+// of the disk's free space at its start unless set), per replica, since
+// each replica counts against it. Without a limit of its own the stream
+// discards nothing to make room: once its MaxAge of traffic filled the
+// store, JetStream would refuse every event, marker and pop and no call
+// would pop. With one, the oldest messages go first. 0 (no limit) when
+// NATS sets none or does not say.
+func (c *Conn) storeShare(ctx context.Context) int64 {
+	var store int64
+	if c.ns != nil {
+		if jc := c.ns.JetStreamConfig(); jc != nil {
+			store = jc.MaxStore
+		}
+	} else if ai, err := c.js.AccountInfo(ctx); err == nil {
+		store = ai.Limits.MaxStore
+		if t, ok := ai.Tiers[fmt.Sprintf("R%d", c.cfg.StreamReplicas)]; ok && t.Limits.MaxStore > 0 {
+			store = t.Limits.MaxStore // tiered limits, by replica count
+		}
+	}
+	if store <= 0 {
+		return 0
+	}
+	share := store / 100 * storeSharePercent / int64(c.cfg.StreamReplicas)
+	c.log.Info().Int64("store_bytes", store).Int64("stream_max_bytes", share).Int("replicas", c.cfg.StreamReplicas).
+		Msg("stream limited to its share of the JetStream store: the oldest messages go first when it is full")
+	return share
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -74,7 +74,7 @@ func TestDeploy_NATSClusterConfig(t *testing.T) {
 	if err := opts.ProcessConfigFile(path); err != nil {
 		t.Fatalf("nats-server rejects docs/deploy/nats-cluster.conf: %v", err)
 	}
-	if opts.ServerName != "n1" || !opts.JetStream || opts.StoreDir == "" || opts.JetStreamMaxStore != 40<<30 || opts.JetStreamMaxMemory != 512<<20 {
+	if opts.ServerName != "n1" || !opts.JetStream || opts.StoreDir == "" || opts.JetStreamMaxStore != 48<<30 || opts.JetStreamMaxMemory != 512<<20 {
 		t.Errorf("server/jetstream: name %q js %v store %q max store %d max mem %d", opts.ServerName, opts.JetStream, opts.StoreDir, opts.JetStreamMaxStore, opts.JetStreamMaxMemory)
 	}
 	if opts.Cluster.Name != "screenpop" || opts.Cluster.Port != 6222 || len(opts.Routes) != 3 || opts.Cluster.TLSConfig == nil {
@@ -193,7 +193,7 @@ func TestDeploy_NATSClusterConfig(t *testing.T) {
 			t.Fatalf("check against the example cluster config exited %d", code)
 		}
 		wantLine(t, out, "ok   nats connect:", "tls://")
-		wantLine(t, out, "ok   nats jetstream:", "of 36.0 GiB")
+		wantLine(t, out, "ok   nats jetstream:", "of 42.0 GiB")
 		wantLine(t, out, "ok   nats publish:", "deleted again")
 		if strings.Contains(out, "screenpop-pass") {
 			t.Error("check printed the NATS password")

@@ -1,0 +1,102 @@
+package bus_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/rs/zerolog"
+
+	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/bridge/bus"
+)
+
+// limitedServer is a nats-server whose account SP may store maxFile bytes
+// of JetStream files, as an external cluster's operator sets it.
+func limitedServer(t *testing.T, maxFile string) string {
+	t.Helper()
+	conf := filepath.Join(t.TempDir(), "nats.conf")
+	body := fmt.Sprintf(`listen: "127.0.0.1:-1"
+jetstream { store_dir: %q }
+accounts {
+  SP { jetstream { max_file: %s, max_mem: 1M }, users: [ { user: screenpop, password: pw } ] }
+}
+`, t.TempDir(), maxFile)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.NoSigs, o.NoLog = true, true
+	ns, err := server.NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	return fmt.Sprintf("nats://screenpop:pw@127.0.0.1:%d", ns.Addr().(*net.TCPAddr).Port)
+}
+
+// A day of traffic that fills the account's store must not stop the pops:
+// the stream keeps to its share of the store and lets its oldest messages
+// go, where without a limit of its own JetStream refused every new event,
+// marker and pop until old ones aged out.
+func TestConn_StreamKeepsToItsShareOfTheStore(t *testing.T) {
+	c, err := bus.Start(context.Background(), bus.Config{URL: limitedServer(t, "2M")}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := c.JetStream().Stream(ctx, c.StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := st.CachedInfo().Config.MaxBytes, int64(2_000_000)/100*80; got != want {
+		t.Fatalf("stream max_bytes %d, want %d (80%% of the account's 2 MB)", got, want)
+	}
+	// 3 MB of older traffic: more than the account holds.
+	chunk := make([]byte, 16<<10)
+	for i := range 192 {
+		if err := c.Publish(ctx, bridge.Message{Subject: "screenpop.events.voice.alerting", ID: fmt.Sprintf("old-%d", i), Data: chunk}); err != nil {
+			t.Fatalf("publish %d of the older traffic: %v", i, err)
+		}
+	}
+	if err := c.Publish(ctx, pop("agent-1", "conv-after")); err != nil {
+		t.Fatalf("a pop after the store filled: %v", err)
+	}
+	if created, err := c.MarkPop(ctx, "pop:conv-after:P1", "claim"); err != nil || !created {
+		t.Fatalf("a marker after the store filled: %v, %v", created, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.FirstSeq == 1 || info.State.Bytes > uint64(info.Config.MaxBytes) {
+		t.Fatalf("stream state %+v: the oldest messages should have gone to keep it under %d bytes", info.State, info.Config.MaxBytes)
+	}
+}
+
+// The embedded server's store has a limit too (75% of the disk's free
+// space at its start): the stream takes its share of it.
+func TestConn_EmbeddedStreamHasAByteLimit(t *testing.T) {
+	c := MustStart(t, bus.Config{Listen: "off"})
+	st, err := c.JetStream().Stream(context.Background(), c.StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.CachedInfo().Config.MaxBytes <= 0 {
+		t.Fatalf("stream max_bytes %d: the embedded stream has no byte limit, so a full disk would refuse new events rather than drop old ones", st.CachedInfo().Config.MaxBytes)
+	}
+}
