@@ -266,7 +266,7 @@ func (c *Conn) setup(ctx context.Context) error {
 	}
 	c.js = js
 	c.maxBytes = c.storeShare(ctx)
-	st, err := js.CreateOrUpdateStream(ctx, c.streamConfig())
+	st, err := c.createOrUpdateStream(ctx)
 	if err != nil {
 		return fmt.Errorf("create or update stream %s: %w (check SCREENPOP_STREAM* and the NATS account's JetStream limits)", c.cfg.Stream, err)
 	}
@@ -311,6 +311,15 @@ func (c *Conn) createMarkers(ctx context.Context) (jetstream.KeyValue, error) {
 			kv, err = c.js.KeyValue(ctx, c.cfg.MarkerBucket)
 		}
 	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && shareRefused[apiErr.ErrorCode] {
+		// The embedded server's store limit shrank below what the stream
+		// reserved at an earlier start: it refuses every update, this one
+		// too. A bucket that is there is used as it is.
+		if have, kerr := c.js.KeyValue(ctx, c.cfg.MarkerBucket); kerr == nil {
+			kv, err = have, nil
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create or update key-value bucket %s: %w", c.cfg.MarkerBucket, err)
 	}
@@ -348,24 +357,67 @@ const storeSharePercent = 80
 // would pop. With one, the oldest messages go first. 0 (no limit) when
 // NATS sets none or does not say.
 func (c *Conn) storeShare(ctx context.Context) int64 {
-	var store int64
+	var store, perStream int64
+	perReplica := int64(c.cfg.StreamReplicas) // a flat limit counts every replica's bytes
 	if c.ns != nil {
 		if jc := c.ns.JetStreamConfig(); jc != nil {
 			store = jc.MaxStore
 		}
 	} else if ai, err := c.js.AccountInfo(ctx); err == nil {
-		store = ai.Limits.MaxStore
+		store, perStream = ai.Limits.MaxStore, ai.Limits.StoreMaxStreamBytes
 		if t, ok := ai.Tiers[fmt.Sprintf("R%d", c.cfg.StreamReplicas)]; ok && t.Limits.MaxStore > 0 {
-			store = t.Limits.MaxStore // tiered limits, by replica count
+			// Tiered limits, by replica count: NATS scales a tier's
+			// limit by its replicas, so it is one replica's room.
+			store, perStream, perReplica = t.Limits.MaxStore, t.Limits.StoreMaxStreamBytes, 1
 		}
 	}
 	if store <= 0 {
 		return 0
 	}
-	share := store / 100 * storeSharePercent / int64(c.cfg.StreamReplicas)
+	share := store / 100 * storeSharePercent / perReplica
+	if perStream > 0 {
+		share = min(share, perStream) // the account's cap on one stream
+	}
 	c.log.Info().Int64("store_bytes", store).Int64("stream_max_bytes", share).Int("replicas", c.cfg.StreamReplicas).
 		Msg("stream limited to its share of the JetStream store: the oldest messages go first when it is full")
 	return share
+}
+
+// shareRefused are the errors of a NATS that will not reserve the stream's
+// byte limit: the account caps a stream's bytes lower, other streams of
+// the account reserve part of its store, or the embedded server's store
+// limit (75% of the disk's free space at its start) shrank below what the
+// stream reserved at an earlier start, once other files took the disk.
+var shareRefused = map[jetstream.ErrorCode]bool{
+	10023: true, // insufficient resources
+	10047: true, // insufficient storage resources available
+	10122: true, // stream max bytes exceeds account limit max stream bytes
+}
+
+// createOrUpdateStream creates or updates the stream with its share of the
+// store. When NATS will not reserve that share (shareRefused), a stream
+// that exists is used as it is, and one that does not is created without a
+// byte limit, as before it had one: a daemon that started before must not
+// be refused now.
+func (c *Conn) createOrUpdateStream(ctx context.Context) (jetstream.Stream, error) {
+	st, err := c.js.CreateOrUpdateStream(ctx, c.streamConfig())
+	var apiErr *jetstream.APIError
+	if err == nil || c.maxBytes <= 0 || !errors.As(err, &apiErr) || !shareRefused[apiErr.ErrorCode] {
+		return st, err
+	}
+	refused := err
+	st, err = c.js.Stream(ctx, c.cfg.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		c.maxBytes = 0
+		st, err = c.js.CreateOrUpdateStream(ctx, c.streamConfig())
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.maxBytes = max(st.CachedInfo().Config.MaxBytes, 0)
+	c.log.Warn().Err(refused).Int64("stream_max_bytes", c.maxBytes).
+		Msg("NATS would not reserve the stream's share of the JetStream store: the stream is kept as it is, or made without a byte limit; see the account's JetStream limits and its other streams, or free disk space")
+	return st, nil
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/screenpop/screenpop/bridge"
@@ -20,13 +22,20 @@ import (
 // of JetStream files, as an external cluster's operator sets it.
 func limitedServer(t *testing.T, maxFile string) string {
 	t.Helper()
+	return accountServer(t, "max_file: "+maxFile+", max_mem: 1M")
+}
+
+// accountServer is a nats-server whose account SP has the JetStream limits
+// js (the inside of its jetstream block).
+func accountServer(t *testing.T, js string) string {
+	t.Helper()
 	conf := filepath.Join(t.TempDir(), "nats.conf")
 	body := fmt.Sprintf(`listen: "127.0.0.1:-1"
 jetstream { store_dir: %q }
 accounts {
-  SP { jetstream { max_file: %s, max_mem: 1M }, users: [ { user: screenpop, password: pw } ] }
+  SP { jetstream { %s }, users: [ { user: screenpop, password: pw } ] }
 }
-`, t.TempDir(), maxFile)
+`, t.TempDir(), js)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -98,5 +107,54 @@ func TestConn_EmbeddedStreamHasAByteLimit(t *testing.T) {
 	}
 	if st.CachedInfo().Config.MaxBytes <= 0 {
 		t.Fatalf("stream max_bytes %d: the embedded stream has no byte limit, so a full disk would refuse new events rather than drop old ones", st.CachedInfo().Config.MaxBytes)
+	}
+}
+
+// An account whose operator caps each stream's bytes (disk_max_stream_bytes,
+// storage_max_stream_bytes in an account JWT) took the stream before it had
+// a byte limit of its own: the daemon must still start, its stream within
+// the cap, not be refused with "maximum bytes exceeded".
+func TestConn_StreamShareKeepsToTheAccountsPerStreamCap(t *testing.T) {
+	url := accountServer(t, "max_file: 10M, max_mem: 1M, disk_max_stream_bytes: 2M")
+	c, err := bus.Start(context.Background(), bus.Config{URL: url}, zerolog.Nop())
+	if err != nil {
+		t.Fatalf("bus.Start under an account that caps a stream at 2 MB: %v", err)
+	}
+	defer c.Close()
+	st, err := c.JetStream().Stream(context.Background(), c.StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.MaxBytes; got <= 0 || got > 2<<20 {
+		t.Fatalf("stream max_bytes %d, want within the account's 2 MB cap", got)
+	}
+}
+
+// Another stream of the account that reserves its own byte limit took
+// none of the room the stream needed before: the daemon must still start
+// beside it, not be refused with "insufficient storage resources".
+func TestConn_StreamShareLeavesOtherStreamsReservations(t *testing.T) {
+	url := accountServer(t, "max_file: 10M, max_mem: 1M")
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "AUDIT", Subjects: []string{"audit.>"}, MaxBytes: 3_000_000}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := bus.Start(ctx, bus.Config{URL: url}, zerolog.Nop())
+	if err != nil {
+		t.Fatalf("bus.Start beside a stream that reserves 3 of the account's 10 MB: %v", err)
+	}
+	defer c.Close()
+	if err := c.Publish(ctx, pop("agent-1", "conv-1")); err != nil {
+		t.Fatalf("a pop: %v", err)
 	}
 }
