@@ -142,3 +142,37 @@ func TestClient_ChannelsEvictedByAnotherProgramOnTheClientAreReported(t *testing
 		t.Errorf("screenpop_notifications_channels_evicted_total = %v, want at least 1 (-1: no such metric)", n)
 	}
 }
+
+// A channel dies with its token. When the token ran out because the login
+// host was down through its refresh (or a long network outage spanned it),
+// the channel found gone at the reconnect was not evicted by another
+// program on the OAuth client: counting it, and warning so, sends on-call
+// (and the ScreenpopAgentsUnwatched alert) after a program that does not
+// exist, while the cause is the login failure logged beside it.
+func TestClient_ChannelGoneWithAnExpiredTokenIsNoEviction(t *testing.T) {
+	as := agents(1)
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, TokenLifetime: 3 * time.Second, CloseOnTokenExpiry: true},
+		func(c *notifications.Config) { c.Agents = ids(as) }, 64)
+	h.awaitReady(5 * time.Second)
+	h.emu.SetLoginDown(true)
+	waitFor(t, 10*time.Second, "the client's token expired while the login is down", func() bool {
+		return !h.client.Status().(notifications.Status).LoggedIn
+	})
+	h.emu.ExpireTokens() // Genesys closes the token's channels
+	var evicted []string
+	waitFor(t, 10*time.Second, "the channel found gone at the reconnect", func() bool {
+		gone := false
+		for _, l := range h.logs.lines() {
+			if strings.Contains(l, "genesys channel gone, creating a new one") {
+				gone = true
+			}
+			if strings.Contains(l, "most likely evicted") {
+				evicted = append(evicted, l)
+			}
+		}
+		return gone
+	})
+	if n := gauge(t, h.reg, "screenpop_notifications_channels_evicted_total"); n != 0 || len(evicted) > 0 {
+		t.Errorf("channels_evicted_total = %v, eviction lines %q: a channel gone with its expired token is no eviction", n, evicted)
+	}
+}

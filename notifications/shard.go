@@ -573,7 +573,7 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 }
 
 // goneEarly reports channel id found gone before its expiry under the
-// token that made it. Nothing of the client's own ends a channel then,
+// token that made it, while that token is still valid. Nothing of the client's own ends a channel then,
 // and Genesys evicts a client's least recently used channel past 20, so
 // the likely cause is another program on the same OAuth client: two that
 // together want more than 20 channels evict each other's for good, each
@@ -581,6 +581,9 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 func (sh *shard) goneEarly(id string, expires time.Time, tokGen int) {
 	if expires.IsZero() || tokGen != sh.c.tokenGen() || !time.Now().Before(expires.Add(-sh.c.cfg.HandoverGrace)) {
 		return
+	}
+	if t := sh.c.tok.Load(); t == nil || !time.Now().Before(t.expires) {
+		return // the token ran out (no new one yet: the login failing), and its channels with it
 	}
 	sh.c.m.evicted.Inc()
 	// Two programs evicting each other do it at every reconnect: once a
