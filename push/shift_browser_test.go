@@ -287,10 +287,11 @@ func TestBrowser_ShiftDaemonRestarts(t *testing.T) {
 	}
 }
 
-// The laptop sleeps: the socket is dead without a close. The page notices
-// the silence, reconnects and resumes: a pop of the meantime younger than
-// the replay window opens once, an older one never.
-func TestBrowser_ShiftLaptopSleeps(t *testing.T) {
+// laptopPage is the web resource of agent, connected to a push server
+// through a TCP path that can be cut or made to swallow connections, its
+// watchdog at 3 s for the server's 500 ms heartbeats (60 s for 25 s).
+func laptopPage(t *testing.T, agent bridge.AgentID) (*memStore, *netPath, context.Context) {
+	t.Helper()
 	st := newMemStore()
 	pages, base := shiftPages(t)
 	cfg := Config{AllowedOrigins: []string{pages.URL}, PingInterval: 500 * time.Millisecond, HeartbeatInterval: 500 * time.Millisecond}
@@ -299,10 +300,17 @@ func TestBrowser_ShiftLaptopSleeps(t *testing.T) {
 	path := newNetPath(t, e.ln.Addr().String())
 	ctx := newBrowser(t)
 	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
-		// The watchdog at 3 s for the server's 500 ms heartbeats (60 s for 25 s).
 		js(`var connect0 = ScreenPop.connect; ScreenPop.connect = function (o) { o.watchdogMs = 3000; return connect0(o); }`),
-		js(fmt.Sprintf(`window.__tok = %q; window.__startFn(%q)`, e.token("agent-s"), path.url())),
+		js(fmt.Sprintf(`window.__tok = %q; window.__startFn(%q)`, e.token(agent), path.url())),
 		poll(`document.getElementById('state').textContent === 'ready'`))
+	return st, path, ctx
+}
+
+// The laptop sleeps: the socket is dead without a close. The page notices
+// the silence, reconnects and resumes: a pop of the meantime younger than
+// the replay window opens once, an older one never.
+func TestBrowser_ShiftLaptopSleeps(t *testing.T) {
+	st, path, ctx := laptopPage(t, "agent-s")
 	st.add(shiftPop("agent-s", 1), time.Now(), true)
 	run(t, ctx, poll(`window.__calls.length === 1`))
 	path.cut()
@@ -324,18 +332,7 @@ func TestBrowser_ShiftLaptopSleeps(t *testing.T) {
 // rather than wait for the browser's opening-handshake timeout (240 s in
 // Chromium) with no pops.
 func TestBrowser_ShiftReconnectIntoADeadPath(t *testing.T) {
-	st := newMemStore()
-	pages, base := shiftPages(t)
-	cfg := Config{AllowedOrigins: []string{pages.URL}, PingInterval: 500 * time.Millisecond, HeartbeatInterval: 500 * time.Millisecond}
-	e := startEnvAt(t, cfg, st, nil, "127.0.0.1:0")
-	base.Store(&e.base)
-	path := newNetPath(t, e.ln.Addr().String())
-	ctx := newBrowser(t)
-	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
-		// The watchdog at 3 s for the server's 500 ms heartbeats (60 s for 25 s).
-		js(`var connect0 = ScreenPop.connect; ScreenPop.connect = function (o) { o.watchdogMs = 3000; return connect0(o); }`),
-		js(fmt.Sprintf(`window.__tok = %q; window.__startFn(%q)`, e.token("agent-w"), path.url())),
-		poll(`document.getElementById('state').textContent === 'ready'`))
+	st, path, ctx := laptopPage(t, "agent-w")
 	st.add(shiftPop("agent-w", 1), time.Now(), true)
 	run(t, ctx, poll(`window.__calls.length === 1`))
 	// Asleep: the socket dies without a close; on waking the page's first

@@ -3,65 +3,24 @@ package bus_test
 import (
 	"context"
 	"fmt"
-	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/bridge/bus"
+	"github.com/screenpop/screenpop/bridge/bus/bustest"
 )
-
-// limitedServer is a nats-server whose account SP may store maxFile bytes
-// of JetStream files, as an external cluster's operator sets it.
-func limitedServer(t *testing.T, maxFile string) string {
-	t.Helper()
-	return accountServer(t, "max_file: "+maxFile+", max_mem: 1M")
-}
-
-// accountServer is a nats-server whose account SP has the JetStream limits
-// js (the inside of its jetstream block).
-func accountServer(t *testing.T, js string) string {
-	t.Helper()
-	conf := filepath.Join(t.TempDir(), "nats.conf")
-	body := fmt.Sprintf(`listen: "127.0.0.1:-1"
-jetstream { store_dir: %q }
-accounts {
-  SP { jetstream { %s }, users: [ { user: screenpop, password: pw } ] }
-}
-`, t.TempDir(), js)
-	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	o, err := server.ProcessConfigFile(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.NoSigs, o.NoLog = true, true
-	ns, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	return fmt.Sprintf("nats://screenpop:pw@127.0.0.1:%d", ns.Addr().(*net.TCPAddr).Port)
-}
 
 // A day of traffic that fills the account's store must not stop the pops:
 // the stream keeps to its share of the store and lets its oldest messages
 // go, where without a limit of its own JetStream refused every new event,
 // marker and pop until old ones aged out.
 func TestConn_StreamKeepsToItsShareOfTheStore(t *testing.T) {
-	c, err := bus.Start(context.Background(), bus.Config{URL: limitedServer(t, "2M")}, zerolog.Nop())
+	c, err := bus.Start(context.Background(), bus.Config{URL: bustest.StartLimitedServer(t, "max_file: 2M, max_mem: 1M").URL()}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +74,7 @@ func TestConn_EmbeddedStreamHasAByteLimit(t *testing.T) {
 // a byte limit of its own: the daemon must still start, its stream within
 // the cap, not be refused with "maximum bytes exceeded".
 func TestConn_StreamShareKeepsToTheAccountsPerStreamCap(t *testing.T) {
-	url := accountServer(t, "max_file: 10M, max_mem: 1M, disk_max_stream_bytes: 2M")
+	url := bustest.StartLimitedServer(t, "max_file: 10M, max_mem: 1M, disk_max_stream_bytes: 2M").URL()
 	c, err := bus.Start(context.Background(), bus.Config{URL: url}, zerolog.Nop())
 	if err != nil {
 		t.Fatalf("bus.Start under an account that caps a stream at 2 MB: %v", err)
@@ -134,7 +93,7 @@ func TestConn_StreamShareKeepsToTheAccountsPerStreamCap(t *testing.T) {
 // none of the room the stream needed before: the daemon must still start
 // beside it, not be refused with "insufficient storage resources".
 func TestConn_StreamShareLeavesOtherStreamsReservations(t *testing.T) {
-	url := accountServer(t, "max_file: 10M, max_mem: 1M")
+	url := bustest.StartLimitedServer(t, "max_file: 10M, max_mem: 1M").URL()
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)

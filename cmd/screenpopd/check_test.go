@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -424,9 +425,14 @@ func startNATS(t *testing.T, jetStream bool) *server.Server {
 	return startNATSWith(t, &server.Options{JetStream: jetStream})
 }
 
+// startNATSWith serves o on a free loopback port, with its store in a
+// temporary directory unless o names one, until the test ends.
 func startNATSWith(t *testing.T, o *server.Options) *server.Server {
 	t.Helper()
-	o.Host, o.Port, o.StoreDir, o.NoSigs, o.NoLog = "127.0.0.1", server.RANDOM_PORT, t.TempDir(), true, true
+	o.Host, o.Port, o.NoSigs, o.NoLog = "127.0.0.1", server.RANDOM_PORT, true, true
+	if o.StoreDir == "" {
+		o.StoreDir = t.TempDir()
+	}
 	ns, err := server.NewServer(o)
 	if err != nil {
 		t.Fatal(err)
@@ -437,6 +443,11 @@ func startNATSWith(t *testing.T, o *server.Options) *server.Server {
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	return ns
+}
+
+// natsUserURL is ns's client URL with the test user screenpop:pw.
+func natsUserURL(ns *server.Server) string {
+	return fmt.Sprintf("nats://screenpop:pw@127.0.0.1:%d", ns.Addr().(*net.TCPAddr).Port)
 }
 
 func TestCheck_ExternalNATS(t *testing.T) {

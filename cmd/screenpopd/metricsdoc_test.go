@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -407,20 +406,11 @@ func checkSelector(t *testing.T, where, name, sel string, labels map[string]map[
 // has no sample. The runbook's own signal for a lost pop,
 // events_given_up_total ("any rise"), must be alerted on.
 func TestMetricsDoc_AlertsFireWhenPopsAreLost(t *testing.T) {
-	o := &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+	ns := startNATSWith(t, &server.Options{JetStream: true,
 		Users: []*server.User{{Username: "screenpop", Password: "pw", Permissions: &server.Permissions{
-			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"screenpop.pops.>"}}}}}}
-	ns, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
+			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"screenpop.pops.>"}}}}}})
 	vars := testEnv(t)
-	vars["NATS_URL"] = fmt.Sprintf("nats://screenpop:pw@127.0.0.1:%d", ns.Addr().(*net.TCPAddr).Port)
+	vars["NATS_URL"] = natsUserURL(ns)
 	d, _ := MustStartDemo(t, vars)
 	agent := demoAgents[0].ID
 	dialAgent(t, d.Main.AgentURL(), d.Genesys.AgentToken(agent))

@@ -115,18 +115,10 @@ func TestShutdown_WhileJetStreamDoesNotAnswer(t *testing.T) {
 		return []*server.User{{Username: "screenpop", Password: "pw", Permissions: &server.Permissions{
 			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: deny}}}}
 	}
-	o := &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true, Users: user()}
-	ns, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
+	o := &server.Options{JetStream: true, Users: user()}
+	ns := startNATSWith(t, o)
 	vars := testEnv(t)
-	vars["NATS_URL"] = fmt.Sprintf("nats://screenpop:pw@127.0.0.1:%d", ns.Addr().(*net.TCPAddr).Port)
+	vars["NATS_URL"] = natsUserURL(ns)
 	d, logs, stop := stopTimedDemo(t, vars)
 	agent := demoAgents[0].ID
 	ws := dialAgent(t, d.Main.AgentURL(), d.Genesys.AgentToken(agent))

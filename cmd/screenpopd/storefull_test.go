@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -16,81 +14,27 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/screenpop/screenpop/bridge/bus/bustest"
 )
 
-// limitedNATS is a nats-server started from a configuration file whose
-// account SP has a JetStream file limit (max_file), as an external
-// cluster's operator sets it; the limit can be changed and reloaded.
-type limitedNATS struct {
-	t    *testing.T
-	conf string
-	dir  string
-	ns   *server.Server
-}
-
-func (x *limitedNATS) write(maxFile string) {
-	conf := fmt.Sprintf(`listen: "127.0.0.1:-1"
-jetstream { store_dir: %q }
-accounts {
-  SP { jetstream { max_file: %s, max_mem: 1M }, users: [ { user: screenpop, password: pw } ] }
-}
-`, x.dir, maxFile)
-	if err := os.WriteFile(x.conf, []byte(conf), 0o600); err != nil {
-		x.t.Fatal(err)
-	}
-}
-
-func startLimitedNATS(t *testing.T, maxFile string) *limitedNATS {
-	x := &limitedNATS{t: t, conf: filepath.Join(t.TempDir(), "nats.conf"), dir: t.TempDir()}
-	x.write(maxFile)
-	o, err := server.ProcessConfigFile(x.conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.NoSigs, o.NoLog = true, true
-	ns, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	x.ns = ns
-	return x
-}
-
-func (x *limitedNATS) url() string {
-	return fmt.Sprintf("nats://screenpop:pw@127.0.0.1:%d", x.ns.Addr().(*net.TCPAddr).Port)
-}
-
-// raise sets the account's max_file and reloads the server's configuration,
-// as an operator does with nats-server --signal reload.
-func (x *limitedNATS) raise(maxFile string) {
-	x.write(maxFile)
-	if err := x.ns.Reload(); err != nil {
-		x.t.Fatal(err)
-	}
-}
-
-// fill stores messages in another stream of the account (as another
+// fillAccount stores messages in another stream of the account (as another
 // service sharing it would) until the account's file limit refuses even a
 // small one. The daemon's own stream keeps to its share of the store
 // (TestConn_StreamKeepsToItsShareOfTheStore in bridge/bus): only what
 // else the account holds can fill it.
-func (x *limitedNATS) fill(ctx context.Context) {
-	nc, err := nats.Connect(x.url())
+func fillAccount(ctx context.Context, t *testing.T, url string) {
+	nc, err := nats.Connect(url)
 	if err != nil {
-		x.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		x.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}, Storage: jetstream.FileStorage}); err != nil {
-		x.t.Fatal(err)
+		t.Fatal(err)
 	}
 	for size := 16 << 10; size >= 16; size /= 4 {
 		chunk := make([]byte, size)
@@ -99,7 +43,7 @@ func (x *limitedNATS) fill(ctx context.Context) {
 				break
 			}
 			if i > 100000 {
-				x.t.Fatal("the account's file limit never refused a message")
+				t.Fatal("the account's file limit never refused a message")
 			}
 		}
 	}
@@ -116,9 +60,9 @@ func (x *limitedNATS) fill(ctx context.Context) {
 // is not paged while no call pops. docs/operations.md 7.4 must also not
 // promise an `event dropped` error that does not come.
 func TestMetricsDoc_AlertsFireWhenTheStoreIsFull(t *testing.T) {
-	x := startLimitedNATS(t, "2M")
+	x := bustest.StartLimitedServer(t, "max_file: 2M, max_mem: 1M")
 	vars := testEnv(t)
-	vars["NATS_URL"] = x.url()
+	vars["NATS_URL"] = x.URL()
 	// Stands for the default 30 s, so that the episode can be short.
 	const maxAge = 2 * time.Second
 	vars["SCREENPOP_MAX_EVENT_AGE"] = maxAge.String()
@@ -130,7 +74,7 @@ func TestMetricsDoc_AlertsFireWhenTheStoreIsFull(t *testing.T) {
 		t.Fatal("no pop before the store filled")
 	}
 
-	x.fill(context.Background())
+	fillAccount(context.Background(), t, x.URL())
 	during := alertCall(d, agent)
 	rang := time.Now()
 	waitFor(t, 20*time.Second, "the call's event refused, and older than the max event age", func() bool {
@@ -138,7 +82,7 @@ func TestMetricsDoc_AlertsFireWhenTheStoreIsFull(t *testing.T) {
 		return v > 0 && time.Since(rang) > maxAge+time.Second
 	})
 	s := scrapeMetrics(t, d)
-	x.raise("8M")
+	x.SetLimits("max_file: 8M, max_mem: 1M")
 	after := alertCall(d, agent)
 	if page.waitPop(after.ID(), 15*time.Second).IsZero() {
 		t.Fatalf("no pop after the account's limit was raised; logs:\n%s", logLines(logs, `"level":"warn"`, `"level":"error"`))

@@ -1,5 +1,6 @@
-// Package bustest runs a real nats-server older than 2.11, as an external
-// server, for the tests of what bus does without per-key TTLs. The embedded
+// Package bustest runs real nats-servers as external servers for tests:
+// one older than 2.11, for what bus does without per-key TTLs, and one
+// whose account has JetStream limits (LimitedServer). The embedded
 // server is the module's own nats-server (2.15), so the fallback can only be
 // tested against another binary: `make test` builds v2.10.27 into bin/ and
 // names it in SCREENPOP_TEST_OLD_NATS_SERVER.

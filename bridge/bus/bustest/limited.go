@@ -1,0 +1,75 @@
+package bustest
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// LimitedServer is an in-process nats-server started from a configuration
+// file whose account SP (user screenpop, password pw) has JetStream limits,
+// as an external cluster's operator sets them; the limits can be changed
+// and reloaded, as with nats-server --signal reload.
+type LimitedServer struct {
+	t    testing.TB
+	conf string
+	dir  string
+	ns   *server.Server
+}
+
+// StartLimitedServer serves account SP with the JetStream limits js (the
+// inside of the account's jetstream block, e.g. "max_file: 2M, max_mem: 1M")
+// on a free loopback port until the test ends.
+func StartLimitedServer(tb testing.TB, js string) *LimitedServer {
+	tb.Helper()
+	x := &LimitedServer{t: tb, conf: filepath.Join(tb.TempDir(), "nats.conf"), dir: tb.TempDir()}
+	x.write(js)
+	o, err := server.ProcessConfigFile(x.conf)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	o.NoSigs, o.NoLog = true, true
+	ns, err := server.NewServer(o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ns.Start()
+	tb.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	if !ns.ReadyForConnections(10 * time.Second) {
+		tb.Fatal("nats-server not ready")
+	}
+	x.ns = ns
+	return x
+}
+
+func (x *LimitedServer) write(js string) {
+	conf := fmt.Sprintf(`listen: "127.0.0.1:-1"
+jetstream { store_dir: %q }
+accounts {
+  SP { jetstream { %s }, users: [ { user: screenpop, password: pw } ] }
+}
+`, x.dir, js)
+	if err := os.WriteFile(x.conf, []byte(conf), 0o600); err != nil {
+		x.t.Fatal(err)
+	}
+}
+
+// URL is the client URL of account SP's user.
+func (x *LimitedServer) URL() string {
+	return fmt.Sprintf("nats://screenpop:pw@127.0.0.1:%d", x.ns.Addr().(*net.TCPAddr).Port)
+}
+
+// SetLimits gives account SP the JetStream limits js and reloads the
+// server's configuration.
+func (x *LimitedServer) SetLimits(js string) {
+	x.t.Helper()
+	x.write(js)
+	if err := x.ns.Reload(); err != nil {
+		x.t.Fatal(err)
+	}
+}
