@@ -296,16 +296,41 @@
     return this.notify(4, 'Screen pop: no record could be looked up in time. Search for ' + q, action);
   };
 
-  // choose shows a small list of the candidates; a click opens one.
+  // choose shows a small list of the candidates; a click opens one. It
+  // follows the WAI-ARIA dialog pattern, without a focus trap (the app stays
+  // usable): the dialog itself takes focus, so that a screen reader announces
+  // it and keys the agent was still typing pick nothing; Tab reaches the
+  // candidates; Escape or Dismiss closes it and puts focus back where it was.
   Controller.prototype.choose = function (cands) {
     var self = this, doc = self.uiDocument();
     if (!doc || !doc.body) { return; }
-    if (self.chooser) { self.chooser.remove(); }
+    // It replaces any list in the app, this page's or one an earlier page
+    // drew (its library stays loaded); focus in that one goes back, at the
+    // end, to where it was before that one opened.
+    var back = doc.activeElement;
+    Array.prototype.forEach.call(doc.querySelectorAll('.screenpop-chooser'), function (old) {
+      if (old.contains(back)) { back = old.screenpopBack; }
+      old.remove();
+    });
+    self.chooser = null;
     var box = doc.createElement('div');
     box.className = 'screenpop-chooser';
     box.setAttribute('role', 'dialog');
     box.setAttribute('aria-label', 'Choose the caller\'s record');
+    box.tabIndex = -1;
+    box.screenpopBack = back;
     box.style.cssText = 'position:fixed;top:48px;right:8px;z-index:2147483647;width:320px;padding:8px;background:#fff;border:1px solid #888;border-radius:4px;font:14px sans-serif;box-shadow:0 2px 8px rgba(0,0,0,.2)';
+    function close(restore) {
+      var had = box.contains(doc.activeElement);
+      box.remove();
+      if (self.chooser === box) { self.chooser = null; }
+      if (restore && had && back && back !== doc.body && back.isConnected) {
+        try { back.focus(); } catch (e) { /* gone with its page */ }
+      }
+    }
+    box.addEventListener('keydown', function (ev) {
+      if (ev.key === 'Escape') { ev.preventDefault(); ev.stopPropagation(); close(true); }
+    });
     var h = doc.createElement('div');
     h.textContent = 'Several records match the caller:';
     h.style.marginBottom = '6px';
@@ -318,19 +343,20 @@
       b.setAttribute('data-id', c.id);
       b.textContent = (c.name || '(no name)') + ' · ' + c.entity;
       b.style.cssText = 'display:block;width:100%;text-align:left;margin:2px 0';
-      b.onclick = function () { box.remove(); self.chooser = null; self.openRecord(c.entity, c.id); };
+      b.onclick = function () { close(false); self.openRecord(c.entity, c.id); };
       box.appendChild(b);
     });
-    var close = doc.createElement('button');
-    close.type = 'button';
-    close.textContent = 'Dismiss';
-    close.onclick = function () { box.remove(); self.chooser = null; };
-    box.appendChild(close);
+    var dismiss = doc.createElement('button');
+    dismiss.type = 'button';
+    dismiss.textContent = 'Dismiss';
+    dismiss.onclick = function () { close(true); };
+    box.appendChild(dismiss);
     (self.opts.container || doc.body).appendChild(box);
     self.chooser = box;
+    box.focus();
     if (doc !== root.document && root.addEventListener) {
       // In the app's document it outlives this page, whose code it calls.
-      root.addEventListener('pagehide', function () { box.remove(); });
+      root.addEventListener('pagehide', function () { close(true); });
     }
   };
 

@@ -1,0 +1,271 @@
+package push
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/accessibility"
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"github.com/screenpop/screenpop/bridge"
+)
+
+// An agent who works by keyboard or with a screen reader, with the
+// chooser the web resource draws for a choose pop. The reference is the
+// WAI-ARIA Authoring Practices dialog pattern: focus moves into the dialog
+// when it opens (to a static element when a button there would act on a
+// stray key), Escape closes it, and focus goes back where it was.
+
+// axNode returns the node Chromium's accessibility tree, what a screen
+// reader reads, has for the element expr evaluates to.
+func axNode(t *testing.T, ctx context.Context, expr string) *accessibility.Node {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	var node *accessibility.Node
+	err := chromedp.Do(tctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		obj, err := cdp.Call(ctx, tg, runtime.Evaluate, runtime.EvaluateParams{Expression: expr})
+		if err != nil {
+			return err
+		}
+		if obj.Result == nil || obj.Result.ObjectID == "" {
+			return fmt.Errorf("%s is no element", expr)
+		}
+		no := false
+		res, err := cdp.Call(ctx, tg, accessibility.GetPartialAXTree, accessibility.GetPartialAXTreeParams{ObjectID: obj.Result.ObjectID, FetchRelatives: &no})
+		if err != nil {
+			return err
+		}
+		if len(res.Nodes) == 0 {
+			return fmt.Errorf("%s has no accessibility node", expr)
+		}
+		node = res.Nodes[0]
+		return nil
+	}))
+	if err != nil {
+		t.Fatalf("accessibility node of %s: %v", expr, err)
+	}
+	return node
+}
+
+// axString is an accessibility value as a string ("" if none).
+func axString(v *accessibility.Value) string {
+	var s string
+	if v != nil {
+		_ = json.Unmarshal(v.Value, &s)
+	}
+	return s
+}
+
+// axOf returns the role and name of the element expr evaluates to.
+func axOf(t *testing.T, ctx context.Context, expr string) (role, name string) {
+	t.Helper()
+	n := axNode(t, ctx, expr)
+	return axString(n.Role), axString(n.Name)
+}
+
+// axLive returns the live region politeness ("polite", "assertive" or "")
+// of the element expr evaluates to.
+func axLive(t *testing.T, ctx context.Context, expr string) string {
+	t.Helper()
+	for _, p := range axNode(t, ctx, expr).Properties {
+		if p.Name == accessibility.PropertyNameLive {
+			return axString(p.Value)
+		}
+	}
+	return ""
+}
+
+// focusedDesc describes the app's focused element for a failure message.
+const focusedDesc = `(function (a) { return a ? a.tagName.toLowerCase() + (a.id ? '#' + a.id : '') + (a.className ? '.' + a.className : '') : 'none'; })(document.activeElement)`
+
+// chooserApp is the Unified Interface test page with a field the agent is
+// typing in (a note on the current record) when a pop arrives.
+func chooserApp(t *testing.T, agent string) (*env, context.Context) {
+	t.Helper()
+	e, pages := pageEnv(t)
+	ctx := uciApp(t, e, pages, "", agent)
+	run(t, ctx, js(`document.body.insertAdjacentHTML('afterbegin', '<label>Note <input id="notes"></label>')`))
+	return e, ctx
+}
+
+// typing puts the agent in the note field, typing, with no chooser shown.
+func typing(t *testing.T, ctx context.Context) {
+	t.Helper()
+	run(t, ctx, js(`document.querySelectorAll('.screenpop-chooser').forEach(function (b) { b.remove(); });
+		document.getElementById('notes').value = ''`),
+		chromedp.Click(chromedp.CSS(`#notes`)), chromedp.KeyEvent("Ann"))
+}
+
+// popChoose publishes a choose pop between two contacts and waits for its
+// chooser; it returns the ids of the candidates.
+func popChoose(t *testing.T, e *env, ctx context.Context, agent, conv string) [2]string {
+	t.Helper()
+	run(t, ctx, poll(`window.__clients().indexOf('ready') >= 0`))
+	p := testPop(bridge.AgentID(agent), conv)
+	p.Target = bridge.Target{Action: bridge.ActionChoose}
+	h := fnv.New32a()
+	h.Write([]byte(conv))
+	n := uint64(h.Sum32()) * 2
+	ids := [2]string{fmt.Sprintf("eeeeeeee-0000-4000-8000-%012x", n), fmt.Sprintf("eeeeeeee-0000-4000-8000-%012x", n+1)}
+	p.Candidates = []bridge.Candidate{
+		{Entity: "contact", ID: ids[0], Name: "Ann One"},
+		{Entity: "contact", ID: ids[1], Name: "Ann Two"},
+	}
+	e.publishPop(p)
+	run(t, ctx, poll(fmt.Sprintf(`!!document.querySelector('.screenpop-chooser button[data-id="%s"]')`, ids[0])))
+	return ids
+}
+
+// A choose pop arrives while the agent types in a field. A screen reader
+// user hears nothing of a dialog that appears out of focus, and a keyboard
+// user would have to tab through the whole app to reach it (it is the
+// app document's last element). Focus must move to the dialog itself (not
+// to a candidate, which the next Space or Enter typed would open).
+func TestBrowser_ChooserTakesFocus(t *testing.T) {
+	e, ctx := chooserApp(t, "agent-a11y-focus")
+	typing(t, ctx)
+	popChoose(t, e, ctx, "agent-a11y-focus", "conv-a11y-focus")
+	if !eval[bool](t, ctx, `!!(document.activeElement && document.activeElement.closest('.screenpop-chooser'))`) {
+		t.Fatalf("the chooser opened and focus stayed on %s: a screen reader does not announce it, and the keyboard reaches it only after every control of the app",
+			eval[string](t, ctx, focusedDesc))
+	}
+	if role, name := axOf(t, ctx, `document.activeElement`); role != "dialog" || name != "Choose the caller's record" {
+		t.Fatalf("focus on %s %q, want the dialog named \"Choose the caller's record\"", role, name)
+	}
+	// The agent was typing: keys still on their way pick nothing.
+	run(t, ctx, chromedp.KeyEvent(" Smith"+kb.Enter))
+	if n := eval[int](t, ctx, `window.__calls.length`); n != 0 {
+		t.Fatalf("typing on after the pop opened %d records", n)
+	}
+	if !eval[bool](t, ctx, `!!document.querySelector('.screenpop-chooser')`) {
+		t.Fatal("typing on after the pop closed the chooser")
+	}
+}
+
+func TestBrowser_ChooserKeyboard(t *testing.T) {
+	const agent = "agent-a11y-kb"
+	e, ctx := chooserApp(t, agent)
+	calls := func() int { return eval[int](t, ctx, `window.__calls.length`) }
+	// reach stands for however the agent got into the list (the focus the
+	// chooser takes, or Tab): the first candidate has focus.
+	reach := js(`document.querySelector('.screenpop-chooser .screenpop-candidate').focus()`)
+	backOnNotes := func(t *testing.T, what string) {
+		t.Helper()
+		if eval[bool](t, ctx, `!!document.querySelector('.screenpop-chooser')`) {
+			t.Fatalf("%s: the chooser is still open", what)
+		}
+		if !eval[bool](t, ctx, `document.activeElement === document.getElementById('notes')`) {
+			t.Fatalf("%s: focus on %s, want it back on the field the agent was typing in", what, eval[string](t, ctx, focusedDesc))
+		}
+	}
+
+	t.Run("Labels", func(t *testing.T) {
+		typing(t, ctx)
+		ids := popChoose(t, e, ctx, agent, "conv-a11y-labels")
+		if role, name := axOf(t, ctx, `document.querySelector('.screenpop-chooser')`); role != "dialog" || name != "Choose the caller's record" {
+			t.Fatalf("chooser is %s %q", role, name)
+		}
+		if role, name := axOf(t, ctx, fmt.Sprintf(`document.querySelector('.screenpop-chooser button[data-id="%s"]')`, ids[1])); role != "button" || name != "Ann Two · contact" {
+			t.Fatalf("second candidate is %s %q, want button \"Ann Two · contact\"", role, name)
+		}
+	})
+
+	t.Run("EnterOpens", func(t *testing.T) {
+		typing(t, ctx)
+		n := calls()
+		ids := popChoose(t, e, ctx, agent, "conv-a11y-enter")
+		run(t, ctx, reach, chromedp.KeyEvent(kb.Tab+kb.Enter), poll(fmt.Sprintf(`window.__calls.length === %d`, n+1)))
+		if got := eval[string](t, ctx, `window.__calls[window.__calls.length - 1].options.entityId`); got != ids[1] {
+			t.Fatalf("Tab, Enter opened %q, want the second candidate %q", got, ids[1])
+		}
+	})
+
+	t.Run("SpaceOpens", func(t *testing.T) {
+		typing(t, ctx)
+		n := calls()
+		ids := popChoose(t, e, ctx, agent, "conv-a11y-space")
+		run(t, ctx, reach, chromedp.KeyEvent(" "), poll(fmt.Sprintf(`window.__calls.length === %d`, n+1)))
+		if got := eval[string](t, ctx, `window.__calls[window.__calls.length - 1].options.entityId`); got != ids[0] {
+			t.Fatalf("Space opened %q, want the first candidate %q", got, ids[0])
+		}
+	})
+
+	t.Run("EscapeCloses", func(t *testing.T) {
+		typing(t, ctx)
+		n := calls()
+		popChoose(t, e, ctx, agent, "conv-a11y-escape")
+		run(t, ctx, reach, chromedp.KeyEvent(kb.Escape))
+		backOnNotes(t, "Escape")
+		if calls() != n {
+			t.Fatal("Escape opened a record")
+		}
+	})
+
+	t.Run("DismissReturnsFocus", func(t *testing.T) {
+		typing(t, ctx)
+		popChoose(t, e, ctx, agent, "conv-a11y-dismiss")
+		run(t, ctx, js(`Array.prototype.find.call(document.querySelectorAll('.screenpop-chooser button'), function (b) { return b.textContent === 'Dismiss'; }).focus()`),
+			chromedp.KeyEvent(kb.Enter))
+		backOnNotes(t, "Enter on Dismiss")
+	})
+
+	t.Run("SecondPopReplaces", func(t *testing.T) {
+		typing(t, ctx)
+		popChoose(t, e, ctx, agent, "conv-a11y-first")
+		run(t, ctx, reach)
+		ids := popChoose(t, e, ctx, agent, "conv-a11y-second")
+		if n := eval[int](t, ctx, `document.querySelectorAll('.screenpop-chooser').length`); n != 1 {
+			t.Fatalf("%d choosers open, want the second pop's only", n)
+		}
+		if !eval[bool](t, ctx, fmt.Sprintf(`!!(document.activeElement && document.activeElement.closest('.screenpop-chooser') && document.activeElement.closest('.screenpop-chooser').querySelector('[data-id="%s"]'))`, ids[0])) {
+			t.Fatalf("focus on %s after the second pop replaced the list the agent was in, want in the new list", eval[string](t, ctx, focusedDesc))
+		}
+		run(t, ctx, chromedp.KeyEvent(kb.Escape))
+		backOnNotes(t, "Escape from the second list")
+	})
+
+	// The agent leaves the list open and opens another record; the new
+	// page's library gets the next pop.
+	t.Run("SecondPopAfterNavigation", func(t *testing.T) {
+		typing(t, ctx)
+		popChoose(t, e, ctx, agent, "conv-a11y-nav1")
+		frames := eval[int](t, ctx, `window.__frames`)
+		run(t, ctx, js(`Xrm.Navigation.openForm({entityName: 'account', entityId: 'ffffffff-0000-4000-8000-000000000001'})`),
+			poll(fmt.Sprintf(`window.__frames === %d && window.__clients()[%d] === 'ready'`, frames+1, frames)), reach)
+		ids := popChoose(t, e, ctx, agent, "conv-a11y-nav2")
+		if n := eval[int](t, ctx, `document.querySelectorAll('.screenpop-chooser').length`); n != 1 {
+			t.Fatalf("%d choosers stacked in the app, want the newest pop's only: the last caller's list shows again once the agent picks from this one", n)
+		}
+		if !eval[bool](t, ctx, fmt.Sprintf(`!!(document.activeElement && document.activeElement.closest('.screenpop-chooser') && document.activeElement.closest('.screenpop-chooser').querySelector('[data-id="%s"]'))`, ids[0])) {
+			t.Fatalf("focus on %s after the new page's list replaced the one the agent was in", eval[string](t, ctx, focusedDesc))
+		}
+		run(t, ctx, chromedp.KeyEvent(kb.Escape))
+		backOnNotes(t, "Escape from the new page's list")
+	})
+}
+
+// The demo page (make demo: "pick an agent and watch the pops arrive")
+// adds each pop to a list and shows the connection state: a screen reader
+// says nothing of either unless they are live regions.
+func TestBrowser_DemoPageAnnouncesPops(t *testing.T) {
+	e := newEnv(t, Config{}, nil, nil)
+	ctx := newBrowser(t)
+	run(t, ctx, chromedp.Navigate(e.base+"/web/demo.html#token="+e.token("agent-a11y-demo")),
+		poll(`document.getElementById('status').dataset.state === 'ready'`))
+	seq := e.publish("agent-a11y-demo", "conv-a11y-demo")
+	run(t, ctx, poll(fmt.Sprintf(`!!document.querySelector('#pops li[data-seq="%d"]')`, seq)))
+	if live := axLive(t, ctx, `document.getElementById('pops')`); live != "polite" {
+		t.Errorf("the pops list is live %q, want polite: a new pop is not announced", live)
+	}
+	if live := axLive(t, ctx, `document.getElementById('status')`); live != "polite" {
+		t.Errorf("the connection state is live %q, want polite: a signed-out page (auth) is not announced", live)
+	}
+}
