@@ -353,12 +353,14 @@ func checkNATS(ctx context.Context, cfg *Config, log zerolog.Logger, r *report) 
 	// The stream captures screenpop.>: a check message is stored like an
 	// event. The daemon's consumers filter screenpop.events.> and
 	// screenpop.pops.*, so they never see it; a plain subscriber of
-	// screenpop.> does, once.
+	// screenpop.> does, once: it is a CloudEvent like everything there
+	// (docs/events.md), of a type consumers ignore.
 	id := randomHex(8)
 	subject := "screenpop.check." + id
 	msg := nats.NewMsg(subject)
 	msg.Header.Set(jetstream.MsgIDHeader, "check:"+id)
-	msg.Data = []byte(`{"check":"screenpopd check","note":"a probe of screenpopd check; ignore"}`)
+	msg.Data = []byte(`{"specversion":"1.0","id":"check:` + id + `","source":"/screenpop/check","type":"screenpop.check.v1",` +
+		`"datacontenttype":"application/json","data":{"note":"a probe of screenpopd check; ignore"}}`)
 	ack, err := js.PublishMsg(actx, msg, jetstream.WithExpectStream(cfg.Stream))
 	if err != nil {
 		r.fail("nats publish", fmt.Errorf("%s: %w", subject, err),
