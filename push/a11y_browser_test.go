@@ -232,6 +232,20 @@ func TestBrowser_ChooserKeyboard(t *testing.T) {
 		backOnNotes(t, "Escape from the second list")
 	})
 
+	// The agent leaves the list open and the next caller's pop opens a
+	// record: the earlier caller's list must not stay over it, with focus
+	// in it, where a click would open that caller's record.
+	t.Run("OpenPopClosesTheList", func(t *testing.T) {
+		typing(t, ctx)
+		popChoose(t, e, ctx, agent, "conv-a11y-before-open")
+		calls := eval[int](t, ctx, `window.__calls.length`)
+		e.publishPop(testPop(bridge.AgentID(agent), "conv-a11y-open"))
+		run(t, ctx, poll(fmt.Sprintf(`window.__calls.length > %d`, calls)))
+		if n := eval[int](t, ctx, `document.querySelectorAll('.screenpop-chooser').length`); n != 0 {
+			t.Fatalf("%d earlier caller's lists left over the record the next pop opened", n)
+		}
+	})
+
 	// The agent leaves the list open and opens another record; the new
 	// page's library gets the next pop.
 	t.Run("SecondPopAfterNavigation", func(t *testing.T) {

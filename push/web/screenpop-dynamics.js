@@ -266,6 +266,11 @@
   // that has started (or, for search, once the notification is shown).
   Controller.prototype.act = function (pop, rec) {
     var self = this, t = pop.target || {};
+    if (t.action !== 'choose') {
+      // An earlier caller's list must not stay over the next caller's
+      // record, with focus in it: a click there would open the wrong one.
+      self.dropChoosers();
+    }
     switch (t.action) {
       case 'open':
         return self.openRecord(t.entity, t.id, rec);
@@ -294,6 +299,15 @@
       action = { label: 'Copy', run: function () { root.navigator.clipboard.writeText(q); } };
     }
     return this.notify(4, 'Screen pop: no record could be looked up in time. Search for ' + q, action);
+  };
+
+  // dropChoosers removes every candidate list in the app, this page's or
+  // one an earlier page drew.
+  Controller.prototype.dropChoosers = function () {
+    var doc = this.uiDocument();
+    if (!doc || !doc.querySelectorAll) { return; }
+    Array.prototype.forEach.call(doc.querySelectorAll('.screenpop-chooser'), function (old) { old.remove(); });
+    this.chooser = null;
   };
 
   // choose shows a small list of the candidates; a click opens one. It
