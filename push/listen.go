@@ -2,9 +2,14 @@ package push
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 )
@@ -14,19 +19,97 @@ import (
 var ErrPlaintext = errors.New("agent listener is not on loopback and has no TLS: set SCREENPOP_TLS_CERT and SCREENPOP_TLS_KEY, or SCREENPOP_ALLOW_PLAINTEXT=true when a TLS-terminating proxy sits in front")
 
 // LoadTLS reads the agent listener's certificate and key. Both empty returns
-// nil (no TLS); one without the other is an error.
-func LoadTLS(certFile, keyFile string) (*tls.Config, error) {
+// nil (no TLS); one without the other is an error. The files are looked at
+// again every certCheckEvery while the listener serves, and a renewal
+// written in place (a Kubernetes secret volume, a certbot deploy hook) is
+// served from the next handshake on, without a restart; files that do not
+// load then keep the previous certificate, with a warning.
+func LoadTLS(certFile, keyFile string, log zerolog.Logger) (*tls.Config, error) {
+	return loadTLS(certFile, keyFile, certCheckEvery, log)
+}
+
+// certCheckEvery is how often a handshake may look at the certificate's
+// files for a renewal.
+const certCheckEvery = 10 * time.Second
+
+func loadTLS(certFile, keyFile string, every time.Duration, log zerolog.Logger) (*tls.Config, error) {
 	if certFile == "" && keyFile == "" {
 		return nil, nil
 	}
 	if certFile == "" || keyFile == "" {
 		return nil, errors.New("tls: SCREENPOP_TLS_CERT and SCREENPOP_TLS_KEY must be set together")
 	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("tls: load SCREENPOP_TLS_CERT/SCREENPOP_TLS_KEY: %w", err)
+	r := &certFiles{cert: certFile, key: keyFile, every: every, log: log.With().Str("component", "push").Logger()}
+	if err := r.load(); err != nil {
+		return nil, err
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+	r.checked = time.Now()
+	// Only GetCertificate: with Certificates set too, a handshake without
+	// SNI (a client dialling an IP address) would get the first one for ever.
+	return &tls.Config{GetCertificate: r.get, MinVersion: tls.VersionTLS12}, nil
+}
+
+// certFiles serves the certificate of its files, read again when their
+// size or modification time changes.
+type certFiles struct {
+	cert, key string
+	every     time.Duration
+	log       zerolog.Logger
+
+	mu      sync.Mutex
+	current *tls.Certificate
+	stamp   string
+	checked time.Time
+}
+
+func (r *certFiles) stampNow() string {
+	var b strings.Builder
+	for _, f := range []string{r.cert, r.key} {
+		if st, err := os.Stat(f); err == nil {
+			fmt.Fprintf(&b, "%d/%d;", st.Size(), st.ModTime().UnixNano())
+		}
+	}
+	return b.String()
+}
+
+func (r *certFiles) load() error {
+	stamp := r.stampNow()
+	cert, err := tls.LoadX509KeyPair(r.cert, r.key)
+	if err != nil {
+		return fmt.Errorf("tls: load SCREENPOP_TLS_CERT/SCREENPOP_TLS_KEY: %w", err)
+	}
+	r.current, r.stamp = &cert, stamp
+	return nil
+}
+
+func (r *certFiles) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now := time.Now(); now.Sub(r.checked) >= r.every {
+		r.checked = now
+		if st := r.stampNow(); st != r.stamp {
+			if err := r.load(); err != nil {
+				// A renewal half written (the key not yet replaced) is
+				// tried again at the next look.
+				r.log.Warn().Err(err).Msg("agent listener certificate files changed but do not load; serving the previous certificate")
+			} else {
+				r.log.Info().Time("not_after", r.current.Leaf.NotAfter).Msg("agent listener certificate reloaded")
+			}
+		}
+	}
+	return r.current, nil
+}
+
+// Leaf returns the certificate cfg (from LoadTLS) serves now.
+func Leaf(cfg *tls.Config) (*x509.Certificate, error) {
+	c, err := cfg.GetCertificate(&tls.ClientHelloInfo{})
+	if err != nil {
+		return nil, err
+	}
+	if c.Leaf != nil {
+		return c.Leaf, nil
+	}
+	return x509.ParseCertificate(c.Certificate[0])
 }
 
 // Listen opens the agent listener on addr (SCREENPOP_LISTEN). With tlsConfig

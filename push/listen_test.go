@@ -38,13 +38,13 @@ func TestListen(t *testing.T) {
 	t.Run("TLS", func(t *testing.T) {
 		dir := t.TempDir()
 		certFile, keyFile := writeCert(t, dir)
-		if _, err := LoadTLS(certFile, ""); err == nil {
+		if _, err := LoadTLS(certFile, "", log); err == nil {
 			t.Fatal("cert without key accepted")
 		}
-		if _, err := LoadTLS(filepath.Join(dir, "missing.pem"), keyFile); err == nil {
+		if _, err := LoadTLS(filepath.Join(dir, "missing.pem"), keyFile, log); err == nil {
 			t.Fatal("missing cert accepted")
 		}
-		cfg, err := LoadTLS(certFile, keyFile)
+		cfg, err := LoadTLS(certFile, keyFile, log)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,4 +91,74 @@ func writeCert(t *testing.T, dir string) (string, string) {
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 	return certFile, keyFile
+}
+
+// A certificate renewed in place (a Kubernetes secret volume, a certbot
+// deploy hook) is served from the next handshake on, without a restart:
+// otherwise the daemon serves the old one until it expires and every
+// agent's page fails to connect. A renewal half written keeps the previous
+// certificate.
+func TestLoadTLS_RenewalServedWithoutARestart(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := writeCert(t, dir)
+	cfg, err := loadTLS(certFile, keyFile, 0, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := Listen("127.0.0.1:0", cfg, false, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	served := func() *x509.Certificate {
+		t.Helper()
+		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0]
+	}
+	first := served()
+	leaf, err := Leaf(cfg)
+	if err != nil || !leaf.Equal(first) {
+		t.Fatalf("Leaf %v (%v), want the served certificate", leaf, err)
+	}
+
+	// Half a renewal: a new certificate whose key is not written yet.
+	renewed := t.TempDir()
+	newCert, newKey := writeCert(t, renewed)
+	copyFile(t, newCert, certFile)
+	if got := served(); !got.Equal(first) {
+		t.Fatal("a certificate without its key was served")
+	}
+	copyFile(t, newKey, keyFile)
+	got := served()
+	if got.Equal(first) {
+		t.Fatal("the renewed certificate is not served: the daemon would need a restart")
+	}
+	if leaf, err := Leaf(cfg); err != nil || !leaf.Equal(got) {
+		t.Fatalf("Leaf after the renewal: %v, want the served certificate", err)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -184,17 +183,15 @@ func checkTLS(cfg *Config, now time.Time, r *report) {
 		return
 	}
 	fix := "SCREENPOP_TLS_CERT must name a readable PEM certificate chain (leaf first) and SCREENPOP_TLS_KEY its PEM private key, both readable by the service user"
-	tc, err := push.LoadTLS(cfg.TLSCert, cfg.TLSKey)
+	tc, err := push.LoadTLS(cfg.TLSCert, cfg.TLSKey, zerolog.Nop())
 	if err != nil {
 		r.fail(name, err, fix)
 		return
 	}
-	leaf := tc.Certificates[0].Leaf
-	if leaf == nil {
-		if leaf, err = x509.ParseCertificate(tc.Certificates[0].Certificate[0]); err != nil {
-			r.fail(name, fmt.Errorf("parse certificate: %w", err), fix)
-			return
-		}
+	leaf, err := push.Leaf(tc)
+	if err != nil {
+		r.fail(name, fmt.Errorf("parse certificate: %w", err), fix)
+		return
 	}
 	names := leaf.DNSNames
 	for _, ip := range leaf.IPAddresses {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -81,9 +82,20 @@ func (m *Main) Open(ctx context.Context) error {
 
 	// The listeners first: a port in use is the commonest start-up error
 	// and should come before any remote call.
-	tlsCfg, err := push.LoadTLS(cfg.TLSCert, cfg.TLSKey)
+	tlsCfg, err := push.LoadTLS(cfg.TLSCert, cfg.TLSKey, m.Log)
 	if err != nil {
 		return fmt.Errorf("SCREENPOP_TLS_CERT/SCREENPOP_TLS_KEY: %w", err)
+	}
+	if tlsCfg != nil {
+		m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "screenpop_push_tls_certificate_expiry_timestamp_seconds",
+			Help: "When the agent listener's certificate (as served now: renewals are read without a restart) expires, in Unix seconds."},
+			func() float64 {
+				leaf, err := push.Leaf(tlsCfg)
+				if err != nil {
+					return math.NaN()
+				}
+				return float64(leaf.NotAfter.Unix())
+			}))
 	}
 	if m.agentLn, err = push.Listen(cfg.Listen, tlsCfg, cfg.AllowPlaintext, m.Log); err != nil {
 		return fmt.Errorf("SCREENPOP_LISTEN %s: %w", cfg.Listen, err)
