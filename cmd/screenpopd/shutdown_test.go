@@ -127,10 +127,14 @@ func TestShutdown_WhileJetStreamDoesNotAnswer(t *testing.T) {
 	// runs, so its pop's publish, then the check and the unmark after it,
 	// go unanswered. The second call's event waits in the publisher.
 	d.Dataverse.SetLatency(time.Second)
+	d.Dataverse.ResetLog()
 	first := d.Genesys.InboundCall(agent, "+13175550170", notificationstest.Options{})
 	first.Alert()
-	waitFor(t, 10*time.Second, "the first call's lookup", func() bool {
-		return strings.Contains(logs.String(), `"stage":"normalize","conversation_id":"`+first.ID())
+	// Reloading the server's options while it answers a direct get is a
+	// data race inside nats-server (its opts are read unlocked there), so
+	// the reload waits until the resolver is in the lookup, past its reads.
+	waitFor(t, 10*time.Second, "the first call's lookup at Dataverse", func() bool {
+		return d.Dataverse.MaxConcurrent() > 0
 	})
 	silent := *o
 	silent.Port = ns.Addr().(*net.TCPAddr).Port
