@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -56,8 +57,12 @@ type certFiles struct {
 	every     time.Duration
 	log       zerolog.Logger
 
+	current atomic.Pointer[tls.Certificate]
+
+	// mu is held while the files are looked at; a handshake that finds it
+	// held serves the current certificate rather than wait for a slow or
+	// hung file system.
 	mu      sync.Mutex
-	current *tls.Certificate
 	stamp   string
 	checked time.Time
 }
@@ -78,12 +83,15 @@ func (r *certFiles) load() error {
 	if err != nil {
 		return fmt.Errorf("tls: load SCREENPOP_TLS_CERT/SCREENPOP_TLS_KEY: %w", err)
 	}
-	r.current, r.stamp = &cert, stamp
+	r.current.Store(&cert)
+	r.stamp = stamp
 	return nil
 }
 
 func (r *certFiles) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	r.mu.Lock()
+	if !r.mu.TryLock() {
+		return r.current.Load(), nil
+	}
 	defer r.mu.Unlock()
 	if now := time.Now(); now.Sub(r.checked) >= r.every {
 		r.checked = now
@@ -92,12 +100,12 @@ func (r *certFiles) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 				// A renewal half written (the key not yet replaced) is
 				// tried again at the next look.
 				r.log.Warn().Err(err).Msg("agent listener certificate files changed but do not load; serving the previous certificate")
-			} else {
-				r.log.Info().Time("not_after", r.current.Leaf.NotAfter).Msg("agent listener certificate reloaded")
+			} else if leaf, err := leafOf(r.current.Load()); err == nil {
+				r.log.Info().Time("not_after", leaf.NotAfter).Msg("agent listener certificate reloaded")
 			}
 		}
 	}
-	return r.current, nil
+	return r.current.Load(), nil
 }
 
 // Leaf returns the certificate cfg (from LoadTLS) serves now.
@@ -106,6 +114,12 @@ func Leaf(cfg *tls.Config) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
+	return leafOf(c)
+}
+
+// leafOf is c's leaf, parsed when tls.LoadX509KeyPair left Leaf nil
+// (GODEBUG=x509keypairleaf=0).
+func leafOf(c *tls.Certificate) (*x509.Certificate, error) {
 	if c.Leaf != nil {
 		return c.Leaf, nil
 	}

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -160,5 +161,111 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A certificate file that does not answer (a hung network file system; here
+// a FIFO nobody writes) must not stop every other agent's handshake, nor
+// the expiry gauge's scrape: only the look at the files waits for it.
+func TestLoadTLS_HungFileDoesNotBlockHandshakes(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := writeCert(t, dir)
+	cfg, err := loadTLS(certFile, keyFile, 0, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := Listen("127.0.0.1:0", cfg, false, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_ = c.(*tls.Conn).Handshake()
+				c.Close()
+			}()
+		}
+	}()
+	if err := os.Remove(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(keyFile, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The first handshake after the change reads the files and hangs there.
+	stuck := make(chan struct{})
+	go func() {
+		defer close(stuck)
+		if c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true}); err == nil {
+			c.Close()
+		}
+	}()
+	var w *os.File
+	// Opening the FIFO for writing without blocking succeeds once a reader
+	// has it open.
+	waitFor(t, 10*time.Second, "the handshake reading the key file", func() bool {
+		w, err = os.OpenFile(keyFile, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+		return err == nil
+	})
+	defer func() { w.Close(); <-stuck }()
+
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	c, err := tls.DialWithDialer(d, "tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("another agent's handshake while the key file hangs: %v", err)
+	}
+	c.Close()
+	done := make(chan error, 1)
+	go func() { _, err := Leaf(cfg); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Leaf (the expiry gauge on /metrics) blocks while the key file hangs")
+	}
+}
+
+// With GODEBUG=x509keypairleaf=0 tls.LoadX509KeyPair leaves Leaf nil: a
+// renewal must still be served, without a panic in the handshake.
+func TestLoadTLS_RenewalWithoutLeaf(t *testing.T) {
+	t.Setenv("GODEBUG", "x509keypairleaf=0")
+	dir := t.TempDir()
+	certFile, keyFile := writeCert(t, dir)
+	cfg, err := loadTLS(certFile, keyFile, 0, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := Leaf(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newCert, newKey := writeCert(t, t.TempDir())
+	copyFile(t, newCert, certFile)
+	copyFile(t, newKey, keyFile)
+	var got *tls.Certificate
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				t.Fatalf("GetCertificate after a renewal panicked: %v", p)
+			}
+		}()
+		got, err = cfg.GetCertificate(&tls.ClientHelloInfo{})
+	}()
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(got.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leaf.Equal(first) {
+		t.Fatal("the renewed certificate is not served")
 	}
 }
