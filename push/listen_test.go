@@ -102,25 +102,7 @@ func writeCert(t *testing.T, dir string) (string, string) {
 func TestLoadTLS_RenewalServedWithoutARestart(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := writeCert(t, dir)
-	cfg, err := loadTLS(certFile, keyFile, 0, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := Listen("127.0.0.1:0", cfg, false, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.(*tls.Conn).Handshake()
-			c.Close()
-		}
-	}()
+	cfg, ln := handshakes(t, certFile, keyFile)
 	served := func() *x509.Certificate {
 		t.Helper()
 		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
@@ -153,6 +135,34 @@ func TestLoadTLS_RenewalServedWithoutARestart(t *testing.T) {
 	}
 }
 
+// handshakes serves TLS handshakes, each on its own goroutine, with the
+// certificate of certFile and keyFile looked at again on every handshake.
+func handshakes(t *testing.T, certFile, keyFile string) (*tls.Config, net.Listener) {
+	t.Helper()
+	cfg, err := loadTLS(certFile, keyFile, 0, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := Listen("127.0.0.1:0", cfg, false, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_ = c.(*tls.Conn).Handshake()
+				c.Close()
+			}()
+		}
+	}()
+	return cfg, ln
+}
+
 func copyFile(t *testing.T, from, to string) {
 	t.Helper()
 	b, err := os.ReadFile(from)
@@ -170,27 +180,7 @@ func copyFile(t *testing.T, from, to string) {
 func TestLoadTLS_HungFileDoesNotBlockHandshakes(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := writeCert(t, dir)
-	cfg, err := loadTLS(certFile, keyFile, 0, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := Listen("127.0.0.1:0", cfg, false, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				_ = c.(*tls.Conn).Handshake()
-				c.Close()
-			}()
-		}
-	}()
+	cfg, ln := handshakes(t, certFile, keyFile)
 	if err := os.Remove(keyFile); err != nil {
 		t.Fatal(err)
 	}
@@ -206,6 +196,7 @@ func TestLoadTLS_HungFileDoesNotBlockHandshakes(t *testing.T) {
 		}
 	}()
 	var w *os.File
+	var err error
 	// Opening the FIFO for writing without blocking succeeds once a reader
 	// has it open.
 	waitFor(t, 10*time.Second, "the handshake reading the key file", func() bool {
