@@ -240,23 +240,22 @@ func startEmbedded(cfg Config, log zerolog.Logger) (*server.Server, error) {
 	fatal := make(chan string, 1)
 	ns.SetLoggerV2(serverLogger{log: log.With().Str("component", "nats-server").Logger(), fatal: fatal}, false, false, false)
 	ns.Start()
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	for deadline := time.Now().Add(10 * time.Second); err == nil; {
 		if ns.ReadyForConnections(50 * time.Millisecond) {
 			return ns, nil
 		}
 		select {
 		case detail := <-fatal:
-			ns.Shutdown()
-			ns.WaitForShutdown()
-			return nil, fmt.Errorf("embedded nats: %s (set SCREENPOP_NATS_LISTEN to a free address or off; check that SCREENPOP_DATA_DIR is writable)", detail)
+			err = fmt.Errorf("embedded nats: %s (set SCREENPOP_NATS_LISTEN to a free address or off; check that SCREENPOP_DATA_DIR is writable)", detail)
 		default:
-		}
-		if time.Now().After(deadline) {
-			ns.Shutdown()
-			ns.WaitForShutdown()
-			return nil, fmt.Errorf("embedded nats: not ready after 10s (is %s in use? set SCREENPOP_NATS_LISTEN to another address or off)", cfg.Listen)
+			if time.Now().After(deadline) {
+				err = fmt.Errorf("embedded nats: not ready after 10s (is %s in use? set SCREENPOP_NATS_LISTEN to another address or off)", cfg.Listen)
+			}
 		}
 	}
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	return nil, err
 }
 
 func (c *Conn) setup(ctx context.Context) error {
