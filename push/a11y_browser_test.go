@@ -283,3 +283,40 @@ func TestBrowser_DemoPageAnnouncesPops(t *testing.T) {
 		t.Errorf("the connection state is live %q, want polite: a signed-out page (auth) is not announced", live)
 	}
 }
+
+// Two tabs of one agent: the list one tab drew for a caller must go when
+// the other tab acts on the next caller's pop, or the agent finds the
+// earlier caller's list on switching back, where a click opens that
+// caller's record.
+func TestBrowser_ChooserLeavesTheOtherTabOnTheNextPop(t *testing.T) {
+	e, pages := pageEnv(t)
+	a := newBrowser(t)
+	b, cancel := chromedp.NewContext(a)
+	defer cancel()
+	if err := chromedp.Do(b); err != nil {
+		t.Fatal(err)
+	}
+	tok := e.token("agent-tabs")
+	for _, ctx := range []context.Context{a, b} {
+		run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
+			js(`window.__vis = 'hidden'; Object.defineProperty(document, 'visibilityState', { get: function () { return window.__vis; } })`),
+			js(fmt.Sprintf(`window.__start(%q, %q)`, e.wsURL, tok)),
+			poll(`document.getElementById('state').textContent === 'ready'`))
+	}
+	// Tab b is in front for the first caller, who has two records.
+	run(t, b, js(`window.__vis = 'visible'`))
+	p := testPop("agent-tabs", "conv-tabs-choose")
+	p.Target = bridge.Target{Action: bridge.ActionChoose}
+	p.Candidates = []bridge.Candidate{{Entity: "contact", ID: "eeeeeeee-0000-4000-8000-00000000a001", Name: "Ann One"}, {Entity: "contact", ID: "eeeeeeee-0000-4000-8000-00000000a002", Name: "Ann Two"}}
+	e.publishPop(p)
+	run(t, b, poll(`document.querySelectorAll('.screenpop-chooser').length === 1`))
+	// The agent switches to tab a; the next caller's record opens there.
+	run(t, b, js(`window.__vis = 'hidden'`))
+	run(t, a, js(`window.__vis = 'visible'`))
+	e.publish("agent-tabs", "conv-tabs-open")
+	run(t, a, poll(`window.__calls.length === 1`))
+	run(t, b, poll(`ScreenPop.Dynamics.current.handled.filter(function (h) { return h.done; }).length === 2`))
+	if n := eval[int](t, b, `document.querySelectorAll('.screenpop-chooser').length`); n != 0 {
+		t.Fatalf("the earlier caller's list is still in the other tab (%d) after the next pop opened a record", n)
+	}
+}

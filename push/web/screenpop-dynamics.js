@@ -382,7 +382,13 @@
     var rec = { id: pop.id, seq: pop.seq, action: pop.target && pop.target.action, opened: false, done: false };
     self.handled.push(rec);
     return claim(pop.id, self.opts.lockMs || 10000).then(function (mine) {
-      if (!mine) { rec.done = true; return; }
+      if (!mine) {
+        // Another tab acts on this newer pop: a list this tab drew for an
+        // earlier caller must not wait here for the agent's next look.
+        self.dropChoosers();
+        rec.done = true;
+        return;
+      }
       rec.opened = true;
       return self.act(pop, rec).then(function () { rec.done = true; }, function () { rec.done = true; rec.error = true; });
     });
