@@ -125,8 +125,24 @@ func (s scrape) labelValues() map[string]map[string]map[string]bool {
 // where metric names, label names and label values are written.
 func daemonSource(t *testing.T) string {
 	t.Helper()
-	skip := regexp.MustCompile(`(^|/)(cmd/screenpop-bench|notificationstest|dataversetest|bustest|internal)(/|$)`)
 	var b strings.Builder
+	for _, path := range daemonGoFiles(t) {
+		src, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(src)
+	}
+	return b.String()
+}
+
+// daemonGoFiles are the paths of the daemon's Go files: the module's
+// non-test files, without the load tool, the emulators and internal test
+// helpers.
+func daemonGoFiles(t *testing.T) []string {
+	t.Helper()
+	skip := regexp.MustCompile(`(^|/)(cmd/screenpop-bench|notificationstest|dataversetest|bustest|internal)(/|$)`)
+	var paths []string
 	err := filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -137,17 +153,15 @@ func daemonSource(t *testing.T) string {
 			}
 			return nil
 		}
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return nil
+		if strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
+			paths = append(paths, path)
 		}
-		src, err := os.ReadFile(path)
-		b.Write(src)
-		return err
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b.String()
+	return paths
 }
 
 // runbookMetrics returns the metric names docs/operations.md section 4

@@ -4,9 +4,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -24,24 +22,11 @@ func TestRunbookDoc_WarningsAndErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := string(b)
-	skip := regexp.MustCompile(`(^|/)(cmd/screenpop-bench|notificationstest|dataversetest|bustest|internal)(/|$)`)
 	fset := token.NewFileSet()
-	err = filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if skip.MatchString(filepath.ToSlash(path)) {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return nil
-		}
+	for _, path := range daemonGoFiles(t) {
 		f, err := parser.ParseFile(fset, path, nil, 0)
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
 		ast.Inspect(f, func(n ast.Node) bool {
 			call, ok := n.(*ast.CallExpr)
@@ -67,10 +52,6 @@ func TestRunbookDoc_WarningsAndErrors(t *testing.T) {
 			}
 			return true
 		})
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }
 
