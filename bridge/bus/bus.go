@@ -1014,6 +1014,16 @@ type ConsumeConfig struct {
 	AckWait     time.Duration // redelivery after this long without an ack; default DefaultAckWait
 	MaxDeliver  int           // attempts before an event is given up; default 5
 	DrainWithin time.Duration // on shutdown, how long in-flight handlers may finish; default 5s
+	// Since is how far back a durable made anew starts: one absent at the
+	// start (deleted while no instance ran), or lost while this one ran.
+	// Events stored in that time, while no consumer existed, are then
+	// still delivered; the resolver passes its max event age, beyond which
+	// an event makes no pop anyway. A consumer lost while running starts
+	// instead at the newest event this instance was given, when that is
+	// later: that one comes again (its pop marker makes it harmless), what
+	// it was given before then does not (nor an older event waiting for
+	// its redelivery). 0: a durable made anew starts at new events.
+	Since time.Duration
 }
 
 // ConsumeEvents runs the durable consumer of conversation events: fn gets
@@ -1022,9 +1032,9 @@ type ConsumeConfig struct {
 // the message is kept in progress (its ack wait restarted every third of
 // it), so JetStream does not hand an event being handled to another handler,
 // here or in another instance; an event comes back after AckWait only when
-// its handler's process has died or cannot reach NATS. A new durable
-// starts at new events (the resolver ignores a backlog older than its max
-// event age anyway); an existing one resumes where it stopped. On ctx
+// its handler's process has died or cannot reach NATS. A durable made
+// anew starts cc.Since back (see there); an existing one resumes where it
+// stopped, its start kept as it was made. On ctx
 // cancel it stops taking messages and waits for the handlers in flight,
 // which get a context that outlives ctx by DrainWithin.
 func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx context.Context, data []byte) error) error {
@@ -1075,7 +1085,14 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 			c.log.Debug().Err(err).Msg("nak event")
 		}
 	}
+	// newest is the stored time (Unix nanoseconds) of the newest event
+	// this instance was given: where a lost consumer starts again.
+	var newest atomic.Int64
 	handle := func(m jetstream.Msg) {
+		md, mdErr := m.Metadata()
+		if mdErr == nil {
+			storeMax(&newest, md.Timestamp.UnixNano())
+		}
 		mu.Lock()
 		if closing || ctx.Err() != nil {
 			mu.Unlock()
@@ -1095,14 +1112,14 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 			defer func() { <-sem; wg.Done() }()
 			stop := keepInProgress(m, inProgressEvery(cc.AckWait), c.log)
 			mctx := hctx
-			if md, err := m.Metadata(); err == nil {
+			if mdErr == nil {
 				mctx = bridge.WithDelivery(hctx, md.NumDelivered)
 			}
 			err := fn(mctx, m.Data())
 			stop()
 			if err != nil {
 				c.metrics.handleErrors.Inc()
-				if md, merr := m.Metadata(); merr == nil && md.NumDelivered >= uint64(cc.MaxDeliver) {
+				if mdErr == nil && md.NumDelivered >= uint64(cc.MaxDeliver) {
 					// JetStream will not deliver it again: if it was to
 					// pop, that pop is lost. Say so where on-call looks.
 					c.metrics.givenUp.Inc()
@@ -1124,16 +1141,15 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 	}
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		cons, err := c.js.CreateOrUpdateConsumer(ctx, c.cfg.Stream, jetstream.ConsumerConfig{
+		cons, err := c.eventConsumer(ctx, jetstream.ConsumerConfig{
 			Durable:        cc.Durable,
 			Description:    "screenpop resolver: conversation events to pops",
 			FilterSubjects: cc.Subjects,
-			DeliverPolicy:  jetstream.DeliverNewPolicy,
 			AckPolicy:      jetstream.AckExplicitPolicy,
 			AckWait:        cc.AckWait,
 			MaxDeliver:     cc.MaxDeliver,
 			MaxAckPending:  cc.Workers * 4,
-		})
+		}, cc.Since, time.Unix(0, newest.Load()))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil // stopped while starting
@@ -1233,7 +1249,7 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 		consCtx.Stop()
 		<-consCtx.Closed()
 		c.metrics.consumerLost.Inc()
-		c.log.Error().Err(why).Str("consumer", cc.Durable).Msg("the resolver's consumer was lost, creating it again: events published until then make no pop")
+		c.log.Error().Err(why).Str("consumer", cc.Durable).Msg("the resolver's consumer was lost, creating it again from the newest event this instance was given")
 		// A consumer lost again and again (a terminal error that is not a
 		// deletion) must not spin: back off unless it ran a good while.
 		if time.Since(started) > time.Minute {
@@ -1243,6 +1259,55 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 				return nil
 			}
 			backoff = min(backoff*2, 30*time.Second)
+		}
+	}
+}
+
+// eventConsumer updates the durable cfg names, keeping where it was made to
+// start (JetStream refuses to change that), or creates it: starting since
+// back, or at newest when that is later; at new events when since is 0.
+// Another instance may create or delete it in between: each outcome is
+// tried again a few times.
+func (c *Conn) eventConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, since time.Duration, newest time.Time) (jetstream.Consumer, error) {
+	var err error
+	for range 3 {
+		var cons jetstream.Consumer
+		cons, err = c.js.Consumer(ctx, c.cfg.Stream, cfg.Durable)
+		switch {
+		case err == nil:
+			was := cons.CachedInfo().Config
+			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = was.DeliverPolicy, was.OptStartSeq, was.OptStartTime
+			cons, err = c.js.UpdateConsumer(ctx, c.cfg.Stream, cfg)
+			if errors.Is(err, jetstream.ErrConsumerDoesNotExist) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				continue // deleted in between
+			}
+			return cons, err
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverNewPolicy, 0, nil
+			if since > 0 {
+				start := time.Now().Add(-since)
+				if newest.After(start) {
+					start = newest
+				}
+				cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
+			}
+			cons, err = c.js.CreateConsumer(ctx, c.cfg.Stream, cfg)
+			if errors.Is(err, jetstream.ErrConsumerExists) {
+				continue // made by another instance in between
+			}
+			return cons, err
+		default:
+			return nil, err
+		}
+	}
+	return nil, err
+}
+
+// storeMax sets a to v if v is larger.
+func storeMax(a *atomic.Int64, v int64) {
+	for was := a.Load(); v > was; was = a.Load() {
+		if a.CompareAndSwap(was, v) {
+			return
 		}
 	}
 }

@@ -809,7 +809,9 @@ func TestConn_ConsumeEventsFiltersSubjects(t *testing.T) {
 // A durable consumer deleted from under the resolver (by hand, or lost in an
 // incident on an external cluster) is created again, so events published
 // afterwards pop; without it nothing would pop again while the daemon
-// looked healthy.
+// looked healthy. It starts at the newest event this instance was given:
+// that one comes again (the resolver's pop marker makes it harmless), the
+// ones before it do not.
 func TestConn_ConsumeEventsRecreatesALostConsumer(t *testing.T) {
 	var logs syncbuf.Buffer
 	c, err := bus.Start(context.Background(), bus.Config{Listen: "off", DataDir: t.TempDir()}, zerolog.New(&logs))
@@ -830,8 +832,10 @@ func TestConn_ConsumeEventsRecreatesALostConsumer(t *testing.T) {
 		}
 	}
 	waitFor(t, 5*time.Second, pulling(c, "lost"))
-	publishEvent(t, c, "conv-before")
-	next("conv-before")
+	publishEvent(t, c, "conv-older")
+	next("conv-older")
+	publishEvent(t, c, "conv-newest")
+	next("conv-newest")
 
 	if err := c.JetStream().DeleteConsumer(context.Background(), c.StreamName(), "lost"); err != nil {
 		t.Fatal(err)
@@ -839,18 +843,45 @@ func TestConn_ConsumeEventsRecreatesALostConsumer(t *testing.T) {
 	waitFor(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "the resolver's consumer was lost") })
 	waitFor(t, 5*time.Second, pulling(c, "lost"))
 	publishEvent(t, c, "conv-after")
-	next("conv-after")
+	nextSet(t, seen, "conv-newest", "conv-after")
+	select {
+	case got := <-seen:
+		t.Fatalf("consumed %s again", got)
+	case <-time.After(200 * time.Millisecond):
+	}
 	stop()
 }
 
+// nextSet reads len(want) conversation ids from seen, in any order (handlers
+// run at once), and fails unless they are want.
+func nextSet(t *testing.T, seen <-chan string, want ...string) {
+	t.Helper()
+	var got []string
+	for range want {
+		select {
+		case g := <-seen:
+			got = append(got, g)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("consumed %q, want %q: the rest did not come", got, want)
+		}
+	}
+	slices.Sort(got)
+	w := slices.Sorted(slices.Values(want))
+	if !slices.Equal(got, w) {
+		t.Fatalf("consumed %q, want %q", got, w)
+	}
+}
+
 // consumeConversations runs ConsumeEvents on durable with a handler that
-// sends each event's conversation id; stop ends it and checks its error.
+// sends each event's conversation id; stop ends it and checks its error. A
+// durable made anew starts a minute back, as the resolver's does with its
+// max event age.
 func consumeConversations(t *testing.T, c *bus.Conn, durable string) (seen <-chan string, stop func()) {
 	ch := make(chan string, 16)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- c.ConsumeEvents(ctx, bus.ConsumeConfig{Durable: durable}, func(_ context.Context, data []byte) error {
+		done <- c.ConsumeEvents(ctx, bus.ConsumeConfig{Durable: durable, Since: time.Minute}, func(_ context.Context, data []byte) error {
 			e, err := bridge.DecodeEvent(data)
 			if err != nil {
 				return err
@@ -1011,31 +1042,120 @@ func TestStart_NATSAddressInUseIsNamed(t *testing.T) {
 }
 
 // The same when the consumer goes while this instance is cut off from
-// NATS: its pulls then find no responder, and nothing says "deleted".
+// NATS: its pulls then find no responder, and nothing says "deleted". An
+// event stored while no consumer existed still pops: the consumer made
+// again starts at the newest event this instance was given (which comes
+// once more), not at new ones.
 func TestConn_ConsumeEventsRecreatesAConsumerLostWhileDisconnected(t *testing.T) {
 	server, c, px := behindCutProxy(t)
 	seen, stop := consumeConversations(t, c, "cutoff")
+	next := func(want, why string) {
+		t.Helper()
+		select {
+		case got := <-seen:
+			if got != want {
+				t.Fatalf("consumed %s, want %s", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s was not consumed: %s", want, why)
+		}
+	}
 	waitFor(t, 5*time.Second, pulling(server, "cutoff"))
+	publishEvent(t, server, "conv-before")
+	next("conv-before", "the consumer does not work")
 	px.cut()
 	waitFor(t, 5*time.Second, func() bool { return !c.NATS().IsConnected() })
 	if err := server.JetStream().DeleteConsumer(context.Background(), server.StreamName(), "cutoff"); err != nil {
 		t.Fatal(err)
 	}
+	publishEvent(t, server, "conv-gap")
 	waitFor(t, 10*time.Second, func() bool { return c.NATS().IsConnected() })
-	waitFor(t, 10*time.Second, func() bool {
-		_, err := server.JetStream().Consumer(context.Background(), server.StreamName(), "cutoff")
-		return err == nil
-	})
+	// The two may be handled at once, in either order.
+	nextSet(t, seen, "conv-before", "conv-gap")
 	publishEvent(t, server, "conv-cutoff")
+	next("conv-cutoff", "an event published after the reconnect was not consumed: the lost consumer was not made again")
+	stop()
+}
+
+// A durable missing at the start (deleted while no instance ran) starts
+// Since back: an event stored meanwhile that is young enough still pops.
+// With Since 0 it starts at new events, as before Since existed.
+func TestConn_ConsumeEventsNewDurableStartsSinceBack(t *testing.T) {
+	c := MustStart(t, bus.Config{Listen: "off"})
+	publishEvent(t, c, "conv-while-down")
+	seen, stop := consumeConversations(t, c, "since")
 	select {
 	case got := <-seen:
-		if got != "conv-cutoff" {
-			t.Fatalf("consumed %s", got)
+		if got != "conv-while-down" {
+			t.Fatalf("consumed %s, want conv-while-down", got)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("an event published after the reconnect was not consumed: the lost consumer was not made again")
+	case <-time.After(5 * time.Second):
+		t.Fatal("an event stored a moment before the durable was made was not consumed")
 	}
 	stop()
+
+	// Since 0: the event already stored is not consumed; one published
+	// once the durable exists is.
+	ch := make(chan string, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- c.ConsumeEvents(ctx, bus.ConsumeConfig{Durable: "new-only"}, func(_ context.Context, data []byte) error {
+			e, err := bridge.DecodeEvent(data)
+			if err != nil {
+				return err
+			}
+			ch <- string(e.ConversationID)
+			return nil
+		})
+	}()
+	waitFor(t, 5*time.Second, pulling(c, "new-only"))
+	publishEvent(t, c, "conv-new")
+	if got := <-ch; got != "conv-new" {
+		t.Fatalf("with Since 0 consumed %s first, want conv-new", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// JetStream refuses to change where a durable starts. An existing one
+// (made by an earlier version at new events, or by this one Since back)
+// keeps its start, so that a restart does not fail on it, and resumes
+// where it stopped.
+func TestConn_ConsumeEventsKeepsAnExistingDurablesStart(t *testing.T) {
+	c := MustStart(t, bus.Config{Listen: "off"})
+	if _, err := c.JetStream().CreateConsumer(context.Background(), c.StreamName(), jetstream.ConsumerConfig{
+		Durable: "older", DeliverPolicy: jetstream.DeliverNewPolicy, AckPolicy: jetstream.AckExplicitPolicy,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// run stores an event (one the stream's duplicate window does not
+	// drop), starts the resolver's consumer on durable and wants the events
+	// it has not handled yet, then checks where the durable starts.
+	n := 0
+	run := func(durable string, policy jetstream.DeliverPolicy, earlier ...string) {
+		t.Helper()
+		conv := fmt.Sprintf("conv-%s-%d", durable, n)
+		n++
+		publishEvent(t, c, conv)
+		seen, stop := consumeConversations(t, c, durable)
+		nextSet(t, seen, append(earlier, conv)...)
+		stop()
+		cons, err := c.JetStream().Consumer(context.Background(), c.StreamName(), durable)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cons.CachedInfo().Config.DeliverPolicy; got != policy {
+			t.Fatalf("%s: deliver policy %v, want %v", durable, got, policy)
+		}
+	}
+	run("older", jetstream.DeliverNewPolicy)
+	run("older", jetstream.DeliverNewPolicy)
+	// Made anew a minute back: it gets the events stored before it, too.
+	run("since", jetstream.DeliverByStartTimePolicy, "conv-older-0", "conv-older-1")
+	run("since", jetstream.DeliverByStartTimePolicy)
 }
 
 // After the consumer is lost, a shutdown still waits for the handlers in

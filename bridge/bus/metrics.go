@@ -25,7 +25,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5, 1}}),
 		handleErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "screenpop_bus_event_handler_errors_total", Help: "Consumed events whose handler failed (redelivered)."}),
 		givenUp:      prometheus.NewCounter(prometheus.CounterOpts{Name: "screenpop_bus_events_given_up_total", Help: "Events whose handler failed on their last delivery (MaxDeliver): pops that may be lost."}),
-		consumerLost: prometheus.NewCounter(prometheus.CounterOpts{Name: "screenpop_bus_consumer_recreated_total", Help: "Times the resolver's durable consumer was lost (deleted, not found) and created again: events published in between made no pop."}),
+		consumerLost: prometheus.NewCounter(prometheus.CounterOpts{Name: "screenpop_bus_consumer_recreated_total", Help: "Times the resolver's durable consumer was lost (deleted, not found) and created again, from the newest event this instance was given."}),
 	}
 	if r != nil {
 		r.MustRegister(m.connected, m.reconnects, m.published, m.duplicates, m.publishErrors, m.publishSeconds, m.handleErrors, m.givenUp, m.consumerLost)

@@ -196,7 +196,7 @@ func (m *Main) Run(ctx context.Context) error {
 		{m.pumpSnapshots},
 		{m.Events.Run},
 		{func(ctx context.Context) error {
-			return m.Bus.ConsumeEvents(ctx, bus.ConsumeConfig{Subjects: bridge.ResolverSubjects, AckWait: resolverAckWait(m.Config.PopDeadline), DrainWithin: 3 * time.Second}, m.Resolver.HandleMessage)
+			return m.Bus.ConsumeEvents(ctx, bus.ConsumeConfig{Subjects: bridge.ResolverSubjects, AckWait: resolverAckWait(m.Config.PopDeadline), DrainWithin: 3 * time.Second, Since: m.Config.MaxEventAge}, m.Resolver.HandleMessage)
 		}},
 		{
 			func(ctx context.Context) error { return m.Push.Run(ctx, m.agentLn) },
