@@ -22,7 +22,8 @@ const MinJWTSecret = 32
 const maxToken = 8 << 10
 
 // JWTAuthenticator validates HS256 tokens whose sub is the agent's Genesys
-// user id and whose exp is required. It implements bridge.AgentAuthenticator.
+// user id and whose exp is required; with an audience, their aud must name
+// it. It implements bridge.AgentAuthenticator.
 type JWTAuthenticator struct {
 	secret []byte
 	parser *jwt.Parser
@@ -31,15 +32,18 @@ type JWTAuthenticator struct {
 var _ bridge.AgentAuthenticator = (*JWTAuthenticator)(nil)
 
 // NewJWTAuthenticator returns an authenticator for secret, which must be at
-// least MinJWTSecret bytes.
-func NewJWTAuthenticator(secret []byte) (*JWTAuthenticator, error) {
+// least MinJWTSecret bytes. A non-empty audience (SCREENPOP_JWT_AUDIENCE)
+// must be in every token's aud: where one login signs tokens for several
+// services with the same secret, a token made for another is refused.
+func NewJWTAuthenticator(secret []byte, audience string) (*JWTAuthenticator, error) {
 	if len(secret) < MinJWTSecret {
 		return nil, fmt.Errorf("jwt secret: %d bytes, want at least %d (SCREENPOP_JWT_SECRET)", len(secret), MinJWTSecret)
 	}
-	return &JWTAuthenticator{
-		secret: append([]byte(nil), secret...),
-		parser: jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second)),
-	}, nil
+	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithExpirationRequired(), jwt.WithLeeway(5 * time.Second)}
+	if audience != "" {
+		opts = append(opts, jwt.WithAudience(audience))
+	}
+	return &JWTAuthenticator{secret: append([]byte(nil), secret...), parser: jwt.NewParser(opts...)}, nil
 }
 
 // Authenticate implements bridge.AgentAuthenticator: the answer holds until
@@ -57,8 +61,9 @@ func (a *JWTAuthenticator) Authenticate(_ context.Context, token string) (bridge
 }
 
 // MintToken returns an HS256 token for agent valid for ttl, for
-// `screenpopd token` and the demo.
-func MintToken(secret []byte, agent bridge.AgentID, ttl time.Duration) (string, error) {
+// `screenpopd token` and the demo; its aud is audience, if any
+// (SCREENPOP_JWT_AUDIENCE).
+func MintToken(secret []byte, agent bridge.AgentID, ttl time.Duration, audience ...string) (string, error) {
 	if len(secret) < MinJWTSecret {
 		return "", fmt.Errorf("mint token: secret shorter than %d bytes", MinJWTSecret)
 	}
@@ -72,6 +77,7 @@ func MintToken(secret []byte, agent bridge.AgentID, ttl time.Duration) (string, 
 	t := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
 		Subject:   string(agent),
 		Issuer:    "screenpop",
+		Audience:  jwt.ClaimStrings(audience),
 		IssuedAt:  jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 	})

@@ -19,6 +19,8 @@ type Config struct {
 	Auth string
 	// JWTSecret is the HS256 secret for AuthJWT (at least 32 bytes).
 	JWTSecret []byte
+	// JWTAudience, if set, must be in the aud of every AuthJWT token.
+	JWTAudience string
 	// AllowedOrigins are the browser origins (scheme://host[:port]) allowed
 	// to open the websocket, besides the server's own origin. A request
 	// without an Origin header (a non-browser client) is always allowed.

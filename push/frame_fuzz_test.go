@@ -50,7 +50,7 @@ func FuzzNewPopFrame(f *testing.F) {
 // a usable agent id.
 func FuzzJWTAuthenticator_Authenticate(f *testing.F) {
 	secret := []byte(strings.Repeat("s", MinJWTSecret))
-	a, err := NewJWTAuthenticator(secret)
+	a, err := NewJWTAuthenticator(secret, "")
 	if err != nil {
 		f.Fatal(err)
 	}

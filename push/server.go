@@ -70,7 +70,7 @@ type Server struct {
 
 // New returns a server for cfg that reads pops from store. auth checks
 // tokens in mode genesys (required there); in mode jwt it may be nil and a
-// JWTAuthenticator for cfg.JWTSecret is used.
+// JWTAuthenticator for cfg.JWTSecret and cfg.JWTAudience is used.
 func New(cfg Config, store bridge.PopStore, auth bridge.AgentAuthenticator, log zerolog.Logger) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, fmt.Errorf("push: %w", err)
@@ -80,7 +80,7 @@ func New(cfg Config, store bridge.PopStore, auth bridge.AgentAuthenticator, log 
 	}
 	switch {
 	case cfg.Auth == AuthJWT && auth == nil:
-		a, err := NewJWTAuthenticator(cfg.JWTSecret)
+		a, err := NewJWTAuthenticator(cfg.JWTSecret, cfg.JWTAudience)
 		if err != nil {
 			return nil, fmt.Errorf("push: %w", err)
 		}

@@ -913,8 +913,51 @@ func TestNew_Config(t *testing.T) {
 	}
 }
 
+// With SCREENPOP_JWT_AUDIENCE set, a token signed with the right secret
+// but made for another service (another aud, or none) is refused: one login
+// may sign tokens for several services with one secret. Without it, any
+// aud is accepted, as before the setting existed.
+func TestServer_AuthAudience(t *testing.T) {
+	signed := func(aud ...string) string {
+		t.Helper()
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{Subject: "agent-a", Audience: aud, ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}).SignedString(testSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	e := newEnv(t, Config{JWTAudience: "screenpop-contoso"}, nil, nil)
+	for name, tok := range map[string]string{"NoAud": signed(), "OtherAud": signed("wallboard-contoso")} {
+		t.Run(name, func(t *testing.T) {
+			c := e.rawClient()
+			c.send(map[string]any{"type": "hello", "token": tok})
+			c.expectClose(CloseInvalidToken)
+		})
+	}
+	for name, tok := range map[string]string{"Aud": signed("screenpop-contoso"), "AudAmongOthers": signed("wallboard-contoso", "screenpop-contoso")} {
+		t.Run(name, func(t *testing.T) {
+			if _, ready := e.connect(tok, nil, ""); ready.AgentID != "agent-a" {
+				t.Fatalf("ready for %q, want agent-a", ready.AgentID)
+			}
+		})
+	}
+	t.Run("Minted", func(t *testing.T) {
+		tok, err := MintToken(testSecret, "agent-a", time.Minute, "screenpop-contoso")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.connect(tok, nil, "")
+	})
+	t.Run("NoAudienceSet", func(t *testing.T) {
+		open := newEnv(t, Config{}, nil, nil)
+		if _, ready := open.connect(signed("wallboard-contoso"), nil, ""); ready.AgentID != "agent-a" {
+			t.Fatalf("ready for %q, want agent-a", ready.AgentID)
+		}
+	})
+}
+
 func TestMintToken(t *testing.T) {
-	a, err := NewJWTAuthenticator(testSecret)
+	a, err := NewJWTAuthenticator(testSecret, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,6 +77,7 @@ type Config struct {
 	AllowedOrigins []string
 	Auth           string
 	JWTSecret      string
+	JWTAudience    string
 	PProf          bool
 
 	LogLevel  string
@@ -290,6 +291,7 @@ var settings = []setting{
 	}},
 	{"SCREENPOP_AUTH", "genesys", "agent auth: genesys (Genesys access token) or jwt (HS256)", oneOf(func(c *Config) *string { return &c.Auth }, "genesys", "jwt")},
 	{"SCREENPOP_JWT_SECRET", "", "secret for jwt auth (at least 32 bytes)", str(func(c *Config) *string { return &c.JWTSecret })},
+	{"SCREENPOP_JWT_AUDIENCE", "", "jwt auth: a value every token's aud must hold; set it when your login signs tokens for other services with the same secret", str(func(c *Config) *string { return &c.JWTAudience })},
 	{"SCREENPOP_PPROF", "false", "serve pprof on the admin listener", boolean(func(c *Config) *bool { return &c.PProf })},
 	{"LOG_LEVEL", "info", "trace, debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "trace", "debug", "info", "warn", "error")},
 	{"LOG_FORMAT", "", "json or console; default console on a TTY, else json", oneOf(func(c *Config) *string { return &c.LogFormat }, "", "json", "console")},

@@ -165,7 +165,7 @@ func (m *Main) Open(ctx context.Context) error {
 	var auth bridge.AgentAuthenticator
 	switch cfg.Auth {
 	case "jwt":
-		if auth, err = push.NewJWTAuthenticator([]byte(cfg.JWTSecret)); err != nil {
+		if auth, err = push.NewJWTAuthenticator([]byte(cfg.JWTSecret), cfg.JWTAudience); err != nil {
 			return fmt.Errorf("SCREENPOP_JWT_SECRET: %w", err)
 		}
 	default:
@@ -174,7 +174,7 @@ func (m *Main) Open(ctx context.Context) error {
 		}
 	}
 	m.Push, err = push.New(push.Config{
-		Auth: cfg.Auth, JWTSecret: []byte(cfg.JWTSecret), AllowedOrigins: cfg.AllowedOrigins,
+		Auth: cfg.Auth, JWTSecret: []byte(cfg.JWTSecret), JWTAudience: cfg.JWTAudience, AllowedOrigins: cfg.AllowedOrigins,
 		ReplayWindow: cfg.ReplayWindow, FreshWindow: cfg.FreshWindow, DemoAgents: m.DemoAgents,
 		Registerer: m.Registry,
 	}, m.Bus, auth, m.Log)

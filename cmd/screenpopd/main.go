@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -109,7 +110,7 @@ commands:
   run      run the daemon (Genesys Cloud -> NATS -> Dataverse -> agent browsers)
   demo     run everything in one process against built-in emulators, no credentials
   check    validate the configuration and probe Genesys, Dataverse, NATS and TLS
-  token    mint a jwt-mode agent token: screenpopd token --agent <user id> [--ttl 8h]
+  token    mint a jwt-mode agent token: screenpopd token --agent <user id> [--ttl 8h] [--jwt-audience A]
   version  print the version
 
 Run "screenpopd <command> -h" for the flags; every flag has an environment variable.
@@ -174,11 +175,15 @@ func (c *TokenCommand) Run(ctx context.Context, args []string) error {
 	agent := fs.String("agent", "", "the Genesys user id the token is for (required)")
 	ttl := fs.Duration("ttl", 8*time.Hour, "how long the token is valid")
 	secret := fs.String("jwt-secret", "", "the HS256 secret (SCREENPOP_JWT_SECRET)")
+	audience := fs.String("jwt-audience", "", "the token's aud (SCREENPOP_JWT_AUDIENCE)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *secret == "" {
 		*secret = c.getenv("SCREENPOP_JWT_SECRET")
+	}
+	if *audience == "" {
+		*audience = strings.TrimSpace(c.getenv("SCREENPOP_JWT_AUDIENCE"))
 	}
 	var p []string
 	if *agent == "" || !bridge.ValidSubjectToken(*agent) {
@@ -193,7 +198,11 @@ func (c *TokenCommand) Run(ctx context.Context, args []string) error {
 	if len(p) > 0 {
 		return &ConfigError{Problems: p}
 	}
-	tok, err := push.MintToken([]byte(*secret), bridge.AgentID(*agent), *ttl)
+	var aud []string
+	if *audience != "" {
+		aud = []string{*audience}
+	}
+	tok, err := push.MintToken([]byte(*secret), bridge.AgentID(*agent), *ttl, aud...)
 	if err != nil {
 		return fmt.Errorf("mint token: %w", err)
 	}

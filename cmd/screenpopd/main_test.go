@@ -23,6 +23,7 @@ import (
 	"github.com/screenpop/screenpop/dataverse/dataversetest"
 	"github.com/screenpop/screenpop/internal/syncbuf"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
+	"github.com/screenpop/screenpop/push"
 )
 
 func TestMain(m *testing.M) {
@@ -422,6 +423,22 @@ func TestRun_Subcommands(t *testing.T) {
 		errb.Reset()
 		if code := run(context.Background(), []string{"token", "--agent", "x"}, env(nil), &out, &errb); code == 0 || !strings.Contains(errb.String(), "SCREENPOP_JWT_SECRET") {
 			t.Fatalf("token without secret: %d %q", code, errb.String())
+		}
+		// With SCREENPOP_JWT_AUDIENCE the token carries it, so that a
+		// daemon that requires it accepts the token.
+		out.Reset()
+		vars := map[string]string{"SCREENPOP_JWT_SECRET": secret, "SCREENPOP_JWT_AUDIENCE": "screenpop-contoso"}
+		if code := run(context.Background(), []string{"token", "--agent", "5e1f0a1c-0000-4000-8000-000000000001"}, env(vars), &out, &errb); code != 0 {
+			t.Fatalf("token with audience: %d %q", code, errb.String())
+		}
+		for aud, ok := range map[string]bool{"screenpop-contoso": true, "wallboard-contoso": false} {
+			a, err := push.NewJWTAuthenticator([]byte(secret), aud)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := a.Authenticate(context.Background(), strings.TrimSpace(out.String())); (err == nil) != ok {
+				t.Errorf("the token minted with SCREENPOP_JWT_AUDIENCE, checked for aud %s: %v", aud, err)
+			}
 		}
 	})
 	t.Run("Unknown", func(t *testing.T) {
