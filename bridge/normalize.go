@@ -264,8 +264,10 @@ func (n *Normalizer) Normalize(s Snapshot) []Event {
 		p := &v.parts[i]
 		// A supervisor's monitoring or coaching participant carries the
 		// supervisor's user id, but is no offer of the conversation: it
-		// would pop the agent's customer on the supervisor's screen.
-		if p.userID != string(agent) || p.id == "" || strings.ContainsRune(p.id, ':') || p.listener {
+		// would pop the agent's customer on the supervisor's screen. Nor
+		// is the agent's own voicemail taking a message of a call the
+		// agent did not answer, should it carry the agent's user id.
+		if p.userID != string(agent) || p.id == "" || strings.ContainsRune(p.id, ':') || p.listener || strings.EqualFold(p.purpose, "voicemail") {
 			continue
 		}
 		found := false

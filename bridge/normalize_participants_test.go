@@ -69,6 +69,13 @@ func TestNormalizer_Participants(t *testing.T) {
 		// A supervisor listening to or coaching A's call is offered
 		// nothing: no leg, no pop of A's customer on the supervisor's screen.
 		{"monitor", 114, nil},
+		// A direct call A does not answer goes to A's own voicemail, whose
+		// participant may carry A's user id: the caller leaving a message
+		// is no call of A's to pop.
+		{"personal_voicemail", 115, []ev{
+			boston(ev{agent: A, role: 10, media: MediaVoice, state: StateAlerting, dir: in, dnis: "+13175550100"}),
+			boston(ev{agent: A, role: 10, media: MediaVoice, state: StateDisconnected, dir: in, dnis: "+13175550100"}),
+		}},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
 			n := MustNormalizer(t, NormalizerConfig{})
