@@ -694,11 +694,12 @@ func (n *Normalizer) customerOf(p *partView) Customer {
 				addr = cm.callbackNumber
 			}
 		case MediaMessage:
-			if ph := messagePhone(cm.msgType, cm.fromAddr); ph != "" {
+			far, _ := cm.customerEnd()
+			if ph := messagePhone(cm.msgType, far); ph != "" {
 				cand = append(cand, ph)
 			}
 			if addr == "" {
-				addr = cm.fromAddr
+				addr = far
 			}
 		case MediaEmail:
 			hasEmail = true
@@ -717,8 +718,8 @@ func (n *Normalizer) customerOf(p *partView) Customer {
 	}
 
 	switch {
-	case hasEmail && looksLikeEmail(strings.TrimPrefix(addr, "mailto:")):
-		c.Email = strings.Clone(strings.TrimPrefix(addr, "mailto:"))
+	case hasEmail && emailAddress(addr) != "":
+		c.Email = strings.Clone(emailAddress(addr))
 	case strings.HasPrefix(addr, "mailto:") && looksLikeEmail(addr[len("mailto:"):]):
 		c.Email = strings.Clone(addr[len("mailto:"):])
 	case attrs["context.email"] != "":
@@ -735,7 +736,7 @@ func (n *Normalizer) customerOf(p *partView) Customer {
 		c.Name = strings.Clone(p.name)
 	default:
 		for i := range p.comms {
-			if nm := p.comms[i].fromName; nm != "" {
+			if _, nm := p.comms[i].customerEnd(); nm != "" {
 				c.Name = strings.Clone(nm)
 				break
 			}
@@ -778,6 +779,31 @@ func messagePhone(t, addr string) string {
 		return "+" + s
 	}
 	return addr
+}
+
+// customerEnd returns the customer's end of a message communication of the
+// customer participant, its address and name: the sender of a message the
+// customer started, the recipient of one the agent started (an outbound
+// SMS or WhatsApp goes from the organization's number to the customer's).
+func (c *commView) customerEnd() (addr, name string) {
+	if strings.EqualFold(c.direction, DirectionOutbound) {
+		return c.toAddr, c.toName
+	}
+	return c.fromAddr, c.fromName
+}
+
+// emailAddress returns the email address in addr, a participant's
+// address: bare, as a mailto: URI, or with a display name as mail headers
+// write it ("Jane Doe" <jane@example.com>); "" when it holds none.
+func emailAddress(addr string) string {
+	s := strings.TrimSpace(strings.TrimPrefix(addr, "mailto:"))
+	if i := strings.LastIndexByte(s, '<'); i >= 0 && strings.HasSuffix(s, ">") {
+		s = strings.TrimSpace(s[i+1 : len(s)-1])
+	}
+	if !looksLikeEmail(s) {
+		return ""
+	}
+	return s
 }
 
 // looksLikeEmail is a plausibility check (one '@', something on both

@@ -28,6 +28,7 @@ type commView struct {
 	fromAddr         string // messages: fromAddress.addressNormalized
 	fromName         string // messages: fromAddress.nameRaw
 	toAddr           string // messages: toAddress.addressNormalized
+	toName           string // messages: toAddress.nameRaw
 	msgType          string // messages: type (sms, whatsapp, twitter, open, ...)
 	callbackNumber   string // callbacks: callbackNumbers[0]
 	callbackName     string // callbacks: callbackUserName
@@ -248,6 +249,12 @@ func parseComm(c gjson.Result, cv *commView) {
 			}
 		case "toAddress":
 			cv.toAddr = addressOf(val)
+			if val.IsObject() {
+				cv.toName = str(val.Get("nameRaw"))
+				if cv.toName == "" {
+					cv.toName = str(val.Get("name"))
+				}
+			}
 		case "type":
 			cv.msgType = str(val)
 		case "callbackNumbers":
