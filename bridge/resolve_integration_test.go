@@ -47,6 +47,8 @@ type stackOptions struct {
 	consume bus.ConsumeConfig
 	// markerGrace is the bus's MarkerGrace (its default when zero).
 	markerGrace time.Duration
+	// dupWindow is the bus's DuplicateWindow (its default when zero).
+	dupWindow time.Duration
 	// beforeConsume runs once the stream exists and before the resolver
 	// consumes.
 	beforeConsume func(*resolverStack)
@@ -73,7 +75,7 @@ func startResolverStack(t *testing.T, rcfg bridge.ResolverConfig, seed func(*dat
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.conn, err = bus.Start(context.Background(), bus.Config{Listen: "off", DataDir: t.TempDir(), MarkerGrace: o.markerGrace}, zerolog.Nop())
+	s.conn, err = bus.Start(context.Background(), bus.Config{Listen: "off", DataDir: t.TempDir(), MarkerGrace: o.markerGrace, DuplicateWindow: o.dupWindow}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
