@@ -126,9 +126,8 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 		agents = append(agents, a)
 	}
 	todo := map[string][]string{} // conversation -> agents whose view is stale
-	var order []string            // conversations, alerting ones first
-	var later []string            // then those never seen (answered during the gap)
-	var seenBefore []string       // then those seen, the agent not connected then
+	var order []string            // conversations in the order listed, then sorted by place
+	place := map[string]int{}     // conversation -> where it goes in order (the lowest of its agents')
 	var truncated []string        // agents with more conversations than one answer lists
 	var ents []activityEntity
 	for i := 0; i < len(agents); i += activityBatch {
@@ -174,25 +173,38 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 		if ok && (!last.Before(since[e.UserID]) || !e.Alerting && connected) {
 			continue
 		}
-		if _, dup := todo[e.ConversationID]; !dup {
-			switch {
-			case e.Alerting:
-				order = append(order, e.ConversationID)
-			case !ok:
-				later = append(later, e.ConversationID)
-			default:
-				seenBefore = append(seenBefore, e.ConversationID)
-			}
+		// A conversation ringing for any of its agents is a ringing one
+		// (a consult to a second watched agent), whichever agent's entity
+		// the answer lists first.
+		p := placeSeen
+		switch {
+		case e.Alerting:
+			p = placeRinging
+		case !ok:
+			p = placeUnseen
+		}
+		if prev, dup := place[e.ConversationID]; !dup {
+			order = append(order, e.ConversationID)
+			place[e.ConversationID] = p
+		} else {
+			place[e.ConversationID] = min(prev, p)
 		}
 		todo[e.ConversationID] = append(todo[e.ConversationID], e.UserID)
 	}
 	// What an earlier pass left unfetched comes after this pass's ringing
-	// conversations and before the rest.
-	ringing := len(order)
-	var left []string
+	// conversations and before the rest; what was ringing when it was
+	// listed (a pass failed by a 429) is still ringing: a pass never gives
+	// way before it, or a newer gap after each pass would starve it.
 	for _, b := range c.backlog {
-		if _, dup := todo[b.conv]; !dup {
-			left = append(left, b.conv)
+		p := placeLeft
+		if b.alerting {
+			p = placeRinging
+		}
+		if prev, dup := place[b.conv]; !dup {
+			order = append(order, b.conv)
+			place[b.conv] = p
+		} else {
+			place[b.conv] = min(prev, p)
 		}
 		for _, u := range b.users {
 			if !slices.Contains(todo[b.conv], u) {
@@ -200,7 +212,11 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 			}
 		}
 	}
-	order = append(append(append(order, left...), later...), seenBefore...)
+	slices.SortStableFunc(order, func(a, b string) int { return place[a] - place[b] })
+	ringing := 0
+	for ringing < len(order) && place[order[ringing]] == placeRinging {
+		ringing++
+	}
 	var n atomic.Int64
 	var fetchedMu sync.Mutex
 	fetched := map[string]bool{}
@@ -210,8 +226,10 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 	for i, conv := range order {
 		// A pass can last minutes (every live conversation after a
 		// restart, at ReconcileRate): a newer gap's ringing calls must not
-		// wait for it. Past this pass's own ringing ones, give way.
-		if i >= ringing && c.gapPending() {
+		// wait for it. Past this pass's own ringing ones, give way; but
+		// only once one more is fetched, or gaps arriving back to back
+		// (sockets that flap) would starve the rest for as long as they do.
+		if i > ringing && c.gapPending() {
 			paused = true
 			break
 		}
@@ -262,7 +280,7 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 	c.backlog = c.backlog[:0]
 	for _, conv := range order {
 		if !fetched[conv] {
-			c.backlog = append(c.backlog, reconcileItem{conv: conv, users: todo[conv]})
+			c.backlog = append(c.backlog, reconcileItem{conv: conv, users: todo[conv], alerting: place[conv] == placeRinging})
 		}
 	}
 	c.mu.Lock()
@@ -282,12 +300,23 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 	return nil
 }
 
-// reconcileItem is a conversation a pass left unfetched and the agents
-// whose view of it is stale.
+// reconcileItem is a conversation a pass left unfetched, the agents
+// whose view of it is stale, and whether it was ringing when listed.
 type reconcileItem struct {
-	conv  string
-	users []string
+	conv     string
+	users    []string
+	alerting bool
 }
+
+// A pass fetches ringing conversations first, then what an earlier pass
+// left, then those never seen (answered during the gap), then those seen,
+// the agent not connected then.
+const (
+	placeRinging = iota
+	placeLeft
+	placeUnseen
+	placeSeen
+)
 
 // fetchError is a pass that failed after its activity queries: what it
 // did not fetch is in the backlog, so its gaps need no new query.
