@@ -32,6 +32,9 @@ type Client struct {
 	pos     *ttlCache
 	neg     *ttlCache
 	ready   atomic.Bool
+	// tokenErr is the last failure of Run's token request ("" after a
+	// success), for /status: /readyz sends the admin there.
+	tokenErr atomic.Pointer[string]
 
 	ctx    context.Context // ends background flights on Close
 	cancel context.CancelFunc
@@ -125,6 +128,8 @@ func (c *Client) Run(ctx context.Context) error {
 				return nil
 			}
 			failures++
+			msg := err.Error()
+			c.tokenErr.Store(&msg)
 			wait = min(time.Second<<min(failures-1, 6), time.Minute)
 			if failures == 1 || failures%10 == 0 {
 				c.log.Error().Err(err).Int("consecutive_errors", failures).Dur("backoff", wait).Msg("dataverse token request failed")
@@ -133,6 +138,7 @@ func (c *Client) Run(ctx context.Context) error {
 			if failures > 0 {
 				c.log.Info().Int("consecutive_errors", failures).Msg("dataverse token obtained after failures")
 			}
+			c.tokenErr.Store(nil)
 			failures = 0
 			at, _ := c.tokens.next()
 			wait = max(time.Until(at)-30*time.Second+time.Second, time.Second)
@@ -181,6 +187,10 @@ type Status struct {
 	RequestsInFlight    int        `json:"requests_in_flight"`
 	LookupsInFlight     int        `json:"lookups_in_flight"`
 	TokenExpiresAt      *time.Time `json:"token_expires_at,omitempty"`
+	// TokenError is why the last token request failed, with its fix
+	// (the text of the "dataverse token request failed" log line); empty
+	// once a token is obtained.
+	TokenError string `json:"token_error,omitempty"`
 }
 
 // Status returns a JSON-marshalable snapshot: breaker, throttling, caches,
@@ -197,6 +207,9 @@ func (c *Client) Status() any {
 	}
 	if e := c.tokens.expiry(); !e.IsZero() {
 		st.TokenExpiresAt = &e
+	}
+	if e := c.tokenErr.Load(); e != nil {
+		st.TokenError = *e
 	}
 	c.mu.Lock()
 	st.LookupsInFlight = len(c.flights)

@@ -1,6 +1,7 @@
 package dataverse_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/screenpop/screenpop/dataverse"
 	"github.com/screenpop/screenpop/dataverse/dataversetest"
@@ -144,4 +147,52 @@ func TestClient_TokenRefreshFailure(t *testing.T) {
 			t.Fatalf("%d token requests reached the endpoint, want 2", n)
 		}
 	})
+}
+
+// /readyz answers "not ready: see /status" until a first token; /status
+// said why for Genesys (loginError) but not for Dataverse: ready false,
+// consecutive_failures 0, and the reason only in a log line written once
+// and then every tenth failure.
+func TestClient_StatusSaysWhyNoToken(t *testing.T) {
+	srv := dataversetest.New(dataversetest.Config{})
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ec := srv.Config()
+	c, err := dataverse.New(dataverse.Config{URL: srv.URL(), ClientID: ec.ClientID, ClientSecret: "SECRET-ID-NOT-VALUE", TokenURL: srv.TokenURL()}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.TokenRequests() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("no token request in 10s")
+		}
+		time.Sleep(20 * time.Millisecond) // poll
+	}
+	var st dataverse.Status
+	for {
+		st = c.Status().(dataverse.Status)
+		if st.TokenError != "" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // poll
+	}
+	if st.Ready || !strings.Contains(st.TokenError, "DATAVERSE_CLIENT_SECRET") {
+		t.Fatalf("status ready %v token_error %q: want not ready, and the reason with its fix", st.Ready, st.TokenError)
+	}
+	if strings.Contains(st.TokenError, "SECRET-ID-NOT-VALUE") {
+		t.Errorf("token_error %q echoes the secret", st.TokenError)
+	}
 }

@@ -97,13 +97,13 @@ func RunChecks(ctx context.Context, cfg *Config, log zerolog.Logger, w io.Writer
 // address in use is fine when a screenpopd answers /healthz on the admin
 // address (the daemon this check is run next to).
 func checkListeners(ctx context.Context, cfg *Config, hc *http.Client, r *report) {
-	type listener struct{ name, env, addr string }
-	ls := []listener{{"listen agent", "SCREENPOP_LISTEN", cfg.Listen}}
+	type listener struct{ name, env, addr, example string }
+	ls := []listener{{"listen agent", "SCREENPOP_LISTEN", cfg.Listen, "0.0.0.0:8443"}}
 	if cfg.AdminListen != "off" {
-		ls = append(ls, listener{"listen admin", "SCREENPOP_ADMIN_LISTEN", cfg.AdminListen})
+		ls = append(ls, listener{"listen admin", "SCREENPOP_ADMIN_LISTEN", cfg.AdminListen, "127.0.0.1:9090"})
 	}
 	if cfg.NatsURL == "" && cfg.NatsListen != "off" {
-		ls = append(ls, listener{"listen nats", "SCREENPOP_NATS_LISTEN", cfg.NatsListen})
+		ls = append(ls, listener{"listen nats", "SCREENPOP_NATS_LISTEN", cfg.NatsListen, "127.0.0.1:4222"})
 	}
 	var daemon *bool
 	running := func() bool {
@@ -117,6 +117,16 @@ func checkListeners(ctx context.Context, cfg *Config, hc *http.Client, r *report
 		ln, err := net.Listen("tcp", l.addr)
 		if err == nil {
 			ln.Close()
+			// Root binds any port; the service of docs/deploy (a
+			// dynamic user, no capabilities) and the image's user do
+			// not, so run would fail where check, run as root as the
+			// docs say, succeeded.
+			if port := portOf(l.addr); os.Geteuid() == 0 && port > 0 && port < unprivilegedPortStart() {
+				r.fail(l.name, fmt.Errorf("%s: port %d is below %d (net.ipv4.ip_unprivileged_port_start): check, as root, can bind it, but the service cannot (it has no CAP_NET_BIND_SERVICE: permission denied)",
+					l.addr, port, unprivilegedPortStart()),
+					"set "+l.env+" to a port of 1024 or above, e.g. "+l.example+"; if browsers must use 443, forward it there (a reverse proxy or a firewall redirect)")
+				continue
+			}
 			r.ok(l.name, "%s is free", l.addr)
 			continue
 		}
@@ -152,6 +162,32 @@ func healthz(ctx context.Context, hc *http.Client, addr string) bool {
 	return resp.StatusCode == http.StatusOK && strings.TrimSpace(string(b)) == "ok"
 }
 
+// portOf is the port of host:port, 0 if there is none.
+func portOf(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// unprivilegedPortStart is the lowest port a process without
+// CAP_NET_BIND_SERVICE may bind: Linux's
+// net.ipv4.ip_unprivileged_port_start (1024 unless changed; 0 in most
+// containers), or 1024 where it cannot be read.
+func unprivilegedPortStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+	if err != nil {
+		return 1024
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 1024
+	}
+	return n
+}
+
 func isAddrInUse(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "address already in use")
 }
@@ -185,6 +221,9 @@ func checkTLS(cfg *Config, now time.Time, r *report) {
 	fix := "SCREENPOP_TLS_CERT must name a readable PEM certificate chain (leaf first) and SCREENPOP_TLS_KEY its PEM private key, both readable by the service user"
 	tc, err := push.LoadTLS(cfg.TLSCert, cfg.TLSKey, zerolog.Nop())
 	if err != nil {
+		if hint := credentialsHint(cfg, err); hint != "" {
+			fix = hint
+		}
 		r.fail(name, err, fix)
 		return
 	}

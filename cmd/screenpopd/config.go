@@ -86,6 +86,9 @@ type Config struct {
 	// explicit holds the variables set by the environment or a flag
 	// rather than left at their default.
 	explicit map[string]bool
+	// invalid holds the variables whose value did not parse: they are
+	// reported as malformed, not again as missing.
+	invalid map[string]bool
 }
 
 // IsSet reports whether the variable env was set, by the environment or
@@ -176,10 +179,17 @@ func httpURL(dst func(*Config) *string) func(*Config, string) error {
 		}
 		u, err := url.Parse(v)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return fmt.Errorf("%q is not an http(s) URL", v)
+			switch {
+			case strings.Contains(v, "@"):
+				// Not quoted: what comes before the @ may be a password.
+				return errors.New("the value (not shown: it has an @, so it may hold a password) is not an http(s) URL; give the scheme and host only, without credentials, e.g. https://host")
+			case !strings.Contains(v, "://"):
+				return fmt.Errorf("%q is not an http(s) URL: it has no scheme; write it as https://%s", v, v)
+			}
+			return fmt.Errorf("%q is not an http(s) URL; give the scheme and host, e.g. https://host", v)
 		}
 		if u.User != nil {
-			return errors.New("the URL must not carry credentials")
+			return errors.New("the URL must not carry credentials; give the scheme and host only")
 		}
 		*dst(c) = v
 		return nil
@@ -408,7 +418,7 @@ func ParseConfig(name string, args []string, getenv func(string) string, req Req
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
-	c := &Config{explicit: map[string]bool{}}
+	c := &Config{explicit: map[string]bool{}, invalid: map[string]bool{}}
 	var problems []string
 	if fs.NArg() > 0 {
 		// Parsing stopped at a word that is no flag, typically the value
@@ -433,6 +443,7 @@ func ParseConfig(name string, args []string, getenv func(string) string, req Req
 		}
 		c.explicit[s.env] = from != "default"
 		if err := s.parse(c, v); err != nil {
+			c.invalid[s.env] = true
 			if secretSettings[s.env] {
 				err = errors.New("invalid value")
 			}
@@ -455,12 +466,12 @@ func ParseConfig(name string, args []string, getenv func(string) string, req Req
 func (c *Config) validate(req Requirements) []string {
 	var p []string
 	need := func(v, env, fix string) {
-		if v == "" {
+		if v == "" && !c.invalid[env] {
 			p = append(p, env+": required; "+fix)
 		}
 	}
 	if req.Genesys {
-		if c.GenesysRegion == "" && c.GenesysAPIURL == "" {
+		if c.GenesysRegion == "" && c.GenesysAPIURL == "" && !c.invalid["GENESYS_API_URL"] {
 			p = append(p, "GENESYS_REGION: required; set the org's region domain, e.g. mypurecloud.com or mypurecloud.ie (Admin > Organization Settings shows it in the login URL)")
 		}
 		need(c.GenesysClientID, "GENESYS_CLIENT_ID", "create a client-credentials OAuth client in Genesys Cloud (Admin > Integrations > OAuth) and set its id")
@@ -505,7 +516,7 @@ func (c *Config) validate(req Requirements) []string {
 	}
 	if req.Dataverse {
 		need(c.DataverseURL, "DATAVERSE_URL", "set the environment URL, e.g. https://contoso.crm.dynamics.com")
-		if c.DataverseTenantID == "" && c.DataverseTokenURL == "" {
+		if c.DataverseTenantID == "" && c.DataverseTokenURL == "" && !c.invalid["DATAVERSE_TOKEN_URL"] {
 			p = append(p, "DATAVERSE_TENANT_ID: required; set the Entra ID tenant id (a GUID) of the app registration")
 		}
 		need(c.DataverseClientID, "DATAVERSE_CLIENT_ID", "set the Entra ID app registration's application (client) id")
@@ -551,7 +562,13 @@ func (c *Config) validate(req Requirements) []string {
 	if c.NatsURL != "" {
 		for _, u := range splitList(c.NatsURL) {
 			if pu, err := url.Parse(u); err != nil || pu.Host == "" {
-				p = append(p, fmt.Sprintf("NATS_URL: %q is not a URL such as nats://nats1.example.com:4222", bus.RedactURL(u)))
+				fix := "write each as scheme://host:port, e.g. nats://nats1.example.com:4222"
+				if strings.Contains(u, "@") {
+					// A password from openssl rand -base64 has '/', which
+					// ends the URL's host part.
+					fix = "percent-encode the user name and password: every character but letters, digits and -._~ (/ as %2F, ? as %3F, # as %23, % as %25, a space as %20), or use NATS_CREDS"
+				}
+				p = append(p, fmt.Sprintf("NATS_URL: %q is not a URL such as nats://nats1.example.com:4222; %s", bus.RedactURL(u), fix))
 			}
 		}
 	}
@@ -615,7 +632,9 @@ func readAgentsFileLines(path string) (ids []string, lines []int, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	for i, line := range strings.Split(string(b), "\n") {
+	// A file saved by a Windows editor or spreadsheet may start with a
+	// UTF-8 byte-order mark; its CRLF line ends are trimmed below.
+	for i, line := range strings.Split(strings.TrimPrefix(string(b), "\ufeff"), "\n") {
 		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
 			ids = append(ids, line)
 			lines = append(lines, i+1)
@@ -632,4 +651,22 @@ func splitList(v string) []string {
 		}
 	}
 	return out
+}
+
+// credentialsDir is where systemd's LoadCredential= puts the unit's files
+// (docs/deploy/screenpopd.service), and where the env file points
+// SCREENPOP_TLS_*.
+const credentialsDir = "/run/credentials/"
+
+// credentialsHint explains a TLS file missing from systemd's credentials
+// directory outside the service (`screenpopd check`, or run or demo by
+// hand with the env file): the directory exists only while the service
+// runs. It returns "" for any other error.
+func credentialsHint(c *Config, err error) string {
+	if !errors.Is(err, os.ErrNotExist) || !(strings.HasPrefix(c.TLSCert, credentialsDir) || strings.HasPrefix(c.TLSKey, credentialsDir)) {
+		return ""
+	}
+	return "that is systemd's credentials directory of the service, there only while the service runs with its LoadCredential= lines; " +
+		"outside it give the originals, e.g. SCREENPOP_TLS_CERT=/etc/screenpop/tls.crt SCREENPOP_TLS_KEY=/etc/screenpop/tls.key screenpopd check (docs/deploy/README.md); " +
+		"behind a TLS-terminating proxy set both empty in the env file (deleted, the unit's own Environment= points them there)"
 }

@@ -84,6 +84,9 @@ func (m *Main) Open(ctx context.Context) error {
 	// and should come before any remote call.
 	tlsCfg, err := push.LoadTLS(cfg.TLSCert, cfg.TLSKey, m.Log)
 	if err != nil {
+		if hint := credentialsHint(cfg, err); hint != "" {
+			return fmt.Errorf("%w; %s", err, hint)
+		}
 		return fmt.Errorf("SCREENPOP_TLS_CERT/SCREENPOP_TLS_KEY: %w", err)
 	}
 	if tlsCfg != nil {

@@ -243,7 +243,7 @@ func TestDeploy_SystemdUnit(t *testing.T) {
 }
 
 // TestDeploy_EnvExample parses screenpop.env.example alone, as the
-// documented `set -a; . screenpop.env; set +a; screenpopd check` sees it:
+// documented `(set -a; . screenpop.env; set +a; screenpopd check)` sees it:
 // every variable is known and the whole is a valid configuration for run
 // and check. The unit sets LOG_FORMAT, and the file's SCREENPOP_DATA_DIR and
 // SCREENPOP_TLS_* (for older env files) to the same values, which must be
@@ -325,7 +325,9 @@ func TestDeploy_EnvExample(t *testing.T) {
 
 	// The documented command: the env file, with the originals of the
 	// credentials for check.
-	want := "set -a; . /etc/screenpop/screenpop.env; set +a\n" + check + "\n"
+	// In a subshell: the production settings must not stay exported in
+	// the admin's shell, where a later demo would take them.
+	want := "(set -a; . /etc/screenpop/screenpop.env; set +a\n " + check + ")\n"
 	for _, doc := range []string{filepath.Join(deployDir, "README.md"), "../../docs/setup.md", "../../docs/operations.md"} {
 		d, err := os.ReadFile(doc)
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/dataverse"
 	"github.com/screenpop/screenpop/push"
 )
 
@@ -95,6 +96,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	default:
 		var ce *ConfigError
 		if errors.As(err, &ce) {
+			if args[0] == "check" {
+				// check has printed each problem as a FAIL config line
+				// with its fix.
+				fmt.Fprintf(stderr, "screenpopd check: invalid configuration: %d problem(s), each on a FAIL config line above\n", len(ce.Problems))
+				return 2
+			}
 			fmt.Fprintf(stderr, "screenpopd %s: %v\n", args[0], err)
 			return 2
 		}
@@ -186,8 +193,13 @@ func (c *TokenCommand) Run(ctx context.Context, args []string) error {
 		*audience = strings.TrimSpace(c.getenv("SCREENPOP_JWT_AUDIENCE"))
 	}
 	var p []string
-	if *agent == "" || !bridge.ValidSubjectToken(*agent) {
+	switch {
+	case *agent == "":
 		p = append(p, "--agent: required; the agent's Genesys user id (a UUID)")
+	case !dataverse.IsGUID(*agent) || !bridge.ValidSubjectToken(*agent):
+		// run watches only user ids (GENESYS_AGENTS refuses anything
+		// else): a token for another word connects and never pops.
+		p = append(p, fmt.Sprintf("--agent: %q is not a Genesys user id (a UUID such as 5e1f0a1c-0000-4000-8000-000000000001); Admin > People shows it in the user's URL", *agent))
 	}
 	if len(*secret) < push.MinJWTSecret {
 		p = append(p, fmt.Sprintf("SCREENPOP_JWT_SECRET: required, at least %d bytes (the daemon's secret); generate one with: openssl rand -base64 48", push.MinJWTSecret))
