@@ -84,7 +84,10 @@ func TestMetricsDoc_AlertsFireWhenTheStoreIsFull(t *testing.T) {
 	s := scrapeMetrics(t, d)
 	x.SetLimits("max_file: 8M, max_mem: 1M")
 	after := alertCall(d, agent)
-	if page.waitPop(after.ID(), 15*time.Second).IsZero() {
+	// Alone it pops within seconds; under -race, with the package's other
+	// daemons on two cores, it missed 15 s once (2026-11-29; no warning or
+	// error logged, cause not found).
+	if page.waitPop(after.ID(), 30*time.Second).IsZero() {
 		t.Fatalf("no pop after the account's limit was raised; logs:\n%s", logLines(logs, `"level":"warn"`, `"level":"error"`))
 	}
 	waitFor(t, 15*time.Second, "the refused event stored and handled", func() bool {
