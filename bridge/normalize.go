@@ -664,12 +664,20 @@ func (n *Normalizer) customerOf(p *partView) Customer {
 
 	hasEmail := false
 	addr := p.address
-	// A messaging participant's address repeats its fromAddress: a phone
-	// number only on the channels that address people by one.
-	addrPhone := p.address
+	// A messaging participant's address repeats its fromAddress: the
+	// organization's own number on a message the agent started, whose
+	// customer is its recipient.
+	for i := range p.comms {
+		if cm := &p.comms[i]; cm.media == MediaMessage && strings.EqualFold(cm.direction, DirectionOutbound) && cm.toAddr != "" {
+			addr = cm.toAddr
+			break
+		}
+	}
+	// A phone number only on the channels that address people by one.
+	addrPhone := addr
 	for i := range p.comms {
 		if cm := &p.comms[i]; cm.media == MediaMessage {
-			addrPhone = messagePhone(cm.msgType, p.address)
+			addrPhone = messagePhone(cm.msgType, addr)
 			if addrPhone != "" {
 				break
 			}

@@ -152,6 +152,7 @@ func (ts *tokenSource) fetch(ctx context.Context, f *tokenFetch) (string, error)
 		ts.refreshAt = now.Add(life * 8 / 10)
 		ts.lastErr = nil
 		ts.c.ready.Store(true)
+		ts.c.tokenErr.Store(nil) // also when a lookup, not Run, got it
 	case ctx.Err() != nil:
 		// The caller gave up (its deadline, or Close): that says
 		// nothing about the endpoint, so no backoff for the others.

@@ -170,7 +170,13 @@ func hostPort(dst func(*Config) *string, allowOff bool, example string) func(*Co
 	}
 }
 
-func httpURL(dst func(*Config) *string) func(*Config, string) error {
+func httpURL(dst func(*Config) *string) func(*Config, string) error { return httpURLOf(dst, false) }
+
+// httpRootURL is httpURL for a URL that must be an origin (scheme and host
+// only): the value a scheme-less one is told to write drops its path.
+func httpRootURL(dst func(*Config) *string) func(*Config, string) error { return httpURLOf(dst, true) }
+
+func httpURLOf(dst func(*Config) *string, root bool) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		v = strings.TrimRight(strings.TrimSpace(v), "/")
 		if v == "" {
@@ -184,7 +190,11 @@ func httpURL(dst func(*Config) *string) func(*Config, string) error {
 				// Not quoted: what comes before the @ may be a password.
 				return errors.New("the value (not shown: it has an @, so it may hold a password) is not an http(s) URL; give the scheme and host only, without credentials, e.g. https://host")
 			case !strings.Contains(v, "://"):
-				return fmt.Errorf("%q is not an http(s) URL: it has no scheme; write it as https://%s", v, v)
+				want := v
+				if i := strings.IndexAny(want, "/?#"); root && i >= 0 {
+					want = want[:i]
+				}
+				return fmt.Errorf("%q is not an http(s) URL: it has no scheme; write it as https://%s", v, want)
 			}
 			return fmt.Errorf("%q is not an http(s) URL; give the scheme and host, e.g. https://host", v)
 		}
@@ -219,7 +229,7 @@ var settings = []setting{
 	{"GENESYS_AGENTS_FILE", "", "a file of Genesys user ids to watch, one a line", str(func(c *Config) *string { return &c.GenesysAgentsFile })},
 	{"GENESYS_QUEUES", "", "comma-separated queue ids whose members are watched", list(func(c *Config) *[]string { return &c.GenesysQueues })},
 	{"GENESYS_QUEUE_REFRESH", "5m", "how often queue membership is re-read", dur(func(c *Config) *time.Duration { return &c.GenesysQueueRefresh })},
-	{"DATAVERSE_URL", "", "Dataverse environment URL, e.g. https://contoso.crm.dynamics.com", httpURL(func(c *Config) *string { return &c.DataverseURL })},
+	{"DATAVERSE_URL", "", "Dataverse environment URL, e.g. https://contoso.crm.dynamics.com", httpRootURL(func(c *Config) *string { return &c.DataverseURL })},
 	{"DATAVERSE_TENANT_ID", "", "Entra ID tenant id (GUID or domain)", str(func(c *Config) *string { return &c.DataverseTenantID })},
 	{"DATAVERSE_CLIENT_ID", "", "Entra ID app registration (client) id", str(func(c *Config) *string { return &c.DataverseClientID })},
 	{"DATAVERSE_CLIENT_SECRET", "", "Entra ID app registration client secret", str(func(c *Config) *string { return &c.DataverseClientSecret })},
