@@ -185,7 +185,8 @@ type Client struct {
 	// agents to reconcile -> when their topic was put on a live channel:
 	// a shard's socket brings no gap for the agents that join it.
 	pendingAgents map[string]time.Time
-	backlog       []reconcileItem // left unfetched by the last pass; the reconciler's own
+	backlog       []reconcileItem      // left unfetched by the last pass; the reconciler's own
+	givenUp       map[string]time.Time // conversations whose fetch failed fetchTries times -> when; the reconciler's own
 
 	gapCh chan struct{}
 	wg    sync.WaitGroup

@@ -18,6 +18,7 @@ type metrics struct {
 	handovers      prometheus.Counter
 	gaps           prometheus.Counter
 	reconciled     prometheus.Counter
+	givenUp        prometheus.Counter // conversations reconciliation gave up on
 	backpressure   prometheus.Counter
 	puts           prometheus.Counter
 	apiRequests    *prometheus.CounterVec
@@ -41,6 +42,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		handovers:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "handovers_total", Help: "Channels handed over to a new channel (socket_closing, expiry, token refresh)."}),
 		gaps:           prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "gaps_total", Help: "Delivery gaps (start-up, reconnects, new channels) that triggered a reconciliation."}),
 		reconciled:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "reconciled_conversations_total", Help: "Conversations fetched by reconciliation and handed on."}),
+		givenUp:        prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "reconciliation_dropped_total", Help: "Conversations reconciliation gave up on after 5 failed fetches (an error, or a body that cannot be read): one that rang during a gap does not pop."}),
 		backpressure:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "snapshot_backpressure_total", Help: "Snapshots that had to wait for room in the output channel."}),
 		puts:           prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "subscription_puts_total", Help: "Successful full-list subscription PUTs."}),
 		apiRequests:    prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "api_requests_total", Help: "Genesys API calls by operation and status code."}, []string{"op", "code"}),
@@ -72,7 +74,7 @@ func (c *Client) registerMetrics(reg prometheus.Registerer) error {
 		return float64(c.seen.len())
 	})
 	for _, col := range []prometheus.Collector{m.channels, m.agents, m.rejected, m.unwatched, m.evicted, m.events, m.junk, m.reconnects, m.handovers, m.gaps,
-		m.reconciled, m.backpressure, m.puts, m.apiRequests, m.tokenRefreshes, m.loginFailures, m.heartbeatAge, m.remembered} {
+		m.reconciled, m.givenUp, m.backpressure, m.puts, m.apiRequests, m.tokenRefreshes, m.loginFailures, m.heartbeatAge, m.remembered} {
 		if err := reg.Register(col); err != nil {
 			return fmt.Errorf("register notifications metrics: %w", err)
 		}

@@ -32,10 +32,24 @@ var liveMetrics = []string{"oAlerting", "oInteracting"}
 func (c *Client) reconcileLoop(ctx context.Context) error {
 	backoff := c.cfg.BackoffMin
 	for {
+		// A conversation whose fetch failed is tried again on its own
+		// schedule, with no gap to start a pass.
+		var retry <-chan time.Time
+		var t *time.Timer
+		if at, ok := c.backlogRetryAt(); ok {
+			t = time.NewTimer(time.Until(at))
+			retry = t.C
+		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
 		case <-c.gapCh:
+		case <-retry:
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 		// Let the other shards of a mass reconnect land first.
 		if !sleep(ctx, min(c.cfg.PutDebounce, time.Second)) {
@@ -156,6 +170,23 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 			c.log.Warn().Int("agents", still).Msg("genesys reconciliation: the activity query truncated even the alerting conversations of some agents; those that alerted during the gap may not pop")
 		}
 	}
+	// Conversations whose fetch failed and whose retry is not due yet
+	// stay in the backlog, out of this pass.
+	now := time.Now()
+	for conv, at := range c.givenUp {
+		if now.Sub(at) >= givenUpFor {
+			delete(c.givenUp, conv)
+		}
+	}
+	held := map[string]*reconcileItem{}
+	prior := map[string]reconcileItem{}
+	for i := range c.backlog {
+		b := &c.backlog[i]
+		prior[b.conv] = *b
+		if b.failures > 0 && now.Before(b.retryAt) {
+			held[b.conv] = b
+		}
+	}
 	type pair struct{ conv, user string }
 	listed := map[pair]bool{} // an alerting one may be in both answers
 	for _, e := range ents {
@@ -171,6 +202,16 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 		// answered during the gap (it pops with SCREENPOP_POP_ON=
 		// connected), or a new leg of the agent's, transferred back.
 		if ok && (!last.Before(since[e.UserID]) || !e.Alerting && connected) {
+			continue
+		}
+		if _, ok := c.givenUp[e.ConversationID]; ok {
+			continue // listed again by a later gap: not tried again for a while
+		}
+		if h := held[e.ConversationID]; h != nil {
+			if !slices.Contains(h.users, e.UserID) {
+				h.users = append(h.users, e.UserID)
+			}
+			h.alerting = h.alerting || e.Alerting
 			continue
 		}
 		// A conversation ringing for any of its agents is a ringing one
@@ -194,8 +235,12 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 	// What an earlier pass left unfetched comes after this pass's ringing
 	// conversations and before the rest; what was ringing when it was
 	// listed (a pass failed by a 429) is still ringing: a pass never gives
-	// way before it, or a newer gap after each pass would starve it.
+	// way before it, or a newer gap after each pass would starve it. One
+	// whose fetch failed waits for its retry, even when listed again.
 	for _, b := range c.backlog {
+		if held[b.conv] != nil {
+			continue
+		}
 		p := placeLeft
 		if b.alerting {
 			p = placeRinging
@@ -220,6 +265,8 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 	var n atomic.Int64
 	var fetchedMu sync.Mutex
 	fetched := map[string]bool{}
+	failed := map[string]error{} // conversation -> why its fetch failed
+	inARow := 0                  // API errors with no fetch answered in between
 	paused := false
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4) // a few in flight; the rate limiter sets the pace
@@ -255,11 +302,34 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 					fetched[conv] = true
 					fetchedMu.Unlock()
 					return nil
+				case http.StatusTooManyRequests:
+					return err // the token's budget: the pass waits for the Retry-After
 				}
-				return err
+				if gctx.Err() != nil {
+					return err // the pass stopped
+				}
+				// One conversation that cannot be read (a 5xx for it
+				// alone, a body the adapter cannot read) must not hold up
+				// the others nor later gaps: it is tried again on its own
+				// schedule, a bounded number of times. Two API errors in
+				// a row with no answer between are the API failing, not
+				// one conversation: the pass stops and is retried with
+				// backoff, as before.
+				fetchedMu.Lock()
+				defer fetchedMu.Unlock()
+				failed[conv] = err
+				if !errors.Is(err, errAdapt) {
+					inARow++
+				}
+				c.log.Debug().Err(err).Str("conversation_id", conv).Msg("genesys reconciliation could not fetch a conversation; trying it again later")
+				if inARow >= 2 {
+					return err
+				}
+				return nil
 			}
 			fetchedMu.Lock()
 			fetched[conv] = true
+			inARow = 0
 			fetchedMu.Unlock()
 			now := time.Now()
 			for _, u := range users {
@@ -277,12 +347,42 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 	// Whatever was not fetched (a pass that gave way or failed) is the
 	// next pass's backlog: its activity query lists only the newer gap's
 	// agents.
-	c.backlog = c.backlog[:0]
+	backlog := make([]reconcileItem, 0, len(order)+len(held))
 	for _, conv := range order {
-		if !fetched[conv] {
-			c.backlog = append(c.backlog, reconcileItem{conv: conv, users: todo[conv], alerting: place[conv] == placeRinging})
+		if fetched[conv] {
+			continue
+		}
+		it := reconcileItem{conv: conv, users: todo[conv], alerting: place[conv] == placeRinging}
+		it.failures, it.firstFailed = prior[conv].failures, prior[conv].firstFailed
+		if ferr := failed[conv]; ferr != nil {
+			if it.failures == 0 {
+				it.firstFailed = time.Now()
+			}
+			it.failures++
+			// Given up only after failing for twice the longest backoff
+			// too: an outage of the API (which fails the pass after two
+			// errors in a row, and is ridden out with backoff) must not
+			// drop the calls that rang during the gap before it.
+			if it.failures >= fetchTries && time.Since(it.firstFailed) >= 2*c.cfg.BackoffMax {
+				c.m.givenUp.Inc()
+				if c.givenUp == nil {
+					c.givenUp = map[string]time.Time{}
+				}
+				c.givenUp[conv] = time.Now()
+				c.log.Warn().Err(ferr).Str("conversation_id", conv).Int("attempts", it.failures).
+					Msg("genesys reconciliation gave up on a conversation: its fetch failed every time; dropped (if it rang during a gap it does not pop)")
+				continue
+			}
+			it.retryAt = time.Now().Add(jitter(min(4*c.cfg.BackoffMin<<min(it.failures-1, 16), c.cfg.BackoffMax)))
+		}
+		backlog = append(backlog, it)
+	}
+	for _, b := range c.backlog {
+		if h := held[b.conv]; h != nil {
+			backlog = append(backlog, *h)
 		}
 	}
+	c.backlog = backlog
 	c.mu.Lock()
 	c.reconciled += int(n.Load())
 	c.mu.Unlock()
@@ -296,16 +396,46 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 		c.log.Info().Int("agents", len(agents)).Int64("conversations", n.Load()).Int("left", len(c.backlog)).Int64("elapsed_ms", time.Since(start).Milliseconds()).Msg("genesys reconciliation giving way to a newer gap")
 		return nil
 	}
-	c.log.Info().Int("agents", len(agents)).Int64("conversations", n.Load()).Int64("elapsed_ms", time.Since(start).Milliseconds()).Msg("genesys reconciliation done")
+	e := c.log.Info().Int("agents", len(agents)).Int64("conversations", n.Load()).Int64("elapsed_ms", time.Since(start).Milliseconds())
+	if len(failed) > 0 {
+		e = e.Int("failed", len(failed))
+	}
+	e.Msg("genesys reconciliation done")
 	return nil
+}
+
+// fetchTries is how often a pass fetches one conversation before it gives
+// up on it: the first try and four retries, after about 2, 4, 8 and 16 s
+// (BackoffMin × 4, doubling; jittered, then every BackoffMax), and at least
+// twice BackoffMax (2 minutes) after the first failure.
+const fetchTries = 5
+
+// givenUpFor is how long a conversation given up on is not fetched again
+// when a later gap lists it: each try would fail as the last five did,
+// and log and count it again.
+const givenUpFor = 15 * time.Minute
+
+// backlogRetryAt is when the earliest retry of a conversation whose fetch
+// failed is due.
+func (c *Client) backlogRetryAt() (time.Time, bool) {
+	var at time.Time
+	for _, b := range c.backlog {
+		if b.failures > 0 && (at.IsZero() || b.retryAt.Before(at)) {
+			at = b.retryAt
+		}
+	}
+	return at, !at.IsZero()
 }
 
 // reconcileItem is a conversation a pass left unfetched, the agents
 // whose view of it is stale, and whether it was ringing when listed.
 type reconcileItem struct {
-	conv     string
-	users    []string
-	alerting bool
+	conv        string
+	users       []string
+	alerting    bool
+	failures    int       // fetches that failed (not a 429, not a stopped pass)
+	firstFailed time.Time // with failures: when the first one failed
+	retryAt     time.Time // with failures: not fetched again before then
 }
 
 // A pass fetches ringing conversations first, then what an earlier pass
@@ -495,19 +625,23 @@ type topicComm struct {
 	QueueMediaSettings    json.RawMessage `json:"queueMediaSettings,omitempty"`
 }
 
+// errAdapt is a conversation body the adapter cannot read: the API
+// answered, so it says nothing of the API's health.
+var errAdapt = errors.New("adapt conversation")
+
 // AdaptConversation turns a GET /api/v2/conversations/{id} body into the
 // v2.users.{id}.conversations eventBody shape.
 func AdaptConversation(rest []byte) ([]byte, error) {
 	var conv topicConversation
 	if err := json.Unmarshal(rest, &conv); err != nil {
-		return nil, fmt.Errorf("adapt conversation: %w", err)
+		return nil, fmt.Errorf("%w: %w", errAdapt, err)
 	}
 	if conv.ID == "" {
-		return nil, fmt.Errorf("adapt conversation: no id")
+		return nil, fmt.Errorf("%w: no id", errAdapt)
 	}
 	b, err := json.Marshal(&conv)
 	if err != nil {
-		return nil, fmt.Errorf("adapt conversation: %w", err)
+		return nil, fmt.Errorf("%w: %w", errAdapt, err)
 	}
 	return b, nil
 }

@@ -193,6 +193,7 @@ type Emulator struct {
 	convs         map[string]*Conversation
 	convOrder     []string
 	faults        []*fault
+	garbled       map[string]bool // conversation ids whose GET answers 200 with a cut body
 	requests      []Request
 	rejected      map[string]string // user id -> rejection code
 	loginDown     bool
@@ -224,6 +225,7 @@ func New(cfg Config) *Emulator {
 		channels:   map[string]*channel{},
 		convs:      map[string]*Conversation{},
 		rejected:   map[string]string{},
+		garbled:    map[string]bool{},
 		conns:      map[*wsConn]struct{}{},
 		timers:     map[*time.Timer]struct{}{},
 		subscribed: make(chan struct{}),
@@ -455,6 +457,20 @@ func (e *Emulator) FailNext(method, prefix string, status int, retryAfter time.D
 	e.mu.Lock()
 	e.faults = append(e.faults, &fault{method: method, prefix: prefix, status: status, retryAfter: retryAfter, n: n})
 	e.mu.Unlock()
+}
+
+// GarbleConversation makes GET /api/v2/conversations/{id} of one
+// conversation answer 200 with its body cut in half (as a proxy that
+// truncates a response), which no JSON reader accepts, until called again
+// with on=false.
+func (e *Emulator) GarbleConversation(id string, on bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if on {
+		e.garbled[id] = true
+	} else {
+		delete(e.garbled, id)
+	}
 }
 
 // SetLoginDown makes /oauth/token answer 503 (true) or work again (false).

@@ -247,5 +247,12 @@ func (e *Emulator) handleGetConversation(w http.ResponseWriter, r *http.Request,
 		writeError(w, http.StatusNotFound, "not.found", "The requested conversation could not be found.", nil)
 		return
 	}
-	writeRaw(w, http.StatusOK, c.RESTBody())
+	b := c.RESTBody()
+	e.mu.Lock()
+	garbled := e.garbled[c.ID()]
+	e.mu.Unlock()
+	if garbled {
+		b = b[:len(b)/2]
+	}
+	writeRaw(w, http.StatusOK, b)
 }
