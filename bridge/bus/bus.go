@@ -1265,7 +1265,8 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 
 // eventConsumer updates the durable cfg names, keeping where it was made to
 // start (JetStream refuses to change that), or creates it: starting since
-// back, or at newest when that is later; at new events when since is 0.
+// back, or at newest when that is later, but not after the stream's last
+// message; at new events when since is 0.
 // Another instance may create or delete it in between: each outcome is
 // tried again a few times.
 func (c *Conn) eventConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, since time.Duration, newest time.Time) (jetstream.Consumer, error) {
@@ -1288,6 +1289,15 @@ func (c *Conn) eventConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, 
 				start := time.Now().Add(-since)
 				if newest.After(start) {
 					start = newest
+				}
+				// now−since is this host's clock; the stored times are the
+				// NATS server's. Never past the stream's last message:
+				// with the server's clock behind this one by more than
+				// since, every new event would come before the start.
+				if st, err := c.js.Stream(ctx, c.cfg.Stream); err == nil {
+					if last := st.CachedInfo().State.LastTime; !last.IsZero() && last.Before(start) {
+						start = last
+					}
 				}
 				cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
 			}

@@ -1120,6 +1120,42 @@ func TestConn_ConsumeEventsNewDurableStartsSinceBack(t *testing.T) {
 	}
 }
 
+// A durable made anew starts no later than the stream's last message:
+// Since back is this host's clock, the stored times the NATS server's, and
+// with the server's clock behind by more than Since every new event would
+// otherwise come before the start and be skipped. A Since shorter than the
+// time since the last event stands for such a skew here.
+func TestConn_ConsumeEventsNewDurableStartsNoLaterThanTheLastMessage(t *testing.T) {
+	c := MustStart(t, bus.Config{Listen: "off"})
+	publishEvent(t, c, "conv-last")
+	time.Sleep(20 * time.Millisecond)
+	ch := make(chan string, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- c.ConsumeEvents(ctx, bus.ConsumeConfig{Durable: "skewed", Since: time.Millisecond}, func(_ context.Context, data []byte) error {
+			e, err := bridge.DecodeEvent(data)
+			if err != nil {
+				return err
+			}
+			ch <- string(e.ConversationID)
+			return nil
+		})
+	}()
+	select {
+	case got := <-ch:
+		if got != "conv-last" {
+			t.Fatalf("consumed %s, want conv-last", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream's last message, stored before the start by this host's clock, was not consumed")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // JetStream refuses to change where a durable starts. An existing one
 // (made by an earlier version at new events, or by this one Since back)
 // keeps its start, so that a restart does not fail on it, and resumes
