@@ -208,11 +208,18 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 			continue // listed again by a later gap: not tried again for a while
 		}
 		if h := held[e.ConversationID]; h != nil {
+			// A ring it was not held for (a consult or transfer to
+			// another agent, or back to the same one) is new: it is
+			// fetched now, not after the retry.
+			ring := e.Alerting && (!h.alerting || !slices.Contains(h.users, e.UserID))
 			if !slices.Contains(h.users, e.UserID) {
 				h.users = append(h.users, e.UserID)
 			}
 			h.alerting = h.alerting || e.Alerting
-			continue
+			if !ring {
+				continue
+			}
+			delete(held, e.ConversationID) // its agents join it below, from the backlog
 		}
 		// A conversation ringing for any of its agents is a ringing one
 		// (a consult to a second watched agent), whichever agent's entity
@@ -236,7 +243,8 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 	// conversations and before the rest; what was ringing when it was
 	// listed (a pass failed by a 429) is still ringing: a pass never gives
 	// way before it, or a newer gap after each pass would starve it. One
-	// whose fetch failed waits for its retry, even when listed again.
+	// whose fetch failed waits for its retry, even when listed again,
+	// unless it rings anew.
 	for _, b := range c.backlog {
 		if held[b.conv] != nil {
 			continue
@@ -334,8 +342,10 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 			now := time.Now()
 			for _, u := range users {
 				c.markSeen(string(body), u, now)
-				if !c.emit(gctx, bridge.Snapshot{Topic: agentTopic(u), Agent: bridge.AgentID(u), Body: body, ReceivedAt: now, Reconciled: true}) {
-					return gctx.Err()
+				// Marked fetched and seen: handed on even when the pass
+				// stops meanwhile (two failures in a row, a 429), or it is lost.
+				if !c.emit(ctx, bridge.Snapshot{Topic: agentTopic(u), Agent: bridge.AgentID(u), Body: body, ReceivedAt: now, Reconciled: true}) {
+					return ctx.Err()
 				}
 			}
 			n.Add(1)
