@@ -256,9 +256,12 @@ func (n *Normalizer) Normalize(s Snapshot) []Event {
 	// legs grows the slice once rather than on every snapshot.
 	cands := v.cands[:0]
 	otherMedia := false
-	// held are the agent participants with something live the normalizer
-	// does not track (a communication in a state it does not map, another
-	// media): no disconnected event of theirs ends the leg.
+	// held are the agent participants with a communication live in a
+	// state the normalizer does not map (a scheduled callback next to a
+	// failed call): that media's own disconnected ends the leg, not
+	// another's. A media version 1 does not map (video, cobrowse, screen
+	// share) holds nothing: it makes no event, so none of its could carry
+	// legEnded once it ended after the tracked ones.
 	var held []int
 	for i := range v.parts {
 		p := &v.parts[i]
@@ -287,9 +290,6 @@ func (n *Normalizer) Normalize(s Snapshot) []Event {
 		}
 		if !found && p.otherMedia {
 			otherMedia = true
-		}
-		if p.otherMedia && p.endTime == "" {
-			held = append(held, i)
 		}
 	}
 	v.cands = cands
@@ -522,21 +522,23 @@ var legOrder = [5]Media{MediaCallback, MediaVoice, MediaChat, MediaMessage, Medi
 
 // liveComm returns the index of the communication of media m that stands
 // for the leg: the most advanced live one (connected, then alerting or
-// dialing), else an ended one; -1 when the participant has none of m.
+// dialing), else one live in a state that is no step (an email parked
+// after its reply was sent: the leg goes on, held), else an ended one; -1
+// when the participant has none of m.
 func liveComm(comms []commView, m Media) int {
 	best, bestScore := -1, -1
 	for i := range comms {
 		if comms[i].media != m {
 			continue
 		}
-		score := 0
+		score := 1
 		switch comms[i].state {
 		case "connected":
 			score = 3
 		case "alerting", "offering", "dialing", "contacting":
 			score = 2
 		case "disconnected", "terminated":
-			score = 1
+			score = 0
 		}
 		if score > bestScore {
 			best, bestScore = i, score
