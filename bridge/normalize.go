@@ -275,7 +275,7 @@ func (n *Normalizer) Normalize(s Snapshot) []Event {
 		}
 		found := false
 		for _, m := range legOrder {
-			j := liveComm(p.comms, m)
+			j := liveComm(p.comms, m, p.endTime != "")
 			if j < 0 {
 				continue
 			}
@@ -523,21 +523,29 @@ var legOrder = [5]Media{MediaCallback, MediaVoice, MediaChat, MediaMessage, Medi
 // liveComm returns the index of the communication of media m that stands
 // for the leg: the most advanced live one (connected, then alerting or
 // dialing), else one live in a state that is no step (an email parked
-// after its reply was sent: the leg goes on, held), else an ended one; -1
-// when the participant has none of m.
-func liveComm(comms []commView, m Media) int {
+// after its reply was sent: the leg goes on, held), else an ended one,
+// else one in no state (none, or none given); -1 when the participant has
+// none of m. Once the participant has ended (ended), nothing of it is live:
+// an ended communication stands for the leg (its direction and time), not a
+// reply still being sent.
+func liveComm(comms []commView, m Media, ended bool) int {
 	best, bestScore := -1, -1
 	for i := range comms {
 		if comms[i].media != m {
 			continue
 		}
-		score := 1
+		score := 2
 		switch comms[i].state {
 		case "connected":
-			score = 3
+			score = 4
 		case "alerting", "offering", "dialing", "contacting":
-			score = 2
+			score = 3
 		case "disconnected", "terminated":
+			score = 1
+			if ended {
+				score = 5
+			}
+		case "", "none":
 			score = 0
 		}
 		if score > bestScore {
