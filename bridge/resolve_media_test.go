@@ -2,6 +2,7 @@ package bridge_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -89,8 +90,10 @@ func TestResolver_EmailDisplayName(t *testing.T) {
 // The customer is the message's recipient (toAddress), not its sender: the
 // sender is the contact centre's own number, which would open the
 // company's own account (or offer a contact prefilled with the company's
-// number). The customer participant carries no address of its own, as in
-// the emulator's messaging conversations.
+// number). The customer participant carries no address of its own (as in
+// the emulator's messaging conversations), or one that repeats its
+// fromAddress (as docs/events.md describes a messaging participant): the
+// organization's number too.
 func TestResolver_OutboundMessage(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	dv := dataversetest.New(dataversetest.Config{})
@@ -101,27 +104,35 @@ func TestResolver_OutboundMessage(t *testing.T) {
 	}
 	defer dv.Close()
 	const org, customer = "+18005551000", "+13175550177"
-	for _, typ := range []string{"sms", "whatsapp"} {
-		t.Run(typ, func(t *testing.T) {
-			s := fixtureSnapshot(t, "sms_message", func(parts []any) {
-				cust := byPurpose(t, parts, "customer")
-				delete(cust, "address")
-				delete(cust, "name")
-				cm := cust["messages"].([]any)[0].(map[string]any)
-				cm["type"], cm["direction"] = typ, "outbound"
-				cm["fromAddress"] = map[string]any{"addressNormalized": org, "addressRaw": org, "nameRaw": "Contoso"}
-				cm["toAddress"] = map[string]any{"addressNormalized": customer, "addressRaw": customer}
-				am := byPurpose(t, parts, "agent")["messages"].([]any)[0].(map[string]any)
-				am["type"], am["direction"], am["state"], am["initialState"] = typ, "outbound", "connected", "connected"
+	for _, address := range []string{"", org} {
+		for _, typ := range []string{"sms", "whatsapp"} {
+			t.Run(fmt.Sprintf("%s/address=%q", typ, address), func(t *testing.T) {
+				s := fixtureSnapshot(t, "sms_message", func(parts []any) {
+					cust := byPurpose(t, parts, "customer")
+					delete(cust, "address")
+					if address != "" {
+						cust["address"] = address
+					}
+					delete(cust, "name")
+					cm := cust["messages"].([]any)[0].(map[string]any)
+					cm["type"], cm["direction"] = typ, "outbound"
+					cm["fromAddress"] = map[string]any{"addressNormalized": org, "addressRaw": org, "nameRaw": "Contoso"}
+					cm["toAddress"] = map[string]any{"addressNormalized": customer, "addressRaw": customer}
+					am := byPurpose(t, parts, "agent")["messages"].([]any)[0].(map[string]any)
+					am["type"], am["direction"], am["state"], am["initialState"] = typ, "outbound", "connected", "connected"
+				})
+				e, p := channelPop(t, dv, "US", s)
+				if e.Customer.Phone != customer {
+					t.Errorf("customer phone %q, want the recipient %s (%s is the organization's number)", e.Customer.Phone, customer, org)
+				}
+				if e.Customer.Address == org {
+					t.Errorf("customer address %q is the organization's number", e.Customer.Address)
+				}
+				if p.Target.Action != bridge.ActionOpen || p.Target.ID != jane {
+					t.Errorf("pop %s %s %s (%s), want open contact %s", p.Target.Action, p.Target.Entity, p.Target.ID, p.Target.Name, jane)
+				}
 			})
-			e, p := channelPop(t, dv, "US", s)
-			if e.Customer.Phone != customer {
-				t.Errorf("customer phone %q, want the recipient %s (%s is the organization's number)", e.Customer.Phone, customer, org)
-			}
-			if p.Target.Action != bridge.ActionOpen || p.Target.ID != jane {
-				t.Errorf("pop %s %s %s (%s), want open contact %s", p.Target.Action, p.Target.Entity, p.Target.ID, p.Target.Name, jane)
-			}
-		})
+		}
 	}
 }
 

@@ -122,62 +122,52 @@ func TestClient_AConversationThatCannotBeFetchedHoldsUpNoOther(t *testing.T) {
 	}
 }
 
-// A short outage of GET /api/v2/conversations (every fetch a 503) is the
-// API failing, not one conversation: no conversation is given up on, and
-// every call that rang during the gap is handed on once it is over.
-func TestClient_AShortOutageOfConversationFetchesDropsNoConversation(t *testing.T) {
-	as := agents(6)
-	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
-		func(c *notifications.Config) { c.Agents = ids(as) }, 256)
-	col := collect(h.out)
-	h.awaitStartupReconciliation()
+// An outage of GET /api/v2/conversations (every fetch a 503) is the API
+// failing, not one conversation: no conversation is given up on, and every
+// call that rang during the gap is handed on once it is over. Short: a few
+// failed fetches. Several passes: each ringing conversation fails its
+// fetch five times, yet for less than the 2 × BackoffMax a conversation
+// must fail for before it is given up on (counting the tries alone would
+// have dropped them).
+func TestClient_AnOutageOfConversationFetchesDropsNoConversation(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		agents     int
+		failures   int // per agent
+		backoffMax time.Duration
+	}{
+		{"Short", 6, 1, 0},
+		{"SeveralPasses", 4, 6, 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			as := agents(tc.agents)
+			h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
+				func(c *notifications.Config) {
+					c.Agents = ids(as)
+					if tc.backoffMax > 0 {
+						c.BackoffMax = tc.backoffMax
+					}
+				}, 256)
+			col := collect(h.out)
+			h.awaitStartupReconciliation()
 
-	h.emu.SetBlackhole(true)
-	ringing := make([]*notificationstest.Conversation, len(as))
-	for i := range ringing {
-		ringing[i] = h.emu.InboundCall(as[i].ID, "+13175550120", notificationstest.Options{}).Alert()
+			h.emu.SetBlackhole(true)
+			ringing := make([]*notificationstest.Conversation, len(as))
+			for i := range ringing {
+				ringing[i] = h.emu.InboundCall(as[i].ID, "+13175550120", notificationstest.Options{}).Alert()
+			}
+			time.Sleep(200 * time.Millisecond)
+			h.emu.SetBlackhole(false)
+			h.emu.FailNext(http.MethodGet, "/api/v2/conversations/", http.StatusServiceUnavailable, 0, max(8, tc.failures*len(as)))
+			h.emu.DropConnections()
+			for i, c := range ringing {
+				col.await(t, 15*time.Second, "every call that rang during the gap, after the outage", c, as[i].ID)
+			}
+			if v := gauge(t, h.reg, droppedMetric); v > 0 {
+				t.Errorf("%s = %v after an outage, want 0", droppedMetric, v)
+			}
+			h.stop()
+			<-col.done
+		})
 	}
-	time.Sleep(200 * time.Millisecond)
-	h.emu.SetBlackhole(false)
-	h.emu.FailNext(http.MethodGet, "/api/v2/conversations/", http.StatusServiceUnavailable, 0, 8)
-	h.emu.DropConnections()
-	for i, c := range ringing {
-		col.await(t, 10*time.Second, "every call that rang during the gap, after the outage", c, as[i].ID)
-	}
-	if v := gauge(t, h.reg, droppedMetric); v > 0 {
-		t.Errorf("%s = %v after a short outage, want 0", droppedMetric, v)
-	}
-	h.stop()
-	<-col.done
-}
-
-// An outage of GET /api/v2/conversations long enough for each ringing
-// conversation to fail its fetch five times, yet shorter than the 2 ×
-// BackoffMax a conversation must fail for before it is given up on: the
-// calls that rang during the gap are handed on once the API answers, none
-// is dropped. Counting the tries alone would have dropped them.
-func TestClient_AnOutageOfSeveralPassesDropsNoConversation(t *testing.T) {
-	as := agents(4)
-	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
-		func(c *notifications.Config) { c.Agents = ids(as); c.BackoffMax = 5 * time.Second }, 256)
-	col := collect(h.out)
-	h.awaitStartupReconciliation()
-
-	h.emu.SetBlackhole(true)
-	ringing := make([]*notificationstest.Conversation, len(as))
-	for i := range ringing {
-		ringing[i] = h.emu.InboundCall(as[i].ID, "+13175550130", notificationstest.Options{}).Alert()
-	}
-	time.Sleep(200 * time.Millisecond)
-	h.emu.SetBlackhole(false)
-	h.emu.FailNext(http.MethodGet, "/api/v2/conversations/", http.StatusServiceUnavailable, 0, 6*len(as))
-	h.emu.DropConnections()
-	for i, c := range ringing {
-		col.await(t, 15*time.Second, "every call that rang during the gap, after an outage of several passes", c, as[i].ID)
-	}
-	if v := gauge(t, h.reg, droppedMetric); v > 0 {
-		t.Errorf("%s = %v after an outage shorter than 2 × BackoffMax, want 0", droppedMetric, v)
-	}
-	h.stop()
-	<-col.done
 }
