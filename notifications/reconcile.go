@@ -209,8 +209,9 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 		}
 		if h := held[e.ConversationID]; h != nil {
 			// A ring it was not held for (a consult or transfer to
-			// another agent, or back to the same one) is new: it is
-			// fetched now, not after the retry.
+			// another agent, or one held while not ringing) is new: it
+			// is fetched now, not after the retry. One held as ringing
+			// for this agent waits for its retry.
 			ring := e.Alerting && (!h.alerting || !slices.Contains(h.users, e.UserID))
 			if !slices.Contains(h.users, e.UserID) {
 				h.users = append(h.users, e.UserID)
