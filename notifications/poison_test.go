@@ -93,7 +93,12 @@ func TestClient_AConversationThatCannotBeFetchedHoldsUpNoOther(t *testing.T) {
 				t.Errorf("the chats answered during a later gap were handed on %v after it: the failing conversation held them up", el.Round(time.Millisecond))
 			}
 
-			// Bounded: no more tries, one log line, counted.
+			// Bounded: no more tries, one log line, counted. It is given
+			// up on once it has failed for 2 × BackoffMax (10 s here),
+			// which may be after the later gap.
+			if tc.dropped {
+				waitFor(t, 15*time.Second, "the failing conversation given up on", func() bool { return gauge(t, h.reg, droppedMetric) >= 1 })
+			}
 			time.Sleep(2 * time.Second)
 			if n := tries(); n > tc.maxTries {
 				t.Errorf("the failing conversation was fetched %d times, want at most %d", n, tc.maxTries)
