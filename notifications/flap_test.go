@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,27 +67,16 @@ func (p *flapProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func startFlapping(t *testing.T, as []notificationstest.AgentSpec, stable int) (*harness, *flapProxy) {
 	t.Helper()
 	px := &flapProxy{agents: ids(as[stable:]), flapped: map[string]bool{}, activityDelay: 500 * time.Millisecond}
-	var srv *httptest.Server
-	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
-		func(c *notifications.Config) {
-			u, err := url.Parse(c.APIURL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			px.rp = httputil.NewSingleHostReverseProxy(u)
-			srv = httptest.NewServer(px)
-			c.APIURL = srv.URL
-			c.Agents = ids(as)
-			c.TopicsPerChannel = 1
-			// The default debounce; a socket cut at once is redialled
-			// within half a second, so with three channels flapping some
-			// channel's gap lands during each pass's activity query.
-			c.PutDebounce = 250 * time.Millisecond
-			c.BackoffMax = 200 * time.Millisecond
-			// One fetch at a time, so a 429 stops the pass at its first.
-			c.ReconcileRate, c.ReconcileBurst = 20, 1
-		}, 64)
-	t.Cleanup(func() { srv.Close() })
+	h := startBehind(t, as, px, func(rp *httputil.ReverseProxy) { px.rp = rp }, func(c *notifications.Config) {
+		c.TopicsPerChannel = 1
+		// The default debounce; a socket cut at once is redialled within
+		// half a second, so with three channels flapping some channel's
+		// gap lands during each pass's activity query.
+		c.PutDebounce = 250 * time.Millisecond
+		c.BackoffMax = 200 * time.Millisecond
+		// One fetch at a time, so a 429 stops the pass at its first.
+		c.ReconcileRate, c.ReconcileBurst = 20, 1
+	})
 	return h, px
 }
 

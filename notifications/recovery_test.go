@@ -144,6 +144,15 @@ func (p *cutProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func startBehindProxy(t *testing.T, as []notificationstest.AgentSpec) (*harness, *cutProxy) {
 	t.Helper()
 	px := &cutProxy{}
+	h := startBehind(t, as, px, func(rp *httputil.ReverseProxy) { px.rp = rp }, nil)
+	return h, px
+}
+
+// startBehind starts a client for as whose API and sockets go through px,
+// a proxy that forwards to the emulator with the reverse proxy setRP gives
+// it; more, if any, adjusts the client's config further.
+func startBehind(t *testing.T, as []notificationstest.AgentSpec, px http.Handler, setRP func(*httputil.ReverseProxy), more func(*notifications.Config)) *harness {
+	t.Helper()
 	var srv *httptest.Server
 	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
 		func(c *notifications.Config) {
@@ -151,13 +160,16 @@ func startBehindProxy(t *testing.T, as []notificationstest.AgentSpec) (*harness,
 			if err != nil {
 				t.Fatal(err)
 			}
-			px.rp = httputil.NewSingleHostReverseProxy(u)
+			setRP(httputil.NewSingleHostReverseProxy(u))
 			srv = httptest.NewServer(px)
 			c.APIURL = srv.URL
 			c.Agents = ids(as)
+			if more != nil {
+				more(c)
+			}
 		}, 64)
 	t.Cleanup(func() { srv.Close() })
-	return h, px
+	return h
 }
 
 // A socket that closes as soon as it opens is redialled with the backoff,
