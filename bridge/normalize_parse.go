@@ -240,21 +240,9 @@ func parseComm(c gjson.Result, cv *commView) {
 		case "other":
 			cv.otherAddr = addressOf(val)
 		case "fromAddress":
-			cv.fromAddr = addressOf(val)
-			if val.IsObject() {
-				cv.fromName = str(val.Get("nameRaw"))
-				if cv.fromName == "" {
-					cv.fromName = str(val.Get("name"))
-				}
-			}
+			cv.fromAddr, cv.fromName = addressOf(val), nameOf(val)
 		case "toAddress":
-			cv.toAddr = addressOf(val)
-			if val.IsObject() {
-				cv.toName = str(val.Get("nameRaw"))
-				if cv.toName == "" {
-					cv.toName = str(val.Get("name"))
-				}
-			}
+			cv.toAddr, cv.toName = addressOf(val), nameOf(val)
 		case "type":
 			cv.msgType = str(val)
 		case "callbackNumbers":
@@ -269,6 +257,18 @@ func parseComm(c gjson.Result, cv *commView) {
 		}
 		return true
 	})
+}
+
+// nameOf reads a Conversationeventtopicaddress's display name: nameRaw,
+// else name.
+func nameOf(a gjson.Result) string {
+	if !a.IsObject() {
+		return ""
+	}
+	if n := str(a.Get("nameRaw")); n != "" {
+		return n
+	}
+	return str(a.Get("name"))
 }
 
 // addressOf reads a Conversationeventtopicaddress: addressNormalized, else

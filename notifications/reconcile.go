@@ -144,6 +144,15 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 	place := map[string]int{}     // conversation -> where it goes in order (the lowest of its agents')
 	var truncated []string        // agents with more conversations than one answer lists
 	var ents []activityEntity
+	// rank lists a conversation, or moves it up to p.
+	rank := func(conv string, p int) {
+		if prev, dup := place[conv]; dup {
+			place[conv] = min(prev, p)
+			return
+		}
+		order = append(order, conv)
+		place[conv] = p
+	}
 	for i := 0; i < len(agents); i += activityBatch {
 		batch := agents[i:min(i+activityBatch, len(agents))]
 		got, trunc, err := c.activity(ctx, batch, liveMetrics...)
@@ -232,12 +241,7 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 		case !ok:
 			p = placeUnseen
 		}
-		if prev, dup := place[e.ConversationID]; !dup {
-			order = append(order, e.ConversationID)
-			place[e.ConversationID] = p
-		} else {
-			place[e.ConversationID] = min(prev, p)
-		}
+		rank(e.ConversationID, p)
 		todo[e.ConversationID] = append(todo[e.ConversationID], e.UserID)
 	}
 	// What an earlier pass left unfetched comes after this pass's ringing
@@ -254,12 +258,7 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 		if b.alerting {
 			p = placeRinging
 		}
-		if prev, dup := place[b.conv]; !dup {
-			order = append(order, b.conv)
-			place[b.conv] = p
-		} else {
-			place[b.conv] = min(prev, p)
-		}
+		rank(b.conv, p)
 		for _, u := range b.users {
 			if !slices.Contains(todo[b.conv], u) {
 				todo[b.conv] = append(todo[b.conv], u)
