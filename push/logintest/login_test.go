@@ -53,7 +53,9 @@ func TestBrowser_GenesysLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := push.New(push.Config{Auth: push.AuthGenesys}, b, auth, log)
+	// Demo mode, as `screenpopd demo` runs it: only there does the page's
+	// link prefill the login.
+	srv, err := push.New(push.Config{Auth: push.AuthGenesys, DemoAgents: func() any { return []any{} }}, b, auth, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +99,7 @@ func TestBrowser_GenesysLogin(t *testing.T) {
 	}
 
 	do(page, chromedp.Navigate(base+"/web/demo.html#login="+gen.URL+"&clientId=screenpop-browser"),
-		chromedp.WaitVisible(chromedp.CSS(`#login`)))
+		chromedp.WaitVisible(chromedp.CSS(`#login`)), poll(`document.getElementById('loginURL').value !== ''`))
 	popups := chromedp.WaitNewTarget(page, func(i *target.Info) bool { return i.Type == "page" })
 	// A real click: the popup must get past Chromium's popup blocker.
 	do(page, chromedp.Click(chromedp.CSS(`#login`)))

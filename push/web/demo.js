@@ -9,8 +9,6 @@
     // The fragment never reaches the server; drop it from the address bar too.
     try { window.history.replaceState(null, '', window.location.pathname); } catch (e) { /* ignore */ }
   }
-  if (frag.get('login')) { $('loginURL').value = frag.get('login'); }
-  if (frag.get('clientId')) { $('clientId').value = frag.get('clientId'); }
   var client = null;
   var token = '';
 
@@ -83,6 +81,13 @@
   // Demo mode lists the emulated agents with ready-made tokens.
   fetch('../demo/agents', { cache: 'no-store' }).then(function (r) { return r.ok ? r.json() : null; }).then(function (list) {
     if (!Array.isArray(list)) { return; }
+    // A link prefills the login (#login=…&clientId=…, as `screenpopd demo`
+    // prints it) in demo mode only. Every daemon serves this page: a link
+    // to the real host naming a login URL of its own would have the agent's
+    // click post the authorization code and PKCE verifier to that host's
+    // /oauth/token, which trades them for the agent's Genesys token.
+    if (frag.get('login')) { $('loginURL').value = frag.get('login'); }
+    if (frag.get('clientId')) { $('clientId').value = frag.get('clientId'); }
     list.forEach(function (a) {
       if (!a || !a.token) { return; }
       var b = document.createElement('button');
