@@ -603,15 +603,34 @@ func (c *Client) queueMembers(ctx context.Context, queue string) (map[string]boo
 		if err != nil {
 			return nil, fmt.Errorf("queue %s: %w", queue, err)
 		}
+		added := 0
 		for _, id := range ids {
-			out[id] = true
+			if !out[id] {
+				out[id] = true
+				added++
+			}
 		}
 		if !more {
 			break
 		}
+		// A page of members all read already, with a next page announced,
+		// is a page repeated: a gateway or cache in front of the API that
+		// drops the query string answers page 1 to every pageNumber, and
+		// the queue would be read for ever, spending the OAuth client's
+		// request budget, and never applied.
+		if len(ids) > 0 && added == 0 {
+			return nil, fmt.Errorf("queue %s: page %d repeats members of earlier pages (does a proxy in front of the Genesys API drop the query string?)", queue, page)
+		}
+		if page >= maxQueuePages {
+			return nil, fmt.Errorf("queue %s: more than %d pages of members", queue, maxQueuePages)
+		}
 	}
 	return out, nil
 }
+
+// maxQueuePages bounds the member pages read of one queue: 100,000
+// members, ten times what one instance can watch.
+const maxQueuePages = 1000
 
 // queuePage reads one page (100) of a queue's members: their user ids and
 // whether another page follows. It does not go through the SDK's

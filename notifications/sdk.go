@@ -126,8 +126,14 @@ func (s *sdkHTTP) Do(o *platformclientv2.HTTPRequestOptions) (*http.Response, er
 		}
 	}
 	resp, err := s.hc.Do(req)
-	if err != nil || !strings.HasSuffix(req.URL.Path, "/oauth/token") || resp.StatusCode < 400 {
-		return resp, err
+	if err != nil {
+		return nil, err
+	}
+	if err := readWhole(resp); err != nil {
+		return nil, err
+	}
+	if !strings.HasSuffix(req.URL.Path, "/oauth/token") || resp.StatusCode < 400 {
+		return resp, nil
 	}
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 		if ra := retryAfter(resp.Header.Get("Retry-After")); ra > 0 {
@@ -135,6 +141,33 @@ func (s *sdkHTTP) Do(o *platformclientv2.HTTPRequestOptions) (*http.Response, er
 		}
 	}
 	return oauthErrorBody(resp)
+}
+
+// maxAnswer bounds a Genesys API answer. The largest the client asks for
+// (an activity query page of 100 users, a conversation with its
+// participants' attributes) is well under a megabyte.
+const maxAnswer = 16 << 20
+
+// readWhole reads resp's body into memory, at most maxAnswer, and puts it
+// back as a reader. The SDK reads the body itself but drops the read error
+// (platformclientv2 CallAPI: body, _ := ioutil.ReadAll): an answer cut
+// mid-body (a reset, the HTTPTimeout on a slow answer) would reach the
+// caller as a shorter body, and gjson reads what is there, so a queue page
+// cut before its nextUri would pass for the last one. Read here, the cut is
+// the call's error, and an endless answer stops at maxAnswer. The error
+// names neither the URL nor the body (a channel's URL is its credential).
+func readWhole(resp *http.Response) error {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("read answer (HTTP %d): %w", resp.StatusCode, err)
+	}
+	if len(b) > maxAnswer {
+		return fmt.Errorf("answer (HTTP %d) larger than %d MiB: refused", resp.StatusCode, maxAnswer>>20)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	resp.ContentLength = int64(len(b))
+	return nil
 }
 
 // oauthErrorBody makes a refused login's answer one the SDK's login can
