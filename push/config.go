@@ -43,6 +43,14 @@ type Config struct {
 	// more means a client that leaks sockets or a token used elsewhere.
 	// Default 16.
 	AgentSockets int
+	// HelloPending caps the sockets open whose hello has not arrived: one
+	// client can open thousands, each held for HelloTimeout, and their
+	// descriptors are the process's, which Genesys, Dataverse and NATS
+	// need too. Past it an upgrade is refused with 503 and Retry-After 1
+	// (a browser retries with its backoff). A browser sends its hello
+	// right after the upgrade, so even every agent reconnecting at once
+	// keeps few waiting. Default 4096.
+	HelloPending int
 
 	// DemoAgents, when set (demo mode only), is served as JSON at
 	// GET /demo/agents: the emulated agents with ready-made tokens.
@@ -79,6 +87,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.AgentSockets <= 0 {
 		c.AgentSockets = 16
+	}
+	if c.HelloPending <= 0 {
+		c.HelloPending = 4096
 	}
 	return nil
 }

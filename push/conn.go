@@ -110,6 +110,7 @@ func (c *conn) readLoop() {
 	c.ws.SetReadLimit(s.cfg.MaxFrame)
 	_ = c.ws.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
 	mt, data, err := c.ws.ReadMessage()
+	s.awaiting.Add(-1)
 	if err != nil {
 		switch {
 		case isTimeout(err):

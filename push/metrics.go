@@ -26,7 +26,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		agents: prometheus.NewGauge(prometheus.GaugeOpts{Name: "screenpop_push_agents",
 			Help: "Distinct agents with at least one authenticated websocket."}),
 		connects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "screenpop_push_connects_total",
-			Help: "Websocket connection attempts by result (ok, origin, upgrade, malformed, auth, hello_timeout, unavailable, limit)."}, []string{"result"}),
+			Help: "Websocket connection attempts by result (ok, origin, upgrade, malformed, auth, hello_timeout, unavailable, limit, busy)."}, []string{"result"}),
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "screenpop_push_closes_total",
 			Help: "Websockets closed by the server, by close code."}, []string{"code"}),
 		badFrames: prometheus.NewCounter(prometheus.CounterOpts{Name: "screenpop_push_bad_frames_total",

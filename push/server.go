@@ -65,7 +65,10 @@ type Server struct {
 
 	// Counters for Status (the same facts as the metrics).
 	nSent, nAcked, nReplayed, nUnrouted, nSlow atomic.Uint64
-	revalSem                                   chan struct{}
+	// awaiting counts the sockets upgraded (or being upgraded) whose first
+	// frame has not been read (Config.HelloPending).
+	awaiting atomic.Int64
+	revalSem chan struct{}
 }
 
 // New returns a server for cfg that reads pops from store. auth checks
@@ -177,7 +180,12 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		// hello has, or a connection idle after its request as long as an
 		// idle websocket without pongs, is closed rather than held for good
 		// (a slowloris). A websocket sets its own deadlines once upgraded.
-		ReadTimeout:    s.cfg.HelloTimeout,
+		ReadTimeout: s.cfg.HelloTimeout,
+		// An answer (a web asset) not taken within a frame's write timeout
+		// is given up: without it, a client that never reads held the
+		// handler, its goroutine and descriptor, for good. The upgrade's
+		// hijack clears it for the websocket.
+		WriteTimeout:   s.cfg.WriteTimeout,
 		IdleTimeout:    2 * s.cfg.PingInterval,
 		MaxHeaderBytes: 32 << 10,
 		ErrorLog:       nil,
@@ -571,8 +579,19 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	if s.awaiting.Add(1) > int64(s.cfg.HelloPending) {
+		s.awaiting.Add(-1)
+		s.m.connects.WithLabelValues("busy").Inc()
+		if ok, held := s.logLimit.allow("busy", time.Now()); ok {
+			s.log.Warn().Int("hello_pending", s.cfg.HelloPending).Int("held_back", held).Msg("websocket refused: too many sockets waiting for their hello")
+		}
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "busy, retry", http.StatusServiceUnavailable)
+		return
+	}
 	ws, err := s.up.Upgrade(w, r, nil)
 	if err != nil {
+		s.awaiting.Add(-1)
 		s.m.connects.WithLabelValues("upgrade").Inc()
 		s.log.Debug().Err(err).Msg("websocket upgrade failed")
 		return
@@ -584,6 +603,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		// socket, so the client reconnects instead of seeing an abnormal
 		// closure.
 		s.mu.Unlock()
+		s.awaiting.Add(-1)
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, ""), time.Now().Add(time.Second))
 		_ = ws.Close()
 		return
