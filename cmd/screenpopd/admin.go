@@ -41,8 +41,17 @@ func (m *Main) adminHandler() http.Handler {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	return mux
+	// No admin request needs a body but pprof's symbol lookup, which
+	// reads it to the end and answers a line per address from memory.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxAdminBody)
+		mux.ServeHTTP(w, r)
+	})
 }
+
+// maxAdminBody bounds an admin request's body: pprof's symbol lookup of a
+// few thousand addresses.
+const maxAdminBody = 64 << 10
 
 // StatusReport is /status: each component's state, no secrets, no PII.
 type StatusReport struct {
