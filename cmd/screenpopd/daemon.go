@@ -433,11 +433,11 @@ func readPIIKey(path string) ([]byte, error) {
 func (m *Main) serveAdmin(ctx context.Context) error {
 	// Bounded in time like the agent listener: a request not read in
 	// ReadTimeout, an answer (/metrics, /status) not taken in WriteTimeout
-	// (above pprof's 30 s default profile; a longer one is refused with
+	// (room for a pprof profile or trace of up to 10 minutes; a longer one is refused with
 	// that reason) and a keep-alive connection idle for IdleTimeout are
 	// closed, not held for good.
 	srv := &http.Server{Handler: m.adminHandler(), ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout: 10 * time.Second, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
+		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(m.adminLn) }()
 	select {
