@@ -64,6 +64,29 @@ func TestLookup_StoredPhoneFormats(t *testing.T) {
 		{"GB", "+17735550123", "+1 (773) 555-0123", true},
 		{"GB", "+17735550123", "1-773-555-0123", true},
 		{"GB", "+17735550123", "1 (773) 555-0123", true},
+		// A foreign number's country code and digits without the '+' can
+		// be ten digits that are a valid US number: stored so in a US
+		// deployment, that is a domestic stranger ((475) 512-3456 in
+		// Connecticut for Bergen's +47 55 12 34 56). Its other
+		// international forms still match.
+		{"US", "+4755123456", "4755123456", false},
+		{"US", "+3612345678", "3612345678", false},
+		{"US", "+4755123456", "+47 55 12 34 56", true},
+		{"US", "+4755123456", "011 47 55 12 34 56", true},
+		{"US", "+4755123456", "004755123456", true},
+		{"US", "+14755123456", "4755123456", true},
+		// Twelve digits are no US number: still matched.
+		{"US", "+442079460018", "442079460018", true},
+		// In Germany a German number is written with its trunk 0, so
+		// "4755123456" is no German number as typed: still matched.
+		{"DE", "+4755123456", "4755123456", true},
+		// In China 13175550123 is a mobile (131 7555 0123), however
+		// grouped; the forms with '+' or 00 are the US caller's.
+		{"CN", "+13175550123", "13175550123", false},
+		{"CN", "+13175550123", "1 317 555 0123", false},
+		{"CN", "+13175550123", "1-317-555-0123", false},
+		{"CN", "+13175550123", "+1 317 555 0123", true},
+		{"CN", "+13175550123", "001 317 555 0123", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.region+"/"+tc.caller+"/"+tc.stored, func(t *testing.T) {

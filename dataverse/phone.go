@@ -45,9 +45,12 @@ func NormalizePhone(s, region string) (string, error) {
 // ("0000000000") would otherwise match records of other people stored without
 // their area code. Nor are they queried for a number of another country whose
 // national digits are a valid number of region: stored without a country
-// code, they are that domestic number. For a number of another country than region, the
-// international call prefix of region is queried too ("001 317 555 0123" in
-// the UK, "011 44 20 7946 0018" in the US).
+// code, they are that domestic number. Likewise a foreign number's country
+// code and digits without the '+' are not queried when they are also how a
+// valid number of region is written nationally (+47 55 12 34 56 as
+// "4755123456" is a Connecticut number in the US). For a number of another
+// country than region, the international call prefix of region is queried
+// too ("001 317 555 0123" in the UK, "011 44 20 7946 0018" in the US).
 func PhoneVariants(e164, region string) ([]string, error) {
 	n, err := phonenumbers.Parse(e164, region)
 	if err != nil || !phonenumbers.IsPossibleNumber(n) {
@@ -81,6 +84,21 @@ func PhoneVariants(e164, region string) ([]string, error) {
 		}
 	}
 
+	// withCC: the country code and digits without the '+' ("4755123456"
+	// for Bergen's +47 55 12 34 56) are queried, unless, for a foreign
+	// number, they are also how a valid number of region is written
+	// nationally (Connecticut's (475) 512-3456): stored so, they are read
+	// in region, so they are a domestic stranger, as for the bare forms
+	// above. (In Germany "4755123456" would need its trunk 0 to be a
+	// German number, so it stays.)
+	withCC := true
+	if foreign {
+		if d, err := phonenumbers.Parse(cc+nsn, strings.ToUpper(region)); err == nil && phonenumbers.IsValidNumber(d) &&
+			strings.Join(digitGroups(phonenumbers.Format(d, phonenumbers.NATIONAL)), "") == cc+nsn {
+			withCC = false
+		}
+	}
+
 	seen := make(map[string]bool, 24)
 	out := make([]string, 0, 24)
 	add := func(v string) {
@@ -90,7 +108,9 @@ func PhoneVariants(e164, region string) ([]string, error) {
 		}
 	}
 	add("+" + cc + nsn)
-	add(cc + nsn)
+	if withCC {
+		add(cc + nsn)
+	}
 	if !nanp || foreign {
 		// "00442079460018", "0044 20 7946 0018", "001 317 555 0123".
 		add("00" + cc + nsn)
@@ -136,9 +156,13 @@ func PhoneVariants(e164, region string) ([]string, error) {
 		if bare {
 			add("(" + a + ")" + b + "-" + c)
 		}
-		add("1-" + a + "-" + b + "-" + c)
-		add("1 " + a + " " + b + " " + c)
-		add("1 (" + a + ") " + b + "-" + c)
+		// Without the '+', like "13175550123" (withCC): in China both are
+		// the mobile 131 7555 0123.
+		if withCC {
+			add("1-" + a + "-" + b + "-" + c)
+			add("1 " + a + " " + b + " " + c)
+			add("1 (" + a + ") " + b + "-" + c)
+		}
 	}
 	return out, nil
 }
