@@ -1,6 +1,8 @@
 package bridge
 
 import (
+	"net"
+	"net/netip"
 	"strings"
 
 	"github.com/nyaruka/phonenumbers"
@@ -14,6 +16,7 @@ const maxPhoneInput = 128
 // It accepts the forms seen in conversation snapshots and chat context:
 //
 //	tel:+13175550123            tel URI (parameters such as ;ext= are dropped)
+//	tel:2079460018;phone-context=+44   a local number, read in its context (+442079460018)
 //	sip:+13175550123@host;user=phone   SIP URI whose user part is a number
 //	+1 (317) 555-0123           a number with punctuation
 //	3175550123                  a national number, read in region (ISO 3166 alpha-2, e.g. "US")
@@ -29,14 +32,11 @@ func ParsePhone(raw, region string) (e164 string, ok bool) {
 	lower := strings.ToLower(s[:min(len(s), 5)])
 	switch {
 	case strings.HasPrefix(lower, "tel:"):
-		s = s[4:]
-		if i := strings.IndexByte(s, ';'); i >= 0 {
-			s = s[:i]
-		}
+		s = telSubscriber(s[4:])
 	case strings.HasPrefix(lower, "sips:"):
-		s = sipUser(s[5:])
+		s = telSubscriber(sipUser(s[5:]))
 	case strings.HasPrefix(lower, "sip:"):
-		s = sipUser(s[4:])
+		s = telSubscriber(sipUser(s[4:]))
 	default:
 		if strings.IndexByte(s, '@') >= 0 {
 			return "", false // an email or a guest address, not a number
@@ -77,15 +77,46 @@ func ParsePhone(raw, region string) (e164 string, ok bool) {
 }
 
 // sipUser returns the user part of a SIP URI without its scheme: the text
-// before '@', without parameters (;user=phone) or a password (:pw).
+// before '@', without a password (:pw), with its parameters (;user=phone,
+// ;phone-context=, for telSubscriber). A URI without '@' whose host is an
+// IP address (sip:212.58.244.20:5060) has no user part: "", not the
+// address's digits, which read as a number ((212) 582-4420).
 func sipUser(s string) string {
 	if i := strings.IndexByte(s, '@'); i >= 0 {
 		s = s[:i]
+	} else if host, _, _ := strings.Cut(s, ";"); host != "" {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		if _, err := netip.ParseAddr(host); err == nil {
+			return ""
+		}
 	}
-	if i := strings.IndexAny(s, ";:"); i >= 0 {
+	if i := strings.IndexByte(s, ':'); i >= 0 {
 		s = s[:i]
 	}
 	return s
+}
+
+// telSubscriber returns the number of an RFC 3966 telephone-subscriber (a
+// tel URI without its scheme, or a SIP URI's user part) without its
+// parameters (;ext=, ;user=phone). A local number with a global
+// phone-context ("2079460018;phone-context=+44") is that number within
+// the context, "+442079460018", as libphonenumber reads it: read in the
+// configured region it would be another number ((207) 946-0018 in Maine).
+func telSubscriber(s string) string {
+	num, params, _ := strings.Cut(s, ";")
+	if strings.HasPrefix(strings.TrimSpace(num), "+") {
+		return num
+	}
+	for params != "" {
+		var p string
+		p, params, _ = strings.Cut(params, ";")
+		if k, v, _ := strings.Cut(p, "="); strings.EqualFold(strings.TrimSpace(k), "phone-context") && strings.HasPrefix(v, "+") {
+			return v + num
+		}
+	}
+	return num
 }
 
 // validPhoneRegion reports whether region is one phonenumbers knows.

@@ -28,6 +28,16 @@ func TestParsePhone(t *testing.T) {
 		{"", "US", ""},
 		{"Anonymous", "US", ""},
 		{"sip:alice@example.invalid", "US", ""},
+		// No user part: the URI names a host, whose IPv4 address would
+		// read as (212) 582-4420.
+		{"sip:212.58.244.20", "US", ""},
+		{"sips:212.58.244.20:5061;transport=tls", "US", ""},
+		// A local number with a global phone-context (RFC 3966) is read
+		// in that context, not in region.
+		{"tel:2079460018;phone-context=+44", "US", "+442079460018"},
+		{"tel:555-0123;phone-context=+1-317", "US", "+13175550123"},
+		{"sip:2079460018;phone-context=+44@gw.example.invalid;user=phone", "US", "+442079460018"},
+		{"tel:+16175550123;phone-context=+44", "US", "+16175550123"},
 		{"5ee38185000014b95f962c5b@guest.orgspan.com", "US", ""},
 		{"jane@example.com", "US", ""},
 		{"tel:", "US", ""},
