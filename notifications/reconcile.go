@@ -84,6 +84,9 @@ func (c *Client) reconcileLoop(ctx context.Context) error {
 					c.pendingAgents = map[string]time.Time{}
 				}
 				for a, at := range joined {
+					if c.agentShard[a] == nil {
+						continue // left meanwhile: a failing pass must not keep it for good
+					}
 					if _, ok := c.pendingAgents[a]; !ok {
 						c.pendingAgents[a] = at
 					}

@@ -1,0 +1,21 @@
+package notifications
+
+// PendingAgents returns the agents waiting for the reconciliation of
+// their newly put topic (Client.pendingAgents), for the tests of what the
+// client keeps while a reconciliation fails.
+func PendingAgents(c *Client) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.pendingAgents))
+	for a := range c.pendingAgents {
+		out = append(out, a)
+	}
+	return out
+}
+
+// Watched reports whether agent is on a shard (Client.agentShard).
+func Watched(c *Client, agent string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.agentShard[agent] != nil
+}
