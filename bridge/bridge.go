@@ -269,6 +269,23 @@ func Delivery(ctx context.Context) uint64 {
 	return n
 }
 
+type clockKey struct{}
+
+// WithClockCorrection returns ctx telling a message's handler what to add
+// to a time the message's publisher wrote (an event's receivedAt) to have
+// it on this host's clock: the publishing instance's clock may differ from
+// this one's (the bus measures both against its server's).
+func WithClockCorrection(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, clockKey{}, d)
+}
+
+// ClockCorrection returns the correction WithClockCorrection put in ctx, 0
+// if none.
+func ClockCorrection(ctx context.Context) time.Duration {
+	d, _ := ctx.Value(clockKey{}).(time.Duration)
+	return d
+}
+
 // Publisher puts messages on the bus. bus.Conn implements it.
 type Publisher interface {
 	// Publish stores m durably (in the JetStream stream) or returns an
@@ -315,7 +332,9 @@ type PopStore interface {
 	// LatestPop returns the stream sequence of agent's newest pop, 0 if none.
 	LatestPop(ctx context.Context, agent AgentID) (uint64, error)
 	// ReplayPops calls fn, in stream order, for agent's pops with a
-	// sequence after afterSeq that were stored at or after since.
+	// sequence after afterSeq that were stored at or after since, a time
+	// of this host's clock (a store whose clock differs moves it onto its
+	// own).
 	ReplayPops(ctx context.Context, agent AgentID, afterSeq uint64, since time.Time, fn func(StoredPop) error) error
 	// FollowPops calls fn for every pop stored from now on, for all agents,
 	// in stream order, until ctx is done. One subscription per call. It

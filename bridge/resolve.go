@@ -257,6 +257,10 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 		return nil
 	}
 	received := e.ReceivedAt.Time
+	if !received.IsZero() {
+		// The instance that received the frame wrote it on its clock.
+		received = received.Add(ClockCorrection(ctx))
+	}
 	if received.IsZero() || received.After(start) {
 		received = start
 	}

@@ -125,6 +125,10 @@ type Conn struct {
 	// found recreated under the running daemon (FollowPops).
 	epoch   atomic.Pointer[string]
 	metrics *metrics
+	// clock is the NATS server's clock against this host's (see
+	// serverClock): stored times, marker ages and consumer start times are
+	// the server's.
+	clock serverClock
 
 	closeOnce sync.Once
 	closing   atomic.Bool
@@ -201,7 +205,10 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 		markers := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "screenpop_bus_pop_markers",
 			Help: "Pop markers held (one per live leg that has popped, per leg ended within the marker grace, and per leg of the marker TTL whose end was not seen); NaN when NATS does not answer. The embedded server's index of them is in the daemon's heap (docs/performance.md)."},
 			c.markerCount)
-		cfg.Registerer.MustRegister(markers) // like newMetrics: a second Start on one registry is a bug
+		offset := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "screenpop_bus_clock_offset_seconds",
+			Help: "The NATS server's clock minus this host's, measured at most once a minute when scraped; beyond a second or two one of them has no working NTP."},
+			func() float64 { return c.clockOffset().Seconds() })
+		cfg.Registerer.MustRegister(markers, offset) // like newMetrics: a second Start on one registry is a bug
 	}
 	c.log.Info().Str("stream", cfg.Stream).Bool("embedded", c.ns != nil).Str("epoch", c.Epoch()).Msg("nats ready")
 	return c, nil
@@ -271,6 +278,7 @@ func (c *Conn) setup(ctx context.Context) error {
 	}
 	c.stream = st
 	c.epoch.Store(ptr(streamEpoch(st.CachedInfo())))
+	c.refreshClock(ctx)
 	kv, err := c.createMarkers(ctx)
 	if err != nil {
 		return err
@@ -606,6 +614,9 @@ func (c *Conn) PublishDedup(ctx context.Context, m bridge.Message) (bool, error)
 	start := time.Now()
 	msg := &nats.Msg{Subject: m.Subject, Data: m.Data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, m.ID)
+	if off, ok := c.lastOffset(); ok {
+		msg.Header.Set(ClockOffsetHeader, strconv.FormatInt(off.Milliseconds(), 10))
+	}
 	ack, err := c.js.PublishMsg(ctx, msg)
 	if err != nil {
 		c.metrics.publishErrors.Inc()
@@ -685,7 +696,9 @@ func (c *Conn) MarkPop(ctx context.Context, popID, claim string) (bool, error) {
 	if string(e.Value()) == markerEnded {
 		return false, bridge.ErrLegEnded
 	}
-	return time.Since(e.Created()) < c.cfg.DuplicateWindow, nil
+	// The marker's time is the server's: its age is read on that clock,
+	// as JetStream reads the duplicate window.
+	return c.serverNow().Sub(e.Created()) < c.cfg.DuplicateWindow, nil
 }
 
 // markerEnded is the value of a marker whose leg has ended: it is no
@@ -793,6 +806,10 @@ func (c *Conn) ReplayPops(ctx context.Context, agent bridge.AgentID, afterSeq ui
 	latest, err := c.LatestPop(ctx, agent)
 	if err != nil || latest <= afterSeq {
 		return err
+	}
+	if !since.IsZero() {
+		// since is this host's clock, the stored times the server's.
+		since = since.Add(c.clockOffset())
 	}
 	cfg := jetstream.OrderedConsumerConfig{
 		FilterSubjects:    []string{bridge.PopSubject(agent)},
@@ -1115,6 +1132,9 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 			if mdErr == nil {
 				mctx = bridge.WithDelivery(hctx, md.NumDelivered)
 			}
+			if d, ok := c.correction(m.Headers()); ok {
+				mctx = bridge.WithClockCorrection(mctx, d)
+			}
 			err := fn(mctx, m.Data())
 			stop()
 			if err != nil {
@@ -1286,15 +1306,24 @@ func (c *Conn) eventConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, 
 		case errors.Is(err, jetstream.ErrConsumerNotFound):
 			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverNewPolicy, 0, nil
 			if since > 0 {
+				// The stored times are the NATS server's: since back is
+				// counted on its clock (the stream info's time), not this
+				// host's. Never past the stream's last message either (a
+				// server too old to say its time, and a clock behind this
+				// one by more than since: every new event would come
+				// before the start).
 				start := time.Now().Add(-since)
+				t0 := time.Now()
+				st, err := c.js.Stream(ctx, c.cfg.Stream)
+				if err == nil {
+					if now, ok := c.sampleClock(st.CachedInfo().TimeStamp, t0, time.Now()); ok {
+						start = now.Add(-since)
+					}
+				}
 				if newest.After(start) {
 					start = newest
 				}
-				// now−since is this host's clock; the stored times are the
-				// NATS server's. Never past the stream's last message:
-				// with the server's clock behind this one by more than
-				// since, every new event would come before the start.
-				if st, err := c.js.Stream(ctx, c.cfg.Stream); err == nil {
+				if err == nil {
 					if last := st.CachedInfo().State.LastTime; !last.IsZero() && last.Before(start) {
 						start = last
 					}
