@@ -153,7 +153,10 @@ func (a *authCache) check(ctx context.Context, token string, now time.Time) (bri
 			a.m.authChecks.WithLabelValues("invalid").Inc()
 			a.mu.Lock()
 			delete(a.entries, key)
-			if len(a.refused) < maxRefused {
+			// Not valid yet (its issuer's clock ahead of this one's) is
+			// valid in a moment: the page's next try must not be refused
+			// for the rest of refusedTTL. Checking it costs no round trip.
+			if len(a.refused) < maxRefused && !errors.Is(err, jwt.ErrTokenNotValidYet) {
 				a.refused[key] = time.Now().Add(refusedTTL)
 			}
 			a.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
 	"github.com/screenpop/screenpop/bridge"
@@ -219,6 +220,12 @@ func (c *conn) hello(mt int, data []byte) bool {
 			s.m.connects.WithLabelValues("auth").Inc()
 			if ok, held := s.logLimit.allow("invalid token", time.Now()); ok {
 				s.log.Info().Int("held_back", held).Msg("websocket closed: invalid or expired token")
+			}
+			if errors.Is(err, jwt.ErrTokenNotValidYet) {
+				// A token signed a moment ago: its issuer's clock is ahead.
+				if ok, held := s.logLimit.allow("token not valid yet", time.Now()); ok {
+					s.log.Warn().Int("held_back", held).Msg("agent token not valid yet (nbf): the token issuer's clock is ahead of this host's by more than 5 s; check NTP on the issuer and here")
+				}
 			}
 			c.closeWith(CloseInvalidToken, msgInvalidToken)
 		} else {
