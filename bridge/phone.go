@@ -30,18 +30,33 @@ func ParsePhone(raw, region string) (e164 string, ok bool) {
 		return "", false
 	}
 	lower := strings.ToLower(s[:min(len(s), 5)])
+	var context string
 	switch {
 	case strings.HasPrefix(lower, "tel:"):
-		s = telSubscriber(s[4:])
+		s, context = telSubscriber(s[4:])
 	case strings.HasPrefix(lower, "sips:"):
-		s = telSubscriber(sipUser(s[5:]))
+		s, context = telSubscriber(sipUser(s[5:]))
 	case strings.HasPrefix(lower, "sip:"):
-		s = telSubscriber(sipUser(s[4:]))
+		s, context = telSubscriber(sipUser(s[4:]))
 	default:
 		if strings.IndexByte(s, '@') >= 0 {
 			return "", false // an email or a guest address, not a number
 		}
 	}
+	if context != "" {
+		// A local number within its context; one dialled with an
+		// international prefix ("011 44 20…" within +1) is not a number
+		// of the context, and is read as dialled, below.
+		if e164, ok := parseNumber(context+s, region); ok {
+			return e164, true
+		}
+	}
+	return parseNumber(s, region)
+}
+
+// parseNumber reads s, a number with punctuation at most, as ParsePhone
+// does.
+func parseNumber(s, region string) (e164 string, ok bool) {
 	digits := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -98,25 +113,25 @@ func sipUser(s string) string {
 	return s
 }
 
-// telSubscriber returns the number of an RFC 3966 telephone-subscriber (a
-// tel URI without its scheme, or a SIP URI's user part) without its
-// parameters (;ext=, ;user=phone). A local number with a global
-// phone-context ("2079460018;phone-context=+44") is that number within
-// the context, "+442079460018", as libphonenumber reads it: read in the
-// configured region it would be another number ((207) 946-0018 in Maine).
-func telSubscriber(s string) string {
+// telSubscriber splits an RFC 3966 telephone-subscriber (a tel URI without
+// its scheme, or a SIP URI's user part) into its number, without its
+// parameters (;ext=, ;user=phone), and the global phone-context of a local
+// number ("2079460018;phone-context=+44": "2079460018", "+44"), within
+// which it is read, as libphonenumber reads it: read in the configured
+// region it would be another number ((207) 946-0018 in Maine).
+func telSubscriber(s string) (num, context string) {
 	num, params, _ := strings.Cut(s, ";")
 	if strings.HasPrefix(strings.TrimSpace(num), "+") {
-		return num
+		return num, ""
 	}
 	for params != "" {
 		var p string
 		p, params, _ = strings.Cut(params, ";")
 		if k, v, _ := strings.Cut(p, "="); strings.EqualFold(strings.TrimSpace(k), "phone-context") && strings.HasPrefix(v, "+") {
-			return v + num
+			return num, v
 		}
 	}
-	return num
+	return num, ""
 }
 
 // validPhoneRegion reports whether region is one phonenumbers knows.

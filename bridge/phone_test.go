@@ -38,6 +38,10 @@ func TestParsePhone(t *testing.T) {
 		{"tel:555-0123;phone-context=+1-317", "US", "+13175550123"},
 		{"sip:2079460018;phone-context=+44@gw.example.invalid;user=phone", "US", "+442079460018"},
 		{"tel:+16175550123;phone-context=+44", "US", "+16175550123"},
+		// Dialled with an international prefix: not a number of the
+		// context, read as dialled.
+		{"tel:011442079460018;phone-context=+1", "US", "+442079460018"},
+		{"tel:0013175550123;phone-context=+44", "GB", "+13175550123"},
 		{"5ee38185000014b95f962c5b@guest.orgspan.com", "US", ""},
 		{"jane@example.com", "US", ""},
 		{"tel:", "US", ""},
