@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"net/url"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/bridge/bus"
+	"github.com/screenpop/screenpop/bridge/bus/bustest"
 	"github.com/screenpop/screenpop/internal/syncbuf"
 )
 
@@ -906,65 +906,21 @@ func pulling(c *bus.Conn, durable string) func() bool {
 	}
 }
 
-// cutProxy forwards TCP connections to addr until cut closes them all.
-type cutProxy struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func newCutProxy(t *testing.T, addr string) *cutProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln}
-	t.Cleanup(func() { ln.Close(); p.cut() })
-	go func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", addr)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, in, out)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(out, in); out.Close() }()
-			go func() { _, _ = io.Copy(in, out); in.Close() }()
-		}
-	}()
-	return p
-}
-
 // behindCutProxy starts an embedded server and a second connection to it
-// through a cutProxy.
-func behindCutProxy(t *testing.T) (server, client *bus.Conn, px *cutProxy) {
+// through a proxy whose Cut drops the connection.
+func behindCutProxy(t *testing.T) (server, client *bus.Conn, px *bustest.Proxy) {
 	server = MustStart(t, bus.Config{})
 	u, err := url.Parse(server.ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	px = newCutProxy(t, u.Host)
-	client, err = bus.Start(context.Background(), bus.Config{URL: "nats://" + px.ln.Addr().String()}, zerolog.Nop())
+	px = bustest.StartProxy(t, u.Host, nil, nil)
+	client, err = bus.Start(context.Background(), bus.Config{URL: px.URL()}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(client.Close)
 	return server, client, px
-}
-
-func (p *cutProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
 }
 
 // A pop stored by another instance while this one's connection was down
@@ -981,7 +937,7 @@ func TestConn_FollowPopsAcrossAReconnect(t *testing.T) {
 		_ = follower.FollowPops(ctx, func(p bridge.StoredPop) { got <- string(p.Agent) }, func() { close(live) })
 	}()
 	<-live
-	px.cut()
+	px.Cut()
 	waitFor(t, 5*time.Second, func() bool { return !follower.NATS().IsConnected() })
 	if err := server.Publish(context.Background(), pop("agent-gap", "conv-gap")); err != nil {
 		t.Fatal(err)
@@ -1063,7 +1019,7 @@ func TestConn_ConsumeEventsRecreatesAConsumerLostWhileDisconnected(t *testing.T)
 	waitFor(t, 5*time.Second, pulling(server, "cutoff"))
 	publishEvent(t, server, "conv-before")
 	next("conv-before", "the consumer does not work")
-	px.cut()
+	px.Cut()
 	waitFor(t, 5*time.Second, func() bool { return !c.NATS().IsConnected() })
 	if err := server.JetStream().DeleteConsumer(context.Background(), server.StreamName(), "cutoff"); err != nil {
 		t.Fatal(err)

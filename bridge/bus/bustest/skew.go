@@ -14,30 +14,33 @@ import (
 	"time"
 )
 
-// skewProxy relays the NATS protocol between a client and a real server and
-// makes the server's clock look skew off this host's: every time the server
-// sends (JetStream API answers, the Nats-Time-Stamp of direct gets, the
-// stored time in an ack subject) has skew added, every time the client sends
-// (a consumer's opt_start_time, an ack subject) has it taken off again. The
-// real server is left as it is: only the clock the client sees moves, as
-// with an external NATS whose clock is skew ahead (negative: behind).
-type skewProxy struct {
+// Proxy relays TCP connections from a loopback port of its own to a
+// server, each direction through a relay function, until the test ends
+// or Cut.
+type Proxy struct {
 	ln    net.Listener
-	skew  time.Duration
 	mu    sync.Mutex
 	conns []net.Conn
 	wg    sync.WaitGroup
 }
 
-// StartSkewProxy starts a SkewProxy to the NATS server at addr (host:port)
-// on a free loopback port and returns its URL; it stops when the test ends.
-func StartSkewProxy(t testing.TB, addr string, skew time.Duration) string {
+// StartProxy starts a Proxy to addr (host:port): toServer copies what a
+// client sends to the server, toClient what the server answers (nil:
+// io.Copy). It stops when the test ends.
+func StartProxy(t testing.TB, addr string, toServer, toClient func(dst io.Writer, src io.Reader)) *Proxy {
 	t.Helper()
+	copyAll := func(dst io.Writer, src io.Reader) { _, _ = io.Copy(dst, src) }
+	if toServer == nil {
+		toServer = copyAll
+	}
+	if toClient == nil {
+		toClient = copyAll
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &skewProxy{ln: ln, skew: skew}
+	p := &Proxy{ln: ln}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -55,20 +58,45 @@ func StartSkewProxy(t testing.TB, addr string, skew time.Duration) string {
 			p.conns = append(p.conns, in, out)
 			p.mu.Unlock()
 			p.wg.Add(2)
-			go func() { defer p.wg.Done(); p.relay(out, in, -skew); out.Close() }()
-			go func() { defer p.wg.Done(); p.relay(in, out, skew); in.Close() }()
+			go func() { defer p.wg.Done(); toServer(out, in); out.Close() }()
+			go func() { defer p.wg.Done(); toClient(in, out); in.Close() }()
 		}
 	}()
 	t.Cleanup(func() {
 		ln.Close()
-		p.mu.Lock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
+		p.Cut()
 		p.wg.Wait()
 	})
-	return "nats://" + ln.Addr().String()
+	return p
+}
+
+// URL is the proxy's NATS URL.
+func (p *Proxy) URL() string { return "nats://" + p.ln.Addr().String() }
+
+// Cut closes every connection relayed so far, as a network that drops
+// them; new ones are relayed again.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// StartSkewProxy starts a Proxy to the NATS server at addr (host:port)
+// that makes the server's clock look skew off this host's, and returns
+// its URL: every time the server sends (JetStream API answers, the
+// Nats-Time-Stamp of direct gets, the stored time in an ack subject) has
+// skew added, every time the client sends (a consumer's opt_start_time, an
+// ack subject) has it taken off again. The real server is left as it is:
+// only the clock the client sees moves, as with an external NATS whose
+// clock is skew ahead (negative: behind).
+func StartSkewProxy(t testing.TB, addr string, skew time.Duration) string {
+	t.Helper()
+	return StartProxy(t, addr,
+		func(dst io.Writer, src io.Reader) { relaySkewed(dst, src, -skew) },
+		func(dst io.Writer, src io.Reader) { relaySkewed(dst, src, skew) }).URL()
 }
 
 var rfc3339RE = regexp.MustCompile(`"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d))"`)
@@ -127,7 +155,7 @@ func shiftHeaders(h []byte, d time.Duration) []byte {
 }
 
 // relay copies the protocol from src to dst, shifting times by d.
-func (p *skewProxy) relay(dst io.Writer, src io.Reader, d time.Duration) {
+func relaySkewed(dst io.Writer, src io.Reader, d time.Duration) {
 	r := bufio.NewReaderSize(src, 64<<10)
 	w := bufio.NewWriter(dst)
 	for {
