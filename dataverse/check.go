@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+
+	"github.com/tidwall/gjson"
 )
 
 // The methods in this file serve `screenpopd check`: each probes one thing
@@ -64,8 +66,18 @@ func (c *Client) CheckAuth(ctx context.Context) (string, error) {
 		return "", err
 	}
 	var who struct{ UserId string }
-	_ = json.Unmarshal(body, &who)
+	if err := json.Unmarshal(body, &who); err != nil || !IsGUID(who.UserId) {
+		return "", notWebAPI("WhoAmI")
+	}
 	return who.UserId, nil
+}
+
+// notWebAPI is a 2xx answer that is not the Web API's JSON: a proxy's
+// block or sign-in page, or a URL that is not the environment's. Every
+// lookup would fail on it.
+func notWebAPI(what string) error {
+	return &APIError{Status: http.StatusOK, Code: "not_json", Entity: what,
+		Hint: "the answer is not the Dataverse Web API's (an HTML page?): check DATAVERSE_URL and any proxy between this host and it"}
 }
 
 // ColumnError says which configured columns an entity does not have.
@@ -95,9 +107,12 @@ func (c *Client) CheckEntity(ctx context.Context, t CheckTarget) error {
 		if info.ActiveOnly {
 			u += "&$filter=" + queryEscape("statecode eq 0")
 		}
-		_, _, err := c.send(ctx, "check", t.Entity, func(ctx context.Context) (*http.Request, error) {
+		_, body, err := c.send(ctx, "check", t.Entity, func(ctx context.Context) (*http.Request, error) {
 			return http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		}, nil)
+		if err == nil && !gjson.GetBytes(body, "value").IsArray() {
+			return notWebAPI(t.Entity)
+		}
 		return err
 	}
 	err := read(t.Columns)

@@ -437,9 +437,27 @@ func (c *Client) remote(ctx context.Context, kind bridge.KeyKind, value string, 
 		recs, err = c.batch(ctx, list, values)
 	}
 	if c.ctx.Err() == nil {
-		c.breaker.record(err == nil, c.cfg.Now())
+		// A refusal is Dataverse answering: it is up. Counted as a
+		// failure, a table the role cannot read (or a wrong entity set or
+		// column) would open the breaker after a few unknown callers and
+		// stop the pops of every caller an earlier table matches.
+		c.breaker.record(err == nil || refused(err), c.cfg.Now())
 	}
 	return recs, err
+}
+
+// refused reports whether err is Dataverse's definite refusal of a query
+// (403 a missing privilege, 404 an unknown entity set, 400 an unknown
+// column, another 4xx), not a failure to answer: an outage, a timeout, a
+// throttle, or a token it does not accept.
+func refused(err error) bool {
+	var ae *AuthError
+	if errors.As(err, &ae) {
+		return ae.Status == http.StatusForbidden && ae.Code == "0x80040220"
+	}
+	var pe *APIError
+	return errors.As(err, &pe) && pe.Status >= 400 && pe.Status < 500 &&
+		pe.Status != http.StatusRequestTimeout && pe.Status != http.StatusTooManyRequests
 }
 
 // sequential queries the entities one after the other and stops at the
@@ -494,7 +512,7 @@ func (c *Client) batch(ctx context.Context, list []EntityColumns, values []strin
 			if !ok {
 				return nil // not a batch answer: its own status says what went wrong
 			}
-			return err
+			return fmt.Errorf("%w: not the Dataverse Web API's answer (an HTML page?): check DATAVERSE_URL and any proxy between this host and it", err)
 		}
 		// The parts in the entities' order: the first with a row decides,
 		// whatever the later ones answered. A failed part before it is the

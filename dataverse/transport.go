@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -41,15 +42,18 @@ func (g *gate) broadcastLocked() {
 	g.changed = make(chan struct{})
 }
 
-// extend records a Retry-After ending at t.
-func (g *gate) extend(t time.Time) {
+// extend records a Retry-After ending at t. It reports whether this 429
+// begins a throttling episode: none since a request last passed.
+func (g *gate) extend(t time.Time) (began bool) {
 	g.mu.Lock()
+	began = !g.recovering
 	if t.After(g.until) {
 		g.until = t
 	}
 	g.recovering = true
 	g.broadcastLocked()
 	g.mu.Unlock()
+	return began
 }
 
 // probeDone reports the probe's outcome.
@@ -331,11 +335,18 @@ func (c *Client) statusError(op, entity, tok string, resp *http.Response, body [
 	case s == http.StatusTooManyRequests:
 		c.metrics.throttled.Inc()
 		ra := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-		if ra > 0 {
-			c.gate.extend(time.Now().Add(ra))
+		hint := throttleHint(code)
+		if ra > 0 && c.gate.extend(time.Now().Add(ra)) {
+			// Once per episode: the pops it turns into search say only
+			// lookup_error, and the limit hit decides the fix. The
+			// x-ms-ratelimit headers are Dataverse's own debugging aid.
+			c.log.Warn().Str("code", code).Dur("retry_after", ra).
+				Str("burst_remaining", rateLimitValue(resp.Header.Get("x-ms-ratelimit-burst-remaining-xrm-requests"))).
+				Str("time_remaining", rateLimitValue(resp.Header.Get("x-ms-ratelimit-time-remaining-xrm-requests"))).
+				Str("fix", hint).Msg("dataverse throttled, waiting for Retry-After")
 		}
 		return &temporaryError{reason: "throttled", retryAfter: ra,
-			err: fmt.Errorf("%s: %w", op, &APIError{Status: s, Code: code, Entity: entity, Hint: "service protection limit reached (Retry-After honoured)"})}
+			err: fmt.Errorf("%s: %w", op, &APIError{Status: s, Code: code, Entity: entity, Hint: hint})}
 	case s == http.StatusUnauthorized:
 		c.tokens.invalidate(tok)
 		return &AuthError{Status: s, Code: code, Hint: "Dataverse rejected the access token: check that DATAVERSE_URL is the environment the application user was created in, and that DATAVERSE_TENANT_ID is the environment's tenant"}
@@ -357,6 +368,31 @@ func (c *Client) statusError(op, entity, tok string, resp *http.Response, body [
 	default:
 		return &APIError{Status: s, Code: code, Entity: entity}
 	}
+}
+
+// throttleHint names the service protection limit a 429's code reports
+// (api-limits.md, "Service protection API limit errors returned") and what
+// lowers the load on it.
+func throttleHint(code string) string {
+	const shared = "the limits are per application user: other integrations using it count too; give screenpop its own"
+	switch code {
+	case "0x80072322":
+		return "service protection limit of 6,000 requests per 5 minutes reached (Retry-After honoured): raise SCREENPOP_CACHE_TTL / SCREENPOP_NEGATIVE_CACHE_TTL; " + shared
+	case "0x80072321":
+		return "service protection limit of 20 minutes of execution time per 5 minutes reached (Retry-After honoured): look up fewer entities and columns (SCREENPOP_LOOKUP_PHONE, SCREENPOP_LOOKUP_EMAIL); " + shared
+	case "0x80072326":
+		return "service protection limit of 52 concurrent requests reached (Retry-After honoured): screenpop sends at most SCREENPOP_DATAVERSE_CONCURRENCY; " + shared
+	}
+	return "service protection limit reached (Retry-After honoured): " + shared
+}
+
+// rateLimitValue keeps an x-ms-ratelimit header's value when it is a
+// number, for the log.
+func rateLimitValue(v string) string {
+	if v == "" || len(v) > 32 || strings.ContainsFunc(v, func(r rune) bool { return (r < '0' || r > '9') && r != '.' && r != ',' }) {
+		return ""
+	}
+	return v
 }
 
 // isQueryError reports whether a 400's code is the OData URI parser's: 0x0,

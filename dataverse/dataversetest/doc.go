@@ -21,12 +21,15 @@
 // 400 and an OData error body, as Dataverse does.
 //
 // Faults are scripted through methods: ThrottleNext / ThrottleEvery (429
-// with Retry-After and the service-protection error body; requests that
-// arrive inside a Retry-After window are answered 429 again and recorded as
-// violations), FailNext (5xx), FailNextIn (a status for the queries of
-// one entity set, also inside a $batch), SetLatency, DenyRead (403 missing
-// privilege), DisableAppUser (403 not a member of the organization),
-// ExpireTokens (401) and IgnoreContinueOnError.
+// with Retry-After and the service-protection error body of the limit
+// ThrottleLimit names; requests that arrive inside a Retry-After window are
+// answered 429 again and recorded as violations), FailNext (5xx),
+// FailNextHTML (a gateway's HTML page), FailNextIn (a status for the
+// queries of one entity set, also inside a $batch), SetLatency, DenyRead
+// (403 missing privilege), DisableAppUser (403 not a member of the
+// organization), ExpireTokens (401), ExpireSecret (AADSTS7000222) and
+// IgnoreContinueOnError. API answers carry the x-ms-ratelimit-*-remaining
+// headers.
 //
 // Deliberate gaps: no writes (POST/PATCH/DELETE of records), no changesets,
 // no $expand/$apply/FetchXML, no Dataverse functions such as

@@ -23,6 +23,40 @@ func (s *Server) ThrottleEvery(k int, retryAfter time.Duration) {
 	s.mu.Unlock()
 }
 
+// The service protection limits a 429 can report, by the hex code the Web
+// API returns in error.code (api-limits.md, "Service protection API limit
+// errors returned").
+const (
+	LimitRequests      = "0x80072322" // 6,000 requests per 5 minutes
+	LimitExecutionTime = "0x80072321" // 20 minutes of execution per 5 minutes
+	LimitConcurrency   = "0x80072326" // 52 concurrent requests
+)
+
+// ThrottleLimit sets which service protection limit the 429s of
+// ThrottleNext and ThrottleEvery report (LimitRequests by default).
+func (s *Server) ThrottleLimit(code string) {
+	s.mu.Lock()
+	s.throttleLimit = code
+	s.mu.Unlock()
+}
+
+// ExpireSecret makes the token endpoint answer the right client secret as
+// Entra ID answers one past its expiry: 401 invalid_client, AADSTS7000222.
+func (s *Server) ExpireSecret(expired bool) {
+	s.mu.Lock()
+	s.secretExpired = expired
+	s.mu.Unlock()
+}
+
+// FailNextHTML answers the next n API requests with status and an HTML
+// page instead of an OData error body, as a gateway or load balancer in
+// front of the Web API does (502, 503, 504), or a proxy's block page.
+func (s *Server) FailNextHTML(n, status int) {
+	s.mu.Lock()
+	s.htmlNext, s.htmlStatus = n, status
+	s.mu.Unlock()
+}
+
 // FailTokenNext answers the next n token requests with status (503, 500
 // or 429, with Retry-After: 1) and the OAuth error temporarily_unavailable,
 // as an identity platform that cannot answer now does.

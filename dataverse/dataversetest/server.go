@@ -65,6 +65,12 @@ type Server struct {
 	throttleEvery int
 	throttleRA    time.Duration
 	throttleCount int
+	throttleLimit string    // ThrottleLimit: the error code of the 429s
+	windowStart   time.Time // the 5-minute window x-ms-ratelimit-burst-remaining counts in
+	windowCount   int
+	secretExpired bool // ExpireSecret
+	htmlNext      int  // FailNextHTML
+	htmlStatus    int
 	windowUntil   time.Time
 	windowGiven   time.Time
 	violations    []Violation
@@ -286,6 +292,11 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeAAD(w, http.StatusBadRequest, "unauthorized_client", 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'.", id, tenant))
 	case secret != s.cfg.ClientSecret:
 		writeAAD(w, http.StatusUnauthorized, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.")
+	case s.expiredSecret():
+		// As Entra ID answers it (401 invalid_client; the answer quoted in
+		// github.com/liprec/vsts-release-aas/issues/119 and
+		// github.com/dotnet/sign/issues/849).
+		writeAAD(w, http.StatusUnauthorized, "invalid_client", 7000222, fmt.Sprintf("The provided client secret keys for app '%s' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds.", id))
 	case strings.TrimSuffix(r.PostForm.Get("scope"), "/") != s.URL()+"/.default":
 		writeAAD(w, http.StatusBadRequest, "invalid_resource", 500011, fmt.Sprintf("The resource principal named %s was not found in the tenant named %s.", strings.TrimSuffix(r.PostForm.Get("scope"), "/.default"), tenant))
 	default:
@@ -343,8 +354,18 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if status, ra, ok := s.throttle(now, path); ok {
 		req.Status = status
 		s.logRequest(req)
+		code := s.rateLimitHeaders(w, now, true)
 		w.Header().Set("Retry-After", strconv.Itoa(ra))
-		writeError(w, http.StatusTooManyRequests, "0x80072322", "Number of requests exceeded the limit of 6000 over time window of 300 seconds.")
+		writeError(w, http.StatusTooManyRequests, code, serviceProtection[code])
+		return
+	}
+	s.rateLimitHeaders(w, now, false)
+	if status := s.takeHTMLFailure(); status != 0 {
+		req.Status = status
+		s.logRequest(req)
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(status)
+		_, _ = fmt.Fprintf(w, "<html><head><title>%d %s</title></head><body><h1>%d %s</h1><p>The service is unavailable.</p></body></html>", status, http.StatusText(status), status, http.StatusText(status))
 		return
 	}
 	if status := s.takeFailure(); status != 0 {
@@ -807,6 +828,65 @@ func (s *Server) throttle(now time.Time, path string) (status, retryAfter int, t
 	s.windowGiven = time.Now()
 	s.windowUntil = s.windowGiven.Add(time.Duration(ra) * time.Second)
 	return http.StatusTooManyRequests, ra, true
+}
+
+// serviceProtection are the messages of Dataverse's three service
+// protection limit errors, by the hex code the Web API returns
+// (learn.microsoft.com/power-apps/developer/data-platform/api-limits,
+// "Service protection API limit errors returned").
+var serviceProtection = map[string]string{
+	LimitRequests:      "Number of requests exceeded the limit of 6000 over time window of 300 seconds.",
+	LimitExecutionTime: "Combined execution time of incoming requests exceeded limit of 1,200,000 milliseconds over time window of 300 seconds. Decrease number of concurrent requests or reduce the duration of requests and try again later.",
+	LimitConcurrency:   "Number of concurrent requests exceeded the limit of 52.",
+}
+
+// rateLimitHeaders sets the x-ms-ratelimit-*-remaining-xrm-requests
+// headers Dataverse sends on Web API answers "for debugging purposes"
+// (api-limits.md, "HTTP Response headers"): the requests left in the
+// 5-minute window, and the execution time left. The emulator counts the
+// requests of a fixed window and measures no execution time: that header
+// is the full 1,200,000 ms unless a 429 reports the execution-time limit.
+// The values' exact format on Dataverse is unverified. It returns the
+// error code of a throttled answer.
+func (s *Server) rateLimitHeaders(w http.ResponseWriter, now time.Time, throttled bool) (code string) {
+	s.mu.Lock()
+	if now.Sub(s.windowStart) >= 5*time.Minute {
+		s.windowStart, s.windowCount = now, 0
+	}
+	s.windowCount++
+	burst, exec := max(6000-s.windowCount, 0), 1200000
+	code = s.throttleLimit
+	if code == "" {
+		code = LimitRequests
+	}
+	s.mu.Unlock()
+	if throttled {
+		switch code {
+		case LimitRequests:
+			burst = 0
+		case LimitExecutionTime:
+			exec = 0
+		}
+	}
+	w.Header().Set("x-ms-ratelimit-burst-remaining-xrm-requests", strconv.Itoa(burst))
+	w.Header().Set("x-ms-ratelimit-time-remaining-xrm-requests", strconv.Itoa(exec))
+	return code
+}
+
+func (s *Server) expiredSecret() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.secretExpired
+}
+
+func (s *Server) takeHTMLFailure() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.htmlNext > 0 {
+		s.htmlNext--
+		return s.htmlStatus
+	}
+	return 0
 }
 
 func (s *Server) takeFailure() int {
