@@ -16,8 +16,8 @@
 // fetches each one it has not seen since the gap began with GET
 // /api/v2/conversations/{id}, adapted to the same snapshot shape
 // (Reconciled=true). A v2.system.socket_closing or an approaching channel
-// expiry is handled as a handover: a new channel is created and subscribed
-// and its socket connected before the old socket is dropped.
+// expiry is handled as a handover: a new channel is created, its socket
+// connected and its topics subscribed before the old socket is dropped.
 //
 // Why v2.users.{id}.conversations: it is the one topic that covers every
 // media type (calls, callbacks, chats, messages, emails) with full

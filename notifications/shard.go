@@ -452,7 +452,7 @@ func (sh *shard) install(s *session) {
 }
 
 // handover replaces the current session with one on a new channel: create,
-// subscribe, connect, and only then drop the old socket. If it fails, the
+// connect, subscribe, and only then drop the old socket. If it fails, the
 // old session stays and the handover is retried later (a closed old
 // socket falls back to the reconnect path).
 func (sh *shard) handover(ctx context.Context, why string) {
@@ -530,6 +530,7 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 	sh.mu.Unlock()
 	// A channel is bound to the token that created it: one made under an
 	// older token is not reused (a token refresh hands channels over).
+	reused := false
 	if p.id == "" || p.tokGen != sh.c.tokenGen() || time.Until(p.expires) < sh.c.cfg.HandoverGrace {
 		ch, err := sh.create(ctx)
 		if err != nil {
@@ -542,6 +543,7 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 		log.Info().Str("channel_id", channelRef(p.id)).Time("expires", p.expires).Msg("genesys channel created")
 		sh.setPending(p)
 	} else {
+		reused = true
 		log.Info().Str("channel_id", channelRef(p.id)).Msg("genesys channel of a failed attempt reused")
 		// Its subscription is put again, even unchanged: that is what
 		// tells a channel gone since (404) from a path that refuses.
@@ -549,20 +551,45 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 		sh.lastPut = ""
 		sh.mu.Unlock()
 	}
+	var s *session
+	if !reuse {
+		// A handover: the old socket still delivers. Its new socket is
+		// opened before the PUT, because the PUT may take the topics from
+		// the old channel (no_longer_subscribed, another_channel_subscribed:
+		// docs/assumptions.md #2): put first, what rang before the new
+		// socket was up would reach no socket, and a new socket refused
+		// would leave the old one, kept, holding nothing.
+		var err error
+		if s, err = sh.dial(ctx, p.id, p.uri); err != nil {
+			if reused && errors.Is(err, errNotFound) {
+				// A kept channel refused, with no PUT to tell gone from
+				// a path that refuses: take it as gone (with no socket it
+				// is the first Genesys evicts), or it is redialled until
+				// it expires; the old socket shows the path works.
+				sh.setPending(pendingChannel{})
+			}
+			return nil, err
+		}
+	}
 	if err := sh.subscribe(ctx, p.id); err != nil {
+		if s != nil {
+			s.close()
+		}
 		if errors.Is(err, errNotFound) {
 			sh.setPending(pendingChannel{})
 		}
 		return nil, err
 	}
-	s, err := sh.dial(ctx, p.id, p.uri)
-	if err != nil {
-		// The channel stays pending even when its upgrade is refused: the
-		// API has just accepted its subscription, so the refusal is more
-		// likely the path (a proxy) than the channel, and a channel made
-		// per attempt would evict the others'. The next attempt's
-		// subscription tells a channel that is really gone (404).
-		return nil, err
+	if s == nil {
+		var err error
+		if s, err = sh.dial(ctx, p.id, p.uri); err != nil {
+			// The channel stays pending even when its upgrade is refused: the
+			// API has just accepted its subscription, so the refusal is more
+			// likely the path (a proxy) than the channel, and a channel made
+			// per attempt would evict the others'. The next attempt's
+			// subscription tells a channel that is really gone (404).
+			return nil, err
+		}
 	}
 	sh.mu.Lock()
 	sh.chID, sh.connectURI, sh.expires, sh.tokGen = p.id, p.uri, p.expires, p.tokGen

@@ -78,6 +78,16 @@ func (e *Emulator) RejectTopicsFor(userID, code string) {
 	e.mu.Unlock()
 }
 
+// AllowTopicsFor undoes RejectTopicsFor, as an admin who gives the OAuth
+// client's role the permission in the user's division: later
+// subscriptions of the user's topics are permitted (those made already
+// are not changed: "Subscriptions are retried at the next change").
+func (e *Emulator) AllowTopicsFor(userID string) {
+	e.mu.Lock()
+	delete(e.rejected, userID)
+	e.mu.Unlock()
+}
+
 var (
 	userTopicRE  = regexp.MustCompile(`^v2\.users\.([A-Za-z0-9-]+)\.(conversations|conversations\.(calls|callbacks|chats|messages|emails)|presence|routingStatus|conversationsummary)$`)
 	queueTopicRE = regexp.MustCompile(`^v2\.routing\.queues\.([A-Za-z0-9-]+)\.conversations(\.(calls|callbacks|chats|messages|emails))?$`)
@@ -143,6 +153,7 @@ func (e *Emulator) handleCreateChannel(w http.ResponseWriter, r *http.Request, t
 	}
 	e.channels[id] = c
 	e.mu.Unlock()
+	e.expireAt(c.expires)
 	if evicted != nil && evicted.conn != nil {
 		evicted.conn.closeWith(websocket.CloseNormalClosure, "channel evicted")
 	}
@@ -297,6 +308,7 @@ func (e *Emulator) handleSetSubs(w http.ResponseWriter, r *http.Request, t *toke
 	}
 	c.topics = next
 	c.expires = time.Now().Add(e.cfg.ChannelLifetime)
+	expires := c.expires
 	type taken struct {
 		conn  *wsConn
 		ch    *channel
@@ -318,6 +330,7 @@ func (e *Emulator) handleSetSubs(w http.ResponseWriter, r *http.Request, t *toke
 	}
 	e.notifySubscribedLocked()
 	e.mu.Unlock()
+	e.expireAt(expires)
 	for _, l := range lost {
 		if l.conn != nil {
 			e.sendSystem(l.conn, "v2.system.no_longer_subscribed."+l.ch.id, systemMessage{ChannelID: l.ch.id, SystemTopicType: "no_longer_subscribed", Reason: "another_channel_subscribed", Message: l.topic})
@@ -417,6 +430,14 @@ func (e *Emulator) ExpireChannels() {
 	e.removeChannels(func(*channel) bool { return true }, "channel expired")
 }
 
+// expireAt removes the channels expired by then, closing their sockets,
+// as the service does at a channel's expiry ("A channel lives 24 h",
+// reference genesys.md §3 Limits; emulator item "expiry at `expires`",
+// §9 WebSocket 6), whether or not an API call comes to notice it.
+func (e *Emulator) expireAt(t time.Time) {
+	e.afterFunc(time.Until(t)+time.Millisecond, e.expireChannels)
+}
+
 func (e *Emulator) expireChannels() {
 	now := time.Now()
 	e.removeChannels(func(c *channel) bool { return now.After(c.expires) }, "channel expired")
@@ -452,9 +473,13 @@ func (e *Emulator) removeChannels(gone func(*channel) bool, reason string) {
 // ---- websocket ----
 
 type wsConn struct {
-	e      *Emulator
-	ch     *channel
+	e  *Emulator
+	ch *channel
+	// ws is set, and then up closed, once the upgrade is answered (nil if
+	// it failed). The socket is the channel's from just before: a client
+	// that has read the 101 gets every event published after it.
 	ws     *websocket.Conn
+	up     chan struct{}
 	send   chan outFrame
 	done   chan struct{}
 	once   sync.Once
@@ -469,10 +494,22 @@ type outFrame struct {
 	writing func()
 }
 
+// socket returns the upgraded socket, or nil while (or if) there is none.
+func (c *wsConn) socket() *websocket.Conn {
+	select {
+	case <-c.up:
+		return c.ws
+	default:
+		return nil // handleSocket closes it once upgraded, seeing done
+	}
+}
+
 func (c *wsConn) kill() {
 	c.once.Do(func() {
 		close(c.done)
-		_ = c.ws.Close()
+		if ws := c.socket(); ws != nil {
+			_ = ws.Close()
+		}
 		e := c.e
 		e.mu.Lock()
 		delete(e.conns, c)
@@ -484,7 +521,9 @@ func (c *wsConn) kill() {
 }
 
 func (c *wsConn) closeWith(code int, reason string) {
-	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	if ws := c.socket(); ws != nil {
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	}
 	c.kill()
 }
 
@@ -527,15 +566,16 @@ func (e *Emulator) handleSocket(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not.found", "The requested channel could not be found.", nil)
 		return
 	}
-	ws, err := upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		return
-	}
-	c := &wsConn{e: e, ch: ch, ws: ws, send: make(chan outFrame, e.cfg.SendQueue), done: make(chan struct{})}
+	// The socket takes the channel before the upgrade is answered: once
+	// the client has read the 101, events reach it (reference genesys.md
+	// §9 WebSocket 5, "only to sockets whose channel holds the topic"), and
+	// a client that drops its previous socket then misses nothing.
+	// Frames queued meanwhile wait for the writer.
+	c := &wsConn{e: e, ch: ch, up: make(chan struct{}), send: make(chan outFrame, e.cfg.SendQueue), done: make(chan struct{})}
 	e.mu.Lock()
 	if ch.gone || e.closed {
 		e.mu.Unlock()
-		_ = ws.Close()
+		writeError(w, http.StatusNotFound, "not.found", "The requested channel could not be found.", nil)
 		return
 	}
 	prev := ch.conn
@@ -544,11 +584,32 @@ func (e *Emulator) handleSocket(w http.ResponseWriter, r *http.Request) {
 	e.conns[c] = struct{}{}
 	close(e.connected)
 	e.connected = make(chan struct{})
-	e.wg.Add(2)
 	e.mu.Unlock()
 	if prev != nil {
 		prev.closeWith(websocket.CloseNormalClosure, "another socket connected")
 	}
+	ws, err := upgrader.Upgrade(w, r, nil)
+	c.ws = ws
+	close(c.up)
+	if err != nil {
+		c.kill()
+		return
+	}
+	e.mu.Lock()
+	select {
+	case <-c.done: // killed before it was upgraded
+		e.mu.Unlock()
+		_ = ws.Close()
+		return
+	default:
+	}
+	if e.closed {
+		e.mu.Unlock()
+		c.kill()
+		return
+	}
+	e.wg.Add(2)
+	e.mu.Unlock()
 	go c.writeLoop()
 	go c.readLoop()
 }
@@ -709,6 +770,23 @@ func (e *Emulator) DropConnections() int {
 	e.mu.Unlock()
 	for _, c := range conns {
 		c.kill()
+	}
+	return len(conns)
+}
+
+// CloseSockets closes every socket with a close frame of code (1000,
+// 1001, ...) and reason: the other way a socket ends besides a drop with
+// no frame (reference genesys.md §9 WebSocket 6, "a close frame
+// (1000/1001) or a TCP drop with no frame"). Channels survive.
+func (e *Emulator) CloseSockets(code int, reason string) int {
+	e.mu.Lock()
+	var conns []*wsConn
+	for c := range e.conns {
+		conns = append(conns, c)
+	}
+	e.mu.Unlock()
+	for _, c := range conns {
+		c.closeWith(code, reason)
 	}
 	return len(conns)
 }

@@ -87,7 +87,8 @@ type Config struct {
 	ExclusiveTopics bool
 	// CloseOnTokenExpiry models "a channel dies when its token expires"
 	// (C-HB, UNVERIFIED): when set, a channel whose creating token has
-	// expired is removed and its socket closed. Default off.
+	// expired (its lifetime ran out, or ExpireTokens) is removed and its
+	// socket closed. Default off.
 	CloseOnTokenExpiry bool
 	// GoneAsResult answers a socket for a channel that does not exist
 	// (expired, evicted) the other way the service is reported to (KOO):
@@ -580,6 +581,13 @@ func (e *Emulator) mint(clientID, userID string, life time.Duration) *token {
 	e.mu.Lock()
 	e.tokens[t.value] = t
 	e.mu.Unlock()
+	if e.cfg.CloseOnTokenExpiry {
+		// "A channel also dies when its token expires (C-HB)" (reference
+		// genesys.md §3 Limits; §9 WebSocket 6 "closing the channel when
+		// its token expires"): at the token's own expiry, not only at
+		// ExpireTokens.
+		e.afterFunc(life+time.Millisecond, e.closeExpiredTokenChannels)
+	}
 	return t
 }
 
