@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -85,20 +84,9 @@ func (p *membersProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // API and sockets go through px in front of the emulator.
 func startQueueBehind(t *testing.T, as []notificationstest.AgentSpec, px *membersProxy) *harness {
 	t.Helper()
-	var srv *httptest.Server
-	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, Queues: map[string][]string{"Q1": ids(as)}},
-		func(c *notifications.Config) {
-			u, err := url.Parse(c.APIURL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			px.rp = httputil.NewSingleHostReverseProxy(u)
-			srv = httptest.NewServer(px)
-			c.APIURL = srv.URL
-			c.Queues = []string{"Q1"}
-		}, 64)
-	t.Cleanup(func() { srv.Close() })
-	return h
+	return startBehindWith(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, Queues: map[string][]string{"Q1": ids(as)}},
+		px, func(rp *httputil.ReverseProxy) { px.rp = rp },
+		func(c *notifications.Config) { c.Agents, c.Queues = nil, []string{"Q1"} })
 }
 
 // The SDK reads a Genesys answer with its read error dropped

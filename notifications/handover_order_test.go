@@ -3,9 +3,7 @@ package notifications_test
 import (
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,19 +49,8 @@ func (p *slowProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func startExclusive(t *testing.T, as []notificationstest.AgentSpec) (*harness, *slowProxy) {
 	t.Helper()
 	px := &slowProxy{}
-	var srv *httptest.Server
-	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, ExclusiveTopics: true, SocketClosingGrace: 30 * time.Second},
-		func(c *notifications.Config) {
-			u, err := url.Parse(c.APIURL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			px.rp = httputil.NewSingleHostReverseProxy(u)
-			srv = httptest.NewServer(px)
-			c.APIURL = srv.URL
-			c.Agents = ids(as)
-		}, 64)
-	t.Cleanup(func() { srv.Close() })
+	h := startBehindWith(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, ExclusiveTopics: true, SocketClosingGrace: 30 * time.Second},
+		px, func(rp *httputil.ReverseProxy) { px.rp = rp }, nil)
 	return h, px
 }
 
@@ -303,19 +290,8 @@ func TestClient_ASocketClosedWithAFrameReconnectsToItsChannel(t *testing.T) {
 func TestClient_AHandoverDoesNotRedialItsKeptChannelOnceGone(t *testing.T) {
 	as := agents(1)
 	px := &slowProxy{}
-	var srv *httptest.Server
-	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, SocketClosingGrace: 30 * time.Second, MaxChannels: 2},
-		func(c *notifications.Config) {
-			u, err := url.Parse(c.APIURL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			px.rp = httputil.NewSingleHostReverseProxy(u)
-			srv = httptest.NewServer(px)
-			c.APIURL = srv.URL
-			c.Agents = ids(as)
-		}, 64)
-	t.Cleanup(func() { srv.Close() })
+	h := startBehindWith(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, SocketClosingGrace: 30 * time.Second, MaxChannels: 2},
+		px, func(rp *httputil.ReverseProxy) { px.rp = rp }, nil)
 	h.awaitReady(5 * time.Second)
 	awaitSockets(t, h, 1)
 	first := h.emu.Channels()

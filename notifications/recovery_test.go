@@ -153,8 +153,15 @@ func startBehindProxy(t *testing.T, as []notificationstest.AgentSpec) (*harness,
 // it; more, if any, adjusts the client's config further.
 func startBehind(t *testing.T, as []notificationstest.AgentSpec, px http.Handler, setRP func(*httputil.ReverseProxy), more func(*notifications.Config)) *harness {
 	t.Helper()
+	return startBehindWith(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond}, px, setRP, more)
+}
+
+// startBehindWith is startBehind with the emulator's config ecfg (the
+// client watches ecfg.Agents unless more says otherwise).
+func startBehindWith(t *testing.T, ecfg notificationstest.Config, px http.Handler, setRP func(*httputil.ReverseProxy), more func(*notifications.Config)) *harness {
+	t.Helper()
 	var srv *httptest.Server
-	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
+	h := start(t, ecfg,
 		func(c *notifications.Config) {
 			u, err := url.Parse(c.APIURL)
 			if err != nil {
@@ -163,7 +170,7 @@ func startBehind(t *testing.T, as []notificationstest.AgentSpec, px http.Handler
 			setRP(httputil.NewSingleHostReverseProxy(u))
 			srv = httptest.NewServer(px)
 			c.APIURL = srv.URL
-			c.Agents = ids(as)
+			c.Agents = ids(ecfg.Agents)
 			if more != nil {
 				more(c)
 			}
