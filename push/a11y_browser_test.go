@@ -320,3 +320,26 @@ func TestBrowser_ChooserLeavesTheOtherTabOnTheNextPop(t *testing.T) {
 		t.Fatalf("the earlier caller's list is still in the other tab (%d) after the next pop opened a record", n)
 	}
 }
+
+// A page of the tab draws a choose pop's list, and the app navigates
+// before that page's ack reaches the server: the next page takes the
+// socket over and is replayed the pop, which this tab has claimed already.
+// The list must stay. It was dropped as if another tab had taken the pop,
+// and the agent saw no list at all (TestBrowser_ChooserKeyboard lost one
+// now and then when a subtest's pop met the previous one's navigation).
+func TestBrowser_ChooserStaysWhenTheNextPageIsReplayedItsPop(t *testing.T) {
+	const agent = "agent-a11y-takeover"
+	e, ctx := chooserApp(t, agent)
+	typing(t, ctx)
+	const conv = "conv-a11y-takeover"
+	ids := popChoose(t, e, ctx, agent, conv)
+	id := testPop(bridge.AgentID(agent), conv).ID
+	run(t, ctx, js(`window.Xrm.Navigation.openForm({ entityName: 'account', entityId: '00000000-0000-4000-8000-0000000000aa' })`),
+		poll(`window.__frames === 2 && window.__clients()[1] === 'ready'`))
+	// The replay, as the server sends it to the page that took over.
+	run(t, ctx, js(fmt.Sprintf(`window.__page().Dynamics.current.handlePop({ id: %q, seq: 99, target: { action: 'choose' }, candidates: [] })`, id)),
+		poll(fmt.Sprintf(`window.__page().Dynamics.current.handled.some(function (h) { return h.id === %q && h.done; })`, id)))
+	if !eval[bool](t, ctx, fmt.Sprintf(`!!document.querySelector('.screenpop-chooser button[data-id="%s"]')`, ids[0])) {
+		t.Fatal("the caller's list was dropped when the next page of the tab was replayed its pop")
+	}
+}

@@ -277,7 +277,7 @@
       case 'create':
         return self.launch({ entityName: t.entity }, pop.prefill || {}, 'Screen pop: a new ' + t.entity + ' form could not be opened.', rec);
       case 'choose':
-        self.choose(pop.candidates || []);
+        self.choose(pop.candidates || [], pop.id);
         return Promise.resolve();
       case 'search':
         return self.offerSearch(t);
@@ -302,12 +302,15 @@
   };
 
   // dropChoosers removes every candidate list in the app, this page's or
-  // one an earlier page drew.
-  Controller.prototype.dropChoosers = function () {
-    var doc = this.uiDocument();
+  // one an earlier page drew, but the one of the pop keep (if given).
+  Controller.prototype.dropChoosers = function (keep) {
+    var doc = this.uiDocument(), self = this;
     if (!doc || !doc.querySelectorAll) { return; }
-    Array.prototype.forEach.call(doc.querySelectorAll('.screenpop-chooser'), function (old) { old.remove(); });
-    this.chooser = null;
+    Array.prototype.forEach.call(doc.querySelectorAll('.screenpop-chooser'), function (old) {
+      if (keep && old.screenpopPop === keep) { return; }
+      if (old === self.chooser) { self.chooser = null; }
+      old.remove();
+    });
   };
 
   // choose shows a small list of the candidates; a click opens one. It
@@ -315,7 +318,7 @@
   // usable): the dialog itself takes focus, so that a screen reader announces
   // it and keys the agent was still typing pick nothing; Tab reaches the
   // candidates; Escape or Dismiss closes it and puts focus back where it was.
-  Controller.prototype.choose = function (cands) {
+  Controller.prototype.choose = function (cands, popId) {
     var self = this, doc = self.uiDocument();
     if (!doc || !doc.body) { return; }
     // It replaces any list in the app, this page's or one an earlier page
@@ -333,6 +336,7 @@
     box.setAttribute('aria-label', 'Choose the caller\'s record');
     box.tabIndex = -1;
     box.screenpopBack = back;
+    box.screenpopPop = popId || '';
     box.style.cssText = 'position:fixed;top:48px;right:8px;z-index:2147483647;width:320px;padding:8px;background:#fff;border:1px solid #888;border-radius:4px;font:14px sans-serif;box-shadow:0 2px 8px rgba(0,0,0,.2)';
     function close(restore) {
       var had = box.contains(doc.activeElement);
@@ -384,8 +388,11 @@
     return claim(pop.id, self.opts.lockMs || 10000).then(function (mine) {
       if (!mine) {
         // Another tab acts on this newer pop: a list this tab drew for an
-        // earlier caller must not wait here for the agent's next look.
-        self.dropChoosers();
+        // earlier caller must not wait here for the agent's next look. The
+        // pop's own list stays: an earlier page of this tab claimed it and
+        // drew it, and its ack was lost when this page took the socket over
+        // (the pop replayed here is marked already).
+        self.dropChoosers(pop.id);
         rec.done = true;
         return;
       }
