@@ -635,12 +635,27 @@ func readAgentsFile(path string) ([]string, error) {
 	return ids, err
 }
 
+// maxAgentsFile bounds the agents file: one instance watches at most
+// notifications.Config.AgentCapacity agents, 37 bytes a line.
+const maxAgentsFile = 4 << 20
+
 // readAgentsFileLines is readAgentsFile with each id's line number in the
 // file (from 1, comments and blank lines counted), for error messages.
 func readAgentsFileLines(path string) (ids []string, lines []int, err error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err
+	}
+	defer f.Close()
+	// Read at most one byte past the bound, so that a wrong path (a log,
+	// an image, /dev/zero) fails at once with a message instead of
+	// taking the daemon's memory.
+	b, err := io.ReadAll(io.LimitReader(f, maxAgentsFile+1))
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(b) > maxAgentsFile {
+		return nil, nil, fmt.Errorf("%s is larger than %d MiB, far more than any agents file (10,000 user ids take 370 KB); is it the right file?", path, maxAgentsFile>>20)
 	}
 	// A file saved by a Windows editor or spreadsheet may start with a
 	// UTF-8 byte-order mark; its CRLF line ends are trimmed below.

@@ -106,6 +106,17 @@ func TestParseConfig(t *testing.T) {
 			t.Fatalf("got %v, want the error to name line 4", err)
 		}
 	})
+	// A wrong path (a log, a dump) is refused with a message naming the
+	// file, before the daemon reads it whole: an agents file of the most
+	// agents one instance watches is 370 KB.
+	t.Run("AgentsFileTooLarge", func(t *testing.T) {
+		f := filepath.Join(t.TempDir(), "huge.log")
+		os.WriteFile(f, []byte(strings.Repeat(b1+"\n", maxAgentsFile/len(b1))), 0o600)
+		_, _, err := ParseConfig("run", nil, env(with(good(), "GENESYS_AGENTS", "", "GENESYS_AGENTS_FILE", f)), runReq, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "huge.log is larger than 4 MiB") || !strings.Contains(err.Error(), "right file") {
+			t.Fatalf("got %v, want the file refused by its size", err)
+		}
+	})
 	// A boolean flag takes its value with '=': in "--pprof false" the
 	// flag stands alone (true) and "false" is left over. Left-over words
 	// are refused rather than dropped, so the setting is never the
