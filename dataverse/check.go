@@ -80,33 +80,40 @@ func notWebAPI(what string) error {
 		Hint: "the answer is not the Dataverse Web API's (an HTML page?): check DATAVERSE_URL and any proxy between this host and it"}
 }
 
-// ColumnError says which configured columns an entity does not have.
+// ColumnError says which configured columns an entity does not have or,
+// with NotText, which lookup columns are not text: a lookup compares them
+// with the caller's number or address, and Dataverse refuses every such
+// query.
 type ColumnError struct {
 	Entity  string
 	Columns []string
+	NotText bool
 }
 
 func (e *ColumnError) Error() string {
-	if len(e.Columns) == 1 {
+	switch {
+	case e.NotText && len(e.Columns) == 1:
+		return "column " + e.Columns[0] + " of " + e.Entity + " is not a text column: Dataverse refuses to compare it with a phone number or email address"
+	case e.NotText:
+		return "columns " + strings.Join(e.Columns, ", ") + " of " + e.Entity + " are not text columns: Dataverse refuses to compare them with a phone number or email address"
+	case len(e.Columns) == 1:
 		return "column " + e.Columns[0] + " does not exist on " + e.Entity
 	}
 	return "columns " + strings.Join(e.Columns, ", ") + " do not exist on " + e.Entity
 }
 
 // CheckEntity reads at most one row of t.Entity with its columns (and the
-// statecode filter lookups use for the built-in entities). When Dataverse
-// answers that a column does not exist, each column is read alone to name
-// the missing ones in a *ColumnError.
+// statecode filter lookups use for the built-in entities), then runs each
+// configured lookup of the entity once, as a lookup builds it, with a
+// number or address no record has. When Dataverse answers that a column
+// does not exist, or refuses to compare one with text, each column is
+// tried alone to name the ones at fault in a *ColumnError.
 func (c *Client) CheckEntity(ctx context.Context, t CheckTarget) error {
 	info, ok := c.cfg.Entities[t.Entity]
 	if !ok {
 		return &APIError{Entity: t.Entity, Hint: "entity not known: add it to SCREENPOP_ENTITIES"}
 	}
-	read := func(cols []string) error {
-		u := c.api + info.EntitySet + "?$select=" + strings.Join(cols, ",") + "&$top=1"
-		if info.ActiveOnly {
-			u += "&$filter=" + queryEscape("statecode eq 0")
-		}
+	get := func(u string) error {
 		_, body, err := c.send(ctx, "check", t.Entity, func(ctx context.Context) (*http.Request, error) {
 			return http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		}, nil)
@@ -115,13 +122,44 @@ func (c *Client) CheckEntity(ctx context.Context, t CheckTarget) error {
 		}
 		return err
 	}
-	err := read(t.Columns)
+	read := func(cols []string) error {
+		u := c.api + info.EntitySet + "?$select=" + strings.Join(cols, ",") + "&$top=1"
+		if info.ActiveOnly {
+			u += "&$filter=" + queryEscape("statecode eq 0")
+		}
+		return get(u)
+	}
+	if err := blame(t.Entity, t.Columns, false, read); err != nil {
+		return err
+	}
+	for _, l := range []struct {
+		lists []EntityColumns
+		probe string
+	}{{c.cfg.Phone, "+10000000000"}, {c.cfg.Email, "check@example.invalid"}} {
+		for _, ec := range l.lists {
+			if ec.Entity != t.Entity {
+				continue
+			}
+			compare := func(cols []string) error { return get(entityQuery(c.api, info, cols, []string{l.probe})) }
+			if err := blame(t.Entity, ec.Columns, true, compare); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// blame runs try with all cols and, when Dataverse refuses the query
+// (400 with a query error), with each column alone, to name the columns
+// it refuses in a *ColumnError (notText: refused in a comparison).
+func blame(entity string, cols []string, notText bool, try func([]string) error) error {
+	err := try(cols)
 	if !missingColumn(err) {
 		return err
 	}
-	ce := &ColumnError{Entity: t.Entity}
-	for _, col := range t.Columns {
-		if e := read([]string{col}); missingColumn(e) {
+	ce := &ColumnError{Entity: entity, NotText: notText}
+	for _, col := range cols {
+		if e := try([]string{col}); missingColumn(e) {
 			ce.Columns = append(ce.Columns, col)
 		} else if e != nil {
 			return e

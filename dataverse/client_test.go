@@ -714,6 +714,57 @@ func TestClient_CustomEntity(t *testing.T) {
 	}
 }
 
+// TestClient_CheckNamesALookupColumnThatIsNotText: a lookup column that
+// exists but is a number (a whole-number "phone" column, a choice) passes
+// a $select, yet Dataverse refuses every lookup that compares it with the
+// caller's number as text, and every pop becomes a search. screenpopd
+// check must name the column and its entity, not report ok.
+func TestClient_CheckNamesALookupColumnThatIsNotText(t *testing.T) {
+	ents, err := dataverse.ParseEntities("new_caller=new_callers/new_callerid/new_name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	phones, err := dataverse.ParseLookup("new_caller:new_phone,new_extension;contact:telephone1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	emails, err := dataverse.ParseLookup("new_caller:new_email")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, c := MustEnv(t, func(cfg *dataverse.Config) { cfg.Entities, cfg.Phone, cfg.Email = ents, phones, emails })
+	srv.AddEntitySet("new_callers", "new_caller", "new_callerid", "new_name", "new_phone", "new_extension", "new_email")
+	srv.SetColumnType("new_callers", "new_extension", "Edm.Int32")
+	if _, err := c.CheckAuth(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	targets := c.CheckTargets()
+	err = c.CheckEntity(ctxT(t, 5*time.Second), targets[0])
+	var ce *dataverse.ColumnError
+	if !errors.As(err, &ce) || !ce.NotText || ce.Entity != "new_caller" || !slices.Equal(ce.Columns, []string{"new_extension"}) {
+		t.Fatalf("check new_caller: %v; want new_extension named as not text", err)
+	}
+	if !strings.Contains(err.Error(), "new_extension of new_caller is not a text column") {
+		t.Fatalf("message %q", err)
+	}
+	if err := c.CheckEntity(ctxT(t, 5*time.Second), targets[1]); err != nil {
+		t.Fatalf("check contact: %v", err)
+	}
+	// With text columns only, the check passes and has run each lookup.
+	srv.SetColumnType("new_callers", "new_extension", "")
+	srv.ResetLog()
+	if err := c.CheckEntity(ctxT(t, 5*time.Second), targets[0]); err != nil {
+		t.Fatalf("check new_caller with text columns: %v", err)
+	}
+	var filters []string
+	for _, r := range srv.Requests() {
+		filters = append(filters, r.Filter)
+	}
+	if len(filters) != 3 || !strings.Contains(filters[1], "new_extension") || !strings.Contains(filters[2], "new_email") {
+		t.Fatalf("check ran %q; want the read, the phone lookup and the email lookup", filters)
+	}
+}
+
 // TestClient_MissingColumn: Dataverse answers a column that does not exist
 // with 400 and the OData parser's code 0x0 ("Could not find a property
 // named …"), not 0x80060888. screenpopd check must still name the column,

@@ -576,6 +576,8 @@ func dataverseFix(err error) string {
 		pe *dataverse.APIError
 	)
 	switch {
+	case errors.As(err, &ce) && ce.NotText:
+		return "give text columns (Single line of text, e.g. telephone1, mobilephone, emailaddress1) in SCREENPOP_LOOKUP_PHONE / SCREENPOP_LOOKUP_EMAIL, or remove these (Power Apps > Tables > " + ce.Entity + " > Columns shows each column's data type)"
 	case errors.As(err, &ce):
 		return "correct the column's logical name in SCREENPOP_LOOKUP_PHONE / SCREENPOP_LOOKUP_EMAIL (or SCREENPOP_ENTITIES), or remove it (Power Apps > Tables > " + ce.Entity + " > Columns shows the logical names)"
 	case errors.As(err, &ae) && (ae.Status == http.StatusTooManyRequests || ae.Status >= 500 || strings.HasPrefix(ae.Code, "temporarily_unavailable")):

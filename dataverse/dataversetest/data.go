@@ -14,12 +14,15 @@ type Table struct {
 	IDColumn   string
 	NameColumn string
 	columns    map[string]bool
+	types      map[string]string // Edm type of each column that is not text
 	rows       []map[string]any
 	index      map[string]map[string][]int // see column
 }
 
 func newTable(set, logical, id, name string, cols ...string) *Table {
-	t := &Table{Set: set, Logical: logical, IDColumn: id, NameColumn: name, columns: map[string]bool{id: true, name: true, "statecode": true, "statuscode": true, "createdon": true, "modifiedon": true, "versionnumber": true}}
+	t := &Table{Set: set, Logical: logical, IDColumn: id, NameColumn: name,
+		columns: map[string]bool{id: true, name: true, "statecode": true, "statuscode": true, "createdon": true, "modifiedon": true, "versionnumber": true},
+		types:   map[string]string{id: "Edm.Guid", "statecode": "Edm.Int32", "statuscode": "Edm.Int32", "createdon": "Edm.DateTimeOffset", "modifiedon": "Edm.DateTimeOffset", "versionnumber": "Edm.Int64"}}
 	for _, c := range cols {
 		t.columns[c] = true
 	}
@@ -45,6 +48,20 @@ func (s *Server) AddEntitySet(set, logical, idColumn, nameColumn string, columns
 	s.mu.Lock()
 	s.tables[set] = newTable(set, logical, idColumn, nameColumn, columns...)
 	s.mu.Unlock()
+}
+
+// SetColumnType gives a column of entitySet an Edm type other than text
+// (e.g. "Edm.Int32" for a whole number or a choice, "Edm.Decimal"): a
+// $filter that compares it with a string literal is then refused, as
+// Dataverse's OData parser refuses it. Columns are text unless set here;
+// the id, statecode, statuscode, createdon, modifiedon and versionnumber
+// columns are typed as in Dataverse.
+func (s *Server) SetColumnType(entitySet, column, edmType string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.tables[entitySet]; t != nil {
+		t.types[column] = edmType
+	}
 }
 
 // AddRecord adds a row to entitySet and returns its id. Columns must exist

@@ -94,6 +94,50 @@ type Filter struct {
 	Props     []string // the properties referenced
 }
 
+// mistyped returns the OData parser's message for the first comparison
+// or text function in n that takes a column of a non-text type (types)
+// with a string literal, or "". Dataverse refuses such a query with 400
+// and code 0x0, before running it: the message is ODataLib's (the code
+// is assumed to be the URI parser's 0x0, as for an unknown property).
+// A GUID column compared with a quoted GUID is accepted, as Dataverse
+// accepts it.
+func mistyped(n Node, types map[string]string) string {
+	switch x := n.(type) {
+	case *notNode:
+		return mistyped(x.x, types)
+	case *funcNode:
+		if t := types[x.prop.name]; t != "" {
+			return fmt.Sprintf("No function signature for the function with name '%s' matches the specified arguments. The function signatures considered are: %s(Edm.String Nullable=true, Edm.String Nullable=true).", x.name, x.name)
+		}
+	case *binaryNode:
+		if x.op == "and" || x.op == "or" {
+			if m := mistyped(x.l, types); m != "" {
+				return m
+			}
+			return mistyped(x.r, types)
+		}
+		p, pok := x.l.(*propNode)
+		l, lok := x.r.(*literalNode)
+		if !pok || !lok {
+			p, pok = x.r.(*propNode)
+			l, lok = x.l.(*literalNode)
+		}
+		if !pok || !lok {
+			return ""
+		}
+		if _, isText := l.v.(string); !isText {
+			return ""
+		}
+		t := types[p.name]
+		if t == "" || t == "Edm.Guid" {
+			return ""
+		}
+		kinds := map[string]string{"eq": "Equal", "ne": "NotEqual", "gt": "GreaterThan", "ge": "GreaterThanOrEqual", "lt": "LessThan", "le": "LessThanOrEqual"}
+		return fmt.Sprintf("A binary operator with incompatible types was detected. Found operand types '%s' and 'Edm.String' for operator kind '%s'.", t, kinds[x.op])
+	}
+	return ""
+}
+
 // ParseFilter parses an OData $filter expression of the subset the
 // emulator supports: eq ne gt ge lt le, and or not, parentheses,
 // contains/startswith/endswith(property,'text'), string literals with ”

@@ -515,6 +515,9 @@ func (s *Server) query(req *Request, set, rawQuery, prefer string) (int, []byte,
 				return noProp(p)
 			}
 		}
+		if msg := mistyped(f.Root, t.types); msg != "" {
+			return http.StatusBadRequest, errBody("0x0", msg), 0
+		}
 		filter = f
 		req.Filter, req.Literals, req.Operators = f.Root.String(), f.Literals, f.Operators
 	}

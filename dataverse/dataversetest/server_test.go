@@ -180,6 +180,9 @@ func TestServer_Query(t *testing.T) {
 			"accounts?$select=Name": "0x0 Could not find a property named 'Name' on type 'Microsoft.Dynamics.CRM.account'.",
 			"contacts?$filter=" + url.QueryEscape("mobilefone eq '1'"): "0x0 Could not find a property named 'mobilefone' on type 'Microsoft.Dynamics.CRM.contact'.",
 			"Account?$top=1": "0x8006088a Resource not found for the segment 'Account'.",
+			// A column that is not text compared with a string literal.
+			"contacts?$filter=" + url.QueryEscape("telephone1 eq '1' or statecode eq '0'"): "0x0 A binary operator with incompatible types was detected. Found operand types 'Edm.Int32' and 'Edm.String' for operator kind 'Equal'.",
+			"contacts?$filter=" + url.QueryEscape("contains(createdon,'1')"):               "0x0 No function signature for the function with name 'contains' matches the specified arguments. The function signatures considered are: contains(Edm.String Nullable=true, Edm.String Nullable=true).",
 		} {
 			_, _, body := get(t, s, tok, q)
 			e, _ := body["error"].(map[string]any)
