@@ -311,6 +311,10 @@ type StoredPop struct {
 	Agent AgentID
 	Data  []byte // the screenpop.pop.v1 CloudEvent, as published
 	Time  time.Time
+	// ClockCorrection is what to add to a time in Data (eventReceivedAt,
+	// on the publishing instance's clock) to have it on this host's: 0
+	// when unknown (see WithClockCorrection).
+	ClockCorrection time.Duration
 }
 
 // PopStore keeps the pop markers that make a pop happen once per leg, and

@@ -64,13 +64,17 @@ func TestResolver_InstancesWithSkewedClocks(t *testing.T) {
 			var wg sync.WaitGroup
 			defer wg.Wait()
 			defer cancel()
-			pops := make(chan *bridge.Pop, 4)
+			type followed struct {
+				pop        *bridge.Pop
+				correction time.Duration
+			}
+			pops := make(chan followed, 4)
 			live := make(chan struct{})
 			wg.Go(func() { _ = dir.Run(ctx) })
 			wg.Go(func() {
 				_ = a.FollowPops(ctx, func(sp bridge.StoredPop) {
 					if p, err := bridge.DecodePop(sp.Data); err == nil {
-						pops <- p
+						pops <- followed{p, sp.ClockCorrection}
 					}
 				}, func() { close(live) })
 			})
@@ -87,7 +91,8 @@ func TestResolver_InstancesWithSkewedClocks(t *testing.T) {
 			})
 			// A receives the frame and publishes its event.
 			e := callEvent("conv-skew", info.Unique[0])
-			m, err := bridge.EncodeEvent(e, time.Now())
+			sent := time.Now()
+			m, err := bridge.EncodeEvent(e, sent)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -95,9 +100,15 @@ func TestResolver_InstancesWithSkewedClocks(t *testing.T) {
 				t.Fatal(err)
 			}
 			select {
-			case p := <-pops:
-				if p.Target.Action != bridge.ActionOpen {
-					t.Fatalf("the pop's action is %q, want open: the resolver %v ahead of the receiving instance took the lookup deadline as passed", p.Target.Action, skew)
+			case f := <-pops:
+				if f.pop.Target.Action != bridge.ActionOpen {
+					t.Fatalf("the pop's action is %q, want open: the resolver %v ahead of the receiving instance took the lookup deadline as passed", f.pop.Target.Action, skew)
+				}
+				// The pop's eventReceivedAt is on the resolver's clock;
+				// with the correction A's bus gives it, it is on A's
+				// again (the push server's delivery latency uses it).
+				if got := f.pop.EventReceivedAt.Add(f.correction); got.Sub(sent).Abs() > time.Second {
+					t.Fatalf("eventReceivedAt %v with correction %v is %v from when A received the event; want within 1s", f.pop.EventReceivedAt.Time, f.correction, got.Sub(sent))
 				}
 			case <-time.After(5 * time.Second):
 				t.Fatalf("no pop: the resolver %v ahead of the receiving instance took the event as stale", skew)

@@ -773,6 +773,10 @@ func newPopFrame(p bridge.StoredPop) (*popFrame, error) {
 		b = append(b, ',')
 	}
 	b = append(b, rest...)
+	if !eventAt.IsZero() {
+		// On the resolving instance's clock: put it on this host's.
+		eventAt.Time = eventAt.Add(p.ClockCorrection)
+	}
 	return &popFrame{seq: p.Seq, id: head[0].Str, agent: p.Agent, eventAt: eventAt.Time, data: b}, nil
 }
 

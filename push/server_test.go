@@ -1,6 +1,7 @@
 package push
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -885,8 +886,21 @@ func TestNewPopFrame(t *testing.T) {
 	if got["type"] != "pop" || got["seq"] != float64(42) || got["id"] != p.ID || got["conversationId"] != "conv-1" {
 		t.Fatalf("frame %s", pf.data)
 	}
-	if pf.eventAt.IsZero() || pf.id != p.ID {
+	if pf.eventAt.Sub(p.EventReceivedAt.Time).Abs() >= time.Millisecond || pf.id != p.ID {
 		t.Fatalf("frame meta %+v", pf)
+	}
+	// A pop resolved on an instance whose clock is 3 s behind this one:
+	// its eventReceivedAt is put on this host's clock for the delivery
+	// latency, and the agent's frame keeps the time as published.
+	skewed, err := newPopFrame(bridge.StoredPop{Seq: 42, Agent: "agent-1", Data: m.Data, ClockCorrection: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := skewed.eventAt.Sub(pf.eventAt); d != 3*time.Second {
+		t.Fatalf("eventAt moved by %v, want the 3s correction", d)
+	}
+	if !bytes.Equal(skewed.data, pf.data) {
+		t.Fatalf("the corrected frame %s differs from %s", skewed.data, pf.data)
 	}
 	if _, err := newPopFrame(bridge.StoredPop{Seq: 1, Agent: "agent-2", Data: m.Data}); err == nil {
 		t.Fatal("pop for agent-1 stored under agent-2 accepted")

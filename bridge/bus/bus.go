@@ -852,7 +852,7 @@ func (c *Conn) ReplayPops(ctx context.Context, agent bridge.AgentID, afterSeq ui
 			}
 			return fmt.Errorf("replay pops: %w", err)
 		}
-		p, err := storedPop(m)
+		p, err := c.storedPop(m)
 		if err != nil {
 			return err
 		}
@@ -881,16 +881,18 @@ func (c *Conn) deleteConsumer(ctx context.Context, cons jetstream.Consumer) {
 	}
 }
 
-func storedPop(m jetstream.Msg) (bridge.StoredPop, error) {
+func (c *Conn) storedPop(m jetstream.Msg) (bridge.StoredPop, error) {
 	md, err := m.Metadata()
 	if err != nil {
 		return bridge.StoredPop{}, fmt.Errorf("pop metadata: %w", err)
 	}
+	d, _ := c.correction(m.Headers())
 	return bridge.StoredPop{
-		Seq:   md.Sequence.Stream,
-		Agent: bridge.AgentFromPopSubject(m.Subject()),
-		Data:  m.Data(),
-		Time:  md.Timestamp,
+		Seq:             md.Sequence.Stream,
+		Agent:           bridge.AgentFromPopSubject(m.Subject()),
+		Data:            m.Data(),
+		Time:            md.Timestamp,
+		ClockCorrection: d,
 	}, nil
 }
 
@@ -973,7 +975,7 @@ func (c *Conn) FollowPops(ctx context.Context, fn func(bridge.StoredPop), live f
 	reconnected := c.nc.StatusChanged(nats.CONNECTED)
 	defer c.nc.RemoveStatusListener(reconnected)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
-		p, err := storedPop(m)
+		p, err := c.storedPop(m)
 		if err != nil {
 			c.log.Warn().Err(err).Msg("skip pop without metadata")
 			return
