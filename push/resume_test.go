@@ -11,10 +11,13 @@ import (
 	"github.com/screenpop/screenpop/bridge"
 )
 
-// recreateStream deletes the pop stream and creates it again with the same
-// configuration, as a NATS whose JetStream store was lost (and a second
-// screenpopd instance, or an operator, creating the stream again) leaves
-// it: the sequences start at 1 again.
+// recreateStream deletes the pop stream and waits until it is there
+// again, as a NATS whose JetStream store was lost leaves it: the
+// sequences start at 1 again. The daemon makes it again itself (its pop
+// consumer went with the stream), as a second instance would. The test
+// does not create it too: NATS refuses a second reservation of its bytes,
+// and a create racing the delete's clean-up can leave a stream whose
+// message files are gone.
 func (e *env) recreateStream() {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -24,12 +27,19 @@ func (e *env) recreateStream() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	cfg := st.CachedInfo().Config
-	if err := js.DeleteStream(ctx, cfg.Name); err != nil {
+	old := st.CachedInfo()
+	if err := js.DeleteStream(ctx, old.Config.Name); err != nil {
 		e.t.Fatal(err)
 	}
-	if _, err := js.CreateStream(ctx, cfg); err != nil {
-		e.t.Fatal(err)
+	for {
+		if st, err := js.Stream(ctx, old.Config.Name); err == nil && st.CachedInfo().Created.After(old.Created) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			e.t.Fatalf("the daemon did not make the stream again: %v", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 

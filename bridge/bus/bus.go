@@ -118,9 +118,7 @@ type Conn struct {
 	// markerTTLs is whether the bucket takes per-key TTLs (NATS 2.11 and
 	// later): without them EndPop leaves markers to the bucket's TTL.
 	markerTTLs bool
-	// maxBytes is the stream's byte limit: its share of the JetStream
-	// store (storeShare), 0 for none.
-	maxBytes int64
+	recheck sync.Mutex // see recheckStream
 	// epoch is the stream's creation time: it changes when the stream is
 	// found recreated under the running daemon (FollowPops).
 	epoch   atomic.Pointer[string]
@@ -271,7 +269,6 @@ func (c *Conn) setup(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	c.js = js
-	c.maxBytes = c.storeShare(ctx)
 	st, err := c.createOrUpdateStream(ctx)
 	if err != nil {
 		return fmt.Errorf("create or update stream %s: %w (check SCREENPOP_STREAM* and the NATS account's JetStream limits)", c.cfg.Stream, err)
@@ -318,8 +315,7 @@ func (c *Conn) createMarkers(ctx context.Context) (jetstream.KeyValue, error) {
 			kv, err = c.js.KeyValue(ctx, c.cfg.MarkerBucket)
 		}
 	}
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && shareRefused[apiErr.ErrorCode] {
+	if refusedShare(err) {
 		// The embedded server's store limit shrank below what the stream
 		// reserved at an earlier start: it refuses every update, this one
 		// too. A bucket that is there is used as it is.
@@ -333,8 +329,9 @@ func (c *Conn) createMarkers(ctx context.Context) (jetstream.KeyValue, error) {
 	return kv, nil
 }
 
-// streamConfig is the stream's configuration.
-func (c *Conn) streamConfig() jetstream.StreamConfig {
+// streamConfig is the stream's configuration, with maxBytes its byte
+// limit (0: none).
+func (c *Conn) streamConfig(maxBytes int64) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        c.cfg.Stream,
 		Description: "screenpop conversation events and pops",
@@ -346,7 +343,7 @@ func (c *Conn) streamConfig() jetstream.StreamConfig {
 		Storage:     jetstream.FileStorage,
 		AllowDirect: true,
 		Discard:     jetstream.DiscardOld,
-		MaxBytes:    c.maxBytes,
+		MaxBytes:    maxBytes,
 	}
 }
 
@@ -402,29 +399,48 @@ var shareRefused = map[jetstream.ErrorCode]bool{
 }
 
 // createOrUpdateStream creates or updates the stream with its share of the
-// store. When NATS will not reserve that share (shareRefused), a stream
-// that exists is used as it is, and one that does not is created without a
-// byte limit, as before it had one: a daemon that started before must not
-// be refused now.
+// store, as the store is now (its limit, and what other streams reserve,
+// may have changed since the daemon started). When NATS will not reserve
+// that share (shareRefused), a stream that exists is used as it is (made
+// meanwhile by another instance, or at an earlier start), and one that
+// does not is created without a byte limit, as before it had one: a
+// daemon that started before must not be refused now.
 func (c *Conn) createOrUpdateStream(ctx context.Context) (jetstream.Stream, error) {
-	st, err := c.js.CreateOrUpdateStream(ctx, c.streamConfig())
-	var apiErr *jetstream.APIError
-	if err == nil || c.maxBytes <= 0 || !errors.As(err, &apiErr) || !shareRefused[apiErr.ErrorCode] {
+	share := c.storeShare(ctx)
+	st, err := c.js.CreateOrUpdateStream(ctx, c.streamConfig(share))
+	if share <= 0 || !refusedShare(err) {
 		return st, err
 	}
 	refused := err
 	st, err = c.js.Stream(ctx, c.cfg.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		c.maxBytes = 0
-		st, err = c.js.CreateOrUpdateStream(ctx, c.streamConfig())
+		// A stream being deleted (its consumers' loss is what sent
+		// recheckStream here) holds its bytes until the delete is done,
+		// and a stream made while the old one's files are being removed
+		// can lose its own: wait for the delete once, then ask again.
+		if !sleepCtx(ctx, time.Second) {
+			return nil, refused
+		}
+		if st, err = c.js.CreateOrUpdateStream(ctx, c.streamConfig(c.storeShare(ctx))); !refusedShare(err) {
+			return st, err
+		}
+		if st, err = c.js.Stream(ctx, c.cfg.Stream); errors.Is(err, jetstream.ErrStreamNotFound) {
+			st, err = c.js.CreateOrUpdateStream(ctx, c.streamConfig(0))
+		}
 	}
 	if err != nil {
 		return nil, err
 	}
-	c.maxBytes = max(st.CachedInfo().Config.MaxBytes, 0)
-	c.log.Warn().Err(refused).Int64("stream_max_bytes", c.maxBytes).
+	c.log.Warn().Err(refused).Int64("stream_max_bytes", max(st.CachedInfo().Config.MaxBytes, 0)).
 		Msg("NATS would not reserve the stream's share of the JetStream store: the stream is kept as it is, or made without a byte limit; see the account's JetStream limits and its other streams, or free disk space")
 	return st, nil
+}
+
+// refusedShare is whether err is NATS refusing to reserve the stream's
+// byte limit (shareRefused).
+func refusedShare(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && shareRefused[apiErr.ErrorCode]
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -435,14 +451,23 @@ func streamEpoch(info *jetstream.StreamInfo) string {
 }
 
 // recheckStream creates the stream and the marker bucket again if they
-// are gone (a NATS whose JetStream store was lost) and reports whether the
-// stream is another than the epoch's (recreated, here or by another
-// instance): its sequences started again at 1. It records the new epoch.
-// A stream that is there is only read: its configuration is left alone.
+// are gone (a NATS whose JetStream store was lost: its limits may differ
+// now, and another instance may be making them at the same moment) and
+// reports whether the stream is another than the epoch's (recreated, here
+// or by another instance): its sequences started again at 1. It records
+// the new epoch. A stream that is there is only read: its configuration
+// is left alone.
 func (c *Conn) recheckStream(ctx context.Context) (bool, error) {
+	// One at a time: FollowPops' check and a FollowPops starting again
+	// both find the stream gone, and two creates of one stream at once
+	// make NATS refuse one (the other's bytes are reserved), whose
+	// fallback create can then race the first and leave a stream whose
+	// message files are gone.
+	c.recheck.Lock()
+	defer c.recheck.Unlock()
 	st, err := c.js.Stream(ctx, c.cfg.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		st, err = c.js.CreateOrUpdateStream(ctx, c.streamConfig())
+		st, err = c.createOrUpdateStream(ctx)
 	}
 	if err != nil {
 		return false, fmt.Errorf("recheck stream %s: %w", c.cfg.Stream, err)

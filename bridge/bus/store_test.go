@@ -117,3 +117,47 @@ func TestConn_StreamShareLeavesOtherStreamsReservations(t *testing.T) {
 		t.Fatalf("a pop: %v", err)
 	}
 }
+
+// A NATS whose store was lost comes back with other limits (an operator
+// restoring it with a smaller max_file; a server sizing its store from a
+// fuller disk): the stream is made again with its share of the store as it
+// is now. Made with the share of the daemon's start, NATS refused it at
+// every try and no event or pop could be stored until a restart.
+func TestConn_StreamLostUnderSmallerLimitsIsMadeAgain(t *testing.T) {
+	x := bustest.StartLimitedServer(t, "max_file: 10M, max_mem: 1M")
+	c, err := bus.Start(context.Background(), bus.Config{URL: x.URL()}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	live := make(chan struct{})
+	followed := make(chan error, 1)
+	go func() { followed <- c.FollowPops(ctx, func(bridge.StoredPop) {}, func() { close(live) }) }()
+	<-live
+	x.SetLimits("max_file: 5M, max_mem: 1M")
+	js := c.JetStream()
+	if err := js.DeleteStream(ctx, c.StreamName()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st, err := js.Stream(ctx, c.StreamName())
+		if err == nil {
+			if mb := st.CachedInfo().Config.MaxBytes; mb <= 0 || mb > 5_000_000 {
+				t.Fatalf("stream made again with max_bytes %d, want its share of the 5 MB store", mb)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream was not made again under the smaller limits: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := c.Publish(ctx, bridge.Message{Subject: "screenpop.events.voice.alerting.agent-1", ID: "evt:c-lost:p:voice:alerting", Data: []byte(`{}`)}); err != nil {
+		t.Fatalf("publish after the stream was made again: %v", err)
+	}
+	cancel()
+	<-followed
+}
