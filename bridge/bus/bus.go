@@ -118,7 +118,7 @@ type Conn struct {
 	// markerTTLs is whether the bucket takes per-key TTLs (NATS 2.11 and
 	// later): without them EndPop leaves markers to the bucket's TTL.
 	markerTTLs bool
-	recheck sync.Mutex // see recheckStream
+	recheck    sync.Mutex // see recheckStream
 	// epoch is the stream's creation time: it changes when the stream is
 	// found recreated under the running daemon (FollowPops).
 	epoch   atomic.Pointer[string]
