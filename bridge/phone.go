@@ -81,6 +81,12 @@ func parseNumber(s, region string) (e164 string, ok bool) {
 		return "", false
 	}
 	e164 = phonenumbers.Format(num, phonenumbers.E164)
+	// libphonenumber calls some longer numbers possible (a German PBX
+	// extension dialled in full, +49 30 1234567 89012), but E.164, and so
+	// the event schema's customer.phone and dnis, allow 15 digits at most.
+	if len(e164) > 1+15 {
+		return "", false
+	}
 	// A real number reads back as itself. Some junk (+49000000, found by
 	// FuzzParsePhone) loses a digit to national-prefix rules on every
 	// round: refuse it rather than hand the directory a moving target.

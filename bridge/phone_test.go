@@ -59,7 +59,7 @@ func TestParsePhone(t *testing.T) {
 
 func FuzzParsePhone(f *testing.F) {
 	for _, s := range []string{"tel:+16175550123", "sip:+16175550123@h;user=phone", "+1 (617) 555-0123", "020 7183 8750",
-		"sip:alice@x", "", "tel:;", "sip:@", "+", "00", "011 44 20 7183 8750"} {
+		"sip:alice@x", "", "tel:;", "sip:@", "+", "00", "011 44 20 7183 8750", "+4930123456789012"} {
 		f.Add(s, "US")
 		f.Add(s, "GB")
 	}
@@ -71,7 +71,7 @@ func FuzzParsePhone(f *testing.F) {
 			}
 			return
 		}
-		if len(got) < 2 || got[0] != '+' {
+		if len(got) < 2 || len(got) > 16 || got[0] != '+' || got[1] == '0' {
 			t.Fatalf("ParsePhone(%q) = %q: not E.164", raw, got)
 		}
 		// E.164 is a fixed point.
