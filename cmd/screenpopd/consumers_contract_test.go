@@ -28,34 +28,8 @@ var e164 = regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`)
 
 // consumerEnvelope is the CloudEvent as a consumer reads it.
 type consumerEnvelope struct {
-	SpecVersion     string          `json:"specversion"`
-	ID              string          `json:"id"`
-	Source          string          `json:"source"`
-	Type            string          `json:"type"`
-	Subject         string          `json:"subject"`
-	Time            string          `json:"time"`
-	DataContentType string          `json:"datacontenttype"`
-	Data            json.RawMessage `json:"data"`
-}
-
-type consumerEvent struct {
-	ConversationID string `json:"conversationId"`
-	Agent          struct {
-		UserID        string `json:"userId"`
-		ParticipantID string `json:"participantId"`
-	} `json:"agent"`
-	Media     string `json:"media"`
-	State     string `json:"state"`
-	Direction string `json:"direction"`
-	Internal  bool   `json:"internal"`
-	DNIS      string `json:"dnis"`
-	Customer  struct {
-		Phone   string `json:"phone"`
-		Address string `json:"address"`
-		Email   string `json:"email"`
-	} `json:"customer"`
-	ReceivedAt string `json:"receivedAt"`
-	OccurredAt string `json:"occurredAt"`
+	ceAttributes
+	Data json.RawMessage `json:"data"`
 }
 
 type consumerPop struct {
@@ -79,14 +53,7 @@ type consumerMsg struct {
 // received against the docs and the JSON Schemas, field by field, and that
 // each documented wildcard filter receives exactly what it says.
 func TestConsumers_WhatTheDocsPromise(t *testing.T) {
-	vars := testEnv(t)
-	vars["SCREENPOP_NATS_LISTEN"] = "127.0.0.1:0"
-	d, _ := MustStartDemo(t, vars)
-	nc, err := nats.Connect(d.Main.Bus.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	d, nc := startDemoOnNATS(t)
 
 	a, b := demoAgents[0].ID, demoAgents[1].ID
 	filters := []string{
@@ -218,7 +185,7 @@ func TestConsumers_WhatTheDocsPromise(t *testing.T) {
 	all := append([]consumerMsg(nil), got["screenpop.>"]...)
 	mu.Unlock()
 
-	events := map[string]consumerEvent{} // id -> data
+	events := map[string]eventData{} // id -> data
 	pops := map[string]consumerPop{}
 	seenMS := map[string]bool{} // media:state
 	for _, m := range all {
@@ -251,7 +218,7 @@ func TestConsumers_WhatTheDocsPromise(t *testing.T) {
 			if err := evSchema.Validate(v); err != nil {
 				t.Errorf("event on %s invalid: %v\n%s", m.subject, err, m.data)
 			}
-			var e consumerEvent
+			var e eventData
 			if err := json.Unmarshal(ce.Data, &e); err != nil {
 				t.Fatal(err)
 			}
@@ -347,7 +314,7 @@ func TestConsumers_WhatTheDocsPromise(t *testing.T) {
 		}
 		return sortedKeys(set)
 	}
-	want := func(keep func(id string, e consumerEvent) bool) []string {
+	want := func(keep func(id string, e eventData) bool) []string {
 		set := map[string]bool{}
 		for id, e := range events {
 			if keep(id, e) {
@@ -366,11 +333,11 @@ func TestConsumers_WhatTheDocsPromise(t *testing.T) {
 		return sortedKeys(set)
 	}
 	for f, w := range map[string][]string{
-		"screenpop.events.>":                want(func(string, consumerEvent) bool { return true }),
-		"screenpop.events.voice.>":          want(func(_ string, e consumerEvent) bool { return e.Media == "voice" }),
-		"screenpop.events.voice.alerting.*": want(func(_ string, e consumerEvent) bool { return e.Media == "voice" && e.State == "alerting" }),
-		"screenpop.events.chat.alerting.*":  want(func(_ string, e consumerEvent) bool { return e.Media == "chat" && e.State == "alerting" }),
-		"screenpop.events.*.*." + a:         want(func(_ string, e consumerEvent) bool { return e.Agent.UserID == a }),
+		"screenpop.events.>":                want(func(string, eventData) bool { return true }),
+		"screenpop.events.voice.>":          want(func(_ string, e eventData) bool { return e.Media == "voice" }),
+		"screenpop.events.voice.alerting.*": want(func(_ string, e eventData) bool { return e.Media == "voice" && e.State == "alerting" }),
+		"screenpop.events.chat.alerting.*":  want(func(_ string, e eventData) bool { return e.Media == "chat" && e.State == "alerting" }),
+		"screenpop.events.*.*." + a:         want(func(_ string, e eventData) bool { return e.Agent.UserID == a }),
 		"screenpop.pops." + a:               popsOf(a),
 		"screenpop.pops.*":                  popsOf(""),
 	} {
@@ -455,7 +422,7 @@ func TestConsumers_DocExamplesValidate(t *testing.T) {
 		if err := evSchema.Validate(v); err != nil {
 			t.Errorf("%s invalid: %v", name, err)
 		}
-		var e consumerEvent
+		var e eventData
 		_ = json.Unmarshal(ce.Data, &e)
 		id := fmt.Sprintf("evt:%s:%s:%s:%s", e.ConversationID, e.Agent.ParticipantID, e.Media, e.State)
 		if ce.ID != id || ce.Subject != e.ConversationID || ce.Type != "screenpop.conversation."+e.State+".v1" ||
@@ -481,14 +448,7 @@ func TestConsumers_DocExamplesValidate(t *testing.T) {
 // 15 digits), so a consumer that validates the events must not be handed
 // it: the event says phone "" (the address keeps what Genesys gave).
 func TestConsumers_LongNumberIsNoE164(t *testing.T) {
-	vars := testEnv(t)
-	vars["SCREENPOP_NATS_LISTEN"] = "127.0.0.1:0"
-	d, _ := MustStartDemo(t, vars)
-	nc, err := nats.Connect(d.Main.Bus.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	d, nc := startDemoOnNATS(t)
 	var mu sync.Mutex
 	var msgs [][]byte
 	if _, err := nc.Subscribe("screenpop.events.>", func(m *nats.Msg) {

@@ -44,14 +44,7 @@ var extensionName = regexp.MustCompile(`^[a-z0-9]+$`)
 // ce- header made it look binary), valid, with every attribute and the
 // data as docs/events.md documents them.
 func TestEvents_CloudEventsSDK(t *testing.T) {
-	vars := testEnv(t)
-	vars["SCREENPOP_NATS_LISTEN"] = "127.0.0.1:0"
-	d, _ := MustStartDemo(t, vars)
-	nc, err := nats.Connect(d.Main.Bus.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	d, nc := startDemoOnNATS(t)
 
 	var mu sync.Mutex
 	var viaJS, viaPlain []sdkMsg

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
@@ -57,6 +58,26 @@ func testEnv(t *testing.T) map[string]string {
 		"SCREENPOP_DATA_DIR":     t.TempDir(),
 		"LOG_LEVEL":              "debug",
 	}
+}
+
+// startDemoOnNATS starts the demo with its embedded NATS listening on
+// loopback, as another service would reach it, and connects such a
+// service's client to it (closed when the test ends).
+func startDemoOnNATS(t *testing.T) (*Demo, *nats.Conn) {
+	t.Helper()
+	vars := testEnv(t)
+	vars["SCREENPOP_NATS_LISTEN"] = "127.0.0.1:0"
+	d, _ := MustStartDemo(t, vars)
+	url := d.Main.Bus.ClientURL()
+	if url == "" {
+		t.Fatal("no client URL for the embedded NATS listener")
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return d, nc
 }
 
 // MustStartDemo builds the daemon against both emulators, as `screenpopd

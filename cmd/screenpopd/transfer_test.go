@@ -21,25 +21,8 @@ type busLog struct {
 }
 
 type transferEvent struct {
-	ID   string `json:"id"`
-	Data struct {
-		ConversationID string `json:"conversationId"`
-		Agent          struct {
-			UserID        string `json:"userId"`
-			ParticipantID string `json:"participantId"`
-		} `json:"agent"`
-		Media     string `json:"media"`
-		State     string `json:"state"`
-		Direction string `json:"direction"`
-		Internal  bool   `json:"internal"`
-		QueueID   string `json:"queueId"`
-		DNIS      string `json:"dnis"`
-		Customer  struct {
-			Phone, Address, Email, Name string
-		} `json:"customer"`
-		OccurredAt string `json:"occurredAt"`
-		LegEnded   bool   `json:"legEnded"`
-	} `json:"data"`
+	ID   string    `json:"id"`
+	Data eventData `json:"data"`
 }
 
 type transferPop struct {
