@@ -87,6 +87,18 @@ type PopFinder interface {
 	PoppedLast(ctx context.Context, agent AgentID, popID string) (bool, error)
 }
 
+// PopChecker is optionally implemented by a PopStore (bus.Conn does):
+// report whether agent's pop popID is stored, for a leg whose marker
+// refused an event (MarkPop false: older than the duplicate window). A
+// marker whose handler died between it and the pop's publish, or whose pop
+// was kept in memory by a process that stopped before the event came back,
+// claims a leg that never popped; past the duplicate window it refused
+// every later event of the leg, so the call never popped. It answers true
+// when it cannot tell (the stream no longer holds what was stored then).
+type PopChecker interface {
+	PopStored(ctx context.Context, agent AgentID, popID string) (bool, error)
+}
+
 // PopEnder is optionally implemented by a PopStore (bus.Conn does): shorten
 // the life of a leg's marker once the leg has ended (an event with
 // LegEnded), so that the store holds markers for live legs and the last
@@ -110,7 +122,9 @@ type PopEnder interface {
 // between the marker write and the publish's acknowledgement loses that
 // pop unless the event is redelivered within the duplicate window (the
 // marker holds its claim, so it publishes, and JetStream drops a second
-// copy); that window is one local JetStream round trip. The event that
+// copy), or a later event of the leg finds, past that window, no pop of
+// the leg stored (PopChecker); that window is one local JetStream round
+// trip. The event that
 // ends a leg ends its marker (PopEnder): from then on it refuses every
 // event of the leg (ErrLegEnded, counted as ended), so a pop caught in that
 // window, one waiting in memory, or one whose lookup outlasted the leg is
@@ -372,7 +386,7 @@ func (r *Resolver) markAndPublish(ctx context.Context, e *Event, popID string, p
 		r.log.Warn().Err(err).Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).Msg("pop marker not written; event will be redelivered")
 		return fmt.Errorf("mark pop: %w", err)
 	}
-	if !created {
+	if !created && !r.orphaned(ctx, e, popID) {
 		// Not remembered as popped here: the marker may be another
 		// event's claim whose handler died before publishing (a crash),
 		// and that event's redelivery must still find the marker, which
@@ -412,6 +426,27 @@ func (r *Resolver) markAndPublish(ctx context.Context, e *Event, popID string, p
 	}
 	r.logPop(e, pop, outcome, Delivery(ctx) > 1, received, start, lookupDur, pubStart.Sub(markStart), end.Sub(pubStart), end)
 	return nil
+}
+
+// orphaned reports whether popID's marker, older than the duplicate
+// window, claims a pop that was never stored (its handler died, or a
+// stopped process held it in memory): then e pops the leg. One bounded
+// read of the agent's pops since the marker; when it fails, the marker
+// decides as before.
+func (r *Resolver) orphaned(ctx context.Context, e *Event, popID string) bool {
+	c, ok := r.store.(PopChecker)
+	if !ok {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	stored, err := c.PopStored(cctx, e.Agent.UserID, popID)
+	if err != nil || stored {
+		return false
+	}
+	r.log.Warn().Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).
+		Str("media", string(e.Media)).Str("state", string(e.State)).Msg("pop marker without its pop (a handler died or a stop lost it); popping the leg now")
+	return true
 }
 
 // end handles a disconnected event: no pop and, when the whole leg has

@@ -138,6 +138,7 @@ var (
 	_ bridge.PopEnder    = (*Conn)(nil)
 	_ bridge.PopUnmarker = (*Conn)(nil)
 	_ bridge.PopFinder   = (*Conn)(nil)
+	_ bridge.PopChecker  = (*Conn)(nil)
 )
 
 // Start connects to NATS (starting the embedded server first when cfg.URL is
@@ -822,6 +823,88 @@ func (c *Conn) PoppedLast(ctx context.Context, agent bridge.AgentID, popID strin
 		return false, fmt.Errorf("last pop: %w", err)
 	}
 	return m.Header.Get(jetstream.MsgIDHeader) == popID, nil
+}
+
+// PopStored reports whether agent's pop popID is stored (see
+// bridge.PopChecker): it reads popID's marker and agent's pops stored since
+// the marker was written. It answers true when there is nothing to check
+// against: no claim (gone, or ended), or a stream whose oldest message is
+// younger than the marker (its oldest messages discarded, or the stream
+// made again), where a missing pop proves nothing.
+func (c *Conn) PopStored(ctx context.Context, agent bridge.AgentID, popID string) (bool, error) {
+	e, err := c.markers.Get(ctx, markerKey(popID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("pop stored: read marker: %w", err)
+	}
+	if string(e.Value()) == markerEnded {
+		return true, nil
+	}
+	// The pop is published after its marker: stored at or after the
+	// marker's time, both the server's (a window's margin for a cluster's
+	// leaders, whose clocks may differ).
+	since := e.Created().Add(-c.cfg.DuplicateWindow)
+	st, err := c.js.Stream(ctx, c.cfg.Stream)
+	if err != nil {
+		return false, fmt.Errorf("pop stored: %w", err)
+	}
+	if first := st.CachedInfo().State.FirstTime; first.IsZero() || first.After(e.Created()) {
+		return true, nil
+	}
+	// The agent's newest pop answers most cases in one direct read (a
+	// restart's reconciliation asks for every live leg): it is this one,
+	// or it was stored before the marker, so none of the leg's was.
+	last, err := c.stream.GetLastMsgForSubject(ctx, bridge.PopSubject(agent))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("pop stored: %w", err)
+	case last.Header.Get(jetstream.MsgIDHeader) == popID:
+		return true, nil
+	case last.Time.Before(since):
+		return false, nil
+	}
+	cons, err := c.js.OrderedConsumer(ctx, c.cfg.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{bridge.PopSubject(agent)},
+		DeliverPolicy:     jetstream.DeliverByStartTimePolicy,
+		OptStartTime:      &since,
+		InactiveThreshold: 30 * time.Second,
+	})
+	if err != nil {
+		return false, fmt.Errorf("pop stored: %w", err)
+	}
+	defer c.deleteConsumer(ctx, cons)
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return false, fmt.Errorf("pop stored: %w", err)
+	}
+	pending := info.NumPending
+	if pending == 0 {
+		return false, nil
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(int(min(pending, 64))))
+	if err != nil {
+		return false, fmt.Errorf("pop stored: %w", err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for ; pending > 0; pending-- {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return false, ctx.Err()
+			}
+			return false, fmt.Errorf("pop stored: %w", err)
+		}
+		if m.Headers().Get(jetstream.MsgIDHeader) == popID {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // ReplayPops calls fn, in stream order, for agent's pops after afterSeq that

@@ -161,3 +161,58 @@ func TestConn_StreamLostUnderSmallerLimitsIsMadeAgain(t *testing.T) {
 	cancel()
 	<-followed
 }
+
+// PopStored tells a leg whose marker has its pop stored from one whose
+// handler died before publishing, also when the agent has popped since
+// (a newer pop is the agent's last: the read goes through the agent's
+// pops since the marker).
+func TestConn_PopStored(t *testing.T) {
+	c := MustStart(t, bus.Config{Listen: "off"})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const agent = bridge.AgentID("agent-ps")
+	popped, orphan, later := pop(agent, "conv-popped"), pop(agent, "conv-orphan"), pop(agent, "conv-later")
+	stored := func(m bridge.Message) bool {
+		t.Helper()
+		ok, err := c.PopStored(ctx, agent, m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	// No marker: nothing to check against.
+	if !stored(orphan) {
+		t.Fatal("a leg without a marker reported as not stored")
+	}
+	// The stream holds the events before their pops: it is not empty.
+	if err := c.Publish(ctx, bridge.Message{Subject: "screenpop.events.voice.alerting." + string(agent), ID: "evt:conv-popped:P1:voice:alerting", Data: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []bridge.Message{popped, orphan, later} {
+		if ok, err := c.MarkPop(ctx, m.ID, "evt:"+m.ID); err != nil || !ok {
+			t.Fatalf("MarkPop(%s) = %v, %v", m.ID, ok, err)
+		}
+	}
+	if stored(orphan) || stored(popped) {
+		t.Fatal("marked legs without any pop stored reported as stored")
+	}
+	if err := c.Publish(ctx, popped); err != nil {
+		t.Fatal(err)
+	}
+	if !stored(popped) || stored(orphan) {
+		t.Fatalf("after the first pop: popped %v, orphan %v; want true, false", stored(popped), stored(orphan))
+	}
+	if err := c.Publish(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	if !stored(popped) || stored(orphan) || !stored(later) {
+		t.Fatalf("with a newer pop last: popped %v, orphan %v, later %v; want true, false, true", stored(popped), stored(orphan), stored(later))
+	}
+	// An ended leg is not asked about.
+	if err := c.EndPop(ctx, orphan.ID); err != nil {
+		t.Fatal(err)
+	}
+	if !stored(orphan) {
+		t.Fatal("an ended leg reported as not stored")
+	}
+}
