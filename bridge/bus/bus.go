@@ -842,10 +842,16 @@ func (c *Conn) PopStored(ctx context.Context, agent bridge.AgentID, popID string
 	if string(e.Value()) == markerEnded {
 		return true, nil
 	}
-	// The pop is published after its marker: stored at or after the
-	// marker's time, both the server's (a window's margin for a cluster's
-	// leaders, whose clocks may differ).
-	since := e.Created().Add(-c.cfg.DuplicateWindow)
+	// The agent's newest pop answers the common case in one direct read
+	// (a restart's reconciliation asks for every live leg): it is this
+	// leg's.
+	last, err := c.stream.GetLastMsgForSubject(ctx, bridge.PopSubject(agent))
+	if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, fmt.Errorf("pop stored: %w", err)
+	}
+	if err == nil && last.Header.Get(jetstream.MsgIDHeader) == popID {
+		return true, nil
+	}
 	st, err := c.js.Stream(ctx, c.cfg.Stream)
 	if err != nil {
 		return false, fmt.Errorf("pop stored: %w", err)
@@ -853,18 +859,12 @@ func (c *Conn) PopStored(ctx context.Context, agent bridge.AgentID, popID string
 	if first := st.CachedInfo().State.FirstTime; first.IsZero() || first.After(e.Created()) {
 		return true, nil
 	}
-	// The agent's newest pop answers most cases in one direct read (a
-	// restart's reconciliation asks for every live leg): it is this one,
-	// or it was stored before the marker, so none of the leg's was.
-	last, err := c.stream.GetLastMsgForSubject(ctx, bridge.PopSubject(agent))
-	switch {
-	case errors.Is(err, jetstream.ErrMsgNotFound):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("pop stored: %w", err)
-	case last.Header.Get(jetstream.MsgIDHeader) == popID:
-		return true, nil
-	case last.Time.Before(since):
+	// The pop is published after its marker: stored at or after the
+	// marker's time, both the server's (a window's margin for a cluster's
+	// leaders, whose clocks may differ). An agent with no pop since has
+	// none of this leg's.
+	since := e.Created().Add(-c.cfg.DuplicateWindow)
+	if last == nil || last.Time.Before(since) {
 		return false, nil
 	}
 	cons, err := c.js.OrderedConsumer(ctx, c.cfg.Stream, jetstream.OrderedConsumerConfig{
