@@ -212,7 +212,8 @@
         self.saveCursor();
         self.agentId = m.agentId;
         self.epoch = m.epoch;
-        self.attempt = 0;
+        // attempt is reset at the heartbeat, not here: a server that sends
+        // ready and then cannot replay (1013) would be hit every 0.5 s.
         self.refusals = 0;
         self.lastError = null;
         self.setState('ready', { agentId: m.agentId, epoch: m.epoch, seq: m.seq });
@@ -231,6 +232,9 @@
         });
         break;
       case 'heartbeat':
+        // The socket got its whole replay: a connect that worked, so the
+        // next failure backs off from the start.
+        self.attempt = 0;
         if (typeof self.cursor.pendingBase === 'number') {
           // The replay of this socket's hello is complete. Behind the
           // pops still being processed, so a reload meanwhile does not
