@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -248,8 +249,12 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 	popID := e.PopID()
 	if p, ok := r.takePending(popID); ok {
 		if e.LegEnded {
-			// As everywhere else: a leg that has ended pops no more.
-			r.skip(e, "ended")
+			// As everywhere else: a leg that has ended pops no more. Not
+			// counted here: this event counts as disconnected (below),
+			// and the pop's own event as ended when it comes back, or as
+			// given up when its deliveries ran out.
+			r.log.Debug().Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).
+				Msg("pop kept for its event's redelivery dropped: the leg has ended")
 		} else if err := r.republish(ctx, e, popID, p, start); err != nil || e.State != StateDisconnected {
 			return err
 		}
@@ -401,7 +406,7 @@ func (r *Resolver) markAndPublish(ctx context.Context, e *Event, popID string, p
 		r.unmark(ctx, popID, e.ID(), msg, outcome)
 		return err
 	}
-	dup, err := r.publish(ctx, msg)
+	dupAt, err := r.publish(ctx, msg)
 	if err != nil && r.storedAnyway(ctx, e, popID) {
 		// An attempt was stored and its acknowledgement lost: the agent
 		// has the pop. It is this handler's to log; the event's
@@ -417,10 +422,12 @@ func (r *Resolver) markAndPublish(ctx context.Context, e *Event, popID string, p
 	}
 	end := r.cfg.Now()
 	r.remember(popID, end)
-	if dup {
+	if dupAt == 1 || dupAt > 1 && r.storedByAnother(ctx, e.Agent.UserID, popID, msg.Data, markStart) {
 		// An earlier handler of this event (an instance that died before
-		// acknowledging it) published the pop, and logged it: the agent
-		// got that one, whatever this lookup found.
+		// acknowledging it, or another instance given its redelivery)
+		// published the pop, and logged it: the agent got that one,
+		// whatever this lookup found. A duplicate after a failed attempt
+		// is that attempt's own message when the stored pop is this one.
 		r.skip(e, "already_popped")
 		return nil
 	}
@@ -665,11 +672,12 @@ func (r *Resolver) prefill(c Customer) map[string]string {
 }
 
 // publish publishes msg, retrying it (the same message, so the same
-// Nats-Msg-Id) with backoff for PublishTimeout. It reports a
-// duplicate only when the first attempt was one: the store already held
-// the message before this handler tried. A duplicate after a failed
-// attempt may be that attempt's own message, stored but not acknowledged.
-func (r *Resolver) publish(ctx context.Context, msg Message) (duplicate bool, err error) {
+// Nats-Msg-Id) with backoff for PublishTimeout. dupAt is the attempt that
+// found the message stored already (0: none). A duplicate at the first
+// attempt means the store held the pop before this handler tried; one
+// after a failed attempt may be that attempt's own message, stored but not
+// acknowledged (see storedByAnother).
+func (r *Resolver) publish(ctx context.Context, msg Message) (dupAt int, err error) {
 	dp, ok := r.pub.(DedupPublisher)
 	attempt := 0
 	err = retryFor(ctx, r.cfg.PublishTimeout, func(ctx context.Context) error {
@@ -678,10 +686,45 @@ func (r *Resolver) publish(ctx context.Context, msg Message) (duplicate bool, er
 			return r.pub.Publish(ctx, msg)
 		}
 		dup, err := dp.PublishDedup(ctx, msg)
-		duplicate = dup && attempt == 1
+		if err == nil && dup {
+			dupAt = attempt
+		}
 		return err
 	})
-	return duplicate, err
+	return dupAt, err
+}
+
+// errFound ends a replay of pops early.
+var errFound = errors.New("found")
+
+// findStored looks for the pop stored under popID among agent's pops since
+// about since, and reports whether it is there and has data (this
+// handler's message, not another's). One replay of the agent's pops of
+// the last minutes, bounded at 500 ms.
+func (r *Resolver) findStored(ctx context.Context, agent AgentID, popID string, data []byte, since time.Time) (found, same bool, err error) {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), afterStop(ctx, 500*time.Millisecond))
+	defer cancel()
+	err = r.store.ReplayPops(fctx, agent, 0, since.Add(-time.Minute), func(sp StoredPop) error {
+		p, err := DecodePop(sp.Data)
+		if err != nil || p.ID != popID {
+			return nil
+		}
+		found, same = true, bytes.Equal(sp.Data, data)
+		return errFound
+	})
+	if errors.Is(err, errFound) {
+		err = nil
+	}
+	return found, same, err
+}
+
+// storedByAnother reports whether the pop JetStream found stored under
+// popID is another handler's (another instance's, given this event's
+// redelivery or the leg's next event), which logged it: its bytes are not
+// data. When the pop cannot be read it is taken as this handler's.
+func (r *Resolver) storedByAnother(ctx context.Context, agent AgentID, popID string, data []byte, since time.Time) bool {
+	found, same, err := r.findStored(ctx, agent, popID, data, since)
+	return err == nil && found && !same
 }
 
 // retryFor calls fn until it succeeds, with jittered exponential backoff
@@ -772,21 +815,45 @@ func (r *Resolver) keepPending(popID string, p pendingPop) {
 }
 
 // sweepPendingLocked drops the pending pops older than pendingTTL (their
-// event was given up, or its leg's hang-up never came), at most once a
-// minute, and returns how many; r.mu is held.
-func (r *Resolver) sweepPendingLocked(now time.Time) int {
+// event was given up, went to another instance, or its leg's hang-up never
+// came), at most once a minute, and returns them by pop id; r.mu is held.
+func (r *Resolver) sweepPendingLocked(now time.Time) map[string]pendingPop {
 	if len(r.pending) == 0 || now.Sub(r.swept) < time.Minute {
-		return 0
+		return nil
 	}
 	r.swept = now
-	n := 0
+	var given map[string]pendingPop
 	for k, p := range r.pending {
 		if now.Sub(p.at) > pendingTTL {
 			delete(r.pending, k)
-			n++
+			if given == nil {
+				given = map[string]pendingPop{}
+			}
+			given[k] = p
 		}
 	}
-	return n
+	return given
+}
+
+// lostPops counts the pops of given that are not stored: another instance
+// may have popped the leg from the event's redelivery. The checks share 2 s;
+// a pop not checked in time counts as lost.
+func (r *Resolver) lostPops(given map[string]pendingPop) int {
+	if len(given) == 0 {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	lost := 0
+	for popID, p := range given {
+		if ctx.Err() == nil {
+			if found, _, err := r.findStored(ctx, AgentFromPopSubject(p.msg.Subject), popID, p.msg.Data, p.at); err == nil && found {
+				continue
+			}
+		}
+		lost++
+	}
+	return lost
 }
 
 func (r *Resolver) takePending(popID string) (pendingPop, bool) {
@@ -800,15 +867,21 @@ func (r *Resolver) takePending(popID string) (pendingPop, bool) {
 // republish publishes a pop that was marked but not published before.
 func (r *Resolver) republish(ctx context.Context, e *Event, popID string, p pendingPop, start time.Time) error {
 	msg := p.msg
-	// A duplicate here is this instance's own earlier attempt, stored but
-	// not acknowledged, and never logged: log it now.
-	if _, err := r.publish(ctx, msg); err != nil {
+	dupAt, err := r.publish(ctx, msg)
+	if err != nil {
 		r.keepPending(popID, p)
 		r.m.errors.WithLabelValues("publish").Inc()
 		return fmt.Errorf("publish pop: %w", err)
 	}
 	end := r.cfg.Now()
 	r.remember(popID, end)
+	// A duplicate here is this instance's own earlier attempt, stored but
+	// not acknowledged, and never logged: log it now; unless another
+	// instance, given the event's redelivery, popped the leg and logged it.
+	if dupAt > 0 && r.storedByAnother(ctx, e.Agent.UserID, popID, msg.Data, p.at) {
+		r.skip(e, "already_popped")
+		return nil
+	}
 	pop, err := DecodePop(msg.Data)
 	if err != nil {
 		return nil
@@ -875,8 +948,8 @@ func (r *Resolver) remember(popID string, now time.Time) {
 	}
 	r.recent[popID] = now
 	r.mu.Unlock()
-	if given > 0 {
-		r.log.Error().Int("pops", given).Msg("pops marked but never published were given up after 10 minutes: those calls did not pop")
+	if lost := r.lostPops(given); lost > 0 {
+		r.log.Error().Int("pops", lost).Msg("pops marked but never published were given up after 10 minutes: those calls did not pop")
 	}
 }
 
