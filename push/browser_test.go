@@ -7,7 +7,6 @@ import (
 	"html/template"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -22,18 +21,13 @@ import (
 	"github.com/screenpop/screenpop/internal/testenv"
 )
 
-const chromiumPath = "/usr/bin/chromium"
-
 // NewBrowser starts headless Chromium (popup blocking on, a fresh profile)
 // and returns the context of its first tab. Without Chromium the test is
 // skipped locally and fails in CI.
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		testenv.Missing(t, fmt.Sprintf("chromium not installed (%v): apt-get install -y chromium", err))
-	}
 	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath),
+		chromedp.ExecPath(testenv.Chromium(t)),
 		chromedp.Headless,
 		chromedp.NoFirstRun,
 		chromedp.NoDefaultBrowserCheck,

@@ -272,7 +272,11 @@ func (c *Conn) setup(ctx context.Context) error {
 	c.js = js
 	st, err := c.createOrUpdateStream(ctx)
 	if err != nil {
-		return fmt.Errorf("create or update stream %s: %w (check SCREENPOP_STREAM* and the NATS account's JetStream limits)", c.cfg.Stream, err)
+		hint := "check SCREENPOP_STREAM* and the NATS account's JetStream limits"
+		if c.ns != nil {
+			hint = "the built-in NATS keeps its store under SCREENPOP_DATA_DIR: check that disk's free space, and SCREENPOP_STREAM*"
+		}
+		return fmt.Errorf("create or update stream %s: %w (%s)", c.cfg.Stream, err, hint)
 	}
 	c.stream = st
 	c.epoch.Store(ptr(streamEpoch(st.CachedInfo())))

@@ -101,6 +101,11 @@ func (m *Main) Open(ctx context.Context) error {
 			}))
 	}
 	if m.agentLn, err = push.Listen(cfg.Listen, tlsCfg, cfg.AllowPlaintext, m.Log); err != nil {
+		if isAddrInUse(err) {
+			// The commonest case on a first run: another screenpopd (a
+			// demo left running) holds the default ports.
+			return fmt.Errorf("%w: another program holds it, perhaps another screenpopd (a demo still running): stop it, or set SCREENPOP_LISTEN to a free address (a second instance also needs its own SCREENPOP_ADMIN_LISTEN and SCREENPOP_NATS_LISTEN)", err)
+		}
 		return fmt.Errorf("SCREENPOP_LISTEN %s: %w", cfg.Listen, err)
 	}
 	if cfg.AdminListen != "off" {
@@ -399,13 +404,37 @@ func loadHasher(path string) (bridge.Hasher, error) {
 		if _, err := rand.Read(key); err != nil {
 			return bridge.Hasher{}, fmt.Errorf("make pii hash key: %w", err)
 		}
-		if err := os.WriteFile(path, key, 0o600); err != nil {
+		if err := writeFileAtomic(path, key); err != nil {
 			return bridge.Hasher{}, fmt.Errorf("write pii hash key (SCREENPOP_DATA_DIR must be writable): %w", err)
 		}
 	} else if err != nil {
 		return bridge.Hasher{}, err
 	}
 	return bridge.NewHasher(key), nil
+}
+
+// writeFileAtomic writes b to path (mode 0600) through a temporary file in
+// the same directory, so that a write cut short (a full disk, a crash)
+// leaves no partial file at path for the next start to refuse.
+func writeFileAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }
 
 // minPIIKey is the shortest PII hash key the daemon accepts.

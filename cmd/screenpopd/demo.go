@@ -46,6 +46,10 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer d.Close()
+	if dir := d.tempDir; dir != "" {
+		// A second Ctrl-C or SIGTERM skips d.Close.
+		onForcedExit(ctx, func() { os.RemoveAll(dir) })
+	}
 	base := d.Main.AgentURL()
 	events := "nats sub 'screenpop.>' --server " + d.Main.Bus.ClientURL() + "   (go install github.com/nats-io/natscli/nats@v0.5.0)"
 	if d.Main.Bus.ClientURL() == "" {

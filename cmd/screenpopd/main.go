@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -44,10 +45,20 @@ func main() {
 	}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, stop...)
+	forced := &forcedExit{}
+	ctx = context.WithValue(ctx, forcedExitKey{}, forced)
 	go func() {
-		<-sigs
+		first := <-sigs
+		at := time.Now()
 		cancel()
 		again := <-sigs
+		for again == first && time.Since(at) < signalEcho {
+			// The same signal delivered twice: to the process group and
+			// forwarded by the parent (timeout, make), not a second
+			// request.
+			again = <-sigs
+		}
+		forced.run()
 		signal.Reset(stop...)
 		if p, err := os.FindProcess(os.Getpid()); err == nil {
 			_ = p.Signal(again)
@@ -55,6 +66,41 @@ func main() {
 	}()
 	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	os.Exit(code)
+}
+
+// signalEcho is how soon after the first signal the same signal counts as
+// its echo: `timeout` and make forward a SIGTERM that the process group
+// also delivered, microseconds apart, while a second Ctrl-C takes a human
+// a good fraction of a second.
+const signalEcho = 100 * time.Millisecond
+
+// forcedExit holds what must be done even when a second signal ends the
+// process at once, skipping the deferred clean-up: the demo's temporary
+// store is removed. Two signals are common: `timeout` and make (for a
+// recipe) forward the SIGTERM their process group also delivers.
+type forcedExit struct {
+	mu  sync.Mutex
+	fns []func()
+}
+
+type forcedExitKey struct{}
+
+// onForcedExit registers fn to run before a second signal ends the
+// process. It does nothing when ctx does not come from main (tests).
+func onForcedExit(ctx context.Context, fn func()) {
+	if f, ok := ctx.Value(forcedExitKey{}).(*forcedExit); ok {
+		f.mu.Lock()
+		f.fns = append(f.fns, fn)
+		f.mu.Unlock()
+	}
+}
+
+func (f *forcedExit) run() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, fn := range f.fns {
+		fn()
+	}
 }
 
 // run is main without the process: tests call it with their own

@@ -686,6 +686,7 @@ func TestMain_SecondSignalForcesExit(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	time.Sleep(2 * signalEcho) // a second request, not an echo of the first
 	second := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)

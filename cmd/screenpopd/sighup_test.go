@@ -44,6 +44,7 @@ func TestMain_SIGHUP(t *testing.T) {
 type mainProcess struct {
 	cmd    *exec.Cmd
 	exited chan error
+	admin  string // the admin listener's base URL
 }
 
 // startMain runs `screenpopd <command>` with vars as its environment and
@@ -100,6 +101,7 @@ func startMain(t *testing.T, command string, vars map[string]string) *mainProces
 		return resp.StatusCode == http.StatusOK
 	})
 	http.DefaultClient.CloseIdleConnections()
+	p.admin = base
 	return p
 }
 

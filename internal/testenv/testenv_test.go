@@ -1,6 +1,8 @@
 package testenv_test
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/screenpop/screenpop/internal/testenv"
@@ -28,5 +30,32 @@ func TestMissing_FailsInCISkipsElsewhere(t *testing.T) {
 	testenv.Missing(r, "chromium")
 	if r.skip == "" || r.fatal != "" {
 		t.Errorf("outside CI: fatal %q, skip %q; want a skip", r.fatal, r.skip)
+	}
+}
+
+// Chromium is found under the names distributions install it as, or where
+// SCREENPOP_CHROMIUM says; without it the test stops as Missing says.
+func TestChromium_FoundOnPathOrBySetting(t *testing.T) {
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "chromium-browser") // Ubuntu's and Fedora's name
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SCREENPOP_CHROMIUM", "")
+	t.Setenv("PATH", dir)
+	if got := testenv.Chromium(t); got != fake {
+		t.Errorf("on PATH: %q, want %q", got, fake)
+	}
+	t.Setenv("SCREENPOP_CHROMIUM", fake)
+	t.Setenv("PATH", "")
+	if got := testenv.Chromium(t); got != fake {
+		t.Errorf("by SCREENPOP_CHROMIUM: %q, want %q", got, fake)
+	}
+	t.Setenv("SCREENPOP_CHROMIUM", "")
+	t.Setenv("CI", "true")
+	r := &recorder{TB: t}
+	testenv.Chromium(r)
+	if r.fatal == "" {
+		t.Error("no chromium in CI: not a failure")
 	}
 }

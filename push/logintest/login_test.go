@@ -7,11 +7,9 @@ package logintest
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -32,10 +30,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestBrowser_GenesysLogin(t *testing.T) {
-	const chromium = "/usr/bin/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		testenv.Missing(t, fmt.Sprintf("chromium not installed (%v): apt-get install -y chromium", err))
-	}
+	chromium := testenv.Chromium(t)
 	emu := notificationstest.New(notificationstest.Config{Agents: []notificationstest.AgentSpec{{ID: "agent-pkce", Name: "Pat Kce"}}})
 	defer emu.Close()
 	gen := httptest.NewServer(emu.Handler())
