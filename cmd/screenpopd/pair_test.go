@@ -32,6 +32,10 @@ func newPairRig(t *testing.T) *pairRig {
 	vars["NATS_URL"] = ns.ClientURL()
 	d, cfg, logs := demoEmulators(t, vars)
 	r := &pairRig{d: d, natsURL: ns.ClientURL(), cfgA: *cfg, cfgB: *cfg, logs: logs}
+	// Each instance its own OAuth client, as docs/architecture.md
+	// ("Several instances") says two watching the same agents need.
+	r.cfgB.GenesysClientID, r.cfgB.GenesysClientSecret = "screenpop-client-b", "screenpop-secret-b"
+	d.Genesys.AddClient(r.cfgB.GenesysClientID, r.cfgB.GenesysClientSecret)
 	// Each instance its own data dir, with the PII hash key copied.
 	r.cfgB.DataDir = t.TempDir()
 	key, err := os.ReadFile(filepath.Join(cfg.DataDir, "pii-hash.key"))

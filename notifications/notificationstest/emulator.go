@@ -54,6 +54,11 @@ type AgentSpec struct {
 type Config struct {
 	ClientID     string // default "screenpop-client"
 	ClientSecret string // default "screenpop-secret"
+	// Clients are further client-credentials OAuth clients of the org
+	// (client id -> secret), as for a second screenpopd instance, which
+	// needs its own (docs/architecture.md, "Several instances"); AddClient
+	// adds one to a running emulator. Each client owns its own channels.
+	Clients map[string]string
 	// BrowserClientID is the OAuth client for browser logins (code+PKCE,
 	// implicit). Default "screenpop-browser". RedirectURIs lists its
 	// allowed redirect URIs; empty allows any http(s)://127.0.0.1 or
@@ -197,6 +202,7 @@ type Emulator struct {
 	garbled       map[string]bool // conversation ids whose GET answers 200 with a cut body
 	requests      []Request
 	rejected      map[string]string // user id -> rejection code
+	clients       map[string]string // further client-credentials clients: id -> secret
 	loginDown     bool
 	frame         FrameFaults
 	blackhole     bool
@@ -226,6 +232,7 @@ func New(cfg Config) *Emulator {
 		channels:   map[string]*channel{},
 		convs:      map[string]*Conversation{},
 		rejected:   map[string]string{},
+		clients:    map[string]string{},
 		garbled:    map[string]bool{},
 		conns:      map[*wsConn]struct{}{},
 		timers:     map[*time.Timer]struct{}{},
@@ -237,6 +244,9 @@ func New(cfg Config) *Emulator {
 	}
 	for q, m := range cfg.Queues {
 		e.queues[q] = append([]string(nil), m...)
+	}
+	for id, secret := range cfg.Clients {
+		e.clients[id] = secret
 	}
 	e.routes()
 	return e
@@ -600,6 +610,25 @@ func (e *Emulator) AgentToken(userID string) string {
 // ClientToken mints a client-credentials token, as POST /oauth/token would.
 func (e *Emulator) ClientToken() string {
 	return e.mint(e.cfg.ClientID, "", e.cfg.TokenLifetime).value
+}
+
+// AddClient adds a client-credentials OAuth client to the org (see
+// Config.Clients).
+func (e *Emulator) AddClient(id, secret string) {
+	e.mu.Lock()
+	e.clients[id] = secret
+	e.mu.Unlock()
+}
+
+// clientSecret returns the secret of client-credentials client id.
+func (e *Emulator) clientSecret(id string) (string, bool) {
+	if id == e.cfg.ClientID {
+		return e.cfg.ClientSecret, true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s, ok := e.clients[id]
+	return s, ok
 }
 
 // ExpireTokens expires every token issued so far: the next API call with

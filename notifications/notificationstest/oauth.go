@@ -45,11 +45,12 @@ func (e *Emulator) handleToken(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusUnauthorized, oauthError{"invalid_client", "client authentication required", "client authentication required"})
 			return
 		}
-		if id != e.cfg.ClientID || subtle.ConstantTimeCompare([]byte(secret), []byte(e.cfg.ClientSecret)) != 1 {
+		want, known := e.clientSecret(id)
+		if !known || subtle.ConstantTimeCompare([]byte(secret), []byte(want)) != 1 {
 			writeJSON(w, http.StatusUnauthorized, oauthError{"invalid_client", "client not found or bad secret", "client not found or bad secret"})
 			return
 		}
-		t := e.mint(e.cfg.ClientID, "", e.cfg.TokenLifetime)
+		t := e.mint(id, "", e.cfg.TokenLifetime)
 		writeJSON(w, http.StatusOK, tokenResponse{AccessToken: t.value, TokenType: "bearer", ExpiresIn: seconds(e.cfg.TokenLifetime)})
 	case "authorization_code":
 		code := r.PostForm.Get("code")
