@@ -323,6 +323,13 @@ func (c *Client) Lookup(ctx context.Context, key bridge.Key) ([]bridge.Record, e
 	}
 	for {
 		held, changed := f.holding()
+		// The gate holds every request of the client, also that of a
+		// flight still waiting for a request slot (the slots' holders
+		// wait at the gate).
+		until, gateChanged := c.gate.watch()
+		if until.After(held) {
+			held = until
+		}
 		if dl, ok := ctx.Deadline(); ok && dl.Before(held) {
 			// Dataverse's Retry-After holds the flight's request past
 			// this caller's deadline, so waiting could only end in it.
@@ -339,6 +346,7 @@ func (c *Client) Lookup(ctx context.Context, key bridge.Key) ([]bridge.Record, e
 		case <-ctx.Done():
 			return nil, fmt.Errorf("lookup %s: %w", key.Kind, ctx.Err())
 		case <-changed:
+		case <-gateChanged:
 		}
 	}
 }
@@ -388,6 +396,8 @@ func (c *Client) fly(f *flight, k string, kind bridge.KeyKind, value string, lis
 	switch {
 	case errors.Is(f.err, ErrCircuitOpen):
 		result = "circuit_open"
+	case errors.Is(f.err, ErrBusy):
+		result = "busy"
 	case f.err != nil:
 		result = "error"
 	case len(f.recs) == 0:
@@ -398,7 +408,7 @@ func (c *Client) fly(f *flight, k string, kind bridge.KeyKind, value string, lis
 	}
 	c.metrics.lookups.WithLabelValues(string(kind), result).Inc()
 	ev := c.log.Debug()
-	if f.err != nil && !errors.Is(f.err, ErrCircuitOpen) && c.ctx.Err() == nil {
+	if f.err != nil && !errors.Is(f.err, ErrCircuitOpen) && !errors.Is(f.err, ErrBusy) && c.ctx.Err() == nil {
 		ev = c.log.Warn().Err(f.err)
 	}
 	ev.Str("kind", string(kind)).Str("result", result).Int("records", len(f.recs)).
@@ -436,7 +446,11 @@ func (c *Client) remote(ctx context.Context, kind bridge.KeyKind, value string, 
 	} else {
 		recs, err = c.batch(ctx, list, values)
 	}
-	if c.ctx.Err() == nil {
+	if errors.Is(err, ErrBusy) {
+		// Never sent (it waited for a request slot until nobody waited
+		// for it): that says nothing of Dataverse.
+		c.breaker.abandon()
+	} else if c.ctx.Err() == nil {
 		// A refusal is Dataverse answering: it is up. Counted as a
 		// failure, a table the role cannot read (or a wrong entity set or
 		// column) would open the breaker after a few unknown callers and

@@ -92,6 +92,12 @@ type Config struct {
 	// bounds one lookup including retries and Retry-After waits (0 = 60s).
 	MaxAttempts   int
 	FlightTimeout time.Duration
+	// QueueTimeout bounds how long a request waits for one of the
+	// Concurrency slots (0 = 2s; the daemon gives SCREENPOP_POP_DEADLINE):
+	// a lookup still waiting then has no caller left to answer (its pops
+	// went out as search), so it ends with ErrBusy instead of holding its
+	// goroutine, and every later cache miss behind it, for FlightTimeout.
+	QueueTimeout time.Duration
 	// SequentialLookups sends the entity queries one at a time, in order,
 	// stopping at the first entity with a match, instead of one $batch.
 	SequentialLookups bool
@@ -293,6 +299,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.FlightTimeout <= 0 {
 		cfg.FlightTimeout = 60 * time.Second
+	}
+	if cfg.QueueTimeout <= 0 {
+		cfg.QueueTimeout = 2 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -13,6 +13,12 @@ var (
 	ErrCircuitOpen = errors.New("dataverse circuit breaker open")
 	// ErrClosed is returned once Close was called.
 	ErrClosed = errors.New("dataverse client closed")
+	// ErrBusy ends a lookup that waited QueueTimeout for one of the
+	// Concurrency request slots and never sent its request: more cache
+	// misses than Dataverse answers (a burst, a slow Dataverse). It is
+	// screenpop's own queue, not Dataverse failing: not cached, and not
+	// counted toward the circuit breaker.
+	ErrBusy = errors.New("dataverse requests all busy: lookup not sent")
 )
 
 // AuthError is a failed authentication or authorization: a token request

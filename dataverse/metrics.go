@@ -44,7 +44,7 @@ func newMetrics(reg prometheus.Registerer, c *Client) *metrics {
 		}, []string{"op"}),
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "screenpop_dataverse_lookups_total",
-			Help: "Lookups by identifier kind (phone, email) and result (hit, negative_hit, match, none, error, circuit_open, invalid).",
+			Help: "Lookups by identifier kind (phone, email) and result (hit, negative_hit, match, none, error, circuit_open, busy, invalid).",
 		}, []string{"kind", "result"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "screenpop_dataverse_retries_total",

@@ -31,6 +31,14 @@ type gate struct {
 
 func newGate() *gate { return &gate{changed: make(chan struct{})} }
 
+// watch returns the end of the Retry-After and a channel closed when the
+// gate changes.
+func (g *gate) watch() (until time.Time, changed <-chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.until, g.changed
+}
+
 func (g *gate) get() time.Time {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -129,6 +137,7 @@ type breaker struct {
 	state     int // breakerClosed, breakerOpen, breakerHalfOpen
 	fails     int
 	openUntil time.Time
+	probing   bool // half-open: the probe is out
 	threshold int
 	cooldown  time.Duration
 	onChange  func(state int)
@@ -157,15 +166,29 @@ func (b *breaker) allow(now time.Time) bool {
 			return false
 		}
 		b.setLocked(breakerHalfOpen)
+		b.probing = true
 		return true
-	default: // a probe is out
-		return false
+	default: // half-open
+		if b.probing {
+			return false
+		}
+		b.probing = true
+		return true
 	}
+}
+
+// abandon ends a lookup allow let through that sent nothing (ErrBusy): its
+// outcome is not recorded, and a half-open breaker lets the next one probe.
+func (b *breaker) abandon() {
+	b.mu.Lock()
+	b.probing = false
+	b.mu.Unlock()
 }
 
 func (b *breaker) record(ok bool, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.probing = false
 	if ok {
 		b.fails = 0
 		b.setLocked(breakerClosed)
@@ -228,6 +251,14 @@ func (c *Client) send(ctx context.Context, op, entity string, build func(ctx con
 		if err == nil {
 			return resp, body, nil
 		}
+		if errors.Is(err, ErrBusy) {
+			// Not sent: an earlier attempt's failure, if any, is the
+			// lookup's outcome.
+			if lastErr == nil {
+				lastErr = err
+			}
+			break
+		}
 		lastErr = err
 		var ae *AuthError
 		if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized && !refreshed {
@@ -253,10 +284,15 @@ func (c *Client) send(ctx context.Context, op, entity string, build func(ctx con
 }
 
 func (c *Client) attempt(ctx context.Context, op, entity string, build func(ctx context.Context) (*http.Request, error), check func(tok string, resp *http.Response, body []byte) error) (_ *http.Response, _ []byte, err error) {
+	queue := time.NewTimer(c.cfg.QueueTimeout)
 	select {
 	case c.sem <- struct{}{}:
+		queue.Stop()
 	case <-ctx.Done():
+		queue.Stop()
 		return nil, nil, ctx.Err()
+	case <-queue.C:
+		return nil, nil, ErrBusy
 	}
 	defer func() { <-c.sem }()
 	probe, err := c.gate.wait(ctx)

@@ -129,7 +129,9 @@ func (m *Main) Open(ctx context.Context) error {
 		ClientSecret: cfg.DataverseClientSecret, TokenURL: cfg.DataverseTokenURL, AppID: cfg.DataverseAppID,
 		Phone: cfg.LookupPhone, Email: cfg.LookupEmail, Entities: cfg.Entities, PhoneRegion: cfg.PhoneRegion,
 		CacheTTL: cfg.CacheTTL, NegativeCacheTTL: cfg.NegativeCacheTTL, Concurrency: cfg.DataverseConcurrency,
-		Registerer: m.Registry,
+		// A lookup not sent by the pop deadline has no pop left to make.
+		QueueTimeout: cfg.PopDeadline,
+		Registerer:   m.Registry,
 	}, m.Log)
 	if err != nil {
 		return err

@@ -1,0 +1,329 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/rs/zerolog"
+
+	"github.com/screenpop/screenpop/dataverse/dataversetest"
+	"github.com/screenpop/screenpop/internal/syncbuf"
+	"github.com/screenpop/screenpop/notifications/notificationstest"
+)
+
+// overloadDaemon runs a daemon against a Genesys emulator with n agents and
+// a Dataverse emulator, until the test ends.
+func overloadDaemon(t *testing.T, n int) (*Main, *notificationstest.Emulator, *dataversetest.Server, []string, *syncbuf.Buffer) {
+	t.Helper()
+	var agents []notificationstest.AgentSpec
+	var ids []string
+	for i := range n {
+		id := fmt.Sprintf("5e1f0a1c-0000-4000-8000-%012d", 100+i)
+		agents = append(agents, notificationstest.AgentSpec{ID: id, Name: fmt.Sprintf("Agent %d", i)})
+		ids = append(ids, id)
+	}
+	g := notificationstest.New(notificationstest.Config{Agents: agents})
+	if _, err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	dv := dataversetest.New(dataversetest.Config{KeepRequests: 100})
+	if err := dv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dv.Close() })
+
+	cfg, _, err := ParseConfig("demo", nil, env(testEnv(t)), Requirements{}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc, dc := g.Config(), dv.Config()
+	cfg.GenesysRegion, cfg.GenesysAPIURL = "", g.URL()
+	cfg.GenesysClientID, cfg.GenesysClientSecret = gc.ClientID, gc.ClientSecret
+	cfg.GenesysAgents = ids
+	cfg.DataverseURL, cfg.DataverseTokenURL = dv.URL(), dv.TokenURL()
+	cfg.DataverseTenantID, cfg.DataverseClientID, cfg.DataverseClientSecret = dc.TenantID, dc.ClientID, dc.ClientSecret
+	cfg.DataverseAppID = "00000000-0000-4000-8000-0000000000de"
+	cfg.Auth = "genesys"
+
+	logs := &syncbuf.Buffer{}
+	m := NewMain(cfg, zerolog.New(logs).Level(zerolog.InfoLevel))
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := m.Open(ctx); err != nil {
+		cancel()
+		m.Close()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("the daemon did not stop within 15s of its context ending")
+		}
+	})
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, `"level":"warn"`) || strings.Contains(l, `"level":"error"`) {
+				t.Log(l)
+			}
+		}
+	})
+	waitFor(t, 20*time.Second, "daemon ready", func() bool { return m.Ready() })
+	return m, g, dv, ids, logs
+}
+
+// popReader collects the pops of one agent socket.
+type popReader struct {
+	mu   sync.Mutex
+	pops map[string][]agentPop // by pop id
+	n    int
+}
+
+func readPops(t *testing.T, ws *websocket.Conn, r *popReader, wg *sync.WaitGroup) {
+	ws.SetReadDeadline(time.Time{}) // dialAgent's is for the ready frame
+	wg.Go(func() {
+		for {
+			var p agentPop
+			if err := ws.ReadJSON(&p); err != nil {
+				if !errors.Is(err, net.ErrClosed) && !websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) {
+					t.Errorf("agent socket: %v", err)
+				}
+				return
+			}
+			if p.Type != "pop" {
+				continue
+			}
+			_ = ws.WriteJSON(map[string]any{"type": "ack", "seq": p.Seq})
+			r.mu.Lock()
+			r.pops[p.ID] = append(r.pops[p.ID], p)
+			r.n++
+			r.mu.Unlock()
+		}
+	})
+}
+
+func (r *popReader) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
+}
+
+// A burst of alerting calls from distinct callers, far above what a slow
+// Dataverse (1 s a request, 8 at once) answers within the pop deadline,
+// across 40 agents with their browsers connected: every leg pops exactly
+// once (search when the lookup missed the deadline). Once the burst is
+// over the daemon is back by itself: the next caller Dataverse knows pops
+// its record (Dataverse answers it in 1 s, inside the 2 s deadline), and
+// the goroutines are back to what the agents' sockets hold
+// (operations.md 6: go_goroutines grows with connected agents, not with
+// traffic).
+func TestDaemon_BurstWithSlowDataverse(t *testing.T) {
+	const agents, perAgent = 100, 20
+	m, g, dv, ids, logs := overloadDaemon(t, agents)
+	known := dv.AddContact(dataversetest.Contact{FirstName: "Known", LastName: "Caller", Telephone1: "+13175559900"})
+
+	r := &popReader{pops: map[string][]agentPop{}}
+	var wg sync.WaitGroup
+	socks := make([]*websocket.Conn, len(ids))
+	for i, id := range ids {
+		socks[i] = dialAgent(t, m.AgentURL(), g.AgentToken(id))
+		readPops(t, socks[i], r, &wg)
+	}
+	t.Cleanup(func() {
+		for _, ws := range socks {
+			ws.Close()
+		}
+		wg.Wait()
+	})
+	dv.SetLatency(time.Second)
+
+	runtime.GC()
+	before := runtime.NumGoroutine()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	heapBefore := ms.HeapInuse
+
+	start := time.Now()
+	for c := range perAgent {
+		for i, id := range ids {
+			g.InboundCall(id, fmt.Sprintf("+1317556%04d", c*agents+i), notificationstest.Options{}).Alert()
+		}
+	}
+	t.Logf("%d calls alerted in %v", agents*perAgent, time.Since(start).Round(time.Millisecond))
+	waitFor(t, 25*time.Second, "a pop for every leg of the burst", func() bool { return r.count() >= agents*perAgent })
+	t.Logf("%d pops in %v", r.count(), time.Since(start).Round(time.Millisecond))
+
+	r.mu.Lock()
+	actions := map[string]int{}
+	for id, ps := range r.pops {
+		if len(ps) != 1 {
+			t.Errorf("pop %s delivered %d times", id, len(ps))
+		}
+		actions[ps[0].Target.Action]++
+	}
+	r.mu.Unlock()
+	if len(r.pops) != agents*perAgent {
+		t.Errorf("%d distinct pops for %d legs", len(r.pops), agents*perAgent)
+	}
+	if actions["search"] == 0 {
+		t.Errorf("pop actions %v: want search pops, the burst was to outrun Dataverse", actions)
+	}
+	t.Logf("pop actions %v", actions)
+	maxTotal, maxQueue := 0, 0
+	for _, l := range strings.Split(logs.String(), "\n") {
+		var pl struct {
+			Message string
+			TotalMS int `json:"total_ms"`
+			QueueMS int `json:"queue_ms"`
+		}
+		if json.Unmarshal([]byte(l), &pl) == nil && pl.Message == "pop" {
+			maxTotal, maxQueue = max(maxTotal, pl.TotalMS), max(maxQueue, pl.QueueMS)
+		}
+	}
+	t.Logf("slowest pop: total_ms %d, queue_ms %d", maxTotal, maxQueue)
+
+	// The burst is over. The next caller, a pop deadline later.
+	time.Sleep(2 * time.Second)
+	call := g.InboundCall(ids[0], "+13175559900", notificationstest.Options{})
+	call.Alert()
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(l, call.ID()) {
+					t.Log(l)
+				}
+			}
+		}
+	})
+	var got agentPop
+	waitFor(t, 10*time.Second, "the next caller's pop", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, ps := range r.pops {
+			if ps[0].ConversationID == call.ID() {
+				got = ps[0]
+				return true
+			}
+		}
+		return false
+	})
+	if got.Target.Action != "open" || got.Target.ID != known {
+		t.Errorf("the next caller after the burst popped %s, want open of contact %s: Dataverse answers in 1 s", got.Target.Action, known)
+	}
+
+	runtime.GC()
+	after := runtime.NumGoroutine()
+	runtime.ReadMemStats(&ms)
+	t.Logf("goroutines %d before the burst, %d %v after it began; heap in use %d KB before, %d KB after",
+		before, after, time.Since(start).Round(time.Second), heapBefore>>10, ms.HeapInuse>>10)
+	if after > before+50 {
+		t.Errorf("%d goroutines %v after the burst began, %d before it", after, time.Since(start).Round(time.Second), before)
+	}
+	if n := strings.Count(logs.String(), `"message":"pop"`); n != agents*perAgent+1 {
+		t.Errorf("%d pop lines, want %d", n, agents*perAgent+1)
+	}
+}
+
+// The same burst while Dataverse throttles (a 429 with Retry-After 4 s,
+// answers of 1 s after it): every leg pops once, no request goes out
+// before the Retry-After has passed, every lookup whose deadline falls
+// inside it gives up at once (dataverse.md 5: search, outcome
+// lookup_error, not a wait for the whole deadline), and once the wait is
+// over the next caller Dataverse knows pops its record.
+func TestDaemon_BurstWhileThrottled(t *testing.T) {
+	const agents, perAgent = 40, 10
+	m, g, dv, ids, logs := overloadDaemon(t, agents)
+	known := dv.AddContact(dataversetest.Contact{FirstName: "Known", LastName: "Caller", Telephone1: "+13175559901"})
+
+	r := &popReader{pops: map[string][]agentPop{}}
+	var wg sync.WaitGroup
+	socks := make([]*websocket.Conn, len(ids))
+	for i, id := range ids {
+		socks[i] = dialAgent(t, m.AgentURL(), g.AgentToken(id))
+		readPops(t, socks[i], r, &wg)
+	}
+	t.Cleanup(func() {
+		for _, ws := range socks {
+			ws.Close()
+		}
+		wg.Wait()
+	})
+	dv.SetLatency(time.Second)
+	dv.ThrottleNext(1, 4*time.Second)
+
+	runtime.GC()
+	before := runtime.NumGoroutine()
+	start := time.Now()
+	for c := range perAgent {
+		for i, id := range ids {
+			g.InboundCall(id, fmt.Sprintf("+1317557%04d", c*agents+i), notificationstest.Options{}).Alert()
+		}
+	}
+	waitFor(t, 25*time.Second, "a pop for every leg of the burst", func() bool { return r.count() >= agents*perAgent })
+	t.Logf("%d pops in %v", r.count(), time.Since(start).Round(time.Millisecond))
+	r.mu.Lock()
+	for id, ps := range r.pops {
+		if len(ps) != 1 {
+			t.Errorf("pop %s delivered %d times", id, len(ps))
+		}
+	}
+	r.mu.Unlock()
+	outcomes := map[string]int{}
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, `"message":"pop"`) {
+			_, o, _ := strings.Cut(l, `"outcome":"`)
+			o, _, _ = strings.Cut(o, `"`)
+			outcomes[o]++
+		}
+	}
+	t.Logf("outcomes %v", outcomes)
+	if outcomes["deadline"] > 0 {
+		t.Errorf("%d pops waited their whole deadline during a Retry-After that outlasted it (outcomes %v)", outcomes["deadline"], outcomes)
+	}
+	if v := dv.Violations(); len(v) != 0 {
+		t.Errorf("%d requests before the Retry-After had passed", len(v))
+	}
+
+	// The Retry-After is over (4 s), and a pop deadline more.
+	time.Sleep(time.Until(start.Add(6 * time.Second)))
+	call := g.InboundCall(ids[0], "+13175559901", notificationstest.Options{})
+	call.Alert()
+	var got agentPop
+	waitFor(t, 10*time.Second, "the next caller's pop", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, ps := range r.pops {
+			if ps[0].ConversationID == call.ID() {
+				got = ps[0]
+				return true
+			}
+		}
+		return false
+	})
+	if got.Target.Action != "open" || got.Target.ID != known {
+		t.Errorf("the next caller after the throttled burst popped %s, want open of contact %s", got.Target.Action, known)
+	}
+	runtime.GC()
+	if after := runtime.NumGoroutine(); after > before+50 {
+		t.Errorf("%d goroutines %v after the burst began, %d before it", after, time.Since(start).Round(time.Second), before)
+	}
+}
