@@ -64,6 +64,9 @@ type StatusReport struct {
 // Status gathers each component's state.
 func (m *Main) Status(ctx context.Context) StatusReport {
 	r := StatusReport{Version: version, Ready: m.Ready(), Uptime: time.Since(m.started).Round(time.Second).String(), Components: map[string]any{}}
+	if !m.opened.Load() {
+		return r // starting: the parts are still being built
+	}
 	if m.Bus != nil {
 		r.Components["nats"] = m.Bus.Status(ctx)
 	}

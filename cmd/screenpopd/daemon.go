@@ -49,8 +49,15 @@ type Main struct {
 	agentLn, adminLn net.Listener
 	snapshots        chan bridge.Snapshot
 	started          time.Time
+	opened           atomic.Bool // Open has built every part: the admin handlers may look at them
 	startupDone      atomic.Bool // readiness latch: everything came up once
 	stopping         atomic.Bool // Run has begun to stop the stages: not ready
+
+	// The admin server answers from Open on (/healthz ok, /readyz 503),
+	// so that probes are answered while the NATS store opens.
+	adminSrv  *http.Server
+	adminDone chan struct{} // closed when its Serve returned, with adminErr
+	adminErr  error
 }
 
 // NewMain returns a daemon for cfg; Open builds it.
@@ -112,6 +119,9 @@ func (m *Main) Open(ctx context.Context) error {
 		if m.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
 			return fmt.Errorf("SCREENPOP_ADMIN_LISTEN %s: %w (choose a free address or off)", cfg.AdminListen, err)
 		}
+		// Served at once: opening a large NATS store takes seconds, and
+		// a liveness probe must not time out meanwhile.
+		m.startAdmin()
 	}
 
 	m.Bus, err = bus.Start(ctx, bus.Config{
@@ -188,7 +198,11 @@ func (m *Main) Open(ctx context.Context) error {
 		ReplayWindow: cfg.ReplayWindow, FreshWindow: cfg.FreshWindow, DemoAgents: m.DemoAgents,
 		Registerer: m.Registry,
 	}, m.Bus, auth, m.Log)
-	return err
+	if err != nil {
+		return err
+	}
+	m.opened.Store(true)
+	return nil
 }
 
 // Run runs every component until ctx is cancelled or one of them fails,
@@ -349,7 +363,7 @@ func (m *Main) watchReady(ctx context.Context, log zerolog.Logger) error {
 // first Dataverse token obtained) and then for as long as NATS is
 // connected, until the daemon begins to stop.
 func (m *Main) Ready() bool {
-	if m.stopping.Load() || m.Bus == nil || !m.Bus.Connected() {
+	if !m.opened.Load() || m.stopping.Load() || m.Bus == nil || !m.Bus.Connected() {
 		return false
 	}
 	if m.startupDone.Load() {
@@ -382,6 +396,7 @@ func (m *Main) AdminAddr() string {
 // Close releases what Open built. Run calls it; call it yourself only
 // after a failed Open.
 func (m *Main) Close() {
+	m.stopAdmin(0)
 	if m.agentLn != nil {
 		m.agentLn.Close()
 	}
@@ -460,25 +475,49 @@ func readPIIKey(path string) ([]byte, error) {
 	return key, nil
 }
 
-// adminHandler serves /metrics, /healthz, /readyz, /status and pprof.
-func (m *Main) serveAdmin(ctx context.Context) error {
+// startAdmin serves the admin listener (/metrics, /healthz, /readyz,
+// /status and pprof) in the background, from Open on.
+func (m *Main) startAdmin() {
 	// Bounded in time like the agent listener: a request not read in
 	// ReadTimeout, an answer (/metrics, /status) not taken in WriteTimeout
-	// (room for a pprof profile or trace of up to 10 minutes; a longer one is refused with
-	// that reason) and a keep-alive connection idle for IdleTimeout are
-	// closed, not held for good.
-	srv := &http.Server{Handler: m.adminHandler(), ReadHeaderTimeout: 5 * time.Second,
+	// (pprof extends it by a profile's or trace's duration) and a
+	// keep-alive connection idle for IdleTimeout are closed, not held for
+	// good.
+	m.adminSrv = &http.Server{Handler: m.adminHandler(), ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(m.adminLn) }()
+	m.adminDone = make(chan struct{})
+	srv, ln := m.adminSrv, m.adminLn
+	go func() {
+		m.adminErr = srv.Serve(ln)
+		close(m.adminDone)
+	}()
+}
+
+// stopAdmin stops the admin server, letting requests in flight finish
+// for up to grace, and waits for its Serve to return. Close calls it with
+// no grace, also while Run's stage is in its grace (a stop cut short):
+// the server's Shutdown and Close may run at once.
+func (m *Main) stopAdmin(grace time.Duration) {
+	if m.adminSrv == nil {
+		return
+	}
+	if grace > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		m.adminSrv.Shutdown(ctx)
+		cancel()
+	}
+	m.adminSrv.Close()
+	<-m.adminDone
+}
+
+// serveAdmin is the admin listener's stage of Run: it stops the server
+// started by Open when ctx ends.
+func (m *Main) serveAdmin(ctx context.Context) error {
 	select {
-	case err := <-errc:
-		return fmt.Errorf("admin listener: %w", err)
+	case <-m.adminDone:
+		return fmt.Errorf("admin listener: %w", m.adminErr)
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-		<-errc
+		m.stopAdmin(2 * time.Second)
 		return nil
 	}
 }
