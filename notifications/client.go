@@ -165,17 +165,23 @@ type Client struct {
 	tokWait   chan struct{} // closed and replaced when a new token is stored
 	refreshCh chan struct{} // ask the auth loop for a new token now
 
-	mu          sync.Mutex
-	shards      []*shard
-	agentShard  map[string]*shard
-	static      map[string]bool
-	queueAgents map[string]map[string]bool // queue -> members
-	queuesDone  bool
-	queueFrom   int                  // the queue a refresh refused with 429 stopped at; the agent loop's own
-	rejected    map[string]rejection // topic -> rejection
-	unwatched   int                  // agents wanted that no channel has room for
-	evictedLog  time.Time            // when an eviction was last logged (once a minute)
-	evictedHeld int                  // evictions not logged since
+	mu           sync.Mutex
+	shards       []*shard
+	agentShard   map[string]*shard
+	static       map[string]bool
+	queueAgents  map[string]map[string]bool // queue -> members
+	queuesDone   bool
+	queueMissing map[string]bool // queues answered 404 (logged once)
+	// lingering are agents no longer wanted (they left their queues) kept
+	// watched while a call rings for them: its answer is still to come.
+	lingering   map[string]bool
+	applyCh     chan struct{} // a lingering agent's call stopped ringing: apply again
+	ringMu      sync.Mutex
+	ringing     map[string]map[string]time.Time // agent -> conversation ringing for them -> when last seen so (with queues only)
+	rejected    map[string]rejection            // topic -> rejection
+	unwatched   int                             // agents wanted that no channel has room for
+	evictedLog  time.Time                       // when an eviction was last logged (once a minute)
+	evictedHeld int                             // evictions not logged since
 	loginErr    string
 	badCreds    bool
 	seen        *seenSet // (conversation, agent) -> last snapshot; has its own lock
@@ -229,17 +235,21 @@ func New(cfg Config, log zerolog.Logger, out chan<- bridge.Snapshot) (*Client, e
 	}
 	c := &Client{
 		cfg: cfg, log: log.With().Str("component", "notifications").Logger(), out: out, hosts: hosts,
-		m:           newMetrics(cfg.Registerer),
-		tokWait:     make(chan struct{}),
-		refreshCh:   make(chan struct{}, 1),
-		agentShard:  map[string]*shard{},
-		static:      map[string]bool{},
-		queueAgents: map[string]map[string]bool{},
-		rejected:    map[string]rejection{},
-		seen:        newSeenSet(seenHorizon, time.Now()),
-		gapCh:       make(chan struct{}, 1),
-		getLimit:    rate.NewLimiter(rate.Limit(cfg.ReconcileRate), cfg.ReconcileBurst),
-		apiLimit:    rate.NewLimiter(rate.Limit(cfg.APIRate), cfg.APIBurst),
+		m:            newMetrics(cfg.Registerer),
+		tokWait:      make(chan struct{}),
+		refreshCh:    make(chan struct{}, 1),
+		agentShard:   map[string]*shard{},
+		static:       map[string]bool{},
+		queueAgents:  map[string]map[string]bool{},
+		queueMissing: map[string]bool{},
+		lingering:    map[string]bool{},
+		ringing:      map[string]map[string]time.Time{},
+		applyCh:      make(chan struct{}, 1),
+		rejected:     map[string]rejection{},
+		seen:         newSeenSet(seenHorizon, time.Now()),
+		gapCh:        make(chan struct{}, 1),
+		getLimit:     rate.NewLimiter(rate.Limit(cfg.ReconcileRate), cfg.ReconcileBurst),
+		apiLimit:     rate.NewLimiter(rate.Limit(cfg.APIRate), cfg.APIBurst),
 	}
 	c.doer = &sdkHTTP{hc: &http.Client{Timeout: cfg.HTTPTimeout, Transport: &http.Transport{
 		Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second,
@@ -520,7 +530,9 @@ func (c *Client) call(ctx context.Context, op string, fn func() (*platformclient
 // ---- agents ----
 
 // agentLoop reads queue membership (now and every QueueRefresh) and keeps
-// the shards' topic lists in line with the watched agents.
+// the shards' topic lists in line with the watched agents. A queue whose
+// members could not be read is read again at the error backoff (or after
+// a 429's Retry-After), alone: the others wait for the next refresh.
 func (c *Client) agentLoop(ctx context.Context) error {
 	c.apply()
 	if len(c.cfg.Queues) == 0 {
@@ -531,12 +543,22 @@ func (c *Client) agentLoop(ctx context.Context) error {
 		return ctx.Err()
 	}
 	backoff := c.cfg.BackoffMin
+	var nextFull time.Time // when every queue is read again
+	var retry []string     // queues left unread by the last pass
 	for {
-		err := c.refreshQueues(ctx)
+		queues, full := retry, !time.Now().Before(nextFull)
+		if full {
+			queues = c.cfg.Queues
+		}
+		left, err := c.refreshQueues(ctx, queues)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		wait := jitter(c.cfg.QueueRefresh)
+		if full {
+			nextFull = time.Now().Add(jitter(c.cfg.QueueRefresh))
+		}
+		retry = left
+		wait := time.Until(nextFull)
 		if err != nil {
 			wait = retryWait(err, backoff)
 			c.log.Warn().Err(err).Dur("backoff", wait).Msg("genesys queue members not read, retrying")
@@ -544,34 +566,73 @@ func (c *Client) agentLoop(ctx context.Context) error {
 		} else {
 			backoff = c.cfg.BackoffMin
 		}
-		if !sleep(ctx, wait) {
+		if !c.sleepApplying(ctx, wait) {
 			return ctx.Err()
 		}
 	}
 }
 
-func (c *Client) refreshQueues(ctx context.Context) error {
+// sleepApplying sleeps for d, applying the agent list whenever an agent
+// kept for a ringing call (lingering) may go.
+func (c *Client) sleepApplying(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case <-c.applyCh:
+			c.apply()
+		}
+	}
+}
+
+// refreshQueues reads the members of queues and applies them. It returns
+// the queues left unread (refused, or not reached after a 429) and the
+// error to wait on: a 429's, for its Retry-After, else the first.
+func (c *Client) refreshQueues(ctx context.Context, queues []string) ([]string, error) {
 	var firstErr error
-	from := c.queueFrom
-	c.queueFrom = 0
-	for i := from; i < len(c.cfg.Queues); i++ {
-		q := c.cfg.Queues[i]
+	var left []string
+	for i, q := range queues {
 		members, err := c.queueMembers(ctx, q)
-		if err != nil {
-			if firstErr == nil {
-				firstErr = err
+		if status(err) == http.StatusNotFound {
+			// Deleted (or never there): a queue without members, as it
+			// is after a restart. Its members stop being watched unless
+			// another queue or the agent list names them.
+			c.mu.Lock()
+			first := !c.queueMissing[q]
+			c.queueMissing[q] = true
+			c.mu.Unlock()
+			if first {
+				c.log.Warn().Str("queue_id", q).Err(err).Msg("genesys queue not found: its members are not watched; remove it from GENESYS_QUEUES if it was deleted")
 			}
+			members, err = map[string]bool{}, nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			left = append(left, q)
 			if status(err) == http.StatusTooManyRequests {
 				// The client's token is throttled: every other queue
 				// would be refused too, and each refusal counts. Go on
 				// from this queue after the Retry-After.
-				c.queueFrom = i
+				left = append(left, queues[i+1:]...)
+				firstErr = err
 				break
+			}
+			if firstErr == nil {
+				firstErr = err
 			}
 			continue
 		}
 		c.mu.Lock()
 		c.queueAgents[q] = members
+		if len(members) > 0 {
+			delete(c.queueMissing, q)
+		}
 		c.mu.Unlock()
 	}
 	c.mu.Lock()
@@ -584,7 +645,7 @@ func (c *Client) refreshQueues(ctx context.Context) error {
 	c.queuesDone = c.queuesDone || done
 	c.mu.Unlock()
 	c.apply()
-	return firstErr
+	return left, firstErr
 }
 
 func (c *Client) queueMembers(ctx context.Context, queue string) (map[string]bool, error) {
@@ -644,6 +705,12 @@ func (c *Client) queuePage(queue string, page int) ([]string, bool, *platformcli
 		return nil, false, resp, err
 	}
 	ents := gjson.GetBytes(resp.RawBody, "entities")
+	if !gjson.ValidBytes(resp.RawBody) || !ents.IsArray() {
+		// A body cut short (framed as whole, so the read had no error)
+		// still yields the members before the cut, and without the
+		// nextUri after them it would pass for the last page.
+		return nil, false, nil, fmt.Errorf("an answer of %d bytes that is not a whole page of members", len(resp.RawBody))
+	}
 	var ids []string
 	n := 0
 	ents.ForEach(func(_, m gjson.Result) bool {
@@ -691,8 +758,22 @@ func (c *Client) apply() {
 		wantSet[a] = true
 	}
 	touched := map[*shard]bool{}
+	now := time.Now()
+	c.sweepRinging(now)
+	for a := range c.lingering {
+		if wantSet[a] || c.agentShard[a] == nil {
+			delete(c.lingering, a)
+		}
+	}
 	for a, sh := range c.agentShard {
 		if !wantSet[a] {
+			if c.ringingFor(a, now) {
+				// A call rings for them: its answer (the pop with
+				// SCREENPOP_POP_ON=connected) is still to come.
+				c.lingering[a] = true
+				continue
+			}
+			delete(c.lingering, a)
 			sh.remove(a)
 			delete(c.agentShard, a)
 			// A rejection is news about a watched agent only: kept, it
@@ -770,14 +851,103 @@ func (c *Client) markSeen(body, agent string, at time.Time) {
 	if conv == "" {
 		return
 	}
-	c.seen.mark(conv, agent, at, agentConnected(body, agent))
+	queues := len(c.cfg.Queues) > 0 // only queue members leave: the others need no ringing
+	connected, ringing := agentLegs(body, agent, queues)
+	c.seen.mark(conv, agent, at, connected)
+	if queues {
+		c.noteRinging(conv, agent, at, ringing)
+	}
+}
+
+// lingerMax is how long after a call was last seen ringing for an agent
+// who left the watched queues the agent is still kept for it: longer than
+// a call rings, so that an end lost in a gap does not keep them for good.
+const lingerMax = 10 * time.Minute
+
+// noteRinging records whether conv rings for agent, and lets a lingering
+// agent go once nothing rings for them any more.
+func (c *Client) noteRinging(conv, agent string, at time.Time, ringing bool) {
+	c.ringMu.Lock()
+	m := c.ringing[agent]
+	if ringing {
+		if m == nil {
+			m = map[string]time.Time{}
+			c.ringing[agent] = m
+		}
+		m[conv] = at
+		c.ringMu.Unlock()
+		return
+	}
+	if _, ok := m[conv]; !ok {
+		c.ringMu.Unlock()
+		return
+	}
+	delete(m, conv)
+	empty := len(m) == 0
+	if empty {
+		delete(c.ringing, agent)
+	}
+	c.ringMu.Unlock()
+	if !empty {
+		return
+	}
+	c.mu.Lock()
+	lingering := c.lingering[agent]
+	c.mu.Unlock()
+	if lingering {
+		select {
+		case c.applyCh <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// ringingFor reports whether a call was seen ringing for agent within
+// lingerMax, forgetting older ones.
+func (c *Client) ringingFor(agent string, now time.Time) bool {
+	c.ringMu.Lock()
+	defer c.ringMu.Unlock()
+	m := c.ringing[agent]
+	for conv, at := range m {
+		if now.Sub(at) < lingerMax {
+			return true
+		}
+		delete(m, conv)
+	}
+	delete(c.ringing, agent)
+	return false
+}
+
+// sweepRinging forgets the calls seen ringing longer than lingerMax ago:
+// their end was lost (a gap), or came after the agent's topic went.
+func (c *Client) sweepRinging(now time.Time) {
+	c.ringMu.Lock()
+	defer c.ringMu.Unlock()
+	for a, m := range c.ringing {
+		for conv, at := range m {
+			if now.Sub(at) >= lingerMax {
+				delete(m, conv)
+			}
+		}
+		if len(m) == 0 {
+			delete(c.ringing, a)
+		}
+	}
 }
 
 // agentConnected reports whether agent has a connected leg (a call, chat,
 // message, email, callback, ... whose state is connected) in the
 // conversation snapshot body.
 func agentConnected(body, agent string) bool {
-	connected := false
+	connected, _ := agentLegs(body, agent, false)
+	return connected
+}
+
+// agentLegs reports whether agent has a connected leg in the conversation
+// snapshot body and, with ring, whether it has one not answered yet
+// (alerting, or the agent's own outbound call dialing): one pass.
+func agentLegs(body, agent string, ring bool) (connected, ringing bool) {
+	done := func() bool { return connected && (ringing || !ring) }
 	gjson.Get(body, "participants").ForEach(func(_, p gjson.Result) bool {
 		if p.Get("userId").Str != agent {
 			return true
@@ -785,15 +955,20 @@ func agentConnected(body, agent string) bool {
 		p.ForEach(func(_, media gjson.Result) bool {
 			if media.IsArray() {
 				media.ForEach(func(_, m gjson.Result) bool {
-					connected = m.Get("state").Str == "connected"
-					return !connected
+					switch m.Get("state").Str {
+					case "connected":
+						connected = true
+					case "alerting", "offering", "dialing", "contacting":
+						ringing = ringing || ring
+					}
+					return !done()
 				})
 			}
-			return !connected
+			return !done()
 		})
-		return !connected
+		return !done()
 	})
-	return connected
+	return connected, ringing
 }
 
 // gap asks for a reconciliation of sh's agents: sh's socket (re)connected

@@ -345,9 +345,17 @@ func (sh *shard) run(ctx context.Context) {
 			}
 			if sh.size() == 0 {
 				// No agents left: close the socket and forget it, so that
-				// agents added later get a socket again (and a gap).
+				// agents added later get a socket again (and a gap). The
+				// channel still holds the topics of the agents who left,
+				// which a socket dialled to it again would deliver until
+				// the next PUT: keep it as pending, so that it is
+				// subscribed to the new list before its socket is dialled.
 				sh.drop(s)
 				s.close()
+				sh.mu.Lock()
+				sh.pending = pendingChannel{id: sh.chID, uri: sh.connectURI, expires: sh.expires, tokGen: sh.tokGen}
+				sh.chID, sh.connectURI, sh.lastPut, sh.subscribed = "", "", "", 0
+				sh.mu.Unlock()
 				continue
 			}
 			if err := sh.subscribe(ctx, s.chID); err != nil {
@@ -544,7 +552,7 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 		sh.setPending(p)
 	} else {
 		reused = true
-		log.Info().Str("channel_id", channelRef(p.id)).Msg("genesys channel of a failed attempt reused")
+		log.Info().Str("channel_id", channelRef(p.id)).Msg("genesys channel reused (of a failed attempt, or of a shard that emptied)")
 		// Its subscription is put again, even unchanged: that is what
 		// tells a channel gone since (404) from a path that refuses.
 		sh.mu.Lock()

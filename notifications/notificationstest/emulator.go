@@ -200,6 +200,7 @@ type Emulator struct {
 	convOrder     []string
 	faults        []*fault
 	garbled       map[string]bool // conversation ids whose GET answers 200 with a cut body
+	garbledQueues map[string]bool // queue ids whose member pages answer 200 with a cut body
 	requests      []Request
 	rejected      map[string]string // user id -> rejection code
 	clients       map[string]string // further client-credentials clients: id -> secret
@@ -222,22 +223,23 @@ type Emulator struct {
 func New(cfg Config) *Emulator {
 	cfg.defaults()
 	e := &Emulator{
-		cfg:        cfg,
-		mux:        http.NewServeMux(),
-		agents:     map[string]AgentSpec{},
-		queues:     map[string][]string{},
-		unjoined:   map[string]map[string]bool{},
-		tokens:     map[string]*token{},
-		codes:      map[string]*authCode{},
-		channels:   map[string]*channel{},
-		convs:      map[string]*Conversation{},
-		rejected:   map[string]string{},
-		clients:    map[string]string{},
-		garbled:    map[string]bool{},
-		conns:      map[*wsConn]struct{}{},
-		timers:     map[*time.Timer]struct{}{},
-		subscribed: make(chan struct{}),
-		connected:  make(chan struct{}),
+		cfg:           cfg,
+		mux:           http.NewServeMux(),
+		agents:        map[string]AgentSpec{},
+		queues:        map[string][]string{},
+		unjoined:      map[string]map[string]bool{},
+		tokens:        map[string]*token{},
+		codes:         map[string]*authCode{},
+		channels:      map[string]*channel{},
+		convs:         map[string]*Conversation{},
+		rejected:      map[string]string{},
+		clients:       map[string]string{},
+		garbled:       map[string]bool{},
+		garbledQueues: map[string]bool{},
+		conns:         map[*wsConn]struct{}{},
+		timers:        map[*time.Timer]struct{}{},
+		subscribed:    make(chan struct{}),
+		connected:     make(chan struct{}),
 	}
 	for _, a := range cfg.Agents {
 		e.agents[a.ID] = a

@@ -16,6 +16,29 @@ func (e *Emulator) SetQueueMembers(queueID string, userIDs []string) {
 	e.mu.Unlock()
 }
 
+// DeleteQueue removes a queue: GET …/routing/queues/{id}/members answers
+// 404 not.found from now on, as the API does for a deleted queue.
+// SetQueueMembers creates it again.
+func (e *Emulator) DeleteQueue(queueID string) {
+	e.mu.Lock()
+	delete(e.queues, queueID)
+	delete(e.unjoined, queueID)
+	e.mu.Unlock()
+}
+
+// GarbleQueueMembers makes every page of a queue's members answer 200
+// with its body cut in half (as a proxy that truncates a response, framed
+// as complete), until called again with on=false.
+func (e *Emulator) GarbleQueueMembers(queueID string, on bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if on {
+		e.garbledQueues[queueID] = true
+	} else {
+		delete(e.garbledQueues, queueID)
+	}
+}
+
 // AddAgent adds a user to the directory (for users/me and the login page).
 func (e *Emulator) AddAgent(a AgentSpec) {
 	e.mu.Lock()
@@ -76,6 +99,7 @@ func (e *Emulator) handleQueueMembers(w http.ResponseWriter, r *http.Request, t 
 			"ringNumber": 1, "joined": !e.unjoined[r.PathValue("id")][id], "memberBy": "user", "selfUri": "/api/v2/users/" + id})
 	}
 	total := len(members)
+	garbled := e.garbledQueues[r.PathValue("id")]
 	e.mu.Unlock()
 	if !ok {
 		writeError(w, http.StatusNotFound, "not.found", "The requested queue could not be found.", nil)
@@ -88,6 +112,11 @@ func (e *Emulator) handleQueueMembers(w http.ResponseWriter, r *http.Request, t 
 	}
 	if page > 1 {
 		res["previousUri"] = self + strconv.Itoa(page-1)
+	}
+	if garbled {
+		b, _ := json.Marshal(res) // entities first, the page links after them
+		writeRaw(w, http.StatusOK, b[:len(b)/2])
+		return
 	}
 	writeJSON(w, http.StatusOK, res)
 }
