@@ -163,7 +163,7 @@ type Client struct {
 	tok       atomic.Pointer[tokenState]
 	tokMu     sync.Mutex
 	tokWait   chan struct{} // closed and replaced when a new token is stored
-	refreshCh chan struct{} // ask the auth loop for a new token now
+	refreshCh chan string   // ask the auth loop for a new token now: the token refused
 
 	mu           sync.Mutex
 	shards       []*shard
@@ -237,7 +237,7 @@ func New(cfg Config, log zerolog.Logger, out chan<- bridge.Snapshot) (*Client, e
 		cfg: cfg, log: log.With().Str("component", "notifications").Logger(), out: out, hosts: hosts,
 		m:            newMetrics(cfg.Registerer),
 		tokWait:      make(chan struct{}),
-		refreshCh:    make(chan struct{}, 1),
+		refreshCh:    make(chan string, 1),
 		agentShard:   map[string]*shard{},
 		static:       map[string]bool{},
 		queueAgents:  map[string]map[string]bool{},
@@ -320,14 +320,24 @@ func (c *Client) awaitToken(ctx context.Context) (*tokenState, error) {
 }
 
 // invalidate reports that value got a 401: the auth loop fetches a new
-// token at once (unless value is already replaced).
+// token at once (unless value is already replaced). Every request in
+// flight with a refused token is refused: their reports name the token,
+// so that those arriving while the new one is fetched do not fetch
+// another (and hand every channel over again).
 func (c *Client) invalidate(value string) {
 	if t := c.tok.Load(); t == nil || t.value != value {
 		return
 	}
 	select {
-	case c.refreshCh <- struct{}{}:
+	case c.refreshCh <- value:
 	default:
+	}
+}
+
+// invalidateGen invalidates the current token if it is of generation gen.
+func (c *Client) invalidateGen(gen int) {
+	if t := c.tok.Load(); t != nil && t.gen == gen {
+		c.invalidate(t.value)
 	}
 }
 
@@ -387,6 +397,10 @@ func (c *Client) authLoop(ctx context.Context) error {
 		close(c.tokWait)
 		c.tokWait = make(chan struct{})
 		c.tokMu.Unlock()
+		select { // a refusal of the replaced token, reported while logging in
+		case <-c.refreshCh:
+		default:
+		}
 		c.m.tokenRefreshes.Inc()
 		c.mu.Lock()
 		recovered := c.loginErr != ""
@@ -398,19 +412,49 @@ func (c *Client) authLoop(ctx context.Context) error {
 			c.log.Debug().Dur("lifetime", life).Msg("genesys token obtained")
 		}
 		failures, backoff = 0, c.cfg.BackoffMin
+		// The organization is asked again after a refusal (429, 5xx, a
+		// timeout) with backoff, not a token lifetime later: push lets in
+		// tokens of any organization while it is unknown.
+		var orgRetry *time.Timer
+		var orgC <-chan time.Time
+		orgBackoff := c.cfg.BackoffMin
 		if c.OrgID() == "" {
-			c.learnOrg(ctx)
+			if err := c.learnOrg(ctx); err != nil && ctx.Err() == nil {
+				orgRetry = time.NewTimer(retryWait(err, orgBackoff))
+				orgC = orgRetry.C
+			}
 		}
 		margin := min(c.cfg.TokenRefreshMargin, life/2)
 		timer := time.NewTimer(time.Until(t.expires.Add(-margin)))
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return ctx.Err()
-		case <-timer.C:
-		case <-c.refreshCh:
-			timer.Stop()
-			c.log.Info().Msg("genesys token refused, logging in again")
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				if orgRetry != nil {
+					orgRetry.Stop()
+				}
+				return ctx.Err()
+			case <-orgC:
+				if err := c.learnOrg(ctx); err != nil && ctx.Err() == nil {
+					orgBackoff = min(orgBackoff*2, c.cfg.BackoffMax)
+					orgRetry.Reset(retryWait(err, orgBackoff))
+				} else {
+					orgC = nil
+				}
+			case <-timer.C:
+				break wait
+			case v := <-c.refreshCh:
+				if v != t.value {
+					continue // a refusal of a token replaced already
+				}
+				timer.Stop()
+				c.log.Info().Msg("genesys token refused, logging in again")
+				break wait
+			}
+		}
+		if orgRetry != nil {
+			orgRetry.Stop()
 		}
 	}
 }
@@ -447,9 +491,9 @@ func sanitize(s string) string {
 // call runs one SDK call with a token, refreshing once on 401 (except
 // with Probe's token, which no auth loop refreshes).
 // learnOrg reads the organization of the client's token (tokens/me), so
-// that agent tokens of other organizations can be refused. A failure is
-// retried at the next login.
-func (c *Client) learnOrg(ctx context.Context) {
+// that agent tokens of other organizations can be refused. The auth loop
+// retries a failure.
+func (c *Client) learnOrg(ctx context.Context) error {
 	var ti *platformclientv2.Tokeninfo
 	tokens := platformclientv2.NewTokensApiWithConfig(c.api)
 	err := c.call(ctx, "tokens/me", func() (*platformclientv2.APIResponse, error) {
@@ -458,13 +502,17 @@ func (c *Client) learnOrg(ctx context.Context) {
 		ti, resp, err = tokens.GetTokensMe(true) // preserveIdleTTL
 		return resp, err
 	})
-	if err != nil || ti == nil || ti.Organization == nil || ti.Organization.Id == nil || *ti.Organization.Id == "" {
-		c.log.Debug().Err(err).Msg("genesys organization not learned; retrying at the next login")
-		return
+	if err == nil && (ti == nil || ti.Organization == nil || ti.Organization.Id == nil || *ti.Organization.Id == "") {
+		err = errors.New("tokens/me: answer without an organization")
+	}
+	if err != nil {
+		c.log.Debug().Err(err).Msg("genesys organization not learned; retrying")
+		return err
 	}
 	org := *ti.Organization.Id
 	c.org.Store(&org)
 	c.log.Info().Str("org_id", org).Msg("genesys organization learned")
+	return nil
 }
 
 // OrgID is the organization of the client's token, "" until the first

@@ -960,7 +960,12 @@ func (s *session) dispatch(ctx context.Context, b []byte, now time.Time) {
 		// with it.
 		c.m.events.WithLabelValues("system").Inc()
 		c.log.Warn().Str("channel_id", channelRef(s.chID)).Msg("genesys token revoked, logging in again")
-		c.invalidate(c.token())
+		// The token that made this channel, not one fetched since (the
+		// other channels' token_revoked, or a 401, may have replaced it).
+		s.sh.mu.Lock()
+		gen := s.sh.tokGen
+		s.sh.mu.Unlock()
+		c.invalidateGen(gen)
 		s.report(evNoLongerSubscribed, nil)
 	case strings.HasPrefix(name, "v2.system."):
 		c.m.events.WithLabelValues("system").Inc()

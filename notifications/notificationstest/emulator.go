@@ -19,7 +19,7 @@
 //
 // Deliberate gaps: no divisions or permissions beyond RejectTopicsFor, no
 // websocket subscribe for combined topics, no rate limiting except what is
-// injected. Behaviours taken from unverified sources are switches in Config
+// injected (FailNext) or configured (Config.RateLimit). Behaviours taken from unverified sources are switches in Config
 // (see docs/assumptions.md).
 //
 // Concurrency: all methods are safe for concurrent use.
@@ -114,6 +114,19 @@ type Config struct {
 	// SendQueue is the per-socket outbound frame queue; a socket whose
 	// queue overflows is dropped (like a slow consumer). Default 4096.
 	SendQueue int
+
+	// RateLimit, when set, enforces Genesys' request limit on the API
+	// (/api/v2/...): at most RateLimit requests answered per RateWindow
+	// (default 1 minute; tests compress it) per OAuth client and user
+	// (300 a minute for a client-credentials client, C-RL), counted over
+	// a sliding window. Past it a request is answered 429 with the
+	// ErrorBody code too.many.requests.retry.after and a Retry-After of
+	// the whole seconds until the window has room again; refused
+	// requests do not count. RateLimitNoRetryAfter leaves the header out
+	// (code too.many.requests), as some 429s are reported to come.
+	RateLimit             int
+	RateWindow            time.Duration
+	RateLimitNoRetryAfter bool
 }
 
 func (c *Config) defaults() {
@@ -152,6 +165,9 @@ func (c *Config) defaults() {
 	}
 	if c.SendQueue <= 0 {
 		c.SendQueue = 4096
+	}
+	if c.RateWindow <= 0 {
+		c.RateWindow = time.Minute
 	}
 }
 
@@ -199,12 +215,15 @@ type Emulator struct {
 	convs         map[string]*Conversation
 	convOrder     []string
 	faults        []*fault
-	garbled       map[string]bool // conversation ids whose GET answers 200 with a cut body
-	garbledQueues map[string]bool // queue ids whose member pages answer 200 with a cut body
+	garbled       map[string]bool        // conversation ids whose GET answers 200 with a cut body
+	garbledQueues map[string]bool        // queue ids whose member pages answer 200 with a cut body
+	rateLog       map[string][]time.Time // RateLimit: client+user -> answered requests in the window
+	rateLimitedN  int
 	requests      []Request
 	rejected      map[string]string // user id -> rejection code
 	clients       map[string]string // further client-credentials clients: id -> secret
 	loginDown     bool
+	loginDelay    time.Duration
 	frame         FrameFaults
 	blackhole     bool
 	heartbeatsOff bool
@@ -236,6 +255,7 @@ func New(cfg Config) *Emulator {
 		clients:       map[string]string{},
 		garbled:       map[string]bool{},
 		garbledQueues: map[string]bool{},
+		rateLog:       map[string][]time.Time{},
 		conns:         map[*wsConn]struct{}{},
 		timers:        map[*time.Timer]struct{}{},
 		subscribed:    make(chan struct{}),
@@ -486,6 +506,14 @@ func (e *Emulator) GarbleConversation(id string, on bool) {
 	}
 }
 
+// SetLoginDelay makes /oauth/token take d before it answers, as a login
+// over the Internet takes a few hundred milliseconds.
+func (e *Emulator) SetLoginDelay(d time.Duration) {
+	e.mu.Lock()
+	e.loginDelay = d
+	e.mu.Unlock()
+}
+
 // SetLoginDown makes /oauth/token answer 503 (true) or work again (false).
 func (e *Emulator) SetLoginDown(down bool) {
 	e.mu.Lock()
@@ -529,7 +557,10 @@ func (e *Emulator) fail(w http.ResponseWriter, r *http.Request) bool {
 		code := "internal.server.error"
 		switch f.status {
 		case http.StatusTooManyRequests:
-			code = "too.many.requests.retry.after"
+			code = "too.many.requests" // the code of a 429 without Retry-After
+			if f.retryAfter > 0 {
+				code = "too.many.requests.retry.after"
+			}
 		case http.StatusUnauthorized:
 			code = "bad.credentials"
 		case http.StatusNotFound:
@@ -681,8 +712,50 @@ func (e *Emulator) authed(h func(w http.ResponseWriter, r *http.Request, t *toke
 			writeError(w, http.StatusUnauthorized, "bad.credentials", "Invalid login credentials.", nil)
 			return
 		}
+		if wait, limited := e.rateLimited(t); limited {
+			if e.cfg.RateLimitNoRetryAfter {
+				writeError(w, http.StatusTooManyRequests, "too.many.requests", fmt.Sprintf("Rate limit exceeded the maximum [%d] requests within [%d] seconds", e.cfg.RateLimit, int(e.cfg.RateWindow/time.Second)), nil)
+				return
+			}
+			secs := int((wait + time.Second - 1) / time.Second)
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			writeError(w, http.StatusTooManyRequests, "too.many.requests.retry.after", fmt.Sprintf("Rate limit exceeded the maximum. Retry the request in [%d] seconds", secs), map[string]string{"retryAfter": strconv.Itoa(secs)})
+			return
+		}
 		h(w, r, t)
 	}
+}
+
+// rateLimited counts a request of t's client and user against RateLimit,
+// or reports how long until the window has room again.
+func (e *Emulator) rateLimited(t *token) (time.Duration, bool) {
+	if e.cfg.RateLimit <= 0 {
+		return 0, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	key := t.clientID + "/" + t.userID
+	now := time.Now()
+	log := e.rateLog[key]
+	i := 0
+	for i < len(log) && now.Sub(log[i]) >= e.cfg.RateWindow {
+		i++
+	}
+	log = log[i:]
+	if len(log) >= e.cfg.RateLimit {
+		e.rateLog[key] = log
+		e.rateLimitedN++
+		return log[0].Add(e.cfg.RateWindow).Sub(now), true
+	}
+	e.rateLog[key] = append(log, now)
+	return 0, false
+}
+
+// RateLimited counts the requests refused by RateLimit.
+func (e *Emulator) RateLimited() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.rateLimitedN
 }
 
 func (e *Emulator) routes() {

@@ -34,6 +34,16 @@ func seconds(d time.Duration) int {
 }
 
 func (e *Emulator) handleToken(w http.ResponseWriter, r *http.Request) {
+	e.mu.Lock()
+	delay := e.loginDelay
+	e.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	if err := r.ParseForm(); err != nil {
 		writeJSON(w, http.StatusBadRequest, oauthError{"invalid_request", "malformed form", "malformed form"})
 		return
