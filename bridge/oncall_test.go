@@ -176,42 +176,30 @@ func TestResolver_EveryOutcomeHasOneLine(t *testing.T) {
 // marker itself is still written. The returned function undoes it.
 func breakPopStore(t *testing.T, c *bus.Conn, unmark bool) (restore func()) {
 	t.Helper()
+	updateStream(t, c, c.StreamName(), func(cfg *jetstream.StreamConfig) { cfg.Subjects = []string{bridge.SubjectEvents} })
+	if unmark {
+		updateStream(t, c, "KV_"+bus.DefaultMarkerBucket, func(cfg *jetstream.StreamConfig) { cfg.AllowDirect = false })
+	}
+	return func() {
+		updateStream(t, c, c.StreamName(), func(cfg *jetstream.StreamConfig) { cfg.Subjects = []string{bridge.SubjectAll} })
+		updateStream(t, c, "KV_"+bus.DefaultMarkerBucket, func(cfg *jetstream.StreamConfig) { cfg.AllowDirect = true })
+	}
+}
+
+// updateStream changes stream name's configuration with f.
+func updateStream(t *testing.T, c *bus.Conn, name string, f func(*jetstream.StreamConfig)) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	js := c.JetStream()
-	update := func(name string, f func(*jetstream.StreamConfig)) {
-		st, err := js.Stream(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := st.CachedInfo().Config
-		f(&cfg)
-		if _, err := js.UpdateStream(ctx, cfg); err != nil {
-			t.Fatalf("update stream %s: %v", name, err)
-		}
+	st, err := js.Stream(ctx, name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	update(c.StreamName(), func(cfg *jetstream.StreamConfig) { cfg.Subjects = []string{bridge.SubjectEvents} })
-	if unmark {
-		update("KV_"+bus.DefaultMarkerBucket, func(cfg *jetstream.StreamConfig) { cfg.AllowDirect = false })
-	}
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		js := c.JetStream()
-		for name, f := range map[string]func(*jetstream.StreamConfig){
-			c.StreamName():                  func(cfg *jetstream.StreamConfig) { cfg.Subjects = []string{bridge.SubjectAll} },
-			"KV_" + bus.DefaultMarkerBucket: func(cfg *jetstream.StreamConfig) { cfg.AllowDirect = true },
-		} {
-			st, err := js.Stream(ctx, name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg := st.CachedInfo().Config
-			f(&cfg)
-			if _, err := js.UpdateStream(ctx, cfg); err != nil {
-				t.Fatalf("restore stream %s: %v", name, err)
-			}
-		}
+	cfg := st.CachedInfo().Config
+	f(&cfg)
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatalf("update stream %s: %v", name, err)
 	}
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,26 +56,7 @@ func overloadDaemon(t *testing.T, n int) (*Main, *notificationstest.Emulator, *d
 	cfg.Auth = "genesys"
 
 	logs := &syncbuf.Buffer{}
-	m := NewMain(cfg, zerolog.New(logs).Level(zerolog.InfoLevel))
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := m.Open(ctx); err != nil {
-		cancel()
-		m.Close()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("the daemon did not stop within 15s of its context ending")
-		}
-	})
+	m, _ := runDaemonLevel(t, cfg, logs, zerolog.InfoLevel)
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
@@ -87,7 +67,6 @@ func overloadDaemon(t *testing.T, n int) (*Main, *notificationstest.Emulator, *d
 			}
 		}
 	})
-	waitFor(t, 20*time.Second, "daemon ready", func() bool { return m.Ready() })
 	return m, g, dv, ids, logs
 }
 
@@ -127,6 +106,26 @@ func (r *popReader) count() int {
 	return r.n
 }
 
+// connectAgents connects a browser socket for each agent of ids, reading
+// its pops into the returned reader until the test ends.
+func connectAgents(t *testing.T, m *Main, g *notificationstest.Emulator, ids []string) *popReader {
+	t.Helper()
+	r := &popReader{pops: map[string][]agentPop{}}
+	var wg sync.WaitGroup
+	socks := make([]*websocket.Conn, len(ids))
+	for i, id := range ids {
+		socks[i] = dialAgent(t, m.AgentURL(), g.AgentToken(id))
+		readPops(t, socks[i], r, &wg)
+	}
+	t.Cleanup(func() {
+		for _, ws := range socks {
+			ws.Close()
+		}
+		wg.Wait()
+	})
+	return r
+}
+
 // A burst of alerting calls from distinct callers, far above what a slow
 // Dataverse (1 s a request, 8 at once) answers within the pop deadline,
 // across 40 agents with their browsers connected: every leg pops exactly
@@ -141,19 +140,7 @@ func TestDaemon_BurstWithSlowDataverse(t *testing.T) {
 	m, g, dv, ids, logs := overloadDaemon(t, agents)
 	known := dv.AddContact(dataversetest.Contact{FirstName: "Known", LastName: "Caller", Telephone1: "+13175559900"})
 
-	r := &popReader{pops: map[string][]agentPop{}}
-	var wg sync.WaitGroup
-	socks := make([]*websocket.Conn, len(ids))
-	for i, id := range ids {
-		socks[i] = dialAgent(t, m.AgentURL(), g.AgentToken(id))
-		readPops(t, socks[i], r, &wg)
-	}
-	t.Cleanup(func() {
-		for _, ws := range socks {
-			ws.Close()
-		}
-		wg.Wait()
-	})
+	r := connectAgents(t, m, g, ids)
 	dv.SetLatency(time.Second)
 
 	runtime.GC()
@@ -214,18 +201,7 @@ func TestDaemon_BurstWithSlowDataverse(t *testing.T) {
 			}
 		}
 	})
-	var got agentPop
-	waitFor(t, 10*time.Second, "the next caller's pop", func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		for _, ps := range r.pops {
-			if ps[0].ConversationID == call.ID() {
-				got = ps[0]
-				return true
-			}
-		}
-		return false
-	})
+	got := r.await(t, call.ID())
 	if got.Target.Action != "open" || got.Target.ID != known {
 		t.Errorf("the next caller after the burst popped %s, want open of contact %s: Dataverse answers in 1 s", got.Target.Action, known)
 	}
@@ -254,19 +230,7 @@ func TestDaemon_BurstWhileThrottled(t *testing.T) {
 	m, g, dv, ids, logs := overloadDaemon(t, agents)
 	known := dv.AddContact(dataversetest.Contact{FirstName: "Known", LastName: "Caller", Telephone1: "+13175559901"})
 
-	r := &popReader{pops: map[string][]agentPop{}}
-	var wg sync.WaitGroup
-	socks := make([]*websocket.Conn, len(ids))
-	for i, id := range ids {
-		socks[i] = dialAgent(t, m.AgentURL(), g.AgentToken(id))
-		readPops(t, socks[i], r, &wg)
-	}
-	t.Cleanup(func() {
-		for _, ws := range socks {
-			ws.Close()
-		}
-		wg.Wait()
-	})
+	r := connectAgents(t, m, g, ids)
 	dv.SetLatency(time.Second)
 	dv.ThrottleNext(1, 4*time.Second)
 
@@ -307,18 +271,7 @@ func TestDaemon_BurstWhileThrottled(t *testing.T) {
 	time.Sleep(time.Until(start.Add(6 * time.Second)))
 	call := g.InboundCall(ids[0], "+13175559901", notificationstest.Options{})
 	call.Alert()
-	var got agentPop
-	waitFor(t, 10*time.Second, "the next caller's pop", func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		for _, ps := range r.pops {
-			if ps[0].ConversationID == call.ID() {
-				got = ps[0]
-				return true
-			}
-		}
-		return false
-	})
+	got := r.await(t, call.ID())
 	if got.Target.Action != "open" || got.Target.ID != known {
 		t.Errorf("the next caller after the throttled burst popped %s, want open of contact %s", got.Target.Action, known)
 	}
@@ -326,4 +279,23 @@ func TestDaemon_BurstWhileThrottled(t *testing.T) {
 	if after := runtime.NumGoroutine(); after > before+50 {
 		t.Errorf("%d goroutines %v after the burst began, %d before it", after, time.Since(start).Round(time.Second), before)
 	}
+}
+
+// await waits for a pop of conversation conv, first of its agent's
+// socket, and returns it.
+func (r *popReader) await(t *testing.T, conv string) agentPop {
+	t.Helper()
+	var got agentPop
+	waitFor(t, 10*time.Second, "the pop of "+conv, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, ps := range r.pops {
+			if ps[0].ConversationID == conv {
+				got = ps[0]
+				return true
+			}
+		}
+		return false
+	})
+	return got
 }
