@@ -16,6 +16,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/internal/loglimit"
 )
 
 // Client looks customers up in Dataverse. It implements bridge.Directory.
@@ -43,6 +44,8 @@ type Client struct {
 	mu      sync.Mutex
 	closed  bool
 	flights map[string]*flight
+
+	refusals *loglimit.Limiter // the refused lookups' warnings, once a minute per cause
 }
 
 var _ bridge.Directory = (*Client)(nil)
@@ -88,14 +91,15 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		cfg:     full,
-		log:     log.With().Str("component", "dataverse").Logger(),
-		api:     full.URL + apiPath,
-		sem:     make(chan struct{}, full.Concurrency),
-		gate:    newGate(),
-		pos:     newTTLCache(full.MaxCacheEntries),
-		neg:     newTTLCache(full.MaxCacheEntries),
-		flights: make(map[string]*flight),
+		cfg:      full,
+		log:      log.With().Str("component", "dataverse").Logger(),
+		api:      full.URL + apiPath,
+		sem:      make(chan struct{}, full.Concurrency),
+		gate:     newGate(),
+		pos:      newTTLCache(full.MaxCacheEntries),
+		neg:      newTTLCache(full.MaxCacheEntries),
+		flights:  make(map[string]*flight),
+		refusals: loglimit.New(time.Minute, 64),
 	}
 	c.tokens = &tokenSource{c: c}
 	c.metrics = newMetrics(full.Registerer, c)
@@ -389,7 +393,8 @@ func (c *Client) fly(f *flight, k string, kind bridge.KeyKind, value string, lis
 	defer c.wg.Done()
 	ctx, cancel := context.WithTimeout(withHoldNotice(c.ctx, f.hold), c.cfg.FlightTimeout)
 	start := time.Now()
-	f.recs, f.err = c.remote(ctx, kind, value, list)
+	var afterOpen bool
+	f.recs, afterOpen, f.err = c.remote(ctx, kind, value, list)
 	cancel()
 	now := c.cfg.Now()
 	result := "match"
@@ -408,8 +413,20 @@ func (c *Client) fly(f *flight, k string, kind bridge.KeyKind, value string, lis
 	}
 	c.metrics.lookups.WithLabelValues(string(kind), result).Inc()
 	ev := c.log.Debug()
-	if f.err != nil && !errors.Is(f.err, ErrCircuitOpen) && !errors.Is(f.err, ErrBusy) && c.ctx.Err() == nil {
-		ev = c.log.Warn().Err(f.err)
+	// A lookup let through before the breaker opened and failing after
+	// it is one of the outage the breaker's line stands for: at a few
+	// hundred pops a second, the lookups in flight when Dataverse fails
+	// were a warning each, hundreds in a second (lookups_total counts
+	// them).
+	if f.err != nil && !errors.Is(f.err, ErrCircuitOpen) && !errors.Is(f.err, ErrBusy) && c.ctx.Err() == nil && !afterOpen {
+		if !refused(f.err) {
+			ev = c.log.Warn().Err(f.err)
+		} else if ok, held := c.refusals.Allow(f.err.Error(), time.Now()); ok {
+			// A refusal does not open the breaker: once a minute per
+			// cause, or a table the role cannot read is a warning for
+			// every caller no earlier table matches.
+			ev = c.log.Warn().Err(f.err).Int("held_back", held)
+		}
 	}
 	ev.Str("kind", string(kind)).Str("result", result).Int("records", len(f.recs)).
 		Int64("lookup_ms", time.Since(start).Milliseconds()).Msg("dataverse lookup finished")
@@ -419,22 +436,23 @@ func (c *Client) fly(f *flight, k string, kind bridge.KeyKind, value string, lis
 	close(f.done)
 }
 
-// remote asks Dataverse, through the breaker.
-func (c *Client) remote(ctx context.Context, kind bridge.KeyKind, value string, list []EntityColumns) ([]bridge.Record, error) {
+// remote asks Dataverse, through the breaker. afterOpen: the lookup
+// failed once the breaker had opened (it was let through before).
+func (c *Client) remote(ctx context.Context, kind bridge.KeyKind, value string, list []EntityColumns) (_ []bridge.Record, afterOpen bool, _ error) {
 	if len(list) == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 	var values []string
 	if kind == bridge.KeyPhone {
 		var err error
 		if values, err = PhoneVariants(value, c.cfg.PhoneRegion); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	} else {
 		values = []string{value}
 	}
 	if !c.breaker.allow(c.cfg.Now()) {
-		return nil, ErrCircuitOpen
+		return nil, false, ErrCircuitOpen
 	}
 	var recs []bridge.Record
 	var err error
@@ -455,9 +473,9 @@ func (c *Client) remote(ctx context.Context, kind bridge.KeyKind, value string, 
 		// failure, a table the role cannot read (or a wrong entity set or
 		// column) would open the breaker after a few unknown callers and
 		// stop the pops of every caller an earlier table matches.
-		c.breaker.record(err == nil || refused(err), c.cfg.Now())
+		afterOpen = c.breaker.record(err == nil || refused(err), c.cfg.Now())
 	}
-	return recs, err
+	return recs, afterOpen, err
 }
 
 // refused reports whether err is Dataverse's definite refusal of a query

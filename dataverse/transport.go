@@ -185,20 +185,24 @@ func (b *breaker) abandon() {
 	b.mu.Unlock()
 }
 
-func (b *breaker) record(ok bool, now time.Time) {
+// record reports whether the breaker was already open: the outcome is of
+// a lookup let through before it opened.
+func (b *breaker) record(ok bool, now time.Time) (wasOpen bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	wasOpen = b.state == breakerOpen
 	b.probing = false
 	if ok {
 		b.fails = 0
 		b.setLocked(breakerClosed)
-		return
+		return wasOpen
 	}
 	b.fails++
 	if b.state == breakerHalfOpen || b.fails >= b.threshold {
 		b.openUntil = now.Add(b.cooldown)
 		b.setLocked(breakerOpen)
 	}
+	return wasOpen
 }
 
 func (b *breaker) setLocked(s int) {

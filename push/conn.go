@@ -121,7 +121,7 @@ func (c *conn) readLoop() {
 		case errors.Is(err, websocket.ErrReadLimit):
 			s.m.badFrames.Inc()
 			s.m.connects.WithLabelValues("malformed").Inc()
-			if ok, held := s.logLimit.allow("oversized", time.Now()); ok {
+			if ok, held := s.logLimit.Allow("oversized", time.Now()); ok {
 				s.log.Info().Int("held_back", held).Msg("websocket closed: oversized frame")
 			}
 			c.discardInput()
@@ -206,7 +206,7 @@ func (c *conn) hello(mt int, data []byte) bool {
 	if mt != websocket.TextMessage || json.Unmarshal(data, &h) != nil || h.Type != "hello" {
 		s.m.badFrames.Inc()
 		s.m.connects.WithLabelValues("malformed").Inc()
-		if ok, held := s.logLimit.allow("not hello", time.Now()); ok {
+		if ok, held := s.logLimit.Allow("not hello", time.Now()); ok {
 			s.log.Info().Int("held_back", held).Msg("websocket closed: first frame is not a hello")
 		}
 		c.closeWith(CloseMalformed, msgMalformed)
@@ -218,19 +218,19 @@ func (c *conn) hello(mt int, data []byte) bool {
 	if err != nil {
 		if errors.Is(err, bridge.ErrInvalidToken) {
 			s.m.connects.WithLabelValues("auth").Inc()
-			if ok, held := s.logLimit.allow("invalid token", time.Now()); ok {
+			if ok, held := s.logLimit.Allow("invalid token", time.Now()); ok {
 				s.log.Info().Int("held_back", held).Msg("websocket closed: invalid or expired token")
 			}
 			if errors.Is(err, jwt.ErrTokenNotValidYet) {
 				// A token signed a moment ago: its issuer's clock is ahead.
-				if ok, held := s.logLimit.allow("token not valid yet", time.Now()); ok {
+				if ok, held := s.logLimit.Allow("token not valid yet", time.Now()); ok {
 					s.log.Warn().Int("held_back", held).Msg("agent token not valid yet (nbf): the token issuer's clock is ahead of this host's by more than 5 s; check NTP on the issuer and here")
 				}
 			}
 			c.closeWith(CloseInvalidToken, msgInvalidToken)
 		} else {
 			s.m.connects.WithLabelValues("unavailable").Inc()
-			if ok, held := s.logLimit.allow("check", time.Now()); ok && s.base.Err() == nil {
+			if ok, held := s.logLimit.Allow("check", time.Now()); ok && s.base.Err() == nil {
 				s.log.Warn().Err(err).Int("held_back", held).Msg("websocket closed: token could not be checked")
 			}
 			c.closeWith(CloseTryAgainLater, msgUnavailable)
@@ -257,7 +257,7 @@ func (c *conn) hello(mt int, data []byte) bool {
 		return false // the 1001 close is on its way
 	case registerFull:
 		s.m.connects.WithLabelValues("limit").Inc()
-		if ok, held := s.logLimit.allow("limit "+string(agent), time.Now()); ok {
+		if ok, held := s.logLimit.Allow("limit "+string(agent), time.Now()); ok {
 			log.Warn().Int("sockets", s.cfg.AgentSockets).Int("held_back", held).Msg("websocket closed: agent has too many sockets open")
 		}
 		c.closeWith(CloseTooMany, msgTooMany)
@@ -268,8 +268,10 @@ func (c *conn) hello(mt int, data []byte) bool {
 	defer cancel()
 	latest, err := s.store.LatestPop(rctx, agent)
 	if err != nil {
-		if s.base.Err() == nil {
-			log.Warn().Err(err).Msg("websocket closed: latest pop unavailable")
+		// One a socket during a NATS outage, every page's every retry:
+		// once a minute, as the token check's line.
+		if ok, held := s.logLimit.Allow("latest pop", time.Now()); ok && s.base.Err() == nil {
+			log.Warn().Err(err).Int("held_back", held).Msg("websocket closed: latest pop unavailable")
 		}
 		s.m.connects.WithLabelValues("unavailable").Inc()
 		c.closeWith(CloseTryAgainLater, msgUnavailable)
@@ -290,7 +292,9 @@ func (c *conn) hello(mt int, data []byte) bool {
 	})
 	if err != nil {
 		if !errors.Is(err, errClosing) && s.base.Err() == nil {
-			log.Warn().Err(err).Msg("websocket closed: replay failed")
+			if ok, held := s.logLimit.Allow("replay", time.Now()); ok {
+				log.Warn().Err(err).Int("held_back", held).Msg("websocket closed: replay failed")
+			}
 		}
 		s.m.connects.WithLabelValues("unavailable").Inc()
 		c.closeWith(CloseTryAgainLater, msgUnavailable)

@@ -24,6 +24,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/internal/loglimit"
 )
 
 //go:embed web
@@ -39,7 +40,7 @@ type Server struct {
 	origins map[string]bool
 	// logLimit holds back repeats of the lines a client or an outage can
 	// cause on every socket: one a minute each, with the count held back.
-	logLimit *logLimiter
+	logLimit *loglimit.Limiter
 	// originList is origins as served at /web/origins.json, for the OAuth
 	// callback page to post the authorization code to them only.
 	originList []string
@@ -118,7 +119,7 @@ func New(cfg Config, store bridge.PopStore, auth bridge.AgentAuthenticator, log 
 		originList: originList,
 		web:        webHandler(sub),
 		conns:      map[*conn]struct{}{},
-		logLimit:   newLogLimiter(time.Minute, 64),
+		logLimit:   loglimit.New(time.Minute, 64),
 		agents:     map[bridge.AgentID][]*conn{},
 		revalSem:   make(chan struct{}, 8),
 	}
@@ -514,7 +515,7 @@ func (s *Server) revalidate(ctx context.Context, c *conn) {
 			c.closeWith(CloseInvalidToken, msgInvalidToken)
 		default:
 			// The identity provider could not tell: keep the agent and ask again soon.
-			if ok, held := s.logLimit.allow("revalidate", time.Now()); ok && ctx.Err() == nil {
+			if ok, held := s.logLimit.Allow("revalidate", time.Now()); ok && ctx.Err() == nil {
 				s.log.Warn().Err(err).Str("agent_id", string(c.agent)).Int("held_back", held).Msg("token revalidation failed; retrying")
 			}
 			c.nextAuth.Store(time.Now().Add(30 * time.Second).UnixNano())
@@ -566,7 +567,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		// The origin is what an admin adds to SCREENPOP_ALLOWED_ORIGINS
 		// (docs/operations.md); capped, as any client can send anything.
 		origin := capLog(r.Header.Get("Origin"), maxLoggedOrigin)
-		if ok, held := s.logLimit.allow("origin "+origin, time.Now()); ok {
+		if ok, held := s.logLimit.Allow("origin "+origin, time.Now()); ok {
 			s.log.Info().Str("remote_addr", r.RemoteAddr).Str("origin", origin).Int("held_back", held).Msg("websocket refused: origin not allowed")
 		}
 		http.Error(w, "origin not allowed", http.StatusForbidden)
@@ -582,7 +583,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if s.awaiting.Add(1) > int64(s.cfg.HelloPending) {
 		s.awaiting.Add(-1)
 		s.m.connects.WithLabelValues("busy").Inc()
-		if ok, held := s.logLimit.allow("busy", time.Now()); ok {
+		if ok, held := s.logLimit.Allow("busy", time.Now()); ok {
 			s.log.Warn().Int("hello_pending", s.cfg.HelloPending).Int("held_back", held).Msg("websocket refused: too many sockets waiting for their hello")
 		}
 		w.Header().Set("Retry-After", "1")

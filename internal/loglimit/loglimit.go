@@ -1,15 +1,17 @@
-package push
+// Package loglimit holds back repeats of a log line: lines any client can
+// cause, or one per request or socket during an outage, must not flood the
+// log.
+package loglimit
 
 import (
 	"sync"
 	"time"
 )
 
-// logLimiter lets a log line through once per period per key and counts
-// the ones it holds back: lines any client can cause, or one per socket
-// during an outage, must not flood the log (10,000 sockets whose token
-// checks fail every 30 s were 330 warn lines a second).
-type logLimiter struct {
+// Limiter lets a log line through once per period per key and counts the
+// ones it holds back (10,000 sockets whose token checks fail every 30 s
+// were 330 warn lines a second).
+type Limiter struct {
 	period  time.Duration
 	maxKeys int
 
@@ -22,14 +24,16 @@ type limitedLine struct {
 	held int
 }
 
-func newLogLimiter(period time.Duration, maxKeys int) *logLimiter {
-	return &logLimiter{period: period, maxKeys: maxKeys, keys: map[string]*limitedLine{}}
+// New returns a limiter of one line per period per key, for at most
+// maxKeys keys.
+func New(period time.Duration, maxKeys int) *Limiter {
+	return &Limiter{period: period, maxKeys: maxKeys, keys: map[string]*limitedLine{}}
 }
 
-// allow reports whether the line of key may be logged at now, and how many
+// Allow reports whether the line of key may be logged at now, and how many
 // of its lines were held back since the last one logged. Past maxKeys keys
 // a new key shares the line of key "" (the keys come from clients).
-func (l *logLimiter) allow(key string, now time.Time) (ok bool, held int) {
+func (l *Limiter) Allow(key string, now time.Time) (ok bool, held int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e := l.keys[key]
@@ -56,7 +60,7 @@ func (l *logLimiter) allow(key string, now time.Time) (ok bool, held int) {
 
 // sweep drops the keys not logged for a period (their held-back count
 // with them): made-up keys must not fill the table for good.
-func (l *logLimiter) sweep(now time.Time) {
+func (l *Limiter) sweep(now time.Time) {
 	for k, e := range l.keys {
 		if now.Sub(e.last) >= l.period {
 			delete(l.keys, k)

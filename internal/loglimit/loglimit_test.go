@@ -1,0 +1,38 @@
+package loglimit
+
+import (
+	"testing"
+	"time"
+)
+
+// One line per period per key, with the count held back; past maxKeys new
+// keys share one line (keys may come from clients).
+func TestLimiter(t *testing.T) {
+	l := New(time.Minute, 2)
+	t0 := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
+	if ok, held := l.Allow("a", t0); !ok || held != 0 {
+		t.Fatalf("first line: %v, %d", ok, held)
+	}
+	for i := range 3 {
+		if ok, _ := l.Allow("a", t0.Add(time.Duration(i+1)*time.Second)); ok {
+			t.Fatal("a repeat within the period was let through")
+		}
+	}
+	if ok, _ := l.Allow("b", t0); !ok {
+		t.Fatal("another key is held back by the first")
+	}
+	if ok, held := l.Allow("a", t0.Add(time.Minute)); !ok || held != 3 {
+		t.Fatalf("after the period: %v, held %d; want the line, with 3 held back", ok, held)
+	}
+	// b is swept (quiet for a period) to make room for c; past maxKeys
+	// new keys share one line (keys come from clients).
+	if ok, _ := l.Allow("c", t0.Add(time.Minute)); !ok {
+		t.Fatal("c was not let through after b was swept")
+	}
+	if ok, _ := l.Allow("d", t0.Add(time.Minute)); !ok {
+		t.Fatal("the shared line was not let through once")
+	}
+	if ok, _ := l.Allow("e", t0.Add(time.Minute)); ok {
+		t.Fatal("a fifth key got a line of its own past maxKeys")
+	}
+}
