@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
 	"sync"
@@ -35,58 +34,9 @@ type stormEnv struct {
 
 func startStorm(t *testing.T, n int, vars map[string]string) *stormEnv {
 	t.Helper()
-	var agents []notificationstest.AgentSpec
-	var ids []string
-	for i := range n {
-		id := fmt.Sprintf("5e1f0a1c-0000-4000-8000-%012d", 700+i)
-		agents = append(agents, notificationstest.AgentSpec{ID: id, Name: fmt.Sprintf("Agent %d", i)})
-		ids = append(ids, id)
-	}
-	g := notificationstest.New(notificationstest.Config{Agents: agents, Forget: time.Minute})
-	if _, err := g.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.Close() })
-	dv := dataversetest.New(dataversetest.Config{KeepRequests: 100})
-	if err := dv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dv.Close() })
-	vs := testEnv(t)
-	for k, v := range vars {
-		vs[k] = v
-	}
-	cfg, _, err := ParseConfig("demo", nil, env(vs), Requirements{}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gc, dc := g.Config(), dv.Config()
-	cfg.GenesysRegion, cfg.GenesysAPIURL = "", g.URL()
-	cfg.GenesysClientID, cfg.GenesysClientSecret = gc.ClientID, gc.ClientSecret
-	cfg.GenesysAgents = ids
-	cfg.DataverseURL, cfg.DataverseTokenURL = dv.URL(), dv.TokenURL()
-	cfg.DataverseTenantID, cfg.DataverseClientID, cfg.DataverseClientSecret = dc.TenantID, dc.ClientID, dc.ClientSecret
-	cfg.DataverseAppID = "00000000-0000-4000-8000-0000000000de"
-	cfg.Auth = "genesys"
+	cfg, g, dv, ids := emulatedConfig(t, n, 700, notificationstest.Config{Forget: time.Minute}, vars)
 	logs := &syncbuf.Buffer{}
-	m := NewMain(cfg, NewLogger("info", "json", logs))
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := m.Open(ctx); err != nil {
-		cancel()
-		m.Close()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("the daemon did not stop within 15s of its context ending")
-		}
-	})
-	waitFor(t, 20*time.Second, "daemon ready", func() bool { return m.Ready() })
+	m, _ := runDaemonLog(t, cfg, NewLogger("info", "json", logs))
 	return &stormEnv{m: m, g: g, dv: dv, ids: ids, logs: logs}
 }
 

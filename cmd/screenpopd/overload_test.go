@@ -20,18 +20,19 @@ import (
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 )
 
-// overloadDaemon runs a daemon against a Genesys emulator with n agents and
-// a Dataverse emulator, until the test ends.
-func overloadDaemon(t *testing.T, n int) (*Main, *notificationstest.Emulator, *dataversetest.Server, []string, *syncbuf.Buffer) {
+// emulatedConfig starts a Genesys emulator with n agents (ids from
+// 5e1f0a1c-0000-4000-8000-<first>) and a Dataverse emulator, until the
+// test ends, and returns a configuration for them: the demo's, with vars,
+// and auth genesys.
+func emulatedConfig(t *testing.T, n, first int, gcfg notificationstest.Config, vars map[string]string) (*Config, *notificationstest.Emulator, *dataversetest.Server, []string) {
 	t.Helper()
-	var agents []notificationstest.AgentSpec
 	var ids []string
 	for i := range n {
-		id := fmt.Sprintf("5e1f0a1c-0000-4000-8000-%012d", 100+i)
-		agents = append(agents, notificationstest.AgentSpec{ID: id, Name: fmt.Sprintf("Agent %d", i)})
+		id := fmt.Sprintf("5e1f0a1c-0000-4000-8000-%012d", first+i)
+		gcfg.Agents = append(gcfg.Agents, notificationstest.AgentSpec{ID: id, Name: fmt.Sprintf("Agent %d", i)})
 		ids = append(ids, id)
 	}
-	g := notificationstest.New(notificationstest.Config{Agents: agents})
+	g := notificationstest.New(gcfg)
 	if _, err := g.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -41,8 +42,11 @@ func overloadDaemon(t *testing.T, n int) (*Main, *notificationstest.Emulator, *d
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dv.Close() })
-
-	cfg, _, err := ParseConfig("demo", nil, env(testEnv(t)), Requirements{}, io.Discard)
+	vs := testEnv(t)
+	for k, v := range vars {
+		vs[k] = v
+	}
+	cfg, _, err := ParseConfig("demo", nil, env(vs), Requirements{}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,9 +58,16 @@ func overloadDaemon(t *testing.T, n int) (*Main, *notificationstest.Emulator, *d
 	cfg.DataverseTenantID, cfg.DataverseClientID, cfg.DataverseClientSecret = dc.TenantID, dc.ClientID, dc.ClientSecret
 	cfg.DataverseAppID = "00000000-0000-4000-8000-0000000000de"
 	cfg.Auth = "genesys"
+	return cfg, g, dv, ids
+}
 
+// overloadDaemon runs a daemon against a Genesys emulator with n agents and
+// a Dataverse emulator, until the test ends.
+func overloadDaemon(t *testing.T, n int) (*Main, *notificationstest.Emulator, *dataversetest.Server, []string, *syncbuf.Buffer) {
+	t.Helper()
+	cfg, g, dv, ids := emulatedConfig(t, n, 100, notificationstest.Config{}, nil)
 	logs := &syncbuf.Buffer{}
-	m, _ := runDaemonLevel(t, cfg, logs, zerolog.InfoLevel)
+	m, _ := runDaemonLog(t, cfg, zerolog.New(logs).Level(zerolog.InfoLevel))
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return

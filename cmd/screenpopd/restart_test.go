@@ -37,14 +37,14 @@ func demoEmulators(t *testing.T, vars map[string]string) (*Demo, *Config, *syncb
 // the returned stop is called; stop waits for Run to return.
 func runDaemon(t *testing.T, cfg *Config, logs *syncbuf.Buffer) (*Main, func()) {
 	t.Helper()
-	return runDaemonLevel(t, cfg, logs, zerolog.DebugLevel)
+	return runDaemonLog(t, cfg, zerolog.New(logs).Level(zerolog.DebugLevel))
 }
 
-// runDaemonLevel is runDaemon logging at level (a load test's debug
-// lines would be most of its work).
-func runDaemonLevel(t *testing.T, cfg *Config, logs *syncbuf.Buffer, level zerolog.Level) (*Main, func()) {
+// runDaemonLog is runDaemon logging to log (a load test's debug lines
+// would be most of its work).
+func runDaemonLog(t *testing.T, cfg *Config, log zerolog.Logger) (*Main, func()) {
 	t.Helper()
-	m := NewMain(cfg, zerolog.New(logs).Level(level))
+	m := NewMain(cfg, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := m.Open(ctx); err != nil {
 		m.Close()
