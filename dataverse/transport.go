@@ -287,16 +287,29 @@ func (c *Client) send(ctx context.Context, op, entity string, build func(ctx con
 	return nil, nil, lastErr
 }
 
-func (c *Client) attempt(ctx context.Context, op, entity string, build func(ctx context.Context) (*http.Request, error), check func(tok string, resp *http.Response, body []byte) error) (_ *http.Response, _ []byte, err error) {
-	queue := time.NewTimer(c.cfg.QueueTimeout)
+// acquire takes a request slot, waiting at most QueueTimeout (then
+// ErrBusy); a free slot is taken without a timer.
+func (c *Client) acquire(ctx context.Context) error {
 	select {
 	case c.sem <- struct{}{}:
-		queue.Stop()
+		return nil
+	default:
+	}
+	queue := time.NewTimer(c.cfg.QueueTimeout)
+	defer queue.Stop()
+	select {
+	case c.sem <- struct{}{}:
+		return nil
 	case <-ctx.Done():
-		queue.Stop()
-		return nil, nil, ctx.Err()
+		return ctx.Err()
 	case <-queue.C:
-		return nil, nil, ErrBusy
+		return ErrBusy
+	}
+}
+
+func (c *Client) attempt(ctx context.Context, op, entity string, build func(ctx context.Context) (*http.Request, error), check func(tok string, resp *http.Response, body []byte) error) (_ *http.Response, _ []byte, err error) {
+	if err := c.acquire(ctx); err != nil {
+		return nil, nil, err
 	}
 	defer func() { <-c.sem }()
 	probe, err := c.gate.wait(ctx)
