@@ -106,6 +106,7 @@ func TestResolver_EveryOutcomeHasOneLine(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	s.dv.SetLatency(0)
 	run(want{conv: "sentinel", pop: true, action: "open", outcome: "match"}, callEvent("sentinel", "+13175550101"), nil)
+	s.awaitPopLine(t, "sentinel")
 
 	lines := logLines(t, s.logs.String())
 	pops := map[string][]map[string]any{}
@@ -423,6 +424,7 @@ func TestResolver_RedeliveredAndGivenUpPops(t *testing.T) {
 	restore()
 	s.publish(t, callEvent("sentinel", "+13175550150"))
 	s.awaitPops(t, 1, 10*time.Second)
+	s.awaitPopLine(t, "sentinel")
 
 	var popLines, noPop, notPublished []map[string]any
 	for _, l := range logLines(t, s.logs.String()) {

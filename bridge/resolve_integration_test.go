@@ -389,6 +389,23 @@ func (s *resolverStack) awaitOnePop(t *testing.T, conv bridge.ConversationID, la
 	if p := s.awaitPops(t, 1, 10*time.Second); p["sentinel"] == nil {
 		t.Fatalf("next pop %v, want the sentinel's", p)
 	}
+	s.awaitPopLine(t, conv)
+	s.awaitPopLine(t, "sentinel")
+}
+
+// awaitPopLine waits for conv's pop line: the resolver writes it after the
+// pop is published, so the pop can reach the test first.
+func (s *resolverStack) awaitPopLine(t *testing.T, conv bridge.ConversationID) {
+	t.Helper()
+	want := fmt.Sprintf(`"conversation_id":%q`, conv)
+	waitUntil(t, 10*time.Second, func() bool {
+		for l := range strings.Lines(s.logs.String()) {
+			if strings.Contains(l, `"message":"pop"`) && strings.Contains(l, want) {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // TestResolver_CrashAfterMarker: an instance dies after writing a pop's
