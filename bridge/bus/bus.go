@@ -531,6 +531,12 @@ func (c *Conn) ClientURL() string {
 // Embedded reports whether the server runs in this process.
 func (c *Conn) Embedded() bool { return c.ns != nil }
 
+// ErrDisconnected is what LatestPop and ReplayPops return, at once, while
+// the connection to NATS is down: an agent's hello that waited for the
+// reconnect would hold the page for its whole timeout, where a refusal
+// (1013) has it retry on its own backoff.
+var ErrDisconnected = errors.New("NATS disconnected: the client is reconnecting")
+
 // Connected reports whether the NATS connection is up.
 func (c *Conn) Connected() bool { return c.nc != nil && c.nc.IsConnected() }
 
@@ -804,8 +810,12 @@ func isWrongLastSeq(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// LatestPop returns the stream sequence of agent's newest pop, 0 if none.
+// LatestPop returns the stream sequence of agent's newest pop, 0 if none;
+// ErrDisconnected at once while NATS is down.
 func (c *Conn) LatestPop(ctx context.Context, agent bridge.AgentID) (uint64, error) {
+	if !c.Connected() {
+		return 0, fmt.Errorf("latest pop: %w", ErrDisconnected)
+	}
 	m, err := c.stream.GetLastMsgForSubject(ctx, bridge.PopSubject(agent))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil

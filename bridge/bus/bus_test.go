@@ -1237,3 +1237,30 @@ func TestConn_ReplayPopsLeavesNoConsumer(t *testing.T) {
 	}()
 	waitFor(t, 5*time.Second, func() bool { left = consumers(); return left == 0 })
 }
+
+// While NATS is down, the reads of an agent's hello fail at once with
+// ErrDisconnected, so the page gets its 1013 and retries (docs/operations.md
+// 7.4), instead of waiting out the whole hello's timeout for a reconnect;
+// once NATS is back they work again.
+func TestConn_HelloReadsFailAtOnceWhileDisconnected(t *testing.T) {
+	server, c, px := behindCutProxy(t)
+	ctx := context.Background()
+	if err := server.Publish(ctx, pop("agent-down", "conv-down")); err != nil {
+		t.Fatal(err)
+	}
+	px.Down()
+	waitFor(t, 5*time.Second, func() bool { return !c.Connected() })
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := c.LatestPop(rctx, "agent-down"); !errors.Is(err, bus.ErrDisconnected) {
+		t.Fatalf("LatestPop while NATS is down: %v, want ErrDisconnected", err)
+	}
+	if err := c.ReplayPops(rctx, "agent-down", 0, time.Time{}, func(bridge.StoredPop) error { return nil }); !errors.Is(err, bus.ErrDisconnected) {
+		t.Fatalf("ReplayPops while NATS is down: %v, want ErrDisconnected", err)
+	}
+	px.Up()
+	waitFor(t, 10*time.Second, c.Connected)
+	if seq, err := c.LatestPop(rctx, "agent-down"); err != nil || seq == 0 {
+		t.Fatalf("LatestPop after the reconnect: %d, %v; want the pop's sequence", seq, err)
+	}
+}

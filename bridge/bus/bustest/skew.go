@@ -18,10 +18,11 @@ import (
 // server, each direction through a relay function, until the test ends
 // or Cut.
 type Proxy struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
+	ln      net.Listener
+	mu      sync.Mutex
+	conns   []net.Conn
+	refused bool
+	wg      sync.WaitGroup
 }
 
 // StartProxy starts a Proxy to addr (host:port): toServer copies what a
@@ -48,6 +49,13 @@ func StartProxy(t testing.TB, addr string, toServer, toClient func(dst io.Writer
 			in, err := ln.Accept()
 			if err != nil {
 				return
+			}
+			p.mu.Lock()
+			refused := p.refused
+			p.mu.Unlock()
+			if refused {
+				in.Close()
+				continue
 			}
 			out, err := net.Dial("tcp", addr)
 			if err != nil {
@@ -82,6 +90,22 @@ func (p *Proxy) Cut() {
 		c.Close()
 	}
 	p.conns = nil
+}
+
+// Down cuts every connection and refuses new ones, as a server that is
+// down, until Up.
+func (p *Proxy) Down() {
+	p.mu.Lock()
+	p.refused = true
+	p.mu.Unlock()
+	p.Cut()
+}
+
+// Up relays new connections again.
+func (p *Proxy) Up() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refused = false
 }
 
 // StartSkewProxy starts a Proxy to the NATS server at addr (host:port)
