@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
 
@@ -96,4 +98,47 @@ func TestBrowser_TwoTabsDaemonRestarts(t *testing.T) {
 			t.Errorf("pop %d opened %d times across the tabs, want once (all %v)", n, count[id], count)
 		}
 	}
+}
+
+// setOnline switches the tab's network state, as Wi-Fi that drops and
+// comes back: the page gets the browser's offline and online events.
+func setOnline(t *testing.T, ctx context.Context, online bool) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	err := chromedp.Do(tctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, network.OverrideNetworkState, network.OverrideNetworkStateParams{Offline: !online, DownloadThroughput: -1, UploadThroughput: -1})
+		return err
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The agent's laptop loses its network (Wi-Fi drops, a VPN reconnects)
+// while the page waits out a long backoff: when the browser says it is
+// online again the page connects at once, not at the end of the backoff
+// (up to 30 s by default, here a minute), and the pop of the meantime
+// opens.
+func TestBrowser_ReconnectsWhenTheNetworkIsBack(t *testing.T) {
+	st := newMemStore()
+	pages, base := shiftPages(t)
+	cfg := Config{AllowedOrigins: []string{pages.URL}}
+	e := startEnvAt(t, cfg, st, nil, "127.0.0.1:0")
+	base.Store(&e.base)
+	ctx := newBrowser(t)
+	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
+		js(fmt.Sprintf(`window.__got = []; ScreenPop.connect({url: %q, storage: 'none', minBackoffMs: 60000, maxBackoffMs: 60000,
+			onState: function (s) { document.getElementById('state').textContent = s; },
+			onPop: function (p) { window.__got.push(p.target.id); },
+			token: %q})`, e.wsURL, e.token("agent-net"))),
+		poll(`document.getElementById('state').textContent === 'ready'`))
+	setOnline(t, ctx, false)
+	e.stop()
+	run(t, ctx, poll(`document.getElementById('state').textContent === 'reconnecting'`))
+	st.add(shiftPop("agent-net", 1), time.Now(), false)
+	startEnvAt(t, cfg, st, nil, e.ln.Addr().String())
+	setOnline(t, ctx, true)
+	run(t, ctx, poll(`document.getElementById('state').textContent === 'ready'`))
+	run(t, ctx, poll(fmt.Sprintf(`window.__got.length === 1 && window.__got[0] === %q`, shiftPop("", 1).Target.ID)))
 }

@@ -10,7 +10,8 @@
  *     onState: function (state, detail) { ... },// connecting, ready, reconnecting, auth, closed
  *   });
  *
- * It reconnects with capped exponential backoff and jitter, resumes with
+ * It reconnects with capped exponential backoff and jitter (at once when
+ * the browser comes back online), resumes with
  * lastSeq and epoch kept in sessionStorage (per tab, survives a reload),
  * drops a pop it has already seen, acks each processed pop, and reconnects
  * when it hears nothing (not even the server's heartbeat) for 60 s. Pops
@@ -119,9 +120,25 @@
   };
 
   Client.prototype.start = function () {
-    this.stopped = false;
+    var self = this;
+    self.stopped = false;
+    if (!self.onOnline && root.addEventListener) {
+      self.onOnline = function () { self.online(); };
+      root.addEventListener('online', self.onOnline);
+    }
+    self.open();
+    return self;
+  };
+
+  // online connects at once when the browser's network comes back (Wi-Fi,
+  // a VPN, a laptop waking) while the client waits out a backoff: the
+  // next try could be up to maxBackoffMs away, and the agent's pops with
+  // it. A socket that is open, or opening, is left to itself (the
+  // watchdog ends one that died with the network).
+  Client.prototype.online = function () {
+    if (this.stopped || this.ws || this.state !== 'reconnecting') { return; }
+    this.attempt = 0;
     this.open();
-    return this;
   };
 
   Client.prototype.open = function () {
@@ -347,6 +364,10 @@
 
   Client.prototype.close = function () {
     this.stopped = true;
+    if (this.onOnline && root.removeEventListener) {
+      root.removeEventListener('online', this.onOnline);
+      this.onOnline = null;
+    }
     clearTimeout(this.timer);
     var ws = this.ws;
     this.detach();
