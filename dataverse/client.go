@@ -46,6 +46,7 @@ type Client struct {
 	flights map[string]*flight
 
 	refusals *loglimit.Limiter // the refused lookups' warnings, once a minute per cause
+	failures *loglimit.Limiter // the failed lookups' warnings, once every 10 s per cause
 }
 
 var _ bridge.Directory = (*Client)(nil)
@@ -100,6 +101,7 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 		neg:      newTTLCache(full.MaxCacheEntries),
 		flights:  make(map[string]*flight),
 		refusals: loglimit.New(time.Minute, 64),
+		failures: loglimit.New(10*time.Second, 64),
 	}
 	c.tokens = &tokenSource{c: c}
 	c.metrics = newMetrics(full.Registerer, c)
@@ -419,14 +421,21 @@ func (c *Client) fly(f *flight, k string, kind bridge.KeyKind, value string, lis
 	// were a warning each, hundreds in a second (lookups_total counts
 	// them).
 	if f.err != nil && !errors.Is(f.err, ErrCircuitOpen) && !errors.Is(f.err, ErrBusy) && c.ctx.Err() == nil && !afterOpen {
-		if !refused(f.err) {
-			ev = c.log.Warn().Err(f.err)
-		} else if ok, held := c.refusals.Allow(f.err.Error(), time.Now()); ok {
+		limit := c.failures
+		if refused(f.err) {
 			// A refusal does not open the breaker: once a minute per
 			// cause, or a table the role cannot read is a warning for
 			// every caller no earlier table matches.
-			ev = c.log.Warn().Err(f.err).Int("held_back", held)
+			limit = c.refusals
 		}
+		// Nor do failures that never come five in a row (a Dataverse
+		// failing every other request): once every 10 s per cause.
+		if ok, held := limit.Allow(f.err.Error(), time.Now()); ok {
+			ev = c.log.Warn().Int("held_back", held)
+		}
+	}
+	if f.err != nil {
+		ev = ev.Err(f.err)
 	}
 	ev.Str("kind", string(kind)).Str("result", result).Int("records", len(f.recs)).
 		Int64("lookup_ms", time.Since(start).Milliseconds()).Msg("dataverse lookup finished")

@@ -1,7 +1,9 @@
 package dataverse_test
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,7 +17,7 @@ import (
 // The circuit breaker as operations.md shows it to the on-call engineer:
 // one warning when it opens, /status → dataverse.breaker one of closed,
 // open, half-open, and one info line when it closes again; the failed
-// lookups' warnings carry no caller number.
+// lookups' warning (one per cause every 10 s) carries no caller number.
 func TestClient_BreakerAsTheRunbookShowsIt(t *testing.T) {
 	srv, c, logs := loggedEnv(t, zerolog.InfoLevel, func(cfg *dataverse.Config) {
 		cfg.BreakerFailures, cfg.BreakerCooldown, cfg.MaxAttempts = 2, 100*time.Millisecond, 1
@@ -72,12 +74,67 @@ func TestClient_BreakerAsTheRunbookShowsIt(t *testing.T) {
 	if n := strings.Count(out, `"dataverse circuit breaker closed"`); n != 1 {
 		t.Errorf("%d breaker-closed lines, want 1:\n%s", n, out)
 	}
-	if n := strings.Count(out, `"dataverse lookup finished"`); n != 2 {
-		t.Errorf("%d lookup warnings, want one per failed lookup (2), none for the refused ones:\n%s", n, out)
+	if n := strings.Count(out, `"dataverse lookup finished"`); n != 1 {
+		t.Errorf("%d lookup warnings, want one for the two failed lookups of one cause, none for the refused ones:\n%s", n, out)
 	}
 	for _, pii := range []string{"555017", "555018", "555019"} {
 		if strings.Contains(out, pii) {
 			t.Errorf("a log line carries the number %q:\n%s", pii, out)
 		}
 	}
+}
+
+// A Dataverse that fails every other request (one bad node behind its
+// load balancer, a flapping gateway) never fails five lookups in a row, so
+// the breaker stays closed and its line does not stand for the failures:
+// each was a warning, hundreds a second at a contact centre's rate. They
+// are one warning per cause every 10 s, with held_back counting the
+// others; each failed lookup still has its line at debug, and
+// lookups_total{result="error"} counts every one.
+func TestClient_PartialOutageDoesNotFloodTheLog(t *testing.T) {
+	srv, c, logs := loggedEnv(t, zerolog.DebugLevel, func(cfg *dataverse.Config) {
+		cfg.MaxAttempts = 1
+	})
+	const failures = 20
+	for i := range 2 * failures {
+		if i%2 == 0 {
+			srv.FailNext(1, http.StatusServiceUnavailable)
+		}
+		_, err := c.Lookup(ctxT(t, 5*time.Second), phone(fmt.Sprintf("+131755502%02d", i)))
+		if (err != nil) != (i%2 == 0) {
+			t.Fatalf("lookup %d: %v; want every other one to fail", i, err)
+		}
+	}
+	var warn, debug int
+	for _, l := range logLines(t, logs.String()) {
+		if l["message"] != "dataverse lookup finished" || l["result"] != "error" {
+			continue
+		}
+		switch l["level"] {
+		case "warn":
+			warn++
+		case "debug":
+			debug++
+		}
+	}
+	if warn != 1 || warn+debug != failures {
+		t.Fatalf("%d warnings and %d debug lines for %d failed lookups of one cause; want 1 warning, the rest at debug:\n%s", warn, debug, failures, logs.String())
+	}
+	if c.Status().(dataverse.Status).Breaker != "closed" {
+		t.Fatal("the breaker opened: the test proves nothing")
+	}
+}
+
+// logLines parses a JSON log.
+func logLines(t *testing.T, s string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for l := range strings.Lines(s) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line is not JSON: %q", l)
+		}
+		out = append(out, m)
+	}
+	return out
 }
