@@ -468,16 +468,20 @@ func (c *Client) remote(ctx context.Context, kind bridge.KeyKind, value string, 
 	// A single entity's query goes in a $batch too: its URL holds the
 	// caller's number or email, and a request URL is what proxies,
 	// gateways and request telemetry record; a batch body is not.
+	ctx = withBreakerGate(ctx)
 	if c.cfg.SequentialLookups {
 		recs, err = c.sequential(ctx, list, values)
 	} else {
 		recs, err = c.batch(ctx, list, values)
 	}
-	if errors.Is(err, ErrBusy) {
+	switch {
+	case errors.Is(err, ErrBusy):
 		// Never sent (it waited for a request slot until nobody waited
 		// for it): that says nothing of Dataverse.
 		c.breaker.abandon()
-	} else if c.ctx.Err() == nil {
+	case errors.Is(err, ErrCircuitOpen):
+		// Never sent: the breaker opened while it waited for a slot.
+	case c.ctx.Err() == nil:
 		// A refusal is Dataverse answering: it is up. Counted as a
 		// failure, a table the role cannot read (or a wrong entity set or
 		// column) would open the breaker after a few unknown callers and

@@ -169,3 +169,36 @@ func TestClient_BusyProbeLetsTheNextOneProbe(t *testing.T) {
 		t.Fatalf("breaker %s after a successful probe", st.Breaker)
 	}
 }
+
+// Lookups let through before the breaker opened send nothing more once it
+// is open: neither their retries nor, for those that waited for a request
+// slot, their first request. They went on to MaxAttempts against a
+// Dataverse the breaker had just judged down, each request holding one of
+// the few slots. Here Dataverse hangs (each request times out after
+// 200 ms) and the slot is one: the first lookup to fail its two attempts
+// opens the breaker, by when each other lookup has sent one request at
+// most; the rest are not sent.
+func TestClient_OpenBreakerStopsLookupsInFlight(t *testing.T) {
+	srv, c := MustEnv(t, func(cfg *dataverse.Config) {
+		cfg.Concurrency, cfg.QueueTimeout, cfg.RequestTimeout = 1, 10*time.Second, 200*time.Millisecond
+		cfg.MaxAttempts, cfg.BreakerFailures, cfg.BreakerCooldown = 2, 1, time.Minute
+	})
+	warm(t, srv, c)
+	srv.SetLatency(time.Hour)
+	const lookups = 4
+	var wg sync.WaitGroup
+	for i := range lookups {
+		wg.Go(func() {
+			if _, err := c.Lookup(ctxT(t, 10*time.Second), phone(fmt.Sprintf("+13175550%03d", 400+i))); err == nil {
+				t.Errorf("lookup %d against a failing Dataverse succeeded", i)
+			}
+		})
+	}
+	wg.Wait()
+	if st := c.Status().(dataverse.Status).Breaker; st != "open" {
+		t.Fatalf("breaker %s, want open (or the test proves nothing)", st)
+	}
+	if n := srv.Arrived(); n > 2+(lookups-1) {
+		t.Fatalf("%d requests for %d lookups of 2 attempts each; want at most %d: none sent once the breaker opened", n, lookups, 2+(lookups-1))
+	}
+}

@@ -86,6 +86,19 @@ func withHoldNotice(ctx context.Context, notice func(until time.Time)) context.C
 	return context.WithValue(ctx, holdKey{}, notice)
 }
 
+// breakerKey marks a lookup's requests (not check's): attempt sends none
+// while the breaker refuses.
+type breakerKey struct{}
+
+func withBreakerGate(ctx context.Context) context.Context {
+	return context.WithValue(ctx, breakerKey{}, true)
+}
+
+func breakerGated(ctx context.Context) bool {
+	gated, _ := ctx.Value(breakerKey{}).(bool)
+	return gated
+}
+
 // wait blocks until the gate lets this request go; probe says it goes as
 // the probe and must call probeDone. If ctx's deadline falls before the
 // Retry-After ends, it returns a ThrottledError at once instead of waiting
@@ -177,6 +190,14 @@ func (b *breaker) allow(now time.Time) bool {
 	}
 }
 
+// refuses reports whether the breaker is open and cooling down: a lookup
+// let through before it opened sends nothing more (see attempt).
+func (b *breaker) refuses(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.state == breakerOpen && now.Before(b.openUntil)
+}
+
 // abandon ends a lookup allow let through that sent nothing (ErrBusy): its
 // outcome is not recorded, and a half-open breaker lets the next one probe.
 func (b *breaker) abandon() {
@@ -255,7 +276,7 @@ func (c *Client) send(ctx context.Context, op, entity string, build func(ctx con
 		if err == nil {
 			return resp, body, nil
 		}
-		if errors.Is(err, ErrBusy) {
+		if errors.Is(err, ErrBusy) || errors.Is(err, ErrCircuitOpen) {
 			// Not sent: an earlier attempt's failure, if any, is the
 			// lookup's outcome.
 			if lastErr == nil {
@@ -312,6 +333,12 @@ func (c *Client) attempt(ctx context.Context, op, entity string, build func(ctx 
 		return nil, nil, err
 	}
 	defer func() { <-c.sem }()
+	if breakerGated(ctx) && c.breaker.refuses(c.cfg.Now()) {
+		// A lookup let through before the breaker opened: its retries,
+		// or its first request after waiting for this slot, would go to
+		// a Dataverse just judged down, each holding one of the slots.
+		return nil, nil, ErrCircuitOpen
+	}
 	probe, err := c.gate.wait(ctx)
 	if err != nil {
 		return nil, nil, err

@@ -155,8 +155,17 @@ func (s *Server) TokenRequests() int {
 // ResetLog clears the request log and the violations.
 func (s *Server) ResetLog() {
 	s.mu.Lock()
-	s.requests, s.violations, s.maxInflight = requestLog{}, nil, s.inflight
+	s.requests, s.violations, s.maxInflight, s.arrived = requestLog{}, nil, s.inflight, 0
 	s.mu.Unlock()
+}
+
+// Arrived counts the authenticated API requests received since the last
+// ResetLog, answered or not: one the client gave up on (its timeout, while
+// the emulator waits out SetLatency) is in no other count.
+func (s *Server) Arrived() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.arrived
 }
 
 // Violations returns the requests that arrived inside a Retry-After window

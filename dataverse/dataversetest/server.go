@@ -85,6 +85,7 @@ type Server struct {
 	appUserOff    bool
 	inflight      int
 	maxInflight   int
+	arrived       int // authenticated API requests since ResetLog, answered or not
 
 	srv     *http.Server
 	serveWG sync.WaitGroup
@@ -342,6 +343,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
+	s.arrived++
 	s.inflight++
 	s.maxInflight = max(s.maxInflight, s.inflight)
 	s.mu.Unlock()
