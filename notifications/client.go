@@ -67,6 +67,7 @@ type Config struct {
 	ClientSecret string // GENESYS_CLIENT_SECRET
 
 	Agents       []string      // user ids to watch
+	AgentsChange bool          // SetAgents may replace Agents at run time (an agents file that is watched)
 	Queues       []string      // queue ids whose members are watched
 	QueueRefresh time.Duration // how often queue membership is re-read; default 5m
 
@@ -175,7 +176,7 @@ type Client struct {
 	// lingering are agents no longer wanted (they left their queues) kept
 	// watched while a call rings for them: its answer is still to come.
 	lingering   map[string]bool
-	applyCh     chan struct{} // a lingering agent's call stopped ringing: apply again
+	applyCh     chan struct{} // a lingering agent's call stopped ringing, or SetAgents: apply again
 	ringMu      sync.Mutex
 	ringing     map[string]map[string]time.Time // agent -> conversation ringing for them -> when last seen so (with queues only)
 	rejected    map[string]rejection            // topic -> rejection
@@ -587,7 +588,9 @@ func (c *Client) agentLoop(ctx context.Context) error {
 		c.mu.Lock()
 		c.queuesDone = true
 		c.mu.Unlock()
-		<-ctx.Done()
+		for c.sleepApplying(ctx, time.Hour) { // applying SetAgents' lists
+			continue
+		}
 		return ctx.Err()
 	}
 	backoff := c.cfg.BackoffMin
@@ -620,8 +623,33 @@ func (c *Client) agentLoop(ctx context.Context) error {
 	}
 }
 
+// SetAgents replaces the agents watched by id (Config.Agents, with
+// Config.AgentsChange): the agents file was edited. Queue members stay as
+// they are. New agents are subscribed (and their conversations in
+// progress reconciled); agents no longer named by the list or a queue go
+// once no call rings for them, as members who leave a queue do. A list
+// with an id that is not a user id changes nothing.
+func (c *Client) SetAgents(agents []string) error {
+	static := make(map[string]bool, len(agents))
+	for _, a := range agents {
+		if !validID(a) {
+			return fmt.Errorf("%q is not a Genesys user id", a)
+		}
+		static[a] = true
+	}
+	c.mu.Lock()
+	c.static = static
+	c.mu.Unlock()
+	// The agent loop applies it: every apply runs there.
+	select {
+	case c.applyCh <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
 // sleepApplying sleeps for d, applying the agent list whenever an agent
-// kept for a ringing call (lingering) may go.
+// kept for a ringing call (lingering) may go, or SetAgents changed it.
 func (c *Client) sleepApplying(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -899,10 +927,12 @@ func (c *Client) markSeen(body, agent string, at time.Time) {
 	if conv == "" {
 		return
 	}
-	queues := len(c.cfg.Queues) > 0 // only queue members leave: the others need no ringing
-	connected, ringing := agentLegs(body, agent, queues)
+	// Only queue members, and the agents of a list that changes, leave:
+	// the others need no ringing.
+	leave := len(c.cfg.Queues) > 0 || c.cfg.AgentsChange
+	connected, ringing := agentLegs(body, agent, leave)
 	c.seen.mark(conv, agent, at, connected)
-	if queues {
+	if leave {
 		c.noteRinging(conv, agent, at, ringing)
 	}
 }

@@ -31,6 +31,7 @@ type Config struct {
 	GenesysClientSecret string
 	GenesysAgents       []string
 	GenesysAgentsFile   string
+	agentsFilePoll      time.Duration // how often the agents file is looked at (tests; 0: 5 s)
 	GenesysQueues       []string
 	GenesysQueueRefresh time.Duration
 

@@ -48,6 +48,7 @@ type Main struct {
 
 	agentLn, adminLn net.Listener
 	snapshots        chan bridge.Snapshot
+	staticAgents     []string // GENESYS_AGENTS and GENESYS_AGENTS_FILE as Open read them
 	started          time.Time
 	opened           atomic.Bool // Open has built every part: the admin handlers may look at them
 	startupDone      atomic.Bool // readiness latch: everything came up once
@@ -151,12 +152,13 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.staticAgents = agents
 	// Bounded: when the normalizer falls behind, the Genesys readers
 	// block (counted as back-pressure) instead of queueing without end.
 	m.snapshots = make(chan bridge.Snapshot, 4096)
 	m.Genesys, err = notifications.New(notifications.Config{
 		Region: cfg.GenesysRegion, APIURL: cfg.GenesysAPIURL, ClientID: cfg.GenesysClientID, ClientSecret: cfg.GenesysClientSecret,
-		Agents: agents, Queues: cfg.GenesysQueues, QueueRefresh: cfg.GenesysQueueRefresh,
+		Agents: agents, AgentsChange: cfg.GenesysAgentsFile != "", Queues: cfg.GenesysQueues, QueueRefresh: cfg.GenesysQueueRefresh,
 		Registerer: m.Registry,
 	}, m.Log, m.snapshots)
 	if err != nil {
@@ -216,7 +218,7 @@ func (m *Main) Run(ctx context.Context) error {
 	defer m.Close()
 	log := m.Log.With().Str("component", "main").Logger()
 	stages := [][]func(context.Context) error{
-		{m.Genesys.Run},
+		{m.Genesys.Run, m.watchAgentsFile},
 		{m.pumpSnapshots},
 		{m.Events.Run},
 		{func(ctx context.Context) error {

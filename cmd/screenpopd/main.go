@@ -34,9 +34,10 @@ func main() {
 	stop := []os.Signal{os.Interrupt, syscall.SIGTERM}
 	if len(os.Args) > 1 && os.Args[1] == "run" {
 		// SIGHUP, the usual "reload", must not end the daemon by its
-		// default action: the configuration (GENESYS_AGENTS_FILE included)
-		// is read at start only, and systemd's Restart=on-failure does not
-		// restart a process that SIGHUP ended (a clean exit signal to it).
+		// default action: the configuration is read at start only (the
+		// agents file is followed without it), and systemd's
+		// Restart=on-failure does not restart a process that SIGHUP ended
+		// (a clean exit signal to it).
 		signal.Ignore(syscall.SIGHUP)
 	} else {
 		// The demo and the short commands run in a terminal: closing it

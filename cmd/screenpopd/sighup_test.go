@@ -12,8 +12,8 @@ import (
 )
 
 // SIGHUP is the usual "reload" of a daemon, and what a closed terminal
-// sends. `run` reads its configuration (the agents file too) at start
-// only, and a process that leaves SIGHUP to its default action dies at
+// sends. `run` reads its configuration at start only (the agents file it
+// follows by itself), and a process that leaves SIGHUP to its default action dies at
 // once: no graceful stop, nothing logged, and systemd's Restart=on-failure
 // (the shipped unit) counts SIGHUP as a clean exit and does not restart it,
 // so every agent would lose pops until someone noticed. So `run` ignores

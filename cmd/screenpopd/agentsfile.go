@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/screenpop/screenpop/dataverse"
+)
+
+// defaultAgentsFilePoll is how often GENESYS_AGENTS_FILE is looked at.
+const defaultAgentsFilePoll = 5 * time.Second
+
+// fileStamp is what tells that a file changed: replaced (mv), or written
+// in place.
+type fileStamp struct {
+	info os.FileInfo
+}
+
+func stampOf(path string) (fileStamp, error) {
+	fi, err := os.Stat(path)
+	return fileStamp{fi}, err
+}
+
+func (s fileStamp) same(o fileStamp) bool {
+	if s.info == nil || o.info == nil {
+		return s.info == nil && o.info == nil
+	}
+	return os.SameFile(s.info, o.info) && s.info.Size() == o.info.Size() && s.info.ModTime().Equal(o.info.ModTime())
+}
+
+// watchAgentsFile applies GENESYS_AGENTS_FILE again when it changes, so
+// that agents added to it are watched, and agents removed from it let go,
+// without a restart. A change is read once the file has stayed the same
+// for one look (an editor still writing it would have its half read); a
+// file that does not read, names something that is not a user id, or no
+// one at all changes nothing: the agents it named before stay watched.
+func (m *Main) watchAgentsFile(ctx context.Context) error {
+	path := m.Config.GenesysAgentsFile
+	if path == "" {
+		return nil
+	}
+	poll := m.Config.agentsFilePoll
+	if poll <= 0 {
+		poll = defaultAgentsFilePoll
+	}
+	log := m.Log.With().Str("component", "main").Logger()
+	// The file is read at the first look: it may have changed since Open
+	// read it. An unchanged list changes nothing and is not logged.
+	current := m.staticAgents
+	var applied, seen fileStamp // the stamp applied last, and the one seen at the last look
+	var refused *fileStamp      // the stamp refused last, logged once
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		st, err := stampOf(path)
+		if err == nil && st.same(applied) {
+			seen = st
+			continue
+		}
+		if !st.same(seen) {
+			seen = st // changed since the last look: wait for it to settle
+			continue
+		}
+		seen = st
+		ids, err := readValidAgents(path, err)
+		if err == nil {
+			ids = append(append([]string(nil), m.Config.GenesysAgents...), ids...)
+			err = m.Genesys.SetAgents(ids)
+		}
+		if err != nil {
+			if refused == nil || !st.same(*refused) {
+				log.Warn().Err(err).Int("agents", len(current)).
+					Msg("GENESYS_AGENTS_FILE changed but cannot be applied; the agents watched before stay watched until it is fixed")
+			}
+			refused = &st
+			continue
+		}
+		if added, removed := diffIDs(current, ids); added+removed > 0 {
+			log.Info().Int("agents", len(uniqueIDs(ids))).Int("added", added).Int("removed", removed).
+				Msg("GENESYS_AGENTS_FILE applied: added agents are watched now, removed ones once no call rings for them")
+		}
+		current, applied, refused = ids, st, nil
+	}
+}
+
+var errNoAgentsFile = errors.New("the file is gone")
+
+// readValidAgents reads path as the agents file, refusing what would
+// leave agents unwatched by mistake: a file gone, an id that is not a
+// user id, a file naming no one.
+func readValidAgents(path string, statErr error) ([]string, error) {
+	if statErr != nil {
+		if errors.Is(statErr, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w (deleted, or being replaced)", path, errNoAgentsFile)
+		}
+		return nil, statErr
+	}
+	ids, lines, err := readAgentsFileLines(path)
+	if err != nil {
+		return nil, err
+	}
+	for i, a := range ids {
+		if !dataverse.IsGUID(a) {
+			return nil, fmt.Errorf("line %d: %q is not a Genesys user id (a UUID)", lines[i], a)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("%s names no agent (to stop watching everyone, stop screenpopd)", path)
+	}
+	return ids, nil
+}
+
+// diffIDs counts the ids of next not in prev, and of prev not in next.
+func diffIDs(prev, next []string) (added, removed int) {
+	in := make(map[string]bool, len(prev))
+	for _, a := range prev {
+		in[a] = true
+	}
+	now := make(map[string]bool, len(next))
+	for _, a := range next {
+		now[a] = true
+		if !in[a] {
+			added++
+		}
+	}
+	for a := range in {
+		if !now[a] {
+			removed++
+		}
+	}
+	return added, removed
+}
+
+// uniqueIDs returns ids without repeats.
+func uniqueIDs(ids []string) map[string]bool {
+	out := make(map[string]bool, len(ids))
+	for _, a := range ids {
+		out[a] = true
+	}
+	return out
+}

@@ -1,0 +1,55 @@
+package notifications_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/screenpop/screenpop/notifications"
+	"github.com/screenpop/screenpop/notifications/notificationstest"
+)
+
+// The admin edits the agents file (GENESYS_AGENTS_FILE): a new hire is
+// added, someone who left is removed. SetAgents applies the new list
+// without a restart: the new agent's topic is subscribed and their calls
+// reach the bridge; the removed agent's goes, but only once the call
+// ringing for them has been answered and ended, as for an agent who leaves
+// a watched queue (the answer is the pop with SCREENPOP_POP_ON=connected).
+func TestClient_SetAgentsAppliesAnEditedAgentList(t *testing.T) {
+	as := agents(3)
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
+		func(c *notifications.Config) { c.Agents = ids(as[:2]); c.AgentsChange = true }, 64)
+	col := collectStates(h.out)
+	h.awaitReady(5 * time.Second)
+	topic := func(i int) string { return "v2.users." + as[i].ID + ".conversations" }
+	waitFor(t, 5*time.Second, "the listed agents' topics delivered", func() bool { return h.emu.IsDelivered(topic(0)) && h.emu.IsDelivered(topic(1)) })
+	if notifications.Watched(h.client, as[2].ID) {
+		t.Fatal("an agent not listed is watched")
+	}
+	ringing := h.emu.InboundCall(as[0].ID, "+13175550101", notificationstest.Options{}).Alert()
+	waitFor(t, 3*time.Second, "the ringing call", func() bool { return col.has(ringing.ID(), as[0].ID, "alerting") })
+
+	if err := h.client.SetAgents(ids(as[1:])); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the added agent's topic delivered", func() bool { return h.emu.IsDelivered(topic(2)) })
+	call := h.emu.InboundCall(as[2].ID, "+13175550102", notificationstest.Options{}).Alert()
+	waitFor(t, 3*time.Second, "the added agent's call", func() bool { return col.has(call.ID(), as[2].ID, "alerting") })
+
+	time.Sleep(200 * time.Millisecond) // the PUT that would take the removed agent's topic away
+	ringing.Connect()
+	waitFor(t, 3*time.Second, "the answer of the call that rang before the agent was removed", func() bool {
+		return col.has(ringing.ID(), as[0].ID, "connected")
+	})
+	ringing.Disconnect()
+	waitFor(t, 5*time.Second, "the removed agent unwatched once the call ended", func() bool {
+		return !notifications.Watched(h.client, as[0].ID) && !h.emu.IsDelivered(topic(0))
+	})
+	if err := h.client.SetAgents([]string{"not a user id"}); err == nil {
+		t.Error("SetAgents took an id that is not one")
+	}
+	if !notifications.Watched(h.client, as[2].ID) {
+		t.Error("a refused list changed the agents watched")
+	}
+	h.stop()
+	<-col.done
+}
