@@ -314,6 +314,11 @@ func TestBrowser_ResumeBeforeFirstPop(t *testing.T) {
 	run(t, ctx, poll(`typeof window.screenpopClient.cursor.base === 'number'`))
 	// Record what the page sends from now on.
 	run(t, ctx, js(`window.__sent = []; (function (send) { WebSocket.prototype.send = function (d) { window.__sent.push(d); return send.call(this, d); }; })(WebSocket.prototype.send)`))
+	// The server counts the socket after the heartbeat has gone out: count
+	// from there, or the reconnect below is this socket's count.
+	waitFor(t, 10*time.Second, "the first socket counted", func() bool {
+		return testutil.ToFloat64(e.srv.m.connects.WithLabelValues("ok")) == 1
+	})
 	oks := testutil.ToFloat64(e.srv.m.connects.WithLabelValues("ok"))
 	e.srv.closeAll(CloseTooSlow, msgTooSlow)
 	waitFor(t, 15*time.Second, "page reconnected", func() bool {

@@ -246,6 +246,9 @@ func TestDaemon_EndToEnd(t *testing.T) {
 	})
 
 	t.Run("NoPIIInLogs", func(t *testing.T) {
+		// The resolver writes a pop's line after publishing the pop, so
+		// the last pop can reach the page before its line is written.
+		waitFor(t, 10*time.Second, "3 pop log lines", func() bool { return strings.Count(logs.String(), `"message":"pop"`) >= 3 })
 		out := logs.String()
 		for _, pii := range []string{"3175550123", "555-0123", "O'Brien", "O''Brien", "Pat", "9995550100", "9995550111", d.Genesys.AgentToken(agent)} {
 			if strings.Contains(out, pii) {
