@@ -64,6 +64,10 @@ type Config struct {
 // DefaultMarkerBucket is the key-value bucket of the pop markers.
 const DefaultMarkerBucket = "screenpop-pops"
 
+// DefaultDuplicateWindow is the stream's duplicate window. JetStream
+// refuses a stream whose max age is shorter.
+const DefaultDuplicateWindow = 2 * time.Minute
+
 // DefaultMarkerGrace is how long a marker outlives its leg by default.
 const DefaultMarkerGrace = 15 * time.Minute
 
@@ -90,7 +94,7 @@ func (c *Config) setDefaults() {
 		c.StreamReplicas = 1
 	}
 	if c.DuplicateWindow == 0 {
-		c.DuplicateWindow = 2 * time.Minute
+		c.DuplicateWindow = DefaultDuplicateWindow
 	}
 	if c.MarkerBucket == "" {
 		c.MarkerBucket = DefaultMarkerBucket

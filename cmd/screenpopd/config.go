@@ -567,6 +567,11 @@ func (c *Config) validate(req Requirements) []string {
 	if c.Auth == "jwt" && len(c.JWTSecret) < 32 {
 		p = append(p, "SCREENPOP_JWT_SECRET: required with SCREENPOP_AUTH=jwt, at least 32 bytes; generate one with: openssl rand -base64 48")
 	}
+	if c.StreamMaxAge > 0 && c.StreamMaxAge < bus.DefaultDuplicateWindow {
+		// JetStream refuses a max age below the duplicate window, which
+		// would stop the daemon at start with NATS's words.
+		p = append(p, fmt.Sprintf("SCREENPOP_STREAM_MAX_AGE: %s is shorter than the stream's duplicate window; set at least %s", c.StreamMaxAge, bus.DefaultDuplicateWindow))
+	}
 	if c.FreshWindow > c.ReplayWindow && c.ReplayWindow > 0 {
 		p = append(p, "SCREENPOP_FRESH_WINDOW: must not be longer than SCREENPOP_REPLAY_WINDOW")
 	}

@@ -158,6 +158,9 @@ func TestParseConfig(t *testing.T) {
 		{"OverrideKeys", with(good(), "SCREENPOP_OVERRIDE_KEYS", "just-one"), []string{"SCREENPOP_OVERRIDE_KEYS", "entity-key,id-key"}},
 		{"Origins", with(good(), "SCREENPOP_ALLOWED_ORIGINS", "https://contoso.crm.dynamics.com/main.aspx"), []string{"SCREENPOP_ALLOWED_ORIGINS", "not an origin"}},
 		{"Windows", with(good(), "SCREENPOP_FRESH_WINDOW", "5m"), []string{"SCREENPOP_FRESH_WINDOW"}},
+		// An admin keeping callers' data as short as it can: refused here,
+		// naming the least, not by JetStream after NATS has started.
+		{"StreamMaxAgeBelowDuplicateWindow", with(good(), "SCREENPOP_STREAM_MAX_AGE", "1m"), []string{"SCREENPOP_STREAM_MAX_AGE", "at least 2m0s"}},
 		{"AgentsFileMissing", with(good(), "GENESYS_AGENTS_FILE", "/nonexistent/agents"), []string{"GENESYS_AGENTS_FILE"}},
 		{"AgentNotAUserID", with(good(), "GENESYS_AGENTS", "alice"), []string{"GENESYS_AGENTS", `"alice" is not a Genesys user id`}},
 		{"QueueNotAnID", with(good(), "GENESYS_QUEUES", "sales"), []string{"GENESYS_QUEUES", `"sales" is not a Genesys queue id`}},

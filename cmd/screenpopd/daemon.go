@@ -83,9 +83,13 @@ func (m *Main) Open(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("SCREENPOP_DATA_DIR %s: %w", cfg.DataDir, err)
 	}
-	hasher, err := loadHasher(filepath.Join(cfg.DataDir, "pii-hash.key"))
+	keyPath := filepath.Join(cfg.DataDir, "pii-hash.key")
+	hasher, err := loadHasher(keyPath)
 	if err != nil {
 		return err
+	}
+	if err := privatePIIKey(keyPath); err != nil {
+		m.Log.Warn().Err(err).Str("path", keyPath).Msg("pii-hash.key is readable by other users and its mode cannot be changed: chmod 600 it and chown it to the service user")
 	}
 
 	// The listeners first: a port in use is the commonest start-up error
@@ -430,6 +434,19 @@ func loadHasher(path string) (bridge.Hasher, error) {
 		return bridge.Hasher{}, err
 	}
 	return bridge.NewHasher(key), nil
+}
+
+// privatePIIKey makes an existing PII hash key readable by its owner only
+// (0600, as made at first start). A key copied from another instance
+// (architecture.md: every instance needs the same one) gets the copier's
+// umask, often 0644: any local user could then read it and, trying every
+// phone number, reverse the caller_hash in the logs.
+func privatePIIKey(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	return os.Chmod(path, 0o600)
 }
 
 // writeFileAtomic writes b to path (mode 0600) through a temporary file in
