@@ -80,6 +80,11 @@ func TestDeploy_NATSClusterConfig(t *testing.T) {
 	if opts.Cluster.Name != "screenpop" || opts.Cluster.Port != 6222 || len(opts.Routes) != 3 || opts.Cluster.TLSConfig == nil {
 		t.Errorf("cluster: name %q port %d routes %d tls %v", opts.Cluster.Name, opts.Cluster.Port, len(opts.Routes), opts.Cluster.TLSConfig != nil)
 	}
+	// A node that dies without closing its routes is dropped within
+	// seconds, not 60-90 s (bridge/bus TestConn_ThreeNodeClusterLosesANode).
+	if opts.Cluster.PingInterval == 0 || opts.Cluster.PingInterval > 2*time.Second || opts.Cluster.MaxPingsOut == 0 || opts.Cluster.MaxPingsOut > 2 {
+		t.Errorf("cluster: route ping interval %v, max pings out %d; want at most 2s and 2", opts.Cluster.PingInterval, opts.Cluster.MaxPingsOut)
+	}
 	if opts.TLSConfig == nil || opts.Port != 4222 || opts.HTTPHost != "127.0.0.1" || opts.HTTPPort != 8222 || opts.MaxPayload != 1<<20 {
 		t.Errorf("client listener: tls %v port %d http %s:%d max payload %d", opts.TLSConfig != nil, opts.Port, opts.HTTPHost, opts.HTTPPort, opts.MaxPayload)
 	}
