@@ -649,20 +649,49 @@ func (c *Client) SetAgents(agents []string) error {
 }
 
 // sleepApplying sleeps for d, applying the agent list whenever an agent
-// kept for a ringing call (lingering) may go, or SetAgents changed it.
+// kept for a ringing call (lingering) may go, or SetAgents changed it. A
+// lingering agent may go once their call has not been seen ringing for
+// lingerMax, its end lost in a gap: that wakes it too, or without queues
+// (nothing else applies the list) they would be kept for good.
 func (c *Client) sleepApplying(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
+	end := time.Now().Add(d)
 	for {
+		wait, linger := time.Until(end), false
+		if l, ok := c.lingerWait(time.Now()); ok && l < wait {
+			wait, linger = l, true
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return false
 		case <-t.C:
-			return true
+			if !linger {
+				return true
+			}
+			c.apply()
 		case <-c.applyCh:
+			t.Stop()
 			c.apply()
 		}
 	}
+}
+
+// lingerWait is how long until a call ringing for a lingering agent was
+// last seen so lingerMax ago; ok is false when no agent lingers.
+func (c *Client) lingerWait(now time.Time) (wait time.Duration, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ringMu.Lock() // after mu, as in apply
+	defer c.ringMu.Unlock()
+	for a := range c.lingering {
+		for _, at := range c.ringing[a] {
+			if w := at.Add(lingerMax).Sub(now); !ok || w < wait {
+				wait, ok = w, true
+			}
+		}
+	}
+	return max(wait, 0), ok
 }
 
 // refreshQueues reads the members of queues and applies them. It returns

@@ -1,5 +1,7 @@
 package notifications
 
+import "time"
+
 // PendingAgents returns the agents waiting for the reconciliation of
 // their newly put topic (Client.pendingAgents), for the tests of what the
 // client keeps while a reconciliation fails.
@@ -19,3 +21,18 @@ func Watched(c *Client, agent string) bool {
 	defer c.mu.Unlock()
 	return c.agentShard[agent] != nil
 }
+
+// AgeRinging makes every call seen ringing look d older, so that a test
+// of what lingerMax (10 minutes) bounds does not wait for it.
+func AgeRinging(c *Client, d time.Duration) {
+	c.ringMu.Lock()
+	defer c.ringMu.Unlock()
+	for _, m := range c.ringing {
+		for conv, at := range m {
+			m[conv] = at.Add(-d)
+		}
+	}
+}
+
+// LingerMax is lingerMax.
+const LingerMax = lingerMax

@@ -53,3 +53,40 @@ func TestClient_SetAgentsAppliesAnEditedAgentList(t *testing.T) {
 	h.stop()
 	<-col.done
 }
+
+// The admin removes an agent from the agents file while a call rings for
+// them, and the call's end is lost in a gap (a dead socket: Genesys
+// replays nothing, and the reconciliation finds no live conversation).
+// The agent lingers for the answer that will not come, but only for
+// lingerMax (docs/genesys.md: at most 10 minutes): then they go. With no
+// queue, no refresh applies the list again, so they stayed watched, with
+// pops, until the next edit of the file.
+func TestClient_SetAgentsLetsGoOfARemovedAgentWhoseCallEndWasLost(t *testing.T) {
+	as := agents(2)
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
+		func(c *notifications.Config) { c.Agents = ids(as); c.AgentsChange = true }, 64)
+	col := collectStates(h.out)
+	h.awaitReady(5 * time.Second)
+	topic := "v2.users." + as[0].ID + ".conversations"
+	waitFor(t, 5*time.Second, "the agent's topic delivered", func() bool { return h.emu.IsDelivered(topic) })
+	call := h.emu.InboundCall(as[0].ID, "+13175550103", notificationstest.Options{}).Alert()
+	waitFor(t, 3*time.Second, "the ringing call", func() bool { return col.has(call.ID(), as[0].ID, "alerting") })
+
+	h.emu.SetBlackhole(true)
+	call.Disconnect() // unseen
+	waitFor(t, 5*time.Second, "the dead socket noticed", func() bool { return !h.client.Ready() })
+	h.emu.SetBlackhole(false)
+	h.awaitReady(5 * time.Second)
+
+	// The admin removes the agent nearly lingerMax after the call last
+	// rang (the clock moved on, not the test).
+	notifications.AgeRinging(h.client, notifications.LingerMax-2*time.Second)
+	if err := h.client.SetAgents(ids(as[1:])); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the removed agent unwatched once lingerMax has passed", func() bool {
+		return !notifications.Watched(h.client, as[0].ID) && !h.emu.IsDelivered(topic)
+	})
+	h.stop()
+	<-col.done
+}

@@ -70,7 +70,11 @@ func (m *Main) watchAgentsFile(ctx context.Context) error {
 			continue
 		}
 		seen = st
-		ids, err := readValidAgents(path, err)
+		// Emptying the file stops watching everyone only when it is the
+		// one source of agents; next to GENESYS_AGENTS or GENESYS_QUEUES it
+		// removes the file's last agents, as a restart would.
+		alone := len(m.Config.GenesysAgents) == 0 && len(m.Config.GenesysQueues) == 0
+		ids, err := readValidAgents(path, err, alone)
 		if err == nil {
 			ids = append(append([]string(nil), m.Config.GenesysAgents...), ids...)
 			err = m.Genesys.SetAgents(ids)
@@ -83,7 +87,9 @@ func (m *Main) watchAgentsFile(ctx context.Context) error {
 			refused = &st
 			continue
 		}
-		if added, removed := diffIDs(current, ids); added+removed > 0 {
+		// A file fixed after a refusal is logged even when it is back as
+		// it was: the warning said the edit waits to be fixed.
+		if added, removed := diffIDs(current, ids); added+removed > 0 || refused != nil {
 			log.Info().Int("agents", len(uniqueIDs(ids))).Int("added", added).Int("removed", removed).
 				Msg("GENESYS_AGENTS_FILE applied: added agents are watched now, removed ones once no call rings for them")
 		}
@@ -95,8 +101,9 @@ var errNoAgentsFile = errors.New("the file is gone")
 
 // readValidAgents reads path as the agents file, refusing what would
 // leave agents unwatched by mistake: a file gone, an id that is not a
-// user id, a file naming no one.
-func readValidAgents(path string, statErr error) ([]string, error) {
+// user id, a file naming no one when it is the only source (alone) of
+// agents, an empty file.
+func readValidAgents(path string, statErr error, alone bool) ([]string, error) {
 	if statErr != nil {
 		if errors.Is(statErr, os.ErrNotExist) {
 			return nil, fmt.Errorf("%s: %w (deleted, or being replaced)", path, errNoAgentsFile)
@@ -113,7 +120,14 @@ func readValidAgents(path string, statErr error) ([]string, error) {
 		}
 	}
 	if len(ids) == 0 {
-		return nil, fmt.Errorf("%s names no agent (to stop watching everyone, stop screenpopd)", path)
+		if alone {
+			return nil, fmt.Errorf("%s names no agent (to stop watching everyone, stop screenpopd)", path)
+		}
+		// Not one byte: a file being written (`cmd > file` empties it
+		// first) rather than one emptied on purpose, which a comment says.
+		if fi, err := os.Stat(path); err == nil && fi.Size() == 0 {
+			return nil, fmt.Errorf("%s is empty (still being written?); to list no agent in it, leave a comment line such as # none", path)
+		}
 	}
 	return ids, nil
 }

@@ -62,3 +62,69 @@ func TestDaemon_AgentsFileEditedWithoutARestart(t *testing.T) {
 	}
 	r.await(t, g.InboundCall(ids[1], "+13175557002", notificationstest.Options{}).Alert().ID())
 }
+
+// The file is one source of agents among three: the admin who watches a
+// queue (GENESYS_QUEUES) and lists a few more agents in the file removes
+// the last of them. The daemon starts with such a file (comments only),
+// so the edit must be applied too: the agent removed goes, the queue's
+// members stay. Refusing it ("names no agent (to stop watching everyone,
+// stop screenpopd)", which is not what it would do) kept the removed
+// agent watched, with pops, until a restart. A file of not one byte is
+// still refused: that is a file being written.
+func TestDaemon_AgentsFileEmptiedNextToAQueue(t *testing.T) {
+	const queue = "9a0e0000-0000-4000-8000-0000000000a1"
+	cfg, g, _, ids := emulatedConfig(t, 2, 720, notificationstest.Config{}, nil)
+	g.SetQueueMembers(queue, ids[:1])
+	file := filepath.Join(t.TempDir(), "agents.txt")
+	writeAgentsFile(t, file, ids[1])
+	cfg.GenesysAgents, cfg.GenesysQueues, cfg.GenesysAgentsFile, cfg.agentsFilePoll = nil, []string{queue}, file, 50*time.Millisecond
+	logs := &syncbuf.Buffer{}
+	runDaemonLog(t, cfg, zerolog.New(logs).Level(zerolog.InfoLevel))
+	topic := func(id string) string { return "v2.users." + id + ".conversations" }
+	waitFor(t, 10*time.Second, "the queue member's and the listed agent's topics delivered", func() bool {
+		return g.IsDelivered(topic(ids[0])) && g.IsDelivered(topic(ids[1]))
+	})
+
+	// Not one byte is a file still being written (`cmd > file`): refused.
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the empty file refused", func() bool {
+		return strings.Contains(logs.String(), "GENESYS_AGENTS_FILE changed but cannot be applied")
+	})
+	if !g.IsDelivered(topic(ids[1])) {
+		t.Fatal("an empty file unwatched the agent")
+	}
+
+	writeAgentsFile(t, file) // the last agent of the file removed: a comment line is left
+	waitFor(t, 10*time.Second, "the agent removed from the file unwatched", func() bool { return !g.IsDelivered(topic(ids[1])) })
+	if !g.IsDelivered(topic(ids[0])) {
+		t.Error("the queue member is no longer watched")
+	}
+	if n := strings.Count(logs.String(), "GENESYS_AGENTS_FILE changed but cannot be applied"); n != 1 {
+		t.Errorf("%d refusals, want 1 (the empty file's):\n%s", n, logs.String())
+	}
+}
+
+// The admin fixes a refused edit by putting the file back as it was: the
+// log must say that the file is in effect again, or the last word on it
+// stays "cannot be applied ... until it is fixed".
+func TestDaemon_AgentsFileFixedBackIsLogged(t *testing.T) {
+	cfg, g, _, ids := emulatedConfig(t, 1, 740, notificationstest.Config{}, nil)
+	file := filepath.Join(t.TempDir(), "agents.txt")
+	writeAgentsFile(t, file, ids[0])
+	cfg.GenesysAgents, cfg.GenesysAgentsFile, cfg.agentsFilePoll = nil, file, 50*time.Millisecond
+	logs := &syncbuf.Buffer{}
+	runDaemonLog(t, cfg, zerolog.New(logs).Level(zerolog.InfoLevel))
+	waitFor(t, 10*time.Second, "the listed agent's topic delivered", func() bool { return g.IsDelivered("v2.users." + ids[0] + ".conversations") })
+
+	writeAgentsFile(t, file, ids[0], "Jane Doe")
+	waitFor(t, 10*time.Second, "the refusal's warning", func() bool {
+		return strings.Contains(logs.String(), "GENESYS_AGENTS_FILE changed but cannot be applied")
+	})
+	writeAgentsFile(t, file, ids[0]) // fixed: as it was
+	waitFor(t, 10*time.Second, "a line saying the fixed file is applied", func() bool {
+		i := strings.LastIndex(logs.String(), "GENESYS_AGENTS_FILE changed but cannot be applied")
+		return strings.Contains(logs.String()[i:], "GENESYS_AGENTS_FILE applied")
+	})
+}
