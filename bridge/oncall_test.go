@@ -2,7 +2,6 @@ package bridge_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -21,18 +20,14 @@ import (
 	"github.com/screenpop/screenpop/internal/syncbuf"
 )
 
-// logLines parses the JSON lines of a resolver's log.
-func logLines(t *testing.T, s string) []map[string]any {
+// logLines decodes a resolver's log.
+func logLines(t *testing.T, logs *syncbuf.Buffer) []map[string]any {
 	t.Helper()
-	var out []map[string]any
-	for l := range strings.Lines(s) {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("log line is not JSON: %q", l)
-		}
-		out = append(out, m)
+	lines, err := logs.JSONLines()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return lines
 }
 
 // TestResolver_EveryOutcomeHasOneLine: the real resolver (embedded NATS,
@@ -108,7 +103,7 @@ func TestResolver_EveryOutcomeHasOneLine(t *testing.T) {
 	run(want{conv: "sentinel", pop: true, action: "open", outcome: "match"}, callEvent("sentinel", "+13175550101"), nil)
 	s.awaitPopLine(t, "sentinel")
 
-	lines := logLines(t, s.logs.String())
+	lines := logLines(t, &s.logs)
 	pops := map[string][]map[string]any{}
 	noPops := map[string][]string{}
 	for _, l := range lines {
@@ -251,7 +246,7 @@ func (in *instance) count(t *testing.T, name string) float64 { return counterSum
 
 func (in *instance) lines(t *testing.T, message string) []map[string]any {
 	var out []map[string]any
-	for _, l := range logLines(t, in.logs.String()) {
+	for _, l := range logLines(t, &in.logs) {
 		if l["message"] == message {
 			out = append(out, l)
 		}
@@ -427,7 +422,7 @@ func TestResolver_RedeliveredAndGivenUpPops(t *testing.T) {
 	s.awaitPopLine(t, "sentinel")
 
 	var popLines, noPop, notPublished []map[string]any
-	for _, l := range logLines(t, s.logs.String()) {
+	for _, l := range logLines(t, &s.logs) {
 		switch l["message"] {
 		case "pop":
 			popLines = append(popLines, l)

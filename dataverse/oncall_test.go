@@ -1,7 +1,6 @@
 package dataverse_test
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/screenpop/screenpop/dataverse"
+	"github.com/screenpop/screenpop/internal/syncbuf"
 )
 
 // The circuit breaker as operations.md shows it to the on-call engineer:
@@ -106,7 +106,7 @@ func TestClient_PartialOutageDoesNotFloodTheLog(t *testing.T) {
 		}
 	}
 	var warn, debug int
-	for _, l := range logLines(t, logs.String()) {
+	for _, l := range logLines(t, logs) {
 		if l["message"] != "dataverse lookup finished" || l["result"] != "error" {
 			continue
 		}
@@ -125,16 +125,12 @@ func TestClient_PartialOutageDoesNotFloodTheLog(t *testing.T) {
 	}
 }
 
-// logLines parses a JSON log.
-func logLines(t *testing.T, s string) []map[string]any {
+// logLines decodes a client's log.
+func logLines(t *testing.T, logs *syncbuf.Buffer) []map[string]any {
 	t.Helper()
-	var out []map[string]any
-	for l := range strings.Lines(s) {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("log line is not JSON: %q", l)
-		}
-		out = append(out, m)
+	lines, err := logs.JSONLines()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return lines
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"regexp"
 	"slices"
 	"strings"
@@ -209,18 +207,11 @@ func checkPopLine(t *testing.T, m map[string]any) {
 // logLinesJSON decodes every line of logs.
 func logLinesJSON(t *testing.T, logs *syncbuf.Buffer) []map[string]any {
 	t.Helper()
-	var out []map[string]any
-	for _, l := range bytes.Split([]byte(logs.String()), []byte("\n")) {
-		if len(bytes.TrimSpace(l)) == 0 {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal(l, &m); err != nil {
-			t.Fatalf("log line %q is not JSON: %v", l, err)
-		}
-		out = append(out, m)
+	lines, err := logs.JSONLines()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return lines
 }
 
 // popLinesOf returns the pop lines of conversation conv.

@@ -5,6 +5,9 @@ package syncbuf
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
 	"sync"
 )
 
@@ -28,4 +31,22 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// JSONLines decodes each line written so far as a JSON object, as a
+// zerolog logger writes them; a line that is not one is an error that
+// quotes it.
+func (b *Buffer) JSONLines() ([]map[string]any, error) {
+	var out []map[string]any
+	for l := range strings.Lines(b.String()) {
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			return nil, fmt.Errorf("log line %q is not a JSON object: %w", l, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
 }
