@@ -1,10 +1,15 @@
 package dataverse_test
 
 import (
+	"bufio"
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,6 +128,81 @@ func TestClient_PartialOutageDoesNotFloodTheLog(t *testing.T) {
 	if c.Status().(dataverse.Status).Breaker != "closed" {
 		t.Fatal("the breaker opened: the test proves nothing")
 	}
+}
+
+// The same partial outage where the failing node resets connections (a
+// gateway or load balancer dropping them): a network error's text names
+// the connection's local address, whose port differs every time, yet it
+// is one cause, with one warning every 10 s; as a cause each, every
+// failure was a warning again, up to the limiter's 64 causes per 10 s.
+func TestClient_ResetConnectionsAreOneCause(t *testing.T) {
+	var reset atomic.Bool
+	_, c, logs := loggedEnv(t, zerolog.DebugLevel, func(cfg *dataverse.Config) {
+		host := strings.TrimPrefix(cfg.URL, "http://")
+		px := resettingProxy(t, host, &reset)
+		cfg.MaxAttempts = 1
+		cfg.HTTPClient = &http.Client{Transport: &http.Transport{
+			DisableKeepAlives: true, // a connection per lookup
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				if addr == host { // Dataverse, not Entra ID
+					addr = px
+				}
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			},
+		}}
+	})
+	const failures = 10
+	for i := range 2 * failures {
+		reset.Store(i%2 == 0)
+		_, err := c.Lookup(ctxT(t, 5*time.Second), phone(fmt.Sprintf("+131755503%02d", i)))
+		if (err != nil) != (i%2 == 0) {
+			t.Fatalf("lookup %d: %v; want every other one to fail", i, err)
+		}
+	}
+	var warn []string
+	for _, l := range logLines(t, logs) {
+		if l["message"] == "dataverse lookup finished" && l["level"] == "warn" {
+			warn = append(warn, fmt.Sprint(l["error"]))
+		}
+	}
+	if len(warn) != 1 {
+		t.Fatalf("%d warnings for %d lookups failed by a reset connection, want 1:\n%s", len(warn), failures, strings.Join(warn, "\n"))
+	}
+}
+
+// resettingProxy relays TCP connections to addr, but resets (RST) those
+// accepted while reset is set once their request has come whole.
+func resettingProxy(t *testing.T, addr string, reset *atomic.Bool) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if reset.Load() {
+				if req, err := http.ReadRequest(bufio.NewReader(in)); err == nil {
+					_, _ = io.Copy(io.Discard, req.Body)
+				}
+				_ = in.(*net.TCPConn).SetLinger(0)
+				in.Close()
+				continue
+			}
+			out, err := net.Dial("tcp", addr)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			go func() { _, _ = io.Copy(out, in); out.Close() }()
+			go func() { _, _ = io.Copy(in, out); in.Close() }()
+		}
+	}()
+	return ln.Addr().String()
 }
 
 // logLines decodes a client's log.

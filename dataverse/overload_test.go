@@ -177,7 +177,9 @@ func TestClient_BusyProbeLetsTheNextOneProbe(t *testing.T) {
 // the few slots. Here Dataverse hangs (each request times out after
 // 200 ms) and the slot is one: the first lookup to fail its two attempts
 // opens the breaker, by when each other lookup has sent one request at
-// most; the rest are not sent.
+// most, and one more may have taken the slot that lookup's last request
+// let go before its failure was recorded; the rest are not sent (8
+// before).
 func TestClient_OpenBreakerStopsLookupsInFlight(t *testing.T) {
 	srv, c := MustEnv(t, func(cfg *dataverse.Config) {
 		cfg.Concurrency, cfg.QueueTimeout, cfg.RequestTimeout = 1, 10*time.Second, 200*time.Millisecond
@@ -198,7 +200,7 @@ func TestClient_OpenBreakerStopsLookupsInFlight(t *testing.T) {
 	if st := c.Status().(dataverse.Status).Breaker; st != "open" {
 		t.Fatalf("breaker %s, want open (or the test proves nothing)", st)
 	}
-	if n := srv.Arrived(); n > 2+(lookups-1) {
-		t.Fatalf("%d requests for %d lookups of 2 attempts each; want at most %d: none sent once the breaker opened", n, lookups, 2+(lookups-1))
+	if most := 2 + (lookups - 1) + 1; srv.Arrived() > most {
+		t.Fatalf("%d requests for %d lookups of 2 attempts each; want at most %d: none sent once the breaker opened", srv.Arrived(), lookups, most)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -381,7 +382,7 @@ func (c *Client) attempt(ctx context.Context, op, entity string, build func(ctx 
 		// caller's number or email: keep only the cause, so no log line
 		// ever carries it.
 		var ue *url.Error
-		if errors.As(err, &ue) {
+		if errors.As(withoutLocalAddr(err), &ue) {
 			err = fmt.Errorf("%s %s: %w", ue.Op, hostOf(c.api), ue.Err)
 		}
 		return nil, nil, &temporaryError{reason: reason, err: fmt.Errorf("%s: %w", op, err)}
@@ -393,7 +394,7 @@ func (c *Client) attempt(ctx context.Context, op, entity string, build func(ctx 
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
 		}
-		return nil, nil, &temporaryError{reason: "timeout", err: fmt.Errorf("%s: read response: %w", op, err)}
+		return nil, nil, &temporaryError{reason: "timeout", err: fmt.Errorf("%s: read response: %w", op, withoutLocalAddr(err))}
 	}
 	if check != nil {
 		if err := check(tok, resp, body); err != nil {
@@ -521,6 +522,21 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// withoutLocalAddr drops the local address from the network errors in
+// err's chain, before err is formatted into another: its port differs
+// with every connection, and a failure's text is its cause for the log
+// limiter (one warning per cause every 10 s), so a Dataverse resetting
+// connections was a warning per lookup. The remote address, which node
+// failed, stays.
+func withoutLocalAddr(err error) error {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if oe, ok := e.(*net.OpError); ok {
+			oe.Source = nil
+		}
+	}
+	return err
 }
 
 // hostOf is the host of a URL, for errors that must not carry its path or

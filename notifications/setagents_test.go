@@ -35,7 +35,8 @@ func TestClient_SetAgentsAppliesAnEditedAgentList(t *testing.T) {
 	call := h.emu.InboundCall(as[2].ID, "+13175550102", notificationstest.Options{}).Alert()
 	waitFor(t, 3*time.Second, "the added agent's call", func() bool { return col.has(call.ID(), as[2].ID, "alerting") })
 
-	time.Sleep(200 * time.Millisecond) // the PUT that would take the removed agent's topic away
+	// The added agent's topic came with the PUT of the new list: the
+	// removed agent's would have gone with it.
 	ringing.Connect()
 	waitFor(t, 3*time.Second, "the answer of the call that rang before the agent was removed", func() bool {
 		return col.has(ringing.ID(), as[0].ID, "connected")

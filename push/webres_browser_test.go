@@ -142,3 +142,28 @@ func TestBrowser_ReconnectsWhenTheNetworkIsBack(t *testing.T) {
 	run(t, ctx, poll(`document.getElementById('state').textContent === 'ready'`))
 	run(t, ctx, poll(fmt.Sprintf(`window.__got.length === 1 && window.__got[0] === %q`, shiftPop("", 1).Target.ID)))
 }
+
+// The same, for a page whose token function fetches its token (an SSO
+// library's refresh in jwt mode, agents.md): offline, it fails, and the
+// client waits out its backoff as after a failed connection. When the
+// browser is back online it connects at once there too, not at the end
+// of the backoff.
+func TestBrowser_ReconnectsWhenTheNetworkIsBackAfterATokenFailure(t *testing.T) {
+	st := newMemStore()
+	pages, base := shiftPages(t)
+	cfg := Config{AllowedOrigins: []string{pages.URL}}
+	e := startEnvAt(t, cfg, st, nil, "127.0.0.1:0")
+	base.Store(&e.base)
+	ctx := newBrowser(t)
+	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"))
+	setOnline(t, ctx, false)
+	run(t, ctx, js(fmt.Sprintf(`window.__tokenFailures = 0; ScreenPop.connect({url: %q, storage: 'none', minBackoffMs: 60000, maxBackoffMs: 60000,
+			onState: function (s) { document.getElementById('state').textContent = s; },
+			token: function () {
+				if (!navigator.onLine) { window.__tokenFailures++; return Promise.reject(new Error('offline')); }
+				return %q;
+			}})`, e.wsURL, e.token("agent-net"))),
+		poll(`window.__tokenFailures === 1`))
+	setOnline(t, ctx, true)
+	run(t, ctx, poll(`document.getElementById('state').textContent === 'ready'`))
+}

@@ -134,9 +134,11 @@
   // a VPN, a laptop waking) while the client waits out a backoff: the
   // next try could be up to maxBackoffMs away, and the agent's pops with
   // it. A socket that is open, or opening, is left to itself (the
-  // watchdog ends one that died with the network).
+  // watchdog ends one that died with the network). The wait is retry's
+  // timer, not a state: after a token function that failed (offline, it
+  // cannot fetch one) the state is still connecting.
   Client.prototype.online = function () {
-    if (this.stopped || this.ws || this.state !== 'reconnecting') { return; }
+    if (this.stopped || this.ws || !this.waiting) { return; }
     this.attempt = 0;
     this.open();
   };
@@ -145,6 +147,7 @@
     var self = this;
     if (self.stopped) { return; }
     clearTimeout(self.timer);
+    self.waiting = false;
     self.opens++;
     self.setState('connecting', { attempt: self.attempt });
     self.token().then(function (token) {
@@ -348,6 +351,7 @@
     self.attempt++;
     var wait = d / 2 + Math.random() * d / 2;
     clearTimeout(self.timer);
+    self.waiting = true;
     self.timer = setTimeout(function () { self.open(); }, wait);
   };
 
