@@ -589,7 +589,9 @@ func (c *Client) agentLoop(ctx context.Context) error {
 		c.queuesDone = true
 		c.mu.Unlock()
 		for c.sleepApplying(ctx, time.Hour) { // applying SetAgents' lists
-			continue
+			// Nothing else sweeps without queues: the calls whose end
+			// was lost in a gap would pile up.
+			c.sweepRinging(time.Now())
 		}
 		return ctx.Err()
 	}
