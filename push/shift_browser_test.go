@@ -39,6 +39,19 @@ func shiftPages(t *testing.T) (*httptest.Server, *atomic.Pointer[string]) {
 	return ts, &base
 }
 
+// shiftServer serves the shift pages and a push server for them (cfg with
+// the pages' origin allowed, over st), pointed at each other. It returns
+// the pages, the server and cfg as the server has it, to start another on
+// its address.
+func shiftServer(t *testing.T, cfg Config, st bridge.PopStore, auth bridge.AgentAuthenticator) (*httptest.Server, *env, Config) {
+	t.Helper()
+	pages, base := shiftPages(t)
+	cfg.AllowedOrigins = append(cfg.AllowedOrigins, pages.URL)
+	e := startEnvAt(t, cfg, st, auth, "127.0.0.1:0")
+	base.Store(&e.base)
+	return pages, e, cfg
+}
+
 // startEnvAt is startEnv listening on addr (a daemon restarted on its
 // address), waiting until it is ready.
 func startEnvAt(t *testing.T, cfg Config, store bridge.PopStore, auth bridge.AgentAuthenticator, addr string) *env {
@@ -221,9 +234,7 @@ func TestBrowser_ShiftGenesysTokenExpires(t *testing.T) {
 		return "", time.Time{}, fmt.Errorf("genesys answered 401: %w", bridge.ErrInvalidToken)
 	})
 	st := newMemStore()
-	pages, base := shiftPages(t)
-	e := startEnvAt(t, Config{Auth: AuthGenesys, AllowedOrigins: []string{pages.URL}, Revalidate: 300 * time.Millisecond}, st, auth, "127.0.0.1:0")
-	base.Store(&e.base)
+	pages, e, _ := shiftServer(t, Config{Auth: AuthGenesys, Revalidate: 300 * time.Millisecond}, st, auth)
 	ctx := newBrowser(t)
 	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
 		js(fmt.Sprintf(`ScreenPop.Dynamics.start({url: %q, lockMs: 1500, onState: onState, loginURL: 'https://login.example.test', clientId: 'browser-client'})`, e.wsURL)),
@@ -262,10 +273,7 @@ func TestBrowser_ShiftGenesysTokenExpires(t *testing.T) {
 // the replay window, never if older; nothing opens twice.
 func TestBrowser_ShiftDaemonRestarts(t *testing.T) {
 	st := newMemStore()
-	pages, base := shiftPages(t)
-	cfg := Config{AllowedOrigins: []string{pages.URL}}
-	e := startEnvAt(t, cfg, st, nil, "127.0.0.1:0")
-	base.Store(&e.base)
+	pages, e, cfg := shiftServer(t, Config{}, st, nil)
 	ctx := newBrowser(t)
 	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
 		js(fmt.Sprintf(`window.__tok = %q; window.__startFn(%q)`, e.token("agent-r"), e.wsURL)),
@@ -293,10 +301,7 @@ func TestBrowser_ShiftDaemonRestarts(t *testing.T) {
 func laptopPage(t *testing.T, agent bridge.AgentID) (*memStore, *netPath, context.Context) {
 	t.Helper()
 	st := newMemStore()
-	pages, base := shiftPages(t)
-	cfg := Config{AllowedOrigins: []string{pages.URL}, PingInterval: 500 * time.Millisecond, HeartbeatInterval: 500 * time.Millisecond}
-	e := startEnvAt(t, cfg, st, nil, "127.0.0.1:0")
-	base.Store(&e.base)
+	pages, e, _ := shiftServer(t, Config{PingInterval: 500 * time.Millisecond, HeartbeatInterval: 500 * time.Millisecond}, st, nil)
 	path := newNetPath(t, e.ln.Addr().String())
 	ctx := newBrowser(t)
 	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),

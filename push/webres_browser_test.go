@@ -26,9 +26,7 @@ func (m *memStore) nReplays() int {
 func TestBrowser_ReplayUnavailableBacksOff(t *testing.T) {
 	st := newMemStore()
 	st.failReplay.Store(1 << 20)
-	pages, base := shiftPages(t)
-	e := startEnvAt(t, Config{AllowedOrigins: []string{pages.URL}}, st, nil, "127.0.0.1:0")
-	base.Store(&e.base)
+	pages, e, _ := shiftServer(t, Config{}, st, nil)
 	ctx := newBrowser(t)
 	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
 		js(fmt.Sprintf(`window.__tok = %q; window.__startFn(%q)`, e.token("agent-b"), e.wsURL)))
@@ -56,10 +54,7 @@ func TestBrowser_ReplayUnavailableBacksOff(t *testing.T) {
 // it was down opens once across both tabs, and so does the next live one.
 func TestBrowser_TwoTabsDaemonRestarts(t *testing.T) {
 	st := newMemStore()
-	pages, base := shiftPages(t)
-	cfg := Config{AllowedOrigins: []string{pages.URL}}
-	e := startEnvAt(t, cfg, st, nil, "127.0.0.1:0")
-	base.Store(&e.base)
+	pages, e, cfg := shiftServer(t, Config{}, st, nil)
 	ctx1 := newBrowser(t)
 	ctx2, cancel := chromedp.NewContext(ctx1)
 	defer cancel()
@@ -122,10 +117,7 @@ func setOnline(t *testing.T, ctx context.Context, online bool) {
 // opens.
 func TestBrowser_ReconnectsWhenTheNetworkIsBack(t *testing.T) {
 	st := newMemStore()
-	pages, base := shiftPages(t)
-	cfg := Config{AllowedOrigins: []string{pages.URL}}
-	e := startEnvAt(t, cfg, st, nil, "127.0.0.1:0")
-	base.Store(&e.base)
+	pages, e, cfg := shiftServer(t, Config{}, st, nil)
 	ctx := newBrowser(t)
 	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
 		js(fmt.Sprintf(`window.__got = []; ScreenPop.connect({url: %q, storage: 'none', minBackoffMs: 60000, maxBackoffMs: 60000,
@@ -150,10 +142,7 @@ func TestBrowser_ReconnectsWhenTheNetworkIsBack(t *testing.T) {
 // of the backoff.
 func TestBrowser_ReconnectsWhenTheNetworkIsBackAfterATokenFailure(t *testing.T) {
 	st := newMemStore()
-	pages, base := shiftPages(t)
-	cfg := Config{AllowedOrigins: []string{pages.URL}}
-	e := startEnvAt(t, cfg, st, nil, "127.0.0.1:0")
-	base.Store(&e.base)
+	pages, e, _ := shiftServer(t, Config{}, st, nil)
 	ctx := newBrowser(t)
 	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"))
 	setOnline(t, ctx, false)

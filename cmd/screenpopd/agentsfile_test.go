@@ -26,6 +26,32 @@ func writeAgentsFile(t *testing.T, path string, lines ...string) {
 	}
 }
 
+// agentsFileDaemon runs a daemon watching agents from an agents file,
+// looked at every 50 ms, with n emulated agents (ids from first): the
+// file lists what mod returns (mod may also set queues), the first agent
+// without mod. It returns the agents' ids, the file and the daemon's log.
+func agentsFileDaemon(t *testing.T, n, first int, mod func(cfg *Config, g *notificationstest.Emulator, ids []string) []string) (*Main, *notificationstest.Emulator, []string, string, *syncbuf.Buffer) {
+	t.Helper()
+	cfg, g, _, ids := emulatedConfig(t, n, first, notificationstest.Config{}, nil)
+	cfg.GenesysAgents = nil
+	listed := ids[:1]
+	if mod != nil {
+		listed = mod(cfg, g, ids)
+	}
+	file := filepath.Join(t.TempDir(), "agents.txt")
+	writeAgentsFile(t, file, listed...)
+	cfg.GenesysAgentsFile, cfg.agentsFilePoll = file, 50*time.Millisecond
+	logs := &syncbuf.Buffer{}
+	m, _ := runDaemonLog(t, cfg, zerolog.New(logs).Level(zerolog.InfoLevel))
+	return m, g, ids, file, logs
+}
+
+// agentTopic is the conversation topic of a Genesys user.
+func agentTopic(id string) string { return "v2.users." + id + ".conversations" }
+
+// refusedLine is the watcher's warning for an edit it does not apply.
+const refusedLine = "GENESYS_AGENTS_FILE changed but cannot be applied"
+
 // The admin adds a new hire to GENESYS_AGENTS_FILE (docs/configuration.md):
 // the running daemon applies it, and the new agent's next call pops, with
 // no restart (a restart reconnects every agent's page and channel). A file
@@ -33,14 +59,9 @@ func writeAgentsFile(t *testing.T, path string, lines ...string) {
 // paste) is refused with a warning and changes nothing: the agents watched
 // stay watched, and pop.
 func TestDaemon_AgentsFileEditedWithoutARestart(t *testing.T) {
-	cfg, g, _, ids := emulatedConfig(t, 2, 700, notificationstest.Config{}, nil)
-	file := filepath.Join(t.TempDir(), "agents.txt")
-	writeAgentsFile(t, file, ids[0])
-	cfg.GenesysAgents, cfg.GenesysAgentsFile, cfg.agentsFilePoll = nil, file, 50*time.Millisecond
-	logs := &syncbuf.Buffer{}
-	m, _ := runDaemonLog(t, cfg, zerolog.New(logs).Level(zerolog.InfoLevel))
+	m, g, ids, file, logs := agentsFileDaemon(t, 2, 700, nil)
 	r := connectAgents(t, m, g, ids)
-	topic := func(id string) string { return "v2.users." + id + ".conversations" }
+	topic := agentTopic
 	waitFor(t, 10*time.Second, "the listed agent's topic delivered", func() bool { return g.IsDelivered(topic(ids[0])) })
 	if g.IsDelivered(topic(ids[1])) {
 		t.Fatal("an agent not in the file is watched")
@@ -57,7 +78,7 @@ func TestDaemon_AgentsFileEditedWithoutARestart(t *testing.T) {
 	waitFor(t, 10*time.Second, "the refusal's warning", func() bool {
 		return strings.Contains(logs.String(), `line 3: \"Jane Doe\" is not a Genesys user id`)
 	})
-	if n := strings.Count(logs.String(), "GENESYS_AGENTS_FILE changed but cannot be applied"); n != 1 {
+	if n := strings.Count(logs.String(), refusedLine); n != 1 {
 		t.Errorf("%d warnings for one broken file, want 1", n)
 	}
 	r.await(t, g.InboundCall(ids[1], "+13175557002", notificationstest.Options{}).Alert().ID())
@@ -73,14 +94,12 @@ func TestDaemon_AgentsFileEditedWithoutARestart(t *testing.T) {
 // still refused: that is a file being written.
 func TestDaemon_AgentsFileEmptiedNextToAQueue(t *testing.T) {
 	const queue = "9a0e0000-0000-4000-8000-0000000000a1"
-	cfg, g, _, ids := emulatedConfig(t, 2, 720, notificationstest.Config{}, nil)
-	g.SetQueueMembers(queue, ids[:1])
-	file := filepath.Join(t.TempDir(), "agents.txt")
-	writeAgentsFile(t, file, ids[1])
-	cfg.GenesysAgents, cfg.GenesysQueues, cfg.GenesysAgentsFile, cfg.agentsFilePoll = nil, []string{queue}, file, 50*time.Millisecond
-	logs := &syncbuf.Buffer{}
-	runDaemonLog(t, cfg, zerolog.New(logs).Level(zerolog.InfoLevel))
-	topic := func(id string) string { return "v2.users." + id + ".conversations" }
+	_, g, ids, file, logs := agentsFileDaemon(t, 2, 720, func(cfg *Config, g *notificationstest.Emulator, ids []string) []string {
+		g.SetQueueMembers(queue, ids[:1])
+		cfg.GenesysQueues = []string{queue}
+		return ids[1:]
+	})
+	topic := agentTopic
 	waitFor(t, 10*time.Second, "the queue member's and the listed agent's topics delivered", func() bool {
 		return g.IsDelivered(topic(ids[0])) && g.IsDelivered(topic(ids[1]))
 	})
@@ -90,7 +109,7 @@ func TestDaemon_AgentsFileEmptiedNextToAQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "the empty file refused", func() bool {
-		return strings.Contains(logs.String(), "GENESYS_AGENTS_FILE changed but cannot be applied")
+		return strings.Contains(logs.String(), refusedLine)
 	})
 	if !g.IsDelivered(topic(ids[1])) {
 		t.Fatal("an empty file unwatched the agent")
@@ -101,7 +120,7 @@ func TestDaemon_AgentsFileEmptiedNextToAQueue(t *testing.T) {
 	if !g.IsDelivered(topic(ids[0])) {
 		t.Error("the queue member is no longer watched")
 	}
-	if n := strings.Count(logs.String(), "GENESYS_AGENTS_FILE changed but cannot be applied"); n != 1 {
+	if n := strings.Count(logs.String(), refusedLine); n != 1 {
 		t.Errorf("%d refusals, want 1 (the empty file's):\n%s", n, logs.String())
 	}
 }
@@ -110,21 +129,16 @@ func TestDaemon_AgentsFileEmptiedNextToAQueue(t *testing.T) {
 // log must say that the file is in effect again, or the last word on it
 // stays "cannot be applied ... until it is fixed".
 func TestDaemon_AgentsFileFixedBackIsLogged(t *testing.T) {
-	cfg, g, _, ids := emulatedConfig(t, 1, 740, notificationstest.Config{}, nil)
-	file := filepath.Join(t.TempDir(), "agents.txt")
-	writeAgentsFile(t, file, ids[0])
-	cfg.GenesysAgents, cfg.GenesysAgentsFile, cfg.agentsFilePoll = nil, file, 50*time.Millisecond
-	logs := &syncbuf.Buffer{}
-	runDaemonLog(t, cfg, zerolog.New(logs).Level(zerolog.InfoLevel))
-	waitFor(t, 10*time.Second, "the listed agent's topic delivered", func() bool { return g.IsDelivered("v2.users." + ids[0] + ".conversations") })
+	_, g, ids, file, logs := agentsFileDaemon(t, 1, 740, nil)
+	waitFor(t, 10*time.Second, "the listed agent's topic delivered", func() bool { return g.IsDelivered(agentTopic(ids[0])) })
 
 	writeAgentsFile(t, file, ids[0], "Jane Doe")
 	waitFor(t, 10*time.Second, "the refusal's warning", func() bool {
-		return strings.Contains(logs.String(), "GENESYS_AGENTS_FILE changed but cannot be applied")
+		return strings.Contains(logs.String(), refusedLine)
 	})
 	writeAgentsFile(t, file, ids[0]) // fixed: as it was
 	waitFor(t, 10*time.Second, "a line saying the fixed file is applied", func() bool {
-		i := strings.LastIndex(logs.String(), "GENESYS_AGENTS_FILE changed but cannot be applied")
+		i := strings.LastIndex(logs.String(), refusedLine)
 		return strings.Contains(logs.String()[i:], "GENESYS_AGENTS_FILE applied")
 	})
 }
