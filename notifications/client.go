@@ -178,7 +178,7 @@ type Client struct {
 	lingering   map[string]bool
 	applyCh     chan struct{} // a lingering agent's call stopped ringing, or SetAgents: apply again
 	ringMu      sync.Mutex
-	ringing     map[string]map[string]time.Time // agent -> conversation ringing for them -> when last seen so (with queues only)
+	ringing     map[string]map[string]time.Time // agent -> conversation ringing for them -> when last seen so (with queues or AgentsChange only)
 	rejected    map[string]rejection            // topic -> rejection
 	unwatched   int                             // agents wanted that no channel has room for
 	evictedLog  time.Time                       // when an eviction was last logged (once a minute)
