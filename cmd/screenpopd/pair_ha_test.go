@@ -110,7 +110,7 @@ func (p *lbProxy) serve() {
 type haPair struct {
 	d            *Demo
 	varsA, varsB map[string]string
-	a, b         *daemonProc
+	a, b         *mainProcess
 	tabs         map[string][]*agentPage // agent -> its tabs
 
 	natsURL string
@@ -139,8 +139,8 @@ func newHAPair(t *testing.T) *haPair {
 	h.varsA["NATS_URL"], h.varsB["NATS_URL"] = x.url(), x.url()
 	h.natsURL = x.url()
 	h.varsB["GENESYS_CLIENT_ID"], h.varsB["GENESYS_CLIENT_SECRET"] = "screenpop-client-b", "screenpop-secret-b"
-	h.a = startDaemonProc(t, h.varsA)
-	h.b = startDaemonProc(t, h.varsB)
+	h.a = startMain(t, "run", h.varsA)
+	h.b = startMain(t, "run", h.varsB)
 	// Both instances hear every agent: two connected channels, each with
 	// every agent's topic.
 	waitFor(t, 20*time.Second, "both instances subscribed", func() bool {
@@ -184,7 +184,7 @@ func (h *haPair) burst(n int, calls map[string][]*notificationstest.Conversation
 // exactly once, every pop a tab got of another agent's call, and every call
 // with more than one pop line over the instances' runs (none is possible
 // when the instance that popped it was killed before writing it).
-func (h *haPair) check(t *testing.T, calls map[string][]*notificationstest.Conversation, logs ...*daemonProc) {
+func (h *haPair) check(t *testing.T, calls map[string][]*notificationstest.Conversation, logs ...*mainProcess) {
 	t.Helper()
 	for agent, cs := range calls {
 		for i, p := range h.tabs[agent] {
@@ -261,7 +261,7 @@ func TestDaemon_HAPairStopMidBurst(t *testing.T) {
 			h.burst(2, calls) // while A is down: B alone hears them
 			h.d.Dataverse.SetLatency(0)
 			a1 := h.a
-			h.a = startDaemonProc(t, h.varsA)
+			h.a = startMain(t, "run", h.varsA)
 			h.burst(2, calls)
 			h.check(t, calls, a1, h.a, h.b)
 			// Both instances published every event: JetStream kept one of
@@ -283,7 +283,7 @@ func TestDaemon_HAPairStopMidBurst(t *testing.T) {
 }
 
 // stopProc ends p with SIGTERM, or SIGKILL when kill is set, and waits.
-func stopProc(t *testing.T, p *daemonProc, kill bool) {
+func stopProc(t *testing.T, p *mainProcess, kill bool) {
 	t.Helper()
 	if kill {
 		p.kill()
@@ -306,16 +306,16 @@ func TestDaemon_HAPairRollingRestart(t *testing.T) {
 			h := newHAPair(t)
 			h.d.Dataverse.SetLatency(500 * time.Millisecond)
 			calls := map[string][]*notificationstest.Conversation{}
-			procs := []*daemonProc{h.a, h.b}
+			procs := []*mainProcess{h.a, h.b}
 			h.burst(5, calls)
 			stopProc(t, h.a, kill)
 			h.burst(3, calls)
-			h.a = startDaemonProc(t, h.varsA)
+			h.a = startMain(t, "run", h.varsA)
 			procs = append(procs, h.a)
 			h.burst(5, calls)
 			stopProc(t, h.b, kill)
 			h.burst(3, calls)
-			h.b = startDaemonProc(t, h.varsB)
+			h.b = startMain(t, "run", h.varsB)
 			procs = append(procs, h.b)
 			h.burst(5, calls)
 			h.d.Dataverse.SetLatency(0)

@@ -1,12 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,7 +10,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/screenpop/screenpop/internal/syncbuf"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 	"github.com/screenpop/screenpop/push"
 )
@@ -88,15 +82,6 @@ func TestDaemon_RestartSIGTERMWhileLookupsInFlight(t *testing.T) {
 	}
 }
 
-// daemonProc is `screenpopd run` as a process of its own (this test binary,
-// see TestMain), so that a test can kill it as a crash does.
-type daemonProc struct {
-	cmd    *exec.Cmd
-	logs   *syncbuf.Buffer
-	exited chan struct{}
-	admin  string
-}
-
 // runVars is the environment of `screenpopd run` pointed at d's emulators,
 // with the agent listener on listen and the store in dataDir.
 func runVars(d *Demo, listen, dataDir string) map[string]string {
@@ -116,67 +101,6 @@ func runVars(d *Demo, listen, dataDir string) map[string]string {
 	}
 }
 
-// startDaemonProc starts `screenpopd run` with vars and waits until /readyz
-// answers 200.
-func startDaemonProc(t *testing.T, vars map[string]string) *daemonProc {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "SCREENPOP_TEST_MAIN=1", "SCREENPOP_TEST_MAIN_CMD=run")
-	for k, v := range vars {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &daemonProc{cmd: cmd, logs: &syncbuf.Buffer{}, exited: make(chan struct{})}
-	admin := make(chan string, 1)
-	re := regexp.MustCompile(`"admin_listen":"([^"]+)"`)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			p.logs.Write(append(sc.Bytes(), '\n'))
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case admin <- "http://" + m[1]:
-				default:
-				}
-			}
-		}
-		cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() { p.kill() })
-	select {
-	case p.admin = <-admin:
-	case <-p.exited:
-		t.Fatalf("screenpopd run exited at start:\n%s", p.logs.String())
-	case <-time.After(60 * time.Second):
-		t.Fatal("screenpopd run did not start")
-	}
-	waitFor(t, 30*time.Second, "screenpopd ready", func() bool {
-		resp, err := http.Get(p.admin + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	http.DefaultClient.CloseIdleConnections()
-	return p
-}
-
-// kill ends the process with SIGKILL, as a crash or the OOM killer does,
-// and waits for it.
-func (p *daemonProc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.exited
-}
-
 // A crash (SIGKILL) while a pop's lookup is in flight (Dataverse slow):
 // the event, delivered and not acknowledged, comes back to the restarted
 // daemon, which pops it once.
@@ -189,7 +113,7 @@ func TestDaemon_RestartAfterKillWhileLookupInFlight(t *testing.T) {
 				vars["NATS_URL"] = startExternalNATS(t).url()
 			}
 			a0 := demoAgents[0].ID
-			p1 := startDaemonProc(t, vars)
+			p1 := startMain(t, "run", vars)
 			page := openAgentPage(t, "http://"+vars["SCREENPOP_LISTEN"], d.Genesys.AgentToken(a0))
 			warm := alertCall(d, a0)
 			if page.waitPop(warm.ID(), 10*time.Second).IsZero() {
@@ -202,7 +126,7 @@ func TestDaemon_RestartAfterKillWhileLookupInFlight(t *testing.T) {
 			p1.kill()
 			d.Dataverse.SetLatency(0)
 			c2 := alertCall(d, a0) // alerts while the daemon is down
-			p2 := startDaemonProc(t, vars)
+			p2 := startMain(t, "run", vars)
 			awaitExactlyOnce(t, d, map[string]*agentPage{a0: page}, map[string][]*notificationstest.Conversation{a0: {warm, c1, c2}})
 			if t.Failed() {
 				t.Logf("first daemon:\n%s\nsecond daemon:\n%s", logLines(p1.logs, `"message":"pop"`, `"level":"warn"`, `"level":"error"`, "no pop"),
@@ -248,7 +172,7 @@ func TestDaemon_RestartAfterKillBeforePublish(t *testing.T) {
 			url, deny := natsDenying(t)
 			vars["NATS_URL"] = url
 			a0 := demoAgents[0].ID
-			p1 := startDaemonProc(t, vars)
+			p1 := startMain(t, "run", vars)
 			page := openAgentPage(t, "http://"+vars["SCREENPOP_LISTEN"], d.Genesys.AgentToken(a0))
 			warm := alertCall(d, a0)
 			if page.waitPop(warm.ID(), 10*time.Second).IsZero() {
@@ -259,7 +183,7 @@ func TestDaemon_RestartAfterKillBeforePublish(t *testing.T) {
 			waitFor(t, 10*time.Second, "the publish refused", func() bool { return strings.Contains(p1.logs.String(), tc.waitLog) })
 			p1.kill()
 			deny()
-			p2 := startDaemonProc(t, vars)
+			p2 := startMain(t, "run", vars)
 			awaitExactlyOnce(t, d, map[string]*agentPage{a0: page}, map[string][]*notificationstest.Conversation{a0: {warm, c1}})
 			if t.Failed() {
 				t.Logf("first daemon:\n%s\nsecond daemon:\n%s", logLines(p1.logs, `"message":"pop"`, `"level":"warn"`, `"level":"error"`, "no pop"),
@@ -276,7 +200,7 @@ func TestDaemon_RestartMidBurst(t *testing.T) {
 		t.Run(map[bool]string{false: "SIGTERM", true: "SIGKILL"}[kill], func(t *testing.T) {
 			d, _, _ := demoEmulators(t, testEnv(t))
 			vars := runVars(d, freeLoopbackAddr(t), t.TempDir())
-			p1 := startDaemonProc(t, vars)
+			p1 := startMain(t, "run", vars)
 			pages := map[string]*agentPage{}
 			for _, a := range demoAgents {
 				pages[a.ID] = openAgentPage(t, "http://"+vars["SCREENPOP_LISTEN"], d.Genesys.AgentToken(a.ID))
@@ -307,7 +231,7 @@ func TestDaemon_RestartMidBurst(t *testing.T) {
 			}
 			burst(2) // while it is down
 			d.Dataverse.SetLatency(0)
-			p2 := startDaemonProc(t, vars)
+			p2 := startMain(t, "run", vars)
 			awaitExactlyOnce(t, d, pages, calls)
 			if t.Failed() {
 				t.Logf("first daemon:\n%s\nsecond daemon:\n%s", logLines(p1.logs, `"message":"pop"`, `"level":"warn"`, `"level":"error"`, "no pop", "stopped"),

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/screenpop/screenpop/internal/syncbuf"
 )
 
 // SIGHUP is the usual "reload" of a daemon, and what a closed terminal
@@ -40,15 +42,20 @@ func TestMain_SIGHUP(t *testing.T) {
 	})
 }
 
-// mainProcess is this test binary run as screenpopd (see TestMain).
+// mainProcess is this test binary run as screenpopd (see TestMain), a
+// process of its own, so that a test can signal or kill it as a
+// supervisor or a crash does.
 type mainProcess struct {
 	cmd    *exec.Cmd
-	exited chan error
+	logs   *syncbuf.Buffer // its stderr: the log
+	exited chan struct{}   // closed once it has exited, with err
+	err    error
 	admin  string // the admin listener's base URL
 }
 
-// startMain runs `screenpopd <command>` with vars as its environment and
-// waits until its admin listener answers /readyz with 200.
+// startMain runs `screenpopd <command>` with vars added to this process's
+// environment and waits until its admin listener answers /readyz with
+// 200. It is killed, if still running, when the test ends.
 func startMain(t *testing.T, command string, vars map[string]string) *mainProcess {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -63,17 +70,14 @@ func startMain(t *testing.T, command string, vars map[string]string) *mainProces
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &mainProcess{cmd: cmd, exited: make(chan error, 1)}
-	waited := make(chan struct{})
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-waited
-	})
+	p := &mainProcess{cmd: cmd, logs: &syncbuf.Buffer{}, exited: make(chan struct{})}
 	admin := make(chan string, 1)
 	addr := regexp.MustCompile(`"admin_listen":"([^"]+)"`)
 	go func() {
 		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
+			p.logs.Write(append(sc.Bytes(), '\n'))
 			if m := addr.FindStringSubmatch(sc.Text()); m != nil {
 				select {
 				case admin <- "http://" + m[1]:
@@ -81,19 +85,19 @@ func startMain(t *testing.T, command string, vars map[string]string) *mainProces
 				}
 			}
 		}
-		p.exited <- cmd.Wait()
-		close(waited)
+		p.err = cmd.Wait()
+		close(p.exited)
 	}()
-	var base string
+	t.Cleanup(p.kill)
 	select {
-	case base = <-admin:
-	case err := <-p.exited:
-		t.Fatalf("screenpopd %s exited at start: %v", command, err)
+	case p.admin = <-admin:
+	case <-p.exited:
+		t.Fatalf("screenpopd %s exited at start (%v):\n%s", command, p.err, p.logs.String())
 	case <-time.After(60 * time.Second):
 		t.Fatalf("screenpopd %s did not start", command)
 	}
 	waitFor(t, 30*time.Second, "screenpopd ready", func() bool {
-		resp, err := http.Get(base + "/readyz")
+		resp, err := http.Get(p.admin + "/readyz")
 		if err != nil {
 			return false
 		}
@@ -101,8 +105,14 @@ func startMain(t *testing.T, command string, vars map[string]string) *mainProces
 		return resp.StatusCode == http.StatusOK
 	})
 	http.DefaultClient.CloseIdleConnections()
-	p.admin = base
 	return p
+}
+
+// kill ends the process with SIGKILL, as a crash or the OOM killer does,
+// and waits for it.
+func (p *mainProcess) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.exited
 }
 
 func (p *mainProcess) signal(t *testing.T, sigs ...syscall.Signal) {
@@ -119,7 +129,8 @@ func (p *mainProcess) signal(t *testing.T, sigs ...syscall.Signal) {
 func (p *mainProcess) awaitCleanExit(t *testing.T, killed string) {
 	t.Helper()
 	select {
-	case err := <-p.exited:
+	case <-p.exited:
+		err := p.err
 		if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			t.Fatalf("killed by %v (%v): %s", ws.Signal(), err, killed)
 		}
