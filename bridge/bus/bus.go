@@ -993,7 +993,7 @@ func (c *Conn) ReplayPops(ctx context.Context, agent bridge.AgentID, afterSeq ui
 			}
 			return fmt.Errorf("replay pops: %w", err)
 		}
-		p, err := c.storedPop(m)
+		p, _, err := c.storedPop(m)
 		if err != nil {
 			return err
 		}
@@ -1022,10 +1022,12 @@ func (c *Conn) deleteConsumer(ctx context.Context, cons jetstream.Consumer) {
 	}
 }
 
-func (c *Conn) storedPop(m jetstream.Msg) (bridge.StoredPop, error) {
+// storedPop reads a pop delivered by a consumer, with the delivery's
+// metadata.
+func (c *Conn) storedPop(m jetstream.Msg) (bridge.StoredPop, *jetstream.MsgMetadata, error) {
 	md, err := m.Metadata()
 	if err != nil {
-		return bridge.StoredPop{}, fmt.Errorf("pop metadata: %w", err)
+		return bridge.StoredPop{}, nil, fmt.Errorf("pop metadata: %w", err)
 	}
 	d, _ := c.correction(m.Headers())
 	return bridge.StoredPop{
@@ -1034,124 +1036,7 @@ func (c *Conn) storedPop(m jetstream.Msg) (bridge.StoredPop, error) {
 		Data:            m.Data(),
 		Time:            md.Timestamp,
 		ClockCorrection: d,
-	}, nil
-}
-
-// FollowPops calls fn for each pop stored from now on, for all agents, in
-// stream order, until ctx is done. It uses one ordered consumer, which
-// recovers by itself after a reconnect. live is called once the consumer
-// exists on the server: it delivers every pop stored after that. fn runs on
-// the consumer's goroutine and may get pops before live has returned.
-func (c *Conn) FollowPops(ctx context.Context, fn func(bridge.StoredPop), live func()) error {
-	// Start after the stream's last message, by sequence, not "new": the
-	// client rebuilds an ordered consumer after a reconnect or a missed
-	// heartbeat, and one rebuilt before its first message keeps its
-	// original policy: "new" would skip every pop stored while NATS was
-	// unreachable, and push would never know (its live callback ran).
-	st, err := c.js.Stream(ctx, c.cfg.Stream)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		// Lost while no pop was followed (between two subscriptions):
-		// nothing else would make it again, and no call would pop.
-		if _, err = c.recheckStream(ctx); err == nil {
-			st, err = c.js.Stream(ctx, c.cfg.Stream)
-		}
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped while starting
-		}
-		return fmt.Errorf("follow pops: %w", err)
-	}
-	cons, err := c.js.OrderedConsumer(ctx, c.cfg.Stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{bridge.SubjectPops},
-		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:       st.CachedInfo().State.LastSeq + 1,
-		InactiveThreshold: 30 * time.Second,
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped while starting
-		}
-		return fmt.Errorf("follow pops: %w", err)
-	}
-	// The ordered consumer recreates itself after its stream's consumer is
-	// lost, at the sequence after the last it delivered: on a stream
-	// recreated meanwhile (sequences from 1 again) it would deliver nothing
-	// until the new stream passed the old sequence. A lost consumer has the
-	// stream checked: recreated (here or elsewhere), FollowPops ends with an
-	// error, so the caller follows the new stream from its end and tells
-	// its agents to resume (their cursors are of the old epoch).
-	recreated := make(chan struct{})
-	var recreatedOnce sync.Once
-	var checking atomic.Bool
-	check := func() {
-		if checking.Swap(true) {
-			return
-		}
-		// Checked until an answer: the consumer may report its loss
-		// only once (a stream being deleted and created meanwhile).
-		go func() {
-			defer checking.Store(false)
-			for {
-				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				again, err := c.recheckStream(cctx)
-				cancel()
-				if err == nil {
-					if again {
-						recreatedOnce.Do(func() { close(recreated) })
-					}
-					return
-				}
-				c.log.Debug().Err(err).Msg("follow pops")
-				if !sleepCtx(ctx, time.Second) {
-					return
-				}
-			}
-		}()
-	}
-	// A reconnect to a server that lost its store tells the handler below
-	// nothing: the ordered consumer hides it and retries making its
-	// consumer in silence while the stream is missing. So every reconnect
-	// has the stream checked too.
-	reconnected := c.nc.StatusChanged(nats.CONNECTED)
-	defer c.nc.RemoveStatusListener(reconnected)
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		p, err := c.storedPop(m)
-		if err != nil {
-			c.log.Warn().Err(err).Msg("skip pop without metadata")
-			return
-		}
-		fn(p)
-	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		c.log.Debug().Err(err).Msg("follow pops")
-		if !errors.Is(err, jetstream.ErrConsumerDeleted) && !errors.Is(err, jetstream.ErrConsumerNotFound) &&
-			!errors.Is(err, jetstream.ErrNoHeartbeat) && !errors.Is(err, nats.ErrNoResponders) {
-			return
-		}
-		check()
-	}))
-	if err != nil {
-		return fmt.Errorf("follow pops: %w", err)
-	}
-	if live != nil {
-		live()
-	}
-	for err == nil {
-		select {
-		case <-ctx.Done():
-			err = ctx.Err()
-		case <-recreated:
-			err = errors.New("follow pops: the stream was recreated")
-		case <-reconnected:
-			check()
-		}
-	}
-	if ctx.Err() != nil {
-		err = nil
-	}
-	cc.Stop()
-	<-cc.Closed()
-	return err
+	}, md, nil
 }
 
 // DefaultAckWait is how long the resolver's consumer waits for an event's

@@ -953,6 +953,76 @@ func TestConn_FollowPopsAcrossAReconnect(t *testing.T) {
 	}
 }
 
+// A follow consumer deleted under FollowPops (by an admin tidying up, or a
+// server that lost it) is made again after the last pop it delivered: the
+// pops stored after it went are followed, in order, none twice, and
+// FollowPops goes on.
+func TestConn_FollowPopsAfterItsConsumerIsDeleted(t *testing.T) {
+	c := MustStart(t, bus.Config{Listen: "off"})
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan string, 10)
+	done := make(chan error, 1)
+	live := make(chan struct{})
+	go func() {
+		done <- c.FollowPops(ctx, func(p bridge.StoredPop) {
+			d, err := bridge.DecodePop(p.Data)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got <- string(d.ConversationID)
+		}, func() { close(live) })
+	}()
+	<-live
+	next := func(want string) {
+		t.Helper()
+		select {
+		case conv := <-got:
+			if conv != want {
+				t.Fatalf("followed the pop of %s, want %s", conv, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the pop of %s was not followed within 10s", want)
+		}
+	}
+	if err := c.Publish(context.Background(), pop("agent-d", "conv-1")); err != nil {
+		t.Fatal(err)
+	}
+	next("conv-1")
+	st, err := c.JetStream().Stream(context.Background(), c.StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := 0
+	for name := range st.ConsumerNames(context.Background()).Name() {
+		if err := c.JetStream().DeleteConsumer(context.Background(), c.StreamName(), name); err != nil {
+			t.Fatal(err)
+		}
+		deleted++
+	}
+	if deleted != 1 {
+		t.Fatalf("deleted %d consumers, want FollowPops' one", deleted)
+	}
+	for _, conv := range []string{"conv-2", "conv-3"} {
+		if err := c.Publish(context.Background(), pop("agent-d", conv)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next("conv-2")
+	next("conv-3")
+	select {
+	case conv := <-got:
+		t.Fatalf("followed the pop of %s once more", conv)
+	case err := <-done:
+		t.Fatalf("FollowPops ended: %v", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // The embedded server's own lines carry component=nats-server once: a JSON
 // object with a key twice is refused by some log pipelines.
 func TestStart_ServerLinesHaveOneComponent(t *testing.T) {

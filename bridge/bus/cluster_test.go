@@ -474,6 +474,7 @@ func testLoseANode(t *testing.T, lose func(*clusterNode)) {
 	if err := <-around; err != nil {
 		t.Fatalf("the pop published as the node went was not stored within 20s: %v", err)
 	}
+	stored := time.Now()
 	t.Logf("the pop published as the node went stored after %v", since())
 
 	// The same operations work, with no pop lost or doubled: an event is
@@ -484,7 +485,15 @@ func testLoseANode(t *testing.T, lose func(*clusterNode)) {
 	t.Logf("an event published after %v handled %v later", published.Sub(lost).Round(time.Millisecond), time.Since(published).Round(time.Millisecond))
 	mark("conv-after")
 	popNow("conv-after")
-	waitFor(t, 25*time.Second, func() bool { return co.count(co.pops, "conv-around") == 1 && co.count(co.pops, "conv-after") == 1 })
+	// Push follows them a few seconds after they are stored, not after
+	// nats.go's fixed 10 s wait for a consumer made on the lost node.
+	followed := func() bool { return co.count(co.pops, "conv-around") == 1 && co.count(co.pops, "conv-after") == 1 }
+	for !followed() && time.Since(stored) < 6*time.Second {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !followed() {
+		t.Fatalf("the pops stored after the node went were not followed within 6s of being stored (%v after the loss)", since())
+	}
 	t.Logf("the pops followed after %v", since())
 	// The stream, the bucket and the meta group have new leaders.
 	waitFor(t, 15*time.Second, func() bool { return cl.metaLeader(on) != "" })
