@@ -91,7 +91,7 @@ func (m *Main) watchAgentsFile(ctx context.Context) error {
 		// it was: the warning said the edit waits to be fixed.
 		if added, removed := diffIDs(current, ids); added+removed > 0 || refused != nil {
 			log.Info().Int("agents", len(uniqueIDs(ids))).Int("added", added).Int("removed", removed).
-				Msg("GENESYS_AGENTS_FILE applied: added agents are watched now, removed ones once no call rings for them")
+				Msg("GENESYS_AGENTS_FILE applied: agents added to it are watched now (up to the channel limit), agents removed from it are let go once no call rings for them (unless a queue has them)")
 		}
 		current, applied, refused = ids, st, nil
 	}
