@@ -134,6 +134,11 @@ type Conn struct {
 
 	closeOnce sync.Once
 	closing   atomic.Bool
+
+	// store watches the embedded server's store for write errors (a full
+	// or read-only disk) and restarts its JetStream once it can write
+	// again (storewatch.go); nil with external NATS.
+	store *storeWatch
 }
 
 var (
@@ -173,7 +178,8 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 	}
 	url := cfg.URL
 	if url == "" {
-		ns, err := startEmbedded(cfg, log) // the caller's logger: its lines get component=nats-server, not bus as well
+		c.store = newStoreWatch(cfg, c.log, c.metrics)
+		ns, err := startEmbedded(cfg, log, c.store) // the caller's logger: its lines get component=nats-server, not bus as well
 		if err != nil {
 			return nil, err
 		}
@@ -219,6 +225,9 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 			func() float64 { return c.clockOffset().Seconds() })
 		cfg.Registerer.MustRegister(markers, offset) // like newMetrics: a second Start on one registry is a bug
 	}
+	if c.store != nil {
+		c.store.start(c.ns)
+	}
 	c.log.Info().Str("stream", cfg.Stream).Bool("embedded", c.ns != nil).Str("epoch", c.Epoch()).Msg("nats ready")
 	return c, nil
 }
@@ -232,7 +241,7 @@ const (
 	maxPingsOut  = 2
 )
 
-func startEmbedded(cfg Config, log zerolog.Logger) (*server.Server, error) {
+func startEmbedded(cfg Config, log zerolog.Logger, store *storeWatch) (*server.Server, error) {
 	opts := &server.Options{
 		ServerName:         "screenpopd",
 		JetStream:          true,
@@ -263,7 +272,7 @@ func startEmbedded(cfg Config, log zerolog.Logger) (*server.Server, error) {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
 	fatal := make(chan string, 1)
-	ns.SetLoggerV2(serverLogger{log: log.With().Str("component", "nats-server").Logger(), fatal: fatal}, false, false, false)
+	ns.SetLoggerV2(serverLogger{log: log.With().Str("component", "nats-server").Logger(), fatal: fatal, store: store}, false, false, false)
 	ns.Start()
 	for deadline := time.Now().Add(10 * time.Second); err == nil; {
 		if ns.ReadyForConnections(50 * time.Millisecond) {
@@ -585,11 +594,18 @@ type Status struct {
 	// process it runs in scans on every cycle (docs/performance.md).
 	Markers uint64 `json:"markers"`
 	Error   string `json:"error,omitempty"`
+	// StoreError is the embedded store's write error (a full or
+	// read-only disk under SCREENPOP_DATA_DIR) while it lasts: nothing
+	// is stored until the disk takes writes again.
+	StoreError string `json:"storeError,omitempty"`
 }
 
 // Status reads the stream's and the marker bucket's state.
 func (c *Conn) Status(ctx context.Context) Status {
 	s := Status{Connected: c.Connected(), Embedded: c.ns != nil, Stream: c.cfg.Stream, Epoch: c.Epoch()}
+	if c.store != nil {
+		s.StoreError = c.store.failure()
+	}
 	if c.nc != nil {
 		s.Server = c.nc.ConnectedServerId()
 	}
@@ -633,6 +649,9 @@ func (c *Conn) markerCount() float64 {
 func (c *Conn) Close() {
 	c.closeOnce.Do(func() {
 		c.closing.Store(true)
+		if c.store != nil {
+			c.store.stop()
+		}
 		if c.nc != nil {
 			// Flushing a connection that is down would only wait out
 			// its timeout, after a stop that is already bounded.

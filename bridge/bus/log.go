@@ -15,6 +15,9 @@ import (
 type serverLogger struct {
 	log   zerolog.Logger
 	fatal chan<- string
+	// store, when set, is told of the store's write errors, and quiets
+	// the server's line per refused message while it knows of one.
+	store *storeWatch
 }
 
 const serverMsg = "nats-server"
@@ -23,7 +26,12 @@ func (l serverLogger) Noticef(format string, v ...any) {
 	l.log.Debug().Str("detail", fmt.Sprintf(format, v...)).Msg(serverMsg)
 }
 func (l serverLogger) Warnf(format string, v ...any) {
-	l.log.Warn().Str("detail", fmt.Sprintf(format, v...)).Msg(serverMsg)
+	detail := fmt.Sprintf(format, v...)
+	if l.store != nil && l.store.serverError(detail) {
+		l.log.Debug().Str("detail", detail).Msg(serverMsg)
+		return
+	}
+	l.log.Warn().Str("detail", detail).Msg(serverMsg)
 }
 func (l serverLogger) Fatalf(format string, v ...any) {
 	detail := fmt.Sprintf(format, v...)
@@ -36,7 +44,12 @@ func (l serverLogger) Fatalf(format string, v ...any) {
 	}
 }
 func (l serverLogger) Errorf(format string, v ...any) {
-	l.log.Error().Str("detail", fmt.Sprintf(format, v...)).Msg(serverMsg)
+	detail := fmt.Sprintf(format, v...)
+	if l.store != nil && l.store.serverError(detail) {
+		l.log.Debug().Str("detail", detail).Msg(serverMsg)
+		return
+	}
+	l.log.Error().Str("detail", detail).Msg(serverMsg)
 }
 func (l serverLogger) Debugf(format string, v ...any) {
 	l.log.Debug().Str("detail", fmt.Sprintf(format, v...)).Msg(serverMsg)

@@ -1,0 +1,183 @@
+package bus
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/rs/zerolog"
+)
+
+// storeWatch keeps the embedded server's store writing. When a write to
+// its files fails (the disk under SCREENPOP_DATA_DIR is full, or turned
+// read-only), nats-server keeps the error on the stream for good: every
+// later event, marker and pop is refused (with no answer: publishes time
+// out) until JetStream is started again, also once the disk has room.
+// The watcher logs the failure once, reports it (metric, /status), and
+// restarts the server's JetStream as soon as the store's directory takes
+// writes again, so that screenpopd resumes without a restart of its own.
+type storeWatch struct {
+	dir     string                  // the JetStream store directory handed to nats-server
+	jsCfg   *server.JetStreamConfig // what it started with, read at start
+	log     zerolog.Logger
+	metrics *metrics
+
+	failing atomic.Bool
+	detail  atomic.Pointer[string]
+	failed  chan struct{} // one pending notice
+	quit    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+}
+
+// storeMinFree is the room the store's filesystem must have again before
+// JetStream is restarted: a block of the stream and then some, so that a
+// disk freed by a few bytes does not fail again at once.
+const storeMinFree = 8 << 20
+
+func newStoreWatch(cfg Config, log zerolog.Logger, m *metrics) *storeWatch {
+	return &storeWatch{
+		dir:     filepath.Join(cfg.DataDir, "jetstream"),
+		log:     log,
+		metrics: m,
+		failed:  make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+}
+
+// storeWriteError reports whether a line of nats-server tells of a failed
+// write to its store.
+func storeWriteError(detail string) bool {
+	d := strings.ToLower(detail)
+	for _, s := range []string{"critical write error", "no space left on device", "read-only file system", "permission denied while writing", "out of space", "out of storage resources"} {
+		if strings.Contains(d, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// serverError is told each warning and error nats-server logs. It notes a
+// store write failure, and reports whether the line only repeats one
+// already known (nats-server logs one per refused message, about every
+// second per stream), so that the logger can keep it at debug.
+func (w *storeWatch) serverError(detail string) bool {
+	if w.failing.Load() {
+		return storeWriteError(detail) || strings.Contains(detail, "failed to store a msg")
+	}
+	if !storeWriteError(detail) {
+		return false
+	}
+	if w.failing.CompareAndSwap(false, true) {
+		w.detail.Store(&detail)
+		w.metrics.storeFailed.Set(1)
+		select {
+		case w.failed <- struct{}{}:
+		default:
+		}
+	}
+	return false
+}
+
+// failure is the store's write error while it lasts, or "".
+func (w *storeWatch) failure() string {
+	if !w.failing.Load() {
+		return ""
+	}
+	if d := w.detail.Load(); d != nil {
+		return *d
+	}
+	return "write error"
+}
+
+// start watches ns, whose JetStream runs: a restart gives it the same
+// configuration, its store limit (computed from the disk's free space at
+// the first start) included.
+func (w *storeWatch) start(ns *server.Server) {
+	w.jsCfg = ns.JetStreamConfig()
+	go w.run(ns)
+}
+
+func (w *storeWatch) stop() {
+	w.once.Do(func() { close(w.quit) })
+	select {
+	case <-w.done:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+func (w *storeWatch) run(ns *server.Server) {
+	defer close(w.done)
+	backoff := time.Second
+	var restarted time.Time
+	for {
+		select {
+		case <-w.quit:
+			return
+		case <-w.failed:
+		}
+		since := time.Now()
+		if !restarted.IsZero() && since.Sub(restarted) < time.Minute {
+			// Failed again soon after a restart: the disk fills as fast
+			// as it is freed; try less often.
+			backoff = min(2*backoff, time.Minute)
+		} else {
+			backoff = time.Second
+		}
+		w.log.Error().Str("store_dir", w.dir).Str("detail", w.failure()).
+			Msg("the built-in NATS store cannot write (disk full or read-only under SCREENPOP_DATA_DIR): no event, pop marker or pop is stored and calls do not pop; free disk space (or fix the mount): screenpopd resumes by itself")
+		for {
+			select {
+			case <-w.quit:
+				return
+			case <-time.After(backoff):
+			}
+			if !w.writable() {
+				continue
+			}
+			// The stream keeps its write error until it is opened
+			// again: restart JetStream on the same store (its streams,
+			// consumers and markers are read back from disk).
+			_ = ns.ShutdownJetStream()
+			cfg := *w.jsCfg
+			cfg.StoreDir = w.dir // the server adds "jetstream" to it
+			err := ns.EnableJetStream(&cfg)
+			if err == nil {
+				break
+			}
+			w.log.Warn().Err(err).Msg("the built-in NATS store takes writes again but its JetStream did not start; trying again")
+		}
+		restarted = time.Now()
+		w.failing.Store(false)
+		w.metrics.storeFailed.Set(0)
+		w.metrics.storeRestarts.Inc()
+		w.log.Info().Str("store_dir", w.dir).Dur("down", time.Since(since)).
+			Msg("the built-in NATS store writes again: its JetStream was restarted; events and pops are stored again")
+	}
+}
+
+// writable is whether the store's filesystem has room (storeMinFree) and
+// takes a write.
+func (w *storeWatch) writable() bool {
+	if free, ok := freeBytes(w.dir); ok && free < storeMinFree {
+		return false
+	}
+	f, err := os.CreateTemp(w.dir, ".probe-*")
+	if err != nil {
+		return false
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(make([]byte, 64<<10))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err == nil
+}
