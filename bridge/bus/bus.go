@@ -387,7 +387,7 @@ const storeSharePercent = 80
 
 // storeShare is the stream's byte limit: storeSharePercent of the file
 // store NATS gives this account (the embedded server: its own limit, 75%
-// of the disk's free space at its start unless set), per replica, since
+// of the disk's free space at its start, plus what its store holds), per replica, since
 // each replica counts against it. Without a limit of its own the stream
 // discards nothing to make room: once its MaxAge of traffic filled the
 // store, JetStream would refuse every event, marker and pop and no call
@@ -423,8 +423,9 @@ func (c *Conn) storeShare(ctx context.Context) int64 {
 // shareRefused are the errors of a NATS that will not reserve the stream's
 // byte limit: the account caps a stream's bytes lower, other streams of
 // the account reserve part of its store, or the embedded server's store
-// limit (75% of the disk's free space at its start) shrank below what the
-// stream reserved at an earlier start, once other files took the disk.
+// limit (75% of the disk's free space at its start, plus what its store
+// holds) shrank below what the stream reserved at an earlier start, once
+// other files took the disk.
 var shareRefused = map[jetstream.ErrorCode]bool{
 	10023: true, // insufficient resources
 	10047: true, // insufficient storage resources available

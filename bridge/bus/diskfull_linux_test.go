@@ -131,3 +131,57 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	return math.NaN()
 }
+
+// TestStart_EmbeddedStoreKeepsItsHistoryAcrossARestart: the embedded
+// store's limit is taken from the disk at each start, and the stream is
+// limited to its share of it. Counted from the free space alone, the
+// store's own files would make it smaller at every restart, and the
+// stream would drop its oldest messages as the daemon started: history
+// other services read, gone for a restart. nats-server adds back what
+// its store holds (finalizeDynamicMaxStore, 2.15); this pins it for an
+// upgrade.
+func TestStart_EmbeddedStoreKeepsItsHistoryAcrossARestart(t *testing.T) {
+	disk := bustest.SmallDisk(t, "32m")
+	cfg := bus.Config{Listen: "off", DataDir: filepath.Join(disk, "data")}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	state := func(c *bus.Conn) (msgs uint64, first uint64, maxBytes int64) {
+		t.Helper()
+		st, err := c.JetStream().Stream(ctx, c.StreamName())
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := st.CachedInfo()
+		return i.State.Msgs, i.State.FirstSeq, i.Config.MaxBytes
+	}
+
+	c, err := bus.Start(ctx, cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, limit := state(c)
+	// Half the stream's share: well within it.
+	data := bytes.Repeat([]byte("x"), 2000)
+	for i := 0; int64(i)*2100 < limit/2; i++ {
+		m := bridge.Message{Subject: "screenpop.events.voice.alerting.agent-1", ID: fmt.Sprintf("evt:c%d:p:voice:alerting", i), Data: data}
+		if err := c.Publish(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs, first, _ := state(c)
+	c.Close()
+
+	c, err = bus.Start(ctx, cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msgs2, first2, limit2 := state(c)
+	if msgs2 != msgs || first2 != first {
+		t.Errorf("after a restart the stream holds %d messages from sequence %d, want the %d from %d it held (its byte limit went from %d to %d)",
+			msgs2, first2, msgs, first, limit, limit2)
+	}
+	if limit2 < limit*9/10 {
+		t.Errorf("the stream's byte limit went from %d to %d over a restart: its own store counted as taken", limit, limit2)
+	}
+}
