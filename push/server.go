@@ -24,6 +24,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/internal/httplog"
 	"github.com/screenpop/screenpop/internal/loglimit"
 )
 
@@ -189,7 +190,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		WriteTimeout:   s.cfg.WriteTimeout,
 		IdleTimeout:    2 * s.cfg.PingInterval,
 		MaxHeaderBytes: 32 << 10,
-		ErrorLog:       nil,
+		// net/http's own lines (a failed TLS handshake, a handler's
+		// panic) in the JSON log, not plain text on stderr.
+		ErrorLog: httplog.ErrorLog(s.log),
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

@@ -21,6 +21,8 @@ import (
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/bridge/bus"
 	"github.com/screenpop/screenpop/dataverse"
+	"github.com/screenpop/screenpop/internal/fdlimit"
+	"github.com/screenpop/screenpop/internal/httplog"
 	"github.com/screenpop/screenpop/notifications"
 	"github.com/screenpop/screenpop/push"
 )
@@ -120,10 +122,24 @@ func (m *Main) Open(ctx context.Context) error {
 		}
 		return fmt.Errorf("SCREENPOP_LISTEN %s: %w", cfg.Listen, err)
 	}
+	// Out of descriptors, the agent listener refuses new tabs before the
+	// last ones go, so the pops of the pages open, the admin listener and
+	// the lookups keep theirs; both listeners log it as one JSON line
+	// every 10 s, not net/http's plain-text line every second.
+	fdErrors := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "screenpop_listener_fd_exhausted_total",
+		Help: "Accepts that failed for want of a file descriptor (RLIMIT_NOFILE reached), by listener."}, []string{"listener"})
+	fdRefused := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "screenpop_listener_fd_refused_total",
+		Help: "Connections refused because they would take one of the descriptors kept in reserve under RLIMIT_NOFILE, by listener."}, []string{"listener"})
+	m.Registry.MustRegister(fdErrors, fdRefused)
+	fdLog := m.Log.With().Str("component", "main").Logger()
+	m.agentLn = fdlimit.Listen(m.agentLn, fdlimit.Config{Name: "agent", Reserve: true, Log: fdLog,
+		Errors: fdErrors.WithLabelValues("agent"), Refused: fdRefused.WithLabelValues("agent")})
+	m.warnNoFile(fdLog)
 	if cfg.AdminListen != "off" {
 		if m.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
 			return fmt.Errorf("SCREENPOP_ADMIN_LISTEN %s: %w (choose a free address or off)", cfg.AdminListen, err)
 		}
+		m.adminLn = fdlimit.Listen(m.adminLn, fdlimit.Config{Name: "admin", Log: fdLog, Errors: fdErrors.WithLabelValues("admin")})
 		// Served at once: opening a large NATS store takes seconds, and
 		// a liveness probe must not time out meanwhile.
 		m.startAdmin()
@@ -494,6 +510,27 @@ func readPIIKey(path string) ([]byte, error) {
 	return key, nil
 }
 
+// warnNoFile logs the open-file limit, and warns when it leaves fewer agent
+// sockets than agents are watched (one tab each; queue members are not
+// known yet).
+func (m *Main) warnNoFile(log zerolog.Logger) {
+	limit, ok := fdlimit.Limit()
+	if !ok {
+		return
+	}
+	room := uint64(0)
+	if r := fdlimit.Reserve(limit); limit > r+64 {
+		room = limit - r - 64 // the daemon's own sockets and files
+	}
+	agents, _ := m.Config.Agents()
+	if uint64(len(agents)) > room {
+		log.Warn().Uint64("nofile_limit", limit).Uint64("agent_sockets", room).Int("agents", len(agents)).
+			Msg("the open-file limit leaves fewer agent sockets than agents watched: their pages will be refused; " + fdlimit.Hint)
+		return
+	}
+	log.Info().Uint64("nofile_limit", limit).Uint64("agent_sockets", room).Msg("open-file limit")
+}
+
 // startAdmin serves the admin listener (/metrics, /healthz, /readyz,
 // /status and pprof) in the background, from Open on.
 func (m *Main) startAdmin() {
@@ -503,7 +540,8 @@ func (m *Main) startAdmin() {
 	// keep-alive connection idle for IdleTimeout are closed, not held for
 	// good.
 	m.adminSrv = &http.Server{Handler: m.adminHandler(), ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
+		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10,
+		ErrorLog: httplog.ErrorLog(m.Log.With().Str("component", "main").Logger())}
 	m.adminDone = make(chan struct{})
 	srv, ln := m.adminSrv, m.adminLn
 	go func() {
