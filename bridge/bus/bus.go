@@ -114,7 +114,7 @@ func (c *Config) setDefaults() {
 type Conn struct {
 	cfg     Config
 	log     zerolog.Logger
-	ns      *server.Server // nil with external NATS
+	ns      *embedded // the built-in server; nil with external NATS
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	stream  jetstream.Stream
@@ -136,8 +136,8 @@ type Conn struct {
 	closing   atomic.Bool
 
 	// store watches the embedded server's store for write errors (a full
-	// or read-only disk) and restarts its JetStream once it can write
-	// again (storewatch.go); nil with external NATS.
+	// or read-only disk) and starts the server again once it can write
+	// (storewatch.go); nil with external NATS.
 	store *storeWatch
 }
 
@@ -183,10 +183,11 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.ns = ns
+		c.ns = newEmbedded(cfg, log, c.store, ns)
 		// The daemon's own connection is in process either way; Listen is
-		// for other local services.
-		opts = append(opts, nats.InProcessServer(ns))
+		// for other local services. It reconnects to the server that
+		// replaced this one, if the store watcher restarts it.
+		opts = append(opts, nats.InProcessServer(c.ns))
 	} else {
 		if cfg.Creds != "" {
 			opts = append(opts, nats.UserCredentials(cfg.Creds))
@@ -226,7 +227,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 		cfg.Registerer.MustRegister(markers, offset) // like newMetrics: a second Start on one registry is a bug
 	}
 	if c.store != nil {
-		c.store.start(c.ns)
+		c.store.start(c.ns.restart)
 	}
 	c.log.Info().Str("stream", cfg.Stream).Bool("embedded", c.ns != nil).Str("epoch", c.Epoch()).Msg("nats ready")
 	return c, nil
@@ -397,7 +398,7 @@ func (c *Conn) storeShare(ctx context.Context) int64 {
 	var store, perStream int64
 	perReplica := int64(c.cfg.StreamReplicas) // a flat limit counts every replica's bytes
 	if c.ns != nil {
-		if jc := c.ns.JetStreamConfig(); jc != nil {
+		if jc := c.ns.server().JetStreamConfig(); jc != nil {
 			store = jc.MaxStore
 		}
 	} else if ai, err := c.js.AccountInfo(ctx); err == nil {
@@ -554,7 +555,7 @@ func (c *Conn) ClientURL() string {
 	if c.ns == nil || c.cfg.Listen == "off" {
 		return ""
 	}
-	return c.ns.ClientURL()
+	return c.ns.server().ClientURL()
 }
 
 // Embedded reports whether the server runs in this process.
@@ -671,8 +672,7 @@ func (c *Conn) Close() {
 
 func (c *Conn) shutdownServer() {
 	if c.ns != nil {
-		c.ns.Shutdown()
-		c.ns.WaitForShutdown()
+		c.ns.shutdown()
 	}
 }
 

@@ -9,9 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
@@ -24,16 +26,29 @@ import (
 // storeEpisode runs the embedded server on a small disk, breaks the
 // store's filesystem with fail, checks that nothing is stored and that
 // on-call is told once, then repairs it and checks that events and pop
-// markers are stored again, without a restart.
+// markers are stored again, without a restart, and that a local service
+// subscribed through the server's address gets them again.
 func storeEpisode(t *testing.T, fail func(disk string), repair func(disk string)) {
 	disk := bustest.SmallDisk(t, "32m")
 	var logs syncbuf.Buffer
 	reg := prometheus.NewRegistry()
-	c, err := bus.Start(context.Background(), bus.Config{Listen: "off", DataDir: filepath.Join(disk, "data"), Registerer: reg}, zerolog.New(&logs))
+	c, err := bus.Start(context.Background(), bus.Config{Listen: "127.0.0.1:0", DataDir: filepath.Join(disk, "data"), Registerer: reg}, zerolog.New(&logs))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	other, err := nats.Connect(c.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	heard, err := other.SubscribeSync("screenpop.events.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	n := 0
 	store := func() error {
 		n++
@@ -82,6 +97,25 @@ func storeEpisode(t *testing.T, fail func(disk string), repair func(disk string)
 			t.Fatalf("the store's filesystem takes writes again, but 15 s later events and pop markers are still refused (%v): nothing pops until screenpopd is restarted", err)
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+	// The other service, reconnected to the same address, hears the
+	// events stored from now on.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		for {
+			if _, err := heard.NextMsg(0); err != nil {
+				break // drained
+			}
+		}
+		if err := store(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := heard.NextMsg(time.Second); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a service subscribed at %s hears no event stored after the store writes again", c.ClientURL())
+		}
 	}
 	if failedGauge != 1 {
 		t.Errorf("screenpop_bus_store_write_failed = %v while the store could not write, want 1", failedGauge)
@@ -183,5 +217,63 @@ func TestStart_EmbeddedStoreKeepsItsHistoryAcrossARestart(t *testing.T) {
 	}
 	if limit2 < limit*9/10 {
 		t.Errorf("the stream's byte limit went from %d to %d over a restart: its own store counted as taken", limit, limit2)
+	}
+}
+
+// TestConn_EmbeddedStoreRestartsUnderTraffic: the store's JetStream is
+// restarted while the daemon keeps using NATS, as it does all the time:
+// /status and the marker gauge are read, agents' pages reconnect and
+// replay their pops. The restart must not race that traffic (run with
+// -race: nats-server's EnableJetStream sets up its API queue while the
+// first start's API subscription, never removed, still dispatches to it).
+func TestConn_EmbeddedStoreRestartsUnderTraffic(t *testing.T) {
+	disk := bustest.SmallDisk(t, "32m")
+	c, err := bus.Start(context.Background(), bus.Config{Listen: "off", DataDir: filepath.Join(disk, "data"), Registerer: prometheus.NewRegistry()}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	n := 0
+	store := func() error {
+		n++
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return c.Publish(ctx, bridge.Message{Subject: "screenpop.pops.agent-1", ID: fmt.Sprintf("pop:c%d:p", n), Data: bytes.Repeat([]byte("x"), 2000)})
+	}
+	if err := store(); err != nil {
+		t.Fatal(err)
+	}
+	// Agents' pages reconnect and replay their pops, and on-call's
+	// dashboards read /status, all the while.
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				rctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+				_ = c.ReplayPops(rctx, "agent-1", 0, time.Time{}, func(bridge.StoredPop) error { return nil })
+				_ = c.Status(rctx)
+				cancel()
+			}
+		})
+	}
+	defer func() { stop(); wg.Wait() }()
+	for episode := 1; episode <= 3; episode++ { // a disk that fills again and again
+		filler := bustest.FillDisk(t, disk)
+		for range 5 {
+			if store() != nil {
+				break
+			}
+		}
+		if err := os.Remove(filler); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second) // the watcher backs off to 4 s by the third
+		for store() != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("episode %d: the store's filesystem takes writes again, but 10 s later pops are still refused", episode)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 }

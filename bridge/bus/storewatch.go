@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/rs/zerolog"
 )
 
@@ -16,16 +15,16 @@ import (
 // its files fails (the disk under SCREENPOP_DATA_DIR is full, or turned
 // read-only), nats-server keeps the error on the stream for good: every
 // later event, marker and pop is refused (with no answer: publishes time
-// out) until JetStream is started again, also once the disk has room.
+// out) until the stream is opened again, also once the disk has room.
 // The watcher logs the failure once, reports it (metric, /status), and
-// restarts the server's JetStream as soon as the store's directory takes
-// writes again, so that screenpopd resumes without a restart of its own.
+// starts the server again as soon as the store's directory takes writes,
+// so that screenpopd resumes without a restart of its own.
 type storeWatch struct {
-	dir     string                  // the JetStream store directory handed to nats-server
-	jsCfg   *server.JetStreamConfig // what it started with, read at start
+	dir     string // the JetStream store directory handed to nats-server
 	log     zerolog.Logger
 	metrics *metrics
 
+	started atomic.Bool
 	failing atomic.Bool
 	detail  atomic.Pointer[string]
 	failed  chan struct{} // one pending notice
@@ -35,7 +34,7 @@ type storeWatch struct {
 }
 
 // storeMinFree is the room the store's filesystem must have again before
-// JetStream is restarted: a block of the stream and then some, so that a
+// the server is started again: a block of the stream and then some, so that a
 // disk freed by a few bytes does not fail again at once.
 const storeMinFree = 8 << 20
 
@@ -95,23 +94,23 @@ func (w *storeWatch) failure() string {
 	return "write error"
 }
 
-// start watches ns, whose JetStream runs: a restart gives it the same
-// configuration, its store limit (computed from the disk's free space at
-// the first start) included.
-func (w *storeWatch) start(ns *server.Server) {
-	w.jsCfg = ns.JetStreamConfig()
-	go w.run(ns)
+// start watches the server that restart replaces by a new one on the
+// same store.
+func (w *storeWatch) start(restart func() error) {
+	w.started.Store(true)
+	go w.run(restart)
 }
 
+// stop ends the watcher, a restart under way included (bounded by the
+// server's start, 10 s), so that the server Close shuts down is the last.
 func (w *storeWatch) stop() {
 	w.once.Do(func() { close(w.quit) })
-	select {
-	case <-w.done:
-	case <-time.After(5 * time.Second):
+	if w.started.Load() {
+		<-w.done
 	}
 }
 
-func (w *storeWatch) run(ns *server.Server) {
+func (w *storeWatch) run(restart func() error) {
 	defer close(w.done)
 	backoff := time.Second
 	var restarted time.Time
@@ -141,23 +140,23 @@ func (w *storeWatch) run(ns *server.Server) {
 				continue
 			}
 			// The stream keeps its write error until it is opened
-			// again: restart JetStream on the same store (its streams,
-			// consumers and markers are read back from disk).
-			_ = ns.ShutdownJetStream()
-			cfg := *w.jsCfg
-			cfg.StoreDir = w.dir // the server adds "jetstream" to it
-			err := ns.EnableJetStream(&cfg)
+			// again: start the server again on the same store (its
+			// streams, consumers and markers are read back from disk).
+			// Not JetStream alone: nats-server's ShutdownJetStream
+			// leaves its API subscription behind, and a second
+			// EnableJetStream races with it (and leaks its workers).
+			err := restart()
 			if err == nil {
 				break
 			}
-			w.log.Warn().Err(err).Msg("the built-in NATS store takes writes again but its JetStream did not start; trying again")
+			w.log.Warn().Err(err).Msg("the built-in NATS store takes writes again but its server did not start again; trying again")
 		}
 		restarted = time.Now()
 		w.failing.Store(false)
 		w.metrics.storeFailed.Set(0)
 		w.metrics.storeRestarts.Inc()
 		w.log.Info().Str("store_dir", w.dir).Dur("down", time.Since(since)).
-			Msg("the built-in NATS store writes again: its JetStream was restarted; events and pops are stored again")
+			Msg("the built-in NATS store writes again: its server was started again; events and pops are stored again")
 	}
 }
 
