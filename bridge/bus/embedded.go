@@ -40,6 +40,7 @@ func (e *embedded) InProcessConn() (net.Conn, error) { return e.server().InProce
 // address. A failed start leaves no server: it is tried again.
 func (e *embedded) restart() error {
 	e.shutdown()
+	e.store.rearm()
 	ns, err := startEmbedded(e.cfg, e.log, e.store)
 	if err != nil {
 		return err

@@ -25,6 +25,7 @@ type storeWatch struct {
 	metrics *metrics
 
 	started atomic.Bool
+	mu      sync.Mutex // orders failing's changes with the gauge's
 	failing atomic.Bool
 	detail  atomic.Pointer[string]
 	failed  chan struct{} // one pending notice
@@ -72,6 +73,8 @@ func (w *storeWatch) serverError(detail string) bool {
 	if !storeWriteError(detail) {
 		return false
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.failing.CompareAndSwap(false, true) {
 		w.detail.Store(&detail)
 		w.metrics.storeFailed.Set(1)
@@ -81,6 +84,13 @@ func (w *storeWatch) serverError(detail string) bool {
 		}
 	}
 	return false
+}
+
+// rearm is called between the old server's shutdown and the new one's
+// start: a write error of the new server, even while it starts, is a new
+// failure, noticed and restarted for.
+func (w *storeWatch) rearm() {
+	w.failing.Store(false)
 }
 
 // failure is the store's write error while it lasts, or "".
@@ -152,8 +162,11 @@ func (w *storeWatch) run(restart func() error) {
 			w.log.Warn().Err(err).Msg("the built-in NATS store takes writes again but its server did not start again; trying again")
 		}
 		restarted = time.Now()
-		w.failing.Store(false)
-		w.metrics.storeFailed.Set(0)
+		w.mu.Lock()
+		if !w.failing.Load() { // the new server has not failed already
+			w.metrics.storeFailed.Set(0)
+		}
+		w.mu.Unlock()
 		w.metrics.storeRestarts.Inc()
 		w.log.Info().Str("store_dir", w.dir).Dur("down", time.Since(since)).
 			Msg("the built-in NATS store writes again: its server was started again; events and pops are stored again")
