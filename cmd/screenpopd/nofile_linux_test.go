@@ -63,6 +63,27 @@ func tab(base, token string, d time.Duration) (*websocket.Conn, bool) {
 	return ws, true
 }
 
+// startFDDaemon runs screenpopd as a process of its own (its descriptor
+// limit is set with prlimit) on the demo emulators, with the first demo
+// agent's page open and popped once; base is its agent listener's URL.
+func startFDDaemon(t *testing.T) (d *Demo, p *mainProcess, base string, page *agentPage) {
+	t.Helper()
+	if _, err := exec.LookPath("prlimit"); err != nil {
+		testenv.Missing(t, "util-linux's prlimit (apt-get install -y util-linux)")
+	}
+	d, _, _ = demoEmulators(t, testEnv(t))
+	vars := runVars(d, freeLoopbackAddr(t), t.TempDir())
+	vars["LOG_LEVEL"] = "info"
+	base = "http://" + vars["SCREENPOP_LISTEN"]
+	p = startMain(t, "run", vars)
+	a0 := demoAgents[0].ID
+	page = openAgentPage(t, base, d.Genesys.AgentToken(a0))
+	if page.waitPop(alertCall(d, a0).ID(), 10*time.Second).IsZero() {
+		t.Fatal("no first pop")
+	}
+	return d, p, base, page
+}
+
 // The daemon runs out of file descriptors (more agent tabs than its
 // LimitNOFILE or container ulimit allows): the agents already connected
 // keep getting their pops, on-call is told once, in the JSON log, what
@@ -70,21 +91,9 @@ func tab(base, token string, d time.Duration) (*websocket.Conn, bool) {
 // from net/http every second; and once tabs close, new pages connect
 // again by themselves.
 func TestDaemon_OutOfFileDescriptors(t *testing.T) {
-	if _, err := exec.LookPath("prlimit"); err != nil {
-		testenv.Missing(t, "util-linux's prlimit (apt-get install -y util-linux)")
-	}
-	d, _, _ := demoEmulators(t, testEnv(t))
-	vars := runVars(d, freeLoopbackAddr(t), t.TempDir())
-	vars["LOG_LEVEL"] = "info"
-	base := "http://" + vars["SCREENPOP_LISTEN"]
-	a0, a1 := demoAgents[0].ID, demoAgents[1].ID
-	p := startMain(t, "run", vars)
+	d, p, base, page := startFDDaemon(t)
 	pid := p.cmd.Process.Pid
-	page := openAgentPage(t, base, d.Genesys.AgentToken(a0))
-	warm := alertCall(d, a0)
-	if page.waitPop(warm.ID(), 10*time.Second).IsZero() {
-		t.Fatal("no first pop")
-	}
+	a0, a1 := demoAgents[0].ID, demoAgents[1].ID
 
 	limit := openFDs(t, pid) + 30
 	setNoFile(t, pid, limit, limit)
@@ -216,21 +225,9 @@ func grepLines(s, sub string) string {
 // once the limit is raised (prlimit on the running process), a new page
 // connects without a restart.
 func TestDaemon_AcceptOutOfFileDescriptors(t *testing.T) {
-	if _, err := exec.LookPath("prlimit"); err != nil {
-		testenv.Missing(t, "util-linux's prlimit (apt-get install -y util-linux)")
-	}
-	d, _, _ := demoEmulators(t, testEnv(t))
-	vars := runVars(d, freeLoopbackAddr(t), t.TempDir())
-	vars["LOG_LEVEL"] = "info"
-	base := "http://" + vars["SCREENPOP_LISTEN"]
-	a0, a1 := demoAgents[0].ID, demoAgents[1].ID
-	p := startMain(t, "run", vars)
+	d, p, base, page := startFDDaemon(t)
 	pid := p.cmd.Process.Pid
-	page := openAgentPage(t, base, d.Genesys.AgentToken(a0))
-	warm := alertCall(d, a0)
-	if page.waitPop(warm.ID(), 10*time.Second).IsZero() {
-		t.Fatal("no first pop")
-	}
+	a0, a1 := demoAgents[0].ID, demoAgents[1].ID
 	setNoFile(t, pid, openFDs(t, pid)-10, 4096) // below what it holds: no new descriptor at all
 	if _, ok := tab(base, d.Genesys.AgentToken(a1), 2*time.Second); ok {
 		t.Fatal("a tab connected with no descriptor left")
