@@ -54,7 +54,7 @@ func newStoreWatch(cfg Config, log zerolog.Logger, m *metrics) *storeWatch {
 // write to its store.
 func storeWriteError(detail string) bool {
 	d := strings.ToLower(detail)
-	for _, s := range []string{"critical write error", "no space left on device", "read-only file system", "permission denied while writing", "out of space", "out of storage resources"} {
+	for _, s := range []string{"critical write error", "no space left on device", "read-only file system", "permission denied while writing", "out of space"} {
 		if strings.Contains(d, s) {
 			return true
 		}
