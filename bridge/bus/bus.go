@@ -242,11 +242,14 @@ const (
 	maxPingsOut  = 2
 )
 
+// storeDir is the embedded server's JetStream store directory.
+func storeDir(cfg Config) string { return filepath.Join(cfg.DataDir, "jetstream") }
+
 func startEmbedded(cfg Config, log zerolog.Logger, store *storeWatch) (*server.Server, error) {
 	opts := &server.Options{
 		ServerName:         "screenpopd",
 		JetStream:          true,
-		StoreDir:           filepath.Join(cfg.DataDir, "jetstream"),
+		StoreDir:           storeDir(cfg),
 		NoSigs:             true,
 		NoSystemAccount:    true,
 		MaxPayload:         1 << 20,
@@ -388,8 +391,8 @@ const storeSharePercent = 80
 
 // storeShare is the stream's byte limit: storeSharePercent of the file
 // store NATS gives this account (the embedded server: its own limit, 75%
-// of the disk's free space at its start, plus what its store holds), per replica, since
-// each replica counts against it. Without a limit of its own the stream
+// of the disk's free space at its start, plus what its store holds), per
+// replica, since each replica counts against it. Without a limit of its own the stream
 // discards nothing to make room: once its MaxAge of traffic filled the
 // store, JetStream would refuse every event, marker and pop and no call
 // would pop. With one, the oldest messages go first. 0 (no limit) when

@@ -2,7 +2,6 @@ package bus
 
 import (
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,7 +40,7 @@ const storeMinFree = 8 << 20
 
 func newStoreWatch(cfg Config, log zerolog.Logger, m *metrics) *storeWatch {
 	return &storeWatch{
-		dir:     filepath.Join(cfg.DataDir, "jetstream"),
+		dir:     storeDir(cfg),
 		log:     log,
 		metrics: m,
 		failed:  make(chan struct{}, 1),

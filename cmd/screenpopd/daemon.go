@@ -134,7 +134,6 @@ func (m *Main) Open(ctx context.Context) error {
 	fdLog := m.Log.With().Str("component", "main").Logger()
 	m.agentLn = fdlimit.Listen(m.agentLn, fdlimit.Config{Name: "agent", Reserve: true, Log: fdLog,
 		Errors: fdErrors.WithLabelValues("agent"), Refused: fdRefused.WithLabelValues("agent")})
-	m.warnNoFile(fdLog)
 	if cfg.AdminListen != "off" {
 		if m.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
 			return fmt.Errorf("SCREENPOP_ADMIN_LISTEN %s: %w (choose a free address or off)", cfg.AdminListen, err)
@@ -173,6 +172,7 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.staticAgents = agents
+	m.warnNoFile(m.Log.With().Str("component", "main").Logger())
 	// Bounded: when the normalizer falls behind, the Genesys readers
 	// block (counted as back-pressure) instead of queueing without end.
 	m.snapshots = make(chan bridge.Snapshot, 4096)
@@ -522,8 +522,7 @@ func (m *Main) warnNoFile(log zerolog.Logger) {
 	if r := fdlimit.Reserve(limit); limit > r+64 {
 		room = limit - r - 64 // the daemon's own sockets and files
 	}
-	agents, _ := m.Config.Agents()
-	if uint64(len(agents)) > room {
+	if agents := m.staticAgents; uint64(len(agents)) > room {
 		log.Warn().Uint64("nofile_limit", limit).Uint64("agent_sockets", room).Int("agents", len(agents)).
 			Msg("the open-file limit leaves fewer agent sockets than agents watched: their pages will be refused; " + fdlimit.Hint)
 		return
