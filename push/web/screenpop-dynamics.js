@@ -1,7 +1,9 @@
 /*
  * screenpop-dynamics.js: the Dynamics 365 web resource. It adds
  * ScreenPop.Dynamics to the one global of screenpop.js (load screenpop.js
- * first) and opens each pop with Xrm.Navigation.openForm:
+ * first) and opens each pop with Xrm.Navigation.openForm or, in a
+ * multisession app (Customer Service workspace), in a new tab of the
+ * focused session (Microsoft.Apm.createTab, template msdyn_entityrecord):
  *   open   -> the record (entityName + entityId)
  *   create -> a new record of target.entity, prefilled from pop.prefill (formParameters)
  *   choose -> a small chooser of the candidates; the agent's click opens one
@@ -55,6 +57,25 @@
       if (!ans.tab) { ans.tab = tabId; }
       return ans.tab;
     } catch (e) { return tabId; }
+  }
+
+  // apmOf finds the app profile manager of a multisession app (Customer
+  // Service workspace, Contact Center workspace): Microsoft.Apm, on this
+  // window or the app's. It returns {apm, win}: win is the window it lives
+  // on, whose Map its createTab expects (a Map made in a form library's
+  // frame is not an instance of the app window's Map). null in a
+  // single-session app, or with the option multisession: false.
+  function apmOf(opts) {
+    if (opts && opts.multisession === false) { return null; }
+    var wins = [root];
+    try { if (appWindow() !== root) { wins.push(appWindow()); } } catch (e) { /* no app window */ }
+    for (var i = 0; i < wins.length; i++) {
+      try {
+        var m = wins[i].Microsoft && wins[i].Microsoft.Apm;
+        if (m && typeof m.createTab === 'function') { return { apm: m, win: wins[i] }; }
+      } catch (e) { /* another origin */ }
+    }
+    return null;
   }
 
   function local() { try { return root.localStorage; } catch (e) { return null; } }
@@ -222,15 +243,26 @@
   // A page can get its first pop before Xrm is usable (a side pane or HTML
   // web resource loading before the app shell): launch waits for it, up to
   // xrmWaitMs (default 10 s), and settles once openForm has been called.
+  //
+  // In a multisession app the record opens in a new tab of the focused
+  // session (Microsoft.Apm.createTab), so that the page the agent is on
+  // stays open; openForm there would open it in that page's place. Should
+  // createTab fail (a template removed, say), openForm opens it.
   Controller.prototype.launch = function (options, params, failure, rec) {
     var self = this;
     return self.whenXrm().then(function (x) {
-      var opening;
-      try {
+      var form = function () {
         if (!x) { throw new Error('Xrm is not available'); }
-        opening = Promise.resolve(params ? x.Navigation.openForm(options, params) : x.Navigation.openForm(options));
+        return params ? x.Navigation.openForm(options, params) : x.Navigation.openForm(options);
+      };
+      var opening, ms = apmOf(self.opts);
+      try {
+        opening = Promise.resolve(ms ? createTab(ms, options, params) : form());
       } catch (e) {
         opening = Promise.reject(e);
+      }
+      if (ms) {
+        opening = opening.then(null, function () { return form(); });
       }
       opening.then(null, function () {
         if (rec) { rec.error = true; }
@@ -238,6 +270,16 @@
       });
     });
   };
+
+  // createTab opens options' record (or a new one, prefilled with params)
+  // in a new focused tab of the multisession app ms (see apmOf).
+  function createTab(ms, options, params) {
+    var ctx = new ms.win.Map();
+    ctx.set('entityName', options.entityName);
+    if (options.entityId) { ctx.set('entityId', options.entityId); }
+    if (params) { ctx.set('data', JSON.stringify(params)); }
+    return ms.apm.createTab({ templateName: 'msdyn_entityrecord', appContext: ctx, isFocused: true });
+  }
 
   // whenXrm resolves with Xrm once it is usable, or null after xrmWaitMs.
   // The page waits once: after a wait that ended without Xrm, later pops
