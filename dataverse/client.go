@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/internal/loglimit"
+	"github.com/screenpop/screenpop/internal/statuslabel"
 )
 
 // Client looks customers up in Dataverse. It implements bridge.Directory.
@@ -573,7 +573,7 @@ func (c *Client) batch(ctx context.Context, list []EntityColumns, values []strin
 					// status: count that one too, or a lost read
 					// privilege (403) or a throttled query never shows
 					// in requests_total by its code.
-					c.metrics.requests.WithLabelValues("batch_part", strconv.Itoa(p.Status)).Inc()
+					c.metrics.requests.WithLabelValues("batch_part", statuslabel.Of(p.Status)).Inc()
 				}
 				h := p.Header
 				if h.Get("Retry-After") == "" && resp.Header.Get("Retry-After") != "" {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/screenpop/screenpop/internal/statuslabel"
 )
 
 // tokenSource holds the Entra ID access token for the Dataverse scope.
@@ -204,7 +206,7 @@ func (ts *tokenSource) request(ctx context.Context) (string, time.Duration, erro
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	c.metrics.request("token", strconv.Itoa(resp.StatusCode), time.Since(start))
+	c.metrics.request("token", statuslabel.Of(resp.StatusCode), time.Since(start))
 	if err != nil {
 		return "", 0, fmt.Errorf("token response: %w", err)
 	}

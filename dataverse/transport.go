@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/screenpop/screenpop/internal/statuslabel"
 )
 
 // gate holds Dataverse's Retry-After for the whole client: the
@@ -389,7 +391,7 @@ func (c *Client) attempt(ctx context.Context, op, entity string, build func(ctx 
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	c.metrics.request(op, strconv.Itoa(resp.StatusCode), time.Since(start))
+	c.metrics.request(op, statuslabel.Of(resp.StatusCode), time.Since(start))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()

@@ -57,6 +57,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/internal/statuslabel"
 )
 
 // Config configures a Client. Zero fields mean defaults.
@@ -546,7 +547,7 @@ func (c *Client) call(ctx context.Context, op string, fn func() (*platformclient
 		err = apiError(op, resp, err)
 		code := "error"
 		if resp != nil {
-			code = fmt.Sprint(resp.StatusCode)
+			code = statuslabel.Of(resp.StatusCode)
 		}
 		c.m.apiRequests.WithLabelValues(op, code).Inc()
 		if status(err) == http.StatusUnauthorized && attempt == 0 && t.gen != probeTokenGen {
