@@ -42,6 +42,10 @@ type Server struct {
 	// logLimit holds back repeats of the lines a client or an outage can
 	// cause on every socket: one a minute each, with the count held back.
 	logLimit *loglimit.Limiter
+	// originLimit is the refused origins' own: their keys are whatever
+	// clients send, and in logLimit they would crowd out its fixed keys
+	// (past its 64 keys a new key shares one line a minute).
+	originLimit *loglimit.Limiter
 	// originList is origins as served at /web/origins.json, for the OAuth
 	// callback page to post the authorization code to them only.
 	originList []string
@@ -111,18 +115,19 @@ func New(cfg Config, store bridge.PopStore, auth bridge.AgentAuthenticator, log 
 	}
 	m := newMetrics(cfg.Registerer)
 	s := &Server{
-		cfg:        cfg,
-		store:      store,
-		auth:       newAuthCache(auth, cfg.Revalidate, m),
-		log:        log.With().Str("component", "push").Logger(),
-		m:          m,
-		origins:    origins,
-		originList: originList,
-		web:        webHandler(sub),
-		conns:      map[*conn]struct{}{},
-		logLimit:   loglimit.New(time.Minute, 64),
-		agents:     map[bridge.AgentID][]*conn{},
-		revalSem:   make(chan struct{}, 8),
+		cfg:         cfg,
+		store:       store,
+		auth:        newAuthCache(auth, cfg.Revalidate, m),
+		log:         log.With().Str("component", "push").Logger(),
+		m:           m,
+		origins:     origins,
+		originList:  originList,
+		web:         webHandler(sub),
+		conns:       map[*conn]struct{}{},
+		logLimit:    loglimit.New(time.Minute, 64),
+		originLimit: loglimit.New(time.Minute, 64),
+		agents:      map[bridge.AgentID][]*conn{},
+		revalSem:    make(chan struct{}, 8),
 	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.up = websocket.Upgrader{
@@ -570,7 +575,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		// The origin is what an admin adds to SCREENPOP_ALLOWED_ORIGINS
 		// (docs/operations.md); capped, as any client can send anything.
 		origin := capLog(r.Header.Get("Origin"), maxLoggedOrigin)
-		if ok, held := s.logLimit.Allow("origin "+origin, time.Now()); ok {
+		if ok, held := s.originLimit.Allow(origin, time.Now()); ok {
 			s.log.Info().Str("remote_addr", r.RemoteAddr).Str("origin", origin).Int("held_back", held).Msg("websocket refused: origin not allowed")
 		}
 		http.Error(w, "origin not allowed", http.StatusForbidden)

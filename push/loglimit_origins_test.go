@@ -1,0 +1,51 @@
+package push
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// The origin of a refused upgrade is a log limiter key any client chooses
+// (one request each, no token needed), and the limiter holds 64 keys: past
+// them every new key shares one line a minute. The daemon's own warnings
+// (sockets waiting for their hello past the cap, token checks or the
+// latest pop unavailable during an outage) used the same limiter: a client
+// sending a few dozen made-up origins a minute kept them out of the log,
+// and on-call saw an Info line about an origin instead of the warning that
+// names the outage.
+func TestServer_MadeUpOriginsDoNotHideTheDaemonsWarnings(t *testing.T) {
+	var logs logBuffer
+	e := startEnvLog(t, Config{HelloTimeout: 10 * time.Second, HelloPending: 1}, nil, nil, zerolog.New(&logs).Level(zerolog.InfoLevel))
+	waitFor(t, 10*time.Second, "listener serving", e.srv.serving.Load)
+	for i := range 100 {
+		ws, resp, err := e.dial(http.Header{"Origin": {fmt.Sprintf("https://made-up-%d.example", i)}})
+		if err == nil {
+			ws.Close()
+			t.Fatal("origin accepted")
+		}
+		if resp != nil {
+			resp.Body.Close()
+		}
+	}
+	// One socket holds the only place for a hello; the next is refused.
+	ws, _, err := e.dial(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_, resp, err := e.dial(nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("second socket without a hello: %v (%v), want 503", err, resp)
+	}
+	resp.Body.Close()
+	for _, l := range logs.lines() {
+		if l["message"] == "websocket refused: too many sockets waiting for their hello" {
+			return
+		}
+	}
+	t.Fatal("no warning for a socket refused past HelloPending after a client sent 100 made-up origins: the origins' keys crowded it out of the log limiter")
+}
