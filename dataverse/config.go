@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/screenpop/screenpop/internal/egress"
 )
 
 // Defaults, as documented in DESIGN.md and docs/dataverse.md.
@@ -308,13 +310,14 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Transport: &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout:   5 * time.Second,
-			ResponseHeaderTimeout: cfg.RequestTimeout,
-			MaxIdleConnsPerHost:   cfg.Concurrency + 2,
-			IdleConnTimeout:       90 * time.Second,
-			ForceAttemptHTTP2:     true,
+			Proxy:                  http.ProxyFromEnvironment,
+			OnProxyConnectResponse: egress.OnProxyConnectResponse,
+			DialContext:            (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:    5 * time.Second,
+			ResponseHeaderTimeout:  cfg.RequestTimeout,
+			MaxIdleConnsPerHost:    cfg.Concurrency + 2,
+			IdleConnTimeout:        90 * time.Second,
+			ForceAttemptHTTP2:      true,
 		}}
 	}
 	return cfg, nil

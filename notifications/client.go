@@ -57,6 +57,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/internal/egress"
 	"github.com/screenpop/screenpop/internal/statuslabel"
 )
 
@@ -254,7 +255,8 @@ func New(cfg Config, log zerolog.Logger, out chan<- bridge.Snapshot) (*Client, e
 		apiLimit:     rate.NewLimiter(rate.Limit(cfg.APIRate), cfg.APIBurst),
 	}
 	c.doer = &sdkHTTP{hc: &http.Client{Timeout: cfg.HTTPTimeout, Transport: &http.Transport{
-		Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second,
+		Proxy: http.ProxyFromEnvironment, OnProxyConnectResponse: egress.OnProxyConnectResponse,
+		MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: cfg.HTTPTimeout,
 	}}, token: c.token}
 	if c.api, err = newSDKConfig(hosts.API, c.doer); err != nil {

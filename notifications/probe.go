@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/internal/egress"
 )
 
 // ProbeStep is one step of Probe: one line of `screenpopd check`.
@@ -279,6 +280,9 @@ func openSocket(ctx context.Context, uri string) error {
 		resp.Body.Close()
 	}
 	if err != nil {
+		if resp == nil {
+			err = egress.DialError(dialer.Proxy, uri, err)
+		}
 		return err
 	}
 	_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "screenpopd check"), time.Now().Add(time.Second))

@@ -19,6 +19,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/internal/egress"
 )
 
 const (
@@ -817,6 +818,9 @@ func (sh *shard) dial(ctx context.Context, id, uri string) (*session, error) {
 	if err != nil {
 		if resp != nil && channelRefused(resp.StatusCode) {
 			return nil, &APIError{Op: "connect channel", Status: http.StatusNotFound}
+		}
+		if resp == nil {
+			err = egress.DialError(dialer.Proxy, uri, err) // "Forbidden" is the proxy's, not Genesys'
 		}
 		return nil, fmt.Errorf("connect channel: %w", err)
 	}

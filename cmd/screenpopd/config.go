@@ -466,6 +466,9 @@ func ParseConfig(name string, args []string, getenv func(string) string, req Req
 		}
 	}
 	problems = append(problems, c.validate(req)...)
+	if req.Genesys || req.Dataverse {
+		problems = append(problems, proxyProblems(getenv)...)
+	}
 	if len(problems) > 0 {
 		return nil, fs.Args(), &ConfigError{Problems: problems}
 	}
@@ -590,6 +593,43 @@ func (c *Config) validate(req Requirements) []string {
 	}
 	sort.Strings(p)
 	return p
+}
+
+// proxyProblems checks HTTPS_PROXY (or https_proxy), which is not a
+// setting of ours but the proxy Go's HTTP clients and the Genesys
+// websocket dialer use for every https and wss connection
+// (http.ProxyFromEnvironment). Go drops a value it cannot parse without a
+// word and connects directly (or misreads it: a password's # or / ends
+// the host): behind a proxy-only firewall that fails with a DNS or connect
+// error that names no proxy. A password with an unencoded %, # or / is
+// enough. And gorilla's dialer reaches a proxy over http:// or socks5://
+// only: with an https:// proxy the API calls work and no socket ever
+// opens. The value is never quoted: it may hold a password.
+func proxyProblems(getenv func(string) string) []string {
+	name, v := "HTTPS_PROXY", getenv("HTTPS_PROXY")
+	if v == "" {
+		name, v = "https_proxy", getenv("https_proxy")
+	}
+	if v == "" {
+		return nil
+	}
+	// A value without a scheme is taken as http:// (as net/http does; it
+	// also retries one with a scheme that way, and then reads a password's
+	// # or / as the end of the host, "http:" the proxy's host).
+	u, err := url.Parse(v)
+	if (err != nil || u.Scheme == "" || u.Host == "") && !strings.Contains(v, "://") {
+		if u2, err2 := url.Parse("http://" + v); err2 == nil {
+			u, err = u2, nil
+		}
+	}
+	switch {
+	case err != nil || u.Hostname() == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+		return []string{name + ": not a valid proxy URL, which Go ignores (every connection is then made without the proxy) or misreads (the value is not shown: it may hold a password); " +
+			"write it as http://host:port or http://user:password@host:port, the user and password percent-encoded: every character but letters, digits and -._~ (% as %25, # as %23, / as %2F, @ as %40, a space as %20)"}
+	case u.Scheme != "http" && u.Scheme != "socks5":
+		return []string{fmt.Sprintf("%s: a %s:// proxy is not supported: the Genesys websocket reaches a proxy over http:// only; write it as http://host:port (the proxy still tunnels TLS to the services)", name, u.Scheme)}
+	}
+	return nil
 }
 
 // dataverseURLProblem asks dataverse.New, which validates its configuration

@@ -58,6 +58,24 @@ type mainProcess struct {
 // 200. It is killed, if still running, when the test ends.
 func startMain(t *testing.T, command string, vars map[string]string) *mainProcess {
 	t.Helper()
+	p := spawnMain(t, command, vars)
+	waitFor(t, 30*time.Second, "screenpopd ready", func() bool {
+		resp, err := http.Get(p.admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	http.DefaultClient.CloseIdleConnections()
+	return p
+}
+
+// spawnMain is startMain without the wait for readiness: it returns once
+// the admin listener is up (a daemon that cannot reach its dependencies
+// is never ready).
+func spawnMain(t *testing.T, command string, vars map[string]string) *mainProcess {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "SCREENPOP_TEST_MAIN=1", "SCREENPOP_TEST_MAIN_CMD="+command)
 	for k, v := range vars {
@@ -96,15 +114,6 @@ func startMain(t *testing.T, command string, vars map[string]string) *mainProces
 	case <-time.After(60 * time.Second):
 		t.Fatalf("screenpopd %s did not start", command)
 	}
-	waitFor(t, 30*time.Second, "screenpopd ready", func() bool {
-		resp, err := http.Get(p.admin + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	http.DefaultClient.CloseIdleConnections()
 	return p
 }
 

@@ -113,8 +113,21 @@ func ownerOf(t *token) string {
 	return t.clientID + "/" + t.userID
 }
 
+// socketURL is a channel's connectUri on the host the request named, or,
+// for a request to api.<domain>, on streaming.<domain> (as the service
+// hands out; the emulator serves every host); wss when it is served over
+// TLS. So a client behind an HTTPS proxy dials the socket as it does in
+// production: wss, on a host of its own.
 func (e *Emulator) socketURL(r *http.Request, id string) string {
-	return "ws://" + r.Host + "/channels/" + id
+	scheme := "ws://"
+	if r.TLS != nil {
+		scheme = "wss://"
+	}
+	host := r.Host
+	if d, ok := strings.CutPrefix(host, "api."); ok {
+		host = "streaming." + d
+	}
+	return scheme + host + "/channels/" + id
 }
 
 type channelJSON struct {

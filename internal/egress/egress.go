@@ -1,0 +1,97 @@
+// Package egress makes a forward proxy's refusal (HTTPS_PROXY,
+// HTTP_PROXY) read as the proxy's in the errors of screenpopd's outbound
+// connections to Genesys Cloud, Entra ID and Dataverse.
+//
+// Go's transport and gorilla's websocket dialer report a CONNECT that the
+// proxy answers with anything but 200 by its status text alone, so a log
+// line reads `Post "https://login.mypurecloud.com/oauth/token": Bad
+// Gateway` or `connect channel: Forbidden`: the service's own answer, an
+// outage or a permission, to anyone reading it. Here the error names the
+// proxy (its host and port, never its credentials), the host asked for
+// and the status.
+//
+// It does not choose the proxy: that stays http.ProxyFromEnvironment,
+// NO_PROXY included. Its functions keep no state and are safe for
+// concurrent use.
+package egress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+)
+
+// ProxyError is a proxy's refusal to open a tunnel to a host.
+type ProxyError struct {
+	Proxy  string // the proxy's host:port, without credentials
+	Target string // the host:port the tunnel was asked for
+	Status int    // the proxy's answer, e.g. 407
+}
+
+func (e *ProxyError) Error() string {
+	s := fmt.Sprintf("proxy %s refused the connection to %s: %d %s", e.Proxy, e.Target, e.Status, http.StatusText(e.Status))
+	switch {
+	case e.Status == http.StatusProxyAuthRequired:
+		s += " (put the proxy's user and password in HTTPS_PROXY: http://user:password@host:port)"
+	case e.Status == http.StatusForbidden:
+		s += " (the proxy does not allow this host: have it allowed)"
+	case e.Status >= 500:
+		s += " (the proxy could not reach the host, or does not allow it)"
+	}
+	return s
+}
+
+// OnProxyConnectResponse is for http.Transport.OnProxyConnectResponse: a
+// CONNECT answered with anything but 200 fails with a *ProxyError.
+func OnProxyConnectResponse(_ context.Context, proxy *url.URL, connect *http.Request, res *http.Response) error {
+	if res.StatusCode == http.StatusOK {
+		return nil
+	}
+	return &ProxyError{Proxy: proxy.Host, Target: connect.Host, Status: res.StatusCode}
+}
+
+// DialError names the proxy in err, the error of a websocket dial of
+// rawURL that got no handshake answer, when proxy (the dialer's Proxy)
+// sends that URL through one: a refused CONNECT, which gorilla reports by
+// the status text alone, becomes a *ProxyError; any other error says it
+// was met through the proxy. Otherwise err is returned as it is.
+func DialError(proxy func(*http.Request) (*url.URL, error), rawURL string, err error) error {
+	if err == nil || proxy == nil {
+		return err
+	}
+	u, perr := url.Parse(rawURL)
+	if perr != nil {
+		return err
+	}
+	hu := *u
+	port := "80"
+	switch u.Scheme {
+	case "ws":
+		hu.Scheme = "http"
+	case "wss":
+		hu.Scheme, port = "https", "443"
+	}
+	p, perr := proxy(&http.Request{Method: http.MethodGet, URL: &hu, Header: http.Header{}})
+	if perr != nil || p == nil {
+		return err
+	}
+	target := u.Host
+	if u.Port() == "" {
+		target = net.JoinHostPort(u.Hostname(), port)
+	}
+	// gorilla's proxy dialer returns errors.New of the text after the
+	// status code of a CONNECT answer that is not 200.
+	for code := 100; code < 600; code++ {
+		if t := http.StatusText(code); t != "" && t == err.Error() {
+			return &ProxyError{Proxy: p.Host, Target: target, Status: code}
+		}
+	}
+	var pe *ProxyError
+	if errors.As(err, &pe) {
+		return err
+	}
+	return fmt.Errorf("through proxy %s: %w", p.Host, err)
+}
