@@ -61,7 +61,9 @@ func (r *report) skip(name, why string) {
 // how many checks failed. Nothing it does disturbs a running daemon: see
 // docs/operations.md, "screenpopd check".
 func RunChecks(ctx context.Context, cfg *Config, log zerolog.Logger, w io.Writer) int {
-	hc := &http.Client{Timeout: checkTimeout}
+	// hc asks the daemon next to this check, on an address of this host:
+	// never through HTTP_PROXY (a zero Transport has no Proxy).
+	hc := &http.Client{Timeout: checkTimeout, Transport: &http.Transport{}}
 	defer hc.CloseIdleConnections()
 	groups := []func(context.Context, *report){
 		func(ctx context.Context, r *report) { checkListeners(ctx, cfg, hc, r); checkTLS(cfg, time.Now(), r) },

@@ -428,6 +428,33 @@ func TestDaemon_ThroughAnHTTPSProxy(t *testing.T) {
 		noSecret(t, "check's output", out)
 	})
 
+	t.Run("CheckNextToTheDaemon", func(t *testing.T) {
+		// check asks the daemon it runs next to for /healthz on
+		// SCREENPOP_ADMIN_LISTEN: an address of this host, never one for
+		// the proxy. Here the admin listener is named LOCALHOST, which Go
+		// proxies (as it does a private IP that NO_PROXY does not name),
+		// and the proxy refuses everything: through it, check took the
+		// running daemon's listener for someone else's.
+		vars := proxiedVars()
+		vars["SCREENPOP_ADMIN_LISTEN"] = insideHost + ":" + strings.Split(freeLoopbackAddr(t), ":")[1]
+		p := startMain(t, "run", vars)
+		defer p.kill()
+		px.Reset()
+		px.Refuse("*", http.StatusBadGateway)
+		defer px.Refuse("*", 0)
+		proxyEnv(vars, px.URL(user, pass), "", caFile)
+		code, out := runCheckProcess(t, vars)
+		t.Logf("exit %d:\n%s", code, out)
+		if l, fix := line(t, out, "ok   listen admin"); !strings.Contains(l, "screenpopd") {
+			t.Errorf("listen admin: %s %s", l, fix)
+		}
+		for _, a := range px.Asked() {
+			if strings.EqualFold(strings.Split(a.target, ":")[0], insideHost) {
+				t.Errorf("check asked the proxy for its own daemon's admin listener, %s", a.target)
+			}
+		}
+	})
+
 	t.Run("NoProxy", func(t *testing.T) {
 		// Dataverse inside the network, named in NO_PROXY; the proxy
 		// refuses everything, so Genesys fails and Dataverse passes only
