@@ -119,3 +119,27 @@ func TestBrowser_MultisessionOptedOut(t *testing.T) {
 		t.Fatalf("%d createTab calls with multisession: false, want none", n)
 	}
 }
+
+// A createTab whose promise never settles (the pop is claimed and acked
+// as soon as it is called) must not lose the pop without a word: past
+// tabWaitMs it counts as failed, and openForm opens the record.
+func TestBrowser_MultisessionCreateTabHangs(t *testing.T) {
+	e, pages := pageEnv(t)
+	ctx := newBrowser(t)
+	run(t, ctx, chromedp.Navigate(pages.URL+"/uci.html?apm=hang"),
+		js(fmt.Sprintf(`window.__open(%q, %q, {tabWaitMs: 1000})`, e.wsURL, e.token("agent-ms-hang"))),
+		poll(`window.__frames === 1 && window.__clients()[0] === 'ready'`))
+	p := testPop("agent-ms-hang", "conv-ms-hang")
+	p.Target = bridge.Target{Action: bridge.ActionOpen, Entity: "contact", ID: "eeeeeeee-0000-4000-8000-000000000020"}
+	e.publishPop(p)
+	run(t, ctx, poll(`window.__tabs.length === 1`))
+	// Without the wait nothing follows: the pop is acked, and the agent
+	// sees neither the record nor a notification.
+	run(t, ctx, poll(`window.__calls.length === 1`))
+	if n := eval[int](t, ctx, `window.__notes.length`); n != 0 {
+		t.Fatalf("%d notifications for a record openForm opened", n)
+	}
+	if got := eval[string](t, ctx, `window.__calls[0].options.entityId`); got != p.Target.ID {
+		t.Fatalf("openForm opened %q, want %q", got, p.Target.ID)
+	}
+}

@@ -247,7 +247,8 @@
   // In a multisession app the record opens in a new tab of the focused
   // session (Microsoft.Apm.createTab), so that the page the agent is on
   // stays open; openForm there would open it in that page's place. Should
-  // createTab fail (a template removed, say), openForm opens it.
+  // createTab fail (a template removed, say) or not settle within
+  // tabWaitMs, openForm opens it.
   Controller.prototype.launch = function (options, params, failure, rec) {
     var self = this;
     return self.whenXrm().then(function (x) {
@@ -262,7 +263,13 @@
         opening = Promise.reject(e);
       }
       if (ms) {
-        opening = opening.then(null, function () { return form(); });
+        // A createTab that has not settled within tabWaitMs (default 10 s)
+        // counts as failed: the pop is acked already, and would be lost.
+        var tab = opening, wait = self.opts.tabWaitMs || 10000;
+        opening = new Promise(function (resolve, reject) {
+          var timer = setTimeout(function () { reject(new Error('createTab did not settle')); }, wait);
+          tab.then(function (v) { clearTimeout(timer); resolve(v); }, function (e) { clearTimeout(timer); reject(e); });
+        }).then(null, function () { return form(); });
       }
       opening.then(null, function () {
         if (rec) { rec.error = true; }
