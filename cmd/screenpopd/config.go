@@ -623,11 +623,14 @@ func proxyProblems(getenv func(string) string) []string {
 		}
 	}
 	switch {
-	case err != nil || u.Hostname() == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+	// A # / or ? in the user or password ends the host there, and the
+	// real host follows an @ in what Go takes for the path, query or
+	// fragment (which it otherwise ignores, as gorilla does).
+	case err != nil || u.Hostname() == "" || strings.Contains(u.Path+u.RawQuery+u.Fragment, "@"):
 		return []string{name + ": not a valid proxy URL, which Go ignores (every connection is then made without the proxy) or misreads (the value is not shown: it may hold a password); " +
 			"write it as http://host:port or http://user:password@host:port, the user and password percent-encoded: every character but letters, digits and -._~ (% as %25, # as %23, / as %2F, @ as %40, a space as %20)"}
 	case u.Scheme != "http" && u.Scheme != "socks5":
-		return []string{fmt.Sprintf("%s: a %s:// proxy is not supported: the Genesys websocket reaches a proxy over http:// only; write it as http://host:port (the proxy still tunnels TLS to the services)", name, u.Scheme)}
+		return []string{fmt.Sprintf("%s: a %s:// proxy is not supported: the Genesys websocket reaches a proxy over http:// or socks5:// only; write it as http://host:port (the proxy still tunnels TLS to the services)", name, u.Scheme)}
 	}
 	return nil
 }

@@ -567,6 +567,12 @@ func TestConfig_HTTPSProxy(t *testing.T) {
 		{"EncodedPassword", "http://svc:50%25off%23x@proxy.corp.example:3128", ""},
 		{"PercentInPassword", "http://svc:50%off@proxy.corp.example:3128", "HTTPS_PROXY: not a valid proxy URL"},
 		{"TrailingSlash", "http://proxy.corp.example:3128/", ""},
+		// Go takes the host, port and credentials and ignores the rest.
+		{"Path", "http://svc:pw@proxy.corp.example:3128/squid", ""},
+		{"Query", "http://proxy.corp.example:3128/?via=dc1", ""},
+		{"NoSchemePath", "proxy.corp.example:3128/squid", ""},
+		{"QuestionMarkInPassword", "http://svc:12?b@proxy.corp.example:3128", "HTTPS_PROXY: not a valid proxy URL"},
+		{"SlashInUser", "http://corp/svc@proxy.corp.example:3128", "HTTPS_PROXY: not a valid proxy URL"},
 		{"SlashInPassword", "http://svc:12/b@proxy.corp.example:3128", "HTTPS_PROXY: not a valid proxy URL"},
 		{"HashInPassword", "http://svc:a#b@proxy.corp.example:3128", "HTTPS_PROXY: not a valid proxy URL"},
 		{"LowerCase", "http://svc:50%off@proxy.corp.example:3128", "https_proxy: not a valid proxy URL"},
