@@ -13,6 +13,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/internal/egress"
 )
 
 // AuthConfig configures an Authenticator. Zero fields mean defaults.
@@ -53,7 +54,11 @@ func NewAuthenticator(cfg AuthConfig, log zerolog.Logger) (*Authenticator, error
 	if err != nil {
 		return nil, err
 	}
-	return &Authenticator{cfg: cfg, base: h.API, hc: &http.Client{Timeout: cfg.Timeout},
+	// Its own transport, for a proxy's refusal named as the proxy's
+	// (internal/egress), not as Genesys' answer to the agent's token.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.OnProxyConnectResponse = egress.OnProxyConnectResponse
+	return &Authenticator{cfg: cfg, base: h.API, hc: &http.Client{Timeout: cfg.Timeout, Transport: tr},
 		log: log.With().Str("component", "notifications").Logger()}, nil
 }
 
