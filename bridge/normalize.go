@@ -741,9 +741,9 @@ func (n *Normalizer) customerOf(p *partView) Customer {
 	case strings.HasPrefix(addr, "mailto:") && looksLikeEmail(addr[len("mailto:"):]):
 		c.Email = strings.Clone(addr[len("mailto:"):])
 	case attrs["context.email"] != "":
-		c.Email = attrs["context.email"]
+		c.Email = emailOrRaw(attrs["context.email"])
 	case attrs["email"] != "":
-		c.Email = attrs["email"]
+		c.Email = emailOrRaw(attrs["email"])
 	}
 
 	first, last := strings.TrimSpace(attrs["context.firstName"]), strings.TrimSpace(attrs["context.lastName"])
@@ -822,6 +822,15 @@ func emailAddress(addr string) string {
 		return ""
 	}
 	return s
+}
+
+// emailOrRaw is the email address in v, an email a chat form or a flow
+// gave (bare, mailto:, or with a display name), else v as it is.
+func emailOrRaw(v string) string {
+	if a := emailAddress(v); a != "" {
+		return a
+	}
+	return v
 }
 
 // looksLikeEmail is a plausibility check (one '@', something on both

@@ -3,7 +3,9 @@ package bridge
 import (
 	"net"
 	"net/netip"
+	"regexp"
 	"strings"
+	"unicode"
 
 	"github.com/nyaruka/phonenumbers"
 )
@@ -20,6 +22,14 @@ const maxPhoneInput = 128
 //	sip:+13175550123@host;user=phone   SIP URI whose user part is a number
 //	+1 (317) 555-0123           a number with punctuation
 //	3175550123                  a national number, read in region (ISO 3166 alpha-2, e.g. "US")
+//	+1 317 555 0123 x12         an extension (x, ext) is dropped
+//
+// A number typed into a chat form on any keyboard reads as one typed in
+// ASCII: digits of any script (Arabic-Indic ٠-٩, Persian ۰-۹, fullwidth
+// ０-９), the fullwidth plus, the dashes and spaces libphonenumber counts
+// as punctuation (U+2010-U+2015, U+2212, NBSP, ...), and without the
+// invisible direction marks a number copied from a right-to-left page
+// carries.
 //
 // It reports ok=false for anything that is not a possible number: a SIP URI
 // with a name (sip:alice@example.com), a chat guest address, an email, empty
@@ -29,6 +39,7 @@ func ParsePhone(raw, region string) (e164 string, ok bool) {
 	if s == "" || len(s) > maxPhoneInput {
 		return "", false
 	}
+	s = strings.TrimSpace(foldPhone(s))
 	lower := strings.ToLower(s[:min(len(s), 5)])
 	var context string
 	switch {
@@ -57,6 +68,9 @@ func ParsePhone(raw, region string) (e164 string, ok bool) {
 // parseNumber reads s, a number with punctuation at most, as ParsePhone
 // does.
 func parseNumber(s, region string) (e164 string, ok bool) {
+	if m := extension.FindStringIndex(s); m != nil {
+		s = s[:m[0]]
+	}
 	digits := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -95,6 +109,66 @@ func parseNumber(s, region string) (e164 string, ok bool) {
 		return "", false
 	}
 	return e164, true
+}
+
+// extension is an extension written after a number: " x12", " ext. 12".
+var extension = regexp.MustCompile(`(?i)\s*(?:x|ext\.?|extension)\s*[0-9]{1,7}$`)
+
+// foldPhone writes s, a phone address as typed on any keyboard, in
+// ASCII where it can: decimal digits of any script as 0-9, the fullwidth
+// forms of + ( ) . / as themselves, dashes as '-', spaces as ' ', and
+// without invisible format characters (direction marks and embeddings,
+// zero-width spaces, soft hyphens). Anything else is kept, for
+// parseNumber to refuse.
+func foldPhone(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		switch {
+		case r < 0x80:
+			b.WriteRune(r)
+		case unicode.Is(unicode.Nd, r):
+			b.WriteByte('0' + byte(digitValue(r)))
+		case r >= 0xFF01 && r <= 0xFF5E && strings.ContainsRune("+().-/", r-0xFEE0):
+			b.WriteRune(r - 0xFEE0) // fullwidth ASCII
+		case r >= 0x2010 && r <= 0x2015, r == 0x2212, r == 0x30FC:
+			b.WriteByte('-')
+		case unicode.IsSpace(r):
+			b.WriteByte(' ')
+		case unicode.Is(unicode.Cf, r):
+			// invisible: dropped
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// digitValue is the value of r, a decimal digit (Nd): Unicode encodes
+// each script's digits as a run 0-9, and unicode.Nd's ranges start at a
+// zero.
+func digitValue(r rune) int {
+	for _, rg := range unicode.Nd.R16 {
+		if r >= rune(rg.Lo) && r <= rune(rg.Hi) {
+			return int(r-rune(rg.Lo)) % 10
+		}
+	}
+	for _, rg := range unicode.Nd.R32 {
+		if r >= rune(rg.Lo) && r <= rune(rg.Hi) {
+			return int(r-rune(rg.Lo)) % 10
+		}
+	}
+	return 0
 }
 
 // sipUser returns the user part of a SIP URI without its scheme: the text
