@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/tidwall/gjson"
+	"golang.org/x/net/idna"
 
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/internal/loglimit"
@@ -458,7 +459,7 @@ func (c *Client) remote(ctx context.Context, kind bridge.KeyKind, value string, 
 			return nil, false, err
 		}
 	} else {
-		values = []string{value}
+		values = emailVariants(value)
 	}
 	if !c.breaker.allow(c.cfg.Now()) {
 		return nil, false, ErrCircuitOpen
@@ -676,4 +677,28 @@ func isE164(s string) bool {
 		}
 	}
 	return true
+}
+
+// emailVariants returns the email value (lower case, see cacheKey) and,
+// for an internationalized domain, the same address with the domain's
+// other form: an agent types münchen.de into Dynamics, mail headers carry
+// xn--mnchen-3ya.de, and Dataverse compares them as different text.
+func emailVariants(value string) []string {
+	out := []string{value}
+	at := strings.LastIndexByte(value, '@')
+	if at < 0 {
+		return out
+	}
+	local, domain := value[:at+1], value[at+1:]
+	var other string
+	var err error
+	if strings.Contains(domain, "xn--") {
+		other, err = idna.Lookup.ToUnicode(domain)
+	} else if strings.ContainsFunc(domain, func(r rune) bool { return r >= 0x80 }) {
+		other, err = idna.Lookup.ToASCII(domain)
+	}
+	if err == nil && other != "" && other != domain {
+		out = append(out, local+strings.ToLower(other))
+	}
+	return out
 }
