@@ -386,7 +386,7 @@
     box.tabIndex = -1;
     box.screenpopBack = back;
     box.screenpopPop = popId || '';
-    box.style.cssText = 'position:fixed;top:48px;right:8px;z-index:2147483647;width:320px;padding:8px;background:#fff;border:1px solid #888;border-radius:4px;font:14px sans-serif;box-shadow:0 2px 8px rgba(0,0,0,.2)';
+    box.style.cssText = 'position:fixed;top:48px;right:8px;z-index:2147483647;width:320px;max-height:calc(100vh - 80px);overflow-y:auto;overflow-wrap:anywhere;padding:8px;background:#fff;border:1px solid #888;border-radius:4px;font:14px sans-serif;box-shadow:0 2px 8px rgba(0,0,0,.2)';
     function close(restore) {
       var had = box.contains(doc.activeElement);
       box.remove();
@@ -408,7 +408,13 @@
       b.className = 'screenpop-candidate';
       b.setAttribute('data-entity', c.entity);
       b.setAttribute('data-id', c.id);
-      b.textContent = (c.name || '(no name)') + ' · ' + c.entity;
+      // The name is isolated (bdi): right-to-left text, or an override
+      // (U+202E) that nothing in it closes, must not reorder the entity
+      // after it, nor make the line read as another record's.
+      var nm = doc.createElement('bdi');
+      nm.textContent = c.name || '(no name)';
+      b.appendChild(nm);
+      b.appendChild(doc.createTextNode(' · ' + c.entity));
       b.style.cssText = 'display:block;width:100%;text-align:left;margin:2px 0';
       b.onclick = function () { close(false); self.openRecord(c.entity, c.id); };
       box.appendChild(b);
