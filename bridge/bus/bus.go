@@ -57,9 +57,33 @@ type Config struct {
 	// ended is stale by the time its marker goes.
 	MarkerGrace time.Duration
 
-	Name       string // client connection name; default screenpopd
+	Name string // client connection name; default screenpopd
+	// Owner names the deployment this daemon belongs to (cmd: its
+	// DATAVERSE_URL): the daemons of one owner (a pair) share the
+	// resolver's consumer, which records its owner in its metadata. Another
+	// deployment's daemons on the same NATS account would share it too
+	// (the subjects, the stream and the consumer are the same), and look
+	// up that deployment's events in their own Dataverse: Start and
+	// ConsumeEvents refuse a consumer another owner consumes from
+	// (ErrOtherDeployment). Empty: no check.
+	Owner      string
 	Registerer prometheus.Registerer
 }
+
+// DefaultDurable is the resolver's durable consumer.
+const DefaultDurable = "screenpop-resolver"
+
+// ownerKey is the resolver consumer's metadata key naming its owner
+// (Config.Owner).
+const ownerKey = "screenpop_owner"
+
+// ErrOtherDeployment is Start's and ConsumeEvents' error when another
+// deployment's daemons consume from the resolver's consumer.
+var ErrOtherDeployment = errors.New("another screenpop deployment uses this NATS account")
+
+// DefaultOwnerCheck is how often a running resolver reads its consumer's
+// owner again (ConsumeConfig.OwnerCheck).
+const DefaultOwnerCheck = 15 * time.Second
 
 // DefaultMarkerBucket is the key-value bucket of the pop markers.
 const DefaultMarkerBucket = "screenpop-pops"
@@ -302,10 +326,25 @@ func (c *Conn) setup(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	c.js = js
+	// Before anything of this daemon changes or runs: its start would
+	// update the other deployment's stream and bucket to its settings,
+	// its Genesys input publish into that stream, its resolver take that
+	// deployment's events.
+	if cons, err := js.Consumer(ctx, c.cfg.Stream, DefaultDurable); err == nil {
+		if err := c.otherOwner(cons.CachedInfo()); err != nil {
+			return err
+		}
+	}
 	st, err := c.createOrUpdateStream(ctx)
 	if err != nil {
 		hint := "check SCREENPOP_STREAM* and the NATS account's JetStream limits"
-		if c.ns != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStreamSubjectOverlap {
+			// Another stream of the account captures screenpop.>: most
+			// likely another deployment's, renamed to keep apart, which
+			// a name cannot do (the subjects are fixed).
+			hint = "another stream of this NATS account captures " + bridge.SubjectAll + ": another screenpop deployment's? A stream name does not keep deployments apart; give each its own NATS account (docs/architecture.md, \"Several deployments\")"
+		} else if c.ns != nil {
 			hint = "the built-in NATS keeps its store under SCREENPOP_DATA_DIR: check that disk's free space, and SCREENPOP_STREAM*"
 		}
 		return fmt.Errorf("create or update stream %s: %w (%s)", c.cfg.Stream, err, hint)
@@ -844,6 +883,10 @@ func (c *Conn) purgeMarker(ctx context.Context, key string, rev uint64) error {
 // constant for it).
 const errCodeStreamInvalidConfig jetstream.ErrorCode = 10052
 
+// errCodeStreamSubjectOverlap is JetStream's refusal of a stream whose
+// subjects another stream of the account captures.
+const errCodeStreamSubjectOverlap jetstream.ErrorCode = 10065
+
 // isWrongLastSeq reports a compare-and-set conflict (10164 on replicated
 // streams, 10071 otherwise).
 func isWrongLastSeq(err error) bool {
@@ -1101,6 +1144,9 @@ type ConsumeConfig struct {
 	// it was given before then does not (nor an older event waiting for
 	// its redelivery). 0: a durable made anew starts at new events.
 	Since time.Duration
+	// OwnerCheck is how often the consumer's owner (Config.Owner) is read
+	// again while consuming; default DefaultOwnerCheck.
+	OwnerCheck time.Duration
 }
 
 // ConsumeEvents runs the durable consumer of conversation events: fn gets
@@ -1116,7 +1162,10 @@ type ConsumeConfig struct {
 // which get a context that outlives ctx by DrainWithin.
 func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx context.Context, data []byte) error) error {
 	if cc.Durable == "" {
-		cc.Durable = "screenpop-resolver"
+		cc.Durable = DefaultDurable
+	}
+	if cc.OwnerCheck <= 0 {
+		cc.OwnerCheck = DefaultOwnerCheck
 	}
 	if len(cc.Subjects) == 0 {
 		cc.Subjects = []string{bridge.SubjectEvents}
@@ -1234,7 +1283,7 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 			if ctx.Err() != nil {
 				return nil // stopped while starting
 			}
-			if attempt == 0 {
+			if attempt == 0 || errors.Is(err, ErrOtherDeployment) {
 				return fmt.Errorf("create consumer %s: %w", cc.Durable, err)
 			}
 			// Making it again after it was lost: keep trying, NATS may be
@@ -1287,9 +1336,23 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 			continue
 		}
 		started := time.Now()
-		var why error
-		for why == nil {
+		owner := time.NewTicker(cc.OwnerCheck)
+		var why, fatal error
+		for why == nil && fatal == nil {
 			select {
+			case <-owner.C:
+				// A daemon of another deployment that came up while this
+				// one's pulls were not there (a start at the same moment,
+				// a NATS blip) took the consumer over: both now resolve
+				// each other's events.
+				ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				info, err := cons.Info(ictx)
+				cancel()
+				if err == nil && c.cfg.Owner != "" {
+					if other := info.Config.Metadata[ownerKey]; other != "" && other != c.cfg.Owner {
+						fatal = fmt.Errorf("consumer %s: %w: the deployment of %s took it over while this one (%s) consumed from it; each deployment needs its own NATS account", cc.Durable, ErrOtherDeployment, other, c.cfg.Owner)
+					}
+				}
 			case <-ctx.Done():
 				// Drain, not Stop: the events already pulled into the
 				// subscription's buffer reach handle, which hands them
@@ -1326,8 +1389,12 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 				}
 			}
 		}
+		owner.Stop()
 		consCtx.Stop()
 		<-consCtx.Closed()
+		if fatal != nil {
+			return fatal
+		}
 		c.metrics.consumerLost.Inc()
 		c.log.Error().Err(why).Str("consumer", cc.Durable).Msg("the resolver's consumer was lost, creating it again from the newest event this instance was given")
 		// A consumer lost again and again (a terminal error that is not a
@@ -1350,13 +1417,23 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 // Another instance may create or delete it in between: each outcome is
 // tried again a few times.
 func (c *Conn) eventConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, since time.Duration, newest time.Time) (jetstream.Consumer, error) {
+	if c.cfg.Owner != "" {
+		cfg.Metadata = map[string]string{ownerKey: c.cfg.Owner}
+	}
 	var err error
 	for range 3 {
 		var cons jetstream.Consumer
 		cons, err = c.js.Consumer(ctx, c.cfg.Stream, cfg.Durable)
 		switch {
 		case err == nil:
+			if err := c.otherOwner(cons.CachedInfo()); err != nil {
+				return nil, err
+			}
 			was := cons.CachedInfo().Config
+			if other := was.Metadata[ownerKey]; other != "" && c.cfg.Owner != "" && other != c.cfg.Owner {
+				c.log.Warn().Str("consumer", cfg.Durable).Str("owner", other).Str("new_owner", c.cfg.Owner).
+					Msg("the resolver's consumer was another deployment's, not in use now: taking it over (its DATAVERSE_URL changed, or another deployment used this NATS account before)")
+			}
 			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = was.DeliverPolicy, was.OptStartSeq, was.OptStartTime
 			cons, err = c.js.UpdateConsumer(ctx, c.cfg.Stream, cfg)
 			if errors.Is(err, jetstream.ErrConsumerDoesNotExist) || errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -1400,6 +1477,30 @@ func (c *Conn) eventConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, 
 		}
 	}
 	return nil, err
+}
+
+// otherOwner is OwnerConflict for this daemon's owner.
+func (c *Conn) otherOwner(info *jetstream.ConsumerInfo) error {
+	return OwnerConflict(info, c.cfg.Owner)
+}
+
+// OwnerConflict is ErrOtherDeployment, wrapped with what to do, when info
+// (the resolver consumer's) names an owner other than owner (Config.Owner)
+// and someone consumes from it (it has pulls waiting): that deployment's
+// daemons run. One no one consumes from is owner's to take (its
+// DATAVERSE_URL changed, with every daemon stopped); one without an owner
+// (made by an earlier version) too. An empty owner has no conflict.
+func OwnerConflict(info *jetstream.ConsumerInfo, owner string) error {
+	if owner == "" || info == nil {
+		return nil
+	}
+	other := info.Config.Metadata[ownerKey]
+	if other == "" || other == owner || info.NumWaiting == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: its resolver (consumer %s of stream %s) belongs to the deployment of %s, and it is running; this one is %s. "+
+		"The subjects (screenpop.>), the stream and the consumer are the same for every deployment: give each deployment its own NATS account (docs/architecture.md, \"Several deployments\")",
+		ErrOtherDeployment, info.Name, info.Stream, other, owner)
 }
 
 // storeMax sets a to v if v is larger.

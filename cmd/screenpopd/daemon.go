@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -148,7 +149,7 @@ func (m *Main) Open(ctx context.Context) error {
 		URL: cfg.NatsURL, Creds: cfg.NatsCreds, TLSCA: cfg.NatsTLSCA, TLSCrt: cfg.NatsTLSCert, TLSKey: cfg.NatsTLSKey,
 		Listen: cfg.NatsListen, DataDir: cfg.DataDir,
 		Stream: cfg.Stream, StreamMaxAge: cfg.StreamMaxAge, StreamReplicas: cfg.StreamReplicas,
-		MarkerGrace: markerGrace(cfg.MaxEventAge), Registerer: m.Registry,
+		MarkerGrace: markerGrace(cfg.MaxEventAge), Owner: deploymentOwner(cfg), Registerer: m.Registry,
 	}, m.Log)
 	if err != nil {
 		return err
@@ -226,6 +227,15 @@ func (m *Main) Open(ctx context.Context) error {
 	m.opened.Store(true)
 	return nil
 }
+
+// deploymentOwner names the deployment cfg belongs to, for the resolver's
+// consumer (bus.Config.Owner): its Dataverse, which decides what every
+// pop opens. The instances of a pair have the same; two deployments
+// sharing one NATS account by mistake (staging next to production, two
+// Genesys orgs with a Dynamics org each) do not. The Genesys org would not
+// do: staging and production may share it, and it is learned only after
+// the first login.
+func deploymentOwner(cfg *Config) string { return strings.ToLower(cfg.DataverseURL) }
 
 // Run runs every component until ctx is cancelled or one of them fails,
 // then stops them in the order data flows, so that nothing already read is
