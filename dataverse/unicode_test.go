@@ -16,8 +16,8 @@ import (
 func TestLookup_EmailPunctuationStaysOneLiteral(t *testing.T) {
 	srv, c := MustEnv(t, nil)
 	const addr = "o'neil%20+a#b&c;d=é@example.com"
-	const name = "Zoë 👩🏽‍💻 O'Neil ‮evil"
-	id := srv.AddContact(dataversetest.Contact{FirstName: "Zoë 👩🏽‍💻", LastName: "O'Neil ‮evil", EMailAddress1: addr})
+	const name = "Zoë 👩🏽‍💻 O'Neil \u202eevil"
+	id := srv.AddContact(dataversetest.Contact{FirstName: "Zoë 👩🏽‍💻", LastName: "O'Neil \u202eevil", EMailAddress1: addr})
 	// What a query cut at %, # or & (or a '+' read as a space) would match.
 	for _, other := range []string{"o'neil", "o'neil ", "o'neil%20", "o'neil%20 a", "o'neil%20+a", "o'neil%20+a#b", "o'neil%20 a#b&c;d=é@example.com"} {
 		srv.AddContact(dataversetest.Contact{FirstName: "Not", LastName: "Her", EMailAddress1: other})
