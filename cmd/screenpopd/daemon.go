@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -234,8 +235,24 @@ func (m *Main) Open(ctx context.Context) error {
 // sharing one NATS account by mistake (staging next to production, two
 // Genesys orgs with a Dynamics org each) do not. The Genesys org would not
 // do: staging and production may share it, and it is learned only after
-// the first login.
-func deploymentOwner(cfg *Config) string { return strings.ToLower(cfg.DataverseURL) }
+// the first login. It is the URL's origin in one form, whichever the
+// instances were given: lower case, without a default port or the trailing
+// dot of a fully qualified host (the forms of one Dataverse that
+// DATAVERSE_URL takes), so a pair written differently is still one.
+func deploymentOwner(cfg *Config) string {
+	u, err := url.Parse(cfg.DataverseURL)
+	if err != nil || u.Host == "" {
+		return strings.ToLower(cfg.DataverseURL)
+	}
+	scheme := strings.ToLower(u.Scheme)
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if port := u.Port(); port != "" && !(scheme == "https" && port == "443") && !(scheme == "http" && port == "80") {
+		host = net.JoinHostPort(host, port)
+	} else if strings.Contains(host, ":") {
+		host = "[" + host + "]" // IPv6
+	}
+	return scheme + "://" + host
+}
 
 // Run runs every component until ctx is cancelled or one of them fails,
 // then stops them in the order data flows, so that nothing already read is
