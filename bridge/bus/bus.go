@@ -1345,10 +1345,13 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 				// one's pulls were not there (a start at the same moment,
 				// a NATS blip) took the consumer over: both now resolve
 				// each other's events.
+				if c.cfg.Owner == "" {
+					continue
+				}
 				ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				info, err := cons.Info(ictx)
 				cancel()
-				if err == nil && c.cfg.Owner != "" {
+				if err == nil {
 					if other := info.Config.Metadata[ownerKey]; other != "" && other != c.cfg.Owner {
 						fatal = fmt.Errorf("consumer %s: %w: the deployment of %s took it over while this one (%s) consumed from it; each deployment needs its own NATS account", cc.Durable, ErrOtherDeployment, other, c.cfg.Owner)
 					}
