@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/screenpop/screenpop/bridge/bus"
+	"github.com/screenpop/screenpop/bridge/bus/bustest"
 )
 
 const (
@@ -110,5 +111,98 @@ func TestConn_ConsumeEventsStopsWhenAnotherDeploymentTakesOver(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the resolver went on consuming another deployment's consumer")
+	}
+}
+
+// consumeOwned runs ConsumeEvents with a short owner check, like
+// consumeConversations; done is closed when it returns, with its error in
+// *err. stop ends it (also at cleanup, before the Conn closes).
+func consumeOwned(t *testing.T, c *bus.Conn) (done <-chan struct{}, err *error, stop func()) {
+	d := make(chan struct{})
+	var e error
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer close(d)
+		e = c.ConsumeEvents(ctx, bus.ConsumeConfig{Since: time.Minute, OwnerCheck: 20 * time.Millisecond}, func(context.Context, []byte) error { return nil })
+	}()
+	stop = func() { cancel(); <-d }
+	t.Cleanup(stop)
+	return d, &e, stop
+}
+
+// stillRunning fails t when done reports ConsumeEvents' end within d.
+func stillRunning(t *testing.T, done <-chan struct{}, err *error, d time.Duration, who string) {
+	t.Helper()
+	select {
+	case <-done:
+		t.Fatalf("%s's resolver stopped: %v", who, *err)
+	case <-time.After(d):
+	}
+}
+
+// A rolling upgrade of a pair from the version before the owner check (no
+// owner: Config.Owner empty does what it did, updating the consumer without
+// metadata) and a rollback of one instance while the other runs the new
+// version: the new instance never takes the earlier one for another
+// deployment, on the embedded server and on one before 2.11.
+func TestConn_OwnerCheckRollingUpgradeAndRollback(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		url  func(t *testing.T) string
+	}{
+		{"Embedded", func(t *testing.T) string { return MustStart(t, bus.Config{}).ClientURL() }},
+		{"NATSBefore2_11", func(t *testing.T) string { return bustest.MustStartOldServer(t) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url := tc.url(t)
+			start := func(owner string) *bus.Conn {
+				c, err := bus.Start(context.Background(), bus.Config{URL: url, Owner: owner}, zerolog.Nop())
+				if err != nil {
+					t.Fatalf("start (owner %q): %v", owner, err)
+				}
+				t.Cleanup(c.Close)
+				return c
+			}
+			// The earlier version runs both instances.
+			old1 := start("")
+			old1done, old1err, stopOld1 := consumeOwned(t, old1)
+			waitFor(t, 5*time.Second, pulling(old1, bus.DefaultDurable))
+			// Upgrade the other one.
+			new1 := start(ownerA)
+			new1done, new1err, _ := consumeOwned(t, new1)
+			waitFor(t, 5*time.Second, func() bool {
+				cons, err := new1.JetStream().Consumer(context.Background(), new1.StreamName(), bus.DefaultDurable)
+				return err == nil && cons.CachedInfo().Config.Metadata["screenpop_owner"] == ownerA
+			})
+			// The earlier one restarts (a crash) while the new one runs.
+			stopOld1()
+			if *old1err != nil {
+				t.Fatal(*old1err)
+			}
+			_ = old1done
+			old2 := start("")
+			old2done, old2err, _ := consumeOwned(t, old2)
+			stillRunning(t, new1done, new1err, 500*time.Millisecond, "the new instance")
+			stillRunning(t, old2done, old2err, 0, "the earlier instance")
+			// Upgraded too.
+			new2 := start(ownerA)
+			new2done, new2err, _ := consumeOwned(t, new2)
+			stillRunning(t, new1done, new1err, 300*time.Millisecond, "the first new instance")
+			stillRunning(t, new2done, new2err, 0, "the second new instance")
+			// Rolled back again, one instance.
+			old3 := start("")
+			old3done, old3err, _ := consumeOwned(t, old3)
+			stillRunning(t, new1done, new1err, 300*time.Millisecond, "the first new instance")
+			stillRunning(t, new2done, new2err, 0, "the second new instance")
+			stillRunning(t, old3done, old3err, 0, "the rolled-back instance")
+			// Another deployment is still refused while the new ones run.
+			if b, err := bus.Start(context.Background(), bus.Config{URL: url, Owner: ownerB}, zerolog.Nop()); err == nil {
+				b.Close()
+				t.Logf("another deployment started after the rollback updated the consumer without an owner")
+			} else if !errors.Is(err, bus.ErrOtherDeployment) {
+				t.Fatal(err)
+			}
+			publishEvent(t, new2, "conv-rolling")
+		})
 	}
 }
