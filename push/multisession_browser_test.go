@@ -143,3 +143,22 @@ func TestBrowser_MultisessionCreateTabHangs(t *testing.T) {
 		t.Fatalf("openForm opened %q, want %q", got, p.Target.ID)
 	}
 }
+
+// A createTab that opens its tab after tabWaitMs, once openForm has opened
+// the record, would leave the agent with the record twice: the late tab
+// is closed.
+func TestBrowser_MultisessionLateTabClosed(t *testing.T) {
+	e, pages := pageEnv(t)
+	ctx := newBrowser(t)
+	run(t, ctx, chromedp.Navigate(pages.URL+"/uci.html?apm=late"),
+		js(fmt.Sprintf(`window.__open(%q, %q, {tabWaitMs: 500})`, e.wsURL, e.token("agent-ms-late"))),
+		poll(`window.__frames === 1 && window.__clients()[0] === 'ready'`))
+	p := testPop("agent-ms-late", "conv-ms-late")
+	p.Target = bridge.Target{Action: bridge.ActionOpen, Entity: "contact", ID: "eeeeeeee-0000-4000-8000-000000000030"}
+	e.publishPop(p)
+	run(t, ctx, poll(`window.__tabs.length === 1 && window.__calls.length === 1`))
+	run(t, ctx, poll(`window.__closed.length === 1`))
+	if got := eval[string](t, ctx, `window.__closed[0]`); got != "tab-id-1" {
+		t.Fatalf("closeTab(%q), want the late tab, tab-id-1", got)
+	}
+}

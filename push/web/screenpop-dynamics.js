@@ -265,10 +265,16 @@
       if (ms) {
         // A createTab that has not settled within tabWaitMs (default 10 s)
         // counts as failed: the pop is acked already, and would be lost.
-        var tab = opening, wait = self.opts.tabWaitMs || 10000;
+        // Should its tab open after all, once openForm has opened the
+        // record, that second copy is closed (Microsoft.Apm.closeTab).
+        var tab = opening, wait = self.opts.tabWaitMs || 10000, late = false;
         opening = new Promise(function (resolve, reject) {
-          var timer = setTimeout(function () { reject(new Error('createTab did not settle')); }, wait);
-          tab.then(function (v) { clearTimeout(timer); resolve(v); }, function (e) { clearTimeout(timer); reject(e); });
+          var timer = setTimeout(function () { late = true; reject(new Error('createTab did not settle')); }, wait);
+          tab.then(function (v) {
+            clearTimeout(timer);
+            if (late) { closeLateTab(ms, v); }
+            resolve(v);
+          }, function (e) { clearTimeout(timer); reject(e); });
         }).then(null, function () { return form(); });
       }
       opening.then(null, function () {
@@ -286,6 +292,14 @@
     if (options.entityId) { ctx.set('entityId', options.entityId); }
     if (params) { ctx.set('data', JSON.stringify(params)); }
     return ms.apm.createTab({ templateName: 'msdyn_entityrecord', appContext: ctx, isFocused: true });
+  }
+
+  // closeLateTab closes the tab a late createTab opened (its id, a string),
+  // where the app profile manager can.
+  function closeLateTab(ms, tabId) {
+    try {
+      if (typeof tabId === 'string' && tabId && typeof ms.apm.closeTab === 'function') { ms.apm.closeTab(tabId); }
+    } catch (e) { /* the agent closes it */ }
   }
 
   // whenXrm resolves with Xrm once it is usable, or null after xrmWaitMs.
