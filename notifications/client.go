@@ -103,6 +103,10 @@ type Config struct {
 	KeepChannelOnTokenRefresh bool
 
 	Registerer prometheus.Registerer
+
+	// ringingSweep is how often, without queues, the calls seen ringing
+	// whose end was lost are forgotten; 1h (a test sets it shorter).
+	ringingSweep time.Duration
 }
 
 // AgentCapacity is the most agents one client watches: MaxChannels
@@ -127,6 +131,7 @@ func (c *Config) defaults() {
 	def(&c.BackoffMax, 60*time.Second)
 	def(&c.HTTPTimeout, 15*time.Second)
 	def(&c.PutDebounce, 250*time.Millisecond)
+	def(&c.ringingSweep, time.Hour)
 	if c.TopicsPerChannel <= 0 || c.TopicsPerChannel > 1000 {
 		c.TopicsPerChannel = 1000
 	}
@@ -591,7 +596,7 @@ func (c *Client) agentLoop(ctx context.Context) error {
 		c.mu.Lock()
 		c.queuesDone = true
 		c.mu.Unlock()
-		for c.sleepApplying(ctx, time.Hour) { // applying SetAgents' lists
+		for c.sleepApplying(ctx, c.cfg.ringingSweep) { // applying SetAgents' lists
 			// Nothing else sweeps without queues: the calls whose end
 			// was lost in a gap would pile up.
 			c.sweepRinging(time.Now())

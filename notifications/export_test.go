@@ -36,3 +36,19 @@ func AgeRinging(c *Client, d time.Duration) {
 
 // LingerMax is lingerMax.
 const LingerMax = lingerMax
+
+// SetRingingSweep sets how often, without queues, the calls seen ringing
+// whose end was lost are forgotten (1h by default).
+func SetRingingSweep(c *Config, d time.Duration) { c.ringingSweep = d }
+
+// RingingCalls counts the calls the client holds as ringing, over all
+// agents.
+func RingingCalls(c *Client) int {
+	c.ringMu.Lock()
+	defer c.ringMu.Unlock()
+	n := 0
+	for _, m := range c.ringing {
+		n += len(m)
+	}
+	return n
+}

@@ -91,3 +91,46 @@ func TestClient_SetAgentsLetsGoOfARemovedAgentWhoseCallEndWasLost(t *testing.T) 
 	h.stop()
 	<-col.done
 }
+
+// With an agents file that is watched and no queue, the client remembers
+// each call that rings for an agent (to keep a removed agent until it is
+// answered). A call whose end is lost in a gap, for an agent who stays,
+// is forgotten by the sweep (hourly) once it is lingerMax old: else every
+// lost end would be held for the daemon's life.
+func TestClient_SweepForgetsACallWhoseEndWasLost(t *testing.T) {
+	as := agents(1)
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
+		func(c *notifications.Config) {
+			c.Agents = ids(as)
+			c.AgentsChange = true
+			notifications.SetRingingSweep(c, 200*time.Millisecond)
+		}, 64)
+	col := collectStates(h.out)
+	h.awaitReady(5 * time.Second)
+	topic := "v2.users." + as[0].ID + ".conversations"
+	waitFor(t, 5*time.Second, "the agent's topic delivered", func() bool { return h.emu.IsDelivered(topic) })
+	call := h.emu.InboundCall(as[0].ID, "+13175550104", notificationstest.Options{}).Alert()
+	waitFor(t, 3*time.Second, "the ringing call", func() bool { return col.has(call.ID(), as[0].ID, "alerting") })
+	if n := notifications.RingingCalls(h.client); n != 1 {
+		t.Fatalf("%d calls held as ringing, want the one", n)
+	}
+
+	h.emu.SetBlackhole(true)
+	call.Disconnect() // unseen
+	waitFor(t, 5*time.Second, "the dead socket noticed", func() bool { return !h.client.Ready() })
+	h.emu.SetBlackhole(false)
+	h.awaitReady(5 * time.Second)
+
+	// Younger than lingerMax, the call is kept through sweeps.
+	time.Sleep(600 * time.Millisecond)
+	if n := notifications.RingingCalls(h.client); n != 1 {
+		t.Fatalf("%d calls held as ringing %v after they rang, want the one (lingerMax is %v)", n, 600*time.Millisecond, notifications.LingerMax)
+	}
+	notifications.AgeRinging(h.client, notifications.LingerMax)
+	waitFor(t, 5*time.Second, "the call forgotten by the sweep", func() bool { return notifications.RingingCalls(h.client) == 0 })
+	if !notifications.Watched(h.client, as[0].ID) {
+		t.Fatal("the agent is no longer watched: the sweep forgets calls, not agents")
+	}
+	h.stop()
+	<-col.done
+}
