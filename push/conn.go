@@ -257,7 +257,7 @@ func (c *conn) hello(mt int, data []byte) bool {
 		return false // the 1001 close is on its way
 	case registerFull:
 		s.m.connects.WithLabelValues("limit").Inc()
-		if ok, held := s.logLimit.Allow("limit "+string(agent), time.Now()); ok {
+		if ok, held := s.capLimit.Allow(string(agent), time.Now()); ok {
 			log.Warn().Int("sockets", s.cfg.AgentSockets).Int("held_back", held).Msg("websocket closed: agent has too many sockets open")
 		}
 		c.closeWith(CloseTooMany, msgTooMany)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/screenpop/screenpop/bridge"
 )
 
 // The origin of a refused upgrade is a log limiter key any client chooses
@@ -48,4 +50,49 @@ func TestServer_MadeUpOriginsDoNotHideTheDaemonsWarnings(t *testing.T) {
 		}
 	}
 	t.Fatal("no warning for a socket refused past HelloPending after a client sent 100 made-up origins: the origins' keys crowded it out of the log limiter")
+}
+
+// The socket cap's warning is kept per agent (each agent's repeats held
+// back on their own), so its keys grow with the agents over the cap: a
+// floor's pages that all open one socket too many (a script bug, a kiosk
+// reloading) made 64 of them, and the daemon's own warnings then shared
+// the overflow line with the 65th agent's.
+func TestServer_AgentsOverTheSocketCapDoNotHideTheDaemonsWarnings(t *testing.T) {
+	var logs logBuffer
+	e := startEnvLog(t, Config{AgentSockets: 1, HelloTimeout: 10 * time.Second, HelloPending: 1}, nil, nil, zerolog.New(&logs).Level(zerolog.InfoLevel))
+	waitFor(t, 10*time.Second, "listener serving", e.srv.serving.Load)
+	for i := range 70 {
+		tok := e.token(bridge.AgentID(fmt.Sprintf("agent-cap-%d", i)))
+		first, _ := e.connect(tok, nil, "")
+		second := e.rawClient()
+		second.send(map[string]any{"type": "hello", "token": tok})
+		second.expectClose(CloseTooMany)
+		first.ws.Close()
+	}
+	capped := 0
+	for _, l := range logs.lines() {
+		if l["message"] == "websocket closed: agent has too many sockets open" {
+			capped++
+		}
+	}
+	if capped < 64 {
+		t.Fatalf("%d socket-cap warnings for 70 agents over the cap, want one per agent", capped)
+	}
+	// One socket holds the only place for a hello; the next is refused.
+	ws, _, err := e.dial(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_, resp, err := e.dial(nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("second socket without a hello: %v (%v), want 503", err, resp)
+	}
+	resp.Body.Close()
+	for _, l := range logs.lines() {
+		if l["message"] == "websocket refused: too many sockets waiting for their hello" {
+			return
+		}
+	}
+	t.Fatal("no warning for a socket refused past HelloPending after 70 agents went over the socket cap: their keys crowded it out of the log limiter")
 }

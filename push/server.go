@@ -46,6 +46,9 @@ type Server struct {
 	// clients send, and in logLimit they would crowd out its fixed keys
 	// (past its 64 keys a new key shares one line a minute).
 	originLimit *loglimit.Limiter
+	// capLimit is the socket cap's, one key per agent over it: so many
+	// keys would crowd out logLimit's fixed ones too.
+	capLimit *loglimit.Limiter
 	// originList is origins as served at /web/origins.json, for the OAuth
 	// callback page to post the authorization code to them only.
 	originList []string
@@ -126,6 +129,7 @@ func New(cfg Config, store bridge.PopStore, auth bridge.AgentAuthenticator, log 
 		conns:       map[*conn]struct{}{},
 		logLimit:    loglimit.New(time.Minute, 64),
 		originLimit: loglimit.New(time.Minute, 64),
+		capLimit:    loglimit.New(time.Minute, 64),
 		agents:      map[bridge.AgentID][]*conn{},
 		revalSem:    make(chan struct{}, 8),
 	}
