@@ -10,6 +10,7 @@ import (
 
 	"github.com/chromedp/cdproto/accessibility"
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -246,6 +247,20 @@ func TestBrowser_ChooserKeyboard(t *testing.T) {
 		}
 	})
 
+	// The agent is in the list when the next caller, found nowhere in
+	// time, gets a search pop: the list goes (see OpenPopClosesTheList),
+	// and focus must go back to the field, not to the top of the app.
+	t.Run("SearchPopReturnsFocus", func(t *testing.T) {
+		typing(t, ctx)
+		popChoose(t, e, ctx, agent, "conv-a11y-before-search")
+		notes := eval[int](t, ctx, `window.__notes.length`)
+		p := testPop(bridge.AgentID(agent), "conv-a11y-search")
+		p.Target = bridge.Target{Action: bridge.ActionSearch, Query: "+13175550142"}
+		e.publishPop(p)
+		run(t, ctx, poll(fmt.Sprintf(`window.__notes.length > %d`, notes)))
+		backOnNotes(t, "a search pop while the agent was in the list")
+	})
+
 	// The agent leaves the list open and opens another record; the new
 	// page's library gets the next pop.
 	t.Run("SecondPopAfterNavigation", func(t *testing.T) {
@@ -341,5 +356,43 @@ func TestBrowser_ChooserStaysWhenTheNextPageIsReplayedItsPop(t *testing.T) {
 		poll(fmt.Sprintf(`window.__page().Dynamics.current.handled.some(function (h) { return h.id === %q && h.done; })`, id)))
 	if !eval[bool](t, ctx, fmt.Sprintf(`!!document.querySelector('.screenpop-chooser button[data-id="%s"]')`, ids[0])) {
 		t.Fatal("the caller's list was dropped when the next page of the tab was replayed its pop")
+	}
+}
+
+// An agent at 200% zoom with the browser on half of a 1280-pixel screen
+// (the softphone on the other half) has a viewport 320 CSS pixels wide,
+// WCAG's reflow width. The chooser must fit it: it was 338 pixels wide at
+// 8 pixels from the right edge, so the start of every name, of the heading
+// and of Dismiss was cut off.
+func TestBrowser_ChooserFitsAt200PercentZoom(t *testing.T) {
+	const agent = "agent-a11y-zoom"
+	e, ctx := chooserApp(t, agent)
+	run(t, ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{Width: 320, Height: 360, DeviceScaleFactor: 2})
+		return err
+	}))
+	typing(t, ctx)
+	popChoose(t, e, ctx, agent, "conv-a11y-zoom")
+	type box struct{ Left, Right float64 }
+	type layout struct {
+		Width float64
+		Boxes []box // the chooser, then each of its buttons
+	}
+	l := eval[layout](t, ctx, `(function () {
+		var c = document.querySelector('.screenpop-chooser'), out = { width: document.documentElement.clientWidth, boxes: [] };
+		[c].concat(Array.prototype.slice.call(c.querySelectorAll('button'))).forEach(function (el) {
+			var r = el.getBoundingClientRect();
+			out.boxes.push({ left: r.left, right: r.right });
+		});
+		return out;
+	})()`)
+	for i, b := range l.Boxes {
+		if b.Left < 0 || b.Right > l.Width {
+			what := "the chooser"
+			if i > 0 {
+				what = fmt.Sprintf("button %d", i)
+			}
+			t.Errorf("%s spans %v to %v of a viewport %v wide: cut off at 200%% zoom", what, b.Left, b.Right, l.Width)
+		}
 	}
 }

@@ -366,13 +366,18 @@
 
   // dropChoosers removes every candidate list in the app, this page's or
   // one an earlier page drew, but the one of the pop keep (if given).
+  // Focus in a removed list goes back where it was before that list.
   Controller.prototype.dropChoosers = function (keep) {
     var doc = this.uiDocument(), self = this;
     if (!doc || !doc.querySelectorAll) { return; }
     Array.prototype.forEach.call(doc.querySelectorAll('.screenpop-chooser'), function (old) {
       if (keep && old.screenpopPop === keep) { return; }
       if (old === self.chooser) { self.chooser = null; }
+      var had = old.contains(doc.activeElement), back = old.screenpopBack;
       old.remove();
+      if (had && back && back !== doc.body && back.isConnected) {
+        try { back.focus(); } catch (e) { /* gone with its page */ }
+      }
     });
   };
 
@@ -400,7 +405,7 @@
     box.tabIndex = -1;
     box.screenpopBack = back;
     box.screenpopPop = popId || '';
-    box.style.cssText = 'position:fixed;top:48px;right:8px;z-index:2147483647;width:320px;max-height:calc(100vh - 80px);overflow-y:auto;overflow-wrap:anywhere;padding:8px;background:#fff;border:1px solid #888;border-radius:4px;font:14px sans-serif;box-shadow:0 2px 8px rgba(0,0,0,.2)';
+    box.style.cssText = 'position:fixed;top:48px;right:8px;z-index:2147483647;box-sizing:border-box;width:320px;max-width:calc(100% - 16px);max-height:calc(100vh - 80px);overflow-y:auto;overflow-wrap:anywhere;padding:8px;background:#fff;border:1px solid #888;border-radius:4px;font:14px sans-serif;box-shadow:0 2px 8px rgba(0,0,0,.2)';
     function close(restore) {
       var had = box.contains(doc.activeElement);
       box.remove();
