@@ -265,7 +265,7 @@ func (n *Normalizer) Normalize(s Snapshot) []Event {
 	var held []int
 	for i := range v.parts {
 		p := &v.parts[i]
-		// A supervisor's monitoring or coaching participant carries the
+		// A supervisor's monitoring, coaching or barging participant carries the
 		// supervisor's user id, but is no offer of the conversation: it
 		// would pop the agent's customer on the supervisor's screen. Nor
 		// is the agent's own voicemail taking a message of a call the

@@ -48,7 +48,7 @@ type partView struct {
 	media        [5]gjson.Result // the media arrays, by mediaIndex; scanned only for the participants that matter
 	comms        []commView
 	otherMedia   bool // has a media array screenpop does not map (videos, cobrowse, ...)
-	listener     bool // a supervisor monitoring or coaching another participant: nothing is offered to it
+	listener     bool // a supervisor monitoring, coaching or barging in on another participant: nothing is offered to it
 }
 
 // snapView is one parsed snapshot. It is reused through a pool.
@@ -177,7 +177,7 @@ func parsePart(p gjson.Result, agent string, pv *partView) {
 			if val.IsObject() {
 				pv.attrs = val
 			}
-		case "monitoredParticipantId", "coachedParticipantId":
+		case "monitoredParticipantId", "coachedParticipantId", "bargedParticipantId":
 			if str(val) != "" {
 				pv.listener = true
 			}

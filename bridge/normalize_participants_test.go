@@ -69,6 +69,13 @@ func TestNormalizer_Participants(t *testing.T) {
 		// A supervisor listening to or coaching A's call is offered
 		// nothing: no leg, no pop of A's customer on the supervisor's screen.
 		{"monitor", 114, nil},
+		// Nor is one barging in on A's call (POST /api/v2/conversations/
+		// calls/{id}/participants/{pid}/barge): its participant carries
+		// bargedParticipantId (Conversationeventtopicparticipant, "If this
+		// participant created a barge in conference") and no monitored or
+		// coached id. Its call rings the supervisor's phone and connects:
+		// without this it popped A's customer on the supervisor's screen.
+		{"barge", 116, nil},
 		// A direct call A does not answer goes to A's own voicemail, whose
 		// participant may carry A's user id: the caller leaving a message
 		// is no call of A's to pop.

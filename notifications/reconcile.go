@@ -591,6 +591,7 @@ type topicParticipant struct {
 	ConsultParticipantID    string            `json:"consultParticipantId,omitempty"`
 	MonitoredParticipantID  string            `json:"monitoredParticipantId,omitempty"`
 	CoachedParticipantID    string            `json:"coachedParticipantId,omitempty"`
+	BargedParticipantID     string            `json:"bargedParticipantId,omitempty"`
 	Address                 string            `json:"address,omitempty"`
 	WrapupRequired          *bool             `json:"wrapupRequired,omitempty"`
 	AlertingTimeoutMs       *int              `json:"alertingTimeoutMs,omitempty"`
