@@ -88,7 +88,7 @@ func FuzzClient_BatchAnswer(f *testing.F) {
 		c := answerClient(t, tr)
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
-		recs, err := c.batch(ctx, c.cfg.Phone, []string{"+13175550123", "3175550123"})
+		recs, err := c.batch(ctx, c.cfg.Phone, []string{"+13175550123", "3175550123"}, false)
 		if n := tr.n.Load(); n > 3 {
 			t.Fatalf("%d requests for one lookup with MaxAttempts 1 (Retry-After %q)", n, retryAfter)
 		}
@@ -149,7 +149,7 @@ func TestClient_RetryAfterIsWholeSeconds(t *testing.T) {
 			c := answerClient(t, tr) // one attempt
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
-			if _, err := c.batch(ctx, c.cfg.Phone, []string{"+13175550123"}); err == nil {
+			if _, err := c.batch(ctx, c.cfg.Phone, []string{"+13175550123"}, false); err == nil {
 				t.Fatal("a 429 answered no error")
 			}
 			if n := tr.n.Load(); n != 1 {

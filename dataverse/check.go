@@ -140,7 +140,7 @@ func (c *Client) CheckEntity(ctx context.Context, t CheckTarget) error {
 			if ec.Entity != t.Entity {
 				continue
 			}
-			compare := func(cols []string) error { return get(entityQuery(c.api, info, cols, []string{l.probe})) }
+			compare := func(cols []string) error { return get(entityQuery(c.api, info, cols, []string{l.probe}, false)) }
 			if err := blame(t.Entity, ec.Columns, true, compare); err != nil {
 				return err
 			}

@@ -470,10 +470,13 @@ func (c *Client) remote(ctx context.Context, kind bridge.KeyKind, value string, 
 	// caller's number or email, and a request URL is what proxies,
 	// gateways and request telemetry record; a batch body is not.
 	ctx = withBreakerGate(ctx)
+	// Email answers are checked for the address itself (see exact);
+	// phone values are ASCII, which the collation compares as Go does.
+	verify := kind == bridge.KeyEmail
 	if c.cfg.SequentialLookups {
-		recs, err = c.sequential(ctx, list, values)
+		recs, err = c.sequential(ctx, list, values, verify)
 	} else {
-		recs, err = c.batch(ctx, list, values)
+		recs, err = c.batch(ctx, list, values, verify)
 	}
 	switch {
 	case errors.Is(err, ErrBusy):
@@ -508,17 +511,21 @@ func refused(err error) bool {
 
 // sequential queries the entities one after the other and stops at the
 // first with a match.
-func (c *Client) sequential(ctx context.Context, list []EntityColumns, values []string) ([]bridge.Record, error) {
+func (c *Client) sequential(ctx context.Context, list []EntityColumns, values []string, verify bool) ([]bridge.Record, error) {
 	for _, ec := range list {
 		info := c.cfg.Entities[ec.Entity]
-		u := entityQuery(c.api, info, ec.Columns, values)
+		u := entityQuery(c.api, info, ec.Columns, values, verify)
 		_, body, err := c.send(ctx, "query", ec.Entity, func(ctx context.Context) (*http.Request, error) {
 			return http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		}, nil)
 		if err != nil {
 			return nil, err
 		}
-		recs, err := c.records(info, body)
+		var x *exact
+		if verify {
+			x = newExact(ec.Columns, values)
+		}
+		recs, err := c.records(info, body, x)
 		if err != nil {
 			return nil, err
 		}
@@ -531,10 +538,10 @@ func (c *Client) sequential(ctx context.Context, list []EntityColumns, values []
 
 // batch sends all entity queries in one $batch request and takes the first
 // entity, in configured order, with a match.
-func (c *Client) batch(ctx context.Context, list []EntityColumns, values []string) ([]bridge.Record, error) {
+func (c *Client) batch(ctx context.Context, list []EntityColumns, values []string, verify bool) ([]bridge.Record, error) {
 	urls := make([]string, len(list))
 	for i, ec := range list {
-		urls[i] = entityQuery(c.api, c.cfg.Entities[ec.Entity], ec.Columns, values)
+		urls[i] = entityQuery(c.api, c.cfg.Entities[ec.Entity], ec.Columns, values, verify)
 	}
 	body, ctype, err := buildBatch(urls)
 	if err != nil {
@@ -583,7 +590,11 @@ func (c *Client) batch(ctx context.Context, list []EntityColumns, values []strin
 				}
 				return c.statusError("batch", list[i].Entity, tok, &http.Response{StatusCode: p.Status, Header: h}, p.Body)
 			}
-			recs, err := c.records(c.cfg.Entities[list[i].Entity], p.Body)
+			var x *exact
+			if verify {
+				x = newExact(list[i].Columns, values)
+			}
+			recs, err := c.records(c.cfg.Entities[list[i].Entity], p.Body, x)
 			if err != nil {
 				return err
 			}
@@ -608,8 +619,9 @@ func (c *Client) batch(ctx context.Context, list []EntityColumns, values []strin
 	return found, nil
 }
 
-// records decodes an entity collection answer.
-func (c *Client) records(info EntityInfo, body []byte) ([]bridge.Record, error) {
+// records decodes an entity collection answer, keeping only the rows that
+// hold x's values when x is not nil.
+func (c *Client) records(info EntityInfo, body []byte, x *exact) ([]bridge.Record, error) {
 	// gjson reads the two columns in place; decoding every row into a map
 	// was the costliest step of a miss.
 	if !gjson.ValidBytes(body) {
@@ -622,7 +634,7 @@ func (c *Client) records(info EntityInfo, body []byte) ([]bridge.Record, error) 
 	var recs []bridge.Record
 	value.ForEach(func(_, row gjson.Result) bool {
 		id := row.Get(gjson.Escape(info.IDColumn))
-		if id.Type != gjson.String || !IsGUID(id.Str) {
+		if id.Type != gjson.String || !IsGUID(id.Str) || x != nil && !x.holds(row) {
 			return true
 		}
 		var name string

@@ -22,7 +22,7 @@ func BenchmarkMissRequest(b *testing.B) {
 		}
 		urls := make([]string, len(cfg.Phone))
 		for i, ec := range cfg.Phone {
-			urls[i] = entityQuery("https://contoso.crm.dynamics.com/api/data/v9.2/", cfg.Entities[ec.Entity], ec.Columns, values)
+			urls[i] = entityQuery("https://contoso.crm.dynamics.com/api/data/v9.2/", cfg.Entities[ec.Entity], ec.Columns, values, false)
 		}
 		if _, _, err := buildBatch(urls); err != nil {
 			b.Fatal(err)
@@ -49,7 +49,7 @@ func BenchmarkMissResponse(b *testing.B) {
 		if err != nil || len(ps) != 3 {
 			b.Fatal(len(ps), err)
 		}
-		recs, err := c.records(info, ps[0].Body)
+		recs, err := c.records(info, ps[0].Body, nil)
 		if err != nil || len(recs) != 1 || !strings.HasPrefix(recs[0].ID, "5f1f") {
 			b.Fatal(recs, err)
 		}

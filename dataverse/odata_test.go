@@ -36,9 +36,20 @@ func TestEntityQuery_IsTheEscapedFilter(t *testing.T) {
 				sel += "," + e.NameColumn
 			}
 			want := "https://x/api/data/v9.2/" + e.EntitySet + "?$select=" + sel + "&$filter=" + queryEscape(filter) + "&$top=" + strconv.Itoa(MaxRecords)
-			if got := entityQuery("https://x/api/data/v9.2/", e, cols, values); got != want {
+			if got := entityQuery("https://x/api/data/v9.2/", e, cols, values, false); got != want {
 				t.Errorf("%s active=%v:\n got %s\nwant %s", name, active, got, want)
 			}
 		}
+	}
+}
+
+// TestEntityQuery_SelectsComparedColumns: an email lookup's query also
+// selects the columns it compares, once each, so the answer can be checked
+// for the address itself (see exact).
+func TestEntityQuery_SelectsComparedColumns(t *testing.T) {
+	e := BuiltinEntities()["contact"]
+	got := entityQuery("https://x/api/data/v9.2/", e, []string{"emailaddress1", "fullname", "emailaddress2"}, []string{"a@b.c"}, true)
+	if !strings.HasPrefix(got, "https://x/api/data/v9.2/contacts?$select=contactid,fullname,emailaddress1,emailaddress2&$filter=") {
+		t.Fatalf("got %s", got)
 	}
 }

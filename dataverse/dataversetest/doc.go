@@ -16,7 +16,10 @@
 //
 // Requests need a bearer token it issued. $filter is parsed for real (eq ne
 // gt ge lt le, and or not, parentheses, contains/startswith/endswith,
-// escaped literals, numbers, GUIDs, null) and anything it cannot parse or
+// escaped literals, numbers, GUIDs, null; text compares case- and
+// accent-insensitively, as in an English (US) environment's _CI_AI
+// collation, ignoring trailing spaces, and the string functions take
+// % _ [] [^] as SQL LIKE wildcards) and anything it cannot parse or
 // does not know (a column, a function, $skip, $expand) is answered with a
 // 400 and an OData error body, as Dataverse does.
 //
@@ -33,9 +36,9 @@
 //
 // Deliberate gaps: no writes (POST/PATCH/DELETE of records), no changesets,
 // no $expand/$apply/FetchXML, no Dataverse functions such as
-// Microsoft.Dynamics.CRM.In, and the SQL-LIKE wildcards (% _ [ ]) that
-// Dataverse honours inside contains/startswith/endswith are matched as
-// plain characters.
+// Microsoft.Dynamics.CRM.In, and no collation but English (US): no
+// accent-sensitive (_CI_AS) languages, and no other folding the SQL
+// collation may do (ß and ss, ligatures, ignorable characters).
 //
 // Every API request is kept in a log (Requests), with the parsed filter in
 // canonical form and its string literals, so tests can show that a value

@@ -4,6 +4,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
+
+	"golang.org/x/text/runes"
+	"golang.org/x/text/transform"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Node is a parsed $filter expression. String gives a canonical, fully
@@ -461,16 +466,91 @@ func (n *notNode) eval(row map[string]any) (any, error) {
 func (n *funcNode) eval(row map[string]any) (any, error) {
 	v, _ := n.prop.eval(row)
 	s, _ := v.(string)
-	s = strings.ToLower(s)
-	arg := strings.ToLower(n.arg.v.(string))
+	arg := n.arg.v.(string)
+	// Dataverse runs these as SQL LIKE, so %, _, [] and [^] in the text
+	// are wildcards (learn.microsoft.com/power-apps/developer/data-platform/
+	// wildcard-characters: "contains, startswith, endswith" in the Web API),
+	// compared in the database's collation (see fold).
 	switch n.name {
 	case "contains":
-		return strings.Contains(s, arg), nil
+		arg = "%" + arg + "%"
 	case "startswith":
-		return strings.HasPrefix(s, arg), nil
+		arg += "%"
 	default:
-		return strings.HasSuffix(s, arg), nil
+		arg = "%" + arg
 	}
+	return like([]rune(fold(s)), []rune(fold(arg))), nil
+}
+
+// like reports whether s matches the T-SQL LIKE pattern p: % any run, _
+// any one character, [abc] [a-z] one of a set, [^…] one not in it. Both
+// are folded (see fold).
+func like(s, p []rune) bool {
+	for len(p) > 0 {
+		switch p[0] {
+		case '%':
+			for len(p) > 0 && p[0] == '%' {
+				p = p[1:]
+			}
+			if len(p) == 0 {
+				return true
+			}
+			for i := 0; i <= len(s); i++ {
+				if like(s[i:], p) {
+					return true
+				}
+			}
+			return false
+		case '_':
+			if len(s) == 0 {
+				return false
+			}
+		case '[':
+			end := -1
+			for i := 2; i < len(p); i++ { // "[]" is not a set: ']' right after '[' is a member
+				if p[i] == ']' {
+					end = i
+					break
+				}
+			}
+			if end < 0 {
+				// No closing bracket: a literal '['.
+				if len(s) == 0 || s[0] != '[' {
+					return false
+				}
+				break
+			}
+			if len(s) == 0 {
+				return false
+			}
+			set, neg := p[1:end], false
+			if len(set) > 0 && set[0] == '^' {
+				set, neg = set[1:], true
+			}
+			in := false
+			for i := 0; i < len(set); i++ {
+				if i+2 < len(set) && set[i+1] == '-' {
+					if set[i] <= s[0] && s[0] <= set[i+2] {
+						in = true
+					}
+					i += 2
+				} else if set[i] == s[0] {
+					in = true
+				}
+			}
+			if in == neg {
+				return false
+			}
+			s, p = s[1:], p[end+1:]
+			continue
+		default:
+			if len(s) == 0 || s[0] != p[0] {
+				return false
+			}
+		}
+		s, p = s[1:], p[1:]
+	}
+	return len(s) == 0
 }
 
 func (n *binaryNode) eval(row map[string]any) (any, error) {
@@ -517,9 +597,12 @@ func (n *binaryNode) eval(row map[string]any) (any, error) {
 }
 
 // compare orders two values the way Dataverse does for the supported
-// types: strings case-insensitively and, as SQL Server pads the shorter
-// string with spaces before comparing (KB 316626), ignoring trailing
-// spaces; numbers numerically, GUIDs as text.
+// types: strings in the collation of an English (US) environment,
+// Latin1_General_CI_AI, so case- and accent-insensitively ("cafe" and
+// "café" are the same word: learn.microsoft.com/power-platform/admin/
+// language-collations, "1033 English (United States) _CI_AI") and, as SQL
+// Server pads the shorter string with spaces before comparing (KB 316626),
+// ignoring trailing spaces; numbers numerically, GUIDs as text.
 func compare(a, b any) (int, bool) {
 	if a == nil || b == nil {
 		if a == nil && b == nil {
@@ -565,10 +648,10 @@ func compare(a, b any) (int, bool) {
 	return 0, false
 }
 
-// compareFold is strings.Compare(strings.ToLower(a), strings.ToLower(b))
-// without lowering whole strings: byte by byte while both are ASCII (each
-// ASCII byte lowers to one byte in place), falling back to the lowered
-// strings at the first non-ASCII byte.
+// compareFold is strings.Compare(fold(a), fold(b)) without folding whole
+// strings: byte by byte while both are ASCII (each ASCII byte lowers to one
+// byte in place), falling back to the folded strings at the first
+// non-ASCII byte.
 func compareFold(a, b string) int {
 	if a == b {
 		return 0
@@ -576,7 +659,7 @@ func compareFold(a, b string) int {
 	for i := 0; i < len(a) && i < len(b); i++ {
 		x, y := a[i], b[i]
 		if x >= 0x80 || y >= 0x80 {
-			return strings.Compare(strings.ToLower(a), strings.ToLower(b))
+			return strings.Compare(fold(a), fold(b))
 		}
 		if 'A' <= x && x <= 'Z' {
 			x += 'a' - 'A'
@@ -598,6 +681,23 @@ func compareFold(a, b string) int {
 		return 1
 	}
 	return 0
+}
+
+// fold is s as the CI_AI collation compares it: lower case, without
+// accents.
+func fold(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			// Without the combining marks of the canonical decomposition:
+			// é, ü, ñ become e, u, n. (A Chain holds state: one per call.)
+			unaccent := transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC)
+			if u, _, err := transform.String(unaccent, s); err == nil {
+				s = u
+			}
+			break
+		}
+	}
+	return strings.ToLower(s)
 }
 
 // trimPad drops trailing spaces (U+0020 only), which SQL Server's =, <, >

@@ -2,7 +2,6 @@ package dataversetest
 
 import (
 	"slices"
-	"strings"
 )
 
 // The load tool (cmd/screenpop-bench) sends the emulator hundreds of
@@ -107,18 +106,18 @@ func (t *Table) candidates(n Node) ([]int, bool) {
 		if !ok {
 			return nil, false
 		}
-		// A string compares equal, case-insensitively, only to a non-empty
+		// A string compares equal, case- and accent-insensitively, only to a non-empty
 		// string value (an empty one reads as null); see compare.
 		v, ok := lit.v.(string)
 		if v = trimPad(v); !ok || v == "" {
 			return nil, false
 		}
-		return t.column(p.name)[strings.ToLower(v)], true
+		return t.column(p.name)[fold(v)], true
 	}
 	return nil, false
 }
 
-// column is the index of one column: each lowered non-empty string value,
+// column is the index of one column: each folded non-empty string value,
 // without trailing spaces (see compare), and the rows holding it,
 // ascending. It is built on first use and dropped when a row is added.
 func (t *Table) column(name string) map[string][]int {
@@ -128,7 +127,7 @@ func (t *Table) column(name string) map[string][]int {
 	ix := map[string][]int{}
 	for i, row := range t.rows {
 		if v, ok := row[name].(string); ok && trimPad(v) != "" {
-			k := strings.ToLower(trimPad(v))
+			k := fold(trimPad(v))
 			ix[k] = append(ix[k], i)
 		}
 	}

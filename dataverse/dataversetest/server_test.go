@@ -85,6 +85,55 @@ func TestFilterEval(t *testing.T) {
 	}
 }
 
+// TestFilterEval_Collation: text compares as in an English (US)
+// environment, whose collation is _CI_AI (learn.microsoft.com/
+// power-platform/admin/language-collations): case- and accent-insensitive,
+// in eq as in the string functions, and an index lookup agrees with a scan.
+// The string functions are SQL LIKE, so %, _, [] and [^] in their text are
+// wildcards (learn.microsoft.com/power-apps/developer/data-platform/
+// wildcard-characters); eq takes them as text.
+func TestFilterEval_Collation(t *testing.T) {
+	row := map[string]any{"emailaddress1": "Ann@Munchen.de", "lastname": "Müller", "telephone1": "+1 317 555 0123"}
+	cases := map[string]bool{
+		"emailaddress1 eq 'ann@münchen.de'":  true,
+		"emailaddress1 eq 'ANN@MÜNCHEN.DE '": true,
+		"lastname eq 'muller'":               true,
+		"lastname eq 'mueller'":              false,
+		"contains(lastname,'ULL')":           true,
+		"startswith(emailaddress1,'ann@mü')": true,
+		"contains(telephone1,'555%0123')":    true,
+		"contains(telephone1,'3_7')":         true,
+		"contains(telephone1,'[0-9]55 ')":    true,
+		"startswith(telephone1,'[^+]')":      false,
+		"endswith(telephone1,'[5]')":         false,
+		"contains(telephone1,'555[ ]0123')":  true,
+		"telephone1 eq '+1 317 555 0123'":    true,
+		"telephone1 eq '+1 317 555 %'":       false,
+		"telephone1 eq '+1 317 555 0_23'":    false,
+		"emailaddress1 eq 'ann@munchen.de.'": false,
+	}
+	for expr, want := range cases {
+		f, err := ParseFilter(expr)
+		if err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
+		v, err := f.Root.eval(row)
+		if err != nil || v != want {
+			t.Errorf("%s = %v, %v; want %v", expr, v, err, want)
+		}
+	}
+	tb := newTable("contacts", "contact", "contactid", "fullname", "emailaddress1")
+	tb.rows = []map[string]any{{"emailaddress1": "ann@munchen.de"}, {"emailaddress1": "ann@münchen.de"}, {"emailaddress1": "bob@munchen.de"}}
+	f, err := ParseFilter("emailaddress1 eq 'ANN@MÜNCHEN.DE'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := tb.match(f)
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("indexed eq matched %v, %v; want the two ann@ rows", rows, err)
+	}
+}
+
 // emu starts a server and returns it with a token.
 func emu(t *testing.T) (*Server, string) {
 	t.Helper()
