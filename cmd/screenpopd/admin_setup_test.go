@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/screenpop/screenpop/push"
 )
 
 // What an admin setting screenpop up from the docs sees when a setting is
@@ -211,5 +213,44 @@ func TestParseConfig_AgentsFileWithBOM(t *testing.T) {
 	}
 	if agents, err := c.Agents(); err != nil || strings.Join(agents, ",") != a1+","+a2 {
 		t.Errorf("agents %q %v, want %s,%s", agents, err, a1, a2)
+	}
+}
+
+// Genesys writes user ids in lower case, in conversation bodies and in the
+// agents' own tokens; an id an admin pastes in capitals (from a report or
+// a spreadsheet) is the same user, and must watch, and mint a token for,
+// the id Genesys uses, or the agent's pops reach no one.
+func TestParseConfig_UserIDsInCapitals(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agents.txt")
+	if err := os.WriteFile(path, []byte(strings.ToUpper(a2)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vars := good()
+	vars["GENESYS_AGENTS"] = strings.ToUpper(a1)
+	vars["GENESYS_AGENTS_FILE"] = path
+	vars["GENESYS_QUEUES"] = strings.ToUpper(a2)
+	c, _, err := ParseConfig("run", nil, env(vars), Requirements{Genesys: true, Dataverse: true}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if agents, err := c.Agents(); err != nil || strings.Join(agents, ",") != a1+","+a2 {
+		t.Errorf("agents %q %v, want %s,%s", agents, err, a1, a2)
+	}
+	if q := strings.Join(c.GenesysQueues, ","); q != a2 {
+		t.Errorf("queues %q, want %s", q, a2)
+	}
+
+	secret := strings.Repeat("k", 48)
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"token", "--agent", strings.ToUpper(a1), "--jwt-secret", secret}, env(nil), &out, &errb); code != 0 {
+		t.Fatalf("token --agent in capitals: exit %d: %s", code, errb.String())
+	}
+	a, err := push.NewJWTAuthenticator([]byte(secret), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, _, err := a.Authenticate(context.Background(), strings.TrimSpace(out.String()))
+	if err != nil || string(agent) != a1 {
+		t.Fatalf("token for agent %q (%v), want %s", agent, err, a1)
 	}
 }

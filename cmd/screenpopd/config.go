@@ -120,6 +120,13 @@ func list(dst func(*Config) *[]string) func(*Config, string) error {
 	return func(c *Config, v string) error { *dst(c) = splitList(v); return nil }
 }
 
+// idList is list for Genesys ids, in lower case: Genesys writes user ids
+// so in conversation bodies and in the agents' own tokens (users/me), and
+// an id pasted in capitals would watch an agent whose pops reach no one.
+func idList(dst func(*Config) *[]string) func(*Config, string) error {
+	return func(c *Config, v string) error { *dst(c) = splitList(strings.ToLower(v)); return nil }
+}
+
 func dur(dst func(*Config) *time.Duration) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		d, err := time.ParseDuration(strings.TrimSpace(v))
@@ -226,9 +233,9 @@ var settings = []setting{
 	{"GENESYS_API_URL", "", "override the Genesys API base URL (and so the login host), e.g. an emulator", httpURL(func(c *Config) *string { return &c.GenesysAPIURL })},
 	{"GENESYS_CLIENT_ID", "", "Genesys client-credentials OAuth client id", str(func(c *Config) *string { return &c.GenesysClientID })},
 	{"GENESYS_CLIENT_SECRET", "", "Genesys client-credentials OAuth client secret", str(func(c *Config) *string { return &c.GenesysClientSecret })},
-	{"GENESYS_AGENTS", "", "comma-separated Genesys user ids to watch", list(func(c *Config) *[]string { return &c.GenesysAgents })},
+	{"GENESYS_AGENTS", "", "comma-separated Genesys user ids to watch", idList(func(c *Config) *[]string { return &c.GenesysAgents })},
 	{"GENESYS_AGENTS_FILE", "", "a file of Genesys user ids to watch, one a line", str(func(c *Config) *string { return &c.GenesysAgentsFile })},
-	{"GENESYS_QUEUES", "", "comma-separated queue ids whose members are watched", list(func(c *Config) *[]string { return &c.GenesysQueues })},
+	{"GENESYS_QUEUES", "", "comma-separated queue ids whose members are watched", idList(func(c *Config) *[]string { return &c.GenesysQueues })},
 	{"GENESYS_QUEUE_REFRESH", "5m", "how often queue membership is re-read", dur(func(c *Config) *time.Duration { return &c.GenesysQueueRefresh })},
 	{"DATAVERSE_URL", "", "Dataverse environment URL, e.g. https://contoso.crm.dynamics.com", httpRootURL(func(c *Config) *string { return &c.DataverseURL })},
 	{"DATAVERSE_TENANT_ID", "", "Entra ID tenant id (GUID or domain)", str(func(c *Config) *string { return &c.DataverseTenantID })},
@@ -710,7 +717,7 @@ func readAgentsFileLines(path string) (ids []string, lines []int, err error) {
 	// UTF-8 byte-order mark; its CRLF line ends are trimmed below.
 	for i, line := range strings.Split(strings.TrimPrefix(string(b), "\ufeff"), "\n") {
 		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
-			ids = append(ids, line)
+			ids = append(ids, strings.ToLower(line)) // as idList
 			lines = append(lines, i+1)
 		}
 	}

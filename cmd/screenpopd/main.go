@@ -239,6 +239,7 @@ func (c *TokenCommand) Run(ctx context.Context, args []string) error {
 	if *audience == "" {
 		*audience = strings.TrimSpace(c.getenv("SCREENPOP_JWT_AUDIENCE"))
 	}
+	*agent = strings.ToLower(strings.TrimSpace(*agent)) // as GENESYS_AGENTS: Genesys writes user ids in lower case
 	var p []string
 	switch {
 	case *agent == "":
