@@ -330,10 +330,18 @@ type ackMsg struct {
 	Seq  *uint64 `json:"seq"`
 }
 
-// handle takes one frame after the hello: only acks are expected.
+// handle takes one frame after the hello: acks. A frame of a type this
+// version does not know is ignored, as the page ignores the server's: a page
+// of a later version (its web resource published before this daemon is
+// upgraded, or the old instance of a rolling upgrade) would otherwise be
+// closed (4400), reconnect and send it again, in a loop.
 func (c *conn) handle(mt int, data []byte) bool {
 	var a ackMsg
-	if mt != websocket.TextMessage || json.Unmarshal(data, &a) != nil || a.Type != "ack" || a.Seq == nil {
+	ok := mt == websocket.TextMessage && json.Unmarshal(data, &a) == nil
+	if ok && a.Type != "" && a.Type != "ack" && a.Type != "hello" {
+		return true
+	}
+	if !ok || a.Type != "ack" || a.Seq == nil {
 		c.s.m.badFrames.Inc()
 		c.s.log.Info().Str("agent_id", string(c.agent)).Msg("websocket closed: unexpected frame")
 		c.closeWith(CloseMalformed, msgMalformed)

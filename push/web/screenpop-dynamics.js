@@ -344,8 +344,15 @@
         return Promise.resolve();
       case 'search':
         return self.offerSearch(t);
-      default:
+      case 'none':
         return Promise.resolve();
+      default:
+        // An action of a later daemon than this script (a web resource
+        // cached by the browser, or not published yet): claimed here, no
+        // other tab acts on it, so the agent gets the record it names, or
+        // is told.
+        if (t.entity && t.id) { return self.openRecord(t.entity, t.id, rec); }
+        return self.notify(3, 'Screen pop: this call\'s pop needs a newer version of the screen-pop web resource. Reload the page.');
     }
   };
 
