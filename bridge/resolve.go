@@ -488,9 +488,20 @@ func invalidEvent(e *Event) string {
 	return ""
 }
 
+// skip counts an event that makes no pop and logs it. The reasons that
+// leave a leg which would otherwise pop without one (its event too old,
+// the call internal, the call over before its pop was made) are logged at
+// info, in place of the leg's pop line: the agent asks why the screen did
+// not pop, and the production log must say (operations.md 7.9). The routine
+// ones (an earlier state, a hang-up, a leg popped already) stay at debug.
 func (r *Resolver) skip(e *Event, reason string) {
 	r.m.skipped.WithLabelValues(reason).Inc()
-	ev := r.log.Debug().Str("reason", reason)
+	ev := r.log.Debug()
+	switch reason {
+	case "stale", "internal", "ended":
+		ev = r.log.Info()
+	}
+	ev = ev.Str("reason", reason)
 	if e != nil {
 		ev = ev.Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).
 			Str("media", string(e.Media)).Str("state", string(e.State))

@@ -862,6 +862,11 @@ func (c *Client) watchedLocked() []string {
 	return out
 }
 
+// maxNamedUnwatched bounds the agent ids the over-limit line names: enough
+// for the on-call engineer to find an agent who asks why nothing pops, not
+// thousands of ids in one line when a whole site is over the limit.
+const maxNamedUnwatched = 100
+
 // apply adds and removes agents on the shards incrementally: removed
 // agents leave their shard, new ones fill the first shard with room. Each
 // touched shard does one full-list PUT.
@@ -899,6 +904,7 @@ func (c *Client) apply() {
 	}
 	c.m.rejected.Set(float64(len(c.rejected)))
 	dropped := 0
+	var droppedIDs []string // the first maxNamedUnwatched, for the log line
 	var fresh []*shard
 	for _, a := range want {
 		if c.agentShard[a] != nil {
@@ -913,6 +919,9 @@ func (c *Client) apply() {
 		}
 		if target == nil {
 			if len(c.shards) >= c.cfg.MaxChannels {
+				if dropped < maxNamedUnwatched {
+					droppedIDs = append(droppedIDs, a)
+				}
 				dropped++
 				continue
 			}
@@ -935,7 +944,7 @@ func (c *Client) apply() {
 		go func() { defer c.wg.Done(); sh.run(c.doer.context()) }()
 	}
 	if dropped > 0 {
-		c.log.Error().Int("agents", dropped).Int("max_channels", c.cfg.MaxChannels).Int("topics_per_channel", c.cfg.TopicsPerChannel).
+		c.log.Error().Int("agents", dropped).Strs("agent_ids", droppedIDs).Int("max_channels", c.cfg.MaxChannels).Int("topics_per_channel", c.cfg.TopicsPerChannel).
 			Msg("too many agents for the channel limit: some agents are not watched; give them to another screenpopd with its own OAuth client (one watches at most max_channels × topics_per_channel)")
 	}
 	for sh := range touched {

@@ -62,6 +62,9 @@ type frame struct {
 // a busy agent's socket against 4 KB of Go heap for an idle one.
 const sentRing = 8
 
+// maxLoggedPops bounds the pop ids an "agent connected" line lists.
+const maxLoggedPops = 10
+
 // conn is one agent socket. Its reader goroutine (readLoop) lives as long as
 // the socket; the writer goroutine (writeLoop) only while frames are queued.
 type conn struct {
@@ -280,6 +283,7 @@ func (c *conn) hello(mt int, data []byte) bool {
 	ready, _ := json.Marshal(readyMsg{Type: "ready", AgentID: agent, Epoch: epoch, Seq: latest})
 	c.push(frame{kind: kindText, data: ready})
 	n := 0
+	var replayed []string // the first maxLoggedPops, for the connect line
 	err = s.store.ReplayPops(rctx, agent, after, since, func(p bridge.StoredPop) error {
 		pf, err := newPopFrame(p)
 		if err != nil {
@@ -288,6 +292,9 @@ func (c *conn) hello(mt int, data []byte) bool {
 			return nil
 		}
 		n++
+		if len(replayed) < maxLoggedPops {
+			replayed = append(replayed, pf.id)
+		}
 		return c.queueReplay(rctx, pf)
 	})
 	if err != nil {
@@ -321,7 +328,11 @@ func (c *conn) hello(mt int, data []byte) bool {
 	c.nextAuth.Store(until.UnixNano())
 	c.ready.Store(true)
 	s.m.connects.WithLabelValues("ok").Inc()
-	log.Debug().Bool("resume", h.LastSeq != nil).Uint64("after_seq", after).Int("replayed", n).Msg("agent connected")
+	// At info, as its "agent disconnected": with them the on-call engineer
+	// reads whether the agent had a page open when a call popped, and
+	// whether a pop made while none was reached the next one (the pop ids
+	// are pop:<conversation>:<participant>).
+	log.Info().Bool("resume", h.LastSeq != nil).Uint64("after_seq", after).Int("replayed", n).Strs("replayed_pops", replayed).Msg("agent connected")
 	return true
 }
 
@@ -641,12 +652,25 @@ func (c *conn) teardown() {
 	}
 	c.mu.Lock()
 	c.closed, c.closing = true, true
+	var unacked []string
+	if c.sent != nil {
+		k := min(c.sentN, sentRing)
+		for i := range k { // oldest first
+			if pf := c.sent[(c.sentN-k+i)%sentRing]; pf != nil {
+				unacked = append(unacked, pf.id)
+			}
+		}
+	}
 	c.q, c.pending, c.sent = nil, nil, nil
 	c.mu.Unlock()
 	_ = c.ws.Close()
 	c.s.forget(c)
 	c.s.wg.Done()
-	if c.agent != "" {
+	if c.agent != "" && c.ready.Load() {
+		// unacked: pops written to this socket that the page never
+		// acknowledged (its handler failed or hung, or it closed first).
+		c.s.log.Info().Str("agent_id", string(c.agent)).Strs("unacked_pops", unacked).Msg("agent disconnected")
+	} else if c.agent != "" {
 		c.s.log.Debug().Str("agent_id", string(c.agent)).Msg("agent disconnected")
 	}
 }

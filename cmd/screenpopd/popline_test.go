@@ -15,7 +15,7 @@ import (
 // The on-call contract of docs/operations.md 3.2, read from the daemon's
 // own logger (NewLogger, JSON): one info line per pop, with the documented
 // fields only, integer milliseconds, documented action and outcome values,
-// no customer data; an event that makes no pop is a debug "no pop" line
+// no customer data; an event that makes no pop is a "no pop" line
 // with a reason.
 func TestDaemon_PopLine(t *testing.T) {
 	vars := testEnv(t)
