@@ -396,3 +396,28 @@ func TestBrowser_ChooserFitsAt200PercentZoom(t *testing.T) {
 		}
 	}
 }
+
+// An agent typing in a frame of the app (the Genesys panel's chat reply,
+// an HTML web resource) when a choose pop arrives: the chooser taking
+// focus cleared the field's focus inside the frame, the rest of what they
+// typed went nowhere, and Escape gave focus back to the frame element
+// only, not to the field (a frame of another origin cannot be reached
+// from the page at all). The chooser shows without taking focus there.
+func TestBrowser_ChooserLeavesFocusInAFrame(t *testing.T) {
+	const agent = "agent-a11y-frame"
+	e, ctx := chooserApp(t, agent)
+	run(t, ctx, js(`document.body.insertAdjacentHTML('afterbegin', '<iframe id="panel" srcdoc="<input id=reply>"></iframe>')`),
+		poll(`!!(document.getElementById('panel').contentDocument && document.getElementById('panel').contentDocument.getElementById('reply'))`),
+		chromedp.Click(chromedp.CSS(`#panel`)),
+		js(`document.getElementById('panel').contentDocument.getElementById('reply').focus()`),
+		chromedp.KeyEvent("Hel"))
+	popChoose(t, e, ctx, agent, "conv-a11y-frame")
+	run(t, ctx, chromedp.KeyEvent("lo"))
+	got := eval[string](t, ctx, `document.getElementById('panel').contentDocument.getElementById('reply').value`)
+	if got != "Hello" {
+		t.Fatalf("the reply the agent was typing in the frame reads %q, want \"Hello\": the chooser took the keys", got)
+	}
+	if !eval[bool](t, ctx, `!!document.querySelector('.screenpop-chooser')`) {
+		t.Fatal("no chooser shown")
+	}
+}

@@ -393,6 +393,10 @@
   // usable): the dialog itself takes focus, so that a screen reader announces
   // it and keys the agent was still typing pick nothing; Tab reaches the
   // candidates; Escape or Dismiss closes it and puts focus back where it was.
+  // Focus inside a frame (the Genesys panel's chat reply, an HTML web
+  // resource) stays there: taken, it could not be given back to the field
+  // (a frame of another origin is out of the page's reach), and the rest of
+  // what the agent typed would be lost.
   Controller.prototype.choose = function (cands, popId) {
     var self = this, doc = self.uiDocument();
     if (!doc || !doc.body) { return; }
@@ -452,7 +456,7 @@
     box.appendChild(dismiss);
     (self.opts.container || doc.body).appendChild(box);
     self.chooser = box;
-    box.focus();
+    if (!back || !/^i?frame$/i.test(back.tagName || '')) { box.focus(); }
     if (doc !== root.document && root.addEventListener) {
       // In the app's document it outlives this page, whose code it calls.
       root.addEventListener('pagehide', function () { close(true); });
