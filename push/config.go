@@ -32,6 +32,12 @@ type Config struct {
 	PingInterval      time.Duration // websocket pings; default 25s
 	HeartbeatInterval time.Duration // {"type":"heartbeat"} frames; default 25s
 	WriteTimeout      time.Duration // one frame write; default 10s
+	// IdleTimeout closes a keep-alive connection idle after its request
+	// (not a websocket). Default 75s: longer than a load balancer keeps an
+	// idle connection to its backend (AWS ALB: 60 s), as AWS advises;
+	// closed first here, a request the balancer sends on it just then
+	// gets a 502.
+	IdleTimeout time.Duration
 	// Revalidate caps how long an authentication answer is trusted before
 	// the token is checked again (the authenticator's own time may be
 	// sooner). Default 5m.
@@ -78,6 +84,7 @@ func (c *Config) setDefaults() error {
 	def(&c.PingInterval, 25*time.Second)
 	def(&c.HeartbeatInterval, 25*time.Second)
 	def(&c.WriteTimeout, 10*time.Second)
+	def(&c.IdleTimeout, 75*time.Second)
 	def(&c.Revalidate, 5*time.Minute)
 	if c.SendQueue <= 0 {
 		c.SendQueue = 256

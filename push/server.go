@@ -146,11 +146,23 @@ func New(cfg Config, store bridge.PopStore, auth bridge.AgentAuthenticator, log 
 	return s, nil
 }
 
-// Handler serves GET /v1/ws, the browser assets at /web/ and, in demo mode,
-// GET /demo/agents.
+// Handler serves GET /v1/ws, the browser assets at /web/, GET /healthz (a
+// load balancer's health probe) and, in demo mode, GET /demo/agents.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ws", s.serveWS)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		// For the load balancer in front (its probe is on the traffic
+		// port): 200 while this listener takes agents, 503 while it
+		// starts, resubscribes or stops. No detail: anyone can ask.
+		w.Header().Set("Cache-Control", "no-store")
+		if !s.Ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
 	mux.Handle("GET /web/", http.StripPrefix("/web", s.web))
 	mux.HandleFunc("GET /web/origins.json", func(w http.ResponseWriter, r *http.Request) {
 		// The origins the OAuth callback may hand an authorization code to.
@@ -197,7 +209,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		// handler, its goroutine and descriptor, for good. The upgrade's
 		// hijack clears it for the websocket.
 		WriteTimeout:   s.cfg.WriteTimeout,
-		IdleTimeout:    2 * s.cfg.PingInterval,
+		IdleTimeout:    s.cfg.IdleTimeout,
 		MaxHeaderBytes: 32 << 10,
 		// net/http's own lines (a failed TLS handshake, a handler's
 		// panic) in the JSON log, not plain text on stderr.

@@ -20,7 +20,7 @@ import (
 // descriptor for good: one idle after a request (keep-alive) or one whose
 // request body never comes (a slowloris) is closed by the server.
 func TestServer_HTTPConnectionsDoNotStayForever(t *testing.T) {
-	e := newEnv(t, Config{HelloTimeout: 300 * time.Millisecond, PingInterval: 250 * time.Millisecond, HeartbeatInterval: 250 * time.Millisecond}, newMemStore(), nil)
+	e := newEnv(t, Config{HelloTimeout: 300 * time.Millisecond, PingInterval: 250 * time.Millisecond, HeartbeatInterval: 250 * time.Millisecond, IdleTimeout: 500 * time.Millisecond}, newMemStore(), nil)
 	for _, tc := range []struct {
 		name, req string
 		response  bool // a response comes before the server closes
