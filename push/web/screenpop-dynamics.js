@@ -7,6 +7,9 @@
  *   open   -> the record (entityName + entityId)
  *   create -> a new record of target.entity, prefilled from pop.prefill (formParameters)
  *   choose -> a small chooser of the candidates; the agent's click opens one
+ * The candidates of choose are first read as the agent (Xrm.WebApi): the
+ * daemon's application user reads more than most agents, and a record the
+ * agent may not read is not named (see readable).
  *   search -> a notification offering target.query; no URL is ever built from it
  * With several tabs of one agent open, only one tab acts on a pop (a Web
  * Lock plus a localStorage marker keyed by the pop id), the visible one if
@@ -336,12 +339,20 @@
     }
     switch (t.action) {
       case 'open':
+        // Not held for an access check: a record the agent may not read
+        // opens on Dynamics' own access-denied form, which names nothing.
         return self.openRecord(t.entity, t.id, rec);
       case 'create':
         return self.launch({ entityName: t.entity }, pop.prefill || {}, 'Screen pop: a new ' + t.entity + ' form could not be opened.', rec);
       case 'choose':
-        self.choose(pop.candidates || [], pop.id);
-        return Promise.resolve();
+        // The daemon looked the caller up as its application user, which
+        // reads every business unit: only the records this agent may read
+        // are offered, so no other unit's customer is named here.
+        return self.readable(pop.candidates || []).then(function (ok) {
+          if (ok.length === 1) { self.dropChoosers(); return self.openRecord(ok[0].entity, ok[0].id, rec); }
+          if (!ok.length && (pop.candidates || []).length) { self.dropChoosers(); return self.offerUnreadable(pop); }
+          self.choose(ok, pop.id);
+        });
       case 'search':
         return self.offerSearch(t);
       case 'none':
@@ -356,10 +367,58 @@
     }
   };
 
+  // REFUSED are the Dataverse error codes (Xrm.WebApi's errorCode, a
+  // positive decimal) of a record the signed-in user may not open:
+  // 0x80040220 their roles lack Read on the table; 0x80048306 they have it,
+  // but the record is out of its reach (another business unit, not owned
+  // by or shared with them or a team of theirs); 0x80040217 it is gone
+  // (deleted since the daemon cached the lookup).
+  var REFUSED = [0x80040220, 0x80048306, 0x80040217];
+
+  function refused(e) {
+    var c = e && e.errorCode;
+    if (typeof c === 'string') { c = Number(c); }
+    if (typeof c !== 'number' || !isFinite(c)) { return false; }
+    if (c < 0) { c += 0x100000000; }
+    return REFUSED.indexOf(c) >= 0;
+  }
+
+  // readable resolves with those of recs ({entity, id}) the signed-in agent
+  // may read: each is read once with Xrm.WebApi.retrieveRecord, which runs
+  // as the agent. Only a refusal (REFUSED) drops one: without Xrm.WebApi,
+  // on any other error, or after accessWaitMs (default 1500) the record is
+  // kept, and Dynamics itself tells the agent when it opens.
+  Controller.prototype.readable = function (recs) {
+    var self = this;
+    if (!recs.length || self.opts.checkAccess === false) { return Promise.resolve(recs); }
+    return self.whenXrm().then(function (x) {
+      var api = x && x.WebApi;
+      if (!api || typeof api.retrieveRecord !== 'function') { return recs; }
+      var wait = self.opts.accessWaitMs || 1500;
+      return Promise.all(recs.map(function (r) {
+        return new Promise(function (resolve) {
+          var timer = setTimeout(function () { resolve(true); }, wait);
+          var done = function (ok) { clearTimeout(timer); resolve(ok); };
+          try {
+            Promise.resolve(api.retrieveRecord(r.entity, r.id, '?$select=' + r.entity + 'id')).then(function () { done(true); }, function (e) { done(!refused(e)); });
+          } catch (e) { done(true); }
+        });
+      })).then(function (ok) { return recs.filter(function (r, i) { return ok[i]; }); });
+    });
+  };
+
+  // offerUnreadable is the pop of a caller none of whose records the agent
+  // may read: the search notification, as if nothing had matched in time.
+  Controller.prototype.offerUnreadable = function (pop) {
+    var c = pop.customer || {}, t = pop.target || {};
+    return this.offerSearch({ entity: t.entity || (pop.candidates && pop.candidates[0] && pop.candidates[0].entity), query: c.phone || c.email || t.query || '' },
+      'Screen pop: no record you have access to matches the caller. Search for ');
+  };
+
   // offerSearch shows the caller's number or email as text. The agent can
   // copy it into the Dynamics search box (or start a Channel Integration
   // Framework search where that is loaded); no URL carries it.
-  Controller.prototype.offerSearch = function (t) {
+  Controller.prototype.offerSearch = function (t, lead) {
     var q = String(t.query || '');
     var cif = root.Microsoft && root.Microsoft.CIFramework;
     var action = null;
@@ -368,7 +427,7 @@
     } else if (root.navigator && root.navigator.clipboard) {
       action = { label: 'Copy', run: function () { root.navigator.clipboard.writeText(q); } };
     }
-    return this.notify(4, 'Screen pop: no record could be looked up in time. Search for ' + q, action);
+    return this.notify(4, (lead || 'Screen pop: no record could be looked up in time. Search for ') + q, action);
   };
 
   // dropChoosers removes every candidate list in the app, this page's or
