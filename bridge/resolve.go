@@ -497,8 +497,15 @@ func invalidEvent(e *Event) string {
 func (r *Resolver) skip(e *Event, reason string) {
 	r.m.skipped.WithLabelValues(reason).Inc()
 	ev := r.log.Debug()
-	switch reason {
-	case "stale", "internal", "ended":
+	switch {
+	case reason == "ended":
+		ev = r.log.Info()
+	case reason == "stale" && e != nil && r.poppedRecently(e.PopID(), r.cfg.Now()):
+		// Its leg popped here (a NATS backlog brings its connected
+		// event late): that line is the leg's.
+	case reason == "internal" && e != nil && e.State.Rank() > r.cfg.PopOn.Rank():
+		// Logged at the event that would have popped it (it rang).
+	case reason == "stale" || reason == "internal":
 		ev = r.log.Info()
 	}
 	ev = ev.Str("reason", reason)

@@ -1,0 +1,57 @@
+package bridge_test
+
+import (
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/dataverse/dataversetest"
+)
+
+// infoNoPops returns the reasons of the info "no pop" lines of conv.
+func infoNoPops(t *testing.T, s *resolverStack, conv string) []string {
+	t.Helper()
+	var out []string
+	for _, l := range logLines(t, &s.logs) {
+		if l["message"] == "no pop" && l["level"] == "info" && l["conversation_id"] == conv {
+			out = append(out, l["reason"].(string))
+		}
+	}
+	return out
+}
+
+// TestResolver_NoPopInfoOncePerLeg: the info "no pop" line stands in for a
+// leg's pop line (operations.md 3.2, 7.9), so a leg that popped has none,
+// and a leg that did not pop has one, not one per event. A NATS backlog
+// delivers the connected events of calls that popped before it as stale;
+// an internal call rings and connects.
+func TestResolver_NoPopInfoOncePerLeg(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	s := startResolverStack(t, bridge.ResolverConfig{Deadline: time.Second}, func(dv *dataversetest.Server) {
+		dv.AddContact(dataversetest.Contact{FirstName: "Oona", LastName: "Onerecord", Telephone1: "+13175550101"})
+	})
+	defer s.stop()
+
+	popped := callEvent("popped", "+13175550101")
+	s.publish(t, popped)
+	s.awaitPops(t, 1, 10*time.Second)
+	late := answered(popped)
+	late.ReceivedAt = bridge.NewTime(time.Now().Add(-time.Minute)) // held in the publisher's buffer while NATS was away
+	s.publish(t, late)
+
+	internal := callEvent("internal", "")
+	internal.Internal = true
+	s.publish(t, internal)
+	s.publish(t, answered(internal))
+	s.settle(t)
+	time.Sleep(200 * time.Millisecond) // the lines follow the acks
+
+	if r := infoNoPops(t, s, "popped"); len(r) != 0 {
+		t.Errorf("a leg that popped has info no-pop lines %v: on-call reads it as not popped", r)
+	}
+	if r := infoNoPops(t, s, "internal"); len(r) != 1 {
+		t.Errorf("an internal leg has %d info no-pop lines %v, want 1", len(r), r)
+	}
+}
