@@ -42,3 +42,22 @@ func TestLookup_EmailAccentTwinIsAnotherAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestLookup_EmailDottedCapitalIIsTheSameAddress: a Turkish address typed
+// in capitals (İ, U+0130) in Dataverse and in Genesys is the same address.
+// The lookup lowers the caller's key (İ to i) and Dataverse's collation
+// returns the row, but strings.EqualFold does not fold İ to i (Unicode's
+// case folding has no simple mapping for it): the exact check must lower
+// the row as the key was lowered.
+func TestLookup_EmailDottedCapitalIIsTheSameAddress(t *testing.T) {
+	srv, c := MustEnv(t, nil)
+	same := srv.AddContact(dataversetest.Contact{FirstName: "Ilker", LastName: "Same", EMailAddress1: "İLKER@EXAMPLE.COM"})
+	warm(t, srv, c)
+	recs, err := c.Lookup(ctxT(t, 5*time.Second), email("İLKER@EXAMPLE.COM"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].ID != same {
+		t.Fatalf("got %+v, want %s: the record holding the caller's own address", recs, same)
+	}
+}

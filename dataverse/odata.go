@@ -120,7 +120,7 @@ type exact struct {
 func newExact(columns, values []string) *exact {
 	x := &exact{columns: columns, values: make([]string, len(values))}
 	for i, v := range values {
-		x.values[i] = norm.NFC.String(v)
+		x.values[i] = norm.NFC.String(strings.ToLower(v))
 	}
 	return x
 }
@@ -132,7 +132,9 @@ func (x *exact) holds(row gjson.Result) bool {
 		if v.Type != gjson.String {
 			continue
 		}
-		s := norm.NFC.String(strings.TrimRight(v.Str, " "))
+		// Lowered as the key was (cacheKey): EqualFold alone does not
+		// fold İ (U+0130) to the i that strings.ToLower makes of it.
+		s := norm.NFC.String(strings.ToLower(strings.TrimRight(v.Str, " ")))
 		for _, want := range x.values {
 			if strings.EqualFold(s, want) {
 				return true
