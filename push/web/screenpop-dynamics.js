@@ -52,6 +52,14 @@
     return w;
   }
 
+  // nextTurn counts the pops acted on in this tab, by any of its pages (on
+  // the app window, as tabKey); currentTurn is the latest.
+  function turns() {
+    try { return appWindow().ScreenPop = appWindow().ScreenPop || {}; } catch (e) { return ns; }
+  }
+  function nextTurn() { var t = turns(); t.turn = (t.turn || 0) + 1; return t.turn; }
+  function currentTurn() { return turns().turn; }
+
   // tabKey names this browser tab: kept on the app window, the same for the
   // form libraries of every page of the tab, and new in each tab.
   function tabKey() {
@@ -331,7 +339,7 @@
   // act starts what the pop asks for; the promise it returns settles once
   // that has started (or, for search, once the notification is shown).
   Controller.prototype.act = function (pop, rec) {
-    var self = this, t = pop.target || {};
+    var self = this, t = pop.target || {}, turn = nextTurn();
     if (t.action !== 'choose') {
       // An earlier caller's list must not stay over the next caller's
       // record, with focus in it: a click there would open the wrong one.
@@ -349,6 +357,10 @@
         // reads every business unit: only the records this agent may read
         // are offered, so no other unit's customer is named here.
         return self.readable(pop.candidates || []).then(function (ok) {
+          // A newer pop acted on in this tab meanwhile (by a newer page,
+          // which took the connection) has the screen: this caller's list
+          // or record must not cover it.
+          if (turn !== currentTurn()) { return; }
           if (ok.length === 1) { self.dropChoosers(); return self.openRecord(ok[0].entity, ok[0].id, rec); }
           if (!ok.length && (pop.candidates || []).length) { self.dropChoosers(); return self.offerUnreadable(pop); }
           self.choose(ok, pop.id);
