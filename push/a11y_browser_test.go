@@ -420,4 +420,10 @@ func TestBrowser_ChooserLeavesFocusInAFrame(t *testing.T) {
 	if !eval[bool](t, ctx, `!!document.querySelector('.screenpop-chooser')`) {
 		t.Fatal("no chooser shown")
 	}
+	// Focus did not move, so a screen reader would not hear of the list:
+	// a polite live region says it.
+	run(t, ctx, poll(`!!document.querySelector('.screenpop-live') && document.querySelector('.screenpop-live').textContent.indexOf('Several records match the caller') === 0`))
+	if live := axLive(t, ctx, `document.querySelector('.screenpop-live')`); live != "polite" {
+		t.Fatalf("the announcement's region is live %q, want polite", live)
+	}
 }

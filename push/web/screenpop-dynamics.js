@@ -419,6 +419,23 @@
     });
   };
 
+  // announce has a screen reader read text without moving focus: a polite
+  // live region of the app's document, made once and left empty until
+  // needed (a region made together with its text is often not read).
+  function announce(doc, text) {
+    var r = doc.querySelector('.screenpop-live');
+    if (!r) {
+      r = doc.createElement('div');
+      r.className = 'screenpop-live';
+      r.setAttribute('role', 'status');
+      r.setAttribute('aria-live', 'polite');
+      r.style.cssText = 'position:fixed;left:-10000px;top:0;width:1px;height:1px;overflow:hidden';
+      doc.body.appendChild(r);
+    }
+    r.textContent = '';
+    setTimeout(function () { r.textContent = text; }, 100);
+  }
+
   // offerUnreadable is the pop of a caller none of whose records the agent
   // may read: the search notification, as if nothing had matched in time.
   Controller.prototype.offerUnreadable = function (pop) {
@@ -527,7 +544,11 @@
     box.appendChild(dismiss);
     (self.opts.container || doc.body).appendChild(box);
     self.chooser = box;
-    if (!back || !/^i?frame$/i.test(back.tagName || '')) { box.focus(); }
+    if (!back || !/^i?frame$/i.test(back.tagName || '')) {
+      box.focus();
+    } else {
+      announce(doc, 'Several records match the caller: the list is open at the top right of the app.');
+    }
     if (doc !== root.document && root.addEventListener) {
       // In the app's document it outlives this page, whose code it calls.
       root.addEventListener('pagehide', function () { close(true); });
