@@ -25,7 +25,7 @@ const maxToken = 8 << 10
 // user id and whose exp is required; with an audience, their aud must name
 // it. It implements bridge.AgentAuthenticator.
 type JWTAuthenticator struct {
-	secret []byte
+	keys   jwt.VerificationKeySet // the secret, then the previous ones
 	parser *jwt.Parser
 }
 
@@ -35,22 +35,35 @@ var _ bridge.AgentAuthenticator = (*JWTAuthenticator)(nil)
 // least MinJWTSecret bytes. A non-empty audience (SCREENPOP_JWT_AUDIENCE)
 // must be in every token's aud: where one login signs tokens for several
 // services with the same secret, a token made for another is refused.
-func NewJWTAuthenticator(secret []byte, audience string) (*JWTAuthenticator, error) {
+// Tokens signed with a previous secret (SCREENPOP_JWT_SECRET_PREVIOUS) are
+// accepted too, so that a new secret can be rolled out instance by
+// instance while pages still hold tokens of the old one.
+func NewJWTAuthenticator(secret []byte, audience string, previous ...[]byte) (*JWTAuthenticator, error) {
 	if len(secret) < MinJWTSecret {
 		return nil, fmt.Errorf("jwt secret: %d bytes, want at least %d (SCREENPOP_JWT_SECRET)", len(secret), MinJWTSecret)
+	}
+	keys := jwt.VerificationKeySet{Keys: []jwt.VerificationKey{append([]byte(nil), secret...)}}
+	for _, p := range previous {
+		if len(p) == 0 {
+			continue
+		}
+		if len(p) < MinJWTSecret {
+			return nil, fmt.Errorf("previous jwt secret: %d bytes, want at least %d (SCREENPOP_JWT_SECRET_PREVIOUS)", len(p), MinJWTSecret)
+		}
+		keys.Keys = append(keys.Keys, append([]byte(nil), p...))
 	}
 	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithExpirationRequired(), jwt.WithLeeway(5 * time.Second)}
 	if audience != "" {
 		opts = append(opts, jwt.WithAudience(audience))
 	}
-	return &JWTAuthenticator{secret: append([]byte(nil), secret...), parser: jwt.NewParser(opts...)}, nil
+	return &JWTAuthenticator{keys: keys, parser: jwt.NewParser(opts...)}, nil
 }
 
 // Authenticate implements bridge.AgentAuthenticator: the answer holds until
 // the token's exp.
 func (a *JWTAuthenticator) Authenticate(_ context.Context, token string) (bridge.AgentID, time.Time, error) {
 	var claims jwt.RegisteredClaims
-	_, err := a.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return a.secret, nil })
+	_, err := a.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return a.keys, nil })
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("%w: %w", bridge.ErrInvalidToken, err)
 	}

@@ -40,3 +40,27 @@ func TestServer_AuthRefusesMisusedJWTs(t *testing.T) {
 		})
 	}
 }
+
+// With a previous secret (SCREENPOP_JWT_SECRET_PREVIOUS) tokens of both
+// secrets are taken, and a token of any other secret is still refused.
+func TestJWTAuthenticator_PreviousSecret(t *testing.T) {
+	cur, prev, other := []byte("current-secret-0123456789abcdef-0123"), []byte("previous-secret-0123456789abcdef-012"), []byte("another-secret-0123456789abcdef-01234")
+	a, err := NewJWTAuthenticator(cur, "", prev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const agent = "5e1f0a1c-0000-4000-8000-000000000001"
+	for name, secret := range map[string][]byte{"Current": cur, "Previous": prev, "Other": other} {
+		tok, err := MintToken(secret, agent, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := a.Authenticate(t.Context(), tok)
+		if want := name != "Other"; (err == nil && string(got) == agent) != want {
+			t.Errorf("%s secret: agent %q, err %v; want accepted %v", name, got, err, want)
+		}
+	}
+	if _, err := NewJWTAuthenticator(cur, "", []byte("short")); err == nil {
+		t.Error("a previous secret shorter than 32 bytes was taken")
+	}
+}

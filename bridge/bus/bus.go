@@ -22,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/internal/loglimit"
 )
 
 // Config says where NATS is and how the stream looks. Zero fields mean the
@@ -179,6 +180,7 @@ var (
 func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 	cfg.setDefaults()
 	c := &Conn{cfg: cfg, log: log.With().Str("component", "bus").Logger(), metrics: newMetrics(cfg.Registerer)}
+	authRefusals := loglimit.New(time.Minute, 8)
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
@@ -197,6 +199,14 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 			c.log.Info().Str("server", nc.ConnectedServerId()).Msg("nats reconnected")
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if isAuthError(err) {
+				// Each reconnect is refused while the credentials are
+				// wrong: once a minute is enough to say so.
+				if ok, held := authRefusals.Allow(err.Error(), time.Now()); ok {
+					c.log.Error().Err(err).Int("held_back", held).Msg("nats refused the credentials; retrying: check NATS_CREDS or the user in NATS_URL")
+				}
+				return
+			}
 			c.log.Warn().Err(err).Msg("nats async error")
 		}),
 	}
@@ -229,6 +239,12 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 		// cluster for 4 to 6 minutes, with no event handled and no pop
 		// published, while the other nodes served.
 		opts = append(opts, nats.RetryOnFailedConnect(false), nats.PingInterval(pingInterval), nats.MaxPingsOutstanding(maxPingsOut))
+		// nats.go closes the connection for good once a server refuses the
+		// same credentials twice: a user JWT that expired before its
+		// renewal landed, or a password changed on the servers first,
+		// would leave the daemon up but never connected again. The creds
+		// file is read again at every reconnect, so keep trying.
+		opts = append(opts, nats.IgnoreAuthErrorAbort())
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -1583,4 +1599,11 @@ func RedactURL(u string) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// isAuthError reports whether err is a NATS server's refusal of the
+// connection's credentials.
+func isAuthError(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired)
 }

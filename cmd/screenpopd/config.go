@@ -78,8 +78,11 @@ type Config struct {
 	AllowedOrigins []string
 	Auth           string
 	JWTSecret      string
-	JWTAudience    string
-	PProf          bool
+	// JWTSecretPrevious is a secret whose tokens are still accepted while
+	// a new JWTSecret is rolled out.
+	JWTSecretPrevious string
+	JWTAudience       string
+	PProf             bool
 
 	LogLevel  string
 	LogFormat string
@@ -319,6 +322,7 @@ var settings = []setting{
 	}},
 	{"SCREENPOP_AUTH", "genesys", "agent auth: genesys (Genesys access token) or jwt (HS256)", oneOf(func(c *Config) *string { return &c.Auth }, "genesys", "jwt")},
 	{"SCREENPOP_JWT_SECRET", "", "secret for jwt auth (at least 32 bytes)", str(func(c *Config) *string { return &c.JWTSecret })},
+	{"SCREENPOP_JWT_SECRET_PREVIOUS", "", "jwt auth: the secret before SCREENPOP_JWT_SECRET, whose tokens are still accepted while a new secret is rolled out; unset it once no page holds such a token", str(func(c *Config) *string { return &c.JWTSecretPrevious })},
 	{"SCREENPOP_JWT_AUDIENCE", "", "jwt auth: a value every token's aud must hold; set it when your login signs tokens for other services with the same secret", str(func(c *Config) *string { return &c.JWTAudience })},
 	{"SCREENPOP_PPROF", "false", "serve pprof on the admin listener", boolean(func(c *Config) *bool { return &c.PProf })},
 	{"LOG_LEVEL", "info", "trace, debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "trace", "debug", "info", "warn", "error")},
@@ -326,7 +330,7 @@ var settings = []setting{
 }
 
 // secretSettings are never echoed, not even in error messages.
-var secretSettings = map[string]bool{"GENESYS_CLIENT_SECRET": true, "DATAVERSE_CLIENT_SECRET": true, "SCREENPOP_JWT_SECRET": true}
+var secretSettings = map[string]bool{"GENESYS_CLIENT_SECRET": true, "DATAVERSE_CLIENT_SECRET": true, "SCREENPOP_JWT_SECRET": true, "SCREENPOP_JWT_SECRET_PREVIOUS": true}
 
 // ConfigError lists every problem found, each naming its variable.
 type ConfigError struct{ Problems []string }
@@ -576,6 +580,9 @@ func (c *Config) validate(req Requirements) []string {
 	}
 	if c.Auth == "jwt" && len(c.JWTSecret) < 32 {
 		p = append(p, "SCREENPOP_JWT_SECRET: required with SCREENPOP_AUTH=jwt, at least 32 bytes; generate one with: openssl rand -base64 48")
+	}
+	if c.Auth == "jwt" && c.JWTSecretPrevious != "" && len(c.JWTSecretPrevious) < 32 {
+		p = append(p, "SCREENPOP_JWT_SECRET_PREVIOUS: at least 32 bytes, as SCREENPOP_JWT_SECRET was; or unset it")
 	}
 	if c.StreamMaxAge > 0 && c.StreamMaxAge < bus.DefaultDuplicateWindow {
 		// JetStream refuses a max age below the duplicate window, which

@@ -209,7 +209,7 @@ func (m *Main) Open(ctx context.Context) error {
 	var auth bridge.AgentAuthenticator
 	switch cfg.Auth {
 	case "jwt":
-		if auth, err = push.NewJWTAuthenticator([]byte(cfg.JWTSecret), cfg.JWTAudience); err != nil {
+		if auth, err = push.NewJWTAuthenticator([]byte(cfg.JWTSecret), cfg.JWTAudience, []byte(cfg.JWTSecretPrevious)); err != nil {
 			return fmt.Errorf("SCREENPOP_JWT_SECRET: %w", err)
 		}
 	default:
