@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,7 +71,9 @@ func (a *JWTAuthenticator) Authenticate(_ context.Context, token string) (bridge
 	if !bridge.ValidSubjectToken(claims.Subject) {
 		return "", time.Time{}, fmt.Errorf("%w: sub is not a user id", bridge.ErrInvalidToken)
 	}
-	return bridge.AgentID(claims.Subject), claims.ExpiresAt.Time, nil
+	// Genesys writes user ids in lower case: a login that writes them in
+	// capitals names the same agent (as GENESYS_AGENTS is read).
+	return bridge.AgentID(strings.ToLower(claims.Subject)), claims.ExpiresAt.Time, nil
 }
 
 // MintToken returns an HS256 token for agent valid for ttl, for

@@ -64,3 +64,22 @@ func TestJWTAuthenticator_PreviousSecret(t *testing.T) {
 		t.Error("a previous secret shorter than 32 bytes was taken")
 	}
 }
+
+// A login that writes the agent's Genesys user id in capitals in sub names
+// the same user Genesys writes in lower case (in the conversations the
+// pops come from): the socket must be that agent's, or it gets no pop.
+func TestJWTAuthenticator_SubInCapitals(t *testing.T) {
+	secret := []byte("current-secret-0123456789abcdef-0123")
+	a, err := NewJWTAuthenticator(secret, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := MintToken(secret, "5E1F0A1C-0000-4000-8000-0000000000AB", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := a.Authenticate(t.Context(), tok)
+	if err != nil || got != "5e1f0a1c-0000-4000-8000-0000000000ab" {
+		t.Fatalf("agent %q (%v), want the id in lower case", got, err)
+	}
+}
