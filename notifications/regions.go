@@ -7,14 +7,27 @@ import (
 	"strings"
 )
 
-// regions lists every Genesys Cloud region domain (PureCloudRegionHosts of
-// the JavaScript SDK; the Go SDK v157 lacks the last two).
-var regions = []string{
-	"mypurecloud.com", "mypurecloud.ie", "mypurecloud.com.au", "mypurecloud.jp", "mypurecloud.de",
-	"usw2.pure.cloud", "cac1.pure.cloud", "apne2.pure.cloud", "euw2.pure.cloud", "aps1.pure.cloud",
-	"use2.us-gov-pure.cloud", "sae1.pure.cloud", "mec1.pure.cloud", "apne3.pure.cloud", "euc2.pure.cloud",
-	"mxc1.pure.cloud", "apse1.pure.cloud",
+// regionByAWS maps every Genesys Cloud region's AWS region to its domain
+// (PureCloudRegionHosts of the JavaScript SDK; the Go SDK v157 lacks the
+// last two). The AWS names are not accepted, only recognised, so that a
+// GENESYS_REGION written as eu-west-1 is answered with its domain.
+var regionByAWS = map[string]string{
+	"us-east-1": "mypurecloud.com", "eu-west-1": "mypurecloud.ie", "ap-southeast-2": "mypurecloud.com.au",
+	"ap-northeast-1": "mypurecloud.jp", "eu-central-1": "mypurecloud.de", "us-west-2": "usw2.pure.cloud",
+	"ca-central-1": "cac1.pure.cloud", "ap-northeast-2": "apne2.pure.cloud", "eu-west-2": "euw2.pure.cloud",
+	"ap-south-1": "aps1.pure.cloud", "us-east-2": "use2.us-gov-pure.cloud", "sa-east-1": "sae1.pure.cloud",
+	"me-central-1": "mec1.pure.cloud", "ap-northeast-3": "apne3.pure.cloud", "eu-central-2": "euc2.pure.cloud",
+	"mx-central-1": "mxc1.pure.cloud", "ap-southeast-1": "apse1.pure.cloud",
 }
+
+// regions lists every Genesys Cloud region domain.
+var regions = func() []string {
+	out := make([]string, 0, len(regionByAWS))
+	for _, d := range regionByAWS {
+		out = append(out, d)
+	}
+	return out
+}()
 
 // Hosts are the base URLs of one Genesys Cloud region.
 type Hosts struct {
@@ -57,6 +70,9 @@ func RegionHosts(region, apiURL string) (Hosts, error) {
 	}
 	if d == "" {
 		return Hosts{}, fmt.Errorf("GENESYS_REGION is required (one of %s), or set GENESYS_API_URL", strings.Join(Regions(), ", "))
+	}
+	if dom, ok := regionByAWS[strings.ReplaceAll(d, "_", "-")]; ok {
+		return Hosts{}, fmt.Errorf("GENESYS_REGION %q is an AWS region name; its Genesys Cloud region domain is %s", region, dom)
 	}
 	return Hosts{}, fmt.Errorf("GENESYS_REGION %q is not a Genesys Cloud region domain (one of %s)", region, strings.Join(Regions(), ", "))
 }
