@@ -254,3 +254,14 @@ func TestParseConfig_UserIDsInCapitals(t *testing.T) {
 		t.Fatalf("token for agent %q (%v), want %s", agent, err, a1)
 	}
 }
+
+// An entry that is no user id is quoted as the admin wrote it, not lower
+// case: they search their file or variable for it.
+func TestParseConfig_NotAUserIDQuotedAsWritten(t *testing.T) {
+	vars := good()
+	vars["GENESYS_AGENTS"] = a1 + ",Jane Doe"
+	_, _, err := ParseConfig("run", nil, env(vars), Requirements{Genesys: true, Dataverse: true}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `"Jane Doe" is not a Genesys user id`) {
+		t.Fatalf("%v, want \"Jane Doe\" named as written", err)
+	}
+}

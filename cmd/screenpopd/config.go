@@ -127,7 +127,16 @@ func list(dst func(*Config) *[]string) func(*Config, string) error {
 // so in conversation bodies and in the agents' own tokens (users/me), and
 // an id pasted in capitals would watch an agent whose pops reach no one.
 func idList(dst func(*Config) *[]string) func(*Config, string) error {
-	return func(c *Config, v string) error { *dst(c) = splitList(strings.ToLower(v)); return nil }
+	return func(c *Config, v string) error {
+		ids := splitList(v)
+		for i, id := range ids {
+			if dataverse.IsGUID(id) {
+				ids[i] = strings.ToLower(id) // anything else is quoted as written
+			}
+		}
+		*dst(c) = ids
+		return nil
+	}
 }
 
 func dur(dst func(*Config) *time.Duration) func(*Config, string) error {
@@ -724,7 +733,10 @@ func readAgentsFileLines(path string) (ids []string, lines []int, err error) {
 	// UTF-8 byte-order mark; its CRLF line ends are trimmed below.
 	for i, line := range strings.Split(strings.TrimPrefix(string(b), "\ufeff"), "\n") {
 		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
-			ids = append(ids, strings.ToLower(line)) // as idList
+			if dataverse.IsGUID(line) {
+				line = strings.ToLower(line) // as idList; anything else is quoted as written
+			}
+			ids = append(ids, line)
 			lines = append(lines, i+1)
 		}
 	}
