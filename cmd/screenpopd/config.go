@@ -119,13 +119,10 @@ func str(dst func(*Config) *string) func(*Config, string) error {
 	return func(c *Config, v string) error { *dst(c) = strings.TrimSpace(v); return nil }
 }
 
-func list(dst func(*Config) *[]string) func(*Config, string) error {
-	return func(c *Config, v string) error { *dst(c) = splitList(v); return nil }
-}
-
-// idList is list for Genesys ids, in lower case: Genesys writes user ids
-// so in conversation bodies and in the agents' own tokens (users/me), and
-// an id pasted in capitals would watch an agent whose pops reach no one.
+// idList reads a comma-separated list of Genesys ids, in lower case:
+// Genesys writes user ids so in conversation bodies and in the agents' own
+// tokens (users/me), and an id pasted in capitals would watch an agent
+// whose pops reach no one.
 func idList(dst func(*Config) *[]string) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		ids := splitList(v)
