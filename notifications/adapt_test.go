@@ -24,15 +24,7 @@ func TestAdaptConversation_SupervisorListening(t *testing.T) {
   "calls":[{"id":"k10","state":"connected","direction":"inbound"}]},
  {"id":"00000050-0000-4000-8000-000000000700","purpose":"user","userId":"` + supervisor + `","monitoredParticipantId":"00000010-0000-4000-8000-000000000700",
   "calls":[{"id":"k50","state":"connected","direction":"outbound"}]}]}`)
-	body, err := AdaptConversation(rest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := bridge.NewNormalizer(bridge.NormalizerConfig{}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ev := n.Normalize(bridge.Snapshot{Agent: supervisor, Body: body, ReceivedAt: time.Now(), Reconciled: true}); len(ev) != 0 {
+	if ev := reconciledEvents(t, rest, supervisor); len(ev) != 0 {
 		t.Fatalf("the monitoring supervisor got %d events (%s %s for customer %s): it would pop the agent's caller", len(ev), ev[0].Media, ev[0].State, ev[0].Customer.Phone)
 	}
 }
@@ -51,6 +43,16 @@ func TestAdaptConversation_SupervisorBarging(t *testing.T) {
   "calls":[{"id":"k10","state":"connected","direction":"inbound"}]},
  {"id":"00000050-0000-4000-8000-000000000701","purpose":"user","userId":"` + supervisor + `","bargedParticipantId":"00000010-0000-4000-8000-000000000701",
   "mediaRoles":["barge"],"calls":[{"id":"k50","state":"connected","direction":"outbound"}]}]}`)
+	if ev := reconciledEvents(t, rest, supervisor); len(ev) != 0 {
+		t.Fatalf("the barging supervisor got %d events (%s %s for customer %s): it would pop the agent's caller", len(ev), ev[0].Media, ev[0].State, ev[0].Customer.Phone)
+	}
+}
+
+// reconciledEvents adapts rest, a conversation as GET
+// /api/v2/conversations/{id} answers it, and returns the events the
+// normalizer makes of it for agent.
+func reconciledEvents(t *testing.T, rest []byte, agent bridge.AgentID) []bridge.Event {
+	t.Helper()
 	body, err := AdaptConversation(rest)
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +61,5 @@ func TestAdaptConversation_SupervisorBarging(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev := n.Normalize(bridge.Snapshot{Agent: supervisor, Body: body, ReceivedAt: time.Now(), Reconciled: true}); len(ev) != 0 {
-		t.Fatalf("the barging supervisor got %d events (%s %s for customer %s): it would pop the agent's caller", len(ev), ev[0].Media, ev[0].State, ev[0].Customer.Phone)
-	}
+	return n.Normalize(bridge.Snapshot{Agent: agent, Body: body, ReceivedAt: time.Now(), Reconciled: true})
 }
