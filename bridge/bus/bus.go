@@ -1142,6 +1142,19 @@ const DefaultAckWait = 10 * time.Second
 // start, a lost consumer made again), or a failover.
 const pullHeartbeat = 2 * time.Second
 
+// pullExpiry is how long one of the resolver consumer's pull requests
+// stays with the server. The server hands an event to any waiting pull, of
+// whichever instance, and a pull outlives the instance that sent it when
+// that instance hangs (a paused VM, a stopped process: its connection
+// stays open, nothing runs): until the pull expires, some of the events of
+// the deployment go to the hung instance, come back after the ack wait,
+// and may go to it again. With nats.go's default (30 s) the calls of that
+// half minute popped 10 to 20 s late on the healthy instance, or not at
+// all (older than the max event age by the second return). Twice the
+// heartbeat and a little, so that nats.go accepts it; a fresh pull every
+// 5 s costs nothing.
+const pullExpiry = 5 * time.Second
+
 // ConsumeConfig tunes ConsumeEvents.
 type ConsumeConfig struct {
 	Durable     string        // consumer name; default screenpop-resolver
@@ -1321,7 +1334,7 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 		// looked healthy.
 		lost := make(chan error, 1)
 		suspect := make(chan struct{}, 1)
-		consCtx, err := cons.Consume(handle, jetstream.PullMaxMessages(cc.Workers*2), jetstream.PullHeartbeat(pullHeartbeat), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		consCtx, err := cons.Consume(handle, jetstream.PullMaxMessages(cc.Workers*2), jetstream.PullHeartbeat(pullHeartbeat), jetstream.PullExpiry(pullExpiry), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			switch {
 			case errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound):
 				select {
