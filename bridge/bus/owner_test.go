@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/screenpop/screenpop/bridge/bus"
@@ -204,5 +205,39 @@ func TestConn_OwnerCheckRollingUpgradeAndRollback(t *testing.T) {
 			}
 			publishEvent(t, new2, "conv-rolling")
 		})
+	}
+}
+
+// A running resolver's pull expires every few seconds and is sent again at
+// once: a start of another deployment that reads the consumer in that
+// moment must not take it for an unused one (here the owner's pull comes
+// 200 ms after the consumer is seen without one).
+func TestStart_RefusesAnotherDeploymentBetweenItsPulls(t *testing.T) {
+	a := MustStart(t, bus.Config{Owner: ownerA})
+	_, stopA := consumeConversations(t, a, bus.DefaultDurable)
+	waitFor(t, 5*time.Second, pulling(a, bus.DefaultDurable))
+	stopA()
+	waitFor(t, 5*time.Second, func() bool { return !pulling(a, bus.DefaultDurable)() })
+	cons, err := a.JetStream().Consumer(context.Background(), a.StreamName(), bus.DefaultDurable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetched := make(chan struct{})
+	t.Cleanup(func() { <-fetched })
+	go func() {
+		defer close(fetched)
+		time.Sleep(200 * time.Millisecond)
+		if b, err := cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second)); err == nil {
+			for range b.Messages() {
+			}
+		}
+	}()
+	b, err := bus.Start(context.Background(), bus.Config{URL: a.ClientURL(), Owner: ownerB}, zerolog.Nop())
+	if err == nil {
+		b.Close()
+		t.Fatal("started against another deployment's resolver seen between two of its pulls")
+	}
+	if !errors.Is(err, bus.ErrOtherDeployment) {
+		t.Fatalf("err %v, want ErrOtherDeployment", err)
 	}
 }

@@ -384,7 +384,7 @@ func checkNATS(ctx context.Context, cfg *Config, log zerolog.Logger, r *report) 
 		// What run's start would be refused for: another deployment's
 		// daemons resolve from this account's stream.
 		if cons, err := js.Consumer(actx, cfg.Stream, bus.DefaultDurable); err == nil {
-			if err := bus.OwnerConflict(cons.CachedInfo(), deploymentOwner(cfg)); err != nil {
+			if err := bus.ConsumerOwnerConflict(actx, cons, deploymentOwner(cfg)); err != nil {
 				r.fail(sname, err, "point NATS_URL or NATS_CREDS at a NATS account of this deployment's own (docs/deploy/README.md, account SCREENPOP)")
 				r.skip("nats publish", "needs a stream screenpopd can use")
 				return
