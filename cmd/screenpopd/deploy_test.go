@@ -155,15 +155,7 @@ func TestDeploy_NATSClusterConfig(t *testing.T) {
 	})
 
 	t.Run("ConsumerUser", func(t *testing.T) {
-		nc, err := nats.Connect(userURL("consumer", "consumer-pass"), nats.RootCAs(ca))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
+		js := jetStreamAt(t, userURL("consumer", "consumer-pass"), nats.RootCAs(ca))
 		cons, err := js.CreateOrUpdateConsumer(ctx, "SCREENPOP", jetstream.ConsumerConfig{Durable: "wallboard", FilterSubject: "screenpop.events.>", DeliverPolicy: jetstream.DeliverAllPolicy, AckPolicy: jetstream.AckExplicitPolicy})
 		if err != nil {
 			t.Fatalf("consumer user cannot create a durable consumer: %v", err)

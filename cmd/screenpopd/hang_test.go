@@ -13,9 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/screenpop/screenpop/bridge/bus"
 	"github.com/screenpop/screenpop/internal/testenv"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
@@ -40,15 +37,7 @@ func TestDaemon_HAPairPeerHangs(t *testing.T) {
 	// it: the test would then show the fault only sometimes).
 	stopProc(t, h.a, false)
 	h.a = startMain(t, "run", h.varsA)
-	nc, err := nats.Connect(h.natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamAt(t, h.natsURL)
 	waitFor(t, 10*time.Second, "both instances' pulls waiting", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
@@ -706,4 +707,20 @@ func TestMain_SecondSignalForcesExit(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("the process did not exit within 15s of two SIGINTs")
 	}
+}
+
+// jetStreamAt connects to the NATS server at url (with opts) until the
+// test ends, and returns its JetStream.
+func jetStreamAt(t *testing.T, url string, opts ...nats.Option) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/screenpop/screenpop/bridge/bus"
@@ -241,15 +240,7 @@ func TestDaemon_PopsAgainAfterNATSRestartsWithoutItsStore(t *testing.T) {
 	x.start()
 	back := time.Now()
 	waitFor(t, 10*time.Second, "the daemon reconnected", d.Main.Bus.Connected)
-	nc, err := nats.Connect(x.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamAt(t, x.url())
 	deadline := time.Now().Add(10 * time.Second)
 	for !streamBack(js)() {
 		if time.Now().After(deadline) {

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/screenpop/screenpop/notifications/notificationstest"
@@ -333,15 +332,7 @@ func TestDaemon_HAPairRollingRestart(t *testing.T) {
 // storedIDs counts the stored messages on filter by Nats-Msg-Id.
 func storedIDs(t *testing.T, url, filter string) map[string]int {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamAt(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cons, err := js.OrderedConsumer(ctx, "SCREENPOP", jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})

@@ -24,15 +24,7 @@ import (
 // (TestConn_StreamKeepsToItsShareOfTheStore in bridge/bus): only what
 // else the account holds can fill it.
 func fillAccount(ctx context.Context, t *testing.T, url string) {
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamAt(t, url)
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
@@ -167,15 +159,7 @@ func TestDeploy_NATSClusterAccountHoldsADayOfTheStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns := serveAsOneNode(t, opts)
-	nc, err := nats.Connect("tls://"+url.UserPassword("screenpop", "screenpop-pass").String()+"@"+ns.Addr().String(), nats.RootCAs(ca))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamAt(t, "tls://"+url.UserPassword("screenpop", "screenpop-pass").String()+"@"+ns.Addr().String(), nats.RootCAs(ca))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ai, err := js.AccountInfo(ctx)
