@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
@@ -275,6 +276,7 @@ func (m *Main) Run(ctx context.Context) error {
 			func(ctx context.Context) error { return m.Push.Run(ctx, m.agentLn) },
 			m.Dataverse.Run,
 			func(ctx context.Context) error { return m.watchReady(ctx, log) },
+			func(ctx context.Context) error { return m.feedWatchdog(ctx, log) },
 		},
 	}
 	// names say, in the log of a stop cut short, which stage had not ended.
@@ -303,6 +305,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	log.Info().Str("version", version).Str("agent_listen", m.agentLn.Addr().String()).Str("admin_listen", m.AdminAddr()).
 		Str("nats_url", m.Bus.ClientURL()).Str("auth", m.Config.Auth).Msg("screenpopd started")
+	sdNotify(log, daemon.SdNotifyReady)
 	if aw := resolverAckWait(m.Config.PopDeadline); m.Config.MaxEventAge > 0 && m.Config.MaxEventAge <= aw {
 		log.Warn().Dur("max_event_age", m.Config.MaxEventAge).Dur("ack_wait", aw).
 			Msg("SCREENPOP_MAX_EVENT_AGE is not above the resolver's ack wait: the events of an instance that dies come back too old to pop; raise it")
@@ -315,6 +318,7 @@ func (m *Main) Run(ctx context.Context) error {
 		log.Error().Err(err).Msg("screenpopd stopping after a component failed")
 	}
 	m.stopping.Store(true) // /readyz: send no new agents here
+	sdNotify(log, daemon.SdNotifyStopping)
 	budget := time.After(shutdownBudget)
 	for i := range stages {
 		cancels[i]()
