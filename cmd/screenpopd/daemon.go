@@ -55,9 +55,10 @@ type Main struct {
 	snapshots        chan bridge.Snapshot
 	staticAgents     []string // GENESYS_AGENTS and GENESYS_AGENTS_FILE as Open read them
 	started          time.Time
-	opened           atomic.Bool // Open has built every part: the admin handlers may look at them
-	startupDone      atomic.Bool // readiness latch: everything came up once
-	stopping         atomic.Bool // Run has begun to stop the stages: not ready
+	opened           atomic.Bool              // Open has built every part: the admin handlers may look at them
+	startupDone      atomic.Bool              // readiness latch: everything came up once
+	stopping         atomic.Bool              // Run has begun to stop the stages: not ready
+	live             atomic.Pointer[liveness] // Run's liveness check, for /healthz
 
 	// The admin server answers from Open on (/healthz ok, /readyz 503),
 	// so that probes are answered while the NATS store opens.
@@ -265,6 +266,8 @@ func deploymentOwner(cfg *Config) string {
 func (m *Main) Run(ctx context.Context) error {
 	defer m.Close()
 	log := m.Log.With().Str("component", "main").Logger()
+	live, watchdog := m.newLiveness(log)
+	m.live.Store(live) // /healthz reads it
 	stages := [][]func(context.Context) error{
 		{m.Genesys.Run, m.watchAgentsFile},
 		{m.pumpSnapshots},
@@ -276,7 +279,7 @@ func (m *Main) Run(ctx context.Context) error {
 			func(ctx context.Context) error { return m.Push.Run(ctx, m.agentLn) },
 			m.Dataverse.Run,
 			func(ctx context.Context) error { return m.watchReady(ctx, log) },
-			func(ctx context.Context) error { return m.feedWatchdog(ctx, log) },
+			func(ctx context.Context) error { feedWatchdog(ctx, live, watchdog, log); return nil },
 		},
 	}
 	// names say, in the log of a stop cut short, which stage had not ended.
@@ -385,16 +388,29 @@ func markerGrace(maxEventAge time.Duration) time.Duration {
 	return max(bus.DefaultMarkerGrace, 2*maxEventAge)
 }
 
-// watchReady logs readiness changes, once each.
+// watchReady logs readiness changes, and the liveness check's getting
+// stuck and unstuck, once each.
 func (m *Main) watchReady(ctx context.Context, log zerolog.Logger) error {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
-	was := false
+	was, wasStuck := false, false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			if l := m.live.Load(); l != nil {
+				part, since := l.stuck(time.Now())
+				if stuck := part != ""; stuck != wasStuck && !m.stopping.Load() {
+					wasStuck = stuck
+					if stuck {
+						log.Error().Str("part", part).Int64("stuck_s", int64(since.Seconds())).
+							Msg("screenpopd is stuck: a component has not answered for its state; /healthz answers 503 and systemd's watchdog restarts it (else restart it), after kill -ABRT for a goroutine dump")
+					} else {
+						log.Info().Msg("screenpopd is no longer stuck")
+					}
+				}
+			}
 			if now := m.Ready(); now != was {
 				if m.stopping.Load() {
 					// A stop, not an outage: "screenpopd stopped" follows.

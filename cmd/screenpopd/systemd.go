@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -13,8 +15,10 @@ import (
 // The systemd unit (docs/deploy/screenpopd.service) is Type=notify with a
 // watchdog: systemd learns that the daemon is up (its listeners bound,
 // every stage running) from READY=1, that it is stopping from
-// STOPPING=1, and restarts it when WATCHDOG=1 stops coming. Outside
-// systemd (NOTIFY_SOCKET unset) each of these does nothing.
+// STOPPING=1, and that it is alive from WATCHDOG=1, which follows each
+// liveness check; it restarts a daemon whose pings stop. An orchestrator
+// learns the same from /healthz on the admin listener. Outside systemd
+// (NOTIFY_SOCKET unset) the notifications do nothing.
 
 // sdNotify sends one state to systemd. A failure is logged, at most once
 // every 10 minutes per state (the watchdog's come every 20 s), not fatal:
@@ -30,41 +34,122 @@ func sdNotify(log zerolog.Logger, state string) {
 
 var sdNotifyLimit = loglimit.New(10*time.Minute, 4)
 
-// watchdogCheckTimeout bounds one liveness check's remote calls (the NATS
-// stream and bucket reads of /status, a second each).
-const watchdogCheckTimeout = 5 * time.Second
+// livenessPeriod is how often the daemon checks itself, without a systemd
+// watchdog or with one of 60 s or more; a shorter WatchdogSec makes it a
+// third of that.
+const livenessPeriod = 20 * time.Second
 
-// feedWatchdog is a stage of Run under a systemd watchdog (WatchdogSec=,
-// which systemd passes as WATCHDOG_USEC): three times per interval it
-// gathers /status, which takes each component's lock, and then sends
-// WATCHDOG=1. A daemon deadlocked on one of them sends nothing more, and
-// systemd kills it with SIGABRT, whose goroutine dump in the journal shows
-// the lock, and starts it again. The check asks for no remote system to
-// answer: an outage of NATS, Genesys or Dataverse is not fixed by a
-// restart, and /readyz tells of it.
-func (m *Main) feedWatchdog(ctx context.Context, log zerolog.Logger) error {
-	interval, err := daemon.SdWatchdogEnabled(false)
-	if err != nil {
-		log.Warn().Err(err).Msg("systemd watchdog off: WATCHDOG_USEC unreadable")
-	}
-	if err != nil || interval <= 0 {
-		<-ctx.Done()
-		return nil
-	}
-	t := time.NewTicker(interval / 3)
+// livePart is one component answering for its state: its Status, which
+// takes its lock. A deadlocked component never returns from it.
+type livePart struct {
+	name  string
+	state func()
+}
+
+// liveness checks that the daemon is not wedged: every period it asks each
+// part for its state, one after the other. The check asks no remote system
+// to answer beyond a bounded wait (an outage of NATS, Genesys or Dataverse
+// is not fixed by a restart, and /readyz tells of it), so a check that has
+// not completed for three periods means a part that does not return.
+type liveness struct {
+	parts  []livePart
+	period time.Duration
+	begun  atomic.Int64           // Unix ns at which run began; 0 before
+	done   atomic.Int64           // Unix ns of the last completed check
+	asking atomic.Pointer[string] // the part being asked
+}
+
+// run checks every period until ctx ends, calling alive after each check
+// that completed.
+func (l *liveness) run(ctx context.Context, alive func()) {
+	l.begun.Store(time.Now().UnixNano())
+	t := time.NewTicker(l.period)
 	defer t.Stop()
 	for {
-		cctx, cancel := context.WithTimeout(ctx, watchdogCheckTimeout)
-		m.Status(cctx)
-		cancel()
-		if ctx.Err() != nil {
-			return nil
+		for _, p := range l.parts {
+			l.asking.Store(&p.name)
+			p.state()
 		}
-		sdNotify(log, daemon.SdNotifyWatchdog)
+		l.done.Store(time.Now().UnixNano())
+		if ctx.Err() != nil {
+			return
+		}
+		alive()
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-t.C:
 		}
+	}
+}
+
+// stuck says, at now, which part has kept the check from completing for
+// three periods or more, and for how long; "" when none has (also before
+// run began: Open may take minutes to open a large NATS store).
+func (l *liveness) stuck(now time.Time) (part string, since time.Duration) {
+	begun := l.begun.Load()
+	if begun == 0 {
+		return "", 0
+	}
+	last := max(begun, l.done.Load())
+	since = now.Sub(time.Unix(0, last))
+	if since < 3*l.period {
+		return "", 0
+	}
+	if p := l.asking.Load(); p != nil {
+		return *p, since
+	}
+	return "?", since
+}
+
+// stuckError is /healthz's answer for a wedged daemon.
+func stuckError(part string, since time.Duration) string {
+	return fmt.Sprintf("stuck: the %s has not answered for its state for %v (a deadlock: kill -ABRT the process for a dump of its goroutines, and restart it)\n",
+		part, since.Round(time.Second))
+}
+
+// newLiveness is the liveness check of Run, three times per systemd
+// watchdog interval (WatchdogSec=, passed as WATCHDOG_USEC) when that is
+// under a minute, else every livenessPeriod; watchdog is 0 outside systemd.
+func (m *Main) newLiveness(log zerolog.Logger) (l *liveness, watchdog time.Duration) {
+	watchdog, err := daemon.SdWatchdogEnabled(false)
+	if err != nil {
+		log.Warn().Err(err).Msg("systemd watchdog off: WATCHDOG_USEC unreadable")
+		watchdog = 0
+	}
+	period := livenessPeriod
+	if watchdog > 0 {
+		period = min(period, watchdog/3)
+	}
+	return &liveness{parts: m.liveParts(), period: period}, watchdog
+}
+
+// feedWatchdog is a stage of Run: it runs the liveness check and, under a
+// systemd watchdog, sends WATCHDOG=1 after each check that completed. A
+// daemon deadlocked in a component sends nothing more, and systemd kills
+// it with SIGABRT, whose goroutine dump in the journal shows the lock, and
+// starts it again.
+func feedWatchdog(ctx context.Context, l *liveness, watchdog time.Duration, log zerolog.Logger) {
+	alive := func() {}
+	if watchdog > 0 {
+		alive = func() { sdNotify(log, daemon.SdNotifyWatchdog) }
+	}
+	l.run(ctx, alive)
+}
+
+// liveParts are the components the liveness check asks, in Status's order.
+func (m *Main) liveParts() []livePart {
+	return []livePart{
+		{"nats connection", func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			m.Bus.Status(ctx)
+		}},
+		{"genesys client", func() { m.Genesys.Status() }},
+		{"normalizer", func() { m.Normalizer.Status() }},
+		{"event publisher", func() { m.Events.Status() }},
+		{"resolver", func() { m.Resolver.Status() }},
+		{"dataverse client", func() { m.Dataverse.Status() }},
+		{"push server", func() { m.Push.Status() }},
 	}
 }

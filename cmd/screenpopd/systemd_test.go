@@ -3,7 +3,9 @@
 package main
 
 import (
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,6 +85,18 @@ func TestMain_SystemdNotify(t *testing.T) {
 		if n.state != "WATCHDOG=1" {
 			t.Fatalf("notification %q while running, want WATCHDOG=1", n.state)
 		}
+	}
+
+	// The same check answers an orchestrator's liveness probe.
+	resp, err := http.Get(p.admin + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
+	if resp.StatusCode != http.StatusOK || string(body) != "ok\n" {
+		t.Errorf("/healthz: %d %q, want 200 ok", resp.StatusCode, body)
 	}
 
 	p.signal(t, syscall.SIGTERM)
