@@ -157,6 +157,16 @@ type Conn struct {
 	// the server's.
 	clock serverClock
 
+	// reads bounds the short-lived consumers of ReplayPops and PopStored
+	// held at once. nats-server (releases after 2.10) refuses a stream's
+	// consumers past a limit, 1,000 by default, which a stream of
+	// MaxConsumers -1 cannot opt out of: every agent's page resuming at
+	// once (a restart, a load balancer dropping every socket) made one
+	// each, and the pages past the limit were closed with 1013; any other
+	// consumer of the stream made meanwhile (the follow's, the resolver's,
+	// another service's) would be refused too.
+	reads chan struct{}
+
 	closeOnce sync.Once
 	closing   atomic.Bool
 
@@ -179,7 +189,7 @@ var (
 // empty) and creates or updates the stream and the pop-marker bucket.
 func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 	cfg.setDefaults()
-	c := &Conn{cfg: cfg, log: log.With().Str("component", "bus").Logger(), metrics: newMetrics(cfg.Registerer)}
+	c := &Conn{cfg: cfg, log: log.With().Str("component", "bus").Logger(), metrics: newMetrics(cfg.Registerer), reads: make(chan struct{}, maxReadConsumers)}
 	authRefusals := loglimit.New(time.Minute, 8)
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
@@ -982,6 +992,11 @@ func (c *Conn) PopStored(ctx context.Context, agent bridge.AgentID, popID string
 	if last == nil || last.Time.Before(since) {
 		return false, nil
 	}
+	release, err := c.readSlot(ctx)
+	if err != nil {
+		return false, fmt.Errorf("pop stored: %w", err)
+	}
+	defer release() // after the consumer's deletion
 	cons, err := c.js.OrderedConsumer(ctx, c.cfg.Stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects:    []string{bridge.PopSubject(agent)},
 		DeliverPolicy:     jetstream.DeliverByStartTimePolicy,
@@ -1043,6 +1058,11 @@ func (c *Conn) ReplayPops(ctx context.Context, agent bridge.AgentID, afterSeq ui
 	if since.IsZero() {
 		cfg.DeliverPolicy, cfg.OptStartTime, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, nil, afterSeq+1
 	}
+	release, err := c.readSlot(ctx)
+	if err != nil {
+		return fmt.Errorf("replay pops: %w", err)
+	}
+	defer release() // after the consumer's deletion
 	cons, err := c.js.OrderedConsumer(ctx, c.cfg.Stream, cfg)
 	if err != nil {
 		return fmt.Errorf("replay pops: %w", err)
@@ -1087,6 +1107,22 @@ func (c *Conn) ReplayPops(ctx context.Context, agent bridge.AgentID, afterSeq ui
 		if pending--; pending == 0 || p.Seq >= latest {
 			return nil
 		}
+	}
+}
+
+// maxReadConsumers is how many consumers ReplayPops and PopStored hold at
+// once (see Conn.reads): well below nats-server's default of 1,000 a
+// stream, with room for other instances and services.
+const maxReadConsumers = 64
+
+// readSlot waits for one of the maxReadConsumers slots; release gives it
+// back.
+func (c *Conn) readSlot(ctx context.Context) (release func(), err error) {
+	select {
+	case c.reads <- struct{}{}:
+		return func() { <-c.reads }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 
