@@ -425,11 +425,15 @@ func startNATS(t *testing.T, jetStream bool) *server.Server {
 	return startNATSWith(t, &server.Options{JetStream: jetStream})
 }
 
-// startNATSWith serves o on a free loopback port, with its store in a
-// temporary directory unless o names one, until the test ends.
+// startNATSWith serves o on a free port of 127.0.0.1 (or of o.Host, a
+// loopback address), with its store in a temporary directory unless o
+// names one, until the test ends.
 func startNATSWith(t *testing.T, o *server.Options) *server.Server {
 	t.Helper()
-	o.Host, o.Port, o.NoSigs, o.NoLog = "127.0.0.1", server.RANDOM_PORT, true, true
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
+	}
+	o.Port, o.NoSigs, o.NoLog = server.RANDOM_PORT, true, true
 	if o.StoreDir == "" {
 		o.StoreDir = t.TempDir()
 	}

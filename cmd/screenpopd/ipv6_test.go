@@ -108,16 +108,7 @@ func TestDaemon_IPv6LoopbackEndToEnd(t *testing.T) {
 // (NATS_URL=nats://[::1]:port).
 func TestDaemon_IPv6ExternalNATS(t *testing.T) {
 	vars, g, dv := ipv6Env(t)
-	o := &server.Options{JetStream: true, Host: "::1", Port: server.RANDOM_PORT, NoSigs: true, NoLog: true, StoreDir: t.TempDir()}
-	ns, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ns := startNATSWith(t, &server.Options{JetStream: true, Host: "::1"})
 	if !strings.HasPrefix(ns.ClientURL(), "nats://[::1]:") {
 		t.Fatalf("external nats on %s, want nats://[::1]:port", ns.ClientURL())
 	}
