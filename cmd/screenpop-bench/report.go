@@ -500,15 +500,17 @@ func (r *Result) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nscreenpop-bench: %d agents, %d pops/s for %gs, Dataverse +%gms, %.0f%% repeat callers; %d CPUs (%s)%s, %s\n\n",
 		r.Options.Agents, r.Options.Rate, r.Options.DurationS, r.Options.DVLatencyMS, r.Options.HitRatio*100, r.Machine.CPUs, r.Machine.CPUModel, pinned, r.Machine.GoVersion)
-	fmt.Fprintln(tw, "path\tsent\trecv\tlost\tdup\tp50 ms\tp90 ms\tp99 ms\tmax ms\tDV req/pop\t")
+	// A misrouted pop reached another agent's socket and not its own, so
+	// it is lost as well.
+	fmt.Fprintln(tw, "path\tsent\trecv\tlost\tdup\tmisrouted\tp50 ms\tp90 ms\tp99 ms\tmax ms\tDV req/pop\t")
 	row := func(name string, p *PhaseResult, d Dist, dvreq string) {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t\n", name, p.Sent, p.Received, p.Lost, p.Duplicated, d.P50, d.P90, d.P99, d.Max, dvreq)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t\n", name, p.Sent, p.Received, p.Lost, p.Duplicated, p.Misrouted, d.P50, d.P90, d.P99, d.Max, dvreq)
 	}
 	m := r.Phases["screenpop"]
 	row("screenpop end to end", m, m.EndToEnd, fmt.Sprintf("%.3f", m.DataverseRequestsPerPop))
 	sub := func(name string, d *Dist) {
 		if d != nil {
-			fmt.Fprintf(tw, "%s\t%d\t\t\t\t%.2f\t%.2f\t%.2f\t%.2f\t\t\n", name, d.N, d.P50, d.P90, d.P99, d.Max)
+			fmt.Fprintf(tw, "%s\t%d\t\t\t\t\t%.2f\t%.2f\t%.2f\t%.2f\t\t\n", name, d.N, d.P50, d.P90, d.P99, d.Max)
 		}
 	}
 	sub("  cache misses (e2e)", m.EndToEndMisses)
@@ -687,10 +689,11 @@ func escape(s string) string {
 
 // writeSamples writes every expected pop: phase, conversation id, agent,
 // repeat caller, send and receive times (unix ns; 0 = not received) and
-// how often it arrived.
+// how often it arrived on its agent's socket, and on another agent's
+// (misrouted).
 func writeSamples(path string, phases map[byte]*phase) error {
 	var b strings.Builder
-	b.WriteString("phase,conversation_id,agent,repeat,queued_ns,t0_ns,t1_ns,received\n")
+	b.WriteString("phase,conversation_id,agent,repeat,queued_ns,t0_ns,t1_ns,received,misrouted\n")
 	for _, k := range []byte{phaseWarmup, phaseFloor, phaseMain, phaseBaseline} {
 		p := phases[k]
 		if p == nil {
@@ -698,7 +701,7 @@ func writeSamples(path string, phases map[byte]*phase) error {
 		}
 		for i := range p.slots {
 			s := &p.slots[i]
-			fmt.Fprintf(&b, "%s,%s,%d,%t,%d,%d,%d,%d\n", p.name, convID(k, i), s.agent.Load(), s.repeat, s.queued.Load(), s.t0.Load(), s.t1.Load(), s.n.Load())
+			fmt.Fprintf(&b, "%s,%s,%d,%t,%d,%d,%d,%d,%d\n", p.name, convID(k, i), s.agent.Load(), s.repeat, s.queued.Load(), s.t0.Load(), s.t1.Load(), s.n.Load(), s.wrong.Load())
 		}
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
