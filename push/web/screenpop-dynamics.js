@@ -32,6 +32,7 @@
   var TOKEN = 'screenpop.genesysToken';
   var MARK_TTL = 6 * 3600 * 1000;
   var HIDDEN_WAIT = 300; // ms a hidden tab lets a visible one claim a pop first
+  var KEEP = 20; // entries of handled and notes kept: a page can stay open for a whole shift
   var tabId = Math.random().toString(36).slice(2) + Date.now().toString(36);
 
   function findXrm(opts) {
@@ -175,10 +176,17 @@
     });
   }
 
+  // keep appends v to list, dropping the oldest entries past KEEP.
+  function keep(list, v) {
+    list.push(v);
+    if (list.length > KEEP) { list.splice(0, list.length - KEEP); }
+  }
+
   function Controller(opts) {
     this.opts = opts || {};
-    this.handled = []; // {id, seq, action, opened} for every pop this tab saw
-    this.notes = [];   // notifications shown (for the page and tests)
+    this.handled = []; // {id, seq, action, opened} for the last KEEP pops this tab saw
+    this.notes = [];   // the levels of the last KEEP notifications shown (no text: it may hold a caller's number)
+    this.popNotes = []; // {id, pop}: notifications of the pops acted on last (see notifyPop)
     this.client = null;
     this.chooser = null;
   }
@@ -197,7 +205,7 @@
   // notify shows a Dynamics global notification (or an in-page banner when
   // Xrm.App is missing). level: 1 success, 2 error, 3 warning, 4 information.
   Controller.prototype.notify = function (level, message, action) {
-    this.notes.push({ level: level, message: message });
+    keep(this.notes, { level: level });
     var x = this.xrm();
     if (x && x.App && x.App.addGlobalNotification) {
       var n = { type: 2, level: level, message: message, showCloseButton: true };
@@ -242,6 +250,32 @@
     try {
       if (id.remove) { id.remove(); } else if (x && x.App && x.App.clearGlobalNotification) { x.App.clearGlobalNotification(id); }
     } catch (e) { /* gone already */ }
+  };
+
+  // notifyPop is notify for what pop popId brings (the search offer, a
+  // failure to open): such a notification is taken down when a newer pop
+  // comes, as an earlier caller's list is. Left up, one piled up for every
+  // such pop of a shift, each with a button acting on an earlier caller's
+  // number.
+  Controller.prototype.notifyPop = function (popId, level, message, action) {
+    var self = this;
+    return self.notify(level, message, action).then(function (id) {
+      if (id) { self.popNotes.push({ id: id, pop: popId }); }
+      return id;
+    });
+  };
+
+  // clearPopNotes takes down the notifications of earlier pops, but those
+  // of the pop keep (if given: a pop of this tab replayed to it).
+  Controller.prototype.clearPopNotes = function (keep) {
+    var x = this.xrm();
+    this.popNotes = this.popNotes.filter(function (n) {
+      if (keep && n.pop === keep) { return true; }
+      try {
+        if (n.id.remove) { n.id.remove(); } else if (x && x.App && x.App.clearGlobalNotification) { x.App.clearGlobalNotification(n.id); }
+      } catch (e) { /* gone already */ }
+      return false;
+    });
   };
 
   // launch starts Xrm.Navigation.openForm and returns at once. Its promise
@@ -290,7 +324,7 @@
       }
       opening.then(null, function () {
         if (rec) { rec.error = true; }
-        self.notify(2, failure);
+        self.notifyPop(rec && rec.id, 2, failure);
       });
     });
   };
@@ -340,6 +374,7 @@
   // that has started (or, for search, once the notification is shown).
   Controller.prototype.act = function (pop, rec) {
     var self = this, t = pop.target || {}, turn = nextTurn();
+    self.clearPopNotes();
     if (t.action !== 'choose') {
       // An earlier caller's list must not stay over the next caller's
       // record, with focus in it: a click there would open the wrong one.
@@ -366,7 +401,7 @@
           self.choose(ok, pop.id);
         });
       case 'search':
-        return self.offerSearch(t);
+        return self.offerSearch(t, null, pop.id);
       case 'none':
         return Promise.resolve();
       default:
@@ -375,7 +410,7 @@
         // other tab acts on it, so the agent gets the record it names, or
         // is told.
         if (t.entity && t.id) { return self.openRecord(t.entity, t.id, rec); }
-        return self.notify(3, 'Screen pop: this call\'s pop needs a newer version of the screen-pop web resource. Reload the page.');
+        return self.notifyPop(pop.id, 3, 'Screen pop: this call\'s pop needs a newer version of the screen-pop web resource. Reload the page.');
     }
   };
 
@@ -441,13 +476,13 @@
   Controller.prototype.offerUnreadable = function (pop) {
     var c = pop.customer || {}, t = pop.target || {};
     return this.offerSearch({ entity: t.entity || (pop.candidates && pop.candidates[0] && pop.candidates[0].entity), query: c.phone || c.email || t.query || '' },
-      'Screen pop: no record you have access to matches the caller. Search for ');
+      'Screen pop: no record you have access to matches the caller. Search for ', pop.id);
   };
 
   // offerSearch shows the caller's number or email as text. The agent can
   // copy it into the Dynamics search box (or start a Channel Integration
   // Framework search where that is loaded); no URL carries it.
-  Controller.prototype.offerSearch = function (t, lead) {
+  Controller.prototype.offerSearch = function (t, lead, popId) {
     var q = String(t.query || '');
     var cif = root.Microsoft && root.Microsoft.CIFramework;
     var action = null;
@@ -456,7 +491,7 @@
     } else if (root.navigator && root.navigator.clipboard) {
       action = { label: 'Copy', run: function () { root.navigator.clipboard.writeText(q); } };
     }
-    return this.notify(4, (lead || 'Screen pop: no record could be looked up in time. Search for ') + q, action);
+    return this.notifyPop(popId, 4, (lead || 'Screen pop: no record could be looked up in time. Search for ') + q, action);
   };
 
   // dropChoosers removes every candidate list in the app, this page's or
@@ -549,9 +584,17 @@
     } else {
       announce(doc, 'Several records match the caller: the list is open at the top right of the app.');
     }
-    if (doc !== root.document && root.addEventListener) {
-      // In the app's document it outlives this page, whose code it calls.
-      root.addEventListener('pagehide', function () { close(true); });
+    box.screenpopClose = close;
+    if (doc !== root.document && root.addEventListener && !self.hideWatch) {
+      // In the app's document a list outlives this page, whose code it
+      // calls: the page's list goes with the page. One listener for the
+      // page, not one per list: each held its list, detached or not, for
+      // as long as the page lived (a side pane: the whole shift).
+      self.hideWatch = true;
+      root.addEventListener('pagehide', function () {
+        var b = self.chooser;
+        if (b && b.screenpopClose) { b.screenpopClose(true); }
+      });
     }
   };
 
@@ -561,7 +604,7 @@
   Controller.prototype.handlePop = function (pop) {
     var self = this;
     var rec = { id: pop.id, seq: pop.seq, action: pop.target && pop.target.action, opened: false, done: false };
-    self.handled.push(rec);
+    keep(self.handled, rec);
     return claim(pop.id, self.opts.lockMs || 10000).then(function (mine) {
       if (!mine) {
         // Another tab acts on this newer pop: a list this tab drew for an
@@ -570,6 +613,7 @@
         // drew it, and its ack was lost when this page took the socket over
         // (the pop replayed here is marked already).
         self.dropChoosers(pop.id);
+        self.clearPopNotes(pop.id);
         rec.done = true;
         return;
       }
