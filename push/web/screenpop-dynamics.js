@@ -15,7 +15,8 @@
  * Lock plus a localStorage marker keyed by the pop id), the visible one if
  * any; each tab holds one connection however many pages load the script.
  * A pop counts as processed (acked) once this tab has claimed it and started
- * opening the form: openForm's promise is not waited for (see launch).
+ * opening the form, or checking a choose pop's candidates: openForm's
+ * promise is not waited for (see launch), nor that check (see act).
  *
  * From a form's OnLoad (pass the execution context, and the JSON options as
  * the second parameter):
@@ -60,6 +61,21 @@
   }
   function nextTurn() { var t = turns(); t.turn = (t.turn || 0) + 1; return t.turn; }
   function currentTurn() { return turns().turn; }
+
+  // The choose pop this tab shows, or is checking the candidates of, is
+  // kept on the app window too ({id, pop: its JSON, turn}): the page that
+  // claimed it can go before the agent picks (a pop that came just before
+  // opened its record, and Unified Interface dropped the page), and the
+  // list's buttons, and its check, ran that page's code, which runs no more.
+  // The next page shows it again (resumeChoice). Cleared when the agent
+  // picks or dismisses, and when a newer pop takes the screen.
+  function setChoice(v) { try { turns().choice = v; } catch (e) { /* no app window */ } }
+  function clearChoice(unless) {
+    try {
+      var t = turns();
+      if (t.choice && t.choice.id !== unless) { t.choice = null; }
+    } catch (e) { /* no app window */ }
+  }
 
   // tabKey names this browser tab: kept on the app window, the same for the
   // form libraries of every page of the tab, and new in each tab.
@@ -388,18 +404,13 @@
       case 'create':
         return self.launch({ entityName: t.entity }, pop.prefill || {}, 'Screen pop: a new ' + t.entity + ' form could not be opened.', rec);
       case 'choose':
-        // The daemon looked the caller up as its application user, which
-        // reads every business unit: only the records this agent may read
-        // are offered, so no other unit's customer is named here.
-        return self.readable(pop.candidates || []).then(function (ok) {
-          // A newer pop acted on in this tab meanwhile (by a newer page,
-          // which took the connection) has the screen: this caller's list
-          // or record must not cover it.
-          if (turn !== currentTurn()) { return; }
-          if (ok.length === 1) { self.dropChoosers(); return self.openRecord(ok[0].entity, ok[0].id, rec); }
-          if (!ok.length && (pop.candidates || []).length) { self.dropChoosers(); return self.offerUnreadable(pop); }
-          self.choose(ok, pop.id);
-        });
+        // Not held for the access check: the next pop (another of the
+        // agent's interactions alerting a moment later) must not wait up
+        // to accessWaitMs for it. A newer pop acted on meanwhile takes the
+        // turn, and this list is not drawn; should this page go first, the
+        // next one shows it (resumeChoice).
+        self.offerChoice(pop, rec, turn, false).then(null, function () { if (rec) { rec.error = true; } });
+        return Promise.resolve();
       case 'search':
         return self.offerSearch(t, null, pop.id);
       case 'none':
@@ -412,6 +423,25 @@
         if (t.entity && t.id) { return self.openRecord(t.entity, t.id, rec); }
         return self.notifyPop(pop.id, 3, 'Screen pop: this call\'s pop needs a newer version of the screen-pop web resource. Reload the page.');
     }
+  };
+
+  // offerChoice shows pop's chooser (turn: the act's); quiet leaves the
+  // focus where it is.
+  Controller.prototype.offerChoice = function (pop, rec, turn, quiet) {
+    var self = this;
+    setChoice({ id: pop.id, pop: JSON.stringify(pop), turn: turn });
+    // The daemon looked the caller up as its application user, which
+    // reads every business unit: only the records this agent may read
+    // are offered, so no other unit's customer is named here.
+    return self.readable(pop.candidates || []).then(function (ok) {
+      // A newer pop acted on in this tab meanwhile (by a newer page,
+      // which took the connection) has the screen: this caller's list
+      // or record must not cover it.
+      if (turn !== currentTurn()) { return; }
+      if (ok.length === 1) { self.dropChoosers(); return self.openRecord(ok[0].entity, ok[0].id, rec); }
+      if (!ok.length && (pop.candidates || []).length) { self.dropChoosers(); return self.offerUnreadable(pop); }
+      self.choose(ok, pop.id, quiet, pop);
+    });
   };
 
   // REFUSED are the Dataverse error codes (Xrm.WebApi's errorCode, a
@@ -499,6 +529,7 @@
   // Focus in a removed list goes back where it was before that list.
   Controller.prototype.dropChoosers = function (keep) {
     var doc = this.uiDocument(), self = this;
+    clearChoice(keep);
     if (!doc || !doc.querySelectorAll) { return; }
     Array.prototype.forEach.call(doc.querySelectorAll('.screenpop-chooser'), function (old) {
       if (keep && old.screenpopPop === keep) { return; }
@@ -511,6 +542,17 @@
     });
   };
 
+  // whose names the customer a list is for: an agent may have a call and
+  // chats, messages or emails at once, and the list of one must not be
+  // taken for another's (a chat's list over the call's record). A call's
+  // keeps "the caller"; the number or address follows where known.
+  var WHOSE = { chat: 'the chat customer', message: 'the message sender', email: 'the email sender' };
+  function whose(pop) {
+    var w = (pop && WHOSE[pop.media]) || 'the caller', c = (pop && pop.customer) || {};
+    var id = WHOSE[pop && pop.media] ? (c.email || c.phone) : (c.phone || c.email);
+    return { who: w, id: id ? String(id) : '' };
+  }
+
   // choose shows a small list of the candidates; a click opens one. It
   // follows the WAI-ARIA dialog pattern, without a focus trap (the app stays
   // usable): the dialog itself takes focus, so that a screen reader announces
@@ -520,7 +562,7 @@
   // resource) stays there: taken, it could not be given back to the field
   // (a frame of another origin is out of the page's reach), and the rest of
   // what the agent typed would be lost.
-  Controller.prototype.choose = function (cands, popId) {
+  Controller.prototype.choose = function (cands, popId, quiet, pop) {
     var self = this, doc = self.uiDocument();
     if (!doc || !doc.body) { return; }
     // It replaces any list in the app, this page's or one an earlier page
@@ -535,13 +577,15 @@
     var box = doc.createElement('div');
     box.className = 'screenpop-chooser';
     box.setAttribute('role', 'dialog');
-    box.setAttribute('aria-label', 'Choose the caller\'s record');
+    var wh = whose(pop);
+    box.setAttribute('aria-label', 'Choose ' + wh.who + '\'s record');
     box.tabIndex = -1;
     box.screenpopBack = back;
     box.screenpopPop = popId || '';
     box.style.cssText = 'position:fixed;top:48px;right:8px;z-index:2147483647;box-sizing:border-box;width:320px;max-width:calc(100% - 16px);max-height:calc(100vh - 80px);overflow-y:auto;overflow-wrap:anywhere;padding:8px;background:#fff;border:1px solid #888;border-radius:4px;font:14px sans-serif;box-shadow:0 2px 8px rgba(0,0,0,.2)';
-    function close(restore) {
+    function close(restore, pageGone) {
       var had = box.contains(doc.activeElement);
+      if (!pageGone) { clearChoice(); } // picked or dismissed: no page shows it again
       box.remove();
       if (self.chooser === box) { self.chooser = null; }
       if (restore && had && back && back !== doc.body && back.isConnected) {
@@ -552,7 +596,7 @@
       if (ev.key === 'Escape') { ev.preventDefault(); ev.stopPropagation(); close(true); }
     });
     var h = doc.createElement('div');
-    h.textContent = 'Several records match the caller:';
+    h.textContent = 'Several records match ' + wh.who + (wh.id ? ' (' + wh.id + ')' : '') + ':';
     h.style.marginBottom = '6px';
     box.appendChild(h);
     cands.slice(0, 10).forEach(function (c) {
@@ -579,21 +623,23 @@
     box.appendChild(dismiss);
     (self.opts.container || doc.body).appendChild(box);
     self.chooser = box;
-    if (!back || !/^i?frame$/i.test(back.tagName || '')) {
+    if (!quiet && (!back || !/^i?frame$/i.test(back.tagName || ''))) {
       box.focus();
     } else {
-      announce(doc, 'Several records match the caller: the list is open at the top right of the app.');
+      announce(doc, 'Several records match ' + wh.who + ': the list is open at the top right of the app.');
     }
     box.screenpopClose = close;
     if (doc !== root.document && root.addEventListener && !self.hideWatch) {
       // In the app's document a list outlives this page, whose code it
-      // calls: the page's list goes with the page. One listener for the
-      // page, not one per list: each held its list, detached or not, for
-      // as long as the page lived (a side pane: the whole shift).
+      // calls: the page's list goes with the page (its buttons would do
+      // nothing once the page is gone: the next page shows the list again,
+      // resumeChoice). One listener for the page, not one per list: each
+      // held its list, detached or not, for as long as the page lived (a
+      // side pane: the whole shift).
       self.hideWatch = true;
       root.addEventListener('pagehide', function () {
         var b = self.chooser;
-        if (b && b.screenpopClose) { b.screenpopClose(true); }
+        if (b && b.screenpopClose) { b.screenpopClose(true, true); }
       });
     }
   };
@@ -664,6 +710,21 @@
     return this;
   };
 
+  // resumeChoice shows again, on the page that takes the tab's connection,
+  // the list of the tab's latest choose pop when the page that claimed it
+  // went before the agent picked (see setChoice). It does not take the
+  // focus: the agent is on the new page; a screen reader is told.
+  Controller.prototype.resumeChoice = function () {
+    var c, doc = this.uiDocument();
+    try { c = turns().choice; } catch (e) { return; }
+    if (!c || c.turn !== currentTurn() || !doc || !doc.querySelectorAll) { return; }
+    var shown = Array.prototype.some.call(doc.querySelectorAll('.screenpop-chooser'), function (b) { return b.screenpopPop === c.id; });
+    if (shown) { return; } // its page is still there (Unified Interface kept it)
+    var pop;
+    try { pop = JSON.parse(c.pop); } catch (e) { return; }
+    this.offerChoice(pop, null, nextTurn(), true);
+  };
+
   // take connects while this page holds the tab's connection. Unified
   // Interface loads a form's libraries and runs its OnLoad in a new frame
   // for every page (every record opened), and may keep the earlier pages'
@@ -676,9 +737,10 @@
       self.watching = true;
       root.addEventListener('pagehide', function () { self.clearAuthNote(); });
     }
-    if (!locks || !locks.request) { self.connect(); return; }
+    if (!locks || !locks.request) { self.connect(); self.resumeChoice(); return; }
     locks.request('screenpop-tab:' + tabKey(), steal ? { steal: true } : {}, function () {
       self.connect();
+      self.resumeChoice();
       return new Promise(function () { /* held while this page lives */ });
     }).then(null, function () {
       // Stolen by a newer page of this tab: hand it the socket, and wait.
