@@ -353,11 +353,17 @@ func TestBrowser_ChooserGoesWithItsPage(t *testing.T) {
 		popChoose(t, e, ctx, agent, fmt.Sprintf("conv-pagehide-%d", i))
 	}
 	run(t, ctx, poll(`document.querySelectorAll('.screenpop-chooser').length === 1`),
+		js(`window.__oldList = document.querySelector('.screenpop-chooser'); true`),
 		// The app navigates (a record opened elsewhere): the page that drew
 		// the list is dropped.
 		js(`window.Xrm.Navigation.openForm({ entityName: 'account', entityId: '00000000-0000-4000-8000-0000000000ab' })`),
-		poll(`window.__frames === 2 && !document.getElementById('ClientApiFrame_1')`))
-	if n := eval[int](t, ctx, `document.querySelectorAll('.screenpop-chooser').length`); n != 0 {
-		t.Fatalf("%d lists left in the app after the page that drew them went", n)
+		poll(`window.__frames === 2 && !document.getElementById('ClientApiFrame_1')`),
+		// The next page shows the list again (resumeChoice): its own.
+		poll(`!!document.querySelector('.screenpop-chooser')`), sleepJS(300))
+	if eval[bool](t, ctx, `window.__oldList.isConnected`) {
+		t.Fatal("the list of the page that went is still in the app")
+	}
+	if n := eval[int](t, ctx, `document.querySelectorAll('.screenpop-chooser').length`); n != 1 {
+		t.Fatalf("%d lists in the app after the page that drew them went, want the one the next page shows again", n)
 	}
 }

@@ -202,7 +202,6 @@
     this.opts = opts || {};
     this.handled = []; // {id, seq, action, opened} for the last KEEP pops this tab saw
     this.notes = [];   // the levels of the last KEEP notifications shown (no text: it may hold a caller's number)
-    this.popNotes = []; // {id, pop}: notifications of the pops acted on last (see notifyPop)
     this.client = null;
     this.chooser = null;
   }
@@ -273,10 +272,19 @@
   // comes, as an earlier caller's list is. Left up, one piled up for every
   // such pop of a shift, each with a button acting on an earlier caller's
   // number.
+  //
+  // They are kept on the app window ({id, pop}), as the choice is: the
+  // notification is the app's, and the next pop comes to whichever page
+  // holds the connection then (the agent searched and opened a record).
+  function popNotes() {
+    var t = turns();
+    t.popNotes = t.popNotes || [];
+    return t.popNotes;
+  }
   Controller.prototype.notifyPop = function (popId, level, message, action) {
     var self = this;
     return self.notify(level, message, action).then(function (id) {
-      if (id) { self.popNotes.push({ id: id, pop: popId }); }
+      if (id) { popNotes().push({ id: id, pop: popId }); }
       return id;
     });
   };
@@ -285,7 +293,7 @@
   // of the pop keep (if given: a pop of this tab replayed to it).
   Controller.prototype.clearPopNotes = function (keep) {
     var x = this.xrm();
-    this.popNotes = this.popNotes.filter(function (n) {
+    turns().popNotes = popNotes().filter(function (n) {
       if (keep && n.pop === keep) { return true; }
       try {
         if (n.id.remove) { n.id.remove(); } else if (x && x.App && x.App.clearGlobalNotification) { x.App.clearGlobalNotification(n.id); }
@@ -440,6 +448,11 @@
       if (turn !== currentTurn()) { return; }
       if (ok.length === 1) { self.dropChoosers(); return self.openRecord(ok[0].entity, ok[0].id, rec); }
       if (!ok.length && (pop.candidates || []).length) { self.dropChoosers(); return self.offerUnreadable(pop); }
+      // The list the agent sees, kept for the page that shows it again:
+      // that one draws it as it is, and checks nothing anew (a check that
+      // now left one record would open it, long after the pop, over
+      // whatever page the agent went to).
+      setChoice({ id: pop.id, pop: JSON.stringify(pop), turn: turn, shown: JSON.stringify(ok) });
       self.choose(ok, pop.id, quiet, pop);
     });
   };
@@ -582,6 +595,7 @@
     box.tabIndex = -1;
     box.screenpopBack = back;
     box.screenpopPop = popId || '';
+    box.screenpopOwner = self;
     box.style.cssText = 'position:fixed;top:48px;right:8px;z-index:2147483647;box-sizing:border-box;width:320px;max-width:calc(100% - 16px);max-height:calc(100vh - 80px);overflow-y:auto;overflow-wrap:anywhere;padding:8px;background:#fff;border:1px solid #888;border-radius:4px;font:14px sans-serif;box-shadow:0 2px 8px rgba(0,0,0,.2)';
     function close(restore, pageGone) {
       var had = box.contains(doc.activeElement);
@@ -718,11 +732,19 @@
     var c, doc = this.uiDocument();
     try { c = turns().choice; } catch (e) { return; }
     if (!c || c.turn !== currentTurn() || !doc || !doc.querySelectorAll) { return; }
-    var shown = Array.prototype.some.call(doc.querySelectorAll('.screenpop-chooser'), function (b) { return b.screenpopPop === c.id; });
-    if (shown) { return; } // its page is still there (Unified Interface kept it)
-    var pop;
-    try { pop = JSON.parse(c.pop); } catch (e) { return; }
-    this.offerChoice(pop, null, nextTurn(), true);
+    var self = this, had = false, mine = false;
+    Array.prototype.forEach.call(doc.querySelectorAll('.screenpop-chooser'), function (b) {
+      if (b.screenpopPop !== c.id) { return; }
+      if (b.screenpopOwner === self) { mine = true; }
+      if (b.contains(doc.activeElement)) { had = true; }
+    });
+    if (mine) { return; } // this page drew it, and is still here
+    // A list an earlier page drew goes with that page, whenever the app
+    // drops it (before or after this one loaded): this page draws it.
+    var pop, shown;
+    try { pop = JSON.parse(c.pop); shown = c.shown && JSON.parse(c.shown); } catch (e) { return; }
+    if (shown) { self.choose(shown, c.id, !had, pop); return; }
+    self.offerChoice(pop, null, nextTurn(), true);
   };
 
   // take connects while this page holds the tab's connection. Unified
