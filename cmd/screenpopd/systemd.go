@@ -54,15 +54,20 @@ type livePart struct {
 type liveness struct {
 	parts  []livePart
 	period time.Duration
-	begun  atomic.Int64           // Unix ns at which run began; 0 before
-	done   atomic.Int64           // Unix ns of the last completed check
+	// Times are on the monotonic clock (since epoch, which run sets): a
+	// wall clock stepped by NTP or a resumed VM must not make a healthy
+	// daemon look stuck, or hide a stuck one.
+	epoch  time.Time
+	begun  atomic.Bool
+	done   atomic.Int64           // since epoch, ns, of the last completed check
 	asking atomic.Pointer[string] // the part being asked
 }
 
 // run checks every period until ctx ends, calling alive after each check
 // that completed.
 func (l *liveness) run(ctx context.Context, alive func()) {
-	l.begun.Store(time.Now().UnixNano())
+	l.epoch = time.Now()
+	l.begun.Store(true) // publishes epoch to stuck
 	t := time.NewTicker(l.period)
 	defer t.Stop()
 	for {
@@ -70,7 +75,7 @@ func (l *liveness) run(ctx context.Context, alive func()) {
 			l.asking.Store(&p.name)
 			p.state()
 		}
-		l.done.Store(time.Now().UnixNano())
+		l.done.Store(int64(time.Since(l.epoch)))
 		if ctx.Err() != nil {
 			return
 		}
@@ -87,12 +92,10 @@ func (l *liveness) run(ctx context.Context, alive func()) {
 // three periods or more, and for how long; "" when none has (also before
 // run began: Open may take minutes to open a large NATS store).
 func (l *liveness) stuck(now time.Time) (part string, since time.Duration) {
-	begun := l.begun.Load()
-	if begun == 0 {
+	if !l.begun.Load() {
 		return "", 0
 	}
-	last := max(begun, l.done.Load())
-	since = now.Sub(time.Unix(0, last))
+	since = now.Sub(l.epoch) - time.Duration(l.done.Load())
 	if since < 3*l.period {
 		return "", 0
 	}
