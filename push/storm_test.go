@@ -104,10 +104,10 @@ func (c *stormClient) run(wsURL string, start time.Time, release <-chan struct{}
 }
 
 // state returns how far the page got.
-func (c *stormClient) state() (dialErr, closeErr error, readyAt, replayAt time.Duration) {
+func (c *stormClient) state() (readyAt, replayAt time.Duration, dialErr, closeErr error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.dialErr, c.closeErr, c.readyAt, c.replayAt
+	return c.readyAt, c.replayAt, c.dialErr, c.closeErr
 }
 
 func (c *stormClient) popCount(seq uint64) int {
@@ -235,7 +235,7 @@ func TestServer_ReconnectStorm(t *testing.T) {
 			waitFor(t, deadline+5*time.Second, "every page ready and replayed", func() bool {
 				all := true
 				for _, c := range clients {
-					dialErr, closeErr, _, replayAt := c.state()
+					_, replayAt, dialErr, closeErr := c.state()
 					if dialErr != nil || closeErr != nil {
 						return true // ended: reported below
 					}
@@ -258,7 +258,7 @@ func TestServer_ReconnectStorm(t *testing.T) {
 			var readies, replays []time.Duration
 			var firstErrs []string
 			for _, c := range clients {
-				dialErr, closeErr, readyAt, replayAt := c.state()
+				readyAt, replayAt, dialErr, closeErr := c.state()
 				switch {
 				case dialErr != nil:
 					dialFail++
