@@ -157,15 +157,17 @@ type Conn struct {
 	// the server's.
 	clock serverClock
 
-	// reads bounds the short-lived consumers of ReplayPops and PopStored
-	// held at once. nats-server (releases after 2.10) refuses a stream's
-	// consumers past a limit, 1,000 by default, which a stream of
-	// MaxConsumers -1 cannot opt out of: every agent's page resuming at
-	// once (a restart, a load balancer dropping every socket) made one
-	// each, and the pages past the limit were closed with 1013; any other
-	// consumer of the stream made meanwhile (the follow's, the resolver's,
-	// another service's) would be refused too.
-	reads chan struct{}
+	// reads bounds the short-lived consumers of ReplayPops held at once.
+	// nats-server (releases after 2.10) refuses a stream's consumers past
+	// a limit, 1,000 by default, which a stream of MaxConsumers -1 cannot
+	// opt out of: every agent's page resuming at once (a restart, a load
+	// balancer dropping every socket) made one each, and the pages past
+	// the limit were closed with 1013; any other consumer of the stream
+	// made meanwhile (the follow's, the resolver's, another service's)
+	// would be refused too. checks is PopStored's own few: the resolver's
+	// check of a marker left without its pop has 2 s, and must not wait
+	// behind a storm of replays (the death of an instance brings both).
+	reads, checks chan struct{}
 
 	closeOnce sync.Once
 	closing   atomic.Bool
@@ -189,7 +191,7 @@ var (
 // empty) and creates or updates the stream and the pop-marker bucket.
 func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 	cfg.setDefaults()
-	c := &Conn{cfg: cfg, log: log.With().Str("component", "bus").Logger(), metrics: newMetrics(cfg.Registerer), reads: make(chan struct{}, maxReadConsumers)}
+	c := &Conn{cfg: cfg, log: log.With().Str("component", "bus").Logger(), metrics: newMetrics(cfg.Registerer), reads: make(chan struct{}, maxReadConsumers), checks: make(chan struct{}, maxCheckConsumers)}
 	authRefusals := loglimit.New(time.Minute, 8)
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
@@ -992,7 +994,7 @@ func (c *Conn) PopStored(ctx context.Context, agent bridge.AgentID, popID string
 	if last == nil || last.Time.Before(since) {
 		return false, nil
 	}
-	release, err := c.readSlot(ctx)
+	release, err := slot(ctx, c.checks)
 	if err != nil {
 		return false, fmt.Errorf("pop stored: %w", err)
 	}
@@ -1058,7 +1060,7 @@ func (c *Conn) ReplayPops(ctx context.Context, agent bridge.AgentID, afterSeq ui
 	if since.IsZero() {
 		cfg.DeliverPolicy, cfg.OptStartTime, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, nil, afterSeq+1
 	}
-	release, err := c.readSlot(ctx)
+	release, err := slot(ctx, c.reads)
 	if err != nil {
 		return fmt.Errorf("replay pops: %w", err)
 	}
@@ -1110,17 +1112,20 @@ func (c *Conn) ReplayPops(ctx context.Context, agent bridge.AgentID, afterSeq ui
 	}
 }
 
-// maxReadConsumers is how many consumers ReplayPops and PopStored hold at
-// once (see Conn.reads): well below nats-server's default of 1,000 a
-// stream, with room for other instances and services.
-const maxReadConsumers = 64
+// maxReadConsumers and maxCheckConsumers are how many consumers
+// ReplayPops and PopStored hold at once (see Conn.reads): together well
+// below nats-server's default of 1,000 a stream, with room for other
+// instances and services.
+const (
+	maxReadConsumers  = 64
+	maxCheckConsumers = 8
+)
 
-// readSlot waits for one of the maxReadConsumers slots; release gives it
-// back.
-func (c *Conn) readSlot(ctx context.Context) (release func(), err error) {
+// slot waits for one of the slots of pool; release gives it back.
+func slot(ctx context.Context, pool chan struct{}) (release func(), err error) {
 	select {
-	case c.reads <- struct{}{}:
-		return func() { <-c.reads }, nil
+	case pool <- struct{}{}:
+		return func() { <-pool }, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

@@ -3,6 +3,8 @@ package bus_test
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,6 +168,60 @@ func TestConn_StreamLostUnderSmallerLimitsIsMadeAgain(t *testing.T) {
 // handler died before publishing, also when the agent has popped since
 // (a newer pop is the agent's last: the read goes through the agent's
 // pops since the marker).
+// The resolver's check of a marker left without its pop is not queued
+// behind the pages' replays: an instance that dies leaves such markers
+// and sends all its agents' tabs to this one at once, each with a replay,
+// and the check's 2 s (bridge's orphaned) must still be enough, or the
+// leg does not pop. Here every replay slot is held by a page whose replay
+// is being written to its socket.
+func TestConn_PopStoredNotQueuedBehindReplays(t *testing.T) {
+	c := MustStart(t, bus.Config{Listen: "off"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const agent = bridge.AgentID("agent-psq")
+	earlier, orphan := pop(agent, "conv-earlier"), pop(agent, "conv-orphan")
+	if err := c.Publish(ctx, earlier); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := c.MarkPop(ctx, orphan.ID, "evt:"+orphan.ID); err != nil || !ok {
+		t.Fatalf("MarkPop = %v, %v", ok, err)
+	}
+	// A storm of resuming pages holds every replay consumer the
+	// instance allows (64) and then some, until released.
+	const pages = 80
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	var holding atomic.Int64
+	for range pages {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = c.ReplayPops(ctx, agent, 0, time.Now().Add(-time.Minute), func(bridge.StoredPop) error {
+				holding.Add(1)
+				<-release
+				return nil
+			})
+		}()
+	}
+	defer func() { close(release); wg.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for holding.Load() < 64 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if holding.Load() < 64 {
+		t.Fatalf("only %d replays holding their consumers", holding.Load())
+	}
+	cctx, ccancel := context.WithTimeout(ctx, 2*time.Second) // the resolver's budget
+	defer ccancel()
+	stored, err := c.PopStored(cctx, agent, orphan.ID)
+	if err != nil {
+		t.Fatalf("PopStored during a storm of replays: %v (the leg of a dead instance's handler would not pop)", err)
+	}
+	if stored {
+		t.Fatal("a marker without its pop reported as stored")
+	}
+}
+
 func TestConn_PopStored(t *testing.T) {
 	c := MustStart(t, bus.Config{Listen: "off"})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
