@@ -69,12 +69,12 @@
   // list's buttons, and its check, ran that page's code, which runs no more.
   // The next page shows it again (resumeChoice). Cleared when the agent
   // picks or dismisses, and when a newer pop takes the screen.
-  function setChoice(v) { try { turns().choice = v; } catch (e) { /* no app window */ } }
+  // (turns falls back to this script's namespace where the app window
+  // cannot be reached.)
+  function setChoice(v) { turns().choice = v; }
   function clearChoice(unless) {
-    try {
-      var t = turns();
-      if (t.choice && t.choice.id !== unless) { t.choice = null; }
-    } catch (e) { /* no app window */ }
+    var t = turns();
+    if (t.choice && t.choice.id !== unless) { t.choice = null; }
   }
 
   // tabKey names this browser tab: kept on the app window, the same for the
@@ -729,8 +729,7 @@
   // went before the agent picked (see setChoice). It does not take the
   // focus: the agent is on the new page; a screen reader is told.
   Controller.prototype.resumeChoice = function () {
-    var c, doc = this.uiDocument();
-    try { c = turns().choice; } catch (e) { return; }
+    var c = turns().choice, doc = this.uiDocument();
     if (!c || c.turn !== currentTurn() || !doc || !doc.querySelectorAll) { return; }
     var self = this, had = false, mine = false;
     Array.prototype.forEach.call(doc.querySelectorAll('.screenpop-chooser'), function (b) {
