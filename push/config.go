@@ -58,6 +58,12 @@ type Config struct {
 	// keeps few waiting. Default 4096.
 	HelloPending int
 
+	// Stuck, when set, reports a wedged process (the daemon's liveness
+	// check: a component that has stopped answering). GET /healthz then
+	// answers 503, so that the load balancer in front sends agents to
+	// the other instance until this one is restarted.
+	Stuck func() bool
+
 	// DemoAgents, when set (demo mode only), is served as JSON at
 	// GET /demo/agents: the emulated agents with ready-made tokens.
 	DemoAgents func() any

@@ -154,9 +154,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		// For the load balancer in front (its probe is on the traffic
 		// port): 200 while this listener takes agents, 503 while it
-		// starts, resubscribes or stops. No detail: anyone can ask.
+		// starts, resubscribes or stops, or while the process is stuck
+		// (Config.Stuck; asked first: a push server wedged under its
+		// lock would not answer Ready). No detail: anyone can ask.
 		w.Header().Set("Cache-Control", "no-store")
-		if !s.Ready() {
+		if (s.cfg.Stuck != nil && s.cfg.Stuck()) || !s.Ready() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}

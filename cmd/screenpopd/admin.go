@@ -16,12 +16,10 @@ func (m *Main) adminHandler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if l := m.live.Load(); l != nil && !m.stopping.Load() {
-			if part, since := l.stuck(time.Now()); part != "" {
-				w.WriteHeader(http.StatusServiceUnavailable)
-				w.Write([]byte(stuckError(part, since)))
-				return
-			}
+		if part, since := m.stuck(); part != "" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(stuckError(part, since)))
+			return
 		}
 		w.Write([]byte("ok\n"))
 	})

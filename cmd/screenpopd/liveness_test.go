@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,4 +67,58 @@ func TestLiveness_StopsAtAPartThatDoesNotAnswer(t *testing.T) {
 	if part, _ := l.stuck(time.Now()); part != "" {
 		t.Errorf("still stuck in %q after the part answered", part)
 	}
+}
+
+// A stuck daemon is taken out of the load balancer too: the agent port's
+// /healthz, which the balancer probes, answers 503 like the admin
+// listener's, so agents reconnect to the other instance instead of
+// waiting on one whose pops have stopped. Only the liveness check is the
+// test's, as above; the daemon, its listeners and the handlers are real.
+func TestMain_StuckDaemonLeavesTheLoadBalancer(t *testing.T) {
+	d, _ := MustStartDemo(t, testEnv(t))
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	agent, admin := d.Main.AgentURL(), "http://"+d.Main.AdminAddr()
+	if code, body := get(agent); code != http.StatusOK {
+		t.Fatalf("agent /healthz of a ready daemon: %d %q", code, body)
+	}
+
+	var mu sync.Mutex
+	var pings atomic.Int64
+	l := &liveness{period: 20 * time.Millisecond, parts: []livePart{{"resolver", func() { mu.Lock(); mu.Unlock() }}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); l.run(ctx, func() { pings.Add(1) }) }()
+	held := false
+	t.Cleanup(func() {
+		cancel()
+		if held {
+			mu.Unlock()
+		}
+		<-done
+	})
+	waitFor(t, 5*time.Second, "a completed check", func() bool { return pings.Load() > 0 })
+	d.Main.live.Store(l)
+	mu.Lock() // the resolver deadlocks
+	held = true
+	waitFor(t, 5*time.Second, "the admin /healthz to fail", func() bool { code, _ := get(admin); return code == http.StatusServiceUnavailable })
+	code, body := get(agent)
+	if code != http.StatusServiceUnavailable {
+		t.Fatalf("agent /healthz of a stuck daemon: %d %q, want 503: the load balancer keeps sending agents to it", code, body)
+	}
+	if strings.Contains(body, "resolver") {
+		t.Errorf("agent /healthz names the part (%q): anyone can ask it; the admin listener says which", body)
+	}
+
+	mu.Unlock() // it recovers
+	held = false
+	waitFor(t, 5*time.Second, "agent /healthz ok again", func() bool { code, _ := get(agent); return code == http.StatusOK })
 }

@@ -105,6 +105,16 @@ func (l *liveness) stuck(now time.Time) (part string, since time.Duration) {
 	return "?", since
 }
 
+// stuck names the component Run's liveness check has waited on for three
+// periods, and for how long; "" while the daemon is not stuck, before Run
+// and while it stops. Both /healthz answer from it.
+func (m *Main) stuck() (part string, since time.Duration) {
+	if l := m.live.Load(); l != nil && !m.stopping.Load() {
+		return l.stuck(time.Now())
+	}
+	return "", 0
+}
+
 // stuckError is /healthz's answer for a wedged daemon.
 func stuckError(part string, since time.Duration) string {
 	return fmt.Sprintf("stuck: the %s has not answered for its state for %v (a deadlock: kill -ABRT the process for a dump of its goroutines, and restart it)\n",
