@@ -73,7 +73,6 @@ const shiftProbeJS = `(function () {
 // shiftSample is what the page holds at one point of the shift.
 type shiftSample struct {
 	Handled   int            `json:"handled"`   // Controller.handled
-	Notes     int            `json:"notes"`     // Controller.notes
 	Timeouts  int            `json:"timeouts"`  // outstanding setTimeouts, script's window and app's
 	Pending   map[string]int `json:"pending"`   // where they were set
 	Intervals int            `json:"intervals"` // outstanding setIntervals
@@ -90,8 +89,8 @@ type shiftSample struct {
 }
 
 func (s shiftSample) String() string {
-	return fmt.Sprintf("handled=%d notes=%d timeouts=%d intervals=%d listeners=%d %v elements=%d choosers=%d openNotifications=%d localStorage=%d | after GC: nodes=%d jsListeners=%d heap=%dKB",
-		s.Handled, s.Notes, s.Timeouts, s.Intervals, s.Listeners, s.ByType, s.Elements, s.Choosers, s.NotesOpen, s.Storage, s.Nodes, s.JSListen, s.HeapBytes/1024)
+	return fmt.Sprintf("handled=%d timeouts=%d intervals=%d listeners=%d %v elements=%d choosers=%d openNotifications=%d localStorage=%d | after GC: nodes=%d jsListeners=%d heap=%dKB",
+		s.Handled, s.Timeouts, s.Intervals, s.Listeners, s.ByType, s.Elements, s.Choosers, s.NotesOpen, s.Storage, s.Nodes, s.JSListen, s.HeapBytes/1024)
 }
 
 // shiftApp is a page for the shift: how to start it and where its script runs.
@@ -117,7 +116,7 @@ func shiftMeasure(t *testing.T, ctx context.Context, app shiftApp) shiftSample {
 	s := eval[shiftSample](t, ctx, fmt.Sprintf(`(function (w) {
 		var d = w.ScreenPop.Dynamics.current, p = w.__probe(), q = w === window ? { timeouts: 0, intervals: 0, listeners: 0, byType: {}, pending: {} } : window.__probe();
 		var by = {}; [p.byType, q.byType].forEach(function (b) { Object.keys(b).forEach(function (k) { by[k] = (by[k] || 0) + b[k]; }); });
-		return { handled: d.handled.length, notes: d.notes.length, timeouts: p.timeouts + q.timeouts, pending: Object.assign({}, q.pending, p.pending), intervals: p.intervals + q.intervals,
+		return { handled: d.handled.length, timeouts: p.timeouts + q.timeouts, pending: Object.assign({}, q.pending, p.pending), intervals: p.intervals + q.intervals,
 			listeners: p.listeners + q.listeners, byType: by, elements: document.getElementsByTagName('*').length,
 			choosers: document.querySelectorAll('.screenpop-chooser').length, notesOpen: %s, storage: w.localStorage.length };
 	})(%s)`, app.openNotes, app.win))
@@ -322,9 +321,9 @@ func TestBrowser_LongShift(t *testing.T) {
 				t.Errorf("%s: %d after 100 pops, %d after %d, %d after %d (grows with the pops)", what, f(a), f(m), total/2, f(z), total)
 				return true
 			}
-			// The script's own lists keep their last 20 entries (KEEP).
-			if z.Handled > 20 || z.Notes > 20 {
-				t.Errorf("after %d pops Controller.handled has %d entries and Controller.notes %d, want at most 20 each (after 100: %d and %d)", total, z.Handled, z.Notes, a.Handled, a.Notes)
+			// The script's own list keeps its last 20 entries (KEEP).
+			if z.Handled > 20 {
+				t.Errorf("after %d pops Controller.handled has %d entries, want at most 20 (after 100: %d)", total, z.Handled, a.Handled)
 			}
 			if grew("outstanding timeouts", func(s shiftSample) int64 { return int64(s.Timeouts) }, 1) {
 				t.Logf("timeouts outstanding after %d pops: %v", total, z.Pending)

@@ -662,7 +662,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	pops := float64(mainRes.Received)
 	if pops > 0 {
 		mainRes.CPUSecondsPer1000 = (cpu1.CPUSeconds - cpu0.CPUSeconds) / pops * 1000
-		mainRes.DataverseRequestsPerPop = float64(dvReq1-dvReq0) / pops
+		// Per call driven, not per pop delivered: a run that loses pops
+		// should fail on the loss, not also look like a cache that misses.
+		mainRes.DataverseRequestsPerPop = float64(dvReq1-dvReq0) / float64(max(mainRes.Sent, 1))
 		if misses := m1.sum("screenpop_dataverse_lookups_total", "") - m0.sum("screenpop_dataverse_lookups_total", "") -
 			(m1.sum("screenpop_dataverse_lookups_total", `result="hit"`) + m1.sum("screenpop_dataverse_lookups_total", `result="negative_hit"`) -
 				m0.sum("screenpop_dataverse_lookups_total", `result="hit"`) - m0.sum("screenpop_dataverse_lookups_total", `result="negative_hit"`)); misses > 0 {
@@ -677,7 +679,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if base != nil {
 		if r := res.Phases[base.name]; r.Received > 0 {
-			r.DataverseRequestsPerPop = float64(dvReq2-dvReq1) / float64(r.Received)
+			r.DataverseRequestsPerPop = float64(dvReq2-dvReq1) / float64(max(r.Sent, 1))
 		}
 	}
 	res.Memory.RSSEndKB = end.RSSKB

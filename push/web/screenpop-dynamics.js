@@ -33,7 +33,7 @@
   var TOKEN = 'screenpop.genesysToken';
   var MARK_TTL = 6 * 3600 * 1000;
   var HIDDEN_WAIT = 300; // ms a hidden tab lets a visible one claim a pop first
-  var KEEP = 20; // entries of handled and notes kept: a page can stay open for a whole shift
+  var KEEP = 20; // entries of handled kept: a page can stay open for a whole shift
   var tabId = Math.random().toString(36).slice(2) + Date.now().toString(36);
 
   function findXrm(opts) {
@@ -201,7 +201,6 @@
   function Controller(opts) {
     this.opts = opts || {};
     this.handled = []; // {id, seq, action, opened} for the last KEEP pops this tab saw
-    this.notes = [];   // the levels of the last KEEP notifications shown (no text: it may hold a caller's number)
     this.client = null;
     this.chooser = null;
   }
@@ -220,7 +219,6 @@
   // notify shows a Dynamics global notification (or an in-page banner when
   // Xrm.App is missing). level: 1 success, 2 error, 3 warning, 4 information.
   Controller.prototype.notify = function (level, message, action) {
-    keep(this.notes, { level: level });
     var x = this.xrm();
     if (x && x.App && x.App.addGlobalNotification) {
       var n = { type: 2, level: level, message: message, showCloseButton: true };
