@@ -53,7 +53,7 @@ func TestClient_AShardOfRejectedTopicsDoesNotHoldReadiness(t *testing.T) {
 			e.RejectTopicsFor(as[1].ID, "notification.unauthorized.divisioned.topic")
 		})
 	waitFor(t, 5*time.Second, "the rejection recorded and the other agent delivered", func() bool {
-		return len(h.client.RejectedTopics()) == 1 && h.emu.IsDelivered("v2.users."+as[0].ID+".conversations")
+		return len(h.client.Status().(notifications.Status).RejectedTopics) == 1 && h.emu.IsDelivered("v2.users."+as[0].ID+".conversations")
 	})
 	h.awaitReady(5 * time.Second)
 }

@@ -1061,14 +1061,6 @@ func (c *Client) sweepRinging(now time.Time) {
 	}
 }
 
-// agentConnected reports whether agent has a connected leg (a call, chat,
-// message, email, callback, ... whose state is connected) in the
-// conversation snapshot body.
-func agentConnected(body, agent string) bool {
-	connected, _ := agentLegs(body, agent, false)
-	return connected
-}
-
 // agentLegs reports whether agent has a connected leg in the conversation
 // snapshot body and, with ring, whether it has one not answered yet
 // (alerting, or the agent's own outbound call dialing): one pass.
@@ -1245,21 +1237,4 @@ func (c *Client) status() Status {
 		s.Channels = append(s.Channels, sh.status())
 	}
 	return s
-}
-
-// RejectedTopics describes every topic Genesys refused, one line each,
-// e.g. "v2.users.U.conversations (user U): notification.unauthorized.topic".
-func (c *Client) RejectedTopics() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make([]string, 0, len(c.rejected))
-	for _, r := range c.rejected {
-		out = append(out, rejectionText(r))
-	}
-	sort.Strings(out)
-	return out
-}
-
-func rejectionText(r rejection) string {
-	return fmt.Sprintf("genesys rejected topic %s (user %s): %s; give the OAuth client's role conversation:communication:view in the user's division", r.Topic, r.UserID, r.Reason)
 }

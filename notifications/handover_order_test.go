@@ -362,7 +362,7 @@ func TestClient_ARejectedAgentIsWatchedOnceAllowedAtTheNextPut(t *testing.T) {
 		})
 	col := collect(h.out)
 	h.awaitReady(5 * time.Second)
-	waitFor(t, 5*time.Second, "the rejection recorded", func() bool { return len(h.client.RejectedTopics()) == 1 })
+	waitFor(t, 5*time.Second, "the rejection recorded", func() bool { return len(h.client.Status().(notifications.Status).RejectedTopics) == 1 })
 	if h.emu.IsDelivered("v2.users." + as[1].ID + ".conversations") {
 		t.Fatal("the rejected topic is delivered")
 	}
@@ -370,7 +370,7 @@ func TestClient_ARejectedAgentIsWatchedOnceAllowedAtTheNextPut(t *testing.T) {
 	ringing := h.emu.InboundCall(as[1].ID, "+13175550140", notificationstest.Options{}).Alert()
 	awaitSockets(t, h, 1)
 	h.emu.SocketClosing() // a handover: a full PUT on a new channel
-	waitFor(t, 5*time.Second, "the rejection forgotten", func() bool { return len(h.client.RejectedTopics()) == 0 })
+	waitFor(t, 5*time.Second, "the rejection forgotten", func() bool { return len(h.client.Status().(notifications.Status).RejectedTopics) == 0 })
 	waitFor(t, 5*time.Second, "the allowed topic delivered", func() bool { return h.emu.IsDelivered("v2.users." + as[1].ID + ".conversations") })
 	col.await(t, 5*time.Second, "the call ringing for the agent once allowed", ringing, as[1].ID)
 	later := h.emu.InboundCall(as[1].ID, "+13175550141", notificationstest.Options{}).Alert()

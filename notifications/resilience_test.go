@@ -463,10 +463,8 @@ func TestClient_Errors(t *testing.T) {
 		h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond}, func(c *notifications.Config) { c.Agents = ids(as) }, 16,
 			func(e *notificationstest.Emulator) { e.RejectTopicsFor(as[1].ID, "") })
 		h.awaitReady(5 * time.Second)
-		want := "genesys rejected topic v2.users." + as[1].ID + ".conversations (user " + as[1].ID + "): notification.unauthorized.topic; give the OAuth client's role conversation:communication:view in the user's division"
-		got := h.client.RejectedTopics()
-		if len(got) != 1 || got[0] != want {
-			t.Fatalf("RejectedTopics = %q, want [%q]", got, want)
+		if got := h.client.Status().(notifications.Status).RejectedTopics; len(got) != 1 || got[0].Topic != "v2.users."+as[1].ID+".conversations" || got[0].UserID != as[1].ID {
+			t.Fatalf("status rejectedTopics = %+v, want agent %s's topic", got, as[1].ID)
 		}
 		// The emulator registers a socket on its channel once its own side
 		// of the handshake is done, which can come after the client is ready.
@@ -730,11 +728,11 @@ func TestClient_RejectionsOfRemovedAgentsAreForgotten(t *testing.T) {
 		func(c *notifications.Config) { c.Queues = []string{"Q1"} }, 64,
 		func(e *notificationstest.Emulator) { e.RejectTopicsFor(as[1].ID, "") })
 	h.awaitReady(5 * time.Second)
-	waitFor(t, 5*time.Second, "the rejection recorded", func() bool { return len(h.client.RejectedTopics()) == 1 })
+	waitFor(t, 5*time.Second, "the rejection recorded", func() bool { return len(h.client.Status().(notifications.Status).RejectedTopics) == 1 })
 
 	// as[1] leaves the queue (the next queue refresh applies it).
 	h.emu.SetQueueMembers("Q1", []string{as[0].ID, as[2].ID})
-	waitFor(t, 5*time.Second, "the removed agent's rejection forgotten", func() bool { return len(h.client.RejectedTopics()) == 0 })
+	waitFor(t, 5*time.Second, "the removed agent's rejection forgotten", func() bool { return len(h.client.Status().(notifications.Status).RejectedTopics) == 0 })
 	if st := h.client.Status().(notifications.Status); len(st.RejectedTopics) != 0 {
 		t.Errorf("status rejectedTopics = %+v, want none", st.RejectedTopics)
 	}

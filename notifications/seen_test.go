@@ -100,11 +100,11 @@ func TestAgentConnected(t *testing.T) {
 		{"another agent connected", body(`{"userId":"agent-b","emails":[{"state":"connected"}]}`), false},
 		{"no participants", `{"id":"c1"}`, false},
 	} {
-		if got := agentConnected(tt.body, a); got != tt.want {
-			t.Errorf("%s: agentConnected = %v, want %v", tt.name, got, tt.want)
+		if got, _ := agentLegs(tt.body, a, false); got != tt.want {
+			t.Errorf("%s: agentLegs connected = %v, want %v", tt.name, got, tt.want)
 		}
 	}
-	if !agentConnected(body(`{"userId":"agent-b","callbacks":[{"state":"connected"}]}`), b) {
+	if c, _ := agentLegs(body(`{"userId":"agent-b","callbacks":[{"state":"connected"}]}`), b, false); !c {
 		t.Error("agent b's connected callback not seen")
 	}
 }
