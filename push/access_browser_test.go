@@ -139,3 +139,106 @@ func TestBrowser_UCIAccessCheckUnansweredStillOffers(t *testing.T) {
 		t.Fatalf("%d Web API reads, want one per candidate", n)
 	}
 }
+
+// The check reads each candidate by its table's primary key, which is not
+// always <logicalname>id: every activity table (phonecall, email, a custom
+// activity, any of which an admin may list in SCREENPOP_ENTITIES) is keyed
+// by activityid. Dataverse answers a $select of phonecallid with a 400
+// (0x80060888), no refusal, so the record was kept unchecked and an agent
+// was offered a call of another business unit. The web resource asks
+// Xrm.Utility.getEntityMetadata for the key (once per table), and without
+// it, or should it fail, reads <logicalname>id as before.
+func TestBrowser_AccessCheckPrimaryKey(t *testing.T) {
+	cands := []bridge.Candidate{
+		{Entity: "contact", ID: "eeeeeeee-0000-4000-8000-000000000021", Name: "Ann Readable"},
+		{Entity: "contact", ID: "eeeeeeee-0000-4000-8000-000000000022", Name: "Bob OtherUnit"},
+		{Entity: "phonecall", ID: "eeeeeeee-0000-4000-8000-000000000023", Name: "Call with Cy"},
+		{Entity: "phonecall", ID: "eeeeeeee-0000-4000-8000-000000000024", Name: "Call of OtherUnit"},
+	}
+	readable, unreadable := []bridge.Candidate{cands[0], cands[2]}, []bridge.Candidate{cands[1], cands[3]}
+	pop := func(conv string) *bridge.Pop {
+		p := testPop("agent-pk", conv)
+		p.Target = bridge.Target{Action: bridge.ActionChoose}
+		p.Candidates = cands
+		return p
+	}
+	// offered waits for the chooser of conv and returns the ids it lists.
+	offered := func(t *testing.T, ctx context.Context, e *env, conv string) []string {
+		t.Helper()
+		e.publishPop(pop(conv))
+		settled(t, ctx)
+		return eval[[]string](t, ctx, `Array.prototype.map.call(document.querySelectorAll('.screenpop-chooser button.screenpop-candidate'), function (b) { return b.dataset.id; })`)
+	}
+	setup := func(t *testing.T, script string) (*env, context.Context) {
+		e, pages := pageEnv(t)
+		ctx := uciApp(t, e, pages, "", "agent-pk")
+		for _, c := range unreadable {
+			run(t, ctx, js(fmt.Sprintf(`window.__denied[%q] = %d`, c.ID, errNoReadAccess)))
+		}
+		if script != "" {
+			run(t, ctx, js(script))
+		}
+		return e, ctx
+	}
+	ids := func(cs []bridge.Candidate) []string {
+		var s []string
+		for _, c := range cs {
+			s = append(s, c.ID)
+		}
+		return s
+	}
+	selects := func(t *testing.T, ctx context.Context) string {
+		return eval[string](t, ctx, `JSON.stringify(window.__retrieves.map(function (r) { return r.entity + r.options; }))`)
+	}
+
+	t.Run("ActivityTable", func(t *testing.T) {
+		e, ctx := setup(t, "")
+		got := offered(t, ctx, e, "conv-pk-activity")
+		if strings.Join(got, " ") != strings.Join(ids(readable), " ") {
+			t.Fatalf("offered %v, want the readable %v (reads: %s)", got, ids(readable), selects(t, ctx))
+		}
+		if s := selects(t, ctx); !strings.Contains(s, `phonecall?$select=activityid`) || strings.Contains(s, "phonecallid") {
+			t.Fatalf("a phonecall is not read by its key activityid: %s", s)
+		}
+		// The key is learnt once per table for the page's life.
+		run(t, ctx, js(`document.querySelectorAll('.screenpop-chooser').forEach(function (c) { c.remove(); })`))
+		if got := offered(t, ctx, e, "conv-pk-activity-2"); strings.Join(got, " ") != strings.Join(ids(readable), " ") {
+			t.Fatalf("second pop offered %v, want %v", got, ids(readable))
+		}
+		if m := eval[string](t, ctx, `JSON.stringify(window.__metadata.slice().sort())`); m != `["contact","phonecall"]` {
+			t.Fatalf("metadata asked %s, want once per table", m)
+		}
+	})
+
+	// Without getEntityMetadata (or should it fail) the check reads
+	// <logicalname>id, as before: right for contact, a 400 for phonecall,
+	// whose records are then kept unchecked.
+	for _, fb := range []struct{ name, script string }{
+		{"NoMetadata", `delete Xrm.Utility.getEntityMetadata`},
+		{"NoUtility", `delete Xrm.Utility`},
+		{"MetadataFails", `window.__metadataFail = true`},
+	} {
+		t.Run(fb.name, func(t *testing.T) {
+			e, ctx := setup(t, fb.script)
+			want := []string{cands[0].ID, cands[2].ID, cands[3].ID}
+			if got := offered(t, ctx, e, "conv-pk-"+strings.ToLower(fb.name)); strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Fatalf("offered %v, want %v (reads: %s)", got, want, selects(t, ctx))
+			}
+			if s := selects(t, ctx); !strings.Contains(s, `contact?$select=contactid`) || !strings.Contains(s, `phonecall?$select=phonecallid`) {
+				t.Fatalf("reads %s, want <logicalname>id", s)
+			}
+		})
+	}
+
+	// A metadata call that never answers costs no more than accessWaitMs
+	// (1.5 s) in all: every candidate is offered then, unchecked.
+	t.Run("MetadataHangs", func(t *testing.T) {
+		e, ctx := setup(t, `window.__denied = {}; window.__metadataHang = true`)
+		start := time.Now()
+		e.publishPop(pop("conv-pk-hang"))
+		run(t, ctx, poll(`document.querySelectorAll('.screenpop-chooser button.screenpop-candidate').length === 4`))
+		if d := time.Since(start); d > 4*time.Second {
+			t.Fatalf("the chooser came after %v, want about accessWaitMs (1.5 s)", d)
+		}
+	})
+}

@@ -203,6 +203,7 @@
     this.handled = []; // {id, seq, action, opened} for the last KEEP pops this tab saw
     this.client = null;
     this.chooser = null;
+    this.idColumns = Object.create(null); // table -> promise of its primary id column (see idColumn)
   }
 
   Controller.prototype.xrm = function () { return findXrm(this.opts); };
@@ -471,11 +472,34 @@
     return REFUSED.indexOf(c) >= 0;
   }
 
+  // idColumn resolves with the primary id column of the table entity, which
+  // the access check selects: <entity>id for most tables, but activityid
+  // for every activity table (phonecall, email, task, a custom activity),
+  // and Dataverse answers a $select of a column the table lacks with a 400
+  // (0x80060888), no refusal. Xrm.Utility.getEntityMetadata is asked once
+  // per table for the page's life; without it, or should it fail (asked
+  // again next time), <entity>id.
+  Controller.prototype.idColumn = function (x, entity) {
+    var self = this, guess = entity + 'id', util = x && x.Utility;
+    if (!util || typeof util.getEntityMetadata !== 'function') { return Promise.resolve(guess); }
+    if (!self.idColumns[entity]) {
+      self.idColumns[entity] = new Promise(function (resolve) { resolve(util.getEntityMetadata(entity, [])); }).then(function (m) {
+        var c = m && m.PrimaryIdAttribute;
+        return typeof c === 'string' && c ? c : guess;
+      }, function () {
+        delete self.idColumns[entity];
+        return guess;
+      });
+    }
+    return self.idColumns[entity];
+  };
+
   // readable resolves with those of recs ({entity, id}) the signed-in agent
   // may read: each is read once with Xrm.WebApi.retrieveRecord, which runs
-  // as the agent. Only a refusal (REFUSED) drops one: without Xrm.WebApi,
-  // on any other error, or after accessWaitMs (default 1500) the record is
-  // kept, and Dynamics itself tells the agent when it opens.
+  // as the agent, selecting its table's key (idColumn). Only a refusal
+  // (REFUSED) drops one: without Xrm.WebApi, on any other error, or after
+  // accessWaitMs (default 1500, the metadata included) the record is kept,
+  // and Dynamics itself tells the agent when it opens.
   Controller.prototype.readable = function (recs) {
     var self = this;
     if (!recs.length || self.opts.checkAccess === false) { return Promise.resolve(recs); }
@@ -487,9 +511,10 @@
         return new Promise(function (resolve) {
           var timer = setTimeout(function () { resolve(true); }, wait);
           var done = function (ok) { clearTimeout(timer); resolve(ok); };
-          try {
-            Promise.resolve(api.retrieveRecord(r.entity, r.id, '?$select=' + r.entity + 'id')).then(function () { done(true); }, function (e) { done(!refused(e)); });
-          } catch (e) { done(true); }
+          // A throw of retrieveRecord rejects here too: kept, as any error.
+          self.idColumn(x, r.entity).then(function (col) {
+            return api.retrieveRecord(r.entity, r.id, '?$select=' + col);
+          }).then(function () { done(true); }, function (e) { done(!refused(e)); });
         });
       })).then(function (ok) { return recs.filter(function (r, i) { return ok[i]; }); });
     });
