@@ -88,6 +88,16 @@ type PopFinder interface {
 	PoppedLast(ctx context.Context, agent AgentID, popID string) (bool, error)
 }
 
+// PopReader is optionally implemented by a PopStore (bus.Conn does):
+// the bytes of agent's pop popID stored at or after since (this host's
+// clock), nil when there is none. It answers findStored without waiting
+// behind ReplayPops, which every resuming agent page calls: when an
+// instance dies, its pages resume on the survivor just as its handlers'
+// events come back to be checked.
+type PopReader interface {
+	ReadPop(ctx context.Context, agent AgentID, popID string, since time.Time) ([]byte, error)
+}
+
 // PopChecker is optionally implemented by a PopStore (bus.Conn does):
 // report whether agent's pop popID is stored, for a leg whose marker
 // refused an event (MarkPop false: older than the duplicate window). A
@@ -717,11 +727,15 @@ var errFound = errors.New("found")
 
 // findStored looks for the pop stored under popID among agent's pops since
 // about since, and reports whether it is there and has data (this
-// handler's message, not another's). One replay of the agent's pops of
-// the last minutes, bounded at 500 ms.
+// handler's message, not another's). One read of the agent's pops of the
+// last minutes (PopReader's, else a replay), bounded at 500 ms.
 func (r *Resolver) findStored(ctx context.Context, agent AgentID, popID string, data []byte, since time.Time) (found, same bool, err error) {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), afterStop(ctx, 500*time.Millisecond))
 	defer cancel()
+	if rd, ok := r.store.(PopReader); ok {
+		stored, err := rd.ReadPop(fctx, agent, popID, since.Add(-time.Minute))
+		return stored != nil, stored != nil && bytes.Equal(stored, data), err
+	}
 	err = r.store.ReplayPops(fctx, agent, 0, since.Add(-time.Minute), func(sp StoredPop) error {
 		p, err := DecodePop(sp.Data)
 		if err != nil || p.ID != popID {

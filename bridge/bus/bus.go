@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -185,6 +186,7 @@ var (
 	_ bridge.PopUnmarker = (*Conn)(nil)
 	_ bridge.PopFinder   = (*Conn)(nil)
 	_ bridge.PopChecker  = (*Conn)(nil)
+	_ bridge.PopReader   = (*Conn)(nil)
 )
 
 // Start connects to NATS (starting the embedded server first when cfg.URL is
@@ -994,9 +996,32 @@ func (c *Conn) PopStored(ctx context.Context, agent bridge.AgentID, popID string
 	if last == nil || last.Time.Before(since) {
 		return false, nil
 	}
-	release, err := slot(ctx, c.checks)
+	data, err := c.findPop(ctx, agent, popID, since)
 	if err != nil {
 		return false, fmt.Errorf("pop stored: %w", err)
+	}
+	return data != nil, nil
+}
+
+// ReadPop returns the bytes of agent's pop popID stored at or after since
+// (this host's clock), nil when there is none (see bridge.PopReader). It
+// waits for one of PopStored's slots, not behind the replays of resuming
+// pages.
+func (c *Conn) ReadPop(ctx context.Context, agent bridge.AgentID, popID string, since time.Time) ([]byte, error) {
+	data, err := c.findPop(ctx, agent, popID, since.Add(c.clockOffset()))
+	if err != nil {
+		return nil, fmt.Errorf("read pop: %w", err)
+	}
+	return data, nil
+}
+
+// findPop reads agent's pops stored at or after since (the server's clock)
+// through a short-lived consumer that takes one of the checks slots, and
+// returns a copy of the one stored under popID, nil when there is none.
+func (c *Conn) findPop(ctx context.Context, agent bridge.AgentID, popID string, since time.Time) ([]byte, error) {
+	release, err := slot(ctx, c.checks)
+	if err != nil {
+		return nil, err
 	}
 	defer release() // after the consumer's deletion
 	cons, err := c.js.OrderedConsumer(ctx, c.cfg.Stream, jetstream.OrderedConsumerConfig{
@@ -1006,20 +1031,20 @@ func (c *Conn) PopStored(ctx context.Context, agent bridge.AgentID, popID string
 		InactiveThreshold: 30 * time.Second,
 	})
 	if err != nil {
-		return false, fmt.Errorf("pop stored: %w", err)
+		return nil, err
 	}
 	defer c.deleteConsumer(ctx, cons)
 	info, err := cons.Info(ctx)
 	if err != nil {
-		return false, fmt.Errorf("pop stored: %w", err)
+		return nil, err
 	}
 	pending := info.NumPending
 	if pending == 0 {
-		return false, nil
+		return nil, nil
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(int(min(pending, 64))))
 	if err != nil {
-		return false, fmt.Errorf("pop stored: %w", err)
+		return nil, err
 	}
 	defer it.Stop()
 	stop := context.AfterFunc(ctx, it.Stop)
@@ -1028,15 +1053,15 @@ func (c *Conn) PopStored(ctx context.Context, agent bridge.AgentID, popID string
 		m, err := it.Next()
 		if err != nil {
 			if ctx.Err() != nil {
-				return false, ctx.Err()
+				return nil, ctx.Err()
 			}
-			return false, fmt.Errorf("pop stored: %w", err)
+			return nil, err
 		}
 		if m.Headers().Get(jetstream.MsgIDHeader) == popID {
-			return true, nil
+			return bytes.Clone(m.Data()), nil
 		}
 	}
-	return false, nil
+	return nil, nil
 }
 
 // ReplayPops calls fn, in stream order, for agent's pops after afterSeq that

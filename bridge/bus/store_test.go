@@ -1,6 +1,7 @@
 package bus_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -186,8 +187,50 @@ func TestConn_PopStoredNotQueuedBehindReplays(t *testing.T) {
 	if ok, err := c.MarkPop(ctx, orphan.ID, "evt:"+orphan.ID); err != nil || !ok {
 		t.Fatalf("MarkPop = %v, %v", ok, err)
 	}
-	// A storm of resuming pages holds every replay consumer the
-	// instance allows (64) and then some, until released.
+	holdReplaySlots(t, ctx, c, agent)
+	cctx, ccancel := context.WithTimeout(ctx, 2*time.Second) // the resolver's budget
+	defer ccancel()
+	stored, err := c.PopStored(cctx, agent, orphan.ID)
+	if err != nil {
+		t.Fatalf("PopStored during a storm of replays: %v (the leg of a dead instance's handler would not pop)", err)
+	}
+	if stored {
+		t.Fatal("a marker without its pop reported as stored")
+	}
+}
+
+// The resolver's findStored (which instance logs a pop JetStream already
+// held) reads through ReadPop, which does not wait behind the replays
+// either: when an instance dies both come at once, and behind them its
+// 500 ms ran out and the handler took another instance's pop for its own.
+func TestConn_ReadPopNotQueuedBehindReplays(t *testing.T) {
+	c := MustStart(t, bus.Config{Listen: "off"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const agent = bridge.AgentID("agent-rpq")
+	stored, other := pop(agent, "conv-stored"), pop(agent, "conv-other")
+	if err := c.Publish(ctx, stored); err != nil {
+		t.Fatal(err)
+	}
+	holdReplaySlots(t, ctx, c, agent)
+	rctx, rcancel := context.WithTimeout(ctx, 500*time.Millisecond) // findStored's budget
+	defer rcancel()
+	data, err := c.ReadPop(rctx, agent, stored.ID, time.Now().Add(-time.Minute))
+	if err != nil {
+		t.Fatalf("ReadPop during a storm of replays: %v", err)
+	}
+	if !bytes.Equal(data, stored.Data) {
+		t.Fatalf("ReadPop = %q, want the stored pop %q", data, stored.Data)
+	}
+	if data, err := c.ReadPop(rctx, agent, other.ID, time.Now().Add(-time.Minute)); err != nil || data != nil {
+		t.Fatalf("ReadPop of a pop never stored = %q, %v; want nil, nil", data, err)
+	}
+}
+
+// holdReplaySlots has a storm of resuming pages hold every replay
+// consumer the instance allows (64) and then some, until the test ends.
+func holdReplaySlots(t *testing.T, ctx context.Context, c *bus.Conn, agent bridge.AgentID) {
+	t.Helper()
 	const pages = 80
 	release := make(chan struct{})
 	var wg sync.WaitGroup
@@ -203,22 +246,13 @@ func TestConn_PopStoredNotQueuedBehindReplays(t *testing.T) {
 			})
 		}()
 	}
-	defer func() { close(release); wg.Wait() }()
+	t.Cleanup(func() { close(release); wg.Wait() })
 	deadline := time.Now().Add(10 * time.Second)
 	for holding.Load() < 64 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if holding.Load() < 64 {
 		t.Fatalf("only %d replays holding their consumers", holding.Load())
-	}
-	cctx, ccancel := context.WithTimeout(ctx, 2*time.Second) // the resolver's budget
-	defer ccancel()
-	stored, err := c.PopStored(cctx, agent, orphan.ID)
-	if err != nil {
-		t.Fatalf("PopStored during a storm of replays: %v (the leg of a dead instance's handler would not pop)", err)
-	}
-	if stored {
-		t.Fatal("a marker without its pop reported as stored")
 	}
 }
 
