@@ -156,10 +156,11 @@ type Resolver struct {
 	m      *resolverMetrics
 
 	mu      sync.Mutex
-	pending map[string]pendingPop // marked, publish failed, unmark failed
-	swept   time.Time             // when pending was last swept
-	recent  map[string]time.Time  // published here lately: skip the lookup for later events of the leg
-	marking map[string]*legTurn   // legs a handler here is marking and publishing
+	pending map[string]pendingPop        // marked, publish failed, unmark failed
+	swept   time.Time                    // when pending was last swept
+	recent  map[string]time.Time         // published here lately: skip the lookup for later events of the leg
+	convs   map[ConversationID]time.Time // conversations popped here lately, with their last pop: later legs look up afresh
+	marking map[string]*legTurn          // legs a handler here is marking and publishing
 }
 
 // legTurn is one handler's turn at marking and publishing a leg; the
@@ -213,6 +214,7 @@ func NewResolver(cfg ResolverConfig, dir Directory, store PopStore, pub Publishe
 		log:     log.With().Str("component", "resolver").Logger(),
 		pending: map[string]pendingPop{},
 		recent:  map[string]time.Time{},
+		convs:   map[ConversationID]time.Time{},
 		marking: map[string]*legTurn{},
 	}
 	r.m = newResolverMetrics(cfg.Registerer)
@@ -274,7 +276,7 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 	}
 	if e.State.Rank() < r.cfg.PopOn.Rank() {
 		if p, ok := r.dir.(Prefetcher); ok && (!e.Internal || r.cfg.PopInternal) {
-			for _, k := range keys(e) {
+			for _, k := range r.keys(e) {
 				p.Prefetch(k)
 			}
 		}
@@ -432,6 +434,7 @@ func (r *Resolver) markAndPublish(ctx context.Context, e *Event, popID string, p
 	}
 	end := r.cfg.Now()
 	r.remember(popID, end)
+	r.rememberConversation(e.ConversationID, end)
 	if dupAt == 1 || dupAt > 1 && r.storedByAnother(ctx, e.Agent.UserID, popID, msg.Data, markStart) {
 		// An earlier handler of this event (an instance that died before
 		// acknowledging it, or another instance given its redelivery)
@@ -538,6 +541,26 @@ func keys(e *Event) []Key {
 	return ks
 }
 
+// keys are e's keys, each with Since set to the conversation's last pop
+// here when the conversation popped here before (for another leg: a
+// transfer, a consult, a re-offer): the agent of that pop may have changed
+// the caller's records since, and a cached answer from before would give
+// the receiving agent the records as they were (the record that was
+// merged away or deleted, a create form for a contact just saved). One
+// Dataverse request per such leg.
+func (r *Resolver) keys(e *Event) []Key {
+	ks := keys(e)
+	r.mu.Lock()
+	since, ok := r.convs[e.ConversationID]
+	r.mu.Unlock()
+	if ok {
+		for i := range ks {
+			ks[i].Since = since
+		}
+	}
+	return ks
+}
+
 // resolve builds the pop for e: override, lookups under the deadline, or
 // the create/search fallbacks.
 func (r *Resolver) resolve(ctx context.Context, e *Event, received, now time.Time) (*Pop, string, time.Duration) {
@@ -567,7 +590,7 @@ func (r *Resolver) resolve(ctx context.Context, e *Event, received, now time.Tim
 	lctx, cancel := context.WithTimeout(ctx, received.Add(r.cfg.Deadline).Sub(now))
 	defer cancel()
 	lookupStart := time.Now()
-	for _, k := range keys(e) {
+	for _, k := range r.keys(e) {
 		recs, err := r.dir.Lookup(lctx, k)
 		if err != nil {
 			outcome := OutcomeLookupError
@@ -907,6 +930,7 @@ func (r *Resolver) republish(ctx context.Context, e *Event, popID string, p pend
 	}
 	end := r.cfg.Now()
 	r.remember(popID, end)
+	r.rememberConversation(e.ConversationID, end)
 	// A duplicate here is this instance's own earlier attempt, stored but
 	// not acknowledged, and never logged: log it now; unless another
 	// instance, given the event's redelivery, popped the leg and logged it.
@@ -963,6 +987,23 @@ func (r *Resolver) forget(popID string) {
 	r.mu.Lock()
 	delete(r.recent, popID)
 	r.mu.Unlock()
+}
+
+// rememberConversation records that conv popped at now (see keys).
+func (r *Resolver) rememberConversation(conv ConversationID, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.convs) >= 50000 {
+		for k, t := range r.convs {
+			if now.Sub(t) >= recentTTL {
+				delete(r.convs, k)
+			}
+		}
+		if len(r.convs) >= 50000 {
+			clear(r.convs)
+		}
+	}
+	r.convs[conv] = now
 }
 
 func (r *Resolver) remember(popID string, now time.Time) {

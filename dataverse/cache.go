@@ -18,16 +18,19 @@ type ttlCache struct {
 
 type cacheEntry struct {
 	recs []bridge.Record
+	at   time.Time // when it was stored
 	exp  time.Time
 }
 
 func newTTLCache(max int) *ttlCache { return &ttlCache{m: make(map[string]cacheEntry), max: max} }
 
-func (c *ttlCache) get(k string, now time.Time) ([]bridge.Record, bool) {
+// get returns k's records, unless they expired or were stored before
+// since.
+func (c *ttlCache) get(k string, now, since time.Time) ([]bridge.Record, bool) {
 	c.mu.Lock()
 	e, ok := c.m[k]
 	c.mu.Unlock()
-	if !ok || !now.Before(e.exp) {
+	if !ok || !now.Before(e.exp) || e.at.Before(since) {
 		return nil, false
 	}
 	return e.recs, true
@@ -46,7 +49,13 @@ func (c *ttlCache) put(k string, recs []bridge.Record, exp, now time.Time) {
 			delete(c.m, k)
 		}
 	}
-	c.m[k] = cacheEntry{recs: recs, exp: exp}
+	c.m[k] = cacheEntry{recs: recs, at: now, exp: exp}
+}
+
+func (c *ttlCache) del(k string) {
+	c.mu.Lock()
+	delete(c.m, k)
+	c.mu.Unlock()
 }
 
 func (c *ttlCache) sweep(now time.Time) {

@@ -303,7 +303,8 @@ func (c *Client) cacheKey(key bridge.Key) (k, value string, list []EntityColumns
 }
 
 // Lookup implements bridge.Directory. It answers from the caches when it
-// can; otherwise it joins or starts the single flight for key and waits
+// can (with an answer stored at or after key.Since, when that is set);
+// otherwise it joins or starts the single flight for key and waits
 // for it until ctx is done, or returns a ThrottledError at once when a
 // Retry-After holds the flight's request past ctx's deadline. The flight
 // itself runs on after ctx ends (up to FlightTimeout) and fills the cache
@@ -316,11 +317,11 @@ func (c *Client) Lookup(ctx context.Context, key bridge.Key) ([]bridge.Record, e
 		return nil, fmt.Errorf("lookup %s: %w", key.Kind, err)
 	}
 	now := c.cfg.Now()
-	if recs, ok := c.pos.get(k, now); ok {
+	if recs, ok := c.pos.get(k, now, key.Since); ok {
 		c.metrics.hit(key.Kind, false).Inc()
 		return recs, nil
 	}
-	if _, ok := c.neg.get(k, now); ok {
+	if _, ok := c.neg.get(k, now, key.Since); ok {
 		c.metrics.hit(key.Kind, true).Inc()
 		return nil, nil
 	}
@@ -367,10 +368,10 @@ func (c *Client) Prefetch(key bridge.Key) {
 		return
 	}
 	now := c.cfg.Now()
-	if _, ok := c.pos.get(k, now); ok {
+	if _, ok := c.pos.get(k, now, key.Since); ok {
 		return
 	}
-	if _, ok := c.neg.get(k, now); ok {
+	if _, ok := c.neg.get(k, now, key.Since); ok {
 		return
 	}
 	_, _ = c.join(k, key.Kind, value, list)
@@ -410,8 +411,12 @@ func (c *Client) fly(f *flight, k string, kind bridge.KeyKind, value string, lis
 		result = "error"
 	case len(f.recs) == 0:
 		result = "none"
+		// An answer of the other kind may still be cached: a lookup that
+		// passed over it (Key.Since) replaces it.
+		c.pos.del(k)
 		c.neg.put(k, nil, now.Add(c.cfg.NegativeCacheTTL), now)
 	default:
+		c.neg.del(k)
 		c.pos.put(k, f.recs, now.Add(c.cfg.CacheTTL), now)
 	}
 	c.metrics.lookups.WithLabelValues(string(kind), result).Inc()

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -203,6 +204,7 @@ func (m *Main) Open(ctx context.Context) error {
 		PopOn: bridge.State(cfg.PopOn), MaxEventAge: cfg.MaxEventAge, Deadline: cfg.PopDeadline,
 		CreateEntity: cfg.CreateEntity, OverrideEntityKey: cfg.OverrideEntityKey, OverrideIDKey: cfg.OverrideIDKey,
 		PopInternal: cfg.PopInternal, PublishTimeout: resolverPublishTimeout(cfg.PopDeadline), Registerer: m.Registry,
+		Prefill: createPrefill(cfg),
 	}, m.Dataverse, m.Bus, m.Bus, hasher, m.Log)
 	if err != nil {
 		return err
@@ -623,4 +625,44 @@ func (m *Main) serveAdmin(ctx context.Context) error {
 		m.stopAdmin(2 * time.Second)
 		return nil
 	}
+}
+
+// createPrefill is the prefill of create pops: the built-in entities'
+// columns, except that the caller's number and email go into a column the
+// lookups search for the create entity. A contact saved from a create pop
+// with the number in telephone1, where SCREENPOP_LOOKUP_PHONE searches
+// contacts' mobilephone only, would never be found: every call of that
+// caller would pop create again, and the agents would save a contact each
+// time.
+func createPrefill(cfg *Config) map[string]bridge.PrefillColumns {
+	p := bridge.DefaultPrefill()
+	cols, ok := p[cfg.CreateEntity]
+	if !ok {
+		return p
+	}
+	cols.Phone = searchedColumn(cfg.LookupPhone, cfg.CreateEntity, cols.Phone)
+	cols.Email = searchedColumn(cfg.LookupEmail, cfg.CreateEntity, cols.Email)
+	p[cfg.CreateEntity] = cols
+	return p
+}
+
+// searchedColumn returns col when list searches it for entity (or does not
+// search entity at all), else the first column list searches for entity.
+func searchedColumn(list []dataverse.EntityColumns, entity, col string) string {
+	first := ""
+	for _, ec := range list {
+		if ec.Entity != entity {
+			continue
+		}
+		if slices.Contains(ec.Columns, col) {
+			return col
+		}
+		if first == "" && len(ec.Columns) > 0 {
+			first = ec.Columns[0]
+		}
+	}
+	if first == "" {
+		return col
+	}
+	return first
 }

@@ -105,6 +105,76 @@ func (s *Server) AddRecord(entitySet string, cols map[string]any) (string, error
 	return id, nil
 }
 
+// UpdateRecord changes columns of the row of entitySet with id, as a
+// PATCH by a Dynamics user would between two lookups: a nil value empties
+// the column, statecode 1 deactivates the record (a merged-away record is
+// deactivated too, its columns kept). Columns must exist on the table; for
+// contacts and leads fullname follows firstname and lastname.
+func (s *Server) UpdateRecord(entitySet, id string, cols map[string]any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tables[entitySet]
+	if t == nil {
+		return fmt.Errorf("dataversetest: no entity set %q", entitySet)
+	}
+	row := t.row(id)
+	if row == nil {
+		return fmt.Errorf("dataversetest: %s has no record %s", entitySet, id)
+	}
+	for k := range cols {
+		if !t.columns[k] || k == t.IDColumn {
+			return fmt.Errorf("dataversetest: %s has no column %q to change", entitySet, k)
+		}
+	}
+	for k, v := range cols {
+		if i, ok := v.(int); ok {
+			v = float64(i)
+		}
+		if v == nil {
+			delete(row, k)
+			continue
+		}
+		row[k] = v
+	}
+	if t.NameColumn == "fullname" {
+		first, _ := row["firstname"].(string)
+		last, _ := row["lastname"].(string)
+		row["fullname"] = strings.TrimSpace(first + " " + last)
+	}
+	s.seq++
+	row["versionnumber"] = s.seq
+	t.index = nil
+	return nil
+}
+
+// DeleteRecord removes the row of entitySet with id.
+func (s *Server) DeleteRecord(entitySet, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tables[entitySet]
+	if t == nil {
+		return fmt.Errorf("dataversetest: no entity set %q", entitySet)
+	}
+	for i, row := range t.rows {
+		if v, _ := row[t.IDColumn].(string); strings.EqualFold(v, id) {
+			t.rows = append(t.rows[:i:i], t.rows[i+1:]...)
+			t.index = nil
+			return nil
+		}
+	}
+	return fmt.Errorf("dataversetest: %s has no record %s", entitySet, id)
+}
+
+// row returns the row with id, or nil. Callers hold s.mu.
+func (t *Table) row(id string) map[string]any {
+	for _, row := range t.rows {
+		if v, _ := row[t.IDColumn].(string); strings.EqualFold(v, id) {
+			return row
+		}
+	}
+	return nil
+}
+
 // Contact is a convenience shape for AddContact.
 type Contact struct {
 	FirstName, LastName                 string

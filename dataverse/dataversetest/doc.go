@@ -34,7 +34,12 @@
 // IgnoreContinueOnError. API answers carry the x-ms-ratelimit-*-remaining
 // headers.
 //
-// Deliberate gaps: no writes (POST/PATCH/DELETE of records), no changesets,
+// Records change between lookups as Dynamics users change them through
+// methods: AddRecord (and AddContact, AddAccount, AddLead), UpdateRecord
+// (a column changed or emptied, a record deactivated or merged away) and
+// DeleteRecord.
+//
+// Deliberate gaps: no writes over HTTP (POST/PATCH/DELETE of records), no changesets,
 // no $expand/$apply/FetchXML, no Dataverse functions such as
 // Microsoft.Dynamics.CRM.In, and no collation but English (US): no
 // accent-sensitive (_CI_AS) languages, and no other folding the SQL
