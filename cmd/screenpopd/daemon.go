@@ -315,6 +315,10 @@ func (m *Main) Run(ctx context.Context) error {
 		log.Warn().Dur("max_event_age", m.Config.MaxEventAge).Dur("ack_wait", aw).
 			Msg("SCREENPOP_MAX_EVENT_AGE is not above the resolver's ack wait: the events of an instance that dies come back too old to pop; raise it")
 	}
+	if !searched(m.Config.LookupPhone, m.Config.CreateEntity) && !searched(m.Config.LookupEmail, m.Config.CreateEntity) {
+		log.Warn().Str("create_entity", m.Config.CreateEntity).
+			Msg("SCREENPOP_CREATE_ENTITY is not searched by SCREENPOP_LOOKUP_PHONE or SCREENPOP_LOOKUP_EMAIL: a record an agent saves from a create pop is never found, and its caller pops create at every call; add the entity to a lookup, or create one the lookups search")
+	}
 
 	var err error
 	select {
@@ -644,6 +648,11 @@ func createPrefill(cfg *Config) map[string]bridge.PrefillColumns {
 	cols.Email = searchedColumn(cfg.LookupEmail, cfg.CreateEntity, cols.Email)
 	p[cfg.CreateEntity] = cols
 	return p
+}
+
+// searched reports whether list searches entity.
+func searched(list []dataverse.EntityColumns, entity string) bool {
+	return slices.ContainsFunc(list, func(ec dataverse.EntityColumns) bool { return ec.Entity == entity && len(ec.Columns) > 0 })
 }
 
 // searchedColumn returns col when list searches it for entity (or does not

@@ -2,6 +2,7 @@ package main
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -215,5 +216,33 @@ func TestDaemon_CreatePrefillIsLookedUp(t *testing.T) {
 	z := g.Email(a, mail, notificationstest.Options{}).Alert()
 	if p2 := readStalePop(t, ws, z.ID()); p2.Target.Action != "open" || p2.Target.ID != id {
 		t.Fatalf("email after saving the create form (prefill %v): %s %v, want open %s", p.Prefill, p2.Target.Action, p2.ids(), id)
+	}
+}
+
+// A create entity no lookup searches makes every record saved from a
+// create pop invisible: the daemon says so at start, naming the setting.
+func TestDaemon_WarnsOfACreateEntityNoLookupSearches(t *testing.T) {
+	for _, tc := range []struct {
+		name, create, phone, email string
+		warn                       bool
+	}{
+		{"defaults", "", "", "", false},
+		{"lead not searched", "lead", "contact:telephone1;account:telephone1", "contact:emailaddress1", true},
+		{"searched by email only", "lead", "contact:telephone1", "lead:emailaddress1", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vars := testEnv(t)
+			for k, v := range map[string]string{"SCREENPOP_CREATE_ENTITY": tc.create, "SCREENPOP_LOOKUP_PHONE": tc.phone, "SCREENPOP_LOOKUP_EMAIL": tc.email} {
+				if v != "" {
+					vars[k] = v
+				}
+			}
+			_, logs := MustStartDemo(t, vars)
+			waitFor(t, 5*time.Second, "screenpopd started", func() bool { return strings.Contains(logs.String(), "screenpopd started") })
+			got := strings.Contains(logs.String(), "SCREENPOP_CREATE_ENTITY is not searched by SCREENPOP_LOOKUP_PHONE or SCREENPOP_LOOKUP_EMAIL")
+			if got != tc.warn {
+				t.Errorf("create entity warning logged: %v, want %v", got, tc.warn)
+			}
+		})
 	}
 }
