@@ -28,6 +28,7 @@ type Client struct {
 	api     string // <URL>/api/data/v9.2/
 
 	tokens  *tokenSource
+	certs   *certSource // the client certificate, nil with a client secret
 	gate    *gate
 	breaker *breaker
 	sem     chan struct{}
@@ -103,6 +104,13 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 		flights:  make(map[string]*flight),
 		refusals: loglimit.New(time.Minute, 64),
 		failures: loglimit.New(10*time.Second, 64),
+	}
+	if full.ClientCertificate != "" {
+		cert, err := ReadClientCertificate(full.ClientCertificate)
+		if err != nil {
+			return nil, fmt.Errorf("%w: DATAVERSE_CLIENT_CERTIFICATE: %w", ErrConfig, err)
+		}
+		c.certs = newCertSource(full.ClientCertificate, cert, c.log, full.Now)
 	}
 	c.tokens = &tokenSource{c: c}
 	c.metrics = newMetrics(full.Registerer, c)
@@ -198,6 +206,11 @@ type Status struct {
 	// (the text of the "dataverse token request failed" log line); empty
 	// once a token is obtained.
 	TokenError string `json:"token_error,omitempty"`
+	// CertificateThumbprint and CertificateNotAfter describe the client
+	// certificate the token requests are signed with (SHA-1 thumbprint, as
+	// the Azure portal shows it); absent with a client secret.
+	CertificateThumbprint string     `json:"certificate_thumbprint,omitempty"`
+	CertificateNotAfter   *time.Time `json:"certificate_not_after,omitempty"`
 }
 
 // Status returns a JSON-marshalable snapshot: breaker, throttling, caches,
@@ -217,6 +230,11 @@ func (c *Client) Status() any {
 	}
 	if e := c.tokenErr.Load(); e != nil {
 		st.TokenError = *e
+	}
+	if c.certs != nil {
+		cur := c.certs.current()
+		na := cur.Cert.NotAfter
+		st.CertificateThumbprint, st.CertificateNotAfter = cur.Thumbprint(), &na
 	}
 	c.mu.Lock()
 	st.LookupsInFlight = len(c.flights)

@@ -65,9 +65,14 @@ type Config struct {
 	URL          string // DATAVERSE_URL, e.g. https://contoso.crm.dynamics.com (required)
 	TenantID     string // DATAVERSE_TENANT_ID (required unless TokenURL is set)
 	ClientID     string // DATAVERSE_CLIENT_ID (required)
-	ClientSecret string // DATAVERSE_CLIENT_SECRET (required)
+	ClientSecret string // DATAVERSE_CLIENT_SECRET (this or ClientCertificate)
 	TokenURL     string // DATAVERSE_TOKEN_URL; default https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token
 	AppID        string // DATAVERSE_APP_ID, the model-driven app id put in record URLs; optional
+	// ClientCertificate is DATAVERSE_CLIENT_CERTIFICATE, the path of a
+	// PEM file with the certificate uploaded to the app registration and
+	// its unencrypted RSA private key (ReadClientCertificate). It is read
+	// again at each token request. Set this or ClientSecret.
+	ClientCertificate string
 
 	// Phone and Email are the lookup lists (ParseLookup). nil takes the
 	// default; an empty, non-nil list disables that kind of lookup.
@@ -234,8 +239,14 @@ func (c *Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("%w: DATAVERSE_URL must be the environment root without a path (e.g. https://contoso.crm.dynamics.com, not …/api/data/v9.2)", ErrConfig)
 	}
 	cfg.URL = u.Scheme + "://" + u.Host
-	if cfg.ClientID == "" || cfg.ClientSecret == "" {
-		return cfg, fmt.Errorf("%w: DATAVERSE_CLIENT_ID and DATAVERSE_CLIENT_SECRET are required (the Entra ID app registration)", ErrConfig)
+	if cfg.ClientID == "" {
+		return cfg, fmt.Errorf("%w: DATAVERSE_CLIENT_ID is required (the Entra ID app registration)", ErrConfig)
+	}
+	switch {
+	case cfg.ClientSecret != "" && cfg.ClientCertificate != "":
+		return cfg, fmt.Errorf("%w: DATAVERSE_CLIENT_SECRET and DATAVERSE_CLIENT_CERTIFICATE are both set: set one", ErrConfig)
+	case cfg.ClientSecret == "" && cfg.ClientCertificate == "":
+		return cfg, fmt.Errorf("%w: DATAVERSE_CLIENT_SECRET or DATAVERSE_CLIENT_CERTIFICATE is required (the Entra ID app registration's credential)", ErrConfig)
 	}
 	if cfg.TokenURL == "" {
 		if cfg.TenantID == "" {

@@ -2,7 +2,9 @@
 // a caller: it is screenpop's bridge.Directory.
 //
 // It wraps the Dataverse Web API (v9.2) with an Entra ID client-credentials
-// token, and turns a customer identifier (an E.164 phone number or an email
+// token, obtained with the app registration's client secret or with a client
+// assertion signed by its certificate (ClientCertificate, read again from its
+// file at each token request), and turns a customer identifier (an E.164 phone number or an email
 // address) into at most a few records of the first configured entity that has
 // any match. Phone numbers are stored by people as free text, so a number is
 // matched against the small set of formats people type (see PhoneVariants),

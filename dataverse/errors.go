@@ -27,6 +27,7 @@ var (
 type AuthError struct {
 	Status int    // HTTP status
 	Code   string // Entra ID error and AADSTS code, or the Dataverse error code
+	AADSTS int    // Entra ID's first AADSTS code (700027 for 'AADSTS700027'); 0 if none
 	Hint   string
 }
 

@@ -187,10 +187,23 @@ func (ts *tokenSource) request(ctx context.Context) (string, time.Duration, erro
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
 	form := url.Values{
-		"client_id":     {c.cfg.ClientID},
-		"client_secret": {c.cfg.ClientSecret},
-		"scope":         {c.cfg.URL + "/.default"},
-		"grant_type":    {"client_credentials"},
+		"client_id":  {c.cfg.ClientID},
+		"scope":      {c.cfg.URL + "/.default"},
+		"grant_type": {"client_credentials"},
+	}
+	var cert *ClientCertificate
+	if c.certs != nil {
+		// The file is read again for each token: a certificate replaced
+		// on disk is used from the next token on.
+		cert = c.certs.get()
+		a, err := cert.assertion(c.cfg.ClientID, c.cfg.TokenURL, c.cfg.Now())
+		if err != nil {
+			return "", 0, fmt.Errorf("sign the client assertion: %w", err)
+		}
+		form.Set("client_assertion_type", ClientAssertionType)
+		form.Set("client_assertion", a)
+	} else {
+		form.Set("client_secret", c.cfg.ClientSecret)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.TokenURL, strings.NewReader(form.Encode()))
 	if err != nil {
@@ -213,7 +226,7 @@ func (ts *tokenSource) request(ctx context.Context) (string, time.Duration, erro
 	var tr tokenResponse
 	jerr := json.Unmarshal(body, &tr)
 	if resp.StatusCode != http.StatusOK || jerr != nil || tr.AccessToken == "" {
-		return "", 0, tokenError(resp.StatusCode, &tr)
+		return "", 0, tokenError(resp.StatusCode, &tr, cert)
 	}
 	secs, _ := strconv.Atoi(strings.Trim(string(tr.ExpiresIn), `"`))
 	if secs <= 0 {
@@ -226,9 +239,10 @@ func (ts *tokenSource) request(ctx context.Context) (string, time.Duration, erro
 }
 
 // tokenError turns an Entra ID error answer into an AuthError naming the
-// setting to fix. The error_description is not kept: it is long and the
-// codes say the same.
-func tokenError(status int, tr *tokenResponse) error {
+// setting to fix. cert is the certificate the request was signed with, nil
+// with a client secret. The error_description is not kept: it is long and
+// the codes say the same.
+func tokenError(status int, tr *tokenResponse, cert *ClientCertificate) error {
 	code := tr.Error
 	aad := 0
 	if len(tr.ErrorCodes) > 0 {
@@ -241,7 +255,11 @@ func tokenError(status int, tr *tokenResponse) error {
 		if code == "" {
 			code = "no_error_code"
 		}
-		return &AuthError{Status: status, Code: strings.TrimSpace(code), Hint: "Entra ID cannot issue a token now (an outage or throttling on its side): nothing to change here; it is asked again"}
+		return &AuthError{Status: status, Code: strings.TrimSpace(code), AADSTS: aad, Hint: "Entra ID cannot issue a token now (an outage or throttling on its side): nothing to change here; it is asked again"}
+	}
+	credential := "DATAVERSE_CLIENT_SECRET"
+	if cert != nil {
+		credential = "DATAVERSE_CLIENT_CERTIFICATE"
 	}
 	var hint string
 	switch aad {
@@ -255,12 +273,28 @@ func tokenError(status int, tr *tokenResponse) error {
 		hint = "the client secret has expired: create a new secret on the app registration and set DATAVERSE_CLIENT_SECRET"
 	case 500011, 70011, 500014:
 		hint = "Entra ID does not know the scope <DATAVERSE_URL>/.default: check DATAVERSE_URL is your environment's URL (e.g. https://contoso.crm.dynamics.com)"
-	case 700024, 700027:
-		hint = "the client assertion was rejected: check the app registration's credentials"
+	case 700027:
+		if cert == nil {
+			hint = "the client assertion's signature was rejected: check the app registration's certificates"
+			break
+		}
+		// The certificate is not registered on the app (the commonest:
+		// never uploaded, or uploaded to another registration), or the
+		// registered one has expired.
+		hint = fmt.Sprintf("Entra ID does not accept the certificate of DATAVERSE_CLIENT_CERTIFICATE (thumbprint %s, valid until %s): upload it (the certificate alone, without its key) to the app registration under Certificates & secrets > Certificates, or renew it there if it has expired",
+			cert.Thumbprint(), cert.Cert.NotAfter.UTC().Format(time.DateOnly))
+	case 700024:
+		hint = "the client assertion is outside its valid time (it is valid for 10 minutes from this host's clock): set this host's clock right (NTP: chrony, systemd-timesyncd)"
+	case 700021:
+		hint = "the client assertion names another application than client_id: check DATAVERSE_CLIENT_ID (the app registration's application (client) id)"
+	case 700023:
+		hint = "the client assertion's audience is not this tenant's token endpoint: check DATAVERSE_TENANT_ID, and leave DATAVERSE_TOKEN_URL unset for Entra ID"
+	case 50027:
+		hint = "Entra ID could not read the client assertion: check DATAVERSE_CLIENT_CERTIFICATE holds the certificate uploaded to the app registration and its RSA key"
 	default:
 		switch tr.Error {
 		case "invalid_client":
-			hint = "the client credentials were rejected: check DATAVERSE_CLIENT_ID and DATAVERSE_CLIENT_SECRET"
+			hint = "the client credentials were rejected: check DATAVERSE_CLIENT_ID and " + credential
 		case "unauthorized_client":
 			hint = "the application is not allowed to use client credentials: check DATAVERSE_CLIENT_ID and DATAVERSE_TENANT_ID"
 		case "invalid_scope":
@@ -269,8 +303,8 @@ func tokenError(status int, tr *tokenResponse) error {
 			hint = "unexpected answer from the token endpoint: check DATAVERSE_TOKEN_URL (leave it unset for Entra ID)"
 			code = "no_error_code"
 		default:
-			hint = "the token request was refused: check DATAVERSE_TENANT_ID, DATAVERSE_CLIENT_ID and DATAVERSE_CLIENT_SECRET"
+			hint = "the token request was refused: check DATAVERSE_TENANT_ID, DATAVERSE_CLIENT_ID and " + credential
 		}
 	}
-	return &AuthError{Status: status, Code: strings.TrimSpace(code), Hint: hint}
+	return &AuthError{Status: status, Code: strings.TrimSpace(code), AADSTS: aad, Hint: hint}
 }

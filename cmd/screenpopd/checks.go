@@ -33,7 +33,7 @@ const checkTimeout = 15 * time.Second
 
 // checkLine is one line of `screenpopd check`.
 type checkLine struct {
-	status string // "ok", "FAIL" or "skip" (not run: an earlier check it needs failed)
+	status string // "ok", "FAIL", "warn" (works, but needs the admin soon; not a failure) or "skip" (not run: an earlier check it needs failed)
 	name   string
 	detail string
 	fix    string
@@ -48,6 +48,10 @@ func (r *report) ok(name, format string, a ...any) {
 
 func (r *report) fail(name string, err error, fix string) {
 	r.lines = append(r.lines, checkLine{status: "FAIL", name: name, detail: err.Error(), fix: fix})
+}
+
+func (r *report) warn(name, detail, fix string) {
+	r.lines = append(r.lines, checkLine{status: "warn", name: name, detail: detail, fix: fix})
 }
 
 func (r *report) skip(name, why string) {
@@ -84,9 +88,9 @@ func RunChecks(ctx context.Context, cfg *Config, log zerolog.Logger, w io.Writer
 			fmt.Fprintf(w, "%-4s %s: %s\n", l.status, l.name, l.detail)
 			if l.status == "FAIL" {
 				failed++
-				if l.fix != "" {
-					fmt.Fprintf(w, "     fix: %s\n", l.fix)
-				}
+			}
+			if (l.status == "FAIL" || l.status == "warn") && l.fix != "" {
+				fmt.Fprintf(w, "     fix: %s\n", l.fix)
 			}
 		}
 	}
@@ -549,11 +553,16 @@ func checkGenesys(ctx context.Context, cfg *Config, log zerolog.Logger, r *repor
 
 // ---- Dataverse ----
 
-// checkDataverse gets a token, calls WhoAmI and reads one row of each
-// configured entity with the configured columns.
+// checkDataverse reads the client certificate, if one is configured, gets
+// a token (signed with it, as the daemon does), calls WhoAmI and reads one
+// row of each configured entity with the configured columns.
 func checkDataverse(ctx context.Context, cfg *Config, log zerolog.Logger, r *report) {
+	if cfg.DataverseClientCertificate != "" {
+		checkDataverseCertificate(cfg.DataverseClientCertificate, time.Now(), r)
+	}
 	d, err := dataverse.New(dataverse.Config{URL: cfg.DataverseURL, TenantID: cfg.DataverseTenantID, ClientID: cfg.DataverseClientID,
-		ClientSecret: cfg.DataverseClientSecret, TokenURL: cfg.DataverseTokenURL, AppID: cfg.DataverseAppID,
+		ClientSecret: cfg.DataverseClientSecret, ClientCertificate: cfg.DataverseClientCertificate,
+		TokenURL: cfg.DataverseTokenURL, AppID: cfg.DataverseAppID,
 		Phone: cfg.LookupPhone, Email: cfg.LookupEmail, Entities: cfg.Entities, PhoneRegion: cfg.PhoneRegion,
 		MaxAttempts: 2, FlightTimeout: checkTimeout}, log)
 	if err != nil {
@@ -580,6 +589,39 @@ func checkDataverse(ctx context.Context, cfg *Config, log zerolog.Logger, r *rep
 	}
 }
 
+// checkDataverseCertificate reads DATAVERSE_CLIENT_CERTIFICATE as the
+// daemon does and shows what the portal shows of it (its thumbprint), and
+// warns of an expiry within dataverse.CertificateExpiryWarning (or past)
+// and of a file other users may read.
+func checkDataverseCertificate(path string, now time.Time, r *report) {
+	const name = "dataverse certificate"
+	cert, err := dataverse.ReadClientCertificate(path)
+	if err != nil {
+		// ParseConfig refused this already; a file changed since.
+		fix := "see docs/setup.md, 3.1"
+		if detail, f, ok := strings.Cut(err.Error(), "; "); ok {
+			err, fix = errors.New(detail), f
+		}
+		r.fail(name, err, fix)
+		return
+	}
+	until := cert.Cert.NotAfter
+	desc := fmt.Sprintf("%s, subject %s, thumbprint %s (SHA-1, as the app registration's Certificates & secrets lists it)", path, cert.Cert.Subject, cert.Thumbprint())
+	renew := "make a new certificate (docs/setup.md, 3.1), upload it to the app registration's Certificates & secrets next to this one, then replace " + path + " (the daemon uses it from its next token, within the hour; docs/operations.md, 7.1)"
+	switch left := until.Sub(now); {
+	case left <= 0:
+		r.warn(name, fmt.Sprintf("%s expired on %s: Entra ID refuses it", desc, until.UTC().Format(time.DateOnly)), renew)
+	case left <= dataverse.CertificateExpiryWarning:
+		r.warn(name, fmt.Sprintf("%s expires on %s (%d days)", desc, until.UTC().Format(time.DateOnly), int(left.Hours()/24)), renew)
+	default:
+		r.ok(name, "%s, valid until %s (%d days)", desc, until.UTC().Format(time.DateOnly), int(left.Hours()/24))
+	}
+	if readableByOthers(path) {
+		r.warn(name, path+" is readable by other users, and its private key signs in as the app registration",
+			"chmod 600 "+path+" and chown it to the service user, or hand it to the service with systemd's LoadCredential= (docs/deploy/README.md)")
+	}
+}
+
 func dataverseFix(err error) string {
 	var (
 		ce *dataverse.ColumnError
@@ -593,8 +635,15 @@ func dataverseFix(err error) string {
 		return "correct the column's logical name in SCREENPOP_LOOKUP_PHONE / SCREENPOP_LOOKUP_EMAIL (or SCREENPOP_ENTITIES), or remove it (Power Apps > Tables > " + ce.Entity + " > Columns shows the logical names)"
 	case errors.As(err, &ae) && (ae.Status == http.StatusTooManyRequests || ae.Status >= 500 || strings.HasPrefix(ae.Code, "temporarily_unavailable")):
 		return "nothing to change: run check again later (the daemon keeps asking for a token)"
+	case errors.As(err, &ae) && ae.AADSTS == 700027:
+		return "upload the certificate to the app registration: Entra ID > App registrations > the app > Certificates & secrets > Certificates > Upload certificate, the certificate alone (openssl x509 -in " +
+			"<DATAVERSE_CLIENT_CERTIFICATE> -out dataverse.crt writes it without the key); its thumbprint there must be the one on the dataverse certificate line. An expired certificate is refused too: make and upload a new one"
+	case errors.As(err, &ae) && ae.AADSTS == 700024:
+		return "set this host's clock right (timedatectl; NTP with chrony or systemd-timesyncd): Entra ID refuses client assertions dated more than a few minutes off its own clock"
+	case errors.As(err, &ae) && (ae.AADSTS == 700021 || ae.AADSTS == 700023):
+		return "check DATAVERSE_CLIENT_ID and DATAVERSE_TENANT_ID, and leave DATAVERSE_TOKEN_URL unset for Entra ID: the client assertion names the client and the tenant's token endpoint"
 	case errors.As(err, &ae):
-		return "see docs/setup.md, Dataverse: the app registration, its secret and the application user with the screenpop security role"
+		return "see docs/setup.md, Dataverse: the app registration, its secret or certificate and the application user with the screenpop security role"
 	case errors.As(err, &pe) && pe.Status == http.StatusNotFound:
 		return "check the entity set name in SCREENPOP_ENTITIES and DATAVERSE_URL"
 	}

@@ -39,8 +39,11 @@ type Config struct {
 	DataverseTenantID     string
 	DataverseClientID     string
 	DataverseClientSecret string
-	DataverseTokenURL     string
-	DataverseAppID        string
+	// DataverseClientCertificate is the PEM file of the app registration's
+	// certificate and its key, used instead of DataverseClientSecret.
+	DataverseClientCertificate string
+	DataverseTokenURL          string
+	DataverseAppID             string
 
 	LookupPhone          []dataverse.EntityColumns
 	LookupEmail          []dataverse.EntityColumns
@@ -250,6 +253,7 @@ var settings = []setting{
 	{"DATAVERSE_TENANT_ID", "", "Entra ID tenant id (GUID or domain)", str(func(c *Config) *string { return &c.DataverseTenantID })},
 	{"DATAVERSE_CLIENT_ID", "", "Entra ID app registration (client) id", str(func(c *Config) *string { return &c.DataverseClientID })},
 	{"DATAVERSE_CLIENT_SECRET", "", "Entra ID app registration client secret", str(func(c *Config) *string { return &c.DataverseClientSecret })},
+	{"DATAVERSE_CLIENT_CERTIFICATE", "", "instead of the client secret: a PEM file of the certificate uploaded to the app registration and its unencrypted RSA private key", str(func(c *Config) *string { return &c.DataverseClientCertificate })},
 	{"DATAVERSE_TOKEN_URL", "", "override the token endpoint (emulator); default the Entra ID v2 endpoint of the tenant", httpURL(func(c *Config) *string { return &c.DataverseTokenURL })},
 	{"DATAVERSE_APP_ID", "", "model-driven app id used in record URLs", str(func(c *Config) *string { return &c.DataverseAppID })},
 	{"SCREENPOP_LOOKUP_PHONE", dataverse.DefaultLookupPhone, "entities in search order and their phone columns", func(c *Config, v string) error {
@@ -551,7 +555,22 @@ func (c *Config) validate(req Requirements) []string {
 			p = append(p, "DATAVERSE_TENANT_ID: required; set the Entra ID tenant id (a GUID) of the app registration")
 		}
 		need(c.DataverseClientID, "DATAVERSE_CLIENT_ID", "set the Entra ID app registration's application (client) id")
-		need(c.DataverseClientSecret, "DATAVERSE_CLIENT_SECRET", "create a client secret for that app registration and set it")
+		switch {
+		case c.DataverseClientSecret != "" && c.DataverseClientCertificate != "":
+			p = append(p, "DATAVERSE_CLIENT_SECRET, DATAVERSE_CLIENT_CERTIFICATE: both are set; set one: the certificate's file, or the client secret")
+		case c.DataverseClientSecret == "" && c.DataverseClientCertificate == "":
+			p = append(p, "DATAVERSE_CLIENT_SECRET or DATAVERSE_CLIENT_CERTIFICATE: one is required; create a client secret for that app registration and set it, or upload a certificate to it and set the path of a PEM file with that certificate and its private key (docs/setup.md, 3.1)")
+		}
+		if c.DataverseClientCertificate != "" {
+			if _, err := dataverse.ReadClientCertificate(c.DataverseClientCertificate); err != nil {
+				msg := err.Error()
+				if hint := certCredentialsHint(c.DataverseClientCertificate, err); hint != "" {
+					detail, _, _ := strings.Cut(msg, "; ")
+					msg = detail + "; " + hint
+				}
+				p = append(p, "DATAVERSE_CLIENT_CERTIFICATE: "+msg)
+			}
+		}
 		if c.DataverseURL != "" {
 			if problem := dataverseURLProblem(c.DataverseURL); problem != "" {
 				p = append(p, problem)
@@ -754,6 +773,16 @@ func splitList(v string) []string {
 // (docs/deploy/screenpopd.service), and where the env file points
 // SCREENPOP_TLS_*.
 const credentialsDir = "/run/credentials/"
+
+// certCredentialsHint is credentialsHint for DATAVERSE_CLIENT_CERTIFICATE:
+// a file missing from systemd's credentials directory outside the service.
+func certCredentialsHint(path string, err error) string {
+	if !errors.Is(err, os.ErrNotExist) || !strings.HasPrefix(path, credentialsDir) {
+		return ""
+	}
+	return "that is systemd's credentials directory of the service, there only while the service runs with its LoadCredential= line; " +
+		"outside it give the original, e.g. DATAVERSE_CLIENT_CERTIFICATE=/etc/screenpop/dataverse.pem screenpopd check (docs/deploy/README.md)"
+}
 
 // credentialsHint explains a TLS file missing from systemd's credentials
 // directory outside the service (`screenpopd check`, or run or demo by

@@ -139,7 +139,7 @@ func TestParseConfig(t *testing.T) {
 		env  map[string]string
 		want []string // each must appear in the message
 	}{
-		{"Empty", map[string]string{}, []string{"GENESYS_REGION: required", "GENESYS_CLIENT_ID: required", "GENESYS_CLIENT_SECRET: required", "DATAVERSE_URL: required", "DATAVERSE_TENANT_ID: required", "DATAVERSE_CLIENT_ID: required", "DATAVERSE_CLIENT_SECRET: required", "GENESYS_AGENTS, GENESYS_AGENTS_FILE or GENESYS_QUEUES"}},
+		{"Empty", map[string]string{}, []string{"GENESYS_REGION: required", "GENESYS_CLIENT_ID: required", "GENESYS_CLIENT_SECRET: required", "DATAVERSE_URL: required", "DATAVERSE_TENANT_ID: required", "DATAVERSE_CLIENT_ID: required", "DATAVERSE_CLIENT_SECRET or DATAVERSE_CLIENT_CERTIFICATE: one is required", "GENESYS_AGENTS, GENESYS_AGENTS_FILE or GENESYS_QUEUES"}},
 		{"Duration", with(good(), "SCREENPOP_POP_DEADLINE", "2"), []string{"SCREENPOP_POP_DEADLINE", "Go duration"}},
 		{"NegativeDuration", with(good(), "SCREENPOP_CACHE_TTL", "-5m"), []string{"SCREENPOP_CACHE_TTL"}},
 		{"PopOn", with(good(), "SCREENPOP_POP_ON", "ringing"), []string{"SCREENPOP_POP_ON", "alerting, connected"}},

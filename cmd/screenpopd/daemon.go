@@ -159,9 +159,14 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 
+	if p := cfg.DataverseClientCertificate; p != "" && readableByOthers(p) {
+		m.Log.Warn().Str("component", "main").Str("path", p).
+			Msg("DATAVERSE_CLIENT_CERTIFICATE is readable by other users: its private key signs in as the app registration; chmod 600 it and chown it to the service user (or hand it over with systemd's LoadCredential=)")
+	}
 	m.Dataverse, err = dataverse.New(dataverse.Config{
 		URL: cfg.DataverseURL, TenantID: cfg.DataverseTenantID, ClientID: cfg.DataverseClientID,
-		ClientSecret: cfg.DataverseClientSecret, TokenURL: cfg.DataverseTokenURL, AppID: cfg.DataverseAppID,
+		ClientSecret: cfg.DataverseClientSecret, ClientCertificate: cfg.DataverseClientCertificate,
+		TokenURL: cfg.DataverseTokenURL, AppID: cfg.DataverseAppID,
 		Phone: cfg.LookupPhone, Email: cfg.LookupEmail, Entities: cfg.Entities, PhoneRegion: cfg.PhoneRegion,
 		CacheTTL: cfg.CacheTTL, NegativeCacheTTL: cfg.NegativeCacheTTL, Concurrency: cfg.DataverseConcurrency,
 		// A lookup not sent by the pop deadline has no pop left to make.
@@ -516,6 +521,16 @@ func privatePIIKey(path string) error {
 		return nil
 	}
 	return os.Chmod(path, 0o600)
+}
+
+// readableByOthers reports whether users other than the file's owner may
+// read path: its group or everyone (a key written under the usual umask
+// 022 is 0644). Unlike pii-hash.key (privatePIIKey), which the daemon made
+// and owns, such a file is the admin's, or systemd's read-only copy, so it
+// is warned of, not changed.
+func readableByOthers(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().Perm()&0o044 != 0
 }
 
 // writeFileAtomic writes b to path (mode 0600) through a temporary file in

@@ -119,6 +119,7 @@ func StartDemo(ctx context.Context, cfg *Config, log zerolog.Logger, tempData bo
 	}
 	cfg.DataverseURL, cfg.DataverseTokenURL = d.Dataverse.URL(), d.Dataverse.TokenURL()
 	cfg.DataverseTenantID, cfg.DataverseClientID, cfg.DataverseClientSecret = dc.TenantID, dc.ClientID, dc.ClientSecret
+	cfg.DataverseClientCertificate = "" // the emulator's secret instead
 	if cfg.DataverseAppID == "" {
 		cfg.DataverseAppID = "00000000-0000-4000-8000-0000000000de"
 	}

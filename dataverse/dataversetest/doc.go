@@ -4,7 +4,15 @@
 // It speaks the real wire protocol of the parts screenpop uses, strictly:
 //   - the Entra ID v2 token endpoint (POST /{tenant}/oauth2/v2.0/token,
 //     client credentials), with Entra-shaped errors (AADSTS codes) for a
-//     wrong tenant, client, secret or scope;
+//     wrong tenant, client, secret or scope; instead of the secret, a client
+//     assertion (certificate credentials) signed by a certificate of
+//     Config.ClientCertificates, checked as Entra ID does: PS256 (or RS256
+//     with x5t), a thumbprint header naming a registered certificate that
+//     has not expired, the signature, iss and sub the client id, aud the
+//     token URL, nbf and exp with 5 minutes' skew, a jti (refused with
+//     AADSTS700027, 700021, 700023, 700024 or 50027). NewCertificate makes a
+//     self-signed certificate and key for it, WriteFile the client's PEM
+//     file;
 //   - GET /api/data/v9.2/<entityset> with $select, $filter, $top, $orderby,
 //     $count and paging (Prefer: odata.maxpagesize, @odata.nextLink with an
 //     opaque $skiptoken);
@@ -40,7 +48,9 @@
 // DeleteRecord.
 //
 // Deliberate gaps: no writes over HTTP (POST/PATCH/DELETE of records), no changesets,
-// no $expand/$apply/FetchXML, no Dataverse functions such as
+// no replay check of an assertion's jti, no x5c (subject name and issuer)
+// certificates (a request with both a secret and an assertion is judged by
+// the assertion), no $expand/$apply/FetchXML, no Dataverse functions such as
 // Microsoft.Dynamics.CRM.In, and no collation but English (US): no
 // accent-sensitive (_CI_AS) languages, and no other folding the SQL
 // collation may do (ß and ss, ligatures, ignorable characters).

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -43,6 +44,11 @@ type Config struct {
 	// emulator (screenpopd demo) to about that many of the newest
 	// requests; zero keeps every request (tests read the log).
 	KeepRequests int
+	// ClientCertificates are the certificates uploaded to the app
+	// registration (Certificates & secrets > Certificates): a token
+	// request with a client assertion signed by one of them gets a token,
+	// as one with the secret does. NewCertificate makes one.
+	ClientCertificates []*x509.Certificate
 }
 
 // Server is the emulator. Use Handler with your own listener, Serve, or
@@ -90,6 +96,8 @@ type Server struct {
 	srv     *http.Server
 	serveWG sync.WaitGroup
 	closeMu sync.Once
+
+	certsUsed []string // CertificatesUsed; under mu
 }
 
 // Request is one logged API request (or one request inside a $batch).
@@ -284,6 +292,16 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	if u, p, ok := r.BasicAuth(); ok {
 		id, secret = u, p
 	}
+	// A client assertion (a certificate credential) stands instead of the
+	// secret; the secret's answers below are for requests without one.
+	assertion := r.PostForm.Has("client_assertion") || r.PostForm.Has("client_assertion_type")
+	var (
+		assertionErr *aadError
+		certUsed     string
+	)
+	if assertion && tenant == s.cfg.TenantID && id == s.cfg.ClientID {
+		certUsed, assertionErr = s.verifyAssertion(r.PostForm.Get("client_assertion_type"), r.PostForm.Get("client_assertion"), id, time.Now())
+	}
 	switch {
 	case tenant != s.cfg.TenantID:
 		writeAAD(w, http.StatusBadRequest, "invalid_request", 90002, fmt.Sprintf("Tenant '%s' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.", tenant))
@@ -291,9 +309,11 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeAAD(w, http.StatusBadRequest, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
 	case id != s.cfg.ClientID:
 		writeAAD(w, http.StatusBadRequest, "unauthorized_client", 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'.", id, tenant))
-	case secret != s.cfg.ClientSecret:
+	case assertionErr != nil:
+		writeAAD(w, assertionErr.status, assertionErr.code, assertionErr.aadsts, assertionErr.desc)
+	case !assertion && secret != s.cfg.ClientSecret:
 		writeAAD(w, http.StatusUnauthorized, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.")
-	case s.expiredSecret():
+	case !assertion && s.expiredSecret():
 		// As Entra ID answers it (401 invalid_client; the answer quoted in
 		// github.com/liprec/vsts-release-aas/issues/119 and
 		// github.com/dotnet/sign/issues/849).
@@ -306,6 +326,9 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		tok := "dvemu." + base64.RawURLEncoding.EncodeToString(b[:])
 		s.mu.Lock()
 		s.tokens[tok] = time.Now().Add(s.cfg.TokenLifetime)
+		if certUsed != "" {
+			s.certsUsed = append(s.certsUsed, certUsed)
+		}
 		s.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		_ = json.NewEncoder(w).Encode(map[string]any{
