@@ -91,9 +91,10 @@ func TestMain_StuckDaemonLeavesTheLoadBalancer(t *testing.T) {
 		t.Fatalf("agent /healthz of a ready daemon: %d %q", code, body)
 	}
 
-	var mu sync.Mutex
+	var mu sync.Mutex // the wedged resolver's lock, and what it guards
+	asked := 0
 	var pings atomic.Int64
-	l := &liveness{period: 20 * time.Millisecond, parts: []livePart{{"resolver", func() { mu.Lock(); mu.Unlock() }}}}
+	l := &liveness{period: 20 * time.Millisecond, parts: []livePart{{"resolver", func() { mu.Lock(); asked++; mu.Unlock() }}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); l.run(ctx, func() { pings.Add(1) }) }()
