@@ -989,37 +989,37 @@ func (r *Resolver) forget(popID string) {
 	r.mu.Unlock()
 }
 
+// maxRecent bounds the resolver's maps of recent legs and conversations.
+const maxRecent = 50000
+
+// putRecent sets m[k] to now. A full map (maxRecent) first loses its
+// entries older than recentTTL, and all of them if none is: what it
+// remembers only saves work.
+func putRecent[K comparable](m map[K]time.Time, k K, now time.Time) {
+	if len(m) >= maxRecent {
+		for k, t := range m {
+			if now.Sub(t) >= recentTTL {
+				delete(m, k)
+			}
+		}
+		if len(m) >= maxRecent {
+			clear(m)
+		}
+	}
+	m[k] = now
+}
+
 // rememberConversation records that conv popped at now (see keys).
 func (r *Resolver) rememberConversation(conv ConversationID, now time.Time) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.convs) >= 50000 {
-		for k, t := range r.convs {
-			if now.Sub(t) >= recentTTL {
-				delete(r.convs, k)
-			}
-		}
-		if len(r.convs) >= 50000 {
-			clear(r.convs)
-		}
-	}
-	r.convs[conv] = now
+	putRecent(r.convs, conv, now)
+	r.mu.Unlock()
 }
 
 func (r *Resolver) remember(popID string, now time.Time) {
 	r.mu.Lock()
 	given := r.sweepPendingLocked(now)
-	if len(r.recent) >= 50000 {
-		for k, t := range r.recent {
-			if now.Sub(t) >= recentTTL {
-				delete(r.recent, k)
-			}
-		}
-		if len(r.recent) >= 50000 {
-			clear(r.recent)
-		}
-	}
-	r.recent[popID] = now
+	putRecent(r.recent, popID, now)
 	r.mu.Unlock()
 	if lost := r.lostPops(given); lost > 0 {
 		r.log.Error().Int("pops", lost).Msg("pops marked but never published were given up after 10 minutes: those calls did not pop")

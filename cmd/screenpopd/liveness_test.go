@@ -17,36 +17,19 @@ import (
 // part is the test's: a real component cannot be deadlocked from outside
 // its package. TestMain_SystemdNotify runs the check on the real ones.
 func TestLiveness_StopsAtAPartThatDoesNotAnswer(t *testing.T) {
-	var mu sync.Mutex // the wedged component's lock, and what it guards
-	asked := 0
-	l := &liveness{period: 20 * time.Millisecond, parts: []livePart{
-		{"genesys client", func() {}},
-		{"push server", func() { mu.Lock(); asked++; mu.Unlock() }},
-		{"resolver", func() {}},
-	}}
+	w := newWedgeable("push server", "genesys client", "push server", "resolver")
+	l, pings := w.l, &w.pings
 	if part, _ := l.stuck(time.Now().Add(time.Hour)); part != "" {
 		t.Fatalf("stuck in %q before the check began: Open may take minutes", part)
 	}
-	var pings atomic.Int64
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); l.run(ctx, func() { pings.Add(1) }) }()
-	held := false
-	t.Cleanup(func() {
-		cancel()
-		if held {
-			mu.Unlock()
-		}
-		<-done
-	})
+	w.run(t)
 
 	waitFor(t, 5*time.Second, "three checks", func() bool { return pings.Load() >= 3 })
 	if part, _ := l.stuck(time.Now()); part != "" {
 		t.Fatalf("stuck in %q while every part answers", part)
 	}
 
-	mu.Lock() // the push server deadlocks
-	held = true
+	w.wedge() // the push server deadlocks
 	time.Sleep(2 * l.period)
 	n := pings.Load()
 	waitFor(t, 5*time.Second, "stuck", func() bool { p, _ := l.stuck(time.Now()); return p != "" })
@@ -61,8 +44,7 @@ func TestLiveness_StopsAtAPartThatDoesNotAnswer(t *testing.T) {
 		t.Errorf("/healthz answer %q does not name the part and the next step", msg)
 	}
 
-	mu.Unlock() // it recovers
-	held = false
+	w.free() // it recovers
 	waitFor(t, 5*time.Second, "pings again", func() bool { return pings.Load() > n+1 })
 	if part, _ := l.stuck(time.Now()); part != "" {
 		t.Errorf("still stuck in %q after the part answered", part)
@@ -91,25 +73,11 @@ func TestMain_StuckDaemonLeavesTheLoadBalancer(t *testing.T) {
 		t.Fatalf("agent /healthz of a ready daemon: %d %q", code, body)
 	}
 
-	var mu sync.Mutex // the wedged resolver's lock, and what it guards
-	asked := 0
-	var pings atomic.Int64
-	l := &liveness{period: 20 * time.Millisecond, parts: []livePart{{"resolver", func() { mu.Lock(); asked++; mu.Unlock() }}}}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); l.run(ctx, func() { pings.Add(1) }) }()
-	held := false
-	t.Cleanup(func() {
-		cancel()
-		if held {
-			mu.Unlock()
-		}
-		<-done
-	})
-	waitFor(t, 5*time.Second, "a completed check", func() bool { return pings.Load() > 0 })
-	d.Main.live.Store(l)
-	mu.Lock() // the resolver deadlocks
-	held = true
+	w := newWedgeable("resolver", "resolver")
+	w.run(t)
+	waitFor(t, 5*time.Second, "a completed check", func() bool { return w.pings.Load() > 0 })
+	d.Main.live.Store(w.l)
+	w.wedge() // the resolver deadlocks
 	waitFor(t, 5*time.Second, "the admin /healthz to fail", func() bool { code, _ := get(admin); return code == http.StatusServiceUnavailable })
 	code, body := get(agent)
 	if code != http.StatusServiceUnavailable {
@@ -119,7 +87,50 @@ func TestMain_StuckDaemonLeavesTheLoadBalancer(t *testing.T) {
 		t.Errorf("agent /healthz names the part (%q): anyone can ask it; the admin listener says which", body)
 	}
 
-	mu.Unlock() // it recovers
-	held = false
+	w.free() // it recovers
 	waitFor(t, 5*time.Second, "agent /healthz ok again", func() bool { code, _ := get(agent); return code == http.StatusOK })
+}
+
+// wedgeable is a liveness check over parts of the test's, every 20 ms,
+// one of which (wedged) answers only while its lock is free, as a
+// component deadlocked on its own lock does not.
+type wedgeable struct {
+	l     *liveness
+	pings atomic.Int64 // the check's completed rounds
+	mu    sync.Mutex   // the wedged part's lock, and what it guards
+	asked int
+	held  bool
+}
+
+func newWedgeable(wedged string, parts ...string) *wedgeable {
+	w := &wedgeable{l: &liveness{period: 20 * time.Millisecond}}
+	for _, p := range parts {
+		ask := func() {}
+		if p == wedged {
+			ask = func() { w.mu.Lock(); w.asked++; w.mu.Unlock() }
+		}
+		w.l.parts = append(w.l.parts, livePart{p, ask})
+	}
+	return w
+}
+
+// run runs the check until the test ends (freeing the part first).
+func (w *wedgeable) run(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.l.run(ctx, func() { w.pings.Add(1) }) }()
+	t.Cleanup(func() {
+		cancel()
+		w.free()
+		<-done
+	})
+}
+
+func (w *wedgeable) wedge() { w.mu.Lock(); w.held = true }
+
+func (w *wedgeable) free() {
+	if w.held {
+		w.held = false
+		w.mu.Unlock()
+	}
 }
