@@ -156,11 +156,11 @@ type Resolver struct {
 	m      *resolverMetrics
 
 	mu      sync.Mutex
-	pending map[string]pendingPop        // marked, publish failed, unmark failed
-	swept   time.Time                    // when pending was last swept
-	recent  map[string]time.Time         // published here lately: skip the lookup for later events of the leg
-	convs   map[ConversationID]time.Time // conversations popped here lately, with their last pop: later legs look up afresh
-	marking map[string]*legTurn          // legs a handler here is marking and publishing
+	pending map[string]pendingPop      // marked, publish failed, unmark failed
+	swept   time.Time                  // when pending was last swept
+	recent  *recentSet[string]         // legs published here lately: skip the lookup for later events of the leg
+	convs   *recentSet[ConversationID] // conversations popped here lately, with their last pop: later legs look up afresh
+	marking map[string]*legTurn        // legs a handler here is marking and publishing
 }
 
 // legTurn is one handler's turn at marking and publishing a leg; the
@@ -213,8 +213,11 @@ func NewResolver(cfg ResolverConfig, dir Directory, store PopStore, pub Publishe
 		cfg: cfg, dir: dir, store: store, pub: pub, hasher: hasher,
 		log:     log.With().Str("component", "resolver").Logger(),
 		pending: map[string]pendingPop{},
-		recent:  map[string]time.Time{},
-		convs:   map[ConversationID]time.Time{},
+		recent:  newRecentSet[string](50000),
+		// 10 minutes of conversations up to 250 pops a second, the last
+		// 150,000 above (5 minutes, the lookup cache's TTL, at 500);
+		// about 130 bytes each.
+		convs:   newRecentSet[ConversationID](150000),
 		marking: map[string]*legTurn{},
 	}
 	r.m = newResolverMetrics(cfg.Registerer)
@@ -551,7 +554,7 @@ func keys(e *Event) []Key {
 func (r *Resolver) keys(e *Event) []Key {
 	ks := keys(e)
 	r.mu.Lock()
-	since, ok := r.convs[e.ConversationID]
+	since, ok := r.convs.get(e.ConversationID)
 	r.mu.Unlock()
 	if ok {
 		for i := range ks {
@@ -977,7 +980,7 @@ func (r *Resolver) endTurn(popID string, t *legTurn, err error) {
 func (r *Resolver) poppedRecently(popID string, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	t, ok := r.recent[popID]
+	t, ok := r.recent.get(popID)
 	return ok && now.Sub(t) < recentTTL
 }
 
@@ -985,41 +988,58 @@ func (r *Resolver) poppedRecently(popID string, now time.Time) bool {
 // refuses it from now on.
 func (r *Resolver) forget(popID string) {
 	r.mu.Lock()
-	delete(r.recent, popID)
+	r.recent.del(popID)
 	r.mu.Unlock()
 }
 
-// maxRecent bounds the resolver's maps of recent legs and conversations.
-const maxRecent = 50000
-
-// putRecent sets m[k] to now. A full map (maxRecent) first loses its
-// entries older than recentTTL, and all of them if none is: what it
-// remembers only saves work.
-func putRecent[K comparable](m map[K]time.Time, k K, now time.Time) {
-	if len(m) >= maxRecent {
-		for k, t := range m {
-			if now.Sub(t) >= recentTTL {
-				delete(m, k)
-			}
-		}
-		if len(m) >= maxRecent {
-			clear(m)
-		}
-	}
-	m[k] = now
+// recentSet remembers keys with a time for about recentTTL, in two
+// generations: the older is dropped when the newer is recentTTL old or
+// holds max keys. A key put in the last recentTTL, or among the last max,
+// is always found, without a scan; clearing one full map would lose them
+// all at once (every 100 s at 500 pops a second, for a map of 50,000).
+type recentSet[K comparable] struct {
+	cur, old map[K]time.Time
+	begun    time.Time // when cur was begun
+	max      int
 }
+
+func newRecentSet[K comparable](max int) *recentSet[K] {
+	return &recentSet[K]{cur: map[K]time.Time{}, max: max}
+}
+
+func (s *recentSet[K]) put(k K, now time.Time) {
+	if len(s.cur) >= s.max || now.Sub(s.begun) >= recentTTL {
+		s.old, s.cur, s.begun = s.cur, make(map[K]time.Time, len(s.cur)), now
+	}
+	s.cur[k] = now
+}
+
+func (s *recentSet[K]) get(k K) (time.Time, bool) {
+	if t, ok := s.cur[k]; ok {
+		return t, true
+	}
+	t, ok := s.old[k]
+	return t, ok
+}
+
+func (s *recentSet[K]) del(k K) {
+	delete(s.cur, k)
+	delete(s.old, k)
+}
+
+func (s *recentSet[K]) len() int { return len(s.cur) + len(s.old) }
 
 // rememberConversation records that conv popped at now (see keys).
 func (r *Resolver) rememberConversation(conv ConversationID, now time.Time) {
 	r.mu.Lock()
-	putRecent(r.convs, conv, now)
+	r.convs.put(conv, now)
 	r.mu.Unlock()
 }
 
 func (r *Resolver) remember(popID string, now time.Time) {
 	r.mu.Lock()
 	given := r.sweepPendingLocked(now)
-	putRecent(r.recent, popID, now)
+	r.recent.put(popID, now)
 	r.mu.Unlock()
 	if lost := r.lostPops(given); lost > 0 {
 		r.log.Error().Int("pops", lost).Msg("pops marked but never published were given up after 10 minutes: those calls did not pop")
@@ -1085,7 +1105,7 @@ type ResolverStatus struct {
 func (r *Resolver) Status() any {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return ResolverStatus{PendingPublishes: len(r.pending), RecentPops: len(r.recent)}
+	return ResolverStatus{PendingPublishes: len(r.pending), RecentPops: r.recent.len()}
 }
 
 type resolverMetrics struct {

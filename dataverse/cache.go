@@ -18,7 +18,7 @@ type ttlCache struct {
 
 type cacheEntry struct {
 	recs []bridge.Record
-	at   time.Time // when it was stored
+	at   time.Time // when the request that read it went out
 	exp  time.Time
 }
 
@@ -36,7 +36,7 @@ func (c *ttlCache) get(k string, now, since time.Time) ([]bridge.Record, bool) {
 	return e.recs, true
 }
 
-func (c *ttlCache) put(k string, recs []bridge.Record, exp, now time.Time) {
+func (c *ttlCache) put(k string, recs []bridge.Record, exp, at, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.m) >= c.max {
@@ -49,7 +49,7 @@ func (c *ttlCache) put(k string, recs []bridge.Record, exp, now time.Time) {
 			delete(c.m, k)
 		}
 	}
-	c.m[k] = cacheEntry{recs: recs, at: now, exp: exp}
+	c.m[k] = cacheEntry{recs: recs, at: at, exp: exp}
 }
 
 func (c *ttlCache) del(k string) {

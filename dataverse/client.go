@@ -56,17 +56,18 @@ var _ bridge.Directory = (*Client)(nil)
 // flight is one lookup in progress, shared by every caller asking for the
 // same identifier meanwhile (single-flight).
 type flight struct {
-	done chan struct{}
-	recs []bridge.Record
-	err  error
+	done  chan struct{}
+	start time.Time // when it began: its answer is no newer (Key.Since)
+	recs  []bridge.Record
+	err   error
 
 	mu     sync.Mutex
 	held   time.Time     // the gate holds the flight's request until then (Retry-After)
 	heldCh chan struct{} // closed and replaced when held changes
 }
 
-func newFlight() *flight {
-	return &flight{done: make(chan struct{}), heldCh: make(chan struct{})}
+func newFlight(start time.Time) *flight {
+	return &flight{done: make(chan struct{}), start: start, heldCh: make(chan struct{})}
 }
 
 // hold records that the gate holds the flight's request until until.
@@ -404,7 +405,7 @@ func (c *Client) join(k string, kind bridge.KeyKind, value string, list []Entity
 	if f := c.flights[k]; f != nil {
 		return f, nil
 	}
-	f := newFlight()
+	f := newFlight(c.cfg.Now())
 	c.flights[k] = f
 	c.wg.Add(1)
 	go c.fly(f, k, kind, value, list)
@@ -430,12 +431,15 @@ func (c *Client) fly(f *flight, k string, kind bridge.KeyKind, value string, lis
 	case len(f.recs) == 0:
 		result = "none"
 		// An answer of the other kind may still be cached: a lookup that
-		// passed over it (Key.Since) replaces it.
+		// passed over it (Key.Since) replaces it. The answer is stored as
+		// read when the flight began, not when it arrived: one that
+		// outlived a pop's deadline was asked for before that pop, and is
+		// no answer since it for the conversation's next leg.
 		c.pos.del(k)
-		c.neg.put(k, nil, now.Add(c.cfg.NegativeCacheTTL), now)
+		c.neg.put(k, nil, now.Add(c.cfg.NegativeCacheTTL), f.start, now)
 	default:
 		c.neg.del(k)
-		c.pos.put(k, f.recs, now.Add(c.cfg.CacheTTL), now)
+		c.pos.put(k, f.recs, now.Add(c.cfg.CacheTTL), f.start, now)
 	}
 	c.metrics.lookups.WithLabelValues(string(kind), result).Inc()
 	ev := c.log.Debug()
