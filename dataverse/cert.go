@@ -73,6 +73,12 @@ func (c *ClientCertificate) Thumbprint() string {
 // used is the one the key belongs to. Each error reads "what is wrong;
 // what to do".
 func ReadClientCertificate(path string) (*ClientCertificate, error) {
+	if strings.Contains(path, "-----BEGIN") || strings.ContainsAny(path, "\r\n") {
+		// The PEM itself where its path belongs (a Kubernetes
+		// secretKeyRef, "$(cat dataverse.pem)"): every error below
+		// quotes the path, which would put the private key in the log.
+		return nil, errors.New("the value is PEM text, not the path of a file; write it to a file only the service user can read (e.g. /etc/screenpop/dataverse.pem, mode 0600) and give that file's path")
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w; give the path of a PEM file the service user can read", err)

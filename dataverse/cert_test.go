@@ -249,3 +249,20 @@ func TestNew_CertificateConfig(t *testing.T) {
 		})
 	}
 }
+
+// A PEM given where the path of the file is expected: New's error says so
+// and does not quote it (it would put the private key in the log).
+func TestNew_CertificateContentNotEchoed(t *testing.T) {
+	cert := mustCert(t, dataversetest.CertificateOptions{})
+	_, err := dataverse.New(dataverse.Config{URL: "https://contoso.crm.dynamics.com", TenantID: "t", ClientID: "c", ClientCertificate: string(cert.PEM())}, zerolog.Nop())
+	if err == nil {
+		t.Fatal("New accepted PEM text as the path of the certificate file")
+	}
+	_, key, _ := strings.Cut(string(cert.PEM()), "-----BEGIN PRIVATE KEY-----\n")
+	if first, _, _ := strings.Cut(key, "\n"); strings.Contains(err.Error(), first) {
+		t.Errorf("New's error quotes the private key (%d bytes)", len(err.Error()))
+	}
+	if !strings.Contains(err.Error(), "not the path of a file") {
+		t.Errorf("the error does not say the value is PEM text, not a path")
+	}
+}

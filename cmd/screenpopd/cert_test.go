@@ -264,3 +264,39 @@ func TestCheck_DataverseCertificateNotRegistered(t *testing.T) {
 	wantLine(t, out, "ok   dataverse certificate:", cert.Thumbprint(), "valid until")
 	wantLine(t, out, "FAIL dataverse token:", "AADSTS700027", cert.Thumbprint(), "Certificates & secrets > Certificates > Upload certificate")
 }
+
+// TestRun_DataverseCertificateContentNotEchoed: an admin who puts the PEM
+// itself in DATAVERSE_CLIENT_CERTIFICATE (a Kubernetes secretKeyRef, or
+// "$(cat dataverse.pem)" on a command line) instead of its path gets a
+// config error that says so, without the private key in it: run's error
+// goes to the journal, check's to the terminal.
+func TestRun_DataverseCertificateContentNotEchoed(t *testing.T) {
+	r := newCheckRig(t)
+	cert := mustCert(t, dataversetest.CertificateOptions{})
+	content := string(cert.PEM())
+	delete(r.vars, "DATAVERSE_CLIENT_SECRET")
+	r.vars["DATAVERSE_CLIENT_CERTIFICATE"] = content
+	// Lines of the key's base64, any of which is key material.
+	_, keyPEM, _ := strings.Cut(content, "-----BEGIN PRIVATE KEY-----\n")
+	keyLines := strings.Split(strings.TrimSpace(keyPEM), "\n")[:3]
+	leaks := func(what, out string) {
+		t.Helper()
+		for _, l := range keyLines {
+			if strings.Contains(out, l) {
+				t.Errorf("%s shows the private key (%d bytes of output)", what, len(out))
+				return
+			}
+		}
+	}
+	for _, cmd := range []string{"run", "check"} {
+		var out, errb strings.Builder
+		code := run(context.Background(), []string{cmd}, env(r.vars), &out, &errb)
+		if code != 2 {
+			t.Errorf("%s exited %d, want 2 (invalid configuration)", cmd, code)
+		}
+		leaks(cmd, out.String()+errb.String())
+		if !strings.Contains(out.String()+errb.String(), "not the path of a file") {
+			t.Errorf("%s does not say the value is PEM text, not a path", cmd)
+		}
+	}
+}

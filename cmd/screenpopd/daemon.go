@@ -530,7 +530,16 @@ func privatePIIKey(path string) error {
 // is warned of, not changed.
 func readableByOthers(path string) bool {
 	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().Perm()&0o044 != 0
+	if err != nil || fi.Mode().Perm()&0o044 == 0 {
+		return false
+	}
+	// With an access ACL the group bits are the ACL's mask: systemd's
+	// LoadCredential= copy on a tmpfs is 0400 plus a read entry for the
+	// service's user, which shows as 0440. The ACL says who may read.
+	if others, ok := aclReadableByOthers(path); ok {
+		return others
+	}
+	return true
 }
 
 // writeFileAtomic writes b to path (mode 0600) through a temporary file in

@@ -182,7 +182,14 @@ func (s *Server) verifyAssertion(typ, assertion, clientID string, now time.Time)
 	}
 	found := fmt.Sprintf("Thumbprint of key used by client: '%s', Found key 'Start=%s, End=%s'", thumbprint(cert),
 		cert.NotBefore.UTC().Format("01/02/2006 15:04:05"), cert.NotAfter.UTC().Format("01/02/2006 15:04:05"))
-	if err := tok.Method.Verify(parts[0]+"."+parts[1], tok.Signature, cert.PublicKey); err != nil {
+	method := tok.Method
+	if method.Alg() == "PS256" {
+		// A PS256 salt is as long as the hash (RFC 7518, 3.5), and that is
+		// all Entra ID verifies; golang-jwt's PS256 takes any length.
+		method = &jwt.SigningMethodRSAPSS{SigningMethodRSA: jwt.SigningMethodPS256.SigningMethodRSA,
+			VerifyOptions: &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash}}
+	}
+	if err := method.Verify(parts[0]+"."+parts[1], tok.Signature, cert.PublicKey); err != nil {
 		return invalid(700027, "Client assertion contains an invalid signature. [Reason - The key was found, but use of the key to verify the signature failed., "+found+"]")
 	}
 	if now.After(cert.NotAfter) {

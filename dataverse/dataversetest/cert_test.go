@@ -1,6 +1,7 @@
 package dataversetest
 
 import (
+	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
@@ -180,5 +181,31 @@ func TestServer_CertificateAssertion(t *testing.T) {
 	}
 	if n := len(s.CertificatesUsed()); n != 3 {
 		t.Errorf("%d tokens issued for assertions, want 3 (Good, RS256, SkewOfAMinute)", n)
+	}
+}
+
+// A PS256 signature is RSASSA-PSS with SHA-256 and a salt as long as the
+// hash (RFC 7518, 3.5), which is what Entra ID (.NET's
+// RSASignaturePadding.Pss) verifies. One with another salt length, as
+// rsa.SignPSS writes with nil options, is refused there: the emulator must
+// not take it, or a client signing so would pass every test and fail on
+// the first real tenant.
+func TestServer_CertificateAssertionPSSSaltLength(t *testing.T) {
+	registered := mustCert(t, CertificateOptions{})
+	s := New(Config{ClientCertificates: []*x509.Certificate{registered.Cert}})
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	maxSalt := &jwt.SigningMethodRSAPSS{SigningMethodRSA: jwt.SigningMethodPS256.SigningMethodRSA,
+		Options: &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto}} // signing: the longest salt that fits
+	a := assertionFor(t, s, registered, func(tok *jwt.Token, _ jwt.MapClaims) { tok.Method = maxSalt })
+	status, _, code, desc := postAssertion(t, s, a)
+	if status != http.StatusUnauthorized || code != 700027 {
+		t.Fatalf("answer %d AADSTS%d (%s) to PS256 with a %d-byte salt, want 401 AADSTS700027", status, code, desc, registered.Key.Size()-32-2)
+	}
+	// The documented salt length is still taken.
+	if status, _, code, desc := postAssertion(t, s, assertionFor(t, s, registered, nil)); status != http.StatusOK {
+		t.Fatalf("answer %d AADSTS%d (%s) to PS256 with a 32-byte salt, want 200", status, code, desc)
 	}
 }
