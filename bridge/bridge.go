@@ -233,7 +233,8 @@ type Key struct {
 	Value string
 	// Since, when not zero, asks for an answer read from the CRM at or
 	// after it: an answer a Directory cached before is not used (and the
-	// answer read instead is cached). The resolver sets it for a
+	// answer read instead is cached), unless reading fails, when records
+	// found before are still better than none. The resolver sets it for a
 	// conversation's later legs (a transfer, a consult) to the time of the
 	// conversation's last pop: the agent who had that pop may have changed
 	// the caller's records since (saved the create form, merged duplicates,

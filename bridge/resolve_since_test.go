@@ -116,3 +116,31 @@ func TestResolver_TransferInABusyCentre(t *testing.T) {
 		t.Fatalf("receiving agent's pop: %s %s, want create (the record was merged away since the first pop)", p.Target.Action, p.Target.ID)
 	}
 }
+
+// TestResolver_TransferWhileDataverseThrottled: the receiving agent's leg
+// asks for an answer read since the first pop (Key.Since), but Dataverse
+// answers 429 (service protection, Retry-After 30 s) or fails. The answer
+// cached for the first pop is still within SCREENPOP_CACHE_TTL: the
+// receiving agent must get that record, as before Since, not the search
+// fallback of a caller nobody has looked up.
+func TestResolver_TransferWhileDataverseThrottled(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	const num = "+14045550183"
+	var id string
+	s := startResolverStack(t, bridge.ResolverConfig{}, func(dv *dataversetest.Server) {
+		id = dv.AddContact(dataversetest.Contact{FirstName: "Tia", LastName: "Throttled", Telephone1: num})
+	})
+	defer s.stop()
+
+	first := callEvent("throttled-transfer", num)
+	s.publish(t, first)
+	if p := s.popFor(t, first.ConversationID, first.Agent.UserID); p.Target.Action != bridge.ActionOpen || p.Target.ID != id {
+		t.Fatalf("first pop %s %s, want open %s", p.Target.Action, p.Target.ID, id)
+	}
+	s.dv.ThrottleNext(1, 30*time.Second)
+	second := transferLeg(first, "agent-2")
+	s.publish(t, second)
+	if p := s.popFor(t, second.ConversationID, "agent-2"); p.Target.Action != bridge.ActionOpen || p.Target.ID != id {
+		t.Fatalf("receiving agent's pop while Dataverse throttles: %s %s, want open %s (the answer cached for the first pop)", p.Target.Action, p.Target.ID, id)
+	}
+}

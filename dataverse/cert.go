@@ -79,6 +79,11 @@ func ReadClientCertificate(path string) (*ClientCertificate, error) {
 		// quotes the path, which would put the private key in the log.
 		return nil, errors.New("the value is PEM text, not the path of a file; write it to a file only the service user can read (e.g. /etc/screenpop/dataverse.pem, mode 0600) and give that file's path")
 	}
+	if looksBase64(path) {
+		// The same in base64 on one line, as Azure Key Vault hands out a
+		// certificate's secret (the PFX): key material, never quoted.
+		return nil, errors.New("the value is base64 (a certificate or key itself, e.g. a Key Vault secret), not the path of a file; decode it into a PEM file only the service user can read (for a PFX: base64 -d > dataverse.pfx; openssl pkcs12 -in dataverse.pfx -nodes -out /etc/screenpop/dataverse.pem, mode 0600) and give that file's path")
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w; give the path of a PEM file the service user can read", err)
@@ -96,6 +101,19 @@ func ReadClientCertificate(path string) (*ClientCertificate, error) {
 		return nil, fmt.Errorf("%s %w", path, err)
 	}
 	return c, nil
+}
+
+// looksBase64 reports whether v is a long run of base64 (a DER
+// certificate, key or PFX takes a kilobyte or more), which no file path is.
+func looksBase64(v string) bool {
+	if len(v) < 256 {
+		return false
+	}
+	_, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		_, err = base64.RawStdEncoding.DecodeString(v)
+	}
+	return err == nil
 }
 
 // joinHint is how the two files openssl writes become the one file.

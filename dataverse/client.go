@@ -322,7 +322,9 @@ func (c *Client) cacheKey(key bridge.Key) (k, value string, list []EntityColumns
 }
 
 // Lookup implements bridge.Directory. It answers from the caches when it
-// can (with an answer stored at or after key.Since, when that is set);
+// can (with an answer stored at or after key.Since, when that is set:
+// records found before it are the answer only should the fresh lookup
+// fail, be throttled past ctx's deadline, or miss it);
 // otherwise it joins or starts the single flight for key and waits
 // for it until ctx is done, or returns a ThrottledError at once when a
 // Retry-After holds the flight's request past ctx's deadline. The flight
@@ -344,6 +346,15 @@ func (c *Client) Lookup(ctx context.Context, key bridge.Key) ([]bridge.Record, e
 		c.metrics.hit(key.Kind, true).Inc()
 		return nil, nil
 	}
+	// Records found before key.Since, still within their TTL: what a
+	// conversation's later leg gets should the fresh lookup fail, be
+	// throttled or miss ctx's deadline, rather than the search fallback.
+	// (A cached not-found is no fallback: its create pop could make a
+	// duplicate of the record saved since.)
+	var stale []bridge.Record
+	if !key.Since.IsZero() {
+		stale, _ = c.pos.get(k, now, time.Time{})
+	}
 	f, err := c.join(k, key.Kind, value, list)
 	if err != nil {
 		return nil, err
@@ -362,15 +373,24 @@ func (c *Client) Lookup(ctx context.Context, key bridge.Key) ([]bridge.Record, e
 			// this caller's deadline, so waiting could only end in it.
 			// The flight goes on, for the cache and for callers with
 			// more time.
+			if stale != nil {
+				return stale, nil
+			}
 			return nil, fmt.Errorf("lookup %s: %w", key.Kind, &ThrottledError{Until: held})
 		}
 		select {
 		case <-f.done:
 			if f.err != nil {
+				if stale != nil {
+					return stale, nil
+				}
 				return nil, fmt.Errorf("lookup %s: %w", key.Kind, f.err)
 			}
 			return f.recs, nil
 		case <-ctx.Done():
+			if stale != nil {
+				return stale, nil
+			}
 			return nil, fmt.Errorf("lookup %s: %w", key.Kind, ctx.Err())
 		case <-changed:
 		case <-gateChanged:

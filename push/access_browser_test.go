@@ -240,5 +240,14 @@ func TestBrowser_AccessCheckPrimaryKey(t *testing.T) {
 		if d := time.Since(start); d > 4*time.Second {
 			t.Fatalf("the chooser came after %v, want about accessWaitMs (1.5 s)", d)
 		}
+		// The call that never answered is not kept: once metadata
+		// answers, the next pop learns the key and checks the activity.
+		run(t, ctx, js(`window.__metadataHang = false`))
+		for _, c := range unreadable {
+			run(t, ctx, js(fmt.Sprintf(`window.__denied[%q] = %d`, c.ID, errNoReadAccess)))
+		}
+		if got := offered(t, ctx, e, "conv-pk-hang-2"); strings.Join(got, " ") != strings.Join(ids(readable), " ") {
+			t.Fatalf("after metadata answers again, offered %v, want the readable %v (reads: %s)", got, ids(readable), selects(t, ctx))
+		}
 	})
 }

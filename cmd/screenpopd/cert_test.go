@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -238,7 +239,7 @@ func TestDaemon_DataverseCertificate(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("check with a certificate exited %d", code)
 	}
-	wantLine(t, out, "warn dataverse certificate:", cert.Thumbprint(), "(10 days)", "fix: make a new certificate")
+	wantLine(t, out, "warn dataverse certificate:", cert.Thumbprint(), "(10 days)", "fix: make a new certificate", "LoadCredential= only after systemctl restart")
 	wantLine(t, out, "warn dataverse certificate: "+file+" is readable by other users", "chmod 600")
 	wantLine(t, out, "ok   dataverse token:", "application user")
 	wantLine(t, out, "ok   dataverse contact:")
@@ -297,6 +298,35 @@ func TestRun_DataverseCertificateContentNotEchoed(t *testing.T) {
 		leaks(cmd, out.String()+errb.String())
 		if !strings.Contains(out.String()+errb.String(), "not the path of a file") {
 			t.Errorf("%s does not say the value is PEM text, not a path", cmd)
+		}
+	}
+}
+
+// TestRun_DataverseCertificateBase64NotEchoed: the value an admin most
+// often pastes from Azure Key Vault, a certificate's secret (the PFX, or a
+// key, base64 in one line, no BEGIN line), is key material too: run's and
+// check's error must not show it either.
+func TestRun_DataverseCertificateBase64NotEchoed(t *testing.T) {
+	r := newCheckRig(t)
+	cert := mustCert(t, dataversetest.CertificateOptions{})
+	der, err := x509.MarshalPKCS8PrivateKey(cert.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := base64.StdEncoding.EncodeToString(der)
+	delete(r.vars, "DATAVERSE_CLIENT_SECRET")
+	r.vars["DATAVERSE_CLIENT_CERTIFICATE"] = value
+	for _, cmd := range []string{"run", "check"} {
+		var out, errb strings.Builder
+		code := run(context.Background(), []string{cmd}, env(r.vars), &out, &errb)
+		if code != 2 {
+			t.Errorf("%s exited %d, want 2 (invalid configuration)", cmd, code)
+		}
+		if all := out.String() + errb.String(); strings.Contains(all, value[:64]) || strings.Contains(all, value[len(value)-64:]) {
+			t.Errorf("%s shows the base64 private key (%d bytes of output)", cmd, len(all))
+		}
+		if !strings.Contains(out.String()+errb.String(), "not the path of a file") {
+			t.Errorf("%s does not say the value is the key itself, not a path", cmd)
 		}
 	}
 }

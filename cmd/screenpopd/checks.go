@@ -607,7 +607,7 @@ func checkDataverseCertificate(path string, now time.Time, r *report) {
 	}
 	until := cert.Cert.NotAfter
 	desc := fmt.Sprintf("%s, subject %s, thumbprint %s (SHA-1, as the app registration's Certificates & secrets lists it)", path, cert.Cert.Subject, cert.Thumbprint())
-	renew := "make a new certificate (docs/setup.md, 3.1), upload it to the app registration's Certificates & secrets next to this one, then replace " + path + " (the daemon uses it from its next token, within the hour; docs/operations.md, 7.1)"
+	renew := "make a new certificate (docs/setup.md, 3.1), upload it to the app registration's Certificates & secrets next to this one, then replace " + path + " (a daemon reading that file uses it from its next token, within 75 minutes, and logs dataverse client certificate reloaded; one given a copy by systemd's LoadCredential= only after systemctl restart screenpopd; delete the old certificate from the app registration only then: docs/operations.md, 7.1)"
 	switch left := until.Sub(now); {
 	case left <= 0:
 		r.warn(name, fmt.Sprintf("%s expired on %s: Entra ID refuses it", desc, until.UTC().Format(time.DateOnly)), renew)

@@ -483,13 +483,18 @@
     var self = this, guess = entity + 'id', util = x && x.Utility;
     if (!util || typeof util.getEntityMetadata !== 'function') { return Promise.resolve(guess); }
     if (!self.idColumns[entity]) {
-      self.idColumns[entity] = new Promise(function (resolve) { resolve(util.getEntityMetadata(entity, [])); }).then(function (m) {
-        var c = m && m.PrimaryIdAttribute;
-        return typeof c === 'string' && c ? c : guess;
-      }, function () {
-        delete self.idColumns[entity];
-        return guess;
+      var p = new Promise(function (resolve) {
+        // A metadata call that never settles is not kept: the next check
+        // asks again rather than waiting out accessWaitMs every time.
+        var forget = function () { if (self.idColumns[entity] === p) { delete self.idColumns[entity]; } resolve(guess); };
+        var timer = setTimeout(forget, self.opts.accessWaitMs || 1500);
+        new Promise(function (r) { r(util.getEntityMetadata(entity, [])); }).then(function (m) {
+          clearTimeout(timer);
+          var c = m && m.PrimaryIdAttribute;
+          resolve(typeof c === 'string' && c ? c : guess);
+        }, function () { clearTimeout(timer); forget(); });
       });
+      self.idColumns[entity] = p;
     }
     return self.idColumns[entity];
   };
