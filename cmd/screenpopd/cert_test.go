@@ -161,47 +161,9 @@ func TestDaemon_DataverseCertificate(t *testing.T) {
 	if err := os.Chmod(file, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	g := notificationstest.New(notificationstest.Config{Agents: demoAgents[:1]})
-	if _, err := g.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	d := dataversetest.New(dataversetest.Config{ClientCertificates: []*x509.Certificate{cert.Cert}})
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	rig := startCertDaemon(t, cert, file)
+	g, d, m, logs, vars := rig.genesys, rig.dataverse, rig.m, rig.logs, rig.vars
 	contactID := d.AddContact(dataversetest.Contact{FirstName: "Ada", LastName: "Cert", Telephone1: "+1 317 555 0188"})
-	gc, dc := g.Config(), d.Config()
-	vars := testEnv(t)
-	for k, v := range map[string]string{
-		"GENESYS_API_URL": g.URL(), "GENESYS_CLIENT_ID": gc.ClientID, "GENESYS_CLIENT_SECRET": gc.ClientSecret, "GENESYS_AGENTS": checkAgent,
-		"DATAVERSE_URL": d.URL(), "DATAVERSE_TOKEN_URL": d.TokenURL(), "DATAVERSE_TENANT_ID": dc.TenantID,
-		"DATAVERSE_CLIENT_ID": dc.ClientID, "DATAVERSE_CLIENT_CERTIFICATE": file,
-	} {
-		vars[k] = v
-	}
-	cfg, _, err := ParseConfig("run", nil, env(vars), Requirements{Genesys: true, Dataverse: true}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncbuf.Buffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	m := NewMain(cfg, zerolog.New(logs))
-	if err := m.Open(ctx); err != nil {
-		cancel()
-		m.Close()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	waitFor(t, 20*time.Second, "daemon ready", m.Ready)
 
 	ws := dialAgent(t, m.AgentURL(), g.AgentToken(checkAgent))
 	call := g.InboundCall(checkAgent, "+13175550188", notificationstest.Options{})
@@ -329,4 +291,60 @@ func TestRun_DataverseCertificateBase64NotEchoed(t *testing.T) {
 			t.Errorf("%s does not say the value is the key itself, not a path", cmd)
 		}
 	}
+}
+
+// certDaemon is a daemon run (until the test ends) against both emulators,
+// reaching Dataverse with the certificate of file alone; vars are its
+// settings.
+type certDaemon struct {
+	genesys   *notificationstest.Emulator
+	dataverse *dataversetest.Server
+	m         *Main
+	logs      *syncbuf.Buffer
+	vars      map[string]string
+}
+
+func startCertDaemon(t *testing.T, cert *dataversetest.Certificate, file string) *certDaemon {
+	t.Helper()
+	g := notificationstest.New(notificationstest.Config{Agents: demoAgents[:1]})
+	if _, err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	d := dataversetest.New(dataversetest.Config{ClientCertificates: []*x509.Certificate{cert.Cert}})
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	gc, dc := g.Config(), d.Config()
+	vars := testEnv(t)
+	for k, v := range map[string]string{
+		"GENESYS_API_URL": g.URL(), "GENESYS_CLIENT_ID": gc.ClientID, "GENESYS_CLIENT_SECRET": gc.ClientSecret, "GENESYS_AGENTS": checkAgent,
+		"DATAVERSE_URL": d.URL(), "DATAVERSE_TOKEN_URL": d.TokenURL(), "DATAVERSE_TENANT_ID": dc.TenantID,
+		"DATAVERSE_CLIENT_ID": dc.ClientID, "DATAVERSE_CLIENT_CERTIFICATE": file,
+	} {
+		vars[k] = v
+	}
+	cfg, _, err := ParseConfig("run", nil, env(vars), Requirements{Genesys: true, Dataverse: true}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncbuf.Buffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := NewMain(cfg, zerolog.New(logs))
+	if err := m.Open(ctx); err != nil {
+		cancel()
+		m.Close()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	waitFor(t, 20*time.Second, "daemon ready", m.Ready)
+	return &certDaemon{genesys: g, dataverse: d, m: m, logs: logs, vars: vars}
 }

@@ -1,22 +1,15 @@
 package main
 
 import (
-	"context"
-	"crypto/x509"
 	"encoding/binary"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
 	"github.com/screenpop/screenpop/dataverse/dataversetest"
-	"github.com/screenpop/screenpop/internal/syncbuf"
-	"github.com/screenpop/screenpop/notifications/notificationstest"
 )
 
 // setServiceACL gives path the mode and access ACL systemd gives a
@@ -70,44 +63,7 @@ func TestDaemon_DataverseCertificateFromSystemdCredential(t *testing.T) {
 		t.Fatal(err)
 	}
 	setServiceACL(t, file)
-	g := notificationstest.New(notificationstest.Config{Agents: demoAgents[:1]})
-	if _, err := g.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	d := dataversetest.New(dataversetest.Config{ClientCertificates: []*x509.Certificate{cert.Cert}})
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	gc, dc := g.Config(), d.Config()
-	vars := testEnv(t)
-	for k, v := range map[string]string{
-		"GENESYS_API_URL": g.URL(), "GENESYS_CLIENT_ID": gc.ClientID, "GENESYS_CLIENT_SECRET": gc.ClientSecret, "GENESYS_AGENTS": checkAgent,
-		"DATAVERSE_URL": d.URL(), "DATAVERSE_TOKEN_URL": d.TokenURL(), "DATAVERSE_TENANT_ID": dc.TenantID,
-		"DATAVERSE_CLIENT_ID": dc.ClientID, "DATAVERSE_CLIENT_CERTIFICATE": file,
-	} {
-		vars[k] = v
-	}
-	cfg, _, err := ParseConfig("run", nil, env(vars), Requirements{Genesys: true, Dataverse: true}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncbuf.Buffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	m := NewMain(cfg, zerolog.New(logs))
-	if err := m.Open(ctx); err != nil {
-		cancel()
-		m.Close()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	waitFor(t, 20*time.Second, "daemon ready", m.Ready)
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("Run: %v", err)
-	}
+	logs := startCertDaemon(t, cert, file).logs
 	if strings.Contains(logs.String(), "DATAVERSE_CLIENT_CERTIFICATE is readable by other users") {
 		t.Error("the daemon warns that others may read a file only its own user may read (systemd's LoadCredential= copy)")
 	}
