@@ -342,7 +342,7 @@ func (r *Resolver) poppedElsewhere(ctx context.Context, e *Event, popID string) 
 	if err != nil || !found {
 		return false
 	}
-	r.remember(popID, r.cfg.Now())
+	r.remember(popID, e.ConversationID, r.cfg.Now())
 	return true
 }
 
@@ -436,8 +436,7 @@ func (r *Resolver) markAndPublish(ctx context.Context, e *Event, popID string, p
 		return fmt.Errorf("publish pop: %w", err)
 	}
 	end := r.cfg.Now()
-	r.remember(popID, end)
-	r.rememberConversation(e.ConversationID, end)
+	r.remember(popID, e.ConversationID, end)
 	if dupAt == 1 || dupAt > 1 && r.storedByAnother(ctx, e.Agent.UserID, popID, msg.Data, markStart) {
 		// An earlier handler of this event (an instance that died before
 		// acknowledging it, or another instance given its redelivery)
@@ -932,8 +931,7 @@ func (r *Resolver) republish(ctx context.Context, e *Event, popID string, p pend
 		return fmt.Errorf("publish pop: %w", err)
 	}
 	end := r.cfg.Now()
-	r.remember(popID, end)
-	r.rememberConversation(e.ConversationID, end)
+	r.remember(popID, e.ConversationID, end)
 	// A duplicate here is this instance's own earlier attempt, stored but
 	// not acknowledged, and never logged: log it now; unless another
 	// instance, given the event's redelivery, popped the leg and logged it.
@@ -1029,17 +1027,14 @@ func (s *recentSet[K]) del(k K) {
 
 func (s *recentSet[K]) len() int { return len(s.cur) + len(s.old) }
 
-// rememberConversation records that conv popped at now (see keys).
-func (r *Resolver) rememberConversation(conv ConversationID, now time.Time) {
-	r.mu.Lock()
-	r.convs.put(conv, now)
-	r.mu.Unlock()
-}
-
-func (r *Resolver) remember(popID string, now time.Time) {
+// remember records that popID's leg of conv popped at now: its later
+// events need no lookup, and the conversation's later legs look up afresh
+// (see keys).
+func (r *Resolver) remember(popID string, conv ConversationID, now time.Time) {
 	r.mu.Lock()
 	given := r.sweepPendingLocked(now)
 	r.recent.put(popID, now)
+	r.convs.put(conv, now)
 	r.mu.Unlock()
 	if lost := r.lostPops(given); lost > 0 {
 		r.log.Error().Int("pops", lost).Msg("pops marked but never published were given up after 10 minutes: those calls did not pop")
