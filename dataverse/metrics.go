@@ -80,6 +80,12 @@ func newMetrics(reg prometheus.Registerer, c *Client) *metrics {
 				Help: "Dataverse requests in flight.",
 			}, func() float64 { return float64(len(c.sem)) }),
 		)
+		if c.certs != nil {
+			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "screenpop_dataverse_client_certificate_expiry_timestamp_seconds",
+				Help: "When the DATAVERSE_CLIENT_CERTIFICATE in use expires (Unix seconds).",
+			}, func() float64 { return float64(c.certs.current().Cert.NotAfter.Unix()) }))
+		}
 	}
 	return m
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/screenpop/screenpop/dataverse/dataversetest"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 )
 
@@ -38,7 +39,13 @@ var labelRE = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"`)
 
 func scrapeMetrics(t *testing.T, d *Demo) scrape {
 	t.Helper()
-	resp, err := http.Get("http://" + d.Main.AdminAddr() + "/metrics")
+	return scrapeAdmin(t, d.Main.AdminAddr())
+}
+
+// scrapeAdmin reads /metrics of the admin listener at addr.
+func scrapeAdmin(t *testing.T, addr string) scrape {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,6 +381,8 @@ func TestMetricsDoc_InStepWithTheDaemon(t *testing.T) {
 var onlyWithASetting = map[string]string{
 	// TestMetricsDoc_CertificateExpiry
 	"screenpop_push_tls_certificate_expiry_timestamp_seconds": "gauge",
+	// TestMetricsDoc_DataverseCertificateExpiry
+	"screenpop_dataverse_client_certificate_expiry_timestamp_seconds": "gauge",
 }
 
 // TestMetricsDoc_CertificateExpiry: with TLS on the agent listener, the
@@ -391,6 +400,26 @@ func TestMetricsDoc_CertificateExpiry(t *testing.T) {
 	}
 	if v, _ := s.sum(name, nil); v != float64(notAfter.Unix()) {
 		t.Fatalf("%s = %v, want the certificate's expiry %d", name, v, notAfter.Unix())
+	}
+}
+
+// TestMetricsDoc_DataverseCertificateExpiry: with a Dataverse client
+// certificate, the ScreenpopDataverseCertificateExpiring alert reads when
+// the certificate in use expires.
+func TestMetricsDoc_DataverseCertificateExpiry(t *testing.T) {
+	notAfter := time.Now().Add(90 * 24 * time.Hour).Truncate(time.Second)
+	cert := mustCert(t, dataversetest.CertificateOptions{NotAfter: notAfter})
+	file := filepath.Join(t.TempDir(), "dataverse.pem")
+	if err := cert.WriteFile(file); err != nil {
+		t.Fatal(err)
+	}
+	s := scrapeAdmin(t, startCertDaemon(t, cert, file).m.AdminAddr())
+	const name = "screenpop_dataverse_client_certificate_expiry_timestamp_seconds"
+	if typ := s.types[name]; typ != onlyWithASetting[name] {
+		t.Fatalf("%s is a %q on /metrics, want %q", name, typ, onlyWithASetting[name])
+	}
+	if v, _ := s.sum(name, nil); v != float64(cert.Cert.NotAfter.Unix()) {
+		t.Fatalf("%s = %v, want the certificate's expiry %d", name, v, cert.Cert.NotAfter.Unix())
 	}
 }
 
