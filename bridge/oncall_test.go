@@ -284,7 +284,7 @@ func TestResolver_PendingPopPoppedByAnotherInstanceLogsOnePop(t *testing.T) {
 	if err := a.r.Handle(bridge.WithDelivery(ctx, 1), call); err == nil {
 		t.Fatal("A's handler succeeded with the pops not captured; want an error (redeliver)")
 	}
-	if st := a.r.Status().(bridge.ResolverStatus); st.PendingPublishes != 1 {
+	if st := a.r.Status(); st.PendingPublishes != 1 {
 		t.Fatalf("A's pending publishes %d, want 1 (or the test proves nothing)", st.PendingPublishes)
 	}
 	restore()
@@ -375,7 +375,7 @@ func TestResolver_PendingPopOfAnEndedLegCountedOnce(t *testing.T) {
 	if err := a.r.Handle(bridge.WithDelivery(ctx, 1), call); err == nil {
 		t.Fatal("the handler succeeded with the pops not captured; want an error (redeliver)")
 	}
-	if st := a.r.Status().(bridge.ResolverStatus); st.PendingPublishes != 1 {
+	if st := a.r.Status(); st.PendingPublishes != 1 {
 		t.Fatalf("pending publishes %d, want 1 (or the test proves nothing): %s", st.PendingPublishes, a.logs.String())
 	}
 	restore()

@@ -48,7 +48,7 @@ func TestResolver_PendingPopsOfGivenUpEventsAreForgotten(t *testing.T) {
 			}
 		}
 	}
-	if n := r.Status().(ResolverStatus).PendingPublishes; n != legs {
+	if n := r.Status().PendingPublishes; n != legs {
 		t.Fatalf("%d pending after the incident, want %d ", n, legs)
 	}
 
@@ -65,7 +65,7 @@ func TestResolver_PendingPopsOfGivenUpEventsAreForgotten(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := r.Status().(ResolverStatus).PendingPublishes; n != 0 {
+	if n := r.Status().PendingPublishes; n != 0 {
 		t.Fatalf("%d pops of given-up events still held in memory two days later, want 0", n)
 	}
 }

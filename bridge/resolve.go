@@ -1097,7 +1097,7 @@ type ResolverStatus struct {
 }
 
 // Status returns a JSON-marshalable snapshot (no PII).
-func (r *Resolver) Status() any {
+func (r *Resolver) Status() ResolverStatus {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return ResolverStatus{PendingPublishes: len(r.pending), RecentPops: r.recent.len()}

@@ -861,7 +861,7 @@ func TestResolver_Once(t *testing.T) {
 		if err := e.r.Handle(context.Background(), ev); err == nil {
 			t.Fatal("want an error (redeliver)")
 		}
-		if st := e.r.Status().(ResolverStatus); st.PendingPublishes != 1 {
+		if st := e.r.Status(); st.PendingPublishes != 1 {
 			t.Fatalf("status %+v", st)
 		}
 		down = false

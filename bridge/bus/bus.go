@@ -1242,6 +1242,10 @@ type ConsumeConfig struct {
 	// OwnerCheck is how often the consumer's owner (Config.Owner) is read
 	// again while consuming; default DefaultOwnerCheck.
 	OwnerCheck time.Duration
+	// Consuming, if set, is told true each time the consumer exists and
+	// its pulls are out (at the start, and once made again after a loss),
+	// and false when it was lost.
+	Consuming func(bool)
 }
 
 // ConsumeEvents runs the durable consumer of conversation events: fn gets
@@ -1378,12 +1382,21 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 			if ctx.Err() != nil {
 				return nil // stopped while starting
 			}
-			if attempt == 0 || errors.Is(err, ErrOtherDeployment) {
+			// At the start, a refusal (NATS answered: an older or newer
+			// daemon's consumer, the account's permissions) stops the
+			// daemon with its cause; no answer (NATS away or slow for a
+			// moment, just after the stream was made) is tried again,
+			// and /readyz waits for it (cc.Consuming).
+			var refused *jetstream.APIError
+			if errors.Is(err, ErrOtherDeployment) || attempt == 0 && errors.As(err, &refused) {
 				return fmt.Errorf("create consumer %s: %w", cc.Durable, err)
 			}
 			// Making it again after it was lost: keep trying, NATS may be
 			// coming back.
-			if attempt == 1 || attempt%10 == 0 {
+			switch {
+			case attempt == 0:
+				c.log.Error().Err(err).Str("consumer", cc.Durable).Msg("the resolver's consumer cannot be created yet, retrying: no pops until it is")
+			case attempt == 1 || attempt%10 == 0:
 				c.log.Error().Err(err).Str("consumer", cc.Durable).Int("attempt", attempt).Msg("the resolver's consumer cannot be created again, retrying: no pops until it is")
 			}
 			if !sleepCtx(ctx, backoff) {
@@ -1429,6 +1442,9 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 			}
 			backoff = min(backoff*2, 30*time.Second)
 			continue
+		}
+		if cc.Consuming != nil {
+			cc.Consuming(true)
 		}
 		started := time.Now()
 		owner := time.NewTicker(cc.OwnerCheck)
@@ -1492,6 +1508,9 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 		<-consCtx.Closed()
 		if fatal != nil {
 			return fatal
+		}
+		if cc.Consuming != nil {
+			cc.Consuming(false)
 		}
 		c.metrics.consumerLost.Inc()
 		c.log.Error().Err(why).Str("consumer", cc.Durable).Msg("the resolver's consumer was lost, creating it again from the newest event this instance was given")

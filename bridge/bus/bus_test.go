@@ -1334,3 +1334,55 @@ func TestConn_HelloReadsFailAtOnceWhileDisconnected(t *testing.T) {
 		t.Fatalf("LatestPop after the reconnect: %d, %v; want the pop's sequence", seq, err)
 	}
 }
+
+// NATS away at the moment the resolver's consumer is first made (a blip
+// just after the stream was made at start-up): the first attempt finds
+// no answer, which is no refusal. ConsumeEvents keeps trying, says when
+// it consumes (the daemon's /readyz waits for that), and then handles
+// events; it does not end the daemon over a moment's outage.
+func TestConn_ConsumeEventsStartsWhileNATSIsAway(t *testing.T) {
+	server, client, px := behindCutProxy(t)
+	px.Down()
+	waitFor(t, 5*time.Second, func() bool { return !client.NATS().IsConnected() })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var consuming atomic.Bool
+	handled := make(chan string, 4)
+	done := make(chan error, 1)
+	go func() {
+		done <- client.ConsumeEvents(ctx, bus.ConsumeConfig{Durable: "away-at-start", Consuming: consuming.Store}, func(_ context.Context, data []byte) error {
+			e, err := bridge.DecodeEvent(data)
+			if err != nil {
+				return err
+			}
+			handled <- string(e.ConversationID)
+			return nil
+		})
+	}()
+	// The first attempt waits out the JetStream API's 5 s for an answer.
+	select {
+	case err := <-done:
+		t.Fatalf("ConsumeEvents ended while NATS was away at its start: %v", err)
+	case <-time.After(6 * time.Second):
+	}
+	if consuming.Load() {
+		t.Fatal("Consuming(true) while NATS was away: no consumer exists")
+	}
+	px.Up()
+	waitFor(t, 20*time.Second, consuming.Load)
+	publishEvent(t, server, "conv-after-the-blip")
+	select {
+	case conv := <-handled:
+		if conv != "conv-after-the-blip" {
+			t.Fatalf("handled %s, want conv-after-the-blip", conv)
+		}
+	case err := <-done:
+		t.Fatalf("ConsumeEvents ended: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the event stored once NATS was back was not handled within 10s")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

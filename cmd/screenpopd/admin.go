@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/screenpop/screenpop/bridge"
 )
 
 // adminHandler is the admin listener's mux.
@@ -85,7 +87,10 @@ func (m *Main) Status(ctx context.Context) StatusReport {
 		r.Components["eventPublisher"] = m.Events.Status()
 	}
 	if m.Resolver != nil {
-		r.Components["resolver"] = m.Resolver.Status()
+		r.Components["resolver"] = struct {
+			bridge.ResolverStatus
+			Consuming bool `json:"consuming"`
+		}{m.Resolver.Status(), m.resolving.Load()}
 	}
 	if m.Dataverse != nil {
 		r.Components["dataverse"] = m.Dataverse.Status()

@@ -58,6 +58,7 @@ type Main struct {
 	started          time.Time
 	opened           atomic.Bool              // Open has built every part: the admin handlers may look at them
 	startupDone      atomic.Bool              // readiness latch: everything came up once
+	resolving        atomic.Bool              // the resolver's consumer exists and pulls
 	stopping         atomic.Bool              // Run has begun to stop the stages: not ready
 	live             atomic.Pointer[liveness] // Run's liveness check, for /healthz
 
@@ -280,7 +281,7 @@ func (m *Main) Run(ctx context.Context) error {
 		{m.pumpSnapshots},
 		{m.Events.Run},
 		{func(ctx context.Context) error {
-			return m.Bus.ConsumeEvents(ctx, bus.ConsumeConfig{Subjects: bridge.ResolverSubjects, AckWait: resolverAckWait(m.Config.PopDeadline), DrainWithin: 3 * time.Second, Since: m.Config.MaxEventAge}, m.Resolver.HandleMessage)
+			return m.Bus.ConsumeEvents(ctx, bus.ConsumeConfig{Subjects: bridge.ResolverSubjects, AckWait: resolverAckWait(m.Config.PopDeadline), DrainWithin: 3 * time.Second, Since: m.Config.MaxEventAge, Consuming: m.resolving.Store}, m.Resolver.HandleMessage)
 		}},
 		{
 			func(ctx context.Context) error { return m.Push.Run(ctx, m.agentLn) },
@@ -439,8 +440,8 @@ func (m *Main) watchReady(ctx context.Context, log zerolog.Logger) error {
 }
 
 // Ready is /readyz: true once start-up is complete (NATS and the stream
-// up, the agent listener serving, the first Genesys subscription done and a
-// first Dataverse token obtained) and then for as long as NATS is
+// up, the resolver's consumer pulling, the agent listener serving, the
+// first Genesys subscription done and a first Dataverse token obtained) and then for as long as NATS is
 // connected, until the daemon begins to stop.
 func (m *Main) Ready() bool {
 	if !m.opened.Load() || m.stopping.Load() || m.Bus == nil || !m.Bus.Connected() {
@@ -449,7 +450,7 @@ func (m *Main) Ready() bool {
 	if m.startupDone.Load() {
 		return true
 	}
-	if m.Push != nil && m.Push.Ready() && m.Genesys != nil && m.Genesys.Ready() && m.Dataverse != nil && m.Dataverse.Ready() {
+	if m.resolving.Load() && m.Push != nil && m.Push.Ready() && m.Genesys != nil && m.Genesys.Ready() && m.Dataverse != nil && m.Dataverse.Ready() {
 		m.startupDone.Store(true)
 		return true
 	}

@@ -92,6 +92,14 @@ func MustStartDemo(t *testing.T, vars map[string]string) (*Demo, *syncbuf.Buffer
 // mustStartDemoWith is MustStartDemo logging to log.
 func mustStartDemoWith(t *testing.T, vars map[string]string, log zerolog.Logger) *Demo {
 	t.Helper()
+	d := runDemoWith(t, vars, log)
+	waitFor(t, 20*time.Second, "daemon ready", func() bool { return d.Main.Ready() })
+	return d
+}
+
+// runDemoWith is mustStartDemoWith without the wait for readiness.
+func runDemoWith(t *testing.T, vars map[string]string, log zerolog.Logger) *Demo {
+	t.Helper()
 	cfg, _, err := ParseConfig("demo", nil, env(vars), Requirements{}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +124,6 @@ func mustStartDemoWith(t *testing.T, vars map[string]string, log zerolog.Logger)
 		}
 		d.Close()
 	})
-	waitFor(t, 20*time.Second, "daemon ready", func() bool { return d.Main.Ready() })
 	return d
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strings"
@@ -13,8 +14,10 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/screenpop/screenpop/bridge/bus"
+	"github.com/screenpop/screenpop/bridge/bus/bustest"
 	"github.com/screenpop/screenpop/internal/syncbuf"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 )
@@ -333,4 +336,44 @@ func TestDaemon_PopsAgainAfterTheStreamIsDeletedTwice(t *testing.T) {
 		t.Fatalf("the call popped %d times, want once", n)
 	}
 	t.Logf("stream deleted twice: a new call popped %v after the second deletion", at.Sub(deleted))
+}
+
+// NATS does not make the resolver's consumer when the daemon starts (here
+// the account's permissions refuse it for a while; a NATS that blips just
+// after the stream was made, or answers slowly, does the same): no event
+// would be resolved. The daemon must not say ready meanwhile, though NATS
+// is connected and every other part is up, or the load balancer sends
+// agents to an instance that pops nothing; nor stop over a moment's
+// outage. It keeps trying, says why, and pops once the consumer is made.
+func TestDaemon_NotReadyUntilTheResolverConsumes(t *testing.T) {
+	x := bustest.StartLimitedServer(t, "max_file: 64M, max_mem: 16M")
+	x.SetPermissions(`publish: { deny: ["$JS.API.CONSUMER.CREATE.SCREENPOP.screenpop-resolver", "$JS.API.CONSUMER.CREATE.SCREENPOP.screenpop-resolver.>", "$JS.API.CONSUMER.DURABLE.CREATE.SCREENPOP.screenpop-resolver"] }`)
+	vars := testEnv(t)
+	vars["NATS_URL"] = x.URL()
+	logs := &syncbuf.Buffer{}
+	d := runDemoWith(t, vars, zerolog.New(logs).Level(zerolog.DebugLevel))
+	waitFor(t, 20*time.Second, "every other part up", func() bool {
+		m := d.Main
+		return m.opened.Load() && m.Bus.Connected() && m.Push.Ready() && m.Genesys.Ready() && m.Dataverse.Ready()
+	})
+	// The first attempt waits 5 s for NATS's answer; the next ones follow.
+	for end := time.Now().Add(7 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if d.Main.Ready() {
+			t.Fatal("/readyz 200 while the resolver's consumer could not be made: no call would pop on this instance")
+		}
+	}
+	st, _ := json.Marshal(d.Main.Status(context.Background()).Components["resolver"])
+	if !strings.Contains(string(st), `"consuming":false`) {
+		t.Errorf("/status resolver = %s, want consuming false", st)
+	}
+	requireExplained(t, logs, time.Second, "the consumer not made", "component", "bus", "the resolver's consumer cannot be created yet, retrying: no pops until it is")
+
+	x.SetPermissions("")
+	waitFor(t, 20*time.Second, "ready once the consumer is made", d.Main.Ready)
+	agent := demoAgents[0].ID
+	page := openAgentPage(t, d.Main.AgentURL(), d.Genesys.AgentToken(agent))
+	c := alertCall(d, agent)
+	if page.waitPop(c.ID(), 10*time.Second).IsZero() {
+		t.Fatalf("no pop once the resolver's consumer was made; logs:\n%s", logLines(logs, `"level":"warn"`, `"level":"error"`))
+	}
 }

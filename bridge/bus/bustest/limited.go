@@ -16,10 +16,12 @@ import (
 // as an external cluster's operator sets them; the limits can be changed
 // and reloaded, as with nats-server --signal reload.
 type LimitedServer struct {
-	t    testing.TB
-	conf string
-	dir  string
-	ns   *server.Server
+	t     testing.TB
+	conf  string
+	dir   string
+	ns    *server.Server
+	js    string // the account's JetStream limits
+	perms string // the user's permissions block, or ""
 }
 
 // StartLimitedServer serves account SP with the JetStream limits js (the
@@ -28,7 +30,8 @@ type LimitedServer struct {
 func StartLimitedServer(tb testing.TB, js string) *LimitedServer {
 	tb.Helper()
 	x := &LimitedServer{t: tb, conf: filepath.Join(tb.TempDir(), "nats.conf"), dir: tb.TempDir()}
-	x.write(js)
+	x.js = js
+	x.write()
 	o, err := server.ProcessConfigFile(x.conf)
 	if err != nil {
 		tb.Fatal(err)
@@ -47,13 +50,17 @@ func StartLimitedServer(tb testing.TB, js string) *LimitedServer {
 	return x
 }
 
-func (x *LimitedServer) write(js string) {
+func (x *LimitedServer) write() {
+	perms := ""
+	if x.perms != "" {
+		perms = ", permissions: { " + x.perms + " }"
+	}
 	conf := fmt.Sprintf(`listen: "127.0.0.1:-1"
 jetstream { store_dir: %q }
 accounts {
-  SP { jetstream { %s }, users: [ { user: screenpop, password: pw } ] }
+  SP { jetstream { %s }, users: [ { user: screenpop, password: pw%s } ] }
 }
-`, x.dir, js)
+`, x.dir, x.js, perms)
 	if err := os.WriteFile(x.conf, []byte(conf), 0o600); err != nil {
 		x.t.Fatal(err)
 	}
@@ -68,7 +75,23 @@ func (x *LimitedServer) URL() string {
 // server's configuration.
 func (x *LimitedServer) SetLimits(js string) {
 	x.t.Helper()
-	x.write(js)
+	x.js = js
+	x.reload()
+}
+
+// SetPermissions gives account SP's user the permissions perms (the inside
+// of a user's permissions block, e.g. `publish: { deny: "x.>" }`; "" for
+// none) and reloads the server's configuration: connected clients get
+// them at once.
+func (x *LimitedServer) SetPermissions(perms string) {
+	x.t.Helper()
+	x.perms = perms
+	x.reload()
+}
+
+func (x *LimitedServer) reload() {
+	x.t.Helper()
+	x.write()
 	if err := x.ns.Reload(); err != nil {
 		x.t.Fatal(err)
 	}
