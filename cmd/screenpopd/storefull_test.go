@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/screenpop/screenpop/bridge/bus/bustest"
+	"github.com/screenpop/screenpop/internal/syncbuf"
 )
 
 // fillAccount stores messages in another stream of the account (as another
@@ -80,7 +83,7 @@ func TestMetricsDoc_AlertsFireWhenTheStoreIsFull(t *testing.T) {
 	// daemons on two cores, it missed 15 s once (2026-11-29; no warning or
 	// error logged, cause not found).
 	if page.waitPop(after.ID(), 30*time.Second).IsZero() {
-		t.Fatalf("no pop after the account's limit was raised; logs:\n%s", logLines(logs, `"level":"warn"`, `"level":"error"`))
+		t.Fatalf("no pop after the account's limit was raised; %s", whereIsThePop(t, d, x.URL(), logs, after.ID()))
 	}
 	waitFor(t, 15*time.Second, "the refused event stored and handled", func() bool {
 		v, _ := scrapeMetrics(t, d).sum("screenpop_bridge_resolver_skipped_total", map[string]string{"reason": "stale"})
@@ -124,6 +127,31 @@ func TestMetricsDoc_AlertsFireWhenTheStoreIsFull(t *testing.T) {
 			t.Errorf("docs/operations.md 7.4 says a full store shows `publish failed, retrying` and then `event dropped` (error); the daemon logged no `event dropped`: it keeps the events (up to 10,000) and retries")
 		}
 	}
+}
+
+// whereIsThePop says how far conv's call got on its way to a pop: the
+// daemon's /status, the stream's consumers, and the log lines of the call,
+// of NATS and the consumers, and every warning and error. For a test that
+// fails too rarely to be caught with a debugger.
+func whereIsThePop(t *testing.T, d *Demo, natsURL string, logs *syncbuf.Buffer, conv string) string {
+	t.Helper()
+	var b strings.Builder
+	st, _ := json.Marshal(d.Main.Status(context.Background()).Components)
+	fmt.Fprintf(&b, "/status: %s\n", st)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	js := jetStreamAt(t, natsURL)
+	if s, err := js.Stream(ctx, "SCREENPOP"); err != nil {
+		fmt.Fprintf(&b, "stream: %v\n", err)
+	} else {
+		fmt.Fprintf(&b, "stream: last seq %d, %d messages\n", s.CachedInfo().State.LastSeq, s.CachedInfo().State.Msgs)
+		for ci := range s.ListConsumers(ctx).Info() {
+			fmt.Fprintf(&b, "consumer %s: delivered %d, ack floor %d, pending %d, ack pending %d, waiting %d\n",
+				ci.Name, ci.Delivered.Stream, ci.AckFloor.Stream, ci.NumPending, ci.NumAckPending, ci.NumWaiting)
+		}
+	}
+	fmt.Fprintf(&b, "logs:\n%s", logLines(logs, conv, `"level":"warn"`, `"level":"error"`, `"component":"bus"`, `"component":"push"`))
+	return b.String()
 }
 
 // TestDeploy_NATSClusterAccountHoldsADayOfTheStream: the stream keeps
