@@ -64,6 +64,10 @@ type EventPublisher struct {
 	log   zerolog.Logger
 	seed  maphash.Seed
 	lanes []chan Event
+	// wake has one entry per lane: an event enqueued there cuts the wait of
+	// the lane's event being retried short, so that a NATS or a store back
+	// since is found by the call waiting, not by the old event's timer.
+	wake []chan struct{}
 
 	running  atomic.Bool
 	stopMu   sync.RWMutex // Enqueue holds it shared, so no event slips into a lane after Run's last sweep
@@ -114,10 +118,12 @@ func NewEventPublisher(cfg EventPublisherConfig, pub Publisher, log zerolog.Logg
 		cfg: cfg, pub: pub, seed: maphash.MakeSeed(),
 		log:   log.With().Str("component", "bridge").Str("stage", "publish").Logger(),
 		lanes: make([]chan Event, cfg.MaxInFlight),
+		wake:  make([]chan struct{}, cfg.MaxInFlight),
 	}
 	per := max(1, cfg.MaxBuffer/cfg.MaxInFlight)
 	for i := range p.lanes {
 		p.lanes[i] = make(chan Event, per)
+		p.wake[i] = make(chan struct{}, 1)
 	}
 	p.m = publisherMetrics{
 		published: prometheus.NewCounter(prometheus.CounterOpts{
@@ -180,9 +186,14 @@ func (p *EventPublisher) Enqueue(events ...Event) int {
 			p.drop(e.ID(), string(e.ConversationID), "shutdown")
 			continue
 		}
+		i := p.lane(e.ConversationID)
 		select {
-		case p.lanes[p.lane(e.ConversationID)] <- e:
+		case p.lanes[i] <- e:
 			n++
+			select {
+			case p.wake[i] <- struct{}{}:
+			default:
+			}
 		default:
 			p.drop(e.ID(), string(e.ConversationID), "buffer_full")
 		}
@@ -232,7 +243,7 @@ func (p *EventPublisher) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	for i := range p.lanes {
-		wg.Go(func() { p.runLane(ctx, drainCtx, p.lanes[i]) })
+		wg.Go(func() { p.runLane(ctx, drainCtx, p.lanes[i], p.wake[i]) })
 	}
 	wg.Wait()
 	p.stopMu.Lock()
@@ -258,7 +269,7 @@ func (p *EventPublisher) Run(ctx context.Context) error {
 
 // runLane publishes one lane's events in order. After ctx is done it keeps
 // going until the lane is empty or drainCtx is done, then drops the rest.
-func (p *EventPublisher) runLane(ctx, drainCtx context.Context, lane chan Event) {
+func (p *EventPublisher) runLane(ctx, drainCtx context.Context, lane chan Event, wake chan struct{}) {
 	for {
 		var e Event
 		select {
@@ -274,15 +285,23 @@ func (p *EventPublisher) runLane(ctx, drainCtx context.Context, lane chan Event)
 			p.drop(e.ID(), string(e.ConversationID), "shutdown")
 			continue
 		}
-		p.publish(drainCtx, e)
+		p.publish(drainCtx, e, wake)
 	}
 }
 
 // publish publishes e, retrying with backoff, until it is stored, its
-// attempts are exhausted or ctx is done.
-func (p *EventPublisher) publish(ctx context.Context, e Event) {
+// attempts are exhausted or ctx is done. An event enqueued in its lane
+// meanwhile (wake) has the next attempt made at once: a call that rings
+// once NATS or its store is back must not wait out the backoff (up to
+// MaxBackoff) of an event that failed before, past the pop deadline or
+// the max event age. At most one early attempt per event enqueued.
+func (p *EventPublisher) publish(ctx context.Context, e Event, wake chan struct{}) {
 	p.inFlight.Add(1)
 	defer p.inFlight.Add(-1)
+	select { // left by events enqueued before: only those enqueued from now on wake e's waits
+	case <-wake:
+	default:
+	}
 	at := e.OccurredAt.Time
 	if at.IsZero() {
 		at = e.ReceivedAt.Time
@@ -294,6 +313,7 @@ func (p *EventPublisher) publish(ctx context.Context, e Event) {
 		return
 	}
 	backoff := p.cfg.MinBackoff
+	var warned time.Time
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, p.cfg.PublishTimeout)
 		err := p.pub.Publish(actx, msg)
@@ -344,7 +364,8 @@ func (p *EventPublisher) publish(ctx context.Context, e Event) {
 			return
 		}
 		p.m.retries.Inc()
-		if attempt == 1 || attempt%10 == 0 {
+		if attempt == 1 || time.Since(warned) >= retryWarnEvery {
+			warned = time.Now()
 			p.log.Warn().Err(err).Str("event_id", msg.ID).Int("attempt", attempt).Dur("backoff", backoff).Msg("publish failed, retrying")
 		}
 		// Full jitter in [backoff/2, backoff].
@@ -352,6 +373,8 @@ func (p *EventPublisher) publish(ctx context.Context, e Event) {
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
+		case <-wake:
+			t.Stop()
 		case <-ctx.Done():
 			t.Stop()
 			p.drop(msg.ID, string(e.ConversationID), "shutdown")
@@ -360,6 +383,12 @@ func (p *EventPublisher) publish(ctx context.Context, e Event) {
 		backoff = min(backoff*2, p.cfg.MaxBackoff)
 	}
 }
+
+// retryWarnEvery is how often an event still being retried is logged
+// again after its first failure: its attempts come as fast as events are
+// enqueued behind it (wake), so a count of attempts would flood the log
+// of a busy centre during an outage.
+const retryWarnEvery = 30 * time.Second
 
 // withoutLargest returns a copy of attrs without its largest attributes,
 // enough of them to save at least over bytes (all of them if it takes

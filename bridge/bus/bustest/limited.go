@@ -1,6 +1,7 @@
 package bustest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // LimitedServer is an in-process nats-server started from a configuration
@@ -94,5 +97,36 @@ func (x *LimitedServer) reload() {
 	x.write()
 	if err := x.ns.Reload(); err != nil {
 		x.t.Fatal(err)
+	}
+}
+
+// FillStore stores messages in another stream of account SP (OTHER, on
+// other.>), as another service sharing the account would, until the
+// account's file limit refuses even a small one.
+func (x *LimitedServer) FillStore() {
+	x.t.Helper()
+	nc, err := nats.Connect(x.URL())
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}, Storage: jetstream.FileStorage}); err != nil {
+		x.t.Fatal(err)
+	}
+	for size := 16 << 10; size >= 16; size /= 4 {
+		chunk := make([]byte, size)
+		for i := 0; ; i++ {
+			if _, err := js.Publish(ctx, "other.fill", chunk); err != nil {
+				break
+			}
+			if i > 100000 {
+				x.t.Fatal("the account's file limit never refused a message")
+			}
+		}
 	}
 }
