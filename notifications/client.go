@@ -757,9 +757,14 @@ func (c *Client) refreshQueues(ctx context.Context, queues []string) ([]string, 
 			done = false
 		}
 	}
-	c.queuesDone = c.queuesDone || done
 	c.mu.Unlock()
+	// Done once the members are on the shards (Ready): not before apply.
 	c.apply()
+	if done {
+		c.mu.Lock()
+		c.queuesDone = true
+		c.mu.Unlock()
+	}
 	return left, firstErr
 }
 

@@ -69,6 +69,11 @@ type shard struct {
 	// create another: Genesys evicts the oldest of a client's channels past
 	// 20, so a retry loop that creates channels would knock out live ones.
 	pending pendingChannel
+	// ver counts changes to agents; putVer is the ver of the list the
+	// channel was last subscribed to: the agents added since (queue
+	// members read after the channel came up) get nothing until a PUT of
+	// their list succeeds.
+	ver, putVer uint64
 
 	// The handover retry schedule, used by run's goroutine only: after a
 	// failed handover no trigger (socket_closing, expiry, token refresh)
@@ -129,17 +134,18 @@ func newShard(c *Client, idx int) *shard {
 	return &shard{c: c, idx: idx, agents: map[string]bool{}, dirty: make(chan struct{}, 1), events: make(chan sessEvent, 16)}
 }
 
-func (sh *shard) add(a string)    { sh.mu.Lock(); sh.agents[a] = true; sh.mu.Unlock() }
-func (sh *shard) remove(a string) { sh.mu.Lock(); delete(sh.agents, a); sh.mu.Unlock() }
+func (sh *shard) add(a string)    { sh.mu.Lock(); sh.agents[a] = true; sh.ver++; sh.mu.Unlock() }
+func (sh *shard) remove(a string) { sh.mu.Lock(); delete(sh.agents, a); sh.ver++; sh.mu.Unlock() }
 func (sh *shard) size() int       { sh.mu.Lock(); defer sh.mu.Unlock(); return len(sh.agents) }
 
-// live reports whether the shard's socket is up and its topic list was
-// answered: a list whose every topic was rejected (logged, in /status)
-// counts, or one such shard would keep the client from ever being ready.
+// live reports whether the shard's socket is up and its current topic
+// list was answered: a list whose every topic was rejected (logged, in
+// /status) counts, or one such shard would keep the client from ever
+// being ready; a list answered before agents were added to it does not.
 func (sh *shard) live() bool {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	return sh.connected && (sh.subscribed > 0 || sh.lastPut != "")
+	return sh.connected && sh.putVer == sh.ver && (sh.subscribed > 0 || sh.lastPut != "")
 }
 
 func (sh *shard) markDirty() {
@@ -150,6 +156,12 @@ func (sh *shard) markDirty() {
 }
 
 func (sh *shard) topics() []string {
+	out, _ := sh.topicsVer()
+	return out
+}
+
+// topicsVer is topics and the ver of the list.
+func (sh *shard) topicsVer() ([]string, uint64) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	out := make([]string, 0, len(sh.agents))
@@ -157,7 +169,7 @@ func (sh *shard) topics() []string {
 		out = append(out, agentTopic(a))
 	}
 	sort.Strings(out)
-	return out
+	return out, sh.ver
 }
 
 func (sh *shard) status() ChannelStatus {
@@ -685,10 +697,13 @@ func (sh *shard) subscribe(ctx context.Context, id string) error {
 	case <-sh.dirty:
 	default:
 	}
-	topics := sh.topics()
+	topics, ver := sh.topicsVer()
 	key := id + "\n" + strings.Join(topics, ",")
 	sh.mu.Lock()
 	last := sh.lastPut
+	if last == key {
+		sh.putVer = ver
+	}
 	sh.mu.Unlock()
 	if last == key {
 		return nil // this channel already holds exactly this list
@@ -753,6 +768,7 @@ func (sh *shard) subscribe(ctx context.Context, id string) error {
 	sh.mu.Lock()
 	sh.subscribed = permitted
 	sh.lastPut = id + "\n" + strings.Join(topics, ",")
+	sh.putVer = ver
 	sh.mu.Unlock()
 	sh.c.recordRejections(topics, rejected)
 	if before != nil {

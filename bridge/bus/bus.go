@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -1385,10 +1386,12 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 			// At the start, a refusal (NATS answered: an older or newer
 			// daemon's consumer, the account's permissions) stops the
 			// daemon with its cause; no answer (NATS away or slow for a
-			// moment, just after the stream was made) is tried again,
-			// and /readyz waits for it (cc.Consuming).
+			// moment, just after the stream was made), or a cluster's
+			// "temporarily unavailable" (503: no JetStream leader while
+			// it elects one), is tried again, and /readyz waits for it
+			// (cc.Consuming).
 			var refused *jetstream.APIError
-			if errors.Is(err, ErrOtherDeployment) || attempt == 0 && errors.As(err, &refused) {
+			if errors.Is(err, ErrOtherDeployment) || attempt == 0 && errors.As(err, &refused) && refused.Code != http.StatusServiceUnavailable {
 				return fmt.Errorf("create consumer %s: %w", cc.Durable, err)
 			}
 			// Making it again after it was lost: keep trying, NATS may be
