@@ -120,13 +120,13 @@ func readValidAgents(path string, statErr error, alone bool) ([]string, error) {
 		}
 	}
 	if len(ids) == 0 {
-		if alone {
-			return nil, fmt.Errorf("%s names no agent (to stop watching everyone, stop screenpopd)", path)
-		}
 		// Not one byte: a file being written (`cmd > file` empties it
 		// first) rather than one emptied on purpose, which a comment says.
 		if fi, err := os.Stat(path); err == nil && fi.Size() == 0 {
 			return nil, fmt.Errorf("%s is empty (still being written?); to list no agent in it, leave a comment line such as # none", path)
+		}
+		if alone {
+			return nil, fmt.Errorf("%s names no agent (to stop watching everyone, stop screenpopd)", path)
 		}
 	}
 	return ids, nil

@@ -538,15 +538,15 @@ func (c *Config) validate(req Requirements) []string {
 		}
 	}
 	if c.GenesysAgentsFile != "" {
-		if ids, lines, err := readAgentsFileLines(c.GenesysAgentsFile); err != nil {
+		// What the file's watcher refuses later (an empty file: one being
+		// written; one naming no agent when it is the only source) is
+		// refused at the start too: the daemon would say ready watching
+		// no one of it, until the watcher next read the file.
+		alone := len(c.GenesysAgents) == 0 && len(c.GenesysQueues) == 0
+		if _, _, err := readAgentsFileLines(c.GenesysAgentsFile); err != nil {
 			p = append(p, fmt.Sprintf("GENESYS_AGENTS_FILE: %v; give a readable file of user ids, one a line", err))
-		} else {
-			for i, a := range ids {
-				if !dataverse.IsGUID(a) {
-					p = append(p, fmt.Sprintf("GENESYS_AGENTS_FILE: line %d: %q is not a Genesys user id (a UUID)", lines[i], a))
-					break
-				}
-			}
+		} else if _, err := readValidAgents(c.GenesysAgentsFile, nil, alone); err != nil {
+			p = append(p, fmt.Sprintf("GENESYS_AGENTS_FILE: %v", err))
 		}
 	}
 	if req.Dataverse {

@@ -117,6 +117,33 @@ func TestParseConfig(t *testing.T) {
 			t.Fatalf("got %v, want the file refused by its size", err)
 		}
 	})
+	// The file's watcher refuses an empty file (still being written) and,
+	// when it is the only source of agents, one that names no one; so
+	// does the start, or the daemon would say ready watching no one of
+	// the file until the watcher next read it. A file of comments only
+	// beside GENESYS_AGENTS is fine.
+	t.Run("AgentsFileRefusedAsTheWatcherDoes", func(t *testing.T) {
+		dir := t.TempDir()
+		empty, none := filepath.Join(dir, "empty"), filepath.Join(dir, "none")
+		os.WriteFile(empty, nil, 0o600)
+		os.WriteFile(none, []byte("# none\n"), 0o600)
+		for _, tc := range []struct {
+			name, file, agents, want string
+		}{
+			{"Empty", empty, "", "is empty (still being written?)"},
+			{"EmptyBesideAgents", empty, b1, "is empty (still being written?)"},
+			{"NamesNoOne", none, "", "names no agent"},
+			{"NoOneBesideAgents", none, b1, ""},
+		} {
+			_, _, err := ParseConfig("run", nil, env(with(good(), "GENESYS_AGENTS", tc.agents, "GENESYS_AGENTS_FILE", tc.file)), runReq, io.Discard)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("%s: %v, want it accepted", tc.name, err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), "GENESYS_AGENTS_FILE: ") || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("%s: got %v, want GENESYS_AGENTS_FILE refused: %q", tc.name, err, tc.want)
+			}
+		}
+	})
 	// A boolean flag takes its value with '=': in "--pprof false" the
 	// flag stands alone (true) and "false" is left over. Left-over words
 	// are refused rather than dropped, so the setting is never the
