@@ -115,12 +115,14 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 	}
 	c.tokens = &tokenSource{c: c}
 	c.metrics = newMetrics(full.Registerer, c)
-	c.breaker = &breaker{threshold: full.BreakerFailures, cooldown: full.BreakerCooldown, onChange: func(s int) {
+	c.breaker = &breaker{threshold: full.BreakerFailures, cooldown: full.BreakerCooldown, onChange: func(from, s int) {
 		c.metrics.breaker.Set(float64(s))
-		switch s {
-		case breakerOpen:
+		switch {
+		case s == breakerOpen && from == breakerClosed:
+			// Not again after each failed probe (one a cooldown): the
+			// outage is one warning, and one info line when it ends.
 			c.log.Warn().Int("consecutive_errors", full.BreakerFailures).Dur("cooldown", full.BreakerCooldown).Msg("dataverse circuit breaker open")
-		case breakerClosed:
+		case s == breakerClosed:
 			c.log.Info().Msg("dataverse circuit breaker closed")
 		}
 	}}

@@ -92,7 +92,11 @@ type Config struct {
 
 	// Breaker: after BreakerFailures consecutive failed lookups (after
 	// retries) the client answers errors without calling Dataverse for
-	// BreakerCooldown, then lets one probe through. 0 = 5 and 30s.
+	// BreakerCooldown, then lets one probe through, and again
+	// BreakerCooldown after each failed probe. 0 = 5 and 1s: the cooldown
+	// is how long after Dataverse is back that calls may still pop
+	// `search`, so it stays below the pop deadline; one probe a second is
+	// nothing to a Dataverse that is down.
 	BreakerFailures int
 	BreakerCooldown time.Duration
 	// MaxAttempts per lookup, counting the first (0 = 5); FlightTimeout
@@ -305,7 +309,7 @@ func (c *Config) withDefaults() (Config, error) {
 		cfg.BreakerFailures = 5
 	}
 	if cfg.BreakerCooldown <= 0 {
-		cfg.BreakerCooldown = 30 * time.Second
+		cfg.BreakerCooldown = time.Second
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 5

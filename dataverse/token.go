@@ -45,6 +45,13 @@ type tokenFetch struct {
 	err  error // the endpoint's failure; nil on success or if its caller gave up
 }
 
+// tokenFailMemory is how long a failed token request's error is the
+// answer to every lookup without asking again: enough that a burst of
+// lookups sends one request, short of the pop deadline, since it is also
+// how long after Entra ID is back that lookups still fail with it (Run
+// asks again only after its own backoff, up to a minute in an outage).
+const tokenFailMemory = time.Second
+
 // tokenMargin is how long before its expiry a token is no longer handed
 // out: a request must reach Dataverse before the token expires.
 const tokenMargin = 30 * time.Second
@@ -160,7 +167,7 @@ func (ts *tokenSource) fetch(ctx context.Context, f *tokenFetch) (string, error)
 		// nothing about the endpoint, so no backoff for the others.
 	default:
 		ts.lastErr = err
-		ts.failUntil = now.Add(5 * time.Second)
+		ts.failUntil = now.Add(tokenFailMemory)
 		f.err = err
 	}
 	ts.fetching = nil

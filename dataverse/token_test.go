@@ -202,7 +202,7 @@ func TestClient_StatusTokenErrorClearedByALookupsToken(t *testing.T) {
 	}
 	defer srv.Close()
 	srv.FailTokenNext(3, 503)
-	var skew atomic.Int64 // a clock that can skip the 5 s failure backoff of lookups
+	var skew atomic.Int64 // a clock that can skip the failure backoff of lookups (1 s)
 	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	ec := srv.Config()
 	c, err := dataverse.New(dataverse.Config{URL: srv.URL(), ClientID: ec.ClientID, ClientSecret: ec.ClientSecret, TokenURL: srv.TokenURL(), Now: now}, zerolog.Nop())

@@ -156,7 +156,7 @@ type breaker struct {
 	probing   bool // half-open: the probe is out
 	threshold int
 	cooldown  time.Duration
-	onChange  func(state int)
+	onChange  func(from, to int)
 }
 
 const (
@@ -231,9 +231,10 @@ func (b *breaker) record(ok bool, now time.Time) (wasOpen bool) {
 
 func (b *breaker) setLocked(s int) {
 	if b.state != s {
+		from := b.state
 		b.state = s
 		if b.onChange != nil {
-			b.onChange(s)
+			b.onChange(from, s)
 		}
 	}
 }
