@@ -352,10 +352,31 @@ func (c *Client) invalidateGen(gen int) {
 
 var authStatusRE = regexp.MustCompile(`Auth Error: (\d+) - (\S*)`)
 
+// outageRetryMax caps the wait before retrying what failed because Genesys
+// Cloud, or the path to it, is down (a network error, a 5xx) when a retry
+// costs one request: a login, the redial of a channel's socket. The wait
+// is how long after Genesys is back that no call is heard (a call that
+// rings meanwhile pops only at the reconciliation after the reconnect,
+// past its pop deadline), and the doubling backoff made it up to
+// BackoffMax (60 s) after an outage. Refusals (bad credentials, a 4xx,
+// a Retry-After) keep the full backoff.
+const outageRetryMax = time.Second
+
+// loginOutage reports whether a login failed for want of an answer from
+// Genesys (a network error, a 5xx), not a refusal.
+func loginOutage(err error) bool {
+	if pe := (*egress.ProxyError)(nil); errors.As(err, &pe) && pe.Status < 500 {
+		return false // a forward proxy's refusal (403, 407)
+	}
+	m := authStatusRE.FindStringSubmatch(err.Error())
+	return m == nil || strings.HasPrefix(m[1], "5")
+}
+
 // authLoop keeps a valid client-credentials token.
 func (c *Client) authLoop(ctx context.Context) error {
 	backoff := c.cfg.BackoffMin
 	failures := 0
+	var warned time.Time // the last "login failed" warning
 	gen := 0
 	for {
 		start := time.Now()
@@ -380,13 +401,18 @@ func (c *Client) authLoop(ctx context.Context) error {
 			}
 			c.mu.Unlock()
 			wait := jitter(backoff)
+			if !bad && loginOutage(err) {
+				wait = jitter(min(backoff, outageRetryMax))
+			}
 			if ra := c.doer.takeLoginRetryAfter(); ra > wait {
 				wait = ra // the token endpoint's own rate limit
 			}
 			switch {
 			case first:
 				c.log.Error().Int("attempt", failures).Msg("genesys login rejected the client credentials: check GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET")
-			case failures == 1 || failures%10 == 0:
+			case failures == 1 || time.Since(warned) >= 30*time.Second:
+				// Time-based: in an outage attempts are a second apart.
+				warned = time.Now()
 				c.log.Warn().Err(errors.New(loginErrorText(err))).Int("attempt", failures).Dur("backoff", wait).Msg("genesys login failed, retrying")
 			}
 			if !sleep(ctx, wait) {

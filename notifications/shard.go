@@ -118,6 +118,27 @@ const (
 // reconciled, in a tight loop.
 const socketStable = 10 * time.Second
 
+// errRedial marks an attempt that only redialled a kept channel's socket
+// and failed without the channel refusing it (a network error, a 5xx:
+// Genesys or the path to it down). Such an attempt costs one upgrade
+// request, no API request and no reconciliation, so it is retried within
+// outageRetryMax; attempts that make or subscribe a channel, and sockets
+// that close soon after they open, keep the full backoff.
+type errRedial struct{ err error }
+
+func (e errRedial) Error() string { return e.err.Error() }
+func (e errRedial) Unwrap() error { return e.err }
+
+// dialError is a socket's upgrade that failed: status is the answer's,
+// or a forward proxy's to its CONNECT (0: none, a network error).
+type dialError struct {
+	status int
+	err    error
+}
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
 // takenBackoff is the first wait before taking topics back that were taken
 // away again within a minute; it doubles up to BackoffMax.
 const takenBackoff = 5 * time.Second
@@ -227,6 +248,7 @@ func (sh *shard) run(ctx context.Context) {
 	tokenTick := time.NewTicker(time.Second)
 	defer tokenTick.Stop()
 	failures := 0
+	var warned time.Time // the last "not connected" warning
 	for ctx.Err() == nil {
 		if sh.current() == nil {
 			if sh.size() == 0 {
@@ -244,8 +266,15 @@ func (sh *shard) run(ctx context.Context) {
 				}
 				failures++
 				wait := retryWait(err, backoff)
+				if errors.As(err, new(errRedial)) {
+					wait = retryWait(err, min(backoff, outageRetryMax))
+				}
 				sh.setErr(err)
-				if failures == 1 || failures%10 == 0 {
+				// Time-based, not every tenth attempt: redials come a
+				// second apart (outageRetryMax) for as long as Genesys is
+				// down.
+				if failures == 1 || time.Since(warned) >= 30*time.Second {
+					warned = time.Now()
 					log.Warn().Err(err).Int("attempt", failures).Dur("backoff", wait).Msg("genesys channel not connected, retrying")
 				}
 				if !sleep(ctx, wait) {
@@ -541,6 +570,10 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 			return s, nil
 		}
 		if !errors.Is(err, errNotFound) {
+			var de *dialError
+			if errors.As(err, &de) && (de.status == 0 || de.status >= 500) {
+				return nil, errRedial{err}
+			}
 			return nil, err
 		}
 		log.Info().Str("channel_id", channelRef(chID)).Msg("genesys channel gone, creating a new one")
@@ -835,10 +868,16 @@ func (sh *shard) dial(ctx context.Context, id, uri string) (*session, error) {
 		if resp != nil && channelRefused(resp.StatusCode) {
 			return nil, &APIError{Op: "connect channel", Status: http.StatusNotFound}
 		}
+		status := 0
 		if resp == nil {
 			err = egress.DialError(dialer.Proxy, uri, err) // "Forbidden" is the proxy's, not Genesys'
+			if pe := (*egress.ProxyError)(nil); errors.As(err, &pe) {
+				status = pe.Status // a refusal (403, 407) is no outage
+			}
+		} else {
+			status = resp.StatusCode
 		}
-		return nil, fmt.Errorf("connect channel: %w", err)
+		return nil, &dialError{status: status, err: fmt.Errorf("connect channel: %w", err)}
 	}
 	ws.SetReadLimit(readLimit)
 	s := &session{sh: sh, chID: id, ref: channelRef(id), opened: time.Now(), ws: ws, done: make(chan struct{})}
