@@ -176,13 +176,8 @@ func (sh *shard) markDirty() {
 	}
 }
 
-func (sh *shard) topics() []string {
-	out, _ := sh.topicsVer()
-	return out
-}
-
-// topicsVer is topics and the ver of the list.
-func (sh *shard) topicsVer() ([]string, uint64) {
+// topics is the shard's topic list, sorted, and its ver.
+func (sh *shard) topics() ([]string, uint64) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	out := make([]string, 0, len(sh.agents))
@@ -730,7 +725,7 @@ func (sh *shard) subscribe(ctx context.Context, id string) error {
 	case <-sh.dirty:
 	default:
 	}
-	topics, ver := sh.topicsVer()
+	topics, ver := sh.topics()
 	key := id + "\n" + strings.Join(topics, ",")
 	sh.mu.Lock()
 	last := sh.lastPut
