@@ -1369,6 +1369,10 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 		}()
 	}
 	backoff := 100 * time.Millisecond
+	// consumed: the consumer was made and consumed from once; until then
+	// a failure is the start's, after it the making again of a lost one.
+	// failed counts the failures in a row.
+	consumed, failed := false, 0
 	for attempt := 0; ; attempt++ {
 		cons, err := c.eventConsumer(ctx, jetstream.ConsumerConfig{
 			Durable:        cc.Durable,
@@ -1390,17 +1394,22 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 			// "temporarily unavailable" (503: no JetStream leader while
 			// it elects one), is tried again, and /readyz waits for it
 			// (cc.Consuming).
+			// A refusal after a start attempt that got no answer is a
+			// refusal all the same; only a stream not found then may be a
+			// NATS back without its store, whose stream is being made again.
 			var refused *jetstream.APIError
-			if errors.Is(err, ErrOtherDeployment) || attempt == 0 && errors.As(err, &refused) && refused.Code != http.StatusServiceUnavailable {
+			if errors.Is(err, ErrOtherDeployment) || !consumed && errors.As(err, &refused) && refused.Code != http.StatusServiceUnavailable &&
+				(failed == 0 || !errors.Is(err, jetstream.ErrStreamNotFound)) {
 				return fmt.Errorf("create consumer %s: %w", cc.Durable, err)
 			}
 			// Making it again after it was lost: keep trying, NATS may be
 			// coming back.
+			failed++
 			switch {
-			case attempt == 0:
-				c.log.Error().Err(err).Str("consumer", cc.Durable).Msg("the resolver's consumer cannot be created yet, retrying: no pops until it is")
-			case attempt == 1 || attempt%10 == 0:
-				c.log.Error().Err(err).Str("consumer", cc.Durable).Int("attempt", attempt).Msg("the resolver's consumer cannot be created again, retrying: no pops until it is")
+			case !consumed && (failed == 1 || failed%10 == 0):
+				c.log.Error().Err(err).Str("consumer", cc.Durable).Int("attempt", failed).Msg("the resolver's consumer cannot be created yet, retrying: no pops until it is")
+			case consumed && (failed == 1 || failed%10 == 0):
+				c.log.Error().Err(err).Str("consumer", cc.Durable).Int("attempt", failed).Msg("the resolver's consumer cannot be created again, retrying: no pops until it is")
 			}
 			if !sleepCtx(ctx, backoff) {
 				return nil
@@ -1446,6 +1455,7 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 			backoff = min(backoff*2, 30*time.Second)
 			continue
 		}
+		consumed, failed = true, 0
 		if cc.Consuming != nil {
 			cc.Consuming(true)
 		}
