@@ -72,16 +72,7 @@ func TestClient_RecoversWithinThePopDeadline(t *testing.T) {
 	t.Run("TokenEndpointOutage", func(t *testing.T) {
 		// The token expires while Entra ID cannot issue one: lookups fail
 		// until it can again.
-		srv := dataversetest.New(dataversetest.Config{TokenLifetime: 3 * time.Second})
-		if err := srv.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { srv.Close() })
-		ec := srv.Config()
-		c, err := dataverse.New(dataverse.Config{URL: srv.URL(), ClientID: ec.ClientID, ClientSecret: ec.ClientSecret, TokenURL: srv.TokenURL()}, zerolog.Nop())
-		if err != nil {
-			t.Fatal(err)
-		}
+		srv, c := shortTokens(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- c.Run(ctx) }()
@@ -107,16 +98,7 @@ func TestClient_RecoversWithinThePopDeadline(t *testing.T) {
 		// As above, the outage long enough that Run's own retries are a
 		// minute apart: what asks Entra ID is the breaker's probe. The
 		// endpoint comes back just after one was refused.
-		srv := dataversetest.New(dataversetest.Config{TokenLifetime: 3 * time.Second})
-		if err := srv.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { srv.Close() })
-		ec := srv.Config()
-		c, err := dataverse.New(dataverse.Config{URL: srv.URL(), ClientID: ec.ClientID, ClientSecret: ec.ClientSecret, TokenURL: srv.TokenURL()}, zerolog.Nop())
-		if err != nil {
-			t.Fatal(err)
-		}
+		srv, c := shortTokens(t)
 		t.Cleanup(func() { c.Close() })
 		id := srv.AddContact(dataversetest.Contact{FirstName: "Ada", LastName: "Probe", Telephone1: "+13175550403"})
 		warm(t, srv, c)
@@ -161,4 +143,21 @@ func TestClient_RecoversWithinThePopDeadline(t *testing.T) {
 			t.Errorf("calls popped `search` for %v after Dataverse's Retry-After ended, want the record within the pop deadline (%v)", took.Round(10*time.Millisecond), popDeadline)
 		}
 	})
+}
+
+// shortTokens is an emulator whose tokens live 3 s and a client of it
+// with the defaults (the caller closes it, or runs it).
+func shortTokens(t *testing.T) (*dataversetest.Server, *dataverse.Client) {
+	t.Helper()
+	srv := dataversetest.New(dataversetest.Config{TokenLifetime: 3 * time.Second})
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	ec := srv.Config()
+	c, err := dataverse.New(dataverse.Config{URL: srv.URL(), ClientID: ec.ClientID, ClientSecret: ec.ClientSecret, TokenURL: srv.TokenURL()}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, c
 }

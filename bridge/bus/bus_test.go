@@ -1344,45 +1344,79 @@ func TestConn_ConsumeEventsStartsWhileNATSIsAway(t *testing.T) {
 	server, client, px := behindCutProxy(t)
 	px.Down()
 	waitFor(t, 5*time.Second, func() bool { return !client.NATS().IsConnected() })
+	s := startConsuming(t, client, bus.ConsumeConfig{Durable: "away-at-start"})
+	// The first attempt waits out the JetStream API's 5 s for an answer.
+	s.keepsTrying(t, 6*time.Second, "NATS was away")
+	px.Up()
+	waitFor(t, 20*time.Second, s.consuming.Load)
+	publishEvent(t, server, "conv-after-the-blip")
+	s.handles(t, "conv-after-the-blip", 10*time.Second)
+	s.stop(t)
+}
+
+// starting is a ConsumeEvents run by startConsuming: whether it consumes
+// (ConsumeConfig.Consuming), the conversations of the events it handled,
+// and its end.
+type starting struct {
+	consuming atomic.Bool
+	handled   chan string
+	done      chan error
+	cancel    context.CancelFunc
+}
+
+// startConsuming runs c.ConsumeEvents(cc) until stop or the test's end.
+func startConsuming(t *testing.T, c *bus.Conn, cc bus.ConsumeConfig) *starting {
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var consuming atomic.Bool
-	handled := make(chan string, 4)
-	done := make(chan error, 1)
+	t.Cleanup(cancel)
+	s := &starting{handled: make(chan string, 4), done: make(chan error, 1), cancel: cancel}
+	cc.Consuming = s.consuming.Store
 	go func() {
-		done <- client.ConsumeEvents(ctx, bus.ConsumeConfig{Durable: "away-at-start", Consuming: consuming.Store}, func(_ context.Context, data []byte) error {
+		s.done <- c.ConsumeEvents(ctx, cc, func(_ context.Context, data []byte) error {
 			e, err := bridge.DecodeEvent(data)
 			if err != nil {
 				return err
 			}
-			handled <- string(e.ConversationID)
+			s.handled <- string(e.ConversationID)
 			return nil
 		})
 	}()
-	// The first attempt waits out the JetStream API's 5 s for an answer.
+	return s
+}
+
+// keepsTrying fails the test if ConsumeEvents ends or says it consumes
+// within d, while why.
+func (s *starting) keepsTrying(t *testing.T, d time.Duration, why string) {
+	t.Helper()
 	select {
-	case err := <-done:
-		t.Fatalf("ConsumeEvents ended while NATS was away at its start: %v", err)
-	case <-time.After(6 * time.Second):
+	case err := <-s.done:
+		t.Fatalf("ConsumeEvents ended while %s: %v", why, err)
+	case <-time.After(d):
 	}
-	if consuming.Load() {
-		t.Fatal("Consuming(true) while NATS was away: no consumer exists")
+	if s.consuming.Load() {
+		t.Fatalf("Consuming(true) while %s: no consumer exists", why)
 	}
-	px.Up()
-	waitFor(t, 20*time.Second, consuming.Load)
-	publishEvent(t, server, "conv-after-the-blip")
+}
+
+// handles fails the test unless the next event handled, within d, is conv's.
+func (s *starting) handles(t *testing.T, conv string, d time.Duration) {
+	t.Helper()
 	select {
-	case conv := <-handled:
-		if conv != "conv-after-the-blip" {
-			t.Fatalf("handled %s, want conv-after-the-blip", conv)
+	case got := <-s.handled:
+		if got != conv {
+			t.Fatalf("handled %s, want %s", got, conv)
 		}
-	case err := <-done:
+	case err := <-s.done:
 		t.Fatalf("ConsumeEvents ended: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the event stored once NATS was back was not handled within 10s")
+	case <-time.After(d):
+		t.Fatalf("the event of %s was not handled within %v", conv, d)
 	}
-	cancel()
-	if err := <-done; err != nil {
+}
+
+// stop ends ConsumeEvents and fails the test if it returned an error.
+func (s *starting) stop(t *testing.T) {
+	t.Helper()
+	s.cancel()
+	if err := <-s.done; err != nil {
 		t.Fatal(err)
 	}
 }

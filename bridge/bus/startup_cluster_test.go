@@ -3,7 +3,6 @@ package bus_test
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,34 +56,13 @@ func TestConn_ConsumeEventsStartsWhileTheClusterHasNoLeader(t *testing.T) {
 	})
 	t.Logf("the node left answers: %v", answer)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var consuming atomic.Bool
-	handled := make(chan string, 4)
-	done := make(chan error, 1)
-	go func() {
-		done <- c.ConsumeEvents(ctx, bus.ConsumeConfig{Consuming: consuming.Store, Since: time.Minute}, func(_ context.Context, data []byte) error {
-			e, err := bridge.DecodeEvent(data)
-			if err != nil {
-				return err
-			}
-			handled <- string(e.ConversationID)
-			return nil
-		})
-	}()
-	select {
-	case err := <-done:
-		t.Fatalf("ConsumeEvents ended while the cluster elected its meta leader: %v", err)
-	case <-time.After(6 * time.Second):
-	}
-	if consuming.Load() {
-		t.Fatal("Consuming(true) while the cluster had no leader")
-	}
+	st := startConsuming(t, c, bus.ConsumeConfig{Since: time.Minute})
+	st.keepsTrying(t, 6*time.Second, "the cluster elected its meta leader")
 
 	for _, n := range others {
 		n.lost.Store(false)
 	}
-	waitFor(t, 60*time.Second, consuming.Load)
+	waitFor(t, 60*time.Second, st.consuming.Load)
 	if err := retry(20*time.Second, func(ctx context.Context) error {
 		e := &bridge.Event{ConversationID: "conv-after-the-election", Agent: bridge.AgentLeg{UserID: "agent-c", ParticipantID: "P1"},
 			Media: bridge.MediaVoice, State: bridge.StateAlerting}
@@ -96,18 +74,6 @@ func TestConn_ConsumeEventsStartsWhileTheClusterHasNoLeader(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case conv := <-handled:
-		if conv != "conv-after-the-election" {
-			t.Fatalf("handled %s", conv)
-		}
-	case err := <-done:
-		t.Fatalf("ConsumeEvents ended: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("the event stored after the election was not handled within 20s")
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	st.handles(t, "conv-after-the-election", 20*time.Second)
+	st.stop(t)
 }

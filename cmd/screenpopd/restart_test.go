@@ -44,6 +44,15 @@ func runDaemon(t *testing.T, cfg *Config, logs *syncbuf.Buffer) (*Main, func()) 
 // would be most of its work).
 func runDaemonLog(t *testing.T, cfg *Config, log zerolog.Logger) (*Main, func()) {
 	t.Helper()
+	m, stop := startDaemon(t, cfg, log)
+	waitFor(t, 20*time.Second, "daemon ready", m.Ready)
+	return m, stop
+}
+
+// startDaemon is runDaemonLog without the wait for readiness: the test
+// watches start-up.
+func startDaemon(t *testing.T, cfg *Config, log zerolog.Logger) (*Main, func()) {
+	t.Helper()
 	m := NewMain(cfg, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := m.Open(ctx); err != nil {
@@ -70,7 +79,6 @@ func runDaemonLog(t *testing.T, cfg *Config, log zerolog.Logger) (*Main, func())
 		}
 	}
 	t.Cleanup(stop)
-	waitFor(t, 20*time.Second, "daemon ready", m.Ready)
 	return m, stop
 }
 

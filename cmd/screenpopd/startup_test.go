@@ -1,42 +1,13 @@
 package main
 
 import (
-	"context"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
-	"github.com/screenpop/screenpop/internal/syncbuf"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 )
-
-// startDaemonUnready opens a daemon for cfg and runs it until the test
-// ends, without waiting for it to be ready: the test watches start-up.
-func startDaemonUnready(t *testing.T, cfg *Config, logs *syncbuf.Buffer) *Main {
-	t.Helper()
-	m := NewMain(cfg, zerolog.New(logs).Level(zerolog.DebugLevel))
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := m.Open(ctx); err != nil {
-		m.Close()
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("the daemon did not stop within 15s")
-		}
-	})
-	return m
-}
 
 // A daemon watching GENESYS_AGENTS and GENESYS_QUEUES whose channel is up
 // with the listed agents before the queue's members are read (Genesys slow
@@ -56,7 +27,7 @@ func TestDaemon_NotReadyUntilQueueMembersAreSubscribed(t *testing.T) {
 	// is up.
 	d.Genesys.GarbleQueueMembers(queue, true)
 
-	m := startDaemonUnready(t, cfg, logs)
+	m, _ := startDaemon(t, cfg, zerolog.New(logs).Level(zerolog.DebugLevel))
 	waitFor(t, 20*time.Second, "the listed agent's topic delivered", func() bool {
 		return d.Genesys.IsDelivered("v2.users." + listed + ".conversations")
 	})
