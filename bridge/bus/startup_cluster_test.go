@@ -35,11 +35,23 @@ func TestConn_ConsumeEventsStartsWhileTheClusterHasNoLeader(t *testing.T) {
 	}
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 	sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
-	c, err := bus.Start(sctx, bus.Config{URL: mine.url("screenpop"), StreamReplicas: 3}, log)
-	scancel()
-	if err != nil {
-		t.Fatal(err)
+	defer scancel()
+	var c *bus.Conn
+	for {
+		var err error
+		c, err = bus.Start(sctx, bus.Config{URL: mine.url("screenpop"), StreamReplicas: 3}, log)
+		if err == nil {
+			break
+		}
+		// A cluster just formed may not count all its peers for placement
+		// yet (10005, no suitable peers): a daemon would be started again.
+		var apiErr *jetstream.APIError
+		if !errors.As(err, &apiErr) || apiErr.ErrorCode != 10005 || sctx.Err() != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
+	scancel()
 	t.Cleanup(c.Close)
 
 	for _, n := range others {
