@@ -441,8 +441,9 @@ func (m *Main) watchReady(ctx context.Context, log zerolog.Logger) error {
 
 // Ready is /readyz: true once start-up is complete (NATS and the stream
 // up, the resolver's consumer pulling, the agent listener serving, the
-// first Genesys subscription done and a first Dataverse token obtained) and then for as long as NATS is
-// connected, until the daemon begins to stop.
+// first Genesys subscription done and a first Dataverse token obtained)
+// and then for as long as NATS is connected, until the daemon begins to
+// stop.
 func (m *Main) Ready() bool {
 	if !m.opened.Load() || m.stopping.Load() || m.Bus == nil || !m.Bus.Connected() {
 		return false
