@@ -15,6 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/screenpop/screenpop/internal/loglimit"
 )
 
 // EventPublisherConfig configures an EventPublisher. The zero value uses the
@@ -313,7 +315,7 @@ func (p *EventPublisher) publish(ctx context.Context, e Event, wake chan struct{
 		return
 	}
 	backoff := p.cfg.MinBackoff
-	var warned time.Time
+	warn := loglimit.Every{Period: retryWarnEvery}
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, p.cfg.PublishTimeout)
 		err := p.pub.Publish(actx, msg)
@@ -364,8 +366,7 @@ func (p *EventPublisher) publish(ctx context.Context, e Event, wake chan struct{
 			return
 		}
 		p.m.retries.Inc()
-		if attempt == 1 || time.Since(warned) >= retryWarnEvery {
-			warned = time.Now()
+		if warn.Allow(time.Now()) {
 			p.log.Warn().Err(err).Str("event_id", msg.ID).Int("attempt", attempt).Dur("backoff", backoff).Msg("publish failed, retrying")
 		}
 		// Full jitter in [backoff/2, backoff].

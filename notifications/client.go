@@ -58,6 +58,7 @@ import (
 
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/internal/egress"
+	"github.com/screenpop/screenpop/internal/loglimit"
 	"github.com/screenpop/screenpop/internal/statuslabel"
 )
 
@@ -376,7 +377,7 @@ func loginOutage(err error) bool {
 func (c *Client) authLoop(ctx context.Context) error {
 	backoff := c.cfg.BackoffMin
 	failures := 0
-	var warned time.Time // the last "login failed" warning
+	warn := loglimit.Every{Period: 30 * time.Second} // in an outage attempts are a second apart
 	gen := 0
 	for {
 		start := time.Now()
@@ -410,9 +411,7 @@ func (c *Client) authLoop(ctx context.Context) error {
 			switch {
 			case first:
 				c.log.Error().Int("attempt", failures).Msg("genesys login rejected the client credentials: check GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET")
-			case failures == 1 || time.Since(warned) >= 30*time.Second:
-				// Time-based: in an outage attempts are a second apart.
-				warned = time.Now()
+			case warn.Allow(time.Now()):
 				c.log.Warn().Err(errors.New(loginErrorText(err))).Int("attempt", failures).Dur("backoff", wait).Msg("genesys login failed, retrying")
 			}
 			if !sleep(ctx, wait) {
@@ -447,6 +446,7 @@ func (c *Client) authLoop(ctx context.Context) error {
 			c.log.Debug().Dur("lifetime", life).Msg("genesys token obtained")
 		}
 		failures, backoff = 0, c.cfg.BackoffMin
+		warn.Reset()
 		// The organization is asked again after a refusal (429, 5xx, a
 		// timeout) with backoff, not a token lifetime later: push lets in
 		// tokens of any organization while it is unknown.

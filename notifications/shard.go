@@ -20,6 +20,7 @@ import (
 
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/internal/egress"
+	"github.com/screenpop/screenpop/internal/loglimit"
 )
 
 const (
@@ -243,7 +244,9 @@ func (sh *shard) run(ctx context.Context) {
 	tokenTick := time.NewTicker(time.Second)
 	defer tokenTick.Stop()
 	failures := 0
-	var warned time.Time // the last "not connected" warning
+	// Time-based, not every tenth attempt: redials come a second apart
+	// (outageRetryMax) for as long as Genesys is down.
+	warn := loglimit.Every{Period: 30 * time.Second}
 	for ctx.Err() == nil {
 		if sh.current() == nil {
 			if sh.size() == 0 {
@@ -265,11 +268,7 @@ func (sh *shard) run(ctx context.Context) {
 					wait = retryWait(err, min(backoff, outageRetryMax))
 				}
 				sh.setErr(err)
-				// Time-based, not every tenth attempt: redials come a
-				// second apart (outageRetryMax) for as long as Genesys is
-				// down.
-				if failures == 1 || time.Since(warned) >= 30*time.Second {
-					warned = time.Now()
+				if warn.Allow(time.Now()) {
 					log.Warn().Err(err).Int("attempt", failures).Dur("backoff", wait).Msg("genesys channel not connected, retrying")
 				}
 				if !sleep(ctx, wait) {
@@ -282,6 +281,7 @@ func (sh *shard) run(ctx context.Context) {
 				log.Info().Int("attempts", failures+1).Str("channel_id", channelRef(s.chID)).Msg("genesys channel recovered")
 			}
 			failures = 0 // backoff stays until a socket proves stable (evClosed)
+			warn.Reset()
 			sh.install(s)
 			resetExpiry()
 			// A reconnected channel may still hold an older topic list (the

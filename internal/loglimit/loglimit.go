@@ -67,3 +67,26 @@ func (l *Limiter) sweep(now time.Time) {
 		}
 	}
 }
+
+// Every lets the line of one retry loop through at its first Allow and
+// then at most once per Period, whatever the pace of the attempts (a
+// retry sooner than its backoff, at each event queued or each second of
+// an outage). The loop keeps it as a value: no allocation, not safe for
+// concurrent use.
+type Every struct {
+	Period time.Duration
+	last   time.Time
+}
+
+// Allow reports whether the line may be logged at now.
+func (e *Every) Allow(now time.Time) bool {
+	if !e.last.IsZero() && now.Sub(e.last) < e.Period {
+		return false
+	}
+	e.last = now
+	return true
+}
+
+// Reset makes the next Allow let the line through: the loop succeeded, and
+// its next failure is news.
+func (e *Every) Reset() { e.last = time.Time{} }

@@ -36,3 +36,26 @@ func TestLimiter(t *testing.T) {
 		t.Fatal("a fifth key got a line of its own past maxKeys")
 	}
 }
+
+// Every: a retry loop's warning at its first failure, then once per
+// period however often it retries; after a success, the next failure is
+// logged at once.
+func TestEvery(t *testing.T) {
+	e := Every{Period: 30 * time.Second}
+	t0 := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+	if !e.Allow(t0) {
+		t.Fatal("the first failure was not logged")
+	}
+	for i := range 29 {
+		if e.Allow(t0.Add(time.Duration(i+1) * time.Second)) {
+			t.Fatalf("a retry %d s after the line was logged too", i+1)
+		}
+	}
+	if !e.Allow(t0.Add(30 * time.Second)) {
+		t.Fatal("not logged again after the period")
+	}
+	e.Reset()
+	if !e.Allow(t0.Add(31 * time.Second)) {
+		t.Fatal("the first failure after a success was held back")
+	}
+}
