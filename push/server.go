@@ -370,7 +370,7 @@ func (s *Server) deliver(p bridge.StoredPop) {
 // at the default 25 s) woke 160 writer goroutines at once, and the
 // browsers' 160 pongs came back together: a pop written in that burst
 // waited behind it, which nearly doubled the p99 of the push path at
-// 10,000 agents (docs/performance.md). While no pop is flowing they go out
+// 10,000 agents (docs/performance-log.md). While no pop is flowing they go out
 // at once: spread, they woke the idle daemon 16 times as often and doubled
 // its CPU.
 const keepAliveSlices = 16
