@@ -810,6 +810,7 @@ func (c *Client) queueMembers(ctx context.Context, queue string) (map[string]boo
 		if err != nil {
 			return nil, fmt.Errorf("queue %s: %w", queue, err)
 		}
+		c.applyIfAsked()
 		added := 0
 		for _, id := range ids {
 			if !out[id] {
@@ -833,6 +834,18 @@ func (c *Client) queueMembers(ctx context.Context, queue string) (map[string]boo
 		}
 	}
 	return out, nil
+}
+
+// applyIfAsked applies the agent list now if SetAgents changed it (or a
+// lingering agent may go) while the agent loop reads queue pages: a
+// refresh of big queues lasts minutes within the request budget (400 pages
+// are 90 s), and an edit of the agents file must not wait for it.
+func (c *Client) applyIfAsked() {
+	select {
+	case <-c.applyCh:
+		c.apply()
+	default:
+	}
 }
 
 // maxQueuePages bounds the member pages read of one queue: 100,000
