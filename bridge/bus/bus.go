@@ -374,7 +374,7 @@ func (c *Conn) setup(ctx context.Context) error {
 			// Another stream of the account captures screenpop.>: most
 			// likely another deployment's, renamed to keep apart, which
 			// a name cannot do (the subjects are fixed).
-			hint = "another stream of this NATS account captures " + bridge.SubjectAll + ": another screenpop deployment's? A stream name does not keep deployments apart; give each its own NATS account (docs/architecture.md, \"Several deployments\")"
+			hint = c.overlapHint(ctx)
 		} else if c.ns != nil {
 			hint = "the built-in NATS keeps its store under SCREENPOP_DATA_DIR: check that disk's free space, and SCREENPOP_STREAM*"
 		}
@@ -397,6 +397,27 @@ func (c *Conn) setup(ctx context.Context) error {
 	}
 	c.markers = kv
 	return nil
+}
+
+// overlapHint is what to do when another stream of the account captures
+// screenpop.>: most often this deployment's own, made under an earlier
+// SCREENPOP_STREAM (the only one the built-in server can hold), else
+// another deployment's, renamed to keep apart, which a name cannot do
+// (the subjects are fixed).
+func (c *Conn) overlapHint(ctx context.Context) string {
+	name, err := c.js.StreamNameBySubject(ctx, bridge.SubjectAll)
+	other := "stream " + name
+	if err != nil || name == "" {
+		name, other = "<name>", "another stream"
+	}
+	if c.ns != nil {
+		return fmt.Sprintf("%s of the built-in NATS captures %s: this deployment's stream under an earlier SCREENPOP_STREAM. "+
+			"Set SCREENPOP_STREAM back to %s, or stop screenpopd and delete %s (its events and pops are lost; agents' pages start afresh)",
+			other, bridge.SubjectAll, name, filepath.Join(storeDir(c.cfg), "jetstream", "$G", "streams", name))
+	}
+	return fmt.Sprintf("%s of this NATS account captures %s. If it is this deployment's, made under an earlier SCREENPOP_STREAM, set SCREENPOP_STREAM back to %s, "+
+		"or stop every instance and remove it (nats stream rm %s; its events and pops are lost). If it is another screenpop deployment's: a stream name does not keep deployments apart; "+
+		"give each its own NATS account (docs/architecture.md, \"Several deployments\")", other, bridge.SubjectAll, name, name)
 }
 
 // createMarkers creates the pop-marker bucket, or updates it to this

@@ -159,6 +159,12 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if store := filepath.Join(cfg.DataDir, "jetstream"); cfg.NatsURL != "" && dirHasEntries(store) {
+		// The built-in server's store of an earlier run without NATS_URL:
+		// no server opens it any more, so nothing in it ever ages out.
+		m.Log.Warn().Str("component", "main").Str("store_dir", store).
+			Msg("SCREENPOP_DATA_DIR holds the built-in NATS store of a run without NATS_URL: its events and pops (customer data) are no longer aged out by SCREENPOP_STREAM_MAX_AGE and stay on disk until you delete it; delete the directory once no rollback to the built-in server is needed (docs/operations.md, section 8)")
+	}
 
 	if p := cfg.DataverseClientCertificate; p != "" && readableByOthers(p) {
 		m.Log.Warn().Str("component", "main").Str("path", p).
@@ -700,4 +706,15 @@ func searchedColumn(list []dataverse.EntityColumns, entity, col string) string {
 		return col
 	}
 	return first
+}
+
+// dirHasEntries reports whether dir exists and holds anything.
+func dirHasEntries(dir string) bool {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(1)
+	return len(names) > 0
 }
