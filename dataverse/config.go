@@ -335,5 +335,15 @@ func (c *Config) withDefaults() (Config, error) {
 			ForceAttemptHTTP2:      true,
 		}}
 	}
+	if cfg.HTTPClient.CheckRedirect == nil {
+		// A redirect is never followed: the token's audience is URL, so
+		// no other host's answer can be the environment's (a 301/302
+		// also turns the $batch POST into a GET without its body, and a
+		// 307 from the token endpoint would resend the client secret).
+		// The 3xx itself is the answer, and names where it points.
+		hc := *cfg.HTTPClient
+		hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		cfg.HTTPClient = &hc
+	}
 	return cfg, nil
 }

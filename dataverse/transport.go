@@ -435,7 +435,7 @@ func (c *Client) statusError(op, entity, tok string, resp *http.Response, body [
 		c.tokens.invalidate(tok)
 		return &AuthError{Status: s, Code: code, Hint: "Dataverse rejected the access token: check that DATAVERSE_URL is the environment the application user was created in, and that DATAVERSE_TENANT_ID is the environment's tenant"}
 	case s == http.StatusForbidden:
-		hint := "the application user lacks privileges: give it a security role with Read on the looked-up tables"
+		hint := "the application user lacks privileges (give it a security role with Read on the looked-up tables), or the environment is in administration mode or disabled (Power Platform admin center → Environments → (env): turn administration mode off, or enable it)"
 		switch code {
 		case "0x80072560", "0x8004430c":
 			hint = "the app registration has no enabled application user in this environment: Power Platform admin center → Environments → (env) → Settings → Users + permissions → Application users → New app user, with DATAVERSE_CLIENT_ID and a security role"
@@ -443,6 +443,9 @@ func (c *Client) statusError(op, entity, tok string, resp *http.Response, body [
 			hint = "the application user is missing a read privilege on " + entity + ": add Read (organization or business-unit level) on it to the application user's security role"
 		}
 		return &AuthError{Status: s, Code: code, Hint: hint}
+	case s >= 300 && s < 400:
+		return &APIError{Status: s, Code: code, Entity: entity, Hint: "Dataverse answered with a redirect to " + redirectHost(resp.Header.Get("Location")) +
+			" (not followed: the token is for DATAVERSE_URL): the environment's URL has changed, or a proxy redirects; set DATAVERSE_URL to the environment URL that Power Platform admin center shows"}
 	case s == http.StatusRequestTimeout || s >= 500:
 		return &temporaryError{reason: "server", err: fmt.Errorf("%s: %w", op, &APIError{Status: s, Code: code, Entity: entity})}
 	case s == http.StatusNotFound:
@@ -540,6 +543,16 @@ func withoutLocalAddr(err error) error {
 		}
 	}
 	return err
+}
+
+// redirectHost is a Location's scheme and host, without its path or query
+// (which may quote the query's values).
+func redirectHost(loc string) string {
+	u, err := url.Parse(loc)
+	if err != nil || u.Host == "" {
+		return "another path of the same host"
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 // hostOf is the host of a URL, for errors that must not carry its path or

@@ -2,6 +2,7 @@ package dataversetest
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -119,6 +120,17 @@ func (s *Server) DenyRead(entitySet string, deny bool) {
 func (s *Server) DisableAppUser(off bool) {
 	s.mu.Lock()
 	s.appUserOff = off
+	s.mu.Unlock()
+}
+
+// RedirectAPI answers every Web API request with status (301, 302, 307,
+// 308) and a Location on to (another environment's URL, keeping the path
+// and query), as a front door does for an environment whose URL was
+// changed or that moved; "" turns it off. The token endpoint is not
+// redirected.
+func (s *Server) RedirectAPI(status int, to string) {
+	s.mu.Lock()
+	s.redirectCode, s.redirectTo = status, strings.TrimSuffix(to, "/")
 	s.mu.Unlock()
 }
 

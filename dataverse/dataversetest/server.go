@@ -89,6 +89,8 @@ type Server struct {
 	latency       time.Duration
 	denied        map[string]bool
 	appUserOff    bool
+	redirectTo    string // RedirectAPI: the other environment's URL
+	redirectCode  int
 	inflight      int
 	maxInflight   int
 	arrived       int // authenticated API requests since ResetLog, answered or not
@@ -236,6 +238,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasSuffix(r.URL.Path, "/oauth2/v2.0/token"):
 		s.serveToken(w, r)
 	case strings.HasPrefix(r.URL.Path, apiPrefix):
+		s.mu.Lock()
+		to, code := s.redirectTo, s.redirectCode
+		s.mu.Unlock()
+		if to != "" {
+			s.logRequest(Request{Time: time.Now(), Method: r.Method, Path: strings.TrimPrefix(r.URL.Path, apiPrefix), Status: code})
+			http.Redirect(w, r, to+r.URL.RequestURI(), code)
+			return
+		}
 		s.serveAPI(w, r)
 	case r.URL.Path == "/main.aspx" && r.Method == http.MethodGet:
 		s.serveRecordPage(w, r)
