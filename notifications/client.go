@@ -73,6 +73,11 @@ type Config struct {
 	AgentsChange bool          // SetAgents may replace Agents at run time (an agents file that is watched)
 	Queues       []string      // queue ids whose members are watched
 	QueueRefresh time.Duration // how often queue membership is re-read; default 5m
+	// RejectedRetry is how often a channel puts its topic list again
+	// while Genesys rejects some of its topics (a role without the
+	// permission in an agent's division), so that the agents are watched
+	// again once the permission is back; default 5m.
+	RejectedRetry time.Duration
 
 	HeartbeatTimeout   time.Duration // a socket silent this long is dead; default 75s
 	PingInterval       time.Duration // {"message":"ping"} period; default 30s
@@ -124,6 +129,7 @@ func (c *Config) defaults() {
 		}
 	}
 	def(&c.QueueRefresh, 5*time.Minute)
+	def(&c.RejectedRetry, 5*time.Minute)
 	def(&c.HeartbeatTimeout, 75*time.Second)
 	def(&c.PingInterval, 30*time.Second)
 	def(&c.HandoverGrace, time.Hour)
@@ -260,7 +266,7 @@ func New(cfg Config, log zerolog.Logger, out chan<- bridge.Snapshot) (*Client, e
 		getLimit:     rate.NewLimiter(rate.Limit(cfg.ReconcileRate), cfg.ReconcileBurst),
 		apiLimit:     rate.NewLimiter(rate.Limit(cfg.APIRate), cfg.APIBurst),
 	}
-	c.doer = &sdkHTTP{hc: &http.Client{Timeout: cfg.HTTPTimeout, Transport: &http.Transport{
+	c.doer = &sdkHTTP{hc: &http.Client{Timeout: cfg.HTTPTimeout, CheckRedirect: noRedirects, Transport: &http.Transport{
 		Proxy: http.ProxyFromEnvironment, OnProxyConnectResponse: egress.OnProxyConnectResponse,
 		MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: cfg.HTTPTimeout,

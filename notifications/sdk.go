@@ -132,7 +132,7 @@ func (s *sdkHTTP) Do(o *platformclientv2.HTTPRequestOptions) (*http.Response, er
 	if err := readWhole(resp); err != nil {
 		return nil, err
 	}
-	if !strings.HasSuffix(req.URL.Path, "/oauth/token") || resp.StatusCode < 400 {
+	if !strings.HasSuffix(req.URL.Path, "/oauth/token") || resp.StatusCode < 300 { // a redirect too is a refused login
 		return resp, nil
 	}
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
@@ -142,6 +142,15 @@ func (s *sdkHTTP) Do(o *platformclientv2.HTTPRequestOptions) (*http.Response, er
 	}
 	return oauthErrorBody(resp)
 }
+
+// noRedirects makes a redirect the call's answer. Followed, a 301, 302 or
+// 303 turns a PUT or POST into a GET without its body: a subscription PUT
+// answered by GET …/subscriptions (200, what the channel holds) passes
+// for a subscription that put nothing, and a redirect to another host
+// drops the bearer token (a 401: a new login and a handover of every
+// channel). No Genesys API call redirects; a gateway or proxy in front of
+// it that does is a misconfiguration to report, with where it points.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // maxAnswer bounds a Genesys API answer. The largest the client asks for
 // (an activity query page of 100 users, a conversation with its
@@ -258,6 +267,14 @@ func apiError(op string, resp *platformclientv2.APIResponse, err error) error {
 	ae := &APIError{Op: op, Status: resp.StatusCode}
 	if resp.Error != nil {
 		ae.Code, ae.Message = resp.Error.Code, resp.Error.Message
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		// Where it points, without the path (a channel's id is in it).
+		where := "elsewhere"
+		if u, err := url.Parse(first(resp.Header, "Location")); err == nil && u.Host != "" {
+			where = u.Scheme + "://" + u.Host
+		}
+		ae.Code, ae.Message = "", "redirected "+where+": a proxy or gateway in front of the Genesys API? check GENESYS_REGION / GENESYS_API_URL (https://api.<region>)"
 	}
 	ae.RetryAfter = retryAfter(first(resp.Header, "Retry-After"))
 	return ae

@@ -65,6 +65,10 @@ type shard struct {
 	reconnects int
 	cur        *session
 	lastPut    string // channel id and topic list of the last successful PUT
+	// reput asks the next subscribe to put the list even when unchanged:
+	// Genesys rejected some of its topics, and the org may have given the
+	// permission back since (Genesys says nothing when it does).
+	reput bool
 	// pending is a channel created by an attempt that failed after the
 	// create (its PUT or its dial). The next attempt reuses it rather than
 	// create another: Genesys evicts the oldest of a client's channels past
@@ -243,6 +247,12 @@ func (sh *shard) run(ctx context.Context) {
 	}()
 	tokenTick := time.NewTicker(time.Second)
 	defer tokenTick.Stop()
+	// While Genesys rejects some of the shard's topics, the list is put
+	// again every RejectedRetry: with a static agent list nothing else
+	// would until the next handover (up to 23 h), and the agents would
+	// stay unwatched after the admin restores the role's permission.
+	rejectTick := time.NewTicker(sh.c.cfg.RejectedRetry)
+	defer rejectTick.Stop()
 	failures := 0
 	// Time-based, not every tenth attempt: redials come a second apart
 	// (outageRetryMax) for as long as Genesys is down.
@@ -410,6 +420,13 @@ func (sh *shard) run(ctx context.Context) {
 			log.Info().Str("channel_id", channelRef(sh.chanID())).Msg("genesys channel expiring, handing over")
 			sh.handover(ctx, "expiry")
 			resetExpiry()
+		case <-rejectTick.C:
+			if sh.current() != nil && sh.hasRejected() {
+				sh.mu.Lock()
+				sh.reput = true
+				sh.mu.Unlock()
+				sh.markDirty()
+			}
 		case <-tokenTick.C:
 			if sh.c.cfg.KeepChannelOnTokenRefresh {
 				continue
@@ -728,12 +745,13 @@ func (sh *shard) subscribe(ctx context.Context, id string) error {
 	topics, ver := sh.topics()
 	key := id + "\n" + strings.Join(topics, ",")
 	sh.mu.Lock()
-	last := sh.lastPut
-	if last == key {
+	last, reput := sh.lastPut, sh.reput
+	sh.reput = false
+	if last == key && !reput {
 		sh.putVer = ver
 	}
 	sh.mu.Unlock()
-	if last == key {
+	if last == key && !reput {
 		return nil // this channel already holds exactly this list
 	}
 	// On the channel whose socket is up, topics that were not delivered
@@ -812,6 +830,20 @@ func (sh *shard) subscribe(ctx context.Context, id string) error {
 	}
 	sh.logger().Info().Str("channel_id", channelRef(id)).Int("topics", len(topics)).Int("permitted", permitted).Int("rejected", len(rejected)).Msg("genesys channel subscribed")
 	return nil
+}
+
+// hasRejected reports whether Genesys rejected any of the shard's topics
+// at their last PUT.
+func (sh *shard) hasRejected() bool {
+	topics, _ := sh.topics()
+	sh.c.mu.Lock()
+	defer sh.c.mu.Unlock()
+	for _, t := range topics {
+		if _, ok := sh.c.rejected[t]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // userOfTopic returns the user id of a v2.users.{id}.conversations topic,

@@ -482,7 +482,8 @@ func (e *Emulator) CountRequests(method, prefix string) int {
 // whose path starts with prefix fail with status. For 429 and 503 a
 // Retry-After header (whole seconds, rounded up) is sent when retryAfter > 0.
 // The body is a Genesys ErrorBody, or on /oauth/token an OAuth error (4xx)
-// or a gateway's HTML page (5xx).
+// or a gateway's HTML page (5xx). A 3xx status is a redirect to the same
+// URL (a gateway in front of the API that moved it), with no body.
 func (e *Emulator) FailNext(method, prefix string, status int, retryAfter time.Duration, n int) {
 	if n <= 0 {
 		n = 1
@@ -545,6 +546,9 @@ func (e *Emulator) fail(w http.ResponseWriter, r *http.Request) bool {
 		w.Header().Set("Retry-After", strconv.Itoa(int((f.retryAfter+time.Second-1)/time.Second)))
 	}
 	switch {
+	case f.status >= 300 && f.status < 400:
+		w.Header().Set("Location", r.URL.RequestURI())
+		w.WriteHeader(f.status)
 	case r.URL.Path == "/oauth/token" && f.status >= 500:
 		// An outage of the login host is answered by the gateway in front
 		// of it, with an HTML page, not an OAuth error.
