@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -150,6 +151,9 @@ type Conn struct {
 	// later): without them EndPop leaves markers to the bucket's TTL.
 	markerTTLs bool
 	recheck    sync.Mutex // see recheckStream
+	// subjectsChecked is when a publish nothing answered last read the
+	// stream's subjects (restoreSubjects), Unix nanoseconds.
+	subjectsChecked atomic.Int64
 	// epoch is the stream's creation time: it changes when the stream is
 	// found recreated under the running daemon (FollowPops).
 	epoch   atomic.Pointer[string]
@@ -616,6 +620,38 @@ func (c *Conn) recheckStream(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
+// restoreSubjects puts the stream's subjects back when a publish found no
+// stream to answer it and the stream is there with other subjects (edited
+// by hand: nats stream edit --subjects): otherwise no pop or event of the
+// subjects left out would be stored until a restart. At most once a
+// second; a stream that is gone is recheckStream's.
+func (c *Conn) restoreSubjects(ctx context.Context) {
+	now := time.Now().UnixNano()
+	last := c.subjectsChecked.Load()
+	if now-last < int64(time.Second) || !c.subjectsChecked.CompareAndSwap(last, now) {
+		return
+	}
+	c.recheck.Lock()
+	defer c.recheck.Unlock()
+	st, err := c.js.Stream(ctx, c.cfg.Stream)
+	if err != nil {
+		return
+	}
+	cfg := st.CachedInfo().Config
+	if slices.Equal(cfg.Subjects, []string{bridge.SubjectAll}) {
+		return
+	}
+	was := strings.Join(cfg.Subjects, ",")
+	cfg.Subjects = []string{bridge.SubjectAll}
+	_, err = c.js.UpdateStream(ctx, cfg)
+	ev := c.log.Warn()
+	if err != nil {
+		ev = c.log.Error().Err(err)
+	}
+	ev.Str("stream", c.cfg.Stream).Str("subjects", was).Bool("put_back", err == nil).
+		Msg("the stream's settings were changed by hand (nats stream edit): its subjects no longer held every screenpop subject, so pops or events were not stored; they are put back")
+}
+
 // recheckMarkers creates the marker bucket again if it is gone and reports
 // whether it did. Without the bucket no event can be marked, so none pops.
 func (c *Conn) recheckMarkers(ctx context.Context) (bool, error) {
@@ -791,6 +827,9 @@ func (c *Conn) PublishDedup(ctx context.Context, m bridge.Message) (bool, error)
 		c.metrics.publishErrors.Inc()
 		if errors.Is(err, nats.ErrMaxPayload) {
 			return false, fmt.Errorf("publish %s: %w", m.Subject, &bridge.TooLargeError{Size: len(m.Data), Max: int(c.nc.MaxPayload())})
+		}
+		if errors.Is(err, jetstream.ErrNoStreamResponse) {
+			c.restoreSubjects(ctx)
 		}
 		return false, fmt.Errorf("publish %s: %w", m.Subject, err)
 	}
@@ -1394,16 +1433,17 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 	// a failure is the start's, after it the making again of a lost one.
 	// failed counts the failures in a row.
 	consumed, failed := false, 0
+	want := jetstream.ConsumerConfig{
+		Durable:        cc.Durable,
+		Description:    "screenpop resolver: conversation events to pops",
+		FilterSubjects: cc.Subjects,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        cc.AckWait,
+		MaxDeliver:     cc.MaxDeliver,
+		MaxAckPending:  cc.Workers * 4,
+	}
 	for attempt := 0; ; attempt++ {
-		cons, err := c.eventConsumer(ctx, jetstream.ConsumerConfig{
-			Durable:        cc.Durable,
-			Description:    "screenpop resolver: conversation events to pops",
-			FilterSubjects: cc.Subjects,
-			AckPolicy:      jetstream.AckExplicitPolicy,
-			AckWait:        cc.AckWait,
-			MaxDeliver:     cc.MaxDeliver,
-			MaxAckPending:  cc.Workers * 4,
-		}, cc.Since, time.Unix(0, newest.Load()))
+		cons, err := c.eventConsumer(ctx, want, cc.Since, time.Unix(0, newest.Load()))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil // stopped while starting
@@ -1490,16 +1530,31 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 				// one's pulls were not there (a start at the same moment,
 				// a NATS blip) took the consumer over: both now resolve
 				// each other's events.
-				if c.cfg.Owner == "" {
-					continue
-				}
 				ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				info, err := cons.Info(ictx)
 				cancel()
-				if err == nil {
-					if other := info.Config.Metadata[ownerKey]; other != "" && other != c.cfg.Owner {
-						fatal = fmt.Errorf("consumer %s: %w: the deployment of %s took it over while this one (%s) consumed from it; each deployment needs its own NATS account", cc.Durable, ErrOtherDeployment, other, c.cfg.Owner)
+				if err != nil {
+					continue
+				}
+				if other := info.Config.Metadata[ownerKey]; c.cfg.Owner != "" && other != "" && other != c.cfg.Owner {
+					fatal = fmt.Errorf("consumer %s: %w: the deployment of %s took it over while this one (%s) consumed from it; each deployment needs its own NATS account", cc.Durable, ErrOtherDeployment, other, c.cfg.Owner)
+					continue
+				}
+				// Edited by hand (nats consumer edit): a narrowed filter
+				// pops no call of the other subjects, a lower max deliver
+				// loses the events whose pop failed once, a longer ack wait
+				// holds a dead instance's events past the max event age.
+				// A restart would put it back: do it now.
+				if changed := consumerChanged(info.Config, want); changed != "" {
+					uctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+					_, err := c.eventConsumer(uctx, want, cc.Since, time.Unix(0, newest.Load()))
+					cancel()
+					ev := c.log.Warn()
+					if err != nil {
+						ev = c.log.Error().Err(err)
 					}
+					ev.Str("consumer", cc.Durable).Str("changed", changed).Bool("put_back", err == nil).
+						Msg("the resolver's consumer was changed by hand (nats consumer edit), or by an instance of this deployment with other settings: its settings are put back")
 				}
 			case <-ctx.Done():
 				// Drain, not Stop: the events already pulled into the
@@ -1559,6 +1614,32 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 			backoff = min(backoff*2, 30*time.Second)
 		}
 	}
+}
+
+// consumerChanged names the settings of the resolver's consumer that are
+// not want's, "" when none is.
+func consumerChanged(have, want jetstream.ConsumerConfig) string {
+	filters := have.FilterSubjects
+	if have.FilterSubject != "" {
+		filters = append([]string{have.FilterSubject}, filters...)
+	}
+	var changed []string
+	if !slices.Equal(filters, want.FilterSubjects) {
+		changed = append(changed, fmt.Sprintf("filter %s", strings.Join(filters, ",")))
+	}
+	if have.AckPolicy != want.AckPolicy {
+		changed = append(changed, "ack policy "+have.AckPolicy.String())
+	}
+	if have.AckWait != want.AckWait {
+		changed = append(changed, "ack wait "+have.AckWait.String())
+	}
+	if have.MaxDeliver != want.MaxDeliver {
+		changed = append(changed, fmt.Sprintf("max deliver %d", have.MaxDeliver))
+	}
+	if have.MaxAckPending != want.MaxAckPending {
+		changed = append(changed, fmt.Sprintf("max ack pending %d", have.MaxAckPending))
+	}
+	return strings.Join(changed, "; ")
 }
 
 // eventConsumer updates the durable cfg names, keeping where it was made to
