@@ -58,6 +58,10 @@ func NewAuthenticator(cfg AuthConfig, log zerolog.Logger) (*Authenticator, error
 	// (internal/egress), not as Genesys' answer to the agent's token.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.OnProxyConnectResponse = egress.OnProxyConnectResponse
+	// Every check goes to the one API host, push's revalidation pool
+	// several at once: keep their connections (Go keeps 2 a host), or
+	// each check pays a new TCP and TLS handshake with Genesys.
+	tr.MaxIdleConnsPerHost = 32
 	return &Authenticator{cfg: cfg, base: h.API, hc: &http.Client{Timeout: cfg.Timeout, Transport: tr},
 		log: log.With().Str("component", "notifications").Logger()}, nil
 }

@@ -52,3 +52,7 @@ func RingingCalls(c *Client) int {
 	}
 	return n
 }
+
+// CloseIdleConnections closes the Authenticator's idle connections to
+// Genesys, for tests that check for leaked goroutines.
+func CloseIdleConnections(a *Authenticator) { a.hc.CloseIdleConnections() }

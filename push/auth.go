@@ -142,8 +142,9 @@ func newAuthCache(auth bridge.AgentAuthenticator, revalidate time.Duration, m *m
 	return &authCache{auth: auth, revalidate: revalidate, m: m, entries: map[[32]byte]authEntry{}, refused: map[[32]byte]time.Time{}}
 }
 
-// check returns the agent for token and until when that holds. fresh asks
-// for an authenticator round trip even when the cache holds an answer.
+// check returns the agent for token and until when that holds. A cached
+// answer is used only if it still holds at now (a revalidation passes
+// when the answer it renews runs out).
 func (a *authCache) check(ctx context.Context, token string, now time.Time) (bridge.AgentID, time.Time, error) {
 	if token == "" || len(token) > maxToken {
 		return "", time.Time{}, bridge.ErrInvalidToken

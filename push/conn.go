@@ -79,6 +79,7 @@ type conn struct {
 	// Owned by the server's ticker once ready is set.
 	nextPing, nextBeat int64
 	nextAuth           atomic.Int64
+	authUntil          atomic.Int64 // until when its token's last answer holds
 	ready              atomic.Bool
 	revalidating       atomic.Bool
 
@@ -325,7 +326,7 @@ func (c *conn) hello(mt int, data []byte) bool {
 	if s.cfg.HeartbeatInterval != s.cfg.PingInterval {
 		c.nextBeat = t + int64(spread(s.cfg.HeartbeatInterval))
 	}
-	c.nextAuth.Store(until.UnixNano())
+	s.scheduleCheck(c, until)
 	c.ready.Store(true)
 	s.m.connects.WithLabelValues("ok").Inc()
 	// At info, as its "agent disconnected": with them the on-call engineer

@@ -67,6 +67,9 @@ type Server struct {
 	stopping bool
 	wg       sync.WaitGroup // one per open socket (its reader)
 	revalWG  sync.WaitGroup // revalidations in flight
+	revalMu  sync.Mutex
+	revalQ   []*conn // genesys mode: sockets waiting for a revalidation worker
+	revalN   int     // revalidation workers running
 
 	serving   atomic.Bool
 	following atomic.Bool
@@ -77,7 +80,6 @@ type Server struct {
 	// awaiting counts the sockets upgraded (or being upgraded) whose first
 	// frame has not been read (Config.HelloPending).
 	awaiting atomic.Int64
-	revalSem chan struct{}
 }
 
 // New returns a server for cfg that reads pops from store. auth checks
@@ -131,7 +133,6 @@ func New(cfg Config, store bridge.PopStore, auth bridge.AgentAuthenticator, log 
 		originLimit: loglimit.New(time.Minute, 64),
 		capLimit:    loglimit.New(time.Minute, 64),
 		agents:      map[bridge.AgentID][]*conn{},
-		revalSem:    make(chan struct{}, 8),
 	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.up = websocket.Upgrader{
@@ -516,46 +517,110 @@ func (s *Server) sweep(now time.Time, due []*conn, ka []keepAlive) ([]*conn, []k
 	return due, ka
 }
 
-// revalidate checks a socket's token again, in a bounded pool so that a
-// burst of expiries does not stall the ticker.
+// revalPool is how many token checks that ask the identity provider
+// (genesys mode) run at once: at Genesys' 100 ms or so, 160 a second, for
+// the first round after 10,000 agents reconnected together (their checks
+// spread over revalEarly, 75 s: 133 a second).
+const revalPool = 16
+
+// revalidate checks a socket's token again. In genesys mode the check waits
+// in a queue for one of revalPool workers, which take the next socket as
+// soon as they are done with one: handed out only at the ticker's sweeps,
+// 8 every 400 ms, 10,000 sockets' checks (33 a second at 5 minutes) could
+// not keep up, and after a reconnect storm, whose tokens were all checked
+// in the same few seconds, most were checked again minutes late.
 func (s *Server) revalidate(ctx context.Context, c *conn) {
 	// A jwt check is local and takes microseconds: it needs no pool, and
 	// with one, sockets whose tokens expire together (minted together at
 	// a shift start) would close 8 a tick, seconds after exp, not within
 	// the second docs/agents.md promises.
-	local := s.cfg.Auth == AuthJWT
-	if !local {
-		select {
-		case s.revalSem <- struct{}{}:
-		default:
-			c.revalidating.Store(false) // the pool is busy: try again next tick
+	if s.cfg.Auth == AuthJWT {
+		s.revalWG.Add(1)
+		go func() {
+			defer s.revalWG.Done()
+			s.revalidateOne(ctx, c)
+		}()
+		return
+	}
+	s.revalMu.Lock()
+	defer s.revalMu.Unlock()
+	s.revalQ = append(s.revalQ, c)
+	for s.revalN < revalPool && s.revalN < len(s.revalQ) {
+		s.revalN++
+		s.revalWG.Add(1)
+		go s.revalWorker(ctx)
+	}
+}
+
+// revalWorker checks the queued sockets' tokens until the queue is empty.
+func (s *Server) revalWorker(ctx context.Context) {
+	defer s.revalWG.Done()
+	for {
+		s.revalMu.Lock()
+		if len(s.revalQ) == 0 || ctx.Err() != nil {
+			for _, c := range s.revalQ {
+				c.revalidating.Store(false)
+			}
+			clear(s.revalQ)
+			s.revalQ = s.revalQ[:0]
+			s.revalN--
+			s.revalMu.Unlock()
 			return
 		}
+		c := s.revalQ[0]
+		s.revalQ[0] = nil
+		s.revalQ = s.revalQ[1:]
+		s.revalMu.Unlock()
+		s.revalidateOne(ctx, c)
 	}
-	s.revalWG.Add(1)
-	go func() {
-		defer s.revalWG.Done()
-		if !local {
-			defer func() { <-s.revalSem }()
+}
+
+// revalEarly is how much before its answer runs out a genesys token may be
+// checked again (a quarter of the answer's life at most): each socket's
+// next check is at a random point of that last part, so that the checks of
+// sockets that connected together (every agent reconnecting at once) are
+// spread over it instead of all due in the same second, and a check that
+// waits for the pool still comes before the answer runs out.
+func (s *Server) revalEarly() time.Duration {
+	if s.cfg.Auth == AuthJWT {
+		return 0 // checked at exp, within the second
+	}
+	return s.cfg.Revalidate / 4
+}
+
+// scheduleCheck records that c's token holds until until and sets when it
+// is to be checked again.
+func (s *Server) scheduleCheck(c *conn, until time.Time) {
+	c.authUntil.Store(until.UnixNano())
+	next := until
+	if e := min(s.revalEarly(), time.Until(until)/4); e > 0 {
+		next = until.Add(-spread(e))
+	}
+	c.nextAuth.Store(next.UnixNano())
+}
+
+func (s *Server) revalidateOne(ctx context.Context, c *conn) {
+	defer c.revalidating.Store(false)
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	// The answer this socket was let in on is not taken from the cache
+	// again (this check renews it); a newer one (another tab's check of
+	// the same token) is.
+	at := time.Unix(0, max(time.Now().UnixNano(), c.authUntil.Load()))
+	agent, until, err := s.auth.check(actx, c.token, at)
+	switch {
+	case err == nil && agent == c.agent:
+		s.scheduleCheck(c, until)
+	case err == nil || errors.Is(err, bridge.ErrInvalidToken):
+		s.log.Info().Str("agent_id", string(c.agent)).Msg("agent token no longer valid; closing socket")
+		c.closeWith(CloseInvalidToken, msgInvalidToken)
+	default:
+		// The identity provider could not tell: keep the agent and ask again soon.
+		if ok, held := s.logLimit.Allow("revalidate", time.Now()); ok && ctx.Err() == nil {
+			s.log.Warn().Err(err).Str("agent_id", string(c.agent)).Int("held_back", held).Msg("token revalidation failed; retrying")
 		}
-		defer c.revalidating.Store(false)
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		agent, until, err := s.auth.check(actx, c.token, time.Now())
-		switch {
-		case err == nil && agent == c.agent:
-			c.nextAuth.Store(until.UnixNano())
-		case err == nil || errors.Is(err, bridge.ErrInvalidToken):
-			s.log.Info().Str("agent_id", string(c.agent)).Msg("agent token no longer valid; closing socket")
-			c.closeWith(CloseInvalidToken, msgInvalidToken)
-		default:
-			// The identity provider could not tell: keep the agent and ask again soon.
-			if ok, held := s.logLimit.Allow("revalidate", time.Now()); ok && ctx.Err() == nil {
-				s.log.Warn().Err(err).Str("agent_id", string(c.agent)).Int("held_back", held).Msg("token revalidation failed; retrying")
-			}
-			c.nextAuth.Store(time.Now().Add(30 * time.Second).UnixNano())
-		}
-	}()
+		c.nextAuth.Store(time.Now().Add(30 * time.Second).UnixNano())
+	}
 }
 
 // Ready reports whether the agent listener is serving and the pop

@@ -224,6 +224,7 @@ type Emulator struct {
 	clients       map[string]string // further client-credentials clients: id -> secret
 	loginDown     bool
 	loginDelay    time.Duration
+	apiDelays     map[string]time.Duration // path prefix -> how long its requests take
 	frame         FrameFaults
 	blackhole     bool
 	heartbeatsOff bool
@@ -400,6 +401,17 @@ func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if d := e.apiDelay(r.URL.Path); d > 0 {
+		// The Internet between the daemon and Genesys: the answer, refusal
+		// or fault, comes d later.
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
 	if e.fail(w, r) {
 		return
 	}
@@ -513,6 +525,33 @@ func (e *Emulator) SetLoginDelay(d time.Duration) {
 	e.mu.Lock()
 	e.loginDelay = d
 	e.mu.Unlock()
+}
+
+// SetAPIDelay makes every request whose path starts with prefix (e.g.
+// "/api/v2/users/me") take d before it is answered, as a call over the
+// Internet takes tens to hundreds of milliseconds; 0 removes it.
+func (e *Emulator) SetAPIDelay(prefix string, d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.apiDelays == nil {
+		e.apiDelays = map[string]time.Duration{}
+	}
+	if d <= 0 {
+		delete(e.apiDelays, prefix)
+		return
+	}
+	e.apiDelays[prefix] = d
+}
+
+func (e *Emulator) apiDelay(path string) time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for p, d := range e.apiDelays {
+		if strings.HasPrefix(path, p) {
+			return d
+		}
+	}
+	return 0
 }
 
 // SetLoginDown makes /oauth/token answer 503 (true) or work again (false).
