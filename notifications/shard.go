@@ -790,6 +790,11 @@ func (sh *shard) subscribe(ctx context.Context, id string) error {
 		sh.logger().Warn().Dur("retry_after", ae.RetryAfter).Str("channel_id", channelRef(id)).Msg("genesys subscription rate limited, waiting")
 	}
 	if err != nil {
+		if reput { // still to do: the retry after this failure must put it
+			sh.mu.Lock()
+			sh.reput = true
+			sh.mu.Unlock()
+		}
 		return err
 	}
 	sh.c.m.puts.Inc()
