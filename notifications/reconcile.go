@@ -239,6 +239,13 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 		// the answer lists first.
 		p := placeSeen
 		switch {
+		case e.Alerting && ok && !connected:
+			// Seen before the gap and not answered then: most likely
+			// ringing then too, and popped. It is fetched (it may have
+			// been answered meanwhile), but after the calls that rang
+			// unseen, which a large gap's hundreds of these would
+			// otherwise hold up for minutes.
+			p = placeRingingSeen
 		case e.Alerting:
 			p = placeRinging
 		case !ok:
@@ -270,7 +277,7 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 	}
 	slices.SortStableFunc(order, func(a, b string) int { return place[a] - place[b] })
 	ringing := 0
-	for ringing < len(order) && place[order[ringing]] == placeRinging {
+	for ringing < len(order) && place[order[ringing]] <= placeRingingSeen {
 		ringing++
 	}
 	var n atomic.Int64
@@ -365,7 +372,7 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 		if fetched[conv] {
 			continue
 		}
-		it := reconcileItem{conv: conv, users: todo[conv], alerting: place[conv] == placeRinging}
+		it := reconcileItem{conv: conv, users: todo[conv], alerting: place[conv] <= placeRingingSeen}
 		it.failures, it.firstFailed = prior[conv].failures, prior[conv].firstFailed
 		if ferr := failed[conv]; ferr != nil {
 			if it.failures == 0 {
@@ -451,11 +458,13 @@ type reconcileItem struct {
 	retryAt     time.Time // with failures: not fetched again before then
 }
 
-// A pass fetches ringing conversations first, then what an earlier pass
+// A pass fetches ringing conversations first (those not seen ringing
+// before the gap ahead of those that were), then what an earlier pass
 // left, then those never seen (answered during the gap), then those seen,
 // the agent not connected then.
 const (
 	placeRinging = iota
+	placeRingingSeen
 	placeLeft
 	placeUnseen
 	placeSeen
