@@ -32,6 +32,10 @@ type Client struct {
 	gate    *gate
 	breaker *breaker
 	sem     chan struct{}
+	// sending counts the API requests sent and not yet answered: a
+	// request slot (sem) is also held while its lookup waits out a
+	// Retry-After or a token, when nothing is in flight.
+	sending atomic.Int64
 	pos     *ttlCache
 	neg     *ttlCache
 	ready   atomic.Bool
@@ -219,7 +223,7 @@ type Status struct {
 // Status returns a JSON-marshalable snapshot: breaker, throttling, caches,
 // token expiry. No PII, no secrets.
 func (c *Client) Status() any {
-	st := Status{Ready: c.Ready(), CachePositive: c.pos.len(), CacheNegative: c.neg.len(), RequestsInFlight: len(c.sem)}
+	st := Status{Ready: c.Ready(), CachePositive: c.pos.len(), CacheNegative: c.neg.len(), RequestsInFlight: int(c.sending.Load())}
 	var openUntil time.Time
 	st.Breaker, st.ConsecutiveFailures, openUntil = c.breaker.snapshot()
 	if st.Breaker == "open" {

@@ -78,7 +78,7 @@ func newMetrics(reg prometheus.Registerer, c *Client) *metrics {
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "screenpop_dataverse_inflight_requests",
 				Help: "Dataverse requests in flight.",
-			}, func() float64 { return float64(len(c.sem)) }),
+			}, func() float64 { return float64(c.sending.Load()) }),
 		)
 		if c.certs != nil {
 			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

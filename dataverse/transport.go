@@ -371,8 +371,10 @@ func (c *Client) attempt(ctx context.Context, op, entity string, build func(ctx 
 	req.Header.Set("OData-Version", "4.0")
 	req.Header.Set("If-None-Match", "null")
 	start := time.Now()
+	c.sending.Add(1)
 	resp, err := c.cfg.HTTPClient.Do(req)
 	if err != nil {
+		c.sending.Add(-1)
 		c.metrics.request(op, "error", time.Since(start))
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
@@ -392,6 +394,7 @@ func (c *Client) attempt(ctx context.Context, op, entity string, build func(ctx 
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	c.sending.Add(-1)
 	c.metrics.request(op, statuslabel.Of(resp.StatusCode), time.Since(start))
 	if err != nil {
 		if ctx.Err() != nil {

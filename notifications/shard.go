@@ -414,6 +414,11 @@ func (sh *shard) run(ctx context.Context) {
 					log.Warn().Err(err).Str("channel_id", channelRef(s.chID)).Msg("genesys subscription change failed, retrying")
 					sh.retryDirty(ctx, err)
 				}
+			} else if sh.current() == s {
+				// The change is in: an earlier failure of it is over.
+				sh.mu.Lock()
+				sh.lastErr = ""
+				sh.mu.Unlock()
 			}
 		case <-expiryC():
 			expiry = nil

@@ -824,10 +824,13 @@ func (c *Conn) PublishDedup(ctx context.Context, m bridge.Message) (bool, error)
 	}
 	ack, err := c.js.PublishMsg(ctx, msg)
 	if err != nil {
-		c.metrics.publishErrors.Inc()
 		if errors.Is(err, nats.ErrMaxPayload) {
+			// Refused by the client before it was sent: not NATS failing
+			// to store it. The publisher stores it without its largest
+			// attributes, or counts it dropped (too_large).
 			return false, fmt.Errorf("publish %s: %w", m.Subject, &bridge.TooLargeError{Size: len(m.Data), Max: int(c.nc.MaxPayload())})
 		}
+		c.metrics.publishErrors.Inc()
 		if errors.Is(err, jetstream.ErrNoStreamResponse) {
 			c.restoreSubjects(ctx)
 		}
