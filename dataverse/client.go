@@ -641,6 +641,11 @@ func (c *Client) batch(ctx context.Context, list []EntityColumns, values []strin
 					h = h.Clone()
 					h.Set("Retry-After", resp.Header.Get("Retry-After"))
 				}
+				if h.Get("Date") == "" && resp.Header.Get("Date") != "" {
+					// A Retry-After date is read against the server's Date.
+					h = h.Clone()
+					h.Set("Date", resp.Header.Get("Date"))
+				}
 				return c.statusError("batch", list[i].Entity, tok, &http.Response{StatusCode: p.Status, Header: h}, p.Body)
 			}
 			var x *exact

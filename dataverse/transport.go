@@ -421,7 +421,13 @@ func (c *Client) statusError(op, entity, tok string, resp *http.Response, body [
 	switch s := resp.StatusCode; {
 	case s == http.StatusTooManyRequests:
 		c.metrics.throttled.Inc()
-		ra := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		// A Retry-After date is on the answering server's clock: it is
+		// read against the answer's Date, not this host's clock.
+		now := time.Now()
+		if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+			now = d
+		}
+		ra := parseRetryAfter(resp.Header.Get("Retry-After"), now)
 		hint := throttleHint(code)
 		if ra > 0 && c.gate.extend(time.Now().Add(ra)) {
 			// Once per episode: the pops it turns into search say only

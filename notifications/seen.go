@@ -30,8 +30,13 @@ type seenSet struct {
 	mu      sync.Mutex
 	seeds   [2]maphash.Seed
 	span    time.Duration
-	gens    [seenGens]map[seenKey]int64 // gens[0] is written; values are UnixNano, the lowest bit the connected flag
+	gens    [seenGens]map[seenKey]int64 // gens[0] is written; values are nanoseconds since epoch, the lowest bit the connected flag
 	started time.Time                   // when gens[0] began
+	// epoch is the set's start, with its monotonic reading: the times kept
+	// are offsets from it, so that last gives a time with one too, and
+	// comparing it with another time.Now() of this process is not thrown
+	// by a step of the wall clock (NTP) between the two.
+	epoch time.Time
 }
 
 // seenKey is a pair's hash: 128 bits, so that two pairs of a day's
@@ -39,7 +44,7 @@ type seenSet struct {
 type seenKey [2]uint64
 
 func newSeenSet(horizon time.Duration, now time.Time) *seenSet {
-	s := &seenSet{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, span: horizon / (seenGens - 1), started: now}
+	s := &seenSet{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, span: horizon / (seenGens - 1), started: now, epoch: now}
 	for i := range s.gens {
 		s.gens[i] = map[seenKey]int64{}
 	}
@@ -63,7 +68,7 @@ func (s *seenSet) key(conv, agent string) seenKey {
 // which the agent had a connected leg or not.
 func (s *seenSet) mark(conv, agent string, at time.Time, connected bool) {
 	k := s.key(conv, agent)
-	v := at.UnixNano() &^ 1 // a nanosecond less, for the flag
+	v := int64(at.Sub(s.epoch)) &^ 1 // a nanosecond less, for the flag
 	if connected {
 		v |= 1
 	}
@@ -82,7 +87,7 @@ func (s *seenSet) last(conv, agent string, now time.Time) (at time.Time, connect
 	s.rotate(now)
 	for _, g := range s.gens {
 		if v, ok := g[k]; ok {
-			return time.Unix(0, v&^1), v&1 == 1, true
+			return s.epoch.Add(time.Duration(v &^ 1)), v&1 == 1, true
 		}
 	}
 	return time.Time{}, false, false

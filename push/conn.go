@@ -77,7 +77,7 @@ type conn struct {
 	token string // kept in memory to revalidate; never logged
 
 	// Owned by the server's ticker once ready is set.
-	nextPing, nextBeat int64
+	nextPing, nextBeat int64 // monoNanos
 	nextAuth           atomic.Int64
 	authUntil          atomic.Int64 // until when its token's last answer holds
 	ready              atomic.Bool
@@ -320,7 +320,7 @@ func (c *conn) hello(mt int, data []byte) bool {
 	// keep the interval, so no socket waits longer than before.
 	// With equal intervals (the default) a socket's ping and heartbeat
 	// stay due together: one writer wake-up sends both.
-	t := time.Now().UnixNano()
+	t := monoNanos(time.Now())
 	c.nextPing = t + int64(spread(s.cfg.PingInterval))
 	c.nextBeat = c.nextPing
 	if s.cfg.HeartbeatInterval != s.cfg.PingInterval {

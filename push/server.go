@@ -492,7 +492,7 @@ func (s *Server) ticker(ctx context.Context) {
 // sweep finds the sockets whose keep-alives are due (appended to ka) and
 // those whose token is to be checked again (appended to due).
 func (s *Server) sweep(now time.Time, due []*conn, ka []keepAlive) ([]*conn, []keepAlive) {
-	n := now.UnixNano()
+	n, wall := monoNanos(now), now.UnixNano()
 	ping, beat := int64(s.cfg.PingInterval), int64(s.cfg.HeartbeatInterval)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -510,12 +510,21 @@ func (s *Server) sweep(now time.Time, due []*conn, ka []keepAlive) ([]*conn, []k
 		if k.ping || k.beat {
 			ka = append(ka, k)
 		}
-		if n >= c.nextAuth.Load() && !c.revalidating.Swap(true) {
+		if wall >= c.nextAuth.Load() && !c.revalidating.Swap(true) {
 			due = append(due, c)
 		}
 	}
 	return due, ka
 }
+
+// monoEpoch is this process's reference for the keep-alive schedule.
+var monoEpoch = time.Now()
+
+// monoNanos is t, a time.Now() of this process, in nanoseconds since
+// monoEpoch on the monotonic clock: unlike UnixNano, a step of the wall
+// clock (NTP) does not move it, so the keep-alives neither stop for as
+// long as a step back nor all come due at a step forward.
+func monoNanos(t time.Time) int64 { return int64(t.Sub(monoEpoch)) }
 
 // revalPool is how many token checks that ask the identity provider
 // (genesys mode) run at once: at Genesys' 100 ms or so, 160 a second, for

@@ -574,12 +574,12 @@ func TestServer_TickerSendsEveryKeepAlive(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			start := time.Now().UnixNano()
+			start := monoNanos(time.Now())
 			for i := range sockets {
 				c := &conn{s: s, writing: true}
 				c.nextPing = start + int64(ping)*int64(i)/sockets
 				c.nextBeat = c.nextPing
-				c.nextAuth.Store(start + int64(time.Hour))
+				c.nextAuth.Store(time.Now().Add(time.Hour).UnixNano())
 				c.ready.Store(true)
 				s.conns[c] = struct{}{}
 			}
@@ -621,14 +621,14 @@ func TestServer_TickerSendsEveryKeepAlive(t *testing.T) {
 func TestServer_SweepFindsDueKeepAlives(t *testing.T) {
 	s := &Server{cfg: Config{PingInterval: 25 * time.Second, HeartbeatInterval: 20 * time.Second}, conns: map[*conn]struct{}{}}
 	now := time.Now()
-	n := now.UnixNano()
+	n := monoNanos(now)
 	past, future := n-1, n+int64(time.Hour)
 	both := &conn{nextPing: past, nextBeat: past}
 	ping := &conn{nextPing: past, nextBeat: future}
 	none := &conn{nextPing: future, nextBeat: future}
 	notReady := &conn{nextPing: past, nextBeat: past}
 	for _, c := range []*conn{both, ping, none, notReady} {
-		c.nextAuth.Store(future)
+		c.nextAuth.Store(now.Add(time.Hour).UnixNano())
 		c.ready.Store(c != notReady)
 		s.conns[c] = struct{}{}
 	}
