@@ -103,8 +103,13 @@ type session struct {
 	ws        *websocket.Conn
 	done      chan struct{}
 	closeOnce sync.Once
-	lastFrame atomic.Int64 // unix nanos of the last frame read
+	// lastFrame is when the last frame was read, in nanoseconds since
+	// opened (monotonic: a step of the wall clock does not age it).
+	lastFrame atomic.Int64
 }
+
+// frameRead records that a frame was read at now, a time.Now().
+func (s *session) frameRead(now time.Time) { s.lastFrame.Store(int64(now.Sub(s.opened))) }
 
 type sessEventKind int
 
@@ -201,8 +206,8 @@ func (sh *shard) status() ChannelStatus {
 		st.Expires = sh.expires.UTC().Format(time.RFC3339)
 	}
 	if sh.cur != nil {
-		if lf := sh.cur.lastFrame.Load(); lf > 0 {
-			st.HeartbeatAgeMs = time.Since(time.Unix(0, lf)).Milliseconds()
+		if !sh.cur.opened.IsZero() {
+			st.HeartbeatAgeMs = time.Since(sh.cur.opened.Add(time.Duration(sh.cur.lastFrame.Load()))).Milliseconds()
 		}
 	}
 	return st
@@ -918,7 +923,7 @@ func (sh *shard) dial(ctx context.Context, id, uri string) (*session, error) {
 	}
 	ws.SetReadLimit(readLimit)
 	s := &session{sh: sh, chID: id, ref: channelRef(id), opened: time.Now(), ws: ws, done: make(chan struct{})}
-	s.lastFrame.Store(time.Now().UnixNano())
+	s.frameRead(s.opened)
 	return s, nil
 }
 
@@ -994,7 +999,7 @@ func (s *session) read() {
 			return
 		}
 		now := time.Now()
-		s.lastFrame.Store(now.UnixNano())
+		s.frameRead(now)
 		s.dispatch(ctx, buf.Bytes(), now)
 		if buf.Cap() > maxKeptBuffer {
 			buf = bytes.Buffer{} // after an unusually large frame
