@@ -139,11 +139,21 @@ func idList(dst func(*Config) *[]string) func(*Config, string) error {
 	}
 }
 
+// maxDuration bounds every duration setting. Ten years is more than any
+// of them can mean, and keeps what the daemon derives from them (twice
+// the max event age, the pop deadline plus 5 s, the times NATS adds them
+// to) clear of time.Duration's and NATS's int64 nanoseconds, which wrap
+// around near 292 years from 1970.
+const maxDuration = 10 * 365 * 24 * time.Hour
+
 func dur(dst func(*Config) *time.Duration) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		d, err := time.ParseDuration(strings.TrimSpace(v))
 		if err != nil || d <= 0 {
 			return fmt.Errorf("%q is not a positive Go duration (e.g. 30s, 5m, 2h)", v)
+		}
+		if d > maxDuration {
+			return fmt.Errorf("%q is longer than 10 years (%s), more than it can mean; give a shorter Go duration (e.g. 30s, 5m, 2h)", v, maxDuration)
 		}
 		*dst(c) = d
 		return nil
@@ -226,6 +236,23 @@ func httpURLOf(dst func(*Config) *string, root bool) func(*Config, string) error
 	}
 }
 
+// lookup reads a lookup list. Only none turns the lookups off: a blank
+// value (an empty flag) is unset and gives the default, as an empty
+// variable does, and one that names no entity (";") is refused.
+func lookup(dst func(*Config) *[]dataverse.EntityColumns, def string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if strings.TrimSpace(v) == "" {
+			v = def
+		}
+		l, err := dataverse.ParseLookup(v)
+		if err == nil && len(l) == 0 && strings.TrimSpace(v) != "none" {
+			err = fmt.Errorf("%q names no entity:column; write none to turn these lookups off", v)
+		}
+		*dst(c) = l
+		return err
+	}
+}
+
 func oneOf(dst func(*Config) *string, values ...string) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		v = strings.ToLower(strings.TrimSpace(v))
@@ -255,17 +282,19 @@ var settings = []setting{
 	{"DATAVERSE_CLIENT_SECRET", "", "Entra ID app registration client secret", str(func(c *Config) *string { return &c.DataverseClientSecret })},
 	{"DATAVERSE_CLIENT_CERTIFICATE", "", "instead of the client secret: a PEM file of the certificate uploaded to the app registration and its unencrypted RSA private key", str(func(c *Config) *string { return &c.DataverseClientCertificate })},
 	{"DATAVERSE_TOKEN_URL", "", "override the token endpoint (emulator); default the Entra ID v2 endpoint of the tenant", httpURL(func(c *Config) *string { return &c.DataverseTokenURL })},
-	{"DATAVERSE_APP_ID", "", "model-driven app id used in record URLs", str(func(c *Config) *string { return &c.DataverseAppID })},
-	{"SCREENPOP_LOOKUP_PHONE", dataverse.DefaultLookupPhone, "entities in search order and their phone columns", func(c *Config, v string) error {
-		l, err := dataverse.ParseLookup(v)
-		c.LookupPhone = l
-		return err
+	{"DATAVERSE_APP_ID", "", "model-driven app id used in record URLs: the app's appmoduleid GUID, not its unique name", func(c *Config, v string) error {
+		// Every pop's link carries it as appid=: the app's unique name
+		// (the other column of the appmodules query setup.md gives) makes
+		// every link one the browser cannot open in an app.
+		v = strings.TrimSpace(v)
+		if v != "" && !dataverse.IsGUID(v) {
+			return fmt.Errorf("%q is not a model-driven app id; give its appmoduleid, a GUID such as 7b4f2c6a-0000-4000-8000-000000000001, not its uniquename (GET /api/data/v9.2/appmodules?$select=appmoduleid,uniquename lists both)", v)
+		}
+		c.DataverseAppID = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(v, "{"), "}"))
+		return nil
 	}},
-	{"SCREENPOP_LOOKUP_EMAIL", dataverse.DefaultLookupEmail, "entities in search order and their email columns", func(c *Config, v string) error {
-		l, err := dataverse.ParseLookup(v)
-		c.LookupEmail = l
-		return err
-	}},
+	{"SCREENPOP_LOOKUP_PHONE", dataverse.DefaultLookupPhone, "entities in search order and their phone columns", lookup(func(c *Config) *[]dataverse.EntityColumns { return &c.LookupPhone }, dataverse.DefaultLookupPhone)},
+	{"SCREENPOP_LOOKUP_EMAIL", dataverse.DefaultLookupEmail, "entities in search order and their email columns", lookup(func(c *Config) *[]dataverse.EntityColumns { return &c.LookupEmail }, dataverse.DefaultLookupEmail)},
 	{"SCREENPOP_ENTITIES", "", "extra entities as logicalname=entityset/idcolumn/namecolumn;…", func(c *Config, v string) error {
 		m, err := dataverse.ParseEntities(v)
 		c.Entities = m
@@ -310,10 +339,18 @@ var settings = []setting{
 		return nil
 	}},
 	{"SCREENPOP_STREAM_MAX_AGE", "24h", "how long the stream keeps events and pops", dur(func(c *Config) *time.Duration { return &c.StreamMaxAge })},
-	{"SCREENPOP_STREAM_REPLICAS", "1", "stream replicas (1, 3 or 5 on a cluster)", posInt(func(c *Config) *int { return &c.StreamReplicas })},
+	{"SCREENPOP_STREAM_REPLICAS", "1", "stream replicas (1, 3 or 5 on a cluster); more than 1 needs NATS_URL", posInt(func(c *Config) *int { return &c.StreamReplicas })},
 	{"SCREENPOP_REPLAY_WINDOW", "2m", "how far back a resuming agent gets missed pops", dur(func(c *Config) *time.Duration { return &c.ReplayWindow })},
 	{"SCREENPOP_FRESH_WINDOW", "30s", "how far back a new agent page gets pops", dur(func(c *Config) *time.Duration { return &c.FreshWindow })},
-	{"SCREENPOP_DATA_DIR", "./data", "embedded JetStream store and local state", str(func(c *Config) *string { return &c.DataDir })},
+	{"SCREENPOP_DATA_DIR", "./data", "embedded JetStream store and local state", func(c *Config, v string) error {
+		// Set blank (an empty flag), it would reach the daemon's start as
+		// no directory at all: "mkdir : no such file or directory".
+		if v = strings.TrimSpace(v); v == "" {
+			return errors.New("is empty; give a directory, e.g. /var/lib/screenpop, or leave it unset for ./data")
+		}
+		c.DataDir = v
+		return nil
+	}},
 	{"SCREENPOP_LISTEN", "127.0.0.1:8080", "agent-facing listener (websocket, web assets)", hostPort(func(c *Config) *string { return &c.Listen }, false, "127.0.0.1:8080")},
 	{"SCREENPOP_ADMIN_LISTEN", "127.0.0.1:9090", "admin listener: /metrics, /healthz, /readyz, /status, pprof", hostPort(func(c *Config) *string { return &c.AdminListen }, true, "127.0.0.1:9090")},
 	{"SCREENPOP_TLS_CERT", "", "TLS certificate for the agent listener", str(func(c *Config) *string { return &c.TLSCert })},
@@ -496,6 +533,9 @@ func ParseConfig(name string, args []string, getenv func(string) string, req Req
 	return c, fs.Args(), nil
 }
 
+// minQueueRefresh is the shortest GENESYS_QUEUE_REFRESH.
+const minQueueRefresh = 30 * time.Second
+
 // validate checks what single values cannot: required settings and
 // combinations.
 func (c *Config) validate(req Requirements) []string {
@@ -613,6 +653,34 @@ func (c *Config) validate(req Requirements) []string {
 		// JetStream refuses a max age below the duplicate window, which
 		// would stop the daemon at start with NATS's words.
 		p = append(p, fmt.Sprintf("SCREENPOP_STREAM_MAX_AGE: %s is shorter than the stream's duplicate window; set at least %s", c.StreamMaxAge, bus.DefaultDuplicateWindow))
+	}
+	if c.NatsURL == "" && !c.invalid["NATS_URL"] {
+		// Without NATS_URL the built-in server runs, which takes none of
+		// these: set, they mean a cluster was meant, and the daemon would
+		// keep the deployment's events to itself without a word.
+		var set []string
+		for _, v := range []struct{ env, val string }{{"NATS_CREDS", c.NatsCreds}, {"NATS_TLS_CA", c.NatsTLSCA}, {"NATS_TLS_CERT", c.NatsTLSCert}, {"NATS_TLS_KEY", c.NatsTLSKey}} {
+			if v.val != "" {
+				set = append(set, v.env)
+			}
+		}
+		if len(set) > 0 {
+			p = append(p, fmt.Sprintf("%s: set without NATS_URL, which starts the built-in NATS server instead (it takes no credentials or TLS); set NATS_URL to your NATS servers, or unset %s", strings.Join(set, ", "), strings.Join(set, ", ")))
+		}
+	}
+	if c.GenesysQueueRefresh > 0 && c.GenesysQueueRefresh < minQueueRefresh {
+		// Every refresh reads every queue's members: a few milliseconds
+		// (5ms written for 5m) spend the client's whole request budget
+		// on queue pages, for as long as the daemon runs.
+		p = append(p, fmt.Sprintf("GENESYS_QUEUE_REFRESH: %s is shorter than %s: each refresh reads every queue's members from the OAuth client's budget of 300 requests a minute; set %s or more (default 5m)", c.GenesysQueueRefresh, minQueueRefresh, minQueueRefresh))
+	}
+	// JetStream keeps at most 5 replicas, and the built-in server one:
+	// refused here rather than by NATS once it has started.
+	switch {
+	case c.StreamReplicas > 5:
+		p = append(p, fmt.Sprintf("SCREENPOP_STREAM_REPLICAS: %d is more than NATS keeps; set 1, or 3 or 5 on a cluster", c.StreamReplicas))
+	case c.StreamReplicas > 1 && c.NatsURL == "":
+		p = append(p, fmt.Sprintf("SCREENPOP_STREAM_REPLICAS: %d needs a NATS cluster, and the built-in server (NATS_URL empty) keeps one copy; set 1, or set NATS_URL to your cluster", c.StreamReplicas))
 	}
 	if c.FreshWindow > c.ReplayWindow && c.ReplayWindow > 0 {
 		p = append(p, "SCREENPOP_FRESH_WINDOW: must not be longer than SCREENPOP_REPLAY_WINDOW")
