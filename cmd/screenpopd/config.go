@@ -658,13 +658,7 @@ func (c *Config) validate(req Requirements) []string {
 		// Without NATS_URL the built-in server runs, which takes none of
 		// these: set, they mean a cluster was meant, and the daemon would
 		// keep the deployment's events to itself without a word.
-		var set []string
-		for _, v := range []struct{ env, val string }{{"NATS_CREDS", c.NatsCreds}, {"NATS_TLS_CA", c.NatsTLSCA}, {"NATS_TLS_CERT", c.NatsTLSCert}, {"NATS_TLS_KEY", c.NatsTLSKey}} {
-			if v.val != "" {
-				set = append(set, v.env)
-			}
-		}
-		if len(set) > 0 {
+		if set := setVars("NATS_CREDS", c.NatsCreds, "NATS_TLS_CA", c.NatsTLSCA, "NATS_TLS_CERT", c.NatsTLSCert, "NATS_TLS_KEY", c.NatsTLSKey); len(set) > 0 {
 			p = append(p, fmt.Sprintf("%s: set without NATS_URL, which starts the built-in NATS server instead (it takes no credentials or TLS); set NATS_URL to your NATS servers, or unset %s", strings.Join(set, ", "), strings.Join(set, ", ")))
 		}
 	}
@@ -863,4 +857,16 @@ func credentialsHint(c *Config, err error) string {
 	return "that is systemd's credentials directory of the service, there only while the service runs with its LoadCredential= lines; " +
 		"outside it give the originals, e.g. SCREENPOP_TLS_CERT=/etc/screenpop/tls.crt SCREENPOP_TLS_KEY=/etc/screenpop/tls.key screenpopd check (docs/deploy/README.md); " +
 		"behind a TLS-terminating proxy set both empty in the env file (deleted, the unit's own Environment= points them there)"
+}
+
+// setVars takes pairs of a variable's name and its value and returns the
+// names of those set.
+func setVars(pairs ...string) []string {
+	var set []string
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i+1] != "" {
+			set = append(set, pairs[i])
+		}
+	}
+	return set
 }

@@ -332,6 +332,11 @@ func (m *Main) Run(ctx context.Context) error {
 			Msg("SCREENPOP_CREATE_ENTITY is not searched by SCREENPOP_LOOKUP_PHONE or SCREENPOP_LOOKUP_EMAIL: a record an agent saves from a create pop is never found, and its caller pops create at every call; add the entity to a lookup, or create one the lookups search")
 	}
 
+	if set := jwtSettings(m.Config); m.Config.Auth != "jwt" && len(set) > 0 {
+		log.Warn().Strs("settings", set).Str("auth", m.Config.Auth).
+			Msgf("%s set, but SCREENPOP_AUTH is %s: pages that send a jwt token are refused (4401); set SCREENPOP_AUTH=jwt, or unset them", strings.Join(set, ", "), m.Config.Auth)
+	}
+
 	var err error
 	select {
 	case <-ctx.Done():
@@ -717,4 +722,10 @@ func dirHasEntries(dir string) bool {
 	defer f.Close()
 	names, _ := f.Readdirnames(1)
 	return len(names) > 0
+}
+
+// jwtSettings names the jwt-mode settings cfg has, which only
+// SCREENPOP_AUTH=jwt reads.
+func jwtSettings(cfg *Config) []string {
+	return setVars("SCREENPOP_JWT_SECRET", cfg.JWTSecret, "SCREENPOP_JWT_SECRET_PREVIOUS", cfg.JWTSecretPrevious, "SCREENPOP_JWT_AUDIENCE", cfg.JWTAudience)
 }

@@ -252,3 +252,14 @@ func TestDaemon_WarnsOfACreateEntityNoLookupSearches(t *testing.T) {
 		})
 	}
 }
+
+// SCREENPOP_JWT_* set while SCREENPOP_AUTH is left at its default
+// (genesys): the pages' jwt tokens are refused with 4401 and the
+// configuration looked right. The daemon says so at start.
+func TestDaemon_WarnsOfJWTSettingsInGenesysMode(t *testing.T) {
+	vars := testEnv(t)
+	vars["SCREENPOP_JWT_SECRET"] = strings.Repeat("s", 40)
+	_, logs := MustStartDemo(t, vars) // the demo runs in genesys mode
+	const warning = "SCREENPOP_JWT_SECRET set, but SCREENPOP_AUTH is genesys"
+	waitFor(t, 5*time.Second, "the jwt settings warning", func() bool { return strings.Contains(logs.String(), warning) })
+}
