@@ -672,7 +672,7 @@ func (n *Normalizer) customerOf(p *partView) Customer {
 	}
 	c.Attributes = attrs
 
-	hasEmail := false
+	hasEmail, openMessage := false, false
 	addr := p.address
 	// A messaging participant's address repeats its fromAddress: the
 	// organization's own number on a message the agent started, whose
@@ -719,6 +719,9 @@ func (n *Normalizer) customerOf(p *partView) Customer {
 			if addr == "" {
 				addr = far
 			}
+			// An open messaging integration may name its sender by
+			// email address (idType Email).
+			openMessage = openMessage || strings.EqualFold(cm.msgType, "open")
 		case MediaEmail:
 			hasEmail = true
 		}
@@ -736,7 +739,7 @@ func (n *Normalizer) customerOf(p *partView) Customer {
 	}
 
 	switch {
-	case hasEmail && emailAddress(addr) != "":
+	case (hasEmail || openMessage) && emailAddress(addr) != "":
 		c.Email = strings.Clone(emailAddress(addr))
 	case strings.HasPrefix(addr, "mailto:") && looksLikeEmail(addr[len("mailto:"):]):
 		c.Email = strings.Clone(addr[len("mailto:"):])
@@ -779,9 +782,25 @@ func phoneAddressed(t, addr string) bool {
 	case strings.EqualFold(t, "sms"), strings.EqualFold(t, "whatsapp"):
 		return true
 	case strings.EqualFold(t, "open"):
-		return strings.HasPrefix(strings.TrimSpace(addr), "+")
+		s := strings.TrimSpace(addr)
+		// International form, bare or as a tel URI (tel:+16175550123).
+		return strings.HasPrefix(s, "+") || len(s) > 5 && strings.EqualFold(s[:5], "tel:+")
 	}
 	return false
+}
+
+// whatsappScheme is the prefix Twilio writes WhatsApp senders with
+// (whatsapp:+14155550123), which an open messaging integration bridging it
+// may hand on as the sender's id.
+const whatsappScheme = "whatsapp:"
+
+// withoutWhatsAppScheme returns addr without a leading "whatsapp:".
+func withoutWhatsAppScheme(addr string) string {
+	s := strings.TrimSpace(addr)
+	if len(s) > len(whatsappScheme) && strings.EqualFold(s[:len(whatsappScheme)], whatsappScheme) {
+		return strings.TrimSpace(s[len(whatsappScheme):])
+	}
+	return addr
 }
 
 // messagePhone returns the phone number to read from addr, an address of
@@ -790,6 +809,9 @@ func phoneAddressed(t, addr string) bool {
 // international form, written without the '+' (its wa_id): an address of
 // digits gets the '+' rather than being read in the configured region.
 func messagePhone(t, addr string) string {
+	if strings.EqualFold(t, "whatsapp") || strings.EqualFold(t, "open") {
+		addr = withoutWhatsAppScheme(addr)
+	}
 	if !phoneAddressed(t, addr) {
 		return ""
 	}
