@@ -3,6 +3,7 @@ package push
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -79,13 +80,47 @@ func (r *certFiles) stampNow() string {
 
 func (r *certFiles) load() error {
 	stamp := r.stampNow()
-	cert, err := tls.LoadX509KeyPair(r.cert, r.key)
+	// tls.LoadX509KeyPair, with the bytes kept to say why they do not
+	// pair (each file is read once: it may be a FIFO or hang).
+	certPEM, err := os.ReadFile(r.cert)
 	if err != nil {
+		return fmt.Errorf("tls: load SCREENPOP_TLS_CERT/SCREENPOP_TLS_KEY: %w", err)
+	}
+	keyPEM, err := os.ReadFile(r.key)
+	if err != nil {
+		return fmt.Errorf("tls: load SCREENPOP_TLS_CERT/SCREENPOP_TLS_KEY: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		if n := keyCertIndex(certPEM, keyPEM); n > 1 {
+			return fmt.Errorf("tls: load SCREENPOP_TLS_CERT/SCREENPOP_TLS_KEY: the key's certificate is number %d in %s, not the first: put the server (leaf) certificate first, then the chain (%w)", n, r.cert, err)
+		}
 		return fmt.Errorf("tls: load SCREENPOP_TLS_CERT/SCREENPOP_TLS_KEY: %w", err)
 	}
 	r.current.Store(&cert)
 	r.stamp = stamp
 	return nil
+}
+
+// keyCertIndex returns the position (from 1) of the certificate in
+// certPEM that keyPEM's key belongs to, or 0 when none does: a chain
+// written CA first (cat ca.crt server.crt) fails tls.X509KeyPair as a key
+// of another certificate.
+func keyCertIndex(certPEM, keyPEM []byte) int {
+	for i, rest := 1, certPEM; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			return 0
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		if _, err := tls.X509KeyPair(pem.EncodeToMemory(b), keyPEM); err == nil {
+			return i
+		}
+		i++
+	}
 }
 
 func (r *certFiles) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {

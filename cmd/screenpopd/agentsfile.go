@@ -116,7 +116,7 @@ func readValidAgents(path string, statErr error, alone bool) ([]string, error) {
 	}
 	for i, a := range ids {
 		if !dataverse.IsGUID(a) {
-			return nil, fmt.Errorf("line %d: %q is not a Genesys user id (a UUID)", lines[i], a)
+			return nil, fmt.Errorf("line %d: %q is not a Genesys user id (a UUID); write one user id a line, not an email, a login name or other columns: Admin > People shows it in the user's URL", lines[i], a)
 		}
 	}
 	if len(ids) == 0 {

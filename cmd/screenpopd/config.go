@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -511,14 +512,30 @@ func ParseConfig(name string, args []string, getenv func(string) string, req Req
 			v, from = *vals[s.env], "--"+flagName(s.env)
 		}
 		c.explicit[s.env] = from != "default"
+		where := s.env
+		if from != s.env && from != "default" {
+			where = s.env + " (" + from + ")"
+		}
+		if q := enclosingQuote(v); q != "" && from != "default" {
+			// systemd and the shell remove the quotes an env file needs
+			// around some values (docs/configuration.md, "The env file");
+			// docker run --env-file keeps them as part of the value. The
+			// rest is read without them, so that only this is reported.
+			problems = append(problems, fmt.Sprintf("%s: the value is enclosed in %s quotes, which are then part of it (docker run --env-file keeps them, systemd and the shell remove them); write the value without the quotes in a container's env file (docs/deploy/README.md)", where, q))
+			v = v[1 : len(v)-1]
+		}
+		if i := inlineComment(v); i > 0 && from != "default" {
+			// "VALUE  # note": the shell of the documented check command
+			// drops the comment, systemd's EnvironmentFile= (and docker
+			// run --env-file) keep it in the value the service gets. The
+			// rest is read without it, so that only this is reported.
+			problems = append(problems, fmt.Sprintf("%s: the value ends in an inline comment (a # after a space), which systemd's EnvironmentFile= and docker run --env-file keep as part of the value (only the shell drops it); put the comment on a line of its own, starting with #", where))
+			v = strings.TrimSpace(v[:i])
+		}
 		if err := s.parse(c, v); err != nil {
 			c.invalid[s.env] = true
 			if secretSettings[s.env] {
 				err = errors.New("invalid value")
-			}
-			where := s.env
-			if from != s.env && from != "default" {
-				where = s.env + " (" + from + ")"
 			}
 			problems = append(problems, fmt.Sprintf("%s: %v", where, err))
 		}
@@ -531,6 +548,32 @@ func ParseConfig(name string, args []string, getenv func(string) string, req Req
 		return nil, fs.Args(), &ConfigError{Problems: problems}
 	}
 	return c, fs.Args(), nil
+}
+
+// enclosingQuote names the quote that both begins and ends v ("single" or
+// "double"), or returns "". No setting's value is ever written so.
+func enclosingQuote(v string) string {
+	if len(v) < 2 || v[0] != v[len(v)-1] {
+		return ""
+	}
+	switch v[0] {
+	case '\'':
+		return "single"
+	case '"':
+		return "double"
+	}
+	return ""
+}
+
+// inlineComment returns the index of a '#' that follows a space or a tab
+// in v, or -1.
+func inlineComment(v string) int {
+	for i := 1; i < len(v); i++ {
+		if v[i] == '#' && (v[i-1] == ' ' || v[i-1] == '\t') {
+			return i
+		}
+	}
+	return -1
 }
 
 // minQueueRefresh is the shortest GENESYS_QUEUE_REFRESH.
@@ -806,6 +849,12 @@ func readAgentsFileLines(path string) (ids []string, lines []int, err error) {
 	}
 	if len(b) > maxAgentsFile {
 		return nil, nil, fmt.Errorf("%s is larger than %d MiB, far more than any agents file (10,000 user ids take 370 KB); is it the right file?", path, maxAgentsFile>>20)
+	}
+	// Notepad's "Unicode" and Windows PowerShell's > and Out-File write
+	// UTF-16 with a byte-order mark: every other byte is a NUL, and the
+	// ids would be refused quoted byte by byte.
+	if bytes.HasPrefix(b, []byte{0xff, 0xfe}) || bytes.HasPrefix(b, []byte{0xfe, 0xff}) {
+		return nil, nil, fmt.Errorf("%s is UTF-16 text (Notepad's \"Unicode\", or Windows PowerShell's > and Out-File); save it as UTF-8 (Notepad: Save as, Encoding UTF-8; PowerShell: Out-File -Encoding utf8)", path)
 	}
 	// A file saved by a Windows editor or spreadsheet may start with a
 	// UTF-8 byte-order mark; its CRLF line ends are trimmed below.
