@@ -15,7 +15,9 @@
 // activity query which conversations the watched agents are in and
 // fetches each one it has not seen since the gap began with GET
 // /api/v2/conversations/{id}, adapted to the same snapshot shape
-// (Reconciled=true). A v2.system.socket_closing or an approaching channel
+// (Reconciled=true); and, last, each conversation whose agent leg it last
+// saw open before the gap that the query no longer lists (the leg ended
+// during the gap: its snapshot carries the end). A v2.system.socket_closing or an approaching channel
 // expiry is handled as a handover: a new channel is created, its socket
 // connected and its topics subscribed before the old socket is dropped.
 //
@@ -208,6 +210,12 @@ type Client struct {
 	pendingAgents map[string]time.Time
 	backlog       []reconcileItem      // left unfetched by the last pass; the reconciler's own
 	givenUp       map[string]time.Time // conversations whose fetch failed fetchTries times -> when; the reconciler's own
+	// open is, per agent, the conversations whose leg for them was last
+	// seen open (ringing, dialing, connected, held: not ended) -> when, so
+	// that a leg that ends during a gap, which no activity query lists any
+	// more, is fetched for its end. Under ringMu; conversation ids, not the
+	// seen set's hashes: reconciliation fetches them.
+	open map[string]map[string]*time.Time
 
 	gapCh chan struct{}
 	wg    sync.WaitGroup
@@ -259,6 +267,7 @@ func New(cfg Config, log zerolog.Logger, out chan<- bridge.Snapshot) (*Client, e
 		queueMissing: map[string]bool{},
 		lingering:    map[string]bool{},
 		ringing:      map[string]map[string]time.Time{},
+		open:         map[string]map[string]*time.Time{},
 		applyCh:      make(chan struct{}, 1),
 		rejected:     map[string]rejection{},
 		seen:         newSeenSet(seenHorizon, time.Now()),
@@ -946,6 +955,7 @@ func (c *Client) apply() {
 			delete(c.lingering, a)
 			sh.remove(a)
 			delete(c.agentShard, a)
+			c.forgetOpenAgent(a)
 			// A rejection is news about a watched agent only: kept, it
 			// would stay in /status and the gauge for good.
 			delete(c.rejected, agentTopic(a))
@@ -1028,8 +1038,9 @@ func (c *Client) markSeen(body, agent string, at time.Time) {
 	// Only queue members, and the agents of a list that changes, leave:
 	// the others need no ringing.
 	leave := len(c.cfg.Queues) > 0 || c.cfg.AgentsChange
-	connected, ringing := agentLegs(body, agent, leave)
+	connected, ringing, open := agentLegs(body, agent, leave)
 	c.seen.mark(conv, agent, at, connected)
+	c.noteOpen(conv, agent, at, open)
 	if leave {
 		c.noteRinging(conv, agent, at, ringing)
 	}
@@ -1095,7 +1106,9 @@ func (c *Client) ringingFor(agent string, now time.Time) bool {
 }
 
 // sweepRinging forgets the calls seen ringing longer than lingerMax ago:
-// their end was lost (a gap), or came after the agent's topic went.
+// their end was lost (a gap), or came after the agent's topic went. It
+// also forgets the legs last seen open longer than seenHorizon ago (see
+// noteOpen).
 func (c *Client) sweepRinging(now time.Time) {
 	c.ringMu.Lock()
 	defer c.ringMu.Unlock()
@@ -1109,12 +1122,83 @@ func (c *Client) sweepRinging(now time.Time) {
 			delete(c.ringing, a)
 		}
 	}
+	for a, m := range c.open {
+		for conv, at := range m {
+			if now.Sub(*at) >= seenHorizon {
+				delete(m, conv)
+			}
+		}
+		if len(m) == 0 {
+			delete(c.open, a)
+		}
+	}
+}
+
+// noteOpen records whether agent's leg of conv was open (not ended) in a
+// snapshot seen at at. A leg that ends while its agent's socket is down is
+// not live after the gap, so the activity query no longer lists it:
+// reconciliation fetches the legs remembered open instead, for their end.
+// A leg is forgotten when a snapshot shows it ended, when its agent is no
+// longer watched, and seenHorizon after it was last seen (a conversation
+// stays silent no longer while the agent is in it). It runs on every
+// frame: one small map per agent with a leg open, an agent's few calls,
+// chats and emails.
+func (c *Client) noteOpen(conv, agent string, at time.Time, open bool) {
+	c.ringMu.Lock()
+	defer c.ringMu.Unlock()
+	m := c.open[agent]
+	if !open {
+		if _, ok := m[conv]; ok {
+			delete(m, conv)
+			if len(m) == 0 {
+				delete(c.open, agent)
+			}
+		}
+		return
+	}
+	if p := m[conv]; p != nil {
+		*p = at // no map write: it would store this frame's slice as the key
+		return
+	}
+	if m == nil {
+		m = make(map[string]*time.Time, 1)
+		c.open[strings.Clone(agent)] = m
+	}
+	// The id is a slice of the frame: kept as it is, it would keep the
+	// whole frame.
+	first := at // allocated here only: taking at's address would move it to the heap on every call
+	m[strings.Clone(conv)] = &first
+}
+
+// forgetOpen forgets the legs of conv of users remembered open: its
+// reconciliation learned that it is gone (404) or cannot be read (403).
+func (c *Client) forgetOpen(conv string, users []string) {
+	c.ringMu.Lock()
+	defer c.ringMu.Unlock()
+	for _, u := range users {
+		if m := c.open[u]; m != nil {
+			delete(m, conv)
+			if len(m) == 0 {
+				delete(c.open, u)
+			}
+		}
+	}
+}
+
+// forgetOpenAgent forgets the legs of an agent no longer watched: no
+// snapshot of theirs will end them, and no gap reconciles them.
+func (c *Client) forgetOpenAgent(agent string) {
+	c.ringMu.Lock()
+	delete(c.open, agent)
+	c.ringMu.Unlock()
 }
 
 // agentLegs reports whether agent has a connected leg in the conversation
-// snapshot body and, with ring, whether it has one not answered yet
-// (alerting, or the agent's own outbound call dialing): one pass.
-func agentLegs(body, agent string, ring bool) (connected, ringing bool) {
+// snapshot body, whether it has an open one (any communication of the
+// agent's not disconnected or terminated: ringing, dialing, connected,
+// held) and, with ring, whether it has one not answered yet (alerting, or
+// the agent's own outbound call dialing): one pass.
+func agentLegs(body, agent string, ring bool) (connected, ringing, open bool) {
 	done := func() bool { return connected && (ringing || !ring) }
 	gjson.Get(body, "participants").ForEach(func(_, p gjson.Result) bool {
 		if p.Get("userId").Str != agent {
@@ -1125,9 +1209,13 @@ func agentLegs(body, agent string, ring bool) (connected, ringing bool) {
 				media.ForEach(func(_, m gjson.Result) bool {
 					switch m.Get("state").Str {
 					case "connected":
-						connected = true
+						connected, open = true, true
 					case "alerting", "offering", "dialing", "contacting":
 						ringing = ringing || ring
+						open = true
+					case "disconnected", "terminated", "":
+					default:
+						open = true // held, scheduled (a callback), converting...
 					}
 					return !done()
 				})
@@ -1136,7 +1224,7 @@ func agentLegs(body, agent string, ring bool) (connected, ringing bool) {
 		})
 		return !done()
 	})
-	return connected, ringing
+	return connected, ringing, open
 }
 
 // gap asks for a reconciliation of sh's agents: sh's socket (re)connected

@@ -199,13 +199,12 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 			held[b.conv] = b
 		}
 	}
-	type pair struct{ conv, user string }
-	listed := map[pair]bool{} // an alerting one may be in both answers
+	listed := map[legPair]bool{} // an alerting one may be in both answers
 	for _, e := range ents {
-		if e.ConversationID == "" || e.UserID == "" || listed[pair{e.ConversationID, e.UserID}] {
+		if e.ConversationID == "" || e.UserID == "" || listed[legPair{e.ConversationID, e.UserID}] {
 			continue
 		}
-		listed[pair{e.ConversationID, e.UserID}] = true
+		listed[legPair{e.ConversationID, e.UserID}] = true
 		last, connected, ok := c.seen.last(e.ConversationID, e.UserID, time.Now())
 		// A conversation seen since the socket came back needs no
 		// fetch, nor one the agent is in (oInteracting) and was
@@ -265,8 +264,11 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 			continue
 		}
 		p := placeLeft
-		if b.alerting {
+		switch {
+		case b.alerting:
 			p = placeRinging
+		case b.ended:
+			p = placeEnded
 		}
 		rank(b.conv, p)
 		for _, u := range b.users {
@@ -275,12 +277,35 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 			}
 		}
 	}
+	// A leg last seen open before the gap that the activity query no
+	// longer lists for its agent ended during the gap (or went away with a
+	// transfer): nothing else would ever hand on its end, and the events'
+	// consumers, the resolver's pop marker and the normalizer would hold it
+	// open. It is fetched last: its snapshot shows the leg disconnected.
+	// Not for an agent whose list was truncated: a leg left out of it may
+	// be live.
+	for _, ep := range c.openBefore(since, truncated, listed, now) {
+		if _, ok := c.givenUp[ep.conv]; ok {
+			continue
+		}
+		if h := held[ep.conv]; h != nil {
+			// Its retry hands it on for this agent too.
+			if !slices.Contains(h.users, ep.user) {
+				h.users = append(h.users, ep.user)
+			}
+			continue
+		}
+		rank(ep.conv, placeEnded)
+		if !slices.Contains(todo[ep.conv], ep.user) {
+			todo[ep.conv] = append(todo[ep.conv], ep.user)
+		}
+	}
 	slices.SortStableFunc(order, func(a, b string) int { return place[a] - place[b] })
 	ringing := 0
 	for ringing < len(order) && place[order[ringing]] <= placeRingingSeen {
 		ringing++
 	}
-	var n atomic.Int64
+	var n, ended atomic.Int64
 	var fetchedMu sync.Mutex
 	fetched := map[string]bool{}
 	failed := map[string]error{} // conversation -> why its fetch failed
@@ -299,6 +324,7 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 			break
 		}
 		users := todo[conv]
+		isEnded := place[conv] == placeEnded
 		if err := c.getLimit.Wait(gctx); err != nil {
 			break
 		}
@@ -310,7 +336,8 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 					fetchedMu.Lock()
 					fetched[conv] = true
 					fetchedMu.Unlock()
-					return nil // ended in between
+					c.forgetOpen(conv, users) // gone: no later pass can fetch its end either
+					return nil                // ended in between
 				case http.StatusForbidden:
 					// One conversation the client may not read (another
 					// division) must not hold up the others, nor fail
@@ -319,6 +346,7 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 					fetchedMu.Lock()
 					fetched[conv] = true
 					fetchedMu.Unlock()
+					c.forgetOpen(conv, users) // or every later gap fetches it again
 					return nil
 				case http.StatusTooManyRequests:
 					return err // the token's budget: the pass waits for the Retry-After
@@ -359,6 +387,9 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 				}
 			}
 			n.Add(1)
+			if isEnded {
+				ended.Add(1)
+			}
 			c.m.reconciled.Inc()
 			return nil
 		})
@@ -372,7 +403,7 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 		if fetched[conv] {
 			continue
 		}
-		it := reconcileItem{conv: conv, users: todo[conv], alerting: place[conv] <= placeRingingSeen}
+		it := reconcileItem{conv: conv, users: todo[conv], alerting: place[conv] <= placeRingingSeen, ended: place[conv] == placeEnded}
 		it.failures, it.firstFailed = prior[conv].failures, prior[conv].firstFailed
 		if ferr := failed[conv]; ferr != nil {
 			if it.failures == 0 {
@@ -420,6 +451,9 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 	if len(failed) > 0 {
 		e = e.Int("failed", len(failed))
 	}
+	if k := ended.Load(); k > 0 {
+		e = e.Int64("ended", k)
+	}
 	e.Msg("genesys reconciliation done")
 	return nil
 }
@@ -453,6 +487,7 @@ type reconcileItem struct {
 	conv        string
 	users       []string
 	alerting    bool
+	ended       bool      // listed for no agent: fetched for the end of legs last seen open (placeEnded)
 	failures    int       // fetches that failed (not a 429, not a stopped pass)
 	firstFailed time.Time // with failures: when the first one failed
 	retryAt     time.Time // with failures: not fetched again before then
@@ -461,14 +496,54 @@ type reconcileItem struct {
 // A pass fetches ringing conversations first (those not seen ringing
 // before the gap ahead of those that were), then what an earlier pass
 // left, then those never seen (answered during the gap), then those seen,
-// the agent not connected then.
+// the agent not connected then, and last those no longer listed whose
+// agent's leg was open when last seen (it ended during the gap: nothing
+// pops, its end only frees what the leg holds downstream).
 const (
 	placeRinging = iota
 	placeRingingSeen
 	placeLeft
 	placeUnseen
 	placeSeen
+	placeEnded
 )
+
+// legPair is an agent's leg of a conversation: the conversation and the
+// agent.
+type legPair struct{ conv, user string }
+
+// openBefore returns the legs remembered open for the agents of since,
+// last seen before since[agent] (before the gap: one seen since is
+// current), that listed does not hold, leaving out the agents of
+// truncated. It forgets the legs older than seenHorizon on the way.
+func (c *Client) openBefore(since map[string]time.Time, truncated []string, listed map[legPair]bool, now time.Time) []legPair {
+	skip := make(map[string]bool, len(truncated))
+	for _, a := range truncated {
+		skip[a] = true
+	}
+	var out []legPair
+	c.ringMu.Lock()
+	defer c.ringMu.Unlock()
+	for a, at := range since {
+		m := c.open[a]
+		if len(m) == 0 || skip[a] {
+			continue
+		}
+		for conv, seen := range m {
+			if now.Sub(*seen) >= seenHorizon {
+				delete(m, conv)
+				continue
+			}
+			if seen.Before(at) && !listed[legPair{conv, a}] {
+				out = append(out, legPair{conv, a})
+			}
+		}
+		if len(m) == 0 {
+			delete(c.open, a)
+		}
+	}
+	return out
+}
 
 // fetchError is a pass that failed after its activity queries: what it
 // did not fetch is in the backlog, so its gaps need no new query.

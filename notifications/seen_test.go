@@ -100,11 +100,11 @@ func TestAgentConnected(t *testing.T) {
 		{"another agent connected", body(`{"userId":"agent-b","emails":[{"state":"connected"}]}`), false},
 		{"no participants", `{"id":"c1"}`, false},
 	} {
-		if got, _ := agentLegs(tt.body, a, false); got != tt.want {
+		if got, _, _ := agentLegs(tt.body, a, false); got != tt.want {
 			t.Errorf("%s: agentLegs connected = %v, want %v", tt.name, got, tt.want)
 		}
 	}
-	if c, _ := agentLegs(body(`{"userId":"agent-b","callbacks":[{"state":"connected"}]}`), b, false); !c {
+	if c, _, _ := agentLegs(body(`{"userId":"agent-b","callbacks":[{"state":"connected"}]}`), b, false); !c {
 		t.Error("agent b's connected callback not seen")
 	}
 }
@@ -136,4 +136,31 @@ func BenchmarkSeenSet_Mark(b *testing.B) {
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "heap-B/pair")
 	}
 	runtime.KeepAlive(s)
+}
+
+func TestAgentLegOpen(t *testing.T) {
+	const a = "agent-a"
+	body := func(parts string) string { return `{"id":"c1","participants":[` + parts + `]}` }
+	for _, tt := range []struct {
+		name string
+		body string
+		want bool
+	}{
+		{"alerting", body(`{"userId":"agent-a","calls":[{"state":"alerting"}]}`), true},
+		{"dialing", body(`{"userId":"agent-a","calls":[{"state":"dialing"}]}`), true},
+		{"connected", body(`{"userId":"agent-a","calls":[{"state":"connected"}]}`), true},
+		{"scheduled callback", body(`{"userId":"agent-a","callbacks":[{"state":"scheduled"}]}`), true},
+		{"disconnected", body(`{"userId":"agent-a","calls":[{"state":"disconnected"}]}`), false},
+		{"terminated", body(`{"userId":"agent-a","chats":[{"state":"terminated"}]}`), false},
+		{"transferred away", body(`{"userId":"agent-a","calls":[{"state":"disconnected"}]},{"userId":"agent-b","calls":[{"state":"connected"}]}`), false},
+		{"transferred back", body(`{"userId":"agent-a","calls":[{"state":"disconnected"}]},{"userId":"agent-a","calls":[{"state":"alerting"}]}`), true},
+		{"not in it", body(`{"userId":"agent-b","calls":[{"state":"connected"}]}`), false},
+		{"no participants", `{"id":"c1"}`, false},
+	} {
+		for _, ring := range []bool{false, true} {
+			if _, _, got := agentLegs(tt.body, a, ring); got != tt.want {
+				t.Errorf("%s (ring %v): agentLegs open = %v, want %v", tt.name, ring, got, tt.want)
+			}
+		}
+	}
 }
