@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -18,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/internal/loglimit"
 )
 
 // activityBatch is how many agents one activity query asks about.
@@ -31,6 +34,9 @@ var liveMetrics = []string{"oAlerting", "oInteracting"}
 // arrive while one runs). A failed reconciliation is retried with backoff.
 func (c *Client) reconcileLoop(ctx context.Context) error {
 	backoff := c.cfg.BackoffMin
+	// Time-based: in an outage of the API the passes come a second apart
+	// (outageRetryMax).
+	warn := loglimit.Every{Period: 30 * time.Second}
 	for {
 		// A conversation whose fetch failed is tried again on its own
 		// schedule, with no gap to start a pass.
@@ -68,7 +74,19 @@ func (c *Client) reconcileLoop(ctx context.Context) error {
 				return ctx.Err()
 			}
 			wait := retryWait(err, backoff)
-			c.log.Warn().Err(err).Dur("backoff", wait).Msg("genesys reconciliation failed, retrying")
+			if apiOutage(err) {
+				// The API is down (a 5xx, no answer): a retry costs one
+				// request (the pass stops at the first failed activity
+				// query, or at two failed fetches), and the calls that
+				// rang during the gap are heard only by it: once the API
+				// is back they must not wait out a backoff grown during
+				// the outage (up to BackoffMax), as the socket's redial
+				// and the login do not.
+				wait = retryWait(err, min(backoff, outageRetryMax))
+			}
+			if warn.Allow(time.Now()) {
+				c.log.Warn().Err(err).Dur("backoff", wait).Msg("genesys reconciliation failed, retrying")
+			}
 			var fe *fetchError
 			if !errors.As(err, &fe) {
 				c.mu.Lock() // put the gaps back (newer gaps of the same shard win)
@@ -104,6 +122,7 @@ func (c *Client) reconcileLoop(ctx context.Context) error {
 			continue
 		}
 		backoff = c.cfg.BackoffMin
+		warn.Reset()
 	}
 }
 
@@ -551,6 +570,22 @@ type fetchError struct{ err error }
 
 func (e *fetchError) Error() string { return e.err.Error() }
 func (e *fetchError) Unwrap() error { return e.err }
+
+// apiOutage reports whether err is an API call that failed for want of
+// an answer from Genesys (a 5xx, a network error or timeout), not a
+// refusal nor an answer screenpop cannot read (which a retry a second
+// would not mend).
+func apiOutage(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Status >= 500
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
 
 // gapPending reports whether a gap waits for the next pass.
 func (c *Client) gapPending() bool {

@@ -279,7 +279,12 @@ func (sh *shard) run(ctx context.Context) {
 				}
 				failures++
 				wait := retryWait(err, backoff)
-				if errors.As(err, new(errRedial)) {
+				var ae *APIError
+				if errors.As(err, new(errRedial)) || errors.As(err, &ae) && ae.Status >= 500 {
+					// Genesys is down (a redial, or a channel's creation
+					// or subscription, answered 5xx): once it is back the
+					// agents must not wait out a backoff grown during
+					// the outage to be heard again.
 					wait = retryWait(err, min(backoff, outageRetryMax))
 				}
 				sh.setErr(err)

@@ -1,0 +1,153 @@
+package notifications_test
+
+import (
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/screenpop/screenpop/notifications"
+	"github.com/screenpop/screenpop/notifications/notificationstest"
+)
+
+// partialOutageProxy forwards to the emulator; it can answer the socket
+// upgrades (sockets) and the reconciliation's API (analytics and
+// conversation reads) with 503 separately, as Genesys Cloud's services
+// fail and come back one by one.
+type partialOutageProxy struct {
+	rp            *httputil.ReverseProxy
+	socketsDown   atomic.Bool
+	apiDown       atomic.Bool
+	failedAPI     atomic.Int64 // activity queries answered 503
+	createDown    atomic.Bool  // channel creations answer 503
+	failedCreates atomic.Int64 // channel creations answered 503
+}
+
+func (p *partialOutageProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case p.createDown.Load() && r.Method == http.MethodPost && r.URL.Path == "/api/v2/notifications/channels":
+		http.Error(w, "service unavailable", http.StatusServiceUnavailable)
+		p.failedCreates.Add(1)
+		return
+	case p.socketsDown.Load() && strings.HasPrefix(r.URL.Path, "/channels/"):
+		http.Error(w, "service unavailable", http.StatusServiceUnavailable)
+		return
+	case p.apiDown.Load() && (strings.HasPrefix(r.URL.Path, "/api/v2/analytics/") || strings.HasPrefix(r.URL.Path, "/api/v2/conversations/")):
+		http.Error(w, "service unavailable", http.StatusServiceUnavailable)
+		if strings.HasPrefix(r.URL.Path, activityQuery) {
+			p.failedAPI.Add(1)
+		}
+		return
+	}
+	p.rp.ServeHTTP(w, r)
+}
+
+// TestClient_ACallThatRangDuringAGapIsHeardAtOnceAfterTheAPIOutageThatFailedItsReconciliation:
+// two failures at once. The agent's socket drops while Genesys Cloud's
+// API is failing (5xx); a call rings during the gap. The socket comes
+// back first, so its reconciliation runs while the API still answers
+// 503, and is retried with backoff. Once the API is back the call that is
+// still ringing must reach the bridge within the pop deadline, as a call
+// after a full outage does (TestClient_ACallRightAfterAGenesysOutageIsHeardAtOnce):
+// only the reconciliation can hear it (nothing is replayed on the socket).
+// The reconciliation's backoff doubled from BackoffMin to BackoffMax
+// (60 s) through the outage, so after an API outage of 15 to 30 s the
+// call was heard only 10 to 30 s after Genesys was back (after 8 s,
+// about 8 s): the agent answered it without a pop.
+// outageFor is how long the API is down in these tests: long enough for
+// the old doubling backoff (from 0.5 s) to reach 8 s, four times the pop
+// deadline.
+const outageFor = 8 * time.Second
+
+func TestClient_ACallThatRangDuringAGapIsHeardAtOnceAfterTheAPIOutageThatFailedItsReconciliation(t *testing.T) {
+	as := agents(1)
+	px := &partialOutageProxy{}
+	h := startBehindWith(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond}, px,
+		func(rp *httputil.ReverseProxy) { px.rp = rp },
+		func(c *notifications.Config) {
+			c.BackoffMin, c.BackoffMax = 0, 0 // the defaults: how the daemon retries
+		})
+	col := collect(h.out)
+	h.awaitStartupReconciliation()
+
+	// The gap: the socket drops and cannot come back yet; the API fails.
+	px.socketsDown.Store(true)
+	px.apiDown.Store(true)
+	h.emu.DropConnections()
+	began := time.Now()
+	c := h.emu.InboundCall(as[0].ID, "+13175550142", notificationstest.Options{}).Alert()
+	time.Sleep(time.Second)
+	// The socket comes back: its gap's reconciliation fails on the API.
+	px.socketsDown.Store(false)
+	// The API comes back outageFor into the outage, just after a failed
+	// attempt of the reconciliation.
+	waitFor(t, 20*time.Second, "a failed reconciliation", func() bool { return px.failedAPI.Load() > 0 })
+	for n := px.failedAPI.Load(); time.Since(began) < outageFor || px.failedAPI.Load() == n; {
+		if px.failedAPI.Load() != n {
+			n = px.failedAPI.Load()
+		}
+		if time.Since(began) > 85*time.Second {
+			t.Fatal("no reconciliation attempt for 70 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	px.apiDown.Store(false)
+	back := time.Now()
+	col.await(t, 70*time.Second, "the call that rang during the gap", c, as[0].ID)
+	took := time.Since(back)
+	t.Logf("%d activity queries failed in an API outage of %v; the call that rang during the gap was heard %v after the API was back",
+		px.failedAPI.Load(), back.Sub(began).Round(time.Millisecond), took.Round(time.Millisecond))
+	if took > 2*popDeadline { // twice: the retry is a second apart, and a busy machine
+		t.Errorf("the call that rang during a socket gap was heard %v after the Genesys API came back, more than twice its pop deadline (%v): the gap's reconciliation waited out the backoff grown during the API outage", took.Round(10*time.Millisecond), popDeadline)
+	}
+	h.stop()
+	<-col.done
+}
+
+// TestClient_ACallAfterAChannelLossDuringAnAPIOutageIsHeardAtOnce: two
+// failures at once. The agent's channel is gone (expired, or removed by
+// Genesys: its socket closes and a redial gets 404) while the channels
+// API is failing (503): the client cannot make a new channel. A call
+// rings during the gap. Once the API is back the call must reach the
+// bridge within the pop deadline, as after a full outage
+// (TestClient_ACallRightAfterAGenesysOutageIsHeardAtOnce), where the
+// redials of a socket are a second apart at most.
+func TestClient_ACallAfterAChannelLossDuringAnAPIOutageIsHeardAtOnce(t *testing.T) {
+	as := agents(1)
+	px := &partialOutageProxy{}
+	h := startBehindWith(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond}, px,
+		func(rp *httputil.ReverseProxy) { px.rp = rp },
+		func(c *notifications.Config) {
+			c.BackoffMin, c.BackoffMax = 0, 0 // the defaults: how the daemon retries
+		})
+	col := collect(h.out)
+	h.awaitStartupReconciliation()
+
+	px.createDown.Store(true)
+	h.emu.ExpireChannels()
+	began := time.Now()
+	c := h.emu.InboundCall(as[0].ID, "+13175550145", notificationstest.Options{}).Alert()
+	waitFor(t, 20*time.Second, "a failed channel creation", func() bool { return px.failedCreates.Load() > 0 })
+	for n := px.failedCreates.Load(); time.Since(began) < outageFor || px.failedCreates.Load() == n; {
+		if px.failedCreates.Load() != n {
+			n = px.failedCreates.Load()
+		}
+		if time.Since(began) > 85*time.Second {
+			t.Fatal("no channel creation for 70 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	px.createDown.Store(false)
+	back := time.Now()
+	col.await(t, 70*time.Second, "the call that rang during the gap", c, as[0].ID)
+	took := time.Since(back)
+	t.Logf("%d channel creations failed in an outage of %v; the call that rang during the gap was heard %v after the API was back",
+		px.failedCreates.Load(), back.Sub(began).Round(time.Millisecond), took.Round(time.Millisecond))
+	if took > 2*popDeadline { // twice: the retry is a second apart, and a busy machine
+		t.Errorf("the call that rang while the channel was gone was heard %v after the Genesys API came back, more than twice its pop deadline (%v): the shard waited out the backoff grown during the outage before making a channel", took.Round(10*time.Millisecond), popDeadline)
+	}
+	h.stop()
+	<-col.done
+}
