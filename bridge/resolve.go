@@ -522,6 +522,11 @@ func (r *Resolver) skip(e *Event, reason string) {
 		// Logged at the event that would have popped it (it rang).
 	case reason == "stale" || reason == "internal":
 		ev = r.log.Info()
+	case reason == "before_pop_state" && r.cfg.PopOn == StateConnected && e != nil && e.State.Rank() == StateAlerting.Rank():
+		// SCREENPOP_POP_ON=connected: the leg rang (or dialled) and pops
+		// only once answered. A call that only rang has no other line, and
+		// without this one reads as never heard of (operations.md 7.9).
+		ev = r.log.Info()
 	}
 	ev = ev.Str("reason", reason)
 	if e != nil {
