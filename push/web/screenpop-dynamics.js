@@ -280,9 +280,14 @@
     t.popNotes = t.popNotes || [];
     return t.popNotes;
   }
+  //
+  // The app answers with the notification's id asynchronously: a newer pop
+  // acted on in this tab meanwhile found nothing to take down, and the
+  // notification is taken down here instead.
   Controller.prototype.notifyPop = function (popId, level, message, action) {
-    var self = this;
+    var self = this, turn = currentTurn();
     return self.notify(level, message, action).then(function (id) {
+      if (id && turn !== currentTurn()) { self.dropNote(id); return id; }
       if (id) { popNotes().push({ id: id, pop: popId }); }
       return id;
     });
@@ -291,14 +296,20 @@
   // clearPopNotes takes down the notifications of earlier pops, but those
   // of the pop keep (if given: a pop of this tab replayed to it).
   Controller.prototype.clearPopNotes = function (keep) {
-    var x = this.xrm();
+    var self = this;
     turns().popNotes = popNotes().filter(function (n) {
       if (keep && n.pop === keep) { return true; }
-      try {
-        if (n.id.remove) { n.id.remove(); } else if (x && x.App && x.App.clearGlobalNotification) { x.App.clearGlobalNotification(n.id); }
-      } catch (e) { /* gone already */ }
+      self.dropNote(n.id);
       return false;
     });
+  };
+
+  // dropNote takes down one notification (an id of Xrm.App's, or a banner).
+  Controller.prototype.dropNote = function (id) {
+    var x = this.xrm();
+    try {
+      if (id.remove) { id.remove(); } else if (x && x.App && x.App.clearGlobalNotification) { x.App.clearGlobalNotification(id); }
+    } catch (e) { /* gone already */ }
   };
 
   // launch starts Xrm.Navigation.openForm and returns at once. Its promise
@@ -317,9 +328,18 @@
   // stays open; openForm there would open it in that page's place. Should
   // createTab fail (a template removed, say) or not settle within
   // tabWaitMs, openForm opens it.
+  //
+  // Whatever settles late (Xrm coming after the wait, the fallback after a
+  // createTab that failed or did not answer, openForm's rejection) is for
+  // the turn launch was called in: once a newer pop has been acted on in
+  // this tab, that pop has the screen, and the earlier record is not opened
+  // over it, nor its failure shown there (notifications of a pop go at the
+  // next pop), as a choose pop's list is not drawn (offerChoice).
   Controller.prototype.launch = function (options, params, failure, rec) {
-    var self = this;
+    var self = this, turn = currentTurn();
+    var stale = function () { return turn !== currentTurn(); };
     return self.whenXrm().then(function (x) {
+      if (stale()) { if (rec) { rec.superseded = true; } return; }
       var form = function () {
         if (!x) { throw new Error('Xrm is not available'); }
         return params ? x.Navigation.openForm(options, params) : x.Navigation.openForm(options);
@@ -334,19 +354,35 @@
         // A createTab that has not settled within tabWaitMs (default 10 s)
         // counts as failed: the pop is acked already, and would be lost.
         // Should its tab open after all, once openForm has opened the
-        // record, that second copy is closed (Microsoft.Apm.closeTab).
-        var tab = opening, wait = self.opts.tabWaitMs || 10000, late = false;
+        // record, that second copy is closed (Microsoft.Apm.closeTab). Not
+        // when openForm failed (rejected first): that tab is then the
+        // record's only copy, and the failure notification goes instead.
+        var tab = opening, wait = self.opts.tabWaitMs || 10000, late = false, formFailed = null;
         opening = new Promise(function (resolve, reject) {
           var timer = setTimeout(function () { late = true; reject(new Error('createTab did not settle')); }, wait);
           tab.then(function (v) {
             clearTimeout(timer);
-            if (late) { closeLateTab(ms, v); }
+            if (late && formFailed && !stale()) {
+              if (rec) { rec.error = false; }
+              formFailed.then(function (id) { if (id) { self.dropNote(id); } });
+            } else if (late) {
+              closeLateTab(ms, v);
+            }
             resolve(v);
           }, function (e) { clearTimeout(timer); reject(e); });
-        }).then(null, function () { return form(); });
+        }).then(null, function (e) {
+          if (stale()) { if (rec) { rec.superseded = true; } throw e; }
+          return form();
+        });
+        opening.then(null, function () {
+          if (rec) { rec.error = true; }
+          formFailed = stale() ? Promise.resolve(null) : self.notifyPop(rec && rec.id, 2, failure);
+        });
+        return;
       }
       opening.then(null, function () {
         if (rec) { rec.error = true; }
+        if (stale()) { return; }
         self.notifyPop(rec && rec.id, 2, failure);
       });
     });
