@@ -56,11 +56,20 @@ type frame struct {
 	pop  *popFrame // kindPop (shared, read-only)
 }
 
-// sentRing is how many of its last pops a socket remembers until their ack.
-// The ack drops the frame (about 1.5 KB with its JSON): a socket would
-// otherwise hold its last pops for as long as it stays open, up to 12 KB for
-// a busy agent's socket against 4 KB of Go heap for an idle one.
-const sentRing = 8
+// sentMax is how many pops a socket remembers until their ack. Only what
+// the ack needs is kept (sentPop), not the frame (about 1.5 KB with its
+// JSON), and only until the ack: a socket holds what is outstanding, most
+// often nothing or one pop. A page that processes a resume's missed pops
+// one at a time acks the first ones after many more were written, so it
+// is more than a replay usually brings; the oldest go past it.
+const sentMax = 64
+
+// sentPop is a pop sent on a socket and not acked yet.
+type sentPop struct {
+	seq     uint64
+	id      string
+	eventAt time.Time
+}
 
 // maxLoggedPops bounds the pop ids an "agent connected" line lists.
 const maxLoggedPops = 10
@@ -91,10 +100,9 @@ type conn struct {
 	closeSent chan struct{} // closed by the writer once the close frame is written (or given up)
 	replaying bool          // live pops go to pending until the replay is queued
 	pending   []*popFrame
-	lastSeq   uint64               // highest pop seq queued on this socket
-	space     chan struct{}        // made on demand: the replay waits here for queue space
-	sent      *[sentRing]*popFrame // sent and not yet acked (see sentRing)
-	sentN     int
+	lastSeq   uint64             // highest pop seq queued on this socket
+	space     chan struct{}      // made on demand: the replay waits here for queue space
+	sent      []sentPop          // sent and not yet acked, oldest first (see sentMax)
 }
 
 func (c *conn) readTimeout() time.Duration { return 2 * c.s.cfg.PingInterval }
@@ -125,6 +133,7 @@ func (c *conn) readLoop() {
 		case errors.Is(err, websocket.ErrReadLimit):
 			s.m.badFrames.Inc()
 			s.m.connects.WithLabelValues("malformed").Inc()
+			s.m.closes.WithLabelValues(strconv.Itoa(websocket.CloseMessageTooBig)).Inc()
 			if ok, held := s.logLimit.Allow("oversized", time.Now()); ok {
 				s.log.Info().Int("held_back", held).Msg("websocket closed: oversized frame")
 			}
@@ -143,6 +152,8 @@ func (c *conn) readLoop() {
 		if err != nil {
 			if errors.Is(err, websocket.ErrReadLimit) {
 				s.m.badFrames.Inc()
+				// gorilla has sent the 1009 close itself.
+				s.m.closes.WithLabelValues(strconv.Itoa(websocket.CloseMessageTooBig)).Inc()
 				s.log.Info().Str("agent_id", string(c.agent)).Msg("websocket closed: oversized frame")
 				c.discardInput()
 			}
@@ -347,12 +358,19 @@ type ackMsg struct {
 // of a later version (its web resource published before this daemon is
 // upgraded, or the old instance of a rolling upgrade) would otherwise be
 // closed (4400), reconnect and send it again, in a loop.
+//
+// The type is read on its own first: a later version's frame may carry a
+// field named seq of its own shape, which would not decode as an ack's.
 func (c *conn) handle(mt int, data []byte) bool {
-	var a ackMsg
-	ok := mt == websocket.TextMessage && json.Unmarshal(data, &a) == nil
-	if ok && a.Type != "" && a.Type != "ack" && a.Type != "hello" {
+	var head struct {
+		Type string `json:"type"`
+	}
+	ok := mt == websocket.TextMessage && json.Unmarshal(data, &head) == nil
+	if ok && head.Type != "" && head.Type != "ack" && head.Type != "hello" {
 		return true
 	}
+	var a ackMsg
+	ok = ok && json.Unmarshal(data, &a) == nil
 	if !ok || a.Type != "ack" || a.Seq == nil {
 		c.s.m.badFrames.Inc()
 		c.s.log.Info().Str("agent_id", string(c.agent)).Msg("websocket closed: unexpected frame")
@@ -603,11 +621,10 @@ func (c *conn) write(f frame, timeout time.Duration) error {
 
 // recordSentLocked remembers pf for its ack. c.mu is held.
 func (c *conn) recordSentLocked(pf *popFrame) {
-	if c.sent == nil {
-		c.sent = new([sentRing]*popFrame)
+	if len(c.sent) == sentMax {
+		c.sent = append(c.sent[:0], c.sent[1:]...) // the oldest goes
 	}
-	c.sent[c.sentN%sentRing] = pf
-	c.sentN++
+	c.sent = append(c.sent, sentPop{seq: pf.seq, id: pf.id, eventAt: pf.eventAt})
 }
 
 // ack records the browser's ack of seq: counted once, with the delivery
@@ -615,17 +632,19 @@ func (c *conn) recordSentLocked(pf *popFrame) {
 // not sent on this socket (or long ago) is ignored.
 func (c *conn) ack(seq uint64) {
 	c.mu.Lock()
-	var pf *popFrame
-	if c.sent != nil {
-		for i := range c.sent {
-			if p := c.sent[i]; p != nil && p.seq == seq {
-				pf, c.sent[i] = p, nil
-				break
+	var pf sentPop
+	for i, p := range c.sent {
+		if p.seq == seq {
+			pf = p
+			c.sent = append(c.sent[:i], c.sent[i+1:]...)
+			if len(c.sent) == 0 && cap(c.sent) > 4 {
+				c.sent = nil // after a replay's burst, back to nothing held
 			}
+			break
 		}
 	}
 	c.mu.Unlock()
-	if pf == nil {
+	if pf.seq == 0 {
 		return
 	}
 	c.s.m.popsAcked.Inc()
@@ -654,13 +673,8 @@ func (c *conn) teardown() {
 	c.mu.Lock()
 	c.closed, c.closing = true, true
 	var unacked []string
-	if c.sent != nil {
-		k := min(c.sentN, sentRing)
-		for i := range k { // oldest first
-			if pf := c.sent[(c.sentN-k+i)%sentRing]; pf != nil {
-				unacked = append(unacked, pf.id)
-			}
-		}
+	for _, pf := range c.sent[max(0, len(c.sent)-maxLoggedPops):] { // the newest, oldest first
+		unacked = append(unacked, pf.id)
 	}
 	c.q, c.pending, c.sent = nil, nil, nil
 	c.mu.Unlock()

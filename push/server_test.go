@@ -673,7 +673,7 @@ func TestServer_AckReleasesThePop(t *testing.T) {
 			sc.mu.Lock()
 			if sc.sent != nil {
 				for _, pf := range sc.sent {
-					if pf != nil {
+					if pf.seq != 0 {
 						held = append(held, pf.seq)
 					}
 				}
