@@ -1356,13 +1356,19 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 	// event back, and wg.Add never races wg.Wait.
 	var mu sync.Mutex
 	closing := false
+	// The handlers' DrainWithin runs from the stop (ctx done), not from
+	// the end of the wait for the subscription to close: that wait is part
+	// of it, or a stop could take twice DrainWithin.
+	var drainOnce sync.Once
+	var drain *time.Timer
+	startDrain := func() { drainOnce.Do(func() { drain = time.AfterFunc(cc.DrainWithin, hcancel) }) }
 	// Every return waits for the handlers in flight, which get DrainWithin
-	// from then on before their context ends.
+	// from the stop (or from this return) before their context ends.
 	defer func() {
 		mu.Lock()
 		closing = true
 		mu.Unlock()
-		drain := time.AfterFunc(cc.DrainWithin, hcancel)
+		startDrain()
 		wg.Wait()
 		drain.Stop()
 	}()
@@ -1568,6 +1574,7 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 				// drain would wait out nats.go's 10 s flush, past the
 				// shutdown budget: Stop then, and wait DrainWithin at most
 				// whichever it was.
+				startDrain()
 				if c.Connected() {
 					consCtx.Drain()
 				} else {

@@ -362,6 +362,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// NATS is flushed and closed last, before the clean stop is reported:
+	// a flush NATS did not confirm ("nats flush on close") must not come
+	// after "screenpopd stopped".
+	m.Close()
 	log.Info().Int64("uptime_s", int64(time.Since(m.started).Seconds())).Msg("screenpopd stopped")
 	return nil
 }

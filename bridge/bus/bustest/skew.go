@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -259,4 +260,29 @@ func relaySkewed(dst io.Writer, src io.Reader, d time.Duration) {
 			}
 		}
 	}
+}
+
+// Stalling returns a copy function for StartProxy that passes the bytes on
+// until stalled is set, and from then on holds them: the TCP connection
+// stays up and nothing more gets through (a hung server, a link that
+// black-holes), so the client still counts itself connected.
+func Stalling() (copyFn func(dst io.Writer, src io.Reader), stalled *atomic.Bool) {
+	stalled = new(atomic.Bool)
+	return func(dst io.Writer, src io.Reader) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			for stalled.Load() {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}, stalled
 }
