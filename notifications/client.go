@@ -210,6 +210,7 @@ type Client struct {
 	pendingAgents map[string]time.Time
 	backlog       []reconcileItem      // left unfetched by the last pass; the reconciler's own
 	givenUp       map[string]time.Time // conversations whose fetch failed fetchTries times -> when; the reconciler's own
+	convOutage    bool                 // the conversations API failing since the last fetch that succeeded; the reconciler's own
 	// open is, per agent, the conversations whose leg for them was last
 	// seen open (ringing, dialing, connected, held: not ended) -> when, so
 	// that a leg that ends during a gap, which no activity query lists any
@@ -645,6 +646,8 @@ func (c *Client) agentLoop(ctx context.Context) error {
 		return ctx.Err()
 	}
 	backoff := c.cfg.BackoffMin
+	// Time-based: in an outage at start the retries come a second apart.
+	warn := loglimit.Every{Period: 30 * time.Second}
 	var nextFull time.Time // when every queue is read again
 	var retry []string     // queues left unread by the last pass
 	for {
@@ -663,10 +666,20 @@ func (c *Client) agentLoop(ctx context.Context) error {
 		wait := time.Until(nextFull)
 		if err != nil {
 			wait = retryWait(err, backoff)
-			c.log.Warn().Err(err).Dur("backoff", wait).Msg("genesys queue members not read, retrying")
+			if apiOutage(err) && !c.queuesRead() {
+				// Genesys is down and a queue's members were never read:
+				// they are not watched. Once it is back they must not
+				// wait out a backoff grown during the outage, as the
+				// login, the socket and the reconciliation do not.
+				wait = retryWait(err, min(backoff, outageRetryMax))
+			}
+			if warn.Allow(time.Now()) {
+				c.log.Warn().Err(err).Dur("backoff", wait).Msg("genesys queue members not read, retrying")
+			}
 			backoff = min(backoff*2, c.cfg.BackoffMax)
 		} else {
 			backoff = c.cfg.BackoffMin
+			warn.Reset()
 		}
 		if !c.sleepApplying(ctx, wait) {
 			return ctx.Err()
@@ -779,6 +792,15 @@ func (c *Client) refreshQueues(ctx context.Context, queues []string) ([]string, 
 				firstErr = err
 				break
 			}
+			if apiOutage(err) {
+				// Genesys is down: the other queues would fail too. Go on
+				// from the next queue (this one last) at the retry, which
+				// comes within outageRetryMax while queues are unread
+				// (agentLoop): one request a retry.
+				left = append(append(left[:len(left)-1], queues[i+1:]...), q)
+				firstErr = err
+				break
+			}
 			if firstErr == nil {
 				firstErr = err
 			}
@@ -807,6 +829,13 @@ func (c *Client) refreshQueues(ctx context.Context, queues []string) ([]string, 
 		c.mu.Unlock()
 	}
 	return left, firstErr
+}
+
+// queuesRead reports whether every queue's members were read once.
+func (c *Client) queuesRead() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queuesDone
 }
 
 func (c *Client) queueMembers(ctx context.Context, queue string) (map[string]bool, error) {

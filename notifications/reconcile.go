@@ -414,6 +414,16 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 		})
 	}
 	err := g.Wait()
+	// A pass that stopped at fetches failing in a row for want of an
+	// answer found the conversations API down; a fetch that succeeds
+	// finds it back. Meanwhile each backlog retry fetches one
+	// conversation, which fails alone.
+	if n.Load() > 0 {
+		c.convOutage = false
+	}
+	if err != nil && ctx.Err() == nil && apiOutage(err) {
+		c.convOutage = true
+	}
 	// Whatever was not fetched (a pass that gave way or failed) is the
 	// next pass's backlog: its activity query lists only the newer gap's
 	// agents.
@@ -443,7 +453,15 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 					Msg("genesys reconciliation gave up on a conversation: its fetch failed every time; dropped (if it rang during a gap it does not pop)")
 				continue
 			}
-			it.retryAt = time.Now().Add(jitter(min(4*c.cfg.BackoffMin<<min(it.failures-1, 16), c.cfg.BackoffMax)))
+			delay := min(4*c.cfg.BackoffMin<<min(it.failures-1, 16), c.cfg.BackoffMax)
+			if c.convOutage && apiOutage(ferr) {
+				// The API failing, not this conversation: the pass is
+				// retried within outageRetryMax (reconcileLoop), and
+				// this call, which may still ring, with it once the API
+				// is back, not after a delay grown during the outage.
+				delay = min(delay, outageRetryMax)
+			}
+			it.retryAt = time.Now().Add(jitter(delay))
 		}
 		backlog = append(backlog, it)
 	}

@@ -62,6 +62,9 @@ type shard struct {
 	subscribed int
 	connected  bool
 	lastErr    string
+	// putErr is the lastErr a failed subscription change left: its
+	// success clears that one only, not a failing handover's.
+	putErr     string
 	reconnects int
 	cur        *session
 	lastPut    string // channel id and topic list of the last successful PUT
@@ -132,8 +135,10 @@ const socketStable = 10 * time.Second
 // and failed without the channel refusing it (a network error, a 5xx:
 // Genesys or the path to it down). Such an attempt costs one upgrade
 // request, no API request and no reconciliation, so it is retried within
-// outageRetryMax; attempts that make or subscribe a channel, and sockets
-// that close soon after they open, keep the full backoff.
+// outageRetryMax, as are attempts that make or subscribe a channel and
+// failed for want of an answer (apiOutage: a 5xx, a network error or
+// timeout); a refusal, and sockets that close soon after they open, keep
+// the full backoff.
 type errRedial struct{ err error }
 
 func (e errRedial) Error() string { return e.err.Error() }
@@ -279,10 +284,9 @@ func (sh *shard) run(ctx context.Context) {
 				}
 				failures++
 				wait := retryWait(err, backoff)
-				var ae *APIError
-				if errors.As(err, new(errRedial)) || errors.As(err, &ae) && ae.Status >= 500 {
+				if errors.As(err, new(errRedial)) || apiOutage(err) {
 					// Genesys is down (a redial, or a channel's creation
-					// or subscription, answered 5xx): once it is back the
+					// or subscription answered 5xx or not at all): once it is back the
 					// agents must not wait out a backoff grown during
 					// the outage to be heard again.
 					wait = retryWait(err, min(backoff, outageRetryMax))
@@ -421,13 +425,20 @@ func (sh *shard) run(ctx context.Context) {
 					resetExpiry()
 				} else if ctx.Err() == nil {
 					sh.setErr(err)
+					sh.mu.Lock()
+					sh.putErr = sh.lastErr
+					sh.mu.Unlock()
 					log.Warn().Err(err).Str("channel_id", channelRef(s.chID)).Msg("genesys subscription change failed, retrying")
 					sh.retryDirty(ctx, err)
 				}
 			} else if sh.current() == s {
-				// The change is in: an earlier failure of it is over.
+				// The change is in: an earlier failure of it is over (a
+				// handover's, still failing, is not).
 				sh.mu.Lock()
-				sh.lastErr = ""
+				if sh.putErr != "" && sh.lastErr == sh.putErr {
+					sh.lastErr = ""
+				}
+				sh.putErr = ""
 				sh.mu.Unlock()
 			}
 		case <-expiryC():

@@ -86,11 +86,15 @@ type conn struct {
 	token string // kept in memory to revalidate; never logged
 
 	// Owned by the server's ticker once ready is set.
-	nextPing, nextBeat int64 // monoNanos
-	nextAuth           atomic.Int64
-	authUntil          atomic.Int64 // until when its token's last answer holds
-	ready              atomic.Bool
-	revalidating       atomic.Bool
+	nextPing, nextBeat int64        // monoNanos
+	nextAuth           atomic.Int64 // UnixNano: a token's expiry is on the wall clock
+	// nextAuthMono is nextAuth as monoNanos (0: unset): a check due an
+	// interval after the last answer comes then, whatever the wall clock
+	// was stepped by meanwhile.
+	nextAuthMono atomic.Int64
+	authUntil    atomic.Int64 // until when its token's last answer holds
+	ready        atomic.Bool
+	revalidating atomic.Bool
 
 	mu        sync.Mutex
 	q         []frame
@@ -100,9 +104,9 @@ type conn struct {
 	closeSent chan struct{} // closed by the writer once the close frame is written (or given up)
 	replaying bool          // live pops go to pending until the replay is queued
 	pending   []*popFrame
-	lastSeq   uint64             // highest pop seq queued on this socket
-	space     chan struct{}      // made on demand: the replay waits here for queue space
-	sent      []sentPop          // sent and not yet acked, oldest first (see sentMax)
+	lastSeq   uint64        // highest pop seq queued on this socket
+	space     chan struct{} // made on demand: the replay waits here for queue space
+	sent      []sentPop     // sent and not yet acked, oldest first (see sentMax)
 }
 
 func (c *conn) readTimeout() time.Duration { return 2 * c.s.cfg.PingInterval }

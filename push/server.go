@@ -510,12 +510,16 @@ func (s *Server) sweep(now time.Time, due []*conn, ka []keepAlive) ([]*conn, []k
 		if k.ping || k.beat {
 			ka = append(ka, k)
 		}
-		if wall >= c.nextAuth.Load() && !c.revalidating.Swap(true) {
+		if (wall >= c.nextAuth.Load() || authDue(n, c.nextAuthMono.Load())) && !c.revalidating.Swap(true) {
 			due = append(due, c)
 		}
 	}
 	return due, ka
 }
+
+// authDue reports whether a token check due at mono (monoNanos, 0 for
+// none) is due at n.
+func authDue(n, mono int64) bool { return mono != 0 && n >= mono }
 
 // monoEpoch is this process's reference for the keep-alive schedule.
 var monoEpoch = time.Now()
@@ -605,7 +609,18 @@ func (s *Server) scheduleCheck(c *conn, until time.Time) {
 	if e := min(s.revalEarly(), time.Until(until)/4); e > 0 {
 		next = until.Add(-spread(e))
 	}
+	c.setNextAuth(next)
+}
+
+// setNextAuth sets when c's token is to be checked again: at next on the
+// wall clock (a token's expiry), or as long from now as next is on the
+// monotonic one (an answer held for an interval), whichever comes first.
+func (c *conn) setNextAuth(next time.Time) {
 	c.nextAuth.Store(next.UnixNano())
+	// time.Until reads a next without a monotonic reading (a token's
+	// exp) on the wall clock as it is now.
+	now := time.Now()
+	c.nextAuthMono.Store(max(monoNanos(now)+int64(next.Sub(now)), 1))
 }
 
 func (s *Server) revalidateOne(ctx context.Context, c *conn) {
@@ -628,7 +643,7 @@ func (s *Server) revalidateOne(ctx context.Context, c *conn) {
 		if ok, held := s.logLimit.Allow("revalidate", time.Now()); ok && ctx.Err() == nil {
 			s.log.Warn().Err(err).Str("agent_id", string(c.agent)).Int("held_back", held).Msg("token revalidation failed; retrying")
 		}
-		c.nextAuth.Store(time.Now().Add(30 * time.Second).UnixNano())
+		c.setNextAuth(time.Now().Add(30 * time.Second))
 	}
 }
 

@@ -628,7 +628,9 @@ func (c *Conn) recheckStream(ctx context.Context) (bool, error) {
 func (c *Conn) restoreSubjects(ctx context.Context) {
 	now := time.Now().UnixNano()
 	last := c.subjectsChecked.Load()
-	if now-last < int64(time.Second) || !c.subjectsChecked.CompareAndSwap(last, now) {
+	// A last check later than now is one made before the wall clock
+	// stepped back (NTP): not waited for.
+	if now >= last && now-last < int64(time.Second) || !c.subjectsChecked.CompareAndSwap(last, now) {
 		return
 	}
 	c.recheck.Lock()
