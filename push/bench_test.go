@@ -138,56 +138,66 @@ func rawHello(addr, token string) (net.Conn, error) {
 // in process and reports the server's heap and stack bytes per socket and
 // its goroutines per socket. Run with -benchtime=1x.
 func BenchmarkIdleConnections(b *testing.B) {
-	const n = 2000
 	for range b.N {
-		st := newMemStore()
-		e := newEnv(b, Config{}, st, nil)
-		waitSignal(b, st.followed, "live subscription")
-		tokens := make([]string, n)
-		for i := range tokens {
-			tokens[i] = e.token(bridge.AgentID(fmt.Sprintf("agent-%04d", i)))
-		}
-		addr := e.ln.Addr().String()
-		runtime.GC()
-		runtime.GC()
-		var m0, m1 runtime.MemStats
-		runtime.ReadMemStats(&m0)
-		g0 := runtime.NumGoroutine()
-		conns := make([]net.Conn, 0, n)
-		for i := range n {
-			nc, err := rawHello(addr, tokens[i])
-			if err != nil {
-				b.Fatalf("client %d: %v", i, err)
-			}
-			conns = append(conns, nc)
-		}
-		waitFor(b, 60*time.Second, "every socket ready", func() bool {
-			ready := 0
-			e.srv.mu.RLock()
-			for c := range e.srv.conns {
-				if c.ready.Load() {
-					ready++
-				}
-			}
-			e.srv.mu.RUnlock()
-			return ready == n
-		})
-		// Let writers finish and stacks shrink, as they do on an idle daemon.
-		for range 3 {
-			runtime.GC()
-		}
-		runtime.ReadMemStats(&m1)
-		g1 := runtime.NumGoroutine()
-		heap := float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc)) / n
-		stack := float64(int64(m1.StackInuse)-int64(m0.StackInuse)) / n
+		heap, stack, goroutines := idleConnectionCost(b, 2000)
 		b.ReportMetric(heap, "heap-B/conn")
 		b.ReportMetric(stack, "stack-B/conn")
 		b.ReportMetric(heap+stack, "B/conn")
-		b.ReportMetric(float64(g1-g0)/n, "goroutines/conn")
-		for _, c := range conns {
-			c.Close()
-		}
-		waitFor(b, 30*time.Second, "sockets closed", func() bool { return e.srv.Status().(Status).Connections == 0 })
-		e.stop()
+		b.ReportMetric(goroutines, "goroutines/conn")
 	}
+}
+
+// idleConnectionCost connects n raw clients that said hello to a push
+// server and returns, per connection once every socket is ready and the
+// collector has run, the Go heap, the goroutine stack and the goroutines
+// they hold.
+func idleConnectionCost(tb testing.TB, n int) (heap, stack, goroutines float64) {
+	tb.Helper()
+	st := newMemStore()
+	e := newEnv(tb, Config{}, st, nil)
+	waitSignal(tb, st.followed, "live subscription")
+	tokens := make([]string, n)
+	for i := range tokens {
+		tokens[i] = e.token(bridge.AgentID(fmt.Sprintf("agent-%04d", i)))
+	}
+	addr := e.ln.Addr().String()
+	runtime.GC()
+	runtime.GC()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	g0 := runtime.NumGoroutine()
+	conns := make([]net.Conn, 0, n)
+	for i := range n {
+		nc, err := rawHello(addr, tokens[i])
+		if err != nil {
+			tb.Fatalf("client %d: %v", i, err)
+		}
+		conns = append(conns, nc)
+	}
+	waitFor(tb, 60*time.Second, "every socket ready", func() bool {
+		ready := 0
+		e.srv.mu.RLock()
+		for c := range e.srv.conns {
+			if c.ready.Load() {
+				ready++
+			}
+		}
+		e.srv.mu.RUnlock()
+		return ready == n
+	})
+	// Let writers finish and stacks shrink, as they do on an idle daemon.
+	for range 3 {
+		runtime.GC()
+	}
+	runtime.ReadMemStats(&m1)
+	g1 := runtime.NumGoroutine()
+	heap = float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc)) / float64(n)
+	stack = float64(int64(m1.StackInuse)-int64(m0.StackInuse)) / float64(n)
+	goroutines = float64(g1-g0) / float64(n)
+	for _, c := range conns {
+		c.Close()
+	}
+	waitFor(tb, 30*time.Second, "sockets closed", func() bool { return e.srv.Status().(Status).Connections == 0 })
+	e.stop()
+	return heap, stack, goroutines
 }

@@ -1,0 +1,24 @@
+package push
+
+import "testing"
+
+// An idle agent socket is one goroutine blocked in its read, whose stack
+// stays at 4 KB (Go starts it small and doubles it as needed). A few more
+// bytes in the reader's frame (strconv.Itoa inlined for a close code's
+// label, 60a9f65) doubled every idle socket's stack to 8 KB: 13.2 KB of
+// daemon RSS per idle connection in the load tool against 9.7, near the
+// 16 KB target (docs/performance.md). BenchmarkIdleConnections reports the
+// figures; this keeps the stack from doubling again unnoticed.
+func TestIdleConnection_OneSmallStack(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's instrumentation doubles every such stack: make test runs this test again without -race")
+	}
+	_, stack, goroutines := idleConnectionCost(t, 300)
+	t.Logf("%.0f bytes of stack and %.2f goroutines per idle connection", stack, goroutines)
+	if goroutines > 1.05 {
+		t.Errorf("%.2f goroutines per idle connection, want 1", goroutines)
+	}
+	if stack > 6<<10 {
+		t.Errorf("%.0f bytes of goroutine stack per idle connection, want about 4 KB (the reader's stack doubled)", stack)
+	}
+}
