@@ -650,12 +650,18 @@ func (c *Client) agentLoop(ctx context.Context) error {
 	warn := loglimit.Every{Period: 30 * time.Second}
 	var nextFull time.Time // when every queue is read again
 	var retry []string     // queues left unread by the last pass
+	// anyRead: a queue was read since the start. Until then a 5xx or no
+	// answer is Genesys down; after, a queue still failing fails on its
+	// own (a 5xx for it alone) and keeps the backoff, as a conversation's
+	// fetch does in the reconciliation.
+	anyRead := false
 	for {
 		queues, full := retry, !time.Now().Before(nextFull)
 		if full {
 			queues = c.cfg.Queues
 		}
-		left, err := c.refreshQueues(ctx, queues)
+		left, read, err := c.refreshQueues(ctx, queues)
+		anyRead = anyRead || read > 0
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -666,7 +672,7 @@ func (c *Client) agentLoop(ctx context.Context) error {
 		wait := time.Until(nextFull)
 		if err != nil {
 			wait = retryWait(err, backoff)
-			if apiOutage(err) && !c.queuesRead() {
+			if apiOutage(err) && !anyRead && !c.queuesRead() {
 				// Genesys is down and a queue's members were never read:
 				// they are not watched. Once it is back they must not
 				// wait out a backoff grown during the outage, as the
@@ -760,10 +766,10 @@ func (c *Client) lingerWait(now time.Time) (wait time.Duration, ok bool) {
 
 // refreshQueues reads the members of queues and applies them. It returns
 // the queues left unread (refused, or not reached after a 429) and the
-// error to wait on: a 429's, for its Retry-After, else the first.
-func (c *Client) refreshQueues(ctx context.Context, queues []string) ([]string, error) {
+// error to wait on: a 429's, for its Retry-After, else the first; read is
+// how many queues were read.
+func (c *Client) refreshQueues(ctx context.Context, queues []string) (left []string, read int, _ error) {
 	var firstErr error
-	var left []string
 	for i, q := range queues {
 		members, err := c.queueMembers(ctx, q)
 		if status(err) == http.StatusNotFound {
@@ -781,7 +787,7 @@ func (c *Client) refreshQueues(ctx context.Context, queues []string) ([]string, 
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, ctx.Err()
+				return nil, read, ctx.Err()
 			}
 			left = append(left, q)
 			if status(err) == http.StatusTooManyRequests {
@@ -795,7 +801,7 @@ func (c *Client) refreshQueues(ctx context.Context, queues []string) ([]string, 
 			if apiOutage(err) {
 				// Genesys is down: the other queues would fail too. Go on
 				// from the next queue (this one last) at the retry, which
-				// comes within outageRetryMax while queues are unread
+				// comes within outageRetryMax while no queue was read
 				// (agentLoop): one request a retry.
 				left = append(append(left[:len(left)-1], queues[i+1:]...), q)
 				firstErr = err
@@ -806,6 +812,7 @@ func (c *Client) refreshQueues(ctx context.Context, queues []string) ([]string, 
 			}
 			continue
 		}
+		read++
 		c.mu.Lock()
 		c.queueAgents[q] = members
 		if len(members) > 0 {
@@ -828,7 +835,7 @@ func (c *Client) refreshQueues(ctx context.Context, queues []string) ([]string, 
 		c.queuesDone = true
 		c.mu.Unlock()
 	}
-	return left, firstErr
+	return left, read, firstErr
 }
 
 // queuesRead reports whether every queue's members were read once.

@@ -355,9 +355,11 @@
         // counts as failed: the pop is acked already, and would be lost.
         // Should its tab open after all, once openForm has opened the
         // record, that second copy is closed (Microsoft.Apm.closeTab). Not
-        // when openForm failed (rejected first): that tab is then the
-        // record's only copy, and the failure notification goes instead.
-        var tab = opening, wait = self.opts.tabWaitMs || 10000, late = false, formFailed = null;
+        // when openForm failed: that tab is then the record's only copy,
+        // and the failure notification goes instead. openForm may answer
+        // after the tab came (a dialog the agent deals with first): the
+        // tab is held tabWaitMs more for its rejection before it is closed.
+        var tab = opening, wait = self.opts.tabWaitMs || 10000, late = false, formFailed = null, held = false;
         opening = new Promise(function (resolve, reject) {
           var timer = setTimeout(function () { late = true; reject(new Error('createTab did not settle')); }, wait);
           tab.then(function (v) {
@@ -365,6 +367,9 @@
             if (late && formFailed && !stale()) {
               if (rec) { rec.error = false; }
               formFailed.then(function (id) { if (id) { self.dropNote(id); } });
+            } else if (late && !formFailed && !stale()) {
+              held = true;
+              setTimeout(function () { if (held) { held = false; closeLateTab(ms, v); } }, wait);
             } else if (late) {
               closeLateTab(ms, v);
             }
@@ -375,6 +380,7 @@
           return form();
         });
         opening.then(null, function () {
+          if (held && !stale()) { held = false; return; } // the late tab has the record
           if (rec) { rec.error = true; }
           formFailed = stale() ? Promise.resolve(null) : self.notifyPop(rec && rec.id, 2, failure);
         });
