@@ -57,16 +57,7 @@ func TestClient_ACallAfterAChannelLossDuringANetworkOutageIsHeardAtOnce(t *testi
 	h.emu.ExpireChannels()
 	began := time.Now()
 	c := h.emu.InboundCall(as[0].ID, "+13175550146", notificationstest.Options{}).Alert()
-	waitFor(t, 20*time.Second, "a failed channel creation", func() bool { return px.failedCreates.Load() > 0 })
-	for n := px.failedCreates.Load(); time.Since(began) < outageFor || px.failedCreates.Load() == n; {
-		if px.failedCreates.Load() != n {
-			n = px.failedCreates.Load()
-		}
-		if time.Since(began) > 85*time.Second {
-			t.Fatal("no channel creation for 70 s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	awaitFailureAfterOutage(t, "channel creation", began, &px.failedCreates)
 	px.createDown.Store(false)
 	back := time.Now()
 	col.await(t, 70*time.Second, "the call that rang during the gap", c, as[0].ID)
@@ -119,16 +110,7 @@ func TestClient_QueueMembersAreWatchedAtOnceAfterAnAPIOutageAtStart(t *testing.T
 			c.BackoffMin, c.BackoffMax = 0, 0 // the defaults: how the daemon retries
 		})
 	began := time.Now()
-	waitFor(t, 20*time.Second, "a failed queue read", func() bool { return px.failed.Load() > 0 })
-	for n := px.failed.Load(); time.Since(began) < outageFor || px.failed.Load() == n; {
-		if px.failed.Load() != n {
-			n = px.failed.Load()
-		}
-		if time.Since(began) > 85*time.Second {
-			t.Fatal("no queue read for 70 s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	awaitFailureAfterOutage(t, "queue read", began, &px.failed)
 	px.down.Store(false)
 	back := time.Now()
 	waitFor(t, 70*time.Second, "the queue's members watched", func() bool {
@@ -193,16 +175,7 @@ func TestClient_CallsThatRangDuringAGapAreHeardAtOnceAfterAConversationsAPIOutag
 	c1 := h.emu.InboundCall(as[1].ID, "+13175550148", notificationstest.Options{}).Alert()
 	time.Sleep(time.Second)
 	px.socketsDown.Store(false)
-	waitFor(t, 20*time.Second, "a failed conversation fetch", func() bool { return px.failed.Load() > 0 })
-	for n := px.failed.Load(); time.Since(began) < outageFor || px.failed.Load() == n; {
-		if px.failed.Load() != n {
-			n = px.failed.Load()
-		}
-		if time.Since(began) > 85*time.Second {
-			t.Fatal("no conversation fetch for 70 s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	awaitFailureAfterOutage(t, "conversation fetch", began, &px.failed)
 	px.convDown.Store(false)
 	back := time.Now()
 	col.await(t, 70*time.Second, "the first call that rang during the gap", c0, as[0].ID)

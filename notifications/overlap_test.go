@@ -61,6 +61,24 @@ func (p *partialOutageProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // deadline.
 const outageFor = 8 * time.Second
 
+// awaitFailureAfterOutage waits for a first failure counted by failed,
+// then until outageFor has passed since began and one more failure: the
+// API is then to come back just after a failed attempt, with the backoff
+// grown as far as the outage took it.
+func awaitFailureAfterOutage(t *testing.T, what string, began time.Time, failed *atomic.Int64) {
+	t.Helper()
+	waitFor(t, 20*time.Second, "a failed "+what, func() bool { return failed.Load() > 0 })
+	for n := failed.Load(); time.Since(began) < outageFor || failed.Load() == n; {
+		if failed.Load() != n {
+			n = failed.Load()
+		}
+		if time.Since(began) > 85*time.Second {
+			t.Fatalf("no %s for 70 s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func TestClient_ACallThatRangDuringAGapIsHeardAtOnceAfterTheAPIOutageThatFailedItsReconciliation(t *testing.T) {
 	as := agents(1)
 	px := &partialOutageProxy{}
@@ -83,16 +101,7 @@ func TestClient_ACallThatRangDuringAGapIsHeardAtOnceAfterTheAPIOutageThatFailedI
 	px.socketsDown.Store(false)
 	// The API comes back outageFor into the outage, just after a failed
 	// attempt of the reconciliation.
-	waitFor(t, 20*time.Second, "a failed reconciliation", func() bool { return px.failedAPI.Load() > 0 })
-	for n := px.failedAPI.Load(); time.Since(began) < outageFor || px.failedAPI.Load() == n; {
-		if px.failedAPI.Load() != n {
-			n = px.failedAPI.Load()
-		}
-		if time.Since(began) > 85*time.Second {
-			t.Fatal("no reconciliation attempt for 70 s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	awaitFailureAfterOutage(t, "reconciliation", began, &px.failedAPI)
 	px.apiDown.Store(false)
 	back := time.Now()
 	col.await(t, 70*time.Second, "the call that rang during the gap", c, as[0].ID)
@@ -129,16 +138,7 @@ func TestClient_ACallAfterAChannelLossDuringAnAPIOutageIsHeardAtOnce(t *testing.
 	h.emu.ExpireChannels()
 	began := time.Now()
 	c := h.emu.InboundCall(as[0].ID, "+13175550145", notificationstest.Options{}).Alert()
-	waitFor(t, 20*time.Second, "a failed channel creation", func() bool { return px.failedCreates.Load() > 0 })
-	for n := px.failedCreates.Load(); time.Since(began) < outageFor || px.failedCreates.Load() == n; {
-		if px.failedCreates.Load() != n {
-			n = px.failedCreates.Load()
-		}
-		if time.Since(began) > 85*time.Second {
-			t.Fatal("no channel creation for 70 s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	awaitFailureAfterOutage(t, "channel creation", began, &px.failedCreates)
 	px.createDown.Store(false)
 	back := time.Now()
 	col.await(t, 70*time.Second, "the call that rang during the gap", c, as[0].ID)
