@@ -1315,7 +1315,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// jitter spreads d over [d/2, d).
 // retryWait is how long to wait before retrying after err: the jittered
 // backoff, or the server's Retry-After when that is longer.
 func retryWait(err error, backoff time.Duration) time.Duration {
@@ -1327,6 +1326,7 @@ func retryWait(err error, backoff time.Duration) time.Duration {
 	return wait
 }
 
+// jitter spreads d over [d/2, d).
 func jitter(d time.Duration) time.Duration {
 	if d <= 1 {
 		return d

@@ -23,10 +23,16 @@ type partialOutageProxy struct {
 	failedAPI     atomic.Int64 // activity queries answered 503
 	createDown    atomic.Bool  // channel creations answer 503
 	failedCreates atomic.Int64 // channel creations answered 503
+	putDown       atomic.Bool  // subscription changes answer 503
+	failedPuts    atomic.Int64 // subscription changes answered 503
 }
 
 func (p *partialOutageProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
+	case p.putDown.Load() && r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/subscriptions"):
+		http.Error(w, "service unavailable", http.StatusServiceUnavailable)
+		p.failedPuts.Add(1)
+		return
 	case p.createDown.Load() && r.Method == http.MethodPost && r.URL.Path == "/api/v2/notifications/channels":
 		http.Error(w, "service unavailable", http.StatusServiceUnavailable)
 		p.failedCreates.Add(1)
@@ -147,6 +153,46 @@ func TestClient_ACallAfterAChannelLossDuringAnAPIOutageIsHeardAtOnce(t *testing.
 		px.failedCreates.Load(), back.Sub(began).Round(time.Millisecond), took.Round(time.Millisecond))
 	if took > 2*popDeadline { // twice: the retry is a second apart, and a busy machine
 		t.Errorf("the call that rang while the channel was gone was heard %v after the Genesys API came back, more than twice its pop deadline (%v): the shard waited out the backoff grown during the outage before making a channel", took.Round(10*time.Millisecond), popDeadline)
+	}
+	h.stop()
+	<-col.done
+}
+
+// TestClient_AnAgentAddedDuringAnAPIOutageIsHeardAtOnceAfterIt: two
+// changes at once. The admin adds an agent (the agents file, or a queue's
+// new member) while Genesys Cloud's notifications API is failing (503):
+// the subscription change that adds the agent's topic fails. Once the
+// API is back, a call to the new agent must reach the bridge within the
+// pop deadline, as after any other outage. The failed change was retried
+// after a fixed ~16 s (BackoffMax/4), also while Genesys was down, so the
+// new agent's calls went unheard for up to 16 s after it was back.
+func TestClient_AnAgentAddedDuringAnAPIOutageIsHeardAtOnceAfterIt(t *testing.T) {
+	as := agents(2)
+	px := &partialOutageProxy{}
+	h := startBehindWith(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond}, px,
+		func(rp *httputil.ReverseProxy) { px.rp = rp },
+		func(c *notifications.Config) {
+			c.BackoffMin, c.BackoffMax = 0, 0 // the defaults: how the daemon retries
+			c.Agents, c.AgentsChange = ids(as[:1]), true
+		})
+	col := collect(h.out)
+	h.awaitStartupReconciliation()
+
+	px.putDown.Store(true)
+	began := time.Now()
+	if err := h.client.SetAgents(ids(as)); err != nil {
+		t.Fatal(err)
+	}
+	awaitFailureAfterOutage(t, "subscription change", began, &px.failedPuts)
+	px.putDown.Store(false)
+	back := time.Now()
+	c := h.emu.InboundCall(as[1].ID, "+13175550146", notificationstest.Options{}).Alert()
+	col.await(t, 70*time.Second, "the added agent's call", c, as[1].ID)
+	took := time.Since(back)
+	t.Logf("%d subscription changes failed in an outage of %v; the added agent's call was heard %v after the API was back",
+		px.failedPuts.Load(), back.Sub(began).Round(time.Millisecond), took.Round(time.Millisecond))
+	if took > 2*popDeadline { // twice: the retry is a second apart, and a busy machine
+		t.Errorf("the call to an agent added during a Genesys API outage was heard %v after the API came back, more than twice its pop deadline (%v): the failed subscription change waited out a fixed backoff", took.Round(10*time.Millisecond), popDeadline)
 	}
 	h.stop()
 	<-col.done

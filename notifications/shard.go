@@ -267,6 +267,7 @@ func (sh *shard) run(ctx context.Context) {
 	// Time-based, not every tenth attempt: redials come a second apart
 	// (outageRetryMax) for as long as Genesys is down.
 	warn := loglimit.Every{Period: 30 * time.Second}
+	putWarn := loglimit.Every{Period: 30 * time.Second} // failed subscription changes, retried as often
 	for ctx.Err() == nil {
 		if sh.current() == nil {
 			if sh.size() == 0 {
@@ -428,12 +429,15 @@ func (sh *shard) run(ctx context.Context) {
 					sh.mu.Lock()
 					sh.putErr = sh.lastErr
 					sh.mu.Unlock()
-					log.Warn().Err(err).Str("channel_id", channelRef(s.chID)).Msg("genesys subscription change failed, retrying")
+					if putWarn.Allow(time.Now()) {
+						log.Warn().Err(err).Str("channel_id", channelRef(s.chID)).Msg("genesys subscription change failed, retrying")
+					}
 					sh.retryDirty(ctx, err)
 				}
 			} else if sh.current() == s {
 				// The change is in: an earlier failure of it is over (a
 				// handover's, still failing, is not).
+				putWarn.Reset()
 				sh.mu.Lock()
 				if sh.putErr != "" && sh.lastErr == sh.putErr {
 					sh.lastErr = ""
@@ -471,9 +475,15 @@ func (sh *shard) run(ctx context.Context) {
 }
 
 // retryDirty asks for the subscription change again after a backoff, or
-// the Retry-After of err when longer.
+// the Retry-After of err when longer. A change that failed for want of an
+// answer (apiOutage) is asked again within outageRetryMax, as a channel's
+// creation is: the agents it adds are not heard until it is in, and once
+// Genesys is back they must not wait out a backoff.
 func (sh *shard) retryDirty(ctx context.Context, err error) {
 	wait := retryWait(err, sh.c.cfg.BackoffMax/4+sh.c.cfg.BackoffMin)
+	if apiOutage(err) {
+		wait = retryWait(err, outageRetryMax)
+	}
 	sh.c.wg.Add(1)
 	go func() {
 		defer sh.c.wg.Done()
