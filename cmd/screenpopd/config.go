@@ -316,6 +316,9 @@ var settings = []setting{
 		if len(k) != 2 {
 			return fmt.Errorf("%q: want two attribute names, entity-key,id-key", v)
 		}
+		if k[0] == k[1] {
+			return fmt.Errorf("%q: want two different attribute names, entity-key,id-key: with one, its value would be read as both the entity and the id, and no override would open", v)
+		}
 		c.OverrideEntityKey, c.OverrideIDKey = k[0], k[1]
 		return nil
 	}},

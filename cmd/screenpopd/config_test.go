@@ -183,6 +183,9 @@ func TestParseConfig(t *testing.T) {
 		{"Entities", with(good(), "SCREENPOP_ENTITIES", "incident=incidents"), []string{"SCREENPOP_ENTITIES", "entityset/idcolumn/namecolumn"}},
 		{"PhoneRegion", with(good(), "SCREENPOP_PHONE_REGION", "XX"), []string{"SCREENPOP_PHONE_REGION"}},
 		{"OverrideKeys", with(good(), "SCREENPOP_OVERRIDE_KEYS", "just-one"), []string{"SCREENPOP_OVERRIDE_KEYS", "entity-key,id-key"}},
+		// One attribute for both: its value would be read as the entity
+		// and as the id, and no override would ever open.
+		{"OverrideKeysTheSame", with(good(), "SCREENPOP_OVERRIDE_KEYS", "screenpop.id,screenpop.id"), []string{"SCREENPOP_OVERRIDE_KEYS", "two different"}},
 		{"Origins", with(good(), "SCREENPOP_ALLOWED_ORIGINS", "https://contoso.crm.dynamics.com/main.aspx"), []string{"SCREENPOP_ALLOWED_ORIGINS", "not an origin"}},
 		{"Windows", with(good(), "SCREENPOP_FRESH_WINDOW", "5m"), []string{"SCREENPOP_FRESH_WINDOW"}},
 		// An admin keeping callers' data as short as it can: refused here,
