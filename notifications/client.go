@@ -1233,11 +1233,19 @@ func (c *Client) forgetOpenAgent(agent string) {
 // snapshot body, whether it has an open one (any communication of the
 // agent's not disconnected or terminated: ringing, dialing, connected,
 // held) and, with ring, whether it has one not answered yet (alerting, or
-// the agent's own outbound call dialing): one pass.
+// the agent's own outbound call dialing): one pass. A supervisor's
+// participant that monitors, coaches or barges in on another one carries
+// the supervisor's user id but is no leg of theirs (the normalizer makes no
+// event of it): counted as connected, it would keep the reconciliation
+// from fetching a leg the supervisor is then given in the same
+// conversation (a transfer to them) and answers during a gap.
 func agentLegs(body, agent string, ring bool) (connected, ringing, open bool) {
 	done := func() bool { return connected && (ringing || !ring) }
 	gjson.Get(body, "participants").ForEach(func(_, p gjson.Result) bool {
 		if p.Get("userId").Str != agent {
+			return true
+		}
+		if p.Get("monitoredParticipantId").Str != "" || p.Get("coachedParticipantId").Str != "" || p.Get("bargedParticipantId").Str != "" {
 			return true
 		}
 		p.ForEach(func(_, media gjson.Result) bool {

@@ -55,11 +55,12 @@ type comm struct {
 }
 
 type participant struct {
-	id, purpose, userID, name, queueID, addr, consultParticipantID string
-	attributes                                                     map[string]string
-	connectedTime, endTime                                         time.Time
-	wrapupRequired                                                 bool
-	c                                                              comm
+	id, purpose, userID, name, queueID, addr, consultParticipantID    string
+	monitoredParticipantID, coachedParticipantID, bargedParticipantID string // a supervisor's participant: whom it listens to, coaches or barged in on
+	attributes                                                        map[string]string
+	connectedTime, endTime                                            time.Time
+	wrapupRequired                                                    bool
+	c                                                                 comm
 }
 
 type transfer struct {
@@ -474,6 +475,43 @@ func (c *Conversation) ConsultTransfer(toUserID string) *Conversation {
 	return c.Publish()
 }
 
+// Supervision is how a supervisor joins another participant's call.
+type Supervision string
+
+// The supervisions of Monitor.
+const (
+	Monitoring Supervision = "monitor" // listens; monitoredParticipantId
+	Coaching   Supervision = "coach"   // talks to the agent alone; coachedParticipantId
+	Barging    Supervision = "barge"   // joins the call; bargedParticipantId
+)
+
+// Monitor adds supervisorID to the call of the current agent leg as a
+// supervisor who monitors, coaches or barges in on it (POST
+// /api/v2/conversations/calls/{id}/participants/{pid}/monitor, /coach,
+// /barge): a participant of purpose user whose call, answered at once (a
+// station the platform answers itself), carries the agent leg's id in
+// monitoredParticipantId, coachedParticipantId or bargedParticipantId. It
+// publishes. Nothing is offered to the supervisor: it makes no agent leg.
+func (c *Conversation) Monitor(supervisorID string, how Supervision) *Conversation {
+	c.mu.Lock()
+	now := c.opts.now()
+	a := c.agent
+	p := &participant{purpose: "user", userID: supervisorID, name: "Supervisor " + supervisorID, connectedTime: now,
+		c: comm{state: "connected", initialState: "connected", direction: "outbound", provider: a.c.provider, peerID: a.c.id, connectedTime: now,
+			msgType: a.c.msgType, roomID: a.c.roomID, subject: a.c.subject, other: a.c.other}}
+	switch how {
+	case Coaching:
+		p.coachedParticipantID = a.id
+	case Barging:
+		p.bargedParticipantID = a.id
+	default:
+		p.monitoredParticipantID = a.id
+	}
+	c.add(p)
+	c.mu.Unlock()
+	return c.Publish()
+}
+
 func (c *Conversation) newAgentLeg(userID string, like *participant) *participant {
 	p := &participant{purpose: "agent", userID: userID, queueID: like.queueID, wrapupRequired: true}
 	p.c = comm{direction: like.c.direction, provider: like.c.provider, msgType: like.c.msgType, roomID: like.c.roomID, subject: like.c.subject,
@@ -556,7 +594,8 @@ func (c *Conversation) topicModel() platformclientv2.Conversationeventtopicconve
 		tpart := platformclientv2.Conversationeventtopicparticipant{
 			Id: sp(p.id), ConnectedTime: tp(p.connectedTime), EndTime: tp(p.endTime), UserId: sp(p.userID), Name: sp(p.name),
 			QueueId: sp(p.queueID), Purpose: sp(p.purpose), ConsultParticipantId: sp(p.consultParticipantID), Address: sp(p.addr),
-			WrapupRequired: bp(p.wrapupRequired),
+			WrapupRequired: bp(p.wrapupRequired), MonitoredParticipantId: sp(p.monitoredParticipantID),
+			CoachedParticipantId: sp(p.coachedParticipantID), BargedParticipantId: sp(p.bargedParticipantID),
 		}
 		attrs := map[string]string{}
 		for k, v := range p.attributes {
@@ -695,7 +734,8 @@ func (c *Conversation) restModel() platformclientv2.Conversation {
 		rp := platformclientv2.Participant{
 			Id: sp(p.id), StartTime: tp(start), ConnectedTime: tp(p.connectedTime), EndTime: tp(p.endTime), UserId: sp(p.userID), Name: sp(p.name),
 			QueueId: sp(p.queueID), Purpose: sp(p.purpose), ConsultParticipantId: sp(p.consultParticipantID), Address: sp(p.addr),
-			WrapupRequired: bp(p.wrapupRequired),
+			WrapupRequired: bp(p.wrapupRequired), MonitoredParticipantId: sp(p.monitoredParticipantID),
+			CoachedParticipantId: sp(p.coachedParticipantID), BargedParticipantId: sp(p.bargedParticipantID),
 		}
 		if p.userID != "" {
 			rp.UserUri = sp("/api/v2/users/" + p.userID)
