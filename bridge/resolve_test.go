@@ -317,7 +317,7 @@ func TestResolver_Actions(t *testing.T) {
 	})
 	t.Run("CreatePrefillsNoPlaceholderName", func(t *testing.T) {
 		for _, name := range []string{"Web Messaging Guest", "ANONYMOUS", "Unavailable", "WIRELESS CALLER", "Private Number",
-			"BOSTON MA", "NEW YORK NY", "TORONTO ON"} {
+			"BOSTON MA", "NEW YORK NY", "TORONTO ON", "+1 (317) 555-0123"} {
 			e := newResEnv(t, ResolverConfig{}, nil, &fakeDir{}, nil, nil)
 			ev := resEvent("c1", "agent1", "p1", StateAlerting)
 			ev.Customer.Name = name
@@ -336,6 +336,57 @@ func TestResolver_Actions(t *testing.T) {
 			e.handle(t, ev)
 			if p := e.one(t); p.Prefill["firstname"] != want[0] || p.Prefill["lastname"] != want[1] {
 				t.Fatalf("%q: prefill %v, want first %q last %q", name, p.Prefill, want[0], want[1])
+			}
+		}
+	})
+	t.Run("CreatePrefillsAPlaceNameOnlyFromANorthAmericanNumber", func(t *testing.T) {
+		// dataverse.md §4.5: a caller-id place ("BOSTON MA") is left out
+		// "on a call from a North American number"; a London caller's
+		// upper-case name that happens to end in a state code is a name.
+		e := newResEnv(t, ResolverConfig{}, nil, &fakeDir{}, nil, nil)
+		ev := resEvent("c1", "agent1", "p1", StateAlerting)
+		ev.Customer.Phone, ev.Customer.Address, ev.Customer.Name = "+442079460018", "tel:+442079460018", "LEE AL"
+		e.handle(t, ev)
+		if p := e.one(t); p.Prefill["firstname"] != "LEE" || p.Prefill["lastname"] != "AL" {
+			t.Fatalf("prefill %v, want first LEE last AL", p.Prefill)
+		}
+	})
+	t.Run("CreatePrefillsNoNameThatIsTheAddress", func(t *testing.T) {
+		// dataverse.md §4.5: never a customer name that is the address
+		// itself, letters or not (a SIP caller named by its URI, an open
+		// messaging sender by its id).
+		for _, addr := range []string{"sip:frontdesk@pbx.example.com", "whatsapp:+14155550123"} {
+			e := newResEnv(t, ResolverConfig{}, nil, &fakeDir{}, nil, nil)
+			ev := resEvent("c1", "agent1", "p1", StateAlerting)
+			ev.Customer.Address, ev.Customer.Name = addr, addr
+			e.handle(t, ev)
+			if p := e.one(t); p.Prefill["firstname"] != "" || p.Prefill["lastname"] != "" {
+				t.Fatalf("%q: prefill %v, want no name", addr, p.Prefill)
+			}
+		}
+	})
+	t.Run("CreatePrefillsNoNameThatIsTheEmailAddress", func(t *testing.T) {
+		// An email sender named by its address (no display name): the
+		// address is no name to put on a record (dataverse.md §4.5).
+		e := newResEnv(t, ResolverConfig{}, nil, &fakeDir{}, nil, nil)
+		ev := resEvent("c1", "agent1", "p1", StateAlerting)
+		ev.Media, ev.Customer.Phone = MediaEmail, ""
+		ev.Customer.Address, ev.Customer.Email, ev.Customer.Name = "mailto:jane.doe@example.com", "jane.doe@example.com", "Jane.Doe@example.com"
+		e.handle(t, ev)
+		if p := e.one(t); p.Prefill["firstname"] != "" || p.Prefill["lastname"] != "" || p.Prefill["emailaddress1"] != "jane.doe@example.com" {
+			t.Fatalf("prefill %v, want the email and no name", p.Prefill)
+		}
+	})
+	t.Run("CreateAccountPrefillsNoPlaceholderName", func(t *testing.T) {
+		// SCREENPOP_CREATE_ENTITY=account fills the account's name: the
+		// same names are left out as for a contact (dataverse.md §4.5).
+		for _, name := range []string{"BOSTON MA", "Web Messaging Guest", "+13175550123"} {
+			e := newResEnv(t, ResolverConfig{CreateEntity: "account"}, nil, &fakeDir{}, nil, nil)
+			ev := resEvent("c1", "agent1", "p1", StateAlerting)
+			ev.Customer.Name = name
+			e.handle(t, ev)
+			if p := e.one(t); p.Prefill["name"] != "" || p.Prefill["telephone1"] != "+13175550123" {
+				t.Fatalf("%q: prefill %v, want the phone and no name", name, p.Prefill)
 			}
 		}
 	})
@@ -543,6 +594,25 @@ func TestResolver_When(t *testing.T) {
 		e.handle(t, ev)
 		if n := len(e.pub.pops(t)); n != 0 {
 			t.Fatalf("%d pops for a stale event", n)
+		}
+	})
+	t.Run("FirstSeenConnectedPopsUnlessConnectedOver12HoursAgo", func(t *testing.T) {
+		// dataverse.md §4.1: a leg first seen later pops at first sight
+		// unless it is already disconnected, or connected more than 12 h
+		// before (old_leg): a chat answered two hours before a restart
+		// still pops.
+		for _, tc := range []struct {
+			ago  time.Duration
+			pops int
+		}{{2 * time.Hour, 1}, {11 * time.Hour, 1}, {13 * time.Hour, 0}} {
+			e := newResEnv(t, ResolverConfig{}, nil, nil, nil, nil)
+			ev := resEvent("c1", "agent1", "p1", StateConnected)
+			ev.Media = MediaMessage
+			ev.OccurredAt = NewTime(time.Now().Add(-tc.ago))
+			e.handle(t, ev)
+			if n := len(e.pub.pops(t)); n != tc.pops {
+				t.Errorf("leg connected %v ago: %d pops, want %d", tc.ago, n, tc.pops)
+			}
 		}
 	})
 	t.Run("BadPopOn", func(t *testing.T) {

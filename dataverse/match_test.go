@@ -61,6 +61,8 @@ func TestLookup_StoredPhoneFormats(t *testing.T) {
 		// The same for a Chicago number in the UK (07735 550123 is a UK
 		// mobile): its forms with the country code still match.
 		{"GB", "+17735550123", "7735550123", false},
+		{"GB", "+17735550123", "(773) 555-0123", false},
+		{"GB", "+17735550123", "(773)555-0123", false},
 		{"GB", "+17735550123", "+1 (773) 555-0123", true},
 		{"GB", "+17735550123", "1-773-555-0123", true},
 		{"GB", "+17735550123", "1 (773) 555-0123", true},
