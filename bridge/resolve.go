@@ -515,9 +515,11 @@ func (r *Resolver) skip(e *Event, reason string) {
 	switch {
 	case reason == "ended":
 		ev = r.log.Info()
-	case reason == "stale" && e != nil && r.poppedRecently(e.PopID(), r.cfg.Now()):
+	case reason == "stale" && e != nil && (r.poppedRecently(e.PopID(), r.cfg.Now()) || r.beingMarked(e.PopID())):
 		// Its leg popped here (a NATS backlog brings its connected
-		// event late): that line is the leg's.
+		// event late), or another handler is popping it now: that
+		// handler's line is the leg's (its pop, or its error and the
+		// event's redelivery).
 	case reason == "internal" && e != nil && e.State.Rank() > r.cfg.PopOn.Rank():
 		// Logged at the event that would have popped it (it rang).
 	case reason == "stale" || reason == "internal":
@@ -968,6 +970,15 @@ func (r *Resolver) beginMarking(popID string) (*legTurn, bool) {
 	t := &legTurn{done: make(chan struct{})}
 	r.marking[popID] = t
 	return t, true
+}
+
+// beingMarked reports whether a handler here is marking and publishing
+// popID's leg now (its turn).
+func (r *Resolver) beingMarked(popID string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.marking[popID]
+	return ok
 }
 
 // endTurn ends the caller's turn at popID with its outcome and wakes the
