@@ -395,11 +395,16 @@
   };
 
   // createTab opens options' record (or a new one, prefilled with params)
-  // in a new focused tab of the multisession app ms (see apmOf).
+  // in a new focused tab of the multisession app ms (see apmOf). A record
+  // is opened with validateRecord: without it the entity-record template
+  // opens a record no longer in Dataverse (deleted since the daemon's
+  // lookup was cached, a stale override id) as a new record's form, in
+  // create mode (Microsoft's "Manage application tab templates"), and the
+  // agent takes the caller for one without a record.
   function createTab(ms, options, params) {
     var ctx = new ms.win.Map();
     ctx.set('entityName', options.entityName);
-    if (options.entityId) { ctx.set('entityId', options.entityId); }
+    if (options.entityId) { ctx.set('entityId', options.entityId); ctx.set('validateRecord', 'true'); }
     if (params) { ctx.set('data', JSON.stringify(params)); }
     return ms.apm.createTab({ templateName: 'msdyn_entityrecord', appContext: ctx, isFocused: true });
   }
