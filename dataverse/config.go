@@ -66,7 +66,7 @@ type Config struct {
 	TenantID     string // DATAVERSE_TENANT_ID (required unless TokenURL is set)
 	ClientID     string // DATAVERSE_CLIENT_ID (required)
 	ClientSecret string // DATAVERSE_CLIENT_SECRET (this or ClientCertificate)
-	TokenURL     string // DATAVERSE_TOKEN_URL; default https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token
+	TokenURL     string // DATAVERSE_TOKEN_URL; default the token endpoint of the tenant in the environment's cloud (entraAuthority)
 	AppID        string // DATAVERSE_APP_ID, the model-driven app id put in record URLs; optional
 	// ClientCertificate is DATAVERSE_CLIENT_CERTIFICATE, the path of a
 	// PEM file with the certificate uploaded to the app registration and
@@ -227,6 +227,24 @@ func validName(s string) bool {
 	return true
 }
 
+// entraAuthority returns the Entra ID host that issues tokens for a
+// Dataverse environment host: each Microsoft cloud has its own, and an
+// environment's app registration exists only in its cloud's Entra ID
+// (learn.microsoft.com/entra/identity-platform/authentication-national-cloud).
+// GCC High (*.crm.microsoftdynamics.us) and DoD (*.crm.appsplatform.us)
+// use Azure Government's, China (*.crm.dynamics.cn, operated by 21Vianet)
+// its own; commercial and GCC (*.crm9.dynamics.com) the global one.
+func entraAuthority(host string) string {
+	h := strings.TrimSuffix(strings.ToLower(host), ".")
+	switch {
+	case strings.HasSuffix(h, ".microsoftdynamics.us"), strings.HasSuffix(h, ".appsplatform.us"):
+		return "https://login.microsoftonline.us"
+	case strings.HasSuffix(h, ".dynamics.cn"):
+		return "https://login.partner.microsoftonline.cn"
+	}
+	return "https://login.microsoftonline.com"
+}
+
 // ErrConfig is wrapped by every configuration error New returns.
 var ErrConfig = errors.New("invalid dataverse configuration")
 
@@ -256,7 +274,7 @@ func (c *Config) withDefaults() (Config, error) {
 		if cfg.TenantID == "" {
 			return cfg, fmt.Errorf("%w: DATAVERSE_TENANT_ID is required (the Entra ID tenant id or domain)", ErrConfig)
 		}
-		cfg.TokenURL = "https://login.microsoftonline.com/" + url.PathEscape(cfg.TenantID) + "/oauth2/v2.0/token"
+		cfg.TokenURL = entraAuthority(u.Hostname()) + "/" + url.PathEscape(cfg.TenantID) + "/oauth2/v2.0/token"
 	}
 	if cfg.Entities == nil {
 		cfg.Entities = BuiltinEntities()

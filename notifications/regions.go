@@ -3,6 +3,7 @@ package notifications
 import (
 	"fmt"
 	"net/url"
+	"regexp"
 	"sort"
 	"strings"
 )
@@ -29,6 +30,10 @@ var regions = func() []string {
 	return out
 }()
 
+// sdkLoginHost is how the SDK finds the login host in its base path
+// (platformclientv2 configuration.go): //api. in any case.
+var sdkLoginHost = regexp.MustCompile(`(?i)//api\.`)
+
 // Hosts are the base URLs of one Genesys Cloud region.
 type Hosts struct {
 	API       string // https://api.{domain}
@@ -54,12 +59,16 @@ func RegionHosts(region, apiURL string) (Hosts, error) {
 			return Hosts{}, fmt.Errorf("GENESYS_API_URL %q: want an absolute http(s) URL such as https://api.mypurecloud.com", apiURL)
 		}
 		base := strings.TrimRight(apiURL, "/")
-		login := strings.Replace(base, "//api.", "//login.", 1)
+		login := sdkLoginHost.ReplaceAllString(base, "//login.")
 		ws := "ws"
 		if u.Scheme == "https" {
 			ws = "wss"
 		}
-		return Hosts{API: base, Login: login, Streaming: ws + "://" + strings.Replace(u.Host, "api.", "streaming.", 1)}, nil
+		streaming := strings.ToLower(u.Host)
+		if rest, ok := strings.CutPrefix(streaming, "api."); ok {
+			streaming = "streaming." + rest
+		}
+		return Hosts{API: base, Login: login, Streaming: ws + "://" + streaming}, nil
 	}
 	d := strings.ToLower(strings.TrimSpace(region))
 	d = strings.TrimPrefix(strings.TrimPrefix(d, "https://"), "api.")
