@@ -105,3 +105,35 @@ func TestResolver_NoStaleLineForALegBeingPopped(t *testing.T) {
 		t.Errorf("a leg that popped has info no-pop lines %v: on-call reads it as not popped", r)
 	}
 }
+
+// TestResolver_NoStaleLineForALegBeingLookedUp: as
+// TestResolver_NoStaleLineForALegBeingPopped, but the handler popping the
+// leg from its ringing event is still in its Dataverse lookup (a slow
+// Dataverse: up to the pop deadline, far longer than the moment between
+// the store and its note) when the leg's stale answered event comes. The
+// leg pops, so its stale event's "no pop" must not be at info: on-call
+// reads "stale, no pop" for a call that popped. The leg's turn begins only
+// at the store, after the lookup: the first fix looked at the turn alone.
+func TestResolver_NoStaleLineForALegBeingLookedUp(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	s := startResolverStack(t, bridge.ResolverConfig{Deadline: 5 * time.Second}, func(dv *dataversetest.Server) {
+		dv.AddContact(dataversetest.Contact{FirstName: "Oona", LastName: "Onerecord", Telephone1: "+13175550101"})
+	})
+	defer s.stop()
+
+	s.dv.ResetLog()
+	s.dv.SetLatency(2 * time.Second)
+	popped := callEvent("popped", "+13175550101")
+	s.publish(t, popped)
+	waitUntil(t, 10*time.Second, func() bool { return s.dv.Arrived() > 0 }) // its lookup is out
+	late := answered(popped)
+	late.ReceivedAt = bridge.NewTime(time.Now().Add(-time.Minute))
+	s.publish(t, late)
+	s.awaitPops(t, 1, 15*time.Second)
+	s.settle(t)
+	time.Sleep(200 * time.Millisecond) // the lines follow the acks
+
+	if r := infoNoPops(t, s, "popped"); len(r) != 0 {
+		t.Errorf("a leg that popped has info no-pop lines %v: on-call reads it as not popped", r)
+	}
+}

@@ -161,6 +161,7 @@ type Resolver struct {
 	recent  *recentSet[string]         // legs published here lately: skip the lookup for later events of the leg
 	convs   *recentSet[ConversationID] // conversations popped here lately, with their last pop: later legs look up afresh
 	marking map[string]*legTurn        // legs a handler here is marking and publishing
+	popping map[string]int             // legs handlers here are popping (looking up, then marking) -> how many
 }
 
 // legTurn is one handler's turn at marking and publishing a leg; the
@@ -219,6 +220,7 @@ func NewResolver(cfg ResolverConfig, dir Directory, store PopStore, pub Publishe
 		// about 130 bytes each.
 		convs:   newRecentSet[ConversationID](150000),
 		marking: map[string]*legTurn{},
+		popping: map[string]int{},
 	}
 	r.m = newResolverMetrics(cfg.Registerer)
 	return r, nil
@@ -314,6 +316,10 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 		return nil
 	}
 
+	// From its lookup on, the leg is this handler's to pop: a stale event
+	// of it meanwhile is no line of the leg's (skip).
+	r.beginPopping(popID)
+	defer r.endPopping(popID)
 	pop, outcome, lookupDur := r.resolve(ctx, e, received, start)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("resolve %s: %w", popID, err) // shutting down: redeliver
@@ -515,7 +521,7 @@ func (r *Resolver) skip(e *Event, reason string) {
 	switch {
 	case reason == "ended":
 		ev = r.log.Info()
-	case reason == "stale" && e != nil && (r.poppedRecently(e.PopID(), r.cfg.Now()) || r.beingMarked(e.PopID())):
+	case reason == "stale" && e != nil && (r.poppedRecently(e.PopID(), r.cfg.Now()) || r.beingPopped(e.PopID())):
 		// Its leg popped here (a NATS backlog brings its connected
 		// event late), or another handler is popping it now: that
 		// handler's line is the leg's (its pop, or its error and the
@@ -972,13 +978,28 @@ func (r *Resolver) beginMarking(popID string) (*legTurn, bool) {
 	return t, true
 }
 
-// beingMarked reports whether a handler here is marking and publishing
-// popID's leg now (its turn).
-func (r *Resolver) beingMarked(popID string) bool {
+// beingPopped reports whether a handler here is popping popID's leg now:
+// looking its customer up, or waiting for or in its turn.
+func (r *Resolver) beingPopped(popID string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, ok := r.marking[popID]
-	return ok
+	return r.popping[popID] > 0
+}
+
+// beginPopping and endPopping bracket a handler's lookup and turn at
+// popID's leg.
+func (r *Resolver) beginPopping(popID string) {
+	r.mu.Lock()
+	r.popping[popID]++
+	r.mu.Unlock()
+}
+
+func (r *Resolver) endPopping(popID string) {
+	r.mu.Lock()
+	if r.popping[popID]--; r.popping[popID] <= 0 {
+		delete(r.popping, popID)
+	}
+	r.mu.Unlock()
 }
 
 // endTurn ends the caller's turn at popID with its outcome and wakes the
