@@ -197,3 +197,45 @@ func TestClient_AnAgentAddedDuringAnAPIOutageIsHeardAtOnceAfterIt(t *testing.T) 
 	h.stop()
 	<-col.done
 }
+
+// TestClient_ACallAfterTopicsTakenDuringAnAPIOutageIsHeardAtOnce: two
+// failures at once. Genesys takes the channel's topics away
+// (v2.system.no_longer_subscribed: the socket stays open and delivers
+// nothing) while its channels API is failing (503): the handover to a new
+// channel cannot make one. A call rings meanwhile. Once the API is back
+// the call must reach the bridge within the pop deadline, as after a
+// channel lost in an outage
+// (TestClient_ACallAfterAChannelLossDuringAnAPIOutageIsHeardAtOnce) or a
+// subscription change failed in one
+// (TestClient_AnAgentAddedDuringAnAPIOutageIsHeardAtOnceAfterIt): the
+// failed handover was retried after a doubling backoff (2, 4, 8, 16 s...),
+// also while Genesys was down, so the agent went unheard for up to that
+// long after it was back.
+func TestClient_ACallAfterTopicsTakenDuringAnAPIOutageIsHeardAtOnce(t *testing.T) {
+	as := agents(1)
+	px := &partialOutageProxy{}
+	h := startBehindWith(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond}, px,
+		func(rp *httputil.ReverseProxy) { px.rp = rp },
+		func(c *notifications.Config) {
+			c.BackoffMin, c.BackoffMax = 0, 0 // the defaults: how the daemon retries
+		})
+	col := collect(h.out)
+	h.awaitStartupReconciliation()
+
+	px.createDown.Store(true)
+	h.emu.NoLongerSubscribed()
+	began := time.Now()
+	c := h.emu.InboundCall(as[0].ID, "+13175550147", notificationstest.Options{}).Alert()
+	awaitFailureAfterOutage(t, "channel creation", began, &px.failedCreates)
+	px.createDown.Store(false)
+	back := time.Now()
+	col.await(t, 70*time.Second, "the call that rang while the channel held no topics", c, as[0].ID)
+	took := time.Since(back)
+	t.Logf("%d channel creations failed in an outage of %v; the call was heard %v after the API was back",
+		px.failedCreates.Load(), back.Sub(began).Round(time.Millisecond), took.Round(time.Millisecond))
+	if took > 2*popDeadline { // twice: the retry is a second apart, and a busy machine
+		t.Errorf("the call that rang while Genesys had taken the channel's topics was heard %v after the Genesys API came back, more than twice its pop deadline (%v): the failed handover waited out a backoff grown during the outage", took.Round(10*time.Millisecond), popDeadline)
+	}
+	h.stop()
+	<-col.done
+}

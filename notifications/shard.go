@@ -89,6 +89,9 @@ type shard struct {
 	hoFails int
 	hoAfter time.Time
 	hoGen   int // the scheduled retry's; a handover done meanwhile cancels it
+	// hoWarn limits the warnings of handovers failing in an outage, which
+	// are retried every second.
+	hoWarn loglimit.Every
 	// Taken-away topics (no_longer_subscribed) within a minute of the
 	// last: two programs on one OAuth client take topics from each other.
 	nlsAt      time.Time
@@ -567,12 +570,25 @@ func (sh *shard) handover(ctx context.Context, why string) {
 		}
 		sh.setErr(err)
 		sh.hoFails++
-		wait := retryWait(err, min(sh.c.cfg.BackoffMin*4<<min(sh.hoFails-1, 10), sh.c.cfg.BackoffMax))
-		log.Warn().Err(err).Str("reason", why).Int("attempt", sh.hoFails).Dur("retry_in", wait).Msg("genesys handover failed, keeping the old socket")
+		backoff := min(sh.c.cfg.BackoffMin*4<<min(sh.hoFails-1, 10), sh.c.cfg.BackoffMax)
+		outage := errors.As(err, new(errRedial)) || apiOutage(err)
+		if outage {
+			// Genesys is down: the old socket may hold no topics (taken
+			// away) or be about to close, and once Genesys is back the
+			// agents must not wait out a backoff grown during the outage
+			// (as for a channel's creation, run's establish).
+			backoff = min(backoff, outageRetryMax)
+		}
+		wait := retryWait(err, backoff)
+		sh.hoWarn.Period = 30 * time.Second
+		if !outage || sh.hoWarn.Allow(time.Now()) {
+			log.Warn().Err(err).Str("reason", why).Int("attempt", sh.hoFails).Dur("retry_in", wait).Msg("genesys handover failed, keeping the old socket")
+		}
 		sh.retryHandover(ctx, why, wait)
 		return
 	}
 	sh.hoFails, sh.hoAfter = 0, time.Time{}
+	sh.hoWarn.Reset()
 	sh.hoGen++ // a retry still scheduled is not needed now
 	sh.install(s)
 	sh.c.m.handovers.Inc()
