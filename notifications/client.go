@@ -1238,15 +1238,18 @@ func (c *Client) forgetOpenAgent(agent string) {
 // the supervisor's user id but is no leg of theirs (the normalizer makes no
 // event of it): counted as connected, it would keep the reconciliation
 // from fetching a leg the supervisor is then given in the same
-// conversation (a transfer to them) and answers during a gap.
+// conversation (a transfer to them) and answers during a gap. Nor is a
+// voicemail participant (purpose voicemail) a leg, whatever user id it
+// carries.
 func agentLegs(body, agent string, ring bool) (connected, ringing, open bool) {
 	done := func() bool { return connected && (ringing || !ring) }
 	gjson.Get(body, "participants").ForEach(func(_, p gjson.Result) bool {
 		if p.Get("userId").Str != agent {
 			return true
 		}
-		if p.Get("monitoredParticipantId").Str != "" || p.Get("coachedParticipantId").Str != "" || p.Get("bargedParticipantId").Str != "" {
-			return true
+		if p.Get("monitoredParticipantId").Str != "" || p.Get("coachedParticipantId").Str != "" || p.Get("bargedParticipantId").Str != "" ||
+			strings.EqualFold(p.Get("purpose").Str, "voicemail") {
+			return true // no leg, as the normalizer has it (docs/events.md)
 		}
 		p.ForEach(func(_, media gjson.Result) bool {
 			if media.IsArray() {

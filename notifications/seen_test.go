@@ -164,3 +164,28 @@ func TestAgentLegOpen(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentLegs_NoLegsOfTheNormalizers: agentLegs must count as the
+// agent's legs only what the normalizer does (docs/events.md, "Agent
+// leg"): a supervisor's monitor, coach or barge participant "is no leg",
+// "nor is a participant whose purpose is voicemail (the agent's own
+// voicemail taking a message of a call the agent did not answer), whatever
+// user id it carries". Counted as connected, such a participant makes the
+// reconciliation take the agent for already connected to the conversation
+// and skip a leg of theirs answered during a gap (e43c43d, for the
+// supervisor's).
+func TestAgentLegs_NoLegsOfTheNormalizers(t *testing.T) {
+	const a = "agent-a"
+	body := func(parts string) string { return `{"id":"c1","participants":[` + parts + `]}` }
+	for _, tt := range []struct{ name, body string }{
+		{"monitoring", body(`{"purpose":"customer","calls":[{"state":"connected"}]},{"id":"p2","userId":"agent-b","calls":[{"state":"connected"}]},{"id":"p3","userId":"agent-a","monitoredParticipantId":"p2","calls":[{"state":"connected"}]}`)},
+		{"own voicemail", body(`{"purpose":"customer","calls":[{"state":"connected"}]},{"id":"p2","userId":"agent-a","purpose":"agent","calls":[{"state":"disconnected"}]},{"id":"p3","userId":"agent-a","purpose":"voicemail","calls":[{"state":"connected"}]}`)},
+		{"own voicemail, Voicemail", body(`{"purpose":"customer","calls":[{"state":"connected"}]},{"id":"p3","userId":"agent-a","purpose":"Voicemail","calls":[{"state":"connected"}]}`)},
+	} {
+		for _, ring := range []bool{false, true} {
+			if connected, ringing, open := agentLegs(tt.body, a, ring); connected || ringing || open {
+				t.Errorf("%s (ring %v): agentLegs = connected %v, ringing %v, open %v; want no leg", tt.name, ring, connected, ringing, open)
+			}
+		}
+	}
+}
