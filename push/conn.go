@@ -317,7 +317,13 @@ func (c *conn) hello(mt int, data []byte) bool {
 		return c.queueReplay(rctx, pf)
 	})
 	if err != nil {
-		if !errors.Is(err, errClosing) && s.base.Err() == nil {
+		if errors.Is(err, errClosing) {
+			// The server closed the socket meanwhile (4008 too slow or
+			// resubscribed, 1001): counted under that close code, not as
+			// the NATS trouble "unavailable" stands for.
+			return false
+		}
+		if s.base.Err() == nil {
 			if ok, held := s.logLimit.Allow("replay", time.Now()); ok {
 				log.Warn().Err(err).Int("held_back", held).Msg("websocket closed: replay failed")
 			}
