@@ -87,14 +87,7 @@ func awaitFailureAfterOutage(t *testing.T, what string, began time.Time, failed 
 
 func TestClient_ACallThatRangDuringAGapIsHeardAtOnceAfterTheAPIOutageThatFailedItsReconciliation(t *testing.T) {
 	as := agents(1)
-	px := &partialOutageProxy{}
-	h := startBehindWith(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond}, px,
-		func(rp *httputil.ReverseProxy) { px.rp = rp },
-		func(c *notifications.Config) {
-			c.BackoffMin, c.BackoffMax = 0, 0 // the defaults: how the daemon retries
-		})
-	col := collect(h.out)
-	h.awaitStartupReconciliation()
+	h, px, col := startPartialOutage(t, as, nil)
 
 	// The gap: the socket drops and cannot come back yet; the API fails.
 	px.socketsDown.Store(true)
@@ -110,15 +103,7 @@ func TestClient_ACallThatRangDuringAGapIsHeardAtOnceAfterTheAPIOutageThatFailedI
 	awaitFailureAfterOutage(t, "reconciliation", began, &px.failedAPI)
 	px.apiDown.Store(false)
 	back := time.Now()
-	col.await(t, 70*time.Second, "the call that rang during the gap", c, as[0].ID)
-	took := time.Since(back)
-	t.Logf("%d activity queries failed in an API outage of %v; the call that rang during the gap was heard %v after the API was back",
-		px.failedAPI.Load(), back.Sub(began).Round(time.Millisecond), took.Round(time.Millisecond))
-	if took > 2*popDeadline { // twice: the retry is a second apart, and a busy machine
-		t.Errorf("the call that rang during a socket gap was heard %v after the Genesys API came back, more than twice its pop deadline (%v): the gap's reconciliation waited out the backoff grown during the API outage", took.Round(10*time.Millisecond), popDeadline)
-	}
-	h.stop()
-	<-col.done
+	awaitHeardAtOnce(t, h, col, c, as[0].ID, began, back, "the call that rang during the gap", "activity queries", &px.failedAPI, "the gap's reconciliation waited out the backoff grown during the API outage")
 }
 
 // TestClient_ACallAfterAChannelLossDuringAnAPIOutageIsHeardAtOnce: two
@@ -131,14 +116,7 @@ func TestClient_ACallThatRangDuringAGapIsHeardAtOnceAfterTheAPIOutageThatFailedI
 // redials of a socket are a second apart at most.
 func TestClient_ACallAfterAChannelLossDuringAnAPIOutageIsHeardAtOnce(t *testing.T) {
 	as := agents(1)
-	px := &partialOutageProxy{}
-	h := startBehindWith(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond}, px,
-		func(rp *httputil.ReverseProxy) { px.rp = rp },
-		func(c *notifications.Config) {
-			c.BackoffMin, c.BackoffMax = 0, 0 // the defaults: how the daemon retries
-		})
-	col := collect(h.out)
-	h.awaitStartupReconciliation()
+	h, px, col := startPartialOutage(t, as, nil)
 
 	px.createDown.Store(true)
 	h.emu.ExpireChannels()
@@ -147,15 +125,7 @@ func TestClient_ACallAfterAChannelLossDuringAnAPIOutageIsHeardAtOnce(t *testing.
 	awaitFailureAfterOutage(t, "channel creation", began, &px.failedCreates)
 	px.createDown.Store(false)
 	back := time.Now()
-	col.await(t, 70*time.Second, "the call that rang during the gap", c, as[0].ID)
-	took := time.Since(back)
-	t.Logf("%d channel creations failed in an outage of %v; the call that rang during the gap was heard %v after the API was back",
-		px.failedCreates.Load(), back.Sub(began).Round(time.Millisecond), took.Round(time.Millisecond))
-	if took > 2*popDeadline { // twice: the retry is a second apart, and a busy machine
-		t.Errorf("the call that rang while the channel was gone was heard %v after the Genesys API came back, more than twice its pop deadline (%v): the shard waited out the backoff grown during the outage before making a channel", took.Round(10*time.Millisecond), popDeadline)
-	}
-	h.stop()
-	<-col.done
+	awaitHeardAtOnce(t, h, col, c, as[0].ID, began, back, "the call that rang during the gap", "channel creations", &px.failedCreates, "the shard waited out the backoff grown during the outage before making a channel")
 }
 
 // TestClient_AnAgentAddedDuringAnAPIOutageIsHeardAtOnceAfterIt: two
@@ -168,15 +138,9 @@ func TestClient_ACallAfterAChannelLossDuringAnAPIOutageIsHeardAtOnce(t *testing.
 // new agent's calls went unheard for up to 16 s after it was back.
 func TestClient_AnAgentAddedDuringAnAPIOutageIsHeardAtOnceAfterIt(t *testing.T) {
 	as := agents(2)
-	px := &partialOutageProxy{}
-	h := startBehindWith(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond}, px,
-		func(rp *httputil.ReverseProxy) { px.rp = rp },
-		func(c *notifications.Config) {
-			c.BackoffMin, c.BackoffMax = 0, 0 // the defaults: how the daemon retries
-			c.Agents, c.AgentsChange = ids(as[:1]), true
-		})
-	col := collect(h.out)
-	h.awaitStartupReconciliation()
+	h, px, col := startPartialOutage(t, as, func(c *notifications.Config) {
+		c.Agents, c.AgentsChange = ids(as[:1]), true
+	})
 
 	px.putDown.Store(true)
 	began := time.Now()
@@ -187,15 +151,7 @@ func TestClient_AnAgentAddedDuringAnAPIOutageIsHeardAtOnceAfterIt(t *testing.T) 
 	px.putDown.Store(false)
 	back := time.Now()
 	c := h.emu.InboundCall(as[1].ID, "+13175550146", notificationstest.Options{}).Alert()
-	col.await(t, 70*time.Second, "the added agent's call", c, as[1].ID)
-	took := time.Since(back)
-	t.Logf("%d subscription changes failed in an outage of %v; the added agent's call was heard %v after the API was back",
-		px.failedPuts.Load(), back.Sub(began).Round(time.Millisecond), took.Round(time.Millisecond))
-	if took > 2*popDeadline { // twice: the retry is a second apart, and a busy machine
-		t.Errorf("the call to an agent added during a Genesys API outage was heard %v after the API came back, more than twice its pop deadline (%v): the failed subscription change waited out a fixed backoff", took.Round(10*time.Millisecond), popDeadline)
-	}
-	h.stop()
-	<-col.done
+	awaitHeardAtOnce(t, h, col, c, as[1].ID, began, back, "the added agent's call", "subscription changes", &px.failedPuts, "the failed subscription change waited out a fixed backoff")
 }
 
 // TestClient_ACallAfterTopicsTakenDuringAnAPIOutageIsHeardAtOnce: two
@@ -213,14 +169,7 @@ func TestClient_AnAgentAddedDuringAnAPIOutageIsHeardAtOnceAfterIt(t *testing.T) 
 // long after it was back.
 func TestClient_ACallAfterTopicsTakenDuringAnAPIOutageIsHeardAtOnce(t *testing.T) {
 	as := agents(1)
-	px := &partialOutageProxy{}
-	h := startBehindWith(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond}, px,
-		func(rp *httputil.ReverseProxy) { px.rp = rp },
-		func(c *notifications.Config) {
-			c.BackoffMin, c.BackoffMax = 0, 0 // the defaults: how the daemon retries
-		})
-	col := collect(h.out)
-	h.awaitStartupReconciliation()
+	h, px, col := startPartialOutage(t, as, nil)
 
 	px.createDown.Store(true)
 	h.emu.NoLongerSubscribed()
@@ -229,12 +178,41 @@ func TestClient_ACallAfterTopicsTakenDuringAnAPIOutageIsHeardAtOnce(t *testing.T
 	awaitFailureAfterOutage(t, "channel creation", began, &px.failedCreates)
 	px.createDown.Store(false)
 	back := time.Now()
-	col.await(t, 70*time.Second, "the call that rang while the channel held no topics", c, as[0].ID)
+	awaitHeardAtOnce(t, h, col, c, as[0].ID, began, back, "the call that rang while the channel held no topics", "channel creations", &px.failedCreates, "the failed handover waited out a backoff grown during the outage")
+}
+
+// startPartialOutage starts a client watching as behind a
+// partialOutageProxy, retrying as the daemon does (more may change its
+// config further), and waits for its start-up reconciliation.
+func startPartialOutage(t *testing.T, as []notificationstest.AgentSpec, more func(*notifications.Config)) (*harness, *partialOutageProxy, *collector) {
+	t.Helper()
+	px := &partialOutageProxy{}
+	h := startBehindWith(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond}, px,
+		func(rp *httputil.ReverseProxy) { px.rp = rp },
+		func(c *notifications.Config) {
+			c.BackoffMin, c.BackoffMax = 0, 0 // the defaults: how the daemon retries
+			if more != nil {
+				more(c)
+			}
+		})
+	col := collect(h.out)
+	h.awaitStartupReconciliation()
+	return h, px, col
+}
+
+// awaitHeardAtOnce waits for what, conv's leg for agent, and fails the
+// test if it reached the bridge more than twice the pop deadline after
+// back, when Genesys came back; failed counts the attempts (named
+// attempts) that failed in the outage begun at began, and late is what
+// waited when the call came late. It stops the client.
+func awaitHeardAtOnce(t *testing.T, h *harness, col *collector, conv *notificationstest.Conversation, agent string, began, back time.Time, what, attempts string, failed *atomic.Int64, late string) {
+	t.Helper()
+	col.await(t, 70*time.Second, what, conv, agent)
 	took := time.Since(back)
-	t.Logf("%d channel creations failed in an outage of %v; the call was heard %v after the API was back",
-		px.failedCreates.Load(), back.Sub(began).Round(time.Millisecond), took.Round(time.Millisecond))
+	t.Logf("%d %s failed in an outage of %v; %s was heard %v after Genesys was back",
+		failed.Load(), attempts, back.Sub(began).Round(time.Millisecond), what, took.Round(time.Millisecond))
 	if took > 2*popDeadline { // twice: the retry is a second apart, and a busy machine
-		t.Errorf("the call that rang while Genesys had taken the channel's topics was heard %v after the Genesys API came back, more than twice its pop deadline (%v): the failed handover waited out a backoff grown during the outage", took.Round(10*time.Millisecond), popDeadline)
+		t.Errorf("%s was heard %v after the Genesys API came back, more than twice its pop deadline (%v): %s", what, took.Round(10*time.Millisecond), popDeadline, late)
 	}
 	h.stop()
 	<-col.done
