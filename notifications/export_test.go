@@ -56,3 +56,15 @@ func RingingCalls(c *Client) int {
 // CloseIdleConnections closes the Authenticator's idle connections to
 // Genesys, for tests that check for leaked goroutines.
 func CloseIdleConnections(a *Authenticator) { a.hc.CloseIdleConnections() }
+
+// AgeOpen makes every leg remembered open look d older, so that a test of
+// what seenHorizon (12 hours) bounds does not wait for it.
+func AgeOpen(c *Client, d time.Duration) {
+	c.ringMu.Lock()
+	defer c.ringMu.Unlock()
+	for _, m := range c.open {
+		for _, at := range m {
+			*at = at.Add(-d)
+		}
+	}
+}

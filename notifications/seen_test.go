@@ -189,3 +189,16 @@ func TestAgentLegs_NoLegsOfTheNormalizers(t *testing.T) {
 		}
 	}
 }
+
+// conversations_remembered (docs/genesys.md, Operations) is every pair
+// held: those of the older generations too, not only the one written.
+func TestSeenSet_LenCountsThePairsOfEveryGeneration(t *testing.T) {
+	t0 := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
+	s := newSeenSet(seenHorizon, t0)
+	s.mark("conv-1", "agent-1", t0, false)
+	s.mark("conv-2", "agent-1", t0.Add(seenHorizon/3+time.Minute), true) // the next generation
+	s.mark("conv-3", "agent-1", t0.Add(2*seenHorizon/3+time.Minute), true)
+	if n := s.len(); n != 3 {
+		t.Fatalf("len = %d with three pairs remembered over three generations, want 3", n)
+	}
+}
