@@ -55,6 +55,26 @@ func TestServer_LiveCopyOfAReplayedPopIsNotSentAgain(t *testing.T) {
 // closes_total counts it, rather than the server holding every live pop
 // of a stuck replay.
 func TestServer_LivePopsPilingUpDuringAReplayClose4008(t *testing.T) {
+	e, c := pileUpDuringReplay(t, "agent-pile", func(c *wsClient) {
+		if m := c.next(); m.Type != "ready" {
+			t.Fatalf("got %+v, want ready", m)
+		}
+	})
+	c.expectClose(CloseTooSlow)
+	if n := e.srv.Status().(Status).SlowClosed; n != 1 {
+		t.Fatalf("slow_closed = %d, want 1", n)
+	}
+	if n := testutil.ToFloat64(e.srv.m.closes.WithLabelValues("4008")); n != 1 {
+		t.Fatalf(`closes_total{code="4008"} = %v, want 1`, n)
+	}
+}
+
+// pileUpDuringReplay connects agent to a server whose send queue holds 4
+// frames and holds its replay while 5 live pops arrive for the agent,
+// then lets the replay go on. ready, if not nil, reads from the socket
+// while the replay is held.
+func pileUpDuringReplay(t *testing.T, agent bridge.AgentID, ready func(*wsClient)) (*env, *wsClient) {
+	t.Helper()
 	st := newMemStore()
 	const queue = 4
 	e := newEnv(t, Config{SendQueue: queue}, st, nil)
@@ -64,25 +84,19 @@ func TestServer_LivePopsPilingUpDuringAReplayClose4008(t *testing.T) {
 	st.gate = gate
 	st.mu.Unlock()
 	c := e.rawClient()
-	c.send(map[string]any{"type": "hello", "token": e.token("agent-pile")})
+	c.send(map[string]any{"type": "hello", "token": e.token(agent)})
 	waitFor(t, 5*time.Second, "the replay", func() bool { return len(st.replayCalls()) == 1 })
-	if m := c.next(); m.Type != "ready" {
-		t.Fatalf("got %+v, want ready", m)
+	if ready != nil {
+		ready(c)
 	}
 	for i := range queue + 1 {
-		st.add(testPop("agent-pile", "c-"+itoa(i)), time.Now(), true)
+		st.add(testPop(agent, "c-"+itoa(i)), time.Now(), true)
 	}
 	st.mu.Lock()
 	st.gate = nil
 	st.mu.Unlock()
 	close(gate)
-	c.expectClose(CloseTooSlow)
-	if n := e.srv.Status().(Status).SlowClosed; n != 1 {
-		t.Fatalf("slow_closed = %d, want 1", n)
-	}
-	if n := testutil.ToFloat64(e.srv.m.closes.WithLabelValues("4008")); n != 1 {
-		t.Fatalf(`closes_total{code="4008"} = %v, want 1`, n)
-	}
+	return e, c
 }
 
 // operations.md reads connects_total{result="unavailable"} as "token check
@@ -93,24 +107,7 @@ func TestServer_LivePopsPilingUpDuringAReplayClose4008(t *testing.T) {
 // after a NATS problem there is none of (every restart, with pages
 // replaying when the subscription goes live, would show one).
 func TestMetrics_SocketClosedDuringItsReplayIsNotCountedUnavailable(t *testing.T) {
-	st := newMemStore()
-	const queue = 4
-	e := newEnv(t, Config{SendQueue: queue}, st, nil)
-	waitSignal(t, st.followed, "live subscription")
-	gate := make(chan struct{})
-	st.mu.Lock()
-	st.gate = gate
-	st.mu.Unlock()
-	c := e.rawClient()
-	c.send(map[string]any{"type": "hello", "token": e.token("agent-pile2")})
-	waitFor(t, 5*time.Second, "the replay", func() bool { return len(st.replayCalls()) == 1 })
-	for i := range queue + 1 {
-		st.add(testPop("agent-pile2", "c-"+itoa(i)), time.Now(), true)
-	}
-	st.mu.Lock()
-	st.gate = nil
-	st.mu.Unlock()
-	close(gate)
+	e, c := pileUpDuringReplay(t, "agent-pile2", nil)
 	c.expectClose(CloseTooSlow)
 	waitFor(t, 3*time.Second, "the hello finished", func() bool {
 		e.srv.mu.RLock()
