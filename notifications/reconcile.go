@@ -320,8 +320,13 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 		}
 	}
 	slices.SortStableFunc(order, func(a, b string) int { return place[a] - place[b] })
+	// The calls that rang unseen come first, and a newer gap does not
+	// interrupt them; those seen ringing before the gap (popped then, most
+	// likely) wait for a newer gap's unseen ones: a large gap's hundreds
+	// of them held up the calls ringing unseen behind a later socket's
+	// gap for seconds (TestClient_MaintenanceGapPopsUnseenRingingCallsBeforeSeenOnes).
 	ringing := 0
-	for ringing < len(order) && place[order[ringing]] <= placeRingingSeen {
+	for ringing < len(order) && place[order[ringing]] == placeRinging {
 		ringing++
 	}
 	var n, ended atomic.Int64
@@ -335,7 +340,7 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 	for i, conv := range order {
 		// A pass can last minutes (every live conversation after a
 		// restart, at ReconcileRate): a newer gap's ringing calls must not
-		// wait for it. Past this pass's own ringing ones, give way; but
+		// wait for it. Past this pass's own unseen ringing ones, give way; but
 		// only once one more is fetched, or gaps arriving back to back
 		// (sockets that flap) would starve the rest for as long as they do.
 		if i > ringing && c.gapPending() {
