@@ -182,13 +182,21 @@ func TestClient_ACallAfterTopicsTakenDuringAnAPIOutageIsHeardAtOnce(t *testing.T
 }
 
 // startPartialOutage starts a client watching as behind a
-// partialOutageProxy, retrying as the daemon does (more may change its
-// config further), and waits for its start-up reconciliation.
+// partialOutageProxy (startBehindOutage).
 func startPartialOutage(t *testing.T, as []notificationstest.AgentSpec, more func(*notifications.Config)) (*harness, *partialOutageProxy, *collector) {
 	t.Helper()
 	px := &partialOutageProxy{}
-	h := startBehindWith(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond}, px,
-		func(rp *httputil.ReverseProxy) { px.rp = rp },
+	h, col := startBehindOutage(t, as, px, func(rp *httputil.ReverseProxy) { px.rp = rp }, more)
+	return h, px, col
+}
+
+// startBehindOutage starts a client watching as behind px (setRP gives it
+// the reverse proxy to the emulator), retrying as the daemon does (more
+// may change its config further), and waits for its start-up
+// reconciliation.
+func startBehindOutage(t *testing.T, as []notificationstest.AgentSpec, px http.Handler, setRP func(*httputil.ReverseProxy), more func(*notifications.Config)) (*harness, *collector) {
+	t.Helper()
+	h := startBehindWith(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond}, px, setRP,
 		func(c *notifications.Config) {
 			c.BackoffMin, c.BackoffMax = 0, 0 // the defaults: how the daemon retries
 			if more != nil {
@@ -197,7 +205,7 @@ func startPartialOutage(t *testing.T, as []notificationstest.AgentSpec, more fun
 		})
 	col := collect(h.out)
 	h.awaitStartupReconciliation()
-	return h, px, col
+	return h, col
 }
 
 // awaitHeardAtOnce waits for what, conv's leg for agent, and fails the
