@@ -144,6 +144,11 @@ const socketStable = 10 * time.Second
 // the full backoff.
 type errRedial struct{ err error }
 
+// genesysDown reports whether a channel's attempt (a redial, a creation,
+// a subscription) failed for want of an answer from Genesys: retried
+// within outageRetryMax.
+func genesysDown(err error) bool { return errors.As(err, new(errRedial)) || apiOutage(err) }
+
 func (e errRedial) Error() string { return e.err.Error() }
 func (e errRedial) Unwrap() error { return e.err }
 
@@ -170,7 +175,8 @@ type sessEvent struct {
 }
 
 func newShard(c *Client, idx int) *shard {
-	return &shard{c: c, idx: idx, agents: map[string]bool{}, dirty: make(chan struct{}, 1), events: make(chan sessEvent, 16)}
+	return &shard{c: c, idx: idx, agents: map[string]bool{}, dirty: make(chan struct{}, 1), events: make(chan sessEvent, 16),
+		hoWarn: loglimit.Every{Period: 30 * time.Second}}
 }
 
 func (sh *shard) add(a string)    { sh.mu.Lock(); sh.agents[a] = true; sh.ver++; sh.mu.Unlock() }
@@ -288,7 +294,7 @@ func (sh *shard) run(ctx context.Context) {
 				}
 				failures++
 				wait := retryWait(err, backoff)
-				if errors.As(err, new(errRedial)) || apiOutage(err) {
+				if genesysDown(err) {
 					// Genesys is down (a redial, or a channel's creation
 					// or subscription answered 5xx or not at all): once it is back the
 					// agents must not wait out a backoff grown during
@@ -571,7 +577,7 @@ func (sh *shard) handover(ctx context.Context, why string) {
 		sh.setErr(err)
 		sh.hoFails++
 		backoff := min(sh.c.cfg.BackoffMin*4<<min(sh.hoFails-1, 10), sh.c.cfg.BackoffMax)
-		outage := errors.As(err, new(errRedial)) || apiOutage(err)
+		outage := genesysDown(err)
 		if outage {
 			// Genesys is down: the old socket may hold no topics (taken
 			// away) or be about to close, and once Genesys is back the
@@ -580,7 +586,6 @@ func (sh *shard) handover(ctx context.Context, why string) {
 			backoff = min(backoff, outageRetryMax)
 		}
 		wait := retryWait(err, backoff)
-		sh.hoWarn.Period = 30 * time.Second
 		if !outage || sh.hoWarn.Allow(time.Now()) {
 			log.Warn().Err(err).Str("reason", why).Int("attempt", sh.hoFails).Dur("retry_in", wait).Msg("genesys handover failed, keeping the old socket")
 		}
