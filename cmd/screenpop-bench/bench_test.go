@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/screenpop/screenpop/dataverse/dataversetest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -197,5 +200,89 @@ func TestParseLogLine_InsideATraceLine(t *testing.T) {
 		if _, ok := parseLogLine([]byte(line)); ok {
 			t.Errorf("parseLogLine(%q) accepted", line)
 		}
+	}
+}
+
+// A window in which no pop arrived (every one lost) has no p99, and a
+// window without a repeat caller has no cache-hit p99: neither is 0 ms.
+// With the daemon dropping every pop sent between 10 and 20 s, the
+// table's "p99 by 10 s window" said "end to end 0.0–5.0 ms": the worst
+// window shown as the best. With -hit-ratio 0 it said "cache hits
+// 0.0–0.0 ms (median 0.0) over 3", a figure for pops that were never sent.
+func TestWindowP99_AnEmptyWindowIsNoZero(t *testing.T) {
+	p := newPhase("screenpop", 3000)
+	base := time.Unix(1_800_000_000, 0).UnixNano()
+	for i := range p.slots {
+		s := &p.slots[i]
+		t0 := base + int64(i)*int64(10*time.Millisecond) // 100 a second for 30 s
+		s.queued.Store(t0)
+		s.t0.Store(t0)
+		if i >= 1000 && i < 2000 {
+			continue // lost
+		}
+		s.t1.Store(t0 + int64(5*time.Millisecond))
+		// no repeat callers (-hit-ratio 0)
+	}
+	w := windowP99(p, 10*time.Second)
+	for k, v := range w.EndToEnd {
+		if v == 0 {
+			t.Errorf("window %d: end-to-end p99 0 ms, from no pop at all (windows %v)", k, w.EndToEnd)
+		}
+	}
+	for k, v := range w.CacheHits {
+		if v == 0 {
+			t.Errorf("window %d: cache-hit p99 0 ms, without a cache hit sent (windows %v)", k, w.CacheHits)
+		}
+	}
+	if got := spread(w.CacheHits); got != "none" {
+		t.Errorf("cache hits' p99 by window printed as %q, want none", got)
+	}
+}
+
+// docs/performance.md said (step 3 of "What a run does") that "a repeat
+// caller is someone who called 1 to 10 s earlier"; planCalls picks from the
+// first calls made 1 to 11 s before (as its own comment says), and the
+// doc's bound for -ref-duration ("keep it under 20 s" for the warm-up's
+// callers to stay inside the daemon's 30 s negative cache) rested on the
+// 10: the oldest repeat of a warm-up caller is 11 s plus the floor phase
+// and its drains old, past 30 s with a 19 s floor. This pins the 1 to 11 s
+// the doc now gives.
+func TestPlanCalls_RepeatCallersCalledOneToElevenSecondsEarlier(t *testing.T) {
+	o := defaultOptions()
+	o.Rate, o.HitRatio, o.Hangup = 100, 0.5, 0
+	// As Run plans them: the warm-up's calls, then the screenpop phase's,
+	// one history of first calls. Their times are those of one contiguous
+	// run at o.Rate (the phases between only make the gaps longer).
+	warm, main := newPhase("warmup", 2*o.Rate), newPhase("screenpop", 30*o.Rate)
+	nums := newNumbers(dataversetest.SeedInfo{}, mrand.New(mrand.NewPCG(1, 2)))
+	rnd := mrand.New(mrand.NewPCG(7, 11))
+	var history []string
+	planCalls(phaseWarmup, warm, o, nums, rnd, &history)
+	planCalls(phaseMain, main, o, nums, rnd, &history)
+	first := map[string]int{}
+	var youngest, oldest time.Duration = time.Hour, 0
+	for k, p := range []*phase{warm, main} {
+		for i := range p.slots {
+			s := &p.slots[i]
+			at := i + k*len(warm.slots)
+			n := *s.number.Load()
+			if !s.repeat {
+				first[n] = at
+				continue
+			}
+			j, ok := first[n]
+			if !ok {
+				t.Fatalf("call %d of %s repeats %s, never called before", i, p.name, n)
+			}
+			if p == main {
+				age := time.Duration(at-j) * time.Second / time.Duration(o.Rate)
+				youngest, oldest = min(youngest, age), max(oldest, age)
+			}
+		}
+	}
+	t.Logf("repeat callers of the screenpop phase first called %s to %s earlier", youngest, oldest)
+	slack := 2 * time.Second / time.Duration(o.Rate)
+	if youngest < time.Second-slack || oldest > 11*time.Second+slack || oldest < 10*time.Second+time.Second/2 {
+		t.Errorf("repeat callers first called %s to %s earlier; the doc says 1 to 11 s", youngest, oldest)
 	}
 }
