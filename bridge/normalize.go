@@ -849,10 +849,29 @@ func emailAddress(addr string) string {
 // emailOrRaw is the email address in v, an email a chat form or a flow
 // gave (bare, mailto:, or with a display name), else v as it is.
 func emailOrRaw(v string) string {
+	v = narrowASCII(v)
 	if a := emailAddress(v); a != "" {
 		return a
 	}
 	return v
+}
+
+// narrowASCII writes the full-width forms of ASCII (U+FF01-U+FF5E, as an
+// East Asian input method in full-width mode types them: ｔａｒｏ＠ｅｘａｍｐｌｅ．ｊｐ)
+// and the ideographic space as ASCII, as foldPhone does in a number.
+func narrowASCII(v string) string {
+	if !strings.ContainsFunc(v, func(r rune) bool { return r >= 0xFF01 && r <= 0xFF5E || r == 0x3000 }) {
+		return v
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 0xFF01 && r <= 0xFF5E:
+			return r - 0xFEE0
+		case r == 0x3000:
+			return ' '
+		}
+		return r
+	}, v)
 }
 
 // looksLikeEmail is a plausibility check (one '@', something on both

@@ -91,6 +91,17 @@ func parseNumber(s, region string) (e164 string, ok bool) {
 		region = "US"
 	}
 	num, err := phonenumbers.Parse(s, strings.ToUpper(region))
+	if t := strings.TrimLeft(s, " (-./"); strings.HasPrefix(t, "00") &&
+		(err != nil || !phonenumbers.IsPossibleNumber(num) || num.GetItalianLeadingZero() && !phonenumbers.IsValidNumber(num)) {
+		// 00 is how most of the world dials abroad, and so how people
+		// write a number with its country code ("0049 30 12345678"),
+		// also to a deployment whose region dials abroad otherwise (011
+		// in North America, 010 in Japan, 810 in Russia), where it is no
+		// national number (or, read as one, junk: +7 00493012345678).
+		if n, err2 := phonenumbers.Parse("+"+strings.TrimLeft(t[2:], " (-./"), "ZZ"); err2 == nil && phonenumbers.IsPossibleNumber(n) {
+			num, err = n, nil
+		}
+	}
 	if err != nil || !phonenumbers.IsPossibleNumber(num) {
 		return "", false
 	}

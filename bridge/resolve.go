@@ -719,7 +719,13 @@ func (r *Resolver) prefill(c Customer) map[string]string {
 		name = ""
 	}
 	set(cols.FullName, name)
-	if last, first, ok := strings.Cut(name, ","); ok && strings.TrimSpace(last) != "" && strings.TrimSpace(first) != "" && !strings.Contains(first, ",") &&
+	formFirst, formLast := strings.TrimSpace(c.Attributes["context.firstName"]), strings.TrimSpace(c.Attributes["context.lastName"])
+	if name != "" && formFirst != "" && formLast != "" && name == formFirst+" "+formLast {
+		// The chat form's own fields (the normalizer joined them into
+		// the name): "Ana Paula" "de Souza" is not "Ana" "Paula de Souza".
+		set(cols.FirstName, formFirst)
+		set(cols.LastName, formLast)
+	} else if last, first, ok := strings.Cut(name, ","); ok && strings.TrimSpace(last) != "" && strings.TrimSpace(first) != "" && !strings.Contains(first, ",") &&
 		!nameSuffixes[strings.ToLower(strings.Trim(first, " ."))] {
 		// "Doe, Jane": how Exchange and Outlook directories name email
 		// senders, and some caller-id. "John Smith, Jr." is not one.

@@ -136,6 +136,15 @@ func PhoneVariants(e164, region string) ([]string, error) {
 			add(natGroups[0] + "/" + strings.Join(natGroups[1:], ""))
 		}
 	}
+	if bare && natDigits != nsn && trunkless(n, nsn, region) {
+		// A domestic number without its trunk prefix: how India writes
+		// a mobile ("98765 43210"), and read in region as this number
+		// (bridge.ParsePhone does). Abroad these digits are region's
+		// own number (a UK "2079460018" is Maine's in the US): never.
+		add(nsn)
+		add(strings.Join(intlGroups, " "))
+		add(strings.Join(intlGroups, "-"))
+	}
 	add(intl)
 	for _, sep := range []string{" ", "-", "."} {
 		add("+" + cc + " " + strings.Join(intlGroups, sep))
@@ -193,4 +202,17 @@ func allDigits(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// trunkless reports whether nsn, the national significant number of n,
+// written alone (without n's trunk prefix) reads in region as n itself:
+// only for a number of region's own country.
+func trunkless(n *phonenumbers.PhoneNumber, nsn, region string) bool {
+	r := strings.ToUpper(region)
+	if phonenumbers.GetCountryCodeForRegion(r) != int(n.GetCountryCode()) {
+		return false
+	}
+	d, err := phonenumbers.Parse(nsn, r)
+	return err == nil && phonenumbers.IsValidNumber(d) &&
+		phonenumbers.Format(d, phonenumbers.E164) == phonenumbers.Format(n, phonenumbers.E164)
 }
