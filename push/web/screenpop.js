@@ -85,6 +85,7 @@
     this.usedToken = null; // the token sent on this.ws
     this.refusals = 0;     // 4401s since the last ready
     this.opens = 0;        // calls of open, to tell a stale token answer from a current one
+    this.stream = 0;       // bumped when a ready starts the cursor afresh (another stream or agent)
     var c = this.loadCursor();
     this.cursor = c;
     this.recvSeq = c.lastSeq || 0;
@@ -148,13 +149,18 @@
     if (self.stopped) { return; }
     clearTimeout(self.timer);
     self.waiting = false;
-    self.opens++;
+    var opens = ++self.opens;
     self.setState('connecting', { attempt: self.attempt });
+    // The watchdog covers the token too: a token function that never
+    // answers (a fetch on a path not back after a wake) is silence, and
+    // would leave the client connecting for good. A token that answers
+    // after it, or after another open, is not used.
+    self.feed();
     self.token().then(function (token) {
-      if (self.stopped) { return; }
-      if (!token) { self.setState('auth', { code: 4401 }); self.authRequired(); return; }
+      if (self.stopped || opens !== self.opens) { return; }
+      if (!token) { clearTimeout(self.watchdog); self.setState('auth', { code: 4401 }); self.authRequired(); return; }
       var ws;
-      try { ws = new root.WebSocket(self.url); } catch (e) { self.retry(0); return; }
+      try { ws = new root.WebSocket(self.url); } catch (e) { clearTimeout(self.watchdog); self.retry(0); return; }
       self.ws = ws;
       self.usedToken = token;
       // The watchdog runs from here, not from onopen: an opening handshake
@@ -181,7 +187,11 @@
       ws.onmessage = function (ev) { if (self.ws === ws) { self.feed(); self.onMessage(ev.data); } };
       ws.onclose = function (ev) { if (self.ws === ws) { self.onClose(ev.code); } };
       ws.onerror = function () { /* onclose follows */ };
-    }, function () { self.retry(0); });
+    }, function () {
+      if (self.stopped || opens !== self.opens) { return; }
+      clearTimeout(self.watchdog);
+      self.retry(0);
+    });
   };
 
   // feed resets the heartbeat watchdog: the server sends a frame at least
@@ -215,6 +225,7 @@
           // Another agent, or another stream: the old cursor means nothing.
           self.cursor.lastSeq = 0;
           self.recvSeq = 0;
+          self.stream++;
           delete self.cursor.base;
           delete self.cursor.pendingBase;
         }
@@ -241,10 +252,13 @@
       case 'pop':
         if (typeof m.seq !== 'number' || m.seq <= self.recvSeq) { return; } // seen already
         self.recvSeq = m.seq;
-        var ws = self.ws;
+        var ws = self.ws, stream = self.stream;
         self.queue(function () {
           return self.handOver(m).then(function () {
-            if (m.seq > self.cursor.lastSeq) { self.cursor.lastSeq = m.seq; self.saveCursor(); }
+            // A pop of the stream before a ready that started the cursor
+            // afresh (a daemon back on a lost store: seqs from 1 again)
+            // does not move the new stream's cursor to its old seq.
+            if (stream === self.stream && m.seq > self.cursor.lastSeq) { self.cursor.lastSeq = m.seq; self.saveCursor(); }
             if (ws && ws === self.ws && ws.readyState === 1) {
               ws.send(JSON.stringify({ type: 'ack', seq: m.seq }));
             }
