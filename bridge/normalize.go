@@ -881,13 +881,19 @@ func looksLikeEmail(s string) bool {
 	return at > 0 && at < len(s)-1 && strings.Count(s, "@") == 1 && !strings.ContainsAny(s, " :<>")
 }
 
-// parseTime reads a Genesys timestamp; zero when absent or unreadable.
+// parseTime reads a Genesys timestamp; zero when absent or unreadable. A
+// time whose offset takes it, in UTC, out of the years 0000 to 9999 is
+// unreadable: events write times in UTC, and RFC 3339 (the schema's
+// date-time, DecodeEvent) has no other years.
 func parseTime(s string) Time {
 	if s == "" {
 		return Time{}
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
+		return Time{}
+	}
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
 		return Time{}
 	}
 	return NewTime(t)
