@@ -70,7 +70,10 @@ func NewAuthenticator(cfg AuthConfig, log zerolog.Logger) (*Authenticator, error
 // expiry, so the answer is trusted until now+Revalidate.
 func (a *Authenticator) Authenticate(ctx context.Context, token string) (bridge.AgentID, time.Time, error) {
 	token = strings.TrimSpace(token)
-	if token == "" || len(token) > 4096 || strings.ContainsAny(token, " \r\n\t") {
+	// A space or control character (NUL, DEL, a line break) cannot go in
+	// an Authorization header: net/http would refuse the request, which
+	// reads as Genesys unreachable (1013, retried with the same token).
+	if token == "" || len(token) > 4096 || strings.ContainsFunc(token, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		return "", time.Time{}, fmt.Errorf("authenticate agent: %w", bridge.ErrInvalidToken)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+"/api/v2/users/me?expand=token", nil)
