@@ -132,7 +132,7 @@ func idList(dst func(*Config) *[]string) func(*Config, string) error {
 		ids := splitList(v)
 		for i, id := range ids {
 			if dataverse.IsGUID(id) {
-				ids[i] = strings.ToLower(id) // anything else is quoted as written
+				ids[i] = genesysID(id) // anything else is quoted as written
 			}
 		}
 		*dst(c) = ids
@@ -864,13 +864,20 @@ func readAgentsFileLines(path string) (ids []string, lines []int, err error) {
 	for i, line := range strings.Split(strings.TrimPrefix(string(b), "\ufeff"), "\n") {
 		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
 			if dataverse.IsGUID(line) {
-				line = strings.ToLower(line) // as idList; anything else is quoted as written
+				line = genesysID(line) // as idList; anything else is quoted as written
 			}
 			ids = append(ids, line)
 			lines = append(lines, i+1)
 		}
 	}
 	return ids, lines, nil
+}
+
+// genesysID is a UUID (dataverse.IsGUID) as Genesys writes ids in topics
+// and conversation bodies: in lower case, without the braces Windows tools
+// and Dynamics copy a GUID in.
+func genesysID(id string) string {
+	return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(id, "{"), "}"))
 }
 
 func splitList(v string) []string {

@@ -240,6 +240,9 @@ func (c *TokenCommand) Run(ctx context.Context, args []string) error {
 		*audience = strings.TrimSpace(c.getenv("SCREENPOP_JWT_AUDIENCE"))
 	}
 	*agent = strings.ToLower(strings.TrimSpace(*agent)) // as GENESYS_AGENTS: Genesys writes user ids in lower case
+	if dataverse.IsGUID(*agent) {
+		*agent = genesysID(*agent) // without braces, as GENESYS_AGENTS
+	}
 	var p []string
 	switch {
 	case *agent == "":
