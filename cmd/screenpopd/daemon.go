@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -53,6 +54,7 @@ type Main struct {
 	DemoAgents func() any
 
 	agentLn, adminLn net.Listener
+	dataLock         io.Closer // SCREENPOP_DATA_DIR's lock, with the built-in NATS
 	snapshots        chan bridge.Snapshot
 	staticAgents     []string // GENESYS_AGENTS and GENESYS_AGENTS_FILE as Open read them
 	started          time.Time
@@ -124,7 +126,7 @@ func (m *Main) Open(ctx context.Context) error {
 		if isAddrInUse(err) {
 			// The commonest case on a first run: another screenpopd (a
 			// demo left running) holds the default ports.
-			return fmt.Errorf("%w: another program holds it, perhaps another screenpopd (a demo still running): stop it, or set SCREENPOP_LISTEN to a free address (a second instance also needs its own SCREENPOP_ADMIN_LISTEN and SCREENPOP_NATS_LISTEN)", err)
+			return fmt.Errorf("%w: another program holds it, perhaps another screenpopd (a demo still running): stop it, or set SCREENPOP_LISTEN to a free address (a second instance also needs its own SCREENPOP_ADMIN_LISTEN, SCREENPOP_NATS_LISTEN and SCREENPOP_DATA_DIR)", err)
 		}
 		return fmt.Errorf("SCREENPOP_LISTEN %s: %w", cfg.Listen, err)
 	}
@@ -150,6 +152,20 @@ func (m *Main) Open(ctx context.Context) error {
 		m.startAdmin()
 	}
 
+	if cfg.NatsURL == "" {
+		// The built-in server's store is this process's alone: a second
+		// instance on it (a deploy that starts the new one before the old
+		// has gone, a second instance on other ports) would write over
+		// this one's stored events and pops.
+		lock, inUse, err := lockDataDir(cfg.DataDir)
+		if inUse {
+			return fmt.Errorf("SCREENPOP_DATA_DIR %s is in use by another screenpopd (its built-in NATS store): stop it first, or give this instance its own SCREENPOP_DATA_DIR", cfg.DataDir)
+		}
+		if err != nil {
+			return fmt.Errorf("SCREENPOP_DATA_DIR %s: lock: %w", cfg.DataDir, err)
+		}
+		m.dataLock = lock
+	}
 	m.Bus, err = bus.Start(ctx, bus.Config{
 		URL: cfg.NatsURL, Creds: cfg.NatsCreds, TLSCA: cfg.NatsTLSCA, TLSCrt: cfg.NatsTLSCert, TLSKey: cfg.NatsTLSKey,
 		Listen: cfg.NatsListen, DataDir: cfg.DataDir,
@@ -505,6 +521,11 @@ func (m *Main) Close() {
 	}
 	if m.Bus != nil {
 		m.Bus.Close()
+	}
+	if m.dataLock != nil {
+		// After the store is closed: the next instance may open it now.
+		m.dataLock.Close()
+		m.dataLock = nil
 	}
 }
 

@@ -43,6 +43,9 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 	// names one: asked of the parsed configuration, so the flag counts.
 	d, err := StartDemo(ctx, cfg, log, !cfg.IsSet("SCREENPOP_DATA_DIR"))
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // Ctrl-C while it started: a stop, as RunCommand's
+		}
 		return err
 	}
 	defer d.Close()

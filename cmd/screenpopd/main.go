@@ -210,6 +210,14 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 	m := NewMain(cfg, log)
 	if err := m.Open(ctx); err != nil {
 		m.Close()
+		if ctx.Err() != nil {
+			// SIGINT/SIGTERM during start-up (systemctl stop or restart,
+			// Ctrl-C): a stop asked for, not a failure of what start-up
+			// was waiting on ("context canceled" blamed NATS or the disk,
+			// and exit 1 left the unit failed).
+			log.Info().Str("component", "main").Int64("uptime_s", int64(time.Since(m.started).Seconds())).Msg("screenpopd stopped")
+			return nil
+		}
 		return err
 	}
 	return m.Run(ctx)
