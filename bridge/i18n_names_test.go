@@ -108,3 +108,76 @@ func TestResolver_ChatPhoneWithThe00Prefix(t *testing.T) {
 		})
 	}
 }
+
+// TestResolver_ChatFormLastNameAlone: the twin of
+// TestResolver_ChatFormNamePrefillsItsOwnFields with one field filled. A
+// customer who types only the last name into the chat form ("de Souza",
+// "van den Berg": the first name is optional on many forms) has typed a
+// last name: the prefill must not split it into firstname "de" and
+// lastname "Souza" (docs/dataverse.md: the form's fields fill firstname
+// and lastname as the customer typed them).
+func TestResolver_ChatFormLastNameAlone(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	dv := dataversetest.New(dataversetest.Config{})
+	if err := dv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer dv.Close()
+	for _, tc := range []struct{ region, phone, last string }{
+		{"BR", "(11) 91234-5678", "de Souza"},
+		{"NL", "020 123 4567", "van den Berg"},
+	} {
+		t.Run(tc.last, func(t *testing.T) {
+			s := fixtureSnapshot(t, "web_chat", func(parts []any) {
+				attrs := byPurpose(t, parts, "customer")["attributes"].(map[string]any)
+				attrs["context.phoneNumber"], attrs["context.email"] = tc.phone, ""
+				attrs["context.firstName"], attrs["context.lastName"] = "", tc.last
+			})
+			_, p := channelPop(t, dv, tc.region, s)
+			if p.Target.Action != bridge.ActionCreate {
+				t.Fatalf("pop %s, want create", p.Target.Action)
+			}
+			if p.Prefill["firstname"] != "" || p.Prefill["lastname"] != tc.last {
+				t.Errorf("prefill firstname %q lastname %q, want no firstname and the chat form's lastname %q", p.Prefill["firstname"], p.Prefill["lastname"], tc.last)
+			}
+		})
+	}
+}
+
+// TestResolver_ChatPhoneWithThe00PrefixWhereCarriersFollowIt: the twin of
+// TestResolver_ChatPhoneWithThe00Prefix in the regions whose international
+// prefix takes a carrier code after its 00 (Brazil: 0014, 0021, 0041,
+// 0043, 0055, ...; Colombia: 005, 007, 009, 00414, ...). There, a number
+// written with the 00 prefix whose country code is also a carrier code
+// ("0041 44 668 18 00", Zurich; "0055 11 98765 4321", São Paulo, as a
+// Brazilian writes their own number in international form) read as a
+// dialled string lost its country code: +44 6681800, +1 1987654321, no
+// valid number of anywhere, which went into the event, the lookup (no
+// match: a create pop for a customer on file) and the create pop's
+// prefill. docs/events.md: a number written with the 00 international
+// prefix is read with its country code in every region.
+func TestResolver_ChatPhoneWithThe00PrefixWhereCarriersFollowIt(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	dv := dataversetest.New(dataversetest.Config{})
+	anna := dv.AddContact(dataversetest.Contact{FirstName: "Anna", LastName: "Keller", MobilePhone: "+41 44 668 18 00"})
+	ana := dv.AddContact(dataversetest.Contact{FirstName: "Ana Paula", LastName: "de Souza", MobilePhone: "+55 11 98765-4321"})
+	if err := dv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer dv.Close()
+	for _, tc := range []struct{ region, typed, want, id string }{
+		{"BR", "0041 44 668 18 00", "+41446681800", anna},
+		{"BR", "0055 11 98765 4321", "+5511987654321", ana},
+		{"CO", "0041 44 668 18 00", "+41446681800", anna},
+	} {
+		t.Run(tc.region+" "+tc.typed, func(t *testing.T) {
+			e, p := channelPop(t, dv, tc.region, webChat(t, tc.typed, ""))
+			if e.Customer.Phone != tc.want {
+				t.Errorf("customer phone %q, want %s", e.Customer.Phone, tc.want)
+			}
+			if p.Target.Action != bridge.ActionOpen || p.Target.ID != tc.id {
+				t.Errorf("pop %s %s (prefill %v), want open %s", p.Target.Action, p.Target.ID, p.Prefill, tc.id)
+			}
+		})
+	}
+}

@@ -720,9 +720,10 @@ func (r *Resolver) prefill(c Customer) map[string]string {
 	}
 	set(cols.FullName, name)
 	formFirst, formLast := strings.TrimSpace(c.Attributes["context.firstName"]), strings.TrimSpace(c.Attributes["context.lastName"])
-	if name != "" && formFirst != "" && formLast != "" && name == formFirst+" "+formLast {
+	if name != "" && formLast != "" && name == strings.TrimSpace(formFirst+" "+formLast) {
 		// The chat form's own fields (the normalizer joined them into
-		// the name): "Ana Paula" "de Souza" is not "Ana" "Paula de Souza".
+		// the name): "Ana Paula" "de Souza" is not "Ana" "Paula de Souza",
+		// and a last name typed alone ("de Souza") is no first name "de".
 		set(cols.FirstName, formFirst)
 		set(cols.LastName, formLast)
 	} else if last, first, ok := strings.Cut(name, ","); ok && strings.TrimSpace(last) != "" && strings.TrimSpace(first) != "" && !strings.Contains(first, ",") &&

@@ -71,9 +71,15 @@ func (a *JWTAuthenticator) Authenticate(_ context.Context, token string) (bridge
 	if !bridge.ValidSubjectToken(claims.Subject) {
 		return "", time.Time{}, fmt.Errorf("%w: sub is not a user id", bridge.ErrInvalidToken)
 	}
-	// Genesys writes user ids in lower case: a login that writes them in
-	// capitals names the same agent (as GENESYS_AGENTS is read).
-	return bridge.AgentID(strings.ToLower(claims.Subject)), claims.ExpiresAt.Time, nil
+	// Genesys writes user ids in lower case and without braces: a login
+	// that writes them in capitals, or in braces as Windows tools and
+	// Dynamics copy a GUID ({5E1F…}), names the same agent (as
+	// GENESYS_AGENTS is read).
+	sub := claims.Subject
+	if len(sub) == 38 && sub[0] == '{' && sub[37] == '}' {
+		sub = sub[1:37]
+	}
+	return bridge.AgentID(strings.ToLower(sub)), claims.ExpiresAt.Time, nil
 }
 
 // MintToken returns an HS256 token for agent valid for ttl, for

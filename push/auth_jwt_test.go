@@ -83,3 +83,25 @@ func TestJWTAuthenticator_SubInCapitals(t *testing.T) {
 		t.Fatalf("agent %q (%v), want the id in lower case", got, err)
 	}
 }
+
+// The twin of TestJWTAuthenticator_SubInCapitals for braces: a login that
+// writes the agent's user id as Windows tools and Dynamics copy a GUID,
+// {5E1F…}, names the same user (GENESYS_AGENTS, the agents file and token
+// --agent read such an id without its braces, docs/configuration.md). The
+// socket must be that agent's: under "{5e1f…}" the page says ready and
+// never gets a pop.
+func TestJWTAuthenticator_SubInBraces(t *testing.T) {
+	secret := []byte("current-secret-0123456789abcdef-0123")
+	a, err := NewJWTAuthenticator(secret, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := MintToken(secret, "{5E1F0A1C-0000-4000-8000-0000000000AB}", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := a.Authenticate(t.Context(), tok)
+	if err != nil || got != "5e1f0a1c-0000-4000-8000-0000000000ab" {
+		t.Fatalf("agent %q (%v), want the id in lower case without braces", got, err)
+	}
+}

@@ -310,3 +310,37 @@ func TestBrowser_ShiftFrozenPageWakes(t *testing.T) {
 	}
 	t.Logf("states over the shift: %s", eval[string](t, ctx, `JSON.stringify(window.__states)`))
 }
+
+// The twin of TestBrowser_ShiftTokenFunctionNeverAnswers on the 4401 path:
+// the server closes the page's socket with 4401 (jwt mode at the token's
+// exp, a token revoked), and the page asks its token function for a new
+// one (tokenRefused). That request (an SSO refresh fetch on a path not
+// back yet) never answers. The page must try again as it does for the
+// token wait of a reconnect (the watchdog covers it, docs/agents.md), and
+// not sit in "reconnecting" for the rest of the shift: no timer is left,
+// and "online" is ignored outside a backoff.
+func TestBrowser_ShiftTokenFunctionNeverAnswersAfter4401(t *testing.T) {
+	e, pages := pageEnv(t)
+	ctx := newBrowser(t)
+	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
+		js(fmt.Sprintf(`window.__seen = []; window.__tokenCalls = 0; window.__st = [];
+			window.__client = ScreenPop.connect({url: %q, storage: 'none', watchdogMs: 2000,
+				token: function () {
+					// The second call (the one after the 4401) hangs; the others answer.
+					return ++window.__tokenCalls === 2 ? new Promise(function () {}) : %q;
+				},
+				onState: function (s) { window.__st.push(s); document.getElementById('state').textContent = s; },
+				onPop: function (p) { window.__seen.push(p.seq); }})`, e.wsURL, e.token("agent-tk4401"))),
+		poll(`document.getElementById('state').textContent === 'ready'`))
+	e.srv.closeAll(CloseInvalidToken, msgInvalidToken) // the token expired on the open socket
+	run(t, ctx, poll(`window.__tokenCalls === 2`))
+	// The network is back.
+	run(t, ctx, js(`window.dispatchEvent(new Event('online'))`))
+	seq := e.publish("agent-tk4401", "conv-tk4401")
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := chromedp.Do(tctx, poll(fmt.Sprintf(`window.__seen.indexOf(%d) >= 0`, seq))); err != nil {
+		t.Fatalf("no pop 10 s after the token request of a 4401 that never answered (watchdog 2 s): token asked %d times, states %s",
+			eval[int](t, ctx, `window.__tokenCalls`), eval[string](t, ctx, `JSON.stringify(window.__st)`))
+	}
+}

@@ -194,6 +194,9 @@ type PhaseResult struct {
 	// overhead target's p99 is of those sent (see percentileOfSent).
 	hits     []float64
 	hitsSent int
+	// The overhead of the pops that arrived with a pop line: the all-pops
+	// overhead target's p99 is of those sent too.
+	all []float64
 }
 
 func phaseResult(p *phase) *PhaseResult {
@@ -263,7 +266,7 @@ func addDaemonFigures(r *PhaseResult, p *phase, d *daemon) {
 		stages["publish"] = append(stages["publish"], float64(pl.PublishMS))
 		stages["total"] = append(stages["total"], float64(pl.TotalMS))
 	}
-	r.hits = hits
+	r.hits, r.all = hits, all
 	if len(hits) > 0 {
 		h := dist(hits)
 		r.OverheadHits = &h
@@ -492,7 +495,7 @@ func (r *Result) targets(o Options) {
 		add("pipeline overhead p99, cache hits (e2e, lookup ~µs)", "≤ 3", m.OverheadHits.P99, "ms", percentileOfSent(m.hits, m.hitsSent, .99) <= 3, scale)
 	}
 	if m.OverheadAll != nil {
-		add("pipeline overhead p99, all pops (e2e − lookup_ms)", "≤ 3", m.OverheadAll.P99, "ms", m.OverheadAll.P99 <= 3, "lookup_ms is whole ms (floored): overstates the overhead by < 1 ms")
+		add("pipeline overhead p99, all pops (e2e − lookup_ms)", "≤ 3", m.OverheadAll.P99, "ms", percentileOfSent(m.all, m.Sent-m.PopLinesMissing, .99) <= 3, "lookup_ms is whole ms (floored): overstates the overhead by < 1 ms")
 	}
 	note := scale
 	if o.DVLatency != 5*time.Millisecond || o.HitRatio != 0.5 {

@@ -107,3 +107,47 @@ func TestTargets_LostPopsCountAgainstTheP99(t *testing.T) {
 		}
 	}
 }
+
+// The twin of TestTargets_LostPopsCountAgainstTheP99 for the third p99
+// target line, "pipeline overhead p99, all pops": a run that lost 10 pops
+// in 100, whose daemon logged a pop line for each of the 90 that arrived
+// (the pops were resolved and published, then lost on the way to the
+// page), has no pop whose overhead p99 is at or under 3 ms. The line took
+// its p99 over the arrivals alone, and said PASS.
+func TestTargets_LostPopsCountAgainstTheOverheadAllP99(t *testing.T) {
+	p := newPhase("screenpop", 100)
+	now := time.Now().UnixNano()
+	d := &daemon{pops: map[string]popLine{}}
+	for i := range p.slots {
+		s := &p.slots[i]
+		s.queued.Store(now)
+		s.t0.Store(now)
+		s.repeat = i%2 == 0
+		d.pops[convID(phaseMain, i)] = popLine{ConversationID: convID(phaseMain, i), Outcome: "hit", LookupMS: 0, TotalMS: 1}
+		if i%10 == 0 {
+			continue // sent, never received: 10 of 100
+		}
+		s.t1.Store(now + 2e6) // 2 ms
+		s.n.Store(1)
+	}
+	pr := phaseResult(p)
+	addDaemonFigures(pr, p, d)
+	r := &Result{Phases: map[string]*PhaseResult{"screenpop": pr}, Lost: pr.Lost}
+	r.Memory = MemoryResult{RSSBeforeKB: 40000, RSSAfterKB: 40100, RSSPerConnKB: 10}
+	r.targets(defaultOptions())
+	if pr.Lost != 10 || pr.OverheadAll == nil {
+		t.Fatalf("lost %d (want 10), overhead of all pops %v (want one)", pr.Lost, pr.OverheadAll)
+	}
+	found := false
+	for _, tg := range r.Targets {
+		if tg.Name == "pipeline overhead p99, all pops (e2e − lookup_ms)" {
+			found = true
+			if tg.Pass {
+				t.Errorf("%q passes (measured %g ms) with 10%% of the pops lost: the 99th percentile pop never arrived", tg.Name, tg.Measured)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no target line for the overhead of all pops")
+	}
+}

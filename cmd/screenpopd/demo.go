@@ -39,12 +39,15 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	log := NewLogger(cfg.LogLevel, cfg.LogFormat, c.stderr)
+	began := time.Now()
 	// A fresh temporary store unless SCREENPOP_DATA_DIR or --data-dir
 	// names one: asked of the parsed configuration, so the flag counts.
 	d, err := StartDemo(ctx, cfg, log, !cfg.IsSet("SCREENPOP_DATA_DIR"))
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil // Ctrl-C while it started: a stop, as RunCommand's
+			// Ctrl-C while it started: a stop, as RunCommand's.
+			log.Info().Str("component", "main").Int64("uptime_s", int64(time.Since(began).Seconds())).Msg("screenpopd stopped")
+			return nil
 		}
 		return err
 	}

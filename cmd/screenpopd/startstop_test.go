@@ -247,3 +247,25 @@ func spawnMainOrExit(t *testing.T, command string, vars map[string]string) (p *m
 		}
 	}
 }
+
+// Ctrl-C while `screenpopd demo` starts (its emulators up, the daemon
+// opening its store) is a stop too: exit 0 and "screenpopd stopped", not
+// an error about NATS.
+func TestDemo_StopDuringStartUpIsACleanStop(t *testing.T) {
+	vars := testEnv(t)
+	vars["SCREENPOP_LISTEN"], vars["SCREENPOP_ADMIN_LISTEN"], vars["SCREENPOP_NATS_LISTEN"] = freeLoopbackAddr(t), freeLoopbackAddr(t), freeLoopbackAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	stderr := &syncbuf.Buffer{}
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"demo"}, env(vars), &syncbuf.Buffer{}, stderr) }()
+	var code int
+	select {
+	case code = <-done:
+	case <-time.After(shutdownBudget):
+		t.Fatalf("demo did not return within %v of the stop:\n%s", shutdownBudget, stderr.String())
+	}
+	if out := stderr.String(); code != 0 || strings.Contains(out, "context canceled") || !strings.Contains(out, "screenpopd stopped") {
+		t.Errorf("a stop while the demo started exited %d (want 0, with \"screenpopd stopped\" and no error); log:\n%s", code, out)
+	}
+}

@@ -341,8 +341,14 @@
       return;
     }
     self.setState('reconnecting', { code: 4401 });
+    // The watchdog covers this token wait too, as open's: a token
+    // function that never answers would leave the client reconnecting
+    // for good (the watchdog's retry opens anew, and this answer is not
+    // used).
+    self.feed();
     self.token().then(null, function () { return ''; }).then(function (t) {
-      if (self.stopped || self.opens !== opens) { return; } // closed, or reconnected meanwhile
+      if (self.stopped || self.opens !== opens || self.waiting) { return; } // closed, reconnected meanwhile, or the watchdog retries
+      clearTimeout(self.watchdog);
       if (!t || t === refused) {
         self.setState('auth', { code: 4401 });
         self.authRequired();
