@@ -123,12 +123,19 @@ func storeEpisode(t *testing.T, fail func(disk string), repair func(disk string)
 	if v := metricValue(t, reg, "screenpop_bus_store_write_failed"); v != 0 {
 		t.Errorf("screenpop_bus_store_write_failed = %v once it writes again, want 0", v)
 	}
+	if v := gather(t, reg, "screenpop_bus_store_restarts_total"); v < 1 {
+		t.Errorf("screenpop_bus_store_restarts_total = %v once the server was started again, want at least 1", v)
+	}
 	var loud, told int
 	for _, line := range strings.Split(logs.String(), "\n") {
 		if strings.Contains(line, `"level":"error"`) || strings.Contains(line, `"level":"warn"`) {
 			loud++
 			if strings.Contains(line, `"component":"bus"`) && strings.Contains(line, "SCREENPOP_DATA_DIR") {
 				told++
+				// docs/operations.md, 7.4: "(error, once)".
+				if !strings.Contains(line, `"level":"error"`) {
+					t.Errorf("the store's write failure is told below error: %s", line)
+				}
 			}
 		}
 	}
