@@ -846,6 +846,22 @@
     });
   };
 
+  // agentReady notes the agent the tab's connection is for (kept on the app
+  // window, as the turn: the same for every page of the tab). Another agent
+  // than the last one (hot desking: B signed in on the page A left) takes
+  // down what A's pops left on the screen, A's caller's list and its
+  // search or failure notification, and ends A's turn, so that nothing of
+  // A's settling late (a list being checked, a record waiting for Xrm) is
+  // drawn over B's screen.
+  Controller.prototype.agentReady = function (agent) {
+    var t = turns(), last = t.agent;
+    t.agent = agent || '';
+    if (!last || !agent || last === agent) { return; }
+    nextTurn();
+    this.dropChoosers();
+    this.clearPopNotes();
+  };
+
   Controller.prototype.connect = function () {
     var self = this, o = self.opts;
     self.client = ns.connect({
@@ -853,7 +869,10 @@
       storage: o.storage,
       token: function () { return self.memToken || self.token(); },
       onPop: function (pop) { return self.handlePop(pop); },
-      onState: o.onState,
+      onState: function (state, detail) {
+        if (state === 'ready') { self.agentReady(detail && detail.agentId); }
+        if (o.onState) { o.onState(state, detail); }
+      },
       onError: function (err) {
         if (err.code !== 4008) { self.lastError = err; }
       },
