@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/tidwall/gjson"
+
+	"github.com/screenpop/screenpop/internal/loglimit"
 )
 
 // NormalizerConfig configures a Normalizer. The zero value uses the defaults.
@@ -59,19 +61,22 @@ const (
 // goroutines handing in the same snapshot (a second channel, a
 // reconciliation) produce one event between them.
 type Normalizer struct {
-	log       zerolog.Logger
-	region    string
-	tombTTL   time.Duration
-	idleTTL   time.Duration
-	sweepGap  time.Duration
-	now       func() time.Time
-	views     sync.Pool
-	m         normalizerMetrics
-	mu        sync.Mutex
-	convs     map[string]*convState
-	legs      int
-	finished  int
-	nextSweep time.Time
+	log      zerolog.Logger
+	region   string
+	tombTTL  time.Duration
+	idleTTL  time.Duration
+	sweepGap time.Duration
+	now      func() time.Time
+	views    sync.Pool
+	m        normalizerMetrics
+	// invalidLog holds back repeats of the malformed snapshot warning:
+	// once every 10 s per reason (a payload change makes every frame one).
+	invalidLog *loglimit.Limiter
+	mu         sync.Mutex
+	convs      map[string]*convState
+	legs       int
+	finished   int
+	nextSweep  time.Time
 
 	phoneMu sync.Mutex
 	phones  map[string]string // raw address -> E.164 ("" = not a number); bounded, see parsePhone
@@ -150,14 +155,15 @@ func NewNormalizer(cfg NormalizerConfig, log zerolog.Logger) (*Normalizer, error
 		cfg.Now = time.Now
 	}
 	n := &Normalizer{
-		log:      log.With().Str("component", "bridge").Str("stage", "normalize").Logger(),
-		region:   strings.ToUpper(cfg.PhoneRegion),
-		tombTTL:  cfg.TombstoneTTL,
-		idleTTL:  cfg.IdleTTL,
-		sweepGap: cfg.TombstoneTTL / 2,
-		now:      cfg.Now,
-		convs:    make(map[string]*convState),
-		phones:   make(map[string]string),
+		log:        log.With().Str("component", "bridge").Str("stage", "normalize").Logger(),
+		invalidLog: loglimit.New(10*time.Second, 8),
+		region:     strings.ToUpper(cfg.PhoneRegion),
+		tombTTL:    cfg.TombstoneTTL,
+		idleTTL:    cfg.IdleTTL,
+		sweepGap:   cfg.TombstoneTTL / 2,
+		now:        cfg.Now,
+		convs:      make(map[string]*convState),
+		phones:     make(map[string]string),
 	}
 	n.views.New = func() any { return &snapView{parts: make([]partView, 0, 8), cands: make([]candidate, 0, 8)} }
 	n.nextSweep = n.now().Add(n.sweepGap)
@@ -511,8 +517,14 @@ func (n *Normalizer) events(s Snapshot, agent AgentID, v *snapView, cands []cand
 
 func (n *Normalizer) invalid(reason string, s Snapshot) {
 	n.m.invalid.WithLabelValues(reason).Inc()
-	// The topic names the agent (an id); the body is never logged.
-	n.log.Warn().Str("reason", reason).Str("topic", s.Topic).Int("bytes", len(s.Body)).Msg("malformed snapshot skipped")
+	// The topic names the agent (an id); the body is never logged. Once
+	// every 10 s per reason, held_back counting the others
+	// (invalid_snapshots_total counts each); the others at debug.
+	ev := n.log.Debug()
+	if ok, held := n.invalidLog.Allow(reason, n.now()); ok {
+		ev = n.log.Warn().Int("held_back", held)
+	}
+	ev.Str("reason", reason).Str("topic", s.Topic).Int("bytes", len(s.Body)).Msg("malformed snapshot skipped")
 }
 
 // legOrder is the order an agent participant's media are considered in,

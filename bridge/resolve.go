@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/screenpop/screenpop/internal/loglimit"
 )
 
 // PrefillColumns names the Dataverse columns a create pop fills from the
@@ -154,6 +156,9 @@ type Resolver struct {
 	hasher Hasher
 	log    zerolog.Logger
 	m      *resolverMetrics
+	// malformedLog holds back repeats of the malformed event warning:
+	// once every 10 s (another publisher sends every event so).
+	malformedLog *loglimit.Limiter
 
 	mu      sync.Mutex
 	pending map[string]pendingPop      // marked, publish failed, unmark failed
@@ -212,9 +217,10 @@ func NewResolver(cfg ResolverConfig, dir Directory, store PopStore, pub Publishe
 	}
 	r := &Resolver{
 		cfg: cfg, dir: dir, store: store, pub: pub, hasher: hasher,
-		log:     log.With().Str("component", "resolver").Logger(),
-		pending: map[string]pendingPop{},
-		recent:  newRecentSet[string](50000),
+		log:          log.With().Str("component", "resolver").Logger(),
+		pending:      map[string]pendingPop{},
+		malformedLog: loglimit.New(10*time.Second, 1),
+		recent:       newRecentSet[string](50000),
 		// 10 minutes of conversations up to 250 pops a second, the last
 		// 150,000 above (5 minutes, the lookup cache's TTL, at 500);
 		// about 130 bytes each.
@@ -246,7 +252,11 @@ func (r *Resolver) HandleMessage(ctx context.Context, data []byte) error {
 	e, err := DecodeEvent(data)
 	if err != nil {
 		r.m.skipped.WithLabelValues("malformed").Inc()
-		r.log.Warn().Int("bytes", len(data)).Msg("malformed conversation event skipped")
+		ev := r.log.Debug()
+		if ok, held := r.malformedLog.Allow("", time.Now()); ok {
+			ev = r.log.Warn().Int("held_back", held)
+		}
+		ev.Int("bytes", len(data)).Msg("malformed conversation event skipped")
 		return nil
 	}
 	return r.Handle(ctx, e)

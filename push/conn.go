@@ -307,7 +307,9 @@ func (c *conn) hello(mt int, data []byte) bool {
 		pf, err := newPopFrame(p)
 		if err != nil {
 			s.m.popsInvalid.Inc()
-			log.Warn().Err(err).Uint64("seq", p.Seq).Msg("skip stored pop")
+			if ok, held := s.logLimit.Allow("stored pop", time.Now()); ok {
+				log.Warn().Err(err).Int("held_back", held).Uint64("seq", p.Seq).Msg("skip stored pop")
+			}
 			return nil
 		}
 		n++

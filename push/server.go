@@ -349,7 +349,9 @@ func (s *Server) deliver(p bridge.StoredPop) {
 	pf, err := newPopFrame(p)
 	if err != nil {
 		s.m.popsInvalid.Inc()
-		s.log.Warn().Err(err).Uint64("seq", p.Seq).Str("agent_id", string(p.Agent)).Msg("skip stored pop")
+		if ok, held := s.logLimit.Allow("stored pop", time.Now()); ok {
+			s.log.Warn().Err(err).Int("held_back", held).Uint64("seq", p.Seq).Str("agent_id", string(p.Agent)).Msg("skip stored pop")
+		}
 		return
 	}
 	s.mu.RLock()
