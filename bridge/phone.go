@@ -91,18 +91,17 @@ func parseNumber(s, region string) (e164 string, ok bool) {
 		region = "US"
 	}
 	num, err := phonenumbers.Parse(s, strings.ToUpper(region))
+	// 00 is how most of the world dials abroad, and so how people write a
+	// number with its country code ("0049 30 12345678"), also to a
+	// deployment whose region dials abroad otherwise (011 in North
+	// America, 010 in Japan, 810 in Russia), where it is no national
+	// number (or, read as one, junk: +7 00493012345678). Where a carrier
+	// code follows the region's 00 (Brazil, Colombia), "0041 44 668 18 00"
+	// dialled is carrier 41 to +44 6681800, no valid number: a valid
+	// reading with the country code is what was written.
 	if t := strings.TrimLeft(s, " (-./"); strings.HasPrefix(t, "00") &&
 		(err != nil || !phonenumbers.IsPossibleNumber(num) || !phonenumbers.IsValidNumber(num)) {
-		// (Where a carrier code follows the region's 00, as in Brazil
-		// and Colombia, "0041 44 668 18 00" dialled is carrier 41 to
-		// +44 6681800, no valid number: a valid one read with its
-		// country code is what was written.)
 		regionBad := err != nil || !phonenumbers.IsPossibleNumber(num) || num.GetItalianLeadingZero()
-		// 00 is how most of the world dials abroad, and so how people
-		// write a number with its country code ("0049 30 12345678"),
-		// also to a deployment whose region dials abroad otherwise (011
-		// in North America, 010 in Japan, 810 in Russia), where it is no
-		// national number (or, read as one, junk: +7 00493012345678).
 		if n, err2 := phonenumbers.Parse("+"+strings.TrimLeft(t[2:], " (-./"), "ZZ"); err2 == nil && phonenumbers.IsPossibleNumber(n) &&
 			(regionBad || phonenumbers.IsValidNumber(n)) {
 			num, err = n, nil
