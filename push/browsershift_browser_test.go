@@ -68,36 +68,51 @@ func TestBrowser_ShiftOldStreamPopAfterNewEpoch(t *testing.T) {
 }
 
 // After a drop, the page's token function (an integrator's SSO refresh: a
-// fetch to its portal) is asked for the reconnect and never answers: a
-// laptop woken on a path that is not back yet swallows that request as it
+// fetch to its portal) is asked for a token and never answers: a laptop
+// woken on a path that is not back yet swallows that request as it
 // swallows a websocket's opening handshake (TestBrowser_ShiftReconnectIntoADeadPath).
-// The page must try again, as it does for a socket that hears nothing,
-// and not sit in "connecting" for the rest of the shift with no pops: no
-// timer is left to wake it, and the browser's "online" event is ignored
-// outside a backoff.
+// Two drops ask it: a socket that went away (the reconnect's token), and
+// the server's 4401 (jwt mode at the token's exp, a token revoked: the
+// page asks for a new one, tokenRefused). The page must try again, as it
+// does for a socket that hears nothing (the watchdog covers the token
+// wait, docs/agents.md), and not sit in "connecting" or "reconnecting"
+// for the rest of the shift with no pops: no timer is left to wake it,
+// and the browser's "online" event is ignored outside a backoff.
 func TestBrowser_ShiftTokenFunctionNeverAnswers(t *testing.T) {
-	e, pages := pageEnv(t)
-	ctx := newBrowser(t)
-	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
-		js(fmt.Sprintf(`window.__seen = []; window.__tokenCalls = 0; window.__st = [];
-			window.__client = ScreenPop.connect({url: %q, storage: 'none', watchdogMs: 2000,
-				token: function () {
-					// The second call (the reconnect's) hangs; the others answer.
-					return ++window.__tokenCalls === 2 ? new Promise(function () {}) : %q;
-				},
-				onState: function (s) { window.__st.push(s); document.getElementById('state').textContent = s; },
-				onPop: function (p) { window.__seen.push(p.seq); }})`, e.wsURL, e.token("agent-tk"))),
-		poll(`document.getElementById('state').textContent === 'ready'`))
-	e.srv.closeAll(CloseTooSlow, msgTooSlow) // the socket drops
-	run(t, ctx, poll(`window.__tokenCalls === 2`))
-	// The network is back.
-	run(t, ctx, js(`window.dispatchEvent(new Event('online'))`))
-	seq := e.publish("agent-tk", "conv-tk")
-	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := chromedp.Do(tctx, poll(fmt.Sprintf(`window.__seen.indexOf(%d) >= 0`, seq))); err != nil {
-		t.Fatalf("no pop 10 s after a token request that never answered (watchdog 2 s): token asked %d times, states %s",
-			eval[int](t, ctx, `window.__tokenCalls`), eval[string](t, ctx, `JSON.stringify(window.__st)`))
+	for _, tc := range []struct {
+		name  string
+		agent bridge.AgentID
+		code  int
+		msg   string
+	}{
+		{"AfterADrop", "agent-tk", CloseTooSlow, msgTooSlow},
+		{"After4401", "agent-tk4401", CloseInvalidToken, msgInvalidToken},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, pages := pageEnv(t)
+			ctx := newBrowser(t)
+			run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
+				js(fmt.Sprintf(`window.__seen = []; window.__tokenCalls = 0; window.__st = [];
+					window.__client = ScreenPop.connect({url: %q, storage: 'none', watchdogMs: 2000,
+						token: function () {
+							// The second call (the one after the drop) hangs; the others answer.
+							return ++window.__tokenCalls === 2 ? new Promise(function () {}) : %q;
+						},
+						onState: function (s) { window.__st.push(s); document.getElementById('state').textContent = s; },
+						onPop: function (p) { window.__seen.push(p.seq); }})`, e.wsURL, e.token(tc.agent))),
+				poll(`document.getElementById('state').textContent === 'ready'`))
+			e.srv.closeAll(tc.code, tc.msg) // the socket drops
+			run(t, ctx, poll(`window.__tokenCalls === 2`))
+			// The network is back.
+			run(t, ctx, js(`window.dispatchEvent(new Event('online'))`))
+			seq := e.publish(tc.agent, "conv-"+string(tc.agent))
+			tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := chromedp.Do(tctx, poll(fmt.Sprintf(`window.__seen.indexOf(%d) >= 0`, seq))); err != nil {
+				t.Fatalf("no pop 10 s after a token request (closed %d) that never answered (watchdog 2 s): token asked %d times, states %s",
+					tc.code, eval[int](t, ctx, `window.__tokenCalls`), eval[string](t, ctx, `JSON.stringify(window.__st)`))
+			}
+		})
 	}
 }
 
@@ -309,38 +324,4 @@ func TestBrowser_ShiftFrozenPageWakes(t *testing.T) {
 		t.Errorf("%d sockets open in the page after 2 wakes, want 1 (states %s)", s, eval[string](t, ctx, `JSON.stringify(window.__states)`))
 	}
 	t.Logf("states over the shift: %s", eval[string](t, ctx, `JSON.stringify(window.__states)`))
-}
-
-// The twin of TestBrowser_ShiftTokenFunctionNeverAnswers on the 4401 path:
-// the server closes the page's socket with 4401 (jwt mode at the token's
-// exp, a token revoked), and the page asks its token function for a new
-// one (tokenRefused). That request (an SSO refresh fetch on a path not
-// back yet) never answers. The page must try again as it does for the
-// token wait of a reconnect (the watchdog covers it, docs/agents.md), and
-// not sit in "reconnecting" for the rest of the shift: no timer is left,
-// and "online" is ignored outside a backoff.
-func TestBrowser_ShiftTokenFunctionNeverAnswersAfter4401(t *testing.T) {
-	e, pages := pageEnv(t)
-	ctx := newBrowser(t)
-	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
-		js(fmt.Sprintf(`window.__seen = []; window.__tokenCalls = 0; window.__st = [];
-			window.__client = ScreenPop.connect({url: %q, storage: 'none', watchdogMs: 2000,
-				token: function () {
-					// The second call (the one after the 4401) hangs; the others answer.
-					return ++window.__tokenCalls === 2 ? new Promise(function () {}) : %q;
-				},
-				onState: function (s) { window.__st.push(s); document.getElementById('state').textContent = s; },
-				onPop: function (p) { window.__seen.push(p.seq); }})`, e.wsURL, e.token("agent-tk4401"))),
-		poll(`document.getElementById('state').textContent === 'ready'`))
-	e.srv.closeAll(CloseInvalidToken, msgInvalidToken) // the token expired on the open socket
-	run(t, ctx, poll(`window.__tokenCalls === 2`))
-	// The network is back.
-	run(t, ctx, js(`window.dispatchEvent(new Event('online'))`))
-	seq := e.publish("agent-tk4401", "conv-tk4401")
-	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := chromedp.Do(tctx, poll(fmt.Sprintf(`window.__seen.indexOf(%d) >= 0`, seq))); err != nil {
-		t.Fatalf("no pop 10 s after the token request of a 4401 that never answered (watchdog 2 s): token asked %d times, states %s",
-			eval[int](t, ctx, `window.__tokenCalls`), eval[string](t, ctx, `JSON.stringify(window.__st)`))
-	}
 }

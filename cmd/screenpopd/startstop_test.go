@@ -90,29 +90,7 @@ func TestMain_SIGTERMWhileNATSIsSlowAtStart(t *testing.T) {
 	vars := runVars(d, freeLoopbackAddr(t), t.TempDir())
 	vars["NATS_URL"] = silentJetStream(t)
 	vars["SCREENPOP_ADMIN_LISTEN"] = freeLoopbackAddr(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "SCREENPOP_TEST_MAIN=1", "SCREENPOP_TEST_MAIN_CMD=run")
-	for k, v := range vars {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &mainProcess{cmd: cmd, logs: &syncbuf.Buffer{}, exited: make(chan struct{})}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			p.logs.Write(append(sc.Bytes(), '\n'))
-		}
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(p.kill)
+	p := execMain(t, "run", vars)
 	waitFor(t, 30*time.Second, "the admin listener answering /healthz", func() bool {
 		resp, err := http.Get("http://" + vars["SCREENPOP_ADMIN_LISTEN"] + "/healthz")
 		if err != nil {
@@ -209,29 +187,7 @@ func TestDaemon_SecondInstanceOnOneDataDir(t *testing.T) {
 // at start (a refusal): started says which.
 func spawnMainOrExit(t *testing.T, command string, vars map[string]string) (p *mainProcess, started bool) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "SCREENPOP_TEST_MAIN=1", "SCREENPOP_TEST_MAIN_CMD="+command)
-	for k, v := range vars {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p = &mainProcess{cmd: cmd, logs: &syncbuf.Buffer{}, exited: make(chan struct{})}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			p.logs.Write(append(sc.Bytes(), '\n'))
-		}
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(p.kill)
+	p = execMain(t, command, vars)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		select {
 		case <-p.exited:
@@ -268,4 +224,35 @@ func TestDemo_StopDuringStartUpIsACleanStop(t *testing.T) {
 	if out := stderr.String(); code != 0 || strings.Contains(out, "context canceled") || !strings.Contains(out, "screenpopd stopped") {
 		t.Errorf("a stop while the demo started exited %d (want 0, with \"screenpopd stopped\" and no error); log:\n%s", code, out)
 	}
+}
+
+// execMain runs `screenpopd command` with vars in a process of its own
+// (this test binary), its log lines gathered in p.logs, killed at the
+// test's end if still running.
+func execMain(t *testing.T, command string, vars map[string]string) *mainProcess {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SCREENPOP_TEST_MAIN=1", "SCREENPOP_TEST_MAIN_CMD="+command)
+	for k, v := range vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &mainProcess{cmd: cmd, logs: &syncbuf.Buffer{}, exited: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			p.logs.Write(append(sc.Bytes(), '\n'))
+		}
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(p.kill)
+	return p
 }
