@@ -71,10 +71,10 @@ func startMain(t *testing.T, command string, vars map[string]string) *mainProces
 	return p
 }
 
-// spawnMain is startMain without the wait for readiness: it returns once
-// the admin listener is up (a daemon that cannot reach its dependencies
-// is never ready).
-func spawnMain(t *testing.T, command string, vars map[string]string) *mainProcess {
+// execMain runs `screenpopd command` with vars in a process of its own
+// (this test binary), its log lines gathered in p.logs, killed at the
+// test's end if still running.
+func execMain(t *testing.T, command string, vars map[string]string) *mainProcess {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "SCREENPOP_TEST_MAIN=1", "SCREENPOP_TEST_MAIN_CMD="+command)
@@ -89,32 +89,40 @@ func spawnMain(t *testing.T, command string, vars map[string]string) *mainProces
 		t.Fatal(err)
 	}
 	p := &mainProcess{cmd: cmd, logs: &syncbuf.Buffer{}, exited: make(chan struct{})}
-	admin := make(chan string, 1)
-	addr := regexp.MustCompile(`"admin_listen":"([^"]+)"`)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			p.logs.Write(append(sc.Bytes(), '\n'))
-			if m := addr.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case admin <- "http://" + m[1]:
-				default:
-				}
-			}
 		}
 		p.err = cmd.Wait()
 		close(p.exited)
 	}()
 	t.Cleanup(p.kill)
-	select {
-	case p.admin = <-admin:
-	case <-p.exited:
-		t.Fatalf("screenpopd %s exited at start (%v):\n%s", command, p.err, p.logs.String())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("screenpopd %s did not start", command)
-	}
 	return p
+}
+
+// spawnMain is startMain without the wait for readiness: it returns once
+// the admin listener is up (a daemon that cannot reach its dependencies
+// is never ready).
+func spawnMain(t *testing.T, command string, vars map[string]string) *mainProcess {
+	t.Helper()
+	p := execMain(t, command, vars)
+	addr := regexp.MustCompile(`"admin_listen":"([^"]+)"`)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if m := addr.FindStringSubmatch(p.logs.String()); m != nil {
+			p.admin = "http://" + m[1]
+			return p
+		}
+		select {
+		case <-p.exited:
+			t.Fatalf("screenpopd %s exited at start (%v):\n%s", command, p.err, p.logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("screenpopd %s did not start", command)
+		}
+	}
 }
 
 // kill ends the process with SIGKILL, as a crash or the OOM killer does,

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -224,35 +221,4 @@ func TestDemo_StopDuringStartUpIsACleanStop(t *testing.T) {
 	if out := stderr.String(); code != 0 || strings.Contains(out, "context canceled") || !strings.Contains(out, "screenpopd stopped") {
 		t.Errorf("a stop while the demo started exited %d (want 0, with \"screenpopd stopped\" and no error); log:\n%s", code, out)
 	}
-}
-
-// execMain runs `screenpopd command` with vars in a process of its own
-// (this test binary), its log lines gathered in p.logs, killed at the
-// test's end if still running.
-func execMain(t *testing.T, command string, vars map[string]string) *mainProcess {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "SCREENPOP_TEST_MAIN=1", "SCREENPOP_TEST_MAIN_CMD="+command)
-	for k, v := range vars {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &mainProcess{cmd: cmd, logs: &syncbuf.Buffer{}, exited: make(chan struct{})}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			p.logs.Write(append(sc.Bytes(), '\n'))
-		}
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(p.kill)
-	return p
 }
