@@ -284,6 +284,13 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 		}
 		p := placeLeft
 		switch {
+		case b.alerting && b.seenRinging:
+			// Seen ringing before its gap, and popped then: it waits
+			// for the newer gaps' unseen ringing ones as it did in the
+			// pass that left it, or a pass that gave way before it
+			// would hand the next pass dozens of fetches it never
+			// gives way before.
+			p = placeRingingSeen
 		case b.alerting:
 			p = placeRinging
 		case b.ended:
@@ -437,7 +444,7 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 		if fetched[conv] {
 			continue
 		}
-		it := reconcileItem{conv: conv, users: todo[conv], alerting: place[conv] <= placeRingingSeen, ended: place[conv] == placeEnded}
+		it := reconcileItem{conv: conv, users: todo[conv], alerting: place[conv] <= placeRingingSeen, seenRinging: place[conv] == placeRingingSeen, ended: place[conv] == placeEnded}
 		it.failures, it.firstFailed = prior[conv].failures, prior[conv].firstFailed
 		if ferr := failed[conv]; ferr != nil {
 			if it.failures == 0 {
@@ -529,6 +536,7 @@ type reconcileItem struct {
 	conv        string
 	users       []string
 	alerting    bool
+	seenRinging bool      // with alerting: seen ringing before its gap (popped then, placeRingingSeen)
 	ended       bool      // listed for no agent: fetched for the end of legs last seen open (placeEnded)
 	failures    int       // fetches that failed (not a 429, not a stopped pass)
 	firstFailed time.Time // with failures: when the first one failed
