@@ -12,6 +12,14 @@ import (
 // belongs to.
 type AgentID string
 
+// GenesysID is a user or queue id as Genesys writes ids in topics and
+// conversation bodies: in lower case, without the braces Windows tools and
+// Dynamics copy a GUID in ({5E1F…}). Configured ids and a token's subject
+// go through it, so that every spelling of one id names the same agent.
+func GenesysID(id string) string {
+	return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(id, "{"), "}"))
+}
+
 // ConversationID is a Genesys Cloud conversation id.
 type ConversationID string
 

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -71,15 +70,9 @@ func (a *JWTAuthenticator) Authenticate(_ context.Context, token string) (bridge
 	if !bridge.ValidSubjectToken(claims.Subject) {
 		return "", time.Time{}, fmt.Errorf("%w: sub is not a user id", bridge.ErrInvalidToken)
 	}
-	// Genesys writes user ids in lower case and without braces: a login
-	// that writes them in capitals, or in braces as Windows tools and
-	// Dynamics copy a GUID ({5E1F…}), names the same agent (as
-	// GENESYS_AGENTS is read).
-	sub := claims.Subject
-	if len(sub) == 38 && sub[0] == '{' && sub[37] == '}' {
-		sub = sub[1:37]
-	}
-	return bridge.AgentID(strings.ToLower(sub)), claims.ExpiresAt.Time, nil
+	// A login that writes the user id in capitals or in braces names the
+	// same agent, as GENESYS_AGENTS is read.
+	return bridge.AgentID(bridge.GenesysID(claims.Subject)), claims.ExpiresAt.Time, nil
 }
 
 // MintToken returns an HS256 token for agent valid for ttl, for

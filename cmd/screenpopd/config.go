@@ -17,6 +17,7 @@ import (
 	"github.com/nyaruka/phonenumbers"
 	"github.com/rs/zerolog"
 
+	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/bridge/bus"
 	"github.com/screenpop/screenpop/dataverse"
 	"github.com/screenpop/screenpop/notifications"
@@ -132,7 +133,7 @@ func idList(dst func(*Config) *[]string) func(*Config, string) error {
 		ids := splitList(v)
 		for i, id := range ids {
 			if dataverse.IsGUID(id) {
-				ids[i] = genesysID(id) // anything else is quoted as written
+				ids[i] = bridge.GenesysID(id) // anything else is quoted as written
 			}
 		}
 		*dst(c) = ids
@@ -864,20 +865,13 @@ func readAgentsFileLines(path string) (ids []string, lines []int, err error) {
 	for i, line := range strings.Split(strings.TrimPrefix(string(b), "\ufeff"), "\n") {
 		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
 			if dataverse.IsGUID(line) {
-				line = genesysID(line) // as idList; anything else is quoted as written
+				line = bridge.GenesysID(line) // as idList; anything else is quoted as written
 			}
 			ids = append(ids, line)
 			lines = append(lines, i+1)
 		}
 	}
 	return ids, lines, nil
-}
-
-// genesysID is a UUID (dataverse.IsGUID) as Genesys writes ids in topics
-// and conversation bodies: in lower case, without the braces Windows tools
-// and Dynamics copy a GUID in.
-func genesysID(id string) string {
-	return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(id, "{"), "}"))
 }
 
 func splitList(v string) []string {

@@ -249,7 +249,7 @@ func (c *TokenCommand) Run(ctx context.Context, args []string) error {
 	}
 	*agent = strings.ToLower(strings.TrimSpace(*agent)) // as GENESYS_AGENTS: Genesys writes user ids in lower case
 	if dataverse.IsGUID(*agent) {
-		*agent = genesysID(*agent) // without braces, as GENESYS_AGENTS
+		*agent = bridge.GenesysID(*agent) // without braces, as GENESYS_AGENTS
 	}
 	var p []string
 	switch {
