@@ -599,12 +599,25 @@ func (c *conn) writeLoop() {
 		}
 		if err != nil {
 			c.mu.Lock()
+			// A frame the browser did not take within WriteTimeout (a
+			// stalled or too narrow link): too slow, as a full queue is,
+			// though no 4008 can follow a frame half written. Said so
+			// as for a full queue: otherwise the socket was cut with no
+			// log line or count at all (operations.md reads 4008 and
+			// slow_closed for slow browsers and networks).
+			slow := !c.closing && isTimeout(err)
+			queued := len(c.q)
 			c.closing = true
 			cs := c.closeSent
 			c.closeSent = nil
 			c.q, c.writing = nil, false
 			c.wakeLocked()
 			c.mu.Unlock()
+			if slow {
+				c.s.nSlow.Add(1)
+				c.s.m.closes.WithLabelValues(strconv.Itoa(CloseTooSlow)).Inc()
+				c.s.log.Warn().Str("agent_id", string(c.agent)).Int("queued", queued).Dur("write_timeout", timeout).Msg("agent socket too slow; closing")
+			}
 			if cs != nil {
 				close(cs)
 			}
