@@ -22,6 +22,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // ProxyError is a proxy's refusal to open a tunnel to a host.
@@ -83,9 +84,12 @@ func DialError(proxy func(*http.Request) (*url.URL, error), rawURL string, err e
 		target = net.JoinHostPort(u.Hostname(), port)
 	}
 	// gorilla's proxy dialer returns errors.New of the text after the
-	// status code of a CONNECT answer that is not 200.
+	// status code of a CONNECT answer that is not 200: the status text,
+	// or a proxy's own reason phrase that adds its words after it
+	// ("Proxy Authentication Required ( Forefront TMG requires ... )").
+	msg := err.Error()
 	for code := 100; code < 600; code++ {
-		if t := http.StatusText(code); t != "" && t == err.Error() {
+		if t := http.StatusText(code); t != "" && (msg == t || strings.HasPrefix(msg, t+" ")) {
 			return &ProxyError{Proxy: p.Host, Target: target, Status: code}
 		}
 	}

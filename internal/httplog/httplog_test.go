@@ -68,3 +68,50 @@ func TestErrorLog_NetHTTPLinesAreJSON(t *testing.T) {
 		t.Fatalf("levels %v, want the failed handshake at debug and the panic at error; log:\n%s", levels, logs.String())
 	}
 }
+
+// Any other line of net/http's (a handler writing its header twice, an
+// accept that fails and is retried) is at warn, with the line itself, not
+// a trailing newline, in "detail".
+func TestErrorLog_OtherLinesAtWarn(t *testing.T) {
+	var logs syncbuf.Buffer
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.WriteHeader(http.StatusInternalServerError) // "http: superfluous response.WriteHeader call"
+	}))
+	el := httplog.ErrorLog(zerolog.New(&logs).Level(zerolog.DebugLevel))
+	srv.Config.ErrorLog = el
+	srv.Start()
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	// net/http's Serve, had it no listener that waits out EMFILE itself.
+	el.Printf("http: Accept error: accept tcp 127.0.0.1:8443: accept4: too many open files; retrying in 5ms")
+
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "superfluous") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	ls, err := logs.JSONLines()
+	if err != nil {
+		t.Fatalf("a line is not JSON: %v\n%s", err, logs.String())
+	}
+	levels := map[string]string{}
+	for _, l := range ls {
+		detail, _ := l["detail"].(string)
+		if detail != strings.TrimSpace(detail) {
+			t.Errorf("detail %q: want the line without its newline", detail)
+		}
+		switch {
+		case strings.HasPrefix(detail, "http: superfluous response.WriteHeader call"):
+			levels["superfluous"], _ = l["level"].(string)
+		case strings.HasPrefix(detail, "http: Accept error"):
+			levels["accept"], _ = l["level"].(string)
+		}
+	}
+	if levels["superfluous"] != "warn" || levels["accept"] != "warn" {
+		t.Fatalf("levels %v, want both lines at warn; log:\n%s", levels, logs.String())
+	}
+}

@@ -59,3 +59,24 @@ func TestEvery(t *testing.T) {
 		t.Fatal("the first failure after a success was held back")
 	}
 }
+
+// held counts the lines held back since the last one logged, not since
+// the start: each line let through reports its own period's repeats; and
+// a repeat anywhere within the period is held back.
+func TestLimiter_HeldBackSinceTheLastLine(t *testing.T) {
+	l := New(time.Minute, 4)
+	t0 := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+	l.Allow("a", t0)
+	for _, d := range []time.Duration{time.Second, 30 * time.Second, 59 * time.Second} {
+		if ok, _ := l.Allow("a", t0.Add(d)); ok {
+			t.Fatalf("a repeat %v after the line was let through", d)
+		}
+	}
+	if ok, held := l.Allow("a", t0.Add(time.Minute)); !ok || held != 3 {
+		t.Fatalf("after the first period: %v, held %d; want the line, with 3 held back", ok, held)
+	}
+	l.Allow("a", t0.Add(90*time.Second))
+	if ok, held := l.Allow("a", t0.Add(2*time.Minute)); !ok || held != 1 {
+		t.Fatalf("after the second period: %v, held %d; want the line, with the 1 held back since the last", ok, held)
+	}
+}

@@ -20,3 +20,13 @@ func TestOf(t *testing.T) {
 		t.Fatalf("%d distinct labels, want at most 70", len(seen))
 	}
 }
+
+// The bounds of the registered range: 100 and 599 are statuses an
+// upstream may answer, 99 and 600 are not.
+func TestOf_Bounds(t *testing.T) {
+	for code, want := range map[int]string{99: "other", 100: "100", 101: "101", 599: "5xx", 600: "other"} {
+		if got := Of(code); got != want {
+			t.Errorf("Of(%d) = %q, want %q", code, got, want)
+		}
+	}
+}
