@@ -539,8 +539,6 @@ func sanitize(s string) string {
 	return s
 }
 
-// call runs one SDK call with a token, refreshing once on 401 (except
-// with Probe's token, which no auth loop refreshes).
 // learnOrg reads the organization of the client's token (tokens/me), so
 // that agent tokens of other organizations can be refused. The auth loop
 // retries a failure.
@@ -575,6 +573,8 @@ func (c *Client) OrgID() string {
 	return ""
 }
 
+// call runs one SDK call with a token, refreshing once on 401 (except
+// with Probe's token, which no auth loop refreshes).
 func (c *Client) call(ctx context.Context, op string, fn func() (*platformclientv2.APIResponse, error)) error {
 	for attempt := 0; ; attempt++ {
 		t, err := c.awaitToken(ctx)
@@ -938,7 +938,7 @@ func (c *Client) queuePage(queue string, page int) ([]string, bool, *platformcli
 	return ids, more, resp, err
 }
 
-// watched returns the desired agents, sorted.
+// watchedLocked returns the desired agents, sorted; c.mu is held.
 func (c *Client) watchedLocked() []string {
 	set := map[string]bool{}
 	for a := range c.static {

@@ -52,7 +52,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// register adds the metrics (and the heartbeat-age gauge, which reads c)
+// registerMetrics adds the metrics (and the heartbeat-age gauge, which reads c)
 // to reg.
 func (c *Client) registerMetrics(reg prometheus.Registerer) error {
 	if reg == nil {

@@ -237,7 +237,7 @@ func (e *APIError) Error() string {
 	return s
 }
 
-// ErrNotFound is wrapped by APIErrors with status 404.
+// errNotFound is wrapped by APIErrors with status 404.
 var errNotFound = errors.New("not found")
 
 func (e *APIError) Unwrap() error {
