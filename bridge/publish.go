@@ -79,6 +79,8 @@ type EventPublisher struct {
 	dropMu      sync.Mutex
 	dropLogged  time.Time
 	dropPending int
+	dropReason  string      // of the latest drop held back
+	dropTimer   *time.Timer // tells dropPending once the second is up
 
 	m publisherMetrics
 }
@@ -209,12 +211,18 @@ func (p *EventPublisher) lane(c ConversationID) int {
 
 // drop counts a lost event and logs it at error: each one while drops are
 // rare, then at most one line a second with the count since the last line.
+// Drops held back are told when the second is up even if no other drop
+// follows, so the lines add up to every event lost.
 func (p *EventPublisher) drop(eventID, convID, reason string) {
 	p.m.dropped.WithLabelValues(reason).Inc()
 	p.dropMu.Lock()
 	now := time.Now()
 	p.dropPending++
-	if now.Sub(p.dropLogged) < time.Second {
+	if wait := time.Second - now.Sub(p.dropLogged); wait > 0 {
+		p.dropReason = reason
+		if p.dropTimer == nil {
+			p.dropTimer = time.AfterFunc(wait, p.flushDrops)
+		}
 		p.dropMu.Unlock()
 		return
 	}
@@ -223,6 +231,24 @@ func (p *EventPublisher) drop(eventID, convID, reason string) {
 	p.dropMu.Unlock()
 	p.log.Error().Str("event_id", eventID).Str("conversation_id", convID).Str("reason", reason).
 		Int("dropped", n).Msg("event dropped")
+}
+
+// flushDrops logs the drops held back since the last line, if any.
+func (p *EventPublisher) flushDrops() {
+	p.dropMu.Lock()
+	if p.dropTimer != nil {
+		p.dropTimer.Stop()
+		p.dropTimer = nil
+	}
+	n := p.dropPending
+	if n == 0 {
+		p.dropMu.Unlock()
+		return
+	}
+	reason := p.dropReason
+	p.dropPending, p.dropLogged = 0, time.Now()
+	p.dropMu.Unlock()
+	p.log.Error().Str("reason", reason).Int("dropped", n).Msg("event dropped")
 }
 
 // Run publishes until ctx is cancelled, then drains the buffer for at most
@@ -265,6 +291,7 @@ func (p *EventPublisher) Run(ctx context.Context) error {
 			break
 		}
 	}
+	p.flushDrops()
 	p.log.Info().Int("dropped", left).Msg("event publisher stopped")
 	return nil
 }

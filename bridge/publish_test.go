@@ -195,6 +195,57 @@ func TestEventPublisher_Run(t *testing.T) {
 		}
 	})
 
+	t.Run("ABurstOfDropsIsToldInFull", func(t *testing.T) {
+		// A burst of drops (NATS stalled, the buffer full) that ends within
+		// a second: the first is logged at once, the rest held back. Once
+		// the second is up they are told even if no drop follows, so the
+		// "dropped" counts of the lines add up to every event lost
+		// (operations.md: "event dropped ... that call may not pop").
+		defer goleak.VerifyNone(t)
+		var logs syncbuf.Buffer
+		release := make(chan struct{})
+		p, err := NewEventPublisher(EventPublisherConfig{MaxInFlight: 1, MaxBuffer: 1},
+			&fakePublisher{PublishFn: func(ctx context.Context, m Message) error {
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
+				return nil
+			}}, zerolog.New(&logs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := runPublisher(t, p)
+		defer stop()
+		defer close(release)
+		p.Enqueue(testEvent("c0", "p1", StateAlerting))
+		waitFor(t, 5*time.Second, func() bool { return p.Status().Buffered == 0 }) // in flight, held
+		p.Enqueue(testEvent("c0", "p1", StateConnected))                           // the buffer's one place
+		const burst = 40
+		for i := range burst {
+			p.Enqueue(testEvent(fmt.Sprintf("c%d", i+1), "p1", StateAlerting))
+		}
+		if got := testutil.ToFloat64(p.m.dropped.WithLabelValues("buffer_full")); got != burst {
+			t.Fatalf("dropped counted %v, want %d", got, burst)
+		}
+		told := func() (n int) {
+			lines, err := logs.JSONLines()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range lines {
+				if l["message"] == "event dropped" {
+					n += int(l["dropped"].(float64))
+				}
+			}
+			return n
+		}
+		waitFor(t, 5*time.Second, func() bool { return told() == burst })
+		if l := logs.String(); strings.Count(l, `"message":"event dropped"`) != 2 || strings.Count(l, `"reason":"buffer_full"`) != 2 {
+			t.Errorf("want the first drop's line and one line for the rest, each with its reason:\n%s", l)
+		}
+	})
+
 	t.Run("DrainsOnShutdown", func(t *testing.T) {
 		defer goleak.VerifyNone(t)
 		var rec recorder
