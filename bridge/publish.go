@@ -80,6 +80,8 @@ type EventPublisher struct {
 	dropLogged  time.Time
 	dropPending int
 	dropReason  string      // of the latest drop held back
+	dropEvent   string      // its event_id
+	dropConv    string      // its conversation_id
 	dropTimer   *time.Timer // tells dropPending once the second is up
 
 	m publisherMetrics
@@ -219,7 +221,7 @@ func (p *EventPublisher) drop(eventID, convID, reason string) {
 	now := time.Now()
 	p.dropPending++
 	if wait := time.Second - now.Sub(p.dropLogged); wait > 0 {
-		p.dropReason = reason
+		p.dropReason, p.dropEvent, p.dropConv = reason, eventID, convID
 		if p.dropTimer == nil {
 			p.dropTimer = time.AfterFunc(wait, p.flushDrops)
 		}
@@ -245,10 +247,12 @@ func (p *EventPublisher) flushDrops() {
 		p.dropMu.Unlock()
 		return
 	}
-	reason := p.dropReason
+	reason, eventID, convID := p.dropReason, p.dropEvent, p.dropConv
 	p.dropPending, p.dropLogged = 0, time.Now()
 	p.dropMu.Unlock()
-	p.log.Error().Str("reason", reason).Int("dropped", n).Msg("event dropped")
+	// As every line, it names one of the events it counts (the latest).
+	p.log.Error().Str("event_id", eventID).Str("conversation_id", convID).Str("reason", reason).
+		Int("dropped", n).Msg("event dropped")
 }
 
 // Run publishes until ctx is cancelled, then drains the buffer for at most

@@ -275,7 +275,7 @@ func openSocket(ctx context.Context, uri string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	ws, resp, err := dialer.DialContext(ctx, uri, nil)
+	ws, resp, err := proxiedDialer(uri).DialContext(ctx, uri, nil)
 	if resp != nil && resp.Body != nil {
 		resp.Body.Close()
 	}

@@ -949,10 +949,21 @@ func (c *Client) recordRejections(topics []string, rejected map[string]rejection
 
 var dialer = websocket.Dialer{HandshakeTimeout: 15 * time.Second, ReadBufferSize: 32 << 10, WriteBufferSize: 4 << 10, Proxy: http.ProxyFromEnvironment}
 
+// proxiedDialer is dialer for uri, opening the tunnel through the proxy
+// itself when there is one (egress.NetDialer): gorilla's own proxy dialer
+// panics on a refusal without a reason phrase ("HTTP/1.1 407").
+func proxiedDialer(uri string) *websocket.Dialer {
+	d := dialer
+	if nd := egress.NetDialer(dialer.Proxy, uri); nd != nil {
+		d.Proxy, d.NetDialContext = nil, nd
+	}
+	return &d
+}
+
 func (sh *shard) dial(ctx context.Context, id, uri string) (*session, error) {
 	dctx, cancel := context.WithTimeout(ctx, sh.c.cfg.HTTPTimeout)
 	defer cancel()
-	ws, resp, err := dialer.DialContext(dctx, uri, nil)
+	ws, resp, err := proxiedDialer(uri).DialContext(dctx, uri, nil)
 	if err != nil {
 		if resp != nil && channelRefused(resp.StatusCode) {
 			return nil, &APIError{Op: "connect channel", Status: http.StatusNotFound}

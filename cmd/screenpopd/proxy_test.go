@@ -97,7 +97,9 @@ func (p *egressProxy) URL(user, pass string) string {
 }
 
 // Refuse makes the proxy answer CONNECTs to target ("*": every host) with
-// status instead of a tunnel; 0 tunnels again.
+// status instead of a tunnel; 0 tunnels again. A negative status is
+// answered with its code and no reason phrase ("HTTP/1.1 407"), as some
+// appliances write it (Go's client reads it as the code).
 func (p *egressProxy) Refuse(target string, status int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -169,6 +171,10 @@ func (p *egressProxy) serve(c net.Conn) {
 		return
 	}
 	answer := func(status int, hdr string) {
+		if status < 0 {
+			fmt.Fprintf(c, "HTTP/1.1 %d\r\n%sContent-Length: 0\r\nConnection: close\r\n\r\n", -status, hdr)
+			return
+		}
 		fmt.Fprintf(c, "HTTP/1.1 %d %s\r\n%sContent-Length: 0\r\nConnection: close\r\n\r\n", status, http.StatusText(status), hdr)
 	}
 	want := "Basic " + base64.StdEncoding.EncodeToString([]byte(p.user+":"+p.pass))
@@ -500,6 +506,30 @@ func TestDaemon_ThroughAnHTTPSProxy(t *testing.T) {
 		refusedBy(t, p, "genesys channel not connected, retrying", http.StatusForbidden)
 		p.kill()
 		noSecret(t, "the daemon's log", p.logs.String())
+	})
+	t.Run("StreamingRefusedWithoutAReasonPhrase", func(t *testing.T) {
+		// A proxy that answers the streaming host's CONNECT with a bare
+		// status line, "HTTP/1.1 407" (the reason phrase is optional to
+		// a reader; Go's client reads it as 407). The refusal is named
+		// as the proxy's 407, as with a reason phrase; screenpopd does
+		// not crash on it (gorilla's proxy dialer indexes the text after
+		// the code, and panics when there is none).
+		px.Reset()
+		px.Refuse(proxiedStreaming+":443", -http.StatusProxyAuthRequired)
+		defer px.Refuse(proxiedStreaming+":443", 0)
+		vars := proxiedVars()
+		code, out := runCheckProcess(t, vars)
+		t.Logf("exit %d:\n%s", code, out)
+		if strings.Contains(out, "panic:") {
+			t.Errorf("check panicked on the proxy's bare 407")
+		}
+		checkRefusedBy(t, out, "FAIL genesys channel", http.StatusProxyAuthRequired)
+		p := spawnMain(t, "run", vars)
+		refusedBy(t, p, "genesys channel not connected, retrying", http.StatusProxyAuthRequired)
+		p.kill()
+		if strings.Contains(p.logs.String(), "panic:") {
+			t.Errorf("the daemon panicked on the proxy's bare 407")
+		}
 	})
 	t.Run("UnreadableProxyURL", func(t *testing.T) {
 		// A password with a % that is not an escape: Go cannot parse

@@ -16,13 +16,16 @@
 package egress
 
 import (
+	"bufio"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // ProxyError is a proxy's refusal to open a tunnel to a host.
@@ -98,4 +101,72 @@ func DialError(proxy func(*http.Request) (*url.URL, error), rawURL string, err e
 		return err
 	}
 	return fmt.Errorf("through proxy %s: %w", p.Host, err)
+}
+
+// NetDialer returns, for a websocket dial of rawURL that proxy sends
+// through a proxy, a NetDialContext for the dialer (whose own Proxy is then
+// left nil) that opens the tunnel itself: a CONNECT answered with anything
+// but 200 is a *ProxyError with the answer's status, whatever its reason
+// phrase, or none. gorilla's proxy dialer keeps only the text after the
+// code, and panics on a status line without one ("HTTP/1.1 407"). It
+// returns nil when rawURL goes out directly.
+func NetDialer(proxy func(*http.Request) (*url.URL, error), rawURL string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	if proxy == nil {
+		return nil
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil
+	}
+	hu := *u
+	switch u.Scheme {
+	case "ws":
+		hu.Scheme = "http"
+	case "wss":
+		hu.Scheme = "https"
+	}
+	p, err := proxy(&http.Request{Method: http.MethodGet, URL: &hu, Header: http.Header{}})
+	if err != nil || p == nil {
+		return nil
+	}
+	proxyAddr := p.Host
+	if p.Port() == "" {
+		proxyAddr = net.JoinHostPort(p.Hostname(), "80")
+	}
+	hdr := http.Header{}
+	if p.User != nil {
+		if pass, ok := p.User.Password(); ok {
+			hdr.Set("Proxy-Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(p.User.Username()+":"+pass)))
+		}
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, proxyAddr)
+		if err != nil {
+			return nil, err
+		}
+		stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+		defer stop()
+		req := &http.Request{Method: http.MethodConnect, URL: &url.URL{Opaque: addr}, Host: addr, Header: hdr.Clone()}
+		if err := req.Write(c); err != nil {
+			c.Close()
+			return nil, errors.Join(ctx.Err(), err)
+		}
+		// The proxy says nothing more until the client speaks (TLS), so
+		// the buffered reader holds nothing of the tunnel's.
+		resp, err := http.ReadResponse(bufio.NewReader(c), req)
+		if err != nil {
+			c.Close()
+			return nil, errors.Join(ctx.Err(), err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			c.Close()
+			return nil, &ProxyError{Proxy: p.Host, Target: addr, Status: resp.StatusCode}
+		}
+		if !stop() {
+			c.Close()
+			return nil, ctx.Err()
+		}
+		return c, nil
+	}
 }
