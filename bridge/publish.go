@@ -342,7 +342,7 @@ func (p *EventPublisher) publish(ctx context.Context, e Event, wake chan struct{
 	msg, err := EncodeEvent(&e, at)
 	if err != nil {
 		p.m.dropped.WithLabelValues("encode").Inc()
-		p.log.Error().Err(err).Str("event_id", msg.ID).Str("conversation_id", string(e.ConversationID)).Str("reason", "encode").Msg("event dropped")
+		p.log.Error().Err(err).Str("event_id", msg.ID).Str("conversation_id", string(e.ConversationID)).Str("reason", "encode").Int("dropped", 1).Msg("event dropped")
 		return
 	}
 	backoff := p.cfg.MinBackoff
@@ -389,7 +389,7 @@ func (p *EventPublisher) publish(ctx context.Context, e Event, wake chan struct{
 		if p.cfg.MaxAttempts > 0 && attempt >= p.cfg.MaxAttempts {
 			p.m.dropped.WithLabelValues("attempts").Inc()
 			p.log.Error().Err(err).Str("event_id", msg.ID).Str("conversation_id", string(e.ConversationID)).
-				Str("reason", "attempts").Int("attempt", attempt).Msg("event dropped")
+				Str("reason", "attempts").Int("attempt", attempt).Int("dropped", 1).Msg("event dropped")
 			return
 		}
 		if ctx.Err() != nil {

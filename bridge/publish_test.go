@@ -190,7 +190,7 @@ func TestEventPublisher_Run(t *testing.T) {
 			t.Errorf("retries counted %v, want 2", got)
 		}
 		// On-call reads why from the line (operations.md).
-		if l := logs.String(); !strings.Contains(l, `"reason":"attempts"`) || !strings.Contains(l, `"message":"event dropped"`) {
+		if l := logs.String(); !strings.Contains(l, `"reason":"attempts"`) || !strings.Contains(l, `"dropped":1`) || !strings.Contains(l, `"message":"event dropped"`) {
 			t.Errorf("the drop's log line lacks its reason:\n%s", l)
 		}
 	})
