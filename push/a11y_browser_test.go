@@ -109,7 +109,10 @@ func typing(t *testing.T, ctx context.Context) {
 // chooser; it returns the ids of the candidates.
 func popChoose(t *testing.T, e *env, ctx context.Context, agent, conv string) [2]string {
 	t.Helper()
-	run(t, ctx, poll(`window.__clients().indexOf('ready') >= 0`))
+	// The tab's newest page holds the socket: a pop sent while a record
+	// opened by the subtest before is still loading is drawn by the page
+	// before and taken over by the new one under the test's keys.
+	run(t, ctx, poll(`window.__clients()[window.__clients().length - 1] === 'ready'`))
 	p := testPop(bridge.AgentID(agent), conv)
 	p.Target = bridge.Target{Action: bridge.ActionChoose}
 	h := fnv.New32a()
