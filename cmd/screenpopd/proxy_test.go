@@ -50,12 +50,15 @@ type egressProxy struct {
 	pass   string
 	routes map[string]string // host:port -> loopback host:port
 
-	mu      sync.Mutex
-	refuse  map[string]int // host:port (or "*") -> the status the proxy answers instead of a tunnel
-	asked   []proxyAsk
-	conns   map[net.Conn]bool
-	closing bool
-	wg      sync.WaitGroup
+	mu     sync.Mutex
+	refuse map[string]int // host:port (or "*") -> the status the proxy answers instead of a tunnel
+	// refuseHdr is the header lines (each ending "\r\n") the proxy
+	// writes with a refusal, e.g. its own Proxy-Authenticate.
+	refuseHdr string
+	asked     []proxyAsk
+	conns     map[net.Conn]bool
+	closing   bool
+	wg        sync.WaitGroup
 }
 
 type proxyAsk struct {
@@ -108,6 +111,20 @@ func (p *egressProxy) Refuse(target string, status int) {
 	} else {
 		p.refuse[target] = status
 	}
+}
+
+// neverAnswer, given to Refuse, makes the proxy read the CONNECT and
+// answer nothing until the client goes (an overloaded appliance, a filter
+// that drops the request).
+const neverAnswer = 1
+
+// RefuseWith is Refuse with the header lines hdr (each ending "\r\n")
+// on every refusal until the next RefuseWith.
+func (p *egressProxy) RefuseWith(target string, status int, hdr string) {
+	p.Refuse(target, status)
+	p.mu.Lock()
+	p.refuseHdr = hdr
+	p.mu.Unlock()
 }
 
 // Asked returns what the proxy was asked for since the last Reset.
@@ -188,6 +205,7 @@ func (p *egressProxy) serve(c net.Conn) {
 		status, refused = p.refuse["*"]
 	}
 	addr, mapped := p.routes[ask.target]
+	refuseHdr := p.refuseHdr
 	i := len(p.asked)
 	p.asked = append(p.asked, ask)
 	p.mu.Unlock()
@@ -195,8 +213,11 @@ func (p *egressProxy) serve(c net.Conn) {
 	case !ask.authorized:
 		answer(http.StatusProxyAuthRequired, "Proxy-Authenticate: Basic realm=\"corp\"\r\n")
 		return
+	case refused && status == neverAnswer:
+		_, _ = io.Copy(io.Discard, br)
+		return
 	case refused:
-		answer(status, "")
+		answer(status, refuseHdr)
 		return
 	case req.Method != http.MethodConnect || !mapped:
 		answer(http.StatusForbidden, "")

@@ -33,11 +33,45 @@ type ProxyError struct {
 	Proxy  string // the proxy's host:port, without credentials
 	Target string // the host:port the tunnel was asked for
 	Status int    // the proxy's answer, e.g. 407
+	// Schemes are the authentication schemes a 407's Proxy-Authenticate
+	// offers ("Basic", "NTLM", "Negotiate"), as the proxy wrote them.
+	Schemes []string
+}
+
+// authSchemes returns the schemes of h's Proxy-Authenticate challenges,
+// one header each or several in one ("NTLM, Basic realm=\"corp\""): the
+// first word of each comma-separated part that is not an auth-param.
+func authSchemes(h http.Header) []string {
+	var out []string
+	for _, v := range h.Values("Proxy-Authenticate") {
+		for part := range strings.SplitSeq(v, ",") {
+			if f := strings.Fields(part); len(f) > 0 && !strings.Contains(f[0], "=") {
+				out = append(out, f[0])
+			}
+		}
+	}
+	return out
+}
+
+// basicOffered reports whether schemes leaves Basic to the client: it
+// offers Basic, or names no scheme at all.
+func basicOffered(schemes []string) bool {
+	if len(schemes) == 0 {
+		return true
+	}
+	for _, s := range schemes {
+		if strings.EqualFold(s, "Basic") {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *ProxyError) Error() string {
 	s := fmt.Sprintf("proxy %s refused the connection to %s: %d %s", e.Proxy, e.Target, e.Status, http.StatusText(e.Status))
 	switch {
+	case e.Status == http.StatusProxyAuthRequired && !basicOffered(e.Schemes):
+		s += " (the proxy asks for " + strings.Join(e.Schemes, " or ") + " authentication, which screenpopd cannot do: it sends the user and password of HTTPS_PROXY as Basic only; have the proxy accept Basic, or let this host through without authentication)"
 	case e.Status == http.StatusProxyAuthRequired:
 		s += " (put the proxy's user and password in HTTPS_PROXY: http://user:password@host:port)"
 	case e.Status == http.StatusForbidden:
@@ -54,7 +88,7 @@ func OnProxyConnectResponse(_ context.Context, proxy *url.URL, connect *http.Req
 	if res.StatusCode == http.StatusOK {
 		return nil
 	}
-	return &ProxyError{Proxy: proxy.Host, Target: connect.Host, Status: res.StatusCode}
+	return &ProxyError{Proxy: proxy.Host, Target: connect.Host, Status: res.StatusCode, Schemes: authSchemes(res.Header)}
 }
 
 // DialError names the proxy in err, the error of a websocket dial of
@@ -109,7 +143,8 @@ func DialError(proxy func(*http.Request) (*url.URL, error), rawURL string, err e
 // but 200 is a *ProxyError with the answer's status, whatever its reason
 // phrase, or none. gorilla's proxy dialer keeps only the text after the
 // code, and panics on a status line without one ("HTTP/1.1 407"). It
-// returns nil when rawURL goes out directly.
+// returns nil when rawURL goes out directly, or through a proxy that is
+// not http:// (socks5://, which the dialer's Proxy reaches itself).
 func NetDialer(proxy func(*http.Request) (*url.URL, error), rawURL string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	if proxy == nil {
 		return nil
@@ -126,7 +161,9 @@ func NetDialer(proxy func(*http.Request) (*url.URL, error), rawURL string) func(
 		hu.Scheme = "https"
 	}
 	p, err := proxy(&http.Request{Method: http.MethodGet, URL: &hu, Header: http.Header{}})
-	if err != nil || p == nil {
+	// Only an http:// proxy is asked for a CONNECT; the dialer's own
+	// Proxy reaches another (socks5://) as it does.
+	if err != nil || p == nil || !strings.EqualFold(p.Scheme, "http") {
 		return nil
 	}
 	proxyAddr := p.Host
@@ -134,10 +171,9 @@ func NetDialer(proxy func(*http.Request) (*url.URL, error), rawURL string) func(
 		proxyAddr = net.JoinHostPort(p.Hostname(), "80")
 	}
 	hdr := http.Header{}
-	if p.User != nil {
-		if pass, ok := p.User.Password(); ok {
-			hdr.Set("Proxy-Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(p.User.Username()+":"+pass)))
-		}
+	if p.User != nil { // as Go's transport: a user without a password too
+		pass, _ := p.User.Password()
+		hdr.Set("Proxy-Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(p.User.Username()+":"+pass)))
 	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var d net.Dialer
@@ -148,20 +184,26 @@ func NetDialer(proxy func(*http.Request) (*url.URL, error), rawURL string) func(
 		stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 		defer stop()
 		req := &http.Request{Method: http.MethodConnect, URL: &url.URL{Opaque: addr}, Host: addr, Header: hdr.Clone()}
-		if err := req.Write(c); err != nil {
+		// One line, whatever failed: check prints one per check.
+		unanswered := func(err error) error {
 			c.Close()
-			return nil, errors.Join(ctx.Err(), err)
+			if ctx.Err() != nil {
+				return fmt.Errorf("no answer from the proxy to the CONNECT to %s: %w", addr, ctx.Err())
+			}
+			return fmt.Errorf("no answer from the proxy to the CONNECT to %s: %w", addr, err)
+		}
+		if err := req.Write(c); err != nil {
+			return nil, unanswered(err)
 		}
 		// The proxy says nothing more until the client speaks (TLS), so
 		// the buffered reader holds nothing of the tunnel's.
 		resp, err := http.ReadResponse(bufio.NewReader(c), req)
 		if err != nil {
-			c.Close()
-			return nil, errors.Join(ctx.Err(), err)
+			return nil, unanswered(err)
 		}
 		if resp.StatusCode != http.StatusOK {
 			c.Close()
-			return nil, &ProxyError{Proxy: p.Host, Target: addr, Status: resp.StatusCode}
+			return nil, &ProxyError{Proxy: p.Host, Target: addr, Status: resp.StatusCode, Schemes: authSchemes(resp.Header)}
 		}
 		if !stop() {
 			c.Close()
