@@ -129,10 +129,27 @@ func (s *sdkHTTP) Do(o *platformclientv2.HTTPRequestOptions) (*http.Response, er
 	if err != nil {
 		return nil, err
 	}
-	if err := readWhole(resp); err != nil {
+	b, err := readWhole(resp)
+	if err != nil {
 		return nil, err
 	}
-	if !strings.HasSuffix(req.URL.Path, "/oauth/token") || resp.StatusCode < 300 { // a redirect too is a refused login
+	// A body of JSON null is decoded by the SDK into a nil pointer that
+	// it then dereferences, a panic in the caller's goroutine (none
+	// recovers: the daemon stops): an error answer's *APIError
+	// (NewAPIResponse), a login's *AuthResponse or *AuthErrorResponse
+	// (AuthorizeClientCredentials). Any other body that is no object the
+	// SDK fails to decode, an error of the call.
+	null := bytes.Equal(bytes.TrimSpace(b), []byte("null"))
+	if !strings.HasSuffix(req.URL.Path, "/oauth/token") {
+		if null && (resp.StatusCode < 200 || resp.StatusCode > 299) {
+			// Without a body the call fails with its status, as with
+			// an empty gateway error page.
+			resp.Body = io.NopCloser(bytes.NewReader(nil))
+			resp.ContentLength = 0
+		}
+		return resp, nil
+	}
+	if resp.StatusCode < 300 && !null { // a redirect too is a refused login
 		return resp, nil
 	}
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
@@ -165,18 +182,18 @@ const maxAnswer = 16 << 20
 // cut before its nextUri would pass for the last one. Read here, the cut is
 // the call's error, and an endless answer stops at maxAnswer. The error
 // names neither the URL nor the body (a channel's URL is its credential).
-func readWhole(resp *http.Response) error {
+func readWhole(resp *http.Response) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	resp.Body.Close()
 	if err != nil {
-		return fmt.Errorf("read answer (HTTP %d): %w", resp.StatusCode, err)
+		return nil, fmt.Errorf("read answer (HTTP %d): %w", resp.StatusCode, err)
 	}
 	if len(b) > maxAnswer {
-		return fmt.Errorf("answer (HTTP %d) larger than %d MiB: refused", resp.StatusCode, maxAnswer>>20)
+		return nil, fmt.Errorf("answer (HTTP %d) larger than %d MiB: refused", resp.StatusCode, maxAnswer>>20)
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(b))
 	resp.ContentLength = int64(len(b))
-	return nil
+	return b, nil
 }
 
 // oauthErrorBody makes a refused login's answer one the SDK's login can
@@ -195,6 +212,9 @@ func oauthErrorBody(resp *http.Response) (*http.Response, error) {
 		what := "an empty answer"
 		if len(b) > 0 {
 			what = "a non-JSON answer"
+			if gjson.ValidBytes(b) {
+				what = "a JSON answer that is no object"
+			}
 			if ct := resp.Header.Get("Content-Type"); ct != "" {
 				what += " (" + ct + ")"
 			}

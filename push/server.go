@@ -772,8 +772,10 @@ func (s *Server) originAllowed(r *http.Request) bool {
 	if s.origins[n] {
 		return true
 	}
-	u, _ := url.Parse(n)
-	return strings.EqualFold(u.Host, r.Host)
+	// An IPv6 zone comes back unescaped ("[fe80::1%en0]"), which does
+	// not parse again: no host of this server's.
+	u, err := url.Parse(n)
+	return err == nil && strings.EqualFold(u.Host, r.Host)
 }
 
 // normalizeOrigin lower-cases scheme and host and drops default ports, so
