@@ -40,17 +40,39 @@ type ProxyError struct {
 
 // authSchemes returns the schemes of h's Proxy-Authenticate challenges,
 // one header each or several in one ("NTLM, Basic realm=\"corp\""): the
-// first word of each comma-separated part that is not an auth-param.
+// first word of each comma-separated part that is not an auth-param
+// ("realm=x", "realm = x"). A comma within a quoted value ("Digest
+// qop=\"auth, auth-int\"") separates nothing.
 func authSchemes(h http.Header) []string {
 	var out []string
 	for _, v := range h.Values("Proxy-Authenticate") {
-		for part := range strings.SplitSeq(v, ",") {
-			if f := strings.Fields(part); len(f) > 0 && !strings.Contains(f[0], "=") {
+		for _, part := range splitOutsideQuotes(v) {
+			f := strings.Fields(part)
+			if len(f) > 0 && !strings.Contains(f[0], "=") && (len(f) == 1 || !strings.HasPrefix(f[1], "=")) {
 				out = append(out, f[0])
 			}
 		}
 	}
 	return out
+}
+
+// splitOutsideQuotes splits v at the commas that are not within a
+// quoted-string (RFC 9110 5.6.4, with its backslash escapes).
+func splitOutsideQuotes(v string) []string {
+	var parts []string
+	quoted, start := false, 0
+	for i := 0; i < len(v); i++ {
+		switch {
+		case quoted && v[i] == '\\':
+			i++
+		case v[i] == '"':
+			quoted = !quoted
+		case !quoted && v[i] == ',':
+			parts = append(parts, v[start:i])
+			start = i + 1
+		}
+	}
+	return append(parts, v[start:])
 }
 
 // basicOffered reports whether schemes leaves Basic to the client: it
