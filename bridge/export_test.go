@@ -10,3 +10,13 @@ func (r *Resolver) RememberConversation(conv ConversationID, at time.Time) {
 	r.convs.put(conv, at)
 	r.mu.Unlock()
 }
+
+// PhoneCacheBytes is the bytes of raw addresses the phone cache keeps.
+func (n *Normalizer) PhoneCacheBytes() (b int) {
+	n.phoneMu.Lock()
+	defer n.phoneMu.Unlock()
+	for k := range n.phones {
+		b += len(k)
+	}
+	return b
+}

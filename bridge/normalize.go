@@ -87,10 +87,21 @@ type Normalizer struct {
 // small cache saves most of libphonenumber's cost.
 const maxPhoneCache = 4096
 
+// maxPhoneCacheKey is the longest raw address the phone cache keeps: no
+// number ParsePhone reads is longer than maxPhoneInput, give or take
+// surrounding spaces.
+const maxPhoneCacheKey = 2 * maxPhoneInput
+
 // parsePhone is ParsePhone in the normalizer's region, cached.
 func (n *Normalizer) parsePhone(raw string) (string, bool) {
 	if raw == "" {
 		return "", false
+	}
+	if len(raw) > maxPhoneCacheKey {
+		// Not kept: a client can make these up (a chat form's phone
+		// field), and the cache bounds entries, not their bytes.
+		// ParsePhone refuses most of them at once.
+		return ParsePhone(raw, n.region)
 	}
 	n.phoneMu.Lock()
 	e164, hit := n.phones[raw]
