@@ -34,6 +34,7 @@ var webFS embed.FS
 // Server is the agent websocket server. Build it with New, serve it with Run.
 type Server struct {
 	cfg     Config
+	lastPop atomic.Int64 // when follow last delivered a pop, unix ns (drainFollow)
 	store   bridge.PopStore
 	auth    *authCache
 	log     zerolog.Logger
@@ -223,7 +224,8 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	s.serving.Store(true)
 	s.log.Info().Str("addr", ln.Addr().String()).Str("auth", s.cfg.Auth).Msg("agent listener serving")
 
-	runCtx, stop := context.WithCancel(ctx)
+	// Not ended by ctx: follow outlives it by drainFollow at a stop.
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
 	var bg sync.WaitGroup
 	bg.Add(2)
@@ -233,6 +235,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	var err error
 	select {
 	case <-ctx.Done():
+		s.drainFollow()
 	case err = <-serveErr:
 		err = fmt.Errorf("push: serve: %w", err)
 	}
@@ -247,6 +250,31 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	s.revalWG.Wait()
 	s.log.Info().Msg("agent listener stopped")
 	return err
+}
+
+// After a stop, pops keep being followed until none has come for
+// followQuiet, for at most followDrain.
+const (
+	followQuiet = 100 * time.Millisecond
+	followDrain = time.Second
+)
+
+// drainFollow waits, at a stop, for the pops stored just before it to
+// reach their sockets. The daemon stops push after the resolver (the stop
+// follows the data), and the pops the resolver stored while it finished
+// the events in flight are still on their way back from NATS: closed at
+// once, the sockets would miss them live and get them only on their
+// reconnect's replay. It returns once no pop has come for followQuiet.
+func (s *Server) drainFollow() {
+	start := time.Now()
+	for {
+		last := max(start.UnixNano(), s.lastPop.Load())
+		quiet := time.Since(time.Unix(0, last))
+		if quiet >= followQuiet || time.Since(start) >= followDrain {
+			return
+		}
+		time.Sleep(min(followQuiet-quiet, followDrain-time.Since(start)))
+	}
 }
 
 // shutdown closes every agent socket with 1001 and waits for them, cutting
@@ -346,6 +374,7 @@ func (s *Server) closeAll(code int, msg string) int {
 // deliver is the FollowPops callback: it builds the pop's frame once and
 // queues it, without blocking, on each socket of its agent.
 func (s *Server) deliver(p bridge.StoredPop) {
+	s.lastPop.Store(time.Now().UnixNano())
 	pf, err := newPopFrame(p)
 	if err != nil {
 		s.m.popsInvalid.Inc()
