@@ -282,26 +282,7 @@ func TestNetDialer_AUserWithoutAPassword(t *testing.T) {
 // put a user and password in HTTPS_PROXY, which the admin then does in
 // vain.
 func TestProxyError_A407ForNTLMOrNegotiateOnly(t *testing.T) {
-	ws := wsEcho(t)
-	px := startShapedProxy(t, ws, func(c net.Conn, _ *http.Request) bool {
-		io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Negotiate\r\nProxy-Authenticate: NTLM\r\nContent-Length: 0\r\n\r\n")
-		return false
-	})
-	pu, _ := url.Parse("http://svc:s3cret@" + px.ln.Addr().String())
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-
-	tr := &http.Transport{Proxy: http.ProxyURL(pu), OnProxyConnectResponse: OnProxyConnectResponse}
-	defer tr.CloseIdleConnections()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://login.mypurecloud.ie/", nil)
-	_, restErr := tr.RoundTrip(req)
-	_, wsErr := dialLikeTheShard(ctx, http.ProxyURL(pu), "wss://streaming.mypurecloud.ie/channels/x")
-	for what, err := range map[string]error{"REST": restErr, "websocket": wsErr} {
-		var pe *ProxyError
-		if !errors.As(err, &pe) || pe.Status != http.StatusProxyAuthRequired {
-			t.Errorf("%s: %v, want the proxy's 407 as a *ProxyError", what, err)
-			continue
-		}
+	for what, err := range refused407(t, "Proxy-Authenticate: Negotiate\r\nProxy-Authenticate: NTLM\r\n") {
 		msg := err.Error()
 		if strings.Contains(msg, "put the proxy's user and password in HTTPS_PROXY") {
 			t.Errorf("%s: %q tells to put a user and password in HTTPS_PROXY, but the proxy takes NTLM or Negotiate only", what, msg)
@@ -313,6 +294,38 @@ func TestProxyError_A407ForNTLMOrNegotiateOnly(t *testing.T) {
 			t.Errorf("%s: %q holds the proxy's password", what, msg)
 		}
 	}
+}
+
+// refused407 has a proxy (with the user svc:s3cret) answer every CONNECT
+// with a 407 carrying headers (CRLF-ended lines), and returns the
+// *ProxyError of each path through it: "REST" (net/http with
+// OnProxyConnectResponse) and "websocket" (dialled as the shard dials).
+// A path without a *ProxyError of status 407 fails the test.
+func refused407(t *testing.T, headers string) map[string]*ProxyError {
+	t.Helper()
+	ws := wsEcho(t)
+	px := startShapedProxy(t, ws, func(c net.Conn, _ *http.Request) bool {
+		io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\n"+headers+"Content-Length: 0\r\n\r\n")
+		return false
+	})
+	pu, _ := url.Parse("http://svc:s3cret@" + px.ln.Addr().String())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	tr := &http.Transport{Proxy: http.ProxyURL(pu), OnProxyConnectResponse: OnProxyConnectResponse}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://login.mypurecloud.ie/", nil)
+	_, restErr := tr.RoundTrip(req)
+	_, wsErr := dialLikeTheShard(ctx, http.ProxyURL(pu), "wss://streaming.mypurecloud.ie/channels/x")
+	out := map[string]*ProxyError{}
+	for what, err := range map[string]error{"REST": restErr, "websocket": wsErr} {
+		var pe *ProxyError
+		if !errors.As(err, &pe) || pe.Status != http.StatusProxyAuthRequired {
+			t.Fatalf("%s: %v, want the proxy's 407 as a *ProxyError", what, err)
+		}
+		out[what] = pe
+	}
+	return out
 }
 
 // socks5 is a minimal SOCKS5 proxy (RFC 1928, no authentication, CONNECT
