@@ -34,7 +34,6 @@ var webFS embed.FS
 // Server is the agent websocket server. Build it with New, serve it with Run.
 type Server struct {
 	cfg     Config
-	lastPop atomic.Int64 // when follow last delivered a pop, unix ns (drainFollow)
 	store   bridge.PopStore
 	auth    *authCache
 	log     zerolog.Logger
@@ -78,6 +77,8 @@ type Server struct {
 
 	// Counters for Status (the same facts as the metrics).
 	nSent, nAcked, nReplayed, nUnrouted, nSlow atomic.Uint64
+	// followed counts the pops follow handed to deliver (drainFollow).
+	followed atomic.Uint64
 	// awaiting counts the sockets upgraded (or being upgraded) whose first
 	// frame has not been read (Config.HelloPending).
 	awaiting atomic.Int64
@@ -266,14 +267,15 @@ const (
 // once, the sockets would miss them live and get them only on their
 // reconnect's replay. It returns once no pop has come for followQuiet.
 func (s *Server) drainFollow() {
-	start := time.Now()
-	for {
-		last := max(start.UnixNano(), s.lastPop.Load())
-		quiet := time.Since(time.Unix(0, last))
-		if quiet >= followQuiet || time.Since(start) >= followDrain {
-			return
+	const poll = 10 * time.Millisecond
+	n, quiet := s.followed.Load(), time.Duration(0)
+	for waited := time.Duration(0); quiet < followQuiet && waited < followDrain; waited += poll {
+		time.Sleep(poll)
+		if m := s.followed.Load(); m != n {
+			n, quiet = m, 0
+		} else {
+			quiet += poll
 		}
-		time.Sleep(min(followQuiet-quiet, followDrain-time.Since(start)))
 	}
 }
 
@@ -374,7 +376,7 @@ func (s *Server) closeAll(code int, msg string) int {
 // deliver is the FollowPops callback: it builds the pop's frame once and
 // queues it, without blocking, on each socket of its agent.
 func (s *Server) deliver(p bridge.StoredPop) {
-	s.lastPop.Store(time.Now().UnixNano())
+	s.followed.Add(1)
 	pf, err := newPopFrame(p)
 	if err != nil {
 		s.m.popsInvalid.Inc()
