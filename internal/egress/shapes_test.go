@@ -236,6 +236,20 @@ func TestNetDialer_AProxyThatNeverAnswersTheConnect(t *testing.T) {
 	}
 }
 
+// basicProxy is a proxy in front of ws that tunnels a CONNECT carrying
+// the Proxy-Authorization want and answers any other with a Basic 407.
+func basicProxy(t *testing.T, ws, want string) *shapedProxy {
+	t.Helper()
+	return startShapedProxy(t, ws, func(c net.Conn, req *http.Request) bool {
+		if req.Header.Get("Proxy-Authorization") != want {
+			io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"corp\"\r\nContent-Length: 0\r\n\r\n")
+			return false
+		}
+		_, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
+		return err == nil
+	})
+}
+
 // A proxy URL with a user and no password ("http://token@proxy:3128", as
 // some cloud proxies take an API key): Go's transport (the REST calls to
 // Genesys, Entra ID and Dataverse) sends it as Basic "token:", so the
@@ -244,14 +258,7 @@ func TestNetDialer_AProxyThatNeverAnswersTheConnect(t *testing.T) {
 func TestNetDialer_AUserWithoutAPassword(t *testing.T) {
 	ws := wsEcho(t)
 	want := "Basic " + base64.StdEncoding.EncodeToString([]byte("k3y-7f3a:"))
-	px := startShapedProxy(t, ws, func(c net.Conn, req *http.Request) bool {
-		if req.Header.Get("Proxy-Authorization") != want {
-			io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"corp\"\r\nContent-Length: 0\r\n\r\n")
-			return false
-		}
-		_, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
-		return err == nil
-	})
+	px := basicProxy(t, ws, want)
 	pu, _ := url.Parse("http://k3y-7f3a@" + px.ln.Addr().String())
 
 	// The REST path: Go's transport, as notifications.Client and
@@ -442,14 +449,7 @@ func TestNetDialer_ASOCKS5Proxy(t *testing.T) {
 func TestNetDialer_EscapedCredentials(t *testing.T) {
 	ws := wsEcho(t)
 	want := "Basic " + base64.StdEncoding.EncodeToString([]byte("svc@corp:p@ss:w%rd"))
-	px := startShapedProxy(t, ws, func(c net.Conn, req *http.Request) bool {
-		if req.Header.Get("Proxy-Authorization") != want {
-			io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"corp\"\r\nContent-Length: 0\r\n\r\n")
-			return false
-		}
-		_, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
-		return err == nil
-	})
+	px := basicProxy(t, ws, want)
 	pu, err := url.Parse("http://svc%40corp:p%40ss%3Aw%25rd@" + px.ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
