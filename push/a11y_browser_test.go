@@ -302,6 +302,12 @@ func TestBrowser_DemoPageAnnouncesPops(t *testing.T) {
 	}
 }
 
+// hiddenWaitMs is how long a tab out of sight lets the tab in front claim a
+// pop, in the tests of which tab acts (300 ms in the page): one Chromium
+// draws both tabs, and under -race on a loaded machine the tab in front can
+// see its pop more than 300 ms after the other, which then opens it.
+const hiddenWaitMs = 2000
+
 // Two tabs of one agent: the list one tab drew for a caller must go when
 // the other tab acts on the next caller's pop, or the agent finds the
 // earlier caller's list on switching back, where a click opens that
@@ -318,7 +324,7 @@ func TestBrowser_ChooserLeavesTheOtherTabOnTheNextPop(t *testing.T) {
 	for _, ctx := range []context.Context{a, b} {
 		run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
 			js(`window.__vis = 'hidden'; Object.defineProperty(document, 'visibilityState', { get: function () { return window.__vis; } })`),
-			js(fmt.Sprintf(`window.__start(%q, %q)`, e.wsURL, tok)),
+			js(fmt.Sprintf(`window.__start(%q, %q, %d)`, e.wsURL, tok, hiddenWaitMs)),
 			poll(`document.getElementById('state').textContent === 'ready'`))
 	}
 	// Tab b is in front for the first caller, who has two records.

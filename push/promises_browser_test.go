@@ -528,7 +528,7 @@ func TestBrowser_SearchNoteLeavesTheOtherTabOnTheNextPop(t *testing.T) {
 	}{{a, "visible"}, {b, "hidden"}} {
 		run(t, tc.ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
 			js(fmt.Sprintf(`window.__vis = %q; Object.defineProperty(document, 'visibilityState', { get: function () { return window.__vis; } })`, tc.vis)),
-			js(fmt.Sprintf(`window.__start(%q, %q)`, e.wsURL, tok)),
+			js(fmt.Sprintf(`window.__start(%q, %q, %d)`, e.wsURL, tok, hiddenWaitMs)),
 			poll(`document.getElementById('state').textContent === 'ready'`))
 	}
 	search := testPop(agent, "conv-note-tabs-1")

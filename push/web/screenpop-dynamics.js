@@ -142,7 +142,7 @@
   // for holdMs, so a second tab either waits and then sees the marker, or
   // finds the lock taken; without them a localStorage claim is written and
   // read back after a random pause.
-  function claim(id, holdMs) {
+  function claim(id, holdMs, hiddenWait) {
     var doc = root.document;
     if (doc && doc.visibilityState === 'hidden') {
       // A tab out of sight (a form's frame reports its tab's state) leaves
@@ -150,7 +150,7 @@
       // when another tab holds a connection, and only then (a background
       // tab's timers are slowed, and most agents have one Dynamics tab).
       return otherTabs().then(function (others) {
-        return others ? delay(HIDDEN_WAIT).then(function () { return claimNow(id, holdMs); }) : claimNow(id, holdMs);
+        return others ? delay(hiddenWait).then(function () { return claimNow(id, holdMs); }) : claimNow(id, holdMs);
       });
     }
     return claimNow(id, holdMs);
@@ -740,7 +740,7 @@
     var self = this;
     var rec = { id: pop.id, seq: pop.seq, action: pop.target && pop.target.action, opened: false, done: false };
     keep(self.handled, rec);
-    return claim(pop.id, self.opts.lockMs || 10000).then(function (mine) {
+    return claim(pop.id, self.opts.lockMs || 10000, self.opts.hiddenWaitMs || HIDDEN_WAIT).then(function (mine) {
       if (!mine) {
         // Another tab acts on this newer pop: a list this tab drew for an
         // earlier caller must not wait here for the agent's next look. The
