@@ -155,7 +155,13 @@ func TestClient_BusyProbeLetsTheNextOneProbe(t *testing.T) {
 	srv.SetLatency(time.Second)
 	held := make(chan struct{})
 	go func() { defer close(held); _ = c.Check(ctxT(t, 5*time.Second)) }()
-	time.Sleep(100 * time.Millisecond)
+	// Until the check's request is out it does not hold the slot, and the
+	// probe would take it.
+	for deadline := time.Now().Add(5 * time.Second); c.Status().(dataverse.Status).RequestsInFlight != 1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the check's request did not take the slot within 5 s")
+		}
+	}
 	if _, err := c.Lookup(ctxT(t, popDeadline), phone("+13175550600")); !errors.Is(err, dataverse.ErrBusy) {
 		t.Fatalf("probe while the slot is held: %v, want ErrBusy", err)
 	}

@@ -314,12 +314,16 @@ func TestServer_Windows(t *testing.T) {
 	waitSignal(t, st.followed, "live subscription")
 	old := st.add(testPop("agent-w", "conv-old"), time.Now().Add(-time.Hour), false)
 	tok := e.token("agent-w")
-	before := time.Now()
 	// The ready frame goes out before the replay starts, so each hello
 	// waits for its replay before the next: the calls stay in hello order.
+	// Each hello's since is read against the clock around its own connect:
+	// the three take a while on a loaded machine.
 	var calls []replayCall
+	var helloAt, replayedAt []time.Time
 	connect := func(lastSeq *uint64, epoch string) {
 		t.Helper()
+		helloAt = append(helloAt, time.Now())
+		defer func() { replayedAt = append(replayedAt, time.Now()) }()
 		e.connect(tok, lastSeq, epoch)
 		want := len(calls) + 1
 		waitFor(t, 5*time.Second, "the replay", func() bool {
@@ -333,18 +337,22 @@ func TestServer_Windows(t *testing.T) {
 	lastSeq := old.Seq
 	connect(&lastSeq, "epoch-1")
 	connect(&lastSeq, "epoch-0")
-	check := func(c replayCall, after uint64, window time.Duration) {
+	check := func(i int, after uint64, window time.Duration) {
 		t.Helper()
+		c := calls[i]
 		if c.agent != "agent-w" || c.after != after {
 			t.Fatalf("replay %+v, want after %d", c, after)
 		}
-		if d := before.Sub(c.since); d < window-time.Second || d > window+time.Second {
-			t.Fatalf("replay since %v before now, want %v", d, window)
+		if d := helloAt[i].Sub(c.since); d > window+time.Second {
+			t.Fatalf("replay since %v before the hello, want %v", d, window)
+		}
+		if d := replayedAt[i].Sub(c.since); d < window-time.Second {
+			t.Fatalf("replay since %v before the replay, want %v", d, window)
 		}
 	}
-	check(calls[0], 0, 20*time.Second)
-	check(calls[1], lastSeq, 90*time.Second)
-	check(calls[2], 0, 20*time.Second)
+	check(0, 0, 20*time.Second)
+	check(1, lastSeq, 90*time.Second)
+	check(2, 0, 20*time.Second)
 }
 
 func TestServer_ReplayThenLive(t *testing.T) {

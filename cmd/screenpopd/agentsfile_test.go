@@ -70,8 +70,15 @@ func TestDaemon_AgentsFileEditedWithoutARestart(t *testing.T) {
 	writeAgentsFile(t, file, ids[0], ids[1])
 	waitFor(t, 10*time.Second, "the added agent's topic delivered", func() bool { return g.IsDelivered(topic(ids[1])) })
 	r.await(t, g.InboundCall(ids[1], "+13175557001", notificationstest.Options{}).Alert().ID())
-	if !strings.Contains(logs.String(), `"added":1,"removed":0,"message":"GENESYS_AGENTS_FILE applied`) {
-		t.Errorf("no info line for the file applied:\n%s", logs.String())
+	// The line follows SetAgents, which only hands the list to the agent
+	// loop: the new agent can be watched, and pop, before it is written.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), `"added":1,"removed":0,"message":"GENESYS_AGENTS_FILE applied`) {
+		if time.Now().After(deadline) {
+			t.Errorf("no info line for the file applied:\n%s", logs.String())
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 
 	writeAgentsFile(t, file, ids[0], "Jane Doe")

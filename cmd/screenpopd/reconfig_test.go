@@ -55,6 +55,9 @@ func TestDaemon_PopOnSwitchedAcrossRestart(t *testing.T) {
 			if p := readPop(t, ws2); p.ConversationID != next.ID() {
 				t.Fatalf("pop for %s, want %s (a second pop of the call across the restart?)", p.ConversationID, next.ID())
 			}
+			// The resolver writes a pop's line after publishing the pop:
+			// the call's line can follow the next call's pop to the page.
+			waitFor(t, 10*time.Second, "the call's pop line", func() bool { return len(popLinesOf(t, logs, call.ID())) >= 1 })
 			if n := len(popLinesOf(t, logs, call.ID())); n != 1 {
 				t.Fatalf("%d pop lines for the call across the restart, want 1", n)
 			}
