@@ -186,6 +186,7 @@ func TestParseRetryAfter(t *testing.T) {
 		"":                              0,
 		"7":                             7 * time.Second,
 		"0.5":                           0,
+		"1.5":                           0,
 		"4294967295":                    maxRetryAfter,
 		"Sun, 29 Nov 2026 10:00:30 GMT": 30 * time.Second,
 		"Fri, 01 Jan 2100 00:00:00 GMT": maxRetryAfter,

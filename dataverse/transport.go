@@ -265,6 +265,7 @@ type odataError struct {
 // 2xx answer.
 func (c *Client) send(ctx context.Context, op, entity string, build func(ctx context.Context) (*http.Request, error), check func(tok string, resp *http.Response, body []byte) error) (*http.Response, []byte, error) {
 	var lastErr error
+	made := 0 // the attempts sent that failed: lastErr's count
 	refreshed := false
 	for attempt := 1; attempt <= c.cfg.MaxAttempts; attempt++ {
 		resp, body, err := c.attempt(ctx, op, entity, build, check)
@@ -288,7 +289,7 @@ func (c *Client) send(ctx context.Context, op, entity string, build func(ctx con
 			}
 			break
 		}
-		lastErr = err
+		lastErr, made = err, attempt
 		var ae *AuthError
 		if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized && !refreshed {
 			// The token may have been revoked or rotated server-side:
@@ -307,7 +308,9 @@ func (c *Client) send(ctx context.Context, op, entity string, build func(ctx con
 	}
 	var te *temporaryError
 	if errors.As(lastErr, &te) {
-		return nil, nil, fmt.Errorf("%s after %d attempts: %w", op, c.cfg.MaxAttempts, te.err)
+		// The attempts made: a lookup stopped by the breaker, or one that
+		// found no request slot, made fewer than MaxAttempts.
+		return nil, nil, fmt.Errorf("%s after %d attempts: %w", op, made, te.err)
 	}
 	return nil, nil, lastErr
 }
