@@ -20,10 +20,14 @@ help: ## list the targets
 build: ## build bin/screenpopd and bin/screenpop-bench
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
+# -p 4: four packages at once on two cores. The long packages spend most of
+# their time waiting (outages, backoffs, rate windows; CI's CPU was busy a
+# quarter of the time at -p 2), and the longest, cmd/screenpopd, sets the
+# run's length.
 test: $(OLD_NATS) ## everything CI runs: gofmt check, go vet, go test -race -count=1 ./... and the memory tests without -race (browser tests need chromium; builds an old nats-server into bin/)
 	@files=$$(git ls-files '*.go' 2>/dev/null); [ -n "$$files" ] || files=$$(find . -name '*.go' -not -path './bin/*'); unformatted=$$(gofmt -l $$files); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKG)
-	SCREENPOP_TEST_OLD_NATS_SERVER=$(CURDIR)/$(OLD_NATS) $(GO) test -race -count=1 -timeout 15m $(PKG)
+	SCREENPOP_TEST_OLD_NATS_SERVER=$(CURDIR)/$(OLD_NATS) $(GO) test -race -count=1 -p 4 -timeout 15m $(PKG)
 	$(GO) test -count=1 -run '^TestIdleConnection_' ./push/ # memory figures the race detector would inflate
 
 $(OLD_NATS):

@@ -50,6 +50,7 @@ func comparableData(t *testing.T, b []byte) string {
 // must therefore carry an id the service saw before, say the same thing,
 // validate against the schema, and keep each leg moving forward.
 func TestEvents_RestartRepublishesTheSameEvents(t *testing.T) {
+	t.Parallel() // waits most of its time: see TestMain
 	d, cfg, logs := demoEmulators(t, testEnv(t))
 	cfg.NatsListen = freeLoopbackAddr(t)
 	m1, stop1 := runDaemon(t, cfg, logs)

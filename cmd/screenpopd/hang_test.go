@@ -29,6 +29,7 @@ import (
 // to 20 s late, or not at all (handed to the hung instance twice, older
 // than the max event age when they came back).
 func TestDaemon_HAPairPeerHangs(t *testing.T) {
+	t.Parallel() // waits most of its time: see TestMain
 	h := newHAPair(t)
 	agent := demoAgents[0].ID
 	tab := h.tabs[agent][1] // behind the balancer that prefers B

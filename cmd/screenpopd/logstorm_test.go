@@ -199,6 +199,7 @@ func (e *stormEnv) stormWindow(t *testing.T, rate int, d time.Duration, fail, he
 // not open the breaker, once a minute (a warning per pop of every unknown
 // caller before the fix). Every call still has its one pop line.
 func TestLogStorm_DataverseDown(t *testing.T) {
+	t.Parallel() // waits most of its time: see TestMain
 	for _, tc := range []struct {
 		name       string
 		fail, heal func(dv *dataversetest.Server)
@@ -226,6 +227,7 @@ func TestLogStorm_DataverseDown(t *testing.T) {
 // pages were some 300 a second for as long as NATS was away). The event
 // publisher warns once per lane (16) at the start, a bounded number.
 func TestLogStorm_NATSDown(t *testing.T) {
+	t.Parallel() // waits most of its time: see TestMain
 	x := startExternalNATS(t)
 	e := startStorm(t, 60, map[string]string{"NATS_URL": x.url()})
 	var tokens []string

@@ -51,6 +51,7 @@ func checkLogVol(t *testing.T, counts map[string]*stormCount, total int) {
 // calls come: one cause, so the on-call engineer needs its first line and
 // a count, not a warning per frame.
 func TestLogVol_MalformedSnapshots(t *testing.T) {
+	t.Parallel() // waits most of its time: see TestMain
 	e := startStorm(t, 40, nil)
 	var sent atomic.Int64
 	counts, calls, nums := e.stormWindow(t, 50, 8*time.Second, func() {
@@ -72,6 +73,7 @@ func TestLogVol_MalformedSnapshots(t *testing.T) {
 // away longer than it, calls ringing meanwhile): one `no pop` line each
 // (documented), and nothing else per event.
 func TestLogVol_StaleEvents(t *testing.T) {
+	t.Parallel() // waits most of its time: see TestMain
 	x := startExternalNATS(t)
 	e := startStorm(t, 40, map[string]string{"NATS_URL": x.url(), "SCREENPOP_MAX_EVENT_AGE": "4s"})
 	counts, calls, nums := e.stormWindow(t, 50, 8*time.Second, x.stop, x.start)
@@ -82,6 +84,7 @@ func TestLogVol_StaleEvents(t *testing.T) {
 
 // The built-in NATS store's disk full while calls ring.
 func TestLogVol_StoreFull(t *testing.T) {
+	t.Parallel() // waits most of its time: see TestMain
 	disk := bustest.SmallDisk(t, "48m")
 	e := startStorm(t, 40, map[string]string{"SCREENPOP_DATA_DIR": filepath.Join(disk, "data")})
 	var filler string
@@ -95,6 +98,7 @@ func TestLogVol_StoreFull(t *testing.T) {
 // lines) through every Dataverse fault: the debug lines still carry no
 // caller's number or name (section 3: customer data never appears).
 func TestLogVol_DebugCarriesNoCustomerData(t *testing.T) {
+	t.Parallel() // waits most of its time: see TestMain
 	cfg, g, dv, ids := emulatedConfig(t, 20, 700, notificationstest.Config{Forget: time.Minute}, nil)
 	logs := &syncbuf.Buffer{}
 	m, _ := runDaemonLog(t, cfg, NewLogger("debug", "json", logs))
@@ -121,6 +125,7 @@ func TestLogVol_DebugCarriesNoCustomerData(t *testing.T) {
 // pages are open, at the rate calls come. One cause: its first line and a
 // count, not a warning per message.
 func TestLogVol_ForeignPublisher(t *testing.T) {
+	t.Parallel() // waits most of its time: see TestMain
 	x := startExternalNATS(t)
 	e := startStorm(t, 20, map[string]string{"NATS_URL": x.url()})
 	for _, id := range e.ids {

@@ -44,6 +44,12 @@ func TestMain(m *testing.M) {
 	// the process environment's unknown variables (a developer's shell)
 	// must not leak into their output either.
 	environ = func() []string { return nil }
+	// The tests that spend most of their time waiting (an outage of tens
+	// of seconds, a log-rate window, a restart) call t.Parallel: this
+	// package is CI's longest. Such a test must hold no process-wide
+	// state: not environ, an rlimit, a signal, the goroutine count or the
+	// heap (those tests stay sequential, and Go runs them before the
+	// parallel ones).
 	goleak.VerifyTestMain(m)
 }
 

@@ -478,6 +478,7 @@ func checkSelector(t *testing.T, where, name, sel string, labels map[string]map[
 // has no sample. The runbook's own signal for a lost pop,
 // events_given_up_total ("any rise"), must be alerted on.
 func TestMetricsDoc_AlertsFireWhenPopsAreLost(t *testing.T) {
+	t.Parallel() // waits most of its time: see TestMain
 	ns := startNATSWith(t, &server.Options{JetStream: true,
 		Users: []*server.User{{Username: "screenpop", Password: "pw", Permissions: &server.Permissions{
 			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"screenpop.pops.>"}}}}}})

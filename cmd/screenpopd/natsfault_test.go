@@ -346,6 +346,7 @@ func TestDaemon_PopsAgainAfterTheStreamIsDeletedTwice(t *testing.T) {
 // agents to an instance that pops nothing; nor stop over a moment's
 // outage. It keeps trying, says why, and pops once the consumer is made.
 func TestDaemon_NotReadyUntilTheResolverConsumes(t *testing.T) {
+	t.Parallel() // waits most of its time: see TestMain
 	x := bustest.StartLimitedServer(t, "max_file: 64M, max_mem: 16M")
 	x.SetPermissions(`publish: { deny: ["$JS.API.CONSUMER.CREATE.SCREENPOP.screenpop-resolver", "$JS.API.CONSUMER.CREATE.SCREENPOP.screenpop-resolver.>", "$JS.API.CONSUMER.DURABLE.CREATE.SCREENPOP.screenpop-resolver"] }`)
 	vars := testEnv(t)

@@ -52,6 +52,7 @@ func ackingReader(ws *websocket.Conn) {
 // socket_closing handover, a token refresh, a slow Dataverse, a clean stop
 // and a restart); each is named in the log, so a failure says which one.
 func TestDaemon_NormalDayPagesNoOne(t *testing.T) {
+	t.Parallel() // waits most of its time: see TestMain
 	cfg, g, dv, ids := emulatedConfig(t, 4, 900, notificationstest.Config{
 		HeartbeatInterval: time.Second, SocketClosingGrace: 2 * time.Second,
 		Queues: map[string][]string{"q-1": nil},

@@ -247,6 +247,7 @@ func (h *haPair) check(t *testing.T, calls map[string][]*notificationstest.Conve
 // a pop's publish and its line loses the line); calls that alert while it is down,
 // and after it is back, too.
 func TestDaemon_HAPairStopMidBurst(t *testing.T) {
+	t.Parallel() // waits most of its time: see TestMain
 	for _, kill := range []bool{false, true} {
 		t.Run(map[bool]string{false: "SIGTERM", true: "SIGKILL"}[kill], func(t *testing.T) {
 			h := newHAPair(t)
@@ -300,6 +301,7 @@ func stopProc(t *testing.T, p *mainProcess, kill bool) {
 // then B; every tab ends up on A while B is down, and back. Every call
 // pops once on each of its agent's tabs.
 func TestDaemon_HAPairRollingRestart(t *testing.T) {
+	t.Parallel() // waits most of its time: see TestMain
 	for _, kill := range []bool{false, true} {
 		t.Run(map[bool]string{false: "SIGTERM", true: "SIGKILL"}[kill], func(t *testing.T) {
 			h := newHAPair(t)

@@ -105,6 +105,7 @@ func runVars(d *Demo, listen, dataDir string) map[string]string {
 // the event, delivered and not acknowledged, comes back to the restarted
 // daemon, which pops it once.
 func TestDaemon_RestartAfterKillWhileLookupInFlight(t *testing.T) {
+	t.Parallel() // waits most of its time: see TestMain
 	for _, external := range []bool{false, true} {
 		t.Run(map[bool]string{false: "EmbeddedNATS", true: "ExternalNATS"}[external], func(t *testing.T) {
 			d, _, _ := demoEmulators(t, testEnv(t))
@@ -162,6 +163,7 @@ func natsDenying(t *testing.T) (url string, set func(deny ...string)) {
 // event waits in the event publisher (its publish unanswered): after the
 // restart each call pops once.
 func TestDaemon_RestartAfterKillBeforePublish(t *testing.T) {
+	t.Parallel() // waits most of its time: see TestMain
 	for _, tc := range []struct{ name, deny, waitLog string }{
 		{"PopMarkedNotPublished", "screenpop.pops.>", `Publish to \"screenpop.pops.`},
 		{"EventNotPublished", "screenpop.events.>", `Publish to \"screenpop.events.voice.alerting.`},
@@ -196,6 +198,7 @@ func TestDaemon_RestartAfterKillBeforePublish(t *testing.T) {
 // A burst of calls for every agent, the daemon stopped in the middle of
 // it (SIGTERM, or SIGKILL), started again: every call pops once.
 func TestDaemon_RestartMidBurst(t *testing.T) {
+	t.Parallel() // waits most of its time: see TestMain
 	for _, kill := range []bool{false, true} {
 		t.Run(map[bool]string{false: "SIGTERM", true: "SIGKILL"}[kill], func(t *testing.T) {
 			d, _, _ := demoEmulators(t, testEnv(t))
@@ -246,6 +249,7 @@ func TestDaemon_RestartMidBurst(t *testing.T) {
 // publisher (dropped at the stop). JetStream answers again and the daemon
 // is started again at once: each call pops once.
 func TestDaemon_RestartSIGTERMWhileJetStreamDoesNotAnswer(t *testing.T) {
+	t.Parallel() // waits most of its time: see TestMain
 	d, cfg, logs := demoEmulators(t, testEnv(t))
 	cfg.Listen = freeLoopbackAddr(t)
 	url, deny := natsDenying(t)

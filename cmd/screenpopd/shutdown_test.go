@@ -111,6 +111,7 @@ func TestShutdown_WhileNATSIsUnreachable(t *testing.T) {
 // the stop ends within the budget, exit 0, agents told 1001, and the
 // event whose pop was cut short is left for redelivery.
 func TestShutdown_WhileJetStreamDoesNotAnswer(t *testing.T) {
+	t.Parallel() // waits most of its time: see TestMain
 	user := func(deny ...string) []*server.User {
 		return []*server.User{{Username: "screenpop", Password: "pw", Permissions: &server.Permissions{
 			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: deny}}}}
