@@ -484,7 +484,7 @@ func (c *Client) fly(f *flight, k string, kind bridge.KeyKind, value string, lis
 		}
 		// Nor do failures that never come five in a row (a Dataverse
 		// failing every other request): once every 10 s per cause.
-		if ok, held := limit.Allow(f.err.Error(), time.Now()); ok {
+		if ok, held := limit.Allow(cause(f.err), time.Now()); ok {
 			ev = c.log.Warn().Int("held_back", held)
 		}
 	}

@@ -310,9 +310,37 @@ func (c *Client) send(ctx context.Context, op, entity string, build func(ctx con
 	if errors.As(lastErr, &te) {
 		// The attempts made: a lookup stopped by the breaker, or one that
 		// found no request slot, made fewer than MaxAttempts.
-		return nil, nil, fmt.Errorf("%s after %d attempts: %w", op, made, te.err)
+		return nil, nil, &retriedError{op: op, made: made, err: te.err}
 	}
 	return nil, nil, lastErr
+}
+
+// retriedError is a request's last failure after the attempts it made.
+// Its cause, for the log's once-per-cause limit, is the failure without
+// the count: a lookup whose retry found no slot fails of the same cause
+// as one that made every attempt.
+type retriedError struct {
+	op   string
+	made int
+	err  error
+}
+
+func (e *retriedError) Error() string {
+	if e.made == 1 {
+		return e.op + " after 1 attempt: " + e.err.Error()
+	}
+	return fmt.Sprintf("%s after %d attempts: %v", e.op, e.made, e.err)
+}
+
+func (e *retriedError) Unwrap() error { return e.err }
+
+// cause is err's text without a count of attempts.
+func cause(err error) string {
+	var re *retriedError
+	if errors.As(err, &re) {
+		return re.op + ": " + re.err.Error()
+	}
+	return err.Error()
 }
 
 // acquire takes a request slot, waiting at most QueueTimeout (then
