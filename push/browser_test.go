@@ -777,7 +777,10 @@ func TestBrowser_UCIChooserVisible(t *testing.T) {
 
 // Of two tabs of one agent, the one in front must open the pop: the other
 // is out of sight, and a pop opened there is one the agent never sees. Here
-// the tab in front hears each pop 50 ms after the one behind.
+// the tab in front hears each pop 50 ms after the one behind, which waits
+// hiddenWaitMs (as in the other tests of which tab acts: under -race on a
+// loaded machine the tab in front can see its pop more than 300 ms after
+// the other, without the 50 ms).
 func TestBrowser_TwoTabsVisibleOneOpens(t *testing.T) {
 	e, pages := pageEnv(t)
 	behind := newBrowser(t)
@@ -789,7 +792,7 @@ func TestBrowser_TwoTabsVisibleOneOpens(t *testing.T) {
 	tok := e.token("agent-vis")
 	run(t, behind, chromedp.Navigate(pages.URL+"/webresource.html"),
 		js(`Object.defineProperty(document, 'visibilityState', { get: function () { return 'hidden'; } })`),
-		js(fmt.Sprintf(`window.__start(%q, %q)`, e.wsURL, tok)),
+		js(fmt.Sprintf(`window.__start(%q, %q, %d)`, e.wsURL, tok, hiddenWaitMs)),
 		poll(`document.getElementById('state').textContent === 'ready'`))
 	run(t, front, chromedp.Navigate(pages.URL+"/webresource.html"),
 		js(`Object.defineProperty(document, 'visibilityState', { get: function () { return 'visible'; } });

@@ -220,7 +220,13 @@ func TestListener_EMFILECountedBackedOffAndLoggedOnceEvery10s(t *testing.T) {
 	// first line: retries are up to 1 s apart (10.3 s here), each a little
 	// later on a loaded machine, so it is waited for rather than read at
 	// 10.5 s.
-	time.Sleep(10*time.Second - 600*time.Millisecond)
+	// Not before: at 9 s there is still one line (the wait for the
+	// second alone would let a 5 s period pass).
+	time.Sleep(9*time.Second - 600*time.Millisecond)
+	if ls, _ := logs.JSONLines(); len(ls) != 1 {
+		t.Fatalf("%d lines in 9 s, want 1 (once every 10 s):\n%s", len(ls), logs.String())
+	}
+	time.Sleep(time.Second)
 	var ls []map[string]any
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		ls, err = logs.JSONLines()
