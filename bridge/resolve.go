@@ -159,6 +159,10 @@ type Resolver struct {
 	// malformedLog holds back repeats of the malformed event warning:
 	// once every 10 s (another publisher sends every event so).
 	malformedLog *loglimit.Limiter
+	// markLog holds back repeats of the pop marker warning: once every
+	// 10 s. The store failing fails the marker of every event in the
+	// workers' hands (up to 64), one cause.
+	markLog *loglimit.Limiter
 
 	mu      sync.Mutex
 	pending map[string]pendingPop      // marked, publish failed, unmark failed
@@ -220,6 +224,7 @@ func NewResolver(cfg ResolverConfig, dir Directory, store PopStore, pub Publishe
 		log:          log.With().Str("component", "resolver").Logger(),
 		pending:      map[string]pendingPop{},
 		malformedLog: loglimit.New(10*time.Second, 1),
+		markLog:      loglimit.New(10*time.Second, 1),
 		recent:       newRecentSet[string](50000),
 		// 10 minutes of conversations up to 250 pops a second, the last
 		// 150,000 above (5 minutes, the lookup cache's TTL, at 500);
@@ -419,7 +424,11 @@ func (r *Resolver) markAndPublish(ctx context.Context, e *Event, popID string, p
 	}
 	if err != nil {
 		r.m.errors.WithLabelValues("mark").Inc()
-		r.log.Warn().Err(err).Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).Msg("pop marker not written; event will be redelivered")
+		ev := r.log.Debug()
+		if ok, held := r.markLog.Allow("", time.Now()); ok {
+			ev = r.log.Warn().Int("held_back", held)
+		}
+		ev.Err(err).Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).Msg("pop marker not written; event will be redelivered")
 		return fmt.Errorf("mark pop: %w", err)
 	}
 	if !created && !r.orphaned(ctx, e, popID) {
