@@ -219,7 +219,7 @@ func TestPushGenesysAuth_RecheckedWithinThePeriodAfterAStorm(t *testing.T) {
 	tokens, readyAt := a.connectAll(t, n)
 	t.Logf("%d pages ready: p50 %v p99 %v max %v", n, pctl(readyAt, .5), pctl(readyAt, .99), pctl(readyAt, 1))
 
-	// Wait for every token's second check, or the period and 3 s more
+	// Wait for every token's second check, or the period and 4 s more
 	// after the last first check.
 	a.log.mu.Lock()
 	var lastFirst time.Time
@@ -229,7 +229,7 @@ func TestPushGenesysAuth_RecheckedWithinThePeriodAfterAStorm(t *testing.T) {
 		}
 	}
 	a.log.mu.Unlock()
-	deadline := lastFirst.Add(period + 3*time.Second)
+	deadline := lastFirst.Add(period + 4*time.Second)
 	for time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -247,7 +247,12 @@ func TestPushGenesysAuth_RecheckedWithinThePeriodAfterAStorm(t *testing.T) {
 			next = at[1]
 		}
 		gaps = append(gaps, next.Sub(at[0]))
-		if over := next.Sub(at[0]) - period; over > time.Second {
+		// 2 s of slack, not a tick: on a machine loaded by other tests
+		// (go test -p 4 with cmd/screenpopd's parallel tests) a re-check
+		// made on time came 1.06 s late (p99 0.77 s); a pool handing out
+		// 8 a tick leaves tokens 10 s and more past their period, and a
+		// token never checked again is 4 s past it here.
+		if over := next.Sub(at[0]) - period; over > 2*time.Second {
 			late = append(late, over)
 		}
 	}
@@ -264,8 +269,8 @@ func TestPushGenesysAuth_RecheckedWithinThePeriodAfterAStorm(t *testing.T) {
 	t.Logf("gap between a token's first and second check: p50 %v p99 %v max %v; other answers %v",
 		pctl(gaps, .5), pctl(gaps, .99), pctl(gaps, 1), a.log.non)
 	if len(late) > 0 {
-		t.Errorf("%d of %d tokens not checked again within the %v period (+1 s): %d of them not at all in %v",
-			len(late), n, period, countAtLeast(late, 3*time.Second), period+3*time.Second)
+		t.Errorf("%d of %d tokens not checked again within the %v period (+2 s): %d of them not at all in %v",
+			len(late), n, period, countAtLeast(late, 4*time.Second), period+4*time.Second)
 	}
 }
 
