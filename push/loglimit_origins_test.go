@@ -22,7 +22,9 @@ import (
 func TestServer_MadeUpOriginsDoNotHideTheDaemonsWarnings(t *testing.T) {
 	var logs logBuffer
 	e := startEnvLog(t, Config{HelloTimeout: 10 * time.Second, HelloPending: 1}, nil, nil, zerolog.New(&logs).Level(zerolog.InfoLevel))
-	waitFor(t, 10*time.Second, "listener serving", e.srv.serving.Load)
+	// Ready, not just serving: a socket let in before the pop
+	// subscription is live is told to resume (4008) once it is.
+	waitFor(t, 10*time.Second, "server ready", e.srv.Ready)
 	for i := range 100 {
 		ws, resp, err := e.dial(http.Header{"Origin": {fmt.Sprintf("https://made-up-%d.example", i)}})
 		if err == nil {
@@ -47,7 +49,9 @@ func TestServer_MadeUpOriginsDoNotHideTheDaemonsWarnings(t *testing.T) {
 func TestServer_AgentsOverTheSocketCapDoNotHideTheDaemonsWarnings(t *testing.T) {
 	var logs logBuffer
 	e := startEnvLog(t, Config{AgentSockets: 1, HelloTimeout: 10 * time.Second, HelloPending: 1}, nil, nil, zerolog.New(&logs).Level(zerolog.InfoLevel))
-	waitFor(t, 10*time.Second, "listener serving", e.srv.serving.Load)
+	// Ready, not just serving: a socket let in before the pop
+	// subscription is live is told to resume (4008) once it is.
+	waitFor(t, 10*time.Second, "server ready", e.srv.Ready)
 	for i := range 70 {
 		tok := e.token(bridge.AgentID(fmt.Sprintf("agent-cap-%d", i)))
 		first, _ := e.connect(tok, nil, "")
