@@ -347,15 +347,7 @@ func TestClient_HalfOpenBreakerLetsOneProbeThrough(t *testing.T) {
 	clk.Add(2 * time.Second) // the cooldown is over
 	srv.SetLatency(200 * time.Millisecond)
 	srv.ResetLog()
-	var wg sync.WaitGroup
-	for i := range 5 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, _ = c.Lookup(ctxT(t, 5*time.Second), phone(fmt.Sprintf("+1317555%04d", 881+i)))
-		}()
-	}
-	wg.Wait()
+	lookupsAtOnce(t, c, 5, 881)
 	if n := srv.Arrived(); n != 1 {
 		t.Fatalf("%d requests reached Dataverse from 5 lookups while the breaker was half-open; want 1 (the probe)", n)
 	}
@@ -375,15 +367,7 @@ func TestClient_AfterRetryAfterOneRequestGoesFirst(t *testing.T) {
 		}
 	}
 	srv.SetLatency(200 * time.Millisecond)
-	var wg sync.WaitGroup
-	for i := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, _ = c.Lookup(ctxT(t, 5*time.Second), phone(fmt.Sprintf("+1317555%04d", 891+i)))
-		}()
-	}
-	wg.Wait()
+	lookupsAtOnce(t, c, 4, 891)
 	var after []time.Time
 	for _, r := range srv.Requests() {
 		if r.Path == "$batch" && r.Status == 200 {
@@ -391,7 +375,7 @@ func TestClient_AfterRetryAfterOneRequestGoesFirst(t *testing.T) {
 		}
 	}
 	if len(after) < 2 {
-		t.Fatalf("%d batches answered after the Retry-After, want 5: %+v", len(after), srv.Requests())
+		t.Fatalf("%d batches answered after the Retry-After, want at least 2: %+v", len(after), srv.Requests())
 	}
 	slices.SortFunc(after, func(a, b time.Time) int { return a.Compare(b) })
 	if gap := after[1].Sub(after[0]); gap < 150*time.Millisecond {
@@ -546,4 +530,17 @@ func TestClient_OneCauseOneWarningEvery10s(t *testing.T) {
 	if len(warnings) != 1 {
 		t.Errorf("%d warnings for one cause (HTTP 503) within 10 s, want 1:\n%s", len(warnings), strings.Join(warnings, "\n"))
 	}
+}
+
+// lookupsAtOnce runs n lookups at once, of the numbers +1317555<first>
+// and up, and waits for them all.
+func lookupsAtOnce(t *testing.T, c *dataverse.Client, n, first int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, _ = c.Lookup(ctxT(t, 5*time.Second), phone(fmt.Sprintf("+1317555%04d", first+i)))
+		})
+	}
+	wg.Wait()
 }
