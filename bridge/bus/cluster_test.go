@@ -118,7 +118,7 @@ func dropWhile(lost ...*atomic.Bool) func(dst io.Writer, src io.Reader) {
 }
 
 // startCluster starts the three nodes and waits for a JetStream meta
-// leader that all of them follow.
+// leader that all of them follow and that knows all three as peers.
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
 	cl := &cluster{}
@@ -168,6 +168,12 @@ func startCluster(t *testing.T) *cluster {
 			}
 			if n.srv.JetStreamIsLeader() {
 				leaders++
+				// A leader places a replica only on peers whose
+				// stats it has: before, a stream of three replicas
+				// is refused ("no suitable peers for placement").
+				if len(n.srv.JetStreamClusterPeers()) != 3 {
+					return false
+				}
 			}
 		}
 		return leaders == 1
