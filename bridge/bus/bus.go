@@ -45,9 +45,13 @@ type Config struct {
 	Listen  string
 	DataDir string // the embedded JetStream store lives in DataDir/jetstream; default ./data
 
-	Stream          string        // default SCREENPOP
-	StreamMaxAge    time.Duration // default 24h
-	StreamReplicas  int           // default 1
+	Stream         string        // default SCREENPOP
+	StreamMaxAge   time.Duration // default 24h
+	StreamReplicas int           // default 1
+	// PlacementWait is how long Start waits for a cluster that cannot
+	// place the stream's replicas yet (its servers still starting, or
+	// electing a leader) before it gives up; default DefaultPlacementWait.
+	PlacementWait   time.Duration
 	DuplicateWindow time.Duration // default 2m
 	MarkerBucket    string        // default screenpop-pops
 	// MarkerTTL is how long a pop marker lives unless its leg's end is
@@ -99,6 +103,11 @@ const DefaultDuplicateWindow = 2 * time.Minute
 // DefaultMarkerGrace is how long a marker outlives its leg by default.
 const DefaultMarkerGrace = 15 * time.Minute
 
+// DefaultPlacementWait is how long Start waits by default for a cluster
+// that cannot place the stream yet: a cluster whose hosts booted with the
+// daemon's forms and elects within seconds.
+const DefaultPlacementWait = time.Minute
+
 // markerLimitTTL is how long the server keeps the delete marker it leaves
 // when a pop marker expires (a key-value watcher's notice; nothing here
 // watches). Setting it is what turns per-key TTLs on; a second is the
@@ -132,6 +141,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MarkerGrace == 0 {
 		c.MarkerGrace = DefaultMarkerGrace
+	}
+	if c.PlacementWait == 0 {
+		c.PlacementWait = DefaultPlacementWait
 	}
 	if c.Name == "" {
 		c.Name = "screenpopd"
@@ -370,11 +382,16 @@ func (c *Conn) setup(ctx context.Context) error {
 			return err
 		}
 	}
-	st, err := c.createOrUpdateStream(ctx)
+	// A cluster started with the daemon may not place the replicas yet:
+	// wait for it, as for the stream's bucket below.
+	placing := c.newPlacementWait()
+	st, err := whilePlacing(ctx, placing, "stream "+c.cfg.Stream, c.createOrUpdateStream)
 	if err != nil {
 		hint := "check SCREENPOP_STREAM* and the NATS account's JetStream limits"
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStreamSubjectOverlap {
+		if h := c.placementHint(err); h != "" {
+			hint = h
+		} else if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStreamSubjectOverlap {
 			// Another stream of the account captures screenpop.>: most
 			// likely another deployment's, renamed to keep apart, which
 			// a name cannot do (the subjects are fixed).
@@ -387,8 +404,11 @@ func (c *Conn) setup(ctx context.Context) error {
 	c.stream = st
 	c.epoch.Store(ptr(streamEpoch(st.CachedInfo())))
 	c.refreshClock(ctx)
-	kv, err := c.createMarkers(ctx)
+	kv, err := whilePlacing(ctx, placing, "key-value bucket "+c.cfg.MarkerBucket, c.createMarkers)
 	if err != nil {
+		if h := c.placementHint(err); h != "" {
+			return fmt.Errorf("%w (%s)", err, h)
+		}
 		return err
 	}
 	ks, err := kv.Status(ctx)
@@ -401,6 +421,75 @@ func (c *Conn) setup(ctx context.Context) error {
 	}
 	c.markers = kv
 	return nil
+}
+
+// placementWait is Start's wait for a cluster that cannot place the
+// stream and its bucket yet, shared by both: one deadline, one warning
+// every 10 s.
+type placementWait struct {
+	log      zerolog.Logger
+	replicas int
+	deadline time.Time
+	warned   time.Time
+}
+
+func (c *Conn) newPlacementWait() *placementWait {
+	return &placementWait{log: c.log, replicas: c.cfg.StreamReplicas, deadline: time.Now().Add(c.cfg.PlacementWait)}
+}
+
+// whilePlacing calls create until it succeeds, fails for another reason
+// than a cluster not ready to place what it creates (clusterNotReady), or
+// the wait is over.
+func whilePlacing[T any](ctx context.Context, w *placementWait, what string, create func(context.Context) (T, error)) (T, error) {
+	for {
+		v, err := create(ctx)
+		if err == nil || !clusterNotReady(err) || !time.Now().Before(w.deadline) {
+			return v, err
+		}
+		if now := time.Now(); now.Sub(w.warned) >= 10*time.Second {
+			w.warned = now
+			w.log.Warn().Err(err).Str("what", what).Int("replicas", w.replicas).Int64("gives_up_in_s", int64(time.Until(w.deadline).Seconds())).
+				Msg("the NATS cluster cannot place the stream yet: waiting for its JetStream servers (a cluster starting, or electing its leader)")
+		}
+		if !sleepCtx(ctx, time.Second) {
+			return v, err
+		}
+	}
+}
+
+// JetStream's answers while a cluster is not ready to place a stream: its
+// leader does not know enough peers (with their stats) for the replicas,
+// or it has no leader.
+const (
+	errCodeClusterNoPeers  jetstream.ErrorCode = 10005 // no suitable peers for placement
+	errCodeClusterNotAvail jetstream.ErrorCode = 10008 // JetStream system temporarily unavailable
+)
+
+func clusterNotReady(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == errCodeClusterNoPeers || apiErr.ErrorCode == errCodeClusterNotAvail)
+}
+
+// placementHint is what to do about a cluster that was still not ready
+// when the wait ended; "" for other errors.
+func (c *Conn) placementHint(err error) string {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return ""
+	}
+	switch apiErr.ErrorCode {
+	case errCodeClusterNoPeers:
+		n := c.cfg.StreamReplicas
+		servers := fmt.Sprintf("%d JetStream servers", n)
+		if words := []string{"one", "two", "three", "four", "five"}; n >= 1 && n <= len(words) {
+			servers = words[n-1] + " JetStream servers"
+		}
+		return fmt.Sprintf("the NATS cluster could not place the replicas within %v: SCREENPOP_STREAM_REPLICAS=%d needs %s in the cluster, each running and reaching the others by its routes (nats server report jetstream lists those the leader knows); or lower SCREENPOP_STREAM_REPLICAS",
+			c.cfg.PlacementWait, n, servers)
+	case errCodeClusterNotAvail:
+		return fmt.Sprintf("the NATS cluster had no JetStream leader for %v: a majority of its servers must run and reach each other by their routes (nats server report jetstream)", c.cfg.PlacementWait)
+	}
+	return ""
 }
 
 // overlapHint is what to do when another stream of the account captures

@@ -118,13 +118,16 @@ func dropWhile(lost ...*atomic.Bool) func(dst io.Writer, src io.Reader) {
 }
 
 // startCluster starts the three nodes and waits for a JetStream meta
-// leader that all of them follow and that knows all three as peers.
-func startCluster(t *testing.T) *cluster {
+// leader that all of them follow and that knows all three as peers. The
+// nodes named in lost are lost from the start (their hosts still booting,
+// say): the others wait for a leader that knows each other.
+func startCluster(t *testing.T, lost ...string) *cluster {
 	t.Helper()
 	cl := &cluster{}
 	var ports [3]int
 	for i := range cl.nodes {
 		cl.nodes[i] = &clusterNode{name: fmt.Sprintf("n%d", i+1)}
+		cl.nodes[i].lost.Store(slices.Contains(lost, cl.nodes[i].name))
 		ports[i] = freePort(t)
 	}
 	// Node i reaches node j through a proxy of its own, which drops what
@@ -160,9 +163,13 @@ func startCluster(t *testing.T) *cluster {
 		n.srv = srv
 		n.client = bustest.StartProxy(t, srv.Addr().String(), dropWhile(&n.lost), dropWhile(&n.lost))
 	}
+	up := 3 - len(lost)
 	waitFor(t, 20*time.Second, func() bool {
 		leaders := 0
 		for _, n := range cl.nodes {
+			if n.lost.Load() {
+				continue
+			}
 			if !n.srv.JetStreamIsCurrent() {
 				return false
 			}
@@ -171,7 +178,7 @@ func startCluster(t *testing.T) *cluster {
 				// A leader places a replica only on peers whose
 				// stats it has: before, a stream of three replicas
 				// is refused ("no suitable peers for placement").
-				if len(n.srv.JetStreamClusterPeers()) != 3 {
+				if len(n.srv.JetStreamClusterPeers()) != up {
 					return false
 				}
 			}

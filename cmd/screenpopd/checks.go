@@ -270,7 +270,10 @@ func checkTLS(cfg *Config, now time.Time, r *report) {
 // directory is checked with either (checkDataDir).
 func checkNATS(ctx context.Context, cfg *Config, log zerolog.Logger, r *report) {
 	bcfg := bus.Config{URL: cfg.NatsURL, Creds: cfg.NatsCreds, TLSCA: cfg.NatsTLSCA, TLSCrt: cfg.NatsTLSCert, TLSKey: cfg.NatsTLSKey,
-		Listen: "off", DataDir: cfg.DataDir, Stream: cfg.Stream, StreamMaxAge: cfg.StreamMaxAge, StreamReplicas: cfg.StreamReplicas, Name: "screenpopd-check"}
+		Listen: "off", DataDir: cfg.DataDir, Stream: cfg.Stream, StreamMaxAge: cfg.StreamMaxAge, StreamReplicas: cfg.StreamReplicas, Name: "screenpopd-check",
+		// run waits a minute for a cluster that cannot place the replicas
+		// yet (it started with the daemon); check asks of one that runs.
+		PlacementWait: 10 * time.Second}
 	var (
 		nc *nats.Conn
 		js jetstream.JetStream
