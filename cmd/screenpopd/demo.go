@@ -38,7 +38,8 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := NewLogger(cfg.LogLevel, cfg.LogFormat, c.stderr)
+	log, lw := newDaemonLogger(cfg.LogLevel, cfg.LogFormat, c.stderr)
+	defer lw.Close(logFlush)
 	began := time.Now()
 	// A fresh temporary store unless SCREENPOP_DATA_DIR or --data-dir
 	// names one: asked of the parsed configuration, so the flag counts.
@@ -52,6 +53,7 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer d.Close()
+	registerLogDropped(d.Main.Registry, lw)
 	if dir := d.tempDir; dir != "" {
 		// A second Ctrl-C or SIGTERM skips d.Close.
 		onForcedExit(ctx, func() { os.RemoveAll(dir) })

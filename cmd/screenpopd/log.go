@@ -1,35 +1,78 @@
 package main
 
 import (
+	"bytes"
 	"io"
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/screenpop/screenpop/internal/logwriter"
 )
 
 // NewLogger builds the root logger: JSON by default, console output on a
 // terminal or with LOG_FORMAT=console. Components add their own
-// component field.
+// component field. Its writes go to w as they are made (tests read them
+// so); the daemon's go through newDaemonLogger.
 func NewLogger(level, format string, w io.Writer) zerolog.Logger {
 	lvl, err := zerolog.ParseLevel(level)
 	if err != nil || level == "" {
 		lvl = zerolog.InfoLevel
 	}
-	if format == "" {
-		format = "json"
-		if f, ok := w.(*os.File); ok {
-			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-				format = "console"
-			}
-		}
-	}
-	if format == "console" {
+	if logFormat(format, w) == "console" {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
 	}
 	// A hook rather than zerolog.TimeFieldFormat, a package global: times
 	// in milliseconds, UTC.
 	return zerolog.New(w).Level(lvl).Hook(timeHook{})
+}
+
+// logFormat is LOG_FORMAT, or when unset console on a terminal and json
+// otherwise.
+func logFormat(format string, w io.Writer) string {
+	if format != "" {
+		return format
+	}
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			return "console"
+		}
+	}
+	return "json"
+}
+
+// newDaemonLogger is NewLogger for run and demo: its lines reach w from a
+// goroutine of their own (logwriter), so that a log reader that stops
+// reading stops no pop and no stop; lines it does not take in time
+// (logBuffer of them waiting) are dropped and counted, and a line says how
+// many. Close the writer at the end (logFlush).
+func newDaemonLogger(level, format string, w io.Writer) (zerolog.Logger, *logwriter.Writer) {
+	format = logFormat(format, w)
+	lw := logwriter.New(w, logBuffer, func(n uint64) []byte {
+		var b bytes.Buffer
+		l := NewLogger("warn", format, &b)
+		l.Warn().Str("component", "main").Uint64("dropped", n).
+			Msg("log lines dropped: the log's reader (journald, the container runtime, a pipe) took none for a while; pops went on. See why it stalled")
+		return b.Bytes()
+	})
+	return NewLogger(level, format, lw), lw
+}
+
+// logBuffer is how much log the daemon holds for a reader that stalls:
+// about 25 s of lines at 500 pops a second.
+const logBuffer = 8 << 20
+
+// logFlush is how long the end of run and demo waits for the log's reader
+// to take the last lines: within the stop's budget.
+const logFlush = 2 * time.Second
+
+// registerLogDropped counts lw's dropped lines on reg.
+func registerLogDropped(reg prometheus.Registerer, lw *logwriter.Writer) {
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "screenpop_log_lines_dropped_total",
+		Help: "Log lines dropped because the log's reader (stderr: journald, the container runtime) took none while 8 MB of lines waited; a warn line says how many once it reads again."},
+		func() float64 { return float64(lw.Dropped()) }))
 }
 
 type timeHook struct{}

@@ -203,7 +203,8 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 		}
 		return err
 	}
-	log := NewLogger(cfg.LogLevel, cfg.LogFormat, c.stderr)
+	log, lw := newDaemonLogger(cfg.LogLevel, cfg.LogFormat, c.stderr)
+	defer lw.Close(logFlush)
 	for _, u := range unknown {
 		log.Warn().Str("component", "main").Msg(u)
 	}
@@ -220,6 +221,7 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 		}
 		return err
 	}
+	registerLogDropped(m.Registry, lw)
 	return m.Run(ctx)
 }
 

@@ -1,0 +1,122 @@
+// Package logwriter hands the daemon's log lines to its stderr from a
+// goroutine of its own. A log reader that stops reading (journald hung on
+// a slow disk, a container runtime whose log copier stalled, a suspended
+// `| tee`) fills the pipe, and every write then blocks: each stage that
+// logs (a pop line per pop, a line per agent connection) would stop with
+// it, for every agent. Here lines wait in a buffer instead; when it is
+// full they are dropped and counted, and a line says how many once the
+// reader takes lines again.
+package logwriter
+
+import (
+	"bytes"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Writer is an io.Writer for one log line per Write (as zerolog writes).
+type Writer struct {
+	out    io.Writer
+	limit  int
+	notice func(dropped uint64) []byte
+
+	mu      sync.Mutex
+	pending []byte // lines waiting for out
+	dropped uint64 // lines dropped since the last notice was queued
+	closed  bool
+
+	total atomic.Uint64 // lines dropped since New
+	wake  chan struct{}
+	done  chan struct{}
+}
+
+// New returns a Writer to out that holds up to limit bytes of lines out
+// has not taken yet. notice formats the line that stands for dropped
+// lines, in the log's format.
+func New(out io.Writer, limit int, notice func(dropped uint64) []byte) *Writer {
+	w := &Writer{out: out, limit: limit, notice: notice, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+// Write queues a copy of p for out and never waits for out. A line that
+// does not fit (or comes after Close) is dropped and counted.
+func (w *Writer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	if w.dropped > 0 && !w.closed {
+		// The first line that fits after a gap is preceded by the gap's
+		// notice.
+		if n := w.notice(w.dropped); len(w.pending)+len(n)+len(p) <= w.limit {
+			w.pending = append(w.pending, n...)
+			w.dropped = 0
+		}
+	}
+	if w.closed || w.dropped > 0 || len(w.pending)+len(p) > w.limit {
+		w.dropped++
+		w.mu.Unlock()
+		w.total.Add(1)
+		return len(p), nil
+	}
+	w.pending = append(w.pending, p...)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+// Dropped is how many lines were dropped since New: for a metric.
+func (w *Writer) Dropped() uint64 { return w.total.Load() }
+
+// Close writes what is queued, waiting at most timeout for out, and
+// reports whether out took it all. Lines written after it are dropped.
+func (w *Writer) Close(timeout time.Duration) bool {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-w.done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// maxIdleBuffer is the most a drained buffer keeps of its capacity: a
+// burst that backed up megabytes gives them back.
+const maxIdleBuffer = 256 << 10
+
+func (w *Writer) run() {
+	defer close(w.done)
+	var batch []byte
+	for {
+		w.mu.Lock()
+		for len(w.pending) == 0 && !w.closed {
+			w.mu.Unlock()
+			<-w.wake
+			w.mu.Lock()
+		}
+		if len(w.pending) == 0 {
+			w.mu.Unlock()
+			return // closed, and all written
+		}
+		batch, w.pending = w.pending, batch[:0]
+		w.mu.Unlock()
+		if _, err := w.out.Write(batch); err != nil {
+			// stderr closed or broken: nowhere to say so.
+			w.total.Add(uint64(bytes.Count(batch, []byte{'\n'})))
+		}
+		if cap(batch) > maxIdleBuffer {
+			batch = nil
+		}
+	}
+}

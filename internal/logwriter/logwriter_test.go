@@ -1,0 +1,173 @@
+package logwriter_test
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/screenpop/screenpop/internal/logwriter"
+)
+
+// sink is a log reader: it keeps what it reads, and while held it reads
+// nothing (each Write waits), as a full pipe whose reader stopped.
+type sink struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	held sync.RWMutex
+	// entered has a value once a Write has begun.
+	entered chan struct{}
+}
+
+func newSink() *sink { return &sink{entered: make(chan struct{}, 1)} }
+
+func (s *sink) Write(p []byte) (int, error) {
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
+	s.held.RLock()
+	defer s.held.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *sink) lines() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Split(strings.TrimSuffix(s.buf.String(), "\n"), "\n")
+}
+
+func notice(n uint64) []byte { return fmt.Appendf(nil, "dropped %d\n", n) }
+
+func waitLines(t *testing.T, s *sink, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l := s.lines()
+		if len(l) >= n || time.Now().After(deadline) {
+			return l
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestWriter_EveryLineInOrder(t *testing.T) {
+	s := newSink()
+	w := logwriter.New(s, 1<<20, notice)
+	var want []string
+	for i := range 1000 {
+		line := fmt.Sprintf("line %d", i)
+		want = append(want, line)
+		w.Write([]byte(line + "\n"))
+	}
+	if !w.Close(5 * time.Second) {
+		t.Fatal("Close did not flush within 5 s")
+	}
+	if got := s.lines(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("got %d lines (first %q), want the 1000 in order", len(got), got[0])
+	}
+	if w.Dropped() != 0 {
+		t.Errorf("Dropped = %d, want 0", w.Dropped())
+	}
+}
+
+// While the reader reads nothing, Write returns at once; what does not fit
+// in the buffer is dropped, and when the reader reads again a notice
+// stands where the lines went missing, followed by the lines after them.
+func TestWriter_AStuckReaderDropsLinesAndSaysHowMany(t *testing.T) {
+	s := newSink()
+	w := logwriter.New(s, 100, notice) // ten lines of 10 bytes
+	s.held.Lock()
+	// The first line is on its way to the reader, which does not take it.
+	w.Write([]byte("line 0000\n"))
+	<-s.entered
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		for i := 1; i < 30; i++ {
+			w.Write(fmt.Appendf(nil, "line %04d\n", i))
+		}
+	}()
+	select {
+	case <-wrote:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Write waited for a reader that reads nothing")
+	}
+	// Lines 1–10 wait in the buffer; 11–29 are dropped.
+	if got := w.Dropped(); got != 19 {
+		t.Errorf("Dropped = %d while stuck, want 19 (29 lines after the first, 10 fit)", got)
+	}
+	s.held.Unlock()
+	waitLines(t, s, 11)
+	w.Write([]byte("line after\n"))
+	if !w.Close(5 * time.Second) {
+		t.Fatal("Close did not flush within 5 s")
+	}
+	got := s.lines()
+	var want []string
+	for i := range 11 {
+		want = append(want, fmt.Sprintf("line %04d", i))
+	}
+	want = append(want, "dropped 19", "line after")
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("the reader read\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// The stop must not wait for a reader that reads nothing: Close gives up
+// after its timeout and says so.
+func TestWriter_CloseGivesUpOnAStuckReader(t *testing.T) {
+	s := newSink()
+	w := logwriter.New(s, 1<<20, notice)
+	s.held.Lock()
+	defer s.held.Unlock()
+	w.Write([]byte("the last line\n"))
+	start := time.Now()
+	if w.Close(200 * time.Millisecond) {
+		t.Fatal("Close reported the line written while the reader read nothing")
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Close took %v, want about its 200 ms", took)
+	}
+	w.Write([]byte("after close\n"))
+	if w.Dropped() != 1 {
+		t.Errorf("Dropped = %d, want the line after Close", w.Dropped())
+	}
+}
+
+// Lines from many goroutines arrive whole, none lost.
+func TestWriter_ConcurrentWritersLoseNothing(t *testing.T) {
+	s := newSink()
+	w := logwriter.New(s, 1<<20, notice)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				w.Write(fmt.Appendf(nil, "g%d line %d\n", g, i))
+			}
+		})
+	}
+	wg.Wait()
+	if !w.Close(5 * time.Second) {
+		t.Fatal("Close did not flush within 5 s")
+	}
+	got := s.lines()
+	if len(got) != 4000 {
+		t.Fatalf("%d lines, want 4000", len(got))
+	}
+	next := map[string]int{}
+	for _, l := range got {
+		var g, i int
+		if _, err := fmt.Sscanf(l, "g%d line %d", &g, &i); err != nil {
+			t.Fatalf("line %q cut or mixed: %v", l, err)
+		}
+		if key := fmt.Sprint(g); i != next[key] {
+			t.Fatalf("goroutine %d: line %d after %d", g, i, next[key]-1)
+		}
+		next[fmt.Sprint(g)]++
+	}
+}
