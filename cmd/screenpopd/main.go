@@ -149,11 +149,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				fmt.Fprintf(stderr, "screenpopd check: invalid configuration: %d problem(s), each on a FAIL config line above\n", len(ce.Problems))
 				return 2
 			}
-			fmt.Fprintf(stderr, "screenpopd %s: %v\n", args[0], err)
+			lastLine(stderr, fmt.Sprintf("screenpopd %s: %v\n", args[0], err))
 			return 2
 		}
-		fmt.Fprintf(stderr, "screenpopd %s: %v\n", args[0], err)
+		lastLine(stderr, fmt.Sprintf("screenpopd %s: %v\n", args[0], err))
 		return 1
+	}
+}
+
+// lastLine writes the line the process ends with, waiting for stderr at
+// most logFlush: a log reader that stopped reading (see newDaemonLogger)
+// must not keep a failed daemon from exiting, and so from its restart.
+func lastLine(stderr io.Writer, line string) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		io.WriteString(stderr, line)
+	}()
+	t := time.NewTimer(logFlush)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
 	}
 }
 

@@ -119,3 +119,26 @@ func TestRun_AStuckLogReaderStopsNoPop(t *testing.T) {
 	}
 	t.Logf("stopped in %v", time.Since(stop).Round(time.Millisecond))
 }
+
+// A daemon that fails (here at start: its NATS refuses connections) ends
+// with its error on stderr and exit 1, for systemd to restart it. With the
+// log's reader stuck, that last write blocked, and the process never
+// ended: no restart, no exit status, a daemon neither up nor down.
+func TestRun_AStuckLogReaderDoesNotHoldTheExit(t *testing.T) {
+	d, _, _ := demoEmulators(t, testEnv(t))
+	vars := runVars(d, freeLoopbackAddr(t), t.TempDir())
+	vars["NATS_URL"] = "nats://" + freeLoopbackAddr(t) // nothing listens there
+	stderr := newStuckLog()
+	stderr.stick()
+	t.Cleanup(stderr.unstick)
+	done := make(chan int, 1)
+	go func() { done <- run(context.Background(), []string{"run"}, env(vars), &syncbuf.Buffer{}, stderr) }()
+	select {
+	case code := <-done:
+		if code != 1 {
+			t.Errorf("run exited %d, want 1", code)
+		}
+	case <-time.After(shutdownBudget):
+		t.Fatalf("run did not return within %v of failing while the log's reader was stuck", shutdownBudget)
+	}
+}
