@@ -250,6 +250,7 @@ type certSource struct {
 
 	mu       sync.Mutex
 	cur      *ClientCertificate
+	reading  chan certRead // the read in flight, nil when none is
 	failing  bool
 	broken   *loglimit.Limiter // the file's errors, once a day each
 	expiring *loglimit.Limiter // the expiry warnings, once a day per certificate
@@ -265,7 +266,7 @@ func newCertSource(path string, first *ClientCertificate, log zerolog.Logger, no
 // get reads the file again and returns the certificate to sign with: the
 // file's, or the last good one when the file does not load.
 func (s *certSource) get() *ClientCertificate {
-	next, err := ReadClientCertificate(s.path)
+	next, err := s.read()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -288,6 +289,45 @@ func (s *certSource) get() *ClientCertificate {
 	s.cur = next
 	s.warnExpiry(now)
 	return next
+}
+
+// certReadWait bounds a read of the certificate file for a token: a file
+// system that hangs (an NFS server gone, a stuck FUSE mount) must not
+// hold the token, and with it every lookup, while the certificate in use
+// still signs.
+const certReadWait = time.Second
+
+type certRead struct {
+	cert *ClientCertificate
+	err  error
+}
+
+// read reads the file in a goroutine of its own, one read at a time, and
+// waits for it up to certReadWait; a read that hangs is an error, and
+// later calls do not wait on it again until it returns.
+func (s *certSource) read() (*ClientCertificate, error) {
+	s.mu.Lock()
+	ch, wait := s.reading, time.Duration(0)
+	if ch == nil {
+		ch, wait = make(chan certRead, 1), certReadWait
+		s.reading = ch
+		go func() {
+			c, err := ReadClientCertificate(s.path)
+			ch <- certRead{c, err}
+		}()
+	}
+	s.mu.Unlock()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		s.mu.Lock()
+		s.reading = nil
+		s.mu.Unlock()
+		return r.cert, r.err
+	case <-t.C:
+		return nil, fmt.Errorf("read %s: no answer within %v (a hung file system?)", s.path, certReadWait)
+	}
 }
 
 // current is the certificate in use, without reading the file.

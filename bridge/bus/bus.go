@@ -254,14 +254,13 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 		// replaced this one, if the store watcher restarts it.
 		opts = append(opts, nats.InProcessServer(c.ns))
 	} else {
+		// nats.go reads these files again at every reconnect: bounded
+		// reads (boundedFile), so that a hung mount holds no publish.
 		if cfg.Creds != "" {
-			opts = append(opts, nats.UserCredentials(cfg.Creds))
+			opts = append(opts, credsOption(cfg.Creds))
 		}
-		if cfg.TLSCA != "" {
-			opts = append(opts, nats.RootCAs(cfg.TLSCA))
-		}
-		if cfg.TLSCrt != "" || cfg.TLSKey != "" {
-			opts = append(opts, nats.ClientCert(cfg.TLSCrt, cfg.TLSKey))
+		if cfg.TLSCA != "" || cfg.TLSCrt != "" || cfg.TLSKey != "" {
+			opts = append(opts, tlsOption(cfg.TLSCA, cfg.TLSCrt, cfg.TLSKey))
 		}
 		// A server that dies with its host, or drops off the network,
 		// closes nothing: the connection is stale only when pings go

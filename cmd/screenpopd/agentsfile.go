@@ -60,7 +60,12 @@ func (m *Main) watchAgentsFile(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		st, err := stampOf(path)
+		// A file system that hangs (an NFS server gone) holds the look,
+		// not the stop: the pops go on meanwhile with the agents watched.
+		st, err := unlessDone(ctx, func() (fileStamp, error) { return stampOf(path) })
+		if ctx.Err() != nil {
+			return nil
+		}
 		if err == nil && st.same(applied) {
 			seen = st
 			continue
@@ -74,7 +79,11 @@ func (m *Main) watchAgentsFile(ctx context.Context) error {
 		// one source of agents; next to GENESYS_AGENTS or GENESYS_QUEUES it
 		// removes the file's last agents, as a restart would.
 		alone := len(m.Config.GenesysAgents) == 0 && len(m.Config.GenesysQueues) == 0
-		ids, err := readValidAgents(path, err, alone)
+		statErr := err
+		ids, err := unlessDone(ctx, func() ([]string, error) { return readValidAgents(path, statErr, alone) })
+		if ctx.Err() != nil {
+			return nil
+		}
 		if err == nil {
 			ids = append(append([]string(nil), m.Config.GenesysAgents...), ids...)
 			err = m.Genesys.SetAgents(ids)
@@ -94,6 +103,28 @@ func (m *Main) watchAgentsFile(ctx context.Context) error {
 				Msg("GENESYS_AGENTS_FILE applied: agents added to it are watched now (up to the channel limit), agents removed from it are let go once no call rings for them (unless a queue has them)")
 		}
 		current, applied, refused = ids, st, nil
+	}
+}
+
+// unlessDone returns what f returns, run in a goroutine of its own, or
+// ctx's error as soon as ctx ends: a read of a file on a hung file system
+// leaves its goroutine waiting, not the caller.
+func unlessDone[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := f()
+		ch <- result{v, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
 	}
 }
 

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -25,7 +27,7 @@ import (
 // the daemon serves as well without it, and systemd says so itself (a
 // start that times out, a watchdog restart).
 func sdNotify(log zerolog.Logger, state string) {
-	if _, err := daemon.SdNotify(false, state); err != nil {
+	if err := notifySystemd(state, sdNotifyWait); err != nil {
 		if ok, held := sdNotifyLimit.Allow(state, time.Now()); ok {
 			log.Warn().Err(err).Str("state", state).Int("held_back", held).Msg("systemd notification failed: check NOTIFY_SOCKET and the unit's NotifyAccess")
 		}
@@ -33,6 +35,30 @@ func sdNotify(log zerolog.Logger, state string) {
 }
 
 var sdNotifyLimit = loglimit.New(10*time.Minute, 4)
+
+// sdNotifyWait bounds a notification: READY=1 and STOPPING=1 are sent by
+// the goroutine that stops the daemon, before the shutdown budget starts.
+const sdNotifyWait = 500 * time.Millisecond
+
+// notifySystemd is daemon.SdNotify with the write bounded by wait. A
+// systemd that does not read its socket (PID 1 busy or hung) fills the
+// socket's queue, and a datagram sent then waits for it to read again.
+func notifySystemd(state string, wait time.Duration) error {
+	name := os.Getenv("NOTIFY_SOCKET")
+	if name == "" {
+		return nil
+	}
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: name, Net: "unixgram"})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.SetWriteDeadline(time.Now().Add(wait)); err != nil {
+		return err
+	}
+	_, err = conn.Write([]byte(state))
+	return err
+}
 
 // livenessPeriod is how often the daemon checks itself, without a systemd
 // watchdog or with one of 60 s or more; a shorter WatchdogSec makes it a
