@@ -307,9 +307,21 @@ type certRead struct {
 // later calls do not wait on it again until it returns.
 func (s *certSource) read() (*ClientCertificate, error) {
 	s.mu.Lock()
-	ch, wait := s.reading, time.Duration(0)
+	ch := s.reading
+	if ch != nil {
+		select {
+		case <-ch:
+			// The read that hung has returned, maybe long ago: read
+			// the file as it is now. (Waiting on it with a timer of 0
+			// let select take the timer, at random, as often as not.)
+			ch = nil
+		default:
+			s.mu.Unlock()
+			return nil, fmt.Errorf("read %s: no answer within %v (a hung file system?)", s.path, certReadWait)
+		}
+	}
 	if ch == nil {
-		ch, wait = make(chan certRead, 1), certReadWait
+		ch = make(chan certRead, 1)
 		s.reading = ch
 		go func() {
 			c, err := ReadClientCertificate(s.path)
@@ -317,12 +329,14 @@ func (s *certSource) read() (*ClientCertificate, error) {
 		}()
 	}
 	s.mu.Unlock()
-	t := time.NewTimer(wait)
+	t := time.NewTimer(certReadWait)
 	defer t.Stop()
 	select {
 	case r := <-ch:
 		s.mu.Lock()
-		s.reading = nil
+		if s.reading == ch {
+			s.reading = nil
+		}
 		s.mu.Unlock()
 		return r.cert, r.err
 	case <-t.C:

@@ -71,10 +71,17 @@ func (w *Writer) Write(p []byte) (int, error) {
 // Dropped is how many lines were dropped since New: for a metric.
 func (w *Writer) Dropped() uint64 { return w.total.Load() }
 
-// Close writes what is queued, waiting at most timeout for out, and
-// reports whether out took it all. Lines written after it are dropped.
+// Close writes what is queued, and the notice of lines dropped since the
+// last one, waiting at most timeout for out, and reports whether out took
+// it all. Lines written after it are dropped.
 func (w *Writer) Close(timeout time.Duration) bool {
 	w.mu.Lock()
+	if w.dropped > 0 && !w.closed {
+		// Lines dropped with none logged since: their notice is the last
+		// line, over the limit if need be (nothing follows it).
+		w.pending = append(w.pending, w.notice(w.dropped)...)
+		w.dropped = 0
+	}
 	w.closed = true
 	w.mu.Unlock()
 	select {

@@ -171,3 +171,30 @@ func TestWriter_ConcurrentWritersLoseNothing(t *testing.T) {
 		next[fmt.Sprint(g)]++
 	}
 }
+
+// Lines dropped while the reader stalled, with no line logged after the
+// reader reads again before the stop (the daemon stops while its log
+// pipeline recovers): Close must still write the notice that stands for
+// them, or the log has a gap nothing points at (the metric is gone with
+// the process).
+func TestWriter_CloseSaysHowManyWereDroppedBeforeIt(t *testing.T) {
+	s := newSink()
+	w := logwriter.New(s, 100, notice) // ten lines of 10 bytes
+	s.held.Lock()
+	w.Write([]byte("line 0000\n"))
+	<-s.entered
+	for i := 1; i < 30; i++ {
+		w.Write(fmt.Appendf(nil, "line %04d\n", i))
+	}
+	if got := w.Dropped(); got != 19 {
+		t.Fatalf("Dropped = %d while stuck, want 19", got)
+	}
+	s.held.Unlock()
+	if !w.Close(5 * time.Second) {
+		t.Fatal("Close did not flush within 5 s")
+	}
+	got := s.lines()
+	if last := got[len(got)-1]; last != "dropped 19" {
+		t.Errorf("the reader read\n%s\nwant the 11 lines taken, then \"dropped 19\"", strings.Join(got, "\n"))
+	}
+}
