@@ -162,7 +162,9 @@ type Conn struct {
 	// markerTTLs is whether the bucket takes per-key TTLs (NATS 2.11 and
 	// later): without them EndPop leaves markers to the bucket's TTL.
 	markerTTLs bool
-	recheck    sync.Mutex // see recheckStream
+	// shareLogged is the stream byte limit storeShare said last.
+	shareLogged atomic.Int64
+	recheck     sync.Mutex // see recheckStream
 	// subjectsChecked is when a publish nothing answered last read the
 	// stream's subjects (restoreSubjects), Unix nanoseconds.
 	subjectsChecked atomic.Int64
@@ -602,8 +604,12 @@ func (c *Conn) storeShare(ctx context.Context) int64 {
 	if perStream > 0 {
 		share = min(share, perStream) // the account's cap on one stream
 	}
-	c.log.Info().Int64("store_bytes", store).Int64("stream_max_bytes", share).Int("replicas", c.cfg.StreamReplicas).
-		Msg("stream limited to its share of the JetStream store: the oldest messages go first when it is full")
+	if c.shareLogged.Swap(share) != share {
+		// Said when it changes: Start asks once a second while a
+		// cluster cannot place the stream, the stream's re-checks again.
+		c.log.Info().Int64("store_bytes", store).Int64("stream_max_bytes", share).Int("replicas", c.cfg.StreamReplicas).
+			Msg("stream limited to its share of the JetStream store: the oldest messages go first when it is full")
+	}
 	return share
 }
 

@@ -144,7 +144,7 @@ func TestStart_AClusterTooSmallForTheReplicasIsAnError(t *testing.T) {
 	cl := startCluster(t, "n3")
 	var logs syncbuf.Buffer
 	start := time.Now()
-	c, err := bus.Start(context.Background(), bus.Config{URL: cl.nodes[0].url("screenpop"), StreamReplicas: 3, PlacementWait: 3 * time.Second}, zerolog.New(&logs).Level(zerolog.WarnLevel))
+	c, err := bus.Start(context.Background(), bus.Config{URL: cl.nodes[0].url("screenpop"), StreamReplicas: 3, PlacementWait: 3 * time.Second}, zerolog.New(&logs).Level(zerolog.InfoLevel))
 	if err == nil {
 		c.Close()
 		t.Fatal("Start made a stream of three replicas on two servers")
@@ -161,5 +161,10 @@ func TestStart_AClusterTooSmallForTheReplicasIsAnError(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "JetStream limits") {
 		t.Errorf("error %q sends the admin to the account's limits", err)
+	}
+	// Each attempt works out the stream's share of the account's store:
+	// the admin reads it once, not once a second.
+	if n := strings.Count(logs.String(), "stream limited to its share"); n != 1 {
+		t.Errorf("%d \"stream limited to its share\" lines over the wait, want 1:\n%s", n, logs.String())
 	}
 }
