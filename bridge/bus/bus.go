@@ -258,12 +258,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 	} else {
 		// nats.go reads these files again at every reconnect: bounded
 		// reads (boundedFile), so that a hung mount holds no publish.
-		if cfg.Creds != "" {
-			opts = append(opts, credsOption(cfg.Creds))
-		}
-		if cfg.TLSCA != "" || cfg.TLSCrt != "" || cfg.TLSKey != "" {
-			opts = append(opts, tlsOption(cfg.TLSCA, cfg.TLSCrt, cfg.TLSKey))
-		}
+		opts = append(opts, FileOptions(cfg.Creds, cfg.TLSCA, cfg.TLSCrt, cfg.TLSKey)...)
 		// A server that dies with its host, or drops off the network,
 		// closes nothing: the connection is stale only when pings go
 		// unanswered. nats.go's default (a ping every 2 minutes, stale

@@ -87,6 +87,20 @@ func (f *boundedFile) read() ([]byte, error) {
 	return slices.Clone(f.last), nil
 }
 
+// FileOptions are the nats.go options for NATS_CREDS and the NATS_TLS_*
+// files (each when set), read at every connect and reconnect with each
+// read bounded (boundedFile): for Start, and for a check's own connection.
+func FileOptions(creds, ca, crt, key string) []nats.Option {
+	var opts []nats.Option
+	if creds != "" {
+		opts = append(opts, credsOption(creds))
+	}
+	if ca != "" || crt != "" || key != "" {
+		opts = append(opts, tlsOption(ca, crt, key))
+	}
+	return opts
+}
+
 // credsOption is nats.UserCredentials(path) with the reads bounded.
 func credsOption(path string) nats.Option {
 	f := newBoundedFile(path, "NATS_CREDS")

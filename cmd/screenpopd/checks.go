@@ -298,15 +298,8 @@ func checkNATS(ctx context.Context, cfg *Config, log zerolog.Logger, r *report) 
 		js = c.JetStream()
 	} else {
 		opts := []nats.Option{nats.Name("screenpopd-check"), nats.Timeout(5 * time.Second), nats.MaxReconnects(0)}
-		if cfg.NatsCreds != "" {
-			opts = append(opts, nats.UserCredentials(cfg.NatsCreds))
-		}
-		if cfg.NatsTLSCA != "" {
-			opts = append(opts, nats.RootCAs(cfg.NatsTLSCA))
-		}
-		if cfg.NatsTLSCert != "" {
-			opts = append(opts, nats.ClientCert(cfg.NatsTLSCert, cfg.NatsTLSKey))
-		}
+		// As run reads them: a hung mount is a FAIL line, not a hang.
+		opts = append(opts, bus.FileOptions(cfg.NatsCreds, cfg.NatsTLSCA, cfg.NatsTLSCert, cfg.NatsTLSKey)...)
 		var err error
 		nc, err = nats.Connect(cfg.NatsURL, opts...)
 		if err != nil {

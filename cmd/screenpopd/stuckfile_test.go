@@ -195,3 +195,36 @@ func TestDaemon_HungAgentsFileDoesNotHoldTheStop(t *testing.T) {
 	}
 	release()
 }
+
+// check on a host whose NATS_CREDS mount hangs: it must end, with the
+// file named on its FAIL line, rather than hang (it read the file with
+// nats.go's own option, unbounded, as run did before).
+func TestCheck_HungNATSCredsFileIsAFailNotAHang(t *testing.T) {
+	ns := startNATS(t, true)
+	r := newCheckRig(t)
+	creds := filepath.Join(t.TempDir(), "screenpop.creds")
+	good := natsCredsFile(t)
+	if err := os.WriteFile(creds, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bustest.HangFile(t, creds, good)
+	r.vars["NATS_URL"], r.vars["NATS_CREDS"] = ns.ClientURL(), creds
+	type result struct {
+		code int
+		out  string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, out := r.check(t)
+		done <- result{code, out}
+	}()
+	select {
+	case res := <-done:
+		if res.code != 1 {
+			t.Errorf("exit %d, want 1", res.code)
+		}
+		wantLine(t, res.out, "FAIL nats connect:", creds, "no answer")
+	case <-time.After(60 * time.Second):
+		t.Fatal("check still running 60 s into a hung NATS_CREDS")
+	}
+}
