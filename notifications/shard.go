@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -960,10 +961,52 @@ func proxiedDialer(uri string) *websocket.Dialer {
 	return &d
 }
 
+// cancelable makes ctx's end, a stop as well as its deadline, end d's dial
+// wherever it waits: gorilla's DialContext reads the answer to the upgrade
+// bounded by the context's deadline alone, so a stop while the streaming
+// host (or the path to it) said nothing waited out the whole HTTPTimeout,
+// past the daemon's stop budget. unwatch, called once the dial returned,
+// reports whether the connection was left alone.
+func cancelable(ctx context.Context, d *websocket.Dialer) (_ *websocket.Dialer, unwatch func() bool) {
+	next := d.NetDialContext
+	if next == nil {
+		var nd net.Dialer
+		next = nd.DialContext
+	}
+	var mu sync.Mutex
+	var stops []func() bool
+	d.NetDialContext = func(dctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := next(dctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+		mu.Lock()
+		stops = append(stops, stop)
+		mu.Unlock()
+		return c, nil
+	}
+	return d, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		ok := true
+		for _, stop := range stops {
+			ok = stop() && ok
+		}
+		return ok
+	}
+}
+
 func (sh *shard) dial(ctx context.Context, id, uri string) (*session, error) {
 	dctx, cancel := context.WithTimeout(ctx, sh.c.cfg.HTTPTimeout)
 	defer cancel()
-	ws, resp, err := proxiedDialer(uri).DialContext(dctx, uri, nil)
+	d, unwatch := cancelable(dctx, proxiedDialer(uri))
+	ws, resp, err := d.DialContext(dctx, uri, nil)
+	if !unwatch() && err == nil {
+		// Stopped just as the answer came: the socket's deadline is past.
+		_ = ws.Close()
+		ws, err = nil, dctx.Err()
+	}
 	if err != nil {
 		if resp != nil && channelRefused(resp.StatusCode) {
 			return nil, &APIError{Op: "connect channel", Status: http.StatusNotFound}
