@@ -300,14 +300,20 @@ func apiError(op string, resp *platformclientv2.APIResponse, err error) error {
 	return ae
 }
 
-// retryAfter reads a Retry-After of whole seconds, as Genesys sends it; 0
-// when absent or unreadable.
+// retryAfter reads a Retry-After of whole seconds, as Genesys sends it,
+// at most maxRetryAfter; 0 when absent or unreadable.
 func retryAfter(v string) time.Duration {
 	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
-		return time.Duration(n) * time.Second
+		return min(time.Duration(n)*time.Second, maxRetryAfter)
 	}
 	return 0
 }
+
+// maxRetryAfter caps a Retry-After: Genesys' rate limits reset within a
+// minute, and a gateway or proxy in front of it that asks for an hour
+// during an outage would keep agents without pops for that hour after
+// Genesys is back (the Dataverse client caps it the same).
+const maxRetryAfter = 5 * time.Minute
 
 func first(h map[string][]string, k string) string {
 	for key, v := range h {
