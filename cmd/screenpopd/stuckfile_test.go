@@ -119,17 +119,7 @@ func TestRun_HungCredsFileAtReconnectStopsNoPop(t *testing.T) {
 // goroutine that stops the daemon, so SIGTERM does not stop it within its
 // 10 s (nor at all, until systemd reads).
 func TestMain_SystemdNotifySocketNotReadStopsInTime(t *testing.T) {
-	dir, err := os.MkdirTemp("", "sd") // a socket path must fit in 108 bytes
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "notify")
-	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	sock, _ := notifySocket(t)
 	// Its queue full: a write now waits for a read.
 	w, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {

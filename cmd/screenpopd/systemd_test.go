@@ -14,14 +14,10 @@ import (
 	"time"
 )
 
-// Under the shipped unit (Type=notify, WatchdogSec=) systemd learns from
-// the daemon that it is up, that it is alive, and that it is stopping, on
-// the datagram socket it names in NOTIFY_SOCKET (here a real one, as
-// systemd makes it). `run` says READY=1 once it serves, WATCHDOG=1 three
-// times per WATCHDOG_USEC for as long as it runs (so systemd, which
-// restarts it when a WatchdogSec passes without one, leaves it alone), and
-// STOPPING=1 when SIGTERM begins its graceful stop.
-func TestMain_SystemdNotify(t *testing.T) {
+// notifySocket is a datagram socket as systemd makes NOTIFY_SOCKET, until
+// the test ends: its path and the listening end.
+func notifySocket(t *testing.T) (string, *net.UnixConn) {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "sd") // a socket path must fit in 108 bytes
 	if err != nil {
 		t.Fatal(err)
@@ -33,6 +29,18 @@ func TestMain_SystemdNotify(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
+	return sock, ln
+}
+
+// Under the shipped unit (Type=notify, WatchdogSec=) systemd learns from
+// the daemon that it is up, that it is alive, and that it is stopping, on
+// the datagram socket it names in NOTIFY_SOCKET (here a real one, as
+// systemd makes it). `run` says READY=1 once it serves, WATCHDOG=1 three
+// times per WATCHDOG_USEC for as long as it runs (so systemd, which
+// restarts it when a WatchdogSec passes without one, leaves it alone), and
+// STOPPING=1 when SIGTERM begins its graceful stop.
+func TestMain_SystemdNotify(t *testing.T) {
+	sock, ln := notifySocket(t)
 	type note struct{ state string }
 	notes := make(chan note, 1024)
 	go func() {
