@@ -108,7 +108,8 @@ func (m *Main) watchAgentsFile(ctx context.Context) error {
 
 // unlessDone returns what f returns, run in a goroutine of its own, or
 // ctx's error as soon as ctx ends: a read of a file on a hung file system
-// leaves its goroutine waiting, not the caller.
+// (or a write to a stderr nobody reads: lastLine) leaves its goroutine
+// waiting, not the caller.
 func unlessDone[T any](ctx context.Context, f func() (T, error)) (T, error) {
 	type result struct {
 		v   T

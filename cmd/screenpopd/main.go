@@ -161,17 +161,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // most logFlush: a log reader that stopped reading (see newDaemonLogger)
 // must not keep a failed daemon from exiting, and so from its restart.
 func lastLine(stderr io.Writer, line string) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		io.WriteString(stderr, line)
-	}()
-	t := time.NewTimer(logFlush)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), logFlush)
+	defer cancel()
+	_, _ = unlessDone(ctx, func() (int, error) { return io.WriteString(stderr, line) })
 }
 
 func usage(w io.Writer) {
