@@ -326,10 +326,13 @@ type retriedError struct {
 }
 
 func (e *retriedError) Error() string {
+	// The attempt's error already starts with the op ("whoami: dataverse:
+	// HTTP 503"): named once, before the count.
+	msg := strings.TrimPrefix(e.err.Error(), e.op+": ")
 	if e.made == 1 {
-		return e.op + " after 1 attempt: " + e.err.Error()
+		return e.op + " after 1 attempt: " + msg
 	}
-	return fmt.Sprintf("%s after %d attempts: %v", e.op, e.made, e.err)
+	return fmt.Sprintf("%s after %d attempts: %s", e.op, e.made, msg)
 }
 
 func (e *retriedError) Unwrap() error { return e.err }
@@ -338,7 +341,7 @@ func (e *retriedError) Unwrap() error { return e.err }
 func cause(err error) string {
 	var re *retriedError
 	if errors.As(err, &re) {
-		return re.op + ": " + re.err.Error()
+		return re.op + ": " + strings.TrimPrefix(re.err.Error(), re.op+": ")
 	}
 	return err.Error()
 }

@@ -177,7 +177,7 @@ func (p *prober) run(ctx context.Context) {
 	}
 	switch {
 	case err != nil:
-		p.fail("genesys channel", err, "the OAuth client must be allowed the notifications API: give its role the permissions below, and check it has no scope restriction excluding notifications")
+		p.fail("genesys channel", err, orUnavailable(err, "the OAuth client must be allowed the notifications API: give its role the permissions below, and check it has no scope restriction excluding notifications"))
 		p.skip("genesys subscribe", "needs genesys channel")
 	default:
 		if err := openSocket(ctx, uri); err != nil {
@@ -204,7 +204,7 @@ func (p *prober) run(ctx context.Context) {
 			if status(qp.err) == http.StatusForbidden {
 				fix = "give the OAuth client's role Routing > Queue > View (routing:queue:view)"
 			}
-			p.fail("genesys queue "+q, qp.err, fix)
+			p.fail("genesys queue "+q, qp.err, orUnavailable(qp.err, fix))
 			continue
 		}
 		if qp.first == "" {
@@ -220,7 +220,7 @@ func (p *prober) run(ctx context.Context) {
 	}
 	live, _, err := c.activity(ctx, []string{probe}, liveMetrics...)
 	if err != nil {
-		p.fail("genesys reconciliation", err, "give the OAuth client's role Analytics > Queue Observation > View (analytics:queueObservation:view); without it calls that alert during a reconnect do not pop")
+		p.fail("genesys reconciliation", err, orUnavailable(err, "give the OAuth client's role Analytics > Queue Observation > View (analytics:queueObservation:view); without it calls that alert during a reconnect do not pop"))
 		return
 	}
 	p.ok("genesys reconciliation", "activity query answered for user %s (%d live conversations)", probe, len(live))
@@ -263,9 +263,23 @@ func loginFix(err error) string {
 	case ae.Code == "unauthorized_client" || ae.Code == "unsupported_grant_type":
 		return "the OAuth client's grant type must be Client Credentials (the browser's PKCE client cannot be used here)"
 	case ae.Status == http.StatusTooManyRequests || ae.Status >= 500:
-		return "Genesys Cloud is unavailable or throttling; try again later (status.mypurecloud.com)"
+		return unavailableFix
 	}
 	return "check GENESYS_REGION, GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET"
+}
+
+// unavailableFix is the fix of a step Genesys Cloud answered with 429 or
+// 5xx: it is down or throttling, and nothing in the configuration is wrong.
+const unavailableFix = "Genesys Cloud is unavailable or throttling; try again later (status.mypurecloud.com)"
+
+// orUnavailable is fix, or unavailableFix when err is Genesys Cloud's 429
+// or 5xx: a role, topic or queue id fix would send the admin to change a
+// configuration that is right.
+func orUnavailable(err error, fix string) string {
+	if s := status(err); s == http.StatusTooManyRequests || s >= 500 {
+		return unavailableFix
+	}
+	return fix
 }
 
 // openSocket dials a channel's websocket and closes it at once.
@@ -325,7 +339,7 @@ func (p *prober) subscribe(ctx context.Context, channel, user string) {
 		if status(err) == http.StatusBadRequest {
 			fix = "user id " + user + " makes an invalid topic: GENESYS_AGENTS must hold Genesys user ids (UUIDs)"
 		}
-		p.fail("genesys subscribe", err, fix)
+		p.fail("genesys subscribe", err, orUnavailable(err, fix))
 	case cerr != nil:
 		p.fail("genesys subscribe", fmt.Errorf("%s subscribed, but removing it failed: %w", topic, cerr), "the check channel keeps one presence topic until it expires (24 h); harmless, but report it")
 	default:
@@ -343,7 +357,7 @@ func (p *prober) permissions(ctx context.Context) {
 		topics, resp, err = c.notif.GetNotificationsAvailabletopics([]string{"requiresPermissions", "enforced"}, false)
 		return resp, err
 	}); err != nil {
-		p.fail("genesys permissions", err, "the OAuth client must be allowed to read GET /api/v2/notifications/availabletopics")
+		p.fail("genesys permissions", err, orUnavailable(err, "the OAuth client must be allowed to read GET /api/v2/notifications/availabletopics"))
 		return
 	}
 	if topics != nil && topics.Entities != nil {

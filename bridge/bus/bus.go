@@ -351,7 +351,13 @@ func startEmbedded(cfg Config, log zerolog.Logger, store *storeWatch) (*server.S
 		}
 		select {
 		case detail := <-fatal:
-			err = fmt.Errorf("embedded nats: %s (set SCREENPOP_NATS_LISTEN to a free address or off; check that SCREENPOP_DATA_DIR is writable)", detail)
+			if strings.Contains(detail, "JetStream") {
+				// The store, not the listener: name the directory,
+				// which the server's text does not.
+				err = fmt.Errorf("embedded nats: %s: %s (the built-in NATS keeps its store there: it must be a directory the service user can write; move away what is in its place, or set SCREENPOP_DATA_DIR to another directory)", storeDir(cfg), detail)
+				break
+			}
+			err = fmt.Errorf("embedded nats: %s (set SCREENPOP_NATS_LISTEN to a free address or off)", detail)
 		default:
 			if time.Now().After(deadline) {
 				err = fmt.Errorf("embedded nats: not ready after 10s (is %s in use? set SCREENPOP_NATS_LISTEN to another address or off)", cfg.Listen)

@@ -435,6 +435,21 @@ func checkDataDir(cfg *Config, r *report) {
 		r.fail(name, err, "SCREENPOP_DATA_DIR must be a directory the service user can create and write (it holds "+use+")")
 		return
 	}
+	if cfg.NatsURL == "" {
+		// check's own server runs on a scratch store: the daemon's
+		// store directory is looked at here.
+		store := filepath.Join(cfg.DataDir, "jetstream")
+		if fi, err := os.Stat(store); err == nil && !fi.IsDir() {
+			r.fail(name, fmt.Errorf("%s, where the built-in NATS keeps its store, is not a directory", store),
+				"move "+store+" away (screenpopd run makes the directory), or set SCREENPOP_DATA_DIR to another directory")
+			return
+		} else if err == nil {
+			if err := dirWritable(store); err != nil {
+				r.fail(name, err, "the built-in NATS store "+store+" must be writable by the service user (chown -R it to that user)")
+				return
+			}
+		}
+	}
 	path := filepath.Join(cfg.DataDir, "pii-hash.key")
 	key, err := readPIIKey(path)
 	switch {
@@ -623,6 +638,7 @@ func dataverseFix(err error) string {
 		ce *dataverse.ColumnError
 		ae *dataverse.AuthError
 		pe *dataverse.APIError
+		te *dataverse.ThrottledError
 	)
 	switch {
 	case errors.As(err, &ce) && ce.NotText:
@@ -640,6 +656,11 @@ func dataverseFix(err error) string {
 		return "check DATAVERSE_CLIENT_ID and DATAVERSE_TENANT_ID, and leave DATAVERSE_TOKEN_URL unset for Entra ID: the client assertion names the client and the tenant's token endpoint"
 	case errors.As(err, &ae):
 		return "see docs/setup.md, Dataverse: the app registration, its secret or certificate and the application user with the screenpop security role"
+	case errors.As(err, &te) ||
+		errors.As(err, &pe) && (pe.Status == http.StatusTooManyRequests || pe.Status == http.StatusRequestTimeout || pe.Status >= 500):
+		// Dataverse, or the gateway in front of it, answered: this host
+		// reaches it and the URL is right.
+		return "nothing to change: Dataverse (or its gateway) answered but cannot serve now (an outage or throttling); run check again later (Power Platform admin center > Service health)"
 	case errors.As(err, &pe) && pe.Status == http.StatusNotFound:
 		return "check the entity set name in SCREENPOP_ENTITIES and DATAVERSE_URL"
 	}
