@@ -343,7 +343,8 @@ func startEmbedded(cfg Config, log zerolog.Logger, store *storeWatch) (*server.S
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
 	fatal := make(chan string, 1)
-	ns.SetLoggerV2(serverLogger{log: log.With().Str("component", "nats-server").Logger(), fatal: fatal, store: store}, false, false, false)
+	ns.SetLoggerV2(serverLogger{log: log.With().Str("component", "nats-server").Logger(), fatal: fatal, store: store,
+		accepts: loglimit.New(10*time.Second, 1)}, false, false, false)
 	ns.Start()
 	for deadline := time.Now().Add(10 * time.Second); err == nil; {
 		if ns.ReadyForConnections(50 * time.Millisecond) {

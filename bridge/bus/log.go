@@ -2,8 +2,13 @@ package bus
 
 import (
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/screenpop/screenpop/internal/fdlimit"
+	"github.com/screenpop/screenpop/internal/loglimit"
 )
 
 // serverLogger adapts zerolog to nats-server's Logger. Messages stay
@@ -18,6 +23,16 @@ type serverLogger struct {
 	// store, when set, is told of the store's write errors, and quiets
 	// the server's line per refused message while it knows of one.
 	store *storeWatch
+	// accepts, when set, keeps the server's line per failed accept of its
+	// listener out of descriptors (every retry, 10 ms doubling to 1 s) to
+	// one every 10 s, told as the agent and admin listeners tell it.
+	accepts *loglimit.Limiter
+}
+
+// acceptExhausted reports whether a line of nats-server tells of its
+// listener's accept failing for want of a descriptor (EMFILE, ENFILE).
+func acceptExhausted(detail string) bool {
+	return strings.Contains(detail, "Accept Error(") && strings.Contains(detail, "too many open files")
 }
 
 const serverMsg = "nats-server"
@@ -45,6 +60,17 @@ func (l serverLogger) Fatalf(format string, v ...any) {
 }
 func (l serverLogger) Errorf(format string, v ...any) {
 	detail := fmt.Sprintf(format, v...)
+	if l.accepts != nil && acceptExhausted(detail) {
+		ok, held := l.accepts.Allow("emfile", time.Now())
+		if !ok {
+			l.log.Debug().Str("detail", detail).Msg(serverMsg)
+			return
+		}
+		lim, _ := fdlimit.Limit()
+		l.log.Error().Str("detail", detail).Str("listener", "nats").Uint64("nofile_limit", lim).Int("held_back", held).
+			Msg(fdlimit.ExhaustedMsg)
+		return
+	}
 	if l.store != nil && l.store.serverError(detail) {
 		l.log.Debug().Str("detail", detail).Msg(serverMsg)
 		return

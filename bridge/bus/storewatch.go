@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/screenpop/screenpop/internal/fdlimit"
 )
 
 // storeWatch keeps the embedded server's store writing. When a write to
@@ -137,8 +139,16 @@ func (w *storeWatch) run(restart func() error) {
 		} else {
 			backoff = time.Second
 		}
-		w.log.Error().Str("store_dir", w.dir).Str("detail", w.failure()).
-			Msg("the built-in NATS store cannot write (disk full or read-only under SCREENPOP_DATA_DIR): no event, pop marker or pop is stored and calls do not pop; free disk space (or fix the mount): screenpopd resumes by itself")
+		if detail := w.failure(); strings.Contains(strings.ToLower(detail), "too many open files") {
+			// Not the disk: the process (or the system) is out of file
+			// descriptors, and the store could not open its files.
+			lim, _ := fdlimit.Limit()
+			w.log.Error().Str("store_dir", w.dir).Str("detail", detail).Uint64("nofile_limit", lim).
+				Msg("the built-in NATS store cannot open its files (out of file descriptors): no event, pop marker or pop is stored and calls do not pop; " + fdlimit.Hint + ": screenpopd resumes by itself")
+		} else {
+			w.log.Error().Str("store_dir", w.dir).Str("detail", detail).
+				Msg("the built-in NATS store cannot write (disk full or read-only under SCREENPOP_DATA_DIR): no event, pop marker or pop is stored and calls do not pop; free disk space (or fix the mount): screenpopd resumes by itself")
+		}
 		for {
 			select {
 			case <-w.quit:

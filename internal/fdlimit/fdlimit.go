@@ -24,6 +24,10 @@ import (
 // Hint is what to do, in every line about the limit.
 const Hint = "raise LimitNOFILE= in the systemd unit (docs/deploy/screenpopd.service) or the container's nofile ulimit"
 
+// ExhaustedMsg is the line of a listener whose accepts fail for want of a
+// descriptor.
+const ExhaustedMsg = "out of file descriptors: new connections wait, and lookups, reconnects and store writes fail; " + Hint
+
 // Config is a listener's handling of the limit.
 type Config struct {
 	// Name names the listener in log lines and metrics ("agent", "admin").
@@ -78,7 +82,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			if ok, held := l.lines.Allow("emfile", time.Now()); ok {
 				lim, _ := Limit()
 				l.cfg.Log.Error().Err(err).Str("listener", l.cfg.Name).Uint64("nofile_limit", lim).Int("held_back", held).
-					Msg("out of file descriptors: new connections wait, and lookups, reconnects and store writes fail; " + Hint)
+					Msg(ExhaustedMsg)
 			}
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 			t := time.NewTimer(delay)
