@@ -260,6 +260,9 @@
   Controller.prototype.clearAuthNote = function () {
     var id = this.authNote, x = this.xrm();
     this.authNote = null;
+    // A sign-in that did not complete goes with it: once signed in (or
+    // asked again) it would tell a connected agent the sign-in failed.
+    if (this.loginNote) { this.dropNote(this.loginNote); this.loginNote = null; }
     if (!id) { return; }
     try {
       if (id.remove) { id.remove(); } else if (x && x.App && x.App.clearGlobalNotification) { x.App.clearGlobalNotification(id); }
@@ -790,7 +793,8 @@
       self.clearAuthNote();
       if (self.client && self.client.state !== 'closed') { self.client.reconnect(); } else { self.take(true); }
     }, function () {
-      self.notify(2, 'Screen pop: Genesys Cloud sign-in did not complete.');
+      if (self.loginNote) { self.dropNote(self.loginNote); self.loginNote = null; }
+      self.notify(2, 'Screen pop: Genesys Cloud sign-in did not complete.').then(function (id) { self.loginNote = id || null; });
     });
   };
 
@@ -883,7 +887,10 @@
           self.clearAuthNote();
           self.notify(3, 'Screen pop: sign in to Genesys Cloud to receive screen pops.', { label: 'Sign in', run: function () { self.login(); } }).then(function (id) { self.authNote = id || null; });
         } else {
-          self.notify(2, 'Screen pop: the screen-pop token was refused. Reload the page to sign in again.');
+          // Kept as the "Sign in" one is: a newer page of the tab that
+          // takes the connection over (with a renewed token) takes it down.
+          self.clearAuthNote();
+          self.notify(2, 'Screen pop: the screen-pop token was refused. Reload the page to sign in again.').then(function (id) { self.authNote = id || null; });
         }
       }
     });
