@@ -123,8 +123,16 @@ type authCache struct {
 
 	mu      sync.Mutex
 	entries map[[32]byte]authEntry
-	refused map[[32]byte]time.Time // until when a refused token is refused
+	refused map[[32]byte]refusal
 	sf      singleflight.Group
+}
+
+// refusal is a refused token's answer, kept until when it is refused
+// without asking again: its error still says why (the log line of each
+// refusal names it).
+type refusal struct {
+	until time.Time
+	err   error
 }
 
 type authEntry struct {
@@ -138,7 +146,7 @@ type authResult struct {
 }
 
 func newAuthCache(auth bridge.AgentAuthenticator, revalidate time.Duration, m *metrics) *authCache {
-	return &authCache{auth: auth, revalidate: revalidate, m: m, entries: map[[32]byte]authEntry{}, refused: map[[32]byte]time.Time{}}
+	return &authCache{auth: auth, revalidate: revalidate, m: m, entries: map[[32]byte]authEntry{}, refused: map[[32]byte]refusal{}}
 }
 
 // check returns the agent for token and until when that holds. A cached
@@ -146,18 +154,18 @@ func newAuthCache(auth bridge.AgentAuthenticator, revalidate time.Duration, m *m
 // when the answer it renews runs out).
 func (a *authCache) check(ctx context.Context, token string, now time.Time) (bridge.AgentID, time.Time, error) {
 	if token == "" || len(token) > maxToken {
-		return "", time.Time{}, bridge.ErrInvalidToken
+		return "", time.Time{}, fmt.Errorf("%w: no token, or one over %d bytes", bridge.ErrInvalidToken, maxToken)
 	}
 	key := sha256.Sum256([]byte(token))
 	a.mu.Lock()
 	e, ok := a.entries[key]
-	refusedUntil, refused := a.refused[key]
+	no, refused := a.refused[key]
 	a.mu.Unlock()
 	if ok && now.Before(e.until) {
 		return e.agent, e.until, nil
 	}
-	if refused && now.Before(refusedUntil) {
-		return "", time.Time{}, bridge.ErrInvalidToken
+	if refused && now.Before(no.until) {
+		return "", time.Time{}, no.err
 	}
 	v, err, _ := a.sf.Do(string(key[:]), func() (any, error) {
 		agent, until, err := a.auth.Authenticate(ctx, token)
@@ -173,7 +181,7 @@ func (a *authCache) check(ctx context.Context, token string, now time.Time) (bri
 			// valid in a moment: the page's next try must not be refused
 			// for the rest of refusedTTL. Checking it costs no round trip.
 			if len(a.refused) < maxRefused && !errors.Is(err, jwt.ErrTokenNotValidYet) {
-				a.refused[key] = time.Now().Add(refusedTTL)
+				a.refused[key] = refusal{until: time.Now().Add(refusedTTL), err: err}
 			}
 			a.mu.Unlock()
 			return nil, err
@@ -211,8 +219,8 @@ func (a *authCache) sweep(now time.Time) {
 			delete(a.entries, k)
 		}
 	}
-	for k, until := range a.refused {
-		if !now.Before(until) {
+	for k, r := range a.refused {
+		if !now.Before(r.until) {
 			delete(a.refused, k)
 		}
 	}

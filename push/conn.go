@@ -241,7 +241,10 @@ func (c *conn) hello(mt int, data []byte) bool {
 		if errors.Is(err, bridge.ErrInvalidToken) {
 			s.m.connects.WithLabelValues("auth").Inc()
 			if ok, held := s.logLimit.Allow("invalid token", time.Now()); ok {
-				s.log.Info().Int("held_back", held).Msg("websocket closed: invalid or expired token")
+				// Why (expired, another org, Genesys' 403, another
+				// secret): every agent refused for one reason is a setup
+				// problem, not sign-ins.
+				s.log.Info().Err(err).Int("held_back", held).Msg("websocket closed: invalid or expired token")
 			}
 			if errors.Is(err, jwt.ErrTokenNotValidYet) {
 				// A token signed a moment ago: its issuer's clock is ahead.

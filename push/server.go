@@ -669,7 +669,10 @@ func (s *Server) revalidateOne(ctx context.Context, c *conn) {
 	case err == nil && agent == c.agent:
 		s.scheduleCheck(c, until)
 	case err == nil || errors.Is(err, bridge.ErrInvalidToken):
-		s.log.Info().Str("agent_id", string(c.agent)).Msg("agent token no longer valid; closing socket")
+		if err == nil {
+			err = errors.New("the token names another agent now")
+		}
+		s.log.Info().Err(err).Str("agent_id", string(c.agent)).Msg("agent token no longer valid; closing socket")
 		c.closeWith(CloseInvalidToken, msgInvalidToken)
 	default:
 		// The identity provider could not tell: keep the agent and ask again soon.
