@@ -188,6 +188,9 @@ type Conn struct {
 	// check of a marker left without its pop has 2 s, and must not wait
 	// behind a storm of replays (the death of an instance brings both).
 	reads, checks chan struct{}
+	// fullLines keeps the line of a replay refused its consumer by the
+	// stream's consumer limit to one a minute.
+	fullLines *loglimit.Limiter
 
 	closeOnce sync.Once
 	closing   atomic.Bool
@@ -212,7 +215,8 @@ var (
 // empty) and creates or updates the stream and the pop-marker bucket.
 func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 	cfg.setDefaults()
-	c := &Conn{cfg: cfg, log: log.With().Str("component", "bus").Logger(), metrics: newMetrics(cfg.Registerer), reads: make(chan struct{}, maxReadConsumers), checks: make(chan struct{}, maxCheckConsumers)}
+	c := &Conn{cfg: cfg, log: log.With().Str("component", "bus").Logger(), metrics: newMetrics(cfg.Registerer), reads: make(chan struct{}, maxReadConsumers), checks: make(chan struct{}, maxCheckConsumers),
+		fullLines: loglimit.New(time.Minute, 1)}
 	authRefusals := loglimit.New(time.Minute, 8)
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
@@ -344,7 +348,7 @@ func startEmbedded(cfg Config, log zerolog.Logger, store *storeWatch) (*server.S
 	}
 	fatal := make(chan string, 1)
 	ns.SetLoggerV2(serverLogger{log: log.With().Str("component", "nats-server").Logger(), fatal: fatal, store: store,
-		accepts: loglimit.New(10*time.Second, 1)}, false, false, false)
+		accepts: loglimit.New(10*time.Second, 1), slow: loglimit.New(10*time.Second, 1)}, false, false, false)
 	ns.Start()
 	for deadline := time.Now().Add(10 * time.Second); err == nil; {
 		if ns.ReadyForConnections(50 * time.Millisecond) {
@@ -1253,6 +1257,9 @@ func (c *Conn) ReplayPops(ctx context.Context, agent bridge.AgentID, afterSeq ui
 	}
 	defer release() // after the consumer's deletion
 	cons, err := c.js.OrderedConsumer(ctx, c.cfg.Stream, cfg)
+	if errors.Is(err, jetstream.ErrMaximumConsumersLimit) {
+		return c.replayNewest(ctx, agent, afterSeq, since, fn)
+	}
 	if err != nil {
 		return fmt.Errorf("replay pops: %w", err)
 	}
@@ -1297,6 +1304,33 @@ func (c *Conn) ReplayPops(ctx context.Context, agent bridge.AgentID, afterSeq ui
 			return nil
 		}
 	}
+}
+
+// replayNewest is ReplayPops when the stream has no room for another
+// consumer: its limit (nats-server's 1,000 a stream by default) is taken,
+// by another service's consumers left behind (ours are bounded by reads
+// and checks). Refusing the page (1013) would leave the agent without
+// pops, live ones too, for as long as they stay, and every page of
+// Unified Interface says hello; so the agent's newest pop is read without
+// a consumer and replayed if it is in the range: the one a page reloading
+// most likely missed. Older missed pops are not replayed meanwhile.
+func (c *Conn) replayNewest(ctx context.Context, agent bridge.AgentID, afterSeq uint64, since time.Time, fn func(bridge.StoredPop) error) error {
+	if ok, held := c.fullLines.Allow("full", time.Now()); ok {
+		c.log.Error().Str("stream", c.cfg.Stream).Int("held_back", held).
+			Msg("the stream has no room for another consumer (nats-server's limit, 1,000 a stream by default): another service holds that many; pages resume with their agent's newest pop only until it lets them go (nats consumer ls " + c.cfg.Stream + ")")
+	}
+	m, err := c.stream.GetLastMsgForSubject(ctx, bridge.PopSubject(agent))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("replay pops: %w", err)
+	}
+	if m.Sequence <= afterSeq || (!since.IsZero() && m.Time.Before(since)) {
+		return nil
+	}
+	d, _ := c.correction(m.Header)
+	return fn(bridge.StoredPop{Seq: m.Sequence, Agent: agent, Data: m.Data, Time: m.Time, ClockCorrection: d})
 }
 
 // maxReadConsumers and maxCheckConsumers are how many consumers

@@ -27,6 +27,16 @@ type serverLogger struct {
 	// listener out of descriptors (every retry, 10 ms doubling to 1 s) to
 	// one every 10 s, told as the agent and admin listeners tell it.
 	accepts *loglimit.Limiter
+	// slow, when set, keeps the server's notices of a client it drops
+	// as a slow consumer (another local service that stopped reading
+	// the events) to one every 10 s at warn; the rest go to debug.
+	slow *loglimit.Limiter
+}
+
+// slowConsumer reports whether a line of nats-server tells of a client
+// it found (and, for a client, dropped) as a slow consumer.
+func slowConsumer(detail string) bool {
+	return strings.Contains(detail, "Slow Consumer Detected") || strings.Contains(detail, "Slow Consumer State")
 }
 
 // acceptExhausted reports whether a line of nats-server tells of its
@@ -38,7 +48,15 @@ func acceptExhausted(detail string) bool {
 const serverMsg = "nats-server"
 
 func (l serverLogger) Noticef(format string, v ...any) {
-	l.log.Debug().Str("detail", fmt.Sprintf(format, v...)).Msg(serverMsg)
+	detail := fmt.Sprintf(format, v...)
+	if l.slow != nil && slowConsumer(detail) {
+		if ok, held := l.slow.Allow("slow consumer", time.Now()); ok {
+			l.log.Warn().Str("detail", detail).Int("held_back", held).
+				Msg("the built-in NATS server dropped a client that stopped reading (a slow consumer): a service reading the events misses them until it reconnects; pops are not held up")
+			return
+		}
+	}
+	l.log.Debug().Str("detail", detail).Msg(serverMsg)
 }
 func (l serverLogger) Warnf(format string, v ...any) {
 	detail := fmt.Sprintf(format, v...)

@@ -72,9 +72,16 @@ func testEnv(t *testing.T) map[string]string {
 // service's client to it (closed when the test ends).
 func startDemoOnNATS(t *testing.T) (*Demo, *nats.Conn) {
 	t.Helper()
+	d, nc, _ := startDemoOnNATSLogs(t)
+	return d, nc
+}
+
+// startDemoOnNATSLogs is startDemoOnNATS with the daemon's log.
+func startDemoOnNATSLogs(t *testing.T) (*Demo, *nats.Conn, *syncbuf.Buffer) {
+	t.Helper()
 	vars := testEnv(t)
 	vars["SCREENPOP_NATS_LISTEN"] = "127.0.0.1:0"
-	d, _ := MustStartDemo(t, vars)
+	d, logs := MustStartDemo(t, vars)
 	url := d.Main.Bus.ClientURL()
 	if url == "" {
 		t.Fatal("no client URL for the embedded NATS listener")
@@ -84,7 +91,7 @@ func startDemoOnNATS(t *testing.T) (*Demo, *nats.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	return d, nc
+	return d, nc, logs
 }
 
 // MustStartDemo builds the daemon against both emulators, as `screenpopd
