@@ -54,7 +54,7 @@ func newDaemonLogger(level, format string, w io.Writer) (zerolog.Logger, *logwri
 		var b bytes.Buffer
 		l := NewLogger("warn", format, &b)
 		l.Warn().Str("component", "main").Uint64("dropped", n).
-			Msg("log lines dropped: the log's reader (journald, the container runtime, a pipe) took none for a while; pops went on. See why it stalled")
+			Msg("log lines dropped: the log's reader (journald, the container runtime, a pipe) took none for a while, or its file refused them (a full disk); pops went on. See why")
 		return b.Bytes()
 	})
 	return NewLogger(level, format, lw), lw
@@ -71,7 +71,7 @@ const logFlush = 2 * time.Second
 // registerLogDropped counts lw's dropped lines on reg.
 func registerLogDropped(reg prometheus.Registerer, lw *logwriter.Writer) {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "screenpop_log_lines_dropped_total",
-		Help: "Log lines dropped because the log's reader (stderr: journald, the container runtime) took none while 8 MB of lines waited; a warn line says how many once it reads again."},
+		Help: "Log lines dropped because the log's reader (stderr: journald, the container runtime) took none while 8 MB of lines waited, or its file refused them (a full disk); a warn line says how many once it takes lines again."},
 		func() float64 { return float64(lw.Dropped()) }))
 }
 

@@ -5,7 +5,9 @@
 // logs (a pop line per pop, a line per agent connection) would stop with
 // it, for every agent. Here lines wait in a buffer instead; when it is
 // full they are dropped and counted, and a line says how many once the
-// reader takes lines again.
+// reader takes lines again. Lines a write refused (a file on a full disk)
+// are counted and told the same way, and a line such a write cut short is
+// finished first.
 package logwriter
 
 import (
@@ -104,7 +106,12 @@ const maxIdleBuffer = 256 << 10
 
 func (w *Writer) run() {
 	defer close(w.done)
-	var batch []byte
+	var batch, joined []byte
+	// rest is the end of a line a failed write cut (a file on a full
+	// disk takes what fits): written before the next lines, so that the
+	// cut line is finished and not glued to the next one, which would
+	// make both one line no log store parses.
+	var rest []byte
 	for {
 		w.mu.Lock()
 		for len(w.pending) == 0 && !w.closed {
@@ -112,18 +119,48 @@ func (w *Writer) run() {
 			<-w.wake
 			w.mu.Lock()
 		}
-		if len(w.pending) == 0 {
+		closed := w.closed
+		if len(w.pending) == 0 && len(rest) == 0 {
 			w.mu.Unlock()
 			return // closed, and all written
 		}
 		batch, w.pending = w.pending, batch[:0]
 		w.mu.Unlock()
-		if _, err := w.out.Write(batch); err != nil {
-			// stderr closed or broken: nowhere to say so.
-			w.total.Add(uint64(bytes.Count(batch, []byte{'\n'})))
+		out := batch
+		if len(rest) > 0 {
+			joined = append(append(joined[:0], rest...), batch...)
+			out = joined
+		}
+		n, err := w.out.Write(out)
+		if err != nil {
+			// stderr closed, broken or full: nowhere to say so. The
+			// lines not written are lost, but for the end of one cut.
+			lost := out[n:]
+			cut := len(rest) > 0 && n < len(rest) || n > 0 && out[n-1] != '\n'
+			rest = rest[:0]
+			if cut {
+				end := bytes.IndexByte(lost, '\n') + 1
+				rest, lost = append(rest, lost[:end]...), lost[end:]
+			}
+			if n := uint64(bytes.Count(lost, []byte{'\n'})); n > 0 {
+				w.total.Add(n)
+				// The next line that is queued is preceded by the
+				// notice, as after a stalled reader's gap.
+				w.mu.Lock()
+				w.dropped += n
+				w.mu.Unlock()
+			}
+			if closed {
+				return
+			}
+		} else {
+			rest = rest[:0]
 		}
 		if cap(batch) > maxIdleBuffer {
 			batch = nil
+		}
+		if cap(joined) > maxIdleBuffer {
+			joined = nil
 		}
 	}
 }

@@ -198,3 +198,63 @@ func TestWriter_CloseSaysHowManyWereDroppedBeforeIt(t *testing.T) {
 		t.Errorf("the reader read\n%s\nwant the 11 lines taken, then \"dropped 19\"", strings.Join(got, "\n"))
 	}
 }
+
+// fullDisk is a file on a disk that fills: it takes room more bytes, then
+// refuses every write (a short write with ENOSPC, as write(2) does) until
+// free is called.
+type fullDisk struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	room int
+	full bool
+}
+
+func (d *fullDisk) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.full {
+		return d.buf.Write(p)
+	}
+	n := min(len(p), d.room)
+	d.room -= n
+	d.buf.Write(p[:n])
+	if n < len(p) {
+		return n, fmt.Errorf("write /var/log/screenpopd.log: no space left on device")
+	}
+	return n, nil
+}
+
+func (d *fullDisk) set(full bool, room int) {
+	d.mu.Lock()
+	d.full, d.room = full, room
+	d.mu.Unlock()
+}
+
+// A line a full disk cut (the file took what fitted) is finished before
+// the next lines once there is room: glued to the next line, the two
+// would be one line no log store parses, and the next one lost with it.
+// Only lines not written at all count as dropped, and the notice stands
+// where they went missing.
+func TestWriter_ALineAFullDiskCutIsFinishedNotGlued(t *testing.T) {
+	d := &fullDisk{}
+	w := logwriter.New(d, 1<<20, notice)
+	d.set(true, 10)
+	w.Write([]byte(`{"message":"first, cut after ten bytes"}` + "\n" + `{"message":"second, lost"}` + "\n"))
+	deadline := time.Now().Add(5 * time.Second)
+	for w.Dropped() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	d.set(false, 0)
+	w.Write([]byte(`{"message":"third"}` + "\n"))
+	if !w.Close(5 * time.Second) {
+		t.Fatal("Close did not flush within 5 s")
+	}
+	got := d.buf.String()
+	want := `{"message":"first, cut after ten bytes"}` + "\n" + string(notice(1)) + `{"message":"third"}` + "\n"
+	if got != want {
+		t.Errorf("the file holds\n%s\nwant\n%s", got, want)
+	}
+	if n := w.Dropped(); n != 1 {
+		t.Errorf("Dropped = %d, want 1 (the second line; the first was finished)", n)
+	}
+}
