@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -127,6 +128,29 @@ type authCache struct {
 	sf      singleflight.Group
 }
 
+// maxReason bounds the reason a refusal keeps, and its log line quotes: a
+// token's claims are the client's to write, and the JWT parser quotes a
+// value it cannot read whole (an exp of 6,000 digits), so that thousands
+// of bogus hellos would be kept as megabytes of their own text.
+const maxReason = 256
+
+// shortReason is err, an ErrInvalidToken, with its text cut to maxReason.
+// Not valid yet keeps its error: it is told apart (not cached, and its own
+// line about the issuer's clock).
+func shortReason(err error) error {
+	s := err.Error()
+	if len(s) <= maxReason || errors.Is(err, jwt.ErrTokenNotValidYet) {
+		return err
+	}
+	return cutReason(strings.ToValidUTF8(s[:maxReason], "") + "…")
+}
+
+// cutReason is a refusal's reason cut short; it is an ErrInvalidToken.
+type cutReason string
+
+func (e cutReason) Error() string        { return string(e) }
+func (e cutReason) Is(target error) bool { return target == bridge.ErrInvalidToken }
+
 // refusal is a refused token's answer, kept until when it is refused
 // without asking again: its error still says why (the log line of each
 // refusal names it).
@@ -175,6 +199,7 @@ func (a *authCache) check(ctx context.Context, token string, now time.Time) (bri
 		switch {
 		case errors.Is(err, bridge.ErrInvalidToken):
 			a.m.authChecks.WithLabelValues("invalid").Inc()
+			err = shortReason(err)
 			a.mu.Lock()
 			delete(a.entries, key)
 			// Not valid yet (its issuer's clock ahead of this one's) is

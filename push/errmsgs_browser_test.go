@@ -63,3 +63,33 @@ func TestBrowser_UCIRefusedTokenNoteGoesWhenANewerPageConnects(t *testing.T) {
 			eval[string](t, ctx, `window.__notes[0].message`), cleared, eval[string](t, ctx, `JSON.stringify(window.__notes)`))
 	}
 }
+
+// The app answers addGlobalNotification asynchronously (the notification's
+// id comes once it is shown). A newer page of the tab that takes the
+// connection over while the refused-token notification is on its way
+// must still take it down once it is shown: left up, it tells an agent
+// whose newer page is connected (a renewed token) to reload.
+func TestBrowser_UCIRefusedTokenNoteShownLateStillGoes(t *testing.T) {
+	e, pages := pageEnv(t)
+	ctx := newBrowser(t)
+	run(t, ctx, chromedp.Navigate(pages.URL+"/uci.html"),
+		js(fmt.Sprintf(`var add = Xrm.App.addGlobalNotification;
+			Xrm.App.addGlobalNotification = function (n) {
+				var p = add(n);
+				return new Promise(function (resolve) { setTimeout(function () { resolve(p); }, 1000); });
+			};
+			window.__tok = 'not-a-valid-token';
+			window.__onLoadParam = {url: %q, lockMs: 1500, token: function () { return window.__tok; }};
+			loadPage('contact', '00000000-0000-4000-8000-000000000001')`, e.wsURL)),
+		poll(`window.__frames === 1 && window.__clients()[0] === 'auth' && window.__notes.length === 1`),
+		// The token is renewed and the agent opens a record before the
+		// app has answered with the notification's id.
+		js(fmt.Sprintf(`window.__tok = %q; loadPage('account', 'nav')`, e.token("agent-jwtlate"))),
+		poll(`window.__frames === 2 && window.__clients()[1] === 'ready'`), sleepJS(2000))
+	if n := eval[int](t, ctx, `window.__notes.length`); n != 1 {
+		t.Fatalf("%d notifications shown, want the one refused-token notice: %s", n, eval[string](t, ctx, `JSON.stringify(window.__notes)`))
+	}
+	if cleared := eval[[]string](t, ctx, `window.__cleared || []`); len(cleared) != 1 || cleared[0] != "note-1" {
+		t.Fatalf("a newer page is connected, yet %q is still up (cleared: %v)", eval[string](t, ctx, `window.__notes[0].message`), cleared)
+	}
+}

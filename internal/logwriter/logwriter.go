@@ -26,12 +26,21 @@ type Writer struct {
 
 	mu      sync.Mutex
 	pending []byte // lines waiting for out
+	// notices are where in pending a notice is, and how many lines it
+	// stands for: a write that loses it loses them again.
+	notices []queuedNotice
 	dropped uint64 // lines dropped since the last notice was queued
 	closed  bool
 
 	total atomic.Uint64 // lines dropped since New
 	wake  chan struct{}
 	done  chan struct{}
+}
+
+// queuedNotice is a notice at off in pending, for dropped lines.
+type queuedNotice struct {
+	off     int
+	dropped uint64
 }
 
 // New returns a Writer to out that holds up to limit bytes of lines out
@@ -51,6 +60,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 		// The first line that fits after a gap is preceded by the gap's
 		// notice.
 		if n := w.notice(w.dropped); len(w.pending)+len(n)+len(p) <= w.limit {
+			w.notices = append(w.notices, queuedNotice{len(w.pending), w.dropped})
 			w.pending = append(w.pending, n...)
 			w.dropped = 0
 		}
@@ -81,6 +91,7 @@ func (w *Writer) Close(timeout time.Duration) bool {
 	if w.dropped > 0 && !w.closed {
 		// Lines dropped with none logged since: their notice is the last
 		// line, over the limit if need be (nothing follows it).
+		w.notices = append(w.notices, queuedNotice{len(w.pending), w.dropped})
 		w.pending = append(w.pending, w.notice(w.dropped)...)
 		w.dropped = 0
 	}
@@ -107,6 +118,7 @@ const maxIdleBuffer = 256 << 10
 func (w *Writer) run() {
 	defer close(w.done)
 	var batch, joined []byte
+	var notices []queuedNotice
 	// rest is the end of a line a failed write cut (a file on a full
 	// disk takes what fits): written before the next lines, so that the
 	// cut line is finished and not glued to the next one, which would
@@ -125,6 +137,7 @@ func (w *Writer) run() {
 			return // closed, and all written
 		}
 		batch, w.pending = w.pending, batch[:0]
+		notices, w.notices = w.notices, notices[:0]
 		w.mu.Unlock()
 		out := batch
 		if len(rest) > 0 {
@@ -137,13 +150,24 @@ func (w *Writer) run() {
 			// lines not written are lost, but for the end of one cut.
 			lost := out[n:]
 			cut := len(rest) > 0 && n < len(rest) || n > 0 && out[n-1] != '\n'
+			batchAt := len(out) - len(batch) // where batch starts in out
 			rest = rest[:0]
 			if cut {
 				end := bytes.IndexByte(lost, '\n') + 1
 				rest, lost = append(rest, lost[:end]...), lost[end:]
 			}
-			if n := uint64(bytes.Count(lost, []byte{'\n'})); n > 0 {
-				w.total.Add(n)
+			lostAt := len(out) - len(lost)
+			n := uint64(bytes.Count(lost, []byte{'\n'}))
+			var told uint64 // lines the lost notices stood for
+			for _, q := range notices {
+				if batchAt+q.off >= lostAt {
+					// A notice is not a line of the log's own; the
+					// lines it stood for are missing again.
+					n, told = n-1, told+q.dropped
+				}
+			}
+			w.total.Add(n)
+			if n += told; n > 0 {
 				// The next line that is queued is preceded by the
 				// notice, as after a stalled reader's gap.
 				w.mu.Lock()

@@ -258,3 +258,46 @@ func TestWriter_ALineAFullDiskCutIsFinishedNotGlued(t *testing.T) {
 		t.Errorf("Dropped = %d, want 1 (the second line; the first was finished)", n)
 	}
 }
+
+// A disk that stays full while lines keep coming: every line queued then
+// is preceded by the notice of the lines lost before it, and the write of
+// both fails. The notice says how many app lines went missing in all (not
+// only the last failed batch's), and the metric counts app lines, not the
+// notices that could not be written either.
+func TestWriter_ADiskThatStaysFullCountsEveryLostLineOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		lost int // lines written one at a time while the disk is full
+	}{
+		{"one line", 1},
+		{"two lines", 2},
+		{"five lines", 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &fullDisk{}
+			w := logwriter.New(d, 1<<20, notice)
+			d.set(true, 0)
+			for i := range tc.lost {
+				before := w.Dropped()
+				w.Write(fmt.Appendf(nil, `{"message":"lost %d"}`+"\n", i))
+				deadline := time.Now().Add(5 * time.Second)
+				for w.Dropped() == before && time.Now().Before(deadline) {
+					time.Sleep(2 * time.Millisecond)
+				}
+			}
+			d.set(false, 0)
+			w.Write([]byte(`{"message":"after"}` + "\n"))
+			if !w.Close(5 * time.Second) {
+				t.Fatal("Close did not flush within 5 s")
+			}
+			got := d.buf.String()
+			want := string(notice(uint64(tc.lost))) + `{"message":"after"}` + "\n"
+			if got != want {
+				t.Errorf("the file holds\n%s\nwant\n%s", got, want)
+			}
+			if n := w.Dropped(); n != uint64(tc.lost) {
+				t.Errorf("Dropped = %d, want %d (the lines lost, not the notices)", n, tc.lost)
+			}
+		})
+	}
+}

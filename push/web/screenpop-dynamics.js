@@ -260,6 +260,9 @@
   Controller.prototype.clearAuthNote = function () {
     var id = this.authNote, x = this.xrm();
     this.authNote = null;
+    // One still on its way (the app answers with its id asynchronously)
+    // is taken down once shown (see keepAuthNote).
+    this.authGen = (this.authGen || 0) + 1;
     // A sign-in that did not complete goes with it: once signed in (or
     // asked again) it would tell a connected agent the sign-in failed.
     if (this.loginNote) { this.dropNote(this.loginNote); this.loginNote = null; }
@@ -267,6 +270,18 @@
     try {
       if (id.remove) { id.remove(); } else if (x && x.App && x.App.clearGlobalNotification) { x.App.clearGlobalNotification(id); }
     } catch (e) { /* gone already */ }
+  };
+
+  // keepAuthNote notes the id of an auth notification (field: 'authNote' or
+  // 'loginNote') once the app answers with it; if clearAuthNote ran
+  // meanwhile (a newer page took the connection, the agent signed in),
+  // the notification is taken down instead of kept for good.
+  Controller.prototype.keepAuthNote = function (field, shown) {
+    var self = this, gen = self.authGen;
+    return shown.then(function (id) {
+      if (id && gen !== self.authGen) { self.dropNote(id); return; }
+      self[field] = id || null;
+    });
   };
 
   // notifyPop is notify for what pop popId brings (the search offer, a
@@ -794,7 +809,7 @@
       if (self.client && self.client.state !== 'closed') { self.client.reconnect(); } else { self.take(true); }
     }, function () {
       if (self.loginNote) { self.dropNote(self.loginNote); self.loginNote = null; }
-      self.notify(2, 'Screen pop: Genesys Cloud sign-in did not complete.').then(function (id) { self.loginNote = id || null; });
+      self.keepAuthNote('loginNote', self.notify(2, 'Screen pop: Genesys Cloud sign-in did not complete.'));
     });
   };
 
@@ -885,12 +900,12 @@
         try { root.sessionStorage.removeItem(TOKEN); } catch (e) { /* ignore */ }
         if (o.clientId) {
           self.clearAuthNote();
-          self.notify(3, 'Screen pop: sign in to Genesys Cloud to receive screen pops.', { label: 'Sign in', run: function () { self.login(); } }).then(function (id) { self.authNote = id || null; });
+          self.keepAuthNote('authNote', self.notify(3, 'Screen pop: sign in to Genesys Cloud to receive screen pops.', { label: 'Sign in', run: function () { self.login(); } }));
         } else {
           // Kept as the "Sign in" one is: a newer page of the tab that
           // takes the connection over (with a renewed token) takes it down.
           self.clearAuthNote();
-          self.notify(2, 'Screen pop: the screen-pop token was refused. Reload the page to sign in again.').then(function (id) { self.authNote = id || null; });
+          self.keepAuthNote('authNote', self.notify(2, 'Screen pop: the screen-pop token was refused. Reload the page to sign in again.'));
         }
       }
     });
