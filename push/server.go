@@ -692,6 +692,13 @@ func (s *Server) Ready() bool {
 	return s.serving.Load() && s.following.Load() && !stopping
 }
 
+// followChecker is optionally implemented by a PopStore (bus.Conn does):
+// false while a FollowPops' consumer that was live is being made again and
+// refused, when no pop reaches FollowPops.
+type followChecker interface {
+	PopsFollowed() bool
+}
+
 // Status is push's part of /status.
 type Status struct {
 	Serving      bool   `json:"serving"`
@@ -713,6 +720,9 @@ func (s *Server) Status() any {
 	st := Status{Connections: len(s.conns), Agents: len(s.agents)}
 	s.mu.RUnlock()
 	st.Serving, st.Following, st.Auth = s.serving.Load(), s.following.Load(), s.cfg.Auth
+	if f, ok := s.store.(followChecker); ok && !f.PopsFollowed() {
+		st.Following = false // its consumer is being made again
+	}
 	st.CachedTokens = s.auth.len()
 	st.PopsSent, st.PopsAcked, st.PopsReplayed = s.nSent.Load(), s.nAcked.Load(), s.nReplayed.Load()
 	st.PopsUnrouted, st.SlowClosed = s.nUnrouted.Load(), s.nSlow.Load()

@@ -189,8 +189,11 @@ type Conn struct {
 	// behind a storm of replays (the death of an instance brings both).
 	reads, checks chan struct{}
 	// fullLines keeps the line of a replay refused its consumer by the
-	// stream's consumer limit to one a minute.
+	// stream's consumer limit to one a minute, and FollowPops' own.
 	fullLines *loglimit.Limiter
+	// followRemaking counts the FollowPops whose consumer, live before,
+	// is being made again and was refused (see PopsFollowed).
+	followRemaking atomic.Int32
 
 	closeOnce sync.Once
 	closing   atomic.Bool
@@ -216,7 +219,7 @@ var (
 func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 	cfg.setDefaults()
 	c := &Conn{cfg: cfg, log: log.With().Str("component", "bus").Logger(), metrics: newMetrics(cfg.Registerer), reads: make(chan struct{}, maxReadConsumers), checks: make(chan struct{}, maxCheckConsumers),
-		fullLines: loglimit.New(time.Minute, 1)}
+		fullLines: loglimit.New(time.Minute, 2)}
 	authRefusals := loglimit.New(time.Minute, 8)
 	opts := []nats.Option{
 		nats.Name(cfg.Name),

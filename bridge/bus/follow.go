@@ -122,6 +122,11 @@ func (c *Conn) FollowPops(ctx context.Context, fn func(bridge.StoredPop), live f
 	return err
 }
 
+// PopsFollowed reports whether every FollowPops' consumer exists: false
+// while one that was live is being made again and NATS refuses it (the
+// stream's consumers all taken, JetStream away), when no pop reaches it.
+func (c *Conn) PopsFollowed() bool { return c.followRemaking.Load() == 0 }
+
 // followCreateTimeout bounds the first attempt to make FollowPops'
 // consumer; each attempt that times out doubles it, up to 8 s. A healthy
 // cluster answers in milliseconds; an attempt placed on a node that is
@@ -140,6 +145,7 @@ type follower struct {
 	fn     func(bridge.StoredPop)
 	prefix string // consumer names: prefix_serial
 	lost   func() // has the stream checked
+	made   bool   // a consumer was live: start makes it again (start's goroutine)
 
 	failed   chan struct{} // the current consumer needs making again
 	broken   atomic.Bool
@@ -159,6 +165,17 @@ type follower struct {
 func (f *follower) start(ctx context.Context, stop <-chan struct{}) bool {
 	f.stop()
 	wait, timeout := 250*time.Millisecond, followCreateTimeout
+	// refused counts the attempts the consumer limit refused: the first
+	// may be our own consumer not yet deleted (stop deletes it in the
+	// background).
+	// counted: this consumer, live before, is counted in followRemaking
+	// until it is made again.
+	refused, counted, told := 0, false, false
+	defer func() {
+		if counted {
+			f.c.followRemaking.Add(-1)
+		}
+	}()
 	for {
 		f.mu.Lock()
 		f.serial++
@@ -194,9 +211,26 @@ func (f *follower) start(ctx context.Context, stop <-chan struct{}) bool {
 			f.mu.Lock()
 			f.cc, f.name = cc, name
 			f.mu.Unlock()
+			f.made = true
+			if told {
+				f.c.log.Info().Str("stream", f.c.cfg.Stream).Msg("the push server's consumer of the pops is made again: pops reach the agents again")
+			}
 			return true
 		}
 		f.c.log.Debug().Err(err).Msg("follow pops")
+		if f.made && !counted {
+			counted = true
+			f.c.followRemaking.Add(1)
+		}
+		if errors.Is(err, jetstream.ErrMaximumConsumersLimit) {
+			if refused++; refused > 1 {
+				if ok, held := f.c.fullLines.Allow("follow", time.Now()); ok {
+					told = true
+					f.c.log.Error().Str("stream", f.c.cfg.Stream).Int("held_back", held).
+						Msg("the stream has no room for the push server's consumer of the pops (nats-server's limit, 1,000 a stream by default): another service holds that many; no pop reaches any agent until it lets one go (nats consumer ls " + f.c.cfg.Stream + ")")
+				}
+			}
+		}
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			f.lost()
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
+	"github.com/screenpop/screenpop/push"
 )
 
 // stuckSubscriber connects to url as another local service whose process
@@ -184,6 +186,163 @@ func TestNeighbours_ConsumerLeakDoesNotStopReplays(t *testing.T) {
 		}
 		if m.Type == "pop" && m.ConversationID == third.ID() {
 			return
+		}
+	}
+}
+
+// Another service leaking consumers of the stream holds every slot of
+// nats-server's limit when the push server's consumer of the pops has to
+// be made again (here deleted by hand, as an operator cleaning up the
+// leak might; a reconnect or a missed heartbeat has it made again as
+// well), and the leak takes the slot it freed. No pop reaches any agent
+// until a slot frees: on-call must be told, where it looks, why (the
+// consumer limit, and 'nats consumer ls'), /status must not say the pop
+// consumer is live, and once the leaked consumers go the pops flow again
+// by themselves.
+func TestNeighbours_ConsumerLeakWhileThePopFollowIsMadeAgain(t *testing.T) {
+	d, nc, logs := startDemoOnNATSLogs(t)
+	agent := demoAgents[0].ID
+	ws := dialAgent(t, d.Main.AgentURL(), d.Genesys.AgentToken(agent))
+	first := d.Genesys.InboundCall(agent, "+19995550300", notificationstest.Options{})
+	first.Alert()
+	p := readPop(t, ws)
+	if p.ConversationID != first.ID() {
+		t.Fatalf("pop for %s, want %s", p.ConversationID, first.ID())
+	}
+	// The page keeps reading (and answering pings) throughout.
+	pops := make(chan agentPop, 16)
+	ws.SetReadDeadline(time.Time{})
+	go func() {
+		defer close(pops)
+		for {
+			var m agentPop
+			if err := ws.ReadJSON(&m); err != nil {
+				return
+			}
+			if m.Type == "pop" {
+				pops <- m
+			}
+		}
+	}()
+
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	stream := d.Main.Bus.StreamName()
+	var leaked []string
+	leak := func() {
+		for range 1100 {
+			c, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+				FilterSubject:     "screenpop.events.>",
+				DeliverPolicy:     jetstream.DeliverNewPolicy,
+				AckPolicy:         jetstream.AckExplicitPolicy,
+				InactiveThreshold: time.Hour,
+				MemoryStorage:     true,
+			})
+			if err != nil {
+				return
+			}
+			leaked = append(leaked, c.CachedInfo().Name)
+		}
+	}
+	follows := func() []string {
+		var names []string
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for ci := range st.ListConsumers(ctx).Info() {
+			if ci.Config.FilterSubject == bridge.SubjectPops {
+				names = append(names, ci.Name)
+			}
+		}
+		return names
+	}
+	leak()
+	t.Logf("the leaking service holds %d consumers", len(leaked))
+	// The push server's consumer goes; the leak takes its slot before the
+	// daemon makes it again (tried until it does).
+	gone := false
+	for try := 0; try < 20 && !gone; try++ {
+		for _, name := range follows() {
+			if err := js.DeleteConsumer(ctx, stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				t.Fatal(err)
+			}
+		}
+		leak()
+		time.Sleep(3 * time.Second)
+		gone = len(follows()) == 0
+	}
+	if !gone {
+		t.Fatal("the daemon kept its pop consumer: the scenario did not happen")
+	}
+	t.Logf("the leaking service holds %d consumers; the push server has none", len(leaked))
+
+	second := d.Genesys.InboundCall(agent, "+19995550301", notificationstest.Options{})
+	second.Alert()
+	waitFor(t, 10*time.Second, "the second pop stored", func() bool {
+		seq, err := d.Main.Bus.LatestPop(context.Background(), bridge.AgentID(agent))
+		return err == nil && seq > p.Seq
+	})
+	select {
+	case m, ok := <-pops:
+		if ok {
+			t.Logf("popped %s anyway", m.ConversationID)
+		}
+	case <-time.After(3 * time.Second):
+		t.Logf("the second call is stored but no pop reaches the agent")
+	}
+
+	// Told where on-call looks: a warn or error line naming the cause.
+	var told bool
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var l struct{ Level, Message, Error string }
+		if json.Unmarshal([]byte(line), &l) != nil || (l.Level != "warn" && l.Level != "error") {
+			continue
+		}
+		if strings.Contains(l.Message+l.Error, "consumer") && strings.Contains(l.Message, "nats consumer ls") && strings.Contains(l.Message, "pop") {
+			told = true
+			t.Logf("%s: %s (%s)", l.Level, l.Message, l.Error)
+		}
+	}
+	if !told {
+		var dbg []string
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, "follow pops") {
+				dbg = append(dbg, line)
+			}
+		}
+		if len(dbg) > 3 {
+			dbg = dbg[:3]
+		}
+		t.Errorf("no agent gets a pop while the stream has no room for the push server's consumer, and no warn or error line says so (only debug: %s)", strings.Join(dbg, " "))
+	}
+	if st := d.Main.Push.Status().(push.Status); st.Following {
+		t.Errorf("/status says push.following=true while the push server has no consumer of the pops (the stream's consumers are all taken)")
+	}
+
+	// The leak is cleaned up: the pops flow again by themselves, the one
+	// stored meanwhile too.
+	for _, name := range leaked {
+		if err := js.DeleteConsumer(ctx, stream, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case m, ok := <-pops:
+			if !ok {
+				t.Fatal("the agent's socket closed")
+			}
+			if m.ConversationID == second.ID() {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no pop of %s 15 s after the leaked consumers went", second.ID())
 		}
 	}
 }
