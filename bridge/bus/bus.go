@@ -239,6 +239,17 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 			c.log.Info().Str("server", nc.ConnectedServerId()).Msg("nats reconnected")
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAuthExpired) {
+				// The servers drop the connection of a user revoked or
+				// expired: the last step of a rotation done in order (the
+				// new NATS_CREDS in place first). The reconnect reads the
+				// file again; only its refusal (authorization violation)
+				// is an error.
+				if ok, held := authRefusals.Allow(err.Error(), time.Now()); ok {
+					c.log.Warn().Err(err).Int("held_back", held).Msg("nats dropped the connection's user; reconnecting with NATS_CREDS read again")
+				}
+				return
+			}
 			if isAuthError(err) {
 				// Each reconnect is refused while the credentials are
 				// wrong: once a minute is enough to say so.
