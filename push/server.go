@@ -20,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/tidwall/gjson"
 
@@ -146,6 +147,16 @@ func New(cfg Config, store bridge.PopStore, auth bridge.AgentAuthenticator, log 
 	}
 	s.tick = min(cfg.PingInterval, cfg.HeartbeatInterval, cfg.HelloTimeout) / 25
 	s.tick = max(10*time.Millisecond, min(s.tick, time.Second))
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "screenpop_push_following",
+			Help: "1 while the push server's consumer of the pops is live; 0: no pop reaches any agent of this instance."},
+			func() float64 {
+				if s.isFollowing() {
+					return 1
+				}
+				return 0
+			}))
+	}
 	return s, nil
 }
 
@@ -699,6 +710,16 @@ type followChecker interface {
 	PopsFollowed() bool
 }
 
+// isFollowing reports whether the pops' consumer is live: false before it
+// is first made, and while one that was live is being made again and
+// refused (the stream's consumers all taken, JetStream away).
+func (s *Server) isFollowing() bool {
+	if f, ok := s.store.(followChecker); ok && !f.PopsFollowed() {
+		return false // its consumer is being made again
+	}
+	return s.following.Load()
+}
+
 // Status is push's part of /status.
 type Status struct {
 	Serving      bool   `json:"serving"`
@@ -719,10 +740,7 @@ func (s *Server) Status() any {
 	s.mu.RLock()
 	st := Status{Connections: len(s.conns), Agents: len(s.agents)}
 	s.mu.RUnlock()
-	st.Serving, st.Following, st.Auth = s.serving.Load(), s.following.Load(), s.cfg.Auth
-	if f, ok := s.store.(followChecker); ok && !f.PopsFollowed() {
-		st.Following = false // its consumer is being made again
-	}
+	st.Serving, st.Following, st.Auth = s.serving.Load(), s.isFollowing(), s.cfg.Auth
 	st.CachedTokens = s.auth.len()
 	st.PopsSent, st.PopsAcked, st.PopsReplayed = s.nSent.Load(), s.nAcked.Load(), s.nReplayed.Load()
 	st.PopsUnrouted, st.SlowClosed = s.nUnrouted.Load(), s.nSlow.Load()

@@ -1,0 +1,238 @@
+//go:build unix
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/internal/testenv"
+)
+
+// alertsFiredOver runs the suggested alerts (docs/operations.md section 5)
+// with Prometheus' own rule engine (promtool test rules) over a daemon's
+// scrapes, one a minute: scrapes[i] is what Prometheus read at minute i
+// (up 1 throughout). It returns the alerts firing at any evaluation of the
+// last window minutes.
+func alertsFiredOver(t *testing.T, scrapes []scrape, window int) []string {
+	t.Helper()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		testenv.Missing(t, "promtool (Debian package prometheus)")
+	}
+	b, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)\n## 5\\. Suggested alerts.*?```yaml\n(.*?)```").FindSubmatch(b)
+	if m == nil {
+		t.Fatal("docs/operations.md section 5 has no yaml block")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "rules.yml"), m[1], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Every series of every scrape, by its text, with its value per minute
+	// (_ where a scrape has no such sample).
+	key := func(x metricSample) string {
+		names := make([]string, 0, len(x.labels))
+		for k := range x.labels {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		ls := []string{`job="screenpop"`, `instance="a"`}
+		for _, k := range names {
+			ls = append(ls, fmt.Sprintf("%s=%q", k, x.labels[k]))
+		}
+		return x.name + "{" + strings.Join(ls, ",") + "}"
+	}
+	values := map[string][]string{}
+	for i, s := range scrapes {
+		for _, x := range s.samples {
+			if !strings.HasPrefix(x.name, "screenpop_") {
+				continue
+			}
+			k := key(x)
+			if values[k] == nil {
+				values[k] = make([]string, len(scrapes))
+				for j := range values[k] {
+					values[k][j] = "_"
+				}
+			}
+			v := fmt.Sprint(x.value)
+			if math.IsNaN(x.value) {
+				v = "_"
+			}
+			values[k][i] = v
+		}
+	}
+	var in strings.Builder
+	fmt.Fprintf(&in, "  - {series: 'up{job=\"screenpop\",instance=\"a\"}', values: '1x%d'}\n", len(scrapes)-1)
+	for k, vs := range values {
+		fmt.Fprintf(&in, "  - {series: '%s', values: '%s'}\n", strings.ReplaceAll(k, "'", "''"), strings.Join(vs, " "))
+	}
+	last := len(scrapes) - 1
+	tests := fmt.Sprintf(`rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+- name: scraped
+  interval: 1m
+  input_series:
+%s  promql_expr_test:
+  - {expr: 'max_over_time(ALERTS{alertstate="firing"}[%dm])', eval_time: %dm, exp_samples: []}
+`, in.String(), window, last)
+	if err := os.WriteFile(filepath.Join(dir, "tests.yml"), []byte(tests), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(promtool, "test", "rules", "tests.yml")
+	cmd.Dir = dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err == nil {
+		return nil
+	}
+	fired := map[string]bool{}
+	for _, m := range regexp.MustCompile(`alertname="([A-Za-z]+)"`).FindAllStringSubmatch(out.String(), -1) {
+		fired[m[1]] = true
+	}
+	if len(fired) == 0 {
+		t.Fatalf("promtool test rules failed without naming an alert:\n%s", out.String())
+	}
+	var names []string
+	for n := range fired {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// The push server's consumer of screenpop.pops.> is lost (here deleted;
+// also a reconnect or a missed heartbeat) while another service holds all
+// of the stream's consumers: it cannot be made again, and no pop reaches
+// any agent of the instance until a consumer goes. The resolver keeps
+// making pops, NATS stays connected, /readyz stays 200; the daemon logs an
+// error and /status says push.following false. On-call watches /metrics
+// and the suggested alerts: at least one of them must fire while no call
+// pops for ten minutes, as it does when the events are given up
+// (TestMetricsDoc_AlertsFireWhenPopsAreLost).
+func TestSilentFail_PopFollowRefusedByTheConsumerLimitPagesOnCall(t *testing.T) {
+	t.Parallel() // its own daemon and NATS; half a minute: see TestMain
+	d, nc, _ := startDemoOnNATSLogs(t)
+	agent := demoAgents[0].ID
+	page := openAgentPage(t, d.Main.AgentURL(), d.Genesys.AgentToken(agent))
+
+	// Healthy minutes: each call pops.
+	var scrapes []scrape
+	for range 5 {
+		c := alertCall(d, agent)
+		if page.waitPop(c.ID(), 15*time.Second).IsZero() {
+			t.Fatal("no pop while healthy")
+		}
+		scrapes = append(scrapes, scrapeMetrics(t, d))
+	}
+	if fired := alertsFiredOver(t, scrapes, 4); len(fired) > 0 {
+		t.Fatalf("healthy, the suggested alerts fire: %v", fired)
+	}
+
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	stream := d.Main.Bus.StreamName()
+	var leaked []string
+	leak := func() {
+		for range 1100 {
+			c, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+				FilterSubject:     "screenpop.events.>",
+				DeliverPolicy:     jetstream.DeliverNewPolicy,
+				AckPolicy:         jetstream.AckExplicitPolicy,
+				InactiveThreshold: time.Hour,
+				MemoryStorage:     true,
+			})
+			if err != nil {
+				return
+			}
+			leaked = append(leaked, c.CachedInfo().Name)
+		}
+	}
+	follows := func() []string {
+		var names []string
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for ci := range st.ListConsumers(ctx).Info() {
+			if ci.Config.FilterSubject == bridge.SubjectPops {
+				names = append(names, ci.Name)
+			}
+		}
+		return names
+	}
+	leak()
+	gone := false
+	for try := 0; try < 20 && !gone; try++ {
+		for _, name := range follows() {
+			_ = js.DeleteConsumer(ctx, stream, name)
+		}
+		leak()
+		time.Sleep(3 * time.Second)
+		gone = len(follows()) == 0
+	}
+	if !gone {
+		t.Fatal("the daemon kept its pop consumer: the scenario did not happen")
+	}
+	t.Cleanup(func() {
+		for _, name := range leaked {
+			_ = js.DeleteConsumer(context.Background(), stream, name)
+		}
+	})
+
+	// Ten minutes (one scrape each) of calls that do not pop.
+	const fault = 10
+	for range fault {
+		c := alertCall(d, agent)
+		if !page.waitPop(c.ID(), 2*time.Second).IsZero() {
+			t.Fatal("a call popped: the scenario did not happen")
+		}
+		scrapes = append(scrapes, scrapeMetrics(t, d))
+	}
+	s := scrapes[len(scrapes)-1]
+	if v, _ := s.sum("screenpop_bridge_resolver_pops_total", nil); v < 5+fault {
+		t.Fatalf("resolver_pops_total = %v: the resolver did not make the pops", v)
+	}
+	if fired := alertsFiredOver(t, scrapes, fault-1); len(fired) == 0 {
+		t.Errorf("for %d minutes no call popped (the push server's consumer of the pops refused by the stream's consumer limit; the resolver made every pop, screenpop_push_pops_sent_total flat), and none of the suggested alerts fired: on-call is not paged", fault)
+	} else {
+		t.Logf("fired: %v", fired)
+	}
+}
+
+// alertsFiredOver sees a rule that fires: scrapes saying not ready for
+// five minutes page with ScreenpopNotReady (its for: 2m run out).
+func TestSilentFail_AlertsFiredOverSeesAFiringRule(t *testing.T) {
+	ready := func(v float64) scrape {
+		return scrape{samples: []metricSample{{name: "screenpop_ready", labels: map[string]string{}, value: v}}}
+	}
+	scrapes := []scrape{ready(1), ready(1), ready(1), ready(0), ready(0), ready(0), ready(0), ready(0)}
+	if fired := alertsFiredOver(t, scrapes[:3], 2); len(fired) != 0 {
+		t.Errorf("ready: %v fired", fired)
+	}
+	if fired := alertsFiredOver(t, scrapes, 4); !strings.Contains(strings.Join(fired, ","), "ScreenpopNotReady") {
+		t.Errorf("not ready for 5 minutes: fired %v, want ScreenpopNotReady", fired)
+	}
+}
