@@ -90,6 +90,18 @@ func (m *Main) Open(ctx context.Context) error {
 			}
 			return 0
 		}))
+	// The resolver's consumer lost and not made again (NATS refusing it:
+	// the stream's consumers all taken, JetStream away) pops nothing, on
+	// any instance, while /readyz stays 200: a state an alert can hold,
+	// not only the loss, which consumer_recreated_total counts.
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "screenpop_bridge_resolver_consuming",
+		Help: "1 while the resolver's consumer of the events exists and pulls; 0: no event becomes a pop here."},
+		func() float64 {
+			if m.resolving.Load() {
+				return 1
+			}
+			return 0
+		}))
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("SCREENPOP_DATA_DIR %s: %w", cfg.DataDir, err)
 	}

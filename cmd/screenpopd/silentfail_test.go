@@ -16,9 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/screenpop/screenpop/bridge"
+	"github.com/screenpop/screenpop/bridge/bus"
 	"github.com/screenpop/screenpop/internal/testenv"
 )
 
@@ -147,59 +149,10 @@ func TestSilentFail_PopFollowRefusedByTheConsumerLimitPagesOnCall(t *testing.T) 
 		t.Fatalf("healthy, the suggested alerts fire: %v", fired)
 	}
 
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	stream := d.Main.Bus.StreamName()
-	var leaked []string
-	leak := func() {
-		for range 1100 {
-			c, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
-				FilterSubject:     "screenpop.events.>",
-				DeliverPolicy:     jetstream.DeliverNewPolicy,
-				AckPolicy:         jetstream.AckExplicitPolicy,
-				InactiveThreshold: time.Hour,
-				MemoryStorage:     true,
-			})
-			if err != nil {
-				return
-			}
-			leaked = append(leaked, c.CachedInfo().Name)
-		}
-	}
-	follows := func() []string {
-		var names []string
-		st, err := js.Stream(ctx, stream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for ci := range st.ListConsumers(ctx).Info() {
-			if ci.Config.FilterSubject == bridge.SubjectPops {
-				names = append(names, ci.Name)
-			}
-		}
-		return names
-	}
-	leak()
-	gone := false
-	for try := 0; try < 20 && !gone; try++ {
-		for _, name := range follows() {
-			_ = js.DeleteConsumer(ctx, stream, name)
-		}
-		leak()
-		time.Sleep(3 * time.Second)
-		gone = len(follows()) == 0
-	}
-	if !gone {
-		t.Fatal("the daemon kept its pop consumer: the scenario did not happen")
-	}
-	t.Cleanup(func() {
-		for _, name := range leaked {
-			_ = js.DeleteConsumer(context.Background(), stream, name)
-		}
+	// Another service holds all of the stream's consumers but the
+	// daemon's follow, which is then deleted and cannot be made again.
+	takeConsumerOf(t, nc, d.Main.Bus.StreamName(), func(ci *jetstream.ConsumerInfo) bool {
+		return ci.Config.FilterSubject == bridge.SubjectPops
 	})
 
 	// Ten minutes (one scrape each) of calls that do not pop.
@@ -219,6 +172,104 @@ func TestSilentFail_PopFollowRefusedByTheConsumerLimitPagesOnCall(t *testing.T) 
 		t.Errorf("for %d minutes no call popped (the push server's consumer of the pops refused by the stream's consumer limit; the resolver made every pop, screenpop_push_pops_sent_total flat), and none of the suggested alerts fired: on-call is not paged", fault)
 	} else {
 		t.Logf("fired: %v", fired)
+	}
+}
+
+// takeConsumerOf has another client take all of stream's consumers (its
+// limit, 1,000 by default) and delete those of the daemon's that is
+// matches, until the daemon cannot make one again: a service leaking
+// consumers meets that consumer's remaking (a reconnect, a heartbeat
+// missed, a deletion by hand). The leaked consumers go when the test ends.
+func takeConsumerOf(t *testing.T, nc *nats.Conn, stream string, is func(*jetstream.ConsumerInfo) bool) {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var leaked []string
+	t.Cleanup(func() {
+		for _, name := range leaked {
+			_ = js.DeleteConsumer(context.Background(), stream, name)
+		}
+	})
+	leak := func() {
+		for range 1100 {
+			c, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+				FilterSubject:     "screenpop.events.>",
+				DeliverPolicy:     jetstream.DeliverNewPolicy,
+				AckPolicy:         jetstream.AckExplicitPolicy,
+				InactiveThreshold: time.Hour,
+				MemoryStorage:     true,
+			})
+			if err != nil {
+				return
+			}
+			leaked = append(leaked, c.CachedInfo().Name)
+		}
+	}
+	matching := func() []string {
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for ci := range st.ListConsumers(ctx).Info() {
+			if is(ci) {
+				names = append(names, ci.Name)
+			}
+		}
+		return names
+	}
+	leak()
+	for range 20 {
+		for _, name := range matching() {
+			_ = js.DeleteConsumer(ctx, stream, name)
+		}
+		leak()
+		time.Sleep(3 * time.Second)
+		if len(matching()) == 0 {
+			return
+		}
+	}
+	t.Fatal("the daemon kept its consumer: the scenario did not happen")
+}
+
+// The resolver's durable consumer of the events is lost while another
+// service holds all of the stream's consumers: it cannot be made again,
+// and no event of any instance becomes a pop. ScreenpopResolverConsumerLost
+// fires when it is lost, for its increase window (10 minutes) only: an
+// alert must still fire after that while no call pops, or the page
+// resolves itself in the middle of the outage.
+func TestSilentFail_ResolverConsumerRefusedStillPagesAfterTenMinutes(t *testing.T) {
+	t.Parallel() // its own daemon and NATS; half a minute: see TestMain
+	d, nc, _ := startDemoOnNATSLogs(t)
+	agent := demoAgents[0].ID
+	page := openAgentPage(t, d.Main.AgentURL(), d.Genesys.AgentToken(agent))
+	var scrapes []scrape
+	for range 5 {
+		c := alertCall(d, agent)
+		if page.waitPop(c.ID(), 15*time.Second).IsZero() {
+			t.Fatal("no pop while healthy")
+		}
+		scrapes = append(scrapes, scrapeMetrics(t, d))
+	}
+	takeConsumerOf(t, nc, d.Main.Bus.StreamName(), func(ci *jetstream.ConsumerInfo) bool {
+		return ci.Name == bus.DefaultDurable
+	})
+	const fault = 15
+	for range fault {
+		c := alertCall(d, agent)
+		if !page.waitPop(c.ID(), 2*time.Second).IsZero() {
+			t.Fatal("a call popped: the scenario did not happen")
+		}
+		scrapes = append(scrapes, scrapeMetrics(t, d))
+	}
+	if fired := alertsFiredOver(t, scrapes, 1); len(fired) == 0 {
+		t.Errorf("after %d minutes of no pop (the resolver's consumer lost and refused by the stream's consumer limit), no suggested alert fires any more: the page resolved itself in the outage", fault)
+	} else {
+		t.Logf("firing at the end: %v", fired)
 	}
 }
 
