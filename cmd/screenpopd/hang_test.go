@@ -8,13 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/screenpop/screenpop/bridge/bus"
-	"github.com/screenpop/screenpop/internal/testenv"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 )
 
@@ -85,22 +83,7 @@ func TestDaemon_HAPairPeerHangs(t *testing.T) {
 // absent() empty and no rule fired. A quiet night (healthy, no calls)
 // pages no one.
 func TestRunbookDoc_AlertsPageForAHungInstance(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		testenv.Missing(t, "promtool (Debian package prometheus)")
-	}
-	b, err := os.ReadFile("../../docs/operations.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile("(?s)\n## 5\\. Suggested alerts.*?```yaml\n(.*?)```").FindSubmatch(b)
-	if m == nil {
-		t.Fatal("docs/operations.md section 5 has no yaml block")
-	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "rules.yml"), m[1], 0o644); err != nil {
-		t.Fatal(err)
-	}
+	promtool, dir := suggestedAlertRules(t)
 	// Instance a hangs at minute 5; b stays healthy. No calls: every
 	// counter the rules read is flat.
 	const tests = `rule_files: [rules.yml]

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/screenpop/screenpop/bridge"
@@ -225,61 +226,12 @@ func TestNeighbours_ConsumerLeakWhileThePopFollowIsMadeAgain(t *testing.T) {
 		}
 	}()
 
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	stream := d.Main.Bus.StreamName()
-	var leaked []string
-	leak := func() {
-		for range 1100 {
-			c, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
-				FilterSubject:     "screenpop.events.>",
-				DeliverPolicy:     jetstream.DeliverNewPolicy,
-				AckPolicy:         jetstream.AckExplicitPolicy,
-				InactiveThreshold: time.Hour,
-				MemoryStorage:     true,
-			})
-			if err != nil {
-				return
-			}
-			leaked = append(leaked, c.CachedInfo().Name)
-		}
-	}
-	follows := func() []string {
-		var names []string
-		st, err := js.Stream(ctx, stream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for ci := range st.ListConsumers(ctx).Info() {
-			if ci.Config.FilterSubject == bridge.SubjectPops {
-				names = append(names, ci.Name)
-			}
-		}
-		return names
-	}
-	leak()
-	t.Logf("the leaking service holds %d consumers", len(leaked))
 	// The push server's consumer goes; the leak takes its slot before the
 	// daemon makes it again (tried until it does).
-	gone := false
-	for try := 0; try < 20 && !gone; try++ {
-		for _, name := range follows() {
-			if err := js.DeleteConsumer(ctx, stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-				t.Fatal(err)
-			}
-		}
-		leak()
-		time.Sleep(3 * time.Second)
-		gone = len(follows()) == 0
-	}
-	if !gone {
-		t.Fatal("the daemon kept its pop consumer: the scenario did not happen")
-	}
-	t.Logf("the leaking service holds %d consumers; the push server has none", len(leaked))
+	leaked, release := takeConsumerOf(t, nc, d.Main.Bus.StreamName(), func(ci *jetstream.ConsumerInfo) bool {
+		return ci.Config.FilterSubject == bridge.SubjectPops
+	})
+	t.Logf("the leaking service holds %d consumers; the push server has none", leaked)
 
 	second := d.Genesys.InboundCall(agent, "+19995550301", notificationstest.Options{})
 	second.Alert()
@@ -326,11 +278,7 @@ func TestNeighbours_ConsumerLeakWhileThePopFollowIsMadeAgain(t *testing.T) {
 
 	// The leak is cleaned up: the pops flow again by themselves, the one
 	// stored meanwhile too.
-	for _, name := range leaked {
-		if err := js.DeleteConsumer(ctx, stream, name); err != nil {
-			t.Fatal(err)
-		}
-	}
+	release()
 	deadline := time.After(15 * time.Second)
 	for {
 		select {
@@ -345,4 +293,71 @@ func TestNeighbours_ConsumerLeakWhileThePopFollowIsMadeAgain(t *testing.T) {
 			t.Fatalf("no pop of %s 15 s after the leaked consumers went", second.ID())
 		}
 	}
+}
+
+// takeConsumerOf has another client take all of stream's consumers (its
+// limit, 1,000 by default) and delete those of the daemon's that is
+// matches, until the daemon cannot make one again: a service leaking
+// consumers meets that consumer's remaking (a reconnect, a heartbeat
+// missed, a deletion by hand). release deletes the leaked consumers (so
+// does the test's end); leaked is how many there are.
+func takeConsumerOf(t *testing.T, nc *nats.Conn, stream string, is func(*jetstream.ConsumerInfo) bool) (leaked int, release func()) {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var names []string
+	release = func() {
+		for _, name := range names {
+			if err := js.DeleteConsumer(context.Background(), stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				t.Error(err)
+			}
+		}
+		names = nil
+	}
+	t.Cleanup(release)
+	leak := func() {
+		for range 1100 {
+			c, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+				FilterSubject:     "screenpop.events.>",
+				DeliverPolicy:     jetstream.DeliverNewPolicy,
+				AckPolicy:         jetstream.AckExplicitPolicy,
+				InactiveThreshold: time.Hour,
+				MemoryStorage:     true,
+			})
+			if err != nil {
+				return
+			}
+			names = append(names, c.CachedInfo().Name)
+		}
+	}
+	matching := func() []string {
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var found []string
+		for ci := range st.ListConsumers(ctx).Info() {
+			if is(ci) {
+				found = append(found, ci.Name)
+			}
+		}
+		return found
+	}
+	leak()
+	for range 20 {
+		for _, name := range matching() {
+			_ = js.DeleteConsumer(ctx, stream, name)
+		}
+		leak()
+		time.Sleep(3 * time.Second)
+		if len(matching()) == 0 {
+			return len(names), release
+		}
+	}
+	t.Fatal("the daemon kept its consumer: the scenario did not happen")
+	return 0, nil
 }

@@ -4,7 +4,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"math"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/screenpop/screenpop/bridge"
@@ -24,12 +22,9 @@ import (
 	"github.com/screenpop/screenpop/internal/testenv"
 )
 
-// alertsFiredOver runs the suggested alerts (docs/operations.md section 5)
-// with Prometheus' own rule engine (promtool test rules) over a daemon's
-// scrapes, one a minute: scrapes[i] is what Prometheus read at minute i
-// (up 1 throughout). It returns the alerts firing at any evaluation of the
-// last window minutes.
-func alertsFiredOver(t *testing.T, scrapes []scrape, window int) []string {
+// suggestedAlertRules writes docs/operations.md section 5's rules to
+// rules.yml in a directory of the test's, for promtool (returned too).
+func suggestedAlertRules(t *testing.T) (promtool, dir string) {
 	t.Helper()
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
@@ -43,10 +38,21 @@ func alertsFiredOver(t *testing.T, scrapes []scrape, window int) []string {
 	if m == nil {
 		t.Fatal("docs/operations.md section 5 has no yaml block")
 	}
-	dir := t.TempDir()
+	dir = t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "rules.yml"), m[1], 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return promtool, dir
+}
+
+// alertsFiredOver runs the suggested alerts (docs/operations.md section 5)
+// with Prometheus' own rule engine (promtool test rules) over a daemon's
+// scrapes, one a minute: scrapes[i] is what Prometheus read at minute i
+// (up 1 throughout). It returns the alerts firing at any evaluation of the
+// last window minutes.
+func alertsFiredOver(t *testing.T, scrapes []scrape, window int) []string {
+	t.Helper()
+	promtool, dir := suggestedAlertRules(t)
 	// Every series of every scrape, by its text, with its value per minute
 	// (_ where a scrape has no such sample).
 	key := func(x metricSample) string {
@@ -137,14 +143,7 @@ func TestSilentFail_PopFollowRefusedByTheConsumerLimitPagesOnCall(t *testing.T) 
 	page := openAgentPage(t, d.Main.AgentURL(), d.Genesys.AgentToken(agent))
 
 	// Healthy minutes: each call pops.
-	var scrapes []scrape
-	for range 5 {
-		c := alertCall(d, agent)
-		if page.waitPop(c.ID(), 15*time.Second).IsZero() {
-			t.Fatal("no pop while healthy")
-		}
-		scrapes = append(scrapes, scrapeMetrics(t, d))
-	}
+	scrapes := minutesOfCalls(t, d, page, agent, 5, true)
 	if fired := alertsFiredOver(t, scrapes, 4); len(fired) > 0 {
 		t.Fatalf("healthy, the suggested alerts fire: %v", fired)
 	}
@@ -157,13 +156,7 @@ func TestSilentFail_PopFollowRefusedByTheConsumerLimitPagesOnCall(t *testing.T) 
 
 	// Ten minutes (one scrape each) of calls that do not pop.
 	const fault = 10
-	for range fault {
-		c := alertCall(d, agent)
-		if !page.waitPop(c.ID(), 2*time.Second).IsZero() {
-			t.Fatal("a call popped: the scenario did not happen")
-		}
-		scrapes = append(scrapes, scrapeMetrics(t, d))
-	}
+	scrapes = append(scrapes, minutesOfCalls(t, d, page, agent, fault, false)...)
 	s := scrapes[len(scrapes)-1]
 	if v, _ := s.sum("screenpop_bridge_resolver_pops_total", nil); v < 5+fault {
 		t.Fatalf("resolver_pops_total = %v: the resolver did not make the pops", v)
@@ -173,67 +166,6 @@ func TestSilentFail_PopFollowRefusedByTheConsumerLimitPagesOnCall(t *testing.T) 
 	} else {
 		t.Logf("fired: %v", fired)
 	}
-}
-
-// takeConsumerOf has another client take all of stream's consumers (its
-// limit, 1,000 by default) and delete those of the daemon's that is
-// matches, until the daemon cannot make one again: a service leaking
-// consumers meets that consumer's remaking (a reconnect, a heartbeat
-// missed, a deletion by hand). The leaked consumers go when the test ends.
-func takeConsumerOf(t *testing.T, nc *nats.Conn, stream string, is func(*jetstream.ConsumerInfo) bool) {
-	t.Helper()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	var leaked []string
-	t.Cleanup(func() {
-		for _, name := range leaked {
-			_ = js.DeleteConsumer(context.Background(), stream, name)
-		}
-	})
-	leak := func() {
-		for range 1100 {
-			c, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
-				FilterSubject:     "screenpop.events.>",
-				DeliverPolicy:     jetstream.DeliverNewPolicy,
-				AckPolicy:         jetstream.AckExplicitPolicy,
-				InactiveThreshold: time.Hour,
-				MemoryStorage:     true,
-			})
-			if err != nil {
-				return
-			}
-			leaked = append(leaked, c.CachedInfo().Name)
-		}
-	}
-	matching := func() []string {
-		st, err := js.Stream(ctx, stream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for ci := range st.ListConsumers(ctx).Info() {
-			if is(ci) {
-				names = append(names, ci.Name)
-			}
-		}
-		return names
-	}
-	leak()
-	for range 20 {
-		for _, name := range matching() {
-			_ = js.DeleteConsumer(ctx, stream, name)
-		}
-		leak()
-		time.Sleep(3 * time.Second)
-		if len(matching()) == 0 {
-			return
-		}
-	}
-	t.Fatal("the daemon kept its consumer: the scenario did not happen")
 }
 
 // The resolver's durable consumer of the events is lost while another
@@ -247,30 +179,36 @@ func TestSilentFail_ResolverConsumerRefusedStillPagesAfterTenMinutes(t *testing.
 	d, nc, _ := startDemoOnNATSLogs(t)
 	agent := demoAgents[0].ID
 	page := openAgentPage(t, d.Main.AgentURL(), d.Genesys.AgentToken(agent))
-	var scrapes []scrape
-	for range 5 {
-		c := alertCall(d, agent)
-		if page.waitPop(c.ID(), 15*time.Second).IsZero() {
-			t.Fatal("no pop while healthy")
-		}
-		scrapes = append(scrapes, scrapeMetrics(t, d))
-	}
+	scrapes := minutesOfCalls(t, d, page, agent, 5, true)
 	takeConsumerOf(t, nc, d.Main.Bus.StreamName(), func(ci *jetstream.ConsumerInfo) bool {
 		return ci.Name == bus.DefaultDurable
 	})
 	const fault = 15
-	for range fault {
-		c := alertCall(d, agent)
-		if !page.waitPop(c.ID(), 2*time.Second).IsZero() {
-			t.Fatal("a call popped: the scenario did not happen")
-		}
-		scrapes = append(scrapes, scrapeMetrics(t, d))
-	}
+	scrapes = append(scrapes, minutesOfCalls(t, d, page, agent, fault, false)...)
 	if fired := alertsFiredOver(t, scrapes, 1); len(fired) == 0 {
 		t.Errorf("after %d minutes of no pop (the resolver's consumer lost and refused by the stream's consumer limit), no suggested alert fires any more: the page resolved itself in the outage", fault)
 	} else {
 		t.Logf("firing at the end: %v", fired)
 	}
+}
+
+// minutesOfCalls rings n calls for agent, one a "minute", each followed
+// by a scrape of the daemon's metrics: each must pop on page (within 15 s)
+// if pops, none may (within 2 s) otherwise.
+func minutesOfCalls(t *testing.T, d *Demo, page *agentPage, agent string, n int, pops bool) []scrape {
+	t.Helper()
+	var scrapes []scrape
+	for range n {
+		c := alertCall(d, agent)
+		switch {
+		case pops && page.waitPop(c.ID(), 15*time.Second).IsZero():
+			t.Fatal("no pop while healthy")
+		case !pops && !page.waitPop(c.ID(), 2*time.Second).IsZero():
+			t.Fatal("a call popped: the scenario did not happen")
+		}
+		scrapes = append(scrapes, scrapeMetrics(t, d))
+	}
+	return scrapes
 }
 
 // alertsFiredOver sees a rule that fires: scrapes saying not ready for
