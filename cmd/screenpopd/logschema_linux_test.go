@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,19 +30,7 @@ func TestLogSchema_StderrOnAFullDiskKeepsLinesWhole(t *testing.T) {
 
 	vars := testEnv(t)
 	vars["LOG_LEVEL"] = "info"
-	cfg, _, err := ParseConfig("demo", nil, env(vars), Requirements{}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	d, err := StartDemo(ctx, cfg, log, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(d.Close)
-	done := make(chan error, 1)
-	go func() { done <- d.Main.Run(ctx) }()
+	d, stop := runDemoStoppable(t, vars, log)
 	waitFor(t, 20*time.Second, "daemon ready", func() bool { return d.Main.Ready() })
 
 	agent := demoAgents[0].ID
@@ -68,15 +54,7 @@ func TestLogSchema_StderrOnAFullDiskKeepsLinesWhole(t *testing.T) {
 	waitFor(t, 10*time.Second, "the pop line of the call after the disk was freed", func() bool {
 		return strings.Contains(logged(), after.ID())
 	})
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the daemon did not stop within 10s")
-	}
+	stop()
 	lw.Close(logFlush)
 
 	out := logged()

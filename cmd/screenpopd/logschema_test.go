@@ -29,20 +29,7 @@ import (
 // each field name of one JSON type in every line; one name per thing.
 func TestLogSchema_EveryLineIndexesWithoutConflict(t *testing.T) {
 	logs := &syncbuf.Buffer{}
-	vars := testEnv(t)
-	cfg, _, err := ParseConfig("demo", nil, env(vars), Requirements{}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	d, err := StartDemo(ctx, cfg, NewLogger("debug", "json", logs), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(d.Close)
-	done := make(chan error, 1)
-	go func() { done <- d.Main.Run(ctx) }()
+	d, stop := runDemoStoppable(t, testEnv(t), NewLogger("debug", "json", logs))
 	waitFor(t, 20*time.Second, "daemon ready", func() bool { return d.Main.Ready() })
 
 	// Agents' pages, one of them acking, and pages that misbehave.
@@ -73,7 +60,7 @@ func TestLogSchema_EveryLineIndexesWithoutConflict(t *testing.T) {
 	}
 
 	// The demo's traffic, with failures of both sides while it runs.
-	tctx, tcancel := context.WithCancel(ctx)
+	tctx, tcancel := context.WithCancel(context.Background())
 	tdone := make(chan struct{})
 	go func() { defer close(tdone); d.Traffic.Run(tctx, 100*time.Millisecond) }()
 	time.Sleep(3 * time.Second)
@@ -90,15 +77,7 @@ func TestLogSchema_EveryLineIndexesWithoutConflict(t *testing.T) {
 	tcancel()
 	<-tdone
 	time.Sleep(time.Second)
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the daemon did not stop within 10s")
-	}
+	stop()
 
 	if n := strings.Count(logs.String(), `"message":"pop"`); n < 10 {
 		t.Fatalf("only %d pop lines: the traffic did not run", n)

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -113,31 +114,46 @@ func mustStartDemoWith(t *testing.T, vars map[string]string, log zerolog.Logger)
 // runDemoWith is mustStartDemoWith without the wait for readiness.
 func runDemoWith(t *testing.T, vars map[string]string, log zerolog.Logger) *Demo {
 	t.Helper()
+	d, _ := runDemoStoppable(t, vars, log)
+	return d
+}
+
+// runDemoStoppable is runDemoWith with its stop: stop ends the daemon's
+// context and waits up to 10 s for Run to return (so does the test's end;
+// once is enough), for a test that reads what the stop logs.
+func runDemoStoppable(t *testing.T, vars map[string]string, log zerolog.Logger) (d *Demo, stop func()) {
+	t.Helper()
 	cfg, _, err := ParseConfig("demo", nil, env(vars), Requirements{}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d, err := StartDemo(ctx, cfg, log, false)
+	d, err = StartDemo(ctx, cfg, log, false)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- d.Main.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("the daemon did not stop within 10s of its context ending")
 			}
-		case <-time.After(10 * time.Second):
-			t.Error("the daemon did not stop within 10s of its context ending")
-		}
+		})
+	}
+	t.Cleanup(func() {
+		stop()
 		d.Close()
 	})
-	return d
+	return d, stop
 }
 
 func TestDaemon_EndToEnd(t *testing.T) {

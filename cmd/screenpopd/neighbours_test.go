@@ -130,20 +130,9 @@ func TestNeighbours_ConsumerLeakDoesNotStopReplays(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	made := 0
-	for ; made < 1100; made++ {
-		_, err := js.CreateConsumer(ctx, d.Main.Bus.StreamName(), jetstream.ConsumerConfig{
-			FilterSubject:     "screenpop.events.>",
-			DeliverPolicy:     jetstream.DeliverNewPolicy,
-			AckPolicy:         jetstream.AckExplicitPolicy,
-			InactiveThreshold: time.Hour,
-			MemoryStorage:     true,
-		})
-		if err != nil {
-			t.Logf("the leaking service was refused its consumer %d: %v", made+1, err)
-			break
-		}
-	}
+	names, refused := leakConsumers(ctx, js, d.Main.Bus.StreamName())
+	made := len(names)
+	t.Logf("the leaking service was refused its consumer %d: %v", made+1, refused)
 
 	// The page was away while a second call popped; it comes back.
 	second := d.Genesys.InboundCall(agent, "+19995550201", notificationstest.Options{})
@@ -320,19 +309,8 @@ func takeConsumerOf(t *testing.T, nc *nats.Conn, stream string, is func(*jetstre
 	}
 	t.Cleanup(release)
 	leak := func() {
-		for range 1100 {
-			c, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
-				FilterSubject:     "screenpop.events.>",
-				DeliverPolicy:     jetstream.DeliverNewPolicy,
-				AckPolicy:         jetstream.AckExplicitPolicy,
-				InactiveThreshold: time.Hour,
-				MemoryStorage:     true,
-			})
-			if err != nil {
-				return
-			}
-			names = append(names, c.CachedInfo().Name)
-		}
+		more, _ := leakConsumers(ctx, js, stream)
+		names = append(names, more...)
 	}
 	matching := func() []string {
 		st, err := js.Stream(ctx, stream)
@@ -360,4 +338,24 @@ func takeConsumerOf(t *testing.T, nc *nats.Conn, stream string, is func(*jetstre
 	}
 	t.Fatal("the daemon kept its consumer: the scenario did not happen")
 	return 0, nil
+}
+
+// leakConsumers is a service leaking consumers of stream (of the events,
+// an hour's inactivity threshold each): it makes them until nats-server
+// refuses one, its limit reached, and returns their names and the refusal.
+func leakConsumers(ctx context.Context, js jetstream.JetStream, stream string) (names []string, refused error) {
+	for range 1100 {
+		c, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+			FilterSubject:     "screenpop.events.>",
+			DeliverPolicy:     jetstream.DeliverNewPolicy,
+			AckPolicy:         jetstream.AckExplicitPolicy,
+			InactiveThreshold: time.Hour,
+			MemoryStorage:     true,
+		})
+		if err != nil {
+			return names, err
+		}
+		names = append(names, c.CachedInfo().Name)
+	}
+	return names, nil
 }
