@@ -66,6 +66,15 @@ func NewAuthenticator(cfg AuthConfig, log zerolog.Logger) (*Authenticator, error
 		log: log.With().Str("component", "notifications").Logger()}, nil
 }
 
+// Close closes the connections to Genesys kept for the next check. The
+// daemon calls it at its stop: the transport is the Authenticator's own,
+// and its keep-alive connections (up to 32) would otherwise stay open
+// after the stop, until the idle timeout.
+func (a *Authenticator) Close() error {
+	a.hc.CloseIdleConnections()
+	return nil
+}
+
 // Authenticate implements bridge.AgentAuthenticator. TokenInfo carries no
 // expiry, so the answer is trusted until now+Revalidate.
 func (a *Authenticator) Authenticate(ctx context.Context, token string) (bridge.AgentID, time.Time, error) {

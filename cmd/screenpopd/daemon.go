@@ -55,6 +55,7 @@ type Main struct {
 
 	agentLn, adminLn net.Listener
 	dataLock         io.Closer // SCREENPOP_DATA_DIR's lock, with the built-in NATS
+	agentAuth        bridge.AgentAuthenticator
 	snapshots        chan bridge.Snapshot
 	staticAgents     []string // GENESYS_AGENTS and GENESYS_AGENTS_FILE as Open read them
 	started          time.Time
@@ -121,7 +122,7 @@ func (m *Main) Open(ctx context.Context) error {
 		if hint := credentialsHint(cfg, err); hint != "" {
 			return fmt.Errorf("%w; %s", err, hint)
 		}
-		return fmt.Errorf("SCREENPOP_TLS_CERT/SCREENPOP_TLS_KEY: %w", err)
+		return err // it names SCREENPOP_TLS_CERT/SCREENPOP_TLS_KEY
 	}
 	if tlsCfg != nil {
 		m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "screenpop_push_tls_certificate_expiry_timestamp_seconds",
@@ -261,6 +262,7 @@ func (m *Main) Open(ctx context.Context) error {
 			return err
 		}
 	}
+	m.agentAuth = auth
 	m.Push, err = push.New(push.Config{
 		Auth: cfg.Auth, JWTSecret: []byte(cfg.JWTSecret), JWTAudience: cfg.JWTAudience, AllowedOrigins: cfg.AllowedOrigins,
 		ReplayWindow: cfg.ReplayWindow, FreshWindow: cfg.FreshWindow, DemoAgents: m.DemoAgents,
@@ -530,6 +532,10 @@ func (m *Main) Close() {
 	}
 	if m.Dataverse != nil {
 		m.Dataverse.Close()
+	}
+	if c, ok := m.agentAuth.(io.Closer); ok {
+		// After the agent listener: no check starts any more.
+		c.Close()
 	}
 	if m.Bus != nil {
 		m.Bus.Close()
