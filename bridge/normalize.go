@@ -74,6 +74,7 @@ type Normalizer struct {
 	invalidLog *loglimit.Limiter
 	mu         sync.Mutex
 	convs      map[string]*convState
+	convsPeak  int // the most conversations convs has held: a map keeps the table of its peak
 	legs       int
 	finished   int
 	nextSweep  time.Time
@@ -439,8 +440,15 @@ func participantEnded(conv *convState, participant string) bool {
 	return true
 }
 
+// minShrinkConvs is the smallest peak of the conversation map worth
+// rebuilding it for.
+const minShrinkConvs = 1024
+
 // sweepLocked forgets expired conversations.
 func (n *Normalizer) sweepLocked(now time.Time) {
+	// Only the sweep deletes: the map holds the most it has held since
+	// the last one.
+	n.convsPeak = max(n.convsPeak, len(n.convs))
 	for id, c := range n.convs {
 		age := now.Sub(c.lastSeen)
 		switch {
@@ -455,6 +463,16 @@ func (n *Normalizer) sweepLocked(now time.Time) {
 		}
 		n.legs -= len(c.legs)
 		delete(n.convs, id)
+	}
+	// A Go map never gives back its table: after a storm of calls or the
+	// day's peak it would keep that size, all of it pointers the
+	// collector marks on every cycle, for the life of the process. Once
+	// it holds under a quarter of its peak, a fresh one is made (a copy
+	// of at most a quarter of what the loop above just walked).
+	if n.convsPeak >= minShrinkConvs && len(n.convs) < n.convsPeak/4 {
+		m := make(map[string]*convState, len(n.convs))
+		maps.Copy(m, n.convs)
+		n.convs, n.convsPeak = m, len(m)
 	}
 	n.nextSweep = now.Add(n.sweepGap)
 }

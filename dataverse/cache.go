@@ -1,6 +1,7 @@
 package dataverse
 
 import (
+	"maps"
 	"sync"
 	"time"
 
@@ -11,10 +12,14 @@ import (
 // entry until its expiry. Slices handed out are shared and must not be
 // modified.
 type ttlCache struct {
-	mu  sync.Mutex
-	m   map[string]cacheEntry
-	max int
+	mu   sync.Mutex
+	m    map[string]cacheEntry
+	max  int
+	peak int // the most entries m has held: a map keeps the table of its peak
 }
+
+// minShrink is the smallest peak of a cache worth rebuilding its map for.
+const minShrink = 1024
 
 type cacheEntry struct {
 	recs []bridge.Record
@@ -50,6 +55,7 @@ func (c *ttlCache) put(k string, recs []bridge.Record, exp, at, now time.Time) {
 		}
 	}
 	c.m[k] = cacheEntry{recs: recs, at: at, exp: exp}
+	c.peak = max(c.peak, len(c.m))
 }
 
 func (c *ttlCache) del(k string) {
@@ -69,6 +75,16 @@ func (c *ttlCache) sweepLocked(now time.Time) {
 		if !now.Before(e.exp) {
 			delete(c.m, k)
 		}
+	}
+	// A Go map never gives back its table: after a storm of callers it
+	// would keep the storm's size, all of it pointers the collector marks
+	// on every cycle, for the life of the process. Once it holds under a
+	// quarter of its peak, a fresh one is made (a copy of at most a
+	// quarter of what the loop above just walked).
+	if c.peak >= minShrink && len(c.m) < c.peak/4 {
+		m := make(map[string]cacheEntry, len(c.m))
+		maps.Copy(m, c.m)
+		c.m, c.peak = m, len(m)
 	}
 }
 
