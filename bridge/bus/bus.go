@@ -1106,7 +1106,9 @@ func isWrongLastSeq(err error) bool {
 }
 
 // LatestPop returns the stream sequence of agent's newest pop, 0 if none;
-// ErrDisconnected at once while NATS is down.
+// ErrDisconnected at once while NATS is down. It is a direct get: on a
+// cluster the replica that answers may be behind the leader, so it is no
+// bound for what a replay reads (ReplayPops asks the leader).
 func (c *Conn) LatestPop(ctx context.Context, agent bridge.AgentID) (uint64, error) {
 	if !c.Connected() {
 		return 0, fmt.Errorf("latest pop: %w", ErrDisconnected)
@@ -1247,15 +1249,29 @@ func (c *Conn) findPop(ctx context.Context, agent bridge.AgentID, popID string, 
 // ReplayPops calls fn, in stream order, for agent's pops after afterSeq that
 // were stored at or after since, up to the newest one at the time of the
 // call.
+//
+// What is to replay is the stream leader's answer (lastPop), and the
+// replay reads up to it: on a cluster any replica answers a direct get,
+// and a replay's consumer goes to any replica, one that has not applied
+// the newest pops yet too (a moment behind the leader, seconds when its
+// disk stalls). A page resuming then would miss the pop push followed,
+// with no page open, just before.
 func (c *Conn) ReplayPops(ctx context.Context, agent bridge.AgentID, afterSeq uint64, since time.Time, fn func(bridge.StoredPop) error) error {
-	latest, err := c.LatestPop(ctx, agent)
-	if err != nil || latest <= afterSeq {
-		return err
+	if !c.Connected() {
+		return fmt.Errorf("replay pops: %w", ErrDisconnected)
 	}
 	if !since.IsZero() {
 		// since is this host's clock, the stored times the server's.
 		since = since.Add(c.clockOffset())
 	}
+	last, err := c.lastPop(ctx, agent)
+	if err != nil {
+		return fmt.Errorf("replay pops: %w", err)
+	}
+	if last == nil || last.Sequence <= afterSeq || (!since.IsZero() && last.Time.Before(since)) {
+		return nil
+	}
+	latest := last.Sequence
 	cfg := jetstream.OrderedConsumerConfig{
 		FilterSubjects:    []string{bridge.PopSubject(agent)},
 		DeliverPolicy:     jetstream.DeliverByStartTimePolicy,
@@ -1272,7 +1288,7 @@ func (c *Conn) ReplayPops(ctx context.Context, agent bridge.AgentID, afterSeq ui
 	defer release() // after the consumer's deletion
 	cons, err := c.js.OrderedConsumer(ctx, c.cfg.Stream, cfg)
 	if errors.Is(err, jetstream.ErrMaximumConsumersLimit) {
-		return c.replayNewest(ctx, agent, afterSeq, since, fn)
+		return c.replayNewest(agent, last, fn)
 	}
 	if err != nil {
 		return fmt.Errorf("replay pops: %w", err)
@@ -1285,11 +1301,11 @@ func (c *Conn) ReplayPops(ctx context.Context, agent bridge.AgentID, afterSeq ui
 	if err != nil {
 		return fmt.Errorf("replay pops: %w", err)
 	}
-	pending := info.NumPending // what matched when the consumer was made: read that many, no more
-	if pending == 0 {
-		return nil
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(int(min(pending, 64))))
+	// What matched on the consumer's replica when it was made, fewer than
+	// the leader's on one behind it: a hint for the batch, not where to
+	// stop.
+	pending := info.NumPending
+	it, err := cons.Messages(jetstream.PullMaxMessages(int(min(max(pending, 1), 64))))
 	if err != nil {
 		return fmt.Errorf("replay pops: %w", err)
 	}
@@ -1314,7 +1330,7 @@ func (c *Conn) ReplayPops(ctx context.Context, agent bridge.AgentID, afterSeq ui
 				return err
 			}
 		}
-		if pending--; pending == 0 || p.Seq >= latest {
+		if p.Seq >= latest {
 			return nil
 		}
 	}
@@ -1328,23 +1344,42 @@ func (c *Conn) ReplayPops(ctx context.Context, agent bridge.AgentID, afterSeq ui
 // Unified Interface says hello; so the agent's newest pop is read without
 // a consumer and replayed if it is in the range: the one a page reloading
 // most likely missed. Older missed pops are not replayed meanwhile.
-func (c *Conn) replayNewest(ctx context.Context, agent bridge.AgentID, afterSeq uint64, since time.Time, fn func(bridge.StoredPop) error) error {
+func (c *Conn) replayNewest(agent bridge.AgentID, last *jetstream.RawStreamMsg, fn func(bridge.StoredPop) error) error {
 	if ok, held := c.fullLines.Allow("full", time.Now()); ok {
 		c.log.Error().Str("stream", c.cfg.Stream).Int("held_back", held).
 			Msg("the stream has no room for another consumer (nats-server's limit, 1,000 a stream by default): another service holds that many; pages resume with their agent's newest pop only until it lets them go (nats consumer ls " + c.cfg.Stream + ")")
 	}
-	m, err := c.stream.GetLastMsgForSubject(ctx, bridge.PopSubject(agent))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil
+	d, _ := c.correction(last.Header)
+	return fn(bridge.StoredPop{Seq: last.Sequence, Agent: agent, Data: last.Data, Time: last.Time, ClockCorrection: d})
+}
+
+// lastPop reads agent's newest pop, nil if none. On a replicated stream it
+// asks the leader ($JS.API.STREAM.MSG.GET, which only the leader answers,
+// through nats.go's JetStreamContext, whose GetLastMsg is not a direct get
+// unless told): a direct get (jetstream's GetLastMsgForSubject on a stream
+// that allows them) is answered by any replica, one behind the leader too.
+// A stream of one replica has no other: its direct get is the leader's,
+// and it stays off the JetStream API's queue.
+func (c *Conn) lastPop(ctx context.Context, agent bridge.AgentID) (*jetstream.RawStreamMsg, error) {
+	if c.stream.CachedInfo().Config.Replicas <= 1 {
+		m, err := c.stream.GetLastMsgForSubject(ctx, bridge.PopSubject(agent))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, nil
+		}
+		return m, err
+	}
+	js, err := c.nc.JetStream()
+	if err != nil {
+		return nil, err
+	}
+	m, err := js.GetLastMsg(c.cfg.Stream, bridge.PopSubject(agent), nats.Context(ctx))
+	if errors.Is(err, nats.ErrMsgNotFound) {
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("replay pops: %w", err)
+		return nil, err
 	}
-	if m.Sequence <= afterSeq || (!since.IsZero() && m.Time.Before(since)) {
-		return nil
-	}
-	d, _ := c.correction(m.Header)
-	return fn(bridge.StoredPop{Seq: m.Sequence, Agent: agent, Data: m.Data, Time: m.Time, ClockCorrection: d})
+	return &jetstream.RawStreamMsg{Subject: m.Subject, Sequence: m.Sequence, Header: m.Header, Data: m.Data, Time: m.Time}, nil
 }
 
 // maxReadConsumers and maxCheckConsumers are how many consumers

@@ -143,3 +143,28 @@ func BenchmarkConn_PublishToFollow(b *testing.B) {
 		<-got
 	}
 }
+
+// The hello's reads of an agent whose page resumes with nothing to replay
+// (the common case: every page reload, every reconnect): the ready frame's
+// LatestPop and ReplayPops' decision.
+func BenchmarkConn_HelloNothingToReplay(b *testing.B) {
+	c := MustStart(b, bus.Config{})
+	ctx := context.Background()
+	const agent = bridge.AgentID("5e1f0a1c-0000-4000-8000-000000000001")
+	if _, err := c.PublishDedup(ctx, pop(agent, "c-1")); err != nil {
+		b.Fatal(err)
+	}
+	latest, err := c.LatestPop(ctx, agent)
+	if err != nil || latest == 0 {
+		b.Fatal(latest, err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.LatestPop(ctx, agent); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.ReplayPops(ctx, agent, latest, time.Now().Add(-2*time.Minute), func(bridge.StoredPop) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

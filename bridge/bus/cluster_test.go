@@ -1,6 +1,7 @@
 package bus_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,6 +46,11 @@ type clusterNode struct {
 	// lost makes every link of the node (its clients', its routes) drop
 	// what it carries without closing.
 	lost atomic.Bool
+	// stalled names a raft group whose appends its routes hold until it is
+	// cleared (""): the node's replica of a stream applies nothing new
+	// for a while (its disk stalls, it is busy), and its routes still
+	// carry its clients' traffic.
+	stalled atomic.Pointer[string]
 }
 
 const clusterConf = `
@@ -117,6 +124,59 @@ func dropWhile(lost ...*atomic.Bool) func(dst io.Writer, src io.Reader) {
 	}
 }
 
+// relayRoute relays a route's protocol from src to dst, dropping each
+// message while any of lost is set (as dropWhile), and holding the raft
+// appends of the group stalled names (the receiving node's), to pass them
+// on, in order, before anything that comes after it is cleared.
+func relayRoute(stalled *atomic.Pointer[string], lost ...*atomic.Bool) func(dst io.Writer, src io.Reader) {
+	return func(dst io.Writer, src io.Reader) {
+		r := bufio.NewReaderSize(src, 64<<10)
+		w := bufio.NewWriter(dst)
+		var held [][]byte
+		for {
+			msg, err := r.ReadBytes('\n')
+			if err != nil {
+				return
+			}
+			f := strings.Fields(string(msg))
+			group := ""
+			if len(f) > 2 && (f[0] == "RMSG" || f[0] == "HMSG") {
+				// RMSG [account] subject [reply…] size; HMSG [account]
+				// subject [reply…] hsize size.
+				total, _ := strconv.Atoi(f[len(f)-1])
+				body := make([]byte, total+2)
+				if _, err := io.ReadFull(r, body); err != nil {
+					return
+				}
+				msg = append(msg, body...)
+				for _, subj := range f[1:3] {
+					if g, ok := strings.CutPrefix(subj, "$NRG.AE."); ok {
+						group = g
+					}
+				}
+			}
+			if slices.ContainsFunc(lost, (*atomic.Bool).Load) {
+				continue
+			}
+			stall := stalled.Load()
+			if group != "" && stall != nil && *stall == group {
+				held = append(held, msg)
+				continue
+			}
+			if stall == nil || *stall == "" {
+				for _, h := range held {
+					w.Write(h)
+				}
+				held = nil
+			}
+			w.Write(msg)
+			if r.Buffered() == 0 && w.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
 // startCluster starts the three nodes and waits for a JetStream meta
 // leader that all of them follow and that knows all three as peers. The
 // nodes named in lost are lost from the start (their hosts still booting,
@@ -138,7 +198,7 @@ func startCluster(t *testing.T, lost ...string) *cluster {
 			if i == j {
 				continue
 			}
-			px := bustest.StartProxy(t, fmt.Sprintf("127.0.0.1:%d", ports[j]), dropWhile(&n.lost, &m.lost), dropWhile(&n.lost, &m.lost))
+			px := bustest.StartProxy(t, fmt.Sprintf("127.0.0.1:%d", ports[j]), relayRoute(&m.stalled, &n.lost, &m.lost), relayRoute(&n.stalled, &n.lost, &m.lost))
 			routes = append(routes, `"nats-route://`+strings.TrimPrefix(px.URL(), "nats://")+`"`)
 		}
 		dir := t.TempDir()
