@@ -5,16 +5,9 @@ import (
 	"runtime"
 	"testing"
 	"time"
-)
 
-// liveHeap is the heap still reachable after a full collection.
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
+	"github.com/screenpop/screenpop/internal/testenv"
+)
 
 // TestNormalizer_MemoryComesBackAfterThePeak drives a contact centre's day
 // through the normalizer on a fake clock: a quiet night (a call every 5 s),
@@ -48,14 +41,14 @@ func TestNormalizer_MemoryComesBackAfterThePeak(t *testing.T) {
 		}
 	}
 
-	h0 := liveHeap()
+	h0 := testenv.LiveHeap()
 	n := MustNormalizer(t, NormalizerConfig{Now: clock})
 	run(night, 30*time.Minute, n) // steady state: tombstones of the last 10 to 15 minutes
-	before, hBefore := n.Status(), liveHeap()
+	before, hBefore := n.Status(), testenv.LiveHeap()
 	run(peak, defaultTombstoneTTL+defaultTombstoneTTL/2, n)
-	top, hTop := n.Status(), liveHeap()
+	top, hTop := n.Status(), testenv.LiveHeap()
 	run(night, 2*(defaultTombstoneTTL+defaultTombstoneTTL/2), n) // the peak's tombstones age out
-	after, hAfter := n.Status(), liveHeap()
+	after, hAfter := n.Status(), testenv.LiveHeap()
 	runtime.KeepAlive(n)
 
 	kb := func(h uint64) float64 { return float64(int64(h)-int64(h0)) / 1024 }

@@ -10,16 +10,8 @@ import (
 
 	"github.com/screenpop/screenpop/dataverse"
 	"github.com/screenpop/screenpop/dataverse/dataversetest"
+	"github.com/screenpop/screenpop/internal/testenv"
 )
-
-// liveHeap is the heap still reachable after a full collection.
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
 
 // TestLookupCache_MemoryComesBackAfterAStorm: a storm of calls from callers
 // Dataverse does not know (10x the callers of a normal negative-cache TTL)
@@ -54,7 +46,7 @@ func TestLookupCache_MemoryComesBackAfterAStorm(t *testing.T) {
 	ctx := ctxT(t, 5*time.Minute)
 	heap := func() uint64 {
 		srv.ResetLog() // the emulator's log of the requests, not the client's
-		return liveHeap()
+		return testenv.LiveHeap()
 	}
 	next := 0
 	callers := func(n int) {

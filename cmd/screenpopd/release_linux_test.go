@@ -148,6 +148,22 @@ func settled(t *testing.T, fds0 map[string]string, g0 int) (extraFDs string, ext
 	}
 }
 
+// startedOnce is base on addresses and a data dir of its own, started and
+// stopped once (the store and the key exist, as on any start but the
+// first), with this process's descriptors and goroutines after that.
+func startedOnce(t *testing.T, base *Config) (cfg *Config, fds0 map[string]string, g0 int) {
+	t.Helper()
+	c := *base
+	cfg = &c
+	cfg.DataDir = t.TempDir()
+	cfg.Listen, cfg.AdminListen, cfg.NatsListen = freeLoopbackAddr(t), freeLoopbackAddr(t), freeLoopbackAddr(t)
+	_, stop := runDaemon(t, cfg, &syncbuf.Buffer{})
+	stop()
+	http.DefaultClient.CloseIdleConnections()
+	runtime.GC()
+	return cfg, fdTable(t), runtime.NumGoroutine()
+}
+
 // TestDaemon_FailedStartReleasesEverything: a start that fails at each of
 // Open's stages in turn (Run never called; the caller closes, as
 // RunCommand does) leaves nothing held: the listeners, the data dir's
@@ -207,17 +223,7 @@ func TestDaemon_FailedStartReleasesEverything(t *testing.T) {
 		}, "GENESYS_AGENTS_FILE"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := *base
-			cfg := &c
-			cfg.DataDir = t.TempDir()
-			cfg.Listen, cfg.AdminListen, cfg.NatsListen = freeLoopbackAddr(t), freeLoopbackAddr(t), freeLoopbackAddr(t)
-			// A good start and stop first: the store and the key exist,
-			// as on any start but the first.
-			_, stop := runDaemon(t, cfg, &syncbuf.Buffer{})
-			stop()
-			http.DefaultClient.CloseIdleConnections()
-			runtime.GC()
-			fds0, g0 := fdTable(t), runtime.NumGoroutine()
+			cfg, fds0, g0 := startedOnce(t, base)
 
 			undo := tc.break_(t, cfg)
 			logs := &syncbuf.Buffer{}
@@ -272,14 +278,7 @@ func TestDaemon_StopWhileNotReadyReleasesEverything(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := *base
-			cfg := &c
-			cfg.DataDir = t.TempDir()
-			cfg.Listen, cfg.AdminListen, cfg.NatsListen = freeLoopbackAddr(t), freeLoopbackAddr(t), freeLoopbackAddr(t)
-			_, stop := runDaemon(t, cfg, &syncbuf.Buffer{})
-			stop()
-			runtime.GC()
-			fds0, g0 := fdTable(t), runtime.NumGoroutine()
+			cfg, fds0, g0 := startedOnce(t, base)
 
 			undo := tc.break_(cfg)
 			logs := &syncbuf.Buffer{}
