@@ -356,6 +356,14 @@
   Controller.prototype.launch = function (options, params, failure, rec) {
     var self = this, turn = currentTurn();
     var stale = function () { return turn !== currentTurn(); };
+    // The failure notification offers to open it again: openForm also
+    // rejects when the agent, on a form with unsaved changes, cancels
+    // Unified Interface's "save / discard" prompt to keep their work. The
+    // pop is acked and comes no more; without the action the record it
+    // found (or the form prefilled with the caller's number) is out of
+    // reach once their work is saved. The notification goes at the next
+    // pop, as before.
+    var again = { label: 'Open', run: function () { self.launch(options, params, failure, rec); } };
     return self.whenXrm().then(function (x) {
       if (stale()) { if (rec) { rec.superseded = true; } return; }
       var form = function () {
@@ -400,14 +408,14 @@
         opening.then(null, function () {
           if (held && !stale()) { held = false; return; } // the late tab has the record
           if (rec) { rec.error = true; }
-          formFailed = stale() ? Promise.resolve(null) : self.notifyPop(rec && rec.id, 2, failure);
+          formFailed = stale() ? Promise.resolve(null) : self.notifyPop(rec && rec.id, 2, failure, again);
         });
         return;
       }
       opening.then(null, function () {
         if (rec) { rec.error = true; }
         if (stale()) { return; }
-        self.notifyPop(rec && rec.id, 2, failure);
+        self.notifyPop(rec && rec.id, 2, failure, again);
       });
     });
   };
