@@ -162,6 +162,9 @@ type Conn struct {
 	// markerTTLs is whether the bucket takes per-key TTLs (NATS 2.11 and
 	// later): without them EndPop leaves markers to the bucket's TTL.
 	markerTTLs bool
+	// markersReplicated is whether the bucket has more than one replica:
+	// then the markers that decide are read from its leader (marker).
+	markersReplicated bool
 	// shareLogged is the stream byte limit storeShare said last.
 	shareLogged atomic.Int64
 	recheck     sync.Mutex // see recheckStream
@@ -439,6 +442,9 @@ func (c *Conn) setup(ctx context.Context) error {
 	if c.markerTTLs = ks.LimitMarkerTTL() > 0; !c.markerTTLs {
 		c.log.Warn().Dur("marker_ttl", c.cfg.MarkerTTL).Dur("marker_grace", c.cfg.MarkerGrace).
 			Msg("the NATS server takes no per-key TTLs (it is older than 2.11): pop markers live marker_ttl from their pop, not marker_grace after their leg ends; upgrade NATS to hold fewer")
+	}
+	if bs, ok := ks.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo() != nil {
+		c.markersReplicated = bs.StreamInfo().Config.Replicas > 1
 	}
 	c.markers = kv
 	return nil
@@ -992,7 +998,7 @@ func markerKey(popID string) string {
 // bridge.ErrLegEnded.
 func (c *Conn) MarkPop(ctx context.Context, popID, claim string) (bool, error) {
 	key := markerKey(popID)
-	var e jetstream.KeyValueEntry
+	var e *markerEntry
 	for attempt := 1; ; attempt++ {
 		_, err := c.markers.Create(ctx, key, []byte(claim))
 		if err == nil {
@@ -1008,7 +1014,7 @@ func (c *Conn) MarkPop(ctx context.Context, popID, claim string) (bool, error) {
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			return false, fmt.Errorf("mark pop: %w", err)
 		}
-		e, err = c.markers.Get(ctx, key)
+		e, err = c.marker(ctx, key)
 		if err == nil {
 			break
 		}
@@ -1020,12 +1026,54 @@ func (c *Conn) MarkPop(ctx context.Context, popID, claim string) (bool, error) {
 		// Removed (UnmarkPop) or expired between the create and the read:
 		// create it once more.
 	}
-	if string(e.Value()) == markerEnded {
+	if string(e.value) == markerEnded {
 		return false, bridge.ErrLegEnded
 	}
 	// The marker's time is the server's: its age is read on that clock,
 	// as JetStream reads the duplicate window.
-	return c.serverNow().Sub(e.Created()) < c.cfg.DuplicateWindow, nil
+	return c.serverNow().Sub(e.created) < c.cfg.DuplicateWindow, nil
+}
+
+// markerEntry is a pop marker as read by marker.
+type markerEntry struct {
+	value   []byte
+	rev     uint64
+	created time.Time
+}
+
+// marker reads key's pop marker, jetstream.ErrKeyNotFound when there is
+// none (never written, purged, deleted, expired). On a replicated bucket it asks
+// the bucket's leader ($JS.API.STREAM.MSG.GET, through nats.go's
+// JetStreamContext, as lastPop): the bucket allows direct gets (nats.go
+// makes it so), which any replica answers, one that has not applied the
+// newest markers too, and what is read decides a pop (a young marker
+// found missing refused its event's redelivery, an ended one let it pop).
+// A bucket of one replica keeps its direct get.
+func (c *Conn) marker(ctx context.Context, key string) (*markerEntry, error) {
+	if !c.markersReplicated {
+		e, err := c.markers.Get(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		return &markerEntry{value: e.Value(), rev: e.Revision(), created: e.Created()}, nil
+	}
+	js, err := c.nc.JetStream()
+	if err != nil {
+		return nil, err
+	}
+	m, err := js.GetLastMsg("KV_"+c.cfg.MarkerBucket, "$KV."+c.cfg.MarkerBucket+"."+key, nats.Context(ctx))
+	if errors.Is(err, nats.ErrMsgNotFound) {
+		return nil, jetstream.ErrKeyNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	// As the bucket's own Get: a delete, a purge, or the server's marker
+	// of a key whose TTL ran out (Nats-Marker-Reason) is no marker.
+	if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" || m.Header.Get(jetstream.MarkerReasonHeader) != "" {
+		return nil, jetstream.ErrKeyNotFound
+	}
+	return &markerEntry{value: m.Data, rev: m.Sequence, created: m.Time}, nil
 }
 
 // markerEnded is the value of a marker whose leg has ended: it is no
@@ -1058,17 +1106,17 @@ func (c *Conn) EndPop(ctx context.Context, popID string) error {
 // to pop any more.
 func (c *Conn) UnmarkPop(ctx context.Context, popID, claim string) error {
 	key := markerKey(popID)
-	e, err := c.markers.Get(ctx, key)
+	e, err := c.marker(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("unmark pop: read marker: %w", err)
 	}
-	if string(e.Value()) != claim {
+	if string(e.value) != claim {
 		return nil
 	}
-	return c.purgeMarker(ctx, key, e.Revision())
+	return c.purgeMarker(ctx, key, e.rev)
 }
 
 // purgeMarker purges key if its revision is still rev; a marker rewritten
@@ -1143,42 +1191,43 @@ func (c *Conn) PoppedLast(ctx context.Context, agent bridge.AgentID, popID strin
 // younger than the marker (its oldest messages discarded, or the stream
 // made again), where a missing pop proves nothing.
 func (c *Conn) PopStored(ctx context.Context, agent bridge.AgentID, popID string) (bool, error) {
-	e, err := c.markers.Get(ctx, markerKey(popID))
+	e, err := c.marker(ctx, markerKey(popID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return true, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("pop stored: read marker: %w", err)
 	}
-	if string(e.Value()) == markerEnded {
+	if string(e.value) == markerEnded {
 		return true, nil
 	}
-	// The agent's newest pop answers the common case in one direct read
-	// (a restart's reconciliation asks for every live leg): it is this
-	// leg's.
-	last, err := c.stream.GetLastMsgForSubject(ctx, bridge.PopSubject(agent))
-	if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+	// The agent's newest pop answers the common case in one read (a
+	// restart's reconciliation asks for every live leg): it is this leg's.
+	// The leader's on a cluster (lastPop): a replica behind it, which a
+	// direct get may ask, has not the pop yet, and the leg would pop again.
+	last, err := c.lastPop(ctx, agent)
+	if err != nil {
 		return false, fmt.Errorf("pop stored: %w", err)
 	}
-	if err == nil && last.Header.Get(jetstream.MsgIDHeader) == popID {
+	if last != nil && last.Header.Get(jetstream.MsgIDHeader) == popID {
 		return true, nil
 	}
 	st, err := c.js.Stream(ctx, c.cfg.Stream)
 	if err != nil {
 		return false, fmt.Errorf("pop stored: %w", err)
 	}
-	if first := st.CachedInfo().State.FirstTime; first.IsZero() || first.After(e.Created()) {
+	if first := st.CachedInfo().State.FirstTime; first.IsZero() || first.After(e.created) {
 		return true, nil
 	}
 	// The pop is published after its marker: stored at or after the
 	// marker's time, both the server's (a window's margin for a cluster's
 	// leaders, whose clocks may differ). An agent with no pop since has
 	// none of this leg's.
-	since := e.Created().Add(-c.cfg.DuplicateWindow)
+	since := e.created.Add(-c.cfg.DuplicateWindow)
 	if last == nil || last.Time.Before(since) {
 		return false, nil
 	}
-	data, err := c.findPop(ctx, agent, popID, since)
+	data, err := c.findPop(ctx, agent, popID, since, last.Sequence)
 	if err != nil {
 		return false, fmt.Errorf("pop stored: %w", err)
 	}
@@ -1190,7 +1239,7 @@ func (c *Conn) PopStored(ctx context.Context, agent bridge.AgentID, popID string
 // waits for one of PopStored's slots, not behind the replays of resuming
 // pages.
 func (c *Conn) ReadPop(ctx context.Context, agent bridge.AgentID, popID string, since time.Time) ([]byte, error) {
-	data, err := c.findPop(ctx, agent, popID, since.Add(c.clockOffset()))
+	data, err := c.findPop(ctx, agent, popID, since.Add(c.clockOffset()), 0)
 	if err != nil {
 		return nil, fmt.Errorf("read pop: %w", err)
 	}
@@ -1200,7 +1249,11 @@ func (c *Conn) ReadPop(ctx context.Context, agent bridge.AgentID, popID string, 
 // findPop reads agent's pops stored at or after since (the server's clock)
 // through a short-lived consumer that takes one of the checks slots, and
 // returns a copy of the one stored under popID, nil when there is none.
-func (c *Conn) findPop(ctx context.Context, agent bridge.AgentID, popID string, since time.Time) ([]byte, error) {
+// upTo, when not 0, is the stream leader's newest pop of agent, and the
+// read goes on to it: the consumer may be on a replica behind the leader,
+// whose NumPending is short (see ReplayPops). 0 reads what matched on the
+// consumer's replica.
+func (c *Conn) findPop(ctx context.Context, agent bridge.AgentID, popID string, since time.Time, upTo uint64) ([]byte, error) {
 	release, err := slot(ctx, c.checks)
 	if err != nil {
 		return nil, err
@@ -1221,17 +1274,17 @@ func (c *Conn) findPop(ctx context.Context, agent bridge.AgentID, popID string, 
 		return nil, err
 	}
 	pending := info.NumPending
-	if pending == 0 {
+	if pending == 0 && upTo == 0 {
 		return nil, nil
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(int(min(pending, 64))))
+	it, err := cons.Messages(jetstream.PullMaxMessages(int(min(max(pending, 1), 64))))
 	if err != nil {
 		return nil, err
 	}
 	defer it.Stop()
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
-	for ; pending > 0; pending-- {
+	for {
 		m, err := it.Next()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -1242,8 +1295,16 @@ func (c *Conn) findPop(ctx context.Context, agent bridge.AgentID, popID string, 
 		if m.Headers().Get(jetstream.MsgIDHeader) == popID {
 			return bytes.Clone(m.Data()), nil
 		}
+		if upTo != 0 {
+			if md, err := m.Metadata(); err == nil && md.Sequence.Stream >= upTo {
+				return nil, nil
+			}
+			continue
+		}
+		if pending--; pending == 0 {
+			return nil, nil
+		}
 	}
-	return nil, nil
 }
 
 // ReplayPops calls fn, in stream order, for agent's pops after afterSeq that

@@ -2,12 +2,8 @@ package bus_test
 
 import (
 	"context"
-	"slices"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/rs/zerolog"
 
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/bridge/bus"
@@ -20,37 +16,10 @@ import (
 // hello: LatestPop, then ReplayPops) must still get the pop that was
 // stored, and followed, while it was away: nothing else sends it to it.
 func TestConn_ReplayPopsFromABehindReplica(t *testing.T) {
-	cl := startCluster(t)
+	c, on, stall := behindReplica(t, bus.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-	sctx, scancel := context.WithTimeout(ctx, 15*time.Second)
-	c, err := bus.Start(sctx, bus.Config{URL: cl.urls(), StreamReplicas: 3}, log)
-	scancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	// The stream is led by another node than the daemon's: the daemon's
-	// node holds a follower.
-	on := cl.node(c.NATS().ConnectedServerName())
-	if on == nil {
-		t.Fatalf("connected to %q, not a node of the cluster", c.NATS().ConnectedServerName())
-	}
-	lead := cl.nodes[0]
-	if lead == on {
-		lead = cl.nodes[1]
-	}
-	stepDown(t, c.NATS(), "$JS.API.STREAM.LEADER.STEPDOWN."+c.StreamName(), lead.name,
-		func() bool { return lead.srv.JetStreamIsStreamLeader("SCREENPOP", c.StreamName()) })
-
-	// Its replica takes its share of the direct reads (a follower joins
-	// their queue group once current, at its next 2 s check).
 	const agent = bridge.AgentID("agent-behind")
-	waitFor(t, 10*time.Second, func() bool {
-		sz, err := on.srv.Subsz(&server.SubszOptions{Subscriptions: true, Account: "SCREENPOP", Test: "$JS.API.DIRECT.GET." + c.StreamName() + "." + bridge.PopSubject(agent)})
-		return err == nil && slices.ContainsFunc(sz.Subs, func(d server.SubDetail) bool { return d.Queue != "" })
-	})
 
 	// Push's follow of the pops, as the daemon runs it, on another node
 	// (its consumer goes to any replica).
@@ -86,7 +55,7 @@ func TestConn_ReplayPopsFromABehindReplica(t *testing.T) {
 				where = append(where, ci.Cluster.Leader)
 			}
 		}
-		if len(where) == 1 && where[0] != on.name {
+		if len(where) == 1 && where[0] != on {
 			defer func() { fcancel(); <-done }()
 			break
 		}
@@ -113,32 +82,16 @@ func TestConn_ReplayPopsFromABehindReplica(t *testing.T) {
 
 	// The daemon's node stalls; a call pops meanwhile: stored by the
 	// leader and the other follower, and followed, with no page open.
-	var group string
-	jsz, err := on.srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true, RaftGroups: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range jsz.AccountDetails {
-		for _, st := range a.Streams {
-			if st.Name == c.StreamName() {
-				group = st.RaftGroup
-			}
-		}
-	}
-	if group == "" {
-		t.Fatal("no raft group of the stream on the daemon's node")
-	}
-	on.stalled.Store(&group)
-	defer on.stalled.Store(nil)
+	resume := stall(c.StreamName())
 	missed := popFollowed("conv-missed")
-	t.Logf("connected to %s, stream led by %s; seen seq %d, missed seq %d", on.name, lead.name, seen, missed)
+	t.Logf("seen seq %d, missed seq %d", seen, missed)
 
 	// Pages' hellos, as push runs them (ReplayPops after the ready
 	// frame's LatestPop), resuming after the pop seen, while the replica
 	// is behind: each direct read goes to any of the three replicas, each
 	// replay's consumer to any of them, so ten hellos meet it. It catches
 	// up two seconds later.
-	catchUp := time.AfterFunc(2*time.Second, func() { on.stalled.Store(nil) })
+	catchUp := time.AfterFunc(2*time.Second, resume)
 	defer catchUp.Stop()
 	for i := range 10 {
 		hctx, hcancel := context.WithTimeout(ctx, 30*time.Second)
