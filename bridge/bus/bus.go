@@ -157,6 +157,7 @@ type Conn struct {
 	ns      *embedded // the built-in server; nil with external NATS
 	nc      *nats.Conn
 	js      jetstream.JetStream
+	leader  nats.JetStreamContext // for reads only a leader answers: lastPop, marker
 	stream  jetstream.Stream
 	markers jetstream.KeyValue
 	// markerTTLs is whether the bucket takes per-key TTLs (NATS 2.11 and
@@ -397,6 +398,9 @@ func (c *Conn) setup(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	c.js = js
+	if c.leader, err = c.nc.JetStream(); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
 	// Before anything of this daemon changes or runs: its start would
 	// update the other deployment's stream and bucket to its settings,
 	// its Genesys input publish into that stream, its resolver take that
@@ -1057,11 +1061,7 @@ func (c *Conn) marker(ctx context.Context, key string) (*markerEntry, error) {
 		}
 		return &markerEntry{value: e.Value(), rev: e.Revision(), created: e.Created()}, nil
 	}
-	js, err := c.nc.JetStream()
-	if err != nil {
-		return nil, err
-	}
-	m, err := js.GetLastMsg("KV_"+c.cfg.MarkerBucket, "$KV."+c.cfg.MarkerBucket+"."+key, nats.Context(ctx))
+	m, err := c.leader.GetLastMsg("KV_"+c.cfg.MarkerBucket, "$KV."+c.cfg.MarkerBucket+"."+key, nats.Context(ctx))
 	if errors.Is(err, nats.ErrMsgNotFound) {
 		return nil, jetstream.ErrKeyNotFound
 	}
@@ -1429,11 +1429,7 @@ func (c *Conn) lastPop(ctx context.Context, agent bridge.AgentID) (*jetstream.Ra
 		}
 		return m, err
 	}
-	js, err := c.nc.JetStream()
-	if err != nil {
-		return nil, err
-	}
-	m, err := js.GetLastMsg(c.cfg.Stream, bridge.PopSubject(agent), nats.Context(ctx))
+	m, err := c.leader.GetLastMsg(c.cfg.Stream, bridge.PopSubject(agent), nats.Context(ctx))
 	if errors.Is(err, nats.ErrMsgNotFound) {
 		return nil, nil
 	}
