@@ -15,8 +15,10 @@ func (r *Resolver) RememberConversation(conv ConversationID, at time.Time) {
 func (n *Normalizer) PhoneCacheBytes() (b int) {
 	n.phoneMu.Lock()
 	defer n.phoneMu.Unlock()
-	for k := range n.phones {
-		b += len(k)
+	for _, m := range []map[string]string{n.phones, n.oldPhones} {
+		for k := range m {
+			b += len(k)
+		}
 	}
 	return b
 }

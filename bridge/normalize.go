@@ -79,13 +79,19 @@ type Normalizer struct {
 	finished   int
 	nextSweep  time.Time
 
-	phoneMu sync.Mutex
-	phones  map[string]string // raw address -> E.164 ("" = not a number); bounded, see parsePhone
+	// phones holds raw address -> E.164 ("" = not a number), and
+	// oldPhones what phones held before the last sweep: the addresses
+	// are callers' numbers, so an address no snapshot carried for two
+	// sweep gaps (TombstoneTTL) is forgotten, as its conversation is.
+	phoneMu   sync.Mutex
+	phones    map[string]string
+	oldPhones map[string]string
 }
 
-// maxPhoneCache bounds the phone cache; it is cleared when full. A
-// conversation re-sends the same addresses in every snapshot, so even a
-// small cache saves most of libphonenumber's cost.
+// maxPhoneCache bounds each generation of the phone cache; a full one
+// becomes the old one. A conversation re-sends the same addresses in
+// every snapshot, so even a small cache saves most of libphonenumber's
+// cost.
 const maxPhoneCache = 4096
 
 // maxPhoneCacheKey is the longest raw address the phone cache keeps: no
@@ -106,18 +112,35 @@ func (n *Normalizer) parsePhone(raw string) (string, bool) {
 	}
 	n.phoneMu.Lock()
 	e164, hit := n.phones[raw]
+	if !hit {
+		if e164, hit = n.oldPhones[raw]; hit {
+			n.keepPhoneLocked(strings.Clone(raw), e164)
+		}
+	}
 	n.phoneMu.Unlock()
 	if hit {
 		return e164, e164 != ""
 	}
 	e164, ok := ParsePhone(raw, n.region)
 	n.phoneMu.Lock()
-	if len(n.phones) >= maxPhoneCache {
-		clear(n.phones)
-	}
-	n.phones[strings.Clone(raw)] = e164
+	n.keepPhoneLocked(strings.Clone(raw), e164)
 	n.phoneMu.Unlock()
 	return e164, ok
+}
+
+// keepPhoneLocked puts raw in the young generation of the phone cache.
+func (n *Normalizer) keepPhoneLocked(raw, e164 string) {
+	if len(n.phones) >= maxPhoneCache {
+		n.agePhonesLocked()
+	}
+	n.phones[raw] = e164
+}
+
+// agePhonesLocked drops the old generation of the phone cache and makes
+// the young one old.
+func (n *Normalizer) agePhonesLocked() {
+	clear(n.oldPhones)
+	n.oldPhones, n.phones = n.phones, n.oldPhones
 }
 
 // convState is what the normalizer remembers of one conversation.
@@ -176,6 +199,7 @@ func NewNormalizer(cfg NormalizerConfig, log zerolog.Logger) (*Normalizer, error
 		now:        cfg.Now,
 		convs:      make(map[string]*convState),
 		phones:     make(map[string]string),
+		oldPhones:  make(map[string]string),
 	}
 	n.views.New = func() any { return &snapView{parts: make([]partView, 0, 8), cands: make([]candidate, 0, 8)} }
 	n.nextSweep = n.now().Add(n.sweepGap)
@@ -444,7 +468,8 @@ func participantEnded(conv *convState, participant string) bool {
 // rebuilding it for.
 const minShrinkConvs = 1024
 
-// sweepLocked forgets expired conversations.
+// sweepLocked forgets expired conversations, and the addresses of the
+// phone cache no snapshot carried since the sweep before.
 func (n *Normalizer) sweepLocked(now time.Time) {
 	// Only the sweep deletes: the map holds the most it has held since
 	// the last one.
@@ -474,6 +499,9 @@ func (n *Normalizer) sweepLocked(now time.Time) {
 		maps.Copy(m, n.convs)
 		n.convs, n.convsPeak = m, len(m)
 	}
+	n.phoneMu.Lock()
+	n.agePhonesLocked()
+	n.phoneMu.Unlock()
 	n.nextSweep = now.Add(n.sweepGap)
 }
 

@@ -7,8 +7,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/bridge/bus"
@@ -115,4 +121,102 @@ func filesHolding(t *testing.T, dir, s string) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// What docs/operations.md 8, "Erasing", tells an admin of an external NATS
+// to do: with screenpopd stopped, the `nats stream` command it names takes
+// every caller's data off the disks of the stream's servers, and the next
+// start makes the stream again.
+func TestConn_ErasingAClusteredStream(t *testing.T) {
+	b, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(b), "## 8. Personal data")
+	_, section, _ = strings.Cut(section, "**Erasing.**")
+	cmd := regexp.MustCompile("`nats stream (purge|rm) <SCREENPOP_STREAM>`").FindStringSubmatch(section)
+	if cmd == nil {
+		t.Fatal("operations.md 8, Erasing, names no nats stream command for an external NATS")
+	}
+
+	cl := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := func() *bus.Conn {
+		t.Helper()
+		sctx, scancel := context.WithTimeout(ctx, 15*time.Second)
+		defer scancel()
+		c, err := bus.Start(sctx, bus.Config{URL: cl.urls(), StreamReplicas: 3}, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	c := start()
+	const caller = "+13175550199"
+	e := &bridge.Event{ConversationID: "conv-erase", Agent: bridge.AgentLeg{UserID: "agent-e", ParticipantID: "P1"},
+		Media: bridge.MediaVoice, State: bridge.StateAlerting, Customer: bridge.Customer{Phone: caller, Address: "tel:" + caller}}
+	m, err := bridge.EncodeEvent(e, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	stream, epoch := c.StreamName(), c.Epoch()
+	c.Close()
+
+	nc, err := nats.Connect(cl.urls())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch cmd[1] {
+	case "purge":
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Purge(ctx); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, func() bool {
+			info, err := st.Info(ctx)
+			return err == nil && info.State.Msgs == 0 && info.Cluster != nil && len(info.Cluster.Replicas) == 2 &&
+				info.Cluster.Replicas[0].Current && info.Cluster.Replicas[1].Current
+		})
+	case "rm":
+		if err := js.DeleteStream(ctx, stream); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What the servers have left: the command is answered once the
+	// stream's leader has done it; the other replicas follow at once.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var left []string
+		for _, n := range cl.nodes {
+			left = append(left, filesHolding(t, n.srv.JetStreamConfig().StoreDir, caller)...)
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after `nats stream %s %s` the caller's number is still on the servers' disks, in %v", cmd[1], stream, left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	c = start()
+	if cmd[1] == "rm" && c.Epoch() == epoch {
+		t.Errorf("stream recreated with the old epoch %q: agents' cursors would skip its first pops", epoch)
+	}
+	if err := c.Publish(ctx, m); err != nil {
+		t.Fatalf("publish after the erasure: %v", err)
+	}
 }
