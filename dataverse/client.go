@@ -39,8 +39,9 @@ type Client struct {
 	pos     *ttlCache
 	neg     *ttlCache
 	ready   atomic.Bool
-	// tokenErr is the last failure of Run's token request ("" after a
-	// success), for /status: /readyz sends the admin there.
+	// tokenErr is the last failure of a token request, Run's or a
+	// lookup's (nil after a success), for /status: /readyz sends the
+	// admin there.
 	tokenErr atomic.Pointer[string]
 
 	ctx    context.Context // ends background flights on Close

@@ -92,7 +92,7 @@ func (ts *tokenSource) get(ctx context.Context) (string, error) {
 func (ts *tokenSource) invalidate(tok string) {
 	ts.mu.Lock()
 	if ts.token == tok {
-		ts.token, ts.usable, ts.refreshAt = "", time.Time{}, time.Time{}
+		ts.token, ts.expires, ts.usable, ts.refreshAt = "", time.Time{}, time.Time{}, time.Time{}
 	}
 	ts.mu.Unlock()
 }
@@ -169,6 +169,10 @@ func (ts *tokenSource) fetch(ctx context.Context, f *tokenFetch) (string, error)
 		ts.lastErr = err
 		ts.failUntil = now.Add(tokenFailMemory)
 		f.err = err
+		// Also a lookup's: after a refused token, Run asks again only
+		// at the dropped token's refresh time.
+		msg := err.Error()
+		ts.c.tokenErr.Store(&msg)
 	}
 	ts.fetching = nil
 	close(f.done)

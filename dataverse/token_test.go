@@ -250,3 +250,29 @@ func runClient(t *testing.T, c *dataverse.Client) (stop func()) {
 		}
 	}
 }
+
+// A token Dataverse stops honouring before its expiry (revoked: the app
+// user disabled and enabled again, the secret rotated with the old one
+// removed) is dropped at the 401, and the lookup asks for another. When
+// that request fails too (here the secret has expired meanwhile), /status
+// said nothing: no token_error, and token_expires_at the dropped token's,
+// most of an hour ahead, until Run's own refresh at 80% of its lifetime.
+// Every pop is a search meanwhile, and /status is what on-call reads
+// (operations.md 7.1: "`/status` → `dataverse.token_error`").
+func TestClient_StatusSaysWhyNoTokenAfterARefusedOne(t *testing.T) {
+	srv, c := MustEnv(t, nil)
+	defer runClient(t, c)()
+	warm(t, srv, c)
+	srv.ExpireTokens()
+	srv.ExpireSecret(true)
+	if _, err := c.Lookup(ctxT(t, 5*time.Second), phone("+13175550123")); err == nil {
+		t.Fatal("lookup succeeded without a token")
+	}
+	st := c.Status().(dataverse.Status)
+	if !strings.Contains(st.TokenError, "DATAVERSE_CLIENT_SECRET") {
+		t.Errorf("token_error %q after a refused token and a failed token request: want the reason with its fix", st.TokenError)
+	}
+	if st.TokenExpiresAt != nil {
+		t.Errorf("token_expires_at %v: the token was refused and dropped, there is none", st.TokenExpiresAt)
+	}
+}

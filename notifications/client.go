@@ -541,11 +541,13 @@ func sanitize(s string) string {
 
 // learnOrg reads the organization of the client's token (tokens/me), so
 // that agent tokens of other organizations can be refused. The auth loop
-// retries a failure.
+// retries a failure. It runs on the auth loop: a 401 of its request
+// reports the token refused and fails at once, for the auth loop to log
+// in again (call would wait for that new token, which nobody else gets).
 func (c *Client) learnOrg(ctx context.Context) error {
 	var ti *platformclientv2.Tokeninfo
 	tokens := platformclientv2.NewTokensApiWithConfig(c.api)
-	err := c.call(ctx, "tokens/me", func() (*platformclientv2.APIResponse, error) {
+	err := c.call(context.WithValue(ctx, onAuthLoop{}, true), "tokens/me", func() (*platformclientv2.APIResponse, error) {
 		var resp *platformclientv2.APIResponse
 		var err error
 		ti, resp, err = tokens.GetTokensMe(true) // preserveIdleTTL
@@ -573,8 +575,12 @@ func (c *Client) OrgID() string {
 	return ""
 }
 
+// onAuthLoop marks the context of a call made by the auth loop itself.
+type onAuthLoop struct{}
+
 // call runs one SDK call with a token, refreshing once on 401 (except
-// with Probe's token, which no auth loop refreshes).
+// with Probe's token, which no auth loop refreshes, and on the auth loop,
+// which would wait for itself: there the 401 only reports the refusal).
 func (c *Client) call(ctx context.Context, op string, fn func() (*platformclientv2.APIResponse, error)) error {
 	for attempt := 0; ; attempt++ {
 		t, err := c.awaitToken(ctx)
@@ -599,6 +605,10 @@ func (c *Client) call(ctx context.Context, op string, fn func() (*platformclient
 			code = statuslabel.Of(resp.StatusCode)
 		}
 		c.m.apiRequests.WithLabelValues(op, code).Inc()
+		if status(err) == http.StatusUnauthorized && ctx.Value(onAuthLoop{}) != nil {
+			c.invalidate(t.value)
+			return err
+		}
 		if status(err) == http.StatusUnauthorized && attempt == 0 && t.gen != probeTokenGen {
 			c.invalidate(t.value)
 			wctx, cancel := context.WithTimeout(ctx, c.cfg.HTTPTimeout)

@@ -176,3 +176,30 @@ func TestClient_ChannelGoneWithAnExpiredTokenIsNoEviction(t *testing.T) {
 		t.Errorf("channels_evicted_total = %v, eviction lines %q: a channel gone with its expired token is no eviction", n, evicted)
 	}
 }
+
+// A token Genesys stops honouring before its stated expiry (revoked, or
+// expired early by its clock) takes its channels with it (assumption 1),
+// like one that ran out: the channel found gone at the reconnect, under a
+// token the client still thinks valid, was not evicted by another program
+// on the OAuth client. The request that finds it gone next gets the 401.
+func TestClient_ChannelGoneWithARefusedTokenIsNoEviction(t *testing.T) {
+	as := agents(1)
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, CloseOnTokenExpiry: true},
+		func(c *notifications.Config) { c.Agents = ids(as) }, 64)
+	h.awaitStartupReconciliation()
+	waitFor(t, 5*time.Second, "the organization learned", func() bool { return h.client.OrgID() != "" })
+	logins := h.emu.TokensIssued()
+	h.emu.ExpireTokens() // a day before its expires_in: Genesys closes the token's channels
+	waitFor(t, 10*time.Second, "a new token and the shard live again", func() bool {
+		return h.emu.TokensIssued() > logins && h.client.Ready()
+	})
+	var evicted []string
+	for _, l := range h.logs.lines() {
+		if strings.Contains(l, "most likely evicted") {
+			evicted = append(evicted, l)
+		}
+	}
+	if n := gauge(t, h.reg, "screenpop_notifications_channels_evicted_total"); n != 0 || len(evicted) > 0 {
+		t.Errorf("channels_evicted_total = %v, eviction lines %q: a channel gone with its refused token is no eviction", n, evicted)
+	}
+}

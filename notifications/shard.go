@@ -93,6 +93,10 @@ type shard struct {
 	// hoWarn limits the warnings of handovers failing in an outage, which
 	// are retried every second.
 	hoWarn loglimit.Every
+	// gone is a channel found gone before its expiry, an eviction unless
+	// its token turns out refused; judged when establish next succeeds.
+	// Used by run's goroutine only.
+	gone goneChannel
 	// Taken-away topics (no_longer_subscribed) within a minute of the
 	// last: two programs on one OAuth client take topics from each other.
 	nlsAt      time.Time
@@ -720,21 +724,47 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 	sh.pending = pendingChannel{}
 	sh.mu.Unlock()
 	log.Info().Str("channel_id", channelRef(p.id)).Msg("genesys socket connected")
+	sh.judgeGone()
 	return s, nil
 }
 
-// goneEarly reports channel id found gone before its expiry under the
-// token that made it, while that token is still valid. Nothing of the client's own ends a channel then,
-// and Genesys evicts a client's least recently used channel past 20, so
-// the likely cause is another program on the same OAuth client: two that
-// together want more than 20 channels evict each other's for good, each
-// eviction a gap for the agents on the channel.
+// goneChannel is a channel found gone before its expiry under the token
+// that made it.
+type goneChannel struct {
+	id      string
+	expires time.Time
+	tokGen  int
+}
+
+// goneEarly notes channel id found gone before its expiry under the
+// token that made it, while that token is still valid by its expiry.
+// Nothing of the client's own ends a channel then, and Genesys evicts a
+// client's least recently used channel past 20, so the likely cause is
+// another program on the same OAuth client: two that together want more
+// than 20 channels evict each other's for good, each eviction a gap for
+// the agents on the channel. But a token Genesys stops honouring early
+// (revoked, or its clock) takes its channels too, and the client learns
+// that only from the next request's 401: judgeGone decides once
+// establish's requests have shown which.
 func (sh *shard) goneEarly(id string, expires time.Time, tokGen int) {
 	if expires.IsZero() || tokGen != sh.c.tokenGen() || !time.Now().Before(expires.Add(-sh.c.cfg.HandoverGrace)) {
 		return
 	}
 	if t := sh.c.tok.Load(); t == nil || !time.Now().Before(t.expires) {
 		return // the token ran out (no new one yet: the login failing), and its channels with it
+	}
+	sh.gone = goneChannel{id: id, expires: expires, tokGen: tokGen}
+}
+
+// judgeGone counts and reports the channel goneEarly noted as evicted if
+// the token that made it is still the client's after establish's requests
+// succeeded with it; refused, it was replaced (a new generation), and the
+// channel went with it.
+func (sh *shard) judgeGone() {
+	g := sh.gone
+	sh.gone = goneChannel{}
+	if g.id == "" || g.tokGen != sh.c.tokenGen() {
+		return
 	}
 	sh.c.m.evicted.Inc()
 	// Two programs evicting each other do it at every reconnect: once a
@@ -749,7 +779,7 @@ func (sh *shard) goneEarly(id string, expires time.Time, tokGen int) {
 	held := sh.c.evictedHeld
 	sh.c.evictedLog, sh.c.evictedHeld = now, 0
 	sh.c.mu.Unlock()
-	sh.logger().Warn().Str("channel_id", channelRef(id)).Time("expires", expires).Int("held_back", held).
+	sh.logger().Warn().Str("channel_id", channelRef(g.id)).Time("expires", g.expires).Int("held_back", held).
 		Msg("genesys channel gone before it expired, most likely evicted: Genesys keeps 20 channels per OAuth client; is another screenpopd or program using this one? give each its own OAuth client, or watch fewer agents per instance")
 }
 

@@ -80,3 +80,21 @@ func TestClient_LearnsItsOrgAfterARefusedTokensMe(t *testing.T) {
 		})
 	}
 }
+
+// The organization is read (tokens/me) by the auth loop itself, after a
+// login. A token refused then (revoked just after it was issued, or at a
+// retry of tokens/me after an earlier failure) got what every API call's
+// 401 gets: a wait for the auth loop's next token, up to HTTPTimeout
+// (15 s), while the auth loop was the one waiting. Until then nobody got
+// a token: no channel, no pop, for every agent.
+func TestClient_ATokenRefusedWhileLearningTheOrgIsReplacedAtOnce(t *testing.T) {
+	as := agents(1)
+	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond},
+		func(c *notifications.Config) { c.Agents = ids(as); c.HTTPTimeout = 10 * time.Second }, 64,
+		func(e *notificationstest.Emulator) { e.SetAPIDelay("/api/v2/tokens/me", 300*time.Millisecond) })
+	waitFor(t, 5*time.Second, "the first login", func() bool { return h.emu.TokensIssued() >= 1 })
+	h.emu.ExpireTokens() // while tokens/me is on its way
+	waitFor(t, 3*time.Second, "a new token after the refusal", func() bool { return h.emu.TokensIssued() >= 2 })
+	h.awaitReady(3 * time.Second)
+	waitFor(t, 3*time.Second, "the organization learned", func() bool { return h.client.OrgID() != "" })
+}
