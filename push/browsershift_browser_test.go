@@ -325,3 +325,46 @@ func TestBrowser_ShiftFrozenPageWakes(t *testing.T) {
 	}
 	t.Logf("states over the shift: %s", eval[string](t, ctx, `JSON.stringify(window.__states)`))
 }
+
+// The daemon comes back on a store restored from a backup, or on one that a
+// power cut set back (nats-server writes its blocks to disk every 2 minutes
+// unless told to sync each write): the same stream, so the same epoch, but
+// its sequences behind the page's cursor. The pops stored from then on take
+// sequences the page has already passed; it must still get them, not drop
+// them as "seen already" until the stream catches up with its cursor.
+func TestBrowser_ShiftStoreSetBack(t *testing.T) {
+	const agent = "agent-sb"
+	st := newMemStore()
+	for i := range 40 { // other agents' pops: the stream is at seq 40
+		st.add(testPop("agent-other", fmt.Sprintf("conv-other-%d", i)), time.Now(), false)
+	}
+	pages, e, cfg := shiftServer(t, Config{}, st, nil)
+	ctx := newBrowser(t)
+	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
+		js(fmt.Sprintf(`window.__seen = []; window.__ids = [];
+			window.__client = ScreenPop.connect({url: %q, token: %q,
+				onState: function (s) { document.getElementById('state').textContent = s; },
+				onPop: function (p) { window.__seen.push(p.seq); window.__ids.push(p.id); }})`, e.wsURL, e.token(agent))),
+		poll(`document.getElementById('state').textContent === 'ready'`))
+	backedUp := st.add(shiftPop(agent, 1), time.Now(), true)
+	var last bridge.StoredPop
+	for n := 2; n <= 10; n++ {
+		last = st.add(shiftPop(agent, n), time.Now(), true)
+	}
+	run(t, ctx, poll(fmt.Sprintf(`window.__client.cursor.lastSeq === %d`, last.Seq)))
+
+	// The daemon goes; its store is the backup's, up to the first pop.
+	e.stop()
+	restored := newMemStore()
+	restored.pops = append(restored.pops, st.pops[:backedUp.Seq]...)
+	startEnvAt(t, cfg, restored, nil, e.ln.Addr().String())
+	run(t, ctx, poll(`document.getElementById('state').textContent === 'ready'`))
+	p := restored.add(shiftPop(agent, 11), time.Now(), true)
+	id := "pop:conv-agent-sb-11:part-1"
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := chromedp.Do(tctx, poll(fmt.Sprintf(`window.__ids.indexOf(%q) >= 0`, id))); err != nil {
+		t.Fatalf("the pop %s (seq %d) stored after the store was set back to seq %d never reached onPop (seen seqs %v, cursor %v): dropped as older than the cursor %d",
+			id, p.Seq, backedUp.Seq, eval[[]int](t, ctx, `window.__seen`), eval[map[string]any](t, ctx, `window.__client.cursor`), last.Seq)
+	}
+}

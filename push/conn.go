@@ -302,6 +302,32 @@ func (c *conn) hello(mt int, data []byte) bool {
 		c.closeWith(CloseTryAgainLater, msgUnavailable)
 		return false
 	}
+	if after > latest {
+		if lr, ok := s.store.(leaderReader); ok {
+			// latest may be a replica's, behind its leader: the cursor is
+			// then from a pop the replica has not yet.
+			latest, err = lr.LeaderLatestPop(rctx, agent)
+			if err != nil {
+				if ok, held := s.logLimit.Allow("latest pop", time.Now()); ok && s.base.Err() == nil {
+					log.Warn().Err(err).Int("held_back", held).Msg("websocket closed: latest pop unavailable")
+				}
+				s.m.connects.WithLabelValues("unavailable").Inc()
+				c.closeWith(CloseTryAgainLater, msgUnavailable)
+				return false
+			}
+		}
+	}
+	if after > latest {
+		// A cursor beyond the agent's newest pop is from before the stream
+		// was set back (restored from a backup, or its last writes lost to
+		// a power cut): same epoch, but the pops stored from now on take
+		// sequences the page has passed. It has seen every pop up to
+		// latest; those after it are new.
+		after = latest
+		c.mu.Lock()
+		c.lastSeq = after
+		c.mu.Unlock()
+	}
 	ready, _ := json.Marshal(readyMsg{Type: "ready", AgentID: agent, Epoch: epoch, Seq: latest})
 	c.push(frame{kind: kindText, data: ready})
 	n := 0

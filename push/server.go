@@ -710,6 +710,15 @@ type followChecker interface {
 	PopsFollowed() bool
 }
 
+// leaderReader is optionally implemented by a PopStore (bus.Conn does)
+// whose LatestPop may be answered by a replica behind the stream's leader:
+// LeaderLatestPop asks the leader. A hello asks it only when a page's
+// cursor is beyond LatestPop's answer, before taking the stream for set
+// back.
+type leaderReader interface {
+	LeaderLatestPop(ctx context.Context, agent bridge.AgentID) (uint64, error)
+}
+
 // isFollowing reports whether the pops' consumer is live: false before it
 // is first made, and while one that was live is being made again and
 // refused (the stream's consumers all taken, JetStream away).

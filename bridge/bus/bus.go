@@ -1171,6 +1171,24 @@ func (c *Conn) LatestPop(ctx context.Context, agent bridge.AgentID) (uint64, err
 	return m.Sequence, nil
 }
 
+// LeaderLatestPop is LatestPop answered by the stream's leader on a
+// replicated stream (see lastPop), by its one replica otherwise: push asks
+// it when a page's cursor is beyond LatestPop's answer, which a replica
+// behind the leader gives, before taking the stream for set back.
+func (c *Conn) LeaderLatestPop(ctx context.Context, agent bridge.AgentID) (uint64, error) {
+	if !c.Connected() {
+		return 0, fmt.Errorf("latest pop: %w", ErrDisconnected)
+	}
+	m, err := c.lastPop(ctx, agent)
+	if err != nil {
+		return 0, fmt.Errorf("latest pop: %w", err)
+	}
+	if m == nil {
+		return 0, nil
+	}
+	return m.Sequence, nil
+}
+
 // PoppedLast reports whether agent's newest stored pop has the id popID
 // (its Nats-Msg-Id).
 func (c *Conn) PoppedLast(ctx context.Context, agent bridge.AgentID, popID string) (bool, error) {

@@ -221,8 +221,12 @@
     if (!m || typeof m.type !== 'string') { return; }
     switch (m.type) {
       case 'ready':
-        if ((self.cursor.agentId && self.cursor.agentId !== m.agentId) || (self.cursor.epoch && self.cursor.epoch !== m.epoch)) {
-          // Another agent, or another stream: the old cursor means nothing.
+        if ((self.cursor.agentId && self.cursor.agentId !== m.agentId) || (self.cursor.epoch && self.cursor.epoch !== m.epoch) ||
+            (typeof m.seq === 'number' && m.seq < Math.max(self.cursor.lastSeq, self.cursor.base || 0))) {
+          // Another agent, or another stream, or this stream set back (a
+          // store restored from a backup, writes lost to a power cut: the
+          // agent's newest pop is before the cursor, and new pops take
+          // seqs it has passed): the old cursor means nothing.
           self.cursor.lastSeq = 0;
           self.recvSeq = 0;
           self.stream++;
