@@ -344,6 +344,33 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 	paused := false
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4) // a few in flight; the rate limiter sets the pace
+	// A fetch that hangs (Genesys slow for one conversation, a connection
+	// gone dark) would hold the pass, and so every newer gap's ringing
+	// calls, for up to HTTPTimeout (15 s): once every fetch is started and
+	// a newer gap waits, the ones still out are cut short (the request
+	// runs on to its timeout, its answer unused) and retried on their own
+	// schedule, as a failed one is.
+	fctx, cut := context.WithCancelCause(gctx)
+	defer cut(nil)
+	fetch := func(conv string) ([]byte, error) {
+		type result struct {
+			body []byte
+			err  error
+		}
+		ch := make(chan result, 1)
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			body, err := c.fetchConversation(gctx, conv)
+			ch <- result{body, err}
+		}()
+		select {
+		case r := <-ch:
+			return r.body, r.err
+		case <-fctx.Done():
+			return nil, context.Cause(fctx)
+		}
+	}
 	for i, conv := range order {
 		// A pass can last minutes (every live conversation after a
 		// restart, at ReconcileRate): a newer gap's ringing calls must not
@@ -360,7 +387,13 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 			break
 		}
 		g.Go(func() error {
-			body, err := c.fetchConversation(gctx, conv)
+			body, err := fetch(conv)
+			if errors.Is(err, errGaveWay) && ctx.Err() == nil {
+				fetchedMu.Lock()
+				failed[conv] = err // retried on its own schedule; not the API failing
+				fetchedMu.Unlock()
+				return nil
+			}
 			if err != nil {
 				switch status(err) {
 				case http.StatusNotFound:
@@ -425,7 +458,31 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 			return nil
 		})
 	}
+	// Fetches answer in tens of milliseconds: only one still out after
+	// half a second is cut, so that a newer gap (sockets that flap) does
+	// not cut this pass's ringing calls as a rule.
+	launched := make(chan struct{})
+	waiting := time.Now()
+	go func() {
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-launched:
+				return
+			case <-t.C:
+				if time.Since(waiting) >= 500*time.Millisecond && c.gapPending() {
+					cut(errGaveWay)
+					return
+				}
+			}
+		}
+	}()
 	err := g.Wait()
+	close(launched)
+	if errors.Is(context.Cause(fctx), errGaveWay) {
+		paused = true
+	}
 	// A pass that stopped at fetches failing in a row for want of an
 	// answer found the conversations API down; a fetch that succeeds
 	// finds it back. Meanwhile each backlog retry fetches one
@@ -506,6 +563,9 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 	e.Msg("genesys reconciliation done")
 	return nil
 }
+
+// errGaveWay cuts a pass's fetches still out when a newer gap waits.
+var errGaveWay = errors.New("fetch still out when a newer gap came: retried later")
 
 // fetchTries is how often a pass fetches one conversation before it gives
 // up on it: the first try and four retries, after about 2, 4, 8 and 16 s
