@@ -73,6 +73,11 @@ type shard struct {
 	// Genesys rejected some of its topics, and the org may have given the
 	// permission back since (Genesys says nothing when it does).
 	reput bool
+	// putOutcome is the permitted and rejected counts of the last
+	// successful PUT: a re-PUT of the same list (reput) that Genesys
+	// answers the same way changed nothing and is logged at debug only,
+	// not at info every RejectedRetry all night.
+	putOutcome [2]int
 	// pending is a channel created by an attempt that failed after the
 	// create (its PUT or its dial). The next attempt reuses it rather than
 	// create another: Genesys evicts the oldest of a client's channels past
@@ -904,10 +909,13 @@ func (sh *shard) subscribe(ctx context.Context, id string) error {
 			permitted++
 		}
 	}
+	outcome := [2]int{permitted, len(rejected)}
 	sh.mu.Lock()
 	sh.subscribed = permitted
-	sh.lastPut = id + "\n" + strings.Join(topics, ",")
+	sh.lastPut = key
 	sh.putVer = ver
+	same := last == key && sh.putOutcome == outcome
+	sh.putOutcome = outcome
 	sh.mu.Unlock()
 	sh.c.recordRejections(topics, rejected)
 	if before != nil {
@@ -921,7 +929,11 @@ func (sh *shard) subscribe(ctx context.Context, id string) error {
 			sh.c.gapAgents(joined, putAt)
 		}
 	}
-	sh.logger().Info().Str("channel_id", channelRef(id)).Int("topics", len(topics)).Int("permitted", permitted).Int("rejected", len(rejected)).Msg("genesys channel subscribed")
+	e := sh.logger().Info()
+	if same {
+		e = sh.logger().Debug() // the periodic re-PUT of a still-rejected list: nothing changed
+	}
+	e.Str("channel_id", channelRef(id)).Int("topics", len(topics)).Int("permitted", permitted).Int("rejected", len(rejected)).Msg("genesys channel subscribed")
 	return nil
 }
 
