@@ -1337,12 +1337,17 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // retryWait is how long to wait before retrying after err: the jittered
-// backoff, or the server's Retry-After when that is longer.
+// backoff, or the server's Retry-After when that is longer (an API call's,
+// or a socket's upgrade's).
 func retryWait(err error, backoff time.Duration) time.Duration {
 	wait := jitter(backoff)
 	var ae *APIError
 	if errors.As(err, &ae) && ae.RetryAfter > wait {
 		wait = ae.RetryAfter
+	}
+	var de *dialError
+	if errors.As(err, &de) && de.retryAfter > wait {
+		wait = de.retryAfter
 	}
 	return wait
 }

@@ -163,10 +163,13 @@ func (e errRedial) Error() string { return e.err.Error() }
 func (e errRedial) Unwrap() error { return e.err }
 
 // dialError is a socket's upgrade that failed: status is the answer's,
-// or a forward proxy's to its CONNECT (0: none, a network error).
+// or a forward proxy's to its CONNECT (0: none, a network error), and
+// retryAfter the answer's Retry-After on a 429 or 503 (retryWait honours
+// it, as it does an API call's).
 type dialError struct {
-	status int
-	err    error
+	status     int
+	retryAfter time.Duration
+	err        error
 }
 
 func (e *dialError) Error() string { return e.err.Error() }
@@ -1053,7 +1056,7 @@ func (sh *shard) dial(ctx context.Context, id, uri string) (*session, error) {
 		if resp != nil && channelRefused(resp.StatusCode) {
 			return nil, &APIError{Op: "connect channel", Status: http.StatusNotFound}
 		}
-		status := 0
+		status, wait := 0, time.Duration(0)
 		if resp == nil {
 			err = egress.DialError(dialer.Proxy, uri, err) // "Forbidden" is the proxy's, not Genesys'
 			if pe := (*egress.ProxyError)(nil); errors.As(err, &pe) {
@@ -1061,8 +1064,11 @@ func (sh *shard) dial(ctx context.Context, id, uri string) (*session, error) {
 			}
 		} else {
 			status = resp.StatusCode
+			if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+				wait = retryAfter(resp.Header.Get("Retry-After"))
+			}
 		}
-		return nil, &dialError{status: status, err: fmt.Errorf("connect channel: %w", err)}
+		return nil, &dialError{status: status, retryAfter: wait, err: fmt.Errorf("connect channel: %w", err)}
 	}
 	ws.SetReadLimit(readLimit)
 	s := &session{sh: sh, chID: id, ref: channelRef(id), opened: time.Now(), ws: ws, done: make(chan struct{})}
