@@ -600,7 +600,8 @@ func readableByOthers(path string) bool {
 
 // writeFileAtomic writes b to path (mode 0600) through a temporary file in
 // the same directory, so that a write cut short (a full disk, a crash)
-// leaves no partial file at path for the next start to refuse.
+// leaves no partial file at path for the next start to refuse, and syncs
+// the file and the directory, so that a power cut does not undo it.
 func writeFileAtomic(path string, b []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -618,8 +619,17 @@ func writeFileAtomic(path string, b []byte) error {
 	}
 	if err != nil {
 		os.Remove(f.Name())
+		return err
 	}
-	return err
+	// The rename is the directory's change: until the directory is
+	// synced, a power cut can undo it, and the next start would make
+	// another key (every caller_hash logged before would change). Best
+	// effort: some file systems cannot sync a directory.
+	if d, derr := os.Open(filepath.Dir(path)); derr == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
 }
 
 // minPIIKey is the shortest PII hash key the daemon accepts.
