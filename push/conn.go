@@ -320,10 +320,15 @@ func (c *conn) hello(mt int, data []byte) bool {
 	if after > latest {
 		// A cursor beyond the agent's newest pop is from before the stream
 		// was set back (restored from a backup, or its last writes lost to
-		// a power cut): same epoch, but the pops stored from now on take
-		// sequences the page has passed. It has seen every pop up to
-		// latest; those after it are new.
-		after = latest
+		// a power cut): same epoch, but the pops stored since take
+		// sequences the page has passed. Its cursor tells nothing of the
+		// pops up to latest: those stored before the set back it may have
+		// seen, those after it (the start-up reconciliation's pop of a
+		// call still ringing, made while the page waited out its backoff)
+		// it has not. So it gets the agent's pops of the replay window, as
+		// any resuming page; the ready's seq, below its cursor, makes it
+		// take them (screenpop.js starts its cursor afresh).
+		after = 0
 		c.mu.Lock()
 		c.lastSeq = after
 		c.mu.Unlock()
