@@ -292,6 +292,11 @@ func (c *conn) hello(mt int, data []byte) bool {
 	rctx, cancel := context.WithTimeout(s.base, 30*time.Second)
 	defer cancel()
 	latest, err := s.store.LatestPop(rctx, agent)
+	if lr, ok := s.store.(leaderReader); ok && err == nil && after > latest {
+		// latest may be a replica's, behind its leader: the cursor is
+		// then from a pop the replica has not yet.
+		latest, err = lr.LeaderLatestPop(rctx, agent)
+	}
 	if err != nil {
 		// One a socket during a NATS outage, every page's every retry:
 		// once a minute, as the token check's line.
@@ -301,21 +306,6 @@ func (c *conn) hello(mt int, data []byte) bool {
 		s.m.connects.WithLabelValues("unavailable").Inc()
 		c.closeWith(CloseTryAgainLater, msgUnavailable)
 		return false
-	}
-	if after > latest {
-		if lr, ok := s.store.(leaderReader); ok {
-			// latest may be a replica's, behind its leader: the cursor is
-			// then from a pop the replica has not yet.
-			latest, err = lr.LeaderLatestPop(rctx, agent)
-			if err != nil {
-				if ok, held := s.logLimit.Allow("latest pop", time.Now()); ok && s.base.Err() == nil {
-					log.Warn().Err(err).Int("held_back", held).Msg("websocket closed: latest pop unavailable")
-				}
-				s.m.connects.WithLabelValues("unavailable").Inc()
-				c.closeWith(CloseTryAgainLater, msgUnavailable)
-				return false
-			}
-		}
 	}
 	if after > latest {
 		// A cursor beyond the agent's newest pop is from before the stream

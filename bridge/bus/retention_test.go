@@ -1,12 +1,9 @@
 package bus_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -18,6 +15,7 @@ import (
 
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/bridge/bus"
+	"github.com/screenpop/screenpop/internal/testenv"
 )
 
 // What an admin is told about personal data at rest (docs/operations.md,
@@ -71,7 +69,7 @@ func TestConn_ExpiredMessagesLeaveTheStoreWithTheirBlock(t *testing.T) {
 	if _, msgs := state(); msgs == 0 {
 		t.Fatal("every message expired at once: nothing younger kept A's block")
 	}
-	if files := filesHolding(t, dir, callerA); len(files) == 0 {
+	if files := testenv.FilesHolding(t, dir, callerA); len(files) == 0 {
 		t.Errorf("caller A's number, expired, is in no file while younger messages share its block: NATS now erases expired messages; update docs/operations.md, Personal data")
 	}
 
@@ -80,7 +78,7 @@ func TestConn_ExpiredMessagesLeaveTheStoreWithTheirBlock(t *testing.T) {
 	// within a few seconds.
 	deadline = time.Now().Add(5 * time.Second)
 	for {
-		left := append(filesHolding(t, dir, callerA), filesHolding(t, dir, callerB)...)
+		left := append(testenv.FilesHolding(t, dir, callerA), testenv.FilesHolding(t, dir, callerB)...)
 		if len(left) == 0 {
 			break
 		}
@@ -89,38 +87,6 @@ func TestConn_ExpiredMessagesLeaveTheStoreWithTheirBlock(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// filesHolding lists the files under dir whose bytes contain s.
-func filesHolding(t *testing.T, dir, s string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if os.IsNotExist(err) { // removed while walking
-				return nil
-			}
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if os.IsNotExist(err) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if bytes.Contains(b, []byte(s)) {
-			out = append(out, p)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // What docs/operations.md 8, "Erasing", tells an admin of an external NATS
@@ -201,7 +167,7 @@ func TestConn_ErasingAClusteredStream(t *testing.T) {
 	for {
 		var left []string
 		for _, n := range cl.nodes {
-			left = append(left, filesHolding(t, n.srv.JetStreamConfig().StoreDir, caller)...)
+			left = append(left, testenv.FilesHolding(t, n.srv.JetStreamConfig().StoreDir, caller)...)
 		}
 		if len(left) == 0 {
 			break

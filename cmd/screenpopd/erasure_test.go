@@ -1,12 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/screenpop/screenpop/internal/testenv"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 )
 
@@ -26,14 +25,14 @@ func TestDaemon_ErasingTheStore(t *testing.T) {
 	d.Genesys.InboundCall(agent, caller, notificationstest.Options{}).Alert()
 	p1 := readPop(t, ws)
 	stop1()
-	if len(filesHolding(t, cfg.DataDir, caller[2:])) == 0 {
+	if len(testenv.FilesHolding(t, cfg.DataDir, caller[2:])) == 0 {
 		t.Fatal("the caller's number is in no file before the erasure: the test no longer tests it")
 	}
 
 	if err := os.RemoveAll(filepath.Join(cfg.DataDir, "jetstream")); err != nil {
 		t.Fatal(err)
 	}
-	if left := filesHolding(t, cfg.DataDir, caller[2:]); len(left) != 0 {
+	if left := testenv.FilesHolding(t, cfg.DataDir, caller[2:]); len(left) != 0 {
 		t.Fatalf("after the documented erasure the caller's number is still in %v", left)
 	}
 
@@ -47,36 +46,7 @@ func TestDaemon_ErasingTheStore(t *testing.T) {
 	if p := readPop(t, ws2); p.ConversationID != next.ID() {
 		t.Fatalf("first pop after the erasure for %s, want %s", p.ConversationID, next.ID())
 	}
-	if left := filesHolding(t, cfg.DataDir, caller[2:]); len(left) != 0 {
+	if left := testenv.FilesHolding(t, cfg.DataDir, caller[2:]); len(left) != 0 {
 		t.Errorf("the erased caller's number is back in %v", left)
 	}
-}
-
-// filesHolding lists the files under dir whose bytes contain s.
-func filesHolding(t *testing.T, dir, s string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if os.IsNotExist(err) {
-			return nil
-		}
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if os.IsNotExist(err) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if bytes.Contains(b, []byte(s)) {
-			out = append(out, p)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
