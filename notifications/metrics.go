@@ -25,6 +25,7 @@ type metrics struct {
 	tokenRefreshes prometheus.Counter
 	loginFailures  prometheus.Counter
 	heartbeatAge   prometheus.GaugeFunc
+	unheard        prometheus.GaugeFunc
 	remembered     prometheus.GaugeFunc
 }
 
@@ -69,12 +70,26 @@ func (c *Client) registerMetrics(reg prometheus.Registerer) error {
 		}
 		return float64(worst) / 1000
 	})
+	// One channel down of several lowers channels_connected by one only,
+	// and the heartbeat age is the connected sockets': this is what says
+	// that some agents are not heard while the others are.
+	m.unheard = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "screenpop", Subsystem: "notifications", Name: "agents_unheard",
+		Help: "Watched agents on a channel with no connected socket, or not (yet) in its subscription: their calls do not pop."}, func() float64 {
+		c.mu.Lock()
+		shards := append([]*shard(nil), c.shards...)
+		c.mu.Unlock()
+		n := 0
+		for _, sh := range shards {
+			n += sh.unheard()
+		}
+		return float64(n)
+	})
 	m.remembered = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "screenpop", Subsystem: "notifications", Name: "conversations_remembered",
 		Help: "(Conversation, agent) pairs remembered for reconciliation: each for 12 to 16 hours after its last snapshot."}, func() float64 {
 		return float64(c.seen.len())
 	})
 	for _, col := range []prometheus.Collector{m.channels, m.agents, m.rejected, m.unwatched, m.evicted, m.events, m.junk, m.reconnects, m.handovers, m.gaps,
-		m.reconciled, m.givenUp, m.backpressure, m.puts, m.apiRequests, m.tokenRefreshes, m.loginFailures, m.heartbeatAge, m.remembered} {
+		m.reconciled, m.givenUp, m.backpressure, m.puts, m.apiRequests, m.tokenRefreshes, m.loginFailures, m.heartbeatAge, m.unheard, m.remembered} {
 		if err := reg.Register(col); err != nil {
 			return fmt.Errorf("register notifications metrics: %w", err)
 		}

@@ -206,6 +206,35 @@ func (sh *shard) live() bool {
 	return sh.connected && sh.putVer == sh.ver && (sh.subscribed > 0 || sh.lastPut != "")
 }
 
+// unheard counts the shard's agents whose conversations no socket of the
+// client receives now: all of them while the shard has no socket (its
+// channel being made, subscribed or redialled, or refused), else those
+// missing from the topic list its channel was last subscribed to (added
+// since, with the change failing; all after no_longer_subscribed). Rejected
+// topics are in that list: topics_rejected counts them.
+func (sh *shard) unheard() int {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if len(sh.agents) == 0 {
+		return 0
+	}
+	if !sh.connected {
+		return len(sh.agents)
+	}
+	_, list, _ := strings.Cut(sh.lastPut, "\n")
+	put := make(map[string]bool, len(sh.agents))
+	for _, t := range strings.Split(list, ",") {
+		put[t] = true
+	}
+	n := 0
+	for a := range sh.agents {
+		if !put[agentTopic(a)] {
+			n++
+		}
+	}
+	return n
+}
+
 func (sh *shard) markDirty() {
 	select {
 	case sh.dirty <- struct{}{}:

@@ -35,6 +35,7 @@ type Config struct {
 	GenesysAgentsFile   string
 	agentsFilePoll      time.Duration // how often the agents file is looked at (tests; 0: 5 s)
 	GenesysQueues       []string
+	topicsPerChannel    int // agents per Genesys channel (tests, to spread few agents over channels; 0: 1,000)
 	GenesysQueueRefresh time.Duration
 
 	DataverseURL          string

@@ -225,7 +225,7 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Genesys, err = notifications.New(notifications.Config{
 		Region: cfg.GenesysRegion, APIURL: cfg.GenesysAPIURL, ClientID: cfg.GenesysClientID, ClientSecret: cfg.GenesysClientSecret,
 		Agents: agents, AgentsChange: cfg.GenesysAgentsFile != "", Queues: cfg.GenesysQueues, QueueRefresh: cfg.GenesysQueueRefresh,
-		Registerer: m.Registry,
+		TopicsPerChannel: cfg.topicsPerChannel, Registerer: m.Registry,
 	}, m.Log, m.snapshots)
 	if err != nil {
 		return err

@@ -183,7 +183,7 @@ func TestDaemon_NormalDayPagesNoOne(t *testing.T) {
 func alertingSample(l string) bool {
 	for _, p := range []string{"screenpop_notifications_reconnects_total ", "screenpop_notifications_channels_evicted_total ", "screenpop_notifications_login_failures_total ",
 		"screenpop_bus_publish_errors_total ", "screenpop_bridge_publisher_dropped_total{", "screenpop_bus_events_given_up_total ", "screenpop_bus_consumer_recreated_total ",
-		"screenpop_notifications_topics_rejected ", "screenpop_notifications_agents_unwatched ", "screenpop_bus_reconnects_total ", "screenpop_bus_store_write_failed ", "screenpop_dataverse_throttled_total "} {
+		"screenpop_notifications_topics_rejected ", "screenpop_notifications_agents_unwatched ", "screenpop_notifications_agents_unheard ", "screenpop_bus_reconnects_total ", "screenpop_bus_store_write_failed ", "screenpop_dataverse_throttled_total "} {
 		if strings.HasPrefix(l, p) && !strings.HasSuffix(l, " 0") {
 			return true
 		}

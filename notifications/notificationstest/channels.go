@@ -88,6 +88,58 @@ func (e *Emulator) AllowTopicsFor(userID string) {
 	e.mu.Unlock()
 }
 
+// RefuseSockets makes the upgrade of every socket for a channel that
+// holds a topic about user id fail with status (a Genesys ErrorBody), as a
+// streaming host or a proxy that refuses that one channel, and drops such
+// a socket already connected; the other channels are not touched. Status
+// 0 undoes it.
+func (e *Emulator) RefuseSockets(userID string, status int) {
+	e.mu.Lock()
+	if status == 0 {
+		delete(e.refuseSockets, userID)
+		e.mu.Unlock()
+		return
+	}
+	e.refuseSockets[userID] = status
+	var conns []*wsConn
+	for c := range e.conns {
+		if e.socketRefusedLocked(c.ch) != 0 {
+			conns = append(conns, c)
+		}
+	}
+	e.mu.Unlock()
+	for _, c := range conns {
+		c.kill()
+	}
+}
+
+// RemoveChannelsOf removes the channels that hold a topic about user id
+// and closes their sockets (1000), as one channel's early expiry or
+// eviction; the other channels are not touched. Later calls on them get 404.
+func (e *Emulator) RemoveChannelsOf(userID string) {
+	e.removeChannels(func(c *channel) bool {
+		for t := range c.topics {
+			if m := userTopicRE.FindStringSubmatch(t); m != nil && m[1] == userID {
+				return true
+			}
+		}
+		return false
+	}, "channel expired")
+}
+
+// socketRefusedLocked is the status RefuseSockets set for one of ch's
+// topics, or 0.
+func (e *Emulator) socketRefusedLocked(ch *channel) int {
+	for t := range ch.topics {
+		if m := userTopicRE.FindStringSubmatch(t); m != nil {
+			if st := e.refuseSockets[m[1]]; st != 0 {
+				return st
+			}
+		}
+	}
+	return 0
+}
+
 var (
 	userTopicRE  = regexp.MustCompile(`^v2\.users\.([A-Za-z0-9-]+)\.(conversations|conversations\.(calls|callbacks|chats|messages|emails)|presence|routingStatus|conversationsummary)$`)
 	queueTopicRE = regexp.MustCompile(`^v2\.routing\.queues\.([A-Za-z0-9-]+)\.conversations(\.(calls|callbacks|chats|messages|emails))?$`)
@@ -584,6 +636,13 @@ func (e *Emulator) handleSocket(w http.ResponseWriter, r *http.Request) {
 	// §9 WebSocket 5, "only to sockets whose channel holds the topic"), and
 	// a client that drops its previous socket then misses nothing.
 	// Frames queued meanwhile wait for the writer.
+	e.mu.Lock()
+	refused := e.socketRefusedLocked(ch)
+	e.mu.Unlock()
+	if refused != 0 {
+		writeError(w, refused, "injected.fault", "The socket was refused.", nil)
+		return
+	}
 	c := &wsConn{e: e, ch: ch, up: make(chan struct{}), send: make(chan outFrame, e.cfg.SendQueue), done: make(chan struct{})}
 	e.mu.Lock()
 	if ch.gone || e.closed {

@@ -221,6 +221,7 @@ type Emulator struct {
 	rateLimitedN  int
 	requests      []Request
 	rejected      map[string]string // user id -> rejection code
+	refuseSockets map[string]int    // user id -> status refusing the upgrade of its channels' sockets
 	clients       map[string]string // further client-credentials clients: id -> secret
 	loginDown     bool
 	loginDelay    time.Duration
@@ -253,6 +254,7 @@ func New(cfg Config) *Emulator {
 		channels:      map[string]*channel{},
 		convs:         map[string]*Conversation{},
 		rejected:      map[string]string{},
+		refuseSockets: map[string]int{},
 		clients:       map[string]string{},
 		garbled:       map[string]bool{},
 		garbledQueues: map[string]bool{},
