@@ -44,6 +44,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -1392,9 +1393,15 @@ type Status struct {
 	// room for (past MaxChannels × TopicsPerChannel): they get no pops.
 	UnwatchedAgents int             `json:"unwatchedAgents"`
 	Channels        []ChannelStatus `json:"channels"`
-	RejectedTopics  []rejection     `json:"rejectedTopics,omitempty"`
-	Reconciled      int             `json:"reconciledConversations"`
-	LastGap         string          `json:"lastGap,omitempty"`
+	// RejectedTopics lists the first maxStatusRejections rejected topics
+	// in topic order, and RejectedTopicsTotal counts them all: a role
+	// missing the permission in a large division refuses thousands, and
+	// a list of each would make /status megabytes. The log has a line per
+	// refused agent.
+	RejectedTopics      []rejection `json:"rejectedTopics,omitempty"`
+	RejectedTopicsTotal int         `json:"rejectedTopicsTotal"`
+	Reconciled          int         `json:"reconciledConversations"`
+	LastGap             string      `json:"lastGap,omitempty"`
 }
 
 // ChannelStatus is one channel slot in Status.
@@ -1423,18 +1430,52 @@ func (c *Client) status() Status {
 	s.Agents = len(c.agentShard)
 	s.UnwatchedAgents = c.unwatched
 	shards := append([]*shard(nil), c.shards...)
-	for _, r := range c.rejected {
-		s.RejectedTopics = append(s.RejectedTopics, r)
-	}
+	s.RejectedTopicsTotal = len(c.rejected)
+	s.RejectedTopics = firstRejections(c.rejected, maxStatusRejections)
 	s.Reconciled = c.reconciled
 	if !c.lastGap.IsZero() {
 		s.LastGap = c.lastGap.UTC().Format(time.RFC3339)
 	}
 	c.mu.Unlock()
-	sort.Slice(s.RejectedTopics, func(i, j int) bool { return s.RejectedTopics[i].Topic < s.RejectedTopics[j].Topic })
-	s.Channels = []ChannelStatus{}
-	for _, sh := range shards {
-		s.Channels = append(s.Channels, sh.status())
-	}
+	s.Channels = channelStatuses(shards)
 	return s
+}
+
+// maxStatusRejections is the most rejected topics Status lists.
+const maxStatusRejections = 100
+
+// firstRejections returns the n first rejections of m in topic order,
+// keeping no more than n at a time (m may hold thousands).
+func firstRejections(m map[string]rejection, n int) []rejection {
+	var out []rejection
+	for _, r := range m {
+		if len(out) == n && r.Topic >= out[n-1].Topic {
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(out, r.Topic, func(e rejection, t string) int { return strings.Compare(e.Topic, t) })
+		if len(out) < n {
+			out = slices.Insert(out, i, r)
+		} else {
+			copy(out[i+1:], out[i:n-1])
+			out[i] = r
+		}
+	}
+	return out
+}
+
+func channelStatuses(shards []*shard) []ChannelStatus {
+	out := make([]ChannelStatus, 0, len(shards))
+	for _, sh := range shards {
+		out = append(out, sh.status())
+	}
+	return out
+}
+
+// channels is the channels' part of Status, for the heartbeat-age gauge
+// that each scrape reads.
+func (c *Client) channels() []ChannelStatus {
+	c.mu.Lock()
+	shards := append([]*shard(nil), c.shards...)
+	c.mu.Unlock()
+	return channelStatuses(shards)
 }

@@ -63,7 +63,7 @@ func (c *Client) registerMetrics(reg prometheus.Registerer) error {
 	m.heartbeatAge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "screenpop", Subsystem: "notifications", Name: "heartbeat_age_seconds",
 		Help: "Age of the last frame on the stalest connected socket."}, func() float64 {
 		var worst int64
-		for _, ch := range c.status().Channels {
+		for _, ch := range c.channels() {
 			if ch.Connected && ch.HeartbeatAgeMs > worst {
 				worst = ch.HeartbeatAgeMs
 			}

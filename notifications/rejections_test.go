@@ -1,6 +1,7 @@
 package notifications
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -27,5 +28,29 @@ func TestRecordRejections_IgnoresAnAgentRemovedMeanwhile(t *testing.T) {
 	})
 	if got := c.status().RejectedTopics; len(got) != 1 || got[0].Topic != watched {
 		t.Fatalf("status rejectedTopics = %+v, want only the watched agent's", got)
+	}
+}
+
+// Status lists the first rejected topics in topic order, however many
+// there are, and counts them all.
+func TestFirstRejections(t *testing.T) {
+	m := map[string]rejection{}
+	for i := range 1000 {
+		topic := fmt.Sprintf("v2.users.%04d.conversations", (i*7919)%1000)
+		m[topic] = rejection{Topic: topic}
+	}
+	for _, n := range []int{1, 3, 100, 1000, 2000} {
+		got := firstRejections(m, n)
+		if want := min(n, len(m)); len(got) != want {
+			t.Fatalf("n=%d: %d listed, want %d", n, len(got), want)
+		}
+		for i, r := range got {
+			if want := fmt.Sprintf("v2.users.%04d.conversations", i); r.Topic != want {
+				t.Fatalf("n=%d: #%d is %s, want %s", n, i, r.Topic, want)
+			}
+		}
+	}
+	if got := firstRejections(nil, 5); len(got) != 0 {
+		t.Errorf("none rejected: %d listed", len(got))
 	}
 }
