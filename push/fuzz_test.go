@@ -17,7 +17,8 @@ import (
 // script wrote there) with a valid token of agent-a, and then an arbitrary
 // frame, over a real websocket. The server must answer ready for the
 // token's agent, replay only that agent's pops, each once, in order and
-// after the cursor when the cursor applies, then the heartbeat; and the
+// after the cursor when the cursor applies (all of them when it is beyond
+// the agent's newest pop, a store set back), then the heartbeat; and the
 // frame after must close the socket with 4400 exactly when docs/agents.md
 // says: not a JSON object, an ack without a numeric seq, or a second
 // hello. A frame of another type is ignored.
@@ -98,6 +99,11 @@ func FuzzConn_Browser(f *testing.F) {
 		after := uint64(0)
 		if hasSeq && (epoch == "" || epoch == "epoch-1") && (agent == "" || agent == "agent-a") {
 			after = lastSeq
+		}
+		if after > 4 {
+			// Beyond the agent's newest pop: from before a store set
+			// back (docs/agents.md 5), the replay window from the start.
+			after = 0
 		}
 		var got []uint64
 		for {
