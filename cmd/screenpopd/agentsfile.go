@@ -80,9 +80,26 @@ func (m *Main) watchAgentsFile(ctx context.Context) error {
 		// removes the file's last agents, as a restart would.
 		alone := len(m.Config.GenesysAgents) == 0 && len(m.Config.GenesysQueues) == 0
 		statErr := err
+		if m.Config.agentsFileRead != nil {
+			m.Config.agentsFileRead()
+		}
 		ids, err := unlessDone(ctx, func() ([]string, error) { return readValidAgents(path, statErr, alone) })
 		if ctx.Err() != nil {
 			return nil
+		}
+		// A rewrite in place (`cmd > file`, cp, nano) that started after
+		// the look was read empty or cut short: what was read is not what
+		// was looked at. It is read again once it has settled, as any
+		// change is, rather than applied (agents past the cut unwatched
+		// until the next read) or refused with a warning about a file
+		// that is fine.
+		after, _ := unlessDone(ctx, func() (fileStamp, error) { return stampOf(path) })
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !after.same(st) { // a file gone since, or back, differs too
+			seen = after
+			continue
 		}
 		if err == nil {
 			ids = append(append([]string(nil), m.Config.GenesysAgents...), ids...)

@@ -34,6 +34,7 @@ type Config struct {
 	GenesysAgents       []string
 	GenesysAgentsFile   string
 	agentsFilePoll      time.Duration // how often the agents file is looked at (tests; 0: 5 s)
+	agentsFileRead      func()        // called by the watcher after a look that finds the file settled, before it reads it (tests)
 	GenesysQueues       []string
 	topicsPerChannel    int // agents per Genesys channel (tests, to spread few agents over channels; 0: 1,000)
 	GenesysQueueRefresh time.Duration
@@ -865,6 +866,9 @@ func readAgentsFileLines(path string) (ids []string, lines []int, err error) {
 	// UTF-8 byte-order mark; its CRLF line ends are trimmed below.
 	for i, line := range strings.Split(strings.TrimPrefix(string(b), "\ufeff"), "\n") {
 		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			if id := csvID(line); id != line && dataverse.IsGUID(id) {
+				line = id
+			}
 			if dataverse.IsGUID(line) {
 				line = bridge.GenesysID(line) // as idList; anything else is quoted as written
 			}
@@ -873,6 +877,26 @@ func readAgentsFileLines(path string) (ids []string, lines []int, err error) {
 		}
 	}
 	return ids, lines, nil
+}
+
+// csvID is line as a spreadsheet or PowerShell exports a column of ids:
+// without the empty fields after it (Excel writes a comma for each column
+// of the sheet ever used: 5e1f…,,) and without the double quotes around
+// it (Export-Csv quotes every value). Only a line that is then a user id
+// is read so; anything else is quoted as written.
+func csvID(line string) string {
+	for {
+		t := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(line), ","))
+		t = strings.TrimSpace(strings.TrimSuffix(t, `,""`))
+		if t == line {
+			break
+		}
+		line = t
+	}
+	if len(line) >= 2 && line[0] == '"' && line[len(line)-1] == '"' {
+		line = strings.TrimSpace(line[1 : len(line)-1])
+	}
+	return line
 }
 
 func splitList(v string) []string {

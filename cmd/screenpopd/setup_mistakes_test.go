@@ -187,3 +187,31 @@ func TestCheck_InlineCommentAsTheServiceReadsIt(t *testing.T) {
 		})
 	}
 }
+
+// TestCheck_AgentsFileExportedAsCSV: the admin exports the user id column
+// from a spreadsheet or PowerShell. Windows PowerShell's Export-Csv puts
+// every value in double quotes; Excel's "CSV UTF-8" writes a byte-order
+// mark, CRLF line ends and, when other columns of the sheet were ever
+// used, a comma for each (5e1f…,,). Each line still holds one user id and
+// nothing else, as an id in braces does, which is read without them; it
+// was refused as "is not a Genesys user id (a UUID)" while quoting a UUID
+// back to the admin, who could not see what was wrong with it.
+func TestCheck_AgentsFileExportedAsCSV(t *testing.T) {
+	for name, content := range map[string]string{
+		"PowerShellQuotes":     `"` + checkAgent + `"` + "\r\n",
+		"ExcelTrailingCommas":  "\ufeff" + checkAgent + ",,\r\n" + checkAgent + ",,\r\n",
+		"QuotedTrailingCommas": `"` + strings.ToUpper(checkAgent) + `",""` + "\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "agents.csv")
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r := newCheckRig(t)
+			r.vars["GENESYS_AGENTS"], r.vars["GENESYS_AGENTS_FILE"] = "", p
+			if code, out := r.check(t); code != 0 {
+				t.Errorf("exit %d, want 0 (the file names one user id):\n%s", code, out)
+			}
+		})
+	}
+}
