@@ -120,12 +120,16 @@ func runDemoWith(t *testing.T, vars map[string]string, log zerolog.Logger) *Demo
 
 // runDemoStoppable is runDemoWith with its stop: stop ends the daemon's
 // context and waits up to 10 s for Run to return (so does the test's end;
-// once is enough), for a test that reads what the stop logs.
-func runDemoStoppable(t *testing.T, vars map[string]string, log zerolog.Logger) (d *Demo, stop func()) {
+// once is enough), for a test that reads what the stop logs. edit, if
+// any, changes the parsed config first (its test-only fields).
+func runDemoStoppable(t *testing.T, vars map[string]string, log zerolog.Logger, edit ...func(*Config)) (d *Demo, stop func()) {
 	t.Helper()
 	cfg, _, err := ParseConfig("demo", nil, env(vars), Requirements{}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, e := range edit {
+		e(cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d, err = StartDemo(ctx, cfg, log, false)

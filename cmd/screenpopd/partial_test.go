@@ -3,8 +3,6 @@
 package main
 
 import (
-	"context"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -20,12 +18,6 @@ import (
 // waiting until every channel's socket is up.
 func startSpreadDemo(t *testing.T) *Demo {
 	t.Helper()
-	cfg, _, err := ParseConfig("demo", nil, env(testEnv(t)), Requirements{}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.topicsPerChannel = 1
-	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncbuf.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -36,25 +28,7 @@ func startSpreadDemo(t *testing.T) *Demo {
 			}
 		}
 	})
-	d, err := StartDemo(ctx, cfg, zerolog.New(logs).Level(zerolog.DebugLevel), false)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- d.Main.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("the daemon did not stop within 10s of its context ending")
-		}
-		d.Close()
-	})
+	d, _ := runDemoStoppable(t, testEnv(t), zerolog.New(logs).Level(zerolog.DebugLevel), func(c *Config) { c.topicsPerChannel = 1 })
 	waitFor(t, 20*time.Second, "daemon ready", func() bool { return d.Main.Ready() })
 	waitFor(t, 10*time.Second, "a socket on each agent's channel", func() bool { return d.Genesys.SubscribedConnected() == len(demoAgents) })
 	return d
