@@ -217,8 +217,10 @@ func startCluster(t *testing.T, lost ...string) *cluster {
 		}
 		srv.Start()
 		t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-		if !srv.ReadyForConnections(10 * time.Second) {
-			t.Fatalf("%s not ready within 10s", n.name)
+		// 10 s was not always enough in CI (-race, four test binaries on
+		// two cores): n2 not ready within 10s.
+		if !srv.ReadyForConnections(30 * time.Second) {
+			t.Fatalf("%s not ready within 30s", n.name)
 		}
 		n.srv = srv
 		n.client = bustest.StartProxy(t, srv.Addr().String(), dropWhile(&n.lost), dropWhile(&n.lost))
