@@ -348,8 +348,8 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 	// gone dark) would hold the pass, and so every newer gap's ringing
 	// calls, for up to HTTPTimeout (15 s): once every fetch is started and
 	// a newer gap waits, the ones still out are cut short (the request
-	// runs on to its timeout, its answer unused) and retried on their own
-	// schedule, as a failed one is.
+	// runs on to its timeout, its answer unused) and fetched again by the
+	// next pass, with the newer gap's.
 	fctx, cut := context.WithCancelCause(gctx)
 	defer cut(nil)
 	fetch := func(conv string) ([]byte, error) {
@@ -389,9 +389,10 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 		g.Go(func() error {
 			body, err := fetch(conv)
 			if errors.Is(err, errGaveWay) && ctx.Err() == nil {
-				fetchedMu.Lock()
-				failed[conv] = err // retried on its own schedule; not the API failing
-				fetchedMu.Unlock()
+				// Cut short, not failed: no failure of the conversation or
+				// of the API, so no retry delay grown for it (an outage's
+				// flapping sockets cut slow answers pass after pass). It is
+				// in the next pass's backlog, fetched with it.
 				return nil
 			}
 			if err != nil {
