@@ -3,7 +3,6 @@ package bus_test
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/bridge/bus"
+	"github.com/screenpop/screenpop/internal/testenv"
 	"github.com/screenpop/screenpop/push"
 )
 
@@ -37,19 +37,7 @@ func TestConn_HelloFromABehindReplicaIsNoSetBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(runCtx, ln) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	addr := testenv.Serve(t, srv.Run)
 	token, err := push.MintToken(secret, agent, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +74,7 @@ func TestConn_HelloFromABehindReplicaIsNoSetBack(t *testing.T) {
 		if l, err := c.LatestPop(ctx, agent); err == nil && l < cursor {
 			behind++
 		}
-		ws, _, err := websocket.DefaultDialer.Dial("ws://"+ln.Addr().String()+"/v1/ws", nil)
+		ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/v1/ws", nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,7 +7,6 @@ package logintest
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -43,7 +42,7 @@ func TestBrowser_GenesysLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	t.Cleanup(b.Close)
 	auth, err := notifications.NewAuthenticator(notifications.AuthConfig{APIURL: gen.URL}, log)
 	if err != nil {
 		t.Fatal(err)
@@ -54,20 +53,7 @@ func TestBrowser_GenesysLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(runCtx, ln) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	base := "http://" + ln.Addr().String()
+	base := "http://" + testenv.Serve(t, srv.Run)
 
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
