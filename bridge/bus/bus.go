@@ -814,9 +814,6 @@ func (c *Conn) ClientURL() string {
 	return c.ns.server().ClientURL()
 }
 
-// Embedded reports whether the server runs in this process.
-func (c *Conn) Embedded() bool { return c.ns != nil }
-
 // ErrDisconnected is what LatestPop and ReplayPops return, at once, while
 // the connection to NATS is down: an agent's hello that waited for the
 // reconnect would hold the page for its whole timeout, where a refusal

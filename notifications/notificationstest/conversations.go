@@ -690,31 +690,6 @@ func (c *Conversation) Snapshot() []byte {
 	return wireJSON(m)
 }
 
-// Envelope returns a full websocket frame for the snapshot on userID's topic.
-func (c *Conversation) Envelope(userID string) []byte {
-	return envelope("v2.users."+userID+".conversations", c.Snapshot())
-}
-
-// InboundCallSnapshot is a shortcut for fixtures: the eventBody of an
-// inbound call from ani to agentID in state ("alerting", "connected" or
-// "disconnected").
-func InboundCallSnapshot(agentID, ani, state string, o Options) []byte {
-	c := NewInboundCall(agentID, ani, o)
-	return step(c, state).Snapshot()
-}
-
-func step(c *Conversation, state string) *Conversation {
-	switch state {
-	case "connected":
-		c.Alert().Connect()
-	case "disconnected":
-		c.Alert().Connect().Disconnect()
-	default:
-		c.Alert()
-	}
-	return c
-}
-
 // ---- REST model (GET /api/v2/conversations/{id}) ----
 
 func rap(a address) *platformclientv2.Address {

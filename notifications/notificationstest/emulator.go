@@ -218,7 +218,6 @@ type Emulator struct {
 	garbled       map[string]bool        // conversation ids whose GET answers 200 with a cut body
 	garbledQueues map[string]bool        // queue ids whose member pages answer 200 with a cut body
 	rateLog       map[string][]time.Time // RateLimit: client+user -> answered requests in the window
-	rateLimitedN  int
 	requests      []Request
 	rejected      map[string]string // user id -> rejection code
 	refuseSockets map[string]int    // user id -> status refusing the upgrade of its channels' sockets
@@ -723,13 +722,6 @@ func (e *Emulator) ExpireTokens() {
 	}
 }
 
-// RevokeToken makes one token invalid.
-func (e *Emulator) RevokeToken(value string) {
-	e.mu.Lock()
-	delete(e.tokens, value)
-	e.mu.Unlock()
-}
-
 // TokensIssued counts tokens issued to the client-credentials client.
 func (e *Emulator) TokensIssued() int {
 	return e.CountRequests(http.MethodPost, "/oauth/token")
@@ -789,18 +781,10 @@ func (e *Emulator) rateLimited(t *token) (time.Duration, bool) {
 	log = log[i:]
 	if len(log) >= e.cfg.RateLimit {
 		e.rateLog[key] = log
-		e.rateLimitedN++
 		return log[0].Add(e.cfg.RateWindow).Sub(now), true
 	}
 	e.rateLog[key] = append(log, now)
 	return 0, false
-}
-
-// RateLimited counts the requests refused by RateLimit.
-func (e *Emulator) RateLimited() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.rateLimitedN
 }
 
 func (e *Emulator) routes() {

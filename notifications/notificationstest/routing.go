@@ -39,13 +39,6 @@ func (e *Emulator) GarbleQueueMembers(queueID string, on bool) {
 	}
 }
 
-// AddAgent adds a user to the directory (for users/me and the login page).
-func (e *Emulator) AddAgent(a AgentSpec) {
-	e.mu.Lock()
-	e.agents[a.ID] = a
-	e.mu.Unlock()
-}
-
 // SetQueueMemberJoined sets whether a member of a queue is joined to it
 // (members are joined unless set otherwise). The real API filters on it:
 // GET …/members?joined=false lists only the members who are not joined.

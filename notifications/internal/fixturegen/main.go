@@ -41,9 +41,6 @@ func main() {
 
 func run(dir string) error { return generate(dir, os.Stdout) }
 
-// runQuiet generates without the progress lines (for the test).
-func runQuiet(dir string) error { return generate(dir, io.Discard) }
-
 func generate(dir string, progress io.Writer) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err

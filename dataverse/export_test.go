@@ -1,0 +1,38 @@
+package dataverse
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// Check probes the configuration: a token, WhoAmI, and a one-row read of
+// every entity the lookups use. The error names the fix. Only the tests use
+// it (screenpopd check calls CheckAuth and CheckEntity), so it lives here.
+func (c *Client) Check(ctx context.Context) error {
+	if _, err := c.tokens.get(ctx); err != nil {
+		return fmt.Errorf("check token: %w", err)
+	}
+	if _, _, err := c.send(ctx, "whoami", "", func(ctx context.Context) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodGet, c.api+"WhoAmI", nil)
+	}, nil); err != nil {
+		return fmt.Errorf("check WhoAmI: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, ec := range append(append([]EntityColumns(nil), c.cfg.Phone...), c.cfg.Email...) {
+		if seen[ec.Entity] {
+			continue
+		}
+		seen[ec.Entity] = true
+		info := c.cfg.Entities[ec.Entity]
+		cols := append([]string{info.IDColumn, info.NameColumn}, ec.Columns...)
+		u := c.api + info.EntitySet + "?$select=" + strings.Join(cols, ",") + "&$top=1"
+		if _, _, err := c.send(ctx, "query", ec.Entity, func(ctx context.Context) (*http.Request, error) {
+			return http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		}, nil); err != nil {
+			return fmt.Errorf("check read %s: %w", ec.Entity, err)
+		}
+	}
+	return nil
+}
