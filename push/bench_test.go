@@ -6,7 +6,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,6 +109,12 @@ func rawHello(addr, token string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	return helloOn(nc, addr, token)
+}
+
+// helloOn upgrades nc (plain TCP or a TLS client) to a websocket by hand
+// and sends the hello with token; it closes nc on an error.
+func helloOn(nc net.Conn, addr, token string) (net.Conn, error) {
 	fmt.Fprintf(nc, "GET /v1/ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", addr)
 	br := bufio.NewReaderSize(nc, 256)
 	for {
@@ -156,24 +166,57 @@ func idleConnectionCost(tb testing.TB, n int) (heap, stack, goroutines float64) 
 	st := newMemStore()
 	e := newEnv(tb, Config{}, st, nil)
 	waitSignal(tb, st.followed, "live subscription")
+	tokens := idleTokens(e, n)
+	addr := e.ln.Addr().String()
+	c := measureIdle(tb, e, n, func() func() {
+		conns := make([]net.Conn, 0, n)
+		for i := range n {
+			nc, err := rawHello(addr, tokens[i])
+			if err != nil {
+				tb.Fatalf("client %d: %v", i, err)
+			}
+			conns = append(conns, nc)
+		}
+		return func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}
+	})
+	return c.heap, c.stack, c.goroutines
+}
+
+func idleTokens(e *env, n int) []string {
 	tokens := make([]string, n)
 	for i := range tokens {
 		tokens[i] = e.token(bridge.AgentID(fmt.Sprintf("agent-%04d", i)))
 	}
-	addr := e.ln.Addr().String()
+	return tokens
+}
+
+// idleCost is what the server's process holds per idle socket, in bytes
+// (goroutines: goroutines per socket).
+type idleCost struct {
+	heap, stack, goroutines float64
+	// rss is the process's VmRSS after debug.FreeOSMemory, meaningful
+	// only when the clients run in another process; 0 without /proc.
+	rss float64
+}
+
+// measureIdle reads the Go heap, stacks, goroutines and RSS of the process
+// before connect opens n idle sockets to e's server and once every one of
+// them is ready, and returns the difference per socket. connect returns
+// what closes them.
+func measureIdle(tb testing.TB, e *env, n int, connect func() (closeAll func())) idleCost {
+	tb.Helper()
 	runtime.GC()
 	runtime.GC()
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
+	debug.FreeOSMemory()
+	rss0 := vmRSS()
 	g0 := runtime.NumGoroutine()
-	conns := make([]net.Conn, 0, n)
-	for i := range n {
-		nc, err := rawHello(addr, tokens[i])
-		if err != nil {
-			tb.Fatalf("client %d: %v", i, err)
-		}
-		conns = append(conns, nc)
-	}
+	closeAll := connect()
 	waitFor(tb, 60*time.Second, "every socket ready", func() bool {
 		ready := 0
 		e.srv.mu.RLock()
@@ -190,14 +233,34 @@ func idleConnectionCost(tb testing.TB, n int) (heap, stack, goroutines float64) 
 		runtime.GC()
 	}
 	runtime.ReadMemStats(&m1)
+	debug.FreeOSMemory()
+	rss1 := vmRSS()
 	g1 := runtime.NumGoroutine()
-	heap = float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc)) / float64(n)
-	stack = float64(int64(m1.StackInuse)-int64(m0.StackInuse)) / float64(n)
-	goroutines = float64(g1-g0) / float64(n)
-	for _, c := range conns {
-		c.Close()
+	var c idleCost
+	c.heap = float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc)) / float64(n)
+	c.stack = float64(int64(m1.StackInuse)-int64(m0.StackInuse)) / float64(n)
+	c.goroutines = float64(g1-g0) / float64(n)
+	if rss0 > 0 && rss1 > 0 {
+		c.rss = float64(rss1-rss0) / float64(n)
 	}
+	closeAll()
 	waitFor(tb, 30*time.Second, "sockets closed", func() bool { return e.srv.Status().(Status).Connections == 0 })
 	e.stop()
-	return heap, stack, goroutines
+	return c
+}
+
+// vmRSS is the process's resident set in bytes, 0 where /proc cannot be
+// read.
+func vmRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }

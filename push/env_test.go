@@ -2,6 +2,7 @@ package push
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,6 +77,13 @@ func startEnv(t testing.TB, cfg Config, store bridge.PopStore, auth bridge.Agent
 // startEnvLog is startEnv with the server logging to log.
 func startEnvLog(t testing.TB, cfg Config, store bridge.PopStore, auth bridge.AgentAuthenticator, log zerolog.Logger) *env {
 	t.Helper()
+	return startEnvListen(t, cfg, store, auth, log, nil)
+}
+
+// startEnvListen is startEnvLog with the agent listener serving TLS with
+// tlsConfig when it is not nil, opened with Listen as the daemon does.
+func startEnvListen(t testing.TB, cfg Config, store bridge.PopStore, auth bridge.AgentAuthenticator, log zerolog.Logger, tlsConfig *tls.Config) *env {
+	t.Helper()
 	e := &env{t: t}
 	if store == nil {
 		e.bus = startBus(t)
@@ -93,13 +101,17 @@ func startEnvLog(t testing.TB, cfg Config, store bridge.PopStore, auth bridge.Ag
 		t.Fatalf("New: %v", err)
 	}
 	e.srv = srv
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := Listen("127.0.0.1:0", tlsConfig, false, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.ln = ln
 	e.base = "http://" + ln.Addr().String()
 	e.wsURL = "ws://" + ln.Addr().String() + "/v1/ws"
+	if tlsConfig != nil {
+		e.base = "https://" + ln.Addr().String()
+		e.wsURL = "wss://" + ln.Addr().String() + "/v1/ws"
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	e.done = make(chan error, 1)

@@ -75,7 +75,7 @@ func TestListen(t *testing.T) {
 	}
 }
 
-func writeCert(t *testing.T, dir string) (string, string) {
+func writeCert(t testing.TB, dir string) (string, string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
