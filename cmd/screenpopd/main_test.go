@@ -5,11 +5,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -51,6 +54,18 @@ func TestMain(m *testing.M) {
 	// state: not environ, an rlimit, a signal, the goroutine count or the
 	// heap (those tests stay sequential, and Go runs them before the
 	// parallel ones).
+	//
+	// Four of them at a time unless -parallel says otherwise: Go's
+	// default, GOMAXPROCS, is two on CI's machine, where their 650 s of
+	// mostly waiting took 380 s and the package 760 s of its 15-minute
+	// timeout. They run after the sequential tests, when the other
+	// packages are done and the CPU is mostly idle.
+	flag.Parse()
+	parallelGiven := false
+	flag.Visit(func(f *flag.Flag) { parallelGiven = parallelGiven || f.Name == "test.parallel" })
+	if !parallelGiven {
+		_ = flag.Set("test.parallel", strconv.Itoa(max(4, runtime.GOMAXPROCS(0))))
+	}
 	goleak.VerifyTestMain(m)
 }
 

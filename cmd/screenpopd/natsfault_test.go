@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -181,9 +182,12 @@ type externalNATS struct {
 }
 
 func startExternalNATS(t *testing.T) *externalNATS {
-	x := &externalNATS{t: t, port: server.RANDOM_PORT, dir: t.TempDir()}
+	// A fixed port outside the ephemeral range (freeLoopbackAddr): the
+	// server may be started again on it.
+	_, port, _ := net.SplitHostPort(freeLoopbackAddr(t))
+	x := &externalNATS{t: t, dir: t.TempDir()}
+	x.port, _ = strconv.Atoi(port)
 	x.start()
-	x.port = x.ns.Addr().(*net.TCPAddr).Port
 	t.Cleanup(x.stop)
 	return x
 }

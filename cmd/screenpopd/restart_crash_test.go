@@ -1,9 +1,12 @@
 package main
 
 import (
+	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,16 +18,51 @@ import (
 )
 
 // freeLoopbackAddr returns a loopback address free now, so that a daemon
-// started again takes the same agent listener (a page's URL stays).
+// started again takes the same agent listener (a page's URL stays). The
+// port is below the kernel's ephemeral range: one from that range could be
+// taken, while the daemon is down, by another test's listener on port 0 or
+// by the local end of its outgoing connection (bind: address already in
+// use, seen with four tests in parallel), and none is handed out twice.
 func freeLoopbackAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				lo = n
+			}
+		}
 	}
-	defer ln.Close()
-	return "127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	if lo < 12000 {
+		lo = 65536 // no room below the range: take what the kernel gives
+	}
+	fixedPorts.Lock()
+	defer fixedPorts.Unlock()
+	for range 1000 {
+		port := 0
+		if lo <= 65535 {
+			port = 10000 + rand.IntN(lo-10000)
+			if fixedPorts.given[port] {
+				continue
+			}
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		port = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		fixedPorts.given[port] = true
+		return "127.0.0.1:" + strconv.Itoa(port)
+	}
+	t.Fatal("no free loopback port below the ephemeral range in 1000 tries")
+	return ""
 }
+
+var fixedPorts = struct {
+	sync.Mutex
+	given map[int]bool
+}{given: map[int]bool{}}
 
 // awaitExactlyOnce waits for one pop of each conversation on its page and
 // then for each page's sentinel call: no conversation pops twice.
