@@ -206,6 +206,8 @@ type Conn struct {
 	// or read-only disk) and starts the server again once it can write
 	// (storewatch.go); nil with external NATS.
 	store *storeWatch
+	// storeLeftOpen: Close gave up on the embedded server's shutdown.
+	storeLeftOpen atomic.Bool
 }
 
 var (
@@ -924,10 +926,24 @@ func (c *Conn) Close() {
 }
 
 func (c *Conn) shutdownServer() {
-	if c.ns != nil {
-		c.ns.shutdown()
+	if c.ns == nil {
+		return
+	}
+	if !c.ns.shutdownWithin(storeCloseWait) {
+		c.storeLeftOpen.Store(true)
+		c.log.Error().Str("store_dir", storeDir(c.cfg)).Dur("waited", storeCloseWait).
+			Msg("the built-in NATS store did not close: the disk under SCREENPOP_DATA_DIR does not answer (a stalled volume, an NFS server gone); stopping without it, as a crash would (nothing acknowledged is lost)")
 	}
 }
+
+// storeCloseWait bounds the embedded server's shutdown at a stop, so that
+// the daemon stops within its 10 s also while its disk does not answer.
+const storeCloseWait = 3 * time.Second
+
+// StoreLeftOpen reports whether Close gave up waiting for the embedded
+// server's store to close (its disk did not answer): the process still
+// holds it, and the data directory's lock must stay held until it exits.
+func (c *Conn) StoreLeftOpen() bool { return c.storeLeftOpen.Load() }
 
 // Publish stores m in the stream with m.ID as Nats-Msg-Id. A duplicate within
 // the duplicate window is acknowledged by JetStream and is not an error.

@@ -3,6 +3,7 @@ package bus
 import (
 	"net"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/rs/zerolog"
@@ -54,4 +55,25 @@ func (e *embedded) shutdown() {
 	ns := e.server()
 	ns.Shutdown()
 	ns.WaitForShutdown()
+}
+
+// shutdownWithin is shutdown waiting at most d. nats-server's shutdown
+// writes each store's state and waits for the stream that is writing: on
+// a disk that does not answer (a stalled volume, an NFS server gone) that
+// lasts as long as the stall. It reports whether the server finished; if
+// not, its shutdown goes on in the background.
+func (e *embedded) shutdownWithin(d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.shutdown()
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }

@@ -28,7 +28,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		handleErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "screenpop_bus_event_handler_errors_total", Help: "Consumed events whose handler failed (redelivered)."}),
 		givenUp:       prometheus.NewCounter(prometheus.CounterOpts{Name: "screenpop_bus_events_given_up_total", Help: "Events whose handler failed on their last delivery (MaxDeliver): pops that may be lost."}),
 		consumerLost:  prometheus.NewCounter(prometheus.CounterOpts{Name: "screenpop_bus_consumer_recreated_total", Help: "Times the resolver's durable consumer was lost (deleted, not found) and created again, from the newest event this instance was given."}),
-		storeFailed:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "screenpop_bus_store_write_failed", Help: "1 while the built-in NATS store cannot write (disk under SCREENPOP_DATA_DIR full or read-only): nothing is stored, no call pops."}),
+		storeFailed:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "screenpop_bus_store_write_failed", Help: "1 while the built-in NATS store cannot write (disk under SCREENPOP_DATA_DIR full or read-only) or its disk does not answer (a write waited 10 s: a stalled volume): nothing is stored, no call pops."}),
 		storeRestarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "screenpop_bus_store_restarts_total", Help: "Times the built-in NATS server was started again once its store could write again after a write failure."}),
 	}
 	if r != nil {

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -33,7 +34,22 @@ type storeWatch struct {
 	quit    chan struct{}
 	done    chan struct{}
 	once    sync.Once
+
+	// A disk that does not answer (a stalled volume, an NFS server gone)
+	// fails no write: they wait, and with them every publish. A probe
+	// write with fsync every few seconds tells it.
+	stalled    atomic.Bool
+	probeSince atomic.Int64 // the probe in flight's start (UnixNano), 0: none
+	stallDone  chan struct{}
 }
+
+// A probe of the store's disk is made every storeProbeEvery; one that has
+// not returned after storeStallAfter (NATS publishes time out after 5 s)
+// means the disk does not answer.
+const (
+	storeProbeEvery = 5 * time.Second
+	storeStallAfter = 10 * time.Second
+)
 
 // storeMinFree is the room the store's filesystem must have again before
 // the server is started again: a block of the stream and then some, so that a
@@ -42,12 +58,13 @@ const storeMinFree = 8 << 20
 
 func newStoreWatch(cfg Config, log zerolog.Logger, m *metrics) *storeWatch {
 	return &storeWatch{
-		dir:     storeDir(cfg),
-		log:     log,
-		metrics: m,
-		failed:  make(chan struct{}, 1),
-		quit:    make(chan struct{}),
-		done:    make(chan struct{}),
+		dir:       storeDir(cfg),
+		log:       log,
+		metrics:   m,
+		failed:    make(chan struct{}, 1),
+		quit:      make(chan struct{}),
+		done:      make(chan struct{}),
+		stallDone: make(chan struct{}),
 	}
 }
 
@@ -97,6 +114,9 @@ func (w *storeWatch) rearm() {
 // failure is the store's write error while it lasts, or "".
 func (w *storeWatch) failure() string {
 	if !w.failing.Load() {
+		if since := w.probeSince.Load(); w.stalled.Load() && since != 0 {
+			return fmt.Sprintf("the disk under SCREENPOP_DATA_DIR does not answer: a write with fsync to the store has waited %ds", int64(time.Since(time.Unix(0, since)).Seconds()))
+		}
 		return ""
 	}
 	if d := w.detail.Load(); d != nil {
@@ -110,6 +130,80 @@ func (w *storeWatch) failure() string {
 func (w *storeWatch) start(restart func() error) {
 	w.started.Store(true)
 	go w.run(restart)
+	go w.watchStall()
+}
+
+// updateGauge sets store_write_failed from a write error or a stall.
+// Called with w.mu held.
+func (w *storeWatch) updateGauge() {
+	v := 0.0
+	if w.failing.Load() || w.stalled.Load() {
+		v = 1
+	}
+	w.metrics.storeFailed.Set(v)
+}
+
+// watchStall probes the store's disk every storeProbeEvery, one probe at a
+// time, and tells when one has waited storeStallAfter (once, at error)
+// and when the disk answers again.
+func (w *storeWatch) watchStall() {
+	defer close(w.stallDone)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var last time.Time
+	for {
+		select {
+		case <-w.quit:
+			return
+		case <-tick.C:
+		}
+		since := w.probeSince.Load()
+		if since == 0 {
+			if time.Since(last) >= storeProbeEvery {
+				last = time.Now()
+				w.probeSince.Store(last.UnixNano())
+				go w.probe()
+			}
+			continue
+		}
+		if waited := time.Since(time.Unix(0, since)); waited >= storeStallAfter && !w.stalled.Load() {
+			w.mu.Lock()
+			mark := w.probeSince.Load() == since // still the same probe
+			if mark {
+				w.stalled.Store(true)
+				w.updateGauge()
+			}
+			w.mu.Unlock()
+			if !mark {
+				continue
+			}
+			w.log.Error().Str("store_dir", w.dir).Int64("waited_s", int64(waited.Seconds())).
+				Msg("the disk under SCREENPOP_DATA_DIR does not answer (a stalled volume, an NFS server gone): writes to the built-in NATS store wait, no event, pop marker or pop is stored and calls do not pop; screenpopd resumes by itself once it answers")
+		}
+	}
+}
+
+// probe writes and syncs a small file in the store's directory, as the
+// store does; it may block for as long as the disk does not answer.
+// Errors are the write-error path's (serverError): only the wait counts.
+func (w *storeWatch) probe() {
+	if f, err := os.CreateTemp(w.dir, ".stall-probe-*"); err == nil {
+		_, _ = f.Write([]byte{0})
+		_ = f.Sync()
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+	}
+	w.mu.Lock()
+	since := w.probeSince.Swap(0)
+	was := w.stalled.Swap(false)
+	if was {
+		w.updateGauge()
+	}
+	w.mu.Unlock()
+	if was {
+		w.log.Info().Str("store_dir", w.dir).Int64("stalled_s", int64(time.Since(time.Unix(0, since)).Seconds())).
+			Msg("the disk under SCREENPOP_DATA_DIR answers again: events and pops are stored again")
+	}
 }
 
 // stop ends the watcher, a restart under way included (bounded by the
@@ -118,6 +212,7 @@ func (w *storeWatch) stop() {
 	w.once.Do(func() { close(w.quit) })
 	if w.started.Load() {
 		<-w.done
+		<-w.stallDone // not a probe: it may wait on the disk
 	}
 }
 
@@ -172,9 +267,7 @@ func (w *storeWatch) run(restart func() error) {
 		}
 		restarted = time.Now()
 		w.mu.Lock()
-		if !w.failing.Load() { // the new server has not failed already
-			w.metrics.storeFailed.Set(0)
-		}
+		w.updateGauge() // 1 if the new server has failed already
 		w.mu.Unlock()
 		w.metrics.storeRestarts.Inc()
 		w.log.Info().Str("store_dir", w.dir).Dur("down", time.Since(since)).

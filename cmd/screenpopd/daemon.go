@@ -540,8 +540,10 @@ func (m *Main) Close() {
 	if m.Bus != nil {
 		m.Bus.Close()
 	}
-	if m.dataLock != nil {
+	if m.dataLock != nil && (m.Bus == nil || !m.Bus.StoreLeftOpen()) {
 		// After the store is closed: the next instance may open it now.
+		// A store left open (its disk did not answer) keeps the lock
+		// until the process is gone.
 		m.dataLock.Close()
 		m.dataLock = nil
 	}

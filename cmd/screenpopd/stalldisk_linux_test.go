@@ -1,0 +1,160 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/screenpop/screenpop/bridge/bus/bustest"
+)
+
+// probeGet reads path of a daemon's admin listener with a client timeout,
+// as a monitor's probe does: code 0 when it did not answer.
+func probeGet(base, path string) (code int, body string) {
+	hc := &http.Client{Timeout: 3 * time.Second}
+	resp, err := hc.Get(base + path)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(b)
+}
+
+// The disk under SCREENPOP_DATA_DIR stops answering for 30 s (a stalled
+// EBS volume, an NFS server gone away): writes and fsyncs wait instead
+// of failing, so no publish is acknowledged and calls do not pop, while
+// NATS stays connected. On-call is told within seconds, by an error line,
+// /status and the store_write_failed gauge, each naming the disk; pops
+// come back by themselves once it answers; and a stop during a stall
+// ends within the daemon's 10 s. Before: only "publish failed, retrying"
+// (warn) named nothing, /status said "context deadline exceeded", and
+// SIGTERM waited for the disk (nats-server's shutdown writes its state),
+// past systemd's TimeoutStopSec.
+//
+// The disk is a real file system: a FUSE passthrough served by this test
+// process whose writing calls block in the kernel while it is stalled;
+// the daemon runs in a child process.
+func TestDaemon_StalledDataDir(t *testing.T) {
+	t.Parallel() // waits most of its time; holds nothing process-wide: see TestMain
+	disk := bustest.MountStallDisk(t)
+	d, _, _ := demoEmulators(t, testEnv(t))
+	vars := runVars(d, freeLoopbackAddr(t), filepath.Join(disk.Dir, "data"))
+	vars["LOG_LEVEL"] = "info"
+	p := startMain(t, "run", vars)
+	// Runs before p's kill (cleanups run last first): a process blocked
+	// on the disk cannot end until the disk answers.
+	t.Cleanup(disk.Resume)
+	a0 := demoAgents[0].ID
+	page := openAgentPage(t, "http://"+vars["SCREENPOP_LISTEN"], d.Genesys.AgentToken(a0))
+	if page.waitPop(alertCall(d, a0).ID(), 10*time.Second).IsZero() {
+		t.Fatal("no pop before the stall")
+	}
+	named := func() string {
+		for _, l := range strings.Split(p.logs.String(), "\n") {
+			if strings.Contains(l, `"level":"error"`) && strings.Contains(l, "SCREENPOP_DATA_DIR") && strings.Contains(l, "does not answer") {
+				return l
+			}
+		}
+		return ""
+	}
+
+	disk.Stall()
+	stalled := time.Now()
+	during := alertCall(d, a0)
+	var told time.Duration
+	for told == 0 && time.Since(stalled) < 20*time.Second {
+		if named() != "" {
+			told = time.Since(stalled)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if told == 0 {
+		t.Errorf("20 s into the stall no error line names SCREENPOP_DATA_DIR and its disk not answering; warnings and errors:\n%s",
+			logLines(p.logs, `"level":"warn"`, `"level":"error"`))
+	} else {
+		t.Logf("told %v into the stall: %s", told.Round(100*time.Millisecond), named())
+	}
+	code, body := probeGet(p.admin, "/status")
+	var st struct {
+		Components struct {
+			NATS struct {
+				Connected  bool   `json:"connected"`
+				StoreError string `json:"storeError"`
+			} `json:"nats"`
+		} `json:"components"`
+	}
+	_ = json.Unmarshal([]byte(body), &st)
+	if !strings.Contains(st.Components.NATS.StoreError, "SCREENPOP_DATA_DIR") {
+		t.Errorf("/status (%d) during the stall: nats.storeError %q does not name the disk", code, st.Components.NATS.StoreError)
+	}
+	if _, m := probeGet(p.admin, "/metrics"); !strings.Contains(m, "\nscreenpop_bus_store_write_failed 1\n") {
+		t.Errorf("screenpop_bus_store_write_failed is not 1 during the stall (ScreenpopStoreCannotWrite would not page):\n%s", grepLines(m, "screenpop_bus_store_write_failed"))
+	}
+	rc, _ := probeGet(p.admin, "/readyz")
+	hc, _ := probeGet(p.admin, "/healthz")
+	t.Logf("during the stall: /readyz %d, /healthz %d, %d calls blocked on the disk", rc, hc, disk.Blocked())
+	if w := 30*time.Second - time.Since(stalled); w > 0 {
+		time.Sleep(w)
+	}
+	if n, _ := page.pops(during.ID()); n != 0 {
+		t.Logf("the call that rang as the disk stalled popped during the stall")
+	}
+
+	disk.Resume()
+	resumed := time.Now()
+	if at := page.waitPop(alertCall(d, a0).ID(), 15*time.Second); at.IsZero() {
+		t.Errorf("no pop within 15 s of the disk answering again")
+	} else {
+		t.Logf("a call that rang once the disk answered popped %v later", at.Sub(resumed).Round(time.Millisecond))
+	}
+	n, _ := page.pops(during.ID())
+	t.Logf("the call that rang as the disk stalled: %d pops (its event was %v old once stored: SCREENPOP_MAX_EVENT_AGE)", n, resumed.Sub(stalled).Round(time.Second))
+	if n > 1 {
+		t.Errorf("the call of the stall popped %d times", n)
+	}
+	waitFor(t, 15*time.Second, "store_write_failed back to 0", func() bool {
+		_, m := probeGet(p.admin, "/metrics")
+		return strings.Contains(m, "\nscreenpop_bus_store_write_failed 0\n")
+	})
+	if told != 0 && !strings.Contains(p.logs.String(), "answers again") {
+		t.Errorf("no line tells that the disk answers again")
+	}
+
+	// A stop (systemctl stop, a restart) while the disk does not answer.
+	disk.Stall()
+	alertCall(d, a0)
+	waitFor(t, 10*time.Second, "a write blocked on the disk", func() bool { return disk.Blocked() > 0 })
+	time.Sleep(time.Second)
+	p.signal(t, syscall.SIGTERM)
+	stop := time.Now()
+	waitFor(t, 30*time.Second, "screenpopd stopped, or 30 s", func() bool {
+		return strings.Contains(p.logs.String(), `"message":"screenpopd stopped"`) || time.Since(stop) > 30*time.Second
+	})
+	took := time.Since(stop)
+	if took > 12*time.Second {
+		t.Errorf("SIGTERM during the stall: stopped after %v, or not at all (documented: within 10 s; TimeoutStopSec=15)", took.Round(time.Second))
+	} else {
+		t.Logf("SIGTERM during the stall: screenpopd stopped after %v", took.Round(100*time.Millisecond))
+	}
+	// Its threads blocked on the disk end once it answers, and the
+	// process with them (the kernel holds it until then, as with any
+	// disk).
+	disk.Resume()
+	select {
+	case <-p.exited:
+		if p.err != nil {
+			t.Errorf("exit after the stall: %v", p.err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Errorf("the process did not end within 15 s of the disk answering")
+	}
+	if t.Failed() {
+		t.Logf("log:\n%s", logLines(p.logs, `"level":"warn"`, `"level":"error"`, `"message":"pop"`, "no pop", "stopped", "answers"))
+	}
+}
