@@ -146,11 +146,19 @@ func (w *storeWatch) updateGauge() {
 // watchStall probes the store's disk every storeProbeEvery, one probe at a
 // time, and tells when one has waited storeStallAfter (once, at error)
 // and when the disk answers again.
+//
+// A probe's wait is counted in this loop's ticks as well as on the
+// (monotonic) clock: while the process is paused (SIGSTOP, a frozen
+// cgroup, a paused VM) the clock runs but neither the probe nor this loop
+// does, and a ticker keeps one missed tick, not all of them. A probe in
+// flight when the process was paused returns as soon as it runs again:
+// its disk answered, and the pause is no stall.
 func (w *storeWatch) watchStall() {
 	defer close(w.stallDone)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	var last time.Time
+	var last time.Time // the latest probe's start
+	ticks := 0         // ticks seen while the latest probe was in flight
 	for {
 		select {
 		case <-w.quit:
@@ -160,13 +168,14 @@ func (w *storeWatch) watchStall() {
 		since := w.probeSince.Load()
 		if since == 0 {
 			if time.Since(last) >= storeProbeEvery {
-				last = time.Now()
+				last, ticks = time.Now(), 0
 				w.probeSince.Store(last.UnixNano())
 				go w.probe()
 			}
 			continue
 		}
-		if waited := time.Since(time.Unix(0, since)); waited >= storeStallAfter && !w.stalled.Load() {
+		ticks++
+		if waited := time.Since(last); waited >= storeStallAfter && ticks >= int(storeStallAfter/time.Second) && !w.stalled.Load() {
 			w.mu.Lock()
 			mark := w.probeSince.Load() == since // still the same probe
 			if mark {

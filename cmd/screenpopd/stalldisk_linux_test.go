@@ -158,3 +158,40 @@ func TestDaemon_StalledDataDir(t *testing.T) {
 		t.Logf("log:\n%s", logLines(p.logs, `"level":"warn"`, `"level":"error"`, `"message":"pop"`, "no pop", "stopped", "answers"))
 	}
 }
+
+// A disk that answers (here: after a second or two, a slow but working
+// volume) while the daemon's process is paused for longer than the stall
+// threshold (SIGSTOP, a frozen cgroup as docker pause does, a paused VM):
+// the probe in flight when it was paused returns as soon as the process
+// runs again, so the disk did answer. Before: the watcher measured the
+// probe's wait on the clock, pause included, and said the disk does not
+// answer (an error line and store_write_failed 1, which pages on-call)
+// the moment the process ran again.
+func TestDaemon_PausedProcessIsNoStalledDisk(t *testing.T) {
+	t.Parallel() // waits most of its time; holds nothing process-wide: see TestMain
+	disk := bustest.MountStallDisk(t)
+	d, _, _ := demoEmulators(t, testEnv(t))
+	vars := runVars(d, freeLoopbackAddr(t), filepath.Join(disk.Dir, "data"))
+	vars["LOG_LEVEL"] = "info"
+	p := startMain(t, "run", vars)
+	t.Cleanup(disk.Resume)
+	t.Cleanup(func() { _ = p.cmd.Process.Signal(syscall.SIGCONT) }) // before its kill
+
+	// The disk is slow for a moment, long enough for the store watcher's
+	// probe (every 5 s) to be the one write waiting on it.
+	disk.Stall()
+	waitFor(t, 10*time.Second, "the store watcher's probe waiting on the disk", func() bool {
+		return disk.BlockedOps()["Create"] > 0 && disk.Blocked() > 0
+	})
+	p.signal(t, syscall.SIGSTOP)
+	time.Sleep(time.Second)
+	disk.Resume() // answered; the process sees it once it runs again
+	time.Sleep(12 * time.Second)
+	p.signal(t, syscall.SIGCONT)
+	time.Sleep(3 * time.Second)
+	for _, l := range strings.Split(p.logs.String(), "\n") {
+		if strings.Contains(l, "does not answer") {
+			t.Errorf("a paused process whose disk answered is told as a stalled disk: %s", l)
+		}
+	}
+}
