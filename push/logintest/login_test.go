@@ -31,9 +31,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestBrowser_GenesysLogin(t *testing.T) {
 	chromium := testenv.Chromium(t)
 	emu := notificationstest.New(notificationstest.Config{Agents: []notificationstest.AgentSpec{{ID: "agent-pkce", Name: "Pat Kce"}}})
-	defer emu.Close()
+	t.Cleanup(emu.Close)
 	gen := httptest.NewServer(emu.Handler())
-	defer gen.Close()
+	t.Cleanup(gen.Close)
 
 	log := zerolog.Nop()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
