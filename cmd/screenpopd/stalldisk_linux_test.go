@@ -26,6 +26,21 @@ func probeGet(base, path string) (code int, body string) {
 	return resp.StatusCode, string(b)
 }
 
+// runOnStallDisk starts `screenpopd run` in a child process with its data
+// directory on a disk that can be made to stall.
+func runOnStallDisk(t *testing.T) (*bustest.StallDisk, *Demo, map[string]string, *mainProcess) {
+	t.Helper()
+	disk := bustest.MountStallDisk(t)
+	d, _, _ := demoEmulators(t, testEnv(t))
+	vars := runVars(d, freeLoopbackAddr(t), filepath.Join(disk.Dir, "data"))
+	vars["LOG_LEVEL"] = "info"
+	p := startMain(t, "run", vars)
+	// Runs before p's kill (cleanups run last first): a process blocked
+	// on the disk cannot end until the disk answers.
+	t.Cleanup(disk.Resume)
+	return disk, d, vars, p
+}
+
 // The disk under SCREENPOP_DATA_DIR stops answering for 30 s (a stalled
 // EBS volume, an NFS server gone away): writes and fsyncs wait instead
 // of failing, so no publish is acknowledged and calls do not pop, while
@@ -42,14 +57,7 @@ func probeGet(base, path string) (code int, body string) {
 // the daemon runs in a child process.
 func TestDaemon_StalledDataDir(t *testing.T) {
 	t.Parallel() // waits most of its time; holds nothing process-wide: see TestMain
-	disk := bustest.MountStallDisk(t)
-	d, _, _ := demoEmulators(t, testEnv(t))
-	vars := runVars(d, freeLoopbackAddr(t), filepath.Join(disk.Dir, "data"))
-	vars["LOG_LEVEL"] = "info"
-	p := startMain(t, "run", vars)
-	// Runs before p's kill (cleanups run last first): a process blocked
-	// on the disk cannot end until the disk answers.
-	t.Cleanup(disk.Resume)
+	disk, d, vars, p := runOnStallDisk(t)
 	a0 := demoAgents[0].ID
 	page := openAgentPage(t, "http://"+vars["SCREENPOP_LISTEN"], d.Genesys.AgentToken(a0))
 	if page.waitPop(alertCall(d, a0).ID(), 10*time.Second).IsZero() {
@@ -169,12 +177,7 @@ func TestDaemon_StalledDataDir(t *testing.T) {
 // the moment the process ran again.
 func TestDaemon_PausedProcessIsNoStalledDisk(t *testing.T) {
 	t.Parallel() // waits most of its time; holds nothing process-wide: see TestMain
-	disk := bustest.MountStallDisk(t)
-	d, _, _ := demoEmulators(t, testEnv(t))
-	vars := runVars(d, freeLoopbackAddr(t), filepath.Join(disk.Dir, "data"))
-	vars["LOG_LEVEL"] = "info"
-	p := startMain(t, "run", vars)
-	t.Cleanup(disk.Resume)
+	disk, _, _, p := runOnStallDisk(t)
 	t.Cleanup(func() { _ = p.cmd.Process.Signal(syscall.SIGCONT) }) // before its kill
 
 	// The disk is slow for a moment, long enough for the store watcher's
