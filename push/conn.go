@@ -297,6 +297,28 @@ func (c *conn) hello(mt int, data []byte) bool {
 		// then from a pop the replica has not yet.
 		latest, err = lr.LeaderLatestPop(rctx, agent)
 	}
+	readySeq := latest
+	if pc, ok := s.store.(popChecker); ok && err == nil && after > 0 && after <= latest {
+		// A cursor at or below the agent's newest pop may still be from
+		// before a set back: a stream that has passed the cursor again
+		// since (the restart's reconciliation, a busy centre) holds pops of
+		// the agent below it that the page never saw. A cursor is the seq
+		// of one of the agent's pops (processed, or the ready's seq it
+		// started from): where the stream holds no pop of this agent
+		// there, the cursor tells nothing, and the page is sent the pops
+		// of the replay window; the ready's seq is then 0, below the
+		// cursor, so that the client starts its cursor afresh (a cursor
+		// whose pop has aged out gets the same pops: every one younger
+		// than the window is after it).
+		var mine bool
+		if mine, err = pc.IsAgentPop(rctx, agent, after); err == nil && !mine {
+			after, readySeq = 0, 0
+			c.mu.Lock()
+			c.lastSeq = after
+			c.mu.Unlock()
+			log.Debug().Uint64("cursor", *h.LastSeq).Uint64("seq", latest).Msg("resume cursor is no pop of the agent (a store set back): replaying the replay window")
+		}
+	}
 	if err != nil {
 		// One a socket during a NATS outage, every page's every retry:
 		// once a minute, as the token check's line.
@@ -323,7 +345,7 @@ func (c *conn) hello(mt int, data []byte) bool {
 		c.lastSeq = after
 		c.mu.Unlock()
 	}
-	ready, _ := json.Marshal(readyMsg{Type: "ready", AgentID: agent, Epoch: epoch, Seq: latest})
+	ready, _ := json.Marshal(readyMsg{Type: "ready", AgentID: agent, Epoch: epoch, Seq: readySeq})
 	c.push(frame{kind: kindText, data: ready})
 	n := 0
 	var replayed []string // the first maxLoggedPops, for the connect line

@@ -1202,6 +1202,37 @@ func (c *Conn) LeaderLatestPop(ctx context.Context, agent bridge.AgentID) (uint6
 	return m.Sequence, nil
 }
 
+// IsAgentPop reports whether the stream holds a pop of agent at seq: the
+// check push makes of a resuming page's cursor. A cursor that names no pop
+// of its agent is from another history of the stream (a store restored
+// from a backup, its last writes lost to a power cut), or of a pop aged out.
+// On a replicated stream a seq not found is asked of the leader too (a
+// replica behind it has not the newest pops yet).
+func (c *Conn) IsAgentPop(ctx context.Context, agent bridge.AgentID, seq uint64) (bool, error) {
+	if !c.Connected() {
+		return false, fmt.Errorf("pop at seq: %w", ErrDisconnected)
+	}
+	m, err := c.stream.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) && c.stream.CachedInfo().Config.Replicas > 1 {
+		var lm *nats.RawStreamMsg
+		lm, err = c.leader.GetMsg(c.cfg.Stream, seq, nats.Context(ctx))
+		if errors.Is(err, nats.ErrMsgNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("pop at seq: %w", err)
+		}
+		return lm.Subject == bridge.PopSubject(agent), nil
+	}
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("pop at seq: %w", err)
+	}
+	return m.Subject == bridge.PopSubject(agent), nil
+}
+
 // PoppedLast reports whether agent's newest stored pop has the id popID
 // (its Nats-Msg-Id).
 func (c *Conn) PoppedLast(ctx context.Context, agent bridge.AgentID, popID string) (bool, error) {
