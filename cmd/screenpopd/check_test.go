@@ -405,14 +405,19 @@ func TestCheck_DataDir(t *testing.T) {
 		// reverse for the short key.
 		dir := t.TempDir()
 		path := filepath.Join(dir, "pii-hash.key")
-		if _, err := loadHasher(path); err != nil {
-			t.Fatalf("first start: %v", err)
+		if _, made, err := loadHasher(path); err != nil || !made {
+			t.Fatalf("first start: made %v, %v", made, err)
 		}
 		if b, err := os.ReadFile(path); err != nil || len(b) != 32 {
 			t.Fatalf("key made at first start: %d bytes, %v", len(b), err)
 		}
+		// A later start uses it: no new key, which would change every
+		// caller_hash (the start logs one made).
+		if _, made, err := loadHasher(path); err != nil || made {
+			t.Fatalf("second start: made %v, %v", made, err)
+		}
 		os.WriteFile(path, []byte("short"), 0o600)
-		if _, err := loadHasher(path); err == nil || !strings.Contains(err.Error(), "shorter than 16 bytes") {
+		if _, _, err := loadHasher(path); err == nil || !strings.Contains(err.Error(), "shorter than 16 bytes") {
 			t.Fatalf("short key: %v", err)
 		}
 	})

@@ -107,9 +107,12 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("SCREENPOP_DATA_DIR %s: %w", cfg.DataDir, err)
 	}
 	keyPath := filepath.Join(cfg.DataDir, "pii-hash.key")
-	hasher, err := loadHasher(keyPath)
+	hasher, made, err := loadHasher(keyPath)
 	if err != nil {
 		return err
+	}
+	if made {
+		m.Log.Info().Str("path", keyPath).Msg("made a new pii-hash.key: caller_hash in the log now differs from any earlier key's (another instance's, a lost data directory's); back it up with SCREENPOP_DATA_DIR and give every instance of a pair the same one")
 	}
 	if err := privatePIIKey(keyPath); err != nil {
 		m.Log.Warn().Err(err).Str("path", keyPath).Msg("pii-hash.key is readable by other users and its mode cannot be changed: chmod 600 it and chown it to the service user")
@@ -550,22 +553,23 @@ func (m *Main) Close() {
 }
 
 // loadHasher reads the per-deployment key of the PII hash, creating it on
-// first start. Without the key a logged hash cannot be reversed by hashing
-// every phone number.
-func loadHasher(path string) (bridge.Hasher, error) {
+// first start (made). Without the key a logged hash cannot be reversed by
+// hashing every phone number.
+func loadHasher(path string) (h bridge.Hasher, made bool, err error) {
 	key, err := readPIIKey(path)
 	if errors.Is(err, os.ErrNotExist) {
 		key = make([]byte, 32)
 		if _, err := rand.Read(key); err != nil {
-			return bridge.Hasher{}, fmt.Errorf("make pii hash key: %w", err)
+			return bridge.Hasher{}, false, fmt.Errorf("make pii hash key: %w", err)
 		}
 		if err := writeFileAtomic(path, key); err != nil {
-			return bridge.Hasher{}, fmt.Errorf("write pii hash key (SCREENPOP_DATA_DIR must be writable): %w", err)
+			return bridge.Hasher{}, false, fmt.Errorf("write pii hash key (SCREENPOP_DATA_DIR must be writable): %w", err)
 		}
+		made = true
 	} else if err != nil {
-		return bridge.Hasher{}, err
+		return bridge.Hasher{}, false, err
 	}
-	return bridge.NewHasher(key), nil
+	return bridge.NewHasher(key), made, nil
 }
 
 // privatePIIKey makes an existing PII hash key readable by its owner only

@@ -140,7 +140,7 @@ func TestLoadHasher_WriteFailureLeavesNoKey(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &full); err != nil {
 		t.Skipf("setrlimit: %v", err)
 	}
-	_, err := loadHasher(path)
+	_, _, err := loadHasher(path)
 	if rerr := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); rerr != nil {
 		t.Fatalf("restore RLIMIT_FSIZE: %v", rerr)
 	}
@@ -151,7 +151,7 @@ func TestLoadHasher_WriteFailureLeavesNoKey(t *testing.T) {
 		t.Errorf("a failed write left %s behind (%v)", path, serr)
 	}
 	// The space freed: the next start makes the key.
-	if _, err := loadHasher(path); err != nil {
+	if _, _, err := loadHasher(path); err != nil {
 		t.Fatalf("start after the disk was freed: %v", err)
 	}
 	if b, err := os.ReadFile(path); err != nil || len(b) != 32 {
