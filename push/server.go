@@ -140,7 +140,7 @@ func New(cfg Config, store bridge.PopStore, auth bridge.AgentAuthenticator, log 
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.up = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
-		ReadBufferSize:   512, // hellos and acks are small; larger frames are read in pieces
+		ReadBufferSize:   256, // acks and pongs fit; a hello (its token) and larger frames are read in pieces
 		WriteBufferSize:  4096,
 		WriteBufferPool:  &sync.Pool{},                             // a buffer is held only while a frame is written
 		CheckOrigin:      func(*http.Request) bool { return true }, // checked before Upgrade
@@ -717,6 +717,14 @@ type followChecker interface {
 // back.
 type leaderReader interface {
 	LeaderLatestPop(ctx context.Context, agent bridge.AgentID) (uint64, error)
+}
+
+// popChecker is optionally implemented by a PopStore (bus.Conn does):
+// IsAgentPop reports whether the stream holds a pop of agent at seq. A
+// hello asks it of a cursor at or below the agent's newest pop, which a
+// stream set back and then passed the cursor again also shows.
+type popChecker interface {
+	IsAgentPop(ctx context.Context, agent bridge.AgentID, seq uint64) (bool, error)
 }
 
 // isFollowing reports whether the pops' consumer is live: false before it
