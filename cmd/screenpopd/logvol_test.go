@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -11,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/screenpop/screenpop/bridge/bus/bustest"
 	"github.com/screenpop/screenpop/internal/syncbuf"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 )
@@ -82,18 +79,6 @@ func TestLogVol_StaleEvents(t *testing.T) {
 	checkLogVol(t, counts, 20)
 }
 
-// The built-in NATS store's disk full while calls ring.
-func TestLogVol_StoreFull(t *testing.T) {
-	t.Parallel() // waits most of its time: see TestMain
-	disk := bustest.SmallDisk(t, "48m")
-	e := startStorm(t, 40, map[string]string{"SCREENPOP_DATA_DIR": filepath.Join(disk, "data")})
-	var filler string
-	counts, calls, nums := e.stormWindow(t, 50, 8*time.Second, func() { filler = bustest.FillDisk(t, disk) }, func() { os.Remove(filler) })
-	logStormReport(t, fmt.Sprintf("store full, %d calls", calls), counts)
-	checkStorm(t, e.logs, counts, 20, 60, nums)
-	checkLogVol(t, counts, 20)
-}
-
 // At LOG_LEVEL=debug (docs/operations.md 3.2: set to see the routine
 // lines) through every Dataverse fault: the debug lines still carry no
 // caller's number or name (section 3: customer data never appears).
@@ -154,23 +139,5 @@ func TestLogVol_ForeignPublisher(t *testing.T) {
 	}, func() {})
 	logStormReport(t, fmt.Sprintf("foreign publisher (%d of each sent), %d calls", sent.Load(), calls), counts)
 	checkStorm(t, e.logs, counts, 8, 12, nums)
-	checkLogVol(t, counts, 20)
-}
-
-// The built-in NATS store's disk full while calls ring and Dataverse is
-// slow (500 ms a lookup, as on a busy day): the lookups in flight when the
-// store fails each find the pop marker unwritable. One cause: its first
-// line and a count, not a warning per event in the resolver's hands (up to
-// its 64 workers). TestLogVol_StoreFull shows the same on a loaded
-// machine, where handlers are slow and more of them are in flight.
-func TestLogVol_StoreFullSlowDataverse(t *testing.T) {
-	t.Parallel() // waits most of its time: see TestMain
-	disk := bustest.SmallDisk(t, "48m")
-	e := startStorm(t, 40, map[string]string{"SCREENPOP_DATA_DIR": filepath.Join(disk, "data")})
-	e.dv.SetLatency(500 * time.Millisecond)
-	var filler string
-	counts, calls, nums := e.stormWindow(t, 50, 8*time.Second, func() { filler = bustest.FillDisk(t, disk) }, func() { os.Remove(filler) })
-	logStormReport(t, fmt.Sprintf("store full, Dataverse slow, %d calls", calls), counts)
-	checkStorm(t, e.logs, counts, 20, 60, nums)
 	checkLogVol(t, counts, 20)
 }

@@ -266,18 +266,6 @@ func TestDaemon_AcceptOutOfFileDescriptors(t *testing.T) {
 	}
 }
 
-// popAction is the target action of conv's first pop on p.
-func popAction(p *agentPage, conv string) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, g := range p.got {
-		if g.ConversationID == conv {
-			return g.Target.Action
-		}
-	}
-	return ""
-}
-
 // An admin starts the daemon under an open-file limit (a container's
 // ulimit, a unit without LimitNOFILE=) too low for the agents it watches:
 // the start-up says so, with the limit and what to raise, before the

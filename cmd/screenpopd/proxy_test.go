@@ -648,3 +648,15 @@ func parseOnlyVars(t *testing.T) map[string]string {
 	}
 	return vars
 }
+
+// popAction is the target action of conv's first pop on p.
+func popAction(p *agentPage, conv string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, g := range p.got {
+		if g.ConversationID == conv {
+			return g.Target.Action
+		}
+	}
+	return ""
+}
