@@ -195,11 +195,11 @@ type Client struct {
 	lingering   map[string]bool
 	applyCh     chan struct{} // a lingering agent's call stopped ringing, or SetAgents: apply again
 	ringMu      sync.Mutex
-	ringing     map[string]map[string]time.Time // agent -> conversation ringing for them -> when last seen so (with queues or AgentsChange only)
-	rejected    map[string]rejection            // topic -> rejection
-	unwatched   int                             // agents wanted that no channel has room for
-	evictedLog  time.Time                       // when an eviction was last logged (once a minute)
-	evictedHeld int                             // evictions not logged since
+	ringing     map[string]map[string]*time.Time // agent -> conversation ringing for them -> when last seen so (with queues or AgentsChange only); a pointer, so a snapshot updates it without a map write (see noteRinging)
+	rejected    map[string]rejection             // topic -> rejection
+	unwatched   int                              // agents wanted that no channel has room for
+	evictedLog  time.Time                        // when an eviction was last logged (once a minute)
+	evictedHeld int                              // evictions not logged since
 	loginErr    string
 	badCreds    bool
 	seen        *seenSet // (conversation, agent) -> last snapshot; has its own lock
@@ -268,7 +268,7 @@ func New(cfg Config, log zerolog.Logger, out chan<- bridge.Snapshot) (*Client, e
 		queueAgents:  map[string]map[string]bool{},
 		queueMissing: map[string]bool{},
 		lingering:    map[string]bool{},
-		ringing:      map[string]map[string]time.Time{},
+		ringing:      map[string]map[string]*time.Time{},
 		open:         map[string]map[string]*time.Time{},
 		applyCh:      make(chan struct{}, 1),
 		rejected:     map[string]rejection{},
@@ -1104,11 +1104,21 @@ func (c *Client) noteRinging(conv, agent string, at time.Time, ringing bool) {
 	c.ringMu.Lock()
 	m := c.ringing[agent]
 	if ringing {
-		if m == nil {
-			m = map[string]time.Time{}
-			c.ringing[agent] = m
+		if p := m[conv]; p != nil {
+			*p = at // no map write: it would store this frame's slice as the key
+			c.ringMu.Unlock()
+			return
 		}
-		m[conv] = at
+		if m == nil {
+			m = map[string]*time.Time{}
+			c.ringing[strings.Clone(agent)] = m
+		}
+		// conv is a slice of the frame (of the socket's read buffer, or of
+		// a frame over maxKeptBuffer with a buffer of its own): kept as it
+		// is, it would keep the whole frame, every participant's
+		// attributes, for as long as the call rings.
+		first := at
+		m[strings.Clone(conv)] = &first
 		c.ringMu.Unlock()
 		return
 	}
@@ -1143,7 +1153,7 @@ func (c *Client) ringingFor(agent string, now time.Time) bool {
 	defer c.ringMu.Unlock()
 	m := c.ringing[agent]
 	for conv, at := range m {
-		if now.Sub(at) < lingerMax {
+		if now.Sub(*at) < lingerMax {
 			return true
 		}
 		delete(m, conv)
@@ -1161,7 +1171,7 @@ func (c *Client) sweepRinging(now time.Time) {
 	defer c.ringMu.Unlock()
 	for a, m := range c.ringing {
 		for conv, at := range m {
-			if now.Sub(at) >= lingerMax {
+			if now.Sub(*at) >= lingerMax {
 				delete(m, conv)
 			}
 		}

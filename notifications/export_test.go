@@ -28,8 +28,8 @@ func AgeRinging(c *Client, d time.Duration) {
 	c.ringMu.Lock()
 	defer c.ringMu.Unlock()
 	for _, m := range c.ringing {
-		for conv, at := range m {
-			m[conv] = at.Add(-d)
+		for _, at := range m {
+			*at = at.Add(-d)
 		}
 	}
 }
