@@ -3,6 +3,7 @@ package dataverse
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 )
@@ -35,4 +36,12 @@ func (c *Client) Check(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// DialWith replaces the dialer of the client's default transport, keeping
+// its idle pool and timeouts, so a test can put a network of its own (an
+// in-memory one, in a synctest bubble) between the client and the
+// emulator.
+func (c *Client) DialWith(dial func(ctx context.Context, network, addr string) (net.Conn, error)) {
+	c.cfg.HTTPClient.Transport.(*http.Transport).DialContext = dial
 }
