@@ -1,7 +1,6 @@
 package dataverse_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/screenpop/screenpop/dataverse"
 	"github.com/screenpop/screenpop/dataverse/dataversetest"
+	"github.com/screenpop/screenpop/internal/syncbuf"
 )
 
 // azureLB is an in-memory network with an Azure load balancer's idle
@@ -141,9 +141,8 @@ func TestClient_FirstLookupAfterIdle(t *testing.T) {
 			emu.Close()
 		})
 
-		var logs bytes.Buffer
-		var logMu sync.Mutex
-		log := zerolog.New(zerolog.SyncWriter(&lockedWriter{w: &logs, mu: &logMu})).Level(zerolog.WarnLevel)
+		logs := &syncbuf.Buffer{}
+		log := zerolog.New(logs).Level(zerolog.WarnLevel)
 		ec := emu.Config()
 		c, err := dataverse.New(dataverse.Config{URL: emu.URL(), TenantID: ec.TenantID, ClientID: ec.ClientID, ClientSecret: ec.ClientSecret,
 			TokenURL: emu.TokenURL(), AppID: appID}, log)
@@ -200,21 +199,8 @@ func TestClient_FirstLookupAfterIdle(t *testing.T) {
 				t.Errorf("after %v idle: the lookup took %v, %d API requests (want 1), %d token requests (want 0), %d forgotten flows written to (want 0)", idle, e, api, tok, dropped)
 			}
 		}
-		logMu.Lock()
 		if s := logs.String(); s != "" {
 			t.Errorf("warnings or errors logged:\n%s", s)
 		}
-		logMu.Unlock()
 	})
-}
-
-type lockedWriter struct {
-	w  io.Writer
-	mu *sync.Mutex
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
