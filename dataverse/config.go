@@ -351,6 +351,19 @@ func (c *Config) withDefaults() (Config, error) {
 			MaxIdleConnsPerHost:    cfg.Concurrency + 2,
 			IdleConnTimeout:        90 * time.Second,
 			ForceAttemptHTTP2:      true,
+			// Dataverse and Entra ID speak HTTP/2: every request of
+			// the client shares one connection per host. One that goes
+			// silent (a load balancer or NAT on the path forgets it, the
+			// front end behind it is gone: no FIN, no RST) would take
+			// every lookup until the kernel gives up retransmitting,
+			// about 15 minutes: a request that times out resets its
+			// stream, not the connection. A PING after 5s without a
+			// frame, unanswered within 5s, closes it, so lookups move to
+			// a new one within 10s of its last frame
+			// (TestClient_HTTP2DeadConnection). An idle connection is
+			// pinged every 5s until IdleConnTimeout closes it: a few
+			// bytes.
+			HTTP2: &http.HTTP2Config{SendPingTimeout: 5 * time.Second, PingTimeout: 5 * time.Second},
 		}}
 	}
 	if cfg.HTTPClient.CheckRedirect == nil {

@@ -2,6 +2,8 @@ package dataverse
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -44,4 +46,11 @@ func (c *Client) Check(ctx context.Context) error {
 // emulator.
 func (c *Client) DialWith(dial func(ctx context.Context, network, addr string) (net.Conn, error)) {
 	c.cfg.HTTPClient.Transport.(*http.Transport).DialContext = dial
+}
+
+// TrustRoots makes the client's default transport trust roots (the
+// emulator's StartTLS certificate), keeping everything else of it: its
+// HTTP/2, pools and timeouts are what the test is about.
+func (c *Client) TrustRoots(roots *x509.CertPool) {
+	c.cfg.HTTPClient.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: roots}
 }

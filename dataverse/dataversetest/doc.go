@@ -42,6 +42,11 @@
 // IgnoreContinueOnError. API answers carry the x-ms-ratelimit-*-remaining
 // headers.
 //
+// Start serves plain HTTP/1.1. StartTLS serves HTTPS, as Dataverse does:
+// HTTP/2 for a client that offers it (ALPN h2), with
+// Config.MaxConcurrentStreams, under a self-signed loopback certificate
+// that RootCAs trusts; RequestsByProto shows which protocol was spoken.
+//
 // Records change between lookups as Dynamics users change them through
 // methods: AddRecord (and AddContact, AddAccount, AddLead), UpdateRecord
 // (a column changed or emptied, a record deactivated or merged away) and

@@ -4,8 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -14,6 +18,7 @@ import (
 	"html/template"
 	"io"
 	"math"
+	"math/big"
 	"mime"
 	"mime/multipart"
 	"net"
@@ -49,6 +54,10 @@ type Config struct {
 	// request with a client assertion signed by one of them gets a token,
 	// as one with the secret does. NewCertificate makes one.
 	ClientCertificates []*x509.Certificate
+	// MaxConcurrentStreams is the SETTINGS_MAX_CONCURRENT_STREAMS an
+	// HTTP/2 connection (StartTLS) advertises; 0 = net/http's default
+	// (250).
+	MaxConcurrentStreams int
 }
 
 // Server is the emulator. Use Handler with your own listener, Serve, or
@@ -96,6 +105,9 @@ type Server struct {
 	arrived       int // authenticated API requests since ResetLog, answered or not
 
 	srv     *http.Server
+	tls     *tls.Config    // StartTLS: the server's certificate
+	roots   *x509.CertPool // StartTLS: trusts that certificate
+	protos  map[string]int // requests by protocol (HTTP/1.1, HTTP/2.0)
 	serveWG sync.WaitGroup
 	closeMu sync.Once
 
@@ -156,6 +168,7 @@ func New(cfg Config) *Server {
 		changed: make(chan struct{}),
 		denied:  map[string]bool{},
 		failSet: map[string]setFailure{},
+		protos:  map[string]int{},
 	}
 	for _, t := range builtinTables() {
 		s.tables[t.Set] = t
@@ -167,7 +180,7 @@ func New(cfg Config) *Server {
 // client).
 func (s *Server) Config() Config { return s.cfg }
 
-// Start listens on 127.0.0.1:0 and serves until Close.
+// Start listens on 127.0.0.1:0 and serves plain HTTP/1.1 until Close.
 func (s *Server) Start() error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -182,7 +195,87 @@ func (s *Server) Start() error {
 	return nil
 }
 
-// Serve serves on ln until ctx is done or Close is called.
+// StartTLS listens on 127.0.0.1:0 and serves HTTPS until Close, as
+// Dataverse and Entra ID do: HTTP/2 for a client that offers it in ALPN
+// (Go's does), HTTP/1.1 otherwise, with the MaxConcurrentStreams of the
+// Config. The certificate is self-signed for 127.0.0.1 and ::1; RootCAs
+// trusts it. The URL is https://127.0.0.1:PORT.
+func (s *Server) StartTLS() error {
+	cert, roots, err := serverCertificate()
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("dataversetest listen: %w", err)
+	}
+	s.mu.Lock()
+	s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
+	s.roots = roots
+	s.mu.Unlock()
+	s.SetURL("https://" + ln.Addr().String())
+	s.serveWG.Add(1)
+	go func() {
+		defer s.serveWG.Done()
+		_ = s.Serve(context.Background(), ln)
+	}()
+	return nil
+}
+
+// serverCertificate makes a self-signed ECDSA certificate for the
+// loopback addresses, and a pool that trusts it.
+func serverCertificate() (tls.Certificate, *x509.CertPool, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("dataversetest server certificate: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(now.UnixNano()),
+		Subject:               pkix.Name{CommonName: "dataversetest"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.AddDate(1, 0, 0),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		DNSNames:              []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("dataversetest server certificate: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("dataversetest server certificate: %w", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, roots, nil
+}
+
+// RootCAs trusts the certificate StartTLS serves (nil before StartTLS).
+func (s *Server) RootCAs() *x509.CertPool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.roots
+}
+
+// RequestsByProto counts the requests served (token and API), by their
+// protocol: "HTTP/1.1", "HTTP/2.0".
+func (s *Server) RequestsByProto() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.protos))
+	for k, v := range s.protos {
+		out[k] = v
+	}
+	return out
+}
+
+// Serve serves on ln until ctx is done or Close is called: over TLS (and
+// HTTP/2) after StartTLS, plain HTTP/1.1 otherwise.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	s.mu.Lock()
@@ -190,7 +283,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.url = "http://" + ln.Addr().String()
 	}
 	s.srv = srv
+	tlsCfg := s.tls
 	s.mu.Unlock()
+	if tlsCfg != nil {
+		srv.TLSConfig = tlsCfg.Clone()
+		srv.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: s.cfg.MaxConcurrentStreams}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
 	stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
 	defer stop()
 	go func() {
@@ -234,6 +333,9 @@ const apiPrefix = "/api/data/v9.2/"
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.protos[r.Proto]++
+	s.mu.Unlock()
 	switch {
 	case strings.HasSuffix(r.URL.Path, "/oauth2/v2.0/token"):
 		s.serveToken(w, r)
