@@ -351,19 +351,11 @@ func (c *Config) withDefaults() (Config, error) {
 			MaxIdleConnsPerHost:    cfg.Concurrency + 2,
 			IdleConnTimeout:        90 * time.Second,
 			ForceAttemptHTTP2:      true,
-			// Dataverse and Entra ID speak HTTP/2: every request of
-			// the client shares one connection per host. One that goes
-			// silent (a load balancer or NAT on the path forgets it, the
-			// front end behind it is gone: no FIN, no RST) would take
-			// every lookup until the kernel gives up retransmitting,
-			// about 15 minutes: a request that times out resets its
-			// stream, not the connection. A PING after 5s without a
-			// frame, unanswered within 5s, closes it, so lookups move to
-			// a new one within 10s of its last frame
-			// (TestClient_HTTP2DeadConnection). An idle connection is
-			// pinged every 5s until IdleConnTimeout closes it: a few
-			// bytes.
-			HTTP2: &http.HTTP2Config{SendPingTimeout: 5 * time.Second, PingTimeout: 5 * time.Second},
+			// Dataverse and Entra ID speak HTTP/2: one connection per
+			// host, its health checked by PINGs (egress.HTTP2), so a
+			// connection gone silent stops no pops for long
+			// (TestClient_HTTP2DeadConnection).
+			HTTP2: egress.HTTP2(),
 		}}
 	}
 	if cfg.HTTPClient.CheckRedirect == nil {

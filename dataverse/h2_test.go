@@ -3,8 +3,6 @@ package dataverse_test
 import (
 	"context"
 	"fmt"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,115 +11,8 @@ import (
 	"github.com/screenpop/screenpop/dataverse"
 	"github.com/screenpop/screenpop/dataverse/dataversetest"
 	"github.com/screenpop/screenpop/internal/syncbuf"
+	"github.com/screenpop/screenpop/internal/testenv"
 )
-
-// tcpProxy is a TCP proxy on loopback between the client and the
-// emulator. Blackhole makes every connection open at that moment go
-// silent, as when a NAT or load balancer on the path forgets a flow or
-// the node behind it vanishes: nothing is forwarded either way any more,
-// and nothing is closed (no FIN, no RST), so only the client can notice.
-// Connections made afterwards pass.
-type tcpProxy struct {
-	ln     net.Listener
-	target string
-	wg     sync.WaitGroup
-
-	mu    sync.Mutex
-	conns []*proxied
-	dials int
-}
-
-type proxied struct {
-	client, server net.Conn
-	mu             sync.Mutex
-	dead           bool
-}
-
-func startProxy(t *testing.T, target string) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln, target: target}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *tcpProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		pc := &proxied{client: c, server: s}
-		p.mu.Lock()
-		p.dials++
-		p.conns = append(p.conns, pc)
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go func() { defer p.wg.Done(); pc.pipe(s, c) }()
-		go func() { defer p.wg.Done(); pc.pipe(c, s) }()
-	}
-}
-
-// pipe copies src to dst until either fails, and, once the connection
-// is black-holed, reads and drops what src sends.
-func (pc *proxied) pipe(dst, src net.Conn) {
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if err != nil {
-			return
-		}
-		pc.mu.Lock()
-		dead := pc.dead
-		pc.mu.Unlock()
-		if dead {
-			continue
-		}
-		if _, err := dst.Write(buf[:n]); err != nil {
-			return
-		}
-	}
-}
-
-func (p *tcpProxy) Blackhole() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, pc := range p.conns {
-		pc.mu.Lock()
-		pc.dead = true
-		pc.mu.Unlock()
-	}
-}
-
-func (p *tcpProxy) Dials() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.dials
-}
-
-func (p *tcpProxy) close() {
-	p.ln.Close()
-	p.mu.Lock()
-	for _, pc := range p.conns {
-		pc.client.Close()
-		pc.server.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
-}
 
 // TestClient_HTTP2DeadConnection: Dataverse speaks HTTP/2, so every
 // lookup of the client rides one TCP connection. When that connection
@@ -138,8 +29,8 @@ func TestClient_HTTP2DeadConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { emu.Close() })
-	proxy := startProxy(t, emu.URL()[len("https://"):])
-	emu.SetURL("https://" + proxy.ln.Addr().String())
+	proxy := testenv.StartProxy(t, emu.URL()[len("https://"):])
+	emu.SetURL("https://" + proxy.Addr())
 
 	logs := &syncbuf.Buffer{}
 	log := zerolog.New(logs).Level(zerolog.WarnLevel)

@@ -62,6 +62,10 @@ func NewAuthenticator(cfg AuthConfig, log zerolog.Logger) (*Authenticator, error
 	// several at once: keep their connections (Go keeps 2 a host), or
 	// each check pays a new TCP and TLS handshake with Genesys.
 	tr.MaxIdleConnsPerHost = 32
+	// HTTP/2 to the API host, all checks on one connection: one gone
+	// silent would refuse every page's token until the kernel gave up on
+	// it (TestAuthenticator_HTTP2DeadConnection).
+	tr.HTTP2 = egress.HTTP2()
 	return &Authenticator{cfg: cfg, base: h.API, hc: &http.Client{Timeout: cfg.Timeout, Transport: tr},
 		log: log.With().Str("component", "notifications").Logger()}, nil
 }

@@ -281,6 +281,7 @@ func New(cfg Config, log zerolog.Logger, out chan<- bridge.Snapshot) (*Client, e
 		Proxy: http.ProxyFromEnvironment, OnProxyConnectResponse: egress.OnProxyConnectResponse,
 		MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: cfg.HTTPTimeout,
+		HTTP2: egress.HTTP2(), // a connection gone silent is replaced within 10 s
 	}}, token: c.token}
 	if c.api, err = newSDKConfig(hosts.API, c.doer); err != nil {
 		return nil, err

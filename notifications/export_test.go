@@ -1,6 +1,11 @@
 package notifications
 
-import "time"
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
+	"time"
+)
 
 // PendingAgents returns the agents waiting for the reconciliation of
 // their newly put topic (Client.pendingAgents), for the tests of what the
@@ -67,4 +72,10 @@ func AgeOpen(c *Client, d time.Duration) {
 			*at = at.Add(-d)
 		}
 	}
+}
+
+// TrustRoots makes a's own transport trust roots (a test server's
+// certificate), keeping the rest of it: HTTP/2 and its health checks.
+func TrustRoots(a *Authenticator, roots *x509.CertPool) {
+	a.hc.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: roots}
 }

@@ -234,3 +234,18 @@ func NetDialer(proxy func(*http.Request) (*url.URL, error), rawURL string) func(
 		return c, nil
 	}
 }
+
+// HTTP2 is the HTTP/2 settings of screenpopd's outbound HTTP transports
+// (Genesys Cloud's API, Entra ID, Dataverse: each speaks HTTP/2, so all
+// the requests to a host share one connection). A connection that goes
+// silent (a load balancer or NAT on the path forgets it, the front end
+// behind it vanishes: no FIN, no RST) would otherwise take every request
+// until the kernel gives up retransmitting, about 15 minutes: a request
+// that times out resets its own stream, not the connection. After 5 s
+// without a frame from the server a PING is sent; unanswered within 5 s,
+// the connection is closed and the next request opens a new one. An idle
+// connection is pinged every 5 s until the transport's IdleConnTimeout
+// closes it: a few bytes.
+func HTTP2() *http.HTTP2Config {
+	return &http.HTTP2Config{SendPingTimeout: 5 * time.Second, PingTimeout: 5 * time.Second}
+}
