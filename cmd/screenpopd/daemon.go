@@ -112,10 +112,10 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	if made {
-		m.Log.Info().Str("path", keyPath).Msg("made a new pii-hash.key: caller_hash in the log now differs from any earlier key's (another instance's, a lost data directory's); back it up with SCREENPOP_DATA_DIR and give every instance of a pair the same one")
+		m.Log.Info().Str("component", "main").Str("path", keyPath).Msg("made a new pii-hash.key: caller_hash in the log now differs from any earlier key's (another instance's, a lost data directory's); back it up with SCREENPOP_DATA_DIR and give every instance of a pair the same one")
 	}
 	if err := privatePIIKey(keyPath); err != nil {
-		m.Log.Warn().Err(err).Str("path", keyPath).Msg("pii-hash.key is readable by other users and its mode cannot be changed: chmod 600 it and chown it to the service user")
+		m.Log.Warn().Str("component", "main").Err(err).Str("path", keyPath).Msg("pii-hash.key is readable by other users and its mode cannot be changed: chmod 600 it and chown it to the service user")
 	}
 
 	// The listeners first: a port in use is the commonest start-up error
