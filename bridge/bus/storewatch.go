@@ -41,6 +41,7 @@ type storeWatch struct {
 	stalled    atomic.Bool
 	probeSince atomic.Int64 // the probe in flight's start (UnixNano), 0: none
 	stallDone  chan struct{}
+	probeDone  atomic.Pointer[chan struct{}] // closed when the latest probe has returned
 }
 
 // A probe of the store's disk is made every storeProbeEvery; one that has
@@ -170,7 +171,9 @@ func (w *storeWatch) watchStall() {
 			if time.Since(last) >= storeProbeEvery {
 				last, ticks = time.Now(), 0
 				w.probeSince.Store(last.UnixNano())
-				go w.probe()
+				done := make(chan struct{})
+				w.probeDone.Store(&done)
+				go func() { defer close(done); w.probe() }()
 			}
 			continue
 		}
@@ -221,9 +224,23 @@ func (w *storeWatch) stop() {
 	w.once.Do(func() { close(w.quit) })
 	if w.started.Load() {
 		<-w.done
-		<-w.stallDone // not a probe: it may wait on the disk
+		<-w.stallDone
+		// The probe in flight, if any, on a disk that answers takes
+		// milliseconds; on one that does not, the stop goes on without
+		// it after probeStopWait.
+		if p := w.probeDone.Load(); p != nil {
+			t := time.NewTimer(probeStopWait)
+			select {
+			case <-*p:
+			case <-t.C:
+			}
+			t.Stop()
+		}
 	}
 }
+
+// probeStopWait bounds the wait at stop for a probe in flight.
+const probeStopWait = time.Second
 
 func (w *storeWatch) run(restart func() error) {
 	defer close(w.done)
