@@ -338,6 +338,50 @@ func TestBrowser_ResumeBeforeFirstPop(t *testing.T) {
 	}
 }
 
+// TestBrowser_ResumeNamesItsLastPop: a tab that processed a pop resumes
+// from it naming it (lastPopId), so that a store set back that holds
+// another pop of the agent at that seq is told apart
+// (TestDaemon_RestoredDataDirNewPopAtTheCursorsSeq); on the stream that
+// holds it, the reconnect resumes after it and nothing is handed over
+// twice.
+func TestBrowser_ResumeNamesItsLastPop(t *testing.T) {
+	e := newEnv(t, Config{}, nil, nil)
+	ctx := newBrowser(t)
+	run(t, ctx, chromedp.Navigate(e.base+"/web/demo.html#token="+e.token("agent-named")))
+	run(t, ctx, poll(`document.getElementById('status').dataset.state === 'ready'`))
+	p := testPop("agent-named", "conv-named")
+	seq := e.publishPop(p)
+	run(t, ctx, poll(fmt.Sprintf(`window.screenpopClient.cursor.lastSeq === %d`, seq)))
+	if id := eval[string](t, ctx, `window.screenpopClient.cursor.lastPopId || ''`); id != p.ID {
+		t.Fatalf("cursor's lastPopId %q, want the pop's id %q", id, p.ID)
+	}
+	run(t, ctx, js(`window.__sent = []; (function (send) { WebSocket.prototype.send = function (d) { window.__sent.push(d); return send.call(this, d); }; })(WebSocket.prototype.send)`))
+	waitFor(t, 10*time.Second, "the first socket counted", func() bool {
+		return testutil.ToFloat64(e.srv.m.connects.WithLabelValues("ok")) == 1
+	})
+	e.srv.closeAll(CloseTooSlow, msgTooSlow)
+	waitFor(t, 15*time.Second, "page reconnected", func() bool {
+		return testutil.ToFloat64(e.srv.m.connects.WithLabelValues("ok")) > 1
+	})
+	var hello struct {
+		LastSeq   uint64 `json:"lastSeq"`
+		LastPopID string `json:"lastPopId"`
+	}
+	raw := eval[string](t, ctx, `window.__sent.find(function (s) { return JSON.parse(s).type === 'hello'; }) || ''`)
+	if err := json.Unmarshal([]byte(raw), &hello); err != nil {
+		t.Fatalf("hello %q: %v", raw, err)
+	}
+	if hello.LastSeq != seq || hello.LastPopID != p.ID {
+		t.Fatalf("reconnect hello %s: want lastSeq %d and lastPopId %q", raw, seq, p.ID)
+	}
+	if c := eval[uint64](t, ctx, `window.screenpopClient.cursor.lastSeq`); c != seq {
+		t.Fatalf("after the reconnect the cursor is at %d, want %d: the server took the named pop for a set back", c, seq)
+	}
+	if n := e.srv.nAcked.Load(); n != 1 {
+		t.Fatalf("%d acks, want 1: the pop was handed over again", n)
+	}
+}
+
 // In Dynamics openForm's promise never settles for a main form (the page's
 // stub does the same): the tab must not wait for it. Every pop is opened
 // and acked in turn, and a failing openForm is reported and acked too.

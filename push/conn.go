@@ -203,6 +203,10 @@ type helloMsg struct {
 	// cursor of another agent (a second agent signed in on the tab) is no
 	// place for this one to resume from.
 	AgentID string `json:"agentId"`
+	// LastPopID is the id of the pop at LastSeq, the last one the page
+	// processed (optional): with it a stream set back that holds another
+	// pop of the agent at that seq is told apart.
+	LastPopID string `json:"lastPopId"`
 }
 
 type readyMsg struct {
@@ -309,14 +313,18 @@ func (c *conn) hello(mt int, data []byte) bool {
 		// of the replay window; the ready's seq is then 0, below the
 		// cursor, so that the client starts its cursor afresh (a cursor
 		// whose pop has aged out gets the same pops: every one younger
-		// than the window is after it).
+		// than the window is after it). A page that names its last pop
+		// (lastPopId) is checked against that pop's id too: a set-back
+		// stream may hold a new pop of the same agent at exactly the
+		// cursor's seq.
+		var id string
 		var mine bool
-		if mine, err = pc.IsAgentPop(rctx, agent, after); err == nil && !mine {
+		if id, mine, err = pc.PopAt(rctx, agent, after); err == nil && (!mine || h.LastPopID != "" && id != h.LastPopID) {
 			after, readySeq = 0, 0
 			c.mu.Lock()
 			c.lastSeq = after
 			c.mu.Unlock()
-			log.Debug().Uint64("cursor", *h.LastSeq).Uint64("seq", latest).Msg("resume cursor is no pop of the agent (a store set back): replaying the replay window")
+			log.Debug().Uint64("cursor", *h.LastSeq).Uint64("seq", latest).Bool("other_pop", mine).Msg("resume cursor is no pop of the agent (a store set back): replaying the replay window")
 		}
 	}
 	if err != nil {

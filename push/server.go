@@ -720,11 +720,11 @@ type leaderReader interface {
 }
 
 // popChecker is optionally implemented by a PopStore (bus.Conn does):
-// IsAgentPop reports whether the stream holds a pop of agent at seq. A
-// hello asks it of a cursor at or below the agent's newest pop, which a
-// stream set back and then passed the cursor again also shows.
+// PopAt reports whether the stream holds a pop of agent at seq, and its
+// id. A hello asks it of a cursor at or below the agent's newest pop,
+// which a stream set back and then passed the cursor again also shows.
 type popChecker interface {
-	IsAgentPop(ctx context.Context, agent bridge.AgentID, seq uint64) (bool, error)
+	PopAt(ctx context.Context, agent bridge.AgentID, seq uint64) (popID string, found bool, err error)
 }
 
 // isFollowing reports whether the pops' consumer is live: false before it

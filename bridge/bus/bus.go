@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"github.com/tidwall/gjson"
 
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/internal/loglimit"
@@ -1202,35 +1203,41 @@ func (c *Conn) LeaderLatestPop(ctx context.Context, agent bridge.AgentID) (uint6
 	return m.Sequence, nil
 }
 
-// IsAgentPop reports whether the stream holds a pop of agent at seq: the
-// check push makes of a resuming page's cursor. A cursor that names no pop
-// of its agent is from another history of the stream (a store restored
-// from a backup, its last writes lost to a power cut), or of a pop aged out.
-// On a replicated stream a seq not found is asked of the leader too (a
-// replica behind it has not the newest pops yet).
-func (c *Conn) IsAgentPop(ctx context.Context, agent bridge.AgentID, seq uint64) (bool, error) {
+// PopAt reports whether the stream holds a pop of agent at seq, and that
+// pop's id: the check push makes of a resuming page's cursor. A cursor
+// that names no pop of its agent, or another pop than the page's last
+// (lastPopId), is from another history of the stream (a store restored
+// from a backup, its last writes lost to a power cut), or of a pop aged
+// out. On a replicated stream a seq not found is asked of the leader too
+// (a replica behind it has not the newest pops yet).
+func (c *Conn) PopAt(ctx context.Context, agent bridge.AgentID, seq uint64) (popID string, found bool, err error) {
 	if !c.Connected() {
-		return false, fmt.Errorf("pop at seq: %w", ErrDisconnected)
+		return "", false, fmt.Errorf("pop at seq: %w", ErrDisconnected)
 	}
+	var subject string
+	var data []byte
 	m, err := c.stream.GetMsg(ctx, seq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) && c.stream.CachedInfo().Config.Replicas > 1 {
-		var lm *nats.RawStreamMsg
-		lm, err = c.leader.GetMsg(c.cfg.Stream, seq, nats.Context(ctx))
-		if errors.Is(err, nats.ErrMsgNotFound) {
-			return false, nil
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound) && c.stream.CachedInfo().Config.Replicas > 1:
+		lm, lerr := c.leader.GetMsg(c.cfg.Stream, seq, nats.Context(ctx))
+		if errors.Is(lerr, nats.ErrMsgNotFound) {
+			return "", false, nil
 		}
-		if err != nil {
-			return false, fmt.Errorf("pop at seq: %w", err)
+		if lerr != nil {
+			return "", false, fmt.Errorf("pop at seq: %w", lerr)
 		}
-		return lm.Subject == bridge.PopSubject(agent), nil
+		subject, data = lm.Subject, lm.Data
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return "", false, nil
+	case err != nil:
+		return "", false, fmt.Errorf("pop at seq: %w", err)
+	default:
+		subject, data = m.Subject, m.Data
 	}
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return false, nil
+	if subject != bridge.PopSubject(agent) {
+		return "", false, nil
 	}
-	if err != nil {
-		return false, fmt.Errorf("pop at seq: %w", err)
-	}
-	return m.Subject == bridge.PopSubject(agent), nil
+	return gjson.GetBytes(data, "data.id").String(), true, nil // the pop frame's id
 }
 
 // PoppedLast reports whether agent's newest stored pop has the id popID

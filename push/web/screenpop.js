@@ -180,6 +180,9 @@
           // Whose cursor it is: the server ignores another agent's (a second
           // agent signed in on this tab) and sends this one the fresh window.
           if (self.cursor.agentId) { hello.agentId = self.cursor.agentId; }
+          // Which pop the cursor is: a stream set back (a store restored
+          // from a backup) may hold another pop of this agent at its seq.
+          if (self.cursor.lastPopId && hello.lastSeq === self.cursor.lastSeq) { hello.lastPopId = self.cursor.lastPopId; }
         }
         ws.send(JSON.stringify(hello));
         self.feed();
@@ -228,6 +231,7 @@
           // agent's newest pop is before the cursor, and new pops take
           // seqs it has passed): the old cursor means nothing.
           self.cursor.lastSeq = 0;
+          delete self.cursor.lastPopId;
           self.recvSeq = 0;
           self.stream++;
           delete self.cursor.base;
@@ -262,7 +266,11 @@
             // A pop of the stream before a ready that started the cursor
             // afresh (a daemon back on a lost store: seqs from 1 again)
             // does not move the new stream's cursor to its old seq.
-            if (stream === self.stream && m.seq > self.cursor.lastSeq) { self.cursor.lastSeq = m.seq; self.saveCursor(); }
+            if (stream === self.stream && m.seq > self.cursor.lastSeq) {
+              self.cursor.lastSeq = m.seq;
+              if (typeof m.id === 'string') { self.cursor.lastPopId = m.id; } else { delete self.cursor.lastPopId; }
+              self.saveCursor();
+            }
             if (ws && ws === self.ws && ws.readyState === 1) {
               ws.send(JSON.stringify({ type: 'ack', seq: m.seq }));
             }
