@@ -41,16 +41,8 @@ func TestClient_HTTP2DeadConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.TrustRoots(emu.RootCAs())
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-ran; err != nil {
-			t.Error(err)
-		}
-		c.Close()
-	})
+	stop := runClient(t, c)
+	t.Cleanup(func() { stop(); c.Close() })
 
 	const deadline = 2 * time.Second // SCREENPOP_POP_DEADLINE's default
 	n := 0

@@ -150,16 +150,8 @@ func TestClient_FirstLookupAfterIdle(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.DialWith(lb.dial)
-		ctx, cancel := context.WithCancel(context.Background())
-		ran := make(chan error, 1)
-		go func() { ran <- c.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-ran; err != nil {
-				t.Error(err)
-			}
-			c.Close()
-		})
+		stop := runClient(t, c)
+		t.Cleanup(func() { stop(); c.Close() })
 		synctest.Wait()
 		if !c.Ready() {
 			t.Fatal("no token after Run started")
