@@ -11,8 +11,9 @@
 // and the status.
 //
 // It does not choose the proxy: that stays http.ProxyFromEnvironment,
-// NO_PROXY included. Its functions keep no state and are safe for
-// concurrent use.
+// NO_PROXY included. HTTP2 gives the same transports their HTTP/2
+// health checks. Its functions keep no state and are safe for concurrent
+// use.
 package egress
 
 import (
