@@ -18,8 +18,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/screenpop/screenpop/dataverse/dataversetest"
+	"github.com/screenpop/screenpop/internal/chromiumtest"
 	"github.com/screenpop/screenpop/internal/syncbuf"
-	"github.com/screenpop/screenpop/internal/testenv"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 )
 
@@ -243,11 +243,7 @@ func TestBrowser_IPv6DemoPagePops(t *testing.T) {
 	agent := demoAgents[0].ID
 	dv.AddContact(dataversetest.Contact{FirstName: "Pat", LastName: "Lee", Telephone1: "(317) 555-0123"})
 
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(testenv.Chromium(t)), chromedp.Headless, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(t.TempDir()), chromedp.Flag("no-sandbox", true), chromedp.Flag("disable-gpu", true))
-	ctx, cancelB := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelB(); cancelA() })
+	ctx := chromiumtest.Start(t)
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	poll := func(expr string) chromedp.Action[chromedp.Void] {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/bridge/bus"
+	"github.com/screenpop/screenpop/internal/chromiumtest"
 	"github.com/screenpop/screenpop/internal/testenv"
 	"github.com/screenpop/screenpop/notifications"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
@@ -29,7 +30,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestBrowser_GenesysLogin(t *testing.T) {
-	chromium := testenv.Chromium(t)
+	page := chromiumtest.Start(t)
 	emu := notificationstest.New(notificationstest.Config{Agents: []notificationstest.AgentSpec{{ID: "agent-pkce", Name: "Pat Kce"}}})
 	t.Cleanup(emu.Close)
 	gen := httptest.NewServer(emu.Handler())
@@ -55,18 +56,6 @@ func TestBrowser_GenesysLogin(t *testing.T) {
 	}
 	base := "http://" + testenv.Serve(t, srv.Run)
 
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("no-sandbox", true), chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true))
-	defer cancelA()
-	page, cancelB := chromedp.NewContext(actx)
-	defer cancelB()
-	if err := chromedp.Do(page); err != nil {
-		t.Fatal(err)
-	}
 	do := func(c context.Context, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
 		tctx, cancel := context.WithTimeout(c, 20*time.Second)
