@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"os"
 	"time"
@@ -67,6 +68,24 @@ const logBuffer = 8 << 20
 // logFlush is how long the end of run and demo waits for the log's reader
 // to take the last lines: within the stop's budget.
 const logFlush = 2 * time.Second
+
+// forcedLogFlush is how long a second signal's exit waits for the log's
+// reader to take the lines queued before it: short, since the signal asks
+// for an exit at once, and the reader may be the stalled one.
+const forcedLogFlush = 500 * time.Millisecond
+
+// logForcedExit makes a second signal (main ends the process at once by
+// its default action, skipping run's and demo's deferred Close) log that
+// the stop was cut short, and write that line and those queued before it:
+// without it the log just ended, a line or more short, and on-call could
+// not tell a forced exit from a crash or a kill.
+func logForcedExit(ctx context.Context, log zerolog.Logger, lw *logwriter.Writer, began time.Time) {
+	onForcedExit(ctx, func() {
+		log.Warn().Str("component", "main").Int64("uptime_s", int64(time.Since(began).Seconds())).
+			Msg("screenpopd stopped at once by a second signal, before its graceful stop ended: agents see their socket drop, events not yet stored in NATS are lost, those the resolver held come back after their ack wait")
+		lw.Close(forcedLogFlush)
+	})
+}
 
 // registerLogDropped counts lw's dropped lines on reg.
 func registerLogDropped(reg prometheus.Registerer, lw *logwriter.Writer) {

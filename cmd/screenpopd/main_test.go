@@ -668,8 +668,11 @@ func TestMain_SecondSignalForcesExit(t *testing.T) {
 		"SCREENPOP_NATS_LISTEN=off",
 		"SCREENPOP_DATA_DIR="+t.TempDir(),
 		"SCREENPOP_PPROF=true",
-		"LOG_LEVEL=error",
+		"LOG_LEVEL=warn",
+		"LOG_FORMAT=json",
 	)
+	var stderr syncbuf.Buffer
+	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -758,6 +761,12 @@ func TestMain_SecondSignalForcesExit(t *testing.T) {
 		ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
 		if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGINT {
 			t.Fatalf("the process ended with %v, not by the second SIGINT: it was ignored and the graceful stop ran its course", err)
+		}
+		// The log says so, as its last line: a log that just ends looks
+		// like a crash or a kill to on-call.
+		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+		if last := lines[len(lines)-1]; !strings.Contains(last, `"message":"screenpopd stopped at once by a second signal`) {
+			t.Errorf("the log's last line is %q, want the line saying a second signal cut the stop short", last)
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("the process did not exit within 15s of two SIGINTs")
