@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -223,5 +224,47 @@ func TestSilentFail_AlertsFiredOverSeesAFiringRule(t *testing.T) {
 	}
 	if fired := alertsFiredOver(t, scrapes, 4); !strings.Contains(strings.Join(fired, ","), "ScreenpopNotReady") {
 		t.Errorf("not ready for 5 minutes: fired %v, want ScreenpopNotReady", fired)
+	}
+}
+
+// Two ways Genesys loses or delays pops with every socket up and the
+// daemon ready: it keeps answering 429 (another integration on the same
+// OAuth client: subscriptions and reconciliation wait), and reconciliation
+// gives up on a conversation it cannot fetch (a call that rang during a
+// gap does not pop; TestClient_AConversationThatCannotBeFetchedHoldsUpNoOther
+// shows the counter rise). Each must page, and a rare 429 must not.
+func TestSilentFail_GenesysThrottlingAndReconciliationGivenUpPage(t *testing.T) {
+	counter := func(name string, labels map[string]string, per []float64) []scrape {
+		var scrapes []scrape
+		total := 0.0
+		for _, v := range per {
+			total += v
+			scrapes = append(scrapes, scrape{samples: []metricSample{
+				{name: "screenpop_ready", labels: map[string]string{}, value: 1},
+				{name: name, labels: labels, value: total}}})
+		}
+		return scrapes
+	}
+	throttled := map[string]string{"op": "subscribe", "code": "429"}
+	for _, tc := range []struct {
+		name    string
+		scrapes []scrape
+		want    string // "" for none
+	}{
+		{"429s for 20 minutes", counter("screenpop_notifications_api_requests_total", throttled, slices.Repeat([]float64{3}, 20)), "ScreenpopGenesysThrottled"},
+		{"a few 429s once", counter("screenpop_notifications_api_requests_total", throttled, append([]float64{0, 4, 2}, slices.Repeat([]float64{0}, 17)...)), ""},
+		{"200s", counter("screenpop_notifications_api_requests_total", map[string]string{"op": "subscribe", "code": "200"}, slices.Repeat([]float64{30}, 20)), ""},
+		{"a conversation given up", counter("screenpop_notifications_reconciliation_dropped_total", map[string]string{}, append(slices.Repeat([]float64{0}, 5), 1, 0, 0)), "ScreenpopReconciliationGaveUp"},
+		{"none given up", counter("screenpop_notifications_reconciliation_dropped_total", map[string]string{}, slices.Repeat([]float64{0}, 8)), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fired := alertsFiredOver(t, tc.scrapes, len(tc.scrapes)-1)
+			switch {
+			case tc.want == "" && len(fired) > 0:
+				t.Errorf("fired %v, want none", fired)
+			case tc.want != "" && !slices.Contains(fired, tc.want):
+				t.Errorf("fired %v, want %s", fired, tc.want)
+			}
+		})
 	}
 }
