@@ -54,3 +54,8 @@ func (c *Client) DialWith(dial func(ctx context.Context, network, addr string) (
 func (c *Client) TrustRoots(roots *x509.CertPool) {
 	c.cfg.HTTPClient.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: roots}
 }
+
+// CloseIdleConnectionsForTest drops the connections kept for the next
+// request, as Dataverse or the idle timeout does: the next request dials,
+// and so resolves the host's name, again.
+func (c *Client) CloseIdleConnectionsForTest() { c.cfg.HTTPClient.CloseIdleConnections() }

@@ -226,7 +226,9 @@ func (ts *tokenSource) request(ctx context.Context) (string, time.Duration, erro
 	resp, err := c.cfg.HTTPClient.Do(req)
 	if err != nil {
 		c.metrics.request("token", "error", time.Since(start))
-		return "", 0, fmt.Errorf("token request: %w (check DATAVERSE_TOKEN_URL / DATAVERSE_TENANT_ID and network access to the Entra ID endpoint)", err)
+		// Without the local port: the error is also the failed lookups'
+		// cause, for the log limiter.
+		return "", 0, fmt.Errorf("token request: %w (check DATAVERSE_TOKEN_URL / DATAVERSE_TENANT_ID and network access to the Entra ID endpoint)", withoutLocalAddr(err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -578,15 +579,30 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // with every connection, and a failure's text is its cause for the log
 // limiter (one warning per cause every 10 s), so a Dataverse resetting
 // connections was a warning per lookup. The remote address, which node
-// failed, stays.
+// failed, stays. The same goes for a DNS query's failure, whose text Go
+// writes with the query's own local port ("lookup dv.example.com on
+// 127.0.0.53:53: read udp 127.0.0.1:48572->127.0.0.53:53: read: connection
+// refused", the host's resolver not running): a warning per lookup for as
+// long as DNS failed.
 func withoutLocalAddr(err error) error {
 	for e := err; e != nil; e = errors.Unwrap(e) {
 		if oe, ok := e.(*net.OpError); ok {
 			oe.Source = nil
+			if de, ok := oe.Err.(*net.DNSError); ok {
+				// The lookups that asked at once share it: a copy.
+				cp := *de
+				cp.Err = dnsLocalAddr.ReplaceAllString(de.Err, "$1")
+				oe.Err = &cp
+			}
 		}
 	}
 	return err
 }
+
+// dnsLocalAddr is the local address in the text of a DNS query's network
+// error ("read udp 127.0.0.1:48572->127.0.0.53:53"), as net.OpError writes
+// it with a Source.
+var dnsLocalAddr = regexp.MustCompile(`\b((?:read|write|dial) (?:udp|tcp)[46]? )\S+->`)
 
 // redirectHost is a Location's scheme and host, without its path or query
 // (which may quote the query's values).
