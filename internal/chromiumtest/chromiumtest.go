@@ -3,8 +3,8 @@
 // Chromium now and then crashes while it starts, on a loaded machine (seen
 // once in CI among the hundreds of starts a run makes: its crash handler's
 // lines, then the end of its output, before it listened). That says nothing
-// of the code under test, so Start starts it again, up to three times, and
-// logs each crash; a browser that never starts still fails the test.
+// of the code under test, so Start starts it again, three starts at most,
+// and logs each crash; a browser that never starts still fails the test.
 package chromiumtest
 
 import (
