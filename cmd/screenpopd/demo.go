@@ -41,7 +41,7 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 	log, lw := newDaemonLogger(cfg.LogLevel, cfg.LogFormat, c.stderr)
 	defer lw.Close(logFlush)
 	began := time.Now()
-	logForcedExit(ctx, log, lw, began)
+	logForcedExit(ctx, cfg.LogLevel, cfg.LogFormat, c.stderr, lw, began)
 	// A fresh temporary store unless SCREENPOP_DATA_DIR or --data-dir
 	// names one: asked of the parsed configuration, so the flag counts.
 	d, err := StartDemo(ctx, cfg, log, !cfg.IsSet("SCREENPOP_DATA_DIR"))

@@ -79,11 +79,16 @@ const forcedLogFlush = 500 * time.Millisecond
 // the stop was cut short, and write that line and those queued before it:
 // without it the log just ended, a line or more short, and on-call could
 // not tell a forced exit from a crash or a kill.
-func logForcedExit(ctx context.Context, log zerolog.Logger, lw *logwriter.Writer, began time.Time) {
+func logForcedExit(ctx context.Context, level, format string, out io.Writer, lw *logwriter.Writer, began time.Time) {
+	format = logFormat(format, out)
 	onForcedExit(ctx, func() {
-		log.Warn().Str("component", "main").Int64("uptime_s", int64(time.Since(began).Seconds())).
+		// Written as the last line even when the buffer is full (a
+		// stalled reader, which is often why a stop is cut short).
+		var b bytes.Buffer
+		l := NewLogger(level, format, &b)
+		l.Warn().Str("component", "main").Int64("uptime_s", int64(time.Since(began).Seconds())).
 			Msg("screenpopd stopped at once by a second signal, before its graceful stop ended: agents see their socket drop, events not yet stored in NATS are lost, those the resolver held come back after their ack wait")
-		lw.Close(forcedLogFlush)
+		lw.CloseWith(b.Bytes(), forcedLogFlush)
 	})
 }
 

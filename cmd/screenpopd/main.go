@@ -214,7 +214,7 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 	}
 	log, lw := newDaemonLogger(cfg.LogLevel, cfg.LogFormat, c.stderr)
 	defer lw.Close(logFlush)
-	logForcedExit(ctx, log, lw, time.Now())
+	logForcedExit(ctx, cfg.LogLevel, cfg.LogFormat, c.stderr, lw, time.Now())
 	for _, u := range unknown {
 		log.Warn().Str("component", "main").Msg(u)
 	}

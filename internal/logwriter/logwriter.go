@@ -86,14 +86,23 @@ func (w *Writer) Dropped() uint64 { return w.total.Load() }
 // Close writes what is queued, and the notice of lines dropped since the
 // last one, waiting at most timeout for out, and reports whether out took
 // it all. Lines written after it are dropped.
-func (w *Writer) Close(timeout time.Duration) bool {
+func (w *Writer) Close(timeout time.Duration) bool { return w.CloseWith(nil, timeout) }
+
+// CloseWith is Close with a last line: last follows the queued lines and
+// the notice, over the limit if need be, and nothing follows it (a line
+// another goroutine writes meanwhile is dropped). For the line that says
+// why the log ends. Only the first Close or CloseWith queues anything.
+func (w *Writer) CloseWith(last []byte, timeout time.Duration) bool {
 	w.mu.Lock()
-	if w.dropped > 0 && !w.closed {
-		// Lines dropped with none logged since: their notice is the last
-		// line, over the limit if need be (nothing follows it).
-		w.notices = append(w.notices, queuedNotice{len(w.pending), w.dropped})
-		w.pending = append(w.pending, w.notice(w.dropped)...)
-		w.dropped = 0
+	if !w.closed {
+		if w.dropped > 0 {
+			// Lines dropped with none logged since: their notice goes
+			// last but for last, over the limit if need be.
+			w.notices = append(w.notices, queuedNotice{len(w.pending), w.dropped})
+			w.pending = append(w.pending, w.notice(w.dropped)...)
+			w.dropped = 0
+		}
+		w.pending = append(w.pending, last...)
 	}
 	w.closed = true
 	w.mu.Unlock()

@@ -301,3 +301,33 @@ func TestWriter_ADiskThatStaysFullCountsEveryLostLineOnce(t *testing.T) {
 		})
 	}
 }
+
+// The line that says why the log ends (a forced exit) is its last line
+// even with the buffer full of lines a stuck reader did not take: after
+// the notice of those dropped; a line written after it is dropped.
+func TestWriter_CloseWithEndsTheLogOverTheLimit(t *testing.T) {
+	s := newSink()
+	w := logwriter.New(s, 100, notice) // ten lines of 10 bytes
+	s.held.Lock()
+	w.Write([]byte("line 0000\n"))
+	<-s.entered
+	for i := 1; i < 30; i++ {
+		w.Write(fmt.Appendf(nil, "line %04d\n", i))
+	}
+	closed := make(chan bool, 1)
+	go func() { closed <- w.CloseWith([]byte("stopped at once\n"), 5*time.Second) }()
+	s.held.Unlock()
+	if !<-closed {
+		t.Fatal("CloseWith did not flush within 5 s")
+	}
+	got := s.lines()
+	if n := len(got); n < 2 || got[n-2] != "dropped 19" || got[n-1] != "stopped at once" {
+		t.Errorf("the reader read\n%s\nwant the lines taken, \"dropped 19\", then \"stopped at once\"", strings.Join(got, "\n"))
+	}
+	if w.Write([]byte("too late\n")); w.Dropped() != 20 {
+		t.Errorf("Dropped = %d after a line written after CloseWith, want 20", w.Dropped())
+	}
+	if got := s.lines(); got[len(got)-1] != "stopped at once" {
+		t.Errorf("a line written after CloseWith reached the reader: %q", got[len(got)-1])
+	}
+}
