@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,28 +33,7 @@ func TestMain_DemoForcedExitRemovesItsStore(t *testing.T) {
 	if len(stores) != 1 {
 		t.Fatalf("the running demo's stores under TMPDIR: %v, want one", stores)
 	}
-	// An admin request in flight holds the graceful stop up for 2 s, so
-	// the second signal finds it under way however fast the machine.
-	profiled := make(chan struct{})
-	defer func() { <-profiled; http.DefaultClient.CloseIdleConnections() }()
-	go func() {
-		defer close(profiled)
-		if resp, err := http.Get(p.admin + "/debug/pprof/profile?seconds=30"); err == nil {
-			resp.Body.Close()
-		}
-	}()
-	time.Sleep(300 * time.Millisecond) // the profile request reaches the server
-	p.signal(t, syscall.SIGTERM)
-	waitFor(t, 10*time.Second, "the first SIGTERM taken (/readyz 503 or closed)", func() bool {
-		resp, err := http.Get(p.admin + "/readyz")
-		if err != nil {
-			return true
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusServiceUnavailable
-	})
-	time.Sleep(2 * signalEcho) // not an echo of the first
-	p.signal(t, syscall.SIGTERM)
+	signalTwice(t, p.cmd, p.admin, syscall.SIGTERM)
 	select {
 	case <-p.exited:
 	case <-time.After(15 * time.Second):

@@ -85,32 +85,7 @@ func TestMain_ForcedExitWithAStalledLogReader(t *testing.T) {
 	if stores, _ := filepath.Glob(filepath.Join(tmp, "screenpop-demo-*")); len(stores) != 1 {
 		t.Fatalf("the running demo's stores under TMPDIR: %v, want one", stores)
 	}
-	// An admin request in flight holds the graceful stop up for 2 s.
-	profiled := make(chan struct{})
-	defer func() { <-profiled; http.DefaultClient.CloseIdleConnections() }()
-	go func() {
-		defer close(profiled)
-		if resp, err := http.Get(base + "/debug/pprof/profile?seconds=30"); err == nil {
-			resp.Body.Close()
-		}
-	}()
-	time.Sleep(300 * time.Millisecond)
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "the first SIGINT taken (/readyz 503 or closed)", func() bool {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return true
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusServiceUnavailable
-	})
-	time.Sleep(2 * signalEcho)
-	second := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
+	second := signalTwice(t, cmd, base, syscall.SIGINT)
 	select {
 	case err := <-exited:
 		took := time.Since(second)
@@ -132,6 +107,42 @@ func TestMain_ForcedExitWithAStalledLogReader(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(tmp, "screenpop-demo-*")); len(left) > 0 {
 		t.Errorf("the demo's temporary store is left behind after a forced exit with a stalled log: %v", left)
 	}
+}
+
+// signalTwice asks the process of cmd (its admin listener at admin) for a
+// graceful stop with sig, holds that stop up (an admin request in flight:
+// a CPU profile, which the admin listener's shutdown waits 2 s for, so the
+// second signal finds it under way however fast the machine), waits until
+// the first is taken (/readyz 503 or closed), and sends sig again: a
+// second request, not an echo of the first. It returns when it sent it.
+func signalTwice(t *testing.T, cmd *exec.Cmd, admin string, sig syscall.Signal) time.Time {
+	t.Helper()
+	profiled := make(chan struct{})
+	t.Cleanup(func() { <-profiled; http.DefaultClient.CloseIdleConnections() })
+	go func() {
+		defer close(profiled)
+		if resp, err := http.Get(admin + "/debug/pprof/profile?seconds=30"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // the profile request reaches the server
+	if err := cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the first "+sig.String()+" taken (/readyz 503 or closed)", func() bool {
+		resp, err := http.Get(admin + "/readyz")
+		if err != nil {
+			return true
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	time.Sleep(2 * signalEcho)
+	second := time.Now()
+	if err := cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	return second
 }
 
 // fillPipe writes to w until the pipe holds all it can, so that the next

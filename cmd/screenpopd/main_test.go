@@ -718,41 +718,7 @@ func TestMain_SecondSignalForcesExit(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	// An admin request in flight: the admin listener's shutdown waits 2 s for it.
-	profiled := make(chan struct{})
-	defer func() { <-profiled; http.DefaultClient.CloseIdleConnections() }()
-	go func() {
-		defer close(profiled)
-		if resp, err := http.Get(base + "/debug/pprof/profile?seconds=30"); err == nil {
-			resp.Body.Close()
-		}
-	}()
-	time.Sleep(300 * time.Millisecond) // the profile request reaches the server
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	// The first signal has been taken once /readyz says the daemon is
-	// stopping, or the admin listener is closing.
-	stopDeadline := time.Now().Add(10 * time.Second)
-	for {
-		if time.Now().After(stopDeadline) {
-			t.Fatal("/readyz still 200 10 s after SIGINT: the first signal was not taken")
-		}
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			break
-		}
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusServiceUnavailable {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(2 * signalEcho) // a second request, not an echo of the first
-	second := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
+	second := signalTwice(t, cmd, base, syscall.SIGINT)
 	select {
 	case err := <-exited:
 		t.Logf("exited %v after the second SIGINT: %v", time.Since(second), err)
