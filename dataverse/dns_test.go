@@ -4,151 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/screenpop/screenpop/dataverse"
 	"github.com/screenpop/screenpop/dataverse/dataversetest"
+	"github.com/screenpop/screenpop/internal/dnstest"
 	"github.com/screenpop/screenpop/internal/syncbuf"
 )
-
-// dnsAnswer is how the test's DNS server answers for a name.
-type dnsAnswer int
-
-const (
-	dnsOK       dnsAnswer = iota // A 127.0.0.1
-	dnsNXDomain                  // the name does not exist
-	dnsServFail                  // the resolver cannot answer
-	dnsSlow                      // A 127.0.0.1, after dnsServer.delay
-	dnsDown                      // nothing listens: the query is refused (ICMP port unreachable)
-)
-
-// dnsServer is a DNS server on loopback that Go's resolver is pointed at
-// for the test (net.DefaultResolver, which the client's dialer uses). Names
-// not in answers are NXDOMAIN; no query leaves the host.
-type dnsServer struct {
-	pc      net.PacketConn
-	refuser string // a loopback UDP port nothing listens on
-	mu      sync.Mutex
-	answers map[string]dnsAnswer
-	delay   time.Duration
-	wg      sync.WaitGroup
-}
-
-func startDNS(t *testing.T) *dnsServer {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refuser := closed.LocalAddr().String()
-	closed.Close()
-	s := &dnsServer{pc: pc, refuser: refuser, answers: map[string]dnsAnswer{}}
-	s.wg.Add(1)
-	go s.serve()
-	old := net.DefaultResolver
-	net.DefaultResolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		var d net.Dialer
-		s.mu.Lock()
-		addr := pc.LocalAddr().String()
-		if s.answers["*down*"] == dnsDown {
-			addr = s.refuser
-		}
-		s.mu.Unlock()
-		return d.DialContext(ctx, "udp", addr)
-	}}
-	t.Cleanup(func() {
-		net.DefaultResolver = old
-		pc.Close()
-		s.wg.Wait()
-	})
-	return s
-}
-
-func (s *dnsServer) set(name string, a dnsAnswer) {
-	s.mu.Lock()
-	s.answers[name] = a
-	s.mu.Unlock()
-}
-
-// down makes every query refused (the host's resolver is not running), or
-// answered again.
-func (s *dnsServer) down(down bool) {
-	s.mu.Lock()
-	if down {
-		s.answers["*down*"] = dnsDown
-	} else {
-		delete(s.answers, "*down*")
-	}
-	s.mu.Unlock()
-}
-
-func (s *dnsServer) serve() {
-	defer s.wg.Done()
-	buf := make([]byte, 1500)
-	for {
-		n, from, err := s.pc.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		var p dnsmessage.Parser
-		h, err := p.Start(buf[:n])
-		if err != nil {
-			continue
-		}
-		q, err := p.Question()
-		if err != nil {
-			continue
-		}
-		name := strings.TrimSuffix(q.Name.String(), ".")
-		s.mu.Lock()
-		a, known := s.answers[name]
-		delay := s.delay
-		s.mu.Unlock()
-		if !known {
-			a = dnsNXDomain
-		}
-		rh := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired, RecursionAvailable: true}
-		switch a {
-		case dnsNXDomain:
-			rh.RCode = dnsmessage.RCodeNameError
-		case dnsServFail:
-			rh.RCode = dnsmessage.RCodeServerFailure
-		}
-		b := dnsmessage.NewBuilder(nil, rh)
-		b.EnableCompression()
-		_ = b.StartQuestions()
-		_ = b.Question(q)
-		if (a == dnsOK || a == dnsSlow) && q.Type == dnsmessage.TypeA {
-			_ = b.StartAnswers()
-			_ = b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 60}, dnsmessage.AResource{A: [4]byte{127, 0, 0, 1}})
-		}
-		msg, err := b.Finish()
-		if err != nil {
-			continue
-		}
-		if a == dnsSlow {
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				time.Sleep(delay)
-				_, _ = s.pc.WriteTo(msg, from)
-			}()
-			continue
-		}
-		_, _ = s.pc.WriteTo(msg, from)
-	}
-}
 
 const (
 	dvHost    = "dv.example.test"
@@ -159,11 +25,10 @@ const (
 // endpoint login.example.test) through the test's DNS server, and a client
 // of it whose log goes to the returned buffer. tokenLife > 0 makes short
 // tokens.
-func dnsEnv(t *testing.T, tokenLife time.Duration) (*dnsServer, *dataversetest.Server, *dataverse.Client, *syncbuf.Buffer) {
+func dnsEnv(t *testing.T, tokenLife time.Duration) (*dnstest.Server, *dataversetest.Server, *dataverse.Client, *syncbuf.Buffer) {
 	t.Helper()
-	dns := startDNS(t)
-	dns.set(dvHost, dnsOK)
-	dns.set(loginHost, dnsOK)
+	dns := dnstest.Start(t)
+	dns.Set(dnstest.OK, dvHost, loginHost)
 	srv := dataversetest.New(dataversetest.Config{TokenLifetime: tokenLife})
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -210,20 +75,20 @@ func TestClient_DNS(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		host   string
-		answer dnsAnswer
+		answer dnstest.Answer
 		says   string
 	}{
-		{"OrgHostNXDOMAIN", dvHost, dnsNXDomain, "lookup " + dvHost},
-		{"OrgHostSERVFAIL", dvHost, dnsServFail, "lookup " + dvHost},
-		{"LoginHostNXDOMAIN", loginHost, dnsNXDomain, "lookup " + loginHost},
-		{"LoginHostSERVFAIL", loginHost, dnsServFail, "lookup " + loginHost},
+		{"OrgHostNXDOMAIN", dvHost, dnstest.NXDomain, "lookup " + dvHost},
+		{"OrgHostSERVFAIL", dvHost, dnstest.ServFail, "lookup " + dvHost},
+		{"LoginHostNXDOMAIN", loginHost, dnstest.NXDomain, "lookup " + loginHost},
+		{"LoginHostSERVFAIL", loginHost, dnstest.ServFail, "lookup " + loginHost},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dns, srv, c, logs := dnsEnv(t, 3*time.Second)
 			id := srv.AddContact(dataversetest.Contact{FirstName: "Ada", LastName: "Dns", Telephone1: "+13175550410"})
 			warm(t, srv, c)
 			c.CloseIdleConnectionsForTest()
-			dns.set(tc.host, tc.answer)
+			dns.Set(tc.answer, tc.host)
 			if tc.host == loginHost {
 				time.Sleep(3 * time.Second) // the token in hand expires
 			}
@@ -237,7 +102,7 @@ func TestClient_DNS(t *testing.T) {
 				t.Fatalf("warnings %v, want one whose error says %q", w, tc.says)
 			}
 			t.Logf("on-call reads: %s", w[0]["error"])
-			dns.set(tc.host, dnsOK)
+			dns.Set(dnstest.OK, tc.host)
 			back := time.Now()
 			took := recoveredIn(t, c, "+13175550410", id, back)
 			t.Logf("the record popped again %v after DNS came back", took.Round(time.Millisecond))
@@ -254,10 +119,8 @@ func TestClient_DNS(t *testing.T) {
 		id := srv.AddContact(dataversetest.Contact{FirstName: "Ada", LastName: "Slow", Telephone1: "+13175550411"})
 		warm(t, srv, c)
 		c.CloseIdleConnectionsForTest()
-		dns.mu.Lock()
-		dns.delay = 3 * time.Second
-		dns.mu.Unlock()
-		dns.set(dvHost, dnsSlow)
+		dns.SetDelay(3 * time.Second)
+		dns.Set(dnstest.Slow, dvHost)
 		start := time.Now()
 		_, err := c.Lookup(ctxT(t, popDeadline), phone("+13175550411"))
 		took := time.Since(start)
@@ -298,7 +161,7 @@ func TestClient_DNS(t *testing.T) {
 			if expired {
 				time.Sleep(3 * time.Second) // the token in hand expires
 			}
-			dns.down(true)
+			dns.Down(true)
 			end := time.Now().Add(8 * time.Second)
 			for time.Now().Before(end) {
 				_, _ = c.Lookup(ctxT(t, popDeadline), phone("+13175552999"))
