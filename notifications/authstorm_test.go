@@ -1,7 +1,6 @@
 package notifications_test
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,7 +15,6 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
 
-	"github.com/screenpop/screenpop/bridge/bus"
 	"github.com/screenpop/screenpop/notifications"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 	"github.com/screenpop/screenpop/push"
@@ -88,42 +86,8 @@ func startAuthStorm(t *testing.T, cfg push.Config, usersMeDelay time.Duration) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := bus.Start(ctx, bus.Config{Listen: "off", DataDir: t.TempDir()}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	cfg.Auth = push.AuthGenesys
-	srv, err := push.New(cfg, b, auth, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, rcancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(rctx, ln) }()
-	t.Cleanup(func() {
-		rcancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("push server did not stop")
-		}
-		notifications.CloseIdleConnections(auth)
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for !srv.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("push server not ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return &authStorm{emu: emu, log: l, srv: srv, wsURL: "ws://" + ln.Addr().String() + "/v1/ws", conns: &opened}
+	srv, wsURL := startGenesysPush(t, cfg, auth, zerolog.Nop())
+	return &authStorm{emu: emu, log: l, srv: srv, wsURL: wsURL, conns: &opened}
 }
 
 // connectAll opens n agent pages at once, each with its own agent's

@@ -15,7 +15,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/screenpop/screenpop/bridge"
-	"github.com/screenpop/screenpop/bridge/bus"
 	"github.com/screenpop/screenpop/internal/dnstest"
 	"github.com/screenpop/screenpop/internal/syncbuf"
 	"github.com/screenpop/screenpop/notifications"
@@ -193,38 +192,10 @@ func TestPushGenesysAuth_DNS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := bus.Start(ctx, bus.Config{Listen: "off", DataDir: t.TempDir()}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
 	var logs syncbuf.Buffer
 	// Tokens are checked again every 2 s: a page let in keeps its socket
 	// through a DNS failure at its re-check.
-	srv, err := push.New(push.Config{Auth: push.AuthGenesys, Revalidate: 2 * time.Second}, b, auth, zerolog.New(&logs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, rcancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(rctx, ln) }()
-	t.Cleanup(func() {
-		rcancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("push server did not stop")
-		}
-		notifications.CloseIdleConnections(auth)
-	})
-	waitFor(t, 10*time.Second, "push server ready", srv.Ready)
-	wsURL := "ws://" + ln.Addr().String() + "/v1/ws"
+	_, wsURL := startGenesysPush(t, push.Config{Revalidate: 2 * time.Second}, auth, zerolog.New(&logs))
 
 	// hello says hello with token and returns the first frame's type and,
 	// for an error frame (sent before the close) or a close, its code.
