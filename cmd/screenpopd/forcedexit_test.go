@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,10 +28,8 @@ func TestMain_ForcedExitWithAStalledLogReader(t *testing.T) {
 	}
 	defer r.Close()
 	fillPipe(t, w)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(),
-		"SCREENPOP_TEST_MAIN=1",
-		"TMPDIR="+tmp,
+	cmd, base, exited := startDemoProcess(t, []string{
+		"TMPDIR=" + tmp,
 		"SCREENPOP_DATA_DIR=",
 		"SCREENPOP_LISTEN=127.0.0.1:0",
 		"SCREENPOP_ADMIN_LISTEN=127.0.0.1:0",
@@ -38,50 +37,7 @@ func TestMain_ForcedExitWithAStalledLogReader(t *testing.T) {
 		"SCREENPOP_PPROF=true",
 		"LOG_LEVEL=info",
 		"LOG_FORMAT=json",
-	)
-	cmd.Stderr = w
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	exited := make(chan error, 1)
-	waited := make(chan struct{})
-	defer func() {
-		_ = cmd.Process.Kill()
-		<-waited
-	}()
-	admin := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if l := strings.TrimSpace(sc.Text()); strings.HasPrefix(l, "Admin:") {
-				admin <- strings.TrimSuffix(strings.Fields(l)[1], "/status")
-			}
-		}
-		exited <- cmd.Wait()
-		close(waited)
-	}()
-	var base string
-	select {
-	case base = <-admin:
-	case err := <-exited:
-		t.Fatalf("the demo exited at start: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("the demo did not start with its log's reader stalled")
-	}
-	base = "http://" + strings.TrimPrefix(base, "http://")
-	waitFor(t, 30*time.Second, "the demo ready", func() bool {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	}, w)
 	if stores, _ := filepath.Glob(filepath.Join(tmp, "screenpop-demo-*")); len(stores) != 1 {
 		t.Fatalf("the running demo's stores under TMPDIR: %v, want one", stores)
 	}
@@ -107,6 +63,64 @@ func TestMain_ForcedExitWithAStalledLogReader(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(tmp, "screenpop-demo-*")); len(left) > 0 {
 		t.Errorf("the demo's temporary store is left behind after a forced exit with a stalled log: %v", left)
 	}
+}
+
+// startDemoProcess runs this test binary as `screenpopd demo` (main, with
+// its signals) with env added to the test's, its stderr going to stderr
+// (a file given there is the child's once it started: closed here), and
+// returns once it is ready: the process, its admin URL (read from the
+// "Admin:" line on stdout) and a channel with cmd.Wait's result. It is
+// killed at the test's end if still running.
+func startDemoProcess(t *testing.T, env []string, stderr io.Writer) (*exec.Cmd, string, <-chan error) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), "SCREENPOP_TEST_MAIN=1"), env...)
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if f, ok := stderr.(*os.File); ok {
+		f.Close()
+	}
+	exited := make(chan error, 1)
+	waited := make(chan struct{})
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-waited
+	})
+	admin := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if l := strings.TrimSpace(sc.Text()); strings.HasPrefix(l, "Admin:") {
+				admin <- strings.TrimSuffix(strings.Fields(l)[1], "/status")
+			}
+		}
+		exited <- cmd.Wait()
+		close(waited)
+	}()
+	var base string
+	select {
+	case base = <-admin:
+	case err := <-exited:
+		t.Fatalf("the demo exited at start: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("the demo did not start")
+	}
+	base = "http://" + strings.TrimPrefix(base, "http://")
+	waitFor(t, 30*time.Second, "the demo ready", func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return cmd, base, exited
 }
 
 // signalTwice asks the process of cmd (its admin listener at admin) for a

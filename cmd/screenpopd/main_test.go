@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -660,64 +658,16 @@ func TestDemo_DataDirFlag(t *testing.T) {
 // admin request in flight (a CPU profile), so a process that ignores the
 // second signal exits about 2 s after the first.
 func TestMain_SecondSignalForcesExit(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(),
-		"SCREENPOP_TEST_MAIN=1",
+	var stderr syncbuf.Buffer
+	cmd, base, exited := startDemoProcess(t, []string{
 		"SCREENPOP_LISTEN=127.0.0.1:0",
 		"SCREENPOP_ADMIN_LISTEN=127.0.0.1:0",
 		"SCREENPOP_NATS_LISTEN=off",
-		"SCREENPOP_DATA_DIR="+t.TempDir(),
+		"SCREENPOP_DATA_DIR=" + t.TempDir(),
 		"SCREENPOP_PPROF=true",
 		"LOG_LEVEL=warn",
 		"LOG_FORMAT=json",
-	)
-	var stderr syncbuf.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	waited := make(chan struct{})
-	defer func() {
-		_ = cmd.Process.Kill()
-		<-waited
-	}()
-	admin := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if l := strings.TrimSpace(sc.Text()); strings.HasPrefix(l, "Admin:") {
-				f := strings.Fields(l)
-				admin <- strings.TrimSuffix(f[1], "/status")
-			}
-		}
-		exited <- cmd.Wait()
-		close(waited)
-	}()
-	var base string
-	select {
-	case base = <-admin:
-	case <-time.After(60 * time.Second):
-		t.Fatal("demo did not start")
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("demo not ready")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	}, &stderr)
 	second := signalTwice(t, cmd, base, syscall.SIGINT)
 	select {
 	case err := <-exited:

@@ -43,6 +43,21 @@ func (s *sink) lines() []string {
 
 func notice(n uint64) []byte { return fmt.Appendf(nil, "dropped %d\n", n) }
 
+// stuckAfterThirtyLines returns a writer holding ten lines of 10 bytes and
+// its reader, held (s.held locked) on the first of 30 lines written: the
+// writer holds ten, and has dropped 19.
+func stuckAfterThirtyLines() (*sink, *logwriter.Writer) {
+	s := newSink()
+	w := logwriter.New(s, 100, notice)
+	s.held.Lock()
+	w.Write([]byte("line 0000\n"))
+	<-s.entered
+	for i := 1; i < 30; i++ {
+		w.Write(fmt.Appendf(nil, "line %04d\n", i))
+	}
+	return s, w
+}
+
 func waitLines(t *testing.T, s *sink, n int) []string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -178,14 +193,7 @@ func TestWriter_ConcurrentWritersLoseNothing(t *testing.T) {
 // them, or the log has a gap nothing points at (the metric is gone with
 // the process).
 func TestWriter_CloseSaysHowManyWereDroppedBeforeIt(t *testing.T) {
-	s := newSink()
-	w := logwriter.New(s, 100, notice) // ten lines of 10 bytes
-	s.held.Lock()
-	w.Write([]byte("line 0000\n"))
-	<-s.entered
-	for i := 1; i < 30; i++ {
-		w.Write(fmt.Appendf(nil, "line %04d\n", i))
-	}
+	s, w := stuckAfterThirtyLines()
 	if got := w.Dropped(); got != 19 {
 		t.Fatalf("Dropped = %d while stuck, want 19", got)
 	}
@@ -306,14 +314,7 @@ func TestWriter_ADiskThatStaysFullCountsEveryLostLineOnce(t *testing.T) {
 // even with the buffer full of lines a stuck reader did not take: after
 // the notice of those dropped; a line written after it is dropped.
 func TestWriter_CloseWithEndsTheLogOverTheLimit(t *testing.T) {
-	s := newSink()
-	w := logwriter.New(s, 100, notice) // ten lines of 10 bytes
-	s.held.Lock()
-	w.Write([]byte("line 0000\n"))
-	<-s.entered
-	for i := 1; i < 30; i++ {
-		w.Write(fmt.Appendf(nil, "line %04d\n", i))
-	}
+	s, w := stuckAfterThirtyLines()
 	closed := make(chan bool, 1)
 	go func() { closed <- w.CloseWith([]byte("stopped at once\n"), 5*time.Second) }()
 	s.held.Unlock()
