@@ -145,9 +145,11 @@ const (
 const socketStable = 10 * time.Second
 
 // errRedial marks an attempt that only redialled a kept channel's socket
-// and failed without the channel refusing it (a network error, a 5xx:
-// Genesys or the path to it down). Such an attempt costs one upgrade
-// request, no API request and no reconciliation, so it is retried within
+// (or dialled a subscribed one's, whose next attempts only redial: the
+// pending channel's dialOnly) and failed without the channel refusing it
+// (a network error, a 5xx: Genesys or the path to it down). Such an
+// attempt costs one upgrade request, no API request and no
+// reconciliation, so it is retried within
 // outageRetryMax, as are attempts that make or subscribe a channel and
 // failed for want of an answer (apiOutage: a 5xx, a network error or
 // timeout); a refusal, and sockets that close soon after they open, keep
@@ -161,6 +163,18 @@ func genesysDown(err error) bool { return errors.As(err, new(errRedial)) || apiO
 
 func (e errRedial) Error() string { return e.err.Error() }
 func (e errRedial) Unwrap() error { return e.err }
+
+// redialed returns the error of a socket's dial that was all its attempt
+// was, or all the next one will be: an errRedial when no answer came or
+// the answer was a 5xx, else err (a 408, a 429, a proxy's refusal: the
+// full backoff, or the answer's Retry-After).
+func redialed(err error) error {
+	var de *dialError
+	if errors.As(err, &de) && (de.status == 0 || de.status >= 500) {
+		return errRedial{err}
+	}
+	return err
+}
 
 // dialError is a socket's upgrade that failed: status is the answer's,
 // or a forward proxy's to its CONNECT (0: none, a network error), and
@@ -681,15 +695,21 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 			return s, nil
 		}
 		if !errors.Is(err, errNotFound) {
-			var de *dialError
-			if errors.As(err, &de) && (de.status == 0 || de.status >= 500) {
-				return nil, errRedial{err}
-			}
-			return nil, err
+			return nil, redialed(err)
 		}
 		log.Info().Str("channel_id", channelRef(chID)).Msg("genesys channel gone, creating a new one")
 		sh.goneEarly(chID, exp, gen)
 	}
+	return sh.establishPending(ctx, reuse, true)
+}
+
+// establishPending returns a connected session on the shard's pending
+// channel (one made by an earlier attempt that failed) or on a new one.
+// again lets it make a new channel in the same attempt when the pending
+// one turns out to be gone, rather than after the backoff that the failed
+// attempts grew.
+func (sh *shard) establishPending(ctx context.Context, reuse, again bool) (*session, error) {
+	log := sh.logger()
 	sh.mu.Lock()
 	p := sh.pending
 	sh.mu.Unlock()
@@ -709,12 +729,17 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 		sh.setPending(p)
 	} else {
 		reused = true
-		log.Info().Str("channel_id", channelRef(p.id)).Msg("genesys channel reused (of a failed attempt, or of a shard that emptied)")
-		// Its subscription is put again, even unchanged: that is what
-		// tells a channel gone since (404) from a path that refuses.
-		sh.mu.Lock()
-		sh.lastPut = ""
-		sh.mu.Unlock()
+		if !p.dialOnly {
+			log.Info().Str("channel_id", channelRef(p.id)).Msg("genesys channel reused (of a failed attempt, or of a shard that emptied)")
+			// Its subscription is put again, even unchanged: that is what
+			// tells a channel gone since (404) from a path that refuses.
+			sh.mu.Lock()
+			sh.lastPut = ""
+			sh.mu.Unlock()
+		}
+		// else its list was put and its socket's dial had no answer
+		// about the channel: dialled again, its list put only if it
+		// changed (subscribe compares it with lastPut).
 	}
 	var s *session
 	if !reuse {
@@ -742,6 +767,11 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 		}
 		if errors.Is(err, errNotFound) {
 			sh.setPending(pendingChannel{})
+			if reused && again {
+				// Expired or evicted while it had no socket.
+				log.Info().Str("channel_id", channelRef(p.id)).Msg("genesys channel gone, creating a new one")
+				return sh.establishPending(ctx, reuse, false)
+			}
 		}
 		return nil, err
 	}
@@ -753,7 +783,27 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 			// likely the path (a proxy) than the channel, and a channel made
 			// per attempt would evict the others'. The next attempt's
 			// subscription tells a channel that is really gone (404).
-			return nil, err
+			if errors.Is(err, errNotFound) {
+				if p.dialOnly {
+					// Refused after dials that had no answer (the host is
+					// back): put the list now, to tell a channel gone
+					// meanwhile (a new one) from a path that refuses.
+					p.dialOnly = false
+					sh.setPending(p)
+					return sh.establishPending(ctx, reuse, again)
+				}
+				return nil, err
+			}
+			// No answer about the channel (the streaming host's name does
+			// not resolve, it answers 5xx, a proxy refuses websockets): its
+			// subscription is in, so the next attempts only dial, as a kept
+			// channel's redial does, and as often. Putting the unchanged list
+			// again before each (a second apart in an outage) would spend the
+			// OAuth client's API budget, which the gap's reconciliation needs
+			// once the socket is up, and tell nothing the dial does not.
+			p.dialOnly = true
+			sh.setPending(p)
+			return nil, redialed(err)
 		}
 	}
 	sh.mu.Lock()
@@ -820,11 +870,14 @@ func (sh *shard) judgeGone() {
 		Msg("genesys channel gone before it expired, most likely evicted: Genesys keeps 20 channels per OAuth client; is another screenpopd or program using this one? give each its own OAuth client, or watch fewer agents per instance")
 }
 
-// pendingChannel is a created channel not yet in use.
+// pendingChannel is a created channel not yet in use. dialOnly is set
+// once its subscription was accepted (the shard's lastPut) and its socket's
+// dial then failed without the channel being refused.
 type pendingChannel struct {
-	id, uri string
-	expires time.Time
-	tokGen  int
+	id, uri  string
+	expires  time.Time
+	tokGen   int
+	dialOnly bool
 }
 
 // tokenGen is the generation of the current token, 0 before the first
@@ -1096,6 +1149,8 @@ func (sh *shard) dial(ctx context.Context, id, uri string) (*session, error) {
 			if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
 				wait = retryAfter(resp.Header.Get("Retry-After"))
 			}
+			// gorilla's "bad handshake" alone tells on-call nothing.
+			err = fmt.Errorf("the streaming host answered %s: %w", resp.Status, err)
 		}
 		return nil, &dialError{status: status, retryAfter: wait, err: fmt.Errorf("connect channel: %w", err)}
 	}
