@@ -234,29 +234,47 @@ func TestSilentFail_AlertsFiredOverSeesAFiringRule(t *testing.T) {
 // gap does not pop; TestClient_AConversationThatCannotBeFetchedHoldsUpNoOther
 // shows the counter rise). Each must page, and a rare 429 must not.
 func TestSilentFail_GenesysThrottlingAndReconciliationGivenUpPage(t *testing.T) {
-	counter := func(name string, labels map[string]string, per []float64) []scrape {
-		var scrapes []scrape
-		total := 0.0
-		for _, v := range per {
-			total += v
-			scrapes = append(scrapes, scrape{samples: []metricSample{
-				{name: "screenpop_ready", labels: map[string]string{}, value: 1},
-				{name: name, labels: labels, value: total}}})
-		}
-		return scrapes
-	}
 	throttled := map[string]string{"op": "subscribe", "code": "429"}
-	for _, tc := range []struct {
-		name    string
-		scrapes []scrape
-		want    string // "" for none
-	}{
+	firesOnly(t, []alertCase{
 		{"429s for 20 minutes", counter("screenpop_notifications_api_requests_total", throttled, slices.Repeat([]float64{3}, 20)), "ScreenpopGenesysThrottled"},
 		{"a few 429s once", counter("screenpop_notifications_api_requests_total", throttled, append([]float64{0, 4, 2}, slices.Repeat([]float64{0}, 17)...)), ""},
 		{"200s", counter("screenpop_notifications_api_requests_total", map[string]string{"op": "subscribe", "code": "200"}, slices.Repeat([]float64{30}, 20)), ""},
 		{"a conversation given up", counter("screenpop_notifications_reconciliation_dropped_total", map[string]string{}, append(slices.Repeat([]float64{0}, 5), 1, 0, 0)), "ScreenpopReconciliationGaveUp"},
 		{"none given up", counter("screenpop_notifications_reconciliation_dropped_total", map[string]string{}, slices.Repeat([]float64{0}, 8)), ""},
-	} {
+	})
+}
+
+// Two ways agents miss pops with the daemon ready, Genesys heard and pops
+// made: the push server cannot read pops from the stream (another service
+// publishing on screenpop.pops.*, or instances of two versions side by
+// side: push skips them, pops_invalid_total), and pages keep being refused
+// with 1013 because the token check cannot reach Genesys (agents who open
+// Dynamics get no pops; pages already open keep theirs). Each must page;
+// pages refused during a blip of two minutes must not.
+func TestSilentFail_UnreadablePopsAndPagesRefusedUnavailablePage(t *testing.T) {
+	unavailable := map[string]string{"result": "unavailable"}
+	firesOnly(t, []alertCase{
+		{"a pop unreadable", counter("screenpop_push_pops_invalid_total", map[string]string{}, append(slices.Repeat([]float64{0}, 5), 1, 0, 0)), "ScreenpopPopsUnreadable"},
+		{"pops read", counter("screenpop_push_pops_invalid_total", map[string]string{}, slices.Repeat([]float64{0}, 8)), ""},
+		// A page retries every few seconds, at most 30 s apart.
+		{"pages refused for 20 minutes", counter("screenpop_push_connects_total", unavailable, slices.Repeat([]float64{2}, 20)), "ScreenpopAgentPagesRefused"},
+		{"pages refused for two minutes", counter("screenpop_push_connects_total", unavailable, append([]float64{0, 12, 12}, slices.Repeat([]float64{0}, 17)...)), ""},
+		{"pages let in", counter("screenpop_push_connects_total", map[string]string{"result": "ok"}, slices.Repeat([]float64{50}, 20)), ""},
+	})
+}
+
+// alertCase is a counter's scrapes and the alert they must fire ("": none).
+type alertCase struct {
+	name    string
+	scrapes []scrape
+	want    string
+}
+
+// firesOnly runs the suggested alerts over each case's scrapes: want must
+// fire, and nothing may when want is "".
+func firesOnly(t *testing.T, cases []alertCase) {
+	t.Helper()
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			fired := alertsFiredOver(t, tc.scrapes, len(tc.scrapes)-1)
 			switch {
@@ -267,4 +285,18 @@ func TestSilentFail_GenesysThrottlingAndReconciliationGivenUpPage(t *testing.T) 
 			}
 		})
 	}
+}
+
+// counter is the scrapes of a ready daemon whose counter name (labels)
+// grew by per[i] in minute i.
+func counter(name string, labels map[string]string, per []float64) []scrape {
+	var scrapes []scrape
+	total := 0.0
+	for _, v := range per {
+		total += v
+		scrapes = append(scrapes, scrape{samples: []metricSample{
+			{name: "screenpop_ready", labels: map[string]string{}, value: 1},
+			{name: name, labels: labels, value: total}}})
+	}
+	return scrapes
 }
