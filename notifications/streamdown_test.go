@@ -1,15 +1,11 @@
 package notifications_test
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/internal/dnstest"
 	"github.com/screenpop/screenpop/notifications"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
@@ -100,12 +96,8 @@ func TestClient_StreamingHostDownPutsTheListOnce(t *testing.T) {
 			conv := g.emu.InboundCall(as[1].ID, "+13175550191", notificationstest.Options{}).Alert()
 			tc.back(dns, g.emu, as)
 			back := time.Now()
-			col.await(t, 30*time.Second, "the call that rang while the streaming host did not answer", conv, as[1].ID)
-			took := time.Since(back)
-			t.Logf("the call was heard %v after the streaming host answered again", took.Round(time.Millisecond))
-			if took > 2*popDeadline {
-				t.Errorf("the call that rang while the streaming host did not answer was heard %v after it answered again, more than twice the pop deadline (%v): the redials must not wait out a backoff grown during the outage", took.Round(10*time.Millisecond), popDeadline)
-			}
+			col.awaitSoon(t, "the call that rang while the streaming host did not answer", conv, as[1].ID, back,
+				"the redials must not wait out a backoff grown during the outage")
 			if n := g.emu.CountRequests(http.MethodPost, "/api/v2/notifications/channels"); n != 1 {
 				t.Errorf("%d channels made, want the one channel, kept through the failed dials", n)
 			}
@@ -134,12 +126,8 @@ func TestClient_StreamingHostBackToAChannelGoneMeanwhile(t *testing.T) {
 	conv := g.emu.InboundCall(as[0].ID, "+13175550192", notificationstest.Options{}).Alert()
 	dns.Set(dnstest.OK, streamingHost)
 	back := time.Now()
-	col.await(t, 30*time.Second, "the call that rang while the channel went", conv, as[0].ID)
-	took := time.Since(back)
-	t.Logf("the call was heard %v after the streaming host answered again", took.Round(time.Millisecond))
-	if took > 2*popDeadline {
-		t.Errorf("the call was heard %v after the streaming host answered again, more than twice the pop deadline (%v): a channel found gone is replaced in the same attempt, not after the backoff the failed dials grew", took.Round(10*time.Millisecond), popDeadline)
-	}
+	col.awaitSoon(t, "the call that rang while the channel went", conv, as[0].ID, back,
+		"a channel found gone is replaced in the same attempt, not after the backoff the failed dials grew")
 	if n := g.emu.CountRequests(http.MethodPost, "/api/v2/notifications/channels"); n != 2 {
 		t.Errorf("%d channels made, want 2: the first, gone, and its replacement", n)
 	}
@@ -148,23 +136,15 @@ func TestClient_StreamingHostBackToAChannelGoneMeanwhile(t *testing.T) {
 	}
 }
 
-// startByName starts a client with the daemon's retry timings for agents
-// against g, reached through the test's DNS server.
-func startByName(t *testing.T, g *genesysByName, agentIDs []string) (*harness, *collector) {
+// awaitSoon waits for conv's leg of agent, which must be heard within
+// twice the pop deadline of back, when Genesys answered again (why: what
+// a later one means).
+func (c *collector) awaitSoon(t *testing.T, what string, conv *notificationstest.Conversation, agent string, back time.Time, why string) {
 	t.Helper()
-	cfg := compressed(g.apiURL())
-	cfg.Agents = agentIDs
-	cfg.BackoffMin, cfg.BackoffMax = 0, 0 // the defaults: how the daemon retries
-	cfg.Registerer = prometheus.NewRegistry()
-	log, lb := newLog(t)
-	out := make(chan bridge.Snapshot, 64)
-	c, err := notifications.New(cfg, log, out)
-	if err != nil {
-		t.Fatal(err)
+	c.await(t, 30*time.Second, what, conv, agent)
+	took := time.Since(back)
+	t.Logf("%s: heard %v after Genesys answered again", what, took.Round(time.Millisecond))
+	if took > 2*popDeadline {
+		t.Errorf("%s: heard %v after Genesys answered again, more than twice the pop deadline (%v): %s", what, took.Round(10*time.Millisecond), popDeadline, why)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{t: t, emu: g.emu, client: c, out: out, logs: lb, cancel: cancel, done: make(chan error, 1), reg: cfg.Registerer.(*prometheus.Registry)}
-	go func() { h.done <- c.Run(ctx) }()
-	t.Cleanup(h.stop)
-	return h, collect(out)
 }
