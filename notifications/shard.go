@@ -122,6 +122,12 @@ type session struct {
 	// lastFrame is when the last frame was read, in nanoseconds since
 	// opened (monotonic: a step of the wall clock does not age it).
 	lastFrame atomic.Int64
+	// kept is set when the socket's channel was made by an earlier attempt
+	// (a kept channel redialled, a pending one reused): a result 404 as
+	// soon as it opens says the channel went while it had no socket (an
+	// outage of the streaming host, the dials learning nothing of it), not
+	// that the path refuses, and a new channel is made at once.
+	kept bool
 }
 
 // frameRead records that a frame was read at now, a time.Now().
@@ -413,6 +419,16 @@ func (sh *shard) run(ctx context.Context) {
 					e.Msg("genesys socket closed, reconnecting")
 					continue
 				}
+				if gone && ev.s.kept {
+					// Its channel went while it had no socket: the first
+					// answer about it after an outage of the streaming
+					// host. The next attempt makes a new channel, at once:
+					// the backoff the outage's redials grew would keep the
+					// agents unheard for up to BackoffMax. A new channel
+					// told gone as soon as it opens waits the backoff.
+					e.Msg("genesys socket closed, its channel gone meanwhile, reconnecting to a new one")
+					continue
+				}
 				wait := jitter(backoff)
 				e.Dur("backoff", wait).Msg("genesys socket closed soon after it opened, reconnecting after a backoff")
 				if !sleep(ctx, wait) {
@@ -691,6 +707,7 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 	if reuse && chID != "" {
 		s, err := sh.dial(ctx, chID, uri)
 		if err == nil {
+			s.kept = true
 			log.Info().Str("channel_id", channelRef(chID)).Msg("genesys socket reconnected")
 			return s, nil
 		}
@@ -806,6 +823,7 @@ func (sh *shard) establishPending(ctx context.Context, reuse, again bool) (*sess
 			return nil, redialed(err)
 		}
 	}
+	s.kept = reused
 	sh.mu.Lock()
 	sh.chID, sh.connectURI, sh.expires, sh.tokGen = p.id, p.uri, p.expires, p.tokGen
 	sh.pending = pendingChannel{}

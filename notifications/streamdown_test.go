@@ -148,3 +148,42 @@ func (c *collector) awaitSoon(t *testing.T, what string, conv *notificationstest
 		t.Errorf("%s: heard %v after Genesys answered again, more than twice the pop deadline (%v): %s", what, took.Round(10*time.Millisecond), popDeadline, why)
 	}
 }
+
+// TestClient_StreamingHostBackToAChannelGoneMeanwhileAsResult: as
+// TestClient_StreamingHostBackToAChannelGoneMeanwhile, with the service
+// telling a gone channel the other way it is reported to (GoneAsResult):
+// it accepts the socket's upgrade and sends {"result":"404"}. The channel,
+// subscribed and never dialled, goes early in a long outage of the
+// streaming host; the dials that only redial it learn nothing of that
+// until the host answers. Its socket then opens and is told the channel is
+// gone at once: a new channel must be made then, not after the backoff
+// that a second's redials grew to BackoffMax during the outage, or the
+// calls that ring for the agents meanwhile are heard only that long after.
+func TestClient_StreamingHostBackToAChannelGoneMeanwhileAsResult(t *testing.T) {
+	dns := dnstest.Start(t)
+	dns.Set(dnstest.OK, genesysHosts...)
+	as := agents(1)
+	g := serveByName(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, GoneAsResult: true})
+	dns.Set(dnstest.NXDomain, streamingHost)
+	h, col := startByName(t, g, ids(as))
+	waitFor(t, 10*time.Second, "the channel subscribed", func() bool {
+		return g.emu.CountRequests(http.MethodPut, "/api/v2/notifications/channels/") >= 1
+	})
+	time.Sleep(time.Second)
+	g.emu.RemoveChannelsOf(as[0].ID) // early in the outage
+	time.Sleep(9 * time.Second)      // the outage goes on: redials a second apart
+	dns.Set(dnstest.OK, streamingHost)
+	back := time.Now()
+	time.Sleep(3 * time.Second) // its socket opened and was told the channel is gone
+	conv := g.emu.InboundCall(as[0].ID, "+13175550193", notificationstest.Options{}).Alert()
+	rang := time.Now()
+	col.await(t, 90*time.Second, "the call that rang after the streaming host answered again", conv, as[0].ID)
+	took := time.Since(rang)
+	t.Logf("the call that rang %v after the streaming host answered again was heard %v after it rang", rang.Sub(back).Round(time.Millisecond), took.Round(time.Millisecond))
+	if took > 2*popDeadline {
+		t.Errorf("the call that rang %v after the streaming host answered again was heard %v after it rang, more than twice the pop deadline (%v): a channel found gone on its socket's first answer after the outage must be replaced at once, not after the backoff the outage's redials grew", rang.Sub(back).Round(time.Millisecond), took.Round(10*time.Millisecond), popDeadline)
+	}
+	if st := h.client.Status().(notifications.Status); len(st.Channels) == 0 || !st.Channels[0].Connected {
+		t.Errorf("channel not connected: %+v", st.Channels)
+	}
+}
