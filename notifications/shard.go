@@ -716,6 +716,13 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 		}
 		log.Info().Str("channel_id", channelRef(chID)).Msg("genesys channel gone, creating a new one")
 		sh.goneEarly(chID, exp, gen)
+		// Its 404 was the answer: should making the new one fail, the
+		// retries do not dial (and report) the gone one again first.
+		sh.mu.Lock()
+		if sh.chID == chID {
+			sh.chID, sh.connectURI = "", ""
+		}
+		sh.mu.Unlock()
 	}
 	return sh.establishPending(ctx, reuse, true)
 }

@@ -187,3 +187,39 @@ func TestClient_StreamingHostBackToAChannelGoneMeanwhileAsResult(t *testing.T) {
 		t.Errorf("channel not connected: %+v", st.Channels)
 	}
 }
+
+// TestClient_AGoneChannelIsNotRedialledOnEveryAttempt: the socket of a
+// connected channel drops and the channel is gone (expired, evicted);
+// making its replacement fails for a while (the API answers 503). The
+// gone channel's 404 was the answer: the retries make the new channel
+// and do not dial the gone one again first, each time saying once more
+// that it is gone.
+func TestClient_AGoneChannelIsNotRedialledOnEveryAttempt(t *testing.T) {
+	as := agents(1)
+	h := start(t, notificationstest.Config{Agents: as}, func(c *notifications.Config) { c.Agents, c.BackoffMin, c.BackoffMax = ids(as), 0, 0 }, 64)
+	col := collect(h.out)
+	h.awaitStartupReconciliation()
+	gone := h.emu.Channels()[0].ID
+	dials := func() int { return h.emu.CountRequests(http.MethodGet, "/channels/"+gone) }
+	before := dials()
+	_ = h.logs.lines()
+	h.emu.FailNext(http.MethodPost, "/api/v2/notifications/channels", http.StatusServiceUnavailable, 0, 3)
+	h.emu.RemoveChannelsOf(as[0].ID)
+	c := h.emu.InboundCall(as[0].ID, "+13175550194", notificationstest.Options{}).Alert()
+	col.await(t, 15*time.Second, "the call that rang while the channel was replaced", c, as[0].ID)
+
+	if n := dials() - before; n != 1 {
+		t.Errorf("the gone channel's socket was dialled %d times after it went, want once: its 404 said it is gone", n)
+	}
+	var said int
+	for _, l := range h.logs.lines() {
+		if strings.Contains(l, "genesys channel gone, creating a new one") {
+			said++
+		}
+	}
+	if said != 1 {
+		t.Errorf("%d lines say the channel is gone, want 1", said)
+	}
+	h.stop()
+	<-col.done
+}
