@@ -3,15 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -26,6 +19,7 @@ import (
 
 	"github.com/screenpop/screenpop/bridge/bus/bustest"
 	"github.com/screenpop/screenpop/dataverse/dataversetest"
+	"github.com/screenpop/screenpop/internal/certtest"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 )
 
@@ -587,36 +581,14 @@ func writeCert(t *testing.T, notBefore, notAfter time.Time) (string, string) {
 
 func writeCertFor(t *testing.T, notBefore, notAfter time.Time, dnsNames []string, ips []net.IP) (string, string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if dnsNames == nil && ips == nil {
+		dnsNames = []string{} // not certtest's loopback default: a certificate naming no one
+	}
+	cert, key, err := certtest.Write(t.TempDir(), certtest.Options{CommonName: "screenpop.example.com", DNSNames: dnsNames, IPs: ips, NotBefore: notBefore, NotAfter: notAfter})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "screenpop.example.com"},
-		DNSNames:     dnsNames,
-		IPAddresses:  ips,
-		NotBefore:    notBefore, NotAfter: notAfter,
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cert, kf := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(kf, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return cert, kf
+	return cert, key
 }
 
 // TestCheck_NextToRunningDaemon runs check with the daemon's own
