@@ -102,6 +102,38 @@ func TestRun_Quick(t *testing.T) {
 	}
 }
 
+// TestRun_TLS is a short run with the daemon terminating TLS on its agent
+// listener, as production does without a proxy in front: the clients
+// dial wss and trust the run's own certificate (a plaintext listener
+// would fail every handshake), every pop arrives once, and the memory per
+// idle connection is measured with TLS's state in it.
+func TestRun_TLS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	o := quickOptions(defaultOptions())
+	o.Agents, o.Rate, o.Duration, o.RefPhase, o.Warmup = 200, 50, 2*time.Second, 0, 0
+	o.TLS, o.Out, o.DrainAfter = true, t.TempDir(), 20*time.Second
+	var log strings.Builder
+	o.Stdout = &log
+	res, err := Run(ctx, o)
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, log.String())
+	}
+	m := res.Phases["screenpop"]
+	if want := 2 * o.Rate; m.Sent != want || m.Received != m.Sent || m.Lost+m.Duplicated+m.Misrouted != 0 {
+		t.Errorf("over TLS: sent %d (want %d), received %d, lost %d, duplicated %d, misrouted %d", m.Sent, want, m.Received, m.Lost, m.Duplicated, m.Misrouted)
+	}
+	if !res.Options.TLS || !strings.Contains(log.String(), "200 agents over TLS") {
+		t.Errorf("the results do not say the run was over TLS: options %+v\n%s", res.Options, log.String())
+	}
+	if res.Memory.RSSAfterKB <= res.Memory.RSSBeforeKB || res.Memory.GoroutinesAfter-res.Memory.GoroutinesBefore < 0.95*float64(o.Agents) {
+		t.Errorf("memory figures implausible: %+v", res.Memory)
+	}
+	if res.DaemonErrors != 0 {
+		t.Errorf("daemon logged %d errors: %v", res.DaemonErrors, res.DaemonFirstProblems)
+	}
+}
+
 func TestParseFlags(t *testing.T) {
 	o, err := parseFlags([]string{"-quick", "-rate", "50"}, os.Stderr)
 	if err != nil {
@@ -110,8 +142,11 @@ func TestParseFlags(t *testing.T) {
 	if o.Agents != 1000 || o.Rate != 50 || o.Duration != 10*time.Second || !o.Quick {
 		t.Errorf("-quick -rate 50: %+v", o)
 	}
+	if o, err := parseFlags([]string{"-tls"}, os.Stderr); err != nil || !o.TLS {
+		t.Errorf("-tls: %+v, %v", o, err)
+	}
 	o, err = parseFlags(nil, os.Stderr)
-	if err != nil || o.Agents != 10000 || o.Rate != 500 || o.Duration != time.Minute || o.DVLatency != 5*time.Millisecond || o.HitRatio != 0.5 {
+	if err != nil || o.TLS || o.Agents != 10000 || o.Rate != 500 || o.Duration != time.Minute || o.DVLatency != 5*time.Millisecond || o.HitRatio != 0.5 {
 		t.Errorf("defaults are not the target run: %+v, %v", o, err)
 	}
 	for _, bad := range [][]string{{"-hit-ratio", "2"}, {"-agents", "0"}, {"-rate", "-1"}, {"-markers", "-1"}} {

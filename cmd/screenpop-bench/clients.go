@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -92,10 +93,10 @@ type popFrame struct {
 }
 
 // connect dials n clients, each sending a hello with a minted token and
-// waiting for ready, with limited concurrency.
-func connect(ctx context.Context, url string, secret []byte, n int, f *fleet) error {
+// waiting for ready, with limited concurrency. tlsConfig is for a wss url.
+func connect(ctx context.Context, url string, tlsConfig *tls.Config, secret []byte, n int, f *fleet) error {
 	f.conns = make([]*websocket.Conn, n)
-	d := websocket.Dialer{ReadBufferSize: 1024, WriteBufferSize: 512, HandshakeTimeout: 10 * time.Second}
+	d := websocket.Dialer{ReadBufferSize: 1024, WriteBufferSize: 512, HandshakeTimeout: 10 * time.Second, TLSClientConfig: tlsConfig}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(64)
 	for i := range n {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/dataverse/dataversetest"
+	"github.com/screenpop/screenpop/internal/certtest"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 )
 
@@ -328,6 +330,19 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		"SCREENPOP_DATA_DIR=" + filepath.Join(tmp, "data"), "SCREENPOP_MAX_EVENT_AGE=10m", "SCREENPOP_PPROF=true",
 		"LOG_LEVEL=info", "LOG_FORMAT=json",
 	}
+	scheme, clientTLS := "ws", (*tls.Config)(nil)
+	if o.TLS {
+		certFile, keyFile, err := certtest.Write(tmp, certtest.Options{})
+		if err != nil {
+			return nil, err
+		}
+		pool, err := certtest.Pool(certFile)
+		if err != nil {
+			return nil, err
+		}
+		env = append(env, "SCREENPOP_TLS_CERT="+certFile, "SCREENPOP_TLS_KEY="+keyFile)
+		scheme, clientTLS = "wss", &tls.Config{RootCAs: pool}
+	}
 	for _, k := range []string{"GOMAXPROCS", "GOGC", "GOMEMLIMIT"} {
 		if v := os.Getenv("SCREENPOPD_" + k); v != "" { // runtime settings for the daemon alone
 			env = append(env, k+"="+v)
@@ -439,7 +454,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	logf("connecting %d agent clients", o.Agents)
 	t := time.Now()
-	if err := connect(ctx, "ws://"+st.AgentListen+"/v1/ws", secret, o.Agents, f); err != nil {
+	if err := connect(ctx, scheme+"://"+st.AgentListen+"/v1/ws", clientTLS, secret, o.Agents, f); err != nil {
 		f.close()
 		return nil, err
 	}

@@ -72,11 +72,12 @@ type ResultOptions struct {
 	Seed        int     `json:"seeded_records"`
 	Markers     int     `json:"preloaded_markers"`
 	Quick       bool    `json:"quick"`
+	TLS         bool    `json:"tls"` // the agent listener terminated TLS
 }
 
 func resultOptions(o Options) ResultOptions {
 	return ResultOptions{Agents: o.Agents, Rate: o.Rate, DurationS: o.Duration.Seconds(), RefPhaseS: o.RefPhase.Seconds(),
-		DVLatencyMS: ms(o.DVLatency), HitRatio: o.HitRatio, HangupS: o.Hangup.Seconds(), Seed: o.Seed, Markers: o.Markers, Quick: o.Quick}
+		DVLatencyMS: ms(o.DVLatency), HitRatio: o.HitRatio, HangupS: o.Hangup.Seconds(), Seed: o.Seed, Markers: o.Markers, Quick: o.Quick, TLS: o.TLS}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -513,6 +514,9 @@ func (r *Result) targets(o Options) {
 	// first, there is no figure per connection to pass.
 	mem := r.Memory
 	rssNote := "after a forced GC, before and after connecting"
+	if o.TLS {
+		rssNote += "; TLS terminated by the daemon"
+	}
 	if mem.RSSBeforeKB <= 0 || mem.RSSAfterKB <= mem.RSSBeforeKB {
 		rssNote = fmt.Sprintf("no measurement: RSS %d KB before, %d KB after connecting", mem.RSSBeforeKB, mem.RSSAfterKB)
 	}
@@ -538,12 +542,15 @@ func (r *Result) ratios() {
 
 func (r *Result) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	pinned := ""
+	pinned, listener := "", ""
 	if r.Machine.Pin != nil {
 		pinned = "; " + r.Machine.Pin.String()
 	}
-	fmt.Fprintf(w, "\nscreenpop-bench: %d agents, %d pops/s for %gs, Dataverse +%gms, %.0f%% repeat callers; %d CPUs (%s)%s, %s\n\n",
-		r.Options.Agents, r.Options.Rate, r.Options.DurationS, r.Options.DVLatencyMS, r.Options.HitRatio*100, r.Machine.CPUs, r.Machine.CPUModel, pinned, r.Machine.GoVersion)
+	if r.Options.TLS {
+		listener = " over TLS"
+	}
+	fmt.Fprintf(w, "\nscreenpop-bench: %d agents%s, %d pops/s for %gs, Dataverse +%gms, %.0f%% repeat callers; %d CPUs (%s)%s, %s\n\n",
+		r.Options.Agents, listener, r.Options.Rate, r.Options.DurationS, r.Options.DVLatencyMS, r.Options.HitRatio*100, r.Machine.CPUs, r.Machine.CPUModel, pinned, r.Machine.GoVersion)
 	// A misrouted pop reached another agent's socket and not its own, so
 	// it is lost as well.
 	fmt.Fprintln(tw, "path\tsent\trecv\tlost\tdup\tmisrouted\tp50 ms\tp90 ms\tp99 ms\tmax ms\tDV req/pop\t")
