@@ -252,7 +252,11 @@ func TestClient_AGoneChannelForgottenWhileTheShardEmptiesAndRefills(t *testing.T
 		st := h.client.Status().(notifications.Status)
 		return len(st.Channels) == 1 && !st.Channels[0].Connected && strings.Contains(st.Channels[0].LastError, "503")
 	})
-	t.Logf("on-call reads while no channel can be made: %+v", h.client.Status().(notifications.Status).Channels)
+	// On-call's /status meanwhile: no channel, so no expiry and no topic
+	// subscribed either, not the gone channel's.
+	if st := h.client.Status().(notifications.Status).Channels[0]; st.ID != "" || st.Expires != "" || st.Subscribed != 0 {
+		t.Errorf("/status while no channel can be made: id %q, expires %q, %d topics subscribed; want none of the gone channel's (lastError %q)", st.ID, st.Expires, st.Subscribed, st.LastError)
+	}
 	if err := h.client.SetAgents(nil); err != nil {
 		t.Fatal(err)
 	}

@@ -401,7 +401,7 @@ func (sh *shard) run(ctx context.Context) {
 				gone := ev.kind == evChannelGone && sh.chID == ev.s.chID
 				exp, gen := sh.expires, sh.tokGen
 				if gone {
-					sh.chID, sh.connectURI = "", "" // create a new one
+					sh.forgetChannelLocked() // create a new one
 				}
 				sh.mu.Unlock()
 				if gone {
@@ -497,7 +497,8 @@ func (sh *shard) run(ctx context.Context) {
 				s.close()
 				sh.mu.Lock()
 				sh.pending = pendingChannel{id: sh.chID, uri: sh.connectURI, expires: sh.expires, tokGen: sh.tokGen}
-				sh.chID, sh.connectURI, sh.lastPut, sh.subscribed = "", "", "", 0
+				sh.forgetChannelLocked()
+				sh.lastPut = ""
 				sh.mu.Unlock()
 				continue
 			}
@@ -720,11 +721,19 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 		// retries do not dial (and report) the gone one again first.
 		sh.mu.Lock()
 		if sh.chID == chID {
-			sh.chID, sh.connectURI = "", ""
+			sh.forgetChannelLocked()
 		}
 		sh.mu.Unlock()
 	}
 	return sh.establishPending(ctx, reuse, true)
+}
+
+// forgetChannelLocked drops the shard's channel (gone, or kept aside as
+// pending), with what /status says of it: until the next one connects,
+// on-call sees no channel, no expiry and no topic subscribed, not the
+// gone one's. sh.mu is held.
+func (sh *shard) forgetChannelLocked() {
+	sh.chID, sh.connectURI, sh.expires, sh.subscribed = "", "", time.Time{}, 0
 }
 
 // establishPending returns a connected session on the shard's pending
