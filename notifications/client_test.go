@@ -49,6 +49,20 @@ func newLog(t testing.TB) (zerolog.Logger, *logBuf) {
 	return zerolog.New(w).With().Timestamp().Logger(), lb
 }
 
+// countLines returns how many of lines contain one of subs.
+func countLines(lines []string, subs ...string) int {
+	n := 0
+	for _, l := range lines {
+		for _, s := range subs {
+			if strings.Contains(l, s) {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
 func (l *logBuf) lines() []string {
 	var out []string
 	for {

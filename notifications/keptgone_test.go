@@ -93,13 +93,7 @@ func TestClient_AKeptChannelGoneAsResultPopsOnce(t *testing.T) {
 	waitFor(t, 10*time.Second, "the call that rang on the new channel popped", func() bool { n, _ := cnt.count(after, as[0].ID); return n > 0 })
 	time.Sleep(time.Second) // any late reconciliation
 
-	var kept int
-	for _, l := range h.logs.lines() {
-		if strings.Contains(l, "its channel gone meanwhile, reconnecting to a new one") {
-			kept++
-		}
-	}
-	if kept != 1 {
+	if kept := countLines(h.logs.lines(), "its channel gone meanwhile, reconnecting to a new one"); kept != 1 {
 		t.Errorf("%d lines say the kept channel went meanwhile, want 1: its redial was told result 404", kept)
 	}
 	n, snaps := cnt.count(during, as[0].ID)
@@ -136,15 +130,8 @@ func TestClient_ChannelsEvictingEachOtherAsResultBackOff(t *testing.T) {
 	time.Sleep(8 * time.Second)
 	made := h.emu.CountRequests(http.MethodPost, "/api/v2/notifications/channels")
 	lines := h.logs.lines()
-	var kept, backedOff int
-	for _, l := range lines {
-		switch {
-		case strings.Contains(l, "its channel gone meanwhile, reconnecting to a new one"):
-			kept++
-		case strings.Contains(l, "reconnecting after a backoff"), strings.Contains(l, "genesys channel not connected, retrying"):
-			backedOff++
-		}
-	}
+	kept := countLines(lines, "its channel gone meanwhile, reconnecting to a new one")
+	backedOff := countLines(lines, "reconnecting after a backoff", "genesys channel not connected, retrying")
 	t.Logf("in 8 s: %d channels made, %d log lines, %d kept channels replaced at once, %d backoffs", made, len(lines), kept, backedOff)
 	if made > 40 {
 		t.Errorf("%d channels made in 8 s by two shards evicting each other, want at most 40: a tight reconnect loop (%d kept channels replaced at once, %d backoffs)", made, kept, backedOff)
@@ -200,16 +187,9 @@ func TestClient_EverySocketToldGoneAtOnceBacksOff(t *testing.T) {
 	time.Sleep(6 * time.Second)
 	px.armed.Store(false)
 	n := made() - before
-	var kept, backedOff, all int
-	for _, l := range h.logs.lines() {
-		all++
-		switch {
-		case strings.Contains(l, "its channel gone meanwhile, reconnecting to a new one"):
-			kept++
-		case strings.Contains(l, "reconnecting after a backoff"):
-			backedOff++
-		}
-	}
+	lines := h.logs.lines()
+	kept, all := countLines(lines, "its channel gone meanwhile, reconnecting to a new one"), len(lines)
+	backedOff := countLines(lines, "reconnecting after a backoff")
 	t.Logf("in 6 s of sockets told gone at once: %d channels made, %d replaced at once as kept, %d backoffs, %d log lines", n, kept, backedOff, all)
 	if kept != 1 {
 		t.Errorf("%d sockets replaced at once as kept channels gone meanwhile, want 1 (the redial of the dropped socket's channel): a new channel told gone at once must wait the backoff", kept)
