@@ -300,7 +300,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Conn, error) {
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		c.shutdownServer()
+		c.shutdownServer(storeCloseWait)
 		return nil, fmt.Errorf("connect to nats %s: %w (check NATS_URL, NATS_CREDS and NATS_TLS_*)", RedactURL(url), err)
 	}
 	c.nc = nc
@@ -904,42 +904,60 @@ func (c *Conn) markerCount() float64 {
 }
 
 // Close flushes and drains the connection, then stops the embedded server.
-func (c *Conn) Close() {
+// It waits at most 1 s for the store watcher's probe in flight, 2 s for the
+// flush and 3 s for the store to close: on a disk that does not answer, 6 s
+// in all. CloseWithin bounds the whole.
+func (c *Conn) Close() { c.CloseWithin(probeStopWait + flushCloseWait + storeCloseWait) }
+
+// CloseWithin is Close taking at most about d in all (each of its waits
+// also keeps its own bound), so that a stop that spent most of its time on
+// the stages before it still ends when it promised; the store is given at
+// least storeCloseFloor, which a disk that answers needs at most. Only the
+// first call of Close or CloseWithin closes.
+func (c *Conn) CloseWithin(d time.Duration) {
 	c.closeOnce.Do(func() {
+		by := time.Now().Add(d)
+		left := func(most time.Duration) time.Duration { return max(0, min(most, time.Until(by))) }
 		c.closing.Store(true)
 		if c.store != nil {
-			c.store.stop()
+			c.store.stop(left(probeStopWait))
 		}
 		if c.nc != nil {
 			// Flushing a connection that is down would only wait out
 			// its timeout, after a stop that is already bounded.
 			if c.nc.IsConnected() {
-				if err := c.nc.FlushTimeout(2 * time.Second); err != nil {
+				if err := c.nc.FlushTimeout(max(storeCloseFloor, left(flushCloseWait))); err != nil {
 					c.log.Warn().Err(err).Msg("nats flush on close")
 				}
 			}
 			c.nc.Close()
 		}
-		c.shutdownServer()
+		c.shutdownServer(max(storeCloseFloor, left(storeCloseWait)))
 		c.metrics.connected.Set(0)
 		c.log.Info().Msg("nats closed")
 	})
 }
 
-func (c *Conn) shutdownServer() {
+func (c *Conn) shutdownServer(wait time.Duration) {
 	if c.ns == nil {
 		return
 	}
-	if !c.ns.shutdownWithin(storeCloseWait) {
+	if !c.ns.shutdownWithin(wait) {
 		c.storeLeftOpen.Store(true)
-		c.log.Error().Str("store_dir", storeDir(c.cfg)).Dur("waited", storeCloseWait).
+		c.log.Error().Str("store_dir", storeDir(c.cfg)).Dur("waited", wait).
 			Msg("the built-in NATS store did not close: the disk under SCREENPOP_DATA_DIR does not answer (a stalled volume, an NFS server gone); stopping without it, as a crash would (nothing acknowledged is lost)")
 	}
 }
 
 // storeCloseWait bounds the embedded server's shutdown at a stop, so that
-// the daemon stops within its 10 s also while its disk does not answer.
-const storeCloseWait = 3 * time.Second
+// the daemon stops within its 10 s also while its disk does not answer;
+// storeCloseFloor is the least it is given (a store on a disk that answers
+// closes in milliseconds). flushCloseWait bounds the flush before.
+const (
+	storeCloseWait  = 3 * time.Second
+	storeCloseFloor = 250 * time.Millisecond
+	flushCloseWait  = 2 * time.Second
+)
 
 // StoreLeftOpen reports whether Close gave up waiting for the embedded
 // server's store to close (its disk did not answer): the process still

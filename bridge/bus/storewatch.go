@@ -220,16 +220,16 @@ func (w *storeWatch) probe() {
 
 // stop ends the watcher, a restart under way included (bounded by the
 // server's start, 10 s), so that the server Close shuts down is the last.
-func (w *storeWatch) stop() {
+func (w *storeWatch) stop(probeWait time.Duration) {
 	w.once.Do(func() { close(w.quit) })
 	if w.started.Load() {
 		<-w.done
 		<-w.stallDone
 		// The probe in flight, if any, on a disk that answers takes
 		// milliseconds; on one that does not, the stop goes on without
-		// it after probeStopWait.
+		// it after probeWait (at most probeStopWait).
 		if p := w.probeDone.Load(); p != nil {
-			t := time.NewTimer(probeStopWait)
+			t := time.NewTimer(probeWait)
 			select {
 			case <-*p:
 			case <-t.C:

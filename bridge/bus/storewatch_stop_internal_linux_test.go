@@ -43,7 +43,7 @@ func TestStoreWatch_StopWaitsForTheProbeInFlight(t *testing.T) {
 	t.Run("the disk answers", func(t *testing.T) {
 		w := probeInFlight(t, "answers")
 		time.AfterFunc(200*time.Millisecond, disk.Resume)
-		w.stop()
+		w.stop(probeStopWait)
 		if w.probeSince.Load() != 0 {
 			t.Fatal("stop returned with the probe still in flight on a disk that answered 200 ms into it")
 		}
@@ -52,7 +52,7 @@ func TestStoreWatch_StopWaitsForTheProbeInFlight(t *testing.T) {
 		w := probeInFlight(t, "stalled")
 		defer disk.Resume()
 		start := time.Now()
-		w.stop()
+		w.stop(probeStopWait)
 		if took := time.Since(start); took > 3*time.Second {
 			t.Fatalf("stop took %v on a stalled disk, want about a second", took)
 		} else {

@@ -32,8 +32,15 @@ import (
 	"github.com/screenpop/screenpop/push"
 )
 
-// shutdownBudget bounds a graceful stop: SIGTERM to exit within 10 s.
-const shutdownBudget = 8 * time.Second
+// A graceful stop, SIGTERM to exit, ends within 10 s: the stages are given
+// shutdownBudget, and closing NATS and its store what is left of
+// stopWithin, so that a stop whose stages waited on a disk that does not
+// answer (the publisher's and the resolver's drains) does not then wait
+// the store's own bounds in full as well.
+const (
+	shutdownBudget = 8 * time.Second
+	stopWithin     = 9 * time.Second
+)
 
 // Main is the daemon: the built parts, kept so that an end-to-end test can
 // build one pointed at the emulators and look inside.
@@ -378,6 +385,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.stopping.Store(true) // /readyz: send no new agents here
 	sdNotify(log, daemon.SdNotifyStopping)
+	stopBy := time.Now().Add(stopWithin)
 	budget := time.After(shutdownBudget)
 	for i := range stages {
 		cancels[i]()
@@ -389,6 +397,7 @@ func (m *Main) Run(ctx context.Context) error {
 			}
 			err := fmt.Errorf("shutdown took longer than %v: the %s had not stopped", shutdownBudget, names[i])
 			log.Error().Err(err).Msg("screenpopd stop cut short")
+			m.closeWithin(max(0, time.Until(stopBy)))
 			return err
 		}
 	}
@@ -398,7 +407,7 @@ func (m *Main) Run(ctx context.Context) error {
 	// NATS is flushed and closed last, before the clean stop is reported:
 	// a flush NATS did not confirm ("nats flush on close") must not come
 	// after "screenpopd stopped".
-	m.Close()
+	m.closeWithin(max(0, time.Until(stopBy)))
 	log.Info().Int64("uptime_s", int64(time.Since(m.started).Seconds())).Msg("screenpopd stopped")
 	return nil
 }
@@ -525,7 +534,13 @@ func (m *Main) AdminAddr() string {
 
 // Close releases what Open built. Run calls it; call it yourself only
 // after a failed Open.
-func (m *Main) Close() {
+func (m *Main) Close() { m.closeWithin(-1) }
+
+// closeWithin is Close with NATS and its store given at most d in all
+// (bus.Conn.CloseWithin; each part keeps a least wait a store that answers
+// needs); d < 0: their own bounds (bus.Conn.Close). Only the first close of
+// the bus counts.
+func (m *Main) closeWithin(d time.Duration) {
 	m.stopAdmin(0)
 	if m.agentLn != nil {
 		m.agentLn.Close()
@@ -541,7 +556,11 @@ func (m *Main) Close() {
 		c.Close()
 	}
 	if m.Bus != nil {
-		m.Bus.Close()
+		if d < 0 {
+			m.Bus.Close()
+		} else {
+			m.Bus.CloseWithin(d)
+		}
 	}
 	if m.dataLock != nil && (m.Bus == nil || !m.Bus.StoreLeftOpen()) {
 		// After the store is closed: the next instance may open it now.

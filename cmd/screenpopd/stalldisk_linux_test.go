@@ -56,6 +56,11 @@ func runOnStallDisk(t *testing.T) (*bustest.StallDisk, *Demo, map[string]string,
 func TestDaemon_StalledDataDir(t *testing.T) {
 	t.Parallel() // waits most of its time; holds nothing process-wide: see TestMain
 	disk, d, vars, p := runOnStallDisk(t)
+	t.Cleanup(func() { // after a Fatal too
+		if t.Failed() {
+			t.Logf("log:\n%s", logLines(p.logs, `"level":"warn"`, `"level":"error"`, `"message":"pop"`, "no pop", "stop", "answers", "drain", "clos"))
+		}
+	})
 	a0 := demoAgents[0].ID
 	page := openAgentPage(t, "http://"+vars["SCREENPOP_LISTEN"], d.Genesys.AgentToken(a0))
 	if page.waitPop(alertCall(d, a0).ID(), 10*time.Second).IsZero() {
@@ -151,9 +156,6 @@ func TestDaemon_StalledDataDir(t *testing.T) {
 	t.Logf("stopped %v after SIGTERM during the stall", time.Since(termed).Round(100*time.Millisecond))
 	disk.Resume()
 	p.awaitCleanExit(t, "SIGTERM during a stall")
-	if t.Failed() {
-		t.Logf("log:\n%s", logLines(p.logs, `"level":"warn"`, `"level":"error"`, `"message":"pop"`, "no pop", "stopped", "answers"))
-	}
 }
 
 // A disk that answers (here: after a second or two, a slow but working
