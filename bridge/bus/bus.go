@@ -942,11 +942,18 @@ func (c *Conn) shutdownServer(wait time.Duration) {
 	if c.ns == nil {
 		return
 	}
-	if !c.ns.shutdownWithin(wait) {
-		c.storeLeftOpen.Store(true)
-		c.log.Error().Str("store_dir", storeDir(c.cfg)).Dur("waited", wait).
-			Msg("the built-in NATS store did not close: the disk under SCREENPOP_DATA_DIR does not answer (a stalled volume, an NFS server gone); stopping without it, as a crash would (nothing acknowledged is lost)")
+	if c.ns.shutdownWithin(wait) {
+		return
 	}
+	c.storeLeftOpen.Store(true)
+	e := c.log.Error().Str("store_dir", storeDir(c.cfg)).Dur("waited", wait)
+	if wait < storeCloseWait {
+		// Cut short by the stop's end: the disk may answer and the
+		// store only have more to write than the time left.
+		e.Msg("the built-in NATS store did not close in the time left of the stop: its disk under SCREENPOP_DATA_DIR does not answer, or the stages before took most of the stop's 10 s; stopping without it, as a crash would (nothing acknowledged is lost; the next start reads the store back)")
+		return
+	}
+	e.Msg("the built-in NATS store did not close: the disk under SCREENPOP_DATA_DIR does not answer (a stalled volume, an NFS server gone); stopping without it, as a crash would (nothing acknowledged is lost)")
 }
 
 // storeCloseWait bounds the embedded server's shutdown at a stop, so that

@@ -3,11 +3,15 @@ package bus_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/screenpop/screenpop/bridge/bus"
 	"github.com/screenpop/screenpop/bridge/bus/bustest"
+	"github.com/screenpop/screenpop/internal/syncbuf"
 )
 
 // A stop while the disk under the store does not answer: the store cannot
@@ -18,7 +22,12 @@ import (
 // probe in flight, the flush, the store's shutdown: about 4 s here).
 func TestConn_CloseWithinEndsInTimeOnAStalledDisk(t *testing.T) {
 	disk := bustest.MountStallDisk(t)
-	c := MustStart(t, bus.Config{DataDir: filepath.Join(disk.Dir, "data")})
+	var logs syncbuf.Buffer
+	c, err := bus.Start(context.Background(), bus.Config{Listen: "127.0.0.1:0", DataDir: filepath.Join(disk.Dir, "data")}, zerolog.New(&logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.Publish(ctx, pop("a1", "c1")); err != nil {
@@ -26,7 +35,7 @@ func TestConn_CloseWithinEndsInTimeOnAStalledDisk(t *testing.T) {
 	}
 
 	disk.Stall()
-	t.Cleanup(disk.Resume) // before the Close of MustStart (cleanups run last first)
+	t.Cleanup(disk.Resume) // before c.Close (cleanups run last first)
 	published := make(chan error, 1)
 	go func() { published <- c.Publish(ctx, pop("a1", "c2")) }()
 	deadline := time.Now().Add(10 * time.Second)
@@ -46,6 +55,9 @@ func TestConn_CloseWithinEndsInTimeOnAStalledDisk(t *testing.T) {
 	}
 	if !c.StoreLeftOpen() {
 		t.Error("the store closed on a disk that does not answer")
+	}
+	if l := logs.String(); !strings.Contains(l, "did not close in the time left of the stop") || !strings.Contains(l, `"level":"error"`) {
+		t.Errorf("no error line says the store was left open for want of time:\n%s", l)
 	}
 	if err := <-published; err == nil {
 		t.Error("the publish waiting on the stalled disk succeeded")
