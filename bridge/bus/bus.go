@@ -907,17 +907,24 @@ func (c *Conn) markerCount() float64 {
 // It waits at most 1 s for the store watcher's probe in flight, 2 s for the
 // flush and 3 s for the store to close: on a disk that does not answer, 6 s
 // in all. CloseWithin bounds the whole.
-func (c *Conn) Close() { c.CloseWithin(probeStopWait + flushCloseWait + storeCloseWait) }
+func (c *Conn) Close() { c.closeBy(time.Time{}) }
 
 // CloseWithin is Close taking at most about d in all (each of its waits
 // also keeps its own bound), so that a stop that spent most of its time on
 // the stages before it still ends when it promised; the store is given at
 // least storeCloseFloor, which a disk that answers needs at most. Only the
 // first call of Close or CloseWithin closes.
-func (c *Conn) CloseWithin(d time.Duration) {
+func (c *Conn) CloseWithin(d time.Duration) { c.closeBy(time.Now().Add(d)) }
+
+// closeBy closes by the time by; zero: each wait its own bound only.
+func (c *Conn) closeBy(by time.Time) {
 	c.closeOnce.Do(func() {
-		by := time.Now().Add(d)
-		left := func(most time.Duration) time.Duration { return max(0, min(most, time.Until(by))) }
+		left := func(most time.Duration) time.Duration {
+			if by.IsZero() {
+				return most
+			}
+			return max(0, min(most, time.Until(by)))
+		}
 		c.closing.Store(true)
 		if c.store != nil {
 			c.store.stop(left(probeStopWait))
