@@ -1684,8 +1684,22 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 	if cc.DrainWithin == 0 {
 		cc.DrainWithin = 5 * time.Second
 	}
+	// wg counts the events taken and not yet handled or handed back.
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, cc.Workers)
+	// Workers goroutines, started once, handle the events, rather than a
+	// goroutine started for each: a new goroutine starts on a small stack,
+	// and decoding an event grew it two or three times, each a copy of the
+	// stack (1-2% of the daemon's CPU at 500 pops/s; docs/performance-log.md,
+	// "Stack growth"). A worker's stack stays grown from one event to the
+	// next. The channel is unbuffered: with every worker busy the consume
+	// loop waits, back-pressure rather than an unbounded queue.
+	type job struct {
+		m     jetstream.Msg
+		md    *jetstream.MsgMetadata
+		mdErr error
+	}
+	work := make(chan job)
+	var workers sync.WaitGroup
 	// Handlers outlive ctx by DrainWithin, so a pop in flight at shutdown
 	// is finished rather than lost.
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -1710,6 +1724,8 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 		startDrain()
 		wg.Wait()
 		drain.Stop()
+		close(work) // no sender is left: each counted in wg, none after closing
+		workers.Wait()
 	}()
 	// handBack leaves an event to the next start or another instance
 	// rather than start work that must be cut short; it comes back in a
@@ -1736,43 +1752,52 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 		wg.Add(1)
 		mu.Unlock()
 		select {
-		case sem <- struct{}{}: // blocks the consume loop: back-pressure, not an unbounded queue
+		case work <- job{m, md, mdErr}: // blocks the consume loop while every worker is busy
 		case <-ctx.Done():
 			wg.Done()
 			handBack(m)
-			return
 		}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			stop := keepInProgress(m, inProgressEvery(cc.AckWait), c.log)
-			mctx := hctx
-			if mdErr == nil {
-				mctx = bridge.WithDelivery(hctx, md.NumDelivered)
-			}
-			if d, ok := c.correction(m.Headers()); ok {
-				mctx = bridge.WithClockCorrection(mctx, d)
-			}
-			err := fn(mctx, m.Data())
-			stop()
-			if err != nil {
-				c.metrics.handleErrors.Inc()
-				if mdErr == nil && md.NumDelivered >= uint64(cc.MaxDeliver) {
-					// JetStream will not deliver it again: if it was to
-					// pop, that pop is lost. Say so where on-call looks.
-					c.metrics.givenUp.Inc()
-					c.log.Error().Err(err).Str("subject", m.Subject()).Uint64("deliveries", md.NumDelivered).Msg("event given up after its last delivery")
-					if err := m.Term(); err != nil {
-						c.log.Debug().Err(err).Msg("term event")
-					}
-					return
-				}
-				if err := m.NakWithDelay(500 * time.Millisecond); err != nil {
-					c.log.Debug().Err(err).Msg("nak event")
+	}
+	process := func(j job) {
+		m, md, mdErr := j.m, j.md, j.mdErr
+		stop := keepInProgress(m, inProgressEvery(cc.AckWait), c.log)
+		mctx := hctx
+		if mdErr == nil {
+			mctx = bridge.WithDelivery(hctx, md.NumDelivered)
+		}
+		if d, ok := c.correction(m.Headers()); ok {
+			mctx = bridge.WithClockCorrection(mctx, d)
+		}
+		err := fn(mctx, m.Data())
+		stop()
+		if err != nil {
+			c.metrics.handleErrors.Inc()
+			if mdErr == nil && md.NumDelivered >= uint64(cc.MaxDeliver) {
+				// JetStream will not deliver it again: if it was to
+				// pop, that pop is lost. Say so where on-call looks.
+				c.metrics.givenUp.Inc()
+				c.log.Error().Err(err).Str("subject", m.Subject()).Uint64("deliveries", md.NumDelivered).Msg("event given up after its last delivery")
+				if err := m.Term(); err != nil {
+					c.log.Debug().Err(err).Msg("term event")
 				}
 				return
 			}
-			if err := m.Ack(); err != nil {
-				c.log.Debug().Err(err).Msg("ack event")
+			if err := m.NakWithDelay(500 * time.Millisecond); err != nil {
+				c.log.Debug().Err(err).Msg("nak event")
+			}
+			return
+		}
+		if err := m.Ack(); err != nil {
+			c.log.Debug().Err(err).Msg("ack event")
+		}
+	}
+	workers.Add(cc.Workers)
+	for range cc.Workers {
+		go func() {
+			defer workers.Done()
+			for j := range work {
+				process(j)
+				wg.Done()
 			}
 		}()
 	}
