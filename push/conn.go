@@ -74,8 +74,9 @@ type sentPop struct {
 // maxLoggedPops bounds the pop ids an "agent connected" line lists.
 const maxLoggedPops = 10
 
-// conn is one agent socket. Its reader goroutine (readLoop) lives as long as
-// the socket; the writer goroutine (writeLoop) only while frames are queued.
+// conn is one agent socket. Its reader goroutine (readLoop, then
+// readFrames) lives as long as the socket; the writer goroutine (writeLoop)
+// only while frames are queued.
 type conn struct {
 	s  *Server
 	ws *websocket.Conn
@@ -121,8 +122,23 @@ func (c *conn) extendRead() {
 	c.mu.Unlock()
 }
 
+// readLoop reads and handles the hello, then hands the socket to a fresh
+// goroutine, readFrames, for the rest of its life: the hello's work (the
+// token check, the replay, their log lines) grows the reader's stack to
+// 8 KB, and the collector halves a stack only while less than a quarter of
+// it is in use. Parked in ReadMessage over plaintext the reader uses under
+// 2 KB, so its stack came back to 4 KB; over TLS (tls.Conn.Read and its
+// record reads below gorilla's) it uses more, so every idle TLS socket kept
+// 8 KB of stack for good, where a goroutine started after the hello needs
+// 4 KB (TestIdleConnection_TLSOneSmallStack). Between the two the socket
+// has one reader at a time, and teardown runs once, in whichever ends it.
 func (c *conn) readLoop() {
-	defer c.teardown()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			c.teardown()
+		}
+	}()
 	s := c.s
 	c.ws.SetReadLimit(s.cfg.MaxFrame)
 	_ = c.ws.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
@@ -154,6 +170,15 @@ func (c *conn) readLoop() {
 	}
 	c.ws.SetPongHandler(func(string) error { c.extendRead(); return nil })
 	c.extendRead()
+	handedOff = true
+	go c.readFrames()
+}
+
+// readFrames is the reader after the hello (see readLoop): acks, pongs and
+// the close, until the socket ends.
+func (c *conn) readFrames() {
+	defer c.teardown()
+	s := c.s
 	for {
 		mt, data, err := c.ws.ReadMessage()
 		if err != nil {
