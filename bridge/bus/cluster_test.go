@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -95,14 +96,49 @@ system_account: SYS
 
 // freePort is a loopback port nothing listens on (for a cluster listener,
 // whose address the other nodes' routes must name before it starts).
+//
+// The port is below the kernel's ephemeral range where it can: a port from
+// that range (what ":0" gives) may be taken again before the node binds it,
+// as the local end of any outgoing loopback connection, and the nodes
+// started first dial it through their route proxies while it is not yet
+// listened on (a TCP self-connect holds it then). The node, its log off,
+// then never listens: "n3 not ready within 30s" in CI, 30 s to the
+// millisecond, with other test binaries opening thousands of loopback
+// connections beside it.
 func freePort(t *testing.T) int {
 	t.Helper()
+	if low := ephemeralLow(); low > 11000 {
+		for range 100 {
+			p := 10000 + rand.IntN(low-10000)
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				continue
+			}
+			ln.Close()
+			return p
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux),
+// 0 where it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	low, _ := strconv.Atoi(f[0])
+	return low
 }
 
 // dropWhile relays src to dst, dropping what comes while any of lost is

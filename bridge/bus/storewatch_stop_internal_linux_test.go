@@ -43,7 +43,11 @@ func TestStoreWatch_StopWaitsForTheProbeInFlight(t *testing.T) {
 	t.Run("the disk answers", func(t *testing.T) {
 		w := probeInFlight(t, "answers")
 		time.AfterFunc(200*time.Millisecond, disk.Resume)
-		w.stop(probeStopWait)
+		// A wait well above the probe's few milliseconds once the disk
+		// answers: with probeStopWait the probe, scheduled late on a
+		// loaded CI machine (-race, four test binaries on two cores),
+		// was still in flight when the second ran out.
+		w.stop(10 * time.Second)
 		if w.probeSince.Load() != 0 {
 			t.Fatal("stop returned with the probe still in flight on a disk that answered 200 ms into it")
 		}
