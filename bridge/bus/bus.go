@@ -1709,6 +1709,14 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 	// event back, and wg.Add never races wg.Wait.
 	var mu sync.Mutex
 	closing := false
+	// stopping is closed, with closing set, when the consume loop ends for
+	// an error: a callback waiting for a worker then hands its event back,
+	// as at a shutdown. Otherwise the wait for the subscription to close
+	// waits on it, it on a busy worker, and that worker's handler on a
+	// drain that starts only after the wait: a handler that runs until its
+	// context ends held the error's return (the takeover by another
+	// deployment) for ever.
+	stopping := make(chan struct{})
 	// The handlers' DrainWithin runs from the stop (ctx done), not from
 	// the end of the wait for the subscription to close: that wait is part
 	// of it, or a stop could take twice DrainWithin.
@@ -1756,6 +1764,9 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 		case <-ctx.Done():
 			wg.Done()
 			handBack(m)
+		case <-stopping:
+			wg.Done()
+			handBack(m)
 		}
 	}
 	process := func(j job) {
@@ -1796,8 +1807,10 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 		go func() {
 			defer workers.Done()
 			for j := range work {
-				process(j)
-				wg.Done()
+				func() {
+					defer wg.Done() // even if fn ends its goroutine (runtime.Goexit)
+					process(j)
+				}()
 			}
 		}()
 	}
@@ -1967,6 +1980,12 @@ func (c *Conn) ConsumeEvents(ctx context.Context, cc ConsumeConfig, fn func(ctx 
 			}
 		}
 		owner.Stop()
+		if fatal != nil {
+			mu.Lock()
+			closing = true
+			close(stopping)
+			mu.Unlock()
+		}
 		consCtx.Stop()
 		<-consCtx.Closed()
 		if fatal != nil {
