@@ -64,9 +64,11 @@ func TestConn_HelloFromABehindReplicaIsNoSetBack(t *testing.T) {
 	// Ten pages' hellos while the replica is behind (each direct read goes
 	// to any of the three replicas, so they meet it); it catches up then.
 	type frame struct {
-		Type string
-		Seq  uint64
-		ID   string
+		Type    string
+		Seq     uint64
+		ID      string
+		Code    int    // an error frame's, for a failure to say which
+		Message string // "
 	}
 	var pages []*websocket.Conn
 	behind := 0
