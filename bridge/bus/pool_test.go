@@ -205,7 +205,7 @@ func TestConn_ConsumeEventsKeepsItsWorkersAcrossALostConsumer(t *testing.T) {
 	}
 	for id := range handlers {
 		if goroutineAlive(id) {
-			t.Errorf("worker goroutine %d still runs after ConsumeEvents returned", id)
+			t.Errorf("worker goroutine %d still runs a second after ConsumeEvents returned", id)
 		}
 	}
 }

@@ -55,7 +55,7 @@ func TestConn_ConsumeEventsHandlesOnItsWorkers(t *testing.T) {
 	}
 	for id := range handlers {
 		if goroutineAlive(id) {
-			t.Errorf("worker goroutine %d still runs after ConsumeEvents returned", id)
+			t.Errorf("worker goroutine %d still runs a second after ConsumeEvents returned", id)
 		}
 	}
 }
@@ -70,8 +70,20 @@ func goroutineID() uint64 {
 	return id
 }
 
+// goroutineAlive reports whether goroutine id still runs a second after
+// the call: a goroutine past its last deferred call (the worker's
+// workers.Done, which ConsumeEvents waits for) may still be in the
+// runtime's exit for a moment, and showed so once in a CI run under -race.
 func goroutineAlive(id uint64) bool {
+	needle := []byte("goroutine " + strconv.FormatUint(id, 10) + " [")
 	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	return bytes.Contains(buf, []byte("goroutine "+strconv.FormatUint(id, 10)+" ["))
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(10 * time.Millisecond) {
+		n := runtime.Stack(buf, true)
+		if !bytes.Contains(buf[:n], needle) {
+			return false
+		}
+		if time.Now().After(deadline) {
+			return true
+		}
+	}
 }
