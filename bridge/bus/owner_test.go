@@ -96,15 +96,7 @@ func TestConn_ConsumeEventsStopsWhenAnotherDeploymentTakesOver(t *testing.T) {
 		done <- a.ConsumeEvents(ctx, bus.ConsumeConfig{OwnerCheck: 50 * time.Millisecond}, func(context.Context, []byte) error { return nil })
 	}()
 	waitFor(t, 5*time.Second, pulling(a, bus.DefaultDurable))
-	cons, err := a.JetStream().Consumer(ctx, a.StreamName(), bus.DefaultDurable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := cons.CachedInfo().Config
-	cfg.Metadata = map[string]string{"screenpop_owner": ownerB}
-	if _, err := a.JetStream().UpdateConsumer(ctx, a.StreamName(), cfg); err != nil {
-		t.Fatal(err)
-	}
+	takeOver(t, a, bus.DefaultDurable)
 	select {
 	case err := <-done:
 		if !errors.Is(err, bus.ErrOtherDeployment) {
@@ -239,5 +231,21 @@ func TestStart_RefusesAnotherDeploymentBetweenItsPulls(t *testing.T) {
 	}
 	if !errors.Is(err, bus.ErrOtherDeployment) {
 		t.Fatalf("err %v, want ErrOtherDeployment", err)
+	}
+}
+
+// takeOver makes the consumer durable another deployment's (ownerB), as
+// that deployment's daemon does when it takes it over.
+func takeOver(t *testing.T, c *bus.Conn, durable string) {
+	t.Helper()
+	ctx := context.Background()
+	cons, err := c.JetStream().Consumer(ctx, c.StreamName(), durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cons.CachedInfo().Config
+	cfg.Metadata = map[string]string{"screenpop_owner": ownerB}
+	if _, err := c.JetStream().UpdateConsumer(ctx, c.StreamName(), cfg); err != nil {
+		t.Fatal(err)
 	}
 }

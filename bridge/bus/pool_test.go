@@ -66,15 +66,7 @@ func TestConn_ConsumeEventsFinishesItsHandlersOnAnErrorReturn(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no handler started")
 	}
-	cons, err := a.JetStream().Consumer(ctx, a.StreamName(), "fatal")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := cons.CachedInfo().Config
-	cfg.Metadata = map[string]string{"screenpop_owner": ownerB}
-	if _, err := a.JetStream().UpdateConsumer(ctx, a.StreamName(), cfg); err != nil {
-		t.Fatal(err)
-	}
+	takeOver(t, a, "fatal")
 	select {
 	case err := <-done:
 		t.Fatalf("ConsumeEvents returned (%v) with a handler in flight: its pop is cut off", err)
@@ -288,15 +280,7 @@ func TestConn_ConsumeEventsReturnsWithinDrainOnAnErrorReturn(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no handler started")
 	}
-	cons, err := a.JetStream().Consumer(ctx, a.StreamName(), "fatal-drain")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := cons.CachedInfo().Config
-	cfg.Metadata = map[string]string{"screenpop_owner": ownerB}
-	if _, err := a.JetStream().UpdateConsumer(ctx, a.StreamName(), cfg); err != nil {
-		t.Fatal(err)
-	}
+	takeOver(t, a, "fatal-drain")
 	select {
 	case err := <-done:
 		if !errors.Is(err, bus.ErrOtherDeployment) {
