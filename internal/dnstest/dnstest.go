@@ -31,11 +31,12 @@ const (
 // Server is a DNS server on 127.0.0.1.
 type Server struct {
 	pc      net.PacketConn
-	refuser string // a loopback UDP port nothing listens on
+	refuser *net.UDPAddr // a loopback UDP port nothing listens on
 	mu      sync.Mutex
 	answers map[string]Answer
 	down    bool
 	delay   time.Duration
+	queries int // questions read, for this package's tests
 	wg      sync.WaitGroup
 }
 
@@ -51,20 +52,23 @@ func Start(tb testing.TB) *Server {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s := &Server{pc: pc, refuser: closed.LocalAddr().String(), answers: map[string]Answer{}}
+	s := &Server{pc: pc, refuser: closed.LocalAddr().(*net.UDPAddr), answers: map[string]Answer{}}
 	closed.Close()
 	s.wg.Add(1)
 	go s.serve()
 	old := net.DefaultResolver
-	net.DefaultResolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
+	net.DefaultResolver = &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
 		s.mu.Lock()
-		addr := pc.LocalAddr().String()
+		addr := pc.LocalAddr().(*net.UDPAddr)
 		if s.down {
 			addr = s.refuser
 		}
 		s.mu.Unlock()
-		return d.DialContext(ctx, "udp", addr)
+		// DialUDP to an address already resolved: a net.Dialer would
+		// read net.DefaultResolver, which the cleanup below sets back
+		// while a lookup the test started may still be dialling (the
+		// daemon's, given up on by its caller): a data race.
+		return net.DialUDP("udp", nil, addr)
 	}}
 	tb.Cleanup(func() {
 		net.DefaultResolver = old
@@ -117,6 +121,7 @@ func (s *Server) serve() {
 		}
 		name := strings.TrimSuffix(q.Name.String(), ".")
 		s.mu.Lock()
+		s.queries++
 		a, known := s.answers[name]
 		delay := s.delay
 		s.mu.Unlock()
