@@ -38,6 +38,10 @@ func TestConn_HelloFromABehindReplicaIsNoSetBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := testenv.Serve(t, srv.Run)
+	// Pages let in before the server follows the pops are told to resume
+	// (4008) once it does, as at a daemon's start-up; this test is about
+	// hellos to a server that follows, so it waits, as /readyz would.
+	waitFor(t, 30*time.Second, srv.Ready)
 	token, err := push.MintToken(secret, agent, time.Hour)
 	if err != nil {
 		t.Fatal(err)
