@@ -1,6 +1,7 @@
 package chromiumtest
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/chromedp"
 
 	"github.com/screenpop/screenpop/internal/testenv"
@@ -95,5 +98,40 @@ func TestStart_OtherErrorsAreNotRetried(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "attempt 2") || len(rec.logs) != 0 {
 		t.Errorf("a browser that cannot be run was tried again: %v (logged %q)", err, rec.logs)
+	}
+}
+
+// The browser listens, then crashes during its first navigation, as
+// Chromium did once in CI (a segmentation fault under a second into a
+// test): Start starts another. The crash here is Chromium's own, asked for
+// through the DevTools protocol (Browser.crash).
+func TestStart_AgainAfterACrashDuringTheFirstNavigation(t *testing.T) {
+	real := testenv.Chromium(t)
+	path, runs := launcher(t, 0, real)
+	calls := 0
+	orig := warmUp
+	warmUp = func(ctx context.Context, url string) error {
+		if calls++; calls == 1 {
+			// The DevTools protocol's Browser.crash: the browser
+			// process crashes on its main thread.
+			_, err := chromedp.CallBrowser(ctx, browser.Crash, cdp.Empty{})
+			return err
+		}
+		return orig(ctx, url)
+	}
+	t.Cleanup(func() { warmUp = orig })
+	rec := &recordTB{TB: t}
+	ctx, err := start(rec, []chromedp.ExecAllocatorOption{chromedp.ExecPath(path)})
+	if err != nil {
+		t.Fatalf("chromium did not start after a crash in its first navigation: %v", err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[string](`navigator.userAgent`)); err != nil {
+		t.Fatalf("the started browser does not answer: %v", err)
+	}
+	if n := runs(); n != 2 {
+		t.Errorf("chromium started %d times, want 2 (one crash, one start)", n)
+	}
+	if len(rec.logs) != 1 || !strings.Contains(rec.logs[0], "during its first navigation (attempt 1 of 3)") {
+		t.Errorf("logged %q, want one line saying the browser exited during its first navigation, attempt 1 of 3", rec.logs)
 	}
 }
