@@ -55,9 +55,11 @@ exec %[3]q "$@"
 	}
 }
 
-func TestStart_AgainAfterACrashAtStartUp(t *testing.T) {
-	real := testenv.Chromium(t)
-	path, runs := launcher(t, 1, real)
+// startsOnTheSecondTry starts the browser at path, which crashes once, and
+// checks that it answers after two starts and one logged line holding
+// each of logged.
+func startsOnTheSecondTry(t *testing.T, path string, runs func() int, logged ...string) {
+	t.Helper()
 	rec := &recordTB{TB: t}
 	ctx, err := start(rec, []chromedp.ExecAllocatorOption{chromedp.ExecPath(path)})
 	if err != nil {
@@ -69,9 +71,24 @@ func TestStart_AgainAfterACrashAtStartUp(t *testing.T) {
 	if n := runs(); n != 2 {
 		t.Errorf("chromium started %d times, want 2 (one crash, one start)", n)
 	}
-	if len(rec.logs) != 1 || !strings.Contains(rec.logs[0], "attempt 1 of 3") || !strings.Contains(rec.logs[0], "scaling_cur_freq") {
-		t.Errorf("logged %q, want one line naming attempt 1 of 3 with the browser's output", rec.logs)
+	if len(rec.logs) != 1 || !containsAll(rec.logs[0], logged) {
+		t.Errorf("logged %q, want one line with %q", rec.logs, logged)
 	}
+}
+
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestStart_AgainAfterACrashAtStartUp(t *testing.T) {
+	path, runs := launcher(t, 1, testenv.Chromium(t))
+	// The browser's own output, as CI's log had it.
+	startsOnTheSecondTry(t, path, runs, "before it listened (attempt 1 of 3)", "scaling_cur_freq")
 }
 
 func TestStart_ABrowserThatNeverStartsFails(t *testing.T) {
@@ -106,8 +123,7 @@ func TestStart_OtherErrorsAreNotRetried(t *testing.T) {
 // test): Start starts another. The crash here is Chromium's own, asked for
 // through the DevTools protocol (Browser.crash).
 func TestStart_AgainAfterACrashDuringTheFirstNavigation(t *testing.T) {
-	real := testenv.Chromium(t)
-	path, runs := launcher(t, 0, real)
+	path, runs := launcher(t, 0, testenv.Chromium(t))
 	calls := 0
 	orig := warmUp
 	warmUp = func(ctx context.Context, url string) error {
@@ -120,18 +136,5 @@ func TestStart_AgainAfterACrashDuringTheFirstNavigation(t *testing.T) {
 		return orig(ctx, url)
 	}
 	t.Cleanup(func() { warmUp = orig })
-	rec := &recordTB{TB: t}
-	ctx, err := start(rec, []chromedp.ExecAllocatorOption{chromedp.ExecPath(path)})
-	if err != nil {
-		t.Fatalf("chromium did not start after a crash in its first navigation: %v", err)
-	}
-	if _, err := chromedp.Run(ctx, chromedp.Evaluate[string](`navigator.userAgent`)); err != nil {
-		t.Fatalf("the started browser does not answer: %v", err)
-	}
-	if n := runs(); n != 2 {
-		t.Errorf("chromium started %d times, want 2 (one crash, one start)", n)
-	}
-	if len(rec.logs) != 1 || !strings.Contains(rec.logs[0], "during its first navigation (attempt 1 of 3)") {
-		t.Errorf("logged %q, want one line saying the browser exited during its first navigation, attempt 1 of 3", rec.logs)
-	}
+	startsOnTheSecondTry(t, path, runs, "during its first navigation (attempt 1 of 3)")
 }
