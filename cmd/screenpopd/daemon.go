@@ -110,23 +110,10 @@ func (m *Main) Open(ctx context.Context) error {
 			}
 			return 0
 		}))
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("SCREENPOP_DATA_DIR %s: %w", cfg.DataDir, err)
-	}
-	keyPath := filepath.Join(cfg.DataDir, "pii-hash.key")
-	hasher, made, err := loadHasher(keyPath)
-	if err != nil {
-		return err
-	}
-	if made {
-		m.Log.Info().Str("component", "main").Str("path", keyPath).Msg("made a new pii-hash.key: caller_hash in the log now differs from any earlier key's (another instance's, a lost data directory's); back it up with SCREENPOP_DATA_DIR and give every instance of a pair the same one")
-	}
-	if err := privatePIIKey(keyPath); err != nil {
-		m.Log.Warn().Str("component", "main").Err(err).Str("path", keyPath).Msg("pii-hash.key is readable by other users and its mode cannot be changed: chmod 600 it and chown it to the service user")
-	}
-
 	// The listeners first: a port in use is the commonest start-up error
-	// and should come before any remote call.
+	// and should come before any remote call, and the admin listener
+	// answers probes while SCREENPOP_DATA_DIR is read (its disk may not
+	// answer: onDataDir).
 	tlsCfg, err := push.LoadTLS(cfg.TLSCert, cfg.TLSKey, m.Log)
 	if err != nil {
 		if hint := credentialsHint(cfg, err); hint != "" {
@@ -175,26 +162,52 @@ func (m *Main) Open(ctx context.Context) error {
 		m.startAdmin()
 	}
 
-	if cfg.NatsURL == "" {
-		// The built-in server's store is this process's alone: a second
-		// instance on it (a deploy that starts the new one before the old
-		// has gone, a second instance on other ports) would write over
-		// this one's stored events and pops.
-		lock, inUse, err := lockDataDir(cfg.DataDir)
-		if inUse {
-			return fmt.Errorf("SCREENPOP_DATA_DIR %s is in use by another screenpopd (its built-in NATS store): stop it first, or give this instance its own SCREENPOP_DATA_DIR", cfg.DataDir)
+	keyPath := filepath.Join(cfg.DataDir, "pii-hash.key")
+	var hasher bridge.Hasher
+	var made bool
+	if err := onDataDir(m.Log, cfg.DataDir, "pii-hash.key", startDiskWait, func() error {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return fmt.Errorf("SCREENPOP_DATA_DIR %s: %w", cfg.DataDir, err)
 		}
-		if err != nil {
-			return fmt.Errorf("SCREENPOP_DATA_DIR %s: lock: %w", cfg.DataDir, err)
-		}
-		m.dataLock = lock
+		var err error
+		hasher, made, err = loadHasher(keyPath)
+		return err
+	}); err != nil {
+		return err
 	}
-	m.Bus, err = bus.Start(ctx, bus.Config{
+	if made {
+		m.Log.Info().Str("component", "main").Str("path", keyPath).Msg("made a new pii-hash.key: caller_hash in the log now differs from any earlier key's (another instance's, a lost data directory's); back it up with SCREENPOP_DATA_DIR and give every instance of a pair the same one")
+	}
+	if err := privatePIIKey(keyPath); err != nil {
+		m.Log.Warn().Str("component", "main").Err(err).Str("path", keyPath).Msg("pii-hash.key is readable by other users and its mode cannot be changed: chmod 600 it and chown it to the service user")
+	}
+
+	bcfg := bus.Config{
 		URL: cfg.NatsURL, Creds: cfg.NatsCreds, TLSCA: cfg.NatsTLSCA, TLSCrt: cfg.NatsTLSCert, TLSKey: cfg.NatsTLSKey,
 		Listen: cfg.NatsListen, DataDir: cfg.DataDir,
 		Stream: cfg.Stream, StreamMaxAge: cfg.StreamMaxAge, StreamReplicas: cfg.StreamReplicas,
 		MarkerGrace: markerGrace(cfg.MaxEventAge), Owner: deploymentOwner(cfg), Registerer: m.Registry,
-	}, m.Log)
+	}
+	if cfg.NatsURL == "" {
+		err = onDataDir(m.Log, cfg.DataDir, "the built-in NATS store", startDiskWait, func() error {
+			// The built-in server's store is this process's alone: a
+			// second instance on it (a deploy that starts the new one
+			// before the old has gone, a second instance on other ports)
+			// would write over this one's stored events and pops.
+			lock, inUse, err := lockDataDir(cfg.DataDir)
+			if inUse {
+				return fmt.Errorf("SCREENPOP_DATA_DIR %s is in use by another screenpopd (its built-in NATS store): stop it first, or give this instance its own SCREENPOP_DATA_DIR", cfg.DataDir)
+			}
+			if err != nil {
+				return fmt.Errorf("SCREENPOP_DATA_DIR %s: lock: %w", cfg.DataDir, err)
+			}
+			m.dataLock = lock
+			m.Bus, err = bus.Start(ctx, bcfg, m.Log)
+			return err
+		})
+	} else {
+		m.Bus, err = bus.Start(ctx, bcfg, m.Log)
+	}
 	if err != nil {
 		return err
 	}

@@ -189,3 +189,66 @@ func TestDaemon_PausedProcessIsNoStalledDisk(t *testing.T) {
 		}
 	}
 }
+
+// The disk under SCREENPOP_DATA_DIR does not answer as the daemon starts:
+// on a first start (no data directory yet: making it and pii-hash.key
+// wait) and on a restart (the built-in NATS store opening waits). The
+// daemon can do nothing until the disk answers, but on-call is told: an
+// error line names SCREENPOP_DATA_DIR and the step within seconds, the
+// admin listener answers (/healthz 200, /readyz 503), and once the disk
+// answers a line says so and the daemon becomes ready by itself. Before:
+// the process logged nothing at all, and on a first start did not listen.
+func TestDaemon_StalledDataDirAtStart(t *testing.T) {
+	t.Parallel() // waits most of its time; holds nothing process-wide: see TestMain
+	for _, tc := range []struct{ name, step string }{
+		{"a first start", "pii-hash.key"},
+		{"a restart", "the built-in NATS store"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			disk := bustest.MountStallDisk(t)
+			d, _, _ := demoEmulators(t, testEnv(t))
+			vars := runVars(d, freeLoopbackAddr(t), filepath.Join(disk.Dir, "data"))
+			vars["LOG_LEVEL"] = "info"
+			vars["SCREENPOP_ADMIN_LISTEN"] = freeLoopbackAddr(t)
+			if tc.step != "pii-hash.key" {
+				startMain(t, "run", vars).kill() // the store and the key exist
+			}
+			disk.Stall()
+			p := execMain(t, "run", vars)
+			// Registered after p's kill, so run before it: a process
+			// blocked on the disk ends only once it answers.
+			t.Cleanup(disk.Resume)
+			p.admin = "http://" + vars["SCREENPOP_ADMIN_LISTEN"]
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("log:\n%s", p.logs.String())
+				}
+			})
+			line := func(msg string) string {
+				for _, l := range strings.Split(p.logs.String(), "\n") {
+					if strings.Contains(l, msg) {
+						return l
+					}
+				}
+				return ""
+			}
+			const stalled = "the disk under SCREENPOP_DATA_DIR does not answer at start"
+			waitFor(t, startDiskWait+10*time.Second, "an error line naming the stalled disk at start", func() bool { return line(stalled) != "" })
+			if l := line(stalled); !strings.Contains(l, `"level":"error"`) || !strings.Contains(l, `"step":"`+tc.step+`"`) {
+				t.Errorf("the line does not name the step (%s) at error level: %s", tc.step, l)
+			}
+			if code, _ := probeGet(p.admin, "/healthz"); code != http.StatusOK {
+				t.Errorf("/healthz during the stall at start: %d, want 200 (a restart would wait on the same disk)", code)
+			}
+			if code, _ := probeGet(p.admin, "/readyz"); code != http.StatusServiceUnavailable {
+				t.Errorf("/readyz during the stall at start: %d, want 503", code)
+			}
+			disk.Resume()
+			waitFor(t, 30*time.Second, "ready once the disk answers", func() bool { code, _ := probeGet(p.admin, "/readyz"); return code == http.StatusOK })
+			if line("the disk under SCREENPOP_DATA_DIR answers: screenpopd goes on starting") == "" {
+				t.Error("no line tells that the disk answered and the start went on")
+			}
+		})
+	}
+}
