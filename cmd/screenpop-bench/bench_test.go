@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"io"
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
@@ -113,6 +116,7 @@ func TestRun_TLS(t *testing.T) {
 	o := quickOptions(defaultOptions())
 	o.Agents, o.Rate, o.Duration, o.RefPhase, o.Warmup = 200, 50, 2*time.Second, 0, 0
 	o.TLS, o.Out, o.DrainAfter = true, t.TempDir(), 20*time.Second
+	o.Profile = true
 	var log strings.Builder
 	o.Stdout = &log
 	res, err := Run(ctx, o)
@@ -132,6 +136,36 @@ func TestRun_TLS(t *testing.T) {
 	if res.DaemonErrors != 0 {
 		t.Errorf("daemon logged %d errors: %v", res.DaemonErrors, res.DaemonFirstProblems)
 	}
+	// With -profile, the daemon's heap before and after the agents
+	// connect: only the second holds the sockets' readers and their TLS
+	// handshakes' state.
+	for file, want := range map[string]bool{"daemon-heap-idle.pprof": false, "daemon-heap-connected.pprof": true} {
+		b := readGzip(t, filepath.Join(o.Out, file))
+		for _, fn := range []string{"crypto/tls.(*Conn).serverHandshake", "push.(*conn).readLoop"} {
+			if got := bytes.Contains(b, []byte(fn)); got != want {
+				t.Errorf("%s names %s: %v, want %v", file, fn, got, want)
+			}
+		}
+	}
+}
+
+// readGzip is the uncompressed content of a gzip file (a pprof profile).
+func readGzip(t *testing.T, file string) []byte {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	return b
 }
 
 func TestParseFlags(t *testing.T) {

@@ -380,9 +380,15 @@ func (a admin) awaitReady(ctx context.Context) error {
 }
 
 // gc forces a garbage collection in the daemon (pprof's heap profile with
-// gc=1), so RSS readings are not inflated by garbage the last cycle left.
-func (a admin) gc(ctx context.Context) {
-	_, _, _ = a.get(ctx, "/debug/pprof/heap?gc=1")
+// gc=1), so RSS readings are not inflated by garbage the last cycle left,
+// and returns that profile (nil if it could not be read): the heap as of
+// that collection (runtime.GC publishes its frees before returning).
+func (a admin) gc(ctx context.Context) []byte {
+	code, b, err := a.get(ctx, "/debug/pprof/heap?gc=1")
+	if err != nil || code != http.StatusOK {
+		return nil
+	}
+	return b
 }
 
 // metrics reads /metrics and sums the samples of each metric name with the

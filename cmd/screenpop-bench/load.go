@@ -407,12 +407,22 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Pin {
 		res.Machine.Pin = &split
 	}
-	settle := func() {
+	// settle lets the daemon go idle and collects its garbage; with
+	// -profile it keeps the daemon's heap profile then under file, so
+	// that what the agent connections hold can be read from the two
+	// (go tool pprof -diff_base daemon-heap-idle.pprof
+	// daemon-heap-connected.pprof).
+	settle := func(file string) {
 		time.Sleep(time.Second)
-		adm.gc(ctx)
+		heap := adm.gc(ctx)
+		if o.Profile && o.Out != "" && heap != nil {
+			if err := os.MkdirAll(o.Out, 0o755); err == nil {
+				_ = os.WriteFile(filepath.Join(o.Out, file), heap, 0o644)
+			}
+		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	settle()
+	settle("daemon-heap-idle.pprof")
 	before, _ := readProc(d.pid)
 	mBefore := adm.metrics(ctx)
 
@@ -460,7 +470,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer f.close()
 	res.ConnectSeconds = time.Since(t).Seconds()
-	settle()
+	settle("daemon-heap-connected.pprof")
 	after, _ := readProc(d.pid)
 	mAfter := adm.metrics(ctx)
 	res.Memory = memoryResult(o.Agents, before, after, mBefore, mAfter)

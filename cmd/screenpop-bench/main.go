@@ -51,7 +51,7 @@ type Options struct {
 	Stdout     io.Writer
 	Verbose    bool // echo the daemon's warnings and errors
 	Samples    bool // write pops.csv (every pop's times) and daemon.log (the daemon's stderr) under Out
-	Profile    bool // CPU-profile the daemon during the screenpop phase (daemon-cpu.pprof under Out)
+	Profile    bool // profile the daemon during the screenpop phase and its heap before and after connecting (files under Out)
 	Pin        bool // run the daemon on one CPU and this whole process on the others (Linux; for good: Run pins the calling process)
 	TLS        bool // the daemon's agent listener terminates TLS (SCREENPOP_TLS_CERT/KEY, a self-signed certificate); the clients dial wss
 }
@@ -121,7 +121,7 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.DurationVar(&o.DrainAfter, "drain", o.DrainAfter, "wait this long for the last pops after sending stops")
 	fs.BoolVar(&o.Verbose, "v", false, "echo the daemon's warnings and errors")
 	fs.BoolVar(&o.Samples, "samples", false, "also write pops.csv (each pop's send and receive times) and daemon.log (the daemon's log) under -out")
-	fs.BoolVar(&o.Profile, "profile", false, "profile the daemon during the screenpop phase (daemon-cpu.pprof, daemon-allocs.pprof) and the tool (bench-cpu.pprof), under -out")
+	fs.BoolVar(&o.Profile, "profile", false, "profile the daemon during the screenpop phase (daemon-cpu.pprof, daemon-allocs.pprof) and the tool (bench-cpu.pprof), and the daemon's heap before and after the agents connect (daemon-heap-idle.pprof, daemon-heap-connected.pprof), under -out")
 	fs.BoolVar(&o.TLS, "tls", false, "the daemon terminates TLS on its agent listener, as in production without a proxy in front (a self-signed certificate for 127.0.0.1); the clients connect with wss")
 	fs.BoolVar(&o.Pin, "pin", false, "run the daemon alone on the first CPU this process may use and the tool on the others, so that neither preempts the other (Linux, 2+ CPUs)")
 	if err := fs.Parse(args); err != nil {
