@@ -400,6 +400,107 @@ func TestResolver_PendingPopOfAnEndedLegCountedOnce(t *testing.T) {
 	}
 }
 
+// TestResolver_PendingPopOfALegEndedOnAnotherInstanceIsNotMade: as
+// TestResolver_PendingPopOfAnEndedLegCountedOnce, but the hang-up goes to
+// instance B, which ends the leg's marker; the alerting event's
+// redelivery then comes back to A, which holds the pop in memory. The
+// call is over: A must not publish it (the agent would get a pop for a
+// call gone, maybe while on the next one), and says "no pop", ended.
+func TestResolver_PendingPopOfALegEndedOnAnotherInstanceIsNotMade(t *testing.T) {
+	const phone = "+13175550145"
+	dir := emulatedDirectory(t, phone)
+	rcfg := bridge.ResolverConfig{PublishTimeout: 200 * time.Millisecond}
+	a := startInstance(t, bus.Config{Listen: "127.0.0.1:0"}, dir, rcfg)
+	b := startInstance(t, bus.Config{URL: a.conn.ClientURL()}, dir, rcfg)
+	ctx := context.Background()
+	call := callEvent("ended-on-b", phone)
+
+	restore := breakPopStore(t, a.conn, true)
+	if err := a.r.Handle(bridge.WithDelivery(ctx, 1), call); err == nil {
+		t.Fatal("A's handler succeeded with the pops not captured; want an error (redeliver)")
+	}
+	if st := a.r.Status(); st.PendingPublishes != 1 {
+		t.Fatalf("A's pending publishes %d, want 1 (or the test proves nothing): %s", st.PendingPublishes, a.logs.String())
+	}
+	restore()
+	hangUp := callEvent("ended-on-b", phone)
+	hangUp.State, hangUp.LegEnded = bridge.StateDisconnected, true
+	if err := b.r.Handle(ctx, hangUp); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.r.Handle(bridge.WithDelivery(ctx, 2), call); err != nil {
+		t.Fatal(err)
+	}
+
+	assertNoPopStored(t, a, "the call ended (on B) before A's kept pop was published")
+	if reasons := noPopReasons(t, a); len(reasons) != 1 || reasons[0] != "ended" {
+		t.Fatalf("A's no pop lines %v, want one, ended", reasons)
+	}
+	if st := a.r.Status(); st.PendingPublishes != 0 {
+		t.Fatalf("A still keeps %d pops", st.PendingPublishes)
+	}
+}
+
+// TestResolver_PendingPopOfAStaleEventIsNotMade: a pop kept in memory
+// (its publish and its marker's removal failed) comes back with its
+// event's redelivery a minute later, NATS having been away that long. An
+// event older than SCREENPOP_MAX_EVENT_AGE makes no pop (the caller is
+// long answered or gone), and a kept one is no exception.
+func TestResolver_PendingPopOfAStaleEventIsNotMade(t *testing.T) {
+	const phone = "+13175550146"
+	dir := emulatedDirectory(t, phone)
+	var ahead atomic.Int64
+	rcfg := bridge.ResolverConfig{PublishTimeout: 200 * time.Millisecond}
+	rcfg.Now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	a := startInstance(t, bus.Config{Listen: "127.0.0.1:0"}, dir, rcfg)
+	ctx := context.Background()
+	call := callEvent("stale-while-pending", phone)
+
+	restore := breakPopStore(t, a.conn, true)
+	if err := a.r.Handle(bridge.WithDelivery(ctx, 1), call); err == nil {
+		t.Fatal("the handler succeeded with the pops not captured; want an error (redeliver)")
+	}
+	if st := a.r.Status(); st.PendingPublishes != 1 {
+		t.Fatalf("pending publishes %d, want 1 (or the test proves nothing): %s", st.PendingPublishes, a.logs.String())
+	}
+	restore()
+	ahead.Store(int64(time.Minute)) // 30 s is the default SCREENPOP_MAX_EVENT_AGE
+	if err := a.r.Handle(bridge.WithDelivery(ctx, 2), call); err != nil {
+		t.Fatal(err)
+	}
+
+	assertNoPopStored(t, a, "its event was a minute old when it came back")
+	if reasons := noPopReasons(t, a); len(reasons) != 1 || reasons[0] != "stale" {
+		t.Fatalf("no pop lines %v, want one, stale", reasons)
+	}
+	if st := a.r.Status(); st.PendingPublishes != 0 {
+		t.Fatalf("still keeps %d pops", st.PendingPublishes)
+	}
+}
+
+// assertNoPopStored fails unless agent-1 has no pop stored and i logged
+// no pop line.
+func assertNoPopStored(t *testing.T, i *instance, why string) {
+	t.Helper()
+	stored := 0
+	if err := i.conn.ReplayPops(context.Background(), "agent-1", 0, time.Time{}, func(bridge.StoredPop) error { stored++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(i.lines(t, "pop")); stored != 0 || n != 0 {
+		t.Fatalf("%d pops stored and %d pop lines, want none: %s\n%s", stored, n, why, i.logs.String())
+	}
+}
+
+// noPopReasons is the reasons of i's "no pop" lines.
+func noPopReasons(t *testing.T, i *instance) []any {
+	t.Helper()
+	var reasons []any
+	for _, l := range i.lines(t, "no pop") {
+		reasons = append(reasons, l["reason"])
+	}
+	return reasons
+}
+
 // TestResolver_RedeliveredAndGivenUpPops: through the resolver's consumer,
 // a pop whose publish fails is redelivered and then logged once, with
 // redelivered; one whose every delivery fails makes error lines and no pop

@@ -131,7 +131,9 @@ type PopEnder interface {
 // Nats-Msg-Id (JetStream drops a duplicate) for PublishTimeout; if it still
 // fails the marker is removed (PopUnmarker) and Handle returns an error, so
 // the redelivered event pops afresh; if even the unmark fails, the pop is
-// remembered in memory and published on redelivery. A process crash
+// remembered in memory and published on redelivery, unless its event has
+// become older than MaxEventAge or its leg has ended meanwhile, here or
+// on another instance (the marker tells). A process crash
 // between the marker write and the publish's acknowledgement loses that
 // pop unless the event is redelivered within the duplicate window (the
 // marker holds its claim, so it publishes, and JetStream drops a second
@@ -287,7 +289,7 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 			// given up when its deliveries ran out.
 			r.log.Debug().Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).
 				Msg("pop kept for its event's redelivery dropped: the leg has ended")
-		} else if err := r.republish(ctx, e, popID, p, start); err != nil || e.State != StateDisconnected {
+		} else if done, err := r.republish(ctx, e, popID, p, start); err != nil || done && e.State != StateDisconnected {
 			return err
 		}
 	}
@@ -887,7 +889,7 @@ func (r *Resolver) unmark(ctx context.Context, popID, claim string, msg Message,
 	if msg.ID == "" {
 		return
 	}
-	r.keepPending(popID, pendingPop{msg: msg, outcome: outcome})
+	r.keepPending(popID, pendingPop{msg: msg, outcome: outcome, claim: claim})
 }
 
 // pendingPop is a pop marked but not published, waiting for its event to
@@ -895,6 +897,7 @@ func (r *Resolver) unmark(ctx context.Context, popID, claim string, msg Message,
 type pendingPop struct {
 	msg     Message
 	outcome string // the lookup's, for the pop line
+	claim   string // its marker's: the id of the event that made it
 	at      time.Time
 }
 
@@ -960,14 +963,44 @@ func (r *Resolver) takePending(popID string) (pendingPop, bool) {
 	return p, ok
 }
 
-// republish publishes a pop that was marked but not published before.
-func (r *Resolver) republish(ctx context.Context, e *Event, popID string, p pendingPop, start time.Time) error {
+// republish publishes p, a pop marked but not published before (kept by
+// unmark), now that an event of its leg has come. done: e's handling ends
+// here (the pop published, or found popped elsewhere, or the leg ended;
+// or an error, and p is kept again for e's redelivery); not done: p was
+// dropped, its event being older than MaxEventAge, and Handle goes on
+// with e as with any event.
+func (r *Resolver) republish(ctx context.Context, e *Event, popID string, p pendingPop, start time.Time) (done bool, err error) {
 	msg := p.msg
+	pop, err := DecodePop(msg.Data)
+	if err != nil { // it was encoded here: cannot happen
+		return false, nil
+	}
+	// Kept or not, a pop is made only for an event younger than
+	// MaxEventAge and a leg not ended: NATS away long enough for the
+	// redelivery to come late, or the hang-up handled by another instance
+	// (which ended the marker this pop's event holds), and the call is
+	// answered or over.
+	received := pop.EventReceivedAt.Time
+	if start.Sub(received) > r.cfg.MaxEventAge {
+		// This event, the pop's own redelivery, is told stale below;
+		// another of the leg is looked at for itself.
+		r.log.Debug().Str("conversation_id", string(e.ConversationID)).Str("agent_id", string(e.Agent.UserID)).
+			Msg("pop kept for its event's redelivery dropped: its event is older than SCREENPOP_MAX_EVENT_AGE")
+		return false, nil
+	}
+	if _, err := r.store.MarkPop(ctx, popID, p.claim); errors.Is(err, ErrLegEnded) {
+		r.skip(e, "ended")
+		return true, nil
+	} else if err != nil {
+		r.keepPending(popID, p)
+		r.m.errors.WithLabelValues("mark").Inc()
+		return true, fmt.Errorf("mark pop: %w", err)
+	}
 	dupAt, err := r.publish(ctx, msg)
 	if err != nil {
 		r.keepPending(popID, p)
 		r.m.errors.WithLabelValues("publish").Inc()
-		return fmt.Errorf("publish pop: %w", err)
+		return true, fmt.Errorf("publish pop: %w", err)
 	}
 	end := r.cfg.Now()
 	r.remember(popID, e.ConversationID, end)
@@ -976,15 +1009,10 @@ func (r *Resolver) republish(ctx context.Context, e *Event, popID string, p pend
 	// instance, given the event's redelivery, popped the leg and logged it.
 	if dupAt > 0 && r.storedByAnother(ctx, e.Agent.UserID, popID, msg.Data, p.at) {
 		r.skip(e, "already_popped")
-		return nil
+		return true, nil
 	}
-	pop, err := DecodePop(msg.Data)
-	if err != nil {
-		return nil
-	}
-	received := pop.EventReceivedAt.Time
 	r.logPop(e, pop, p.outcome, true, received, start, 0, 0, end.Sub(start), end)
-	return nil
+	return true, nil
 }
 
 // recent pops: only an optimization (the marker is the truth), so small
