@@ -337,7 +337,7 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 	// of it meanwhile is no line of the leg's (skip).
 	r.beginPopping(popID)
 	defer r.endPopping(popID)
-	pop, outcome, lookupDur := r.resolve(ctx, e, received, start)
+	pop, outcome, lookupDur := r.resolve(ctx, e, received)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("resolve %s: %w", popID, err) // shutting down: redeliver
 	}
@@ -599,7 +599,7 @@ func (r *Resolver) keys(e *Event) []Key {
 
 // resolve builds the pop for e: override, lookups under the deadline, or
 // the create/search fallbacks.
-func (r *Resolver) resolve(ctx context.Context, e *Event, received, now time.Time) (*Pop, string, time.Duration) {
+func (r *Resolver) resolve(ctx context.Context, e *Event, received time.Time) (*Pop, string, time.Duration) {
 	pop := &Pop{
 		ID: e.PopID(), ConversationID: e.ConversationID, AgentID: e.Agent.UserID,
 		Media: e.Media, State: e.State,
@@ -623,7 +623,9 @@ func (r *Resolver) resolve(ctx context.Context, e *Event, received, now time.Tim
 		r.m.skipped.WithLabelValues("override_invalid").Inc()
 		r.log.Debug().Str("conversation_id", string(e.ConversationID)).Msg("override attributes are not an entity and a GUID; looking up instead")
 	}
-	lctx, cancel := context.WithTimeout(ctx, received.Add(r.cfg.Deadline).Sub(now))
+	// The deadline counts from the frame's receipt: what ran since (the
+	// checks of a later event, a read of the store each) is taken out.
+	lctx, cancel := context.WithTimeout(ctx, received.Add(r.cfg.Deadline).Sub(r.cfg.Now()))
 	defer cancel()
 	lookupStart := time.Now()
 	for _, k := range r.keys(e) {

@@ -471,6 +471,45 @@ func TestResolver_Actions(t *testing.T) {
 			t.Fatalf("target %+v", p.Target)
 		}
 	})
+	t.Run("DeadlineCountsTheChecksBeforeTheLookup", func(t *testing.T) {
+		// A leg's later event first asks the store whether the leg popped
+		// elsewhere; that read, slow while NATS is, comes out of the
+		// deadline (DESIGN: from the moment the frame was received), not
+		// on top of it.
+		const deadline, check = 400 * time.Millisecond, 300 * time.Millisecond
+		var lookupDeadline time.Time
+		fs := &fakeStore{}
+		e := newResEnv(t, ResolverConfig{Deadline: deadline}, nil, &fakeDir{lookup: func(ctx context.Context, _ Key) ([]Record, error) {
+			lookupDeadline, _ = ctx.Deadline()
+			return nil, nil
+		}}, slowFinder{fs, check}, fs)
+		ev := resEvent("c1", "agent1", "p1", StateConnected)
+		received := time.Now()
+		ev.ReceivedAt = NewTime(received)
+		e.handle(t, ev)
+		if lookupDeadline.IsZero() {
+			t.Fatal("no lookup, or one without a deadline")
+		}
+		if over := lookupDeadline.Sub(received.Add(deadline)); over > check/2 {
+			t.Fatalf("the lookup's deadline is %v after the frame's receipt plus SCREENPOP_POP_DEADLINE (%v): the %v check before it was added", over.Round(time.Millisecond), deadline, check)
+		}
+	})
+}
+
+// slowFinder is a PopStore whose PopFinder answers "not popped" after d.
+type slowFinder struct {
+	*fakeStore
+	d time.Duration
+}
+
+func (s slowFinder) PoppedLast(ctx context.Context, _ AgentID, _ string) (bool, error) {
+	t := time.NewTimer(s.d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false, nil
 }
 
 func TestResolver_Override(t *testing.T) {
