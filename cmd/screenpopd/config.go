@@ -366,8 +366,13 @@ var settings = []setting{
 	{"SCREENPOP_ALLOWED_ORIGINS", "", "browser origins allowed to open the websocket, comma-separated", func(c *Config, v string) error {
 		c.AllowedOrigins = nil
 		for _, o := range splitList(v) {
+			if strings.Contains(o, "*") {
+				// A browser's Origin is its page's, whole: a pattern
+				// would match no page and refuse every agent (403).
+				return fmt.Errorf("%q has a wildcard, and origins are matched whole: list each organization's origin (scheme://host, e.g. https://contoso.crm4.dynamics.com,https://fabrikam.crm4.dynamics.com)", o)
+			}
 			u, err := url.Parse(o)
-			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 				return fmt.Errorf("%q is not an origin (scheme://host[:port], e.g. https://contoso.crm.dynamics.com)", o)
 			}
 			c.AllowedOrigins = append(c.AllowedOrigins, u.Scheme+"://"+strings.ToLower(u.Host))

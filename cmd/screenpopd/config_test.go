@@ -187,6 +187,12 @@ func TestParseConfig(t *testing.T) {
 		// and as the id, and no override would ever open.
 		{"OverrideKeysTheSame", with(good(), "SCREENPOP_OVERRIDE_KEYS", "screenpop.id,screenpop.id"), []string{"SCREENPOP_OVERRIDE_KEYS", "two different"}},
 		{"Origins", with(good(), "SCREENPOP_ALLOWED_ORIGINS", "https://contoso.crm.dynamics.com/main.aspx"), []string{"SCREENPOP_ALLOWED_ORIGINS", "not an origin"}},
+		// A browser sends its page's origin whole: a pattern matches no
+		// page, and every agent's socket would be refused (403) with the
+		// configuration checked and started as fine.
+		{"OriginWildcard", with(good(), "SCREENPOP_ALLOWED_ORIGINS", "https://*.crm4.dynamics.com"), []string{"SCREENPOP_ALLOWED_ORIGINS", `"https://*.crm4.dynamics.com" has a wildcard`, "each organization's origin"}},
+		{"OriginStar", with(good(), "SCREENPOP_ALLOWED_ORIGINS", "https://contoso.crm4.dynamics.com,*"), []string{"SCREENPOP_ALLOWED_ORIGINS", `"*"`}},
+		{"OriginUserinfo", with(good(), "SCREENPOP_ALLOWED_ORIGINS", "https://user@contoso.crm4.dynamics.com"), []string{"SCREENPOP_ALLOWED_ORIGINS", "not an origin"}},
 		{"Windows", with(good(), "SCREENPOP_FRESH_WINDOW", "5m"), []string{"SCREENPOP_FRESH_WINDOW"}},
 		// An admin keeping callers' data as short as it can: refused here,
 		// naming the least, not by JetStream after NATS has started.
