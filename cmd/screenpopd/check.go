@@ -61,6 +61,10 @@ func (c *CheckCommand) Run(ctx context.Context, args []string) error {
 			len(agents), most, len(agents)-most)
 	}
 	warnUnknown()
+	for _, a := range cfg.Advice() {
+		detail, fix, _ := strings.Cut(a, "; ")
+		fmt.Fprintf(c.stdout, "warn config: %s\n     fix: %s\n", detail, fix)
+	}
 	ctx, cancel := context.WithTimeout(ctx, checkDeadline)
 	defer cancel()
 	failed := RunChecks(ctx, cfg, NewLogger("error", "json", io.Discard), c.stdout)

@@ -121,6 +121,27 @@ func TestCheck_WarnsOfAMisspelledVariable(t *testing.T) {
 	wantLine(t, out, "warn config:", "SCREENPOP_ALLOWED_ORIGIN is not a setting", "did you mean SCREENPOP_ALLOWED_ORIGINS?")
 }
 
+// An even replica count is valid to NATS but stops storing at as many
+// lost nodes as one replica fewer: told, not refused (a cluster running
+// one keeps starting).
+func TestCheck_WarnsOfAnEvenReplicaCount(t *testing.T) {
+	for _, n := range []string{"2", "4"} {
+		t.Run("R"+n, func(t *testing.T) {
+			r := newCheckRig(t)
+			r.vars["NATS_URL"] = "nats://" + closedPort(t)
+			r.vars["SCREENPOP_STREAM_REPLICAS"] = n
+			_, out := r.check(t)
+			wantLine(t, out, "warn config:", "SCREENPOP_STREAM_REPLICAS: "+n+" is an even count", "majority")
+		})
+	}
+	r := newCheckRig(t)
+	r.vars["NATS_URL"] = "nats://" + closedPort(t)
+	r.vars["SCREENPOP_STREAM_REPLICAS"] = "3"
+	if _, out := r.check(t); strings.Contains(out, "SCREENPOP_STREAM_REPLICAS") {
+		t.Errorf("three replicas told:\n%s", out)
+	}
+}
+
 // A misspelled variable is often why a required one is missing: the hint
 // comes with the configuration's failure too.
 func TestCheck_WarnsOfAMisspelledVariableWhenTheConfigFails(t *testing.T) {
@@ -183,16 +204,18 @@ func TestCheck_AllOK(t *testing.T) {
 	}
 }
 
-func TestCheck_Failures(t *testing.T) {
-	closedPort := func(t *testing.T) string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		return addr
+// closedPort is a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestCheck_Failures(t *testing.T) {
 	cases := []struct {
 		name   string
 		setup  func(t *testing.T, r *checkRig)

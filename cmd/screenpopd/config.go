@@ -270,7 +270,9 @@ func oneOf(dst func(*Config) *string, values ...string) func(*Config, string) er
 	}
 }
 
-// settings lists every variable of DESIGN.md, in its order.
+// settings lists every variable of DESIGN.md, in its order, and the three
+// this daemon adds (DATAVERSE_CLIENT_CERTIFICATE, SCREENPOP_JWT_SECRET_PREVIOUS,
+// SCREENPOP_JWT_AUDIENCE: docs/configuration.md marks them).
 var settings = []setting{
 	{"GENESYS_REGION", "", "Genesys Cloud region domain, e.g. mypurecloud.com, mypurecloud.ie, usw2.pure.cloud", str(func(c *Config) *string { return &c.GenesysRegion })},
 	{"GENESYS_API_URL", "", "override the Genesys API base URL (and so the login host), e.g. an emulator", httpURL(func(c *Config) *string { return &c.GenesysAPIURL })},
@@ -406,6 +408,19 @@ type Requirements struct {
 
 // environ lists the process environment; a variable for the tests.
 var environ = os.Environ
+
+// Advice lists the settings that are valid but unwise, each as
+// "VARIABLE: what is wrong; the fix": screenpopd check shows them as
+// warnings, and run logs them at start.
+func (c *Config) Advice() []string {
+	var a []string
+	if r := c.StreamReplicas; r == 2 || r == 4 {
+		// JetStream stores a message once a majority of its replicas
+		// has it: R2 needs both, R4 three.
+		a = append(a, fmt.Sprintf("SCREENPOP_STREAM_REPLICAS: %d is an even count: JetStream needs a majority of a stream's replicas for every write, so %d stop storing when %d of their nodes are lost, as %d would, with one more copy of every message; set %d or %d", r, r, r/2, r-1, r-1, r+1))
+	}
+	return a
+}
 
 // UnknownVariables names the variables of environ that look like settings
 // (GENESYS_, DATAVERSE_, NATS_, SCREENPOP_) but are none, each with the
@@ -646,7 +661,7 @@ func (c *Config) validate(req Requirements) []string {
 	if req.Dataverse {
 		need(c.DataverseURL, "DATAVERSE_URL", "set the environment URL, e.g. https://contoso.crm.dynamics.com")
 		if c.DataverseTenantID == "" && c.DataverseTokenURL == "" && !c.invalid["DATAVERSE_TOKEN_URL"] {
-			p = append(p, "DATAVERSE_TENANT_ID: required; set the Entra ID tenant id (a GUID) of the app registration")
+			p = append(p, "DATAVERSE_TENANT_ID: required; set the Entra ID tenant of the app registration: its id (a GUID) or its domain (contoso.onmicrosoft.com)")
 		}
 		need(c.DataverseClientID, "DATAVERSE_CLIENT_ID", "set the Entra ID app registration's application (client) id")
 		switch {

@@ -59,6 +59,10 @@ type Main struct {
 
 	// DemoAgents, set before Open in demo mode, is served at /demo/agents.
 	DemoAgents func() any
+	// TempDataDir, set before Open, says SCREENPOP_DATA_DIR is a
+	// temporary directory removed at exit (the demo's): its new key is
+	// nothing to back up.
+	TempDataDir bool
 
 	agentLn, adminLn net.Listener
 	dataLock         io.Closer // SCREENPOP_DATA_DIR's lock, with the built-in NATS
@@ -175,7 +179,9 @@ func (m *Main) Open(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if made {
+	if made && m.TempDataDir {
+		m.Log.Debug().Str("component", "main").Str("path", keyPath).Msg("made a new pii-hash.key in the temporary data directory")
+	} else if made {
 		m.Log.Info().Str("component", "main").Str("path", keyPath).Msg("made a new pii-hash.key: caller_hash in the log now differs from any earlier key's (another instance's, a lost data directory's); back it up with SCREENPOP_DATA_DIR and give every instance of a pair the same one")
 	}
 	if err := privatePIIKey(keyPath); err != nil {

@@ -138,6 +138,7 @@ func StartDemo(ctx context.Context, cfg *Config, log zerolog.Logger, tempData bo
 
 	d.Main = NewMain(cfg, log)
 	d.Main.DemoAgents = d.agents
+	d.Main.TempDataDir = tempData
 	if err := d.Main.Open(ctx); err != nil {
 		d.Main.Close()
 		d.Close()

@@ -218,6 +218,9 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 	for _, u := range unknown {
 		log.Warn().Str("component", "main").Msg(u)
 	}
+	for _, a := range cfg.Advice() {
+		log.Warn().Str("component", "main").Msg(a)
+	}
 	m := NewMain(cfg, log)
 	if err := m.Open(ctx); err != nil {
 		m.Close()

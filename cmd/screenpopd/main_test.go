@@ -652,6 +652,48 @@ func TestDemo_DataDirFlag(t *testing.T) {
 	}
 }
 
+// TestDemo_ATemporaryStoreAsksForNoBackup: `screenpop demo` without a data
+// directory keeps its store and pii-hash.key in a temporary directory
+// removed at exit. Its first line must not ask a first-time user to back
+// that key up and share it between instances; with --data-dir, a
+// directory that stays, it does.
+func TestDemo_ATemporaryStoreAsksForNoBackup(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Temporary", true: "DataDir"}[keep], func(t *testing.T) {
+			vars := testEnv(t)
+			delete(vars, "SCREENPOP_DATA_DIR")
+			vars["LOG_FORMAT"] = "json"
+			args := []string{"demo"}
+			if keep {
+				args = append(args, "--data-dir", filepath.Join(t.TempDir(), "demo-data"))
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var out, errb syncbuf.Buffer
+			done := make(chan int, 1)
+			go func() { done <- run(ctx, args, env(vars), &out, &errb) }()
+			waitFor(t, 20*time.Second, "the demo running", func() bool {
+				select {
+				case code := <-done:
+					done <- code
+					t.Fatalf("demo exited %d early:\n%s", code, errb.String())
+				default:
+				}
+				return strings.Contains(out.String(), "screenpop demo is running")
+			})
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				t.Fatal("demo did not stop within 15s of its context ending")
+			}
+			if told := strings.Contains(errb.String(), "back it up with SCREENPOP_DATA_DIR"); told != keep {
+				t.Errorf("asked to back pii-hash.key up: %v, want %v:\n%s", told, keep, errb.String())
+			}
+		})
+	}
+}
+
 // A second SIGINT (Ctrl-C pressed again) while a graceful stop is under way
 // ends the process at once, as it does in most daemons; the first one asks
 // for the graceful stop. Here the graceful stop is held up for 2 s by an
