@@ -68,14 +68,16 @@ type flight struct {
 
 	mu     sync.Mutex
 	held   time.Time     // the gate holds the flight's request until then (Retry-After)
-	heldCh chan struct{} // closed and replaced when held changes
+	onWire bool          // its request has passed the gate (and is not being tried again)
+	heldCh chan struct{} // closed and replaced when held or onWire changes
 }
 
 func newFlight(start time.Time) *flight {
 	return &flight{done: make(chan struct{}), start: start, heldCh: make(chan struct{})}
 }
 
-// hold records that the gate holds the flight's request until until.
+// hold records that the gate holds the flight's request until until
+// (gateWatcher).
 func (f *flight) hold(until time.Time) {
 	f.mu.Lock()
 	f.held = until
@@ -84,12 +86,24 @@ func (f *flight) hold(until time.Time) {
 	f.mu.Unlock()
 }
 
+// sent records that the flight's request has passed the gate (on) or
+// come back (gateWatcher).
+func (f *flight) sent(on bool) {
+	f.mu.Lock()
+	f.onWire = on
+	close(f.heldCh)
+	f.heldCh = make(chan struct{})
+	f.mu.Unlock()
+}
+
 // holding returns how long the gate holds the flight's request (a past or
-// zero time: it does not) and a channel closed when that changes.
-func (f *flight) holding() (until time.Time, changed <-chan struct{}) {
+// zero time: it does not), whether that request is on its way (then no
+// Retry-After given meanwhile holds it), and a channel closed when either
+// changes.
+func (f *flight) holding() (until time.Time, onWire bool, changed <-chan struct{}) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.held, f.heldCh
+	return f.held, f.onWire, f.heldCh
 }
 
 // New validates cfg and returns a Client. It makes no request: Run (or the
@@ -367,12 +381,13 @@ func (c *Client) Lookup(ctx context.Context, key bridge.Key) ([]bridge.Record, e
 		return nil, err
 	}
 	for {
-		held, changed := f.holding()
-		// The gate holds every request of the client, also that of a
-		// flight still waiting for a request slot (the slots' holders
-		// wait at the gate).
+		held, onWire, changed := f.holding()
+		// The gate holds every request of the client not yet sent, also
+		// that of a flight still waiting for a request slot (the slots'
+		// holders wait at the gate); one on its way, passed before
+		// another caller's 429, is answered all the same.
 		until, gateChanged := c.gate.watch()
-		if until.After(held) {
+		if !onWire && until.After(held) {
 			held = until
 		}
 		if dl, ok := ctx.Deadline(); ok && dl.Before(held) {
@@ -441,7 +456,7 @@ func (c *Client) join(k string, kind bridge.KeyKind, value string, list []Entity
 
 func (c *Client) fly(f *flight, k string, kind bridge.KeyKind, value string, list []EntityColumns) {
 	defer c.wg.Done()
-	ctx, cancel := context.WithTimeout(withHoldNotice(c.ctx, f.hold), c.cfg.FlightTimeout)
+	ctx, cancel := context.WithTimeout(withGateWatcher(c.ctx, f), c.cfg.FlightTimeout)
 	start := time.Now()
 	var afterOpen bool
 	f.recs, afterOpen, f.err = c.remote(ctx, kind, value, list)
@@ -539,6 +554,11 @@ func (c *Client) remote(ctx context.Context, kind bridge.KeyKind, value string, 
 		c.breaker.abandon()
 	case errors.Is(err, ErrCircuitOpen):
 		// Never sent: the breaker opened while it waited for a slot.
+	case errors.As(err, new(*ThrottledError)):
+		// Never sent (again): a Retry-After longer than the flight's
+		// life. Dataverse answers, with 429s: the throttling line tells
+		// it, and an open breaker would tell an outage.
+		c.breaker.abandon()
 	case c.ctx.Err() == nil:
 		// A refusal is Dataverse answering: it is up. Counted as a
 		// failure, a table the role cannot read (or a wrong entity set or

@@ -79,15 +79,22 @@ func (g *gate) probeDone(throttled bool) {
 	g.mu.Unlock()
 }
 
-// holdKey carries, in a flight's context, the function gate.wait calls
-// before it holds the flight's request back for a Retry-After. The wait
-// happens in the flight, whose deadline is FlightTimeout; the callers
-// waiting for the flight have their own (the pop deadline), and this is
-// how they learn that it will pass first.
-type holdKey struct{}
+// gateWatcher, in a flight's context, is told how the gate treats the
+// flight's requests: gate.wait calls hold before it holds one back for a
+// Retry-After, and attempt calls sent(false) as it begins (a retry goes
+// back to the gate) and sent(true) once the request has passed the gate. The wait happens in the flight, whose
+// deadline is FlightTimeout; the callers waiting for the flight have
+// their own (the pop deadline), and this is how they learn whether it
+// will pass first.
+type gateWatcher interface {
+	hold(until time.Time)
+	sent(on bool)
+}
 
-func withHoldNotice(ctx context.Context, notice func(until time.Time)) context.Context {
-	return context.WithValue(ctx, holdKey{}, notice)
+type watcherKey struct{}
+
+func withGateWatcher(ctx context.Context, w gateWatcher) context.Context {
+	return context.WithValue(ctx, watcherKey{}, w)
 }
 
 // breakerKey marks a lookup's requests (not check's): attempt sends none
@@ -116,8 +123,8 @@ func (g *gate) wait(ctx context.Context) (probe bool, err error) {
 			if dl, ok := ctx.Deadline(); ok && dl.Before(until) {
 				return false, &ThrottledError{Until: until}
 			}
-			if notice, ok := ctx.Value(holdKey{}).(func(time.Time)); ok {
-				notice(until)
+			if w, ok := ctx.Value(watcherKey{}).(gateWatcher); ok {
+				w.hold(until)
 			}
 			t := time.NewTimer(d)
 			select {
@@ -368,6 +375,12 @@ func (c *Client) acquire(ctx context.Context) error {
 }
 
 func (c *Client) attempt(ctx context.Context, op, entity string, build func(ctx context.Context) (*http.Request, error), check func(tok string, resp *http.Response, body []byte) error) (_ *http.Response, _ []byte, err error) {
+	// A flight's request is on its way from the gate on, until it is
+	// tried again (or the flight ends with its answer).
+	w, _ := ctx.Value(watcherKey{}).(gateWatcher)
+	if w != nil {
+		w.sent(false)
+	}
 	if err := c.acquire(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -381,6 +394,9 @@ func (c *Client) attempt(ctx context.Context, op, entity string, build func(ctx 
 	probe, err := c.gate.wait(ctx)
 	if err != nil {
 		return nil, nil, err
+	}
+	if w != nil {
+		w.sent(true)
 	}
 	if probe {
 		throttled := false
