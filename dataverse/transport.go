@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -438,8 +437,10 @@ func (c *Client) attempt(ctx context.Context, op, entity string, build func(ctx 
 		// caller's number or email: keep only the cause, so no log line
 		// ever carries it.
 		var ue *url.Error
-		if errors.As(withoutLocalAddr(err), &ue) {
-			err = fmt.Errorf("%s %s: %w", ue.Op, hostOf(c.api), ue.Err)
+		if errors.As(err, &ue) {
+			err = fmt.Errorf("%s %s: %w", ue.Op, hostOf(c.api), withoutLocalAddr(ue.Err))
+		} else {
+			err = withoutLocalAddr(err)
 		}
 		return nil, nil, &temporaryError{reason: reason, err: fmt.Errorf("%s: %w", op, err)}
 	}
@@ -590,8 +591,8 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// withoutLocalAddr drops the local address from the network errors in
-// err's chain, before err is formatted into another: its port differs
+// withoutLocalAddr drops the local address from the text of the network
+// errors in err's chain, before err is formatted into another: its port differs
 // with every connection, and a failure's text is its cause for the log
 // limiter (one warning per cause every 10 s), so a Dataverse resetting
 // connections was a warning per lookup. The remote address, which node
@@ -601,24 +602,34 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // refused", the host's resolver not running): a warning per lookup for as
 // long as DNS failed.
 func withoutLocalAddr(err error) error {
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		if oe, ok := e.(*net.OpError); ok {
-			oe.Source = nil
-			if de, ok := oe.Err.(*net.DNSError); ok {
-				// The lookups that asked at once share it: a copy.
-				cp := *de
-				cp.Err = dnsLocalAddr.ReplaceAllString(de.Err, "$1")
-				oe.Err = &cp
-			}
-		}
+	if err == nil {
+		return nil
 	}
-	return err
+	msg := err.Error()
+	clean := localAddr.ReplaceAllString(msg, "$1")
+	if clean == msg {
+		return err
+	}
+	// The text only: the error itself may be shared (HTTP/2 gives every
+	// request on a failed connection the same one), and is not ours to
+	// write into.
+	return &scrubbedError{msg: clean, err: err}
 }
 
-// dnsLocalAddr is the local address in the text of a DNS query's network
-// error ("read udp 127.0.0.1:48572->127.0.0.53:53"), as net.OpError writes
-// it with a Source.
-var dnsLocalAddr = regexp.MustCompile(`\b((?:read|write|dial) (?:udp|tcp)[46]? )\S+->`)
+// scrubbedError is err with another text (withoutLocalAddr).
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
+
+// localAddr is the local address in the text of a network error ("read
+// tcp 10.0.0.5:51234->20.1.2.3:443", and a DNS query's "read udp
+// 127.0.0.1:48572->127.0.0.53:53"), as net.OpError writes it with a
+// Source.
+var localAddr = regexp.MustCompile(`\b((?:read|write|dial|close) (?:udp|tcp)[46]? )\S+->`)
 
 // redirectHost is a Location's scheme and host, without its path or query
 // (which may quote the query's values).
