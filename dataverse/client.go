@@ -376,7 +376,7 @@ func (c *Client) Lookup(ctx context.Context, key bridge.Key) ([]bridge.Record, e
 	if !key.Since.IsZero() {
 		stale, _ = c.pos.get(k, now, time.Time{})
 	}
-	f, err := c.join(k, key.Kind, value, list)
+	f, err := c.join(k, key.Since, key.Kind, value, list)
 	if err != nil {
 		return nil, err
 	}
@@ -435,16 +435,21 @@ func (c *Client) Prefetch(key bridge.Key) {
 	if _, ok := c.neg.get(k, now, key.Since); ok {
 		return
 	}
-	_, _ = c.join(k, key.Kind, value, list)
+	_, _ = c.join(k, key.Since, key.Kind, value, list)
 }
 
-func (c *Client) join(k string, kind bridge.KeyKind, value string, list []EntityColumns) (*flight, error) {
+// join returns the flight for k, started now unless one is on its way
+// that began at or after since: a lookup that wants an answer read after
+// since (Key.Since) gets no older one from a flight that began before it
+// (its request asked Dataverse before the agent saved the caller, say).
+// That flight runs on, but is no longer the one later callers join.
+func (c *Client) join(k string, since time.Time, kind bridge.KeyKind, value string, list []EntityColumns) (*flight, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return nil, ErrClosed
 	}
-	if f := c.flights[k]; f != nil {
+	if f := c.flights[k]; f != nil && !f.start.Before(since) {
 		return f, nil
 	}
 	f := newFlight(c.cfg.Now())
@@ -463,6 +468,13 @@ func (c *Client) fly(f *flight, k string, kind bridge.KeyKind, value string, lis
 	cancel()
 	now := c.cfg.Now()
 	result := "match"
+	// Under c.mu, so that of two flights of k (see join) the one that
+	// began later is cached, whichever ends last.
+	c.mu.Lock()
+	after := f.start.Add(time.Nanosecond)
+	_, newerPos := c.pos.get(k, now, after)
+	_, newerNeg := c.neg.get(k, now, after)
+	newer := newerPos || newerNeg
 	switch {
 	case errors.Is(f.err, ErrCircuitOpen):
 		result = "circuit_open"
@@ -472,6 +484,9 @@ func (c *Client) fly(f *flight, k string, kind bridge.KeyKind, value string, lis
 		result = "error"
 	case len(f.recs) == 0:
 		result = "none"
+		if newer {
+			break
+		}
 		// An answer of the other kind may still be cached: a lookup that
 		// passed over it (Key.Since) replaces it. The answer is stored as
 		// read when the flight began, not when it arrived: one that
@@ -480,9 +495,13 @@ func (c *Client) fly(f *flight, k string, kind bridge.KeyKind, value string, lis
 		c.pos.del(k)
 		c.neg.put(k, nil, now.Add(c.cfg.NegativeCacheTTL), f.start, now)
 	default:
+		if newer {
+			break
+		}
 		c.neg.del(k)
 		c.pos.put(k, f.recs, now.Add(c.cfg.CacheTTL), f.start, now)
 	}
+	c.mu.Unlock()
 	c.metrics.lookups.WithLabelValues(string(kind), result).Inc()
 	ev := c.log.Debug()
 	// A lookup let through before the breaker opened and failing after
@@ -510,7 +529,9 @@ func (c *Client) fly(f *flight, k string, kind bridge.KeyKind, value string, lis
 	ev.Str("kind", string(kind)).Str("result", result).Int("records", len(f.recs)).
 		Int64("lookup_ms", time.Since(start).Milliseconds()).Msg("dataverse lookup finished")
 	c.mu.Lock()
-	delete(c.flights, k)
+	if c.flights[k] == f {
+		delete(c.flights, k)
+	}
 	c.mu.Unlock()
 	close(f.done)
 }
