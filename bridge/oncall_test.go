@@ -280,14 +280,7 @@ func TestResolver_PendingPopPoppedByAnotherInstanceLogsOnePop(t *testing.T) {
 	ctx := context.Background()
 	call := callEvent("two-instances", phone)
 
-	restore := breakPopStore(t, a.conn, true)
-	if err := a.r.Handle(bridge.WithDelivery(ctx, 1), call); err == nil {
-		t.Fatal("A's handler succeeded with the pops not captured; want an error (redeliver)")
-	}
-	if st := a.r.Status(); st.PendingPublishes != 1 {
-		t.Fatalf("A's pending publishes %d, want 1 (or the test proves nothing)", st.PendingPublishes)
-	}
-	restore()
+	keptInMemory(t, a, call)
 	// The redelivery goes to B.
 	if err := b.r.Handle(bridge.WithDelivery(ctx, 2), call); err != nil {
 		t.Fatal(err)
@@ -330,11 +323,7 @@ func TestResolver_PendingPopPoppedElsewhereIsNotReportedLost(t *testing.T) {
 	ctx := context.Background()
 	call := callEvent("popped-on-b", phone)
 
-	restore := breakPopStore(t, a.conn, true)
-	if err := a.r.Handle(bridge.WithDelivery(ctx, 1), call); err == nil {
-		t.Fatal("A's handler succeeded with the pops not captured; want an error (redeliver)")
-	}
-	restore()
+	keptInMemory(t, a, call)
 	if err := b.r.Handle(bridge.WithDelivery(ctx, 2), call); err != nil {
 		t.Fatal(err)
 	}
@@ -371,14 +360,7 @@ func TestResolver_PendingPopOfAnEndedLegCountedOnce(t *testing.T) {
 	ctx := context.Background()
 	call := callEvent("ended-while-pending", phone)
 
-	restore := breakPopStore(t, a.conn, true)
-	if err := a.r.Handle(bridge.WithDelivery(ctx, 1), call); err == nil {
-		t.Fatal("the handler succeeded with the pops not captured; want an error (redeliver)")
-	}
-	if st := a.r.Status(); st.PendingPublishes != 1 {
-		t.Fatalf("pending publishes %d, want 1 (or the test proves nothing): %s", st.PendingPublishes, a.logs.String())
-	}
-	restore()
+	keptInMemory(t, a, call)
 	hangUp := callEvent("ended-while-pending", phone)
 	hangUp.State, hangUp.LegEnded = bridge.StateDisconnected, true
 	if err := a.r.Handle(bridge.WithDelivery(ctx, 1), hangUp); err != nil {
@@ -415,14 +397,7 @@ func TestResolver_PendingPopOfALegEndedOnAnotherInstanceIsNotMade(t *testing.T) 
 	ctx := context.Background()
 	call := callEvent("ended-on-b", phone)
 
-	restore := breakPopStore(t, a.conn, true)
-	if err := a.r.Handle(bridge.WithDelivery(ctx, 1), call); err == nil {
-		t.Fatal("A's handler succeeded with the pops not captured; want an error (redeliver)")
-	}
-	if st := a.r.Status(); st.PendingPublishes != 1 {
-		t.Fatalf("A's pending publishes %d, want 1 (or the test proves nothing): %s", st.PendingPublishes, a.logs.String())
-	}
-	restore()
+	keptInMemory(t, a, call)
 	hangUp := callEvent("ended-on-b", phone)
 	hangUp.State, hangUp.LegEnded = bridge.StateDisconnected, true
 	if err := b.r.Handle(ctx, hangUp); err != nil {
@@ -456,14 +431,7 @@ func TestResolver_PendingPopOfAStaleEventIsNotMade(t *testing.T) {
 	ctx := context.Background()
 	call := callEvent("stale-while-pending", phone)
 
-	restore := breakPopStore(t, a.conn, true)
-	if err := a.r.Handle(bridge.WithDelivery(ctx, 1), call); err == nil {
-		t.Fatal("the handler succeeded with the pops not captured; want an error (redeliver)")
-	}
-	if st := a.r.Status(); st.PendingPublishes != 1 {
-		t.Fatalf("pending publishes %d, want 1 (or the test proves nothing): %s", st.PendingPublishes, a.logs.String())
-	}
-	restore()
+	keptInMemory(t, a, call)
 	ahead.Store(int64(time.Minute)) // 30 s is the default SCREENPOP_MAX_EVENT_AGE
 	if err := a.r.Handle(bridge.WithDelivery(ctx, 2), call); err != nil {
 		t.Fatal(err)
@@ -499,6 +467,21 @@ func noPopReasons(t *testing.T, i *instance) []any {
 		reasons = append(reasons, l["reason"])
 	}
 	return reasons
+}
+
+// keptInMemory has a's handler of call fail to publish its pop and to
+// remove its marker (JetStream refusing both), so that a keeps the pop for
+// the event's redelivery; it fails the test unless a does.
+func keptInMemory(t *testing.T, a *instance, call *bridge.Event) {
+	t.Helper()
+	restore := breakPopStore(t, a.conn, true)
+	if err := a.r.Handle(bridge.WithDelivery(context.Background(), 1), call); err == nil {
+		t.Fatal("the handler succeeded with the pops not captured; want an error (redeliver)")
+	}
+	if st := a.r.Status(); st.PendingPublishes != 1 {
+		t.Fatalf("pending publishes %d, want 1 (or the test proves nothing): %s", st.PendingPublishes, a.logs.String())
+	}
+	restore()
 }
 
 // TestResolver_RedeliveredAndGivenUpPops: through the resolver's consumer,
