@@ -61,7 +61,7 @@ func TestBrowser_TokenRefusalsCountedSinceTheLastReady(t *testing.T) {
 // onPop when its socket ends (here 4008: too slow) is replayed on the next
 // socket, which resumes from the last pop processed: it must not be handed
 // to onPop a second time (the demo page listed it twice; an integrator's
-// page acted on it twice).
+// page acted on it twice), and it is acked once processed.
 func TestBrowser_PopInOnPopAtADropIsNotHandedOverTwice(t *testing.T) {
 	e, pages := pageEnv(t)
 	ctx := newBrowser(t)
@@ -91,6 +91,11 @@ func TestBrowser_PopInOnPopAtADropIsNotHandedOverTwice(t *testing.T) {
 	if got := eval[[]uint64](t, ctx, `window.__seen`); fmt.Sprint(got) != fmt.Sprint([]uint64{seq, seq2}) {
 		t.Fatalf("onPop got %v, want %v (each pop once)", got, []uint64{seq, seq2})
 	}
+	// Each processed pop is acked (agents.md §5), the first on the socket
+	// that replayed it: its own had closed while onPop ran, and the copy
+	// the replay brought was dropped as seen. Unacked, it read as a pop
+	// never processed in "agent disconnected" and delivery_seconds.
+	waitFor(t, 10*time.Second, "both pops acked", func() bool { return e.srv.nAcked.Load() == 2 })
 }
 
 // docs/agents.md §5: reconnect "with capped exponential backoff and jitter
@@ -219,6 +224,34 @@ func TestBrowser_TokenAnswerAfterTheWatchdogNotUsed(t *testing.T) {
 	run(t, ctx, js(fmt.Sprintf(`window.__late(%q)`, tok)), sleepJS(2000))
 	if n := e.srv.Status().(Status).Connections; n != 1 {
 		t.Fatalf("%d connections after the token function's late answer, want 1 (the answer after the watchdog is not used)", n)
+	}
+}
+
+// The same with the late answer coming while the page waits out its
+// backoff after the watchdog (a long backoff: a page that has failed a
+// few times). The answer must not open a socket: the retry then opens
+// another, and the first stays open with the server for the shift, sent
+// every pop and never read (its handlers ignore a socket not the
+// client's), one more of the agent's 16.
+func TestBrowser_TokenAnswerDuringTheBackoffNotUsed(t *testing.T) {
+	pages, e, _ := shiftServer(t, Config{HeartbeatInterval: 300 * time.Millisecond}, newMemStore(), nil)
+	ctx := newBrowser(t)
+	tok := e.token("agent-late-backoff")
+	run(t, ctx, chromedp.Navigate(pages.URL+"/webresource.html"),
+		js(fmt.Sprintf(`window.__tokenCalls = 0;
+			window.__client = ScreenPop.connect({url: %q, storage: 'none', watchdogMs: 1500, minBackoffMs: 3000, maxBackoffMs: 3000,
+				token: function () {
+					if (++window.__tokenCalls === 1) { return new Promise(function (r) { window.__late = r; }); }
+					return %q;
+				},
+				onState: function (s) { document.getElementById('state').textContent = s; }})`, e.wsURL, tok)),
+		// The watchdog (1.5 s) ends the wait: the page waits out its backoff (3 s).
+		poll(`window.__client.waiting === true`),
+		js(fmt.Sprintf(`window.__late(%q)`, tok)),
+		poll(`document.getElementById('state').textContent === 'ready' && window.__tokenCalls === 2`),
+		sleepJS(1000))
+	if n := e.srv.Status().(Status).Connections; n != 1 {
+		t.Fatalf("%d connections once the page is ready, want 1: the token answer that came during the backoff opened a socket the retry then replaced", n)
 	}
 }
 

@@ -168,6 +168,9 @@
       // proxy) is silence too, and only the browser's own timeout ends it.
       self.feed();
       ws.onopen = function () {
+        // A socket the client has left (the watchdog, a close) says no
+        // hello: closed, it is no second socket of the agent's.
+        if (self.ws !== ws) { try { ws.close(); } catch (e) { /* closing */ } return; }
         var hello = { type: 'hello', token: token };
         // Once this tab has processed a pop on this stream, or got the
         // whole replay of its first hello (base), every later hello
@@ -204,6 +207,9 @@
     clearTimeout(self.watchdog);
     self.watchdog = setTimeout(function () {
       var ws = self.ws;
+      // The open this ends is over: a token answer still to come for it
+      // (during the backoff below) opens nothing.
+      self.opens++;
       self.detach();
       try { ws && ws.close(); } catch (e) { /* already closed */ }
       self.setState('reconnecting', { reason: 'silence' });
@@ -260,7 +266,7 @@
       case 'pop':
         if (typeof m.seq !== 'number' || m.seq <= self.recvSeq) { return; } // seen already
         self.recvSeq = m.seq;
-        var ws = self.ws, stream = self.stream;
+        var stream = self.stream;
         self.queue(function () {
           return self.handOver(m).then(function () {
             // A pop of the stream before a ready that started the cursor
@@ -271,7 +277,12 @@
               if (typeof m.id === 'string') { self.cursor.lastPopId = m.id; } else { delete self.cursor.lastPopId; }
               self.saveCursor();
             }
-            if (ws && ws === self.ws && ws.readyState === 1) {
+            // On the socket open now: the pop's own may have closed while
+            // it was processed, and the next one's replay brought it again
+            // (dropped above as seen). The server ignores an ack of a seq
+            // it did not send on that socket.
+            var ws = self.ws;
+            if (stream === self.stream && ws && ws.readyState === 1) {
               ws.send(JSON.stringify({ type: 'ack', seq: m.seq }));
             }
           });
