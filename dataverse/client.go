@@ -86,8 +86,8 @@ func (f *flight) hold(until time.Time) {
 	f.mu.Unlock()
 }
 
-// sent records that the flight's request has passed the gate (on) or
-// come back (gateWatcher).
+// sent records that the flight's request has passed the gate (on), or is
+// about to be tried again and goes back to it (gateWatcher).
 func (f *flight) sent(on bool) {
 	f.mu.Lock()
 	f.onWire = on

@@ -81,10 +81,10 @@ func (g *gate) probeDone(throttled bool) {
 // gateWatcher, in a flight's context, is told how the gate treats the
 // flight's requests: gate.wait calls hold before it holds one back for a
 // Retry-After, and attempt calls sent(false) as it begins (a retry goes
-// back to the gate) and sent(true) once the request has passed the gate. The wait happens in the flight, whose
-// deadline is FlightTimeout; the callers waiting for the flight have
-// their own (the pop deadline), and this is how they learn whether it
-// will pass first.
+// back to the gate) and sent(true) once the request has passed the gate.
+// The wait happens in the flight, whose deadline is FlightTimeout; the
+// callers waiting for the flight have their own (the pop deadline), and
+// this is how they learn whether it will pass first.
 type gateWatcher interface {
 	hold(until time.Time)
 	sent(on bool)
@@ -592,8 +592,8 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 // withoutLocalAddr drops the local address from the text of the network
-// errors in err's chain, before err is formatted into another: its port differs
-// with every connection, and a failure's text is its cause for the log
+// errors in err's chain, before err is formatted into another: its port
+// differs with every connection, and a failure's text is its cause for the log
 // limiter (one warning per cause every 10 s), so a Dataverse resetting
 // connections was a warning per lookup. The remote address, which node
 // failed, stays. The same goes for a DNS query's failure, whose text Go
