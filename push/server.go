@@ -694,13 +694,25 @@ func (s *Server) revalidateOne(ctx context.Context, c *conn) {
 	}
 }
 
-// Ready reports whether the agent listener is serving and the pop
-// subscription is up.
+// Ready reports whether the agent listener is serving, the pop
+// subscription is up (and not being made again), and the store answers:
+// while NATS is disconnected every hello is refused (1013, the agent's
+// newest pop unreadable), so the load balancer's /healthz is 503 and new
+// pages go to another instance.
 func (s *Server) Ready() bool {
 	s.mu.RLock()
 	stopping := s.stopping
 	s.mu.RUnlock()
-	return s.serving.Load() && s.following.Load() && !stopping
+	if c, ok := s.store.(connChecker); ok && !c.Connected() {
+		return false
+	}
+	return s.serving.Load() && s.isFollowing() && !stopping
+}
+
+// connChecker is optionally implemented by a PopStore (bus.Conn does):
+// false while it is disconnected from NATS.
+type connChecker interface {
+	Connected() bool
 }
 
 // followChecker is optionally implemented by a PopStore (bus.Conn does):

@@ -405,12 +405,27 @@ func TestAdmin_ReadinessInEachState(t *testing.T) {
 	r.dv.FailNext(1<<20, 503)
 	expect("Dataverse down (after start-up)", 200, ready)
 
+	// The agent port's /healthz is the load balancer's: 503 while NATS is
+	// down, when every page's hello is refused (1013, the agent's newest
+	// pop unreadable), so that new pages go to the other instance.
+	agentHealth := func() int {
+		t.Helper()
+		code, _ := adminGet(t, r.m.AgentURL()+"/healthz")
+		return code
+	}
+	if code := agentHealth(); code != 200 {
+		t.Errorf("ready: agent /healthz %d, want 200", code)
+	}
 	x.stop()
 	waitFor(t, 10*time.Second, "NATS disconnected", func() bool { return !r.m.Bus.Connected() })
 	expect("NATS down", 503, notReady)
+	if code := agentHealth(); code != 503 {
+		t.Errorf("NATS down: agent /healthz %d, want 503: the load balancer keeps sending pages whose hellos are refused", code)
+	}
 	x.start()
 	waitFor(t, 15*time.Second, "NATS back", r.m.Bus.Connected)
 	expect("NATS back", 200, ready)
+	waitFor(t, 15*time.Second, "agent /healthz 200 again", func() bool { return agentHealth() == 200 })
 
 }
 
