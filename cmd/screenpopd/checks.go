@@ -279,7 +279,7 @@ func checkNATS(ctx context.Context, cfg *Config, log zerolog.Logger, r *report) 
 		js jetstream.JetStream
 	)
 	// run makes SCREENPOP_DATA_DIR and its pii-hash.key with either NATS.
-	checkDataDir(cfg, r)
+	checkDataDirWithin(ctx, cfg, startDiskWait, r)
 	if cfg.NatsURL == "" {
 		tmp, err := os.MkdirTemp("", "screenpop-check-")
 		if err != nil {
@@ -425,6 +425,28 @@ func checkNATS(ctx context.Context, cfg *Config, log zerolog.Logger, r *report) 
 // or external NATS: it must be writable (run creates it and, on first
 // start, pii-hash.key in it), and an existing pii-hash.key must be readable
 // and long enough (readPIIKey, as run reads it).
+// checkDataDirWithin is checkDataDir, told after wait (the daemon's own
+// start-up wait) that the directory's disk does not answer: a stalled
+// volume holds its calls in the kernel, with no error to return, and the
+// check would wait as long. The call left behind returns when the disk
+// answers; its lines are dropped.
+func checkDataDirWithin(ctx context.Context, cfg *Config, wait time.Duration, r *report) {
+	var sub report
+	done := make(chan struct{})
+	go func() { defer close(done); checkDataDir(cfg, &sub) }()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-done:
+		r.lines = append(r.lines, sub.lines...)
+		return
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	r.fail("data dir", fmt.Errorf("the disk under %s does not answer: a write to it has waited %v (a stalled volume, an NFS server gone)", cfg.DataDir, wait.Round(time.Second)),
+		"look at the volume (docs/operations.md section 7.4); screenpopd waits for it at start, and stores nothing while it does not answer")
+}
+
 func checkDataDir(cfg *Config, r *report) {
 	const name = "data dir"
 	use := "the PII hash key"
