@@ -2110,8 +2110,8 @@ func (c *Conn) otherOwner(ctx context.Context, cons jetstream.Consumer) error {
 }
 
 // ConsumerOwnerConflict is OwnerConflict for cons, read again twice over
-// half a second while it belongs to another owner and has no pull
-// waiting: a running resolver's pull expires every pullExpiry and is sent
+// half a second while it belongs to another owner and no one seems to
+// consume from it: a running resolver's pull expires every pullExpiry and is sent
 // again at once, and a read in that moment (about 1 in 3,000 here) would
 // take a running deployment's consumer for an unused one.
 func ConsumerOwnerConflict(ctx context.Context, cons jetstream.Consumer, owner string) error {
@@ -2137,21 +2137,50 @@ func ConsumerOwnerConflict(ctx context.Context, cons jetstream.Consumer, owner s
 
 // OwnerConflict is ErrOtherDeployment, wrapped with what to do, when info
 // (the resolver consumer's) names an owner other than owner (Config.Owner)
-// and someone consumes from it (it has pulls waiting): that deployment's
-// daemons run. One no one consumes from is owner's to take (its
-// DATAVERSE_URL changed, with every daemon stopped); one without an owner
-// (made by an earlier version) too. An empty owner has no conflict.
+// and someone consumes from it (consuming: pulls waiting, or events in
+// its handlers while deliveries or acks move; a resolver whose workers
+// are all busy pulls again only once it has worked its batch down): that
+// deployment's daemons run. One no one consumes from is owner's to take
+// (its DATAVERSE_URL changed, with every daemon stopped; one that died
+// with events in its handlers, once the ack wait has passed since its
+// last delivery or ack); one without an owner (made by an earlier
+// version) too. An empty owner has no conflict.
 func OwnerConflict(info *jetstream.ConsumerInfo, owner string) error {
 	if owner == "" || info == nil {
 		return nil
 	}
 	other := info.Config.Metadata[ownerKey]
-	if other == "" || other == owner || info.NumWaiting == 0 {
+	if other == "" || other == owner || !consuming(info) {
 		return nil
 	}
 	return fmt.Errorf("%w: its resolver (consumer %s of stream %s) belongs to the deployment of %s, and it is running; this one is %s. "+
 		"The subjects (screenpop.>), the stream and the consumer are the same for every deployment: give each deployment its own NATS account (docs/architecture.md, \"Several deployments\")",
 		ErrOtherDeployment, info.Name, info.Stream, other, owner)
+}
+
+// consuming reports whether info shows someone consuming: pulls waiting,
+// or events delivered and not acknowledged (in handlers) while deliveries
+// or acks still move, within the ack wait (on the server's clock). A
+// resolver whose workers are all busy has no pull waiting; a deployment
+// that died with events in its handlers leaves them counted as pending
+// until someone pulls again, but nothing moves.
+func consuming(info *jetstream.ConsumerInfo) bool {
+	if info.NumWaiting > 0 {
+		return true
+	}
+	if info.NumAckPending == 0 {
+		return false
+	}
+	window := info.Config.AckWait
+	if window <= 0 {
+		window = DefaultAckWait
+	}
+	for _, last := range []*time.Time{info.Delivered.Last, info.AckFloor.Last} {
+		if last != nil && info.TimeStamp.Sub(*last) < window {
+			return true
+		}
+	}
+	return false
 }
 
 // storeMax sets a to v if v is larger.

@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -248,4 +249,89 @@ func takeOver(t *testing.T, c *bus.Conn, durable string) {
 	if _, err := c.JetStream().UpdateConsumer(ctx, c.StreamName(), cfg); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A running resolver whose workers are all busy (a throttled Dataverse, a
+// backlog of calls) has no pull waiting: nats.go pulls again only once it
+// has worked its batch down, and the consumer shows the events in its
+// handlers as ack pending. It runs all the same: another deployment must
+// be refused, not take the consumer over (the running one would then stop
+// with ErrOtherDeployment, and its calls be looked up in the other
+// deployment's Dataverse).
+func TestStart_RefusesAnotherDeploymentWhileItsResolverIsBusy(t *testing.T) {
+	a := MustStart(t, bus.Config{Owner: ownerA})
+	ctx, cancel := context.WithCancel(context.Background())
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- a.ConsumeEvents(ctx, bus.ConsumeConfig{Since: time.Minute, Workers: 2, DrainWithin: time.Second},
+			func(hctx context.Context, _ []byte) error {
+				select { // a slow lookup
+				case <-release:
+				case <-hctx.Done():
+				}
+				return nil
+			})
+	}()
+	t.Cleanup(func() { close(release); cancel(); <-done })
+	waitFor(t, 5*time.Second, pulling(a, bus.DefaultDurable))
+	for i := range 40 {
+		publishEvent(t, a, fmt.Sprintf("conv-busy-%d", i))
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		cons, err := a.JetStream().Consumer(context.Background(), a.StreamName(), bus.DefaultDurable)
+		return err == nil && cons.CachedInfo().NumWaiting == 0 && cons.CachedInfo().NumAckPending > 0
+	})
+	b, err := bus.Start(context.Background(), bus.Config{URL: a.ClientURL(), Owner: ownerB}, zerolog.Nop())
+	if err == nil {
+		b.Close()
+		t.Fatal("started against another deployment's running resolver, busy: no pull waiting, its events in its handlers")
+	}
+	if !errors.Is(err, bus.ErrOtherDeployment) {
+		t.Fatalf("err %v, want ErrOtherDeployment", err)
+	}
+}
+
+// A deployment that died with events in its handlers (its host lost, a
+// kill -9) leaves them counted as ack pending until someone pulls again.
+// That is no deployment running: once its ack wait has passed with no
+// delivery or ack, the consumer is another deployment's to take over, as
+// the docs promise for a DATAVERSE_URL changed with every daemon stopped.
+func TestStart_TakesOverFromADeploymentThatDiedWithEventsInItsHandlers(t *testing.T) {
+	const ackWait = time.Second
+	a := MustStart(t, bus.Config{Owner: ownerA})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- a.ConsumeEvents(ctx, bus.ConsumeConfig{Since: time.Minute, AckWait: ackWait}, func(context.Context, []byte) error { return nil })
+	}()
+	waitFor(t, 5*time.Second, pulling(a, bus.DefaultDurable))
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return !pulling(a, bus.DefaultDurable)() })
+	for i := range 3 {
+		publishEvent(t, a, fmt.Sprintf("conv-died-%d", i))
+	}
+	// Its last pull: the events delivered, never acknowledged (it died).
+	cons, err := a.JetStream().Consumer(context.Background(), a.StreamName(), bus.DefaultDurable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := cons.Fetch(3, jetstream.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range b.Messages() {
+	}
+	time.Sleep(ackWait + 500*time.Millisecond)
+	if info, err := cons.Info(context.Background()); err != nil || info.NumAckPending == 0 {
+		t.Fatalf("setup: ack pending %v, %v; want the dead deployment's events still counted", info, err)
+	}
+	c, err := bus.Start(context.Background(), bus.Config{URL: a.ClientURL(), Owner: ownerB}, zerolog.Nop())
+	if err != nil {
+		t.Fatalf("refused a consumer whose deployment died %v ago with events in its handlers: %v", ackWait+500*time.Millisecond, err)
+	}
+	c.Close()
 }
