@@ -64,6 +64,12 @@ type Config struct {
 	// the other instance until this one is restarted.
 	Stuck func() bool
 
+	// Stopping, when set, reports that the daemon has begun to stop. Its
+	// earlier stages drain (seconds) before push's own stop: GET /healthz
+	// answers 503 from the start, so that new pages go to the other
+	// instance rather than to one that closes them (1001) a moment later.
+	Stopping func() bool
+
 	// DemoAgents, when set (demo mode only), is served as JSON at
 	// GET /demo/agents: the emulated agents with ready-made tokens.
 	DemoAgents func() any

@@ -172,7 +172,7 @@ func (s *Server) Handler() http.Handler {
 		// (Config.Stuck; asked first: a push server wedged under its
 		// lock would not answer Ready). No detail: anyone can ask.
 		w.Header().Set("Cache-Control", "no-store")
-		if (s.cfg.Stuck != nil && s.cfg.Stuck()) || !s.Ready() {
+		if (s.cfg.Stuck != nil && s.cfg.Stuck()) || (s.cfg.Stopping != nil && s.cfg.Stopping()) || !s.Ready() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}

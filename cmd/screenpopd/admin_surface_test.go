@@ -440,8 +440,12 @@ func TestAdmin_ReadinessWhileStopping(t *testing.T) {
 		return bytes.Contains(mustStatus(t, r.admin), []byte(`"lookups_in_flight": 1`))
 	})
 	stopped := make(chan error, 1)
+	agentURL := r.m.AgentURL()
 	go func() { stopped <- r.stop() }()
-	codes := map[int]int{}
+	// The agent port's /healthz too (the load balancer's probe): a page
+	// sent here now is closed (1001) a few seconds later, once the earlier
+	// stages have drained and push stops.
+	codes, agentCodes := map[int]int{}, map[int]int{}
 	for {
 		resp, err := http.Get(r.admin + "/readyz")
 		if err != nil {
@@ -449,14 +453,21 @@ func TestAdmin_ReadinessWhileStopping(t *testing.T) {
 		}
 		resp.Body.Close()
 		codes[resp.StatusCode]++
+		if resp, err := http.Get(agentURL + "/healthz"); err == nil {
+			resp.Body.Close()
+			agentCodes[resp.StatusCode]++
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	if err := <-stopped; err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("/readyz answers during the stop: %v", codes)
+	t.Logf("/readyz answers during the stop: %v; the agent port's /healthz: %v", codes, agentCodes)
 	if codes[200] > 1 || codes[503] == 0 {
 		t.Errorf("stopping: /readyz answers %v, want 503s", codes)
+	}
+	if agentCodes[200] > 1 || agentCodes[503] == 0 {
+		t.Errorf("stopping: the agent port's /healthz answers %v, want 503s: the load balancer sends new pages to an instance about to close them", agentCodes)
 	}
 }
 

@@ -295,7 +295,7 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Push, err = push.New(push.Config{
 		Auth: cfg.Auth, JWTSecret: []byte(cfg.JWTSecret), JWTAudience: cfg.JWTAudience, AllowedOrigins: cfg.AllowedOrigins,
 		ReplayWindow: cfg.ReplayWindow, FreshWindow: cfg.FreshWindow, DemoAgents: m.DemoAgents,
-		Registerer: m.Registry, Stuck: func() bool { part, _ := m.stuck(); return part != "" },
+		Registerer: m.Registry, Stuck: func() bool { part, _ := m.stuck(); return part != "" }, Stopping: m.stopping.Load,
 	}, m.Bus, auth, m.Log)
 	if err != nil {
 		return err
