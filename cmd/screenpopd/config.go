@@ -393,6 +393,14 @@ var settings = []setting{
 // secretSettings are never echoed, not even in error messages.
 var secretSettings = map[string]bool{"GENESYS_CLIENT_SECRET": true, "DATAVERSE_CLIENT_SECRET": true, "SCREENPOP_JWT_SECRET": true, "SCREENPOP_JWT_SECRET_PREVIOUS": true}
 
+// UsageError is a command line the flags do not parse (a flag that does
+// not exist, one without its value): exit code 2, as for an invalid
+// configuration.
+type UsageError struct{ err error }
+
+func (e *UsageError) Error() string { return e.err.Error() }
+func (e *UsageError) Unwrap() error { return e.err }
+
 // ConfigError lists every problem found, each naming its variable.
 type ConfigError struct{ Problems []string }
 
@@ -509,7 +517,11 @@ func ParseConfig(name string, args []string, getenv func(string) string, req Req
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, nil, err
+		}
+		// The flag package has printed it, with the flags.
+		return nil, nil, &UsageError{err}
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })

@@ -140,6 +140,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.As(err, new(*UsageError)):
+		return 2 // the flag package has printed it, with the flags
 	default:
 		var ce *ConfigError
 		if errors.As(err, &ce) {

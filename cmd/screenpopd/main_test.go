@@ -524,6 +524,20 @@ func TestRun_Subcommands(t *testing.T) {
 			t.Fatalf("unknown command exited %d, want 2", code)
 		}
 	})
+	// A flag that does not exist is a usage error, as an invalid value is
+	// (setup.md: "2 for an invalid configuration, 1 for a failed probe"):
+	// a timer alerting on check's exit code must not read it as an outage.
+	t.Run("UnknownFlag", func(t *testing.T) {
+		for _, sub := range []string{"check", "run", "demo"} {
+			errb.Reset()
+			if code := run(context.Background(), []string{sub, "--no-such-flag"}, env(nil), &out, &errb); code != 2 {
+				t.Errorf("%s --no-such-flag exited %d, want 2", sub, code)
+			}
+			if !strings.Contains(errb.String(), "no-such-flag") {
+				t.Errorf("%s --no-such-flag: stderr does not name the flag:\n%s", sub, errb.String())
+			}
+		}
+	})
 }
 
 // agentPop is the part of the agent pop message the tests read.
