@@ -817,6 +817,15 @@ func (c *Conn) ClientURL() string {
 	return c.ns.server().ClientURL()
 }
 
+// ListenAddr is the address the embedded server listens on for clients
+// (host:port), "" when it does not listen or NATS is external.
+func (c *Conn) ListenAddr() string {
+	if c.ns == nil || c.cfg.Listen == "off" {
+		return ""
+	}
+	return c.ns.cfg.Listen
+}
+
 // ErrDisconnected is what LatestPop and ReplayPops return, at once, while
 // the connection to NATS is down: an agent's hello that waited for the
 // reconnect would hold the page for its whole timeout, where a refusal

@@ -66,11 +66,38 @@ type StatusReport struct {
 	Ready      bool           `json:"ready"`
 	Uptime     string         `json:"uptime"`
 	Components map[string]any `json:"components"`
+	// Listeners are the addresses this process listens on, by name
+	// (agent, admin, nats): screenpopd check tells its own port in use by
+	// this daemon from one held by another program.
+	Listeners map[string]string `json:"listeners,omitempty"`
+}
+
+// listeners are the addresses StatusReport.Listeners names.
+func (m *Main) listeners() map[string]string {
+	ls := map[string]string{}
+	if m.agentLn != nil {
+		ls["agent"] = m.agentLn.Addr().String()
+	}
+	if m.adminLn != nil {
+		ls["admin"] = m.adminLn.Addr().String()
+	}
+	switch {
+	case m.Config.NatsURL != "" || m.Config.NatsListen == "off":
+	case m.opened.Load():
+		if a := m.Bus.ListenAddr(); a != "" {
+			ls["nats"] = a
+		}
+	default:
+		// Starting: the built-in server may still be opening its store;
+		// the address it takes is the configured one.
+		ls["nats"] = m.Config.NatsListen
+	}
+	return ls
 }
 
 // Status gathers each component's state.
 func (m *Main) Status(ctx context.Context) StatusReport {
-	r := StatusReport{Version: version, Ready: m.Ready(), Uptime: time.Since(m.started).Round(time.Second).String(), Components: map[string]any{}}
+	r := StatusReport{Version: version, Ready: m.Ready(), Uptime: time.Since(m.started).Round(time.Second).String(), Components: map[string]any{}, Listeners: m.listeners()}
 	if !m.opened.Load() {
 		return r // starting: the parts are still being built
 	}

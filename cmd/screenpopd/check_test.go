@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -678,8 +679,8 @@ func TestCheck_NextToRunningDaemon(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("check next to a running daemon exited %d", code)
 	}
-	wantLine(t, out, "ok   listen agent:", "in use by a running screenpopd")
-	wantLine(t, out, "ok   listen admin:", "in use by a running screenpopd")
+	wantLine(t, out, "ok   listen agent:", "in use by the running screenpopd (its /status lists it)")
+	wantLine(t, out, "ok   listen admin:", "in use by the running screenpopd (its /status lists it)")
 	wantLine(t, out, "ok   genesys subscribe:", "removed again")
 
 	// The daemon's channel still holds its topic and still delivers.
@@ -706,6 +707,22 @@ func TestCheck_NextToRunningDaemon(t *testing.T) {
 			t.Errorf("connected channel %s, want the daemon's original %s", ch.ID, daemonChannel)
 		}
 	}
+
+	// An agent port another program holds is no screenpopd's, though one
+	// answers on the admin address: run would fail to bind it.
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	otherVars := maps.Clone(vars)
+	otherVars["SCREENPOP_LISTEN"] = other.Addr().String()
+	code, out = (&checkRig{genesys: g, dataverse: d, agent: checkAgent, vars: otherVars}).check(t)
+	if code == 0 {
+		t.Errorf("check with its agent port held by another program exited 0")
+	}
+	wantLine(t, out, "FAIL listen agent:", other.Addr().String()+" is in use by another program: the screenpopd running here listens for agent on "+m.agentLn.Addr().String())
+	wantLine(t, out, "ok   listen admin:", "in use by the running screenpopd")
 }
 
 func TestMarkerTTLText(t *testing.T) {
@@ -736,4 +753,27 @@ func TestCheck_NATSBefore2_11(t *testing.T) {
 	wantLine(t, out, "ok   nats jetstream:", "older than 2.11", "upgrade NATS")
 	wantLine(t, out, "ok   nats stream SCREENPOP:", "created")
 	wantLine(t, out, "ok   nats publish:", "deleted again")
+}
+
+// A listener of the running daemon keeps an address from being bound when
+// it has that port and the same address, or either is all addresses.
+func TestSameListener(t *testing.T) {
+	for _, c := range []struct {
+		held, addr string
+		want       bool
+	}{
+		{"127.0.0.1:8443", "127.0.0.1:8443", true},
+		{"0.0.0.0:8443", "127.0.0.1:8443", true},
+		{"127.0.0.1:8443", "0.0.0.0:8443", true},
+		{"[::]:8443", "127.0.0.1:8443", true},
+		{"127.0.0.1:8443", ":8443", true},
+		{"[::1]:9090", "[::1]:9090", true},
+		{"127.0.0.1:8443", "127.0.0.1:8444", false},
+		{"127.0.0.1:8443", "127.0.0.2:8443", false},
+		{"", "127.0.0.1:8443", false},
+	} {
+		if got := sameListener(c.held, c.addr); got != c.want {
+			t.Errorf("sameListener(%q, %q) = %v, want %v", c.held, c.addr, got, c.want)
+		}
+	}
 }

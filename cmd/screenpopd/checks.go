@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -100,26 +101,30 @@ func RunChecks(ctx context.Context, cfg *Config, log zerolog.Logger, w io.Writer
 // ---- listeners and TLS ----
 
 // checkListeners binds each configured listen address for a moment. An
-// address in use is fine when a screenpopd answers /healthz on the admin
-// address (the daemon this check is run next to).
+// address in use is fine when the screenpopd answering on the admin address
+// (the daemon this check is run next to) says it listens there itself.
 func checkListeners(ctx context.Context, cfg *Config, hc *http.Client, r *report) {
-	type listener struct{ name, env, addr, example string }
-	ls := []listener{{"listen agent", "SCREENPOP_LISTEN", cfg.Listen, "0.0.0.0:8443"}}
+	type listener struct{ key, env, addr, example string }
+	ls := []listener{{"agent", "SCREENPOP_LISTEN", cfg.Listen, "0.0.0.0:8443"}}
 	if cfg.AdminListen != "off" {
-		ls = append(ls, listener{"listen admin", "SCREENPOP_ADMIN_LISTEN", cfg.AdminListen, "127.0.0.1:9090"})
+		ls = append(ls, listener{"admin", "SCREENPOP_ADMIN_LISTEN", cfg.AdminListen, "127.0.0.1:9090"})
 	}
 	if cfg.NatsURL == "" && cfg.NatsListen != "off" {
-		ls = append(ls, listener{"listen nats", "SCREENPOP_NATS_LISTEN", cfg.NatsListen, "127.0.0.1:4222"})
+		ls = append(ls, listener{"nats", "SCREENPOP_NATS_LISTEN", cfg.NatsListen, "127.0.0.1:4222"})
 	}
-	var daemon *bool
-	running := func() bool {
+	var daemon *runningDaemon
+	running := func() *runningDaemon {
 		if daemon == nil {
-			b := cfg.AdminListen != "off" && healthz(ctx, hc, cfg.AdminListen)
-			daemon = &b
+			daemon = &runningDaemon{}
+			if cfg.AdminListen != "off" {
+				daemon = askRunningDaemon(ctx, hc, cfg.AdminListen)
+			}
 		}
-		return *daemon
+		return daemon
 	}
 	for _, l := range ls {
+		name := "listen " + l.key
+		fix := "set " + l.env + " to a free address this host owns (host:port); a port below 1024 needs CAP_NET_BIND_SERVICE"
 		ln, err := net.Listen("tcp", l.addr)
 		if err == nil {
 			ln.Close()
@@ -128,44 +133,90 @@ func checkListeners(ctx context.Context, cfg *Config, hc *http.Client, r *report
 			// not, so run would fail where check, run as root as the
 			// docs say, succeeded.
 			if port := portOf(l.addr); os.Geteuid() == 0 && port > 0 && port < unprivilegedPortStart() {
-				r.fail(l.name, fmt.Errorf("%s: port %d is below %d (net.ipv4.ip_unprivileged_port_start): check, as root, can bind it, but the service cannot (it has no CAP_NET_BIND_SERVICE: permission denied)",
+				r.fail(name, fmt.Errorf("%s: port %d is below %d (net.ipv4.ip_unprivileged_port_start): check, as root, can bind it, but the service cannot (it has no CAP_NET_BIND_SERVICE: permission denied)",
 					l.addr, port, unprivilegedPortStart()),
 					"set "+l.env+" to a port of 1024 or above, e.g. "+l.example+"; if browsers must use 443, forward it there (a reverse proxy or a firewall redirect)")
 				continue
 			}
-			r.ok(l.name, "%s is free", l.addr)
+			r.ok(name, "%s is free", l.addr)
 			continue
 		}
-		if isAddrInUse(err) && running() {
-			r.ok(l.name, "%s is in use by a running screenpopd (its admin listener answers /healthz)", l.addr)
+		if !isAddrInUse(err) {
+			r.fail(name, fmt.Errorf("%s: %w", l.addr, unwrapSyscall(err)), fix)
 			continue
 		}
-		r.fail(l.name, fmt.Errorf("%s: %w", l.addr, unwrapSyscall(err)),
-			"set "+l.env+" to a free address this host owns (host:port); a port below 1024 needs CAP_NET_BIND_SERVICE")
+		d := running()
+		switch {
+		case !d.answers:
+			r.fail(name, fmt.Errorf("%s: %w", l.addr, unwrapSyscall(err)),
+				fix+"; if a screenpopd holds it, its admin listener does not answer on "+cfg.AdminListen+" (ss -ltnp names the program)")
+		case d.listeners == nil:
+			// A screenpopd from before /status named its listeners.
+			r.ok(name, "%s is in use, and a screenpopd (an older version, which does not say on which addresses it listens) answers on %s", l.addr, cfg.AdminListen)
+		case sameListener(d.listeners[l.key], l.addr):
+			r.ok(name, "%s is in use by the running screenpopd (its /status lists it)", l.addr)
+		default:
+			held := "none"
+			if a := d.listeners[l.key]; a != "" {
+				held = a
+			}
+			r.fail(name, fmt.Errorf("%s is in use by another program: the screenpopd running here listens for %s on %s", l.addr, l.key, held),
+				"stop the program that holds "+l.addr+" (ss -ltnp names it), or set "+l.env+" to a free address")
+		}
 	}
 }
 
-func healthz(ctx context.Context, hc *http.Client, addr string) bool {
+// runningDaemon is what the screenpopd answering on the admin address says
+// of itself.
+type runningDaemon struct {
+	answers   bool              // its /status answered
+	listeners map[string]string // StatusReport.Listeners; nil from a version without them
+}
+
+// askRunningDaemon reads /status on the admin address: answers is false
+// when nothing there answers as a screenpopd.
+func askRunningDaemon(ctx context.Context, hc *http.Client, addr string) *runningDaemon {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return false
+		return &runningDaemon{}
 	}
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	// /status asks NATS for the stream's state, bounded at a few seconds.
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/healthz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/status", nil)
 	if err != nil {
-		return false
+		return &runningDaemon{}
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return false
+		return &runningDaemon{}
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
-	return resp.StatusCode == http.StatusOK && strings.TrimSpace(string(b)) == "ok"
+	var st struct {
+		Version    string            `json:"version"`
+		Components map[string]any    `json:"components"`
+		Listeners  map[string]string `json:"listeners"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st) != nil ||
+		st.Version == "" || st.Components == nil {
+		return &runningDaemon{}
+	}
+	return &runningDaemon{answers: true, listeners: st.Listeners}
+}
+
+// sameListener reports whether a listener on held keeps addr from being
+// bound: the same port, and the same address or either one all addresses.
+func sameListener(held, addr string) bool {
+	h, err1 := net.ResolveTCPAddr("tcp", held)
+	a, err2 := net.ResolveTCPAddr("tcp", addr)
+	if err1 != nil || err2 != nil || h.Port != a.Port {
+		return false
+	}
+	unspecified := func(ip net.IP) bool { return ip == nil || ip.IsUnspecified() }
+	return unspecified(h.IP) || unspecified(a.IP) || h.IP.Equal(a.IP)
 }
 
 // portOf is the port of host:port, 0 if there is none.

@@ -205,7 +205,7 @@ func ipv6PopFlow(t *testing.T, vars map[string]string, g *notificationstest.Emul
 
 // `screenpopd check` on the same IPv6 configuration: every probe passes,
 // alone and next to the running daemon (its listeners in use, found by
-// its admin listener's /healthz on [::1]).
+// its admin listener's /status on [::1]).
 func TestCheck_IPv6Loopback(t *testing.T) {
 	vars, g, dv := ipv6Env(t)
 	vars["GENESYS_AGENTS"] = checkAgent
@@ -225,9 +225,9 @@ func TestCheck_IPv6Loopback(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("check next to a daemon on [::1] exited %d", code)
 	}
-	wantLine(t, out, "ok   listen agent:", "in use by a running screenpopd")
-	wantLine(t, out, "ok   listen admin:", "in use by a running screenpopd")
-	wantLine(t, out, "ok   listen nats:", "in use by a running screenpopd")
+	wantLine(t, out, "ok   listen agent:", "in use by the running screenpopd (its /status lists it)")
+	wantLine(t, out, "ok   listen admin:", "in use by the running screenpopd (its /status lists it)")
+	wantLine(t, out, "ok   listen nats:", "in use by the running screenpopd (its /status lists it)")
 }
 
 // A real browser on the daemon's own page at http://[::1]:port: the page
