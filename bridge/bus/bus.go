@@ -913,7 +913,8 @@ func (c *Conn) markerCount() float64 {
 }
 
 // Close flushes and drains the connection, then stops the embedded server.
-// It waits at most 1 s for the store watcher's probe in flight, 2 s for the
+// It waits at most 1 s for the store watcher (its probe in flight, or a
+// restart of the embedded server under way), 2 s for the
 // flush and 3 s for the store to close: on a disk that does not answer, 6 s
 // in all. CloseWithin bounds the whole.
 func (c *Conn) Close() { c.closeBy(time.Time{}) }
@@ -935,8 +936,14 @@ func (c *Conn) closeBy(by time.Time) {
 			return max(0, min(most, time.Until(by)))
 		}
 		c.closing.Store(true)
-		if c.store != nil {
-			c.store.stop(left(probeStopWait))
+		if c.store != nil && !c.store.stop(left(probeStopWait)) {
+			// Starting the server again, or probing a disk that
+			// does not answer before it would: it shuts down by
+			// itself whatever it starts; its store may stay open
+			// until then.
+			c.storeLeftOpen.Store(true)
+			c.log.Error().Str("store_dir", storeDir(c.cfg)).
+				Msg("the built-in NATS server was being started again after its store failed, and had not finished: stopping without it (its disk under SCREENPOP_DATA_DIR does not answer, or its store is large and still being read back)")
 		}
 		if c.nc != nil {
 			// Flushing a connection that is down would only wait out

@@ -1,7 +1,9 @@
 package bus
 
 import (
+	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,6 +20,11 @@ type embedded struct {
 	log   zerolog.Logger // the caller's: nats-server's lines get their own component
 	store *storeWatch
 	cur   atomic.Pointer[server.Server]
+
+	// closed is set by the connection's close: a restart that was under
+	// way then shuts down the server it started instead of running it.
+	mu     sync.Mutex
+	closed bool
 }
 
 func newEmbedded(cfg Config, log zerolog.Logger, store *storeWatch, ns *server.Server) *embedded {
@@ -38,16 +45,40 @@ func (e *embedded) server() *server.Server { return e.cur.Load() }
 func (e *embedded) InProcessConn() (net.Conn, error) { return e.server().InProcessConn() }
 
 // restart shuts the server down and starts a new one on its store and
-// address. A failed start leaves no server: it is tried again.
+// address. A failed start leaves no server: it is tried again. Once the
+// connection is closing it starts nothing (errClosed), and a server it
+// started meanwhile it shuts down again.
 func (e *embedded) restart() error {
 	e.shutdown()
+	if e.isClosed() {
+		return errClosed
+	}
 	e.store.rearm()
 	ns, err := startEmbedded(e.cfg, e.log, e.store)
 	if err != nil {
 		return err
 	}
-	e.cur.Store(ns)
+	e.mu.Lock()
+	closed := e.closed
+	if !closed {
+		e.cur.Store(ns)
+	}
+	e.mu.Unlock()
+	if closed {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return errClosed
+	}
 	return nil
+}
+
+// errClosed is restart's error once the connection is closing.
+var errClosed = errors.New("the NATS connection is closing: the built-in server is not started again")
+
+func (e *embedded) isClosed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
 }
 
 // shutdown shuts the server running now down.
@@ -63,6 +94,9 @@ func (e *embedded) shutdown() {
 // lasts as long as the stall. It reports whether the server finished; if
 // not, its shutdown goes on in the background.
 func (e *embedded) shutdownWithin(d time.Duration) bool {
+	e.mu.Lock()
+	e.closed = true
+	e.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -218,28 +218,38 @@ func (w *storeWatch) probe() {
 	}
 }
 
-// stop ends the watcher, a restart under way included (bounded by the
-// server's start, 10 s), so that the server Close shuts down is the last.
-func (w *storeWatch) stop(probeWait time.Duration) {
+// stop ends the watcher within wait, so that a stop stays bounded: it
+// reports whether its loop ended in that time. The loop may be writing its
+// probe to a disk that does not answer, or starting the server again, which
+// waits as long for the old server's shutdown and then reads the store back
+// (seconds per GB); if it ends later, a server it started then shuts itself
+// down (embedded.restart), so the one Close shuts down stays the last. The
+// stall probe in flight, if any, on a disk that answers takes milliseconds;
+// on one that does not, the stop goes on without it at the same bound.
+func (w *storeWatch) stop(wait time.Duration) bool {
 	w.once.Do(func() { close(w.quit) })
-	if w.started.Load() {
-		<-w.done
-		<-w.stallDone
-		// The probe in flight, if any, on a disk that answers takes
-		// milliseconds; on one that does not, the stop goes on without
-		// it after probeWait (at most probeStopWait).
-		if p := w.probeDone.Load(); p != nil {
-			t := time.NewTimer(probeWait)
-			select {
-			case <-*p:
-			case <-t.C:
-			}
-			t.Stop()
+	if !w.started.Load() {
+		return true
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-w.done:
+	case <-t.C:
+		return false
+	}
+	<-w.stallDone // its loop only waits for ticks and probes' ends
+	if p := w.probeDone.Load(); p != nil {
+		select {
+		case <-*p:
+		case <-t.C:
 		}
 	}
+	return true
 }
 
-// probeStopWait bounds the wait at stop for a probe in flight.
+// probeStopWait bounds the wait at stop for the watcher: its loop and its
+// probe in flight.
 const probeStopWait = time.Second
 
 func (w *storeWatch) run(restart func() error) {
@@ -279,6 +289,11 @@ func (w *storeWatch) run(restart func() error) {
 			if !w.writable() {
 				continue
 			}
+			select {
+			case <-w.quit:
+				return // stopped while the probe waited on the disk
+			default:
+			}
 			// The stream keeps its write error until it is opened
 			// again: start the server again on the same store (its
 			// streams, consumers and markers are read back from disk).
@@ -288,6 +303,11 @@ func (w *storeWatch) run(restart func() error) {
 			err := restart()
 			if err == nil {
 				break
+			}
+			select {
+			case <-w.quit:
+				return // stopped meanwhile: restart started nothing that runs
+			default:
 			}
 			w.log.Warn().Err(err).Msg("the built-in NATS store takes writes again but its server did not start again; trying again")
 		}
