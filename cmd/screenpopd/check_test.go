@@ -293,6 +293,15 @@ func TestCheck_Failures(t *testing.T) {
 			t.Cleanup(func() { ln.Close() })
 			r.vars["SCREENPOP_LISTEN"] = ln.Addr().String()
 		}, "FAIL listen agent:", []string{"address already in use", "SCREENPOP_LISTEN"}, nil},
+		{"ListenerInUseAdminOff", func(t *testing.T, r *checkRig) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			r.vars["SCREENPOP_LISTEN"] = ln.Addr().String()
+			r.vars["SCREENPOP_ADMIN_LISTEN"] = "off"
+		}, "FAIL listen agent:", []string{"address already in use", "with SCREENPOP_ADMIN_LISTEN off, check cannot ask"}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -147,6 +147,9 @@ func checkListeners(ctx context.Context, cfg *Config, hc *http.Client, r *report
 		}
 		d := running()
 		switch {
+		case !d.answers && cfg.AdminListen == "off":
+			r.fail(name, fmt.Errorf("%s: %w", l.addr, unwrapSyscall(err)),
+				fix+"; with SCREENPOP_ADMIN_LISTEN off, check cannot ask a screenpopd running here whether it is the one holding it (ss -ltnp names the program)")
 		case !d.answers:
 			r.fail(name, fmt.Errorf("%s: %w", l.addr, unwrapSyscall(err)),
 				fix+"; if a screenpopd holds it, its admin listener does not answer on "+cfg.AdminListen+" (ss -ltnp names the program)")
