@@ -663,6 +663,13 @@ func (sh *shard) handover(ctx context.Context, why string) {
 			log.Warn().Err(err).Str("reason", why).Int("attempt", sh.hoFails).Dur("retry_in", wait).Msg("genesys handover failed, keeping the old socket")
 		}
 		sh.retryHandover(ctx, why, wait)
+		if old != nil && sh.current() == old {
+			// A change of the agent list this handover's PUT was to
+			// carry (its subscribe took the signal) goes on the old
+			// channel meanwhile: its socket is live, and the retry may
+			// be a minute away. No PUT if the old one holds the list.
+			sh.markDirty()
+		}
 		return
 	}
 	sh.hoFails, sh.hoAfter = 0, time.Time{}
