@@ -167,10 +167,11 @@ func TestClient_AnAgentRemovedWhileTheirOutboundCallDialsGetsItsAnswer(t *testin
 // not at the expiry, when the service may already have closed it.
 func TestClient_HandsOverAGraceBeforeTheChannelExpires(t *testing.T) {
 	as := agents(1)
-	// Lifetime 12 s, grace 8 s: the handover is due 4 s after the
-	// channel is made, the expiry 12 s after.
+	// Lifetime 12 s, grace 6 s (no more than half the life, which a
+	// shorter-lived channel gets instead): the handover is due 6 s after
+	// the channel is made, the expiry 12 s after.
 	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, ChannelLifetime: 12 * time.Second},
-		func(c *notifications.Config) { c.Agents = ids(as); c.HandoverGrace = 8 * time.Second }, 64)
+		func(c *notifications.Config) { c.Agents = ids(as); c.HandoverGrace = 6 * time.Second }, 64)
 	h.awaitReady(5 * time.Second)
 	ready := time.Now()
 	waitFor(t, 9*time.Second, "the handover", func() bool {

@@ -59,6 +59,7 @@ type shard struct {
 	chID       string
 	connectURI string
 	expires    time.Time
+	grace      time.Duration // the channel's handover grace (channelGrace)
 	tokGen     int
 	subscribed int
 	connected  bool
@@ -311,10 +312,10 @@ func (sh *shard) run(ctx context.Context) {
 			expiry = nil
 		}
 		sh.mu.Lock()
-		exp := sh.expires
+		exp, grace := sh.expires, sh.grace
 		sh.mu.Unlock()
 		if !exp.IsZero() {
-			expiry = time.NewTimer(max(time.Until(exp.Add(-sh.c.cfg.HandoverGrace)), time.Until(sh.hoAfter), time.Second))
+			expiry = time.NewTimer(max(time.Until(exp.Add(-grace)), time.Until(sh.hoAfter), time.Second))
 		}
 	}
 	defer func() {
@@ -496,7 +497,7 @@ func (sh *shard) run(ctx context.Context) {
 				sh.drop(s)
 				s.close()
 				sh.mu.Lock()
-				sh.pending = pendingChannel{id: sh.chID, uri: sh.connectURI, expires: sh.expires, tokGen: sh.tokGen}
+				sh.pending = pendingChannel{id: sh.chID, uri: sh.connectURI, expires: sh.expires, grace: sh.grace, tokGen: sh.tokGen}
 				sh.forgetChannelLocked()
 				sh.lastPut = ""
 				sh.mu.Unlock()
@@ -756,7 +757,7 @@ func (sh *shard) establishPending(ctx context.Context, reuse, again bool) (*sess
 	// A channel is bound to the token that created it: one made under an
 	// older token is not reused (a token refresh hands channels over).
 	reused := false
-	if p.id == "" || p.tokGen != sh.c.tokenGen() || time.Until(p.expires) < sh.c.cfg.HandoverGrace {
+	if p.id == "" || p.tokGen != sh.c.tokenGen() || time.Until(p.expires) < p.grace {
 		ch, err := sh.create(ctx)
 		if err != nil {
 			return nil, err
@@ -765,6 +766,7 @@ func (sh *shard) establishPending(ctx context.Context, reuse, again bool) (*sess
 		if ch.Expires != nil && !ch.Expires.IsZero() {
 			p.expires = *ch.Expires
 		}
+		p.grace = channelGrace(sh.c.cfg.HandoverGrace, time.Until(p.expires))
 		log.Info().Str("channel_id", channelRef(p.id)).Time("expires", p.expires).Msg("genesys channel created")
 		sh.setPending(p)
 	} else {
@@ -848,7 +850,7 @@ func (sh *shard) establishPending(ctx context.Context, reuse, again bool) (*sess
 	}
 	s.kept = reused
 	sh.mu.Lock()
-	sh.chID, sh.connectURI, sh.expires, sh.tokGen = p.id, p.uri, p.expires, p.tokGen
+	sh.chID, sh.connectURI, sh.expires, sh.grace, sh.tokGen = p.id, p.uri, p.expires, p.grace, p.tokGen
 	sh.pending = pendingChannel{}
 	sh.mu.Unlock()
 	log.Info().Str("channel_id", channelRef(p.id)).Msg("genesys socket connected")
@@ -917,8 +919,20 @@ func (sh *shard) judgeGone() {
 type pendingChannel struct {
 	id, uri  string
 	expires  time.Time
+	grace    time.Duration // channelGrace
 	tokGen   int
 	dialOnly bool
+}
+
+// channelGrace is how long before its expiry a channel that lives life
+// from its creation is handed over: the configured grace, or half its life
+// if that is shorter. A channel's life comes from Genesys (24 h), read on
+// the local clock; were it shorter than the grace (another setting on
+// Genesys' side, a local clock a day ahead), the handover would be due at
+// once, and the new channel's again: one a second, each a channel, a PUT,
+// a socket and a reconciliation.
+func channelGrace(grace, life time.Duration) time.Duration {
+	return max(0, min(grace, life/2))
 }
 
 // tokenGen is the generation of the current token, 0 before the first
