@@ -79,3 +79,6 @@ func AgeOpen(c *Client, d time.Duration) {
 func TrustRoots(a *Authenticator, roots *x509.CertPool) {
 	a.hc.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: roots}
 }
+
+// SDKConfigPath is the configuration file the SDK is given (sdkConfigPath).
+var SDKConfigPath = sdkConfigPath

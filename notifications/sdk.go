@@ -38,14 +38,21 @@ func sdkLogin(cfg *platformclientv2.Configuration, id, secret string) error {
 	return cfg.AuthorizeClientCredentials(id, secret)
 }
 
-// newSDKConfig builds an SDK configuration that reads no file (the path
-// does not exist), never refreshes tokens by itself, and sends every
+// sdkConfigPath is the configuration file the SDK is given: one that
+// cannot exist (a path below the null device, not a directory), so that
+// nobody can make it. The SDK reads its logging (its log lines carry whole
+// channel ids and request bodies) and a gateway (a host every request and
+// the login, with the client secret, would go to) from that file; a path
+// in a shared directory such as /tmp would let any local user set both.
+var sdkConfigPath = filepath.Join(os.DevNull, "screenpop-genesys-sdk.ini")
+
+// newSDKConfig builds an SDK configuration that reads no file
+// (sdkConfigPath), never refreshes tokens by itself, and sends every
 // request through doer.
 func newSDKConfig(base string, doer *sdkHTTP) (*platformclientv2.Configuration, error) {
 	sdkMu.Lock()
 	defer sdkMu.Unlock()
-	path := filepath.Join(os.TempDir(), "screenpop-no-genesys-config", "absent.ini")
-	cfg := platformclientv2.NewConfigurationWithConfigFile(path, false)
+	cfg := platformclientv2.NewConfigurationWithConfigFile(sdkConfigPath, false)
 	cfg.BasePath = base
 	cfg.AutomaticTokenRefresh = false
 	cfg.ShouldRefreshAccessToken = false
