@@ -24,6 +24,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/screenpop/screenpop/internal/filevalue"
 	"github.com/screenpop/screenpop/internal/loglimit"
 )
 
@@ -73,13 +74,13 @@ func (c *ClientCertificate) Thumbprint() string {
 // used is the one the key belongs to. Each error reads "what is wrong;
 // what to do".
 func ReadClientCertificate(path string) (*ClientCertificate, error) {
-	if strings.Contains(path, "-----BEGIN") || strings.ContainsAny(path, "\r\n") {
+	switch filevalue.Content(path) {
+	case "PEM text":
 		// The PEM itself where its path belongs (a Kubernetes
 		// secretKeyRef, "$(cat dataverse.pem)"): every error below
 		// quotes the path, which would put the private key in the log.
 		return nil, errors.New("the value is PEM text, not the path of a file; write it to a file only the service user can read (e.g. /etc/screenpop/dataverse.pem, mode 0600) and give that file's path")
-	}
-	if looksBase64(path) {
+	case "base64":
 		// The same in base64 on one line, as Azure Key Vault hands out a
 		// certificate's secret (the PFX): key material, never quoted.
 		return nil, errors.New("the value is base64 (a certificate or key itself, e.g. a Key Vault secret), not the path of a file; decode it into a PEM file only the service user can read (for a PFX: base64 -d > dataverse.pfx; openssl pkcs12 -in dataverse.pfx -nodes -out /etc/screenpop/dataverse.pem, mode 0600) and give that file's path")
@@ -101,19 +102,6 @@ func ReadClientCertificate(path string) (*ClientCertificate, error) {
 		return nil, fmt.Errorf("%s %w", path, err)
 	}
 	return c, nil
-}
-
-// looksBase64 reports whether v is a long run of base64 (a DER
-// certificate, key or PFX takes a kilobyte or more), which no file path is.
-func looksBase64(v string) bool {
-	if len(v) < 256 {
-		return false
-	}
-	_, err := base64.StdEncoding.DecodeString(v)
-	if err != nil {
-		_, err = base64.RawStdEncoding.DecodeString(v)
-	}
-	return err == nil
 }
 
 // joinHint is how the two files openssl writes become the one file.

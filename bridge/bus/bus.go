@@ -2264,18 +2264,68 @@ func inProgressEvery(ackWait time.Duration) time.Duration {
 	return max(ackWait/3, 10*time.Millisecond)
 }
 
+// RedactURL is a NATS_URL (one URL or a comma-separated list) fit to log:
+// each URL's user info is masked, also a password's with a comma in it,
+// which splits the list before its '@' (nats://user:pa,ss@host), and any
+// part that is not a plain scheme://host:port is masked whole.
 func RedactURL(u string) string {
 	parts := strings.Split(u, ",")
-	for i, p := range parts {
-		if at := strings.LastIndex(p, "@"); at >= 0 {
-			if s := strings.Index(p, "://"); s >= 0 && s < at {
-				parts[i] = p[:s+3] + "***@" + p[at+1:]
-			} else {
-				parts[i] = "***@" + p[at+1:]
+	var urls []string
+	for i := 0; i < len(parts); i++ {
+		p := parts[i]
+		// The parts up to the next '@' belong to this URL when they
+		// start no URL of their own and its user info is still open.
+		if strings.Contains(p, "://") && !strings.Contains(p, "@") {
+			for j := i + 1; j < len(parts) && !strings.Contains(parts[j], "://"); j++ {
+				if strings.Contains(parts[j], "@") {
+					p = strings.Join(parts[i:j+1], ",")
+					i = j
+					break
+				}
 			}
 		}
+		urls = append(urls, redactOne(p))
 	}
-	return strings.Join(parts, ",")
+	return strings.Join(urls, ",")
+}
+
+// redactOne is RedactURL for one URL.
+func redactOne(p string) string {
+	scheme, rest := "", p
+	if s := strings.Index(p, "://"); s >= 0 {
+		scheme, rest = p[:s+3], p[s+3:]
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		return scheme + "***@" + rest[at+1:]
+	}
+	if !plainHostPort(strings.TrimSpace(strings.TrimSuffix(rest, "/"))) {
+		return scheme + "***"
+	}
+	return p
+}
+
+// plainHostPort reports whether s is a host name or address with an
+// optional numeric port, and nothing else.
+func plainHostPort(s string) bool {
+	host := s
+	if h, port, err := net.SplitHostPort(s); err == nil {
+		for _, r := range port {
+			if r < '0' || r > '9' {
+				return false
+			}
+		}
+		host = h
+	} else if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		host = s[1 : len(s)-1] // an IPv6 address without a port
+	} else if strings.Contains(s, ":") {
+		return false
+	}
+	for _, r := range host {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_:%", r)) {
+			return false
+		}
+	}
+	return true
 }
 
 // isAuthError reports whether err is a NATS server's refusal of the

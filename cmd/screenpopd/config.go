@@ -20,6 +20,7 @@ import (
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/bridge/bus"
 	"github.com/screenpop/screenpop/dataverse"
+	"github.com/screenpop/screenpop/internal/filevalue"
 	"github.com/screenpop/screenpop/notifications"
 	"github.com/screenpop/screenpop/push"
 )
@@ -716,6 +717,22 @@ func (c *Config) validate(req Requirements) []string {
 	if (c.NatsTLSCert == "") != (c.NatsTLSKey == "") {
 		p = append(p, "NATS_TLS_CERT, NATS_TLS_KEY: set both or neither")
 	}
+	// A file's content where its path belongs (a Kubernetes secretKeyRef,
+	// "$(cat key.pem)"): every error naming the path would print the key
+	// or the credentials. Refused without being echoed.
+	// (DATAVERSE_CLIENT_CERTIFICATE: dataverse.ReadClientCertificate.)
+	for _, f := range []struct{ name, value, example string }{
+		{"SCREENPOP_TLS_CERT", c.TLSCert, "/etc/screenpop/tls.crt"},
+		{"SCREENPOP_TLS_KEY", c.TLSKey, "/etc/screenpop/tls.key"},
+		{"NATS_CREDS", c.NatsCreds, "/etc/screenpop/nats.creds"},
+		{"NATS_TLS_CA", c.NatsTLSCA, "/etc/screenpop/nats-ca.pem"},
+		{"NATS_TLS_CERT", c.NatsTLSCert, "/etc/screenpop/nats.crt"},
+		{"NATS_TLS_KEY", c.NatsTLSKey, "/etc/screenpop/nats.key"},
+	} {
+		if what := filevalue.Content(f.value); what != "" {
+			p = append(p, fmt.Sprintf("%s: the value is %s (the file's content), not the path of a file; write it to a file only the service user can read (e.g. %s, mode 0600) and give that file's path", f.name, what, f.example))
+		}
+	}
 	if c.TLSCert == "" && !c.AllowPlaintext && c.Listen != "" && !push.IsLoopback(c.Listen) {
 		p = append(p, fmt.Sprintf("SCREENPOP_LISTEN: %s is not loopback and has no TLS; set SCREENPOP_TLS_CERT and SCREENPOP_TLS_KEY, or SCREENPOP_ALLOW_PLAINTEXT=true behind a TLS-terminating proxy", c.Listen))
 	}
@@ -764,10 +781,11 @@ func (c *Config) validate(req Requirements) []string {
 		for _, u := range splitList(c.NatsURL) {
 			if pu, err := url.Parse(u); err != nil || pu.Host == "" {
 				fix := "write each as scheme://host:port, e.g. nats://nats1.example.com:4222"
-				if strings.Contains(u, "@") {
+				if strings.Contains(c.NatsURL, "@") {
 					// A password from openssl rand -base64 has '/', which
-					// ends the URL's host part.
-					fix = "percent-encode the user name and password: every character but letters, digits and -._~ (/ as %2F, ? as %3F, # as %23, % as %25, a space as %20), or use NATS_CREDS"
+					// ends the URL's host part; one with a comma splits
+					// the list.
+					fix = "percent-encode the user name and password: every character but letters, digits and -._~ (/ as %2F, ? as %3F, # as %23, , as %2C, % as %25, a space as %20), or use NATS_CREDS"
 				}
 				p = append(p, fmt.Sprintf("NATS_URL: %q is not a URL such as nats://nats1.example.com:4222; %s", bus.RedactURL(u), fix))
 			}
