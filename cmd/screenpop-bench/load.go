@@ -101,8 +101,9 @@ func pace(ctx context.Context, rate int, n int, fn func(i int)) int {
 // hangups publishes each call's disconnected frame a fixed time after it
 // alerted.
 type hangups struct {
-	ch   chan hangup
-	done chan struct{}
+	ch      chan hangup
+	done    chan struct{}
+	pending atomic.Int64 // queued, not yet published
 }
 
 type hangup struct {
@@ -121,15 +122,26 @@ func startHangups(capacity int) *hangups {
 				time.Sleep(d)
 			}
 			x.gen.Publish(x.topic, x.frame)
+			h.pending.Add(-1)
 		}
 	}()
 	return h
 }
 
+// settle waits until every hang-up queued so far is published, so that
+// one phase's hang-ups do not land in the next one's measurement.
+func (h *hangups) settle(ctx context.Context) {
+	for h.pending.Load() > 0 && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func (h *hangups) add(gen *notificationstest.Emulator, topic string, frame []byte, after time.Duration) {
+	h.pending.Add(1)
 	select {
 	case h.ch <- hangup{gen, topic, frame, time.Now().Add(after)}:
 	default:
+		h.pending.Add(-1)
 		gen.Publish(topic, frame) // the queue is full: hang up now rather than block the pacing
 	}
 }
@@ -455,7 +467,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &fleet{phases: phases, start: time.Now().UnixNano(), beats: make([]atomic.Int32, 10*int(10*time.Minute/time.Second))}
+	// beats spans the whole run: the connect (bounded by 10 minutes at
+	// most), the warm-up with its hang-ups, both reference phases, the
+	// screenpop phase and their drains.
+	span := 10*time.Minute + o.Warmup + o.Hangup + 2*o.RefPhase + o.Duration + 3*o.DrainAfter
+	f := &fleet{phases: phases, start: time.Now().UnixNano(), beats: make([]atomic.Int32, int(span/(100*time.Millisecond)))}
 	f.onBaseline = func(s *slot) {
 		if err := q.lookup(ctx, *s.number.Load()); err != nil {
 			return // not stamped: counted as lost
@@ -578,6 +594,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		gcOn()
 	}
 
+	// The warm-up's hang-ups come -hangup after its calls: with short
+	// reference phases they would land in this phase, their CPU counted
+	// against its pops.
+	hang.settle(ctx)
 	logf("screenpop: %d calls at %d/s for %s, Dataverse latency %s, %.0f%% repeat callers", len(main.slots), o.Rate, o.Duration, o.DVLatency, o.HitRatio*100)
 	cpu0, _ := readProc(d.pid)
 	dvReq0 := dv.HTTPRequests()
@@ -645,7 +665,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// Results.
 	res.SendSeconds = sendSeconds
 	var beatMax, beatSum int
-	for k := max(0, beatFrom); k < min(beatTo, len(f.beats)); k++ {
+	beatFrom, beatTo = max(0, beatFrom), min(beatTo, len(f.beats)) // the mean is of the buckets counted
+	for k := beatFrom; k < beatTo; k++ {
 		n := int(f.beats[k].Load())
 		beatSum += n
 		beatMax = max(beatMax, n)
@@ -695,6 +716,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.DaemonWarnings, res.DaemonErrors = d.warnings, d.errors
 	res.DaemonFirstProblems = d.bad()
 	res.ClientsClosedEarly = f.closedEarly.Load()
+	res.UnexpectedFrames = f.other.Load()
 	res.GenesysChannels = len(gen.Channels())
 	res.GenesysRequests = map[string]int{}
 	for _, r := range gen.Requests() {

@@ -38,12 +38,16 @@ type Result struct {
 	Duplicated int `json:"duplicated"`
 	Misrouted  int `json:"misrouted"`
 
-	GenesysChannels     int            `json:"genesys_channels"`
-	GenesysRequests     map[string]int `json:"genesys_requests"` // the daemon's Genesys API calls, by method and path
-	ClientsClosedEarly  int64          `json:"clients_closed_early"`
-	DaemonWarnings      int            `json:"daemon_warnings"`
-	DaemonErrors        int            `json:"daemon_errors"`
-	DaemonFirstProblems []string       `json:"daemon_first_problems,omitempty"`
+	GenesysChannels    int            `json:"genesys_channels"`
+	GenesysRequests    map[string]int `json:"genesys_requests"` // the daemon's Genesys API calls, by method and path
+	ClientsClosedEarly int64          `json:"clients_closed_early"`
+	// UnexpectedFrames are frames the clients read that are neither a
+	// heartbeat nor a pop of a call the tool made (an error frame, a pop
+	// of a conversation no phase sent): counted in no phase.
+	UnexpectedFrames    int64    `json:"unexpected_frames"`
+	DaemonWarnings      int      `json:"daemon_warnings"`
+	DaemonErrors        int      `json:"daemon_errors"`
+	DaemonFirstProblems []string `json:"daemon_first_problems,omitempty"`
 
 	Ratios  map[string]float64 `json:"ratios"`
 	Targets []Target           `json:"targets"`
@@ -169,6 +173,7 @@ type PhaseResult struct {
 	EmulatorQueue *Dist `json:"emulator_queue,omitempty"`
 
 	// The screenpop phase only.
+	CacheHitsSent   int             `json:"cache_hits_sent,omitempty"`     // repeat callers' pops sent
 	OverheadHits    *Dist           `json:"overhead_cache_hits,omitempty"` // e2e of repeat callers (lookup from cache, ~µs)
 	OverheadAll     *Dist           `json:"overhead_all,omitempty"`        // e2e − lookup_ms of the daemon's pop line
 	EndToEndMisses  *Dist           `json:"end_to_end_cache_misses,omitempty"`
@@ -191,10 +196,9 @@ type PhaseResult struct {
 	CacheHitRatio            float64 `json:"cache_hit_ratio,omitempty"` // from the daemon's lookup metrics
 
 	e2e []float64
-	// The repeat callers' end to end, and how many were sent: the
-	// overhead target's p99 is of those sent (see percentileOfSent).
-	hits     []float64
-	hitsSent int
+	// The repeat callers' end to end: the overhead target's p99 is of
+	// those sent (CacheHitsSent; see percentileOfSent).
+	hits []float64
 	// The overhead of the pops that arrived with a pop line: the all-pops
 	// overhead target's p99 is of those sent too.
 	all []float64
@@ -242,7 +246,7 @@ func addDaemonFigures(r *PhaseResult, p *phase, d *daemon) {
 	for i := range p.slots {
 		s := &p.slots[i]
 		if s.repeat && s.queued.Load() != 0 {
-			r.hitsSent++
+			r.CacheHitsSent++
 		}
 		t0, t1 := s.t0.Load(), s.t1.Load()
 		if t0 == 0 || t1 == 0 {
@@ -295,36 +299,53 @@ type HeartbeatSpread struct {
 	Max  int     `json:"max"`
 }
 
-// Second is one second of a phase.
+// Second is one second of a phase, by the time its pops were sent: N
+// arrived, Lost did not; a second of which none arrived has no latency
+// (its fields left out), not 0 ms.
 type Second struct {
-	At  int     `json:"s"`
-	N   int     `json:"n"`
-	P50 float64 `json:"p50_ms"`
-	P99 float64 `json:"p99_ms"`
-	Max float64 `json:"max_ms"`
+	At   int      `json:"s"`
+	N    int      `json:"n"`
+	Lost int      `json:"lost,omitempty"`
+	P50  *float64 `json:"p50_ms,omitempty"`
+	P99  *float64 `json:"p99_ms,omitempty"`
+	Max  *float64 `json:"max_ms,omitempty"`
 }
 
 func timeline(p *phase) []Second {
 	var first int64
+	for i := range p.slots {
+		if q := p.slots[i].queued.Load(); q != 0 && (first == 0 || q < first) {
+			first = q
+		}
+	}
+	if first == 0 {
+		return nil
+	}
 	by := map[int][]float64{}
+	lost := map[int]int{}
 	last := 0
 	for i := range p.slots {
 		s := &p.slots[i]
-		t0, t1 := s.t0.Load(), s.t1.Load()
-		if t0 == 0 || t1 == 0 {
-			continue
+		q := s.queued.Load()
+		if q == 0 {
+			continue // never sent
 		}
-		if first == 0 {
-			first = t0
-		}
-		k := int((t0 - first) / 1e9)
-		by[k] = append(by[k], float64(t1-t0)/1e6)
+		k := int((q - first) / 1e9)
 		last = max(last, k)
+		if t0, t1 := s.t0.Load(), s.t1.Load(); t0 != 0 && t1 != 0 {
+			by[k] = append(by[k], float64(t1-t0)/1e6)
+		} else {
+			lost[k]++
+		}
 	}
-	var out []Second
-	for k := 0; k <= last && len(by) > 0; k++ {
-		d := dist(by[k])
-		out = append(out, Second{At: k, N: d.N, P50: d.P50, P99: d.P99, Max: d.Max})
+	out := make([]Second, 0, last+1)
+	for k := 0; k <= last; k++ {
+		sec := Second{At: k, N: len(by[k]), Lost: lost[k]}
+		if sec.N > 0 {
+			d := dist(by[k])
+			sec.P50, sec.P99, sec.Max = &d.P50, &d.P99, &d.Max
+		}
+		out = append(out, sec)
 	}
 	return out
 }
@@ -493,7 +514,7 @@ func (r *Result) targets(o Options) {
 	}
 	add("pops lost + duplicated + misrouted (all phases)", "0", float64(r.Lost+r.Duplicated+r.Misrouted), "pops", r.Lost+r.Duplicated+r.Misrouted == 0, scale)
 	if m.OverheadHits != nil {
-		add("pipeline overhead p99, cache hits (e2e, lookup ~µs)", "≤ 3", m.OverheadHits.P99, "ms", percentileOfSent(m.hits, m.hitsSent, .99) <= 3, scale)
+		add("pipeline overhead p99, cache hits (e2e, lookup ~µs)", "≤ 3", m.OverheadHits.P99, "ms", percentileOfSent(m.hits, m.CacheHitsSent, .99) <= 3, scale)
 	}
 	if m.OverheadAll != nil {
 		add("pipeline overhead p99, all pops (e2e − lookup_ms)", "≤ 3", m.OverheadAll.P99, "ms", percentileOfSent(m.all, m.Sent-m.PopLinesMissing, .99) <= 3, "lookup_ms is whole ms (floored): overstates the overhead by < 1 ms")
@@ -559,14 +580,21 @@ func (r *Result) print(w io.Writer) {
 	}
 	m := r.Phases["screenpop"]
 	row("screenpop end to end", m, m.EndToEnd, fmt.Sprintf("%.3f", m.DataverseRequestsPerPop))
-	sub := func(name string, d *Dist) {
-		if d != nil {
-			fmt.Fprintf(tw, "%s\t%d\t\t\t\t\t%.2f\t%.2f\t%.2f\t%.2f\t\t\n", name, d.N, d.P50, d.P90, d.P99, d.Max)
+	// A sub-row's recv is the pops of that kind that arrived; its sent
+	// and lost, where the kind is known when it is sent.
+	sub := func(name string, sent int, d *Dist) {
+		if d == nil {
+			return
 		}
+		s, l := "", ""
+		if sent > 0 {
+			s, l = fmt.Sprint(sent), fmt.Sprint(sent-d.N)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t\t\t%.2f\t%.2f\t%.2f\t%.2f\t\t\n", name, s, d.N, l, d.P50, d.P90, d.P99, d.Max)
 	}
-	sub("  cache misses (e2e)", m.EndToEndMisses)
-	sub("  overhead: cache hits (e2e)", m.OverheadHits)
-	sub("  overhead: e2e − lookup_ms", m.OverheadAll)
+	sub("  cache misses (e2e)", m.Sent-m.CacheHitsSent, m.EndToEndMisses)
+	sub("  overhead: cache hits (e2e)", m.CacheHitsSent, m.OverheadHits)
+	sub("  overhead: e2e − lookup_ms", 0, m.OverheadAll)
 	if f := r.Phases["nats_floor"]; f != nil {
 		row("NATS floor (publish→client)", f, f.EndToEnd, "0")
 	}
@@ -576,7 +604,7 @@ func (r *Result) print(w io.Writer) {
 	if w := r.Phases["warmup"]; w != nil {
 		row("warm-up (not measured)", w, w.EndToEnd, "")
 	}
-	sub("emulator queue (not in e2e)", m.EmulatorQueue)
+	sub("emulator queue (not in e2e)", 0, m.EmulatorQueue)
 	tw.Flush()
 	if len(m.Stages) > 0 {
 		fmt.Fprintf(w, "\ndaemon stages (pop log, whole ms) p50/p99: ")
@@ -599,6 +627,9 @@ func (r *Result) print(w io.Writer) {
 		m.CPUSecondsPer1000, m.CacheHitRatio, m.DataverseRequestsPerMiss, m.Outcomes, r.DaemonWarnings, r.DaemonErrors)
 	for _, p := range r.DaemonFirstProblems {
 		fmt.Fprintf(w, "  daemon said: %s\n", p)
+	}
+	if r.UnexpectedFrames > 0 || r.ClientsClosedEarly > 0 {
+		fmt.Fprintf(w, "clients: %d frames neither a heartbeat nor a pop of a call made here; %d sockets closed before the end\n", r.UnexpectedFrames, r.ClientsClosedEarly)
 	}
 	il, ml := r.TimerLateness["idle_before_start"], r.TimerLateness["screenpop_phase"]
 	fmt.Fprintf(w, "machine noise: a 5 ms timer fires late by p50 %.2f / p99 %.2f / max %.1f ms idle, p50 %.2f / p99 %.2f / max %.1f ms during the screenpop phase\n",
