@@ -286,20 +286,10 @@ func TestCheck_Failures(t *testing.T) {
 			r.vars["NATS_URL"] = "nats://screenpop:wrong-pass@" + ns.Addr().String()
 		}, "FAIL nats connect:", []string{"Authorization Violation", "TCP reachable", "nats://***@"}, []string{"skip nats jetstream:"}},
 		{"ListenerInUse", func(t *testing.T, r *checkRig) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { ln.Close() })
-			r.vars["SCREENPOP_LISTEN"] = ln.Addr().String()
+			r.vars["SCREENPOP_LISTEN"] = heldPort(t)
 		}, "FAIL listen agent:", []string{"address already in use", "SCREENPOP_LISTEN"}, nil},
 		{"ListenerInUseAdminOff", func(t *testing.T, r *checkRig) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { ln.Close() })
-			r.vars["SCREENPOP_LISTEN"] = ln.Addr().String()
+			r.vars["SCREENPOP_LISTEN"] = heldPort(t)
 			r.vars["SCREENPOP_ADMIN_LISTEN"] = "off"
 		}, "FAIL listen agent:", []string{"address already in use", "with SCREENPOP_ADMIN_LISTEN off, check cannot ask"}, nil},
 	}
@@ -719,18 +709,14 @@ func TestCheck_NextToRunningDaemon(t *testing.T) {
 
 	// An agent port another program holds is no screenpopd's, though one
 	// answers on the admin address: run would fail to bind it.
-	other, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := heldPort(t)
 	otherVars := maps.Clone(vars)
-	otherVars["SCREENPOP_LISTEN"] = other.Addr().String()
+	otherVars["SCREENPOP_LISTEN"] = other
 	code, out = (&checkRig{genesys: g, dataverse: d, agent: checkAgent, vars: otherVars}).check(t)
 	if code == 0 {
 		t.Errorf("check with its agent port held by another program exited 0")
 	}
-	wantLine(t, out, "FAIL listen agent:", other.Addr().String()+" is in use by another program: the screenpopd running here listens for agent on "+m.agentLn.Addr().String())
+	wantLine(t, out, "FAIL listen agent:", other+" is in use by another program: the screenpopd running here listens for agent on "+m.agentLn.Addr().String())
 	wantLine(t, out, "ok   listen admin:", "in use by the running screenpopd")
 }
 
@@ -785,4 +771,16 @@ func TestSameListener(t *testing.T) {
 			t.Errorf("sameListener(%q, %q) = %v, want %v", c.held, c.addr, got, c.want)
 		}
 	}
+}
+
+// heldPort is a loopback address another program (this test) listens on
+// until the test ends.
+func heldPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String()
 }
