@@ -758,13 +758,13 @@ func (sh *shard) establishPending(ctx context.Context, reuse, again bool) (*sess
 	// older token is not reused (a token refresh hands channels over).
 	reused := false
 	if p.id == "" || p.tokGen != sh.c.tokenGen() || time.Until(p.expires) < p.grace {
-		ch, err := sh.create(ctx)
+		ch, date, err := sh.create(ctx)
 		if err != nil {
 			return nil, err
 		}
 		p = pendingChannel{id: *ch.Id, uri: *ch.ConnectUri, expires: time.Now().Add(24 * time.Hour), tokGen: sh.c.tokenGen()}
 		if ch.Expires != nil && !ch.Expires.IsZero() {
-			p.expires = *ch.Expires
+			p.expires = localExpiry(*ch.Expires, date, time.Now())
 		}
 		p.grace = channelGrace(sh.c.cfg.HandoverGrace, time.Until(p.expires))
 		log.Info().Str("channel_id", channelRef(p.id)).Time("expires", p.expires).Msg("genesys channel created")
@@ -925,12 +925,11 @@ type pendingChannel struct {
 }
 
 // channelGrace is how long before its expiry a channel that lives life
-// from its creation is handed over: the configured grace, or half its life
-// if that is shorter. A channel's life comes from Genesys (24 h), read on
-// the local clock; were it shorter than the grace (another setting on
-// Genesys' side, a local clock a day ahead), the handover would be due at
-// once, and the new channel's again: one a second, each a channel, a PUT,
-// a socket and a reconciliation.
+// from its creation (localExpiry) is handed over: the configured grace, or
+// half its life if that is shorter. Genesys' channels live 24 h; were one
+// to live less than the grace (another setting on Genesys' side), the
+// handover would be due at once, and the new channel's again: one a
+// second, each a channel, a PUT, a socket and a reconciliation.
 func channelGrace(grace, life time.Duration) time.Duration {
 	return max(0, min(grace, life/2))
 }
@@ -951,21 +950,36 @@ func (sh *shard) setPending(p pendingChannel) {
 }
 
 // create makes a new notification channel.
-func (sh *shard) create(ctx context.Context) (*platformclientv2.Channel, error) {
+func (sh *shard) create(ctx context.Context) (*platformclientv2.Channel, time.Time, error) {
 	var ch *platformclientv2.Channel
+	var date time.Time
 	err := sh.c.call(ctx, "create channel", func() (*platformclientv2.APIResponse, error) {
 		var resp *platformclientv2.APIResponse
 		var err error
 		ch, resp, err = sh.c.notif.PostNotificationsChannels()
+		if resp != nil && len(resp.Header["Date"]) > 0 {
+			date, _ = http.ParseTime(resp.Header["Date"][0])
+		}
 		return resp, err
 	})
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	if ch == nil || ch.Id == nil || ch.ConnectUri == nil {
-		return nil, errors.New("create channel: answer without id or connectUri")
+		return nil, time.Time{}, errors.New("create channel: answer without id or connectUri")
 	}
-	return ch, nil
+	return ch, date, nil
+}
+
+// localExpiry is a new channel's expiry on the local clock: its life, as
+// Genesys' clock reads it (expires less the answer's Date), from now. A
+// local clock a day ahead reads Genesys' expires as past: every channel
+// would be handed over at once. Without a Date, expires as it is.
+func localExpiry(expires, date, now time.Time) time.Time {
+	if date.IsZero() {
+		return expires
+	}
+	return now.Add(expires.Sub(date))
 }
 
 // subscribe PUTs the shard's full topic list on channel id with

@@ -1,6 +1,13 @@
 package notifications_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
 	"testing"
 	"time"
 
@@ -52,3 +59,55 @@ func TestClient_AChannelShorterThanTheGraceIsHandedOverHalfWay(t *testing.T) {
 	h.stop()
 	<-col.done
 }
+
+// A local clock a day ahead of Genesys' reads a new channel's expires
+// (Genesys' now + 24 h) as already past; the channel's life is read on
+// Genesys' clock instead (expires less the answer's Date), so it is handed
+// over an hour before its 24 h are up, not at once, again and again.
+func TestClient_ALocalClockADayAheadHandsNoChannelOverEarly(t *testing.T) {
+	as := agents(1)
+	px := &passProxy{}
+	h := startBehindWith(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond}, px,
+		func(rp *httputil.ReverseProxy) {
+			rp.ModifyResponse = func(resp *http.Response) error {
+				if resp.Request.Method != http.MethodPost || resp.Request.URL.Path != "/api/v2/notifications/channels" {
+					return nil
+				}
+				// Genesys' clock 25 h behind this one: its Date and
+				// expires both.
+				const behind = 25 * time.Hour
+				if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+					resp.Header.Set("Date", d.Add(-behind).Format(http.TimeFormat))
+				}
+				b, _ := io.ReadAll(resp.Body)
+				var m map[string]any
+				if json.Unmarshal(b, &m) == nil {
+					if e, err := time.Parse(time.RFC3339Nano, fmt.Sprint(m["expires"])); err == nil {
+						m["expires"] = e.Add(-behind).UTC().Format(time.RFC3339Nano)
+					}
+					b, _ = json.Marshal(m)
+				}
+				resp.Body = io.NopCloser(bytes.NewReader(b))
+				resp.ContentLength = int64(len(b))
+				resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+				return nil
+			}
+			px.rp = rp
+		}, func(c *notifications.Config) { c.Agents = ids(as); c.HandoverGrace = time.Hour })
+	go func() {
+		for range h.out {
+		}
+	}()
+	h.awaitReady(5 * time.Second)
+	c0 := h.emu.CountRequests("POST", "/api/v2/notifications/channels")
+	time.Sleep(5 * time.Second)
+	if n := h.emu.CountRequests("POST", "/api/v2/notifications/channels") - c0; n != 0 {
+		t.Errorf("%d channels created in the 5 s after the first, with the local clock a day ahead of Genesys': handed over at once, want none", n)
+	}
+	h.stop()
+}
+
+// passProxy forwards to the emulator through rp.
+type passProxy struct{ rp *httputil.ReverseProxy }
+
+func (p *passProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.rp.ServeHTTP(w, r) }
