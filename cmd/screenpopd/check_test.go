@@ -718,6 +718,19 @@ func TestCheck_NextToRunningDaemon(t *testing.T) {
 	}
 	wantLine(t, out, "FAIL listen agent:", other+" is in use by another program: the screenpopd running here listens for agent on "+m.agentLn.Addr().String())
 	wantLine(t, out, "ok   listen admin:", "in use by the running screenpopd")
+
+	// All addresses asked for on the daemon's port, which it holds on
+	// loopback only: whether another program holds it elsewhere cannot be
+	// told while the daemon runs, and the line says so (a warning).
+	_, port, _ := net.SplitHostPort(m.agentLn.Addr().String())
+	wildVars := maps.Clone(vars)
+	wildVars["SCREENPOP_LISTEN"] = ":" + port
+	wildVars["SCREENPOP_ALLOW_PLAINTEXT"] = "true" // all addresses need TLS, or a proxy in front
+	code, out = (&checkRig{genesys: g, dataverse: d, agent: checkAgent, vars: wildVars}).check(t)
+	if code != 0 {
+		t.Errorf("check asking for all addresses on the daemon's port exited %d, want 0 (a warning)", code)
+	}
+	wantLine(t, out, "warn listen agent:", "listens for agent on "+m.agentLn.Addr().String()+" only", "ss -ltnp")
 }
 
 func TestMarkerTTLText(t *testing.T) {
@@ -750,25 +763,29 @@ func TestCheck_NATSBefore2_11(t *testing.T) {
 	wantLine(t, out, "ok   nats publish:", "deleted again")
 }
 
-// A listener of the running daemon keeps an address from being bound when
-// it has that port and the same address, or either is all addresses.
-func TestSameListener(t *testing.T) {
+// A listener of the running daemon covers an address when it has that
+// port and the same address, or all addresses: then nothing else can hold
+// it.
+func TestCovers(t *testing.T) {
 	for _, c := range []struct {
 		held, addr string
 		want       bool
 	}{
 		{"127.0.0.1:8443", "127.0.0.1:8443", true},
 		{"0.0.0.0:8443", "127.0.0.1:8443", true},
-		{"127.0.0.1:8443", "0.0.0.0:8443", true},
 		{"[::]:8443", "127.0.0.1:8443", true},
-		{"127.0.0.1:8443", ":8443", true},
+		{":8443", "127.0.0.1:8443", true},
 		{"[::1]:9090", "[::1]:9090", true},
+		// All addresses asked for, one held: another program may hold
+		// the port on another (a warning, not an ok).
+		{"127.0.0.1:8443", "0.0.0.0:8443", false},
+		{"127.0.0.1:8443", ":8443", false},
 		{"127.0.0.1:8443", "127.0.0.1:8444", false},
 		{"127.0.0.1:8443", "127.0.0.2:8443", false},
 		{"", "127.0.0.1:8443", false},
 	} {
-		if got := sameListener(c.held, c.addr); got != c.want {
-			t.Errorf("sameListener(%q, %q) = %v, want %v", c.held, c.addr, got, c.want)
+		if got := covers(c.held, c.addr); got != c.want {
+			t.Errorf("covers(%q, %q) = %v, want %v", c.held, c.addr, got, c.want)
 		}
 	}
 }

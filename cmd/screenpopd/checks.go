@@ -156,8 +156,14 @@ func checkListeners(ctx context.Context, cfg *Config, hc *http.Client, r *report
 		case d.listeners == nil:
 			// A screenpopd from before /status named its listeners.
 			r.ok(name, "%s is in use, and a screenpopd (an older version, which does not say on which addresses it listens) answers on %s", l.addr, cfg.AdminListen)
-		case sameListener(d.listeners[l.key], l.addr):
+		case covers(d.listeners[l.key], l.addr):
 			r.ok(name, "%s is in use by the running screenpopd (its /status lists it)", l.addr)
+		case covers(l.addr, d.listeners[l.key]):
+			// All addresses asked for, one held by the daemon: another
+			// program may hold the port on another address, which only
+			// the daemon's stop would show.
+			r.warn(name, fmt.Sprintf("%s is in use: the running screenpopd listens for %s on %s only, and whether another program holds the port on another address cannot be told while it runs", l.addr, l.key, d.listeners[l.key]),
+				"ss -ltnp names every program on the port; if only screenpopd is listed, run binds "+l.addr+" once the running one stops")
 		default:
 			held := "none"
 			if a := d.listeners[l.key]; a != "" {
@@ -210,16 +216,16 @@ func askRunningDaemon(ctx context.Context, hc *http.Client, addr string) *runnin
 	return &runningDaemon{answers: true, listeners: st.Listeners}
 }
 
-// sameListener reports whether a listener on held keeps addr from being
-// bound: the same port, and the same address or either one all addresses.
-func sameListener(held, addr string) bool {
+// covers reports whether a listener on held takes every address addr
+// names: the same port, and the same address or held all addresses. Then
+// the listener, and nothing else, keeps addr from being bound.
+func covers(held, addr string) bool {
 	h, err1 := net.ResolveTCPAddr("tcp", held)
 	a, err2 := net.ResolveTCPAddr("tcp", addr)
 	if err1 != nil || err2 != nil || h.Port != a.Port {
 		return false
 	}
-	unspecified := func(ip net.IP) bool { return ip == nil || ip.IsUnspecified() }
-	return unspecified(h.IP) || unspecified(a.IP) || h.IP.Equal(a.IP)
+	return h.IP == nil || h.IP.IsUnspecified() || h.IP.Equal(a.IP)
 }
 
 // portOf is the port of host:port, 0 if there is none.
