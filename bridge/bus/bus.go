@@ -2298,7 +2298,8 @@ func redactOne(p string) string {
 	if at := strings.LastIndex(rest, "@"); at >= 0 {
 		return scheme + "***@" + rest[at+1:]
 	}
-	if !plainHostPort(strings.TrimSpace(strings.TrimSuffix(rest, "/"))) {
+	hostport, _, _ := strings.Cut(rest, "/") // a websocket URL's path stays
+	if !plainHostPort(strings.TrimSpace(hostport)) {
 		return scheme + "***"
 	}
 	return p

@@ -15,6 +15,8 @@ func TestRedactURL(t *testing.T) {
 		{"nats://nats1.example.com:4222,nats://nats2.example.com:4222", "nats://nats1.example.com:4222,nats://nats2.example.com:4222"},
 		{"tls://[::1]:4222", "tls://[::1]:4222"},
 		{"nats://[::1]", "nats://[::1]"},
+		{"wss://nats.example.com/nats", "wss://nats.example.com/nats"},
+		{"nats://h1:4222, nats://h2:4222", "nats://h1:4222, nats://h2:4222"},
 		{"nats1.example.com:4222", "nats1.example.com:4222"},
 		{"nats://screenpop:Hunter2@127.0.0.1:4222", "nats://***@127.0.0.1:4222"},
 		{"nats://token@127.0.0.1:4222", "nats://***@127.0.0.1:4222"},

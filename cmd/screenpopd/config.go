@@ -781,7 +781,7 @@ func (c *Config) validate(req Requirements) []string {
 		for _, u := range splitList(c.NatsURL) {
 			if pu, err := url.Parse(u); err != nil || pu.Host == "" {
 				fix := "write each as scheme://host:port, e.g. nats://nats1.example.com:4222"
-				if strings.Contains(c.NatsURL, "@") {
+				if strings.Contains(u, "@") {
 					// A password from openssl rand -base64 has '/', which
 					// ends the URL's host part; one with a comma splits
 					// the list.

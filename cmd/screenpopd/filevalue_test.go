@@ -91,3 +91,23 @@ func TestParseConfig_ANATSPasswordWithACommaIsNotPrinted(t *testing.T) {
 		t.Errorf("the fix does not say to percent-encode the comma:\n%s", errb.String())
 	}
 }
+
+// A list entry without a scheme, next to one with credentials, is told to
+// write its scheme, not to percent-encode a password it does not have.
+func TestParseConfig_ANATSURLEntryGetsItsOwnFix(t *testing.T) {
+	vars := good()
+	vars["NATS_URL"] = "nats://screenpop:pw@nats1.example.com:4222,nats2.example.com:4222"
+	var errb bytes.Buffer
+	if code := run(context.Background(), []string{"run"}, env(vars), &bytes.Buffer{}, &errb); code != 2 {
+		t.Errorf("exit %d, want 2", code)
+	}
+	for _, l := range strings.Split(errb.String(), "\n") {
+		if strings.Contains(l, `"nats2.example.com:4222"`) {
+			if !strings.Contains(l, "write each as scheme://host:port") || strings.Contains(l, "percent-encode") {
+				t.Errorf("the schemeless entry's line: %s", l)
+			}
+			return
+		}
+	}
+	t.Errorf("no line for the schemeless entry:\n%s", errb.String())
+}
