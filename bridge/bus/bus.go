@@ -936,7 +936,7 @@ func (c *Conn) closeBy(by time.Time) {
 			return max(0, min(most, time.Until(by)))
 		}
 		c.closing.Store(true)
-		if c.store != nil && !c.store.stop(left(probeStopWait)) {
+		if c.store != nil && !c.store.stop(max(storeCloseFloor, left(probeStopWait))) {
 			// Starting the server again, or probing a disk that
 			// does not answer before it would: it shuts down by
 			// itself whatever it starts; its store may stay open

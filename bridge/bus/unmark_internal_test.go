@@ -34,3 +34,19 @@ func TestConn_PurgeMarkerAfterAnEnd(t *testing.T) {
 		t.Fatalf("marker after the purge %v, %v; want it still ended", got, err)
 	}
 }
+
+// A close with no time left (the stop's stages before took it all) still
+// gives the store watcher the floor a healthy one needs to end: it is not
+// taken for a restart under way and the store is not left open.
+func TestConn_CloseWithNoTimeLeftLeavesAHealthyStoreClosed(t *testing.T) {
+	for range 5 {
+		c, err := Start(context.Background(), Config{Listen: "off", DataDir: t.TempDir()}, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.CloseWithin(0)
+		if c.StoreLeftOpen() {
+			t.Fatal("CloseWithin(0) on a healthy disk with no restart under way left the store open")
+		}
+	}
+}
