@@ -664,11 +664,15 @@ func (sh *shard) handover(ctx context.Context, why string) {
 			log.Warn().Err(err).Str("reason", why).Int("attempt", sh.hoFails).Dur("retry_in", wait).Msg("genesys handover failed, keeping the old socket")
 		}
 		sh.retryHandover(ctx, why, wait)
-		if old != nil && sh.current() == old {
+		sh.mu.Lock()
+		changed := sh.putVer != sh.ver
+		sh.mu.Unlock()
+		if changed && old != nil && sh.current() == old {
 			// A change of the agent list this handover's PUT was to
 			// carry (its subscribe took the signal) goes on the old
 			// channel meanwhile: its socket is live, and the retry may
-			// be a minute away. No PUT if the old one holds the list.
+			// be a minute away. Only then: the change's debounce holds
+			// up the shard's loop.
 			sh.markDirty()
 		}
 		return
