@@ -52,6 +52,10 @@ func (m *Main) watchAgentsFile(ctx context.Context) error {
 	current := m.staticAgents
 	var applied, seen fileStamp // the stamp applied last, and the one seen at the last look
 	var refused *fileStamp      // the stamp refused last, logged once
+	logApplied := func(agents, added, removed int) {
+		log.Info().Int("agents", agents).Int("added", added).Int("removed", removed).
+			Msg("GENESYS_AGENTS_FILE applied: agents added to it are watched now (up to the channel limit), agents removed from it are let go once no call rings for them (unless a queue has them)")
+	}
 	t := time.NewTicker(poll)
 	defer t.Stop()
 	for {
@@ -68,6 +72,13 @@ func (m *Main) watchAgentsFile(ctx context.Context) error {
 		}
 		if err == nil && st.same(applied) {
 			seen = st
+			if refused != nil {
+				// Put back as it was applied (a broken copy moved
+				// away, a symlink rolled back): the warning said the
+				// edit waits to be fixed.
+				logApplied(len(uniqueIDs(current)), 0, 0)
+				refused = nil
+			}
 			continue
 		}
 		if !st.same(seen) {
@@ -107,7 +118,7 @@ func (m *Main) watchAgentsFile(ctx context.Context) error {
 		}
 		if err != nil {
 			if refused == nil || !st.same(*refused) {
-				log.Warn().Err(err).Int("agents", len(current)).
+				log.Warn().Err(err).Int("agents", len(uniqueIDs(current))).
 					Msg("GENESYS_AGENTS_FILE changed but cannot be applied; the agents watched before stay watched until it is fixed")
 			}
 			refused = &st
@@ -116,8 +127,7 @@ func (m *Main) watchAgentsFile(ctx context.Context) error {
 		// A file fixed after a refusal is logged even when it is back as
 		// it was: the warning said the edit waits to be fixed.
 		if added, removed := diffIDs(current, ids); added+removed > 0 || refused != nil {
-			log.Info().Int("agents", len(uniqueIDs(ids))).Int("added", added).Int("removed", removed).
-				Msg("GENESYS_AGENTS_FILE applied: agents added to it are watched now (up to the channel limit), agents removed from it are let go once no call rings for them (unless a queue has them)")
+			logApplied(len(uniqueIDs(ids)), added, removed)
 		}
 		current, applied, refused = ids, st, nil
 	}

@@ -149,3 +149,48 @@ func TestDaemon_AgentsFileFixedBackIsLogged(t *testing.T) {
 		return strings.Contains(logs.String()[i:], "GENESYS_AGENTS_FILE applied")
 	})
 }
+
+// The same when the original file itself is put back (a broken copy moved
+// over it and the original moved back, a release symlink rolled back):
+// the file is the one applied, stamp and all, and the log says it is in
+// effect again.
+func TestDaemon_AgentsFileOriginalMovedBackIsLogged(t *testing.T) {
+	_, g, ids, file, logs := agentsFileDaemon(t, 1, 760, nil)
+	waitFor(t, 10*time.Second, "the listed agent's topic delivered", func() bool { return g.IsDelivered(agentTopic(ids[0])) })
+	time.Sleep(500 * time.Millisecond) // the watcher has looked at the file applied
+	if err := os.Rename(file, file+".orig"); err != nil {
+		t.Fatal(err)
+	}
+	writeAgentsFile(t, file, ids[0], "Jane Doe")
+	waitFor(t, 10*time.Second, "the refusal's warning", func() bool { return strings.Contains(logs.String(), refusedLine) })
+	if err := os.Rename(file+".orig", file); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a line saying the original file is applied again", func() bool {
+		i := strings.LastIndex(logs.String(), refusedLine)
+		return strings.Contains(logs.String()[i:], "GENESYS_AGENTS_FILE applied")
+	})
+}
+
+// The refusal's warning counts the agents that stay watched as the applied
+// line and /status do: each once, also one listed in GENESYS_AGENTS and in
+// the file.
+func TestDaemon_AgentsFileRefusalCountsEachAgentOnce(t *testing.T) {
+	_, g, ids, file, logs := agentsFileDaemon(t, 3, 960, func(cfg *Config, g *notificationstest.Emulator, ids []string) []string {
+		cfg.GenesysAgents = ids[:1]
+		return ids[:2] // the file: the first agent again, and the second
+	})
+	waitFor(t, 10*time.Second, "both agents watched", func() bool { return g.IsDelivered(agentTopic(ids[1])) })
+	time.Sleep(300 * time.Millisecond)
+	writeAgentsFile(t, file, ids[0], ids[1], ids[2])
+	waitFor(t, 10*time.Second, "the edit applied", func() bool {
+		return g.IsDelivered(agentTopic(ids[2])) && strings.Contains(logs.String(), "GENESYS_AGENTS_FILE applied")
+	})
+	writeAgentsFile(t, file, ids[0], "Jane Doe")
+	waitFor(t, 10*time.Second, "the refusal's warning", func() bool { return strings.Contains(logs.String(), refusedLine) })
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, refusedLine) && !strings.Contains(l, `"agents":3`) {
+			t.Errorf("the refusal counts the agents watched otherwise than the 3 watched: %s", l)
+		}
+	}
+}
