@@ -507,3 +507,23 @@ func serveAsOneNode(t *testing.T, opts *server.Options) *server.Server {
 	}
 	return ns
 }
+
+// The unit hides other processes (ProtectProc=invisible) but not /proc/sys
+// (no ProcSubset=pid): Go reads the listen backlog from
+// /proc/sys/net/core/somaxconn (4096 on current kernels) and, without it,
+// every listener queues 128 connections waiting to be accepted, too few
+// when every tab reconnects after a restart; process_start_time_seconds
+// needs /proc/stat too. (A review measured it: ss -ltn showed 128 under
+// subset=pid, 4096 without.)
+func TestDeploy_UnitKeepsProcSysReadable(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(deployDir, "screenpopd.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if k, v, ok := strings.Cut(l, "="); ok && !strings.HasPrefix(l, "#") && k == "ProcSubset" && v != "all" {
+			t.Errorf("screenpopd.service sets %s: it hides /proc/sys, and every listener's backlog falls to 128", l)
+		}
+	}
+}
