@@ -19,8 +19,10 @@ import (
 const MinJWTSecret = 32
 
 // maxToken bounds the token a hello may carry; anything longer is refused
-// without asking the authenticator.
-const maxToken = 8 << 10
+// without asking the authenticator. It is the default frame limit
+// (Config.MaxFrame), as docs/agents.md says: a token that fits in a hello
+// is read (an SSO bridge's JWT with many group claims runs to 10 KB).
+const maxToken = 16 << 10
 
 // JWTAuthenticator validates HS256 tokens whose sub is the agent's Genesys
 // user id and whose exp is required; with an audience, their aud must name

@@ -793,7 +793,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.RLock()
 	stopping := s.stopping
 	s.mu.RUnlock()
-	if stopping {
+	// The daemon's own stop starts seconds before push's (Config.Stopping):
+	// a page that reaches this instance then is turned away before its
+	// upgrade, as docs/agents.md says, not given a ready and a 1001.
+	if stopping || (s.cfg.Stopping != nil && s.cfg.Stopping()) {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
