@@ -12,39 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/jwt/v2"
-	"github.com/nats-io/nkeys"
 	"github.com/rs/zerolog"
 
 	"github.com/screenpop/screenpop/bridge/bus/bustest"
 	"github.com/screenpop/screenpop/internal/syncbuf"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 )
-
-// natsCredsFile returns the bytes of a NATS creds file (a user JWT and
-// its seed) of a new user of a new account.
-func natsCredsFile(t *testing.T) []byte {
-	t.Helper()
-	acc, err := nkeys.CreateAccount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	uPub, _ := u.PublicKey()
-	uJWT, err := jwt.NewUserClaims(uPub).Encode(acc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := u.Seed()
-	b, err := jwt.FormatUserConfig(uJWT, seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 // NATS_CREDS is read again at every reconnect to an external NATS (so a
 // renewed file is picked up). On a hung file system that read never
