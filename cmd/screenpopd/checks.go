@@ -481,32 +481,31 @@ func checkNATS(ctx context.Context, cfg *Config, log zerolog.Logger, r *report) 
 	r.ok("nats publish", "stream %s stored %s (seq %d) and it was deleted again", ack.Stream, subject, ack.Sequence)
 }
 
-// checkDataDir checks SCREENPOP_DATA_DIR as run uses it, with embedded
-// or external NATS: it must be writable (run creates it and, on first
-// start, pii-hash.key in it), and an existing pii-hash.key must be readable
-// and long enough (readPIIKey, as run reads it).
 // checkDataDirWithin is checkDataDir, told after wait (the daemon's own
 // start-up wait) that the directory's disk does not answer: a stalled
 // volume holds its calls in the kernel, with no error to return, and the
 // check would wait as long. The call left behind returns when the disk
 // answers; its lines are dropped.
 func checkDataDirWithin(ctx context.Context, cfg *Config, wait time.Duration, r *report) {
-	var sub report
-	done := make(chan struct{})
-	go func() { defer close(done); checkDataDir(cfg, &sub) }()
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-done:
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	sub, err := unlessDone(ctx, func() (report, error) {
+		var sub report
+		checkDataDir(cfg, &sub)
+		return sub, nil
+	})
+	if err == nil {
 		r.lines = append(r.lines, sub.lines...)
 		return
-	case <-t.C:
-	case <-ctx.Done():
 	}
 	r.fail("data dir", fmt.Errorf("the disk under %s does not answer: a write to it has waited %v (a stalled volume, an NFS server gone)", cfg.DataDir, wait.Round(time.Second)),
 		"look at the volume (docs/operations.md section 7.4); screenpopd waits for it at start, and stores nothing while it does not answer")
 }
 
+// checkDataDir checks SCREENPOP_DATA_DIR as run uses it, with embedded
+// or external NATS: it must be writable (run creates it and, on first
+// start, pii-hash.key in it), and an existing pii-hash.key must be readable
+// and long enough (readPIIKey, as run reads it).
 func checkDataDir(cfg *Config, r *report) {
 	const name = "data dir"
 	use := "the PII hash key"
