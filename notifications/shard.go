@@ -768,7 +768,22 @@ func (sh *shard) establishPending(ctx context.Context, reuse, again bool) (*sess
 		}
 		p = pendingChannel{id: *ch.Id, uri: *ch.ConnectUri, expires: time.Now().Add(24 * time.Hour), tokGen: sh.c.tokenGen()}
 		if ch.Expires != nil && !ch.Expires.IsZero() {
-			p.expires = localExpiry(*ch.Expires, date, time.Now())
+			if exp := localExpiry(*ch.Expires, date, time.Now()); exp.After(time.Now()) {
+				p.expires = exp
+			} else {
+				// Expired on Genesys' own clock as it was made: a fault
+				// of Genesys'. Read as such, the channel would be
+				// handed over at once, and so would each next one (a
+				// channel, a PUT and a socket a second). It keeps the
+				// documented 24 h instead; if Genesys closes its
+				// socket, the reconnect path makes the next one, with
+				// its backoff.
+				ev := log.Warn().Str("channel_id", channelRef(p.id)).Time("genesys_expires", *ch.Expires)
+				if !date.IsZero() {
+					ev = ev.Time("genesys_date", date)
+				}
+				ev.Msg("genesys channel created already expired; taking it to live the documented 24 h")
+			}
 		}
 		p.grace = channelGrace(sh.c.cfg.HandoverGrace, time.Until(p.expires))
 		log.Info().Str("channel_id", channelRef(p.id)).Time("expires", p.expires).Msg("genesys channel created")
