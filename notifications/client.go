@@ -392,10 +392,13 @@ func loginOutage(err error) bool {
 }
 
 // authLoop keeps a valid client-credentials token.
+// loginLogEvery is how often a login failing over and over is logged.
+var loginLogEvery = 30 * time.Second
+
 func (c *Client) authLoop(ctx context.Context) error {
 	backoff := c.cfg.BackoffMin
 	failures := 0
-	warn := loglimit.Every{Period: 30 * time.Second} // in an outage attempts are a second apart
+	warn := loglimit.Every{Period: loginLogEvery} // in an outage attempts are a second apart
 	gen := 0
 	for {
 		start := time.Now()
@@ -426,10 +429,15 @@ func (c *Client) authLoop(ctx context.Context) error {
 			if ra := c.doer.takeLoginRetryAfter(); ra > wait {
 				wait = ra // the token endpoint's own rate limit
 			}
+			// A refusal of the credentials is said as such each time
+			// (at the first, then every loginLogEvery while it lasts),
+			// never as the outage line: on-call reading the log an hour
+			// on would be sent to the network.
+			allow := warn.Allow(time.Now())
 			switch {
-			case first:
-				c.log.Error().Int("attempt", failures).Msg("genesys login rejected the client credentials: check GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET")
-			case warn.Allow(time.Now()):
+			case bad && (first || allow):
+				c.log.Error().Int("attempt", failures).Dur("backoff", wait).Msg("genesys login rejected the client credentials: check GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET")
+			case !bad && allow:
 				c.log.Warn().Err(errors.New(loginErrorText(err))).Int("attempt", failures).Dur("backoff", wait).Msg("genesys login failed, retrying")
 			}
 			if !sleep(ctx, wait) {

@@ -82,3 +82,12 @@ func TrustRoots(a *Authenticator, roots *x509.CertPool) {
 
 // SDKConfigPath is the configuration file the SDK is given (sdkConfigPath).
 var SDKConfigPath = sdkConfigPath
+
+// SetLoginLogEvery sets how often a login failing over and over is logged
+// (30 s), for a test to see the repeat; it returns a func that puts it
+// back.
+func SetLoginLogEvery(d time.Duration) func() {
+	old := loginLogEvery
+	loginLogEvery = d
+	return func() { loginLogEvery = old }
+}

@@ -458,6 +458,34 @@ func TestClient_Errors(t *testing.T) {
 			t.Fatalf("status = %+v", st)
 		}
 	})
+	// Refused again and again (the secret rotated on Genesys' side and
+	// not here), it is still said as a refusal of the credentials, at
+	// error, each time the log's limit allows (every 30 s; 1 s here):
+	// never as the outage line, "genesys login failed, retrying", which
+	// points on-call at the network.
+	t.Run("BadSecretRepeated", func(t *testing.T) {
+		t.Cleanup(notifications.SetLoginLogEvery(time.Second)) // runs after the client's stop
+		as := agents(1)
+		h := start(t, notificationstest.Config{Agents: as}, func(c *notifications.Config) {
+			c.Agents, c.ClientSecret, c.BackoffMax = ids(as), "wrong", 300*time.Millisecond
+		}, 4)
+		var lines []string
+		refused := func() int { return countLines(lines, "genesys login rejected the client credentials") }
+		waitFor(t, 10*time.Second, "the refusal said a second time", func() bool {
+			lines = append(lines, h.logs.lines()...)
+			return refused() >= 2
+		})
+		h.stop()
+		lines = append(lines, h.logs.lines()...)
+		for _, l := range lines {
+			if strings.Contains(l, "genesys login failed, retrying") {
+				t.Errorf("a refusal of the credentials logged as the outage line: %s", l)
+			}
+		}
+		if n := h.emu.CountRequests(http.MethodPost, "/oauth/token"); refused() >= n {
+			t.Errorf("%d refusal lines for %d logins: not limited", refused(), n)
+		}
+	})
 	t.Run("RejectedTopic", func(t *testing.T) {
 		as := agents(3)
 		h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond}, func(c *notifications.Config) { c.Agents = ids(as) }, 16,
