@@ -482,6 +482,7 @@ func (m *Main) watchReady(ctx context.Context, log zerolog.Logger) error {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	was, wasStuck := false, false
+	var lost time.Time // when it went not ready after its start
 	for {
 		select {
 		case <-ctx.Done():
@@ -505,9 +506,15 @@ func (m *Main) watchReady(ctx context.Context, log zerolog.Logger) error {
 					return nil
 				}
 				was = now
-				if now {
+				switch {
+				case now && lost.IsZero():
 					log.Info().Int64("startup_ms", time.Since(m.started).Milliseconds()).Msg("screenpopd ready")
-				} else {
+				case now:
+					// After an outage: startup_ms would be the uptime,
+					// which reads like a restart.
+					log.Info().Int64("not_ready_ms", time.Since(lost).Milliseconds()).Msg("screenpopd ready again")
+				default:
+					lost = time.Now()
 					log.Warn().Msg("screenpopd not ready: NATS disconnected")
 				}
 			}

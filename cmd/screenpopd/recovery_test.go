@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,6 +49,7 @@ func TestDaemon_ACallRightAfterANATSOutagePopsItsRecord(t *testing.T) {
 			if page.waitPop(alertCall(d, agent).ID(), 10*time.Second).IsZero() {
 				t.Fatal("no pop before the outage")
 			}
+			waitFor(t, 5*time.Second, "screenpopd ready logged", func() bool { return strings.Contains(logs.String(), `"message":"screenpopd ready"`) })
 
 			down()
 			waitFor(t, 10*time.Second, "the daemon disconnected", func() bool { return !d.Main.Bus.Connected() })
@@ -85,6 +87,17 @@ func TestDaemon_ACallRightAfterANATSOutagePopsItsRecord(t *testing.T) {
 			if took > popDeadline {
 				t.Errorf("the call popped %v after it rang, past the pop deadline (%v); logs:\n%s", took.Round(10*time.Millisecond), popDeadline,
 					logLines(logs, `"level":"warn"`, `"level":"error"`, `"no pop"`))
+			}
+			// On-call reads the outage in the log: not ready, then ready
+			// again with how long it lasted, and the start-up's line
+			// once (a second one, with the uptime as its startup_ms,
+			// read like a restart).
+			for end := time.Now().Add(5 * time.Second); time.Now().Before(end) && !strings.Contains(logs.String(), `"message":"screenpopd ready again"`); {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if got := logLines(logs, `"screenpopd ready`, `"screenpopd not ready`); strings.Count(got, `"startup_ms"`) != 1 ||
+				strings.Count(got, `"not_ready_ms"`) != 1 || !strings.Contains(got, `"message":"screenpopd not ready: NATS disconnected"`) {
+				t.Errorf("readiness lines around the outage: want one with startup_ms, then not ready, then one ready again with not_ready_ms:\n%s", got)
 			}
 		})
 	}
