@@ -84,6 +84,9 @@ func ReadClientCertificate(path string) (*ClientCertificate, error) {
 		// The same in base64 on one line, as Azure Key Vault hands out a
 		// certificate's secret (the PFX): key material, never quoted.
 		return nil, errors.New("the value is base64 (a certificate or key itself, e.g. a Key Vault secret), not the path of a file; decode it into a PEM file only the service user can read (for a PFX: base64 -d > dataverse.pfx; openssl pkcs12 -in dataverse.pfx -nodes -out /etc/screenpop/dataverse.pem, mode 0600) and give that file's path")
+	case "":
+	default:
+		return nil, fmt.Errorf("the value is %s, not the path of a file; give the path of a PEM file with the certificate and its private key", filevalue.Content(path))
 	}
 	f, err := os.Open(path)
 	if err != nil {

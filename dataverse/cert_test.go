@@ -266,3 +266,13 @@ func TestNew_CertificateContentNotEchoed(t *testing.T) {
 		t.Errorf("the error does not say the value is PEM text, not a path")
 	}
 }
+
+// A token where the certificate's path belongs (a creds file's JWT, a
+// bearer token pasted into the wrong setting) is refused unquoted too.
+func TestNew_ATokenForTheCertificateIsNotEchoed(t *testing.T) {
+	const jwt = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL2NvbnRvc28uY3JtLmR5bmFtaWNzLmNvbSJ9.c2lnbmF0dXJl"
+	_, err := dataverse.New(dataverse.Config{URL: "https://contoso.crm.dynamics.com", TenantID: "t", ClientID: "c", ClientCertificate: jwt}, zerolog.Nop())
+	if err == nil || strings.Contains(err.Error(), "eyJhdWQi") || !strings.Contains(err.Error(), "the value is a JWT, not the path of a file") {
+		t.Errorf("New with a JWT for the certificate's path: %v", err)
+	}
+}

@@ -28,6 +28,7 @@ func TestRun_AFileSettingHoldingItsContentIsRefusedUnseen(t *testing.T) {
 	}
 	block, _ := pem.Decode(keyPEM)
 	keyB64 := base64.StdEncoding.EncodeToString(append(block.Bytes, bytes.Repeat(block.Bytes, 4)...))
+	keyB64Alone := base64.StdEncoding.EncodeToString(block.Bytes) // an EC key: 164 characters
 	creds := natsCredsFile(t)
 	var seed string
 	for _, l := range strings.Split(string(creds), "\n") {
@@ -38,6 +39,12 @@ func TestRun_AFileSettingHoldingItsContentIsRefusedUnseen(t *testing.T) {
 	// The secret part of each value, which must not be printed: the
 	// key's base64 lines, the seed.
 	keySecret := strings.Split(string(keyPEM), "\n")[1]
+	var userJWT string
+	for _, l := range strings.Split(string(creds), "\n") {
+		if strings.HasPrefix(l, "eyJ") {
+			userJWT = strings.TrimSpace(l)
+		}
+	}
 	for _, c := range []struct {
 		name, variable, value, secret string
 		more                          map[string]string
@@ -46,6 +53,11 @@ func TestRun_AFileSettingHoldingItsContentIsRefusedUnseen(t *testing.T) {
 		{"TLSKeyBase64", "SCREENPOP_TLS_KEY", keyB64, keyB64[:40], map[string]string{"SCREENPOP_TLS_CERT": certFile}},
 		{"NATSCreds", "NATS_CREDS", string(creds), seed, map[string]string{"NATS_URL": "nats://127.0.0.1:4222"}},
 		{"NATSTLSKey", "NATS_TLS_KEY", string(keyPEM), keySecret, map[string]string{"NATS_URL": "tls://127.0.0.1:4222", "NATS_TLS_CERT": certFile}},
+		// Short ones, and the parts of a creds file on their own.
+		{"TLSKeyBase64Alone", "SCREENPOP_TLS_KEY", keyB64Alone, keyB64Alone[:40], map[string]string{"SCREENPOP_TLS_CERT": certFile}},
+		{"NATSTLSKeyBase64Alone", "NATS_TLS_KEY", keyB64Alone, keyB64Alone[:40], map[string]string{"NATS_URL": "tls://127.0.0.1:4222", "NATS_TLS_CERT": certFile}},
+		{"NATSCredsSeedAlone", "NATS_CREDS", seed, seed, map[string]string{"NATS_URL": "nats://127.0.0.1:4222"}},
+		{"NATSCredsJWTAlone", "NATS_CREDS", userJWT, userJWT, map[string]string{"NATS_URL": "nats://127.0.0.1:4222"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			vars := good()
