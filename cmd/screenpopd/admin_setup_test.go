@@ -197,6 +197,46 @@ func TestTokenCommand_AgentMustBeAUserID(t *testing.T) {
 	}
 }
 
+// A jwt secret from a file (a Kubernetes secret made --from-file of
+// `echo … >`) ends in a newline. The daemon checks tokens with it trimmed;
+// `screenpopd token` with the same environment, or the same --jwt-secret,
+// signed with the newline, and every token it made was refused (4401).
+// Both read it the same way now, and the admin is told the whitespace is
+// dropped (a login of their own may sign with it).
+func TestTokenCommand_SignsWithTheSecretAsTheDaemonReadsIt(t *testing.T) {
+	for _, secret := range []string{strings.Repeat("k", 48) + "\n", " " + strings.Repeat("k", 48)} {
+		e := with(good(), "SCREENPOP_AUTH", "jwt", "SCREENPOP_JWT_SECRET", secret)
+		c, _, err := ParseConfig("run", nil, env(e), Requirements{Genesys: true, Dataverse: true}, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := strings.Join(c.Advice(), "\n"); !strings.Contains(a, "SCREENPOP_JWT_SECRET: the whitespace at its ends") {
+			t.Errorf("secret %q: no advice that its whitespace is dropped: %q", secret, a)
+		}
+		auth, err := push.NewJWTAuthenticator([]byte(c.JWTSecret), c.JWTAudience, []byte(c.JWTSecretPrevious))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{{"token", "--agent", a1}, {"token", "--agent", a1, "--jwt-secret", secret}} {
+			var out, errb bytes.Buffer
+			if code := run(context.Background(), args, env(e), &out, &errb); code != 0 {
+				t.Fatalf("%v: exit %d %s", args[:3], code, errb.String())
+			}
+			if _, _, err := auth.Authenticate(context.Background(), strings.TrimSpace(out.String())); err != nil {
+				t.Errorf("secret %q: a token from `screenpopd %s` (secret from %s) is refused by the daemon: %v", secret, strings.Join(args[:3], " "), map[bool]string{true: "--jwt-secret", false: "the environment"}[len(args) > 3], err)
+			}
+		}
+	}
+	e := with(good(), "SCREENPOP_AUTH", "jwt", "SCREENPOP_JWT_SECRET", strings.Repeat("k", 48))
+	c, _, err := ParseConfig("run", nil, env(e), Requirements{Genesys: true, Dataverse: true}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := c.Advice(); len(a) != 0 {
+		t.Errorf("a secret without whitespace: advice %q", a)
+	}
+}
+
 // GENESYS_AGENTS_FILE exported from a spreadsheet on Windows starts with a
 // UTF-8 byte-order mark and has CRLF line ends.
 func TestParseConfig_AgentsFileWithBOM(t *testing.T) {

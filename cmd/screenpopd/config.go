@@ -101,6 +101,9 @@ type Config struct {
 	// invalid holds the variables whose value did not parse: they are
 	// reported as malformed, not again as missing.
 	invalid map[string]bool
+	// trimmedSecrets names the jwt secrets given with whitespace at an
+	// end (a file's last newline), which is dropped (Advice).
+	trimmedSecrets []string
 }
 
 // IsSet reports whether the variable env was set, by the environment or
@@ -126,6 +129,25 @@ func flagName(env string) string {
 func str(dst func(*Config) *string) func(*Config, string) error {
 	return func(c *Config, v string) error { *dst(c) = strings.TrimSpace(v); return nil }
 }
+
+// jwtSecret reads a jwt secret as str does, noting whitespace dropped
+// from its ends: a secret from a file (a Kubernetes secret made
+// --from-file) ends in a newline, which a login signing with the file's
+// bytes keeps, and every token it makes is then refused (Advice).
+// screenpopd token reads it the same way (JWTSecretOf).
+func jwtSecret(env string, dst func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		*dst(c) = JWTSecretOf(v)
+		if *dst(c) != v {
+			c.trimmedSecrets = append(c.trimmedSecrets, env)
+		}
+		return nil
+	}
+}
+
+// JWTSecretOf is the jwt secret a variable's value gives: without the
+// whitespace at its ends.
+func JWTSecretOf(v string) string { return strings.TrimSpace(v) }
 
 // idList reads a comma-separated list of Genesys ids, in lower case:
 // Genesys writes user ids so in conversation bodies and in the agents' own
@@ -383,8 +405,8 @@ var settings = []setting{
 		return nil
 	}},
 	{"SCREENPOP_AUTH", "genesys", "agent auth: genesys (Genesys access token) or jwt (HS256)", oneOf(func(c *Config) *string { return &c.Auth }, "genesys", "jwt")},
-	{"SCREENPOP_JWT_SECRET", "", "secret for jwt auth (at least 32 bytes)", str(func(c *Config) *string { return &c.JWTSecret })},
-	{"SCREENPOP_JWT_SECRET_PREVIOUS", "", "jwt auth: the secret before SCREENPOP_JWT_SECRET, whose tokens are still accepted while a new secret is rolled out; unset it once no page holds such a token", str(func(c *Config) *string { return &c.JWTSecretPrevious })},
+	{"SCREENPOP_JWT_SECRET", "", "secret for jwt auth (at least 32 bytes)", jwtSecret("SCREENPOP_JWT_SECRET", func(c *Config) *string { return &c.JWTSecret })},
+	{"SCREENPOP_JWT_SECRET_PREVIOUS", "", "jwt auth: the secret before SCREENPOP_JWT_SECRET, whose tokens are still accepted while a new secret is rolled out; unset it once no page holds such a token", jwtSecret("SCREENPOP_JWT_SECRET_PREVIOUS", func(c *Config) *string { return &c.JWTSecretPrevious })},
 	{"SCREENPOP_JWT_AUDIENCE", "", "jwt auth: a value every token's aud must hold; set it when your login signs tokens for other services with the same secret", str(func(c *Config) *string { return &c.JWTAudience })},
 	{"SCREENPOP_PPROF", "false", "serve pprof on the admin listener", boolean(func(c *Config) *bool { return &c.PProf })},
 	{"LOG_LEVEL", "info", "trace, debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "trace", "debug", "info", "warn", "error")},
@@ -427,6 +449,9 @@ func (c *Config) Advice() []string {
 		// JetStream stores a message once a majority of its replicas
 		// has it: R2 needs both, R4 three.
 		a = append(a, fmt.Sprintf("SCREENPOP_STREAM_REPLICAS: %d is an even count: JetStream needs a majority of a stream's replicas for every write, so %d stop storing when %d of their nodes are lost, as %d would, with one more copy of every message; set %d or %d", r, r, r/2, r-1, r-1, r+1))
+	}
+	for _, env := range c.trimmedSecrets {
+		a = append(a, env+": the whitespace at its ends (a file's last newline?) is dropped, and tokens are checked with the secret without it; make sure your login signs with it so too (screenpopd token does), or remove the whitespace from the secret")
 	}
 	return a
 }

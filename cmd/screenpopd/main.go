@@ -261,6 +261,7 @@ func (c *TokenCommand) Run(ctx context.Context, args []string) error {
 	if *secret == "" {
 		*secret = c.getenv("SCREENPOP_JWT_SECRET")
 	}
+	*secret = JWTSecretOf(*secret) // as the daemon reads it
 	if *audience == "" {
 		*audience = strings.TrimSpace(c.getenv("SCREENPOP_JWT_AUDIENCE"))
 	}
