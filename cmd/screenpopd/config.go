@@ -209,6 +209,14 @@ func posInt(dst func(*Config) *int) func(*Config, string) error {
 	}
 }
 
+// validPort reports whether port is one the listen takes: a number from
+// 0 to 65535, or a service name this machine's /etc/services (or Go's own
+// table) knows, as net.Listen resolves it, without the network.
+func validPort(port string) bool {
+	_, err := net.LookupPort("tcp", port)
+	return err == nil
+}
+
 func hostPort(dst func(*Config) *string, allowOff bool, example string) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		v = strings.TrimSpace(v)
@@ -221,6 +229,11 @@ func hostPort(dst func(*Config) *string, allowOff bool, example string) func(*Co
 				return fmt.Errorf("%q is not host:port (e.g. %s) or off", v, example)
 			}
 			return fmt.Errorf("%q is not host:port (e.g. %s)", v, example)
+		}
+		if _, port, _ := net.SplitHostPort(v); !validPort(port) {
+			// Caught here, not by the listen: that is a start-up
+			// failure (exit 1), after the data directory is made.
+			return fmt.Errorf("%q: the port is not a number from 0 to 65535 (e.g. %s)", v, example)
 		}
 		*dst(c) = v
 		return nil
