@@ -369,7 +369,7 @@ func startEmbedded(cfg Config, log zerolog.Logger, store *storeWatch) (*server.S
 	}
 	fatal := make(chan string, 1)
 	ns.SetLoggerV2(serverLogger{log: log.With().Str("component", "nats-server").Logger(), fatal: fatal, store: store,
-		accepts: loglimit.New(10*time.Second, 1), slow: loglimit.New(10*time.Second, 1)}, false, false, false)
+		accepts: loglimit.New(10*time.Second, 1), slow: loglimit.New(10*time.Second, 1), clients: loglimit.New(10*time.Second, 1)}, false, false, false)
 	ns.Start()
 	for deadline := time.Now().Add(10 * time.Second); err == nil; {
 		if ns.ReadyForConnections(50 * time.Millisecond) {

@@ -31,6 +31,27 @@ type serverLogger struct {
 	// as a slow consumer (another local service that stopped reading
 	// the events) to one every 10 s at warn; the rest go to debug.
 	slow *loglimit.Limiter
+	// clients, when set, keeps the server's warnings and errors about
+	// one client connection (a local program on its port that does not
+	// speak NATS, one that went away mid-handshake) to one every 10 s at
+	// warn: any local process could otherwise write an error line per
+	// connection it makes. The rest go to debug.
+	clients *loglimit.Limiter
+}
+
+// clientLine reports whether a line of nats-server is about one client
+// connection ("127.0.0.1:46428 - cid:16 - Client parser ERROR …").
+func clientLine(detail string) bool {
+	return strings.Contains(detail, " - cid:")
+}
+
+// client logs a line about one client connection, if clients allows it.
+func (l serverLogger) client(detail string) {
+	if ok, held := l.clients.Allow("client", time.Now()); ok {
+		l.log.Warn().Str("detail", detail).Int("held_back", held).Msg(serverMsg)
+		return
+	}
+	l.log.Debug().Str("detail", detail).Msg(serverMsg)
 }
 
 // slowConsumer reports whether a line of nats-server tells of a client
@@ -64,6 +85,10 @@ func (l serverLogger) Warnf(format string, v ...any) {
 		l.log.Debug().Str("detail", detail).Msg(serverMsg)
 		return
 	}
+	if l.clients != nil && clientLine(detail) {
+		l.client(detail)
+		return
+	}
 	l.log.Warn().Str("detail", detail).Msg(serverMsg)
 }
 func (l serverLogger) Fatalf(format string, v ...any) {
@@ -91,6 +116,10 @@ func (l serverLogger) Errorf(format string, v ...any) {
 	}
 	if l.store != nil && l.store.serverError(detail) {
 		l.log.Debug().Str("detail", detail).Msg(serverMsg)
+		return
+	}
+	if l.clients != nil && clientLine(detail) {
+		l.client(detail)
 		return
 	}
 	l.log.Error().Str("detail", detail).Msg(serverMsg)
