@@ -693,7 +693,60 @@ func (c *Conn) createOrUpdateStream(ctx context.Context) (jetstream.Stream, erro
 	}
 	c.log.Warn().Err(refused).Int64("stream_max_bytes", max(st.CachedInfo().Config.MaxBytes, 0)).
 		Msg("NATS would not reserve the stream's share of the JetStream store: the stream is kept as it is, or made without a byte limit; see the account's JetStream limits and its other streams, or free disk space")
+	// Kept as it is, it keeps its earlier settings too: a lowered
+	// SCREENPOP_STREAM_MAX_AGE (a data-protection decision) would not
+	// apply, with customer data kept longer than configured. They are
+	// applied with the byte limit NATS can still grant; where it grants
+	// none (the embedded server's store limit shrank: it refuses every
+	// update), on-call is told what the stream keeps.
+	have := st.CachedInfo().Config
+	if want := c.streamConfig(0); have.MaxAge == want.MaxAge && have.Duplicates == want.Duplicates {
+		return st, nil
+	}
+	if room := c.storeRoom(ctx, have.MaxBytes); room > 0 {
+		up, uerr := c.js.UpdateStream(ctx, c.streamConfig(room))
+		if uerr == nil {
+			c.log.Warn().Int64("stream_max_bytes", room).Dur("max_age", c.cfg.StreamMaxAge).
+				Msg("the stream's settings are applied with the byte limit NATS still grants, smaller than its share: the oldest messages go first when it is full")
+			return up, nil
+		}
+		refused = uerr
+	}
+	c.log.Error().Err(refused).Dur("stream_max_age", have.MaxAge).Dur("configured_max_age", c.cfg.StreamMaxAge).
+		Dur("stream_duplicate_window", have.Duplicates).
+		Msg("NATS refuses every update of the stream: it keeps its earlier max age and duplicate window, not the configured ones (customer data is kept for stream_max_age); give the account or the disk room, or edit the stream by hand (nats stream edit --max-age)")
 	return st, nil
+}
+
+// storeRoom is the byte limit the account can still grant the stream
+// (an external NATS: its store limit less what its other streams
+// reserve, own being the stream's own reservation; per replica as
+// storeShare reckons it), capped at the stream's share; 0 when it grants
+// none or does not say, and for the embedded server, which refuses every
+// update once its store limit is below what is reserved.
+func (c *Conn) storeRoom(ctx context.Context, own int64) int64 {
+	if c.ns != nil {
+		return 0
+	}
+	ai, err := c.js.AccountInfo(ctx)
+	if err != nil {
+		return 0
+	}
+	store, perStream, reserved, perReplica := ai.Limits.MaxStore, ai.Limits.StoreMaxStreamBytes, int64(ai.ReservedStore), int64(c.cfg.StreamReplicas)
+	if t, ok := ai.Tiers[fmt.Sprintf("R%d", c.cfg.StreamReplicas)]; ok && t.Limits.MaxStore > 0 {
+		store, perStream, reserved, perReplica = t.Limits.MaxStore, t.Limits.StoreMaxStreamBytes, int64(t.ReservedStore), 1
+	}
+	if store <= 0 {
+		return 0
+	}
+	room := (store - (reserved - max(own, 0))) / max(perReplica, 1)
+	if perStream > 0 {
+		room = min(room, perStream)
+	}
+	if share := c.storeShare(ctx); share > 0 {
+		room = min(room, share)
+	}
+	return max(room, 0)
 }
 
 // refusedShare is whether err is NATS refusing to reserve the stream's

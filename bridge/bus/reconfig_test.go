@@ -12,6 +12,7 @@ import (
 
 	"github.com/screenpop/screenpop/bridge/bus"
 	"github.com/screenpop/screenpop/bridge/bus/bustest"
+	"github.com/screenpop/screenpop/internal/syncbuf"
 )
 
 func streamCfg(t *testing.T, c *bus.Conn) jetstream.StreamConfig {
@@ -58,6 +59,65 @@ func TestConn_RestartAppliesStreamMaxAgeUnderShrunkStore(t *testing.T) {
 	defer c.Close()
 	if got := streamCfg(t, c); got.MaxAge != time.Hour {
 		t.Fatalf("stream max age %s (max_bytes %d) after a restart with SCREENPOP_STREAM_MAX_AGE=1h", got.MaxAge, got.MaxBytes)
+	}
+}
+
+// The same with another stream of the account reserving part of the
+// store (another service's): NATS refused the stream's share, the stream
+// was kept as it was, and with it its old max age, customer data kept 24 h
+// against the configured 1 h, with only a warning about the byte limit.
+// The settings are now applied with the room NATS can still grant; where
+// it grants none, on-call is told at error what the stream keeps.
+func TestConn_RestartAppliesStreamMaxAgeBesideAnotherStream(t *testing.T) {
+	for _, tc := range []struct {
+		name, limits string
+		applied      bool
+	}{
+		// 10 MB: the stream's 8 MB and AUDIT's 2 MB. Shrunk to 8 MB, the
+		// share (6.4 MB) and AUDIT's 2 MB do not fit; 6 MB do.
+		{"Room", "max_file: 8M, max_mem: 1M", true},
+		// Shrunk to 2 MB, AUDIT's alone: no room at all.
+		{"NoRoom", "max_file: 2M, max_mem: 1M", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			x := bustest.StartLimitedServer(t, "max_file: 10M, max_mem: 1M")
+			c, err := bus.Start(context.Background(), bus.Config{URL: x.URL(), StreamMaxAge: 24 * time.Hour}, zerolog.Nop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := c.JetStream().CreateStream(ctx, jetstream.StreamConfig{Name: "AUDIT", Subjects: []string{"audit.>"}, MaxBytes: 2_000_000}); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			x.SetLimits(tc.limits)
+			var logs syncbuf.Buffer
+			c, err = bus.Start(ctx, bus.Config{URL: x.URL(), StreamMaxAge: time.Hour}, zerolog.New(&logs))
+			if err != nil {
+				t.Fatalf("restart under smaller limits beside AUDIT: %v", err)
+			}
+			defer c.Close()
+			got := streamCfg(t, c)
+			if tc.applied {
+				if got.MaxAge != time.Hour || got.MaxBytes <= 0 || got.MaxBytes > 6_000_000 {
+					t.Errorf("stream max age %s, max_bytes %d after a restart with SCREENPOP_STREAM_MAX_AGE=1h: want 1h within the 6 MB left", got.MaxAge, got.MaxBytes)
+				}
+				return
+			}
+			if got.MaxAge != 24*time.Hour {
+				t.Fatalf("stream max age %s: NATS was to refuse every update", got.MaxAge)
+			}
+			var line string
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(l, "NATS refuses every update of the stream") {
+					line = l
+				}
+			}
+			if !strings.Contains(line, `"level":"error"`) || !strings.Contains(line, `"stream_max_age":86400000`) || !strings.Contains(line, `"configured_max_age":3600000`) {
+				t.Errorf("the stream keeps 24 h against the configured 1 h; the log's line: %q\n%s", line, logs.String())
+			}
+		})
 	}
 }
 

@@ -452,7 +452,7 @@ func checkNATS(ctx context.Context, cfg *Config, log zerolog.Logger, r *report) 
 		}
 		d := ""
 		if len(drift) > 0 {
-			d = "; differs from the configuration: " + strings.Join(drift, ", ") + " (screenpopd run updates it at start)"
+			d = "; differs from the configuration: " + strings.Join(drift, ", ") + " (screenpopd run updates it at start, or logs at error that NATS refuses to)"
 		}
 		r.ok(sname, "present, captures %s, %d messages, replicas %d, max age %s%s", bridge.SubjectAll, info.State.Msgs, info.Config.Replicas, info.Config.MaxAge, d)
 	}
