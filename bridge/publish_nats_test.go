@@ -280,6 +280,63 @@ func TestEventPublisher_TooLargeForTheBus(t *testing.T) {
 	}
 }
 
+// The same for a stream whose messages an admin limited by hand (nats
+// stream edit --max-msg-size): JetStream refuses the event (10054), which
+// was retried for ever in front of its lane's later events.
+func TestEventPublisher_TooLargeForTheStream(t *testing.T) {
+	conn := mustStartBus(t, t.TempDir())
+	defer conn.Close()
+	ctx := context.Background()
+	st, err := conn.JetStream().Stream(ctx, conn.StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.MaxMsgSize = 16 << 10
+	if _, err := conn.JetStream().UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := bridge.NewEventPublisher(bridge.EventPublisherConfig{MaxInFlight: 1, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}, conn, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer runPublisher(t, pub)()
+	event := func(conv string, attrs map[string]string) bridge.Event {
+		return bridge.Event{ConversationID: bridge.ConversationID(conv), Agent: bridge.AgentLeg{UserID: "agent-big", ParticipantID: "P1"},
+			Media: bridge.MediaVoice, State: bridge.StateAlerting, ReceivedAt: bridge.Time{Time: time.Now()},
+			Customer: bridge.Customer{Phone: "+13175550123", Attributes: attrs}}
+	}
+	pub.Enqueue(event("conv-big", map[string]string{"crm_id": "a15531c3", "notes": strings.Repeat("x", 40_000), "summary": strings.Repeat("y", 4_000)}),
+		event("conv-next", nil))
+	deadline := time.Now().Add(10 * time.Second)
+	for streamMsgs(t, conn) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stream has %d messages, want 2: the event over the stream's message size holds up its lane", streamMsgs(t, conn))
+		}
+		time.Sleep(5 * time.Millisecond) // polling a deadline
+	}
+	cons, err := conn.JetStream().OrderedConsumer(ctx, conn.StreamName(), jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(2, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range batch.Messages() {
+		e, err := bridge.DecodeEvent(m.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.ConversationID == "conv-big" {
+			// Only what it takes: the 40 KB note goes, the 4 KB summary fits.
+			if a := e.Customer.Attributes; a["notes"] != "" || a["crm_id"] != "a15531c3" || a["summary"] == "" {
+				t.Errorf("attributes of the large event: %d keys, want crm_id and summary", len(a))
+			}
+		}
+	}
+}
+
 // streamMsgs returns how many messages c's stream holds.
 func streamMsgs(tb testing.TB, c *bus.Conn) uint64 {
 	tb.Helper()

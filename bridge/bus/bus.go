@@ -1071,6 +1071,13 @@ func (c *Conn) PublishDedup(ctx context.Context, m bridge.Message) (bool, error)
 			// attributes, or counts it dropped (too_large).
 			return false, fmt.Errorf("publish %s: %w", m.Subject, &bridge.TooLargeError{Size: len(m.Data), Max: int(c.nc.MaxPayload())})
 		}
+		if apiErr := (*jetstream.APIError)(nil); errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeMessageTooLarge {
+			// Refused by the stream's own message size limit (set by
+			// hand: nats stream edit --max-msg-size): retried, it would
+			// be refused for ever in front of its lane's later events.
+			// Not counted as a publish error, as above.
+			return false, fmt.Errorf("publish %s: %w", m.Subject, &bridge.TooLargeError{Size: len(m.Data), Max: c.streamMaxMsgSize(ctx)})
+		}
 		c.metrics.publishErrors.Inc()
 		if errors.Is(err, jetstream.ErrNoStreamResponse) {
 			c.restoreSubjects(ctx)
@@ -1083,6 +1090,20 @@ func (c *Conn) PublishDedup(ctx context.Context, m bridge.Message) (bool, error)
 	c.metrics.published.Inc()
 	c.metrics.publishSeconds.Observe(time.Since(start).Seconds())
 	return ack.Duplicate, nil
+}
+
+// errCodeMessageTooLarge is JetStream refusing a message over the
+// stream's MaxMsgSize.
+const errCodeMessageTooLarge jetstream.ErrorCode = 10054
+
+// streamMaxMsgSize is the stream's message size limit as NATS has it now
+// (0 when it cannot say: the publisher then leaves out every attribute).
+func (c *Conn) streamMaxMsgSize(ctx context.Context) int {
+	st, err := c.js.Stream(ctx, c.cfg.Stream)
+	if err != nil {
+		return 0
+	}
+	return max(int(st.CachedInfo().Config.MaxMsgSize), 0)
 }
 
 // markerKey turns a pop id into a key-value key. Keys allow only
