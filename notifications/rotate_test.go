@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/screenpop/screenpop/internal/testenv"
 	"github.com/screenpop/screenpop/notifications"
 	"github.com/screenpop/screenpop/notifications/notificationstest"
 )
@@ -15,8 +16,24 @@ import (
 // shown in the status; the channels keep delivering on the token in hand
 // until it expires.
 func TestClient_SecretChangedInGenesysWhileRunning(t *testing.T) {
+	// A machine so loaded that the refusal came too late to alert a call
+	// on the token in hand runs it again with a longer-lived token; only
+	// then is it given up (a failure in CI).
+	for i, life := range []time.Duration{4 * time.Second, 12 * time.Second} {
+		if secretChanged(t, life) {
+			return
+		}
+		t.Logf("too slow to alert a call before a token of %v expires", life)
+		if i == 1 {
+			testenv.Missing(t, "a machine that logs in and is refused within 11.5 s")
+		}
+	}
+}
+
+// secretChanged is TestClient_SecretChangedInGenesysWhileRunning with
+// tokens that live life; false when the refusal came too late to test.
+func secretChanged(t *testing.T, life time.Duration) bool {
 	as := agents(1)
-	const life = 4 * time.Second
 	h := start(t, notificationstest.Config{Agents: as, HeartbeatInterval: 100 * time.Millisecond, TokenLifetime: life,
 		Clients: map[string]string{"rot-client": "old-secret"}},
 		func(c *notifications.Config) {
@@ -30,7 +47,8 @@ func TestClient_SecretChangedInGenesysWhileRunning(t *testing.T) {
 		return strings.Contains(h.client.Status().(notifications.Status).LoginError, "GENESYS_CLIENT_SECRET")
 	})
 	if time.Since(loggedIn) > life-500*time.Millisecond {
-		t.Skip("too slow to alert a call before the token expires")
+		h.stop()
+		return false
 	}
 	c := h.emu.InboundCall(as[0].ID, "+13175550199", notificationstest.Options{}).Alert()
 	col.await(t, 2*time.Second, "the call alerted after the refused refresh", c, as[0].ID)
@@ -49,4 +67,5 @@ func TestClient_SecretChangedInGenesysWhileRunning(t *testing.T) {
 	if n != 1 {
 		t.Errorf("refused refresh logged %d times, want once", n)
 	}
+	return true
 }

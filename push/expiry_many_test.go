@@ -9,6 +9,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
+
+	"github.com/screenpop/screenpop/internal/testenv"
 )
 
 // docs/agents.md: in jwt mode "the socket closes with 4401 when exp passes
@@ -17,11 +19,27 @@ import (
 // shift start) must all be closed within that second, not a pool of 8 per
 // tick.
 func TestServer_ManyTokensExpireWithinASecond(t *testing.T) {
-	e := newEnv(t, Config{}, nil, nil)
-	const n = 120
 	// 5 to 6 s ahead: connecting 120 sockets takes seconds under -race on
 	// a loaded machine, and a token expired before its hello is refused.
-	exp := time.Now().Add(6 * time.Second).Truncate(time.Second)
+	// A machine so loaded that connecting took past exp runs it again
+	// with more room; only then is it given up (a failure in CI).
+	for i, ahead := range []time.Duration{6 * time.Second, 20 * time.Second} {
+		if manyTokensExpire(t, ahead) {
+			return
+		}
+		t.Logf("connecting took past the tokens' exp, %v ahead", ahead)
+		if i == 1 {
+			testenv.Missing(t, "a machine that connects 120 sockets within 20 s")
+		}
+	}
+}
+
+// manyTokensExpire is TestServer_ManyTokensExpireWithinASecond with the
+// tokens expiring ahead from now; false when connecting took past that.
+func manyTokensExpire(t *testing.T, ahead time.Duration) bool {
+	e := newEnv(t, Config{}, nil, nil)
+	const n = 120
+	exp := time.Now().Add(ahead).Truncate(time.Second)
 	var mu sync.Mutex
 	var last time.Time
 	var wg sync.WaitGroup
@@ -53,7 +71,9 @@ func TestServer_ManyTokensExpireWithinASecond(t *testing.T) {
 		}()
 	}
 	if time.Now().After(exp) {
-		t.Skip("connecting took past the tokens' exp")
+		e.stop() // closes the sockets: their readers return
+		wg.Wait()
+		return false
 	}
 	wg.Wait()
 	// Within about a second, with room for a loaded machine; a pool of 8
@@ -61,4 +81,5 @@ func TestServer_ManyTokensExpireWithinASecond(t *testing.T) {
 	if late := last.Sub(exp); late > 3*time.Second {
 		t.Fatalf("the last of %d sockets whose token expired together closed %v after exp, want within about a second", n, late.Round(time.Millisecond))
 	}
+	return true
 }
