@@ -59,6 +59,7 @@ type shard struct {
 	chID       string
 	connectURI string
 	expires    time.Time
+	expAssumed bool          // expires is assumed, not Genesys' (pendingChannel.assumed)
 	grace      time.Duration // the channel's handover grace (channelGrace)
 	tokGen     int
 	subscribed int
@@ -400,7 +401,7 @@ func (sh *shard) run(ctx context.Context) {
 				sh.mu.Lock()
 				sh.reconnects++
 				gone := ev.kind == evChannelGone && sh.chID == ev.s.chID
-				exp, gen := sh.expires, sh.tokGen
+				exp, gen := sh.evictionExpiryLocked(), sh.tokGen
 				if gone {
 					sh.forgetChannelLocked() // create a new one
 				}
@@ -497,7 +498,7 @@ func (sh *shard) run(ctx context.Context) {
 				sh.drop(s)
 				s.close()
 				sh.mu.Lock()
-				sh.pending = pendingChannel{id: sh.chID, uri: sh.connectURI, expires: sh.expires, grace: sh.grace, tokGen: sh.tokGen}
+				sh.pending = pendingChannel{id: sh.chID, uri: sh.connectURI, expires: sh.expires, grace: sh.grace, tokGen: sh.tokGen, assumed: sh.expAssumed}
 				sh.forgetChannelLocked()
 				sh.lastPut = ""
 				sh.mu.Unlock()
@@ -715,7 +716,7 @@ func (sh *shard) retryHandover(ctx context.Context, why string, wait time.Durati
 func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 	log := sh.logger()
 	sh.mu.Lock()
-	chID, uri, exp, gen := sh.chID, sh.connectURI, sh.expires, sh.tokGen
+	chID, uri, exp, gen := sh.chID, sh.connectURI, sh.evictionExpiryLocked(), sh.tokGen
 	sh.mu.Unlock()
 	if reuse && chID != "" {
 		s, err := sh.dial(ctx, chID, uri)
@@ -745,7 +746,7 @@ func (sh *shard) establish(ctx context.Context, reuse bool) (*session, error) {
 // on-call sees no channel, no expiry and no topic subscribed, not the
 // gone one's. sh.mu is held.
 func (sh *shard) forgetChannelLocked() {
-	sh.chID, sh.connectURI, sh.expires, sh.subscribed = "", "", time.Time{}, 0
+	sh.chID, sh.connectURI, sh.expires, sh.subscribed, sh.expAssumed = "", "", time.Time{}, 0, false
 }
 
 // establishPending returns a connected session on the shard's pending
@@ -783,6 +784,7 @@ func (sh *shard) establishPending(ctx context.Context, reuse, again bool) (*sess
 					ev = ev.Time("genesys_date", date)
 				}
 				ev.Msg("genesys channel created already expired; taking it to live the documented 24 h")
+				p.assumed = true
 			}
 		}
 		p.grace = channelGrace(sh.c.cfg.HandoverGrace, time.Until(p.expires))
@@ -869,7 +871,7 @@ func (sh *shard) establishPending(ctx context.Context, reuse, again bool) (*sess
 	}
 	s.kept = reused
 	sh.mu.Lock()
-	sh.chID, sh.connectURI, sh.expires, sh.grace, sh.tokGen = p.id, p.uri, p.expires, p.grace, p.tokGen
+	sh.chID, sh.connectURI, sh.expires, sh.grace, sh.tokGen, sh.expAssumed = p.id, p.uri, p.expires, p.grace, p.tokGen, p.assumed
 	sh.pending = pendingChannel{}
 	sh.mu.Unlock()
 	log.Info().Str("channel_id", channelRef(p.id)).Msg("genesys socket connected")
@@ -895,6 +897,15 @@ type goneChannel struct {
 // (revoked, or its clock) takes its channels too, and the client learns
 // that only from the next request's 401: judgeGone decides once
 // establish's requests have shown which.
+// evictionExpiryLocked is the current channel's expiry as goneEarly
+// judges it: none (nothing judged) when it was assumed, not Genesys' own.
+func (sh *shard) evictionExpiryLocked() time.Time {
+	if sh.expAssumed {
+		return time.Time{}
+	}
+	return sh.expires
+}
+
 func (sh *shard) goneEarly(id string, expires time.Time, tokGen int) {
 	if expires.IsZero() || tokGen != sh.c.tokenGen() || !time.Now().Before(expires.Add(-sh.c.cfg.HandoverGrace)) {
 		return
@@ -941,6 +952,9 @@ type pendingChannel struct {
 	grace    time.Duration // channelGrace
 	tokGen   int
 	dialOnly bool
+	// assumed: Genesys answered it already expired, and expires is the
+	// documented 24 h, not its own: its end says nothing of an eviction.
+	assumed bool
 }
 
 // channelGrace is how long before its expiry a channel that lives life

@@ -93,8 +93,21 @@ func TestClient_AChannelAnsweredAlreadyExpiredIsNotHandedOverAtOnce(t *testing.T
 	if n := h.emu.CountRequests("POST", "/api/v2/notifications/channels") - c0; n != 0 {
 		t.Errorf("%d channels created in the 5 s after the first, each answered as already expired: want none", n)
 	}
-	if lines := h.logs.lines(); countLines(lines, "genesys channel created already expired") != 1 {
+	lines := h.logs.lines()
+	if countLines(lines, "genesys channel created already expired") != 1 {
 		t.Errorf("want one line telling of the channel answered as already expired:\n%s", strings.Join(lines, "\n"))
+	}
+	// Genesys then does end it: the reconnect makes the next one, and
+	// its end is no eviction (an expiry assumed says nothing of one):
+	// on-call is not sent after another program on the OAuth client.
+	h.emu.ExpireChannels()
+	waitFor(t, 10*time.Second, "a channel made after Genesys ended the first", func() bool {
+		return h.emu.CountRequests("POST", "/api/v2/notifications/channels") > c0
+	})
+	h.awaitReady(10 * time.Second)
+	lines = append(lines, h.logs.lines()...)
+	if n := countLines(lines, "most likely evicted"); n != 0 {
+		t.Errorf("the end of a channel whose expiry was assumed reported as an eviction:\n%s", strings.Join(lines, "\n"))
 	}
 	h.stop()
 }
