@@ -354,9 +354,9 @@ func startEmbedded(cfg Config, log zerolog.Logger, store *storeWatch) (*server.S
 		if err != nil {
 			return nil, fmt.Errorf("SCREENPOP_NATS_LISTEN %q: %w (want host:port or off)", cfg.Listen, err)
 		}
-		p, err := strconv.Atoi(port)
+		p, err := listenPort(port)
 		if err != nil {
-			return nil, fmt.Errorf("SCREENPOP_NATS_LISTEN %q: bad port", cfg.Listen)
+			return nil, fmt.Errorf("SCREENPOP_NATS_LISTEN %q: %w (want host:port or off)", cfg.Listen, err)
 		}
 		if p == 0 {
 			p = server.RANDOM_PORT // nats-server reads 0 as its default 4222
@@ -1091,6 +1091,11 @@ func (c *Conn) PublishDedup(ctx context.Context, m bridge.Message) (bool, error)
 	c.metrics.publishSeconds.Observe(time.Since(start).Seconds())
 	return ack.Duplicate, nil
 }
+
+// listenPort is the port number of a listen address's port: a number, or
+// a service name as net.Listen takes it (the configuration's check of
+// SCREENPOP_NATS_LISTEN takes the same), without the network.
+func listenPort(port string) (int, error) { return net.LookupPort("tcp", port) }
 
 // errCodeMessageTooLarge is JetStream refusing a message over the
 // stream's MaxMsgSize.

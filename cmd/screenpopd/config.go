@@ -233,7 +233,7 @@ func hostPort(dst func(*Config) *string, allowOff bool, example string) func(*Co
 		if _, port, _ := net.SplitHostPort(v); !validPort(port) {
 			// Caught here, not by the listen: that is a start-up
 			// failure (exit 1), after the data directory is made.
-			return fmt.Errorf("%q: the port is not a number from 0 to 65535 (e.g. %s)", v, example)
+			return fmt.Errorf("%q: the port is neither a number from 0 to 65535 nor a service name this machine knows (e.g. %s)", v, example)
 		}
 		*dst(c) = v
 		return nil

@@ -175,10 +175,10 @@ func TestParseConfig(t *testing.T) {
 		// A port the listen cannot take: a configuration error (exit 2)
 		// naming the variable, not a start-up failure (exit 1) after
 		// the data directory is made.
-		{"ListenPortTooHigh", with(good(), "SCREENPOP_LISTEN", "127.0.0.1:99999"), []string{"SCREENPOP_LISTEN", "not a number from 0 to 65535"}},
-		{"ListenPortNotANumber", with(good(), "SCREENPOP_LISTEN", "127.0.0.1:abc"), []string{"SCREENPOP_LISTEN", "not a number from 0 to 65535"}},
-		{"AdminPortNegative", with(good(), "SCREENPOP_ADMIN_LISTEN", "127.0.0.1:-1"), []string{"SCREENPOP_ADMIN_LISTEN", "not a number from 0 to 65535"}},
-		{"NATSPortTooHigh", with(good(), "SCREENPOP_NATS_LISTEN", "127.0.0.1:70000"), []string{"SCREENPOP_NATS_LISTEN", "not a number from 0 to 65535"}},
+		{"ListenPortTooHigh", with(good(), "SCREENPOP_LISTEN", "127.0.0.1:99999"), []string{"SCREENPOP_LISTEN", "neither a number from 0 to 65535 nor a service name"}},
+		{"ListenPortNotANumber", with(good(), "SCREENPOP_LISTEN", "127.0.0.1:abc"), []string{"SCREENPOP_LISTEN", "neither a number from 0 to 65535 nor a service name"}},
+		{"AdminPortNegative", with(good(), "SCREENPOP_ADMIN_LISTEN", "127.0.0.1:-1"), []string{"SCREENPOP_ADMIN_LISTEN", "neither a number from 0 to 65535 nor a service name"}},
+		{"NATSPortTooHigh", with(good(), "SCREENPOP_NATS_LISTEN", "127.0.0.1:70000"), []string{"SCREENPOP_NATS_LISTEN", "neither a number from 0 to 65535 nor a service name"}},
 		{"PublicWithoutTLS", with(good(), "SCREENPOP_LISTEN", "0.0.0.0:8443"), []string{"SCREENPOP_LISTEN", "SCREENPOP_TLS_CERT", "SCREENPOP_ALLOW_PLAINTEXT"}},
 		{"HalfTLS", with(good(), "SCREENPOP_TLS_CERT", "/x.pem"), []string{"SCREENPOP_TLS_CERT, SCREENPOP_TLS_KEY: set both"}},
 		{"PublicEmbeddedNATS", with(good(), "SCREENPOP_NATS_LISTEN", "0.0.0.0:4222"), []string{"SCREENPOP_NATS_LISTEN", "no authentication", "NATS_URL"}},
