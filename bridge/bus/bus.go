@@ -719,9 +719,9 @@ func (c *Conn) createOrUpdateStream(ctx context.Context) (jetstream.Stream, erro
 }
 
 // storeRoom is the byte limit the account can still grant the stream
-// (an external NATS: its store limit less what its other streams
-// reserve, own being the stream's own reservation; per replica as
-// storeShare reckons it), capped at the stream's share; 0 when it grants
+// (an external NATS: storeSharePercent of its store limit less what its
+// other streams reserve, own being the stream's own reservation; per
+// replica as storeShare reckons it), capped at the stream's share; 0 when it grants
 // none or does not say, and for the embedded server, which refuses every
 // update once its store limit is below what is reserved.
 func (c *Conn) storeRoom(ctx context.Context, own int64) int64 {
@@ -732,14 +732,33 @@ func (c *Conn) storeRoom(ctx context.Context, own int64) int64 {
 	if err != nil {
 		return 0
 	}
-	store, perStream, reserved, perReplica := ai.Limits.MaxStore, ai.Limits.StoreMaxStreamBytes, int64(ai.ReservedStore), int64(c.cfg.StreamReplicas)
+	var others int64 // what the account's other streams reserve
+	store, perStream, perReplica := ai.Limits.MaxStore, ai.Limits.StoreMaxStreamBytes, int64(c.cfg.StreamReplicas)
 	if t, ok := ai.Tiers[fmt.Sprintf("R%d", c.cfg.StreamReplicas)]; ok && t.Limits.MaxStore > 0 {
-		store, perStream, reserved, perReplica = t.Limits.MaxStore, t.Limits.StoreMaxStreamBytes, int64(t.ReservedStore), 1
+		// A tier's reservation is one replica's bytes, as its limit.
+		store, perStream, perReplica = t.Limits.MaxStore, t.Limits.StoreMaxStreamBytes, 1
+		others = int64(t.ReservedStore) - max(own, 0)
+	} else {
+		// Flat limits count every replica's bytes, but the account's
+		// ReservedStore adds one replica's of each stream: counted here,
+		// stream by stream, as NATS checks them.
+		streams := c.js.ListStreams(ctx)
+		for info := range streams.Info() {
+			if cfg := info.Config; cfg.Name != c.cfg.Stream && cfg.Storage == jetstream.FileStorage && cfg.MaxBytes > 0 {
+				others += cfg.MaxBytes * int64(max(cfg.Replicas, 1))
+			}
+		}
+		if streams.Err() != nil {
+			return 0
+		}
 	}
 	if store <= 0 {
 		return 0
 	}
-	room := (store - (reserved - max(own, 0))) / max(perReplica, 1)
+	// The rest of the store is left as storeShare leaves it: the marker
+	// bucket (no byte limit of its own, but a reservation all the same)
+	// is refused when the streams hold every byte.
+	room := (store/100*storeSharePercent - others) / max(perReplica, 1)
 	if perStream > 0 {
 		room = min(room, perStream)
 	}

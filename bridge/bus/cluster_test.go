@@ -27,6 +27,7 @@ import (
 	"github.com/screenpop/screenpop/bridge"
 	"github.com/screenpop/screenpop/bridge/bus"
 	"github.com/screenpop/screenpop/bridge/bus/bustest"
+	"github.com/screenpop/screenpop/internal/syncbuf"
 )
 
 // cluster is three nats-servers clustered over loopback routes with
@@ -685,4 +686,47 @@ func testLoseANode(t *testing.T, lose func(*clusterNode)) {
 		t.Fatalf("bus.Start with a node down: %v", err)
 	}
 	c2.Close()
+}
+
+// A cluster account with flat limits (768 MB for all replicas) that holds
+// another service's R3 stream of 100 MB (300 MB reserved) and the stream
+// as an earlier start left it (24 h): NATS refuses the stream's share
+// (204.8 MB a replica), and the lowered max age is to be applied with the
+// room it still grants, less the part left for the marker bucket:
+// (0.8 × 768 - 300) / 3 MB. The account's ReservedStore counts each
+// stream's bytes once, not per replica: the room read from it was refused
+// too, and the stream kept its 24 h.
+func TestConn_FlatLimitsRoomCountsOtherStreamsReplicas(t *testing.T) {
+	cl := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	nc, err := nats.Connect(cl.urls(), nats.UserInfo("screenpop", "screenpop"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SCREENPOP", Subjects: []string{"screenpop.>"}, MaxAge: 24 * time.Hour,
+		Duplicates: 2 * time.Minute, Replicas: 3, Storage: jetstream.FileStorage, MaxBytes: 10 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "AUDIT", Subjects: []string{"audit.>"}, Replicas: 3, Storage: jetstream.FileStorage, MaxBytes: 100 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncbuf.Buffer
+	c, err := bus.Start(ctx, bus.Config{URL: cl.urls(), StreamReplicas: 3, StreamMaxAge: time.Hour}, zerolog.New(&logs).Level(zerolog.WarnLevel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	st, err := js.Stream(ctx, "SCREENPOP")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, room := st.CachedInfo().Config, int64((768<<20)*8/10-300<<20)/3; got.MaxAge != time.Hour || got.MaxBytes <= 0 || got.MaxBytes > room {
+		t.Errorf("stream max age %s, max_bytes %d after a start with 1h: want 1h within the %d bytes a replica NATS still grants\n%s", got.MaxAge, got.MaxBytes, room, logs.String())
+	}
 }
