@@ -49,7 +49,17 @@ func manyTokensExpire(t *testing.T, ahead time.Duration) bool {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, _ := e.connect(s, nil, "")
+		c := e.rawClient()
+		c.send(map[string]any{"type": "hello", "token": s})
+		if r := c.next(); r.Type != "ready" {
+			if r.Code == CloseInvalidToken && !time.Now().Before(exp) {
+				// Connecting took past exp: the hello came too late.
+				e.stop()
+				wg.Wait()
+				return false
+			}
+			t.Fatalf("first frame %+v, want ready", r)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
