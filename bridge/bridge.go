@@ -257,7 +257,9 @@ type Directory interface {
 	// records of the first entity with any match (at most a few; the
 	// resolver offers up to 10), or none. An error means the lookup could
 	// not be answered (after the directory's own retries); the resolver
-	// then falls back to a search pop.
+	// then falls back to a search pop; ErrUnsearchable means the key
+	// itself cannot be searched (an unparseable number, an oversized
+	// email), and the resolver goes on as if it matched nothing.
 	Lookup(ctx context.Context, key Key) ([]Record, error)
 	// RecordURL returns the record URL for entity and id, without a lookup.
 	RecordURL(entity, id string) string
@@ -383,6 +385,10 @@ func (e *TooLargeError) Error() string {
 }
 
 func (e *TooLargeError) Is(target error) bool { return target == ErrTooLarge }
+
+// ErrUnsearchable is returned by a Directory's Lookup for an identifier
+// that cannot be searched: not a failure of the directory.
+var ErrUnsearchable = errors.New("identifier cannot be searched")
 
 // ErrInvalidToken is returned by an AgentAuthenticator for a token that is
 // unknown, malformed, expired or revoked.

@@ -297,7 +297,9 @@ func (r *Resolver) Handle(ctx context.Context, e *Event) error {
 		return r.end(ctx, e, popID)
 	}
 	if e.State.Rank() < r.cfg.PopOn.Rank() {
-		if p, ok := r.dir.(Prefetcher); ok && (!e.Internal || r.cfg.PopInternal) {
+		// An override pops its record without a lookup: nothing to
+		// fetch ahead (and no customer data sent to Dataverse for it).
+		if p, ok := r.dir.(Prefetcher); ok && (!e.Internal || r.cfg.PopInternal) && !r.overridden(e) {
 			for _, k := range r.keys(e) {
 				p.Prefetch(k)
 			}
@@ -597,6 +599,14 @@ func (r *Resolver) keys(e *Event) []Key {
 	return ks
 }
 
+// overridden reports whether e carries override attributes that name a
+// record (an entity the directory knows and a GUID): resolve pops it
+// without a lookup.
+func (r *Resolver) overridden(e *Event) bool {
+	ent, id := e.Customer.Attributes[r.cfg.OverrideEntityKey], e.Customer.Attributes[r.cfg.OverrideIDKey]
+	return ent != "" && id != "" && r.dir.RecordURL(ent, id) != ""
+}
+
 // resolve builds the pop for e: override, lookups under the deadline, or
 // the create/search fallbacks.
 func (r *Resolver) resolve(ctx context.Context, e *Event, received time.Time) (*Pop, string, time.Duration) {
@@ -617,7 +627,9 @@ func (r *Resolver) resolve(ctx context.Context, e *Event, received time.Time) (*
 		// RecordURL refuses an entity the directory does not know and an
 		// id that is not a GUID.
 		if u := r.dir.RecordURL(ent, id); u != "" {
-			pop.Target = Target{Action: ActionOpen, Entity: ent, ID: id, URL: u}
+			// The id as Dataverse writes it (and as the URL has it):
+			// lower case, without braces.
+			pop.Target = Target{Action: ActionOpen, Entity: ent, ID: strings.ToLower(strings.Trim(id, "{}")), URL: u}
 			return pop, OutcomeOverride, 0
 		}
 		r.m.skipped.WithLabelValues("override_invalid").Inc()
@@ -630,6 +642,14 @@ func (r *Resolver) resolve(ctx context.Context, e *Event, received time.Time) (*
 	lookupStart := time.Now()
 	for _, k := range r.keys(e) {
 		recs, err := r.dir.Lookup(lctx, k)
+		if errors.Is(err, ErrUnsearchable) {
+			// Customer-typed text that cannot be searched (an email
+			// over 320 characters, a control character in it): no
+			// failure of Dataverse, and no answer either. The next
+			// identifier, or create, as for no match.
+			r.log.Debug().Str("conversation_id", string(e.ConversationID)).Str("kind", string(k.Kind)).Msg("identifier cannot be searched; skipped")
+			continue
+		}
 		if err != nil {
 			outcome := OutcomeLookupError
 			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {

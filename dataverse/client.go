@@ -296,7 +296,13 @@ func (c *Client) RecordURL(entity, id string) string {
 // IsGUID reports whether s is a GUID (optionally in braces), as Dataverse
 // record ids are.
 func IsGUID(s string) bool {
-	s = strings.TrimSuffix(strings.TrimPrefix(s, "{"), "}")
+	if strings.HasPrefix(s, "{") || strings.HasSuffix(s, "}") {
+		// Braces in pairs only: "{guid" is no GUID.
+		if len(s) < 2 || s[0] != '{' || s[len(s)-1] != '}' {
+			return false
+		}
+		s = s[1 : len(s)-1]
+	}
 	if len(s) != 36 {
 		return false
 	}

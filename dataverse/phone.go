@@ -1,16 +1,17 @@
 package dataverse
 
 import (
-	"errors"
 	"strconv"
 	"strings"
 
 	"github.com/nyaruka/phonenumbers"
+
+	"github.com/screenpop/screenpop/bridge"
 )
 
 // ErrInvalidKey is returned by Lookup for an identifier that cannot be
 // searched (an unparseable phone number, an empty or oversized email).
-var ErrInvalidKey = errors.New("identifier cannot be searched")
+var ErrInvalidKey = bridge.ErrUnsearchable
 
 // NormalizePhone parses s (E.164, or a national number of region) and
 // returns it in E.164.
