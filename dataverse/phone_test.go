@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nyaruka/phonenumbers"
+
 	"github.com/screenpop/screenpop/dataverse"
 	"github.com/screenpop/screenpop/dataverse/dataversetest"
 )
@@ -105,8 +107,8 @@ func TestPhoneVariants(t *testing.T) {
 		e164    string
 		include []string
 	}{
-		{"+13175550123", []string{"+13175550123", "13175550123", "3175550123", "(317) 555-0123", "317-555-0123", "317.555.0123", "317 555 0123", "+1 317-555-0123", "+1 317 555 0123", "+1 (317) 555-0123", "1-317-555-0123"}},
-		{"+442079460018", []string{"+442079460018", "02079460018", "020 7946 0018", "+44 20 7946 0018", "00442079460018", "+44 (0)20 7946 0018"}},
+		{"+13175550123", []string{"+13175550123", "13175550123", "3175550123", "(317) 555-0123", "317-555-0123", "317.555.0123", "317 555 0123", "+1 317-555-0123", "+1 317 555 0123", "+1 (317) 555-0123", "1-317-555-0123", "+1.317.555.0123"}},
+		{"+442079460018", []string{"+442079460018", "02079460018", "020 7946 0018", "+44 20 7946 0018", "00442079460018", "+44 (0)20 7946 0018", "+44.20.7946.0018"}},
 		{"+493012345678", []string{"+493012345678", "030 12345678", "030/12345678", "+49 30 12345678", "0049301234567" + "8"}},
 	}
 	for _, tc := range cases {
@@ -177,6 +179,25 @@ func TestParseEntities(t *testing.T) {
 	for _, bad := range []string{"incident", "incident=incidents/incidentid", "incident=incidents/incident id/title", "x=a/b/c/d"} {
 		if _, err := dataverse.ParseEntities(bad); err == nil {
 			t.Errorf("ParseEntities(%q): want an error", bad)
+		}
+	}
+}
+
+// Every region's example numbers, looked up from a few deployments'
+// regions and their own, stay within the variants' bound.
+func TestPhoneVariants_Bounded(t *testing.T) {
+	for r := range phonenumbers.GetSupportedRegions() {
+		for _, typ := range []phonenumbers.PhoneNumberType{phonenumbers.FIXED_LINE, phonenumbers.MOBILE} {
+			n := phonenumbers.GetExampleNumberForType(r, typ)
+			if n == nil {
+				continue
+			}
+			e := phonenumbers.Format(n, phonenumbers.E164)
+			for _, home := range []string{"US", "GB", "DE", "IN", r} {
+				if v, err := dataverse.PhoneVariants(e, home); err == nil && len(v) > 20 {
+					t.Errorf("%s in %s: %d variants, want at most 20", e, home, len(v))
+				}
+			}
 		}
 	}
 }
