@@ -281,6 +281,12 @@ func (c *Config) withDefaults() (Config, error) {
 	} else {
 		m := BuiltinEntities()
 		for k, v := range cfg.Entities {
+			if b, ok := m[k]; ok && b.ActiveOnly {
+				// A built-in redefined (another name column, say)
+				// keeps its active-only filter: deactivated and
+				// merged contacts, qualified leads never pop.
+				v.ActiveOnly = true
+			}
 			m[k] = v
 		}
 		cfg.Entities = m

@@ -214,6 +214,26 @@ func TestLookup_InactiveLeadAndContact(t *testing.T) {
 	}
 }
 
+// The same with contact redefined in SCREENPOP_ENTITIES (another name
+// column): the redefinition, without /active, turned the filter off and
+// the merged contact popped; a built-in keeps it.
+func TestLookup_RedefinedBuiltinKeepsItsActiveFilter(t *testing.T) {
+	ents, err := dataverse.ParseEntities("contact=contacts/contactid/lastname")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, c := MustEnv(t, func(cfg *dataverse.Config) { cfg.Entities = ents })
+	srv.AddContact(dataversetest.Contact{FirstName: "Merged", LastName: "Away", Telephone1: "317-555-0150", Inactive: true})
+	live := srv.AddContact(dataversetest.Contact{FirstName: "Q", LastName: "Contact", MobilePhone: "(317) 555-0150"})
+	recs, err := c.Lookup(ctxT(t, 5*time.Second), phone("+13175550150"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].ID != live || recs[0].Name != "Contact" {
+		t.Fatalf("got %+v, want only the active contact %s, named by its lastname", recs, live)
+	}
+}
+
 // TestLookup_RecordCreatedAfterAMiss: a record created right after a miss
 // (the agent's create pop) is hidden for SCREENPOP_NEGATIVE_CACHE_TTL and
 // found after it (docs/dataverse.md §3).
