@@ -235,48 +235,9 @@ func TestEventPublisher_NATS(t *testing.T) {
 func TestEventPublisher_TooLargeForTheBus(t *testing.T) {
 	conn := mustStartBus(t, t.TempDir())
 	defer conn.Close()
-	pub, err := bridge.NewEventPublisher(bridge.EventPublisherConfig{MaxInFlight: 1, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}, conn, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer runPublisher(t, pub)()
-	event := func(conv string, attrs map[string]string) bridge.Event {
-		return bridge.Event{ConversationID: bridge.ConversationID(conv), Agent: bridge.AgentLeg{UserID: "agent-big", ParticipantID: "P1"},
-			Media: bridge.MediaVoice, State: bridge.StateAlerting, ReceivedAt: bridge.Time{Time: time.Now()},
-			Customer: bridge.Customer{Phone: "+13175550123", Attributes: attrs}}
-	}
-	pub.Enqueue(event("conv-big", map[string]string{"crm_id": "a15531c3", "notes": strings.Repeat("x", 1_100_000)}),
-		event("conv-next", nil))
-	deadline := time.Now().Add(10 * time.Second)
-	for streamMsgs(t, conn) != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("stream has %d messages, want 2: the large event holds up its lane", streamMsgs(t, conn))
-		}
-		time.Sleep(5 * time.Millisecond) // polling a deadline
-	}
-	cons, err := conn.JetStream().OrderedConsumer(context.Background(), conn.StreamName(), jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := cons.Fetch(2, jetstream.FetchMaxWait(time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for m := range batch.Messages() {
-		e, err := bridge.DecodeEvent(m.Data())
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, string(e.ConversationID))
-		if e.ConversationID == "conv-big" {
-			if _, ok := e.Customer.Attributes["notes"]; ok || e.Customer.Attributes["crm_id"] != "a15531c3" {
-				t.Errorf("attributes of the large event: %v keys, want crm_id only", len(e.Customer.Attributes))
-			}
-		}
-	}
-	if strings.Join(got, ",") != "conv-big,conv-next" {
-		t.Fatalf("stream holds %v, want conv-big then conv-next", got)
+	got := publishBigThenNext(t, conn, map[string]string{"crm_id": "a15531c3", "notes": strings.Repeat("x", 1_100_000)})
+	if a := got["conv-big"].Customer.Attributes; a["notes"] != "" || a["crm_id"] != "a15531c3" {
+		t.Errorf("attributes of the large event: %v keys, want crm_id only", len(a))
 	}
 }
 
@@ -296,6 +257,19 @@ func TestEventPublisher_TooLargeForTheStream(t *testing.T) {
 	if _, err := conn.JetStream().UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
+	got := publishBigThenNext(t, conn, map[string]string{"crm_id": "a15531c3", "notes": strings.Repeat("x", 40_000), "summary": strings.Repeat("y", 4_000)})
+	// Only what it takes: the 40 KB note goes, the 4 KB summary fits.
+	if a := got["conv-big"].Customer.Attributes; a["notes"] != "" || a["crm_id"] != "a15531c3" || a["summary"] == "" {
+		t.Errorf("attributes of the large event: %d keys, want crm_id and summary", len(a))
+	}
+}
+
+// publishBigThenNext publishes a call's event with attrs, then another
+// conversation's on the same lane (one in flight), and returns both as
+// the stream holds them, by conversation, in order: the large one must
+// not hold up the next.
+func publishBigThenNext(t *testing.T, conn *bus.Conn, attrs map[string]string) map[string]*bridge.Event {
+	t.Helper()
 	pub, err := bridge.NewEventPublisher(bridge.EventPublisherConfig{MaxInFlight: 1, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}, conn, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -306,16 +280,15 @@ func TestEventPublisher_TooLargeForTheStream(t *testing.T) {
 			Media: bridge.MediaVoice, State: bridge.StateAlerting, ReceivedAt: bridge.Time{Time: time.Now()},
 			Customer: bridge.Customer{Phone: "+13175550123", Attributes: attrs}}
 	}
-	pub.Enqueue(event("conv-big", map[string]string{"crm_id": "a15531c3", "notes": strings.Repeat("x", 40_000), "summary": strings.Repeat("y", 4_000)}),
-		event("conv-next", nil))
+	pub.Enqueue(event("conv-big", attrs), event("conv-next", nil))
 	deadline := time.Now().Add(10 * time.Second)
 	for streamMsgs(t, conn) != 2 {
 		if time.Now().After(deadline) {
-			t.Fatalf("stream has %d messages, want 2: the event over the stream's message size holds up its lane", streamMsgs(t, conn))
+			t.Fatalf("stream has %d messages, want 2: the large event holds up its lane", streamMsgs(t, conn))
 		}
 		time.Sleep(5 * time.Millisecond) // polling a deadline
 	}
-	cons, err := conn.JetStream().OrderedConsumer(ctx, conn.StreamName(), jetstream.OrderedConsumerConfig{})
+	cons, err := conn.JetStream().OrderedConsumer(context.Background(), conn.StreamName(), jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,18 +296,20 @@ func TestEventPublisher_TooLargeForTheStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	got := map[string]*bridge.Event{}
+	var order []string
 	for m := range batch.Messages() {
 		e, err := bridge.DecodeEvent(m.Data())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e.ConversationID == "conv-big" {
-			// Only what it takes: the 40 KB note goes, the 4 KB summary fits.
-			if a := e.Customer.Attributes; a["notes"] != "" || a["crm_id"] != "a15531c3" || a["summary"] == "" {
-				t.Errorf("attributes of the large event: %d keys, want crm_id and summary", len(a))
-			}
-		}
+		got[string(e.ConversationID)] = e
+		order = append(order, string(e.ConversationID))
 	}
+	if strings.Join(order, ",") != "conv-big,conv-next" {
+		t.Fatalf("stream holds %v, want conv-big then conv-next", order)
+	}
+	return got
 }
 
 // streamMsgs returns how many messages c's stream holds.

@@ -1,6 +1,7 @@
 package testenv_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -57,5 +58,22 @@ func TestChromium_FoundOnPathOrBySetting(t *testing.T) {
 	testenv.Chromium(r)
 	if r.fatal == "" {
 		t.Error("no chromium in CI: not a failure")
+	}
+}
+
+// WithMoreRoom stops at the first room the machine keeps to, and fails in
+// CI when it keeps to none.
+func TestWithMoreRoom(t *testing.T) {
+	t.Setenv("CI", "true")
+	var tried []int
+	r := &recorder{TB: t}
+	testenv.WithMoreRoom(r, "time", []int{1, 2, 3}, func(n int) bool { tried = append(tried, n); return n == 2 })
+	if fmt.Sprint(tried) != "[1 2]" || r.fatal != "" {
+		t.Errorf("tried %v, fatal %q; want [1 2] and no failure", tried, r.fatal)
+	}
+	r = &recorder{TB: t}
+	testenv.WithMoreRoom(r, "time", []int{1, 2}, func(int) bool { return false })
+	if r.fatal == "" {
+		t.Error("too slow for every room: no failure in CI")
 	}
 }
