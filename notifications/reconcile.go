@@ -387,6 +387,11 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 			break
 		}
 		g.Go(func() error {
+			// Seen as of the request, not the answer: the body is the
+			// conversation when Genesys answered, and a newer gap that
+			// ended while the answer was on its way must still fetch it
+			// (its pass skips a pair seen since the gap began).
+			asked := time.Now()
 			body, err := fetch(conv)
 			if errors.Is(err, errGaveWay) && ctx.Err() == nil {
 				// Cut short, not failed: no failure of the conversation or
@@ -444,7 +449,7 @@ func (c *Client) reconcile(ctx context.Context, pending map[*shard]time.Time, jo
 			fetchedMu.Unlock()
 			now := time.Now()
 			for _, u := range users {
-				c.markSeen(string(body), u, now)
+				c.markSeen(string(body), u, asked)
 				// Marked fetched and seen: handed on even when the pass
 				// stops meanwhile (two failures in a row, a 429), or it is lost.
 				if !c.emit(ctx, bridge.Snapshot{Topic: agentTopic(u), Agent: bridge.AgentID(u), Body: body, ReceivedAt: now, Reconciled: true}) {
